@@ -1,0 +1,66 @@
+# ModelSwitch build. `make` builds build/modelswitch; `make test` runs the whole suite;
+# `make asan` builds an ASan/UBSan variant in build-asan/; `make bench` runs the benchmarks.
+CC      ?= cc
+BUILD   ?= build
+PKGS    := libuv libcurl jansson yaml-0.1 sqlite3 libcrypto
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -Isrc -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LLHTTP_SRC := /usr/share/llhttp/llhttp.c /usr/share/llhttp/api.c /usr/share/llhttp/http.c
+
+SRC     := $(shell find src -name '*.c' | sort)
+LIB_SRC := $(filter-out src/main.c,$(SRC))
+OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LLOBJ   := $(patsubst /usr/share/llhttp/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRC))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test asan clean format bench tools
+all: $(BUILD)/modelswitch tools
+
+tools: $(BUILD)/mock_upstream
+
+$(BUILD)/modelswitch: $(BUILD)/src/main.o $(BUILD)/libms.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/libms.a: $(OBJ) $(LLOBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/src/%.o: src/%.c $(shell find src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# llhttp is Node's parser, compiled from Debian's sources; it is not our code, so our warning
+# policy does not apply to it.
+$(BUILD)/llhttp/%.o: /usr/share/llhttp/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS)) -w -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/mock_upstream: tests/mock/mock_upstream.c $(LLOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LLOBJ) $(LDFLAGS) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+test:
+	bash tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" all unit
+
+bench:
+	bash bench/run.sh
+
+format:
+	clang-format -i $$(find src tests/unit tests/mock -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,37 @@
+/*
+ * The API layer: routing of a complete request to its endpoint, authentication against the key
+ * cache, request validation, and the endpoint handlers. Handlers run on the worker's loop thread
+ * and answer through the response API of server/http.h, either at once or later from upstream
+ * callbacks.
+ */
+#ifndef MS_API_H
+#define MS_API_H
+
+#include "server/http.h"
+#include "store/store.h"
+
+/* Routes and answers (now or later) the request. */
+void api_dispatch(http_conn *c, http_request *r);
+/* Writes a new request id ("req_" + 24 hex digits) into out (>= 40 bytes). */
+void api_new_request_id(worker_t *w, char *out);
+
+/* ---- shared by the endpoint files ---- */
+
+/* Checks the Authorization header for a key of type want. On failure the error has been sent
+ * and -1 is returned. On success fills *key and the request's log fields. */
+int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *key);
+
+/* Error helpers with the contract's type and code. */
+void api_err_invalid_json(http_conn *c, const char *detail);
+void api_err_missing(http_conn *c, const char *param);
+void api_err_invalid(http_conn *c, const char *param, const char *message);
+void api_err_model_not_found(http_conn *c, const char *model);
+void api_err_internal(http_conn *c);
+
+/* Endpoints. */
+void api_chat_completions(http_conn *c, http_request *r);
+void api_embeddings(http_conn *c, http_request *r);
+void api_models_list(http_conn *c, http_request *r);
+void api_models_get(http_conn *c, http_request *r, ms_str id);
+
+#endif

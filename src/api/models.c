@@ -1,0 +1,84 @@
+/*
+ * GET /v1/models and GET /v1/models/{id}: the models this gateway serves (those with at least
+ * one enabled deployment) in OpenAI's list shape, each with its list prices (provider price plus
+ * the configured markup), in USD per 1M tokens.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "common/util.h"
+
+/* Provider price (nano-USD per 1M tokens) with the markup (millionths of a percent) applied,
+ * rounded half up to a whole nano-dollar. */
+static int64_t list_price(int64_t base, int64_t markup_micro)
+{
+    __int128 v = (__int128)base * (100000000 + markup_micro);
+    return (int64_t)((v + 50000000) / 100000000);
+}
+
+static void append_model(buf_t *b, const cfg_t *cfg, const cfg_model *m)
+{
+    char in[40], out[40];
+    ms_format_decimal(list_price(m->price_in_nusd_per_mtok, cfg->markup_percent_micro), 9, in,
+                      sizeof in);
+    ms_format_decimal(list_price(m->price_out_nusd_per_mtok, cfg->markup_percent_micro), 9, out,
+                      sizeof out);
+    buf_appends(b, "{\"id\":\"");
+    buf_append_json_escaped(b, m->name, strlen(m->name));
+    buf_printf(b, "\",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"%s\","
+                  "\"pricing\":{\"input\":%s,\"output\":%s,\"unit\":\"USD per 1M tokens\"}}",
+               m->created, cfg_prov_kind_name(m->deployments[0].provider->kind), in, out);
+}
+
+void api_models_list(http_conn *c, http_request *r)
+{
+    store_key key;
+    if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
+        return;
+    const cfg_t *cfg = c->w->cfg;
+    buf_t b;
+    buf_init(&b, 0);
+    buf_appends(&b, "{\"object\":\"list\",\"data\":[");
+    int first = 1;
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const cfg_model *m = &cfg->models[i];
+        if (m->ndeployments == 0)
+            continue;
+        if (!first)
+            buf_appends(&b, ",");
+        first = 0;
+        append_model(&b, cfg, m);
+    }
+    if (buf_appends(&b, "]}") != 0) {
+        buf_free(&b);
+        return api_err_internal(c);
+    }
+    size_t len = b.len;
+    http_respond(c, 200, "application/json", NULL, buf_steal(&b), len, 1);
+}
+
+void api_models_get(http_conn *c, http_request *r, ms_str id)
+{
+    store_key key;
+    if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
+        return;
+    const cfg_t *cfg = c->w->cfg;
+    const cfg_model *m = cfg_find_model(cfg, id.p, id.n);
+    if (!m || m->ndeployments == 0) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(id.n > 200 ? 200 : id.n), id.p);
+        return api_err_model_not_found(c, name);
+    }
+    buf_t b;
+    buf_init(&b, 0);
+    append_model(&b, cfg, m);
+    if (!b.data) {
+        buf_free(&b);
+        return api_err_internal(c);
+    }
+    size_t len = b.len;
+    http_respond(c, 200, "application/json", NULL, buf_steal(&b), len, 1);
+}

@@ -1,0 +1,35 @@
+/*
+ * The in-memory key cache the hot path authenticates against. It holds every key of the store
+ * (by SHA-256) and is kept fresh by a refresher thread that asks the store for rows changed since
+ * the last sequence it saw, every refresh interval (250 ms), so a CLI change (deactivate, delete)
+ * reaches a running gateway within one second. Lookups take a read lock and copy the entry out;
+ * they never touch the store.
+ */
+#ifndef MS_KEYCACHE_H
+#define MS_KEYCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "store/store.h"
+
+typedef struct kc kc_t;
+
+/* Loads every key once (synchronously), then starts the refresher thread with its own store
+ * handle. NULL + err on failure. */
+kc_t *kc_start(const cfg_t *cfg, char *err, size_t errlen);
+void kc_stop(kc_t *kc);
+
+typedef enum {
+    KC_OK,
+    KC_NOT_FOUND, /* unknown, malformed or deleted */
+    KC_EXPIRED,
+    KC_INACTIVE,
+} kc_status;
+
+/* Looks up the presented key (not NUL-terminated) and copies its row into *out (hash zeroed).
+ * now_ms decides expiry. */
+kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_key *out);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * Growable byte buffers with a hard cap, and length-carrying string views.
+ *
+ * Everything that grows from network input (header blocks, bodies, SSE lines, upstream answers) is
+ * a buf_t with a cap set by whoever owns it, so no peer can make the gateway allocate without
+ * bound. Views (ms_str) never assume NUL termination: parsers hand out pointers into buffers.
+ */
+#ifndef MS_BUF_H
+#define MS_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const char *p;
+    size_t n;
+} ms_str;
+
+#define MS_STR_LIT(s) ((ms_str){(s), sizeof(s) - 1})
+
+static inline ms_str ms_str_c(const char *s)
+{
+    return (ms_str){s, s ? strlen(s) : 0};
+}
+
+static inline int ms_str_eq(ms_str a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.n == n && memcmp(a.p, lit, n) == 0;
+}
+
+int ms_str_caseeq(ms_str a, const char *lit);
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;   /* allocated bytes */
+    size_t limit; /* never grow past this many bytes; 0 = no limit (only for our own output) */
+} buf_t;
+
+void buf_init(buf_t *b, size_t limit);
+void buf_free(buf_t *b);
+/* Returns 0, or -1 when the append would pass the limit or memory is exhausted (buffer unchanged). */
+int buf_append(buf_t *b, const void *p, size_t n);
+int buf_appends(buf_t *b, const char *s);
+int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as the inside of a JSON string (escaped, without the quotes). */
+int buf_append_json_escaped(buf_t *b, const char *s, size_t n);
+int buf_reserve(buf_t *b, size_t extra);
+/* Drops the first n bytes. */
+void buf_consume(buf_t *b, size_t n);
+static inline void buf_reset(buf_t *b)
+{
+    b->len = 0;
+}
+/* Hands the storage to the caller (who frees it) and leaves b empty. */
+char *buf_steal(buf_t *b);
+
+#endif

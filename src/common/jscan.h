@@ -1,0 +1,54 @@
+/*
+ * A validating, zero-copy JSON scanner for the hot path. It checks a whole document against
+ * RFC 8259 (strings with their escapes and UTF-8, numbers, literals, nesting up to a depth limit)
+ * without building a tree or allocating, and reports the top-level members of an object as views
+ * into the input. The gateway uses it to read the few fields it needs (model, stream, max_tokens,
+ * usage) from bodies it otherwise forwards untouched, so a 100 KB prompt is scanned once and never
+ * copied or re-serialised. Documents that must be built or edited go through jansson instead.
+ */
+#ifndef MS_JSCAN_H
+#define MS_JSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define JSCAN_MAX_DEPTH 128
+
+typedef enum { JS_STRING, JS_NUMBER, JS_OBJECT, JS_ARRAY, JS_TRUE, JS_FALSE, JS_NULL } jscan_type;
+
+typedef struct jscan_member {
+    ms_str key;     /* the key's raw text between the quotes (escapes not decoded) */
+    ms_str value;   /* the value's raw JSON text (a string value includes its quotes) */
+    jscan_type type;
+    size_t start;   /* offset of the key's opening quote in the scanned text */
+    size_t end;     /* offset just past the value */
+} jscan_member;
+
+#define JSCAN_INVALID (-1)    /* not valid JSON */
+#define JSCAN_NOT_OBJECT (-2) /* valid JSON, but the top level is not an object */
+
+/* Validates p[0..n) as one JSON document (surrounding white space allowed). If it is an object,
+ * records its top-level members, in order, into members[0..max) and returns how many there are
+ * in total (which may exceed max; those past max are not recorded). On failure returns
+ * JSCAN_INVALID and, if err_off is not NULL, the offset of the first bad byte. */
+int jscan_object(const char *p, size_t n, jscan_member *members, size_t max, size_t *err_off);
+
+/* Same, for a value already known to be valid (for example a member's value): lists the members
+ * of the object it holds. Returns their count, or JSCAN_NOT_OBJECT. */
+int jscan_members(ms_str obj, jscan_member *members, size_t max);
+
+/* The last member named key (keys compared after decoding escapes), or NULL. */
+const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key);
+
+/* Decodes a JSON string value (with its quotes) into out as UTF-8, NUL-terminated. Returns the
+ * decoded length, or -1 if it is not a string or does not fit in outlen - 1 bytes. */
+long jscan_string(ms_str v, char *out, size_t outlen);
+/* Parses a number value that is an integer (no fraction or exponent, or an exponent/fraction
+ * that still yields an exact integer like 1.0 or 1e3) within int64. Returns 0 or -1. */
+int jscan_int(ms_str v, int64_t *out);
+/* Parses any number value into a double. Returns 0 or -1. */
+int jscan_double(ms_str v, double *out);
+
+#endif

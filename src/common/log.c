@@ -1,0 +1,167 @@
+/*
+ * The logger (see log.h). Event-loop threads append lines to a bounded in-memory queue under a
+ * mutex held only for a memcpy; a dedicated thread swaps the queue out and writes it to stderr
+ * with one write(2). If stderr is slow and the queue is full, new lines are dropped and counted,
+ * and the count is reported once stderr catches up: traffic never waits for the log.
+ */
+#include "common/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/util.h"
+
+#define LOG_QUEUE_MAX (4u << 20)
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int running;
+    int stopping;
+    char *q;
+    size_t qlen;
+    size_t dropped;
+    log_level level;
+} L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .level = LOG_INFO};
+
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void *log_thread(void *arg)
+{
+    (void)arg;
+    char *mine = malloc(LOG_QUEUE_MAX);
+    if (!mine)
+        return NULL;
+    pthread_mutex_lock(&L.mu);
+    for (;;) {
+        while (L.qlen == 0 && L.dropped == 0 && !L.stopping)
+            pthread_cond_wait(&L.cv, &L.mu);
+        size_t n = L.qlen, dropped = L.dropped;
+        memcpy(mine, L.q, n);
+        L.qlen = 0;
+        L.dropped = 0;
+        int stop = L.stopping;
+        pthread_mutex_unlock(&L.mu);
+        write_all(mine, n);
+        if (dropped) {
+            char msg[96];
+            int m = snprintf(msg, sizeof msg, "{\"level\":\"warn\",\"msg\":\"log queue full: %zu "
+                             "lines dropped\"}\n", dropped);
+            write_all(msg, (size_t)m);
+        }
+        pthread_mutex_lock(&L.mu);
+        if (stop && L.qlen == 0)
+            break;
+    }
+    pthread_mutex_unlock(&L.mu);
+    free(mine);
+    return NULL;
+}
+
+void log_start(void)
+{
+    pthread_mutex_lock(&L.mu);
+    if (L.running) {
+        pthread_mutex_unlock(&L.mu);
+        return;
+    }
+    L.q = malloc(LOG_QUEUE_MAX);
+    L.stopping = 0;
+    if (L.q && pthread_create(&L.thread, NULL, log_thread, NULL) == 0) {
+        L.running = 1;
+    } else {
+        free(L.q);
+        L.q = NULL;
+    }
+    pthread_mutex_unlock(&L.mu);
+}
+
+void log_stop(void)
+{
+    pthread_mutex_lock(&L.mu);
+    if (!L.running) {
+        pthread_mutex_unlock(&L.mu);
+        return;
+    }
+    L.stopping = 1;
+    pthread_cond_signal(&L.cv);
+    pthread_mutex_unlock(&L.mu);
+    pthread_join(L.thread, NULL);
+    pthread_mutex_lock(&L.mu);
+    L.running = 0;
+    free(L.q);
+    L.q = NULL;
+    L.qlen = 0;
+    pthread_mutex_unlock(&L.mu);
+}
+
+void log_set_level(log_level lvl)
+{
+    L.level = lvl;
+}
+
+void log_line(const char *line, size_t n)
+{
+    pthread_mutex_lock(&L.mu);
+    if (!L.running) {
+        pthread_mutex_unlock(&L.mu);
+        /* before start / after stop (CLI, start-up errors) a direct write is fine */
+        write_all(line, n);
+        write_all("\n", 1);
+        return;
+    }
+    if (L.qlen + n + 1 > LOG_QUEUE_MAX) {
+        L.dropped++;
+    } else {
+        memcpy(L.q + L.qlen, line, n);
+        L.q[L.qlen + n] = '\n';
+        L.qlen += n + 1;
+        pthread_cond_signal(&L.cv);
+    }
+    pthread_mutex_unlock(&L.mu);
+}
+
+void log_msg(log_level lvl, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if (lvl < L.level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    char ts[32];
+    ms_iso8601(ms_now_ms(), ts, 1);
+    /* Operator messages are JSON lines too, so one parser reads the whole stream. */
+    buf_t b;
+    buf_init(&b, 4096);
+    buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, names[lvl]);
+    buf_append_json_escaped(&b, msg, strlen(msg));
+    buf_appends(&b, "\"}");
+    if (b.data)
+        log_line(b.data, b.len);
+    buf_free(&b);
+}

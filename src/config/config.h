@@ -1,0 +1,94 @@
+/*
+ * The configuration file (YAML, see docs/CONFIG.md and shared/spec/CONFIG.md) loaded into plain
+ * structs. ${VAR} and ${VAR:-default} are substituted in every scalar before it is interpreted.
+ * Validation is strict: an unknown field, a wrong type or a dangling reference is an error that
+ * names file:line and the field, so a typo never silently changes behaviour.
+ *
+ * A cfg_t is immutable after cfg_load and shared read-only by every thread.
+ */
+#ifndef MS_CONFIG_H
+#define MS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    PROV_OPENAI,
+    PROV_ANTHROPIC,
+    PROV_GEMINI,
+    PROV_AZURE,
+    PROV_ECHO,
+} cfg_prov_kind;
+
+typedef struct cfg_provider {
+    char *name;
+    cfg_prov_kind kind;
+    char *base_url;          /* without trailing slash; NULL for echo */
+    char *api_key;           /* may be NULL (local servers need none); never logged */
+    int enabled;             /* 0 when api_key was given but resolved to "" */
+    int64_t timeout_ms;      /* whole request; default 600000 */
+    int64_t connect_timeout_ms; /* default 10000 */
+    int line;                /* where it was defined, for messages */
+} cfg_provider;
+
+typedef struct cfg_deployment {
+    cfg_provider *provider;
+    char *model;  /* upstream model name */
+    int weight;   /* default 1, >= 0 */
+    int priority; /* default 1, lower first */
+} cfg_deployment;
+
+typedef struct cfg_model {
+    char *name;
+    /* Prices exactly as written, in nano-dollars per 1M tokens (USD 2.50 -> 2500000000),
+     * before markup. */
+    int64_t price_in_nusd_per_mtok;
+    int64_t price_out_nusd_per_mtok;
+    int64_t max_output_tokens; /* 0 = not set */
+    int64_t created;           /* unix seconds reported by /v1/models (the config's load time) */
+    cfg_deployment *deployments;
+    size_t ndeployments; /* only deployments whose provider is enabled */
+    char **fallbacks;
+    size_t nfallbacks;
+    int line;
+} cfg_model;
+
+typedef struct cfg {
+    char *path;
+    /* server */
+    char *listen_host; /* default 127.0.0.1 */
+    int listen_port;   /* default 8080 */
+    int workers;       /* 0 = one per core */
+    int64_t max_body_bytes;     /* default 8 MiB */
+    int64_t max_header_bytes;   /* default 16 KiB, whole header block */
+    int max_headers;            /* default 100 */
+    int64_t header_timeout_ms;  /* default 10000: whole header block must arrive within it */
+    int64_t body_timeout_ms;    /* default 30000: max gap between body reads */
+    int64_t idle_timeout_ms;    /* default 60000: keep-alive idle */
+    int64_t drain_timeout_ms;   /* default 30000: SIGTERM waits this long for in-flight requests */
+    char *admin_token;          /* NULL or "" = /admin/ disabled; never logged */
+    /* store */
+    char *sqlite_path;  /* default data/modelswitch.db */
+    char *postgres_url; /* NULL unless configured */
+    /* limits */
+    int64_t requests_per_minute; /* default 600 */
+    int64_t tokens_per_minute;   /* default 1000000 */
+    /* billing: markup_percent exactly, in millionths of a percent (12.5 -> 12500000) */
+    int64_t markup_percent_micro;
+    /* log */
+    int log_level; /* log_level from common/log.h; `log: {level: info}`; default info */
+    cfg_provider *providers;
+    size_t nproviders;
+    cfg_model *models;
+    size_t nmodels;
+} cfg_t;
+
+/* Loads and validates path. On error returns NULL and writes "file:line: field: message" into
+ * err. Warnings (a provider disabled because its key is empty) are logged with log_warn. */
+cfg_t *cfg_load(const char *path, char *err, size_t errlen);
+void cfg_free(cfg_t *c);
+const cfg_model *cfg_find_model(const cfg_t *c, const char *name, size_t len);
+const cfg_provider *cfg_find_provider(const cfg_t *c, const char *name);
+const char *cfg_prov_kind_name(cfg_prov_kind k);
+
+#endif

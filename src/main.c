@@ -1,0 +1,158 @@
+/*
+ * The modelswitch command: `serve` runs the gateway, `check-config` validates a config file, and
+ * the operator commands (accounts, keys, migrations) live in src/cli/. Global options are
+ * --config FILE (default config/modelswitch.yaml), --version and --help.
+ * Exit codes: 0 ok, 1 error, 2 usage.
+ */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/keycache.h"
+#include "cli/cli.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "server/server.h"
+
+#define MS_VERSION "0.1.0"
+#define DEFAULT_CONFIG "config/modelswitch.yaml"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: modelswitch [--config FILE] COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  serve [--listen HOST:PORT]   run the gateway\n"
+            "  check-config                 validate the config file\n");
+    cli_usage(f);
+    fprintf(f, "\n  --version                    print the version\n"
+               "  COMMAND --help               help for a command\n");
+}
+
+static int cmd_serve(const char *config_path, int argc, char **argv)
+{
+    const char *listen = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
+            listen = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: modelswitch [--config FILE] serve [--listen HOST:PORT]\n");
+            return 0;
+        } else {
+            fprintf(stderr, "serve: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    char err[1024];
+    cfg_t *cfg = cfg_load(config_path, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    log_set_level((log_level)cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "cannot initialise libcurl\n");
+        cfg_free(cfg);
+        return 1;
+    }
+    log_start();
+    int rc = 1;
+    srv_t *srv = NULL;
+    kc_t *kc = kc_start(cfg, err, sizeof err);
+    if (!kc) {
+        log_error("cannot open the store: %s", err);
+        goto out;
+    }
+    srv = srv_new(cfg, kc, listen, err, sizeof err);
+    if (!srv) {
+        log_error("%s", err);
+        goto out;
+    }
+    rc = srv_run(srv);
+out:
+    srv_free(srv);
+    if (kc)
+        kc_stop(kc);
+    log_stop();
+    curl_global_cleanup();
+    cfg_free(cfg);
+    return rc;
+}
+
+static int cmd_check_config(const char *config_path, int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        printf("usage: modelswitch [--config FILE] check-config\n");
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "check-config: unknown argument '%s'\n", argv[1]);
+        return 2;
+    }
+    char err[1024];
+    cfg_t *cfg = cfg_load(config_path, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("ok: %zu models, %zu providers\n", cfg->nmodels, cfg->nproviders);
+    cfg_free(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = getenv("MODELSWITCH_CONFIG");
+    if (!config_path || !*config_path)
+        config_path = DEFAULT_CONFIG;
+    /* --config may stand anywhere; the rest keeps its order */
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args)
+        return 1;
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "--config needs a file\n");
+                free(args);
+                return 2;
+            }
+            config_path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_path = argv[i] + 9;
+        } else {
+            args[n++] = argv[i];
+        }
+    }
+    int rc;
+    if (n == 0) {
+        usage(stderr);
+        rc = 2;
+    } else if (strcmp(args[0], "--version") == 0 || strcmp(args[0], "version") == 0) {
+        printf("modelswitch %s\n", MS_VERSION);
+        rc = 0;
+    } else if (strcmp(args[0], "--help") == 0 || strcmp(args[0], "help") == 0) {
+        usage(stdout);
+        rc = 0;
+    } else if (strcmp(args[0], "serve") == 0) {
+        rc = cmd_serve(config_path, n, args);
+    } else if (strcmp(args[0], "check-config") == 0) {
+        rc = cmd_check_config(config_path, n, args);
+    } else {
+        char err[1024];
+        cfg_t *cfg = cfg_load(config_path, err, sizeof err);
+        if (!cfg) {
+            fprintf(stderr, "%s\n", err);
+            rc = 1;
+        } else {
+            rc = cli_run(cfg, n, args);
+            cfg_free(cfg);
+        }
+    }
+    free(args);
+    return rc;
+}

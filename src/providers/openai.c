@@ -1,0 +1,252 @@
+/*
+ * The OpenAI adapter, for OpenAI itself and every server that speaks its API (Groq, DeepSeek,
+ * Mistral, vLLM, Ollama, llama.cpp). See provider.h: requests are forwarded byte for byte except
+ * for spliced fields, answers pass through; the adapter only reads what billing needs (usage)
+ * and checks that the answer is what it claims to be.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "providers/provider.h"
+
+void prov_upreq_free(prov_upreq *u)
+{
+    for (size_t i = 0; i < u->nheaders; i++)
+        free(u->headers[i]);
+    u->nheaders = 0;
+    buf_free(&u->scratch);
+}
+
+const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
+{
+    switch (kind) {
+    case PROV_OPENAI: return &prov_openai;
+    default: return NULL;
+    }
+}
+
+typedef struct edit {
+    size_t start, end;     /* replaced range of the client body (start == end: insertion) */
+    size_t off, len;       /* replacement in scratch */
+} edit;
+
+static int add_header(prov_upreq *u, const char *fmt, const char *a)
+{
+    if (u->nheaders >= PROV_MAX_HEADERS)
+        return -1;
+    size_t n = strlen(fmt) + strlen(a) + 1;
+    char *h = malloc(n);
+    if (!h)
+        return -1;
+    snprintf(h, n, fmt, a);
+    u->headers[u->nheaders++] = h;
+    return 0;
+}
+
+/* stream_options with include_usage forced on, keeping the client's other options. */
+static int stream_options_value(const prov_call *call, buf_t *s)
+{
+    int rc = buf_appends(s, "{\"include_usage\":true");
+    const jscan_member *so = call->m_stream_options;
+    if (so && so->type == JS_OBJECT) {
+        jscan_member m[16];
+        int n = jscan_members(so->value, m, 16);
+        for (int i = 0; i < n && i < 16; i++) {
+            if (ms_str_eq(m[i].key, "include_usage"))
+                continue;
+            rc |= buf_appends(s, ",");
+            rc |= buf_append(s, so->value.p + m[i].start - 0, m[i].end - m[i].start);
+        }
+    }
+    rc |= buf_appends(s, "}");
+    return rc;
+}
+
+static int openai_build(const prov_call *call, prov_upreq *u)
+{
+    const cfg_provider *prov = call->dep->provider;
+    const char *path = call->ep == EP_CHAT ? "/chat/completions" : "/embeddings";
+    int n = snprintf(u->url, sizeof u->url, "%s%s", prov->base_url, path);
+    if (n < 0 || (size_t)n >= sizeof u->url)
+        return -1;
+    buf_init(&u->scratch, 0);
+    if (prov->api_key && prov->api_key[0] && add_header(u, "Authorization: Bearer %s", prov->api_key))
+        return -1;
+    if (add_header(u, "Content-Type: %s", "application/json"))
+        return -1;
+    if (call->stream && add_header(u, "Accept: %s", "text/event-stream"))
+        return -1;
+
+    edit ed[PROV_MAX_EDITS];
+    size_t ne = 0;
+    const char *b = call->body.p;
+    /* model -> the deployment's upstream name */
+    ed[ne].start = (size_t)(call->m_model->value.p - b);
+    ed[ne].end = ed[ne].start + call->m_model->value.n;
+    ed[ne].off = u->scratch.len;
+    int rc = buf_appends(&u->scratch, "\"");
+    rc |= buf_append_json_escaped(&u->scratch, call->dep->model, strlen(call->dep->model));
+    rc |= buf_appends(&u->scratch, "\"");
+    ed[ne].len = u->scratch.len - ed[ne].off;
+    ne++;
+    if (call->stream) {
+        /* usage must always come back for billing, whatever the client asked */
+        if (call->m_stream_options) {
+            ed[ne].start = (size_t)(call->m_stream_options->value.p - b);
+            ed[ne].end = ed[ne].start + call->m_stream_options->value.n;
+            ed[ne].off = u->scratch.len;
+            rc |= stream_options_value(call, &u->scratch);
+        } else {
+            const char *brace = memchr(b, '{', call->body.n);
+            ed[ne].start = ed[ne].end = (size_t)(brace - b) + 1;
+            ed[ne].off = u->scratch.len;
+            rc |= buf_appends(&u->scratch, "\"stream_options\":");
+            rc |= stream_options_value(call, &u->scratch);
+            rc |= buf_appends(&u->scratch, ",");
+        }
+        ed[ne].len = u->scratch.len - ed[ne].off;
+        ne++;
+    }
+    if (rc)
+        return -1;
+    /* edits in body order */
+    if (ne == 2 && ed[1].start < ed[0].start) {
+        edit t = ed[0];
+        ed[0] = ed[1];
+        ed[1] = t;
+    }
+    size_t pos = 0;
+    u->niov = 0;
+    for (size_t i = 0; i < ne; i++) {
+        if (ed[i].start > pos)
+            u->iov[u->niov++] = (up_iov){b + pos, ed[i].start - pos};
+        u->iov[u->niov++] = (up_iov){u->scratch.data + ed[i].off, ed[i].len};
+        pos = ed[i].end;
+    }
+    if (pos < call->body.n)
+        u->iov[u->niov++] = (up_iov){b + pos, call->body.n - pos};
+    return 0;
+}
+
+static void read_usage(ms_str usage, prov_usage *out)
+{
+    jscan_member m[16];
+    int n = jscan_members(usage, m, 16);
+    if (n < 0)
+        return;
+    size_t k = (size_t)(n > 16 ? 16 : n);
+    const jscan_member *pt = jscan_find(m, k, "prompt_tokens");
+    const jscan_member *ct = jscan_find(m, k, "completion_tokens");
+    int64_t p = 0, c = 0;
+    if (pt && jscan_int(pt->value, &p) == 0 && p >= 0) {
+        out->known = 1;
+        out->prompt_tokens = p;
+        out->completion_tokens = (ct && jscan_int(ct->value, &c) == 0 && c >= 0) ? c : 0;
+    }
+}
+
+static int openai_response(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage,
+                           char *err, size_t errlen)
+{
+    jscan_member m[64];
+    int n = jscan_object(body.p, body.n, m, 64, NULL);
+    if (n < 0) {
+        snprintf(err, errlen, "the provider's answer is not a JSON object");
+        return -1;
+    }
+    size_t k = (size_t)(n > 64 ? 64 : n);
+    const jscan_member *u = jscan_find(m, k, "usage");
+    if (u && u->type == JS_OBJECT)
+        read_usage(u->value, usage);
+    const char *need = call->ep == EP_CHAT ? "choices" : "data";
+    const jscan_member *d = jscan_find(m, k, need);
+    if (!d || d->type != JS_ARRAY) {
+        snprintf(err, errlen, "the provider's answer has no '%s' array", need);
+        return -1;
+    }
+    (void)client;
+    return 0;
+}
+
+static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t *out,
+                               prov_usage *usage, int *done, int *error, char *err, size_t errlen)
+{
+    ms_str d = ev->data;
+    if (d.n == 0)
+        return 0; /* comments and keep-alives carry nothing for the client */
+    if (ms_str_eq(d, "[DONE]")) {
+        *done = 1;
+        return 0;
+    }
+    jscan_member m[32];
+    int n = jscan_object(d.p, d.n, m, 32, NULL);
+    if (n < 0) {
+        snprintf(err, errlen, "the provider sent an invalid stream event");
+        return -1;
+    }
+    size_t k = (size_t)(n > 32 ? 32 : n);
+    const jscan_member *e = jscan_find(m, k, "error");
+    if (e && e->type != JS_NULL) {
+        *error = 1;
+        snprintf(err, errlen, "the provider reported an error in the stream");
+        if (e->type == JS_OBJECT) {
+            jscan_member em[16];
+            int en = jscan_members(e->value, em, 16);
+            const jscan_member *msg = en > 0 ? jscan_find(em, (size_t)(en > 16 ? 16 : en), "message") : NULL;
+            char text[400];
+            if (msg && jscan_string(msg->value, text, sizeof text) >= 0)
+                snprintf(err, errlen, "%s", text);
+        }
+        return 0;
+    }
+    const jscan_member *u = jscan_find(m, k, "usage");
+    if (u && u->type == JS_OBJECT) {
+        read_usage(u->value, usage);
+        const jscan_member *ch = jscan_find(m, k, "choices");
+        int usage_only = !ch || (ch->type == JS_ARRAY && ch->value.n == 2);
+        if (usage_only && !call->client_include_usage)
+            return 0; /* the usage chunk the gateway asked for, not the client */
+    }
+    /* forward the event's data as OpenAI frames it, whatever framing the upstream used */
+    int rc = buf_append(out, "data: ", 6);
+    rc |= buf_append(out, d.p, d.n);
+    rc |= buf_append(out, "\n\n", 2);
+    return rc ? -1 : 0;
+}
+
+static void openai_error_message(ms_str body, char *out, size_t outlen)
+{
+    jscan_member m[16];
+    int n = jscan_object(body.p, body.n, m, 16, NULL);
+    if (n > 0) {
+        const jscan_member *e = jscan_find(m, (size_t)(n > 16 ? 16 : n), "error");
+        if (e && e->type == JS_OBJECT) {
+            jscan_member em[16];
+            int en = jscan_members(e->value, em, 16);
+            const jscan_member *msg =
+                en > 0 ? jscan_find(em, (size_t)(en > 16 ? 16 : en), "message") : NULL;
+            if (msg && jscan_string(msg->value, out, outlen) >= 0)
+                return;
+        } else if (e && e->type == JS_STRING && jscan_string(e->value, out, outlen) >= 0) {
+            return;
+        }
+        const jscan_member *msg = jscan_find(m, (size_t)(n > 16 ? 16 : n), "message");
+        if (msg && jscan_string(msg->value, out, outlen) >= 0)
+            return;
+    }
+    /* not JSON: a short, printable excerpt of what came back */
+    size_t k = 0;
+    for (size_t i = 0; i < body.n && k + 1 < outlen && k < 200; i++) {
+        unsigned char ch = (unsigned char)body.p[i];
+        out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+    }
+    out[k] = '\0';
+}
+
+const prov_adapter prov_openai = {
+    .build = openai_build,
+    .response = openai_response,
+    .stream_event = openai_stream_event,
+    .error_message = openai_error_message,
+};

@@ -1,0 +1,85 @@
+/*
+ * Provider adapters. The API layer validates a client's OpenAI-shaped request and describes it
+ * as a prov_call; an adapter turns that into the upstream request (URL, headers, body pieces)
+ * and the upstream's answer back into OpenAI's shape, for whole bodies and for stream events.
+ * src/api/proxy.c drives the transfer and is the same for every adapter.
+ *
+ * The OpenAI adapter forwards the client's bytes: its request body is the client's body with
+ * `model` (and, for streams, `stream_options`) spliced, sent from iovecs that point into the
+ * client's buffer; its answers pass through unchanged apart from dropping a usage chunk the
+ * client did not ask for. Adapters for other formats (Anthropic, Gemini) translate instead.
+ * The echo provider answers locally (providers/echo.c) and has no adapter.
+ */
+#ifndef MS_PROVIDER_H
+#define MS_PROVIDER_H
+
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/jscan.h"
+#include "common/sse.h"
+#include "config/config.h"
+#include "upstream/upstream.h"
+
+#define PROV_MAX_MEMBERS 128
+#define PROV_MAX_EDITS 4
+#define PROV_MAX_HEADERS 6
+
+typedef enum { EP_CHAT, EP_EMBEDDINGS } prov_endpoint;
+
+typedef struct prov_usage {
+    int known;
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+} prov_usage;
+
+/* A validated client request. Views point into the client's body, which outlives the call. */
+typedef struct prov_call {
+    prov_endpoint ep;
+    const cfg_model *model;
+    const cfg_deployment *dep;
+    ms_str body;
+    jscan_member members[PROV_MAX_MEMBERS];
+    size_t nmembers;
+    const jscan_member *m_model;
+    const jscan_member *m_stream_options; /* NULL if absent */
+    int stream;
+    int client_include_usage;
+    int64_t max_tokens; /* -1 when not given */
+} prov_call;
+
+/* The upstream request an adapter builds. */
+typedef struct prov_upreq {
+    char url[1024];
+    char *headers[PROV_MAX_HEADERS]; /* owned */
+    size_t nheaders;
+    up_iov iov[2 * PROV_MAX_EDITS + 1];
+    size_t niov;
+    buf_t scratch; /* owned storage for spliced-in pieces; iov may point into it */
+} prov_upreq;
+
+void prov_upreq_free(prov_upreq *u);
+
+typedef struct prov_adapter {
+    /* Fills *out. Returns 0, or -1 (out of memory / URL too long). */
+    int (*build)(const prov_call *call, prov_upreq *out);
+    /* A 2xx non-streaming answer. Validates it and reads usage; when the client's body differs
+     * from the upstream's, writes it into client (else leaves client empty: pass through).
+     * Returns 0, or -1 with a message in err when the answer is not a valid response. */
+    int (*response)(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage,
+                    char *err, size_t errlen);
+    /* One upstream stream event. Appends what the client gets to out; sets *done at the end
+     * marker and *error (with a message in err) for an in-band upstream error. Returns 0, or -1
+     * when the event is not valid (err set). */
+    int (*stream_event)(const prov_call *call, const sse_event *ev, buf_t *out, prov_usage *usage,
+                        int *done, int *error, char *err, size_t errlen);
+    /* The human message inside an upstream error answer. */
+    void (*error_message)(ms_str body, char *out, size_t outlen);
+} prov_adapter;
+
+/* The adapter for a provider kind, or NULL (echo and kinds not implemented yet). */
+const prov_adapter *prov_adapter_for(cfg_prov_kind kind);
+
+extern const prov_adapter prov_openai;
+
+#endif

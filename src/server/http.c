@@ -1,0 +1,779 @@
+/*
+ * HTTP/1.1 connections (see http.h): llhttp callbacks, limits, timeouts, in-order pipelining and
+ * the response writer. Everything here runs on the worker's loop thread.
+ */
+#include "server/http.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define PENDING_MAX (64 * 1024)
+
+enum { ST_IDLE, ST_HEAD, ST_BODY, ST_PROCESSING };
+
+typedef struct wreq {
+    uv_write_t req;
+    http_conn *c;
+    char *own[2];
+} wreq;
+
+static llhttp_settings_t g_settings;
+static int g_settings_ready;
+
+static void conn_close(http_conn *c);
+static void conn_feed(http_conn *c, const char *data, size_t n);
+static void conn_arm_timer(http_conn *c, int state);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_timer(uv_timer_t *t);
+
+static inline http_conn *conn_of(llhttp_t *p)
+{
+    return (http_conn *)p->data;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+/* ---- writing ---- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq *w = (wreq *)req;
+    http_conn *c = w->c;
+    free(w->own[0]);
+    free(w->own[1]);
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t q = c->tcp.write_queue_size;
+    if (c->draining_high && q < HTTP_LOW_WATER) {
+        c->draining_high = 0;
+        if (c->processing && c->handler.drained)
+            c->handler.drained(c, c->handler.ctx);
+        if (c->closing)
+            return;
+    }
+}
+
+/* Queues bufs; own pointers are freed after the write. Returns 0 or -1 (connection gone). */
+static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, char *own1)
+{
+    if (c->closing) {
+        free(own0);
+        free(own1);
+        return -1;
+    }
+    wreq *w = malloc(sizeof *w);
+    if (!w) {
+        free(own0);
+        free(own1);
+        conn_close(c);
+        return -1;
+    }
+    w->c = c;
+    w->own[0] = own0;
+    w->own[1] = own1;
+    for (unsigned i = 0; i < nbufs; i++)
+        c->bytes_out += bufs[i].len;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
+    if (rc < 0) {
+        free(own0);
+        free(own1);
+        free(w);
+        conn_close(c);
+        return -1;
+    }
+    if (c->tcp.write_queue_size > HTTP_HIGH_WATER)
+        c->draining_high = 1;
+    return 0;
+}
+
+size_t http_write_pending(http_conn *c)
+{
+    return c->tcp.write_queue_size;
+}
+
+void http_set_extra_headers(http_conn *c, const char *headers)
+{
+    buf_reset(&c->extra);
+    buf_appends(&c->extra, headers);
+}
+
+/* Builds the status line and the headers every response carries. */
+static int build_head(http_conn *c, buf_t *h, int status, const char *content_type,
+                      const char *headers, int64_t content_length)
+{
+    if (c->w->draining)
+        c->close_after = 1;
+    if (!c->req.keep_alive)
+        c->close_after = 1;
+    c->status = status;
+    int rc = buf_printf(h, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status, status_text(status),
+                        c->req.id);
+    if (content_type)
+        rc |= buf_printf(h, "content-type: %s\r\n", content_type);
+    if (content_length >= 0)
+        rc |= buf_printf(h, "content-length: %" PRId64 "\r\n", content_length);
+    else
+        rc |= buf_appends(h, "transfer-encoding: chunked\r\n");
+    if (c->close_after)
+        rc |= buf_appends(h, "connection: close\r\n");
+    if (c->extra.len)
+        rc |= buf_append(h, c->extra.data, c->extra.len);
+    if (headers)
+        rc |= buf_appends(h, headers);
+    rc |= buf_append(h, "\r\n", 2);
+    return rc;
+}
+
+static void access_log(http_conn *c)
+{
+    http_request *r = &c->req;
+    char ts[32];
+    ms_iso8601(ms_now_ms(), ts, 1);
+    int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
+    buf_t b;
+    char stack[768];
+    /* a stack-sized line covers nearly every request; buf_t handles the rest */
+    buf_init(&b, 8192);
+    buf_printf(&b, "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\",\"method\":\"%s\","
+               "\"path\":\"",
+               ts, r->id, llhttp_method_name(r->method));
+    buf_append_json_escaped(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
+    buf_printf(&b, "\",\"status\":%d,\"account\":%s%s%s,\"key\":%s%s%s,\"model\":", c->status,
+               r->log_account[0] ? "" : "null", r->log_account,
+               "", r->log_key[0] ? "\"" : "null", r->log_key, r->log_key[0] ? "\"" : "");
+    if (r->log_model[0]) {
+        buf_appends(&b, "\"");
+        buf_append_json_escaped(&b, r->log_model, strlen(r->log_model));
+        buf_appends(&b, "\"");
+    } else {
+        buf_appends(&b, "null");
+    }
+    buf_printf(&b, ",\"provider\":%s%s%s,\"upstream_ms\":%s", r->log_provider[0] ? "\"" : "",
+               r->log_provider[0] ? r->log_provider : "null", r->log_provider[0] ? "\"" : "",
+               r->upstream_ms >= 0 ? "" : "null");
+    if (r->upstream_ms >= 0)
+        buf_printf(&b, "%" PRId64, r->upstream_ms);
+    buf_printf(&b, ",\"total_ms\":%" PRId64 ".%03" PRId64 ",\"bytes_in\":%" PRIu64
+               ",\"bytes_out\":%" PRIu64,
+               total_us / 1000, total_us % 1000, c->bytes_in, c->bytes_out);
+    if (r->prompt_tokens >= 0)
+        buf_printf(&b, ",\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64,
+                   r->prompt_tokens, r->completion_tokens);
+    buf_appends(&b, "}");
+    (void)stack;
+    if (b.data)
+        log_line(b.data, b.len);
+    buf_free(&b);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    http_conn *c = req->data;
+    if (!c->closing && status < 0)
+        conn_close(c);
+}
+
+/* Closing right after an answer could reset the connection while the client is still sending
+ * (a 413 for a large body), and a reset can destroy the answer before the client reads it. So
+ * the write side is shut down once the answer is out, and input is read and discarded for a
+ * short while (or until the client closes). */
+static void conn_linger(http_conn *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    c->lingering = 1;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+    uv_timer_start(&c->timer, on_timer, 2000, 0);
+}
+
+/* The current request is fully answered (its last bytes are queued). */
+static void request_done(http_conn *c)
+{
+    if (!c->processing)
+        return;
+    c->processing = 0;
+    c->handler = (http_handler){0};
+    access_log(c);
+    worker_t *w = c->w;
+    w->inflight--;
+    buf_free(&c->body);
+    buf_free(&c->head);
+    buf_free(&c->extra);
+    c->bytes_in = c->bytes_out = 0;
+    if (w->draining) {
+        c->close_after = 1;
+        srv_worker_check_drained(w);
+    }
+    if (c->close_after) {
+        conn_linger(c);
+        return;
+    }
+    llhttp_resume(&c->parser);
+    conn_arm_timer(c, ST_IDLE);
+    if (c->pending.len) {
+        buf_t p = c->pending;
+        buf_init(&c->pending, PENDING_MAX);
+        conn_feed(c, p.data, p.len);
+        buf_free(&p);
+    }
+    if (!c->closing && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+    }
+}
+
+void http_respond(http_conn *c, int status, const char *content_type, const char *headers,
+                  const char *body, size_t len, int own_body)
+{
+    if (c->closing || c->responded) {
+        if (own_body)
+            free((char *)body);
+        return;
+    }
+    c->responded = 1;
+    buf_t h;
+    buf_init(&h, 0);
+    int small = !own_body && len <= 16384;
+    if (build_head(c, &h, status, content_type, headers, (int64_t)len) != 0 ||
+        (small && buf_append(&h, body, len) != 0)) {
+        buf_free(&h);
+        if (own_body)
+            free((char *)body);
+        conn_close(c);
+        return;
+    }
+    uv_buf_t bufs[2];
+    unsigned n = 1;
+    bufs[0] = uv_buf_init(h.data, (unsigned)h.len);
+    char *own1 = NULL;
+    if (!small && len) {
+        if (own_body) {
+            own1 = (char *)body;
+        } else {
+            own1 = malloc(len);
+            if (!own1) {
+                buf_free(&h);
+                conn_close(c);
+                return;
+            }
+            memcpy(own1, body, len);
+        }
+        bufs[1] = uv_buf_init(own1, (unsigned)len);
+        n = 2;
+    } else if (own_body) {
+        free((char *)body);
+    }
+    if (conn_write(c, bufs, n, buf_steal(&h), own1) == 0)
+        request_done(c);
+}
+
+void http_error(http_conn *c, int status, const char *type, const char *code, const char *param,
+                const char *message, int64_t retry_after_ms)
+{
+    buf_t b, h;
+    buf_init(&b, 0);
+    buf_init(&h, 0);
+    buf_appends(&b, "{\"error\":{\"message\":\"");
+    buf_append_json_escaped(&b, message, strlen(message));
+    buf_printf(&b, "\",\"type\":\"%s\",\"code\":\"%s\",\"param\":", type, code);
+    if (param) {
+        buf_appends(&b, "\"");
+        buf_append_json_escaped(&b, param, strlen(param));
+        buf_appends(&b, "\"}}");
+    } else {
+        buf_appends(&b, "null}}");
+    }
+    if (status == 400 || status == 401 || status == 403 || status == 404 || status == 405 ||
+        status == 413)
+        buf_appends(&h, "x-should-retry: false\r\n");
+    if (retry_after_ms >= 0) {
+        buf_printf(&h, "retry-after: %" PRId64 "\r\nretry-after-ms: %" PRId64 "\r\n",
+                   (retry_after_ms + 999) / 1000, retry_after_ms);
+    }
+    if (!b.data || !h.data) {
+        buf_free(&b);
+        buf_free(&h);
+        conn_close(c);
+        return;
+    }
+    size_t len = b.len;
+    http_respond(c, status, "application/json", h.data, buf_steal(&b), len, 1);
+    buf_free(&h);
+}
+
+void http_stream_start(http_conn *c, int status, const char *content_type, const char *headers)
+{
+    if (c->closing || c->responded)
+        return;
+    c->responded = 1;
+    c->chunked = 1;
+    buf_t h;
+    buf_init(&h, 0);
+    if (build_head(c, &h, status, content_type, headers, -1) != 0) {
+        buf_free(&h);
+        conn_close(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(h.data, (unsigned)h.len);
+    conn_write(c, &b, 1, buf_steal(&h), NULL);
+}
+
+int http_stream_write(http_conn *c, const char *data, size_t len)
+{
+    if (c->closing || !c->chunked)
+        return -1;
+    if (len == 0)
+        return 0;
+    /* one allocation per chunk: size line, data and CRLF go out in a single write */
+    char *p = malloc(len + 24);
+    if (!p) {
+        conn_close(c);
+        return -1;
+    }
+    int hl = snprintf(p, 24, "%zx\r\n", len);
+    memcpy(p + hl, data, len);
+    memcpy(p + hl + len, "\r\n", 2);
+    uv_buf_t b = uv_buf_init(p, (unsigned)(hl + len + 2));
+    return conn_write(c, &b, 1, p, NULL);
+}
+
+void http_stream_end(http_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->chunked) {
+        static const char last[] = "0\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)last, sizeof last - 1);
+        c->chunked = 0;
+        if (conn_write(c, &b, 1, NULL, NULL) != 0)
+            return;
+    }
+    request_done(c);
+}
+
+/* ---- closing and timers ---- */
+
+static void on_close(uv_handle_t *h)
+{
+    http_conn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    buf_free(&c->head);
+    buf_free(&c->body);
+    buf_free(&c->pending);
+    buf_free(&c->extra);
+    free(c);
+}
+
+static void conn_close(http_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    worker_t *w = c->w;
+    if (c->processing) {
+        /* the client is gone before its answer was complete */
+        if (c->handler.abort)
+            c->handler.abort(c, c->handler.ctx);
+        c->handler = (http_handler){0};
+        if (!c->responded)
+            c->status = 499;
+        c->processing = 0;
+        access_log(c);
+        w->inflight--;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    /* two handles close; the struct is freed when both are done */
+    c->open_handles = 2;
+    uv_close((uv_handle_t *)&c->timer, on_close);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (w->draining)
+        srv_worker_check_drained(w);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    http_conn *c = t->data;
+    if (c->processing)
+        return;
+    if (c->phase == ST_IDLE || c->lingering) {
+        /* idle keep-alive connection: close without a word, as browsers and SDKs expect */
+        conn_close(c);
+        return;
+    }
+    c->processing = 1;
+    c->w->inflight++;
+    c->req.start_ns = ms_mono_ns();
+    c->req.keep_alive = 0;
+    c->req.upstream_ms = -1;
+    c->req.prompt_tokens = -1;
+    api_new_request_id(c->w, c->req.id);
+    http_error(c, 408, "invalid_request_error", "request_timeout",
+               NULL, "The request was not received in time", -1);
+}
+
+static void conn_arm_timer(http_conn *c, int state)
+{
+    c->phase = state;
+    const cfg_t *cfg = c->w->cfg;
+    int64_t ms = state == ST_IDLE ? cfg->idle_timeout_ms
+                 : state == ST_HEAD ? cfg->header_timeout_ms
+                                    : cfg->body_timeout_ms;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+}
+
+/* ---- parsing ---- */
+
+static int head_append(http_conn *c, const char *at, size_t n)
+{
+    if (c->head_bytes + c->head.len + n > (size_t)c->w->cfg->max_header_bytes ||
+        buf_append(&c->head, at, n) != 0) {
+        c->header_too_large = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int cb_message_begin(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    memset(&c->req, 0, sizeof c->req);
+    c->req.start_ns = ms_mono_ns();
+    c->req.upstream_ms = -1;
+    c->req.prompt_tokens = -1;
+    buf_free(&c->head);
+    buf_init(&c->head, 0);
+    buf_free(&c->body);
+    buf_init(&c->body, (size_t)c->w->cfg->max_body_bytes);
+    c->url_off = c->url_len = 0;
+    c->nheaders = 0;
+    c->in_field = 0;
+    c->head_bytes = 0;
+    c->auth_len = c->ctype_len = 0;
+    c->expect_continue = 0;
+    c->header_too_large = c->body_too_large = 0;
+    c->responded = 0;
+    c->chunked = 0;
+    c->status = 0;
+    conn_arm_timer(c, ST_HEAD);
+    return 0;
+}
+
+static int cb_url(llhttp_t *p, const char *at, size_t n)
+{
+    http_conn *c = conn_of(p);
+    if (head_append(c, at, n))
+        return -1;
+    c->url_len += n;
+    return 0;
+}
+
+static int cb_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    http_conn *c = conn_of(p);
+    if (!c->in_field) {
+        if (++c->nheaders > c->w->cfg->max_headers) {
+            c->header_too_large = 1;
+            return -1;
+        }
+        c->in_field = 1;
+        c->hname_off = c->head.len;
+    }
+    return head_append(c, at, n);
+}
+
+static int cb_header_field_complete(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    c->hval_off = c->head.len;
+    c->in_field = 0;
+    return 0;
+}
+
+static int cb_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    return head_append(conn_of(p), at, n);
+}
+
+static int cb_header_value_complete(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    ms_str name = {c->head.data + c->hname_off, c->hval_off - c->hname_off};
+    size_t voff = c->hval_off, vlen = c->head.len - c->hval_off;
+    if (ms_str_caseeq(name, "authorization")) {
+        c->auth_off = voff;
+        c->auth_len = vlen;
+    } else if (ms_str_caseeq(name, "content-type")) {
+        c->ctype_off = voff;
+        c->ctype_len = vlen;
+    } else if (ms_str_caseeq(name, "expect")) {
+        ms_str v = {c->head.data + voff, vlen};
+        if (ms_str_caseeq(v, "100-continue"))
+            c->expect_continue = 1;
+    }
+    /* headers we do not use need no space: drop their bytes (the limit counted them) */
+    if (c->hname_off >= c->head.len || (c->auth_off != voff && c->ctype_off != voff)) {
+        c->head_bytes += c->head.len - c->hname_off;
+        c->head.len = c->hname_off;
+    }
+    return 0;
+}
+
+static int cb_headers_complete(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    uv_timer_stop(&c->timer);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->w->cfg->max_body_bytes) {
+        c->body_too_large = 1;
+        return -1;
+    }
+    if (c->expect_continue && !c->w->draining) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+        c->bytes_out -= sizeof cont - 1; /* interim responses do not count as answer bytes */
+        conn_write(c, &b, 1, NULL, NULL);
+    }
+    if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && !(p->flags & F_CONTENT_LENGTH && p->content_length == 0))
+        conn_arm_timer(c, ST_BODY);
+    return 0;
+}
+
+static int cb_body(llhttp_t *p, const char *at, size_t n)
+{
+    http_conn *c = conn_of(p);
+    if (buf_append(&c->body, at, n) != 0) {
+        c->body_too_large = 1;
+        return -1;
+    }
+    conn_arm_timer(c, ST_BODY);
+    return 0;
+}
+
+static int cb_message_complete(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    uv_timer_stop(&c->timer);
+    c->req.keep_alive = llhttp_should_keep_alive(p);
+    return HPE_PAUSED;
+}
+
+static void settings_init(void)
+{
+    if (g_settings_ready)
+        return;
+    llhttp_settings_init(&g_settings);
+    g_settings.on_message_begin = cb_message_begin;
+    g_settings.on_url = cb_url;
+    g_settings.on_header_field = cb_header_field;
+    g_settings.on_header_field_complete = cb_header_field_complete;
+    g_settings.on_header_value = cb_header_value;
+    g_settings.on_header_value_complete = cb_header_value_complete;
+    g_settings.on_headers_complete = cb_headers_complete;
+    g_settings.on_body = cb_body;
+    g_settings.on_message_complete = cb_message_complete;
+    g_settings_ready = 1;
+}
+
+/* A request is complete: hand it to the API layer. */
+static void dispatch(http_conn *c)
+{
+    http_request *r = &c->req;
+    worker_t *w = c->w;
+    c->processing = 1;
+    w->inflight++;
+    r->method = (llhttp_method_t)c->parser.method;
+    const char *url = c->head.data ? c->head.data + c->url_off : "";
+    const char *q = memchr(url, '?', c->url_len);
+    r->path = (ms_str){url, q ? (size_t)(q - url) : c->url_len};
+    r->query = q ? (ms_str){q + 1, c->url_len - (size_t)(q - url) - 1} : (ms_str){"", 0};
+    r->authorization = (ms_str){c->head.data ? c->head.data + c->auth_off : "", c->auth_len};
+    r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};
+    r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
+    api_new_request_id(w, r->id);
+    if (w->draining) {
+        c->close_after = 1;
+        http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
+                   "The gateway is shutting down", 1000);
+        return;
+    }
+    api_dispatch(c, r);
+}
+
+/* A parse error or a limit: answer once and close. */
+static void parse_failed(http_conn *c, llhttp_errno_t err)
+{
+    uv_timer_stop(&c->timer);
+    c->close_after = 1;
+    c->processing = 1;
+    c->w->inflight++;
+    if (!c->req.start_ns)
+        c->req.start_ns = ms_mono_ns();
+    c->req.keep_alive = 0;
+    c->req.upstream_ms = -1;
+    c->req.prompt_tokens = -1;
+    api_new_request_id(c->w, c->req.id);
+    if (c->body_too_large) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "Request body is larger than the limit of %" PRId64 " bytes",
+                 c->w->cfg->max_body_bytes);
+        http_error(c, 413, "invalid_request_error", "request_too_large", NULL, msg, -1);
+    } else if (c->header_too_large) {
+        http_error(c, 431, "invalid_request_error", "request_too_large", NULL,
+                   "Request headers are too large or too many", -1);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Malformed HTTP request: %s", llhttp_errno_name(err));
+        http_error(c, 400, "invalid_request_error", "invalid_request", NULL, msg, -1);
+    }
+}
+
+static void conn_feed(http_conn *c, const char *data, size_t n)
+{
+    if (c->closing || n == 0)
+        return;
+    if (c->processing || c->close_after) {
+        if (c->close_after)
+            return; /* whatever follows a request we will not finish reading is dropped */
+        if (buf_append(&c->pending, data, n) != 0) {
+            /* the client pipelines more than we hold: stop reading until it is drained */
+            c->close_after = 1;
+        } else if (c->pending.len >= PENDING_MAX / 2 && c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+        return;
+    }
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
+    if (err == HPE_OK)
+        return;
+    if (err == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t used = pos ? (size_t)(pos - data) : n;
+        if (used < n && buf_append(&c->pending, data + used, n - used) != 0)
+            c->close_after = 1;
+        dispatch(c);
+        return;
+    }
+    parse_failed(c, err);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    http_conn *c = h->data;
+    b->base = c->w->readbuf;
+    b->len = c->w->readbuf_len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    http_conn *c = s->data;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    c->bytes_in += (uint64_t)n;
+    if (c->lingering)
+        return;
+    conn_feed(c, b->base, (size_t)n);
+}
+
+void http_accept(worker_t *w, uv_stream_t *listener)
+{
+    settings_init();
+    http_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        c->open_handles = 2;
+        uv_close((uv_handle_t *)&c->timer, on_close);
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
+    c->parser.data = c;
+    buf_init(&c->pending, PENDING_MAX);
+    buf_init(&c->extra, 4096);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    conn_arm_timer(c, ST_IDLE);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+    else
+        conn_close(c);
+}
+
+void http_drain_worker(worker_t *w)
+{
+    http_conn *c = w->conns;
+    while (c) {
+        http_conn *next = c->next;
+        if (!c->processing)
+            conn_close(c);
+        else
+            c->close_after = 1;
+        c = next;
+    }
+}
+
+void http_close_all(worker_t *w)
+{
+    while (w->conns)
+        conn_close(w->conns);
+}

@@ -1,0 +1,127 @@
+/*
+ * One HTTP/1.1 client connection: llhttp parsing, limits and timeouts, and the response writer
+ * the API handlers use.
+ *
+ * A connection processes one request at a time. When a request is complete the parser pauses, so
+ * pipelined requests are answered strictly in order; bytes that arrive meanwhile wait in a small
+ * bounded buffer (reading stops when it is full, which pushes back on the client). Reading goes on
+ * while a request is processed so that a client that goes away is noticed at once and its upstream
+ * transfer cancelled (the handler's abort hook).
+ *
+ * Memory per connection: the struct, the request's header block (<= max_header_bytes) and body
+ * (<= max_body_bytes) while a request is in progress, and pending writes; socket reads go through
+ * one buffer per worker. An idle keep-alive connection holds only the struct.
+ */
+#ifndef MS_HTTP_H
+#define MS_HTTP_H
+
+#include <llhttp.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "server/server.h"
+
+#define HTTP_MAX_EXTRA_HEADERS 24
+
+typedef struct http_conn http_conn;
+
+/* What the handler of the current request may set so the connection can call it back. */
+typedef struct http_handler {
+    void *ctx;
+    /* The client went away (or the connection must close) while the request was in progress:
+     * stop all work and free ctx. No http_* call on this request may follow. */
+    void (*abort)(http_conn *c, void *ctx);
+    /* Pending writes fell below the low-water mark after http_write_pending() was high. */
+    void (*drained)(http_conn *c, void *ctx);
+} http_handler;
+
+typedef struct http_request {
+    llhttp_method_t method;
+    ms_str path;  /* without the query */
+    ms_str query; /* after '?', may be empty */
+    ms_str authorization;
+    ms_str content_type;
+    ms_str body;
+    int keep_alive;
+    char id[40]; /* x-request-id */
+    uint64_t start_ns;
+    /* filled in by handlers for the access log */
+    char log_account[24];
+    char log_key[16]; /* key prefix only */
+    char log_model[256];
+    char log_provider[64];
+    int64_t upstream_ms;
+    int64_t prompt_tokens, completion_tokens;
+} http_request;
+
+struct http_conn {
+    uv_tcp_t tcp;
+    worker_t *w;
+    struct http_conn *next, *prev;
+    llhttp_t parser;
+    llhttp_settings_t *settings;
+    uv_timer_t timer;
+    int phase;        /* ST_IDLE, ST_HEAD, ST_BODY (http.c) */
+    int open_handles; /* handles still to close before the struct is freed */
+    int closing;
+    int lingering;    /* answered and shut down for writing; discarding input until close */
+    uv_shutdown_t shutdown_req;
+    int processing; /* a request is between message-complete and its last response byte */
+    int responded;  /* the response head has been queued */
+    int chunked;    /* the response is a chunked stream */
+    int close_after;
+    int reading;
+    int draining_high; /* write queue went above the high-water mark */
+    /* header collection */
+    buf_t head;   /* url and the header values we keep, bounded by max_header_bytes */
+    size_t url_off, url_len;
+    size_t hname_off, hval_off;
+    size_t head_bytes; /* bytes of header lines already dropped from head */
+    int in_field;
+    int nheaders;
+    size_t auth_off, auth_len, ctype_off, ctype_len;
+    int expect_continue;
+    int header_too_large;
+    int body_too_large;
+    buf_t body;
+    buf_t pending; /* bytes after a paused (complete) request */
+    http_request req;
+    http_handler handler;
+    buf_t extra; /* extra response headers for the current request */
+    uint64_t bytes_in, bytes_out;
+    int status; /* status of the current response */
+};
+
+/* Called by the worker's listener for each accepted connection. */
+void http_accept(worker_t *w, uv_stream_t *listener);
+/* Closes idle connections and marks the rest to close after their current response. */
+void http_drain_worker(worker_t *w);
+/* Closes every connection now (end of drain). */
+void http_close_all(worker_t *w);
+
+/* ---- response API for handlers ---- */
+
+/* A complete response with Content-Length. headers: NULL or "Name: value\r\n" lines. body is
+ * copied unless own_body is set, in which case the pointer is taken and freed after writing. */
+void http_respond(http_conn *c, int status, const char *content_type, const char *headers,
+                  const char *body, size_t len, int own_body);
+/* The contract's error body; param may be NULL. retry_after_ms >= 0 adds retry-after headers. */
+void http_error(http_conn *c, int status, const char *type, const char *code, const char *param,
+                const char *message, int64_t retry_after_ms);
+/* Starts a chunked response (for SSE: content_type "text/event-stream"). */
+void http_stream_start(http_conn *c, int status, const char *content_type, const char *headers);
+/* Sends one chunk (copied). Returns 0, or -1 when the connection is gone. */
+int http_stream_write(http_conn *c, const char *data, size_t len);
+/* Ends the chunked response; the request is finished. */
+void http_stream_end(http_conn *c);
+/* Bytes queued for the client and not yet written; a handler pauses its source above
+ * HTTP_HIGH_WATER and is told through handler.drained when it falls below HTTP_LOW_WATER. */
+size_t http_write_pending(http_conn *c);
+#define HTTP_HIGH_WATER (256 * 1024)
+#define HTTP_LOW_WATER (64 * 1024)
+
+/* Extra response headers every handler may want: set by the API layer before responding. */
+void http_set_extra_headers(http_conn *c, const char *headers);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * Listener sockets, worker threads, signals and draining (see server.h).
+ *
+ * Sockets are created by hand rather than by uv_tcp_bind because libuv 1.44 has no flag for
+ * SO_REUSEPORT, which is what lets each worker accept on its own socket without a shared accept
+ * lock. With port 0 the first socket picks the port and the others bind the same one.
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/http.h"
+
+#define READBUF_SIZE (64 * 1024)
+
+static int parse_listen(const char *spec, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec)
+        return -1;
+    size_t hl = (size_t)(colon - spec);
+    if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
+        spec++;
+        hl -= 2;
+    }
+    if (hl >= hostlen)
+        return -1;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || end == colon + 1)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int open_listener(const char *host, int port, int *actual_port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int rc = getaddrinfo(host, portstr, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(ai);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *actual_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    worker_t *w = server->data;
+    if (status < 0)
+        return;
+    http_accept(w, server);
+}
+
+static void close_listener(worker_t *w)
+{
+    if (w->listener_open) {
+        w->listener_open = 0;
+        uv_close((uv_handle_t *)&w->listener, NULL);
+    }
+}
+
+static void stop_worker(worker_t *w)
+{
+    close_listener(w);
+    uv_timer_stop(&w->drain_timer);
+    http_close_all(w);
+    uv_close((uv_handle_t *)&w->wakeup, NULL);
+    uv_close((uv_handle_t *)&w->drain_timer, NULL);
+}
+
+void srv_worker_check_drained(worker_t *w)
+{
+    if (w->draining == 1 && w->inflight == 0) {
+        w->draining = 2;
+        stop_worker(w);
+    }
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    if (w->draining == 1) {
+        log_warn("worker %d: drain timeout with %llu requests in flight; closing them", w->id,
+                 (unsigned long long)w->inflight);
+        w->draining = 2;
+        stop_worker(w);
+    }
+}
+
+static void on_wakeup(uv_async_t *a)
+{
+    worker_t *w = a->data;
+    if (w->draining)
+        return;
+    w->draining = 1;
+    http_drain_worker(w);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, (uint64_t)w->cfg->drain_timeout_ms, 0);
+    srv_worker_check_drained(w);
+}
+
+static void worker_main(void *arg)
+{
+    worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    up_ctx_free(w->up);
+    w->up = NULL;
+    /* let the upstream context's handles finish closing */
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+srv_t *srv_new(const cfg_t *cfg, kc_t *kc, const char *listen_override, char *err, size_t errlen)
+{
+    srv_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->cfg = cfg;
+    s->kc = kc;
+    if (listen_override) {
+        if (parse_listen(listen_override, s->host, sizeof s->host, &s->port) != 0) {
+            snprintf(err, errlen, "--listen: expected HOST:PORT, got '%s'", listen_override);
+            free(s);
+            return NULL;
+        }
+    } else {
+        snprintf(s->host, sizeof s->host, "%s", cfg->listen_host);
+        s->port = cfg->listen_port;
+    }
+    s->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (s->nworkers < 1)
+        s->nworkers = 1;
+    s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
+    if (!s->workers) {
+        snprintf(err, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
+    for (int i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        w->srv = s;
+        w->id = i;
+        w->cfg = cfg;
+        w->kc = kc;
+        if (getrandom(&w->rid_salt, sizeof w->rid_salt, 0) != sizeof w->rid_salt)
+            w->rid_salt = (uint64_t)time(NULL) ^ ((uint64_t)i << 40);
+        int actual = 0;
+        int fd = open_listener(s->host, s->port, &actual, err, errlen);
+        if (fd < 0)
+            goto fail;
+        if (s->port == 0)
+            s->port = actual;
+        w->readbuf_len = READBUF_SIZE;
+        w->readbuf = malloc(READBUF_SIZE);
+        uv_loop_init(&w->loop);
+        uv_tcp_init(&w->loop, &w->listener);
+        w->listener.data = w;
+        if (!w->readbuf || uv_tcp_open(&w->listener, fd) != 0 ||
+            uv_listen((uv_stream_t *)&w->listener, 4096, on_connection) != 0) {
+            snprintf(err, errlen, "cannot start listening on %s:%d", s->host, s->port);
+            close(fd);
+            goto fail;
+        }
+        w->listener_open = 1;
+        uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+        w->wakeup.data = w;
+        uv_timer_init(&w->loop, &w->drain_timer);
+        w->drain_timer.data = w;
+        w->up = up_ctx_new(&w->loop);
+        if (!w->up) {
+            snprintf(err, errlen, "cannot create the upstream client");
+            goto fail;
+        }
+    }
+    return s;
+fail:
+    srv_free(s);
+    return NULL;
+}
+
+static uv_signal_t sig_term, sig_int;
+static srv_t *g_srv;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    log_info("received %s: draining (in-flight requests finish, new ones get 503)",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    for (int i = 0; i < g_srv->nworkers; i++)
+        uv_async_send(&g_srv->workers[i].wakeup);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+int srv_run(srv_t *s)
+{
+    uv_loop_t main_loop;
+    uv_loop_init(&main_loop);
+    g_srv = s;
+    uv_signal_init(&main_loop, &sig_term);
+    uv_signal_init(&main_loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    for (int i = 0; i < s->nworkers; i++)
+        uv_thread_create(&s->workers[i].thread, worker_main, &s->workers[i]);
+    log_info("listening on http://%s:%d with %d workers", s->host, s->port, s->nworkers);
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < s->nworkers; i++)
+        uv_thread_join(&s->workers[i].thread);
+    uv_loop_close(&main_loop);
+    log_info("drained; exiting");
+    return 0;
+}
+
+void srv_free(srv_t *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (!w->readbuf && !w->listener_open && !w->up)
+            continue;
+        if (w->up) {
+            up_ctx_free(w->up);
+            w->up = NULL;
+        }
+        if (w->listener_open) {
+            /* never ran: close what srv_new opened */
+            close_listener(w);
+            uv_close((uv_handle_t *)&w->wakeup, NULL);
+            uv_close((uv_handle_t *)&w->drain_timer, NULL);
+        }
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+        free(w->readbuf);
+    }
+    free(s->workers);
+    free(s);
+}

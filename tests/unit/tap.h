@@ -1,0 +1,64 @@
+/*
+ * A tiny test harness for the C unit tests: assertion macros that print file and line, and a
+ * summary line. Each test binary runs its cases in order and exits non-zero if any check failed.
+ * tests/run.sh adds up the "# unit: N passed, M failed" lines of every binary.
+ */
+#ifndef MS_TAP_H
+#define MS_TAP_H
+
+#include <stdio.h>
+#include <string.h>
+
+static int tap_passed, tap_failed, tap_case_failed;
+static const char *tap_case;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, tap_case, #cond); \
+            tap_case_failed = 1;                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            fprintf(stderr, "%s:%d: %s: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__,      \
+                    tap_case, #a, #b, a_, b_);                                                     \
+            tap_case_failed = 1;                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                   \
+            fprintf(stderr, "%s:%d: %s: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__,  \
+                    tap_case, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                     \
+            tap_case_failed = 1;                                                                   \
+        }                                                                                          \
+    } while (0)
+
+/* Runs one test function as a named case and prints "ok"/"not ok". */
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        tap_case = #fn;                                                                            \
+        tap_case_failed = 0;                                                                       \
+        fn();                                                                                      \
+        if (tap_case_failed) {                                                                     \
+            tap_failed++;                                                                          \
+            printf("not ok - %s\n", #fn);                                                          \
+        } else {                                                                                   \
+            tap_passed++;                                                                          \
+            printf("ok - %s\n", #fn);                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define TAP_DONE()                                                                                 \
+    do {                                                                                           \
+        printf("# unit: %d passed, %d failed\n", tap_passed, tap_failed);                          \
+        return tap_failed ? 1 : 0;                                                                 \
+    } while (0)
+
+#endif
