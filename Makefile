@@ -3,10 +3,10 @@
 CC      ?= cc
 BUILD   ?= build
 PKGS    := libuv libcurl jansson yaml-0.1 sqlite3 libcrypto
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+OPT     ?= -O2 -g
+CFLAGS  := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Isrc -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LDLIBS  := $(SANLD) $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 LLHTTP_SRC := /usr/share/llhttp/llhttp.c /usr/share/llhttp/api.c /usr/share/llhttp/http.c
 
 SRC     := $(shell find src -name '*.c' | sort)
@@ -53,8 +53,8 @@ test:
 
 asan:
 	$(MAKE) BUILD=build-asan CC=clang \
-	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" all unit
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  SANLD="-fsanitize=address,undefined" all unit
 
 bench:
 	bash bench/run.sh

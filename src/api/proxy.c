@@ -47,6 +47,9 @@ typedef struct proxy {
 
 static void proxy_free(proxy *p)
 {
+    /* the connection must not call back into a freed handler */
+    if (!p->aborted && p->c->handler.ctx == p)
+        p->c->handler = (http_handler){0};
     prov_upreq_free(&p->up);
     buf_free(&p->resp);
     buf_free(&p->out);

@@ -330,7 +330,7 @@ void http_error(http_conn *c, int status, const char *type, const char *code, co
         buf_printf(&h, "retry-after: %" PRId64 "\r\nretry-after-ms: %" PRId64 "\r\n",
                    (retry_after_ms + 999) / 1000, retry_after_ms);
     }
-    if (!b.data || !h.data) {
+    if (!b.data) {
         buf_free(&b);
         buf_free(&h);
         conn_close(c);

@@ -1,0 +1,966 @@
+/*
+ * Unit tests for src/config/config.c. Each case writes a YAML file to /tmp (mkstemp), loads it
+ * with cfg_load and checks either the resulting values or the exact "file:line: field: message"
+ * error. Run under ASan, every error case also proves the error paths leak nothing.
+ *
+ * Warnings (disabled providers) go through log_warn, which writes to stderr while the logger
+ * thread is not started; the tests count them by pointing fd 2 at a temporary file meanwhile.
+ */
+#include "common/log.h"
+#include "common/util.h"
+#include "config/config.h"
+#include "tap.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char g_path[64];
+static char g_err[1024];
+static FILE *g_capture;
+static int g_saved_stderr = -1;
+
+static void capture_start(void)
+{
+    fflush(stderr);
+    g_capture = tmpfile();
+    g_saved_stderr = dup(2);
+    dup2(fileno(g_capture), 2);
+}
+
+/* Restores stderr and returns how many captured lines contain needle. */
+static int capture_stop(const char *needle)
+{
+    char line[1024];
+    int n = 0;
+    fflush(stderr);
+    dup2(g_saved_stderr, 2);
+    close(g_saved_stderr);
+    rewind(g_capture);
+    while (fgets(line, sizeof line, g_capture))
+        if (strstr(line, needle)) n++;
+    fclose(g_capture);
+    return n;
+}
+
+/* Writes text to a fresh temporary file and loads it. */
+static cfg_t *load(const char *text)
+{
+    strcpy(g_path, "/tmp/ms_test_cfg_XXXXXX");
+    int fd = mkstemp(g_path);
+    if (fd < 0) return NULL;
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len) {
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    g_err[0] = '\0';
+    cfg_t *c = cfg_load(g_path, g_err, sizeof g_err);
+    unlink(g_path);
+    return c;
+}
+
+/* Loads text, expects failure, and checks the error is "<file>:<line>: <where>" followed by
+ * something containing msg. */
+static int expect_err_at(const char *text, int line, const char *where, const char *msg,
+                         int srcline)
+{
+    char want[512];
+    cfg_t *c = load(text);
+    if (c) {
+        fprintf(stderr, "test_config.c:%d: expected an error, the config loaded\n", srcline);
+        cfg_free(c);
+        return 0;
+    }
+    snprintf(want, sizeof want, "%s:%d: %s", g_path, line, where);
+    if (strncmp(g_err, want, strlen(want)) != 0 || !strstr(g_err + strlen(want), msg)) {
+        fprintf(stderr, "test_config.c:%d: error was:\n  %s\nwanted:\n  %s ... %s\n", srcline,
+                g_err, want, msg);
+        return 0;
+    }
+    return 1;
+}
+#define EXPECT_ERR(text, line, where, msg) CHECK(expect_err_at(text, line, where, msg, __LINE__))
+
+#define MINIMAL_MODELS                                                                             \
+    "providers:\n"                                                                                 \
+    "  local: {kind: echo}\n"                                                                      \
+    "models:\n"                                                                                    \
+    "  m1:\n"                                                                                      \
+    "    pricing: {input: 1, output: 2}\n"                                                         \
+    "    deployments: [{provider: local}]\n"
+
+static void test_defaults(void)
+{
+    int64_t before = time(NULL);
+    cfg_t *c = load(MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_STR(c->path, g_path);
+    CHECK_EQ_STR(c->listen_host, "127.0.0.1");
+    CHECK_EQ_INT(c->listen_port, 8080);
+    CHECK_EQ_INT(c->workers, 0);
+    CHECK_EQ_INT(c->max_body_bytes, 8 * 1024 * 1024);
+    CHECK_EQ_INT(c->max_header_bytes, 16 * 1024);
+    CHECK_EQ_INT(c->max_headers, 100);
+    CHECK_EQ_INT(c->header_timeout_ms, 10000);
+    CHECK_EQ_INT(c->body_timeout_ms, 30000);
+    CHECK_EQ_INT(c->idle_timeout_ms, 60000);
+    CHECK_EQ_INT(c->drain_timeout_ms, 30000);
+    CHECK(c->admin_token == NULL);
+    CHECK_EQ_STR(c->sqlite_path, "data/modelswitch.db");
+    CHECK(c->postgres_url == NULL);
+    CHECK_EQ_INT(c->requests_per_minute, 600);
+    CHECK_EQ_INT(c->tokens_per_minute, 1000000);
+    CHECK_EQ_INT(c->markup_percent_micro, 0);
+    CHECK_EQ_INT(c->log_level, LOG_INFO);
+    CHECK_EQ_INT(c->nproviders, 1);
+    CHECK_EQ_STR(c->providers[0].name, "local");
+    CHECK_EQ_INT(c->providers[0].kind, PROV_ECHO);
+    CHECK(c->providers[0].base_url == NULL);
+    CHECK(c->providers[0].api_key == NULL);
+    CHECK_EQ_INT(c->providers[0].enabled, 1);
+    CHECK_EQ_INT(c->providers[0].timeout_ms, 600000);
+    CHECK_EQ_INT(c->providers[0].connect_timeout_ms, 10000);
+    CHECK_EQ_INT(c->providers[0].line, 2);
+    CHECK_EQ_INT(c->nmodels, 1);
+    const cfg_model *m = &c->models[0];
+    CHECK_EQ_STR(m->name, "m1");
+    CHECK_EQ_INT(m->line, 4);
+    CHECK_EQ_INT(m->price_in_nusd_per_mtok, 1000000000);
+    CHECK_EQ_INT(m->price_out_nusd_per_mtok, 2000000000);
+    CHECK_EQ_INT(m->max_output_tokens, 0);
+    CHECK(m->created >= before && m->created <= time(NULL));
+    CHECK_EQ_INT(m->ndeployments, 1);
+    CHECK(m->deployments[0].provider == &c->providers[0]);
+    CHECK_EQ_STR(m->deployments[0].model, "m1"); /* defaults to the model's own name */
+    CHECK_EQ_INT(m->deployments[0].weight, 1);
+    CHECK_EQ_INT(m->deployments[0].priority, 1);
+    CHECK_EQ_INT(m->nfallbacks, 0);
+    cfg_free(c);
+}
+
+static void test_lookups(void)
+{
+    cfg_t *c = load(MINIMAL_MODELS "  m10:\n"
+                                   "    pricing: {input: 0, output: 0}\n"
+                                   "    deployments: [{provider: local}]\n");
+    CHECK(c != NULL);
+    if (!c) return;
+    CHECK(cfg_find_model(c, "m1", 2) == &c->models[0]);
+    CHECK(cfg_find_model(c, "m10", 3) == &c->models[1]);
+    CHECK(cfg_find_model(c, "m1xyz", 2) == &c->models[0]); /* length-bounded */
+    CHECK(cfg_find_model(c, "m10", 2) == &c->models[0]);
+    CHECK(cfg_find_model(c, "m", 1) == NULL);
+    CHECK(cfg_find_model(c, "M1", 2) == NULL); /* exact bytes */
+    CHECK(cfg_find_model(c, "", 0) == NULL);
+    CHECK(cfg_find_model(NULL, "m1", 2) == NULL);
+    CHECK(cfg_find_provider(c, "local") == &c->providers[0]);
+    CHECK(cfg_find_provider(c, "loc") == NULL);
+    CHECK(cfg_find_provider(c, NULL) == NULL);
+    CHECK_EQ_STR(cfg_prov_kind_name(PROV_OPENAI), "openai");
+    CHECK_EQ_STR(cfg_prov_kind_name(PROV_ANTHROPIC), "anthropic");
+    CHECK_EQ_STR(cfg_prov_kind_name(PROV_GEMINI), "gemini");
+    CHECK_EQ_STR(cfg_prov_kind_name(PROV_AZURE), "azure");
+    CHECK_EQ_STR(cfg_prov_kind_name(PROV_ECHO), "echo");
+    cfg_free(c);
+    cfg_free(NULL);
+}
+
+static void test_every_field(void)
+{
+    const char *text = "server:\n"
+                       "  listen: 0.0.0.0:9090\n"
+                       "  workers: 4\n"
+                       "  max_body_bytes: 1048576\n"
+                       "  max_header_bytes: 8192\n"
+                       "  max_headers: 50\n"
+                       "  header_timeout_ms: 5000\n"
+                       "  body_timeout_ms: 6000\n"
+                       "  idle_timeout_ms: 7000\n"
+                       "  drain_timeout_ms: 0\n"
+                       "  admin_token: adm-secret\n"
+                       "store:\n"
+                       "  sqlite: /var/lib/ms.db\n"
+                       "limits:\n"
+                       "  requests_per_minute: 60\n"
+                       "  tokens_per_minute: 5000\n"
+                       "billing:\n"
+                       "  markup_percent: 12.5\n"
+                       "log:\n"
+                       "  level: debug\n"
+                       "providers:\n"
+                       "  oa:\n"
+                       "    kind: openai\n"
+                       "    base_url: http://127.0.0.1:11434/v1/\n"
+                       "    api_key: sk-test\n"
+                       "    timeout_ms: 1000\n"
+                       "    connect_timeout_ms: 200\n"
+                       "  an: {kind: anthropic, api_key: a}\n"
+                       "  ge: {kind: gemini, api_key: g}\n"
+                       "  az: {kind: azure, base_url: 'https://x.openai.azure.com', api_key: z}\n"
+                       "  ol: {kind: openai}\n"
+                       "models:\n"
+                       "  big:\n"
+                       "    pricing: {input: 2.50, output: 10.00}\n"
+                       "    max_output_tokens: 16384\n"
+                       "    deployments:\n"
+                       "      - provider: oa\n"
+                       "        model: gpt-4o-2024-08-06\n"
+                       "        weight: 3\n"
+                       "        priority: 2\n"
+                       "      - {provider: az, model: dep1, weight: 0, priority: 0}\n"
+                       "    fallbacks: [small]\n"
+                       "  small:\n"
+                       "    pricing:\n"
+                       "      input: 0.000000001\n"
+                       "      output: \"0.15\"\n"
+                       "    deployments: [{provider: an}, {provider: ge}, {provider: ol}]\n"
+                       "    fallbacks:\n"
+                       "      - big\n";
+    cfg_t *c = load(text);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_STR(c->listen_host, "0.0.0.0");
+    CHECK_EQ_INT(c->listen_port, 9090);
+    CHECK_EQ_INT(c->workers, 4);
+    CHECK_EQ_INT(c->max_body_bytes, 1048576);
+    CHECK_EQ_INT(c->max_header_bytes, 8192);
+    CHECK_EQ_INT(c->max_headers, 50);
+    CHECK_EQ_INT(c->header_timeout_ms, 5000);
+    CHECK_EQ_INT(c->body_timeout_ms, 6000);
+    CHECK_EQ_INT(c->idle_timeout_ms, 7000);
+    CHECK_EQ_INT(c->drain_timeout_ms, 0);
+    CHECK_EQ_STR(c->admin_token, "adm-secret");
+    CHECK_EQ_STR(c->sqlite_path, "/var/lib/ms.db");
+    CHECK_EQ_INT(c->requests_per_minute, 60);
+    CHECK_EQ_INT(c->tokens_per_minute, 5000);
+    CHECK_EQ_INT(c->markup_percent_micro, 12500000);
+    CHECK_EQ_INT(c->log_level, LOG_DEBUG);
+    CHECK_EQ_INT(c->nproviders, 5);
+    const cfg_provider *oa = cfg_find_provider(c, "oa"), *an = cfg_find_provider(c, "an"),
+                       *ge = cfg_find_provider(c, "ge"), *az = cfg_find_provider(c, "az"),
+                       *ol = cfg_find_provider(c, "ol");
+    CHECK(oa && an && ge && az && ol);
+    if (!oa || !an || !ge || !az || !ol) goto done;
+    CHECK_EQ_INT(oa->kind, PROV_OPENAI);
+    CHECK_EQ_STR(oa->base_url, "http://127.0.0.1:11434/v1"); /* one trailing '/' stripped */
+    CHECK_EQ_STR(oa->api_key, "sk-test");
+    CHECK_EQ_INT(oa->enabled, 1);
+    CHECK_EQ_INT(oa->timeout_ms, 1000);
+    CHECK_EQ_INT(oa->connect_timeout_ms, 200);
+    CHECK_EQ_INT(oa->line, 22);
+    CHECK_EQ_INT(an->kind, PROV_ANTHROPIC);
+    CHECK_EQ_STR(an->base_url, "https://api.anthropic.com");
+    CHECK_EQ_INT(ge->kind, PROV_GEMINI);
+    CHECK_EQ_STR(ge->base_url, "https://generativelanguage.googleapis.com");
+    CHECK_EQ_INT(az->kind, PROV_AZURE);
+    CHECK_EQ_STR(az->base_url, "https://x.openai.azure.com");
+    CHECK_EQ_INT(ol->kind, PROV_OPENAI);
+    CHECK_EQ_STR(ol->base_url, "https://api.openai.com/v1");
+    CHECK(ol->api_key == NULL);
+    CHECK_EQ_INT(ol->enabled, 1); /* no api_key field: a keyless local server */
+
+    const cfg_model *big = cfg_find_model(c, "big", 3), *small = cfg_find_model(c, "small", 5);
+    CHECK(big && small);
+    if (!big || !small) goto done;
+    CHECK_EQ_INT(big->price_in_nusd_per_mtok, 2500000000LL);
+    CHECK_EQ_INT(big->price_out_nusd_per_mtok, 10000000000LL);
+    CHECK_EQ_INT(big->max_output_tokens, 16384);
+    CHECK_EQ_INT(big->ndeployments, 2);
+    CHECK(big->deployments[0].provider == oa);
+    CHECK_EQ_STR(big->deployments[0].model, "gpt-4o-2024-08-06");
+    CHECK_EQ_INT(big->deployments[0].weight, 3);
+    CHECK_EQ_INT(big->deployments[0].priority, 2);
+    CHECK(big->deployments[1].provider == az);
+    CHECK_EQ_STR(big->deployments[1].model, "dep1");
+    CHECK_EQ_INT(big->deployments[1].weight, 0);
+    CHECK_EQ_INT(big->deployments[1].priority, 0);
+    CHECK_EQ_INT(big->nfallbacks, 1);
+    CHECK_EQ_STR(big->fallbacks[0], "small");
+    CHECK_EQ_INT(small->price_in_nusd_per_mtok, 1);
+    CHECK_EQ_INT(small->price_out_nusd_per_mtok, 150000000);
+    CHECK_EQ_INT(small->ndeployments, 3);
+    CHECK_EQ_STR(small->deployments[2].model, "small");
+    CHECK_EQ_INT(small->nfallbacks, 1);
+    CHECK_EQ_STR(small->fallbacks[0], "big");
+done:
+    cfg_free(c);
+}
+
+static void test_postgres_and_ipv6(void)
+{
+    cfg_t *c = load("server: {listen: '[::1]:8443'}\n"
+                    "store: {postgres: 'postgres://ms@db/ms'}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_STR(c->listen_host, "::1");
+    CHECK_EQ_INT(c->listen_port, 8443);
+    CHECK_EQ_STR(c->postgres_url, "postgres://ms@db/ms");
+    CHECK(c->sqlite_path == NULL);
+    cfg_free(c);
+}
+
+static void test_null_sections(void)
+{
+    /* "server:" with nothing after it is YAML null: the section's defaults apply. */
+    cfg_t *c = load("server:\nstore:\nlimits: ~\nbilling: null\nlog:\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(c->listen_port, 8080);
+    CHECK_EQ_STR(c->sqlite_path, "data/modelswitch.db");
+    cfg_free(c);
+}
+
+static void test_substitution(void)
+{
+    setenv("MS_T_HOST", "example.com", 1);
+    unsetenv("MS_T_PORT");
+    setenv("MS_T_EMPTY", "", 1);
+    setenv("MS_T_WORKERS", "3", 1);
+    setenv("MS_T_KEY", "sk-from-env", 1);
+    unsetenv("MS_T_UNSET");
+    const char *text =
+        "server:\n"
+        "  listen: ${MS_T_HOST}:${MS_T_PORT:-8181}\n"
+        "  workers: ${MS_T_WORKERS}\n"
+        "  admin_token: 'a$$b$c${MS_T_EMPTY}$'\n"
+        "providers:\n"
+        "  p1:\n"
+        "    kind: ${MS_T_KIND:-openai}\n"
+        "    base_url: \"http://${MS_T_HOST}:${MS_T_PORT:-80}/v1\"\n"
+        "    api_key: ${MS_T_KEY}\n"
+        "  p2:\n"
+        "    kind: openai\n"
+        "    base_url: ${MS_T_EMPTY:-http://d:1/x}\n"
+        "    api_key: ${MS_T_UNSET:-}${MS_T_EMPTY}x\n"
+        "models:\n"
+        "  m:\n"
+        "    pricing: {input: '${MS_T_PRICE:-2.50}', output: 0}\n"
+        "    deployments: [{provider: p1, model: '${MS_T_UNSET:-up}-${MS_T_HOST}'}]\n";
+    cfg_t *c = load(text);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_STR(c->listen_host, "example.com");
+    CHECK_EQ_INT(c->listen_port, 8181);
+    CHECK_EQ_INT(c->workers, 3);
+    CHECK_EQ_STR(c->admin_token, "a$$b$c$"); /* "$$" and a lone "$" are literal */
+    CHECK_EQ_STR(c->providers[0].base_url, "http://example.com:80/v1");
+    CHECK_EQ_STR(c->providers[0].api_key, "sk-from-env");
+    CHECK_EQ_INT(c->providers[0].kind, PROV_OPENAI);
+    /* ${X:-d} takes d when X is set but empty, as the shell does. */
+    CHECK_EQ_STR(c->providers[1].base_url, "http://d:1/x");
+    CHECK_EQ_STR(c->providers[1].api_key, "x");
+    CHECK_EQ_INT(c->models[0].price_in_nusd_per_mtok, 2500000000LL);
+    CHECK_EQ_STR(c->models[0].deployments[0].model, "up-example.com");
+    cfg_free(c);
+
+    /* With the variable set, it wins over the default. */
+    setenv("MS_T_PORT", "9999", 1);
+    c = load("server: {listen: '${MS_T_HOST}:${MS_T_PORT:-8181}'}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) CHECK_EQ_INT(c->listen_port, 9999);
+    cfg_free(c);
+
+    /* ${X} of a set-but-empty variable is simply empty, not an error. */
+    c = load("server: {admin_token: '${MS_T_EMPTY}'}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) CHECK_EQ_STR(c->admin_token, "");
+    cfg_free(c);
+
+    /* Field names are not substituted. */
+    EXPECT_ERR("server:\n  ${MS_T_HOST}: 1\n" MINIMAL_MODELS, 2, "server.${MS_T_HOST}",
+               "unknown field");
+    unsetenv("MS_T_PORT");
+}
+
+static void test_substitution_errors(void)
+{
+    unsetenv("MS_T_UNSET");
+    unsetenv("MS_T_UNSET2");
+    setenv("MS_T_SECRET", "sk-very-secret", 1);
+    EXPECT_ERR("server:\n"
+               "  listen: 127.0.0.1:8080\n"
+               "  admin_token: ${MS_T_UNSET}\n" MINIMAL_MODELS,
+               3, "server.admin_token: ", "environment variable MS_T_UNSET is not set");
+    EXPECT_ERR(MINIMAL_MODELS "    max_output_tokens: ${MS_T_UNSET2}\n", 7,
+               "models.m1.max_output_tokens: ", "environment variable MS_T_UNSET2 is not set");
+    /* The second reference of a scalar is unset. */
+    EXPECT_ERR("providers:\n  p: {kind: openai, base_url: 'http://${MS_T_SECRET}:${MS_T_UNSET}'}\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: p}]}\n",
+               2, "providers.p.base_url: ", "MS_T_UNSET is not set");
+    CHECK(strstr(g_err, "sk-very-secret") == NULL);
+    EXPECT_ERR("server: {admin_token: 'x${MS_T_UNSET'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "not closed");
+    EXPECT_ERR("server: {admin_token: 'x${MS_T_UNSET:-abc'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "not closed");
+    EXPECT_ERR("server: {admin_token: '${}'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "variable name");
+    EXPECT_ERR("server: {admin_token: '${1ABC}'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "variable name");
+    EXPECT_ERR("server: {admin_token: '${A-b}'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "invalid reference");
+    EXPECT_ERR("server: {admin_token: '${A:-${B}}'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "no nesting");
+
+    /* A value that grows past the cap after substitution. */
+    char *big = malloc(70001);
+    if (!big) return;
+    memset(big, 'a', 70000);
+    big[70000] = '\0';
+    setenv("MS_T_BIG", big, 1);
+    free(big);
+    EXPECT_ERR("server: {admin_token: '${MS_T_BIG}'}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "longer than");
+    unsetenv("MS_T_BIG");
+}
+
+static void test_unknown_fields(void)
+{
+    EXPECT_ERR("modles: {}\n" MINIMAL_MODELS, 1, "modles: ", "unknown field 'modles'");
+    EXPECT_ERR("server:\n  workers: 1\n  listn: 1.2.3.4:80\n" MINIMAL_MODELS, 3,
+               "server.listn: ", "unknown field 'listn'");
+    EXPECT_ERR("store: {sqlite: a.db, sqlite3: b}\n" MINIMAL_MODELS, 1,
+               "store.sqlite3: ", "unknown field");
+    EXPECT_ERR("limits: {rpm: 5}\n" MINIMAL_MODELS, 1, "limits.rpm: ", "unknown field");
+    EXPECT_ERR("billing: {markup: 5}\n" MINIMAL_MODELS, 1, "billing.markup: ", "unknown field");
+    EXPECT_ERR("log: {lvl: info}\n" MINIMAL_MODELS, 1, "log.lvl: ", "unknown field");
+    EXPECT_ERR("providers:\n  x:\n    kind: openai\n    apikey: k\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: x}]}\n",
+               4, "providers.x.apikey: ", "unknown field 'apikey'");
+    EXPECT_ERR(MINIMAL_MODELS "    fallback: []\n", 7, "models.m1.fallback: ", "unknown field");
+    EXPECT_ERR("providers:\n  local: {kind: echo}\nmodels:\n  m1:\n"
+               "    pricing: {input: 1, output: 2, cached: 1}\n"
+               "    deployments: [{provider: local}]\n",
+               5, "models.m1.pricing.cached: ", "unknown field");
+    EXPECT_ERR("providers:\n  local: {kind: echo}\nmodels:\n  m1:\n"
+               "    pricing: {input: 1, output: 2}\n"
+               "    deployments:\n"
+               "      - provider: local\n"
+               "        wieght: 2\n",
+               8, "models.m1.deployments[0].wieght: ", "unknown field 'wieght'");
+    /* Duplicate fields are refused rather than one silently winning. */
+    EXPECT_ERR("server:\n  workers: 1\n  workers: 2\n" MINIMAL_MODELS, 3,
+               "server.workers: ", "given twice (first on line 2)");
+    EXPECT_ERR(MINIMAL_MODELS "  m1:\n    pricing: {input: 1, output: 2}\n", 7,
+               "models.m1: ", "given twice");
+}
+
+static void test_bad_types(void)
+{
+    EXPECT_ERR("server: {workers: four}\n" MINIMAL_MODELS, 1,
+               "server.workers: ", "expected an integer, got 'four'");
+    EXPECT_ERR("server: {workers: -1}\n" MINIMAL_MODELS, 1,
+               "server.workers: ", "must be between 0 and");
+    EXPECT_ERR("server: {workers: 1.5}\n" MINIMAL_MODELS, 1,
+               "server.workers: ", "expected an integer");
+    EXPECT_ERR("server: {workers: 1e3}\n" MINIMAL_MODELS, 1,
+               "server.workers: ", "expected an integer");
+    EXPECT_ERR("server: {workers: [1]}\n" MINIMAL_MODELS, 1,
+               "server.workers: ", "expected an integer, got a list");
+    EXPECT_ERR("server: {workers: }\n" MINIMAL_MODELS, 1,
+               "server.workers: ", "expected an integer, got nothing");
+    EXPECT_ERR("server: [a, b]\n" MINIMAL_MODELS, 1, "server: ", "expected a map, got a list");
+    EXPECT_ERR("server: yes\n" MINIMAL_MODELS, 1, "server: ", "expected a map, got a string");
+    EXPECT_ERR("- a\n- b\n", 1, "(top level): ", "expected a map, got a list");
+    EXPECT_ERR("server: {max_body_bytes: 0}\n" MINIMAL_MODELS, 1,
+               "server.max_body_bytes: ", "must be between");
+    EXPECT_ERR("server: {max_body_bytes: 99999999999999999999}\n" MINIMAL_MODELS, 1,
+               "server.max_body_bytes: ", "expected an integer");
+    EXPECT_ERR("server: {admin_token: [a]}\n" MINIMAL_MODELS, 1,
+               "server.admin_token: ", "expected a string, got a list");
+    EXPECT_ERR("limits: {requests_per_minute: '10 per min'}\n" MINIMAL_MODELS, 1,
+               "limits.requests_per_minute: ", "expected an integer");
+    EXPECT_ERR("billing: {markup_percent: -5}\n" MINIMAL_MODELS, 1,
+               "billing.markup_percent: ", "must not be negative");
+    EXPECT_ERR("billing: {markup_percent: 1.1234567}\n" MINIMAL_MODELS, 1,
+               "billing.markup_percent: ", "at most 6 decimal places");
+    EXPECT_ERR("log: {level: verbose}\n" MINIMAL_MODELS, 1,
+               "log.level: ", "unknown level 'verbose'");
+}
+
+static void test_listen(void)
+{
+    EXPECT_ERR("server: {listen: '127.0.0.1:99999'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "between 0 and 65535");
+    EXPECT_ERR("server: {listen: '127.0.0.1:-1'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "between 0 and 65535");
+    EXPECT_ERR("server: {listen: '127.0.0.1:http'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "between 0 and 65535");
+    EXPECT_ERR("server: {listen: '127.0.0.1:'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "between 0 and 65535");
+    EXPECT_ERR("server: {listen: 'localhost'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "expected HOST:PORT");
+    EXPECT_ERR("server: {listen: ':8080'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "host is missing");
+    EXPECT_ERR("server: {listen: '::1:8080'}\n" MINIMAL_MODELS, 1, "server.listen: ", "brackets");
+    EXPECT_ERR("server: {listen: '[::1]8080'}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "expected [IPV6]:PORT");
+    EXPECT_ERR("server: {listen: 8080}\n" MINIMAL_MODELS, 1,
+               "server.listen: ", "expected HOST:PORT");
+    cfg_t *c = load("server: {listen: 'localhost:1'}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ_STR(c->listen_host, "localhost");
+        CHECK_EQ_INT(c->listen_port, 1);
+    }
+    cfg_free(c);
+}
+
+static void test_store(void)
+{
+    EXPECT_ERR("store: {sqlite: a.db, postgres: 'postgres://x'}\n" MINIMAL_MODELS, 1,
+               "store: ", "exactly one");
+    EXPECT_ERR("store: {}\n" MINIMAL_MODELS, 1, "store: ", "exactly one");
+    EXPECT_ERR("store: {sqlite: ''}\n" MINIMAL_MODELS, 1, "store.sqlite: ", "must not be empty");
+    EXPECT_ERR("store: {postgres: ''}\n" MINIMAL_MODELS, 1,
+               "store.postgres: ", "must not be empty");
+    EXPECT_ERR("store: {sqlite: {path: x}}\n" MINIMAL_MODELS, 1,
+               "store.sqlite: ", "expected a string, got a map");
+}
+
+#define MODEL_USING(prov)                                                                          \
+    "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: " prov "}]}\n"
+
+static void test_providers(void)
+{
+    EXPECT_ERR("providers:\n  x: {kind: opnai}\n" MODEL_USING("x"), 2,
+               "providers.x.kind: ", "unknown provider kind 'opnai'");
+    EXPECT_ERR("providers:\n  x:\n    api_key: k\n" MODEL_USING("x"), 2,
+               "providers.x.kind: ", "kind is required");
+    EXPECT_ERR("providers:\n  x: {kind: azure, api_key: k}\n" MODEL_USING("x"), 2,
+               "providers.x.base_url: ", "requires base_url");
+    EXPECT_ERR("providers:\n  x: {kind: azure, base_url: '', api_key: k}\n" MODEL_USING("x"), 2,
+               "providers.x.base_url: ", "requires base_url");
+    EXPECT_ERR("providers:\n  x: {kind: echo, base_url: 'http://a'}\n" MODEL_USING("x"), 2,
+               "providers.x.base_url: ", "takes no base_url");
+    EXPECT_ERR("providers:\n  x: {kind: echo, api_key: sk-secret-1}\n" MODEL_USING("x"), 2,
+               "providers.x.api_key: ", "takes no api_key");
+    CHECK(strstr(g_err, "sk-secret-1") == NULL);
+    EXPECT_ERR("providers:\n  x: {kind: openai, base_url: 'ftp://u:hunter2@h'}\n" MODEL_USING("x"),
+               2, "providers.x.base_url: ", "must start with http:// or https://");
+    CHECK(strstr(g_err, "hunter2") == NULL);
+    EXPECT_ERR("providers:\n  x: {kind: openai, api_key: [k]}\n" MODEL_USING("x"), 2,
+               "providers.x.api_key: ", "expected a string");
+    EXPECT_ERR("providers:\n  x: {kind: openai, timeout_ms: 0}\n" MODEL_USING("x"), 2,
+               "providers.x.timeout_ms: ", "must be between 1");
+    EXPECT_ERR("providers:\n  x: {kind: openai, connect_timeout_ms: soon}\n" MODEL_USING("x"), 2,
+               "providers.x.connect_timeout_ms: ", "expected an integer");
+    EXPECT_ERR("providers:\n  x: openai\n" MODEL_USING("x"), 2,
+               "providers.x: ", "expected a map, got a string");
+    EXPECT_ERR("providers: [openai]\n" MODEL_USING("x"), 1, "providers: ", "expected a map");
+    EXPECT_ERR("providers:\n  x: {kind: echo}\n  x: {kind: echo}\n" MODEL_USING("x"), 3,
+               "providers.x: ", "given twice");
+}
+
+static void test_models(void)
+{
+    const char *provs = "providers:\n  openai: {kind: openai}\n  local: {kind: echo}\n";
+    char buf[2048];
+#define WITH_PROVS(models) (snprintf(buf, sizeof buf, "%s%s", provs, models), buf)
+
+    /* The example error message from the brief, exactly. */
+    EXPECT_ERR(WITH_PROVS("models:\n"
+                          "  gpt-4o:\n"
+                          "    pricing: {input: 2.50, output: 10.00}\n"
+                          "    deployments:\n"
+                          "      - {provider: opnai, model: gpt-4o}\n"),
+               8, "models.gpt-4o.deployments[0].provider: unknown provider 'opnai'", "");
+    EXPECT_ERR(WITH_PROVS("models:\n"
+                          "  a:\n"
+                          "    pricing: {input: 1, output: 1}\n"
+                          "    deployments:\n"
+                          "      - {provider: local}\n"
+                          "      - {provider: local, weight: -1}\n"),
+               9, "models.a.deployments[1].weight: ", "must be between 0 and");
+    EXPECT_ERR(WITH_PROVS("models:\n"
+                          "  a:\n"
+                          "    pricing: {input: 1, output: 1}\n"
+                          "    deployments:\n"
+                          "      - {provider: local, priority: high}\n"),
+               8, "models.a.deployments[0].priority: ", "expected an integer, got 'high'");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments:\n      - {model: x}\n"),
+               8, "models.a.deployments[0].provider: ", "provider is required");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments:\n      - {provider: local, model: ''}\n"),
+               8, "models.a.deployments[0].model: ", "must not be empty");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: {provider: local}\n"),
+               7, "models.a.deployments: ", "expected a list, got a map");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: []\n"),
+               7, "models.a.deployments: ", "at least one deployment");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"), 5,
+               "models.a.deployments: ", "at least one deployment");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: [local]\n"),
+               7, "models.a.deployments[0]: ", "expected a map, got a string");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    deployments: [{provider: local}]\n"), 5,
+               "models.a.pricing: ", "pricing is required");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing: ", "both input and output");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: -1, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing.input: ", "must not be negative");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1e-6, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing.input: ", "expected a decimal number");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: .5}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing.output: ", "expected a decimal number");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 0.0000000001, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing.input: ", "at most 9 decimal places");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 99999999999, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing.input: ", "expected a decimal number");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: [1], output: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               6, "models.a.pricing.input: ", "expected a decimal number, got a list");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    max_output_tokens: many\n"
+                          "    deployments: [{provider: local}]\n"),
+               7, "models.a.max_output_tokens: ", "expected an integer");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"
+                          "    fallbacks: [b, c]\n"
+                          "  b:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"),
+               8, "models.a.fallbacks[1]: ", "unknown model 'c'");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"
+                          "    fallbacks: [a]\n"),
+               8, "models.a.fallbacks[0]: ", "own fallback");
+    EXPECT_ERR(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                          "    deployments: [{provider: local}]\n"
+                          "    fallbacks: b\n"),
+               8, "models.a.fallbacks: ", "expected a list");
+    EXPECT_ERR(WITH_PROVS("models:\n  a: [1]\n"), 5, "models.a: ", "expected a map, got a list");
+    EXPECT_ERR(WITH_PROVS("models: [a]\n"), 4, "models: ", "expected a map, got a list");
+    /* A model may be used as a fallback before it is defined; fallbacks: with no value is
+     * fine. */
+    cfg_t *c = load(WITH_PROVS("models:\n  a:\n    pricing: {input: 1, output: 1}\n"
+                               "    deployments: [{provider: local}]\n"
+                               "    fallbacks: [b]\n"
+                               "  b:\n    pricing: {input: 1, output: 1}\n"
+                               "    deployments: [{provider: local}]\n"
+                               "    fallbacks:\n"));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ_INT(c->models[0].nfallbacks, 1);
+        CHECK_EQ_INT(c->models[1].nfallbacks, 0);
+    }
+    cfg_free(c);
+#undef WITH_PROVS
+}
+
+static void test_no_models(void)
+{
+    EXPECT_ERR("", 1, "models: ", "no models");
+    EXPECT_ERR("# only a comment\n\n", 1, "models: ", "no models");
+    EXPECT_ERR("{}\n", 1, "models: ", "no models");
+    EXPECT_ERR("---\n...\n", 1, "models: ", "no models");
+    EXPECT_ERR("server: {workers: 2}\n", 1, "models: ", "no models");
+    EXPECT_ERR("server: {workers: 2}\nmodels:\n", 2, "models: ", "no models");
+    EXPECT_ERR("server: {workers: 2}\nmodels: {}\n", 2, "models: ", "no models");
+}
+
+static void test_yaml_errors(void)
+{
+    EXPECT_ERR("server:\n  workers: 1\n bad: [\n", 3, "syntax error: ", "");
+    EXPECT_ERR(MINIMAL_MODELS "---\n" MINIMAL_MODELS, 8,
+               "syntax error: ", "only one YAML document");
+    EXPECT_ERR("server: {workers: 1}}\n", 1, "syntax error: ", "");
+    EXPECT_ERR("{a: 1}: 2\n" MINIMAL_MODELS, 1, "(top level): ", "field name must be a string");
+
+    g_err[0] = 'x';
+    cfg_t *c = cfg_load("/nonexistent/ms.yaml", g_err, sizeof g_err);
+    CHECK(c == NULL);
+    CHECK(strstr(g_err, "/nonexistent/ms.yaml: cannot open: ") == g_err);
+    c = cfg_load("/tmp", g_err, sizeof g_err);
+    CHECK(c == NULL);
+    CHECK(strstr(g_err, "/tmp: ") == g_err);
+    /* No err buffer: still no crash. */
+    CHECK(cfg_load("/nonexistent/ms.yaml", NULL, 0) == NULL);
+}
+
+static void test_aliases(void)
+{
+    cfg_t *c = load("providers:\n  local: {kind: echo}\n"
+                    "models:\n"
+                    "  a:\n"
+                    "    pricing: &p {input: 0.5, output: 1.5}\n"
+                    "    deployments: &d [{provider: local, model: echo}]\n"
+                    "  b:\n"
+                    "    pricing: *p\n"
+                    "    deployments: *d\n");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(c->models[1].price_out_nusd_per_mtok, 1500000000);
+    CHECK_EQ_STR(c->models[1].deployments[0].model, "echo");
+    cfg_free(c);
+}
+
+static void test_disabled_providers(void)
+{
+    unsetenv("MS_T_NOKEY");
+    setenv("MS_T_HASKEY", "sk-abc", 1);
+    const char *text = "providers:\n"
+                       "  off: {kind: openai, api_key: '${MS_T_NOKEY:-}'}\n"
+                       "  on: {kind: anthropic, api_key: '${MS_T_HASKEY:-}'}\n"
+                       "  keyless: {kind: openai, base_url: 'http://127.0.0.1:11434/v1'}\n"
+                       "  empty: {kind: gemini, api_key: }\n"
+                       "models:\n"
+                       "  mixed:\n"
+                       "    pricing: {input: 1, output: 1}\n"
+                       "    deployments:\n"
+                       "      - {provider: off, model: x}\n"
+                       "      - {provider: on, model: y}\n"
+                       "      - {provider: keyless, model: z}\n"
+                       "  dark:\n"
+                       "    pricing: {input: 1, output: 1}\n"
+                       "    deployments: [{provider: off}, {provider: empty}]\n"
+                       "    fallbacks: [mixed]\n";
+    capture_start();
+    cfg_t *c = load(text);
+    int warns_off = capture_stop("provider off disabled: api_key is empty");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(warns_off, 1);
+    const cfg_provider *off = cfg_find_provider(c, "off"), *on = cfg_find_provider(c, "on"),
+                       *kl = cfg_find_provider(c, "keyless"), *em = cfg_find_provider(c, "empty");
+    CHECK(off && on && kl && em);
+    if (!off || !on || !kl || !em) goto done;
+    CHECK_EQ_INT(off->enabled, 0);
+    CHECK_EQ_INT(on->enabled, 1);
+    CHECK_EQ_STR(on->api_key, "sk-abc");
+    CHECK_EQ_INT(kl->enabled, 1);
+    CHECK(kl->api_key == NULL);
+    CHECK_EQ_INT(em->enabled, 0);
+    const cfg_model *mixed = cfg_find_model(c, "mixed", 5), *dark = cfg_find_model(c, "dark", 4);
+    CHECK(mixed && dark);
+    if (!mixed || !dark) goto done;
+    CHECK_EQ_INT(mixed->ndeployments, 2);
+    CHECK(mixed->deployments[0].provider == on);
+    CHECK_EQ_STR(mixed->deployments[0].model, "y");
+    CHECK(mixed->deployments[1].provider == kl);
+    /* A model left with no deployment stays listed (the API layer hides it). */
+    CHECK_EQ_INT(c->nmodels, 2);
+    CHECK_EQ_INT(dark->ndeployments, 0);
+    CHECK_EQ_INT(dark->nfallbacks, 1);
+done:
+    cfg_free(c);
+
+    /* No warnings at all when the load fails later on. */
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s  broken: {pricing: {input: 1, output: 1}}\n", text);
+    capture_start();
+    c = load(bad);
+    int warns = capture_stop("disabled");
+    CHECK(c == NULL);
+    CHECK_EQ_INT(warns, 0);
+    cfg_free(c);
+}
+
+/* The example of shared/spec/CONFIG.md, verbatim. Its gpt-4o falls back to claude-sonnet-4,
+ * which the example does not define, so as written it is (rightly) refused; with that model
+ * added it loads. */
+static const char *spec_example =
+    "server:\n"
+    "  listen: 127.0.0.1:8080        # HOST:PORT\n"
+    "  workers: 0                    # event-loop threads; 0 = one per core\n"
+    "  max_body_bytes: 8388608\n"
+    "  admin_token: ${MODELSWITCH_ADMIN_TOKEN:-}   # empty = /admin/ disabled\n"
+    "\n"
+    "store:\n"
+    "  sqlite: data/modelswitch.db   # or: postgres: postgres://user@host/db\n"
+    "\n"
+    "limits:                         # defaults; a key may override\n"
+    "  requests_per_minute: 600\n"
+    "  tokens_per_minute: 1000000\n"
+    "\n"
+    "billing:\n"
+    "  markup_percent: 0             # added to provider prices to give list prices\n"
+    "\n"
+    "providers:\n"
+    "  openai:\n"
+    "    kind: openai                # openai | anthropic | gemini | azure | echo\n"
+    "    base_url: https://api.openai.com/v1\n"
+    "    api_key: ${OPENAI_API_KEY:-}\n"
+    "    timeout_ms: 600000\n"
+    "  local:\n"
+    "    kind: echo                  # built in, no network: answers with a deterministic text\n"
+    "\n"
+    "models:\n"
+    "  gpt-4o:\n"
+    "    pricing: {input: 2.50, output: 10.00}      # USD per 1M tokens, before markup\n"
+    "    max_output_tokens: 16384\n"
+    "    deployments:\n"
+    "      - {provider: openai, model: gpt-4o-2024-08-06, weight: 1}\n"
+    "    fallbacks: [claude-sonnet-4]\n"
+    "  echo-1:\n"
+    "    pricing: {input: 0.10, output: 0.20}\n"
+    "    deployments:\n"
+    "      - {provider: local, model: echo}\n";
+
+static void test_spec_example(void)
+{
+    char text[4096];
+    unsetenv("MODELSWITCH_ADMIN_TOKEN");
+    setenv("OPENAI_API_KEY", "sk-spec", 1);
+    EXPECT_ERR(spec_example, 32, "models.gpt-4o.fallbacks[0]: ", "unknown model 'claude-sonnet-4'");
+    snprintf(text, sizeof text,
+             "%s  claude-sonnet-4:\n"
+             "    pricing: {input: 3, output: 15}\n"
+             "    deployments: [{provider: local}]\n",
+             spec_example);
+    cfg_t *c = load(text);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_STR(c->admin_token, "");
+    CHECK_EQ_INT(c->nproviders, 2);
+    CHECK_EQ_INT(c->nmodels, 3);
+    const cfg_model *m = cfg_find_model(c, "gpt-4o", 6);
+    CHECK(m != NULL);
+    if (m) {
+        CHECK_EQ_INT(m->price_in_nusd_per_mtok, 2500000000LL);
+        CHECK_EQ_INT(m->price_out_nusd_per_mtok, 10000000000LL);
+        CHECK_EQ_INT(m->ndeployments, 1);
+        CHECK_EQ_STR(m->deployments[0].model, "gpt-4o-2024-08-06");
+        CHECK_EQ_STR(m->deployments[0].provider->api_key, "sk-spec");
+        CHECK_EQ_STR(m->fallbacks[0], "claude-sonnet-4");
+    }
+    cfg_free(c);
+    unsetenv("OPENAI_API_KEY");
+}
+
+/* config/modelswitch.yaml, the file the README runs, loads with and without a key. */
+static void test_shipped_config(void)
+{
+    const char *paths[] = {"config/modelswitch.yaml", "../config/modelswitch.yaml",
+                           "../../config/modelswitch.yaml"};
+    const char *path = NULL;
+    for (size_t i = 0; i < 3 && !path; i++)
+        if (access(paths[i], R_OK) == 0) path = paths[i];
+    CHECK(path != NULL);
+    if (!path) return;
+    unsetenv("MODELSWITCH_ADMIN_TOKEN");
+    unsetenv("OPENAI_BASE_URL");
+
+    unsetenv("OPENAI_API_KEY");
+    capture_start();
+    cfg_t *c = cfg_load(path, g_err, sizeof g_err);
+    int warns = capture_stop("provider openai disabled");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(warns, 1);
+    CHECK_EQ_STR(c->listen_host, "127.0.0.1");
+    CHECK_EQ_INT(c->listen_port, 8080);
+    CHECK_EQ_INT(c->workers, 0);
+    CHECK_EQ_STR(c->sqlite_path, "data/modelswitch.db");
+    CHECK(c->admin_token == NULL || c->admin_token[0] == '\0');
+    CHECK_EQ_INT(c->requests_per_minute, 600);
+    CHECK_EQ_INT(c->tokens_per_minute, 1000000);
+    CHECK_EQ_INT(c->nproviders, 2);
+    CHECK_EQ_INT(c->nmodels, 5);
+    const cfg_provider *oa = cfg_find_provider(c, "openai");
+    CHECK(oa && oa->enabled == 0);
+    CHECK(oa && oa->base_url && !strcmp(oa->base_url, "https://api.openai.com/v1"));
+    const cfg_model *e = cfg_find_model(c, "echo-1", 6);
+    CHECK(e && e->ndeployments == 1 && e->price_in_nusd_per_mtok == 100000000 &&
+          e->price_out_nusd_per_mtok == 200000000 && e->max_output_tokens == 4096 &&
+          !strcmp(e->deployments[0].model, "echo"));
+    const cfg_model *emb = cfg_find_model(c, "echo-embed-1", 12);
+    CHECK(emb && emb->ndeployments == 1 && emb->price_in_nusd_per_mtok == 20000000 &&
+          emb->price_out_nusd_per_mtok == 0 && !strcmp(emb->deployments[0].model, "echo-embed"));
+    const cfg_model *g = cfg_find_model(c, "gpt-4o", 6);
+    CHECK(g && g->ndeployments == 0 && g->price_in_nusd_per_mtok == 2500000000LL &&
+          g->price_out_nusd_per_mtok == 10000000000LL && g->max_output_tokens == 16384);
+    const cfg_model *mini = cfg_find_model(c, "gpt-4o-mini", 11);
+    CHECK(mini && mini->price_in_nusd_per_mtok == 150000000 &&
+          mini->price_out_nusd_per_mtok == 600000000);
+    CHECK(cfg_find_model(c, "text-embedding-3-small", 22) != NULL);
+    cfg_free(c);
+
+    setenv("OPENAI_API_KEY", "sk-test-key", 1);
+    setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/", 1);
+    setenv("MODELSWITCH_ADMIN_TOKEN", "admin-tok", 1);
+    capture_start();
+    c = cfg_load(path, g_err, sizeof g_err);
+    warns = capture_stop("disabled");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(warns, 0);
+    CHECK_EQ_STR(c->admin_token, "admin-tok");
+    oa = cfg_find_provider(c, "openai");
+    CHECK(oa && oa->enabled == 1);
+    CHECK(oa && !strcmp(oa->base_url, "http://127.0.0.1:9/v1"));
+    g = cfg_find_model(c, "gpt-4o", 6);
+    CHECK(g && g->ndeployments == 1 && !strcmp(g->deployments[0].model, "gpt-4o"));
+    mini = cfg_find_model(c, "gpt-4o-mini", 11);
+    CHECK(mini && mini->ndeployments == 1 && !strcmp(mini->deployments[0].model, "gpt-4o-mini"));
+    cfg_free(c);
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("OPENAI_BASE_URL");
+    unsetenv("MODELSWITCH_ADMIN_TOKEN");
+}
+
+int main(void)
+{
+    RUN(test_defaults);
+    RUN(test_lookups);
+    RUN(test_every_field);
+    RUN(test_postgres_and_ipv6);
+    RUN(test_null_sections);
+    RUN(test_substitution);
+    RUN(test_substitution_errors);
+    RUN(test_unknown_fields);
+    RUN(test_bad_types);
+    RUN(test_listen);
+    RUN(test_store);
+    RUN(test_providers);
+    RUN(test_models);
+    RUN(test_no_models);
+    RUN(test_yaml_errors);
+    RUN(test_aliases);
+    RUN(test_disabled_providers);
+    RUN(test_spec_example);
+    RUN(test_shipped_config);
+    TAP_DONE();
+}

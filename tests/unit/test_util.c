@@ -1,0 +1,285 @@
+/*
+ * Unit tests for src/common/util.c: clocks, ISO 8601 formatting/parsing (including round trips
+ * over a wide range of instants), and exact decimal parsing/formatting (overflow, too many
+ * fractional digits, signs, syntax that must be refused).
+ */
+#include "common/util.h"
+#include "tap.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+static int dec(const char *s, int scale, int64_t *out)
+{
+    return ms_parse_decimal(s, strlen(s), scale, out);
+}
+
+static void test_clocks(void)
+{
+    int64_t now = ms_now_ms();
+    int64_t t = (int64_t)time(NULL) * 1000;
+    CHECK(now > 1700000000000LL);
+    CHECK(now >= t - 2000 && now <= t + 2000);
+    uint64_t a = ms_mono_ns();
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    uint64_t b = ms_mono_ns();
+    CHECK(b > a);
+    CHECK(b - a >= 2000000);
+}
+
+static void test_iso_format(void)
+{
+    char buf[32];
+    CHECK_EQ_STR(ms_iso8601(0, buf, 0), "1970-01-01T00:00:00Z");
+    CHECK_EQ_STR(ms_iso8601(0, buf, 1), "1970-01-01T00:00:00.000Z");
+    CHECK_EQ_STR(ms_iso8601(1764032523123LL, buf, 1), "2025-11-25T01:02:03.123Z");
+    CHECK_EQ_STR(ms_iso8601(1764032523123LL, buf, 0), "2025-11-25T01:02:03Z");
+    CHECK_EQ_STR(ms_iso8601(1709251199999LL, buf, 1), "2024-02-29T23:59:59.999Z");
+    CHECK_EQ_STR(ms_iso8601(951868800000LL, buf, 0), "2000-03-01T00:00:00Z");
+    CHECK_EQ_STR(ms_iso8601(253402300799999LL, buf, 1), "9999-12-31T23:59:59.999Z");
+    /* Before the epoch the division must floor, not truncate. */
+    CHECK_EQ_STR(ms_iso8601(-1, buf, 1), "1969-12-31T23:59:59.999Z");
+    CHECK_EQ_STR(ms_iso8601(-2208988800000LL, buf, 0), "1900-01-01T00:00:00Z");
+    CHECK(ms_iso8601(5, buf, 0) == buf);
+    /* Extremes must stay inside the 32 bytes the header promises. */
+    CHECK(strlen(ms_iso8601(INT64_MAX, buf, 1)) < 32);
+    CHECK(strlen(ms_iso8601(INT64_MIN, buf, 1)) < 32);
+}
+
+static void test_iso_parse(void)
+{
+    int64_t v = 42;
+    CHECK_EQ_INT(ms_parse_iso8601("2026-11-25", &v), 0);
+    CHECK_EQ_INT(v, 1795564800000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02:03Z", &v), 0);
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02:03.123Z", &v), 0);
+    CHECK_EQ_INT(v, 1764032523123LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02:03.1Z", &v), 0);
+    CHECK_EQ_INT(v, 1764032523100LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02:03.123456Z", &v), 0);
+    CHECK_EQ_INT(v, 1764032523123LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02:03+00:00", &v), 0);
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T03:02:03+02:00", &v), 0);
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T03:02:03+0200", &v), 0);
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-24T19:32:03-05:30", &v), 0);
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02:03", &v), 0); /* no zone = UTC */
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25t01:02:03z", &v), 0);
+    CHECK_EQ_INT(v, 1764032523000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2025-11-25T01:02Z", &v), 0);
+    CHECK_EQ_INT(v, 1764032520000LL);
+    CHECK_EQ_INT(ms_parse_iso8601("2024-02-29", &v), 0);
+    CHECK_EQ_INT(ms_parse_iso8601("2000-02-29", &v), 0);
+    CHECK_EQ_INT(ms_parse_iso8601("1969-12-31T23:59:59.999Z", &v), 0);
+    CHECK_EQ_INT(v, -1);
+
+    v = 42;
+    const char *bad[] = {"",
+                         "2025",
+                         "2025-11",
+                         "25-11-25",
+                         "2025-1-25",
+                         "2025-13-01",
+                         "2025-00-01",
+                         "2025-02-29",
+                         "1900-02-29",
+                         "2025-04-31",
+                         "2025-11-00",
+                         "2025-11-25T",
+                         "2025-11-25T24:00:00Z",
+                         "2025-11-25T01:60:00Z",
+                         "2025-11-25T01:02:60Z",
+                         "2025-11-25T01:02:03.Z",
+                         "2025-11-25T01:02:03.1234567890Z",
+                         "2025-11-25T01:02:03ZZ",
+                         "2025-11-25T01:02:03+24:00",
+                         "2025-11-25T01:02:03+1",
+                         "2025-11-25X01:02:03Z",
+                         "2025-11-25 junk",
+                         " 2025-11-25",
+                         "2025-11-25T1:02:03Z",
+                         "+2025-11-25"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (ms_parse_iso8601(bad[i], &v) != -1) {
+            fprintf(stderr, "accepted bad time '%s'\n", bad[i]);
+            CHECK(0);
+        }
+    }
+    CHECK_EQ_INT(v, 42);
+    CHECK_EQ_INT(ms_parse_iso8601(NULL, &v), -1);
+}
+
+static void test_iso_roundtrip(void)
+{
+    char buf[32];
+    int failures = 0;
+    /* A prime step walks through every month, leap years, and negative instants. */
+    for (int64_t t = -5000000000000LL; t < 253402300799999LL; t += 7777777777LL + 13) {
+        int64_t back = 0;
+        if (ms_parse_iso8601(ms_iso8601(t, buf, 1), &back) || back != t) failures++;
+        int64_t whole = t - (((t % 1000) + 1000) % 1000);
+        if (ms_parse_iso8601(ms_iso8601(t, buf, 0), &back) || back != whole) failures++;
+    }
+    CHECK_EQ_INT(failures, 0);
+    /* Every day of a leap year and its neighbours. */
+    for (int64_t d = 19000; d < 20200; d++) {
+        int64_t t = d * 86400000LL + 43200123, back = 0;
+        if (ms_parse_iso8601(ms_iso8601(t, buf, 1), &back) || back != t) failures++;
+    }
+    CHECK_EQ_INT(failures, 0);
+}
+
+static void test_decimal_parse(void)
+{
+    int64_t v = 0;
+    CHECK_EQ_INT(dec("12.5", 1, &v), 0);
+    CHECK_EQ_INT(v, 125);
+    CHECK_EQ_INT(dec("2.50", 9, &v), 0);
+    CHECK_EQ_INT(v, 2500000000LL);
+    CHECK_EQ_INT(dec("10.00", 9, &v), 0);
+    CHECK_EQ_INT(v, 10000000000LL);
+    CHECK_EQ_INT(dec("-3", 9, &v), 0);
+    CHECK_EQ_INT(v, -3000000000LL);
+    CHECK_EQ_INT(dec("0.000000001", 9, &v), 0);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(dec("-0.000000001", 9, &v), 0);
+    CHECK_EQ_INT(v, -1);
+    CHECK_EQ_INT(dec("0", 0, &v), 0);
+    CHECK_EQ_INT(v, 0);
+    CHECK_EQ_INT(dec("-0", 2, &v), 0);
+    CHECK_EQ_INT(v, 0);
+    CHECK_EQ_INT(dec("007", 0, &v), 0);
+    CHECK_EQ_INT(v, 7);
+    CHECK_EQ_INT(dec("1500.5", 9, &v), 0);
+    CHECK_EQ_INT(v, 1500500000000LL);
+    CHECK_EQ_INT(dec("12.5", 6, &v), 0);
+    CHECK_EQ_INT(v, 12500000);
+
+    /* Limits of int64, exactly. */
+    CHECK_EQ_INT(dec("9223372036854775807", 0, &v), 0);
+    CHECK_EQ_INT(v, INT64_MAX);
+    CHECK_EQ_INT(dec("-9223372036854775808", 0, &v), 0);
+    CHECK(v == INT64_MIN);
+    CHECK_EQ_INT(dec("9223372036.854775807", 9, &v), 0);
+    CHECK_EQ_INT(v, INT64_MAX);
+    CHECK_EQ_INT(dec("-9223372036.854775808", 9, &v), 0);
+    CHECK(v == INT64_MIN);
+
+    v = 77;
+    CHECK_EQ_INT(dec("9223372036854775808", 0, &v), -1);
+    CHECK_EQ_INT(dec("-9223372036854775809", 0, &v), -1);
+    CHECK_EQ_INT(dec("99999999999999999999999", 0, &v), -1);
+    CHECK_EQ_INT(dec("9223372037", 9, &v), -1);   /* overflows while scaling */
+    CHECK_EQ_INT(dec("9223372036.9", 9, &v), -1); /* overflows in the fraction */
+    CHECK_EQ_INT(dec("0.0000000001", 9, &v), -1); /* too many fractional digits */
+    CHECK_EQ_INT(dec("1.0", 0, &v), -1);
+    CHECK_EQ_INT(dec("2.500", 2, &v), -1);
+    CHECK_EQ_INT(dec("1e5", 0, &v), -1);
+    CHECK_EQ_INT(dec("1E5", 0, &v), -1);
+    CHECK_EQ_INT(dec("+1", 0, &v), -1);
+    CHECK_EQ_INT(dec(".5", 1, &v), -1);
+    CHECK_EQ_INT(dec("5.", 1, &v), -1);
+    CHECK_EQ_INT(dec("-.5", 1, &v), -1);
+    CHECK_EQ_INT(dec("", 0, &v), -1);
+    CHECK_EQ_INT(dec("-", 0, &v), -1);
+    CHECK_EQ_INT(dec("--1", 0, &v), -1);
+    CHECK_EQ_INT(dec("1.2.3", 3, &v), -1);
+    CHECK_EQ_INT(dec(" 1", 0, &v), -1);
+    CHECK_EQ_INT(dec("1 ", 0, &v), -1);
+    CHECK_EQ_INT(dec("0x10", 0, &v), -1);
+    CHECK_EQ_INT(dec("1,5", 1, &v), -1);
+    CHECK_EQ_INT(dec("1_000", 0, &v), -1);
+    CHECK_EQ_INT(dec("nan", 0, &v), -1);
+    CHECK_EQ_INT(dec("1", -1, &v), -1);
+    CHECK_EQ_INT(dec("1", 19, &v), -1);
+    CHECK_EQ_INT(ms_parse_decimal(NULL, 0, 0, &v), -1);
+    CHECK_EQ_INT(v, 77); /* untouched on error */
+
+    /* The length is honoured: no NUL terminator is needed or looked for. */
+    CHECK_EQ_INT(ms_parse_decimal("12.5xyz", 4, 1, &v), 0);
+    CHECK_EQ_INT(v, 125);
+    CHECK_EQ_INT(ms_parse_decimal("12", 1, 0, &v), 0);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(ms_parse_decimal("1\0002", 3, 0, &v), -1);
+}
+
+static void test_decimal_format(void)
+{
+    char buf[32];
+    CHECK_EQ_STR(ms_format_decimal(1500500000000LL, 9, buf, sizeof buf), "1500.5");
+    CHECK_EQ_STR(ms_format_decimal(2000, 9, buf, sizeof buf), "0.000002");
+    CHECK_EQ_STR(ms_format_decimal(0, 9, buf, sizeof buf), "0");
+    CHECK_EQ_STR(ms_format_decimal(-500000000, 9, buf, sizeof buf), "-0.5");
+    CHECK_EQ_STR(ms_format_decimal(-1, 9, buf, sizeof buf), "-0.000000001");
+    CHECK_EQ_STR(ms_format_decimal(2500000000LL, 9, buf, sizeof buf), "2.5");
+    CHECK_EQ_STR(ms_format_decimal(10000000000LL, 9, buf, sizeof buf), "10");
+    CHECK_EQ_STR(ms_format_decimal(123, 0, buf, sizeof buf), "123");
+    CHECK_EQ_STR(ms_format_decimal(-123, 0, buf, sizeof buf), "-123");
+    CHECK_EQ_STR(ms_format_decimal(10, 1, buf, sizeof buf), "1");
+    CHECK_EQ_STR(ms_format_decimal(1, 18, buf, sizeof buf), "0.000000000000000001");
+    CHECK_EQ_STR(ms_format_decimal(INT64_MAX, 0, buf, sizeof buf), "9223372036854775807");
+    CHECK_EQ_STR(ms_format_decimal(INT64_MIN, 9, buf, sizeof buf), "-9223372036.854775808");
+    CHECK_EQ_STR(ms_format_decimal(INT64_MIN, 0, buf, sizeof buf), "-9223372036854775808");
+    CHECK(ms_format_decimal(5, 9, buf, sizeof buf) == buf);
+
+    /* Too small a buffer or a bad scale: NULL and an empty string, never an overrun. */
+    char small[4] = "zzz";
+    CHECK(ms_format_decimal(12345, 0, small, sizeof small) == NULL);
+    CHECK_EQ_STR(small, "");
+    CHECK(ms_format_decimal(123, 0, small, sizeof small) == small);
+    CHECK_EQ_STR(small, "123");
+    CHECK(ms_format_decimal(1, 19, buf, sizeof buf) == NULL);
+    CHECK(ms_format_decimal(1, -1, buf, sizeof buf) == NULL);
+    CHECK(ms_format_decimal(1, 0, buf, 0) == NULL);
+}
+
+static void test_decimal_roundtrip(void)
+{
+    char buf[32];
+    int failures = 0;
+    int64_t samples[] = {0,
+                         1,
+                         -1,
+                         9,
+                         10,
+                         999999999,
+                         1000000000,
+                         -1000000001,
+                         123456789012345LL,
+                         INT64_MAX,
+                         INT64_MIN,
+                         INT64_MAX - 1,
+                         INT64_MIN + 1};
+    for (int scale = 0; scale <= 18; scale++) {
+        for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+            int64_t back = 0;
+            const char *s = ms_format_decimal(samples[i], scale, buf, sizeof buf);
+            if (!s || dec(s, scale, &back) || back != samples[i]) failures++;
+        }
+        for (int64_t x = -3000000; x < 3000000; x += 4999) {
+            int64_t back = 0;
+            const char *s = ms_format_decimal(x * 1117, scale, buf, sizeof buf);
+            if (!s || dec(s, scale, &back) || back != x * 1117) failures++;
+        }
+    }
+    CHECK_EQ_INT(failures, 0);
+}
+
+int main(void)
+{
+    RUN(test_clocks);
+    RUN(test_iso_format);
+    RUN(test_iso_parse);
+    RUN(test_iso_roundtrip);
+    RUN(test_decimal_parse);
+    RUN(test_decimal_format);
+    RUN(test_decimal_roundtrip);
+    TAP_DONE();
+}
