@@ -22,9 +22,11 @@ int ms_parse_iso8601(const char *s, int64_t *epoch_ms);
 
 /* Parses a decimal string exactly ("12.5", "-3", "0.000000001") scaled by 10^scale into an
  * integer, without floating point. Returns 0, or -1 on syntax error, overflow or more fractional
- * digits than scale allows (unless round is set, then extra digits round half up). */
+ * digits than scale allows. */
 int ms_parse_decimal(const char *s, size_t n, int scale, int64_t *out);
-/* Formats v / 10^scale as a decimal with trailing zeros trimmed ("1500.5", "0.000002"). */
+/* Formats v / 10^scale as a decimal with trailing zeros trimmed ("1500.5", "0.000002").
+ * Returns out, or NULL (writing "") when outlen is too small or scale is outside 0..18;
+ * 32 bytes are always enough. */
 char *ms_format_decimal(int64_t v, int scale, char *out, size_t outlen);
 
 #endif
