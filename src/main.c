@@ -143,6 +143,8 @@ int main(int argc, char **argv)
     } else if (strcmp(args[0], "check-config") == 0) {
         rc = cmd_check_config(config_path, n, args);
     } else {
+        /* operator commands print their own results; config warnings are for serve */
+        log_set_level(LOG_ERROR);
         char err[1024];
         cfg_t *cfg = cfg_load(config_path, err, sizeof err);
         if (!cfg) {
