@@ -104,6 +104,14 @@ static int cmd_check_config(const char *config_path, int argc, char **argv)
     return 0;
 }
 
+static int wants_help(int n, char **args)
+{
+    for (int i = 1; i < n; i++)
+        if (strcmp(args[i], "--help") == 0 || strcmp(args[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = getenv("MODELSWITCH_CONFIG");
@@ -142,6 +150,12 @@ int main(int argc, char **argv)
         rc = cmd_serve(config_path, n, args);
     } else if (strcmp(args[0], "check-config") == 0) {
         rc = cmd_check_config(config_path, n, args);
+    } else if (cli_is_command(args[0]) && wants_help(n, args)) {
+        rc = cli_run(NULL, n, args); /* help needs no config */
+    } else if (!cli_is_command(args[0])) {
+        fprintf(stderr, "modelswitch: unknown command '%s'\n\n", args[0]);
+        usage(stderr);
+        rc = 2;
     } else {
         /* operator commands print their own results; config warnings are for serve */
         log_set_level(LOG_ERROR);

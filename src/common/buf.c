@@ -91,6 +91,8 @@ int buf_printf(buf_t *b, const char *fmt, ...)
 int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    if (n == 0)
+        return buf_reserve(b, 0);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];

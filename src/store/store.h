@@ -55,6 +55,8 @@ typedef struct store_key {
 store_t *store_open(const cfg_t *cfg, char *err, size_t errlen);
 void store_close(store_t *s);
 const char *store_errmsg(store_t *s);
+/* The highest applied schema migration. */
+int store_schema_version(store_t *s, int64_t *version);
 
 int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out);
 int store_account_get(store_t *s, int64_t id, store_account *out);

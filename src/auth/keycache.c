@@ -1,0 +1,332 @@
+/*
+ * The in-memory key cache (see keycache.h): a chained hash table of every live key, indexed by
+ * the SHA-256 of the key, behind a reader-writer lock.
+ *
+ * Event-loop threads only ever read it (kc_lookup: hash, read lock, copy out). One refresher
+ * thread owns a store handle and, every 250 ms, asks the store for the key rows whose change
+ * sequence is above the last one it applied; deleted rows remove their entry, others replace or
+ * add it. Applying a row is idempotent, so a refresh that fails half-way is simply repeated from
+ * the same sequence on the next tick while lookups keep serving the last good state.
+ *
+ * The rows are fetched from the store before the write lock is taken, so lookups never wait for
+ * disk I/O; the lock is held only while pointers are swapped.
+ */
+#include "auth/keycache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/keys.h"
+#include "common/log.h"
+
+#define KC_REFRESH_MS 250
+#define KC_MIN_BUCKETS 64
+/* While the store keeps failing, warn once every this many ticks (10 s) rather than 4 times a
+ * second. */
+#define KC_WARN_EVERY 40
+
+typedef struct kc_entry {
+    struct kc_entry *next;
+    store_key key;
+} kc_entry;
+
+struct kc {
+    pthread_rwlock_t lock; /* guards buckets, nbuckets, count */
+    kc_entry **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+
+    /* Used only by whoever refreshes: kc_start before the thread exists, then the thread. */
+    store_t *store;
+    int64_t last_seq;
+    store_key *batch;
+    size_t batch_len, batch_cap;
+    int batch_oom;
+
+    pthread_mutex_t mu; /* guards stop; cv wakes the refresher early for kc_stop */
+    pthread_cond_t cv;
+    int stop;
+    pthread_t thread;
+    int thread_started;
+};
+
+/* The table is keyed by SHA-256 output, which is already uniformly distributed: its first bytes
+ * make a perfectly good bucket index. */
+static size_t kc_bucket(const kc_t *kc, const unsigned char hash[32])
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof(h));
+    return (size_t)(h & (uint64_t)(kc->nbuckets - 1));
+}
+
+/* Returns the link that points at the entry for hash (or the terminating NULL link). */
+static kc_entry **kc_find(kc_t *kc, const unsigned char hash[32])
+{
+    kc_entry **pp = &kc->buckets[kc_bucket(kc, hash)];
+    while (*pp && CRYPTO_memcmp((*pp)->key.hash, hash, 32) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Doubles the bucket array; on allocation failure the table keeps working with longer chains. */
+static void kc_grow(kc_t *kc)
+{
+    size_t nb = kc->nbuckets * 2;
+    kc_entry **nbk = calloc(nb, sizeof(*nbk));
+    kc_entry **old = kc->buckets;
+    size_t oldn = kc->nbuckets;
+
+    if (!nbk) return;
+    kc->buckets = nbk;
+    kc->nbuckets = nb;
+    for (size_t i = 0; i < oldn; i++) {
+        kc_entry *e = old[i];
+        while (e) {
+            kc_entry *next = e->next;
+            size_t b = kc_bucket(kc, e->key.hash);
+            e->next = nbk[b];
+            nbk[b] = e;
+            e = next;
+        }
+    }
+    free(old);
+}
+
+/* Applies one changed row; caller holds the write lock. Returns -1 when out of memory. */
+static int kc_apply(kc_t *kc, const store_key *k)
+{
+    kc_entry **pp = kc_find(kc, k->hash);
+
+    if (k->deleted) {
+        if (*pp) {
+            kc_entry *e = *pp;
+            *pp = e->next;
+            free(e);
+            kc->count--;
+        }
+        return 0;
+    }
+    if (*pp) {
+        (*pp)->key = *k;
+        return 0;
+    }
+    kc_entry *e = malloc(sizeof(*e));
+    if (!e) return -1;
+    e->key = *k;
+    e->next = NULL;
+    *pp = e;
+    kc->count++;
+    if (kc->count > kc->nbuckets) kc_grow(kc);
+    return 0;
+}
+
+static void kc_collect(void *ud, const store_key *k)
+{
+    kc_t *kc = ud;
+
+    if (kc->batch_oom) return;
+    if (kc->batch_len == kc->batch_cap) {
+        size_t ncap = kc->batch_cap ? kc->batch_cap * 2 : 64;
+        store_key *nb = realloc(kc->batch, ncap * sizeof(*nb));
+        if (!nb) {
+            kc->batch_oom = 1;
+            return;
+        }
+        kc->batch = nb;
+        kc->batch_cap = ncap;
+    }
+    kc->batch[kc->batch_len++] = *k;
+}
+
+/* One refresh: fetch the rows changed since last_seq, then apply them under the write lock.
+ * Returns 0, or -1 with the reason in msg. */
+static int kc_refresh(kc_t *kc, char *msg, size_t msglen)
+{
+    int64_t max_seq = kc->last_seq;
+    int rc = 0;
+
+    kc->batch_len = 0;
+    kc->batch_oom = 0;
+    if (store_keys_since(kc->store, kc->last_seq, kc_collect, kc, &max_seq) != STORE_OK) {
+        snprintf(msg, msglen, "%s", store_errmsg(kc->store));
+        return -1;
+    }
+    if (kc->batch_oom) {
+        snprintf(msg, msglen, "out of memory reading changed keys");
+        return -1;
+    }
+    if (kc->batch_len == 0) {
+        kc->last_seq = max_seq;
+        return 0;
+    }
+    pthread_rwlock_wrlock(&kc->lock);
+    for (size_t i = 0; i < kc->batch_len && rc == 0; i++)
+        rc = kc_apply(kc, &kc->batch[i]);
+    pthread_rwlock_unlock(&kc->lock);
+    if (rc != 0) {
+        /* Rows already applied are applied again next time, which is harmless. */
+        snprintf(msg, msglen, "out of memory applying changed keys");
+        return -1;
+    }
+    kc->last_seq = max_seq;
+    /* A large initial load should not pin its buffer for the life of the process. */
+    if (kc->batch_cap > 1024) {
+        free(kc->batch);
+        kc->batch = NULL;
+        kc->batch_cap = 0;
+    }
+    kc->batch_len = 0;
+    return 0;
+}
+
+static void *kc_main(void *arg)
+{
+    kc_t *kc = arg;
+    unsigned failures = 0;
+    char msg[600];
+
+    pthread_mutex_lock(&kc->mu);
+    while (!kc->stop) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_nsec += (long)KC_REFRESH_MS * 1000000L;
+        deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+        deadline.tv_nsec %= 1000000000L;
+        while (!kc->stop && pthread_cond_timedwait(&kc->cv, &kc->mu, &deadline) != ETIMEDOUT)
+            ;
+        if (kc->stop) break;
+        pthread_mutex_unlock(&kc->mu);
+
+        if (kc_refresh(kc, msg, sizeof(msg)) != 0) {
+            if (failures++ % KC_WARN_EVERY == 0)
+                log_warn("key cache: refresh failed (serving the last good state): %s", msg);
+        } else if (failures) {
+            log_warn("key cache: refresh recovered after %u failed attempts", failures);
+            failures = 0;
+        }
+
+        pthread_mutex_lock(&kc->mu);
+    }
+    pthread_mutex_unlock(&kc->mu);
+    return NULL;
+}
+
+static void kc_free(kc_t *kc)
+{
+    for (size_t i = 0; kc->buckets && i < kc->nbuckets; i++) {
+        kc_entry *e = kc->buckets[i];
+        while (e) {
+            kc_entry *next = e->next;
+            free(e);
+            e = next;
+        }
+    }
+    free(kc->buckets);
+    free(kc->batch);
+    store_close(kc->store);
+    pthread_cond_destroy(&kc->cv);
+    pthread_mutex_destroy(&kc->mu);
+    pthread_rwlock_destroy(&kc->lock);
+    free(kc);
+}
+
+kc_t *kc_start(const cfg_t *cfg, char *err, size_t errlen)
+{
+    pthread_rwlockattr_t rwa;
+    pthread_condattr_t ca;
+    kc_t *kc = calloc(1, sizeof(*kc));
+    char msg[600];
+    int rc;
+
+    if (!kc) {
+        snprintf(err, errlen, "key cache: out of memory");
+        return NULL;
+    }
+    /* glibc's default rwlock lets a steady stream of readers starve the writer; the hot path is
+     * exactly such a stream, and a deactivation must still get through. */
+    pthread_rwlockattr_init(&rwa);
+    pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&kc->lock, &rwa);
+    pthread_rwlockattr_destroy(&rwa);
+    pthread_mutex_init(&kc->mu, NULL);
+    /* The tick deadline is on the monotonic clock so a wall-clock jump cannot stall refreshes. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&kc->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    kc->nbuckets = KC_MIN_BUCKETS;
+    kc->buckets = calloc(kc->nbuckets, sizeof(*kc->buckets));
+    if (!kc->buckets) {
+        snprintf(err, errlen, "key cache: out of memory");
+        goto fail;
+    }
+    kc->store = store_open(cfg, err, errlen);
+    if (!kc->store) goto fail;
+    if (kc_refresh(kc, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "key cache: loading keys: %s", msg);
+        goto fail;
+    }
+    rc = pthread_create(&kc->thread, NULL, kc_main, kc);
+    if (rc != 0) {
+        snprintf(err, errlen, "key cache: starting refresher: %s", strerror(rc));
+        goto fail;
+    }
+    kc->thread_started = 1;
+    return kc;
+
+fail:
+    kc_free(kc);
+    return NULL;
+}
+
+void kc_stop(kc_t *kc)
+{
+    if (!kc) return;
+    if (kc->thread_started) {
+        pthread_mutex_lock(&kc->mu);
+        kc->stop = 1;
+        pthread_cond_signal(&kc->cv);
+        pthread_mutex_unlock(&kc->mu);
+        pthread_join(kc->thread, NULL);
+    }
+    kc_free(kc);
+}
+
+kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_key *out)
+{
+    unsigned char hash[32];
+    store_key k;
+    int found = 0;
+
+    /* Malformed input is refused before hashing: it cannot match, and it costs nothing. */
+    if (!key_well_formed(key, n, NULL)) {
+        if (out) memset(out, 0, sizeof(*out));
+        return KC_NOT_FOUND;
+    }
+    key_hash(key, n, hash);
+
+    pthread_rwlock_rdlock(&kc->lock);
+    kc_entry *e = *kc_find(kc, hash);
+    if (e) {
+        k = e->key;
+        found = 1;
+    }
+    pthread_rwlock_unlock(&kc->lock);
+
+    if (!found || k.deleted) {
+        if (out) memset(out, 0, sizeof(*out));
+        return KC_NOT_FOUND;
+    }
+    memset(k.hash, 0, sizeof(k.hash));
+    if (out) *out = k;
+    if (k.expires_at_ms != 0 && now_ms >= k.expires_at_ms) return KC_EXPIRED;
+    if (!k.active) return KC_INACTIVE;
+    return KC_OK;
+}

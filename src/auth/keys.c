@@ -1,0 +1,105 @@
+/*
+ * Key material: generation, the textual format check and hashing (see keys.h).
+ *
+ * Keys come straight from the kernel CSPRNG (getrandom(2)); base62 characters are drawn by
+ * rejection sampling so that every character is exactly equally likely. Only key_hash's output
+ * and the display prefix are ever stored: the full key exists in memory just long enough to be
+ * shown once (by the CLI or the API) and to be hashed on every request.
+ */
+#include "auth/keys.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+static const char key_alphabet[] = "0123456789"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "abcdefghijklmnopqrstuvwxyz";
+
+#define KEY_ALPHABET_LEN 62
+/* The largest multiple of 62 that fits in a byte: bytes at or above it are thrown away, so
+ * byte % 62 is uniform over the alphabet (no modulo bias). */
+#define KEY_REJECT_AT (256 / KEY_ALPHABET_LEN * KEY_ALPHABET_LEN)
+
+/* Fills buf completely from the kernel CSPRNG, retrying on EINTR and short reads. */
+static int key_random_bytes(unsigned char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, n - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int key_generate(key_type type, char *out, size_t outlen)
+{
+    /* 40 characters need ~40 * 256/248 bytes on average; 64 covers almost every draw and the
+     * loop refills when it does not. */
+    unsigned char pool[64];
+    size_t used = sizeof(pool), filled = 0;
+    int rc = -1;
+
+    if (!out || outlen < KEY_LEN + 1 || (type != KEY_PROXY && type != KEY_BILLING)) return -1;
+    memcpy(out, type == KEY_PROXY ? "ms-" : "mk-", 3);
+    while (filled < KEY_RANDOM_CHARS) {
+        if (used == sizeof(pool)) {
+            if (key_random_bytes(pool, sizeof(pool)) != 0) goto cleanup;
+            used = 0;
+        }
+        unsigned char b = pool[used++];
+        if (b >= KEY_REJECT_AT) continue;
+        out[3 + filled++] = key_alphabet[b % KEY_ALPHABET_LEN];
+    }
+    out[KEY_LEN] = '\0';
+    rc = 0;
+
+cleanup:
+    OPENSSL_cleanse(pool, sizeof(pool));
+    if (rc != 0) OPENSSL_cleanse(out, outlen);
+    return rc;
+}
+
+static int key_is_base62(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+int key_well_formed(const char *s, size_t n, key_type *type_out)
+{
+    key_type t;
+
+    if (!s || n != KEY_LEN) return 0;
+    if (memcmp(s, "ms-", 3) == 0)
+        t = KEY_PROXY;
+    else if (memcmp(s, "mk-", 3) == 0)
+        t = KEY_BILLING;
+    else
+        return 0;
+    for (size_t i = 3; i < n; i++)
+        if (!key_is_base62(s[i])) return 0;
+    if (type_out) *type_out = t;
+    return 1;
+}
+
+void key_hash(const char *s, size_t n, unsigned char out[32])
+{
+    unsigned int outlen = 0;
+
+    /* SHA-256 only fails when OpenSSL itself is broken (allocation failure, provider missing).
+     * Returning some fixed value would let every such failure authenticate as the same key, so
+     * the only safe answer is to stop. */
+    if (EVP_Digest(s, n, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != 32) {
+        fputs("fatal: SHA-256 failed in OpenSSL\n", stderr);
+        abort();
+    }
+}

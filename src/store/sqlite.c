@@ -1,0 +1,819 @@
+/*
+ * store.h over SQLite: the default backend, one database file shared by the gateway and the CLI.
+ *
+ * Every process and thread that needs the store opens its own connection (store_open). The
+ * database runs in WAL mode so readers (the key-cache refresher) never wait for the writer, and
+ * every multi-row change runs in one BEGIN IMMEDIATE transaction so the invariants hold at every
+ * commit: an account's balance equals the sum of its transactions, and every key change carries a
+ * fresh value of the store-wide change sequence (meta.key_seq).
+ *
+ * The sequence matters for the key cache: SQLite has a single writer, so changes commit in
+ * key_seq order, and a reader that has seen sequence N will never later find a commit below N.
+ * store_keys_since(N) therefore never misses a change.
+ *
+ * Schema changes are migrations: store_migrations[] below is append-only; entry i is schema
+ * version i + 1 and is applied once, in its own transaction, recorded in schema_migrations.
+ * Tables are STRICT so that a value of the wrong type (a float where nano-dollars belong) is an
+ * error rather than silently stored.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <sqlite3.h>
+
+#include "auth/keys.h"
+#include "common/util.h"
+
+/* Longest accepted name (the structs hold 128 bytes) and transaction description. */
+#define STORE_NAME_MAX 127
+#define STORE_DESC_MAX 1024
+
+/* ---- schema ---- */
+
+static const char *const store_migrations[] = {
+    /* 1: accounts, keys, the ledger and the key change sequence. */
+    "CREATE TABLE accounts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  balance_nusd INTEGER NOT NULL DEFAULT 0 CHECK (balance_nusd >= 0),"
+    "  created_at_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE api_keys ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  type INTEGER NOT NULL CHECK (type IN (0, 1)),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  prefix TEXT NOT NULL,"
+    "  hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),"
+    "  active INTEGER NOT NULL DEFAULT 1,"
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  expires_at_ms INTEGER NOT NULL DEFAULT 0,"
+    "  spend_limit_nusd INTEGER NOT NULL DEFAULT -1,"
+    "  spent_nusd INTEGER NOT NULL DEFAULT 0,"
+    "  rpm INTEGER NOT NULL DEFAULT -1,"
+    "  tpm INTEGER NOT NULL DEFAULT -1,"
+    "  seq INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX api_keys_seq ON api_keys(seq);"
+    "CREATE INDEX api_keys_account ON api_keys(account_id, id);"
+    "CREATE TABLE transactions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  amount_nusd INTEGER NOT NULL,"
+    "  type TEXT NOT NULL CHECK (type IN ('usage', 'payment', 'refund')),"
+    "  description TEXT,"
+    "  request_id TEXT,"
+    "  created_at_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX transactions_account ON transactions(account_id, id);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;"
+    "INSERT INTO meta(key, value) VALUES ('key_seq', 0);",
+};
+
+#define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
+
+/* ---- cached statements ---- */
+
+#define KEY_COLS                                                                                   \
+    "id, account_id, type, name, prefix, hash, active, deleted, created_at_ms, expires_at_ms, "    \
+    "spend_limit_nusd, spent_nusd, rpm, tpm, seq"
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SEQ_NEXT,
+    ST_ACCOUNT_INSERT,
+    ST_ACCOUNT_GET,
+    ST_ACCOUNT_LIST,
+    ST_ACCOUNT_ADD,
+    ST_TX_INSERT,
+    ST_KEY_INSERT,
+    ST_KEY_GET,
+    ST_KEY_LIST,
+    ST_KEY_SET_ACTIVE,
+    ST_KEY_DELETE,
+    ST_KEYS_SINCE,
+    ST_SCHEMA_VERSION,
+    ST__COUNT
+};
+
+static const char *const store_sql[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SEQ_NEXT] = "UPDATE meta SET value = value + 1 WHERE key = 'key_seq' RETURNING value",
+    [ST_ACCOUNT_INSERT] =
+        "INSERT INTO accounts(name, balance_nusd, created_at_ms) VALUES (?, ?, ?)",
+    [ST_ACCOUNT_GET] = "SELECT id, name, balance_nusd, created_at_ms FROM accounts WHERE id = ?",
+    [ST_ACCOUNT_LIST] = "SELECT id, name, balance_nusd, created_at_ms FROM accounts ORDER BY id",
+    [ST_ACCOUNT_ADD] = "UPDATE accounts SET balance_nusd = balance_nusd + ? WHERE id = ?",
+    [ST_TX_INSERT] = "INSERT INTO transactions(account_id, amount_nusd, type, description, "
+                     "request_id, created_at_ms) VALUES (?, ?, ?, ?, NULL, ?)",
+    [ST_KEY_INSERT] = "INSERT INTO api_keys(account_id, type, name, prefix, hash, active, deleted, "
+                      "created_at_ms, expires_at_ms, spend_limit_nusd, spent_nusd, rpm, tpm, seq) "
+                      "VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?, ?, 0, -1, -1, ?)",
+    [ST_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id = ? AND deleted = 0",
+    [ST_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys "
+                    "WHERE account_id = ? AND type = ? AND deleted = 0 ORDER BY id",
+    [ST_KEY_SET_ACTIVE] = "UPDATE api_keys SET active = ?, seq = ? WHERE id = ? AND deleted = 0",
+    [ST_KEY_DELETE] = "UPDATE api_keys SET deleted = 1, seq = ? WHERE id = ? AND deleted = 0",
+    [ST_KEYS_SINCE] = "SELECT " KEY_COLS " FROM api_keys WHERE seq > ? ORDER BY seq",
+    [ST_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__COUNT];
+    char err[512];
+};
+
+/* ---- errors ---- */
+
+__attribute__((format(printf, 2, 3))) static int store_seterr(store_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+    return STORE_ERR;
+}
+
+/* Records a failed SQLite call. SQLite's messages name tables and constraints but never bound
+ * values, so no key material or hash can reach the message. */
+static int store_dberr(store_t *s, const char *what)
+{
+    return store_seterr(s, "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+const char *store_errmsg(store_t *s)
+{
+    return s ? s->err : "store not open";
+}
+
+/* ---- statement helpers ---- */
+
+/* Returns the cached statement, preparing it on first use; NULL with the error recorded. */
+static sqlite3_stmt *store_stmt(store_t *s, int id)
+{
+    if (!s->st[id] && sqlite3_prepare_v3(s->db, store_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                         &s->st[id], NULL) != SQLITE_OK) {
+        store_dberr(s, "prepare");
+        s->st[id] = NULL;
+    }
+    return s->st[id];
+}
+
+/* Makes a cached statement ready for its next use (and releases its read snapshot). */
+static void store_release(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* Steps a statement that returns no row we need; records the error. */
+static int store_step_done(store_t *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? STORE_OK : store_dberr(s, what);
+    store_release(st);
+    return ret;
+}
+
+static int store_simple(store_t *s, int id, const char *what)
+{
+    sqlite3_stmt *st = store_stmt(s, id);
+    return st ? store_step_done(s, st, what) : STORE_ERR;
+}
+
+static int store_begin(store_t *s)
+{
+    return store_simple(s, ST_BEGIN, "begin transaction");
+}
+
+static int store_commit(store_t *s)
+{
+    return store_simple(s, ST_COMMIT, "commit");
+}
+
+/* Undoes an open transaction after a failure, keeping the first error message: SQLite may
+ * already have rolled back on its own (e.g. after SQLITE_FULL), hence the autocommit check. */
+static void store_rollback(store_t *s)
+{
+    char saved[sizeof(s->err)];
+
+    if (sqlite3_get_autocommit(s->db)) return;
+    memcpy(saved, s->err, sizeof(saved));
+    store_simple(s, ST_ROLLBACK, "rollback");
+    memcpy(s->err, saved, sizeof(saved));
+}
+
+/* Takes the next value of the key change sequence; inside a transaction. */
+static int store_next_seq(store_t *s, int64_t *seq)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_SEQ_NEXT);
+    int rc;
+
+    if (!st) return STORE_ERR;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int ret = rc == SQLITE_DONE ? store_seterr(s, "key sequence missing from meta")
+                                    : store_dberr(s, "next key sequence");
+        store_release(st);
+        return ret;
+    }
+    *seq = sqlite3_column_int64(st, 0);
+    /* RETURNING rows come before the statement is complete: run it to the end. */
+    return store_step_done(s, st, "next key sequence");
+}
+
+static void store_copy_text(char *dst, size_t dstlen, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, dstlen, "%s", t ? (const char *)t : "");
+}
+
+static void store_read_account(sqlite3_stmt *st, store_account *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, 0);
+    store_copy_text(a->name, sizeof(a->name), st, 1);
+    a->balance_nusd = sqlite3_column_int64(st, 2);
+    a->created_at_ms = sqlite3_column_int64(st, 3);
+}
+
+static void store_read_key(sqlite3_stmt *st, store_key *k)
+{
+    const void *h;
+
+    memset(k, 0, sizeof(*k));
+    k->id = sqlite3_column_int64(st, 0);
+    k->account_id = sqlite3_column_int64(st, 1);
+    k->type = sqlite3_column_int(st, 2) == KEY_BILLING ? KEY_BILLING : KEY_PROXY;
+    store_copy_text(k->name, sizeof(k->name), st, 3);
+    store_copy_text(k->prefix, sizeof(k->prefix), st, 4);
+    h = sqlite3_column_blob(st, 5);
+    if (h && sqlite3_column_bytes(st, 5) == (int)sizeof(k->hash))
+        memcpy(k->hash, h, sizeof(k->hash));
+    k->active = sqlite3_column_int(st, 6) != 0;
+    k->deleted = sqlite3_column_int(st, 7) != 0;
+    k->created_at_ms = sqlite3_column_int64(st, 8);
+    k->expires_at_ms = sqlite3_column_int64(st, 9);
+    k->spend_limit_nusd = sqlite3_column_int64(st, 10);
+    k->spent_nusd = sqlite3_column_int64(st, 11);
+    k->rpm = sqlite3_column_int64(st, 12);
+    k->tpm = sqlite3_column_int64(st, 13);
+    k->seq = sqlite3_column_int64(st, 14);
+}
+
+static int store_check_name(store_t *s, const char *what, const char *name, int allow_empty)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 && !allow_empty) return store_seterr(s, "%s name must not be empty", what);
+    if (n > STORE_NAME_MAX)
+        return store_seterr(s, "%s name longer than %d bytes", what, STORE_NAME_MAX);
+    return STORE_OK;
+}
+
+/* ---- open, migrations ---- */
+
+/* Creates every missing directory above path (like mkdir -p of its dirname). */
+static int store_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path);
+    int rc = -1;
+
+    if (!dir) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        /* 0700: the database holds the ledger and key hashes; only its owner needs it. */
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "create directory %s: %s", dir, strerror(errno));
+            goto cleanup;
+        }
+        *p = '/';
+    }
+    rc = 0;
+cleanup:
+    free(dir);
+    return rc;
+}
+
+static int store_exec(store_t *s, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        store_seterr(s, "%s: %s", what, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
+int store_schema_version(store_t *s, int64_t *version)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_SCHEMA_VERSION);
+    int ret = STORE_OK;
+
+    if (!st) return STORE_ERR;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *version = sqlite3_column_int64(st, 0);
+    else
+        ret = store_dberr(s, "read schema version");
+    store_release(st);
+    return ret;
+}
+
+/* Applies migration `version` unless another process got there first: the check happens inside
+ * the write transaction, so two processes opening a fresh database cannot both apply it. */
+static int store_apply_migration(store_t *s, int64_t version)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t current = 0;
+    char what[64];
+    int ret = STORE_ERR;
+
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if (store_schema_version(s, &current) != STORE_OK) goto cleanup;
+    if (current >= version) {
+        ret = store_commit(s);
+        goto cleanup;
+    }
+    snprintf(what, sizeof(what), "migration %lld", (long long)version);
+    if (store_exec(s, store_migrations[version - 1], what) != STORE_OK) goto cleanup;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)", -1,
+                           &st, NULL) != SQLITE_OK) {
+        store_dberr(s, what);
+        goto cleanup;
+    }
+    sqlite3_bind_int64(st, 1, version);
+    sqlite3_bind_int64(st, 2, ms_now_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        store_dberr(s, what);
+        goto cleanup;
+    }
+    ret = store_commit(s);
+
+cleanup:
+    sqlite3_finalize(st);
+    if (ret != STORE_OK) store_rollback(s);
+    return ret;
+}
+
+static int store_migrate(store_t *s)
+{
+    int64_t version = 0;
+
+    /* applied_at is milliseconds since the epoch, like every other time in the store. */
+    if (store_exec(s,
+                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                   "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                   "create schema_migrations") != STORE_OK)
+        return STORE_ERR;
+    if (store_schema_version(s, &version) != STORE_OK) return STORE_ERR;
+    if (version > STORE_NMIGRATIONS)
+        return store_seterr(s, "database schema version %lld is newer than this build knows (%lld)",
+                            (long long)version, (long long)STORE_NMIGRATIONS);
+    for (int64_t v = version + 1; v <= STORE_NMIGRATIONS; v++)
+        if (store_apply_migration(s, v) != STORE_OK) return STORE_ERR;
+    return STORE_OK;
+}
+
+/* Sets WAL mode and checks it took: journal_mode answers with the mode now in force. */
+static int store_set_wal(store_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = STORE_ERR;
+
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
+        store_dberr(s, "journal_mode");
+        goto cleanup;
+    }
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        store_dberr(s, "journal_mode");
+        goto cleanup;
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    /* An in-memory database (tests) reports "memory" and has no journal to speak of. */
+    if (!mode || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)) {
+        store_seterr(s, "journal_mode: WAL not available (got %s)", mode ? mode : "nothing");
+        goto cleanup;
+    }
+    ret = STORE_OK;
+cleanup:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+void store_close(store_t *s)
+{
+    if (!s) return;
+    for (int i = 0; i < ST__COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+store_t *store_open(const cfg_t *cfg, char *err, size_t errlen)
+{
+    const char *path = cfg ? cfg->sqlite_path : NULL;
+    store_t *s = NULL;
+    int ok = 0;
+
+    if (!path || !*path) {
+        snprintf(err, errlen, "sqlite: no database path configured");
+        return NULL;
+    }
+    if (strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0 &&
+        store_mkdirs(path, err, errlen) != 0)
+        return NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    /* NOMUTEX: a handle belongs to one thread at a time (store.h), so SQLite's own per-connection
+     * mutex would only cost time. */
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        store_seterr(s, "open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto cleanup;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    /* Set first: switching to WAL and migrating take locks another process may hold. */
+    sqlite3_busy_timeout(s->db, 5000);
+    if (store_set_wal(s) != STORE_OK) goto cleanup;
+    /* NORMAL is durable across application crashes in WAL mode; only an OS crash or power loss
+     * can lose the last commits, and it never corrupts the file. */
+    if (store_exec(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", "pragmas") != STORE_OK)
+        goto cleanup;
+    if (store_migrate(s) != STORE_OK) goto cleanup;
+    ok = 1;
+
+cleanup:
+    if (!ok) {
+        if (s->err[0])
+            snprintf(err, errlen, "sqlite %s: %s", path, s->err);
+        else
+            snprintf(err, errlen, "sqlite %s: open failed", path);
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- accounts ---- */
+
+/* Appends one row to the ledger; inside a transaction. */
+static int store_add_tx(store_t *s, int64_t account_id, int64_t amount, const char *type,
+                        const char *description, int64_t now)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_TX_INSERT);
+
+    if (!st) return STORE_ERR;
+    if (sqlite3_bind_int64(st, 1, account_id) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, amount) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC) != SQLITE_OK ||
+        (description ? sqlite3_bind_text(st, 4, description, -1, SQLITE_TRANSIENT)
+                     : sqlite3_bind_null(st, 4)) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, now) != SQLITE_OK) {
+        store_dberr(s, "transaction insert");
+        store_release(st);
+        return STORE_ERR;
+    }
+    return store_step_done(s, st, "transaction insert");
+}
+
+int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out)
+{
+    sqlite3_stmt *st;
+    int64_t now = ms_now_ms(), id;
+    int ret = STORE_ERR;
+
+    if (store_check_name(s, "account", name, 0) != STORE_OK) return STORE_ERR;
+    if (balance_nusd < 0) return store_seterr(s, "account balance must not be negative");
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if (!(st = store_stmt(s, ST_ACCOUNT_INSERT))) goto cleanup;
+    if (sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, balance_nusd) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, now) != SQLITE_OK) {
+        store_dberr(s, "account create");
+        store_release(st);
+        goto cleanup;
+    }
+    if (store_step_done(s, st, "account create") != STORE_OK) goto cleanup;
+    id = sqlite3_last_insert_rowid(s->db);
+    /* The opening balance goes through the ledger like any other money, so the sum of an
+     * account's transactions is its balance from the first commit on. */
+    if (balance_nusd > 0 &&
+        store_add_tx(s, id, balance_nusd, "payment", "initial balance", now) != STORE_OK)
+        goto cleanup;
+    if (store_commit(s) != STORE_OK) goto cleanup;
+    if (id_out) *id_out = id;
+    ret = STORE_OK;
+
+cleanup:
+    if (ret != STORE_OK) store_rollback(s);
+    return ret;
+}
+
+int store_account_get(store_t *s, int64_t id, store_account *out)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_GET);
+    int rc, ret;
+
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (out) store_read_account(st, out);
+        ret = STORE_OK;
+    } else if (rc == SQLITE_DONE) {
+        store_seterr(s, "account %lld not found", (long long)id);
+        ret = STORE_NOTFOUND;
+    } else {
+        ret = store_dberr(s, "account get");
+    }
+    store_release(st);
+    return ret;
+}
+
+int store_account_list(store_t *s, store_account **out, size_t *n)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_LIST);
+    store_account *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc, ret = STORE_ERR;
+
+    *out = NULL;
+    *n = 0;
+    if (!st) return STORE_ERR;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            store_account *nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv) {
+                store_seterr(s, "account list: out of memory");
+                goto cleanup;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        store_read_account(st, &v[len++]);
+    }
+    if (rc != SQLITE_DONE) {
+        store_dberr(s, "account list");
+        goto cleanup;
+    }
+    *out = v;
+    *n = len;
+    v = NULL;
+    ret = STORE_OK;
+
+cleanup:
+    free(v);
+    store_release(st);
+    return ret;
+}
+
+int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char *description)
+{
+    store_account a;
+    sqlite3_stmt *st;
+    int ret = STORE_ERR, rc;
+
+    if (amount_nusd <= 0) return store_seterr(s, "top-up amount must be positive");
+    if (description && strlen(description) > STORE_DESC_MAX)
+        return store_seterr(s, "description longer than %d bytes", STORE_DESC_MAX);
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if ((rc = store_account_get(s, id, &a)) != STORE_OK) {
+        ret = rc;
+        goto cleanup;
+    }
+    /* SQLite turns an overflowing integer sum into a float; refuse before that can happen. */
+    if (a.balance_nusd > INT64_MAX - amount_nusd) {
+        store_seterr(s, "account %lld: balance would overflow", (long long)id);
+        goto cleanup;
+    }
+    if (store_add_tx(s, id, amount_nusd, "payment", description, ms_now_ms()) != STORE_OK)
+        goto cleanup;
+    if (!(st = store_stmt(s, ST_ACCOUNT_ADD))) goto cleanup;
+    sqlite3_bind_int64(st, 1, amount_nusd);
+    sqlite3_bind_int64(st, 2, id);
+    if (store_step_done(s, st, "account top-up") != STORE_OK) goto cleanup;
+    ret = store_commit(s);
+
+cleanup:
+    if (ret != STORE_OK) store_rollback(s);
+    return ret;
+}
+
+/* ---- keys ---- */
+
+int store_key_create(store_t *s, int64_t account_id, key_type type, const char *name,
+                     int64_t expires_at_ms, int64_t spend_limit_nusd, char key_out[64],
+                     store_key *out)
+{
+    store_key k;
+    sqlite3_stmt *st;
+    int ret = STORE_ERR, rc;
+
+    memset(&k, 0, sizeof(k));
+    if (!name) name = "";
+    if (store_check_name(s, "key", name, 1) != STORE_OK) return STORE_ERR;
+    if (type != KEY_PROXY && type != KEY_BILLING)
+        return store_seterr(s, "invalid key type %d", (int)type);
+    if (expires_at_ms < 0) return store_seterr(s, "invalid key expiry");
+    if (spend_limit_nusd < -1) return store_seterr(s, "invalid key spend limit");
+    if (key_generate(type, key_out, 64) != 0)
+        return store_seterr(s, "key generation failed: no randomness from the OS");
+
+    k.account_id = account_id;
+    k.type = type;
+    snprintf(k.name, sizeof(k.name), "%s", name);
+    memcpy(k.prefix, key_out, KEY_PREFIX_LEN);
+    k.prefix[KEY_PREFIX_LEN] = '\0';
+    key_hash(key_out, KEY_LEN, k.hash);
+    k.active = 1;
+    k.created_at_ms = ms_now_ms();
+    k.expires_at_ms = expires_at_ms;
+    k.spend_limit_nusd = spend_limit_nusd;
+    k.rpm = -1;
+    k.tpm = -1;
+
+    if (store_begin(s) != STORE_OK) goto cleanup;
+    /* Checked here rather than left to the foreign key so the caller gets STORE_NOTFOUND. */
+    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) {
+        ret = rc;
+        goto cleanup;
+    }
+    if (store_next_seq(s, &k.seq) != STORE_OK) goto cleanup;
+    if (!(st = store_stmt(s, ST_KEY_INSERT))) goto cleanup;
+    if (sqlite3_bind_int64(st, 1, k.account_id) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, (int)k.type) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, k.name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_text(st, 4, k.prefix, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_blob(st, 5, k.hash, sizeof(k.hash), SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 6, k.created_at_ms) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 7, k.expires_at_ms) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 8, k.spend_limit_nusd) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 9, k.seq) != SQLITE_OK) {
+        store_dberr(s, "key create");
+        store_release(st);
+        goto cleanup;
+    }
+    if (store_step_done(s, st, "key create") != STORE_OK) goto cleanup;
+    k.id = sqlite3_last_insert_rowid(s->db);
+    if (store_commit(s) != STORE_OK) goto cleanup;
+    if (out) *out = k;
+    ret = STORE_OK;
+
+cleanup:
+    if (ret != STORE_OK) {
+        store_rollback(s);
+        /* A key that was never stored must never be shown. */
+        memset(key_out, 0, 64);
+    }
+    return ret;
+}
+
+int store_key_get(store_t *s, int64_t id, store_key *out)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_KEY_GET);
+    int rc, ret;
+
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (out) store_read_key(st, out);
+        ret = STORE_OK;
+    } else if (rc == SQLITE_DONE) {
+        store_seterr(s, "key %lld not found", (long long)id);
+        ret = STORE_NOTFOUND;
+    } else {
+        ret = store_dberr(s, "key get");
+    }
+    store_release(st);
+    return ret;
+}
+
+int store_key_list(store_t *s, int64_t account_id, key_type type, store_key **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    store_key *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc, ret = STORE_ERR;
+
+    *out = NULL;
+    *n = 0;
+    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) return rc;
+    if (!(st = store_stmt(s, ST_KEY_LIST))) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int(st, 2, (int)type);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            store_key *nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv) {
+                store_seterr(s, "key list: out of memory");
+                goto cleanup;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        store_read_key(st, &v[len++]);
+    }
+    if (rc != SQLITE_DONE) {
+        store_dberr(s, "key list");
+        goto cleanup;
+    }
+    *out = v;
+    *n = len;
+    v = NULL;
+    ret = STORE_OK;
+
+cleanup:
+    free(v);
+    store_release(st);
+    return ret;
+}
+
+/* Runs a key UPDATE (set_active or delete) under a fresh sequence value. STORE_NOTFOUND when no
+ * live key matched; the rollback then returns the sequence value too. */
+static int store_key_change(store_t *s, int stmt_id, int64_t id, int active)
+{
+    sqlite3_stmt *st;
+    int64_t seq;
+    int ret = STORE_ERR;
+
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if (store_next_seq(s, &seq) != STORE_OK) goto cleanup;
+    if (!(st = store_stmt(s, stmt_id))) goto cleanup;
+    if (stmt_id == ST_KEY_SET_ACTIVE) {
+        sqlite3_bind_int(st, 1, active ? 1 : 0);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int64(st, 3, id);
+    } else {
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, id);
+    }
+    if (store_step_done(s, st, "key update") != STORE_OK) goto cleanup;
+    if (sqlite3_changes(s->db) == 0) {
+        store_seterr(s, "key %lld not found", (long long)id);
+        ret = STORE_NOTFOUND;
+        goto cleanup;
+    }
+    ret = store_commit(s);
+
+cleanup:
+    if (ret != STORE_OK) store_rollback(s);
+    return ret;
+}
+
+int store_key_set_active(store_t *s, int64_t id, int active)
+{
+    return store_key_change(s, ST_KEY_SET_ACTIVE, id, active);
+}
+
+int store_key_delete(store_t *s, int64_t id)
+{
+    return store_key_change(s, ST_KEY_DELETE, id, 0);
+}
+
+int store_keys_since(store_t *s, int64_t since, void (*cb)(void *ud, const store_key *k), void *ud,
+                     int64_t *max_seq)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_KEYS_SINCE);
+    int64_t max = since;
+    store_key k;
+    int rc, ret = STORE_OK;
+
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_read_key(st, &k);
+        if (k.seq > max) max = k.seq;
+        cb(ud, &k);
+    }
+    if (rc != SQLITE_DONE) ret = store_dberr(s, "keys since");
+    store_release(st);
+    if (ret == STORE_OK && max_seq) *max_seq = max;
+    return ret;
+}

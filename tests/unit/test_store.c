@@ -1,0 +1,420 @@
+/*
+ * Unit tests for src/store/sqlite.c against a fresh database in a temporary directory: migrations,
+ * accounts and the ledger invariant (balance == sum of transactions), keys and the change
+ * sequence, not-found codes and the schema's own guards (balance CHECK, STRICT types).
+ * The ledger is checked with plain SQL through a separate SQLite connection.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "auth/keys.h"
+#include "config/config.h"
+#include "store/store.h"
+#include "tap.h"
+
+static char tmpdir[64];
+static char dbpath[128];
+static cfg_t *cfg;
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_store_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    /* Two missing directory levels: store_open must create them. */
+    snprintf(dbpath, sizeof(dbpath), "%s/a/b/store.db", tmpdir);
+    cfg = calloc(1, sizeof(*cfg));
+    cfg->sqlite_path = dbpath;
+}
+
+static void teardown(void)
+{
+    char cmd[256];
+    free(cfg);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static store_t *open_store(void)
+{
+    char err[256] = "";
+    store_t *s = store_open(cfg, err, sizeof(err));
+    if (!s) fprintf(stderr, "store_open: %s\n", err);
+    return s;
+}
+
+/* Runs a query returning one integer through a separate connection. */
+static int64_t sql_int(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = INT64_MIN;
+
+    if (sqlite3_open(dbpath, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static int sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(dbpath, &db);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+/* Accounts whose balance differs from the sum of their transactions. */
+static int64_t ledger_mismatches(void)
+{
+    return sql_int("SELECT count(*) FROM accounts a WHERE a.balance_nusd != "
+                   "(SELECT coalesce(sum(amount_nusd), 0) FROM transactions t "
+                   "WHERE t.account_id = a.id)");
+}
+
+static void test_open_and_migrate(void)
+{
+    int64_t v = -1;
+    store_t *s = open_store();
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(access(dbpath, F_OK), 0);
+    CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 1);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
+    CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+    store_close(s);
+
+    /* Reopening (twice, with two handles alive) applies nothing again. */
+    store_t *a = open_store(), *b = open_store();
+    CHECK(a != NULL && b != NULL);
+    if (a) {
+        CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
+        CHECK_EQ_INT(v, 1);
+    }
+    store_close(a);
+    store_close(b);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 1);
+}
+
+static void test_newer_schema_refused(void)
+{
+    char err[256] = "";
+    store_t *s;
+
+    CHECK_EQ_INT(sql_exec("INSERT INTO schema_migrations(version, applied_at) VALUES (999, 0)"),
+                 SQLITE_OK);
+    s = store_open(cfg, err, sizeof(err));
+    CHECK(s == NULL);
+    CHECK(strstr(err, "newer") != NULL);
+    store_close(s);
+    CHECK_EQ_INT(sql_exec("DELETE FROM schema_migrations WHERE version = 999"), SQLITE_OK);
+}
+
+static void test_open_errors(void)
+{
+    char err[256] = "";
+    cfg_t c;
+
+    memset(&c, 0, sizeof(c));
+    CHECK(store_open(&c, err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+    /* A directory component that is a regular file cannot be created. */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/a/b/store.db/x/y.db", tmpdir);
+    c.sqlite_path = path;
+    err[0] = '\0';
+    CHECK(store_open(&c, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "store.db") != NULL);
+}
+
+static void test_accounts(void)
+{
+    store_t *s = open_store();
+    store_account a, *list = NULL;
+    size_t n = 0;
+    int64_t id1 = 0, id2 = 0, id3 = 0;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(store_account_create(s, "alice", 5 * 1000000000LL, &id1), STORE_OK);
+    CHECK_EQ_INT(store_account_create(s, "bob", 0, &id2), STORE_OK);
+    CHECK_EQ_INT(store_account_create(s, "carol", 1, &id3), STORE_OK);
+    CHECK(id1 > 0 && id2 > id1 && id3 > id2);
+
+    CHECK_EQ_INT(store_account_get(s, id1, &a), STORE_OK);
+    CHECK_EQ_INT(a.id, id1);
+    CHECK_EQ_STR(a.name, "alice");
+    CHECK_EQ_INT(a.balance_nusd, 5000000000LL);
+    CHECK(a.created_at_ms > 1600000000000);
+
+    /* The opening balance is a payment; a zero balance writes no transaction. */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'payment' AND "
+                         "description = 'initial balance'"),
+                 2);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    CHECK_EQ_INT(store_account_list(s, &list, &n), STORE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK_EQ_INT(list[0].id, id1);
+        CHECK_EQ_STR(list[1].name, "bob");
+        CHECK_EQ_INT(list[2].balance_nusd, 1);
+    }
+    free(list);
+
+    /* Top-ups. */
+    CHECK_EQ_INT(store_account_topup(s, id2, 1500000000LL, "card"), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, id2, 1, NULL), STORE_OK);
+    CHECK_EQ_INT(store_account_get(s, id2, &a), STORE_OK);
+    CHECK_EQ_INT(a.balance_nusd, 1500000001LL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE description = 'card'"), 1);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* Refused top-ups leave everything unchanged. */
+    int64_t ntx = sql_int("SELECT count(*) FROM transactions");
+    CHECK_EQ_INT(store_account_topup(s, id2, 0, NULL), STORE_ERR);
+    CHECK_EQ_INT(store_account_topup(s, id2, -5, NULL), STORE_ERR);
+    CHECK_EQ_INT(store_account_topup(s, 999999, 5, NULL), STORE_NOTFOUND);
+    CHECK(strstr(store_errmsg(s), "999999") != NULL);
+    CHECK_EQ_INT(store_account_topup(s, id2, INT64_MAX, NULL), STORE_ERR);
+    CHECK(strstr(store_errmsg(s), "overflow") != NULL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), ntx);
+    CHECK_EQ_INT(store_account_get(s, id2, &a), STORE_OK);
+    CHECK_EQ_INT(a.balance_nusd, 1500000001LL);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* Not found, invalid input. */
+    CHECK_EQ_INT(store_account_get(s, 424242, &a), STORE_NOTFOUND);
+    CHECK_EQ_STR(store_errmsg(s), "account 424242 not found");
+    CHECK_EQ_INT(store_account_create(s, "neg", -1, NULL), STORE_ERR);
+    CHECK_EQ_INT(store_account_create(s, "", 0, NULL), STORE_ERR);
+    char longname[200];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    CHECK_EQ_INT(store_account_create(s, longname, 0, NULL), STORE_ERR);
+    longname[127] = '\0';
+    CHECK_EQ_INT(store_account_create(s, longname, 0, NULL), STORE_OK);
+
+    store_close(s);
+}
+
+/* The schema itself refuses what the code must never write. */
+static void test_schema_guards(void)
+{
+    CHECK(sql_int("SELECT count(*) FROM accounts") > 0);
+    CHECK_EQ_INT(sql_exec("UPDATE accounts SET balance_nusd = -1 WHERE id = 1"), SQLITE_CONSTRAINT);
+    CHECK_EQ_INT(sql_exec("UPDATE accounts SET balance_nusd = 1.5 WHERE id = 1"),
+                 SQLITE_CONSTRAINT);
+    CHECK_EQ_INT(sql_exec("INSERT INTO transactions(account_id, amount_nusd, type, "
+                          "created_at_ms) VALUES (1, 1, 'gift', 0)"),
+                 SQLITE_CONSTRAINT);
+    CHECK_EQ_INT(sql_int("SELECT balance_nusd FROM accounts WHERE id = 1"), 5000000000LL);
+}
+
+static void test_keys(void)
+{
+    store_t *s = open_store();
+    store_key k, k2, *list = NULL;
+    size_t n = 0;
+    int64_t acct = 0, other = 0;
+    char key[64], key2[64];
+    unsigned char h[32];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(store_account_create(s, "keys", 0, &acct), STORE_OK);
+    CHECK_EQ_INT(store_account_create(s, "other", 0, &other), STORE_OK);
+
+    CHECK_EQ_INT(store_key_create(s, acct, KEY_PROXY, "laptop", 0, -1, key, &k), STORE_OK);
+    CHECK_EQ_INT(key_well_formed(key, strlen(key), NULL), 1);
+    CHECK(strncmp(key, "ms-", 3) == 0);
+    CHECK(k.id > 0);
+    CHECK_EQ_INT(k.account_id, acct);
+    CHECK_EQ_INT(k.type, KEY_PROXY);
+    CHECK_EQ_STR(k.name, "laptop");
+    CHECK_EQ_INT(strlen(k.prefix), 8);
+    CHECK(strncmp(k.prefix, key, 8) == 0);
+    key_hash(key, strlen(key), h);
+    CHECK(memcmp(h, k.hash, 32) == 0);
+    CHECK_EQ_INT(k.active, 1);
+    CHECK_EQ_INT(k.deleted, 0);
+    CHECK_EQ_INT(k.expires_at_ms, 0);
+    CHECK_EQ_INT(k.spend_limit_nusd, -1);
+    CHECK_EQ_INT(k.spent_nusd, 0);
+    CHECK_EQ_INT(k.rpm, -1);
+    CHECK_EQ_INT(k.tpm, -1);
+    CHECK_EQ_INT(k.seq, 1);
+    /* Only the hash and prefix are stored: the full key is nowhere in the database. */
+    char q[256];
+    snprintf(q, sizeof(q), "SELECT count(*) FROM api_keys WHERE instr(name || prefix, '%s')",
+             key + 3);
+    CHECK_EQ_INT(sql_int(q), 0);
+
+    CHECK_EQ_INT(store_key_get(s, k.id, &k2), STORE_OK);
+    CHECK(memcmp(&k, &k2, sizeof(k)) == 0);
+
+    CHECK_EQ_INT(
+        store_key_create(s, acct, KEY_BILLING, NULL, 1900000000000LL, 2500000000LL, key2, &k2),
+        STORE_OK);
+    CHECK(strncmp(key2, "mk-", 3) == 0);
+    CHECK(strcmp(key, key2) != 0);
+    CHECK_EQ_STR(k2.name, "");
+    CHECK_EQ_INT(k2.expires_at_ms, 1900000000000LL);
+    CHECK_EQ_INT(k2.spend_limit_nusd, 2500000000LL);
+    CHECK_EQ_INT(k2.seq, 2);
+
+    CHECK_EQ_INT(store_key_create(s, acct, KEY_PROXY, "second", 0, -1, key2, NULL), STORE_OK);
+    CHECK_EQ_INT(store_key_create(s, other, KEY_PROXY, "theirs", 0, -1, key2, NULL), STORE_OK);
+
+    CHECK_EQ_INT(store_key_list(s, acct, KEY_PROXY, &list, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(list[0].name, "laptop");
+        CHECK_EQ_STR(list[1].name, "second");
+        CHECK(list[0].id < list[1].id);
+    }
+    free(list);
+    CHECK_EQ_INT(store_key_list(s, acct, KEY_BILLING, &list, &n), STORE_OK);
+    CHECK_EQ_INT(n, 1);
+    free(list);
+    CHECK_EQ_INT(store_key_list(s, 99999, KEY_PROXY, &list, &n), STORE_NOTFOUND);
+    CHECK(list == NULL && n == 0);
+
+    /* Deactivate / activate / delete, each taking a new sequence value. */
+    CHECK_EQ_INT(store_key_set_active(s, k.id, 0), STORE_OK);
+    CHECK_EQ_INT(store_key_get(s, k.id, &k2), STORE_OK);
+    CHECK_EQ_INT(k2.active, 0);
+    CHECK_EQ_INT(k2.seq, 5);
+    CHECK_EQ_INT(store_key_set_active(s, k.id, 1), STORE_OK);
+    CHECK_EQ_INT(store_key_get(s, k.id, &k2), STORE_OK);
+    CHECK_EQ_INT(k2.active, 1);
+    CHECK_EQ_INT(k2.seq, 6);
+    CHECK_EQ_INT(store_key_delete(s, k.id), STORE_OK);
+    CHECK_EQ_INT(store_key_get(s, k.id, &k2), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_key_delete(s, k.id), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_key_set_active(s, k.id, 1), STORE_NOTFOUND);
+    CHECK_EQ_STR(store_errmsg(s), "key 1 not found");
+    CHECK_EQ_INT(sql_int("SELECT deleted FROM api_keys WHERE id = 1"), 1);
+    CHECK_EQ_INT(sql_int("SELECT seq FROM api_keys WHERE id = 1"), 7);
+    /* Failed changes do not consume sequence values. */
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 7);
+    CHECK_EQ_INT(store_key_list(s, acct, KEY_PROXY, &list, &n), STORE_OK);
+    CHECK_EQ_INT(n, 1);
+    free(list);
+
+    /* Not found and invalid input; the caller never gets a key that was not stored. */
+    memset(key2, 'x', sizeof(key2));
+    CHECK_EQ_INT(store_key_create(s, 99999, KEY_PROXY, "x", 0, -1, key2, NULL), STORE_NOTFOUND);
+    CHECK_EQ_INT(key2[0], 0);
+    CHECK_EQ_INT(store_key_create(s, acct, KEY_PROXY, "x", -5, -1, key2, NULL), STORE_ERR);
+    CHECK_EQ_INT(store_key_create(s, acct, KEY_PROXY, "x", 0, -2, key2, NULL), STORE_ERR);
+    CHECK_EQ_INT(store_key_create(s, acct, (key_type)9, "x", 0, -1, key2, NULL), STORE_ERR);
+    CHECK_EQ_INT(store_key_get(s, 99999, &k2), STORE_NOTFOUND);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 7);
+
+    store_close(s);
+}
+
+typedef struct {
+    int64_t seqs[64];
+    int64_t ids[64];
+    int deleted[64];
+    int n;
+} since_log;
+
+static void since_cb(void *ud, const store_key *k)
+{
+    since_log *l = ud;
+    if (l->n < 64) {
+        l->seqs[l->n] = k->seq;
+        l->ids[l->n] = k->id;
+        l->deleted[l->n] = k->deleted;
+        l->n++;
+    }
+}
+
+static void test_keys_since(void)
+{
+    store_t *s = open_store(), *w = open_store();
+    since_log l;
+    int64_t max = -1, acct = 0;
+    store_key k;
+    char key[64];
+
+    CHECK(s != NULL && w != NULL);
+    if (!s || !w) goto cleanup;
+
+    /* Everything from the start, in seq order, tombstone included. */
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_keys_since(s, 0, since_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 4);
+    CHECK_EQ_INT(max, 7);
+    for (int i = 1; i < l.n; i++)
+        CHECK(l.seqs[i] > l.seqs[i - 1]);
+    CHECK_EQ_INT(l.seqs[l.n - 1], 7);
+    CHECK_EQ_INT(l.ids[l.n - 1], 1);
+    CHECK_EQ_INT(l.deleted[l.n - 1], 1);
+
+    /* Nothing new: max stays at since. */
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_keys_since(s, 7, since_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 0);
+    CHECK_EQ_INT(max, 7);
+
+    /* Changes through another handle show up, each once, in order. */
+    CHECK_EQ_INT(store_account_create(w, "since", 0, &acct), STORE_OK);
+    CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "a", 0, -1, key, &k), STORE_OK);
+    CHECK_EQ_INT(store_key_set_active(w, 2, 0), STORE_OK);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_keys_since(s, 7, since_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 2);
+    CHECK_EQ_INT(l.ids[0], k.id);
+    CHECK_EQ_INT(l.seqs[0], 8);
+    CHECK_EQ_INT(l.ids[1], 2);
+    CHECK_EQ_INT(l.seqs[1], 9);
+    CHECK_EQ_INT(max, 9);
+
+    /* A key changed twice appears once, with its latest sequence. */
+    CHECK_EQ_INT(store_key_set_active(w, k.id, 0), STORE_OK);
+    CHECK_EQ_INT(store_key_set_active(w, k.id, 1), STORE_OK);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_keys_since(s, max, since_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 1);
+    CHECK_EQ_INT(l.seqs[0], 11);
+    CHECK_EQ_INT(max, 11);
+
+cleanup:
+    store_close(s);
+    store_close(w);
+}
+
+int main(void)
+{
+    setup();
+    RUN(test_open_and_migrate);
+    RUN(test_newer_schema_refused);
+    RUN(test_open_errors);
+    RUN(test_accounts);
+    RUN(test_schema_guards);
+    RUN(test_keys);
+    RUN(test_keys_since);
+    teardown();
+    TAP_DONE();
+}
