@@ -28,6 +28,17 @@ void api_err_invalid(http_conn *c, const char *param, const char *message);
 void api_err_model_not_found(http_conn *c, const char *model);
 void api_err_internal(http_conn *c);
 
+/* How an upstream outcome reaches the client (the contract's error table). */
+typedef struct api_error_info {
+    int status;
+    const char *type;
+    const char *code;
+} api_error_info;
+
+/* For a transfer that failed (res != UP_OK) or an upstream error status (res == UP_OK,
+ * upstream_status >= 300): the client-facing status, type and code. */
+api_error_info api_upstream_error(int res, int upstream_status);
+
 /* Endpoints. */
 void api_chat_completions(http_conn *c, http_request *r);
 void api_embeddings(http_conn *c, http_request *r);

@@ -207,17 +207,15 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
     http_conn *c = p->c;
     const char *prov = p->call->dep->provider->name;
     char msg[700];
-    if (res == UP_TIMEOUT) {
-        snprintf(msg, sizeof msg, "The provider '%s' did not answer in time.", prov);
-        proxy_free(p);
-        http_error(c, 504, "timeout_error", "upstream_timeout", NULL, msg, -1);
-        return;
-    }
     if (res != UP_OK) {
-        snprintf(msg, sizeof msg, "Could not reach the provider '%s': %s", prov,
-                 errmsg ? errmsg : "connection failed");
+        api_error_info e = api_upstream_error(res, 0);
+        if (res == UP_TIMEOUT)
+            snprintf(msg, sizeof msg, "The provider '%s' did not answer in time.", prov);
+        else
+            snprintf(msg, sizeof msg, "Could not reach the provider '%s': %s", prov,
+                     errmsg ? errmsg : "connection failed");
         proxy_free(p);
-        http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
+        http_error(c, e.status, e.type, e.code, NULL, msg, -1);
         return;
     }
     ms_str body = {p->resp.data ? p->resp.data : "", p->resp.len};
@@ -245,16 +243,17 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
     }
     char pmsg[512];
     p->ad->error_message(body, pmsg, sizeof pmsg);
-    if (p->status == 429) {
-        int64_t ra = p->retry_after_ms >= 0 ? p->retry_after_ms : 1000;
+    api_error_info e = api_upstream_error(UP_OK, p->status);
+    int64_t ra = -1;
+    if (e.status == 429) {
+        ra = p->retry_after_ms >= 0 ? p->retry_after_ms : 1000;
         snprintf(msg, sizeof msg, "The provider '%s' is rate limiting requests: %s", prov, pmsg);
-        proxy_free(p);
-        http_error(c, 429, "rate_limit_error", "rate_limit_exceeded", NULL, msg, ra);
-        return;
+    } else {
+        snprintf(msg, sizeof msg, "The provider '%s' returned HTTP %d: %s", prov, p->status,
+                 pmsg);
     }
-    snprintf(msg, sizeof msg, "The provider '%s' returned HTTP %d: %s", prov, p->status, pmsg);
     proxy_free(p);
-    http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
+    http_error(c, e.status, e.type, e.code, NULL, msg, ra);
 }
 
 static void on_complete(void *ud, up_result res, const char *errmsg)

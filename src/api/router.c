@@ -133,8 +133,6 @@ void api_dispatch(http_conn *c, http_request *r)
 {
     ms_str p = r->path;
     int get = r->method == HTTP_GET, post = r->method == HTTP_POST;
-    if (r->method == HTTP_HEAD)
-        get = 1; /* answered like GET; HEAD bodies are not special-cased further */
 
     if (ms_str_eq(p, "/healthz")) {
         if (!get)
