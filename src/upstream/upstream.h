@@ -9,6 +9,11 @@
  * backpressure with up_pause/up_resume, which pause the transfer's receive side so memory per
  * stream stays bounded. Exactly one on_complete ends every started transfer, except one
  * cancelled with up_cancel, which gets no further callbacks.
+ *
+ * The program calls curl_global_init once before the first up_ctx_new and curl_global_cleanup
+ * after the last ctx is freed (main.c does). up_start may be called from inside a callback (a
+ * retry); the transfer then starts on the next loop turn. The total timeout counts time spent
+ * paused.
  */
 #ifndef MS_UPSTREAM_H
 #define MS_UPSTREAM_H
@@ -51,13 +56,14 @@ typedef struct up_callbacks {
     /* Body bytes as they arrive; always fully consumed by the callee. May call up_pause. */
     void (*on_data)(void *ud, const char *p, size_t n);
     /* Exactly once at the end (unless cancelled). errmsg is a short description for logs and
-     * error messages (never contains credentials). */
+     * error messages (never contains credentials; "" on UP_OK). */
     void (*on_complete)(void *ud, up_result res, const char *errmsg);
 } up_callbacks;
 
 up_ctx *up_ctx_new(uv_loop_t *loop);
 /* Cancels whatever is still running (no callbacks) and frees; the loop must still be alive and
- * is run briefly by the caller afterwards to close handles. */
+ * is run briefly by the caller afterwards to close handles. Never call it from a callback of
+ * this ctx. */
 void up_ctx_free(up_ctx *ctx);
 
 /* Starts a transfer. Callbacks are never called from inside up_start. NULL on allocation

@@ -1,0 +1,1006 @@
+/*
+ * Unit tests for src/upstream (the libcurl multi_socket client on a libuv loop).
+ *
+ * A small blocking HTTP/1.1 server runs in threads inside this process (127.0.0.1, port 0, one
+ * thread per connection, keep-alive) and answers by path: fixed JSON, slow chunked streams, a big
+ * body for backpressure, error statuses with Retry-After, hangs, cuts, a barrier that answers only
+ * when many requests are in at once, and an echo of the request body whose request head it keeps
+ * for inspection. It counts accepted connections so the tests can prove pooled reuse. Every case
+ * builds its own loop and up_ctx and checks that freeing them leaves no handle open (uv_loop_close
+ * succeeds); run it under ASan/UBSan and valgrind for leaks.
+ */
+#include "upstream/upstream.h"
+
+#include "tap.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the test server ---- */
+
+#define SRV_SLOTS 1024
+#define SRV_BUF (2u << 20)
+#define BIG_LEN (512u * 1024u)
+#define CHUNKS 10
+
+static int srv_fd = -1, srv_port;
+static atomic_int srv_stop, srv_accepted;
+static pthread_t srv_accept_thread;
+static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t srv_threads[SRV_SLOTS];
+static int srv_conn_fd[SRV_SLOTS];
+static int srv_state[SRV_SLOTS]; /* 0 free, 1 running, 2 exited (to join) */
+static char srv_last_head[16384];
+/* /barrier holds every request until NCONC of them are in at once (or 3 s pass). */
+#define NCONC 50
+static pthread_cond_t bar_cv = PTHREAD_COND_INITIALIZER;
+static int bar_in;
+
+static unsigned char big_byte(size_t i)
+{
+    return (unsigned char)(i * 31u + (i >> 9));
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits until the client goes away (or the server stops) without answering. */
+static void hang(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char tmp[4096];
+
+    while (!atomic_load(&srv_stop)) {
+        if (poll(&p, 1, 50) > 0 && recv(fd, tmp, sizeof tmp, 0) <= 0) return;
+    }
+}
+
+static int send_head(int fd, int status, const char *reason, const char *extra, long clen)
+{
+    char h[1024];
+    int n;
+    if (clen >= 0)
+        n = snprintf(h, sizeof h, "HTTP/1.1 %d %s\r\n%sContent-Length: %ld\r\n\r\n", status, reason,
+                     extra, clen);
+    else
+        n = snprintf(h, sizeof h, "HTTP/1.1 %d %s\r\n%sTransfer-Encoding: chunked\r\n\r\n", status,
+                     reason, extra);
+    return send_all(fd, h, (size_t)n);
+}
+
+/* Answers one request; returns 1 to keep the connection, 0 to close it. */
+static int srv_handle(int fd, const char *path, const char *head, const char *body, size_t blen)
+{
+    static const char json[] = "{\"ok\":true,\"n\":42}";
+
+    if (strcmp(path, "/barrier") == 0) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 3;
+        pthread_mutex_lock(&srv_mu);
+        bar_in++;
+        pthread_cond_broadcast(&bar_cv);
+        while (bar_in < NCONC && pthread_cond_timedwait(&bar_cv, &srv_mu, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&srv_mu);
+    }
+    if (strcmp(path, "/json") == 0 || strcmp(path, "/barrier") == 0) {
+        send_head(fd, 200, "OK", "Content-Type: application/json\r\n", (long)strlen(json));
+        return send_all(fd, json, strlen(json)) == 0;
+    }
+    if (strcmp(path, "/echo") == 0) {
+        pthread_mutex_lock(&srv_mu);
+        snprintf(srv_last_head, sizeof srv_last_head, "%s", head);
+        pthread_mutex_unlock(&srv_mu);
+        send_head(fd, 200, "OK", "Content-Type: application/octet-stream\r\n", (long)blen);
+        return send_all(fd, body, blen) == 0;
+    }
+    if (strcmp(path, "/chunked") == 0) {
+        send_head(fd, 200, "OK", "Content-Type: text/event-stream\r\n", -1);
+        for (int i = 0; i < CHUNKS; i++) {
+            char c[64], frame[96];
+            int n = snprintf(c, sizeof c, "data: chunk-%02d\n\n", i);
+            int m = snprintf(frame, sizeof frame, "%x\r\n%s\r\n", n, c);
+            if (send_all(fd, frame, (size_t)m) != 0) return 0;
+            sleep_ms(30);
+        }
+        return send_all(fd, "0\r\n\r\n", 5) == 0;
+    }
+    if (strcmp(path, "/big") == 0) {
+        unsigned char *b = malloc(BIG_LEN);
+        int ok;
+        for (size_t i = 0; i < BIG_LEN; i++)
+            b[i] = big_byte(i);
+        send_head(fd, 200, "OK", "Content-Type: application/octet-stream\r\n", (long)BIG_LEN);
+        ok = send_all(fd, b, BIG_LEN) == 0;
+        free(b);
+        return ok;
+    }
+    if (strcmp(path, "/429") == 0) {
+        send_head(fd, 429, "Too Many Requests",
+                  "Content-Type: application/json\r\nRetry-After: 7\r\n", 2);
+        return send_all(fd, "{}", 2) == 0;
+    }
+    if (strcmp(path, "/429-ms") == 0) {
+        send_head(fd, 429, "Too Many Requests", "retry-after: 7\r\nRETRY-AFTER-MS: 1500\r\n", 0);
+        return 1;
+    }
+    if (strcmp(path, "/503-date") == 0) {
+        char extra[128], date[64];
+        time_t t = time(NULL) + 30;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        snprintf(extra, sizeof extra, "Retry-After: %s\r\n", date);
+        send_head(fd, 503, "Service Unavailable", extra, 0);
+        return 1;
+    }
+    if (strcmp(path, "/interim") == 0) {
+        static const char early[] = "HTTP/1.1 103 Early Hints\r\nContent-Type: text/html\r\n"
+                                    "Retry-After: 99\r\n\r\n";
+        send_all(fd, early, strlen(early));
+        send_head(fd, 200, "OK", "Content-Type: application/json\r\n", (long)strlen(json));
+        return send_all(fd, json, strlen(json)) == 0;
+    }
+    if (strcmp(path, "/hang") == 0) {
+        hang(fd);
+        return 0;
+    }
+    if (strcmp(path, "/hang-body") == 0) {
+        send_head(fd, 200, "OK", "Content-Type: text/plain\r\n", 100);
+        send_all(fd, "0123456789", 10);
+        hang(fd);
+        return 0;
+    }
+    if (strcmp(path, "/cut") == 0) {
+        char part[100];
+        memset(part, 'x', sizeof part);
+        send_head(fd, 200, "OK", "Content-Type: text/plain\r\n", 1000);
+        send_all(fd, part, sizeof part);
+        return 0;
+    }
+    send_head(fd, 404, "Not Found", "", 0);
+    return 1;
+}
+
+static void *srv_conn_main(void *arg)
+{
+    int slot = (int)(intptr_t)arg;
+    int fd = srv_conn_fd[slot];
+    char *buf = malloc(SRV_BUF + 1);
+    size_t len = 0;
+
+    while (buf) {
+        char *end, method[16], path[256], *cl;
+        size_t hlen, blen = 0;
+        ssize_t n;
+
+        while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
+            if (len == SRV_BUF) goto out;
+            n = recv(fd, buf + len, SRV_BUF - len, 0);
+            if (n <= 0) goto out;
+            len += (size_t)n;
+        }
+        hlen = (size_t)(end - buf) + 4;
+        {
+            char save = buf[hlen];
+            buf[hlen] = '\0';
+            if (sscanf(buf, "%15s %255s", method, path) != 2) goto out;
+            cl = strcasestr(buf, "\r\ncontent-length:");
+            if (cl) blen = strtoul(cl + 17, NULL, 10);
+            buf[hlen] = save;
+        }
+        if (blen > SRV_BUF - hlen) goto out;
+        while (len < hlen + blen) {
+            n = recv(fd, buf + len, SRV_BUF - len, 0);
+            if (n <= 0) goto out;
+            len += (size_t)n;
+        }
+        {
+            char save = buf[hlen];
+            int keep;
+            buf[hlen] = '\0';
+            char *head = strdup(buf);
+            buf[hlen] = save;
+            keep = srv_handle(fd, path, head, buf + hlen, blen);
+            free(head);
+            if (!keep) goto out;
+        }
+        memmove(buf, buf + hlen + blen, len - hlen - blen);
+        len -= hlen + blen;
+    }
+out:
+    pthread_mutex_lock(&srv_mu);
+    srv_conn_fd[slot] = -1;
+    srv_state[slot] = 2;
+    pthread_mutex_unlock(&srv_mu);
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+static void srv_reap(void)
+{
+    for (int i = 0; i < SRV_SLOTS; i++) {
+        pthread_mutex_lock(&srv_mu);
+        int st = srv_state[i];
+        pthread_mutex_unlock(&srv_mu);
+        if (st == 2) {
+            pthread_join(srv_threads[i], NULL);
+            srv_state[i] = 0;
+        }
+    }
+}
+
+static void *srv_accept_main(void *arg)
+{
+    for (;;) {
+        int one = 1, slot = -1;
+        int fd = accept(srv_fd, NULL, NULL);
+
+        if (fd < 0) {
+            if (!atomic_load(&srv_stop) && (errno == EINTR || errno == ECONNABORTED)) continue;
+            break;
+        }
+        if (atomic_load(&srv_stop)) {
+            close(fd);
+            break;
+        }
+        atomic_fetch_add(&srv_accepted, 1);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        srv_reap();
+        pthread_mutex_lock(&srv_mu);
+        for (int i = 0; i < SRV_SLOTS; i++)
+            if (srv_state[i] == 0) {
+                slot = i;
+                break;
+            }
+        if (slot >= 0) {
+            srv_state[slot] = 1;
+            srv_conn_fd[slot] = fd;
+            if (pthread_create(&srv_threads[slot], NULL, srv_conn_main, (void *)(intptr_t)slot)) {
+                srv_state[slot] = 0;
+                slot = -1;
+            }
+        }
+        pthread_mutex_unlock(&srv_mu);
+        if (slot < 0) close(fd);
+    }
+    return NULL;
+}
+
+static int srv_start(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    int one = 1;
+
+    srv_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (srv_fd < 0) return -1;
+    setsockopt(srv_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(srv_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(srv_fd, 128) != 0 ||
+        getsockname(srv_fd, (struct sockaddr *)&a, &al) != 0)
+        return -1;
+    srv_port = ntohs(a.sin_port);
+    return pthread_create(&srv_accept_thread, NULL, srv_accept_main, NULL) == 0 ? 0 : -1;
+}
+
+static void srv_shutdown(void)
+{
+    atomic_store(&srv_stop, 1);
+    shutdown(srv_fd, SHUT_RDWR);
+    pthread_join(srv_accept_thread, NULL);
+    close(srv_fd);
+    pthread_mutex_lock(&srv_mu);
+    for (int i = 0; i < SRV_SLOTS; i++)
+        if (srv_state[i] == 1 && srv_conn_fd[i] >= 0) shutdown(srv_conn_fd[i], SHUT_RDWR);
+    pthread_mutex_unlock(&srv_mu);
+    for (int i = 0; i < SRV_SLOTS; i++)
+        if (srv_state[i] != 0) pthread_join(srv_threads[i], NULL);
+}
+
+/* A port where nobody listens: bound but never listening, so connecting is refused. */
+static int dead_port(int *hold_fd)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    *hold_fd = fd;
+    return ntohs(a.sin_port);
+}
+
+/* ---- the client side ---- */
+
+static uv_loop_t loop;
+static up_ctx *ctx;
+static uv_timer_t guard, resume_timer;
+static int guard_fired;
+
+typedef struct tx {
+    up_xfer *x;
+    int nresp, status, has_ct;
+    char ct[128];
+    int64_t ra;
+    char *body;
+    size_t blen;
+    int ndata;
+    int ncomplete;
+    up_result res;
+    char err[256];
+    int cancelled, after_cancel; /* callbacks seen after our own up_cancel (must stay 0) */
+    int cancel_on_data, cancel_on_resp;
+    int pause_on_data, pause_on_resp;
+    int paused, data_while_paused, npauses;
+    int in_resume, reentered;
+    up_xfer *chained; /* started from on_response */
+    struct tx *chain_tx;
+    int *done;
+} tx;
+
+static char url_buf[256];
+
+static const char *url(const char *path)
+{
+    snprintf(url_buf, sizeof url_buf, "http://127.0.0.1:%d%s", srv_port, path);
+    return url_buf;
+}
+
+static void guard_cb(uv_timer_t *t)
+{
+    guard_fired = 1;
+}
+
+/* Runs the loop until *count reaches target or ms pass; returns whether it was reached. */
+static int run_until(int *count, int target, int ms)
+{
+    guard_fired = 0;
+    uv_timer_start(&guard, guard_cb, (uint64_t)ms, 0);
+    while ((!count || *count < target) && !guard_fired)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_timer_stop(&guard);
+    return !count || *count >= target;
+}
+
+static void setup(void)
+{
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &guard);
+    uv_timer_init(&loop, &resume_timer);
+    ctx = up_ctx_new(&loop);
+    CHECK(ctx != NULL);
+}
+
+static void teardown(void)
+{
+    up_ctx_free(ctx);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_close((uv_handle_t *)&resume_timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+static void tx_free(tx *t)
+{
+    free(t->body);
+    t->body = NULL;
+}
+
+static void resume_cb(uv_timer_t *h)
+{
+    tx *t = h->data;
+    t->paused = 0;
+    t->in_resume = 1;
+    up_resume(t->x);
+    t->in_resume = 0;
+}
+
+static void on_response(void *ud, int status, const char *ct, int64_t ra)
+{
+    tx *t = ud;
+    if (t->cancelled) t->after_cancel++;
+    t->nresp++;
+    t->status = status;
+    t->has_ct = ct != NULL;
+    snprintf(t->ct, sizeof t->ct, "%s", ct ? ct : "");
+    t->ra = ra;
+    if (t->cancel_on_resp) {
+        t->cancelled = 1;
+        up_cancel(t->x);
+    }
+    if (t->pause_on_resp) {
+        t->paused = 1;
+        up_pause(t->x);
+        resume_timer.data = t;
+        uv_timer_start(&resume_timer, resume_cb, 50, 0);
+    }
+}
+
+static void on_complete(void *ud, up_result res, const char *err)
+{
+    tx *t = ud;
+    if (t->cancelled) t->after_cancel++;
+    t->ncomplete++;
+    t->res = res;
+    snprintf(t->err, sizeof t->err, "%s", err ? err : "(null)");
+    if (t->done) (*t->done)++;
+}
+
+static void on_data(void *ud, const char *p, size_t n)
+{
+    tx *t = ud;
+    if (t->cancelled) t->after_cancel++;
+    if (t->paused) t->data_while_paused++;
+    if (t->in_resume) t->reentered++;
+    t->ndata++;
+    t->body = realloc(t->body, t->blen + n + 1);
+    memcpy(t->body + t->blen, p, n);
+    t->blen += n;
+    t->body[t->blen] = '\0';
+    if (t->cancel_on_data && t->ndata == t->cancel_on_data) {
+        t->cancelled = 1;
+        up_cancel(t->x);
+        return;
+    }
+    if (t->pause_on_data) {
+        t->paused = 1;
+        t->npauses++;
+        up_pause(t->x);
+        resume_timer.data = t;
+        uv_timer_start(&resume_timer, resume_cb, 2, 0);
+    }
+}
+
+static const up_callbacks cbs = {on_response, on_data, on_complete};
+
+static up_xfer *start_get(tx *t, const char *path, int *done)
+{
+    up_request r = {.method = "GET", .url = url(path)};
+    t->done = done;
+    t->ra = -2;
+    t->x = up_start(ctx, &r, &cbs, t);
+    return t->x;
+}
+
+/* ---- cases ---- */
+
+static void test_ok_json(void)
+{
+    int done = 0;
+    tx t = {0};
+
+    setup();
+    CHECK(start_get(&t, "/json", &done) != NULL);
+    CHECK_EQ_INT(t.nresp, 0); /* never called from inside up_start */
+    CHECK_EQ_INT(up_active(ctx), 1);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.ncomplete, 1);
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_STR(t.err, "");
+    CHECK_EQ_INT(t.nresp, 1);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_STR(t.ct, "application/json");
+    CHECK_EQ_INT(t.ra, -1);
+    CHECK_EQ_STR(t.body, "{\"ok\":true,\"n\":42}");
+    CHECK_EQ_INT(up_active(ctx), 0);
+    tx_free(&t);
+    teardown();
+}
+
+/* A host name goes through curl's resolver (a thread signalling over a socket we poll). */
+static void test_resolve_localhost(void)
+{
+    int done = 0;
+    tx t = {0};
+    char u[128];
+    up_request r = {.method = "GET"};
+
+    snprintf(u, sizeof u, "http://localhost:%d/json", srv_port);
+    r.url = u;
+    setup();
+    t.done = &done;
+    t.x = up_start(ctx, &r, &cbs, &t);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_STR(t.body, "{\"ok\":true,\"n\":42}");
+    tx_free(&t);
+    teardown();
+}
+
+static void test_body_iovecs_and_headers(void)
+{
+    int done = 0;
+    tx t = {0};
+    size_t a_len = 100000, c_len = 50001, total;
+    char *a = malloc(a_len), *c = malloc(c_len), *want;
+    const char *b = "-middle-";
+    const char *hdrs[] = {"Authorization: Bearer sk-test-secret", "X-Test: abc",
+                          "Content-Type: application/json"};
+    up_iov iov[3];
+    up_request r = {0};
+    char cl[64];
+
+    for (size_t i = 0; i < a_len; i++)
+        a[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < c_len; i++)
+        c[i] = (char)('0' + i % 10);
+    iov[0] = (up_iov){a, a_len};
+    iov[1] = (up_iov){b, strlen(b)};
+    iov[2] = (up_iov){c, c_len};
+    total = a_len + strlen(b) + c_len;
+    want = malloc(total);
+    memcpy(want, a, a_len);
+    memcpy(want + a_len, b, strlen(b));
+    memcpy(want + a_len + strlen(b), c, c_len);
+
+    setup();
+    r.method = "POST";
+    r.url = url("/echo");
+    r.headers = hdrs;
+    r.nheaders = 3;
+    r.body = iov;
+    r.nbody = 3;
+    t.done = &done;
+    t.x = up_start(ctx, &r, &cbs, &t);
+    CHECK(t.x != NULL);
+    CHECK(run_until(&done, 1, 10000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_INT(t.blen, total);
+    CHECK(t.body && memcmp(t.body, want, total) == 0);
+
+    pthread_mutex_lock(&srv_mu);
+    CHECK(strncmp(srv_last_head, "POST /echo HTTP/1.1\r\n", 21) == 0);
+    CHECK(strstr(srv_last_head, "\r\nAuthorization: Bearer sk-test-secret\r\n") != NULL);
+    CHECK(strstr(srv_last_head, "\r\nX-Test: abc\r\n") != NULL);
+    CHECK(strstr(srv_last_head, "\r\nContent-Type: application/json\r\n") != NULL);
+    snprintf(cl, sizeof cl, "\r\nContent-Length: %zu\r\n", total);
+    CHECK(strstr(srv_last_head, cl) != NULL);
+    CHECK(strcasestr(srv_last_head, "\r\nExpect:") == NULL);
+    CHECK(strcasestr(srv_last_head, "\r\nAccept-Encoding:") == NULL);
+    pthread_mutex_unlock(&srv_mu);
+
+    tx_free(&t);
+    teardown();
+    free(a);
+    free(c);
+    free(want);
+}
+
+static void test_status_and_retry_after(void)
+{
+    int done = 0;
+    tx t1 = {0}, t2 = {0}, t3 = {0}, t4 = {0};
+
+    setup();
+    start_get(&t1, "/429", &done);
+    start_get(&t2, "/429-ms", &done);
+    start_get(&t3, "/503-date", &done);
+    start_get(&t4, "/interim", &done);
+    CHECK(run_until(&done, 4, 5000));
+
+    CHECK_EQ_INT(t1.res, UP_OK);
+    CHECK_EQ_INT(t1.status, 429);
+    CHECK_EQ_STR(t1.ct, "application/json");
+    CHECK_EQ_INT(t1.ra, 7000);
+    CHECK_EQ_STR(t1.body, "{}");
+
+    CHECK_EQ_INT(t2.status, 429);
+    CHECK_EQ_INT(t2.has_ct, 0);
+    CHECK_EQ_INT(t2.ra, 1500); /* retry-after-ms wins */
+
+    CHECK_EQ_INT(t3.status, 503);
+    CHECK(t3.ra >= 28000 && t3.ra <= 31000);
+
+    /* The 103's headers must not leak into the final response. */
+    CHECK_EQ_INT(t4.nresp, 1);
+    CHECK_EQ_INT(t4.status, 200);
+    CHECK_EQ_STR(t4.ct, "application/json");
+    CHECK_EQ_INT(t4.ra, -1);
+    CHECK_EQ_STR(t4.body, "{\"ok\":true,\"n\":42}");
+    tx_free(&t1);
+    tx_free(&t2);
+    tx_free(&t3);
+    tx_free(&t4);
+    teardown();
+}
+
+static void test_stream_chunked(void)
+{
+    int done = 0;
+    tx t = {0};
+    char want[CHUNKS * 32];
+    size_t wl = 0;
+
+    for (int i = 0; i < CHUNKS; i++)
+        wl += (size_t)snprintf(want + wl, sizeof want - wl, "data: chunk-%02d\n\n", i);
+    setup();
+    start_get(&t, "/chunked", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_STR(t.ct, "text/event-stream");
+    CHECK(t.ndata >= 2); /* arrived in pieces, not in one block at the end */
+    CHECK_EQ_STR(t.body, want);
+    tx_free(&t);
+    teardown();
+}
+
+static void test_pause_resume(void)
+{
+    int done = 0;
+    tx t = {0};
+    size_t bad = 0;
+
+    setup();
+    t.pause_on_data = 1;
+    start_get(&t, "/big", &done);
+    CHECK(run_until(&done, 1, 20000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.blen, BIG_LEN);
+    for (size_t i = 0; i < t.blen && i < BIG_LEN; i++)
+        if ((unsigned char)t.body[i] != big_byte(i)) bad++;
+    CHECK_EQ_INT(bad, 0);
+    CHECK(t.npauses >= 8);
+    CHECK_EQ_INT(t.data_while_paused, 0);
+    CHECK_EQ_INT(t.reentered, 0);
+    tx_free(&t);
+    teardown();
+}
+
+/* Paused from on_response (inside curl, before any body): no byte may arrive until resumed. */
+static void test_pause_in_response(void)
+{
+    int done = 0;
+    tx t = {0};
+
+    setup();
+    t.pause_on_resp = 1;
+    start_get(&t, "/chunked", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.data_while_paused, 0);
+    CHECK_EQ_INT(t.reentered, 0);
+    CHECK(t.body && strstr(t.body, "chunk-09") != NULL);
+    tx_free(&t);
+    teardown();
+}
+
+static void test_cancel_in_data(void)
+{
+    int done = 0;
+    tx t = {0}, u = {0};
+
+    setup();
+    t.cancel_on_data = 1;
+    start_get(&t, "/chunked", &done);
+    u.cancel_on_resp = 1;
+    start_get(&u, "/big", &done);
+    run_until(NULL, 0, 400);
+    CHECK_EQ_INT(t.ndata, 1);
+    CHECK_EQ_INT(t.ncomplete, 0);
+    CHECK_EQ_INT(t.after_cancel, 0);
+    CHECK_EQ_INT(u.nresp, 1);
+    CHECK_EQ_INT(u.ndata, 0);
+    CHECK_EQ_INT(u.ncomplete, 0);
+    CHECK_EQ_INT(u.after_cancel, 0);
+    CHECK_EQ_INT(up_active(ctx), 0);
+    tx_free(&t);
+    tx_free(&u);
+    teardown();
+}
+
+static void cancel_timer_cb(uv_timer_t *h)
+{
+    tx *t = h->data;
+    t->cancelled = 1;
+    up_cancel(t->x);
+}
+
+/* Cancelled from the loop (outside curl), while the server has not answered yet. */
+static void test_cancel_from_loop(void)
+{
+    tx t = {0};
+
+    setup();
+    start_get(&t, "/hang", NULL);
+    resume_timer.data = &t;
+    uv_timer_start(&resume_timer, cancel_timer_cb, 100, 0);
+    run_until(NULL, 0, 300);
+    CHECK_EQ_INT(t.cancelled, 1);
+    CHECK_EQ_INT(t.nresp + t.ncomplete + t.ndata, 0);
+    CHECK_EQ_INT(up_active(ctx), 0);
+    tx_free(&t);
+    teardown();
+}
+
+static void test_connect_refused(void)
+{
+    int done = 0, hold;
+    tx t = {0};
+    const char *hdrs[] = {"Authorization: Bearer sk-very-secret"};
+    up_request r = {0};
+    char u[128];
+
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/json", dead_port(&hold));
+    setup();
+    r.method = "POST";
+    r.url = u;
+    r.headers = hdrs;
+    r.nheaders = 1;
+    t.done = &done;
+    t.x = up_start(ctx, &r, &cbs, &t);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_CONNECT_FAILED);
+    CHECK_EQ_INT(t.nresp, 0);
+    CHECK(strlen(t.err) > 0);
+    CHECK(strstr(t.err, "sk-very-secret") == NULL);
+    CHECK(strstr(t.err, "onnect") != NULL);
+    teardown();
+    close(hold);
+}
+
+static void test_first_byte_timeout(void)
+{
+    int done = 0;
+    tx t = {0};
+    up_request r = {.method = "GET", .first_byte_timeout_ms = 200};
+    uint64_t t0;
+
+    setup();
+    r.url = url("/hang");
+    t.done = &done;
+    t0 = uv_hrtime();
+    t.x = up_start(ctx, &r, &cbs, &t);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_TIMEOUT);
+    CHECK_EQ_INT(t.nresp, 0);
+    CHECK((uv_hrtime() - t0) / 1000000 >= 190);
+    CHECK((uv_hrtime() - t0) / 1000000 < 3000);
+    CHECK(strstr(t.err, "200 ms") != NULL);
+    teardown();
+}
+
+/* A first-byte timeout must not fire once headers are in, even if the body is slow. */
+static void test_first_byte_ok_then_total_timeout(void)
+{
+    int done = 0;
+    tx t = {0};
+    up_request r = {.method = "GET", .first_byte_timeout_ms = 150, .total_timeout_ms = 400};
+
+    setup();
+    r.url = url("/hang-body");
+    t.done = &done;
+    t.x = up_start(ctx, &r, &cbs, &t);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_TIMEOUT);
+    CHECK_EQ_INT(t.nresp, 1);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_STR(t.body, "0123456789");
+    CHECK(strstr(t.err, "imeout") != NULL || strstr(t.err, "imed out") != NULL);
+    tx_free(&t);
+    teardown();
+}
+
+static void test_cut_mid_body(void)
+{
+    int done = 0;
+    tx t = {0};
+
+    setup();
+    start_get(&t, "/cut", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_ERROR);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_INT(t.blen, 100);
+    CHECK(strlen(t.err) > 0);
+    tx_free(&t);
+    teardown();
+}
+
+static void test_concurrent(void)
+{
+    int done = 0, ok = 0, before = atomic_load(&srv_accepted);
+    static tx t[NCONC];
+    uint64_t t0;
+
+    memset(t, 0, sizeof t);
+    setup();
+    pthread_mutex_lock(&srv_mu);
+    bar_in = 0;
+    pthread_mutex_unlock(&srv_mu);
+    t0 = uv_hrtime();
+    for (int i = 0; i < NCONC; i++)
+        CHECK(start_get(&t[i], "/barrier", &done) != NULL);
+    CHECK_EQ_INT(up_active(ctx), NCONC);
+    CHECK(run_until(&done, NCONC, 20000));
+    for (int i = 0; i < NCONC; i++) {
+        if (t[i].res == UP_OK && t[i].status == 200 && t[i].body &&
+            strcmp(t[i].body, "{\"ok\":true,\"n\":42}") == 0)
+            ok++;
+        tx_free(&t[i]);
+    }
+    CHECK_EQ_INT(ok, NCONC);
+    /* The server answers only once all of them are in: they really ran side by side (and no
+     * request was held back waiting for another's connection). */
+    CHECK((uv_hrtime() - t0) / 1000000 < 2500);
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, NCONC);
+    CHECK_EQ_INT(up_active(ctx), 0);
+    teardown();
+}
+
+typedef struct {
+    tx t;
+    int left;
+    int done;
+} chain;
+
+static void chain_complete(void *ud, up_result res, const char *err);
+static const up_callbacks chain_cbs = {on_response, on_data, chain_complete};
+
+/* Starts the next request from on_complete, when the previous connection is back in the pool. */
+static void chain_complete(void *ud, up_result res, const char *err)
+{
+    chain *c = ud;
+    on_complete(&c->t, res, err);
+    if (res == UP_OK && --c->left > 0) {
+        up_request r = {.method = "GET", .url = url("/json")};
+        tx_free(&c->t);
+        c->t.x = up_start(ctx, &r, &chain_cbs, c);
+        return;
+    }
+    c->done = 1;
+}
+
+static void test_connection_reuse(void)
+{
+    chain c = {0};
+    int before, done = 0;
+    up_request r = {.method = "GET"};
+    tx t = {0};
+
+    setup();
+    before = atomic_load(&srv_accepted);
+    c.left = 5;
+    r.url = url("/json");
+    c.t.x = up_start(ctx, &r, &chain_cbs, &c);
+    CHECK(run_until(&c.done, 1, 5000));
+    CHECK_EQ_INT(c.t.ncomplete, 5);
+    CHECK_EQ_INT(c.left, 0);
+    /* One more after the loop went idle. */
+    start_get(&t, "/json", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, 1);
+    tx_free(&c.t);
+    tx_free(&t);
+    teardown();
+}
+
+/* on_response may start another transfer (a retry elsewhere, say): curl forbids adding handles
+ * inside its callbacks, so the start is deferred, but it must happen. */
+static void start_on_resp(void *ud, int status, const char *ct, int64_t ra)
+{
+    tx *t = ud;
+    up_request r = {.method = "GET", .url = url("/json")};
+    on_response(t, status, ct, ra);
+    t->chained = up_start(ctx, &r, &cbs, t->chain_tx);
+    t->chain_tx->x = t->chained;
+}
+
+static void test_start_inside_callback(void)
+{
+    int done = 0;
+    tx t = {0}, u = {0};
+    up_callbacks c = {start_on_resp, on_data, on_complete};
+    up_request r = {.method = "GET", .url = url("/429")};
+
+    setup();
+    t.done = &done;
+    u.done = &done;
+    t.chain_tx = &u;
+    t.x = up_start(ctx, &r, &c, &t);
+    CHECK(run_until(&done, 2, 5000));
+    CHECK(t.chained != NULL);
+    CHECK_EQ_INT(t.status, 429);
+    CHECK_EQ_INT(u.res, UP_OK);
+    CHECK_EQ_INT(u.status, 200);
+    CHECK_EQ_STR(u.body, "{\"ok\":true,\"n\":42}");
+    tx_free(&t);
+    tx_free(&u);
+    teardown();
+}
+
+/* Freeing the ctx with transfers in flight: no callbacks, every handle closed, nothing leaked. */
+static void test_free_with_inflight(void)
+{
+    tx a = {0}, b = {0}, c = {0}, d = {0};
+    up_request r = {.method = "GET", .first_byte_timeout_ms = 5000};
+    int seen;
+
+    setup();
+    start_get(&a, "/hang", NULL);
+    start_get(&b, "/chunked", NULL);
+    r.url = url("/hang");
+    c.x = up_start(ctx, &r, &cbs, &c);
+    start_get(&d, "/chunked", NULL);
+    run_until(&d.ndata, 1, 2000);
+    /* Paused from the loop (outside curl): none of the chunks still to come may arrive. */
+    up_pause(d.x);
+    d.paused = 1;
+    seen = d.ndata;
+    run_until(NULL, 0, 150);
+    CHECK_EQ_INT(d.ndata, seen);
+    CHECK_EQ_INT(d.data_while_paused, 0);
+    CHECK(d.ndata >= 1 && d.ndata < CHUNKS);
+    CHECK_EQ_INT(up_active(ctx), 4);
+    teardown();
+    CHECK_EQ_INT(a.ncomplete + b.ncomplete + c.ncomplete + d.ncomplete, 0);
+    tx_free(&a);
+    tx_free(&b);
+    tx_free(&c);
+    tx_free(&d);
+}
+
+int main(void)
+{
+    unsetenv("http_proxy");
+    unsetenv("HTTP_PROXY");
+    unsetenv("https_proxy");
+    unsetenv("HTTPS_PROXY");
+    unsetenv("all_proxy");
+    unsetenv("ALL_PROXY");
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || srv_start() != 0) {
+        printf("not ok - setup\n");
+        return 1;
+    }
+
+    RUN(test_ok_json);
+    RUN(test_resolve_localhost);
+    RUN(test_body_iovecs_and_headers);
+    RUN(test_status_and_retry_after);
+    RUN(test_stream_chunked);
+    RUN(test_pause_resume);
+    RUN(test_pause_in_response);
+    RUN(test_cancel_in_data);
+    RUN(test_cancel_from_loop);
+    RUN(test_connect_refused);
+    RUN(test_first_byte_timeout);
+    RUN(test_first_byte_ok_then_total_timeout);
+    RUN(test_cut_mid_body);
+    RUN(test_concurrent);
+    RUN(test_connection_reuse);
+    RUN(test_start_inside_callback);
+    RUN(test_free_with_inflight);
+
+    srv_shutdown();
+    curl_global_cleanup();
+    TAP_DONE();
+}
