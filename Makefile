@@ -16,7 +16,7 @@ LLOBJ   := $(patsubst /usr/share/llhttp/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test asan clean format bench tools
+.PHONY: all test asan clean format bench tools fuzz unit
 all: $(BUILD)/modelswitch tools
 
 tools: $(BUILD)/mock_upstream
@@ -64,3 +64,11 @@ format:
 
 clean:
 	rm -rf build build-asan
+
+# libFuzzer targets (not part of the suite): make fuzz, then run build-fuzz/fuzz_jscan -max_total_time=60
+fuzz:
+	@mkdir -p build-fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_jscan.c \
+	  src/common/jscan.c -ljansson -o build-fuzz/fuzz_jscan
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_sse.c \
+	  src/common/sse.c src/common/buf.c -o build-fuzz/fuzz_sse

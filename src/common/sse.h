@@ -5,6 +5,11 @@
  * raw bytes (to forward unchanged) and its decoded fields. An event that is wholly inside the
  * piece being fed is reported without copying; only an event split across pieces is buffered,
  * and that buffer has a hard cap so an upstream cannot make the gateway allocate without bound.
+ *
+ * Every blank line ends an event, so comment-only keep-alives arrive as events with empty data,
+ * and joining every ev.raw gives back the stream byte for byte. When a piece ends with the CR of
+ * an event's final CRLF, the event is delivered at once and the LF starts the next event's raw.
+ * Views in an event are valid only during the callback.
  */
 #ifndef MS_SSE_H
 #define MS_SSE_H

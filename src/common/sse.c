@@ -1,0 +1,227 @@
+/*
+ * The incremental Server-Sent Events parser (see sse.h) that the upstream side runs over every
+ * streamed provider answer. It only looks for line endings: each piece is searched once, events
+ * that end inside it are handed out as views into the caller's bytes, and only the unfinished
+ * tail is copied into `pending` (bounded by max_event), to be completed by the next piece.
+ *
+ * Rules it follows (WHATWG HTML, "event stream interpretation"):
+ * - a line ends with LF, CRLF or CR; an empty line ends the event;
+ * - "name:value" with one space after the colon dropped, "name" alone is a field with an empty
+ *   value, a line starting with ':' is a comment; data lines are joined with "\n"; the last
+ *   `event:` and `id:` win (an id containing NUL is ignored); `retry:` and others are ignored;
+ * - unlike a browser we report every event, even one with no data (only comments, or a stray
+ *   blank line), because the gateway forwards raw bytes and must not lose keep-alive comments.
+ *
+ * Contract details the header leaves open:
+ * - Concatenating every ev.raw gives back the stream byte for byte. The one subtle case is a
+ *   CRLF whose CR is the last byte of a piece: the event is dispatched at the CR (waiting for
+ *   the next piece would delay it, forever for a CR-only stream), so the LF that completes the
+ *   line ending arrives later; it is reported at the head of the next event's raw. Such a raw
+ *   starts with "\n", which must not be read as a blank line if it is ever parsed again.
+ *   last_cr records "the previous piece ended with CR" for exactly this.
+ * - Views in the event (raw, event, data, id) are only valid during the callback.
+ * - When the callback returns non-zero, sse_feed returns that value at once and the rest of the
+ *   piece is dropped: the parser continues, if fed again, as if the piece had ended there.
+ * - SSE_TOO_LARGE (an event longer than max_event, or out of memory) drops what was buffered;
+ *   the stream is then out of sync and should be abandoned. The LF of a CRLF that ends an event
+ *   is not counted, so that the verdict does not depend on how the stream was cut.
+ */
+#include "common/sse.h"
+
+#include <string.h>
+
+static const char empty[] = "";
+
+/* Finds line endings in s[0..n) with memchr, remembering where the next CR and LF are so a
+ * piece is scanned in linear time whatever the mix of line endings. */
+struct eol_finder {
+    const char *s;
+    size_t n, next_cr, next_lf;
+    int have_cr, have_lf;
+};
+
+static size_t next_eol(struct eol_finder *f, size_t from)
+{
+    if (!f->have_cr || (f->next_cr < from && f->next_cr != f->n)) {
+        const char *c = memchr(f->s + from, '\r', f->n - from);
+        f->next_cr = c ? (size_t)(c - f->s) : f->n;
+        f->have_cr = 1;
+    }
+    if (!f->have_lf || (f->next_lf < from && f->next_lf != f->n)) {
+        const char *c = memchr(f->s + from, '\n', f->n - from);
+        f->next_lf = c ? (size_t)(c - f->s) : f->n;
+        f->have_lf = 1;
+    }
+    return f->next_cr < f->next_lf ? f->next_cr : f->next_lf;
+}
+
+/* The buffers' own cap is only a backstop behind the max_event checks in sse_feed: an event may
+ * hold two bytes that are not counted (see counted_size), and the slack keeps us clear of how
+ * buf_t accounts for its terminator. */
+static size_t limit_for(size_t max_event)
+{
+    return max_event > ((size_t)-1) - 64 ? 0 : max_event + 64;
+}
+
+void sse_init(sse_parser *p, size_t max_event, sse_event_cb cb, void *ud)
+{
+    memset(p, 0, sizeof(*p));
+    buf_init(&p->pending, limit_for(max_event));
+    buf_init(&p->data, limit_for(max_event));
+    p->max_event = max_event;
+    p->cb = cb;
+    p->ud = ud;
+}
+
+void sse_free(sse_parser *p)
+{
+    buf_free(&p->pending);
+    buf_free(&p->data);
+}
+
+/* Bytes held back: a leftover LF from the previous event's CRLF is not part of any event. */
+size_t sse_pending(const sse_parser *p)
+{
+    const buf_t *b = &p->pending;
+    return b->len && b->data[0] == '\n' ? b->len - 1 : b->len;
+}
+
+/*
+ * The size of an event (given as two consecutive segments, a then b) that counts against
+ * max_event. It must not depend on where the stream was cut, so it leaves out the two bytes whose
+ * owner depends on the cut: a leading LF left over from the previous event's CRLF, and the final
+ * LF of a CRLF, which a cut right after the CR would hand to the next event.
+ */
+static size_t counted_size(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t n = an + bn;
+    char first = an ? a[0] : bn ? b[0] : 0;
+    char last = bn ? b[bn - 1] : an ? a[an - 1] : 0;
+    char before_last = bn >= 2   ? b[bn - 2]
+                       : bn == 1 ? (an ? a[an - 1] : 0)
+                       : an >= 2 ? a[an - 2]
+                                 : 0;
+    if (n && first == '\n') n--;
+    if (n >= 2 && before_last == '\r' && last == '\n') n--;
+    return n;
+}
+
+static int handle_line(sse_parser *p, sse_event *ev, const char *line, size_t n, size_t *ndata)
+{
+    const char *colon, *val;
+    size_t name_n, val_n;
+    if (line[0] == ':') return 0; /* comment */
+    colon = memchr(line, ':', n);
+    if (colon) {
+        name_n = (size_t)(colon - line);
+        val = colon + 1;
+        val_n = n - name_n - 1;
+        if (val_n && val[0] == ' ') {
+            val++;
+            val_n--;
+        }
+    } else {
+        name_n = n;
+        val = empty;
+        val_n = 0;
+    }
+    if (name_n == 4 && memcmp(line, "data", 4) == 0) {
+        /* one data line stays a view into raw; only a second one makes us copy */
+        if (*ndata == 0) {
+            ev->data = (ms_str){val, val_n};
+        } else {
+            if (*ndata == 1) {
+                buf_reset(&p->data);
+                if (buf_append(&p->data, ev->data.p, ev->data.n) < 0) return -1;
+            }
+            if (buf_append(&p->data, "\n", 1) < 0 || buf_append(&p->data, val, val_n) < 0)
+                return -1;
+            ev->data = (ms_str){p->data.data, p->data.len};
+        }
+        (*ndata)++;
+    } else if (name_n == 5 && memcmp(line, "event", 5) == 0) {
+        ev->event = (ms_str){val, val_n};
+    } else if (name_n == 2 && memcmp(line, "id", 2) == 0) {
+        if (!memchr(val, '\0', val_n)) ev->id = (ms_str){val, val_n};
+    }
+    return 0;
+}
+
+/* Decodes the fields of one complete event and hands it to the callback. */
+static int dispatch(sse_parser *p, const char *raw, size_t n)
+{
+    sse_event ev = {{raw, n}, {empty, 0}, {empty, 0}, {empty, 0}};
+    struct eol_finder f = {raw, n, 0, 0, 0, 0};
+    size_t i = 0, ndata = 0;
+    while (i < n) {
+        size_t e = next_eol(&f, i);
+        /* empty lines here are only the terminating one or a leftover LF */
+        if (e > i && handle_line(p, &ev, raw + i, e - i, &ndata) < 0) return SSE_TOO_LARGE;
+        i = e + 1;
+        if (e < n && raw[e] == '\r' && i < n && raw[i] == '\n') i++;
+    }
+    return p->cb(p->ud, &ev);
+}
+
+int sse_feed(sse_parser *p, const char *data, size_t n)
+{
+    struct eol_finder f = {data, n, 0, 0, 0, 0};
+    size_t i = 0, ev_start = 0;
+    int at_line_start = 1, r;
+
+    if (n == 0) return 0;
+    if (p->pending.len) {
+        char last = p->pending.data[p->pending.len - 1];
+        at_line_start = last == '\n' || last == '\r';
+    }
+    if (p->last_cr && data[0] == '\n')
+        i = 1; /* the second half of a CRLF: not a line ending of its own */
+    p->last_cr = data[n - 1] == '\r';
+
+    for (;;) {
+        size_t e = next_eol(&f, i), after;
+        if (e == n) break;
+        after = e + 1;
+        if (data[e] == '\r' && after < n && data[after] == '\n') after++;
+        int blank = at_line_start && e == i;
+        at_line_start = 1;
+        i = after;
+        if (!blank) continue;
+
+        /* a blank line: the event ends at `after` */
+        if (p->pending.len) {
+            if (counted_size(p->pending.data, p->pending.len, data, after) > p->max_event ||
+                buf_append(&p->pending, data, after) < 0) {
+                r = SSE_TOO_LARGE;
+                goto stop;
+            }
+            r = dispatch(p, p->pending.data, p->pending.len);
+            buf_reset(&p->pending);
+        } else {
+            if (counted_size(data + ev_start, after - ev_start, NULL, 0) > p->max_event) {
+                r = SSE_TOO_LARGE;
+                goto stop;
+            }
+            r = dispatch(p, data + ev_start, after - ev_start);
+        }
+        ev_start = after;
+        if (r) {
+            p->last_cr = after == n && data[n - 1] == '\r';
+            goto stop;
+        }
+    }
+
+    if (ev_start < n) {
+        size_t rest = n - ev_start;
+        if (counted_size(p->pending.data, p->pending.len, data + ev_start, rest) > p->max_event ||
+            buf_append(&p->pending, data + ev_start, rest) < 0) {
+            r = SSE_TOO_LARGE;
+            goto stop;
+        }
+    }
+    return 0;
+
+stop:
+    buf_reset(&p->pending);
+    return r;
+}

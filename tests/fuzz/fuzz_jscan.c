@@ -1,0 +1,93 @@
+/*
+ * libFuzzer target for the JSON scanner (src/common/jscan.c). Each input is scanned from an
+ * exact-size heap copy (so ASan sees any read past the view), the result is checked against
+ * jansson's verdict, and every reported member is pushed through the accessors (jscan_find,
+ * jscan_string, jscan_int, jscan_double, jscan_members) with invariants checked.
+ *
+ * Build and run (not part of `make`):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
+ *     src/common/jscan.c $(pkg-config --cflags --libs jansson) -o /tmp/fuzz_jscan
+ *   /tmp/fuzz_jscan -max_total_time=60
+ */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jscan.h"
+
+#define MUST(c)                                                                                    \
+    do {                                                                                           \
+        if (!(c)) __builtin_trap();                                                                \
+    } while (0)
+
+static void check_members(const char *p, size_t n, const jscan_member *m, int count)
+{
+    char buf[4096];
+    for (int k = 0; k < count; k++) {
+        MUST(m[k].start < m[k].end && m[k].end <= n);
+        MUST(m[k].key.p == p + m[k].start + 1);
+        MUST(m[k].value.p + m[k].value.n == p + m[k].end);
+        long kl = jscan_string((ms_str){m[k].key.p - 1, m[k].key.n + 2}, buf, sizeof(buf));
+        MUST(kl >= 0 || m[k].key.n + 1 >= sizeof(buf));
+        if (kl >= 0 && (size_t)kl == strlen(buf)) {
+            const jscan_member *f = jscan_find(m, (size_t)count, buf);
+            MUST(f && f >= &m[k]); /* the last one with that name */
+        }
+        jscan_member in[4];
+        int r = jscan_members(m[k].value, in, 4);
+        MUST((m[k].type == JS_OBJECT) == (r >= 0));
+        if (m[k].type == JS_STRING) {
+            MUST(jscan_string(m[k].value, buf, sizeof(buf)) >= 0 || m[k].value.n >= sizeof(buf));
+        } else if (m[k].type == JS_NUMBER) {
+            int64_t iv;
+            double dv;
+            if (jscan_int(m[k].value, &iv) == 0 && jscan_double(m[k].value, &dv) == 0 &&
+                iv > -(1LL << 53) && iv < (1LL << 53))
+                MUST(dv == (double)iv);
+        } else {
+            MUST(jscan_string(m[k].value, buf, sizeof(buf)) < 0);
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *p = malloc(size ? size : 1);
+    if (size) memcpy(p, data, size);
+    jscan_member m[32];
+    size_t err = (size_t)-1;
+    int r = jscan_object(p, size, m, 32, &err);
+    MUST(r >= JSCAN_NOT_OBJECT);
+    if (r == JSCAN_INVALID) MUST(err <= size);
+    if (r >= 0) check_members(p, size, m, r < 32 ? r : 32);
+
+    json_error_t e;
+    json_t *j = json_loadb(p, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    if (j) {
+        /* jansson takes a raw NUL byte for the end of input, and allows deeper nesting;
+         * anything else it accepts is valid */
+        if (r == JSCAN_INVALID && !memchr(p, '\0', size)) {
+            size_t opens = 0;
+            for (size_t k = 0; k < size; k++)
+                opens += p[k] == '[' || p[k] == '{';
+            MUST(opens > JSCAN_MAX_DEPTH);
+        }
+        if (r != JSCAN_INVALID) MUST((r >= 0) == json_is_object(j));
+    } else if (r != JSCAN_INVALID) {
+        /* valid JSON jansson refuses: numbers it cannot hold, NUL in keys, its depth limit */
+        MUST(strstr(e.text, "too big") || strstr(e.text, "overflow") ||
+             strstr(e.text, "NUL byte") || strstr(e.text, "depth"));
+    }
+    json_decref(j);
+
+    /* the accessors on arbitrary bytes must not misbehave */
+    char out[64];
+    int64_t iv;
+    double dv;
+    (void)jscan_string((ms_str){p, size}, out, sizeof(out));
+    (void)jscan_int((ms_str){p, size}, &iv);
+    (void)jscan_double((ms_str){p, size}, &dv);
+    free(p);
+    return 0;
+}
