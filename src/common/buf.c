@@ -31,22 +31,17 @@ void buf_free(buf_t *b)
 
 int buf_reserve(buf_t *b, size_t extra)
 {
-    if (extra > SIZE_MAX - b->len - 1)
-        return -1;
+    if (extra > SIZE_MAX - b->len - 1) return -1;
     size_t need = b->len + extra;
-    if (b->limit && need > b->limit)
-        return -1;
-    if (need + 1 <= b->cap)
-        return 0;
+    if (b->limit && need > b->limit) return -1;
+    if (need + 1 <= b->cap) return 0;
     size_t ncap = b->cap ? b->cap : 256;
     while (ncap < need + 1)
         ncap *= 2;
     /* +1 keeps room for a NUL so text users can treat data as a C string */
-    if (b->limit && ncap > b->limit + 1)
-        ncap = b->limit + 1;
+    if (b->limit && ncap > b->limit + 1) ncap = b->limit + 1;
     char *p = realloc(b->data, ncap);
-    if (!p)
-        return -1;
+    if (!p) return -1;
     b->data = p;
     b->cap = ncap;
     return 0;
@@ -54,10 +49,8 @@ int buf_reserve(buf_t *b, size_t extra)
 
 int buf_append(buf_t *b, const void *p, size_t n)
 {
-    if (buf_reserve(b, n) != 0)
-        return -1;
-    if (n)
-        memcpy(b->data + b->len, p, n);
+    if (buf_reserve(b, n) != 0) return -1;
+    if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
@@ -75,12 +68,9 @@ int buf_printf(buf_t *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof small)
-        return buf_append(b, small, (size_t)n);
-    if (buf_reserve(b, (size_t)n) != 0)
-        return -1;
+    if (n < 0) return -1;
+    if ((size_t)n < sizeof small) return buf_append(b, small, (size_t)n);
+    if (buf_reserve(b, (size_t)n) != 0) return -1;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -91,23 +81,30 @@ int buf_printf(buf_t *b, const char *fmt, ...)
 int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (n == 0)
-        return buf_reserve(b, 0);
+    if (n == 0) return buf_reserve(b, 0);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (buf_append(b, s + start, i - start) != 0)
-            return -1;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (buf_append(b, s + start, i - start) != 0) return -1;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
         size_t elen = 2;
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             esc[1] = 'u';
             esc[2] = '0';
@@ -116,8 +113,7 @@ int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
             esc[5] = hex[c & 15];
             elen = 6;
         }
-        if (buf_append(b, esc, elen) != 0)
-            return -1;
+        if (buf_append(b, esc, elen) != 0) return -1;
         start = i + 1;
     }
     return buf_append(b, s + start, n - start);
@@ -131,8 +127,7 @@ void buf_consume(buf_t *b, size_t n)
         memmove(b->data, b->data + n, b->len - n);
         b->len -= n;
     }
-    if (b->data)
-        b->data[b->len] = '\0';
+    if (b->data) b->data[b->len] = '\0';
 }
 
 char *buf_steal(buf_t *b)

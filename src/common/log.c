@@ -37,8 +37,7 @@ static void write_all(const char *p, size_t n)
     while (n > 0) {
         ssize_t w = write(STDERR_FILENO, p, n);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return;
         }
         p += w;
@@ -50,8 +49,7 @@ static void *log_thread(void *arg)
 {
     (void)arg;
     char *mine = malloc(LOG_QUEUE_MAX);
-    if (!mine)
-        return NULL;
+    if (!mine) return NULL;
     pthread_mutex_lock(&L.mu);
     for (;;) {
         while (L.qlen == 0 && L.dropped == 0 && !L.stopping)
@@ -65,13 +63,14 @@ static void *log_thread(void *arg)
         write_all(mine, n);
         if (dropped) {
             char msg[96];
-            int m = snprintf(msg, sizeof msg, "{\"level\":\"warn\",\"msg\":\"log queue full: %zu "
-                             "lines dropped\"}\n", dropped);
+            int m = snprintf(msg, sizeof msg,
+                             "{\"level\":\"warn\",\"msg\":\"log queue full: %zu "
+                             "lines dropped\"}\n",
+                             dropped);
             write_all(msg, (size_t)m);
         }
         pthread_mutex_lock(&L.mu);
-        if (stop && L.qlen == 0)
-            break;
+        if (stop && L.qlen == 0) break;
     }
     pthread_mutex_unlock(&L.mu);
     free(mine);
@@ -144,15 +143,13 @@ void log_line(const char *line, size_t n)
 void log_msg(log_level lvl, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    if (lvl < L.level)
-        return;
+    if (lvl < L.level) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
+    if (n < 0) return;
     char ts[32];
     ms_iso8601(ms_now_ms(), ts, 1);
     /* Operator messages are JSON lines too, so one parser reads the whole stream. */
@@ -161,7 +158,6 @@ void log_msg(log_level lvl, const char *fmt, ...)
     buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, names[lvl]);
     buf_append_json_escaped(&b, msg, strlen(msg));
     buf_appends(&b, "\"}");
-    if (b.data)
-        log_line(b.data, b.len);
+    if (b.data) log_line(b.data, b.len);
     buf_free(&b);
 }

@@ -165,16 +165,15 @@ static void access_log(http_conn *c)
     ms_iso8601(ms_now_ms(), ts, 1);
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
     buf_t b;
-    char stack[768];
-    /* a stack-sized line covers nearly every request; buf_t handles the rest */
     buf_init(&b, 8192);
     buf_printf(&b, "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\",\"method\":\"%s\","
                "\"path\":\"",
                ts, r->id, llhttp_method_name(r->method));
     buf_append_json_escaped(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
-    buf_printf(&b, "\",\"status\":%d,\"account\":%s%s%s,\"key\":%s%s%s,\"model\":", c->status,
-               r->log_account[0] ? "" : "null", r->log_account,
-               "", r->log_key[0] ? "\"" : "null", r->log_key, r->log_key[0] ? "\"" : "");
+    /* account ids are numbers; the key is its display prefix, never the key */
+    buf_printf(&b, "\",\"status\":%d,\"account\":%s,\"key\":%s%s%s,\"model\":", c->status,
+               r->log_account[0] ? r->log_account : "null", r->log_key[0] ? "\"" : "",
+               r->log_key[0] ? r->log_key : "null", r->log_key[0] ? "\"" : "");
     if (r->log_model[0]) {
         buf_appends(&b, "\"");
         buf_append_json_escaped(&b, r->log_model, strlen(r->log_model));
@@ -194,7 +193,6 @@ static void access_log(http_conn *c)
         buf_printf(&b, ",\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64,
                    r->prompt_tokens, r->completion_tokens);
     buf_appends(&b, "}");
-    (void)stack;
     if (b.data)
         log_line(b.data, b.len);
     buf_free(&b);
@@ -768,6 +766,19 @@ void http_drain_worker(worker_t *w)
             conn_close(c);
         else
             c->close_after = 1;
+        c = next;
+    }
+}
+
+void http_finish_drain(worker_t *w)
+{
+    http_conn *c = w->conns;
+    while (c) {
+        http_conn *next = c->next;
+        if (c->tcp.write_queue_size == 0)
+            conn_close(c);
+        else
+            conn_linger(c); /* the last bytes of a finished answer still go out */
         c = next;
     }
 }

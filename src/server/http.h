@@ -97,7 +97,9 @@ struct http_conn {
 void http_accept(worker_t *w, uv_stream_t *listener);
 /* Closes idle connections and marks the rest to close after their current response. */
 void http_drain_worker(worker_t *w);
-/* Closes every connection now (end of drain). */
+/* Nothing is in flight any more: closes connections, letting queued answers finish writing. */
+void http_finish_drain(worker_t *w);
+/* Closes every connection now (drain timeout, shutdown). */
 void http_close_all(worker_t *w);
 
 /* ---- response API for handlers ---- */

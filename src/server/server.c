@@ -97,11 +97,14 @@ static void close_listener(worker_t *w)
     }
 }
 
-static void stop_worker(worker_t *w)
+static void stop_worker(worker_t *w, int force)
 {
     close_listener(w);
     uv_timer_stop(&w->drain_timer);
-    http_close_all(w);
+    if (force)
+        http_close_all(w);
+    else
+        http_finish_drain(w);
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
 }
@@ -110,7 +113,7 @@ void srv_worker_check_drained(worker_t *w)
 {
     if (w->draining == 1 && w->inflight == 0) {
         w->draining = 2;
-        stop_worker(w);
+        stop_worker(w, 0);
     }
 }
 
@@ -121,7 +124,7 @@ static void on_drain_timeout(uv_timer_t *t)
         log_warn("worker %d: drain timeout with %llu requests in flight; closing them", w->id,
                  (unsigned long long)w->inflight);
         w->draining = 2;
-        stop_worker(w);
+        stop_worker(w, 1);
     }
 }
 
