@@ -1,0 +1,1681 @@
+/*
+ * mock_upstream: a fake LLM provider for ModelSwitch's integration and end-to-end tests.
+ *
+ * It speaks OpenAI's wire format (chat completions, streaming included, embeddings, model list)
+ * with deterministic answers, and injects faults on demand: error statuses, delays, broken
+ * streams, invalid JSON, hung or dropped connections. Tests drive it through an optional "mock"
+ * object in the request body, which the gateway forwards untouched, and through the /_mock/
+ * control endpoints (instance defaults, request recording, connection counters).
+ *
+ * It is deliberately independent of src/: a test tool must not share bugs with the code it tests.
+ * Single-threaded libuv loop, llhttp for parsing, jansson for JSON. tests/mock/README.md is the
+ * contract the test authors rely on; keep it in sync with this file.
+ *
+ * Layout: buffers and JSON helpers, recording, connection and write plumbing, HTTP parsing,
+ * response engine (plain and streamed), fault handling, then one section per provider family
+ * (only OpenAI so far) and the route table. A new provider adds a mock_family (its error body
+ * shape), its handlers, and rows in mock_routes[].
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <llhttp.h>
+#include <uv.h>
+
+/* Limits: everything that grows from input is bounded. */
+#define MOCK_MAX_URL (8 * 1024)
+#define MOCK_MAX_HEADER_BYTES (64 * 1024)
+#define MOCK_MAX_HEADERS 256
+#define MOCK_MAX_BODY (64u * 1024 * 1024)
+/* Bytes of later requests buffered while one is being answered; past this we stop reading. */
+#define MOCK_PENDING_PAUSE (1024 * 1024)
+#define MOCK_PENDING_MAX (MOCK_PENDING_PAUSE + 128 * 1024)
+#define MOCK_REC_MAX 200
+/* Total body bytes kept by the recorder; older records are evicted first. */
+#define MOCK_REC_MAX_BYTES ((size_t)256 * 1024 * 1024)
+#define MOCK_MAX_CHUNKS 10000
+#define MOCK_MAX_DIMS 8192
+#define MOCK_MAX_INPUTS 2048
+#define MOCK_MAX_VALUES (1024 * 1024) /* embedding numbers in one response */
+#define MOCK_MAX_DELAY_MS (10L * 60 * 1000)
+#define MOCK_READ_SIZE (64 * 1024)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Bounded growable buffer                                                                     */
+
+typedef struct mock_buf {
+    char *p;
+    size_t len, cap, max;
+} mock_buf;
+
+static void mock_buf_init(mock_buf *b, size_t max)
+{
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->max = max;
+}
+
+static void mock_buf_free(mock_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Keeps one spare byte so the content can always be NUL-terminated. */
+static int mock_buf_reserve(mock_buf *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra) return -1;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > b->max + 1) cap = b->max + 1;
+    char *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int mock_buf_put(mock_buf *b, const void *d, size_t n)
+{
+    if (mock_buf_reserve(b, n) < 0) return -1;
+    if (n) memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int mock_buf_puts(mock_buf *b, const char *s)
+{
+    return mock_buf_put(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static int mock_buf_printf(mock_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[512];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) return -1; /* only used for short, fixed-shape lines */
+    return mock_buf_put(b, tmp, (size_t)n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JSON and text helpers                                                                       */
+
+/* Length of the valid UTF-8 sequence at s (same rules as jansson: no overlongs, surrogates or
+ * code points past U+10FFFF), or 0 if the bytes there are not valid UTF-8. */
+static size_t mock_utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* A JSON string for arbitrary bytes: invalid UTF-8 becomes U+FFFD so that recording never fails.
+ * *lossy tells the caller the bytes did not survive (it then adds a base64 copy). */
+static json_t *mock_json_bytes(const char *s, size_t n, bool *lossy)
+{
+    json_t *j = json_stringn(s, n);
+    if (lossy) *lossy = false;
+    if (j) return j;
+    if (lossy) *lossy = true;
+    mock_buf b;
+    mock_buf_init(&b, n * 3 + 16);
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t l = mock_utf8_seq(u + i, n - i);
+        if (l) {
+            mock_buf_put(&b, u + i, l);
+            i += l;
+        } else {
+            mock_buf_put(&b, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    j = json_stringn(b.p ? b.p : "", b.len);
+    mock_buf_free(&b);
+    return j;
+}
+
+static int mock_base64(mock_buf *out, const unsigned char *d, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (mock_buf_reserve(out, (n + 2) / 3 * 4) < 0) return -1;
+    char *o = out->p + out->len;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = tab[(v >> 6) & 63];
+        *o++ = tab[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0);
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    out->len = (size_t)(o - out->p);
+    out->p[out->len] = '\0';
+    return 0;
+}
+
+static const char *mock_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 529:
+        return "Overloaded";
+    default:
+        return "Mock Status";
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Global state                                                                                */
+
+typedef struct mock_record {
+    unsigned long long seq;
+    char *method, *path, *query, *body;
+    size_t body_len;
+    json_t *headers;
+} mock_record;
+
+/* Instance defaults, set by the command line and POST /_mock/config. */
+typedef struct mock_defaults {
+    long fail_status, delay_ms;
+    char retry_after[72];
+} mock_defaults;
+
+struct mock_conn;
+
+static struct {
+    uv_loop_t loop;
+    uv_tcp_t server;
+    uv_signal_t sigint, sigterm;
+    bool stopping, verbose;
+    struct mock_conn *conns; /* live (not yet closing) connections, for shutdown */
+    mock_defaults def;
+    unsigned long long requests, connections, completion_ids;
+    mock_record rec[MOCK_REC_MAX];
+    size_t rec_head, rec_count, rec_bytes;
+} g;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Request recording (ring of the last MOCK_REC_MAX non-control requests)                      */
+
+static void mock_rec_drop_oldest(void)
+{
+    mock_record *r = &g.rec[g.rec_head];
+    g.rec_bytes -= r->body_len;
+    free(r->method);
+    free(r->path);
+    free(r->query);
+    free(r->body);
+    json_decref(r->headers);
+    memset(r, 0, sizeof *r);
+    g.rec_head = (g.rec_head + 1) % MOCK_REC_MAX;
+    g.rec_count--;
+}
+
+static void mock_rec_clear(void)
+{
+    while (g.rec_count)
+        mock_rec_drop_oldest();
+    g.rec_head = 0;
+}
+
+static char *mock_strndup(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void mock_rec_add(const char *method, const char *path, size_t path_len, const char *query,
+                         json_t *headers, const char *body, size_t body_len)
+{
+    if (g.rec_count == MOCK_REC_MAX) mock_rec_drop_oldest();
+    while (g.rec_count && g.rec_bytes + body_len > MOCK_REC_MAX_BYTES)
+        mock_rec_drop_oldest();
+    mock_record r = {.seq = g.requests, .body_len = body_len};
+    r.method = strdup(method);
+    r.path = mock_strndup(path, path_len);
+    r.query = strdup(query);
+    r.body = mock_strndup(body ? body : "", body_len);
+    r.headers = json_incref(headers);
+    if (!r.method || !r.path || !r.query || !r.body) {
+        free(r.method);
+        free(r.path);
+        free(r.query);
+        free(r.body);
+        json_decref(r.headers);
+        fprintf(stderr, "mock_upstream: out of memory, request not recorded\n");
+        return;
+    }
+    g.rec[(g.rec_head + g.rec_count) % MOCK_REC_MAX] = r;
+    g.rec_count++;
+    g.rec_bytes += body_len;
+}
+
+static json_t *mock_rec_json(void)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < g.rec_count; i++) {
+        const mock_record *r = &g.rec[(g.rec_head + i) % MOCK_REC_MAX];
+        bool lossy;
+        json_t *o = json_object();
+        json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+        json_object_set_new(o, "method", json_string(r->method));
+        json_object_set_new(o, "path", mock_json_bytes(r->path, strlen(r->path), NULL));
+        json_object_set_new(o, "query", mock_json_bytes(r->query, strlen(r->query), NULL));
+        json_object_set(o, "headers", r->headers);
+        json_object_set_new(o, "body", mock_json_bytes(r->body, r->body_len, &lossy));
+        json_object_set_new(o, "body_length", json_integer((json_int_t)r->body_len));
+        if (lossy) {
+            mock_buf b;
+            mock_buf_init(&b, SIZE_MAX / 2);
+            if (mock_base64(&b, (const unsigned char *)r->body, r->body_len) == 0)
+                json_object_set_new(o, "body_base64", json_stringn(b.p, b.len));
+            mock_buf_free(&b);
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Connections                                                                                 */
+
+/* Fault options of one request: instance defaults overridden by the body's "mock" object. */
+typedef struct mock_opts {
+    long status, delay_ms, chunk_delay_ms, chunks, prompt_tokens, cut_after, stream_error_after,
+        dims;
+    bool prompt_tokens_set, no_usage, invalid_json, hang, close;
+    const char *error_message; /* points into the parsed request body */
+} mock_opts;
+
+typedef enum { MOCK_PIECE_MORE, MOCK_PIECE_LAST, MOCK_PIECE_CUT } mock_piece;
+typedef mock_piece (*mock_produce_fn)(struct mock_conn *c, mock_buf *out);
+
+typedef enum {
+    MOCK_TIMER_NONE,
+    MOCK_TIMER_START,
+    MOCK_TIMER_PUMP,
+    MOCK_TIMER_CLOSE
+} mock_timer_action;
+
+struct mock_route;
+
+/* State of the response being produced; reset after every response. */
+typedef struct mock_resp {
+    const struct mock_route *route;
+    json_t *json; /* parsed request body (inference routes) */
+    mock_opts o;
+    char retry_after[72];
+    mock_timer_action timer_action;
+    bool hanging;
+    /* streaming */
+    mock_produce_fn produce;
+    json_t *model;
+    char id[48];
+    long long created;
+    bool include_usage, role_sent, final_sent, usage_sent;
+    long tokens_sent;
+} mock_resp;
+
+typedef struct mock_req {
+    mock_buf url, hfield, hvalue, body;
+    json_t *headers;
+    size_t nheaders, header_bytes;
+    bool keep_alive;
+    int method;
+} mock_req;
+
+typedef struct mock_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shutdown;
+    int open_handles;
+    struct mock_conn *prev, *next;
+    llhttp_t parser;
+    mock_req req;
+    mock_resp resp;
+    mock_buf pending; /* bytes received while a response is in progress */
+    bool busy;        /* a request was parsed and is not fully answered yet */
+    bool reading, closing;
+    bool draining;    /* error sent, write side shut: discard input until EOF */
+    int parse_status; /* HTTP status for a request we refused while parsing */
+    const char *parse_msg;
+} mock_conn;
+
+/* What to do once a write has been handed to the kernel. */
+enum {
+    MOCK_WF_NONE = 0,
+    MOCK_WF_PUMP = 1,   /* streaming: produce the next piece */
+    MOCK_WF_END = 2,    /* last write of the response */
+    MOCK_WF_CLOSE = 4,  /* close the connection (abruptly for a cut stream) */
+    MOCK_WF_LINGER = 8, /* close gracefully: the client may still be sending */
+};
+
+typedef struct mock_write {
+    uv_write_t req;
+    mock_conn *c;
+    int flags;
+    size_t len;
+    char data[];
+} mock_write;
+
+static void mock_conn_close(mock_conn *c);
+static void mock_response_done(mock_conn *c);
+static void mock_stream_pump(mock_conn *c);
+static void mock_inference_start(mock_conn *c);
+static void mock_timer_cb(uv_timer_t *t);
+static void mock_conn_linger(mock_conn *c);
+static void mock_conn_read_start(mock_conn *c);
+static void mock_conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void mock_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+static void mock_resp_reset(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    if (!uv_is_closing((uv_handle_t *)&c->timer)) uv_timer_stop(&c->timer);
+    json_decref(r->json);
+    json_decref(r->model);
+    memset(r, 0, sizeof *r);
+}
+
+static void mock_req_reset(mock_req *q)
+{
+    q->url.len = q->hfield.len = q->hvalue.len = q->body.len = 0;
+    json_decref(q->headers);
+    q->headers = NULL;
+    q->nheaders = q->header_bytes = 0;
+}
+
+static void mock_conn_handle_closed(uv_handle_t *h)
+{
+    mock_conn *c = h->data;
+    if (--c->open_handles > 0) return;
+    mock_req_reset(&c->req);
+    mock_buf_free(&c->req.url);
+    mock_buf_free(&c->req.hfield);
+    mock_buf_free(&c->req.hvalue);
+    mock_buf_free(&c->req.body);
+    mock_buf_free(&c->pending);
+    free(c);
+}
+
+/* Closing stops the timer too, so a client that disconnects mid-stream ends its response. Pending
+ * writes are cancelled by libuv and their callbacks run before the close callbacks, so the
+ * connection stays valid for them. */
+static void mock_conn_close(mock_conn *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g.conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    mock_resp_reset(c);
+    uv_close((uv_handle_t *)&c->timer, mock_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, mock_conn_handle_closed);
+}
+
+static void mock_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    mock_conn *c = req->data;
+    if (status < 0 && status != UV_ECANCELED) mock_conn_close(c);
+}
+
+/* Closing a socket with unread input makes the kernel send a reset, which can destroy the error
+ * response before the client reads it (a refused 70 MiB upload, say). So shut down the write
+ * side, swallow input until the client closes, and give up after a second. */
+static void mock_conn_linger(mock_conn *c)
+{
+    c->draining = true;
+    c->resp.timer_action = MOCK_TIMER_CLOSE;
+    uv_timer_start(&c->timer, mock_timer_cb, 1000, 0);
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, mock_shutdown_cb) < 0)
+        mock_conn_close(c);
+    else
+        mock_conn_read_start(c);
+}
+
+static void mock_write_cb(uv_write_t *req, int status)
+{
+    mock_write *w = (mock_write *)req;
+    mock_conn *c = w->c;
+    int flags = w->flags;
+    free(w);
+    if (c->closing) return;
+    if (status < 0 || (flags & MOCK_WF_CLOSE)) {
+        mock_conn_close(c);
+        return;
+    }
+    if (flags & MOCK_WF_LINGER) {
+        mock_conn_linger(c);
+        return;
+    }
+    if (flags & MOCK_WF_END) {
+        mock_response_done(c);
+    } else if (flags & MOCK_WF_PUMP) {
+        if (c->resp.o.chunk_delay_ms > 0) {
+            c->resp.timer_action = MOCK_TIMER_PUMP;
+            uv_timer_start(&c->timer, mock_timer_cb, (uint64_t)c->resp.o.chunk_delay_ms, 0);
+        } else {
+            mock_stream_pump(c);
+        }
+    }
+}
+
+/* Queues a+b as one write; the copy makes the caller's buffers reusable at once. */
+static void mock_conn_write(mock_conn *c, int flags, const char *a, size_t alen, const char *b,
+                            size_t blen)
+{
+    if (c->closing) return;
+    mock_write *w = malloc(sizeof *w + alen + blen);
+    if (!w) {
+        mock_conn_close(c);
+        return;
+    }
+    w->c = c;
+    w->flags = flags;
+    w->len = alen + blen;
+    if (alen) memcpy(w->data, a, alen);
+    if (blen) memcpy(w->data + alen, b, blen);
+    uv_buf_t ub = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, mock_write_cb) < 0) {
+        free(w);
+        mock_conn_close(c);
+    }
+}
+
+static void mock_conn_read_start(mock_conn *c)
+{
+    if (!c->reading && !c->closing &&
+        uv_read_start((uv_stream_t *)&c->tcp, mock_alloc_cb, mock_conn_read_cb) == 0)
+        c->reading = true;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Responses                                                                                   */
+
+/* Builds the status line and common headers. Retry-After comes from the current fault options,
+ * whatever the status. */
+static void mock_head(mock_conn *c, mock_buf *h, int status, const char *ctype, bool chunked,
+                      size_t content_length)
+{
+    mock_buf_printf(h, "HTTP/1.1 %d %s\r\n", status, mock_reason(status));
+    mock_buf_printf(h, "Content-Type: %s\r\n", ctype);
+    if (chunked)
+        mock_buf_puts(h, "Transfer-Encoding: chunked\r\n");
+    else
+        mock_buf_printf(h, "Content-Length: %zu\r\n", content_length);
+    if (c->resp.retry_after[0]) mock_buf_printf(h, "retry-after: %s\r\n", c->resp.retry_after);
+    mock_buf_puts(h, c->req.keep_alive ? "Connection: keep-alive\r\n\r\n"
+                                       : "Connection: close\r\n\r\n");
+}
+
+static void mock_send(mock_conn *c, int status, const char *ctype, const char *body, size_t len)
+{
+    mock_buf h;
+    mock_buf_init(&h, 4096);
+    mock_head(c, &h, status, ctype, false, len);
+    mock_conn_write(c, MOCK_WF_END, h.p, h.len, body, len);
+    mock_buf_free(&h);
+}
+
+/* Sends body (reference stolen) as JSON; dump_flags allow a real precision for embeddings. */
+static void mock_send_json_flags(mock_conn *c, int status, json_t *body, size_t dump_flags)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT | dump_flags) : NULL;
+    json_decref(body);
+    if (!s) {
+        static const char oom[] = "{\"error\":{\"message\":\"mock: out of memory\",\"type\":"
+                                  "\"server_error\",\"param\":null,\"code\":\"mock_error\"}}";
+        mock_send(c, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    mock_send(c, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void mock_send_json(mock_conn *c, int status, json_t *body)
+{
+    mock_send_json_flags(c, status, body, 0);
+}
+
+static void mock_chunk_frame(mock_buf *out, const char *data, size_t len)
+{
+    mock_buf_printf(out, "%zx\r\n", len);
+    mock_buf_put(out, data, len);
+    mock_buf_puts(out, "\r\n");
+}
+
+/* One server-sent event as one HTTP chunk: "data: <json>\n\n". Steals ev. */
+static void mock_sse_json(mock_buf *out, json_t *ev)
+{
+    char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    mock_buf e;
+    mock_buf_init(&e, SIZE_MAX / 2);
+    mock_buf_puts(&e, "data: ");
+    mock_buf_puts(&e, s ? s : "{}");
+    mock_buf_puts(&e, "\n\n");
+    free(s);
+    mock_chunk_frame(out, e.p, e.len);
+    mock_buf_free(&e);
+}
+
+/* Writes the headers and the first piece, then each later piece once the previous one is
+ * written (optionally after chunk_delay_ms): one event per write, and memory stays bounded
+ * however many chunks were asked for. */
+static void mock_stream_begin(mock_conn *c, mock_produce_fn produce)
+{
+    c->resp.produce = produce;
+    mock_buf h;
+    mock_buf_init(&h, 4096);
+    mock_head(c, &h, 200, "text/event-stream", true, 0);
+    mock_conn_write(c, MOCK_WF_NONE, h.p, h.len, NULL, 0);
+    mock_buf_free(&h);
+    mock_stream_pump(c);
+}
+
+static void mock_stream_pump(mock_conn *c)
+{
+    if (c->closing || !c->resp.produce) return;
+    mock_buf out;
+    mock_buf_init(&out, SIZE_MAX / 2);
+    mock_piece p = c->resp.produce(c, &out);
+    int flags = p == MOCK_PIECE_MORE   ? MOCK_WF_PUMP
+                : p == MOCK_PIECE_LAST ? MOCK_WF_END
+                                       : MOCK_WF_CLOSE;
+    if (out.len)
+        mock_conn_write(c, flags, out.p, out.len, NULL, 0);
+    else if (p == MOCK_PIECE_CUT)
+        mock_conn_close(c);
+    mock_buf_free(&out);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Routes and provider families                                                                */
+
+/* A provider family decides the shape of error bodies (faults, bad requests). */
+typedef struct mock_family {
+    const char *name;
+    json_t *(*error_body)(int status, const char *message, const char *code);
+} mock_family;
+
+typedef void (*mock_handler)(mock_conn *c);
+
+typedef struct mock_route {
+    const char *method;
+    const char *path;
+    bool prefix;    /* path is a prefix (for providers that put the model in the URL) */
+    bool inference; /* body is JSON with fault options; instance defaults apply */
+    const mock_family *family;
+    mock_handler fn;
+} mock_route;
+
+static void mock_error(mock_conn *c, const mock_family *f, int status, const char *msg,
+                       const char *code)
+{
+    mock_send_json(c, status, f->error_body(status, msg, code));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fault options                                                                               */
+
+/* Reads an integer field of the "mock" object into *out, clamped check included. Returns -1 and
+ * fills err when the field is present with a wrong type or out of range. */
+static int mock_opt_int(json_t *m, const char *key, long lo, long hi, long *out, bool *set,
+                        char *err, size_t errlen)
+{
+    json_t *v = json_object_get(m, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(err, errlen, "mock.%s must be an integer in %ld..%ld", key, lo, hi);
+        return -1;
+    }
+    *out = (long)json_integer_value(v);
+    if (set) *set = true;
+    return 0;
+}
+
+static int mock_opt_bool(json_t *m, const char *key, bool *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(m, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "mock.%s must be a boolean", key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Retry-After accepts seconds or any header-safe string (an HTTP date, a bad value for tests). */
+static int mock_retry_after_value(json_t *v, char *out, size_t outlen)
+{
+    if (!v || json_is_null(v)) {
+        out[0] = '\0';
+        return 0;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        snprintf(out, outlen, "%lld", (long long)json_integer_value(v));
+        return 0;
+    }
+    if (json_is_string(v) && json_string_length(v) < outlen) {
+        const char *s = json_string_value(v);
+        for (const char *p = s; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) return -1;
+        snprintf(out, outlen, "%s", s);
+        return 0;
+    }
+    return -1;
+}
+
+static bool mock_status_ok(long s)
+{
+    return s == 0 || s == 200 || (s >= 300 && s <= 599);
+}
+
+static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
+{
+    mock_opts *o = &c->resp.o;
+    memset(o, 0, sizeof *o);
+    o->status = g.def.fail_status;
+    o->delay_ms = g.def.delay_ms;
+    o->chunks = 3;
+    o->cut_after = -1;
+    o->stream_error_after = -1;
+    o->dims = 4;
+    snprintf(c->resp.retry_after, sizeof c->resp.retry_after, "%s", g.def.retry_after);
+
+    json_t *m = json_object_get(body, "mock");
+    if (!m || json_is_null(m)) return 0;
+    if (!json_is_object(m)) {
+        snprintf(err, errlen, "mock must be an object");
+        return -1;
+    }
+    if (mock_opt_int(m, "status", 0, 599, &o->status, NULL, err, errlen) ||
+        mock_opt_int(m, "delay_ms", 0, MOCK_MAX_DELAY_MS, &o->delay_ms, NULL, err, errlen) ||
+        mock_opt_int(m, "chunk_delay_ms", 0, MOCK_MAX_DELAY_MS, &o->chunk_delay_ms, NULL, err,
+                     errlen) ||
+        mock_opt_int(m, "chunks", 0, MOCK_MAX_CHUNKS, &o->chunks, NULL, err, errlen) ||
+        mock_opt_int(m, "prompt_tokens", 0, 1000000000L, &o->prompt_tokens, &o->prompt_tokens_set,
+                     err, errlen) ||
+        mock_opt_int(m, "cut_after", 0, MOCK_MAX_CHUNKS, &o->cut_after, NULL, err, errlen) ||
+        mock_opt_int(m, "stream_error_after", 0, MOCK_MAX_CHUNKS, &o->stream_error_after, NULL, err,
+                     errlen) ||
+        mock_opt_int(m, "dims", 1, MOCK_MAX_DIMS, &o->dims, NULL, err, errlen) ||
+        mock_opt_bool(m, "no_usage", &o->no_usage, err, errlen) ||
+        mock_opt_bool(m, "invalid_json", &o->invalid_json, err, errlen) ||
+        mock_opt_bool(m, "hang", &o->hang, err, errlen) ||
+        mock_opt_bool(m, "close", &o->close, err, errlen))
+        return -1;
+    if (!mock_status_ok(o->status)) {
+        snprintf(err, errlen, "mock.status must be 0, 200 or 300..599");
+        return -1;
+    }
+    json_t *em = json_object_get(m, "error_message");
+    if (em && !json_is_null(em)) {
+        if (!json_is_string(em)) {
+            snprintf(err, errlen, "mock.error_message must be a string");
+            return -1;
+        }
+        o->error_message = json_string_value(em);
+    }
+    json_t *ra = json_object_get(m, "retry_after");
+    if (ra && mock_retry_after_value(ra, c->resp.retry_after, sizeof c->resp.retry_after) < 0) {
+        snprintf(err, errlen, "mock.retry_after must be a non-negative integer or a short string");
+        return -1;
+    }
+    return 0;
+}
+
+/* Inference routes: parse the body, apply faults in a fixed order (close, hang, delay, status,
+ * invalid_json), then let the route's handler answer normally. */
+static void mock_inference_begin(mock_conn *c)
+{
+    const mock_route *rt = c->resp.route;
+    json_error_t jerr;
+    json_t *body = json_loadb(c->req.body.p ? c->req.body.p : "", c->req.body.len, 0, &jerr);
+    if (!body || !json_is_object(body)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "We could not parse the JSON body of your request. (mock: %s)",
+                 body ? "body is not a JSON object" : jerr.text);
+        json_decref(body);
+        mock_error(c, rt->family, 400, msg, "invalid_json");
+        return;
+    }
+    c->resp.json = body;
+    char err[160];
+    if (mock_opts_parse(c, body, err, sizeof err) < 0) {
+        c->resp.retry_after[0] = '\0';
+        mock_error(c, rt->family, 400, err, "invalid_mock_option");
+        return;
+    }
+    if (c->resp.o.close) {
+        mock_conn_close(c);
+        return;
+    }
+    if (c->resp.o.hang) {
+        /* Keep reading so that the client's disconnect is noticed and the connection freed. */
+        c->resp.hanging = true;
+        return;
+    }
+    if (c->resp.o.delay_ms > 0) {
+        c->resp.timer_action = MOCK_TIMER_START;
+        uv_timer_start(&c->timer, mock_timer_cb, (uint64_t)c->resp.o.delay_ms, 0);
+        return;
+    }
+    mock_inference_start(c);
+}
+
+static void mock_inference_start(mock_conn *c)
+{
+    const mock_opts *o = &c->resp.o;
+    const mock_route *rt = c->resp.route;
+    if (o->status >= 300) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "mock error %ld", o->status);
+        mock_error(c, rt->family, (int)o->status, o->error_message ? o->error_message : msg,
+                   "mock_error");
+        return;
+    }
+    if (o->invalid_json) {
+        static const char bad[] = "{\"this is\": not json";
+        mock_send(c, 200, "application/json", bad, sizeof bad - 1);
+        return;
+    }
+    rt->fn(c);
+}
+
+static void mock_timer_cb(uv_timer_t *t)
+{
+    mock_conn *c = t->data;
+    mock_timer_action a = c->resp.timer_action;
+    c->resp.timer_action = MOCK_TIMER_NONE;
+    if (c->closing) return;
+    if (a == MOCK_TIMER_START)
+        mock_inference_start(c);
+    else if (a == MOCK_TIMER_PUMP)
+        mock_stream_pump(c);
+    else if (a == MOCK_TIMER_CLOSE)
+        mock_conn_close(c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* OpenAI family                                                                               */
+
+static const char *mock_openai_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        if (status >= 500) return "server_error";
+        return status >= 400 ? "invalid_request_error" : "api_error";
+    }
+}
+
+static json_t *mock_openai_error_body(int status, const char *message, const char *code)
+{
+    return json_pack("{s:{s:s, s:s, s:n, s:s?}}", "error", "message", message, "type",
+                     mock_openai_error_type(status), "param", "code", code);
+}
+
+static const mock_family mock_openai = {"openai", mock_openai_error_body};
+
+/* The request's model is echoed back; a request without one gets "mock-model". */
+static json_t *mock_request_model(json_t *body)
+{
+    json_t *m = json_object_get(body, "model");
+    return json_is_string(m) ? json_incref(m) : json_string("mock-model");
+}
+
+static json_t *mock_openai_usage(long prompt, long completion)
+{
+    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
+                     (json_int_t)completion, "total_tokens", (json_int_t)(prompt + completion));
+}
+
+/* A chat.completion.chunk with one choice (delta stolen) or none (for the usage chunk). */
+static json_t *mock_openai_chunk(mock_conn *c, json_t *delta, const char *finish)
+{
+    const mock_resp *r = &c->resp;
+    json_t *ev = json_pack("{s:s, s:s, s:I, s:O}", "id", r->id, "object", "chat.completion.chunk",
+                           "created", (json_int_t)r->created, "model", r->model);
+    if (!ev) {
+        json_decref(delta);
+        return NULL;
+    }
+    json_t *choices = json_array();
+    if (delta)
+        json_array_append_new(choices, json_pack("{s:i, s:o, s:n, s:s?}", "index", 0, "delta",
+                                                 delta, "logprobs", "finish_reason", finish));
+    json_object_set_new(ev, "choices", choices);
+    if (r->include_usage && !r->o.no_usage) json_object_set_new(ev, "usage", json_null());
+    return ev;
+}
+
+static mock_piece mock_openai_chat_produce(mock_conn *c, mock_buf *out)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    if (!r->role_sent) {
+        r->role_sent = true;
+        mock_sse_json(
+            out, mock_openai_chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""),
+                                   NULL));
+        return o->cut_after == 0 ? MOCK_PIECE_CUT : MOCK_PIECE_MORE;
+    }
+    if (o->stream_error_after >= 0 && r->tokens_sent >= o->stream_error_after &&
+        (o->cut_after < 0 || o->cut_after > o->stream_error_after)) {
+        static const char ev[] =
+            "data: {\"error\":{\"message\":\"mock stream error\",\"type\":\"server_error\"}}\n\n";
+        mock_chunk_frame(out, ev, sizeof ev - 1);
+        mock_buf_puts(out, "0\r\n\r\n");
+        return MOCK_PIECE_LAST;
+    }
+    if (r->tokens_sent < o->chunks) {
+        char tok[32];
+        snprintf(tok, sizeof tok, "tok%ld ", r->tokens_sent);
+        r->tokens_sent++;
+        mock_sse_json(out, mock_openai_chunk(c, json_pack("{s:s}", "content", tok), NULL));
+        return o->cut_after >= 0 && r->tokens_sent >= o->cut_after ? MOCK_PIECE_CUT
+                                                                   : MOCK_PIECE_MORE;
+    }
+    if (o->cut_after >= 0)
+        return MOCK_PIECE_CUT; /* cut_after > chunks: cut right after the last token */
+    if (!r->final_sent) {
+        r->final_sent = true;
+        mock_sse_json(out, mock_openai_chunk(c, json_object(), "stop"));
+        return MOCK_PIECE_MORE;
+    }
+    if (r->include_usage && !o->no_usage && !r->usage_sent) {
+        r->usage_sent = true;
+        json_t *ev = mock_openai_chunk(c, NULL, NULL);
+        if (ev) json_object_set_new(ev, "usage", mock_openai_usage(o->prompt_tokens, o->chunks));
+        mock_sse_json(out, ev);
+        return MOCK_PIECE_MORE;
+    }
+    static const char done[] = "data: [DONE]\n\n";
+    mock_chunk_frame(out, done, sizeof done - 1);
+    mock_buf_puts(out, "0\r\n\r\n");
+    return MOCK_PIECE_LAST;
+}
+
+static void mock_openai_chat(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    mock_opts *o = &r->o;
+    if (!o->prompt_tokens_set) o->prompt_tokens = 11;
+    r->model = mock_request_model(r->json);
+    r->created = (long long)time(NULL);
+    snprintf(r->id, sizeof r->id, "chatcmpl-mock-%llu", ++g.completion_ids);
+
+    if (json_is_true(json_object_get(r->json, "stream"))) {
+        json_t *so = json_object_get(r->json, "stream_options");
+        r->include_usage = json_is_true(json_object_get(so, "include_usage"));
+        mock_stream_begin(c, mock_openai_chat_produce);
+        return;
+    }
+
+    mock_buf content;
+    mock_buf_init(&content, (size_t)MOCK_MAX_CHUNKS * 16);
+    for (long i = 0; i < o->chunks; i++)
+        mock_buf_printf(&content, "tok%ld ", i);
+    json_t *resp =
+        json_pack("{s:s, s:s, s:I, s:O, s:[{s:i, s:{s:s, s:s%}, s:n, s:s}]}", "id", r->id, "object",
+                  "chat.completion", "created", (json_int_t)r->created, "model", r->model,
+                  "choices", "index", 0, "message", "role", "assistant", "content",
+                  content.p ? content.p : "", content.len, "logprobs", "finish_reason", "stop");
+    mock_buf_free(&content);
+    if (resp && !o->no_usage)
+        json_object_set_new(resp, "usage", mock_openai_usage(o->prompt_tokens, o->chunks));
+    mock_send_json(c, 200, resp);
+}
+
+/* Deterministic embedding value for input i, dimension j. */
+static double mock_embedding_value(size_t i, size_t j)
+{
+    return (double)(i + 1) * 0.1 + (double)(j + 1) * 0.01;
+}
+
+static void mock_openai_embeddings(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    json_t *input = json_object_get(r->json, "input");
+    size_t n = 0;
+    if (json_is_string(input)) {
+        n = 1;
+    } else if (json_is_array(input) && json_array_size(input) > 0) {
+        /* Strings, one token list (ints), or a list of token lists. */
+        size_t strings = 0, ints = 0, lists = 0, idx;
+        json_t *v;
+        json_array_foreach(input, idx, v)
+        {
+            strings += json_is_string(v);
+            ints += json_is_integer(v);
+            lists += json_is_array(v);
+        }
+        size_t total = json_array_size(input);
+        if (ints == total)
+            n = 1;
+        else if (strings == total || lists == total)
+            n = total;
+    }
+    if (n == 0) {
+        mock_error(c, &mock_openai, 400,
+                   "'input' must be a non-empty string, array of strings, array of tokens, or "
+                   "array of token arrays",
+                   "invalid_input");
+        return;
+    }
+    if (n > MOCK_MAX_INPUTS) {
+        mock_error(c, &mock_openai, 400, "too many inputs (mock limit 2048)", "invalid_input");
+        return;
+    }
+    json_t *fmt = json_object_get(r->json, "encoding_format");
+    bool b64 = false;
+    if (fmt && !json_is_null(fmt)) {
+        if (json_is_string(fmt) && strcmp(json_string_value(fmt), "base64") == 0)
+            b64 = true;
+        else if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "float") != 0) {
+            mock_error(c, &mock_openai, 400, "encoding_format must be 'float' or 'base64'",
+                       "invalid_encoding_format");
+            return;
+        }
+    }
+    size_t dims = (size_t)o->dims;
+    if (n * dims > MOCK_MAX_VALUES) {
+        mock_error(c, &mock_openai, 400, "inputs x dims exceeds the mock limit of 1048576 values",
+                   "invalid_input");
+        return;
+    }
+    json_t *data = json_array();
+    mock_buf raw;
+    mock_buf_init(&raw, dims * 4);
+    for (size_t i = 0; i < n; i++) {
+        json_t *emb;
+        if (b64) {
+            raw.len = 0;
+            mock_buf_reserve(&raw, dims * 4);
+            for (size_t j = 0; j < dims; j++) {
+                float f = (float)mock_embedding_value(i, j);
+                uint32_t u;
+                memcpy(&u, &f, sizeof u);
+                unsigned char le[4] = {(unsigned char)u, (unsigned char)(u >> 8),
+                                       (unsigned char)(u >> 16), (unsigned char)(u >> 24)};
+                mock_buf_put(&raw, le, 4);
+            }
+            mock_buf s;
+            mock_buf_init(&s, dims * 8 + 16);
+            mock_base64(&s, (const unsigned char *)raw.p, raw.len);
+            emb = json_stringn(s.p ? s.p : "", s.len);
+            mock_buf_free(&s);
+        } else {
+            emb = json_array();
+            for (size_t j = 0; j < dims; j++)
+                json_array_append_new(emb, json_real(mock_embedding_value(i, j)));
+        }
+        json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
+                                              (json_int_t)i, "embedding", emb));
+    }
+    mock_buf_free(&raw);
+    json_t *model = mock_request_model(r->json);
+    json_t *resp = json_pack("{s:s, s:o, s:o}", "object", "list", "data", data, "model", model);
+    if (resp && !o->no_usage) {
+        long prompt = o->prompt_tokens_set ? o->prompt_tokens : 5 * (long)n;
+        json_object_set_new(resp, "usage",
+                            json_pack("{s:I, s:I}", "prompt_tokens", (json_int_t)prompt,
+                                      "total_tokens", (json_int_t)prompt));
+    }
+    /* Nine significant digits print the doubles above as short decimals (0.11, not
+     * 0.11000000000000001) and still round-trip every float32. */
+    mock_send_json_flags(c, 200, resp, JSON_REAL_PRECISION(9));
+}
+
+static void mock_openai_models(mock_conn *c)
+{
+    mock_send_json(c, 200,
+                   json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data", "id",
+                             "mock-model", "object", "model", "created", 0, "owned_by", "mock"));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Control endpoints (/_mock/...)                                                              */
+
+static json_t *mock_config_json(void)
+{
+    json_t *o = json_pack("{s:I, s:I}", "fail_status", (json_int_t)g.def.fail_status, "delay_ms",
+                          (json_int_t)g.def.delay_ms);
+    if (!o) return NULL;
+    char *end;
+    long long secs = strtoll(g.def.retry_after, &end, 10);
+    if (!g.def.retry_after[0])
+        json_object_set_new(o, "retry_after", json_null());
+    else if (*end == '\0')
+        json_object_set_new(o, "retry_after", json_integer(secs));
+    else
+        json_object_set_new(o, "retry_after", json_string(g.def.retry_after));
+    return o;
+}
+
+static void mock_ctl_config_get(mock_conn *c)
+{
+    mock_send_json(c, 200, mock_config_json());
+}
+
+/* Validates everything before changing anything, so a bad request leaves the config intact. */
+static void mock_ctl_config_set(mock_conn *c)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(c->req.body.p ? c->req.body.p : "", c->req.body.len, 0, &jerr);
+    mock_defaults d = g.def;
+    const char *err = NULL;
+    if (!json_is_object(body)) {
+        err = "body must be a JSON object";
+    } else {
+        json_t *fs = json_object_get(body, "fail_status");
+        json_t *dl = json_object_get(body, "delay_ms");
+        json_t *ra = json_object_get(body, "retry_after");
+        if (fs && !json_is_null(fs)) {
+            if (!json_is_integer(fs) || !mock_status_ok((long)json_integer_value(fs)))
+                err = "fail_status must be 0, 200 or 300..599";
+            else
+                d.fail_status = (long)json_integer_value(fs);
+        }
+        if (dl && !json_is_null(dl)) {
+            if (!json_is_integer(dl) || json_integer_value(dl) < 0 ||
+                json_integer_value(dl) > MOCK_MAX_DELAY_MS)
+                err = "delay_ms must be an integer in 0..600000";
+            else
+                d.delay_ms = (long)json_integer_value(dl);
+        }
+        if (ra) {
+            if (json_is_integer(ra) && json_integer_value(ra) == 0)
+                d.retry_after[0] = '\0';
+            else if (mock_retry_after_value(ra, d.retry_after, sizeof d.retry_after) < 0)
+                err = "retry_after must be a non-negative integer, a short string or null";
+        }
+    }
+    json_decref(body);
+    if (err) {
+        mock_error(c, &mock_openai, 400, err, "invalid_config");
+        return;
+    }
+    if (d.fail_status == 200) d.fail_status = 0;
+    g.def = d;
+    mock_send_json(c, 200, mock_config_json());
+}
+
+static void mock_ctl_requests_get(mock_conn *c)
+{
+    mock_send_json(c, 200, mock_rec_json());
+}
+
+static void mock_ctl_requests_clear(mock_conn *c)
+{
+    mock_rec_clear();
+    mock_send_json(c, 200, json_pack("{s:b}", "cleared", 1));
+}
+
+static void mock_ctl_stats(mock_conn *c)
+{
+    mock_send_json(c, 200,
+                   json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)g.requests, "connections",
+                             (json_int_t)g.connections, "recorded", (json_int_t)g.rec_count));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Route table                                                                                 */
+
+static const mock_route mock_routes[] = {
+    {"POST", "/v1/chat/completions", false, true, &mock_openai, mock_openai_chat},
+    {"POST", "/v1/embeddings", false, true, &mock_openai, mock_openai_embeddings},
+    {"GET", "/v1/models", false, false, &mock_openai, mock_openai_models},
+    {"GET", "/_mock/config", false, false, &mock_openai, mock_ctl_config_get},
+    {"POST", "/_mock/config", false, false, &mock_openai, mock_ctl_config_set},
+    {"GET", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_get},
+    {"DELETE", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_clear},
+    {"GET", "/_mock/stats", false, false, &mock_openai, mock_ctl_stats},
+};
+
+static bool mock_route_path_matches(const mock_route *rt, const char *path, size_t len)
+{
+    size_t rl = strlen(rt->path);
+    if (rt->prefix) return len >= rl && memcmp(path, rt->path, rl) == 0;
+    return len == rl && memcmp(path, rt->path, rl) == 0;
+}
+
+/* Called with a complete request parsed and the parser paused. */
+static void mock_dispatch(mock_conn *c)
+{
+    mock_req *q = &c->req;
+    const char *method = llhttp_method_name((llhttp_method_t)q->method);
+    const char *url = q->url.p ? q->url.p : "";
+    const char *qm = strchr(url, '?');
+    size_t path_len = qm ? (size_t)(qm - url) : strlen(url);
+    bool control = path_len >= 7 && memcmp(url, "/_mock/", 7) == 0;
+
+    if (!control) {
+        g.requests++;
+        mock_rec_add(method, url, path_len, qm ? qm + 1 : "", q->headers, q->body.p, q->body.len);
+    }
+    if (g.verbose)
+        fprintf(stderr, "mock_upstream: %s %.*s (%zu body bytes)\n", method, (int)path_len, url,
+                q->body.len);
+
+    const mock_route *found = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof mock_routes / sizeof mock_routes[0]; i++) {
+        const mock_route *rt = &mock_routes[i];
+        if (!mock_route_path_matches(rt, url, path_len)) continue;
+        path_known = true;
+        if (strcmp(rt->method, method) == 0) {
+            found = rt;
+            break;
+        }
+    }
+    if (!found) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", method,
+                 (int)(path_len > 100 ? 100 : path_len), url);
+        mock_error(c, &mock_openai, path_known ? 405 : 404, msg,
+                   path_known ? "method_not_allowed" : "unknown_url");
+        return;
+    }
+    c->resp.route = found;
+    if (found->inference)
+        mock_inference_begin(c);
+    else
+        found->fn(c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HTTP parsing                                                                                */
+
+static mock_conn *mock_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static int mock_refuse(mock_conn *c, int status, const char *msg)
+{
+    c->parse_status = status;
+    c->parse_msg = msg;
+    return -1;
+}
+
+static int mock_on_message_begin(llhttp_t *p)
+{
+    mock_conn *c = mock_of(p);
+    mock_req_reset(&c->req);
+    c->req.headers = json_object();
+    return c->req.headers ? 0 : mock_refuse(c, 500, "out of memory");
+}
+
+static int mock_on_url(llhttp_t *p, const char *at, size_t len)
+{
+    mock_conn *c = mock_of(p);
+    return mock_buf_put(&c->req.url, at, len) < 0 ? mock_refuse(c, 414, "URL too long") : 0;
+}
+
+static int mock_header_bytes(mock_conn *c, size_t len)
+{
+    c->req.header_bytes += len;
+    return c->req.header_bytes > MOCK_MAX_HEADER_BYTES ? -1 : 0;
+}
+
+static int mock_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    mock_conn *c = mock_of(p);
+    if (mock_header_bytes(c, len) < 0 || mock_buf_put(&c->req.hfield, at, len) < 0)
+        return mock_refuse(c, 431, "request headers too large");
+    return 0;
+}
+
+static int mock_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    mock_conn *c = mock_of(p);
+    if (mock_header_bytes(c, len) < 0 || mock_buf_put(&c->req.hvalue, at, len) < 0)
+        return mock_refuse(c, 431, "request headers too large");
+    return 0;
+}
+
+/* Names are lowercased; repeated headers are joined with ", " as HTTP allows. */
+static int mock_on_header_value_complete(llhttp_t *p)
+{
+    mock_conn *c = mock_of(p);
+    mock_req *q = &c->req;
+    if (++q->nheaders > MOCK_MAX_HEADERS) return mock_refuse(c, 431, "too many request headers");
+    if (mock_buf_put(&q->hfield, "", 0) < 0 || mock_buf_put(&q->hvalue, "", 0) < 0)
+        return mock_refuse(c, 431, "request headers too large");
+    for (char *s = q->hfield.p; *s; s++)
+        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
+    json_t *old = json_object_get(q->headers, q->hfield.p);
+    json_t *val;
+    if (old) {
+        mock_buf j;
+        mock_buf_init(&j, MOCK_MAX_HEADER_BYTES * 2);
+        mock_buf_put(&j, json_string_value(old), json_string_length(old));
+        mock_buf_puts(&j, ", ");
+        mock_buf_put(&j, q->hvalue.p, q->hvalue.len);
+        val = mock_json_bytes(j.p, j.len, NULL);
+        mock_buf_free(&j);
+    } else {
+        val = mock_json_bytes(q->hvalue.p, q->hvalue.len, NULL);
+    }
+    json_object_set_new(q->headers, q->hfield.p, val);
+    q->hfield.len = q->hvalue.len = 0;
+    return 0;
+}
+
+static int mock_on_headers_complete(llhttp_t *p)
+{
+    mock_conn *c = mock_of(p);
+    c->req.keep_alive = llhttp_should_keep_alive(p) != 0;
+    c->req.method = llhttp_get_method(p);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > MOCK_MAX_BODY)
+        return mock_refuse(c, 413, "request body too large (mock limit 64 MiB)");
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
+        mock_buf_reserve(&c->req.body, (size_t)p->content_length) < 0)
+        return mock_refuse(c, 500, "out of memory");
+    json_t *expect = json_object_get(c->req.headers, "expect");
+    if (expect && strcasecmp(json_string_value(expect), "100-continue") == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        mock_conn_write(c, MOCK_WF_NONE, cont, sizeof cont - 1, NULL, 0);
+    }
+    return 0;
+}
+
+static int mock_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    mock_conn *c = mock_of(p);
+    if (mock_buf_put(&c->req.body, at, len) < 0)
+        return mock_refuse(c, 413, "request body too large (mock limit 64 MiB)");
+    return 0;
+}
+
+/* Pausing makes llhttp_execute return after each request, so requests are answered one at a
+ * time and bytes of the next one wait in c->pending. */
+static int mock_on_message_complete(llhttp_t *p)
+{
+    mock_conn *c = mock_of(p);
+    c->busy = true;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t mock_settings = {
+    .on_message_begin = mock_on_message_begin,
+    .on_url = mock_on_url,
+    .on_header_field = mock_on_header_field,
+    .on_header_value = mock_on_header_value,
+    .on_header_value_complete = mock_on_header_value_complete,
+    .on_headers_complete = mock_on_headers_complete,
+    .on_body = mock_on_body,
+    .on_message_complete = mock_on_message_complete,
+};
+
+/* Answers a request the parser rejected, then closes: the stream can't be trusted any more. */
+static void mock_parse_failed(mock_conn *c)
+{
+    int status = c->parse_status ? c->parse_status : 400;
+    char msg[200];
+    snprintf(msg, sizeof msg, "mock: %s",
+             c->parse_msg ? c->parse_msg : llhttp_get_error_reason(&c->parser));
+    c->req.keep_alive = false;
+    c->busy = true;
+    mock_resp_reset(c);
+    json_t *body = mock_openai_error_body(status, msg, "bad_request");
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    mock_buf h;
+    mock_buf_init(&h, 4096);
+    mock_head(c, &h, status, "application/json", false, s ? strlen(s) : 0);
+    mock_conn_write(c, MOCK_WF_LINGER, h.p, h.len, s, s ? strlen(s) : 0);
+    mock_buf_free(&h);
+    free(s);
+}
+
+static void mock_feed(mock_conn *c, const char *data, size_t len)
+{
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    if (e == HPE_OK) return;
+    if (e != HPE_PAUSED) {
+        mock_parse_failed(c);
+        return;
+    }
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+    if (used < len && mock_buf_put(&c->pending, data + used, len - used) < 0) {
+        mock_conn_close(c);
+        return;
+    }
+    mock_dispatch(c);
+}
+
+/* Runs the requests that arrived while the previous one was answered. Each pass parses at most
+ * one request, and answers are written asynchronously, so this never recurses. */
+static void mock_process_pending(mock_conn *c)
+{
+    if (c->busy || c->closing || c->pending.len == 0) return;
+    mock_buf b = c->pending;
+    mock_buf_init(&c->pending, MOCK_PENDING_MAX);
+    mock_feed(c, b.p, b.len);
+    mock_buf_free(&b);
+}
+
+static void mock_response_done(mock_conn *c)
+{
+    mock_resp_reset(c);
+    if (!c->req.keep_alive) {
+        mock_conn_close(c);
+        return;
+    }
+    c->busy = false;
+    llhttp_resume(&c->parser);
+    mock_process_pending(c);
+    if (!c->busy || c->pending.len < MOCK_PENDING_PAUSE) mock_conn_read_start(c);
+}
+
+static void mock_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    buf->base = malloc(MOCK_READ_SIZE);
+    buf->len = buf->base ? MOCK_READ_SIZE : 0;
+}
+
+static void mock_conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    mock_conn *c = s->data;
+    if (nread < 0) {
+        /* EOF or error. A response in progress has lost its reader: stop it. */
+        free(buf->base);
+        if (!c->busy) llhttp_finish(&c->parser);
+        mock_conn_close(c);
+        return;
+    }
+    if (nread > 0 && !c->closing && !c->draining) {
+        if (c->busy) {
+            if (mock_buf_put(&c->pending, buf->base, (size_t)nread) < 0) {
+                mock_conn_close(c);
+            } else if (c->pending.len >= MOCK_PENDING_PAUSE) {
+                uv_read_stop(s);
+                c->reading = false;
+            }
+        } else {
+            mock_feed(c, buf->base, (size_t)nread);
+        }
+    }
+    free(buf->base);
+}
+
+static void mock_on_connection(uv_stream_t *server, int status)
+{
+    if (status < 0) return;
+    mock_conn *c = calloc(1, sizeof *c);
+    if (!c) return;
+    uv_tcp_init(&g.loop, &c->tcp);
+    uv_timer_init(&g.loop, &c->timer);
+    c->open_handles = 2;
+    c->tcp.data = c->timer.data = c;
+    mock_buf_init(&c->req.url, MOCK_MAX_URL);
+    mock_buf_init(&c->req.hfield, MOCK_MAX_HEADER_BYTES);
+    mock_buf_init(&c->req.hvalue, MOCK_MAX_HEADER_BYTES);
+    mock_buf_init(&c->req.body, MOCK_MAX_BODY);
+    mock_buf_init(&c->pending, MOCK_PENDING_MAX);
+    llhttp_init(&c->parser, HTTP_REQUEST, &mock_settings);
+    c->parser.data = c;
+    c->next = g.conns;
+    if (g.conns) g.conns->prev = c;
+    g.conns = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        mock_conn_close(c);
+        return;
+    }
+    g.connections++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    mock_conn_read_start(c);
+    if (!c->reading) mock_conn_close(c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Process lifetime                                                                            */
+
+static void mock_stop(void)
+{
+    if (g.stopping) return;
+    g.stopping = true;
+    uv_close((uv_handle_t *)&g.server, NULL);
+    uv_close((uv_handle_t *)&g.sigint, NULL);
+    uv_close((uv_handle_t *)&g.sigterm, NULL);
+    while (g.conns)
+        mock_conn_close(g.conns);
+}
+
+static void mock_signal_cb(uv_signal_t *s, int signum)
+{
+    mock_stop();
+}
+
+static void mock_usage(FILE *f)
+{
+    fprintf(f, "usage: mock_upstream [--host ADDR] [--port N] [--fail-status N] [--delay-ms N]\n"
+               "                     [--retry-after S] [--verbose]\n"
+               "Prints 'PORT <n>' once listening. See tests/mock/README.md.\n");
+}
+
+static int mock_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *host = "127.0.0.1";
+    long port = 0;
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"fail-status", required_argument, NULL, 'f'},
+        {"delay-ms", required_argument, NULL, 'd'},
+        {"retry-after", required_argument, NULL, 'r'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'H'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            if (mock_parse_long(optarg, 0, 65535, &port) < 0) {
+                fprintf(stderr, "mock_upstream: bad --port\n");
+                return 2;
+            }
+            break;
+        case 'f':
+            if (mock_parse_long(optarg, 0, 599, &g.def.fail_status) < 0 ||
+                !mock_status_ok(g.def.fail_status)) {
+                fprintf(stderr, "mock_upstream: --fail-status must be 0, 200 or 300..599\n");
+                return 2;
+            }
+            if (g.def.fail_status == 200) g.def.fail_status = 0;
+            break;
+        case 'd':
+            if (mock_parse_long(optarg, 0, MOCK_MAX_DELAY_MS, &g.def.delay_ms) < 0) {
+                fprintf(stderr, "mock_upstream: bad --delay-ms\n");
+                return 2;
+            }
+            break;
+        case 'r': {
+            long secs;
+            if (mock_parse_long(optarg, 0, 1000000000L, &secs) < 0) {
+                fprintf(stderr, "mock_upstream: bad --retry-after\n");
+                return 2;
+            }
+            if (secs > 0) snprintf(g.def.retry_after, sizeof g.def.retry_after, "%ld", secs);
+            break;
+        }
+        case 'v':
+            g.verbose = true;
+            break;
+        case 'H':
+            mock_usage(stdout);
+            return 0;
+        default:
+            mock_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        mock_usage(stderr);
+        return 2;
+    }
+
+    signal(SIGPIPE, SIG_IGN); /* a vanished client must be a write error, not a dead mock */
+    if (uv_loop_init(&g.loop) < 0) return 1;
+
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr);
+    if (rc < 0) rc = uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr);
+    if (rc < 0) {
+        fprintf(stderr, "mock_upstream: bad --host %s\n", host);
+        return 2;
+    }
+    uv_tcp_init(&g.loop, &g.server);
+    rc = uv_tcp_bind(&g.server, (const struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&g.server, 511, mock_on_connection);
+    if (rc < 0) {
+        fprintf(stderr, "mock_upstream: cannot listen on %s:%ld: %s\n", host, port,
+                uv_strerror(rc));
+        uv_close((uv_handle_t *)&g.server, NULL);
+        uv_run(&g.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&g.loop);
+        return 1;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&g.server, (struct sockaddr *)&bound, &blen);
+    int bport = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+
+    uv_signal_init(&g.loop, &g.sigint);
+    uv_signal_init(&g.loop, &g.sigterm);
+    uv_signal_start(&g.sigint, mock_signal_cb, SIGINT);
+    uv_signal_start(&g.sigterm, mock_signal_cb, SIGTERM);
+
+    printf("PORT %d\n", bport);
+    fflush(stdout);
+
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    mock_rec_clear();
+    if (uv_loop_close(&g.loop) != 0) fprintf(stderr, "mock_upstream: handles left open at exit\n");
+    return 0;
+}
