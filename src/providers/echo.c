@@ -91,15 +91,16 @@ static void content_text(json_t *content, buf_t *out)
     }
 }
 
-static void respond_json(http_conn *c, json_t *doc)
+/* Sends doc (consumed; NULL means it could not be built) as a 200 JSON answer. */
+static void respond_json(http_conn *c, json_t *doc, const char *headers)
 {
-    char *s = json_dumps(doc, JSON_COMPACT);
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!s) {
         http_error(c, 500, "api_error", "internal_error", NULL, "Out of memory.", -1);
         return;
     }
-    http_respond(c, 200, "application/json", NULL, s, strlen(s), 1);
+    http_respond(c, 200, "application/json", headers, s, strlen(s), 1);
 }
 
 static json_t *chunk(const char *id, int64_t created, const char *model)
@@ -199,17 +200,7 @@ static void echo_chat(http_conn *c, const prov_call *call, json_t *req, prov_usa
             "usage", u);
         free(ends);
         buf_free(&reply);
-        if (!doc) {
-            http_error(c, 500, "api_error", "internal_error", NULL, "Out of memory.", -1);
-            return;
-        }
-        char *s = json_dumps(doc, JSON_COMPACT);
-        json_decref(doc);
-        if (!s) {
-            http_error(c, 500, "api_error", "internal_error", NULL, "Out of memory.", -1);
-            return;
-        }
-        http_respond(c, 200, "application/json", hdr, s, strlen(s), 1);
+        respond_json(c, doc, hdr);
         return;
     }
     /* streaming: the whole answer is known, so it goes out in one write */
@@ -385,11 +376,7 @@ static void echo_embeddings(http_conn *c, const prov_call *call, json_t *req, pr
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", list,
                             "model", call->model->name, "usage", "prompt_tokens",
                             (json_int_t)total, "total_tokens", (json_int_t)total);
-    if (!doc) {
-        http_error(c, 500, "api_error", "internal_error", NULL, "Out of memory.", -1);
-        return;
-    }
-    respond_json(c, doc);
+    respond_json(c, doc, NULL);
 }
 
 void echo_handle(http_conn *c, const prov_call *call, prov_usage *usage)

@@ -169,6 +169,15 @@ static int openai_response(const prov_call *call, ms_str body, buf_t *client, pr
     return 0;
 }
 
+/* The `message` of an OpenAI error object ({"message": …, "type": …}). Returns 0 if found. */
+static int error_object_message(ms_str obj, char *out, size_t outlen)
+{
+    jscan_member m[16];
+    int n = jscan_members(obj, m, 16);
+    const jscan_member *msg = n > 0 ? jscan_find(m, (size_t)(n > 16 ? 16 : n), "message") : NULL;
+    return msg && jscan_string(msg->value, out, outlen) >= 0 ? 0 : -1;
+}
+
 static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t *out,
                                prov_usage *usage, int *done, int *error, char *err, size_t errlen)
 {
@@ -189,15 +198,8 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
     const jscan_member *e = jscan_find(m, k, "error");
     if (e && e->type != JS_NULL) {
         *error = 1;
-        snprintf(err, errlen, "the provider reported an error in the stream");
-        if (e->type == JS_OBJECT) {
-            jscan_member em[16];
-            int en = jscan_members(e->value, em, 16);
-            const jscan_member *msg = en > 0 ? jscan_find(em, (size_t)(en > 16 ? 16 : en), "message") : NULL;
-            char text[400];
-            if (msg && jscan_string(msg->value, text, sizeof text) >= 0)
-                snprintf(err, errlen, "%s", text);
-        }
+        if (e->type != JS_OBJECT || error_object_message(e->value, err, errlen) != 0)
+            snprintf(err, errlen, "the provider reported an error in the stream");
         return 0;
     }
     const jscan_member *u = jscan_find(m, k, "usage");
@@ -222,11 +224,7 @@ static void openai_error_message(ms_str body, char *out, size_t outlen)
     if (n > 0) {
         const jscan_member *e = jscan_find(m, (size_t)(n > 16 ? 16 : n), "error");
         if (e && e->type == JS_OBJECT) {
-            jscan_member em[16];
-            int en = jscan_members(e->value, em, 16);
-            const jscan_member *msg =
-                en > 0 ? jscan_find(em, (size_t)(en > 16 ? 16 : en), "message") : NULL;
-            if (msg && jscan_string(msg->value, out, outlen) >= 0)
+            if (error_object_message(e->value, out, outlen) == 0)
                 return;
         } else if (e && e->type == JS_STRING && jscan_string(e->value, out, outlen) >= 0) {
             return;

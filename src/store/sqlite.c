@@ -554,31 +554,30 @@ int store_account_get(store_t *s, int64_t id, store_account *out)
     return ret;
 }
 
-int store_account_list(store_t *s, store_account **out, size_t *n)
+/* Steps st to the end, reading each row into a growing array of elem-sized items. */
+static int store_collect(store_t *s, sqlite3_stmt *st, size_t elem,
+                         void (*read)(sqlite3_stmt *, void *), void **out, size_t *n,
+                         const char *what)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_LIST);
-    store_account *v = NULL;
+    char *v = NULL;
     size_t len = 0, cap = 0;
     int rc, ret = STORE_ERR;
 
-    *out = NULL;
-    *n = 0;
-    if (!st) return STORE_ERR;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 16;
-            store_account *nv = realloc(v, ncap * sizeof(*nv));
+            char *nv = realloc(v, ncap * elem);
             if (!nv) {
-                store_seterr(s, "account list: out of memory");
+                store_seterr(s, "%s: out of memory", what);
                 goto cleanup;
             }
             v = nv;
             cap = ncap;
         }
-        store_read_account(st, &v[len++]);
+        read(st, v + elem * len++);
     }
     if (rc != SQLITE_DONE) {
-        store_dberr(s, "account list");
+        store_dberr(s, what);
         goto cleanup;
     }
     *out = v;
@@ -590,6 +589,25 @@ cleanup:
     free(v);
     store_release(st);
     return ret;
+}
+
+static void read_account_row(sqlite3_stmt *st, void *dst)
+{
+    store_read_account(st, dst);
+}
+
+static void read_key_row(sqlite3_stmt *st, void *dst)
+{
+    store_read_key(st, dst);
+}
+
+int store_account_list(store_t *s, store_account **out, size_t *n)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_LIST);
+    *out = NULL;
+    *n = 0;
+    if (!st) return STORE_ERR;
+    return store_collect(s, st, sizeof **out, read_account_row, (void **)out, n, "account list");
 }
 
 int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char *description)
@@ -717,9 +735,7 @@ int store_key_get(store_t *s, int64_t id, store_key *out)
 int store_key_list(store_t *s, int64_t account_id, key_type type, store_key **out, size_t *n)
 {
     sqlite3_stmt *st;
-    store_key *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc, ret = STORE_ERR;
+    int rc;
 
     *out = NULL;
     *n = 0;
@@ -727,32 +743,7 @@ int store_key_list(store_t *s, int64_t account_id, key_type type, store_key **ou
     if (!(st = store_stmt(s, ST_KEY_LIST))) return STORE_ERR;
     sqlite3_bind_int64(st, 1, account_id);
     sqlite3_bind_int(st, 2, (int)type);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            store_key *nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv) {
-                store_seterr(s, "key list: out of memory");
-                goto cleanup;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        store_read_key(st, &v[len++]);
-    }
-    if (rc != SQLITE_DONE) {
-        store_dberr(s, "key list");
-        goto cleanup;
-    }
-    *out = v;
-    *n = len;
-    v = NULL;
-    ret = STORE_OK;
-
-cleanup:
-    free(v);
-    store_release(st);
-    return ret;
+    return store_collect(s, st, sizeof **out, read_key_row, (void **)out, n, "key list");
 }
 
 /* Runs a key UPDATE (set_active or delete) under a fresh sequence value. STORE_NOTFOUND when no
