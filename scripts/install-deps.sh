@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs what ModelSwitch needs to build and test, on Debian 12, as root. Idempotent: a machine
+# that already has every package skips apt entirely (no `apt-get update`), so `make test` and CI
+# pay nothing on a prepared machine.
+#
+#   scripts/install-deps.sh          build and runtime dependencies (Debian packages)
+#   scripts/install-deps.sh --test   also the end-to-end test dependencies (npm ci in tests/e2e)
+#
+# Node.js may already come from elsewhere (the machines here carry a newer Node than Debian's, with
+# its own npm): a working `node`/`npm` on PATH counts as installed, because Debian's npm package
+# conflicts with such a Node.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WANT_TEST=0
+for arg in "$@"; do
+    case "$arg" in
+    --test) WANT_TEST=1 ;;
+    -h | --help)
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "install-deps: unknown argument: $arg (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+die() {
+    echo "install-deps: error: $*" >&2
+    exit 1
+}
+
+PKGS=(build-essential pkg-config clang valgrind curl ca-certificates libuv1-dev node-llhttp
+    libcurl4-openssl-dev libjansson-dev libjsmn-dev libsqlite3-dev libyaml-dev libssl-dev
+    libhiredis-dev)
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+missing=()
+for p in "${PKGS[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+# Node: any node >= 18 already on PATH will do (node:test, fetch, the openai SDK).
+if ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+elif ! command -v npm >/dev/null 2>&1; then
+    if installed nodejs && dpkg-query -W -f='${Version}' nodejs | grep -q dfsg; then
+        missing+=(npm) # Debian's own Node: Debian's npm goes with it
+    else
+        die "node is on PATH but npm is not; install the npm that goes with $(command -v node)"
+    fi
+fi
+
+if ((${#missing[@]})); then
+    [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
+    command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get"
+    echo "install-deps: installing ${missing[*]}"
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get update -q >"$log" 2>&1; then
+        cat "$log" >&2
+        die "apt-get update failed"
+    fi
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "apt-get install failed for: ${missing[*]}"
+    fi
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "node does not run"
+((node_major >= 18)) || die "Node.js >= 18 is needed, found $(node --version)"
+
+if ((WANT_TEST)); then
+    # The test runner needs node --test-concurrency/--test-timeout (Node 20.10+).
+    node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=10)?0:1)' ||
+        die "the tests need Node.js >= 20.10, found $(node --version)"
+    E2E="$ROOT/tests/e2e"
+    [[ -f "$E2E/package.json" ]] || die "$E2E/package.json is missing"
+    # Skip npm when node_modules already matches the lock (npm ci would delete and reinstall it).
+    stamp="$E2E/node_modules/.install-stamp"
+    if [[ -f "$E2E/package-lock.json" ]]; then
+        want=$(cat "$E2E/package.json" "$E2E/package-lock.json" | sha256sum | cut -d' ' -f1)
+        if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+            echo "install-deps: npm ci in tests/e2e"
+            (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+                die "npm ci failed in tests/e2e"
+            echo "$want" >"$stamp"
+        fi
+    else
+        echo "install-deps: npm install in tests/e2e (no package-lock.json)"
+        (cd "$E2E" && npm install --no-audit --no-fund --loglevel=error >/dev/null) ||
+            die "npm install failed in tests/e2e"
+    fi
+    (cd "$E2E" && node -e 'require.resolve("openai")' >/dev/null 2>&1) ||
+        die "the openai package is not resolvable from tests/e2e after install"
+fi
+exit 0
