@@ -101,12 +101,15 @@ run_units() {
 run_node() {
     local label="$1"
     shift
-    local tap="$LOGS/$label.tap" rc p f c
+    local tap="$LOGS/$label.tap" rc p f c t
     timeout 900 node --test --test-concurrency="$JOBS" --test-timeout=180000 \
         --test-reporter=spec --test-reporter-destination=stdout \
         --test-reporter=tap --test-reporter-destination="$tap" "$@"
     rc=$?
     p=$(grep -E '^# pass [0-9]+$' "$tap" 2>/dev/null | tail -n 1 | awk '{print $3}')
+    # node counts a todo test (a feature of a later issue) as passed; it is neither here
+    t=$(grep -E '^# todo [0-9]+$' "$tap" 2>/dev/null | tail -n 1 | awk '{print $3}')
+    [[ -n "$p" ]] && p=$((p - ${t:-0}))
     f=$(grep -E '^# fail [0-9]+$' "$tap" 2>/dev/null | tail -n 1 | awk '{print $3}')
     c=$(grep -E '^# cancelled [0-9]+$' "$tap" 2>/dev/null | tail -n 1 | awk '{print $3}')
     if [[ -z "$p" || -z "$f" ]]; then
@@ -115,7 +118,7 @@ run_node() {
     fi
     PASSED=$((PASSED + p))
     FAILED=$((FAILED + f + ${c:-0}))
-    echo "$label: $p passed, $f failed, ${c:-0} cancelled"
+    echo "$label: $p passed, $f failed, ${c:-0} cancelled, ${t:-0} todo (later issues)"
     if ((rc != 0 && f + ${c:-0} == 0)); then
         stage_failed "$label: the test runner exited $rc"
     fi

@@ -167,5 +167,10 @@ void api_dispatch(http_conn *c, http_request *r)
         if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
             return;
     }
+    if (p.n >= 5 && memcmp(p.p, "/api/", 5) == 0) {
+        store_key key;
+        if (api_authenticate(c, r, KEY_BILLING, &key) != 0)
+            return;
+    }
     not_found(c);
 }

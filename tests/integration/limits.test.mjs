@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import * as h from '../lib/harness.mjs';
 
 const T = { timeout: h.TEST_TIMEOUT };
+// Billing lands with issue #3 and rate limits with issue #4; until then these run as todo.
+const T3 = { ...T, todo: 'issue #3: balances, holds and settlement' };
+const T4 = { ...T, todo: 'issue #4: rate limits' };
 const RPM = 8;
 let gw;
 
@@ -26,7 +29,7 @@ async function newAccount(balance, opts = {}) {
 
 const waitAccepted = (key) => gw.waitKeyKnown(key);
 
-test('a hold the balance cannot cover: 403 insufficient_balance, nothing sent upstream', T, async () => {
+test('a hold the balance cannot cover: 403 insufficient_balance, nothing sent upstream', T3, async () => {
     // 0.001 USD; mock-model costs 10 USD per 1M output tokens, so a 4096-token cap needs ~0.04.
     const { key } = await newAccount(0.001);
     await waitAccepted(key);
@@ -45,14 +48,14 @@ test('a hold the balance cannot cover: 403 insufficient_balance, nothing sent up
     assert.equal(ok.status, 200, ok.text);
 });
 
-test('a zero balance refuses even the cheapest request', T, async () => {
+test('a zero balance refuses even the cheapest request', T3, async () => {
     const { key } = await newAccount(0);
     await waitAccepted(key);
     const res = await h.post(gw, '/v1/chat/completions', key, { model: 'echo-1', messages: MSG, max_tokens: 1 });
     h.assertError(assert, res, 403, 'permission_error', 'insufficient_balance');
 });
 
-test('the balance is charged exactly the provider-reported usage at list price', T, async () => {
+test('the balance is charged exactly the provider-reported usage at list price', T3, async () => {
     const { key, billing } = await newAccount(100);
     await waitAccepted(key);
     const res = await h.post(gw, '/v1/chat/completions', key, {
@@ -69,7 +72,7 @@ test('the balance is charged exactly the provider-reported usage at list price',
     assert.ok(r.value, `balance ${last.text}, want ${want / 1e9}`);
 });
 
-test('a failed request costs nothing (the hold is released)', T, async () => {
+test('a failed request costs nothing (the hold is released)', T3, async () => {
     const { key, billing } = await newAccount(5);
     await waitAccepted(key);
     const res = await h.post(gw, '/v1/chat/completions', key,
@@ -81,7 +84,7 @@ test('a failed request costs nothing (the hold is released)', T, async () => {
     assert.equal(nano(b.json.balance), nano(5));
 });
 
-test("a key's spend limit: 403 spend_limit_reached once used up", T, async () => {
+test("a key's spend limit: 403 spend_limit_reached once used up", T3, async () => {
     // Each request costs 0.0000575 USD; the limit allows at most two of them.
     const { key } = await newAccount(100, { spendLimit: '0.00015' });
     await waitAccepted(key);
@@ -98,7 +101,7 @@ test("a key's spend limit: 403 spend_limit_reached once used up", T, async () =>
     h.assertError(assert, refused, 403, 'permission_error', 'spend_limit_reached');
 });
 
-test('the request rate limit: 429 rate_limit_exceeded with retry-after headers', T, async () => {
+test('the request rate limit: 429 rate_limit_exceeded with retry-after headers', T4, async () => {
     const { key } = await newAccount(100);
     await waitAccepted(key); // one request counted already (or refused before counting)
     const statuses = [];
