@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config/config.h"
 
@@ -31,6 +32,7 @@ typedef struct store_account {
     char name[128];
     int64_t balance_nusd;
     int64_t created_at_ms;
+    int64_t seq; /* store-wide account change sequence of the last change to this row */
 } store_account;
 
 typedef struct store_key {
@@ -81,5 +83,109 @@ int store_key_delete(store_t *s, int64_t id);
  * and sets *max_seq to the greatest seq seen (or since when none). */
 int store_keys_since(store_t *s, int64_t since, void (*cb)(void *ud, const store_key *k), void *ud,
                      int64_t *max_seq);
+
+/* ---- the ledger (issue 3) ---- */
+
+/* Every account row change (create, topup, usage charge) takes the next value of the store-wide
+ * `account_seq` (like key_seq) so the gateway can follow changes made by other processes.
+ * Calls cb for every account whose seq is greater than since, in seq order. */
+int store_accounts_since(store_t *s, int64_t since, void (*cb)(void *ud, const store_account *a),
+                         void *ud, int64_t *max_seq);
+
+/* One finished request, as the gateway settled it. */
+typedef struct store_usage_event {
+    char request_id[40];
+    int64_t account_id;
+    int64_t key_id;
+    char model[128];   /* the model the client was billed for */
+    char provider[64]; /* the provider name from the config */
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t charged_nusd; /* >= 0 */
+    int status;           /* HTTP status the client got (499: the client went away) */
+    int estimated;        /* usage was estimated because the provider never reported it */
+    int64_t latency_ms;
+    int64_t created_at_ms;
+} store_usage_event;
+
+/* Writes a batch in ONE transaction. Per event: a `usage` row; and when charged_nusd > 0 a
+ * `usage` transaction of -charged_nusd (description "<model> <prompt>+<completion> tokens",
+ * request_id set), the account's balance lowered by it, and the key's spent_nusd raised by it.
+ * Events whose request_id is already in the usage table are skipped (a retry after a crash never
+ * bills twice). The balance CHECK (>= 0) failing makes the whole batch fail with STORE_ERR. */
+int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n);
+
+typedef struct store_key_patch {
+    int set_name;
+    char name[128];
+    int set_active;
+    int active;
+    int set_spend_limit;
+    int64_t spend_limit_nusd; /* -1 = none */
+    int set_rpm;
+    int64_t rpm; /* -1 = default */
+    int set_tpm;
+    int64_t tpm; /* -1 = default */
+    int set_expires;
+    int64_t expires_at_ms; /* 0 = never */
+} store_key_patch;
+
+/* Applies the fields that are set to a key that is not deleted (STORE_NOTFOUND otherwise) and
+ * bumps its seq; *out (may be NULL) receives the updated row. */
+int store_key_update(store_t *s, int64_t id, const store_key_patch *p, store_key *out);
+
+typedef struct store_usage_row {
+    int64_t id;
+    char request_id[40];
+    int64_t key_id;
+    char model[128];
+    char provider[64];
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t charged_nusd;
+    int status;
+    int estimated;
+    int64_t latency_ms;
+    int64_t created_at_ms;
+} store_usage_row;
+
+/* An account's usage rows, newest first (by id), limit/offset paging; *out malloc'd. */
+int store_usage_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
+                     store_usage_row **out, size_t *n);
+
+typedef struct store_usage_stat {
+    char model[128]; /* empty for the overall row */
+    int64_t requests;
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t spend_nusd;
+} store_usage_stat;
+
+/* Totals over all of an account's usage rows, and per model (ordered by spend, descending). */
+int store_usage_stats(store_t *s, int64_t account_id, store_usage_stat *overall,
+                      store_usage_stat **by_model, size_t *n);
+
+typedef struct store_txn {
+    int64_t id;
+    int64_t amount_nusd; /* negative for usage */
+    char type[16];       /* usage | payment | refund */
+    char description[256];
+    char request_id[40];
+    int64_t created_at_ms;
+} store_txn;
+
+/* An account's transactions, newest first, limit/offset paging; *out malloc'd. */
+int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
+                            store_txn **out, size_t *n);
+
+/* Key spend as the ledger knows it, for every key (deleted ones too): cb(ud, key_id, spent). */
+int store_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t spent_nusd),
+                     void *ud);
+
+/* Checks the ledger's invariants and writes one line per violation to report: every balance
+ * equals the sum of its account's transactions; no negative balance; every key's spent equals
+ * the sum of its usage charges; no usage transaction without its usage row. Returns the number
+ * of violations (0 = consistent) or STORE_ERR. */
+int store_audit(store_t *s, FILE *report);
 
 #endif

@@ -1,8 +1,10 @@
 /*
- * Unit tests for src/store/sqlite.c against a fresh database in a temporary directory: migrations,
- * accounts and the ledger invariant (balance == sum of transactions), keys and the change
- * sequence, not-found codes and the schema's own guards (balance CHECK, STRICT types).
- * The ledger is checked with plain SQL through a separate SQLite connection.
+ * Unit tests for src/store/sqlite.c against a fresh database in a temporary directory: migrations
+ * (including migration 2 applied to a database that migration 1 made), accounts and the ledger
+ * invariant (balance == sum of transactions), the account and key change sequences, not-found
+ * codes and the schema's own guards (balance CHECK, STRICT types).
+ * The ledger is checked with plain SQL through a separate SQLite connection; usage charges and
+ * the other issue-3 calls are in test_ledger_store.c.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -92,10 +94,21 @@ static void test_open_and_migrate(void)
     if (!s) return;
     CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 1);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 1);
+    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 2);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
+    CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 2") > 1600000000000);
+    /* Migration 2's columns, table and indexes. */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('accounts') WHERE name = 'seq' "
+                         "AND \"notnull\" = 1 AND dflt_value = '0'"),
+                 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 13);
+    CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage'"), 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
+                         "('accounts_seq', 'usage_account', 'transactions_request')"),
+                 3);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
     store_close(s);
 
@@ -104,12 +117,102 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 1);
+        CHECK_EQ_INT(v, 2);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 1);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
+}
+
+/* Migration 1 exactly as it shipped, to build a database the way an issue-2 build left it. */
+static const char migration1_sql[] =
+    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);"
+    "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    "  balance_nusd INTEGER NOT NULL DEFAULT 0 CHECK (balance_nusd >= 0),"
+    "  created_at_ms INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE api_keys (id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  type INTEGER NOT NULL CHECK (type IN (0, 1)), name TEXT NOT NULL DEFAULT '',"
+    "  prefix TEXT NOT NULL, hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),"
+    "  active INTEGER NOT NULL DEFAULT 1, deleted INTEGER NOT NULL DEFAULT 0,"
+    "  created_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL DEFAULT 0,"
+    "  spend_limit_nusd INTEGER NOT NULL DEFAULT -1, spent_nusd INTEGER NOT NULL DEFAULT 0,"
+    "  rpm INTEGER NOT NULL DEFAULT -1, tpm INTEGER NOT NULL DEFAULT -1,"
+    "  seq INTEGER NOT NULL) STRICT;"
+    "CREATE INDEX api_keys_seq ON api_keys(seq);"
+    "CREATE INDEX api_keys_account ON api_keys(account_id, id);"
+    "CREATE TABLE transactions (id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id), amount_nusd INTEGER NOT NULL,"
+    "  type TEXT NOT NULL CHECK (type IN ('usage', 'payment', 'refund')), description TEXT,"
+    "  request_id TEXT, created_at_ms INTEGER NOT NULL) STRICT;"
+    "CREATE INDEX transactions_account ON transactions(account_id, id);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;"
+    "INSERT INTO meta(key, value) VALUES ('key_seq', 0);"
+    "INSERT INTO schema_migrations(version, applied_at) VALUES (1, 1700000000000);";
+
+static void test_migration_2_upgrade(void)
+{
+    char path[sizeof(dbpath)], saved[sizeof(dbpath)], err[256] = "";
+    sqlite3 *db = NULL;
+    store_t *s = NULL;
+    store_account a, *list = NULL;
+    size_t n = 0;
+    int64_t v = 0, id = 0;
+
+    /* A version-1 database with three accounts (ids 1, 2, 5: a gap) and their ledger. */
+    snprintf(path, sizeof(path), "%s/v1.db", tmpdir);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, migration1_sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(
+        sqlite3_exec(db,
+                     "INSERT INTO accounts(id, name, balance_nusd, created_at_ms) VALUES "
+                     "(1, 'one', 10, 1), (2, 'two', 0, 2), (5, 'five', 7, 3);"
+                     "INSERT INTO transactions(account_id, amount_nusd, type, created_at_ms) "
+                     "VALUES (1, 10, 'payment', 1), (5, 7, 'payment', 3)",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    snprintf(saved, sizeof(saved), "%s", dbpath);
+    snprintf(dbpath, sizeof(dbpath), "%s", path);
+    cfg->sqlite_path = dbpath;
+    s = store_open(cfg, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "store_open: %s\n", err);
+        goto cleanup;
+    }
+    CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
+    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
+                 1700000000000LL);
+    /* Existing rows are numbered, and the counter continues above them. */
+    CHECK_EQ_INT(store_account_list(s, &list, &n), STORE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK_EQ_INT(list[0].seq, 1);
+        CHECK_EQ_INT(list[1].seq, 2);
+        CHECK_EQ_INT(list[2].seq, 5);
+        CHECK_EQ_INT(list[2].balance_nusd, 7);
+        CHECK_EQ_STR(list[2].name, "five");
+    }
+    free(list);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 5);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), 2);
+    CHECK_EQ_INT(store_account_create(s, "six", 0, &id), STORE_OK);
+    CHECK_EQ_INT(store_account_get(s, id, &a), STORE_OK);
+    CHECK_EQ_INT(a.seq, 6);
+    CHECK_EQ_INT(store_account_topup(s, 1, 5, NULL), STORE_OK);
+    CHECK_EQ_INT(store_account_get(s, 1, &a), STORE_OK);
+    CHECK_EQ_INT(a.seq, 7);
+    CHECK_EQ_INT(a.balance_nusd, 15);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+
+cleanup:
+    store_close(s);
+    snprintf(dbpath, sizeof(dbpath), "%s", saved);
 }
 
 static void test_newer_schema_refused(void)
@@ -162,6 +265,10 @@ static void test_accounts(void)
     CHECK_EQ_STR(a.name, "alice");
     CHECK_EQ_INT(a.balance_nusd, 5000000000LL);
     CHECK(a.created_at_ms > 1600000000000);
+    /* Every account change takes the next account_seq value. */
+    CHECK_EQ_INT(a.seq, 1);
+    CHECK_EQ_INT(store_account_get(s, id3, &a), STORE_OK);
+    CHECK_EQ_INT(a.seq, 3);
 
     /* The opening balance is a payment; a zero balance writes no transaction. */
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), 2);
@@ -176,6 +283,7 @@ static void test_accounts(void)
         CHECK_EQ_INT(list[0].id, id1);
         CHECK_EQ_STR(list[1].name, "bob");
         CHECK_EQ_INT(list[2].balance_nusd, 1);
+        CHECK_EQ_INT(list[1].seq, 2);
     }
     free(list);
 
@@ -184,6 +292,7 @@ static void test_accounts(void)
     CHECK_EQ_INT(store_account_topup(s, id2, 1, NULL), STORE_OK);
     CHECK_EQ_INT(store_account_get(s, id2, &a), STORE_OK);
     CHECK_EQ_INT(a.balance_nusd, 1500000001LL);
+    CHECK_EQ_INT(a.seq, 5);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE description = 'card'"), 1);
     CHECK_EQ_INT(ledger_mismatches(), 0);
 
@@ -199,6 +308,9 @@ static void test_accounts(void)
     CHECK_EQ_INT(store_account_get(s, id2, &a), STORE_OK);
     CHECK_EQ_INT(a.balance_nusd, 1500000001LL);
     CHECK_EQ_INT(ledger_mismatches(), 0);
+    /* ... and take no sequence value. */
+    CHECK_EQ_INT(a.seq, 5);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 5);
 
     /* Not found, invalid input. */
     CHECK_EQ_INT(store_account_get(s, 424242, &a), STORE_NOTFOUND);
@@ -409,6 +521,7 @@ int main(void)
 {
     setup();
     RUN(test_open_and_migrate);
+    RUN(test_migration_2_upgrade);
     RUN(test_newer_schema_refused);
     RUN(test_open_errors);
     RUN(test_accounts);

@@ -1,0 +1,851 @@
+/*
+ * Unit tests for the issue-3 half of src/store/sqlite.c: usage batches (store_ledger_commit) and
+ * their all-or-nothing and exactly-once guarantees, the account change sequence
+ * (store_accounts_since), key patches, the usage and transaction listings, usage statistics, key
+ * spends, and store_audit against a consistent database and after raw-SQL corruption.
+ * Expected values are read back through a separate SQLite connection wherever possible, so a
+ * store that agreed with itself but wrote the wrong rows would still fail.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "config/config.h"
+#include "store/store.h"
+#include "tap.h"
+
+#define USD 1000000000LL
+
+static char tmpdir[64];
+static char dbpath[128];
+static cfg_t *cfg;
+
+/* The fixture every case starts from (fresh database each time): */
+static int64_t acct_a, acct_b; /* $10 and $1 */
+static store_key key_a, key_a2, key_b;
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_ledger_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    cfg = calloc(1, sizeof(*cfg));
+    cfg->sqlite_path = dbpath;
+}
+
+static void teardown(void)
+{
+    char cmd[256];
+    free(cfg);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static int64_t sql_int(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = INT64_MIN;
+
+    if (sqlite3_open(dbpath, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* One text value (first row, first column) into out; "" when there is none. */
+static const char *sql_text(const char *sql, char *out, size_t outlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    out[0] = '\0';
+    if (sqlite3_open(dbpath, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static int sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(dbpath, &db);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+/* A fresh database with the fixture accounts and keys; NULL on failure. */
+static store_t *fresh(const char *name)
+{
+    char err[256] = "", key[64];
+    store_t *s;
+
+    snprintf(dbpath, sizeof(dbpath), "%s/%s.db", tmpdir, name);
+    s = store_open(cfg, err, sizeof(err));
+    if (!s) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return NULL;
+    }
+    if (store_account_create(s, "a", 10 * USD, &acct_a) != STORE_OK ||
+        store_account_create(s, "b", 1 * USD, &acct_b) != STORE_OK ||
+        store_key_create(s, acct_a, KEY_PROXY, "a1", 0, -1, key, &key_a) != STORE_OK ||
+        store_key_create(s, acct_a, KEY_PROXY, "a2", 0, 5 * USD, key, &key_a2) != STORE_OK ||
+        store_key_create(s, acct_b, KEY_PROXY, "b1", 0, -1, key, &key_b) != STORE_OK) {
+        fprintf(stderr, "fixture: %s\n", store_errmsg(s));
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static store_usage_event event(const char *rid, int64_t account, int64_t key, const char *model,
+                               int64_t prompt, int64_t completion, int64_t charged)
+{
+    store_usage_event e;
+
+    memset(&e, 0, sizeof(e));
+    snprintf(e.request_id, sizeof(e.request_id), "%s", rid);
+    e.account_id = account;
+    e.key_id = key;
+    snprintf(e.model, sizeof(e.model), "%s", model);
+    snprintf(e.provider, sizeof(e.provider), "openai");
+    e.prompt_tokens = prompt;
+    e.completion_tokens = completion;
+    e.charged_nusd = charged;
+    e.status = 200;
+    e.latency_ms = 123;
+    e.created_at_ms = 1750000000000LL;
+    return e;
+}
+
+static int64_t balance(store_t *s, int64_t id)
+{
+    store_account a;
+    return store_account_get(s, id, &a) == STORE_OK ? a.balance_nusd : INT64_MIN;
+}
+
+static int64_t spent(store_t *s, int64_t id)
+{
+    store_key k;
+    return store_key_get(s, id, &k) == STORE_OK ? k.spent_nusd : INT64_MIN;
+}
+
+static int64_t ledger_mismatches(void)
+{
+    return sql_int("SELECT count(*) FROM accounts a WHERE a.balance_nusd != "
+                   "(SELECT coalesce(sum(amount_nusd), 0) FROM transactions t "
+                   "WHERE t.account_id = a.id)");
+}
+
+static void test_commit_happy_path(void)
+{
+    store_t *s = fresh("happy");
+    store_usage_event ev[3];
+    char txt[256];
+    int64_t key_seq, acct_seq;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    key_seq = sql_int("SELECT value FROM meta WHERE key = 'key_seq'");
+    acct_seq = sql_int("SELECT value FROM meta WHERE key = 'account_seq'");
+    ev[0] = event("req-1", acct_a, key_a.id, "gpt-4o", 11, 3, 1500);
+    ev[1] = event("req-2", acct_a, key_a2.id, "gpt-4o-mini", 100, 20, 2 * USD);
+    ev[2] = event("req-3", acct_b, key_b.id, "echo", 5, 5, 0); /* free: a record only */
+    ev[2].status = 499;
+    ev[2].estimated = 1;
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 1500 - 2 * USD);
+    CHECK_EQ_INT(balance(s, acct_b), 1 * USD);
+    CHECK_EQ_INT(spent(s, key_a.id), 1500);
+    CHECK_EQ_INT(spent(s, key_a2.id), 2 * USD);
+    CHECK_EQ_INT(spent(s, key_b.id), 0);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* The usage rows, every field. */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 3);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id = 'req-1' AND account_id = "
+                         "1 AND key_id = 1 AND model = 'gpt-4o' AND provider = 'openai' AND "
+                         "prompt_tokens = 11 AND completion_tokens = 3 AND charged_nusd = 1500 "
+                         "AND status = 200 AND estimated = 0 AND latency_ms = 123 AND "
+                         "created_at_ms = 1750000000000"),
+                 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id = 'req-3' AND "
+                         "status = 499 AND estimated = 1 AND charged_nusd = 0"),
+                 1);
+
+    /* One usage transaction per charged event, none for the free one. */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), 2);
+    CHECK_EQ_STR(sql_text("SELECT description FROM transactions WHERE request_id = 'req-1'", txt,
+                          sizeof(txt)),
+                 "gpt-4o 11+3 tokens");
+    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'req-1'"), -1500);
+    CHECK_EQ_INT(sql_int("SELECT account_id FROM transactions WHERE request_id = 'req-2'"), acct_a);
+    CHECK_EQ_INT(sql_int("SELECT created_at_ms FROM transactions WHERE request_id = 'req-2'"),
+                 1750000000000LL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE request_id = 'req-3'"), 0);
+
+    /* Two account changes, two sequence values; key spend moves no key sequence. */
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), acct_seq + 2);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), key_seq);
+    {
+        store_key k;
+        CHECK_EQ_INT(store_key_get(s, key_a.id, &k), STORE_OK);
+        CHECK_EQ_INT(k.seq, key_a.seq);
+    }
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+
+    /* An empty batch is a no-op. */
+    CHECK_EQ_INT(store_ledger_commit(s, NULL, 0), STORE_OK);
+    store_close(s);
+}
+
+static void test_commit_idempotent(void)
+{
+    store_t *s = fresh("idem");
+    store_usage_event ev[3];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    ev[0] = event("dup", acct_a, key_a.id, "gpt-4o", 1, 1, 100);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    /* The retried event (even with other numbers) is skipped whole; the new one is billed. */
+    ev[0].charged_nusd = 999;
+    ev[1] = event("new", acct_a, key_a.id, "gpt-4o", 1, 1, 10);
+    /* The same request twice in one batch is billed once too. */
+    ev[2] = event("new", acct_a, key_a.id, "gpt-4o", 1, 1, 10);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 110);
+    CHECK_EQ_INT(spent(s, key_a.id), 110);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 2);
+    CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'dup'"), 100);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), 2);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+    store_close(s);
+}
+
+/* Everything a failed batch could have touched, to compare before and after. */
+typedef struct {
+    int64_t bal_a, bal_b, spent_a, spent_b, usage, txns, acct_seq, key_seq;
+} snapshot;
+
+static snapshot snap(store_t *s)
+{
+    snapshot x;
+    x.bal_a = balance(s, acct_a);
+    x.bal_b = balance(s, acct_b);
+    x.spent_a = spent(s, key_a.id);
+    x.spent_b = spent(s, key_b.id);
+    x.usage = sql_int("SELECT count(*) FROM usage");
+    x.txns = sql_int("SELECT count(*) FROM transactions");
+    x.acct_seq = sql_int("SELECT value FROM meta WHERE key = 'account_seq'");
+    x.key_seq = sql_int("SELECT value FROM meta WHERE key = 'key_seq'");
+    return x;
+}
+
+static void check_unchanged(const snapshot *x, const snapshot *y)
+{
+    CHECK_EQ_INT(y->bal_a, x->bal_a);
+    CHECK_EQ_INT(y->bal_b, x->bal_b);
+    CHECK_EQ_INT(y->spent_a, x->spent_a);
+    CHECK_EQ_INT(y->spent_b, x->spent_b);
+    CHECK_EQ_INT(y->usage, x->usage);
+    CHECK_EQ_INT(y->txns, x->txns);
+    CHECK_EQ_INT(y->acct_seq, x->acct_seq);
+    CHECK_EQ_INT(y->key_seq, x->key_seq);
+}
+
+static void test_commit_all_or_nothing(void)
+{
+    store_t *s = fresh("atomic");
+    store_usage_event ev[3];
+    snapshot before, after;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    ev[0] = event("ok-1", acct_a, key_a.id, "gpt-4o", 1, 1, 100);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    before = snap(s);
+
+    /* The third event would take b below zero: the first two must not stay behind. */
+    ev[0] = event("x-1", acct_a, key_a.id, "gpt-4o", 1, 1, 100);
+    ev[1] = event("x-2", acct_b, key_b.id, "gpt-4o", 1, 1, USD / 2);
+    ev[2] = event("x-3", acct_b, key_b.id, "gpt-4o", 1, 1, USD / 2 + 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_ERR);
+    CHECK(strstr(store_errmsg(s), "x-3") != NULL);
+    CHECK(strstr(store_errmsg(s), "below zero") != NULL);
+    after = snap(s);
+    check_unchanged(&before, &after);
+
+    /* Exactly to zero is fine. */
+    ev[2].charged_nusd = USD / 2;
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+    CHECK_EQ_INT(balance(s, acct_b), 0);
+    before = snap(s);
+
+    /* An unknown account, a key of another account, an unknown key: refused, nothing kept. */
+    ev[0] = event("y-1", acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    ev[1] = event("y-2", 4242, key_a.id, "gpt-4o", 1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    after = snap(s);
+    check_unchanged(&before, &after);
+    ev[1] = event("y-2", acct_a, key_b.id, "gpt-4o", 1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    CHECK(strstr(store_errmsg(s), "key") != NULL);
+    ev[1] = event("y-2", acct_a, 4242, "gpt-4o", 1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    after = snap(s);
+    check_unchanged(&before, &after);
+
+    /* Invalid events are refused before anything is written. */
+    ev[1] = event("y-2", acct_a, key_a.id, "gpt-4o", 1, 1, -1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    CHECK(strstr(store_errmsg(s), "negative charge") != NULL);
+    ev[1] = event("", acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    ev[1] = event("y-2", acct_a, key_a.id, "gpt-4o", -1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    ev[1] = event("y-2", acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    memset(ev[1].request_id, 'r', sizeof(ev[1].request_id)); /* no terminator */
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_ERR);
+    after = snap(s);
+    check_unchanged(&before, &after);
+
+    /* A spend that would overflow the key's total is refused, not turned into a float. */
+    CHECK_EQ_INT(sql_exec("UPDATE api_keys SET spent_nusd = 9223372036854775800 WHERE id = 1"),
+                 SQLITE_OK);
+    ev[0] = event("z-1", acct_a, key_a.id, "gpt-4o", 1, 1, 100);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_ERR);
+    CHECK_EQ_INT(sql_int("SELECT spent_nusd FROM api_keys WHERE id = 1"), 9223372036854775800LL);
+    CHECK_EQ_INT(sql_int("SELECT typeof(spent_nusd) = 'integer' FROM api_keys WHERE id = 1"), 1);
+
+    /* After all those failures the handle still works. */
+    ev[0] = event("z-2", acct_a, key_a2.id, "gpt-4o", 1, 1, 7);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(spent(s, key_a2.id), 7);
+    store_close(s);
+}
+
+typedef struct {
+    int64_t ids[32], seqs[32], balances[32];
+    int n;
+} acct_log;
+
+static void acct_cb(void *ud, const store_account *a)
+{
+    acct_log *l = ud;
+    if (l->n < 32) {
+        l->ids[l->n] = a->id;
+        l->seqs[l->n] = a->seq;
+        l->balances[l->n] = a->balance_nusd;
+        l->n++;
+    }
+}
+
+static void test_accounts_since(void)
+{
+    store_t *s = fresh("since"), *r = NULL;
+    char err[256];
+    acct_log l;
+    int64_t max = -1, c = 0;
+    store_usage_event ev[2];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    r = store_open(cfg, err, sizeof(err)); /* the reader is another handle, like the gateway's */
+    CHECK(r != NULL);
+    if (!r) goto cleanup;
+
+    /* The two creates. */
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_accounts_since(r, 0, acct_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 2);
+    CHECK_EQ_INT(l.ids[0], acct_a);
+    CHECK_EQ_INT(l.seqs[0], 1);
+    CHECK_EQ_INT(l.ids[1], acct_b);
+    CHECK_EQ_INT(l.seqs[1], 2);
+    CHECK_EQ_INT(max, 2);
+
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_accounts_since(r, 2, acct_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 0);
+    CHECK_EQ_INT(max, 2);
+
+    /* A topup of b, a charge of a, a new account: seen in that order with their new balances. */
+    CHECK_EQ_INT(store_account_topup(s, acct_b, 3 * USD, "card"), STORE_OK);
+    ev[0] = event("s-1", acct_a, key_a.id, "gpt-4o", 1, 1, USD);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(store_account_create(s, "c", 0, &c), STORE_OK);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_accounts_since(r, max, acct_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 3);
+    CHECK_EQ_INT(l.ids[0], acct_b);
+    CHECK_EQ_INT(l.seqs[0], 3);
+    CHECK_EQ_INT(l.balances[0], 4 * USD);
+    CHECK_EQ_INT(l.ids[1], acct_a);
+    CHECK_EQ_INT(l.seqs[1], 4);
+    CHECK_EQ_INT(l.balances[1], 9 * USD);
+    CHECK_EQ_INT(l.ids[2], c);
+    CHECK_EQ_INT(l.seqs[2], 5);
+    CHECK_EQ_INT(max, 5);
+
+    /* One batch charging a twice and b once: each account once, with its latest seq. A free
+     * event changes no account. */
+    ev[0] = event("s-2", acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    ev[1] = event("s-3", acct_b, key_b.id, "gpt-4o", 1, 1, 0);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_OK);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_accounts_since(r, max, acct_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 1);
+    CHECK_EQ_INT(l.ids[0], acct_a);
+    CHECK_EQ_INT(l.seqs[0], 6);
+    CHECK_EQ_INT(max, 6);
+    ev[0] = event("s-4", acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    ev[1] = event("s-5", acct_a, key_a2.id, "gpt-4o", 1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_OK);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_accounts_since(r, max, acct_cb, &l, &max), STORE_OK);
+    CHECK_EQ_INT(l.n, 1);
+    CHECK_EQ_INT(l.seqs[0], 8);
+    CHECK_EQ_INT(l.balances[0], 9 * USD - 3);
+    CHECK_EQ_INT(max, 8);
+
+cleanup:
+    store_close(r);
+    store_close(s);
+}
+
+static void test_key_update(void)
+{
+    store_t *s = fresh("keyupd");
+    store_key_patch p;
+    store_key k, g;
+    int64_t seq0;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    seq0 = sql_int("SELECT value FROM meta WHERE key = 'key_seq'");
+
+    /* Each field alone; the others stay as they were. */
+    memset(&p, 0, sizeof(p));
+    p.set_name = 1;
+    snprintf(p.name, sizeof(p.name), "renamed");
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_OK);
+    CHECK_EQ_STR(k.name, "renamed");
+    CHECK_EQ_INT(k.active, 1);
+    CHECK_EQ_INT(k.spend_limit_nusd, -1);
+    CHECK_EQ_INT(k.seq, seq0 + 1);
+    CHECK_EQ_INT(store_key_get(s, key_a.id, &g), STORE_OK);
+    CHECK(memcmp(&k, &g, sizeof(k)) == 0);
+
+    memset(&p, 0, sizeof(p));
+    p.set_active = 1;
+    p.active = 0;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_OK);
+    CHECK_EQ_INT(k.active, 0);
+    CHECK_EQ_STR(k.name, "renamed");
+    CHECK_EQ_INT(k.seq, seq0 + 2);
+
+    memset(&p, 0, sizeof(p));
+    p.set_spend_limit = 1;
+    p.spend_limit_nusd = 3 * USD;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_OK);
+    CHECK_EQ_INT(k.spend_limit_nusd, 3 * USD);
+    CHECK_EQ_INT(k.active, 0);
+
+    memset(&p, 0, sizeof(p));
+    p.set_rpm = 1;
+    p.rpm = 60;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_OK);
+    CHECK_EQ_INT(k.rpm, 60);
+    CHECK_EQ_INT(k.tpm, -1);
+
+    memset(&p, 0, sizeof(p));
+    p.set_tpm = 1;
+    p.tpm = 5000;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_OK);
+    CHECK_EQ_INT(k.tpm, 5000);
+    CHECK_EQ_INT(k.rpm, 60);
+
+    memset(&p, 0, sizeof(p));
+    p.set_expires = 1;
+    p.expires_at_ms = 1900000000000LL;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, NULL), STORE_OK);
+    CHECK_EQ_INT(store_key_get(s, key_a.id, &k), STORE_OK);
+    CHECK_EQ_INT(k.expires_at_ms, 1900000000000LL);
+    CHECK_EQ_INT(k.seq, seq0 + 6);
+    CHECK_EQ_STR(k.name, "renamed");
+    CHECK_EQ_INT(k.spend_limit_nusd, 3 * USD);
+
+    /* All at once, back to the defaults; the key's identity and spend are untouched. */
+    memset(&p, 0, sizeof(p));
+    p.set_name = p.set_active = p.set_spend_limit = p.set_rpm = p.set_tpm = p.set_expires = 1;
+    p.active = 1;
+    p.spend_limit_nusd = -1;
+    p.rpm = -1;
+    p.tpm = -1;
+    p.expires_at_ms = 0;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_OK);
+    CHECK_EQ_STR(k.name, "");
+    CHECK_EQ_INT(k.active, 1);
+    CHECK_EQ_INT(k.spend_limit_nusd, -1);
+    CHECK_EQ_INT(k.rpm, -1);
+    CHECK_EQ_INT(k.tpm, -1);
+    CHECK_EQ_INT(k.expires_at_ms, 0);
+    CHECK_EQ_INT(k.id, key_a.id);
+    CHECK_EQ_INT(k.account_id, key_a.account_id);
+    CHECK_EQ_STR(k.prefix, key_a.prefix);
+    CHECK(memcmp(k.hash, key_a.hash, sizeof(k.hash)) == 0);
+    CHECK_EQ_INT(k.created_at_ms, key_a.created_at_ms);
+    CHECK_EQ_INT(k.seq, seq0 + 7);
+    /* Only the patched key changed. */
+    CHECK_EQ_INT(store_key_get(s, key_a2.id, &g), STORE_OK);
+    CHECK(memcmp(&g, &key_a2, sizeof(g)) == 0);
+
+    /* Unknown, deleted, invalid: refused without taking a sequence value. */
+    seq0 = sql_int("SELECT value FROM meta WHERE key = 'key_seq'");
+    memset(&p, 0, sizeof(p));
+    p.set_rpm = 1;
+    p.rpm = 1;
+    CHECK_EQ_INT(store_key_update(s, 4242, &p, &k), STORE_NOTFOUND);
+    CHECK_EQ_STR(store_errmsg(s), "key 4242 not found");
+    CHECK_EQ_INT(store_key_delete(s, key_b.id), STORE_OK);
+    seq0++;
+    CHECK_EQ_INT(store_key_update(s, key_b.id, &p, &k), STORE_NOTFOUND);
+    CHECK_EQ_INT(sql_int("SELECT rpm FROM api_keys WHERE id = 3"), -1);
+    p.rpm = -2;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_ERR);
+    memset(&p, 0, sizeof(p));
+    p.set_spend_limit = 1;
+    p.spend_limit_nusd = -5;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_ERR);
+    memset(&p, 0, sizeof(p));
+    p.set_expires = 1;
+    p.expires_at_ms = -1;
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_ERR);
+    memset(&p, 0, sizeof(p));
+    p.set_name = 1;
+    memset(p.name, 'n', sizeof(p.name)); /* no terminator */
+    CHECK_EQ_INT(store_key_update(s, key_a.id, &p, &k), STORE_ERR);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), seq0);
+    CHECK_EQ_INT(store_key_update(s, key_a.id, NULL, &k), STORE_ERR);
+    store_close(s);
+}
+
+/* n charged events for account a alternating two models, request ids "p-0".."p-(n-1)". */
+static int commit_series(store_t *s, int n)
+{
+    store_usage_event ev[64];
+    char rid[16];
+
+    if (n > 64) return STORE_ERR;
+    for (int i = 0; i < n; i++) {
+        snprintf(rid, sizeof(rid), "p-%d", i);
+        ev[i] = event(rid, acct_a, i % 2 ? key_a2.id : key_a.id, i % 2 ? "model-odd" : "model-even",
+                      10 + i, i, 1000 + i);
+    }
+    return store_ledger_commit(s, ev, (size_t)n);
+}
+
+static void test_usage_and_transaction_pages(void)
+{
+    store_t *s = fresh("pages");
+    store_usage_row *u = NULL;
+    store_txn *t = NULL;
+    size_t n = 0;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(commit_series(s, 7), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, acct_a, USD, "card"), STORE_OK);
+
+    /* Newest first: p-6 .. p-0. */
+    CHECK_EQ_INT(store_usage_list(s, acct_a, 3, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK_EQ_STR(u[0].request_id, "p-6");
+        CHECK_EQ_STR(u[1].request_id, "p-5");
+        CHECK_EQ_STR(u[2].request_id, "p-4");
+        CHECK(u[0].id > u[1].id && u[1].id > u[2].id);
+        CHECK_EQ_INT(u[0].key_id, key_a.id);
+        CHECK_EQ_STR(u[0].model, "model-even");
+        CHECK_EQ_STR(u[0].provider, "openai");
+        CHECK_EQ_INT(u[0].prompt_tokens, 16);
+        CHECK_EQ_INT(u[0].completion_tokens, 6);
+        CHECK_EQ_INT(u[0].charged_nusd, 1006);
+        CHECK_EQ_INT(u[0].status, 200);
+        CHECK_EQ_INT(u[0].estimated, 0);
+        CHECK_EQ_INT(u[0].latency_ms, 123);
+        CHECK_EQ_INT(u[0].created_at_ms, 1750000000000LL);
+        CHECK_EQ_INT(u[1].key_id, key_a2.id);
+    }
+    free(u);
+    CHECK_EQ_INT(store_usage_list(s, acct_a, 3, 5, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(u[0].request_id, "p-1");
+        CHECK_EQ_STR(u[1].request_id, "p-0");
+    }
+    free(u);
+    CHECK_EQ_INT(store_usage_list(s, acct_a, 3, 7, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 0);
+    free(u);
+    CHECK_EQ_INT(store_usage_list(s, acct_a, 0, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 0);
+    free(u);
+    CHECK_EQ_INT(store_usage_list(s, acct_b, 10, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 0);
+    free(u);
+    CHECK_EQ_INT(store_usage_list(s, 4242, 10, 0, &u, &n), STORE_NOTFOUND);
+    CHECK(u == NULL && n == 0);
+    CHECK_EQ_INT(store_usage_list(s, acct_a, -1, 0, &u, &n), STORE_ERR);
+    CHECK_EQ_INT(store_usage_list(s, acct_a, 1, -1, &u, &n), STORE_ERR);
+
+    /* Transactions: the top-up, then p-6 .. p-0, then the opening balance. */
+    CHECK_EQ_INT(store_transactions_list(s, acct_a, 2, 0, &t, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(t[0].type, "payment");
+        CHECK_EQ_INT(t[0].amount_nusd, USD);
+        CHECK_EQ_STR(t[0].description, "card");
+        CHECK_EQ_STR(t[0].request_id, "");
+        CHECK_EQ_STR(t[1].type, "usage");
+        CHECK_EQ_INT(t[1].amount_nusd, -1006);
+        CHECK_EQ_STR(t[1].description, "model-even 16+6 tokens");
+        CHECK_EQ_STR(t[1].request_id, "p-6");
+        CHECK_EQ_INT(t[1].created_at_ms, 1750000000000LL);
+        CHECK(t[0].id > t[1].id);
+    }
+    free(t);
+    CHECK_EQ_INT(store_transactions_list(s, acct_a, 100, 8, &t, &n), STORE_OK);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        CHECK_EQ_STR(t[0].description, "initial balance");
+        CHECK_EQ_INT(t[0].amount_nusd, 10 * USD);
+    }
+    free(t);
+    CHECK_EQ_INT(store_transactions_list(s, 4242, 10, 0, &t, &n), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_transactions_list(s, acct_a, -3, 0, &t, &n), STORE_ERR);
+
+    /* A description longer than the struct's field is cut at a character boundary. */
+    {
+        char desc[600];
+        size_t i = 0;
+        /* 249 times "é" (2 bytes): byte 255, the first left out, is the second half of one. */
+        for (; i + 2 < 500; i += 2)
+            memcpy(desc + i, "\xc3\xa9", 2);
+        desc[i] = '\0';
+        CHECK_EQ_INT(store_account_topup(s, acct_b, 1, desc), STORE_OK);
+        CHECK_EQ_INT(store_transactions_list(s, acct_b, 1, 0, &t, &n), STORE_OK);
+        CHECK_EQ_INT(n, 1);
+        if (n == 1) {
+            size_t len = strlen(t[0].description);
+            CHECK_EQ_INT(len, 254);
+            /* Ends on a whole é: the last byte is a continuation, its lead byte just before. */
+            CHECK_EQ_INT((unsigned char)t[0].description[len - 1], 0xa9);
+            CHECK_EQ_INT((unsigned char)t[0].description[len - 2], 0xc3);
+        }
+        free(t);
+    }
+    store_close(s);
+}
+
+static void test_usage_stats(void)
+{
+    store_t *s = fresh("stats");
+    store_usage_stat all, *by = NULL;
+    store_usage_event ev[3];
+    size_t n = 0;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    /* No usage yet: zeros and no rows. */
+    CHECK_EQ_INT(store_usage_stats(s, acct_a, &all, &by, &n), STORE_OK);
+    CHECK_EQ_INT(all.requests, 0);
+    CHECK_EQ_INT(all.spend_nusd, 0);
+    CHECK_EQ_INT(n, 0);
+    free(by);
+
+    CHECK_EQ_INT(commit_series(s, 6), STORE_OK);
+    /* A free request, a model that ties in spend with another (ordered by name then), and
+     * usage of another account that must not count. */
+    ev[0] = event("f-1", acct_a, key_a.id, "model-free", 4, 0, 0);
+    ev[1] = event("f-2", acct_a, key_a.id, "a-tie", 1, 1, 3009);
+    ev[2] = event("f-3", acct_b, key_b.id, "model-even", 1000, 1000, 5);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+
+    CHECK_EQ_INT(store_usage_stats(s, acct_a, &all, &by, &n), STORE_OK);
+    /* even: i = 0, 2, 4 -> prompt 10+12+14, completion 0+2+4, spend 1000+1002+1004 = 3006;
+     * odd: i = 1, 3, 5 -> prompt 11+13+15, completion 1+3+5, spend 3009. */
+    CHECK_EQ_INT(all.requests, 8);
+    CHECK_EQ_INT(all.prompt_tokens, 36 + 39 + 4 + 1);
+    CHECK_EQ_INT(all.completion_tokens, 6 + 9 + 1);
+    CHECK_EQ_INT(all.spend_nusd, 3006 + 3009 + 3009);
+    CHECK_EQ_STR(all.model, "");
+    CHECK_EQ_INT(n, 4);
+    if (n == 4) {
+        CHECK_EQ_STR(by[0].model, "a-tie");
+        CHECK_EQ_INT(by[0].spend_nusd, 3009);
+        CHECK_EQ_INT(by[0].requests, 1);
+        CHECK_EQ_STR(by[1].model, "model-odd");
+        CHECK_EQ_INT(by[1].spend_nusd, 3009);
+        CHECK_EQ_INT(by[1].requests, 3);
+        CHECK_EQ_INT(by[1].prompt_tokens, 39);
+        CHECK_EQ_INT(by[1].completion_tokens, 9);
+        CHECK_EQ_STR(by[2].model, "model-even");
+        CHECK_EQ_INT(by[2].spend_nusd, 3006);
+        CHECK_EQ_INT(by[2].prompt_tokens, 36);
+        CHECK_EQ_STR(by[3].model, "model-free");
+        CHECK_EQ_INT(by[3].spend_nusd, 0);
+        CHECK_EQ_INT(by[3].requests, 1);
+    }
+    free(by);
+
+    CHECK_EQ_INT(store_usage_stats(s, acct_b, &all, NULL, NULL), STORE_OK);
+    CHECK_EQ_INT(all.requests, 1);
+    CHECK_EQ_INT(all.prompt_tokens, 1000);
+    CHECK_EQ_INT(all.spend_nusd, 5);
+    CHECK_EQ_INT(store_usage_stats(s, 4242, &all, &by, &n), STORE_NOTFOUND);
+    CHECK(by == NULL && n == 0);
+    store_close(s);
+}
+
+typedef struct {
+    int64_t ids[16], spent[16];
+    int n;
+} spend_log;
+
+static void spend_cb(void *ud, int64_t key_id, int64_t spent_nusd)
+{
+    spend_log *l = ud;
+    if (l->n < 16) {
+        l->ids[l->n] = key_id;
+        l->spent[l->n] = spent_nusd;
+        l->n++;
+    }
+}
+
+static void test_key_spends(void)
+{
+    store_t *s = fresh("spends");
+    store_usage_event ev[2];
+    spend_log l;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    ev[0] = event("k-1", acct_a, key_a2.id, "m", 1, 1, 40);
+    ev[1] = event("k-2", acct_b, key_b.id, "m", 1, 1, 2);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(store_key_delete(s, key_b.id), STORE_OK);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_key_spends(s, spend_cb, &l), STORE_OK);
+    CHECK_EQ_INT(l.n, 3); /* the deleted key too */
+    CHECK_EQ_INT(l.ids[0], key_a.id);
+    CHECK_EQ_INT(l.spent[0], 0);
+    CHECK_EQ_INT(l.ids[1], key_a2.id);
+    CHECK_EQ_INT(l.spent[1], 40);
+    CHECK_EQ_INT(l.ids[2], key_b.id);
+    CHECK_EQ_INT(l.spent[2], 2);
+    store_close(s);
+}
+
+/* Runs store_audit and captures its report. */
+static int audit(store_t *s, char *out, size_t outlen)
+{
+    FILE *f = tmpfile();
+    size_t n = 0;
+    int rc;
+
+    out[0] = '\0';
+    if (!f) return -100;
+    rc = store_audit(s, f);
+    rewind(f);
+    n = fread(out, 1, outlen - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return rc;
+}
+
+static void test_audit(void)
+{
+    store_t *s = fresh("audit");
+    char rep[2048];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(commit_series(s, 5), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, acct_b, 2 * USD, NULL), STORE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 0);
+    CHECK_EQ_STR(rep, "");
+
+    /* A balance changed behind the ledger's back. */
+    CHECK_EQ_INT(sql_exec("UPDATE accounts SET balance_nusd = 10500000000 WHERE id = 2"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 1);
+    CHECK_EQ_STR(rep, "account 2: balance 10.5 != sum of transactions 3\n");
+
+    /* Put it back, then: a key's spent changed; a usage row lost; a usage transaction whose
+     * amount disagrees with its row. */
+    CHECK_EQ_INT(sql_exec("UPDATE accounts SET balance_nusd = 3000000000 WHERE id = 2"), SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 0);
+    CHECK_EQ_INT(sql_exec("UPDATE api_keys SET spent_nusd = spent_nusd + 1 WHERE id = 1"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 1);
+    CHECK_EQ_STR(rep, "key 1: spent 0.000003007 != sum of its usage charges 0.000003006\n");
+    CHECK_EQ_INT(sql_exec("UPDATE api_keys SET spent_nusd = spent_nusd - 1 WHERE id = 1"),
+                 SQLITE_OK);
+
+    CHECK_EQ_INT(sql_exec("PRAGMA foreign_keys = OFF; DELETE FROM usage WHERE request_id = 'p-4'"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 2);
+    /* p-4 went to key 1 (even), its transaction has no row any more. */
+    CHECK(strstr(rep, "key 1: spent 0.000003006 != sum of its usage charges 0.000002002\n") !=
+          NULL);
+    CHECK(strstr(rep, "(account 1): usage transaction without its usage row\n") != NULL);
+
+    CHECK_EQ_INT(sql_exec("UPDATE transactions SET amount_nusd = amount_nusd - 1 "
+                          "WHERE request_id = 'p-3'"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 4);
+    CHECK(strstr(rep, "account 1: balance") != NULL);
+    CHECK(strstr(rep, "amount -0.000001004 but its usage row") != NULL);
+    CHECK(strstr(rep, "charged 0.000001003\n") != NULL);
+
+    /* A charged usage row without its transaction. */
+    CHECK_EQ_INT(sql_exec("DELETE FROM transactions WHERE request_id = 'p-3'"), SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 4);
+    CHECK(strstr(rep, "charged 0.000001003 but 0 usage transactions\n") != NULL);
+    CHECK(strstr(rep, "amount -0.000001004") == NULL);
+
+    /* A report of NULL counts without printing. */
+    CHECK_EQ_INT(store_audit(s, NULL), 4);
+    store_close(s);
+}
+
+int main(void)
+{
+    setup();
+    RUN(test_commit_happy_path);
+    RUN(test_commit_idempotent);
+    RUN(test_commit_all_or_nothing);
+    RUN(test_accounts_since);
+    RUN(test_key_update);
+    RUN(test_usage_and_transaction_pages);
+    RUN(test_usage_stats);
+    RUN(test_key_spends);
+    RUN(test_audit);
+    teardown();
+    TAP_DONE();
+}
