@@ -516,12 +516,15 @@ static int parse_limits(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 
 static int parse_billing(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
-    static const char *const fields[] = {"markup_percent", NULL};
+    static const char *const fields[] = {"markup_percent", "default_max_output_tokens", NULL};
     yaml_node_t *v;
     if (is_null(n)) return 0;
     if (want_map(L, n, "billing") || check_fields(L, n, "billing", fields)) return -1;
     if ((v = get_field(L, n, "markup_percent")) &&
         get_money(L, v, "billing.markup_percent", 6, &c->markup_percent_micro))
+        return -1;
+    if (int_field(L, n, "billing", "default_max_output_tokens", 1, 100000000,
+                  &c->default_max_output_tokens))
         return -1;
     return 0;
 }
@@ -928,6 +931,7 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     c->requests_per_minute = 600;
     c->tokens_per_minute = 1000000;
     c->markup_percent_micro = 0;
+    c->default_max_output_tokens = 4096;
     c->log_level = LOG_INFO;
 
     if (!yaml_parser_initialize(&parser)) {

@@ -75,6 +75,9 @@ typedef struct cfg {
     int64_t tokens_per_minute;   /* default 1000000 */
     /* billing: markup_percent exactly, in millionths of a percent (12.5 -> 12500000) */
     int64_t markup_percent_micro;
+    /* the output cap of a balance hold when neither the request nor the model gives one;
+     * default 4096, >= 1 */
+    int64_t default_max_output_tokens;
     /* log */
     int log_level; /* log_level from common/log.h; `log: {level: info}`; default info */
     cfg_provider *providers;

@@ -120,6 +120,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->requests_per_minute, 600);
     CHECK_EQ_INT(c->tokens_per_minute, 1000000);
     CHECK_EQ_INT(c->markup_percent_micro, 0);
+    CHECK_EQ_INT(c->default_max_output_tokens, 4096);
     CHECK_EQ_INT(c->log_level, LOG_INFO);
     CHECK_EQ_INT(c->nproviders, 1);
     CHECK_EQ_STR(c->providers[0].name, "local");
@@ -194,6 +195,7 @@ static void test_every_field(void)
                        "  tokens_per_minute: 5000\n"
                        "billing:\n"
                        "  markup_percent: 12.5\n"
+                       "  default_max_output_tokens: 2048\n"
                        "log:\n"
                        "  level: debug\n"
                        "providers:\n"
@@ -246,6 +248,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(c->requests_per_minute, 60);
     CHECK_EQ_INT(c->tokens_per_minute, 5000);
     CHECK_EQ_INT(c->markup_percent_micro, 12500000);
+    CHECK_EQ_INT(c->default_max_output_tokens, 2048);
     CHECK_EQ_INT(c->log_level, LOG_DEBUG);
     CHECK_EQ_INT(c->nproviders, 5);
     const cfg_provider *oa = cfg_find_provider(c, "oa"), *an = cfg_find_provider(c, "an"),
@@ -259,7 +262,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(oa->enabled, 1);
     CHECK_EQ_INT(oa->timeout_ms, 1000);
     CHECK_EQ_INT(oa->connect_timeout_ms, 200);
-    CHECK_EQ_INT(oa->line, 22);
+    CHECK_EQ_INT(oa->line, 23);
     CHECK_EQ_INT(an->kind, PROV_ANTHROPIC);
     CHECK_EQ_STR(an->base_url, "https://api.anthropic.com");
     CHECK_EQ_INT(ge->kind, PROV_GEMINI);
@@ -494,6 +497,10 @@ static void test_bad_types(void)
                "billing.markup_percent: ", "must not be negative");
     EXPECT_ERR("billing: {markup_percent: 1.1234567}\n" MINIMAL_MODELS, 1,
                "billing.markup_percent: ", "at most 6 decimal places");
+    EXPECT_ERR("billing: {default_max_output_tokens: 0}\n" MINIMAL_MODELS, 1,
+               "billing.default_max_output_tokens: ", "must be between 1 and 100000000");
+    EXPECT_ERR("billing: {default_max_output_tokens: 1.5}\n" MINIMAL_MODELS, 1,
+               "billing.default_max_output_tokens: ", "expected an integer");
     EXPECT_ERR("log: {level: verbose}\n" MINIMAL_MODELS, 1,
                "log.level: ", "unknown level 'verbose'");
 }

@@ -1,0 +1,876 @@
+/*
+ * Holds, settlement and the ledger writer (billing.h, "holds and settlement"; rules in
+ * docs/BILLING.md).
+ *
+ * Memory. Two open-addressing hash tables map ids to heap entries: accounts {db_balance,
+ * unflushed, held} and keys {db_spent, unflushed, held}. The tables are guarded by one
+ * reader-writer lock (readers: every lookup; writers: inserting an account or key, which may
+ * resize), and the entries' money by striped mutexes: 64 for accounts, 64 for keys, chosen by
+ * id, so two workers contend only when their ids share a stripe. Entries are never freed or moved
+ * before bill_stop, so a pointer found under the read lock stays valid after the lock is
+ * released: the hot path holds the read lock only for the lookup, then the stripe locks.
+ * Lock order, everywhere: the table lock (never held across a stripe lock), then an account
+ * stripe, then a key stripe. No other combination is ever nested, so there is no deadlock.
+ *
+ * The queue. bill_settle/bill_release copy the usage event into a growable array under a mutex
+ * and wake the ledger thread if it sleeps. When the array is full it grows (memory, with a
+ * warning above 65536 events); a settled event is never dropped and a loop thread never waits
+ * for the store. The ledger thread swaps the whole array for its spare one (O(1) under the
+ * mutex) and commits what it took in chunks of at most 1000 events, one transaction each, in
+ * FIFO order. Whatever settles while a chunk is being committed is the next chunk: that is the
+ * group commit, and it is why an idle system commits an event within a few milliseconds.
+ *
+ * Who writes what. Settling threads change only `held` and `unflushed`. The ledger thread is
+ * the only one that changes db_balance / db_spent, and it does two things, one after the other,
+ * never concurrently:
+ *   commit: store_ledger_commit(chunk), then for each event db -= charge, unflushed -= charge
+ *           (available = db_balance - unflushed - held is unchanged by this step);
+ *   poll:   store_accounts_since(last_seq), then db_balance = the row's balance.
+ * Why the poll is exact, with no window where a charge counts twice or not at all: this
+ * process is the only writer of usage charges to the store, and its writer is this thread. When
+ * the poll reads a row, every charge this thread has committed is both in the row's balance and
+ * already subtracted from db_balance (the commit was applied right after COMMIT, before the
+ * poll started), and every charge not yet committed is in neither: it is still in `unflushed`.
+ * So the row's balance and db_balance can differ only by changes made by others (top-ups through
+ * the CLI or the API), and assigning the row's value takes exactly those in. A settling thread
+ * that runs meanwhile touches unflushed/held only, under the same stripe lock.
+ * The one case that would break this is a commit whose outcome is unknown (an error reported by
+ * COMMIT itself: the transaction may have reached the disk). Then the row may already hold
+ * charges that db_balance does not, and a poll would count them twice. So while a chunk awaits
+ * its retry, polls are suspended; the retry is idempotent (the store skips request ids it
+ * already has), and once it succeeds the chunk is applied once, and row and memory agree again.
+ * (An event the store skips because its request id was already recorded by an earlier run is
+ * still applied here, which only understates db_balance until the account's next change is
+ * polled: request ids are unique, so this needs a caller bug, and it errs on the safe side.)
+ *
+ * One gateway process per database is assumed: a second process charging the same accounts
+ * would see this one's charges only through the poll, and the two could together hold more than
+ * the balance.
+ */
+#include "billing/billing.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define BILL_STRIPES 64 /* a power of two */
+#define BILL_CHUNK 1000
+#define BILL_POLL_MS 100
+#define BILL_QUEUE_MIN 256
+#define BILL_QUEUE_WARN 65536
+/* A consumed array larger than this is freed rather than kept as the spare. */
+#define BILL_QUEUE_KEEP 16384
+#define BILL_RETRY_MIN_MS 10
+#define BILL_RETRY_MAX_MS 1000
+/* While the store keeps failing, warn once per this many failed attempts. */
+#define BILL_WARN_EVERY 20
+/* bill_stop keeps retrying a failing store this long before it gives up (and logs what it
+ * could not write). */
+#define BILL_STOP_GIVEUP_MS 30000
+
+typedef struct bill_acct {
+    int64_t id;
+    int64_t db_balance; /* as committed to the store */
+    int64_t unflushed;  /* settled charges queued, not yet committed */
+    int64_t held;       /* open holds */
+} bill_acct;
+
+typedef struct bill_keyent {
+    int64_t id;
+    int64_t db_spent;
+    int64_t unflushed;
+    int64_t held;
+} bill_keyent;
+
+typedef struct bill_slot {
+    int64_t id;
+    void *entry; /* NULL = empty slot */
+} bill_slot;
+
+typedef struct bill_table {
+    bill_slot *slots;
+    size_t cap; /* a power of two, kept at most half full */
+    size_t count;
+} bill_table;
+
+/* A mutex alone on its cache line, so that locking one stripe does not slow its neighbours. */
+typedef union bill_stripe {
+    pthread_mutex_t mu;
+    char pad[128];
+} bill_stripe;
+
+typedef struct bill_vec {
+    store_usage_event *ev;
+    size_t len, cap;
+} bill_vec;
+
+typedef struct bill_newacct {
+    int64_t id;
+    int64_t balance;
+} bill_newacct;
+
+struct bill {
+    const cfg_t *cfg;
+
+    pthread_rwlock_t tlock; /* guards the two tables (not the entries' money) */
+    bill_table accts, keys;
+    bill_stripe *astripes, *kstripes;
+
+    /* The queue: everything below up to the ledger-only part is guarded by qmu. */
+    pthread_mutex_t qmu;
+    pthread_cond_t wake;    /* wakes the ledger thread */
+    pthread_cond_t flushed; /* committed_total moved, or the thread ended */
+    pthread_cond_t space;   /* the queue array was swapped (only waited on after an OOM) */
+    bill_vec in;
+    uint64_t enq_total;       /* events ever queued */
+    uint64_t committed_total; /* events ever committed (FIFO, so a prefix of those queued) */
+    int sleeping;             /* the ledger thread waits on `wake` */
+    int poke;
+    int stop;
+    int exited;
+    int warned_big;
+
+    /* Ledger-thread only (and bill_start before the thread exists). */
+    store_t *store;
+    bill_vec out;
+    size_t out_pos;
+    int64_t last_seq;
+    bill_newacct *polled;
+    size_t npolled, polled_cap;
+    int poll_oom;
+
+    pthread_t thread;
+    int thread_started;
+    uint64_t noid_seq; /* for events that arrive without a request id (guarded by qmu) */
+};
+
+/* ---- tables ---- */
+
+static size_t bill_hash(int64_t id)
+{
+    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    return (size_t)(x ^ (x >> 29));
+}
+
+static void *tab_find(const bill_table *t, int64_t id)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = bill_hash(id) & mask;; i = (i + 1) & mask) {
+        if (!t->slots[i].entry) return NULL;
+        if (t->slots[i].id == id) return t->slots[i].entry;
+    }
+}
+
+static void tab_put(bill_slot *slots, size_t cap, int64_t id, void *entry)
+{
+    size_t mask = cap - 1, i = bill_hash(id) & mask;
+    while (slots[i].entry)
+        i = (i + 1) & mask;
+    slots[i].id = id;
+    slots[i].entry = entry;
+}
+
+/* Adds an entry whose id is not in the table yet; caller holds the write lock. -1 when out of
+ * memory (the table is unchanged). */
+static int tab_insert(bill_table *t, int64_t id, void *entry)
+{
+    if ((t->count + 1) * 2 > t->cap) {
+        size_t ncap = t->cap * 2;
+        bill_slot *ns = calloc(ncap, sizeof(*ns));
+        if (!ns) return -1;
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].entry) tab_put(ns, ncap, t->slots[i].id, t->slots[i].entry);
+        free(t->slots);
+        t->slots = ns;
+        t->cap = ncap;
+    }
+    tab_put(t->slots, t->cap, id, entry);
+    t->count++;
+    return 0;
+}
+
+static int tab_init(bill_table *t)
+{
+    t->cap = 1024;
+    t->count = 0;
+    t->slots = calloc(t->cap, sizeof(*t->slots));
+    return t->slots ? 0 : -1;
+}
+
+static void tab_free(bill_table *t)
+{
+    for (size_t i = 0; t->slots && i < t->cap; i++)
+        free(t->slots[i].entry);
+    free(t->slots);
+    t->slots = NULL;
+}
+
+static pthread_mutex_t *acct_mu(bill_t *b, int64_t id)
+{
+    return &b->astripes[bill_hash(id) & (BILL_STRIPES - 1)].mu;
+}
+
+static pthread_mutex_t *key_mu(bill_t *b, int64_t id)
+{
+    return &b->kstripes[bill_hash(id) & (BILL_STRIPES - 1)].mu;
+}
+
+static bill_acct *acct_find(bill_t *b, int64_t id)
+{
+    pthread_rwlock_rdlock(&b->tlock);
+    bill_acct *a = tab_find(&b->accts, id);
+    pthread_rwlock_unlock(&b->tlock);
+    return a;
+}
+
+static bill_keyent *key_find(bill_t *b, int64_t id)
+{
+    pthread_rwlock_rdlock(&b->tlock);
+    bill_keyent *k = tab_find(&b->keys, id);
+    pthread_rwlock_unlock(&b->tlock);
+    return k;
+}
+
+/* Both entries under one read lock: the hot path's only table access. */
+static void both_find(bill_t *b, int64_t account_id, int64_t key_id, bill_acct **a, bill_keyent **k)
+{
+    pthread_rwlock_rdlock(&b->tlock);
+    *a = tab_find(&b->accts, account_id);
+    *k = tab_find(&b->keys, key_id);
+    pthread_rwlock_unlock(&b->tlock);
+}
+
+/* Finds the key's entry, adding it (spent as the caller's copy of the row says) when this is
+ * the first time the key is seen: a key created after bill_start has been charged by nobody but
+ * this process, and this process has not charged it yet. NULL only when out of memory. */
+static bill_keyent *key_get(bill_t *b, int64_t id, int64_t spent)
+{
+    bill_keyent *k = key_find(b, id), *nk;
+
+    if (k) return k;
+    if (!(nk = calloc(1, sizeof(*nk)))) return NULL;
+    nk->id = id;
+    nk->db_spent = spent > 0 ? spent : 0;
+    pthread_rwlock_wrlock(&b->tlock);
+    k = tab_find(&b->keys, id);
+    if (!k && tab_insert(&b->keys, id, nk) == 0) {
+        k = nk;
+        nk = NULL;
+    }
+    pthread_rwlock_unlock(&b->tlock);
+    free(nk);
+    return k;
+}
+
+/* Sets an account's committed balance from the store (initial load and polls), adding the
+ * account if it is new. Ledger thread (or bill_start) only. -1 when out of memory. */
+static int acct_set(bill_t *b, int64_t id, int64_t balance)
+{
+    bill_acct *a = acct_find(b, id), *na;
+
+    if (!a) {
+        if (!(na = calloc(1, sizeof(*na)))) return -1;
+        na->id = id;
+        pthread_rwlock_wrlock(&b->tlock);
+        a = tab_find(&b->accts, id);
+        if (!a && tab_insert(&b->accts, id, na) == 0) {
+            a = na;
+            na = NULL;
+        }
+        pthread_rwlock_unlock(&b->tlock);
+        free(na);
+        if (!a) return -1;
+    }
+    pthread_mutex_t *mu = acct_mu(b, id);
+    pthread_mutex_lock(mu);
+    a->db_balance = balance;
+    pthread_mutex_unlock(mu);
+    return 0;
+}
+
+/* ---- the queue ---- */
+
+static int64_t bill_now_mono_ms(void)
+{
+    return (int64_t)(ms_mono_ns() / 1000000u);
+}
+
+static void bill_deadline(struct timespec *ts, int64_t mono_ms)
+{
+    ts->tv_sec = (time_t)(mono_ms / 1000);
+    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
+}
+
+/* Makes an event safe to write: a batch that the store refuses is retried forever, so nothing
+ * that would make it refuse one (an empty or unterminated request id, negative counts) may
+ * enter the queue. Called with qmu held. */
+static void bill_sanitize(bill_t *b, store_usage_event *ev)
+{
+    ev->request_id[sizeof(ev->request_id) - 1] = '\0';
+    ev->model[sizeof(ev->model) - 1] = '\0';
+    ev->provider[sizeof(ev->provider) - 1] = '\0';
+    if (ev->request_id[0] == '\0') {
+        /* Unique across restarts (the usage table's request_id is UNIQUE, and a clash would be
+         * skipped as "already billed"). Only a caller bug gets here. */
+        snprintf(ev->request_id, sizeof(ev->request_id), "noid_%" PRId64 "_%" PRIu64, ms_now_ms(),
+                 ++b->noid_seq);
+        log_error("billing: a usage event came without a request id; recorded as %s",
+                  ev->request_id);
+    }
+    if (ev->prompt_tokens < 0) ev->prompt_tokens = 0;
+    if (ev->completion_tokens < 0) ev->completion_tokens = 0;
+    if (ev->charged_nusd < 0) ev->charged_nusd = 0;
+}
+
+static void bill_enqueue(bill_t *b, const store_usage_event *ev)
+{
+    int oom_logged = 0;
+
+    pthread_mutex_lock(&b->qmu);
+    while (b->in.len == b->in.cap) {
+        size_t ncap = b->in.cap ? b->in.cap * 2 : BILL_QUEUE_MIN;
+        store_usage_event *n = realloc(b->in.ev, ncap * sizeof(*n));
+        if (n) {
+            b->in.ev = n;
+            b->in.cap = ncap;
+            break;
+        }
+        /* Dropping a settled charge is not an option; out of memory, waiting for the ledger
+         * thread to take the array is the lesser evil. */
+        if (b->exited) break;
+        if (!oom_logged++)
+            log_error("billing: out of memory growing the ledger queue (%zu events); waiting",
+                      b->in.len);
+        if (b->sleeping) pthread_cond_signal(&b->wake);
+        pthread_cond_wait(&b->space, &b->qmu);
+    }
+    if (b->in.len == b->in.cap) {
+        pthread_mutex_unlock(&b->qmu);
+        log_error("billing: ledger stopped and out of memory: usage of %s (charged %" PRId64
+                  " nano-USD) not recorded",
+                  ev->request_id, ev->charged_nusd);
+        return;
+    }
+    store_usage_event *slot = &b->in.ev[b->in.len++];
+    *slot = *ev;
+    bill_sanitize(b, slot);
+    b->enq_total++;
+    if (b->in.len > BILL_QUEUE_WARN && !b->warned_big) {
+        b->warned_big = 1;
+        log_warn("billing: more than %d usage events wait for the store; it is not keeping up "
+                 "(they are kept in memory)",
+                 BILL_QUEUE_WARN);
+    }
+    if (b->sleeping) pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->qmu);
+}
+
+/* ---- the ledger thread ---- */
+
+/* Applies a committed chunk to memory. Available is unchanged: db and unflushed drop together. */
+static void bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t c = ev[i].charged_nusd;
+        bill_acct *a;
+        bill_keyent *k;
+        pthread_mutex_t *mu;
+
+        if (c <= 0) continue;
+        if ((a = acct_find(b, ev[i].account_id))) {
+            mu = acct_mu(b, a->id);
+            pthread_mutex_lock(mu);
+            a->db_balance -= c;
+            a->unflushed -= c;
+            pthread_mutex_unlock(mu);
+        }
+        if ((k = key_find(b, ev[i].key_id))) {
+            mu = key_mu(b, k->id);
+            pthread_mutex_lock(mu);
+            k->db_spent += c;
+            k->unflushed -= c;
+            pthread_mutex_unlock(mu);
+        }
+    }
+}
+
+static int bill_commit(bill_t *b, const store_usage_event *ev, size_t n)
+{
+    if (store_ledger_commit(b->store, ev, n) != STORE_OK) return -1;
+    bill_apply(b, ev, n);
+    return 0;
+}
+
+static void bill_poll_collect(void *ud, const store_account *a)
+{
+    bill_t *b = ud;
+
+    if (b->poll_oom) return;
+    if (b->npolled == b->polled_cap) {
+        size_t ncap = b->polled_cap ? b->polled_cap * 2 : 64;
+        bill_newacct *n = realloc(b->polled, ncap * sizeof(*n));
+        if (!n) {
+            b->poll_oom = 1;
+            return;
+        }
+        b->polled = n;
+        b->polled_cap = ncap;
+    }
+    b->polled[b->npolled].id = a->id;
+    b->polled[b->npolled].balance = a->balance_nusd;
+    b->npolled++;
+}
+
+/* Takes in the account rows changed since the last poll (see the comment at the top for why
+ * this is exact). The rows are read before any lock is taken. Returns 0, or -1 with msg. */
+static int bill_poll(bill_t *b, char *msg, size_t msglen)
+{
+    int64_t max_seq = b->last_seq;
+
+    b->npolled = 0;
+    b->poll_oom = 0;
+    if (store_accounts_since(b->store, b->last_seq, bill_poll_collect, b, &max_seq) != STORE_OK) {
+        snprintf(msg, msglen, "%s", store_errmsg(b->store));
+        return -1;
+    }
+    if (b->poll_oom) {
+        snprintf(msg, msglen, "out of memory reading changed accounts");
+        return -1;
+    }
+    for (size_t i = 0; i < b->npolled; i++) {
+        if (acct_set(b, b->polled[i].id, b->polled[i].balance) != 0) {
+            /* Rows already set are set again next time, with the same values: harmless. */
+            snprintf(msg, msglen, "out of memory adding accounts");
+            return -1;
+        }
+    }
+    b->last_seq = max_seq;
+    if (b->polled_cap > 4096) {
+        free(b->polled);
+        b->polled = NULL;
+        b->polled_cap = 0;
+    }
+    return 0;
+}
+
+static void bill_key_spend_cb(void *ud, int64_t key_id, int64_t spent)
+{
+    bill_t *b = ud;
+    bill_keyent *k = key_get(b, key_id, spent);
+
+    if (!k) {
+        b->poll_oom = 1;
+        return;
+    }
+    /* Only reached at start (before any settlement), so setting is safe. */
+    pthread_mutex_lock(key_mu(b, key_id));
+    k->db_spent = spent;
+    pthread_mutex_unlock(key_mu(b, key_id));
+}
+
+/* Logs every event that will never be written: the last resort of bill_stop with a store that
+ * stays broken, so that an operator can still bill them by hand. */
+static void bill_log_lost(const store_usage_event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        log_error("billing: NOT RECORDED: request %s account %" PRId64 " key %" PRId64
+                  " model %s tokens %" PRId64 "+%" PRId64 " charged %" PRId64 " nano-USD",
+                  ev[i].request_id, ev[i].account_id, ev[i].key_id, ev[i].model,
+                  ev[i].prompt_tokens, ev[i].completion_tokens, ev[i].charged_nusd);
+}
+
+static void *bill_main(void *arg)
+{
+    bill_t *b = arg;
+    int64_t next_poll = bill_now_mono_ms() + BILL_POLL_MS, retry_at = 0, giveup_at = 0;
+    int64_t backoff = 0; /* > 0 while a chunk awaits its retry */
+    unsigned failures = 0, poll_failures = 0;
+    char msg[600] = "";
+
+    pthread_mutex_lock(&b->qmu);
+    for (;;) {
+        /* Take the whole queue once the previous one is written. */
+        if (b->out_pos == b->out.len && b->in.len > 0) {
+            bill_vec t = b->out;
+            b->out = b->in;
+            b->in = t;
+            b->in.len = 0;
+            b->out_pos = 0;
+            if (b->in.cap > BILL_QUEUE_KEEP) {
+                free(b->in.ev);
+                b->in.ev = NULL;
+                b->in.cap = 0;
+            }
+            b->warned_big = 0;
+            pthread_cond_broadcast(&b->space);
+        }
+        int64_t now = bill_now_mono_ms();
+        int have = b->out_pos < b->out.len;
+        int commit_now = have && (backoff == 0 || now >= retry_at);
+        int poll_now = backoff == 0 && (b->poke || now >= next_poll);
+
+        if (!have && b->stop) break;
+        if (b->stop && backoff > 0) {
+            if (giveup_at == 0) giveup_at = now + BILL_STOP_GIVEUP_MS;
+            if (now >= giveup_at) {
+                log_error("billing: the store kept failing for %d s at shutdown (%s); giving up",
+                          BILL_STOP_GIVEUP_MS / 1000, msg);
+                bill_log_lost(b->out.ev + b->out_pos, b->out.len - b->out_pos);
+                bill_log_lost(b->in.ev, b->in.len);
+                b->committed_total = b->enq_total;
+                b->out_pos = b->out.len = b->in.len = 0;
+                break;
+            }
+        }
+        if (!commit_now && !poll_now) {
+            struct timespec ts;
+            bill_deadline(&ts, backoff > 0 ? retry_at : next_poll);
+            b->sleeping = 1;
+            pthread_cond_timedwait(&b->wake, &b->qmu, &ts);
+            b->sleeping = 0;
+            continue;
+        }
+        if (poll_now) b->poke = 0;
+        pthread_mutex_unlock(&b->qmu);
+
+        if (commit_now) {
+            size_t n = b->out.len - b->out_pos;
+            if (n > BILL_CHUNK) n = BILL_CHUNK;
+            if (bill_commit(b, b->out.ev + b->out_pos, n) == 0) {
+                b->out_pos += n;
+                if (backoff > 0)
+                    log_warn("billing: ledger writes recovered after %u failed attempts", failures);
+                backoff = 0;
+                failures = 0;
+                pthread_mutex_lock(&b->qmu);
+                b->committed_total += n;
+                pthread_cond_broadcast(&b->flushed);
+                pthread_mutex_unlock(&b->qmu);
+            } else {
+                snprintf(msg, sizeof(msg), "%s", store_errmsg(b->store));
+                if (failures++ % BILL_WARN_EVERY == 0)
+                    log_warn("billing: writing %zu usage events failed, will retry (kept in "
+                             "memory): %s",
+                             n, msg);
+                backoff = backoff ? backoff * 2 : BILL_RETRY_MIN_MS;
+                if (backoff > BILL_RETRY_MAX_MS) backoff = BILL_RETRY_MAX_MS;
+                retry_at = bill_now_mono_ms() + backoff;
+                poll_now = 0; /* see the top comment: no poll while a chunk's outcome is open */
+            }
+        }
+        if (poll_now) {
+            if (bill_poll(b, msg, sizeof(msg)) != 0) {
+                if (poll_failures++ % BILL_WARN_EVERY == 0)
+                    log_warn("billing: reading account changes failed (top-ups wait): %s", msg);
+            } else {
+                poll_failures = 0;
+            }
+            next_poll = bill_now_mono_ms() + BILL_POLL_MS;
+        }
+        pthread_mutex_lock(&b->qmu);
+    }
+    b->exited = 1;
+    pthread_cond_broadcast(&b->flushed);
+    pthread_cond_broadcast(&b->space);
+    pthread_mutex_unlock(&b->qmu);
+    return NULL;
+}
+
+/* ---- start, stop ---- */
+
+static void bill_free(bill_t *b)
+{
+    tab_free(&b->accts);
+    tab_free(&b->keys);
+    for (int i = 0; b->astripes && i < BILL_STRIPES; i++)
+        pthread_mutex_destroy(&b->astripes[i].mu);
+    for (int i = 0; b->kstripes && i < BILL_STRIPES; i++)
+        pthread_mutex_destroy(&b->kstripes[i].mu);
+    free(b->astripes);
+    free(b->kstripes);
+    free(b->in.ev);
+    free(b->out.ev);
+    free(b->polled);
+    store_close(b->store);
+    pthread_cond_destroy(&b->wake);
+    pthread_cond_destroy(&b->flushed);
+    pthread_cond_destroy(&b->space);
+    pthread_mutex_destroy(&b->qmu);
+    pthread_rwlock_destroy(&b->tlock);
+    free(b);
+}
+
+static bill_stripe *bill_stripes_new(void)
+{
+    bill_stripe *s = aligned_alloc(64, BILL_STRIPES * sizeof(*s));
+    if (!s) return NULL;
+    for (int i = 0; i < BILL_STRIPES; i++)
+        pthread_mutex_init(&s[i].mu, NULL);
+    return s;
+}
+
+bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
+{
+    pthread_rwlockattr_t rwa;
+    pthread_condattr_t ca;
+    bill_t *b = calloc(1, sizeof(*b));
+    char msg[600];
+    int rc;
+
+    if (!b) {
+        snprintf(err, errlen, "billing: out of memory");
+        return NULL;
+    }
+    b->cfg = cfg;
+    /* Readers are a steady stream (every request); an insert must still get through. */
+    pthread_rwlockattr_init(&rwa);
+    pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&b->tlock, &rwa);
+    pthread_rwlockattr_destroy(&rwa);
+    pthread_mutex_init(&b->qmu, NULL);
+    /* Deadlines are on the monotonic clock, so a wall-clock jump cannot stall the ledger. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&b->flushed, NULL);
+    pthread_cond_init(&b->space, NULL);
+
+    if (tab_init(&b->accts) || tab_init(&b->keys) || !(b->astripes = bill_stripes_new()) ||
+        !(b->kstripes = bill_stripes_new())) {
+        snprintf(err, errlen, "billing: out of memory");
+        goto fail;
+    }
+    if (!(b->store = store_open(cfg, err, errlen))) goto fail;
+    if (bill_poll(b, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "billing: loading accounts: %s", msg);
+        goto fail;
+    }
+    b->poll_oom = 0;
+    if (store_key_spends(b->store, bill_key_spend_cb, b) != STORE_OK) {
+        snprintf(err, errlen, "billing: loading key spends: %s", store_errmsg(b->store));
+        goto fail;
+    }
+    if (b->poll_oom) {
+        snprintf(err, errlen, "billing: out of memory loading key spends");
+        goto fail;
+    }
+    rc = pthread_create(&b->thread, NULL, bill_main, b);
+    if (rc != 0) {
+        snprintf(err, errlen, "billing: starting the ledger thread: %s", strerror(rc));
+        goto fail;
+    }
+    b->thread_started = 1;
+    return b;
+
+fail:
+    bill_free(b);
+    return NULL;
+}
+
+void bill_stop(bill_t *b)
+{
+    if (!b) return;
+    if (b->thread_started) {
+        /* The thread writes everything queued before it ends (see bill_main). */
+        pthread_mutex_lock(&b->qmu);
+        b->stop = 1;
+        pthread_cond_signal(&b->wake);
+        pthread_mutex_unlock(&b->qmu);
+        pthread_join(b->thread, NULL);
+    }
+    /* Anything settled after the thread ended (a caller that did not stop its workers first)
+     * gets one synchronous attempt. */
+    if (b->in.len > 0 && b->store) {
+        if (store_ledger_commit(b->store, b->in.ev, b->in.len) != STORE_OK) {
+            log_error("billing: writing usage settled during shutdown failed: %s",
+                      store_errmsg(b->store));
+            bill_log_lost(b->in.ev, b->in.len);
+        }
+    }
+    bill_free(b);
+}
+
+/* ---- the hot path ---- */
+
+bill_status bill_hold_place(bill_t *b, const store_key *key, int64_t amount_nusd, bill_hold *out)
+{
+    bill_acct *a;
+    bill_keyent *k;
+    pthread_mutex_t *amu, *kmu;
+    bill_status st = BILL_OK;
+
+    out->account_id = key->account_id;
+    out->key_id = key->id;
+    out->amount_nusd = 0;
+    if (!b) return BILL_OK; /* billing not started: nothing is held or charged */
+    if (amount_nusd < 0) amount_nusd = 0;
+
+    both_find(b, key->account_id, key->id, &a, &k);
+    if (!a) {
+        /* Created by another process since the last poll: ask for one now rather than in up
+         * to 100 ms, so the client's retry works. */
+        bill_poke(b);
+        return BILL_NO_ACCOUNT;
+    }
+    if (!k && !(k = key_get(b, key->id, key->spent_nusd))) {
+        log_error("billing: out of memory adding key %" PRId64, key->id);
+        return BILL_NO_ACCOUNT;
+    }
+    amu = acct_mu(b, a->id);
+    kmu = key_mu(b, k->id);
+    pthread_mutex_lock(amu);
+    pthread_mutex_lock(kmu);
+    /* __int128: each term fits int64, their combinations need not. */
+    __int128 avail = (__int128)a->db_balance - a->unflushed - a->held;
+    if (avail < amount_nusd) {
+        st = BILL_INSUFFICIENT;
+    } else if (key->spend_limit_nusd >= 0 &&
+               (__int128)k->db_spent + k->unflushed + k->held + amount_nusd >
+                   key->spend_limit_nusd) {
+        st = BILL_SPEND_LIMIT;
+    } else {
+        a->held += amount_nusd;
+        k->held += amount_nusd;
+        out->amount_nusd = amount_nusd;
+    }
+    pthread_mutex_unlock(kmu);
+    pthread_mutex_unlock(amu);
+    return st;
+}
+
+/* Finds the entries of a hold placed by bill_hold_place (they exist for as long as b does). */
+static int bill_hold_entries(bill_t *b, const bill_hold *h, bill_acct **a, bill_keyent **k)
+{
+    both_find(b, h->account_id, h->key_id, a, k);
+    if (*a && *k) return 0;
+    log_error("billing: settling a hold that was never placed (account %" PRId64 ", key %" PRId64
+              ")",
+              h->account_id, h->key_id);
+    return -1;
+}
+
+int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
+{
+    bill_acct *a;
+    bill_keyent *k;
+    int64_t want = ev->charged_nusd > 0 ? ev->charged_nusd : 0, charge;
+    int64_t amount = h->amount_nusd;
+
+    ev->account_id = h->account_id;
+    ev->key_id = h->key_id;
+    if (!b || bill_hold_entries(b, h, &a, &k) != 0) {
+        ev->charged_nusd = 0;
+        h->amount_nusd = 0;
+        return 0;
+    }
+    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
+    pthread_mutex_lock(amu);
+    pthread_mutex_lock(kmu);
+    /* What the balance can pay once this hold is gone; other requests' holds stay covered. */
+    __int128 can = (__int128)a->db_balance - a->unflushed - (a->held - amount);
+    if (can < 0) can = 0;
+    charge = (__int128)want > can ? (int64_t)can : want;
+    a->held -= amount;
+    a->unflushed += charge;
+    k->held -= amount;
+    k->unflushed += charge;
+    pthread_mutex_unlock(kmu);
+    pthread_mutex_unlock(amu);
+
+    if (charge < want)
+        log_warn("billing: request %.39s cost %" PRId64 " nano-USD but account %" PRId64
+                 " could pay only %" PRId64 "; the difference is not billed",
+                 ev->request_id, want, h->account_id, charge);
+    h->amount_nusd = 0;
+    ev->charged_nusd = charge;
+    bill_enqueue(b, ev);
+    return charge;
+}
+
+void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev)
+{
+    bill_acct *a;
+    bill_keyent *k;
+    int64_t amount = h->amount_nusd;
+
+    if (!b) return;
+    if (bill_hold_entries(b, h, &a, &k) != 0) return;
+    if (amount > 0) {
+        pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
+        pthread_mutex_lock(amu);
+        pthread_mutex_lock(kmu);
+        a->held -= amount;
+        k->held -= amount;
+        pthread_mutex_unlock(kmu);
+        pthread_mutex_unlock(amu);
+    }
+    h->amount_nusd = 0;
+    if (ev) {
+        ev->account_id = h->account_id;
+        ev->key_id = h->key_id;
+        ev->charged_nusd = 0;
+        bill_enqueue(b, ev);
+    }
+}
+
+const cfg_t *bill_cfg(bill_t *b)
+{
+    return b ? b->cfg : NULL;
+}
+
+int bill_balance(bill_t *b, int64_t account_id, int64_t *balance_nusd)
+{
+    bill_acct *a = b ? acct_find(b, account_id) : NULL;
+
+    if (!a) return -1;
+    pthread_mutex_t *mu = acct_mu(b, account_id);
+    pthread_mutex_lock(mu);
+    *balance_nusd = a->db_balance - a->unflushed;
+    pthread_mutex_unlock(mu);
+    return 0;
+}
+
+int bill_key_spent(bill_t *b, int64_t key_id, int64_t *spent_nusd)
+{
+    bill_keyent *k = b ? key_find(b, key_id) : NULL;
+
+    if (!k) return -1;
+    pthread_mutex_t *mu = key_mu(b, key_id);
+    pthread_mutex_lock(mu);
+    *spent_nusd = k->db_spent + k->unflushed;
+    pthread_mutex_unlock(mu);
+    return 0;
+}
+
+void bill_flush(bill_t *b)
+{
+    if (!b) return;
+    /* bounded: while the store refuses writes, a reader goes ahead with what is committed
+     * rather than holding a pool thread (and so the shutdown) forever */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += BILL_FLUSH_MAX_S;
+    pthread_mutex_lock(&b->qmu);
+    uint64_t target = b->enq_total;
+    if (b->sleeping) pthread_cond_signal(&b->wake);
+    while (b->committed_total < target && !b->exited)
+        if (pthread_cond_timedwait(&b->flushed, &b->qmu, &until) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&b->qmu);
+}
+
+void bill_poke(bill_t *b)
+{
+    if (!b) return;
+    pthread_mutex_lock(&b->qmu);
+    b->poke = 1;
+    if (b->sleeping) pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->qmu);
+}

@@ -1,0 +1,90 @@
+/*
+ * Money on the hot path: prices, balance holds, settlement, and the ledger writer.
+ *
+ * The gateway keeps every account's balance and every key's spend in memory. A request places a
+ * hold for its worst-case cost before anything goes upstream; the hold is settled to the actual
+ * cost when usage is known (or released when the request fails), and the settled charge is
+ * queued for the ledger thread, which writes batches to the store in one transaction each (group
+ * commit) and never runs on an event loop. Holds and settlement take a short per-account lock,
+ * so the balance can never go below zero whatever the concurrency.
+ *
+ * In memory, per account: db_balance (as committed to the store), unflushed (settled charges
+ * queued but not committed) and held (open holds). Available = db_balance - unflushed - held.
+ * Per key: db_spent, unflushed and held against the key's spend_limit. The ledger thread also
+ * follows account changes made by other processes (CLI top-ups) through store_accounts_since.
+ * docs/BILLING.md has the rules.
+ */
+#ifndef MS_BILLING_H
+#define MS_BILLING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "store/store.h"
+
+/* ---- prices (pricing.c) ---- */
+
+/* A model's list price (provider price plus markup) in nano-USD per 1M tokens, rounded half up
+ * to a whole nano-dollar per 1M tokens. */
+int64_t price_list_per_mtok(const cfg_t *cfg, int64_t base_nusd_per_mtok);
+/* The cost of a request at list prices, rounded half up to a whole nano-dollar (once per
+ * request, never per token). Saturates at INT64_MAX instead of overflowing. */
+int64_t price_cost(const cfg_t *cfg, const cfg_model *m, int64_t prompt_tokens,
+                   int64_t completion_tokens);
+/* A safe upper bound of a request's prompt tokens from its body: see docs/BILLING.md. */
+int64_t price_prompt_bound(const char *body, size_t len);
+/* The completion-token bound of a hold: the request's max_tokens when given (>= 0, capped at the
+ * model's max_output_tokens when that is set), else the model's max_output_tokens, else cfg's
+ * default (billing.default_max_output_tokens). */
+int64_t price_output_bound(const cfg_t *cfg, const cfg_model *m, int64_t request_max_tokens);
+
+/* ---- holds and settlement (billing.c) ---- */
+
+typedef struct bill bill_t;
+
+typedef struct bill_hold {
+    int64_t account_id;
+    int64_t key_id;
+    int64_t amount_nusd; /* 0 once settled or released */
+} bill_hold;
+
+typedef enum {
+    BILL_OK,
+    BILL_INSUFFICIENT, /* 403 insufficient_balance */
+    BILL_SPEND_LIMIT,  /* 403 spend_limit_reached */
+    BILL_NO_ACCOUNT,   /* the key's account is unknown (just created elsewhere): 403 */
+} bill_status;
+
+/* Loads every account and key spend from the store (synchronously), then starts the ledger
+ * thread with its own store handle. NULL with err on failure. */
+bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen);
+/* Commits everything queued, then stops the thread and frees. */
+void bill_stop(bill_t *b);
+
+/* Places a hold of amount_nusd for key (whose spend_limit_nusd, -1 = none, is taken from the
+ * key as given). Never blocks beyond a short lock. */
+bill_status bill_hold_place(bill_t *b, const store_key *key, int64_t amount_nusd, bill_hold *out);
+/* Settles h: charges ev->charged_nusd, clamped so the balance cannot go below zero (the charge
+ * actually made is written back into ev->charged_nusd and returned), releases the rest of the
+ * hold, and queues ev for the ledger. ev's account_id/key_id are taken from h. */
+int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev);
+/* Releases h without a charge and queues ev (charged 0) as the request's usage record. ev may be
+ * NULL (nothing recorded). */
+void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev);
+
+/* The account's balance as settled (db_balance - unflushed, not minus holds), for
+ * GET /api/balance. Returns 0, or -1 if the account is unknown. */
+int bill_balance(bill_t *b, int64_t account_id, int64_t *balance_nusd);
+/* A key's spent amount as settled. Returns 0, or -1 if unknown. */
+int bill_key_spent(bill_t *b, int64_t key_id, int64_t *spent_nusd);
+/* The configuration the billing module prices with. */
+const cfg_t *bill_cfg(bill_t *b);
+/* Waits until everything settled so far is committed (tests, /api/ reads that must see their own
+ * writes), at most BILL_FLUSH_MAX_S seconds. Must not be called on an event-loop thread. */
+#define BILL_FLUSH_MAX_S 2
+void bill_flush(bill_t *b);
+/* Tells the ledger thread to re-read accounts now (after a top-up made through the API). */
+void bill_poke(bill_t *b);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * Prices and hold bounds (billing.h, "prices"): pure integer arithmetic, no state, no locks, so
+ * every worker calls it directly on its loop.
+ *
+ * Money is nano-dollars. A provider price is kept per 1M tokens because that is how prices are
+ * written (USD 0.0375 per 1M tokens is 37500000 nano-dollars per 1M tokens, but 0.0375 nano-dollars
+ * per token): dividing per token would round every cheap model to zero. The markup is applied to
+ * that per-1M price, and the division by 1M happens once per request, on the whole sum, so a
+ * request is rounded once and never per token. Products go through __int128 and saturate at
+ * INT64_MAX, so absurd token counts or prices cannot wrap into a small (or negative) charge.
+ *
+ * The bounds feed the hold a request places before it goes upstream; their rules and why they
+ * are safe are in docs/BILLING.md.
+ */
+#include <string.h>
+
+#include "billing/billing.h"
+
+/* markup_percent_micro is in millionths of a percent, so 100 % is 100 * 1e6. */
+#define PRICE_HUNDRED_PERCENT 100000000LL
+#define PRICE_TOKENS_PER_PRICE 1000000LL
+/* What one image or audio part may cost beyond the bytes of its JSON: see docs/BILLING.md. */
+#define PRICE_MEDIA_ALLOWANCE 1500LL
+/* The reply priming and any other fixed per-request overhead of the chat format. */
+#define PRICE_REQUEST_OVERHEAD 16LL
+
+static int64_t price_sat(__int128 v)
+{
+    if (v > (__int128)INT64_MAX) return INT64_MAX;
+    if (v < 0) return 0;
+    return (int64_t)v;
+}
+
+/* (num + den/2) / den for num >= 0, den > 0: division rounded half up. */
+static __int128 price_div_half_up(__int128 num, __int128 den)
+{
+    return (num + den / 2) / den;
+}
+
+int64_t price_list_per_mtok(const cfg_t *cfg, int64_t base_nusd_per_mtok)
+{
+    int64_t markup = cfg ? cfg->markup_percent_micro : 0;
+    __int128 num;
+
+    if (base_nusd_per_mtok <= 0) return 0;
+    if (markup < 0) markup = 0; /* the config refuses it; never let it lower a price */
+    num = (__int128)base_nusd_per_mtok * (PRICE_HUNDRED_PERCENT + (__int128)markup);
+    return price_sat(price_div_half_up(num, PRICE_HUNDRED_PERCENT));
+}
+
+int64_t price_cost(const cfg_t *cfg, const cfg_model *m, int64_t prompt_tokens,
+                   int64_t completion_tokens)
+{
+    __int128 in, out, sum;
+
+    if (!m) return 0;
+    if (prompt_tokens < 0) prompt_tokens = 0;
+    if (completion_tokens < 0) completion_tokens = 0;
+    in = price_list_per_mtok(cfg, m->price_in_nusd_per_mtok);
+    out = price_list_per_mtok(cfg, m->price_out_nusd_per_mtok);
+    /* Each product is below 2^126, their sum cannot overflow __int128. */
+    sum = (__int128)prompt_tokens * in + (__int128)completion_tokens * out;
+    return price_sat(price_div_half_up(sum, PRICE_TOKENS_PER_PRICE));
+}
+
+/* Non-overlapping occurrences of needle in the body. */
+static int64_t price_count(const char *body, size_t len, const char *needle)
+{
+    size_t nlen = strlen(needle);
+    const char *p = body, *end = body + len;
+    int64_t n = 0;
+
+    while ((size_t)(end - p) >= nlen) {
+        const char *hit = memmem(p, (size_t)(end - p), needle, nlen);
+        if (!hit) break;
+        n++;
+        p = hit + nlen;
+    }
+    return n;
+}
+
+int64_t price_prompt_bound(const char *body, size_t len)
+{
+    __int128 bound = (__int128)len + PRICE_REQUEST_OVERHEAD;
+
+    if (body && len > 0) {
+        bound += (__int128)PRICE_MEDIA_ALLOWANCE * price_count(body, len, "image_url");
+        bound += (__int128)PRICE_MEDIA_ALLOWANCE * price_count(body, len, "input_audio");
+    }
+    return price_sat(bound);
+}
+
+int64_t price_output_bound(const cfg_t *cfg, const cfg_model *m, int64_t request_max_tokens)
+{
+    /* a provider never writes more than the model's cap, whatever the request asks */
+    if (request_max_tokens >= 0 && m && m->max_output_tokens > 0 &&
+        request_max_tokens > m->max_output_tokens)
+        return m->max_output_tokens;
+    if (request_max_tokens >= 0) return request_max_tokens;
+    if (m && m->max_output_tokens > 0) return m->max_output_tokens;
+    if (cfg && cfg->default_max_output_tokens > 0) return cfg->default_max_output_tokens;
+    return 4096; /* the config default; only reached with a cfg_t not made by cfg_load */
+}

@@ -1,0 +1,178 @@
+/*
+ * Unit tests for src/billing/pricing.c: list prices with markup (exact, rounded half up), request
+ * costs rounded once per request, tiny prices, saturation at INT64_MAX, and the prompt and output
+ * bounds that size a hold (docs/BILLING.md).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "billing/billing.h"
+#include "tap.h"
+
+static cfg_t mkcfg(int64_t markup_micro)
+{
+    cfg_t c;
+    memset(&c, 0, sizeof(c));
+    c.markup_percent_micro = markup_micro;
+    c.default_max_output_tokens = 4096;
+    return c;
+}
+
+static cfg_model mkmodel(int64_t in, int64_t out, int64_t max_out)
+{
+    cfg_model m;
+    memset(&m, 0, sizeof(m));
+    m.name = "m";
+    m.price_in_nusd_per_mtok = in;
+    m.price_out_nusd_per_mtok = out;
+    m.max_output_tokens = max_out;
+    return m;
+}
+
+static void test_list_price(void)
+{
+    cfg_t none = mkcfg(0), m125 = mkcfg(12500000), m50 = mkcfg(50000000);
+    cfg_t almost50 = mkcfg(49999999), tiny = mkcfg(1);
+
+    /* USD 2.50 / 1M: unchanged without markup, x1.125 with 12.5 %. */
+    CHECK_EQ_INT(price_list_per_mtok(&none, 2500000000LL), 2500000000LL);
+    CHECK_EQ_INT(price_list_per_mtok(&m125, 2500000000LL), 2812500000LL);
+    CHECK_EQ_INT(price_list_per_mtok(&m125, 10000000000LL), 11250000000LL);
+    CHECK_EQ_INT(price_list_per_mtok(NULL, 123), 123);
+    /* Half up: 1 * 1.5 = 1.5 -> 2; 3 * 1.5 = 4.5 -> 5; 1 * 1.49999999 -> 1. */
+    CHECK_EQ_INT(price_list_per_mtok(&m50, 1), 2);
+    CHECK_EQ_INT(price_list_per_mtok(&m50, 3), 5);
+    CHECK_EQ_INT(price_list_per_mtok(&almost50, 1), 1);
+    /* 12.5 % of 1 nano-dollar is 0.125 -> 1.125 -> 1; of 4 is 0.5 -> 4.5 -> 5. */
+    CHECK_EQ_INT(price_list_per_mtok(&m125, 1), 1);
+    CHECK_EQ_INT(price_list_per_mtok(&m125, 4), 5);
+    /* One millionth of a percent on USD 1000/1M = 10 nano-dollars more. */
+    CHECK_EQ_INT(price_list_per_mtok(&tiny, 1000000000000LL), 1000000010000LL);
+    CHECK_EQ_INT(price_list_per_mtok(&m125, 0), 0);
+    CHECK_EQ_INT(price_list_per_mtok(&m125, -5), 0);
+    /* Saturation instead of overflow. */
+    CHECK_EQ_INT(price_list_per_mtok(&m50, INT64_MAX), INT64_MAX);
+    CHECK_EQ_INT(price_list_per_mtok(&none, INT64_MAX), INT64_MAX);
+}
+
+static void test_cost(void)
+{
+    cfg_t none = mkcfg(0), m125 = mkcfg(12500000);
+    cfg_model gpt4o = mkmodel(2500000000LL, 10000000000LL, 16384);
+    cfg_model cheap = mkmodel(37500000LL, 37500000LL, 0); /* USD 0.0375 / 1M */
+    cfg_model nano = mkmodel(1, 1, 0);                    /* USD 0.000000001 / 1M */
+
+    /* 1000 x 2.5 / 1e6 USD + 500 x 10 / 1e6 USD = USD 0.0075. */
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, 1000, 500), 7500000);
+    CHECK_EQ_INT(price_cost(&m125, &gpt4o, 1000, 500), 8437500);
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, 0, 0), 0);
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, 1, 0), 2500);
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, 0, 1), 10000);
+    /* 37.5 nano-dollars per token: 1 -> 38 (half up), 2 -> 75, 13 -> 487.5 -> 488. */
+    CHECK_EQ_INT(price_cost(&none, &cheap, 1, 0), 38);
+    CHECK_EQ_INT(price_cost(&none, &cheap, 2, 0), 75);
+    CHECK_EQ_INT(price_cost(&none, &cheap, 13, 0), 488);
+    CHECK_EQ_INT(price_cost(&none, &cheap, 0, 13), 488);
+    /* Rounded once per request: 1 + 1 tokens = 75, not 38 + 38. */
+    CHECK_EQ_INT(price_cost(&none, &cheap, 1, 1), 75);
+    /* Below half a nano-dollar: 0; from half: 1. */
+    CHECK_EQ_INT(price_cost(&none, &nano, 499999, 0), 0);
+    CHECK_EQ_INT(price_cost(&none, &nano, 250000, 250000), 1);
+    CHECK_EQ_INT(price_cost(&none, &nano, 1500000, 0), 2);
+    /* Huge counts saturate; negative counts count as zero. */
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, INT64_MAX, INT64_MAX), INT64_MAX);
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, INT64_MAX, 0), INT64_MAX);
+    /* 3e15 tokens x 2.5e9 nano-dollars per 1M: the product overflows int64, the result does not. */
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, 3000000000000000LL, 0), 7500000000000000000LL);
+    CHECK_EQ_INT(price_cost(&none, &gpt4o, -5, 2), 20000);
+    CHECK_EQ_INT(price_cost(&none, NULL, 5, 5), 0);
+    cfg_model dear = mkmodel(INT64_MAX, INT64_MAX, 0);
+    CHECK_EQ_INT(price_cost(&m125, &dear, 1000000, 0), INT64_MAX);
+    CHECK_EQ_INT(price_cost(&none, &dear, 1, 0), (INT64_MAX + 500000ULL) / 1000000);
+}
+
+/* The hold covers the cost whenever the real counts are within the bounds (cost is monotonic). */
+static void test_cost_monotonic(void)
+{
+    cfg_t m = mkcfg(7654321);
+    cfg_model md = mkmodel(150000000LL, 600000000LL, 0);
+    srand(42);
+    for (int i = 0; i < 20000; i++) {
+        int64_t p = rand() % 100000, c = rand() % 100000;
+        int64_t dp = rand() % 1000, dc = rand() % 1000;
+        int64_t lo = price_cost(&m, &md, p, c), hi = price_cost(&m, &md, p + dp, c + dc);
+        if (lo > hi) {
+            CHECK(lo <= hi);
+            break;
+        }
+    }
+}
+
+static void test_prompt_bound(void)
+{
+    const char *hello =
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}";
+    const char *img = "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+                      "\"image_url\":{\"url\":\"https://x/y.png\"}},{\"type\":\"input_audio\","
+                      "\"input_audio\":{\"data\":\"AAAA\",\"format\":\"wav\"}}]}]}";
+    size_t n = strlen(img);
+
+    CHECK_EQ_INT(price_prompt_bound("", 0), 16);
+    CHECK_EQ_INT(price_prompt_bound(NULL, 0), 16);
+    CHECK_EQ_INT(price_prompt_bound(hello, strlen(hello)), (int64_t)strlen(hello) + 16);
+    /* Two "image_url" and two "input_audio" occurrences. */
+    CHECK_EQ_INT(price_prompt_bound(img, n), (int64_t)n + 16 + 4 * 1500);
+    /* Only the given length is scanned (no NUL needed; an occurrence cut by len is not counted). */
+    CHECK_EQ_INT(price_prompt_bound("image_url", 8), 8 + 16);
+    CHECK_EQ_INT(price_prompt_bound("image_urlimage_url", 18), 18 + 16 + 3000);
+    CHECK_EQ_INT(price_prompt_bound("image_urlimage_url", 17), 17 + 16 + 1500);
+    /* A body of escapes is bounded by its bytes: "\u00e9" is one token at most, 6 bytes. */
+    CHECK_EQ_INT(price_prompt_bound("\"\\u00e9\"", 8), 8 + 16);
+}
+
+static void test_output_bound(void)
+{
+    cfg_t c = mkcfg(0);
+    cfg_model with = mkmodel(1, 1, 16384), without = mkmodel(1, 1, 0);
+
+    CHECK_EQ_INT(price_output_bound(&c, &with, 100), 100);
+    CHECK_EQ_INT(price_output_bound(&c, &with, 0), 0);
+    CHECK_EQ_INT(price_output_bound(&c, &with, 100000), 16384); /* capped at the model's limit */
+    CHECK_EQ_INT(price_output_bound(&c, &without, 100000), 100000);
+    CHECK_EQ_INT(price_output_bound(&c, &with, -1), 16384);
+    CHECK_EQ_INT(price_output_bound(&c, &without, -1), 4096);
+    c.default_max_output_tokens = 2048;
+    CHECK_EQ_INT(price_output_bound(&c, &without, -1), 2048);
+    CHECK_EQ_INT(price_output_bound(&c, NULL, -1), 2048);
+    CHECK_EQ_INT(price_output_bound(&c, &without, 7), 7);
+}
+
+/* The hold the API layer computes for a typical request, and the most its real cost can be. */
+static void test_hold_example(void)
+{
+    cfg_t c = mkcfg(12500000);
+    cfg_model gpt4o = mkmodel(2500000000LL, 10000000000LL, 16384);
+    const char *body = "{\"model\":\"gpt-4o\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\","
+                       "\"content\":\"Say hi\"}]}";
+    int64_t pb = price_prompt_bound(body, strlen(body));
+    int64_t ob = price_output_bound(&c, &gpt4o, 100);
+    int64_t hold = price_cost(&c, &gpt4o, pb, ob);
+    CHECK_EQ_INT(pb, (int64_t)strlen(body) + 16);
+    /* (pb x 2.8125 + 100 x 11.25) / 1e6 USD, rounded half up. */
+    CHECK_EQ_INT(hold, (pb * 2812500000LL + 100 * 11250000000LL + 500000) / 1000000);
+    /* OpenAI counts this prompt as about 10 tokens: any real count <= pb costs <= the hold. */
+    CHECK(price_cost(&c, &gpt4o, 10, 100) <= hold);
+}
+
+int main(void)
+{
+    RUN(test_list_price);
+    RUN(test_cost);
+    RUN(test_cost_monotonic);
+    RUN(test_prompt_bound);
+    RUN(test_output_bound);
+    RUN(test_hold_example);
+    TAP_DONE();
+}
