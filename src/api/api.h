@@ -39,6 +39,11 @@ typedef struct api_error_info {
  * upstream_status >= 300): the client-facing status, type and code. */
 api_error_info api_upstream_error(int res, int upstream_status);
 
+/* Places the hold for call (prices, bounds: docs/BILLING.md) and wires its settle/release.
+ * On refusal the 403 has been sent and -1 is returned. (settle.c) */
+struct prov_call;
+int api_place_hold(http_conn *c, struct prov_call *call, const store_key *key);
+
 /* Endpoints. */
 void api_chat_completions(http_conn *c, http_request *r);
 void api_embeddings(http_conn *c, http_request *r);

@@ -55,10 +55,9 @@ static const cfg_deployment *pick_deployment(const cfg_model *m)
 
 /* Scans the body and the fields common to both endpoints. Returns the call, or NULL when an
  * error has been answered. */
-static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep)
+static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, store_key *key)
 {
-    store_key key;
-    if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
+    if (api_authenticate(c, r, KEY_PROXY, key) != 0)
         return NULL;
     prov_call *call = calloc(1, sizeof *call);
     if (!call) {
@@ -126,23 +125,28 @@ static int check_bool(http_conn *c, const jscan_member *m, const char *param, in
     return 0;
 }
 
-static void dispatch_call(http_conn *c, prov_call *call)
+static void dispatch_call(http_conn *c, prov_call *call, const store_key *key)
 {
     call->dep = pick_deployment(call->model);
-    if (call->dep->provider->kind == PROV_ECHO) {
-        prov_usage u = {0};
-        http_request *r = &c->req;
-        snprintf(r->log_provider, sizeof r->log_provider, "%s", call->dep->provider->name);
-        r->prompt_tokens = -1;
-        echo_handle(c, call, &u);
-        free(call);
-        return;
-    }
-    const prov_adapter *ad = prov_adapter_for(call->dep->provider->kind);
-    if (!ad) {
+    int echo = call->dep->provider->kind == PROV_ECHO;
+    const prov_adapter *ad = echo ? NULL : prov_adapter_for(call->dep->provider->kind);
+    if (!echo && !ad) {
         free(call);
         http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
                    "The provider of this model is not supported by this build.", 1000);
+        return;
+    }
+    /* nothing goes upstream before the worst case is covered */
+    if (api_place_hold(c, call, key) != 0) {
+        free(call);
+        return;
+    }
+    if (echo) {
+        prov_usage u = {0};
+        http_request *r = &c->req;
+        snprintf(r->log_provider, sizeof r->log_provider, "%s", call->dep->provider->name);
+        echo_handle(c, call, &u);
+        free(call);
         return;
     }
     proxy_start(c, call, ad);
@@ -150,7 +154,8 @@ static void dispatch_call(http_conn *c, prov_call *call)
 
 void api_chat_completions(http_conn *c, http_request *r)
 {
-    prov_call *call = begin_call(c, r, EP_CHAT);
+    store_key key;
+    prov_call *call = begin_call(c, r, EP_CHAT, &key);
     if (!call)
         return;
     const jscan_member *msgs = jscan_find(call->members, call->nmembers, "messages");
@@ -208,12 +213,13 @@ void api_chat_completions(http_conn *c, http_request *r)
     }
     if (so && (so->type != JS_NULL || call->stream))
         call->m_stream_options = so;
-    dispatch_call(c, call);
+    dispatch_call(c, call, &key);
 }
 
 void api_embeddings(http_conn *c, http_request *r)
 {
-    prov_call *call = begin_call(c, r, EP_EMBEDDINGS);
+    store_key key;
+    prov_call *call = begin_call(c, r, EP_EMBEDDINGS, &key);
     if (!call)
         return;
     const jscan_member *in = jscan_find(call->members, call->nmembers, "input");
@@ -245,5 +251,5 @@ void api_embeddings(http_conn *c, http_request *r)
                                    "'encoding_format' must be 'float' or 'base64'.");
         }
     }
-    dispatch_call(c, call);
+    dispatch_call(c, call, &key);
 }

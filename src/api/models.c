@@ -9,22 +9,15 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "billing/billing.h"
 #include "common/util.h"
-
-/* Provider price (nano-USD per 1M tokens) with the markup (millionths of a percent) applied,
- * rounded half up to a whole nano-dollar. */
-static int64_t list_price(int64_t base, int64_t markup_micro)
-{
-    __int128 v = (__int128)base * (100000000 + markup_micro);
-    return (int64_t)((v + 50000000) / 100000000);
-}
 
 static void append_model(buf_t *b, const cfg_t *cfg, const cfg_model *m)
 {
     char in[40], out[40];
-    ms_format_decimal(list_price(m->price_in_nusd_per_mtok, cfg->markup_percent_micro), 9, in,
+    ms_format_decimal(price_list_per_mtok(cfg, m->price_in_nusd_per_mtok), 9, in,
                       sizeof in);
-    ms_format_decimal(list_price(m->price_out_nusd_per_mtok, cfg->markup_percent_micro), 9, out,
+    ms_format_decimal(price_list_per_mtok(cfg, m->price_out_nusd_per_mtok), 9, out,
                       sizeof out);
     buf_appends(b, "{\"id\":\"");
     buf_append_json_escaped(b, m->name, strlen(m->name));

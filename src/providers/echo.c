@@ -122,7 +122,7 @@ static int append_event(buf_t *b, json_t *doc)
     return rc;
 }
 
-static void echo_chat(http_conn *c, const prov_call *call, json_t *req, prov_usage *usage)
+static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *usage)
 {
     json_t *msgs = json_object_get(req, "messages");
     int64_t prompt = 3;
@@ -180,6 +180,9 @@ static void echo_chat(http_conn *c, const prov_call *call, json_t *req, prov_usa
     usage->completion_tokens = (int64_t)nt;
     c->req.prompt_tokens = prompt;
     c->req.completion_tokens = (int64_t)nt;
+    /* the whole answer is known before the first byte, so it is billed before it is sent */
+    char cost[32];
+    call->settle(call, usage, 200, 0, cost);
 
     char id[64];
     snprintf(id, sizeof id, "chatcmpl-%s", c->req.id + 4);
@@ -188,9 +191,10 @@ static void echo_chat(http_conn *c, const prov_call *call, json_t *req, prov_usa
     json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt,
                           "completion_tokens", (json_int_t)nt, "total_tokens",
                           (json_int_t)(prompt + (int64_t)nt));
-    char hdr[256];
-    snprintf(hdr, sizeof hdr, "x-modelswitch-model: %s\r\nx-modelswitch-provider: %s\r\n", model,
-             call->dep->provider->name);
+    char hdr[320];
+    snprintf(hdr, sizeof hdr,
+             "x-modelswitch-model: %s\r\nx-modelswitch-provider: %s\r\nx-modelswitch-cost: %s\r\n",
+             model, call->dep->provider->name, cost);
     if (!call->stream) {
         json_t *doc = json_pack(
             "{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%, s:n}, s:n, s:s}], s:o}", "id", id,
@@ -230,7 +234,11 @@ static void echo_chat(http_conn *c, const prov_call *call, json_t *req, prov_usa
         json_t *uc = chunk(id, created, model);
         json_object_set_new(uc, "choices", json_array());
         json_object_set(uc, "usage", u);
-        rc |= append_event(&out, uc);
+        char *s = json_dumps(uc, JSON_COMPACT);
+        json_decref(uc);
+        rc |= !s || buf_appends(&out, "data: ") || prov_splice_cost(&out, ms_str_c(s), cost) ||
+              buf_appends(&out, "\n\n");
+        free(s);
     }
     rc |= buf_appends(&out, "data: [DONE]\n\n");
     json_decref(u);
@@ -320,7 +328,7 @@ static int input_text(json_t *in, buf_t *text, int64_t *tokens)
     return -1;
 }
 
-static void echo_embeddings(http_conn *c, const prov_call *call, json_t *req, prov_usage *usage)
+static void echo_embeddings(http_conn *c, prov_call *call, json_t *req, prov_usage *usage)
 {
     json_t *input = json_object_get(req, "input");
     const char *fmt = json_string_value(json_object_get(req, "encoding_format"));
@@ -340,6 +348,7 @@ static void echo_embeddings(http_conn *c, const prov_call *call, json_t *req, pr
         if (input_text(in, &text, &tok) != 0) {
             json_decref(list);
             buf_free(&text);
+            call->release(call, 400);
             http_error(c, 400, "invalid_request_error", "invalid_parameter", "input",
                        "'input' must be a string, an array of strings, or token arrays.", -1);
             return;
@@ -373,18 +382,22 @@ static void echo_embeddings(http_conn *c, const prov_call *call, json_t *req, pr
     usage->completion_tokens = 0;
     c->req.prompt_tokens = total;
     c->req.completion_tokens = 0;
+    char cost[32], hdr[64];
+    call->settle(call, usage, 200, 0, cost);
+    snprintf(hdr, sizeof hdr, "x-modelswitch-cost: %s\r\n", cost);
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", list,
                             "model", call->model->name, "usage", "prompt_tokens",
                             (json_int_t)total, "total_tokens", (json_int_t)total);
-    respond_json(c, doc, NULL);
+    respond_json(c, doc, hdr);
 }
 
-void echo_handle(http_conn *c, const prov_call *call, prov_usage *usage)
+void echo_handle(http_conn *c, prov_call *call, prov_usage *usage)
 {
     json_error_t jerr;
     json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
     if (!json_is_object(req)) {
         json_decref(req);
+        call->release(call, 400);
         http_error(c, 400, "invalid_request_error", "invalid_json", NULL,
                    "We could not parse the JSON body of your request.", -1);
         return;

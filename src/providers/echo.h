@@ -23,6 +23,6 @@
 /* Counts tokens of s by the rule above. */
 int64_t echo_count_tokens(const char *s, size_t n);
 /* Answers the call on c (chat or embeddings, streaming or not) and reports usage. */
-void echo_handle(http_conn *c, const prov_call *call, prov_usage *usage);
+void echo_handle(http_conn *c, prov_call *call, prov_usage *usage);
 
 #endif

@@ -26,6 +26,23 @@ const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
     }
 }
 
+int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost)
+{
+    jscan_member m[32];
+    int n = jscan_object(chunk.p, chunk.n, m, 32, NULL);
+    const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
+    if (!u || u->type != JS_OBJECT)
+        return -1;
+    /* the usage object's closing brace is its last byte */
+    size_t close = (size_t)(u->value.p - chunk.p) + u->value.n - 1;
+    int empty = u->value.n == 2;
+    int rc = buf_append(out, chunk.p, close);
+    rc |= buf_appends(out, empty ? "\"cost\":" : ",\"cost\":");
+    rc |= buf_appends(out, cost);
+    rc |= buf_append(out, chunk.p + close, chunk.n - close);
+    return rc ? -1 : 0;
+}
+
 typedef struct edit {
     size_t start, end;     /* replaced range of the client body (start == end: insertion) */
     size_t off, len;       /* replacement in scratch */
@@ -169,6 +186,37 @@ static int openai_response(const prov_call *call, ms_str body, buf_t *client, pr
     return 0;
 }
 
+/* Bytes of generated text in a chunk's `choices`: delta content, refusal and tool calls of a
+ * single choice; for several choices (n > 1) the whole array's size, still an upper bound. */
+static int64_t chunk_text_bytes(ms_str choices)
+{
+    const char *p = choices.p + 1, *e = choices.p + choices.n - 1;
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
+        e--;
+    if (p == e)
+        return 0;
+    jscan_member m[16], d[16];
+    int n = jscan_object(p, (size_t)(e - p), m, 16, NULL);
+    if (n < 0)
+        return (int64_t)choices.n;
+    const jscan_member *delta = jscan_find(m, (size_t)(n > 16 ? 16 : n), "delta");
+    if (!delta || delta->type != JS_OBJECT)
+        return 0;
+    int dn = jscan_members(delta->value, d, 16);
+    int64_t bytes = 0;
+    static const char *const fields[] = {"content", "refusal", "tool_calls", "reasoning_content"};
+    for (size_t i = 0; dn > 0 && i < sizeof fields / sizeof fields[0]; i++) {
+        const jscan_member *f = jscan_find(d, (size_t)(dn > 16 ? 16 : dn), fields[i]);
+        if (f && f->type == JS_STRING)
+            bytes += (int64_t)f->value.n - 2;
+        else if (f && f->type == JS_ARRAY)
+            bytes += (int64_t)f->value.n;
+    }
+    return bytes;
+}
+
 /* The `message` of an OpenAI error object ({"message": …, "type": …}). Returns 0 if found. */
 static int error_object_message(ms_str obj, char *out, size_t outlen)
 {
@@ -179,7 +227,8 @@ static int error_object_message(ms_str obj, char *out, size_t outlen)
 }
 
 static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t *out,
-                               prov_usage *usage, int *done, int *error, char *err, size_t errlen)
+                               prov_usage *usage, int *done, int *error, int *usage_chunk,
+                               char *err, size_t errlen)
 {
     ms_str d = ev->data;
     if (d.n == 0)
@@ -202,13 +251,18 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
             snprintf(err, errlen, "the provider reported an error in the stream");
         return 0;
     }
+    const jscan_member *ch = jscan_find(m, k, "choices");
+    if (ch && ch->type == JS_ARRAY)
+        usage->streamed_bytes += chunk_text_bytes(ch->value);
     const jscan_member *u = jscan_find(m, k, "usage");
     if (u && u->type == JS_OBJECT) {
         read_usage(u->value, usage);
-        const jscan_member *ch = jscan_find(m, k, "choices");
         int usage_only = !ch || (ch->type == JS_ARRAY && ch->value.n == 2);
-        if (usage_only && !call->client_include_usage)
-            return 0; /* the usage chunk the gateway asked for, not the client */
+        if (usage_only) {
+            /* held back: the client gets it last, with the cost, and only if it asked */
+            *usage_chunk = 1;
+            return buf_append(out, d.p, d.n) ? -1 : 0;
+        }
     }
     /* forward the event's data as OpenAI frames it, whatever framing the upstream used */
     int rc = buf_append(out, "data: ", 6);

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+#include "billing/billing.h"
 #include "common/buf.h"
 #include "common/jscan.h"
 #include "common/sse.h"
@@ -31,7 +32,12 @@ typedef struct prov_usage {
     int known;
     int64_t prompt_tokens;
     int64_t completion_tokens;
+    /* streams: bytes of generated text seen so far (delta content, refusals, tool-call
+     * arguments), the upper bound of completion tokens billed if usage never comes */
+    int64_t streamed_bytes;
 } prov_usage;
+
+struct prov_call;
 
 /* A validated client request. Views point into the client's body, which outlives the call. */
 typedef struct prov_call {
@@ -46,6 +52,18 @@ typedef struct prov_call {
     int stream;
     int client_include_usage;
     int64_t max_tokens; /* -1 when not given */
+    /* billing: the hold placed before anything went upstream, and how to settle it */
+    bill_hold hold;
+    int64_t prompt_bound;
+    char request_id[40];
+    uint64_t start_ns;
+    /* Settles the hold for usage u with the answer's status; writes the USD charged as text
+     * into cost (32 bytes) and returns the nano-dollars charged. Set by the API layer. */
+    int64_t (*settle)(struct prov_call *call, const prov_usage *u, int status, int estimated,
+                      char *cost);
+    /* Releases the hold of a request that got no usage; records it with its status. */
+    void (*release)(struct prov_call *call, int status);
+    void *bill; /* the worker's bill_t, for settle/release */
 } prov_call;
 
 /* The upstream request an adapter builds. */
@@ -69,13 +87,19 @@ typedef struct prov_adapter {
     int (*response)(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage,
                     char *err, size_t errlen);
     /* One upstream stream event. Appends what the client gets to out; sets *done at the end
-     * marker and *error (with a message in err) for an in-band upstream error. Returns 0, or -1
-     * when the event is not valid (err set). */
+     * marker and *error (with a message in err) for an in-band upstream error. A chunk that only
+     * carries usage is not appended: *usage_chunk is set and out holds its JSON data instead, so
+     * the caller can add the cost and send it last (if the client asked for usage). Returns 0, or
+     * -1 when the event is not valid (err set). */
     int (*stream_event)(const prov_call *call, const sse_event *ev, buf_t *out, prov_usage *usage,
-                        int *done, int *error, char *err, size_t errlen);
+                        int *done, int *error, int *usage_chunk, char *err, size_t errlen);
     /* The human message inside an upstream error answer. */
     void (*error_message)(ms_str body, char *out, size_t outlen);
 } prov_adapter;
+
+/* Copies the chunk JSON `chunk` into out with `"cost":<cost>` added to its top-level usage
+ * object (cost is USD decimal text). Returns 0, or -1 if chunk has no usage object. */
+int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost);
 
 /* The adapter for a provider kind, or NULL (echo and kinds not implemented yet). */
 const prov_adapter *prov_adapter_for(cfg_prov_kind kind);

@@ -144,7 +144,9 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
                         c->req.id);
     if (content_type)
         rc |= buf_printf(h, "content-type: %s\r\n", content_type);
-    if (content_length >= 0)
+    if (status == 204)
+        ; /* RFC 9110: no Content-Length on 204 */
+    else if (content_length >= 0)
         rc |= buf_printf(h, "content-length: %" PRId64 "\r\n", content_length);
     else
         rc |= buf_appends(h, "transfer-encoding: chunked\r\n");
@@ -160,7 +162,11 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
 
 static void access_log(http_conn *c)
 {
-    http_request *r = &c->req;
+    http_log_request(&c->req, c->status, c->bytes_in, c->bytes_out);
+}
+
+void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out)
+{
     char ts[32];
     ms_iso8601(ms_now_ms(), ts, 1);
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
@@ -171,7 +177,7 @@ static void access_log(http_conn *c)
                ts, r->id, llhttp_method_name(r->method));
     buf_append_json_escaped(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
     /* account ids are numbers; the key is its display prefix, never the key */
-    buf_printf(&b, "\",\"status\":%d,\"account\":%s,\"key\":%s%s%s,\"model\":", c->status,
+    buf_printf(&b, "\",\"status\":%d,\"account\":%s,\"key\":%s%s%s,\"model\":", status,
                r->log_account[0] ? r->log_account : "null", r->log_key[0] ? "\"" : "",
                r->log_key[0] ? r->log_key : "null", r->log_key[0] ? "\"" : "");
     if (r->log_model[0]) {
@@ -188,7 +194,7 @@ static void access_log(http_conn *c)
         buf_printf(&b, "%" PRId64, r->upstream_ms);
     buf_printf(&b, ",\"total_ms\":%" PRId64 ".%03" PRId64 ",\"bytes_in\":%" PRIu64
                ",\"bytes_out\":%" PRIu64,
-               total_us / 1000, total_us % 1000, c->bytes_in, c->bytes_out);
+               total_us / 1000, total_us % 1000, bytes_in, bytes_out);
     if (r->prompt_tokens >= 0)
         buf_printf(&b, ",\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64,
                    r->prompt_tokens, r->completion_tokens);
@@ -411,13 +417,13 @@ static void conn_close(http_conn *c)
     worker_t *w = c->w;
     if (c->processing) {
         /* the client is gone before its answer was complete */
-        if (c->handler.abort)
-            c->handler.abort(c, c->handler.ctx);
-        c->handler = (http_handler){0};
         if (!c->responded)
             c->status = 499;
+        int handler_logs = c->handler.abort && c->handler.abort(c, c->handler.ctx);
+        c->handler = (http_handler){0};
         c->processing = 0;
-        access_log(c);
+        if (!handler_logs)
+            access_log(c);
         w->inflight--;
     }
     if (c->prev)

@@ -30,8 +30,10 @@ typedef struct http_conn http_conn;
 typedef struct http_handler {
     void *ctx;
     /* The client went away (or the connection must close) while the request was in progress:
-     * stop all work and free ctx. No http_* call on this request may follow. */
-    void (*abort)(http_conn *c, void *ctx);
+     * stop all work and free ctx, or go on without the connection. No http_* call on this
+     * request may follow. Returns 1 when the handler goes on and will write the request's access
+     * line itself (http_log_request), 0 when the connection should log it now. */
+    int (*abort)(http_conn *c, void *ctx);
     /* Pending writes fell below the low-water mark after http_write_pending() was high. */
     void (*drained)(http_conn *c, void *ctx);
 } http_handler;
@@ -92,6 +94,9 @@ struct http_conn {
     uint64_t bytes_in, bytes_out;
     int status; /* status of the current response */
 };
+
+/* Writes the access line of a request (normally done by the connection when it finishes). */
+void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out);
 
 /* Called by the worker's listener for each accepted connection. */
 void http_accept(worker_t *w, uv_stream_t *listener);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/proxy.h"
 #include "common/log.h"
 #include "server/http.h"
 
@@ -101,8 +102,10 @@ static void stop_worker(worker_t *w, int force)
 {
     close_listener(w);
     uv_timer_stop(&w->drain_timer);
-    if (force)
+    if (force) {
+        proxy_kill_detached(w);
         http_close_all(w);
+    }
     else
         http_finish_drain(w);
     uv_close((uv_handle_t *)&w->wakeup, NULL);
@@ -111,7 +114,7 @@ static void stop_worker(worker_t *w, int force)
 
 void srv_worker_check_drained(worker_t *w)
 {
-    if (w->draining == 1 && w->inflight == 0) {
+    if (w->draining == 1 && w->inflight == 0 && w->ndetached == 0) {
         w->draining = 2;
         stop_worker(w, 0);
     }
@@ -149,7 +152,8 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-srv_t *srv_new(const cfg_t *cfg, kc_t *kc, const char *listen_override, char *err, size_t errlen)
+srv_t *srv_new(const cfg_t *cfg, kc_t *kc, struct bill *bill, const char *listen_override,
+               char *err, size_t errlen)
 {
     srv_t *s = calloc(1, sizeof *s);
     if (!s) {
@@ -158,6 +162,7 @@ srv_t *srv_new(const cfg_t *cfg, kc_t *kc, const char *listen_override, char *er
     }
     s->cfg = cfg;
     s->kc = kc;
+    s->bill = bill;
     if (listen_override) {
         if (parse_listen(listen_override, s->host, sizeof s->host, &s->port) != 0) {
             snprintf(err, errlen, "--listen: expected HOST:PORT, got '%s'", listen_override);
@@ -183,6 +188,7 @@ srv_t *srv_new(const cfg_t *cfg, kc_t *kc, const char *listen_override, char *er
         w->id = i;
         w->cfg = cfg;
         w->kc = kc;
+        w->bill = bill;
         if (getrandom(&w->rid_salt, sizeof w->rid_salt, 0) != sizeof w->rid_salt)
             w->rid_salt = (uint64_t)time(NULL) ^ ((uint64_t)i << 40);
         int actual = 0;

@@ -32,9 +32,12 @@ typedef struct worker {
     up_ctx *up;
     const cfg_t *cfg;
     kc_t *kc;
+    struct bill *bill; /* billing/billing.h: balances, holds, the ledger queue */
     int draining;
     int listener_open;
     uint64_t inflight;       /* requests being processed */
+    struct proxy *detached;  /* requests whose client left, still reading for usage */
+    uint64_t ndetached;
     struct http_conn *conns; /* intrusive list of open connections */
     uint64_t nconns;
     uint64_t rid_seq;        /* request id sequence */
@@ -46,6 +49,7 @@ typedef struct worker {
 struct srv {
     const cfg_t *cfg;
     kc_t *kc;
+    struct bill *bill;
     char host[256];
     int port;
     int nworkers;
@@ -55,7 +59,8 @@ struct srv {
 
 /* Binds every worker's socket (so address errors surface before serving). Returns NULL with a
  * message in err on failure. listen_override may be NULL ("HOST:PORT" otherwise). */
-srv_t *srv_new(const cfg_t *cfg, kc_t *kc, const char *listen_override, char *err, size_t errlen);
+srv_t *srv_new(const cfg_t *cfg, kc_t *kc, struct bill *bill, const char *listen_override,
+               char *err, size_t errlen);
 /* Runs until a signal has drained every worker. Returns 0. */
 int srv_run(srv_t *s);
 void srv_free(srv_t *s);
