@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/job.h"
 #include "auth/keycache.h"
+#include "billing/billing.h"
 #include "cli/cli.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -62,12 +64,18 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     log_start();
     int rc = 1;
     srv_t *srv = NULL;
+    bill_t *bill = NULL;
     kc_t *kc = kc_start(cfg, err, sizeof err);
     if (!kc) {
         log_error("cannot open the store: %s", err);
         goto out;
     }
-    srv = srv_new(cfg, kc, listen, err, sizeof err);
+    bill = bill_start(cfg, err, sizeof err);
+    if (!bill) {
+        log_error("cannot start billing: %s", err);
+        goto out;
+    }
+    srv = srv_new(cfg, kc, bill, listen, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out;
@@ -75,6 +83,10 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     rc = srv_run(srv);
 out:
     srv_free(srv);
+    api_jobs_shutdown(); /* after the workers stopped: no store job can be running */
+    /* after the workers: every settled request is committed before exit */
+    if (bill)
+        bill_stop(bill);
     if (kc)
         kc_stop(kc);
     log_stop();

@@ -4,14 +4,20 @@
  * Routes are few and fixed, so they are matched with plain comparisons rather than a table
  * walk. A known path with the wrong method answers 405 with Allow; anything else 404. Every /v1/
  * route authenticates a proxy key before it looks at the body, as OpenAI does, so an
- * unauthenticated client learns nothing about the request it sent.
+ * unauthenticated client learns nothing about the request it sent. The same holds for /api/
+ * (billing keys, account.c) and /admin/ (the admin token, admin.c): an unknown path there is a
+ * 404 only for a caller who got through authentication. /admin/ does not exist at all (404 for
+ * every path) when no admin token is configured.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "api/api.h"
+#include "api/job.h"
 #include "auth/keys.h"
 #include "common/util.h"
 
@@ -58,32 +64,47 @@ void api_err_internal(http_conn *c)
                "The gateway had an internal error while processing your request.", -1);
 }
 
-int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *key)
+void api_err_not_found(http_conn *c, const char *what)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "No such %s.", what);
+    http_error(c, 404, "not_found_error", "not_found", NULL, msg, -1);
+}
+
+/* The credential of "Authorization: Bearer <credential>", trimmed. On failure 401
+ * missing_api_key has been sent and -1 is returned. */
+static int bearer(http_conn *c, http_request *r, const char **out, size_t *outlen)
 {
     ms_str a = r->authorization;
     /* "Bearer" is case-insensitive in RFC 6750 practice; the key itself is not */
-    if (a.n < 8 || strncasecmp(a.p, "Bearer ", 7) != 0) {
-        http_error(c, 401, "authentication_error", "missing_api_key", NULL,
-                   "You didn't provide an API key. Provide it in the Authorization header as "
-                   "'Bearer YOUR_KEY'.",
-                   -1);
+    if (a.n >= 8 && strncasecmp(a.p, "Bearer ", 7) == 0) {
+        const char *k = a.p + 7;
+        size_t n = a.n - 7;
+        while (n && (*k == ' ' || *k == '\t')) {
+            k++;
+            n--;
+        }
+        while (n && (k[n - 1] == ' ' || k[n - 1] == '\t'))
+            n--;
+        if (n) {
+            *out = k;
+            *outlen = n;
+            return 0;
+        }
+    }
+    http_error(c, 401, "authentication_error", "missing_api_key", NULL,
+               "You didn't provide an API key. Provide it in the Authorization header as "
+               "'Bearer YOUR_KEY'.",
+               -1);
+    return -1;
+}
+
+int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *key)
+{
+    const char *k;
+    size_t n;
+    if (bearer(c, r, &k, &n) != 0)
         return -1;
-    }
-    const char *k = a.p + 7;
-    size_t n = a.n - 7;
-    while (n && (*k == ' ' || *k == '\t')) {
-        k++;
-        n--;
-    }
-    while (n && (k[n - 1] == ' ' || k[n - 1] == '\t'))
-        n--;
-    if (n == 0) {
-        http_error(c, 401, "authentication_error", "missing_api_key", NULL,
-                   "You didn't provide an API key. Provide it in the Authorization header as "
-                   "'Bearer YOUR_KEY'.",
-                   -1);
-        return -1;
-    }
     kc_status st = kc_lookup(c->w->kc, k, n, ms_now_ms(), key);
     if (st == KC_NOT_FOUND) {
         http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key",
@@ -129,6 +150,143 @@ static void not_found(http_conn *c)
     http_error(c, 404, "not_found_error", "not_found", NULL, "Unknown route.", -1);
 }
 
+/* 1 when the request's method is one of allow ("GET, POST"). */
+static int method_in(http_request *r, const char *allow)
+{
+    const char *name = llhttp_method_name(r->method);
+    size_t n = strlen(name);
+    for (const char *p = allow; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == allow || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Takes prefix off *p when *p starts with it. */
+static int eat(ms_str *p, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (p->n < n || memcmp(p->p, prefix, n) != 0)
+        return 0;
+    p->p += n;
+    p->n -= n;
+    return 1;
+}
+
+/* A path id: 1 to 18 digits, not 0. Takes it off *p; returns it, or 0 when there is none. */
+static int64_t eat_id(ms_str *p)
+{
+    int64_t v = 0;
+    size_t i = 0;
+    while (i < p->n && i < 18 && p->p[i] >= '0' && p->p[i] <= '9')
+        v = v * 10 + (p->p[i++] - '0');
+    if (v == 0 || (i < p->n && p->p[i] != '/'))
+        return 0;
+    p->p += i;
+    p->n -= i;
+    return v;
+}
+
+/* /api/...: the account API behind a billing key. */
+static void route_api(http_conn *c, http_request *r)
+{
+    ms_str p = r->path;
+    const char *allow = NULL;
+    acct_route route = ACCT_BALANCE;
+    key_type type = KEY_PROXY;
+    int64_t id = 0;
+
+    eat(&p, "/api/");
+    if (ms_str_eq(p, "balance")) {
+        allow = "GET";
+    } else if (ms_str_eq(p, "usage")) {
+        route = ACCT_USAGE, allow = "GET";
+    } else if (ms_str_eq(p, "usage/stats")) {
+        route = ACCT_USAGE_STATS, allow = "GET";
+    } else if (ms_str_eq(p, "transactions")) {
+        route = ACCT_TRANSACTIONS, allow = "GET";
+    } else if (eat(&p, "keys") || (eat(&p, "billing-keys") && (type = KEY_BILLING, 1))) {
+        if (p.n == 0) {
+            route = ACCT_KEYS, allow = "GET, POST";
+        } else if (eat(&p, "/")) {
+            route = ACCT_KEY, allow = "GET, PUT, DELETE";
+            id = eat_id(&p);
+            if (!id || p.n)
+                allow = NULL; /* /api/keys/abc: no such resource */
+        }
+    }
+    if (allow && !method_in(r, allow)) {
+        method_not_allowed(c, allow);
+        return;
+    }
+    store_key key;
+    if (api_authenticate(c, r, KEY_BILLING, &key) != 0)
+        return;
+    if (!allow) {
+        not_found(c);
+        return;
+    }
+    api_account(c, r, &key, route, type, id);
+}
+
+/* Checks the admin token in constant time. On failure the 401 has been sent. */
+static int admin_authenticate(http_conn *c, http_request *r, const char *token)
+{
+    const char *k;
+    size_t n;
+    unsigned char got[32], want[32];
+    if (bearer(c, r, &k, &n) != 0)
+        return -1;
+    /* Comparing digests keeps the time independent of where (and whether) the lengths or the
+     * bytes differ. */
+    key_hash(k, n, got);
+    key_hash(token, strlen(token), want);
+    if (CRYPTO_memcmp(got, want, sizeof got) != 0) {
+        http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key",
+                   -1);
+        return -1;
+    }
+    snprintf(r->log_key, sizeof r->log_key, "admin");
+    return 0;
+}
+
+/* /admin/...: the operator API behind the admin token. */
+static void route_admin(http_conn *c, http_request *r)
+{
+    const char *token = c->w->cfg->admin_token;
+    ms_str p = r->path;
+    const char *allow = NULL;
+    admin_route route = ADMIN_ACCOUNTS;
+    int64_t id = 0;
+
+    if (!token || !*token) {
+        not_found(c); /* disabled: the operator API does not exist */
+        return;
+    }
+    eat(&p, "/admin/");
+    if (ms_str_eq(p, "accounts")) {
+        allow = "GET, POST";
+    } else if (eat(&p, "accounts/") && (id = eat_id(&p)) != 0) {
+        if (p.n == 0)
+            route = ADMIN_ACCOUNT, allow = "GET";
+        else if (ms_str_eq(p, "/topup"))
+            route = ADMIN_TOPUP, allow = "POST";
+        else if (ms_str_eq(p, "/billing-keys"))
+            route = ADMIN_BILLING_KEYS, allow = "POST";
+    }
+    if (allow && !method_in(r, allow)) {
+        method_not_allowed(c, allow);
+        return;
+    }
+    if (admin_authenticate(c, r, token) != 0)
+        return;
+    if (!allow) {
+        not_found(c);
+        return;
+    }
+    api_admin(c, r, route, id);
+}
+
 void api_dispatch(http_conn *c, http_request *r)
 {
     ms_str p = r->path;
@@ -168,9 +326,12 @@ void api_dispatch(http_conn *c, http_request *r)
             return;
     }
     if (p.n >= 5 && memcmp(p.p, "/api/", 5) == 0) {
-        store_key key;
-        if (api_authenticate(c, r, KEY_BILLING, &key) != 0)
-            return;
+        route_api(c, r);
+        return;
+    }
+    if (p.n >= 7 && memcmp(p.p, "/admin/", 7) == 0) {
+        route_admin(c, r);
+        return;
     }
     not_found(c);
 }

@@ -10,6 +10,10 @@
  *
  * The rows are fetched from the store before the write lock is taken, so lookups never wait for
  * disk I/O; the lock is held only while pointers are swapped.
+ *
+ * kc_apply lets the API layer put a row it has just written into the table at once, so a key
+ * created, changed or deleted through the account API takes effect on this gateway before the
+ * next tick; kc_apply_row explains how that path and the refresher's stay ordered.
  */
 #include "auth/keycache.h"
 
@@ -37,10 +41,11 @@ typedef struct kc_entry {
 } kc_entry;
 
 struct kc {
-    pthread_rwlock_t lock; /* guards buckets, nbuckets, count */
+    pthread_rwlock_t lock; /* guards buckets, nbuckets, count, applied_seq */
     kc_entry **buckets;
     size_t nbuckets; /* a power of two */
     size_t count;
+    int64_t applied_seq; /* every row up to this sequence is in the table (the refresher's) */
 
     /* Used only by whoever refreshes: kc_start before the thread exists, then the thread. */
     store_t *store;
@@ -98,25 +103,35 @@ static void kc_grow(kc_t *kc)
     free(old);
 }
 
-/* Applies one changed row; caller holds the write lock. Returns -1 when out of memory. */
-static int kc_apply(kc_t *kc, const store_key *k)
+/* Applies one changed row; caller holds the write lock. Returns -1 when out of memory.
+ *
+ * Rows reach the table from two directions: the refresher, in sequence order, and kc_apply, from
+ * an event loop right after that loop's own store write. The two can cross (the refresher may
+ * apply a batch it read just before the API's write committed), so a row never replaces a newer
+ * version of itself, and a deletion, which is irreversible, always wins. kc_apply leaves a
+ * deleted key as a tombstone (an entry with deleted set, which kc_lookup refuses) so that an
+ * older row still on its way from the refresher cannot bring the key back; the refresher
+ * removes the tombstone when it reaches the deletion itself. */
+static int kc_apply_row(kc_t *kc, const store_key *k, int keep_tombstone)
 {
     kc_entry **pp = kc_find(kc, k->hash);
+    kc_entry *e = *pp;
 
-    if (k->deleted) {
-        if (*pp) {
-            kc_entry *e = *pp;
+    if (e && e->key.deleted && !k->deleted) return 0;
+    if (e && e->key.seq > k->seq) return 0;
+    if (k->deleted && !keep_tombstone) {
+        if (e) {
             *pp = e->next;
             free(e);
             kc->count--;
         }
         return 0;
     }
-    if (*pp) {
-        (*pp)->key = *k;
+    if (e) {
+        e->key = *k;
         return 0;
     }
-    kc_entry *e = malloc(sizeof(*e));
+    e = malloc(sizeof(*e));
     if (!e) return -1;
     e->key = *k;
     e->next = NULL;
@@ -167,7 +182,8 @@ static int kc_refresh(kc_t *kc, char *msg, size_t msglen)
     }
     pthread_rwlock_wrlock(&kc->lock);
     for (size_t i = 0; i < kc->batch_len && rc == 0; i++)
-        rc = kc_apply(kc, &kc->batch[i]);
+        rc = kc_apply_row(kc, &kc->batch[i], 0);
+    if (rc == 0) kc->applied_seq = max_seq;
     pthread_rwlock_unlock(&kc->lock);
     if (rc != 0) {
         /* Rows already applied are applied again next time, which is harmless. */
@@ -329,4 +345,18 @@ kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_k
     if (k.expires_at_ms != 0 && now_ms >= k.expires_at_ms) return KC_EXPIRED;
     if (!k.active) return KC_INACTIVE;
     return KC_OK;
+}
+
+void kc_apply(kc_t *kc, const store_key *k)
+{
+    int rc = 0;
+
+    if (!kc || !k) return;
+    pthread_rwlock_wrlock(&kc->lock);
+    /* At or below applied_seq the refresher has already put this row, or a newer one, in place;
+     * re-applying an older row could only undo a later change. */
+    if (k->seq > kc->applied_seq) rc = kc_apply_row(kc, k, 1);
+    pthread_rwlock_unlock(&kc->lock);
+    /* Out of memory: the refresher adds the row within one tick anyway. */
+    if (rc != 0) log_warn("key cache: out of memory applying key %lld", (long long)k->id);
 }

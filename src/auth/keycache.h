@@ -32,4 +32,10 @@ typedef enum {
  * now_ms decides expiry. */
 kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_key *out);
 
+/* Puts one key row, as the store returned it after a write (hash included: never a row copied
+ * out by kc_lookup), into the cache now: inserted, updated, or removed when k->deleted. Takes
+ * the write lock briefly; never touches the store. A row older than what the cache already
+ * holds is ignored, so calling this after the refresher has caught up is harmless. */
+void kc_apply(kc_t *kc, const store_key *k);
+
 #endif

@@ -1,0 +1,314 @@
+/*
+ * The operator API (/admin/, behind the admin token): create, list and show accounts, top one up
+ * (a `payment` transaction), and give an account its billing keys. The router has checked the
+ * token and the method; this file validates bodies, runs the store work in a pool thread
+ * (job.h) and answers. Every action here is also a CLI command working on the store directly.
+ *
+ * Balances shown are the settled balance billing holds in memory when it knows the account
+ * (the store's figure lags by the charges the ledger writer has not committed yet). A top-up
+ * first waits for the writer (bill_flush) so the balance it returns is current, and every change
+ * of an account tells billing to re-read accounts at once (bill_poke) instead of at its next
+ * poll.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/job.h"
+#include "billing/billing.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define DESC_MAX 1024 /* the store's limit for a transaction description */
+
+typedef enum { OP_CREATE, OP_LIST, OP_GET, OP_TOPUP } admin_op;
+typedef enum { RES_OK, RES_NOT_FOUND, RES_INTERNAL } admin_res;
+
+typedef struct admin_job {
+    admin_op op;
+    int64_t id;
+    char name[128];
+    int64_t amount_nusd; /* opening balance or top-up */
+    int has_desc;
+    char desc[DESC_MAX + 1];
+    bill_t *bill;
+    /* results */
+    admin_res res;
+    int status;
+    buf_t body;
+    int poke; /* an account changed: billing should re-read */
+} admin_job;
+
+static void job_fail(admin_job *j, store_t *s, const char *what)
+{
+    log_error("admin: %s: %s", what, store_errmsg(s));
+    j->res = RES_INTERNAL;
+}
+
+static int64_t shown_balance(admin_job *j, const store_account *a)
+{
+    int64_t nusd;
+    if (j->bill && bill_balance(j->bill, a->id, &nusd) == 0) return nusd;
+    return a->balance_nusd;
+}
+
+static void append_account(buf_t *b, const store_account *a, int64_t balance_nusd)
+{
+    buf_printf(b, "{\"id\":%" PRId64 ",\"name\":", a->id);
+    api_append_str(b, a->name);
+    buf_appends(b, ",\"balance\":");
+    api_append_usd(b, balance_nusd);
+    buf_appends(b, ",\"createdAt\":");
+    api_append_time(b, a->created_at_ms);
+    buf_appends(b, "}");
+}
+
+static void work_create(admin_job *j, store_t *s)
+{
+    store_account a;
+    if (store_account_create(s, j->name, j->amount_nusd, &j->id) != STORE_OK) {
+        job_fail(j, s, "account create");
+        return;
+    }
+    j->poke = 1;
+    if (store_account_get(s, j->id, &a) != STORE_OK) {
+        job_fail(j, s, "account get");
+        return;
+    }
+    j->status = 201;
+    /* billing has not loaded the account yet: the row is the truth */
+    append_account(&j->body, &a, a.balance_nusd);
+}
+
+static void work_list(admin_job *j, store_t *s)
+{
+    store_account *v = NULL;
+    size_t n = 0;
+    if (store_account_list(s, &v, &n) != STORE_OK) {
+        job_fail(j, s, "account list");
+        return;
+    }
+    buf_appends(&j->body, "{\"accounts\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_appends(&j->body, ",");
+        append_account(&j->body, &v[i], shown_balance(j, &v[i]));
+    }
+    buf_appends(&j->body, "]}");
+    free(v);
+}
+
+static void work_get(admin_job *j, store_t *s)
+{
+    store_account a;
+    int rc = store_account_get(s, j->id, &a);
+    if (rc == STORE_NOTFOUND) {
+        j->res = RES_NOT_FOUND;
+        return;
+    }
+    if (rc != STORE_OK) {
+        job_fail(j, s, "account get");
+        return;
+    }
+    append_account(&j->body, &a, shown_balance(j, &a));
+}
+
+static void work_topup(admin_job *j, store_t *s)
+{
+    store_account a;
+    /* Settled charges first, so the balance read back below is the whole truth. */
+    if (j->bill) bill_flush(j->bill);
+    int rc = store_account_topup(s, j->id, j->amount_nusd, j->has_desc ? j->desc : NULL);
+    if (rc == STORE_NOTFOUND) {
+        j->res = RES_NOT_FOUND;
+        return;
+    }
+    if (rc != STORE_OK) {
+        job_fail(j, s, "account top-up");
+        return;
+    }
+    j->poke = 1;
+    if (store_account_get(s, j->id, &a) != STORE_OK) {
+        job_fail(j, s, "account get");
+        return;
+    }
+    buf_printf(&j->body, "{\"id\":%" PRId64 ",\"balance\":", a.id);
+    api_append_usd(&j->body, a.balance_nusd);
+    buf_appends(&j->body, "}");
+}
+
+static void admin_work(void *ctx, store_t *s)
+{
+    admin_job *j = ctx;
+    switch (j->op) {
+    case OP_CREATE:
+        work_create(j, s);
+        break;
+    case OP_LIST:
+        work_list(j, s);
+        break;
+    case OP_GET:
+        work_get(j, s);
+        break;
+    case OP_TOPUP:
+        work_topup(j, s);
+        break;
+    }
+}
+
+static void admin_done(http_conn *c, void *ctx)
+{
+    admin_job *j = ctx;
+    if (j->poke && j->bill) bill_poke(j->bill);
+    if (c) {
+        if (j->res == RES_NOT_FOUND) {
+            char what[48];
+            snprintf(what, sizeof what, "account %" PRId64, j->id);
+            api_err_not_found(c, what);
+        } else if (j->res == RES_INTERNAL) {
+            api_err_internal(c);
+        } else {
+            api_send_json(c, j->status, &j->body);
+        }
+    }
+    buf_free(&j->body);
+}
+
+static admin_job *job_new(http_conn *c, admin_op op, int64_t id)
+{
+    admin_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        api_err_internal(c);
+        return NULL;
+    }
+    j->op = op;
+    j->id = id;
+    j->bill = c->w->bill;
+    j->status = 200;
+    buf_init(&j->body, 0);
+    return j;
+}
+
+/* An amount member: a JSON number of USD, exact to the nano-dollar, > 0 (or >= 0 when zero_ok).
+ * Returns 0, or -1 after answering. */
+static int parse_amount(http_conn *c, const jscan_member *m, const char *param, int zero_ok,
+                        int64_t *out)
+{
+    if (m->type != JS_NUMBER || api_parse_usd(m->value, out) != 0 || *out < 0 ||
+        (*out == 0 && !zero_ok)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' must be a number of USD %s with at most 9 decimal places.",
+                 param, zero_ok ? ">= 0" : "> 0");
+        api_err_invalid(c, param, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* POST /admin/accounts {"name", "balance"?} */
+static void create_account(http_conn *c, http_request *r)
+{
+    jscan_member m[API_MAX_MEMBERS];
+    char field[80], name[128] = "";
+    int64_t balance = 0;
+    int has_name = 0;
+    int n = api_scan_object(c, r->body, m);
+    if (n < 0) return;
+    for (int i = 0; i < n; i++) {
+        api_member_name(&m[i], field, sizeof field);
+        if (!strcmp(field, "name")) {
+            if (api_member_str(&m[i], name, sizeof name) != 0 || !name[0]) {
+                api_err_invalid(c, "name",
+                                "'name' must be a non-empty string of at most 127 bytes.");
+                return;
+            }
+            has_name = 1;
+        } else if (!strcmp(field, "balance")) {
+            if (m[i].type == JS_NULL)
+                balance = 0;
+            else if (parse_amount(c, &m[i], "balance", 1, &balance) != 0)
+                return;
+        } else {
+            api_err_unknown_field(c, field);
+            return;
+        }
+    }
+    if (!has_name) {
+        api_err_missing(c, "name");
+        return;
+    }
+    admin_job *j = job_new(c, OP_CREATE, 0);
+    if (!j) return;
+    memcpy(j->name, name, sizeof j->name);
+    j->amount_nusd = balance;
+    api_job(c, admin_work, admin_done, j);
+}
+
+/* POST /admin/accounts/{id}/topup {"amount", "description"?} */
+static void topup(http_conn *c, http_request *r, int64_t id)
+{
+    jscan_member m[API_MAX_MEMBERS];
+    char field[80];
+    int64_t amount = 0;
+    int has_amount = 0;
+    int n = api_scan_object(c, r->body, m);
+    if (n < 0) return;
+    admin_job *j = job_new(c, OP_TOPUP, id);
+    if (!j) return;
+    for (int i = 0; i < n; i++) {
+        api_member_name(&m[i], field, sizeof field);
+        if (!strcmp(field, "amount")) {
+            if (parse_amount(c, &m[i], "amount", 0, &amount) != 0) goto fail;
+            has_amount = 1;
+        } else if (!strcmp(field, "description")) {
+            if (m[i].type == JS_NULL) {
+                j->has_desc = 0;
+            } else if (api_member_str(&m[i], j->desc, sizeof j->desc) != 0) {
+                api_err_invalid(c, "description",
+                                "'description' must be a string of at most 1024 bytes, or null.");
+                goto fail;
+            } else {
+                j->has_desc = 1;
+            }
+        } else {
+            api_err_unknown_field(c, field);
+            goto fail;
+        }
+    }
+    if (!has_amount) {
+        api_err_missing(c, "amount");
+        goto fail;
+    }
+    j->amount_nusd = amount;
+    api_job(c, admin_work, admin_done, j);
+    return;
+
+fail:
+    buf_free(&j->body);
+    free(j);
+}
+
+void api_admin(http_conn *c, http_request *r, admin_route route, int64_t id)
+{
+    admin_job *j = NULL;
+    switch (route) {
+    case ADMIN_ACCOUNTS:
+        if (r->method == HTTP_POST) {
+            create_account(c, r);
+            return;
+        }
+        j = job_new(c, OP_LIST, 0);
+        break;
+    case ADMIN_ACCOUNT:
+        j = job_new(c, OP_GET, id);
+        break;
+    case ADMIN_TOPUP:
+        topup(c, r, id);
+        return;
+    case ADMIN_BILLING_KEYS:
+        api_account_create_key(c, r, id, KEY_BILLING);
+        return;
+    }
+    if (j) api_job(c, admin_work, admin_done, j);
+}
