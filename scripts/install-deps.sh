@@ -34,7 +34,7 @@ die() {
 
 PKGS=(build-essential pkg-config clang valgrind curl ca-certificates libuv1-dev node-llhttp
     libcurl4-openssl-dev libjansson-dev libjsmn-dev libsqlite3-dev libyaml-dev libssl-dev
-    libhiredis-dev)
+    libhiredis-dev sqlite3)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -128,7 +128,7 @@ test('keys: printed once alone on the last line, stored only as a hash', T, asyn
     assert.equal((await cli(['key', 'create', '--account', '999999'])).code, 1, 'unknown account');
 });
 
-test('audit passes on a consistent ledger', { ...T, todo: 'issue #3: the ledger and audit' }, async () => {
+test('audit passes on a consistent ledger', T, async () => {
     const r = await cli(['audit']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
 });

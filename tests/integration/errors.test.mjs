@@ -70,7 +70,7 @@ test('a billing key (mk-) on /v1/: 403 wrong_key_type', T, async () => {
     h.assertError(assert, models, 403, 'permission_error', 'wrong_key_type');
 });
 
-test('a proxy key (ms-) on /api/: 403 wrong_key_type; a billing key works there', { ...T, todo: 'issue #3: the account API' }, async () => {
+test('a proxy key (ms-) on /api/: 403 wrong_key_type; a billing key works there', T, async () => {
     const res = await h.get(gw, '/api/balance', key);
     h.assertError(assert, res, 403, 'permission_error', 'wrong_key_type');
     const ok = await h.get(gw, '/api/balance', billingKey);

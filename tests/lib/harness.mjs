@@ -848,3 +848,160 @@ export function recordedHeader(rec, name) {
     for (const [k, v] of Object.entries(h ?? {})) if (k.toLowerCase() === n) return v;
     return undefined;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Money (issue #3): exact nano-dollar arithmetic, the hold rule, ledger reads, crash and restart.
+// Expected amounts are computed here independently of the gateway, as BigInt nano-dollars
+// (1 USD = 1e9), by the rules of docs/BILLING.md; nothing below changes the helpers above.
+
+const NANO = 1000000000n;
+
+/**
+ * USD (a JSON number, or decimal text such as an x-modelswitch-cost header) as BigInt nano-dollars.
+ * Numbers go through toFixed(9), which recovers the exact decimal the gateway printed as long as it
+ * has at most 15 significant digits (every amount in these tests). More than 9 decimals throws.
+ */
+export function usdToNano(v) {
+    if (typeof v === 'bigint') return v * NANO;
+    let s;
+    if (typeof v === 'number') {
+        if (!Number.isFinite(v)) throw new Error(`not a USD amount: ${v}`);
+        s = v.toFixed(9);
+    } else {
+        s = String(v).trim();
+    }
+    const m = /^(-)?(\d+)(?:\.(\d{1,9}))?$/.exec(s);
+    if (!m) throw new Error(`not a USD amount with at most 9 decimals: ${JSON.stringify(v)}`);
+    const n = BigInt(m[2]) * NANO + BigInt((m[3] ?? '').padEnd(9, '0'));
+    return m[1] ? -n : n;
+}
+
+/** BigInt nano-dollars as exact USD text ("0.0000575", "12", "-0.000000001"). */
+export function nanoToUsd(n) {
+    n = BigInt(n);
+    const neg = n < 0n;
+    const a = neg ? -n : n;
+    const frac = (a % NANO).toString().padStart(9, '0').replace(/0+$/, '');
+    return `${neg ? '-' : ''}${a / NANO}${frac ? '.' + frac : ''}`;
+}
+
+/** Non-overlapping occurrences of needle in s (what the gateway counts in the body bytes). */
+function countOccurrences(s, needle) {
+    let n = 0;
+    for (let i = s.indexOf(needle); i >= 0; i = s.indexOf(needle, i + needle.length)) n++;
+    return n;
+}
+
+/**
+ * The prompt-token bound of a request body (string or Buffer, the exact bytes sent): body bytes
+ * + 16 + 1500 per "image_url" and per "input_audio" occurring in the body.
+ */
+export function promptBound(body) {
+    const buf = Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
+    const s = buf.toString('latin1');
+    return BigInt(buf.length) + 16n + 1500n * BigInt(countOccurrences(s, 'image_url') +
+        countOccurrences(s, 'input_audio'));
+}
+
+/** A model's list prices {input, output} in nano-dollars per 1M tokens for gw's config. */
+export function listPrices(gw, model) {
+    const m = gw.config.models[model];
+    if (!m) throw new Error(`model ${model} is not in the test config`);
+    // markup in millionths of a percent, like the gateway (at most 6 decimals)
+    const markupMicro = usdToNano(String(gw.config.billing?.markup_percent ?? 0)) / 1000n;
+    const list = (usd) => (usdToNano(usd) * (100000000n + markupMicro) + 50000000n) / 100000000n;
+    return { input: list(m.pricing.input), output: list(m.pricing.output ?? 0) };
+}
+
+/** The cost of prompt/completion tokens of model at gw's list prices, rounded half up once. */
+export function costNano(gw, model, prompt, completion) {
+    const p = listPrices(gw, model);
+    return (BigInt(prompt) * p.input + BigInt(completion) * p.output + 500000n) / 1000000n;
+}
+
+/**
+ * The hold a request places: cost(prompt bound, output bound). body: the exact JSON text sent.
+ * Output bound: embeddings 0; chat max_tokens, else max_completion_tokens, else the model's
+ * max_output_tokens, else billing.default_max_output_tokens (4096 when not configured).
+ */
+export function holdNano(gw, body, { embeddings = false } = {}) {
+    const j = JSON.parse(body);
+    let out = 0;
+    if (!embeddings) {
+        const m = gw.config.models[j.model];
+        out = j.max_tokens ?? j.max_completion_tokens ?? m?.max_output_tokens ??
+            gw.config.billing?.default_max_output_tokens ?? 4096;
+    }
+    return costNano(gw, j.model, promptBound(body), out);
+}
+
+/** GET /api/balance as BigInt nano-dollars (throws unless 200). */
+export async function balanceNano(gw, billingKey) {
+    const r = await get(gw, '/api/balance', billingKey);
+    if (r.status !== 200 || typeof r.json?.balance !== 'number') {
+        throw new Error(`GET /api/balance: ${r.status} ${r.text}`);
+    }
+    return usdToNano(r.json.balance);
+}
+
+/** Every row of a paged /api/ list (newest first), 50 at a time; call it when nothing settles. */
+export async function pagedList(gw, billingKey, p, field, max = 100000) {
+    const rows = [];
+    for (let offset = 0; rows.length < max; offset += 50) {
+        const r = await get(gw, `${p}?limit=50&offset=${offset}`, billingKey);
+        if (r.status !== 200 || !Array.isArray(r.json?.[field])) {
+            throw new Error(`GET ${p}?offset=${offset}: ${r.status} ${r.text.slice(0, 300)}`);
+        }
+        rows.push(...r.json[field]);
+        if (r.json[field].length < 50) break;
+    }
+    return rows;
+}
+export const usageRows = (gw, billingKey) => pagedList(gw, billingKey, '/api/usage', 'usage');
+export const transactionRows = (gw, billingKey) =>
+    pagedList(gw, billingKey, '/api/transactions', 'transactions');
+
+/** `modelswitch audit` on gw's store: resolves {code, stdout, stderr} (exit 0 = consistent). */
+export async function audit(gw) {
+    return gw.cli(['audit'], { allowFail: true });
+}
+
+/**
+ * Rows of a read-only SQL query on gw's store through the sqlite3 command-line shell, or null
+ * when the shell is not installed (callers then skip the check). For facts the API does not show
+ * (a usage row's request id and status).
+ */
+export async function sqliteRows(gw, sql) {
+    let r;
+    try {
+        r = await run('sqlite3', ['-readonly', '-json', gw.config.store.sqlite, sql]);
+    } catch (e) {
+        if (e.code === 'ENOENT') return null;
+        throw e;
+    }
+    if (r.code !== 0) throw new Error(`sqlite3 ${sql}: exit ${r.code}: ${r.stderr}`);
+    return r.stdout.trim() ? JSON.parse(r.stdout) : [];
+}
+
+/**
+ * SIGKILL: the process gets no chance to drain or flush. Resolves {code, signal} once it is gone;
+ * its stderr is kept in previousStderr, so restart() can start the next one on the same store.
+ */
+Gateway.prototype.kill9 = async function kill9() {
+    if (!this.child) return this.exit;
+    this.child.kill('SIGKILL');
+    const r = await waitExit(this.child, scaled(5000));
+    if (!r) throw new Error('gateway did not die within 5 s of SIGKILL');
+    checkSanitizerReports(this.stderr, 'gateway (before SIGKILL)');
+    this.previousStderr = (this.previousStderr ?? '') + this.stderr;
+    this.child = null;
+    return r;
+};
+
+/** Starts `serve` again on the same temp dir, config and store (after kill9 or signalAndWait). */
+Gateway.prototype.restart = async function restart() {
+    if (this.child && !this.exit) throw new Error('restart: the gateway is still running');
+    this.child = null;
+    this.port = null;
+    return this.start();
+};
