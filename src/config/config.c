@@ -421,7 +421,8 @@ static int parse_listen(cfg_ld *L, cfg_t *c, const yaml_node_t *n, const char *p
         goto cleanup;
     }
     if (ms_parse_decimal(port, strlen(port), 0, &p) || p < 0 || p > 65535) {
-        fail(L, line_of(n), path, "the port must be a number between 0 and 65535 (0: any free port)");
+        fail(L, line_of(n), path,
+             "the port must be a number between 0 and 65535 (0: any free port)");
         goto cleanup;
     }
     char *h = strdup(host);
@@ -502,14 +503,70 @@ static int parse_store(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
     return 0;
 }
 
+/* Per-minute limits: far above any real provider's, and low enough that the rate limiter's exact
+ * integer arithmetic (src/ratelimit/ratelimit.c) stays within int64. */
+#define CFG_MAX_RPM 1000000000LL
+#define CFG_MAX_TPM 1000000000000LL
+
 static int parse_limits(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
-    static const char *const fields[] = {"requests_per_minute", "tokens_per_minute", NULL};
+    static const char *const fields[] = {"requests_per_minute", "tokens_per_minute",
+                                         "account_requests_per_minute", "account_tokens_per_minute",
+                                         NULL};
     if (is_null(n)) return 0;
     if (want_map(L, n, "limits") || check_fields(L, n, "limits", fields)) return -1;
-    if (int_field(L, n, "limits", "requests_per_minute", 1, 1000000000LL,
-                  &c->requests_per_minute) ||
-        int_field(L, n, "limits", "tokens_per_minute", 1, 1000000000000LL, &c->tokens_per_minute))
+    /* A key always has a limit (its own or these defaults); account limits are optional. */
+    if (int_field(L, n, "limits", "requests_per_minute", 1, CFG_MAX_RPM, &c->requests_per_minute) ||
+        int_field(L, n, "limits", "tokens_per_minute", 1, CFG_MAX_TPM, &c->tokens_per_minute) ||
+        int_field(L, n, "limits", "account_requests_per_minute", 0, CFG_MAX_RPM,
+                  &c->account_requests_per_minute) ||
+        int_field(L, n, "limits", "account_tokens_per_minute", 0, CFG_MAX_TPM,
+                  &c->account_tokens_per_minute))
+        return -1;
+    return 0;
+}
+
+/* Fails unless *hi >= *lo; the error points at hi's field when it was written, else at lo's
+ * (the one the operator changed against the other's default). */
+static int check_order(cfg_ld *L, const yaml_node_t *map, const char *path, const char *lo_name,
+                       int64_t lo, const char *hi_name, int64_t hi)
+{
+    char cp[CFG_PATH_MAX];
+    yaml_node_t *v = get_field(L, map, hi_name);
+    const char *at = hi_name;
+    if (hi >= lo) return 0;
+    if (!v) {
+        v = get_field(L, map, lo_name);
+        at = lo_name;
+    }
+    path_key(cp, path, at);
+    return fail(L, line_of(v), cp, "%s (%lld) must not be less than %s (%lld)", hi_name,
+                (long long)hi, lo_name, (long long)lo);
+}
+
+static int parse_routing(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
+{
+    static const char *const fields[] = {
+        "max_attempts",   "retry_budget_ms",    "backoff_base_ms",
+        "backoff_max_ms", "retry_after_max_ms", "cooldown_failures",
+        "cooldown_ms",    "cooldown_max_ms",    NULL};
+    const char *path = "routing";
+    if (is_null(n)) return 0;
+    if (want_map(L, n, path) || check_fields(L, n, path, fields)) return -1;
+    if (int_field_i(L, n, path, "max_attempts", 1, 20, &c->routing.max_attempts) ||
+        int_field(L, n, path, "retry_budget_ms", 0, CFG_DAY_MS, &c->routing.retry_budget_ms) ||
+        int_field(L, n, path, "backoff_base_ms", 0, CFG_DAY_MS, &c->routing.backoff_base_ms) ||
+        int_field(L, n, path, "backoff_max_ms", 0, CFG_DAY_MS, &c->routing.backoff_max_ms) ||
+        int_field(L, n, path, "retry_after_max_ms", 0, CFG_DAY_MS,
+                  &c->routing.retry_after_max_ms) ||
+        int_field_i(L, n, path, "cooldown_failures", 1, 1000000, &c->routing.cooldown_failures) ||
+        int_field(L, n, path, "cooldown_ms", 0, CFG_DAY_MS, &c->routing.cooldown_ms) ||
+        int_field(L, n, path, "cooldown_max_ms", 0, CFG_DAY_MS, &c->routing.cooldown_max_ms))
+        return -1;
+    if (check_order(L, n, path, "backoff_base_ms", c->routing.backoff_base_ms, "backoff_max_ms",
+                    c->routing.backoff_max_ms) ||
+        check_order(L, n, path, "cooldown_ms", c->routing.cooldown_ms, "cooldown_max_ms",
+                    c->routing.cooldown_max_ms))
         return -1;
     return 0;
 }
@@ -556,8 +613,14 @@ static const char *const kind_names[] = {"openai", "anthropic", "gemini", "azure
 
 static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n, cfg_provider *p)
 {
-    static const char *const fields[] = {"kind",       "base_url",           "api_key",
-                                         "timeout_ms", "connect_timeout_ms", NULL};
+    static const char *const fields[] = {"kind",
+                                         "base_url",
+                                         "api_key",
+                                         "timeout_ms",
+                                         "connect_timeout_ms",
+                                         "first_byte_timeout_ms",
+                                         "idle_timeout_ms",
+                                         NULL};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX];
     yaml_node_t *v, *bu, *ak;
     char *s = NULL;
@@ -630,8 +693,20 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
         }
     }
     if (int_field(L, n, path, "timeout_ms", 1, CFG_DAY_MS, &p->timeout_ms) ||
-        int_field(L, n, path, "connect_timeout_ms", 1, CFG_DAY_MS, &p->connect_timeout_ms))
+        int_field(L, n, path, "connect_timeout_ms", 1, CFG_DAY_MS, &p->connect_timeout_ms) ||
+        int_field(L, n, path, "idle_timeout_ms", 1, CFG_DAY_MS, &p->idle_timeout_ms))
         return -1;
+    /* Waiting for the first byte longer than the whole request may take would never happen:
+     * such a value is a mistake, so it is refused rather than silently cut. */
+    p->first_byte_timeout_ms = p->timeout_ms;
+    if (int_field(L, n, path, "first_byte_timeout_ms", 1, CFG_DAY_MS, &p->first_byte_timeout_ms))
+        return -1;
+    if (p->first_byte_timeout_ms > p->timeout_ms) {
+        path_key(cp, path, "first_byte_timeout_ms");
+        return fail(L, line_of(get_field(L, n, "first_byte_timeout_ms")), cp,
+                    "must not be more than timeout_ms (%lld), got %lld", (long long)p->timeout_ms,
+                    (long long)p->first_byte_timeout_ms);
+    }
     rc = 0;
 cleanup:
     free(s);
@@ -652,6 +727,7 @@ static int parse_providers(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
         p->line = line_of(k);
         p->timeout_ms = 600000;
         p->connect_timeout_ms = 10000;
+        p->idle_timeout_ms = 60000;
         if (!(p->name = strdup((const char *)k->data.scalar.value)))
             return fail(L, line_of(k), "providers", "out of memory");
         if (parse_provider(L, k, node_at(L, pr->value), p)) return -1;
@@ -744,11 +820,25 @@ static int model_declared(cfg_ld *L, const yaml_node_t *models, const char *name
     return 0;
 }
 
+/* `limits:` of a model: gateway-wide limits on the model, shared by every key (0 = none). */
+static int parse_model_limits(cfg_ld *L, cfg_model *m, const yaml_node_t *n, const char *mpath)
+{
+    static const char *const fields[] = {"requests_per_minute", "tokens_per_minute", NULL};
+    char path[CFG_PATH_MAX];
+    if (!n || is_null(n)) return 0;
+    path_key(path, mpath, "limits");
+    if (want_map(L, n, path) || check_fields(L, n, path, fields)) return -1;
+    if (int_field(L, n, path, "requests_per_minute", 0, CFG_MAX_RPM, &m->requests_per_minute) ||
+        int_field(L, n, path, "tokens_per_minute", 0, CFG_MAX_TPM, &m->tokens_per_minute))
+        return -1;
+    return 0;
+}
+
 static int parse_model(cfg_ld *L, cfg_t *c, const yaml_node_t *models, const yaml_node_t *k,
                        const yaml_node_t *n, cfg_model *m)
 {
-    static const char *const fields[] = {"pricing", "max_output_tokens", "deployments", "fallbacks",
-                                         NULL};
+    static const char *const fields[] = {
+        "pricing", "max_output_tokens", "deployments", "fallbacks", "limits", NULL};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX], ip[CFG_PATH_MAX];
     yaml_node_t *v;
 
@@ -756,6 +846,7 @@ static int parse_model(cfg_ld *L, cfg_t *c, const yaml_node_t *models, const yam
     if (want_map(L, n, path) || check_fields(L, n, path, fields)) return -1;
     if (parse_pricing(L, m, k, get_field(L, n, "pricing"), path)) return -1;
     if (int_field(L, n, path, "max_output_tokens", 0, 100000000, &m->max_output_tokens)) return -1;
+    if (parse_model_limits(L, m, get_field(L, n, "limits"), path)) return -1;
 
     path_key(cp, path, "deployments");
     if (!(v = get_field(L, n, "deployments")))
@@ -814,7 +905,7 @@ static int parse_models(cfg_ld *L, cfg_t *c, const yaml_node_t *k, const yaml_no
 
 static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
 {
-    static const char *const fields[] = {"server", "store",     "limits", "billing",
+    static const char *const fields[] = {"server", "store",     "limits", "routing", "billing",
                                          "log",    "providers", "models", NULL};
     yaml_node_t *mk = NULL;
     if (!root || is_null(root))
@@ -823,6 +914,7 @@ static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
     if (parse_server(L, c, get_field(L, root, "server")) ||
         parse_store(L, c, get_field(L, root, "store")) ||
         parse_limits(L, c, get_field(L, root, "limits")) ||
+        parse_routing(L, c, get_field(L, root, "routing")) ||
         parse_billing(L, c, get_field(L, root, "billing")) ||
         parse_log(L, c, get_field(L, root, "log")) ||
         parse_providers(L, c, get_field(L, root, "providers")))
@@ -930,6 +1022,16 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     c->drain_timeout_ms = 30000;
     c->requests_per_minute = 600;
     c->tokens_per_minute = 1000000;
+    c->account_requests_per_minute = 0;
+    c->account_tokens_per_minute = 0;
+    c->routing.max_attempts = 3;
+    c->routing.retry_budget_ms = 30000;
+    c->routing.backoff_base_ms = 100;
+    c->routing.backoff_max_ms = 2000;
+    c->routing.retry_after_max_ms = 10000;
+    c->routing.cooldown_failures = 3;
+    c->routing.cooldown_ms = 5000;
+    c->routing.cooldown_max_ms = 300000;
     c->markup_percent_micro = 0;
     c->default_max_output_tokens = 4096;
     c->log_level = LOG_INFO;

@@ -28,6 +28,8 @@ typedef struct cfg_provider {
     int enabled;             /* 0 when api_key was given but resolved to "" */
     int64_t timeout_ms;      /* whole request; default 600000 */
     int64_t connect_timeout_ms; /* default 10000 */
+    int64_t first_byte_timeout_ms; /* default = timeout_ms: no response headers by then -> 504 */
+    int64_t idle_timeout_ms;       /* default 60000: longest gap between stream events */
     int line;                /* where it was defined, for messages */
 } cfg_provider;
 
@@ -50,6 +52,9 @@ typedef struct cfg_model {
     size_t ndeployments; /* only deployments whose provider is enabled */
     char **fallbacks;
     size_t nfallbacks;
+    /* gateway-wide limits for this model (`limits:` under the model); 0 = none */
+    int64_t requests_per_minute;
+    int64_t tokens_per_minute;
     int line;
 } cfg_model;
 
@@ -71,8 +76,21 @@ typedef struct cfg {
     char *sqlite_path;  /* default data/modelswitch.db */
     char *postgres_url; /* NULL unless configured */
     /* limits */
-    int64_t requests_per_minute; /* default 600 */
-    int64_t tokens_per_minute;   /* default 1000000 */
+    int64_t requests_per_minute; /* default 600, per key (a key's rpm overrides) */
+    int64_t tokens_per_minute;   /* default 1000000, per key (a key's tpm overrides) */
+    int64_t account_requests_per_minute; /* default 0 = no account-wide limit */
+    int64_t account_tokens_per_minute;   /* default 0 = no account-wide limit */
+    /* routing: retries, fail-over and cool-downs (docs/ROUTING.md) */
+    struct {
+        int max_attempts;            /* default 3: upstream attempts per model, first included */
+        int64_t retry_budget_ms;     /* default 30000: no new attempt after this much time */
+        int64_t backoff_base_ms;     /* default 100 */
+        int64_t backoff_max_ms;      /* default 2000 */
+        int64_t retry_after_max_ms;  /* default 10000: an upstream retry-after is honoured up to this */
+        int cooldown_failures;       /* default 3 consecutive failures start a cool-down */
+        int64_t cooldown_ms;         /* default 5000: the first cool-down */
+        int64_t cooldown_max_ms;     /* default 300000: cool-downs double up to this */
+    } routing;
     /* billing: markup_percent exactly, in millionths of a percent (12.5 -> 12500000) */
     int64_t markup_percent_micro;
     /* the output cap of a balance hold when neither the request nor the model gives one;

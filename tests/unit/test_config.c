@@ -119,6 +119,16 @@ static void test_defaults(void)
     CHECK(c->postgres_url == NULL);
     CHECK_EQ_INT(c->requests_per_minute, 600);
     CHECK_EQ_INT(c->tokens_per_minute, 1000000);
+    CHECK_EQ_INT(c->account_requests_per_minute, 0);
+    CHECK_EQ_INT(c->account_tokens_per_minute, 0);
+    CHECK_EQ_INT(c->routing.max_attempts, 3);
+    CHECK_EQ_INT(c->routing.retry_budget_ms, 30000);
+    CHECK_EQ_INT(c->routing.backoff_base_ms, 100);
+    CHECK_EQ_INT(c->routing.backoff_max_ms, 2000);
+    CHECK_EQ_INT(c->routing.retry_after_max_ms, 10000);
+    CHECK_EQ_INT(c->routing.cooldown_failures, 3);
+    CHECK_EQ_INT(c->routing.cooldown_ms, 5000);
+    CHECK_EQ_INT(c->routing.cooldown_max_ms, 300000);
     CHECK_EQ_INT(c->markup_percent_micro, 0);
     CHECK_EQ_INT(c->default_max_output_tokens, 4096);
     CHECK_EQ_INT(c->log_level, LOG_INFO);
@@ -130,6 +140,8 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->providers[0].enabled, 1);
     CHECK_EQ_INT(c->providers[0].timeout_ms, 600000);
     CHECK_EQ_INT(c->providers[0].connect_timeout_ms, 10000);
+    CHECK_EQ_INT(c->providers[0].first_byte_timeout_ms, 600000);
+    CHECK_EQ_INT(c->providers[0].idle_timeout_ms, 60000);
     CHECK_EQ_INT(c->providers[0].line, 2);
     CHECK_EQ_INT(c->nmodels, 1);
     const cfg_model *m = &c->models[0];
@@ -138,6 +150,8 @@ static void test_defaults(void)
     CHECK_EQ_INT(m->price_in_nusd_per_mtok, 1000000000);
     CHECK_EQ_INT(m->price_out_nusd_per_mtok, 2000000000);
     CHECK_EQ_INT(m->max_output_tokens, 0);
+    CHECK_EQ_INT(m->requests_per_minute, 0);
+    CHECK_EQ_INT(m->tokens_per_minute, 0);
     CHECK(m->created >= before && m->created <= time(NULL));
     CHECK_EQ_INT(m->ndeployments, 1);
     CHECK(m->deployments[0].provider == &c->providers[0]);
@@ -320,7 +334,7 @@ static void test_postgres_and_ipv6(void)
 static void test_null_sections(void)
 {
     /* "server:" with nothing after it is YAML null: the section's defaults apply. */
-    cfg_t *c = load("server:\nstore:\nlimits: ~\nbilling: null\nlog:\n" MINIMAL_MODELS);
+    cfg_t *c = load("server:\nstore:\nlimits: ~\nrouting:\nbilling: null\nlog:\n" MINIMAL_MODELS);
     CHECK(c != NULL);
     if (!c) {
         fprintf(stderr, "%s\n", g_err);
@@ -503,6 +517,179 @@ static void test_bad_types(void)
                "billing.default_max_output_tokens: ", "expected an integer");
     EXPECT_ERR("log: {level: verbose}\n" MINIMAL_MODELS, 1,
                "log.level: ", "unknown level 'verbose'");
+}
+
+/* Issue 4's fields: account and model limits, routing, and the provider timeouts. */
+static void test_limits_and_routing(void)
+{
+    const char *text = "limits:\n"
+                       "  requests_per_minute: 1\n"
+                       "  tokens_per_minute: 1000000000000\n"
+                       "  account_requests_per_minute: 120\n"
+                       "  account_tokens_per_minute: 0\n"
+                       "routing:\n"
+                       "  max_attempts: 20\n"
+                       "  retry_budget_ms: 0\n"
+                       "  backoff_base_ms: 50\n"
+                       "  backoff_max_ms: 50\n"
+                       "  retry_after_max_ms: 0\n"
+                       "  cooldown_failures: 1\n"
+                       "  cooldown_ms: 0\n"
+                       "  cooldown_max_ms: 86400000\n"
+                       "providers:\n"
+                       "  a: {kind: openai, timeout_ms: 5000}\n"
+                       "  b: {kind: openai, timeout_ms: 5000, first_byte_timeout_ms: 5000,\n"
+                       "      idle_timeout_ms: 86400000}\n"
+                       "  c: {kind: openai, first_byte_timeout_ms: 1, idle_timeout_ms: 1}\n"
+                       "models:\n"
+                       "  m1:\n"
+                       "    pricing: {input: 1, output: 2}\n"
+                       "    deployments: [{provider: a}]\n"
+                       "    limits: {requests_per_minute: 7, tokens_per_minute: 0}\n"
+                       "  m2:\n"
+                       "    pricing: {input: 1, output: 2}\n"
+                       "    deployments: [{provider: b}]\n"
+                       "    limits:\n"
+                       "      tokens_per_minute: '${M2_TPM:-90000}'\n"
+                       "  m3:\n"
+                       "    pricing: {input: 1, output: 2}\n"
+                       "    deployments: [{provider: c}]\n"
+                       "    limits:\n";
+    unsetenv("M2_TPM");
+    cfg_t *c = load(text);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(c->requests_per_minute, 1);
+    CHECK_EQ_INT(c->tokens_per_minute, 1000000000000LL);
+    CHECK_EQ_INT(c->account_requests_per_minute, 120);
+    CHECK_EQ_INT(c->account_tokens_per_minute, 0);
+    CHECK_EQ_INT(c->routing.max_attempts, 20);
+    CHECK_EQ_INT(c->routing.retry_budget_ms, 0);
+    CHECK_EQ_INT(c->routing.backoff_base_ms, 50);
+    CHECK_EQ_INT(c->routing.backoff_max_ms, 50);
+    CHECK_EQ_INT(c->routing.retry_after_max_ms, 0);
+    CHECK_EQ_INT(c->routing.cooldown_failures, 1);
+    CHECK_EQ_INT(c->routing.cooldown_ms, 0);
+    CHECK_EQ_INT(c->routing.cooldown_max_ms, 86400000);
+    const cfg_provider *a = cfg_find_provider(c, "a"), *b = cfg_find_provider(c, "b"),
+                       *pc = cfg_find_provider(c, "c");
+    CHECK(a && b && pc);
+    if (!a || !b || !pc) goto done;
+    CHECK_EQ_INT(a->first_byte_timeout_ms, 5000); /* defaults to the provider's own timeout */
+    CHECK_EQ_INT(a->idle_timeout_ms, 60000);
+    CHECK_EQ_INT(b->first_byte_timeout_ms, 5000);
+    CHECK_EQ_INT(b->idle_timeout_ms, 86400000);
+    CHECK_EQ_INT(pc->timeout_ms, 600000);
+    CHECK_EQ_INT(pc->first_byte_timeout_ms, 1);
+    CHECK_EQ_INT(pc->idle_timeout_ms, 1);
+    const cfg_model *m1 = cfg_find_model(c, "m1", 2), *m2 = cfg_find_model(c, "m2", 2),
+                    *m3 = cfg_find_model(c, "m3", 2);
+    CHECK(m1 && m2 && m3);
+    if (!m1 || !m2 || !m3) goto done;
+    CHECK_EQ_INT(m1->requests_per_minute, 7);
+    CHECK_EQ_INT(m1->tokens_per_minute, 0);
+    CHECK_EQ_INT(m2->requests_per_minute, 0);
+    CHECK_EQ_INT(m2->tokens_per_minute, 90000);
+    CHECK_EQ_INT(m3->requests_per_minute, 0); /* "limits:" with nothing = no limits */
+    CHECK_EQ_INT(m3->tokens_per_minute, 0);
+done:
+    cfg_free(c);
+
+    /* Only the base given: the default max must still hold (100 <= 2000). Only the max given
+     * above the default base is fine too. */
+    c = load("routing: {backoff_base_ms: 2000, cooldown_max_ms: 5000}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ_INT(c->routing.backoff_base_ms, 2000);
+        CHECK_EQ_INT(c->routing.backoff_max_ms, 2000);
+        CHECK_EQ_INT(c->routing.cooldown_ms, 5000);
+        CHECK_EQ_INT(c->routing.cooldown_max_ms, 5000);
+        CHECK_EQ_INT(c->routing.max_attempts, 3);
+    }
+    cfg_free(c);
+}
+
+static void test_limits_and_routing_errors(void)
+{
+    /* limits */
+    EXPECT_ERR("limits: {requests_per_minute: 0}\n" MINIMAL_MODELS, 1,
+               "limits.requests_per_minute: ", "must be between 1 and 1000000000");
+    EXPECT_ERR("limits: {tokens_per_minute: 0}\n" MINIMAL_MODELS, 1,
+               "limits.tokens_per_minute: ", "must be between 1 and 1000000000000");
+    EXPECT_ERR("limits:\n  account_requests_per_minute: -1\n" MINIMAL_MODELS, 2,
+               "limits.account_requests_per_minute: ", "must be between 0 and 1000000000");
+    EXPECT_ERR("limits:\n  account_tokens_per_minute: 1000000000001\n" MINIMAL_MODELS, 2,
+               "limits.account_tokens_per_minute: ", "must be between 0 and 1000000000000");
+    EXPECT_ERR("limits: {account_tokens_per_minute: lots}\n" MINIMAL_MODELS, 1,
+               "limits.account_tokens_per_minute: ", "expected an integer, got 'lots'");
+    EXPECT_ERR("limits: {account_rpm: 5}\n" MINIMAL_MODELS, 1,
+               "limits.account_rpm: ", "unknown field 'account_rpm'");
+
+    /* model limits */
+    EXPECT_ERR(MINIMAL_MODELS "    limits: {requests_per_minute: -5}\n", 7,
+               "models.m1.limits.requests_per_minute: ", "must be between 0 and 1000000000");
+    EXPECT_ERR(MINIMAL_MODELS "    limits:\n      tokens_per_minute: 1.5\n", 8,
+               "models.m1.limits.tokens_per_minute: ", "expected an integer");
+    EXPECT_ERR(MINIMAL_MODELS "    limits: {rpm: 5}\n", 7,
+               "models.m1.limits.rpm: ", "unknown field 'rpm'");
+    EXPECT_ERR(MINIMAL_MODELS "    limits: [5]\n", 7,
+               "models.m1.limits: ", "expected a map, got a list");
+    EXPECT_ERR(MINIMAL_MODELS "    limits: 5\n", 7,
+               "models.m1.limits: ", "expected a map, got a string");
+
+    /* routing */
+    EXPECT_ERR("routing: [1]\n" MINIMAL_MODELS, 1, "routing: ", "expected a map, got a list");
+    EXPECT_ERR("routing:\n  retries: 2\n" MINIMAL_MODELS, 2,
+               "routing.retries: ", "unknown field 'retries'");
+    EXPECT_ERR("routing: {max_attempts: 0}\n" MINIMAL_MODELS, 1,
+               "routing.max_attempts: ", "must be between 1 and 20, got 0");
+    EXPECT_ERR("routing: {max_attempts: 21}\n" MINIMAL_MODELS, 1,
+               "routing.max_attempts: ", "must be between 1 and 20, got 21");
+    EXPECT_ERR("routing: {retry_budget_ms: -1}\n" MINIMAL_MODELS, 1,
+               "routing.retry_budget_ms: ", "must be between 0 and 86400000");
+    EXPECT_ERR("routing: {backoff_base_ms: -1}\n" MINIMAL_MODELS, 1,
+               "routing.backoff_base_ms: ", "must be between 0 and");
+    EXPECT_ERR("routing: {retry_after_max_ms: x}\n" MINIMAL_MODELS, 1,
+               "routing.retry_after_max_ms: ", "expected an integer, got 'x'");
+    EXPECT_ERR("routing: {cooldown_failures: 0}\n" MINIMAL_MODELS, 1,
+               "routing.cooldown_failures: ", "must be between 1 and");
+    EXPECT_ERR("routing: {cooldown_ms: 86400001}\n" MINIMAL_MODELS, 1,
+               "routing.cooldown_ms: ", "must be between 0 and 86400000");
+    /* max below base: named at the max when it is written, else at the base */
+    EXPECT_ERR("routing:\n  backoff_base_ms: 500\n  backoff_max_ms: 499\n" MINIMAL_MODELS, 3,
+               "routing.backoff_max_ms: ",
+               "backoff_max_ms (499) must not be less than backoff_base_ms (500)");
+    EXPECT_ERR("routing:\n  backoff_base_ms: 2001\n" MINIMAL_MODELS, 2, "routing.backoff_base_ms: ",
+               "backoff_max_ms (2000) must not be less than backoff_base_ms (2001)");
+    EXPECT_ERR("routing:\n  backoff_max_ms: 99\n" MINIMAL_MODELS, 2,
+               "routing.backoff_max_ms: ", "must not be less than backoff_base_ms (100)");
+    EXPECT_ERR(
+        "routing:\n  cooldown_ms: 10\n  cooldown_max_ms: 9\n" MINIMAL_MODELS, 3,
+        "routing.cooldown_max_ms: ", "cooldown_max_ms (9) must not be less than cooldown_ms (10)");
+    EXPECT_ERR("routing:\n  cooldown_ms: 300001\n" MINIMAL_MODELS, 2, "routing.cooldown_ms: ",
+               "cooldown_max_ms (300000) must not be less than cooldown_ms (300001)");
+
+    /* provider timeouts */
+    EXPECT_ERR("providers:\n  p:\n    kind: openai\n    first_byte_timeout_ms: 0\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: p}]}\n",
+               4, "providers.p.first_byte_timeout_ms: ", "must be between 1 and 86400000");
+    EXPECT_ERR("providers:\n  p:\n    kind: openai\n    timeout_ms: 1000\n"
+               "    first_byte_timeout_ms: 1001\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: p}]}\n",
+               5, "providers.p.first_byte_timeout_ms: ",
+               "must not be more than timeout_ms (1000), got 1001");
+    EXPECT_ERR("providers:\n  p: {kind: echo, first_byte_timeout_ms: 600001}\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: p}]}\n",
+               2, "providers.p.first_byte_timeout_ms: ", "must not be more than timeout_ms");
+    EXPECT_ERR("providers:\n  p:\n    kind: openai\n    idle_timeout_ms: 0\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: p}]}\n",
+               4, "providers.p.idle_timeout_ms: ", "must be between 1 and 86400000");
+    EXPECT_ERR("providers:\n  p:\n    kind: openai\n    idle_timeout: 5\n"
+               "models:\n  m: {pricing: {input: 1, output: 1}, deployments: [{provider: p}]}\n",
+               4, "providers.p.idle_timeout: ", "unknown field 'idle_timeout'");
 }
 
 static void test_listen(void)
@@ -959,6 +1146,8 @@ int main(void)
     RUN(test_substitution_errors);
     RUN(test_unknown_fields);
     RUN(test_bad_types);
+    RUN(test_limits_and_routing);
+    RUN(test_limits_and_routing_errors);
     RUN(test_listen);
     RUN(test_store);
     RUN(test_providers);
