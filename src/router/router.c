@@ -1,0 +1,438 @@
+/*
+ * The router (router.h): picks the deployment for each upstream attempt and keeps the circuit
+ * breaker of every deployment. The proxy calls route_pick before an attempt and route_report
+ * once with its outcome; nothing here does I/O or allocates after route_new.
+ *
+ * State lives in one dep_state per deployment, found by (model index, deployment index): the
+ * cfg_t is immutable for the life of the process, so its arrays are stable keys. Each model has
+ * its own mutex, held for one short loop over the model's deployments; models never contend
+ * with each other. Log lines are formatted after the mutex is released.
+ *
+ * Reports are not tied to a particular attempt (the API carries no token): a report that arrives
+ * while a probe is in flight is taken as the probe's verdict. Late reports of attempts that began
+ * before a cool-down are therefore counted as if they came now; see docs/ROUTING.md for why that
+ * is harmless.
+ */
+#include "router/router.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/log.h"
+
+/* The retry hint for a deployment whose probe is in flight: its verdict may come any moment. */
+#define ROUTE_PROBE_WAIT_MS 1000
+/* Wait assumed when an upstream 429 carries no retry-after. */
+#define ROUTE_DEFAULT_RETRY_AFTER_MS 1000
+/* A probe never reported (an integration bug) is written off after the provider's whole-request
+ * timeout plus this grace, so one lost report cannot take a deployment out for good. */
+#define ROUTE_PROBE_GRACE_MS 5000
+#define ROUTE_DEFAULT_TIMEOUT_MS 600000
+
+enum { DS_CLOSED, DS_OPEN, DS_PROBING };
+
+typedef struct dep_state {
+    int state;
+    int fails;           /* consecutive failures */
+    int64_t open_until;  /* DS_OPEN: the cool-down ends; from then one probe may go */
+    int64_t probe_since; /* DS_PROBING: when the probe was handed out */
+    int64_t cooldown_ms; /* the length of the next cool-down */
+    int64_t rl_until;    /* out because of an upstream 429 until then */
+} dep_state;
+
+typedef struct model_state {
+    pthread_mutex_t mu;
+    dep_state *deps;
+} model_state;
+
+struct route {
+    const cfg_t *cfg;
+    model_state *models;
+    dep_state *all; /* every model's deps in one block */
+};
+
+/* ---- randomness: xorshift64* per thread, seeded from the OS on first use ---- */
+
+static _Thread_local uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = rng_state;
+    if (!x) {
+        if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x || !x) {
+            /* no entropy yet (early boot): the clock and a per-thread address still differ
+             * between threads, which is all the weighting needs */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            x = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                ((uint64_t)(uintptr_t)&rng_state * 0x9E3779B97F4A7C15u);
+            if (!x) x = 0x9E3779B97F4A7C15u;
+        }
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1Du;
+}
+
+uint64_t route_rand(void)
+{
+    return rng_next();
+}
+
+/* ---- helpers ---- */
+
+static int64_t first_cooldown(const cfg_t *cfg)
+{
+    int64_t c = cfg->routing.cooldown_ms, max = cfg->routing.cooldown_max_ms;
+    if (c > max) c = max;
+    return c < 0 ? 0 : c;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* "5s", "2.5s", "250ms": for log lines. */
+static const char *fmt_dur(int64_t ms, char *out, size_t n)
+{
+    if (ms < 1000) {
+        snprintf(out, n, "%lldms", (long long)ms);
+    } else if (ms % 1000 == 0) {
+        snprintf(out, n, "%llds", (long long)(ms / 1000));
+    } else {
+        int frac = (int)(ms % 1000), digits = 3;
+        while (frac % 10 == 0) {
+            frac /= 10;
+            digits--;
+        }
+        snprintf(out, n, "%lld.%0*ds", (long long)(ms / 1000), digits, frac);
+    }
+    return out;
+}
+
+static model_state *model_of(route_t *r, const cfg_model *m)
+{
+    /* compared as integers: m may (by a caller's bug) point outside the array */
+    uintptr_t p = (uintptr_t)m, lo = (uintptr_t)r->cfg->models;
+    if (!m || !r->cfg->nmodels || p < lo) return NULL;
+    uintptr_t off = p - lo;
+    if (off % sizeof *m || off / sizeof *m >= r->cfg->nmodels) return NULL;
+    return &r->models[off / sizeof *m];
+}
+
+static int64_t probe_deadline(const cfg_deployment *d)
+{
+    int64_t t = d->provider && d->provider->timeout_ms > 0 ? d->provider->timeout_ms
+                                                           : ROUTE_DEFAULT_TIMEOUT_MS;
+    return add_sat(t, ROUTE_PROBE_GRACE_MS);
+}
+
+/* Deployments past the 64 bits of `tried` always count as untried. */
+static int was_tried(uint64_t tried, size_t i)
+{
+    return i < 64 && (tried >> i & 1);
+}
+
+static int usable(const dep_state *s, int64_t now)
+{
+    if (s->rl_until > now) return 0;
+    if (s->state == DS_CLOSED) return 1;
+    return s->state == DS_OPEN && now >= s->open_until;
+}
+
+/* Starts a cool-down of the current length and doubles the next one. Returns the length. */
+static int64_t open_breaker(const cfg_t *cfg, dep_state *s, int64_t now)
+{
+    int64_t len = s->cooldown_ms, max = cfg->routing.cooldown_max_ms;
+    s->state = DS_OPEN;
+    s->open_until = add_sat(now, len);
+    s->cooldown_ms = len > max - len ? max : 2 * len;
+    if (s->cooldown_ms < len) s->cooldown_ms = len; /* max below cooldown_ms: never shrink */
+    return len;
+}
+
+/* ---- lifecycle ---- */
+
+route_t *route_new(const cfg_t *cfg)
+{
+    route_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->cfg = cfg;
+    size_t total = 0;
+    for (size_t i = 0; i < cfg->nmodels; i++)
+        total += cfg->models[i].ndeployments;
+    r->models = calloc(cfg->nmodels ? cfg->nmodels : 1, sizeof *r->models);
+    r->all = calloc(total ? total : 1, sizeof *r->all);
+    if (!r->models || !r->all) goto fail;
+    dep_state *next = r->all;
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        model_state *ms = &r->models[i];
+        if (pthread_mutex_init(&ms->mu, NULL) != 0) {
+            for (size_t j = 0; j < i; j++)
+                pthread_mutex_destroy(&r->models[j].mu);
+            goto fail;
+        }
+        ms->deps = next;
+        for (size_t j = 0; j < cfg->models[i].ndeployments; j++)
+            next[j].cooldown_ms = first_cooldown(cfg);
+        next += cfg->models[i].ndeployments;
+    }
+    return r;
+fail:
+    free(r->models);
+    free(r->all);
+    free(r);
+    return NULL;
+}
+
+void route_free(route_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->cfg->nmodels; i++)
+        pthread_mutex_destroy(&r->models[i].mu);
+    free(r->models);
+    free(r->all);
+    free(r);
+}
+
+/* ---- selection ---- */
+
+static void fill_none(const cfg_model *m, const dep_state *deps, int64_t now, route_none *why)
+{
+    int64_t best = INT64_MAX;
+    size_t limited = 0;
+    for (size_t i = 0; i < m->ndeployments; i++) {
+        const dep_state *s = &deps[i];
+        int64_t w = 0;
+        if (s->rl_until > now) {
+            w = s->rl_until - now;
+            limited++;
+        }
+        if (s->state == DS_OPEN && s->open_until > now && s->open_until - now > w)
+            w = s->open_until - now;
+        if (s->state == DS_PROBING && w < ROUTE_PROBE_WAIT_MS) w = ROUTE_PROBE_WAIT_MS;
+        if (w < best) best = w;
+    }
+    int any = m->ndeployments > 0;
+    why->all_cooling = any;
+    why->all_rate_limited = any && limited == m->ndeployments;
+    why->wait_ms = !any ? 0 : best < 1 ? 1 : best;
+}
+
+int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, route_none *why)
+{
+    model_state *ms = model_of(r, m);
+    if (!ms) {
+        log_error("route_pick: model %s is not part of the router's config",
+                  m && m->name ? m->name : "(null)");
+        if (why) *why = (route_none){0};
+        return -1;
+    }
+    size_t n = m->ndeployments;
+    int lost = -1, probe = -1, chosen = -1;
+    int64_t lost_after = 0;
+
+    pthread_mutex_lock(&ms->mu);
+    dep_state *deps = ms->deps;
+    /* best[0]: lowest usable priority among untried deployments, best[1]: among tried ones */
+    int best[2] = {INT_MAX, INT_MAX};
+    int have[2] = {0, 0};
+    for (size_t i = 0; i < n; i++) {
+        dep_state *s = &deps[i];
+        if (s->state == DS_PROBING &&
+            now_ms - s->probe_since >= probe_deadline(&m->deployments[i])) {
+            lost = (int)i;
+            lost_after = now_ms - s->probe_since;
+            s->state = DS_OPEN; /* open_until has passed: the next request probes */
+        }
+        if (!usable(s, now_ms)) continue;
+        int grp = was_tried(tried, i);
+        have[grp] = 1;
+        if (m->deployments[i].priority < best[grp]) best[grp] = m->deployments[i].priority;
+    }
+    int g = have[0] ? 0 : have[1] ? 1 : -1;
+    if (g >= 0) {
+        /* Within the group and priority, split by weight; weight-0 deployments are the standby
+         * and share the traffic evenly only when no weighted one is usable. */
+        uint64_t total = 0, nzero = 0;
+        for (size_t i = 0; i < n; i++) {
+            const cfg_deployment *d = &m->deployments[i];
+            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(&deps[i], now_ms))
+                continue;
+            if (d->weight > 0)
+                total += (uint64_t)d->weight;
+            else
+                nzero++;
+        }
+        int zero = total == 0;
+        uint64_t x = rng_next() % (zero ? nzero : total);
+        for (size_t i = 0; i < n && chosen < 0; i++) {
+            const cfg_deployment *d = &m->deployments[i];
+            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(&deps[i], now_ms))
+                continue;
+            uint64_t w = zero ? (d->weight <= 0) : d->weight > 0 ? (uint64_t)d->weight : 0;
+            if (x < w)
+                chosen = (int)i;
+            else
+                x -= w;
+        }
+        dep_state *s = &deps[chosen];
+        if (s->state == DS_OPEN) {
+            /* the cool-down is over: this request is the probe, nobody else gets through */
+            s->state = DS_PROBING;
+            s->probe_since = now_ms;
+            probe = chosen;
+        }
+    } else if (why) {
+        fill_none(m, deps, now_ms, why);
+    }
+    pthread_mutex_unlock(&ms->mu);
+
+    char dur[32];
+    if (lost >= 0) {
+        const cfg_deployment *d = &m->deployments[lost];
+        log_warn("deployment %s/%s of model %s: probe not reported after %s, the next request "
+                 "probes again",
+                 d->provider->name, d->model, m->name, fmt_dur(lost_after, dur, sizeof dur));
+    }
+    if (probe >= 0) {
+        const cfg_deployment *d = &m->deployments[probe];
+        log_info("deployment %s/%s of model %s: cool-down over, probing with one request",
+                 d->provider->name, d->model, m->name);
+    }
+    return chosen;
+}
+
+/* ---- outcomes ---- */
+
+typedef enum {
+    EV_NONE,
+    EV_OPENED,        /* closed -> open after N failures */
+    EV_PROBE_FAILED,  /* probe -> open, longer */
+    EV_BACK,          /* probe succeeded */
+    EV_BACK_LATE,     /* open -> closed by a success of an attempt begun earlier */
+    EV_PROBE_ABANDON, /* probe slot freed */
+    EV_PROBE_LIMITED, /* probe got a 429 */
+    EV_LIMITED,       /* started being rate limited */
+} route_event;
+
+void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int64_t retry_after_ms,
+                  int64_t now_ms)
+{
+    model_state *ms = model_of(r, m);
+    if (!ms || idx < 0 || (size_t)idx >= m->ndeployments) {
+        log_error("route_report: deployment %d of model %s is not part of the router's config", idx,
+                  m && m->name ? m->name : "(null)");
+        return;
+    }
+    const cfg_t *cfg = r->cfg;
+    route_event ev = EV_NONE;
+    int fails = 0;
+    int64_t len = 0;
+
+    pthread_mutex_lock(&ms->mu);
+    dep_state *s = &ms->deps[idx];
+    switch (o) {
+    case ROUTE_SUCCESS:
+        if (s->state == DS_PROBING)
+            ev = EV_BACK;
+        else if (s->state == DS_OPEN)
+            ev = EV_BACK_LATE;
+        s->state = DS_CLOSED;
+        s->fails = 0;
+        s->cooldown_ms = first_cooldown(cfg);
+        break;
+    case ROUTE_FAILURE:
+    case ROUTE_TIMEOUT:
+        if (s->fails < INT_MAX) s->fails++;
+        fails = s->fails;
+        if (s->state == DS_PROBING) {
+            len = open_breaker(cfg, s, now_ms);
+            ev = EV_PROBE_FAILED;
+        } else if (s->state == DS_CLOSED && s->fails >= cfg->routing.cooldown_failures) {
+            len = open_breaker(cfg, s, now_ms);
+            ev = EV_OPENED;
+        }
+        /* DS_OPEN: a late report of an attempt begun before the cool-down; already out */
+        break;
+    case ROUTE_RATE_LIMITED: {
+        int64_t ra = retry_after_ms >= 0 ? retry_after_ms : ROUTE_DEFAULT_RETRY_AFTER_MS;
+        if (ra > cfg->routing.retry_after_max_ms) ra = cfg->routing.retry_after_max_ms;
+        if (ra < 0) ra = 0;
+        int64_t until = add_sat(now_ms, ra);
+        if (until > now_ms && s->rl_until <= now_ms) ev = EV_LIMITED;
+        /* several 429s in flight: the longest wait any of them asked for stands */
+        if (until > s->rl_until) s->rl_until = until;
+        len = s->rl_until - now_ms;
+        if (s->state == DS_PROBING) {
+            s->state = DS_OPEN; /* not a failure: probe again once the limit has passed */
+            ev = EV_PROBE_LIMITED;
+        }
+        break;
+    }
+    case ROUTE_ABANDONED:
+        if (s->state == DS_PROBING) {
+            s->state = DS_OPEN;
+            ev = EV_PROBE_ABANDON;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&ms->mu);
+
+    if (ev == EV_NONE) return;
+    const cfg_deployment *d = &m->deployments[idx];
+    const char *p = d->provider->name, *um = d->model, *mn = m->name;
+    char dur[32];
+    switch (ev) {
+    case EV_OPENED:
+        log_warn("deployment %s/%s of model %s: cooling down for %s after %d failures", p, um, mn,
+                 fmt_dur(len, dur, sizeof dur), fails);
+        break;
+    case EV_PROBE_FAILED:
+        log_warn("deployment %s/%s of model %s: probe %s, cooling down for %s (%d failures in a "
+                 "row)",
+                 p, um, mn, o == ROUTE_TIMEOUT ? "timed out" : "failed",
+                 fmt_dur(len, dur, sizeof dur), fails);
+        break;
+    case EV_BACK:
+        log_info("deployment %s/%s of model %s: probe succeeded, back in service", p, um, mn);
+        break;
+    case EV_BACK_LATE:
+        log_info("deployment %s/%s of model %s: answered during its cool-down, back in service", p,
+                 um, mn);
+        break;
+    case EV_PROBE_ABANDON:
+        log_info("deployment %s/%s of model %s: probe abandoned, the next request probes", p, um,
+                 mn);
+        break;
+    case EV_PROBE_LIMITED:
+        log_info("deployment %s/%s of model %s: probe rate limited, probing again in %s", p, um, mn,
+                 fmt_dur(len, dur, sizeof dur));
+        break;
+    case EV_LIMITED:
+        log_info("deployment %s/%s of model %s: rate limited by the provider for %s", p, um, mn,
+                 fmt_dur(len, dur, sizeof dur));
+        break;
+    case EV_NONE:
+        break;
+    }
+}
+
+int64_t route_backoff_ms(const cfg_t *cfg, int n, uint64_t rnd)
+{
+    int64_t cap = cfg->routing.backoff_base_ms, max = cfg->routing.backoff_max_ms;
+    if (max < 0) max = 0;
+    if (cap < 0) cap = 0;
+    /* base * 2^(n-1) without overflow: stop doubling once the cap is reached */
+    for (int i = 1; i < n && cap > 0 && cap < max; i++)
+        cap = cap > max / 2 ? max : cap * 2;
+    if (cap > max) cap = max;
+    return (int64_t)(rnd % ((uint64_t)cap + 1));
+}

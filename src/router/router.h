@@ -1,0 +1,58 @@
+/*
+ * Deployment selection and health: which deployment of a model serves the next attempt of a
+ * request, and circuit breaking for deployments that keep failing.
+ *
+ * Selection: among the deployments that are available (not cooling down, or whose cool-down has
+ * ended and whose single probe slot is free), the lowest `priority` wins; within it traffic splits
+ * by `weight`. A request that already tried some deployments prefers ones it has not tried
+ * (another deployment first, then the same one again).
+ *
+ * Health: `cooldown_failures` consecutive failures (5xx, connection failure, timeout) take a
+ * deployment out for `cooldown_ms`, doubling on every further failed round up to
+ * `cooldown_max_ms`. When a cool-down ends, exactly one request (the probe) is let through; its
+ * success closes the breaker, its failure starts the next, longer cool-down. An upstream 429
+ * takes the deployment out for its retry-after (or 1 s) without counting as a failure. State is
+ * shared by every worker thread; every transition is logged.
+ */
+#ifndef MS_ROUTER_H
+#define MS_ROUTER_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+
+typedef struct route route_t;
+
+route_t *route_new(const cfg_t *cfg);
+void route_free(route_t *r);
+
+typedef enum {
+    ROUTE_SUCCESS,      /* a usable answer (2xx) */
+    ROUTE_FAILURE,      /* 5xx, connection failure, invalid answer */
+    ROUTE_TIMEOUT,      /* no answer in time (counts as a failure) */
+    ROUTE_RATE_LIMITED, /* upstream 429: out for retry_after_ms (not a failure) */
+    ROUTE_ABANDONED,    /* the attempt ended without a verdict (client left): frees a probe slot */
+} route_outcome;
+
+/* Why no deployment could be picked. */
+typedef struct route_none {
+    int all_cooling;      /* every deployment is cooling down or rate limited */
+    int all_rate_limited; /* ... and every one of them because of a 429 */
+    int64_t wait_ms;      /* the earliest time one becomes available again, from now */
+} route_none;
+
+/* Picks the deployment for the next attempt of a request on model m. `tried` has bit i set for
+ * every deployment index i (into m->deployments, < 64) this request has already tried. Returns
+ * the index, or -1 with *why filled. A probe slot taken here is released by route_report. */
+int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, route_none *why);
+/* Reports the outcome of an attempt on deployment idx of m. retry_after_ms: the upstream's, or
+ * -1. */
+void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int64_t retry_after_ms,
+                  int64_t now_ms);
+/* A random 64-bit value from this thread's generator (for the backoff's jitter). */
+uint64_t route_rand(void);
+/* The wait before retry number n (1 = the first retry) on the SAME deployment: exponential from
+ * backoff_base_ms, capped at backoff_max_ms, with full jitter (rnd is any random 64-bit value). */
+int64_t route_backoff_ms(const cfg_t *cfg, int n, uint64_t rnd);
+
+#endif
