@@ -852,18 +852,36 @@ int bill_key_spent(bill_t *b, int64_t key_id, int64_t *spent_nusd)
 
 void bill_flush(bill_t *b)
 {
-    if (!b) return;
-    /* bounded: while the store refuses writes, a reader goes ahead with what is committed
-     * rather than holding a pool thread (and so the shutdown) forever */
+    bill_flush_for(b, -1);
+}
+
+int bill_flush_for(bill_t *b, int64_t max_ms)
+{
+    if (!b) return 0;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += BILL_FLUSH_MAX_S;
+    if (max_ms >= 0) {
+        until.tv_sec += max_ms / 1000;
+        until.tv_nsec += (max_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+    }
+    int rc = 0;
     pthread_mutex_lock(&b->qmu);
     uint64_t target = b->enq_total;
     if (b->sleeping) pthread_cond_signal(&b->wake);
-    while (b->committed_total < target && !b->exited)
-        if (pthread_cond_timedwait(&b->flushed, &b->qmu, &until) == ETIMEDOUT) break;
+    while (b->committed_total < target && !b->exited) {
+        if (max_ms < 0) {
+            pthread_cond_wait(&b->flushed, &b->qmu);
+        } else if (pthread_cond_timedwait(&b->flushed, &b->qmu, &until) == ETIMEDOUT) {
+            rc = -1;
+            break;
+        }
+    }
     pthread_mutex_unlock(&b->qmu);
+    return rc;
 }
 
 void bill_poke(bill_t *b)

@@ -80,10 +80,13 @@ int bill_balance(bill_t *b, int64_t account_id, int64_t *balance_nusd);
 int bill_key_spent(bill_t *b, int64_t key_id, int64_t *spent_nusd);
 /* The configuration the billing module prices with. */
 const cfg_t *bill_cfg(bill_t *b);
-/* Waits until everything settled so far is committed (tests, /api/ reads that must see their own
- * writes), at most BILL_FLUSH_MAX_S seconds. Must not be called on an event-loop thread. */
-#define BILL_FLUSH_MAX_S 2
+/* Waits until everything settled so far is committed (tests, shutdown). Must not be called on
+ * an event-loop thread. */
 void bill_flush(bill_t *b);
+/* The same, for at most max_ms: /api/ reads that want to see their own requests, but must not
+ * hold a pool thread (and so the shutdown) while the store refuses writes. Returns 0 when
+ * everything was committed, -1 on timeout. */
+int bill_flush_for(bill_t *b, int64_t max_ms);
 /* Tells the ledger thread to re-read accounts now (after a top-up made through the API). */
 void bill_poke(bill_t *b);
 

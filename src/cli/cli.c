@@ -497,9 +497,6 @@ static int cli_migrate(const cfg_t *cfg, const cli_sub *sub, int argc, char **ar
 
 /* ---- audit ---- */
 
-/* Defined in src/store/sqlite.c; to move to store.h (requested from the lead). */
-int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions);
-
 static int cli_audit(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
 {
     int64_t accounts = 0, txns = 0;

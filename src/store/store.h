@@ -187,5 +187,7 @@ int store_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t sp
  * the sum of its usage charges; no usage transaction without its usage row. Returns the number
  * of violations (0 = consistent) or STORE_ERR. */
 int store_audit(store_t *s, FILE *report);
+/* How many accounts and transactions there are (what `audit` reports when all is well). */
+int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions);
 
 #endif
