@@ -16,6 +16,8 @@
 #include "cli/cli.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "ratelimit/ratelimit.h"
+#include "router/router.h"
 #include "server/server.h"
 
 #define MS_VERSION "0.1.0"
@@ -65,6 +67,8 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     int rc = 1;
     srv_t *srv = NULL;
     bill_t *bill = NULL;
+    rl_t *rl = NULL;
+    route_t *route = NULL;
     kc_t *kc = kc_start(cfg, err, sizeof err);
     if (!kc) {
         log_error("cannot open the store: %s", err);
@@ -75,7 +79,14 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         log_error("cannot start billing: %s", err);
         goto out;
     }
-    srv = srv_new(cfg, kc, bill, listen, err, sizeof err);
+    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl_new(cfg), .route = route_new(cfg)};
+    rl = sh.rl;
+    route = sh.route;
+    if (!rl || !route) {
+        log_error("out of memory");
+        goto out;
+    }
+    srv = srv_new(cfg, &sh, listen, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out;
@@ -87,6 +98,10 @@ out:
     /* after the workers: every settled request is committed before exit */
     if (bill)
         bill_stop(bill);
+    if (rl)
+        rl_free(rl);
+    if (route)
+        route_free(route);
     if (kc)
         kc_stop(kc);
     log_stop();

@@ -10,8 +10,8 @@
  *
  * Money leaves as JSON numbers with the exact decimal text of the nano-dollar amount and arrives
  * as the exact text of a JSON number: no double is ever involved. Reads of usage, statistics and
- * transactions first wait for the ledger writer (bill_flush), so a client sees the requests it
- * has just finished. Key changes go into the key cache (kc_apply) as soon as the store has them.
+ * transactions first wait for the ledger writer (bill_flush_for, at most 2 s), so a client sees
+ * the requests it has just finished. Key changes go into the key cache (kc_apply) as soon as the store has them.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -594,7 +594,7 @@ static void work_usage(acct_job *j, store_t *s)
 {
     store_usage_row *v = NULL;
     size_t n = 0;
-    if (j->bill) bill_flush(j->bill);
+    if (j->bill) bill_flush_for(j->bill, 2000);
     if (store_usage_list(s, j->account_id, j->limit, j->offset, &v, &n) != STORE_OK) {
         job_fail(j, s, "usage list");
         return;
@@ -638,7 +638,7 @@ static void work_stats(acct_job *j, store_t *s)
 {
     store_usage_stat overall, *v = NULL;
     size_t n = 0;
-    if (j->bill) bill_flush(j->bill);
+    if (j->bill) bill_flush_for(j->bill, 2000);
     if (store_usage_stats(s, j->account_id, &overall, &v, &n) != STORE_OK) {
         job_fail(j, s, "usage stats");
         return;
@@ -659,7 +659,7 @@ static void work_txns(acct_job *j, store_t *s)
 {
     store_txn *v = NULL;
     size_t n = 0;
-    if (j->bill) bill_flush(j->bill);
+    if (j->bill) bill_flush_for(j->bill, 2000);
     if (store_transactions_list(s, j->account_id, j->limit, j->offset, &v, &n) != STORE_OK) {
         job_fail(j, s, "transaction list");
         return;

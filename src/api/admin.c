@@ -6,8 +6,8 @@
  *
  * Balances shown are the settled balance billing holds in memory when it knows the account
  * (the store's figure lags by the charges the ledger writer has not committed yet). A top-up
- * first waits for the writer (bill_flush) so the balance it returns is current, and every change
- * of an account tells billing to re-read accounts at once (bill_poke) instead of at its next
+ * first waits for the writer (bill_flush_for, at most 2 s) so the balance it returns is current,
+ * and every change of an account tells billing to re-read accounts at once (bill_poke) instead of at its next
  * poll.
  */
 #include <inttypes.h>
@@ -118,7 +118,7 @@ static void work_topup(admin_job *j, store_t *s)
 {
     store_account a;
     /* Settled charges first, so the balance read back below is the whole truth. */
-    if (j->bill) bill_flush(j->bill);
+    if (j->bill) bill_flush_for(j->bill, 2000);
     int rc = store_account_topup(s, j->id, j->amount_nusd, j->has_desc ? j->desc : NULL);
     if (rc == STORE_NOTFOUND) {
         j->res = RES_NOT_FOUND;

@@ -39,10 +39,14 @@ typedef struct api_error_info {
  * upstream_status >= 300): the client-facing status, type and code. */
 api_error_info api_upstream_error(int res, int upstream_status);
 
-/* Places the hold for call (prices, bounds: docs/BILLING.md) and wires its settle/release.
- * On refusal the 403 has been sent and -1 is returned. (settle.c) */
+/* Admits call: the rate limits (429 with retry-after), then the hold (prices, bounds:
+ * docs/BILLING.md, covering the dearest model of its fallback chain); wires its settle/release
+ * and sets the x-ratelimit-* headers. On refusal the error has been sent and -1 is returned.
+ * (settle.c) */
 struct prov_call;
-int api_place_hold(http_conn *c, struct prov_call *call, const store_key *key);
+int api_admit(http_conn *c, struct prov_call *call, const store_key *key);
+/* Sets the x-ratelimit-* headers of key's current state on the answer (no consumption). */
+void api_rate_headers(http_conn *c, const store_key *key);
 
 /* Endpoints. */
 void api_chat_completions(http_conn *c, http_request *r);

@@ -12,46 +12,6 @@
 
 #include "api/api.h"
 #include "api/proxy.h"
-#include "providers/echo.h"
-
-static _Thread_local uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    if (!rng_state)
-        rng_state = (uint64_t)(uintptr_t)&rng_state ^ 0x2545F4914F6CDD1Dull;
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-/* The lowest priority with a deployment wins; within it traffic splits by weight. Fail-over
- * across priorities comes with the routing module. */
-static const cfg_deployment *pick_deployment(const cfg_model *m)
-{
-    int best = 0x7fffffff;
-    uint64_t total = 0;
-    for (size_t i = 0; i < m->ndeployments; i++)
-        if (m->deployments[i].priority < best)
-            best = m->deployments[i].priority;
-    for (size_t i = 0; i < m->ndeployments; i++)
-        if (m->deployments[i].priority == best)
-            total += (uint64_t)m->deployments[i].weight;
-    const cfg_deployment *first = NULL;
-    uint64_t r = total ? rng_next() % total : 0;
-    for (size_t i = 0; i < m->ndeployments; i++) {
-        const cfg_deployment *d = &m->deployments[i];
-        if (d->priority != best)
-            continue;
-        if (!first)
-            first = d;
-        if (r < (uint64_t)d->weight)
-            return d;
-        r -= (uint64_t)d->weight;
-    }
-    return first;
-}
 
 /* Scans the body and the fields common to both endpoints. Returns the call, or NULL when an
  * error has been answered. */
@@ -127,29 +87,12 @@ static int check_bool(http_conn *c, const jscan_member *m, const char *param, in
 
 static void dispatch_call(http_conn *c, prov_call *call, const store_key *key)
 {
-    call->dep = pick_deployment(call->model);
-    int echo = call->dep->provider->kind == PROV_ECHO;
-    const prov_adapter *ad = echo ? NULL : prov_adapter_for(call->dep->provider->kind);
-    if (!echo && !ad) {
-        free(call);
-        http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
-                   "The provider of this model is not supported by this build.", 1000);
-        return;
-    }
-    /* nothing goes upstream before the worst case is covered */
-    if (api_place_hold(c, call, key) != 0) {
+    /* nothing goes upstream before the rate limits and the worst case are covered */
+    if (api_admit(c, call, key) != 0) {
         free(call);
         return;
     }
-    if (echo) {
-        prov_usage u = {0};
-        http_request *r = &c->req;
-        snprintf(r->log_provider, sizeof r->log_provider, "%s", call->dep->provider->name);
-        echo_handle(c, call, &u);
-        free(call);
-        return;
-    }
-    proxy_start(c, call, ad);
+    proxy_start(c, call);
 }
 
 void api_chat_completions(http_conn *c, http_request *r)

@@ -1,20 +1,26 @@
 /*
- * Forwarding a validated request to an upstream provider and bringing its answer back: the
- * per-request state machine shared by every adapter (see providers/provider.h).
+ * Forwarding a validated request to its providers and bringing the answer back: the per-request
+ * state machine shared by every adapter (see providers/provider.h).
  *
- * Non-streaming answers are collected (bounded) so they can be checked, their usage read and the
- * request billed before the client sees a status line: a broken upstream answer becomes a clean
- * 502, not a truncated 200, and x-modelswitch-cost is known. Streaming answers go out event by
- * event as they arrive; the usage chunk is held back to the end so the cost can be added to it.
- * Once the first byte is out, failures are reported in-band (an error event, then [DONE]).
- * When the client reads slower than the upstream sends, the upstream transfer is paused above a
- * high-water mark, so a stream holds a bounded amount of memory.
+ * Attempts: the router (router/router.h) picks a deployment of the model; an upstream 429, 5xx,
+ * connection failure or timeout before any byte reached the client is retried, on another
+ * deployment first and then on the same one after a backoff (or the upstream's retry-after),
+ * within routing.max_attempts per model and routing.retry_budget_ms per request; then the model's
+ * fallbacks are tried in order. Each attempt's outcome feeds the router's cool-downs. When
+ * nothing works the client gets one answer that says why (docs/ROUTING.md).
  *
- * Money: every request that got here holds money (api_place_hold). Exactly one of settle (usage
- * known, or estimated when the provider answered 2xx but never said) or release (the provider
- * failed before answering) ends it. If the client goes away mid-answer the proxy detaches: the
- * upstream answer is still read (and discarded), bounded in time and bytes, until its usage
- * arrives, so the account pays what the provider charged (docs/BILLING.md).
+ * Answers: non-streaming answers are collected (bounded), checked, their usage read and the
+ * request billed before the client sees a status line, so a broken upstream answer becomes a
+ * clean 502 and x-modelswitch-cost is known. Streams go out event by event; the usage chunk is
+ * held back to the end so the cost can be added to it. Once the first byte is out, failures
+ * (a cut, an error event, an idle gap longer than the provider's idle_timeout_ms) are reported
+ * in-band: an error event, then [DONE]. A slow reader pauses the upstream transfer above a
+ * high-water mark, so a stream holds bounded memory.
+ *
+ * Money: every request that got here holds money (api_admit). Exactly one of settle (usage
+ * known, or estimated when the provider answered 2xx but never said) or release (no provider
+ * answered) ends it. If the client goes away mid-answer the proxy detaches from the connection
+ * and reads the rest of the upstream answer, bounded in time and bytes, to bill its usage.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,11 +31,14 @@
 #include "api/proxy.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "providers/echo.h"
+#include "router/router.h"
 
 #define RESPONSE_MAX (64u << 20) /* the largest non-streaming answer accepted from a provider */
 #define SSE_EVENT_MAX (4u << 20)
-#define DETACHED_MAX_MS 30000       /* how long a detached request waits for its usage */
+#define DETACHED_MAX_MS 30000         /* how long a detached request waits for its usage */
 #define DETACHED_MAX_BYTES (8u << 20) /* and how many more bytes it reads for it */
+#define CHAIN_MAX 9                   /* the model and up to 8 fallbacks */
 
 struct proxy {
     http_conn *c; /* NULL once detached */
@@ -38,6 +47,23 @@ struct proxy {
     const prov_adapter *ad;
     prov_upreq up;
     up_xfer *x;
+    /* routing */
+    const cfg_model *chain[CHAIN_MAX];
+    size_t nchain, chain_idx;
+    uint64_t tried; /* deployments of the current model this request has tried */
+    int attempts;   /* attempts on the current model */
+    int same_retries; /* retries on a deployment already tried (the backoff's exponent) */
+    int dep_idx;    /* the deployment of the attempt in progress (or waiting), -1 none */
+    uint64_t budget_end_ns;
+    /* why nothing worked, if it comes to that */
+    int n_failed, n_429;
+    int last_was_timeout;
+    int64_t min_retry_after_ms;
+    int64_t cooling_wait_ms; /* > 0: some model had every deployment cooling down */
+    int cooling_all_429;
+    int last_status;
+    char last_msg[512];
+    /* the attempt in progress */
     int status;
     int64_t retry_after_ms;
     int is_sse;
@@ -45,14 +71,18 @@ struct proxy {
     int busy;     /* inside an upstream callback: freeing is deferred */
     int aborted;  /* must be freed as soon as the callback unwinds */
     int finished; /* billed and answered; only the end of the transfer is awaited */
+    int freeing;
     int saw_done;
     int stream_failed;
+    const char *fail_code, *fail_type;
     int detached;
     uint64_t detached_bytes;
-    uv_timer_t timer; /* detached: the time bound */
+    uv_timer_t timer;  /* a retry's wait, then the stream's idle gap */
+    uv_timer_t dtimer; /* detached: the time bound */
+    int open_handles;
     struct proxy *dnext, *dprev;
     char *owned_body; /* detached: the client's body, which the upstream may still be reading */
-    http_request req;  /* detached: the request as the access log needs it */
+    http_request req; /* detached: the request as the access log needs it */
     char path[128];
     uint64_t bytes_in, bytes_out;
     buf_t resp;
@@ -64,13 +94,29 @@ struct proxy {
     char err[512];
 };
 
-static void timer_closed(uv_handle_t *h)
+static void start_attempt(proxy *p);
+
+static void handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    proxy *p = h->data;
+    if (--p->open_handles == 0)
+        free(p);
+}
+
+static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
+{
+    if (p->dep_idx < 0)
+        return;
+    route_report(p->w->route, p->call->model, p->dep_idx, o, retry_after_ms,
+                 (int64_t)(ms_mono_ns() / 1000000));
+    p->dep_idx = -1;
 }
 
 static void proxy_free(proxy *p)
 {
+    if (p->freeing)
+        return;
+    p->freeing = 1;
     /* the connection must not call back into a freed handler */
     if (p->c && p->c->handler.ctx == p)
         p->c->handler = (http_handler){0};
@@ -78,13 +124,7 @@ static void proxy_free(proxy *p)
         up_cancel(p->x);
         p->x = NULL;
     }
-    prov_upreq_free(&p->up);
-    buf_free(&p->resp);
-    buf_free(&p->out);
-    buf_free(&p->usage_chunk);
-    sse_free(&p->sse);
-    free(p->call);
-    free(p->owned_body);
+    report(p, ROUTE_ABANDONED, -1);
     if (p->detached) {
         worker_t *w = p->w;
         /* the access line waited for the usage the request was billed */
@@ -100,13 +140,19 @@ static void proxy_free(proxy *p)
         if (p->dnext)
             p->dnext->dprev = p->dprev;
         w->ndetached--;
-        p->timer.data = p;
-        uv_close((uv_handle_t *)&p->timer, timer_closed);
         if (w->draining)
             srv_worker_check_drained(w);
-        return;
     }
-    free(p);
+    prov_upreq_free(&p->up);
+    buf_free(&p->resp);
+    buf_free(&p->out);
+    buf_free(&p->usage_chunk);
+    sse_free(&p->sse);
+    free(p->call);
+    free(p->owned_body);
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, handle_closed);
+    uv_close((uv_handle_t *)&p->dtimer, handle_closed);
 }
 
 static void note_upstream_time(proxy *p)
@@ -158,6 +204,7 @@ static int on_abort(http_conn *c, void *ctx)
     proxy *p = ctx;
     p->c = NULL;
     if (!p->x || p->finished) {
+        /* waiting to retry, or done: nothing is coming that the provider bills */
         char cost[32];
         bill(p, 499, cost);
         if (p->busy)
@@ -183,9 +230,7 @@ static int on_abort(http_conn *c, void *ctx)
         w->detached->dprev = p;
     w->detached = p;
     w->ndetached++;
-    uv_timer_init(&w->loop, &p->timer);
-    p->timer.data = p;
-    uv_timer_start(&p->timer, detached_timeout, DETACHED_MAX_MS, 0);
+    uv_timer_start(&p->dtimer, detached_timeout, DETACHED_MAX_MS, 0);
     if (p->paused) {
         p->paused = 0;
         up_resume(p->x);
@@ -220,24 +265,6 @@ static void model_headers(proxy *p, char *h, size_t n, const char *cost)
         snprintf(h + k, n - (size_t)k, "x-modelswitch-cost: %s\r\n", cost);
 }
 
-static void on_response(void *ud, int status, const char *content_type, int64_t retry_after_ms)
-{
-    proxy *p = ud;
-    p->status = status;
-    p->retry_after_ms = retry_after_ms;
-    note_upstream_time(p);
-    if (p->call->stream && status >= 200 && status < 300 && content_type &&
-        strncasecmp(content_type, "text/event-stream", 17) == 0) {
-        p->is_sse = 1;
-        if (p->c) {
-            char h[512];
-            model_headers(p, h, sizeof h - 32, NULL);
-            strncat(h, "cache-control: no-cache\r\n", sizeof h - strlen(h) - 1);
-            http_stream_start(p->c, 200, "text/event-stream", h);
-        }
-    }
-}
-
 static void stream_write(proxy *p, const char *data, size_t n)
 {
     if (p->c)
@@ -257,37 +284,74 @@ static void stream_error_event(proxy *p, const char *code, const char *type, con
 }
 
 /* The stream is over (end marker, failure, or the upstream ended): bill, send what is held back
- * and the end marker, and end the response. Frees p unless inside a callback. */
+ * and the end marker, and end the response. */
 static void stream_finish(proxy *p, const char *fail_code, const char *fail_type,
                           const char *fail_msg)
 {
     p->finished = 1;
+    uv_timer_stop(&p->timer);
+    report(p, !fail_code ? ROUTE_SUCCESS
+              : strcmp(fail_code, "upstream_timeout") == 0 ? ROUTE_TIMEOUT
+                                                          : ROUTE_FAILURE,
+           -1);
     char cost[32];
     bill(p, !p->c ? 499 : fail_code ? 502 : 200, cost);
-    if (p->c) {
-        if (p->usage_chunk.len && p->call->client_include_usage) {
-            buf_t b;
-            buf_init(&b, 0);
+    if (!p->c)
+        return;
+    if (p->usage_chunk.len && p->call->client_include_usage) {
+        buf_t b;
+        buf_init(&b, 0);
+        buf_appends(&b, "data: ");
+        ms_str chunk = {p->usage_chunk.data, p->usage_chunk.len};
+        if (prov_splice_cost(&b, chunk, cost[0] ? cost : "0") != 0) {
+            buf_reset(&b);
             buf_appends(&b, "data: ");
-            ms_str chunk = {p->usage_chunk.data, p->usage_chunk.len};
-            if (prov_splice_cost(&b, chunk, cost[0] ? cost : "0") != 0) {
-                buf_reset(&b);
-                buf_appends(&b, "data: ");
-                buf_append(&b, chunk.p, chunk.n);
-            }
-            buf_appends(&b, "\n\n");
-            if (b.data)
-                stream_write(p, b.data, b.len);
-            buf_free(&b);
+            buf_append(&b, chunk.p, chunk.n);
         }
-        if (fail_code)
-            stream_error_event(p, fail_code, fail_type, fail_msg);
-        stream_write(p, "data: [DONE]\n\n", 14);
-        http_conn *c = p->c;
-        if (c->handler.ctx == p)
-            c->handler = (http_handler){0};
-        p->c = NULL;
-        http_stream_end(c);
+        buf_appends(&b, "\n\n");
+        if (b.data)
+            stream_write(p, b.data, b.len);
+        buf_free(&b);
+    }
+    if (fail_code)
+        stream_error_event(p, fail_code, fail_type, fail_msg);
+    stream_write(p, "data: [DONE]\n\n", 14);
+    http_conn *c = p->c;
+    if (c->handler.ctx == p)
+        c->handler = (http_handler){0};
+    p->c = NULL;
+    http_stream_end(c);
+}
+
+static void idle_timeout(uv_timer_t *t)
+{
+    proxy *p = t->data;
+    if (p->finished)
+        return;
+    char msg[160];
+    snprintf(msg, sizeof msg, "The provider '%s' sent nothing for %" PRId64 " ms mid-stream.",
+             p->call->dep->provider->name, p->call->dep->provider->idle_timeout_ms);
+    stream_finish(p, "upstream_timeout", "timeout_error", msg);
+    proxy_free(p);
+}
+
+static void on_response(void *ud, int status, const char *content_type, int64_t retry_after_ms)
+{
+    proxy *p = ud;
+    p->status = status;
+    p->retry_after_ms = retry_after_ms;
+    note_upstream_time(p);
+    if (p->call->stream && status >= 200 && status < 300 && content_type &&
+        strncasecmp(content_type, "text/event-stream", 17) == 0) {
+        p->is_sse = 1;
+        uint64_t idle = (uint64_t)p->call->dep->provider->idle_timeout_ms;
+        uv_timer_start(&p->timer, idle_timeout, idle, idle); /* re-armed by every read */
+        if (p->c) {
+            char h[512];
+            model_headers(p, h, sizeof h - 32, NULL);
+            strncat(h, "cache-control: no-cache\r\n", sizeof h - strlen(h) - 1);
+            http_stream_start(p->c, 200, "text/event-stream", h);
+        }
     }
 }
 
@@ -342,6 +406,7 @@ static void on_data(void *ud, const char *data, size_t n)
     if (p->is_sse) {
         if (p->saw_done)
             goto out; /* after [DONE] only the end of the transfer is awaited */
+        uv_timer_again(&p->timer);
         int rc = sse_feed(&p->sse, data, n);
         if (p->aborted)
             goto out;
@@ -362,6 +427,7 @@ static void on_data(void *ud, const char *data, size_t n)
         }
     } else if (buf_append(&p->resp, data, n) != 0) {
         p->finished = 1;
+        report(p, ROUTE_FAILURE, -1);
         char cost[32];
         bill(p, 502, cost);
         if (p->c) {
@@ -380,22 +446,124 @@ out:
         proxy_free(p);
 }
 
+/* Nothing more will be tried: the one answer that says why. */
+static void fail_final(proxy *p)
+{
+    http_conn *c = p->c;
+    char cost[32];
+    int status;
+    const char *type, *code;
+    int64_t ra = -1;
+    char msg[700];
+    const char *no_retry = "x-should-retry: false\r\n";
+    if (p->n_failed == 0 && p->cooling_wait_ms > 0) {
+        /* no attempt was possible at all */
+        if (p->cooling_all_429) {
+            status = 429, type = "rate_limit_error", code = "rate_limit_exceeded";
+            snprintf(msg, sizeof msg, "Every provider of '%s' is rate limiting requests.",
+                     p->chain[0]->name);
+        } else {
+            status = 503, type = "service_unavailable_error", code = "service_unavailable";
+            snprintf(msg, sizeof msg,
+                     "No provider of '%s' is available right now (all are cooling down after "
+                     "failures).",
+                     p->chain[0]->name);
+        }
+        ra = p->cooling_wait_ms;
+        no_retry = NULL;
+    } else if (p->n_429 == p->n_failed && p->n_failed > 0) {
+        status = 429, type = "rate_limit_error", code = "rate_limit_exceeded";
+        ra = p->min_retry_after_ms >= 0 ? p->min_retry_after_ms : 1000;
+        if (p->cooling_wait_ms > 0 && p->cooling_wait_ms < ra)
+            ra = p->cooling_wait_ms;
+        snprintf(msg, sizeof msg, "%s", p->last_msg);
+        no_retry = NULL;
+    } else if (p->last_was_timeout) {
+        status = 504, type = "timeout_error", code = "upstream_timeout";
+        snprintf(msg, sizeof msg, "%s", p->last_msg);
+    } else {
+        status = 502, type = "upstream_error", code = "provider_error";
+        snprintf(msg, sizeof msg, "%s", p->last_msg[0] ? p->last_msg : "No provider answered.");
+    }
+    bill(p, c ? status : 499, cost);
+    proxy_free(p);
+    if (!c)
+        return;
+    /* the gateway already retried and failed over: a client retry would multiply upstream load
+     * (docs/ROUTING.md); 429 and 503 say instead when to come back */
+    if (no_retry)
+        http_add_extra_header(c, no_retry);
+    http_error(c, status, type, code, NULL, msg, ra);
+}
+
+/* Moves to the next model of the chain, or gives up. */
+static void next_model(proxy *p)
+{
+    p->chain_idx++;
+    if (p->chain_idx >= p->nchain) {
+        fail_final(p);
+        return;
+    }
+    p->tried = 0;
+    p->attempts = 0;
+    p->same_retries = 0;
+    p->call->model = p->chain[p->chain_idx];
+    log_info("request %s: falling back from '%s' to '%s'", p->call->request_id,
+             p->chain[p->chain_idx - 1]->name, p->call->model->name);
+    start_attempt(p);
+}
+
+static void run_attempt(proxy *p);
+
+/* A backoff before retrying the deployment already picked is over. */
+static void backoff_over(uv_timer_t *t)
+{
+    run_attempt(t->data);
+}
+
+/* Every deployment was rate limited for a short while: pick again now. */
+static void rate_limit_wait_over(uv_timer_t *t)
+{
+    start_attempt(t->data);
+}
+
+/* The attempt in progress failed before anything reached the client. */
+static void attempt_failed(proxy *p, route_outcome o, int retryable, const char *msg)
+{
+    int64_t ra = p->retry_after_ms;
+    report(p, o, ra);
+    p->n_failed++;
+    if (o == ROUTE_RATE_LIMITED) {
+        p->n_429++;
+        if (ra >= 0 && (p->min_retry_after_ms < 0 || ra < p->min_retry_after_ms))
+            p->min_retry_after_ms = ra;
+    }
+    p->last_was_timeout = o == ROUTE_TIMEOUT;
+    p->last_status = p->status;
+    snprintf(p->last_msg, sizeof p->last_msg, "%s", msg);
+    /* a fresh attempt starts from a clean slate */
+    p->status = 0;
+    p->retry_after_ms = -1;
+    buf_reset(&p->resp);
+    if (!retryable) {
+        p->chain_idx = p->nchain; /* no fallback either: the request itself was refused */
+        fail_final(p);
+        return;
+    }
+    start_attempt(p);
+}
+
 static void finish_plain(proxy *p, up_result res, const char *errmsg)
 {
     const char *prov = p->call->dep->provider->name;
     char msg[700], cost[32];
     if (res != UP_OK) {
-        api_error_info e = api_upstream_error(res, 0);
         if (res == UP_TIMEOUT)
             snprintf(msg, sizeof msg, "The provider '%s' did not answer in time.", prov);
         else
             snprintf(msg, sizeof msg, "Could not reach the provider '%s': %s", prov,
                      errmsg ? errmsg : "connection failed");
-        bill(p, p->c ? e.status : 499, cost);
-        http_conn *c = p->c;
-        proxy_free(p);
-        if (c)
-            http_error(c, e.status, e.type, e.code, NULL, msg, -1);
+        attempt_failed(p, res == UP_TIMEOUT ? ROUTE_TIMEOUT : ROUTE_FAILURE, 1, msg);
         return;
     }
     ms_str body = {p->resp.data ? p->resp.data : "", p->resp.len};
@@ -403,9 +571,11 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
         buf_t client;
         buf_init(&client, 0);
         if (p->ad->response(p->call, body, &client, &p->usage, p->err, sizeof p->err) != 0) {
+            /* the provider may have billed it: not retried, billed by estimate */
             snprintf(msg, sizeof msg, "The provider '%s' sent an invalid response: %s", prov,
                      p->err);
             buf_free(&client);
+            report(p, ROUTE_FAILURE, -1);
             bill(p, p->c ? 502 : 499, cost);
             http_conn *c = p->c;
             proxy_free(p);
@@ -413,6 +583,7 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
                 http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
             return;
         }
+        report(p, ROUTE_SUCCESS, -1);
         bill(p, p->c ? 200 : 499, cost);
         http_conn *c = p->c;
         if (!c) {
@@ -432,20 +603,20 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
     }
     char pmsg[512];
     p->ad->error_message(body, pmsg, sizeof pmsg);
-    api_error_info e = api_upstream_error(UP_OK, p->status);
-    int64_t ra = -1;
-    if (e.status == 429) {
-        ra = p->retry_after_ms >= 0 ? p->retry_after_ms : 1000;
+    int st = p->status;
+    if (st == 429) {
         snprintf(msg, sizeof msg, "The provider '%s' is rate limiting requests: %s", prov, pmsg);
-    } else {
-        snprintf(msg, sizeof msg, "The provider '%s' returned HTTP %d: %s", prov, p->status,
-                 pmsg);
+        attempt_failed(p, ROUTE_RATE_LIMITED, 1, msg);
+        return;
     }
-    bill(p, p->c ? e.status : 499, cost);
-    http_conn *c = p->c;
-    proxy_free(p);
-    if (c)
-        http_error(c, e.status, e.type, e.code, NULL, msg, ra);
+    snprintf(msg, sizeof msg, "The provider '%s' returned HTTP %d: %s", prov, st, pmsg);
+    if (st >= 500 || st == 408 || st == 409) {
+        attempt_failed(p, st == 408 || st == 504 ? ROUTE_TIMEOUT : ROUTE_FAILURE, 1, msg);
+        return;
+    }
+    /* the provider refused the request itself (400, 401, 404, 422...): another try would too */
+    p->retry_after_ms = -1;
+    attempt_failed(p, ROUTE_ABANDONED, 0, msg);
 }
 
 static void on_complete(void *ud, up_result res, const char *errmsg)
@@ -475,32 +646,43 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
     proxy_free(p);
 }
 
-void proxy_start(http_conn *c, prov_call *call, const prov_adapter *ad)
+/* Runs the attempt on deployment p->dep_idx of the current model. */
+static void run_attempt(proxy *p)
 {
-    proxy *p = calloc(1, sizeof *p);
-    if (!p) {
-        call->release(call, 500);
-        free(call);
-        api_err_internal(c);
-        return;
-    }
-    p->c = c;
-    p->w = c->w;
-    p->call = call;
-    p->ad = ad;
-    p->retry_after_ms = -1;
-    buf_init(&p->resp, RESPONSE_MAX);
-    buf_init(&p->out, 0);
-    buf_init(&p->usage_chunk, SSE_EVENT_MAX);
-    sse_init(&p->sse, SSE_EVENT_MAX, on_sse_event, p);
-    snprintf(c->req.log_provider, sizeof c->req.log_provider, "%s", call->dep->provider->name);
-    if (ad->build(call, &p->up) != 0) {
-        call->release(call, 500);
+    prov_call *call = p->call;
+    const cfg_deployment *dep = &call->model->deployments[p->dep_idx];
+    call->dep = dep;
+    p->attempts++;
+    p->tried |= 1ull << p->dep_idx;
+    if (p->c)
+        snprintf(p->c->req.log_provider, sizeof p->c->req.log_provider, "%s",
+                 dep->provider->name);
+    if (dep->provider->kind == PROV_ECHO) {
+        /* answered locally: echo settles and responds by itself */
+        report(p, ROUTE_SUCCESS, -1);
+        http_conn *c = p->c;
+        prov_usage u = {0};
+        if (c && c->handler.ctx == p)
+            c->handler = (http_handler){0};
+        p->c = NULL;
+        if (c)
+            echo_handle(c, call, &u);
+        call->hold.account_id = 0;
+        call->hold.amount_nusd = 0;
         proxy_free(p);
-        api_err_internal(c);
         return;
     }
-    const cfg_provider *prov = call->dep->provider;
+    p->ad = prov_adapter_for(dep->provider->kind);
+    prov_upreq_free(&p->up);
+    memset(&p->up, 0, sizeof p->up);
+    if (!p->ad || p->ad->build(call, &p->up) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "The provider '%s' cannot be used by this build.",
+                 dep->provider->name);
+        attempt_failed(p, ROUTE_FAILURE, 1, msg);
+        return;
+    }
+    const cfg_provider *prov = dep->provider;
     up_request req = {
         .method = "POST",
         .url = p->up.url,
@@ -509,17 +691,106 @@ void proxy_start(http_conn *c, prov_call *call, const prov_adapter *ad)
         .body = p->up.iov,
         .nbody = p->up.niov,
         .connect_timeout_ms = prov->connect_timeout_ms,
-        .first_byte_timeout_ms = prov->timeout_ms,
-        .total_timeout_ms = call->stream ? 0 : prov->timeout_ms,
+        .first_byte_timeout_ms = prov->first_byte_timeout_ms,
+        .total_timeout_ms = prov->timeout_ms,
     };
     static const up_callbacks cbs = {on_response, on_data, on_complete};
     p->t0 = ms_mono_ns();
-    p->x = up_start(c->w->up, &req, &cbs, p);
-    if (!p->x) {
+    p->x = up_start(p->w->up, &req, &cbs, p);
+    if (!p->x)
+        attempt_failed(p, ROUTE_ABANDONED, 0, "The gateway could not start the upstream request.");
+}
+
+/* Picks the next deployment (or model) and runs it, now or after the backoff a retry on the
+ * same deployment needs. */
+static void start_attempt(proxy *p)
+{
+    const cfg_t *cfg = p->w->cfg;
+    uint64_t now_ns = ms_mono_ns();
+    if (p->n_failed > 0 && now_ns >= p->budget_end_ns) {
+        fail_final(p); /* the request's time budget is spent */
+        return;
+    }
+    if (p->attempts >= cfg->routing.max_attempts) {
+        next_model(p);
+        return;
+    }
+    route_none why;
+    int idx = route_pick(p->w->route, p->call->model, p->tried, (int64_t)(now_ns / 1000000), &why);
+    if (idx < 0) {
+        /* every deployment is rate limited for a short while: waiting what the provider asked
+         * hides the 429 from the client */
+        if (why.all_rate_limited && p->attempts > 0 && p->c &&
+            why.wait_ms <= cfg->routing.retry_after_max_ms &&
+            now_ns + (uint64_t)why.wait_ms * 1000000 <= p->budget_end_ns) {
+            uv_timer_start(&p->timer, rate_limit_wait_over, (uint64_t)why.wait_ms, 0);
+            return;
+        }
+        if (why.all_cooling && (p->cooling_wait_ms <= 0 || why.wait_ms < p->cooling_wait_ms)) {
+            p->cooling_wait_ms = why.wait_ms;
+            p->cooling_all_429 = why.all_rate_limited && (p->n_failed == 0 || p->cooling_all_429);
+        }
+        next_model(p);
+        return;
+    }
+    p->dep_idx = idx;
+    int64_t wait = 0;
+    if (p->tried & (1ull << idx)) {
+        /* the same deployment again: back off, or wait what it asked for */
+        wait = route_backoff_ms(cfg, ++p->same_retries, route_rand());
+        if (wait > cfg->routing.retry_after_max_ms)
+            wait = cfg->routing.retry_after_max_ms;
+        if (now_ns + (uint64_t)wait * 1000000 > p->budget_end_ns) {
+            report(p, ROUTE_ABANDONED, -1);
+            next_model(p);
+            return;
+        }
+    }
+    if (wait > 0 && p->c) {
+        uv_timer_start(&p->timer, backoff_over, (uint64_t)wait, 0);
+        return;
+    }
+    run_attempt(p);
+}
+
+void proxy_start(http_conn *c, prov_call *call)
+{
+    proxy *p = calloc(1, sizeof *p);
+    if (!p) {
         call->release(call, 500);
-        proxy_free(p);
+        free(call);
         api_err_internal(c);
         return;
     }
+    worker_t *w = c->w;
+    p->c = c;
+    p->w = w;
+    p->call = call;
+    p->dep_idx = -1;
+    p->retry_after_ms = -1;
+    p->min_retry_after_ms = -1;
+    p->budget_end_ns = ms_mono_ns() + (uint64_t)w->cfg->routing.retry_budget_ms * 1000000;
+    buf_init(&p->resp, RESPONSE_MAX);
+    buf_init(&p->out, 0);
+    buf_init(&p->usage_chunk, SSE_EVENT_MAX);
+    sse_init(&p->sse, SSE_EVENT_MAX, on_sse_event, p);
+    uv_timer_init(&w->loop, &p->timer);
+    uv_timer_init(&w->loop, &p->dtimer);
+    p->timer.data = p->dtimer.data = p;
+    p->open_handles = 2;
+    p->nchain = proxy_chain(w->cfg, call->model, p->chain, CHAIN_MAX);
     c->handler = (http_handler){.ctx = p, .abort = on_abort, .drained = on_drained};
+    start_attempt(p);
+}
+
+size_t proxy_chain(const cfg_t *cfg, const cfg_model *m, const cfg_model **out, size_t max)
+{
+    size_t n = 0;
+    out[n++] = m;
+    for (size_t i = 0; i < m->nfallbacks && n < max; i++) {
+        const cfg_model *f = cfg_find_model(cfg, m->fallbacks[i], strlen(m->fallbacks[i]));
+        if (f && f->ndeployments > 0)
+            out[n++] = f;
+    }
+    return n;
 }

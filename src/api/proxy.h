@@ -12,7 +12,12 @@ typedef struct proxy proxy;
 /* Bills and frees every request of w that outlived its client (drain timeout, shutdown). */
 void proxy_kill_detached(worker_t *w);
 
-/* Takes ownership of call (malloc'd) and answers c when the upstream is done. */
-void proxy_start(http_conn *c, prov_call *call, const prov_adapter *ad);
+/* Takes ownership of call (malloc'd, its hold placed) and answers c: from the model's
+ * deployments, retried and failed over as docs/ROUTING.md says. */
+void proxy_start(http_conn *c, prov_call *call);
+
+/* The models a request on m may be served by, in order: m, then its fallbacks that have a
+ * deployment. Returns how many were written to out (at most max). */
+size_t proxy_chain(const cfg_t *cfg, const cfg_model *m, const cfg_model **out, size_t max);
 
 #endif

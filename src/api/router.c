@@ -23,12 +23,12 @@
 
 void api_new_request_id(worker_t *w, char *out)
 {
-    /* A per-worker counter mixed with a per-worker random salt: unique and cheap, no syscall. */
-    uint64_t x = w->rid_salt ^ (++w->rid_seq * 0x9E3779B97F4A7C15ull);
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    snprintf(out, 40, "req_%08" PRIx64 "%016" PRIx64, (w->rid_salt >> 32) ^ (uint64_t)w->id, x);
+    /* Time first, so ids sort by time and the ledger's request-id indexes grow at one end
+     * instead of being written at random pages; then 20 random bits of the worker (salt) and a
+     * 32-bit per-worker counter, so two workers or two processes never collide. */
+    uint64_t ms = (uint64_t)ms_now_ms() & 0xFFFFFFFFFFFull;
+    uint64_t tail = ((w->rid_salt & 0xFFFFFull) << 32) | (++w->rid_seq & 0xFFFFFFFFull);
+    snprintf(out, 40, "req_%011" PRIx64 "%013" PRIx64, ms, tail);
 }
 
 void api_err_invalid_json(http_conn *c, const char *detail)
@@ -132,6 +132,9 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
                    -1);
         return -1;
     }
+    /* every /v1/ answer from here on says where the key stands (admission refreshes it) */
+    if (want == KEY_PROXY)
+        api_rate_headers(c, key);
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
  * Holds and settlement as the API layer uses them: the hold a request places before it goes
- * upstream (api_place_hold), and the settle/release functions a prov_call carries so that
+ * upstream (api_admit), and the settle/release functions a prov_call carries so that
  * whoever finishes the request (the proxy, the echo provider, a detached stream that outlived its
  * client) bills it the same way. Rules: docs/BILLING.md.
  */
@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/proxy.h"
 #include "billing/billing.h"
+#include "ratelimit/ratelimit.h"
 #include "common/util.h"
 #include "providers/provider.h"
 
@@ -18,22 +20,32 @@ static void fill_event(const prov_call *call, int status, store_usage_event *ev)
     memset(ev, 0, sizeof *ev);
     snprintf(ev->request_id, sizeof ev->request_id, "%s", call->request_id);
     snprintf(ev->model, sizeof ev->model, "%s", call->model->name);
-    snprintf(ev->provider, sizeof ev->provider, "%s", call->dep->provider->name);
+    /* no deployment at all when every one was cooling down */
+    snprintf(ev->provider, sizeof ev->provider, "%s", call->dep ? call->dep->provider->name : "");
     ev->status = status;
     ev->latency_ms = (int64_t)((ms_mono_ns() - call->start_ns) / 1000000);
     ev->created_at_ms = ms_now_ms();
 }
 
+/* The rate limiter admitted an estimate; now the real count is known (0 when nothing ran). */
+static void correct_tokens(prov_call *call, int64_t real)
+{
+    if (call->rl && real != call->rl_tokens)
+        rl_correct(call->rl, &call->key, call->model, real - call->rl_tokens,
+                   (int64_t)(ms_mono_ns() / 1000000));
+    call->rl_tokens = real;
+}
+
 static int64_t settle(prov_call *call, const prov_usage *u, int status, int estimated, char *cost)
 {
     bill_t *b = call->bill;
+    correct_tokens(call, u->prompt_tokens + u->completion_tokens);
     store_usage_event ev;
     fill_event(call, status, &ev);
     ev.prompt_tokens = u->prompt_tokens;
     ev.completion_tokens = u->completion_tokens;
     ev.estimated = estimated;
-    ev.charged_nusd = price_cost(b ? bill_cfg(b) : NULL, call->model, u->prompt_tokens,
-                                 u->completion_tokens);
+    ev.charged_nusd = price_cost(bill_cfg(b), call->model, u->prompt_tokens, u->completion_tokens);
     int64_t charged = bill_settle(b, &call->hold, &ev);
     if (cost)
         ms_format_decimal(charged, 9, cost, 32);
@@ -42,24 +54,74 @@ static int64_t settle(prov_call *call, const prov_usage *u, int status, int esti
 
 static void release(prov_call *call, int status)
 {
+    correct_tokens(call, 0);
     store_usage_event ev;
     fill_event(call, status, &ev);
     bill_release(call->bill, &call->hold, &ev);
 }
 
-int api_place_hold(http_conn *c, prov_call *call, const store_key *key)
+static void add_rate_headers(http_conn *c, const rl_result *res)
+{
+    buf_t h;
+    buf_init(&h, 1024);
+    if (rl_format_headers(res, &h) == 0 && h.data)
+        http_set_extra_headers(c, h.data);
+    buf_free(&h);
+}
+
+void api_rate_headers(http_conn *c, const store_key *key)
+{
+    if (!c->w->rl)
+        return;
+    rl_result res;
+    rl_peek(c->w->rl, key, (int64_t)(ms_mono_ns() / 1000000), &res);
+    add_rate_headers(c, &res);
+}
+
+int api_admit(http_conn *c, prov_call *call, const store_key *key)
 {
     worker_t *w = c->w;
     const cfg_t *cfg = w->cfg;
     call->bill = w->bill;
+    call->rl = w->rl;
+    call->key = *key;
     call->settle = settle;
     call->release = release;
     call->start_ns = c->req.start_ns;
     snprintf(call->request_id, sizeof call->request_id, "%s", c->req.id);
     call->prompt_bound = price_prompt_bound(call->body.p, call->body.n);
-    int64_t out = call->ep == EP_CHAT ? price_output_bound(cfg, call->model, call->max_tokens) : 0;
-    int64_t amount = price_cost(cfg, call->model, call->prompt_bound, out);
+    /* the hold covers the dearest model the request may end up on (its fallbacks included) */
+    const cfg_model *chain[9];
+    size_t n = proxy_chain(cfg, call->model, chain, 9);
+    int64_t amount = 0, out = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t o = call->ep == EP_CHAT ? price_output_bound(cfg, chain[i], call->max_tokens) : 0;
+        int64_t a = price_cost(cfg, chain[i], call->prompt_bound, o);
+        if (a > amount)
+            amount = a;
+        if (o > out)
+            out = o;
+    }
+    if (w->rl) {
+        rl_result res;
+        int64_t now = (int64_t)(ms_mono_ns() / 1000000);
+        call->rl_tokens = call->prompt_bound + out;
+        int ok = rl_admit(w->rl, key, call->model, call->rl_tokens, now, &res);
+        add_rate_headers(c, &res);
+        if (!ok) {
+            call->rl = NULL; /* nothing was consumed */
+            char msg[200];
+            snprintf(msg, sizeof msg, "Rate limit reached: %s per minute (%s). Retry in %" PRId64
+                     " ms.", res.which ? res.which : "requests", res.scope ? res.scope : "key",
+                     res.retry_after_ms);
+            http_error(c, 429, "rate_limit_error", "rate_limit_exceeded", NULL, msg,
+                       res.retry_after_ms);
+            return -1;
+        }
+    }
     bill_status st = bill_hold_place(w->bill, key, amount, &call->hold);
+    if (st != BILL_OK)
+        correct_tokens(call, 0); /* refused before anything ran: the tokens go back */
     switch (st) {
     case BILL_OK:
         return 0;

@@ -64,6 +64,9 @@ typedef struct prov_call {
     /* Releases the hold of a request that got no usage; records it with its status. */
     void (*release)(struct prov_call *call, int status);
     void *bill; /* the worker's bill_t, for settle/release */
+    void *rl;   /* the worker's rl_t: token counts are corrected to the real usage */
+    store_key key;          /* the key the request came with */
+    int64_t rl_tokens;      /* the token estimate the rate limiter admitted */
 } prov_call;
 
 /* The upstream request an adapter builds. */

@@ -131,6 +131,11 @@ void http_set_extra_headers(http_conn *c, const char *headers)
     buf_appends(&c->extra, headers);
 }
 
+void http_add_extra_header(http_conn *c, const char *headers)
+{
+    buf_appends(&c->extra, headers);
+}
+
 /* Builds the status line and the headers every response carries. */
 static int build_head(http_conn *c, buf_t *h, int status, const char *content_type,
                       const char *headers, int64_t content_length)

@@ -130,5 +130,7 @@ size_t http_write_pending(http_conn *c);
 
 /* Extra response headers every handler may want: set by the API layer before responding. */
 void http_set_extra_headers(http_conn *c, const char *headers);
+/* Appends header lines ("Name: value\r\n") to the extra headers. */
+void http_add_extra_header(http_conn *c, const char *headers);
 
 #endif

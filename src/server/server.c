@@ -152,8 +152,8 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-srv_t *srv_new(const cfg_t *cfg, kc_t *kc, struct bill *bill, const char *listen_override,
-               char *err, size_t errlen)
+srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_override, char *err,
+               size_t errlen)
 {
     srv_t *s = calloc(1, sizeof *s);
     if (!s) {
@@ -161,8 +161,7 @@ srv_t *srv_new(const cfg_t *cfg, kc_t *kc, struct bill *bill, const char *listen
         return NULL;
     }
     s->cfg = cfg;
-    s->kc = kc;
-    s->bill = bill;
+    s->sh = *sh;
     if (listen_override) {
         if (parse_listen(listen_override, s->host, sizeof s->host, &s->port) != 0) {
             snprintf(err, errlen, "--listen: expected HOST:PORT, got '%s'", listen_override);
@@ -187,8 +186,10 @@ srv_t *srv_new(const cfg_t *cfg, kc_t *kc, struct bill *bill, const char *listen
         w->srv = s;
         w->id = i;
         w->cfg = cfg;
-        w->kc = kc;
-        w->bill = bill;
+        w->kc = sh->kc;
+        w->bill = sh->bill;
+        w->rl = sh->rl;
+        w->route = sh->route;
         if (getrandom(&w->rid_salt, sizeof w->rid_salt, 0) != sizeof w->rid_salt)
             w->rid_salt = (uint64_t)time(NULL) ^ ((uint64_t)i << 40);
         int actual = 0;

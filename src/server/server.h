@@ -33,6 +33,8 @@ typedef struct worker {
     const cfg_t *cfg;
     kc_t *kc;
     struct bill *bill; /* billing/billing.h: balances, holds, the ledger queue */
+    struct rl *rl;       /* ratelimit/ratelimit.h: shared limiter */
+    struct route *route; /* router/router.h: deployment health */
     int draining;
     int listener_open;
     uint64_t inflight;       /* requests being processed */
@@ -46,10 +48,17 @@ typedef struct worker {
     size_t readbuf_len;
 } worker_t;
 
-struct srv {
-    const cfg_t *cfg;
+/* What the workers share, made by main before the server. */
+typedef struct srv_shared {
     kc_t *kc;
     struct bill *bill;
+    struct rl *rl;
+    struct route *route;
+} srv_shared;
+
+struct srv {
+    const cfg_t *cfg;
+    srv_shared sh;
     char host[256];
     int port;
     int nworkers;
@@ -59,8 +68,8 @@ struct srv {
 
 /* Binds every worker's socket (so address errors surface before serving). Returns NULL with a
  * message in err on failure. listen_override may be NULL ("HOST:PORT" otherwise). */
-srv_t *srv_new(const cfg_t *cfg, kc_t *kc, struct bill *bill, const char *listen_override,
-               char *err, size_t errlen);
+srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_override, char *err,
+               size_t errlen);
 /* Runs until a signal has drained every worker. Returns 0. */
 int srv_run(srv_t *s);
 void srv_free(srv_t *s);

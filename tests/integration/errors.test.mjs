@@ -16,6 +16,9 @@ let gw, account, key, billingKey;
 before(async () => {
     gw = await h.startGateway({
         config: {
+            // These tests are about the error each failure maps to, not about cool-downs (those
+            // are routing.test.mjs's): a failing deployment must stay in service here.
+            routing: { cooldown_failures: 1000 },
             models: {
                 'err-500': { pricing: { input: 1, output: 1 },
                     deployments: [{ provider: 'mock', model: 'e500-upstream' }] },
