@@ -11,7 +11,8 @@
  * deployment out for `cooldown_ms`, doubling on every further failed round up to
  * `cooldown_max_ms`. When a cool-down ends, exactly one request (the probe) is let through; its
  * success closes the breaker, its failure starts the next, longer cool-down. An upstream 429
- * takes the deployment out for its retry-after (or 1 s) without counting as a failure. State is
+ * takes the deployment out for its retry-after (or 1 s), clamped to routing.retry_after_max_ms,
+ * without counting as a failure. State is
  * shared by every worker thread; every transition is logged.
  */
 #ifndef MS_ROUTER_H

@@ -76,17 +76,27 @@ test('non-streaming chat: upstream gets the client body byte for byte except mod
     assert.equal(rec.body, want, 'upstream body bytes');
 });
 
-test('every /v1/ response carries the rate-limit headers', { ...T, todo: 'issue #4: rate limits' }, async () => {
-    const res = await h.post(gw, '/v1/chat/completions', key,
-        { model: 'mock-model', messages: [{ role: 'user', content: 'x' }] });
-    assert.equal(res.status, 200, res.text);
-    for (const kind of ['requests', 'tokens']) {
-        for (const f of ['limit', 'remaining', 'reset']) {
-            const name = `x-ratelimit-${f}-${kind}`;
-            assert.ok(res.headers.get(name) !== null, `${name} missing`);
+test('every /v1/ response carries the rate-limit headers', T, async () => {
+    // A plain answer, a stream (headers go out before the answer is known) and a list.
+    // tests/integration/ratelimit.test.mjs checks the values and the other kinds of answer.
+    const msgs = [{ role: 'user', content: 'x' }];
+    for (const [what, send] of [
+        ['chat', () => h.post(gw, '/v1/chat/completions', key, { model: 'mock-model', messages: msgs })],
+        ['stream', () => h.post(gw, '/v1/chat/completions', key,
+            { model: 'mock-model', messages: msgs, stream: true })],
+        ['models', () => h.get(gw, '/v1/models', key)],
+    ]) {
+        const res = await send();
+        assert.equal(res.status, 200, `${what}: ${res.text.slice(0, 300)}`);
+        for (const kind of ['requests', 'tokens']) {
+            for (const f of ['limit', 'remaining', 'reset']) {
+                const name = `x-ratelimit-${f}-${kind}`;
+                assert.ok(res.headers.get(name) !== null, `${what}: ${name} missing`);
+            }
+            assert.match(res.headers.get(`x-ratelimit-reset-${kind}`), /^(\d+h)?(\d+m)?\d+(\.\d+)?m?s$/);
+            assert.match(res.headers.get(`x-ratelimit-limit-${kind}`), /^\d+$/);
         }
-        assert.match(res.headers.get(`x-ratelimit-reset-${kind}`), /^(\d+h)?(\d+m)?\d+(\.\d+)?m?s$/);
-        assert.match(res.headers.get(`x-ratelimit-limit-${kind}`), /^\d+$/);
+        h.assertRateLimitHeaders(assert, res, what);
     }
 });
 

@@ -16,12 +16,13 @@ let gw, account, key, billingKey;
 before(async () => {
     gw = await h.startGateway({
         config: {
-            // These tests are about the error each failure maps to, not about cool-downs (those
-            // are routing.test.mjs's): a failing deployment must stay in service here.
-            routing: { cooldown_failures: 1000 },
+            // Each fault has its own model: a deployment that failed max_attempts times cools down
+            // (routing.test.mjs tests that), and must not turn the next test's 502 into a 503.
             models: {
                 'err-500': { pricing: { input: 1, output: 1 },
                     deployments: [{ provider: 'mock', model: 'e500-upstream' }] },
+                'err-500-stream': { pricing: { input: 1, output: 1 },
+                    deployments: [{ provider: 'mock', model: 'e500s-upstream' }] },
                 'err-json': { pricing: { input: 1, output: 1 },
                     deployments: [{ provider: 'mock', model: 'ejson-upstream' }] },
                 'err-400': { pricing: { input: 1, output: 1 },
@@ -227,7 +228,7 @@ test('upstream 500: 502 provider_error carrying the upstream message', T, async 
 });
 
 test('upstream 500 on a stream request (before the first event): 502 provider_error', T, async () => {
-    const res = await invalid({ model: 'err-500', stream: true, messages: HELLO.messages,
+    const res = await invalid({ model: 'err-500-stream', stream: true, messages: HELLO.messages,
         mock: { status: 500, error_message: 'stream refused upstream' } });
     h.assertError(assert, res, 502, 'upstream_error', 'provider_error');
     assert.match(res.json.error.message, /stream refused upstream/);

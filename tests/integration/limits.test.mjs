@@ -7,8 +7,6 @@ import assert from 'node:assert/strict';
 import * as h from '../lib/harness.mjs';
 
 const T = { timeout: h.TEST_TIMEOUT };
-// Rate limits land with issue #4; until then that test runs as todo.
-const T4 = { ...T, todo: 'issue #4: rate limits' };
 const RPM = 8;
 let gw;
 
@@ -105,7 +103,7 @@ test("a key's spend limit: 403 spend_limit_reached once used up", T, async () =>
     h.assertError(assert, refused, 403, 'permission_error', 'spend_limit_reached');
 });
 
-test('the request rate limit: 429 rate_limit_exceeded with retry-after headers', T4, async () => {
+test('the request rate limit: 429 rate_limit_exceeded with retry-after headers', T, async () => {
     // newAccount polled /v1/models with the key: some requests may be counted already
     const { key } = await newAccount(100);
     const statuses = [];

@@ -1005,3 +1005,140 @@ Gateway.prototype.restart = async function restart() {
     this.port = null;
     return this.start();
 };
+
+// ---------------------------------------------------------------------------------------------
+// Routing and rate limits (issue #4): several mock upstreams as the deployments of one model, a
+// `routing:` section, and readers for the rate-limit and retry headers. Additive: nothing above
+// changes.
+
+/** Starts n mock upstreams, each on its own port; stops the ones started if one fails. */
+export async function startMocks(n) {
+    const mocks = [];
+    try {
+        for (let i = 0; i < n; i++) mocks.push(await startMock());
+        return mocks;
+    } catch (e) {
+        await Promise.all(mocks.map((m) => m.stop().catch(() => {})));
+        throw e;
+    }
+}
+
+/** A provider of kind openai on mock m; extra (timeouts...) is merged in. */
+export function mockProvider(m, extra = {}) {
+    return { kind: 'openai', base_url: `${m.url}/v1`, api_key: 'sk-upstream-test', timeout_ms: 10000, ...extra };
+}
+
+/**
+ * Like prepareGateway, plus top-level sections makeConfig does not know (e.g. `routing`), given
+ * in `sections` and written as they are.
+ */
+export async function prepareGatewayWith({ mock = null, config = {}, sections = {} } = {}) {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ms-test-'));
+    const deadPort = await closedPort();
+    const cfg = { ...makeConfig({ dir, mockPort: mock?.port, deadPort, ...config }), ...sections };
+    const configPath = path.join(dir, 'modelswitch.yaml');
+    await fsp.writeFile(configPath, toYaml(cfg));
+    return new Gateway({ dir, configPath, config: cfg, mock });
+}
+
+/**
+ * Starts n mock upstreams and a gateway over them. config and sections are objects, or functions
+ * of the mocks returning them (to name each mock in `providers`). gw.mock is mocks[0] (the
+ * harness's `mock` provider), gw.mocks all of them; gw.stop() stops every one.
+ */
+export async function startGatewayWithMocks({ mocks: n = 2, config = {}, sections = {}, setup } = {}) {
+    const mocks = await startMocks(n);
+    let gw = null;
+    try {
+        const c = typeof config === 'function' ? config(mocks) : config;
+        const s = typeof sections === 'function' ? sections(mocks) : sections;
+        gw = await prepareGatewayWith({ mock: mocks[0], config: c, sections: s });
+        gw.mocks = mocks;
+        const stop = gw.stop.bind(gw);
+        gw.stop = async () => {
+            try {
+                await stop();
+            } finally {
+                for (const m of mocks.slice(1)) await m.stop();
+            }
+        };
+        if (setup) await setup(gw);
+        await gw.start();
+        return gw;
+    } catch (e) {
+        await Promise.all(mocks.map((m) => m.stop().catch(() => {})));
+        if (gw && process.env.MODELSWITCH_KEEP_TMP !== '1') {
+            await fsp.rm(gw.dir, { recursive: true, force: true });
+        }
+        throw e;
+    }
+}
+
+/** Inference requests mock m has received so far (its /_mock/stats counter). */
+export async function mockRequestCount(m) {
+    return (await m.stats()).requests;
+}
+
+/** Recorded chat/embedding requests of mock m whose body named upstream model `model`. */
+export async function requestsForModel(m, model) {
+    return (await m.requests()).filter((r) => {
+        try {
+            return JSON.parse(r.body).model === model;
+        } catch {
+            return false;
+        }
+    });
+}
+
+/**
+ * A rate-limit reset duration as OpenAI writes it ("1s", "6m0s", "20ms", "1h2m3s", "1.5s") in
+ * ms, or NaN when it has another shape.
+ */
+export function parseResetMs(s) {
+    if (typeof s !== 'string' || !/^(\d+(\.\d+)?(h|ms|m|s))+$/.test(s)) return NaN;
+    const unit = { h: 3600000, m: 60000, s: 1000, ms: 1 };
+    let ms = 0;
+    for (const [, n, u] of s.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) ms += Number(n) * unit[u];
+    return ms;
+}
+
+export const RATE_LIMIT_HEADERS = ['requests', 'tokens'].flatMap((k) =>
+    ['limit', 'remaining', 'reset'].map((f) => `x-ratelimit-${f}-${k}`));
+
+/**
+ * The six x-ratelimit-* headers of res (a fetch-style result): limits and remaining counts are
+ * whole numbers, resets are durations. Returns {limitRequests, remainingRequests, resetRequestsMs,
+ * limitTokens, remainingTokens, resetTokensMs}.
+ */
+export function assertRateLimitHeaders(assert, res, what = '') {
+    const ctx = `${what} ${res.status} ${res.text?.slice(0, 200) ?? ''}`;
+    const out = {};
+    for (const kind of ['requests', 'tokens']) {
+        const K = kind[0].toUpperCase() + kind.slice(1);
+        for (const f of ['limit', 'remaining']) {
+            const v = res.headers.get(`x-ratelimit-${f}-${kind}`);
+            assert.match(v ?? '(missing)', /^\d+$/, `x-ratelimit-${f}-${kind}: ${ctx}`);
+            out[`${f}${K}`] = Number(v);
+        }
+        const r = res.headers.get(`x-ratelimit-reset-${kind}`);
+        const ms = parseResetMs(r);
+        assert.ok(!Number.isNaN(ms), `x-ratelimit-reset-${kind} ${JSON.stringify(r)}: ${ctx}`);
+        out[`reset${K}Ms`] = ms;
+        assert.ok(out[`remaining${K}`] <= out[`limit${K}`], `remaining > limit (${kind}): ${ctx}`);
+    }
+    return out;
+}
+
+/**
+ * The retry headers of a 429 or 503: retry-after in whole seconds (rounded up) and retry-after-ms
+ * exact. Returns retry-after-ms as a number.
+ */
+export function assertRetryAfter(assert, res, what = '') {
+    const ctx = `${what} ${res.status} ${res.text?.slice(0, 200) ?? ''}`;
+    const s = res.headers.get('retry-after');
+    const ms = res.headers.get('retry-after-ms');
+    assert.match(s ?? '(missing)', /^\d+$/, `retry-after: ${ctx}`);
+    assert.match(ms ?? '(missing)', /^\d+$/, `retry-after-ms: ${ctx}`);
+    assert.equal(Number(s), Math.ceil(Number(ms) / 1000), `retry-after is retry-after-ms rounded up: ${ctx}`);
+    return Number(ms);
+}

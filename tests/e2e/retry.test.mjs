@@ -1,0 +1,141 @@
+// The official OpenAI Node SDK (maxRetries: 2) against the gateway's limits and retries (issue #4):
+// after a 429 it waits what retry-after-ms says and then succeeds; after a 503 (every deployment
+// cooling down) likewise; after a 502 or 504 it does not retry at all, because the gateway already
+// did (x-should-retry: false), so one client call costs at most max_attempts upstream requests.
+// A recording fetch shows what the SDK saw and when it sent each attempt.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import * as h from '../lib/harness.mjs';
+
+const T = { timeout: h.TEST_TIMEOUT };
+const MSG = [{ role: 'user', content: 'hi' }];
+const RPM = 60;
+const MAX_ATTEMPTS = 3;
+const COOLDOWN = 600;
+let gw, billing;
+
+before(async () => {
+    gw = await h.startGatewayWithMocks({
+        mocks: 1,
+        sections: {
+            routing: {
+                max_attempts: MAX_ATTEMPTS, retry_budget_ms: 10000, backoff_base_ms: 10,
+                backoff_max_ms: 50, retry_after_max_ms: 1000, cooldown_failures: 3,
+                cooldown_ms: COOLDOWN, cooldown_max_ms: 5000,
+            },
+        },
+        config: (mocks) => ({
+            providers: { fbt: h.mockProvider(mocks[0], { first_byte_timeout_ms: 500 }) },
+            models: Object.fromEntries([['sdk-fail', 'mock'], ['sdk-hang', 'fbt'], ['sdk-cool', 'mock']]
+                .map(([m, provider]) => [m, {
+                    pricing: { input: 1, output: 1 }, deployments: [{ provider, model: `${m}-up` }],
+                }])),
+        }),
+        setup: async (g) => {
+            const account = await g.createAccount('sdk-retry', 100);
+            billing = await g.createKey(account, { type: 'billing' });
+        },
+    });
+});
+after(async () => { await gw?.stop(); });
+
+/** A proxy key with the given limits, made through the account API. */
+async function newKey(fields = {}) {
+    const r = await h.post(gw, '/api/keys', billing, { name: 'sdk', ...fields });
+    assert.equal(r.status, 201, r.text);
+    return r.json.key;
+}
+
+/** An SDK client whose fetch records every attempt: {sent, status, retryAfterMs, shouldRetry}. */
+function recordingClient(key, log) {
+    const recFetch = async (url, init) => {
+        const sent = Date.now();
+        const res = await fetch(url, init);
+        log.push({
+            sent, received: Date.now(), status: res.status,
+            retryAfterMs: res.headers.get('retry-after-ms'), shouldRetry: res.headers.get('x-should-retry'),
+        });
+        return res;
+    };
+    return new OpenAI({
+        baseURL: `${gw.base}/v1`, apiKey: key, maxRetries: 2, timeout: h.scaled(20000), fetch: recFetch,
+    });
+}
+
+/** Checks that the SDK waited at least the advertised retry-after-ms after each refusal. */
+function assertHonoured(log) {
+    for (let i = 1; i < log.length; i++) {
+        const ra = Number(log[i - 1].retryAfterMs);
+        assert.ok(log[i].sent - log[i - 1].received >= ra - 2,
+            `attempt ${i + 1} after ${log[i].sent - log[i - 1].received} ms, advertised ${ra} ms`);
+    }
+}
+
+test('after a 429 the SDK waits retry-after-ms and succeeds', T, async () => {
+    const key = await newKey({ rpm: RPM });
+    // Use up the burst (RPM requests) so the next request has to wait about 60000/RPM ms.
+    let refused = null;
+    for (let i = 0; i < RPM + 5 && !refused; i++) {
+        const res = await h.post(gw, '/v1/chat/completions', key, { model: 'echo-1', messages: MSG });
+        if (res.status === 429) refused = res;
+        else assert.equal(res.status, 200, res.text);
+    }
+    assert.ok(refused, `no 429 after ${RPM + 5} requests at rpm ${RPM}`);
+
+    const log = [];
+    const client = recordingClient(key, log);
+    const t0 = Date.now();
+    const r = await client.chat.completions.create({ model: 'echo-1', messages: MSG });
+    const took = Date.now() - t0;
+    assert.equal(r.choices[0].message.content, 'You said: hi');
+    assert.equal(log[0].status, 429, `the SDK's first attempt: ${JSON.stringify(log)}`);
+    assert.notEqual(log[0].shouldRetry, 'false');
+    const advertised = Number(log[0].retryAfterMs);
+    assert.ok(advertised > 0 && advertised <= 60000 / RPM, `retry-after-ms ${log[0].retryAfterMs}`);
+    assert.equal(log.at(-1).status, 200);
+    assertHonoured(log);
+    // The advertised wait was enough: at most a rounding hiccup of a few ms before success.
+    assert.ok(log.length === 2 || (log.length === 3 && Number(log[1].retryAfterMs) <= 5),
+        `attempts after waiting what the gateway said: ${JSON.stringify(log)}`);
+    assert.ok(took >= advertised - 2, `the call took ${took} ms, advertised wait ${advertised} ms`);
+});
+
+test('every deployment cooling down: 503, the SDK waits retry-after-ms and succeeds', T, async () => {
+    const key = await newKey();
+    // One call failing max_attempts times in a row cools sdk-cool's only deployment down.
+    const raw = await h.post(gw, '/v1/chat/completions', key,
+        { model: 'sdk-cool', messages: MSG, mock: { status: 500 } });
+    assert.ok([502, 503].includes(raw.status), raw.text);
+    const log = [];
+    const client = recordingClient(key, log);
+    const t0 = Date.now();
+    const r = await client.chat.completions.create({ model: 'sdk-cool', messages: MSG });
+    const took = Date.now() - t0;
+    assert.equal(r.choices[0].message.content, 'tok0 tok1 tok2 ');
+    assert.equal(log[0].status, 503, JSON.stringify(log));
+    const advertised = Number(log[0].retryAfterMs);
+    assert.ok(advertised > 0 && advertised <= COOLDOWN, `retry-after-ms ${log[0].retryAfterMs}`);
+    assert.equal(log.at(-1).status, 200);
+    assertHonoured(log);
+    assert.ok(took >= advertised - 2);
+});
+
+test('502 and 504 carry x-should-retry: false: the SDK sends one request, the gateway max_attempts', T, async () => {
+    const key = await newKey();
+    for (const [m, fault, status] of [['sdk-fail', { status: 500 }, 502], ['sdk-hang', { hang: true }, 504]]) {
+        const up = `${m}-up`;
+        const before = (await h.requestsForModel(gw.mock, up)).length;
+        const log = [];
+        const client = recordingClient(key, log);
+        await assert.rejects(
+            client.chat.completions.create({ model: m, messages: MSG, mock: fault }),
+            (e) => e instanceof OpenAI.APIError && e.status === status,
+            `${m}: the SDK gets ${status}`);
+        assert.equal(log.length, 1, `${m}: the SDK retried: ${JSON.stringify(log)}`);
+        assert.equal(log[0].shouldRetry, 'false');
+        const n = (await h.requestsForModel(gw.mock, up)).length - before;
+        assert.ok(n >= 1 && n <= MAX_ATTEMPTS, `${m}: ${n} upstream requests for one SDK call`);
+        if (status === 502) assert.equal(n, MAX_ATTEMPTS, 'a 500 is retried max_attempts times');
+    }
+});
