@@ -63,6 +63,10 @@
 #define BILL_STRIPES 64 /* a power of two */
 #define BILL_CHUNK 1000
 #define BILL_POLL_MS 100
+/* Group commit: events wait at most this long for companions before they are written, so a
+ * busy gateway commits a batch per window instead of a transaction per request (SQLite's cost
+ * per commit is larger than its cost per row). */
+#define BILL_GROUP_MS 10
 #define BILL_QUEUE_MIN 256
 #define BILL_QUEUE_WARN 65536
 /* A consumed array larger than this is freed rather than kept as the spare. */
@@ -132,6 +136,8 @@ struct bill {
     uint64_t enq_total;       /* events ever queued */
     uint64_t committed_total; /* events ever committed (FIFO, so a prefix of those queued) */
     int sleeping;             /* the ledger thread waits on `wake` */
+    int flushers;             /* bill_flush callers waiting: commit without the group window */
+    int64_t first_queued_ms;  /* when the oldest event of `in` was queued */
     int poke;
     int stop;
     int exited;
@@ -358,6 +364,8 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
                   ev->request_id, ev->charged_nusd);
         return;
     }
+    if (b->in.len == 0)
+        b->first_queued_ms = bill_now_mono_ms();
     store_usage_event *slot = &b->in.ev[b->in.len++];
     *slot = *ev;
     bill_sanitize(b, slot);
@@ -368,7 +376,8 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
                  "(they are kept in memory)",
                  BILL_QUEUE_WARN);
     }
-    if (b->sleeping) pthread_cond_signal(&b->wake);
+    /* The thread wakes by itself when the group window ends; a full batch need not wait. */
+    if (b->sleeping && b->in.len == BILL_CHUNK) pthread_cond_signal(&b->wake);
     pthread_mutex_unlock(&b->qmu);
 }
 
@@ -496,8 +505,13 @@ static void *bill_main(void *arg)
 
     pthread_mutex_lock(&b->qmu);
     for (;;) {
-        /* Take the whole queue once the previous one is written. */
-        if (b->out_pos == b->out.len && b->in.len > 0) {
+        int64_t now = bill_now_mono_ms();
+        int have = b->out_pos < b->out.len;
+        /* the window of the batch being formed (events already taken are written at once) */
+        int64_t window_end = b->first_queued_ms + BILL_GROUP_MS;
+        if (!have && b->in.len > 0 && (now >= window_end || b->flushers || b->stop ||
+                                       b->in.len >= BILL_CHUNK)) {
+            /* take the whole queue once the previous one is written */
             bill_vec t = b->out;
             b->out = b->in;
             b->in = t;
@@ -509,10 +523,9 @@ static void *bill_main(void *arg)
                 b->in.cap = 0;
             }
             b->warned_big = 0;
+            have = 1;
             pthread_cond_broadcast(&b->space);
         }
-        int64_t now = bill_now_mono_ms();
-        int have = b->out_pos < b->out.len;
         int commit_now = have && (backoff == 0 || now >= retry_at);
         int poll_now = backoff == 0 && (b->poke || now >= next_poll);
 
@@ -531,7 +544,10 @@ static void *bill_main(void *arg)
         }
         if (!commit_now && !poll_now) {
             struct timespec ts;
-            bill_deadline(&ts, backoff > 0 ? retry_at : next_poll);
+            int64_t until = backoff > 0 ? retry_at : next_poll;
+            if (backoff == 0 && b->in.len > 0 && window_end < until)
+                until = window_end;
+            bill_deadline(&ts, until);
             b->sleeping = 1;
             pthread_cond_timedwait(&b->wake, &b->qmu, &ts);
             b->sleeping = 0;
@@ -871,6 +887,7 @@ int bill_flush_for(bill_t *b, int64_t max_ms)
     int rc = 0;
     pthread_mutex_lock(&b->qmu);
     uint64_t target = b->enq_total;
+    b->flushers++;
     if (b->sleeping) pthread_cond_signal(&b->wake);
     while (b->committed_total < target && !b->exited) {
         if (max_ms < 0) {
@@ -880,6 +897,7 @@ int bill_flush_for(bill_t *b, int64_t max_ms)
             break;
         }
     }
+    b->flushers--;
     pthread_mutex_unlock(&b->qmu);
     return rc;
 }

@@ -19,12 +19,14 @@
 #include "common/util.h"
 
 #define LOG_QUEUE_MAX (4u << 20)
+#define LOG_BATCH_MS 20
 
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
     int running;
+    int idle; /* the thread waits with nothing queued: the next line wakes it */
     int stopping;
     char *q;
     size_t qlen;
@@ -52,8 +54,23 @@ static void *log_thread(void *arg)
     if (!mine) return NULL;
     pthread_mutex_lock(&L.mu);
     for (;;) {
-        while (L.qlen == 0 && L.dropped == 0 && !L.stopping)
-            pthread_cond_wait(&L.cv, &L.mu);
+        if (L.qlen == 0 && L.dropped == 0 && !L.stopping) {
+            /* Busy: wake every LOG_BATCH_MS and write what came meanwhile, so a loop thread never
+             * pays a wake-up (a futex syscall) per line. Quiet: sleep until a line arrives. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += LOG_BATCH_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&L.cv, &L.mu, &ts);
+            while (L.qlen == 0 && L.dropped == 0 && !L.stopping) {
+                L.idle = 1;
+                pthread_cond_wait(&L.cv, &L.mu);
+            }
+            L.idle = 0;
+        }
         size_t n = L.qlen, dropped = L.dropped;
         memcpy(mine, L.q, n);
         L.qlen = 0;
@@ -135,7 +152,8 @@ void log_line(const char *line, size_t n)
         memcpy(L.q + L.qlen, line, n);
         L.q[L.qlen + n] = '\n';
         L.qlen += n + 1;
-        pthread_cond_signal(&L.cv);
+        if (L.idle || L.qlen > LOG_QUEUE_MAX / 2)
+            pthread_cond_signal(&L.cv);
     }
     pthread_mutex_unlock(&L.mu);
 }

