@@ -60,22 +60,12 @@ static void release(prov_call *call, int status)
     bill_release(call->bill, &call->hold, &ev);
 }
 
-static void add_rate_headers(http_conn *c, const rl_result *res)
-{
-    buf_t h;
-    buf_init(&h, 1024);
-    if (rl_format_headers(res, &h) == 0 && h.data)
-        http_set_extra_headers(c, h.data);
-    buf_free(&h);
-}
-
 void api_rate_headers(http_conn *c, const store_key *key)
 {
     if (!c->w->rl)
         return;
-    rl_result res;
-    rl_peek(c->w->rl, key, (int64_t)(ms_mono_ns() / 1000000), &res);
-    add_rate_headers(c, &res);
+    rl_peek(c->w->rl, key, (int64_t)(ms_mono_ns() / 1000000), &c->req.rl);
+    c->req.have_rl = 1;
 }
 
 int api_admit(http_conn *c, prov_call *call, const store_key *key)
@@ -107,7 +97,8 @@ int api_admit(http_conn *c, prov_call *call, const store_key *key)
         int64_t now = (int64_t)(ms_mono_ns() / 1000000);
         call->rl_tokens = call->prompt_bound + out;
         int ok = rl_admit(w->rl, key, call->model, call->rl_tokens, now, &res);
-        add_rate_headers(c, &res);
+        c->req.rl = res;
+        c->req.have_rl = 1;
         if (!ok) {
             call->rl = NULL; /* nothing was consumed */
             char msg[200];

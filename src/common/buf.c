@@ -20,11 +20,23 @@ void buf_init(buf_t *b, size_t limit)
     b->data = NULL;
     b->len = b->cap = 0;
     b->limit = limit;
+    b->borrowed = 0;
+}
+
+void buf_init_with(buf_t *b, char *mem, size_t cap, size_t limit)
+{
+    b->data = mem;
+    b->len = 0;
+    b->cap = cap;
+    b->limit = limit;
+    b->borrowed = 1;
 }
 
 void buf_free(buf_t *b)
 {
-    free(b->data);
+    if (!b->borrowed)
+        free(b->data);
+    b->borrowed = 0;
     b->data = NULL;
     b->len = b->cap = 0;
 }
@@ -40,8 +52,15 @@ int buf_reserve(buf_t *b, size_t extra)
         ncap *= 2;
     /* +1 keeps room for a NUL so text users can treat data as a C string */
     if (b->limit && ncap > b->limit + 1) ncap = b->limit + 1;
-    char *p = realloc(b->data, ncap);
+    char *p;
+    if (b->borrowed) {
+        p = malloc(ncap);
+        if (p && b->len) memcpy(p, b->data, b->len);
+    } else {
+        p = realloc(b->data, ncap);
+    }
     if (!p) return -1;
+    b->borrowed = 0;
     b->data = p;
     b->cap = ncap;
     return 0;
@@ -132,6 +151,8 @@ void buf_consume(buf_t *b, size_t n)
 
 char *buf_steal(buf_t *b)
 {
+    /* the caller's memory cannot be handed on: it moves to the heap first */
+    if (b->borrowed && buf_reserve(b, b->cap + 1) != 0) return NULL;
     char *p = b->data;
     b->data = NULL;
     b->len = b->cap = 0;

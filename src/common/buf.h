@@ -37,9 +37,12 @@ typedef struct {
     size_t len;
     size_t cap;   /* allocated bytes */
     size_t limit; /* never grow past this many bytes; 0 = no limit (only for our own output) */
+    int borrowed; /* data is the caller's memory (buf_init_with): moved to the heap on growth */
 } buf_t;
 
 void buf_init(buf_t *b, size_t limit);
+/* Starts with the caller's memory (a stack array, say) so short contents need no allocation. */
+void buf_init_with(buf_t *b, char *mem, size_t cap, size_t limit);
 void buf_free(buf_t *b);
 /* Returns 0, or -1 when the append would pass the limit or memory is exhausted (buffer unchanged). */
 int buf_append(buf_t *b, const void *p, size_t n);

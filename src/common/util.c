@@ -249,3 +249,19 @@ char *ms_format_decimal(int64_t v, int scale, char *out, size_t outlen)
     }
     return out;
 }
+
+char *ms_i64_dec(int64_t v, char *out)
+{
+    char tmp[20];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *out++ = '-';
+    while (n)
+        *out++ = tmp[--n];
+    return out;
+}

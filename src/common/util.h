@@ -20,6 +20,10 @@ char *ms_iso8601(int64_t epoch_ms, char *out, int ms_frac);
  * Returns 0 and epoch ms, or -1. */
 int ms_parse_iso8601(const char *s, int64_t *epoch_ms);
 
+/* Writes v in decimal at out (no NUL) and returns the end; out needs 20 bytes. For the hot
+ * path, where printf's generality costs more than the formatting itself. */
+char *ms_i64_dec(int64_t v, char *out);
+
 /* Parses a decimal string exactly ("12.5", "-3", "0.000000001") scaled by 10^scale into an
  * integer, without floating point. Returns 0, or -1 on syntax error, overflow or more fractional
  * digits than scale allows. */

@@ -56,6 +56,7 @@
  * request (fail open): the gateway keeps serving, and billing still guards the money.
  */
 #include "ratelimit/ratelimit.h"
+#include "common/util.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -618,21 +619,48 @@ void rl_format_duration(int64_t ms, char *out, size_t outlen)
         snprintf(out, outlen, "%ss", sec);
 }
 
+/* Appends a header line "name: <decimal>\r\n" at p. */
+static char *hdr_num(char *p, const char *name, size_t nlen, int64_t v)
+{
+    memcpy(p, name, nlen);
+    p = ms_i64_dec(v, p + nlen);
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static char *hdr_dur(char *p, const char *name, size_t nlen, int64_t ms)
+{
+    memcpy(p, name, nlen);
+    p += nlen;
+    if (ms >= 0 && ms < 1000) {
+        /* the common case, without printf: this runs on every /v1/ answer */
+        p = ms_i64_dec(ms, p);
+        *p++ = 'm';
+        *p++ = 's';
+    } else {
+        char d[32];
+        rl_format_duration(ms, d, sizeof d);
+        size_t dn = strlen(d);
+        memcpy(p, d, dn);
+        p += dn;
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+#define HDR(s) s, sizeof(s) - 1
+
 int rl_format_headers(const rl_result *res, buf_t *out)
 {
-    char rr[32], rt[32], hdr[512];
-    rl_format_duration(res->reset_requests_ms, rr, sizeof rr);
-    rl_format_duration(res->reset_tokens_ms, rt, sizeof rt);
-    int n = snprintf(hdr, sizeof hdr,
-                     "x-ratelimit-limit-requests: %" PRId64 "\r\n"
-                     "x-ratelimit-remaining-requests: %" PRId64 "\r\n"
-                     "x-ratelimit-reset-requests: %s\r\n"
-                     "x-ratelimit-limit-tokens: %" PRId64 "\r\n"
-                     "x-ratelimit-remaining-tokens: %" PRId64 "\r\n"
-                     "x-ratelimit-reset-tokens: %s\r\n",
-                     res->limit_requests, res->remaining_requests, rr, res->limit_tokens,
-                     res->remaining_tokens, rt);
-    if (n < 0 || (size_t)n >= sizeof hdr) return -1;
+    char hdr[512], *p = hdr;
+    p = hdr_num(p, HDR("x-ratelimit-limit-requests: "), res->limit_requests);
+    p = hdr_num(p, HDR("x-ratelimit-remaining-requests: "), res->remaining_requests);
+    p = hdr_dur(p, HDR("x-ratelimit-reset-requests: "), res->reset_requests_ms);
+    p = hdr_num(p, HDR("x-ratelimit-limit-tokens: "), res->limit_tokens);
+    p = hdr_num(p, HDR("x-ratelimit-remaining-tokens: "), res->remaining_tokens);
+    p = hdr_dur(p, HDR("x-ratelimit-reset-tokens: "), res->reset_tokens_ms);
     /* One append: the six lines go out together or not at all. */
-    return buf_append(out, hdr, (size_t)n);
+    return buf_append(out, hdr, (size_t)(p - hdr));
 }

@@ -157,6 +157,8 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
         rc |= buf_appends(h, "transfer-encoding: chunked\r\n");
     if (c->close_after)
         rc |= buf_appends(h, "connection: close\r\n");
+    if (c->req.have_rl)
+        rc |= rl_format_headers(&c->req.rl, h);
     if (c->extra.len)
         rc |= buf_append(h, c->extra.data, c->extra.len);
     if (headers)
@@ -170,43 +172,74 @@ static void access_log(http_conn *c)
     http_log_request(&c->req, c->status, c->bytes_in, c->bytes_out);
 }
 
+/* Appends a JSON string value (quoted, escaped) or null when s is empty. */
+static void log_str(buf_t *b, const char *s, size_t n)
+{
+    if (!n) {
+        buf_append(b, "null", 4);
+        return;
+    }
+    buf_append(b, "\"", 1);
+    buf_append_json_escaped(b, s, n);
+    buf_append(b, "\"", 1);
+}
+
+static void log_num(buf_t *b, const char *name, size_t nlen, int64_t v)
+{
+    char d[24];
+    buf_append(b, name, nlen);
+    buf_append(b, d, (size_t)(ms_i64_dec(v, d) - d));
+}
+
+#define LIT(s) s, sizeof(s) - 1
+
 void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out)
 {
-    char ts[32];
+    /* Built by appends rather than printf: this runs once per request on the loop thread. */
+    char ts[32], stack[1024];
     ms_iso8601(ms_now_ms(), ts, 1);
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
     buf_t b;
-    buf_init(&b, 8192);
-    buf_printf(&b, "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\",\"method\":\"%s\","
-               "\"path\":\"",
-               ts, r->id, llhttp_method_name(r->method));
-    buf_append_json_escaped(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
+    buf_init_with(&b, stack, sizeof stack, 0);
+    const char *method = llhttp_method_name(r->method);
+    buf_append(&b, LIT("{\"time\":\""));
+    buf_appends(&b, ts);
+    buf_append(&b, LIT("\",\"type\":\"access\",\"request_id\":"));
+    log_str(&b, r->id, strlen(r->id));
+    buf_append(&b, LIT(",\"method\":"));
+    log_str(&b, method, strlen(method));
+    buf_append(&b, LIT(",\"path\":"));
+    log_str(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
+    log_num(&b, LIT(",\"status\":"), status);
     /* account ids are numbers; the key is its display prefix, never the key */
-    buf_printf(&b, "\",\"status\":%d,\"account\":%s,\"key\":%s%s%s,\"model\":", status,
-               r->log_account[0] ? r->log_account : "null", r->log_key[0] ? "\"" : "",
-               r->log_key[0] ? r->log_key : "null", r->log_key[0] ? "\"" : "");
-    if (r->log_model[0]) {
-        buf_appends(&b, "\"");
-        buf_append_json_escaped(&b, r->log_model, strlen(r->log_model));
-        buf_appends(&b, "\"");
-    } else {
-        buf_appends(&b, "null");
-    }
-    buf_printf(&b, ",\"provider\":%s%s%s,\"upstream_ms\":%s", r->log_provider[0] ? "\"" : "",
-               r->log_provider[0] ? r->log_provider : "null", r->log_provider[0] ? "\"" : "",
-               r->upstream_ms >= 0 ? "" : "null");
+    buf_append(&b, LIT(",\"account\":"));
+    if (r->log_account[0])
+        buf_appends(&b, r->log_account);
+    else
+        buf_append(&b, LIT("null"));
+    buf_append(&b, LIT(",\"key\":"));
+    log_str(&b, r->log_key, strlen(r->log_key));
+    buf_append(&b, LIT(",\"model\":"));
+    log_str(&b, r->log_model, strlen(r->log_model));
+    buf_append(&b, LIT(",\"provider\":"));
+    log_str(&b, r->log_provider, strlen(r->log_provider));
     if (r->upstream_ms >= 0)
-        buf_printf(&b, "%" PRId64, r->upstream_ms);
-    buf_printf(&b, ",\"total_ms\":%" PRId64 ".%03" PRId64 ",\"bytes_in\":%" PRIu64
-               ",\"bytes_out\":%" PRIu64,
-               total_us / 1000, total_us % 1000, bytes_in, bytes_out);
-    if (r->prompt_tokens >= 0)
-        buf_printf(&b, ",\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64,
-                   r->prompt_tokens, r->completion_tokens);
-    buf_appends(&b, "}");
-    if (b.data)
-        log_line(b.data, b.len);
-    buf_free(&b);
+        log_num(&b, LIT(",\"upstream_ms\":"), r->upstream_ms);
+    else
+        buf_append(&b, LIT(",\"upstream_ms\":null"));
+    log_num(&b, LIT(",\"total_ms\":"), total_us / 1000);
+    char frac[4] = {'.', (char)('0' + total_us % 1000 / 100), (char)('0' + total_us % 100 / 10),
+                    (char)('0' + total_us % 10)};
+    buf_append(&b, frac, 4);
+    log_num(&b, LIT(",\"bytes_in\":"), (int64_t)bytes_in);
+    log_num(&b, LIT(",\"bytes_out\":"), (int64_t)bytes_out);
+    if (r->prompt_tokens >= 0) {
+        log_num(&b, LIT(",\"prompt_tokens\":"), r->prompt_tokens);
+        log_num(&b, LIT(",\"completion_tokens\":"), r->completion_tokens);
+    }
+    buf_append(&b, "}", 1);
+    log_line(b.data, b.len);
+    buf_free(&b); /* only a line that outgrew the stack buffer was moved to the heap */
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "ratelimit/ratelimit.h"
 #include "server/server.h"
 
 #define HTTP_MAX_EXTRA_HEADERS 24
@@ -55,6 +56,9 @@ typedef struct http_request {
     char log_provider[64];
     int64_t upstream_ms;
     int64_t prompt_tokens, completion_tokens;
+    /* the key's rate-limit state, written into the answer's head once, when it is sent */
+    int have_rl;
+    rl_result rl;
 } http_request;
 
 struct http_conn {

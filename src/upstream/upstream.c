@@ -114,6 +114,7 @@ struct up_ctx {
     up_xfer *deferred, *deferred_tail;
     size_t ndeferred;
     up_sock *socks;
+    bool no_proxy_env; /* no *_proxy variable at start: curl need not look them up per request */
     CURL *free_easy[UP_EASY_FREELIST];
     size_t nfree_easy;
 };
@@ -660,6 +661,15 @@ up_ctx *up_ctx_new(uv_loop_t *loop)
 
     if (!ctx) return NULL;
     ctx->loop = loop;
+    /* curl reads the proxy variables for every transfer when no proxy is set; an egress proxy
+     * from the environment keeps working, and without one the lookups are skipped */
+    static const char *const proxy_vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
+                                             "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+    ctx->no_proxy_env = true;
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++) {
+        const char *v = getenv(proxy_vars[i]);
+        if (v && *v) ctx->no_proxy_env = false;
+    }
     ctx->multi = curl_multi_init();
     if (!ctx->multi) {
         free(ctx);
@@ -720,6 +730,7 @@ static int setup_easy(up_xfer *x, const up_request *req)
     ok &= curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x) == CURLE_OK;
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (x->ctx->no_proxy_env) curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
