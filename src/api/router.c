@@ -16,6 +16,8 @@
 
 #include <openssl/crypto.h>
 
+#include <openssl/crypto.h>
+
 #include "api/api.h"
 #include "api/job.h"
 #include "auth/keys.h"
@@ -105,7 +107,21 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
     size_t n;
     if (bearer(c, r, &k, &n) != 0)
         return -1;
-    kc_status st = kc_lookup(c->w->kc, k, n, ms_now_ms(), key);
+    kc_status st;
+    if (n == c->auth_key_len && CRYPTO_memcmp(k, c->auth_key, n) == 0) {
+        st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_now_ms(), key);
+    } else if (!key_well_formed(k, n, NULL)) {
+        st = KC_NOT_FOUND;
+    } else {
+        key_hash(k, n, c->auth_hash);
+        if (n <= sizeof c->auth_key) {
+            memcpy(c->auth_key, k, n);
+            c->auth_key_len = n;
+        } else {
+            c->auth_key_len = 0;
+        }
+        st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_now_ms(), key);
+    }
     if (st == KC_NOT_FOUND) {
         http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key",
                    -1);

@@ -318,8 +318,6 @@ void kc_stop(kc_t *kc)
 kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_key *out)
 {
     unsigned char hash[32];
-    store_key k;
-    int found = 0;
 
     /* Malformed input is refused before hashing: it cannot match, and it costs nothing. */
     if (!key_well_formed(key, n, NULL)) {
@@ -327,6 +325,13 @@ kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_k
         return KC_NOT_FOUND;
     }
     key_hash(key, n, hash);
+    return kc_lookup_hash(kc, hash, now_ms, out);
+}
+
+kc_status kc_lookup_hash(kc_t *kc, const unsigned char hash[32], int64_t now_ms, store_key *out)
+{
+    store_key k;
+    int found = 0;
 
     pthread_rwlock_rdlock(&kc->lock);
     kc_entry *e = *kc_find(kc, hash);

@@ -31,6 +31,9 @@ typedef enum {
 /* Looks up the presented key (not NUL-terminated) and copies its row into *out (hash zeroed).
  * now_ms decides expiry. */
 kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_key *out);
+/* The same for a key already hashed (key_hash) and known to be well formed: a connection that
+ * presents the same key again skips the SHA-256. */
+kc_status kc_lookup_hash(kc_t *kc, const unsigned char hash[32], int64_t now_ms, store_key *out);
 
 /* Puts one key row, as the store returned it after a write (hash included: never a row copied
  * out by kc_lookup), into the cache now: inserted, updated, or removed when k->deleted. Takes

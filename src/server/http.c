@@ -444,6 +444,7 @@ static void on_close(uv_handle_t *h)
     buf_free(&c->body);
     buf_free(&c->pending);
     buf_free(&c->extra);
+    explicit_bzero(c->auth_key, sizeof c->auth_key); /* a key does not outlive its connection */
     free(c);
 }
 
