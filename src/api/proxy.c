@@ -190,12 +190,17 @@ static void bill(proxy *p, int client_status, char *cost)
     }
 }
 
-static void detached_timeout(uv_timer_t *t)
+/* Gives up on a request whose client left: bills what is known (usage or the estimate). */
+static void abandon(proxy *p)
 {
-    proxy *p = t->data;
     char cost[32];
     bill(p, 499, cost);
     proxy_free(p);
+}
+
+static void detached_timeout(uv_timer_t *t)
+{
+    abandon(t->data);
 }
 
 /* The client went away while the answer was still coming: keep reading it for its usage. */
@@ -240,12 +245,8 @@ static int on_abort(http_conn *c, void *ctx)
 
 void proxy_kill_detached(worker_t *w)
 {
-    while (w->detached) {
-        proxy *p = w->detached;
-        char cost[32];
-        bill(p, 499, cost);
-        proxy_free(p);
-    }
+    while (w->detached)
+        abandon(w->detached);
 }
 
 static void on_drained(http_conn *c, void *ctx)
