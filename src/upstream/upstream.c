@@ -2,6 +2,11 @@
  * The upstream HTTP client (see upstream.h): libcurl's multi_socket interface driven by a worker's
  * libuv loop.
  *
+ * Dispatch. Plain http:// URLs go to the native HTTP/1.1 client (h1.c), far cheaper per request
+ * on loopback upstreams, unless MODELSWITCH_UPSTREAM=curl was set when the ctx was created;
+ * https:// always stays here. Each ctx then owns an h1_ctx next to its curl multi handle, and
+ * up_pause/up_resume/up_cancel tell the two kinds of transfer apart by their first member.
+ *
  * How it is wired. Each up_ctx owns one CURLM. curl tells us which sockets to watch through the
  * socket callback (one uv_poll_t per curl socket, created and closed as curl asks) and when to call
  * it back through the timer callback (one uv_timer_t). Every readiness event or timer expiry is
@@ -65,7 +70,22 @@ struct up_sock {
 /* Bodies up to this size are sent from one joined buffer together with the request head. */
 #define UP_SMALL_BODY 16384
 
+/* Transfers of the two clients are told apart by their first member (see up_pause). */
+#define UP_KIND_CURL 1
+#define UP_KIND_H1 2
+
+/* The native HTTP/1.1 client for http:// URLs (h1.c); declared here, its only user. */
+typedef struct h1_ctx h1_ctx;
+h1_ctx *h1_ctx_new(uv_loop_t *loop);
+void h1_ctx_free(h1_ctx *ctx);
+up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, void *ud);
+void h1_pause(up_xfer *ux);
+void h1_resume(up_xfer *ux);
+void h1_cancel(up_xfer *ux);
+size_t h1_active(h1_ctx *ctx);
+
 struct up_xfer {
+    int kind; /* UP_KIND_CURL; must stay first */
     up_ctx *ctx;
     CURL *easy;
     struct curl_slist *headers;
@@ -117,7 +137,13 @@ struct up_ctx {
     bool no_proxy_env; /* no *_proxy variable at start: curl need not look them up per request */
     CURL *free_easy[UP_EASY_FREELIST];
     size_t nfree_easy;
+    h1_ctx *h1; /* plain http:// goes here unless MODELSWITCH_UPSTREAM=curl */
 };
+
+static int xfer_kind(const up_xfer *x)
+{
+    return *(const int *)(const void *)x;
+}
 
 static void check_multi_info(up_ctx *ctx);
 
@@ -686,6 +712,16 @@ up_ctx *up_ctx_new(uv_loop_t *loop)
     uv_idle_init(loop, &ctx->defer);
     ctx->defer.data = ctx;
     ctx->nhandles = 2;
+    {
+        const char *impl = getenv("MODELSWITCH_UPSTREAM");
+        if (!impl || strcmp(impl, "curl") != 0) {
+            ctx->h1 = h1_ctx_new(loop);
+            if (!ctx->h1) {
+                up_ctx_free(ctx);
+                return NULL;
+            }
+        }
+    }
     return ctx;
 }
 
@@ -695,6 +731,8 @@ void up_ctx_free(up_ctx *ctx)
     size_t i;
 
     if (!ctx) return;
+    h1_ctx_free(ctx->h1);
+    ctx->h1 = NULL;
     ctx->freeing = true;
     while (ctx->xfers) {
         up_xfer *x = ctx->xfers;
@@ -807,8 +845,10 @@ up_xfer *up_start(up_ctx *ctx, const up_request *req, const up_callbacks *cb, vo
     size_t i;
 
     if (!ctx || ctx->freeing || !req || !req->url || !cb) return NULL;
+    if (ctx->h1 && strncasecmp(req->url, "http://", 7) == 0) return h1_start(ctx->h1, req, cb, ud);
     x = calloc(1, sizeof *x);
     if (!x) return NULL;
+    x->kind = UP_KIND_CURL;
     x->ctx = ctx;
     x->cb = *cb;
     x->ud = ud;
@@ -876,6 +916,10 @@ fail:
 
 void up_pause(up_xfer *x)
 {
+    if (x && xfer_kind(x) == UP_KIND_H1) {
+        h1_pause(x);
+        return;
+    }
     if (!x || x->cancelled || x->finished || x->paused) return;
     x->paused = true;
     /* Outside curl we can stop the receive side right away (pausing never delivers data);
@@ -888,6 +932,10 @@ void up_pause(up_xfer *x)
 
 void up_resume(up_xfer *x)
 {
+    if (x && xfer_kind(x) == UP_KIND_H1) {
+        h1_resume(x);
+        return;
+    }
     if (!x || x->cancelled || x->finished || !x->paused) return;
     x->paused = false;
     if (x->curl_paused) {
@@ -900,6 +948,10 @@ void up_cancel(up_xfer *x)
 {
     up_ctx *ctx;
 
+    if (x && xfer_kind(x) == UP_KIND_H1) {
+        h1_cancel(x);
+        return;
+    }
     if (!x || x->cancelled || x->finished) return;
     ctx = x->ctx;
     x->cancelled = true;
@@ -914,5 +966,5 @@ void up_cancel(up_xfer *x)
 
 size_t up_active(up_ctx *ctx)
 {
-    return ctx ? ctx->active : 0;
+    return ctx ? ctx->active + h1_active(ctx->h1) : 0;
 }

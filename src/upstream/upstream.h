@@ -1,8 +1,11 @@
 /*
- * The upstream HTTP client: libcurl's multi_socket interface driven by a worker's libuv loop, so
- * upstream I/O shares the event loop with client connections and never blocks it. One up_ctx per
- * worker owns a curl multi handle (and thus its connection pool, reused across requests) and the
- * shared DNS cache.
+ * The upstream HTTP client, driven by a worker's libuv loop so upstream I/O shares the event loop
+ * with client connections and never blocks it. `http://` URLs go through a native HTTP/1.1 client
+ * (src/upstream/h1.c: llhttp, a keep-alive pool per host, one writev per request), which costs
+ * about half of what libcurl does per request; `https://` goes through libcurl's multi_socket
+ * interface (TLS, HTTP/2, proxies). MODELSWITCH_UPSTREAM=curl in the environment at start sends
+ * everything through libcurl. One up_ctx per worker owns both clients and their connection
+ * pools.
  *
  * The body is sent from the caller's iovecs without copying (they must stay valid until the
  * transfer completes). Response bytes are handed to on_data as they arrive; the consumer applies
@@ -37,7 +40,7 @@ typedef struct up_request {
     size_t nheaders;
     const up_iov *body; /* NOT copied: must outlive the transfer; the iov array itself is copied */
     size_t nbody;
-    int64_t connect_timeout_ms; /* 0 = curl default */
+    int64_t connect_timeout_ms; /* 0 = the default (300 s, resolution included) */
     int64_t first_byte_timeout_ms; /* 0 = none: fail with UP_TIMEOUT if no response header by then */
     int64_t total_timeout_ms;   /* 0 = none */
 } up_request;

@@ -1,5 +1,6 @@
 /*
- * Unit tests for src/upstream (the libcurl multi_socket client on a libuv loop).
+ * Unit tests for src/upstream (the libcurl multi_socket client and the native HTTP/1.1 client,
+ * h1.c).
  *
  * A small blocking HTTP/1.1 server runs in threads inside this process (127.0.0.1, port 0, one
  * thread per connection, keep-alive) and answers by path: fixed JSON, slow chunked streams, a big
@@ -7,7 +8,8 @@
  * when many requests are in at once, and an echo of the request body whose request head it keeps
  * for inspection. It counts accepted connections so the tests can prove pooled reuse. Every case
  * builds its own loop and up_ctx and checks that freeing them leaves no handle open (uv_loop_close
- * succeeds); run it under ASan/UBSan and valgrind for leaks.
+ * succeeds); run it under ASan/UBSan and valgrind for leaks. The whole suite runs twice: with the
+ * native HTTP/1.1 client (h1.c, the default for http://) and with MODELSWITCH_UPSTREAM=curl.
  */
 #include "upstream/upstream.h"
 
@@ -131,6 +133,54 @@ static int srv_handle(int fd, const char *path, const char *head, const char *bo
             sleep_ms(30);
         }
         return send_all(fd, "0\r\n\r\n", 5) == 0;
+    }
+    if (strcmp(path, "/json-close") == 0) {
+        /* Keep-alive as far as the client can tell, then the server drops the connection. */
+        send_head(fd, 200, "OK", "Content-Type: application/json\r\n", (long)strlen(json));
+        send_all(fd, json, strlen(json));
+        return 0;
+    }
+    if (strcmp(path, "/chunked-big") == 0) {
+        /* Chunks of many sizes, some spanning several reads, with extensions and a trailer. */
+        static const size_t sizes[] = {1, 17, 4096, 100000, 3, 65536, 70000, 2};
+        size_t off = 0;
+        send_head(fd, 200, "OK", "Content-Type: application/octet-stream\r\n", -1);
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            char frame[64];
+            unsigned char *b = malloc(sizes[k]);
+            int m = snprintf(frame, sizeof frame, "%zx%s\r\n", sizes[k], k == 2 ? ";ext=1" : "");
+            for (size_t i = 0; i < sizes[k]; i++)
+                b[i] = big_byte(off + i);
+            off += sizes[k];
+            if (send_all(fd, frame, (size_t)m) || send_all(fd, b, sizes[k]) ||
+                send_all(fd, "\r\n", 2)) {
+                free(b);
+                return 0;
+            }
+            free(b);
+        }
+        return send_all(fd, "0\r\nX-Trailer: t\r\n\r\n", 20) == 0;
+    }
+    if (strcmp(path, "/until-close") == 0) {
+        static const char h[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                "Connection: close\r\n\r\n";
+        send_all(fd, h, strlen(h));
+        send_all(fd, "hello ", 6);
+        sleep_ms(20);
+        send_all(fd, "world", 5);
+        return 0;
+    }
+    if (strcmp(path, "/huge-head") == 0) {
+        /* A header block past the native client's 64 KiB bound. */
+        size_t n = 70000;
+        char *h = malloc(n + 64);
+        int m = snprintf(h, 64, "HTTP/1.1 200 OK\r\nX-Big: ");
+        memset(h + m, 'a', n);
+        static const char tail[] = "\r\nContent-Length: 0\r\n\r\n";
+        memcpy(h + m + n, tail, sizeof tail - 1);
+        send_all(fd, h, (size_t)m + n + sizeof tail - 1);
+        free(h);
+        return 1;
     }
     if (strcmp(path, "/big") == 0) {
         unsigned char *b = malloc(BIG_LEN);
@@ -411,6 +461,7 @@ static void tx_free(tx *t)
 {
     free(t->body);
     t->body = NULL;
+    t->blen = 0;
 }
 
 static void resume_cb(uv_timer_t *h)
@@ -579,6 +630,8 @@ static void test_body_iovecs_and_headers(void)
 
     pthread_mutex_lock(&srv_mu);
     CHECK(strncmp(srv_last_head, "POST /echo HTTP/1.1\r\n", 21) == 0);
+    snprintf(cl, sizeof cl, "\r\nHost: 127.0.0.1:%d\r\n", srv_port);
+    CHECK(strstr(srv_last_head, cl) != NULL);
     CHECK(strstr(srv_last_head, "\r\nAuthorization: Bearer sk-test-secret\r\n") != NULL);
     CHECK(strstr(srv_last_head, "\r\nX-Test: abc\r\n") != NULL);
     CHECK(strstr(srv_last_head, "\r\nContent-Type: application/json\r\n") != NULL);
@@ -862,6 +915,7 @@ typedef struct {
     int done;
 } chain;
 
+static const char *chain_path = "/json";
 static void chain_complete(void *ud, up_result res, const char *err);
 static const up_callbacks chain_cbs = {on_response, on_data, chain_complete};
 
@@ -871,7 +925,7 @@ static void chain_complete(void *ud, up_result res, const char *err)
     chain *c = ud;
     on_complete(&c->t, res, err);
     if (res == UP_OK && --c->left > 0) {
-        up_request r = {.method = "GET", .url = url("/json")};
+        up_request r = {.method = "GET", .url = url(chain_path)};
         tx_free(&c->t);
         c->t.x = up_start(ctx, &r, &chain_cbs, c);
         return;
@@ -969,19 +1023,107 @@ static void test_free_with_inflight(void)
     tx_free(&d);
 }
 
-int main(void)
+/* The server closes a keep-alive connection right after answering, without saying so. Once the
+ * client has seen the close while the connection sat idle, the next request opens a fresh one. */
+static void test_pool_server_closes_idle(void)
 {
-    unsetenv("http_proxy");
-    unsetenv("HTTP_PROXY");
-    unsetenv("https_proxy");
-    unsetenv("HTTPS_PROXY");
-    unsetenv("all_proxy");
-    unsetenv("ALL_PROXY");
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || srv_start() != 0) {
-        printf("not ok - setup\n");
-        return 1;
-    }
+    int before, done = 0;
+    tx t = {0}, u = {0};
 
+    setup();
+    before = atomic_load(&srv_accepted);
+    start_get(&t, "/json-close", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    run_until(NULL, 0, 100);
+    start_get(&u, "/json", &done);
+    CHECK(run_until(&done, 2, 5000));
+    CHECK_EQ_INT(u.res, UP_OK);
+    CHECK_EQ_STR(u.body, "{\"ok\":true,\"n\":42}");
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, 2);
+    tx_free(&t);
+    tx_free(&u);
+    teardown();
+}
+
+/* The same, but each next request is sent at once from on_complete, usually before the close
+ * has been seen: the request fails on the reused connection before any response byte and must
+ * be retried on a fresh one. Native client only: curl retries only when the failure shows as a
+ * clean EOF, not as the reset the kernel sends here when the request reaches a closed socket. */
+static void test_pool_retry_on_stale(void)
+{
+    chain c = {0};
+    int before;
+    up_request r = {.method = "GET"};
+
+    if (getenv("MODELSWITCH_UPSTREAM")) return;
+    setup();
+    before = atomic_load(&srv_accepted);
+    c.left = 5;
+    chain_path = "/json-close";
+    r.url = url(chain_path);
+    c.t.x = up_start(ctx, &r, &chain_cbs, &c);
+    CHECK(run_until(&c.done, 1, 5000));
+    chain_path = "/json";
+    CHECK_EQ_INT(c.t.ncomplete, 5);
+    CHECK_EQ_INT(c.left, 0);
+    CHECK_EQ_INT(c.t.res, UP_OK);
+    CHECK_EQ_STR(c.t.body, "{\"ok\":true,\"n\":42}");
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, 5);
+    tx_free(&c.t);
+    teardown();
+}
+
+static void test_chunked_big_and_until_close(void)
+{
+    static const size_t total = 1 + 17 + 4096 + 100000 + 3 + 65536 + 70000 + 2;
+    int done = 0;
+    size_t bad = 0;
+    tx t = {0}, u = {0}, v = {0};
+
+    setup();
+    start_get(&t, "/chunked-big", &done);
+    start_get(&u, "/until-close", &done);
+    v.pause_on_data = 1;
+    start_get(&v, "/chunked-big", &done);
+    CHECK(run_until(&done, 3, 10000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.blen, total);
+    for (size_t i = 0; i < t.blen && i < total; i++)
+        if ((unsigned char)t.body[i] != big_byte(i)) bad++;
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(v.res, UP_OK);
+    CHECK_EQ_INT(v.blen, total);
+    CHECK(v.body && t.body && memcmp(v.body, t.body, total) == 0);
+    CHECK_EQ_INT(v.data_while_paused, 0);
+    CHECK_EQ_INT(v.reentered, 0);
+    CHECK_EQ_INT(u.res, UP_OK);
+    CHECK_EQ_STR(u.body, "hello world");
+    tx_free(&t);
+    tx_free(&u);
+    tx_free(&v);
+    teardown();
+}
+
+/* The native client bounds the response header block (curl's own limit is higher). */
+static void test_header_too_large(void)
+{
+    int done = 0;
+    tx t = {0};
+
+    if (getenv("MODELSWITCH_UPSTREAM")) return;
+    setup();
+    start_get(&t, "/huge-head", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_ERROR);
+    CHECK_EQ_INT(t.nresp, 0);
+    CHECK(strstr(t.err, "too large") != NULL);
+    tx_free(&t);
+    teardown();
+}
+
+static void run_suite(void)
+{
     RUN(test_ok_json);
     RUN(test_resolve_localhost);
     RUN(test_body_iovecs_and_headers);
@@ -999,6 +1141,32 @@ int main(void)
     RUN(test_connection_reuse);
     RUN(test_start_inside_callback);
     RUN(test_free_with_inflight);
+    RUN(test_pool_server_closes_idle);
+    RUN(test_pool_retry_on_stale);
+    RUN(test_chunked_big_and_until_close);
+    RUN(test_header_too_large);
+}
+
+int main(void)
+{
+    unsetenv("http_proxy");
+    unsetenv("HTTP_PROXY");
+    unsetenv("https_proxy");
+    unsetenv("HTTPS_PROXY");
+    unsetenv("all_proxy");
+    unsetenv("ALL_PROXY");
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || srv_start() != 0) {
+        printf("not ok - setup\n");
+        return 1;
+    }
+
+    /* Once with the native HTTP/1.1 client (the default for http://), once with curl. */
+    unsetenv("MODELSWITCH_UPSTREAM");
+    printf("# native HTTP/1.1 client\n");
+    run_suite();
+    setenv("MODELSWITCH_UPSTREAM", "curl", 1);
+    printf("# libcurl client\n");
+    run_suite();
 
     srv_shutdown();
     curl_global_cleanup();

@@ -1,0 +1,1227 @@
+/*
+ * The native HTTP/1.1 client for plain http:// upstreams (vLLM, Ollama, llama.cpp, the mock),
+ * behind the same interface as the libcurl client (upstream.h). upstream.c routes http:// URLs
+ * here unless MODELSWITCH_UPSTREAM=curl; https:// always goes through curl. It exists because on
+ * loopback upstreams curl's generality cost about half of the worker's instructions per request.
+ *
+ * How it is wired. Everything runs on the worker's libuv loop: names are resolved with
+ * uv_getaddrinfo (thread pool) and cached per host for H1_DNS_TTL_MS; connections are uv_tcp_t
+ * kept in a pool per (host, port) per ctx, idle ones on a LIFO stack and still reading, so a server
+ * that closes one is noticed and the connection dropped. Responses are parsed by llhttp, which also
+ * removes chunked framing; body bytes go straight from the read buffer to on_data.
+ *
+ * A request is written with one uv_write of the head plus the caller's body iovecs (one writev, no
+ * copy). If a reused connection fails before any response byte arrives, the server closed it just
+ * as we sent and processed nothing, so the request is retried once on a fresh connection, as curl
+ * does.
+ *
+ * Re-entrancy. Consumer callbacks run from inside llhttp_execute (on_response, on_data) or from the
+ * deferred work (resumed data). up_cancel inside them only marks the transfer (x->in_cb); the code
+ * that called the consumer releases it once the callback has returned. Failures found inside
+ * up_start are reported from the deferred work, so callbacks never run inside up_start.
+ *
+ * Backpressure. up_pause stops reading at once; body bytes the parser still produces from the
+ * current read are kept (at most one read buffer) and delivered on resume, which is deferred to
+ * an idle handle so the consumer is never re-entered from inside up_resume. A paused transfer also
+ * holds back on_complete until it is resumed, like curl.
+ *
+ * Timeouts: one uv_timer per transfer, armed for the nearest of the connect (until connected,
+ * including resolution), first-byte (until the final header block) and total deadlines.
+ */
+#include "upstream/upstream.h"
+
+#include <curl/curl.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Shared with upstream.c (the dispatcher); no header because nothing else may call these. */
+#define UP_KIND_H1 2
+typedef struct h1_ctx h1_ctx;
+h1_ctx *h1_ctx_new(uv_loop_t *loop);
+void h1_ctx_free(h1_ctx *ctx);
+up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, void *ud);
+void h1_pause(up_xfer *ux);
+void h1_resume(up_xfer *ux);
+void h1_cancel(up_xfer *ux);
+size_t h1_active(h1_ctx *ctx);
+
+#define H1_RBUF 65536
+#define H1_HEAD_MAX (64 * 1024)      /* response header block */
+#define H1_REQ_HEAD_MAX (256 * 1024) /* request head we build */
+#define H1_PENDING_MAX (2 * H1_RBUF) /* body kept while paused */
+#define H1_MAX_IDLE 64               /* idle connections per (host, port) */
+#define H1_DNS_TTL_MS 60000
+#define H1_DNS_MAX 64
+#define H1_MAX_ADDRS 8
+#define H1_CT_MAX 256
+#define H1_NAME_MAX 32
+#define H1_ERRMSG_MAX 256
+#define H1_DEFAULT_CONNECT_MS 300000 /* curl's default */
+#define H1_RETRY_MAX_MS (24LL * 3600 * 1000)
+
+typedef struct h1_conn h1_conn;
+typedef struct h1_xfer h1_xfer;
+typedef struct h1_pool h1_pool;
+typedef struct h1_dns h1_dns;
+typedef struct h1_resolve h1_resolve;
+
+/* Smaller than sockaddr_storage: the transfer struct is zeroed on every request. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} h1_addr;
+
+struct h1_dns {
+    h1_dns *next;
+    uint64_t expires;
+    int naddr;
+    h1_addr addr[H1_MAX_ADDRS];
+    char host[];
+};
+
+struct h1_pool {
+    h1_pool *next;
+    int port;
+    h1_conn *idle; /* LIFO: the most recently used connection is the warmest */
+    int nidle;
+    char host[];
+};
+
+struct h1_conn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    h1_ctx *ctx;
+    h1_pool *pool;
+    h1_xfer *x;             /* the transfer using it; NULL while idle or closing */
+    h1_conn *iprev, *inext; /* pool->idle */
+    bool idle, closing, reused, writing;
+    llhttp_t parser;
+};
+
+struct h1_resolve {
+    uv_getaddrinfo_t req;
+    h1_ctx *ctx;
+    h1_xfer *x; /* NULL once the transfer is gone */
+    char host[];
+};
+
+struct h1_xfer {
+    int kind; /* UP_KIND_H1; must stay first (upstream.c reads it) */
+    h1_ctx *ctx;
+    up_callbacks cb;
+    void *ud;
+    h1_pool *pool;
+    char *head;
+    uv_buf_t *bufs; /* head + the caller's body */
+    unsigned nbufs;
+    bool head_only;
+    h1_conn *conn;
+    h1_resolve *res;
+    h1_addr addr[H1_MAX_ADDRS];
+    int naddr, addr_i;
+
+    uv_timer_t timer;
+    uint64_t t_connect, t_fb, t_total; /* absolute deadlines in ms, 0 = none or passed */
+    int64_t connect_ms, fb_ms, total_ms;
+
+    int in_cb;
+    bool starting, cancelled, finished, paused, responded, got_bytes, retried;
+    bool msg_done, keep_alive, want_resume, def_finish, in_defer;
+    up_result def_res;
+    char def_msg[H1_ERRMSG_MAX];
+
+    int status;
+    char content_type[H1_CT_MAX];
+    bool has_ct;
+    int64_t retry_after_ms, retry_after_ms_ms;
+    size_t hdr_bytes;
+    char fname[H1_NAME_MAX];
+    size_t fname_len;
+    char fval[H1_CT_MAX];
+    size_t fval_len;
+    bool fval_trunc;
+
+    char *pending;
+    size_t pend_len;
+
+    h1_xfer *prev, *next; /* ctx->xfers */
+    h1_xfer *dnext;       /* ctx->deferred */
+};
+
+struct h1_ctx {
+    uv_loop_t *loop;
+    uv_idle_t defer;
+    llhttp_settings_t settings;
+    h1_xfer *xfers;
+    h1_xfer *deferred, *deferred_tail;
+    h1_pool *pools;
+    h1_dns *dns;
+    int ndns;
+    size_t active;
+    int nrefs; /* open handles and pending resolutions; the last one frees a freed ctx */
+    bool freeing;
+    /* One read buffer for every connection of the loop: each read is parsed (and whatever must
+     * outlive it copied) before the next one, so an idle or slow connection costs no buffer. */
+    char rbuf[H1_RBUF];
+};
+
+static void h1_finish(h1_xfer *x, up_result res, const char *msg);
+static void h1_dispatch(h1_xfer *x, bool allow_pool);
+static void h1_connect(h1_xfer *x);
+
+static uint64_t h1_now(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+static void h1_ctx_unref(h1_ctx *ctx)
+{
+    if (--ctx->nrefs == 0 && ctx->freeing) free(ctx);
+}
+
+static void h1_ctx_handle_closed(uv_handle_t *h)
+{
+    h1_ctx_unref(h->data);
+}
+
+/* ---- connections ---- */
+
+static void h1_conn_closed(uv_handle_t *h)
+{
+    h1_conn *c = h->data;
+    h1_ctx *ctx = c->ctx;
+    free(c);
+    h1_ctx_unref(ctx);
+}
+
+static void h1_idle_unlink(h1_conn *c)
+{
+    if (!c->idle) return;
+    if (c->iprev)
+        c->iprev->inext = c->inext;
+    else
+        c->pool->idle = c->inext;
+    if (c->inext) c->inext->iprev = c->iprev;
+    c->iprev = c->inext = NULL;
+    c->idle = false;
+    c->pool->nidle--;
+}
+
+static void h1_conn_close(h1_conn *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    h1_idle_unlink(c);
+    if (c->x && c->x->conn == c) c->x->conn = NULL;
+    c->x = NULL;
+    /* Pending connect and write requests are cancelled before the close callback runs. */
+    uv_close((uv_handle_t *)&c->tcp, h1_conn_closed);
+}
+
+static void h1_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    h1_conn *c = h->data;
+    buf->base = c->ctx->rbuf;
+    buf->len = sizeof c->ctx->rbuf;
+}
+
+static void h1_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void h1_pool_put(h1_conn *c)
+{
+    h1_pool *p = c->pool;
+
+    c->x = NULL;
+    if (c->ctx->freeing || c->writing || p->nidle >= H1_MAX_IDLE) {
+        h1_conn_close(c);
+        return;
+    }
+    c->idle = true;
+    c->iprev = NULL;
+    c->inext = p->idle;
+    if (p->idle) p->idle->iprev = c;
+    p->idle = c;
+    p->nidle++;
+    /* Keep reading while idle: EOF or an error means the server dropped it. An idle connection
+     * is not work, so it must not keep the loop alive (a worker's loop ends when it drains). */
+    uv_read_start((uv_stream_t *)&c->tcp, h1_alloc_cb, h1_read_cb);
+    uv_unref((uv_handle_t *)&c->tcp);
+}
+
+/* ---- transfer bookkeeping ---- */
+
+static void h1_xfer_freed(uv_handle_t *h)
+{
+    h1_xfer *x = h->data;
+    free(x->head);
+    free(x->bufs);
+    free(x->pending);
+    free(x);
+}
+
+static void h1_defer_unlink(h1_ctx *ctx, h1_xfer *x)
+{
+    h1_xfer **pp;
+    if (!x->in_defer) return;
+    for (pp = &ctx->deferred; *pp; pp = &(*pp)->dnext)
+        if (*pp == x) {
+            *pp = x->dnext;
+            break;
+        }
+    ctx->deferred_tail = NULL;
+    for (h1_xfer *d = ctx->deferred; d; d = d->dnext)
+        ctx->deferred_tail = d;
+    x->dnext = NULL;
+    x->in_defer = false;
+}
+
+static void h1_defer_cb(uv_idle_t *h);
+
+static void h1_defer_add(h1_ctx *ctx, h1_xfer *x)
+{
+    if (!x->in_defer) {
+        x->in_defer = true;
+        x->dnext = NULL;
+        if (ctx->deferred_tail)
+            ctx->deferred_tail->dnext = x;
+        else
+            ctx->deferred = x;
+        ctx->deferred_tail = x;
+    }
+    uv_idle_start(&ctx->defer, h1_defer_cb);
+}
+
+/* Frees the transfer without any callback; its connection is closed (not pooled). */
+static void h1_release(h1_xfer *x)
+{
+    h1_ctx *ctx = x->ctx;
+
+    h1_defer_unlink(ctx, x);
+    if (x->res) {
+        x->res->x = NULL;
+        x->res = NULL;
+    }
+    if (x->conn) h1_conn_close(x->conn);
+    if (x->prev)
+        x->prev->next = x->next;
+    else if (ctx->xfers == x)
+        ctx->xfers = x->next;
+    if (x->next) x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+    uv_timer_stop(&x->timer);
+    uv_close((uv_handle_t *)&x->timer, h1_xfer_freed);
+}
+
+static void h1_timer_cb(uv_timer_t *t);
+
+static void h1_arm(h1_xfer *x)
+{
+    uint64_t dl = 0, now;
+    if (x->t_connect) dl = x->t_connect;
+    if (x->t_fb && (!dl || x->t_fb < dl)) dl = x->t_fb;
+    if (x->t_total && (!dl || x->t_total < dl)) dl = x->t_total;
+    if (!dl) {
+        uv_timer_stop(&x->timer);
+        return;
+    }
+    now = h1_now();
+    uv_timer_start(&x->timer, h1_timer_cb, dl > now ? dl - now : 0, 0);
+}
+
+static void h1_reset_response(h1_xfer *x)
+{
+    x->status = 0;
+    x->has_ct = false;
+    x->content_type[0] = '\0';
+    x->retry_after_ms = -1;
+    x->retry_after_ms_ms = -1;
+    x->fname_len = x->fval_len = 0;
+    x->fval_trunc = false;
+}
+
+/* Ends a live transfer: on_complete once, then release. Never inside a consumer callback of x. */
+static void h1_finish(h1_xfer *x, up_result res, const char *msg)
+{
+    if (x->finished || x->cancelled) return;
+    if (x->conn) h1_conn_close(x->conn);
+    if (x->starting) {
+        /* Inside up_start: report from the loop instead. */
+        x->def_finish = true;
+        x->def_res = res;
+        snprintf(x->def_msg, sizeof x->def_msg, "%s", msg);
+        uv_timer_stop(&x->timer);
+        h1_defer_add(x->ctx, x);
+        return;
+    }
+    x->finished = true;
+    x->ctx->active--;
+    uv_timer_stop(&x->timer);
+    if (x->cb.on_complete) x->cb.on_complete(x->ud, res, msg);
+    h1_release(x);
+}
+
+static void h1_timer_cb(uv_timer_t *t)
+{
+    h1_xfer *x = t->data;
+    uint64_t now = h1_now();
+    char msg[H1_ERRMSG_MAX];
+
+    if (x->finished || x->cancelled || x->def_finish) return;
+    if (x->t_connect && now >= x->t_connect)
+        snprintf(msg, sizeof msg, "Connection timed out after %lld milliseconds",
+                 (long long)x->connect_ms);
+    else if (x->t_fb && now >= x->t_fb)
+        snprintf(msg, sizeof msg, "no response header within %lld ms", (long long)x->fb_ms);
+    else if (x->t_total && now >= x->t_total)
+        snprintf(msg, sizeof msg, "Operation timed out after %lld milliseconds",
+                 (long long)x->total_ms);
+    else {
+        h1_arm(x); /* the loop's clock ran behind ours */
+        return;
+    }
+    h1_finish(x, UP_TIMEOUT, msg);
+}
+
+/* ---- response parsing (llhttp callbacks; parser->data is the connection) ---- */
+
+static bool h1_name_is(const char *p, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+static int64_t h1_parse_count(const char *p, size_t n, bool allow_fraction)
+{
+    int64_t v = 0;
+    size_t i = 0;
+
+    if (n == 0) return -1;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+        if (v < H1_RETRY_MAX_MS) v = v * 10 + (p[i] - '0');
+    if (i == 0) return -1;
+    if (i < n && allow_fraction && p[i] == '.')
+        for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+            ;
+    return i == n ? v : -1;
+}
+
+static int64_t h1_clamp_retry(int64_t ms)
+{
+    return ms > H1_RETRY_MAX_MS ? H1_RETRY_MAX_MS : ms;
+}
+
+static int64_t h1_parse_retry_after(const char *p, size_t n)
+{
+    char date[64];
+    int64_t secs = h1_parse_count(p, n, false);
+    time_t t, now;
+
+    if (secs >= 0) return h1_clamp_retry(secs * 1000);
+    if (n == 0 || n >= sizeof date) return -1;
+    memcpy(date, p, n);
+    date[n] = '\0';
+    t = curl_getdate(date, NULL);
+    if (t == (time_t)-1) return -1;
+    now = time(NULL);
+    if (t <= now) return 0;
+    return h1_clamp_retry(((int64_t)t - (int64_t)now) * 1000);
+}
+
+static h1_xfer *h1_px(llhttp_t *p)
+{
+    return ((h1_conn *)p->data)->x;
+}
+
+static int h1_count_header(h1_xfer *x, size_t n)
+{
+    x->hdr_bytes += n;
+    return x->hdr_bytes > H1_HEAD_MAX ? -1 : 0;
+}
+
+static int h1_on_status(llhttp_t *p, const char *at, size_t n)
+{
+    return h1_count_header(h1_px(p), n);
+}
+
+static int h1_on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    h1_xfer *x = h1_px(p);
+    if (h1_count_header(x, n) != 0) return -1;
+    if (x->fname_len + n < sizeof x->fname) memcpy(x->fname + x->fname_len, at, n);
+    x->fname_len += n; /* too long to be one we want: it then matches nothing */
+    return 0;
+}
+
+static int h1_on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    h1_xfer *x = h1_px(p);
+    size_t room = sizeof x->fval - 1 - x->fval_len;
+    if (h1_count_header(x, n) != 0) return -1;
+    if (n > room) {
+        n = room;
+        x->fval_trunc = true;
+    }
+    memcpy(x->fval + x->fval_len, at, n);
+    x->fval_len += n;
+    return 0;
+}
+
+static int h1_on_header_value_complete(llhttp_t *p)
+{
+    h1_xfer *x = h1_px(p);
+    const char *n = x->fname, *v = x->fval;
+    size_t nl = x->fname_len < sizeof x->fname ? x->fname_len : 0, vn = x->fval_len;
+
+    while (vn > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vn--;
+    }
+    while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
+        vn--;
+    if (h1_name_is(n, nl, "content-type")) {
+        memcpy(x->content_type, v, vn);
+        x->content_type[vn] = '\0';
+        x->has_ct = true;
+    } else if (h1_name_is(n, nl, "retry-after")) {
+        x->retry_after_ms = x->fval_trunc ? -1 : h1_parse_retry_after(v, vn);
+    } else if (h1_name_is(n, nl, "retry-after-ms")) {
+        int64_t ms = x->fval_trunc ? -1 : h1_parse_count(v, vn, true);
+        x->retry_after_ms_ms = ms >= 0 ? h1_clamp_retry(ms) : -1;
+    }
+    x->fname_len = x->fval_len = 0;
+    x->fval_trunc = false;
+    return 0;
+}
+
+static int h1_on_headers_complete(llhttp_t *p)
+{
+    h1_xfer *x = h1_px(p);
+    int64_t ra = x->retry_after_ms_ms >= 0 ? x->retry_after_ms_ms : x->retry_after_ms;
+
+    x->status = p->status_code;
+    /* 1xx are interim: the real answer follows with its own header block. */
+    if (x->status >= 100 && x->status < 200) {
+        h1_reset_response(x);
+        return 0;
+    }
+    x->responded = true;
+    x->t_fb = 0;
+    h1_arm(x);
+    if (x->cb.on_response)
+        x->cb.on_response(x->ud, x->status, x->has_ct ? x->content_type : NULL, ra);
+    if (x->cancelled) return -1;
+    return x->head_only ? 1 : 0;
+}
+
+static int h1_on_body(llhttp_t *p, const char *at, size_t n)
+{
+    h1_xfer *x = h1_px(p);
+
+    if (x->cancelled) return -1;
+    if (x->paused) {
+        /* The rest of the current read, delivered on resume. */
+        char *np;
+        if (x->pend_len + n > H1_PENDING_MAX) return -1;
+        np = realloc(x->pending, x->pend_len + n);
+        if (!np) return -1;
+        memcpy(np + x->pend_len, at, n);
+        x->pending = np;
+        x->pend_len += n;
+        return 0;
+    }
+    if (n && x->cb.on_data) x->cb.on_data(x->ud, at, n);
+    return x->cancelled ? -1 : 0;
+}
+
+static int h1_on_message_complete(llhttp_t *p)
+{
+    h1_xfer *x = h1_px(p);
+    if (p->status_code >= 100 && p->status_code < 200) return 0;
+    x->msg_done = true;
+    x->keep_alive = llhttp_should_keep_alive(p);
+    /* Stop here: bytes after the response mean the connection cannot be reused. */
+    return HPE_PAUSED;
+}
+
+/* The response is complete: the connection goes back to the pool (so on_complete may reuse it),
+ * then on_complete unless the consumer is paused. */
+static void h1_message_done(h1_xfer *x, bool reusable)
+{
+    h1_conn *c = x->conn;
+
+    if (c) {
+        x->conn = NULL;
+        if (reusable && x->keep_alive)
+            h1_pool_put(c);
+        else
+            h1_conn_close(c);
+    }
+    if (x->paused || x->pend_len) return; /* finished on resume */
+    h1_finish(x, UP_OK, "");
+}
+
+/* ---- I/O ---- */
+
+static bool h1_can_retry(h1_xfer *x)
+{
+    return x->conn && x->conn->reused && !x->got_bytes && !x->retried && !x->responded;
+}
+
+static void h1_retry(h1_xfer *x)
+{
+    h1_conn_close(x->conn);
+    x->retried = true;
+    x->got_bytes = false;
+    x->hdr_bytes = 0;
+    h1_reset_response(x);
+    h1_dispatch(x, false);
+}
+
+static void h1_fail_io(h1_xfer *x, up_result res, const char *what, int err)
+{
+    char msg[H1_ERRMSG_MAX];
+    if (h1_can_retry(x)) {
+        h1_retry(x);
+        return;
+    }
+    if (err)
+        snprintf(msg, sizeof msg, "%s: %s", what, uv_strerror(err));
+    else
+        snprintf(msg, sizeof msg, "%s", what);
+    h1_finish(x, res, msg);
+}
+
+static void h1_parse(h1_xfer *x, const char *p, size_t n, bool eof)
+{
+    h1_conn *c = x->conn;
+    llhttp_errno_t e;
+
+    x->in_cb++;
+    e = eof ? llhttp_finish(&c->parser) : llhttp_execute(&c->parser, p, n);
+    x->in_cb--;
+    if (x->cancelled) {
+        h1_release(x);
+        return;
+    }
+    if (x->msg_done) {
+        bool extra = !eof && llhttp_get_error_pos(&c->parser) < p + n;
+        h1_message_done(x, !eof && !extra);
+        return;
+    }
+    if (eof) {
+        h1_finish(x, UP_ERROR,
+                  x->responded ? "connection closed before the response was complete"
+                               : "connection closed before a complete response header");
+        return;
+    }
+    if (e != HPE_OK)
+        h1_finish(x, UP_ERROR,
+                  x->hdr_bytes > H1_HEAD_MAX ? "response header too large"
+                                             : "malformed HTTP response from upstream");
+}
+
+static void h1_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    h1_conn *c = s->data;
+    h1_xfer *x = c->x;
+
+    if (nread == 0) return;
+    if (!x) {
+        /* Idle: the server closed it (or sent garbage). */
+        h1_conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        if (!x->got_bytes) {
+            if (nread == UV_EOF)
+                h1_fail_io(x, UP_ERROR, "Empty reply from server", 0);
+            else
+                h1_fail_io(x, UP_ERROR, "Recv failure", (int)nread);
+            return;
+        }
+        if (nread == UV_EOF) {
+            h1_parse(x, NULL, 0, true);
+            return;
+        }
+        h1_finish(x, UP_ERROR,
+                  nread == UV_ECONNRESET ? "Recv failure: Connection reset by peer"
+                                         : "Recv failure");
+        return;
+    }
+    x->got_bytes = true;
+    h1_parse(x, buf->base, (size_t)nread, false);
+}
+
+static void h1_write_cb(uv_write_t *req, int status)
+{
+    h1_conn *c = req->data;
+    h1_xfer *x = c->x;
+
+    c->writing = false;
+    if (status == 0 || !x || status == UV_ECANCELED) return;
+    h1_fail_io(x, UP_ERROR, "Send failure", status);
+}
+
+static void h1_send(h1_xfer *x)
+{
+    h1_conn *c = x->conn;
+    int rc;
+
+    llhttp_init(&c->parser, HTTP_RESPONSE, &x->ctx->settings);
+    c->parser.data = c;
+    c->wreq.data = c;
+    rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, x->bufs, x->nbufs, h1_write_cb);
+    if (rc != 0) {
+        h1_fail_io(x, UP_ERROR, "Send failure", rc);
+        return;
+    }
+    c->writing = true;
+    if (!x->paused) uv_read_start((uv_stream_t *)&c->tcp, h1_alloc_cb, h1_read_cb);
+}
+
+static void h1_connect_cb(uv_connect_t *req, int status)
+{
+    h1_conn *c = req->data;
+    h1_xfer *x = c->x;
+    char msg[H1_ERRMSG_MAX];
+
+    if (!x || status == UV_ECANCELED) return;
+    if (status < 0) {
+        h1_conn_close(c);
+        if (++x->addr_i < x->naddr) {
+            h1_connect(x);
+            return;
+        }
+        snprintf(msg, sizeof msg, "Failed to connect to %s port %d: %s", x->pool->host,
+                 x->pool->port, uv_strerror(status));
+        h1_finish(x, UP_CONNECT_FAILED, msg);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, 30);
+    x->t_connect = 0;
+    h1_arm(x);
+    h1_send(x);
+}
+
+static void h1_connect(h1_xfer *x)
+{
+    h1_ctx *ctx = x->ctx;
+    h1_conn *c;
+    h1_addr *sa = &x->addr[x->addr_i];
+    char msg[H1_ERRMSG_MAX];
+    int rc;
+
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        h1_finish(x, UP_ERROR, "out of memory");
+        return;
+    }
+    c->ctx = ctx;
+    c->pool = x->pool;
+    uv_tcp_init(ctx->loop, &c->tcp);
+    c->tcp.data = c;
+    c->creq.data = c;
+    ctx->nrefs++;
+    c->x = x;
+    x->conn = c;
+    if (sa->sa.sa_family == AF_INET)
+        sa->v4.sin_port = htons((uint16_t)x->pool->port);
+    else
+        sa->v6.sin6_port = htons((uint16_t)x->pool->port);
+    rc = uv_tcp_connect(&c->creq, &c->tcp, &sa->sa, h1_connect_cb);
+    if (rc != 0) {
+        h1_conn_close(c);
+        if (++x->addr_i < x->naddr) {
+            h1_connect(x);
+            return;
+        }
+        snprintf(msg, sizeof msg, "Failed to connect to %s port %d: %s", x->pool->host,
+                 x->pool->port, uv_strerror(rc));
+        h1_finish(x, UP_CONNECT_FAILED, msg);
+    }
+}
+
+/* ---- name resolution ---- */
+
+static h1_dns *h1_dns_find(h1_ctx *ctx, const char *host)
+{
+    uint64_t now = h1_now();
+    for (h1_dns *d = ctx->dns; d; d = d->next)
+        if (d->expires > now && strcmp(d->host, host) == 0) return d;
+    return NULL;
+}
+
+static void h1_dns_store(h1_ctx *ctx, const char *host, const struct addrinfo *ai)
+{
+    size_t hl = strlen(host);
+    h1_dns *d, **pp;
+
+    /* Drop this host's old entry, and the oldest when full. */
+    for (pp = &ctx->dns; *pp;) {
+        if (strcmp((*pp)->host, host) == 0 || (ctx->ndns >= H1_DNS_MAX && !(*pp)->next)) {
+            h1_dns *old = *pp;
+            *pp = old->next;
+            free(old);
+            ctx->ndns--;
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    d = calloc(1, sizeof *d + hl + 1);
+    if (!d) return;
+    for (; ai && d->naddr < H1_MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+        if (ai->ai_addrlen > sizeof d->addr[0]) continue;
+        memcpy(&d->addr[d->naddr++], ai->ai_addr, ai->ai_addrlen);
+    }
+    memcpy(d->host, host, hl + 1);
+    d->expires = h1_now() + H1_DNS_TTL_MS;
+    d->next = ctx->dns;
+    ctx->dns = d;
+    ctx->ndns++;
+}
+
+static void h1_use_addrs(h1_xfer *x, const h1_dns *d)
+{
+    x->naddr = d->naddr;
+    x->addr_i = 0;
+    memcpy(x->addr, d->addr, (size_t)d->naddr * sizeof d->addr[0]);
+}
+
+static void h1_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+    h1_resolve *r = req->data;
+    h1_ctx *ctx = r->ctx;
+    h1_xfer *x = r->x;
+    char msg[H1_ERRMSG_MAX];
+
+    if (!ctx->freeing && status == 0) h1_dns_store(ctx, r->host, ai);
+    if (ai) uv_freeaddrinfo(ai);
+    if (x) {
+        const h1_dns *d = ctx->freeing ? NULL : h1_dns_find(ctx, r->host);
+        x->res = NULL;
+        if (!d || d->naddr == 0) {
+            snprintf(msg, sizeof msg, "Could not resolve host: %.100s", r->host);
+            h1_finish(x, UP_CONNECT_FAILED, msg);
+        } else {
+            h1_use_addrs(x, d);
+            h1_connect(x);
+        }
+    }
+    free(r);
+    h1_ctx_unref(ctx);
+}
+
+/* Fills x->addr from an IP literal or the cache, or starts a resolution. */
+static void h1_resolve_start(h1_xfer *x)
+{
+    h1_ctx *ctx = x->ctx;
+    const char *host = x->pool->host;
+    struct sockaddr_in *s4 = &x->addr[0].v4;
+    struct sockaddr_in6 *s6 = &x->addr[0].v6;
+    struct addrinfo hints;
+    const h1_dns *d;
+    h1_resolve *r;
+    size_t hl = strlen(host);
+    int rc;
+
+    memset(&x->addr[0], 0, sizeof x->addr[0]);
+    x->addr_i = 0;
+    if (uv_inet_pton(AF_INET, host, &s4->sin_addr) == 0) {
+        s4->sin_family = AF_INET;
+        x->naddr = 1;
+        h1_connect(x);
+        return;
+    }
+    if (uv_inet_pton(AF_INET6, host, &s6->sin6_addr) == 0) {
+        s6->sin6_family = AF_INET6;
+        x->naddr = 1;
+        h1_connect(x);
+        return;
+    }
+    d = h1_dns_find(ctx, host);
+    if (d && d->naddr > 0) {
+        h1_use_addrs(x, d);
+        h1_connect(x);
+        return;
+    }
+    r = calloc(1, sizeof *r + hl + 1);
+    if (!r) {
+        h1_finish(x, UP_ERROR, "out of memory");
+        return;
+    }
+    memcpy(r->host, host, hl + 1);
+    r->ctx = ctx;
+    r->x = x;
+    r->req.data = r;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = uv_getaddrinfo(ctx->loop, &r->req, h1_resolved, r->host, NULL, &hints);
+    if (rc != 0) {
+        free(r);
+        h1_finish(x, UP_CONNECT_FAILED, "Could not resolve host");
+        return;
+    }
+    ctx->nrefs++;
+    x->res = r;
+}
+
+/* Sends x on an idle pooled connection if there is one (and allowed), else on a new one. */
+static void h1_dispatch(h1_xfer *x, bool allow_pool)
+{
+    h1_conn *c = allow_pool ? x->pool->idle : NULL;
+
+    if (c) {
+        h1_idle_unlink(c);
+        uv_ref((uv_handle_t *)&c->tcp);
+        c->reused = true;
+        c->x = x;
+        x->conn = c;
+        x->t_connect = 0;
+        h1_arm(x);
+        h1_send(x);
+        return;
+    }
+    if (x->t_connect == 0 && x->connect_ms > 0) {
+        x->t_connect = h1_now() + (uint64_t)x->connect_ms;
+        h1_arm(x);
+    }
+    h1_resolve_start(x);
+}
+
+/* ---- deferred work ---- */
+
+static void h1_do_resume(h1_xfer *x)
+{
+    if (x->paused || x->cancelled || x->finished) return;
+    if (x->pend_len) {
+        char *p = x->pending;
+        size_t n = x->pend_len;
+        x->pending = NULL;
+        x->pend_len = 0;
+        x->in_cb++;
+        if (x->cb.on_data) x->cb.on_data(x->ud, p, n);
+        x->in_cb--;
+        free(p);
+        if (x->cancelled) {
+            h1_release(x);
+            return;
+        }
+        if (x->paused) return;
+    }
+    if (x->msg_done) {
+        h1_finish(x, UP_OK, "");
+        return;
+    }
+    if (x->conn) uv_read_start((uv_stream_t *)&x->conn->tcp, h1_alloc_cb, h1_read_cb);
+}
+
+static void h1_defer_cb(uv_idle_t *h)
+{
+    h1_ctx *ctx = h->data;
+    h1_xfer *list = ctx->deferred;
+
+    ctx->deferred = ctx->deferred_tail = NULL;
+    uv_idle_stop(&ctx->defer);
+    while (list) {
+        h1_xfer *x = list;
+        list = x->dnext;
+        x->dnext = NULL;
+        x->in_defer = false;
+        if (x->def_finish) {
+            x->def_finish = false;
+            h1_finish(x, x->def_res, x->def_msg);
+        } else if (x->want_resume) {
+            x->want_resume = false;
+            h1_do_resume(x);
+        }
+    }
+}
+
+/* ---- request building ---- */
+
+/* Splits http://host[:port][/path][?query]; host is copied into host (NUL-terminated). */
+static int h1_parse_url(const char *url, char *host, size_t hostlen, int *port, const char **path)
+{
+    const char *p = url + 7, *h, *he, *end;
+    size_t hl;
+
+    if (strncasecmp(url, "http://", 7) != 0) return -1;
+    end = p + strcspn(p, "/?#");
+    if (memchr(p, '@', (size_t)(end - p))) return -1; /* userinfo: not supported */
+    if (*p == '[') {
+        h = p + 1;
+        he = memchr(h, ']', (size_t)(end - h));
+        if (!he) return -1;
+        p = he + 1;
+    } else {
+        h = p;
+        he = memchr(p, ':', (size_t)(end - p));
+        if (!he) he = end;
+        p = he;
+    }
+    hl = (size_t)(he - h);
+    if (hl == 0 || hl >= hostlen) return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = 80;
+    if (p < end) {
+        long v = 0;
+        if (*p != ':' || p + 1 == end) return -1;
+        for (p++; p < end; p++) {
+            if (*p < '0' || *p > '9') return -1;
+            v = v * 10 + (*p - '0');
+            if (v > 65535) return -1;
+        }
+        if (v == 0) return -1;
+        *port = (int)v;
+    }
+    *path = end;
+    return 0;
+}
+
+static h1_pool *h1_pool_get(h1_ctx *ctx, const char *host, int port)
+{
+    size_t hl = strlen(host);
+    h1_pool *p;
+
+    for (p = ctx->pools; p; p = p->next)
+        if (p->port == port && strcmp(p->host, host) == 0) return p;
+    p = calloc(1, sizeof *p + hl + 1);
+    if (!p) return NULL;
+    memcpy(p->host, host, hl + 1);
+    p->port = port;
+    p->next = ctx->pools;
+    ctx->pools = p;
+    return p;
+}
+
+/* The caller sized the buffer (h1_build's need). */
+static void h1_put(char *h, size_t *off, const char *p, size_t n)
+{
+    memcpy(h + *off, p, n);
+    *off += n;
+}
+
+static void h1_put_u64(char *h, size_t *off, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    h1_put(h, off, tmp + sizeof tmp - n, n);
+}
+
+static int h1_build(h1_xfer *x, const up_request *req, const char *path, const char *host, int port)
+{
+    const char *method = req->method ? req->method : "GET";
+    size_t plen = strcspn(path, "#"), need, off = 0, total = 0, i;
+    bool v6 = strchr(host, ':') != NULL;
+    bool send_len, own_host = true;
+    char *h;
+
+    for (i = 0; i < req->nbody; i++)
+        total += req->body[i].len;
+    send_len = req->nbody > 0 || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0);
+    need = strlen(method) + plen + 64 + strlen(host) + 64;
+    for (i = 0; i < req->nheaders; i++) {
+        need += strlen(req->headers[i]) + 2;
+        /* A caller's Host replaces ours, as with curl. */
+        if (strncasecmp(req->headers[i], "host:", 5) == 0) own_host = false;
+    }
+    if (need > H1_REQ_HEAD_MAX) return -1;
+    h = malloc(need);
+    if (!h) return -1;
+    /* Plain copies, not snprintf: this runs for every proxied request. */
+    h1_put(h, &off, method, strlen(method));
+    h1_put(h, &off, " /", plen == 0 || path[0] == '?' ? 2 : 1);
+    h1_put(h, &off, path, plen);
+    h1_put(h, &off, " HTTP/1.1\r\n", 11);
+    if (own_host) {
+        h1_put(h, &off, v6 ? "Host: [" : "Host: ", v6 ? 7 : 6);
+        h1_put(h, &off, host, strlen(host));
+        if (v6) h1_put(h, &off, "]", 1);
+        if (port != 80) {
+            h1_put(h, &off, ":", 1);
+            h1_put_u64(h, &off, (uint64_t)port);
+        }
+        h1_put(h, &off, "\r\n", 2);
+    }
+    for (i = 0; i < req->nheaders; i++) {
+        const char *l = req->headers[i];
+        size_t n = strlen(l);
+        const char *colon = memchr(l, ':', n);
+        /* curl's convention: "Name:" with no value removes a header; we add none of those. */
+        if (!colon || colon[1 + strspn(colon + 1, " \t")] == '\0') continue;
+        /* The length is ours to state: it must match the bytes we send. */
+        if (strncasecmp(l, "content-length:", 15) == 0) continue;
+        if (memchr(l, '\r', n) || memchr(l, '\n', n)) continue;
+        h1_put(h, &off, l, n);
+        h1_put(h, &off, "\r\n", 2);
+    }
+    if (send_len) {
+        h1_put(h, &off, "Content-Length: ", 16);
+        h1_put_u64(h, &off, total);
+        h1_put(h, &off, "\r\n", 2);
+    }
+    h1_put(h, &off, "\r\n", 2);
+
+    x->bufs = malloc((req->nbody + 1) * sizeof *x->bufs);
+    if (!x->bufs) {
+        free(h);
+        return -1;
+    }
+    x->head = h;
+    x->bufs[0] = uv_buf_init(h, (unsigned)off);
+    x->nbufs = 1;
+    for (i = 0; i < req->nbody; i++)
+        if (req->body[i].len > 0)
+            x->bufs[x->nbufs++] =
+                uv_buf_init((char *)req->body[i].base, (unsigned)req->body[i].len);
+    x->head_only = strcmp(method, "HEAD") == 0;
+    return 0;
+}
+
+/* ---- API used by upstream.c ---- */
+
+h1_ctx *h1_ctx_new(uv_loop_t *loop)
+{
+    h1_ctx *ctx = calloc(1, sizeof *ctx);
+
+    if (!ctx) return NULL;
+    ctx->loop = loop;
+    llhttp_settings_init(&ctx->settings);
+    ctx->settings.on_status = h1_on_status;
+    ctx->settings.on_header_field = h1_on_header_field;
+    ctx->settings.on_header_value = h1_on_header_value;
+    ctx->settings.on_header_value_complete = h1_on_header_value_complete;
+    ctx->settings.on_headers_complete = h1_on_headers_complete;
+    ctx->settings.on_body = h1_on_body;
+    ctx->settings.on_message_complete = h1_on_message_complete;
+    uv_idle_init(loop, &ctx->defer);
+    ctx->defer.data = ctx;
+    ctx->nrefs = 1;
+    return ctx;
+}
+
+void h1_ctx_free(h1_ctx *ctx)
+{
+    if (!ctx) return;
+    ctx->freeing = true;
+    while (ctx->xfers) {
+        h1_xfer *x = ctx->xfers;
+        x->cancelled = true;
+        h1_release(x);
+    }
+    ctx->active = 0;
+    while (ctx->pools) {
+        h1_pool *p = ctx->pools;
+        ctx->pools = p->next;
+        while (p->idle)
+            h1_conn_close(p->idle);
+        free(p);
+    }
+    while (ctx->dns) {
+        h1_dns *d = ctx->dns;
+        ctx->dns = d->next;
+        free(d);
+    }
+    uv_close((uv_handle_t *)&ctx->defer, h1_ctx_handle_closed);
+}
+
+up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, void *ud)
+{
+    char host[256];
+    const char *path;
+    int port;
+    h1_xfer *x;
+    uint64_t now;
+
+    if (!ctx || ctx->freeing || !req || !req->url || !cb) return NULL;
+    x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->kind = UP_KIND_H1;
+    x->ctx = ctx;
+    x->cb = *cb;
+    x->ud = ud;
+    h1_reset_response(x);
+    x->connect_ms = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : H1_DEFAULT_CONNECT_MS;
+    x->fb_ms = req->first_byte_timeout_ms;
+    x->total_ms = req->total_timeout_ms;
+    uv_timer_init(ctx->loop, &x->timer);
+    x->timer.data = x;
+    now = h1_now();
+    if (x->fb_ms > 0) x->t_fb = now + (uint64_t)x->fb_ms;
+    if (x->total_ms > 0) x->t_total = now + (uint64_t)x->total_ms;
+
+    x->next = ctx->xfers;
+    if (ctx->xfers) ctx->xfers->prev = x;
+    ctx->xfers = x;
+    ctx->active++;
+    x->starting = true;
+    if (h1_parse_url(req->url, host, sizeof host, &port, &path) != 0) {
+        h1_finish(x, UP_CONNECT_FAILED, "URL rejected: malformed or unsupported http URL");
+    } else if (h1_build(x, req, path, host, port) != 0) {
+        /* Allocation failure or an absurd header set. */
+        ctx->active--;
+        x->starting = false;
+        h1_release(x);
+        return NULL;
+    } else if (!(x->pool = h1_pool_get(ctx, host, port))) {
+        ctx->active--;
+        x->starting = false;
+        h1_release(x);
+        return NULL;
+    } else {
+        h1_dispatch(x, true);
+    }
+    x->starting = false;
+    return (up_xfer *)x;
+}
+
+void h1_pause(up_xfer *ux)
+{
+    h1_xfer *x = (h1_xfer *)ux;
+    if (x->cancelled || x->finished || x->paused) return;
+    x->paused = true;
+    x->want_resume = false;
+    if (x->conn) uv_read_stop((uv_stream_t *)&x->conn->tcp);
+}
+
+void h1_resume(up_xfer *ux)
+{
+    h1_xfer *x = (h1_xfer *)ux;
+    if (x->cancelled || x->finished || !x->paused) return;
+    x->paused = false;
+    x->want_resume = true;
+    h1_defer_add(x->ctx, x);
+}
+
+void h1_cancel(up_xfer *ux)
+{
+    h1_xfer *x = (h1_xfer *)ux;
+    if (x->cancelled || x->finished) return;
+    x->cancelled = true;
+    x->ctx->active--;
+    uv_timer_stop(&x->timer);
+    /* Inside one of x's callbacks the caller of that callback releases it. */
+    if (x->in_cb > 0) return;
+    h1_release(x);
+}
+
+size_t h1_active(h1_ctx *ctx)
+{
+    return ctx ? ctx->active : 0;
+}
