@@ -25,12 +25,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: modelswitch [--config FILE] COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  serve [--listen HOST:PORT]   run the gateway\n"
-            "  check-config                 validate the config file\n");
+    fprintf(f, "usage: modelswitch [--config FILE] COMMAND [ARGS]\n"
+               "\n"
+               "commands:\n"
+               "  serve [--listen HOST:PORT]   run the gateway\n"
+               "  check-config                 validate the config file\n");
     cli_usage(f);
     fprintf(f, "\n  --version                    print the version\n"
                "  COMMAND --help               help for a command\n");
@@ -96,14 +95,10 @@ out:
     srv_free(srv);
     api_jobs_shutdown(); /* after the workers stopped: no store job can be running */
     /* after the workers: every settled request is committed before exit */
-    if (bill)
-        bill_stop(bill);
-    if (rl)
-        rl_free(rl);
-    if (route)
-        route_free(route);
-    if (kc)
-        kc_stop(kc);
+    if (bill) bill_stop(bill);
+    if (rl) rl_free(rl);
+    if (route) route_free(route);
+    if (kc) kc_stop(kc);
     log_stop();
     curl_global_cleanup();
     cfg_free(cfg);
@@ -134,20 +129,17 @@ static int cmd_check_config(const char *config_path, int argc, char **argv)
 static int wants_help(int n, char **args)
 {
     for (int i = 1; i < n; i++)
-        if (strcmp(args[i], "--help") == 0 || strcmp(args[i], "-h") == 0)
-            return 1;
+        if (strcmp(args[i], "--help") == 0 || strcmp(args[i], "-h") == 0) return 1;
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *config_path = getenv("MODELSWITCH_CONFIG");
-    if (!config_path || !*config_path)
-        config_path = DEFAULT_CONFIG;
+    if (!config_path || !*config_path) config_path = DEFAULT_CONFIG;
     /* --config may stand anywhere; the rest keeps its order */
     char **args = calloc((size_t)argc + 1, sizeof *args);
-    if (!args)
-        return 1;
+    if (!args) return 1;
     int n = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {

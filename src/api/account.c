@@ -11,7 +11,8 @@
  * Money leaves as JSON numbers with the exact decimal text of the nano-dollar amount and arrives
  * as the exact text of a JSON number: no double is ever involved. Reads of usage, statistics and
  * transactions first wait for the ledger writer (bill_flush_for, at most 2 s), so a client sees
- * the requests it has just finished. Key changes go into the key cache (kc_apply) as soon as the store has them.
+ * the requests it has just finished. Key changes go into the key cache (kc_apply) as soon as the
+ * store has them.
  */
 #include <inttypes.h>
 #include <stdio.h>

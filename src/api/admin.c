@@ -7,8 +7,8 @@
  * Balances shown are the settled balance billing holds in memory when it knows the account
  * (the store's figure lags by the charges the ledger writer has not committed yet). A top-up
  * first waits for the writer (bill_flush_for, at most 2 s) so the balance it returns is current,
- * and every change of an account tells billing to re-read accounts at once (bill_poke) instead of at its next
- * poll.
+ * and every change of an account tells billing to re-read accounts at once (bill_poke) instead of
+ * at its next poll.
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -17,8 +17,7 @@
  * error has been answered. */
 static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, store_key *key)
 {
-    if (api_authenticate(c, r, KEY_PROXY, key) != 0)
-        return NULL;
+    if (api_authenticate(c, r, KEY_PROXY, key) != 0) return NULL;
     prov_call *call = calloc(1, sizeof *call);
     if (!call) {
         api_err_internal(c);
@@ -73,8 +72,7 @@ static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, st
 
 static int check_bool(http_conn *c, const jscan_member *m, const char *param, int *out)
 {
-    if (!m || m->type == JS_NULL)
-        return 0;
+    if (!m || m->type == JS_NULL) return 0;
     if (m->type != JS_TRUE && m->type != JS_FALSE) {
         char msg[128];
         snprintf(msg, sizeof msg, "'%s' must be a boolean.", param);
@@ -99,8 +97,7 @@ void api_chat_completions(http_conn *c, http_request *r)
 {
     store_key key;
     prov_call *call = begin_call(c, r, EP_CHAT, &key);
-    if (!call)
-        return;
+    if (!call) return;
     const jscan_member *msgs = jscan_find(call->members, call->nmembers, "messages");
     if (!msgs) {
         free(call);
@@ -127,8 +124,7 @@ void api_chat_completions(http_conn *c, http_request *r)
     static const char *const limits[] = {"max_tokens", "max_completion_tokens"};
     for (int i = 0; i < 2; i++) {
         const jscan_member *mt = jscan_find(call->members, call->nmembers, limits[i]);
-        if (!mt || mt->type == JS_NULL)
-            continue;
+        if (!mt || mt->type == JS_NULL) continue;
         int64_t v;
         if (mt->type != JS_NUMBER || jscan_int(mt->value, &v) != 0 || v < 1) {
             char msg[128];
@@ -146,16 +142,14 @@ void api_chat_completions(http_conn *c, http_request *r)
         }
         jscan_member sm[16];
         int sn = jscan_members(so->value, sm, 16);
-        const jscan_member *iu = sn > 0 ? jscan_find(sm, (size_t)(sn > 16 ? 16 : sn),
-                                                     "include_usage")
-                                        : NULL;
+        const jscan_member *iu =
+            sn > 0 ? jscan_find(sm, (size_t)(sn > 16 ? 16 : sn), "include_usage") : NULL;
         if (check_bool(c, iu, "stream_options.include_usage", &call->client_include_usage)) {
             free(call);
             return;
         }
     }
-    if (so && (so->type != JS_NULL || call->stream))
-        call->m_stream_options = so;
+    if (so && (so->type != JS_NULL || call->stream)) call->m_stream_options = so;
     dispatch_call(c, call, &key);
 }
 
@@ -163,8 +157,7 @@ void api_embeddings(http_conn *c, http_request *r)
 {
     store_key key;
     prov_call *call = begin_call(c, r, EP_EMBEDDINGS, &key);
-    if (!call)
-        return;
+    if (!call) return;
     const jscan_member *in = jscan_find(call->members, call->nmembers, "input");
     if (!in) {
         free(call);

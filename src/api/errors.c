@@ -11,10 +11,8 @@
 
 api_error_info api_upstream_error(int res, int upstream_status)
 {
-    if (res == UP_TIMEOUT)
-        return (api_error_info){504, "timeout_error", "upstream_timeout"};
-    if (res != UP_OK)
-        return (api_error_info){502, "upstream_error", "provider_error"};
+    if (res == UP_TIMEOUT) return (api_error_info){504, "timeout_error", "upstream_timeout"};
+    if (res != UP_OK) return (api_error_info){502, "upstream_error", "provider_error"};
     if (upstream_status == 429)
         return (api_error_info){429, "rate_limit_error", "rate_limit_exceeded"};
     if (upstream_status == 408 || upstream_status == 504)

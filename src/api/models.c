@@ -15,22 +15,20 @@
 static void append_model(buf_t *b, const cfg_t *cfg, const cfg_model *m)
 {
     char in[40], out[40];
-    ms_format_decimal(price_list_per_mtok(cfg, m->price_in_nusd_per_mtok), 9, in,
-                      sizeof in);
-    ms_format_decimal(price_list_per_mtok(cfg, m->price_out_nusd_per_mtok), 9, out,
-                      sizeof out);
+    ms_format_decimal(price_list_per_mtok(cfg, m->price_in_nusd_per_mtok), 9, in, sizeof in);
+    ms_format_decimal(price_list_per_mtok(cfg, m->price_out_nusd_per_mtok), 9, out, sizeof out);
     buf_appends(b, "{\"id\":\"");
     buf_append_json_escaped(b, m->name, strlen(m->name));
-    buf_printf(b, "\",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"%s\","
-                  "\"pricing\":{\"input\":%s,\"output\":%s,\"unit\":\"USD per 1M tokens\"}}",
+    buf_printf(b,
+               "\",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"%s\","
+               "\"pricing\":{\"input\":%s,\"output\":%s,\"unit\":\"USD per 1M tokens\"}}",
                m->created, cfg_prov_kind_name(m->deployments[0].provider->kind), in, out);
 }
 
 void api_models_list(http_conn *c, http_request *r)
 {
     store_key key;
-    if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
-        return;
+    if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
     const cfg_t *cfg = c->w->cfg;
     buf_t b;
     buf_init(&b, 0);
@@ -38,10 +36,8 @@ void api_models_list(http_conn *c, http_request *r)
     int first = 1;
     for (size_t i = 0; i < cfg->nmodels; i++) {
         const cfg_model *m = &cfg->models[i];
-        if (m->ndeployments == 0)
-            continue;
-        if (!first)
-            buf_appends(&b, ",");
+        if (m->ndeployments == 0) continue;
+        if (!first) buf_appends(&b, ",");
         first = 0;
         append_model(&b, cfg, m);
     }
@@ -56,8 +52,7 @@ void api_models_list(http_conn *c, http_request *r)
 void api_models_get(http_conn *c, http_request *r, ms_str id)
 {
     store_key key;
-    if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
-        return;
+    if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
     const cfg_t *cfg = c->w->cfg;
     const cfg_model *m = cfg_find_model(cfg, id.p, id.n);
     if (!m || m->ndeployments == 0) {

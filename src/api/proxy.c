@@ -50,10 +50,10 @@ struct proxy {
     /* routing */
     const cfg_model *chain[CHAIN_MAX];
     size_t nchain, chain_idx;
-    uint64_t tried; /* deployments of the current model this request has tried */
-    int attempts;   /* attempts on the current model */
+    uint64_t tried;   /* deployments of the current model this request has tried */
+    int attempts;     /* attempts on the current model */
     int same_retries; /* retries on a deployment already tried (the backoff's exponent) */
-    int dep_idx;    /* the deployment of the attempt in progress (or waiting), -1 none */
+    int dep_idx;      /* the deployment of the attempt in progress (or waiting), -1 none */
     uint64_t budget_end_ns;
     /* why nothing worked, if it comes to that */
     int n_failed, n_429;
@@ -99,14 +99,12 @@ static void start_attempt(proxy *p);
 static void handle_closed(uv_handle_t *h)
 {
     proxy *p = h->data;
-    if (--p->open_handles == 0)
-        free(p);
+    if (--p->open_handles == 0) free(p);
 }
 
 static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
 {
-    if (p->dep_idx < 0)
-        return;
+    if (p->dep_idx < 0) return;
     route_report(p->w->route, p->call->model, p->dep_idx, o, retry_after_ms,
                  (int64_t)(ms_mono_ns() / 1000000));
     p->dep_idx = -1;
@@ -114,12 +112,10 @@ static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
 
 static void proxy_free(proxy *p)
 {
-    if (p->freeing)
-        return;
+    if (p->freeing) return;
     p->freeing = 1;
     /* the connection must not call back into a freed handler */
-    if (p->c && p->c->handler.ctx == p)
-        p->c->handler = (http_handler){0};
+    if (p->c && p->c->handler.ctx == p) p->c->handler = (http_handler){0};
     if (p->x) {
         up_cancel(p->x);
         p->x = NULL;
@@ -137,11 +133,9 @@ static void proxy_free(proxy *p)
             p->dprev->dnext = p->dnext;
         else
             w->detached = p->dnext;
-        if (p->dnext)
-            p->dnext->dprev = p->dprev;
+        if (p->dnext) p->dnext->dprev = p->dprev;
         w->ndetached--;
-        if (w->draining)
-            srv_worker_check_drained(w);
+        if (w->draining) srv_worker_check_drained(w);
     }
     prov_upreq_free(&p->up);
     buf_free(&p->resp);
@@ -157,11 +151,9 @@ static void proxy_free(proxy *p)
 
 static void note_upstream_time(proxy *p)
 {
-    if (!p->c)
-        return;
+    if (!p->c) return;
     http_request *r = &p->c->req;
-    if (r->upstream_ms < 0)
-        r->upstream_ms = (int64_t)((ms_mono_ns() - p->t0) / 1000000);
+    if (r->upstream_ms < 0) r->upstream_ms = (int64_t)((ms_mono_ns() - p->t0) / 1000000);
 }
 
 /* Ends the request's money: usage if the provider said, an estimate if it answered 2xx without
@@ -171,8 +163,7 @@ static void bill(proxy *p, int client_status, char *cost)
 {
     prov_call *call = p->call;
     cost[0] = '\0';
-    if (call->hold.amount_nusd == 0 && call->hold.account_id == 0)
-        return; /* already billed */
+    if (call->hold.amount_nusd == 0 && call->hold.account_id == 0) return; /* already billed */
     if (p->usage.known) {
         call->settle(call, &p->usage, client_status, 0, cost);
     } else if (p->status >= 200 && p->status < 300) {
@@ -231,8 +222,7 @@ static int on_abort(http_conn *c, void *ctx)
     p->owned_body = buf_steal(&c->body);
     p->detached = 1;
     p->dnext = w->detached;
-    if (w->detached)
-        w->detached->dprev = p;
+    if (w->detached) w->detached->dprev = p;
     w->detached = p;
     w->ndetached++;
     uv_timer_start(&p->dtimer, detached_timeout, DETACHED_MAX_MS, 0);
@@ -268,8 +258,7 @@ static void model_headers(proxy *p, char *h, size_t n, const char *cost)
 
 static void stream_write(proxy *p, const char *data, size_t n)
 {
-    if (p->c)
-        http_stream_write(p->c, data, n);
+    if (p->c) http_stream_write(p->c, data, n);
 }
 
 static void stream_error_event(proxy *p, const char *code, const char *type, const char *message)
@@ -279,8 +268,7 @@ static void stream_error_event(proxy *p, const char *code, const char *type, con
     buf_appends(&b, "data: {\"error\":{\"message\":\"");
     buf_append_json_escaped(&b, message, strlen(message));
     buf_printf(&b, "\",\"type\":\"%s\",\"code\":\"%s\",\"param\":null}}\n\n", type, code);
-    if (b.data)
-        stream_write(p, b.data, b.len);
+    if (b.data) stream_write(p, b.data, b.len);
     buf_free(&b);
 }
 
@@ -291,14 +279,14 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
 {
     p->finished = 1;
     uv_timer_stop(&p->timer);
-    report(p, !fail_code ? ROUTE_SUCCESS
-              : strcmp(fail_code, "upstream_timeout") == 0 ? ROUTE_TIMEOUT
-                                                          : ROUTE_FAILURE,
+    report(p,
+           !fail_code                                   ? ROUTE_SUCCESS
+           : strcmp(fail_code, "upstream_timeout") == 0 ? ROUTE_TIMEOUT
+                                                        : ROUTE_FAILURE,
            -1);
     char cost[32];
     bill(p, !p->c ? 499 : fail_code ? 502 : 200, cost);
-    if (!p->c)
-        return;
+    if (!p->c) return;
     if (p->usage_chunk.len && p->call->client_include_usage) {
         buf_t b;
         buf_init(&b, 0);
@@ -310,16 +298,13 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
             buf_append(&b, chunk.p, chunk.n);
         }
         buf_appends(&b, "\n\n");
-        if (b.data)
-            stream_write(p, b.data, b.len);
+        if (b.data) stream_write(p, b.data, b.len);
         buf_free(&b);
     }
-    if (fail_code)
-        stream_error_event(p, fail_code, fail_type, fail_msg);
+    if (fail_code) stream_error_event(p, fail_code, fail_type, fail_msg);
     stream_write(p, "data: [DONE]\n\n", 14);
     http_conn *c = p->c;
-    if (c->handler.ctx == p)
-        c->handler = (http_handler){0};
+    if (c->handler.ctx == p) c->handler = (http_handler){0};
     p->c = NULL;
     http_stream_end(c);
 }
@@ -327,8 +312,7 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
 static void idle_timeout(uv_timer_t *t)
 {
     proxy *p = t->data;
-    if (p->finished)
-        return;
+    if (p->finished) return;
     char msg[160];
     snprintf(msg, sizeof msg, "The provider '%s' sent nothing for %" PRId64 " ms mid-stream.",
              p->call->dep->provider->name, p->call->dep->provider->idle_timeout_ms);
@@ -373,8 +357,7 @@ static int on_sse_event(void *ud, const sse_event *ev)
     }
     if (p->out.len) {
         stream_write(p, p->out.data, p->out.len);
-        if (p->aborted)
-            return 1;
+        if (p->aborted) return 1;
     }
     if (error) {
         p->stream_failed = 1;
@@ -390,8 +373,7 @@ static int on_sse_event(void *ud, const sse_event *ev)
 static void on_data(void *ud, const char *data, size_t n)
 {
     proxy *p = ud;
-    if (p->finished)
-        return;
+    if (p->finished) return;
     p->busy++;
     if (p->detached) {
         p->detached_bytes += n;
@@ -405,12 +387,10 @@ static void on_data(void *ud, const char *data, size_t n)
         }
     }
     if (p->is_sse) {
-        if (p->saw_done)
-            goto out; /* after [DONE] only the end of the transfer is awaited */
+        if (p->saw_done) goto out; /* after [DONE] only the end of the transfer is awaited */
         uv_timer_again(&p->timer);
         int rc = sse_feed(&p->sse, data, n);
-        if (p->aborted)
-            goto out;
+        if (p->aborted) goto out;
         if (rc == SSE_TOO_LARGE) {
             p->stream_failed = 1;
             snprintf(p->err, sizeof p->err,
@@ -433,8 +413,7 @@ static void on_data(void *ud, const char *data, size_t n)
         bill(p, 502, cost);
         if (p->c) {
             http_conn *c = p->c;
-            if (c->handler.ctx == p)
-                c->handler = (http_handler){0};
+            if (c->handler.ctx == p) c->handler = (http_handler){0};
             p->c = NULL;
             http_error(c, 502, "upstream_error", "provider_error", NULL,
                        "The provider's answer is larger than the gateway accepts.", -1);
@@ -443,8 +422,7 @@ static void on_data(void *ud, const char *data, size_t n)
     }
 out:
     p->busy--;
-    if (p->aborted)
-        proxy_free(p);
+    if (p->aborted) proxy_free(p);
 }
 
 /* Nothing more will be tried: the one answer that says why. */
@@ -475,8 +453,7 @@ static void fail_final(proxy *p)
     } else if (p->n_429 == p->n_failed && p->n_failed > 0) {
         status = 429, type = "rate_limit_error", code = "rate_limit_exceeded";
         ra = p->min_retry_after_ms >= 0 ? p->min_retry_after_ms : 1000;
-        if (p->cooling_wait_ms > 0 && p->cooling_wait_ms < ra)
-            ra = p->cooling_wait_ms;
+        if (p->cooling_wait_ms > 0 && p->cooling_wait_ms < ra) ra = p->cooling_wait_ms;
         snprintf(msg, sizeof msg, "%s", p->last_msg);
         no_retry = NULL;
     } else if (p->last_was_timeout) {
@@ -488,12 +465,10 @@ static void fail_final(proxy *p)
     }
     bill(p, c ? status : 499, cost);
     proxy_free(p);
-    if (!c)
-        return;
+    if (!c) return;
     /* the gateway already retried and failed over: a client retry would multiply upstream load
      * (docs/ROUTING.md); 429 and 503 say instead when to come back */
-    if (no_retry)
-        http_add_extra_header(c, no_retry);
+    if (no_retry) http_add_extra_header(c, no_retry);
     http_error(c, status, type, code, NULL, msg, ra);
 }
 
@@ -580,8 +555,7 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
             bill(p, p->c ? 502 : 499, cost);
             http_conn *c = p->c;
             proxy_free(p);
-            if (c)
-                http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
+            if (c) http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
             return;
         }
         report(p, ROUTE_SUCCESS, -1);
@@ -656,18 +630,15 @@ static void run_attempt(proxy *p)
     p->attempts++;
     p->tried |= 1ull << p->dep_idx;
     if (p->c)
-        snprintf(p->c->req.log_provider, sizeof p->c->req.log_provider, "%s",
-                 dep->provider->name);
+        snprintf(p->c->req.log_provider, sizeof p->c->req.log_provider, "%s", dep->provider->name);
     if (dep->provider->kind == PROV_ECHO) {
         /* answered locally: echo settles and responds by itself */
         report(p, ROUTE_SUCCESS, -1);
         http_conn *c = p->c;
         prov_usage u = {0};
-        if (c && c->handler.ctx == p)
-            c->handler = (http_handler){0};
+        if (c && c->handler.ctx == p) c->handler = (http_handler){0};
         p->c = NULL;
-        if (c)
-            echo_handle(c, call, &u);
+        if (c) echo_handle(c, call, &u);
         call->hold.account_id = 0;
         call->hold.amount_nusd = 0;
         proxy_free(p);
@@ -739,8 +710,7 @@ static void start_attempt(proxy *p)
     if (p->tried & (1ull << idx)) {
         /* the same deployment again: back off, or wait what it asked for */
         wait = route_backoff_ms(cfg, ++p->same_retries, route_rand());
-        if (wait > cfg->routing.retry_after_max_ms)
-            wait = cfg->routing.retry_after_max_ms;
+        if (wait > cfg->routing.retry_after_max_ms) wait = cfg->routing.retry_after_max_ms;
         if (now_ns + (uint64_t)wait * 1000000 > p->budget_end_ns) {
             report(p, ROUTE_ABANDONED, -1);
             next_model(p);
@@ -790,8 +760,7 @@ size_t proxy_chain(const cfg_t *cfg, const cfg_model *m, const cfg_model **out, 
     out[n++] = m;
     for (size_t i = 0; i < m->nfallbacks && n < max; i++) {
         const cfg_model *f = cfg_find_model(cfg, m->fallbacks[i], strlen(m->fallbacks[i]));
-        if (f && f->ndeployments > 0)
-            out[n++] = f;
+        if (f && f->ndeployments > 0) out[n++] = f;
     }
     return n;
 }

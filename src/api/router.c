@@ -105,8 +105,7 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
 {
     const char *k;
     size_t n;
-    if (bearer(c, r, &k, &n) != 0)
-        return -1;
+    if (bearer(c, r, &k, &n) != 0) return -1;
     kc_status st;
     if (n == c->auth_key_len && CRYPTO_memcmp(k, c->auth_key, n) == 0) {
         st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_now_ms(), key);
@@ -123,8 +122,7 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
         st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_now_ms(), key);
     }
     if (st == KC_NOT_FOUND) {
-        http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key",
-                   -1);
+        http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key", -1);
         return -1;
     }
     snprintf(r->log_account, sizeof r->log_account, "%" PRId64, key->account_id);
@@ -149,8 +147,7 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
         return -1;
     }
     /* every /v1/ answer from here on says where the key stands (admission refreshes it) */
-    if (want == KEY_PROXY)
-        api_rate_headers(c, key);
+    if (want == KEY_PROXY) api_rate_headers(c, key);
     return 0;
 }
 
@@ -175,8 +172,7 @@ static int method_in(http_request *r, const char *allow)
     const char *name = llhttp_method_name(r->method);
     size_t n = strlen(name);
     for (const char *p = allow; (p = strstr(p, name)) != NULL; p += n) {
-        if ((p == allow || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
-            return 1;
+        if ((p == allow || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return 1;
     }
     return 0;
 }
@@ -185,8 +181,7 @@ static int method_in(http_request *r, const char *allow)
 static int eat(ms_str *p, const char *prefix)
 {
     size_t n = strlen(prefix);
-    if (p->n < n || memcmp(p->p, prefix, n) != 0)
-        return 0;
+    if (p->n < n || memcmp(p->p, prefix, n) != 0) return 0;
     p->p += n;
     p->n -= n;
     return 1;
@@ -199,8 +194,7 @@ static int64_t eat_id(ms_str *p)
     size_t i = 0;
     while (i < p->n && i < 18 && p->p[i] >= '0' && p->p[i] <= '9')
         v = v * 10 + (p->p[i++] - '0');
-    if (v == 0 || (i < p->n && p->p[i] != '/'))
-        return 0;
+    if (v == 0 || (i < p->n && p->p[i] != '/')) return 0;
     p->p += i;
     p->n -= i;
     return v;
@@ -230,8 +224,7 @@ static void route_api(http_conn *c, http_request *r)
         } else if (eat(&p, "/")) {
             route = ACCT_KEY, allow = "GET, PUT, DELETE";
             id = eat_id(&p);
-            if (!id || p.n)
-                allow = NULL; /* /api/keys/abc: no such resource */
+            if (!id || p.n) allow = NULL; /* /api/keys/abc: no such resource */
         }
     }
     if (allow && !method_in(r, allow)) {
@@ -239,8 +232,7 @@ static void route_api(http_conn *c, http_request *r)
         return;
     }
     store_key key;
-    if (api_authenticate(c, r, KEY_BILLING, &key) != 0)
-        return;
+    if (api_authenticate(c, r, KEY_BILLING, &key) != 0) return;
     if (!allow) {
         not_found(c);
         return;
@@ -254,15 +246,13 @@ static int admin_authenticate(http_conn *c, http_request *r, const char *token)
     const char *k;
     size_t n;
     unsigned char got[32], want[32];
-    if (bearer(c, r, &k, &n) != 0)
-        return -1;
+    if (bearer(c, r, &k, &n) != 0) return -1;
     /* Comparing digests keeps the time independent of where (and whether) the lengths or the
      * bytes differ. */
     key_hash(k, n, got);
     key_hash(token, strlen(token), want);
     if (CRYPTO_memcmp(got, want, sizeof got) != 0) {
-        http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key",
-                   -1);
+        http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key", -1);
         return -1;
     }
     snprintf(r->log_key, sizeof r->log_key, "admin");
@@ -297,8 +287,7 @@ static void route_admin(http_conn *c, http_request *r)
         method_not_allowed(c, allow);
         return;
     }
-    if (admin_authenticate(c, r, token) != 0)
-        return;
+    if (admin_authenticate(c, r, token) != 0) return;
     if (!allow) {
         not_found(c);
         return;
@@ -312,37 +301,31 @@ void api_dispatch(http_conn *c, http_request *r)
     int get = r->method == HTTP_GET, post = r->method == HTTP_POST;
 
     if (ms_str_eq(p, "/healthz")) {
-        if (!get)
-            return method_not_allowed(c, "GET");
+        if (!get) return method_not_allowed(c, "GET");
         static const char ok[] = "{\"status\":\"ok\"}";
         http_respond(c, 200, "application/json", NULL, ok, sizeof ok - 1, 0);
         return;
     }
     if (ms_str_eq(p, "/v1/chat/completions")) {
-        if (!post)
-            return method_not_allowed(c, "POST");
+        if (!post) return method_not_allowed(c, "POST");
         return api_chat_completions(c, r);
     }
     if (ms_str_eq(p, "/v1/embeddings")) {
-        if (!post)
-            return method_not_allowed(c, "POST");
+        if (!post) return method_not_allowed(c, "POST");
         return api_embeddings(c, r);
     }
     if (ms_str_eq(p, "/v1/models")) {
-        if (!get)
-            return method_not_allowed(c, "GET");
+        if (!get) return method_not_allowed(c, "GET");
         return api_models_list(c, r);
     }
     if (p.n > 11 && memcmp(p.p, "/v1/models/", 11) == 0) {
-        if (!get)
-            return method_not_allowed(c, "GET");
+        if (!get) return method_not_allowed(c, "GET");
         return api_models_get(c, r, (ms_str){p.p + 11, p.n - 11});
     }
     if (p.n >= 4 && memcmp(p.p, "/v1/", 4) == 0) {
         /* Unknown inference routes still need a valid key first, like OpenAI. */
         store_key key;
-        if (api_authenticate(c, r, KEY_PROXY, &key) != 0)
-            return;
+        if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
     }
     if (p.n >= 5 && memcmp(p.p, "/api/", 5) == 0) {
         route_api(c, r);

@@ -47,8 +47,7 @@ static int64_t settle(prov_call *call, const prov_usage *u, int status, int esti
     ev.estimated = estimated;
     ev.charged_nusd = price_cost(bill_cfg(b), call->model, u->prompt_tokens, u->completion_tokens);
     int64_t charged = bill_settle(b, &call->hold, &ev);
-    if (cost)
-        ms_format_decimal(charged, 9, cost, 32);
+    if (cost) ms_format_decimal(charged, 9, cost, 32);
     return charged;
 }
 
@@ -62,8 +61,7 @@ static void release(prov_call *call, int status)
 
 void api_rate_headers(http_conn *c, const store_key *key)
 {
-    if (!c->w->rl)
-        return;
+    if (!c->w->rl) return;
     rl_peek(c->w->rl, key, (int64_t)(ms_mono_ns() / 1000000), &c->req.rl);
     c->req.have_rl = 1;
 }
@@ -87,10 +85,8 @@ int api_admit(http_conn *c, prov_call *call, const store_key *key)
     for (size_t i = 0; i < n; i++) {
         int64_t o = call->ep == EP_CHAT ? price_output_bound(cfg, chain[i], call->max_tokens) : 0;
         int64_t a = price_cost(cfg, chain[i], call->prompt_bound, o);
-        if (a > amount)
-            amount = a;
-        if (o > out)
-            out = o;
+        if (a > amount) amount = a;
+        if (o > out) out = o;
     }
     if (w->rl) {
         rl_result res;
@@ -102,8 +98,9 @@ int api_admit(http_conn *c, prov_call *call, const store_key *key)
         if (!ok) {
             call->rl = NULL; /* nothing was consumed */
             char msg[200];
-            snprintf(msg, sizeof msg, "Rate limit reached: %s per minute (%s). Retry in %" PRId64
-                     " ms.", res.which ? res.which : "requests", res.scope ? res.scope : "key",
+            snprintf(msg, sizeof msg,
+                     "Rate limit reached: %s per minute (%s). Retry in %" PRId64 " ms.",
+                     res.which ? res.which : "requests", res.scope ? res.scope : "key",
                      res.retry_after_ms);
             http_error(c, 429, "rate_limit_error", "rate_limit_exceeded", NULL, msg,
                        res.retry_after_ms);

@@ -364,8 +364,7 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
                   ev->request_id, ev->charged_nusd);
         return;
     }
-    if (b->in.len == 0)
-        b->first_queued_ms = bill_now_mono_ms();
+    if (b->in.len == 0) b->first_queued_ms = bill_now_mono_ms();
     store_usage_event *slot = &b->in.ev[b->in.len++];
     *slot = *ev;
     bill_sanitize(b, slot);
@@ -509,8 +508,8 @@ static void *bill_main(void *arg)
         int have = b->out_pos < b->out.len;
         /* the window of the batch being formed (events already taken are written at once) */
         int64_t window_end = b->first_queued_ms + BILL_GROUP_MS;
-        if (!have && b->in.len > 0 && (now >= window_end || b->flushers || b->stop ||
-                                       b->in.len >= BILL_CHUNK)) {
+        if (!have && b->in.len > 0 &&
+            (now >= window_end || b->flushers || b->stop || b->in.len >= BILL_CHUNK)) {
             /* take the whole queue once the previous one is written */
             bill_vec t = b->out;
             b->out = b->in;
@@ -545,8 +544,7 @@ static void *bill_main(void *arg)
         if (!commit_now && !poll_now) {
             struct timespec ts;
             int64_t until = backoff > 0 ? retry_at : next_poll;
-            if (backoff == 0 && b->in.len > 0 && window_end < until)
-                until = window_end;
+            if (backoff == 0 && b->in.len > 0 && window_end < until) until = window_end;
             bill_deadline(&ts, until);
             b->sleeping = 1;
             pthread_cond_timedwait(&b->wake, &b->qmu, &ts);

@@ -34,8 +34,7 @@ void buf_init_with(buf_t *b, char *mem, size_t cap, size_t limit)
 
 void buf_free(buf_t *b)
 {
-    if (!b->borrowed)
-        free(b->data);
+    if (!b->borrowed) free(b->data);
     b->borrowed = 0;
     b->data = NULL;
     b->len = b->cap = 0;

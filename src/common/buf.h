@@ -44,7 +44,8 @@ void buf_init(buf_t *b, size_t limit);
 /* Starts with the caller's memory (a stack array, say) so short contents need no allocation. */
 void buf_init_with(buf_t *b, char *mem, size_t cap, size_t limit);
 void buf_free(buf_t *b);
-/* Returns 0, or -1 when the append would pass the limit or memory is exhausted (buffer unchanged). */
+/* Returns 0, or -1 when the append would pass the limit or memory is exhausted (buffer unchanged).
+ */
 int buf_append(buf_t *b, const void *p, size_t n);
 int buf_appends(buf_t *b, const char *s);
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

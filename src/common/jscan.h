@@ -19,11 +19,11 @@
 typedef enum { JS_STRING, JS_NUMBER, JS_OBJECT, JS_ARRAY, JS_TRUE, JS_FALSE, JS_NULL } jscan_type;
 
 typedef struct jscan_member {
-    ms_str key;     /* the key's raw text between the quotes (escapes not decoded) */
-    ms_str value;   /* the value's raw JSON text (a string value includes its quotes) */
+    ms_str key;   /* the key's raw text between the quotes (escapes not decoded) */
+    ms_str value; /* the value's raw JSON text (a string value includes its quotes) */
     jscan_type type;
-    size_t start;   /* offset of the key's opening quote in the scanned text */
-    size_t end;     /* offset just past the value */
+    size_t start; /* offset of the key's opening quote in the scanned text */
+    size_t end;   /* offset just past the value */
 } jscan_member;
 
 #define JSCAN_INVALID (-1)    /* not valid JSON */

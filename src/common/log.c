@@ -152,8 +152,7 @@ void log_line(const char *line, size_t n)
         memcpy(L.q + L.qlen, line, n);
         L.q[L.qlen + n] = '\n';
         L.qlen += n + 1;
-        if (L.idle || L.qlen > LOG_QUEUE_MAX / 2)
-            pthread_cond_signal(&L.cv);
+        if (L.idle || L.qlen > LOG_QUEUE_MAX / 2) pthread_cond_signal(&L.cv);
     }
     pthread_mutex_unlock(&L.mu);
 }

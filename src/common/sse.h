@@ -29,10 +29,10 @@ typedef struct sse_event {
 typedef int (*sse_event_cb)(void *ud, const sse_event *ev);
 
 typedef struct sse_parser {
-    buf_t pending;   /* raw bytes of an event split across pieces */
-    buf_t data;      /* joined data when an event has several data lines */
+    buf_t pending; /* raw bytes of an event split across pieces */
+    buf_t data;    /* joined data when an event has several data lines */
     size_t max_event;
-    int last_cr;     /* previous piece ended with CR (a following LF belongs to it) */
+    int last_cr; /* previous piece ended with CR (a following LF belongs to it) */
     sse_event_cb cb;
     void *ud;
 } sse_parser;

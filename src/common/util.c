@@ -259,8 +259,7 @@ char *ms_i64_dec(int64_t v, char *out)
         tmp[n++] = (char)('0' + u % 10);
         u /= 10;
     } while (u);
-    if (v < 0)
-        *out++ = '-';
+    if (v < 0) *out++ = '-';
     while (n)
         *out++ = tmp[--n];
     return out;

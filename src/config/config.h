@@ -23,14 +23,14 @@ typedef enum {
 typedef struct cfg_provider {
     char *name;
     cfg_prov_kind kind;
-    char *base_url;          /* without trailing slash; NULL for echo */
-    char *api_key;           /* may be NULL (local servers need none); never logged */
-    int enabled;             /* 0 when api_key was given but resolved to "" */
-    int64_t timeout_ms;      /* whole request; default 600000 */
-    int64_t connect_timeout_ms; /* default 10000 */
+    char *base_url;                /* without trailing slash; NULL for echo */
+    char *api_key;                 /* may be NULL (local servers need none); never logged */
+    int enabled;                   /* 0 when api_key was given but resolved to "" */
+    int64_t timeout_ms;            /* whole request; default 600000 */
+    int64_t connect_timeout_ms;    /* default 10000 */
     int64_t first_byte_timeout_ms; /* default = timeout_ms: no response headers by then -> 504 */
     int64_t idle_timeout_ms;       /* default 60000: longest gap between stream events */
-    int line;                /* where it was defined, for messages */
+    int line;                      /* where it was defined, for messages */
 } cfg_provider;
 
 typedef struct cfg_deployment {
@@ -61,35 +61,36 @@ typedef struct cfg_model {
 typedef struct cfg {
     char *path;
     /* server */
-    char *listen_host; /* default 127.0.0.1 */
-    int listen_port;   /* default 8080 */
-    int workers;       /* 0 = one per core */
-    int64_t max_body_bytes;     /* default 8 MiB */
-    int64_t max_header_bytes;   /* default 16 KiB, whole header block */
-    int max_headers;            /* default 100 */
-    int64_t header_timeout_ms;  /* default 10000: whole header block must arrive within it */
-    int64_t body_timeout_ms;    /* default 30000: max gap between body reads */
-    int64_t idle_timeout_ms;    /* default 60000: keep-alive idle */
-    int64_t drain_timeout_ms;   /* default 30000: SIGTERM waits this long for in-flight requests */
-    char *admin_token;          /* NULL or "" = /admin/ disabled; never logged */
+    char *listen_host;         /* default 127.0.0.1 */
+    int listen_port;           /* default 8080 */
+    int workers;               /* 0 = one per core */
+    int64_t max_body_bytes;    /* default 8 MiB */
+    int64_t max_header_bytes;  /* default 16 KiB, whole header block */
+    int max_headers;           /* default 100 */
+    int64_t header_timeout_ms; /* default 10000: whole header block must arrive within it */
+    int64_t body_timeout_ms;   /* default 30000: max gap between body reads */
+    int64_t idle_timeout_ms;   /* default 60000: keep-alive idle */
+    int64_t drain_timeout_ms;  /* default 30000: SIGTERM waits this long for in-flight requests */
+    char *admin_token;         /* NULL or "" = /admin/ disabled; never logged */
     /* store */
     char *sqlite_path;  /* default data/modelswitch.db */
     char *postgres_url; /* NULL unless configured */
     /* limits */
-    int64_t requests_per_minute; /* default 600, per key (a key's rpm overrides) */
-    int64_t tokens_per_minute;   /* default 1000000, per key (a key's tpm overrides) */
+    int64_t requests_per_minute;         /* default 600, per key (a key's rpm overrides) */
+    int64_t tokens_per_minute;           /* default 1000000, per key (a key's tpm overrides) */
     int64_t account_requests_per_minute; /* default 0 = no account-wide limit */
     int64_t account_tokens_per_minute;   /* default 0 = no account-wide limit */
     /* routing: retries, fail-over and cool-downs (docs/ROUTING.md) */
     struct {
-        int max_attempts;            /* default 3: upstream attempts per model, first included */
-        int64_t retry_budget_ms;     /* default 30000: no new attempt after this much time */
-        int64_t backoff_base_ms;     /* default 100 */
-        int64_t backoff_max_ms;      /* default 2000 */
-        int64_t retry_after_max_ms;  /* default 10000: an upstream retry-after is honoured up to this */
-        int cooldown_failures;       /* default 3 consecutive failures start a cool-down */
-        int64_t cooldown_ms;         /* default 5000: the first cool-down */
-        int64_t cooldown_max_ms;     /* default 300000: cool-downs double up to this */
+        int max_attempts;        /* default 3: upstream attempts per model, first included */
+        int64_t retry_budget_ms; /* default 30000: no new attempt after this much time */
+        int64_t backoff_base_ms; /* default 100 */
+        int64_t backoff_max_ms;  /* default 2000 */
+        int64_t
+            retry_after_max_ms;  /* default 10000: an upstream retry-after is honoured up to this */
+        int cooldown_failures;   /* default 3 consecutive failures start a cool-down */
+        int64_t cooldown_ms;     /* default 5000: the first cool-down */
+        int64_t cooldown_max_ms; /* default 300000: cool-downs double up to this */
     } routing;
     /* billing: markup_percent exactly, in millionths of a percent (12.5 -> 12500000) */
     int64_t markup_percent_micro;

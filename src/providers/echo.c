@@ -30,11 +30,9 @@ static int is_space(unsigned char ch)
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
     size_t want = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 1;
-    if (want > n)
-        return 1;
+    if (want > n) return 1;
     for (size_t i = 1; i < want; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 1;
+        if ((s[i] & 0xC0) != 0x80) return 1;
     return want;
 }
 
@@ -45,8 +43,7 @@ static int next_token(const char *s, size_t n, size_t *pos, size_t *start, size_
     size_t i = *pos;
     while (i < n && is_space(u[i]))
         i++;
-    if (i >= n)
-        return 0;
+    if (i >= n) return 0;
     *start = i;
     if (is_alnum(u[i])) {
         while (i < n && is_alnum(u[i]))
@@ -74,8 +71,7 @@ static void content_text(json_t *content, buf_t *out)
         buf_append(out, json_string_value(content), json_string_length(content));
         return;
     }
-    if (!json_is_array(content))
-        return;
+    if (!json_is_array(content)) return;
     size_t i;
     json_t *part;
     int first = 1;
@@ -83,8 +79,7 @@ static void content_text(json_t *content, buf_t *out)
     {
         json_t *t = json_object_get(part, "text");
         if (json_is_string(t)) {
-            if (!first)
-                buf_append(out, "\n", 1);
+            if (!first) buf_append(out, "\n", 1);
             buf_append(out, json_string_value(t), json_string_length(t));
             first = 0;
         }
@@ -113,8 +108,7 @@ static int append_event(buf_t *b, json_t *doc)
 {
     char *s = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    if (!s)
-        return -1;
+    if (!s) return -1;
     int rc = buf_appends(b, "data: ");
     rc |= buf_appends(b, s);
     rc |= buf_appends(b, "\n\n");
@@ -167,8 +161,7 @@ static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *us
         }
         if (nt == cap) {
             size_t *bigger = realloc(ends, 2 * cap * sizeof *ends);
-            if (!bigger)
-                break;
+            if (!bigger) break;
             ends = bigger;
             cap *= 2;
         }
@@ -188,9 +181,9 @@ static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *us
     snprintf(id, sizeof id, "chatcmpl-%s", c->req.id + 4);
     int64_t created = ms_now_ms() / 1000;
     const char *model = call->model->name;
-    json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt,
-                          "completion_tokens", (json_int_t)nt, "total_tokens",
-                          (json_int_t)(prompt + (int64_t)nt));
+    json_t *u =
+        json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
+                  (json_int_t)nt, "total_tokens", (json_int_t)(prompt + (int64_t)nt));
     char hdr[320];
     snprintf(hdr, sizeof hdr,
              "x-modelswitch-model: %s\r\nx-modelswitch-provider: %s\r\nx-modelswitch-cost: %s\r\n",
@@ -198,10 +191,9 @@ static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *us
     if (!call->stream) {
         json_t *doc = json_pack(
             "{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%, s:n}, s:n, s:s}], s:o}", "id", id,
-            "object", "chat.completion", "created", (json_int_t)created, "model", model,
-            "choices", "index", 0, "message", "role", "assistant", "content",
-            reply.data ? reply.data : "", text_len, "refusal", "logprobs", "finish_reason", finish,
-            "usage", u);
+            "object", "chat.completion", "created", (json_int_t)created, "model", model, "choices",
+            "index", 0, "message", "role", "assistant", "content", reply.data ? reply.data : "",
+            text_len, "refusal", "logprobs", "finish_reason", finish, "usage", u);
         free(ends);
         buf_free(&reply);
         respond_json(c, doc, hdr);
@@ -219,8 +211,8 @@ static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *us
     for (size_t t = 0; t < nt; t++) {
         json_t *ch = chunk(id, created, model);
         json_object_set_new(ch, "choices",
-                            json_pack("[{s:i, s:{s:s%}, s:n, s:n}]", "index", 0, "delta",
-                                      "content", reply.data + prev, ends[t] - prev, "logprobs",
+                            json_pack("[{s:i, s:{s:s%}, s:n, s:n}]", "index", 0, "delta", "content",
+                                      reply.data + prev, ends[t] - prev, "logprobs",
                                       "finish_reason"));
         rc |= append_event(&out, ch);
         prev = ends[t];
@@ -288,14 +280,11 @@ static char *base64(const unsigned char *p, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *o = malloc(4 * ((n + 2) / 3) + 1), *q = o;
-    if (!o)
-        return NULL;
+    if (!o) return NULL;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
+        if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n) v |= p[i + 2];
         *q++ = tbl[(v >> 18) & 63];
         *q++ = tbl[(v >> 12) & 63];
         *q++ = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
@@ -318,8 +307,7 @@ static int input_text(json_t *in, buf_t *text, int64_t *tokens)
         json_t *t;
         json_array_foreach(in, i, t)
         {
-            if (!json_is_integer(t))
-                return -1;
+            if (!json_is_integer(t)) return -1;
             buf_printf(text, "%" JSON_INTEGER_FORMAT ",", json_integer_value(t));
         }
         *tokens = (int64_t)json_array_size(in);
@@ -386,8 +374,8 @@ static void echo_embeddings(http_conn *c, prov_call *call, json_t *req, prov_usa
     call->settle(call, usage, 200, 0, cost);
     snprintf(hdr, sizeof hdr, "x-modelswitch-cost: %s\r\n", cost);
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", list,
-                            "model", call->model->name, "usage", "prompt_tokens",
-                            (json_int_t)total, "total_tokens", (json_int_t)total);
+                            "model", call->model->name, "usage", "prompt_tokens", (json_int_t)total,
+                            "total_tokens", (json_int_t)total);
     respond_json(c, doc, hdr);
 }
 

@@ -21,8 +21,10 @@ void prov_upreq_free(prov_upreq *u)
 const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
 {
     switch (kind) {
-    case PROV_OPENAI: return &prov_openai;
-    default: return NULL;
+    case PROV_OPENAI:
+        return &prov_openai;
+    default:
+        return NULL;
     }
 }
 
@@ -31,8 +33,7 @@ int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost)
     jscan_member m[32];
     int n = jscan_object(chunk.p, chunk.n, m, 32, NULL);
     const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
-    if (!u || u->type != JS_OBJECT)
-        return -1;
+    if (!u || u->type != JS_OBJECT) return -1;
     /* the usage object's closing brace is its last byte */
     size_t close = (size_t)(u->value.p - chunk.p) + u->value.n - 1;
     int empty = u->value.n == 2;
@@ -44,18 +45,16 @@ int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost)
 }
 
 typedef struct edit {
-    size_t start, end;     /* replaced range of the client body (start == end: insertion) */
-    size_t off, len;       /* replacement in scratch */
+    size_t start, end; /* replaced range of the client body (start == end: insertion) */
+    size_t off, len;   /* replacement in scratch */
 } edit;
 
 static int add_header(prov_upreq *u, const char *fmt, const char *a)
 {
-    if (u->nheaders >= PROV_MAX_HEADERS)
-        return -1;
+    if (u->nheaders >= PROV_MAX_HEADERS) return -1;
     size_t n = strlen(fmt) + strlen(a) + 1;
     char *h = malloc(n);
-    if (!h)
-        return -1;
+    if (!h) return -1;
     snprintf(h, n, fmt, a);
     u->headers[u->nheaders++] = h;
     return 0;
@@ -70,8 +69,7 @@ static int stream_options_value(const prov_call *call, buf_t *s)
         jscan_member m[16];
         int n = jscan_members(so->value, m, 16);
         for (int i = 0; i < n && i < 16; i++) {
-            if (ms_str_eq(m[i].key, "include_usage"))
-                continue;
+            if (ms_str_eq(m[i].key, "include_usage")) continue;
             rc |= buf_appends(s, ",");
             rc |= buf_append(s, so->value.p + m[i].start - 0, m[i].end - m[i].start);
         }
@@ -85,15 +83,13 @@ static int openai_build(const prov_call *call, prov_upreq *u)
     const cfg_provider *prov = call->dep->provider;
     const char *path = call->ep == EP_CHAT ? "/chat/completions" : "/embeddings";
     int n = snprintf(u->url, sizeof u->url, "%s%s", prov->base_url, path);
-    if (n < 0 || (size_t)n >= sizeof u->url)
-        return -1;
+    if (n < 0 || (size_t)n >= sizeof u->url) return -1;
     buf_init(&u->scratch, 0);
-    if (prov->api_key && prov->api_key[0] && add_header(u, "Authorization: Bearer %s", prov->api_key))
+    if (prov->api_key && prov->api_key[0] &&
+        add_header(u, "Authorization: Bearer %s", prov->api_key))
         return -1;
-    if (add_header(u, "Content-Type: %s", "application/json"))
-        return -1;
-    if (call->stream && add_header(u, "Accept: %s", "text/event-stream"))
-        return -1;
+    if (add_header(u, "Content-Type: %s", "application/json")) return -1;
+    if (call->stream && add_header(u, "Accept: %s", "text/event-stream")) return -1;
 
     edit ed[PROV_MAX_EDITS];
     size_t ne = 0;
@@ -125,8 +121,7 @@ static int openai_build(const prov_call *call, prov_upreq *u)
         ed[ne].len = u->scratch.len - ed[ne].off;
         ne++;
     }
-    if (rc)
-        return -1;
+    if (rc) return -1;
     /* edits in body order */
     if (ne == 2 && ed[1].start < ed[0].start) {
         edit t = ed[0];
@@ -136,13 +131,11 @@ static int openai_build(const prov_call *call, prov_upreq *u)
     size_t pos = 0;
     u->niov = 0;
     for (size_t i = 0; i < ne; i++) {
-        if (ed[i].start > pos)
-            u->iov[u->niov++] = (up_iov){b + pos, ed[i].start - pos};
+        if (ed[i].start > pos) u->iov[u->niov++] = (up_iov){b + pos, ed[i].start - pos};
         u->iov[u->niov++] = (up_iov){u->scratch.data + ed[i].off, ed[i].len};
         pos = ed[i].end;
     }
-    if (pos < call->body.n)
-        u->iov[u->niov++] = (up_iov){b + pos, call->body.n - pos};
+    if (pos < call->body.n) u->iov[u->niov++] = (up_iov){b + pos, call->body.n - pos};
     return 0;
 }
 
@@ -150,8 +143,7 @@ static void read_usage(ms_str usage, prov_usage *out)
 {
     jscan_member m[16];
     int n = jscan_members(usage, m, 16);
-    if (n < 0)
-        return;
+    if (n < 0) return;
     size_t k = (size_t)(n > 16 ? 16 : n);
     const jscan_member *pt = jscan_find(m, k, "prompt_tokens");
     const jscan_member *ct = jscan_find(m, k, "completion_tokens");
@@ -174,8 +166,7 @@ static int openai_response(const prov_call *call, ms_str body, buf_t *client, pr
     }
     size_t k = (size_t)(n > 64 ? 64 : n);
     const jscan_member *u = jscan_find(m, k, "usage");
-    if (u && u->type == JS_OBJECT)
-        read_usage(u->value, usage);
+    if (u && u->type == JS_OBJECT) read_usage(u->value, usage);
     const char *need = call->ep == EP_CHAT ? "choices" : "data";
     const jscan_member *d = jscan_find(m, k, need);
     if (!d || d->type != JS_ARRAY) {
@@ -195,15 +186,12 @@ static int64_t chunk_text_bytes(ms_str choices)
         p++;
     while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
         e--;
-    if (p == e)
-        return 0;
+    if (p == e) return 0;
     jscan_member m[16], d[16];
     int n = jscan_object(p, (size_t)(e - p), m, 16, NULL);
-    if (n < 0)
-        return (int64_t)choices.n;
+    if (n < 0) return (int64_t)choices.n;
     const jscan_member *delta = jscan_find(m, (size_t)(n > 16 ? 16 : n), "delta");
-    if (!delta || delta->type != JS_OBJECT)
-        return 0;
+    if (!delta || delta->type != JS_OBJECT) return 0;
     int dn = jscan_members(delta->value, d, 16);
     int64_t bytes = 0;
     static const char *const fields[] = {"content", "refusal", "tool_calls", "reasoning_content"};
@@ -231,8 +219,7 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
                                char *err, size_t errlen)
 {
     ms_str d = ev->data;
-    if (d.n == 0)
-        return 0; /* comments and keep-alives carry nothing for the client */
+    if (d.n == 0) return 0; /* comments and keep-alives carry nothing for the client */
     if (ms_str_eq(d, "[DONE]")) {
         *done = 1;
         return 0;
@@ -252,8 +239,7 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
         return 0;
     }
     const jscan_member *ch = jscan_find(m, k, "choices");
-    if (ch && ch->type == JS_ARRAY)
-        usage->streamed_bytes += chunk_text_bytes(ch->value);
+    if (ch && ch->type == JS_ARRAY) usage->streamed_bytes += chunk_text_bytes(ch->value);
     const jscan_member *u = jscan_find(m, k, "usage");
     if (u && u->type == JS_OBJECT) {
         read_usage(u->value, usage);
@@ -278,14 +264,12 @@ static void openai_error_message(ms_str body, char *out, size_t outlen)
     if (n > 0) {
         const jscan_member *e = jscan_find(m, (size_t)(n > 16 ? 16 : n), "error");
         if (e && e->type == JS_OBJECT) {
-            if (error_object_message(e->value, out, outlen) == 0)
-                return;
+            if (error_object_message(e->value, out, outlen) == 0) return;
         } else if (e && e->type == JS_STRING && jscan_string(e->value, out, outlen) >= 0) {
             return;
         }
         const jscan_member *msg = jscan_find(m, (size_t)(n > 16 ? 16 : n), "message");
-        if (msg && jscan_string(msg->value, out, outlen) >= 0)
-            return;
+        if (msg && jscan_string(msg->value, out, outlen) >= 0) return;
     }
     /* not JSON: a short, printable excerpt of what came back */
     size_t k = 0;

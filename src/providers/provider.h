@@ -63,10 +63,10 @@ typedef struct prov_call {
                       char *cost);
     /* Releases the hold of a request that got no usage; records it with its status. */
     void (*release)(struct prov_call *call, int status);
-    void *bill; /* the worker's bill_t, for settle/release */
-    void *rl;   /* the worker's rl_t: token counts are corrected to the real usage */
-    store_key key;          /* the key the request came with */
-    int64_t rl_tokens;      /* the token estimate the rate limiter admitted */
+    void *bill;        /* the worker's bill_t, for settle/release */
+    void *rl;          /* the worker's rl_t: token counts are corrected to the real usage */
+    store_key key;     /* the key the request came with */
+    int64_t rl_tokens; /* the token estimate the rate limiter admitted */
 } prov_call;
 
 /* The upstream request an adapter builds. */
@@ -87,8 +87,8 @@ typedef struct prov_adapter {
     /* A 2xx non-streaming answer. Validates it and reads usage; when the client's body differs
      * from the upstream's, writes it into client (else leaves client empty: pass through).
      * Returns 0, or -1 with a message in err when the answer is not a valid response. */
-    int (*response)(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage,
-                    char *err, size_t errlen);
+    int (*response)(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage, char *err,
+                    size_t errlen);
     /* One upstream stream event. Appends what the client gets to out; sets *done at the end
      * marker and *error (with a message in err) for an in-band upstream error. A chunk that only
      * carries usage is not appended: *usage_chunk is set and out holds its JSON data instead, so

@@ -41,24 +41,42 @@ static inline http_conn *conn_of(llhttp_t *p)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }
 
@@ -71,8 +89,7 @@ static void on_write(uv_write_t *req, int status)
     free(w->own[0]);
     free(w->own[1]);
     free(w);
-    if (c->closing)
-        return;
+    if (c->closing) return;
     if (status < 0) {
         conn_close(c);
         return;
@@ -80,10 +97,8 @@ static void on_write(uv_write_t *req, int status)
     size_t q = c->tcp.write_queue_size;
     if (c->draining_high && q < HTTP_LOW_WATER) {
         c->draining_high = 0;
-        if (c->processing && c->handler.drained)
-            c->handler.drained(c, c->handler.ctx);
-        if (c->closing)
-            return;
+        if (c->processing && c->handler.drained) c->handler.drained(c, c->handler.ctx);
+        if (c->closing) return;
     }
 }
 
@@ -115,8 +130,7 @@ static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, 
         conn_close(c);
         return -1;
     }
-    if (c->tcp.write_queue_size > HTTP_HIGH_WATER)
-        c->draining_high = 1;
+    if (c->tcp.write_queue_size > HTTP_HIGH_WATER) c->draining_high = 1;
     return 0;
 }
 
@@ -140,29 +154,22 @@ void http_add_extra_header(http_conn *c, const char *headers)
 static int build_head(http_conn *c, buf_t *h, int status, const char *content_type,
                       const char *headers, int64_t content_length)
 {
-    if (c->w->draining)
-        c->close_after = 1;
-    if (!c->req.keep_alive)
-        c->close_after = 1;
+    if (c->w->draining) c->close_after = 1;
+    if (!c->req.keep_alive) c->close_after = 1;
     c->status = status;
     int rc = buf_printf(h, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status, status_text(status),
                         c->req.id);
-    if (content_type)
-        rc |= buf_printf(h, "content-type: %s\r\n", content_type);
+    if (content_type) rc |= buf_printf(h, "content-type: %s\r\n", content_type);
     if (status == 204)
         ; /* RFC 9110: no Content-Length on 204 */
     else if (content_length >= 0)
         rc |= buf_printf(h, "content-length: %" PRId64 "\r\n", content_length);
     else
         rc |= buf_appends(h, "transfer-encoding: chunked\r\n");
-    if (c->close_after)
-        rc |= buf_appends(h, "connection: close\r\n");
-    if (c->req.have_rl)
-        rc |= rl_format_headers(&c->req.rl, h);
-    if (c->extra.len)
-        rc |= buf_append(h, c->extra.data, c->extra.len);
-    if (headers)
-        rc |= buf_appends(h, headers);
+    if (c->close_after) rc |= buf_appends(h, "connection: close\r\n");
+    if (c->req.have_rl) rc |= rl_format_headers(&c->req.rl, h);
+    if (c->extra.len) rc |= buf_append(h, c->extra.data, c->extra.len);
+    if (headers) rc |= buf_appends(h, headers);
     rc |= buf_append(h, "\r\n", 2);
     return rc;
 }
@@ -245,8 +252,7 @@ void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     http_conn *c = req->data;
-    if (!c->closing && status < 0)
-        conn_close(c);
+    if (!c->closing && status < 0) conn_close(c);
 }
 
 /* Closing right after an answer could reset the connection while the client is still sending
@@ -255,8 +261,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
  * short while (or until the client closes). */
 static void conn_linger(http_conn *c)
 {
-    if (c->closing || c->lingering)
-        return;
+    if (c->closing || c->lingering) return;
     c->lingering = 1;
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -271,8 +276,7 @@ static void conn_linger(http_conn *c)
 /* The current request is fully answered (its last bytes are queued). */
 static void request_done(http_conn *c)
 {
-    if (!c->processing)
-        return;
+    if (!c->processing) return;
     c->processing = 0;
     c->handler = (http_handler){0};
     access_log(c);
@@ -299,8 +303,7 @@ static void request_done(http_conn *c)
         buf_free(&p);
     }
     if (!c->closing && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-            c->reading = 1;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
     }
 }
 
@@ -308,8 +311,7 @@ void http_respond(http_conn *c, int status, const char *content_type, const char
                   const char *body, size_t len, int own_body)
 {
     if (c->closing || c->responded) {
-        if (own_body)
-            free((char *)body);
+        if (own_body) free((char *)body);
         return;
     }
     c->responded = 1;
@@ -319,8 +321,7 @@ void http_respond(http_conn *c, int status, const char *content_type, const char
     if (build_head(c, &h, status, content_type, headers, (int64_t)len) != 0 ||
         (small && buf_append(&h, body, len) != 0)) {
         buf_free(&h);
-        if (own_body)
-            free((char *)body);
+        if (own_body) free((char *)body);
         conn_close(c);
         return;
     }
@@ -345,8 +346,7 @@ void http_respond(http_conn *c, int status, const char *content_type, const char
     } else if (own_body) {
         free((char *)body);
     }
-    if (conn_write(c, bufs, n, buf_steal(&h), own1) == 0)
-        request_done(c);
+    if (conn_write(c, bufs, n, buf_steal(&h), own1) == 0) request_done(c);
 }
 
 void http_error(http_conn *c, int status, const char *type, const char *code, const char *param,
@@ -385,8 +385,7 @@ void http_error(http_conn *c, int status, const char *type, const char *code, co
 
 void http_stream_start(http_conn *c, int status, const char *content_type, const char *headers)
 {
-    if (c->closing || c->responded)
-        return;
+    if (c->closing || c->responded) return;
     c->responded = 1;
     c->chunked = 1;
     buf_t h;
@@ -402,10 +401,8 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
 
 int http_stream_write(http_conn *c, const char *data, size_t len)
 {
-    if (c->closing || !c->chunked)
-        return -1;
-    if (len == 0)
-        return 0;
+    if (c->closing || !c->chunked) return -1;
+    if (len == 0) return 0;
     /* one allocation per chunk: size line, data and CRLF go out in a single write */
     char *p = malloc(len + 24);
     if (!p) {
@@ -421,14 +418,12 @@ int http_stream_write(http_conn *c, const char *data, size_t len)
 
 void http_stream_end(http_conn *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     if (c->chunked) {
         static const char last[] = "0\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)last, sizeof last - 1);
         c->chunked = 0;
-        if (conn_write(c, &b, 1, NULL, NULL) != 0)
-            return;
+        if (conn_write(c, &b, 1, NULL, NULL) != 0) return;
     }
     request_done(c);
 }
@@ -438,8 +433,7 @@ void http_stream_end(http_conn *c)
 static void on_close(uv_handle_t *h)
 {
     http_conn *c = h->data;
-    if (--c->open_handles > 0)
-        return;
+    if (--c->open_handles > 0) return;
     buf_free(&c->head);
     buf_free(&c->body);
     buf_free(&c->pending);
@@ -450,41 +444,35 @@ static void on_close(uv_handle_t *h)
 
 static void conn_close(http_conn *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     c->closing = 1;
     worker_t *w = c->w;
     if (c->processing) {
         /* the client is gone before its answer was complete */
-        if (!c->responded)
-            c->status = 499;
+        if (!c->responded) c->status = 499;
         int handler_logs = c->handler.abort && c->handler.abort(c, c->handler.ctx);
         c->handler = (http_handler){0};
         c->processing = 0;
-        if (!handler_logs)
-            access_log(c);
+        if (!handler_logs) access_log(c);
         w->inflight--;
     }
     if (c->prev)
         c->prev->next = c->next;
     else
         w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     w->nconns--;
     /* two handles close; the struct is freed when both are done */
     c->open_handles = 2;
     uv_close((uv_handle_t *)&c->timer, on_close);
     uv_close((uv_handle_t *)&c->tcp, on_close);
-    if (w->draining)
-        srv_worker_check_drained(w);
+    if (w->draining) srv_worker_check_drained(w);
 }
 
 static void on_timer(uv_timer_t *t)
 {
     http_conn *c = t->data;
-    if (c->processing)
-        return;
+    if (c->processing) return;
     if (c->phase == ST_IDLE || c->lingering) {
         /* idle keep-alive connection: close without a word, as browsers and SDKs expect */
         conn_close(c);
@@ -497,15 +485,15 @@ static void on_timer(uv_timer_t *t)
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
     api_new_request_id(c->w, c->req.id);
-    http_error(c, 408, "invalid_request_error", "request_timeout",
-               NULL, "The request was not received in time", -1);
+    http_error(c, 408, "invalid_request_error", "request_timeout", NULL,
+               "The request was not received in time", -1);
 }
 
 static void conn_arm_timer(http_conn *c, int state)
 {
     c->phase = state;
     const cfg_t *cfg = c->w->cfg;
-    int64_t ms = state == ST_IDLE ? cfg->idle_timeout_ms
+    int64_t ms = state == ST_IDLE   ? cfg->idle_timeout_ms
                  : state == ST_HEAD ? cfg->header_timeout_ms
                                     : cfg->body_timeout_ms;
     uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
@@ -551,8 +539,7 @@ static int cb_message_begin(llhttp_t *p)
 static int cb_url(llhttp_t *p, const char *at, size_t n)
 {
     http_conn *c = conn_of(p);
-    if (head_append(c, at, n))
-        return -1;
+    if (head_append(c, at, n)) return -1;
     c->url_len += n;
     return 0;
 }
@@ -597,8 +584,7 @@ static int cb_header_value_complete(llhttp_t *p)
         c->ctype_len = vlen;
     } else if (ms_str_caseeq(name, "expect")) {
         ms_str v = {c->head.data + voff, vlen};
-        if (ms_str_caseeq(v, "100-continue"))
-            c->expect_continue = 1;
+        if (ms_str_caseeq(v, "100-continue")) c->expect_continue = 1;
     }
     /* headers we do not use need no space: drop their bytes (the limit counted them) */
     if (c->hname_off >= c->head.len || (c->auth_off != voff && c->ctype_off != voff)) {
@@ -622,7 +608,8 @@ static int cb_headers_complete(llhttp_t *p)
         c->bytes_out -= sizeof cont - 1; /* interim responses do not count as answer bytes */
         conn_write(c, &b, 1, NULL, NULL);
     }
-    if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && !(p->flags & F_CONTENT_LENGTH && p->content_length == 0))
+    if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) &&
+        !(p->flags & F_CONTENT_LENGTH && p->content_length == 0))
         conn_arm_timer(c, ST_BODY);
     return 0;
 }
@@ -648,8 +635,7 @@ static int cb_message_complete(llhttp_t *p)
 
 static void settings_init(void)
 {
-    if (g_settings_ready)
-        return;
+    if (g_settings_ready) return;
     llhttp_settings_init(&g_settings);
     g_settings.on_message_begin = cb_message_begin;
     g_settings.on_url = cb_url;
@@ -695,8 +681,7 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
     c->close_after = 1;
     c->processing = 1;
     c->w->inflight++;
-    if (!c->req.start_ns)
-        c->req.start_ns = ms_mono_ns();
+    if (!c->req.start_ns) c->req.start_ns = ms_mono_ns();
     c->req.keep_alive = 0;
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
@@ -718,8 +703,7 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
 
 static void conn_feed(http_conn *c, const char *data, size_t n)
 {
-    if (c->closing || n == 0)
-        return;
+    if (c->closing || n == 0) return;
     if (c->processing || c->close_after) {
         if (c->close_after)
             return; /* whatever follows a request we will not finish reading is dropped */
@@ -733,13 +717,11 @@ static void conn_feed(http_conn *c, const char *data, size_t n)
         return;
     }
     llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
-    if (err == HPE_OK)
-        return;
+    if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         size_t used = pos ? (size_t)(pos - data) : n;
-        if (used < n && buf_append(&c->pending, data + used, n - used) != 0)
-            c->close_after = 1;
+        if (used < n && buf_append(&c->pending, data + used, n - used) != 0) c->close_after = 1;
         dispatch(c);
         return;
     }
@@ -760,11 +742,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    if (n == 0)
-        return;
+    if (n == 0) return;
     c->bytes_in += (uint64_t)n;
-    if (c->lingering)
-        return;
+    if (c->lingering) return;
     conn_feed(c, b->base, (size_t)n);
 }
 
@@ -772,8 +752,7 @@ void http_accept(worker_t *w, uv_stream_t *listener)
 {
     settings_init();
     http_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return;
+    if (!c) return;
     c->w = w;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
@@ -791,8 +770,7 @@ void http_accept(worker_t *w, uv_stream_t *listener)
     buf_init(&c->pending, PENDING_MAX);
     buf_init(&c->extra, 4096);
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
     conn_arm_timer(c, ST_IDLE);

@@ -71,7 +71,7 @@ struct http_conn {
     int phase;        /* ST_IDLE, ST_HEAD, ST_BODY (http.c) */
     int open_handles; /* handles still to close before the struct is freed */
     int closing;
-    int lingering;    /* answered and shut down for writing; discarding input until close */
+    int lingering; /* answered and shut down for writing; discarding input until close */
     uv_shutdown_t shutdown_req;
     int processing; /* a request is between message-complete and its last response byte */
     int responded;  /* the response head has been queued */
@@ -80,7 +80,7 @@ struct http_conn {
     int reading;
     int draining_high; /* write queue went above the high-water mark */
     /* header collection */
-    buf_t head;   /* url and the header values we keep, bounded by max_header_bytes */
+    buf_t head; /* url and the header values we keep, bounded by max_header_bytes */
     size_t url_off, url_len;
     size_t hname_off, hval_off;
     size_t head_bytes; /* bytes of header lines already dropped from head */

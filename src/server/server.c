@@ -27,28 +27,26 @@
 static int parse_listen(const char *spec, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(spec, ':');
-    if (!colon || colon == spec)
-        return -1;
+    if (!colon || colon == spec) return -1;
     size_t hl = (size_t)(colon - spec);
     if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
         spec++;
         hl -= 2;
     }
-    if (hl >= hostlen)
-        return -1;
+    if (hl >= hostlen) return -1;
     memcpy(host, spec, hl);
     host[hl] = '\0';
     char *end;
     long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || end == colon + 1)
-        return -1;
+    if (*end || p < 0 || p > 65535 || end == colon + 1) return -1;
     *port = (int)p;
     return 0;
 }
 
 static int open_listener(const char *host, int port, int *actual_port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char portstr[8];
@@ -78,15 +76,14 @@ static int open_listener(const char *host, int port, int *actual_port, char *err
     socklen_t sl = sizeof ss;
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     *actual_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
     return fd;
 }
 
 static void on_connection(uv_stream_t *server, int status)
 {
     worker_t *w = server->data;
-    if (status < 0)
-        return;
+    if (status < 0) return;
     http_accept(w, server);
 }
 
@@ -105,8 +102,7 @@ static void stop_worker(worker_t *w, int force)
     if (force) {
         proxy_kill_detached(w);
         http_close_all(w);
-    }
-    else
+    } else
         http_finish_drain(w);
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -134,8 +130,7 @@ static void on_drain_timeout(uv_timer_t *t)
 static void on_wakeup(uv_async_t *a)
 {
     worker_t *w = a->data;
-    if (w->draining)
-        return;
+    if (w->draining) return;
     w->draining = 1;
     http_drain_worker(w);
     uv_timer_start(&w->drain_timer, on_drain_timeout, (uint64_t)w->cfg->drain_timeout_ms, 0);
@@ -173,8 +168,7 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_overri
         s->port = cfg->listen_port;
     }
     s->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (s->nworkers < 1)
-        s->nworkers = 1;
+    if (s->nworkers < 1) s->nworkers = 1;
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) {
         snprintf(err, errlen, "out of memory");
@@ -194,10 +188,8 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_overri
             w->rid_salt = (uint64_t)time(NULL) ^ ((uint64_t)i << 40);
         int actual = 0;
         int fd = open_listener(s->host, s->port, &actual, err, errlen);
-        if (fd < 0)
-            goto fail;
-        if (s->port == 0)
-            s->port = actual;
+        if (fd < 0) goto fail;
+        if (s->port == 0) s->port = actual;
         w->readbuf_len = READBUF_SIZE;
         w->readbuf = malloc(READBUF_SIZE);
         uv_loop_init(&w->loop);
@@ -261,12 +253,10 @@ int srv_run(srv_t *s)
 
 void srv_free(srv_t *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     for (int i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
-        if (!w->readbuf && !w->listener_open && !w->up)
-            continue;
+        if (!w->readbuf && !w->listener_open && !w->up) continue;
         if (w->up) {
             up_ctx_free(w->up);
             w->up = NULL;

@@ -32,17 +32,17 @@ typedef struct worker {
     up_ctx *up;
     const cfg_t *cfg;
     kc_t *kc;
-    struct bill *bill; /* billing/billing.h: balances, holds, the ledger queue */
+    struct bill *bill;   /* billing/billing.h: balances, holds, the ledger queue */
     struct rl *rl;       /* ratelimit/ratelimit.h: shared limiter */
     struct route *route; /* router/router.h: deployment health */
     int draining;
     int listener_open;
-    uint64_t inflight;       /* requests being processed */
-    struct proxy *detached;  /* requests whose client left, still reading for usage */
+    uint64_t inflight;      /* requests being processed */
+    struct proxy *detached; /* requests whose client left, still reading for usage */
     uint64_t ndetached;
     struct http_conn *conns; /* intrusive list of open connections */
     uint64_t nconns;
-    uint64_t rid_seq;        /* request id sequence */
+    uint64_t rid_seq; /* request id sequence */
     uint64_t rid_salt;
     char *readbuf; /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;

@@ -40,17 +40,17 @@ typedef struct store_key {
     int64_t account_id;
     key_type type;
     char name[128];
-    char prefix[16];          /* first 8 characters of the key, e.g. "ms-abc12" */
-    unsigned char hash[32];   /* SHA-256 of the whole key */
+    char prefix[16];        /* first 8 characters of the key, e.g. "ms-abc12" */
+    unsigned char hash[32]; /* SHA-256 of the whole key */
     int active;
-    int deleted;              /* deleted keys are kept as tombstones so caches see the change */
+    int deleted; /* deleted keys are kept as tombstones so caches see the change */
     int64_t created_at_ms;
     int64_t expires_at_ms;    /* 0 = never */
     int64_t spend_limit_nusd; /* -1 = none */
     int64_t spent_nusd;
-    int64_t rpm;              /* -1 = configured default */
-    int64_t tpm;              /* -1 = configured default */
-    int64_t seq;              /* store-wide change sequence of the last change to this row */
+    int64_t rpm; /* -1 = configured default */
+    int64_t tpm; /* -1 = configured default */
+    int64_t seq; /* store-wide change sequence of the last change to this row */
 } store_key;
 
 /* Opens (creating the file and its directory if needed) and migrates. NULL + err on failure. */

@@ -689,8 +689,8 @@ up_ctx *up_ctx_new(uv_loop_t *loop)
     ctx->loop = loop;
     /* curl reads the proxy variables for every transfer when no proxy is set; an egress proxy
      * from the environment keeps working, and without one the lookups are skipped */
-    static const char *const proxy_vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
-                                             "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+    static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                             "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
     ctx->no_proxy_env = true;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++) {
         const char *v = getenv(proxy_vars[i]);

@@ -41,8 +41,9 @@ typedef struct up_request {
     const up_iov *body; /* NOT copied: must outlive the transfer; the iov array itself is copied */
     size_t nbody;
     int64_t connect_timeout_ms; /* 0 = the default (300 s, resolution included) */
-    int64_t first_byte_timeout_ms; /* 0 = none: fail with UP_TIMEOUT if no response header by then */
-    int64_t total_timeout_ms;   /* 0 = none */
+    int64_t
+        first_byte_timeout_ms; /* 0 = none: fail with UP_TIMEOUT if no response header by then */
+    int64_t total_timeout_ms;  /* 0 = none */
 } up_request;
 
 typedef enum {
