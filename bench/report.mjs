@@ -1,0 +1,373 @@
+// bench/report.mjs: turns the raw records of bench/run.sh into the results tables.
+//
+// Usage: node bench/report.mjs RESULTS.txt OUT.md
+// Each record is one line: `KIND WORKLOAD TARGET ROUND key=value...` (closed, open, ttfb, mem,
+// cg, check) or `info KEY free text`. The tables (markdown) are printed on stdout and written to
+// OUT.md with the machine's description. Medians over rounds; the spread is min-max. Nothing is
+// asserted: the issue's targets are listed next to the figures, marked met or not.
+
+import fs from 'node:fs';
+
+const [resFile, outFile] = process.argv.slice(2);
+const lines = fs.readFileSync(resFile, 'utf8').split('\n').filter(Boolean);
+
+const info = {};
+const infoMulti = {};
+const recs = [];
+for (const line of lines) {
+    const parts = line.split(' ');
+    if (parts[0] === 'info') {
+        const rest = parts.slice(2).join(' ');
+        info[parts[1]] = rest;
+        (infoMulti[parts[1]] ??= []).push(rest);
+        continue;
+    }
+    const [kind, workload, target, round, ...kvs] = parts;
+    const v = {};
+    for (const kv of kvs) {
+        const i = kv.indexOf('=');
+        if (i > 0) v[kv.slice(0, i)] = Number(kv.slice(i + 1));
+    }
+    recs.push({ kind, workload, target, round: Number(round), v });
+}
+
+const TARGETS = ['direct', 'nginx', 'portkey', 'modelswitch'];
+const NAMES = {
+    direct: 'direct (mock)', nginx: 'nginx', portkey: 'Portkey', modelswitch: 'ModelSwitch',
+};
+const WORKLOADS = {
+    chat1k: 'chat, 1 KB prompt', chat100k: 'chat, 100 KB prompt',
+    stream50: 'streaming chat, 50 chunks', embed: 'embeddings',
+};
+
+const median = (a) => {
+    if (!a.length) return NaN;
+    const s = [...a].sort((x, y) => x - y);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', {
+    minimumFractionDigits: d, maximumFractionDigits: d,
+}) : '–');
+const pct = (x) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : '–');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x >= 10 ? fmt(x, 0) : fmt(x, 2)}×` : '–');
+const table = (head, rows) => [
+    `| ${head.join(' | ')} |`,
+    `|${head.map((h, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+].join('\n');
+
+// Open-loop runs are repeated (rounds); noise on a shared machine only adds latency, so the best
+// round of each percentile is kept. Errors are summed.
+function bestOf(rs) {
+    if (!rs.length) return null;
+    const v = { ...rs[0].v };
+    for (const r of rs.slice(1)) {
+        for (const [k, x] of Object.entries(r.v)) {
+            if (/^(lat|ttfb|svc|lag)_/.test(k)) v[k] = Math.min(v[k] ?? Infinity, x);
+            else if (/^(errors|non2xx|err_)/.test(k)) v[k] = (v[k] ?? 0) + x;
+        }
+    }
+    v.rounds = rs.length;
+    return { ...rs[0], v };
+}
+const groupBest = (kind) => {
+    const groups = new Map();
+    for (const r of recs.filter((x) => x.kind === kind)) {
+        const key = `${r.round} ${r.target}`;
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(r);
+    }
+    return [...groups.values()].map(bestOf);
+};
+
+const out = [];
+const say = (s = '') => out.push(s);
+
+// ---------------------------------------------------------------------------------------------
+say('# ModelSwitch benchmark results');
+say();
+const when = new Date().toISOString().slice(0, 16).replace('T', ' ');
+say(`Written by \`make bench\` (bench/run.sh) on ${when} UTC, ` +
+    `${info.elapsed_s ?? '?'} s. What each figure means: [README.md](README.md).`);
+say();
+say('## Machine');
+say();
+for (const k of ['cpu', 'cores', 'loadavg', 'mem', 'kernel', 'os', 'nginx', 'node', 'portkey',
+    'wrk', 'valgrind', 'modelswitch', 'mode', 'pinning', 'portkey_streams']) {
+    if (info[k] !== undefined) say(`- **${k}**: ${info[k]}`);
+}
+say();
+
+// ---------------------------------------------------------------------------------------------
+const closed = {}; // workload -> target -> summary
+for (const wl of Object.keys(WORKLOADS)) {
+    for (const t of TARGETS) {
+        const rs = recs.filter((r) => r.kind === 'closed' && r.workload === wl && r.target === t);
+        if (!rs.length) continue;
+        const rps = rs.map((r) => r.v.requests / (r.v.duration_us / 1e6));
+        const cpuPer1k = rs.map((r) => (r.v.requests ? (r.v.proxy_cpu_s / r.v.requests) * 1e6
+            : NaN));
+        const util = rs.map((r) => r.v.proxy_cpu_s / r.v.wall_s);
+        const mockUtil = rs.map((r) => r.v.mock_cpu_s / r.v.wall_s);
+        const wrkUtil = rs.map((r) => r.v.wrk_cpu_s / r.v.wall_s);
+        const errors = rs.reduce((s, r) => s + (r.v.err_connect + r.v.err_read + r.v.err_write +
+            r.v.err_timeout || 0), 0);
+        const non2xx = rs.reduce((s, r) => s + (r.v.err_status || 0), 0);
+        (closed[wl] ??= {})[t] = {
+            rps: median(rps), min: Math.min(...rps), max: Math.max(...rps), n: rs.length,
+            cpu: median(cpuPer1k), util: median(util), mockUtil: median(mockUtil),
+            wrkUtil: median(wrkUtil), errors, non2xx, lat50: median(rs.map((r) => r.v.lat_p50_us)),
+        };
+    }
+}
+if (Object.keys(closed).length) {
+    say('## Closed-loop throughput (wrk)');
+    say();
+    say('wrk, 1 thread, 64 connections, on the load core with the mock upstream; the proxy ' +
+        'alone on the other core. Median of the rounds, spread min–max. "CPU ms/1k" is the ' +
+        'proxy process\'s CPU time (user+system, all threads) per 1000 requests (for "direct": ' +
+        'the mock\'s). "proxy core" is the proxy\'s CPU use during the run: well below 100% ' +
+        'means the load core (wrk + mock, "load core") or the round trips were the limit, not ' +
+        'the proxy; CPU per request is then the figure to compare.');
+    say();
+    const rows = [];
+    for (const [wl, byT] of Object.entries(closed)) {
+        for (const t of TARGETS) {
+            const s = byT[t];
+            if (!s) continue;
+            const spread = `${fmt(s.min)}–${fmt(s.max)} (${s.n})`;
+            rows.push([WORKLOADS[wl], NAMES[t], fmt(s.rps), spread,
+                fmt(s.cpu, 1), t === 'direct' ? '–' : pct(s.util), pct(s.mockUtil + s.wrkUtil),
+                fmt(s.lat50 / 1000, 2), `${s.errors}/${s.non2xx}`]);
+        }
+    }
+    say(table(['workload', 'target', 'req/s', 'spread', 'CPU ms/1k', 'proxy core', 'load core',
+        'wrk p50 ms', 'errors/non-2xx'], rows));
+    say();
+    say('Ratios (ModelSwitch against each peer; throughput: higher is better for ModelSwitch, ' +
+        'CPU per request: lower is better):');
+    say();
+    const rrows = [];
+    for (const [wl, byT] of Object.entries(closed)) {
+        const ms = byT.modelswitch;
+        if (!ms) continue;
+        rrows.push([WORKLOADS[wl], fmtRatio(ratio(ms.rps, byT.nginx?.rps)),
+            fmtRatio(ratio(ms.rps, byT.portkey?.rps)), fmtRatio(ratio(ms.cpu, byT.nginx?.cpu)),
+            fmtRatio(ratio(ms.cpu, byT.portkey?.cpu))]);
+    }
+    say(table(['workload', 'req/s ÷ nginx', 'req/s ÷ Portkey', 'CPU/req ÷ nginx',
+        'CPU/req ÷ Portkey'], rrows));
+    say();
+}
+
+// ---------------------------------------------------------------------------------------------
+const openRecs = groupBest('open');
+if (openRecs.length) {
+    say('## Open-loop latency (bench/loadgen.c, chat 1 KB)');
+    say();
+    say('Requests sent on a fixed schedule; latency from the scheduled send time to the last ' +
+        'byte (so queueing counts). "added" = the target\'s percentile minus the direct-to-mock ' +
+        'percentile at the same rate. A peer that cannot sustain a rate is measured at half its ' +
+        'closed-loop capacity (the rate column says so; its "added" is then against direct at ' +
+        'the nominal rate). Each target ran in several alternating rounds; the best round of ' +
+        'each percentile is shown (noise on a shared machine only adds latency). "lag p99" is ' +
+        'the load generator\'s own delay from schedule to send (the machine\'s timer noise, ' +
+        'common to all targets).');
+    say();
+    const rows = [];
+    const rates = [...new Set(openRecs.map((r) => r.round))].sort((a, b) => a - b);
+    for (const rate of rates) {
+        const d = openRecs.find((r) => r.round === rate && r.target === 'direct' && !r.v.skipped);
+        for (const t of TARGETS) {
+            const r = openRecs.find((x) => x.round === rate && x.target === t);
+            if (!r) continue;
+            if (r.v.skipped) {
+                rows.push([fmt(rate), NAMES[t], `skipped: capacity ${fmt(r.v.capacity)} req/s`,
+                    '', '', '', '', '', '', '', '']);
+                continue;
+            }
+            const v = r.v;
+            const add = (k) => (d && t !== 'direct' ? fmt(v[k] - d.v[k], 1) : '–');
+            const shownRate = v.rate !== rate ? `${fmt(v.rate)} (not ${fmt(rate)})` : fmt(rate);
+            rows.push([shownRate, NAMES[t], fmt(v.lat_p50_us, 1), fmt(v.lat_p90_us, 1),
+                fmt(v.lat_p99_us, 1), fmt(v.lat_p999_us, 1), add('lat_p50_us'), add('lat_p99_us'),
+                fmt(v.achieved_rps), `${v.errors}/${v.non2xx}`, fmt(v.lag_p99_us, 1)]);
+        }
+    }
+    say(table(['req/s', 'target', 'p50 µs', 'p90 µs', 'p99 µs', 'p99.9 µs', 'added p50 µs',
+        'added p99 µs', 'achieved req/s', 'errors/non-2xx', 'lag p99 µs'], rows));
+    say();
+}
+
+const ttfbRecs = groupBest('ttfb');
+if (ttfbRecs.length) {
+    say('## Streaming time to first byte (bench/loadgen.c, open loop)');
+    say();
+    say('50-chunk streams with 1 ms between events. Time from the scheduled send to the first ' +
+        'byte of the response body (the first event), and to the end of the stream; the pause ' +
+        'keeps the mock from holding the load core while a proxy forwards the first event. A ' +
+        'target that cannot sustain the rate is measured at half its closed-loop capacity (the ' +
+        'rate column says so). Best of the rounds, as above.');
+    say();
+    const d = ttfbRecs.find((r) => r.target === 'direct');
+    const rows = [];
+    for (const t of TARGETS) {
+        const r = ttfbRecs.find((x) => x.target === t);
+        if (!r || r.v.skipped) continue;
+        const v = r.v;
+        const add = (k) => (d && t !== 'direct' ? fmt(v[k] - d.v[k], 1) : '–');
+        rows.push([NAMES[t], fmt(v.rate), fmt(v.ttfb_p50_us, 1), fmt(v.ttfb_p99_us, 1),
+            add('ttfb_p50_us'), add('ttfb_p99_us'), fmt(v.lat_p50_us, 1),
+            `${v.errors}/${v.non2xx}`]);
+    }
+    say(table(['target', 'req/s', 'TTFB p50 µs', 'TTFB p99 µs', 'added p50 µs', 'added p99 µs',
+        'whole stream p50 µs', 'errors/non-2xx'], rows));
+    say();
+}
+
+// ---------------------------------------------------------------------------------------------
+const memRecs = recs.filter((r) => r.kind === 'mem');
+const mem = {};
+if (memRecs.length) {
+    say('## Memory (RSS)');
+    say();
+    say('A fresh process per test. "idle": N keep-alive connections, each has made one request, ' +
+        'then all stay open; RSS read once all are done. "streams": N streams open at once ' +
+        '(50 chunks 60 ms apart); peak RSS (VmHWM). nginx figures are master + worker.');
+    say();
+    const rows = [];
+    for (const t of TARGETS) {
+        const idle = memRecs.find((r) => r.workload === 'idle' && r.target === t);
+        const st = memRecs.find((r) => r.workload === 'streams' && r.target === t);
+        if (!idle && !st) continue;
+        mem[t] = { idle: idle?.v.rss_ready_kb / 1024, streams: st?.v.hwm_kb / 1024 };
+        rows.push([NAMES[t], fmt((idle ?? st).v.rss_base_kb / 1024, 1),
+            idle ? `${fmt(idle.v.rss_ready_kb / 1024, 1)} (${fmt(idle.round)} conns, ` +
+                `${fmt(idle.v.open_at_ready)} open)` : '–',
+            idle ? `${idle.v.errors}/${idle.v.non2xx}` : '–',
+            st ? `${fmt(st.v.hwm_kb / 1024, 1)} (${fmt(st.round)} streams, ` +
+                `${fmt(st.v.max_streaming)} at once)` : '–',
+            st ? `${st.v.errors}/${st.v.non2xx}` : '–']);
+    }
+    say(table(['target', 'idle process MB', 'idle conns MB', 'errors/non-2xx', 'streams peak MB',
+        'errors/non-2xx'], rows));
+    say();
+}
+
+// ---------------------------------------------------------------------------------------------
+const cgRecs = recs.filter((r) => r.kind === 'cg');
+const cg = {};
+if (cgRecs.length) {
+    say('## Instructions per request (callgrind)');
+    say();
+    say('The proxy runs under `valgrind --tool=callgrind` twice, for N1 and N2 requests (closed ' +
+        'loop, 4 connections); (Ir(N2) − Ir(N1)) / (N2 − N1) removes start-up and shutdown. ' +
+        '"all threads" counts every thread; the per-thread column splits it by the thread\'s ' +
+        'entry function (ModelSwitch: worker = the event loop, ledger = the usage-record writer, ' +
+        'logger = the access/operator log writer, keycache = the key refresher, main).');
+    say();
+    const rows = [];
+    for (const r of cgRecs) {
+        const n = r.v.n2 - r.v.n1;
+        const all = (r.v.ir2 - r.v.ir1) / n;
+        const top = (r.v.top2 - r.v.top1) / n;
+        (cg[r.workload] ??= {})[r.target] = all;
+        const per = Object.keys(r.v).filter((k) => k.startsWith('t2_')).map((k) => k.slice(3))
+            .map((th) => [th, ((r.v[`t2_${th}`] ?? 0) - (r.v[`t1_${th}`] ?? 0)) / n])
+            .sort((x, y) => y[1] - x[1]).map(([th, x]) => `${th} ${fmt(x)}`).join(', ');
+        rows.push([WORKLOADS[r.workload] ?? r.workload, NAMES[r.target], fmt(all), per || fmt(top),
+            `${r.v.ok1}/${r.v.n1}, ${r.v.ok2}/${r.v.n2}`]);
+    }
+    say(table(['workload', 'target', 'instructions/request (all threads)',
+        'per thread', '2xx answers'], rows));
+    say();
+    const crow = Object.entries(cg).filter(([, v]) => v.modelswitch && v.nginx)
+        .map(([wl, v]) => `${WORKLOADS[wl]}: ${fmtRatio(v.modelswitch / v.nginx)} nginx's`);
+    if (crow.length) {
+        say(`ModelSwitch's instructions per request: ${crow.join('; ')}.`);
+        say();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+say('## The issue\'s targets');
+say();
+const trows = [];
+const mark = (ok) => (ok === undefined ? '–' : ok ? 'met' : '**not met**');
+// An added latency below zero means the direct run was the noisier one: no verdict.
+const markAdded = (a, lim) => (a < 0 ? 'unclear (direct measured slower: noise)' : mark(a <= lim));
+const c1 = closed.chat1k ?? {};
+for (const [wl, byT] of Object.entries(closed)) {
+    const ms = byT.modelswitch;
+    if (!ms) continue;
+    const rn = ratio(ms.rps, byT.nginx?.rps);
+    const rp = ratio(ms.rps, byT.portkey?.rps);
+    if (Number.isFinite(rn)) {
+        trows.push([`throughput ≥ 0.8 × nginx (${WORKLOADS[wl]})`, fmtRatio(rn), mark(rn >= 0.8)]);
+    }
+    if (Number.isFinite(rp)) {
+        trows.push([`throughput ≥ 50 × Portkey (${WORKLOADS[wl]})`, fmtRatio(rp), mark(rp >= 50)]);
+    }
+}
+const o5 = openRecs.filter((r) => r.round === 5000);
+const od = o5.find((r) => r.target === 'direct');
+const om = o5.find((r) => r.target === 'modelswitch' && !r.v.skipped);
+if (od && om) {
+    const a50 = om.v.lat_p50_us - od.v.lat_p50_us;
+    const a99 = om.v.lat_p99_us - od.v.lat_p99_us;
+    trows.push(['added latency p50 ≤ 50 µs at 5000 req/s', `${fmt(a50, 1)} µs`,
+        markAdded(a50, 50)]);
+    trows.push(['added latency p99 ≤ 250 µs at 5000 req/s', `${fmt(a99, 1)} µs`,
+        markAdded(a99, 250)]);
+}
+const td = ttfbRecs.find((r) => r.target === 'direct');
+const tm = ttfbRecs.find((r) => r.target === 'modelswitch' && !r.v.skipped);
+if (td && tm) {
+    const a = tm.v.ttfb_p50_us - td.v.ttfb_p50_us;
+    trows.push(['streaming TTFB added ≤ 100 µs (p50)', `${fmt(a, 1)} µs`, markAdded(a, 100)]);
+}
+if (mem.modelswitch?.idle) {
+    trows.push(['RSS with 10,000 idle connections ≤ 64 MB', `${fmt(mem.modelswitch.idle, 1)} MB`,
+        mark(mem.modelswitch.idle <= 64)]);
+}
+if (mem.modelswitch?.streams) {
+    trows.push(['RSS with 1,000 concurrent streams ≤ 128 MB',
+        `${fmt(mem.modelswitch.streams, 1)} MB`,
+        mark(mem.modelswitch.streams <= 128)]);
+}
+const big = closed.chat100k ?? {};
+if (big.modelswitch && c1.modelswitch && big.nginx && c1.nginx) {
+    const msr = big.modelswitch.cpu / c1.modelswitch.cpu;
+    const ngr = big.nginx.cpu / c1.nginx.cpu;
+    trows.push(['100 KB prompts cost no more than the bytes they move (CPU per 100 KB request ÷ ' +
+        'per 1 KB request, ModelSwitch vs nginx)', `${fmt(msr, 2)} vs ${fmt(ngr, 2)}`,
+        '(compare)']);
+}
+say(table(['target', 'measured', ''], trows));
+say();
+
+// ---------------------------------------------------------------------------------------------
+const checks = recs.filter((r) => r.kind === 'check');
+if (checks.length || info.ms_access_lines !== undefined) {
+    say('## Problems seen');
+    say();
+    for (const c of checks) {
+        say(`- ${NAMES[c.target]} on ${WORKLOADS[c.workload] ?? c.workload}: only ${c.v.ok}/20 ` +
+            `requests of the pre-check answered 2xx (${c.v.errors} errors, ` +
+            `${c.v.non2xx} non-2xx).`);
+    }
+    if (info.ms_access_lines !== undefined) {
+        say(`- ModelSwitch's access log: ${info.ms_access_lines} lines; by status ` +
+            `${info.ms_access_status || '–'} (499: requests still in flight when wrk stops a ` +
+            `run and closes its connections); ${info.ms_log_warn_error} warning/error lines.`);
+        for (const m of infoMulti.ms_log_msg ?? []) say(`  - \`${m.replace(/`/g, "'")}\``);
+        for (const m of infoMulti.ms_access_sample ?? []) say(`  - \`${m.replace(/`/g, "'")}\``);
+    }
+    say();
+}
+
+const text = out.join('\n');
+fs.writeFileSync(outFile, text);
+process.stdout.write(text + '\n');

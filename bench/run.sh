@@ -1,0 +1,782 @@
+#!/usr/bin/env bash
+# bench/run.sh: ModelSwitch's side-by-side benchmark (`make bench`; issue 5, bench/README.md).
+#
+# Starts, on 127.0.0.1 only, the project's mock upstream, nginx, the Portkey gateway and
+# ModelSwitch (every production feature on), pins the proxy under test alone on one core and the
+# load tools and upstream on the other, measures closed-loop throughput (wrk), CPU per request,
+# open-loop added latency and streaming time to first byte (bench/loadgen.c), memory with many
+# idle connections and many streams, and instructions per request (callgrind). Nothing here
+# asserts a figure: it prints a table and writes bench/RESULTS.md (bench/report.mjs).
+#
+# Every process it starts is tracked by pid and stopped on every exit path (trap).
+#
+# Environment:
+#   BUILD=build          build dir with modelswitch and mock_upstream (relative to the repo)
+#   BENCH_QUICK=1        one round, short runs (~2 min) for development
+#   BENCH_NO_BUILD=1     do not run `make all` first (use the binaries already in BUILD)
+#   BENCH_OUT=FILE       where to write the results (default bench/RESULTS.md)
+#   BENCH_KEEP_TMP=1     keep the temp dir (configs, logs, raw results)
+#   BENCH_TARGETS="direct nginx portkey modelswitch"   the targets (a subset for development)
+#   BENCH_PHASES="closed open ttfb mem cg"              the phases (a subset for development)
+#   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BUILD=${BUILD:-build}
+[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+QUICK=${BENCH_QUICK:-0}
+OUT=${BENCH_OUT:-$ROOT/bench/RESULTS.md}
+GW_CPU=${BENCH_GW_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+TARGETS=${BENCH_TARGETS:-direct nginx portkey modelswitch}
+PHASES=${BENCH_PHASES:-closed open ttfb mem cg}
+PORTKEY_DIR=$ROOT/bench/portkey
+
+if [[ $QUICK == 1 ]]; then
+    ROUNDS=1 DUR=2 WARM=1 OPEN_ROUNDS=1 OPEN_DUR=4 OPEN_WARM=1 CG_N1=100 CG_N2=600
+else
+    ROUNDS=3 DUR=4 WARM=1 OPEN_ROUNDS=2 OPEN_DUR=6 OPEN_WARM=1 CG_N1=200 CG_N2=2200
+fi
+WRK_CONNS=${BENCH_WRK_CONNS:-64}
+OPEN_RATES=${BENCH_RATES:-500 5000}
+TTFB_RATE=${BENCH_TTFB_RATE:-500}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+STREAMS=${BENCH_STREAMS:-1000}
+WORKLOADS="chat1k chat100k stream50 embed"
+CG_WORKLOADS="chat1k stream50"
+
+T_START=$(date +%s)
+TMP=$(mktemp -d /tmp/msbench.XXXXXX)
+RES=$TMP/results.txt
+: >"$RES"
+PIDS=()
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+has() { [[ " $1 " == *" $2 "* ]]; }
+record() { printf '%s\n' "$*" >>"$RES"; }
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+alive() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $1}') || return 1
+    [[ -n $st && $st != Z ]]
+}
+
+# stop_pid PID [SIGNAL [SECONDS]]: signal, wait, then SIGKILL.
+stop_pid() {
+    local pid=$1 sig=${2:-TERM} secs=${3:-10} i
+    alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 20; i++)); do
+        alive "$pid" || break
+        sleep 0.05
+    done
+    if alive "$pid"; then
+        log "pid $pid did not exit after SIG$sig; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}" TERM 5
+    done
+    if [[ ${BENCH_KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
+        log "temp dir kept: $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# bg CPU LOGFILE CMD...: starts CMD pinned to CPU in the background; sets BG.
+bg() {
+    local cpu=$1 logf=$2
+    shift 2
+    taskset -c "$cpu" "$@" >>"$logf" 2>&1 </dev/null &
+    BG=$!
+    PIDS+=("$BG")
+}
+
+# A free port below the ephemeral range: other programs on the machine (test suites) bind port 0
+# and connect out all the time, and a port taken from the ephemeral range could be theirs by the
+# time our server binds it; wait_port then checks that the listener really is ours.
+free_port() {
+    node -e '
+const net = require("net");
+const lo = 20000, hi = 32000;
+const tryPort = (n) => {
+    if (n === 0) { console.error("no free port"); process.exit(1); }
+    const p = lo + Math.floor(Math.random() * (hi - lo));
+    const s = net.createServer();
+    s.once("error", () => tryPort(n - 1));
+    s.listen(p, "127.0.0.1", () => { s.close(() => console.log(p)); });
+};
+tryPort(50);'
+}
+
+wait_port() { # PORT PID SECONDS
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            if command -v ss >/dev/null && ! ss -Hltnp "( sport = :$1 )" | grep -q "pid=$2,"; then
+                log "port $1 is held by another process: $(ss -Hltnp "( sport = :$1 )")"
+                return 1
+            fi
+            return 0
+        fi
+        alive "$2" || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Upstream connections the mock has accepted so far (to see whether a proxy reuses them).
+mock_conns() {
+    curl -s -m 5 "http://127.0.0.1:$MOCK_PORT/_mock/stats" |
+        sed -n 's/.*"connections":\([0-9]*\).*/\1/p'
+}
+
+# delta A B: B - A for decimal numbers (CPU seconds).
+delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+sum() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+
+# cpu_s PID...: user+system CPU seconds of the processes (all their threads).
+CLK_TCK=$(getconf CLK_TCK)
+cpu_s() {
+    local t=0 p v
+    for p in "$@"; do
+        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || v=0
+        t=$((t + ${v:-0}))
+    done
+    awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }'
+}
+
+# rss_kb FIELD PID...: VmRSS or VmHWM summed over processes.
+mem_kb() {
+    local f=$1 t=0 p v
+    shift
+    for p in "$@"; do
+        v=$(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null) || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1 || true; }
+
+# ---------------------------------------------------------------------------------------------
+# prerequisites
+
+ensure_nginx() {
+    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] && return 0
+    log "installing nginx (Debian package) with apt-get"
+    # The package's postinst would start the system service: a policy-rc.d that refuses service
+    # starts prevents it (most containers already have one).
+    local made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    local rc=0
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx)
+    { "${apt[@]}" >"$TMP/apt.log" 2>&1 ||
+        { apt-get update -q >>"$TMP/apt.log" 2>&1 && "${apt[@]}" >>"$TMP/apt.log" 2>&1; }; } ||
+        rc=$?
+    [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
+    [[ $rc == 0 ]] || die "apt-get install nginx failed (see $TMP/apt.log)"
+}
+
+ensure_portkey() {
+    if [[ -d $PORTKEY_DIR/node_modules/@portkey-ai/gateway ]] &&
+        cmp -s "$PORTKEY_DIR/package-lock.json" "$PORTKEY_DIR/node_modules/.bench-lock"; then
+        return 0
+    fi
+    log "installing the Portkey gateway (npm ci in bench/portkey)"
+    (cd "$PORTKEY_DIR" && npm ci --no-audit --no-fund >"$TMP/npm.log" 2>&1) ||
+        die "npm ci in bench/portkey failed (see $TMP/npm.log)"
+    cp "$PORTKEY_DIR/package-lock.json" "$PORTKEY_DIR/node_modules/.bench-lock"
+}
+
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
+command -v node >/dev/null || die "node is not installed"
+command -v taskset >/dev/null || die "taskset is not installed (util-linux)"
+[[ $(nproc) -ge 2 ]] || die "needs 2 cores"
+if has "$TARGETS" nginx; then
+    ensure_nginx
+    NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+fi
+has "$TARGETS" portkey && ensure_portkey
+if has "$PHASES" cg && ! command -v valgrind >/dev/null; then
+    log "valgrind is not installed: skipping the callgrind phase"
+    PHASES=${PHASES/cg/}
+fi
+
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    log "building ($BUILD)"
+    make -s -j2 BUILD="$BUILD" all >"$TMP/build.log" 2>&1 || die "build failed (see $TMP/build.log)"
+fi
+MS=$BUILD/modelswitch
+MOCK=$BUILD/mock_upstream
+[[ -x $MS && -x $MOCK ]] || die "$MS or $MOCK missing (build first, or set BUILD)"
+LOADGEN=$BUILD/bench/loadgen
+mkdir -p "$BUILD/bench"
+LLOBJ=("$BUILD"/llhttp/llhttp.o "$BUILD"/llhttp/api.o "$BUILD"/llhttp/http.o)
+[[ -f ${LLOBJ[0]} ]] || LLOBJ=(/usr/share/llhttp/{llhttp,api,http}.c)
+${CC:-cc} -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I/usr/share/include/llhttp \
+    -o "$LOADGEN" bench/loadgen.c "${LLOBJ[@]}" -lm 2>"$TMP/loadgen-build.log" ||
+    die "loadgen build failed (see $TMP/loadgen-build.log)"
+
+# 10,000 client connections in one process, and as many accepted by the proxy.
+HARD=$(ulimit -Hn)
+if [[ $HARD != unlimited && $HARD -lt $((IDLE_CONNS + 2000)) ]]; then
+    IDLE_CONNS=$((HARD - 2000))
+    log "open-file hard limit is $HARD: idle connection test reduced to $IDLE_CONNS"
+fi
+ulimit -n "$([[ $HARD == unlimited ]] && echo 65536 || echo "$HARD")"
+
+# ---------------------------------------------------------------------------------------------
+# request bodies: the same bytes for every target
+
+node - "$TMP" <<'EOF'
+const fs = require('fs');
+const dir = process.argv[2];
+// A prompt of n bytes of plain words (what a long document looks like to a proxy).
+const words = 'the quick brown fox jumps over the lazy dog while the gateway counts tokens ';
+const text = (n) => words.repeat(Math.ceil(n / words.length)).slice(0, n);
+const chat = (n, extra = {}) => JSON.stringify({
+    model: 'bench-model', max_tokens: 256,
+    messages: [
+        { role: 'system', content: 'You are a benchmark.' },
+        { role: 'user', content: text(n) },
+    ],
+    ...extra,
+});
+fs.writeFileSync(`${dir}/chat1k.json`, chat(1024));
+fs.writeFileSync(`${dir}/chat100k.json`, chat(100 * 1024));
+fs.writeFileSync(`${dir}/stream50.json`, chat(1024, { stream: true, mock: { chunks: 50 } }));
+fs.writeFileSync(`${dir}/embed.json`, JSON.stringify({ model: 'bench-embed', input: text(1024) }));
+// Time to first byte: the same stream with 1 ms between events. Without a pause the mock (on the
+// load core) writes all 52 events in one go, and the load generator, on the same core, only gets
+// to read the first event a proxy forwarded once the mock is done: TTFB would be the mock's
+// time to produce the whole stream.
+fs.writeFileSync(`${dir}/ttfb50.json`,
+    chat(1024, { stream: true, mock: { chunks: 50, chunk_delay_ms: 1 } }));
+// Long-lived streams for the memory test: 50 chunks 60 ms apart (about 3 s each).
+fs.writeFileSync(`${dir}/slowstream.json`,
+    chat(1024, { stream: true, mock: { chunks: 50, chunk_delay_ms: 60 } }));
+EOF
+
+wl_path() { [[ $1 == embed ]] && echo /v1/embeddings || echo /v1/chat/completions; }
+wl_body() {
+    case $1 in
+    mem-streams) echo "$TMP/slowstream.json" ;;
+    *) echo "$TMP/$1.json" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# the processes under test
+
+MOCK_PORT=
+MOCK_PID=
+start_mock() {
+    bg "$LOAD_CPU" "$TMP/mock.log" "$MOCK" --host 127.0.0.1 --port 0
+    MOCK_PID=$BG
+    local i
+    for ((i = 0; i < 200; i++)); do
+        MOCK_PORT=$(awk '/^PORT /{print $2}' "$TMP/mock.log")
+        [[ -n $MOCK_PORT ]] && break
+        alive "$MOCK_PID" || die "mock_upstream exited: $(cat "$TMP/mock.log")"
+        sleep 0.05
+    done
+    [[ -n $MOCK_PORT ]] || die "mock_upstream printed no port"
+    # The stream workloads need 50 chunks. Portkey forwards only the OpenAI fields it knows, so
+    # the `mock` member of the body never reaches the upstream through it; if the mock takes
+    # instance defaults for chunks, they are used, else Portkey's streams go through its
+    # pass-through route /v1/proxy/..., which forwards the body as it is.
+    MOCK_CHUNK_DEFAULT=0
+    if curl -s -m 5 -X POST -H 'content-type: application/json' -d '{"chunks":3}' \
+        "http://127.0.0.1:$MOCK_PORT/_mock/config" | grep -q '"chunks":3'; then
+        MOCK_CHUNK_DEFAULT=1
+    fi
+}
+
+# mock_chunks N [DELAY]: instance defaults for the streaming workloads (when supported).
+mock_chunks() {
+    [[ $MOCK_CHUNK_DEFAULT == 1 ]] || return 0
+    curl -s -m 5 -o /dev/null -X POST -H 'content-type: application/json' \
+        -d "{\"chunks\":$1,\"chunk_delay_ms\":${2:-0}}" "http://127.0.0.1:$MOCK_PORT/_mock/config"
+}
+
+MS_DIR=$TMP/modelswitch
+MS_KEY=
+MS_STARTS=0
+setup_modelswitch() {
+    mkdir -p "$MS_DIR"
+    MS_PORT=$(free_port)
+    cat >"$MS_DIR/modelswitch.yaml" <<EOF
+# Generated by bench/run.sh: every production feature on (key auth, rate limits counting but
+# never refusing, balance holds and settlement, the usage ledger, the access log).
+server:
+  listen: 127.0.0.1:$MS_PORT
+  workers: 1
+  max_body_bytes: 16777216
+store:
+  sqlite: $MS_DIR/modelswitch.db
+limits:
+  requests_per_minute: 1000000000
+  tokens_per_minute: 1000000000000
+  account_requests_per_minute: 1000000000
+  account_tokens_per_minute: 1000000000000
+billing:
+  markup_percent: 10
+log:
+  level: info
+providers:
+  mock:
+    kind: openai
+    base_url: http://127.0.0.1:$MOCK_PORT/v1
+    api_key: sk-bench-upstream
+models:
+  bench-model:
+    pricing: {input: 0.01, output: 0.02}
+    max_output_tokens: 4096
+    deployments: [{provider: mock}]
+    limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}
+  bench-embed:
+    pricing: {input: 0.01, output: 0}
+    deployments: [{provider: mock}]
+    limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}
+EOF
+    local cfg=$MS_DIR/modelswitch.yaml acct
+    acct=$("$MS" --config "$cfg" account create --name bench --balance 1000000 | tail -1) ||
+        die "account create failed"
+    MS_KEY=$("$MS" --config "$cfg" key create --account "$acct" --name bench | tail -1) ||
+        die "key create failed"
+    [[ $MS_KEY == ms-* ]] || die "key create printed no key"
+}
+
+# start_target NAME [valgrind args...]: sets T_PID (the process to measure), T_PIDS (all of its
+# processes), T_PORT and T_HDRS (request headers).
+start_target() {
+    local name=$1
+    shift
+    case $name in
+    direct)
+        T_PID=$MOCK_PID T_PIDS=$MOCK_PID T_PORT=$MOCK_PORT
+        T_HDRS=$'Content-Type: application/json\nAuthorization: Bearer sk-bench-upstream'
+        ;;
+    nginx)
+        local d=$TMP/nginx
+        mkdir -p "$d/tmp"
+        T_PORT=$(free_port)
+        sed -e "s#@PREFIX@#$d#g" -e "s#@PORT@#$T_PORT#g" -e "s#@UPSTREAM_PORT@#$MOCK_PORT#g" \
+            -e "s#@USER@#$([[ $(id -u) == 0 ]] && echo 'user root;')#" \
+            -e "s#@MASTER@#$([[ $# -gt 0 ]] && echo 'master_process off;')#" \
+            bench/nginx.conf.tmpl >"$d/nginx.conf"
+        bg "$GW_CPU" "$d/stderr.log" "$@" "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
+        T_PID=$BG
+        wait_port "$T_PORT" "$T_PID" 60 ||
+            die "nginx did not start: $(cat "$d/stderr.log" "$d/error.log")"
+        # The worker does the work; it is pinned with its master. Track it so that it is stopped
+        # even if the master has to be killed.
+        T_PIDS="$T_PID $(pgrep -P "$T_PID" | tr '\n' ' ' || true)"
+        local p
+        for p in $T_PIDS; do [[ $p == "$T_PID" ]] || PIDS+=("$p"); done
+        T_HDRS=$'Content-Type: application/json\nAuthorization: Bearer sk-bench-upstream'
+        ;;
+    portkey)
+        T_PORT=$(free_port)
+        bg "$GW_CPU" "$TMP/portkey.log" env NODE_ENV=production PORTKEY_BENCH_HOST=127.0.0.1 \
+            node --import "$PORTKEY_DIR/preload.mjs" \
+            "$PORTKEY_DIR/node_modules/@portkey-ai/gateway/build/start-server.js" \
+            --port="$T_PORT" --headless
+        T_PID=$BG T_PIDS=$BG
+        wait_port "$T_PORT" "$T_PID" 60 || die "Portkey did not start: $(cat "$TMP/portkey.log")"
+        T_HDRS=$'Content-Type: application/json\nAuthorization: Bearer sk-bench-upstream\n'
+        T_HDRS+=$'x-portkey-provider: openai\n'
+        T_HDRS+="x-portkey-custom-host: http://127.0.0.1:$MOCK_PORT/v1"
+        ;;
+    modelswitch)
+        T_PORT=$MS_PORT
+        # stderr carries the operator log and the access log: to a file, as in production.
+        MS_STARTS=$((MS_STARTS + 1))
+        local mlog=$MS_DIR/stderr.$MS_STARTS.log
+        bg "$GW_CPU" "$mlog" "$@" "$MS" serve --config "$MS_DIR/modelswitch.yaml"
+        T_PID=$BG T_PIDS=$BG
+        local i
+        for ((i = 0; i < 1200; i++)); do
+            grep -q 'listening on' "$mlog" 2>/dev/null && break
+            alive "$T_PID" || die "modelswitch exited: $(tail -20 "$mlog")"
+            sleep 0.05
+        done
+        wait_port "$T_PORT" "$T_PID" 60 || die "modelswitch did not start: $(tail -20 "$mlog")"
+        T_HDRS=$'Content-Type: application/json\n'"Authorization: Bearer $MS_KEY"
+        ;;
+    esac
+}
+
+stop_target() { # NAME
+    case $1 in
+    direct) ;;
+    nginx) stop_pid "$T_PID" QUIT 30 ;;
+    *) stop_pid "$T_PID" TERM 60 ;;
+    esac
+    local p
+    for p in $T_PIDS; do stop_pid "$p" KILL 5; done
+}
+
+# Path of a workload on a target (Portkey's streams may need its pass-through route).
+t_path() { # TARGET WORKLOAD
+    local p
+    p=$(wl_path "$2")
+    if [[ $1 == portkey && $MOCK_CHUNK_DEFAULT != 1 && $2 != chat* && $2 != embed ]]; then
+        p=/v1/proxy${p#/v1}
+    fi
+    echo "$p"
+}
+
+hdr_args() { # T_HDRS as -H arguments for loadgen, in HDR_ARGS
+    HDR_ARGS=()
+    local line
+    while IFS= read -r line; do [[ -n $line ]] && HDR_ARGS+=(-H "$line"); done <<<"$T_HDRS"
+}
+
+# A check that a target answers a workload correctly before it is measured.
+check_target() { # TARGET WORKLOAD
+    local out=$TMP/check.out
+    hdr_args
+    taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$1" "$2")" \
+        "${HDR_ARGS[@]}" --body-file "$(wl_body "$2")" --count 20 --conns 2 \
+        --timeout-ms 20000 >"$out" 2>"$out.err" || true
+    if [[ $(kv "$out" ok) != 20 ]]; then
+        log "WARNING: $1 $2: $(kv "$out" ok)/20 answered 2xx: $(tr '\n' ' ' <"$out.err")"
+        record "check $2 $1 0 ok=$(kv "$out" ok) errors=$(kv "$out" errors)" \
+            "non2xx=$(kv "$out" non2xx)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# phase 1: closed loop (wrk), alternating rounds
+
+wrk_run() { # TARGET WORKLOAD SECONDS OUTFILE
+    local url
+    url="http://127.0.0.1:$T_PORT$(t_path "$1" "$2")"
+    local TIMEFORMAT='%U %S'
+    { time BENCH_BODY=$(wl_body "$2") BENCH_HEADERS=$T_HDRS taskset -c "$LOAD_CPU" \
+        wrk -t1 -c"$WRK_CONNS" -d"${3}s" --timeout 10s -s bench/wrk.lua "$url" >"$4" 2>&1; } \
+        2>"$4.time"
+}
+
+phase_closed() {
+    local wl t r i order
+    local -a tl
+    read -r -a tl <<<"$TARGETS"
+    for wl in $WORKLOADS; do
+        [[ $wl == stream50 ]] && mock_chunks 50 || mock_chunks 3
+        for ((r = 1; r <= ROUNDS; r++)); do
+            # Rotate the order each round so no target always runs first or last.
+            order=()
+            for ((i = 0; i < ${#tl[@]}; i++)); do
+                order+=("${tl[(i + r - 1) % ${#tl[@]}]}")
+            done
+            for t in "${order[@]}"; do
+                start_target "$t"
+                [[ $r == 1 ]] && check_target "$t" "$wl"
+                wrk_run "$t" "$wl" "$WARM" "$TMP/wrk.warm"
+                local c0 m0 w0 c1 m1 out=$TMP/wrk.$wl.$t.$r
+                local k0 k1
+                k0=$(mock_conns)
+                c0=$(cpu_s $T_PIDS)
+                m0=$(cpu_s "$MOCK_PID")
+                w0=$(date +%s.%N)
+                wrk_run "$t" "$wl" "$DUR" "$out"
+                c1=$(cpu_s $T_PIDS)
+                m1=$(cpu_s "$MOCK_PID")
+                k1=$(mock_conns)
+                local line wall
+                wall=$(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')
+                line=$(grep '^WRK ' "$out" | head -1 || true)
+                [[ -n $line ]] || {
+                    log "wrk failed on $t $wl: $(tail -3 "$out")"
+                    line="WRK requests=0 duration_us=1"
+                }
+                read -r wu ws <"$out.time"
+                record "closed $wl $t $r ${line#WRK } proxy_cpu_s=$(delta "$c0" "$c1")" \
+                    "mock_cpu_s=$(delta "$m0" "$m1") wrk_cpu_s=$(sum "$wu" "$ws")" \
+                    "wall_s=$wall upstream_conns=$((${k1:-0} - ${k0:-0} - 1))"
+                log "closed $wl $t round $r: $(awk '{
+                    for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+                    printf "%.0f req/s", v["requests"] / (v["duration_us"] / 1e6) }' <<<"$line")"
+                [[ $t == direct ]] || stop_target "$t"
+            done
+        done
+    done
+    mock_chunks 3
+}
+
+# ---------------------------------------------------------------------------------------------
+# phases 2 and 3: open loop (loadgen): added latency at fixed rates, streaming time to first byte
+
+# Closed-loop capacity of a target on a workload (median req/s), 0 if unknown.
+capacity() {
+    awk -v wl="$2" -v t="$1" '$1 == "closed" && $2 == wl && $3 == t {
+        for (i = 5; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+        if (v["duration_us"] > 0) print v["requests"] / (v["duration_us"] / 1e6) }' "$RES" |
+        sort -n | awk '{a[NR] = $1} END { print NR ? a[int((NR + 1) / 2)] : 0 }'
+}
+
+open_run() { # KIND TARGET WORKLOAD RATE ROUND
+    local kind=$1 t=$2 wl=$3 rate=$4 nominal=$4 round=$5 cap out=$TMP/open.$1.$2.$3.$4.$5
+    cap=$(capacity "$t" "${wl/ttfb50/stream50}")
+    # A rate above what a peer can sustain only measures an ever-growing queue. A peer whose
+    # closed-loop capacity is under twice the rate is measured at half its capacity instead (the
+    # table says so), or skipped if that is under a tenth of the rate. ModelSwitch is always
+    # measured at the rate asked: its figure at that rate is the point.
+    if [[ $t != modelswitch ]] &&
+        awk -v c="$cap" -v r="$rate" 'BEGIN { exit !(c > 0 && c < r * 2) }'; then
+        if awk -v c="$cap" -v r="$rate" 'BEGIN { exit !(c / 2 < r / 10) }'; then
+            log "$kind $wl $t at $rate req/s: skipped (closed-loop capacity $cap req/s)"
+            record "$kind $wl $t $rate round=$round skipped=1 capacity=$cap"
+            return 0
+        fi
+        rate=$(awk -v c="$cap" 'BEGIN { r = int(c / 2); print r < 1 ? 1 : r }')
+        log "$kind $wl $t: closed-loop capacity $cap req/s, measured at $rate req/s" \
+            "instead of $nominal"
+    fi
+    hdr_args
+    local c0 m0 c1 m1 k0 k1
+    k0=$(mock_conns)
+    c0=$(cpu_s $T_PIDS)
+    m0=$(cpu_s "$MOCK_PID")
+    taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$t" "$wl")" \
+        "${HDR_ARGS[@]}" --body-file "$(wl_body "$wl")" --rate "$rate" --duration "$OPEN_DUR" \
+        --warmup "$OPEN_WARM" --conns 64 --max-conns 2000 --timeout-ms 10000 \
+        >"$out" 2>"$out.err" || log "loadgen failed on $t: $(cat "$out.err")"
+    c1=$(cpu_s $T_PIDS)
+    m1=$(cpu_s "$MOCK_PID")
+    k1=$(mock_conns)
+    [[ -s $out.err ]] && log "$t $wl: $(tr '\n' ' ' <"$out.err")"
+    local up=$((${k1:-0} - ${k0:-0} - 1))
+    record "$kind $wl $t $nominal round=$round $(tr '\n' ' ' <"$out")" \
+        "proxy_cpu_s=$(delta "$c0" "$c1") mock_cpu_s=$(delta "$m0" "$m1") upstream_conns=$up"
+    log "$kind $wl $t at $rate req/s (round $round): p50 $(kv "$out" lat_p50_us) µs," \
+        "p99 $(kv "$out" lat_p99_us) µs, ttfb p50 $(kv "$out" ttfb_p50_us) µs," \
+        "errors $(kv "$out" errors), non-2xx $(kv "$out" non2xx)," \
+        "client conns $(kv "$out" conns_opened), upstream conns $up"
+}
+
+# Latency percentiles on a shared machine only ever get worse from noise: each target runs
+# OPEN_ROUNDS times (alternating) and the report keeps the best round of each.
+phase_open() {
+    local t rate r
+    mock_chunks 3
+    for ((r = 1; r <= OPEN_ROUNDS; r++)); do
+        for t in $TARGETS; do
+            start_target "$t"
+            for rate in $OPEN_RATES; do open_run open "$t" chat1k "$rate" "$r"; done
+            [[ $t == direct ]] || stop_target "$t"
+        done
+    done
+}
+
+phase_ttfb() {
+    local t r
+    mock_chunks 50 1
+    for ((r = 1; r <= OPEN_ROUNDS; r++)); do
+        for t in $TARGETS; do
+            start_target "$t"
+            open_run ttfb "$t" ttfb50 "$TTFB_RATE" "$r"
+            [[ $t == direct ]] || stop_target "$t"
+        done
+    done
+    mock_chunks 3
+}
+
+# ---------------------------------------------------------------------------------------------
+# phase 4: memory with 10,000 idle keep-alive connections and with 1,000 concurrent streams
+
+mem_run() { # TEST TARGET N INFLIGHT HOLD_SECS WORKLOAD
+    local test=$1 t=$2 n=$3 inflight=$4 hold=$5 wl=$6 out=$TMP/mem.$1.$2
+    start_target "$t"
+    local base
+    base=$(mem_kb VmRSS $T_PIDS)
+    hdr_args
+    taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$t" "$wl")" \
+        "${HDR_ARGS[@]}" --body-file "$(wl_body "$wl")" --hold "$n" --inflight "$inflight" \
+        --hold-secs "$hold" --timeout-ms 60000 >"$out" 2>"$out.err" &
+    local lg=$!
+    PIDS+=("$lg")
+    local peak=0 cur i ready=
+    # Sample RSS while the load runs; the idle figure is read once every request is done.
+    for ((i = 0; i < 2400; i++)); do
+        alive "$lg" || break
+        cur=$(mem_kb VmRSS $T_PIDS)
+        ((cur > peak)) && peak=$cur
+        if [[ -z $ready ]] && grep -q '^READY' "$out" 2>/dev/null; then
+            sleep 0.5
+            ready=$(mem_kb VmRSS $T_PIDS)
+        fi
+        sleep 0.05
+    done
+    wait "$lg" 2>/dev/null || true
+    local hwm
+    hwm=$(mem_kb VmHWM $T_PIDS)
+    record "mem $test $t $n rss_base_kb=$base rss_ready_kb=${ready:-0} rss_peak_kb=$peak" \
+        "hwm_kb=$hwm open_at_ready=$(sed -n 's/^READY //p' "$out") $(tr '\n' ' ' <"$out")"
+    log "mem $test $t: base $((base / 1024)) MB, at ready $((${ready:-0} / 1024)) MB," \
+        "sampled peak $((peak / 1024)) MB, HWM $((hwm / 1024)) MB; ok $(kv "$out" ok)/$n," \
+        "max streaming $(kv "$out" max_streaming), errors $(kv "$out" errors)"
+    [[ -s $out.err ]] && log "$t: $(tr '\n' ' ' <"$out.err")"
+    stop_target "$t"
+}
+
+phase_mem() {
+    local t
+    for t in $TARGETS; do
+        [[ $t == direct ]] && continue
+        # Portkey needs about 20 s for 10,000 requests; quick runs leave it out.
+        [[ $t == portkey && $QUICK == 1 ]] && continue
+        mock_chunks 3
+        mem_run idle "$t" "$IDLE_CONNS" 64 2 chat1k
+        mock_chunks 50 60
+        mem_run streams "$t" "$STREAMS" "$STREAMS" 0 mem-streams
+    done
+    mock_chunks 3
+}
+
+# ---------------------------------------------------------------------------------------------
+# phase 5: instructions per request under callgrind (N1 and N2 requests, the difference)
+
+cg_run() { # TARGET WORKLOAD N
+    local t=$1 wl=$2 n=$3 d=$TMP/cg/$1.$2.$3
+    mkdir -p "$d"
+    start_target "$t" valgrind --tool=callgrind --separate-threads=yes \
+        --callgrind-out-file="$d/callgrind.out" --dump-instr=no
+    hdr_args
+    taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$t" "$wl")" \
+        "${HDR_ARGS[@]}" --body-file "$(wl_body "$wl")" --count "$n" --conns 4 \
+        --timeout-ms 60000 >"$d/loadgen.out" 2>&1 || true
+    stop_target "$t"
+    # One file per thread; the event total is the "summary:" (or "totals:") line. A thread is
+    # named by the entry function it ran (ModelSwitch's worker, ledger writer, logger, key-cache
+    # refresher), else "main".
+    local f v th
+    CG_TOT=0 CG_MAX=0
+    CG_THR=()
+    for f in "$d"/callgrind.out*; do
+        v=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
+        [[ -n $v ]] || continue
+        CG_TOT=$((CG_TOT + v))
+        ((v > CG_MAX)) && CG_MAX=$v
+        th=$(grep -oE '^c?fn=\([0-9]+\) (worker_main|bill_main|log_thread|kc_main)\b' "$f" |
+            head -1 | awk '{print $2}' || true)
+        case $th in
+        worker_main) th=worker ;; bill_main) th=ledger ;; log_thread) th="logger" ;;
+        kc_main) th=keycache ;; *) th=main ;;
+        esac
+        CG_THR+=("$th=$v")
+    done
+    CG_OK=$(kv "$d/loadgen.out" ok)
+    CG_OK=${CG_OK:-0}
+}
+
+phase_cg() {
+    local t wl
+    local -a a b
+    mock_chunks 3
+    for wl in $CG_WORKLOADS; do
+        [[ $wl == stream50 ]] && mock_chunks 50 || mock_chunks 3
+        for t in modelswitch nginx; do
+            has "$TARGETS" "$t" || continue
+            cg_run "$t" "$wl" "$CG_N1"
+            a=("$CG_TOT" "$CG_MAX" "$CG_OK")
+            local thr1=("${CG_THR[@]/#/t1_}")
+            cg_run "$t" "$wl" "$CG_N2"
+            b=("$CG_TOT" "$CG_MAX" "$CG_OK")
+            local thr2=("${CG_THR[@]/#/t2_}")
+            record "cg $wl $t 0 n1=$CG_N1 n2=$CG_N2 ir1=${a[0]} ir2=${b[0]} top1=${a[1]}" \
+                "top2=${b[1]} ok1=${a[2]} ok2=${b[2]} ${thr1[*]} ${thr2[*]}"
+            log "callgrind $wl $t: $(((b[0] - a[0]) / (CG_N2 - CG_N1))) instructions/request" \
+                "(all threads); ok ${a[2]}/$CG_N1, ${b[2]}/$CG_N2"
+        done
+    done
+    mock_chunks 3
+}
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+machine_info() {
+    record "info cpu $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    record "info cores $(nproc)"
+    record "info loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
+        "(other work on the machine makes the figures noisier)"
+    record "info kernel $(uname -sr)"
+    record "info os $(. /etc/os-release && echo "$PRETTY_NAME")"
+    record "info mem $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    record "info nginx $("$NGINX" -v 2>&1 | sed 's/.*: //' || echo none)"
+    record "info node $(node --version)"
+    record "info portkey $(node -p 'require(process.argv[1]).version' \
+        "$PORTKEY_DIR/node_modules/@portkey-ai/gateway/package.json" 2>/dev/null || echo none)"
+    record "info wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    record "info valgrind $(valgrind --version 2>/dev/null || echo none)"
+    local rev mod=
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+    git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || mod=', src modified'
+    record "info modelswitch $("$MS" --version 2>/dev/null | head -1) ($rev$mod)"
+    record "info mode $([[ $QUICK == 1 ]] && echo quick || echo full): rounds=$ROUNDS" \
+        "wrk=${DUR}s+${WARM}s warm-up, ${WRK_CONNS} connections;" \
+        "open loop ${OPEN_ROUNDS} rounds of ${OPEN_DUR}s (${OPEN_WARM}s warm-up);" \
+        "idle=$IDLE_CONNS streams=$STREAMS; callgrind N1=$CG_N1 N2=$CG_N2"
+    record "info pinning proxy on CPU $GW_CPU; load tools and mock upstream on CPU $LOAD_CPU"
+    if [[ $MOCK_CHUNK_DEFAULT == 1 ]]; then
+        record "info portkey_streams normal route, chunks from the mock's instance defaults"
+    else
+        record "info portkey_streams pass-through route /v1/proxy/chat/completions" \
+            "(Portkey drops the body's mock member on its normal route)"
+    fi
+}
+
+start_mock
+has "$TARGETS" modelswitch && setup_modelswitch
+machine_info
+log "mock upstream on port $MOCK_PORT (CPU $LOAD_CPU); targets: $TARGETS; phases: $PHASES"
+has "$PHASES" closed && phase_closed
+has "$PHASES" open && phase_open
+has "$PHASES" ttfb && phase_ttfb
+has "$PHASES" mem && phase_mem
+has "$PHASES" cg && phase_cg
+if has "$TARGETS" modelswitch && ((MS_STARTS > 0)); then
+    # What the gateway logged: access lines by status class, warnings and errors (for the report).
+    cat "$MS_DIR"/stderr.*.log >"$TMP/ms-all.log" 2>/dev/null || true
+    record "info ms_access_lines $(grep -c '"type":"access"' "$TMP/ms-all.log" || true)"
+    record "info ms_access_status $( { grep '"type":"access"' "$TMP/ms-all.log" || true; } |
+        sed -n 's/.*"status":\([0-9]*\).*/\1/p' | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')"
+    record "info ms_log_warn_error $(grep -c '"level":"\(warn\|error\)"' "$TMP/ms-all.log" || true)"
+    { grep -h '"level":"\(warn\|error\)"' "$TMP/ms-all.log" || true; } |
+        sed 's/.*"level":"\([a-z]*\)","msg":"/\1: /' | cut -c1-160 | sort | uniq -c | sort -rn |
+        head -8 | while read -r line; do record "info ms_log_msg $line"; done
+    { grep '"type":"access"' "$TMP/ms-all.log" || true; } |
+        { grep -v '"status":\(2\|499\)' || true; } | head -3 |
+        while read -r line; do record "info ms_access_sample ${line:0:300}"; done
+fi
+record "info elapsed_s $(($(date +%s) - T_START))"
+node bench/report.mjs "$RES" "$OUT"
+log "done in $(($(date +%s) - T_START)) s; results in ${OUT#"$ROOT"/}"
