@@ -29,6 +29,7 @@
  * including resolution), first-byte (until the final header block) and total deadlines.
  */
 #include "upstream/upstream.h"
+#include "upstream/internal.h"
 
 #include <curl/curl.h>
 #include <llhttp.h>
@@ -40,17 +41,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
-
-/* Shared with upstream.c (the dispatcher); no header because nothing else may call these. */
-#define UP_KIND_H1 2
-typedef struct h1_ctx h1_ctx;
-h1_ctx *h1_ctx_new(uv_loop_t *loop);
-void h1_ctx_free(h1_ctx *ctx);
-up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, void *ud);
-void h1_pause(up_xfer *ux);
-void h1_resume(up_xfer *ux);
-void h1_cancel(up_xfer *ux);
-size_t h1_active(h1_ctx *ctx);
 
 #define H1_RBUF 65536
 #define H1_HEAD_MAX (64 * 1024)      /* response header block */
@@ -64,7 +54,6 @@ size_t h1_active(h1_ctx *ctx);
 #define H1_NAME_MAX 32
 #define H1_ERRMSG_MAX 256
 #define H1_DEFAULT_CONNECT_MS 300000 /* curl's default */
-#define H1_RETRY_MAX_MS (24LL * 3600 * 1000)
 
 typedef struct h1_conn h1_conn;
 typedef struct h1_xfer h1_xfer;
@@ -398,43 +387,6 @@ static bool h1_name_is(const char *p, size_t n, const char *lit)
     return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
 }
 
-static int64_t h1_parse_count(const char *p, size_t n, bool allow_fraction)
-{
-    int64_t v = 0;
-    size_t i = 0;
-
-    if (n == 0) return -1;
-    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
-        if (v < H1_RETRY_MAX_MS) v = v * 10 + (p[i] - '0');
-    if (i == 0) return -1;
-    if (i < n && allow_fraction && p[i] == '.')
-        for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++)
-            ;
-    return i == n ? v : -1;
-}
-
-static int64_t h1_clamp_retry(int64_t ms)
-{
-    return ms > H1_RETRY_MAX_MS ? H1_RETRY_MAX_MS : ms;
-}
-
-static int64_t h1_parse_retry_after(const char *p, size_t n)
-{
-    char date[64];
-    int64_t secs = h1_parse_count(p, n, false);
-    time_t t, now;
-
-    if (secs >= 0) return h1_clamp_retry(secs * 1000);
-    if (n == 0 || n >= sizeof date) return -1;
-    memcpy(date, p, n);
-    date[n] = '\0';
-    t = curl_getdate(date, NULL);
-    if (t == (time_t)-1) return -1;
-    now = time(NULL);
-    if (t <= now) return 0;
-    return h1_clamp_retry(((int64_t)t - (int64_t)now) * 1000);
-}
-
 static h1_xfer *h1_px(llhttp_t *p)
 {
     return ((h1_conn *)p->data)->x;
@@ -491,10 +443,9 @@ static int h1_on_header_value_complete(llhttp_t *p)
         x->content_type[vn] = '\0';
         x->has_ct = true;
     } else if (h1_name_is(n, nl, "retry-after")) {
-        x->retry_after_ms = x->fval_trunc ? -1 : h1_parse_retry_after(v, vn);
+        x->retry_after_ms = x->fval_trunc ? -1 : up__retry_after(v, vn);
     } else if (h1_name_is(n, nl, "retry-after-ms")) {
-        int64_t ms = x->fval_trunc ? -1 : h1_parse_count(v, vn, true);
-        x->retry_after_ms_ms = ms >= 0 ? h1_clamp_retry(ms) : -1;
+        x->retry_after_ms_ms = x->fval_trunc ? -1 : up__retry_after_ms(v, vn);
     }
     x->fname_len = x->fval_len = 0;
     x->fval_trunc = false;

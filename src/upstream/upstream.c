@@ -39,6 +39,7 @@
  * the last up_ctx is gone.
  */
 #include "upstream/upstream.h"
+#include "upstream/internal.h"
 
 #include <curl/curl.h>
 #include <limits.h>
@@ -69,20 +70,6 @@ struct up_sock {
 
 /* Bodies up to this size are sent from one joined buffer together with the request head. */
 #define UP_SMALL_BODY 16384
-
-/* Transfers of the two clients are told apart by their first member (see up_pause). */
-#define UP_KIND_CURL 1
-#define UP_KIND_H1 2
-
-/* The native HTTP/1.1 client for http:// URLs (h1.c); declared here, its only user. */
-typedef struct h1_ctx h1_ctx;
-h1_ctx *h1_ctx_new(uv_loop_t *loop);
-void h1_ctx_free(h1_ctx *ctx);
-up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, void *ud);
-void h1_pause(up_xfer *ux);
-void h1_resume(up_xfer *ux);
-void h1_cancel(up_xfer *ux);
-size_t h1_active(h1_ctx *ctx);
 
 struct up_xfer {
     int kind; /* UP_KIND_CURL; must stay first */
@@ -546,8 +533,13 @@ static int64_t clamp_retry(int64_t ms)
     return ms > UP_RETRY_MAX_MS ? UP_RETRY_MAX_MS : ms;
 }
 
-/* Retry-After is delay-seconds or an HTTP-date. */
-static int64_t parse_retry_after(const char *p, size_t n)
+int64_t up__retry_after_ms(const char *p, size_t n)
+{
+    int64_t ms = parse_count(p, n, true);
+    return ms >= 0 ? clamp_retry(ms) : -1;
+}
+
+int64_t up__retry_after(const char *p, size_t n)
 {
     char date[64];
     int64_t secs = parse_count(p, n, false);
@@ -639,10 +631,9 @@ static size_t header_cb(char *p, size_t size, size_t nitems, void *ud)
         x->content_type[vn] = '\0';
         x->has_ct = true;
     } else if (name_is(p, nl, "retry-after")) {
-        x->retry_after_ms = parse_retry_after(v, vn);
+        x->retry_after_ms = up__retry_after(v, vn);
     } else if (name_is(p, nl, "retry-after-ms")) {
-        int64_t ms = parse_count(v, vn, true);
-        x->retry_after_ms_ms = ms >= 0 ? clamp_retry(ms) : -1;
+        x->retry_after_ms_ms = up__retry_after_ms(v, vn);
     }
     return len;
 }
