@@ -31,7 +31,6 @@
 #include "upstream/upstream.h"
 #include "upstream/internal.h"
 
-#include <curl/curl.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -40,7 +39,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #define H1_RBUF 65536
 #define H1_HEAD_MAX (64 * 1024)      /* response header block */
