@@ -7,6 +7,7 @@
 #define MS_TAP_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int tap_passed, tap_failed, tap_case_failed;
@@ -39,6 +40,25 @@ static const char *tap_case;
             tap_case_failed = 1;                                                                   \
         }                                                                                          \
     } while (0)
+
+/* A fresh directory /tmp/ms_<name>_XXXXXX for a test's files, written into dir (64 bytes);
+ * exits when it cannot be made (nothing could be tested). */
+static inline void tap_mkdtemp(const char *name, char *dir)
+{
+    snprintf(dir, 64, "/tmp/ms_%s_XXXXXX", name);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
+
+/* Removes what tap_mkdtemp made. */
+static inline void tap_rmtree(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
 
 /* Runs one test function as a named case and prints "ok"/"not ok". */
 #define RUN(fn)                                                                                    \

@@ -37,11 +37,7 @@ static unsigned rid_seq;
 static void setup(void)
 {
     char err[256] = "";
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_billing_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    tap_mkdtemp("test_billing", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/bill.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
     cfg->sqlite_path = dbpath;
@@ -55,11 +51,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[256];
     store_close(st);
     free(cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tap_rmtree(tmpdir);
 }
 
 static void sleep_ms(int ms)

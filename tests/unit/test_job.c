@@ -30,11 +30,7 @@ static cfg_t *cfg;
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_job_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    tap_mkdtemp("test_job", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/job.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
     cfg->sqlite_path = dbpath;
@@ -42,10 +38,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[256];
     free(cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tap_rmtree(tmpdir);
 }
 
 static void sleep_ms(long ms)

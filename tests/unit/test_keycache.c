@@ -28,11 +28,7 @@ static void setup(void)
 {
     char err[256] = "";
 
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_kc_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    tap_mkdtemp("test_kc", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/kc.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
     cfg->sqlite_path = dbpath;
@@ -45,11 +41,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[256];
     store_close(w);
     free(cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tap_rmtree(tmpdir);
 }
 
 static void sleep_ms(long ms)

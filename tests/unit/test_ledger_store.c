@@ -30,21 +30,15 @@ static store_key key_a, key_a2, key_b;
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_ledger_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    tap_mkdtemp("test_ledger", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
     cfg->sqlite_path = dbpath;
 }
 
 static void teardown(void)
 {
-    char cmd[256];
     free(cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tap_rmtree(tmpdir);
 }
 
 static int64_t sql_int(const char *sql)

@@ -26,11 +26,7 @@ static cfg_t *cfg;
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ms_test_store_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    tap_mkdtemp("test_store", tmpdir);
     /* Two missing directory levels: store_open must create them. */
     snprintf(dbpath, sizeof(dbpath), "%s/a/b/store.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
@@ -39,10 +35,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[256];
     free(cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tap_rmtree(tmpdir);
 }
 
 static store_t *open_store(void)
