@@ -36,6 +36,7 @@ FAILED=0
 START=$(date +%s)
 LOGS="$ROOT/build/test-logs"
 mkdir -p "$LOGS"
+rm -f "$LOGS/failures.txt"
 JOBS="${MS_TEST_JOBS:-4}"
 
 section() {
@@ -48,6 +49,12 @@ stage_failed() {
 finish() {
     section "summary"
     echo "logs: $LOGS"
+    # CI shows only the end of the output: what failed, and why, goes here
+    if [[ -s "$LOGS/failures.txt" ]]; then
+        echo "---- failures (details in the logs above) ----"
+        head -n 200 "$LOGS/failures.txt"
+        echo "----"
+    fi
     if ((PASSED == 0 && FAILED == 0)); then
         echo "no test ran"
         FAILED=1
@@ -86,10 +93,12 @@ run_units() {
         FAILED=$((FAILED + f))
         printf '%-32s %s\n' "$(basename "$b")" "${line#\# unit: }"
         if ((f > 0)); then
-            grep -E '^not ok|check failed|failed:' "$out" | head -n 40
+            grep -E '^not ok|check failed|failed:' "$out" | head -n 40 |
+                sed "s|^|$label $(basename "$b"): |" | tee -a "$LOGS/failures.txt"
         fi
         if ((rc != 0 && f == 0)); then
-            echo "$(basename "$b"): exit $rc with no failed case (crash, sanitizer or valgrind error)"
+            echo "$label $(basename "$b"): exit $rc with no failed case (crash, sanitizer or valgrind error)" |
+                tee -a "$LOGS/failures.txt"
             tail -n 60 "$out"
             FAILED=$((FAILED + 1))
         fi
@@ -118,6 +127,15 @@ run_node() {
     fi
     PASSED=$((PASSED + p))
     FAILED=$((FAILED + f + ${c:-0}))
+    if ((f + ${c:-0} > 0)); then
+        # each failing test's TAP line and its YAML block (error, expected, actual, stack)
+        awk -v label="$label" '
+            /^ *not ok / { grab = 1; print label ": " $0; next }
+            grab && /^ *\.\.\.$/ { grab = 0; next }
+            grab { print }
+        ' "$tap" | grep -v -E '^ *(duration_ms|type|location|failureType):' | cut -c1-300 \
+            >>"$LOGS/failures.txt"
+    fi
     echo "$label: $p passed, $f failed, ${c:-0} cancelled, ${t:-0} todo (later issues)"
     if ((rc != 0 && f + ${c:-0} == 0)); then
         stage_failed "$label: the test runner exited $rc"

@@ -145,6 +145,7 @@ struct bill {
 
     /* Ledger-thread only (and bill_start before the thread exists). */
     store_t *store;
+    store_ckpt *ckpt; /* WAL checkpoints of store, on their own thread */
     bill_vec out;
     size_t out_pos;
     int64_t last_seq;
@@ -612,6 +613,7 @@ static void bill_free(bill_t *b)
     free(b->in.ev);
     free(b->out.ev);
     free(b->polled);
+    store_ckpt_stop(b->ckpt);
     store_close(b->store);
     pthread_cond_destroy(&b->wake);
     pthread_cond_destroy(&b->flushed);
@@ -663,6 +665,8 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     if (!(b->store = store_open(cfg, err, errlen))) goto fail;
+    /* checkpoints off this thread: a commit is then a WAL append, never a stall of seconds */
+    if (!(b->ckpt = store_ckpt_start(cfg, b->store, err, errlen))) goto fail;
     if (bill_poll(b, msg, sizeof(msg)) != 0) {
         snprintf(err, errlen, "billing: loading accounts: %s", msg);
         goto fail;

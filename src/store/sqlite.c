@@ -19,12 +19,14 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -624,6 +626,129 @@ cleanup:
         return NULL;
     }
     return s;
+}
+
+/* ---- the checkpointer (store_ckpt_start) ---- */
+
+/* WAL growth that asks for a checkpoint: SQLite's own default threshold (about 4 MB). */
+#define STORE_CKPT_PAGES 1000
+/* While the WAL grows more slowly than that, a checkpoint at least this often. */
+#define STORE_CKPT_IDLE_MS 1000
+
+struct store_ckpt {
+    store_t *s;      /* the checkpointer's own connection */
+    store_t *writer; /* whose commits are checkpointed */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pages;      /* WAL pages after the writer's last commit (under mu) */
+    int pages_done; /* WAL size at the last checkpoint started (under mu) */
+    int stop;       /* under mu */
+    uint64_t done;  /* checkpoints completed (under mu) */
+};
+
+/* Runs on the writer's thread after each of its commits: only records and signals. */
+static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    store_ckpt *c = ud;
+    (void)db;
+    (void)name;
+    pthread_mutex_lock(&c->mu);
+    int grown = pages - c->pages_done >= STORE_CKPT_PAGES || pages < c->pages;
+    c->pages = pages;
+    if (grown) pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return SQLITE_OK;
+}
+
+static void *store_ckpt_main(void *arg)
+{
+    store_ckpt *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += STORE_CKPT_IDLE_MS / 1000;
+        /* A restarted WAL (pages below what was checkpointed) counts as grown too. */
+        while (!c->stop && c->pages - c->pages_done < STORE_CKPT_PAGES &&
+               c->pages >= c->pages_done) {
+            if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) break;
+        }
+        if (c->stop) break;
+        if (c->pages == c->pages_done) continue; /* nothing written since the last one */
+        c->pages_done = c->pages;
+        pthread_mutex_unlock(&c->mu);
+        int log = 0, copied = 0;
+        int rc =
+            sqlite3_wal_checkpoint_v2(c->s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        pthread_mutex_lock(&c->mu);
+        if (rc == SQLITE_OK) c->done++;
+        /* SQLITE_BUSY (another checkpoint running, e.g. the CLI's) is retried next time */
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_t errlen)
+{
+    pthread_condattr_t ca;
+    store_ckpt *c;
+    int rc;
+
+    if (!writer) {
+        snprintf(err, errlen, "checkpointer: no writer");
+        return NULL;
+    }
+    if (!(c = calloc(1, sizeof(*c)))) {
+        snprintf(err, errlen, "checkpointer: out of memory");
+        return NULL;
+    }
+    if (!(c->s = store_open(cfg, err, errlen))) {
+        free(c);
+        return NULL;
+    }
+    c->writer = writer;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if ((rc = pthread_create(&c->thread, NULL, store_ckpt_main, c)) != 0) {
+        snprintf(err, errlen, "checkpointer: starting its thread: %s", strerror(rc));
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        store_close(c->s);
+        free(c);
+        return NULL;
+    }
+    /* Replaces SQLite's own auto-checkpoint hook on this connection (they are one and the same
+     * slot), so the writer's commits never checkpoint themselves. */
+    sqlite3_wal_hook(writer->db, store_ckpt_wal_hook, c);
+    return c;
+}
+
+void store_ckpt_stop(store_ckpt *c)
+{
+    if (!c) return;
+    sqlite3_wal_autocheckpoint(c->writer->db, STORE_CKPT_PAGES); /* the default hook again */
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    store_close(c->s);
+    free(c);
+}
+
+uint64_t store_ckpt_count(store_ckpt *c)
+{
+    if (!c) return 0;
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->done;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 /* ---- accounts ---- */

@@ -60,6 +60,23 @@ const char *store_errmsg(store_t *s);
 /* The highest applied schema migration. */
 int store_schema_version(store_t *s, int64_t *version);
 
+/*
+ * Background durability work for one writer handle (SQLite: WAL checkpoints). A checkpoint
+ * copies the WAL into the database file and fsyncs both: from a millisecond to hundreds of them
+ * on a slow disk. Left to SQLite, it runs inside whichever commit crosses the WAL threshold, so
+ * the ledger thread would stall and settled requests would wait in memory that long before they
+ * are on disk. store_ckpt_start gives `writer` no checkpoints of its own and starts a thread, on
+ * its own connection, that checkpoints (PASSIVE: never blocking the writer) once the writer's
+ * commits have grown the WAL by STORE_CKPT_PAGES pages, and at least once a second while it
+ * grows. Stop it (store_ckpt_stop) while `writer` is idle and before closing it. NULL + err on
+ * failure; the writer is then unchanged.
+ */
+typedef struct store_ckpt store_ckpt;
+store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_t errlen);
+void store_ckpt_stop(store_ckpt *c);
+/* Checkpoints the checkpointer has completed (each may have copied part of the WAL): tests. */
+uint64_t store_ckpt_count(store_ckpt *c);
+
 int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out);
 int store_account_get(store_t *s, int64_t id, store_account *out);
 /* *out is malloc'd (free it); ordered by id. */

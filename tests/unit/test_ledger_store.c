@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -755,6 +756,82 @@ static void test_key_spends(void)
     store_close(s);
 }
 
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Polls store_ckpt_count for up to ms milliseconds until it exceeds `above`. */
+static uint64_t ckpt_wait(store_ckpt *c, uint64_t above, int ms)
+{
+    uint64_t n = store_ckpt_count(c);
+    for (int waited = 0; n <= above && waited < ms; waited += 10) {
+        usleep(10000);
+        n = store_ckpt_count(c);
+    }
+    return n;
+}
+
+/* The checkpointer copies the writer's WAL into the database file on its own thread: once the
+ * WAL has grown by a threshold, and after a quiet second for whatever is left. */
+static void test_checkpointer(void)
+{
+    store_t *s = fresh("ckpt");
+    char err[256] = "", walpath[160];
+    store_usage_event ev[50];
+    store_ckpt *c;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    snprintf(walpath, sizeof(walpath), "%s-wal", dbpath);
+    c = store_ckpt_start(cfg, s, err, sizeof(err));
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "store_ckpt_start: %s\n", err);
+        store_close(s);
+        return;
+    }
+    off_t db0 = file_size(dbpath);
+    /* Enough batches to grow the WAL past the threshold several times over. */
+    int64_t total = 0;
+    for (int b = 0; b < 120; b++) {
+        for (int i = 0; i < 50; i++) {
+            char rid[48];
+            snprintf(rid, sizeof(rid), "ck-%d-%d", b, i);
+            ev[i] = event(rid, acct_a, key_a.id, "m", 1, 1, 3);
+            total += 3;
+        }
+        if (store_ledger_commit(s, ev, 50) != STORE_OK) {
+            CHECK(0);
+            break;
+        }
+    }
+    uint64_t n = ckpt_wait(c, 0, 3000);
+    CHECK(n >= 1);
+    CHECK(file_size(dbpath) > db0); /* pages were copied into the database file */
+    CHECK(file_size(walpath) >= 0);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - total);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* A small commit is checkpointed by the idle timer (about a second) */
+    n = store_ckpt_count(c);
+    ev[0] = event("ck-last", acct_a, key_a.id, "m", 1, 1, 3);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    CHECK(ckpt_wait(c, n, 3000) > n);
+    /* and nothing is written, nothing is checkpointed */
+    n = store_ckpt_count(c);
+    usleep(1300000);
+    CHECK_EQ_INT(store_ckpt_count(c), n);
+
+    store_ckpt_stop(c);
+    /* the writer works on its own again (its auto-checkpoint restored) */
+    ev[0] = event("ck-after", acct_a, key_a.id, "m", 1, 1, 3);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - total - 6);
+    store_close(s);
+}
+
 /* Runs store_audit and captures its report. */
 static int audit(store_t *s, char *out, size_t outlen)
 {
@@ -839,6 +916,7 @@ int main(void)
     RUN(test_usage_and_transaction_pages);
     RUN(test_usage_stats);
     RUN(test_key_spends);
+    RUN(test_checkpointer);
     RUN(test_audit);
     teardown();
     TAP_DONE();
