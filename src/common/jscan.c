@@ -435,6 +435,84 @@ int jscan_members(ms_str obj, jscan_member *members, size_t max)
     return r < 0 ? JSCAN_NOT_OBJECT : r;
 }
 
+/* Past the string whose opening quote is at s[i], in input known to be valid; n if it never
+ * closes. */
+static size_t skip_valid_string(ucp s, size_t i, size_t n)
+{
+    i++;
+    while (i < n) {
+        i = skip_plain(s, i, n);
+        if (i >= n) break;
+        if (s[i] == '"') return i + 1;
+        i += s[i] == '\\' ? 2 : 1;
+    }
+    return n;
+}
+
+/* Byte classes for jscan_members_valid: 0 for every byte that cannot change the structure. */
+enum { JV_PLAIN, JV_QUOTE, JV_OPEN, JV_CLOSE, JV_COMMA };
+static const unsigned char jv_class[256] = {
+    ['"'] = JV_QUOTE, ['{'] = JV_OPEN,  ['['] = JV_OPEN,
+    ['}'] = JV_CLOSE, [']'] = JV_CLOSE, [','] = JV_COMMA,
+};
+
+int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
+{
+    ucp s = (ucp)obj.p;
+    size_t n = s ? obj.n : 0, i = skip_ws(s, 0, n), count = 0;
+
+    if (i >= n || s[i] != '{') return JSCAN_NOT_OBJECT;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == '}') return skip_ws(s, i + 1, n) == n ? 0 : JSCAN_NOT_OBJECT;
+    while (i < n) {
+        size_t ks = i, ke, vs, ve, depth = 0;
+        if (s[i] != '"') return JSCAN_NOT_OBJECT;
+        ke = skip_valid_string(s, i, n);
+        if (ke - ks < 2 || s[ke - 1] != '"') return JSCAN_NOT_OBJECT;
+        i = skip_ws(s, ke, n);
+        if (i >= n || s[i] != ':') return JSCAN_NOT_OBJECT;
+        vs = i = skip_ws(s, i + 1, n);
+        /* the value ends at the first ',' or '}' outside strings and nested values; bytes of
+         * no structural meaning (digits, letters, spaces, ':') are passed over by one table
+         * lookup each */
+        while (i < n) {
+            while (i < n && !jv_class[s[i]])
+                i++;
+            if (i >= n) break;
+            unsigned c = jv_class[s[i]];
+            if (c == JV_QUOTE) {
+                i = skip_valid_string(s, i, n);
+                continue;
+            }
+            if (c == JV_OPEN) {
+                depth++;
+            } else if (depth > 0) {
+                depth--; /* a close; a ',' inside a nested value changes nothing */
+                if (s[i] == ',') depth++;
+            } else if (s[i] != ']') {
+                break; /* ',' or '}' at the member's level */
+            }
+            i++;
+        }
+        if (i >= n || i == vs || count == INT_MAX) return JSCAN_NOT_OBJECT;
+        ve = i;
+        while (ve > vs && is_ws(s[ve - 1]))
+            ve--;
+        if (count < max && members) {
+            jscan_member *m = &members[count];
+            m->key = (ms_str){obj.p + ks + 1, ke - ks - 2};
+            m->value = (ms_str){obj.p + vs, ve - vs};
+            m->type = type_of(s[vs]);
+            m->start = ks;
+            m->end = ve;
+        }
+        count++;
+        if (s[i] == '}') return skip_ws(s, i + 1, n) == n ? (int)count : JSCAN_NOT_OBJECT;
+        i = skip_ws(s, i + 1, n);
+    }
+    return JSCAN_NOT_OBJECT;
+}
+
 /*
  * Decodes the escape sequence at s[*i] == '\\' (a surrogate pair counts as one) into out as
  * UTF-8, advances *i past it and returns the number of bytes written, or -1 if it is malformed.
@@ -515,7 +593,19 @@ static int decode_escape(ucp s, size_t *i, size_t n, unsigned char out[4])
 /* Compares a raw key (escapes not decoded) with a C string, decoding as it goes. */
 static int key_eq(ms_str raw, const char *key, size_t klen)
 {
-    if (!memchr(raw.p, '\\', raw.n)) return raw.n == klen && memcmp(raw.p, key, klen) == 0;
+    /* An escape is longer than what it decodes to: a shorter raw key never matches, one of the
+     * same length only byte for byte and without escapes (then the key has no backslash
+     * either), and only a longer one with a backslash needs decoding. The usual miss is a
+     * length compare. */
+    if (raw.n < klen) return 0;
+    if (raw.n == klen) {
+        if (memcmp(raw.p, key, klen) != 0) return 0;
+        for (size_t i = 0; i < klen; i++)
+            if (key[i] == '\\') return 0;
+        return 1;
+    }
+    if (klen > 0 && raw.p[0] != key[0] && raw.p[0] != '\\') return 0;
+    if (!memchr(raw.p, '\\', raw.n)) return 0;
     ucp s = (ucp)raw.p;
     size_t i = 0, j = 0;
     while (i < raw.n) {

@@ -39,6 +39,13 @@ int jscan_object(const char *p, size_t n, jscan_member *members, size_t max, siz
  * of the object it holds. Returns their count, or JSCAN_NOT_OBJECT. */
 int jscan_members(ms_str obj, jscan_member *members, size_t max);
 
+/* The members of an object inside a document jscan_object has already accepted (a member's
+ * value, or anything within one), without validating it a second time: one structural pass,
+ * several times cheaper than jscan_members on chunks of small values. Memory-safe for any input
+ * (every read is bounds-checked), but on input that is not valid JSON the result is unspecified
+ * beyond being a count <= the bytes given or JSCAN_NOT_OBJECT. Returns as jscan_members. */
+int jscan_members_valid(ms_str obj, jscan_member *members, size_t max);
+
 /* The last member named key (keys compared after decoding escapes), or NULL. */
 const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key);
 

@@ -187,12 +187,14 @@ static int64_t chunk_text_bytes(ms_str choices)
     while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
         e--;
     if (p == e) return 0;
+    /* the event was validated whole: its parts are split, not validated again (every event of
+     * every stream comes through here) */
     jscan_member m[16], d[16];
-    int n = jscan_object(p, (size_t)(e - p), m, 16, NULL);
+    int n = jscan_members_valid((ms_str){p, (size_t)(e - p)}, m, 16);
     if (n < 0) return (int64_t)choices.n;
     const jscan_member *delta = jscan_find(m, (size_t)(n > 16 ? 16 : n), "delta");
     if (!delta || delta->type != JS_OBJECT) return 0;
-    int dn = jscan_members(delta->value, d, 16);
+    int dn = jscan_members_valid(delta->value, d, 16);
     int64_t bytes = 0;
     static const char *const fields[] = {"content", "refusal", "tool_calls", "reasoning_content"};
     for (size_t i = 0; dn > 0 && i < sizeof fields / sizeof fields[0]; i++) {

@@ -110,6 +110,37 @@ static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, 
         free(own1);
         return -1;
     }
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    c->bytes_out += total;
+    /* Nothing queued: write now. The socket almost always takes the whole answer, and then no
+     * request object, callback or second trip through the loop is needed. */
+    if (c->tcp.write_queue_size == 0) {
+        int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+        if (n < 0 && n != UV_EAGAIN) {
+            free(own0);
+            free(own1);
+            conn_close(c);
+            return -1;
+        }
+        if (n > 0 && (size_t)n == total) {
+            free(own0);
+            free(own1);
+            return 0;
+        }
+        /* queue the rest: drop what went out from the front of bufs */
+        size_t done = n > 0 ? (size_t)n : 0;
+        while (nbufs > 0 && done >= bufs[0].len) {
+            done -= bufs[0].len;
+            bufs++;
+            nbufs--;
+        }
+        if (nbufs > 0 && done > 0) {
+            bufs[0].base += done;
+            bufs[0].len -= done;
+        }
+    }
     wreq *w = malloc(sizeof *w);
     if (!w) {
         free(own0);
@@ -120,8 +151,6 @@ static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, 
     w->c = c;
     w->own[0] = own0;
     w->own[1] = own1;
-    for (unsigned i = 0; i < nbufs; i++)
-        c->bytes_out += bufs[i].len;
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
     if (rc < 0) {
         free(own0);
@@ -399,17 +428,63 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
     conn_write(c, &b, 1, buf_steal(&h), NULL);
 }
 
+/* "<len in hex>\r\n" into out (at least 20 bytes); returns its length. */
+static int chunk_size_line(char *out, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    int n = 0, k = 0;
+    do {
+        tmp[n++] = hex[len & 15];
+        len >>= 4;
+    } while (len);
+    while (n)
+        out[k++] = tmp[--n];
+    out[k++] = '\r';
+    out[k++] = '\n';
+    return k;
+}
+
 int http_stream_write(http_conn *c, const char *data, size_t len)
 {
     if (c->closing || !c->chunked) return -1;
     if (len == 0) return 0;
-    /* one allocation per chunk: size line, data and CRLF go out in a single write */
-    char *p = malloc(len + 24);
+    char head[24];
+    int hl = chunk_size_line(head, len);
+    if (c->tcp.write_queue_size == 0) {
+        /* the usual case: size line, data and CRLF straight from where they are, no copy */
+        uv_buf_t v[3] = {uv_buf_init(head, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
+                         uv_buf_init("\r\n", 2)};
+        int n = uv_try_write((uv_stream_t *)&c->tcp, v, 3);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return -1;
+        }
+        size_t sent = n > 0 ? (size_t)n : 0, total = (size_t)hl + len + 2;
+        c->bytes_out += sent;
+        if (sent == total) return 0;
+        /* the socket is full: the rest is copied and queued */
+        char *p = malloc(total - sent);
+        if (!p) {
+            conn_close(c);
+            return -1;
+        }
+        size_t k = 0;
+        for (int i = 0; i < 3; i++) {
+            size_t skip = sent > v[i].len ? v[i].len : sent;
+            memcpy(p + k, v[i].base + skip, v[i].len - skip);
+            k += v[i].len - skip;
+            sent -= skip;
+        }
+        uv_buf_t b = uv_buf_init(p, (unsigned)k);
+        return conn_write(c, &b, 1, p, NULL);
+    }
+    char *p = malloc((size_t)hl + len + 2);
     if (!p) {
         conn_close(c);
         return -1;
     }
-    int hl = snprintf(p, 24, "%zx\r\n", len);
+    memcpy(p, head, (size_t)hl);
     memcpy(p + hl, data, len);
     memcpy(p + hl + len, "\r\n", 2);
     uv_buf_t b = uv_buf_init(p, (unsigned)(hl + len + 2));

@@ -1043,7 +1043,7 @@ static int compare_object(const char *p, size_t n, json_t *obj)
 static void test_jansson_differential(void)
 {
     const size_t cap = 256;
-    int disagree = 0, valid = 0, skipped = 0, objects = 0;
+    int disagree = 0, valid = 0, skipped = 0, objects = 0, members_valid_checked = 0;
     for (int it = 0; it < 100000; it++) {
         char buf[256];
         const char *s = seeds[rng() % (sizeof(seeds) / sizeof(seeds[0]))];
@@ -1056,6 +1056,27 @@ static void test_jansson_differential(void)
         size_t err = 0;
         int r = jscan_object(p, n, NULL, 0, &err);
         int mine_ok = r != JSCAN_INVALID;
+        /* jscan_members_valid: on any input, no read outside p[0..n) (the sanitizer and
+         * valgrind runs watch this heap copy) and a sane count; on a valid object, exactly the
+         * members the validating scanner finds */
+        {
+            jscan_member a[8], b[8];
+            int rv = jscan_members_valid((ms_str){p, n}, b, 8);
+            if (rv != JSCAN_NOT_OBJECT && (rv < 0 || (size_t)rv > n) && disagree++ < 10)
+                fprintf(stderr, "members_valid count %d for %zu bytes\n", rv, n);
+            if (r >= 0) {
+                r = jscan_object(p, n, a, 8, NULL);
+                int same = rv == r;
+                for (int k = 0; same && k < (r < 8 ? r : 8); k++)
+                    same = a[k].key.n == b[k].key.n && a[k].key.p == b[k].key.p &&
+                           a[k].value.p == b[k].value.p && a[k].value.n == b[k].value.n &&
+                           a[k].type == b[k].type && a[k].start == b[k].start &&
+                           a[k].end == b[k].end;
+                if (!same && disagree++ < 10)
+                    fprintf(stderr, "members_valid differs (%d vs %d): %.*s\n", rv, r, (int)n, p);
+                members_valid_checked++;
+            }
+        }
         if (!j && mine_ok &&
             (strstr(e.text, "too big") || strstr(e.text, "real number overflow") ||
              strstr(e.text, "NUL byte in object key"))) {
@@ -1090,6 +1111,36 @@ static void test_jansson_differential(void)
     CHECK_EQ_INT(disagree, 0);
     CHECK(valid > 5000); /* the mutations must leave a fair share valid to mean anything */
     CHECK(objects > 1000);
+    CHECK(members_valid_checked > 1000);
+}
+
+/* jscan_members_valid on the shapes the stream path gives it, nested values and white space. */
+static void test_members_valid(void)
+{
+    jscan_member m[8];
+    const char *doc = " { \"index\" : 0 , \"delta\":{\"content\":\"a,}\\\"b\"},"
+                      "\"x\":[1,{\"y\":\"]\"}] ,\"n\":null } ";
+    int r = jscan_members_valid((ms_str){doc, strlen(doc)}, m, 8);
+    CHECK_EQ_INT(r, 4);
+    CHECK(mstr_eq(m[0].key, "index"));
+    CHECK(mstr_eq(m[0].value, "0"));
+    CHECK_EQ_INT(m[0].type, JS_NUMBER);
+    CHECK(mstr_eq(m[1].key, "delta"));
+    CHECK(mstr_eq(m[1].value, "{\"content\":\"a,}\\\"b\"}"));
+    CHECK_EQ_INT(m[1].type, JS_OBJECT);
+    CHECK(mstr_eq(m[2].value, "[1,{\"y\":\"]\"}]"));
+    CHECK_EQ_INT(m[2].type, JS_ARRAY);
+    CHECK(mstr_eq(m[3].key, "n"));
+    CHECK_EQ_INT(m[3].type, JS_NULL);
+    CHECK_EQ_INT(jscan_members_valid(MS_STR_LIT("{}"), m, 8), 0);
+    CHECK_EQ_INT(jscan_members_valid(MS_STR_LIT("{\"a\":1},{\"b\":2}"), m, 8), JSCAN_NOT_OBJECT);
+    CHECK_EQ_INT(jscan_members_valid(MS_STR_LIT("[1]"), m, 8), JSCAN_NOT_OBJECT);
+    CHECK_EQ_INT(jscan_members_valid(MS_STR_LIT("{\"a\":"), m, 8), JSCAN_NOT_OBJECT);
+    CHECK_EQ_INT(jscan_members_valid(MS_STR_LIT("{\"a\\\""), m, 8), JSCAN_NOT_OBJECT);
+    CHECK_EQ_INT(jscan_members_valid((ms_str){NULL, 0}, m, 8), JSCAN_NOT_OBJECT);
+    /* more members than room: all counted, the first max recorded */
+    CHECK_EQ_INT(jscan_members_valid(MS_STR_LIT("{\"a\":1,\"b\":2,\"c\":3}"), m, 2), 3);
+    CHECK(mstr_eq(m[1].key, "b"));
 }
 
 int main(void)
@@ -1106,5 +1157,6 @@ int main(void)
     RUN(test_utf8_exhaustive);
     RUN(test_fast_path_positions);
     RUN(test_jansson_differential);
+    RUN(test_members_valid);
     TAP_DONE();
 }
