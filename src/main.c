@@ -14,6 +14,7 @@
 #include "auth/keycache.h"
 #include "billing/billing.h"
 #include "cli/cli.h"
+#include "common/bgprio.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "ratelimit/ratelimit.h"
@@ -62,6 +63,8 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         cfg_free(cfg);
         return 1;
     }
+    /* before the first background thread starts (the logger's) */
+    bg_setup(cfg->background_idle);
     log_start();
     int rc = 1;
     srv_t *srv = NULL;

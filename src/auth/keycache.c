@@ -206,6 +206,7 @@ static void *kc_main(void *arg)
     kc_t *kc = arg;
     unsigned failures = 0;
     char msg[600];
+    pthread_setname_np(pthread_self(), "ms-keycache");
 
     pthread_mutex_lock(&kc->mu);
     while (!kc->stop) {

@@ -57,6 +57,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bgprio.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -67,6 +68,8 @@
  * busy gateway commits a batch per window instead of a transaction per request (SQLite's cost
  * per commit is larger than its cost per row). */
 #define BILL_GROUP_MS 10
+/* Events older than this when more arrive mean the ledger thread is starved (bgprio.h). */
+#define BILL_LAG_MS 25
 #define BILL_QUEUE_MIN 256
 #define BILL_QUEUE_WARN 65536
 /* A consumed array larger than this is freed rather than kept as the spare. */
@@ -146,6 +149,7 @@ struct bill {
     /* Ledger-thread only (and bill_start before the thread exists). */
     store_t *store;
     store_ckpt *ckpt; /* WAL checkpoints of store, on their own thread */
+    bg_thread bg;     /* the ledger thread's scheduling (boosted by bill_enqueue) */
     bill_vec out;
     size_t out_pos;
     int64_t last_seq;
@@ -366,6 +370,10 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
         return;
     }
     if (b->in.len == 0) b->first_queued_ms = bill_now_mono_ms();
+    /* Events waiting longer than BILL_LAG_MS: the ledger thread is not getting the CPU (it
+     * runs SCHED_IDLE, and the workers keep the cores busy). Back to the normal policy. */
+    if ((b->in.len & 15) == 15 && bill_now_mono_ms() - b->first_queued_ms > BILL_LAG_MS)
+        bg_boost(&b->bg);
     store_usage_event *slot = &b->in.ev[b->in.len++];
     *slot = *ev;
     bill_sanitize(b, slot);
@@ -376,8 +384,11 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
                  "(they are kept in memory)",
                  BILL_QUEUE_WARN);
     }
-    /* The thread wakes by itself when the group window ends; a full batch need not wait. */
-    if (b->sleeping && b->in.len == BILL_CHUNK) pthread_cond_signal(&b->wake);
+    /* The first event of a batch wakes a thread that went to sleep with nothing queued (its
+     * deadline is then the next poll, up to BILL_POLL_MS away, not this event's group window);
+     * it sets its deadline to the window's end and sleeps again. Later events of the window do
+     * not wake it, and a full batch need not wait. */
+    if (b->sleeping && (b->in.len == 1 || b->in.len == BILL_CHUNK)) pthread_cond_signal(&b->wake);
     pthread_mutex_unlock(&b->qmu);
 }
 
@@ -499,6 +510,7 @@ static void *bill_main(void *arg)
 {
     bill_t *b = arg;
     int64_t next_poll = bill_now_mono_ms() + BILL_POLL_MS, retry_at = 0, giveup_at = 0;
+    bg_enter(&b->bg, "ms-ledger");
     int64_t backoff = 0; /* > 0 while a chunk awaits its retry */
     unsigned failures = 0, poll_failures = 0;
     char msg[600] = "";
@@ -544,6 +556,9 @@ static void *bill_main(void *arg)
         }
         if (!commit_now && !poll_now) {
             struct timespec ts;
+            /* caught up: nothing taken, and what waits is younger than the lag limit */
+            if (!have && (b->in.len == 0 || now - b->first_queued_ms < BILL_LAG_MS))
+                bg_relax(&b->bg);
             int64_t until = backoff > 0 ? retry_at : next_poll;
             if (backoff == 0 && b->in.len > 0 && window_end < until) until = window_end;
             bill_deadline(&ts, until);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bgprio.h"
 #include "common/buf.h"
 #include "common/util.h"
 
@@ -32,6 +33,7 @@ static struct {
     size_t qlen;
     size_t dropped;
     log_level level;
+    bg_thread bg;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .level = LOG_INFO};
 
 static void write_all(const char *p, size_t n)
@@ -50,6 +52,7 @@ static void write_all(const char *p, size_t n)
 static void *log_thread(void *arg)
 {
     (void)arg;
+    bg_enter(&L.bg, "ms-log");
     char *mine = malloc(LOG_QUEUE_MAX);
     if (!mine) return NULL;
     pthread_mutex_lock(&L.mu);
@@ -153,6 +156,8 @@ void log_line(const char *line, size_t n)
         L.q[L.qlen + n] = '\n';
         L.qlen += n + 1;
         if (L.idle || L.qlen > LOG_QUEUE_MAX / 2) pthread_cond_signal(&L.cv);
+        /* a quarter full: the logger is not getting the CPU it needs (bgprio.h) */
+        if (L.qlen > LOG_QUEUE_MAX / 4) bg_boost(&L.bg);
     }
     pthread_mutex_unlock(&L.mu);
 }

@@ -441,17 +441,10 @@ cleanup:
 
 static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
-    static const char *const fields[] = {"listen",
-                                         "workers",
-                                         "max_body_bytes",
-                                         "max_header_bytes",
-                                         "max_headers",
-                                         "header_timeout_ms",
-                                         "body_timeout_ms",
-                                         "idle_timeout_ms",
-                                         "drain_timeout_ms",
-                                         "admin_token",
-                                         NULL};
+    static const char *const fields[] = {
+        "listen",           "workers",           "max_body_bytes",      "max_header_bytes",
+        "max_headers",      "header_timeout_ms", "body_timeout_ms",     "idle_timeout_ms",
+        "drain_timeout_ms", "admin_token",       "background_priority", NULL};
     const char *path = "server";
     yaml_node_t *v;
     if (is_null(n)) return 0;
@@ -470,6 +463,19 @@ static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
     if ((v = get_field(L, n, "admin_token")) &&
         get_str(L, v, "server.admin_token", &c->admin_token))
         return -1;
+    if ((v = get_field(L, n, "background_priority"))) {
+        char *s;
+        if (get_str(L, v, "server.background_priority", &s)) return -1;
+        int idle = !strcmp(s, "idle"), normal = !strcmp(s, "normal");
+        if (!idle && !normal) {
+            fail(L, line_of(v), "server.background_priority",
+                 "unknown value '%.40s' (expected idle or normal)", s);
+            free(s);
+            return -1;
+        }
+        c->background_idle = idle;
+        free(s);
+    }
     return 0;
 }
 
@@ -1019,6 +1025,7 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     c->header_timeout_ms = 10000;
     c->body_timeout_ms = 30000;
     c->idle_timeout_ms = 60000;
+    c->background_idle = 1;
     c->drain_timeout_ms = 30000;
     c->requests_per_minute = 600;
     c->tokens_per_minute = 1000000;

@@ -140,6 +140,9 @@ static void on_wakeup(uv_async_t *a)
 static void worker_main(void *arg)
 {
     worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "ms-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name); /* what top -H and perf show */
     uv_run(&w->loop, UV_RUN_DEFAULT);
     up_ctx_free(w->up);
     w->up = NULL;

@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "auth/keys.h"
+#include "common/bgprio.h"
 #include "common/util.h"
 
 /* Longest accepted name (the structs hold 128 bytes) and transaction description. */
@@ -645,6 +646,7 @@ struct store_ckpt {
     int pages_done; /* WAL size at the last checkpoint started (under mu) */
     int stop;       /* under mu */
     uint64_t done;  /* checkpoints completed (under mu) */
+    bg_thread bg;   /* boosted when the WAL grows far past the threshold */
 };
 
 /* Runs on the writer's thread after each of its commits: only records and signals. */
@@ -657,6 +659,8 @@ static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int page
     int grown = pages - c->pages_done >= STORE_CKPT_PAGES || pages < c->pages;
     c->pages = pages;
     if (grown) pthread_cond_signal(&c->cv);
+    /* far behind: the checkpointer is starved of CPU (it runs SCHED_IDLE, bgprio.h) */
+    if (pages - c->pages_done >= 8 * STORE_CKPT_PAGES) bg_boost(&c->bg);
     pthread_mutex_unlock(&c->mu);
     return SQLITE_OK;
 }
@@ -664,6 +668,7 @@ static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int page
 static void *store_ckpt_main(void *arg)
 {
     store_ckpt *c = arg;
+    bg_enter(&c->bg, "ms-checkpoint");
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         struct timespec ts;
@@ -683,6 +688,7 @@ static void *store_ckpt_main(void *arg)
             sqlite3_wal_checkpoint_v2(c->s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
         pthread_mutex_lock(&c->mu);
         if (rc == SQLITE_OK) c->done++;
+        bg_relax(&c->bg);
         /* SQLITE_BUSY (another checkpoint running, e.g. the CLI's) is retried next time */
     }
     pthread_mutex_unlock(&c->mu);

@@ -118,6 +118,10 @@ test('kill -9 under load, restart on the same store: nothing settled lost or bil
         t.diagnostic('sqlite3 not installed: request ids not checked one by one');
     } else {
         const stored = new Set(ids.map((r) => r.request_id));
+        const unsaved = done.filter((d) => !stored.has(d.rid));
+        t.diagnostic(`${unsaved.length} answered but not in the ledger` + (unsaved.length
+            ? `, the oldest answered ${killAt - Math.min(...unsaved.map((d) => d.at))} ms before the kill`
+            : ''));
         const lost = early.filter((d) => !stored.has(d.rid));
         assert.deepEqual(lost.map((d) => `${d.rid} (${killAt - d.at} ms before the kill)`), [],
             'requests answered more than 100 ms before the kill and missing from the ledger');

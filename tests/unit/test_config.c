@@ -132,6 +132,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->markup_percent_micro, 0);
     CHECK_EQ_INT(c->default_max_output_tokens, 4096);
     CHECK_EQ_INT(c->log_level, LOG_INFO);
+    CHECK_EQ_INT(c->background_idle, 1);
     CHECK_EQ_INT(c->nproviders, 1);
     CHECK_EQ_STR(c->providers[0].name, "local");
     CHECK_EQ_INT(c->providers[0].kind, PROV_ECHO);
@@ -202,6 +203,7 @@ static void test_every_field(void)
                        "  idle_timeout_ms: 7000\n"
                        "  drain_timeout_ms: 0\n"
                        "  admin_token: adm-secret\n"
+                       "  background_priority: normal\n"
                        "store:\n"
                        "  sqlite: /var/lib/ms.db\n"
                        "limits:\n"
@@ -258,6 +260,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(c->idle_timeout_ms, 7000);
     CHECK_EQ_INT(c->drain_timeout_ms, 0);
     CHECK_EQ_STR(c->admin_token, "adm-secret");
+    CHECK_EQ_INT(c->background_idle, 0);
     CHECK_EQ_STR(c->sqlite_path, "/var/lib/ms.db");
     CHECK_EQ_INT(c->requests_per_minute, 60);
     CHECK_EQ_INT(c->tokens_per_minute, 5000);
@@ -276,7 +279,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(oa->enabled, 1);
     CHECK_EQ_INT(oa->timeout_ms, 1000);
     CHECK_EQ_INT(oa->connect_timeout_ms, 200);
-    CHECK_EQ_INT(oa->line, 23);
+    CHECK_EQ_INT(oa->line, 24);
     CHECK_EQ_INT(an->kind, PROV_ANTHROPIC);
     CHECK_EQ_STR(an->base_url, "https://api.anthropic.com");
     CHECK_EQ_INT(ge->kind, PROV_GEMINI);
@@ -517,6 +520,8 @@ static void test_bad_types(void)
                "billing.default_max_output_tokens: ", "expected an integer");
     EXPECT_ERR("log: {level: verbose}\n" MINIMAL_MODELS, 1,
                "log.level: ", "unknown level 'verbose'");
+    EXPECT_ERR("server: {background_priority: low}\n" MINIMAL_MODELS, 1,
+               "server.background_priority: ", "unknown value 'low' (expected idle or normal)");
 }
 
 /* Issue 4's fields: account and model limits, routing, and the provider timeouts. */
