@@ -1156,49 +1156,125 @@ static int store_check_event(store_t *s, const store_usage_event *e)
     return STORE_OK;
 }
 
-/* Lowers the account's balance by the charge under the next account sequence value, taken from
- * *seq (the batch's copy of meta.account_seq). */
-static int store_charge_account(store_t *s, const store_usage_event *e, int64_t *seq)
-{
-    sqlite3_stmt *st;
-    int rc;
+/* The charges of a batch summed per account and per (key, account): one UPDATE each instead of
+ * two per event. A batch is mostly a few busy accounts and keys, so this removes about half of
+ * the statements a batch runs. */
+typedef struct store_sum {
+    int64_t id, account_id; /* accounts: id = account_id */
+    int64_t sum;
+    size_t first; /* index of the first event charged to it (named in errors) */
+} store_sum;
 
-    if (!(st = store_stmt(s, ST_CHARGE_ACCOUNT))) return STORE_ERR;
-    sqlite3_bind_int64(st, 1, e->charged_nusd);
-    sqlite3_bind_int64(st, 2, ++*seq);
-    sqlite3_bind_int64(st, 3, e->account_id);
-    rc = sqlite3_step(st);
-    store_release(st);
-    if (rc == SQLITE_CONSTRAINT_CHECK)
-        return store_seterr(s, "ledger: request %s: account %lld balance would go below zero",
-                            e->request_id, (long long)e->account_id);
-    if (rc != SQLITE_DONE) return store_dberr(s, "ledger: charge account");
-    if (sqlite3_changes(s->db) == 0)
-        return store_seterr(s, "ledger: request %s: account %lld not found", e->request_id,
-                            (long long)e->account_id);
+typedef struct store_sums {
+    store_sum *v;
+    size_t n;
+    uint32_t *slot; /* open addressing over v: index + 1, 0 = empty */
+    size_t cap;     /* slots, a power of two >= 2 x the events of the batch */
+} store_sums;
+
+static int store_sums_init(store_sums *t, size_t events)
+{
+    memset(t, 0, sizeof(*t));
+    t->cap = 16;
+    while (t->cap < events * 2)
+        t->cap *= 2;
+    t->v = malloc(events * sizeof(*t->v));
+    t->slot = calloc(t->cap, sizeof(*t->slot));
+    return t->v && t->slot ? 0 : -1;
+}
+
+static void store_sums_free(store_sums *t)
+{
+    free(t->v);
+    free(t->slot);
+}
+
+/* Adds amount to (id, account_id); -1 if the sum would overflow. */
+static int store_sums_add(store_sums *t, int64_t id, int64_t account_id, int64_t amount, size_t ev)
+{
+    uint64_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account_id;
+    size_t i = (size_t)(h ^ (h >> 29)) & (t->cap - 1);
+    for (;; i = (i + 1) & (t->cap - 1)) {
+        uint32_t k = t->slot[i];
+        if (!k) break;
+        store_sum *e = &t->v[k - 1];
+        if (e->id == id && e->account_id == account_id)
+            return __builtin_add_overflow(e->sum, amount, &e->sum) ? -1 : 0;
+    }
+    t->v[t->n] = (store_sum){id, account_id, amount, ev};
+    t->slot[i] = (uint32_t)++t->n;
+    return 0;
+}
+
+/* The first event of the batch whose charge takes the account's running total past what its
+ * balance (read again, inside the failed transaction) can pay: the request an error names. */
+static const char *store_overdraft_request(store_t *s, const store_usage_event *ev, size_t n,
+                                           const store_sum *a)
+{
+    store_account acct;
+    int64_t left;
+    if (store_account_get(s, a->id, &acct) != STORE_OK) return ev[a->first].request_id;
+    left = acct.balance_nusd;
+    for (size_t i = a->first; i < n; i++) {
+        if (ev[i].account_id != a->id || ev[i].charged_nusd <= 0) continue;
+        left -= ev[i].charged_nusd;
+        if (left < 0) return ev[i].request_id;
+    }
+    return ev[a->first].request_id;
+}
+
+/* Lowers each account's balance by its sum, under a fresh account sequence value each. */
+static int store_charge_accounts(store_t *s, const store_sums *t, int64_t *seq,
+                                 const store_usage_event *ev, size_t n)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const store_sum *a = &t->v[i];
+        sqlite3_stmt *st = store_stmt(s, ST_CHARGE_ACCOUNT);
+        int rc;
+        if (!st) return STORE_ERR;
+        sqlite3_bind_int64(st, 1, a->sum);
+        sqlite3_bind_int64(st, 2, ++*seq);
+        sqlite3_bind_int64(st, 3, a->id);
+        rc = sqlite3_step(st);
+        store_release(st);
+        if (rc == SQLITE_CONSTRAINT_CHECK)
+            return store_seterr(s, "ledger: request %s: account %lld balance would go below zero",
+                                store_overdraft_request(s, ev, n, a), (long long)a->id);
+        if (rc != SQLITE_DONE) return store_dberr(s, "ledger: charge account");
+        if (sqlite3_changes(s->db) == 0)
+            return store_seterr(s, "ledger: request %s: account %lld not found",
+                                ev[a->first].request_id, (long long)a->id);
+    }
     return STORE_OK;
 }
 
-static int store_charge_key(store_t *s, const store_usage_event *e)
+/* Raises each key's spend by its sum; the key must belong to the charged account, and its total
+ * must stay an exact integer. */
+static int store_charge_keys(store_t *s, const store_sums *t, const store_usage_event *ev)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_KEY);
-
-    if (!st) return STORE_ERR;
-    sqlite3_bind_int64(st, 1, e->charged_nusd);
-    sqlite3_bind_int64(st, 2, e->key_id);
-    sqlite3_bind_int64(st, 3, e->account_id);
-    sqlite3_bind_int64(st, 4, INT64_MAX);
-    if (store_step_done(s, st, "ledger: charge key") != STORE_OK) return STORE_ERR;
-    if (sqlite3_changes(s->db) == 0)
-        return store_seterr(s,
-                            "ledger: request %s: key %lld of account %lld not found "
-                            "(or its spend would overflow)",
-                            e->request_id, (long long)e->key_id, (long long)e->account_id);
+    for (size_t i = 0; i < t->n; i++) {
+        const store_sum *k = &t->v[i];
+        sqlite3_stmt *st = store_stmt(s, ST_CHARGE_KEY);
+        if (!st) return STORE_ERR;
+        sqlite3_bind_int64(st, 1, k->sum);
+        sqlite3_bind_int64(st, 2, k->id);
+        sqlite3_bind_int64(st, 3, k->account_id);
+        sqlite3_bind_int64(st, 4, INT64_MAX);
+        if (store_step_done(s, st, "ledger: charge key") != STORE_OK) return STORE_ERR;
+        if (sqlite3_changes(s->db) == 0)
+            return store_seterr(s,
+                                "ledger: request %s: key %lld of account %lld not found "
+                                "(or its spend would overflow)",
+                                ev[k->first].request_id, (long long)k->id,
+                                (long long)k->account_id);
+    }
     return STORE_OK;
 }
 
-/* Writes one event; inside the batch transaction. */
-static int store_ledger_event(store_t *s, const store_usage_event *e, int64_t *seq)
+/* Writes one event's usage row and transaction, and adds its charge to the sums; inside the
+ * batch transaction. */
+static int store_ledger_event(store_t *s, const store_usage_event *e, size_t idx, store_sums *accts,
+                              store_sums *keys)
 {
     sqlite3_stmt *st = store_stmt(s, ST_USAGE_INSERT);
     int64_t at = e->created_at_ms > 0 ? e->created_at_ms : ms_now_ms();
@@ -1231,9 +1307,11 @@ static int store_ledger_event(store_t *s, const store_usage_event *e, int64_t *s
     snprintf(desc, sizeof(desc), "%.*s %lld+%lld tokens", ml, e->model, (long long)e->prompt_tokens,
              (long long)e->completion_tokens);
     if (store_add_tx(s, e->account_id, -e->charged_nusd, "usage", desc, e->request_id, -1, at) !=
-            STORE_OK ||
-        store_charge_account(s, e, seq) != STORE_OK || store_charge_key(s, e) != STORE_OK)
+        STORE_OK)
         return STORE_ERR;
+    if (store_sums_add(accts, e->account_id, e->account_id, e->charged_nusd, idx) != 0 ||
+        store_sums_add(keys, e->key_id, e->account_id, e->charged_nusd, idx) != 0)
+        return store_seterr(s, "ledger: request %s: the batch's charges overflow", e->request_id);
     return STORE_OK;
 }
 
@@ -1266,23 +1344,36 @@ int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
 {
     int64_t seq0 = 0, seq = 0;
     int ret = STORE_ERR;
+    store_sums accts, keys;
 
     if (n == 0) return STORE_OK;
     if (!ev) return store_seterr(s, "ledger: no events");
+    if (n > UINT32_MAX / 2) return store_seterr(s, "ledger: batch too large");
     for (size_t i = 0; i < n; i++)
         if (store_check_event(s, &ev[i]) != STORE_OK) return STORE_ERR;
-    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if (store_sums_init(&accts, n) != 0 || store_sums_init(&keys, n) != 0) {
+        store_sums_free(&accts);
+        store_sums_free(&keys);
+        return store_seterr(s, "ledger: out of memory");
+    }
+    if (store_begin(s) != STORE_OK) goto out;
     /* BEGIN IMMEDIATE holds the write lock: no other writer can take a value meanwhile, so
-     * counting in memory gives each charge exactly the value a per-charge UPDATE would. */
+     * counting in memory gives each account exactly the value a per-charge UPDATE would. */
     if (store_account_seq_io(s, 0, &seq0) != STORE_OK) goto cleanup;
     seq = seq0;
     for (size_t i = 0; i < n; i++)
-        if (store_ledger_event(s, &ev[i], &seq) != STORE_OK) goto cleanup;
+        if (store_ledger_event(s, &ev[i], i, &accts, &keys) != STORE_OK) goto cleanup;
+    if (store_charge_accounts(s, &accts, &seq, ev, n) != STORE_OK ||
+        store_charge_keys(s, &keys, ev) != STORE_OK)
+        goto cleanup;
     if (seq != seq0 && store_account_seq_io(s, 1, &seq) != STORE_OK) goto cleanup;
     ret = store_commit(s);
 
 cleanup:
     if (ret != STORE_OK) store_rollback(s);
+out:
+    store_sums_free(&accts);
+    store_sums_free(&keys);
     return ret;
 }
 
