@@ -715,6 +715,7 @@ void bill_stop(bill_t *b)
         /* The thread writes everything queued before it ends (see bill_main). */
         pthread_mutex_lock(&b->qmu);
         b->stop = 1;
+        bg_boost(&b->bg); /* shutdown waits for it */
         pthread_cond_signal(&b->wake);
         pthread_mutex_unlock(&b->qmu);
         pthread_join(b->thread, NULL);
@@ -891,6 +892,7 @@ void bill_flush(bill_t *b)
 int bill_flush_for(bill_t *b, int64_t max_ms)
 {
     if (!b) return 0;
+    bg_boost(&b->bg); /* someone waits for the ledger thread: it must not wait for idle CPU */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     if (max_ms >= 0) {
@@ -922,6 +924,7 @@ int bill_flush_for(bill_t *b, int64_t max_ms)
 void bill_poke(bill_t *b)
 {
     if (!b) return;
+    bg_boost(&b->bg); /* a poke is awaited (a new account's first request, an API top-up) */
     pthread_mutex_lock(&b->qmu);
     b->poke = 1;
     if (b->sleeping) pthread_cond_signal(&b->wake);

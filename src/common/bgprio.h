@@ -1,15 +1,15 @@
 /*
- * Scheduling of the gateway's background threads (the ledger writer, the logger, the WAL
- * checkpointer): they run as SCHED_IDLE so that an event-loop thread waking up with a request
- * takes the CPU from them at once, instead of waiting for the kernel's fair-share preemption
- * (measured: p99 added latency at 5000 req/s on one core went from ~3 ms to ~0.7 ms).
+ * Scheduling of the gateway's background threads (the ledger writer and the WAL checkpointer): they
+ * run as SCHED_IDLE so that an event-loop thread waking up with a request takes the CPU from them
+ * at once, instead of waiting for the kernel's fair-share preemption (measured: p99 added latency
+ * at 5000 req/s on one core went from ~3 ms to ~0.7 ms).
  *
  * An idle thread gets next to no CPU while the workers keep the cores busy, so each one has a
  * way back: whoever notices it falling behind (a worker queueing ledger events that have waited
- * too long, a full log queue, a large WAL) calls bg_boost, which returns it to SCHED_OTHER; the
- * thread calls bg_relax once it has caught up, and goes idle again when its boost is older than
- * BG_HOLD_MS. Leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE >= 20; bg_setup checks that
- * once, and without it every thread simply keeps the normal policy.
+ * too long, a large WAL) or waits for it (an API flush, shutdown) calls bg_boost, which returns it
+ * to SCHED_OTHER; the thread calls bg_relax once it has caught up, and goes idle again when its
+ * boost is older than BG_HOLD_MS. Leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE >= 20;
+ * bg_setup checks that once, and without it every thread simply keeps the normal policy.
  */
 #ifndef MS_BGPRIO_H
 #define MS_BGPRIO_H

@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/bgprio.h"
 #include "common/buf.h"
 #include "common/util.h"
 
@@ -33,7 +32,6 @@ static struct {
     size_t qlen;
     size_t dropped;
     log_level level;
-    bg_thread bg;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .level = LOG_INFO};
 
 static void write_all(const char *p, size_t n)
@@ -52,7 +50,9 @@ static void write_all(const char *p, size_t n)
 static void *log_thread(void *arg)
 {
     (void)arg;
-    bg_enter(&L.bg, "ms-log");
+    /* normal priority: its bursts are one short write every 20 ms, and log lines that wait
+     * for idle CPU on a busy machine would reach operators (and tests) late */
+    pthread_setname_np(pthread_self(), "ms-log");
     char *mine = malloc(LOG_QUEUE_MAX);
     if (!mine) return NULL;
     pthread_mutex_lock(&L.mu);
@@ -156,8 +156,6 @@ void log_line(const char *line, size_t n)
         L.q[L.qlen + n] = '\n';
         L.qlen += n + 1;
         if (L.idle || L.qlen > LOG_QUEUE_MAX / 2) pthread_cond_signal(&L.cv);
-        /* a quarter full: the logger is not getting the CPU it needs (bgprio.h) */
-        if (L.qlen > LOG_QUEUE_MAX / 4) bg_boost(&L.bg);
     }
     pthread_mutex_unlock(&L.mu);
 }

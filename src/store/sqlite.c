@@ -737,6 +737,7 @@ void store_ckpt_stop(store_ckpt *c)
 {
     if (!c) return;
     sqlite3_wal_autocheckpoint(c->writer->db, STORE_CKPT_PAGES); /* the default hook again */
+    bg_boost(&c->bg);                                            /* the join below waits for it */
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     pthread_cond_signal(&c->cv);
