@@ -7,6 +7,7 @@
  * `param`, as OpenAI does, so SDK users see which field is wrong.
  */
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,11 +19,12 @@
 static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, store_key *key)
 {
     if (api_authenticate(c, r, KEY_PROXY, key) != 0) return NULL;
-    prov_call *call = calloc(1, sizeof *call);
+    prov_call *call = malloc(sizeof *call);
     if (!call) {
         api_err_internal(c);
         return NULL;
     }
+    memset(call, 0, offsetof(prov_call, members)); /* the members are written by the scan */
     call->ep = ep;
     call->body = r->body;
     call->max_tokens = -1;

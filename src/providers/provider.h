@@ -45,7 +45,6 @@ typedef struct prov_call {
     const cfg_model *model;
     const cfg_deployment *dep;
     ms_str body;
-    jscan_member members[PROV_MAX_MEMBERS];
     size_t nmembers;
     const jscan_member *m_model;
     const jscan_member *m_stream_options; /* NULL if absent */
@@ -67,6 +66,8 @@ typedef struct prov_call {
     void *rl;          /* the worker's rl_t: token counts are corrected to the real usage */
     store_key key;     /* the key the request came with */
     int64_t rl_tokens; /* the token estimate the rate limiter admitted */
+    /* Last, and not zeroed when a call is made (6 KB): only members[0..nmembers) are read. */
+    jscan_member members[PROV_MAX_MEMBERS];
 } prov_call;
 
 /* The upstream request an adapter builds. */
