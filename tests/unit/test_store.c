@@ -88,8 +88,8 @@ static void test_open_and_migrate(void)
     if (!s) return;
     CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 2);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 2);
+    CHECK_EQ_INT(v, 3);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 3);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
@@ -111,11 +111,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 2);
+        CHECK_EQ_INT(v, 3);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 3);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
 }
 
@@ -178,9 +178,25 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(v, 3);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
+    /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
+     * SQLite runs through a temporary b-tree per row), still enforced, both indexes there. */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE id IN (1, 2) AND "
+                         "((account_id = 1 AND amount_nusd = 10) OR "
+                         "(account_id = 5 AND amount_nusd = 7)) AND type = 'payment'"),
+                 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'transactions' AND "
+                         "sql LIKE '%type = ''usage'' OR type = ''payment''%' AND "
+                         "sql NOT LIKE '% IN (%'"),
+                 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+                         "tbl_name = 'transactions'"),
+                 2);
+    CHECK(sql_exec("INSERT INTO transactions(account_id, amount_nusd, type, created_at_ms) "
+                   "VALUES (1, 1, 'gift', 1)") != SQLITE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'transactions_v3'"), 0);
     /* Existing rows are numbered, and the counter continues above them. */
     CHECK_EQ_INT(store_account_list(s, &list, &n), STORE_OK);
     CHECK_EQ_INT(n, 3);
