@@ -248,12 +248,26 @@ static void on_drained(http_conn *c, void *ctx)
     }
 }
 
+/* Appends s at h[*k] within n bytes (truncating; h stays NUL-terminated). */
+static void hdr_put(char *h, size_t n, size_t *k, const char *s)
+{
+    if (*k + 1 < n) *k += ms_copy(h + *k, n - *k, s);
+}
+
 static void model_headers(proxy *p, char *h, size_t n, const char *cost)
 {
-    int k = snprintf(h, n, "x-modelswitch-model: %s\r\nx-modelswitch-provider: %s\r\n",
-                     p->call->model->name, p->call->dep->provider->name);
-    if (cost && cost[0] && k > 0 && (size_t)k < n)
-        snprintf(h + k, n - (size_t)k, "x-modelswitch-cost: %s\r\n", cost);
+    size_t k = 0;
+    h[0] = '\0';
+    hdr_put(h, n, &k, "x-modelswitch-model: ");
+    hdr_put(h, n, &k, p->call->model->name);
+    hdr_put(h, n, &k, "\r\nx-modelswitch-provider: ");
+    hdr_put(h, n, &k, p->call->dep->provider->name);
+    hdr_put(h, n, &k, "\r\n");
+    if (cost && cost[0]) {
+        hdr_put(h, n, &k, "x-modelswitch-cost: ");
+        hdr_put(h, n, &k, cost);
+        hdr_put(h, n, &k, "\r\n");
+    }
 }
 
 static void stream_write(proxy *p, const char *data, size_t n)
@@ -629,8 +643,7 @@ static void run_attempt(proxy *p)
     call->dep = dep;
     p->attempts++;
     p->tried |= 1ull << p->dep_idx;
-    if (p->c)
-        snprintf(p->c->req.log_provider, sizeof p->c->req.log_provider, "%s", dep->provider->name);
+    if (p->c) ms_copy(p->c->req.log_provider, sizeof p->c->req.log_provider, dep->provider->name);
     if (dep->provider->kind == PROV_ECHO) {
         /* answered locally: echo settles and responds by itself */
         report(p, ROUTE_SUCCESS, -1);

@@ -28,9 +28,16 @@ void api_new_request_id(worker_t *w, char *out)
     /* Time first, so ids sort by time and the ledger's request-id indexes grow at one end
      * instead of being written at random pages; then 20 random bits of the worker (salt) and a
      * 32-bit per-worker counter, so two workers or two processes never collide. */
+    static const char hex[] = "0123456789abcdef";
     uint64_t ms = (uint64_t)ms_now_ms() & 0xFFFFFFFFFFFull;
     uint64_t tail = ((w->rid_salt & 0xFFFFFull) << 32) | (++w->rid_seq & 0xFFFFFFFFull);
-    snprintf(out, 40, "req_%011" PRIx64 "%013" PRIx64, ms, tail);
+    /* "req_" + 11 hex digits of time + 13 of salt and counter (what "%011x%013x" would give) */
+    memcpy(out, "req_", 4);
+    for (int i = 0; i < 11; i++)
+        out[4 + i] = hex[(ms >> (4 * (10 - i))) & 15];
+    for (int i = 0; i < 13; i++)
+        out[15 + i] = hex[(tail >> (4 * (12 - i))) & 15];
+    out[28] = '\0';
 }
 
 void api_err_invalid_json(http_conn *c, const char *detail)
@@ -125,8 +132,9 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
         http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key", -1);
         return -1;
     }
-    snprintf(r->log_account, sizeof r->log_account, "%" PRId64, key->account_id);
-    snprintf(r->log_key, sizeof r->log_key, "%s", key->prefix);
+    _Static_assert(sizeof r->log_account >= 21, "an int64 in decimal with its NUL");
+    *ms_i64_dec(key->account_id, r->log_account) = '\0';
+    ms_copy(r->log_key, sizeof r->log_key, key->prefix);
     if (st == KC_EXPIRED) {
         http_error(c, 401, "authentication_error", "expired_api_key", NULL,
                    "This API key has expired.", -1);

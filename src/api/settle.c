@@ -18,10 +18,10 @@
 static void fill_event(const prov_call *call, int status, store_usage_event *ev)
 {
     memset(ev, 0, sizeof *ev);
-    snprintf(ev->request_id, sizeof ev->request_id, "%s", call->request_id);
-    snprintf(ev->model, sizeof ev->model, "%s", call->model->name);
+    ms_copy(ev->request_id, sizeof ev->request_id, call->request_id);
+    ms_copy(ev->model, sizeof ev->model, call->model->name);
     /* no deployment at all when every one was cooling down */
-    snprintf(ev->provider, sizeof ev->provider, "%s", call->dep ? call->dep->provider->name : "");
+    ms_copy(ev->provider, sizeof ev->provider, call->dep ? call->dep->provider->name : "");
     ev->status = status;
     ev->latency_ms = (int64_t)((ms_mono_ns() - call->start_ns) / 1000000);
     ev->created_at_ms = ms_now_ms();
@@ -76,7 +76,7 @@ int api_admit(http_conn *c, prov_call *call, const store_key *key)
     call->settle = settle;
     call->release = release;
     call->start_ns = c->req.start_ns;
-    snprintf(call->request_id, sizeof call->request_id, "%s", c->req.id);
+    ms_copy(call->request_id, sizeof call->request_id, c->req.id);
     call->prompt_bound = price_prompt_bound(call->body.p, call->body.n);
     /* the hold covers the dearest model the request may end up on (its fallbacks included) */
     const cfg_model *chain[9];

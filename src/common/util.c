@@ -250,6 +250,14 @@ char *ms_format_decimal(int64_t v, int scale, char *out, size_t outlen)
     return out;
 }
 
+size_t ms_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
+}
+
 char *ms_i64_dec(int64_t v, char *out)
 {
     char tmp[20];

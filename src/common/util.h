@@ -20,6 +20,10 @@ char *ms_iso8601(int64_t epoch_ms, char *out, int ms_frac);
  * Returns 0 and epoch ms, or -1. */
 int ms_parse_iso8601(const char *s, int64_t *epoch_ms);
 
+/* Copies the string src into dst (size bytes, > 0), truncated and always NUL-terminated, and
+ * returns the length copied: snprintf(dst, size, "%s", src) without the format machinery. */
+size_t ms_copy(char *dst, size_t size, const char *src);
+
 /* Writes v in decimal at out (no NUL) and returns the end; out needs 20 bytes. For the hot
  * path, where printf's generality costs more than the formatting itself. */
 char *ms_i64_dec(int64_t v, char *out);

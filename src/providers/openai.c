@@ -49,13 +49,15 @@ typedef struct edit {
     size_t off, len;   /* replacement in scratch */
 } edit;
 
-static int add_header(prov_upreq *u, const char *fmt, const char *a)
+/* Adds the header "<name><value>" (name includes ": "). */
+static int add_header(prov_upreq *u, const char *name, const char *value)
 {
     if (u->nheaders >= PROV_MAX_HEADERS) return -1;
-    size_t n = strlen(fmt) + strlen(a) + 1;
-    char *h = malloc(n);
+    size_t a = strlen(name), b = strlen(value);
+    char *h = malloc(a + b + 1);
     if (!h) return -1;
-    snprintf(h, n, fmt, a);
+    memcpy(h, name, a);
+    memcpy(h + a, value, b + 1);
     u->headers[u->nheaders++] = h;
     return 0;
 }
@@ -82,14 +84,15 @@ static int openai_build(const prov_call *call, prov_upreq *u)
 {
     const cfg_provider *prov = call->dep->provider;
     const char *path = call->ep == EP_CHAT ? "/chat/completions" : "/embeddings";
-    int n = snprintf(u->url, sizeof u->url, "%s%s", prov->base_url, path);
-    if (n < 0 || (size_t)n >= sizeof u->url) return -1;
+    size_t bl = strlen(prov->base_url), pl = strlen(path);
+    if (bl + pl >= sizeof u->url) return -1;
+    memcpy(u->url, prov->base_url, bl);
+    memcpy(u->url + bl, path, pl + 1);
     buf_init(&u->scratch, 0);
-    if (prov->api_key && prov->api_key[0] &&
-        add_header(u, "Authorization: Bearer %s", prov->api_key))
+    if (prov->api_key && prov->api_key[0] && add_header(u, "Authorization: Bearer ", prov->api_key))
         return -1;
-    if (add_header(u, "Content-Type: %s", "application/json")) return -1;
-    if (call->stream && add_header(u, "Accept: %s", "text/event-stream")) return -1;
+    if (add_header(u, "Content-Type: ", "application/json")) return -1;
+    if (call->stream && add_header(u, "Accept: ", "text/event-stream")) return -1;
 
     edit ed[PROV_MAX_EDITS];
     size_t ne = 0;

@@ -186,14 +186,28 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
     if (c->w->draining) c->close_after = 1;
     if (!c->req.keep_alive) c->close_after = 1;
     c->status = status;
-    int rc = buf_printf(h, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status, status_text(status),
-                        c->req.id);
-    if (content_type) rc |= buf_printf(h, "content-type: %s\r\n", content_type);
-    if (status == 204)
+    char num[24];
+    *ms_i64_dec(status, num) = '\0';
+    int rc = buf_appends(h, "HTTP/1.1 ");
+    rc |= buf_appends(h, num);
+    rc |= buf_appends(h, " ");
+    rc |= buf_appends(h, status_text(status));
+    rc |= buf_appends(h, "\r\nx-request-id: ");
+    rc |= buf_appends(h, c->req.id);
+    rc |= buf_appends(h, "\r\n");
+    if (content_type) {
+        rc |= buf_appends(h, "content-type: ");
+        rc |= buf_appends(h, content_type);
+        rc |= buf_appends(h, "\r\n");
+    }
+    if (status == 204) {
         ; /* RFC 9110: no Content-Length on 204 */
-    else if (content_length >= 0)
-        rc |= buf_printf(h, "content-length: %" PRId64 "\r\n", content_length);
-    else
+    } else if (content_length >= 0) {
+        *ms_i64_dec(content_length, num) = '\0';
+        rc |= buf_appends(h, "content-length: ");
+        rc |= buf_appends(h, num);
+        rc |= buf_appends(h, "\r\n");
+    } else
         rc |= buf_appends(h, "transfer-encoding: chunked\r\n");
     if (c->close_after) rc |= buf_appends(h, "connection: close\r\n");
     if (c->req.have_rl) rc |= rl_format_headers(&c->req.rl, h);

@@ -244,6 +244,10 @@ test('pipelined requests are answered in order', T, async () => {
         const ids = res.map((r) => r.headers['x-request-id']);
         assert.ok(ids.every(Boolean), 'x-request-id on every pipelined response');
         assert.equal(new Set(ids).size, 5);
+        // req_ + 11 hex digits of time + 13 of worker salt and counter: one worker's ids sort
+        // in the order it made them (the ledger's request-id indexes grow at one end)
+        assert.ok(ids.every((id) => /^req_[0-9a-f]{24}$/.test(id)), ids.join(' '));
+        assert.deepEqual([...ids].sort(), ids, 'ids of one connection sort by time');
     } finally {
         c.destroy();
     }

@@ -272,6 +272,20 @@ static void test_decimal_roundtrip(void)
     CHECK_EQ_INT(failures, 0);
 }
 
+static void test_copy(void)
+{
+    char b[6];
+    memset(b, 'x', sizeof b);
+    CHECK_EQ_INT(ms_copy(b, sizeof b, "abc"), 3);
+    CHECK_EQ_STR(b, "abc");
+    CHECK_EQ_INT(ms_copy(b, sizeof b, "abcdefgh"), 5); /* truncated, still terminated */
+    CHECK_EQ_STR(b, "abcde");
+    CHECK_EQ_INT(ms_copy(b, sizeof b, ""), 0);
+    CHECK_EQ_STR(b, "");
+    CHECK_EQ_INT(ms_copy(b, 1, "abc"), 0);
+    CHECK_EQ_STR(b, "");
+}
+
 int main(void)
 {
     RUN(test_clocks);
@@ -281,5 +295,6 @@ int main(void)
     RUN(test_decimal_parse);
     RUN(test_decimal_format);
     RUN(test_decimal_roundtrip);
+    RUN(test_copy);
     TAP_DONE();
 }
