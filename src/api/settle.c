@@ -31,7 +31,7 @@ static void fill_event(const prov_call *call, int status, store_usage_event *ev)
 static void correct_tokens(prov_call *call, int64_t real)
 {
     if (call->rl && real != call->rl_tokens)
-        rl_correct(call->rl, &call->key, call->model, real - call->rl_tokens,
+        rl_correct(call->rl, &call->key, call->model, call->rl_tokens, real,
                    (int64_t)(ms_mono_ns() / 1000000));
     call->rl_tokens = real;
 }

@@ -96,7 +96,7 @@ typedef struct rl_query {
 
 typedef struct rl_ops {
     int (*admit)(void *be, const rl_query *q, int64_t now_ms, rl_result *res);
-    void (*correct)(void *be, const rl_query *q, int64_t delta_tokens, int64_t now_ms);
+    void (*correct)(void *be, const rl_query *q, int64_t estimate, int64_t actual, int64_t now_ms);
     void (*peek)(void *be, const rl_query *q, int64_t now_ms, rl_result *res);
     size_t (*count)(void *be);
     void (*destroy)(void *be);
@@ -384,7 +384,8 @@ static int local_admit(void *be, const rl_query *q, int64_t now, rl_result *res)
     return res->allowed;
 }
 
-static void local_correct(void *be, const rl_query *q, int64_t delta, int64_t now)
+static void local_correct(void *be, const rl_query *q, int64_t estimate, int64_t actual,
+                          int64_t now)
 {
     rl_local *lo = be;
     uint64_t hashes[RL_MAX_SLOTS];
@@ -393,12 +394,15 @@ static void local_correct(void *be, const rl_query *q, int64_t delta, int64_t no
     int nl = lock_slots(lo, q, now, hashes, locked);
 
     /* Giving back to a missing (fully replenished) counter changes nothing. */
-    find_entries(lo, q, hashes, delta > 0, e);
+    find_entries(lo, q, hashes, actual > estimate, e);
     for (int i = 0; i < q->nslots; i++) {
         int64_t limit = q->slot[i].limit[RL_TOK];
         if (!e[i] || limit <= 0) continue;
         rl_ctr *c = &e[i]->c[RL_TOK];
         ctr_use(c, limit, now);
+        /* admit charged at most the limit (local_admit): correct from that, or a large
+         * estimate would give back tokens other requests used */
+        int64_t delta = actual - (estimate < limit ? estimate : limit);
         /* An hour of the limit either way already reaches the cap or empties the debt; the
          * clamp keeps delta * 60000 within int64. */
         int64_t d = delta, hour = limit * 60;
@@ -569,15 +573,17 @@ void rl_peek(rl_t *rl, const store_key *key, int64_t now_ms, rl_result *res)
     if (q.nslots) rl->ops->peek(rl->be, &q, now_ms, res);
 }
 
-void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t delta_tokens,
-                int64_t now_ms)
+void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t estimate,
+                int64_t actual, int64_t now_ms)
 {
     rl_query q;
-    if (!delta_tokens) return;
+    if (estimate < 0) estimate = 0;
+    if (actual < 0) actual = 0;
+    if (actual == estimate) return;
     build_query(rl, key, m, &q);
     for (int i = 0; i < q.nslots; i++)
         q.slot[i].limit[RL_REQ] = 0; /* requests are never corrected */
-    if (q.nslots) rl->ops->correct(rl->be, &q, delta_tokens, now_ms);
+    if (q.nslots) rl->ops->correct(rl->be, &q, estimate, actual, now_ms);
 }
 
 /* The number of (scope, id) entries held: for tests of eviction. Not in the header because no

@@ -46,10 +46,11 @@ int rl_admit(rl_t *rl, const store_key *key, const cfg_model *m, int64_t tokens,
              rl_result *res);
 /* Reports the key's state without consuming (for answers that are not inference requests). */
 void rl_peek(rl_t *rl, const store_key *key, int64_t now_ms, rl_result *res);
-/* Corrects the token counters of key, its account and m by delta (real usage - estimate; may be
- * negative, which gives tokens back). */
-void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t delta_tokens,
-                int64_t now_ms);
+/* Corrects the token counters of key, its account and m from the estimate rl_admit counted to
+ * the actual usage (less gives tokens back). Each counter is corrected from what it was really
+ * charged: an estimate above a counter's limit was charged as the whole limit. */
+void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t estimate,
+                int64_t actual, int64_t now_ms);
 
 /* Appends the six x-ratelimit-* header lines ("Name: value\r\n") for res to out. */
 int rl_format_headers(const rl_result *res, buf_t *out);

@@ -148,7 +148,7 @@ static void test_tokens(void)
     CHECK_EQ_INT(r.remaining_requests, 599);
 
     /* It used 100, not 600: 500 come back at once. */
-    rl_correct(rl, &k, NULL, 100 - 600, T0);
+    rl_correct(rl, &k, NULL, 600, 100, T0);
     rl_peek(rl, &k, T0, &r);
     CHECK_EQ_INT(r.remaining_tokens, 900);
     CHECK_EQ_INT(r.reset_tokens_ms, 6000);
@@ -156,12 +156,12 @@ static void test_tokens(void)
     CHECK(admit(rl, &k, NULL, 600, T0, &r));
     CHECK_EQ_INT(r.remaining_tokens, 300);
     /* It used 900, not 600: 300 more are taken, the key is at its limit. */
-    rl_correct(rl, &k, NULL, 300, T0);
+    rl_correct(rl, &k, NULL, 600, 900, T0);
     rl_peek(rl, &k, T0, &r);
     CHECK_EQ_INT(r.remaining_tokens, 0);
     CHECK_EQ_INT(r.reset_tokens_ms, 60000);
     /* ... and past it: the excess is owed (a request of 0 tokens still waits 6 s). */
-    rl_correct(rl, &k, NULL, 100, T0);
+    rl_correct(rl, &k, NULL, 900, 1000, T0);
     CHECK(!admit(rl, &k, NULL, 0, T0, &r));
     CHECK_EQ_INT(r.retry_after_ms, 6000);
     CHECK_EQ_INT(r.reset_tokens_ms, 66000);
@@ -169,14 +169,14 @@ static void test_tokens(void)
 
     /* Giving back never goes below "full": a fresh key stays at its limit. */
     store_key k2 = mkkey(2, 1, -1, 1000);
-    rl_correct(rl, &k2, NULL, -100000, T0);
+    rl_correct(rl, &k2, NULL, 100000, 0, T0);
     rl_peek(rl, &k2, T0, &r);
     CHECK_EQ_INT(r.remaining_tokens, 1000);
     CHECK_EQ_INT(r.reset_tokens_ms, 0);
     CHECK(admit(rl, &k2, NULL, 1000, T0, &r));
     CHECK(!admit(rl, &k2, NULL, 1, T0, &r));
     CHECK_EQ_INT(r.retry_after_ms, 60);
-    rl_correct(rl, &k2, NULL, -100000, T0);
+    rl_correct(rl, &k2, NULL, 100000, 0, T0);
     rl_peek(rl, &k2, T0, &r);
     CHECK_EQ_INT(r.remaining_tokens, 1000);
 
@@ -188,6 +188,12 @@ static void test_tokens(void)
     CHECK(!admit(rl, &k3, NULL, 5000, T0 + 1, &r));
     CHECK_EQ_INT(r.retry_after_ms, 59999);
     CHECK(admit(rl, &k3, NULL, 5000, T0 + 60000, &r));
+    /* ... and its correction starts from the limit it was charged, not from the estimate:
+     * 200 used of a 5000 estimate leaves 800, it does not wipe the counter (which would also
+     * give back what other requests used). */
+    rl_correct(rl, &k3, NULL, 5000, 200, T0 + 60000);
+    rl_peek(rl, &k3, T0 + 60000, &r);
+    CHECK_EQ_INT(r.remaining_tokens, 800);
 
     /* A limit whose interval is far below a microsecond (1e12 tokens/min) stays exact. */
     store_key k4 = mkkey(4, 1, -1, 1000000000000LL);
@@ -257,7 +263,7 @@ static void test_all_or_nothing(void)
     CHECK_EQ_INT(r.remaining_tokens, 9400);
     CHECK_EQ_INT(r.remaining_requests, 9);
     /* Corrections reach the account too: giving back 500 lets the request in. */
-    rl_correct(rl, &d, NULL, -500, T0);
+    rl_correct(rl, &d, NULL, 600, 100, T0);
     CHECK(admit(rl, &d, NULL, 600, T0, &r));
     CHECK_EQ_INT(r.remaining_tokens, 9400 + 500 - 600);
     rl_free(rl);
