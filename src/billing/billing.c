@@ -607,6 +607,7 @@ static void *bill_main(void *arg)
         pthread_mutex_lock(&b->qmu);
     }
     b->exited = 1;
+    bg_leave(&b->bg);
     pthread_cond_broadcast(&b->flushed);
     pthread_cond_broadcast(&b->space);
     pthread_mutex_unlock(&b->qmu);

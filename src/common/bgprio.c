@@ -56,6 +56,12 @@ void bg_enter(bg_thread *t, const char *name)
     if (atomic_load(&bg_enabled) && bg_policy(0, SCHED_IDLE) == 0) atomic_store(&t->idle, 1);
 }
 
+void bg_leave(bg_thread *t)
+{
+    atomic_store(&t->idle, 0);
+    atomic_store(&t->tid, 0);
+}
+
 void bg_boost(bg_thread *t)
 {
     pid_t tid = atomic_load(&t->tid);

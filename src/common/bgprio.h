@@ -32,6 +32,9 @@ typedef struct bg_thread {
 int bg_setup(int want_idle);
 /* From the thread itself, first thing: records it and makes it idle when bg_setup said so. */
 void bg_enter(bg_thread *t, const char *name);
+/* From the thread itself, last thing: forgets its id, so that no later boost can reach another
+ * thread that the kernel gave the same id. */
+void bg_leave(bg_thread *t);
 /* From any thread: t back to the normal policy if it is idle. Cheap when it is not. */
 void bg_boost(bg_thread *t);
 /* From the thread itself once it has caught up: idle again, unless boosted in the last

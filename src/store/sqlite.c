@@ -713,6 +713,7 @@ static void *store_ckpt_main(void *arg)
         /* SQLITE_BUSY (another checkpoint running, e.g. the CLI's) is retried next time */
     }
     pthread_mutex_unlock(&c->mu);
+    bg_leave(&c->bg);
     return NULL;
 }
 
