@@ -63,18 +63,24 @@ int64_t price_cost(const cfg_t *cfg, const cfg_model *m, int64_t prompt_tokens,
     return price_sat(price_div_half_up(sum, PRICE_TOKENS_PER_PRICE));
 }
 
-/* Non-overlapping occurrences of needle in the body. */
-static int64_t price_count(const char *body, size_t len, const char *needle)
+/* Occurrences of "image_url" and "input_audio" in the body. Both have their only '_' at index
+ * 5, so every occurrence holds exactly one '_' (and none can overlap another): one memchr pass
+ * over the underscores, which prose rarely has, instead of two memmem passes over every byte
+ * (they were half of the worker's cost on a 100 KB prompt). */
+static int64_t price_media_count(const char *body, size_t len)
 {
-    size_t nlen = strlen(needle);
     const char *p = body, *end = body + len;
     int64_t n = 0;
 
-    while ((size_t)(end - p) >= nlen) {
-        const char *hit = memmem(p, (size_t)(end - p), needle, nlen);
-        if (!hit) break;
-        n++;
-        p = hit + nlen;
+    while (p < end && (p = memchr(p, '_', (size_t)(end - p))) != NULL) {
+        size_t before = (size_t)(p - body), after = (size_t)(end - p) - 1;
+        if (before >= 5 && after >= 3 && memcmp(p - 5, "image", 5) == 0 &&
+            memcmp(p + 1, "url", 3) == 0)
+            n++;
+        else if (before >= 5 && after >= 5 && memcmp(p - 5, "input", 5) == 0 &&
+                 memcmp(p + 1, "audio", 5) == 0)
+            n++;
+        p++;
     }
     return n;
 }
@@ -83,10 +89,7 @@ int64_t price_prompt_bound(const char *body, size_t len)
 {
     __int128 bound = (__int128)len + PRICE_REQUEST_OVERHEAD;
 
-    if (body && len > 0) {
-        bound += (__int128)PRICE_MEDIA_ALLOWANCE * price_count(body, len, "image_url");
-        bound += (__int128)PRICE_MEDIA_ALLOWANCE * price_count(body, len, "input_audio");
-    }
+    if (body && len > 0) bound += (__int128)PRICE_MEDIA_ALLOWANCE * price_media_count(body, len);
     return price_sat(bound);
 }
 

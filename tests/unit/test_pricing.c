@@ -130,6 +130,50 @@ static void test_prompt_bound(void)
     CHECK_EQ_INT(price_prompt_bound("image_urlimage_url", 17), 17 + 16 + 1500);
     /* A body of escapes is bounded by its bytes: "\u00e9" is one token at most, 6 bytes. */
     CHECK_EQ_INT(price_prompt_bound("\"\\u00e9\"", 8), 8 + 16);
+    CHECK_EQ_INT(price_prompt_bound("_input_audio_image_url_", 23), 23 + 16 + 3000);
+    CHECK_EQ_INT(price_prompt_bound("input_audi", 10), 10 + 16);
+}
+
+/* The straightforward count (memmem per needle) the bound's scanner must agree with. */
+static int64_t ref_count(const char *b, size_t len, const char *needle)
+{
+    size_t nl = strlen(needle);
+    int64_t n = 0;
+    for (size_t i = 0; i + nl <= len; i++)
+        if (memcmp(b + i, needle, nl) == 0) {
+            n++;
+            i += nl - 1;
+        }
+    return n;
+}
+
+/* Random bodies made of the needles' pieces, cut anywhere: the same counts as the reference. */
+static void test_prompt_bound_differential(void)
+{
+    static const char *const parts[] = {"image", "_", "url", "input", "audio", "x", "\"", "im",
+                                        "age_url", "input_", "_audio", "__"};
+    unsigned seed = 12345;
+    int bad = 0;
+    for (int it = 0; it < 20000; it++) {
+        char b[128];
+        size_t len = 0;
+        int k = (int)(seed % 12);
+        for (int j = 0; j < k + 4; j++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *p = parts[(seed >> 16) % (sizeof parts / sizeof parts[0])];
+            size_t pl = strlen(p);
+            if (len + pl > sizeof b) break;
+            memcpy(b + len, p, pl);
+            len += pl;
+        }
+        seed = seed * 1103515245u + 12345u;
+        size_t cut = len ? (seed >> 16) % (len + 1) : 0;
+        int64_t want = (int64_t)cut + 16 +
+                       1500 * (ref_count(b, cut, "image_url") + ref_count(b, cut, "input_audio"));
+        if (price_prompt_bound(b, cut) != want && bad++ < 5)
+            fprintf(stderr, "bound differs for %.*s\n", (int)cut, b);
+    }
+    CHECK_EQ_INT(bad, 0);
 }
 
 static void test_output_bound(void)
@@ -168,6 +212,7 @@ static void test_hold_example(void)
 
 int main(void)
 {
+    RUN(test_prompt_bound_differential);
     RUN(test_list_price);
     RUN(test_cost);
     RUN(test_cost_monotonic);
