@@ -618,6 +618,7 @@ static int cb_message_begin(llhttp_t *p)
     c->auth_len = c->ctype_len = 0;
     c->expect_continue = 0;
     c->header_too_large = c->body_too_large = 0;
+    c->body_left = 0;
     c->responded = 0;
     c->chunked = 0;
     c->status = 0;
@@ -700,13 +701,17 @@ static int cb_headers_complete(llhttp_t *p)
     if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) &&
         !(p->flags & F_CONTENT_LENGTH && p->content_length == 0))
         conn_arm_timer(c, ST_BODY);
+    if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) c->body_left = p->content_length;
     return 0;
 }
 
 static int cb_body(llhttp_t *p, const char *at, size_t n)
 {
     http_conn *c = conn_of(p);
-    if (buf_append(&c->body, at, n) != 0) {
+    c->body_left = c->body_left > n ? c->body_left - n : 0;
+    if (c->body.data && at == c->body.data + c->body.len && n < c->body.cap - c->body.len) {
+        c->body.len += n; /* read straight into the body by on_alloc: nothing to copy */
+    } else if (buf_append(&c->body, at, n) != 0) {
         c->body_too_large = 1;
         return -1;
     }
@@ -820,6 +825,21 @@ static void conn_feed(http_conn *c, const char *data, size_t n)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     http_conn *c = h->data;
+    /* In the middle of a Content-Length body: read it straight into the request's body buffer,
+     * no more than it still lacks (so the next pipelined request stays out of it). The buffer
+     * grows with what arrives (doubling, at least 16 KiB at a time), never to the declared
+     * length up front: a client that announces a large body and stalls costs little. */
+    if (c->body_left > 0 && !c->processing && !c->close_after && !c->lingering && !c->closing &&
+        c->pending.len == 0) {
+        size_t want = c->body.len > 16384 ? c->body.len : 16384;
+        if (want > c->body_left) want = (size_t)c->body_left;
+        if (buf_reserve(&c->body, want) == 0) {
+            size_t room = c->body.cap - 1 - c->body.len; /* buf keeps one byte for a NUL */
+            b->base = c->body.data + c->body.len;
+            b->len = room < c->body_left ? room : (size_t)c->body_left;
+            return;
+        }
+    }
     b->base = c->w->readbuf;
     b->len = c->w->readbuf_len;
 }

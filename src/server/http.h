@@ -90,6 +90,7 @@ struct http_conn {
     int expect_continue;
     int header_too_large;
     int body_too_large;
+    uint64_t body_left; /* bytes of a Content-Length body still to come (read straight into body) */
     buf_t body;
     buf_t pending; /* bytes after a paused (complete) request */
     http_request req;
