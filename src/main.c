@@ -36,6 +36,13 @@ static void usage(FILE *f)
                "  COMMAND --help               help for a command\n");
 }
 
+/* The key cache's hook: billing re-reads accounts before new keys are published. */
+static void learn_accounts(void *bill)
+{
+    if (bill_poll_sync(bill, 1000) != 0)
+        log_warn("billing did not re-read accounts within 1 s; a new key may see its account late");
+}
+
 static int cmd_serve(const char *config_path, int argc, char **argv)
 {
     const char *listen = NULL;
@@ -81,6 +88,8 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         log_error("cannot start billing: %s", err);
         goto out;
     }
+    /* a key made elsewhere works only once billing knows its account (no false 403) */
+    kc_set_before_publish(kc, learn_accounts, bill);
     srv_shared sh = {.kc = kc, .bill = bill, .rl = rl_new(cfg), .route = route_new(cfg)};
     rl = sh.rl;
     route = sh.route;
@@ -97,11 +106,12 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
 out:
     srv_free(srv);
     api_jobs_shutdown(); /* after the workers stopped: no store job can be running */
+    /* the key cache's refresher may be waiting on billing (learn_accounts): it stops first */
+    if (kc) kc_stop(kc);
     /* after the workers: every settled request is committed before exit */
     if (bill) bill_stop(bill);
     if (rl) rl_free(rl);
     if (route) route_free(route);
-    if (kc) kc_stop(kc);
     log_stop();
     curl_global_cleanup();
     cfg_free(cfg);

@@ -73,6 +73,8 @@ static void work_create(admin_job *j, store_t *s)
         return;
     }
     j->poke = 1;
+    /* the answer reports the new balance: billing must have it by then */
+    if (j->bill) bill_poll_sync(j->bill, 1000);
     if (store_account_get(s, j->id, &a) != STORE_OK) {
         job_fail(j, s, "account get");
         return;
@@ -129,6 +131,7 @@ static void work_topup(admin_job *j, store_t *s)
         return;
     }
     j->poke = 1;
+    if (j->bill) bill_poll_sync(j->bill, 1000); /* the new balance is usable once we answer */
     if (store_account_get(s, j->id, &a) != STORE_OK) {
         job_fail(j, s, "account get");
         return;

@@ -54,9 +54,11 @@ struct kc {
     size_t batch_len, batch_cap;
     int batch_oom;
 
-    pthread_mutex_t mu; /* guards stop; cv wakes the refresher early for kc_stop */
+    pthread_mutex_t mu; /* guards stop and the hook; cv wakes the refresher early for kc_stop */
     pthread_cond_t cv;
     int stop;
+    void (*before_publish)(void *ud);
+    void *before_publish_ud;
     pthread_t thread;
     int thread_started;
 };
@@ -180,6 +182,16 @@ static int kc_refresh(kc_t *kc, char *msg, size_t msglen)
         kc->last_seq = max_seq;
         return 0;
     }
+    pthread_mutex_lock(&kc->mu);
+    void (*hook)(void *) = kc->before_publish;
+    void *hook_ud = kc->before_publish_ud;
+    pthread_mutex_unlock(&kc->mu);
+    for (size_t i = 0; hook && i < kc->batch_len; i++) {
+        if (kc->batch[i].active && !kc->batch[i].deleted) {
+            hook(hook_ud);
+            break;
+        }
+    }
     pthread_rwlock_wrlock(&kc->lock);
     for (size_t i = 0; i < kc->batch_len && rc == 0; i++)
         rc = kc_apply_row(kc, &kc->batch[i], 0);
@@ -251,6 +263,14 @@ static void kc_free(kc_t *kc)
     pthread_mutex_destroy(&kc->mu);
     pthread_rwlock_destroy(&kc->lock);
     free(kc);
+}
+
+void kc_set_before_publish(kc_t *kc, void (*fn)(void *ud), void *ud)
+{
+    pthread_mutex_lock(&kc->mu);
+    kc->before_publish = fn;
+    kc->before_publish_ud = ud;
+    pthread_mutex_unlock(&kc->mu);
 }
 
 kc_t *kc_start(const cfg_t *cfg, char *err, size_t errlen)

@@ -41,4 +41,9 @@ kc_status kc_lookup_hash(kc_t *kc, const unsigned char hash[32], int64_t now_ms,
  * holds is ignored, so calling this after the refresher has caught up is harmless. */
 void kc_apply(kc_t *kc, const store_key *k);
 
+/* Called on the refresher thread before a refresh publishes keys that are new or changed and
+ * usable (active, not deleted): billing uses it to learn their accounts first (bill_poll_sync),
+ * so a key never works before its account's balance is known. May block. */
+void kc_set_before_publish(kc_t *kc, void (*fn)(void *ud), void *ud);
+
 #endif

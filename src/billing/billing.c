@@ -142,6 +142,8 @@ struct bill {
     int flushers;             /* bill_flush callers waiting: commit without the group window */
     int64_t first_queued_ms;  /* when the oldest event of `in` was queued */
     int poke;
+    uint64_t polls_started; /* account polls begun (the waiters of bill_poll_sync count them) */
+    uint64_t polls_done;    /* the number of the last poll that completed */
     int stop;
     int exited;
     int warned_big;
@@ -567,7 +569,11 @@ static void *bill_main(void *arg)
             b->sleeping = 0;
             continue;
         }
-        if (poll_now) b->poke = 0;
+        uint64_t poll_gen = 0;
+        if (poll_now) {
+            b->poke = 0;
+            poll_gen = ++b->polls_started;
+        }
         pthread_mutex_unlock(&b->qmu);
 
         if (commit_now) {
@@ -595,16 +601,24 @@ static void *bill_main(void *arg)
                 poll_now = 0; /* see the top comment: no poll while a chunk's outcome is open */
             }
         }
+        int polled = 0;
         if (poll_now) {
             if (bill_poll(b, msg, sizeof(msg)) != 0) {
                 if (poll_failures++ % BILL_WARN_EVERY == 0)
                     log_warn("billing: reading account changes failed (top-ups wait): %s", msg);
             } else {
                 poll_failures = 0;
+                polled = 1;
             }
             next_poll = bill_now_mono_ms() + BILL_POLL_MS;
         }
         pthread_mutex_lock(&b->qmu);
+        if (polled) {
+            b->polls_done = poll_gen;
+            pthread_cond_broadcast(&b->flushed);
+        } else if (poll_gen && b->polls_started == poll_gen) {
+            b->poke = 1; /* failed: a waiter still needs a poll, and will get the next one */
+        }
     }
     b->exited = 1;
     bg_leave(&b->bg);
@@ -920,6 +934,31 @@ int bill_flush_for(bill_t *b, int64_t max_ms)
     b->flushers--;
     pthread_mutex_unlock(&b->qmu);
     return rc;
+}
+
+int bill_poll_sync(bill_t *b, int64_t max_ms)
+{
+    if (!b) return 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += max_ms / 1000;
+    until.tv_nsec += (max_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    bg_boost(&b->bg);
+    pthread_mutex_lock(&b->qmu);
+    /* a poll already running may have read the accounts before the caller's change */
+    uint64_t want = b->polls_started + 1;
+    b->poke = 1;
+    if (b->sleeping) pthread_cond_signal(&b->wake);
+    int rc = 0;
+    while (b->polls_done < want && !b->exited && rc == 0)
+        rc = pthread_cond_timedwait(&b->flushed, &b->qmu, &until);
+    int ok = b->polls_done >= want;
+    pthread_mutex_unlock(&b->qmu);
+    return ok ? 0 : -1;
 }
 
 void bill_poke(bill_t *b)

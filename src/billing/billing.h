@@ -89,5 +89,11 @@ void bill_flush(bill_t *b);
 int bill_flush_for(bill_t *b, int64_t max_ms);
 /* Tells the ledger thread to re-read accounts now (after a top-up made through the API). */
 void bill_poke(bill_t *b);
+/* Waits, for at most max_ms, until the ledger thread has re-read the accounts in a poll that
+ * started after this call: whoever is about to make a new account usable (the key cache before
+ * it publishes a new key, the operator API before it answers a create or top-up) calls it, so
+ * that the account's first request finds its balance instead of a false 403. Returns 0, or -1
+ * on timeout. Must not be called on an event-loop thread. */
+int bill_poll_sync(bill_t *b, int64_t max_ms);
 
 #endif

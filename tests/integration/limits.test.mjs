@@ -99,7 +99,8 @@ test("a key's spend limit: 403 spend_limit_reached once used up", T, async () =>
         statuses.push(res.status);
         if (res.status !== 200) refused = res;
     }
-    assert.deepEqual(statuses, [200, 200, 403], 'two requests fit the limit, the third does not');
+    assert.deepEqual(statuses, [200, 200, 403],
+        `two requests fit the limit, the third does not (refused: ${refused?.text})`);
     h.assertError(assert, refused, 403, 'permission_error', 'spend_limit_reached');
 });
 
