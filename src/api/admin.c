@@ -7,8 +7,8 @@
  * Balances shown are the settled balance billing holds in memory when it knows the account
  * (the store's figure lags by the charges the ledger writer has not committed yet). A top-up
  * first waits for the writer (bill_flush_for, at most 2 s) so the balance it returns is current,
- * and every change of an account tells billing to re-read accounts at once (bill_poke) instead of
- * at its next poll.
+ * and every change of an account waits for billing to re-read accounts (bill_poll_sync, at most
+ * 1 s) before the answer, so the account is usable with its new balance as soon as it is told.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -38,7 +38,6 @@ typedef struct admin_job {
     admin_res res;
     int status;
     buf_t body;
-    int poke; /* an account changed: billing should re-read */
 } admin_job;
 
 static void job_fail(admin_job *j, store_t *s, const char *what)
@@ -72,7 +71,6 @@ static void work_create(admin_job *j, store_t *s)
         job_fail(j, s, "account create");
         return;
     }
-    j->poke = 1;
     /* the answer reports the new balance: billing must have it by then */
     if (j->bill) bill_poll_sync(j->bill, 1000);
     if (store_account_get(s, j->id, &a) != STORE_OK) {
@@ -130,7 +128,6 @@ static void work_topup(admin_job *j, store_t *s)
         job_fail(j, s, "account top-up");
         return;
     }
-    j->poke = 1;
     if (j->bill) bill_poll_sync(j->bill, 1000); /* the new balance is usable once we answer */
     if (store_account_get(s, j->id, &a) != STORE_OK) {
         job_fail(j, s, "account get");
@@ -163,7 +160,6 @@ static void admin_work(void *ctx, store_t *s)
 static void admin_done(http_conn *c, void *ctx)
 {
     admin_job *j = ctx;
-    if (j->poke && j->bill) bill_poke(j->bill);
     if (c) {
         if (j->res == RES_NOT_FOUND) {
             char what[48];

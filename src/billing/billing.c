@@ -321,6 +321,18 @@ static void bill_deadline(struct timespec *ts, int64_t mono_ms)
     ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
 }
 
+/* The wall-clock time max_ms from now: deadlines of the waits on `flushed` (a default cond). */
+static void bill_wall_deadline(struct timespec *ts, int64_t max_ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += max_ms / 1000;
+    ts->tv_nsec += (max_ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
 /* Makes an event safe to write: a batch that the store refuses is retried forever, so nothing
  * that would make it refuse one (an empty or unterminated request id, negative counts) may
  * enter the queue. Called with qmu held. */
@@ -909,15 +921,7 @@ int bill_flush_for(bill_t *b, int64_t max_ms)
     if (!b) return 0;
     bg_boost(&b->bg); /* someone waits for the ledger thread: it must not wait for idle CPU */
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    if (max_ms >= 0) {
-        until.tv_sec += max_ms / 1000;
-        until.tv_nsec += (max_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-    }
+    if (max_ms >= 0) bill_wall_deadline(&until, max_ms);
     int rc = 0;
     pthread_mutex_lock(&b->qmu);
     uint64_t target = b->enq_total;
@@ -940,13 +944,7 @@ int bill_poll_sync(bill_t *b, int64_t max_ms)
 {
     if (!b) return 0;
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += max_ms / 1000;
-    until.tv_nsec += (max_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    bill_wall_deadline(&until, max_ms);
     bg_boost(&b->bg);
     pthread_mutex_lock(&b->qmu);
     /* a poll already running may have read the accounts before the caller's change */
