@@ -373,7 +373,10 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
         if (!oom_logged++)
             log_error("billing: out of memory growing the ledger queue (%zu events); waiting",
                       b->in.len);
-        if (b->sleeping) pthread_cond_signal(&b->wake);
+        if (b->sleeping) {
+            bg_wake(&b->bg);
+            pthread_cond_signal(&b->wake);
+        }
         pthread_cond_wait(&b->space, &b->qmu);
     }
     if (b->in.len == b->in.cap) {
@@ -402,7 +405,10 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
      * deadline is then the next poll, up to BILL_POLL_MS away, not this event's group window);
      * it sets its deadline to the window's end and sleeps again. Later events of the window do
      * not wake it, and a full batch need not wait. */
-    if (b->sleeping && (b->in.len == 1 || b->in.len == BILL_CHUNK)) pthread_cond_signal(&b->wake);
+    if (b->sleeping && (b->in.len == 1 || b->in.len == BILL_CHUNK)) {
+        bg_wake(&b->bg);
+        pthread_cond_signal(&b->wake);
+    }
     pthread_mutex_unlock(&b->qmu);
 }
 
@@ -576,6 +582,7 @@ static void *bill_main(void *arg)
             int64_t until = backoff > 0 ? retry_at : next_poll;
             if (backoff == 0 && b->in.len > 0 && window_end < until) until = window_end;
             bill_deadline(&ts, until);
+            bg_sleep(&b->bg, until * 1000000);
             b->sleeping = 1;
             pthread_cond_timedwait(&b->wake, &b->qmu, &ts);
             b->sleeping = 0;
@@ -743,6 +750,7 @@ void bill_stop(bill_t *b)
         pthread_mutex_lock(&b->qmu);
         b->stop = 1;
         bg_boost(&b->bg); /* shutdown waits for it */
+        bg_wake(&b->bg);
         pthread_cond_signal(&b->wake);
         pthread_mutex_unlock(&b->qmu);
         pthread_join(b->thread, NULL);
@@ -926,7 +934,10 @@ int bill_flush_for(bill_t *b, int64_t max_ms)
     pthread_mutex_lock(&b->qmu);
     uint64_t target = b->enq_total;
     b->flushers++;
-    if (b->sleeping) pthread_cond_signal(&b->wake);
+    if (b->sleeping) {
+        bg_wake(&b->bg);
+        pthread_cond_signal(&b->wake);
+    }
     while (b->committed_total < target && !b->exited) {
         if (max_ms < 0) {
             pthread_cond_wait(&b->flushed, &b->qmu);
@@ -950,7 +961,10 @@ int bill_poll_sync(bill_t *b, int64_t max_ms)
     /* a poll already running may have read the accounts before the caller's change */
     uint64_t want = b->polls_started + 1;
     b->poke = 1;
-    if (b->sleeping) pthread_cond_signal(&b->wake);
+    if (b->sleeping) {
+        bg_wake(&b->bg);
+        pthread_cond_signal(&b->wake);
+    }
     int rc = 0;
     while (b->polls_done < want && !b->exited && rc == 0)
         rc = pthread_cond_timedwait(&b->flushed, &b->qmu, &until);
@@ -965,6 +979,9 @@ void bill_poke(bill_t *b)
     bg_boost(&b->bg); /* a poke is awaited (a new account's first request, an API top-up) */
     pthread_mutex_lock(&b->qmu);
     b->poke = 1;
-    if (b->sleeping) pthread_cond_signal(&b->wake);
+    if (b->sleeping) {
+        bg_wake(&b->bg);
+        pthread_cond_signal(&b->wake);
+    }
     pthread_mutex_unlock(&b->qmu);
 }

@@ -17,6 +17,11 @@
 
 static _Atomic int bg_enabled;
 
+/* The started threads bg_cpu_wanted looks at: a fixed table, since there are only a few (the
+ * ledger writer, the checkpointer) and a polling worker reads it every few hundred ns. */
+#define BG_MAX 8
+static bg_thread *_Atomic bg_table[BG_MAX];
+
 /* Whether a thread that made itself SCHED_IDLE may leave it again (CAP_SYS_NICE, or an
  * RLIMIT_NICE of 20 or more): tried for real on a scratch thread, since root in a container
  * may lack the capability. */
@@ -53,11 +58,24 @@ void bg_enter(bg_thread *t, const char *name)
 {
     pthread_setname_np(pthread_self(), name); /* what top -H and perf show */
     atomic_store(&t->tid, gettid());
+    atomic_store(&t->due_ns, 1); /* running */
+    for (int i = 0; i < BG_MAX; i++) {
+        bg_thread *expected = NULL;
+        if (atomic_compare_exchange_strong(&bg_table[i], &expected, t)) {
+            atomic_store(&t->slot, i + 1);
+            break;
+        }
+    }
+    /* a full table only means pollers do not make way for this thread: say so, go on */
+    if (!atomic_load(&t->slot)) log_warn("bgprio: more than %d background threads", BG_MAX);
     if (atomic_load(&bg_enabled) && bg_policy(0, SCHED_IDLE) == 0) atomic_store(&t->idle, 1);
 }
 
 void bg_leave(bg_thread *t)
 {
+    int slot = atomic_exchange(&t->slot, 0);
+    if (slot) atomic_store(&bg_table[slot - 1], NULL);
+    atomic_store(&t->due_ns, 0);
     atomic_store(&t->idle, 0);
     atomic_store(&t->tid, 0);
 }
@@ -83,4 +101,25 @@ void bg_relax(bg_thread *t)
     int64_t at = atomic_load(&t->boosted_at_ms);
     if ((int64_t)(ms_mono_ns() / 1000000) - at < BG_HOLD_MS) return;
     if (bg_policy(0, SCHED_IDLE) == 0) atomic_store(&t->idle, 1);
+}
+
+void bg_sleep(bg_thread *t, int64_t until_ns)
+{
+    atomic_store(&t->due_ns, until_ns > 0 ? until_ns : 1);
+}
+
+void bg_wake(bg_thread *t)
+{
+    atomic_store(&t->due_ns, 1);
+}
+
+int bg_cpu_wanted(int64_t now_ns)
+{
+    for (int i = 0; i < BG_MAX; i++) {
+        bg_thread *t = atomic_load_explicit(&bg_table[i], memory_order_acquire);
+        if (!t) continue;
+        int64_t due = atomic_load_explicit(&t->due_ns, memory_order_relaxed);
+        if (due > 0 && due <= now_ns) return 1;
+    }
+    return 0;
 }

@@ -10,6 +10,11 @@
  * to SCHED_OTHER; the thread calls bg_relax once it has caught up, and goes idle again when its
  * boost is older than BG_HOLD_MS. Leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE >= 20;
  * bg_setup checks that once, and without it every thread simply keeps the normal policy.
+ *
+ * Busy-polling workers (server.busy_poll_us) never sleep while they poll, so no policy would get
+ * a background thread the CPU: each thread therefore also says when it next wants the CPU
+ * (bg_sleep before a timed wait, bg_wake from whoever signals it), and a polling worker stops
+ * polling, and sleeps in the kernel, as soon as bg_cpu_wanted says one of them is due.
  */
 #ifndef MS_BGPRIO_H
 #define MS_BGPRIO_H
@@ -24,6 +29,8 @@ typedef struct bg_thread {
     _Atomic int idle;              /* runs SCHED_IDLE now */
     _Atomic int64_t boosted_at_ms; /* monotonic ms of the last boost, 0 = never */
     _Atomic unsigned long boosts;  /* how many times it was boosted (stats, tests) */
+    _Atomic int64_t due_ns;        /* monotonic ns from which it wants the CPU; 0 = never */
+    _Atomic int slot;              /* 1 + its index among the threads bg_cpu_wanted reads */
 } bg_thread;
 
 /* Decides once, before any background thread starts, whether they run idle: want_idle (the
@@ -40,5 +47,13 @@ void bg_boost(bg_thread *t);
 /* From the thread itself once it has caught up: idle again, unless boosted in the last
  * BG_HOLD_MS (hysteresis, so that a thread kept busy is not flipped back and forth). */
 void bg_relax(bg_thread *t);
+
+/* From the thread itself, just before a wait that ends at until_ns (monotonic) at the latest. */
+void bg_sleep(bg_thread *t, int64_t until_ns);
+/* From whoever is about to wake t (signal its condition variable): it wants the CPU now. */
+void bg_wake(bg_thread *t);
+/* From a busy-polling worker: 1 when some background thread is due to run at now_ns (or is
+ * running), so the worker should sleep and leave it the CPU. A few atomic loads. */
+int bg_cpu_wanted(int64_t now_ns);
 
 #endif

@@ -679,7 +679,10 @@ static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int page
     pthread_mutex_lock(&c->mu);
     int grown = pages - c->pages_done >= STORE_CKPT_PAGES || pages < c->pages;
     c->pages = pages;
-    if (grown) pthread_cond_signal(&c->cv);
+    if (grown) {
+        bg_wake(&c->bg);
+        pthread_cond_signal(&c->cv);
+    }
     /* far behind: the checkpointer is starved of CPU (it runs SCHED_IDLE, bgprio.h) */
     if (pages - c->pages_done >= 8 * STORE_CKPT_PAGES) bg_boost(&c->bg);
     pthread_mutex_unlock(&c->mu);
@@ -698,6 +701,7 @@ static void *store_ckpt_main(void *arg)
         /* A restarted WAL (pages below what was checkpointed) counts as grown too. */
         while (!c->stop && c->pages - c->pages_done < STORE_CKPT_PAGES &&
                c->pages >= c->pages_done) {
+            bg_sleep(&c->bg, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
             if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) break;
         }
         if (c->stop) break;
@@ -762,6 +766,7 @@ void store_ckpt_stop(store_ckpt *c)
     bg_boost(&c->bg);                                            /* the join below waits for it */
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
+    bg_wake(&c->bg);
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);

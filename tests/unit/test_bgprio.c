@@ -4,6 +4,7 @@
  * time. The scheduling policy is read back from the kernel (sched_getscheduler on the thread's
  * id), not from the module's own flags. Where this process may not leave SCHED_IDLE (no
  * CAP_SYS_NICE), the tests check the fallback instead: nothing is ever made idle.
+ * Also: what a busy-polling worker reads (bg_cpu_wanted) follows the threads' sleeps and wakes.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/bgprio.h"
+#include "common/util.h"
 #include "tap.h"
 
 static bg_thread bt;
@@ -32,6 +34,7 @@ static void *bg_main(void *arg)
         }
         usleep(1000);
     }
+    bg_leave(&bt);
     return NULL;
 }
 
@@ -106,9 +109,41 @@ static void test_disabled(void)
     pthread_join(th, NULL);
 }
 
+/* A polling worker must make way exactly while a background thread is due or running. */
+static void test_cpu_wanted(void)
+{
+    pthread_t th;
+    bg_setup(0);
+    memset(&bt, 0, sizeof bt);
+    atomic_store(&phase, 0);
+    atomic_store(&acked, 0);
+    int64_t now = (int64_t)ms_mono_ns();
+    CHECK_EQ_INT(bg_cpu_wanted(now), 0); /* no thread started */
+    CHECK(pthread_create(&th, NULL, bg_main, NULL) == 0);
+    wait_ack(1);
+    now = (int64_t)ms_mono_ns();
+    CHECK_EQ_INT(bg_cpu_wanted(now), 1); /* entered: running */
+    CHECK(atomic_load(&bt.slot) > 0);
+    bg_sleep(&bt, now + 200 * 1000000LL); /* waits for up to 200 ms */
+    CHECK_EQ_INT(bg_cpu_wanted(now), 0);
+    CHECK_EQ_INT(bg_cpu_wanted(now + 199 * 1000000LL), 0);
+    CHECK_EQ_INT(bg_cpu_wanted(now + 200 * 1000000LL), 1); /* its wait ends: due */
+    bg_wake(&bt);                                          /* signalled before that */
+    CHECK_EQ_INT(bg_cpu_wanted(now), 1);
+    bg_sleep(&bt, now + 1000 * 1000000LL);
+    CHECK_EQ_INT(bg_cpu_wanted(now), 0);
+    bg_sleep(&bt, 0); /* no deadline given: treated as running, never as asleep for ever */
+    CHECK_EQ_INT(bg_cpu_wanted(now), 1);
+    atomic_store(&phase, 2);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(atomic_load(&bt.slot), 0);
+    CHECK_EQ_INT(bg_cpu_wanted((int64_t)ms_mono_ns() + 3600 * 1000000000LL), 0); /* left */
+}
+
 int main(void)
 {
     RUN(test_idle_boost_relax);
     RUN(test_disabled);
+    RUN(test_cpu_wanted);
     TAP_DONE();
 }
