@@ -441,10 +441,19 @@ cleanup:
 
 static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
-    static const char *const fields[] = {
-        "listen",           "workers",           "max_body_bytes",      "max_header_bytes",
-        "max_headers",      "header_timeout_ms", "body_timeout_ms",     "idle_timeout_ms",
-        "drain_timeout_ms", "admin_token",       "background_priority", NULL};
+    static const char *const fields[] = {"listen",
+                                         "workers",
+                                         "max_body_bytes",
+                                         "max_header_bytes",
+                                         "max_headers",
+                                         "header_timeout_ms",
+                                         "body_timeout_ms",
+                                         "idle_timeout_ms",
+                                         "drain_timeout_ms",
+                                         "admin_token",
+                                         "background_priority",
+                                         "busy_poll_us",
+                                         NULL};
     const char *path = "server";
     yaml_node_t *v;
     if (is_null(n)) return 0;
@@ -457,7 +466,8 @@ static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
         int_field(L, n, path, "header_timeout_ms", 1, CFG_DAY_MS, &c->header_timeout_ms) ||
         int_field(L, n, path, "body_timeout_ms", 1, CFG_DAY_MS, &c->body_timeout_ms) ||
         int_field(L, n, path, "idle_timeout_ms", 1, CFG_DAY_MS, &c->idle_timeout_ms) ||
-        int_field(L, n, path, "drain_timeout_ms", 0, CFG_DAY_MS, &c->drain_timeout_ms))
+        int_field(L, n, path, "drain_timeout_ms", 0, CFG_DAY_MS, &c->drain_timeout_ms) ||
+        int_field_i(L, n, path, "busy_poll_us", 0, 1000, &c->busy_poll_us))
         return -1;
     /* An empty admin token is kept as "": the admin API treats NULL and "" alike (disabled). */
     if ((v = get_field(L, n, "admin_token")) &&

@@ -73,6 +73,7 @@ typedef struct cfg {
     int64_t drain_timeout_ms;  /* default 30000: SIGTERM waits this long for in-flight requests */
     char *admin_token;         /* NULL or "" = /admin/ disabled; never logged */
     int background_idle;       /* server.background_priority: 1 = idle (default), 0 = normal */
+    int busy_poll_us;          /* server.busy_poll_us: 0 = workers sleep when idle (default) */
     /* store */
     char *sqlite_path;  /* default data/modelswitch.db */
     char *postgres_url; /* NULL unless configured */

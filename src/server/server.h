@@ -12,6 +12,7 @@
 #ifndef MS_SERVER_H
 #define MS_SERVER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -46,6 +47,7 @@ typedef struct worker {
     uint64_t rid_salt;
     char *readbuf; /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;
+    uint64_t poll_ns, polls, poll_hits; /* busy polling (server.c): time, polls, events seen */
 } worker_t;
 
 /* What the workers share, made by main before the server. */
@@ -64,6 +66,8 @@ struct srv {
     int nworkers;
     worker_t *workers;
     int listen_fd_first; /* port 0: the first socket fixes the port the others reuse */
+    int poll_slots;      /* how many workers may busy-poll at once: the CPUs we may run on */
+    _Atomic int polling; /* how many do now */
 };
 
 /* Binds every worker's socket (so address errors surface before serving). Returns NULL with a

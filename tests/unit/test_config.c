@@ -133,6 +133,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->default_max_output_tokens, 4096);
     CHECK_EQ_INT(c->log_level, LOG_INFO);
     CHECK_EQ_INT(c->background_idle, 1);
+    CHECK_EQ_INT(c->busy_poll_us, 0);
     CHECK_EQ_INT(c->nproviders, 1);
     CHECK_EQ_STR(c->providers[0].name, "local");
     CHECK_EQ_INT(c->providers[0].kind, PROV_ECHO);
@@ -204,6 +205,7 @@ static void test_every_field(void)
                        "  drain_timeout_ms: 0\n"
                        "  admin_token: adm-secret\n"
                        "  background_priority: normal\n"
+                       "  busy_poll_us: 250\n"
                        "store:\n"
                        "  sqlite: /var/lib/ms.db\n"
                        "limits:\n"
@@ -261,6 +263,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(c->drain_timeout_ms, 0);
     CHECK_EQ_STR(c->admin_token, "adm-secret");
     CHECK_EQ_INT(c->background_idle, 0);
+    CHECK_EQ_INT(c->busy_poll_us, 250);
     CHECK_EQ_STR(c->sqlite_path, "/var/lib/ms.db");
     CHECK_EQ_INT(c->requests_per_minute, 60);
     CHECK_EQ_INT(c->tokens_per_minute, 5000);
@@ -279,7 +282,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(oa->enabled, 1);
     CHECK_EQ_INT(oa->timeout_ms, 1000);
     CHECK_EQ_INT(oa->connect_timeout_ms, 200);
-    CHECK_EQ_INT(oa->line, 24);
+    CHECK_EQ_INT(oa->line, 25);
     CHECK_EQ_INT(an->kind, PROV_ANTHROPIC);
     CHECK_EQ_STR(an->base_url, "https://api.anthropic.com");
     CHECK_EQ_INT(ge->kind, PROV_GEMINI);
@@ -522,6 +525,10 @@ static void test_bad_types(void)
                "log.level: ", "unknown level 'verbose'");
     EXPECT_ERR("server: {background_priority: low}\n" MINIMAL_MODELS, 1,
                "server.background_priority: ", "unknown value 'low' (expected idle or normal)");
+    EXPECT_ERR("server: {busy_poll_us: 1001}\n" MINIMAL_MODELS, 1,
+               "server.busy_poll_us: ", "must be between 0 and 1000");
+    EXPECT_ERR("server: {busy_poll_us: -5}\n" MINIMAL_MODELS, 1,
+               "server.busy_poll_us: ", "must be between 0 and 1000");
 }
 
 /* Issue 4's fields: account and model limits, routing, and the provider timeouts. */
