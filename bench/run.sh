@@ -19,6 +19,8 @@
 #   BENCH_TARGETS="direct nginx portkey modelswitch"   the targets (a subset for development)
 #   BENCH_PHASES="closed open ttfb mem cg"              the phases (a subset for development)
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
+#   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
+#                            server.busy_poll_us at this value ("modelswitch-poll"); 0 = not
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +45,7 @@ OPEN_RATES=${BENCH_RATES:-500 5000}
 TTFB_RATE=${BENCH_TTFB_RATE:-500}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 STREAMS=${BENCH_STREAMS:-1000}
+BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
 CG_WORKLOADS="chat1k stream50"
 
@@ -370,6 +373,18 @@ EOF
     MS_KEY=$("$MS" --config "$cfg" key create --account "$acct" --name bench | tail -1) ||
         die "key create failed"
     [[ $MS_KEY == ms-* ]] || die "key create printed no key"
+    # The same gateway, database and key, with busy polling (docs/CONFIG.md server.busy_poll_us).
+    sed "s/^  workers: 1\$/  workers: 1\n  busy_poll_us: $BUSY_POLL_US/" "$cfg" \
+        >"$MS_DIR/modelswitch-poll.yaml"
+}
+
+# The targets of the latency phases: ModelSwitch also with busy polling, right after it.
+latency_targets() {
+    local t
+    for t in $TARGETS; do
+        printf '%s ' "$t"
+        [[ $t == modelswitch && $BUSY_POLL_US -gt 0 ]] && printf 'modelswitch-poll '
+    done
 }
 
 # start_target NAME [valgrind args...]: sets T_PID (the process to measure), T_PIDS (all of its
@@ -413,12 +428,12 @@ start_target() {
         T_HDRS+=$'x-portkey-provider: openai\n'
         T_HDRS+="x-portkey-custom-host: http://127.0.0.1:$MOCK_PORT/v1"
         ;;
-    modelswitch)
+    modelswitch | modelswitch-poll)
         T_PORT=$MS_PORT
         # stderr carries the operator log and the access log: to a file, as in production.
         MS_STARTS=$((MS_STARTS + 1))
         local mlog=$MS_DIR/stderr.$MS_STARTS.log
-        bg "$GW_CPU" "$mlog" "$@" "$MS" serve --config "$MS_DIR/modelswitch.yaml"
+        bg "$GW_CPU" "$mlog" "$@" "$MS" serve --config "$MS_DIR/$name.yaml"
         T_PID=$BG T_PIDS=$BG
         local i
         for ((i = 0; i < 1200; i++)); do
@@ -549,7 +564,7 @@ open_run() { # KIND TARGET WORKLOAD RATE ROUND
     # closed-loop capacity is under twice the rate is measured at half its capacity instead (the
     # table says so), or skipped if that is under a tenth of the rate. ModelSwitch is always
     # measured at the rate asked: its figure at that rate is the point.
-    if [[ $t != modelswitch ]] &&
+    if [[ $t != modelswitch* ]] &&
         awk -v c="$cap" -v r="$rate" 'BEGIN { exit !(c > 0 && c < r * 2) }'; then
         if awk -v c="$cap" -v r="$rate" 'BEGIN { exit !(c / 2 < r / 10) }'; then
             log "$kind $wl $t at $rate req/s: skipped (closed-loop capacity $cap req/s)"
@@ -588,7 +603,7 @@ phase_open() {
     local t rate r
     mock_chunks 3
     for ((r = 1; r <= OPEN_ROUNDS; r++)); do
-        for t in $TARGETS; do
+        for t in $(latency_targets); do
             start_target "$t"
             for rate in $OPEN_RATES; do open_run open "$t" chat1k "$rate" "$r"; done
             [[ $t == direct ]] || stop_target "$t"
@@ -600,7 +615,7 @@ phase_ttfb() {
     local t r
     mock_chunks 50 1
     for ((r = 1; r <= OPEN_ROUNDS; r++)); do
-        for t in $TARGETS; do
+        for t in $(latency_targets); do
             start_target "$t"
             open_run ttfb "$t" ttfb50 "$TTFB_RATE" "$r"
             [[ $t == direct ]] || stop_target "$t"
@@ -741,6 +756,7 @@ machine_info() {
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
     git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || mod=', src modified'
     record "info modelswitch $("$MS" --version 2>/dev/null | head -1) ($rev$mod)"
+    record "info busy_poll_us $BUSY_POLL_US"
     record "info mode $([[ $QUICK == 1 ]] && echo quick || echo full): rounds=$ROUNDS" \
         "wrk=${DUR}s+${WARM}s warm-up, ${WRK_CONNS} connections;" \
         "open loop ${OPEN_ROUNDS} rounds of ${OPEN_DUR}s (${OPEN_WARM}s warm-up);" \
