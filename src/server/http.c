@@ -426,6 +426,35 @@ void http_error(http_conn *c, int status, const char *type, const char *code, co
     buf_free(&h);
 }
 
+static void held_unlink(http_conn *c)
+{
+    if (c->held_prev)
+        c->held_prev->held_next = c->held_next;
+    else
+        c->w->held = c->held_next;
+    if (c->held_next) c->held_next->held_prev = c->held_prev;
+    c->held_next = c->held_prev = NULL;
+}
+
+/* Sends a held head now (a stream that ends, or the I/O phase that ends, before a chunk). */
+static int held_flush(http_conn *c)
+{
+    if (!c->held) return 0;
+    held_unlink(c);
+    char *p = c->held;
+    uv_buf_t b = uv_buf_init(p, (unsigned)c->held_len);
+    c->held = NULL;
+    return conn_write(c, &b, 1, p, NULL);
+}
+
+void http_flush_held(uv_check_t *h)
+{
+    worker_t *w = h->data;
+    while (w->held)
+        held_flush(w->held);
+    uv_check_stop(h);
+}
+
 void http_stream_start(http_conn *c, int status, const char *content_type, const char *headers)
 {
     if (c->closing || c->responded) return;
@@ -438,8 +467,18 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
         conn_close(c);
         return;
     }
-    uv_buf_t b = uv_buf_init(h.data, (unsigned)h.len);
-    conn_write(c, &b, 1, buf_steal(&h), NULL);
+    /* Held, not written: the provider's first event usually came in the same read as its head
+     * and is written next, and one write instead of two is one wake-up of the client less. The
+     * worker's check handle runs after every I/O callback of this loop turn and sends a head
+     * still held then, so a head never waits for an event that is not already here. */
+    c->held_len = h.len;
+    c->held = buf_steal(&h);
+    worker_t *w = c->w;
+    if (!w->held) uv_check_start(&w->held_check, http_flush_held);
+    c->held_prev = NULL;
+    c->held_next = w->held;
+    if (w->held) w->held->held_prev = c;
+    w->held = c;
 }
 
 /* "<len in hex>\r\n" into out (at least 20 bytes); returns its length. */
@@ -465,49 +504,59 @@ int http_stream_write(http_conn *c, const char *data, size_t len)
     if (len == 0) return 0;
     char head[24];
     int hl = chunk_size_line(head, len);
-    if (c->tcp.write_queue_size == 0) {
-        /* the usual case: size line, data and CRLF straight from where they are, no copy */
-        uv_buf_t v[3] = {uv_buf_init(head, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
-                         uv_buf_init("\r\n", 2)};
-        int n = uv_try_write((uv_stream_t *)&c->tcp, v, 3);
-        if (n < 0 && n != UV_EAGAIN) {
-            conn_close(c);
-            return -1;
-        }
-        size_t sent = n > 0 ? (size_t)n : 0, total = (size_t)hl + len + 2;
-        c->bytes_out += sent;
-        if (sent == total) return 0;
-        /* the socket is full: the rest is copied and queued */
-        char *p = malloc(total - sent);
-        if (!p) {
-            conn_close(c);
-            return -1;
-        }
-        size_t k = 0;
-        for (int i = 0; i < 3; i++) {
-            size_t skip = sent > v[i].len ? v[i].len : sent;
-            memcpy(p + k, v[i].base + skip, v[i].len - skip);
-            k += v[i].len - skip;
-            sent -= skip;
-        }
-        uv_buf_t b = uv_buf_init(p, (unsigned)k);
-        return conn_write(c, &b, 1, p, NULL);
+    /* the response head first, if it is still held (the stream's first chunk) */
+    char *held = c->held;
+    if (held) {
+        held_unlink(c);
+        c->held = NULL;
     }
-    char *p = malloc((size_t)hl + len + 2);
+    uv_buf_t v[4];
+    int nv = 0;
+    if (held) v[nv++] = uv_buf_init(held, (unsigned)c->held_len);
+    v[nv++] = uv_buf_init(head, (unsigned)hl);
+    v[nv++] = uv_buf_init((char *)data, (unsigned)len);
+    v[nv++] = uv_buf_init("\r\n", 2);
+    size_t total = 0, sent = 0;
+    for (int i = 0; i < nv; i++)
+        total += v[i].len;
+    if (c->tcp.write_queue_size == 0) {
+        /* the usual case: everything straight from where it is, no copy */
+        int n = uv_try_write((uv_stream_t *)&c->tcp, v, (unsigned)nv);
+        if (n < 0 && n != UV_EAGAIN) {
+            free(held);
+            conn_close(c);
+            return -1;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+        c->bytes_out += sent;
+        if (sent == total) {
+            free(held);
+            return 0;
+        }
+    }
+    /* the socket is full, or earlier bytes wait: what is left is copied and queued */
+    char *p = malloc(total - sent);
     if (!p) {
+        free(held);
         conn_close(c);
         return -1;
     }
-    memcpy(p, head, (size_t)hl);
-    memcpy(p + hl, data, len);
-    memcpy(p + hl + len, "\r\n", 2);
-    uv_buf_t b = uv_buf_init(p, (unsigned)(hl + len + 2));
+    size_t k = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t skip = sent > v[i].len ? v[i].len : sent;
+        memcpy(p + k, v[i].base + skip, v[i].len - skip);
+        k += v[i].len - skip;
+        sent -= skip;
+    }
+    free(held);
+    uv_buf_t b = uv_buf_init(p, (unsigned)k);
     return conn_write(c, &b, 1, p, NULL);
 }
 
 void http_stream_end(http_conn *c)
 {
     if (c->closing) return;
+    if (held_flush(c) != 0) return;
     if (c->chunked) {
         static const char last[] = "0\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)last, sizeof last - 1);
@@ -536,6 +585,11 @@ static void conn_close(http_conn *c)
     if (c->closing) return;
     c->closing = 1;
     worker_t *w = c->w;
+    if (c->held) {
+        held_unlink(c);
+        free(c->held);
+        c->held = NULL;
+    }
     if (c->processing) {
         /* the client is gone before its answer was complete */
         if (!c->responded) c->status = 499;

@@ -103,6 +103,11 @@ struct http_conn {
     unsigned char auth_hash[32];
     uint64_t bytes_in, bytes_out;
     int status; /* status of the current response */
+    /* A stream's head, held back until its first chunk or the end of the loop's I/O phase
+     * (http_stream_start), and the worker's list of connections holding one. */
+    char *held;
+    size_t held_len;
+    struct http_conn *held_next, *held_prev;
 };
 
 /* Writes the access line of a request (normally done by the connection when it finishes). */
@@ -116,6 +121,8 @@ void http_drain_worker(worker_t *w);
 void http_finish_drain(worker_t *w);
 /* Closes every connection now (drain timeout, shutdown). */
 void http_close_all(worker_t *w);
+/* The worker's check handle: sends the stream heads still held after the I/O phase. */
+void http_flush_held(uv_check_t *h);
 
 /* ---- response API for handlers ---- */
 
@@ -126,7 +133,9 @@ void http_respond(http_conn *c, int status, const char *content_type, const char
 /* The contract's error body; param may be NULL. retry_after_ms >= 0 adds retry-after headers. */
 void http_error(http_conn *c, int status, const char *type, const char *code, const char *param,
                 const char *message, int64_t retry_after_ms);
-/* Starts a chunked response (for SSE: content_type "text/event-stream"). */
+/* Starts a chunked response (for SSE: content_type "text/event-stream"). The head is held until
+ * the first chunk, or the end of the loop's I/O phase if none comes, so that a provider's head and
+ * first event, which usually arrive in one read, reach the client in one write. */
 void http_stream_start(http_conn *c, int status, const char *content_type, const char *headers);
 /* Sends one chunk (copied). Returns 0, or -1 when the connection is gone. */
 int http_stream_write(http_conn *c, const char *data, size_t len);

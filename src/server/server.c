@@ -122,6 +122,7 @@ static void stop_worker(worker_t *w, int force)
         http_finish_drain(w);
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    uv_close((uv_handle_t *)&w->held_check, NULL);
 }
 
 void srv_worker_check_drained(worker_t *w)
@@ -271,6 +272,8 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_overri
         w->wakeup.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        uv_check_init(&w->loop, &w->held_check);
+        w->held_check.data = w;
         w->up = up_ctx_new(&w->loop);
         if (!w->up) {
             snprintf(err, errlen, "cannot create the upstream client");
@@ -331,6 +334,7 @@ void srv_free(srv_t *s)
             close_listener(w);
             uv_close((uv_handle_t *)&w->wakeup, NULL);
             uv_close((uv_handle_t *)&w->drain_timer, NULL);
+            uv_close((uv_handle_t *)&w->held_check, NULL);
         }
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);

@@ -29,6 +29,8 @@ typedef struct worker {
     uv_tcp_t listener;
     uv_async_t wakeup; /* drain requests from the main thread */
     uv_timer_t drain_timer;
+    uv_check_t held_check;  /* http.c: sends held stream heads after the I/O phase */
+    struct http_conn *held; /* connections holding a stream head (http_stream_start) */
     uv_thread_t thread;
     up_ctx *up;
     const cfg_t *cfg;

@@ -157,6 +157,34 @@ test('streaming with include_usage: true: body forwarded verbatim, usage chunk k
     assert.equal(rec.body, raw.replace('"mock-model"', '"mock-upstream-model"'), 'upstream body bytes');
 });
 
+test('a stream\'s head goes out with its first event, or alone at once when the event is late', T, async () => {
+    // The gateway holds a stream's response head for the rest of the loop turn, so a provider's
+    // head and first event (one read, usually) reach the client in one write; a head whose
+    // event has not arrived must not wait for it.
+    const open = async (mock) => {
+        const body = JSON.stringify({ model: 'mock-model', stream: true, messages: [{ role: 'user', content: 'hi' }], mock });
+        const c = await h.RawConn.open(gw.port);
+        await c.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${key}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        return c;
+    };
+    const late = await open({ chunks: 2, first_chunk_delay_ms: 1500 });
+    await late.until(() => late.data.includes('\r\n\r\n'), h.scaled(1000), 'the head of a stream whose first event is late');
+    assert.match(late.data.toString(), /^HTTP\/1\.1 200 /);
+    assert.ok(!late.data.includes('data:'), 'the head came with an event that should still be 1.5 s away');
+    const [res] = await late.readResponses(1, h.scaled(10000));
+    late.destroy();
+    const events = h.sseEvents(res.text);
+    assert.equal(events.at(-1), '[DONE]');
+    assert.equal(h.streamContent(events), 'tok0 tok1 ');
+
+    const prompt = await open({ chunks: 2 });
+    const [res2] = await prompt.readResponses(1, h.scaled(10000));
+    prompt.destroy();
+    assert.equal(res2.status, 200);
+    assert.equal(h.streamContent(h.sseEvents(res2.text)), 'tok0 tok1 ');
+});
+
 test('streaming with include_usage: false: upstream asked for usage, client gets none', T, async () => {
     await gw.mock.clear();
     const res = await h.post(gw, '/v1/chat/completions', key, {

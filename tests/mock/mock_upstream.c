@@ -376,8 +376,8 @@ static json_t *mock_rec_json(void)
 
 /* Fault options of one request: instance defaults overridden by the body's "mock" object. */
 typedef struct mock_opts {
-    long status, delay_ms, chunk_delay_ms, chunks, prompt_tokens, cut_after, stream_error_after,
-        dims;
+    long status, delay_ms, chunk_delay_ms, first_chunk_delay_ms, chunks, prompt_tokens, cut_after,
+        stream_error_after, dims;
     bool prompt_tokens_set, no_usage, invalid_json, hang, close;
     const char *error_message; /* points into the parsed request body */
 } mock_opts;
@@ -669,6 +669,12 @@ static void mock_stream_begin(mock_conn *c, mock_produce_fn produce)
     mock_head(c, &h, 200, "text/event-stream", true, 0);
     mock_conn_write(c, MOCK_WF_NONE, h.p, h.len, NULL, 0);
     mock_buf_free(&h);
+    if (c->resp.o.first_chunk_delay_ms > 0) {
+        /* the head alone for a while, as a provider that is slow to its first token */
+        c->resp.timer_action = MOCK_TIMER_PUMP;
+        uv_timer_start(&c->timer, mock_timer_cb, (uint64_t)c->resp.o.first_chunk_delay_ms, 0);
+        return;
+    }
     mock_stream_pump(c);
 }
 
@@ -791,6 +797,8 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
     }
     if (mock_opt_int(m, "status", 0, 599, &o->status, NULL, err, errlen) ||
         mock_opt_int(m, "delay_ms", 0, MOCK_MAX_DELAY_MS, &o->delay_ms, NULL, err, errlen) ||
+        mock_opt_int(m, "first_chunk_delay_ms", 0, MOCK_MAX_DELAY_MS, &o->first_chunk_delay_ms,
+                     NULL, err, errlen) ||
         mock_opt_int(m, "chunk_delay_ms", 0, MOCK_MAX_DELAY_MS, &o->chunk_delay_ms, NULL, err,
                      errlen) ||
         mock_opt_int(m, "chunks", 0, MOCK_MAX_CHUNKS, &o->chunks, NULL, err, errlen) ||
