@@ -77,8 +77,9 @@ struct proxy {
     const char *fail_code, *fail_type;
     int detached;
     uint64_t detached_bytes;
-    uv_timer_t timer;  /* a retry's wait, then the stream's idle gap */
-    uv_timer_t dtimer; /* detached: the time bound */
+    uv_timer_t timer;      /* a retry's wait, then the stream's idle gap */
+    uint64_t last_read_ms; /* loop time of the stream's last read (idle_timeout) */
+    uv_timer_t dtimer;     /* detached: the time bound */
     int open_handles;
     struct proxy *dnext, *dprev;
     char *owned_body; /* detached: the client's body, which the upstream may still be reading */
@@ -327,6 +328,14 @@ static void idle_timeout(uv_timer_t *t)
 {
     proxy *p = t->data;
     if (p->finished) return;
+    /* Reads do not re-arm the timer (a timer-heap update per event); they note their time, and
+     * a timer that fires early because of them is set again for the rest of the gap. */
+    uint64_t idle = (uint64_t)p->call->dep->provider->idle_timeout_ms;
+    uint64_t quiet = uv_now(t->loop) - p->last_read_ms;
+    if (quiet < idle) {
+        uv_timer_start(&p->timer, idle_timeout, idle - quiet, 0);
+        return;
+    }
     char msg[160];
     snprintf(msg, sizeof msg, "The provider '%s' sent nothing for %" PRId64 " ms mid-stream.",
              p->call->dep->provider->name, p->call->dep->provider->idle_timeout_ms);
@@ -344,7 +353,8 @@ static void on_response(void *ud, int status, const char *content_type, int64_t 
         strncasecmp(content_type, "text/event-stream", 17) == 0) {
         p->is_sse = 1;
         uint64_t idle = (uint64_t)p->call->dep->provider->idle_timeout_ms;
-        uv_timer_start(&p->timer, idle_timeout, idle, idle); /* re-armed by every read */
+        p->last_read_ms = uv_now(p->timer.loop);
+        uv_timer_start(&p->timer, idle_timeout, idle, 0);
         if (p->c) {
             char h[512];
             model_headers(p, h, sizeof h - 32, NULL);
@@ -359,8 +369,9 @@ static int on_sse_event(void *ud, const sse_event *ev)
     proxy *p = ud;
     int done = 0, error = 0, usage_chunk = 0;
     buf_reset(&p->out);
-    if (p->ad->stream_event(p->call, ev, &p->out, &p->usage, &done, &error, &usage_chunk, p->err,
-                            sizeof p->err) != 0) {
+    int rc = p->ad->stream_event(p->call, ev, &p->out, &p->usage, &done, &error, &usage_chunk,
+                                 p->err, sizeof p->err);
+    if (rc < 0) {
         p->stream_failed = 1;
         return 1;
     }
@@ -369,7 +380,14 @@ static int on_sse_event(void *ud, const sse_event *ev)
         buf_append(&p->usage_chunk, p->out.data, p->out.len);
         return 0;
     }
-    if (p->out.len) {
+    if (rc == 1 && p->c) {
+        /* the event as it came, framed where it lies */
+        uv_buf_t parts[3] = {uv_buf_init("data: ", 6),
+                             uv_buf_init((char *)ev->data.p, (unsigned)ev->data.n),
+                             uv_buf_init("\n\n", 2)};
+        http_stream_writev(p->c, parts, 3);
+        if (p->aborted) return 1;
+    } else if (p->out.len) {
         stream_write(p, p->out.data, p->out.len);
         if (p->aborted) return 1;
     }
@@ -402,7 +420,7 @@ static void on_data(void *ud, const char *data, size_t n)
     }
     if (p->is_sse) {
         if (p->saw_done) goto out; /* after [DONE] only the end of the transfer is awaited */
-        uv_timer_again(&p->timer);
+        p->last_read_ms = uv_now(p->timer.loop);
         int rc = sse_feed(&p->sse, data, n);
         if (p->aborted) goto out;
         if (rc == SSE_TOO_LARGE) {

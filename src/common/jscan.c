@@ -591,7 +591,7 @@ static int decode_escape(ucp s, size_t *i, size_t n, unsigned char out[4])
 }
 
 /* Compares a raw key (escapes not decoded) with a C string, decoding as it goes. */
-static int key_eq(ms_str raw, const char *key, size_t klen)
+static inline int key_eq(ms_str raw, const char *key, size_t klen)
 {
     /* An escape is longer than what it decodes to: a shorter raw key never matches, one of the
      * same length only byte for byte and without escapes (then the key has no backslash
@@ -632,6 +632,24 @@ const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key)
     for (size_t k = n; k-- > 0;)
         if (key_eq(m[k].key, key, klen)) return &m[k];
     return NULL;
+}
+
+void jscan_pick(const jscan_member *m, size_t n, const jscan_key *keys, size_t nk,
+                const jscan_member **out)
+{
+    size_t left = nk;
+    for (size_t i = 0; i < nk; i++)
+        out[i] = NULL;
+    if (!m) return;
+    /* backwards, so that the first match of a name is its last member (as jscan_find) */
+    for (size_t k = n; k-- > 0 && left > 0;) {
+        for (size_t i = 0; i < nk; i++) {
+            if (out[i] || !key_eq(m[k].key, keys[i].s, keys[i].n)) continue;
+            out[i] = &m[k];
+            left--;
+            break; /* distinct names: one member matches one of them at most */
+        }
+    }
 }
 
 long jscan_string(ms_str v, char *out, size_t outlen)

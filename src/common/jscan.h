@@ -49,6 +49,22 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max);
 /* The last member named key (keys compared after decoding escapes), or NULL. */
 const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key);
 
+/* A name to look for with jscan_pick; JSCAN_KEY("usage") makes one. */
+typedef struct jscan_key {
+    const char *s;
+    size_t n;
+} jscan_key;
+#define JSCAN_KEY(lit)                                                                             \
+    {                                                                                              \
+        (lit), sizeof(lit) - 1                                                                     \
+    }
+
+/* jscan_find for several names in one pass: out[i] is the last member named keys[i], or NULL.
+ * For the hot path (every streamed event), where a jscan_find per name walks the members again
+ * each time. */
+void jscan_pick(const jscan_member *m, size_t n, const jscan_key *keys, size_t nk,
+                const jscan_member **out);
+
 /* Decodes a JSON string value (with its quotes) into out as UTF-8, NUL-terminated. Returns the
  * decoded length, or -1 if it is not a string or does not fit in outlen - 1 bytes. */
 long jscan_string(ms_str v, char *out, size_t outlen);

@@ -198,10 +198,14 @@ static int64_t chunk_text_bytes(ms_str choices)
     const jscan_member *delta = jscan_find(m, (size_t)(n > 16 ? 16 : n), "delta");
     if (!delta || delta->type != JS_OBJECT) return 0;
     int dn = jscan_members_valid(delta->value, d, 16);
+    if (dn <= 0) return 0;
     int64_t bytes = 0;
-    static const char *const fields[] = {"content", "refusal", "tool_calls", "reasoning_content"};
-    for (size_t i = 0; dn > 0 && i < sizeof fields / sizeof fields[0]; i++) {
-        const jscan_member *f = jscan_find(d, (size_t)(dn > 16 ? 16 : dn), fields[i]);
+    static const jscan_key fields[] = {JSCAN_KEY("content"), JSCAN_KEY("refusal"),
+                                       JSCAN_KEY("tool_calls"), JSCAN_KEY("reasoning_content")};
+    const jscan_member *found[4];
+    jscan_pick(d, (size_t)(dn > 16 ? 16 : dn), fields, 4, found);
+    for (size_t i = 0; i < 4; i++) {
+        const jscan_member *f = found[i];
         if (f && f->type == JS_STRING)
             bytes += (int64_t)f->value.n - 2;
         else if (f && f->type == JS_ARRAY)
@@ -236,16 +240,17 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
         return -1;
     }
     size_t k = (size_t)(n > 32 ? 32 : n);
-    const jscan_member *e = jscan_find(m, k, "error");
+    static const jscan_key names[] = {JSCAN_KEY("error"), JSCAN_KEY("choices"), JSCAN_KEY("usage")};
+    const jscan_member *f[3];
+    jscan_pick(m, k, names, 3, f);
+    const jscan_member *e = f[0], *ch = f[1], *u = f[2];
     if (e && e->type != JS_NULL) {
         *error = 1;
         if (e->type != JS_OBJECT || error_object_message(e->value, err, errlen) != 0)
             snprintf(err, errlen, "the provider reported an error in the stream");
         return 0;
     }
-    const jscan_member *ch = jscan_find(m, k, "choices");
     if (ch && ch->type == JS_ARRAY) usage->streamed_bytes += chunk_text_bytes(ch->value);
-    const jscan_member *u = jscan_find(m, k, "usage");
     if (u && u->type == JS_OBJECT) {
         read_usage(u->value, usage);
         int usage_only = !ch || (ch->type == JS_ARRAY && ch->value.n == 2);
@@ -255,11 +260,7 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
             return buf_append(out, d.p, d.n) ? -1 : 0;
         }
     }
-    /* forward the event's data as OpenAI frames it, whatever framing the upstream used */
-    int rc = buf_append(out, "data: ", 6);
-    rc |= buf_append(out, d.p, d.n);
-    rc |= buf_append(out, "\n\n", 2);
-    return rc ? -1 : 0;
+    return 1; /* forwarded as it is, framed as OpenAI frames it whatever the upstream used */
 }
 
 static void openai_error_message(ms_str body, char *out, size_t outlen)

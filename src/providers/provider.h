@@ -93,8 +93,10 @@ typedef struct prov_adapter {
     /* One upstream stream event. Appends what the client gets to out; sets *done at the end
      * marker and *error (with a message in err) for an in-band upstream error. A chunk that only
      * carries usage is not appended: *usage_chunk is set and out holds its JSON data instead, so
-     * the caller can add the cost and send it last (if the client asked for usage). Returns 0, or
-     * -1 when the event is not valid (err set). */
+     * the caller can add the cost and send it last (if the client asked for usage). Returns 0;
+     * 1 when the client gets the event's data as it is (out untouched: the caller frames it
+     * as "data: …\n\n" and writes it from where it lies, no copy); or -1 when the event is not
+     * valid (err set). */
     int (*stream_event)(const prov_call *call, const sse_event *ev, buf_t *out, prov_usage *usage,
                         int *done, int *error, int *usage_chunk, char *err, size_t errlen);
     /* The human message inside an upstream error answer. */

@@ -500,7 +500,17 @@ static int chunk_size_line(char *out, size_t len)
 
 int http_stream_write(http_conn *c, const char *data, size_t len)
 {
+    uv_buf_t part = uv_buf_init((char *)data, (unsigned)len);
+    return http_stream_writev(c, &part, 1);
+}
+
+int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
+{
     if (c->closing || !c->chunked) return -1;
+    if (nparts < 1 || nparts > HTTP_STREAM_PARTS) return -1;
+    size_t len = 0;
+    for (int i = 0; i < nparts; i++)
+        len += parts[i].len;
     if (len == 0) return 0;
     char head[24];
     int hl = chunk_size_line(head, len);
@@ -510,11 +520,12 @@ int http_stream_write(http_conn *c, const char *data, size_t len)
         held_unlink(c);
         c->held = NULL;
     }
-    uv_buf_t v[4];
+    uv_buf_t v[HTTP_STREAM_PARTS + 3];
     int nv = 0;
     if (held) v[nv++] = uv_buf_init(held, (unsigned)c->held_len);
     v[nv++] = uv_buf_init(head, (unsigned)hl);
-    v[nv++] = uv_buf_init((char *)data, (unsigned)len);
+    for (int i = 0; i < nparts; i++)
+        v[nv++] = parts[i];
     v[nv++] = uv_buf_init("\r\n", 2);
     size_t total = 0, sent = 0;
     for (int i = 0; i < nv; i++)

@@ -137,8 +137,12 @@ void http_error(http_conn *c, int status, const char *type, const char *code, co
  * the first chunk, or the end of the loop's I/O phase if none comes, so that a provider's head and
  * first event, which usually arrive in one read, reach the client in one write. */
 void http_stream_start(http_conn *c, int status, const char *content_type, const char *headers);
-/* Sends one chunk (copied). Returns 0, or -1 when the connection is gone. */
+/* Sends one chunk (copied if the socket does not take it at once). Returns 0, or -1 when the
+ * connection is gone. */
 int http_stream_write(http_conn *c, const char *data, size_t len);
+/* The same for a chunk in up to HTTP_STREAM_PARTS pieces (an event framed where it lies). */
+int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts);
+#define HTTP_STREAM_PARTS 4
 /* Ends the chunked response; the request is finished. */
 void http_stream_end(http_conn *c);
 /* Bytes queued for the client and not yet written; a handler pauses its source above

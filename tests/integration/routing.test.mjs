@@ -407,6 +407,16 @@ test('an idle gap longer than idle_timeout_ms: in-band upstream_timeout, then [D
     assert.equal(await sharedCount('idle-up'), 1);
 });
 
+test('gaps under idle_timeout_ms never cut a stream, however long it lasts', T, async () => {
+    // 6 events 150 ms apart: about 900 ms in all, three times the 300 ms idle timeout.
+    const res = await chat('idle-model', { stream: true, mock: { chunks: 6, chunk_delay_ms: 150 } });
+    assert.equal(res.status, 200, res.text);
+    const events = h.sseEvents(res.text);
+    assert.equal(events.at(-1), '[DONE]');
+    assert.ok(!events.some((e) => e !== '[DONE]' && e.error), `an error event: ${res.text.slice(-400)}`);
+    assert.equal(h.streamContent(events), 'tok0 tok1 tok2 tok3 tok4 tok5 ');
+});
+
 test('a stream longer than the provider timeout_ms: in-band upstream_timeout, then [DONE]', T, async () => {
     const t0 = Date.now();
     const res = await chat('total-model', { stream: true, mock: { chunks: 30, chunk_delay_ms: 100 } });

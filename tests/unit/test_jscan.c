@@ -456,6 +456,36 @@ static void test_find(void)
     free(p);
 }
 
+/* jscan_pick agrees with jscan_find for every name, in one pass, whatever the order of names */
+static void test_pick(void)
+{
+    const char doc[] = "{\"model\":\"a\",\"usage\":null,\"mo\\u0064el\":\"b\",\"choices\":[],"
+                       "\"x\":1,\"u\\u0073age\":{}}";
+    size_t n = sizeof(doc) - 1;
+    char *p = dupn(doc, n);
+    jscan_member m[16];
+    int r = jscan_object(p, n, m, 16, NULL);
+    CHECK_EQ_INT(r, 6);
+    if (r == 6) {
+        static const jscan_key keys[] = {JSCAN_KEY("usage"), JSCAN_KEY("choices"),
+                                         JSCAN_KEY("error"), JSCAN_KEY("model"), JSCAN_KEY("x")};
+        const jscan_member *out[5];
+        jscan_pick(m, 6, keys, 5, out);
+        for (size_t i = 0; i < 5; i++)
+            CHECK(out[i] == jscan_find(m, 6, keys[i].s));
+        CHECK(out[0] == &m[5]); /* the escaped spelling, last */
+        CHECK(out[1] == &m[3]);
+        CHECK(out[2] == NULL);
+        CHECK(out[3] == &m[2]);
+        CHECK(out[4] == &m[4]);
+        jscan_pick(m, 2, keys, 5, out); /* a prefix of the members */
+        CHECK(out[0] == &m[1] && out[3] == &m[0] && !out[1] && !out[2] && !out[4]);
+        jscan_pick(NULL, 0, keys, 5, out);
+        CHECK(!out[0] && !out[1] && !out[2] && !out[3] && !out[4]);
+    }
+    free(p);
+}
+
 /* nest levels of '[' (or '{"k":') around a 0 */
 static char *nested(int levels, int objects, size_t *n)
 {
@@ -1150,6 +1180,7 @@ int main(void)
     RUN(test_members);
     RUN(test_max_members);
     RUN(test_find);
+    RUN(test_pick);
     RUN(test_depth);
     RUN(test_int);
     RUN(test_double);
