@@ -232,6 +232,76 @@ static void test_commit_idempotent(void)
     store_close(s);
 }
 
+/* Batches are written STORE_LEDGER_ROWS (32) events per INSERT: a batch across several such
+ * chunks, of two accounts and three keys, with free events, a 128-byte model name and events a
+ * previous batch already recorded scattered through it, bills exactly the new charged ones. */
+static void test_commit_many_rows(void)
+{
+    enum { N = 100 };
+    store_t *s = fresh("rows");
+    static store_usage_event ev[N], old[N];
+    char rid[32], txt[256];
+    int64_t want_a = 0, want_b = 0, want_k[3] = {0, 0, 0}, want_tx = 0, nold = 0;
+    const store_key *keys[3] = {&key_a, &key_a2, &key_b};
+    char longmodel[128];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    memset(longmodel, 'm', sizeof longmodel); /* fills the field: no terminator */
+    for (int i = 0; i < N; i++) {
+        snprintf(rid, sizeof rid, "rows-%03d", i);
+        int k = i % 3;
+        int64_t acct = k == 2 ? acct_b : acct_a, charge = (i % 7 == 0) ? 0 : 1000 + i;
+        ev[i] = event(rid, acct, keys[k]->id, "gpt-4o", i, 2 * i, charge);
+        if (i == 40) memcpy(ev[i].model, longmodel, sizeof longmodel);
+        ev[i].created_at_ms = 1750000000000LL + i;
+        if (i % 5 == 1) {
+            /* recorded earlier, with another charge: the batch must skip it */
+            old[nold] = ev[i];
+            old[nold].charged_nusd = 7;
+            nold++;
+            want_tx++;
+            *(acct == acct_a ? &want_a : &want_b) += 7;
+            want_k[k] += 7;
+            continue;
+        }
+        if (charge > 0) {
+            want_tx++;
+            *(acct == acct_a ? &want_a : &want_b) += charge;
+            want_k[k] += charge;
+        }
+    }
+    CHECK_EQ_INT(store_ledger_commit(s, old, (size_t)nold), STORE_OK);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, N), STORE_OK);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - want_a);
+    CHECK_EQ_INT(balance(s, acct_b), 1 * USD - want_b);
+    for (int k = 0; k < 3; k++)
+        CHECK_EQ_INT(spent(s, keys[k]->id), want_k[k]);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), N);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), want_tx);
+    CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'rows-011'"), 7);
+    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'rows-011'"), -7);
+    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'rows-099'"),
+                 -1099);
+    CHECK_EQ_INT(sql_int("SELECT created_at_ms FROM transactions WHERE request_id = 'rows-099'"),
+                 1750000000099LL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE request_id = 'rows-070'"), 0);
+    CHECK_EQ_STR(sql_text("SELECT description FROM transactions WHERE request_id = 'rows-097'", txt,
+                          sizeof(txt)),
+                 "gpt-4o 97+194 tokens");
+    CHECK_EQ_INT(sql_int("SELECT length(description) FROM transactions WHERE request_id = "
+                         "'rows-040'"),
+                 128 + strlen(" 40+80 tokens"));
+    CHECK_EQ_INT(sql_int("SELECT length(model) FROM usage WHERE request_id = 'rows-040'"), 128);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+    /* the same batch again: every event is known, nothing moves */
+    CHECK_EQ_INT(store_ledger_commit(s, ev, N), STORE_OK);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - want_a);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), want_tx);
+    store_close(s);
+}
+
 /* Everything a failed batch could have touched, to compare before and after. */
 typedef struct {
     int64_t bal_a, bal_b, spent_a, spent_b, usage, txns, acct_seq, key_seq;
@@ -911,6 +981,7 @@ int main(void)
     setup();
     RUN(test_commit_happy_path);
     RUN(test_commit_idempotent);
+    RUN(test_commit_many_rows);
     RUN(test_commit_all_or_nothing);
     RUN(test_accounts_since);
     RUN(test_key_update);
