@@ -52,6 +52,16 @@ test('polling workers serve plain, streamed and late answers, bill each, then go
     assert.equal(h.streamContent(events), Array.from({ length: 12 }, (_, i) => `tok${i} `).join(''));
     costs.push(h.usdToNano(events.at(-2).usage?.cost ?? 0));
 
+    // A long stream whose events come back to back: the worker finds the next ones by polling.
+    const long = await h.post(gw, '/v1/chat/completions', key, chat('a long one', {
+        stream: true, stream_options: { include_usage: true }, mock: { chunks: 300 },
+    }));
+    assert.equal(long.status, 200);
+    const levents = h.sseEvents(long.text);
+    assert.equal(levents.at(-1), '[DONE]');
+    assert.equal(levents.at(-2).usage?.completion_tokens, 300);
+    costs.push(h.usdToNano(levents.at(-2).usage.cost));
+
     // Every request is in the ledger, and the balance is down by exactly their costs.
     const total = costs.reduce((a, b) => a + b, 0n);
     assert.ok(total > 0n, 'nothing was charged');
@@ -81,13 +91,18 @@ test('polling workers serve plain, streamed and late answers, bill each, then go
     assert.ok(used < 0.4, `the gateway used ${used.toFixed(2)} CPU s in 1.5 s of light traffic: still polling?`);
 });
 
-test('SIGTERM: polling workers drain, exit 0 and report what polling cost', T, async () => {
+test('SIGTERM: polling workers drain, exit 0 and report what polling cost', T, async (t) => {
     const r = await gw.signalAndWait('SIGTERM', h.scaled(15000));
     assert.deepEqual(r, { code: 0, signal: null });
     const lines = gw.stderr.split('\n').filter((l) => l.includes('busy polling:'));
     assert.equal(lines.length, 2, `one line per worker:\n${gw.stderr.slice(-2000)}`);
     const found = lines.map((l) => /in (\d+) polls, which picked up (\d+) events/.exec(l));
     for (const m of found) assert.ok(m, `unexpected line: ${lines.join('\n')}`);
-    // Requests came in while the workers polled: some of their events were seen by a poll.
-    assert.ok(found.some((m) => Number(m[2]) > 0), `no poll ever saw an event:\n${lines.join('\n')}`);
+    // Events came in while the workers polled (the long stream's, back to back): some were seen
+    // by a poll. Under a sanitizer or valgrind the gateway is so much slower than the mock that
+    // a stream's events may all be waiting before it reads the first: timing, not a fault.
+    if (!h.SANITIZED && !h.VALGRIND) {
+        assert.ok(found.some((m) => Number(m[2]) > 0), `no poll ever saw an event:\n${lines.join('\n')}`);
+    }
+    for (const l of lines) t.diagnostic(JSON.parse(l).msg);
 });
