@@ -11,8 +11,8 @@
  * and for the upstream's answer. A worker that has just run events keeps asking the kernel for
  * more without sleeping (epoll_wait with a zero timeout) for up to busy_poll_us before it sleeps,
  * so an answer arriving within that time is picked up at once. The cost is CPU: a worker whose
- * events are closer together than the window never sleeps. It stops polling early when a timer
- * is due, when the loop has deferred work, and when a background thread wants the CPU
+ * events are closer together than the window never sleeps. Timers and deferred work keep running
+ * while it polls (each turn is a uv_run). It stops early when a background thread wants the CPU
  * (bgprio.h: polling would starve it), and no more workers poll at once than the process has
  * CPUs (two pollers on one CPU would only delay each other).
  */
@@ -198,7 +198,7 @@ static void worker_main(void *arg)
         int epfd = uv_backend_fd(&w->loop);
         while (uv_run(&w->loop, UV_RUN_ONCE) && srv_busy_poll(w, epfd)) {
         }
-        log_info("worker %d: busy polling: %.3f s of CPU in %" PRIu64
+        log_info("worker %d: busy polling: %.3f s spent in %" PRIu64
                  " polls, which picked up %" PRIu64 " events without sleeping",
                  w->id, (double)w->poll_ns / 1e9, w->polls, w->poll_hits);
     } else {
