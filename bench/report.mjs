@@ -324,6 +324,7 @@ for (const [wl, byT] of Object.entries(closed)) {
 }
 const o5 = openRecs.filter((r) => r.round === 5000);
 const od = o5.find((r) => r.target === 'direct');
+const td = ttfbRecs.find((r) => r.target === 'direct');
 for (const t of ['modelswitch', 'modelswitch-poll']) {
     const how = t === 'modelswitch' ? '' : ` (${NAMES[t]})`;
     const om = o5.find((r) => r.target === t && !r.v.skipped);
@@ -335,10 +336,6 @@ for (const t of ['modelswitch', 'modelswitch-poll']) {
         trows.push([`added latency p99 ≤ 250 µs at 5000 req/s${how}`, `${fmt(a99, 1)} µs`,
             markAdded(a99, 250)]);
     }
-}
-const td = ttfbRecs.find((r) => r.target === 'direct');
-for (const t of ['modelswitch', 'modelswitch-poll']) {
-    const how = t === 'modelswitch' ? '' : ` (${NAMES[t]})`;
     const tm = ttfbRecs.find((r) => r.target === t && !r.v.skipped);
     if (td && tm) {
         const a = tm.v.ttfb_p50_us - td.v.ttfb_p50_us;
