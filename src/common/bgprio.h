@@ -53,7 +53,9 @@ void bg_sleep(bg_thread *t, int64_t until_ns);
 /* From whoever is about to wake t (signal its condition variable): it wants the CPU now. */
 void bg_wake(bg_thread *t);
 /* From a busy-polling worker: 1 when some background thread is due to run at now_ns (or is
- * running), so the worker should sleep and leave it the CPU. A few atomic loads. */
+ * running), so the worker should sleep and leave it the CPU. A few atomic loads. It reads the
+ * bg_thread of every started thread: the workers stop before any of those is freed (main's
+ * shutdown order). */
 int bg_cpu_wanted(int64_t now_ns);
 
 #endif
