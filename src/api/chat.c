@@ -13,10 +13,51 @@
 
 #include "api/api.h"
 #include "api/proxy.h"
+#include "common/util.h"
 
-/* Scans the body and the fields common to both endpoints. Returns the call, or NULL when an
- * error has been answered. */
-static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, store_key *key)
+/* The fields each endpoint acts on; [0] is always model. A name given twice is refused
+ * (jscan_pick_unique says why). */
+enum { F_MODEL, F_MESSAGES, F_STREAM, F_STREAM_OPTIONS, F_MAX_TOKENS, F_MAX_COMPLETION_TOKENS };
+static const jscan_key chat_fields[] = {
+    JSCAN_KEY("model"),          JSCAN_KEY("messages"),   JSCAN_KEY("stream"),
+    JSCAN_KEY("stream_options"), JSCAN_KEY("max_tokens"), JSCAN_KEY("max_completion_tokens")};
+enum { F_INPUT = 1, F_ENCODING_FORMAT };
+static const jscan_key embedding_fields[] = {JSCAN_KEY("model"), JSCAN_KEY("input"),
+                                             JSCAN_KEY("encoding_format")};
+#define FIELDS_MAX 6
+
+static void err_duplicate(http_conn *c, const char *field)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "The field '%s' appears more than once in the request body; give it once.", field);
+    api_err_invalid(c, field, msg);
+}
+
+/* A model name as the client sent it, printable: control characters (a NUL among them) are
+ * shown as \u00XX, so a message never claims that "echo-1\u0000x" is "echo-1". */
+static void printable_name(const char *name, size_t len, char *out, size_t outlen)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < len && k + 7 < outlen; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 0x20 && ch != 0x7f) {
+            out[k++] = (char)ch;
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(out + k, "\\u00", 4);
+            out[k + 4] = hex[ch >> 4];
+            out[k + 5] = hex[ch & 15];
+            k += 6;
+        }
+    }
+    out[k] = '\0';
+}
+
+/* Scans the body, picks the endpoint's fields into f and resolves the model. Returns the call,
+ * or NULL when an error has been answered. */
+static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, store_key *key,
+                             const jscan_key *fields, size_t nfields, const jscan_member **f)
 {
     if (api_authenticate(c, r, KEY_PROXY, key) != 0) return NULL;
     prov_call *call = malloc(sizeof *call);
@@ -48,24 +89,33 @@ static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, st
         return NULL;
     }
     call->nmembers = (size_t)n;
-    const jscan_member *m = jscan_find(call->members, call->nmembers, "model");
+    int dup = jscan_pick_unique(call->members, call->nmembers, fields, nfields, f);
+    if (dup >= 0) {
+        free(call);
+        err_duplicate(c, fields[dup].s);
+        return NULL;
+    }
+    const jscan_member *m = f[F_MODEL];
     if (!m) {
         free(call);
         api_err_missing(c, "model");
         return NULL;
     }
-    char name[256];
-    if (m->type != JS_STRING || jscan_string(m->value, name, sizeof name) <= 0) {
+    char name[256], shown[256];
+    long len = m->type == JS_STRING ? jscan_string(m->value, name, sizeof name) : -1;
+    if (len <= 0) {
         free(call);
         api_err_invalid(c, "model", "'model' must be a non-empty string naming a model.");
         return NULL;
     }
     call->m_model = m;
-    snprintf(r->log_model, sizeof r->log_model, "%s", name);
-    const cfg_model *model = cfg_find_model(c->w->cfg, name, strlen(name));
+    printable_name(name, (size_t)len, shown, sizeof shown);
+    ms_copy(r->log_model, sizeof r->log_model, shown);
+    /* by length: a name with a NUL inside is not the name before the NUL */
+    const cfg_model *model = cfg_find_model(c->w->cfg, name, (size_t)len);
     if (!model || model->ndeployments == 0) {
         free(call);
-        api_err_model_not_found(c, name);
+        api_err_model_not_found(c, shown);
         return NULL;
     }
     call->model = model;
@@ -95,12 +145,48 @@ static void dispatch_call(http_conn *c, prov_call *call, const store_key *key)
     proxy_start(c, call);
 }
 
+/* "[ ]" and "[]" both mean an empty array. */
+static int empty_array(ms_str v)
+{
+    size_t k = 1;
+    while (k < v.n && (v.p[k] == ' ' || v.p[k] == '\n' || v.p[k] == '\r' || v.p[k] == '\t'))
+        k++;
+    return k < v.n && v.p[k] == ']';
+}
+
+/* stream_options: an object (or null) whose include_usage, if present, is a boolean given once.
+ * Returns 0, or -1 when an error has been answered. */
+static int check_stream_options(http_conn *c, prov_call *call, const jscan_member *so)
+{
+    if (!so || so->type == JS_NULL) return 0;
+    if (so->type != JS_OBJECT) {
+        api_err_invalid(c, "stream_options", "'stream_options' must be an object.");
+        return -1;
+    }
+    jscan_member sm[PROV_MAX_STREAM_OPTIONS];
+    int sn = jscan_members(so->value, sm, PROV_MAX_STREAM_OPTIONS);
+    if (sn > PROV_MAX_STREAM_OPTIONS) {
+        /* the splice copies every option it keeps; none may be dropped unseen */
+        api_err_invalid(c, "stream_options", "'stream_options' has too many fields.");
+        return -1;
+    }
+    static const jscan_key iu_key[] = {JSCAN_KEY("include_usage")};
+    const jscan_member *iu;
+    if (jscan_pick_unique(sm, sn > 0 ? (size_t)sn : 0, iu_key, 1, &iu) >= 0) {
+        err_duplicate(c, "stream_options.include_usage");
+        return -1;
+    }
+    return check_bool(c, iu, "stream_options.include_usage", &call->client_include_usage);
+}
+
 void api_chat_completions(http_conn *c, http_request *r)
 {
     store_key key;
-    prov_call *call = begin_call(c, r, EP_CHAT, &key);
+    const jscan_member *f[FIELDS_MAX];
+    prov_call *call =
+        begin_call(c, r, EP_CHAT, &key, chat_fields, sizeof chat_fields / sizeof *chat_fields, f);
     if (!call) return;
-    const jscan_member *msgs = jscan_find(call->members, call->nmembers, "messages");
+    const jscan_member *msgs = f[F_MESSAGES];
     if (!msgs) {
         free(call);
         return api_err_missing(c, "messages");
@@ -109,47 +195,30 @@ void api_chat_completions(http_conn *c, http_request *r)
         free(call);
         return api_err_invalid(c, "messages", "'messages' must be an array of message objects.");
     }
-    /* "[ ]" and "[]" both mean no messages */
-    size_t k = 1;
-    while (k < msgs->value.n && (msgs->value.p[k] == ' ' || msgs->value.p[k] == '\n' ||
-                                 msgs->value.p[k] == '\r' || msgs->value.p[k] == '\t'))
-        k++;
-    if (msgs->value.p[k] == ']') {
+    if (empty_array(msgs->value)) {
         free(call);
         return api_err_invalid(c, "messages", "'messages' must contain at least one message.");
     }
-    if (check_bool(c, jscan_find(call->members, call->nmembers, "stream"), "stream",
-                   &call->stream) != 0) {
+    if (check_bool(c, f[F_STREAM], "stream", &call->stream) != 0) {
         free(call);
         return;
     }
-    static const char *const limits[] = {"max_tokens", "max_completion_tokens"};
-    for (int i = 0; i < 2; i++) {
-        const jscan_member *mt = jscan_find(call->members, call->nmembers, limits[i]);
+    for (int i = F_MAX_TOKENS; i <= F_MAX_COMPLETION_TOKENS; i++) {
+        const jscan_member *mt = f[i];
         if (!mt || mt->type == JS_NULL) continue;
         int64_t v;
         if (mt->type != JS_NUMBER || jscan_int(mt->value, &v) != 0 || v < 1) {
             char msg[128];
-            snprintf(msg, sizeof msg, "'%s' must be an integer of at least 1.", limits[i]);
+            snprintf(msg, sizeof msg, "'%s' must be an integer of at least 1.", chat_fields[i].s);
             free(call);
-            return api_err_invalid(c, limits[i], msg);
+            return api_err_invalid(c, chat_fields[i].s, msg);
         }
         call->max_tokens = v;
     }
-    const jscan_member *so = jscan_find(call->members, call->nmembers, "stream_options");
-    if (so && so->type != JS_NULL) {
-        if (so->type != JS_OBJECT) {
-            free(call);
-            return api_err_invalid(c, "stream_options", "'stream_options' must be an object.");
-        }
-        jscan_member sm[16];
-        int sn = jscan_members(so->value, sm, 16);
-        const jscan_member *iu =
-            sn > 0 ? jscan_find(sm, (size_t)(sn > 16 ? 16 : sn), "include_usage") : NULL;
-        if (check_bool(c, iu, "stream_options.include_usage", &call->client_include_usage)) {
-            free(call);
-            return;
-        }
+    const jscan_member *so = f[F_STREAM_OPTIONS];
+    if (check_stream_options(c, call, so) != 0) {
+        free(call);
+        return;
     }
     if (so && (so->type != JS_NULL || call->stream)) call->m_stream_options = so;
     dispatch_call(c, call, &key);
@@ -158,9 +227,11 @@ void api_chat_completions(http_conn *c, http_request *r)
 void api_embeddings(http_conn *c, http_request *r)
 {
     store_key key;
-    prov_call *call = begin_call(c, r, EP_EMBEDDINGS, &key);
+    const jscan_member *f[FIELDS_MAX];
+    prov_call *call = begin_call(c, r, EP_EMBEDDINGS, &key, embedding_fields,
+                                 sizeof embedding_fields / sizeof *embedding_fields, f);
     if (!call) return;
-    const jscan_member *in = jscan_find(call->members, call->nmembers, "input");
+    const jscan_member *in = f[F_INPUT];
     if (!in) {
         free(call);
         return api_err_missing(c, "input");
@@ -169,21 +240,16 @@ void api_embeddings(http_conn *c, http_request *r)
         free(call);
         return api_err_invalid(c, "input", "'input' must be a string or an array.");
     }
-    if (in->type == JS_ARRAY) {
-        size_t k = 1;
-        while (k < in->value.n && (in->value.p[k] == ' ' || in->value.p[k] == '\n' ||
-                                   in->value.p[k] == '\r' || in->value.p[k] == '\t'))
-            k++;
-        if (in->value.p[k] == ']') {
-            free(call);
-            return api_err_invalid(c, "input", "'input' must not be empty.");
-        }
+    if (in->type == JS_ARRAY && empty_array(in->value)) {
+        free(call);
+        return api_err_invalid(c, "input", "'input' must not be empty.");
     }
-    const jscan_member *ef = jscan_find(call->members, call->nmembers, "encoding_format");
+    const jscan_member *ef = f[F_ENCODING_FORMAT];
     if (ef && ef->type != JS_NULL) {
         char fmt[16];
-        if (ef->type != JS_STRING || jscan_string(ef->value, fmt, sizeof fmt) < 0 ||
-            (strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)) {
+        long fl = ef->type == JS_STRING ? jscan_string(ef->value, fmt, sizeof fmt) : -1;
+        if (fl < 0 || !((fl == 5 && memcmp(fmt, "float", 5) == 0) ||
+                        (fl == 6 && memcmp(fmt, "base64", 6) == 0))) {
             free(call);
             return api_err_invalid(c, "encoding_format",
                                    "'encoding_format' must be 'float' or 'base64'.");

@@ -168,7 +168,13 @@ static void bill(proxy *p, int client_status, char *cost)
     if (p->usage.known) {
         call->settle(call, &p->usage, client_status, 0, cost);
     } else if (p->status >= 200 && p->status < 300) {
-        prov_usage est = {1, call->prompt_bound, p->usage.streamed_bytes, 0};
+        /* bytes of text bound the tokens, and so does the request's own output limit: the
+         * provider cannot have generated more than it was allowed to */
+        int64_t out = p->usage.streamed_bytes;
+        int64_t cap =
+            call->ep == EP_CHAT ? price_output_bound(p->w->cfg, call->model, call->max_tokens) : 0;
+        if (out > cap) out = cap;
+        prov_usage est = {1, call->prompt_bound, out, 0};
         call->settle(call, &est, client_status, 1, cost);
         p->usage = est;
     } else {
@@ -316,7 +322,12 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
         if (b.data) stream_write(p, b.data, b.len);
         buf_free(&b);
     }
-    if (fail_code) stream_error_event(p, fail_code, fail_type, fail_msg);
+    if (fail_code) {
+        char msg[512];
+        ms_copy(msg, sizeof msg, fail_msg);
+        prov_redact(p->call->dep->provider, &p->up, msg, sizeof msg);
+        stream_error_event(p, fail_code, fail_type, msg);
+    }
     stream_write(p, "data: [DONE]\n\n", 14);
     http_conn *c = p->c;
     if (c->handler.ctx == p) c->handler = (http_handler){0};
@@ -549,6 +560,7 @@ static void attempt_failed(proxy *p, route_outcome o, int retryable, const char 
     p->last_was_timeout = o == ROUTE_TIMEOUT;
     p->last_status = p->status;
     snprintf(p->last_msg, sizeof p->last_msg, "%s", msg);
+    if (p->call->dep) prov_redact(p->call->dep->provider, &p->up, p->last_msg, sizeof p->last_msg);
     /* a fresh attempt starts from a clean slate */
     p->status = 0;
     p->retry_after_ms = -1;

@@ -623,6 +623,11 @@ static inline int key_eq(ms_str raw, const char *key, size_t klen)
     return j == klen;
 }
 
+int jscan_key_eq(ms_str raw, const char *key, size_t klen)
+{
+    return raw.p && key && key_eq(raw, key, klen);
+}
+
 const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key)
 {
     if (!m || !key) return NULL;
@@ -650,6 +655,24 @@ void jscan_pick(const jscan_member *m, size_t n, const jscan_key *keys, size_t n
             break; /* distinct names: one member matches one of them at most */
         }
     }
+}
+
+int jscan_pick_unique(const jscan_member *m, size_t n, const jscan_key *keys, size_t nk,
+                      const jscan_member **out)
+{
+    for (size_t i = 0; i < nk; i++)
+        out[i] = NULL;
+    if (!m) return -1;
+    /* every member is looked at: a duplicate may come after all names were found */
+    for (size_t k = 0; k < n; k++) {
+        for (size_t i = 0; i < nk; i++) {
+            if (!key_eq(m[k].key, keys[i].s, keys[i].n)) continue;
+            if (out[i]) return (int)i;
+            out[i] = &m[k];
+            break;
+        }
+    }
+    return -1;
 }
 
 long jscan_string(ms_str v, char *out, size_t outlen)

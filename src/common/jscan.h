@@ -49,6 +49,11 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max);
 /* The last member named key (keys compared after decoding escapes), or NULL. */
 const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key);
 
+/* Whether a member's raw key text (escapes not decoded) names key[0..klen). Every lookup and
+ * every splice must use this one comparison: a splice that compared raw bytes would miss
+ * "include_\u0075sage" while the provider, which decodes, would read it. */
+int jscan_key_eq(ms_str raw, const char *key, size_t klen);
+
 /* A name to look for with jscan_pick; JSCAN_KEY("usage") makes one. */
 typedef struct jscan_key {
     const char *s;
@@ -64,6 +69,14 @@ typedef struct jscan_key {
  * each time. */
 void jscan_pick(const jscan_member *m, size_t n, const jscan_key *keys, size_t nk,
                 const jscan_member **out);
+
+/* jscan_pick for fields the gateway acts on: out[i] is the member named keys[i], or NULL.
+ * Returns -1, or the index in keys of a name that occurs more than once (out is then not
+ * complete). JSON leaves duplicate names undefined, and parsers differ (first wins, last wins,
+ * error): a gateway that read one copy while the provider reads the other would bill, route or
+ * force usage on a request the provider sees differently, so such requests are refused. */
+int jscan_pick_unique(const jscan_member *m, size_t n, const jscan_key *keys, size_t nk,
+                      const jscan_member **out);
 
 /* Decodes a JSON string value (with its quotes) into out as UTF-8, NUL-terminated. Returns the
  * decoded length, or -1 if it is not a string or does not fit in outlen - 1 bytes. */

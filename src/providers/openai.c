@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "providers/provider.h"
 
@@ -16,6 +17,51 @@ void prov_upreq_free(prov_upreq *u)
         free(u->headers[i]);
     u->nheaders = 0;
     buf_free(&u->scratch);
+}
+
+/* Replaces each occurrence of secret[0..n) in msg by "[redacted]", within cap bytes. */
+static void redact_one(char *msg, size_t cap, const char *secret, size_t n)
+{
+    static const char mark[] = "[redacted]";
+    const size_t ml = sizeof mark - 1;
+    if (n == 0 || cap == 0) return;
+    if (!strstr(msg, secret)) return;
+    char out[1024];
+    size_t len = strlen(msg), k = 0, i = 0;
+    if (cap > sizeof out) cap = sizeof out; /* messages are short; a longer one is cut */
+    while (i < len && k + 1 < cap) {
+        if (len - i >= n && memcmp(msg + i, secret, n) == 0) {
+            size_t take = ml < cap - 1 - k ? ml : cap - 1 - k;
+            memcpy(out + k, mark, take);
+            k += take;
+            i += n;
+        } else {
+            out[k++] = msg[i++];
+        }
+    }
+    out[k] = '\0';
+    memcpy(msg, out, k + 1);
+}
+
+void prov_redact(const cfg_provider *prov, const prov_upreq *u, char *msg, size_t cap)
+{
+    if (!msg) return;
+    if (prov && prov->api_key) redact_one(msg, cap, prov->api_key, strlen(prov->api_key));
+    for (size_t i = 0; u && i < u->nheaders; i++) {
+        const char *h = u->headers[i], *colon = strchr(h, ':');
+        if (!colon) continue;
+        size_t nl = (size_t)(colon - h);
+        if (!((nl == 13 && strncasecmp(h, "authorization", nl) == 0) ||
+              (nl == 7 && strncasecmp(h, "api-key", nl) == 0) ||
+              (nl == 9 && strncasecmp(h, "x-api-key", nl) == 0) ||
+              (nl == 14 && strncasecmp(h, "x-goog-api-key", nl) == 0)))
+            continue;
+        const char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        if (strncasecmp(v, "Bearer ", 7) == 0) v += 7;
+        redact_one(msg, cap, v, strlen(v));
+    }
 }
 
 const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
@@ -68,10 +114,11 @@ static int stream_options_value(const prov_call *call, buf_t *s)
     int rc = buf_appends(s, "{\"include_usage\":true");
     const jscan_member *so = call->m_stream_options;
     if (so && so->type == JS_OBJECT) {
-        jscan_member m[16];
-        int n = jscan_members(so->value, m, 16);
-        for (int i = 0; i < n && i < 16; i++) {
-            if (ms_str_eq(m[i].key, "include_usage")) continue;
+        jscan_member m[PROV_MAX_STREAM_OPTIONS];
+        int n = jscan_members(so->value, m, PROV_MAX_STREAM_OPTIONS);
+        for (int i = 0; i < n && i < PROV_MAX_STREAM_OPTIONS; i++) {
+            /* decoded, as the provider will read it: "include_\u0075sage" is this key too */
+            if (jscan_key_eq(m[i].key, "include_usage", 13)) continue;
             rc |= buf_appends(s, ",");
             rc |= buf_append(s, so->value.p + m[i].start - 0, m[i].end - m[i].start);
         }

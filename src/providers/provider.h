@@ -25,6 +25,7 @@
 #define PROV_MAX_MEMBERS 128
 #define PROV_MAX_EDITS 4
 #define PROV_MAX_HEADERS 6
+#define PROV_MAX_STREAM_OPTIONS 16 /* more is refused: the splice keeps every option it copies */
 
 typedef enum { EP_CHAT, EP_EMBEDDINGS } prov_endpoint;
 
@@ -106,6 +107,13 @@ typedef struct prov_adapter {
 /* Copies the chunk JSON `chunk` into out with `"cost":<cost>` added to its top-level usage
  * object (cost is USD decimal text). Returns 0, or -1 if chunk has no usage object. */
 int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost);
+
+/* Rewrites msg (NUL-terminated, in a buffer of cap bytes) with every credential the gateway
+ * holds for the provider replaced by "[redacted]": its configured api_key and the value of every
+ * credential header of u (Authorization, api-key, x-api-key, x-goog-api-key; u may be NULL).
+ * Upstreams echo what they were sent ("invalid key sk-..."), and their messages reach clients
+ * and logs, so each one passes through here first. */
+void prov_redact(const cfg_provider *prov, const prov_upreq *u, char *msg, size_t cap);
 
 /* The adapter for a provider kind, or NULL (echo and kinds not implemented yet). */
 const prov_adapter *prov_adapter_for(cfg_prov_kind kind);

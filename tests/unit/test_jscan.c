@@ -1173,6 +1173,34 @@ static void test_members_valid(void)
     CHECK(mstr_eq(m[1].key, "b"));
 }
 
+/* Duplicates of a picked name are found however the key is written; others may repeat. */
+static void test_pick_unique(void)
+{
+    jscan_member m[16];
+    static const jscan_key keys[] = {JSCAN_KEY("model"), JSCAN_KEY("stream")};
+    const jscan_member *out[2];
+    const char *ok = "{\"model\":\"a\",\"t\":1,\"t\":2,\"str\\u0065am\":true}";
+    int n = jscan_object(ok, strlen(ok), m, 16, NULL);
+    CHECK_EQ_INT(n, 4);
+    CHECK_EQ_INT(jscan_pick_unique(m, (size_t)n, keys, 2, out), -1);
+    CHECK(out[0] == &m[0]);
+    CHECK(out[1] == &m[3]);
+    const char *dup = "{\"stream\":false,\"model\":\"a\",\"str\\u0065am\":true}";
+    n = jscan_object(dup, strlen(dup), m, 16, NULL);
+    CHECK_EQ_INT(jscan_pick_unique(m, (size_t)n, keys, 2, out), 1);
+    const char *dup2 = "{\"model\":\"a\",\"x\":1,\"\\u006dodel\":\"b\"}";
+    n = jscan_object(dup2, strlen(dup2), m, 16, NULL);
+    CHECK_EQ_INT(jscan_pick_unique(m, (size_t)n, keys, 2, out), 0);
+    CHECK_EQ_INT(jscan_pick_unique(NULL, 0, keys, 2, out), -1);
+    CHECK(out[0] == NULL && out[1] == NULL);
+    /* the comparison splices use: decoded, and by length */
+    CHECK(jscan_key_eq(MS_STR_LIT("include_\\u0075sage"), "include_usage", 13));
+    CHECK(jscan_key_eq(MS_STR_LIT("include_usage"), "include_usage", 13));
+    CHECK(!jscan_key_eq(MS_STR_LIT("include_usag"), "include_usage", 13));
+    CHECK(!jscan_key_eq(MS_STR_LIT("a\\u0000b"), "a", 1));
+    CHECK(jscan_key_eq(MS_STR_LIT("a\\u0000b"), "a\0b", 3));
+}
+
 int main(void)
 {
     RUN(test_valid_table);
@@ -1189,5 +1217,6 @@ int main(void)
     RUN(test_fast_path_positions);
     RUN(test_jansson_differential);
     RUN(test_members_valid);
+    RUN(test_pick_unique);
     TAP_DONE();
 }
