@@ -78,7 +78,14 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     bill_t *bill = NULL;
     rl_t *rl = NULL;
     route_t *route = NULL;
-    kc_t *kc = kc_start(cfg, err, sizeof err);
+    /* before the store is opened: a second gateway on one SQLite file would overspend */
+    int lock_fd = store_serve_lock(cfg, err, sizeof err);
+    kc_t *kc = NULL;
+    if (lock_fd == -1) {
+        log_error("%s", err);
+        goto out;
+    }
+    kc = kc_start(cfg, err, sizeof err);
     if (!kc) {
         log_error("cannot open the store: %s", err);
         goto out;
@@ -112,6 +119,7 @@ out:
     if (bill) bill_stop(bill);
     if (rl) rl_free(rl);
     if (route) route_free(route);
+    store_serve_unlock(lock_fd); /* last: nothing of this process touches the store any more */
     log_stop();
     curl_global_cleanup();
     cfg_free(cfg);

@@ -96,6 +96,39 @@ static int open_listener(const char *host, int port, int *actual_port, char *err
     return fd;
 }
 
+/* Whether host:port is free, asked without SO_REUSEPORT. The workers' sockets set it (each
+ * accepts on its own), and with it Linux lets any process of the same user bind the same address
+ * too: a second gateway would start silently and the kernel would split connections between the
+ * two. A bind without the option fails if anything at all listens there, so this probe turns
+ * that into EADDRINUSE at start-up. */
+static int check_address_free(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &ai) != 0) return 0; /* open_listener says why */
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = 0;
+    if (fd >= 0) {
+        int one = 1;
+        /* connections of an earlier run in TIME_WAIT are no one's: they must not count */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE) {
+            snprintf(err, errlen,
+                     "cannot listen on %s:%d: the address is already in use (another "
+                     "modelswitch or another program is listening there)",
+                     host, port);
+            rc = -1;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     worker_t *w = server->data;
@@ -241,6 +274,7 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_overri
         free(s);
         return NULL;
     }
+    if (s->port != 0 && check_address_free(s->host, s->port, err, errlen) != 0) goto fail;
     for (int i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
         w->srv = s;

@@ -464,7 +464,7 @@ static int store_check_name(store_t *s, const char *what, const char *name, int 
 /* ---- open, migrations ---- */
 
 /* Creates every missing directory above path (like mkdir -p of its dirname). */
-static int store_mkdirs(const char *path, char *err, size_t errlen)
+int store_mkdirs(const char *path, char *err, size_t errlen)
 {
     char *dir = strdup(path);
     int rc = -1;
@@ -831,6 +831,11 @@ int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int
 
     if (store_check_name(s, "account", name, 0) != STORE_OK) return STORE_ERR;
     if (balance_nusd < 0) return store_seterr(s, "account balance must not be negative");
+    if (balance_nusd > STORE_MAX_BALANCE_NUSD) {
+        store_seterr(s, "an opening balance above the maximum balance of USD %lld",
+                     STORE_MAX_BALANCE_NUSD / 1000000000LL);
+        return STORE_LIMIT;
+    }
     if (store_begin(s) != STORE_OK) return STORE_ERR;
     if (store_next_account_seq(s, &seq) != STORE_OK) goto cleanup;
     if (!(st = store_stmt(s, ST_ACCOUNT_INSERT))) goto cleanup;
@@ -943,6 +948,11 @@ int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char 
     int ret = STORE_ERR, rc;
 
     if (amount_nusd <= 0) return store_seterr(s, "top-up amount must be positive");
+    if (amount_nusd > STORE_MAX_BALANCE_NUSD) {
+        store_seterr(s, "a top-up above the maximum balance of USD %lld",
+                     STORE_MAX_BALANCE_NUSD / 1000000000LL);
+        return STORE_LIMIT;
+    }
     if (description && strlen(description) > STORE_DESC_MAX)
         return store_seterr(s, "description longer than %d bytes", STORE_DESC_MAX);
     if (store_begin(s) != STORE_OK) return STORE_ERR;
@@ -950,9 +960,16 @@ int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char 
         ret = rc;
         goto cleanup;
     }
-    /* SQLite turns an overflowing integer sum into a float; refuse before that can happen. */
-    if (a.balance_nusd > INT64_MAX - amount_nusd) {
-        store_seterr(s, "account %lld: balance would overflow", (long long)id);
+    /* Both terms are at most the maximum (a row from before the maximum may be above it, which
+     * only makes this refuse), so the sum cannot overflow: SQLite would turn it into a float. */
+    if (a.balance_nusd > STORE_MAX_BALANCE_NUSD - amount_nusd) {
+        char bal[32];
+        if (!ms_format_decimal(a.balance_nusd, 9, bal, sizeof bal)) snprintf(bal, sizeof bal, "?");
+        store_seterr(s,
+                     "account %lld: the balance (USD %s) would go above the maximum balance of "
+                     "USD %lld",
+                     (long long)id, bal, STORE_MAX_BALANCE_NUSD / 1000000000LL);
+        ret = STORE_LIMIT;
         goto cleanup;
     }
     if (store_add_tx(s, id, amount_nusd, "payment", description, NULL, 0, ms_now_ms()) !=

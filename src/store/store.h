@@ -22,6 +22,15 @@
 #define STORE_OK 0
 #define STORE_ERR (-1)
 #define STORE_NOTFOUND (-2)
+/* The change would take an account's balance above STORE_MAX_BALANCE_NUSD (message in
+ * store_errmsg). Nothing was written. */
+#define STORE_LIMIT (-3)
+
+/* The largest balance an account may have: USD 1 000 000 000. In nano-dollars that is 1e18, about
+ * a ninth of INT64_MAX, so a balance plus any single amount that passed the same check (a top-up,
+ * a charge, a hold) still fits in int64 without a wider type; docs/BILLING.md gives the reasoning.
+ */
+#define STORE_MAX_BALANCE_NUSD 1000000000000000000LL
 
 typedef struct store store_t;
 
@@ -55,6 +64,17 @@ typedef struct store_key {
 
 /* Opens (creating the file and its directory if needed) and migrates. NULL + err on failure. */
 store_t *store_open(const cfg_t *cfg, char *err, size_t errlen);
+
+/* Creates every missing directory above path (mkdir -p of its dirname), mode 0700. */
+int store_mkdirs(const char *path, char *err, size_t errlen);
+
+/* The serving lock (lock.c): one `serve` per SQLite store. Two gateways on one SQLite file would
+ * each hold balances in memory and overspend, so the second refuses to start. Returns a file
+ * descriptor to keep open while serving (flock on "<database>.lock", which the kernel releases
+ * when the process dies, however it dies), -2 when no lock applies (PostgreSQL), or -1 with a
+ * message in err when another process holds it or the file cannot be made. */
+int store_serve_lock(const cfg_t *cfg, char *err, size_t errlen);
+void store_serve_unlock(int fd);
 void store_close(store_t *s);
 const char *store_errmsg(store_t *s);
 /* The highest applied schema migration. */
@@ -77,11 +97,13 @@ void store_ckpt_stop(store_ckpt *c);
 /* Checkpoints the checkpointer has completed (each may have copied part of the WAL): tests. */
 uint64_t store_ckpt_count(store_ckpt *c);
 
+/* STORE_LIMIT when balance_nusd is above STORE_MAX_BALANCE_NUSD. */
 int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out);
 int store_account_get(store_t *s, int64_t id, store_account *out);
 /* *out is malloc'd (free it); ordered by id. */
 int store_account_list(store_t *s, store_account **out, size_t *n);
-/* Adds a `payment` transaction and raises the balance, atomically. */
+/* Adds a `payment` transaction and raises the balance, atomically. STORE_LIMIT when the amount
+ * or the new balance would be above STORE_MAX_BALANCE_NUSD. */
 int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char *description);
 
 /* Creates a key with fresh random material; writes the full key (NUL-terminated) into key_out,

@@ -312,8 +312,8 @@ static void test_accounts(void)
     CHECK_EQ_INT(store_account_topup(s, id2, -5, NULL), STORE_ERR);
     CHECK_EQ_INT(store_account_topup(s, 999999, 5, NULL), STORE_NOTFOUND);
     CHECK(strstr(store_errmsg(s), "999999") != NULL);
-    CHECK_EQ_INT(store_account_topup(s, id2, INT64_MAX, NULL), STORE_ERR);
-    CHECK(strstr(store_errmsg(s), "overflow") != NULL);
+    CHECK_EQ_INT(store_account_topup(s, id2, INT64_MAX, NULL), STORE_LIMIT);
+    CHECK(strstr(store_errmsg(s), "maximum") != NULL);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), ntx);
     CHECK_EQ_INT(store_account_get(s, id2, &a), STORE_OK);
     CHECK_EQ_INT(a.balance_nusd, 1500000001LL);
@@ -527,6 +527,48 @@ cleanup:
     store_close(w);
 }
 
+/* The maximum balance: an opening balance or a top-up that would pass it is STORE_LIMIT (the API
+ * answers 400 for it, not 500) and changes nothing; reaching it exactly is fine. */
+static void test_balance_maximum(void)
+{
+    const int64_t max = STORE_MAX_BALANCE_NUSD;
+    store_t *s = open_store();
+    store_account a;
+    int64_t full = 0, near = 0, id = 0;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    /* with headroom: a balance plus any amount that passed the same check fits in int64 */
+    CHECK(max <= INT64_MAX / 4);
+    CHECK_EQ_INT(store_account_create(s, "full", max, &full), STORE_OK);
+    CHECK_EQ_INT(store_account_create(s, "near", max - 5, &near), STORE_OK);
+    int64_t naccounts = sql_int("SELECT count(*) FROM accounts");
+    int64_t ntx = sql_int("SELECT count(*) FROM transactions");
+    int64_t seq = sql_int("SELECT value FROM meta WHERE key = 'account_seq'");
+
+    CHECK_EQ_INT(store_account_create(s, "over", max + 1, &id), STORE_LIMIT);
+    CHECK(strstr(store_errmsg(s), "maximum balance of USD 1000000000") != NULL);
+    CHECK_EQ_INT(store_account_create(s, "huge", INT64_MAX, &id), STORE_LIMIT);
+
+    CHECK_EQ_INT(store_account_topup(s, full, 1, NULL), STORE_LIMIT);
+    CHECK(strstr(store_errmsg(s), "maximum balance of USD 1000000000") != NULL);
+    CHECK_EQ_INT(store_account_topup(s, near, 6, NULL), STORE_LIMIT);
+    CHECK_EQ_INT(store_account_topup(s, near, max + 1, NULL), STORE_LIMIT);
+    CHECK_EQ_INT(store_account_topup(s, near, INT64_MAX, NULL), STORE_LIMIT);
+    /* 9223372036 USD fits in int64 nano-dollars alone but not added to a balance: the case that
+     * used to be a 500 */
+    CHECK_EQ_INT(store_account_topup(s, near, 9223372036000000000LL, NULL), STORE_LIMIT);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM accounts"), naccounts);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), ntx);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), seq);
+
+    CHECK_EQ_INT(store_account_topup(s, near, 5, "to the brim"), STORE_OK);
+    CHECK_EQ_INT(store_account_get(s, near, &a), STORE_OK);
+    CHECK_EQ_INT(a.balance_nusd, max);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+    store_close(s);
+}
+
 int main(void)
 {
     setup();
@@ -538,6 +580,7 @@ int main(void)
     RUN(test_schema_guards);
     RUN(test_keys);
     RUN(test_keys_since);
+    RUN(test_balance_maximum);
     teardown();
     TAP_DONE();
 }
