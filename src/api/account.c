@@ -230,10 +230,16 @@ int api_member_str(const jscan_member *m, char *out, size_t outlen)
     return n < 0 || (size_t)n != strlen(out) ? -1 : 0;
 }
 
+/* A key's name is how its owner tells it apart in lists and logs; an empty or blank one names
+ * nothing, so it is refused like a missing one (the contract makes `name` required). */
 static int parse_name(http_conn *c, const jscan_member *m, char out[128])
 {
-    if (api_member_str(m, out, 128) != 0) {
-        invalid_field(c, "name", "'%s' must be a string of at most 127 bytes.");
+    int blank = 1;
+    if (api_member_str(m, out, 128) != 0) out[0] = '\0'; /* refused below, like "" */
+    for (const char *p = out; *p && blank; p++)
+        blank = *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f';
+    if (blank) {
+        invalid_field(c, "name", "'%s' must be a string of 1 to 127 bytes, not only blanks.");
         return -1;
     }
     return 0;
@@ -774,6 +780,10 @@ void api_account_create_key(http_conn *c, http_request *r, int64_t account_id, k
 {
     key_body kb;
     if (parse_key_body(c, r->body, allowed_fields(type, 0), &kb) != 0) return;
+    if (!(kb.set & F_NAME)) {
+        api_err_missing(c, "name");
+        return;
+    }
     acct_job *j = job_new(c, OP_CREATE, account_id, type, 0);
     if (!j) return;
     j->kb = kb;

@@ -18,13 +18,17 @@
 #include "api/api.h"
 #include "api/job.h"
 #include "billing/billing.h"
+#include "common/jscan.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define DESC_MAX 1024 /* the store's limit for a transaction description */
+#define MAX_BALANCE_USD (STORE_MAX_BALANCE_NUSD / 1000000000LL)
 
 typedef enum { OP_CREATE, OP_LIST, OP_GET, OP_TOPUP } admin_op;
-typedef enum { RES_OK, RES_NOT_FOUND, RES_INTERNAL } admin_res;
+/* RES_LIMIT: the store refused because the balance would go above its maximum (a 400: the
+ * operator asked for too much, nothing failed). */
+typedef enum { RES_OK, RES_NOT_FOUND, RES_INTERNAL, RES_LIMIT } admin_res;
 
 typedef struct admin_job {
     admin_op op;
@@ -37,6 +41,7 @@ typedef struct admin_job {
     /* results */
     admin_res res;
     int status;
+    char limit_msg[256]; /* the 400's message when res is RES_LIMIT */
     buf_t body;
 } admin_job;
 
@@ -67,7 +72,14 @@ static void append_account(buf_t *b, const store_account *a, int64_t balance_nus
 static void work_create(admin_job *j, store_t *s)
 {
     store_account a;
-    if (store_account_create(s, j->name, j->amount_nusd, &j->id) != STORE_OK) {
+    int rc = store_account_create(s, j->name, j->amount_nusd, &j->id);
+    if (rc == STORE_LIMIT) { /* create_account checked already: only if the two disagree */
+        j->res = RES_LIMIT;
+        snprintf(j->limit_msg, sizeof j->limit_msg,
+                 "'balance' must be at most %lld USD (the maximum balance).", MAX_BALANCE_USD);
+        return;
+    }
+    if (rc != STORE_OK) {
         job_fail(j, s, "account create");
         return;
     }
@@ -124,6 +136,17 @@ static void work_topup(admin_job *j, store_t *s)
         j->res = RES_NOT_FOUND;
         return;
     }
+    if (rc == STORE_LIMIT) {
+        char bal[32] = "?";
+        j->res = RES_LIMIT;
+        if (store_account_get(s, j->id, &a) == STORE_OK)
+            ms_format_decimal(shown_balance(j, &a), 9, bal, sizeof bal);
+        snprintf(j->limit_msg, sizeof j->limit_msg,
+                 "'amount' would take the balance of account %" PRId64
+                 " (now %s USD) above the maximum balance of %lld USD.",
+                 j->id, bal, MAX_BALANCE_USD);
+        return;
+    }
     if (rc != STORE_OK) {
         job_fail(j, s, "account top-up");
         return;
@@ -167,6 +190,8 @@ static void admin_done(http_conn *c, void *ctx)
             api_err_not_found(c, what);
         } else if (j->res == RES_INTERNAL) {
             api_err_internal(c);
+        } else if (j->res == RES_LIMIT) {
+            api_err_invalid(c, j->op == OP_CREATE ? "balance" : "amount", j->limit_msg);
         } else {
             api_send_json(c, j->status, &j->body);
         }
@@ -189,20 +214,53 @@ static admin_job *job_new(http_conn *c, admin_op op, int64_t id)
     return j;
 }
 
-/* An amount member: a JSON number of USD, exact to the nano-dollar, > 0 (or >= 0 when zero_ok).
- * Returns 0, or -1 after answering. */
+/* An amount member: a JSON number of USD, exact to the nano-dollar, > 0 (or >= 0 when zero_ok),
+ * and at most the maximum balance (no single amount could be booked above it anyway, and the cap
+ * keeps every later sum far from int64's end). Returns 0, or -1 after answering with what is
+ * wrong. */
 static int parse_amount(http_conn *c, const jscan_member *m, const char *param, int zero_ok,
                         int64_t *out)
 {
-    if (m->type != JS_NUMBER || api_parse_usd(m->value, out) != 0 || *out < 0 ||
-        (*out == 0 && !zero_ok)) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "'%s' must be a number of USD %s with at most 9 decimal places.",
-                 param, zero_ok ? ">= 0" : "> 0");
-        api_err_invalid(c, param, msg);
-        return -1;
+    char msg[200];
+    const char *sign = zero_ok ? ">= 0" : "> 0";
+    double approx;
+
+    if (m->type != JS_NUMBER) {
+        snprintf(msg, sizeof msg, "'%s' must be a JSON number of USD (such as 12.5), not %s.",
+                 param,
+                 m->type == JS_STRING ? "a string"
+                 : m->type == JS_NULL ? "null"
+                                      : "this type");
+    } else if (api_parse_usd(m->value, out) == 0) {
+        if (*out > 0 || (*out == 0 && zero_ok)) {
+            if (*out <= STORE_MAX_BALANCE_NUSD) return 0;
+            snprintf(msg, sizeof msg, "'%s' must be at most %lld USD (the maximum balance).", param,
+                     MAX_BALANCE_USD);
+        } else {
+            snprintf(msg, sizeof msg, "'%s' must be %s.", param, sign);
+        }
+    } else if (m->value.n > 0 && m->value.p[0] == '-') {
+        snprintf(msg, sizeof msg, "'%s' must be %s.", param, sign);
+    } else if (jscan_double(m->value, &approx) == 0 && approx <= (double)MAX_BALANCE_USD) {
+        /* Not exact, yet small enough to fit: too many decimals. The double only tells the two
+         * reasons apart; an amount is never taken from it. */
+        snprintf(msg, sizeof msg, "'%s' must have at most 9 decimal places (1 nano-dollar).",
+                 param);
+    } else {
+        snprintf(msg, sizeof msg, "'%s' must be at most %lld USD (the maximum balance).", param,
+                 MAX_BALANCE_USD);
     }
-    return 0;
+    api_err_invalid(c, param, msg);
+    return -1;
+}
+
+/* A name that is empty or only blanks names nothing a person can tell apart. */
+static int blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\v' && *s != '\f')
+            return 0;
+    return 1;
 }
 
 /* POST /admin/accounts {"name", "balance"?} */
@@ -217,9 +275,9 @@ static void create_account(http_conn *c, http_request *r)
     for (int i = 0; i < n; i++) {
         api_member_name(&m[i], field, sizeof field);
         if (!strcmp(field, "name")) {
-            if (api_member_str(&m[i], name, sizeof name) != 0 || !name[0]) {
+            if (api_member_str(&m[i], name, sizeof name) != 0 || blank(name)) {
                 api_err_invalid(c, "name",
-                                "'name' must be a non-empty string of at most 127 bytes.");
+                                "'name' must be a string of 1 to 127 bytes, not only blanks.");
                 return;
             }
             has_name = 1;

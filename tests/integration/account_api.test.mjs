@@ -2,7 +2,8 @@
 // balance; proxy and billing keys created, listed, changed and deleted through the API, each change
 // taking effect on /v1/ and /api/ at once (no waiting for the key-cache refresher); isolation
 // between accounts (another account's ids are 404, exactly like ids that do not exist); wrong key
-// types (403), deleted keys (401), bad bodies (400 with `param`); usage paging, usage statistics
+// types (403), deleted keys (401), bad bodies (400 with `param`: a key's `name` is required and not
+// blank; amounts get the reason they are refused, the maximum balance included); usage paging, usage statistics
 // and transactions against the requests actually made; and the operator endpoints, including the
 // API being absent (404) when no admin token is configured.
 import { test, before, after } from 'node:test';
@@ -145,7 +146,7 @@ test('POST /api/keys: 201, the key shown once, usable on /v1/ at once', T, async
     assert.deepEqual(one, entry);
 });
 
-test('POST /api/keys with every field; empty name by default', T, async () => {
+test('POST /api/keys with every field; null for the optional ones', T, async () => {
     const expires = new Date(Date.now() + 86400000);
     expires.setUTCMilliseconds(0);
     const iso = expires.toISOString().replace('.000Z', 'Z');
@@ -157,30 +158,28 @@ test('POST /api/keys with every field; empty name by default', T, async () => {
     assert.equal(k.tpm, 100000);
     assert.equal((await chat(k.key)).status, 200);
 
-    const bare = assertJson(await api('POST', '/api/keys', billingA, {}), 201);
-    assert.equal(bare.name, '');
     const nulls = assertJson(await api('POST', '/api/keys', billingA,
-        { expires_at: null, spend_limit: null, rpm: null, tpm: null }), 201);
+        { name: 'nulls', expires_at: null, spend_limit: null, rpm: null, tpm: null }), 201);
     assert.equal(nulls.spendLimit, null);
     assert.equal(nulls.rpm, null);
 });
 
 test('money is exact: decimal text in and out, exponents accepted', T, async () => {
     // 0.1 is not exact as a double; the gateway never goes through one.
-    const a = await api('POST', '/api/keys', billingA, '{"spend_limit":0.1}');
+    const a = await api('POST', '/api/keys', billingA, '{"name":"m","spend_limit":0.1}');
     assertJson(a, 201);
     assert.match(a.text, /"spendLimit":0\.1[,}]/);
     // JSON.stringify(0.0000001) is "1e-7"
-    const b = await api('POST', '/api/keys', billingA, { spend_limit: 0.0000001 });
+    const b = await api('POST', '/api/keys', billingA, { name: 'm', spend_limit: 0.0000001 });
     assertJson(b, 201);
     assert.match(b.text, /"spendLimit":0\.0000001[,}]/);
-    const c = await api('POST', '/api/keys', billingA, '{"spend_limit":1.5E2}');
+    const c = await api('POST', '/api/keys', billingA, '{"name":"m","spend_limit":1.5E2}');
     assert.match(c.text, /"spendLimit":150[,}]/);
     // finer than a nano-dollar
-    const d = await api('POST', '/api/keys', billingA, '{"spend_limit":0.0000000001}');
+    const d = await api('POST', '/api/keys', billingA, '{"name":"m","spend_limit":0.0000000001}');
     h.assertError(assert, d, 400, 'invalid_request_error', 'invalid_parameter', 'spend_limit');
     // trailing zeros beyond 9 places are still exact
-    const e = await api('POST', '/api/keys', billingA, '{"spend_limit":2.50000000000}');
+    const e = await api('POST', '/api/keys', billingA, '{"name":"m","spend_limit":2.50000000000}');
     assert.match(e.text, /"spendLimit":2\.5[,}]/);
 });
 
@@ -216,8 +215,47 @@ test('PUT /api/keys/{id}: name, active (reversible, at once on /v1/), spend_limi
     assert.deepEqual(same, assertJson(await api('GET', `/api/keys/${k.id}`, billingA), 200));
 });
 
+test('POST /api/keys, /api/billing-keys, admin billing-keys: name required, not blank', T, async () => {
+    const adminPath = `/admin/accounts/${acctA}/billing-keys`;
+    const before = {
+        keys: assertJson(await api('GET', '/api/keys', billingA), 200).keys.length,
+        billing: assertJson(await api('GET', '/api/billing-keys', billingA), 200).keys.length,
+    };
+    for (const [post, p] of [[api, '/api/keys'], [api, '/api/billing-keys'], [admin, adminPath]]) {
+        const call = (body) => (post === api ? api('POST', p, billingA, body) : admin('POST', p, body));
+        for (const body of [{}, { expires_at: null }]) {
+            h.assertError(assert, await call(body), 400, 'invalid_request_error',
+                'missing_required_parameter', 'name');
+        }
+        for (const name of ['', ' ', '  \t\n', 5, null, true, ['a'], { a: 1 }]) {
+            const res = await call({ name });
+            h.assertError(assert, res, 400, 'invalid_request_error', 'invalid_parameter', 'name');
+            assert.match(res.json.error.message, /name/, res.text);
+        }
+        // a name with blanks around it is still a name
+        const ok = assertJson(await call({ name: ' spaced ' }), 201);
+        assert.equal(ok.name, ' spaced ');
+    }
+    // nothing but the three good keys was made
+    assert.equal(assertJson(await api('GET', '/api/keys', billingA), 200).keys.length, before.keys + 1);
+    assert.equal(assertJson(await api('GET', '/api/billing-keys', billingA), 200).keys.length,
+        before.billing + 2);
+});
+
+test('PUT: renaming a key to an empty or blank name is refused; the name stays', T, async () => {
+    const pk = assertJson(await api('POST', '/api/keys', billingA, { name: 'keep-me' }), 201);
+    const bk = assertJson(await api('POST', '/api/billing-keys', billingA, { name: 'keep-me-too' }), 201);
+    for (const [p, k] of [['/api/keys', pk], ['/api/billing-keys', bk]]) {
+        for (const name of ['', '   ', '\t', null, 7]) {
+            const res = await api('PUT', `${p}/${k.id}`, billingA, { name, active: true });
+            h.assertError(assert, res, 400, 'invalid_request_error', 'invalid_parameter', 'name');
+        }
+        assert.equal(assertJson(await api('GET', `${p}/${k.id}`, billingA), 200).name, k.name);
+    }
+});
+
 test('a spend limit set through the API is enforced at once', T, async () => {
-    const k = assertJson(await api('POST', '/api/keys', billingA, { spend_limit: 0 }), 201);
+    const k = assertJson(await api('POST', '/api/keys', billingA, { name: 'capped', spend_limit: 0 }), 201);
     h.assertError(assert, await chat(k.key), 403, 'permission_error', 'spend_limit_reached');
     assertJson(await api('PUT', `/api/keys/${k.id}`, billingA, { spend_limit: 1 }), 200);
     assert.equal((await chat(k.key)).status, 200);
@@ -286,8 +324,8 @@ test('billing keys: create, list, update, deactivate, delete; the key in use can
 });
 
 test('key ids are typed: a billing key id on /api/keys/{id} and the reverse are 404', T, async () => {
-    const pk = assertJson(await api('POST', '/api/keys', billingA, {}), 201);
-    const bk = assertJson(await api('POST', '/api/billing-keys', billingA, {}), 201);
+    const pk = assertJson(await api('POST', '/api/keys', billingA, { name: 'typed' }), 201);
+    const bk = assertJson(await api('POST', '/api/billing-keys', billingA, { name: 'typed' }), 201);
     for (const [method, body] of [['GET'], ['PUT', {}], ['DELETE']]) {
         h.assertError(assert, await api(method, `/api/keys/${bk.id}`, billingA, body), 404, 'not_found_error', 'not_found');
         h.assertError(assert, await api(method, `/api/billing-keys/${pk.id}`, billingA, body), 404, 'not_found_error', 'not_found');
@@ -329,7 +367,7 @@ test("another account's key ids: 404 on GET, PUT and DELETE, nothing changes", T
 // --- bad bodies ----------------------------------------------------------------------------------
 
 test('bad bodies: 400 invalid_json, invalid_parameter with param, unknown fields', T, async () => {
-    const target = assertJson(await api('POST', '/api/keys', billingA, {}), 201);
+    const target = assertJson(await api('POST', '/api/keys', billingA, { name: 'target' }), 201);
     for (const body of ['{"name":', 'not json', '', '[]', '"x"', '{"name":"a",}']) {
         for (const [method, p] of [['POST', '/api/keys'], ['PUT', `/api/keys/${target.id}`],
             ['POST', '/api/billing-keys']]) {
@@ -543,9 +581,7 @@ test('admin: create, list, show, top up, first billing key', T, async () => {
         return /^\{"balance":21\.000000001\}$/.test(r.text) ? r : null;
     }, h.scaled(1000));
     assert.ok(bal.value, 'the balance shows both top-ups');
-    const bk2 = assertJson(await admin('POST', `/admin/accounts/${a.id}/billing-keys`, {}), 201);
-    assert.equal(bk2.name, '');
-    h.assertError(assert, await admin('POST', '/admin/accounts/999999/billing-keys', {}), 404,
+    h.assertError(assert, await admin('POST', '/admin/accounts/999999/billing-keys', { name: 'x' }), 404,
         'not_found_error', 'not_found');
 
     // the account's own API shows the payments
@@ -562,6 +598,7 @@ test('admin: bad bodies', T, async () => {
         ['POST', '/admin/accounts', { balance: 5 }, 'missing_required_parameter', 'name'],
         ['POST', '/admin/accounts', { name: '' }, 'invalid_parameter', 'name'],
         ['POST', '/admin/accounts', { name: 3 }, 'invalid_parameter', 'name'],
+        ['POST', '/admin/accounts', { name: ' \t ' }, 'invalid_parameter', 'name'],
         ['POST', '/admin/accounts', { name: 'x', balance: -1 }, 'invalid_parameter', 'balance'],
         ['POST', '/admin/accounts', { name: 'x', balance: '5' }, 'invalid_parameter', 'balance'],
         ['POST', '/admin/accounts', { name: 'x', owner: 'y' }, 'invalid_parameter', 'owner'],
@@ -581,6 +618,76 @@ test('admin: bad bodies', T, async () => {
     // account A's balance is untouched by the refused top-ups
     await h.sleep(100);
     assert.deepEqual(assertJson(await api('GET', '/api/balance', billingA), 200), balanceBefore);
+});
+
+test('admin: amounts get a clear 400 naming the field (zero, negative, text, NaN, decimals, huge)', T, async () => {
+    const txnsBefore = assertJson(await api('GET', '/api/transactions', billingA), 200);
+    const topup = `/admin/accounts/${acctA}/topup`;
+    const cases = [
+        // [body, message pattern]
+        ['{"amount":0}', /> 0/],
+        ['{"amount":-0}', /> 0/],
+        ['{"amount":-5}', /> 0/],
+        ['{"amount":-1e30}', /> 0/],
+        ['{"amount":"5"}', /number/],
+        ['{"amount":"NaN"}', /number/],
+        ['{"amount":"Infinity"}', /number/],
+        ['{"amount":null}', /number/],
+        ['{"amount":true}', /number/],
+        ['{"amount":1.0000000001}', /9 decimal places/],
+        ['{"amount":1e-10}', /9 decimal places/],
+        ['{"amount":1000000000.000000001}', /maximum/],
+        ['{"amount":9223372036}', /maximum/], // fits int64 nano-dollars alone: was a 500
+        ['{"amount":9223372037}', /maximum/],
+        ['{"amount":1e30}', /maximum/],
+        ['{"amount":123456789012345678901234567890}', /maximum/],
+    ];
+    for (const [body, msg] of cases) {
+        const res = await admin('POST', topup, body);
+        h.assertError(assert, res, 400, 'invalid_request_error', 'invalid_parameter', 'amount');
+        assert.match(res.json.error.message, msg, `${body}: ${res.text}`);
+    }
+    // bare NaN or Infinity is not JSON at all
+    for (const body of ['{"amount":NaN}', '{"amount":Infinity}']) {
+        h.assertError(assert, await admin('POST', topup, body), 400, 'invalid_request_error', 'invalid_json');
+    }
+    // the same rules for an opening balance (zero allowed there)
+    for (const [body, msg] of [['{"name":"x","balance":-1}', />= 0/], ['{"name":"x","balance":"1"}', /number/],
+        ['{"name":"x","balance":0.0000000001}', /9 decimal places/],
+        ['{"name":"x","balance":9223372036}', /maximum/], ['{"name":"x","balance":1e30}', /maximum/]]) {
+        const res = await admin('POST', '/admin/accounts', body);
+        h.assertError(assert, res, 400, 'invalid_request_error', 'invalid_parameter', 'balance');
+        assert.match(res.json.error.message, msg, `${body}: ${res.text}`);
+    }
+    assert.deepEqual(assertJson(await api('GET', '/api/transactions', billingA), 200), txnsBefore);
+});
+
+test('admin: the maximum balance (USD 1000000000): opening balance and top-ups past it are 400', T, async () => {
+    const max = assertJson(await admin('POST', '/admin/accounts', { name: 'max', balance: 1000000000 }), 201);
+    assert.equal(max.balance, 1000000000);
+    const over = await admin('POST', '/admin/accounts', '{"name":"over","balance":1000000000.000000001}');
+    h.assertError(assert, over, 400, 'invalid_request_error', 'invalid_parameter', 'balance');
+    assert.match(over.json.error.message, /maximum/);
+
+    const a = await adminAccount('near-max', 999999999);
+    // up to the maximum exactly is fine ...
+    assert.deepEqual(assertJson(await admin('POST', `/admin/accounts/${a.id}/topup`, { amount: 0.5 }), 200),
+        { id: a.id, balance: 999999999.5 });
+    assert.deepEqual(assertJson(await admin('POST', `/admin/accounts/${a.id}/topup`, { amount: 0.5 }), 200),
+        { id: a.id, balance: 1000000000 });
+    // ... one nano-dollar more is refused, naming amount and saying why
+    for (const body of ['{"amount":0.000000001}', '{"amount":1000000000}', '{"amount":9223372036}']) {
+        const res = await admin('POST', `/admin/accounts/${a.id}/topup`, body);
+        h.assertError(assert, res, 400, 'invalid_request_error', 'invalid_parameter', 'amount');
+        assert.match(res.json.error.message, /maximum balance/, res.text);
+    }
+    const full = await admin('POST', `/admin/accounts/${a.id}/topup`, { amount: 1 });
+    assert.match(full.json.error.message, /1000000000/, full.text);
+    // nothing was booked, and the account still works
+    const txns = assertJson(await api('GET', '/api/transactions', a.billing), 200).transactions;
+    assert.deepEqual(txns.map((x) => x.amount), [0.5, 0.5, 999999999]);
+    assert.deepEqual(assertJson(await api('GET', '/api/balance', a.billing), 200), { balance: 1000000000 });
+    assert.deepEqual(assertJson(await admin('GET', `/admin/accounts/${a.id}`), 200).balance, 1000000000);
 });
 
 test('admin: disabled (404 everywhere) when no admin token is configured', T, async () => {
