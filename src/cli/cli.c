@@ -87,6 +87,14 @@ static const char *cli_usd(int64_t nusd, char *out, size_t outlen)
     return out;
 }
 
+/* A key's own rpm or tpm; -1 means the configured default applies. */
+static const char *cli_limit(int64_t v, char *out, size_t outlen)
+{
+    if (v < 0) return "default";
+    snprintf(out, outlen, "%lld", (long long)v);
+    return out;
+}
+
 static const char *cli_time(int64_t ms, char *out)
 {
     return ms_iso8601(ms, out, 0);
@@ -122,7 +130,8 @@ static int cli_parse(const char *usage, int argc, char **argv, cli_opt *opts, si
             only_pos = 1;
             continue;
         }
-        if (!only_pos && a[0] == '-' && a[1] != '\0') {
+        /* "-3" is a (negative) amount to refuse with its reason, not an unknown option */
+        if (!only_pos && a[0] == '-' && a[1] != '\0' && (a[1] < '0' || a[1] > '9')) {
             const char *eq = strchr(a, '=');
             size_t fl = eq ? (size_t)(eq - a) : strlen(a);
             cli_opt *o = NULL;
@@ -161,13 +170,72 @@ static int cli_parse_id(const char *s, int64_t *out)
     return 0;
 }
 
-/* A non-negative USD amount, exactly, in nano-dollars. */
-static int cli_parse_usd(const char *s, int64_t *out)
+/* A USD amount for option `what` (e.g. "--balance"), exactly, in nano-dollars: >= 0 (> 0 unless
+ * zero_ok) and at most max. Returns 0, or CLI_USAGE after saying which rule the text breaks. */
+static int cli_usd_arg(const char *usage, const char *what, const char *s, int zero_ok, int64_t max,
+                       int64_t *out)
 {
+    const char *rest = s + (s[0] == '-');
+    size_t ndig = strspn(rest, "0123456789"), nfrac = 0;
+    int dot, shaped;
     int64_t v;
-    if (ms_parse_decimal(s, strlen(s), 9, &v) != 0 || v < 0) return -1;
+
+    rest += ndig;
+    dot = *rest == '.';
+    if (dot) {
+        nfrac = strspn(rest + 1, "0123456789");
+        rest += 1 + nfrac;
+    }
+    shaped = ndig > 0 && *rest == '\0' && (!dot || nfrac > 0); /* -?D+(.D+)? */
+    if (ms_parse_decimal(s, strlen(s), 9, &v) == 0) {
+        if (v < 0 || (v == 0 && !zero_ok))
+            return cli_usage_err(usage, "%s: '%s' must be %s", what, cli_safe(s),
+                                 zero_ok ? ">= 0" : "> 0");
+        if (v > max) {
+            char m[48];
+            return cli_usage_err(usage, "%s: '%s' is above the maximum of %s USD", what,
+                                 cli_safe(s), cli_usd(max, m, sizeof m));
+        }
+        *out = v;
+        return 0;
+    }
+    /* Why the exact parse failed, from the text's shape: never by rounding it. */
+    if (!shaped)
+        return cli_usage_err(usage, "%s: '%s' is not a USD amount (e.g. 12.50)", what, cli_safe(s));
+    if (s[0] == '-')
+        return cli_usage_err(usage, "%s: '%s' must be %s", what, cli_safe(s),
+                             zero_ok ? ">= 0" : "> 0");
+    if (nfrac > 9)
+        return cli_usage_err(usage, "%s: '%s' has more than 9 decimal places (1 nano-dollar)", what,
+                             cli_safe(s));
+    char m[48];
+    return cli_usage_err(usage, "%s: '%s' is above the maximum of %s USD", what, cli_safe(s),
+                         cli_usd(max, m, sizeof m));
+}
+
+/* A per-minute limit, as the API takes it: an integer >= 1. */
+static int cli_limit_arg(const char *usage, const char *what, const char *s, int64_t *out)
+{
+    char *end;
+    long long v = 0;
+    int ok = s[0] >= '0' && s[0] <= '9'; /* strtoll would take blanks and signs */
+
+    if (ok) {
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        ok = errno == 0 && *end == '\0' && v >= 1;
+    }
+    if (!ok)
+        return cli_usage_err(usage, "%s: '%s' is not a whole number from 1 to %lld", what,
+                             cli_safe(s), (long long)INT64_MAX);
     *out = v;
     return 0;
+}
+
+/* An empty or blank name cannot tell one account or key from another. */
+static int cli_blank(const char *s)
+{
+    return s[strspn(s, " \t\n\r\v\f")] == '\0';
 }
 
 /* ---- store helpers ---- */
@@ -223,23 +291,28 @@ cleanup:
 
 static void cli_print_keys(const store_key *v, size_t n, const char *indent)
 {
-    char name[128], created[32], expires[32], limit[48], spent[48];
+    char name[128], created[32], expires[32], limit[48], spent[48], rpm[24], tpm[24];
     int w = 4;
 
     for (size_t i = 0; i < n; i++) {
         int len = (int)strlen(v[i].name);
         if (len > w) w = len;
     }
-    printf("%s%-6s %-7s %-*s %-8s %-6s %-20s %-20s %-14s %s\n", indent, "ID", "TYPE", w, "NAME",
-           "PREFIX", "ACTIVE", "CREATED", "EXPIRES", "SPEND LIMIT", "SPENT (USD)");
+    printf("%s%-6s %-7s %-*s %-8s %-6s %-20s %-20s %-14s %-10s %-13s %s\n", indent, "ID", "TYPE", w,
+           "NAME", "PREFIX", "ACTIVE", "CREATED", "EXPIRES", "SPEND LIMIT", "RPM", "TPM",
+           "SPENT (USD)");
     for (size_t i = 0; i < n; i++) {
         const store_key *k = &v[i];
-        printf("%s%-6lld %-7s %-*s %-8s %-6s %-20s %-20s %-14s %s\n", indent, (long long)k->id,
-               cli_type_name(k->type), w, cli_clean(k->name, name, sizeof(name)), k->prefix,
-               k->active ? "yes" : "no", cli_time(k->created_at_ms, created),
+        /* billing keys are never rate limited: "-" rather than a default that does not apply */
+        int billing = k->type == KEY_BILLING;
+        printf("%s%-6lld %-7s %-*s %-8s %-6s %-20s %-20s %-14s %-10s %-13s %s\n", indent,
+               (long long)k->id, cli_type_name(k->type), w, cli_clean(k->name, name, sizeof(name)),
+               k->prefix, k->active ? "yes" : "no", cli_time(k->created_at_ms, created),
                k->expires_at_ms ? cli_time(k->expires_at_ms, expires) : "never",
                k->spend_limit_nusd >= 0 ? cli_usd(k->spend_limit_nusd, limit, sizeof(limit))
                                         : "none",
+               billing ? "-" : cli_limit(k->rpm, rpm, sizeof(rpm)),
+               billing ? "-" : cli_limit(k->tpm, tpm, sizeof(tpm)),
                cli_usd(k->spent_nusd, spent, sizeof(spent)));
     }
 }
@@ -255,10 +328,11 @@ static int cli_account_create(const cfg_t *cfg, const cli_sub *sub, int argc, ch
     int rc;
 
     if ((rc = cli_parse(sub->usage, argc, argv, opts, 2, NULL, NULL, 0)) != 0) return rc;
-    if (!name || !*name) return cli_usage_err(sub->usage, "--name is required");
-    if (balance && cli_parse_usd(balance, &bal) != 0)
-        return cli_usage_err(sub->usage, "--balance: '%s' is not a USD amount (e.g. 12.50)",
-                             cli_safe(balance));
+    if (!name) return cli_usage_err(sub->usage, "--name is required");
+    if (cli_blank(name)) return cli_usage_err(sub->usage, "--name must not be empty or blank");
+    if (balance &&
+        (rc = cli_usd_arg(sub->usage, "--balance", balance, 1, STORE_MAX_BALANCE_NUSD, &bal)) != 0)
+        return rc;
     if (!(s = cli_open(cfg))) return CLI_ERROR;
     if (store_account_create(s, name, bal, &id) != STORE_OK)
         rc = cli_store_err(s);
@@ -347,9 +421,8 @@ static int cli_account_topup(const cfg_t *cfg, const cli_sub *sub, int argc, cha
     if ((rc = cli_parse(sub->usage, argc, argv, opts, 1, pos, names, 2)) != 0) return rc;
     if (cli_parse_id(pos[0], &id) != 0)
         return cli_usage_err(sub->usage, "'%s' is not an account id", cli_safe(pos[0]));
-    if (cli_parse_usd(pos[1], &amount) != 0 || amount == 0)
-        return cli_usage_err(sub->usage, "'%s' is not a positive USD amount (e.g. 12.50)",
-                             cli_safe(pos[1]));
+    if ((rc = cli_usd_arg(sub->usage, "USD", pos[1], 0, STORE_MAX_BALANCE_NUSD, &amount)) != 0)
+        return rc;
     if (!(s = cli_open(cfg))) return CLI_ERROR;
     if (store_account_topup(s, id, amount, desc ? desc : "top-up (CLI)") != STORE_OK ||
         store_account_get(s, id, &a) != STORE_OK)
@@ -364,21 +437,25 @@ static int cli_account_topup(const cfg_t *cfg, const cli_sub *sub, int argc, cha
 
 static int cli_key_create(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
 {
-    const char *account = NULL, *name = NULL, *type = NULL, *expires = NULL, *limit = NULL;
-    cli_opt opts[] = {{"--account", &account},
-                      {"--name", &name},
-                      {"--type", &type},
-                      {"--expires", &expires},
+    const char *account = NULL, *name = NULL, *type = NULL, *expires = NULL, *limit = NULL,
+               *rpm = NULL, *tpm = NULL;
+    cli_opt opts[] = {{"--account", &account},  {"--name", &name}, {"--type", &type},
+                      {"--expires", &expires},  {"--rpm", &rpm},   {"--tpm", &tpm},
                       {"--spend-limit", &limit}};
-    int64_t account_id, expires_ms = 0, limit_nusd = -1;
+    int64_t account_id, expires_ms = 0, limit_nusd = -1, rpm_v = -1, tpm_v = -1;
     key_type kt = KEY_PROXY;
     char key[64], buf[48], when[32], kname[128];
     store_key k;
     store_t *s;
     int rc;
 
-    if ((rc = cli_parse(sub->usage, argc, argv, opts, 5, NULL, NULL, 0)) != 0) return rc;
+    if ((rc = cli_parse(sub->usage, argc, argv, opts, sizeof opts / sizeof opts[0], NULL, NULL,
+                        0)) != 0)
+        return rc;
     if (!account) return cli_usage_err(sub->usage, "--account is required");
+    if (name && cli_blank(name))
+        return cli_usage_err(sub->usage,
+                             "--name must not be empty or blank (leave it out instead)");
     if (cli_parse_id(account, &account_id) != 0)
         return cli_usage_err(sub->usage, "--account: '%s' is not an account id", cli_safe(account));
     if (type) {
@@ -396,14 +473,35 @@ static int cli_key_create(const cfg_t *cfg, const cli_sub *sub, int argc, char *
         if (expires_ms <= ms_now_ms())
             return cli_err("--expires %s is in the past", cli_time(expires_ms, when));
     }
-    if (limit && cli_parse_usd(limit, &limit_nusd) != 0)
-        return cli_usage_err(sub->usage, "--spend-limit: '%s' is not a USD amount (e.g. 12.50)",
-                             cli_safe(limit));
+    if (limit &&
+        (rc = cli_usd_arg(sub->usage, "--spend-limit", limit, 1, INT64_MAX, &limit_nusd)) != 0)
+        return rc;
+    if (rpm && (rc = cli_limit_arg(sub->usage, "--rpm", rpm, &rpm_v)) != 0) return rc;
+    if (tpm && (rc = cli_limit_arg(sub->usage, "--tpm", tpm, &tpm_v)) != 0) return rc;
+    /* as the API: billing keys are never rate limited, so the setting would have no effect */
+    if (kt == KEY_BILLING && (rpm || tpm))
+        return cli_usage_err(sub->usage, "%s does not apply to billing keys",
+                             rpm ? "--rpm" : "--tpm");
     if (!(s = cli_open(cfg))) return CLI_ERROR;
     if (store_key_create(s, account_id, kt, name ? name : "", expires_ms, limit_nusd, key, &k) !=
         STORE_OK) {
         rc = cli_store_err(s);
         goto cleanup;
+    }
+    if (rpm || tpm) {
+        /* store_key_create has no rate-limit fields. The key has not been shown to anyone yet,
+         * so one that cannot get its limits is withdrawn rather than left working without them. */
+        store_key_patch p = {0};
+        p.set_rpm = rpm != NULL;
+        p.rpm = rpm_v;
+        p.set_tpm = tpm != NULL;
+        p.tpm = tpm_v;
+        if (store_key_update(s, k.id, &p, &k) != STORE_OK) {
+            rc = cli_store_err(s);
+            if (store_key_delete(s, k.id) != STORE_OK)
+                cli_err("key %lld could not be withdrawn: delete it", (long long)k.id);
+            goto cleanup;
+        }
     }
     printf("id:          %lld\n", (long long)k.id);
     printf("account:     %lld\n", (long long)k.account_id);
@@ -413,6 +511,10 @@ static int cli_key_create(const cfg_t *cfg, const cli_sub *sub, int argc, char *
     printf("expires:     %s\n", k.expires_at_ms ? cli_time(k.expires_at_ms, when) : "never");
     printf("spend limit: %s\n",
            k.spend_limit_nusd >= 0 ? cli_usd(k.spend_limit_nusd, buf, sizeof(buf)) : "none");
+    if (k.type == KEY_PROXY) {
+        printf("rpm:         %s\n", cli_limit(k.rpm, buf, sizeof(buf)));
+        printf("tpm:         %s\n", cli_limit(k.tpm, buf, sizeof(buf)));
+    }
     printf("The key below is shown only this once; only its hash is stored.\n");
     printf("%s\n", key);
     /* The key is worthless if it never reached the operator: say so, and how to clean up. */
@@ -530,7 +632,8 @@ cleanup:
 static const cli_sub cli_account_subs[] = {
     {"create", cli_account_create,
      "usage: modelswitch account create --name NAME [--balance USD]\n"
-     "Creates an account and prints its id. An opening --balance is booked as a payment.\n"},
+     "Creates an account and prints its id. An opening --balance (at most 1000000000 USD, the\n"
+     "maximum balance) is booked as a payment.\n"},
     {"list", cli_account_list,
      "usage: modelswitch account list\n"
      "Lists every account: id, name, balance (USD), created.\n"},
@@ -539,15 +642,17 @@ static const cli_sub cli_account_subs[] = {
      "Shows one account and its keys (by prefix; full keys are never stored).\n"},
     {"topup", cli_account_topup,
      "usage: modelswitch account topup ID USD [--description TEXT]\n"
-     "Books a payment of USD to the account and prints the new balance.\n"},
+     "Books a payment of USD to the account and prints the new balance. A top-up that would\n"
+     "take the balance above 1000000000 USD (the maximum balance) is refused.\n"},
 };
 
 static const cli_sub cli_key_subs[] = {
     {"create", cli_key_create,
      "usage: modelswitch key create --account ID [--name NAME] [--type proxy|billing]\n"
-     "                              [--expires ISO8601] [--spend-limit USD]\n"
+     "                              [--expires ISO8601] [--spend-limit USD] [--rpm N] [--tpm N]\n"
      "Creates a key (default type proxy: ms-...; billing: mk-...) and prints it alone on the\n"
-     "last line. It is shown only this once.\n"},
+     "last line. It is shown only this once. --rpm and --tpm (proxy keys, whole numbers >= 1)\n"
+     "are the key's own requests and tokens per minute; without them the config's limits apply.\n"},
     {"list", cli_key_list,
      "usage: modelswitch key list --account ID\n"
      "Lists the account's keys (deleted keys are not shown).\n"},
@@ -580,11 +685,12 @@ static const char cli_account_usage[] =
     "       modelswitch account list\n"
     "       modelswitch account show ID\n"
     "       modelswitch account topup ID USD [--description TEXT]\n"
-    "USD amounts are decimal dollars, e.g. 12.50. `account SUBCOMMAND --help` for details.\n";
+    "USD amounts are decimal dollars, e.g. 12.50, with at most 9 decimal places; a balance\n"
+    "is at most 1000000000 USD. `account SUBCOMMAND --help` for details.\n";
 
 static const char cli_key_usage[] =
     "usage: modelswitch key create --account ID [--name NAME] [--type proxy|billing]\n"
-    "                              [--expires ISO8601] [--spend-limit USD]\n"
+    "                              [--expires ISO8601] [--spend-limit USD] [--rpm N] [--tpm N]\n"
     "       modelswitch key list --account ID\n"
     "       modelswitch key deactivate ID\n"
     "       modelswitch key activate ID\n"
@@ -662,7 +768,7 @@ int cli_usage(FILE *f)
         {"account show ID", "one account and its keys"},
         {"account topup ID USD [--description TEXT]", "book a payment, print the new balance"},
         {"key create --account ID [--name NAME] [--type proxy|billing]\n"
-         "             [--expires ISO8601] [--spend-limit USD]",
+         "             [--expires ISO8601] [--spend-limit USD] [--rpm N] [--tpm N]",
          "create a key, print it once (last line)"},
         {"key list --account ID", "an account's keys"},
         {"key deactivate ID", "refuse the key until it is activated again"},

@@ -1,8 +1,11 @@
 // The command line (shared/spec/CONFIG.md): check-config's strict validation with file:line and
-// field in its errors, exit codes (0 ok, 1 error, 2 usage), accounts and top-ups, key creation
-// (printed once, alone on the last line; only a hash stored), key listing and the ledger audit.
+// field in its errors, exit codes (0 ok, 1 error, 2 usage), accounts and top-ups (the maximum
+// balance, amounts refused with their reason), key creation (printed once, alone on the last line;
+// only a hash stored; --rpm/--tpm), key listing, the ledger audit, the command table of
+// docs/CONFIG.md against --help, and scripts/serve.sh's first-run message.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -131,4 +134,157 @@ test('keys: printed once alone on the last line, stored only as a hash', T, asyn
 test('audit passes on a consistent ledger', T, async () => {
     const r = await cli(['audit']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+});
+
+test('amounts: the maximum balance (USD 1000000000) for create and topup; each bad amount says why', T, async () => {
+    const max = await gw.createAccount('cli-max', 1000000000);
+    assert.match((await cli(['account', 'show', max])).stdout, /balance:\s+1000000000 USD/);
+    const bad = [
+        // [args, exit, stderr pattern]
+        [['account', 'create', '--name', 'x', '--balance', '1000000000.000000001'], 2, /maximum/],
+        [['account', 'create', '--name', 'x', '--balance', '9223372036'], 2, /maximum/],
+        [['account', 'create', '--name', 'x', '--balance', '99999999999999999999'], 2, /maximum/],
+        [['account', 'create', '--name', 'x', '--balance', '-1'], 2, />= 0/],
+        [['account', 'create', '--name', 'x', '--balance', '1.0000000001'], 2, /9 decimal places/],
+        [['account', 'create', '--name', 'x', '--balance', 'NaN'], 2, /not a USD amount/],
+        [['account', 'create', '--name', 'x', '--balance', '1e3'], 2, /not a USD amount/],
+        [['account', 'create', '--name', '   '], 2, /--name/],
+        [['account', 'topup', max, '0'], 2, /> 0/],
+        [['account', 'topup', max, '-3'], 2, /> 0/],
+        [['account', 'topup', max, '0.0000000001'], 2, /9 decimal places/],
+        [['account', 'topup', max, '1000000000.5'], 2, /maximum/],
+        // a top-up that is fine alone but would take the balance past the maximum: exit 1
+        [['account', 'topup', max, '0.000000001'], 1, /maximum balance/],
+    ];
+    const ids = (await cli(['account', 'list'])).stdout;
+    for (const [args, code, msg] of bad) {
+        const r = await cli(args);
+        assert.equal(r.code, code, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+        assert.match(r.stderr, msg, `${args.join(' ')}: ${r.stderr}`);
+        assert.doesNotMatch(r.stderr, /overflow|internal/i, r.stderr);
+    }
+    // nothing was created or booked
+    assert.equal((await cli(['account', 'list'])).stdout, ids);
+
+    // up to the maximum exactly is fine, and a nano-dollar more is not
+    const near = await gw.createAccount('cli-near', 999999999);
+    const top = await cli(['account', 'topup', near, '1']);
+    assert.equal(top.code, 0, top.stderr);
+    assert.equal(top.stdout.trim(), '1000000000');
+    const over = await cli(['account', 'topup', near, '0.000000001']);
+    assert.equal(over.code, 1, over.stderr);
+    assert.match(over.stderr, /account \d+: .*1000000000.*maximum balance/, over.stderr);
+    assert.match((await cli(['account', 'show', near])).stdout, /balance:\s+1000000000 USD/);
+    const a = await cli(['audit']);
+    assert.equal(a.code, 0, `${a.stdout}\n${a.stderr}`);
+});
+
+test('key create --rpm/--tpm: validated like the API, stored, shown by key create and key list', T, async () => {
+    const account = await gw.createAccount('cli-limits', 1);
+    const made = await cli(['key', 'create', '--account', account, '--name', 'limited', '--rpm', '7',
+        '--tpm', '12345']);
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /^rpm:\s+7$/m);
+    assert.match(made.stdout, /^tpm:\s+12345$/m);
+    const key = made.stdout.trim().split('\n').pop();
+    const plain = await gw.createKey(account, { name: 'plain' });
+    const only = await cli(['key', 'create', '--account', account, '--name', 'rpm-only', '--rpm=3']);
+    assert.equal(only.code, 0, only.stderr);
+    assert.match(only.stdout, /^tpm:\s+default$/m);
+
+    const list = await cli(['key', 'list', '--account', account]);
+    assert.equal(list.code, 0, list.stderr);
+    const [head, ...rows] = list.stdout.trim().split('\n');
+    assert.ok(head.includes('RPM') && head.includes('TPM'), head);
+    const row = (k) => rows.find((l) => l.includes(k.slice(0, 8)));
+    assert.match(row(key), /\s7\s+12345\s/, row(key));
+    assert.match(row(plain), /\sdefault\s+default\s/, row(plain));
+    // stored on the key, where the API and the rate limiter read it
+    const stored = await h.sqliteRows(gw, `SELECT name, rpm, tpm FROM api_keys WHERE prefix = '${key.slice(0, 8)}'`);
+    if (stored) assert.deepEqual(stored, [{ name: 'limited', rpm: 7, tpm: 12345 }]);
+
+    const before = (await cli(['key', 'list', '--account', account])).stdout;
+    for (const args of [['--rpm', '0'], ['--rpm', '-1'], ['--rpm', '1.5'], ['--rpm', 'ten'], ['--rpm', ''],
+        ['--rpm', ' 5'], ['--tpm', '99999999999999999999'], ['--tpm', '0x10'], ['--type', 'billing', '--rpm', '5'],
+        ['--type', 'billing', '--tpm', '5'], ['--name', ''], ['--name', ' \t']]) {
+        const r = await cli(['key', 'create', '--account', account, ...args]);
+        assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+        assert.match(r.stderr, new RegExp(args.includes('--name') ? '--name' : args.at(-2)), r.stderr);
+        assert.equal(r.stdout, '', 'no key is printed');
+    }
+    assert.equal((await cli(['key', 'list', '--account', account])).stdout, before, 'no key was made');
+    assert.match((await cli(['key', 'create', '--help'])).stdout, /--rpm N\] \[--tpm N\]/);
+});
+
+test('a key limited with key create --rpm is limited by a running gateway', T, async () => {
+    let key;
+    const g = await h.startGateway({
+        mock: false,
+        setup: async (x) => {
+            const account = await x.createAccount('rpm-1', 5);
+            const r = await x.cli(['key', 'create', '--account', account, '--name', 'one', '--rpm', '1']);
+            key = r.stdout.trim().split('\n').pop();
+        },
+    });
+    try {
+        const body = { model: 'echo-1', messages: [{ role: 'user', content: 'hi' }] };
+        const first = await h.post(g, '/v1/chat/completions', key, body);
+        assert.equal(first.status, 200, first.text);
+        assert.equal(first.headers.get('x-ratelimit-limit-requests'), '1');
+        h.assertError(assert, await h.post(g, '/v1/chat/completions', key, body), 429,
+            'rate_limit_error', 'rate_limit_exceeded');
+    } finally {
+        await g.stop();
+    }
+});
+
+test('docs/CONFIG.md lists every command of --help, with its options', T, async () => {
+    const help = (await h.run(h.GATEWAY_BIN, ['--help'])).stdout;
+    const doc = await fsp.readFile(path.join(h.ROOT, 'docs', 'CONFIG.md'), 'utf8');
+    const table = doc.slice(doc.indexOf('## Command line'), doc.indexOf('\n## ', doc.indexOf('## Command line') + 1));
+    const commands = [...help.matchAll(/^ {2}([a-z][a-z-]*(?: [a-z][a-z-]*)?)\b/gm)].map((m) => m[1])
+        .map((c) => (/^(account|key) /.test(c) ? c : c.split(' ')[0]));
+    assert.ok(commands.includes('migrate') && commands.includes('key create'), help);
+    for (const c of commands) {
+        assert.ok(table.includes(c), `docs/CONFIG.md's command table has no "${c}"`);
+    }
+    for (const opt of help.match(/--[a-z][a-z-]+/g)) {
+        assert.ok(table.includes(opt), `docs/CONFIG.md's command table has no ${opt}`);
+    }
+});
+
+test('scripts/serve.sh --listen HOST:PORT prints a curl command for that address, and it works', T, async () => {
+    const dir = path.join(gw.dir, 'serve-sh');
+    await fsp.mkdir(dir);
+    const config = path.join(dir, 'modelswitch.yaml');
+    await fsp.writeFile(config, GOOD(dir).replace(`${gw.dir}/other.db`, `${dir}/demo.db`));
+    const port = await h.closedPort();
+    const child = spawn('bash', [path.join(h.ROOT, 'scripts', 'serve.sh'), '--listen', `127.0.0.1:${port}`], {
+        env: { ...process.env, MODELSWITCH_BIN: h.GATEWAY_BIN, MODELSWITCH_CONFIG: config },
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '', err = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+    const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+    try {
+        await h.eventually(() => /listening on/.test(err) || null, h.scaled(10000));
+        assert.match(out, /Demo account \d+ created/, out);
+        const url = /(http:\/\/\S+\/v1\/chat\/completions)/.exec(out)?.[1];
+        assert.equal(url, `http://127.0.0.1:${port}/v1/chat/completions`, out);
+        assert.doesNotMatch(out, /localhost:8080/);
+        const key = /Bearer (ms-[A-Za-z0-9]+)/.exec(out)?.[1];
+        const body = /-d '([^']+)'/.exec(out)?.[1];
+        const res = await fetch(url, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body,
+        });
+        assert.equal(res.status, 200, await res.text());
+    } finally {
+        child.kill('SIGTERM');
+        const r = await exited;
+        h.checkSanitizerReports(err, 'serve.sh');
+        assert.ok(r.code === 0 || r.signal === 'SIGTERM', `serve.sh exit ${r.code ?? r.signal}: ${err}`);
+    }
 });
