@@ -16,8 +16,6 @@
 
 #include <openssl/crypto.h>
 
-#include <openssl/crypto.h>
-
 #include "api/api.h"
 #include "api/job.h"
 #include "auth/keys.h"
@@ -208,8 +206,13 @@ static int64_t eat_id(ms_str *p)
     return v;
 }
 
+/* The route functions below take head: set when only the request's headers are here (the head
+ * check, see api_head_check); they then answer what the headers decide (404, 405, a refused key)
+ * and return 0 for a request that may go on to its body, -1 when it was answered. Without head
+ * they go on to the endpoint. */
+
 /* /api/...: the account API behind a billing key. */
-static void route_api(http_conn *c, http_request *r)
+static int route_api(http_conn *c, http_request *r, int head)
 {
     ms_str p = r->path;
     const char *allow = NULL;
@@ -237,15 +240,17 @@ static void route_api(http_conn *c, http_request *r)
     }
     if (allow && !method_in(r, allow)) {
         method_not_allowed(c, allow);
-        return;
+        return -1;
     }
     store_key key;
-    if (api_authenticate(c, r, KEY_BILLING, &key) != 0) return;
+    if (api_authenticate(c, r, KEY_BILLING, &key) != 0) return -1;
     if (!allow) {
         not_found(c);
-        return;
+        return -1;
     }
+    if (head) return 0;
     api_account(c, r, &key, route, type, id);
+    return 0;
 }
 
 /* Checks the admin token in constant time. On failure the 401 has been sent. */
@@ -268,7 +273,7 @@ static int admin_authenticate(http_conn *c, http_request *r, const char *token)
 }
 
 /* /admin/...: the operator API behind the admin token. */
-static void route_admin(http_conn *c, http_request *r)
+static int route_admin(http_conn *c, http_request *r, int head)
 {
     const char *token = c->w->cfg->admin_token;
     ms_str p = r->path;
@@ -278,7 +283,7 @@ static void route_admin(http_conn *c, http_request *r)
 
     if (!token || !*token) {
         not_found(c); /* disabled: the operator API does not exist */
-        return;
+        return -1;
     }
     eat(&p, "/admin/");
     if (ms_str_eq(p, "accounts")) {
@@ -293,55 +298,77 @@ static void route_admin(http_conn *c, http_request *r)
     }
     if (allow && !method_in(r, allow)) {
         method_not_allowed(c, allow);
-        return;
+        return -1;
     }
-    if (admin_authenticate(c, r, token) != 0) return;
+    if (admin_authenticate(c, r, token) != 0) return -1;
     if (!allow) {
         not_found(c);
-        return;
+        return -1;
     }
+    if (head) return 0;
     api_admin(c, r, route, id);
+    return 0;
+}
+
+static int route(http_conn *c, http_request *r, int head)
+{
+    ms_str p = r->path;
+    int get = r->method == HTTP_GET, post = r->method == HTTP_POST;
+    store_key key;
+
+    if (ms_str_eq(p, "/healthz")) {
+        if (!get) return method_not_allowed(c, "GET"), -1;
+        if (head) return 0;
+        static const char ok[] = "{\"status\":\"ok\"}";
+        http_respond(c, 200, "application/json", NULL, ok, sizeof ok - 1, 0);
+        return 0;
+    }
+    /* The endpoints authenticate first thing; on the headers alone only that is done. */
+    if (ms_str_eq(p, "/v1/chat/completions")) {
+        if (!post) return method_not_allowed(c, "POST"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_chat_completions(c, r), 0;
+    }
+    if (ms_str_eq(p, "/v1/embeddings")) {
+        if (!post) return method_not_allowed(c, "POST"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_embeddings(c, r), 0;
+    }
+    if (ms_str_eq(p, "/v1/models")) {
+        if (!get) return method_not_allowed(c, "GET"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_models_list(c, r), 0;
+    }
+    if (p.n > 11 && memcmp(p.p, "/v1/models/", 11) == 0) {
+        if (!get) return method_not_allowed(c, "GET"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_models_get(c, r, (ms_str){p.p + 11, p.n - 11}), 0;
+    }
+    if (p.n >= 4 && memcmp(p.p, "/v1/", 4) == 0) {
+        /* Unknown inference routes still need a valid key first, like OpenAI. */
+        if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return -1;
+    }
+    if (p.n >= 5 && memcmp(p.p, "/api/", 5) == 0) return route_api(c, r, head);
+    if (p.n >= 7 && memcmp(p.p, "/admin/", 7) == 0) return route_admin(c, r, head);
+    not_found(c);
+    return -1;
 }
 
 void api_dispatch(http_conn *c, http_request *r)
 {
-    ms_str p = r->path;
-    int get = r->method == HTTP_GET, post = r->method == HTTP_POST;
+    route(c, r, 0);
+}
 
-    if (ms_str_eq(p, "/healthz")) {
-        if (!get) return method_not_allowed(c, "GET");
-        static const char ok[] = "{\"status\":\"ok\"}";
-        http_respond(c, 200, "application/json", NULL, ok, sizeof ok - 1, 0);
-        return;
-    }
-    if (ms_str_eq(p, "/v1/chat/completions")) {
-        if (!post) return method_not_allowed(c, "POST");
-        return api_chat_completions(c, r);
-    }
-    if (ms_str_eq(p, "/v1/embeddings")) {
-        if (!post) return method_not_allowed(c, "POST");
-        return api_embeddings(c, r);
-    }
-    if (ms_str_eq(p, "/v1/models")) {
-        if (!get) return method_not_allowed(c, "GET");
-        return api_models_list(c, r);
-    }
-    if (p.n > 11 && memcmp(p.p, "/v1/models/", 11) == 0) {
-        if (!get) return method_not_allowed(c, "GET");
-        return api_models_get(c, r, (ms_str){p.p + 11, p.n - 11});
-    }
-    if (p.n >= 4 && memcmp(p.p, "/v1/", 4) == 0) {
-        /* Unknown inference routes still need a valid key first, like OpenAI. */
-        store_key key;
-        if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
-    }
-    if (p.n >= 5 && memcmp(p.p, "/api/", 5) == 0) {
-        route_api(c, r);
-        return;
-    }
-    if (p.n >= 7 && memcmp(p.p, "/admin/", 7) == 0) {
-        route_admin(c, r);
-        return;
-    }
-    not_found(c);
+/* The server's head check (http.h): the same route and key checks as api_dispatch, on the
+ * headers, before a body is read or 100 Continue is sent. */
+static int api_head_check(http_conn *c, http_request *r)
+{
+    return route(c, r, 1);
+}
+
+/* Registered before main runs: the server calls it through a pointer and so needs no API header
+ * for it (the server must not depend on the API layer), and it cannot be forgotten at start-up. */
+__attribute__((constructor)) static void register_head_check(void)
+{
+    http_set_head_check(api_head_check);
 }

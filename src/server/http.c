@@ -8,12 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/api.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define PENDING_MAX (64 * 1024)
+#define LIMIT_STR_(x) #x
+#define LIMIT_STR(x) LIMIT_STR_(x)
 
 enum { ST_IDLE, ST_HEAD, ST_BODY, ST_PROCESSING };
 
@@ -25,6 +28,19 @@ typedef struct wreq {
 
 static llhttp_settings_t g_settings;
 static int g_settings_ready;
+static http_head_check_fn g_head_check;
+
+/* Headers a request may carry once. A second credential must not silently replace the first (a
+ * request was billed to the second of two keys), so the request is refused instead; x-api-key is
+ * not read yet but gets the same rule before it is. RFC 9112 3.2 requires the same for Host.
+ * (llhttp itself refuses a second Content-Length and a Transfer-Encoding that does not end in
+ * chunked.) The first entry is the header the gateway keeps. */
+static const struct {
+    const char *name, *display;
+    size_t len;
+} once_headers[] = {{"authorization", "Authorization", sizeof "authorization" - 1},
+                    {"x-api-key", "x-api-key", sizeof "x-api-key" - 1},
+                    {"host", "Host", sizeof "host" - 1}};
 
 static void conn_close(http_conn *c);
 static void conn_feed(http_conn *c, const char *data, size_t n);
@@ -647,10 +663,16 @@ static void conn_arm_timer(http_conn *c, int state)
 {
     c->phase = state;
     const cfg_t *cfg = c->w->cfg;
-    int64_t ms = state == ST_IDLE   ? cfg->idle_timeout_ms
-                 : state == ST_HEAD ? cfg->header_timeout_ms
-                                    : cfg->body_timeout_ms;
-    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+    uint64_t ms = (uint64_t)(state == ST_IDLE   ? cfg->idle_timeout_ms
+                             : state == ST_HEAD ? cfg->header_timeout_ms
+                                                : cfg->body_timeout_ms);
+    if (state == ST_BODY) {
+        /* the gap between reads, but never past the whole body's deadline */
+        uint64_t now = uv_now(&c->w->loop);
+        uint64_t left = c->body_deadline > now ? c->body_deadline - now : 0;
+        if (ms > left) ms = left;
+    }
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* ---- parsing ---- */
@@ -683,6 +705,13 @@ static int cb_message_begin(llhttp_t *p)
     c->auth_len = c->ctype_len = 0;
     c->expect_continue = 0;
     c->header_too_large = c->body_too_large = 0;
+    c->once_seen = 0;
+    c->dup_header = 0;
+    c->head_pending = 0;
+    c->chunk_ext_bytes = 0;
+    c->chunk_ext_too_large = 0;
+    c->ext_last = 0;
+    c->ext_resync = 0;
     c->body_left = 0;
     c->responded = 0;
     c->chunked = 0;
@@ -731,7 +760,19 @@ static int cb_header_value_complete(llhttp_t *p)
     http_conn *c = conn_of(p);
     ms_str name = {c->head.data + c->hname_off, c->hval_off - c->hname_off};
     size_t voff = c->hval_off, vlen = c->head.len - c->hval_off;
-    if (ms_str_caseeq(name, "authorization")) {
+    size_t once = 0;
+    while (once < sizeof once_headers / sizeof *once_headers &&
+           (name.n != once_headers[once].len ||
+            strncasecmp(name.p, once_headers[once].name, name.n) != 0))
+        once++;
+    if (once < sizeof once_headers / sizeof *once_headers) {
+        if (c->once_seen & (1u << once)) {
+            c->dup_header = (int)once + 1;
+            return -1;
+        }
+        c->once_seen |= 1u << once;
+    }
+    if (once == 0) { /* Authorization */
         c->auth_off = voff;
         c->auth_len = vlen;
     } else if (ms_str_caseeq(name, "content-type")) {
@@ -749,6 +790,15 @@ static int cb_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+static void send_continue(http_conn *c)
+{
+    if (!c->expect_continue || c->w->draining) return;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+    c->bytes_out -= sizeof cont - 1; /* interim responses do not count as answer bytes */
+    conn_write(c, &b, 1, NULL, NULL);
+}
+
 static int cb_headers_complete(llhttp_t *p)
 {
     http_conn *c = conn_of(p);
@@ -757,16 +807,19 @@ static int cb_headers_complete(llhttp_t *p)
         c->body_too_large = 1;
         return -1;
     }
-    if (c->expect_continue && !c->w->draining) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
-        c->bytes_out -= sizeof cont - 1; /* interim responses do not count as answer bytes */
-        conn_write(c, &b, 1, NULL, NULL);
-    }
-    if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) &&
-        !(p->flags & F_CONTENT_LENGTH && p->content_length == 0))
-        conn_arm_timer(c, ST_BODY);
+    int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) c->body_left = p->content_length;
+    if (has_body) {
+        c->body_deadline =
+            uv_now(&c->w->loop) + HTTP_BODY_DEADLINE_FACTOR * (uint64_t)c->w->cfg->body_timeout_ms;
+        conn_arm_timer(c, ST_BODY);
+        if (g_head_check && !c->w->draining) {
+            /* conn_feed runs the head check outside the parser, then resumes it */
+            c->head_pending = 1;
+            return HPE_PAUSED;
+        }
+    }
+    send_continue(c);
     return 0;
 }
 
@@ -782,6 +835,51 @@ static int cb_body(llhttp_t *p, const char *at, size_t n)
     }
     conn_arm_timer(c, ST_BODY);
     return 0;
+}
+
+/* Chunk extensions mean nothing to us and are dropped, but their bytes are counted (each ';' and
+ * '=' as one, so that ";;;;..." counts too): past HTTP_MAX_CHUNK_EXT_BYTES the request fails. */
+static int chunk_ext_count(http_conn *c, size_t n)
+{
+    c->chunk_ext_bytes += n;
+    if (c->chunk_ext_bytes > HTTP_MAX_CHUNK_EXT_BYTES) {
+        c->chunk_ext_too_large = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int cb_chunk_ext_name(llhttp_t *p, const char *at, size_t n)
+{
+    return chunk_ext_count(conn_of(p), n);
+}
+
+static int cb_chunk_ext_name_complete(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    c->ext_last = 0;
+    return chunk_ext_count(c, 1);
+}
+
+/* llhttp 8.1 (Debian's) consumes the ';' that ends an unquoted value ("1;a=b;c=d") and then
+ * expects the chunk size's ';' or CR again, so a valid second extension is refused as an invalid
+ * chunk size (fixed upstream by nodejs/llhttp#248). The value's span ends at its terminator, which
+ * lies in the bytes being parsed unless the span was cut at their end; a quoted value's span ends
+ * with its closing '"' instead (and that path is right). So an unquoted value seen to end at ';'
+ * pauses the parser in its complete callback, and conn_feed gives llhttp the ';' it lost. */
+static int cb_chunk_ext_value(llhttp_t *p, const char *at, size_t n)
+{
+    http_conn *c = conn_of(p);
+    if (n) c->ext_last = (unsigned char)at[n - 1];
+    c->ext_resync = at + n < c->feed_end && at[n] == ';' && c->ext_last != '"';
+    return chunk_ext_count(c, n);
+}
+
+static int cb_chunk_ext_value_complete(llhttp_t *p)
+{
+    http_conn *c = conn_of(p);
+    if (chunk_ext_count(c, 1) != 0) return -1;
+    return c->ext_resync ? HPE_PAUSED : 0;
 }
 
 static int cb_message_complete(llhttp_t *p)
@@ -805,7 +903,81 @@ static void settings_init(void)
     g_settings.on_headers_complete = cb_headers_complete;
     g_settings.on_body = cb_body;
     g_settings.on_message_complete = cb_message_complete;
+    g_settings.on_chunk_extension_name = cb_chunk_ext_name;
+    g_settings.on_chunk_extension_name_complete = cb_chunk_ext_name_complete;
+    g_settings.on_chunk_extension_value = cb_chunk_ext_value;
+    g_settings.on_chunk_extension_value_complete = cb_chunk_ext_value_complete;
     g_settings_ready = 1;
+}
+
+void http_set_head_check(http_head_check_fn fn)
+{
+    g_head_check = fn;
+}
+
+/* Fills the request's method, target and header views from the header block. */
+static void fill_request(http_conn *c)
+{
+    http_request *r = &c->req;
+    r->method = (llhttp_method_t)c->parser.method;
+    const char *url = c->head.data ? c->head.data + c->url_off : "";
+    size_t n = c->url_len, scheme = 0;
+    /* RFC 9112 3.2.2: a server must accept the absolute form ("http://host/path?query", what a
+     * client talking to a proxy sends): the path is the URI's, and its authority wins over Host,
+     * which the gateway does not read anyway. Other schemes stay as they are (404). */
+    if (n && url[0] != '/') {
+        if (n >= 7 && strncasecmp(url, "http://", 7) == 0)
+            scheme = 7;
+        else if (n >= 8 && strncasecmp(url, "https://", 8) == 0)
+            scheme = 8;
+        if (scheme) {
+            size_t i = scheme;
+            while (i < n && url[i] != '/' && url[i] != '?')
+                i++;
+            url += i;
+            n -= i;
+        }
+    }
+    const char *q = memchr(url, '?', n);
+    r->path = (ms_str){url, q ? (size_t)(q - url) : n};
+    if (scheme && r->path.n == 0) r->path = (ms_str){"/", 1}; /* "http://host" is "/" */
+    r->query = q ? (ms_str){q + 1, n - (size_t)(q - url) - 1} : (ms_str){"", 0};
+    r->authorization = (ms_str){c->head.data ? c->head.data + c->auth_off : "", c->auth_len};
+    r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};
+    r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
+}
+
+/* The headers are complete and a body follows (rest: its bytes already here). Lets the API layer
+ * refuse the request (its route, its key) before the body is read and before 100 Continue
+ * invites it: a client with a bad key learns so at once instead of after uploading. Returns -1
+ * when the request was answered; its body is then not read and the connection closes. */
+static int head_check(http_conn *c, size_t rest)
+{
+    llhttp_t *p = &c->parser;
+    /* A Content-Length body that came whole with its headers (a small request in one read) has
+     * nothing to spare: dispatch checks the same at once, and keep-alive is kept. */
+    int whole = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) &&
+                (uint64_t)rest >= p->content_length;
+    if (!whole || c->expect_continue) {
+        worker_t *w = c->w;
+        int keep = c->close_after;
+        fill_request(c);
+        api_new_request_id(w, c->req.id);
+        c->processing = 1;
+        w->inflight++;
+        c->close_after = 1; /* if it answers: the body is not read */
+        g_head_check(c, &c->req);
+        if (c->closing) return -1;
+        if (c->responded) {
+            c->body_left = 0; /* on_alloc: not into the body buffer */
+            return -1;
+        }
+        c->processing = 0;
+        w->inflight--;
+        c->close_after = keep;
+    }
+    send_continue(c);
+    return 0;
 }
 
 /* A request is complete: hand it to the API layer. */
@@ -815,15 +987,8 @@ static void dispatch(http_conn *c)
     worker_t *w = c->w;
     c->processing = 1;
     w->inflight++;
-    r->method = (llhttp_method_t)c->parser.method;
-    const char *url = c->head.data ? c->head.data + c->url_off : "";
-    const char *q = memchr(url, '?', c->url_len);
-    r->path = (ms_str){url, q ? (size_t)(q - url) : c->url_len};
-    r->query = q ? (ms_str){q + 1, c->url_len - (size_t)(q - url) - 1} : (ms_str){"", 0};
-    r->authorization = (ms_str){c->head.data ? c->head.data + c->auth_off : "", c->auth_len};
-    r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};
-    r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
-    api_new_request_id(w, r->id);
+    fill_request(c);
+    if (!r->id[0]) api_new_request_id(w, r->id); /* the head check may have made it */
     if (w->draining) {
         c->close_after = 1;
         http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
@@ -853,6 +1018,16 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
     } else if (c->header_too_large) {
         http_error(c, 431, "invalid_request_error", "request_too_large", NULL,
                    "Request headers are too large or too many", -1);
+    } else if (c->dup_header) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "The request has more than one %s header",
+                 once_headers[c->dup_header - 1].display);
+        http_error(c, 400, "invalid_request_error", "invalid_request", NULL, msg, -1);
+    } else if (c->chunk_ext_too_large) {
+        http_error(c, 413, "invalid_request_error", "request_too_large", NULL,
+                   "Chunk extensions are longer than the limit of " LIMIT_STR(
+                       HTTP_MAX_CHUNK_EXT_BYTES) " bytes",
+                   -1);
     } else {
         char msg[160];
         snprintf(msg, sizeof msg, "Malformed HTTP request: %s", llhttp_errno_name(err));
@@ -875,16 +1050,41 @@ static void conn_feed(http_conn *c, const char *data, size_t n)
         }
         return;
     }
-    llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
-    if (err == HPE_OK) return;
-    if (err == HPE_PAUSED) {
+    /* The parser pauses at a complete message, at complete headers with a body to come (the
+     * head check), and after an extension value llhttp would misparse (cb_chunk_ext_value). */
+    for (;;) {
+        c->feed_end = data + n;
+        llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
+        if (err == HPE_OK) return;
+        if (err != HPE_PAUSED) {
+            parse_failed(c, err);
+            return;
+        }
         const char *pos = llhttp_get_error_pos(&c->parser);
         size_t used = pos ? (size_t)(pos - data) : n;
-        if (used < n && buf_append(&c->pending, data + used, n - used) != 0) c->close_after = 1;
-        dispatch(c);
-        return;
+        if (c->ext_resync) {
+            static const char semicolon[] = ";";
+            c->ext_resync = 0;
+            llhttp_resume(&c->parser);
+            c->feed_end = semicolon + 1;
+            err = llhttp_execute(&c->parser, semicolon, 1);
+            if (err != HPE_OK) {
+                parse_failed(c, err);
+                return;
+            }
+        } else if (c->head_pending) {
+            c->head_pending = 0;
+            if (head_check(c, n - used) != 0) return;
+            llhttp_resume(&c->parser);
+        } else {
+            if (used < n && buf_append(&c->pending, data + used, n - used) != 0) c->close_after = 1;
+            dispatch(c);
+            return;
+        }
+        data += used;
+        n -= used;
+        if (n == 0 || c->closing) return;
     }
-    parse_failed(c, err);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)

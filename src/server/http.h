@@ -24,6 +24,12 @@
 #include "server/server.h"
 
 #define HTTP_MAX_EXTRA_HEADERS 24
+/* Bytes of chunk extensions (names, values and their separators) a request may carry in all: we
+ * ignore extensions, and without a cap a client could send them forever with no body. */
+#define HTTP_MAX_CHUNK_EXT_BYTES 4096
+/* A body must arrive within this many times body_timeout_ms of the end of its headers (408 and
+ * close): body_timeout_ms alone bounds only the gap between reads, which a byte a second meets. */
+#define HTTP_BODY_DEADLINE_FACTOR 4
 
 typedef struct http_conn http_conn;
 
@@ -90,6 +96,17 @@ struct http_conn {
     int expect_continue;
     int header_too_large;
     int body_too_large;
+    unsigned once_seen;     /* credential headers seen (bits of http.c's once_headers) */
+    int dup_header;         /* 1 + index in once_headers of one that came twice, else 0 */
+    int head_pending;       /* paused at headers-complete for the head check */
+    uint64_t body_deadline; /* loop time (ms) by which the whole body must have arrived */
+    /* chunk extensions: bytes so far, the last byte of the current value, and whether llhttp
+     * must be put back on its track after an unquoted value ended by ';' (conn_feed) */
+    size_t chunk_ext_bytes;
+    int chunk_ext_too_large;
+    int ext_last;
+    int ext_resync;
+    const char *feed_end; /* end of the bytes llhttp is parsing now */
     uint64_t body_left; /* bytes of a Content-Length body still to come (read straight into body) */
     buf_t body;
     buf_t pending; /* bytes after a paused (complete) request */
@@ -112,6 +129,16 @@ struct http_conn {
 
 /* Writes the access line of a request (normally done by the connection when it finishes). */
 void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out);
+
+/* Checks a request on its headers alone, before its body is read: r has the method, path, query
+ * and credentials, no body. Returns 0 to go on, or -1 when it has answered (an error through
+ * http_error), and then the body is not read and the connection closes after the answer. */
+typedef int (*http_head_check_fn)(http_conn *c, http_request *r);
+/* Registered once at start-up by the layer that routes requests (the API layer), so that a bad key
+ * is refused before `100 Continue` and before an upload, without the server knowing the routes.
+ * It runs for a request with a body that has not fully arrived with its headers, or that asks for
+ * 100-continue. NULL: no check (100 Continue goes out at once). */
+void http_set_head_check(http_head_check_fn fn);
 
 /* Called by the worker's listener for each accepted connection. */
 void http_accept(worker_t *w, uv_stream_t *listener);
