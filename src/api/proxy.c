@@ -54,6 +54,9 @@ struct proxy {
     int attempts;     /* attempts on the current model */
     int same_retries; /* retries on a deployment already tried (the backoff's exponent) */
     int dep_idx;      /* the deployment of the attempt in progress (or waiting), -1 none */
+    /* deployments of the current model where this request failed, not yet counted in their
+     * failure rate (router.h) */
+    uint64_t failed_on;
     uint64_t budget_end_ns;
     /* why nothing worked, if it comes to that */
     int n_failed, n_429;
@@ -103,12 +106,41 @@ static void handle_closed(uv_handle_t *h)
     if (--p->open_handles == 0) free(p);
 }
 
+/* A deployment's bit in tried and failed_on; past 64 deployments there is none. */
+static uint64_t dep_bit(int idx)
+{
+    return idx >= 0 && idx < 64 ? 1ull << idx : 0;
+}
+
+/* The request is done with the current model: each deployment that failed it counts one failed
+ * request, however many attempts it made there, so that one request's retries cannot open a
+ * breaker for every client. */
+static void count_failures(proxy *p, int64_t now_ms)
+{
+    for (int i = 0; p->failed_on; i++, p->failed_on >>= 1)
+        if (p->failed_on & 1) route_request_done(p->w->route, p->call->model, i, 1, now_ms);
+}
+
+/* Reports the outcome of the attempt in progress. A success or an abandoned attempt is the last
+ * one on the current model (the request ends, or moves to the next model). */
 static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
 {
-    if (p->dep_idx < 0) return;
-    route_report(p->w->route, p->call->model, p->dep_idx, o, retry_after_ms,
-                 (int64_t)(ms_mono_ns() / 1000000));
-    p->dep_idx = -1;
+    int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000);
+    int idx = p->dep_idx;
+    if (idx >= 0) {
+        route_report(p->w->route, p->call->model, idx, o, retry_after_ms, now_ms);
+        p->dep_idx = -1;
+        if (o == ROUTE_SUCCESS) {
+            p->failed_on &= ~dep_bit(idx); /* it failed this request before, but served it */
+            route_request_done(p->w->route, p->call->model, idx, 0, now_ms);
+        } else if (o == ROUTE_FAILURE || o == ROUTE_TIMEOUT) {
+            if (dep_bit(idx))
+                p->failed_on |= dep_bit(idx);
+            else /* no bit to remember it by: counted per attempt */
+                route_request_done(p->w->route, p->call->model, idx, 1, now_ms);
+        }
+    }
+    if (o == ROUTE_SUCCESS || o == ROUTE_ABANDONED) count_failures(p, now_ms);
 }
 
 static void proxy_free(proxy *p)
@@ -468,9 +500,23 @@ out:
     if (p->aborted) proxy_free(p);
 }
 
+/* How long until the gateway would try an upstream of this request's chain again; 0: at once. */
+static int64_t chain_wait_ms(proxy *p)
+{
+    int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000), best = -1;
+    for (size_t i = 0; i < p->nchain; i++) {
+        if (!p->chain[i]->ndeployments) continue;
+        int64_t w = route_wait_ms(p->w->route, p->chain[i], now_ms);
+        if (best < 0 || w < best) best = w;
+    }
+    return best < 0 ? 0 : best;
+}
+
 /* Nothing more will be tried: the one answer that says why. */
 static void fail_final(proxy *p)
 {
+    /* first, so that a cool-down this request's failures start shows in the answer */
+    count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
     http_conn *c = p->c;
     char cost[32];
     int status;
@@ -495,10 +541,15 @@ static void fail_final(proxy *p)
         no_retry = NULL;
     } else if (p->n_429 == p->n_failed && p->n_failed > 0) {
         status = 429, type = "rate_limit_error", code = "rate_limit_exceeded";
-        ra = p->min_retry_after_ms >= 0 ? p->min_retry_after_ms : 1000;
-        if (p->cooling_wait_ms > 0 && p->cooling_wait_ms < ra) ra = p->cooling_wait_ms;
+        /* the time the deployments stay rate limited, so that a retry before it is answered
+         * here; if one is free already (max_attempts ran out first), the provider's own hint */
+        ra = chain_wait_ms(p);
+        if (ra <= 0) {
+            int64_t max = p->w->cfg->routing.retry_after_max_ms;
+            ra = p->min_retry_after_ms >= 0 ? p->min_retry_after_ms : 1000;
+            if (ra > max) ra = max;
+        }
         snprintf(msg, sizeof msg, "%s", p->last_msg);
-        no_retry = NULL;
     } else if (p->last_was_timeout) {
         status = 504, type = "timeout_error", code = "upstream_timeout";
         snprintf(msg, sizeof msg, "%s", p->last_msg);
@@ -506,11 +557,18 @@ static void fail_final(proxy *p)
         status = 502, type = "upstream_error", code = "provider_error";
         snprintf(msg, sizeof msg, "%s", p->last_msg[0] ? p->last_msg : "No provider answered.");
     }
+    if (ra < 0) {
+        /* every deployment is cooling down now: say until when, as for a 503 */
+        int64_t w = chain_wait_ms(p);
+        if (w > 0) ra = w;
+    }
     bill(p, c ? status : 499, cost);
     proxy_free(p);
     if (!c) return;
-    /* the gateway already retried and failed over: a client retry would multiply upstream load
-     * (docs/ROUTING.md); 429 and 503 say instead when to come back */
+    /* Once the gateway has tried upstream, it has retried and failed over already: a client
+     * retry would multiply the upstream load (docs/ROUTING.md), so only the answers that tried
+     * nothing invite one, after retry-after. So one SDK call costs at most one request's
+     * attempts. */
     if (no_retry) http_add_extra_header(c, no_retry);
     http_error(c, status, type, code, NULL, msg, ra);
 }
@@ -523,6 +581,7 @@ static void next_model(proxy *p)
         fail_final(p);
         return;
     }
+    count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
     p->tried = 0;
     p->attempts = 0;
     p->same_retries = 0;
@@ -750,7 +809,7 @@ static void start_attempt(proxy *p)
     }
     p->dep_idx = idx;
     int64_t wait = 0;
-    if (p->tried & (1ull << idx)) {
+    if (p->tried & dep_bit(idx)) {
         /* the same deployment again: back off, or wait what it asked for */
         wait = route_backoff_ms(cfg, ++p->same_retries, route_rand());
         if (wait > cfg->routing.retry_after_max_ms) wait = cfg->routing.retry_after_max_ms;

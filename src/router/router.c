@@ -8,6 +8,11 @@
  * its own mutex, held for one short loop over the model's deployments; models never contend
  * with each other. Log lines are formatted after the mutex is released.
  *
+ * Two kinds of reports: route_report per attempt (probe verdicts, 429s, a success closing the
+ * breaker) and route_request_done once per request and deployment (the failure-rate window).
+ * Counting requests rather than attempts is what keeps one client's request that fails on every
+ * attempt from opening the breaker for everyone: its retries are not independent evidence.
+ *
  * Reports are not tied to a particular attempt (the API carries no token): a report that arrives
  * while a probe is in flight is taken as the probe's verdict. Late reports of attempts that began
  * before a cool-down are therefore counted as if they came now; see docs/ROUTING.md for why that
@@ -19,6 +24,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -32,16 +38,24 @@
  * timeout plus this grace, so one lost report cannot take a deployment out for good. */
 #define ROUTE_PROBE_GRACE_MS 5000
 #define ROUTE_DEFAULT_TIMEOUT_MS 600000
+/* The failure window slides in steps of a tenth of its length: bounded memory, no allocation. */
+#define ROUTE_WINDOW_SLOTS 10
 
 enum { DS_CLOSED, DS_OPEN, DS_PROBING };
 
+/* The requests that ended in one tenth of the failure window. */
+typedef struct win_slot {
+    int64_t epoch; /* now / slot length when the slot was last written */
+    uint32_t ok, failed;
+} win_slot;
+
 typedef struct dep_state {
     int state;
-    int fails;           /* consecutive failures */
-    int64_t open_until;  /* DS_OPEN: the cool-down ends; from then one probe may go */
-    int64_t probe_since; /* DS_PROBING: when the probe was handed out */
-    int64_t cooldown_ms; /* the length of the next cool-down */
-    int64_t rl_until;    /* out because of an upstream 429 until then */
+    win_slot win[ROUTE_WINDOW_SLOTS]; /* DS_CLOSED: the requests of the last failure window */
+    int64_t open_until;               /* DS_OPEN: the cool-down ends; from then one probe may go */
+    int64_t probe_since;              /* DS_PROBING: when the probe was handed out */
+    int64_t cooldown_ms;              /* the length of the next cool-down */
+    int64_t rl_until;                 /* out because of an upstream 429 until then */
 } dep_state;
 
 typedef struct model_state {
@@ -147,12 +161,49 @@ static int usable(const dep_state *s, int64_t now)
     return s->state == DS_OPEN && now >= s->open_until;
 }
 
+static int64_t slot_ms(const cfg_t *cfg)
+{
+    int64_t w = cfg->routing.failure_window_ms / ROUTE_WINDOW_SLOTS;
+    return w > 0 ? w : 1;
+}
+
+/* Counts one request in the window; returns the window's totals in *ok and *failed. */
+static void window_add(const cfg_t *cfg, dep_state *s, int failed, int64_t now, uint32_t *ok,
+                       uint32_t *nfailed)
+{
+    int64_t epoch = (now < 0 ? 0 : now) / slot_ms(cfg);
+    win_slot *w = &s->win[epoch % ROUTE_WINDOW_SLOTS];
+    if (w->epoch != epoch) *w = (win_slot){.epoch = epoch};
+    if (failed && w->failed < UINT32_MAX) w->failed++;
+    if (!failed && w->ok < UINT32_MAX) w->ok++;
+    uint64_t tok = 0, tfailed = 0;
+    for (int i = 0; i < ROUTE_WINDOW_SLOTS; i++) {
+        const win_slot *x = &s->win[i];
+        if (x->epoch > epoch - ROUTE_WINDOW_SLOTS && x->epoch <= epoch) {
+            tok += x->ok;
+            tfailed += x->failed;
+        }
+    }
+    *ok = tok > UINT32_MAX ? UINT32_MAX : (uint32_t)tok;
+    *nfailed = tfailed > UINT32_MAX ? UINT32_MAX : (uint32_t)tfailed;
+}
+
+/* The breaker's rule: enough requests, and enough of them failed. */
+static int window_trips(const cfg_t *cfg, uint32_t ok, uint32_t failed)
+{
+    uint64_t total = (uint64_t)ok + failed;
+    return total >= (uint64_t)cfg->routing.min_requests &&
+           (uint64_t)failed * 100 >= (uint64_t)cfg->routing.failure_rate_percent * total;
+}
+
 /* Starts a cool-down of the current length and doubles the next one. Returns the length. */
 static int64_t open_breaker(const cfg_t *cfg, dep_state *s, int64_t now)
 {
     int64_t len = s->cooldown_ms, max = cfg->routing.cooldown_max_ms;
     s->state = DS_OPEN;
     s->open_until = add_sat(now, len);
+    /* after the cool-down the probe decides; old requests must not reopen it at once */
+    memset(s->win, 0, sizeof s->win);
     s->cooldown_ms = len > max - len ? max : 2 * len;
     if (s->cooldown_ms < len) s->cooldown_ms = len; /* max below cooldown_ms: never shrink */
     return len;
@@ -310,11 +361,25 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
     return chosen;
 }
 
+int64_t route_wait_ms(route_t *r, const cfg_model *m, int64_t now_ms)
+{
+    model_state *ms = model_of(r, m);
+    if (!ms) return 0;
+    route_none why = {0};
+    int any = 0;
+    pthread_mutex_lock(&ms->mu);
+    for (size_t i = 0; i < m->ndeployments && !any; i++)
+        any = usable(&ms->deps[i], now_ms);
+    if (!any) fill_none(m, ms->deps, now_ms, &why);
+    pthread_mutex_unlock(&ms->mu);
+    return any ? 0 : why.wait_ms;
+}
+
 /* ---- outcomes ---- */
 
 typedef enum {
     EV_NONE,
-    EV_OPENED,        /* closed -> open after N failures */
+    EV_OPENED,        /* closed -> open on the failure rate */
     EV_PROBE_FAILED,  /* probe -> open, longer */
     EV_BACK,          /* probe succeeded */
     EV_BACK_LATE,     /* open -> closed by a success of an attempt begun earlier */
@@ -323,83 +388,28 @@ typedef enum {
     EV_LIMITED,       /* started being rate limited */
 } route_event;
 
-void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int64_t retry_after_ms,
-                  int64_t now_ms)
+typedef struct ev_info {
+    route_event ev;
+    route_outcome o;
+    int64_t len;         /* the cool-down or rate limit that starts */
+    uint32_t ok, failed; /* EV_OPENED: the window that tripped */
+} ev_info;
+
+static void log_event(route_t *r, const cfg_model *m, int idx, const ev_info *e)
 {
-    model_state *ms = model_of(r, m);
-    if (!ms || idx < 0 || (size_t)idx >= m->ndeployments) {
-        log_error("route_report: deployment %d of model %s is not part of the router's config", idx,
-                  m && m->name ? m->name : "(null)");
-        return;
-    }
-    const cfg_t *cfg = r->cfg;
-    route_event ev = EV_NONE;
-    int fails = 0;
-    int64_t len = 0;
-
-    pthread_mutex_lock(&ms->mu);
-    dep_state *s = &ms->deps[idx];
-    switch (o) {
-    case ROUTE_SUCCESS:
-        if (s->state == DS_PROBING)
-            ev = EV_BACK;
-        else if (s->state == DS_OPEN)
-            ev = EV_BACK_LATE;
-        s->state = DS_CLOSED;
-        s->fails = 0;
-        s->cooldown_ms = first_cooldown(cfg);
-        break;
-    case ROUTE_FAILURE:
-    case ROUTE_TIMEOUT:
-        if (s->fails < INT_MAX) s->fails++;
-        fails = s->fails;
-        if (s->state == DS_PROBING) {
-            len = open_breaker(cfg, s, now_ms);
-            ev = EV_PROBE_FAILED;
-        } else if (s->state == DS_CLOSED && s->fails >= cfg->routing.cooldown_failures) {
-            len = open_breaker(cfg, s, now_ms);
-            ev = EV_OPENED;
-        }
-        /* DS_OPEN: a late report of an attempt begun before the cool-down; already out */
-        break;
-    case ROUTE_RATE_LIMITED: {
-        int64_t ra = retry_after_ms >= 0 ? retry_after_ms : ROUTE_DEFAULT_RETRY_AFTER_MS;
-        if (ra > cfg->routing.retry_after_max_ms) ra = cfg->routing.retry_after_max_ms;
-        if (ra < 0) ra = 0;
-        int64_t until = add_sat(now_ms, ra);
-        if (until > now_ms && s->rl_until <= now_ms) ev = EV_LIMITED;
-        /* several 429s in flight: the longest wait any of them asked for stands */
-        if (until > s->rl_until) s->rl_until = until;
-        len = s->rl_until - now_ms;
-        if (s->state == DS_PROBING) {
-            s->state = DS_OPEN; /* not a failure: probe again once the limit has passed */
-            ev = EV_PROBE_LIMITED;
-        }
-        break;
-    }
-    case ROUTE_ABANDONED:
-        if (s->state == DS_PROBING) {
-            s->state = DS_OPEN;
-            ev = EV_PROBE_ABANDON;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&ms->mu);
-
-    if (ev == EV_NONE) return;
     const cfg_deployment *d = &m->deployments[idx];
     const char *p = d->provider->name, *um = d->model, *mn = m->name;
-    char dur[32];
-    switch (ev) {
+    char dur[32], win[32];
+    switch (e->ev) {
     case EV_OPENED:
-        log_warn("deployment %s/%s of model %s: cooling down for %s after %d failures", p, um, mn,
-                 fmt_dur(len, dur, sizeof dur), fails);
+        log_warn("deployment %s/%s of model %s: cooling down for %s, %u of %u requests failed in "
+                 "the last %s",
+                 p, um, mn, fmt_dur(e->len, dur, sizeof dur), e->failed, e->ok + e->failed,
+                 fmt_dur(r->cfg->routing.failure_window_ms, win, sizeof win));
         break;
     case EV_PROBE_FAILED:
-        log_warn("deployment %s/%s of model %s: probe %s, cooling down for %s (%d failures in a "
-                 "row)",
-                 p, um, mn, o == ROUTE_TIMEOUT ? "timed out" : "failed",
-                 fmt_dur(len, dur, sizeof dur), fails);
+        log_warn("deployment %s/%s of model %s: probe %s, cooling down for %s", p, um, mn,
+                 e->o == ROUTE_TIMEOUT ? "timed out" : "failed", fmt_dur(e->len, dur, sizeof dur));
         break;
     case EV_BACK:
         log_info("deployment %s/%s of model %s: probe succeeded, back in service", p, um, mn);
@@ -414,15 +424,104 @@ void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int6
         break;
     case EV_PROBE_LIMITED:
         log_info("deployment %s/%s of model %s: probe rate limited, probing again in %s", p, um, mn,
-                 fmt_dur(len, dur, sizeof dur));
+                 fmt_dur(e->len, dur, sizeof dur));
         break;
     case EV_LIMITED:
         log_info("deployment %s/%s of model %s: rate limited by the provider for %s", p, um, mn,
-                 fmt_dur(len, dur, sizeof dur));
+                 fmt_dur(e->len, dur, sizeof dur));
         break;
     case EV_NONE:
         break;
     }
+}
+
+static model_state *model_checked(route_t *r, const cfg_model *m, int idx, const char *fn)
+{
+    model_state *ms = model_of(r, m);
+    if (!ms || idx < 0 || (size_t)idx >= m->ndeployments) {
+        log_error("%s: deployment %d of model %s is not part of the router's config", fn, idx,
+                  m && m->name ? m->name : "(null)");
+        return NULL;
+    }
+    return ms;
+}
+
+/* The attempt-level transitions; the caller holds the model's mutex. */
+static void apply_report(const cfg_t *cfg, dep_state *s, route_outcome o, int64_t retry_after_ms,
+                         int64_t now_ms, ev_info *e)
+{
+    switch (o) {
+    case ROUTE_SUCCESS:
+        if (s->state == DS_PROBING)
+            e->ev = EV_BACK;
+        else if (s->state == DS_OPEN)
+            e->ev = EV_BACK_LATE;
+        if (s->state != DS_CLOSED) s->cooldown_ms = first_cooldown(cfg);
+        s->state = DS_CLOSED;
+        break;
+    case ROUTE_FAILURE:
+    case ROUTE_TIMEOUT:
+        if (s->state == DS_PROBING) {
+            e->len = open_breaker(cfg, s, now_ms);
+            e->ev = EV_PROBE_FAILED;
+        }
+        /* DS_CLOSED: the request's verdict comes with route_request_done. DS_OPEN: a late
+         * report of an attempt begun before the cool-down; already out */
+        break;
+    case ROUTE_RATE_LIMITED: {
+        int64_t ra = retry_after_ms >= 0 ? retry_after_ms : ROUTE_DEFAULT_RETRY_AFTER_MS;
+        if (ra > cfg->routing.retry_after_max_ms) ra = cfg->routing.retry_after_max_ms;
+        if (ra < 0) ra = 0;
+        int64_t until = add_sat(now_ms, ra);
+        if (until > now_ms && s->rl_until <= now_ms) e->ev = EV_LIMITED;
+        /* several 429s in flight: the longest wait any of them asked for stands */
+        if (until > s->rl_until) s->rl_until = until;
+        e->len = s->rl_until - now_ms;
+        if (s->state == DS_PROBING) {
+            s->state = DS_OPEN; /* not a failure: probe again once the limit has passed */
+            e->ev = EV_PROBE_LIMITED;
+        }
+        break;
+    }
+    case ROUTE_ABANDONED:
+        if (s->state == DS_PROBING) {
+            s->state = DS_OPEN;
+            e->ev = EV_PROBE_ABANDON;
+        }
+        break;
+    }
+}
+
+void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int64_t retry_after_ms,
+                  int64_t now_ms)
+{
+    model_state *ms = model_checked(r, m, idx, "route_report");
+    if (!ms) return;
+    ev_info e = {.ev = EV_NONE, .o = o};
+    pthread_mutex_lock(&ms->mu);
+    apply_report(r->cfg, &ms->deps[idx], o, retry_after_ms, now_ms, &e);
+    pthread_mutex_unlock(&ms->mu);
+    if (e.ev != EV_NONE) log_event(r, m, idx, &e);
+}
+
+void route_request_done(route_t *r, const cfg_model *m, int idx, int failed, int64_t now_ms)
+{
+    model_state *ms = model_checked(r, m, idx, "route_request_done");
+    if (!ms) return;
+    ev_info e = {.ev = EV_NONE, .o = ROUTE_FAILURE};
+    pthread_mutex_lock(&ms->mu);
+    dep_state *s = &ms->deps[idx];
+    /* open or probing: the probe decides, and requests begun before the cool-down say nothing
+     * new */
+    if (s->state == DS_CLOSED) {
+        window_add(r->cfg, s, failed, now_ms, &e.ok, &e.failed);
+        if (failed && window_trips(r->cfg, e.ok, e.failed)) {
+            e.len = open_breaker(r->cfg, s, now_ms);
+            e.ev = EV_OPENED;
+        }
+    }
+    pthread_mutex_unlock(&ms->mu);
+    if (e.ev != EV_NONE) log_event(r, m, idx, &e);
 }
 
 int64_t route_backoff_ms(const cfg_t *cfg, int n, uint64_t rnd)

@@ -7,13 +7,17 @@
  * by `weight`. A request that already tried some deployments prefers ones it has not tried
  * (another deployment first, then the same one again).
  *
- * Health: `cooldown_failures` consecutive failures (5xx, connection failure, timeout) take a
- * deployment out for `cooldown_ms`, doubling on every further failed round up to
+ * Health: a deployment cools down on its failure rate across requests, so that one client's
+ * request that fails everywhere (a poisoned request) cannot take it out for everybody. Over the
+ * last `failure_window_ms`, each request that was done with the deployment counts once: as a
+ * failure if every attempt it made there failed (5xx, connection failure, timeout), else as a
+ * success. When at least `min_requests` requests counted and `failure_rate_percent` of them
+ * failed, the deployment is out for `cooldown_ms`, doubling on every further failed round up to
  * `cooldown_max_ms`. When a cool-down ends, exactly one request (the probe) is let through; its
  * success closes the breaker, its failure starts the next, longer cool-down. An upstream 429
  * takes the deployment out for its retry-after (or 1 s), clamped to routing.retry_after_max_ms,
- * without counting as a failure. State is
- * shared by every worker thread; every transition is logged.
+ * without counting as a failure. State is shared by every worker thread; every transition is
+ * logged.
  */
 #ifndef MS_ROUTER_H
 #define MS_ROUTER_H
@@ -46,10 +50,18 @@ typedef struct route_none {
  * every deployment index i (into m->deployments, < 64) this request has already tried. Returns
  * the index, or -1 with *why filled. A probe slot taken here is released by route_report. */
 int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, route_none *why);
-/* Reports the outcome of an attempt on deployment idx of m. retry_after_ms: the upstream's, or
- * -1. */
+/* Reports the outcome of one attempt on deployment idx of m: it settles a probe, a success
+ * closes the breaker, and a 429 takes the deployment out. retry_after_ms: the upstream's, or -1.
+ * Failures count towards a cool-down only through route_request_done. */
 void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int64_t retry_after_ms,
                   int64_t now_ms);
+/* A request is done with deployment idx of m, which it tried: failed says that every attempt it
+ * made there failed. Call it once per request and deployment, whatever the number of attempts;
+ * it may open the breaker (see the failure rate above). */
+void route_request_done(route_t *r, const cfg_model *m, int idx, int failed, int64_t now_ms);
+/* How long until some deployment of m can be tried again: 0 if one can be now, else what
+ * route_pick would put in why->wait_ms. Takes no probe slot. */
+int64_t route_wait_ms(route_t *r, const cfg_model *m, int64_t now_ms);
 /* A random 64-bit value from this thread's generator (for the backoff's jitter). */
 uint64_t route_rand(void);
 /* The wait before retry number n (1 = the first retry) on the SAME deployment: exponential from

@@ -2,6 +2,9 @@
 // after a 429 it waits what retry-after-ms says and then succeeds; after a 503 (every deployment
 // cooling down) likewise; after a 502 or 504 it does not retry at all, because the gateway already
 // did (x-should-retry: false), so one client call costs at most max_attempts upstream requests.
+// Issue 9: the same bound on a persistent upstream 429, which the gateway already waited out and
+// retried: the SDK is told how long the deployment stays rate limited and not to retry, and a
+// retry within that wait costs no upstream attempt.
 // A recording fetch shows what the SDK saw and when it sent each attempt.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +16,8 @@ const MSG = [{ role: 'user', content: 'hi' }];
 const RPM = 60;
 const MAX_ATTEMPTS = 3;
 const COOLDOWN = 600;
+const RETRY_AFTER_MAX = 1000;
+const MIN_REQUESTS = 2;
 let gw, billing;
 
 before(async () => {
@@ -21,13 +26,15 @@ before(async () => {
         sections: {
             routing: {
                 max_attempts: MAX_ATTEMPTS, retry_budget_ms: 10000, backoff_base_ms: 10,
-                backoff_max_ms: 50, retry_after_max_ms: 1000, cooldown_failures: 3,
-                cooldown_ms: COOLDOWN, cooldown_max_ms: 5000,
+                backoff_max_ms: 50, retry_after_max_ms: RETRY_AFTER_MAX, min_requests: MIN_REQUESTS,
+                failure_rate_percent: 50, failure_window_ms: 10000, cooldown_ms: COOLDOWN,
+                cooldown_max_ms: 5000,
             },
         },
         config: (mocks) => ({
             providers: { fbt: h.mockProvider(mocks[0], { first_byte_timeout_ms: 500 }) },
-            models: Object.fromEntries([['sdk-fail', 'mock'], ['sdk-hang', 'fbt'], ['sdk-cool', 'mock']]
+            models: Object.fromEntries([['sdk-fail', 'mock'], ['sdk-hang', 'fbt'], ['sdk-cool', 'mock'],
+                ['sdk-429', 'mock'], ['sdk-500', 'mock']]
                 .map(([m, provider]) => [m, {
                     pricing: { input: 1, output: 1 }, deployments: [{ provider, model: `${m}-up` }],
                 }])),
@@ -103,10 +110,13 @@ test('after a 429 the SDK waits retry-after-ms and succeeds', T, async () => {
 
 test('every deployment cooling down: 503, the SDK waits retry-after-ms and succeeds', T, async () => {
     const key = await newKey();
-    // One call failing max_attempts times in a row cools sdk-cool's only deployment down.
-    const raw = await h.post(gw, '/v1/chat/completions', key,
-        { model: 'sdk-cool', messages: MSG, mock: { status: 500 } });
-    assert.ok([502, 503].includes(raw.status), raw.text);
+    // min_requests calls failing on every attempt cool sdk-cool's only deployment down (one
+    // call alone counts as one failed request, however many attempts it made).
+    for (let i = 0; i < MIN_REQUESTS; i++) {
+        const raw = await h.post(gw, '/v1/chat/completions', key,
+            { model: 'sdk-cool', messages: MSG, mock: { status: 500 } });
+        assert.equal(raw.status, 502, raw.text);
+    }
     const log = [];
     const client = recordingClient(key, log);
     const t0 = Date.now();
@@ -138,4 +148,38 @@ test('502 and 504 carry x-should-retry: false: the SDK sends one request, the ga
         assert.ok(n >= 1 && n <= MAX_ATTEMPTS, `${m}: ${n} upstream requests for one SDK call`);
         if (status === 502) assert.equal(n, MAX_ATTEMPTS, 'a 500 is retried max_attempts times');
     }
+});
+
+test('one SDK call on a persistent upstream 429 or 500 costs at most max_attempts upstream requests', T, async () => {
+    const key = await newKey();
+    const cases = [['sdk-429', { status: 429, retry_after: 1 }, 429], ['sdk-500', { status: 500 }, 502]];
+    for (const [m, fault, status] of cases) {
+        const up = `${m}-up`;
+        const before = (await h.requestsForModel(gw.mock, up)).length;
+        const log = [];
+        const client = recordingClient(key, log);
+        const err = await client.chat.completions.create({ model: m, messages: MSG, mock: fault }).catch((e) => e);
+        assert.ok(err instanceof OpenAI.APIError && err.status === status, `${m}: ${err}`);
+        const n = (await h.requestsForModel(gw.mock, up)).length - before;
+        // The documented bound: max_attempts x the models of the chain (one here), whatever the
+        // SDK's maxRetries, because the gateway has retried already.
+        assert.ok(n >= 1 && n <= MAX_ATTEMPTS, `${m}: ${n} upstream requests for one SDK call: ${JSON.stringify(log)}`);
+        assert.equal(log.length, 1, `${m}: the SDK retried: ${JSON.stringify(log)}`);
+        assert.equal(log[0].shouldRetry, 'false', m);
+    }
+    // The 429 said how long the deployment stays rate limited; a retry within that wait is
+    // answered by the gateway, one after it goes upstream again.
+    const up = 'sdk-429-up';
+    const body = { model: 'sdk-429', messages: MSG, mock: { status: 429, retry_after: 1 } };
+    const before = (await h.requestsForModel(gw.mock, up)).length;
+    const early = await h.post(gw, '/v1/chat/completions', key, body);
+    const answered = Date.now();
+    h.assertError(assert, early, 429, 'rate_limit_error', 'rate_limit_exceeded');
+    const wait = h.assertRetryAfter(assert, early);
+    assert.ok(wait > 0 && wait <= RETRY_AFTER_MAX, `retry-after-ms ${wait}`);
+    assert.equal((await h.requestsForModel(gw.mock, up)).length, before, 'no upstream request within the wait');
+    await h.sleep(Math.max(0, answered + wait + 50 - Date.now()));
+    const later = await h.post(gw, '/v1/chat/completions', key, { model: 'sdk-429', messages: MSG });
+    assert.equal(later.status, 200, later.text);
+    assert.equal((await h.requestsForModel(gw.mock, up)).length, before + 1, 'after the wait, one upstream request');
 });

@@ -5,6 +5,9 @@
 // works (429, 503, 504, 502 with x-should-retry: false), connection refused, hung and slow
 // upstreams, streams that break after the first byte (in-band error, then [DONE]) and fallbacks to
 // another model (billed at that model's price). docs/ROUTING.md describes the algorithm.
+// Issue 9: a deployment cools down on the failure rate of requests, so one account's request that
+// fails on every attempt does not take it out for the other accounts; a 429 the gateway already
+// retried tells the client not to retry before the deployments are back.
 //
 // Each fault has its own model, and faults set per mock instance (/_mock/config) have their own
 // mock, so a cooled-down or rate-limited deployment never leaks into another test. Healthy
@@ -20,14 +23,14 @@ const FIRST_BYTE = 400;
 const RETRY_AFTER_MAX = 1500;
 const ROUTING = {
     max_attempts: 3, retry_budget_ms: 10000, backoff_base_ms: 10, backoff_max_ms: 50,
-    retry_after_max_ms: RETRY_AFTER_MAX, cooldown_failures: 3, cooldown_ms: COOLDOWN,
-    cooldown_max_ms: 4000,
+    retry_after_max_ms: RETRY_AFTER_MAX, min_requests: 3, failure_rate_percent: 50,
+    failure_window_ms: 10000, cooldown_ms: COOLDOWN, cooldown_max_ms: 4000,
 };
 
 // Mocks of the main gateway, by role: 0 is shared by every healthy deployment and by faults sent
 // in the request body; the others carry instance-wide faults.
 const M = { shared: 0, coolA: 1, probeA: 2, ra429: 3, all429x: 4, all429y: 5, slowA: 6, down: 7, flip: 8 };
-let gw, key, billing;
+let gw, key, billing, otherKey;
 let tgw, tkey; // max_attempts 1, for timing assertions
 
 const dep = (provider, model, extra = {}) => ({ provider, model, ...extra });
@@ -63,6 +66,7 @@ before(async () => {
                     'r408-model': model([dep('mock', 'r408-a'), dep('mock', 'r408-b')]),
                     'all500-model': model([dep('mock', 'a5-a'), dep('mock', 'a5-b')]),
                     'one500-model': model([dep('mock', 'one500')]),
+                    'poison-model': model([dep('mock', 'poison-up')]),
                     'cool-all-model': model([dep('mock', 'ca-a'), dep('mock', 'ca-b')]),
                     'cr-model': model([dep('dead', 'cr-dead', { priority: 1 }),
                         dep('mock', 'cr-ok', { priority: 2 })]),
@@ -81,6 +85,7 @@ before(async () => {
             const account = await g.createAccount('routing', 100);
             key = await g.createKey(account);
             billing = await g.createKey(account, { type: 'billing' });
+            ({ key: otherKey } = await g.newProxyKey(100, 'other-tenant'));
             const mk = g.mocks;
             await mk[M.coolA].config({ fail_status: 503 });
             await mk[M.probeA].config({ fail_status: 500, delay_ms: 150 });
@@ -224,17 +229,37 @@ test('an upstream retry-after above retry_after_max_ms is clamped', T, async () 
     assert.ok(took < RETRY_AFTER_MAX + 1000, `took ${took} ms: the wait must be clamped`);
 });
 
-test('every deployment answers 429: 429 rate_limit_exceeded with the shortest retry-after', T, async () => {
-    // x says retry-after 3, y says 1.
+test('every deployment answers 429: 429 with the wait until the gateway would try again, no retry invited', T, async () => {
+    // x says retry-after 3 (clamped to 1.5 s), y says 1.
     const res = await chat('all429-model');
     h.assertError(assert, res, 429, 'rate_limit_error', 'rate_limit_exceeded');
     const ms = h.assertRetryAfter(assert, res);
-    assert.ok(ms > 0 && ms <= 1000, `retry-after-ms ${ms}: the shortest upstream retry-after is 1 s`);
-    assert.notEqual(res.headers.get('x-should-retry'), 'false', 'a client may retry a 429');
+    assert.ok(ms > 0 && ms <= RETRY_AFTER_MAX, `retry-after-ms ${ms}: until the first deployment is back`);
+    // The gateway already waited and retried: a client retry would multiply the attempts.
+    assertNoRetry(res);
     const x = await count('all429x');
     const y = await count('all429y');
     assert.ok(x >= 1 && y >= 1, `both deployments tried (x ${x}, y ${y})`);
     assert.ok(x + y <= ROUTING.max_attempts, `${x + y} upstream attempts, max_attempts ${ROUTING.max_attempts}`);
+    // A retry within the wait is answered by the gateway, without an upstream attempt.
+    const again = await chat('all429-model');
+    h.assertError(assert, again, 429, 'rate_limit_error', 'rate_limit_exceeded');
+    const ms2 = h.assertRetryAfter(assert, again);
+    assert.ok(ms2 > 0 && ms2 <= ms, `retry-after-ms ${ms} then ${ms2}`);
+    assert.equal((await count('all429x')) + (await count('all429y')), x + y, 'no upstream attempt within the wait');
+});
+
+test("one account's request failing on every attempt does not cool the deployment down for others", T, async () => {
+    // Issue 9: its max_attempts failures used to count as three, open the breaker (min 3) and
+    // give every account 503 for the cool-down. Now it counts as one failed request.
+    const poisoned = await chat('poison-model', { mock: { status: 500, error_message: 'poisoned' } });
+    h.assertError(assert, poisoned, 502, 'upstream_error', 'provider_error');
+    assert.equal(await sharedCount('poison-up'), ROUTING.max_attempts);
+    for (let i = 0; i < 3; i++) assertOk(await chat('poison-model', {}, gw, otherKey), 'mock', `other account, request ${i}`);
+    // Another poisoned request is 2 failed of 5 in the window: under failure_rate_percent.
+    h.assertError(assert, await chat('poison-model', { mock: { status: 500 } }), 502, 'upstream_error', 'provider_error');
+    assertOk(await chat('poison-model', {}, gw, otherKey), 'mock', 'other account, after a second poisoned request');
+    assert.equal(await sharedCount('poison-up'), 2 * ROUTING.max_attempts + 4);
 });
 
 test('4xx other than 408/409/429 are not retried: one upstream request, 502 provider_error', T, async () => {

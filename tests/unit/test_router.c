@@ -1,8 +1,9 @@
 /*
  * Unit tests for src/router/router.c: selection by priority, weight and the request's `tried`
- * set; the circuit breaker (cool-down after N failures, the single probe, doubling up to the
- * cap, recovery); upstream 429s; what route_pick says when nothing is available; the backoff
- * bounds; the log lines; and 4 threads picking and reporting at random (run it under TSan too).
+ * set; the circuit breaker (cool-down on the failure rate of requests over a window, a request's
+ * retries counted once, the single probe, doubling up to the cap, recovery); upstream 429s; what
+ * route_pick says when nothing is available; the backoff bounds; the log lines; and 4 threads
+ * picking and reporting at random (run it under TSan too).
  *
  * The configs are built by hand (no YAML) so the tests depend on nothing but the router. Time
  * is passed in explicitly, so every cool-down is checked to the millisecond.
@@ -41,7 +42,10 @@ static void fx_init(fx *f, size_t n, const int *pri, const int *w)
     f->cfg.routing.backoff_base_ms = 100;
     f->cfg.routing.backoff_max_ms = 2000;
     f->cfg.routing.retry_after_max_ms = 10000;
-    f->cfg.routing.cooldown_failures = 3;
+    /* three failed requests in a row open the breaker, as in the older tests below */
+    f->cfg.routing.failure_rate_percent = 50;
+    f->cfg.routing.failure_window_ms = 10000;
+    f->cfg.routing.min_requests = 3;
     f->cfg.routing.cooldown_ms = 5000;
     f->cfg.routing.cooldown_max_ms = 300000;
     for (size_t i = 0; i < MAXD; i++) {
@@ -83,10 +87,22 @@ static int pick(route_t *r, fx *f, uint64_t tried, int64_t now)
     return route_pick(r, M(f), tried, now, &why);
 }
 
+/* n requests, each failing once on idx (an attempt, then the request's verdict) */
 static void fail_n(route_t *r, fx *f, int idx, int n, int64_t now)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         route_report(r, M(f), idx, ROUTE_FAILURE, -1, now);
+        route_request_done(r, M(f), idx, 1, now);
+    }
+}
+
+/* n requests served by idx */
+static void ok_n(route_t *r, fx *f, int idx, int n, int64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        route_report(r, M(f), idx, ROUTE_SUCCESS, -1, now);
+        route_request_done(r, M(f), idx, 0, now);
+    }
 }
 
 /* ---- selection ---- */
@@ -310,16 +326,16 @@ static void test_probe_success_restores(void)
     fail_n(r, &f, 0, 1, 5000); /* 10 s next */
     CHECK_EQ_INT(route_pick(r, M(&f), 0, 15000, &why), 0);
     route_report(r, M(&f), 0, ROUTE_SUCCESS, -1, 15100);
-    /* closed, failures reset: two more failures do not open it */
+    /* closed, the window empty: two more failures do not open it */
     fail_n(r, &f, 0, 2, 15200);
     CHECK_EQ_INT(route_pick(r, M(&f), 0, 15300, &why), 0);
-    route_report(r, M(&f), 0, ROUTE_SUCCESS, -1, 15300);
-    /* a success between failures resets the count */
-    fail_n(r, &f, 0, 2, 15400);
-    route_report(r, M(&f), 0, ROUTE_SUCCESS, -1, 15400);
+    route_report(r, M(&f), 0, ROUTE_ABANDONED, -1, 15300);
+    /* successes keep the rate under 50 %: 4 failed of 9 */
+    ok_n(r, &f, 0, 5, 15400);
     fail_n(r, &f, 0, 2, 15400);
     CHECK_EQ_INT(route_pick(r, M(&f), 0, 15500, &why), 0);
-    /* the next cool-down starts again at cooldown_ms */
+    route_report(r, M(&f), 0, ROUTE_ABANDONED, -1, 15500);
+    /* 5 of 10: the next cool-down starts again at cooldown_ms */
     fail_n(r, &f, 0, 1, 16000);
     CHECK_EQ_INT(wait_of(r, &f, 16000), 5000);
     route_free(r);
@@ -378,8 +394,9 @@ static void test_rate_limited(void)
     CHECK_EQ_INT(pick(r, &f, 0, 1999), 1);
     CHECK_EQ_INT(pick(r, &f, 0, 2000), 0);
     route_report(r, M(&f), 0, ROUTE_SUCCESS, -1, 2000);
-    /* a 429 neither counts as a failure nor resets the count: 2 failures, a 429, 1 failure
-     * make 3 in a row */
+    route_free(r);
+    /* a 429 is not a request that counts: 2 failures, a 429, 1 failure make 3 of 3 */
+    r = route_new(&f.cfg);
     fail_n(r, &f, 0, 2, 3000);
     route_report(r, M(&f), 0, ROUTE_RATE_LIMITED, 0, 3000);
     CHECK_EQ_INT(pick(r, &f, 0, 3000), 0); /* retry-after 0: usable at once */
@@ -481,6 +498,126 @@ static void test_all_cooling(void)
     route_free(r);
 }
 
+/* ---- the failure-rate window (issue 9: one request must not open the breaker) ---- */
+
+static void test_request_counts_once(void)
+{
+    fx f;
+    fx_init(&f, 1, NULL, NULL);
+    f.cfg.routing.min_requests = 5;
+    route_t *r = route_new(&f.cfg);
+    route_none why;
+    /* one request failing max_attempts (here 20) times on the only deployment: one failure */
+    for (int i = 0; i < 20; i++)
+        route_report(r, M(&f), 0, ROUTE_FAILURE, -1, 1000);
+    route_request_done(r, M(&f), 0, 1, 1000);
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 1001, &why), 0);
+    route_report(r, M(&f), 0, ROUTE_SUCCESS, -1, 1001);
+    route_request_done(r, M(&f), 0, 0, 1001);
+    /* attempts alone never open it, whatever their number */
+    for (int i = 0; i < 1000; i++)
+        route_report(r, M(&f), 0, i % 2 ? ROUTE_TIMEOUT : ROUTE_FAILURE, -1, 1002);
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 1003, &why), 0);
+    route_free(r);
+}
+
+static void test_failure_rate_window(void)
+{
+    fx f;
+    fx_init(&f, 1, NULL, NULL);
+    f.cfg.routing.min_requests = 5; /* rate 50 %, window 10 s in slots of 1 s */
+    route_t *r = route_new(&f.cfg);
+    route_none why;
+    /* min_requests: four failed requests are not enough, the fifth opens it */
+    fail_n(r, &f, 0, 4, 0);
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 1, &why), 0);
+    route_report(r, M(&f), 0, ROUTE_ABANDONED, -1, 1);
+    fail_n(r, &f, 0, 1, 2000);
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 2001, &why), -1);
+    CHECK_EQ_INT(why.wait_ms, 4999);
+    route_free(r);
+
+    /* the rate: other clients' successes keep it closed; 50 % exactly opens it */
+    r = route_new(&f.cfg);
+    ok_n(r, &f, 0, 6, 0);
+    fail_n(r, &f, 0, 5, 100); /* 5 of 11 */
+    CHECK_EQ_INT(wait_of(r, &f, 200), -2);
+    fail_n(r, &f, 0, 1, 300); /* 6 of 12 */
+    CHECK_EQ_INT(wait_of(r, &f, 300), 5000);
+    route_free(r);
+
+    /* the window slides: requests older than failure_window_ms no longer count */
+    r = route_new(&f.cfg);
+    fail_n(r, &f, 0, 4, 500);   /* slot 0 */
+    fail_n(r, &f, 0, 1, 10000); /* slot 10: slot 0 has left the window */
+    CHECK_EQ_INT(wait_of(r, &f, 10000), -2);
+    fail_n(r, &f, 0, 3, 10500); /* 4 in the window */
+    CHECK_EQ_INT(wait_of(r, &f, 10500), -2);
+    ok_n(r, &f, 0, 3, 19900);   /* slot 19: slot 10 still in */
+    fail_n(r, &f, 0, 2, 19900); /* 6 failed of 9 */
+    CHECK_EQ_INT(wait_of(r, &f, 19900), 5000);
+    route_free(r);
+
+    /* a success that is old enough has left the window too */
+    r = route_new(&f.cfg);
+    ok_n(r, &f, 0, 100, 0);
+    fail_n(r, &f, 0, 5, 10000);
+    CHECK_EQ_INT(wait_of(r, &f, 10000), 5000);
+    route_free(r);
+
+    /* the breaker starts from an empty window after a cool-down; requests that end while it is
+     * open or probing are not counted (the probe decides) */
+    r = route_new(&f.cfg);
+    fail_n(r, &f, 0, 5, 0);
+    fail_n(r, &f, 0, 50, 100); /* open */
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 5000, &why), 0);
+    fail_n(r, &f, 0, 1, 5001); /* the probe's request fails: longer cool-down */
+    CHECK_EQ_INT(wait_of(r, &f, 5001), 10000);
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 15001, &why), 0);
+    ok_n(r, &f, 0, 1, 15002);   /* the probe succeeds */
+    fail_n(r, &f, 0, 3, 15003); /* 3 of 4: the window started afresh */
+    CHECK_EQ_INT(wait_of(r, &f, 15004), -2);
+    fail_n(r, &f, 0, 1, 15005); /* 4 of 5: open, at cooldown_ms again */
+    CHECK_EQ_INT(wait_of(r, &f, 15005), 5000);
+    route_free(r);
+
+    /* failure_rate_percent 100 with min_requests 1: every failed request opens it */
+    f.cfg.routing.failure_rate_percent = 100;
+    f.cfg.routing.min_requests = 1;
+    r = route_new(&f.cfg);
+    ok_n(r, &f, 0, 1, 0);
+    fail_n(r, &f, 0, 1, 0); /* 1 of 2: below 100 % */
+    CHECK_EQ_INT(wait_of(r, &f, 0), -2);
+    fail_n(r, &f, 0, 1, 10000); /* the success has left the window */
+    CHECK_EQ_INT(wait_of(r, &f, 10000), 5000);
+    route_free(r);
+}
+
+static void test_wait_ms(void)
+{
+    fx f;
+    int pri[2] = {1, 2};
+    fx_init(&f, 2, pri, NULL);
+    route_t *r = route_new(&f.cfg);
+    route_none why;
+    CHECK_EQ_INT(route_wait_ms(r, M(&f), 0), 0);
+    fail_n(r, &f, 0, 3, 0);                                   /* 0 out until 5000 */
+    CHECK_EQ_INT(route_wait_ms(r, M(&f), 100), 0);            /* 1 is free */
+    route_report(r, M(&f), 1, ROUTE_RATE_LIMITED, 2000, 100); /* 1 out until 2100 */
+    CHECK_EQ_INT(route_wait_ms(r, M(&f), 600), 1500);
+    CHECK_EQ_INT(route_wait_ms(r, M(&f), 2100), 0);
+    /* it takes no probe slot: the probe still goes to the next pick */
+    CHECK_EQ_INT(route_wait_ms(r, M(&f), 5000), 0);
+    CHECK_EQ_INT(route_pick(r, M(&f), 0, 5000, &why), 0);
+    route_report(r, M(&f), 1, ROUTE_RATE_LIMITED, 3000, 5000);
+    CHECK_EQ_INT(route_wait_ms(r, M(&f), 5000), 1000); /* the probe's verdict, any moment */
+    cfg_model other = f.models[0];
+    CHECK_EQ_INT(route_wait_ms(r, &other, 5000), 0);
+    route_free(r);
+}
+
+/* ---- backoff ---- */
+
 static void test_backoff(void)
 {
     fx f;
@@ -550,9 +687,10 @@ static void test_log_lines(void)
     unlink(path);
     CHECK(n > 0);
     if (n > 0) text[n] = 0;
-    CHECK(strstr(text, "deployment prov0/up0 of model m0: cooling down for 5s after 3 failures"));
+    CHECK(strstr(text, "deployment prov0/up0 of model m0: cooling down for 5s, 3 of 3 requests "
+                       "failed in the last 10s"));
     CHECK(strstr(text, "deployment prov0/up0 of model m0: cool-down over, probing with one"));
-    CHECK(strstr(text, "probe failed, cooling down for 10s (4 failures in a row)"));
+    CHECK(strstr(text, "probe failed, cooling down for 10s\""));
     CHECK(strstr(text, "deployment prov0/up0 of model m0: probe succeeded, back in service"));
     CHECK(strstr(text, "rate limited by the provider for 2.5s"));
     CHECK(!strstr(text, "SECRET"));
@@ -604,6 +742,8 @@ static void *worker_run(void *arg)
                                      : ROUTE_ABANDONED;
         int64_t ra = rand_r(&w->seed) % 3 ? rand_r(&w->seed) % 8 : -1;
         route_report(w->r, m, idx, out, ra, mono_ms());
+        if (out == ROUTE_SUCCESS || out == ROUTE_FAILURE || out == ROUTE_TIMEOUT)
+            route_request_done(w->r, m, idx, out != ROUTE_SUCCESS, mono_ms());
     }
     return NULL;
 }
@@ -634,7 +774,9 @@ static void test_concurrency(void)
     fx f;
     int pri[5] = {1, 1, 2, 2, 3}, w[5] = {3, 1, 1, 0, 1};
     fx_init(&f, 5, pri, w);
-    f.cfg.routing.cooldown_failures = 2;
+    f.cfg.routing.min_requests = 2;
+    f.cfg.routing.failure_rate_percent = 10;
+    f.cfg.routing.failure_window_ms = 100;
     f.cfg.routing.cooldown_ms = 2;
     f.cfg.routing.cooldown_max_ms = 16;
     f.cfg.routing.retry_after_max_ms = 5;
@@ -700,6 +842,9 @@ int main(void)
     RUN(test_lost_probe);
     RUN(test_rate_limited);
     RUN(test_all_cooling);
+    RUN(test_request_counts_once);
+    RUN(test_failure_rate_window);
+    RUN(test_wait_ms);
     RUN(test_backoff);
     RUN(test_log_lines);
     RUN(test_concurrency);
