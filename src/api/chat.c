@@ -34,6 +34,27 @@ static void err_duplicate(http_conn *c, const char *field)
     api_err_invalid(c, field, msg);
 }
 
+/* The model exists, but every provider of it is disabled for want of an API key: a 404 would
+ * send the user looking for a typo. 503, as for a model with no deployment available, but not
+ * worth an automatic retry: only the operator can fix it. */
+static void err_unconfigured(http_conn *c, const cfg_model *model)
+{
+    const cfg_provider *p = model->unconfigured;
+    char msg[400];
+    if (p->api_key_var[0])
+        snprintf(msg, sizeof msg,
+                 "The model '%s' is configured, but its provider '%s' has no API key: the "
+                 "operator must set %s for the gateway.",
+                 model->name, p->name, p->api_key_var);
+    else
+        snprintf(msg, sizeof msg,
+                 "The model '%s' is configured, but its provider '%s' has no API key: the "
+                 "operator must set its api_key.",
+                 model->name, p->name);
+    http_add_extra_header(c, "x-should-retry: false\r\n");
+    http_error(c, 503, "service_unavailable_error", "provider_not_configured", "model", msg, 60000);
+}
+
 /* A model name as the client sent it, printable: control characters (a NUL among them) are
  * shown as \u00XX, so a message never claims that "echo-1\u0000x" is "echo-1". */
 static void printable_name(const char *name, size_t len, char *out, size_t outlen)
@@ -113,6 +134,11 @@ static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, st
     ms_copy(r->log_model, sizeof r->log_model, shown);
     /* by length: a name with a NUL inside is not the name before the NUL */
     const cfg_model *model = cfg_find_model(c->w->cfg, name, (size_t)len);
+    if (model && model->ndeployments == 0 && model->unconfigured) {
+        free(call);
+        err_unconfigured(c, model);
+        return NULL;
+    }
     if (!model || model->ndeployments == 0) {
         free(call);
         api_err_model_not_found(c, shown);

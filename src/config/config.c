@@ -21,6 +21,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,21 @@ cleanup:
 
 /* ---- typed values ---- */
 
+/* The name of the first ${NAME} in a scalar's raw text, or "": what an operator must set. */
+static void first_var_name(const yaml_node_t *n, char *out, size_t outlen)
+{
+    const char *s = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length, k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (s[i] != '$' || s[i + 1] != '{' || !is_name_start(s[i + 2])) continue;
+        for (size_t j = i + 2; j < len && is_name_char(s[j]) && k + 1 < outlen; j++)
+            out[k++] = s[j];
+        out[k] = '\0';
+        return;
+    }
+}
+
 static int get_str(cfg_ld *L, const yaml_node_t *n, const char *path, char **out)
 {
     if (n->type != YAML_SCALAR_NODE)
@@ -489,6 +505,61 @@ static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
     return 0;
 }
 
+/* A relative store.sqlite is relative to the config file's directory, not to the current one:
+ * otherwise a CLI command run from elsewhere would silently create a new, empty store whose keys
+ * never work on the running gateway. The result is absolute, so logs say which file it is. */
+static int resolve_store_path(cfg_t *c, char *err, size_t errlen)
+{
+    if (!c->sqlite_path || c->sqlite_path[0] == '/') return 0;
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(c->path, '/');
+    size_t dl = slash ? (size_t)(slash - c->path) : 0;
+    if (dl >= sizeof dir) dl = sizeof dir - 1;
+    if (slash && dl == 0) dl = 1; /* "/modelswitch.yaml": the root */
+    memcpy(dir, slash ? c->path : ".", slash ? dl : 1);
+    dir[slash ? dl : 1] = '\0';
+    if (!realpath(dir, real)) {
+        snprintf(err, errlen, "%s: store.sqlite: cannot resolve the config file's directory: %s",
+                 c->path, strerror(errno));
+        return -1;
+    }
+    size_t rl = strlen(real), sl = strlen(c->sqlite_path);
+    char *abs = malloc(rl + 1 + sl + 1);
+    if (!abs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(abs, real, rl);
+    abs[rl] = '/';
+    memcpy(abs + rl + 1, c->sqlite_path, sl + 1);
+    free(c->sqlite_path);
+    c->sqlite_path = abs;
+    return 0;
+}
+
+/* One line for the operator: models that exist but cannot be served, and what to set. */
+static void warn_unserved_models(const cfg_t *c)
+{
+    char line[1024];
+    size_t k = 0;
+    int n = 0;
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const cfg_model *m = &c->models[i];
+        if (m->ndeployments > 0 || !m->unconfigured) continue;
+        const cfg_provider *p = m->unconfigured;
+        int w = snprintf(line + k, sizeof line - k, "%s%s (provider %s%s%s)", n ? ", " : "",
+                         m->name, p->name, p->api_key_var[0] ? ": set " : "", p->api_key_var);
+        n++;
+        if (w < 0 || (size_t)w >= sizeof line - k) {
+            memcpy(line + sizeof line - 5, "...", 4);
+            k = sizeof line - 1;
+            break;
+        }
+        k += (size_t)w;
+    }
+    if (n) log_warn("models not served because their providers have no API key: %s", line);
+}
+
 static int parse_store(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
     static const char *const fields[] = {"sqlite", "postgres", NULL};
@@ -560,12 +631,28 @@ static int check_order(cfg_ld *L, const yaml_node_t *map, const char *path, cons
                 (long long)hi, lo_name, (long long)lo);
 }
 
+/* cooldown_failures (N consecutive failed attempts) is the old name of min_requests: a
+ * deployment that fails everything still cools down after N failures, now N failed requests. */
+static int routing_alias(cfg_ld *L, cfg_t *c, const yaml_node_t *n, const char *path)
+{
+    char cp[CFG_PATH_MAX];
+    yaml_node_t *old = get_field(L, n, "cooldown_failures");
+    if (!old) return 0;
+    if (get_field(L, n, "min_requests")) {
+        path_key(cp, path, "cooldown_failures");
+        return fail(L, line_of(old), cp,
+                    "is the deprecated name of min_requests; give only min_requests");
+    }
+    c->routing.min_requests = c->routing.cooldown_failures;
+    return 0;
+}
+
 static int parse_routing(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
     static const char *const fields[] = {
-        "max_attempts",   "retry_budget_ms",    "backoff_base_ms",
-        "backoff_max_ms", "retry_after_max_ms", "cooldown_failures",
-        "cooldown_ms",    "cooldown_max_ms",    NULL};
+        "max_attempts",       "retry_budget_ms",      "backoff_base_ms",   "backoff_max_ms",
+        "retry_after_max_ms", "failure_rate_percent", "failure_window_ms", "min_requests",
+        "cooldown_failures",  "cooldown_ms",          "cooldown_max_ms",   NULL};
     const char *path = "routing";
     if (is_null(n)) return 0;
     if (want_map(L, n, path) || check_fields(L, n, path, fields)) return -1;
@@ -575,11 +662,16 @@ static int parse_routing(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
         int_field(L, n, path, "backoff_max_ms", 0, CFG_DAY_MS, &c->routing.backoff_max_ms) ||
         int_field(L, n, path, "retry_after_max_ms", 0, CFG_DAY_MS,
                   &c->routing.retry_after_max_ms) ||
+        int_field_i(L, n, path, "failure_rate_percent", 1, 100, &c->routing.failure_rate_percent) ||
+        int_field(L, n, path, "failure_window_ms", 100, CFG_DAY_MS,
+                  &c->routing.failure_window_ms) ||
+        int_field_i(L, n, path, "min_requests", 1, 1000000, &c->routing.min_requests) ||
         int_field_i(L, n, path, "cooldown_failures", 1, 1000000, &c->routing.cooldown_failures) ||
         int_field(L, n, path, "cooldown_ms", 0, CFG_DAY_MS, &c->routing.cooldown_ms) ||
         int_field(L, n, path, "cooldown_max_ms", 0, CFG_DAY_MS, &c->routing.cooldown_max_ms))
         return -1;
-    if (check_order(L, n, path, "backoff_base_ms", c->routing.backoff_base_ms, "backoff_max_ms",
+    if (routing_alias(L, c, n, path) ||
+        check_order(L, n, path, "backoff_base_ms", c->routing.backoff_base_ms, "backoff_max_ms",
                     c->routing.backoff_max_ms) ||
         check_order(L, n, path, "cooldown_ms", c->routing.cooldown_ms, "cooldown_max_ms",
                     c->routing.cooldown_max_ms))
@@ -704,6 +796,7 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
         if (ak) {
             if (get_str(L, ak, cp, &p->api_key)) return -1;
             p->enabled = *p->api_key != '\0';
+            if (!p->enabled) first_var_name(ak, p->api_key_var, sizeof p->api_key_var);
         } else {
             p->enabled = 1;
         }
@@ -812,6 +905,7 @@ static int parse_deployment(cfg_ld *L, cfg_t *c, cfg_model *m, const yaml_node_t
         int_field(L, n, path, "priority", 0, 1000000, &priority))
         goto cleanup;
     /* Deployments of a disabled provider are validated like the others, then left out. */
+    if (!p->enabled && !m->unconfigured) m->unconfigured = p;
     if (p->enabled) {
         cfg_deployment *d = &m->deployments[m->ndeployments++];
         d->provider = p;
@@ -1046,6 +1140,9 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     c->routing.backoff_base_ms = 100;
     c->routing.backoff_max_ms = 2000;
     c->routing.retry_after_max_ms = 10000;
+    c->routing.failure_rate_percent = 50;
+    c->routing.failure_window_ms = 10000;
+    c->routing.min_requests = 5;
     c->routing.cooldown_failures = 3;
     c->routing.cooldown_ms = 5000;
     c->routing.cooldown_max_ms = 300000;
@@ -1084,9 +1181,11 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     free(text);
+    if (resolve_store_path(c, err, errlen) != 0) goto fail;
     for (size_t i = 0; i < c->nproviders; i++)
         if (!c->providers[i].enabled)
             log_warn("provider %s disabled: api_key is empty", c->providers[i].name);
+    warn_unserved_models(c);
     return c;
 
 fail:

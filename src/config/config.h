@@ -26,6 +26,7 @@ typedef struct cfg_provider {
     char *base_url;                /* without trailing slash; NULL for echo */
     char *api_key;                 /* may be NULL (local servers need none); never logged */
     int enabled;                   /* 0 when api_key was given but resolved to "" */
+    char api_key_var[64];          /* the environment variable api_key names ("" if none) */
     int64_t timeout_ms;            /* whole request; default 600000 */
     int64_t connect_timeout_ms;    /* default 10000 */
     int64_t first_byte_timeout_ms; /* default = timeout_ms: no response headers by then -> 504 */
@@ -50,6 +51,9 @@ typedef struct cfg_model {
     int64_t created;           /* unix seconds reported by /v1/models (the config's load time) */
     cfg_deployment *deployments;
     size_t ndeployments; /* only deployments whose provider is enabled */
+    /* a provider whose deployments of this model were left out because it is disabled (no API
+     * key), or NULL: a model with no deployments left says so instead of "does not exist" */
+    const cfg_provider *unconfigured;
     char **fallbacks;
     size_t nfallbacks;
     /* gateway-wide limits for this model (`limits:` under the model); 0 = none */
@@ -75,7 +79,8 @@ typedef struct cfg {
     int background_idle;       /* server.background_priority: 1 = idle (default), 0 = normal */
     int busy_poll_us;          /* server.busy_poll_us: 0 = workers sleep when idle (default) */
     /* store */
-    char *sqlite_path;  /* default data/modelswitch.db */
+    char *sqlite_path;  /* default data/modelswitch.db; relative paths are resolved against the
+                           config file's directory, so the result is absolute */
     char *postgres_url; /* NULL unless configured */
     /* limits */
     int64_t requests_per_minute;         /* default 600, per key (a key's rpm overrides) */
@@ -89,8 +94,15 @@ typedef struct cfg {
         int64_t backoff_base_ms; /* default 100 */
         int64_t backoff_max_ms;  /* default 2000 */
         int64_t
-            retry_after_max_ms;  /* default 10000: an upstream retry-after is honoured up to this */
-        int cooldown_failures;   /* default 3 consecutive failures start a cool-down */
+            retry_after_max_ms; /* default 10000: an upstream retry-after is honoured up to this */
+        /* A deployment cools down when, over the last failure_window_ms (default 10000), at
+         * least min_requests (default 5) requests ended on it and failure_rate_percent (default
+         * 50) of them failed there. cooldown_failures (default 3) is only read as the deprecated
+         * old name of min_requests. */
+        int failure_rate_percent;
+        int64_t failure_window_ms;
+        int min_requests;
+        int cooldown_failures;
         int64_t cooldown_ms;     /* default 5000: the first cool-down */
         int64_t cooldown_max_ms; /* default 300000: cool-downs double up to this */
     } routing;

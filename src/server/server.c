@@ -59,7 +59,8 @@ static int parse_listen(const char *spec, char *host, size_t hostlen, int *port)
     return 0;
 }
 
-static int open_listener(const char *host, int port, int *actual_port, char *err, size_t errlen)
+/* The address to bind for host:port (freeaddrinfo it), or NULL with a message in err. */
+static struct addrinfo *listen_address(const char *host, int port, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -70,8 +71,15 @@ static int open_listener(const char *host, int port, int *actual_port, char *err
     int rc = getaddrinfo(host, portstr, &hints, &ai);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve listen address '%s': %s", host, gai_strerror(rc));
-        return -1;
+        return NULL;
     }
+    return ai;
+}
+
+static int open_listener(const char *host, int port, int *actual_port, char *err, size_t errlen)
+{
+    struct addrinfo *ai = listen_address(host, port, err, errlen);
+    if (!ai) return -1;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -103,13 +111,8 @@ static int open_listener(const char *host, int port, int *actual_port, char *err
  * that into EADDRINUSE at start-up. */
 static int check_address_free(const char *host, int port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    if (getaddrinfo(host, portstr, &hints, &ai) != 0) return 0; /* open_listener says why */
+    struct addrinfo *ai = listen_address(host, port, err, errlen);
+    if (!ai) return -1;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int rc = 0;
     if (fd >= 0) {

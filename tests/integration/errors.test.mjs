@@ -185,12 +185,28 @@ test('fields of the wrong type or out of range: 400 invalid_parameter naming the
 });
 
 test('an unknown model: 404 model_not_found', T, async () => {
-    for (const model of ['no-such-model', 'ghost-model']) {
+    for (const model of ['no-such-model']) {
         const res = await invalid({ ...HELLO, model });
         h.assertError(assert, res, 404, 'not_found_error', 'model_not_found', null, { paramAlt: 'model' });
         const emb = await h.post(gw, '/v1/embeddings', key, { model, input: 'x' });
         h.assertError(assert, emb, 404, 'not_found_error', 'model_not_found', null, { paramAlt: 'model' });
     }
+});
+
+test('a model whose only provider has no API key: 503 provider_not_configured naming the variable', T, async () => {
+    // ghost-model's provider takes its key from ${MODELSWITCH_TEST_UNSET_KEY_9F2C:-}, unset here
+    for (const [p, body] of [['/v1/chat/completions', { ...HELLO, model: 'ghost-model' }],
+        ['/v1/embeddings', { model: 'ghost-model', input: 'x' }]]) {
+        const res = await h.post(gw, p, key, body);
+        h.assertError(assert, res, 503, 'service_unavailable_error', 'provider_not_configured', 'model');
+        assert.match(res.json.error.message, /ghost-model.*'disabled'.*MODELSWITCH_TEST_UNSET_KEY_9F2C/);
+        assert.equal(res.headers.get('x-should-retry'), 'false', 'only the operator can fix it');
+        assert.ok(res.headers.get('retry-after'), '503 carries retry-after');
+    }
+    // and the operator was told at start-up, in one line
+    const lines = gw.stderr.split('\n').filter((l) => l.includes('models not served'));
+    assert.equal(lines.length, 1, gw.stderr.slice(0, 2000));
+    assert.match(lines[0], /ghost-model \(provider disabled: set MODELSWITCH_TEST_UNSET_KEY_9F2C\)/);
 });
 
 test('a body over server.max_body_bytes: 413 request_too_large', T, async () => {

@@ -5,6 +5,9 @@
 // and exit status 1; a gateway killed with -9 leaves no lock behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import * as h from '../lib/harness.mjs';
 
 const T = { timeout: h.TEST_TIMEOUT };
@@ -56,5 +59,31 @@ test('a gateway killed with -9 leaves no lock: the next one starts on the same s
         assert.equal((await h.get(next, '/healthz')).status, 200);
     } finally {
         await next.stop();
+    }
+});
+
+test('a relative store path is relative to the config file, whatever the current directory', T, async () => {
+    const g = await h.prepareGateway();
+    const rel = `rel-${process.pid}-${Date.now()}`; // a wrong build would make it in the cwd
+    const strays = ['/', os.tmpdir()].map((d) => path.join(d, rel));
+    try {
+        const text = fs.readFileSync(g.configPath, 'utf8');
+        assert.ok(text.includes(g.config.store.sqlite), 'the harness writes an absolute store path');
+        fs.writeFileSync(g.configPath, text.replace(g.config.store.sqlite, `${rel}/store.db`));
+        // the same CLI command from two directories: one store, next to the config file
+        const cli = (cwd, args) => h.run('sh', ['-c', 'cd "$1" && shift && exec "$@"', 'sh', cwd,
+            h.GATEWAY_BIN, '--config', g.configPath, ...args]);
+        const a = await cli('/', ['account', 'create', '--name', 'from-root', '--balance', '1']);
+        assert.equal(a.code, 0, a.stderr);
+        const b = await cli(os.tmpdir(), ['account', 'create', '--name', 'from-tmp', '--balance', '1']);
+        assert.equal(b.code, 0, b.stderr);
+        assert.ok(fs.existsSync(path.join(g.dir, rel, 'store.db')), 'the store is beside the config');
+        for (const d of strays) assert.ok(!fs.existsSync(d), `a store was made in ${path.dirname(d)}`);
+        const list = await cli(g.dir, ['account', 'list']);
+        assert.match(list.stdout, /from-root/);
+        assert.match(list.stdout, /from-tmp/);
+    } finally {
+        for (const d of strays) fs.rmSync(d, { recursive: true, force: true });
+        await h.discardGateway(g);
     }
 });

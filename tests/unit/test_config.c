@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "tap.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,23 @@ static int expect_err_at(const char *text, int line, const char *where, const ch
     "    pricing: {input: 1, output: 2}\n"                                                         \
     "    deployments: [{provider: local}]\n"
 
+/* store.sqlite as cfg_load resolves a relative path: against the config file's directory. */
+static int store_path_is(const cfg_t *c, const char *cfg_path, const char *rel)
+{
+    char dir[PATH_MAX], real[PATH_MAX], want[PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s", cfg_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (!realpath(dir, real)) return 0;
+    snprintf(want, sizeof want, "%s/%s", real, rel);
+    if (c->sqlite_path && strcmp(c->sqlite_path, want) == 0) return 1;
+    fprintf(stderr, "store path %s, wanted %s\n", c->sqlite_path ? c->sqlite_path : "(null)", want);
+    return 0;
+}
+
 static void test_defaults(void)
 {
     int64_t before = time(NULL);
@@ -115,7 +133,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->idle_timeout_ms, 60000);
     CHECK_EQ_INT(c->drain_timeout_ms, 30000);
     CHECK(c->admin_token == NULL);
-    CHECK_EQ_STR(c->sqlite_path, "data/modelswitch.db");
+    CHECK(store_path_is(c, g_path, "data/modelswitch.db"));
     CHECK(c->postgres_url == NULL);
     CHECK_EQ_INT(c->requests_per_minute, 600);
     CHECK_EQ_INT(c->tokens_per_minute, 1000000);
@@ -337,6 +355,44 @@ static void test_postgres_and_ipv6(void)
     cfg_free(c);
 }
 
+/* store.sqlite: relative to the config file's directory, absolute as given; the provider a
+ * model lost for want of a key, and the variable to set, are kept for the 503 and the warning. */
+static void test_store_path_and_unconfigured(void)
+{
+    cfg_t *c = load("store: {sqlite: sub/x.db}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) CHECK(store_path_is(c, g_path, "sub/x.db"));
+    cfg_free(c);
+    c = load("store: {sqlite: /var/lib/ms/x.db}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) CHECK_EQ_STR(c->sqlite_path, "/var/lib/ms/x.db");
+    cfg_free(c);
+    unsetenv("MS_TEST_UNSET_KEY_Q7");
+    capture_start();
+    c = load("providers:\n"
+             "  off2: {kind: openai, base_url: 'http://x', api_key: '${MS_TEST_UNSET_KEY_Q7:-}'}\n"
+             "  local: {kind: echo}\n"
+             "models:\n"
+             "  a: {pricing: {input: 1, output: 1}, deployments: [{provider: off2}]}\n"
+             "  b: {pricing: {input: 1, output: 1}, deployments: [{provider: off2}, {provider: "
+             "local}]}\n");
+    int warns = capture_stop("models not served because their providers have no API key: "
+                             "a (provider off2: set MS_TEST_UNSET_KEY_Q7)");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    CHECK_EQ_INT(warns, 1);
+    const cfg_model *a = cfg_find_model(c, "a", 1), *b = cfg_find_model(c, "b", 1);
+    CHECK(a && a->ndeployments == 0 && a->unconfigured == cfg_find_provider(c, "off2"));
+    CHECK(b && b->ndeployments == 1); /* still served: a warning would be wrong */
+    const cfg_provider *off = cfg_find_provider(c, "off2");
+    CHECK(off && !off->enabled);
+    if (off) CHECK_EQ_STR(off->api_key_var, "MS_TEST_UNSET_KEY_Q7");
+    cfg_free(c);
+}
+
 static void test_null_sections(void)
 {
     /* "server:" with nothing after it is YAML null: the section's defaults apply. */
@@ -347,7 +403,7 @@ static void test_null_sections(void)
         return;
     }
     CHECK_EQ_INT(c->listen_port, 8080);
-    CHECK_EQ_STR(c->sqlite_path, "data/modelswitch.db");
+    CHECK(store_path_is(c, g_path, "data/modelswitch.db"));
     cfg_free(c);
 }
 
@@ -1096,7 +1152,8 @@ static void test_shipped_config(void)
     CHECK_EQ_STR(c->listen_host, "127.0.0.1");
     CHECK_EQ_INT(c->listen_port, 8080);
     CHECK_EQ_INT(c->workers, 0);
-    CHECK_EQ_STR(c->sqlite_path, "data/modelswitch.db");
+    /* the repository's data/, wherever the command runs from */
+    CHECK(store_path_is(c, path, "../data/modelswitch.db"));
     CHECK(c->admin_token == NULL || c->admin_token[0] == '\0');
     CHECK_EQ_INT(c->requests_per_minute, 600);
     CHECK_EQ_INT(c->tokens_per_minute, 1000000);
@@ -1147,6 +1204,45 @@ static void test_shipped_config(void)
     unsetenv("MODELSWITCH_ADMIN_TOKEN");
 }
 
+/* Issue 9: the breaker's failure-rate fields, and cooldown_failures as min_requests' old name. */
+static void test_routing_failure_rate(void)
+{
+    cfg_t *c = load(MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ_INT(c->routing.failure_rate_percent, 50);
+        CHECK_EQ_INT(c->routing.failure_window_ms, 10000);
+        CHECK_EQ_INT(c->routing.min_requests, 5);
+        cfg_free(c);
+    }
+    c = load("routing:\n  failure_rate_percent: 100\n  failure_window_ms: 100\n"
+             "  min_requests: 1000000\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ_INT(c->routing.failure_rate_percent, 100);
+        CHECK_EQ_INT(c->routing.failure_window_ms, 100);
+        CHECK_EQ_INT(c->routing.min_requests, 1000000);
+        cfg_free(c);
+    }
+    /* an old config keeps its threshold: N failures, now N failed requests */
+    c = load("routing: {cooldown_failures: 7}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_EQ_INT(c->routing.min_requests, 7);
+        cfg_free(c);
+    }
+    EXPECT_ERR("routing:\n  min_requests: 4\n  cooldown_failures: 3\n" MINIMAL_MODELS, 3,
+               "routing.cooldown_failures: ", "deprecated name of min_requests");
+    EXPECT_ERR("routing: {failure_rate_percent: 0}\n" MINIMAL_MODELS, 1,
+               "routing.failure_rate_percent: ", "must be between 1 and 100, got 0");
+    EXPECT_ERR("routing: {failure_rate_percent: 101}\n" MINIMAL_MODELS, 1,
+               "routing.failure_rate_percent: ", "must be between 1 and 100");
+    EXPECT_ERR("routing: {failure_window_ms: 99}\n" MINIMAL_MODELS, 1,
+               "routing.failure_window_ms: ", "must be between 100 and 86400000");
+    EXPECT_ERR("routing: {min_requests: 0}\n" MINIMAL_MODELS, 1,
+               "routing.min_requests: ", "must be between 1 and 1000000");
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -1154,6 +1250,7 @@ int main(void)
     RUN(test_every_field);
     RUN(test_postgres_and_ipv6);
     RUN(test_null_sections);
+    RUN(test_store_path_and_unconfigured);
     RUN(test_substitution);
     RUN(test_substitution_errors);
     RUN(test_unknown_fields);
@@ -1170,5 +1267,6 @@ int main(void)
     RUN(test_disabled_providers);
     RUN(test_spec_example);
     RUN(test_shipped_config);
+    RUN(test_routing_failure_rate);
     TAP_DONE();
 }
