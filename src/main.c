@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "api/job.h"
 #include "auth/keycache.h"
 #include "billing/billing.h"
@@ -104,6 +105,7 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         log_error("out of memory");
         goto out;
     }
+    api_register_http_hooks();
     srv = srv_new(cfg, &sh, listen, err, sizeof err);
     if (!srv) {
         log_error("%s", err);

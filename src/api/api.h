@@ -10,6 +10,10 @@
 #include "server/http.h"
 #include "store/store.h"
 
+/* Registers the API layer's hooks with the HTTP server (the route and key check that runs on a
+ * request's headers, before its body is read). Called once by `serve` before the workers start. */
+void api_register_http_hooks(void);
+
 /* Routes and answers (now or later) the request. */
 void api_dispatch(http_conn *c, http_request *r);
 /* Writes a new request id ("req_" + 24 hex digits) into out (>= 40 bytes). */

@@ -6,7 +6,9 @@
  * connection failure or timeout before any byte reached the client is retried, on another
  * deployment first and then on the same one after a backoff (or the upstream's retry-after),
  * within routing.max_attempts per model and routing.retry_budget_ms per request; then the model's
- * fallbacks are tried in order. Each attempt's outcome feeds the router's cool-downs. When
+ * fallbacks are tried in order. Attempts feed the router's single-attempt state (probes, 429
+ * waits); each request counts once per deployment it tried in the failure window that opens a
+ * breaker, so one client's poisoned request cannot cool a deployment down for everyone. When
  * nothing works the client gets one answer that says why (docs/ROUTING.md).
  *
  * Answers: non-streaming answers are collected (bounded), checked, their usage read and the
@@ -490,6 +492,9 @@ static void on_data(void *ud, const char *data, size_t n)
             http_conn *c = p->c;
             if (c->handler.ctx == p) c->handler = (http_handler){0};
             p->c = NULL;
+            /* the provider answered 2xx and may have billed it: not retried, here or by the
+             * client's SDK (docs/ROUTING.md) */
+            http_add_extra_header(c, "x-should-retry: false\r\n");
             http_error(c, 502, "upstream_error", "provider_error", NULL,
                        "The provider's answer is larger than the gateway accepts.", -1);
         }
@@ -658,7 +663,10 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
             bill(p, p->c ? 502 : 499, cost);
             http_conn *c = p->c;
             proxy_free(p);
-            if (c) http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
+            if (c) {
+                http_add_extra_header(c, "x-should-retry: false\r\n"); /* it may be billed */
+                http_error(c, 502, "upstream_error", "provider_error", NULL, msg, -1);
+            }
             return;
         }
         report(p, ROUTE_SUCCESS, -1);
@@ -731,7 +739,7 @@ static void run_attempt(proxy *p)
     const cfg_deployment *dep = &call->model->deployments[p->dep_idx];
     call->dep = dep;
     p->attempts++;
-    p->tried |= 1ull << p->dep_idx;
+    p->tried |= dep_bit(p->dep_idx);
     if (p->c) ms_copy(p->c->req.log_provider, sizeof p->c->req.log_provider, dep->provider->name);
     if (dep->provider->kind == PROV_ECHO) {
         /* answered locally: echo settles and responds by itself */

@@ -366,9 +366,9 @@ static int api_head_check(http_conn *c, http_request *r)
     return route(c, r, 1);
 }
 
-/* Registered before main runs: the server calls it through a pointer and so needs no API header
- * for it (the server must not depend on the API layer), and it cannot be forgotten at start-up. */
-__attribute__((constructor)) static void register_head_check(void)
+/* The server calls the head check through a pointer and so needs no API header for it (the
+ * server must not depend on the API layer). */
+void api_register_http_hooks(void)
 {
     http_set_head_check(api_head_check);
 }
