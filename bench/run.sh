@@ -215,7 +215,22 @@ ensure_portkey() {
     cp "$PORTKEY_DIR/package-lock.json" "$PORTKEY_DIR/node_modules/.bench-lock"
 }
 
+# wrk and valgrind (callgrind) come from Debian like everything else: a fresh
+# machine runs `make bench` without a manual step.
+ensure_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v valgrind >/dev/null || missing+=(valgrind)
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]} (Debian packages) with apt-get"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}")
+    { "${apt[@]}" >"$TMP/apt-tools.log" 2>&1 ||
+        { apt-get update -q >>"$TMP/apt-tools.log" 2>&1 && "${apt[@]}" >>"$TMP/apt-tools.log" 2>&1; }; } ||
+        die "apt-get install ${missing[*]} failed (see $TMP/apt-tools.log)"
+}
+
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+ensure_tools
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 command -v node >/dev/null || die "node is not installed"
 command -v taskset >/dev/null || die "taskset is not installed (util-linux)"
