@@ -34,6 +34,19 @@ static void check_members(const char *p, size_t n, const jscan_member *m, int co
             const jscan_member *f = jscan_find(m, (size_t)count, buf);
             MUST(f && f >= &m[k]); /* the last one with that name */
         }
+        if (kl >= 0) {
+            /* the decoded name, NULs included, matches its own raw key; pick_unique finds a
+             * duplicate exactly when another member decodes to the same bytes */
+            MUST(jscan_key_eq(m[k].key, buf, (size_t)kl));
+            int same = 0;
+            for (int j = 0; j < count; j++)
+                same += jscan_key_eq(m[j].key, buf, (size_t)kl);
+            const jscan_key key = {buf, (size_t)kl};
+            const jscan_member *got;
+            int dup = jscan_pick_unique(m, (size_t)count, &key, 1, &got);
+            MUST(same >= 1 && (dup == 0) == (same > 1));
+            if (dup < 0) MUST(got == &m[k]);
+        }
         jscan_member in[4];
         int r = jscan_members(m[k].value, in, 4);
         MUST((m[k].type == JS_OBJECT) == (r >= 0));
