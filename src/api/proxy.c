@@ -160,8 +160,8 @@ static void proxy_free(proxy *p)
         worker_t *w = p->w;
         /* the access line waited for the usage the request was billed */
         if (p->usage.known) {
-            p->req.prompt_tokens = p->usage.prompt_tokens;
-            p->req.completion_tokens = p->usage.completion_tokens;
+            p->req.prompt_tokens = usage_prompt(&p->usage.u);
+            p->req.completion_tokens = p->usage.u.output;
         }
         http_log_request(&p->req, 499, p->bytes_in, p->bytes_out);
         if (p->dprev)
@@ -208,7 +208,7 @@ static void bill(proxy *p, int client_status, char *cost)
         int64_t cap =
             call->ep == EP_CHAT ? price_output_bound(p->w->cfg, call->model, call->max_tokens) : 0;
         if (out > cap) out = cap;
-        prov_usage est = {1, call->prompt_bound, out, 0};
+        prov_usage est = {.known = 1, .u = {.input = call->prompt_bound, .output = out}};
         call->settle(call, &est, client_status, 1, cost);
         p->usage = est;
     } else {
@@ -217,8 +217,8 @@ static void bill(proxy *p, int client_status, char *cost)
     call->hold.account_id = 0;
     call->hold.amount_nusd = 0;
     if (p->c && p->usage.known) {
-        p->c->req.prompt_tokens = p->usage.prompt_tokens;
-        p->c->req.completion_tokens = p->usage.completion_tokens;
+        p->c->req.prompt_tokens = usage_prompt(&p->usage.u);
+        p->c->req.completion_tokens = p->usage.u.output;
     }
 }
 

@@ -39,13 +39,14 @@ static void correct_tokens(prov_call *call, int64_t real)
 static int64_t settle(prov_call *call, const prov_usage *u, int status, int estimated, char *cost)
 {
     bill_t *b = call->bill;
-    correct_tokens(call, u->prompt_tokens + u->completion_tokens);
+    int64_t prompt = usage_prompt(&u->u), completion = u->u.output;
+    correct_tokens(call, prompt + completion);
     store_usage_event ev;
     fill_event(call, status, &ev);
-    ev.prompt_tokens = u->prompt_tokens;
-    ev.completion_tokens = u->completion_tokens;
+    ev.prompt_tokens = prompt;
+    ev.completion_tokens = completion;
     ev.estimated = estimated;
-    ev.charged_nusd = price_cost(bill_cfg(b), call->model, u->prompt_tokens, u->completion_tokens);
+    ev.charged_nusd = price_cost(bill_cfg(b), call->model, prompt, completion);
     int64_t charged = bill_settle(b, &call->hold, &ev);
     if (cost) ms_format_decimal(charged, 9, cost, 32);
     return charged;

@@ -169,8 +169,7 @@ static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *us
     }
     size_t text_len = nt ? ends[nt - 1] : 0;
     usage->known = 1;
-    usage->prompt_tokens = prompt;
-    usage->completion_tokens = (int64_t)nt;
+    usage->u = (usage_counts){.input = prompt, .output = (int64_t)nt};
     c->req.prompt_tokens = prompt;
     c->req.completion_tokens = (int64_t)nt;
     /* the whole answer is known before the first byte, so it is billed before it is sent */
@@ -366,8 +365,7 @@ static void echo_embeddings(http_conn *c, prov_call *call, json_t *req, prov_usa
     }
     buf_free(&text);
     usage->known = 1;
-    usage->prompt_tokens = total;
-    usage->completion_tokens = 0;
+    usage->u = (usage_counts){.input = total};
     c->req.prompt_tokens = total;
     c->req.completion_tokens = 0;
     char cost[32], hdr[64];

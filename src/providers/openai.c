@@ -200,8 +200,9 @@ static void read_usage(ms_str usage, prov_usage *out)
     int64_t p = 0, c = 0;
     if (pt && jscan_int(pt->value, &p) == 0 && p >= 0) {
         out->known = 1;
-        out->prompt_tokens = p;
-        out->completion_tokens = (ct && jscan_int(ct->value, &c) == 0 && c >= 0) ? c : 0;
+        out->u = (usage_counts){0};
+        out->u.input = p;
+        out->u.output = (ct && jscan_int(ct->value, &c) == 0 && c >= 0) ? c : 0;
     }
 }
 

@@ -19,6 +19,7 @@
 #include "common/buf.h"
 #include "common/jscan.h"
 #include "common/sse.h"
+#include "common/usage.h"
 #include "config/config.h"
 #include "upstream/upstream.h"
 
@@ -31,8 +32,7 @@ typedef enum { EP_CHAT, EP_EMBEDDINGS } prov_endpoint;
 
 typedef struct prov_usage {
     int known;
-    int64_t prompt_tokens;
-    int64_t completion_tokens;
+    usage_counts u;
     /* streams: bytes of generated text seen so far (delta content, refusals, tool-call
      * arguments), the upper bound of completion tokens billed if usage never comes */
     int64_t streamed_bytes;
