@@ -378,6 +378,8 @@ static json_t *mock_rec_json(void)
 typedef struct mock_opts {
     long status, delay_ms, chunk_delay_ms, first_chunk_delay_ms, chunks, prompt_tokens, cut_after,
         stream_error_after, dims;
+    /* OpenAI usage details: cached prompt tokens and hidden reasoning tokens (-1: not set) */
+    long cached_tokens, reasoning_tokens;
     bool prompt_tokens_set, no_usage, invalid_json, hang, close;
     const char *error_message; /* points into the parsed request body */
 } mock_opts;
@@ -787,6 +789,7 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
     o->cut_after = -1;
     o->stream_error_after = -1;
     o->dims = 4;
+    o->cached_tokens = o->reasoning_tokens = -1;
     snprintf(c->resp.retry_after, sizeof c->resp.retry_after, "%s", g.def.retry_after);
 
     json_t *m = json_object_get(body, "mock");
@@ -808,6 +811,9 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
         mock_opt_int(m, "stream_error_after", 0, MOCK_MAX_CHUNKS, &o->stream_error_after, NULL, err,
                      errlen) ||
         mock_opt_int(m, "dims", 1, MOCK_MAX_DIMS, &o->dims, NULL, err, errlen) ||
+        mock_opt_int(m, "cached_tokens", 0, 1000000000L, &o->cached_tokens, NULL, err, errlen) ||
+        mock_opt_int(m, "reasoning_tokens", 0, 1000000000L, &o->reasoning_tokens, NULL, err,
+                     errlen) ||
         mock_opt_bool(m, "no_usage", &o->no_usage, err, errlen) ||
         mock_opt_bool(m, "invalid_json", &o->invalid_json, err, errlen) ||
         mock_opt_bool(m, "hang", &o->hang, err, errlen) ||
@@ -938,10 +944,24 @@ static json_t *mock_request_model(json_t *body)
     return json_is_string(m) ? json_incref(m) : json_string("mock-model");
 }
 
-static json_t *mock_openai_usage(long prompt, long completion)
+/* Chat usage. The details objects appear only when their option is set, so a request without
+ * them gets exactly the three counts. As OpenAI counts them, prompt_tokens already includes the
+ * cached tokens and completion_tokens includes the hidden reasoning tokens (which are not in the
+ * visible content). Shape: https://platform.openai.com/docs/api-reference/chat/object (usage). */
+static json_t *mock_openai_usage(const mock_opts *o)
 {
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
-                     (json_int_t)completion, "total_tokens", (json_int_t)(prompt + completion));
+    long completion = o->chunks + (o->reasoning_tokens > 0 ? o->reasoning_tokens : 0);
+    json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)o->prompt_tokens,
+                          "completion_tokens", (json_int_t)completion, "total_tokens",
+                          (json_int_t)(o->prompt_tokens + completion));
+    if (u && o->cached_tokens >= 0)
+        json_object_set_new(u, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)o->cached_tokens));
+    if (u && o->reasoning_tokens >= 0)
+        json_object_set_new(
+            u, "completion_tokens_details",
+            json_pack("{s:I}", "reasoning_tokens", (json_int_t)o->reasoning_tokens));
+    return u;
 }
 
 /* A chat.completion.chunk with one choice (delta stolen) or none (for the usage chunk). */
@@ -1000,7 +1020,7 @@ static mock_piece mock_openai_chat_produce(mock_conn *c, mock_buf *out)
     if (r->include_usage && !o->no_usage && !r->usage_sent) {
         r->usage_sent = true;
         json_t *ev = mock_openai_chunk(c, NULL, NULL);
-        if (ev) json_object_set_new(ev, "usage", mock_openai_usage(o->prompt_tokens, o->chunks));
+        if (ev) json_object_set_new(ev, "usage", mock_openai_usage(o));
         mock_sse_json(out, ev);
         return MOCK_PIECE_MORE;
     }
@@ -1015,6 +1035,12 @@ static void mock_openai_chat(mock_conn *c)
     mock_resp *r = &c->resp;
     mock_opts *o = &r->o;
     if (!o->prompt_tokens_set) o->prompt_tokens = 11;
+    if (o->cached_tokens > o->prompt_tokens) {
+        /* cached tokens are a part of the prompt; a bigger part would make billing tests lie */
+        mock_error(c, &mock_openai, 400, "mock.cached_tokens must not exceed the prompt tokens",
+                   "invalid_mock_option");
+        return;
+    }
     r->model = mock_request_model(r->json);
     r->created = (long long)time(NULL);
     snprintf(r->id, sizeof r->id, "chatcmpl-mock-%llu", ++g.completion_ids);
@@ -1036,8 +1062,7 @@ static void mock_openai_chat(mock_conn *c)
                   "choices", "index", 0, "message", "role", "assistant", "content",
                   content.p ? content.p : "", content.len, "logprobs", "finish_reason", "stop");
     mock_buf_free(&content);
-    if (resp && !o->no_usage)
-        json_object_set_new(resp, "usage", mock_openai_usage(o->prompt_tokens, o->chunks));
+    if (resp && !o->no_usage) json_object_set_new(resp, "usage", mock_openai_usage(o));
     mock_send_json(c, 200, resp);
 }
 
