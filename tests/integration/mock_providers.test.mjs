@@ -97,3 +97,62 @@ test('openai: cached_tokens above the prompt tokens is a bad mock option', T, as
     assert.equal(bad.status, 400);
     assert.match(bad.json.error.message, /reasoning_tokens/);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Azure OpenAI
+
+const AZ = '/openai/deployments/my-gpt4o';
+const AZ_KEY = { 'api-key': 'az-secret' };
+
+test('azure: chat answers like the OpenAI route, options and streaming included', T, async () => {
+    const r = await call(`${AZ}/chat/completions?api-version=2024-10-21`,
+        chat({ chunks: 2, cached_tokens: 3 }), AZ_KEY);
+    assert.equal(r.status, 200);
+    assert.equal(r.json.object, 'chat.completion');
+    assert.equal(r.json.model, 'gpt-4o');
+    assert.equal(r.json.choices[0].message.content, 'tok0 tok1 ');
+    assert.deepEqual(r.json.usage.prompt_tokens_details, { cached_tokens: 3 });
+
+    const s = await call(`${AZ}/chat/completions?api-version=2024-10-21`,
+        chat({}, { stream: true, stream_options: { include_usage: true } }), AZ_KEY);
+    assert.equal(s.status, 200);
+    assert.match(s.headers.get('content-type'), /text\/event-stream/);
+    const ev = h.sseEvents(s.text);
+    assert.equal(ev.at(-1), '[DONE]');
+    assert.equal(h.streamContent(ev), 'tok0 tok1 tok2 ');
+
+    const f = await call(`${AZ}/chat/completions?api-version=2024-10-21`,
+        chat({ status: 429, retry_after: 3 }), AZ_KEY);
+    assert.equal(f.status, 429);
+    assert.equal(f.headers.get('retry-after'), '3');
+    assert.equal(f.json.error.type, 'rate_limit_error');
+});
+
+test('azure: embeddings answer like the OpenAI route', T, async () => {
+    const r = await call(`${AZ}/embeddings?api-version=2024-10-21`,
+        { input: ['a', 'b'], mock: { dims: 2 } }, AZ_KEY);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.data.map((d) => d.embedding), [[0.11, 0.12], [0.21, 0.22]]);
+});
+
+test('azure: the recording keeps the api-key header, the deployment path and the query', T, async () => {
+    await mock.clear();
+    await call(`${AZ}/chat/completions?api-version=2024-10-21&x=1`, chat({}), AZ_KEY);
+    const [rec] = await mock.requests();
+    assert.equal(rec.path, `${AZ}/chat/completions`);
+    assert.equal(rec.query, 'api-version=2024-10-21&x=1');
+    assert.equal(rec.headers['api-key'], 'az-secret');
+});
+
+test('azure: no api-version, or a path Azure does not serve, gets Azure\'s 404', T, async () => {
+    for (const p of [`${AZ}/chat/completions`, `${AZ}/chat/completions?api-version=`,
+        `${AZ}/chat/completions?x=1&apiversion=1`, `${AZ}/completionz?api-version=1`,
+        '/openai/deployments//chat/completions?api-version=1', `${AZ}?api-version=1`]) {
+        const r = await call(p, chat({}), AZ_KEY);
+        assert.equal(r.status, 404, p);
+        assert.deepEqual(r.json, { error: { code: '404', message: 'Resource not found' } }, p);
+    }
+    // The check comes first: even a fault option does not change it.
+    const r = await call(`${AZ}/chat/completions`, chat({ status: 500 }), AZ_KEY);
+    assert.equal(r.status, 404);
+});

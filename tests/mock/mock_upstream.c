@@ -402,6 +402,11 @@ typedef struct mock_resp {
     json_t *json; /* parsed request body (inference routes) */
     mock_opts o;
     char retry_after[72];
+    /* Family-specific response headers ("name: value\r\n" lines), e.g. Anthropic's request-id
+     * and rate-limit headers; mock_head appends them to every head of this response. */
+    char extra_headers[512];
+    char req_id[40]; /* a provider request id that error bodies repeat (Anthropic) */
+    void (*azure_fn)(struct mock_conn *c); /* the OpenAI handler an Azure path maps to */
     mock_timer_action timer_action;
     bool hanging;
     /* streaming */
@@ -605,6 +610,7 @@ static void mock_head(mock_conn *c, mock_buf *h, int status, const char *ctype, 
     else
         mock_buf_printf(h, "Content-Length: %zu\r\n", content_length);
     if (c->resp.retry_after[0]) mock_buf_printf(h, "retry-after: %s\r\n", c->resp.retry_after);
+    mock_buf_puts(h, c->resp.extra_headers);
     mock_buf_puts(h, c->req.keep_alive ? "Connection: keep-alive\r\n\r\n"
                                        : "Connection: close\r\n\r\n");
 }
@@ -702,10 +708,16 @@ static void mock_stream_pump(mock_conn *c)
 /* A provider family decides the shape of error bodies (faults, bad requests). */
 typedef struct mock_family {
     const char *name;
-    json_t *(*error_body)(int status, const char *message, const char *code);
+    /* code is OpenAI's error.code; families without one ignore it */
+    json_t *(*error_body)(mock_conn *c, int status, const char *message, const char *code);
+    /* optional: headers that go with an error status (Anthropic's rate-limit headers on 429) */
+    void (*error_headers)(mock_conn *c, int status);
 } mock_family;
 
 typedef void (*mock_handler)(mock_conn *c);
+/* Checks what must hold before the body is even looked at (path parts, query, auth headers) and
+ * answers the request itself when it does not; returns false then. */
+typedef bool (*mock_accept_fn)(mock_conn *c);
 
 typedef struct mock_route {
     const char *method;
@@ -714,12 +726,59 @@ typedef struct mock_route {
     bool inference; /* body is JSON with fault options; instance defaults apply */
     const mock_family *family;
     mock_handler fn;
+    mock_accept_fn accept; /* optional */
 } mock_route;
 
 static void mock_error(mock_conn *c, const mock_family *f, int status, const char *msg,
                        const char *code)
 {
-    mock_send_json(c, status, f->error_body(status, msg, code));
+    if (f->error_headers) f->error_headers(c, status);
+    mock_send_json(c, status, f->error_body(c, status, msg, code));
+}
+
+/* Appends one "name: value" response header; bounded, a header that does not fit is dropped. */
+__attribute__((format(printf, 2, 3), unused)) static void mock_extra_header(mock_conn *c,
+                                                                            const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t have = strlen(c->resp.extra_headers);
+    if (n < 0 || (size_t)n >= sizeof line || have + (size_t)n + 3 > sizeof c->resp.extra_headers)
+        return;
+    snprintf(c->resp.extra_headers + have, sizeof c->resp.extra_headers - have, "%s\r\n", line);
+}
+
+/* The value of request header name (lowercase), or NULL; an empty value counts as absent. */
+__attribute__((unused)) static const char *mock_req_header(mock_conn *c, const char *name)
+{
+    const char *v = json_string_value(json_object_get(c->req.headers, name));
+    return v && v[0] ? v : NULL;
+}
+
+/* Copies the value of query parameter name into out (raw, not percent-decoded). Returns false
+ * when the parameter is absent or empty, or its value does not fit. */
+static bool mock_query_param(mock_conn *c, const char *name, char *out, size_t outlen)
+{
+    const char *url = c->req.url.p ? c->req.url.p : "";
+    const char *q = strchr(url, '?');
+    size_t nl = strlen(name);
+    while (q) {
+        q++;
+        const char *end = strchr(q, '&');
+        size_t len = end ? (size_t)(end - q) : strlen(q);
+        if (len > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+            size_t vl = len - nl - 1;
+            if (vl == 0 || vl >= outlen) return false;
+            memcpy(out, q + nl + 1, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        q = end;
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -929,13 +988,14 @@ static const char *mock_openai_error_type(int status)
     }
 }
 
-static json_t *mock_openai_error_body(int status, const char *message, const char *code)
+static json_t *mock_openai_error_body(mock_conn *c, int status, const char *message,
+                                      const char *code)
 {
     return json_pack("{s:{s:s, s:s, s:n, s:s?}}", "error", "message", message, "type",
                      mock_openai_error_type(status), "param", "code", code);
 }
 
-static const mock_family mock_openai = {"openai", mock_openai_error_body};
+static const mock_family mock_openai = {"openai", mock_openai_error_body, NULL};
 
 /* The request's model is echoed back; a request without one gets "mock-model". */
 static json_t *mock_request_model(json_t *body)
@@ -1175,6 +1235,49 @@ static void mock_openai_models(mock_conn *c)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Azure OpenAI                                                                                */
+
+/* Azure serves OpenAI's wire format under /openai/deployments/{deployment}/..., authenticates
+ * with an api-key header, and requires an api-version query parameter. The mock answers exactly
+ * as the OpenAI routes do (options, faults, streaming); only a request Azure would not route gets
+ * Azure's own 404 body, {"error":{"code":"404","message":"Resource not found"}}, which is what
+ * Azure OpenAI returns for a missing or unknown api-version or path (see the REST reference,
+ * https://learn.microsoft.com/en-us/azure/ai-services/openai/reference). The recording keeps the
+ * api-key header and the query for tests to check. */
+
+static bool mock_azure_accept(mock_conn *c)
+{
+    static const char prefix[] = "/openai/deployments/";
+    /* the route matched this prefix, so the URL holds it */
+    const char *dep = c->req.url.p + sizeof prefix - 1;
+    const char *qm = strchr(dep, '?');
+    size_t rest = qm ? (size_t)(qm - dep) : strlen(dep);
+    const char *slash = memchr(dep, '/', rest);
+    char ver[64];
+    if (slash && slash > dep && mock_query_param(c, "api-version", ver, sizeof ver)) {
+        size_t tail = rest - (size_t)(slash + 1 - dep);
+        static const char chat[] = "chat/completions", emb[] = "embeddings";
+        if (tail == sizeof chat - 1 && memcmp(slash + 1, chat, tail) == 0) {
+            c->resp.azure_fn = mock_openai_chat;
+            return true;
+        }
+        if (tail == sizeof emb - 1 && memcmp(slash + 1, emb, tail) == 0) {
+            c->resp.azure_fn = mock_openai_embeddings;
+            return true;
+        }
+    }
+    mock_send_json(
+        c, 404,
+        json_pack("{s:{s:s, s:s}}", "error", "code", "404", "message", "Resource not found"));
+    return false;
+}
+
+static void mock_azure_dispatch(mock_conn *c)
+{
+    c->resp.azure_fn(c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Control endpoints (/_mock/...)                                                              */
 
 static json_t *mock_config_json(void)
@@ -1262,15 +1365,24 @@ static void mock_ctl_stats(mock_conn *c)
 /* ------------------------------------------------------------------------------------------ */
 /* Route table                                                                                 */
 
+#define MOCK_ROUTE(m, p, pre, inf, fam, f, acc)                                                    \
+    {                                                                                              \
+        .method = m, .path = p, .prefix = pre, .inference = inf, .family = fam, .fn = f,           \
+        .accept = acc                                                                              \
+    }
+
 static const mock_route mock_routes[] = {
-    {"POST", "/v1/chat/completions", false, true, &mock_openai, mock_openai_chat},
-    {"POST", "/v1/embeddings", false, true, &mock_openai, mock_openai_embeddings},
-    {"GET", "/v1/models", false, false, &mock_openai, mock_openai_models},
-    {"GET", "/_mock/config", false, false, &mock_openai, mock_ctl_config_get},
-    {"POST", "/_mock/config", false, false, &mock_openai, mock_ctl_config_set},
-    {"GET", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_get},
-    {"DELETE", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_clear},
-    {"GET", "/_mock/stats", false, false, &mock_openai, mock_ctl_stats},
+    MOCK_ROUTE("POST", "/v1/chat/completions", false, true, &mock_openai, mock_openai_chat, NULL),
+    MOCK_ROUTE("POST", "/v1/embeddings", false, true, &mock_openai, mock_openai_embeddings, NULL),
+    MOCK_ROUTE("GET", "/v1/models", false, false, &mock_openai, mock_openai_models, NULL),
+    MOCK_ROUTE("POST", "/openai/deployments/", true, true, &mock_openai, mock_azure_dispatch,
+               mock_azure_accept),
+    MOCK_ROUTE("GET", "/_mock/config", false, false, &mock_openai, mock_ctl_config_get, NULL),
+    MOCK_ROUTE("POST", "/_mock/config", false, false, &mock_openai, mock_ctl_config_set, NULL),
+    MOCK_ROUTE("GET", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_get, NULL),
+    MOCK_ROUTE("DELETE", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_clear,
+               NULL),
+    MOCK_ROUTE("GET", "/_mock/stats", false, false, &mock_openai, mock_ctl_stats, NULL),
 };
 
 static bool mock_route_path_matches(const mock_route *rt, const char *path, size_t len)
@@ -1318,6 +1430,7 @@ static void mock_dispatch(mock_conn *c)
         return;
     }
     c->resp.route = found;
+    if (found->accept && !found->accept(c)) return;
     if (found->inference)
         mock_inference_begin(c);
     else
@@ -1459,7 +1572,7 @@ static void mock_parse_failed(mock_conn *c)
     c->req.keep_alive = false;
     c->busy = true;
     mock_resp_reset(c);
-    json_t *body = mock_openai_error_body(status, msg, "bad_request");
+    json_t *body = mock_openai_error_body(c, status, msg, "bad_request");
     char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     mock_buf h;
