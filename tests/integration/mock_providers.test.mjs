@@ -26,6 +26,18 @@ async function call(path, body, headers = {}) {
     return { status: res.status, headers: res.headers, text, json };
 }
 
+/** Sends one request on a raw connection and reads until the mock closes it: {closed, text}. */
+async function rawUntilClosed(path, body, headers = {}) {
+    const c = await h.RawConn.open(mock.port);
+    const b = JSON.stringify(body);
+    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    await c.write(`POST ${path} HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\n${extra}` +
+        `Content-Length: ${Buffer.byteLength(b)}\r\n\r\n${b}`);
+    const closed = await c.waitClosed();
+    c.destroy();
+    return { closed, text: c.data.toString('utf8') };
+}
+
 /** Named SSE events: [{event, data}] with data parsed as JSON (event is null without a name). */
 function namedEvents(text) {
     const out = [];
@@ -155,4 +167,214 @@ test('azure: no api-version, or a path Azure does not serve, gets Azure\'s 404',
     // The check comes first: even a fault option does not change it.
     const r = await call(`${AZ}/chat/completions`, chat({ status: 500 }), AZ_KEY);
     assert.equal(r.status, 404);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic Messages API
+
+const ANT_H = { 'x-api-key': 'sk-ant-test', 'anthropic-version': '2023-06-01' };
+const msg = (mockOpts, extra = {}) => ({
+    model: 'claude-sonnet-4-5', max_tokens: 100,
+    messages: [{ role: 'user', content: 'hello there friend' }], mock: mockOpts, ...extra,
+});
+const ant = (body, headers = ANT_H) => call('/v1/messages', body, headers);
+
+test('anthropic: a plain answer, input tokens counted from the request text', T, async () => {
+    const r = await ant(msg({}, { system: 'be brief' }));
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('request-id'), /^req_/);
+    assert.match(r.json.id, /^msg_/);
+    assert.deepEqual({ ...r.json, id: 'x' }, {
+        id: 'x', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5',
+        content: [{ type: 'text', text: 'tok0 tok1 tok2 ' }],
+        stop_reason: 'end_turn', stop_sequence: null,
+        usage: {
+            input_tokens: 5, output_tokens: 3, cache_creation_input_tokens: 0,
+            cache_read_input_tokens: 0,
+            cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+        },
+    });
+});
+
+test('anthropic: usage options, the 1h cache part and count_tokens', T, async () => {
+    const r = await ant(msg({ input_tokens: 50, cache_read_input_tokens: 1000,
+        cache_creation_input_tokens: 300, cache_creation_1h_input_tokens: 100, chunks: 1 }));
+    assert.deepEqual(r.json.usage, {
+        input_tokens: 50, output_tokens: 1, cache_creation_input_tokens: 300,
+        cache_read_input_tokens: 1000,
+        cache_creation: { ephemeral_5m_input_tokens: 200, ephemeral_1h_input_tokens: 100 },
+    });
+    const bad = await ant(msg({ cache_creation_1h_input_tokens: 1 }));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.type, 'invalid_request_error');
+
+    const body = { model: 'claude-sonnet-4-5', system: [{ type: 'text', text: 'one two' }],
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'three four five' }] }] };
+    const ct = await call('/v1/messages/count_tokens', body, ANT_H);
+    assert.equal(ct.status, 200);
+    assert.deepEqual(ct.json, { input_tokens: 5 });
+    const ct2 = await call('/v1/messages/count_tokens', { ...body, mock: { input_tokens: 42 } }, ANT_H);
+    assert.deepEqual(ct2.json, { input_tokens: 42 });
+    // count_tokens and the answer agree on the same text.
+    const m = await ant({ ...body, max_tokens: 10 });
+    assert.equal(m.json.usage.input_tokens, 5);
+});
+
+test('anthropic: thinking, tool_use and the stop reasons', T, async () => {
+    const r = await ant(msg({ thinking: true, chunks: 2,
+        tool_call: { name: 'get_weather', input: { city: 'Paris' } } }));
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.content.map((b) => b.type), ['thinking', 'text', 'tool_use']);
+    assert.equal(r.json.content[0].thinking, 'think0 think1 ');
+    assert.ok(r.json.content[0].signature.length > 0);
+    assert.match(r.json.content[2].id, /^toolu_/);
+    assert.equal(r.json.content[2].name, 'get_weather');
+    assert.deepEqual(r.json.content[2].input, { city: 'Paris' });
+    assert.equal(r.json.stop_reason, 'tool_use');
+    assert.equal(r.json.usage.output_tokens, 2 + 2 + 2);
+
+    const cut = await ant(msg({ chunks: 5, tool_call: { name: 'f', input: {} } }, { max_tokens: 2 }));
+    assert.equal(cut.json.stop_reason, 'max_tokens');
+    assert.deepEqual(cut.json.content, [{ type: 'text', text: 'tok0 tok1 ' }]);
+    assert.equal(cut.json.usage.output_tokens, 2);
+
+    const ss = await ant(msg({ stop_sequence: '###' }));
+    assert.equal(ss.json.stop_reason, 'stop_sequence');
+    assert.equal(ss.json.stop_sequence, '###');
+
+    const out = await ant(msg({ output_tokens: 77 }));
+    assert.equal(out.json.usage.output_tokens, 77);
+});
+
+test('anthropic: the stream event order, deltas and cumulative usage', T, async () => {
+    const r = await ant(msg({ thinking: true, chunks: 3, input_tokens: 9,
+        cache_read_input_tokens: 4, tool_call: { name: 'lookup', input: { q: 'x', n: [1, 2] } } },
+    { stream: true }));
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /text\/event-stream/);
+    const ev = namedEvents(r.text);
+    for (const e of ev) assert.equal(e.event, e.data.type, 'event name = data.type');
+    const names = ev.map((e) => e.event);
+    assert.deepEqual(names, [
+        'message_start',
+        'content_block_start', 'ping', 'content_block_delta', 'content_block_delta',
+        'content_block_delta', 'content_block_stop',
+        'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_delta',
+        'content_block_stop',
+        'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop',
+        'message_delta', 'message_stop',
+    ]);
+    const start = ev[0].data.message;
+    assert.deepEqual(start.content, []);
+    assert.equal(start.stop_reason, null);
+    assert.deepEqual(start.usage, {
+        input_tokens: 9, output_tokens: 1, cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 4,
+        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+    });
+    const deltas = (i) => ev.filter((e) => e.event === 'content_block_delta' && e.data.index === i)
+        .map((e) => e.data.delta);
+    assert.deepEqual(ev[1].data.content_block, { type: 'thinking', thinking: '', signature: '' });
+    assert.equal(deltas(0).filter((d) => d.type === 'thinking_delta').map((d) => d.thinking).join(''),
+        'think0 think1 ');
+    assert.equal(deltas(0).at(-1).type, 'signature_delta');
+    assert.equal(deltas(1).map((d) => d.text).join(''), 'tok0 tok1 tok2 ');
+    assert.ok(deltas(1).every((d) => d.type === 'text_delta'));
+    const toolStart = ev.find((e) => e.event === 'content_block_start' && e.data.index === 2);
+    assert.deepEqual({ ...toolStart.data.content_block, id: 'x' },
+        { type: 'tool_use', id: 'x', name: 'lookup', input: {} });
+    const pieces = deltas(2);
+    assert.ok(pieces.length >= 2 && pieces.every((d) => d.type === 'input_json_delta'));
+    assert.deepEqual(JSON.parse(pieces.map((d) => d.partial_json).join('')), { q: 'x', n: [1, 2] });
+    assert.deepEqual(ev.at(-2).data, { type: 'message_delta',
+        delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 7 } });
+});
+
+test('anthropic: a stream without content blocks still pings and ends', T, async () => {
+    const r = await ant(msg({ chunks: 0 }, { stream: true }));
+    assert.deepEqual(namedEvents(r.text).map((e) => e.event),
+        ['message_start', 'ping', 'message_delta', 'message_stop']);
+    const nu = await ant(msg({ no_usage: true }, { stream: true }));
+    const ev = namedEvents(nu.text);
+    assert.equal(ev[0].data.message.usage, undefined);
+    assert.equal(ev.at(-2).data.usage, undefined);
+    const plain = await ant(msg({ no_usage: true }));
+    assert.equal(plain.json.usage, undefined);
+});
+
+test('anthropic: status faults use the Anthropic error envelope and types', T, async () => {
+    const types = { 400: 'invalid_request_error', 401: 'authentication_error',
+        403: 'permission_error', 404: 'not_found_error', 413: 'request_too_large',
+        429: 'rate_limit_error', 500: 'api_error', 529: 'overloaded_error' };
+    for (const [status, type] of Object.entries(types)) {
+        const r = await ant(msg({ status: Number(status), error_message: 'boom' }, { stream: true }));
+        assert.equal(r.status, Number(status));
+        assert.deepEqual({ ...r.json, request_id: 'x' },
+            { type: 'error', error: { type, message: 'boom' }, request_id: 'x' });
+        assert.equal(r.json.request_id, r.headers.get('request-id'));
+    }
+    const rl = await ant(msg({ status: 429 }));
+    assert.equal(rl.headers.get('retry-after'), '1');
+    assert.equal(rl.headers.get('anthropic-ratelimit-requests-remaining'), '0');
+    assert.match(rl.headers.get('anthropic-ratelimit-requests-reset'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const rl2 = await ant(msg({ status: 429, retry_after: 7 }));
+    assert.equal(rl2.headers.get('retry-after'), '7');
+    const five = await ant(msg({ status: 503 }));
+    assert.equal(five.headers.get('anthropic-ratelimit-requests-remaining'), null);
+});
+
+test('anthropic: stream_error_after sends an error event mid-stream', T, async () => {
+    const r = await ant(msg({ chunks: 4, stream_error_after: 2 }, { stream: true }));
+    assert.equal(r.status, 200);
+    const ev = namedEvents(r.text);
+    assert.deepEqual(ev.map((e) => e.event), ['message_start', 'content_block_start', 'ping',
+        'content_block_delta', 'content_block_delta', 'error']);
+    assert.deepEqual(ev.at(-1).data,
+        { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+});
+
+test('anthropic: cut_after closes mid-stream; invalid_json, close, delay', T, async () => {
+    const cut = await rawUntilClosed('/v1/messages', msg({ chunks: 4, cut_after: 2 }, { stream: true }),
+        ANT_H);
+    assert.equal(cut.closed, true);
+    assert.equal((cut.text.match(/"text_delta"/g) || []).length, 2);
+    assert.ok(!cut.text.includes('message_stop') && !cut.text.endsWith('0\r\n\r\n'));
+    const bad = await ant(msg({ invalid_json: true }));
+    assert.equal(bad.status, 200);
+    assert.equal(bad.text, '{"this is": not json');
+    await assert.rejects(ant(msg({ close: true })));
+    const t0 = Date.now();
+    const slow = await ant(msg({ delay_ms: 200 }));
+    assert.equal(slow.status, 200);
+    assert.ok(Date.now() - t0 >= 190);
+});
+
+test('anthropic: missing x-api-key, anthropic-version or max_tokens are refused', T, async () => {
+    const noKey = await ant(msg({}), { 'anthropic-version': '2023-06-01' });
+    assert.equal(noKey.status, 401);
+    assert.equal(noKey.json.error.type, 'authentication_error');
+    // Bearer auth is OpenAI's, not Anthropic's.
+    const bearer = await ant(msg({}), { authorization: 'Bearer k', 'anthropic-version': '2023-06-01' });
+    assert.equal(bearer.status, 401);
+    const noVer = await ant(msg({}), { 'x-api-key': 'k' });
+    assert.equal(noVer.status, 400);
+    assert.equal(noVer.json.error.type, 'invalid_request_error');
+    assert.match(noVer.json.error.message, /anthropic-version/);
+    const b = msg({ status: 500 });
+    delete b.max_tokens;
+    const noMax = await ant(b); // refused before any fault applies
+    assert.equal(noMax.status, 400);
+    assert.match(noMax.json.error.message, /max_tokens/);
+    const noMsgs = await ant({ model: 'm', max_tokens: 5 });
+    assert.equal(noMsgs.status, 400);
+    assert.match(noMsgs.json.error.message, /messages/);
+    const notJson = await ant('{nope');
+    assert.equal(notJson.status, 400);
+    assert.equal(notJson.json.type, 'error');
+    const badOpt = await ant(msg({ chunks: 'x' }));
+    assert.equal(badOpt.status, 400);
+    assert.equal(badOpt.json.error.type, 'invalid_request_error');
+    // count_tokens needs the headers too, but no max_tokens.
+    const ct = await call('/v1/messages/count_tokens', { model: 'm', messages: [] }, { 'x-api-key': 'k' });
+    assert.equal(ct.status, 400);
 });

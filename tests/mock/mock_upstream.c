@@ -280,7 +280,7 @@ static struct {
     bool stopping, verbose;
     struct mock_conn *conns; /* live (not yet closing) connections, for shutdown */
     mock_defaults def;
-    unsigned long long requests, connections, completion_ids;
+    unsigned long long requests, connections, completion_ids, message_ids, anthropic_req_ids;
     mock_record rec[MOCK_REC_MAX];
     size_t rec_head, rec_count, rec_bytes;
 } g;
@@ -380,8 +380,13 @@ typedef struct mock_opts {
         stream_error_after, dims;
     /* OpenAI usage details: cached prompt tokens and hidden reasoning tokens (-1: not set) */
     long cached_tokens, reasoning_tokens;
-    bool prompt_tokens_set, no_usage, invalid_json, hang, close;
-    const char *error_message; /* points into the parsed request body */
+    /* Anthropic and Gemini usage (-1: not set) */
+    long input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens,
+        cache_creation_1h_input_tokens, thoughts_tokens, tool_use_prompt_tokens;
+    bool prompt_tokens_set, no_usage, invalid_json, hang, close, thinking;
+    /* these point into the parsed request body */
+    const char *error_message, *stop_sequence, *finish_reason, *tool_name;
+    json_t *tool_args; /* tool_call's input (Anthropic) or args (Gemini): an object */
 } mock_opts;
 
 typedef enum { MOCK_PIECE_MORE, MOCK_PIECE_LAST, MOCK_PIECE_CUT } mock_piece;
@@ -416,6 +421,13 @@ typedef struct mock_resp {
     long long created;
     bool include_usage, role_sent, final_sent, usage_sent;
     long tokens_sent;
+    /* Anthropic and Gemini answers, planned once from the options and the request */
+    int phase, block, nblocks;
+    char blocks[3]; /* content blocks in order: 'k' thinking, 't' text, 'u' tool use */
+    long step, text_tokens, out_tokens;
+    bool ping_sent, truncated, array_framing, array_open;
+    const char *stop_reason;
+    char tool_id[40];
 } mock_resp;
 
 typedef struct mock_req {
@@ -727,6 +739,10 @@ typedef struct mock_route {
     const mock_family *family;
     mock_handler fn;
     mock_accept_fn accept; /* optional */
+    /* optional: checks the parsed body (required fields) after the mock options are read and
+     * before any fault, so a gateway that omits a required field is caught whatever the test
+     * injects; answers and returns false when the body is refused */
+    mock_accept_fn validate;
 } mock_route;
 
 static void mock_error(mock_conn *c, const mock_family *f, int status, const char *msg,
@@ -737,8 +753,8 @@ static void mock_error(mock_conn *c, const mock_family *f, int status, const cha
 }
 
 /* Appends one "name: value" response header; bounded, a header that does not fit is dropped. */
-__attribute__((format(printf, 2, 3), unused)) static void mock_extra_header(mock_conn *c,
-                                                                            const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void mock_extra_header(mock_conn *c, const char *fmt,
+                                                                    ...)
 {
     char line[256];
     va_list ap;
@@ -752,7 +768,7 @@ __attribute__((format(printf, 2, 3), unused)) static void mock_extra_header(mock
 }
 
 /* The value of request header name (lowercase), or NULL; an empty value counts as absent. */
-__attribute__((unused)) static const char *mock_req_header(mock_conn *c, const char *name)
+static const char *mock_req_header(mock_conn *c, const char *name)
 {
     const char *v = json_string_value(json_object_get(c->req.headers, name));
     return v && v[0] ? v : NULL;
@@ -812,6 +828,18 @@ static int mock_opt_bool(json_t *m, const char *key, bool *out, char *err, size_
     return 0;
 }
 
+static int mock_opt_str(json_t *m, const char *key, const char **out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(m, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "mock.%s must be a string", key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
 /* Retry-After accepts seconds or any header-safe string (an HTTP date, a bad value for tests). */
 static int mock_retry_after_value(json_t *v, char *out, size_t outlen)
 {
@@ -849,6 +877,9 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
     o->stream_error_after = -1;
     o->dims = 4;
     o->cached_tokens = o->reasoning_tokens = -1;
+    o->input_tokens = o->output_tokens = o->cache_read_input_tokens = -1;
+    o->cache_creation_input_tokens = o->cache_creation_1h_input_tokens = -1;
+    o->thoughts_tokens = o->tool_use_prompt_tokens = -1;
     snprintf(c->resp.retry_after, sizeof c->resp.retry_after, "%s", g.def.retry_after);
 
     json_t *m = json_object_get(body, "mock");
@@ -873,6 +904,21 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
         mock_opt_int(m, "cached_tokens", 0, 1000000000L, &o->cached_tokens, NULL, err, errlen) ||
         mock_opt_int(m, "reasoning_tokens", 0, 1000000000L, &o->reasoning_tokens, NULL, err,
                      errlen) ||
+        mock_opt_int(m, "input_tokens", 0, 1000000000L, &o->input_tokens, NULL, err, errlen) ||
+        mock_opt_int(m, "output_tokens", 0, 1000000000L, &o->output_tokens, NULL, err, errlen) ||
+        mock_opt_int(m, "cache_read_input_tokens", 0, 1000000000L, &o->cache_read_input_tokens,
+                     NULL, err, errlen) ||
+        mock_opt_int(m, "cache_creation_input_tokens", 0, 1000000000L,
+                     &o->cache_creation_input_tokens, NULL, err, errlen) ||
+        mock_opt_int(m, "cache_creation_1h_input_tokens", 0, 1000000000L,
+                     &o->cache_creation_1h_input_tokens, NULL, err, errlen) ||
+        mock_opt_int(m, "thoughts_tokens", 0, 1000000000L, &o->thoughts_tokens, NULL, err,
+                     errlen) ||
+        mock_opt_int(m, "tool_use_prompt_tokens", 0, 1000000000L, &o->tool_use_prompt_tokens, NULL,
+                     err, errlen) ||
+        mock_opt_bool(m, "thinking", &o->thinking, err, errlen) ||
+        mock_opt_str(m, "stop_sequence", &o->stop_sequence, err, errlen) ||
+        mock_opt_str(m, "finish_reason", &o->finish_reason, err, errlen) ||
         mock_opt_bool(m, "no_usage", &o->no_usage, err, errlen) ||
         mock_opt_bool(m, "invalid_json", &o->invalid_json, err, errlen) ||
         mock_opt_bool(m, "hang", &o->hang, err, errlen) ||
@@ -882,13 +928,22 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
         snprintf(err, errlen, "mock.status must be 0, 200 or 300..599");
         return -1;
     }
-    json_t *em = json_object_get(m, "error_message");
-    if (em && !json_is_null(em)) {
-        if (!json_is_string(em)) {
-            snprintf(err, errlen, "mock.error_message must be a string");
+    if (mock_opt_str(m, "error_message", &o->error_message, err, errlen) < 0) return -1;
+    json_t *tc = json_object_get(m, "tool_call");
+    if (tc && !json_is_null(tc)) {
+        /* "input" is Anthropic's name for the arguments, "args" Gemini's; either works for both */
+        json_t *name = json_object_get(tc, "name");
+        json_t *args = json_object_get(tc, "input");
+        if (!args) args = json_object_get(tc, "args");
+        if (!args) args = json_object_get(tc, "arguments");
+        if (!json_is_object(tc) || !json_is_string(name) || json_string_length(name) == 0 ||
+            (args && !json_is_object(args))) {
+            snprintf(err, errlen,
+                     "mock.tool_call must be {\"name\": string, \"input\" or \"args\": object}");
             return -1;
         }
-        o->error_message = json_string_value(em);
+        o->tool_name = json_string_value(name);
+        o->tool_args = args;
     }
     json_t *ra = json_object_get(m, "retry_after");
     if (ra && mock_retry_after_value(ra, c->resp.retry_after, sizeof c->resp.retry_after) < 0) {
@@ -920,6 +975,7 @@ static void mock_inference_begin(mock_conn *c)
         mock_error(c, rt->family, 400, err, "invalid_mock_option");
         return;
     }
+    if (rt->validate && !rt->validate(c)) return;
     if (c->resp.o.close) {
         mock_conn_close(c);
         return;
@@ -1235,6 +1291,411 @@ static void mock_openai_models(mock_conn *c)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Anthropic family: the Messages API                                                          */
+
+/* Shapes follow Anthropic's published references:
+ *   - request and answer: https://docs.claude.com/en/api/messages
+ *   - streaming events:   https://docs.claude.com/en/docs/build-with-claude/streaming
+ *   - errors:             https://docs.claude.com/en/api/errors
+ *   - extended thinking:  https://docs.claude.com/en/docs/build-with-claude/extended-thinking
+ *   - prompt caching:     https://docs.claude.com/en/docs/build-with-claude/prompt-caching
+ *   - token counting:     https://docs.claude.com/en/api/messages-count-tokens
+ * input_tokens excludes the cached tokens there (the prompt is input + cache read + cache
+ * creation), unlike OpenAI's prompt_tokens. */
+
+/* Error types by status, as the errors page lists them; other 4xx are invalid_request_error. */
+static const char *mock_anthropic_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 402:
+        return "billing_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static json_t *mock_anthropic_error_body(mock_conn *c, int status, const char *message,
+                                         const char *code)
+{
+    json_t *b = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+                          mock_anthropic_error_type(status), "message", message);
+    if (b && c->resp.req_id[0]) json_object_set_new(b, "request_id", json_string(c->resp.req_id));
+    return b;
+}
+
+/* A 429 comes with retry-after (1 s unless the test set one) and the request rate-limit headers,
+ * as https://docs.claude.com/en/api/rate-limits describes them. */
+static void mock_anthropic_error_headers(mock_conn *c, int status)
+{
+    if (status != 429) return;
+    mock_resp *r = &c->resp;
+    if (!r->retry_after[0]) snprintf(r->retry_after, sizeof r->retry_after, "1");
+    char *end;
+    long secs = strtol(r->retry_after, &end, 10);
+    if (*end || secs < 0 || secs > 86400L * 365) secs = 1;
+    time_t reset = time(NULL) + secs;
+    struct tm tm;
+    char when[32];
+    gmtime_r(&reset, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    mock_extra_header(c, "anthropic-ratelimit-requests-limit: 50");
+    mock_extra_header(c, "anthropic-ratelimit-requests-remaining: 0");
+    mock_extra_header(c, "anthropic-ratelimit-requests-reset: %s", when);
+}
+
+static const mock_family mock_anthropic = {"anthropic", mock_anthropic_error_body,
+                                           mock_anthropic_error_headers};
+
+/* Every answer carries a request-id header (repeated in error bodies as request_id). Anthropic
+ * refuses a request without an x-api-key (401) or an anthropic-version header (400) before it
+ * looks at the body; so does the mock, so that a gateway that forgets either is caught. */
+static bool mock_anthropic_accept(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    snprintf(r->req_id, sizeof r->req_id, "req_mock_%llu", ++g.anthropic_req_ids);
+    mock_extra_header(c, "request-id: %s", r->req_id);
+    if (!mock_req_header(c, "x-api-key")) {
+        mock_error(c, &mock_anthropic, 401, "x-api-key header is required", NULL);
+        return false;
+    }
+    if (!mock_req_header(c, "anthropic-version")) {
+        mock_error(c, &mock_anthropic, 400, "anthropic-version: header is required", NULL);
+        return false;
+    }
+    return true;
+}
+
+static bool mock_anthropic_validate_count(mock_conn *c)
+{
+    json_t *b = c->resp.json;
+    const char *missing = !json_is_string(json_object_get(b, "model"))     ? "model"
+                          : !json_is_array(json_object_get(b, "messages")) ? "messages"
+                                                                           : NULL;
+    if (missing) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: Field required", missing);
+        mock_error(c, &mock_anthropic, 400, msg, NULL);
+        return false;
+    }
+    return true;
+}
+
+static bool mock_anthropic_validate_messages(mock_conn *c)
+{
+    if (!mock_anthropic_validate_count(c)) return false;
+    json_t *mt = json_object_get(c->resp.json, "max_tokens");
+    if (!json_is_integer(mt)) {
+        mock_error(c, &mock_anthropic, 400, "max_tokens: Field required", NULL);
+        return false;
+    }
+    if (json_integer_value(mt) < 1) {
+        mock_error(c, &mock_anthropic, 400,
+                   "max_tokens: Input should be greater than or equal to 1", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Words (whitespace-separated runs) in s. */
+static long mock_count_words(const char *s)
+{
+    long n = 0;
+    bool in = false;
+    for (; *s; s++) {
+        bool sp = *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r';
+        if (!sp && !in) n++;
+        in = !sp;
+    }
+    return n;
+}
+
+/* The deterministic "token count" of a request: the words of every string that is text (a
+ * string, or under a "text", "content" or "thinking" member), with the recursion bounded. */
+static long mock_count_text(json_t *v, int depth)
+{
+    if (depth > 64) return 0;
+    long n = 0;
+    if (json_is_string(v)) return mock_count_words(json_string_value(v));
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) n += mock_count_text(e, depth + 1);
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+        {
+            if (strcmp(k, "text") == 0 || strcmp(k, "content") == 0 || strcmp(k, "thinking") == 0)
+                n += mock_count_text(e, depth + 1);
+        }
+    }
+    return n;
+}
+
+/* mock.input_tokens, else the words of "system" and "messages" (at least 1), the same number
+ * count_tokens answers for the same body. */
+static long mock_anthropic_input_tokens(mock_conn *c)
+{
+    if (c->resp.o.input_tokens >= 0) return c->resp.o.input_tokens;
+    json_t *b = c->resp.json;
+    long n = mock_count_text(json_object_get(b, "system"), 0) +
+             mock_count_text(json_object_get(b, "messages"), 0);
+    return n > 0 ? n : 1;
+}
+
+static void mock_anthropic_count_tokens(mock_conn *c)
+{
+    mock_send_json(c, 200,
+                   json_pack("{s:I}", "input_tokens", (json_int_t)mock_anthropic_input_tokens(c)));
+}
+
+/* Usage of the answer; output is what message_start reports (1) or the final count. */
+static json_t *mock_anthropic_usage(mock_conn *c, long output)
+{
+    const mock_opts *o = &c->resp.o;
+    long created = o->cache_creation_input_tokens > 0 ? o->cache_creation_input_tokens : 0;
+    long h1 = o->cache_creation_1h_input_tokens > 0 ? o->cache_creation_1h_input_tokens : 0;
+    long read = o->cache_read_input_tokens > 0 ? o->cache_read_input_tokens : 0;
+    return json_pack("{s:I, s:I, s:I, s:{s:I, s:I}, s:I}", "input_tokens",
+                     (json_int_t)mock_anthropic_input_tokens(c), "cache_creation_input_tokens",
+                     (json_int_t)created, "cache_read_input_tokens", (json_int_t)read,
+                     "cache_creation", "ephemeral_5m_input_tokens", (json_int_t)(created - h1),
+                     "ephemeral_1h_input_tokens", (json_int_t)h1, "output_tokens",
+                     (json_int_t)output);
+}
+
+#define MOCK_THINKING_TEXT "think0 think1 "
+#define MOCK_THINKING_DELTAS 2
+#define MOCK_TOOL_PIECES 2
+/* A fixed stand-in for the opaque signature a thinking block carries. */
+#define MOCK_SIGNATURE "bW9jay10aGlua2luZy1zaWduYXR1cmU="
+
+/* Decides the content blocks, the stop reason and the output count once, for both answers:
+ * the text is cut to max_tokens (stop_reason max_tokens, no tool block after it); otherwise a
+ * tool call wins (tool_use), then a stop sequence, then end_turn. Output tokens count one per
+ * delta a stream would carry (text tokens, 2 thinking, 2 tool-input pieces) unless set. */
+static void mock_anthropic_plan(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    long max = (long)json_integer_value(json_object_get(r->json, "max_tokens"));
+    r->truncated = max < o->chunks;
+    r->text_tokens = r->truncated ? max : o->chunks;
+    bool tool = o->tool_name && !r->truncated;
+    r->nblocks = 0;
+    if (o->thinking) r->blocks[r->nblocks++] = 'k';
+    if (r->text_tokens > 0) r->blocks[r->nblocks++] = 't';
+    if (tool) r->blocks[r->nblocks++] = 'u';
+    r->stop_reason = r->truncated       ? "max_tokens"
+                     : tool             ? "tool_use"
+                     : o->stop_sequence ? "stop_sequence"
+                                        : "end_turn";
+    r->out_tokens =
+        r->text_tokens + (o->thinking ? MOCK_THINKING_DELTAS : 0) + (tool ? MOCK_TOOL_PIECES : 0);
+    if (o->output_tokens >= 0) r->out_tokens = o->output_tokens;
+    snprintf(r->id, sizeof r->id, "msg_mock_%llu", ++g.message_ids);
+    snprintf(r->tool_id, sizeof r->tool_id, "toolu_mock_%llu", g.message_ids);
+    r->model = mock_request_model(r->json);
+}
+
+static json_t *mock_anthropic_stop_sequence(mock_conn *c)
+{
+    return strcmp(c->resp.stop_reason, "stop_sequence") == 0 ? json_string(c->resp.o.stop_sequence)
+                                                             : json_null();
+}
+
+static json_t *mock_anthropic_tool_args(mock_conn *c)
+{
+    return c->resp.o.tool_args ? json_deep_copy(c->resp.o.tool_args) : json_object();
+}
+
+/* One named server-sent event as one HTTP chunk: "event: <name>\ndata: <json>\n\n". Steals ev. */
+static void mock_sse_named(mock_buf *out, const char *name, json_t *ev)
+{
+    char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    mock_buf e;
+    mock_buf_init(&e, SIZE_MAX / 2);
+    mock_buf_printf(&e, "event: %s\ndata: ", name);
+    mock_buf_puts(&e, s ? s : "{}");
+    mock_buf_puts(&e, "\n\n");
+    free(s);
+    mock_chunk_frame(out, e.p, e.len);
+    mock_buf_free(&e);
+}
+
+enum { MOCK_A_START, MOCK_A_BLOCK_START, MOCK_A_PING, MOCK_A_DELTA, MOCK_A_MSG_DELTA, MOCK_A_STOP };
+
+/* The stream, one event per call: message_start, then for each block content_block_start,
+ * its deltas and content_block_stop (a ping right after the first block start, as in the
+ * streaming guide's example), then message_delta and message_stop. Faults count text deltas. */
+static mock_piece mock_anthropic_produce(mock_conn *c, mock_buf *out)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    if (r->phase == MOCK_A_START) {
+        json_t *msg = json_pack("{s:s, s:s, s:s, s:O, s:[], s:n, s:n}", "id", r->id, "type",
+                                "message", "role", "assistant", "model", r->model, "content",
+                                "stop_reason", "stop_sequence");
+        if (msg && !o->no_usage) json_object_set_new(msg, "usage", mock_anthropic_usage(c, 1));
+        mock_sse_named(out, "message_start",
+                       json_pack("{s:s, s:o}", "type", "message_start", "message", msg));
+        r->phase = r->nblocks ? MOCK_A_BLOCK_START : MOCK_A_PING;
+        return o->cut_after == 0 || (o->cut_after > 0 && r->text_tokens == 0) ? MOCK_PIECE_CUT
+                                                                              : MOCK_PIECE_MORE;
+    }
+    if (o->stream_error_after >= 0 && r->tokens_sent >= o->stream_error_after &&
+        (o->cut_after < 0 || o->cut_after > o->stream_error_after)) {
+        mock_sse_named(out, "error",
+                       json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+                                 "overloaded_error", "message", "Overloaded"));
+        mock_buf_puts(out, "0\r\n\r\n");
+        return MOCK_PIECE_LAST;
+    }
+    char kind = r->block < r->nblocks ? r->blocks[r->block] : 0;
+    switch (r->phase) {
+    case MOCK_A_BLOCK_START: {
+        json_t *cb = kind == 'k' ? json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking", "",
+                                             "signature", "")
+                     : kind == 't' ? json_pack("{s:s, s:s}", "type", "text", "text", "")
+                                   : json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id",
+                                               r->tool_id, "name", o->tool_name, "input");
+        mock_sse_named(out, "content_block_start",
+                       json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index",
+                                 r->block, "content_block", cb));
+        r->phase = r->ping_sent ? MOCK_A_DELTA : MOCK_A_PING;
+        r->step = 0;
+        return MOCK_PIECE_MORE;
+    }
+    case MOCK_A_PING:
+        r->ping_sent = true;
+        mock_sse_named(out, "ping", json_pack("{s:s}", "type", "ping"));
+        r->phase = r->nblocks ? MOCK_A_DELTA : MOCK_A_MSG_DELTA;
+        return MOCK_PIECE_MORE;
+    case MOCK_A_DELTA: {
+        long count = kind == 'k'   ? MOCK_THINKING_DELTAS + 1
+                     : kind == 't' ? r->text_tokens
+                                   : MOCK_TOOL_PIECES;
+        if (r->step >= count) {
+            mock_sse_named(
+                out, "content_block_stop",
+                json_pack("{s:s, s:i}", "type", "content_block_stop", "index", r->block));
+            r->block++;
+            r->phase = r->block < r->nblocks ? MOCK_A_BLOCK_START : MOCK_A_MSG_DELTA;
+            return MOCK_PIECE_MORE;
+        }
+        json_t *d;
+        char tok[32];
+        if (kind == 'k' && r->step < MOCK_THINKING_DELTAS) {
+            snprintf(tok, sizeof tok, "think%ld ", r->step);
+            d = json_pack("{s:s, s:s}", "type", "thinking_delta", "thinking", tok);
+        } else if (kind == 'k') {
+            d = json_pack("{s:s, s:s}", "type", "signature_delta", "signature", MOCK_SIGNATURE);
+        } else if (kind == 't') {
+            snprintf(tok, sizeof tok, "tok%ld ", r->step);
+            d = json_pack("{s:s, s:s}", "type", "text_delta", "text", tok);
+        } else {
+            /* the input's JSON text in MOCK_TOOL_PIECES pieces; ASCII, so any split is valid */
+            json_t *args = mock_anthropic_tool_args(c);
+            char *js = args ? json_dumps(args, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+            json_decref(args);
+            size_t len = js ? strlen(js) : 0, half = len / 2;
+            d = r->step == 0 ? json_pack("{s:s, s:s%}", "type", "input_json_delta", "partial_json",
+                                         js ? js : "", half)
+                             : json_pack("{s:s, s:s}", "type", "input_json_delta", "partial_json",
+                                         js ? js + half : "");
+            free(js);
+        }
+        r->step++;
+        mock_sse_named(out, "content_block_delta",
+                       json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index",
+                                 r->block, "delta", d));
+        if (kind == 't') {
+            r->tokens_sent++;
+            if (o->cut_after >= 0 &&
+                (r->tokens_sent >= o->cut_after || r->tokens_sent == r->text_tokens))
+                return MOCK_PIECE_CUT;
+        }
+        return MOCK_PIECE_MORE;
+    }
+    case MOCK_A_MSG_DELTA: {
+        json_t *ev =
+            json_pack("{s:s, s:{s:s, s:o}}", "type", "message_delta", "delta", "stop_reason",
+                      r->stop_reason, "stop_sequence", mock_anthropic_stop_sequence(c));
+        if (ev && !o->no_usage)
+            json_object_set_new(ev, "usage",
+                                json_pack("{s:I}", "output_tokens", (json_int_t)r->out_tokens));
+        mock_sse_named(out, "message_delta", ev);
+        r->phase = MOCK_A_STOP;
+        return MOCK_PIECE_MORE;
+    }
+    default:
+        mock_sse_named(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+        mock_buf_puts(out, "0\r\n\r\n");
+        return MOCK_PIECE_LAST;
+    }
+}
+
+static void mock_anthropic_messages(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    if (o->cache_creation_1h_input_tokens >
+        (o->cache_creation_input_tokens > 0 ? o->cache_creation_input_tokens : 0)) {
+        /* the 1-hour part is a part of the cache writes; more would make billing tests lie */
+        mock_error(c, &mock_anthropic, 400,
+                   "mock.cache_creation_1h_input_tokens must not exceed "
+                   "mock.cache_creation_input_tokens",
+                   NULL);
+        return;
+    }
+    mock_anthropic_plan(c);
+    if (json_is_true(json_object_get(r->json, "stream"))) {
+        mock_stream_begin(c, mock_anthropic_produce);
+        return;
+    }
+    json_t *content = json_array();
+    for (int i = 0; i < r->nblocks; i++) {
+        if (r->blocks[i] == 'k') {
+            json_array_append_new(content,
+                                  json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking",
+                                            MOCK_THINKING_TEXT, "signature", MOCK_SIGNATURE));
+        } else if (r->blocks[i] == 't') {
+            mock_buf text;
+            mock_buf_init(&text, (size_t)MOCK_MAX_CHUNKS * 16);
+            for (long t = 0; t < r->text_tokens; t++)
+                mock_buf_printf(&text, "tok%ld ", t);
+            json_array_append_new(content, json_pack("{s:s, s:s%}", "type", "text", "text",
+                                                     text.p ? text.p : "", text.len));
+            mock_buf_free(&text);
+        } else {
+            json_array_append_new(content, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use",
+                                                     "id", r->tool_id, "name", o->tool_name,
+                                                     "input", mock_anthropic_tool_args(c)));
+        }
+    }
+    json_t *resp =
+        json_pack("{s:s, s:s, s:s, s:O, s:o, s:s, s:o}", "id", r->id, "type", "message", "role",
+                  "assistant", "model", r->model, "content", content, "stop_reason", r->stop_reason,
+                  "stop_sequence", mock_anthropic_stop_sequence(c));
+    if (resp && !o->no_usage)
+        json_object_set_new(resp, "usage", mock_anthropic_usage(c, r->out_tokens));
+    mock_send_json(c, 200, resp);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Azure OpenAI                                                                                */
 
 /* Azure serves OpenAI's wire format under /openai/deployments/{deployment}/..., authenticates
@@ -1365,24 +1826,33 @@ static void mock_ctl_stats(mock_conn *c)
 /* ------------------------------------------------------------------------------------------ */
 /* Route table                                                                                 */
 
-#define MOCK_ROUTE(m, p, pre, inf, fam, f, acc)                                                    \
+/* Designated initialisers keep the rows short and -Wmissing-field-initializers quiet. */
+#define MOCK_ROUTE(m, p, pre, inf, fam, f, acc, val)                                               \
     {                                                                                              \
         .method = m, .path = p, .prefix = pre, .inference = inf, .family = fam, .fn = f,           \
-        .accept = acc                                                                              \
+        .accept = acc, .validate = val                                                             \
     }
 
 static const mock_route mock_routes[] = {
-    MOCK_ROUTE("POST", "/v1/chat/completions", false, true, &mock_openai, mock_openai_chat, NULL),
-    MOCK_ROUTE("POST", "/v1/embeddings", false, true, &mock_openai, mock_openai_embeddings, NULL),
-    MOCK_ROUTE("GET", "/v1/models", false, false, &mock_openai, mock_openai_models, NULL),
-    MOCK_ROUTE("POST", "/openai/deployments/", true, true, &mock_openai, mock_azure_dispatch,
-               mock_azure_accept),
-    MOCK_ROUTE("GET", "/_mock/config", false, false, &mock_openai, mock_ctl_config_get, NULL),
-    MOCK_ROUTE("POST", "/_mock/config", false, false, &mock_openai, mock_ctl_config_set, NULL),
-    MOCK_ROUTE("GET", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_get, NULL),
-    MOCK_ROUTE("DELETE", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_clear,
+    MOCK_ROUTE("POST", "/v1/chat/completions", false, true, &mock_openai, mock_openai_chat, NULL,
                NULL),
-    MOCK_ROUTE("GET", "/_mock/stats", false, false, &mock_openai, mock_ctl_stats, NULL),
+    MOCK_ROUTE("POST", "/v1/embeddings", false, true, &mock_openai, mock_openai_embeddings, NULL,
+               NULL),
+    MOCK_ROUTE("GET", "/v1/models", false, false, &mock_openai, mock_openai_models, NULL, NULL),
+    MOCK_ROUTE("POST", "/openai/deployments/", true, true, &mock_openai, mock_azure_dispatch,
+               mock_azure_accept, NULL),
+    MOCK_ROUTE("POST", "/v1/messages", false, true, &mock_anthropic, mock_anthropic_messages,
+               mock_anthropic_accept, mock_anthropic_validate_messages),
+    MOCK_ROUTE("POST", "/v1/messages/count_tokens", false, true, &mock_anthropic,
+               mock_anthropic_count_tokens, mock_anthropic_accept, mock_anthropic_validate_count),
+    MOCK_ROUTE("GET", "/_mock/config", false, false, &mock_openai, mock_ctl_config_get, NULL, NULL),
+    MOCK_ROUTE("POST", "/_mock/config", false, false, &mock_openai, mock_ctl_config_set, NULL,
+               NULL),
+    MOCK_ROUTE("GET", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_get, NULL,
+               NULL),
+    MOCK_ROUTE("DELETE", "/_mock/requests", false, false, &mock_openai, mock_ctl_requests_clear,
+               NULL, NULL),
+    MOCK_ROUTE("GET", "/_mock/stats", false, false, &mock_openai, mock_ctl_stats, NULL, NULL),
 };
 
 static bool mock_route_path_matches(const mock_route *rt, const char *path, size_t len)
