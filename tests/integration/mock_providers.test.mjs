@@ -378,3 +378,140 @@ test('anthropic: missing x-api-key, anthropic-version or max_tokens are refused'
     const ct = await call('/v1/messages/count_tokens', { model: 'm', messages: [] }, { 'x-api-key': 'k' });
     assert.equal(ct.status, 400);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Gemini
+
+const GEM_H = { 'x-goog-api-key': 'goog-test' };
+const GM = '/v1beta/models/gemini-2.5-flash';
+const gen = (mockOpts, extra = {}) => ({
+    contents: [{ role: 'user', parts: [{ text: 'hi' }] }], mock: mockOpts, ...extra,
+});
+/** The JSON payloads of an SSE body, checking Google's CRLF event separators. */
+function gemEvents(text) {
+    assert.ok(text.endsWith('\r\n\r\n'), 'events end with CRLF CRLF');
+    return text.split('\r\n\r\n').filter((b) => b).map((b) => {
+        assert.ok(b.startsWith('data: '), b);
+        return JSON.parse(b.slice(6));
+    });
+}
+
+test('gemini: generateContent, one part per token, usage and modelVersion', T, async () => {
+    const r = await call(`${GM}:generateContent`, gen({}), GEM_H);
+    assert.equal(r.status, 200);
+    assert.match(r.json.responseId, /^mock-resp-/);
+    assert.deepEqual({ ...r.json, responseId: 'x' }, {
+        candidates: [{ content: { role: 'model', parts: [{ text: 'tok0 ' }, { text: 'tok1 ' },
+            { text: 'tok2 ' }] }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: { promptTokenCount: 11, candidatesTokenCount: 3, totalTokenCount: 14 },
+        modelVersion: 'gemini-2.5-flash', responseId: 'x',
+    });
+});
+
+test('gemini: usage options, thought and functionCall parts, finish reasons', T, async () => {
+    const r = await call(`${GM}:generateContent`, gen({ prompt_tokens: 100, cached_tokens: 40,
+        thoughts_tokens: 30, tool_use_prompt_tokens: 5, chunks: 1, thinking: true,
+        tool_call: { name: 'get_weather', args: { city: 'Paris' } } }), GEM_H);
+    assert.deepEqual(r.json.candidates[0].content.parts, [
+        { text: 'think0 think1 ', thought: true }, { text: 'tok0 ' },
+        { functionCall: { name: 'get_weather', args: { city: 'Paris' } } }]);
+    assert.equal(r.json.candidates[0].finishReason, 'STOP');
+    // candidates: 1 text token + 2 for the function call; total adds thoughts and tool-use prompt.
+    assert.deepEqual(r.json.usageMetadata, { promptTokenCount: 100, candidatesTokenCount: 3,
+        cachedContentTokenCount: 40, thoughtsTokenCount: 30, toolUsePromptTokenCount: 5,
+        totalTokenCount: 138 });
+
+    const cut = await call(`${GM}:generateContent`, gen({ chunks: 5, tool_call: { name: 'f' } },
+        { generationConfig: { maxOutputTokens: 2 } }), GEM_H);
+    assert.equal(cut.json.candidates[0].finishReason, 'MAX_TOKENS');
+    assert.deepEqual(cut.json.candidates[0].content.parts, [{ text: 'tok0 ' }, { text: 'tok1 ' }]);
+    for (const fr of ['SAFETY', 'RECITATION', 'OTHER']) {
+        const x = await call(`${GM}:generateContent`, gen({ finish_reason: fr }), GEM_H);
+        assert.equal(x.json.candidates[0].finishReason, fr);
+    }
+    const nu = await call(`${GM}:generateContent`, gen({ no_usage: true }), GEM_H);
+    assert.equal(nu.json.usageMetadata, undefined);
+    const bad = await call(`${GM}:generateContent`, gen({ cached_tokens: 12 }), GEM_H);
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.status, 'INVALID_ARGUMENT');
+});
+
+test('gemini: streamGenerateContent?alt=sse, one part per chunk, usage on every chunk', T, async () => {
+    const r = await call(`${GM}:streamGenerateContent?alt=sse`, gen({ chunks: 3, thinking: true,
+        cached_tokens: 2, tool_call: { name: 'f', args: { x: 1 } } }), GEM_H);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /text\/event-stream/);
+    assert.ok(!r.text.includes('[DONE]'));
+    const ev = gemEvents(r.text);
+    assert.equal(ev.length, 5);
+    const parts = ev.map((e) => e.candidates[0].content.parts);
+    assert.ok(parts.every((p) => p.length === 1));
+    assert.deepEqual(parts.map((p) => p[0]), [{ text: 'think0 think1 ', thought: true },
+        { text: 'tok0 ' }, { text: 'tok1 ' }, { text: 'tok2 ' }, { functionCall: { name: 'f', args: { x: 1 } } }]);
+    assert.ok(ev.slice(0, -1).every((e) => e.candidates[0].finishReason === undefined));
+    assert.equal(ev.at(-1).candidates[0].finishReason, 'STOP');
+    // Running usage on each chunk; the last one is the whole answer's.
+    assert.deepEqual(ev.map((e) => e.usageMetadata.candidatesTokenCount), [0, 1, 2, 3, 5]);
+    assert.deepEqual(ev.at(-1).usageMetadata, { promptTokenCount: 11, candidatesTokenCount: 5,
+        cachedContentTokenCount: 2, thoughtsTokenCount: 2, totalTokenCount: 18 });
+    assert.ok(ev.every((e) => e.modelVersion === 'gemini-2.5-flash'));
+});
+
+test('gemini: streamGenerateContent without alt=sse streams a JSON array', T, async () => {
+    const r = await call(`${GM}:streamGenerateContent`, gen({ chunks: 2 }), GEM_H);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /application\/json/);
+    assert.equal(r.json.length, 2);
+    assert.equal(r.json[1].candidates[0].finishReason, 'STOP');
+});
+
+test('gemini: faults: status errors, mid-stream error, cut', T, async () => {
+    const names = { 400: 'INVALID_ARGUMENT', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND',
+        429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 503: 'UNAVAILABLE' };
+    for (const [status, name] of Object.entries(names)) {
+        const r = await call(`${GM}:generateContent`, gen({ status: Number(status), error_message: 'e' }), GEM_H);
+        assert.equal(r.status, Number(status));
+        assert.deepEqual(r.json, { error: { code: Number(status), message: 'e', status: name } });
+    }
+    const s = await call(`${GM}:streamGenerateContent?alt=sse`, gen({ chunks: 4, stream_error_after: 2 }), GEM_H);
+    assert.equal(s.status, 200);
+    const ev = gemEvents(s.text);
+    assert.equal(ev.length, 3);
+    assert.deepEqual(ev[2], { error: { code: 503,
+        message: 'The model is overloaded. Please try again later.', status: 'UNAVAILABLE' } });
+    const cut = await rawUntilClosed(`${GM}:streamGenerateContent?alt=sse`, gen({ chunks: 4, cut_after: 1 }), GEM_H);
+    assert.equal(cut.closed, true);
+    assert.equal((cut.text.match(/"text":"tok/g) || []).length, 1);
+    assert.ok(!cut.text.endsWith('0\r\n\r\n'));
+    const bad = await call(`${GM}:generateContent`, gen({ invalid_json: true }), GEM_H);
+    assert.equal(bad.text, '{"this is": not json');
+});
+
+test('gemini: x-goog-api-key, contents and the method are required', T, async () => {
+    const noKey = await call(`${GM}:generateContent`, gen({}));
+    assert.equal(noKey.status, 403);
+    assert.equal(noKey.json.error.status, 'PERMISSION_DENIED');
+    const keyInUrl = await call(`${GM}:generateContent?key=goog-test`, gen({}));
+    assert.equal(keyInUrl.status, 403);
+    const noContents = await call(`${GM}:generateContent`, { mock: { status: 500 } }, GEM_H);
+    assert.equal(noContents.status, 400);
+    assert.equal(noContents.json.error.status, 'INVALID_ARGUMENT');
+    const badMethod = await call(`${GM}:generateStuff`, gen({}), GEM_H);
+    assert.equal(badMethod.status, 404);
+    assert.equal(badMethod.json.error.status, 'NOT_FOUND');
+    const notJson = await call(`${GM}:generateContent`, '[1]', GEM_H);
+    assert.equal(notJson.status, 400);
+    assert.equal(notJson.json.error.code, 400);
+});
+
+test('gemini: batchEmbedContents and embedContent', T, async () => {
+    const req = (t) => ({ model: 'models/text-embedding-004', content: { parts: [{ text: t }] } });
+    const r = await call('/v1beta/models/text-embedding-004:batchEmbedContents',
+        { requests: [req('a'), req('b')], mock: { dims: 3 } }, GEM_H);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json, { embeddings: [{ values: [0.11, 0.12, 0.13] }, { values: [0.21, 0.22, 0.23] }] });
+    const one = await call('/v1beta/models/text-embedding-004:embedContent', req('a'), GEM_H);
+    assert.deepEqual(one.json, { embedding: { values: [0.11, 0.12, 0.13, 0.14] } });
+    const empty = await call('/v1beta/models/text-embedding-004:batchEmbedContents', { requests: [] }, GEM_H);
+    assert.equal(empty.status, 400);
+});

@@ -1,11 +1,17 @@
 /*
  * mock_upstream: a fake LLM provider for ModelSwitch's integration and end-to-end tests.
  *
- * It speaks OpenAI's wire format (chat completions, streaming included, embeddings, model list)
- * with deterministic answers, and injects faults on demand: error statuses, delays, broken
- * streams, invalid JSON, hung or dropped connections. Tests drive it through an optional "mock"
- * object in the request body, which the gateway forwards untouched, and through the /_mock/
- * control endpoints (instance defaults, request recording, connection counters).
+ * It speaks the wire formats of the providers the gateway talks to, with deterministic answers:
+ * OpenAI (chat completions, streaming included, usage details, embeddings, model list), Azure
+ * OpenAI (the same behind /openai/deployments/... and api-version), Anthropic's Messages API
+ * (thinking and tool_use blocks, cache usage, named-event streams, count_tokens) and Google's
+ * Gemini API (generateContent, SSE or JSON-array streams, embeddings). It injects faults on
+ * demand: error statuses in each provider's error shape, delays, broken streams, mid-stream
+ * errors, invalid JSON, hung or dropped connections; and it refuses requests that lack what the
+ * real provider requires (auth headers, api-version, max_tokens, contents), so that tests catch
+ * a gateway adapter that forgets them. Tests drive it through an optional "mock" object in the
+ * request body, which the gateway forwards untouched, and through the /_mock/ control
+ * endpoints (instance defaults, request recording, connection counters).
  *
  * It is deliberately independent of src/: a test tool must not share bugs with the code it tests.
  * Single-threaded libuv loop, llhttp for parsing, jansson for JSON. tests/mock/README.md is the
@@ -13,8 +19,9 @@
  *
  * Layout: buffers and JSON helpers, recording, connection and write plumbing, HTTP parsing,
  * response engine (plain and streamed), fault handling, then one section per provider family
- * (only OpenAI so far) and the route table. A new provider adds a mock_family (its error body
- * shape), its handlers, and rows in mock_routes[].
+ * (OpenAI, Anthropic, Gemini, Azure) and the route table. A new provider adds a mock_family
+ * (its error body shape), its handlers, optional accept/validate hooks, and rows in
+ * mock_routes[].
  */
 #include <errno.h>
 #include <getopt.h>
@@ -428,6 +435,8 @@ typedef struct mock_resp {
     bool ping_sent, truncated, array_framing, array_open;
     const char *stop_reason;
     char tool_id[40];
+    int gemini_method;        /* which Gemini method the URL named */
+    const char *stream_ctype; /* the stream's Content-Type when not text/event-stream */
 } mock_resp;
 
 typedef struct mock_req {
@@ -686,7 +695,8 @@ static void mock_stream_begin(mock_conn *c, mock_produce_fn produce)
     c->resp.produce = produce;
     mock_buf h;
     mock_buf_init(&h, 4096);
-    mock_head(c, &h, 200, "text/event-stream", true, 0);
+    mock_head(c, &h, 200, c->resp.stream_ctype ? c->resp.stream_ctype : "text/event-stream", true,
+              0);
     mock_conn_write(c, MOCK_WF_NONE, h.p, h.len, NULL, 0);
     mock_buf_free(&h);
     if (c->resp.o.first_chunk_delay_ms > 0) {
@@ -1696,6 +1706,367 @@ static void mock_anthropic_messages(mock_conn *c)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Gemini family: Google's Generative Language API (v1beta)                                    */
+
+/* Shapes follow Google's published references:
+ *   - generateContent, streamGenerateContent, GenerateContentResponse, UsageMetadata:
+ *     https://ai.google.dev/api/generate-content
+ *   - batchEmbedContents, embedContent: https://ai.google.dev/api/embeddings
+ *   - API key in the x-goog-api-key header: https://ai.google.dev/gemini-api/docs/api-key
+ *   - error statuses: https://ai.google.dev/gemini-api/docs/troubleshooting
+ * promptTokenCount includes cachedContentTokenCount; thoughtsTokenCount is not part of
+ * candidatesTokenCount; totalTokenCount is prompt + candidates + tool-use prompt + thoughts. */
+
+enum { MOCK_G_GENERATE = 1, MOCK_G_STREAM, MOCK_G_BATCH_EMBED, MOCK_G_EMBED };
+
+/* google.rpc.Code names for the HTTP statuses they map to. */
+static const char *mock_gemini_status_name(int status)
+{
+    switch (status) {
+    case 400:
+        return "INVALID_ARGUMENT";
+    case 401:
+        return "UNAUTHENTICATED";
+    case 403:
+        return "PERMISSION_DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 409:
+        return "ABORTED";
+    case 429:
+        return "RESOURCE_EXHAUSTED";
+    case 499:
+        return "CANCELLED";
+    case 500:
+        return "INTERNAL";
+    case 501:
+        return "UNIMPLEMENTED";
+    case 503:
+        return "UNAVAILABLE";
+    case 504:
+        return "DEADLINE_EXCEEDED";
+    default:
+        return status >= 500 ? "UNKNOWN" : "FAILED_PRECONDITION";
+    }
+}
+
+static json_t *mock_gemini_error_body(mock_conn *c, int status, const char *message,
+                                      const char *code)
+{
+    return json_pack("{s:{s:i, s:s, s:s}}", "error", "code", status, "message", message, "status",
+                     mock_gemini_status_name(status));
+}
+
+static const mock_family mock_gemini = {"gemini", mock_gemini_error_body, NULL};
+
+/* Splits /v1beta/models/{model}:{method} (the last ':' separates them) and requires the
+ * x-goog-api-key header, as Google does before reading the body: no key is 403
+ * PERMISSION_DENIED. Only the header is accepted (not ?key=), so a gateway that puts the key
+ * in the URL, where access logs keep it, is caught. */
+static bool mock_gemini_accept(mock_conn *c)
+{
+    static const char prefix[] = "/v1beta/models/";
+    const char *url = c->req.url.p + sizeof prefix - 1; /* the route matched this prefix */
+    const char *qm = strchr(url, '?');
+    size_t len = qm ? (size_t)(qm - url) : strlen(url);
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (url[i] == ':') colon = url + i;
+    static const struct {
+        const char *name;
+        int method;
+    } methods[] = {{"generateContent", MOCK_G_GENERATE},
+                   {"streamGenerateContent", MOCK_G_STREAM},
+                   {"batchEmbedContents", MOCK_G_BATCH_EMBED},
+                   {"embedContent", MOCK_G_EMBED}};
+    int method = 0;
+    if (colon && colon > url && !memchr(url, '/', (size_t)(colon - url))) {
+        size_t ml = len - (size_t)(colon + 1 - url);
+        for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+            if (strlen(methods[i].name) == ml && memcmp(colon + 1, methods[i].name, ml) == 0)
+                method = methods[i].method;
+    }
+    if (!method) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Method not found: %.*s", (int)(len > 120 ? 120 : len), url);
+        mock_error(c, &mock_gemini, 404, msg, NULL);
+        return false;
+    }
+    if (!mock_req_header(c, "x-goog-api-key")) {
+        mock_error(c, &mock_gemini, 403,
+                   "Method doesn't allow unregistered callers (callers without established "
+                   "identity). Please use API Key or other form of API consumer identity to call "
+                   "this API.",
+                   NULL);
+        return false;
+    }
+    c->resp.gemini_method = method;
+    c->resp.model = mock_json_bytes(url, (size_t)(colon - url), NULL);
+    return true;
+}
+
+static bool mock_gemini_validate(mock_conn *c)
+{
+    json_t *b = c->resp.json;
+    const char *msg = NULL;
+    switch (c->resp.gemini_method) {
+    case MOCK_G_GENERATE:
+    case MOCK_G_STREAM: {
+        json_t *ct = json_object_get(b, "contents");
+        if (!json_is_array(ct) || json_array_size(ct) == 0)
+            msg = "* GenerateContentRequest.contents: contents is not specified";
+        break;
+    }
+    case MOCK_G_BATCH_EMBED: {
+        json_t *rq = json_object_get(b, "requests");
+        if (!json_is_array(rq) || json_array_size(rq) == 0)
+            msg = "* BatchEmbedContentsRequest.requests: requests is not specified";
+        else if (json_array_size(rq) > MOCK_MAX_INPUTS)
+            msg = "* BatchEmbedContentsRequest.requests: at most 2048 requests (mock limit)";
+        break;
+    }
+    default:
+        if (!json_is_object(json_object_get(b, "content")))
+            msg = "* EmbedContentRequest.content: content is not specified";
+    }
+    if (msg) {
+        mock_error(c, &mock_gemini, 400, msg, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Plans the answer once: text tokens (cut to generationConfig.maxOutputTokens, finishReason
+ * MAX_TOKENS, no function call after the cut), the parts in order ('k' thought, 't' one per
+ * text token, 'u' functionCall), and the finish reason (mock.finish_reason wins). */
+static void mock_gemini_plan(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    mock_opts *o = &r->o;
+    if (!o->prompt_tokens_set) o->prompt_tokens = 11;
+    json_t *max = json_object_get(json_object_get(r->json, "generationConfig"), "maxOutputTokens");
+    r->truncated = json_is_integer(max) && json_integer_value(max) < o->chunks;
+    r->text_tokens = r->truncated ? (long)json_integer_value(max) : o->chunks;
+    if (r->text_tokens < 0) r->text_tokens = 0;
+    r->stop_reason = o->finish_reason ? o->finish_reason : r->truncated ? "MAX_TOKENS" : "STOP";
+    r->out_tokens = r->text_tokens + (o->tool_name && !r->truncated ? MOCK_TOOL_PIECES : 0);
+    if (o->output_tokens >= 0) r->out_tokens = o->output_tokens;
+    snprintf(r->id, sizeof r->id, "mock-resp-%llu", ++g.message_ids);
+}
+
+/* Number of parts of the answer: the stream sends one per chunk. */
+static long mock_gemini_nparts(const mock_resp *r)
+{
+    return (r->o.thinking ? 1 : 0) + r->text_tokens + (r->o.tool_name && !r->truncated ? 1 : 0);
+}
+
+/* Part i of the answer. */
+static json_t *mock_gemini_part(mock_conn *c, long i)
+{
+    const mock_resp *r = &c->resp;
+    if (r->o.thinking) {
+        if (i == 0) return json_pack("{s:s, s:b}", "text", MOCK_THINKING_TEXT, "thought", 1);
+        i--;
+    }
+    if (i < r->text_tokens) {
+        char tok[32];
+        snprintf(tok, sizeof tok, "tok%ld ", i);
+        return json_pack("{s:s}", "text", tok);
+    }
+    return json_pack("{s:{s:s, s:o}}", "functionCall", "name", r->o.tool_name, "args",
+                     mock_anthropic_tool_args(c));
+}
+
+/* usageMetadata; candidates is the count so far (a stream's running total) or the final one,
+ * and the optional counts appear only in the final one, only when set. */
+static json_t *mock_gemini_usage(mock_conn *c, long candidates, bool final)
+{
+    const mock_opts *o = &c->resp.o;
+    long thoughts = o->thoughts_tokens >= 0 ? o->thoughts_tokens
+                    : o->thinking           ? MOCK_THINKING_DELTAS
+                                            : -1;
+    long total = o->prompt_tokens + candidates;
+    json_t *u = json_pack("{s:I, s:I}", "promptTokenCount", (json_int_t)o->prompt_tokens,
+                          "candidatesTokenCount", (json_int_t)candidates);
+    if (!u || !final) {
+        if (u) json_object_set_new(u, "totalTokenCount", json_integer(total));
+        return u;
+    }
+    if (o->cached_tokens >= 0)
+        json_object_set_new(u, "cachedContentTokenCount", json_integer(o->cached_tokens));
+    if (thoughts >= 0) {
+        json_object_set_new(u, "thoughtsTokenCount", json_integer(thoughts));
+        total += thoughts;
+    }
+    if (o->tool_use_prompt_tokens >= 0) {
+        json_object_set_new(u, "toolUsePromptTokenCount", json_integer(o->tool_use_prompt_tokens));
+        total += o->tool_use_prompt_tokens;
+    }
+    json_object_set_new(u, "totalTokenCount", json_integer(total));
+    return u;
+}
+
+/* A GenerateContentResponse with the given parts (stolen); finish is NULL on non-final chunks. */
+static json_t *mock_gemini_response(mock_conn *c, json_t *parts, const char *finish, json_t *usage)
+{
+    mock_resp *r = &c->resp;
+    json_t *cand =
+        json_pack("{s:{s:s, s:o}, s:i}", "content", "role", "model", "parts", parts, "index", 0);
+    if (cand && finish) json_object_set_new(cand, "finishReason", json_string(finish));
+    json_t *resp = json_pack("{s:[o]}", "candidates", cand);
+    if (!resp) {
+        json_decref(usage);
+        return NULL;
+    }
+    if (usage && !r->o.no_usage)
+        json_object_set_new(resp, "usageMetadata", usage);
+    else
+        json_decref(usage);
+    json_object_set(resp, "modelVersion", r->model);
+    json_object_set_new(resp, "responseId", json_string(r->id));
+    return resp;
+}
+
+/* One stream element: an SSE event "data: <json>\r\n\r\n" (with alt=sse; Google ends events with
+ * CRLF pairs) or an element of the streamed JSON array (without it). Steals ev. */
+static void mock_gemini_emit(mock_conn *c, mock_buf *out, json_t *ev, bool last)
+{
+    mock_resp *r = &c->resp;
+    char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    mock_buf e;
+    mock_buf_init(&e, SIZE_MAX / 2);
+    if (r->array_framing) {
+        mock_buf_puts(&e, r->array_open ? ",\r\n" : "[");
+        r->array_open = true;
+        mock_buf_puts(&e, s ? s : "{}");
+        if (last) mock_buf_puts(&e, "]");
+    } else {
+        mock_buf_puts(&e, "data: ");
+        mock_buf_puts(&e, s ? s : "{}");
+        mock_buf_puts(&e, "\r\n\r\n");
+    }
+    free(s);
+    mock_chunk_frame(out, e.p, e.len);
+    mock_buf_free(&e);
+    if (last) mock_buf_puts(out, "0\r\n\r\n");
+}
+
+/* One chunk per part; the last carries finishReason and the final usageMetadata, the others a
+ * running usage. Faults count text chunks and apply before a text or functionCall chunk. */
+static mock_piece mock_gemini_produce(mock_conn *c, mock_buf *out)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    long n = mock_gemini_nparts(r), i = r->step;
+    bool thought = o->thinking && i == 0;
+    if (!thought) {
+        if (o->cut_after >= 0 &&
+            (r->tokens_sent >= o->cut_after || r->tokens_sent == r->text_tokens))
+            return MOCK_PIECE_CUT;
+        if (o->stream_error_after >= 0 && r->tokens_sent >= o->stream_error_after) {
+            mock_gemini_emit(c, out,
+                             mock_gemini_error_body(c, 503,
+                                                    "The model is overloaded. Please try again "
+                                                    "later.",
+                                                    NULL),
+                             true);
+            return MOCK_PIECE_LAST;
+        }
+    }
+    bool last = i + 1 >= n;
+    json_t *parts = json_array();
+    if (n > 0) json_array_append_new(parts, mock_gemini_part(c, i));
+    bool text = !thought && r->tokens_sent < r->text_tokens;
+    if (text) r->tokens_sent++;
+    r->step++;
+    long sofar = last ? r->out_tokens : r->tokens_sent;
+    mock_gemini_emit(c, out,
+                     mock_gemini_response(c, parts, last ? r->stop_reason : NULL,
+                                          o->no_usage ? NULL : mock_gemini_usage(c, sofar, last)),
+                     last && o->cut_after < 0);
+    /* cut_after at or past the text: the last chunk goes out, but the stream never ends */
+    if (last && o->cut_after >= 0) return MOCK_PIECE_CUT;
+    return last ? MOCK_PIECE_LAST : MOCK_PIECE_MORE;
+}
+
+static void mock_gemini_generate(mock_conn *c, bool stream)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    mock_gemini_plan(c);
+    if (o->cached_tokens > o->prompt_tokens) {
+        mock_error(c, &mock_gemini, 400, "mock.cached_tokens must not exceed the prompt tokens",
+                   NULL);
+        return;
+    }
+    if (stream) {
+        /* Without alt=sse Google streams one JSON array of the same responses. */
+        char alt[16];
+        r->array_framing = !(mock_query_param(c, "alt", alt, sizeof alt) && !strcmp(alt, "sse"));
+        r->stream_ctype = r->array_framing ? "application/json" : "text/event-stream";
+        mock_stream_begin(c, mock_gemini_produce);
+        return;
+    }
+    json_t *parts = json_array();
+    long n = mock_gemini_nparts(r);
+    for (long i = 0; i < n; i++)
+        json_array_append_new(parts, mock_gemini_part(c, i));
+    mock_send_json(
+        c, 200,
+        mock_gemini_response(c, parts, r->stop_reason,
+                             o->no_usage ? NULL : mock_gemini_usage(c, r->out_tokens, true)));
+}
+
+/* {"values":[...]} for input i, the same numbers as OpenAI's embeddings. */
+static json_t *mock_gemini_values(size_t i, size_t dims)
+{
+    json_t *v = json_array();
+    for (size_t j = 0; j < dims; j++)
+        json_array_append_new(v, json_real(mock_embedding_value(i, j)));
+    return json_pack("{s:o}", "values", v);
+}
+
+static void mock_gemini_embed(mock_conn *c, bool batch)
+{
+    mock_resp *r = &c->resp;
+    size_t dims = (size_t)r->o.dims;
+    size_t n = batch ? json_array_size(json_object_get(r->json, "requests")) : 1;
+    if (n * dims > MOCK_MAX_VALUES) {
+        mock_error(c, &mock_gemini, 400, "requests x dims exceeds the mock limit of 1048576 values",
+                   NULL);
+        return;
+    }
+    json_t *resp;
+    if (batch) {
+        json_t *embs = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(embs, mock_gemini_values(i, dims));
+        resp = json_pack("{s:o}", "embeddings", embs);
+    } else {
+        resp = json_pack("{s:o}", "embedding", mock_gemini_values(0, dims));
+    }
+    mock_send_json_flags(c, 200, resp, JSON_REAL_PRECISION(9));
+}
+
+static void mock_gemini_dispatch(mock_conn *c)
+{
+    switch (c->resp.gemini_method) {
+    case MOCK_G_GENERATE:
+        mock_gemini_generate(c, false);
+        break;
+    case MOCK_G_STREAM:
+        mock_gemini_generate(c, true);
+        break;
+    case MOCK_G_BATCH_EMBED:
+        mock_gemini_embed(c, true);
+        break;
+    default:
+        mock_gemini_embed(c, false);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Azure OpenAI                                                                                */
 
 /* Azure serves OpenAI's wire format under /openai/deployments/{deployment}/..., authenticates
@@ -1845,6 +2216,8 @@ static const mock_route mock_routes[] = {
                mock_anthropic_accept, mock_anthropic_validate_messages),
     MOCK_ROUTE("POST", "/v1/messages/count_tokens", false, true, &mock_anthropic,
                mock_anthropic_count_tokens, mock_anthropic_accept, mock_anthropic_validate_count),
+    MOCK_ROUTE("POST", "/v1beta/models/", true, true, &mock_gemini, mock_gemini_dispatch,
+               mock_gemini_accept, mock_gemini_validate),
     MOCK_ROUTE("GET", "/_mock/config", false, false, &mock_openai, mock_ctl_config_get, NULL, NULL),
     MOCK_ROUTE("POST", "/_mock/config", false, false, &mock_openai, mock_ctl_config_set, NULL,
                NULL),
