@@ -88,6 +88,7 @@ static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, st
     }
     memset(call, 0, offsetof(prov_call, members)); /* the members are written by the scan */
     call->ep = ep;
+    call->dialect = &dialect_openai_chat;
     call->body = r->body;
     call->max_tokens = -1;
     size_t err_off = 0;

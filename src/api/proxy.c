@@ -33,7 +33,6 @@
 #include "api/proxy.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "providers/echo.h"
 #include "router/router.h"
 
 #define RESPONSE_MAX (64u << 20) /* the largest non-streaming answer accepted from a provider */
@@ -94,6 +93,7 @@ struct proxy {
     buf_t resp;
     buf_t out;
     buf_t usage_chunk; /* the upstream's usage-only chunk, sent last with the cost */
+    dialect_enc *enc;  /* the client's dialect's encoder, once needed */
     sse_parser sse;
     prov_usage usage;
     uint64_t t0;
@@ -176,6 +176,7 @@ static void proxy_free(proxy *p)
     buf_free(&p->resp);
     buf_free(&p->out);
     buf_free(&p->usage_chunk);
+    if (p->enc) p->call->dialect->enc_free(p->enc);
     sse_free(&p->sse);
     free(p->call);
     free(p->owned_body);
@@ -316,15 +317,18 @@ static void stream_write(proxy *p, const char *data, size_t n)
     if (p->c) http_stream_write(p->c, data, n);
 }
 
-static void stream_error_event(proxy *p, const char *code, const char *type, const char *message)
+/* The client's dialect's encoder for this answer (made on first use). */
+static dialect_enc *encoder(proxy *p)
 {
-    buf_t b;
-    buf_init(&b, 0);
-    buf_appends(&b, "data: {\"error\":{\"message\":\"");
-    buf_append_json_escaped(&b, message, strlen(message));
-    buf_printf(&b, "\",\"type\":\"%s\",\"code\":\"%s\",\"param\":null}}\n\n", type, code);
-    if (b.data) stream_write(p, b.data, b.len);
-    buf_free(&b);
+    if (!p->enc) {
+        prov_call *call = p->call;
+        dialect_req dr = {.model = call->model->name,
+                          .request_id = call->request_id,
+                          .created = ms_now_ms() / 1000,
+                          .include_usage = call->client_include_usage};
+        p->enc = call->dialect->enc_new(&dr);
+    }
+    return p->enc;
 }
 
 /* The stream is over (end marker, failure, or the upstream ended): bill, send what is held back
@@ -342,27 +346,25 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
     char cost[32];
     bill(p, !p->c ? 499 : fail_code ? 502 : 200, cost);
     if (!p->c) return;
-    if (p->usage_chunk.len && p->call->client_include_usage) {
-        buf_t b;
-        buf_init(&b, 0);
-        buf_appends(&b, "data: ");
-        ms_str chunk = {p->usage_chunk.data, p->usage_chunk.len};
-        if (prov_splice_cost(&b, chunk, cost[0] ? cost : "0") != 0) {
-            buf_reset(&b);
-            buf_appends(&b, "data: ");
-            buf_append(&b, chunk.p, chunk.n);
-        }
-        buf_appends(&b, "\n\n");
-        if (b.data) stream_write(p, b.data, b.len);
-        buf_free(&b);
-    }
+    /* the client's dialect frames the end: usage (the upstream's, as it came, with the cost),
+     * the error if any, the end marker */
+    char msg[512];
+    dialect_error err = {fail_code, fail_type, msg};
     if (fail_code) {
-        char msg[512];
         ms_copy(msg, sizeof msg, fail_msg);
         prov_redact(p->call->dep->provider, &p->up, msg, sizeof msg);
-        stream_error_event(p, fail_code, fail_type, msg);
     }
-    stream_write(p, "data: [DONE]\n\n", 14);
+    dialect_enc *enc = encoder(p);
+    buf_t b;
+    buf_init(&b, 0);
+    ms_str held = {p->usage_chunk.data, p->usage_chunk.len};
+    /* upstream streams pass through: the client gets the provider's usage event or none (an
+     * estimate is the gateway's, not something the provider said) */
+    if (!enc ||
+        p->call->dialect->stream_end(enc, NULL, held, cost, fail_code ? &err : NULL, &b) != 0)
+        buf_reset(&b);
+    if (b.len) stream_write(p, b.data, b.len);
+    buf_free(&b);
     http_conn *c = p->c;
     if (c->handler.ctx == p) c->handler = (http_handler){0};
     p->c = NULL;
@@ -732,6 +734,67 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
     proxy_free(p);
 }
 
+/* The events of a local answer go to the client's dialect: into out for a stream, into the
+ * encoder's whole answer otherwise. */
+typedef struct local_sink {
+    proxy *p;
+    buf_t *out;
+} local_sink;
+
+static int local_emit(void *ctx, const ev_event *ev)
+{
+    local_sink *ls = ctx;
+    dialect_enc *enc = encoder(ls->p);
+    return enc ? ls->p->call->dialect->event(enc, ev, ls->out) : -1;
+}
+
+/* A provider with no upstream (echo) answers at once. The whole answer is known before its
+ * first byte, so it is billed first and goes out in one write, with x-modelswitch-cost. */
+static void run_local(proxy *p)
+{
+    prov_call *call = p->call;
+    http_conn *c = p->c;
+    buf_t out, body;
+    buf_init(&out, RESPONSE_MAX);
+    buf_init(&body, RESPONSE_MAX);
+    local_sink ls = {p, call->stream ? &out : NULL};
+    ev_sink sink = {local_emit, &ls};
+    prov_refusal why = {0};
+    report(p, ROUTE_SUCCESS, -1);
+    int rc = p->ad->local(call, &sink, &body, &p->usage, &why);
+    char cost[32], h[600];
+    p->status = rc == 0 ? 200 : why.status ? why.status : 500;
+    bill(p, p->status, cost);
+    const dialect *d = call->dialect;
+    if (rc == 0 && call->ep == EP_CHAT) {
+        rc = call->stream ? d->stream_end(encoder(p), &p->usage.u, (ms_str){0}, cost, NULL, &out)
+                          : d->answer(encoder(p), &p->usage.u, &body);
+    }
+    if (c && c->handler.ctx == p) c->handler = (http_handler){0};
+    p->c = NULL;
+    if (!c) {
+        /* the client is gone (a local answer after a wait): billed above, nothing to send */
+    } else if (rc != 0) {
+        if (why.status)
+            http_error(c, why.status, why.type, why.code, why.param, why.message, -1);
+        else
+            api_err_internal(c);
+    } else if (call->stream && call->ep == EP_CHAT) {
+        model_headers(p, h, sizeof h - 32, cost);
+        strncat(h, "cache-control: no-cache\r\n", sizeof h - strlen(h) - 1);
+        http_stream_start(c, 200, d->stream_content_type, h);
+        http_stream_write(c, out.data, out.len);
+        http_stream_end(c);
+    } else {
+        model_headers(p, h, sizeof h, cost);
+        size_t len = body.len;
+        http_respond(c, 200, "application/json", h, buf_steal(&body), len, 1);
+    }
+    buf_free(&out);
+    buf_free(&body);
+    proxy_free(p);
+}
+
 /* Runs the attempt on deployment p->dep_idx of the current model. */
 static void run_attempt(proxy *p)
 {
@@ -741,20 +804,11 @@ static void run_attempt(proxy *p)
     p->attempts++;
     p->tried |= dep_bit(p->dep_idx);
     if (p->c) ms_copy(p->c->req.log_provider, sizeof p->c->req.log_provider, dep->provider->name);
-    if (dep->provider->kind == PROV_ECHO) {
-        /* answered locally: echo settles and responds by itself */
-        report(p, ROUTE_SUCCESS, -1);
-        http_conn *c = p->c;
-        prov_usage u = {0};
-        if (c && c->handler.ctx == p) c->handler = (http_handler){0};
-        p->c = NULL;
-        if (c) echo_handle(c, call, &u);
-        call->hold.account_id = 0;
-        call->hold.amount_nusd = 0;
-        proxy_free(p);
+    p->ad = prov_adapter_for(dep->provider->kind);
+    if (p->ad && p->ad->local) {
+        run_local(p);
         return;
     }
-    p->ad = prov_adapter_for(dep->provider->kind);
     prov_upreq_free(&p->up);
     memset(&p->up, 0, sizeof p->up);
     if (!p->ad || p->ad->build(call, &p->up) != 0) {

@@ -1,7 +1,9 @@
 /*
- * The built-in echo provider (rules in echo.h and docs/PROVIDERS.md). It is not on the
- * pass-through path, so it reads the request with jansson for clarity; it still answers exactly
- * like an OpenAI server would, streams included, so clients and tests cannot tell the difference.
+ * The built-in echo provider (rules in echo.h and docs/PROVIDERS.md), an adapter like the others
+ * with no network: it reads the request with jansson for clarity and answers at once, chat as
+ * normalized events (engine/event.h) that the client's dialect encodes, embeddings in OpenAI's
+ * format. So echo goes through the same engine, billing and encoders as every provider, and the
+ * tests that use it exercise them.
  */
 #include "providers/echo.h"
 
@@ -86,37 +88,29 @@ static void content_text(json_t *content, buf_t *out)
     }
 }
 
-/* Sends doc (consumed; NULL means it could not be built) as a 200 JSON answer. */
-static void respond_json(http_conn *c, json_t *doc, const char *headers)
+/* The reply's tokens as answer events: each token's text with the white space before it, as an
+ * OpenAI server streams them (one event per token). */
+static int emit_reply(const ev_sink *sink, const buf_t *reply, const size_t *ends, size_t nt,
+                      const char *finish)
 {
-    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!s) {
-        http_error(c, 500, "api_error", "internal_error", NULL, "Out of memory.", -1);
-        return;
+    ev_event ev = {.type = EV_START};
+    int rc = ev_emit(sink, &ev);
+    size_t prev = 0;
+    for (size_t t = 0; t < nt && rc == 0; t++) {
+        ev = (ev_event){.type = EV_TEXT, .text = {reply->data + prev, ends[t] - prev}};
+        rc = ev_emit(sink, &ev);
+        prev = ends[t];
     }
-    http_respond(c, 200, "application/json", headers, s, strlen(s), 1);
-}
-
-static json_t *chunk(const char *id, int64_t created, const char *model)
-{
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "chat.completion.chunk", "created",
-                     (json_int_t)created, "model", model);
-}
-
-static int append_event(buf_t *b, json_t *doc)
-{
-    char *s = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (!s) return -1;
-    int rc = buf_appends(b, "data: ");
-    rc |= buf_appends(b, s);
-    rc |= buf_appends(b, "\n\n");
-    free(s);
+    if (rc == 0) {
+        ev =
+            (ev_event){.type = EV_FINISH,
+                       .finish = strcmp(finish, "length") == 0 ? EV_FINISH_LENGTH : EV_FINISH_STOP};
+        rc = ev_emit(sink, &ev);
+    }
     return rc;
 }
 
-static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *usage)
+static int echo_chat(const prov_call *call, json_t *req, const ev_sink *sink, prov_usage *usage)
 {
     json_t *msgs = json_object_get(req, "messages");
     int64_t prompt = 3;
@@ -167,84 +161,14 @@ static void echo_chat(http_conn *c, prov_call *call, json_t *req, prov_usage *us
         }
         ends[nt++] = b;
     }
-    size_t text_len = nt ? ends[nt - 1] : 0;
+    int rc = ends ? emit_reply(sink, &reply, ends, nt, finish) : -1;
     usage->known = 1;
     usage->u = (usage_counts){.input = prompt, .output = (int64_t)nt};
-    c->req.prompt_tokens = prompt;
-    c->req.completion_tokens = (int64_t)nt;
-    /* the whole answer is known before the first byte, so it is billed before it is sent */
-    char cost[32];
-    call->settle(call, usage, 200, 0, cost);
-
-    char id[64];
-    snprintf(id, sizeof id, "chatcmpl-%s", c->req.id + 4);
-    int64_t created = ms_now_ms() / 1000;
-    const char *model = call->model->name;
-    json_t *u =
-        json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
-                  (json_int_t)nt, "total_tokens", (json_int_t)(prompt + (int64_t)nt));
-    char hdr[320];
-    snprintf(hdr, sizeof hdr,
-             "x-modelswitch-model: %s\r\nx-modelswitch-provider: %s\r\nx-modelswitch-cost: %s\r\n",
-             model, call->dep->provider->name, cost);
-    if (!call->stream) {
-        json_t *doc = json_pack(
-            "{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%, s:n}, s:n, s:s}], s:o}", "id", id,
-            "object", "chat.completion", "created", (json_int_t)created, "model", model, "choices",
-            "index", 0, "message", "role", "assistant", "content", reply.data ? reply.data : "",
-            text_len, "refusal", "logprobs", "finish_reason", finish, "usage", u);
-        free(ends);
-        buf_free(&reply);
-        respond_json(c, doc, hdr);
-        return;
-    }
-    /* streaming: the whole answer is known, so it goes out in one write */
-    buf_t out;
-    buf_init(&out, 0);
-    json_t *first = chunk(id, created, model);
-    json_object_set_new(first, "choices",
-                        json_pack("[{s:i, s:{s:s, s:s}, s:n, s:n}]", "index", 0, "delta", "role",
-                                  "assistant", "content", "", "logprobs", "finish_reason"));
-    int rc = append_event(&out, first);
-    size_t prev = 0;
-    for (size_t t = 0; t < nt; t++) {
-        json_t *ch = chunk(id, created, model);
-        json_object_set_new(ch, "choices",
-                            json_pack("[{s:i, s:{s:s%}, s:n, s:n}]", "index", 0, "delta", "content",
-                                      reply.data + prev, ends[t] - prev, "logprobs",
-                                      "finish_reason"));
-        rc |= append_event(&out, ch);
-        prev = ends[t];
-    }
-    json_t *fin = chunk(id, created, model);
-    json_object_set_new(fin, "choices",
-                        json_pack("[{s:i, s:{}, s:n, s:s}]", "index", 0, "delta", "logprobs",
-                                  "finish_reason", finish));
-    rc |= append_event(&out, fin);
-    if (call->client_include_usage) {
-        json_t *uc = chunk(id, created, model);
-        json_object_set_new(uc, "choices", json_array());
-        json_object_set(uc, "usage", u);
-        char *s = json_dumps(uc, JSON_COMPACT);
-        json_decref(uc);
-        rc |= !s || buf_appends(&out, "data: ") || prov_splice_cost(&out, ms_str_c(s), cost) ||
-              buf_appends(&out, "\n\n");
-        free(s);
-    }
-    rc |= buf_appends(&out, "data: [DONE]\n\n");
-    json_decref(u);
+    ev_event u = {.type = EV_USAGE, .usage = usage->u};
+    if (rc == 0) rc = ev_emit(sink, &u);
     free(ends);
     buf_free(&reply);
-    if (rc) {
-        buf_free(&out);
-        http_error(c, 500, "api_error", "internal_error", NULL, "Out of memory.", -1);
-        return;
-    }
-    strncat(hdr, "cache-control: no-cache\r\n", sizeof hdr - strlen(hdr) - 1);
-    http_stream_start(c, 200, "text/event-stream", hdr);
-    http_stream_write(c, out.data, out.len);
-    buf_free(&out);
-    http_stream_end(c);
+    return rc;
 }
 
 static uint64_t fnv1a(const char *s, size_t n)
@@ -315,7 +239,8 @@ static int input_text(json_t *in, buf_t *text, int64_t *tokens)
     return -1;
 }
 
-static void echo_embeddings(http_conn *c, prov_call *call, json_t *req, prov_usage *usage)
+static int echo_embeddings(const prov_call *call, json_t *req, buf_t *body, prov_usage *usage,
+                           prov_refusal *why)
 {
     json_t *input = json_object_get(req, "input");
     const char *fmt = json_string_value(json_object_get(req, "encoding_format"));
@@ -335,10 +260,10 @@ static void echo_embeddings(http_conn *c, prov_call *call, json_t *req, prov_usa
         if (input_text(in, &text, &tok) != 0) {
             json_decref(list);
             buf_free(&text);
-            call->release(call, 400);
-            http_error(c, 400, "invalid_request_error", "invalid_parameter", "input",
-                       "'input' must be a string, an array of strings, or token arrays.", -1);
-            return;
+            *why =
+                (prov_refusal){400, "invalid_request_error", "invalid_parameter", "input",
+                               "'input' must be a string, an array of strings, or token arrays."};
+            return -1;
         }
         total += tok;
         float v[ECHO_DIMS];
@@ -366,31 +291,32 @@ static void echo_embeddings(http_conn *c, prov_call *call, json_t *req, prov_usa
     buf_free(&text);
     usage->known = 1;
     usage->u = (usage_counts){.input = total};
-    c->req.prompt_tokens = total;
-    c->req.completion_tokens = 0;
-    char cost[32], hdr[64];
-    call->settle(call, usage, 200, 0, cost);
-    snprintf(hdr, sizeof hdr, "x-modelswitch-cost: %s\r\n", cost);
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", list,
                             "model", call->model->name, "usage", "prompt_tokens", (json_int_t)total,
                             "total_tokens", (json_int_t)total);
-    respond_json(c, doc, hdr);
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    int rc = !s || buf_appends(body, s) ? -1 : 0;
+    free(s);
+    return rc;
 }
 
-void echo_handle(http_conn *c, prov_call *call, prov_usage *usage)
+/* The echo adapter's whole work: see provider.h's `local`. */
+static int echo_local(const prov_call *call, const ev_sink *sink, buf_t *body, prov_usage *usage,
+                      prov_refusal *why)
 {
     json_error_t jerr;
     json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
     if (!json_is_object(req)) {
         json_decref(req);
-        call->release(call, 400);
-        http_error(c, 400, "invalid_request_error", "invalid_json", NULL,
-                   "We could not parse the JSON body of your request.", -1);
-        return;
+        *why = (prov_refusal){400, "invalid_request_error", "invalid_json", NULL,
+                              "We could not parse the JSON body of your request."};
+        return -1;
     }
-    if (call->ep == EP_CHAT)
-        echo_chat(c, call, req, usage);
-    else
-        echo_embeddings(c, call, req, usage);
+    int rc = call->ep == EP_CHAT ? echo_chat(call, req, sink, usage)
+                                 : echo_embeddings(call, req, body, usage, why);
     json_decref(req);
+    return rc;
 }
+
+const prov_adapter prov_echo = {.local = echo_local};

@@ -18,11 +18,8 @@
 #include <stdint.h>
 
 #include "providers/provider.h"
-#include "server/http.h"
 
 /* Counts tokens of s by the rule above. */
 int64_t echo_count_tokens(const char *s, size_t n);
-/* Answers the call on c (chat or embeddings, streaming or not) and reports usage. */
-void echo_handle(http_conn *c, prov_call *call, prov_usage *usage);
 
 #endif

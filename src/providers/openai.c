@@ -69,25 +69,11 @@ const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
     switch (kind) {
     case PROV_OPENAI:
         return &prov_openai;
+    case PROV_ECHO:
+        return &prov_echo;
     default:
         return NULL;
     }
-}
-
-int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost)
-{
-    jscan_member m[32];
-    int n = jscan_object(chunk.p, chunk.n, m, 32, NULL);
-    const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
-    if (!u || u->type != JS_OBJECT) return -1;
-    /* the usage object's closing brace is its last byte */
-    size_t close = (size_t)(u->value.p - chunk.p) + u->value.n - 1;
-    int empty = u->value.n == 2;
-    int rc = buf_append(out, chunk.p, close);
-    rc |= buf_appends(out, empty ? "\"cost\":" : ",\"cost\":");
-    rc |= buf_appends(out, cost);
-    rc |= buf_append(out, chunk.p + close, chunk.n - close);
-    return rc ? -1 : 0;
 }
 
 typedef struct edit {

@@ -7,8 +7,9 @@
  * The OpenAI adapter forwards the client's bytes: its request body is the client's body with
  * `model` (and, for streams, `stream_options`) spliced, sent from iovecs that point into the
  * client's buffer; its answers pass through unchanged apart from dropping a usage chunk the
- * client did not ask for. Adapters for other formats (Anthropic, Gemini) translate instead.
- * The echo provider answers locally (providers/echo.c) and has no adapter.
+ * client did not ask for. Adapters for other formats (Anthropic, Gemini) translate instead, into
+ * normalized events (engine/event.h) that the client's dialect encodes. The echo provider is an
+ * adapter with no upstream (`local`).
  */
 #ifndef MS_PROVIDER_H
 #define MS_PROVIDER_H
@@ -21,6 +22,8 @@
 #include "common/sse.h"
 #include "common/usage.h"
 #include "config/config.h"
+#include "dialect/dialect.h"
+#include "engine/event.h"
 #include "upstream/upstream.h"
 
 #define PROV_MAX_MEMBERS 128
@@ -43,6 +46,7 @@ struct prov_call;
 /* A validated client request. Views point into the client's body, which outlives the call. */
 typedef struct prov_call {
     prov_endpoint ep;
+    const dialect *dialect; /* the client's: encodes answers the provider did not write in it */
     const cfg_model *model;
     const cfg_deployment *dep;
     ms_str body;
@@ -83,6 +87,13 @@ typedef struct prov_upreq {
 
 void prov_upreq_free(prov_upreq *u);
 
+/* Why a local provider did not answer a request: the contract's error. */
+typedef struct prov_refusal {
+    int status;
+    const char *type, *code, *param;
+    char message[256];
+} prov_refusal;
+
 typedef struct prov_adapter {
     /* Fills *out. Returns 0, or -1 (out of memory / URL too long). */
     int (*build)(const prov_call *call, prov_upreq *out);
@@ -102,11 +113,12 @@ typedef struct prov_adapter {
                         int *done, int *error, int *usage_chunk, char *err, size_t errlen);
     /* The human message inside an upstream error answer. */
     void (*error_message)(ms_str body, char *out, size_t outlen);
+    /* Providers with no upstream (echo) set only this: answers at once, a chat as events to
+     * sink (usage last), embeddings as an OpenAI body in body; fills usage. Returns 0, or -1 with
+     * *why filled (a refused request) or, why->status left 0, when out of memory. */
+    int (*local)(const prov_call *call, const ev_sink *sink, buf_t *body, prov_usage *usage,
+                 prov_refusal *why);
 } prov_adapter;
-
-/* Copies the chunk JSON `chunk` into out with `"cost":<cost>` added to its top-level usage
- * object (cost is USD decimal text). Returns 0, or -1 if chunk has no usage object. */
-int prov_splice_cost(buf_t *out, ms_str chunk, const char *cost);
 
 /* Rewrites msg (NUL-terminated, in a buffer of cap bytes) with every credential the gateway
  * holds for the provider replaced by "[redacted]": its configured api_key and the value of every
@@ -119,5 +131,6 @@ void prov_redact(const cfg_provider *prov, const prov_upreq *u, char *msg, size_
 const prov_adapter *prov_adapter_for(cfg_prov_kind kind);
 
 extern const prov_adapter prov_openai;
+extern const prov_adapter prov_echo;
 
 #endif

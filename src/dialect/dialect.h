@@ -1,0 +1,61 @@
+/*
+ * Client dialects: how the gateway speaks to a client in the API the client chose. A dialect
+ * encodes normalized answer events (engine/event.h) into its own wire format, streamed event by
+ * event or accumulated into one whole answer, and frames what ends a stream (the usage the client
+ * asked for, with the cost the gateway charged; an in-band error; the end marker).
+ *
+ * The engine (api/proxy.c) drives a dialect through this table and never writes a dialect's bytes
+ * itself, so a new client API (Anthropic's Messages, OpenAI's Responses) is a new table, not a
+ * change to the engine. When the provider speaks the client's API the answer's bytes pass through
+ * instead; only what ends a stream goes through the dialect then (the provider's own usage event,
+ * with the cost spliced in).
+ */
+#ifndef MS_DIALECT_H
+#define MS_DIALECT_H
+
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "engine/event.h"
+
+/* What an encoder needs to know of the request. */
+typedef struct dialect_req {
+    const char *model;      /* the model name the client sees */
+    const char *request_id; /* the gateway's request id ("req_…") */
+    int64_t created;        /* unix seconds */
+    int include_usage;      /* streams: the client asked for a usage event */
+} dialect_req;
+
+typedef struct dialect_enc dialect_enc; /* one answer's encoder state */
+
+/* An error in the contract's terms, for a dialect to write in its own shape. */
+typedef struct dialect_error {
+    const char *code;
+    const char *type;
+    const char *message;
+} dialect_error;
+
+typedef struct dialect {
+    const char *name;
+    const char *stream_content_type;
+    /* A new encoder for one answer, or NULL (out of memory). */
+    dialect_enc *(*enc_new)(const dialect_req *req);
+    void (*enc_free)(dialect_enc *e);
+    /* Streams: appends the event's bytes for the client to out (maybe none: usage is kept for
+     * the end). Whole answers: pass out = NULL, the event is accumulated. 0, or -1 (memory). */
+    int (*event)(dialect_enc *e, const ev_event *ev, buf_t *out);
+    /* Streams: appends what ends a stream: the usage event when the client asked for one, with
+     * cost (USD text) added; then err, if the stream failed, as an in-band error; then the end
+     * marker. upstream_usage: the provider's own usage event when the answer passed through (its
+     * bytes are kept, the cost spliced in), else empty and the dialect writes one from u (NULL:
+     * usage unknown, none is written). */
+    int (*stream_end)(dialect_enc *e, const usage_counts *u, ms_str upstream_usage,
+                      const char *cost, const dialect_error *err, buf_t *out);
+    /* Whole answers: the answer accumulated from the events, with usage u. */
+    int (*answer)(dialect_enc *e, const usage_counts *u, buf_t *out);
+} dialect;
+
+/* OpenAI chat completions (dialect/openai_chat.c). */
+extern const dialect dialect_openai_chat;
+
+#endif

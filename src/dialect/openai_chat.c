@@ -1,0 +1,369 @@
+/*
+ * The OpenAI chat completions dialect: normalized events to `chat.completion.chunk` events and
+ * to one `chat.completion`, the usage a client sees (prompt_tokens counting every prompt token,
+ * with cached and reasoning tokens in their details objects, as shared/spec/API.md "Billing"
+ * says), the held-back usage chunk with the gateway's `cost` added, in-band errors and
+ * `data: [DONE]`.
+ *
+ * JSON is written directly into the output buffer (no document is built): every event of every
+ * translated stream comes through here. Strings from providers are escaped on the way in.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jscan.h"
+#include "dialect/dialect.h"
+
+#define OAI_MAX_TOOL_CALLS 128     /* a whole answer's tool calls; more is an error, not a drop */
+#define OAI_MAX_ANSWER (64u << 20) /* the largest whole answer accumulated (as upstream answers)   \
+                                    */
+
+typedef struct oai_tool {
+    int index;
+    buf_t id, name, args;
+} oai_tool;
+
+struct dialect_enc {
+    char id[64];
+    char model[256];
+    int64_t created;
+    int include_usage;
+    int started; /* the role chunk went out */
+    int finished;
+    ev_finish finish;
+    /* whole answers */
+    buf_t text, reasoning;
+    oai_tool *tools; /* grown on demand: most answers call no tool */
+    size_t ntools, tools_cap;
+    int too_many_tools;
+};
+
+static const char *finish_name(ev_finish f)
+{
+    switch (f) {
+    case EV_FINISH_LENGTH:
+        return "length";
+    case EV_FINISH_TOOL_CALLS:
+        return "tool_calls";
+    case EV_FINISH_CONTENT_FILTER:
+        return "content_filter";
+    case EV_FINISH_STOP:
+    default:
+        return "stop";
+    }
+}
+
+static dialect_enc *enc_new(const dialect_req *req)
+{
+    dialect_enc *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    /* chatcmpl- + the request id's hex: unique, and the same id the access log shows */
+    const char *rid = req->request_id ? req->request_id : "";
+    if (strncmp(rid, "req_", 4) == 0) rid += 4;
+    size_t k = 0;
+    memcpy(e->id, "chatcmpl-", 9);
+    k = 9;
+    while (*rid && k + 1 < sizeof e->id)
+        e->id[k++] = *rid++;
+    e->id[k] = '\0';
+    size_t ml = req->model ? strlen(req->model) : 0;
+    if (ml >= sizeof e->model) ml = sizeof e->model - 1;
+    if (ml) memcpy(e->model, req->model, ml);
+    e->model[ml] = '\0';
+    e->created = req->created;
+    e->include_usage = req->include_usage;
+    buf_init(&e->text, OAI_MAX_ANSWER);
+    buf_init(&e->reasoning, OAI_MAX_ANSWER);
+    return e;
+}
+
+static void enc_free(dialect_enc *e)
+{
+    if (!e) return;
+    buf_free(&e->text);
+    buf_free(&e->reasoning);
+    for (size_t i = 0; i < e->ntools; i++) {
+        buf_free(&e->tools[i].id);
+        buf_free(&e->tools[i].name);
+        buf_free(&e->tools[i].args);
+    }
+    free(e->tools);
+    free(e);
+}
+
+static int put_str(buf_t *b, ms_str s)
+{
+    int rc = buf_appends(b, "\"");
+    rc |= buf_append_json_escaped(b, s.p ? s.p : "", s.n);
+    rc |= buf_appends(b, "\"");
+    return rc;
+}
+
+/* `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":` */
+static int chunk_open(dialect_enc *e, buf_t *out)
+{
+    int rc = buf_appends(out, "data: {\"id\":\"");
+    rc |= buf_appends(out, e->id);
+    rc |= buf_printf(
+        out,
+        "\",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64 ",\"model\":", e->created);
+    rc |= put_str(out, ms_str_c(e->model));
+    rc |= buf_appends(out, ",\"choices\":");
+    return rc;
+}
+
+/* A chunk of one choice: delta_begin opens it up to its delta, delta_end closes it. */
+static int delta_begin(dialect_enc *e, buf_t *out)
+{
+    return chunk_open(e, out) | buf_appends(out, "[{\"index\":0,\"delta\":");
+}
+
+static int delta_end(buf_t *out, const char *finish)
+{
+    int rc = buf_appends(out, ",\"logprobs\":null,\"finish_reason\":");
+    if (finish) {
+        rc |= buf_appends(out, "\"");
+        rc |= buf_appends(out, finish);
+        rc |= buf_appends(out, "\"");
+    } else {
+        rc |= buf_appends(out, "null");
+    }
+    return rc | buf_appends(out, "}]}\n\n");
+}
+
+/* A delta with one string member: {"<name>":"<value>"}. */
+static int string_delta(dialect_enc *e, buf_t *out, const char *name, ms_str value)
+{
+    int rc = delta_begin(e, out);
+    rc |= buf_appends(out, "{\"");
+    rc |= buf_appends(out, name);
+    rc |= buf_appends(out, "\":");
+    rc |= put_str(out, value);
+    rc |= buf_appends(out, "}");
+    return rc | delta_end(out, NULL);
+}
+
+static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
+{
+    int rc = 0;
+    if (!e->started && ev->type != EV_USAGE) {
+        /* OpenAI's first chunk names the role */
+        e->started = 1;
+        rc |= delta_begin(e, out);
+        rc |= buf_appends(out, "{\"role\":\"assistant\",\"content\":\"\"}");
+        rc |= delta_end(out, NULL);
+    }
+    switch (ev->type) {
+    case EV_TEXT:
+        return rc | string_delta(e, out, "content", ev->text);
+    case EV_REASONING:
+        return rc | string_delta(e, out, "reasoning_content", ev->text);
+    case EV_TOOL_START:
+        rc |= delta_begin(e, out);
+        rc |= buf_printf(out, "{\"tool_calls\":[{\"index\":%d,\"id\":", ev->index);
+        rc |= put_str(out, ev->id);
+        rc |= buf_appends(out, ",\"type\":\"function\",\"function\":{\"name\":");
+        rc |= put_str(out, ev->name);
+        rc |= buf_appends(out, ",\"arguments\":\"\"}}]}");
+        return rc | delta_end(out, NULL);
+    case EV_TOOL_ARGS:
+        rc |= delta_begin(e, out);
+        rc |= buf_printf(out,
+                         "{\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", ev->index);
+        rc |= put_str(out, ev->text);
+        rc |= buf_appends(out, "}}]}");
+        return rc | delta_end(out, NULL);
+    case EV_FINISH:
+        e->finished = 1;
+        e->finish = ev->finish;
+        rc |= delta_begin(e, out);
+        rc |= buf_appends(out, "{}");
+        return rc | delta_end(out, finish_name(ev->finish));
+    default:
+        return rc; /* the start is the role chunk; usage is sent last, with the cost */
+    }
+}
+
+static oai_tool *tool_at(dialect_enc *e, int index)
+{
+    for (size_t i = 0; i < e->ntools; i++)
+        if (e->tools[i].index == index) return &e->tools[i];
+    return NULL;
+}
+
+/* Whole answers: the event is kept for answer(). */
+static int accumulate(dialect_enc *e, const ev_event *ev)
+{
+    switch (ev->type) {
+    case EV_TEXT:
+        return buf_append(&e->text, ev->text.p ? ev->text.p : "", ev->text.n);
+    case EV_REASONING:
+        return buf_append(&e->reasoning, ev->text.p ? ev->text.p : "", ev->text.n);
+    case EV_TOOL_START: {
+        if (tool_at(e, ev->index)) return 0;
+        if (e->ntools == OAI_MAX_TOOL_CALLS) {
+            e->too_many_tools = 1;
+            return -1;
+        }
+        if (e->ntools == e->tools_cap) {
+            size_t cap = e->tools_cap ? 2 * e->tools_cap : 4;
+            oai_tool *bigger = realloc(e->tools, cap * sizeof *bigger);
+            if (!bigger) return -1;
+            e->tools = bigger;
+            e->tools_cap = cap;
+        }
+        oai_tool *t = &e->tools[e->ntools++];
+        t->index = ev->index;
+        buf_init(&t->id, 1024);
+        buf_init(&t->name, 1024);
+        buf_init(&t->args, OAI_MAX_ANSWER);
+        int rc = buf_append(&t->id, ev->id.p ? ev->id.p : "", ev->id.n);
+        rc |= buf_append(&t->name, ev->name.p ? ev->name.p : "", ev->name.n);
+        return rc;
+    }
+    case EV_TOOL_ARGS: {
+        oai_tool *t = tool_at(e, ev->index);
+        return t ? buf_append(&t->args, ev->text.p ? ev->text.p : "", ev->text.n) : -1;
+    }
+    case EV_FINISH:
+        e->finished = 1;
+        e->finish = ev->finish;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int event(dialect_enc *e, const ev_event *ev, buf_t *out)
+{
+    return out ? stream_event(e, ev, out) : accumulate(e, ev);
+}
+
+static int usage_json(buf_t *out, const usage_counts *u, const char *cost)
+{
+    int64_t prompt = usage_prompt(u);
+    int rc = buf_printf(out,
+                        "{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
+                        ",\"total_tokens\":%" PRId64
+                        ",\"prompt_tokens_details\":{\"cached_tokens\":%" PRId64
+                        "},\"completion_tokens_details\":{\"reasoning_tokens\":%" PRId64 "}",
+                        prompt, u->output, prompt + u->output, u->cached_input, u->reasoning);
+    if (cost) {
+        rc |= buf_appends(out, ",\"cost\":");
+        rc |= buf_appends(out, cost);
+    }
+    rc |= buf_appends(out, "}");
+    return rc;
+}
+
+/* The upstream's usage-only chunk with "cost" added to its usage object. */
+static int splice_cost(buf_t *out, ms_str chunk, const char *cost)
+{
+    jscan_member m[32];
+    int n = jscan_object(chunk.p, chunk.n, m, 32, NULL);
+    const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
+    if (!u || u->type != JS_OBJECT) return -1;
+    /* the usage object's closing brace is its last byte */
+    size_t close = (size_t)(u->value.p - chunk.p) + u->value.n - 1;
+    int empty = u->value.n == 2;
+    int rc = buf_append(out, chunk.p, close);
+    rc |= buf_appends(out, empty ? "\"cost\":" : ",\"cost\":");
+    rc |= buf_appends(out, cost);
+    rc |= buf_append(out, chunk.p + close, chunk.n - close);
+    return rc ? -1 : 0;
+}
+
+static int error_event(const dialect_error *err, buf_t *out)
+{
+    int rc = buf_appends(out, "data: {\"error\":{\"message\":\"");
+    rc |= buf_append_json_escaped(out, err->message, strlen(err->message));
+    rc |= buf_appends(out, "\",\"type\":\"");
+    rc |= buf_appends(out, err->type);
+    rc |= buf_appends(out, "\",\"code\":\"");
+    rc |= buf_appends(out, err->code);
+    rc |= buf_appends(out, "\",\"param\":null}}\n\n");
+    return rc;
+}
+
+static int stream_end(dialect_enc *e, const usage_counts *u, ms_str upstream_usage,
+                      const char *cost, const dialect_error *err, buf_t *out)
+{
+    int rc = 0;
+    const char *c = cost && cost[0] ? cost : "0";
+    if (e->include_usage && upstream_usage.n) {
+        rc |= buf_appends(out, "data: ");
+        size_t mark = out->len;
+        if (splice_cost(out, upstream_usage, c) != 0) {
+            /* not an object with usage after all: as it came */
+            out->len = mark;
+            rc |= buf_append(out, upstream_usage.p, upstream_usage.n);
+        }
+        rc |= buf_appends(out, "\n\n");
+    } else if (e->include_usage && u) {
+        rc |= chunk_open(e, out);
+        rc |= buf_appends(out, "[],\"usage\":");
+        rc |= usage_json(out, u, c);
+        rc |= buf_appends(out, "}\n\n");
+    }
+    if (err) rc |= error_event(err, out);
+    rc |= buf_appends(out, "data: [DONE]\n\n");
+    return rc;
+}
+
+static int tool_calls_json(dialect_enc *e, buf_t *out)
+{
+    int rc = buf_appends(out, ",\"tool_calls\":[");
+    for (size_t i = 0; i < e->ntools; i++) {
+        oai_tool *t = &e->tools[i];
+        rc |= buf_appends(out, i ? ",{\"id\":" : "{\"id\":");
+        rc |= put_str(out, (ms_str){t->id.data, t->id.len});
+        rc |= buf_appends(out, ",\"type\":\"function\",\"function\":{\"name\":");
+        rc |= put_str(out, (ms_str){t->name.data, t->name.len});
+        rc |= buf_appends(out, ",\"arguments\":");
+        rc |= put_str(out, (ms_str){t->args.data, t->args.len});
+        rc |= buf_appends(out, "}}");
+    }
+    rc |= buf_appends(out, "]");
+    return rc;
+}
+
+static int answer(dialect_enc *e, const usage_counts *u, buf_t *out)
+{
+    if (e->too_many_tools) return -1;
+    int rc = buf_appends(out, "{\"id\":\"");
+    rc |= buf_appends(out, e->id);
+    rc |= buf_printf(
+        out, "\",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":", e->created);
+    rc |= put_str(out, ms_str_c(e->model));
+    rc |= buf_appends(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                           "\"content\":");
+    /* OpenAI's content is null when the model only called tools */
+    if (e->text.len || e->ntools == 0)
+        rc |= put_str(out, (ms_str){e->text.data, e->text.len});
+    else
+        rc |= buf_appends(out, "null");
+    rc |= buf_appends(out, ",\"refusal\":null");
+    if (e->reasoning.len) {
+        rc |= buf_appends(out, ",\"reasoning_content\":");
+        rc |= put_str(out, (ms_str){e->reasoning.data, e->reasoning.len});
+    }
+    if (e->ntools) rc |= tool_calls_json(e, out);
+    rc |= buf_appends(out, "},\"logprobs\":null,\"finish_reason\":\"");
+    rc |= buf_appends(out, finish_name(e->finish));
+    rc |= buf_appends(out, "\"}],\"usage\":");
+    rc |= usage_json(out, u, NULL);
+    rc |= buf_appends(out, "}");
+    return rc;
+}
+
+const dialect dialect_openai_chat = {
+    .name = "openai-chat",
+    .stream_content_type = "text/event-stream",
+    .enc_new = enc_new,
+    .enc_free = enc_free,
+    .event = event,
+    .stream_end = stream_end,
+    .answer = answer,
+};
