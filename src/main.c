@@ -105,8 +105,8 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         log_error("out of memory");
         goto out;
     }
-    api_register_http_hooks();
-    srv = srv_new(cfg, &sh, listen, err, sizeof err);
+    srv_handlers handlers = api_server_handlers();
+    srv = srv_new(cfg, &sh, &handlers, listen, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out;

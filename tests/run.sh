@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what `make test` and CI run. Stages:
 #   1. dependencies   scripts/install-deps.sh --test (apt only if something is missing; npm ci)
-#   2. build + unit   make -j2, make -j2 unit, then every build/tests/test_* binary
+#   2. build + unit   make -j2, make -j2 unit, then every build/tests/test_* binary, and
+#                     tests/layering.sh (which module may include which)
 #   3. integration    node --test over tests/integration and tests/e2e against build/
 #   4. sanitizers     make asan, then the unit binaries and both node suites against build-asan/
 #   5. valgrind       the unit binaries under valgrind, and the smoke file with the gateway under it
@@ -142,6 +143,28 @@ run_node() {
     fi
 }
 
+# Runs a check script that prints the unit binaries' summary line (tests/layering.sh) and adds
+# its counts; no summary line counts as one failure.
+run_check() {
+    local script="$1" out line p f
+    out="$LOGS/check-$(basename "$script" .sh).log"
+    timeout 60 "$script" >"$out" 2>&1
+    line=$(grep -E '^# unit: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    if [[ -z "$line" ]]; then
+        stage_failed "$script: no summary line"
+        tail -n 20 "$out"
+        return
+    fi
+    p=$(sed -E 's/^# unit: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    f=$(sed -E 's/^# unit: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    printf '%-32s %s\n' "$(basename "$script")" "${line#\# unit: }"
+    if ((f > 0)); then
+        grep -E '^not ok|^#   ' "$out" | sed "s|^|$(basename "$script"): |" | tee -a "$LOGS/failures.txt"
+    fi
+}
+
 NODE_FILES=()
 if [[ -n "${MS_TEST_FILES:-}" ]]; then
     read -r -a NODE_FILES <<<"$MS_TEST_FILES"
@@ -167,6 +190,7 @@ if ! make -j2 all >"$LOGS/build.log" 2>&1 || ! make -j2 unit >>"$LOGS/build.log"
 fi
 echo "built build/modelswitch, build/mock_upstream and the unit tests"
 run_units build unit
+run_check tests/layering.sh
 
 # ---------------------------------------------------------------------------------------------
 section "3. integration and end-to-end tests (build/modelswitch)"

@@ -10,14 +10,23 @@
 #include "server/http.h"
 #include "store/store.h"
 
-/* Registers the API layer's hooks with the HTTP server (the route and key check that runs on a
- * request's headers, before its body is read). Called once by `serve` before the workers start. */
-void api_register_http_hooks(void);
+/* The API layer's handlers for the server (server.h): dispatch (routes and answers a complete
+ * request), the route and key check on a request's headers before its body is read, the per-worker
+ * state (api_worker) and the abandoning of detached requests when a drain times out. `serve`
+ * passes them to srv_new; the server includes no header of this layer. */
+srv_handlers api_server_handlers(void);
 
-/* Routes and answers (now or later) the request. */
-void api_dispatch(http_conn *c, http_request *r);
-/* Writes a new request id ("req_" + 24 hex digits) into out (>= 40 bytes). */
-void api_new_request_id(worker_t *w, char *out);
+/* What the API layer keeps per worker, in worker_t.app (made by the worker_init handler). */
+typedef struct api_worker {
+    /* requests whose client left, still reading the upstream answer for the usage to bill
+     * (proxy.c); each counts in the worker's app_work (srv_app_work_begin) */
+    struct proxy *detached;
+} api_worker;
+
+static inline api_worker *api_worker_of(worker_t *w)
+{
+    return w->app;
+}
 
 /* ---- shared by the endpoint files ---- */
 

@@ -1,7 +1,8 @@
 /*
  * GET /v1/models and GET /v1/models/{id}: the models this gateway serves (those with at least
  * one enabled deployment) in OpenAI's list shape, each with its list prices (provider price plus
- * the configured markup), in USD per 1M tokens.
+ * the configured markup), in USD per 1M tokens. owned_by is the provider kind (openai, anthropic,
+ * gemini, azure, echo) of the model's first usable deployment, in the config's order.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +12,17 @@
 #include "api/api.h"
 #include "billing/billing.h"
 #include "common/util.h"
+
+/* The kind of the first deployment whose provider is enabled. The config keeps only those in
+ * deployments (ndeployments), so this is deployments[0]; the check says what "usable" means should
+ * that ever change. Listed models have at least one. */
+static const char *owner_kind(const cfg_model *m)
+{
+    for (size_t i = 0; i < m->ndeployments; i++)
+        if (m->deployments[i].provider->enabled)
+            return cfg_prov_kind_name(m->deployments[i].provider->kind);
+    return cfg_prov_kind_name(m->deployments[0].provider->kind);
+}
 
 static void append_model(buf_t *b, const cfg_t *cfg, const cfg_model *m)
 {
@@ -22,7 +34,7 @@ static void append_model(buf_t *b, const cfg_t *cfg, const cfg_model *m)
     buf_printf(b,
                "\",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"%s\","
                "\"pricing\":{\"input\":%s,\"output\":%s,\"unit\":\"USD per 1M tokens\"}}",
-               m->created, cfg_prov_kind_name(m->deployments[0].provider->kind), in, out);
+               m->created, owner_kind(m), in, out);
 }
 
 void api_models_list(http_conn *c, http_request *r)

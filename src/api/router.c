@@ -11,6 +11,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -18,25 +19,9 @@
 
 #include "api/api.h"
 #include "api/job.h"
+#include "api/proxy.h"
 #include "auth/keys.h"
 #include "common/util.h"
-
-void api_new_request_id(worker_t *w, char *out)
-{
-    /* Time first, so ids sort by time and the ledger's request-id indexes grow at one end
-     * instead of being written at random pages; then 20 random bits of the worker (salt) and a
-     * 32-bit per-worker counter, so two workers or two processes never collide. */
-    static const char hex[] = "0123456789abcdef";
-    uint64_t ms = (uint64_t)ms_now_ms() & 0xFFFFFFFFFFFull;
-    uint64_t tail = ((w->rid_salt & 0xFFFFFull) << 32) | (++w->rid_seq & 0xFFFFFFFFull);
-    /* "req_" + 11 hex digits of time + 13 of salt and counter (what "%011x%013x" would give) */
-    memcpy(out, "req_", 4);
-    for (int i = 0; i < 11; i++)
-        out[4 + i] = hex[(ms >> (4 * (10 - i))) & 15];
-    for (int i = 0; i < 13; i++)
-        out[15 + i] = hex[(tail >> (4 * (12 - i))) & 15];
-    out[28] = '\0';
-}
 
 void api_err_invalid_json(http_conn *c, const char *detail)
 {
@@ -354,21 +339,38 @@ static int route(http_conn *c, http_request *r, int head)
     return -1;
 }
 
-void api_dispatch(http_conn *c, http_request *r)
+/* Routes and answers (now or later) a complete request. */
+static void api_dispatch(http_conn *c, http_request *r)
 {
     route(c, r, 0);
 }
 
-/* The server's head check (http.h): the same route and key checks as api_dispatch, on the
- * headers, before a body is read or 100 Continue is sent. */
+/* The server's head check (srv_handlers.head_check): the same route and key checks as
+ * api_dispatch, on the headers, before a body is read or 100 Continue is sent. */
 static int api_head_check(http_conn *c, http_request *r)
 {
     return route(c, r, 1);
 }
 
-/* The server calls the head check through a pointer and so needs no API header for it (the
- * server must not depend on the API layer). */
-void api_register_http_hooks(void)
+static int api_worker_init(worker_t *w)
 {
-    http_set_head_check(api_head_check);
+    w->app = calloc(1, sizeof(api_worker));
+    return w->app ? 0 : -1;
+}
+
+static void api_worker_free(worker_t *w)
+{
+    free(w->app);
+    w->app = NULL;
+}
+
+/* The server reaches the API layer only through these pointers, so server/ includes nothing of
+ * api/ (the layers would otherwise include each other). */
+srv_handlers api_server_handlers(void)
+{
+    return (srv_handlers){.dispatch = api_dispatch,
+                          .head_check = api_head_check,
+                          .worker_init = api_worker_init,
+                          .worker_free = api_worker_free,
+                          .on_drain_kill = proxy_kill_detached};
 }

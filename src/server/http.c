@@ -1,6 +1,9 @@
 /*
  * HTTP/1.1 connections (see http.h): llhttp callbacks, limits, timeouts, in-order pipelining and
  * the response writer. Everything here runs on the worker's loop thread.
+ *
+ * Requests go to the handlers the server was given at start-up (srv_handlers, reached through
+ * the worker's srv): this file includes nothing of the API layer.
  */
 #include "server/http.h"
 
@@ -10,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api/api.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -28,7 +30,6 @@ typedef struct wreq {
 
 static llhttp_settings_t g_settings;
 static int g_settings_ready;
-static http_head_check_fn g_head_check;
 
 /* Headers a request may carry once. A second credential must not silently replace the first (a
  * request was billed to the second of two keys), so the request is refused instead; x-api-key is
@@ -654,7 +655,7 @@ static void on_timer(uv_timer_t *t)
     c->req.keep_alive = 0;
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
-    api_new_request_id(c->w, c->req.id);
+    srv_new_request_id(c->w, c->req.id);
     http_error(c, 408, "invalid_request_error", "request_timeout", NULL,
                "The request was not received in time", -1);
 }
@@ -813,7 +814,7 @@ static int cb_headers_complete(llhttp_t *p)
         c->body_deadline =
             uv_now(&c->w->loop) + HTTP_BODY_DEADLINE_FACTOR * (uint64_t)c->w->cfg->body_timeout_ms;
         conn_arm_timer(c, ST_BODY);
-        if (g_head_check && !c->w->draining) {
+        if (c->w->srv->h.head_check && !c->w->draining) {
             /* conn_feed runs the head check outside the parser, then resumes it */
             c->head_pending = 1;
             return HPE_PAUSED;
@@ -910,11 +911,6 @@ static void settings_init(void)
     g_settings_ready = 1;
 }
 
-void http_set_head_check(http_head_check_fn fn)
-{
-    g_head_check = fn;
-}
-
 /* Fills the request's method, target and header views from the header block. */
 static void fill_request(http_conn *c)
 {
@@ -947,7 +943,7 @@ static void fill_request(http_conn *c)
     r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
 }
 
-/* The headers are complete and a body follows (rest: its bytes already here). Lets the API layer
+/* The headers are complete and a body follows (rest: its bytes already here). Lets the handlers
  * refuse the request (its route, its key) before the body is read and before 100 Continue
  * invites it: a client with a bad key learns so at once instead of after uploading. Returns -1
  * when the request was answered; its body is then not read and the connection closes. */
@@ -962,11 +958,11 @@ static int head_check(http_conn *c, size_t rest)
         worker_t *w = c->w;
         int keep = c->close_after;
         fill_request(c);
-        api_new_request_id(w, c->req.id);
+        srv_new_request_id(w, c->req.id);
         c->processing = 1;
         w->inflight++;
         c->close_after = 1; /* if it answers: the body is not read */
-        g_head_check(c, &c->req);
+        w->srv->h.head_check(c, &c->req);
         if (c->closing) return -1;
         if (c->responded) {
             c->body_left = 0; /* on_alloc: not into the body buffer */
@@ -980,7 +976,7 @@ static int head_check(http_conn *c, size_t rest)
     return 0;
 }
 
-/* A request is complete: hand it to the API layer. */
+/* A request is complete: hand it to the handlers (srv_handlers.dispatch). */
 static void dispatch(http_conn *c)
 {
     http_request *r = &c->req;
@@ -988,14 +984,14 @@ static void dispatch(http_conn *c)
     c->processing = 1;
     w->inflight++;
     fill_request(c);
-    if (!r->id[0]) api_new_request_id(w, r->id); /* the head check may have made it */
+    if (!r->id[0]) srv_new_request_id(w, r->id); /* the head check may have made it */
     if (w->draining) {
         c->close_after = 1;
         http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
                    "The gateway is shutting down", 1000);
         return;
     }
-    api_dispatch(c, r);
+    w->srv->h.dispatch(c, r);
 }
 
 /* A parse error or a limit: answer once and close. */
@@ -1009,7 +1005,7 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
     c->req.keep_alive = 0;
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
-    api_new_request_id(c->w, c->req.id);
+    srv_new_request_id(c->w, c->req.id);
     if (c->body_too_large) {
         char msg[128];
         snprintf(msg, sizeof msg, "Request body is larger than the limit of %" PRId64 " bytes",

@@ -130,16 +130,6 @@ struct http_conn {
 /* Writes the access line of a request (normally done by the connection when it finishes). */
 void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out);
 
-/* Checks a request on its headers alone, before its body is read: r has the method, path, query
- * and credentials, no body. Returns 0 to go on, or -1 when it has answered (an error through
- * http_error), and then the body is not read and the connection closes after the answer. */
-typedef int (*http_head_check_fn)(http_conn *c, http_request *r);
-/* Registered once at start-up by the layer that routes requests (the API layer), so that a bad key
- * is refused before `100 Continue` and before an upload, without the server knowing the routes.
- * It runs for a request with a body that has not fully arrived with its headers, or that asks for
- * 100-continue. NULL: no check (100 Continue goes out at once). */
-void http_set_head_check(http_head_check_fn fn);
-
 /* Called by the worker's listener for each accepted connection. */
 void http_accept(worker_t *w, uv_stream_t *listener);
 /* Closes idle connections and marks the rest to close after their current response. */
@@ -151,7 +141,7 @@ void http_close_all(worker_t *w);
 /* The worker's check handle: sends the stream heads still held after the I/O phase. */
 void http_flush_held(uv_check_t *h);
 
-/* ---- response API for handlers ---- */
+/* ---- response API for handlers (srv_handlers in server.h: dispatch and head_check) ---- */
 
 /* A complete response with Content-Length. headers: NULL or "Name: value\r\n" lines. body is
  * copied unless own_body is set, in which case the pointer is taken and freed after writing. */

@@ -32,7 +32,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api/proxy.h"
 #include "common/bgprio.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -152,7 +151,7 @@ static void stop_worker(worker_t *w, int force)
     close_listener(w);
     uv_timer_stop(&w->drain_timer);
     if (force) {
-        proxy_kill_detached(w);
+        if (w->srv->h.on_drain_kill) w->srv->h.on_drain_kill(w);
         http_close_all(w);
     } else
         http_finish_drain(w);
@@ -163,10 +162,38 @@ static void stop_worker(worker_t *w, int force)
 
 void srv_worker_check_drained(worker_t *w)
 {
-    if (w->draining == 1 && w->inflight == 0 && w->ndetached == 0) {
+    if (w->draining == 1 && w->inflight == 0 && w->app_work == 0) {
         w->draining = 2;
         stop_worker(w, 0);
     }
+}
+
+void srv_app_work_begin(worker_t *w)
+{
+    w->app_work++;
+}
+
+void srv_app_work_end(worker_t *w)
+{
+    w->app_work--;
+    if (w->draining) srv_worker_check_drained(w);
+}
+
+void srv_new_request_id(worker_t *w, char *out)
+{
+    /* Time first, so ids sort by time and the ledger's request-id indexes grow at one end
+     * instead of being written at random pages; then 20 random bits of the worker (salt) and a
+     * 32-bit per-worker counter, so two workers or two processes never collide. */
+    static const char hex[] = "0123456789abcdef";
+    uint64_t ms = (uint64_t)ms_now_ms() & 0xFFFFFFFFFFFull;
+    uint64_t tail = ((w->rid_salt & 0xFFFFFull) << 32) | (++w->rid_seq & 0xFFFFFFFFull);
+    /* "req_" + 11 hex digits of time + 13 of salt and counter (what "%011x%013x" would give) */
+    memcpy(out, "req_", 4);
+    for (int i = 0; i < 11; i++)
+        out[4 + i] = hex[(ms >> (4 * (10 - i))) & 15];
+    for (int i = 0; i < 13; i++)
+        out[15 + i] = hex[(tail >> (4 * (12 - i))) & 15];
+    out[28] = '\0';
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -246,9 +273,13 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_override, char *err,
-               size_t errlen)
+srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
+               const char *listen_override, char *err, size_t errlen)
 {
+    if (!h || !h->dispatch) {
+        snprintf(err, errlen, "no request handler");
+        return NULL;
+    }
     srv_t *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -256,6 +287,7 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_overri
     }
     s->cfg = cfg;
     s->sh = *sh;
+    s->h = *h;
     if (listen_override) {
         if (parse_listen(listen_override, s->host, sizeof s->host, &s->port) != 0) {
             snprintf(err, errlen, "--listen: expected HOST:PORT, got '%s'", listen_override);
@@ -316,6 +348,13 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_overri
             snprintf(err, errlen, "cannot create the upstream client");
             goto fail;
         }
+        if (h->worker_init) {
+            if (h->worker_init(w) != 0) {
+                snprintf(err, errlen, "cannot set up worker %d's request handlers", i);
+                goto fail;
+            }
+            w->app_ready = 1;
+        }
     }
     return s;
 fail:
@@ -374,6 +413,10 @@ void srv_free(srv_t *s)
             uv_close((uv_handle_t *)&w->held_check, NULL);
         }
         uv_run(&w->loop, UV_RUN_DEFAULT);
+        /* after the loop: nothing of the handler layer can run any more */
+        if (w->app_ready && s->h.worker_free) s->h.worker_free(w);
+        w->app_ready = 0;
+        uv_run(&w->loop, UV_RUN_DEFAULT); /* handles worker_free closed, if any */
         uv_loop_close(&w->loop);
         free(w->readbuf);
     }

@@ -8,6 +8,10 @@
  * SIGTERM or SIGINT start a drain: idle connections close, in-flight requests finish, requests
  * that arrive meanwhile get 503, and each worker exits once it has nothing in flight (or the drain
  * timeout passes).
+ *
+ * The server knows nothing of what requests mean: the layer that answers them (the API layer)
+ * hands srv_new a table of handlers (srv_handlers) once, at start-up, and keeps whatever it needs
+ * per worker behind worker_t.app. Nothing under server/ includes a header of that layer.
  */
 #ifndef MS_SERVER_H
 #define MS_SERVER_H
@@ -21,8 +25,36 @@
 #include "upstream/upstream.h"
 
 typedef struct srv srv_t;
+typedef struct worker worker_t;
+struct http_conn;    /* server/http.h */
+struct http_request; /* server/http.h */
 
-typedef struct worker {
+/* What the server calls into the layer that answers requests. Given to srv_new once; every hook
+ * but dispatch may be NULL. All run on the worker's loop thread except worker_init and
+ * worker_free, which run on the thread that calls srv_new and srv_free (no worker runs then). */
+typedef struct srv_handlers {
+    /* A request is complete: route it and answer it, now or later, through http.h's response
+     * API. Never called while the worker drains (the server answers 503 itself). */
+    void (*dispatch)(struct http_conn *c, struct http_request *r);
+    /* Checks a request on its headers alone, before its body is read (r has the method, path,
+     * query and credentials, no body), so that a bad key is refused before `100 Continue` and
+     * before an upload. Runs for a request with a body that has not fully arrived with its
+     * headers, or that asks for 100-continue. Returns 0 to go on, or -1 when it has answered
+     * (http_error); the body is then not read and the connection closes after the answer. NULL:
+     * no check (100 Continue goes out at once). */
+    int (*head_check)(struct http_conn *c, struct http_request *r);
+    /* Sets up the layer's per-worker state in w->app (w->loop is ready, the worker has not
+     * started). Returns 0, or -1 and srv_new fails. */
+    int (*worker_init)(worker_t *w);
+    /* Frees w->app, after the worker's loop has stopped; called for each worker whose
+     * worker_init returned 0. */
+    void (*worker_free)(worker_t *w);
+    /* The drain timed out: abandon, now, the work that outlived its connection
+     * (srv_app_work_begin), before the remaining connections are closed. */
+    void (*on_drain_kill)(worker_t *w);
+} srv_handlers;
+
+struct worker {
     srv_t *srv;
     int id;
     uv_loop_t loop;
@@ -40,17 +72,20 @@ typedef struct worker {
     struct route *route; /* router/router.h: deployment health */
     int draining;
     int listener_open;
-    uint64_t inflight;      /* requests being processed */
-    struct proxy *detached; /* requests whose client left, still reading for usage */
-    uint64_t ndetached;
+    uint64_t inflight; /* requests being processed on a connection */
+    /* requests the handler layer still works on after their connection let them go (a proxy
+     * reading the usage of a client that left): the worker does not stop while any is left */
+    uint64_t app_work;
+    void *app;               /* the handler layer's per-worker state (srv_handlers.worker_init) */
+    int app_ready;           /* worker_init succeeded: worker_free is owed */
     struct http_conn *conns; /* intrusive list of open connections */
     uint64_t nconns;
-    uint64_t rid_seq; /* request id sequence */
-    uint64_t rid_salt;
-    char *readbuf; /* shared by every connection of this worker: data is consumed in read_cb */
+    uint64_t rid_seq;  /* request id sequence (srv_new_request_id) */
+    uint64_t rid_salt; /* random per worker, so workers and processes never collide */
+    char *readbuf;     /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;
     uint64_t poll_ns, polls, poll_hits; /* busy polling (server.c): time, polls, events seen */
-} worker_t;
+};
 
 /* What the workers share, made by main before the server. */
 typedef struct srv_shared {
@@ -63,6 +98,7 @@ typedef struct srv_shared {
 struct srv {
     const cfg_t *cfg;
     srv_shared sh;
+    srv_handlers h;
     char host[256];
     int port;
     int nworkers;
@@ -72,15 +108,27 @@ struct srv {
     _Atomic int polling; /* how many do now */
 };
 
-/* Binds every worker's socket (so address errors surface before serving). Returns NULL with a
- * message in err on failure. listen_override may be NULL ("HOST:PORT" otherwise). */
-srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const char *listen_override, char *err,
-               size_t errlen);
+/* Binds every worker's socket (so address errors surface before serving) and sets up each
+ * worker's handler state (h->worker_init). h is copied; h->dispatch is required. Returns NULL
+ * with a message in err on failure. listen_override may be NULL ("HOST:PORT" otherwise). */
+srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
+               const char *listen_override, char *err, size_t errlen);
 /* Runs until a signal has drained every worker. Returns 0. */
 int srv_run(srv_t *s);
 void srv_free(srv_t *s);
 
 /* Called by a connection when it finishes a request while draining, so the worker can exit. */
 void srv_worker_check_drained(worker_t *w);
+
+/* The handler layer took over a request its connection let go (the client left, the layer goes
+ * on: a proxy reading the usage it must bill), and then finished it. While any is left the worker
+ * keeps running through a drain, until the drain timeout calls h.on_drain_kill. */
+void srv_app_work_begin(worker_t *w);
+void srv_app_work_end(worker_t *w);
+
+/* Writes a new request id ("req_" + 24 hex digits) into out (>= 40 bytes). Request ids belong to
+ * the server: it answers some requests itself (400, 408, 413, 431, 503) and every answer and
+ * access line carries one, and they come from per-worker state (a salt and a sequence). */
+void srv_new_request_id(worker_t *w, char *out);
 
 #endif

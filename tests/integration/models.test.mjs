@@ -1,5 +1,6 @@
 // The model list (/v1/models, /v1/models/{id}) with prices, /healthz, and the route table's
-// answers to unknown routes (404 not_found) and wrong methods (405 with Allow).
+// answers to unknown routes (404 not_found) and wrong methods (405 with Allow). owned_by is the
+// provider kind of the model's first usable deployment (one whose provider is enabled).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from '../lib/harness.mjs';
@@ -7,15 +8,62 @@ import * as h from '../lib/harness.mjs';
 const T = { timeout: h.TEST_TIMEOUT };
 let gw, key;
 
+// Providers of every kind, never called: /v1/models only reads the config. The closed port (9)
+// makes a mistaken call fail at once instead of reaching anything.
+const OFFLINE = 'http://127.0.0.1:9';
+const PROVIDERS = {
+    claude: { kind: 'anthropic', base_url: OFFLINE, api_key: 'sk-test' },
+    gem: { kind: 'gemini', base_url: OFFLINE, api_key: 'sk-test' },
+    az: { kind: 'azure', base_url: `${OFFLINE}/openai`, api_key: 'sk-test' },
+    // disabled (its key resolves to ""): its deployments are not usable
+    claude_off: { kind: 'anthropic', base_url: OFFLINE, api_key: '${MODELSWITCH_TEST_UNSET_KEY_9F2C:-}' },
+};
+const MODELS = {
+    'claude-x': { pricing: { input: 3, output: 15 }, deployments: [{ provider: 'claude', model: 'c' }] },
+    'gemini-x': { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'gem', model: 'g' }] },
+    'azure-x': { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'az', model: 'a' }] },
+    // several deployments: the first one that is usable names the owner
+    'multi-x': {
+        pricing: { input: 1, output: 2 },
+        deployments: [
+            { provider: 'gem', model: 'g' },
+            { provider: 'mock', model: 'mock-upstream-model' },
+            { provider: 'claude', model: 'c' },
+        ],
+    },
+    'skip-disabled-x': {
+        pricing: { input: 1, output: 2 },
+        deployments: [
+            { provider: 'claude_off', model: 'c' },
+            { provider: 'disabled', model: 'ghost-upstream' },
+            { provider: 'az', model: 'a' },
+            { provider: 'mock', model: 'mock-upstream-model' },
+        ],
+    },
+};
+const OWNER = {
+    'mock-model': 'openai',
+    'mock-embed': 'openai',
+    'mock-timeout': 'openai',
+    'dead-model': 'openai',
+    'echo-1': 'echo',
+    'echo-embed-1': 'echo',
+    'claude-x': 'anthropic',
+    'gemini-x': 'gemini',
+    'azure-x': 'azure',
+    'multi-x': 'gemini',
+    'skip-disabled-x': 'azure',
+};
+
 before(async () => {
     gw = await h.startGateway({
-        config: { billing: { markup_percent: 0 } },
+        config: { billing: { markup_percent: 0 }, providers: PROVIDERS, models: MODELS },
         setup: async (g) => { ({ key } = await g.newProxyKey(100)); },
     });
 });
 after(async () => { await gw?.stop(); });
 
-const ENABLED = ['mock-model', 'mock-embed', 'mock-timeout', 'dead-model', 'echo-1', 'echo-embed-1'];
+const ENABLED = Object.keys(OWNER);
 
 function assertModelEntry(m) {
     assert.equal(typeof m.id, 'string');
@@ -53,11 +101,24 @@ test('GET /v1/models lists exactly the models with an enabled deployment, with p
     assert.equal(byId['echo-embed-1'].pricing.output, 0);
 });
 
+test('owned_by is the provider kind of the first usable deployment', T, async () => {
+    const res = await h.get(gw, '/v1/models', key);
+    assert.equal(res.status, 200, res.text);
+    const got = Object.fromEntries(res.json.data.map((m) => [m.id, m.owned_by]));
+    assert.deepEqual(got, OWNER);
+    for (const [id, owner] of Object.entries(OWNER)) {
+        const one = await h.get(gw, `/v1/models/${id}`, key);
+        assert.equal(one.status, 200, `${id}: ${one.text}`);
+        assert.equal(one.json.owned_by, owner, id);
+    }
+});
+
 test('GET /v1/models/{id} answers one entry', T, async () => {
     const res = await h.get(gw, '/v1/models/echo-1', key);
     assert.equal(res.status, 200, res.text);
     assertModelEntry(res.json);
     assert.equal(res.json.id, 'echo-1');
+    assert.equal(res.json.owned_by, 'echo');
     assert.equal(res.json.pricing.input, 0.1);
 });
 
