@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/usage.h"
 #include "config/config.h"
 #include "store/store.h"
 
@@ -28,10 +29,19 @@
 /* A model's list price (provider price plus markup) in nano-USD per 1M tokens, rounded half up
  * to a whole nano-dollar per 1M tokens. */
 int64_t price_list_per_mtok(const cfg_t *cfg, int64_t base_nusd_per_mtok);
-/* The cost of a request at list prices, rounded half up to a whole nano-dollar (once per
- * request, never per token). Saturates at INT64_MAX instead of overflowing. */
+/* The cost of a request's usage at list prices: each of the five billed counts times its own
+ * price (reasoning is part of output and not priced apart), summed, then rounded half up to a
+ * whole nano-dollar once per request (never per token). Negative counts count as 0; the result
+ * saturates at INT64_MAX instead of overflowing. */
+int64_t price_usage_cost(const cfg_t *cfg, const cfg_model *m, const usage_counts *u);
+/* price_usage_cost of prompt_tokens plain input and completion_tokens output. */
 int64_t price_cost(const cfg_t *cfg, const cfg_model *m, int64_t prompt_tokens,
                    int64_t completion_tokens);
+/* The hold of a request: prompt_bound tokens at the dearest of the model's four prompt prices
+ * (the cache split is only known afterwards, and a hold must bound every split) plus
+ * output_bound tokens at the output price, rounded once like price_usage_cost. */
+int64_t price_hold(const cfg_t *cfg, const cfg_model *m, int64_t prompt_bound,
+                   int64_t output_bound);
 /* A safe upper bound of a request's prompt tokens from its body: see docs/BILLING.md. */
 int64_t price_prompt_bound(const char *body, size_t len);
 /* The completion-token bound of a hold: the request's max_tokens when given (>= 0, capped at the

@@ -48,18 +48,56 @@ int64_t price_list_per_mtok(const cfg_t *cfg, int64_t base_nusd_per_mtok)
     return price_sat(price_div_half_up(num, PRICE_HUNDRED_PERCENT));
 }
 
+/* The largest sum of (tokens x list price) that still costs less than INT64_MAX nano-dollars
+ * once divided: anything above saturates anyway, so a running sum is clamped here, which keeps
+ * five products (each below 2^126) from overflowing __int128 together. */
+#define PRICE_SUM_CAP ((__int128)INT64_MAX * PRICE_TOKENS_PER_PRICE + PRICE_TOKENS_PER_PRICE)
+
+/* sum + tokens x list price of base, clamped at PRICE_SUM_CAP; negative tokens count as none. */
+static __int128 price_add(const cfg_t *cfg, __int128 sum, int64_t tokens, int64_t base)
+{
+    if (tokens <= 0) return sum;
+    sum += (__int128)tokens * price_list_per_mtok(cfg, base);
+    return sum > PRICE_SUM_CAP ? PRICE_SUM_CAP : sum;
+}
+
+int64_t price_usage_cost(const cfg_t *cfg, const cfg_model *m, const usage_counts *u)
+{
+    __int128 sum = 0;
+
+    if (!m || !u) return 0;
+    sum = price_add(cfg, sum, u->input, m->price_in_nusd_per_mtok);
+    sum = price_add(cfg, sum, u->cached_input, m->price_cached_in_nusd_per_mtok);
+    sum = price_add(cfg, sum, u->cache_write, m->price_cache_write_nusd_per_mtok);
+    sum = price_add(cfg, sum, u->cache_write_1h, m->price_cache_write_1h_nusd_per_mtok);
+    /* reasoning is inside output, which the provider bills at the output price */
+    sum = price_add(cfg, sum, u->output, m->price_out_nusd_per_mtok);
+    return price_sat(price_div_half_up(sum, PRICE_TOKENS_PER_PRICE));
+}
+
 int64_t price_cost(const cfg_t *cfg, const cfg_model *m, int64_t prompt_tokens,
                    int64_t completion_tokens)
 {
-    __int128 in, out, sum;
+    usage_counts u = {.input = prompt_tokens, .output = completion_tokens};
+    return price_usage_cost(cfg, m, &u);
+}
+
+int64_t price_hold(const cfg_t *cfg, const cfg_model *m, int64_t prompt_bound, int64_t output_bound)
+{
+    __int128 sum = 0;
+    int64_t dear;
 
     if (!m) return 0;
-    if (prompt_tokens < 0) prompt_tokens = 0;
-    if (completion_tokens < 0) completion_tokens = 0;
-    in = price_list_per_mtok(cfg, m->price_in_nusd_per_mtok);
-    out = price_list_per_mtok(cfg, m->price_out_nusd_per_mtok);
-    /* Each product is below 2^126, their sum cannot overflow __int128. */
-    sum = (__int128)prompt_tokens * in + (__int128)completion_tokens * out;
+    /* The markup is the same factor for every kind, so the dearest base price gives the dearest
+     * list price. A cache write usually costs more than plain input (Anthropic: 1.25x, 2x for an
+     * hour), so pricing the bound as input would let a request that writes its prompt to the
+     * cache cost more than its hold. */
+    dear = m->price_in_nusd_per_mtok;
+    if (m->price_cached_in_nusd_per_mtok > dear) dear = m->price_cached_in_nusd_per_mtok;
+    if (m->price_cache_write_nusd_per_mtok > dear) dear = m->price_cache_write_nusd_per_mtok;
+    if (m->price_cache_write_1h_nusd_per_mtok > dear) dear = m->price_cache_write_1h_nusd_per_mtok;
+    sum = price_add(cfg, sum, prompt_bound, dear);
+    sum = price_add(cfg, sum, output_bound, m->price_out_nusd_per_mtok);
     return price_sat(price_div_half_up(sum, PRICE_TOKENS_PER_PRICE));
 }
 

@@ -854,9 +854,15 @@ static cfg_provider *find_provider_mut(cfg_t *c, const char *name)
 static int parse_pricing(cfg_ld *L, cfg_model *m, const yaml_node_t *k, const yaml_node_t *n,
                          const char *mpath)
 {
-    static const char *const fields[] = {"input", "output", NULL};
+    static const char *const fields[] = {"input",       "output",         "cached_input",
+                                         "cache_write", "cache_write_1h", NULL};
+    /* the prompt kinds a provider may bill apart from plain input; absent = the input price */
+    static const char *const extra[] = {"cached_input", "cache_write", "cache_write_1h"};
+    int64_t *const extra_price[] = {&m->price_cached_in_nusd_per_mtok,
+                                    &m->price_cache_write_nusd_per_mtok,
+                                    &m->price_cache_write_1h_nusd_per_mtok};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX];
-    yaml_node_t *in, *out;
+    yaml_node_t *in, *out, *v;
     path_key(path, mpath, "pricing");
     if (!n)
         return fail(L, line_of(k), path,
@@ -868,7 +874,14 @@ static int parse_pricing(cfg_ld *L, cfg_model *m, const yaml_node_t *k, const ya
     path_key(cp, path, "input");
     if (get_money(L, in, cp, 9, &m->price_in_nusd_per_mtok)) return -1;
     path_key(cp, path, "output");
-    return get_money(L, out, cp, 9, &m->price_out_nusd_per_mtok);
+    if (get_money(L, out, cp, 9, &m->price_out_nusd_per_mtok)) return -1;
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
+        *extra_price[i] = m->price_in_nusd_per_mtok;
+        if (!(v = get_field(L, n, extra[i]))) continue;
+        path_key(cp, path, extra[i]);
+        if (get_money(L, v, cp, 9, extra_price[i])) return -1;
+    }
+    return 0;
 }
 
 static int parse_deployment(cfg_ld *L, cfg_t *c, cfg_model *m, const yaml_node_t *n,

@@ -47,6 +47,11 @@ typedef struct cfg_model {
      * before markup. */
     int64_t price_in_nusd_per_mtok;
     int64_t price_out_nusd_per_mtok;
+    /* The prompt's other three kinds (shared/spec/API.md, "Billing"); each defaults to the input
+     * price, so a model without them bills every prompt token alike (no discount by default). */
+    int64_t price_cached_in_nusd_per_mtok;
+    int64_t price_cache_write_nusd_per_mtok;
+    int64_t price_cache_write_1h_nusd_per_mtok;
     int64_t max_output_tokens; /* 0 = not set */
     int64_t created;           /* unix seconds reported by /v1/models (the config's load time) */
     cfg_deployment *deployments;

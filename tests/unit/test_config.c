@@ -1243,6 +1243,71 @@ static void test_routing_failure_rate(void)
                "routing.min_requests: ", "must be between 1 and 1000000");
 }
 
+/* pricing's prompt kinds (shared/spec/CONFIG.md): each is a price like input and output, and one
+ * left out costs what input costs. */
+static void test_pricing_kinds(void)
+{
+    cfg_t *c = load("providers:\n  local: {kind: echo}\nmodels:\n"
+                    "  claude-sonnet-4:\n"
+                    "    pricing: {input: 3.00, output: 15.00, cached_input: 0.30, cache_write: "
+                    "3.75, cache_write_1h: 6.00}\n"
+                    "    deployments: [{provider: local}]\n"
+                    "  plain:\n"
+                    "    pricing: {input: 2.5, output: 10}\n"
+                    "    deployments: [{provider: local}]\n"
+                    "  some:\n"
+                    "    pricing: {input: 0.000000001, output: 1, cached_input: 0, cache_write_1h: "
+                    "'${MS_T_NO_SUCH_PRICE:-0.123456789}'}\n"
+                    "    deployments: [{provider: local}]\n");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    const cfg_model *cs = cfg_find_model(c, "claude-sonnet-4", 15),
+                    *pl = cfg_find_model(c, "plain", 5), *so = cfg_find_model(c, "some", 4);
+    CHECK(cs && pl && so);
+    if (cs) {
+        CHECK_EQ_INT(cs->price_in_nusd_per_mtok, 3000000000LL);
+        CHECK_EQ_INT(cs->price_out_nusd_per_mtok, 15000000000LL);
+        CHECK_EQ_INT(cs->price_cached_in_nusd_per_mtok, 300000000LL);
+        CHECK_EQ_INT(cs->price_cache_write_nusd_per_mtok, 3750000000LL);
+        CHECK_EQ_INT(cs->price_cache_write_1h_nusd_per_mtok, 6000000000LL);
+    }
+    if (pl) { /* none given: every prompt token at the input price */
+        CHECK_EQ_INT(pl->price_cached_in_nusd_per_mtok, 2500000000LL);
+        CHECK_EQ_INT(pl->price_cache_write_nusd_per_mtok, 2500000000LL);
+        CHECK_EQ_INT(pl->price_cache_write_1h_nusd_per_mtok, 2500000000LL);
+    }
+    if (so) { /* free cache reads are a price too, not "unset" */
+        CHECK_EQ_INT(so->price_in_nusd_per_mtok, 1);
+        CHECK_EQ_INT(so->price_cached_in_nusd_per_mtok, 0);
+        CHECK_EQ_INT(so->price_cache_write_nusd_per_mtok, 1);
+        CHECK_EQ_INT(so->price_cache_write_1h_nusd_per_mtok, 123456789);
+    }
+    cfg_free(c);
+
+#define PRICED(p)                                                                                  \
+    "providers:\n  local: {kind: echo}\nmodels:\n  m1:\n    pricing: " p "\n"                      \
+    "    deployments: [{provider: local}]\n"
+    EXPECT_ERR(PRICED("{input: 1, output: 2, cached_input: -0.1}"), 5,
+               "models.m1.pricing.cached_input: ", "must not be negative");
+    EXPECT_ERR(PRICED("{input: 1, output: 2, cache_write: 0.0000000001}"), 5,
+               "models.m1.pricing.cache_write: ", "at most 9 decimal places");
+    EXPECT_ERR(PRICED("{input: 1, output: 2, cache_write_1h: cheap}"), 5,
+               "models.m1.pricing.cache_write_1h: ", "expected a decimal number");
+    EXPECT_ERR(PRICED("{input: 1, output: 2, cached_input: }"), 5,
+               "models.m1.pricing.cached_input: ", "expected a decimal number, got nothing");
+    EXPECT_ERR(PRICED("{input: 1, output: 2, cached_input: [1]}"), 5,
+               "models.m1.pricing.cached_input: ", "expected a decimal number, got a list");
+    EXPECT_ERR(PRICED("{input: 1, output: 2, cache_write_5m: 1}"), 5,
+               "models.m1.pricing.cache_write_5m: ", "unknown field");
+    /* the new kinds do not stand in for the two required prices */
+    EXPECT_ERR(PRICED("{cached_input: 1, output: 2}"), 5,
+               "models.m1.pricing: ", "both input and output prices are required");
+#undef PRICED
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -1268,5 +1333,6 @@ int main(void)
     RUN(test_spec_example);
     RUN(test_shipped_config);
     RUN(test_routing_failure_rate);
+    RUN(test_pricing_kinds);
     TAP_DONE();
 }

@@ -150,8 +150,8 @@ static int64_t ref_count(const char *b, size_t len, const char *needle)
 /* Random bodies made of the needles' pieces, cut anywhere: the same counts as the reference. */
 static void test_prompt_bound_differential(void)
 {
-    static const char *const parts[] = {"image", "_", "url", "input", "audio", "x", "\"", "im",
-                                        "age_url", "input_", "_audio", "__"};
+    static const char *const parts[] = {"image", "_",  "url",     "input",  "audio",  "x",
+                                        "\"",    "im", "age_url", "input_", "_audio", "__"};
     unsigned seed = 12345;
     int bad = 0;
     for (int it = 0; it < 20000; it++) {
@@ -210,6 +210,144 @@ static void test_hold_example(void)
     CHECK(price_cost(&c, &gpt4o, 10, 100) <= hold);
 }
 
+/* claude-sonnet-4 as shared/spec/CONFIG.md prices it: 3.00, 15.00, 0.30, 3.75, 6.00 USD per 1M. */
+static cfg_model mksonnet(void)
+{
+    cfg_model m = mkmodel(3000000000LL, 15000000000LL, 64000);
+    m.price_cached_in_nusd_per_mtok = 300000000LL;
+    m.price_cache_write_nusd_per_mtok = 3750000000LL;
+    m.price_cache_write_1h_nusd_per_mtok = 6000000000LL;
+    return m;
+}
+
+/* Each of the five counts at its own price, reasoning inside output, one rounding. */
+static void test_usage_cost(void)
+{
+    cfg_t none = mkcfg(0), m125 = mkcfg(12500000);
+    cfg_model s = mksonnet();
+    usage_counts u = {.input = 1000,
+                      .cached_input = 2000,
+                      .cache_write = 300,
+                      .cache_write_1h = 100,
+                      .output = 500,
+                      .reasoning = 200};
+
+    /* 1000 x 3 + 2000 x 0.30 + 300 x 3.75 + 100 x 6 + 500 x 15 = 12 825 000 USD/1e6 x 1e-6 */
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &u), 12825000);
+    /* with 12.5 % markup every price is x1.125: 14 428 125 */
+    CHECK_EQ_INT(price_usage_cost(&m125, &s, &u), 14428125);
+    /* reasoning is part of output: it never adds to the cost */
+    u.reasoning = 0;
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &u), 12825000);
+    u.reasoning = 500;
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &u), 12825000);
+    /* cache reads are cheaper than input: the same prompt read from cache costs less */
+    usage_counts plain = {.input = 3400, .output = 500};
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &plain), 3400 * 3000 + 500 * 15000);
+    CHECK(price_usage_cost(&none, &s, &u) > 0);
+    usage_counts cached = {.input = 400, .cached_input = 3000, .output = 500};
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &cached), 400 * 3000 + 3000 * 300 + 500 * 15000);
+    /* price_cost is plain input + output */
+    CHECK_EQ_INT(price_cost(&none, &s, 3400, 500), price_usage_cost(&none, &s, &plain));
+
+    /* One rounding per request: 37.5 nano-dollars per token for each kind; 1 token of each of
+     * four kinds is 150, and 1 each of three is 112.5 -> 113 (not 38 x 3 = 114). */
+    cfg_model cheap = mkmodel(37500000LL, 37500000LL, 0);
+    cheap.price_cached_in_nusd_per_mtok = 37500000LL;
+    cheap.price_cache_write_nusd_per_mtok = 37500000LL;
+    cheap.price_cache_write_1h_nusd_per_mtok = 37500000LL;
+    usage_counts one = {.input = 1, .cached_input = 1, .output = 1};
+    CHECK_EQ_INT(price_usage_cost(&none, &cheap, &one), 113);
+    one.cache_write = 1;
+    CHECK_EQ_INT(price_usage_cost(&none, &cheap, &one), 150);
+
+    /* A free kind is free, not "unset". */
+    cfg_model freecache = mksonnet();
+    freecache.price_cached_in_nusd_per_mtok = 0;
+    usage_counts only_cached = {.cached_input = 1000000};
+    CHECK_EQ_INT(price_usage_cost(&none, &freecache, &only_cached), 0);
+
+    /* Negative counts count as none; no model or usage costs nothing. */
+    usage_counts neg = {.input = -5,
+                        .cached_input = -1,
+                        .cache_write = INT64_MIN,
+                        .cache_write_1h = -7,
+                        .output = 2,
+                        .reasoning = -3};
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &neg), 30000);
+    CHECK_EQ_INT(price_usage_cost(&none, NULL, &u), 0);
+    CHECK_EQ_INT(price_usage_cost(&none, &s, NULL), 0);
+
+    /* Saturation: five products near 2^126 each would overflow __int128 together. */
+    cfg_model dear = mkmodel(INT64_MAX, INT64_MAX, 0);
+    dear.price_cached_in_nusd_per_mtok = INT64_MAX;
+    dear.price_cache_write_nusd_per_mtok = INT64_MAX;
+    dear.price_cache_write_1h_nusd_per_mtok = INT64_MAX;
+    usage_counts huge = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    CHECK_EQ_INT(price_usage_cost(&none, &dear, &huge), INT64_MAX);
+    CHECK_EQ_INT(price_usage_cost(&m125, &dear, &huge), INT64_MAX);
+    usage_counts last = {.output = 1};
+    CHECK_EQ_INT(price_usage_cost(&none, &dear, &last), (INT64_MAX + 500000ULL) / 1000000);
+    /* 3e15 cache-write tokens x 3.75e9: the product overflows int64, the cost does not */
+    usage_counts big = {.cache_write = 1000000000000000LL};
+    CHECK_EQ_INT(price_usage_cost(&none, &s, &big), 3750000000000000000LL);
+}
+
+/* The hold prices the prompt bound at the dearest prompt price: whatever the split of a prompt
+ * within the bound, and whatever output within its bound, the cost is at most the hold. */
+static void test_hold_bound(void)
+{
+    cfg_t none = mkcfg(0), mk = mkcfg(7654321);
+    cfg_model s = mksonnet();
+
+    /* 1h cache writes are the dearest here: 1000 x 6 + 100 x 15 */
+    CHECK_EQ_INT(price_hold(&none, &s, 1000, 100), 1000 * 6000 + 100 * 15000);
+    /* input dearest (cache reads cheaper, writes unset = input): the old input x bound */
+    cfg_model g = mkmodel(2500000000LL, 10000000000LL, 16384);
+    g.price_cached_in_nusd_per_mtok = 1250000000LL;
+    g.price_cache_write_nusd_per_mtok = 2500000000LL;
+    g.price_cache_write_1h_nusd_per_mtok = 2500000000LL;
+    CHECK_EQ_INT(price_hold(&none, &g, 1000, 100), price_cost(&none, &g, 1000, 100));
+    /* each kind can be the dearest one */
+    for (int k = 0; k < 3; k++) {
+        cfg_model m = mkmodel(1000000000LL, 2000000000LL, 0);
+        m.price_cached_in_nusd_per_mtok = m.price_cache_write_nusd_per_mtok =
+            m.price_cache_write_1h_nusd_per_mtok = 500000000LL;
+        int64_t *kind[] = {&m.price_cached_in_nusd_per_mtok, &m.price_cache_write_nusd_per_mtok,
+                           &m.price_cache_write_1h_nusd_per_mtok};
+        *kind[k] = 4000000000LL;
+        CHECK_EQ_INT(price_hold(&none, &m, 10, 1), 10 * 4000 + 2000);
+    }
+    /* markup and rounding like a cost: one rounding of the whole sum */
+    cfg_model cheap = mkmodel(37500000LL, 37500000LL, 0);
+    cheap.price_cache_write_1h_nusd_per_mtok = 37500000LL;
+    CHECK_EQ_INT(price_hold(&none, &cheap, 1, 1), 75);
+    CHECK_EQ_INT(price_hold(&none, NULL, 1, 1), 0);
+    CHECK_EQ_INT(price_hold(&none, &s, INT64_MAX, INT64_MAX), INT64_MAX);
+    CHECK_EQ_INT(price_hold(&none, &s, -1, 0), 0);
+
+    srand(7);
+    int bad = 0;
+    for (int i = 0; i < 20000 && !bad; i++) {
+        int64_t pb = rand() % 200000, ob = rand() % 20000;
+        int64_t hold = price_hold(&mk, &s, pb, ob);
+        /* a random split of at most pb prompt tokens into the four kinds */
+        int64_t left = rand() % (pb + 1), q[4];
+        for (int k = 0; k < 3; k++) {
+            q[k] = left ? rand() % (left + 1) : 0;
+            left -= q[k];
+        }
+        q[3] = left;
+        usage_counts u = {q[0], q[1], q[2], q[3], rand() % (ob + 1), 0};
+        u.reasoning = u.output / 2;
+        if (price_usage_cost(&mk, &s, &u) > hold) bad = 1;
+        /* the whole bound written to the 1h cache costs exactly the hold */
+        usage_counts all = {.cache_write_1h = pb, .output = ob};
+        if (price_usage_cost(&mk, &s, &all) != hold) bad = 2;
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
     RUN(test_prompt_bound_differential);
@@ -219,5 +357,7 @@ int main(void)
     RUN(test_prompt_bound);
     RUN(test_output_bound);
     RUN(test_hold_example);
+    RUN(test_usage_cost);
+    RUN(test_hold_bound);
     TAP_DONE();
 }
