@@ -167,10 +167,9 @@ static void proxy_free(proxy *p)
         if (p->dprev)
             p->dprev->dnext = p->dnext;
         else
-            w->detached = p->dnext;
+            api_worker_of(w)->detached = p->dnext;
         if (p->dnext) p->dnext->dprev = p->dprev;
-        w->ndetached--;
-        if (w->draining) srv_worker_check_drained(w);
+        srv_app_work_end(w); /* may let a draining worker stop */
     }
     prov_upreq_free(&p->up);
     buf_free(&p->resp);
@@ -263,10 +262,11 @@ static int on_abort(http_conn *c, void *ctx)
     /* curl may still be sending the request body from the connection's buffer */
     p->owned_body = buf_steal(&c->body);
     p->detached = 1;
-    p->dnext = w->detached;
-    if (w->detached) w->detached->dprev = p;
-    w->detached = p;
-    w->ndetached++;
+    api_worker *aw = api_worker_of(w);
+    p->dnext = aw->detached;
+    if (aw->detached) aw->detached->dprev = p;
+    aw->detached = p;
+    srv_app_work_begin(w); /* a draining worker waits for it */
     uv_timer_start(&p->dtimer, detached_timeout, DETACHED_MAX_MS, 0);
     if (p->paused) {
         p->paused = 0;
@@ -277,8 +277,9 @@ static int on_abort(http_conn *c, void *ctx)
 
 void proxy_kill_detached(worker_t *w)
 {
-    while (w->detached)
-        abandon(w->detached);
+    api_worker *aw = api_worker_of(w);
+    while (aw->detached)
+        abandon(aw->detached);
 }
 
 static void on_drained(http_conn *c, void *ctx)
