@@ -43,10 +43,10 @@ static int64_t settle(prov_call *call, const prov_usage *u, int status, int esti
     correct_tokens(call, prompt + completion);
     store_usage_event ev;
     fill_event(call, status, &ev);
-    ev.prompt_tokens = prompt;
-    ev.completion_tokens = completion;
+    ev.usage = u->u;
     ev.estimated = estimated;
-    ev.charged_nusd = price_cost(bill_cfg(b), call->model, prompt, completion);
+    /* each kind at its own price: cache reads cheaper, writes dearer, reasoning as output */
+    ev.charged_nusd = price_usage_cost(bill_cfg(b), call->model, &u->u);
     int64_t charged = bill_settle(b, &call->hold, &ev);
     if (cost) ms_format_decimal(charged, 9, cost, 32);
     return charged;
@@ -85,7 +85,8 @@ int api_admit(http_conn *c, prov_call *call, const store_key *key)
     int64_t amount = 0, out = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t o = call->ep == EP_CHAT ? price_output_bound(cfg, chain[i], call->max_tokens) : 0;
-        int64_t a = price_cost(cfg, chain[i], call->prompt_bound, o);
+        /* the prompt at the model's dearest prompt price: the cache split is not known yet */
+        int64_t a = price_hold(cfg, chain[i], call->prompt_bound, o);
         if (a > amount) amount = a;
         if (o > out) out = o;
     }

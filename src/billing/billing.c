@@ -333,6 +333,8 @@ static void bill_wall_deadline(struct timespec *ts, int64_t max_ms)
     }
 }
 
+#define BILL_MAX_TOKENS ((int64_t)1 << 60)
+
 /* Makes an event safe to write: a batch that the store refuses is retried forever, so nothing
  * that would make it refuse one (an empty or unterminated request id, negative counts) may
  * enter the queue. Called with qmu held. */
@@ -349,8 +351,16 @@ static void bill_sanitize(bill_t *b, store_usage_event *ev)
         log_error("billing: a usage event came without a request id; recorded as %s",
                   ev->request_id);
     }
-    if (ev->prompt_tokens < 0) ev->prompt_tokens = 0;
-    if (ev->completion_tokens < 0) ev->completion_tokens = 0;
+    /* Counts within [0, 2^60]: no provider reports that many tokens, and the store keeps the sum
+     * of the four prompt counts, which must not overflow (store_check_event). */
+    int64_t *counts[] = {&ev->usage.input,          &ev->usage.cached_input, &ev->usage.cache_write,
+                         &ev->usage.cache_write_1h, &ev->usage.output,       &ev->usage.reasoning};
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        if (*counts[i] < 0) *counts[i] = 0;
+        if (*counts[i] > BILL_MAX_TOKENS) *counts[i] = BILL_MAX_TOKENS;
+    }
+    /* reasoning is a part of output */
+    if (ev->usage.reasoning > ev->usage.output) ev->usage.reasoning = ev->usage.output;
     if (ev->charged_nusd < 0) ev->charged_nusd = 0;
 }
 
@@ -521,9 +531,13 @@ static void bill_log_lost(const store_usage_event *ev, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         log_error("billing: NOT RECORDED: request %s account %" PRId64 " key %" PRId64
-                  " model %s tokens %" PRId64 "+%" PRId64 " charged %" PRId64 " nano-USD",
+                  " model %s tokens %" PRId64 "+%" PRId64 " (input %" PRId64 " cached %" PRId64
+                  " cache write %" PRId64 " 1h %" PRId64 " reasoning %" PRId64 ") charged %" PRId64
+                  " nano-USD",
                   ev[i].request_id, ev[i].account_id, ev[i].key_id, ev[i].model,
-                  ev[i].prompt_tokens, ev[i].completion_tokens, ev[i].charged_nusd);
+                  usage_prompt(&ev[i].usage), ev[i].usage.output, ev[i].usage.input,
+                  ev[i].usage.cached_input, ev[i].usage.cache_write, ev[i].usage.cache_write_1h,
+                  ev[i].usage.reasoning, ev[i].charged_nusd);
 }
 
 static void *bill_main(void *arg)

@@ -68,6 +68,7 @@ const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
 {
     switch (kind) {
     case PROV_OPENAI:
+    case PROV_AZURE: /* OpenAI's API under another URL and key header: openai_build */
         return &prov_openai;
     case PROV_ECHO:
         return &prov_echo;
@@ -113,16 +114,62 @@ static int stream_options_value(const prov_call *call, buf_t *s)
     return rc;
 }
 
-static int openai_build(const prov_call *call, prov_upreq *u)
+/* Appends s to b with every byte outside RFC 3986's unreserved set percent-encoded: a deployment
+ * name goes into a URL path. */
+static int append_path_segment(buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (; *s && rc == 0; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            rc = buf_append(b, s, 1);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            rc = buf_append(b, esc, 3);
+        }
+    }
+    return rc;
+}
+
+/* OpenAI: {base_url}/chat/completions. Azure OpenAI: the deployment is in the path and the API
+ * version in the query, {base_url}/openai/deployments/{deployment}/chat/completions?api-version=V
+ * (learn.microsoft.com, "Azure OpenAI in Azure AI Foundry Models REST API reference"). */
+static int openai_url(const prov_call *call, prov_upreq *u)
 {
     const cfg_provider *prov = call->dep->provider;
     const char *path = call->ep == EP_CHAT ? "/chat/completions" : "/embeddings";
-    size_t bl = strlen(prov->base_url), pl = strlen(path);
-    if (bl + pl >= sizeof u->url) return -1;
-    memcpy(u->url, prov->base_url, bl);
-    memcpy(u->url + bl, path, pl + 1);
+    buf_t b;
+    buf_init_with(&b, u->url, sizeof u->url, sizeof u->url - 1);
+    int rc = buf_appends(&b, prov->base_url);
+    if (prov->kind == PROV_AZURE) {
+        rc |= buf_appends(&b, "/openai/deployments/");
+        rc |= append_path_segment(&b, call->dep->model);
+        rc |= buf_appends(&b, path);
+        rc |= buf_appends(&b, "?api-version=");
+        rc |= buf_appends(&b, prov->api_version ? prov->api_version : CFG_AZURE_API_VERSION);
+    } else {
+        rc |= buf_appends(&b, path);
+    }
+    /* the limit is below the array's size, so b never leaves it: a URL too long is refused,
+     * never cut */
+    if (rc || !b.borrowed) {
+        buf_free(&b);
+        return -1;
+    }
+    u->url[b.len] = '\0';
+    return 0;
+}
+
+static int openai_build(const prov_call *call, prov_upreq *u)
+{
+    const cfg_provider *prov = call->dep->provider;
+    if (openai_url(call, u) != 0) return -1;
     buf_init(&u->scratch, 0);
-    if (prov->api_key && prov->api_key[0] && add_header(u, "Authorization: Bearer ", prov->api_key))
+    if (prov->api_key && prov->api_key[0] &&
+        add_header(u, prov->kind == PROV_AZURE ? "api-key: " : "Authorization: Bearer ",
+                   prov->api_key))
         return -1;
     if (add_header(u, "Content-Type: ", "application/json")) return -1;
     if (call->stream && add_header(u, "Accept: ", "text/event-stream")) return -1;
@@ -175,6 +222,24 @@ static int openai_build(const prov_call *call, prov_upreq *u)
     return 0;
 }
 
+/* The non-negative integer member `name` of the object member `obj` of m[0..k), or 0 when either
+ * is missing or is something else (OpenAI sends `null` details for some models). */
+static int64_t usage_detail(const jscan_member *m, size_t k, const char *obj, const char *name)
+{
+    const jscan_member *o = jscan_find(m, k, obj);
+    jscan_member d[16];
+    int64_t v = 0;
+    if (!o || o->type != JS_OBJECT) return 0;
+    int n = jscan_members(o->value, d, 16);
+    if (n < 0) return 0;
+    const jscan_member *f = jscan_find(d, (size_t)(n > 16 ? 16 : n), name);
+    return f && jscan_int(f->value, &v) == 0 && v > 0 ? v : 0;
+}
+
+/* OpenAI chat usage onto the billed counts (shared/spec/API.md, "Billing"): prompt_tokens holds
+ * the cached tokens, so input is the rest; completion_tokens holds the reasoning tokens, so
+ * output is all of it. A detail above its total is clamped to the total, so a provider's
+ * nonsense can move tokens between kinds but never invent or lose any. */
 static void read_usage(ms_str usage, prov_usage *out)
 {
     jscan_member m[16];
@@ -185,10 +250,15 @@ static void read_usage(ms_str usage, prov_usage *out)
     const jscan_member *ct = jscan_find(m, k, "completion_tokens");
     int64_t p = 0, c = 0;
     if (pt && jscan_int(pt->value, &p) == 0 && p >= 0) {
+        int64_t cached = usage_detail(m, k, "prompt_tokens_details", "cached_tokens");
+        if (!(ct && jscan_int(ct->value, &c) == 0 && c >= 0)) c = 0;
+        int64_t reasoning = usage_detail(m, k, "completion_tokens_details", "reasoning_tokens");
         out->known = 1;
         out->u = (usage_counts){0};
-        out->u.input = p;
-        out->u.output = (ct && jscan_int(ct->value, &c) == 0 && c >= 0) ? c : 0;
+        out->u.cached_input = cached < p ? cached : p;
+        out->u.input = p - out->u.cached_input;
+        out->u.output = c;
+        out->u.reasoning = reasoning < c ? reasoning : c;
     }
 }
 

@@ -128,6 +128,19 @@ static const char *const store_migrations[] = {
     "ALTER TABLE transactions_v3 RENAME TO transactions;"
     "CREATE INDEX transactions_account ON transactions(account_id, id);"
     "CREATE INDEX transactions_request ON transactions(request_id) WHERE request_id IS NOT NULL;",
+
+    /* 4: the parts of a request's usage (common/usage.h). prompt_tokens stays every prompt
+     * token (OpenAI's prompt_tokens: input + cached + both cache writes) and completion_tokens
+     * every output token, reasoning included; the new columns say how many of them were of
+     * each kind. So a row written before is exact with zeros: it was all plain input. */
+    "ALTER TABLE usage ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0 "
+    "  CHECK (cached_tokens >= 0);"
+    "ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0 "
+    "  CHECK (cache_write_tokens >= 0);"
+    "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0 "
+    "  CHECK (cache_write_1h_tokens >= 0);"
+    "ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0 "
+    "  CHECK (reasoning_tokens >= 0);",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -140,7 +153,26 @@ static const char *const store_migrations[] = {
 #define ACCOUNT_COLS "id, name, balance_nusd, created_at_ms, seq"
 #define USAGE_COLS                                                                                 \
     "id, request_id, key_id, model, provider, prompt_tokens, completion_tokens, charged_nusd, "    \
-    "status, estimated, latency_ms, created_at_ms"
+    "status, estimated, latency_ms, created_at_ms, cached_tokens, cache_write_tokens, "            \
+    "cache_write_1h_tokens, reasoning_tokens"
+/* What a usage row records, in store_bind_usage's order. */
+#define USAGE_INSERT_COLS                                                                          \
+    "request_id, account_id, key_id, model, provider, prompt_tokens, completion_tokens, "          \
+    "charged_nusd, status, estimated, latency_ms, created_at_ms, cached_tokens, "                  \
+    "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens"
+#define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define USAGE_INSERT_NCOLS 16
+/* The rows a usage read covers: ?1 account, ?2 model (NULL = all), ?3 key (0 = all), ?4..?5 the
+ * time range, inclusive. One statement for every combination: the account's index narrows the
+ * scan, and the rest are comparisons per row. */
+#define USAGE_WHERE                                                                                \
+    " FROM usage WHERE account_id = ?1 AND (?2 IS NULL OR model = ?2) AND "                        \
+    "(?3 = 0 OR key_id = ?3) AND created_at_ms BETWEEN ?4 AND ?5"
+#define USAGE_SUMS                                                                                 \
+    "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(cached_tokens), 0), "                 \
+    "coalesce(sum(cache_write_tokens), 0), coalesce(sum(cache_write_1h_tokens), 0), "              \
+    "coalesce(sum(completion_tokens), 0), coalesce(sum(reasoning_tokens), 0), "                    \
+    "coalesce(sum(charged_nusd), 0) AS spend"
 
 enum {
     ST_BEGIN,
@@ -172,6 +204,8 @@ enum {
     ST_USAGE_LIST,
     ST_USAGE_TOTAL,
     ST_USAGE_BY_MODEL,
+    ST_USAGE_BY_KEY,
+    ST_USAGE_BY_DAY,
     ST_TX_LIST,
     ST_AUDIT_BALANCES,
     ST_AUDIT_NEGATIVE,
@@ -225,10 +259,8 @@ static const char *const store_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
     /* DO NOTHING on the request id only: unlike INSERT OR IGNORE it does not also swallow a
      * failed CHECK or NOT NULL, which would silently drop a charge. */
-    [ST_USAGE_INSERT] = "INSERT INTO usage(request_id, account_id, key_id, model, provider, "
-                        "prompt_tokens, completion_tokens, charged_nusd, status, estimated, "
-                        "latency_ms, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT(request_id) DO NOTHING",
+    [ST_USAGE_INSERT] = "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES " USAGE_INSERT_ROW
+                        " ON CONFLICT(request_id) DO NOTHING",
     [ST_CHARGE_ACCOUNT] =
         "UPDATE accounts SET balance_nusd = balance_nusd - ?1, seq = ?2 WHERE id = ?3",
     /* The key must belong to the charged account, and its total must stay an exact integer
@@ -237,14 +269,17 @@ static const char *const store_sql[ST__COUNT] = {
      * charged keys after every batch. */
     [ST_CHARGE_KEY] = "UPDATE api_keys SET spent_nusd = spent_nusd + ?1 "
                       "WHERE id = ?2 AND account_id = ?3 AND spent_nusd <= ?4 - ?1",
-    [ST_USAGE_LIST] = "SELECT " USAGE_COLS " FROM usage WHERE account_id = ? "
-                      "ORDER BY id DESC LIMIT ? OFFSET ?",
-    [ST_USAGE_TOTAL] = "SELECT count(*), coalesce(sum(prompt_tokens), 0), "
-                       "coalesce(sum(completion_tokens), 0), coalesce(sum(charged_nusd), 0) "
-                       "FROM usage WHERE account_id = ?",
-    [ST_USAGE_BY_MODEL] = "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens), "
-                          "sum(charged_nusd) AS spend FROM usage WHERE account_id = ? "
-                          "GROUP BY model ORDER BY spend DESC, model",
+    [ST_USAGE_LIST] = "SELECT " USAGE_COLS USAGE_WHERE " ORDER BY id DESC LIMIT ?6 OFFSET ?7",
+    /* The statistics: the group's value first (a constant for the overall row), then
+     * USAGE_SUMS, as read_stat_row reads them. */
+    [ST_USAGE_TOTAL] = "SELECT NULL, " USAGE_SUMS USAGE_WHERE,
+    [ST_USAGE_BY_MODEL] =
+        "SELECT model, " USAGE_SUMS USAGE_WHERE " GROUP BY model ORDER BY spend DESC, model",
+    [ST_USAGE_BY_KEY] =
+        "SELECT key_id, " USAGE_SUMS USAGE_WHERE " GROUP BY key_id ORDER BY spend DESC, key_id",
+    /* created_at_ms is never negative (store_ledger_rows), so the division floors */
+    [ST_USAGE_BY_DAY] = "SELECT created_at_ms / 86400000 AS day, " USAGE_SUMS USAGE_WHERE
+                        " GROUP BY day ORDER BY day",
     [ST_TX_LIST] = "SELECT id, amount_nusd, type, description, request_id, created_at_ms "
                    "FROM transactions WHERE account_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
     /* Sums are grouped once over the whole table rather than per row: the audit reads every
@@ -275,8 +310,8 @@ static const char *const store_sql[ST__COUNT] = {
 };
 
 /* Events per multi-row INSERT of the ledger (store_ledger_commit): a statement's fixed cost
- * (its start, cursors, halt) was half of what a single-row insert cost. 32 rows of 12 values stay
- * far below SQLite's limit on parameters. */
+ * (its start, cursors, halt) was half of what a single-row insert cost. 32 rows of 16 values stay
+ * far below SQLite's limit on parameters (999 before 3.32). */
 #define STORE_LEDGER_ROWS 32
 
 struct store {
@@ -1208,8 +1243,19 @@ static int store_check_event(store_t *s, const store_usage_event *e)
                             (int)sizeof(e->request_id) - 1);
     if (e->charged_nusd < 0)
         return store_seterr(s, "ledger: request %s: negative charge", e->request_id);
-    if (e->prompt_tokens < 0 || e->completion_tokens < 0)
+    const usage_counts *u = &e->usage;
+    if (u->input < 0 || u->cached_input < 0 || u->cache_write < 0 || u->cache_write_1h < 0 ||
+        u->output < 0 || u->reasoning < 0)
         return store_seterr(s, "ledger: request %s: negative token count", e->request_id);
+    if (u->reasoning > u->output)
+        return store_seterr(s, "ledger: request %s: more reasoning than output tokens",
+                            e->request_id);
+    /* the row keeps their sum (prompt_tokens), which must stay an exact integer */
+    int64_t sum;
+    if (__builtin_add_overflow(u->input, u->cached_input, &sum) ||
+        __builtin_add_overflow(sum, u->cache_write, &sum) ||
+        __builtin_add_overflow(sum, u->cache_write_1h, &sum))
+        return store_seterr(s, "ledger: request %s: prompt token count overflows", e->request_id);
     return STORE_OK;
 }
 
@@ -1364,17 +1410,19 @@ static void store_usage_desc(const store_usage_event *e, char *out)
     memcpy(out, e->model, (size_t)ml);
     char *o = out + ml;
     *o++ = ' ';
-    o = ms_i64_dec(e->prompt_tokens, o);
+    o = ms_i64_dec(usage_prompt(&e->usage), o);
     *o++ = '+';
-    o = ms_i64_dec(e->completion_tokens, o);
+    o = ms_i64_dec(e->usage.output, o);
     memcpy(o, " tokens", 8);
 }
 
 #define STORE_USAGE_DESC_MAX (sizeof(((store_usage_event *)0)->model) + 64)
 
-/* Binds one event's usage row at parameter base b + 1.. of st. */
+/* Binds one event's usage row (USAGE_INSERT_COLS) at parameter base b + 1.. of st. The prompt
+ * sum cannot overflow: store_check_event refused such an event before the batch began. */
 static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e, int64_t at)
 {
+    const usage_counts *u = &e->usage;
     return sqlite3_bind_text(st, b + 1, e->request_id, -1, SQLITE_STATIC) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 2, e->account_id) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 3, e->key_id) != SQLITE_OK ||
@@ -1382,13 +1430,17 @@ static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e,
                                      SQLITE_STATIC) != SQLITE_OK ||
                    sqlite3_bind_text(st, b + 5, e->provider, STORE_FIELD_LEN(e->provider),
                                      SQLITE_STATIC) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 6, e->prompt_tokens) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 7, e->completion_tokens) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 6, usage_prompt(u)) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 7, u->output) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 8, e->charged_nusd) != SQLITE_OK ||
                    sqlite3_bind_int(st, b + 9, e->status) != SQLITE_OK ||
                    sqlite3_bind_int(st, b + 10, e->estimated ? 1 : 0) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 11, e->latency_ms) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 12, at) != SQLITE_OK
+                   sqlite3_bind_int64(st, b + 12, at) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 13, u->cached_input) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 14, u->cache_write) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 15, u->cache_write_1h) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 16, u->reasoning) != SQLITE_OK
                ? -1
                : 0;
 }
@@ -1470,14 +1522,12 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
             at[i] = now ? now : (now = ms_now_ms());
         fresh[i] = 1;
     }
-    sqlite3_stmt *st = store_rows_stmt(
-        s, s->usage_rows, k,
-        "INSERT INTO usage(request_id, account_id, key_id, model, provider, prompt_tokens, "
-        "completion_tokens, charged_nusd, status, estimated, latency_ms, created_at_ms) VALUES ",
-        "(?,?,?,?,?,?,?,?,?,?,?,?)", "");
+    sqlite3_stmt *st =
+        store_rows_stmt(s, s->usage_rows, k, "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES ",
+                        USAGE_INSERT_ROW, "");
     if (!st) return STORE_ERR;
     for (size_t i = 0; i < k; i++) {
-        if (store_bind_usage(st, (int)i * 12, &ev[i], at[i]) != 0) {
+        if (store_bind_usage(st, (int)i * USAGE_INSERT_NCOLS, &ev[i], at[i]) != 0) {
             store_dberr(s, "ledger: usage insert");
             store_release(st);
             return STORE_ERR;
@@ -1662,6 +1712,10 @@ static void read_usage_row(sqlite3_stmt *st, void *dst)
     u->estimated = sqlite3_column_int(st, 9) != 0;
     u->latency_ms = sqlite3_column_int64(st, 10);
     u->created_at_ms = sqlite3_column_int64(st, 11);
+    u->cached_tokens = sqlite3_column_int64(st, 12);
+    u->cache_write_tokens = sqlite3_column_int64(st, 13);
+    u->cache_write_1h_tokens = sqlite3_column_int64(st, 14);
+    u->reasoning_tokens = sqlite3_column_int64(st, 15);
 }
 
 static void read_txn_row(sqlite3_stmt *st, void *dst)
@@ -1677,13 +1731,29 @@ static void read_txn_row(sqlite3_stmt *st, void *dst)
     t->created_at_ms = sqlite3_column_int64(st, 5);
 }
 
-/* An account's rows of a newest-first listing statement (account, limit, offset). */
-static int store_page(store_t *s, int stmt_id, int64_t account_id, int64_t limit, int64_t offset,
-                      size_t elem, void (*read)(sqlite3_stmt *, void *), void **out, size_t *n,
-                      const char *what)
+/* Binds a usage read's filter (USAGE_WHERE: ?1 to ?5). */
+static void store_bind_filter(sqlite3_stmt *st, int64_t account_id, const store_usage_filter *f)
+{
+    store_usage_filter all = STORE_USAGE_ALL;
+    if (!f) f = &all;
+    sqlite3_bind_int64(st, 1, account_id);
+    if (f->model)
+        sqlite3_bind_text(st, 2, f->model, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, f->key_id);
+    sqlite3_bind_int64(st, 4, f->from_ms);
+    sqlite3_bind_int64(st, 5, f->to_ms);
+}
+
+/* An account's rows of a newest-first listing statement: (account, limit, offset), or for
+ * usage (the filter's five, limit, offset) when f is given. */
+static int store_page(store_t *s, int stmt_id, int64_t account_id, const store_usage_filter *f,
+                      int64_t limit, int64_t offset, size_t elem,
+                      void (*read)(sqlite3_stmt *, void *), void **out, size_t *n, const char *what)
 {
     sqlite3_stmt *st;
-    int rc;
+    int rc, at = f ? 6 : 2;
 
     *out = NULL;
     *n = 0;
@@ -1691,87 +1761,146 @@ static int store_page(store_t *s, int stmt_id, int64_t account_id, int64_t limit
     if (limit < 0 || offset < 0) return store_seterr(s, "%s: negative limit or offset", what);
     if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) return rc;
     if (!(st = store_stmt(s, stmt_id))) return STORE_ERR;
-    sqlite3_bind_int64(st, 1, account_id);
-    sqlite3_bind_int64(st, 2, limit);
-    sqlite3_bind_int64(st, 3, offset);
+    if (f)
+        store_bind_filter(st, account_id, f);
+    else
+        sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, at, limit);
+    sqlite3_bind_int64(st, at + 1, offset);
     return store_collect(s, st, elem, read, out, n, what);
+}
+
+int store_usage_query(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
+                      int64_t offset, store_usage_row **out, size_t *n)
+{
+    store_usage_filter all = STORE_USAGE_ALL;
+    return store_page(s, ST_USAGE_LIST, account_id, f ? f : &all, limit, offset, sizeof **out,
+                      read_usage_row, (void **)out, n, "usage list");
 }
 
 int store_usage_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                      store_usage_row **out, size_t *n)
 {
-    return store_page(s, ST_USAGE_LIST, account_id, limit, offset, sizeof **out, read_usage_row,
-                      (void **)out, n, "usage list");
+    return store_usage_query(s, account_id, NULL, limit, offset, out, n);
 }
 
 int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                             store_txn **out, size_t *n)
 {
-    return store_page(s, ST_TX_LIST, account_id, limit, offset, sizeof **out, read_txn_row,
+    return store_page(s, ST_TX_LIST, account_id, NULL, limit, offset, sizeof **out, read_txn_row,
                       (void **)out, n, "transaction list");
 }
 
-static void read_stat_row(sqlite3_stmt *st, void *dst)
+/* A statistics row: the group's value (column 0), then USAGE_SUMS. */
+static void read_stat_row(sqlite3_stmt *st, void *dst, int group)
 {
     store_usage_stat *u = dst;
 
     memset(u, 0, sizeof(*u));
-    store_copy_text(u->model, sizeof(u->model), st, 0);
+    if (group == STORE_BY_MODEL)
+        store_copy_text(u->model, sizeof(u->model), st, 0);
+    else if (group == STORE_BY_KEY)
+        u->key_id = sqlite3_column_int64(st, 0);
+    else if (group == STORE_BY_DAY)
+        u->day = sqlite3_column_int64(st, 0);
     u->requests = sqlite3_column_int64(st, 1);
     u->prompt_tokens = sqlite3_column_int64(st, 2);
-    u->completion_tokens = sqlite3_column_int64(st, 3);
-    u->spend_nusd = sqlite3_column_int64(st, 4);
+    u->cached_tokens = sqlite3_column_int64(st, 3);
+    u->cache_write_tokens = sqlite3_column_int64(st, 4);
+    u->cache_write_1h_tokens = sqlite3_column_int64(st, 5);
+    u->completion_tokens = sqlite3_column_int64(st, 6);
+    u->reasoning_tokens = sqlite3_column_int64(st, 7);
+    u->spend_nusd = sqlite3_column_int64(st, 8);
 }
 
-int store_usage_stats(store_t *s, int64_t account_id, store_usage_stat *overall,
-                      store_usage_stat **by_model, size_t *n)
+static void read_stat_model(sqlite3_stmt *st, void *dst)
 {
-    store_usage_stat *rows = NULL;
-    size_t nrows = 0;
+    read_stat_row(st, dst, STORE_BY_MODEL);
+}
+
+static void read_stat_key(sqlite3_stmt *st, void *dst)
+{
+    read_stat_row(st, dst, STORE_BY_KEY);
+}
+
+static void read_stat_day(sqlite3_stmt *st, void *dst)
+{
+    read_stat_row(st, dst, STORE_BY_DAY);
+}
+
+void store_usage_stats_free(store_usage_stats_out *out)
+{
+    if (!out) return;
+    for (int g = 0; g < STORE_BY__COUNT; g++) {
+        free(out->by[g]);
+        out->by[g] = NULL;
+        out->n[g] = 0;
+    }
+}
+
+int store_usage_stats_query(store_t *s, int64_t account_id, const store_usage_filter *f,
+                            unsigned groups, store_usage_stats_out *out)
+{
+    static const int stmt[STORE_BY__COUNT] = {ST_USAGE_BY_MODEL, ST_USAGE_BY_KEY, ST_USAGE_BY_DAY};
+    static void (*const read[STORE_BY__COUNT])(sqlite3_stmt *, void *) = {
+        read_stat_model, read_stat_key, read_stat_day};
+    static const char *const what[STORE_BY__COUNT] = {"usage stats by model", "usage stats by key",
+                                                      "usage stats by day"};
     sqlite3_stmt *st;
     int rc, ret = STORE_ERR;
 
-    if (by_model) *by_model = NULL;
-    if (n) *n = 0;
-    /* One snapshot, so the overall row always equals the sum of the per-model rows. */
+    memset(out, 0, sizeof(*out));
+    /* One snapshot, so the overall row always equals the sum of each group's rows. */
     if (store_begin_read(s) != STORE_OK) return STORE_ERR;
     if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) {
         ret = rc;
         goto cleanup;
     }
-    if (overall) {
-        if (!(st = store_stmt(s, ST_USAGE_TOTAL))) goto cleanup;
-        sqlite3_bind_int64(st, 1, account_id);
-        if (sqlite3_step(st) != SQLITE_ROW) {
-            store_dberr(s, "usage stats");
-            store_release(st);
-            goto cleanup;
-        }
-        memset(overall, 0, sizeof(*overall));
-        overall->requests = sqlite3_column_int64(st, 0);
-        overall->prompt_tokens = sqlite3_column_int64(st, 1);
-        overall->completion_tokens = sqlite3_column_int64(st, 2);
-        overall->spend_nusd = sqlite3_column_int64(st, 3);
+    if (!(st = store_stmt(s, ST_USAGE_TOTAL))) goto cleanup;
+    store_bind_filter(st, account_id, f);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        store_dberr(s, "usage stats");
         store_release(st);
+        goto cleanup;
     }
-    if (by_model) {
-        if (!(st = store_stmt(s, ST_USAGE_BY_MODEL))) goto cleanup;
-        sqlite3_bind_int64(st, 1, account_id);
-        if (store_collect(s, st, sizeof(*rows), read_stat_row, (void **)&rows, &nrows,
-                          "usage stats by model") != STORE_OK)
+    read_stat_row(st, &out->overall, -1);
+    store_release(st);
+    for (int g = 0; g < STORE_BY__COUNT; g++) {
+        if (!(groups & (1u << g))) continue;
+        if (!(st = store_stmt(s, stmt[g]))) goto cleanup;
+        store_bind_filter(st, account_id, f);
+        if (store_collect(s, st, sizeof(store_usage_stat), read[g], (void **)&out->by[g],
+                          &out->n[g], what[g]) != STORE_OK)
             goto cleanup;
     }
     ret = STORE_OK;
 
 cleanup:
     ret = store_end_read(s, ret);
-    if (ret == STORE_OK) {
-        if (by_model) *by_model = rows;
-        if (n) *n = nrows;
-        rows = NULL;
+    if (ret != STORE_OK) {
+        store_usage_stats_free(out);
+        memset(&out->overall, 0, sizeof(out->overall));
     }
-    free(rows);
     return ret;
+}
+
+int store_usage_stats(store_t *s, int64_t account_id, store_usage_stat *overall,
+                      store_usage_stat **by_model, size_t *n)
+{
+    store_usage_stats_out o;
+    int ret = store_usage_stats_query(s, account_id, NULL, by_model ? 1u << STORE_BY_MODEL : 0, &o);
+
+    if (by_model) *by_model = NULL;
+    if (n) *n = 0;
+    if (ret != STORE_OK) return ret;
+    if (overall) *overall = o.overall;
+    if (by_model) {
+        *by_model = o.by[STORE_BY_MODEL];
+        if (n) *n = o.n[STORE_BY_MODEL];
+        o.by[STORE_BY_MODEL] = NULL;
+    }
+    store_usage_stats_free(&o);
+    return STORE_OK;
 }
 
 /* ---- audit ---- */

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/usage.h"
 #include "config/config.h"
 
 #define STORE_OK 0
@@ -138,8 +139,9 @@ typedef struct store_usage_event {
     int64_t key_id;
     char model[128];   /* the model the client was billed for */
     char provider[64]; /* the provider name from the config */
-    int64_t prompt_tokens;
-    int64_t completion_tokens;
+    /* The provider's counts (common/usage.h), every one >= 0, reasoning <= output. The row's
+     * prompt_tokens is their prompt sum (usage_prompt), completion_tokens is output. */
+    usage_counts usage;
     int64_t charged_nusd; /* >= 0 */
     int status;           /* HTTP status the client got (499: the client went away) */
     int estimated;        /* usage was estimated because the provider never reported it */
@@ -179,8 +181,12 @@ typedef struct store_usage_row {
     int64_t key_id;
     char model[128];
     char provider[64];
-    int64_t prompt_tokens;
-    int64_t completion_tokens;
+    int64_t prompt_tokens;         /* every prompt token, as OpenAI counts them */
+    int64_t cached_tokens;         /* of which read from the provider's cache */
+    int64_t cache_write_tokens;    /* of which written to a 5-minute cache */
+    int64_t cache_write_1h_tokens; /* of which written to a 1-hour cache */
+    int64_t completion_tokens;     /* output, reasoning included */
+    int64_t reasoning_tokens;      /* of which reasoning */
     int64_t charged_nusd;
     int status;
     int estimated;
@@ -188,18 +194,55 @@ typedef struct store_usage_row {
     int64_t created_at_ms;
 } store_usage_row;
 
-/* An account's usage rows, newest first (by id), limit/offset paging; *out malloc'd. */
+/* Which of an account's usage rows a listing or statistics read covers. */
+typedef struct store_usage_filter {
+    const char *model; /* NULL = every model */
+    int64_t key_id;    /* 0 = every key */
+    int64_t from_ms;   /* created_at_ms >= from_ms (INT64_MIN = no bound) */
+    int64_t to_ms;     /* created_at_ms <= to_ms (INT64_MAX = no bound) */
+} store_usage_filter;
+
+/* No filter: every row of the account. */
+#define STORE_USAGE_ALL ((store_usage_filter){NULL, 0, INT64_MIN, INT64_MAX})
+
+/* An account's usage rows that pass f (NULL = all), newest first (by id), limit/offset paging;
+ * *out malloc'd. */
+int store_usage_query(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
+                      int64_t offset, store_usage_row **out, size_t *n);
+/* store_usage_query without a filter. */
 int store_usage_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                      store_usage_row **out, size_t *n);
 
 typedef struct store_usage_stat {
-    char model[128]; /* empty for the overall row */
+    char model[128]; /* by model; empty otherwise */
+    int64_t key_id;  /* by key; 0 otherwise */
+    int64_t day;     /* by day: days since 1970-01-01 (UTC); 0 otherwise */
     int64_t requests;
-    int64_t prompt_tokens;
+    int64_t prompt_tokens; /* sums of the rows' fields of the same names (store_usage_row) */
+    int64_t cached_tokens;
+    int64_t cache_write_tokens;
+    int64_t cache_write_1h_tokens;
     int64_t completion_tokens;
+    int64_t reasoning_tokens;
     int64_t spend_nusd;
 } store_usage_stat;
 
+typedef enum { STORE_BY_MODEL, STORE_BY_KEY, STORE_BY_DAY, STORE_BY__COUNT } store_usage_group;
+
+typedef struct store_usage_stats_out {
+    store_usage_stat overall;
+    /* by[g] (malloc'd, n[g] rows) for every group g asked for, else NULL: by model and by key
+     * highest spend first, by day oldest first */
+    store_usage_stat *by[STORE_BY__COUNT];
+    size_t n[STORE_BY__COUNT];
+} store_usage_stats_out;
+
+/* Totals over an account's usage rows that pass f (NULL = all), and the groups whose bit
+ * (1u << store_usage_group) is set in groups, all from one snapshot (the groups always add up
+ * to the overall row). Free with store_usage_stats_free. */
+int store_usage_stats_query(store_t *s, int64_t account_id, const store_usage_filter *f,
+                            unsigned groups, store_usage_stats_out *out);
+void store_usage_stats_free(store_usage_stats_out *out);
 /* Totals over all of an account's usage rows, and per model (ordered by spend, descending). */
 int store_usage_stats(store_t *s, int64_t account_id, store_usage_stat *overall,
                       store_usage_stat **by_model, size_t *n);

@@ -151,8 +151,8 @@ static void mk_event(store_usage_event *ev, int64_t charge)
              __atomic_add_fetch(&rid_seq, 1, __ATOMIC_RELAXED), now_ms());
     snprintf(ev->model, sizeof(ev->model), "gpt-test");
     snprintf(ev->provider, sizeof(ev->provider), "mock");
-    ev->prompt_tokens = 10;
-    ev->completion_tokens = 20;
+    ev->usage.input = 10;
+    ev->usage.output = 20;
     ev->charged_nusd = charge;
     ev->status = 200;
     ev->latency_ms = 5;

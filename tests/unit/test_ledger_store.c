@@ -115,8 +115,8 @@ static store_usage_event event(const char *rid, int64_t account, int64_t key, co
     e.key_id = key;
     snprintf(e.model, sizeof(e.model), "%s", model);
     snprintf(e.provider, sizeof(e.provider), "openai");
-    e.prompt_tokens = prompt;
-    e.completion_tokens = completion;
+    e.usage.input = prompt;
+    e.usage.output = completion;
     e.charged_nusd = charged;
     e.status = 200;
     e.latency_ms = 123;
@@ -788,6 +788,226 @@ static void test_usage_stats(void)
     store_close(s);
 }
 
+/* Every billed count reaches its column: prompt_tokens is the total (OpenAI's), the kinds are
+ * parts of it; the description stays "<model> <prompt>+<completion> tokens". Events a sane
+ * billing layer never sends are refused before anything is written. */
+static void test_usage_counts(void)
+{
+    store_t *s = fresh("counts");
+    store_usage_event ev[2];
+    store_usage_row *u = NULL;
+    size_t n = 0;
+    char txt[256];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    ev[0] = event("c-1", acct_a, key_a.id, "claude", 0, 0, 777);
+    ev[0].usage = (usage_counts){.input = 100,
+                                 .cached_input = 2000,
+                                 .cache_write = 30,
+                                 .cache_write_1h = 4,
+                                 .output = 50,
+                                 .reasoning = 20};
+    ev[1] = event("c-2", acct_a, key_a.id, "gpt-4o", 7, 3, 0); /* plain: zeros elsewhere */
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id = 'c-1' AND "
+                         "prompt_tokens = 2134 AND cached_tokens = 2000 AND "
+                         "cache_write_tokens = 30 AND cache_write_1h_tokens = 4 AND "
+                         "completion_tokens = 50 AND reasoning_tokens = 20"),
+                 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id = 'c-2' AND "
+                         "prompt_tokens = 7 AND cached_tokens = 0 AND cache_write_tokens = 0 AND "
+                         "cache_write_1h_tokens = 0 AND completion_tokens = 3 AND "
+                         "reasoning_tokens = 0"),
+                 1);
+    CHECK_EQ_STR(
+        sql_text("SELECT description FROM transactions WHERE request_id = 'c-1'", txt, sizeof(txt)),
+        "claude 2134+50 tokens");
+    CHECK_EQ_INT(store_usage_list(s, acct_a, 10, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(u[1].request_id, "c-1");
+        CHECK_EQ_INT(u[1].prompt_tokens, 2134);
+        CHECK_EQ_INT(u[1].cached_tokens, 2000);
+        CHECK_EQ_INT(u[1].cache_write_tokens, 30);
+        CHECK_EQ_INT(u[1].cache_write_1h_tokens, 4);
+        CHECK_EQ_INT(u[1].completion_tokens, 50);
+        CHECK_EQ_INT(u[1].reasoning_tokens, 20);
+        CHECK_EQ_INT(u[0].cached_tokens + u[0].reasoning_tokens, 0);
+    }
+    free(u);
+    /* the multi-row INSERT binds every column of every row: 32 rows in one statement */
+    store_usage_event many[32];
+    for (int i = 0; i < 32; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "m-%d", i);
+        many[i] = event(rid, acct_a, key_a.id, "claude", 0, 0, 1);
+        many[i].usage = (usage_counts){i, i + 1, i + 2, i + 3, i + 4, i};
+    }
+    CHECK_EQ_INT(store_ledger_commit(s, many, 32), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id LIKE 'm-%' AND "
+                         "prompt_tokens = 4 * reasoning_tokens + 6 AND "
+                         "cached_tokens = reasoning_tokens + 1 AND "
+                         "cache_write_tokens = reasoning_tokens + 2 AND "
+                         "cache_write_1h_tokens = reasoning_tokens + 3 AND "
+                         "completion_tokens = reasoning_tokens + 4"),
+                 32);
+
+    /* refused: any negative count, reasoning above output, a prompt sum that overflows */
+    int64_t rows = sql_int("SELECT count(*) FROM usage");
+    usage_counts bad[] = {
+        {.cached_input = -1},
+        {.cache_write = -1},
+        {.cache_write_1h = -1},
+        {.reasoning = -1},
+        {.output = 5, .reasoning = 6},
+        {.input = INT64_MAX, .cached_input = 1},
+        {.cache_write = INT64_MAX / 2 + 1, .cache_write_1h = INT64_MAX / 2 + 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ev[0] = event("bad", acct_a, key_a.id, "m", 0, 0, 1);
+        ev[0].usage = bad[i];
+        CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_ERR);
+    }
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), rows);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+    store_close(s);
+}
+
+/* GET /api/usage's filters (model, key, time range) and the statistics' groups (model, key,
+ * UTC day): each group's rows add up to the overall row of the same filter. */
+static void test_usage_filters_and_groups(void)
+{
+    store_t *s = fresh("filters");
+    store_usage_event ev[6];
+    store_usage_row *u = NULL;
+    store_usage_stats_out o;
+    size_t n = 0;
+    const int64_t day0 = 20000LL * 86400000; /* 2024-10-04T00:00:00Z */
+
+    CHECK(s != NULL);
+    if (!s) return;
+    ev[0] = event("g-1", acct_a, key_a.id, "m1", 10, 1, 100);
+    ev[1] = event("g-2", acct_a, key_a2.id, "m1", 20, 2, 200);
+    ev[2] = event("g-3", acct_a, key_a.id, "m2", 30, 3, 300);
+    ev[3] = event("g-4", acct_a, key_a2.id, "m2", 40, 4, 400);
+    ev[4] = event("g-5", acct_a, key_a.id, "m1", 50, 5, 500);
+    ev[5] = event("g-6", acct_b, key_b.id, "m1", 60, 6, 600); /* another account */
+    ev[0].created_at_ms = day0 - 1;                           /* the day before */
+    ev[1].created_at_ms = day0;
+    ev[2].created_at_ms = day0 + 3600000;
+    ev[3].created_at_ms = day0 + 86400000 - 1;
+    ev[4].created_at_ms = day0 + 86400000; /* the day after */
+    ev[5].created_at_ms = day0;
+    ev[2].usage.cached_input = 7;
+    ev[2].usage.reasoning = 2;
+    ev[4].usage.cache_write = 5;
+    ev[4].usage.cache_write_1h = 6;
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 6), STORE_OK);
+
+    store_usage_filter f = STORE_USAGE_ALL;
+    f.model = "m1";
+    CHECK_EQ_INT(store_usage_query(s, acct_a, &f, 50, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK_EQ_STR(u[0].request_id, "g-5");
+        CHECK_EQ_STR(u[2].request_id, "g-1");
+    }
+    free(u);
+    f = STORE_USAGE_ALL;
+    f.key_id = key_a2.id;
+    CHECK_EQ_INT(store_usage_query(s, acct_a, &f, 50, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    free(u);
+    /* the key of another account finds nothing here */
+    f.key_id = key_b.id;
+    CHECK_EQ_INT(store_usage_query(s, acct_a, &f, 50, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 0);
+    free(u);
+    /* the range is inclusive at both ends: the whole day0 */
+    f = STORE_USAGE_ALL;
+    f.from_ms = day0;
+    f.to_ms = day0 + 86400000 - 1;
+    CHECK_EQ_INT(store_usage_query(s, acct_a, &f, 50, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK_EQ_STR(u[0].request_id, "g-4");
+        CHECK_EQ_STR(u[2].request_id, "g-2");
+    }
+    free(u);
+    /* all of them together, with paging */
+    f.model = "m2";
+    f.key_id = key_a.id;
+    CHECK_EQ_INT(store_usage_query(s, acct_a, &f, 50, 0, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) CHECK_EQ_STR(u[0].request_id, "g-3");
+    free(u);
+    CHECK_EQ_INT(store_usage_query(s, acct_a, &f, 50, 1, &u, &n), STORE_OK);
+    CHECK_EQ_INT(n, 0);
+    free(u);
+    CHECK_EQ_INT(store_usage_query(s, 4242, &f, 50, 0, &u, &n), STORE_NOTFOUND);
+
+    /* statistics: everything, every group */
+    unsigned all = 1u << STORE_BY_MODEL | 1u << STORE_BY_KEY | 1u << STORE_BY_DAY;
+    CHECK_EQ_INT(store_usage_stats_query(s, acct_a, NULL, all, &o), STORE_OK);
+    CHECK_EQ_INT(o.overall.requests, 5);
+    CHECK_EQ_INT(o.overall.prompt_tokens, 150 + 7 + 5 + 6);
+    CHECK_EQ_INT(o.overall.cached_tokens, 7);
+    CHECK_EQ_INT(o.overall.cache_write_tokens, 5);
+    CHECK_EQ_INT(o.overall.cache_write_1h_tokens, 6);
+    CHECK_EQ_INT(o.overall.completion_tokens, 15);
+    CHECK_EQ_INT(o.overall.reasoning_tokens, 2);
+    CHECK_EQ_INT(o.overall.spend_nusd, 1500);
+    CHECK_EQ_INT(o.n[STORE_BY_MODEL], 2);
+    if (o.n[STORE_BY_MODEL] == 2) { /* m2 700, m1 800: highest spend first */
+        CHECK_EQ_STR(o.by[STORE_BY_MODEL][0].model, "m1");
+        CHECK_EQ_INT(o.by[STORE_BY_MODEL][0].spend_nusd, 800);
+        CHECK_EQ_INT(o.by[STORE_BY_MODEL][0].cache_write_tokens, 5);
+        CHECK_EQ_STR(o.by[STORE_BY_MODEL][1].model, "m2");
+        CHECK_EQ_INT(o.by[STORE_BY_MODEL][1].cached_tokens, 7);
+        CHECK_EQ_INT(o.by[STORE_BY_MODEL][1].reasoning_tokens, 2);
+    }
+    CHECK_EQ_INT(o.n[STORE_BY_KEY], 2);
+    if (o.n[STORE_BY_KEY] == 2) { /* key_a 900, key_a2 600 */
+        CHECK_EQ_INT(o.by[STORE_BY_KEY][0].key_id, key_a.id);
+        CHECK_EQ_INT(o.by[STORE_BY_KEY][0].requests, 3);
+        CHECK_EQ_INT(o.by[STORE_BY_KEY][0].spend_nusd, 900);
+        CHECK_EQ_INT(o.by[STORE_BY_KEY][1].key_id, key_a2.id);
+        CHECK_EQ_STR(o.by[STORE_BY_KEY][1].model, "");
+    }
+    CHECK_EQ_INT(o.n[STORE_BY_DAY], 3);
+    if (o.n[STORE_BY_DAY] == 3) { /* oldest first */
+        CHECK_EQ_INT(o.by[STORE_BY_DAY][0].day, 19999);
+        CHECK_EQ_INT(o.by[STORE_BY_DAY][0].spend_nusd, 100);
+        CHECK_EQ_INT(o.by[STORE_BY_DAY][1].day, 20000);
+        CHECK_EQ_INT(o.by[STORE_BY_DAY][1].requests, 3);
+        CHECK_EQ_INT(o.by[STORE_BY_DAY][1].spend_nusd, 900);
+        CHECK_EQ_INT(o.by[STORE_BY_DAY][2].day, 20001);
+    }
+    store_usage_stats_free(&o);
+    /* filtered, one group only */
+    f = STORE_USAGE_ALL;
+    f.from_ms = day0;
+    f.to_ms = day0 + 86400000 - 1;
+    CHECK_EQ_INT(store_usage_stats_query(s, acct_a, &f, 1u << STORE_BY_KEY, &o), STORE_OK);
+    CHECK_EQ_INT(o.overall.requests, 3);
+    CHECK_EQ_INT(o.overall.spend_nusd, 900);
+    CHECK(o.by[STORE_BY_MODEL] == NULL && o.by[STORE_BY_DAY] == NULL);
+    CHECK_EQ_INT(o.n[STORE_BY_KEY], 2);
+    if (o.n[STORE_BY_KEY] == 2)
+        CHECK_EQ_INT(o.by[STORE_BY_KEY][0].spend_nusd + o.by[STORE_BY_KEY][1].spend_nusd, 900);
+    store_usage_stats_free(&o);
+    f.model = "nothing";
+    CHECK_EQ_INT(store_usage_stats_query(s, acct_a, &f, all, &o), STORE_OK);
+    CHECK_EQ_INT(o.overall.requests, 0);
+    CHECK_EQ_INT(o.overall.spend_nusd, 0);
+    CHECK_EQ_INT(o.n[STORE_BY_MODEL] + o.n[STORE_BY_KEY] + o.n[STORE_BY_DAY], 0);
+    store_usage_stats_free(&o);
+    CHECK_EQ_INT(store_usage_stats_query(s, 4242, NULL, all, &o), STORE_NOTFOUND);
+    CHECK(o.by[STORE_BY_MODEL] == NULL);
+    store_close(s);
+}
+
 typedef struct {
     int64_t ids[16], spent[16];
     int n;
@@ -987,6 +1207,8 @@ int main(void)
     RUN(test_key_update);
     RUN(test_usage_and_transaction_pages);
     RUN(test_usage_stats);
+    RUN(test_usage_counts);
+    RUN(test_usage_filters_and_groups);
     RUN(test_key_spends);
     RUN(test_checkpointer);
     RUN(test_audit);

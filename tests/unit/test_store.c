@@ -88,8 +88,8 @@ static void test_open_and_migrate(void)
     if (!s) return;
     CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 3);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 3);
+    CHECK_EQ_INT(v, 4);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 4);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
@@ -98,7 +98,8 @@ static void test_open_and_migrate(void)
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('accounts') WHERE name = 'seq' "
                          "AND \"notnull\" = 1 AND dflt_value = '0'"),
                  1);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 13);
+    /* 13 columns from migration 2, 4 from migration 4 */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 17);
     CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage'"), 1);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
                          "('accounts_seq', 'usage_account', 'transactions_request')"),
@@ -111,11 +112,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 3);
+        CHECK_EQ_INT(v, 4);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 3);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 4);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
 }
 
@@ -178,7 +179,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 3);
+    CHECK_EQ_INT(v, 4);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -223,6 +224,77 @@ static void test_migration_2_upgrade(void)
 cleanup:
     store_close(s);
     snprintf(dbpath, sizeof(dbpath), "%s", saved);
+}
+
+/* Migration 4 on a database a version-3 build left, with usage rows in it: the rows keep their
+ * totals and read as all plain input (zeros in the new columns), and new rows get every count. */
+static void test_migration_4_upgrade(void)
+{
+    char path[sizeof(dbpath)], saved[sizeof(dbpath)];
+    store_t *s = NULL;
+    store_usage_row *rows = NULL;
+    size_t n = 0;
+    int64_t v = 0, acct = 0;
+
+    snprintf(path, sizeof(path), "%s/v3.db", tmpdir);
+    snprintf(saved, sizeof(saved), "%s", dbpath);
+    snprintf(dbpath, sizeof(dbpath), "%s", path);
+    cfg->sqlite_path = dbpath;
+    /* Version 3: today's schema without migration 4 (its columns dropped, its record gone). */
+    s = open_store();
+    CHECK(s != NULL);
+    if (!s) goto cleanup;
+    CHECK_EQ_INT(store_account_create(s, "old", 1000, &acct), STORE_OK);
+    store_close(s);
+    s = NULL;
+    CHECK_EQ_INT(sql_exec("ALTER TABLE usage DROP COLUMN cached_tokens;"
+                          "ALTER TABLE usage DROP COLUMN cache_write_tokens;"
+                          "ALTER TABLE usage DROP COLUMN cache_write_1h_tokens;"
+                          "ALTER TABLE usage DROP COLUMN reasoning_tokens;"
+                          "DELETE FROM schema_migrations WHERE version = 4;"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 13);
+    char ins[512];
+    snprintf(ins, sizeof ins,
+             "INSERT INTO api_keys(account_id, type, name, prefix, hash, created_at_ms, seq) "
+             "VALUES (%lld, 0, 'k', 'ms-x', zeroblob(32), 1, 1);"
+             "INSERT INTO usage(request_id, account_id, key_id, model, provider, prompt_tokens, "
+             "completion_tokens, charged_nusd, status, latency_ms, created_at_ms) VALUES "
+             "('old1', %lld, last_insert_rowid(), 'gpt-4o', 'openai', 11, 3, 0, 200, 5, 1)",
+             (long long)acct, (long long)acct);
+    CHECK_EQ_INT(sql_exec(ins), SQLITE_OK);
+
+    s = open_store();
+    CHECK(s != NULL);
+    if (!s) goto cleanup;
+    CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
+    CHECK_EQ_INT(v, 4);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
+                         "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
+                         "'reasoning_tokens') AND \"notnull\" = 1 AND dflt_value = '0' AND "
+                         "type = 'INTEGER'"),
+                 4);
+    CHECK_EQ_INT(store_usage_list(s, acct, 10, 0, &rows, &n), STORE_OK);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        CHECK_EQ_STR(rows[0].request_id, "old1");
+        CHECK_EQ_INT(rows[0].prompt_tokens, 11);
+        CHECK_EQ_INT(rows[0].completion_tokens, 3);
+        CHECK_EQ_INT(rows[0].cached_tokens, 0);
+        CHECK_EQ_INT(rows[0].cache_write_tokens, 0);
+        CHECK_EQ_INT(rows[0].cache_write_1h_tokens, 0);
+        CHECK_EQ_INT(rows[0].reasoning_tokens, 0);
+    }
+    free(rows);
+    /* the new columns refuse negative counts like the old ones */
+    CHECK(sql_exec("UPDATE usage SET reasoning_tokens = -1") != SQLITE_OK);
+    CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage'"), 1);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+
+cleanup:
+    store_close(s);
+    snprintf(dbpath, sizeof(dbpath), "%s", saved);
+    cfg->sqlite_path = dbpath;
 }
 
 static void test_newer_schema_refused(void)
@@ -574,6 +646,7 @@ int main(void)
     setup();
     RUN(test_open_and_migrate);
     RUN(test_migration_2_upgrade);
+    RUN(test_migration_4_upgrade);
     RUN(test_newer_schema_refused);
     RUN(test_open_errors);
     RUN(test_accounts);
