@@ -719,6 +719,17 @@ static int parse_log(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 
 static const char *const kind_names[] = {"openai", "anthropic", "gemini", "azure", "echo"};
 
+/* An API version goes into a URL's query as it is: only characters that need no escaping. */
+static int valid_api_version(const char *s)
+{
+    if (!*s || strlen(s) > 32) return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
 static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n, cfg_provider *p)
 {
     static const char *const fields[] = {"kind",
@@ -728,9 +739,10 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
                                          "connect_timeout_ms",
                                          "first_byte_timeout_ms",
                                          "idle_timeout_ms",
+                                         "api_version",
                                          NULL};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX];
-    yaml_node_t *v, *bu, *ak;
+    yaml_node_t *v, *bu, *ak, *av;
     char *s = NULL;
     int rc = -1;
 
@@ -805,6 +817,22 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
         int_field(L, n, path, "connect_timeout_ms", 1, CFG_DAY_MS, &p->connect_timeout_ms) ||
         int_field(L, n, path, "idle_timeout_ms", 1, CFG_DAY_MS, &p->idle_timeout_ms))
         return -1;
+    /* Azure OpenAI names its API version in every request's query; other kinds have none, and a
+     * field that would be ignored is refused (a typo must not look like it took effect). */
+    path_key(cp, path, "api_version");
+    av = get_field(L, n, "api_version");
+    if (av && p->kind != PROV_AZURE)
+        return fail(L, line_of(av), cp, "only an azure provider takes api_version");
+    if (p->kind == PROV_AZURE) {
+        if (av && get_str(L, av, cp, &p->api_version)) return -1;
+        if (av && !valid_api_version(p->api_version)) {
+            fail(L, line_of(av), cp,
+                 "expected a version like 2024-10-21 (letters, digits, '-', '.')");
+            return -1;
+        }
+        if (!p->api_version && !(p->api_version = strdup(CFG_AZURE_API_VERSION)))
+            return fail(L, line_of(k), cp, "out of memory");
+    }
     /* Waiting for the first byte longer than the whole request may take would never happen:
      * such a value is a mistake, so it is refused rather than silently cut. */
     p->first_byte_timeout_ms = p->timeout_ms;
@@ -1224,6 +1252,7 @@ void cfg_free(cfg_t *c)
         free(p->base_url);
         if (p->api_key) explicit_bzero(p->api_key, strlen(p->api_key));
         free(p->api_key);
+        free(p->api_version);
     }
     free(c->providers);
     for (size_t i = 0; i < c->nmodels; i++) {

@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The Azure OpenAI API version used when a provider does not name one: the GA version the
+ * contract's example uses. */
+#define CFG_AZURE_API_VERSION "2024-10-21"
+
 typedef enum {
     PROV_OPENAI,
     PROV_ANTHROPIC,
@@ -27,6 +31,7 @@ typedef struct cfg_provider {
     char *api_key;                 /* may be NULL (local servers need none); never logged */
     int enabled;                   /* 0 when api_key was given but resolved to "" */
     char api_key_var[64];          /* the environment variable api_key names ("" if none) */
+    char *api_version;             /* azure only: the api-version query; default below */
     int64_t timeout_ms;            /* whole request; default 600000 */
     int64_t connect_timeout_ms;    /* default 10000 */
     int64_t first_byte_timeout_ms; /* default = timeout_ms: no response headers by then -> 504 */

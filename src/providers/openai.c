@@ -68,6 +68,7 @@ const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
 {
     switch (kind) {
     case PROV_OPENAI:
+    case PROV_AZURE: /* OpenAI's API under another URL and key header: openai_build */
         return &prov_openai;
     case PROV_ECHO:
         return &prov_echo;
@@ -113,16 +114,62 @@ static int stream_options_value(const prov_call *call, buf_t *s)
     return rc;
 }
 
-static int openai_build(const prov_call *call, prov_upreq *u)
+/* Appends s to b with every byte outside RFC 3986's unreserved set percent-encoded: a deployment
+ * name goes into a URL path. */
+static int append_path_segment(buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (; *s && rc == 0; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            rc = buf_append(b, s, 1);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            rc = buf_append(b, esc, 3);
+        }
+    }
+    return rc;
+}
+
+/* OpenAI: {base_url}/chat/completions. Azure OpenAI: the deployment is in the path and the API
+ * version in the query, {base_url}/openai/deployments/{deployment}/chat/completions?api-version=V
+ * (learn.microsoft.com, "Azure OpenAI in Azure AI Foundry Models REST API reference"). */
+static int openai_url(const prov_call *call, prov_upreq *u)
 {
     const cfg_provider *prov = call->dep->provider;
     const char *path = call->ep == EP_CHAT ? "/chat/completions" : "/embeddings";
-    size_t bl = strlen(prov->base_url), pl = strlen(path);
-    if (bl + pl >= sizeof u->url) return -1;
-    memcpy(u->url, prov->base_url, bl);
-    memcpy(u->url + bl, path, pl + 1);
+    buf_t b;
+    buf_init_with(&b, u->url, sizeof u->url, sizeof u->url - 1);
+    int rc = buf_appends(&b, prov->base_url);
+    if (prov->kind == PROV_AZURE) {
+        rc |= buf_appends(&b, "/openai/deployments/");
+        rc |= append_path_segment(&b, call->dep->model);
+        rc |= buf_appends(&b, path);
+        rc |= buf_appends(&b, "?api-version=");
+        rc |= buf_appends(&b, prov->api_version ? prov->api_version : CFG_AZURE_API_VERSION);
+    } else {
+        rc |= buf_appends(&b, path);
+    }
+    /* the limit is below the array's size, so b never leaves it: a URL too long is refused,
+     * never cut */
+    if (rc || !b.borrowed) {
+        buf_free(&b);
+        return -1;
+    }
+    u->url[b.len] = '\0';
+    return 0;
+}
+
+static int openai_build(const prov_call *call, prov_upreq *u)
+{
+    const cfg_provider *prov = call->dep->provider;
+    if (openai_url(call, u) != 0) return -1;
     buf_init(&u->scratch, 0);
-    if (prov->api_key && prov->api_key[0] && add_header(u, "Authorization: Bearer ", prov->api_key))
+    if (prov->api_key && prov->api_key[0] &&
+        add_header(u, prov->kind == PROV_AZURE ? "api-key: " : "Authorization: Bearer ",
+                   prov->api_key))
         return -1;
     if (add_header(u, "Content-Type: ", "application/json")) return -1;
     if (call->stream && add_header(u, "Accept: ", "text/event-stream")) return -1;
