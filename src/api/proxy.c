@@ -94,6 +94,10 @@ struct proxy {
     buf_t out;
     buf_t usage_chunk; /* the upstream's usage-only chunk, sent last with the cost */
     dialect_enc *enc;  /* the client's dialect's encoder, once needed */
+    /* the adapter's per-transfer decoding state (translating adapters), and whose it is */
+    void *xst;
+    const prov_adapter *xst_ad;
+    int translated; /* the adapter speaks another API than the client: answers are decoded */
     sse_parser sse;
     prov_usage usage;
     uint64_t t0;
@@ -176,6 +180,8 @@ static void proxy_free(proxy *p)
     buf_free(&p->out);
     buf_free(&p->usage_chunk);
     if (p->enc) p->call->dialect->enc_free(p->enc);
+    if (p->xst && p->xst_ad->release) p->xst_ad->release(p->xst);
+    free(p->xst);
     sse_free(&p->sse);
     free(p->call);
     free(p->owned_body);
@@ -332,6 +338,20 @@ static dialect_enc *encoder(proxy *p)
     return p->enc;
 }
 
+/* Where a translating or local adapter's events go: the client's dialect encodes them, into out
+ * for a stream (the caller writes it), into the encoder's whole answer when out is NULL. */
+typedef struct enc_sink {
+    proxy *p;
+    buf_t *out;
+} enc_sink;
+
+static int enc_emit(void *ctx, const ev_event *ev)
+{
+    enc_sink *es = ctx;
+    dialect_enc *enc = encoder(es->p);
+    return enc ? es->p->call->dialect->event(enc, ev, es->out) : -1;
+}
+
 /* The stream is over (end marker, failure, or the upstream ended): bill, send what is held back
  * and the end marker, and end the response. */
 static void stream_finish(proxy *p, const char *fail_code, const char *fail_type,
@@ -344,6 +364,8 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
            : strcmp(fail_code, "upstream_timeout") == 0 ? ROUTE_TIMEOUT
                                                         : ROUTE_FAILURE,
            -1);
+    /* the usage the provider reported, before bill may put an estimate in its place */
+    int reported = p->usage.known;
     char cost[32];
     bill(p, !p->c ? 499 : fail_code ? 502 : 200, cost);
     if (!p->c) return;
@@ -359,10 +381,10 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
     buf_t b;
     buf_init(&b, 0);
     ms_str held = {p->usage_chunk.data, p->usage_chunk.len};
-    /* upstream streams pass through: the client gets the provider's usage event or none (an
-     * estimate is the gateway's, not something the provider said) */
-    if (!enc ||
-        p->call->dialect->stream_end(enc, NULL, held, cost, fail_code ? &err : NULL, &b) != 0)
+    /* the client gets the usage the provider reported (its own event when it passed through),
+     * or none: an estimate is the gateway's, not something the provider said */
+    const usage_counts *u = p->translated && reported ? &p->usage.u : NULL;
+    if (!enc || p->call->dialect->stream_end(enc, u, held, cost, fail_code ? &err : NULL, &b) != 0)
         buf_reset(&b);
     if (b.len) stream_write(p, b.data, b.len);
     buf_free(&b);
@@ -412,11 +434,36 @@ static void on_response(void *ud, int status, const char *content_type, int64_t 
     }
 }
 
+/* A stream event of a translating adapter: decoded into events, encoded for the client. */
+static int on_decoded_event(proxy *p, const sse_event *ev)
+{
+    int done = 0, error = 0;
+    enc_sink es = {p, &p->out};
+    ev_sink sink = {enc_emit, &es};
+    int rc = p->ad->decode_event(p->xst, p->call, ev, &sink, &p->usage, &done, &error, p->err,
+                                 sizeof p->err);
+    if (p->out.len) {
+        stream_write(p, p->out.data, p->out.len);
+        if (p->aborted) return 1;
+    }
+    if (rc < 0 || error) {
+        if (rc < 0 && !p->err[0]) snprintf(p->err, sizeof p->err, "the gateway ran out of memory");
+        p->stream_failed = 1;
+        return 1;
+    }
+    if (done) {
+        p->saw_done = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static int on_sse_event(void *ud, const sse_event *ev)
 {
     proxy *p = ud;
     int done = 0, error = 0, usage_chunk = 0;
     buf_reset(&p->out);
+    if (p->translated) return on_decoded_event(p, ev);
     int rc = p->ad->stream_event(p->call, ev, &p->out, &p->usage, &done, &error, &usage_chunk,
                                  p->err, sizeof p->err);
     if (rc < 0) {
@@ -640,6 +687,62 @@ static void attempt_failed(proxy *p, route_outcome o, int retryable, const char 
     start_attempt(p);
 }
 
+/* Gives the attempt's adapter a clean per-transfer state: a retry decodes from scratch, and a
+ * fallback to another provider gets that adapter's state. Returns 0, or -1 (memory). */
+static int new_transfer(proxy *p)
+{
+    const prov_adapter *ad = p->ad;
+    p->translated = ad->api != p->call->dialect->api;
+    if (p->xst && p->xst_ad->release) p->xst_ad->release(p->xst);
+    if (p->xst && p->xst_ad != ad) {
+        free(p->xst);
+        p->xst = NULL;
+    }
+    if (ad->state_size) {
+        if (!p->xst && !(p->xst = malloc(ad->state_size))) return -1;
+        memset(p->xst, 0, ad->state_size);
+        p->xst_ad = ad;
+        if (ad->reset) ad->reset(p->xst, p->call);
+    }
+    return 0;
+}
+
+/* The provider cannot take something in the request (the adapter said which field): the
+ * contract's 400 naming it, and nothing goes upstream. */
+static void refuse(proxy *p, const prov_refusal *why)
+{
+    char cost[32];
+    report(p, ROUTE_ABANDONED, -1); /* the request's doing, not the deployment's */
+    bill(p, why->status, cost);     /* nothing ran: the hold is released */
+    http_conn *c = p->c;
+    if (c && c->handler.ctx == p) c->handler = (http_handler){0};
+    p->c = NULL;
+    proxy_free(p);
+    if (c) http_error(c, why->status, why->type, why->code, why->param, why->message, -1);
+}
+
+/* A 2xx whole answer: checked and passed through, or decoded and encoded in the client's
+ * dialect into client. Returns 0, or -1 with a message in p->err. */
+static int plain_answer(proxy *p, ms_str body, buf_t *client)
+{
+    prov_call *call = p->call;
+    if (!p->translated)
+        return p->ad->response(call, body, client, &p->usage, p->err, sizeof p->err);
+    if (call->ep != EP_CHAT)
+        return p->ad->decode_embeddings(p->xst, call, body, client, &p->usage, p->err,
+                                        sizeof p->err);
+    enc_sink es = {p, NULL};
+    ev_sink sink = {enc_emit, &es};
+    if (p->ad->decode_answer(p->xst, call, body, &sink, &p->usage, p->err, sizeof p->err) != 0)
+        return -1;
+    dialect_enc *enc = encoder(p);
+    if (!enc || call->dialect->answer(enc, &p->usage.u, client) != 0) {
+        snprintf(p->err, sizeof p->err, "the gateway could not encode the answer");
+        return -1;
+    }
+    return 0;
+}
+
 static void finish_plain(proxy *p, up_result res, const char *errmsg)
 {
     const char *prov = p->call->dep->provider->name;
@@ -657,7 +760,7 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
     if (p->status >= 200 && p->status < 300) {
         buf_t client;
         buf_init(&client, 0);
-        if (p->ad->response(p->call, body, &client, &p->usage, p->err, sizeof p->err) != 0) {
+        if (plain_answer(p, body, &client) != 0) {
             /* the provider may have billed it: not retried, billed by estimate */
             snprintf(msg, sizeof msg, "The provider '%s' sent an invalid response: %s", prov,
                      p->err);
@@ -735,20 +838,6 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
     proxy_free(p);
 }
 
-/* The events of a local answer go to the client's dialect: into out for a stream, into the
- * encoder's whole answer otherwise. */
-typedef struct local_sink {
-    proxy *p;
-    buf_t *out;
-} local_sink;
-
-static int local_emit(void *ctx, const ev_event *ev)
-{
-    local_sink *ls = ctx;
-    dialect_enc *enc = encoder(ls->p);
-    return enc ? ls->p->call->dialect->event(enc, ev, ls->out) : -1;
-}
-
 /* A provider with no upstream (echo) answers at once. The whole answer is known before its
  * first byte, so it is billed first and goes out in one write, with x-modelswitch-cost. */
 static void run_local(proxy *p)
@@ -758,8 +847,8 @@ static void run_local(proxy *p)
     buf_t out, body;
     buf_init(&out, RESPONSE_MAX);
     buf_init(&body, RESPONSE_MAX);
-    local_sink ls = {p, call->stream ? &out : NULL};
-    ev_sink sink = {local_emit, &ls};
+    enc_sink es = {p, call->stream ? &out : NULL};
+    ev_sink sink = {enc_emit, &es};
     prov_refusal why = {0};
     report(p, ROUTE_SUCCESS, -1);
     int rc = p->ad->local(call, &sink, &body, &p->usage, &why);
@@ -812,7 +901,13 @@ static void run_attempt(proxy *p)
     }
     prov_upreq_free(&p->up);
     memset(&p->up, 0, sizeof p->up);
-    if (!p->ad || p->ad->build(call, &p->up) != 0) {
+    prov_refusal why = {0};
+    int rc = !p->ad || new_transfer(p) != 0 ? -1 : p->ad->build(call, p->xst, &p->up, &why);
+    if (rc == -2) {
+        refuse(p, &why);
+        return;
+    }
+    if (rc != 0) {
         char msg[200];
         snprintf(msg, sizeof msg, "The provider '%s' cannot be used by this build.",
                  dep->provider->name);

@@ -18,6 +18,14 @@
 #include "common/buf.h"
 #include "engine/event.h"
 
+/* The APIs spoken on a wire, by clients (dialects) and by upstreams (adapters). When a client's
+ * dialect and its provider's adapter speak the same one, the answer passes through. */
+typedef enum {
+    WIRE_OPENAI_CHAT,        /* OpenAI chat completions (and embeddings): openai, azure */
+    WIRE_ANTHROPIC_MESSAGES, /* Anthropic's Messages API */
+    WIRE_GEMINI,             /* Google's generateContent */
+} wire_api;
+
 /* What an encoder needs to know of the request. */
 typedef struct dialect_req {
     const char *model;      /* the model name the client sees */
@@ -37,6 +45,7 @@ typedef struct dialect_error {
 
 typedef struct dialect {
     const char *name;
+    wire_api api;
     const char *stream_content_type;
     /* A new encoder for one answer, or NULL (out of memory). */
     dialect_enc *(*enc_new)(const dialect_req *req);

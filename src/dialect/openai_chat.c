@@ -16,9 +16,10 @@
 #include "common/jscan.h"
 #include "dialect/dialect.h"
 
-#define OAI_MAX_TOOL_CALLS 128     /* a whole answer's tool calls; more is an error, not a drop */
-#define OAI_MAX_ANSWER (64u << 20) /* the largest whole answer accumulated (as upstream answers)   \
-                                    */
+#define OAI_MAX_TOOL_CALLS 128 /* a whole answer's tool calls; more is an error, not a drop */
+#define OAI_MAX_ANSWER                                                                             \
+    (64u << 20) /* the largest whole answer accumulated (as upstream answers)                      \
+                 */
 
 typedef struct oai_tool {
     int index;
@@ -360,6 +361,7 @@ static int answer(dialect_enc *e, const usage_counts *u, buf_t *out)
 
 const dialect dialect_openai_chat = {
     .name = "openai-chat",
+    .api = WIRE_OPENAI_CHAT,
     .stream_content_type = "text/event-stream",
     .enc_new = enc_new,
     .enc_free = enc_free,

@@ -162,7 +162,7 @@ static int openai_url(const prov_call *call, prov_upreq *u)
     return 0;
 }
 
-static int openai_build(const prov_call *call, prov_upreq *u)
+static int openai_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
 {
     const cfg_provider *prov = call->dep->provider;
     if (openai_url(call, u) != 0) return -1;
@@ -391,6 +391,7 @@ static void openai_error_message(ms_str body, char *out, size_t outlen)
 }
 
 const prov_adapter prov_openai = {
+    .api = WIRE_OPENAI_CHAT,
     .build = openai_build,
     .response = openai_response,
     .stream_event = openai_stream_event,

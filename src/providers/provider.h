@@ -8,8 +8,8 @@
  * `model` (and, for streams, `stream_options`) spliced, sent from iovecs that point into the
  * client's buffer; its answers pass through unchanged apart from dropping a usage chunk the
  * client did not ask for. Adapters for other formats (Anthropic, Gemini) translate instead, into
- * normalized events (engine/event.h) that the client's dialect encodes. The echo provider is an
- * adapter with no upstream (`local`).
+ * normalized events (engine/event.h) that the client's dialect encodes (see prov_adapter). The
+ * echo provider is an adapter with no upstream (`local`).
  */
 #ifndef MS_PROVIDER_H
 #define MS_PROVIDER_H
@@ -94,9 +94,28 @@ typedef struct prov_refusal {
     char message[256];
 } prov_refusal;
 
+/* A provider adapter, in the manner of nginx's upstream module: build is its create_request,
+ * reset its reinit_request and input_filter_init, decode_answer/decode_event its input_filter.
+ *
+ * Two kinds of upstream adapters. Those whose upstream speaks the client's API (api equals the
+ * client dialect's) pass the answer through: response and stream_event only read usage and check
+ * it, and the client gets the provider's bytes. The others translate: build writes a new body in
+ * the provider's format, and decode_answer/decode_event turn the provider's answer into
+ * normalized events (engine/event.h) that the client's dialect encodes. A translating adapter
+ * keeps per-transfer decoding state (state_size bytes, which the engine allocates zeroed and
+ * passes to reset before every attempt, so a retry decodes from a clean slate, and to release
+ * when the transfer is over). */
 typedef struct prov_adapter {
-    /* Fills *out. Returns 0, or -1 (out of memory / URL too long). */
-    int (*build)(const prov_call *call, prov_upreq *out);
+    wire_api api;      /* what its upstream speaks */
+    size_t state_size; /* per-transfer state; 0: none */
+    /* Prepares st for a new attempt (first or retry); may be NULL. */
+    void (*reset)(void *st, const prov_call *call);
+    /* Frees what the state holds (not st itself); may be NULL. */
+    void (*release)(void *st);
+    /* Fills *out (URL, headers, body pieces). Returns 0; -1 out of memory or URL too long; or
+     * -2 with *why filled when the request has something this provider cannot take (the
+     * contract's 400 naming param: never a silent drop). */
+    int (*build)(const prov_call *call, void *st, prov_upreq *out, prov_refusal *why);
     /* A 2xx non-streaming answer. Validates it and reads usage; when the client's body differs
      * from the upstream's, writes it into client (else leaves client empty: pass through).
      * Returns 0, or -1 with a message in err when the answer is not a valid response. */
@@ -111,6 +130,21 @@ typedef struct prov_adapter {
      * valid (err set). */
     int (*stream_event)(const prov_call *call, const sse_event *ev, buf_t *out, prov_usage *usage,
                         int *done, int *error, int *usage_chunk, char *err, size_t errlen);
+    /* Translating adapters: a 2xx non-streaming chat answer, decoded into events to sink (usage
+     * as EV_USAGE, also stored into *usage). Returns 0, or -1 with a message in err when the
+     * answer is not a valid response. */
+    int (*decode_answer)(void *st, const prov_call *call, ms_str body, const ev_sink *sink,
+                         prov_usage *usage, char *err, size_t errlen);
+    /* Translating adapters: one upstream stream event, decoded into events to sink (usage as it
+     * grows, into *usage too). Sets *done when the provider's answer is complete and *error (with
+     * a message in err) for an in-band upstream error. Returns 0, or -1 when the event is not
+     * valid (err set). */
+    int (*decode_event)(void *st, const prov_call *call, const sse_event *ev, const ev_sink *sink,
+                        prov_usage *usage, int *done, int *error, char *err, size_t errlen);
+    /* Translating adapters: a 2xx embeddings answer rewritten as OpenAI's embeddings body into
+     * client, usage read. Returns 0, or -1 with a message in err. */
+    int (*decode_embeddings)(void *st, const prov_call *call, ms_str body, buf_t *client,
+                             prov_usage *usage, char *err, size_t errlen);
     /* The human message inside an upstream error answer. */
     void (*error_message)(ms_str body, char *out, size_t outlen);
     /* Providers with no upstream (echo) set only this: answers at once, a chat as events to
