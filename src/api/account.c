@@ -339,11 +339,83 @@ static int parse_key_body(http_conn *c, ms_str body, unsigned allowed, key_body 
     return 0;
 }
 
-/* limit= and offset= of the query. Returns 0, or -1 after answering. */
-static int parse_paging(http_conn *c, ms_str q, int64_t *limit, int64_t *offset)
+/* What a listing or statistics query asks for. */
+typedef struct usage_query {
+    int64_t limit, offset;
+    char model[128];
+    int has_model;
+    store_usage_filter f; /* f.model is set when the job copies the query */
+    unsigned groups;      /* 1u << store_usage_group */
+} usage_query;
+
+/* The query parameters a route reads; others are ignored, as before. */
+enum { Q_PAGING = 1, Q_FILTER = 2, Q_GROUP = 4 };
+
+static int hexval(char ch)
 {
-    *limit = USAGE_LIMIT_DEFAULT;
-    *offset = 0;
+    return ch >= '0' && ch <= '9'   ? ch - '0'
+           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                    : -1;
+}
+
+/* v percent-decoded ('+' is a space, as forms send it) into out (NUL-terminated). -1 when it
+ * does not fit, has a broken escape or decodes to a NUL. */
+static int query_decode(ms_str v, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        char ch = v.p[i];
+        if (ch == '%') {
+            int hi = i + 2 < v.n ? hexval(v.p[i + 1]) : -1, lo = hi >= 0 ? hexval(v.p[i + 2]) : -1;
+            if (lo < 0) return -1;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (ch == '\0' || o + 1 >= outlen) return -1;
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* A decimal integer of at most 13 digits (no sign), or -1. */
+static int64_t query_uint(ms_str v)
+{
+    int64_t x = 0;
+    if (v.n == 0 || v.n > 13) return -1;
+    for (size_t j = 0; j < v.n; j++) {
+        if (v.p[j] < '0' || v.p[j] > '9') return -1;
+        x = x * 10 + (v.p[j] - '0');
+    }
+    return x;
+}
+
+/* from= or to=: an ISO 8601 time, or a date, which for `to` means the end of that day (so
+ * from=2026-03-01&to=2026-03-31 is all of March). Both bounds are inclusive. */
+static int query_time(http_conn *c, ms_str v, int is_to, int64_t *out)
+{
+    char t[64];
+    if (query_decode(v, t, sizeof t) != 0 || ms_parse_iso8601(t, out) != 0) {
+        api_err_invalid(c, is_to ? "to" : "from",
+                        is_to ? "'to' must be an ISO 8601 time such as 2026-03-01T12:00:00Z or a "
+                                "date such as 2026-03-01."
+                              : "'from' must be an ISO 8601 time such as 2026-03-01T12:00:00Z or "
+                                "a date such as 2026-03-01.");
+        return -1;
+    }
+    if (is_to && strlen(t) == 10) *out += 86400000 - 1;
+    return 0;
+}
+
+/* The query's parameters of the kinds in `want`. Returns 0, or -1 after answering. */
+static int parse_query(http_conn *c, ms_str q, unsigned want, usage_query *uq)
+{
+    memset(uq, 0, sizeof *uq);
+    uq->limit = USAGE_LIMIT_DEFAULT;
+    uq->f = STORE_USAGE_ALL;
     size_t i = 0;
     while (i < q.n) {
         size_t end = i;
@@ -354,29 +426,54 @@ static int parse_paging(http_conn *c, ms_str q, int64_t *limit, int64_t *offset)
         ms_str k = {pair.p, eq ? (size_t)(eq - pair.p) : pair.n};
         ms_str v = eq ? (ms_str){eq + 1, pair.n - k.n - 1} : (ms_str){"", 0};
         int is_limit = ms_str_eq(k, "limit"), is_offset = ms_str_eq(k, "offset");
-        if (is_limit || is_offset) {
-            int64_t x = 0;
-            int ok = v.n > 0 && v.n <= 13;
-            for (size_t j = 0; ok && j < v.n; j++) {
-                if (v.p[j] < '0' || v.p[j] > '9')
-                    ok = 0;
-                else
-                    x = x * 10 + (v.p[j] - '0');
-            }
-            if (is_limit && (!ok || x < 1 || x > USAGE_LIMIT_MAX)) {
+        if ((want & Q_PAGING) && (is_limit || is_offset)) {
+            int64_t x = query_uint(v);
+            if (is_limit && (x < 1 || x > USAGE_LIMIT_MAX)) {
                 char msg[96];
                 snprintf(msg, sizeof msg, "'limit' must be an integer from 1 to %d.",
                          USAGE_LIMIT_MAX);
                 api_err_invalid(c, "limit", msg);
                 return -1;
             }
-            if (is_offset && (!ok || x > OFFSET_MAX)) {
+            if (is_offset && (x < 0 || x > OFFSET_MAX)) {
                 api_err_invalid(c, "offset", "'offset' must be an integer >= 0.");
                 return -1;
             }
-            *(is_limit ? limit : offset) = x;
+            *(is_limit ? &uq->limit : &uq->offset) = x;
+        } else if ((want & Q_FILTER) && ms_str_eq(k, "model")) {
+            if (query_decode(v, uq->model, sizeof uq->model) != 0 || !uq->model[0]) {
+                api_err_invalid(c, "model", "'model' must be a model name (at most 127 bytes).");
+                return -1;
+            }
+            uq->has_model = 1;
+        } else if ((want & Q_FILTER) && ms_str_eq(k, "key_id")) {
+            int64_t x = query_uint(v);
+            if (x < 1) {
+                api_err_invalid(c, "key_id", "'key_id' must be a key id (an integer >= 1).");
+                return -1;
+            }
+            uq->f.key_id = x;
+        } else if ((want & Q_FILTER) && ms_str_eq(k, "from")) {
+            if (query_time(c, v, 0, &uq->f.from_ms) != 0) return -1;
+        } else if ((want & Q_FILTER) && ms_str_eq(k, "to")) {
+            if (query_time(c, v, 1, &uq->f.to_ms) != 0) return -1;
+        } else if ((want & Q_GROUP) && ms_str_eq(k, "group_by")) {
+            if (ms_str_eq(v, "model"))
+                uq->groups |= 1u << STORE_BY_MODEL;
+            else if (ms_str_eq(v, "key"))
+                uq->groups |= 1u << STORE_BY_KEY;
+            else if (ms_str_eq(v, "day"))
+                uq->groups |= 1u << STORE_BY_DAY;
+            else {
+                api_err_invalid(c, "group_by", "'group_by' must be model, key or day.");
+                return -1;
+            }
         }
         i = end + 1;
+    }
+    if (uq->f.from_ms > uq->f.to_ms) {
+        api_err_invalid(c, "to", "'to' must not be before 'from'.");
+        return -1;
     }
     return 0;
 }
@@ -403,6 +500,7 @@ typedef struct acct_job {
     int64_t account_id;
     int64_t id; /* the path's key id */
     int64_t limit, offset;
+    usage_query q; /* usage and statistics */
     key_body kb;
     bill_t *bill; /* may be NULL: everything then comes from the store */
     kc_t *kc;
@@ -597,12 +695,21 @@ static void work_delete(acct_job *j, store_t *s)
     }
 }
 
+/* The filter of a job's query, its model pointing into the job. */
+static store_usage_filter job_filter(acct_job *j)
+{
+    store_usage_filter f = j->q.f;
+    f.model = j->q.has_model ? j->q.model : NULL;
+    return f;
+}
+
 static void work_usage(acct_job *j, store_t *s)
 {
     store_usage_row *v = NULL;
     size_t n = 0;
+    store_usage_filter f = job_filter(j);
     if (j->bill) bill_flush_for(j->bill, 2000);
-    if (store_usage_list(s, j->account_id, j->limit, j->offset, &v, &n) != STORE_OK) {
+    if (store_usage_query(s, j->account_id, &f, j->q.limit, j->q.offset, &v, &n) != STORE_OK) {
         job_fail(j, s, "usage list");
         return;
     }
@@ -610,14 +717,25 @@ static void work_usage(acct_job *j, store_t *s)
     buf_appends(b, "{\"usage\":[");
     for (size_t i = 0; i < n; i++) {
         const store_usage_row *u = &v[i];
-        buf_printf(b, "%s{\"id\":%" PRId64 ",\"model\":", i ? "," : "", u->id);
+        buf_printf(b, "%s{\"id\":%" PRId64 ",\"requestId\":", i ? "," : "", u->id);
+        api_append_str(b, u->request_id);
+        buf_appends(b, ",\"model\":");
         api_append_str(b, u->model);
+        buf_appends(b, ",\"provider\":");
+        api_append_str(b, u->provider);
+        /* promptTokens counts every prompt token, as OpenAI's does; cacheWriteTokens both
+         * cache-write kinds, of which cacheWrite1hTokens the 1-hour ones */
         buf_printf(b,
-                   ",\"keyId\":%" PRId64 ",\"promptTokens\":%" PRId64
-                   ",\"completionTokens\":%" PRId64 ",\"chargedAmount\":",
-                   u->key_id, u->prompt_tokens, u->completion_tokens);
+                   ",\"keyId\":%" PRId64 ",\"promptTokens\":%" PRId64 ",\"cachedTokens\":%" PRId64
+                   ",\"cacheWriteTokens\":%" PRId64 ",\"cacheWrite1hTokens\":%" PRId64
+                   ",\"completionTokens\":%" PRId64 ",\"reasoningTokens\":%" PRId64
+                   ",\"chargedAmount\":",
+                   u->key_id, u->prompt_tokens, u->cached_tokens,
+                   u->cache_write_tokens + u->cache_write_1h_tokens, u->cache_write_1h_tokens,
+                   u->completion_tokens, u->reasoning_tokens);
         api_append_usd(b, u->charged_nusd);
-        buf_appends(b, ",\"createdAt\":");
+        buf_printf(b, ",\"status\":%d,\"estimated\":%s,\"latencyMs\":%" PRId64 ",\"createdAt\":",
+                   u->status, u->estimated ? "true" : "false", u->latency_ms);
         api_append_time(b, u->created_at_ms);
         buf_appends(b, "}");
     }
@@ -625,41 +743,58 @@ static void work_usage(acct_job *j, store_t *s)
     free(v);
 }
 
-static void append_stat(buf_t *b, const store_usage_stat *st, int with_model)
+/* One statistics object; group says which label it starts with (-1: none, the overall row). */
+static void append_stat(buf_t *b, const store_usage_stat *st, int group)
 {
     buf_appends(b, "{");
-    if (with_model) {
+    if (group == STORE_BY_MODEL) {
         buf_appends(b, "\"model\":");
         api_append_str(b, st->model);
         buf_appends(b, ",");
+    } else if (group == STORE_BY_KEY) {
+        buf_printf(b, "\"keyId\":%" PRId64 ",", st->key_id);
+    } else if (group == STORE_BY_DAY) {
+        char t[32];
+        ms_iso8601(st->day * 86400000, t, 0);
+        buf_printf(b, "\"date\":\"%.10s\",", t);
     }
     buf_printf(b,
-               "\"requests\":%" PRId64 ",\"promptTokens\":%" PRId64 ",\"completionTokens\":%" PRId64
-               ",\"spend\":",
-               st->requests, st->prompt_tokens, st->completion_tokens);
+               "\"requests\":%" PRId64 ",\"promptTokens\":%" PRId64 ",\"cachedTokens\":%" PRId64
+               ",\"cacheWriteTokens\":%" PRId64 ",\"cacheWrite1hTokens\":%" PRId64
+               ",\"completionTokens\":%" PRId64 ",\"reasoningTokens\":%" PRId64 ",\"spend\":",
+               st->requests, st->prompt_tokens, st->cached_tokens,
+               st->cache_write_tokens + st->cache_write_1h_tokens, st->cache_write_1h_tokens,
+               st->completion_tokens, st->reasoning_tokens);
     api_append_usd(b, st->spend_nusd);
     buf_appends(b, "}");
 }
 
 static void work_stats(acct_job *j, store_t *s)
 {
-    store_usage_stat overall, *v = NULL;
-    size_t n = 0;
+    static const char *const name[STORE_BY__COUNT] = {"byModel", "byKey", "byDay"};
+    store_usage_stats_out o;
+    store_usage_filter f = job_filter(j);
+    /* byModel always, as before group_by existed; the others when asked */
+    unsigned groups = j->q.groups | 1u << STORE_BY_MODEL;
     if (j->bill) bill_flush_for(j->bill, 2000);
-    if (store_usage_stats(s, j->account_id, &overall, &v, &n) != STORE_OK) {
+    if (store_usage_stats_query(s, j->account_id, &f, groups, &o) != STORE_OK) {
         job_fail(j, s, "usage stats");
         return;
     }
     buf_t *b = &j->body;
     buf_appends(b, "{\"overall\":");
-    append_stat(b, &overall, 0);
-    buf_appends(b, ",\"byModel\":[");
-    for (size_t i = 0; i < n; i++) {
-        if (i) buf_appends(b, ",");
-        append_stat(b, &v[i], 1);
+    append_stat(b, &o.overall, -1);
+    for (int g = 0; g < STORE_BY__COUNT; g++) {
+        if (!(groups & (1u << g))) continue;
+        buf_printf(b, ",\"%s\":[", name[g]);
+        for (size_t i = 0; i < o.n[g]; i++) {
+            if (i) buf_appends(b, ",");
+            append_stat(b, &o.by[g][i], g);
+        }
+        buf_appends(b, "]");
     }
-    buf_appends(b, "]}");
-    free(v);
+    buf_appends(b, "}");
+    store_usage_stats_free(&o);
 }
 
 static void work_txns(acct_job *j, store_t *s)
@@ -846,19 +981,25 @@ void api_account(http_conn *c, http_request *r, const store_key *key, acct_route
         }
         break;
     case ACCT_USAGE:
-    case ACCT_TRANSACTIONS: {
-        int64_t limit, offset;
-        if (parse_paging(c, r->query, &limit, &offset) != 0) return;
-        j = job_new(c, route == ACCT_USAGE ? OP_USAGE : OP_TXNS, account, type, 0);
+    case ACCT_TRANSACTIONS:
+    case ACCT_USAGE_STATS: {
+        usage_query q;
+        unsigned want = route == ACCT_USAGE         ? Q_PAGING | Q_FILTER
+                        : route == ACCT_USAGE_STATS ? Q_FILTER | Q_GROUP
+                                                    : Q_PAGING;
+        if (parse_query(c, r->query, want, &q) != 0) return;
+        j = job_new(c,
+                    route == ACCT_USAGE         ? OP_USAGE
+                    : route == ACCT_USAGE_STATS ? OP_STATS
+                                                : OP_TXNS,
+                    account, type, 0);
         if (j) {
-            j->limit = limit;
-            j->offset = offset;
+            j->q = q;
+            j->limit = q.limit;
+            j->offset = q.offset;
         }
         break;
     }
-    case ACCT_USAGE_STATS:
-        j = job_new(c, OP_STATS, account, type, 0);
-        break;
     }
     if (j) api_job(c, acct_work, acct_done, j);
 }

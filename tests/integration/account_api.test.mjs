@@ -518,10 +518,112 @@ test('usage and stats of an account without requests are empty', T, async () => 
     assert.deepEqual(assertJson(await api('GET', '/api/usage', acct.billing), 200), { usage: [] });
     const stats = assertJson(await api('GET', '/api/usage/stats', acct.billing), 200);
     assert.deepEqual(stats, {
-        overall: { requests: 0, promptTokens: 0, completionTokens: 0, spend: 0 }, byModel: [],
+        overall: {
+            requests: 0, promptTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, cacheWrite1hTokens: 0,
+            completionTokens: 0, reasoningTokens: 0, spend: 0,
+        },
+        byModel: [],
     });
+    assert.deepEqual(assertJson(await api('GET', '/api/usage/stats?group_by=key', acct.billing), 200).byKey, []);
+    assert.deepEqual(assertJson(await api('GET', '/api/usage/stats?group_by=day', acct.billing), 200).byDay, []);
     assert.deepEqual(assertJson(await api('GET', '/api/transactions', acct.billing), 200), { transactions: [] });
     assert.deepEqual(assertJson(await api('GET', '/api/balance', acct.billing), 200), { balance: 0 });
+});
+
+test('usage filters (model, key_id, from, to) and statistics by model, key and day', T, async () => {
+    const acct = await adminAccount('filters', 10);
+    const k1 = assertJson(await api('POST', '/api/keys', acct.billing, { name: 'k1' }), 201);
+    const k2 = assertJson(await api('POST', '/api/keys', acct.billing, { name: 'k2' }), 201);
+    const embed = (key, input) => h.post(gw, '/v1/embeddings', key, { model: 'echo-embed-1', input });
+    // oldest first: k1 chat, k2 chat, k1 embeddings, k2 embeddings
+    for (const r of [await chat(k1.key), await chat(k2.key), await embed(k1.key, 'a b c'),
+        await embed(k2.key, 'd e')]) {
+        assert.equal(r.status, 200, r.text);
+    }
+    const all = assertJson(await api('GET', '/api/usage', acct.billing), 200).usage;
+    assert.equal(all.length, 4);
+    for (const row of all) {
+        for (const f of ['id', 'requestId', 'model', 'provider', 'keyId', 'promptTokens', 'cachedTokens',
+            'cacheWriteTokens', 'cacheWrite1hTokens', 'completionTokens', 'reasoningTokens', 'chargedAmount',
+            'status', 'latencyMs', 'createdAt']) {
+            assert.ok(f in row, `usage field ${f}: ${JSON.stringify(row)}`);
+        }
+        assert.equal(row.provider, 'local');
+        assert.equal(row.status, 200);
+        assert.match(row.requestId, /\S/);
+        assert.equal(row.cachedTokens + row.cacheWriteTokens + row.reasoningTokens, 0, 'echo reports none');
+    }
+    const ids = (rows) => rows.map((r) => r.id);
+    const q = async (query) => assertJson(await api('GET', `/api/usage?${query}`, acct.billing), 200).usage;
+    const byModel = (m) => all.filter((r) => r.model === m);
+    const byKey = (k) => all.filter((r) => r.keyId === k);
+
+    assert.deepEqual(ids(await q('model=echo-1')), ids(byModel('echo-1')));
+    assert.equal(byModel('echo-1').length, 2);
+    assert.deepEqual(ids(await q('model=echo%2Dembed%2D1')), ids(byModel('echo-embed-1')), 'percent-decoded');
+    assert.deepEqual(await q('model=no-such-model'), []);
+    assert.deepEqual(ids(await q(`key_id=${k2.id}`)), ids(byKey(k2.id)));
+    assert.deepEqual(ids(await q(`key_id=${k1.id}&model=echo-embed-1`)), [all[1].id]);
+    assert.deepEqual(ids(await q(`key_id=${k1.id}&limit=1&offset=1`)), [all[3].id], 'filters page too');
+    // a key of another account: nothing (and nothing revealed)
+    assert.deepEqual(await q("key_id=1"), []); // the first key made: cli-proxy of account alpha
+    // from and to are inclusive; a date as `to` covers that whole day
+    const [newest, , , oldest] = all;
+    assert.deepEqual(ids(await q(`from=${encodeURIComponent(newest.createdAt)}`)).includes(newest.id), true);
+    assert.deepEqual(ids(await q(`to=${encodeURIComponent(oldest.createdAt)}`)).includes(oldest.id), true);
+    assert.deepEqual(ids(await q(`from=${oldest.createdAt}&to=${newest.createdAt}`)), ids(all));
+    const today = newest.createdAt.slice(0, 10);
+    assert.deepEqual(ids(await q(`from=${today}&to=${today}`)), ids(all));
+    assert.deepEqual(await q('to=2000-01-01'), []);
+    assert.deepEqual(await q('from=2999-01-01T00:00:00Z'), []);
+    assert.deepEqual(ids(await q('from=2000-01-01T00:00:00%2B00:00')), ids(all), 'an encoded +00:00');
+
+    for (const [query, param] of [['model=', 'model'], [`model=${'m'.repeat(128)}`, 'model'],
+        ['model=%zz', 'model'], ['key_id=0', 'key_id'], ['key_id=abc', 'key_id'], ['from=yesterday', 'from'],
+        ['to=2026-13-01', 'to'], ['from=2026-03-02&to=2026-03-01', 'to']]) {
+        h.assertError(assert, await api('GET', `/api/usage?${query}`, acct.billing), 400,
+            'invalid_request_error', 'invalid_parameter', param);
+    }
+
+    // statistics: the same filters; byModel always, byKey and byDay when asked
+    const stats = async (query) => assertJson(await api('GET', `/api/usage/stats?${query}`, acct.billing), 200);
+    const sum = (rows, f) => rows.reduce((s, r) => s + r[f], 0);
+    const spend = (rows) => rows.reduce((s, r) => s + nano(r.chargedAmount), 0);
+    const s0 = await stats('');
+    assert.equal(s0.overall.requests, 4);
+    assert.equal(s0.overall.promptTokens, sum(all, 'promptTokens'));
+    assert.equal(s0.overall.cachedTokens, 0);
+    assert.equal(nano(s0.overall.spend), spend(all));
+    assert.equal(s0.byModel.length, 2);
+    assert.ok(!('byKey' in s0) && !('byDay' in s0));
+    const sk = await stats('group_by=key');
+    assert.deepEqual(sk.byKey.map((r) => r.keyId).sort(), [k1.id, k2.id].sort());
+    for (const r of sk.byKey) {
+        const mine = byKey(r.keyId);
+        assert.equal(r.requests, 2);
+        assert.equal(r.promptTokens, sum(mine, 'promptTokens'));
+        assert.equal(r.completionTokens, sum(mine, 'completionTokens'));
+        assert.equal(nano(r.spend), spend(mine));
+        assert.ok('cachedTokens' in r && 'reasoningTokens' in r);
+    }
+    const sd = await stats('group_by=day');
+    assert.deepEqual(sd.byDay.map((r) => r.date), [today]);
+    assert.deepEqual({ ...sd.byDay[0], date: undefined }, { ...sd.overall, date: undefined });
+    const sm = await stats(`group_by=model&key_id=${k1.id}`);
+    assert.equal(sm.overall.requests, 2);
+    assert.deepEqual(sm.byModel.map((r) => r.requests), [1, 1]);
+    const se = await stats('model=echo-embed-1&group_by=key');
+    assert.equal(se.overall.requests, 2);
+    assert.equal(se.overall.completionTokens, 0);
+    assert.equal(nano(se.overall.spend), spend(byModel('echo-embed-1')));
+    const none = await stats('to=2000-01-01&group_by=day');
+    assert.equal(none.overall.requests, 0);
+    assert.deepEqual(none.byDay, []);
+    for (const [query, param] of [['group_by=week', 'group_by'], ['group_by=', 'group_by'],
+        ['from=x', 'from'], ['key_id=-1', 'key_id']]) {
+        h.assertError(assert, await api('GET', `/api/usage/stats?${query}`, acct.billing), 400,
+            'invalid_request_error', 'invalid_parameter', param);
+    }
 });
 
 // --- operator API --------------------------------------------------------------------------------

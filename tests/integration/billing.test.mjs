@@ -32,6 +32,17 @@ const CONFIG = {
         // Own deployments for fault tests (a failing deployment may be cooled down).
         'mock-500': model(2.5, 10, 4096, 'mock', 'fail-up'),
         'mock-cut': model(2.5, 10, 4096, 'mock', 'cut-up'),
+        // Cache reads at half the input price (OpenAI's discount); no cache writes with OpenAI,
+        // so they default to input.
+        'mock-cache': {
+            pricing: { input: 2.5, output: 10, cached_input: 1.25 },
+            max_output_tokens: 4096, deployments: [{ provider: 'mock', model: 'cache-up' }],
+        },
+        // A 1-hour cache write dearer than input: the hold prices the prompt bound at it.
+        'mock-dearwrite': {
+            pricing: { input: 1, output: 2, cached_input: 0.1, cache_write: 1.25, cache_write_1h: 4 },
+            max_output_tokens: 4096, deployments: [{ provider: 'mock', model: 'dear-up' }],
+        },
     },
 };
 
@@ -152,12 +163,49 @@ before(async () => {
             a.key2 = await g.createKey(a.account, { name: 'no limit' });
             B.concurrent = roundHoldBody(g, h.scaled(500));
             await mkAccount(g, 'concurrent', BigInt(N) * 10000000n);
+            for (const n of ['cache', 'cache-stream']) await mkAccount(g, n, ONE);
+            // The hold of a model whose dearest prompt price is a cache write: one account a
+            // nano-dollar short of it, one with exactly it.
+            B.dear = json({ model: 'mock-dearwrite', messages: user('dear write'), max_tokens: 40,
+                mock: { chunks: 2, prompt_tokens: 5 } });
+            B.dearHold = dearHold(g, B.dear);
+            await mkAccount(g, 'dear short', B.dearHold - 1n);
+            await mkAccount(g, 'dear exact', B.dearHold);
         },
     });
 });
 after(async () => { await gw?.stop(); });
 
 const chat = (key, body, g = gw) => h.post(g, '/v1/chat/completions', key, body);
+
+/** A list price (nano-dollars per 1M tokens) of a USD price per 1M, with gw's markup. */
+function listPrice(g, usd) {
+    const markupMicro = h.usdToNano(String(g.config.billing?.markup_percent ?? 0)) / 1000n;
+    return (h.usdToNano(String(usd)) * (100000000n + markupMicro) + 50000000n) / 100000000n;
+}
+
+/** The cost of the five counts at model's list prices (absent prices are the input price),
+ * rounded half up once; reasoning is inside output and never priced apart. */
+function usageCostNano(g, model, u) {
+    const p = g.config.models[model].pricing;
+    const price = (k) => listPrice(g, p[k] ?? p.input);
+    const sum = BigInt(u.input ?? 0) * price('input') +
+        BigInt(u.cached_input ?? 0) * price('cached_input') +
+        BigInt(u.cache_write ?? 0) * price('cache_write') +
+        BigInt(u.cache_write_1h ?? 0) * price('cache_write_1h') +
+        BigInt(u.output ?? 0) * listPrice(g, p.output);
+    return (sum + 500000n) / 1000000n;
+}
+
+/** The hold of a chat body: the prompt bound at the dearest of the four prompt prices. */
+function dearHold(g, body) {
+    const j = JSON.parse(body);
+    const p = g.config.models[j.model].pricing;
+    const dear = ['input', 'cached_input', 'cache_write', 'cache_write_1h']
+        .map((k) => listPrice(g, p[k] ?? p.input)).reduce((a, b) => (a > b ? a : b));
+    return (h.promptBound(body) * dear + BigInt(j.max_tokens) * listPrice(g, p.output) + 500000n) /
+        1000000n;
+}
 
 /** The x-modelswitch-cost header of res as nano-dollars. */
 function costHeader(res) {
@@ -499,6 +547,88 @@ test(`concurrency: a balance of exactly ${N} holds, ${20 * N} requests at once: 
     assert.equal(upstream.length, N, 'only the accepted requests reached the upstream');
     const au = await h.audit(gw);
     assert.equal(au.code, 0, `audit: ${au.stdout}${au.stderr}`);
+});
+
+test('cache reads and reasoning: each count at its own price; the client sees OpenAI usage', T, async () => {
+    const a = A.cache;
+    const res = await chat(a.key, json({
+        model: 'mock-cache', messages: user('cached prompt'), max_tokens: 50,
+        mock: { prompt_tokens: 1000, cached_tokens: 600, reasoning_tokens: 7, chunks: 2 },
+    }));
+    assert.equal(res.status, 200, res.text);
+    // 400 x 2.50 + 600 x 1.25 + (2 + 7) x 10.00 USD per 1M: reasoning is billed as output
+    const want = usageCostNano(gw, 'mock-cache', { input: 400, cached_input: 600, output: 9 });
+    assert.equal(want, 1840000n);
+    // all of it at the input price would have been 2 590 000
+    assert.equal(h.costNano(gw, 'mock-cache', 1000, 9), 2590000n);
+    assert.equal(costHeader(res), want, 'x-modelswitch-cost');
+    assert.equal(await h.balanceNano(gw, a.billing), a.topups - want, 'balance');
+    // the client's usage is the provider's, untouched
+    assert.deepEqual(res.json.usage, {
+        prompt_tokens: 1000, completion_tokens: 9, total_tokens: 1009,
+        prompt_tokens_details: { cached_tokens: 600 }, completion_tokens_details: { reasoning_tokens: 7 },
+    });
+    const u = await checkOneUsage(a, { model: 'mock-cache', prompt: 1000, completion: 9, charged: want });
+    assert.equal(u.cachedTokens, 600, 'cachedTokens');
+    assert.equal(u.cacheWriteTokens, 0, 'cacheWriteTokens');
+    assert.equal(u.cacheWrite1hTokens, 0, 'cacheWrite1hTokens');
+    assert.equal(u.reasoningTokens, 7, 'reasoningTokens');
+    assert.equal(u.requestId, res.headers.get('x-request-id'), 'requestId');
+    assert.equal(u.provider, 'mock');
+    assert.equal(u.status, 200);
+    const tx = (await h.transactionRows(gw, a.billing)).find((t) => t.type === 'usage');
+    assert.equal(tx.description, 'mock-cache 1000+9 tokens');
+    // the access log counts as OpenAI does: every prompt token, every completion token
+    const line = await gw.waitForLog(res.headers.get('x-request-id'));
+    assert.equal(line.prompt_tokens, 1000);
+    assert.equal(line.completion_tokens, 9);
+    // the statistics add the parts up
+    const stats = await h.get(gw, '/api/usage/stats', a.billing);
+    assert.equal(stats.status, 200, stats.text);
+    const st = stats.json.overall;
+    assert.equal(st.promptTokens, 1000);
+    assert.equal(st.cachedTokens, 600);
+    assert.equal(st.reasoningTokens, 7);
+    assert.equal(h.usdToNano(st.spend), want);
+});
+
+test('cache reads and reasoning in a stream: the usage chunk and the charge agree', T, async () => {
+    const a = A['cache-stream'];
+    const res = await chat(a.key, json({
+        model: 'mock-cache', messages: user('cached stream'), stream: true, max_tokens: 50,
+        stream_options: { include_usage: true },
+        mock: { prompt_tokens: 333, cached_tokens: 333, reasoning_tokens: 20, chunks: 3 },
+    }));
+    assert.equal(res.status, 200, res.text);
+    const ev = h.sseEvents(res.text);
+    const last = ev[ev.length - 2];
+    assert.equal(last.usage.prompt_tokens, 333);
+    assert.equal(last.usage.completion_tokens, 23);
+    assert.deepEqual(last.usage.prompt_tokens_details, { cached_tokens: 333 });
+    assert.deepEqual(last.usage.completion_tokens_details, { reasoning_tokens: 20 });
+    // the whole prompt from the cache: 333 x 1250 + 23 x 10000 nano-dollars
+    const want = usageCostNano(gw, 'mock-cache', { cached_input: 333, output: 23 });
+    assert.equal(want, 646250n);
+    assert.equal(h.usdToNano(last.usage.cost), want, 'usage.cost');
+    assert.equal(await h.balanceNano(gw, a.billing), a.topups - want);
+    const u = await checkOneUsage(a, { model: 'mock-cache', prompt: 333, completion: 23, charged: want });
+    assert.equal(u.cachedTokens, 333);
+    assert.equal(u.reasoningTokens, 20);
+});
+
+test('holds: the prompt bound is priced at the dearest prompt price (a 1-hour cache write)', T, async () => {
+    // input alone would hold far less: the account a nano-dollar short of the real hold has more
+    assert.ok(h.holdNano(gw, B.dear) < B.dearHold - 1n);
+    const before = (await upstreamWith('dear write')).length;
+    const short = await chat(A['dear short'].key, B.dear);
+    h.assertError(assert, short, 403, 'permission_error', 'insufficient_balance');
+    assert.equal((await upstreamWith('dear write')).length, before, 'nothing went upstream');
+    const exact = await chat(A['dear exact'].key, B.dear);
+    assert.equal(exact.status, 200, exact.text);
+    // charged its usage (5 plain input, 2 output), not the hold
+    const want = usageCostNano(gw, 'mock-dearwrite', { input: 5, output: 2 });
+    assert.equal(costHeader(exact), want);
+    assert.equal(await h.balanceNano(gw, A['dear exact'].billing), B.dearHold - want);
 });
 
 test('ledger: balance = top-ups - usage charged = Σ transactions, for every account; audit', T, async () => {
