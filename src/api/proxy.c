@@ -197,6 +197,30 @@ static void note_upstream_time(proxy *p)
     if (r->upstream_ms < 0) r->upstream_ms = (int64_t)((ms_mono_ns() - p->t0) / 1000000);
 }
 
+/* The documented estimate (docs/BILLING.md) for a 2xx answer whose usage never came, or came only
+ * in part: what the provider reported is kept and never lowered. Output: the bytes of text seen
+ * bound its tokens, and so does the request's own output limit (the provider cannot have
+ * generated more than it was allowed to). Prompt, when the provider said nothing of it: the
+ * prompt bound, counted as the dearest kind of prompt token the model has, so the estimate stays
+ * a worst case whatever the cache did. */
+static void estimate(proxy *p, usage_counts *u)
+{
+    prov_call *call = p->call;
+    const cfg_model *m = call->model;
+    int64_t out = p->usage.streamed_bytes;
+    int64_t cap = call->ep == EP_CHAT ? price_output_bound(p->w->cfg, m, call->max_tokens) : 0;
+    if (out > cap) out = cap;
+    if (u->output < out) u->output = out;
+    if (usage_prompt(u) > 0) return;
+    int64_t *dearest = &u->input, price = m->price_in_nusd_per_mtok;
+    if (m->price_cached_in_nusd_per_mtok > price)
+        dearest = &u->cached_input, price = m->price_cached_in_nusd_per_mtok;
+    if (m->price_cache_write_nusd_per_mtok > price)
+        dearest = &u->cache_write, price = m->price_cache_write_nusd_per_mtok;
+    if (m->price_cache_write_1h_nusd_per_mtok > price) dearest = &u->cache_write_1h;
+    *dearest = call->prompt_bound;
+}
+
 /* Ends the request's money: usage if the provider said, an estimate if it answered 2xx without
  * saying (it billed something), else the hold is released. cost gets the USD text ("" when
  * nothing was charged). */
@@ -205,16 +229,14 @@ static void bill(proxy *p, int client_status, char *cost)
     prov_call *call = p->call;
     cost[0] = '\0';
     if (call->hold.amount_nusd == 0 && call->hold.account_id == 0) return; /* already billed */
-    if (p->usage.known) {
+    /* a stream that did not reach its end may have reported only part of its usage (Anthropic
+     * sends the prompt's at the start, the output's at the end) */
+    int complete = !p->is_sse || p->saw_done;
+    if (p->usage.known && complete) {
         call->settle(call, &p->usage, client_status, 0, cost);
     } else if (p->status >= 200 && p->status < 300) {
-        /* bytes of text bound the tokens, and so does the request's own output limit: the
-         * provider cannot have generated more than it was allowed to */
-        int64_t out = p->usage.streamed_bytes;
-        int64_t cap =
-            call->ep == EP_CHAT ? price_output_bound(p->w->cfg, call->model, call->max_tokens) : 0;
-        if (out > cap) out = cap;
-        prov_usage est = {.known = 1, .u = {.input = call->prompt_bound, .output = out}};
+        prov_usage est = {.known = 1, .u = p->usage.known ? p->usage.u : (usage_counts){0}};
+        estimate(p, &est.u);
         call->settle(call, &est, client_status, 1, cost);
         p->usage = est;
     } else {

@@ -25,6 +25,11 @@ before(async () => {
                     max_output_tokens: 4096,
                     deployments: [{ provider: 'mock', model: 'est-upstream' }],
                 },
+                // a cache write dearer than plain input: the estimate's prompt is counted at it
+                'mock-est-cw': {
+                    pricing: { input: 1, output: 1, cache_write: 5 },
+                    deployments: [{ provider: 'mock', model: 'est-cw-upstream' }],
+                },
             },
         },
         setup: async (g) => { ({ key } = await g.newProxyKey(100)); },
@@ -142,4 +147,21 @@ test('a stream cut without usage is billed at most the request\'s max_tokens', T
     const rid = res.headers.get('x-request-id');
     const line = await gw.waitForLog(rid);
     assert.match(JSON.stringify(line), /"completion_tokens":7\b/, `access line: ${JSON.stringify(line)}`);
+});
+
+test('a usage-less estimate counts the prompt bound at the model\'s dearest prompt price', T, async () => {
+    const body = JSON.stringify({
+        model: 'mock-est-cw', messages: user, stream: true, max_tokens: 3,
+        mock: { chunks: 10, cut_after: 5, no_usage: true },
+    });
+    const res = await chat(body);
+    assert.equal(res.status, 200, res.text);
+    // 1 USD per 1M tokens = 1,000 nano-dollars a token: the prompt bound at 5, 3 output at 1
+    const want = (h.promptBound(body) * 5n + 3n) * 1000n;
+    const r = await h.eventually(async () => {
+        const rows = await h.sqliteRows(gw, "SELECT charged_nusd, estimated FROM usage WHERE model = 'mock-est-cw'");
+        return rows === null || rows.length > 0 ? { rows } : null;
+    }, h.scaled(5000));
+    assert.ok(r.value, 'no usage row');
+    if (r.value.rows) assert.deepEqual(r.value.rows, [{ charged_nusd: Number(want), estimated: 1 }]);
 });
