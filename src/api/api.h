@@ -8,6 +8,9 @@
 #define MS_API_H
 
 #include "server/http.h"
+#include "billing/billing.h"
+#include "common/usage.h"
+#include "ratelimit/ratelimit.h"
 #include "store/store.h"
 
 /* The API layer's handlers for the server (server.h): dispatch (routes and answers a complete
@@ -52,12 +55,34 @@ typedef struct api_error_info {
  * upstream_status >= 300): the client-facing status, type and code. */
 api_error_info api_upstream_error(int res, int upstream_status);
 
+/* A request's settlement context (settle.c): its hold and rate-limit admission, and the state
+ * that makes it end exactly once. Owned by the request (the proxy), not by its adapter. */
+typedef struct api_settlement {
+    bill_t *bill;
+    rl_t *rl; /* NULL: no token correction owed */
+    store_key key;
+    const cfg_model *rl_model; /* the model the limiter admitted the request under */
+    int64_t rl_tokens;         /* the tokens it admitted (corrected to the real count at the end) */
+    bill_hold hold;
+    int64_t prompt_bound;
+    char request_id[40];
+    uint64_t start_ns;
+    int done; /* settled or released */
+} api_settlement;
+
 /* Admits call: the rate limits (429 with retry-after), then the hold (prices, bounds:
- * docs/BILLING.md, covering the dearest model of its fallback chain); wires its settle/release
- * and sets the x-ratelimit-* headers. On refusal the error has been sent and -1 is returned.
- * (settle.c) */
+ * docs/BILLING.md, covering the dearest model of its fallback chain), and sets the x-ratelimit-*
+ * headers. Returns the settlement context (free it after api_settle or api_release), or NULL
+ * when refused (the error has been sent). */
 struct prov_call;
-int api_admit(http_conn *c, struct prov_call *call, const store_key *key);
+api_settlement *api_admit(http_conn *c, const struct prov_call *call, const store_key *key);
+/* Ends the request with usage u, billed for model (and provider, for the record): the hold
+ * becomes the charge. Writes the USD charged as text into cost (32 bytes; "" when nothing was)
+ * and returns the nano-dollars charged. A second end is ignored. */
+int64_t api_settle(api_settlement *s, const cfg_model *model, const char *provider,
+                   const usage_counts *u, int status, int estimated, char *cost);
+/* Ends a request that got no usage: the hold is released and the request recorded with status. */
+void api_release(api_settlement *s, const cfg_model *model, const char *provider, int status);
 /* Sets the x-ratelimit-* headers of key's current state on the answer (no consumption). */
 void api_rate_headers(http_conn *c, const store_key *key);
 

@@ -90,6 +90,7 @@ static prov_call *begin_call(http_conn *c, http_request *r, prov_endpoint ep, st
     call->ep = ep;
     call->dialect = &dialect_openai_chat;
     call->body = r->body;
+    ms_copy(call->request_id, sizeof call->request_id, r->id);
     call->max_tokens = -1;
     size_t err_off = 0;
     int n = jscan_object(r->body.p, r->body.n, call->members, PROV_MAX_MEMBERS, &err_off);
@@ -165,11 +166,12 @@ static int check_bool(http_conn *c, const jscan_member *m, const char *param, in
 static void dispatch_call(http_conn *c, prov_call *call, const store_key *key)
 {
     /* nothing goes upstream before the rate limits and the worst case are covered */
-    if (api_admit(c, call, key) != 0) {
+    api_settlement *s = api_admit(c, call, key);
+    if (!s) {
         free(call);
         return;
     }
-    proxy_start(c, call);
+    proxy_start(c, call, s);
 }
 
 /* "[ ]" and "[]" both mean an empty array. */

@@ -19,10 +19,11 @@
  * in-band: an error event, then [DONE]. A slow reader pauses the upstream transfer above a
  * high-water mark, so a stream holds bounded memory.
  *
- * Money: every request that got here holds money (api_admit). Exactly one of settle (usage
- * known, or estimated when the provider answered 2xx but never said) or release (no provider
- * answered) ends it. If the client goes away mid-answer the proxy detaches from the connection
- * and reads the rest of the upstream answer, bounded in time and bytes, to bill its usage.
+ * Money: every request that got here holds money (api_admit gave it a settlement context, which
+ * the proxy owns). Exactly one of api_settle (usage known, or estimated when the provider answered
+ * 2xx but never said all of it) or api_release (no provider answered) ends it. If the client goes
+ * away mid-answer the proxy detaches from the connection and reads the rest of the upstream answer,
+ * bounded in time and bytes, to bill its usage.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ struct proxy {
     http_conn *c; /* NULL once detached */
     worker_t *w;
     prov_call *call;
+    api_settlement *st; /* the request's money: how it ends (owned) */
     const prov_adapter *ad;
     prov_upreq up;
     up_xfer *x;
@@ -184,6 +186,7 @@ static void proxy_free(proxy *p)
     free(p->xst);
     sse_free(&p->sse);
     free(p->call);
+    free(p->st);
     free(p->owned_body);
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, handle_closed);
@@ -218,7 +221,7 @@ static void estimate(proxy *p, usage_counts *u)
     if (m->price_cache_write_nusd_per_mtok > price)
         dearest = &u->cache_write, price = m->price_cache_write_nusd_per_mtok;
     if (m->price_cache_write_1h_nusd_per_mtok > price) dearest = &u->cache_write_1h;
-    *dearest = call->prompt_bound;
+    *dearest = p->st->prompt_bound;
 }
 
 /* Ends the request's money: usage if the provider said, an estimate if it answered 2xx without
@@ -228,22 +231,21 @@ static void bill(proxy *p, int client_status, char *cost)
 {
     prov_call *call = p->call;
     cost[0] = '\0';
-    if (call->hold.amount_nusd == 0 && call->hold.account_id == 0) return; /* already billed */
+    if (p->st->done) return; /* already billed */
+    const char *provider = call->dep ? call->dep->provider->name : NULL;
     /* a stream that did not reach its end may have reported only part of its usage (Anthropic
      * sends the prompt's at the start, the output's at the end) */
     int complete = !p->is_sse || p->saw_done;
     if (p->usage.known && complete) {
-        call->settle(call, &p->usage, client_status, 0, cost);
+        api_settle(p->st, call->model, provider, &p->usage.u, client_status, 0, cost);
     } else if (p->status >= 200 && p->status < 300) {
         prov_usage est = {.known = 1, .u = p->usage.known ? p->usage.u : (usage_counts){0}};
         estimate(p, &est.u);
-        call->settle(call, &est, client_status, 1, cost);
+        api_settle(p->st, call->model, provider, &est.u, client_status, 1, cost);
         p->usage = est;
     } else {
-        call->release(call, client_status);
+        api_release(p->st, call->model, provider, client_status);
     }
-    call->hold.account_id = 0;
-    call->hold.amount_nusd = 0;
     if (p->c && p->usage.known) {
         p->c->req.prompt_tokens = usage_prompt(&p->usage.u);
         p->c->req.completion_tokens = p->usage.u.output;
@@ -1006,11 +1008,12 @@ static void start_attempt(proxy *p)
     run_attempt(p);
 }
 
-void proxy_start(http_conn *c, prov_call *call)
+void proxy_start(http_conn *c, prov_call *call, api_settlement *settlement)
 {
     proxy *p = calloc(1, sizeof *p);
     if (!p) {
-        call->release(call, 500);
+        api_release(settlement, call->model, NULL, 500);
+        free(settlement);
         free(call);
         api_err_internal(c);
         return;
@@ -1019,6 +1022,7 @@ void proxy_start(http_conn *c, prov_call *call)
     p->c = c;
     p->w = w;
     p->call = call;
+    p->st = settlement;
     p->dep_idx = -1;
     p->retry_after_ms = -1;
     p->min_retry_after_ms = -1;

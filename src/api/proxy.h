@@ -14,7 +14,7 @@ void proxy_kill_detached(worker_t *w);
 
 /* Takes ownership of call (malloc'd, its hold placed) and answers c: from the model's
  * deployments, retried and failed over as docs/ROUTING.md says. */
-void proxy_start(http_conn *c, prov_call *call);
+void proxy_start(http_conn *c, prov_call *call, api_settlement *settlement);
 
 /* The models a request on m may be served by, in order: m, then its fallbacks that have a
  * deployment. Returns how many were written to out (at most max). */

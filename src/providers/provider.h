@@ -56,21 +56,7 @@ typedef struct prov_call {
     int stream;
     int client_include_usage;
     int64_t max_tokens; /* -1 when not given */
-    /* billing: the hold placed before anything went upstream, and how to settle it */
-    bill_hold hold;
-    int64_t prompt_bound;
     char request_id[40];
-    uint64_t start_ns;
-    /* Settles the hold for usage u with the answer's status; writes the USD charged as text
-     * into cost (32 bytes) and returns the nano-dollars charged. Set by the API layer. */
-    int64_t (*settle)(struct prov_call *call, const prov_usage *u, int status, int estimated,
-                      char *cost);
-    /* Releases the hold of a request that got no usage; records it with its status. */
-    void (*release)(struct prov_call *call, int status);
-    void *bill;        /* the worker's bill_t, for settle/release */
-    void *rl;          /* the worker's rl_t: token counts are corrected to the real usage */
-    store_key key;     /* the key the request came with */
-    int64_t rl_tokens; /* the token estimate the rate limiter admitted */
     /* Last, and not zeroed when a call is made (6 KB): only members[0..nmembers) are read. */
     jscan_member members[PROV_MAX_MEMBERS];
 } prov_call;

@@ -165,3 +165,41 @@ test('a usage-less estimate counts the prompt bound at the model\'s dearest prom
     assert.ok(r.value, 'no usage row');
     if (r.value.rows) assert.deepEqual(r.value.rows, [{ charged_nusd: Number(want), estimated: 1 }]);
 });
+
+test('a fallback answer corrects the token limit of the model the request was admitted under', T, async () => {
+    // rl-a's only deployment fails, so rl-b answers; rl-a's per-model token limit admitted the
+    // estimate and must get the real count back, or every fallback request would keep the
+    // whole estimate charged against rl-a (and its limit would refuse after a few requests)
+    let rlKey;
+    const g = await h.startGateway({
+        config: {
+            models: {
+                'rl-a': {
+                    pricing: { input: 1, output: 1 },
+                    max_output_tokens: 1000,
+                    limits: { tokens_per_minute: 5000 },
+                    deployments: [{ provider: 'mock', model: 'rl-a-upstream' }],
+                    fallbacks: ['rl-b'],
+                },
+                'rl-b': {
+                    pricing: { input: 1, output: 1 },
+                    deployments: [{ provider: 'local', model: 'echo' }],
+                },
+            },
+        },
+        setup: async (gg) => { ({ key: rlKey } = await gg.newProxyKey(100)); },
+    });
+    try {
+        // each request is admitted at ~1,100 tokens (prompt bound + 1,000) and really uses ~15
+        for (let i = 0; i < 10; i++) {
+            const res = await h.post(g, '/v1/chat/completions', rlKey, {
+                model: 'rl-a', messages: [{ role: 'user', content: `fb ${i}` }],
+                mock: { status: 500 },
+            });
+            assert.equal(res.status, 200, `request ${i + 1}: ${res.text}`);
+            assert.equal(res.headers.get('x-modelswitch-model'), 'rl-b');
+        }
+    } finally {
+        await g.stop();
+    }
+});
