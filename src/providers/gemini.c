@@ -1,0 +1,1416 @@
+/*
+ * The Gemini adapter: serves OpenAI chat and embeddings clients from Google's Gemini API. It is a
+ * translating adapter (provider.h): build writes a new body in Gemini's format, and the answers
+ * come back as normalized events (engine/event.h) that the client's dialect encodes, because
+ * Gemini's request and answer shapes share nothing with OpenAI's.
+ *
+ * References (ai.google.dev):
+ *   - generating content: https://ai.google.dev/api/generate-content (generateContent,
+ *     streamGenerateContent with alt=sse, GenerateContentResponse, Candidate, FinishReason,
+ *     UsageMetadata, GenerationConfig, ThinkingConfig)
+ *   - function calling: https://ai.google.dev/gemini-api/docs/function-calling (Tool,
+ *     FunctionDeclaration, ToolConfig.functionCallingConfig modes AUTO / ANY / NONE and
+ *     allowedFunctionNames, functionCall / functionResponse parts)
+ *   - structured output: https://ai.google.dev/gemini-api/docs/structured-output and the Schema
+ *     object (https://ai.google.dev/api/caching#Schema): "a select subset of an OpenAPI 3.0
+ *     schema object"
+ *   - embeddings: https://ai.google.dev/api/embeddings (batchEmbedContents,
+ *     outputDimensionality)
+ *   - errors: https://ai.google.dev/gemini-api/docs/troubleshooting ({"error":{"code","message",
+ *     "status"}}: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, ...)
+ *   - API keys: https://ai.google.dev/gemini-api/docs/api-key (the x-goog-api-key header)
+ *
+ * Requests are read and written with jansson: a translation has to read nearly every field
+ * anyway. JSON is written by put_json below (not json_dumps) so numbers keep their shortest form
+ * (a client's 0.7 stays 0.7) and bytes go straight into the request's scratch buffer.
+ *
+ * What is translated, what is refused (the contract's 400 naming the field, nothing sent
+ * upstream: never a silent drop) and what passes through is listed in docs/PROVIDERS.md.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "providers/provider.h"
+
+#define GEM_MAX_TOOLS 128        /* tool calls in one answer: the OpenAI encoder's limit too */
+#define GEM_MAX_BODY (64u << 20) /* the largest upstream body written */
+#define GEM_MAX_ARGS (16u << 20) /* the largest tool-call arguments serialized */
+#define GEM_ID_LEN 32            /* "call_" + 16 hex digits + NUL fits */
+
+/* Per-transfer state (reset before every attempt; nothing on the heap, so nothing to release). */
+typedef struct gem_state {
+    int turn;     /* assistant turns already in the request: the answer's turn index (ids) */
+    int started;  /* EV_START went out */
+    int ntools;   /* tool calls decoded so far: the next call's index and ordinal */
+    int finished; /* EV_FINISH went out */
+    int64_t embed_estimate; /* embeddings: UTF-8 bytes of the inputs, the token bound */
+} gem_state;
+
+static void gem_reset(void *st, const prov_call *call)
+{
+    (void)call;
+    memset(st, 0, sizeof(gem_state));
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static int refuse(prov_refusal *why, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(prov_refusal *why, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    why->status = 400;
+    why->type = "invalid_request_error";
+    why->code = "invalid_parameter";
+    why->param = param;
+    va_start(ap, fmt);
+    vsnprintf(why->message, sizeof why->message, fmt, ap);
+    va_end(ap);
+    return -2;
+}
+
+static int add_header(prov_upreq *u, const char *name, const char *value)
+{
+    if (u->nheaders >= PROV_MAX_HEADERS) return -1;
+    size_t a = strlen(name), b = strlen(value);
+    char *h = malloc(a + b + 1);
+    if (!h) return -1;
+    memcpy(h, name, a);
+    memcpy(h + a, value, b + 1);
+    u->headers[u->nheaders++] = h;
+    return 0;
+}
+
+/* Appends s percent-encoded outside RFC 3986's unreserved set: the model is a path segment. */
+static int append_segment(buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (; *s && rc == 0; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            rc = buf_append(b, s, 1);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            rc = buf_append(b, esc, 3);
+        }
+    }
+    return rc;
+}
+
+/* {base_url}/v1beta/models/{model}:{method}. The key never goes into the URL (URLs reach logs):
+ * it travels in x-goog-api-key. */
+static int gem_url(const prov_call *call, prov_upreq *u, const char *method)
+{
+    buf_t b;
+    buf_init_with(&b, u->url, sizeof u->url, sizeof u->url - 1);
+    int rc = buf_appends(&b, call->dep->provider->base_url);
+    rc |= buf_appends(&b, "/v1beta/models/");
+    rc |= append_segment(&b, call->dep->model);
+    rc |= buf_appends(&b, method);
+    if (rc || !b.borrowed) { /* too long: refused, never cut */
+        buf_free(&b);
+        return -1;
+    }
+    u->url[b.len] = '\0';
+    return 0;
+}
+
+/* The shortest decimal that reads back as v (jansson would print 0.7 as 0.69999999999999996). */
+static int put_real(buf_t *b, double v)
+{
+    char tmp[40];
+    if (!isfinite(v)) return buf_appends(b, "null");
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*g", p, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    return buf_appends(b, tmp);
+}
+
+static int put_string(buf_t *b, const char *s, size_t n)
+{
+    int rc = buf_appends(b, "\"");
+    rc |= buf_append_json_escaped(b, s, n);
+    return rc | buf_appends(b, "\"");
+}
+
+/* Compact JSON of j into b, keys in insertion order. */
+static int put_json(buf_t *b, const json_t *j)
+{
+    int rc = 0;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *v;
+        int first = 1;
+        rc |= buf_appends(b, "{");
+        json_object_foreach((json_t *)j, k, v)
+        {
+            if (!first) rc |= buf_appends(b, ",");
+            first = 0;
+            rc |= put_string(b, k, strlen(k));
+            rc |= buf_appends(b, ":");
+            rc |= put_json(b, v);
+            if (rc) return -1;
+        }
+        return rc | buf_appends(b, "}");
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *v;
+        rc |= buf_appends(b, "[");
+        json_array_foreach(j, i, v)
+        {
+            if (i) rc |= buf_appends(b, ",");
+            rc |= put_json(b, v);
+            if (rc) return -1;
+        }
+        return rc | buf_appends(b, "]");
+    }
+    case JSON_STRING:
+        return put_string(b, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+    case JSON_REAL:
+        return put_real(b, json_real_value(j));
+    case JSON_TRUE:
+        return buf_appends(b, "true");
+    case JSON_FALSE:
+        return buf_appends(b, "false");
+    default:
+        return buf_appends(b, "null");
+    }
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Gemini's function calls carry no id, and OpenAI's clients need one to answer each call. The id
+ * is made from what identifies the call within its conversation: the function's name, the turn
+ * (how many assistant messages came before the answer) and the call's ordinal in that answer. So
+ * a retry, or the same conversation sent again, gets the same ids, and the ids of different turns
+ * differ. The gateway never needs to reverse it: a tool result names its function through the
+ * assistant message it answers, which the client sends back. */
+static void make_id(char out[GEM_ID_LEN], const char *name, size_t nlen, int turn, int ordinal)
+{
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, name, nlen);
+    unsigned char sep = 0;
+    h = fnv1a(h, &sep, 1);
+    uint32_t t = (uint32_t)turn, o = (uint32_t)ordinal;
+    unsigned char w[8] = {(unsigned char)t,         (unsigned char)(t >> 8),
+                          (unsigned char)(t >> 16), (unsigned char)(t >> 24),
+                          (unsigned char)o,         (unsigned char)(o >> 8),
+                          (unsigned char)(o >> 16), (unsigned char)(o >> 24)};
+    h = fnv1a(h, w, sizeof w);
+    snprintf(out, GEM_ID_LEN, "call_%016" PRIx64, h);
+}
+
+/* A member that is absent or JSON null: OpenAI's SDKs send null for "not given". */
+static json_t *get(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_null(v) ? NULL : v;
+}
+
+/* ---- request: messages ------------------------------------------------------------------ */
+
+/* Appends parts to contents, merged into the last turn when it has the same role (Gemini wants
+ * user and model turns to alternate). Steals parts. */
+static int add_turn(json_t *contents, const char *role, json_t *parts)
+{
+    size_t n = json_array_size(contents);
+    json_t *last = n ? json_array_get(contents, n - 1) : NULL;
+    if (last && strcmp(json_string_value(json_object_get(last, "role")), role) == 0) {
+        int rc = json_array_extend(json_object_get(last, "parts"), parts);
+        json_decref(parts);
+        return rc;
+    }
+    json_t *turn = json_pack("{s:s, s:o}", "role", role, "parts", parts);
+    return turn ? json_array_append_new(contents, turn) : -1;
+}
+
+/* "data:<mime>;base64,<data>" → inlineData. Returns the part, or NULL if url is not one. */
+static json_t *data_url_part(const char *url)
+{
+    if (strncmp(url, "data:", 5) != 0) return NULL;
+    const char *semi = strchr(url + 5, ';'), *comma = strchr(url + 5, ',');
+    if (!semi || !comma || semi > comma || semi == url + 5) return NULL;
+    if ((size_t)(comma - semi) != 7 || strncmp(semi, ";base64", 7) != 0) return NULL;
+    json_t *mime = json_stringn(url + 5, (size_t)(semi - url - 5));
+    return json_pack("{s:{s:o, s:s}}", "inlineData", "mimeType", mime, "data", comma + 1);
+}
+
+/* The MIME type of an image URL from its extension (Gemini's fileData needs one), or NULL. */
+static const char *image_mime(const char *url)
+{
+    static const struct {
+        const char *ext, *mime;
+    } types[] = {{".png", "image/png"},   {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
+                 {".webp", "image/webp"}, {".gif", "image/gif"},  {".heic", "image/heic"},
+                 {".heif", "image/heif"}};
+    size_t n = strcspn(url, "?#");
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        size_t el = strlen(types[i].ext);
+        if (n > el && strncasecmp(url + n - el, types[i].ext, el) == 0) return types[i].mime;
+    }
+    return NULL;
+}
+
+/* One part of a user message's content array → a Gemini part, or -2 (refused). */
+static int user_part(json_t *p, size_t mi, json_t **out, prov_refusal *why)
+{
+    const char *type = json_string_value(json_object_get(p, "type"));
+    *out = NULL;
+    if (type && strcmp(type, "text") == 0 && json_is_string(json_object_get(p, "text"))) {
+        *out = json_pack("{s:O}", "text", json_object_get(p, "text"));
+    } else if (type && strcmp(type, "image_url") == 0) {
+        json_t *iu = json_object_get(p, "image_url");
+        const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
+        if (!url)
+            return refuse(why, "messages", "messages[%zu]: an image_url part needs a url.", mi);
+        if (strncmp(url, "data:", 5) == 0) {
+            if (!(*out = data_url_part(url)))
+                return refuse(why, "messages",
+                              "messages[%zu]: an image data URL must be base64 "
+                              "(data:<type>;base64,...).",
+                              mi);
+        } else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+            const char *mime = image_mime(url);
+            if (!mime)
+                return refuse(why, "messages",
+                              "messages[%zu]: Gemini needs the type of an image URL, and this "
+                              "URL's is not known from its extension; send it as a data URL.",
+                              mi);
+            *out = json_pack("{s:{s:s, s:s}}", "fileData", "mimeType", mime, "fileUri", url);
+        } else {
+            return refuse(why, "messages", "messages[%zu]: unsupported image URL scheme.", mi);
+        }
+    } else if (type && strcmp(type, "input_audio") == 0) {
+        json_t *a = json_object_get(p, "input_audio");
+        const char *data = json_string_value(json_object_get(a, "data"));
+        const char *fmt = json_string_value(json_object_get(a, "format"));
+        if (!data || !fmt || (strcmp(fmt, "wav") != 0 && strcmp(fmt, "mp3") != 0))
+            return refuse(why, "messages",
+                          "messages[%zu]: input_audio needs data and a format of wav or mp3.", mi);
+        *out = json_pack("{s:{s:s+, s:s}}", "inlineData", "mimeType", "audio/", fmt, "data", data);
+    } else if (type && strcmp(type, "file") == 0) {
+        const char *fd =
+            json_string_value(json_object_get(json_object_get(p, "file"), "file_data"));
+        if (!fd || !(*out = data_url_part(fd)))
+            return refuse(why, "messages",
+                          "messages[%zu]: Gemini takes a file as file_data (a base64 data URL), "
+                          "not a file_id.",
+                          mi);
+    } else {
+        return refuse(why, "messages",
+                      "messages[%zu]: content parts of type '%s' are not "
+                      "supported by Gemini.",
+                      mi, type ? type : "?");
+    }
+    return *out ? 0 : -1;
+}
+
+/* The text of a content that may only hold text (system, assistant, tool): a string, or text
+ * parts (refusal parts of an assistant message count as its text). Returns 0, -2 refused. */
+static int text_only(json_t *content, size_t mi, buf_t *text, prov_refusal *why)
+{
+    if (!content) return 0;
+    if (json_is_string(content))
+        return buf_append(text, json_string_value(content), json_string_length(content));
+    if (!json_is_array(content))
+        return refuse(why, "messages", "messages[%zu]: content must be a string or parts.", mi);
+    size_t i;
+    json_t *p;
+    json_array_foreach(content, i, p)
+    {
+        const char *type = json_string_value(json_object_get(p, "type"));
+        const char *field = type && strcmp(type, "refusal") == 0 ? "refusal" : "text";
+        json_t *t = json_object_get(p, field);
+        if (!type || (strcmp(type, "text") != 0 && strcmp(type, "refusal") != 0) ||
+            !json_is_string(t))
+            return refuse(why, "messages",
+                          "messages[%zu]: this role's content may only hold text parts.", mi);
+        if (buf_append(text, json_string_value(t), json_string_length(t))) return -1;
+    }
+    return 0;
+}
+
+/* A text part from buf (no part when it is empty: Gemini refuses empty parts). */
+static int add_text_part(json_t *parts, const buf_t *t)
+{
+    if (!t->len) return 0;
+    json_t *s = json_stringn(t->data, t->len);
+    return s ? json_array_append_new(parts, json_pack("{s:o}", "text", s)) : -1;
+}
+
+/* messages → contents and systemInstruction. names maps each tool call id to its function's
+ * name, for the tool messages that answer it. */
+static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, json_t *names,
+                            prov_refusal *why)
+{
+    size_t mi;
+    json_t *m;
+    buf_t t;
+    buf_init(&t, 0);
+    int rc = 0;
+    json_array_foreach(msgs, mi, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = get(m, "content");
+        buf_reset(&t);
+        if (!json_is_object(m) || !role) {
+            rc = refuse(why, "messages", "messages[%zu] must be an object with a role.", mi);
+            break;
+        }
+        json_t *parts = json_array();
+        if (!parts) {
+            rc = -1;
+            break;
+        }
+        const char *grole = "user";
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            /* Gemini has one system instruction: every system message goes there, in order */
+            rc = text_only(content, mi, &t, why);
+            if (rc == 0) rc = add_text_part(sys_parts, &t);
+            json_decref(parts);
+            if (rc) break;
+            continue;
+        } else if (strcmp(role, "user") == 0) {
+            if (json_is_string(content)) {
+                rc = text_only(content, mi, &t, why);
+                if (rc == 0) rc = add_text_part(parts, &t);
+            } else if (json_is_array(content)) {
+                size_t i;
+                json_t *p, *gp;
+                json_array_foreach(content, i, p)
+                {
+                    if ((rc = user_part(p, mi, &gp, why)) != 0) break;
+                    if ((rc = json_array_append_new(parts, gp)) != 0) break;
+                }
+            } else {
+                rc = refuse(why, "messages", "messages[%zu]: content must be a string or parts.",
+                            mi);
+            }
+        } else if (strcmp(role, "assistant") == 0) {
+            grole = "model";
+            rc = text_only(content, mi, &t, why);
+            if (rc == 0) rc = add_text_part(parts, &t);
+            json_t *calls = get(m, "tool_calls");
+            if (rc == 0 && calls && !json_is_array(calls))
+                rc = refuse(why, "messages", "messages[%zu]: tool_calls must be an array.", mi);
+            size_t ci;
+            json_t *c;
+            json_array_foreach(calls, ci, c)
+            {
+                if (rc) break;
+                json_t *fn = json_object_get(c, "function");
+                const char *id = json_string_value(json_object_get(c, "id"));
+                json_t *name = json_object_get(fn, "name");
+                const char *args = json_string_value(json_object_get(fn, "arguments"));
+                if (!id || !json_is_string(name) || !args) {
+                    rc = refuse(why, "messages",
+                                "messages[%zu].tool_calls[%zu] needs an id, a function name and "
+                                "arguments.",
+                                mi, ci);
+                    break;
+                }
+                json_error_t je;
+                json_t *a =
+                    args[strspn(args, " \t\r\n")] ? json_loads(args, 0, &je) : json_object();
+                if (!json_is_object(a)) {
+                    json_decref(a);
+                    rc = refuse(why, "messages",
+                                "messages[%zu].tool_calls[%zu].function.arguments must be a JSON "
+                                "object.",
+                                mi, ci);
+                    break;
+                }
+                rc = json_object_set(names, id, name);
+                rc |= json_array_append_new(
+                    parts, json_pack("{s:{s:O, s:o}}", "functionCall", "name", name, "args", a));
+            }
+        } else if (strcmp(role, "tool") == 0) {
+            const char *id = json_string_value(json_object_get(m, "tool_call_id"));
+            json_t *name = id ? json_object_get(names, id) : NULL;
+            if (!name) {
+                rc = refuse(why, "messages",
+                            "messages[%zu]: tool_call_id names no tool call of an earlier "
+                            "assistant message.",
+                            mi);
+            } else if ((rc = text_only(content, mi, &t, why)) == 0) {
+                /* the result as the object it is, else wrapped: Gemini's response is a Struct */
+                json_error_t je;
+                json_t *r = t.len ? json_loadb(t.data, t.len, 0, &je) : NULL;
+                if (!json_is_object(r)) {
+                    json_decref(r);
+                    r = json_pack("{s:s%}", "result", t.data ? t.data : "", t.len);
+                }
+                rc = json_array_append_new(parts, json_pack("{s:{s:O, s:o}}", "functionResponse",
+                                                            "name", name, "response", r));
+            }
+        } else {
+            rc =
+                refuse(why, "messages", "messages[%zu]: the role '%s' is not supported.", mi, role);
+        }
+        if (rc) {
+            json_decref(parts);
+            break;
+        }
+        if (json_array_size(parts) == 0) {
+            json_decref(parts); /* an empty message says nothing Gemini could take */
+            continue;
+        }
+        if ((rc = add_turn(contents, grole, parts)) != 0) break;
+    }
+    buf_free(&t);
+    return rc;
+}
+
+/* ---- request: schemas ------------------------------------------------------------------- */
+
+/* A JSON Schema → Gemini's Schema (an OpenAPI 3.0 subset). Keywords with no Gemini equivalent
+ * are refused (bad names the first one), except those whose absence cannot change an answer. */
+static int convert_schema(json_t *in, json_t **out, char *bad, size_t badlen, int depth)
+{
+    static const char *const copied[] = {
+        "description", "title",         "format",        "nullable",  "minItems", "maxItems",
+        "minimum",     "maximum",       "minLength",     "maxLength", "pattern",  "default",
+        "example",     "minProperties", "maxProperties", "required"};
+    *out = NULL;
+    if (!json_is_object(in) || depth > 64) {
+        snprintf(bad, badlen, "a schema that is not an object");
+        return -2;
+    }
+    json_t *o = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(in, k, v)
+    {
+        int rc = 0;
+        size_t i;
+        for (i = 0; i < sizeof copied / sizeof *copied; i++)
+            if (strcmp(k, copied[i]) == 0) break;
+        if (i < sizeof copied / sizeof *copied) {
+            rc = json_object_set(o, k, v);
+        } else if (strcmp(k, "type") == 0) {
+            /* "string" → "STRING"; ["string","null"] → STRING, nullable */
+            const char *t = json_string_value(v);
+            if (json_is_array(v) && json_array_size(v) == 2) {
+                const char *a = json_string_value(json_array_get(v, 0));
+                const char *b = json_string_value(json_array_get(v, 1));
+                if (a && b && strcmp(b, "null") == 0)
+                    t = a;
+                else if (a && b && strcmp(a, "null") == 0)
+                    t = b;
+                if (t) rc = json_object_set_new(o, "nullable", json_true());
+            }
+            char up[16];
+            size_t n = t ? strlen(t) : 0;
+            if (!t || n == 0 || n >= sizeof up || strcmp(t, "null") == 0) {
+                snprintf(bad, badlen, "this 'type'");
+                rc = -2;
+            } else {
+                for (size_t j = 0; j <= n; j++)
+                    up[j] = (char)(t[j] >= 'a' && t[j] <= 'z' ? t[j] - 32 : t[j]);
+                rc |= json_object_set_new(o, "type", json_string(up));
+            }
+        } else if (strcmp(k, "enum") == 0) {
+            size_t j;
+            json_t *e;
+            json_array_foreach(v, j, e) if (!json_is_string(e)) rc = -2;
+            if (!json_is_array(v) || rc) {
+                snprintf(bad, badlen, "an 'enum' of values other than strings");
+                rc = -2;
+            } else {
+                rc = json_object_set(o, k, v);
+            }
+        } else if (strcmp(k, "properties") == 0) {
+            json_t *props = json_object(), *order = json_array(), *s;
+            const char *pk;
+            json_t *pv;
+            json_object_foreach(v, pk, pv)
+            {
+                if ((rc = convert_schema(pv, &s, bad, badlen, depth + 1)) != 0) break;
+                rc = json_object_set_new(props, pk, s);
+                rc |= json_array_append_new(order, json_string(pk));
+            }
+            if (rc == 0) {
+                rc = json_object_set_new(o, "properties", props);
+                /* Gemini orders properties alphabetically unless told: keep the client's order */
+                if (json_array_size(order)) rc |= json_object_set(o, "propertyOrdering", order);
+                json_decref(order);
+            } else {
+                json_decref(props);
+                json_decref(order);
+            }
+        } else if (strcmp(k, "items") == 0 || strcmp(k, "anyOf") == 0) {
+            json_t *s = NULL;
+            if (json_is_array(v) && k[0] == 'a') {
+                s = json_array();
+                size_t j;
+                json_t *e, *c;
+                json_array_foreach(v, j, e)
+                {
+                    if ((rc = convert_schema(e, &c, bad, badlen, depth + 1)) != 0) break;
+                    rc = json_array_append_new(s, c);
+                }
+            } else {
+                rc = convert_schema(v, &s, bad, badlen, depth + 1);
+            }
+            if (rc == 0)
+                rc = json_object_set_new(o, k, s);
+            else
+                json_decref(s);
+        } else if ((strcmp(k, "additionalProperties") == 0 && json_is_false(v)) ||
+                   strcmp(k, "$schema") == 0) {
+            /* Gemini only ever writes the declared properties, and $schema is a label: without
+             * them the answer is the same */
+        } else {
+            snprintf(bad, badlen, "the keyword '%s'", k);
+            rc = -2;
+        }
+        if (rc) {
+            json_decref(o);
+            return rc;
+        }
+    }
+    *out = o;
+    return 0;
+}
+
+/* ---- request: the whole chat body ------------------------------------------------------- */
+
+/* The OpenAI fields Gemini has no way to honour: each would change the answer. Returns the
+ * field's name as a static string (a refusal's param outlives the parsed request), or NULL. */
+static const char *refused_field(const char *k, json_t *v)
+{
+    static const char *const always[] = {"top_logprobs",       "audio",     "prediction",
+                                         "web_search_options", "functions", "function_call",
+                                         "verbosity"};
+    for (size_t i = 0; i < sizeof always / sizeof *always; i++)
+        if (strcmp(k, always[i]) == 0) return always[i];
+    if (strcmp(k, "logprobs") == 0) return json_is_true(v) ? "logprobs" : NULL;
+    if (strcmp(k, "logit_bias") == 0)
+        return !json_is_object(v) || json_object_size(v) > 0 ? "logit_bias" : NULL;
+    if (strcmp(k, "modalities") == 0)
+        return json_is_array(v) && json_array_size(v) == 1 &&
+                       json_is_string(json_array_get(v, 0)) &&
+                       strcmp(json_string_value(json_array_get(v, 0)), "text") == 0
+                   ? NULL
+                   : "modalities";
+    /* Gemini may call several functions at once and has no switch to stop it */
+    if (strcmp(k, "parallel_tool_calls") == 0)
+        return json_is_true(v) ? NULL : "parallel_tool_calls";
+    return NULL;
+}
+
+/* Fields the adapter reads itself, and fields that do not change the answer (OpenAI's storage,
+ * routing and attribution), which Gemini has no place for. */
+static int known_field(const char *k)
+{
+    static const char *const known[] = {"model",
+                                        "messages",
+                                        "stream",
+                                        "stream_options",
+                                        "max_tokens",
+                                        "max_completion_tokens",
+                                        "temperature",
+                                        "top_p",
+                                        "stop",
+                                        "n",
+                                        "response_format",
+                                        "reasoning_effort",
+                                        "tools",
+                                        "tool_choice",
+                                        "presence_penalty",
+                                        "frequency_penalty",
+                                        "seed",
+                                        "parallel_tool_calls",
+                                        "user",
+                                        "metadata",
+                                        "store",
+                                        "service_tier",
+                                        "safety_identifier",
+                                        "prompt_cache_key",
+                                        /* refused unless harmless (refused_field) */
+                                        "logprobs",
+                                        "logit_bias",
+                                        "modalities"};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strcmp(k, known[i]) == 0) return 1;
+    return 0;
+}
+
+/* Gemini's own names for what the adapter writes: a client may not set them beside it. Returns
+ * the static name, or NULL. */
+static const char *written_field(const char *k)
+{
+    static const char *const w[] = {"contents",         "systemInstruction", "system_instruction",
+                                    "generationConfig", "generation_config", "toolConfig",
+                                    "tool_config",      "requests"};
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+        if (strcmp(k, w[i]) == 0) return w[i];
+    return NULL;
+}
+
+static int number_field(json_t *req, const char *k, json_t *gc, const char *gk, prov_refusal *why)
+{
+    json_t *v = get(req, k);
+    if (!v) return 0;
+    if (!json_is_number(v)) return refuse(why, k, "'%s' must be a number.", k);
+    return json_object_set(gc, gk, v);
+}
+
+/* generationConfig from the sampling fields, the output limit, stop, n, response_format and
+ * reasoning_effort. */
+static int generation_config(const prov_call *call, json_t *req, json_t *gc, prov_refusal *why)
+{
+    int rc = 0;
+    if (call->max_tokens >= 0)
+        rc |= json_object_set_new(gc, "maxOutputTokens", json_integer(call->max_tokens));
+    if ((rc = rc ? rc : number_field(req, "temperature", gc, "temperature", why)) != 0) return rc;
+    if ((rc = number_field(req, "top_p", gc, "topP", why)) != 0) return rc;
+    if ((rc = number_field(req, "presence_penalty", gc, "presencePenalty", why)) != 0) return rc;
+    if ((rc = number_field(req, "frequency_penalty", gc, "frequencyPenalty", why)) != 0) return rc;
+    json_t *seed = get(req, "seed");
+    if (seed && !json_is_integer(seed)) return refuse(why, "seed", "'seed' must be an integer.");
+    if (seed && (rc = json_object_set(gc, "seed", seed)) != 0) return rc;
+
+    json_t *stop = get(req, "stop");
+    if (json_is_string(stop)) {
+        rc = json_object_set_new(gc, "stopSequences", json_pack("[O]", stop));
+    } else if (json_is_array(stop)) {
+        size_t i;
+        json_t *s;
+        json_array_foreach(stop, i, s) if (!json_is_string(s)) stop = NULL;
+        if (!stop) return refuse(why, "stop", "'stop' must be a string or an array of strings.");
+        if (json_array_size(stop)) rc = json_object_set(gc, "stopSequences", stop);
+    } else if (stop) {
+        return refuse(why, "stop", "'stop' must be a string or an array of strings.");
+    }
+    if (rc) return rc;
+
+    /* One candidate only: the client's dialect carries choice 0, and dropping the others after
+     * Gemini wrote (and billed) them would be a silent drop. */
+    json_t *n = get(req, "n");
+    if (n && !(json_is_integer(n) && json_integer_value(n) == 1))
+        return refuse(why, "n",
+                      "Gemini models served by this gateway answer with one choice: "
+                      "'n' must be 1.");
+
+    json_t *rf = get(req, "response_format");
+    if (rf) {
+        const char *type = json_string_value(json_object_get(rf, "type"));
+        if (!type) return refuse(why, "response_format", "'response_format' needs a type.");
+        if (strcmp(type, "json_object") == 0) {
+            rc = json_object_set_new(gc, "responseMimeType", json_string("application/json"));
+        } else if (strcmp(type, "json_schema") == 0) {
+            json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+            json_t *gs;
+            char bad[96];
+            if (!schema)
+                return refuse(why, "response_format",
+                              "'response_format.json_schema' needs a schema.");
+            rc = convert_schema(schema, &gs, bad, sizeof bad, 0);
+            if (rc == -2)
+                return refuse(why, "response_format",
+                              "Gemini's response schema cannot take %s (its schema is a subset "
+                              "of OpenAPI 3.0).",
+                              bad);
+            if (rc) return rc;
+            rc = json_object_set_new(gc, "responseMimeType", json_string("application/json"));
+            rc |= json_object_set_new(gc, "responseSchema", gs);
+        } else if (strcmp(type, "text") != 0) {
+            return refuse(why, "response_format", "'response_format' type '%s' is not supported.",
+                          type);
+        }
+        if (rc) return rc;
+    }
+
+    /* reasoning_effort → a thinking budget in tokens (Gemini 2.5's thinkingConfig); thoughts are
+     * asked for so the client gets them as reasoning_content. "none" turns thinking off. */
+    json_t *re = get(req, "reasoning_effort");
+    if (re) {
+        static const struct {
+            const char *name;
+            int budget;
+        } levels[] = {
+            {"none", 0}, {"minimal", 128}, {"low", 1024}, {"medium", 8192}, {"high", 24576}};
+        const char *s = json_string_value(re);
+        size_t i;
+        for (i = 0; s && i < sizeof levels / sizeof *levels; i++)
+            if (strcmp(s, levels[i].name) == 0) break;
+        if (!s || i == sizeof levels / sizeof *levels)
+            return refuse(why, "reasoning_effort",
+                          "'reasoning_effort' must be none, minimal, low, medium or high.");
+        json_t *tc = levels[i].budget ? json_pack("{s:i, s:b}", "thinkingBudget", levels[i].budget,
+                                                  "includeThoughts", 1)
+                                      : json_pack("{s:i}", "thinkingBudget", 0);
+        rc = json_object_set_new(gc, "thinkingConfig", tc);
+    }
+    return rc;
+}
+
+/* Whether a parameters schema declares no arguments at all ({"type":"object","properties":{}},
+ * maybe with additionalProperties false, an empty required list, a description): Gemini
+ * refuses an OBJECT without properties, and a declaration without parameters means the same. */
+static int no_arguments(json_t *params)
+{
+    const char *k;
+    json_t *v;
+    const char *type = json_string_value(json_object_get(params, "type"));
+    if (!type || strcmp(type, "object") != 0) return 0;
+    json_object_foreach(params, k, v)
+    {
+        if (strcmp(k, "type") == 0 || strcmp(k, "description") == 0 || strcmp(k, "$schema") == 0 ||
+            (strcmp(k, "properties") == 0 && json_is_object(v) && json_object_size(v) == 0) ||
+            (strcmp(k, "required") == 0 && json_is_array(v) && json_array_size(v) == 0) ||
+            (strcmp(k, "additionalProperties") == 0 && json_is_false(v)))
+            continue;
+        return 0;
+    }
+    return 1;
+}
+
+/* tools → functionDeclarations; tool_choice → toolConfig.functionCallingConfig. */
+static int tools_config(json_t *req, json_t *body, prov_refusal *why)
+{
+    json_t *tools = get(req, "tools");
+    int rc = 0;
+    if (tools) {
+        if (!json_is_array(tools)) return refuse(why, "tools", "'tools' must be an array.");
+        json_t *decls = json_array();
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t)
+        {
+            const char *type = json_string_value(json_object_get(t, "type"));
+            json_t *fn = json_object_get(t, "function");
+            json_t *name = json_object_get(fn, "name");
+            if (!type || strcmp(type, "function") != 0 || !json_is_string(name)) {
+                json_decref(decls);
+                return refuse(why, "tools",
+                              "tools[%zu]: Gemini takes function tools (type 'function' with a "
+                              "name) only.",
+                              i);
+            }
+            json_t *d = json_pack("{s:O}", "name", name);
+            json_t *desc = get(fn, "description"), *params = get(fn, "parameters");
+            if (desc) rc |= json_object_set(d, "description", desc);
+            /* a function without arguments has no parameters: Gemini refuses an OBJECT with no
+             * properties */
+            if (params && !no_arguments(params)) {
+                json_t *gs;
+                char bad[96];
+                int sr = convert_schema(params, &gs, bad, sizeof bad, 0);
+                if (sr == -2) {
+                    json_decref(d);
+                    json_decref(decls);
+                    return refuse(why, "tools",
+                                  "tools[%zu]: Gemini's function parameters cannot take %s (its "
+                                  "schema is a subset of OpenAPI 3.0).",
+                                  i, bad);
+                }
+                rc |= sr ? sr : json_object_set_new(d, "parameters", gs);
+            }
+            rc |= json_array_append_new(decls, d);
+        }
+        if (json_array_size(decls))
+            rc |= json_object_set_new(body, "tools",
+                                      json_pack("[{s:o}]", "functionDeclarations", decls));
+        else
+            json_decref(decls);
+    }
+    json_t *tc = get(req, "tool_choice");
+    if (tc) {
+        const char *s = json_string_value(tc);
+        json_t *fcc = NULL;
+        if (s && strcmp(s, "auto") == 0)
+            fcc = json_pack("{s:s}", "mode", "AUTO");
+        else if (s && strcmp(s, "none") == 0)
+            fcc = json_pack("{s:s}", "mode", "NONE");
+        else if (s && strcmp(s, "required") == 0)
+            fcc = json_pack("{s:s}", "mode", "ANY");
+        else if (json_is_object(tc) &&
+                 json_is_string(json_object_get(json_object_get(tc, "function"), "name")))
+            fcc = json_pack("{s:s, s:[O]}", "mode", "ANY", "allowedFunctionNames",
+                            json_object_get(json_object_get(tc, "function"), "name"));
+        else
+            return refuse(why, "tool_choice",
+                          "'tool_choice' must be auto, none, required or a named function.");
+        rc |= json_object_set_new(body, "toolConfig",
+                                  json_pack("{s:o}", "functionCallingConfig", fcc));
+    }
+    return rc;
+}
+
+static int build_chat(const prov_call *call, json_t *req, gem_state *st, json_t *body,
+                      prov_refusal *why)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(req, k, v)
+    {
+        if (json_is_null(v)) continue;
+        const char *bad = refused_field(k, v);
+        if (bad)
+            return refuse(why, bad, "Gemini cannot honour '%s'; leave it out for this model.", k);
+        if ((bad = written_field(k)) != NULL)
+            return refuse(why, bad, "'%s' is written by the gateway from OpenAI's fields.", k);
+    }
+    json_t *msgs = json_object_get(req, "messages");
+    json_t *contents = json_array(), *sys = json_array(), *names = json_object();
+    int rc = contents && sys && names ? convert_messages(msgs, contents, sys, names, why) : -1;
+    json_decref(names);
+    if (rc == 0 && json_array_size(contents) == 0)
+        rc = refuse(why, "messages", "Gemini needs at least one user or assistant message.");
+    if (rc) {
+        json_decref(contents);
+        json_decref(sys);
+        return rc;
+    }
+    /* the answer's turn: how many assistant messages came before it (make_id) */
+    size_t i;
+    json_array_foreach(msgs, i, v)
+    {
+        const char *role = json_string_value(json_object_get(v, "role"));
+        if (role && strcmp(role, "assistant") == 0) st->turn++;
+    }
+    rc = json_object_set_new(body, "contents", contents);
+    if (json_array_size(sys))
+        rc |= json_object_set_new(body, "systemInstruction", json_pack("{s:o}", "parts", sys));
+    else
+        json_decref(sys);
+    if (rc) return -1;
+    if ((rc = tools_config(req, body, why)) != 0) return rc;
+    json_t *gc = json_object();
+    if (!gc || (rc = generation_config(call, req, gc, why)) != 0) {
+        json_decref(gc);
+        return rc ? rc : -1;
+    }
+    if (json_object_size(gc))
+        rc = json_object_set_new(body, "generationConfig", gc);
+    else
+        json_decref(gc);
+    /* Unknown fields go to Gemini as they came: Gemini's own fields (safetySettings,
+     * cachedContent, labels...) work as extensions, and a field Gemini does not know gets its
+     * 400 naming it, which is no silent drop either. */
+    json_object_foreach(req, k, v)
+    {
+        if (!known_field(k) && !json_is_null(v)) rc |= json_object_set(body, k, v);
+    }
+    return rc;
+}
+
+/* ---- request: embeddings ---------------------------------------------------------------- */
+
+static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, json_t *body,
+                            prov_refusal *why)
+{
+    json_t *input = json_object_get(req, "input");
+    json_t *dims = get(req, "dimensions");
+    if (dims && !(json_is_integer(dims) && json_integer_value(dims) >= 1))
+        return refuse(why, "dimensions", "'dimensions' must be an integer of at least 1.");
+    json_t *requests = json_array();
+    size_t count = json_is_string(input) ? 1 : json_array_size(input);
+    for (size_t i = 0; i < count; i++) {
+        json_t *in = json_is_string(input) ? input : json_array_get(input, i);
+        if (!json_is_string(in)) {
+            json_decref(requests);
+            return refuse(why, "input",
+                          "Gemini embeds text: 'input' must be a string or an array of strings "
+                          "(token ids are not accepted).");
+        }
+        st->embed_estimate += (int64_t)json_string_length(in);
+        json_t *r = json_pack("{s:s+, s:{s:[{s:O}]}}", "model", "models/", call->dep->model,
+                              "content", "parts", "text", in);
+        if (r && dims) json_object_set(r, "outputDimensionality", dims);
+        if (!r || json_array_append_new(requests, r)) {
+            json_decref(requests);
+            return -1;
+        }
+    }
+    int rc = json_object_set_new(body, "requests", requests);
+    const char *k;
+    json_t *v;
+    json_object_foreach(req, k, v)
+    {
+        static const char *const known[] = {"model", "input", "encoding_format", "dimensions",
+                                            "user"};
+        size_t j;
+        for (j = 0; j < sizeof known / sizeof *known; j++)
+            if (strcmp(k, known[j]) == 0) break;
+        if (j < sizeof known / sizeof *known || json_is_null(v)) continue;
+        const char *bad = written_field(k);
+        if (bad) return refuse(why, bad, "'%s' is written by the gateway from OpenAI's fields.", k);
+        rc |= json_object_set(body, k, v); /* as for chat: Gemini names what it does not know */
+    }
+    return rc;
+}
+
+static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refusal *why)
+{
+    gem_state *st = stv;
+    const cfg_provider *prov = call->dep->provider;
+    const char *method = call->ep == EP_EMBEDDINGS ? ":batchEmbedContents"
+                         : call->stream            ? ":streamGenerateContent?alt=sse"
+                                                   : ":generateContent";
+    if (gem_url(call, u, method) != 0) return -1;
+    buf_init(&u->scratch, GEM_MAX_BODY);
+    if (prov->api_key && prov->api_key[0] && add_header(u, "x-goog-api-key: ", prov->api_key))
+        return -1;
+    if (add_header(u, "Content-Type: ", "application/json")) return -1;
+    if (call->stream && call->ep == EP_CHAT && add_header(u, "Accept: ", "text/event-stream"))
+        return -1;
+
+    json_error_t je;
+    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &je);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        why->status = 400;
+        why->type = "invalid_request_error";
+        why->code = "invalid_json";
+        why->param = NULL;
+        snprintf(why->message, sizeof why->message,
+                 "We could not parse the JSON body of your request.");
+        return -2;
+    }
+    json_t *body = json_object();
+    int rc = !body                 ? -1
+             : call->ep == EP_CHAT ? build_chat(call, req, st, body, why)
+                                   : build_embeddings(call, req, st, body, why);
+    if (rc == 0 && put_json(&u->scratch, body) != 0) rc = -1;
+    json_decref(body);
+    json_decref(req);
+    if (rc) return rc;
+    u->iov[0] = (up_iov){u->scratch.data, u->scratch.len};
+    u->niov = 1;
+    return 0;
+}
+
+/* ---- answers ---------------------------------------------------------------------------- */
+
+static int64_t count_of(json_t *um, const char *k)
+{
+    json_t *v = json_object_get(um, k);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
+}
+
+/* UsageMetadata onto the billed counts (shared/spec/API.md, "Billing"): promptTokenCount holds
+ * the cached tokens, and the tool-use prompt is read as prompt too; thoughts are output that
+ * candidatesTokenCount leaves out. A cached count above the prompt is clamped to it. */
+static int read_usage(json_t *um, prov_usage *u)
+{
+    if (!json_is_object(um) || !json_is_integer(json_object_get(um, "promptTokenCount"))) return 0;
+    int64_t prompt = count_of(um, "promptTokenCount"),
+            cached = count_of(um, "cachedContentTokenCount");
+    if (cached > prompt) cached = prompt;
+    int64_t thoughts = count_of(um, "thoughtsTokenCount");
+    u->known = 1;
+    u->u = (usage_counts){0};
+    u->u.input = prompt - cached + count_of(um, "toolUsePromptTokenCount");
+    u->u.cached_input = cached;
+    u->u.output = count_of(um, "candidatesTokenCount") + thoughts;
+    u->u.reasoning = thoughts;
+    return 1;
+}
+
+static ev_finish map_finish(const char *r)
+{
+    static const char *const filtered[] = {"SAFETY",
+                                           "RECITATION",
+                                           "BLOCKLIST",
+                                           "PROHIBITED_CONTENT",
+                                           "SPII",
+                                           "IMAGE_SAFETY",
+                                           "IMAGE_PROHIBITED_CONTENT",
+                                           "IMAGE_RECITATION",
+                                           "MODEL_ARMOR"};
+    if (strcmp(r, "MAX_TOKENS") == 0) return EV_FINISH_LENGTH;
+    for (size_t i = 0; i < sizeof filtered / sizeof *filtered; i++)
+        if (strcmp(r, filtered[i]) == 0) return EV_FINISH_CONTENT_FILTER;
+    /* STOP, and the rest (OTHER, MALFORMED_FUNCTION_CALL, LANGUAGE...), which OpenAI has no name
+     * for: the model stopped */
+    return EV_FINISH_STOP;
+}
+
+/* Google's error object as one line: "<message> (<STATUS>)". */
+static int error_text(json_t *e, char *out, size_t outlen)
+{
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    const char *status = json_string_value(json_object_get(e, "status"));
+    if (!msg && !status) return -1;
+    if (msg && status)
+        snprintf(out, outlen, "%s (%s)", msg, status);
+    else
+        snprintf(out, outlen, "%s", msg ? msg : status);
+    return 0;
+}
+
+/* One GenerateContentResponse (a whole answer, or one chunk of a stream) into events. */
+static int decode_response(gem_state *st, json_t *resp, const ev_sink *sink, prov_usage *usage,
+                           char *err, size_t errlen)
+{
+    ev_event ev;
+    if (!st->started) {
+        const char *id = json_string_value(json_object_get(resp, "responseId"));
+        ev = (ev_event){.type = EV_START, .id = ms_str_c(id ? id : "")};
+        if (ev_emit(sink, &ev)) return -1;
+        st->started = 1;
+    }
+    json_t *cands = json_object_get(resp, "candidates");
+    json_t *cand = json_array_get(cands, 0);
+    json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
+    size_t i;
+    json_t *p;
+    buf_t args;
+    buf_init(&args, GEM_MAX_ARGS);
+    json_array_foreach(parts, i, p)
+    {
+        json_t *text = json_object_get(p, "text"), *fc = json_object_get(p, "functionCall");
+        int rc = 0;
+        if (json_is_string(text)) {
+            if (json_string_length(text) == 0) continue;
+            ev = (ev_event){.type = json_is_true(json_object_get(p, "thought")) ? EV_REASONING
+                                                                                : EV_TEXT,
+                            .text = {json_string_value(text), json_string_length(text)}};
+            usage->streamed_bytes += (int64_t)json_string_length(text);
+            rc = ev_emit(sink, &ev);
+        } else if (json_is_object(fc)) {
+            json_t *name = json_object_get(fc, "name"), *a = json_object_get(fc, "args");
+            if (!json_is_string(name) || (a && !json_is_object(a))) {
+                snprintf(err, errlen, "the provider sent a function call without a name");
+                buf_free(&args);
+                return -1;
+            }
+            if (st->ntools >= GEM_MAX_TOOLS) {
+                snprintf(err, errlen, "the provider sent more than %d function calls",
+                         GEM_MAX_TOOLS);
+                buf_free(&args);
+                return -1;
+            }
+            char id[GEM_ID_LEN];
+            int ord = st->ntools++;
+            make_id(id, json_string_value(name), json_string_length(name), st->turn, ord);
+            ev = (ev_event){.type = EV_TOOL_START,
+                            .index = ord,
+                            .id = ms_str_c(id),
+                            .name = {json_string_value(name), json_string_length(name)}};
+            rc = ev_emit(sink, &ev);
+            buf_reset(&args);
+            if (rc == 0) rc = a ? put_json(&args, a) : buf_appends(&args, "{}");
+            if (rc == 0) {
+                ev = (ev_event){.type = EV_TOOL_ARGS, .index = ord, .text = {args.data, args.len}};
+                usage->streamed_bytes += (int64_t)args.len;
+                rc = ev_emit(sink, &ev);
+            }
+        } else {
+            /* a part that only carries a thought signature says nothing to an OpenAI client;
+             * anything else (images, code execution) it could not be shown */
+            const char *k;
+            json_t *v;
+            json_object_foreach(p, k, v)
+            {
+                if (strcmp(k, "thoughtSignature") != 0 && strcmp(k, "thought") != 0) {
+                    snprintf(err, errlen,
+                             "the provider answered with a '%.40s' part, which OpenAI's chat "
+                             "format cannot carry",
+                             k);
+                    buf_free(&args);
+                    return -1;
+                }
+            }
+        }
+        if (rc) {
+            buf_free(&args);
+            return -1;
+        }
+    }
+    buf_free(&args);
+    if (read_usage(json_object_get(resp, "usageMetadata"), usage)) {
+        ev = (ev_event){.type = EV_USAGE, .usage = usage->u};
+        if (ev_emit(sink, &ev)) return -1;
+    }
+    const char *reason = json_string_value(json_object_get(cand, "finishReason"));
+    const char *block =
+        json_string_value(json_object_get(json_object_get(resp, "promptFeedback"), "blockReason"));
+    if ((reason && reason[0]) || (!cand && block)) {
+        ev_finish f = !cand ? EV_FINISH_CONTENT_FILTER : map_finish(reason);
+        /* Gemini says STOP after function calls; OpenAI's clients look for tool_calls */
+        if (f == EV_FINISH_STOP && st->ntools > 0) f = EV_FINISH_TOOL_CALLS;
+        ev = (ev_event){.type = EV_FINISH, .finish = f};
+        if (ev_emit(sink, &ev)) return -1;
+        st->finished = 1;
+    }
+    return 0;
+}
+
+static int gem_decode_answer(void *stv, const prov_call *call, ms_str body, const ev_sink *sink,
+                             prov_usage *usage, char *err, size_t errlen)
+{
+    gem_state *st = stv;
+    (void)call;
+    json_error_t je;
+    json_t *resp = json_loadb(body.p, body.n, JSON_ALLOW_NUL, &je);
+    int rc = -1;
+    if (!json_is_object(resp)) {
+        snprintf(err, errlen, "the provider's answer is not a JSON object");
+    } else if (json_array_size(json_object_get(resp, "candidates")) == 0 &&
+               !json_object_get(json_object_get(resp, "promptFeedback"), "blockReason")) {
+        snprintf(err, errlen, "the provider's answer has no candidates");
+    } else if ((rc = decode_response(st, resp, sink, usage, err, errlen)) == 0 && !st->finished) {
+        /* a whole answer is complete even when its candidate names no reason */
+        ev_event ev = {.type = EV_FINISH,
+                       .finish = st->ntools ? EV_FINISH_TOOL_CALLS : EV_FINISH_STOP};
+        rc = ev_emit(sink, &ev);
+    }
+    json_decref(resp);
+    return rc;
+}
+
+static int gem_decode_event(void *stv, const prov_call *call, const sse_event *sev,
+                            const ev_sink *sink, prov_usage *usage, int *done, int *error,
+                            char *err, size_t errlen)
+{
+    gem_state *st = stv;
+    (void)call;
+    if (sev->data.n == 0) return 0; /* comments and keep-alives */
+    json_error_t je;
+    json_t *chunk = json_loadb(sev->data.p, sev->data.n, JSON_ALLOW_NUL, &je);
+    int rc = 0;
+    if (!json_is_object(chunk)) {
+        snprintf(err, errlen, "the provider sent an invalid stream event");
+        rc = -1;
+    } else if (json_is_object(json_object_get(chunk, "error"))) {
+        *error = 1;
+        if (error_text(json_object_get(chunk, "error"), err, errlen) != 0)
+            snprintf(err, errlen, "the provider reported an error in the stream");
+    } else if (st->finished) {
+        /* nothing is read after the finish (the engine stops at *done) */
+    } else if ((rc = decode_response(st, chunk, sink, usage, err, errlen)) == 0 && st->finished) {
+        *done = 1; /* Gemini has no end marker: the chunk with finishReason is the last */
+    }
+    json_decref(chunk);
+    return rc;
+}
+
+/* ---- embeddings answers ----------------------------------------------------------------- */
+
+/* The elements of a JSON array already validated: calls fn for each element's raw text. */
+static int each_element(ms_str arr, int (*fn)(void *ctx, ms_str el), void *ctx)
+{
+    const char *p = arr.p, *e = arr.p + arr.n;
+    while (p < e && *p != '[')
+        p++;
+    if (p == e) return -1;
+    p++;
+    for (;;) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ','))
+            p++;
+        if (p >= e || *p == ']') return 0;
+        const char *s = p;
+        int depth = 0, in_str = 0;
+        for (; p < e; p++) {
+            char ch = *p;
+            if (in_str) {
+                if (ch == '\\')
+                    p++;
+                else if (ch == '"')
+                    in_str = 0;
+                continue;
+            }
+            if (ch == '"') {
+                in_str = 1;
+            } else if (ch == '{' || ch == '[') {
+                depth++;
+            } else if (ch == '}' || ch == ']') {
+                if (depth == 0) break;
+                depth--;
+            } else if (ch == ',' && depth == 0) {
+                break;
+            }
+        }
+        const char *end = p;
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+            end--;
+        int rc = fn(ctx, (ms_str){s, (size_t)(end - s)});
+        if (rc) return rc;
+    }
+}
+
+typedef struct emb_ctx {
+    buf_t *out;
+    int b64;
+    size_t index, nvalues;
+    unsigned char pend[3]; /* base64: bytes waiting for a whole group of three */
+    int npend;
+    char *err;
+    size_t errlen;
+} emb_ctx;
+
+static const char b64tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_byte(emb_ctx *c, unsigned char byte)
+{
+    c->pend[c->npend++] = byte;
+    if (c->npend < 3) return 0;
+    uint32_t v = (uint32_t)c->pend[0] << 16 | (uint32_t)c->pend[1] << 8 | c->pend[2];
+    char q[4] = {b64tbl[v >> 18 & 63], b64tbl[v >> 12 & 63], b64tbl[v >> 6 & 63], b64tbl[v & 63]};
+    c->npend = 0;
+    return buf_append(c->out, q, 4);
+}
+
+static int b64_end(emb_ctx *c)
+{
+    if (c->npend == 0) return 0;
+    uint32_t v = (uint32_t)c->pend[0] << 16 | (c->npend > 1 ? (uint32_t)c->pend[1] << 8 : 0);
+    char q[4] = {b64tbl[v >> 18 & 63], b64tbl[v >> 12 & 63],
+                 c->npend > 1 ? b64tbl[v >> 6 & 63] : '=', '='};
+    c->npend = 0;
+    return buf_append(c->out, q, 4);
+}
+
+static int emb_value(void *ctx, ms_str v)
+{
+    emb_ctx *c = ctx;
+    double d;
+    if (jscan_double(v, &d) != 0) {
+        snprintf(c->err, c->errlen, "the provider sent an embedding value that is not a number");
+        return -1;
+    }
+    if (!c->b64) { /* the provider's own digits: exact, and as short as it wrote them */
+        int rc = c->nvalues++ ? buf_appends(c->out, ",") : 0;
+        return rc | buf_append(c->out, v.p, v.n);
+    }
+    /* OpenAI's base64: the float32 values, little-endian */
+    float f = (float)d;
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    int rc = 0;
+    for (int k = 0; k < 4; k++)
+        rc |= b64_byte(c, (unsigned char)(bits >> (8 * k)));
+    c->nvalues++;
+    return rc;
+}
+
+static int emb_one(void *ctx, ms_str el)
+{
+    emb_ctx *c = ctx;
+    jscan_member m[8];
+    int n = jscan_members_valid(el, m, 8);
+    const jscan_member *vals = n > 0 ? jscan_find(m, (size_t)(n > 8 ? 8 : n), "values") : NULL;
+    if (!vals || vals->type != JS_ARRAY) {
+        snprintf(c->err, c->errlen, "the provider sent an embedding without values");
+        return -1;
+    }
+    int rc = buf_printf(c->out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":%s",
+                        c->index ? "," : "", c->index, c->b64 ? "\"" : "[");
+    c->nvalues = 0;
+    c->npend = 0;
+    if (rc == 0 && (rc = each_element(vals->value, emb_value, c)) != 0) return rc;
+    if (c->b64) rc |= b64_end(c);
+    rc |= buf_appends(c->out, c->b64 ? "\"}" : "]}");
+    c->index++;
+    return rc;
+}
+
+static int gem_decode_embeddings(void *stv, const prov_call *call, ms_str body, buf_t *client,
+                                 prov_usage *usage, char *err, size_t errlen)
+{
+    gem_state *st = stv;
+    err[0] = '\0';
+    jscan_member m[16];
+    int n = jscan_object(body.p, body.n, m, 16, NULL);
+    const jscan_member *embs =
+        n > 0 ? jscan_find(m, (size_t)(n > 16 ? 16 : n), "embeddings") : NULL;
+    if (!embs || embs->type != JS_ARRAY) {
+        snprintf(err, errlen, "the provider's answer has no 'embeddings' array");
+        return -1;
+    }
+    int b64 = 0;
+    const jscan_member *ef = jscan_find(call->members, call->nmembers, "encoding_format");
+    if (ef && ef->type == JS_STRING && ms_str_eq(ef->value, "\"base64\"")) b64 = 1;
+    emb_ctx c = {.out = client, .b64 = b64, .err = err, .errlen = errlen};
+    int rc = buf_appends(client, "{\"object\":\"list\",\"data\":[");
+    if (rc == 0 && (rc = each_element(embs->value, emb_one, &c)) != 0) {
+        if (!err[0]) snprintf(err, errlen, "the gateway ran out of memory");
+        return -1;
+    }
+    /* Gemini's embeddings answer reports no usage; a usageMetadata, if it ever comes, is read.
+     * Otherwise the prompt is billed at its bound: the UTF-8 bytes of the inputs (no Gemini
+     * token is shorter than a byte: docs/BILLING.md, "Prompt bound"), so the estimate is never
+     * below what Google bills. */
+    json_error_t je;
+    prov_usage u = {0};
+    const jscan_member *um = jscan_find(m, (size_t)(n > 16 ? 16 : n), "usageMetadata");
+    json_t *umj = um && um->type == JS_OBJECT ? json_loadb(um->value.p, um->value.n, 0, &je) : NULL;
+    if (!read_usage(umj, &u)) u = (prov_usage){.known = 1, .u = {.input = st->embed_estimate}};
+    json_decref(umj);
+    u.u.output = u.u.reasoning = 0;
+    usage->known = 1;
+    usage->u = u.u;
+    int64_t total = usage_prompt(&usage->u);
+    rc = buf_appends(client, "],\"model\":");
+    rc |= put_string(client, call->model->name, strlen(call->model->name));
+    rc |= buf_printf(client,
+                     ",\"usage\":{\"prompt_tokens\":%" PRId64 ",\"total_tokens\":%" PRId64 "}}",
+                     total, total);
+    if (rc) {
+        snprintf(err, errlen, "the gateway ran out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- errors ----------------------------------------------------------------------------- */
+
+/* {"error":{"code":429,"message":…,"status":"RESOURCE_EXHAUSTED"}}, or a list of them (the
+ * streamed-array form), as "<message> (<STATUS>)". */
+static void gem_error_message(ms_str body, char *out, size_t outlen)
+{
+    json_error_t je;
+    json_t *j = json_loadb(body.p, body.n, JSON_ALLOW_NUL, &je);
+    json_t *o = json_is_array(j) ? json_array_get(j, 0) : j;
+    json_t *e = json_object_get(o, "error");
+    int ok = json_is_object(e) && error_text(e, out, outlen) == 0;
+    if (!ok && json_is_string(e)) {
+        snprintf(out, outlen, "%s", json_string_value(e));
+        ok = 1;
+    }
+    json_decref(j);
+    if (ok) return;
+    /* not Google's shape: a short, printable excerpt */
+    size_t k = 0;
+    for (size_t i = 0; i < body.n && k + 1 < outlen && k < 200; i++) {
+        unsigned char ch = (unsigned char)body.p[i];
+        out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+    }
+    if (outlen) out[k] = '\0';
+}
+
+const prov_adapter prov_gemini = {
+    .api = WIRE_GEMINI,
+    .state_size = sizeof(gem_state),
+    .reset = gem_reset,
+    .build = gem_build,
+    .decode_answer = gem_decode_answer,
+    .decode_event = gem_decode_event,
+    .decode_embeddings = gem_decode_embeddings,
+    .error_message = gem_error_message,
+};

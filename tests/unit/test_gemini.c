@@ -1,0 +1,714 @@
+/*
+ * Golden tests of the Gemini adapter (src/providers/gemini.c): OpenAI request bodies in, the
+ * exact Gemini URL, headers and body out (or the 400 naming the field); Gemini answers and
+ * alt=sse chunk sequences in, the exact OpenAI chat.completion / chunk bytes out through the
+ * OpenAI chat dialect, as a client gets them; the usage mapping of shared/spec/API.md
+ * ("Billing"); embeddings both ways.
+ *
+ * Answer fixtures follow the shapes of Google's reference,
+ * https://ai.google.dev/api/generate-content (GenerateContentResponse, Candidate, UsageMetadata,
+ * PromptFeedback, the alt=sse stream) and https://ai.google.dev/api/embeddings
+ * (batchEmbedContents), with made-up text and counts.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "providers/provider.h"
+#include "tap.h"
+
+/* also in provider.h; declared here so this file builds whichever lands first */
+extern const prov_adapter prov_gemini;
+
+static cfg_provider PROV = {.name = "google",
+                            .kind = PROV_GEMINI,
+                            .base_url = "http://g.test",
+                            .api_key = "AIza-secret",
+                            .enabled = 1};
+static cfg_deployment DEP = {.provider = &PROV, .model = "gemini-2.5-flash", .weight = 1};
+static cfg_model MODEL = {.name = "gem", .deployments = &DEP, .ndeployments = 1};
+
+static prov_call CALL;
+static unsigned char ST[256];
+static prov_upreq UP;
+static prov_refusal WHY;
+
+static void setup(prov_endpoint ep, const char *body, int stream, int64_t max_tokens)
+{
+    memset(&CALL, 0, offsetof(prov_call, members));
+    CALL.ep = ep;
+    CALL.dialect = &dialect_openai_chat;
+    CALL.model = &MODEL;
+    CALL.dep = &DEP;
+    CALL.body = ms_str_c(body);
+    int n = jscan_object(body, strlen(body), CALL.members, PROV_MAX_MEMBERS, NULL);
+    CALL.nmembers = n > 0 ? (size_t)n : 0;
+    CALL.m_model = jscan_find(CALL.members, CALL.nmembers, "model");
+    CALL.stream = stream;
+    CALL.max_tokens = max_tokens;
+    CHECK(prov_gemini.state_size <= sizeof ST);
+    memset(ST, 0xA5, sizeof ST); /* reset must clear it */
+    prov_gemini.reset(ST, &CALL);
+}
+
+/* Builds; returns build's code and leaves the upstream request in UP. */
+static int build(prov_endpoint ep, const char *body, int stream, int64_t max_tokens)
+{
+    prov_upreq_free(&UP);
+    memset(&UP, 0, sizeof UP);
+    memset(&WHY, 0, sizeof WHY);
+    setup(ep, body, stream, max_tokens);
+    return prov_gemini.build(&CALL, ST, &UP, &WHY);
+}
+
+static char BODY[1 << 16];
+
+static const char *up_body(void)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < UP.niov; i++) {
+        memcpy(BODY + k, UP.iov[i].base, UP.iov[i].len);
+        k += UP.iov[i].len;
+    }
+    BODY[k] = '\0';
+    return BODY;
+}
+
+#define CHAT(body) build(EP_CHAT, body, 0, -1)
+#define CHECK_BODY(body, want)                                                                     \
+    do {                                                                                           \
+        CHECK_EQ_INT(CHAT(body), 0);                                                               \
+        CHECK_EQ_STR(up_body(), want);                                                             \
+    } while (0)
+#define CHECK_REFUSED(body, want_param)                                                            \
+    do {                                                                                           \
+        CHECK_EQ_INT(CHAT(body), -2);                                                              \
+        CHECK_EQ_INT(WHY.status, 400);                                                             \
+        CHECK_EQ_STR(WHY.code, "invalid_parameter");                                               \
+        CHECK_EQ_STR(WHY.param, want_param);                                                       \
+    } while (0)
+
+/* URL, headers (the key in x-goog-api-key, never in the URL), roles, system, merged turns. */
+static void test_build_basic(void)
+{
+    CHECK_EQ_INT(
+        CHAT("{\"model\":\"gem\",\"messages\":["
+             "{\"role\":\"system\",\"content\":\"Be brief.\"},"
+             "{\"role\":\"developer\",\"content\":[{\"type\":\"text\",\"text\":\"Be nice.\"}]},"
+             "{\"role\":\"user\",\"content\":\"Hi\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"there\"}]},"
+             "{\"role\":\"assistant\",\"content\":\"Hello!\"},"
+             "{\"role\":\"user\",\"content\":\"2+2?\"}],"
+             "\"temperature\":0.7,\"top_p\":0.9,\"stop\":\"END\",\"seed\":7,"
+             "\"presence_penalty\":0.5,\"frequency_penalty\":-0.25,\"n\":1,"
+             "\"user\":\"u1\",\"max_tokens\":100}"),
+        0);
+    CHECK_EQ_STR(UP.url, "http://g.test/v1beta/models/gemini-2.5-flash:generateContent");
+    CHECK_EQ_INT(UP.nheaders, 2);
+    CHECK_EQ_STR(UP.headers[0], "x-goog-api-key: AIza-secret");
+    CHECK_EQ_STR(UP.headers[1], "Content-Type: application/json");
+    CHECK_EQ_INT(UP.niov, 1);
+    /* max_tokens comes from the call (the API layer read it): -1 here, so none */
+    CHECK_EQ_STR(up_body(),
+                 "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"Hi\"},{\"text\":"
+                 "\"there\"}]},{\"role\":\"model\",\"parts\":[{\"text\":\"Hello!\"}]},{\"role\":"
+                 "\"user\",\"parts\":[{\"text\":\"2+2?\"}]}],\"systemInstruction\":{\"parts\":[{"
+                 "\"text\":\"Be brief.\"},{\"text\":\"Be nice.\"}]},\"generationConfig\":{"
+                 "\"temperature\":0.7,\"topP\":0.9,\"presencePenalty\":0.5,\"frequencyPenalty\":"
+                 "-0.25,\"seed\":7,\"stopSequences\":[\"END\"]}}");
+
+    /* streams: alt=sse; the model name is a path segment, percent-encoded */
+    DEP.model = "tuned/x y";
+    CHECK_EQ_INT(build(EP_CHAT,
+                       "{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":"
+                       "\"s\"}],\"stream\":true,\"stream_options\":{\"include_usage\":"
+                       "true},\"max_completion_tokens\":5,\"stop\":[\"a\",\"b\"]}",
+                       1, 5),
+                 0);
+    DEP.model = "gemini-2.5-flash";
+    CHECK_EQ_STR(UP.url, "http://g.test/v1beta/models/tuned%2Fx%20y:streamGenerateContent?alt=sse");
+    CHECK_EQ_STR(UP.headers[2], "Accept: text/event-stream");
+    CHECK_EQ_STR(up_body(), "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"s\"}]}],"
+                            "\"generationConfig\":{\"maxOutputTokens\":5,\"stopSequences\":[\"a\","
+                            "\"b\"]}}");
+}
+
+/* Images: data URLs inline, http(s) URLs by reference when their type is known; audio; files. */
+static void test_build_media(void)
+{
+    CHECK_BODY("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":["
+               "{\"type\":\"text\",\"text\":\"What is this?\"},"
+               "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBO\"}},"
+               "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x.test/a/cat.JPG?s=1\","
+               "\"detail\":\"low\"}},"
+               "{\"type\":\"input_audio\",\"input_audio\":{\"data\":\"UklG\",\"format\":\"wav\"}},"
+               "{\"type\":\"file\",\"file\":{\"file_data\":\"data:application/pdf;base64,JVBE\","
+               "\"filename\":\"a.pdf\"}}]}]}",
+               "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"What is this?\"},{"
+               "\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"iVBO\"}},{\"fileData\":{"
+               "\"mimeType\":\"image/jpeg\",\"fileUri\":\"https://x.test/a/cat.JPG?s=1\"}},{"
+               "\"inlineData\":{\"mimeType\":\"audio/wav\",\"data\":\"UklG\"}},{\"inlineData\":{"
+               "\"mimeType\":\"application/pdf\",\"data\":\"JVBE\"}}]}]}");
+    /* an image URL whose type cannot be told, a non-base64 data URL, a file id */
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                  "\"image_url\",\"image_url\":{\"url\":\"https://x.test/img?id=3\"}}]}]}",
+                  "messages");
+    CHECK(strstr(WHY.message, "messages[0]") != NULL);
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                  "\"image_url\",\"image_url\":{\"url\":\"data:image/png,abc\"}}]}]}",
+                  "messages");
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                  "\"file\",\"file\":{\"file_id\":\"file-1\"}}]}]}",
+                  "messages");
+}
+
+/* Tools, tool_choice, an assistant's tool calls as functionCall parts, tool results as
+ * functionResponse parts named after the call they answer (found by tool_call_id). */
+static void test_build_tools(void)
+{
+    const char *tools =
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+        "\"description\":\"Weather of a city\",\"strict\":true,\"parameters\":{\"type\":"
+        "\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"unit\":{\"type\":["
+        "\"string\",\"null\"],\"enum\":[\"C\",\"F\"]}},\"required\":[\"city\",\"unit\"],"
+        "\"additionalProperties\":false}}},{\"type\":\"function\",\"function\":{\"name\":"
+        "\"now\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}]";
+    char body[4096];
+    snprintf(body, sizeof body,
+             "{\"model\":\"gem\",\"messages\":["
+             "{\"role\":\"user\",\"content\":\"Weather in Paris and the time?\"},"
+             "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+             "{\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+             "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\",\\\"unit\\\":\\\"C\\\"}\"}},"
+             "{\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"now\","
+             "\"arguments\":\"\"}}]},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"call_b\",\"content\":\"12:00\"},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"call_a\",\"content\":\"{\\\"temp\\\":21.5}\"},"
+             "{\"role\":\"user\",\"content\":\"Thanks\"}],%s,\"tool_choice\":\"required\","
+             "\"parallel_tool_calls\":true}",
+             tools);
+    CHECK_BODY(body,
+               "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"Weather in Paris and the "
+               "time?\"}]},{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":"
+               "\"get_weather\",\"args\":{\"city\":\"Paris\",\"unit\":\"C\"}}},{\"functionCall\":{"
+               "\"name\":\"now\",\"args\":{}}}]},{\"role\":\"user\",\"parts\":[{"
+               "\"functionResponse\":{\"name\":\"now\",\"response\":{\"result\":\"12:00\"}}},{"
+               "\"functionResponse\":{\"name\":\"get_weather\",\"response\":{\"temp\":21.5}}},{"
+               "\"text\":\"Thanks\"}]}],\"tools\":[{\"functionDeclarations\":[{\"name\":"
+               "\"get_weather\",\"description\":\"Weather of a city\",\"parameters\":{\"type\":"
+               "\"OBJECT\",\"properties\":{\"city\":{\"type\":\"STRING\"},\"unit\":{\"nullable\":"
+               "true,\"type\":\"STRING\",\"enum\":[\"C\",\"F\"]}},\"propertyOrdering\":[\"city\","
+               "\"unit\"],\"required\":[\"city\",\"unit\"]}},{\"name\":\"now\"}]}],\"toolConfig\":"
+               "{\"functionCallingConfig\":{\"mode\":\"ANY\"}}}");
+
+    /* the other tool_choice forms */
+    static const char *const choice[][2] = {
+        {"\"auto\"", "{\"mode\":\"AUTO\"}"},
+        {"\"none\"", "{\"mode\":\"NONE\"}"},
+        {"{\"type\":\"function\",\"function\":{\"name\":\"now\"}}",
+         "{\"mode\":\"ANY\",\"allowedFunctionNames\":[\"now\"]}"}};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(body, sizeof body,
+                 "{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"t\"}],"
+                 "\"tool_choice\":%s}",
+                 choice[i][0]);
+        char want[256];
+        snprintf(want, sizeof want,
+                 "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"t\"}]}],\"toolConfig\":"
+                 "{\"functionCallingConfig\":%s}}",
+                 choice[i][1]);
+        CHECK_BODY(body, want);
+    }
+
+    /* a tool result for no known call; arguments that are not an object; a schema keyword
+     * Gemini cannot take; a tool that is not a function; parallel_tool_calls false */
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{"
+                  "\"role\":\"tool\",\"tool_call_id\":\"call_zz\",\"content\":\"1\"}]}",
+                  "messages");
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{"
+                  "\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+                  "\"[1\"}}]}]}",
+                  "messages");
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                  "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+                  "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/A\"}}}}}]}",
+                  "tools");
+    CHECK(strstr(WHY.message, "'$ref'") != NULL);
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                  "\"tools\":[{\"type\":\"web_search\"}]}",
+                  "tools");
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                  "\"parallel_tool_calls\":false}",
+                  "parallel_tool_calls");
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                  "\"tool_choice\":\"maybe\"}",
+                  "tool_choice");
+}
+
+/* response_format, reasoning_effort, and the fields refused by name (nothing goes upstream). */
+static void test_build_config_and_refusals(void)
+{
+    CHECK_BODY("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"j\"}],"
+               "\"response_format\":{\"type\":\"json_object\"},\"reasoning_effort\":\"low\"}",
+               "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"j\"}]}],"
+               "\"generationConfig\":{\"responseMimeType\":\"application/json\",\"thinkingConfig\":"
+               "{\"thinkingBudget\":1024,\"includeThoughts\":true}}}");
+    CHECK_BODY(
+        "{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"j\"}],"
+        "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\","
+        "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":"
+        "\"integer\",\"minimum\":0},\"tags\":{\"type\":\"array\",\"items\":{\"type\":"
+        "\"string\"}}},\"required\":[\"n\",\"tags\"],\"additionalProperties\":false}}},"
+        "\"reasoning_effort\":\"none\"}",
+        "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"j\"}]}],"
+        "\"generationConfig\":{\"responseMimeType\":\"application/json\",\"responseSchema\":"
+        "{\"type\":\"OBJECT\",\"properties\":{\"n\":{\"type\":\"INTEGER\",\"minimum\":0},"
+        "\"tags\":{\"type\":\"ARRAY\",\"items\":{\"type\":\"STRING\"}}},\"propertyOrdering\":"
+        "[\"n\",\"tags\"],\"required\":[\"n\",\"tags\"]},\"thinkingConfig\":{"
+        "\"thinkingBudget\":0}}}");
+    /* unknown fields go to Gemini as they came (Gemini's own, or its 400 naming them) */
+    CHECK_BODY(
+        "{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"u\"}],"
+        "\"safetySettings\":[{\"category\":\"HARM_CATEGORY_HARASSMENT\",\"threshold\":"
+        "\"BLOCK_NONE\"}],\"logprobs\":false,\"metadata\":{\"a\":\"b\"}}",
+        "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"u\"}]}],\"safetySettings\":"
+        "[{\"category\":\"HARM_CATEGORY_HARASSMENT\",\"threshold\":\"BLOCK_NONE\"}]}");
+
+    static const char *const refused[][2] = {
+        {"\"n\":2", "n"},
+        {"\"logprobs\":true", "logprobs"},
+        {"\"top_logprobs\":3", "top_logprobs"},
+        {"\"logit_bias\":{\"50256\":-100}", "logit_bias"},
+        {"\"audio\":{\"voice\":\"alloy\",\"format\":\"wav\"}", "audio"},
+        {"\"modalities\":[\"text\",\"audio\"]", "modalities"},
+        {"\"prediction\":{\"type\":\"content\",\"content\":\"x\"}", "prediction"},
+        {"\"reasoning_effort\":\"extreme\"", "reasoning_effort"},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"oneOf\":[{\"type\":"
+         "\"string\"}]}}}}}",
+         "response_format"},
+        {"\"response_format\":{\"type\":\"grammar\"}", "response_format"},
+        {"\"temperature\":\"hot\"", "temperature"},
+        {"\"stop\":[1]", "stop"},
+        {"\"generationConfig\":{}", "generationConfig"},
+        {"\"contents\":[]", "contents"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s}",
+                 refused[i][0]);
+        CHECK_REFUSED(body, refused[i][1]);
+    }
+    /* only system messages: Gemini needs a turn */
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"system\",\"content\":\"x\"}]}",
+                  "messages");
+    CHECK_REFUSED("{\"model\":\"gem\",\"messages\":[{\"role\":\"function\",\"name\":\"f\","
+                  "\"content\":\"x\"}]}",
+                  "messages");
+}
+
+/* ---- answers ---------------------------------------------------------------------------- */
+
+static const dialect_req REQ = {.model = "gem", .request_id = "req_abc", .created = 1700000000};
+
+typedef struct sink_ctx {
+    dialect_enc *enc;
+    buf_t *out; /* NULL: whole answer */
+} sink_ctx;
+
+static int to_enc(void *ctx, const ev_event *ev)
+{
+    sink_ctx *s = ctx;
+    return dialect_openai_chat.event(s->enc, ev, s->out);
+}
+
+static char ANSWER[1 << 16];
+static prov_usage USAGE;
+
+/* A whole answer through decode_answer and the OpenAI encoder. Returns decode's code. */
+static int whole(const char *req, const char *resp)
+{
+    setup(EP_CHAT, req, 0, -1);
+    prov_upreq_free(&UP);
+    memset(&UP, 0, sizeof UP);
+    CHECK_EQ_INT(prov_gemini.build(&CALL, ST, &UP, &WHY), 0);
+    dialect_enc *e = dialect_openai_chat.enc_new(&REQ);
+    sink_ctx sc = {e, NULL};
+    ev_sink sink = {to_enc, &sc};
+    char err[256] = "";
+    memset(&USAGE, 0, sizeof USAGE);
+    int rc = prov_gemini.decode_answer(ST, &CALL, ms_str_c(resp), &sink, &USAGE, err, sizeof err);
+    buf_t out;
+    buf_init(&out, 0);
+    ANSWER[0] = '\0';
+    if (rc == 0 && dialect_openai_chat.answer(e, &USAGE.u, &out) == 0)
+        snprintf(ANSWER, sizeof ANSWER, "%.*s", (int)out.len, out.data);
+    else
+        snprintf(ANSWER, sizeof ANSWER, "ERR %s", err);
+    buf_free(&out);
+    dialect_openai_chat.enc_free(e);
+    return rc;
+}
+
+static const char *const ONE_USER = "{\"model\":\"gem\",\"messages\":[{\"role\":\"user\","
+                                    "\"content\":\"hi\"}]}";
+
+#define ANSWER_HEAD                                                                                \
+    "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":"    \
+    "\"gem\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+
+/* Text joined from several parts, a thought as reasoning_content, usage with cached, thoughts
+ * and tool-use prompt counts mapped as the contract says. */
+static void test_answer_text_usage(void)
+{
+    CHECK_EQ_INT(
+        whole(ONE_USER,
+              "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Let me "
+              "think.\",\"thought\":true},{\"text\":\"Hello "
+              "\"},{\"text\":\"there\",\"thoughtSignature\""
+              ":\"c2ln\"}]},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{"
+              "\"promptTokenCount\":100,\"cachedContentTokenCount\":60,\"toolUsePromptTokenCount\":"
+              "5,\"candidatesTokenCount\":7,\"thoughtsTokenCount\":11,\"totalTokenCount\":123},"
+              "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}"),
+        0);
+    /* input = 100 - 60 + 5 = 45, cached 60: prompt_tokens 105; output = 7 + 11 */
+    CHECK_EQ_STR(ANSWER,
+                 ANSWER_HEAD "\"Hello there\",\"refusal\":null,\"reasoning_content\":\"Let me "
+                             "think.\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{"
+                             "\"prompt_tokens\":105,\"completion_tokens\":18,\"total_tokens\":123,"
+                             "\"prompt_tokens_details\":{\"cached_tokens\":60},"
+                             "\"completion_tokens_details\":{\"reasoning_tokens\":11}}}");
+    CHECK_EQ_INT(USAGE.known, 1);
+    CHECK_EQ_INT(USAGE.u.input, 45);
+    CHECK_EQ_INT(USAGE.u.cached_input, 60);
+    CHECK_EQ_INT(USAGE.u.output, 18);
+    CHECK_EQ_INT(USAGE.u.reasoning, 11);
+    CHECK_EQ_INT(USAGE.u.cache_write + USAGE.u.cache_write_1h, 0);
+
+    /* finish reasons */
+    static const char *const fin[][2] = {{"MAX_TOKENS", "length"},
+                                         {"SAFETY", "content_filter"},
+                                         {"RECITATION", "content_filter"},
+                                         {"PROHIBITED_CONTENT", "content_filter"},
+                                         {"BLOCKLIST", "content_filter"},
+                                         {"SPII", "content_filter"},
+                                         {"OTHER", "stop"}};
+    for (size_t i = 0; i < sizeof fin / sizeof *fin; i++) {
+        char resp[512], want[128];
+        snprintf(resp, sizeof resp,
+                 "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"a\"}]},"
+                 "\"finishReason\":\"%s\"}],\"usageMetadata\":{\"promptTokenCount\":3,"
+                 "\"candidatesTokenCount\":1,\"totalTokenCount\":4}}",
+                 fin[i][0]);
+        CHECK_EQ_INT(whole(ONE_USER, resp), 0);
+        snprintf(want, sizeof want, "\"finish_reason\":\"%s\"", fin[i][1]);
+        CHECK(strstr(ANSWER, want) != NULL);
+    }
+
+    /* a prompt blocked before any candidate */
+    CHECK_EQ_INT(whole(ONE_USER,
+                       "{\"promptFeedback\":{\"blockReason\":\"SAFETY\"},"
+                       "\"usageMetadata\":{\"promptTokenCount\":8,\"totalTokenCount\":8}}"),
+                 0);
+    CHECK_EQ_STR(ANSWER, ANSWER_HEAD "\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":"
+                                     "\"content_filter\"}],\"usage\":{\"prompt_tokens\":8,"
+                                     "\"completion_tokens\":0,\"total_tokens\":8,"
+                                     "\"prompt_tokens_details\":{\"cached_tokens\":0},"
+                                     "\"completion_tokens_details\":{\"reasoning_tokens\":0}}}");
+    /* not an answer */
+    CHECK_EQ_INT(whole(ONE_USER, "{\"candidates\":[]}"), -1);
+    CHECK_EQ_INT(whole(ONE_USER, "[1]"), -1);
+    CHECK_EQ_INT(whole(ONE_USER, "{\"candidates\":[{\"content\":{\"parts\":[{\"executableCode\":"
+                                 "{\"code\":\"1\"}}]},\"finishReason\":\"STOP\"}]}"),
+                 -1);
+    CHECK(strstr(ANSWER, "executableCode") != NULL);
+}
+
+/* Function calls: made-up ids, stable for the same conversation and different across turns;
+ * finish_reason tool_calls although Gemini says STOP. */
+static void test_answer_tool_calls(void)
+{
+    const char *resp =
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{"
+        "\"name\":\"get_weather\",\"args\":{\"city\":\"Paris\",\"t\":1.5}}},{\"functionCall\":{"
+        "\"name\":\"now\"}}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":"
+        "20,\"candidatesTokenCount\":4,\"totalTokenCount\":24}}";
+    CHECK_EQ_INT(whole(ONE_USER, resp), 0);
+    static char first[sizeof ANSWER];
+    snprintf(first, sizeof first, "%s", ANSWER);
+    CHECK(strstr(ANSWER, "\"content\":null") != NULL);
+    CHECK(strstr(ANSWER, "\"finish_reason\":\"tool_calls\"") != NULL);
+    CHECK(strstr(ANSWER, "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":"
+                         "\\\"Paris\\\",\\\"t\\\":1.5}\"}") != NULL);
+    CHECK(strstr(ANSWER, "\"function\":{\"name\":\"now\",\"arguments\":\"{}\"}") != NULL);
+    /* ids: "call_" + 16 hex digits, two different ones */
+    const char *a = strstr(first, "\"id\":\"call_"),
+               *b = a ? strstr(a + 1, "\"id\":\"call_") : NULL;
+    CHECK(a && b && memcmp(a, b, 27) != 0);
+    CHECK(a && strspn(a + 11, "0123456789abcdef") == 16);
+    /* the same conversation again: the same ids */
+    CHECK_EQ_INT(whole(ONE_USER, resp), 0);
+    CHECK_EQ_STR(ANSWER, first);
+    /* a later turn (one more assistant message before it): other ids */
+    CHECK_EQ_INT(whole("{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                       "{\"role\":\"assistant\",\"content\":\"yes?\"},{\"role\":\"user\","
+                       "\"content\":\"weather\"}]}",
+                       resp),
+                 0);
+    CHECK(strcmp(ANSWER, first) != 0);
+    const char *c = strstr(ANSWER, "\"id\":\"call_");
+    CHECK(a && c && strncmp(c, a, 27) != 0);
+}
+
+/* ---- streams ---------------------------------------------------------------------------- */
+
+#define CHUNK_HEAD                                                                                 \
+    "data: {\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"  \
+    "\"model\":\"gem\",\"choices\":"
+
+typedef struct stream_result {
+    int rc, done, error;
+    char err[256];
+} stream_result;
+
+/* Feeds data events (NULL-terminated) until one is done or fails; appends the client's bytes
+ * and the stream's end (usage asked for) to out. */
+static stream_result stream(const char *req, const char *const *events, buf_t *out)
+{
+    stream_result r = {0};
+    setup(EP_CHAT, req, 1, -1);
+    prov_upreq_free(&UP);
+    memset(&UP, 0, sizeof UP);
+    CHECK_EQ_INT(prov_gemini.build(&CALL, ST, &UP, &WHY), 0);
+    dialect_req rq = REQ;
+    rq.include_usage = 1;
+    dialect_enc *e = dialect_openai_chat.enc_new(&rq);
+    sink_ctx sc = {e, out};
+    ev_sink sink = {to_enc, &sc};
+    memset(&USAGE, 0, sizeof USAGE);
+    for (size_t i = 0; events[i] && !r.done && !r.error && r.rc == 0; i++) {
+        sse_event ev = {.data = ms_str_c(events[i])};
+        r.rc = prov_gemini.decode_event(ST, &CALL, &ev, &sink, &USAGE, &r.done, &r.error, r.err,
+                                        sizeof r.err);
+    }
+    dialect_error de = {"provider_error", "upstream_error", r.err};
+    dialect_openai_chat.stream_end(e, USAGE.known ? &USAGE.u : NULL, (ms_str){0}, "0.01",
+                                   r.error ? &de : NULL, out);
+    dialect_openai_chat.enc_free(e);
+    return r;
+}
+
+static void test_stream_text(void)
+{
+    /* alt=sse: every chunk a GenerateContentResponse with cumulative usageMetadata, the last
+     * with finishReason; no [DONE] */
+    const char *const ev[] = {
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"hmm\","
+        "\"thought\":true}]},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":10,"
+        "\"totalTokenCount\":10},\"responseId\":\"r2\"}",
+        "",
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hi "
+        "\\\"you\\\"\"}]},"
+        "\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":10,\"candidatesTokenCount\":2,"
+        "\"totalTokenCount\":12}}",
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"!\"}]},"
+        "\"finishReason\":\"MAX_TOKENS\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":10,"
+        "\"cachedContentTokenCount\":4,\"candidatesTokenCount\":3,\"thoughtsTokenCount\":2,"
+        "\"totalTokenCount\":15}}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"after the end\"}]}}]}",
+        NULL};
+    buf_t out;
+    buf_init(&out, 0);
+    stream_result r = stream(ONE_USER, ev, &out);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.done, 1);
+    CHECK_EQ_INT(r.error, 0);
+    CHECK_EQ_STR(out.data,
+                 CHUNK_HEAD "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                            "\"logprobs\":null,\"finish_reason\":null}]}\n\n" CHUNK_HEAD
+                            "[{\"index\":0,\"delta\":{\"reasoning_content\":\"hmm\"},\"logprobs\":"
+                            "null,\"finish_reason\":null}]}\n\n" CHUNK_HEAD
+                            "[{\"index\":0,\"delta\":{\"content\":\"Hi \\\"you\\\"\"},\"logprobs\":"
+                            "null,\"finish_reason\":null}]}\n\n" CHUNK_HEAD
+                            "[{\"index\":0,\"delta\":{\"content\":\"!\"},\"logprobs\":null,"
+                            "\"finish_reason\":null}]}\n\n" CHUNK_HEAD
+                            "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":"
+                            "\"length\"}]}\n\n" CHUNK_HEAD
+                            "[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,"
+                            "\"total_tokens\":15,\"prompt_tokens_details\":{\"cached_tokens\":4},"
+                            "\"completion_tokens_details\":{\"reasoning_tokens\":2},\"cost\":0.01}}"
+                            "\n\ndata: [DONE]\n\n");
+    CHECK_EQ_INT(USAGE.u.input, 6);
+    CHECK_EQ_INT(USAGE.u.cached_input, 4);
+    CHECK_EQ_INT(USAGE.streamed_bytes, 3 + 8 + 1);
+    buf_free(&out);
+}
+
+static void test_stream_tools_and_errors(void)
+{
+    const char *const ev[] = {
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":"
+        "\"f\",\"args\":{\"a\":1}}}]},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{"
+        "\"promptTokenCount\":5,\"candidatesTokenCount\":2,\"totalTokenCount\":7}}",
+        NULL};
+    buf_t out;
+    buf_init(&out, 0);
+    stream_result r = stream(ONE_USER, ev, &out);
+    CHECK_EQ_INT(r.done, 1);
+    char id[32];
+    const char *p = strstr(out.data, "\"id\":\"call_");
+    CHECK(p != NULL);
+    snprintf(id, sizeof id, "%.21s", p ? p + 6 : "");
+    char want[2048];
+    snprintf(want, sizeof want,
+             CHUNK_HEAD
+             "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+             "\"logprobs\":null,\"finish_reason\":null}]}\n\n" CHUNK_HEAD
+             "[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"%s\","
+             "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},"
+             "\"logprobs\":null,\"finish_reason\":null}]}\n\n" CHUNK_HEAD
+             "[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{"
+             "\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,\"finish_reason\":"
+             "null}]}\n\n" CHUNK_HEAD
+             "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":"
+             "\"tool_calls\"}]}\n\n" CHUNK_HEAD
+             "[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":"
+             "7,\"prompt_tokens_details\":{\"cached_tokens\":0},"
+             "\"completion_tokens_details\":{\"reasoning_tokens\":0},\"cost\":0.01}}\n\n"
+             "data: [DONE]\n\n",
+             id);
+    CHECK_EQ_STR(out.data, want);
+
+    /* the stream's id equals the whole answer's for the same conversation */
+    CHECK_EQ_INT(whole(ONE_USER,
+                       "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{"
+                       "\"name\":\"f\",\"args\":{\"a\":1}}}]},\"finishReason\":\"STOP\"}]}"),
+                 0);
+    CHECK(strstr(ANSWER, id) != NULL);
+
+    /* an in-band error after some text: Google's error object, its message and status */
+    buf_reset(&out);
+    const char *const bad[] = {
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}",
+        "{\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":"
+        "\"UNAVAILABLE\"}}",
+        NULL};
+    r = stream(ONE_USER, bad, &out);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.error, 1);
+    CHECK_EQ_INT(r.done, 0);
+    CHECK_EQ_STR(r.err, "The model is overloaded. (UNAVAILABLE)");
+    CHECK(strstr(out.data, "data: {\"error\":{\"message\":\"The model is overloaded. "
+                           "(UNAVAILABLE)\",\"type\":\"upstream_error\",\"code\":"
+                           "\"provider_error\",\"param\":null}}\n\ndata: [DONE]\n\n") != NULL);
+    /* not JSON */
+    buf_reset(&out);
+    const char *const junk[] = {"{nope", NULL};
+    r = stream(ONE_USER, junk, &out);
+    CHECK_EQ_INT(r.rc, -1);
+    buf_free(&out);
+}
+
+/* ---- embeddings and errors -------------------------------------------------------------- */
+
+static void test_embeddings(void)
+{
+    CHECK_EQ_INT(build(EP_EMBEDDINGS,
+                       "{\"model\":\"gem-emb\",\"input\":[\"hello\",\"h\\u00e9\"],\"dimensions\":4,"
+                       "\"encoding_format\":\"float\"}",
+                       0, -1),
+                 0);
+    CHECK_EQ_STR(UP.url, "http://g.test/v1beta/models/gemini-2.5-flash:batchEmbedContents");
+    CHECK_EQ_STR(up_body(),
+                 "{\"requests\":[{\"model\":\"models/gemini-2.5-flash\",\"content\":{\"parts\":[{"
+                 "\"text\":\"hello\"}]},\"outputDimensionality\":4},{\"model\":\"models/"
+                 "gemini-2.5-flash\",\"content\":{\"parts\":[{\"text\":\"h\xc3\xa9\"}]},"
+                 "\"outputDimensionality\":4}]}");
+    buf_t out;
+    buf_init(&out, 0);
+    char err[128] = "";
+    memset(&USAGE, 0, sizeof USAGE);
+    const char *resp = "{\"embeddings\":[{\"values\":[0.11, -0.12,1e-3]},{\"values\":[0.21,0.22,"
+                       "0.23]}]}";
+    CHECK_EQ_INT(
+        prov_gemini.decode_embeddings(ST, &CALL, ms_str_c(resp), &out, &USAGE, err, sizeof err), 0);
+    /* no usage from Gemini: the inputs' UTF-8 bytes, 5 + 3 */
+    CHECK_EQ_STR(out.data, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+                           "\"embedding\":[0.11,-0.12,1e-3]},{\"object\":\"embedding\",\"index\":1,"
+                           "\"embedding\":[0.21,0.22,0.23]}],\"model\":\"gem\",\"usage\":{"
+                           "\"prompt_tokens\":8,\"total_tokens\":8}}");
+    CHECK_EQ_INT(USAGE.known, 1);
+    CHECK_EQ_INT(USAGE.u.input, 8);
+
+    /* base64: float32 little-endian, as OpenAI sends; a single string input */
+    CHECK_EQ_INT(build(EP_EMBEDDINGS,
+                       "{\"model\":\"gem-emb\",\"input\":\"abc\",\"encoding_format\":\"base64\"}",
+                       0, -1),
+                 0);
+    buf_reset(&out);
+    memset(&USAGE, 0, sizeof USAGE);
+    /* 1.0f = 00 00 80 3f, 2.0f = 00 00 00 40 */
+    CHECK_EQ_INT(prov_gemini.decode_embeddings(ST, &CALL,
+                                               ms_str_c("{\"embeddings\":[{\"values\":[1,2.0]}]}"),
+                                               &out, &USAGE, err, sizeof err),
+                 0);
+    CHECK_EQ_STR(out.data, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+                           "\"embedding\":\"AACAPwAAAEA=\"}],\"model\":\"gem\",\"usage\":{"
+                           "\"prompt_tokens\":3,\"total_tokens\":3}}");
+    /* a usageMetadata, when one comes, wins over the estimate */
+    buf_reset(&out);
+    CHECK_EQ_INT(prov_gemini.decode_embeddings(
+                     ST, &CALL,
+                     ms_str_c("{\"embeddings\":[{\"values\":[1]}],\"usageMetadata\":{"
+                              "\"promptTokenCount\":2}}"),
+                     &out, &USAGE, err, sizeof err),
+                 0);
+    CHECK_EQ_INT(USAGE.u.input, 2);
+    buf_reset(&out);
+    CHECK_EQ_INT(prov_gemini.decode_embeddings(ST, &CALL, ms_str_c("{\"data\":[]}"), &out, &USAGE,
+                                               err, sizeof err),
+                 -1);
+    buf_free(&out);
+
+    /* token ids are refused, naming input; dimensions must be a positive integer */
+    CHECK_EQ_INT(build(EP_EMBEDDINGS, "{\"model\":\"e\",\"input\":[[1,2,3]]}", 0, -1), -2);
+    CHECK_EQ_STR(WHY.param, "input");
+    CHECK_EQ_INT(build(EP_EMBEDDINGS, "{\"model\":\"e\",\"input\":[1,2]}", 0, -1), -2);
+    CHECK_EQ_STR(WHY.param, "input");
+    CHECK_EQ_INT(build(EP_EMBEDDINGS, "{\"model\":\"e\",\"input\":\"a\",\"dimensions\":0}", 0, -1),
+                 -2);
+    CHECK_EQ_STR(WHY.param, "dimensions");
+}
+
+static void test_error_message(void)
+{
+    char out[256];
+    prov_gemini.error_message(
+        ms_str_c("{\"error\":{\"code\":429,\"message\":\"Resource has been exhausted (e.g. check "
+                 "quota).\",\"status\":\"RESOURCE_EXHAUSTED\"}}"),
+        out, sizeof out);
+    CHECK_EQ_STR(out, "Resource has been exhausted (e.g. check quota). (RESOURCE_EXHAUSTED)");
+    prov_gemini.error_message(ms_str_c("[{\"error\":{\"code\":400,\"message\":\"bad\",\"status\":"
+                                       "\"INVALID_ARGUMENT\"}}]"),
+                              out, sizeof out);
+    CHECK_EQ_STR(out, "bad (INVALID_ARGUMENT)");
+    prov_gemini.error_message(ms_str_c("<html>502\n</html>"), out, sizeof out);
+    CHECK_EQ_STR(out, "<html>502 </html>");
+}
+
+int main(void)
+{
+    RUN(test_build_basic);
+    RUN(test_build_media);
+    RUN(test_build_tools);
+    RUN(test_build_config_and_refusals);
+    RUN(test_answer_text_usage);
+    RUN(test_answer_tool_calls);
+    RUN(test_stream_text);
+    RUN(test_stream_tools_and_errors);
+    RUN(test_embeddings);
+    RUN(test_error_message);
+    prov_upreq_free(&UP);
+    TAP_DONE();
+}
