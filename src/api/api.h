@@ -10,6 +10,7 @@
 #include "server/http.h"
 #include "billing/billing.h"
 #include "common/usage.h"
+#include "dialect/dialect.h"
 #include "ratelimit/ratelimit.h"
 #include "store/store.h"
 
@@ -43,6 +44,9 @@ void api_err_missing(http_conn *c, const char *param);
 void api_err_invalid(http_conn *c, const char *param, const char *message);
 void api_err_model_not_found(http_conn *c, const char *model);
 void api_err_internal(http_conn *c);
+/* A request refused before anything ran (a dialect's or an adapter's refusal): its status, type,
+ * code and param, with retry-after and x-should-retry when it says so. */
+void api_refuse(http_conn *c, const dialect_refusal *why);
 
 /* How an upstream outcome reaches the client (the contract's error table). */
 typedef struct api_error_info {

@@ -742,7 +742,7 @@ static void refuse(proxy *p, const prov_refusal *why)
     if (c && c->handler.ctx == p) c->handler = (http_handler){0};
     p->c = NULL;
     proxy_free(p);
-    if (c) http_error(c, why->status, why->type, why->code, why->param, why->message, -1);
+    if (c) api_refuse(c, why);
 }
 
 /* A 2xx whole answer: checked and passed through, or decoded and encoded in the client's
@@ -890,7 +890,7 @@ static void run_local(proxy *p)
         /* the client is gone (a local answer after a wait): billed above, nothing to send */
     } else if (rc != 0) {
         if (why.status)
-            http_error(c, why.status, why.type, why.code, why.param, why.message, -1);
+            api_refuse(c, &why);
         else
             api_err_internal(c);
     } else if (call->stream && call->ep == EP_CHAT) {

@@ -50,6 +50,13 @@ void api_err_model_not_found(http_conn *c, const char *model)
     http_error(c, 404, "not_found_error", "model_not_found", "model", msg, -1);
 }
 
+void api_refuse(http_conn *c, const dialect_refusal *why)
+{
+    if (why->no_retry) http_add_extra_header(c, "x-should-retry: false\r\n");
+    http_error(c, why->status, why->type, why->code, why->param, why->message,
+               why->retry_after_ms > 0 ? why->retry_after_ms : -1);
+}
+
 void api_err_internal(http_conn *c)
 {
     http_error(c, 500, "api_error", "internal_error", NULL,

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "config/config.h"
 #include "engine/event.h"
 
 /* The APIs spoken on a wire, by clients (dialects) and by upstreams (adapters). When a client's
@@ -25,6 +26,21 @@ typedef enum {
     WIRE_ANTHROPIC_MESSAGES, /* Anthropic's Messages API */
     WIRE_GEMINI,             /* Google's generateContent */
 } wire_api;
+
+/* The client's endpoint: what kind of answer it wants. */
+typedef enum { EP_CHAT, EP_EMBEDDINGS } prov_endpoint;
+
+/* A request refused before anything ran: the contract's error, for the client's dialect to
+ * write in its shape. */
+typedef struct dialect_refusal {
+    int status;
+    const char *type, *code, *param;
+    char message[400];
+    int64_t retry_after_ms; /* > 0: retry-after and retry-after-ms go with it */
+    int no_retry;           /* x-should-retry: false, beyond the statuses that always carry it */
+} dialect_refusal;
+
+struct prov_call;
 
 /* What an encoder needs to know of the request. */
 typedef struct dialect_req {
@@ -66,5 +82,12 @@ typedef struct dialect {
 
 /* OpenAI chat completions (dialect/openai_chat.c). */
 extern const dialect dialect_openai_chat;
+
+/* OpenAI's request side (dialect/openai_chat_request.c): parses call->body (set by the caller,
+ * with call->request_id) for endpoint ep into call, resolving the model in cfg. shown gets the
+ * model name as the client gave it, printable, for the access log (even when refused). Returns
+ * 0, or -1 with *why filled. */
+int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, struct prov_call *call, char *shown,
+                         size_t shown_len, dialect_refusal *why);
 
 #endif

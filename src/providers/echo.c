@@ -260,9 +260,12 @@ static int echo_embeddings(const prov_call *call, json_t *req, buf_t *body, prov
         if (input_text(in, &text, &tok) != 0) {
             json_decref(list);
             buf_free(&text);
-            *why =
-                (prov_refusal){400, "invalid_request_error", "invalid_parameter", "input",
-                               "'input' must be a string, an array of strings, or token arrays."};
+            *why = (prov_refusal){
+                .status = 400,
+                .type = "invalid_request_error",
+                .code = "invalid_parameter",
+                .param = "input",
+                .message = "'input' must be a string, an array of strings, or token arrays."};
             return -1;
         }
         total += tok;
@@ -309,8 +312,10 @@ static int echo_local(const prov_call *call, const ev_sink *sink, buf_t *body, p
     json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
     if (!json_is_object(req)) {
         json_decref(req);
-        *why = (prov_refusal){400, "invalid_request_error", "invalid_json", NULL,
-                              "We could not parse the JSON body of your request."};
+        *why = (prov_refusal){.status = 400,
+                              .type = "invalid_request_error",
+                              .code = "invalid_json",
+                              .message = "We could not parse the JSON body of your request."};
         return -1;
     }
     int rc = call->ep == EP_CHAT ? echo_chat(call, req, sink, usage)

@@ -70,6 +70,10 @@ const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
     case PROV_OPENAI:
     case PROV_AZURE: /* OpenAI's API under another URL and key header: openai_build */
         return &prov_openai;
+    case PROV_ANTHROPIC:
+        return &prov_anthropic;
+    case PROV_GEMINI:
+        return &prov_gemini;
     case PROV_ECHO:
         return &prov_echo;
     default:

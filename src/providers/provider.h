@@ -31,8 +31,6 @@
 #define PROV_MAX_HEADERS 6
 #define PROV_MAX_STREAM_OPTIONS 16 /* more is refused: the splice keeps every option it copies */
 
-typedef enum { EP_CHAT, EP_EMBEDDINGS } prov_endpoint;
-
 typedef struct prov_usage {
     int known;
     usage_counts u;
@@ -73,12 +71,9 @@ typedef struct prov_upreq {
 
 void prov_upreq_free(prov_upreq *u);
 
-/* Why a local provider did not answer a request: the contract's error. */
-typedef struct prov_refusal {
-    int status;
-    const char *type, *code, *param;
-    char message[256];
-} prov_refusal;
+/* Why a provider cannot answer a request (a field it cannot take, an input a local provider
+ * refuses): the contract's error, as a dialect refuses a request. */
+typedef dialect_refusal prov_refusal;
 
 /* A provider adapter, in the manner of nginx's upstream module: build is its create_request,
  * reset its reinit_request and input_filter_init, decode_answer/decode_event its input_filter.
@@ -152,5 +147,7 @@ const prov_adapter *prov_adapter_for(cfg_prov_kind kind);
 
 extern const prov_adapter prov_openai;
 extern const prov_adapter prov_echo;
+extern const prov_adapter prov_anthropic;
+extern const prov_adapter prov_gemini;
 
 #endif

@@ -1,0 +1,247 @@
+/*
+ * The OpenAI dialect's request side: POST /v1/chat/completions and /v1/embeddings bodies parsed
+ * into the gateway's request (prov_call). Only the fields the gateway acts on are read (model,
+ * messages, stream, stream_options, max_tokens, max_completion_tokens; input, encoding_format);
+ * the rest of the body passes through unread to providers that speak OpenAI, and adapters that
+ * translate read it themselves.
+ *
+ * One jscan pass validates the whole document and records the top-level members as views into
+ * the body (no tree, no copy). Keys are compared decoded, a field the gateway acts on may not be
+ * given twice (jscan_pick_unique), and the model name is compared by length. Errors are returned
+ * as values (dialect_refusal) with the contract's status, code and `param`, so the API layer
+ * writes them in the client's shape.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "dialect/dialect.h"
+#include "providers/provider.h"
+
+/* The fields each endpoint acts on; [0] is always model. */
+enum { F_MODEL, F_MESSAGES, F_STREAM, F_STREAM_OPTIONS, F_MAX_TOKENS, F_MAX_COMPLETION_TOKENS };
+static const jscan_key chat_fields[] = {
+    JSCAN_KEY("model"),          JSCAN_KEY("messages"),   JSCAN_KEY("stream"),
+    JSCAN_KEY("stream_options"), JSCAN_KEY("max_tokens"), JSCAN_KEY("max_completion_tokens")};
+enum { F_INPUT = 1, F_ENCODING_FORMAT };
+static const jscan_key embedding_fields[] = {JSCAN_KEY("model"), JSCAN_KEY("input"),
+                                             JSCAN_KEY("encoding_format")};
+#define FIELDS_MAX 6
+
+static int refuse(dialect_refusal *why, int status, const char *code, const char *param,
+                  const char *fmt, const char *arg)
+{
+    *why = (dialect_refusal){.status = status,
+                             .type = status == 404 ? "not_found_error" : "invalid_request_error",
+                             .code = code,
+                             .param = param};
+    snprintf(why->message, sizeof why->message, fmt, arg ? arg : "");
+    return -1;
+}
+
+static int invalid(dialect_refusal *why, const char *param, const char *fmt)
+{
+    return refuse(why, 400, "invalid_parameter", param, fmt, param);
+}
+
+static int duplicate(dialect_refusal *why, const char *field)
+{
+    return refuse(why, 400, "invalid_parameter", field,
+                  "The field '%s' appears more than once in the request body; give it once.",
+                  field);
+}
+
+/* The model exists, but every provider of it is disabled for want of an API key: a 404 would
+ * send the user looking for a typo. 503, as for a model with no deployment available, but not
+ * worth an automatic retry: only the operator can fix it. */
+static int unconfigured(dialect_refusal *why, const cfg_model *model)
+{
+    const cfg_provider *p = model->unconfigured;
+    *why = (dialect_refusal){.status = 503,
+                             .type = "service_unavailable_error",
+                             .code = "provider_not_configured",
+                             .param = "model",
+                             .retry_after_ms = 60000,
+                             .no_retry = 1};
+    snprintf(why->message, sizeof why->message,
+             "The model '%s' is configured, but its provider '%s' has no API key: the operator "
+             "must set %s for the gateway.",
+             model->name, p->name, p->api_key_var[0] ? p->api_key_var : "its api_key");
+    return -1;
+}
+
+/* A model name as the client sent it, printable: control characters (a NUL among them) are
+ * shown as \u00XX, so a message never claims that "echo-1\u0000x" is "echo-1". */
+static void printable_name(const char *name, size_t len, char *out, size_t outlen)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < len && k + 7 < outlen; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 0x20 && ch != 0x7f) {
+            out[k++] = (char)ch;
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(out + k, "\\u00", 4);
+            out[k + 4] = hex[ch >> 4];
+            out[k + 5] = hex[ch & 15];
+            k += 6;
+        }
+    }
+    out[k] = '\0';
+}
+
+/* Scans the body, picks the endpoint's fields into f and resolves the model. */
+static int scan(const cfg_t *cfg, prov_call *call, const jscan_key *fields, size_t nfields,
+                const jscan_member **f, char *shown, size_t shown_len, dialect_refusal *why)
+{
+    size_t err_off = 0;
+    ms_str b = call->body;
+    int n = jscan_object(b.p, b.n, call->members, PROV_MAX_MEMBERS, &err_off);
+    if (n == JSCAN_INVALID || n == JSCAN_NOT_OBJECT) {
+        char detail[96];
+        if (b.n == 0)
+            snprintf(detail, sizeof detail, "the body is empty");
+        else if (n == JSCAN_NOT_OBJECT)
+            snprintf(detail, sizeof detail, "the body must be a JSON object");
+        else
+            snprintf(detail, sizeof detail, "invalid JSON at byte %zu", err_off);
+        return refuse(why, 400, "invalid_json", NULL,
+                      "We could not parse the JSON body of your request: %s", detail);
+    }
+    if (n > PROV_MAX_MEMBERS)
+        return refuse(why, 400, "invalid_parameter", NULL,
+                      "The request body has too many top-level fields.%s", NULL);
+    call->nmembers = (size_t)n;
+    int dup = jscan_pick_unique(call->members, call->nmembers, fields, nfields, f);
+    if (dup >= 0) return duplicate(why, fields[dup].s);
+    const jscan_member *m = f[F_MODEL];
+    if (!m)
+        return refuse(why, 400, "missing_required_parameter", "model",
+                      "Missing required parameter: '%s'.", "model");
+    char name[256];
+    long len = m->type == JS_STRING ? jscan_string(m->value, name, sizeof name) : -1;
+    if (len <= 0) return invalid(why, "model", "'%s' must be a non-empty string naming a model.");
+    call->m_model = m;
+    printable_name(name, (size_t)len, shown, shown_len);
+    /* by length: a name with a NUL inside is not the name before the NUL */
+    const cfg_model *model = cfg_find_model(cfg, name, (size_t)len);
+    if (model && model->ndeployments == 0 && model->unconfigured) return unconfigured(why, model);
+    if (!model || model->ndeployments == 0) {
+        char shown200[201];
+        ms_copy(shown200, sizeof shown200, shown);
+        return refuse(why, 404, "model_not_found", "model",
+                      "The model '%s' does not exist or you do not have access to it.", shown200);
+    }
+    call->model = model;
+    return 0;
+}
+
+static int check_bool(const jscan_member *m, const char *param, int *out, dialect_refusal *why)
+{
+    if (!m || m->type == JS_NULL) return 0;
+    if (m->type != JS_TRUE && m->type != JS_FALSE)
+        return invalid(why, param, "'%s' must be a boolean.");
+    *out = m->type == JS_TRUE;
+    return 0;
+}
+
+/* "[ ]" and "[]" both mean an empty array. */
+static int empty_array(ms_str v)
+{
+    size_t k = 1;
+    while (k < v.n && (v.p[k] == ' ' || v.p[k] == '\n' || v.p[k] == '\r' || v.p[k] == '\t'))
+        k++;
+    return k < v.n && v.p[k] == ']';
+}
+
+/* stream_options: an object (or null) whose include_usage, if present, is a boolean given once. */
+static int stream_options(prov_call *call, const jscan_member *so, dialect_refusal *why)
+{
+    if (!so || so->type == JS_NULL) return 0;
+    if (so->type != JS_OBJECT) return invalid(why, "stream_options", "'%s' must be an object.");
+    jscan_member sm[PROV_MAX_STREAM_OPTIONS];
+    int sn = jscan_members(so->value, sm, PROV_MAX_STREAM_OPTIONS);
+    /* the splice copies every option it keeps; none may be dropped unseen */
+    if (sn > PROV_MAX_STREAM_OPTIONS)
+        return invalid(why, "stream_options", "'%s' has too many fields.");
+    static const jscan_key iu_key[] = {JSCAN_KEY("include_usage")};
+    const jscan_member *iu;
+    if (jscan_pick_unique(sm, sn > 0 ? (size_t)sn : 0, iu_key, 1, &iu) >= 0)
+        return duplicate(why, "stream_options.include_usage");
+    return check_bool(iu, "stream_options.include_usage", &call->client_include_usage, why);
+}
+
+static int parse_chat(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
+                      dialect_refusal *why)
+{
+    const jscan_member *f[FIELDS_MAX];
+    if (scan(cfg, call, chat_fields, sizeof chat_fields / sizeof *chat_fields, f, shown, shown_len,
+             why) != 0)
+        return -1;
+    const jscan_member *msgs = f[F_MESSAGES];
+    if (!msgs)
+        return refuse(why, 400, "missing_required_parameter", "messages",
+                      "Missing required parameter: '%s'.", "messages");
+    if (msgs->type != JS_ARRAY)
+        return invalid(why, "messages", "'%s' must be an array of message objects.");
+    if (empty_array(msgs->value))
+        return invalid(why, "messages", "'%s' must contain at least one message.");
+    if (check_bool(f[F_STREAM], "stream", &call->stream, why) != 0) return -1;
+    for (int i = F_MAX_TOKENS; i <= F_MAX_COMPLETION_TOKENS; i++) {
+        const jscan_member *mt = f[i];
+        if (!mt || mt->type == JS_NULL) continue;
+        int64_t v;
+        if (mt->type != JS_NUMBER || jscan_int(mt->value, &v) != 0 || v < 1)
+            return invalid(why, chat_fields[i].s, "'%s' must be an integer of at least 1.");
+        call->max_tokens = v;
+    }
+    const jscan_member *so = f[F_STREAM_OPTIONS];
+    if (stream_options(call, so, why) != 0) return -1;
+    if (so && (so->type != JS_NULL || call->stream)) call->m_stream_options = so;
+    return 0;
+}
+
+static int parse_embeddings(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
+                            dialect_refusal *why)
+{
+    const jscan_member *f[FIELDS_MAX];
+    if (scan(cfg, call, embedding_fields, sizeof embedding_fields / sizeof *embedding_fields, f,
+             shown, shown_len, why) != 0)
+        return -1;
+    const jscan_member *in = f[F_INPUT];
+    if (!in)
+        return refuse(why, 400, "missing_required_parameter", "input",
+                      "Missing required parameter: '%s'.", "input");
+    if (in->type != JS_STRING && in->type != JS_ARRAY)
+        return invalid(why, "input", "'%s' must be a string or an array.");
+    if (in->type == JS_ARRAY && empty_array(in->value))
+        return invalid(why, "input", "'%s' must not be empty.");
+    const jscan_member *ef = f[F_ENCODING_FORMAT];
+    if (ef && ef->type != JS_NULL) {
+        char fmt[16];
+        long fl = ef->type == JS_STRING ? jscan_string(ef->value, fmt, sizeof fmt) : -1;
+        if (fl < 0 || !((fl == 5 && memcmp(fmt, "float", 5) == 0) ||
+                        (fl == 6 && memcmp(fmt, "base64", 6) == 0)))
+            return invalid(why, "encoding_format", "'%s' must be 'float' or 'base64'.");
+    }
+    return 0;
+}
+
+int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, char *shown,
+                         size_t shown_len, dialect_refusal *why)
+{
+    /* the members are written by the scan: the rest is zeroed (6 KB not touched) */
+    ms_str body = call->body;
+    char rid[sizeof call->request_id];
+    memcpy(rid, call->request_id, sizeof rid);
+    memset(call, 0, offsetof(prov_call, members));
+    memcpy(call->request_id, rid, sizeof rid);
+    call->body = body;
+    call->ep = ep;
+    call->dialect = &dialect_openai_chat;
+    call->max_tokens = -1;
+    shown[0] = '\0';
+    return ep == EP_CHAT ? parse_chat(cfg, call, shown, shown_len, why)
+                         : parse_embeddings(cfg, call, shown, shown_len, why);
+}
