@@ -237,7 +237,8 @@ static void bill(proxy *p, int client_status, char *cost)
      * sends the prompt's at the start, the output's at the end) */
     int complete = !p->is_sse || p->saw_done;
     if (p->usage.known && complete) {
-        api_settle(p->st, call->model, provider, &p->usage.u, client_status, 0, cost);
+        api_settle(p->st, call->model, provider, &p->usage.u, client_status, p->usage.estimated,
+                   cost);
     } else if (p->status >= 200 && p->status < 300) {
         prov_usage est = {.known = 1, .u = p->usage.known ? p->usage.u : (usage_counts){0}};
         estimate(p, &est.u);

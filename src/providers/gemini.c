@@ -624,34 +624,13 @@ static const char *refused_field(const char *k, json_t *v)
  * routing and attribution), which Gemini has no place for. */
 static int known_field(const char *k)
 {
-    static const char *const known[] = {"model",
-                                        "messages",
-                                        "stream",
-                                        "stream_options",
-                                        "max_tokens",
-                                        "max_completion_tokens",
-                                        "temperature",
-                                        "top_p",
-                                        "stop",
-                                        "n",
-                                        "response_format",
-                                        "reasoning_effort",
-                                        "tools",
-                                        "tool_choice",
-                                        "presence_penalty",
-                                        "frequency_penalty",
-                                        "seed",
-                                        "parallel_tool_calls",
-                                        "user",
-                                        "metadata",
-                                        "store",
-                                        "service_tier",
-                                        "safety_identifier",
-                                        "prompt_cache_key",
-                                        /* refused unless harmless (refused_field) */
-                                        "logprobs",
-                                        "logit_bias",
-                                        "modalities"};
+    static const char *const known[] = {
+        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+        "temperature", "top_p", "stop", "n", "response_format", "reasoning_effort", "tools",
+        "tool_choice", "presence_penalty", "frequency_penalty", "seed", "parallel_tool_calls",
+        "user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key",
+        /* refused unless harmless (refused_field) */
+        "logprobs", "logit_bias", "modalities"};
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (strcmp(k, known[i]) == 0) return 1;
     return 0;
@@ -1360,11 +1339,13 @@ static int gem_decode_embeddings(void *stv, const prov_call *call, ms_str body, 
     prov_usage u = {0};
     const jscan_member *um = jscan_find(m, (size_t)(n > 16 ? 16 : n), "usageMetadata");
     json_t *umj = um && um->type == JS_OBJECT ? json_loadb(um->value.p, um->value.n, 0, &je) : NULL;
-    if (!read_usage(umj, &u)) u = (prov_usage){.known = 1, .u = {.input = st->embed_estimate}};
+    if (!read_usage(umj, &u))
+        u = (prov_usage){.known = 1, .u = {.input = st->embed_estimate}, .estimated = 1};
     json_decref(umj);
     u.u.output = u.u.reasoning = 0;
     usage->known = 1;
     usage->u = u.u;
+    usage->estimated = u.estimated; /* the usage row says it was not the provider's count */
     int64_t total = usage_prompt(&usage->u);
     rc = buf_appends(client, "],\"model\":");
     rc |= put_string(client, call->model->name, strlen(call->model->name));

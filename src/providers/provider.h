@@ -33,6 +33,7 @@
 
 typedef struct prov_usage {
     int known;
+    int estimated; /* the adapter's estimate, not the provider's count (the ledger marks it) */
     usage_counts u;
     /* streams: bytes of generated text seen so far (delta content, refusals, tool-call
      * arguments), the upper bound of completion tokens billed if usage never comes */

@@ -350,6 +350,14 @@ test('embeddings: batchEmbedContents, float and base64, usage estimated from the
     assert.deepEqual(f, [0.11, 0.12, 0.13, 0.14].map(Math.fround));
     // 5 tokens at 0.15 USD / 1M
     assert.equal(h.usdToNano(res.headers.get('x-modelswitch-cost')), 750n);
+    // the ledger says the count was the gateway's, not Google's
+    const rid = res.headers.get('x-request-id');
+    const r = await h.eventually(async () => {
+        const rows = await h.sqliteRows(gw, `SELECT estimated FROM usage WHERE request_id = '${rid}'`);
+        return rows === null || rows.length > 0 ? { rows } : null;
+    }, h.scaled(5000));
+    assert.ok(r.value, 'no usage row');
+    if (r.value.rows) assert.deepEqual(r.value.rows, [{ estimated: 1 }]);
 });
 
 test('a field Gemini cannot honour is refused by name, and nothing goes upstream', T, async () => {
