@@ -927,6 +927,7 @@ static void run_attempt(proxy *p)
     prov_upreq_free(&p->up);
     memset(&p->up, 0, sizeof p->up);
     prov_refusal why = {0};
+    call->output_bound = price_output_bound(p->w->cfg, call->model, call->max_tokens);
     int rc = !p->ad || new_transfer(p) != 0 ? -1 : p->ad->build(call, p->xst, &p->up, &why);
     if (rc == -2) {
         refuse(p, &why);

@@ -694,10 +694,11 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
     /* max_tokens, which Anthropic requires: the client's (max_tokens or max_completion_tokens),
      * else the model's max_output_tokens, else the billing default; capped at the model's
      * max_output_tokens. That is the output bound the balance hold was placed for
-     * (price_output_bound), so the provider can never write more than was held. The call does
-     * not carry the config, so the billing default is price_output_bound's own (4096, the
-     * config's default) until it does. */
-    int64_t max_tokens = price_output_bound(NULL, call->model, call->max_tokens);
+     * (price_output_bound), so the provider can never write more than was held; the engine
+     * puts it in the call for the attempt's model. */
+    int64_t max_tokens = call->output_bound > 0
+                             ? call->output_bound
+                             : price_output_bound(NULL, call->model, call->max_tokens);
     json_t *temperature = number_in(&c, req, "temperature", 0, 1, &rc);
     if (rc) goto done;
     json_t *top_p = number_in(&c, req, "top_p", 0, 1, &rc);

@@ -54,7 +54,9 @@ typedef struct prov_call {
     const jscan_member *m_stream_options; /* NULL if absent */
     int stream;
     int client_include_usage;
-    int64_t max_tokens; /* -1 when not given */
+    int64_t max_tokens;   /* -1 when not given */
+    int64_t output_bound; /* the attempt's model's output bound (price_output_bound): set by the
+                             engine before build, for providers that require a limit */
     char request_id[40];
     /* Last, and not zeroed when a call is made (6 KB): only members[0..nmembers) are read. */
     jscan_member members[PROV_MAX_MEMBERS];

@@ -376,3 +376,28 @@ test('a field Anthropic cannot take: 400 naming it, nothing upstream', T, async 
     for (const f of ['n', 'seed', 'store']) assert.equal(up[f], undefined, f);
     assert.deepEqual(up.metadata, { user_id: 'u-42' });
 });
+
+test('max_tokens, which Anthropic requires, falls back to billing.default_max_output_tokens', T, async () => {
+    let k;
+    const g = await h.startGatewayWithMocks({
+        mocks: 1,
+        config: (mocks) => ({
+            billing: { default_max_output_tokens: 777 },
+            providers: {
+                anth: { kind: 'anthropic', base_url: `http://127.0.0.1:${mocks[0].port}`, api_key: ANT_KEY },
+            },
+            models: { 'claude-nocap': { pricing: PRICING, deployments: [{ provider: 'anth', model: 'up' }] } },
+        }),
+        setup: async (gg) => { ({ key: k } = await gg.newProxyKey(100)); },
+    });
+    try {
+        const res = await h.post(g, '/v1/chat/completions', k,
+            { model: 'claude-nocap', messages: [{ role: 'user', content: 'hi' }] });
+        assert.equal(res.status, 200, res.text);
+        const reqs = await g.mocks[0].requestsTo('/v1/messages');
+        assert.equal(JSON.parse(reqs[reqs.length - 1].body).max_tokens, 777,
+            'the bound the hold was placed for');
+    } finally {
+        await g.stop();
+    }
+});
