@@ -66,9 +66,13 @@ clean:
 	rm -rf build build-asan
 
 # libFuzzer targets (not part of the suite): make fuzz, then run build-fuzz/fuzz_jscan -max_total_time=60
+# (fuzz_adapters: build-fuzz/fuzz_adapters tests/fuzz/corpus_adapters -max_total_time=60)
 fuzz:
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_jscan.c \
 	  src/common/jscan.c -ljansson -o build-fuzz/fuzz_jscan
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_sse.c \
 	  src/common/sse.c src/common/buf.c -o build-fuzz/fuzz_sse
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
+	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_adapters.c \
+	  $(LIB_SRC) $(LLHTTP_SRC) -o build-fuzz/fuzz_adapters $(shell pkg-config --libs $(PKGS)) -lpthread -lm

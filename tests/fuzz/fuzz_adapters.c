@@ -1,0 +1,159 @@
+/*
+ * libFuzzer target for everything that parses a client's or a provider's bytes beyond the JSON
+ * scanner and the SSE parser: the OpenAI dialect's request parser, the translating adapters'
+ * request builders (a client body rewritten for Anthropic and Gemini), their decoders of whole
+ * answers and of stream events (fed through the real SSE parser), and the OpenAI chat encoder
+ * their events end up in. The input's first byte picks what to drive; the rest is the document.
+ *
+ * What is checked is memory safety and bounds (ASan/UBSan), no leak, and that a whole answer
+ * that decodes encodes to valid JSON (jscan): a malformed upstream must become a clean error,
+ * never a crash or a broken answer to the client.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jscan.h"
+#include "common/sse.h"
+#include "dialect/dialect.h"
+#include "providers/provider.h"
+
+#define MUST(c)                                                                                    \
+    do {                                                                                           \
+        if (!(c)) __builtin_trap();                                                                \
+    } while (0)
+
+static cfg_provider g_prov[2] = {
+    {.name = (char *)"anth", .kind = PROV_ANTHROPIC, .base_url = (char *)"http://a.example",
+     .api_key = (char *)"k", .enabled = 1},
+    {.name = (char *)"gem", .kind = PROV_GEMINI, .base_url = (char *)"http://g.example",
+     .api_key = (char *)"k", .enabled = 1},
+};
+static cfg_deployment g_dep[2] = {{.provider = &g_prov[0], .model = (char *)"up", .weight = 1},
+                                  {.provider = &g_prov[1], .model = (char *)"up", .weight = 1}};
+static cfg_model g_model[2] = {{.name = (char *)"m", .deployments = &g_dep[0], .ndeployments = 1},
+                               {.name = (char *)"m", .deployments = &g_dep[1], .ndeployments = 1}};
+static cfg_t g_cfg = {.models = g_model, .nmodels = 1, .default_max_output_tokens = 64};
+
+static int sink_emit(void *ctx, const ev_event *ev)
+{
+    buf_t *out = ((void **)ctx)[1];
+    return dialect_openai_chat.event(((void **)ctx)[0], ev, out);
+}
+
+typedef struct stream_ctx {
+    const prov_adapter *ad;
+    void *st;
+    prov_call *call;
+    ev_sink *sink;
+    prov_usage usage;
+} stream_ctx;
+
+static int on_event(void *ud, const sse_event *ev)
+{
+    stream_ctx *s = ud;
+    int done = 0, error = 0;
+    char err[256];
+    err[0] = '\0';
+    int rc = s->ad->decode_event(s->st, s->call, ev, s->sink, &s->usage, &done, &error, err,
+                                 sizeof err);
+    return rc < 0 || error || done;
+}
+
+/* A client body through the parser and, when it is a chat request, the adapter's builder. */
+static void drive_request(const prov_adapter *ad, int which, const char *p, size_t n)
+{
+    prov_call *call = malloc(sizeof *call);
+    call->body = (ms_str){p, n};
+    memcpy(call->request_id, "req_f", 6);
+    dialect_refusal why;
+    char shown[256];
+    int ep = n && (p[0] & 1) ? EP_EMBEDDINGS : EP_CHAT;
+    g_cfg.models = &g_model[which];
+    if (dialect_openai_parse(&g_cfg, ep, call, shown, sizeof shown, &why) == 0) {
+        MUST(call->model == &g_model[which]);
+        call->dep = &g_dep[which];
+        call->output_bound = 64;
+        void *st = ad->state_size ? calloc(1, ad->state_size) : NULL;
+        if (ad->reset) ad->reset(st, call);
+        prov_upreq u;
+        memset(&u, 0, sizeof u);
+        prov_refusal pr;
+        memset(&pr, 0, sizeof pr);
+        int rc = ad->build(call, st, &u, &pr);
+        MUST(rc == 0 || rc == -1 || (rc == -2 && pr.status >= 400));
+        if (rc == 0) {
+            for (size_t i = 0; i < u.niov; i++)
+                MUST(u.iov[i].base != NULL || u.iov[i].len == 0);
+        }
+        prov_upreq_free(&u);
+        if (ad->release) ad->release(st);
+        free(st);
+    }
+    free(call);
+}
+
+/* A provider's answer: whole, then as a stream, into the OpenAI encoder. */
+static void drive_answer(const prov_adapter *ad, int which, int stream, const char *p, size_t n)
+{
+    static char body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    prov_call *call = calloc(1, sizeof *call);
+    call->body = ms_str_c(body);
+    call->dialect = &dialect_openai_chat;
+    call->ep = EP_CHAT;
+    call->model = &g_model[which];
+    call->dep = &g_dep[which];
+    call->max_tokens = -1;
+    call->stream = stream;
+    int nm = jscan_object(body, strlen(body), call->members, PROV_MAX_MEMBERS, NULL);
+    call->nmembers = (size_t)nm;
+    dialect_req dr = {.model = "m", .request_id = "req_f", .created = 1, .include_usage = 1};
+    dialect_enc *enc = dialect_openai_chat.enc_new(&dr);
+    buf_t out;
+    buf_init(&out, 1u << 24);
+    void *ctx[2] = {enc, stream ? &out : NULL};
+    ev_sink sink = {sink_emit, ctx};
+    void *st = ad->state_size ? calloc(1, ad->state_size) : NULL;
+    if (ad->reset) ad->reset(st, call);
+    prov_usage usage = {0};
+    char err[256];
+    if (!stream) {
+        if (ad->decode_answer(st, call, (ms_str){p, n}, &sink, &usage, err, sizeof err) == 0 &&
+            dialect_openai_chat.answer(enc, &usage.u, &out) == 0) {
+            /* a decoded answer is always a valid document for the client */
+            MUST(jscan_object(out.data, out.len, NULL, 0, NULL) >= 0);
+        }
+    } else {
+        stream_ctx sc = {ad, st, call, &sink, {0}};
+        sse_parser sp;
+        sse_init(&sp, 1u << 20, on_event, &sc);
+        (void)sse_feed(&sp, p, n);
+        sse_free(&sp);
+        usage = sc.usage;
+        dialect_error de = {"provider_error", "upstream_error", "x"};
+        (void)dialect_openai_chat.stream_end(enc, usage.known ? &usage.u : NULL, (ms_str){0}, "0",
+                                             &de, &out);
+    }
+    MUST(usage.u.input >= 0 && usage.u.output >= 0 && usage.u.cached_input >= 0);
+    if (ad->release) ad->release(st);
+    free(st);
+    buf_free(&out);
+    dialect_openai_chat.enc_free(enc);
+    free(call);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    int op = data[0] % 6, which = op & 1;
+    const prov_adapter *ad = which ? &prov_gemini : &prov_anthropic;
+    char *p = malloc(size);
+    memcpy(p, data + 1, size - 1);
+    size_t n = size - 1;
+    if (op < 2)
+        drive_request(ad, which, p, n);
+    else
+        drive_answer(ad, which, op >= 4, p, n);
+    free(p);
+    return 0;
+}
