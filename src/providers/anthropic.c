@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "providers/provider.h"
+#include "providers/wire.h"
 
 #define ANT_VERSION "2023-06-01"
 /* Content blocks one answer may have; a stream with more fails with a clear error (the state
@@ -84,72 +85,6 @@ static void ant_release(void *stv)
 }
 
 /* ---- JSON output ---- */
-
-/* A double in the shortest %g form that reads back as the same value. */
-static int put_real(buf_t *b, double v)
-{
-    char s[40];
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(s, sizeof s, "%.*g", prec, v);
-        if (strtod(s, NULL) == v) break;
-    }
-    return buf_appends(b, s);
-}
-
-static int put_jstr(buf_t *b, const char *s, size_t n)
-{
-    int rc = buf_appends(b, "\"");
-    rc |= buf_append_json_escaped(b, s, n);
-    return rc | buf_appends(b, "\"");
-}
-
-/* Writes v compactly, members in their insertion order (jansson keeps it). */
-static int put_json(buf_t *b, const json_t *v)
-{
-    int rc = 0;
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *x;
-        int first = 1;
-        rc |= buf_appends(b, "{");
-        json_object_foreach((json_t *)v, k, x)
-        {
-            if (!first) rc |= buf_appends(b, ",");
-            first = 0;
-            rc |= put_jstr(b, k, strlen(k));
-            rc |= buf_appends(b, ":");
-            rc |= put_json(b, x);
-            if (rc) return -1;
-        }
-        return rc | buf_appends(b, "}");
-    }
-    case JSON_ARRAY: {
-        size_t i;
-        json_t *x;
-        rc |= buf_appends(b, "[");
-        json_array_foreach(v, i, x)
-        {
-            if (i) rc |= buf_appends(b, ",");
-            rc |= put_json(b, x);
-            if (rc) return -1;
-        }
-        return rc | buf_appends(b, "]");
-    }
-    case JSON_STRING:
-        return put_jstr(b, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER:
-        return buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    case JSON_REAL:
-        return put_real(b, json_real_value(v));
-    case JSON_TRUE:
-        return buf_appends(b, "true");
-    case JSON_FALSE:
-        return buf_appends(b, "false");
-    default:
-        return buf_appends(b, "null");
-    }
-}
 
 /* ---- build: OpenAI chat request -> Anthropic Messages request ---- */
 
@@ -772,7 +707,7 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
     if (call->stream) json_object_set_new(out, "stream", json_true());
 
     /* the body, then the fields OpenAI does not define, as the client wrote them */
-    if (put_json(b, out) != 0) {
+    if (prov_put_json(b, out) != 0) {
         rc = -1;
         goto done;
     }
@@ -805,18 +740,6 @@ done:
     return rc;
 }
 
-static int add_header(prov_upreq *u, const char *name, const char *value)
-{
-    if (u->nheaders >= PROV_MAX_HEADERS) return -1;
-    size_t a = strlen(name), b = strlen(value);
-    char *h = malloc(a + b + 1);
-    if (!h) return -1;
-    memcpy(h, name, a);
-    memcpy(h + a, value, b + 1);
-    u->headers[u->nheaders++] = h;
-    return 0;
-}
-
 static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
 {
     const cfg_provider *prov = call->dep->provider;
@@ -835,11 +758,12 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
     }
     u->url[url.len] = '\0';
     /* Messages: the key in x-api-key (never Authorization), the API version pinned */
-    if (prov->api_key && prov->api_key[0] && add_header(u, "x-api-key: ", prov->api_key)) return -1;
-    if (add_header(u, "anthropic-version: ", ANT_VERSION) ||
-        add_header(u, "content-type: ", "application/json"))
+    if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-api-key: ", prov->api_key))
         return -1;
-    if (call->stream && add_header(u, "accept: ", "text/event-stream")) return -1;
+    if (prov_add_header(u, "anthropic-version: ", ANT_VERSION) ||
+        prov_add_header(u, "content-type: ", "application/json"))
+        return -1;
+    if (call->stream && prov_add_header(u, "accept: ", "text/event-stream")) return -1;
 
     json_error_t jerr;
     json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
@@ -973,7 +897,8 @@ static int ant_decode_answer(void *stv, const prov_call *call, ms_str body, cons
             }
             buf_reset(&args);
             /* the input serialized compactly: OpenAI's arguments are a JSON text */
-            if ((json_is_object(input) ? put_json(&args, input) : buf_appends(&args, "{}")) != 0) {
+            if ((json_is_object(input) ? prov_put_json(&args, input) : buf_appends(&args, "{}")) !=
+                0) {
                 rc = -1;
                 break;
             }

@@ -37,6 +37,7 @@
 #include <strings.h>
 
 #include "providers/provider.h"
+#include "providers/wire.h"
 
 #define GEM_MAX_TOOLS 128        /* tool calls in one answer: the OpenAI encoder's limit too */
 #define GEM_MAX_BODY (64u << 20) /* the largest upstream body written */
@@ -76,36 +77,6 @@ static int refuse(prov_refusal *why, const char *param, const char *fmt, ...)
     return -2;
 }
 
-static int add_header(prov_upreq *u, const char *name, const char *value)
-{
-    if (u->nheaders >= PROV_MAX_HEADERS) return -1;
-    size_t a = strlen(name), b = strlen(value);
-    char *h = malloc(a + b + 1);
-    if (!h) return -1;
-    memcpy(h, name, a);
-    memcpy(h + a, value, b + 1);
-    u->headers[u->nheaders++] = h;
-    return 0;
-}
-
-/* Appends s percent-encoded outside RFC 3986's unreserved set: the model is a path segment. */
-static int append_segment(buf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
-    for (; *s && rc == 0; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            rc = buf_append(b, s, 1);
-        } else {
-            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            rc = buf_append(b, esc, 3);
-        }
-    }
-    return rc;
-}
-
 /* {base_url}/v1beta/models/{model}:{method}. The key never goes into the URL (URLs reach logs):
  * it travels in x-goog-api-key. */
 static int gem_url(const prov_call *call, prov_upreq *u, const char *method)
@@ -114,7 +85,7 @@ static int gem_url(const prov_call *call, prov_upreq *u, const char *method)
     buf_init_with(&b, u->url, sizeof u->url, sizeof u->url - 1);
     int rc = buf_appends(&b, call->dep->provider->base_url);
     rc |= buf_appends(&b, "/v1beta/models/");
-    rc |= append_segment(&b, call->dep->model);
+    rc |= prov_put_path_segment(&b, call->dep->model);
     rc |= buf_appends(&b, method);
     if (rc || !b.borrowed) { /* too long: refused, never cut */
         buf_free(&b);
@@ -122,73 +93,6 @@ static int gem_url(const prov_call *call, prov_upreq *u, const char *method)
     }
     u->url[b.len] = '\0';
     return 0;
-}
-
-/* The shortest decimal that reads back as v (jansson would print 0.7 as 0.69999999999999996). */
-static int put_real(buf_t *b, double v)
-{
-    char tmp[40];
-    if (!isfinite(v)) return buf_appends(b, "null");
-    for (int p = 1; p <= 17; p++) {
-        snprintf(tmp, sizeof tmp, "%.*g", p, v);
-        if (strtod(tmp, NULL) == v) break;
-    }
-    return buf_appends(b, tmp);
-}
-
-static int put_string(buf_t *b, const char *s, size_t n)
-{
-    int rc = buf_appends(b, "\"");
-    rc |= buf_append_json_escaped(b, s, n);
-    return rc | buf_appends(b, "\"");
-}
-
-/* Compact JSON of j into b, keys in insertion order. */
-static int put_json(buf_t *b, const json_t *j)
-{
-    int rc = 0;
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *v;
-        int first = 1;
-        rc |= buf_appends(b, "{");
-        json_object_foreach((json_t *)j, k, v)
-        {
-            if (!first) rc |= buf_appends(b, ",");
-            first = 0;
-            rc |= put_string(b, k, strlen(k));
-            rc |= buf_appends(b, ":");
-            rc |= put_json(b, v);
-            if (rc) return -1;
-        }
-        return rc | buf_appends(b, "}");
-    }
-    case JSON_ARRAY: {
-        size_t i;
-        json_t *v;
-        rc |= buf_appends(b, "[");
-        json_array_foreach(j, i, v)
-        {
-            if (i) rc |= buf_appends(b, ",");
-            rc |= put_json(b, v);
-            if (rc) return -1;
-        }
-        return rc | buf_appends(b, "]");
-    }
-    case JSON_STRING:
-        return put_string(b, json_string_value(j), json_string_length(j));
-    case JSON_INTEGER:
-        return buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
-    case JSON_REAL:
-        return put_real(b, json_real_value(j));
-    case JSON_TRUE:
-        return buf_appends(b, "true");
-    case JSON_FALSE:
-        return buf_appends(b, "false");
-    default:
-        return buf_appends(b, "null");
-    }
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
@@ -952,10 +856,10 @@ static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refus
                                                    : ":generateContent";
     if (gem_url(call, u, method) != 0) return -1;
     buf_init(&u->scratch, GEM_MAX_BODY);
-    if (prov->api_key && prov->api_key[0] && add_header(u, "x-goog-api-key: ", prov->api_key))
+    if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-goog-api-key: ", prov->api_key))
         return -1;
-    if (add_header(u, "Content-Type: ", "application/json")) return -1;
-    if (call->stream && call->ep == EP_CHAT && add_header(u, "Accept: ", "text/event-stream"))
+    if (prov_add_header(u, "Content-Type: ", "application/json")) return -1;
+    if (call->stream && call->ep == EP_CHAT && prov_add_header(u, "Accept: ", "text/event-stream"))
         return -1;
 
     json_error_t je;
@@ -974,7 +878,7 @@ static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refus
     int rc = !body                 ? -1
              : call->ep == EP_CHAT ? build_chat(call, req, st, body, why)
                                    : build_embeddings(call, req, st, body, why);
-    if (rc == 0 && put_json(&u->scratch, body) != 0) rc = -1;
+    if (rc == 0 && prov_put_json(&u->scratch, body) != 0) rc = -1;
     json_decref(body);
     json_decref(req);
     if (rc) return rc;
@@ -1093,7 +997,7 @@ static int decode_response(gem_state *st, json_t *resp, const ev_sink *sink, pro
                             .name = {json_string_value(name), json_string_length(name)}};
             rc = ev_emit(sink, &ev);
             buf_reset(&args);
-            if (rc == 0) rc = a ? put_json(&args, a) : buf_appends(&args, "{}");
+            if (rc == 0) rc = a ? prov_put_json(&args, a) : buf_appends(&args, "{}");
             if (rc == 0) {
                 ev = (ev_event){.type = EV_TOOL_ARGS, .index = ord, .text = {args.data, args.len}};
                 usage->streamed_bytes += (int64_t)args.len;
@@ -1348,7 +1252,7 @@ static int gem_decode_embeddings(void *stv, const prov_call *call, ms_str body, 
     usage->estimated = u.estimated; /* the usage row says it was not the provider's count */
     int64_t total = usage_prompt(&usage->u);
     rc = buf_appends(client, "],\"model\":");
-    rc |= put_string(client, call->model->name, strlen(call->model->name));
+    rc |= prov_put_jstr(client, call->model->name, strlen(call->model->name));
     rc |= buf_printf(client,
                      ",\"usage\":{\"prompt_tokens\":%" PRId64 ",\"total_tokens\":%" PRId64 "}}",
                      total, total);

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "providers/provider.h"
+#include "providers/wire.h"
 
 void prov_upreq_free(prov_upreq *u)
 {
@@ -86,19 +87,6 @@ typedef struct edit {
     size_t off, len;   /* replacement in scratch */
 } edit;
 
-/* Adds the header "<name><value>" (name includes ": "). */
-static int add_header(prov_upreq *u, const char *name, const char *value)
-{
-    if (u->nheaders >= PROV_MAX_HEADERS) return -1;
-    size_t a = strlen(name), b = strlen(value);
-    char *h = malloc(a + b + 1);
-    if (!h) return -1;
-    memcpy(h, name, a);
-    memcpy(h + a, value, b + 1);
-    u->headers[u->nheaders++] = h;
-    return 0;
-}
-
 /* stream_options with include_usage forced on, keeping the client's other options. */
 static int stream_options_value(const prov_call *call, buf_t *s)
 {
@@ -118,25 +106,6 @@ static int stream_options_value(const prov_call *call, buf_t *s)
     return rc;
 }
 
-/* Appends s to b with every byte outside RFC 3986's unreserved set percent-encoded: a deployment
- * name goes into a URL path. */
-static int append_path_segment(buf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
-    for (; *s && rc == 0; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            rc = buf_append(b, s, 1);
-        } else {
-            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            rc = buf_append(b, esc, 3);
-        }
-    }
-    return rc;
-}
-
 /* OpenAI: {base_url}/chat/completions. Azure OpenAI: the deployment is in the path and the API
  * version in the query, {base_url}/openai/deployments/{deployment}/chat/completions?api-version=V
  * (learn.microsoft.com, "Azure OpenAI in Azure AI Foundry Models REST API reference"). */
@@ -149,7 +118,7 @@ static int openai_url(const prov_call *call, prov_upreq *u)
     int rc = buf_appends(&b, prov->base_url);
     if (prov->kind == PROV_AZURE) {
         rc |= buf_appends(&b, "/openai/deployments/");
-        rc |= append_path_segment(&b, call->dep->model);
+        rc |= prov_put_path_segment(&b, call->dep->model);
         rc |= buf_appends(&b, path);
         rc |= buf_appends(&b, "?api-version=");
         rc |= buf_appends(&b, prov->api_version ? prov->api_version : CFG_AZURE_API_VERSION);
@@ -172,11 +141,11 @@ static int openai_build(const prov_call *call, void *st, prov_upreq *u, prov_ref
     if (openai_url(call, u) != 0) return -1;
     buf_init(&u->scratch, 0);
     if (prov->api_key && prov->api_key[0] &&
-        add_header(u, prov->kind == PROV_AZURE ? "api-key: " : "Authorization: Bearer ",
-                   prov->api_key))
+        prov_add_header(u, prov->kind == PROV_AZURE ? "api-key: " : "Authorization: Bearer ",
+                        prov->api_key))
         return -1;
-    if (add_header(u, "Content-Type: ", "application/json")) return -1;
-    if (call->stream && add_header(u, "Accept: ", "text/event-stream")) return -1;
+    if (prov_add_header(u, "Content-Type: ", "application/json")) return -1;
+    if (call->stream && prov_add_header(u, "Accept: ", "text/event-stream")) return -1;
 
     edit ed[PROV_MAX_EDITS];
     size_t ne = 0;

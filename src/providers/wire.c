@@ -1,0 +1,104 @@
+/*
+ * The adapters' shared request writers (wire.h): headers, URL path segments, compact JSON.
+ */
+#include "providers/wire.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int prov_add_header(prov_upreq *u, const char *name, const char *value)
+{
+    if (u->nheaders >= PROV_MAX_HEADERS) return -1;
+    size_t a = strlen(name), b = strlen(value);
+    char *h = malloc(a + b + 1);
+    if (!h) return -1;
+    memcpy(h, name, a);
+    memcpy(h + a, value, b + 1);
+    u->headers[u->nheaders++] = h;
+    return 0;
+}
+
+int prov_put_path_segment(buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (; *s && rc == 0; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            rc = buf_append(b, s, 1);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            rc = buf_append(b, esc, 3);
+        }
+    }
+    return rc;
+}
+
+int prov_put_jstr(buf_t *b, const char *s, size_t n)
+{
+    int rc = buf_appends(b, "\"");
+    rc |= buf_append_json_escaped(b, s, n);
+    return rc | buf_appends(b, "\"");
+}
+
+/* The shortest decimal that reads back as v. */
+static int put_real(buf_t *b, double v)
+{
+    char tmp[40];
+    if (!isfinite(v)) return buf_appends(b, "null");
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*g", p, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    return buf_appends(b, tmp);
+}
+
+int prov_put_json(buf_t *b, const json_t *v)
+{
+    int rc = 0;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *x;
+        int first = 1;
+        rc |= buf_appends(b, "{");
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (!first) rc |= buf_appends(b, ",");
+            first = 0;
+            rc |= prov_put_jstr(b, k, strlen(k));
+            rc |= buf_appends(b, ":");
+            rc |= prov_put_json(b, x);
+            if (rc) return -1;
+        }
+        return rc | buf_appends(b, "}");
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *x;
+        rc |= buf_appends(b, "[");
+        json_array_foreach((json_t *)v, i, x)
+        {
+            if (i) rc |= buf_appends(b, ",");
+            rc |= prov_put_json(b, x);
+            if (rc) return -1;
+        }
+        return rc | buf_appends(b, "]");
+    }
+    case JSON_STRING:
+        return prov_put_jstr(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    case JSON_REAL:
+        return put_real(b, json_real_value(v));
+    case JSON_TRUE:
+        return buf_appends(b, "true");
+    case JSON_FALSE:
+        return buf_appends(b, "false");
+    default:
+        return buf_appends(b, "null");
+    }
+}

@@ -1,0 +1,26 @@
+/*
+ * Small writers every adapter needs when it builds an upstream request: a header line, a URL
+ * path segment, and JSON written compactly from a jansson document in the document's own member
+ * order (jansson's own dump reorders nothing but prints 0.7 as 0.69999999999999996, which a
+ * provider's validator may read differently). One copy, so every adapter escapes alike.
+ */
+#ifndef MS_PROV_WIRE_H
+#define MS_PROV_WIRE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "providers/provider.h"
+
+/* Adds the header "<name><value>" (name includes ": "). Returns 0, or -1 (full or memory). */
+int prov_add_header(prov_upreq *u, const char *name, const char *value);
+/* Appends s percent-encoded outside RFC 3986's unreserved set: a model or deployment name
+ * going into a URL path. */
+int prov_put_path_segment(buf_t *b, const char *s);
+/* Appends s[0..n) as a JSON string (quotes and escapes). */
+int prov_put_jstr(buf_t *b, const char *s, size_t n);
+/* Appends v as compact JSON: members in insertion order, reals in the shortest form that reads
+ * back the same (non-finite ones as null, which JSON has no other way to say). */
+int prov_put_json(buf_t *b, const json_t *v);
+
+#endif
