@@ -1222,12 +1222,7 @@ static void ant_error_message(ms_str body, char *out, size_t outlen)
         if (msg && jscan_string(msg->value, out, outlen) >= 0) return;
     }
     /* not the envelope (a proxy's page): a short, printable excerpt */
-    size_t k = 0;
-    for (size_t i = 0; i < body.n && k + 1 < outlen && k < 200; i++) {
-        unsigned char ch = (unsigned char)body.p[i];
-        out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
-    }
-    if (outlen) out[k] = '\0';
+    prov_excerpt(body, out, outlen);
 }
 
 const prov_adapter prov_anthropic = {

@@ -1281,12 +1281,7 @@ static void gem_error_message(ms_str body, char *out, size_t outlen)
     json_decref(j);
     if (ok) return;
     /* not Google's shape: a short, printable excerpt */
-    size_t k = 0;
-    for (size_t i = 0; i < body.n && k + 1 < outlen && k < 200; i++) {
-        unsigned char ch = (unsigned char)body.p[i];
-        out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
-    }
-    if (outlen) out[k] = '\0';
+    prov_excerpt(body, out, outlen);
 }
 
 const prov_adapter prov_gemini = {

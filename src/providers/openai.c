@@ -355,12 +355,7 @@ static void openai_error_message(ms_str body, char *out, size_t outlen)
         if (msg && jscan_string(msg->value, out, outlen) >= 0) return;
     }
     /* not JSON: a short, printable excerpt of what came back */
-    size_t k = 0;
-    for (size_t i = 0; i < body.n && k + 1 < outlen && k < 200; i++) {
-        unsigned char ch = (unsigned char)body.p[i];
-        out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
-    }
-    out[k] = '\0';
+    prov_excerpt(body, out, outlen);
 }
 
 const prov_adapter prov_openai = {

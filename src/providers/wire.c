@@ -102,3 +102,14 @@ int prov_put_json(buf_t *b, const json_t *v)
         return buf_appends(b, "null");
     }
 }
+
+void prov_excerpt(ms_str body, char *out, size_t outlen)
+{
+    if (!outlen) return;
+    size_t k = 0;
+    for (size_t i = 0; i < body.n && k + 1 < outlen && k < 200; i++) {
+        unsigned char ch = (unsigned char)body.p[i];
+        out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+    }
+    out[k] = '\0';
+}

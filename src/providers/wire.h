@@ -23,4 +23,8 @@ int prov_put_jstr(buf_t *b, const char *s, size_t n);
  * back the same (non-finite ones as null, which JSON has no other way to say). */
 int prov_put_json(buf_t *b, const json_t *v);
 
+/* A short, printable excerpt (at most 200 bytes) of an answer that is not the provider's error
+ * shape (a proxy's HTML page, say), for the message a client gets. */
+void prov_excerpt(ms_str body, char *out, size_t outlen);
+
 #endif
