@@ -57,6 +57,7 @@ const isGpt = (m) => m === 'gpt-t';
 // client's model name.
 const answerModel = (m) => (isGpt(m) ? UP[m].model : m);
 const isClaude = (m) => m === 'claude-t';
+const isGemini = (m) => m === 'gemini-t';
 const clone = (v) => JSON.parse(JSON.stringify(v));
 
 /** The body of the last request the mock received, checked to be the one model's upstream's. */
@@ -95,9 +96,10 @@ const TEXT = 'tok0 tok1 tok2 ';
 const PLAIN_USAGE = { 'gpt-t': [11, 3, 14], 'claude-t': [1, 3, 4], 'gemini-t': [11, 3, 14] };
 const TOOLS = [{ type: 'function', function: { name: 'get_weather', description: 'Weather of a city',
     parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
-// the mock's Anthropic and Gemini personalities answer with this call (input and args are both taken)
+// every personality of the mock answers with this call (input and args are both taken)
 const TOOL_MOCK = { chunks: 1, tool_call: { name: 'get_weather', input: { city: 'Paris' } } };
-const TOOL_ID = { 'claude-t': /^toolu_mock_\d+$/, 'gemini-t': /^call_[0-9a-f]{16}$/ };
+// OpenAI's and Anthropic's ids are the mock's; Gemini has none, so the gemini adapter makes one
+const TOOL_ID = { 'gpt-t': /^call_mock_\d+$/, 'claude-t': /^toolu_mock_\d+$/, 'gemini-t': /^call_[0-9a-f]{16}$/ };
 // a 1x1 PNG
 const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
 
@@ -174,34 +176,28 @@ for (const model of MODELS) {
 
     test(`${model}: tool call round trip, not streamed`, T, async () => {
         const ask = { role: 'user', content: 'Weather in Paris?' };
-        let msg;
+        const r = await client.chat.completions.create({ model, messages: [ask], tools: TOOLS, mock: TOOL_MOCK });
+        assert.equal(r.choices[0].finish_reason, 'tool_calls');
+        const msg = r.choices[0].message;
+        assert.equal(msg.content, 'tok0 ');
+        assert.equal(msg.tool_calls.length, 1);
+        assert.match(msg.tool_calls[0].id, TOOL_ID[model]);
+        assert.equal(msg.tool_calls[0].type, 'function');
+        assert.equal(msg.tool_calls[0].function.name, 'get_weather');
+        assert.deepEqual(JSON.parse(msg.tool_calls[0].function.arguments), { city: 'Paris' });
+        // text tokens + 2 for the call (tests/mock/README.md), whichever format counted them
+        assert.equal(r.usage.completion_tokens, 3);
+        // the tool definition reached the upstream in its format
+        const up = await lastUp(model);
         if (isGpt(model)) {
-            // The mock's OpenAI personality has no tool_call option (tests/mock/README.md), so the
-            // call cannot come from it: the assistant message is written as OpenAI sends one, and
-            // what is tested is the round trip's second half (tools, the call and its result
-            // going upstream as they were sent).
-            msg = { role: 'assistant', content: 'tok0 ', tool_calls: [{ id: 'call_abc123', type: 'function',
-                function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] };
+            assert.deepEqual(up.tools, TOOLS); // passed through
+        } else if (isClaude(model)) {
+            assert.deepEqual(up.tools, [{ name: 'get_weather', description: 'Weather of a city',
+                input_schema: TOOLS[0].function.parameters }]);
         } else {
-            const r = await client.chat.completions.create({ model, messages: [ask], tools: TOOLS, mock: TOOL_MOCK });
-            assert.equal(r.choices[0].finish_reason, 'tool_calls');
-            msg = r.choices[0].message;
-            assert.equal(msg.content, 'tok0 ');
-            assert.equal(msg.tool_calls.length, 1);
-            assert.match(msg.tool_calls[0].id, TOOL_ID[model]);
-            assert.equal(msg.tool_calls[0].type, 'function');
-            assert.equal(msg.tool_calls[0].function.name, 'get_weather');
-            assert.deepEqual(JSON.parse(msg.tool_calls[0].function.arguments), { city: 'Paris' });
-            // the tool definition reached the upstream in its format
-            const up = await lastUp(model);
-            if (isClaude(model)) {
-                assert.deepEqual(up.tools, [{ name: 'get_weather', description: 'Weather of a city',
-                    input_schema: TOOLS[0].function.parameters }]);
-            } else {
-                assert.deepEqual(up.tools, [{ functionDeclarations: [{ name: 'get_weather', description: 'Weather of a city',
-                    parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } }, required: ['city'],
-                        propertyOrdering: ['city'] } }] }]);
-            }
+            assert.deepEqual(up.tools, [{ functionDeclarations: [{ name: 'get_weather', description: 'Weather of a city',
+                parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } }, required: ['city'],
+                    propertyOrdering: ['city'] } }] }]);
         }
         const call = msg.tool_calls[0];
         const sent = [ask, msg, { role: 'tool', tool_call_id: call.id, content: 'sunny' }];
@@ -211,39 +207,37 @@ for (const model of MODELS) {
         assertToolTurnsUpstream(model, await lastUp(model), call, sent);
     });
 
-    // The mock's OpenAI personality cannot answer with a tool call (no tool_call option in
-    // tests/mock/README.md), so the stream helper has nothing to assemble for gpt-t.
-    test(`${model}: tool call streamed, assembled by the stream helper`,
-        { ...T, skip: isGpt(model) && 'the mock\'s OpenAI personality has no tool_call option' }, async () => {
-            const ask = { role: 'user', content: 'Weather in Paris?' };
-            const runner = client.chat.completions.stream({ model, messages: [ask], tools: TOOLS, mock: TOOL_MOCK });
-            const argDeltas = [];
-            const done = [];
-            runner.on('tool_calls.function.arguments.delta', (e) => argDeltas.push(e.arguments_delta));
-            runner.on('tool_calls.function.arguments.done', (e) => done.push(e));
-            const f = await runner.finalChatCompletion();
-            assert.equal(f.choices[0].finish_reason, 'tool_calls');
-            const msg = f.choices[0].message;
-            assert.equal(msg.content, 'tok0 ');
-            assert.equal(msg.tool_calls.length, 1);
-            const call = msg.tool_calls[0];
-            assert.match(call.id, TOOL_ID[model]);
-            assert.equal(call.type, 'function');
-            assert.equal(call.function.name, 'get_weather');
-            assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
-            assert.equal(argDeltas.join(''), call.function.arguments);
-            // Anthropic streams the input in two input_json_delta pieces; they must be joined
-            if (isClaude(model)) assert.ok(argDeltas.length >= 2, `arguments in ${argDeltas.length} piece(s)`);
-            assert.equal(done.length, 1);
-            assert.equal(done[0].name, 'get_weather');
-            assert.deepEqual(JSON.parse(done[0].arguments), { city: 'Paris' });
-            // the SDK's assembled message goes back with the result, streamed too
-            const sent = [ask, msg, { role: 'tool', tool_call_id: call.id, content: 'sunny' }];
-            const f2 = await client.chat.completions.stream({ model, tools: TOOLS, messages: sent }).finalChatCompletion();
-            assert.equal(f2.choices[0].finish_reason, 'stop');
-            assert.equal(f2.choices[0].message.content, TEXT);
-            assertToolTurnsUpstream(model, await lastUp(model), call, sent);
-        });
+    test(`${model}: tool call streamed, assembled by the stream helper`, T, async () => {
+        const ask = { role: 'user', content: 'Weather in Paris?' };
+        const runner = client.chat.completions.stream({ model, messages: [ask], tools: TOOLS, mock: TOOL_MOCK });
+        const argDeltas = [];
+        const done = [];
+        runner.on('tool_calls.function.arguments.delta', (e) => argDeltas.push(e.arguments_delta));
+        runner.on('tool_calls.function.arguments.done', (e) => done.push(e));
+        const f = await runner.finalChatCompletion();
+        assert.equal(f.choices[0].finish_reason, 'tool_calls');
+        const msg = f.choices[0].message;
+        assert.equal(msg.content, 'tok0 ');
+        assert.equal(msg.tool_calls.length, 1);
+        const call = msg.tool_calls[0];
+        assert.match(call.id, TOOL_ID[model]);
+        assert.equal(call.type, 'function');
+        assert.equal(call.function.name, 'get_weather');
+        assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+        assert.equal(argDeltas.join(''), call.function.arguments);
+        // OpenAI and Anthropic stream the arguments in two pieces (delta.tool_calls[].function.
+        // arguments, input_json_delta); they must be joined (Gemini sends its args whole)
+        if (!isGemini(model)) assert.ok(argDeltas.length >= 2, `arguments in ${argDeltas.length} piece(s)`);
+        assert.equal(done.length, 1);
+        assert.equal(done[0].name, 'get_weather');
+        assert.deepEqual(JSON.parse(done[0].arguments), { city: 'Paris' });
+        // the SDK's assembled message goes back with the result, streamed too
+        const sent = [ask, msg, { role: 'tool', tool_call_id: call.id, content: 'sunny' }];
+        const f2 = await client.chat.completions.stream({ model, tools: TOOLS, messages: sent }).finalChatCompletion();
+        assert.equal(f2.choices[0].finish_reason, 'stop');
+        assert.equal(f2.choices[0].message.content, TEXT);
+        assertToolTurnsUpstream(model, await lastUp(model), call, sent);
+    });
 
     test(`${model}: an image part reaches the upstream`, T, async () => {
         const messages = [{ role: 'user', content: [{ type: 'text', text: 'What is this?' },
@@ -272,18 +266,15 @@ for (const model of MODELS) {
         else assert.deepEqual(up.generationConfig.stopSequences, stop);
     });
 
-    // The mock's OpenAI personality does not cut its answer at max_tokens (its finish_reason is
-    // always "stop", tests/mock/README.md), so there is no `length` to see for gpt-t.
-    test(`${model}: max_tokens below the answer gives finish_reason length`,
-        { ...T, skip: isGpt(model) && 'the mock\'s OpenAI personality does not truncate at max_tokens' }, async () => {
-            const r = await client.chat.completions.create({ model, messages: MSG, max_tokens: 2 });
-            assert.equal(r.choices[0].finish_reason, 'length');
-            assert.equal(r.choices[0].message.content, 'tok0 tok1 ');
-            assert.equal(r.usage.completion_tokens, 2);
-            const up = await lastUp(model);
-            if (isClaude(model)) assert.equal(up.max_tokens, 2);
-            else assert.equal(up.generationConfig.maxOutputTokens, 2);
-        });
+    test(`${model}: max_tokens below the answer gives finish_reason length`, T, async () => {
+        const r = await client.chat.completions.create({ model, messages: MSG, max_tokens: 2 });
+        assert.equal(r.choices[0].finish_reason, 'length');
+        assert.equal(r.choices[0].message.content, 'tok0 tok1 ');
+        assert.equal(r.usage.completion_tokens, 2);
+        const up = await lastUp(model);
+        if (isGpt(model) || isClaude(model)) assert.equal(up.max_tokens, 2);
+        else assert.equal(up.generationConfig.maxOutputTokens, 2);
+    });
 
     test(`${model}: JSON schema output`, T, async () => {
         const schema = { type: 'object', properties: { city: { type: 'string' }, temp: { type: ['number', 'null'] } },

@@ -111,6 +111,104 @@ test('openai: cached_tokens above the prompt tokens is a bad mock option', T, as
 });
 
 // ---------------------------------------------------------------------------------------------
+// OpenAI tool calls and output limits
+
+test('openai: tool_call answers with message.tool_calls after the text', T, async () => {
+    const r = await call('/v1/chat/completions',
+        chat({ chunks: 1, tool_call: { name: 'get_weather', input: { city: 'Paris' } } }));
+    assert.equal(r.status, 200);
+    const [c] = r.json.choices;
+    assert.equal(c.finish_reason, 'tool_calls');
+    assert.equal(c.message.content, 'tok0 ');
+    const n = r.json.id.match(/^chatcmpl-mock-(\d+)$/)[1];
+    // arguments are a JSON string, as OpenAI sends them; the id shares the completion's number
+    assert.deepEqual(c.message.tool_calls, [{ id: `call_mock_${n}`, type: 'function',
+        function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]);
+    // one text token + 2 for the call
+    assert.deepEqual(r.json.usage, { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14 });
+
+    // no text: content null; args (Gemini's name) or no arguments at all are taken too
+    const bare = await call('/v1/chat/completions', chat({ chunks: 0, tool_call: { name: 'f' } }));
+    assert.equal(bare.json.choices[0].message.content, null);
+    assert.equal(bare.json.choices[0].message.tool_calls[0].function.arguments, '{}');
+    assert.equal(bare.json.usage.completion_tokens, 2);
+    const args = await call('/v1/chat/completions', chat({ tool_call: { name: 'f', args: { x: [1, 2] } } }));
+    assert.equal(args.json.choices[0].message.tool_calls[0].function.arguments, '{"x":[1,2]}');
+    const bad = await call('/v1/chat/completions', chat({ tool_call: { input: {} } }));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.code, 'invalid_mock_option');
+});
+
+test('openai: a streamed tool_call opens the call, then sends its arguments in pieces', T, async () => {
+    const r = await call('/v1/chat/completions',
+        chat({ chunks: 2, tool_call: { name: 'lookup', input: { q: 'x', n: [1, 2] } } },
+            { stream: true, stream_options: { include_usage: true } }));
+    assert.equal(r.status, 200);
+    const ev = h.sseEvents(r.text);
+    assert.equal(ev.at(-1), '[DONE]');
+    const deltas = ev.filter((e) => e !== '[DONE]' && e.choices.length).map((e) => e.choices[0]);
+    assert.deepEqual(deltas[0].delta, { role: 'assistant', content: '' });
+    assert.equal(h.streamContent(ev), 'tok0 tok1 ');
+    const calls = deltas.filter((d) => d.delta.tool_calls).map((d) => d.delta.tool_calls);
+    assert.ok(calls.every((tc) => tc.length === 1 && tc[0].index === 0));
+    const n = ev[0].id.match(/^chatcmpl-mock-(\d+)$/)[1];
+    assert.deepEqual(calls[0][0], { index: 0, id: `call_mock_${n}`, type: 'function',
+        function: { name: 'lookup', arguments: '' } });
+    // the rest carry only the index and argument pieces, which join to the arguments' JSON
+    const pieces = calls.slice(1).map((tc) => {
+        assert.deepEqual(Object.keys(tc[0]).sort(), ['function', 'index']);
+        assert.deepEqual(Object.keys(tc[0].function), ['arguments']);
+        return tc[0].function.arguments;
+    });
+    assert.ok(pieces.length >= 2, `arguments in ${pieces.length} piece(s)`);
+    assert.ok(pieces.every((p) => p.length > 0));
+    assert.deepEqual(JSON.parse(pieces.join('')), { q: 'x', n: [1, 2] });
+    // text first, then the call, then the finish chunk alone
+    assert.ok(deltas.findIndex((d) => d.delta.tool_calls) > deltas.findLastIndex((d) => d.delta.content));
+    assert.deepEqual(deltas.at(-1), { index: 0, delta: {}, logprobs: null, finish_reason: 'tool_calls' });
+    assert.equal(deltas.filter((d) => d.finish_reason).length, 1);
+    assert.deepEqual(ev.at(-2).usage, { prompt_tokens: 11, completion_tokens: 4, total_tokens: 15 });
+});
+
+test('openai: max_tokens or max_completion_tokens below chunks cuts the answer with length', T, async () => {
+    const r = await call('/v1/chat/completions', chat({ chunks: 5 }, { max_tokens: 2 }));
+    assert.equal(r.json.choices[0].finish_reason, 'length');
+    assert.equal(r.json.choices[0].message.content, 'tok0 tok1 ');
+    assert.deepEqual(r.json.usage, { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 });
+    // the newer name works alike; with both, the smaller wins
+    const mct = await call('/v1/chat/completions', chat({}, { max_completion_tokens: 1 }));
+    assert.equal(mct.json.choices[0].finish_reason, 'length');
+    assert.equal(mct.json.choices[0].message.content, 'tok0 ');
+    assert.equal(mct.json.usage.completion_tokens, 1);
+    const both = await call('/v1/chat/completions', chat({}, { max_tokens: 1, max_completion_tokens: 2 }));
+    assert.equal(both.json.choices[0].message.content, 'tok0 ');
+    // a cut answer has no tool call: the model ran out of room before it
+    const tool = await call('/v1/chat/completions', chat({ tool_call: { name: 'f' } }, { max_tokens: 2 }));
+    assert.equal(tool.json.choices[0].finish_reason, 'length');
+    assert.equal(tool.json.choices[0].message.tool_calls, undefined);
+    assert.equal(tool.json.usage.completion_tokens, 2);
+    // a limit at or above chunks (or none) changes nothing; reasoning tokens still add up
+    for (const extra of [{ max_tokens: 3 }, { max_completion_tokens: 100 }, {}]) {
+        const same = await call('/v1/chat/completions', chat({}, extra));
+        assert.equal(same.json.choices[0].finish_reason, 'stop');
+        assert.equal(same.json.choices[0].message.content, 'tok0 tok1 tok2 ');
+        assert.deepEqual(same.json.usage, { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14 });
+    }
+    const reason = await call('/v1/chat/completions', chat({ reasoning_tokens: 4 }, { max_tokens: 1 }));
+    assert.equal(reason.json.usage.completion_tokens, 5);
+
+    // streamed: the cut tokens, a length finish chunk, and usage of the tokens sent
+    const s = await call('/v1/chat/completions', chat({ chunks: 4 },
+        { max_completion_tokens: 2, stream: true, stream_options: { include_usage: true } }));
+    const ev = h.sseEvents(s.text);
+    assert.equal(ev.at(-1), '[DONE]');
+    assert.equal(h.streamContent(ev), 'tok0 tok1 ');
+    const finishes = ev.filter((e) => e !== '[DONE]' && e.choices[0]?.finish_reason);
+    assert.deepEqual(finishes.map((e) => e.choices[0].finish_reason), ['length']);
+    assert.deepEqual(ev.at(-2).usage, { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Azure OpenAI
 
 const AZ = '/openai/deployments/my-gpt4o';

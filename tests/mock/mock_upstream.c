@@ -393,8 +393,13 @@ typedef struct mock_opts {
     bool prompt_tokens_set, no_usage, invalid_json, hang, close, thinking;
     /* these point into the parsed request body */
     const char *error_message, *stop_sequence, *finish_reason, *tool_name;
-    json_t *tool_args; /* tool_call's input (Anthropic) or args (Gemini): an object */
+    json_t *tool_args; /* tool_call's input (Anthropic), args (Gemini) or arguments: an object */
 } mock_opts;
+
+/* A tool call's arguments are streamed in this many pieces (Anthropic input_json_delta, OpenAI
+ * function.arguments deltas), so that a client that doesn't join them is caught; each piece also
+ * counts as one output token. */
+#define MOCK_TOOL_PIECES 2
 
 typedef enum { MOCK_PIECE_MORE, MOCK_PIECE_LAST, MOCK_PIECE_CUT } mock_piece;
 typedef mock_piece (*mock_produce_fn)(struct mock_conn *c, mock_buf *out);
@@ -1036,6 +1041,22 @@ static void mock_timer_cb(uv_timer_t *t)
         mock_conn_close(c);
 }
 
+/* mock.tool_call's arguments, shared by the families (a tool_call without them has "{}"). */
+static json_t *mock_tool_args(mock_conn *c)
+{
+    return c->resp.o.tool_args ? json_deep_copy(c->resp.o.tool_args) : json_object();
+}
+
+/* The arguments as compact JSON text (malloc'd, NULL on allocation failure). ASCII-only, so a
+ * stream may split it at any byte and each piece is still valid UTF-8 for a JSON string. */
+static char *mock_tool_args_text(mock_conn *c)
+{
+    json_t *args = mock_tool_args(c);
+    char *js = args ? json_dumps(args, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(args);
+    return js;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* OpenAI family                                                                               */
 
@@ -1074,9 +1095,10 @@ static json_t *mock_request_model(json_t *body)
  * them gets exactly the three counts. As OpenAI counts them, prompt_tokens already includes the
  * cached tokens and completion_tokens includes the hidden reasoning tokens (which are not in the
  * visible content). Shape: https://platform.openai.com/docs/api-reference/chat/object (usage). */
-static json_t *mock_openai_usage(const mock_opts *o)
+static json_t *mock_openai_usage(const mock_resp *r)
 {
-    long completion = o->chunks + (o->reasoning_tokens > 0 ? o->reasoning_tokens : 0);
+    const mock_opts *o = &r->o;
+    long completion = r->out_tokens + (o->reasoning_tokens > 0 ? o->reasoning_tokens : 0);
     json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)o->prompt_tokens,
                           "completion_tokens", (json_int_t)completion, "total_tokens",
                           (json_int_t)(o->prompt_tokens + completion));
@@ -1088,6 +1110,67 @@ static json_t *mock_openai_usage(const mock_opts *o)
             u, "completion_tokens_details",
             json_pack("{s:I}", "reasoning_tokens", (json_int_t)o->reasoning_tokens));
     return u;
+}
+
+/* Plans the chat answer once, for both answers, as the Anthropic and Gemini personalities do:
+ * the text is cut to the request's output limit (max_completion_tokens, or the older
+ * max_tokens; the smaller when both are given) when that is below chunks, and the answer then
+ * ends with "length" and no tool call, since the model ran out of room before it; otherwise
+ * mock.tool_call ends it with "tool_calls", else "stop". Completion tokens count the text
+ * tokens sent plus one per streamed argument piece of a tool call.
+ * Shapes: https://platform.openai.com/docs/api-reference/chat/object (finish_reason,
+ * message.tool_calls) and .../chat/streaming (delta.tool_calls). */
+static void mock_openai_plan(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    static const char *const limits[] = {"max_completion_tokens", "max_tokens"};
+    long max = -1;
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        json_t *v = json_object_get(r->json, limits[i]);
+        /* anything but a non-negative integer is no limit: the mock checks no request fields */
+        if (!json_is_integer(v) || json_integer_value(v) < 0) continue;
+        long n =
+            json_integer_value(v) > MOCK_MAX_CHUNKS ? MOCK_MAX_CHUNKS : (long)json_integer_value(v);
+        if (max < 0 || n < max) max = n;
+    }
+    r->truncated = max >= 0 && max < o->chunks;
+    r->text_tokens = r->truncated ? max : o->chunks;
+    r->nblocks = o->tool_name && !r->truncated ? 1 : 0; /* the tool call, if any */
+    r->stop_reason = r->truncated ? "length" : r->nblocks ? "tool_calls" : "stop";
+    r->out_tokens = r->text_tokens + (r->nblocks ? MOCK_TOOL_PIECES : 0);
+    /* the call id shares the completion's number, so a test can tell which answer it came from */
+    snprintf(r->tool_id, sizeof r->tool_id, "call_mock_%llu", g.completion_ids);
+}
+
+/* The tool call of a non-streamed message: arguments are a JSON string, as OpenAI sends them. */
+static json_t *mock_openai_tool_calls(mock_conn *c)
+{
+    char *js = mock_tool_args_text(c);
+    json_t *tc = json_pack("[{s:s, s:s, s:{s:s, s:s}}]", "id", c->resp.tool_id, "type", "function",
+                           "function", "name", c->resp.o.tool_name, "arguments", js ? js : "{}");
+    free(js);
+    return tc;
+}
+
+/* Streamed tool-call delta number step: 0 opens the call (index, id, type, name, empty
+ * arguments), 1..MOCK_TOOL_PIECES carry the arguments' text in pieces, each with the index only,
+ * as OpenAI streams them; a client must join the pieces by index. */
+static json_t *mock_openai_tool_delta(mock_conn *c, long step)
+{
+    const mock_resp *r = &c->resp;
+    if (step == 0)
+        return json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index", 0, "id",
+                         r->tool_id, "type", "function", "function", "name", r->o.tool_name,
+                         "arguments", "");
+    char *js = mock_tool_args_text(c);
+    size_t len = js ? strlen(js) : 0;
+    size_t from = len * (size_t)(step - 1) / MOCK_TOOL_PIECES,
+           to = len * (size_t)step / MOCK_TOOL_PIECES;
+    json_t *d = json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", 0, "function",
+                          "arguments", js ? js + from : "", to - from);
+    free(js);
+    return d;
 }
 
 /* A chat.completion.chunk with one choice (delta stolen) or none (for the usage chunk). */
@@ -1128,7 +1211,7 @@ static mock_piece mock_openai_chat_produce(mock_conn *c, mock_buf *out)
         mock_buf_puts(out, "0\r\n\r\n");
         return MOCK_PIECE_LAST;
     }
-    if (r->tokens_sent < o->chunks) {
+    if (r->tokens_sent < r->text_tokens) {
         char tok[32];
         snprintf(tok, sizeof tok, "tok%ld ", r->tokens_sent);
         r->tokens_sent++;
@@ -1138,15 +1221,20 @@ static mock_piece mock_openai_chat_produce(mock_conn *c, mock_buf *out)
     }
     if (o->cut_after >= 0)
         return MOCK_PIECE_CUT; /* cut_after > chunks: cut right after the last token */
+    if (r->nblocks && r->step <= MOCK_TOOL_PIECES) {
+        mock_sse_json(out, mock_openai_chunk(c, mock_openai_tool_delta(c, r->step), NULL));
+        r->step++;
+        return MOCK_PIECE_MORE;
+    }
     if (!r->final_sent) {
         r->final_sent = true;
-        mock_sse_json(out, mock_openai_chunk(c, json_object(), "stop"));
+        mock_sse_json(out, mock_openai_chunk(c, json_object(), r->stop_reason));
         return MOCK_PIECE_MORE;
     }
     if (r->include_usage && !o->no_usage && !r->usage_sent) {
         r->usage_sent = true;
         json_t *ev = mock_openai_chunk(c, NULL, NULL);
-        if (ev) json_object_set_new(ev, "usage", mock_openai_usage(o));
+        if (ev) json_object_set_new(ev, "usage", mock_openai_usage(r));
         mock_sse_json(out, ev);
         return MOCK_PIECE_MORE;
     }
@@ -1170,6 +1258,7 @@ static void mock_openai_chat(mock_conn *c)
     r->model = mock_request_model(r->json);
     r->created = (long long)time(NULL);
     snprintf(r->id, sizeof r->id, "chatcmpl-mock-%llu", ++g.completion_ids);
+    mock_openai_plan(c);
 
     if (json_is_true(json_object_get(r->json, "stream"))) {
         json_t *so = json_object_get(r->json, "stream_options");
@@ -1180,15 +1269,21 @@ static void mock_openai_chat(mock_conn *c)
 
     mock_buf content;
     mock_buf_init(&content, (size_t)MOCK_MAX_CHUNKS * 16);
-    for (long i = 0; i < o->chunks; i++)
+    for (long i = 0; i < r->text_tokens; i++)
         mock_buf_printf(&content, "tok%ld ", i);
-    json_t *resp =
-        json_pack("{s:s, s:s, s:I, s:O, s:[{s:i, s:{s:s, s:s%}, s:n, s:s}]}", "id", r->id, "object",
-                  "chat.completion", "created", (json_int_t)r->created, "model", r->model,
-                  "choices", "index", 0, "message", "role", "assistant", "content",
-                  content.p ? content.p : "", content.len, "logprobs", "finish_reason", "stop");
+    json_t *msg = json_pack("{s:s}", "role", "assistant");
+    /* a tool call without text has content null, as OpenAI sends it; plain answers keep "" */
+    json_object_set_new(msg, "content",
+                        r->nblocks && content.len == 0
+                            ? json_null()
+                            : json_stringn(content.p ? content.p : "", content.len));
+    if (r->nblocks) json_object_set_new(msg, "tool_calls", mock_openai_tool_calls(c));
+    json_t *resp = json_pack("{s:s, s:s, s:I, s:O, s:[{s:i, s:o, s:n, s:s}]}", "id", r->id,
+                             "object", "chat.completion", "created", (json_int_t)r->created,
+                             "model", r->model, "choices", "index", 0, "message", msg, "logprobs",
+                             "finish_reason", r->stop_reason);
     mock_buf_free(&content);
-    if (resp && !o->no_usage) json_object_set_new(resp, "usage", mock_openai_usage(o));
+    if (resp && !o->no_usage) json_object_set_new(resp, "usage", mock_openai_usage(r));
     mock_send_json(c, 200, resp);
 }
 
@@ -1488,7 +1583,6 @@ static json_t *mock_anthropic_usage(mock_conn *c, long output)
 
 #define MOCK_THINKING_TEXT "think0 think1 "
 #define MOCK_THINKING_DELTAS 2
-#define MOCK_TOOL_PIECES 2
 /* A fixed stand-in for the opaque signature a thinking block carries. */
 #define MOCK_SIGNATURE "bW9jay10aGlua2luZy1zaWduYXR1cmU="
 
@@ -1524,11 +1618,6 @@ static json_t *mock_anthropic_stop_sequence(mock_conn *c)
 {
     return strcmp(c->resp.stop_reason, "stop_sequence") == 0 ? json_string(c->resp.o.stop_sequence)
                                                              : json_null();
-}
-
-static json_t *mock_anthropic_tool_args(mock_conn *c)
-{
-    return c->resp.o.tool_args ? json_deep_copy(c->resp.o.tool_args) : json_object();
 }
 
 /* One named server-sent event as one HTTP chunk: "event: <name>\ndata: <json>\n\n". Steals ev. */
@@ -1618,9 +1707,7 @@ static mock_piece mock_anthropic_produce(mock_conn *c, mock_buf *out)
             d = json_pack("{s:s, s:s}", "type", "text_delta", "text", tok);
         } else {
             /* the input's JSON text in MOCK_TOOL_PIECES pieces; ASCII, so any split is valid */
-            json_t *args = mock_anthropic_tool_args(c);
-            char *js = args ? json_dumps(args, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-            json_decref(args);
+            char *js = mock_tool_args_text(c);
             size_t len = js ? strlen(js) : 0, half = len / 2;
             d = r->step == 0 ? json_pack("{s:s, s:s%}", "type", "input_json_delta", "partial_json",
                                          js ? js : "", half)
@@ -1693,7 +1780,7 @@ static void mock_anthropic_messages(mock_conn *c)
         } else {
             json_array_append_new(content, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use",
                                                      "id", r->tool_id, "name", o->tool_name,
-                                                     "input", mock_anthropic_tool_args(c)));
+                                                     "input", mock_tool_args(c)));
         }
     }
     json_t *resp =
@@ -1874,7 +1961,7 @@ static json_t *mock_gemini_part(mock_conn *c, long i)
         return json_pack("{s:s}", "text", tok);
     }
     return json_pack("{s:{s:s, s:o}}", "functionCall", "name", r->o.tool_name, "args",
-                     mock_anthropic_tool_args(c));
+                     mock_tool_args(c));
 }
 
 /* usageMetadata; candidates is the count so far (a stream's running total) or the final one,
