@@ -46,6 +46,10 @@ struct proxy {
     http_conn *c; /* NULL once detached */
     worker_t *w;
     prov_call *call;
+    /* the request in the hub format (OpenAI chat) when the client spoke another API: what
+     * adapters that do not speak the client's API build from and decode for (owned), or NULL */
+    prov_call *hub;
+    char *hub_body;
     api_settlement *st; /* the request's money: how it ends (owned) */
     const prov_adapter *ad;
     prov_upreq up;
@@ -186,6 +190,8 @@ static void proxy_free(proxy *p)
     free(p->xst);
     sse_free(&p->sse);
     free(p->call);
+    free(p->hub);
+    free(p->hub_body);
     free(p->st);
     free(p->owned_body);
     uv_timer_stop(&p->timer);
@@ -459,14 +465,26 @@ static void on_response(void *ud, int status, const char *content_type, int64_t 
     }
 }
 
+/* The request as a translating adapter sees it: the hub form when the client spoke another API
+ * than OpenAI chat (with the attempt's model and deployment), else the request itself. */
+static prov_call *adapter_call(proxy *p)
+{
+    prov_call *call = p->call, *h = p->hub;
+    if (!h) return call;
+    h->model = call->model;
+    h->dep = call->dep;
+    h->output_bound = call->output_bound;
+    return h;
+}
+
 /* A stream event of a translating adapter: decoded into events, encoded for the client. */
 static int on_decoded_event(proxy *p, const sse_event *ev)
 {
     int done = 0, error = 0;
     enc_sink es = {p, &p->out};
     ev_sink sink = {enc_emit, &es};
-    int rc = p->ad->decode_event(p->xst, p->call, ev, &sink, &p->usage, &done, &error, p->err,
-                                 sizeof p->err);
+    int rc = p->ad->decode_event(p->xst, adapter_call(p), ev, &sink, &p->usage, &done, &error,
+                                 p->err, sizeof p->err);
     if (p->out.len) {
         stream_write(p, p->out.data, p->out.len);
         if (p->aborted) return 1;
@@ -717,7 +735,8 @@ static void attempt_failed(proxy *p, route_outcome o, int retryable, const char 
 static int new_transfer(proxy *p)
 {
     const prov_adapter *ad = p->ad;
-    p->translated = ad->api != p->call->dialect->api;
+    /* same API both sides passes through, if the adapter can (it has `response`) */
+    p->translated = ad->api != p->call->dialect->api || !ad->response;
     if (p->xst && p->xst_ad->release) p->xst_ad->release(p->xst);
     if (p->xst && p->xst_ad != ad) {
         free(p->xst);
@@ -754,11 +773,12 @@ static int plain_answer(proxy *p, ms_str body, buf_t *client)
     if (!p->translated)
         return p->ad->response(call, body, client, &p->usage, p->err, sizeof p->err);
     if (call->ep != EP_CHAT)
-        return p->ad->decode_embeddings(p->xst, call, body, client, &p->usage, p->err,
+        return p->ad->decode_embeddings(p->xst, adapter_call(p), body, client, &p->usage, p->err,
                                         sizeof p->err);
     enc_sink es = {p, NULL};
     ev_sink sink = {enc_emit, &es};
-    if (p->ad->decode_answer(p->xst, call, body, &sink, &p->usage, p->err, sizeof p->err) != 0)
+    if (p->ad->decode_answer(p->xst, adapter_call(p), body, &sink, &p->usage, p->err,
+                             sizeof p->err) != 0)
         return -1;
     dialect_enc *enc = encoder(p);
     if (!enc || call->dialect->answer(enc, &p->usage.u, client) != 0) {
@@ -876,7 +896,7 @@ static void run_local(proxy *p)
     ev_sink sink = {enc_emit, &es};
     prov_refusal why = {0};
     report(p, ROUTE_SUCCESS, -1);
-    int rc = p->ad->local(call, &sink, &body, &p->usage, &why);
+    int rc = p->ad->local(adapter_call(p), &sink, &body, &p->usage, &why);
     char cost[32], h[600];
     p->status = rc == 0 ? 200 : why.status ? why.status : 500;
     bill(p, p->status, cost);
@@ -928,7 +948,9 @@ static void run_attempt(proxy *p)
     memset(&p->up, 0, sizeof p->up);
     prov_refusal why = {0};
     call->output_bound = price_output_bound(p->w->cfg, call->model, call->max_tokens);
-    int rc = !p->ad || new_transfer(p) != 0 ? -1 : p->ad->build(call, p->xst, &p->up, &why);
+    int rc = !p->ad || new_transfer(p) != 0
+                 ? -1
+                 : p->ad->build(p->translated ? adapter_call(p) : call, p->xst, &p->up, &why);
     if (rc == -2) {
         refuse(p, &why);
         return;
@@ -1010,16 +1032,21 @@ static void start_attempt(proxy *p)
     run_attempt(p);
 }
 
-void proxy_start(http_conn *c, prov_call *call, api_settlement *settlement)
+void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
+                 api_settlement *settlement)
 {
     proxy *p = calloc(1, sizeof *p);
     if (!p) {
         api_release(settlement, call->model, NULL, 500);
         free(settlement);
         free(call);
+        free(hub);
+        free(hub_body);
         api_err_internal(c);
         return;
     }
+    p->hub = hub;
+    p->hub_body = hub_body;
     worker_t *w = c->w;
     p->c = c;
     p->w = w;

@@ -14,7 +14,11 @@ void proxy_kill_detached(worker_t *w);
 
 /* Takes ownership of call (malloc'd, its hold placed) and answers c: from the model's
  * deployments, retried and failed over as docs/ROUTING.md says. */
-void proxy_start(http_conn *c, prov_call *call, api_settlement *settlement);
+/* Runs call (owned) with its settlement context (owned). hub (owned, may be NULL): the request in
+ * the hub format (OpenAI chat) with its body hub_body (owned), when the client spoke another API.
+ */
+void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
+                 api_settlement *settlement);
 
 /* The models a request on m may be served by, in order: m, then its fallbacks that have a
  * deployment. Returns how many were written to out (at most max). */

@@ -33,14 +33,18 @@ static int g_settings_ready;
 
 /* Headers a request may carry once. A second credential must not silently replace the first (a
  * request was billed to the second of two keys), so the request is refused instead; x-api-key is
- * not read yet but gets the same rule before it is. RFC 9112 3.2 requires the same for Host.
- * (llhttp itself refuses a second Content-Length and a Transfer-Encoding that does not end in
- * chunked.) The first entry is the header the gateway keeps. */
+ * as the Anthropic dialect's key. RFC 9112 3.2 requires the same for Host. Anthropic's version
+ * and beta headers are kept to be forwarded to Anthropic providers; one of each (the SDKs send
+ * the betas comma-separated in one), so what is forwarded is what was checked. (llhttp itself
+ * refuses a second Content-Length and a Transfer-Encoding that does not end in chunked.) The
+ * order is HTTP_ONCE_*'s: the headers the gateway keeps, then Host, which it only checks. */
 static const struct {
     const char *name, *display;
     size_t len;
 } once_headers[] = {{"authorization", "Authorization", sizeof "authorization" - 1},
                     {"x-api-key", "x-api-key", sizeof "x-api-key" - 1},
+                    {"anthropic-version", "anthropic-version", sizeof "anthropic-version" - 1},
+                    {"anthropic-beta", "anthropic-beta", sizeof "anthropic-beta" - 1},
                     {"host", "Host", sizeof "host" - 1}};
 
 static void conn_close(http_conn *c);
@@ -415,15 +419,19 @@ void http_error(http_conn *c, int status, const char *type, const char *code, co
     buf_t b, h;
     buf_init(&b, 0);
     buf_init(&h, 0);
-    buf_appends(&b, "{\"error\":{\"message\":\"");
-    buf_append_json_escaped(&b, message, strlen(message));
-    buf_printf(&b, "\",\"type\":\"%s\",\"code\":\"%s\",\"param\":", type, code);
-    if (param) {
-        buf_appends(&b, "\"");
-        buf_append_json_escaped(&b, param, strlen(param));
-        buf_appends(&b, "\"}}");
+    if (c->req.error_body) {
+        if (c->req.error_body(&b, status, type, code, param, message) != 0) buf_free(&b);
     } else {
-        buf_appends(&b, "null}}");
+        buf_appends(&b, "{\"error\":{\"message\":\"");
+        buf_append_json_escaped(&b, message, strlen(message));
+        buf_printf(&b, "\",\"type\":\"%s\",\"code\":\"%s\",\"param\":", type, code);
+        if (param) {
+            buf_appends(&b, "\"");
+            buf_append_json_escaped(&b, param, strlen(param));
+            buf_appends(&b, "\"}}");
+        } else {
+            buf_appends(&b, "null}}");
+        }
     }
     if (status == 400 || status == 401 || status == 403 || status == 404 || status == 405 ||
         status == 413)
@@ -703,7 +711,8 @@ static int cb_message_begin(llhttp_t *p)
     c->nheaders = 0;
     c->in_field = 0;
     c->head_bytes = 0;
-    c->auth_len = c->ctype_len = 0;
+    c->ctype_len = 0;
+    memset(c->once_len, 0, sizeof c->once_len);
     c->expect_continue = 0;
     c->header_too_large = c->body_too_large = 0;
     c->once_seen = 0;
@@ -773,9 +782,9 @@ static int cb_header_value_complete(llhttp_t *p)
         }
         c->once_seen |= 1u << once;
     }
-    if (once == 0) { /* Authorization */
-        c->auth_off = voff;
-        c->auth_len = vlen;
+    if (once < HTTP_ONCE_KEPT) {
+        c->once_off[once] = voff;
+        c->once_len[once] = vlen;
     } else if (ms_str_caseeq(name, "content-type")) {
         c->ctype_off = voff;
         c->ctype_len = vlen;
@@ -784,7 +793,7 @@ static int cb_header_value_complete(llhttp_t *p)
         if (ms_str_caseeq(v, "100-continue")) c->expect_continue = 1;
     }
     /* headers we do not use need no space: drop their bytes (the limit counted them) */
-    if (c->hname_off >= c->head.len || (c->auth_off != voff && c->ctype_off != voff)) {
+    if (c->hname_off >= c->head.len || (once >= HTTP_ONCE_KEPT && c->ctype_off != voff)) {
         c->head_bytes += c->head.len - c->hname_off;
         c->head.len = c->hname_off;
     }
@@ -938,7 +947,10 @@ static void fill_request(http_conn *c)
     r->path = (ms_str){url, q ? (size_t)(q - url) : n};
     if (scheme && r->path.n == 0) r->path = (ms_str){"/", 1}; /* "http://host" is "/" */
     r->query = q ? (ms_str){q + 1, n - (size_t)(q - url) - 1} : (ms_str){"", 0};
-    r->authorization = (ms_str){c->head.data ? c->head.data + c->auth_off : "", c->auth_len};
+    ms_str *kept[HTTP_ONCE_KEPT] = {&r->authorization, &r->api_key, &r->anthropic_version,
+                                    &r->anthropic_beta};
+    for (int i = 0; i < HTTP_ONCE_KEPT; i++)
+        *kept[i] = (ms_str){c->head.data ? c->head.data + c->once_off[i] : "", c->once_len[i]};
     r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};
     r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
 }

@@ -24,6 +24,9 @@
 #include "server/server.h"
 
 #define HTTP_MAX_EXTRA_HEADERS 24
+/* Headers kept for the handlers (Authorization, x-api-key, anthropic-version, anthropic-beta),
+ * each allowed once per request. */
+#define HTTP_ONCE_KEPT 4
 /* Bytes of chunk extensions (names, values and their separators) a request may carry in all: we
  * ignore extensions, and without a cap a client could send them forever with no body. */
 #define HTTP_MAX_CHUNK_EXT_BYTES 4096
@@ -50,8 +53,16 @@ typedef struct http_request {
     ms_str path;  /* without the query */
     ms_str query; /* after '?', may be empty */
     ms_str authorization;
+    ms_str api_key;           /* x-api-key: the Anthropic dialect's way to send a key */
+    ms_str anthropic_version; /* forwarded to Anthropic providers by the Anthropic dialect */
+    ms_str anthropic_beta;
     ms_str content_type;
     ms_str body;
+    /* Writes an error's body in the shape the client's API uses, or NULL for the contract's
+     * {"error":{...}}. Set by the handler layer once it knows the route (the server knows no
+     * client API). Returns 0, or -1 (memory). */
+    int (*error_body)(buf_t *out, int status, const char *type, const char *code, const char *param,
+                      const char *message);
     int keep_alive;
     char id[40]; /* x-request-id */
     uint64_t start_ns;
@@ -92,7 +103,8 @@ struct http_conn {
     size_t head_bytes; /* bytes of header lines already dropped from head */
     int in_field;
     int nheaders;
-    size_t auth_off, auth_len, ctype_off, ctype_len;
+    size_t once_off[HTTP_ONCE_KEPT], once_len[HTTP_ONCE_KEPT]; /* kept headers (http.c) */
+    size_t ctype_off, ctype_len;
     int expect_continue;
     int header_too_large;
     int body_too_large;
