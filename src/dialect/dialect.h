@@ -82,6 +82,7 @@ typedef struct dialect {
 
 /* OpenAI chat completions (dialect/openai_chat.c). */
 extern const dialect dialect_openai_chat;
+extern const dialect dialect_anthropic_messages; /* dialect/anthropic_messages.c */
 
 /* OpenAI's request side (dialect/openai_chat_request.c): parses call->body (set by the caller,
  * with call->request_id) for endpoint ep into call, resolving the model in cfg. shown gets the
