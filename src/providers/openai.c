@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "providers/openai_decode.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
 
@@ -212,8 +213,9 @@ static int64_t usage_detail(const jscan_member *m, size_t k, const char *obj, co
 /* OpenAI chat usage onto the billed counts (shared/spec/API.md, "Billing"): prompt_tokens holds
  * the cached tokens, so input is the rest; completion_tokens holds the reasoning tokens, so
  * output is all of it. A detail above its total is clamped to the total, so a provider's
- * nonsense can move tokens between kinds but never invent or lose any. */
-static void read_usage(ms_str usage, prov_usage *out)
+ * nonsense can move tokens between kinds but never invent or lose any. Shared with the decoders
+ * (openai_decode.h), so a translated answer bills as a passed-through one. */
+void prov_openai_read_usage(ms_str usage, prov_usage *out)
 {
     jscan_member m[16];
     int n = jscan_members(usage, m, 16);
@@ -246,7 +248,7 @@ static int openai_response(const prov_call *call, ms_str body, buf_t *client, pr
     }
     size_t k = (size_t)(n > 64 ? 64 : n);
     const jscan_member *u = jscan_find(m, k, "usage");
-    if (u && u->type == JS_OBJECT) read_usage(u->value, usage);
+    if (u && u->type == JS_OBJECT) prov_openai_read_usage(u->value, usage);
     const char *need = call->ep == EP_CHAT ? "choices" : "data";
     const jscan_member *d = jscan_find(m, k, need);
     if (!d || d->type != JS_ARRAY) {
@@ -329,7 +331,7 @@ static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t
     }
     if (ch && ch->type == JS_ARRAY) usage->streamed_bytes += chunk_text_bytes(ch->value);
     if (u && u->type == JS_OBJECT) {
-        read_usage(u->value, usage);
+        prov_openai_read_usage(u->value, usage);
         int usage_only = !ch || (ch->type == JS_ARRAY && ch->value.n == 2);
         if (usage_only) {
             /* held back: the client gets it last, with the cost, and only if it asked */
@@ -358,10 +360,17 @@ static void openai_error_message(ms_str body, char *out, size_t outlen)
     prov_excerpt(body, out, outlen);
 }
 
+/* The decoders are used only for clients of another API (provider.h): an OpenAI chat client
+ * keeps the pass-through path (response, stream_event). */
 const prov_adapter prov_openai = {
     .api = WIRE_OPENAI_CHAT,
+    .state_size = sizeof(openai_dec_state),
+    .reset = openai_dec_reset,
+    .release = openai_dec_release,
     .build = openai_build,
     .response = openai_response,
     .stream_event = openai_stream_event,
+    .decode_answer = openai_decode_answer,
+    .decode_event = openai_decode_event,
     .error_message = openai_error_message,
 };

@@ -2,8 +2,10 @@
  * libFuzzer target for everything that parses a client's or a provider's bytes beyond the JSON
  * scanner and the SSE parser: the OpenAI dialect's request parser, the translating adapters'
  * request builders (a client body rewritten for Anthropic and Gemini), their decoders of whole
- * answers and of stream events (fed through the real SSE parser), and the OpenAI chat encoder
- * their events end up in. The input's first byte picks what to drive; the rest is the document.
+ * answers and of stream events (fed through the real SSE parser), the OpenAI adapter's decoders
+ * (OpenAI answers and chunks into events, for clients of other APIs), and the OpenAI chat
+ * encoder their events end up in. The input's first byte picks what to drive (modulo 8: 0-5 as
+ * they always were, 6/7 an OpenAI answer whole/streamed); the rest is the document.
  *
  * What is checked is memory safety and bounds (ASan/UBSan), no leak, and that a whole answer
  * that decodes encodes to valid JSON (jscan): a malformed upstream must become a clean error,
@@ -23,16 +25,20 @@
         if (!(c)) __builtin_trap();                                                                \
     } while (0)
 
-static cfg_provider g_prov[2] = {
+static cfg_provider g_prov[3] = {
     {.name = (char *)"anth", .kind = PROV_ANTHROPIC, .base_url = (char *)"http://a.example",
      .api_key = (char *)"k", .enabled = 1},
     {.name = (char *)"gem", .kind = PROV_GEMINI, .base_url = (char *)"http://g.example",
      .api_key = (char *)"k", .enabled = 1},
+    {.name = (char *)"oai", .kind = PROV_OPENAI, .base_url = (char *)"http://o.example",
+     .api_key = (char *)"k", .enabled = 1},
 };
-static cfg_deployment g_dep[2] = {{.provider = &g_prov[0], .model = (char *)"up", .weight = 1},
-                                  {.provider = &g_prov[1], .model = (char *)"up", .weight = 1}};
-static cfg_model g_model[2] = {{.name = (char *)"m", .deployments = &g_dep[0], .ndeployments = 1},
-                               {.name = (char *)"m", .deployments = &g_dep[1], .ndeployments = 1}};
+static cfg_deployment g_dep[3] = {{.provider = &g_prov[0], .model = (char *)"up", .weight = 1},
+                                  {.provider = &g_prov[1], .model = (char *)"up", .weight = 1},
+                                  {.provider = &g_prov[2], .model = (char *)"up", .weight = 1}};
+static cfg_model g_model[3] = {{.name = (char *)"m", .deployments = &g_dep[0], .ndeployments = 1},
+                               {.name = (char *)"m", .deployments = &g_dep[1], .ndeployments = 1},
+                               {.name = (char *)"m", .deployments = &g_dep[2], .ndeployments = 1}};
 static cfg_t g_cfg = {.models = g_model, .nmodels = 1, .default_max_output_tokens = 64};
 
 static int sink_emit(void *ctx, const ev_event *ev)
@@ -145,15 +151,17 @@ static void drive_answer(const prov_adapter *ad, int which, int stream, const ch
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    int op = data[0] % 6, which = op & 1;
+    int op = data[0] % 8, which = op & 1;
     const prov_adapter *ad = which ? &prov_gemini : &prov_anthropic;
     char *p = malloc(size);
     memcpy(p, data + 1, size - 1);
     size_t n = size - 1;
     if (op < 2)
         drive_request(ad, which, p, n);
-    else
+    else if (op < 6)
         drive_answer(ad, which, op >= 4, p, n);
+    else
+        drive_answer(&prov_openai, 2, op == 7, p, n); /* 6: whole, 7: streamed */
     free(p);
     return 0;
 }

@@ -1,0 +1,421 @@
+/*
+ * The OpenAI adapter's decoders (openai_decode.h): an OpenAI chat answer or stream chunk into
+ * normalized events, for clients that speak another API than OpenAI chat. What is read follows
+ * OpenAI's API reference:
+ *   The chat completion object:       https://platform.openai.com/docs/api-reference/chat/object
+ *   The chat completion chunk object: https://platform.openai.com/docs/api-reference/chat-streaming
+ * and what OpenAI-shaped servers add to it: the reasoning text as `reasoning_content` (DeepSeek,
+ * vLLM) or `reasoning` (vLLM, OpenRouter, Groq), content as an array of text parts (Mistral),
+ * tool-call deltas without an index (matched by id, or continuing the last call), a usage-only
+ * chunk whose `choices` is null or missing (vLLM).
+ *
+ * Only choices[0] is decoded: events describe one answer (the new dialects ask for one).
+ * Tool calls get the events' index in the order they started (0, 1, ...), whatever index the
+ * upstream gave them, as the Anthropic and Gemini decoders number theirs: an encoder may use it
+ * as a slot, and an upstream cannot make it large.
+ *
+ * The top level is read with jscan (it validates the document and hands out the raw usage
+ * object, which the pass-through path's usage reader takes); `choices`, small in a stream chunk,
+ * is parsed with jansson, which decodes the strings the events carry.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "providers/openai_decode.h"
+#include "providers/wire.h"
+
+#define OAI_DEC_MAX_ID 1024 /* bytes of one tool call's id kept for matching */
+
+void openai_dec_reset(void *stv, const prov_call *call)
+{
+    openai_dec_state *st = stv;
+    (void)call;
+    /* the engine hands it zeroed (and released after a previous attempt) */
+    memset(st, 0, sizeof *st);
+    st->last = -1;
+    buf_init(&st->calls, OAI_DEC_MAX_TOOLS * sizeof(openai_dec_call));
+    buf_init(&st->ids, (size_t)OAI_DEC_MAX_TOOLS * OAI_DEC_MAX_ID);
+}
+
+void openai_dec_release(void *stv)
+{
+    openai_dec_state *st = stv;
+    buf_free(&st->calls);
+    buf_free(&st->ids);
+}
+
+static const openai_dec_call *call_at(const openai_dec_state *st, int i)
+{
+    return (const openai_dec_call *)(const void *)st->calls.data + i;
+}
+
+static int emit(const ev_sink *sink, ev_event ev)
+{
+    return ev_emit(sink, &ev);
+}
+
+static ms_str jstr(const json_t *s)
+{
+    return json_is_string(s) ? (ms_str){json_string_value(s), json_string_length(s)}
+                             : (ms_str){"", 0};
+}
+
+/* finish_reason (the chat completion object: stop, length, tool_calls, content_filter and the
+ * deprecated function_call; Mistral's model_length is its context limit). Anything else ends
+ * normally. */
+static ev_finish finish_of(const char *r)
+{
+    if (!r) return EV_FINISH_STOP;
+    if (strcmp(r, "length") == 0 || strcmp(r, "model_length") == 0) return EV_FINISH_LENGTH;
+    if (strcmp(r, "tool_calls") == 0 || strcmp(r, "function_call") == 0)
+        return EV_FINISH_TOOL_CALLS;
+    if (strcmp(r, "content_filter") == 0) return EV_FINISH_CONTENT_FILTER;
+    return EV_FINISH_STOP;
+}
+
+/* A text delta (or a whole answer's text) as an event of type t; empty text makes none.
+ * Streams count its bytes as generated text (the bound billed if usage never comes). */
+static int text_event(const ev_sink *sink, ev_type t, const json_t *s, prov_usage *usage,
+                      int stream)
+{
+    ms_str v = jstr(s);
+    if (v.n == 0) return 0;
+    if (stream) usage->streamed_bytes += (int64_t)v.n;
+    return emit(sink, (ev_event){.type = t, .text = v});
+}
+
+/* The text members of a message or delta: reasoning, content, refusal, in that order (the
+ * order a model produces them). */
+static int texts(const json_t *m, const ev_sink *sink, prov_usage *usage, int stream)
+{
+    /* servers in a transition send both names with the same text: one is enough */
+    const json_t *r = json_object_get(m, "reasoning_content");
+    if (!json_is_string(r) || json_string_length(r) == 0) r = json_object_get(m, "reasoning");
+    if (text_event(sink, EV_REASONING, r, usage, stream)) return -1;
+    const json_t *c = json_object_get(m, "content");
+    if (json_is_array(c)) {
+        /* content parts: their text, in order */
+        size_t i;
+        const json_t *part;
+        json_array_foreach(c, i, part)
+        {
+            if (text_event(sink, EV_TEXT, json_object_get(part, "text"), usage, stream)) return -1;
+        }
+    } else if (text_event(sink, EV_TEXT, c, usage, stream)) {
+        return -1;
+    }
+    /* a refusal is what the model said instead of answering: the client reads it as text (the
+     * finish says content_filter only when finish_reason does) */
+    return text_event(sink, EV_TEXT, json_object_get(m, "refusal"), usage, stream);
+}
+
+/* A tool call's name and arguments: `function` (name, arguments as a JSON text) or a custom
+ * tool (name, input as free text). Arguments given as a JSON value instead of its text (some
+ * servers) are written compactly into args. */
+static int call_parts(const json_t *tc, const json_t **name, ms_str *argv, buf_t *args)
+{
+    const json_t *f = json_object_get(tc, "function");
+    const json_t *a = NULL;
+    if (json_is_object(f)) {
+        *name = json_object_get(f, "name");
+        a = json_object_get(f, "arguments");
+    } else if (json_is_object(f = json_object_get(tc, "custom"))) {
+        *name = json_object_get(f, "name");
+        a = json_object_get(f, "input");
+    } else {
+        *name = NULL;
+    }
+    *argv = (ms_str){"", 0};
+    if (json_is_string(a)) {
+        *argv = jstr(a);
+    } else if (json_is_object(a) || json_is_array(a)) {
+        buf_reset(args);
+        if (prov_put_json(args, a) != 0) return -1;
+        *argv = (ms_str){args->data, args->len};
+    }
+    return 0;
+}
+
+/* The choice with index 0 (or no index: a server that leaves it out) of a choices array, or
+ * NULL: another choice's chunk (n > 1) is not this answer's. */
+static json_t *first_choice(json_t *choices)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(choices, i, c)
+    {
+        json_t *ix = json_object_get(c, "index");
+        if (json_is_object(c) &&
+            (!ix || json_is_null(ix) || (json_is_integer(ix) && json_integer_value(ix) == 0)))
+            return c;
+    }
+    return NULL;
+}
+
+/* An error object's (or string's) message into err; 0 when there was one. */
+static int error_text(ms_str v, jscan_type type, char *err, size_t errlen)
+{
+    if (type == JS_STRING) return jscan_string(v, err, errlen) >= 0 ? 0 : -1;
+    if (type != JS_OBJECT) return -1;
+    jscan_member e[16];
+    int n = jscan_members(v, e, 16);
+    const jscan_member *msg = n > 0 ? jscan_find(e, (size_t)(n > 16 ? 16 : n), "message") : NULL;
+    return msg && jscan_string(msg->value, err, errlen) >= 0 ? 0 : -1;
+}
+
+/* The top-level members a decoder reads. */
+enum { F_ID, F_CHOICES, F_USAGE, F_ERROR, F_N };
+
+/* Validates d and picks its members into f, which point into m (the caller's, 32 long). */
+static int top_level(ms_str d, jscan_member *m, const jscan_member **f)
+{
+    int n = jscan_object(d.p, d.n, m, 32, NULL);
+    if (n < 0) return -1;
+    static const jscan_key keys[F_N] = {JSCAN_KEY("id"), JSCAN_KEY("choices"), JSCAN_KEY("usage"),
+                                        JSCAN_KEY("error")};
+    jscan_pick(m, (size_t)(n > 32 ? 32 : n), keys, F_N, f);
+    return 0;
+}
+
+/* The upstream's id (EV_START), decoded into out; empty when it has none usable. */
+static ms_str id_of(const jscan_member *id, char *out, size_t outlen)
+{
+    long n = id && id->type == JS_STRING ? jscan_string(id->value, out, outlen) : -1;
+    return n > 0 ? (ms_str){out, (size_t)n} : (ms_str){"", 0};
+}
+
+/* The usage object into *usage and, when it holds counts, an EV_USAGE (cumulative: the last
+ * one wins). */
+static int usage_event(const jscan_member *u, const ev_sink *sink, prov_usage *usage)
+{
+    if (!u || u->type != JS_OBJECT) return 0; /* absent, or null in every chunk but the last */
+    prov_usage got = {0};
+    prov_openai_read_usage(u->value, &got);
+    if (!got.known) return 0;
+    usage->known = 1;
+    usage->u = got.u;
+    return emit(sink, (ev_event){.type = EV_USAGE, .usage = usage->u});
+}
+
+/* ---- whole answers (the chat completion object) ---- */
+
+int openai_decode_answer(void *stv, const prov_call *call, ms_str body, const ev_sink *sink,
+                         prov_usage *usage, char *err, size_t errlen)
+{
+    (void)stv; /* a whole answer needs no state between calls */
+    (void)call;
+    if (errlen) err[0] = '\0'; /* set below when a check fails, before any encoding error */
+    jscan_member m[32];
+    const jscan_member *f[F_N];
+    if (top_level(body, m, f) != 0) {
+        snprintf(err, errlen, "the provider's answer is not a JSON object");
+        return -1;
+    }
+    if (!f[F_CHOICES] || f[F_CHOICES]->type != JS_ARRAY) {
+        /* a 200 carrying an error object (some proxies): its message says more */
+        if (!f[F_ERROR] || error_text(f[F_ERROR]->value, f[F_ERROR]->type, err, errlen) != 0)
+            snprintf(err, errlen, "the provider's answer has no 'choices' array");
+        return -1;
+    }
+    json_error_t je;
+    json_t *choices = json_loadb(f[F_CHOICES]->value.p, f[F_CHOICES]->value.n, JSON_ALLOW_NUL, &je);
+    json_t *choice = json_is_array(choices) ? first_choice(choices) : NULL;
+    json_t *msg = json_object_get(choice, "message");
+    if (!json_is_object(msg)) {
+        snprintf(err, errlen, "the provider's answer has no choices[0].message");
+        json_decref(choices);
+        return -1;
+    }
+    char idb[256];
+    int rc = emit(sink, (ev_event){.type = EV_START, .id = id_of(f[F_ID], idb, sizeof idb)});
+    if (!rc) rc = texts(msg, sink, usage, 0);
+    json_t *calls = json_object_get(msg, "tool_calls");
+    buf_t args;
+    buf_init(&args, 0); /* bounded by the answer it is written from */
+    size_t i;
+    json_t *tc;
+    int ntools = 0;
+    json_array_foreach(calls, i, tc)
+    {
+        if (rc) break;
+        const json_t *name;
+        ms_str a;
+        if (!json_is_object(tc)) continue;
+        if (ntools == OAI_DEC_MAX_TOOLS) {
+            snprintf(err, errlen, "the provider's answer has more than %d tool calls",
+                     OAI_DEC_MAX_TOOLS);
+            rc = -1;
+            break;
+        }
+        if ((rc = call_parts(tc, &name, &a, &args)) != 0) break;
+        rc = emit(sink, (ev_event){.type = EV_TOOL_START,
+                                   .index = ntools,
+                                   .id = jstr(json_object_get(tc, "id")),
+                                   .name = jstr(name)});
+        if (!rc && a.n)
+            rc = emit(sink, (ev_event){.type = EV_TOOL_ARGS, .index = ntools, .text = a});
+        ntools++;
+    }
+    buf_free(&args);
+    if (!rc)
+        rc = emit(sink, (ev_event){.type = EV_FINISH,
+                                   .finish = finish_of(json_string_value(
+                                       json_object_get(choice, "finish_reason")))});
+    if (!rc) rc = usage_event(f[F_USAGE], sink, usage);
+    json_decref(choices);
+    if (rc && !err[0]) snprintf(err, errlen, "the gateway could not encode the answer");
+    return rc ? -1 : 0;
+}
+
+/* ---- streams (the chat completion chunk object) ---- */
+
+/* The call a tool-call delta continues, or -1 when it starts a new one. OpenAI gives every
+ * delta its index; a server that gives none names the call by id, or continues the last. */
+static int find_call(const openai_dec_state *st, const json_t *ix, ms_str id, int64_t *upstream,
+                     char *err, size_t errlen)
+{
+    *upstream = -1;
+    if (ix && !json_is_null(ix)) {
+        if (!json_is_integer(ix) || json_integer_value(ix) < 0) {
+            snprintf(err, errlen, "the provider sent a tool call with an invalid index");
+            return -2;
+        }
+        *upstream = json_integer_value(ix);
+        for (int i = 0; i < st->ntools; i++)
+            if (call_at(st, i)->upstream == *upstream) return i;
+        return -1;
+    }
+    if (id.n) {
+        for (int i = 0; i < st->ntools; i++) {
+            const openai_dec_call *c = call_at(st, i);
+            if (c->id_len == id.n && memcmp(st->ids.data + c->id_off, id.p, id.n) == 0) return i;
+        }
+        return -1;
+    }
+    if (st->last < 0) {
+        snprintf(err, errlen, "the provider sent a tool call delta without index or id");
+        return -2;
+    }
+    return st->last;
+}
+
+static int tool_delta(openai_dec_state *st, const json_t *tc, const ev_sink *sink,
+                      prov_usage *usage, buf_t *args, char *err, size_t errlen)
+{
+    if (!json_is_object(tc)) return 0;
+    ms_str id = jstr(json_object_get(tc, "id"));
+    int64_t up;
+    int k = find_call(st, json_object_get(tc, "index"), id, &up, err, errlen);
+    if (k == -2) return -1;
+    const json_t *name;
+    ms_str a;
+    if (call_parts(tc, &name, &a, args) != 0) return -1;
+    if (k < 0) {
+        /* a new call: OpenAI sends its id and name in its first delta only */
+        if (st->ntools == OAI_DEC_MAX_TOOLS) {
+            snprintf(err, errlen, "the provider's answer has more than %d tool calls",
+                     OAI_DEC_MAX_TOOLS);
+            return -1;
+        }
+        if (id.n > OAI_DEC_MAX_ID) {
+            snprintf(err, errlen, "the provider sent a tool call id longer than %d bytes",
+                     OAI_DEC_MAX_ID);
+            return -1;
+        }
+        openai_dec_call c = {up, (uint32_t)st->ids.len, (uint32_t)id.n};
+        if (buf_append(&st->ids, id.p, id.n) != 0 || buf_append(&st->calls, &c, sizeof c) != 0)
+            return -1;
+        k = st->ntools++;
+        if (emit(sink, (ev_event){.type = EV_TOOL_START, .index = k, .id = id, .name = jstr(name)}))
+            return -1;
+    }
+    st->last = k;
+    if (a.n == 0) return 0;
+    usage->streamed_bytes += (int64_t)a.n;
+    return emit(sink, (ev_event){.type = EV_TOOL_ARGS, .index = k, .text = a});
+}
+
+/* choices[0] of a chunk: its delta's texts and tool calls, then its finish. */
+static int choice_delta(openai_dec_state *st, const jscan_member *f_choices, const ev_sink *sink,
+                        prov_usage *usage, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *choices = json_loadb(f_choices->value.p, f_choices->value.n, JSON_ALLOW_NUL, &je);
+    if (!json_is_array(choices)) {
+        /* jscan accepted it; jansson refuses what it cannot represent (an integer past int64) */
+        snprintf(err, errlen, "the provider sent an invalid stream event");
+        json_decref(choices);
+        return -1;
+    }
+    json_t *c = first_choice(choices);
+    json_t *delta = json_object_get(c, "delta");
+    int rc = 0;
+    if (json_is_object(delta)) {
+        /* role is in the first delta only and says nothing an event carries */
+        rc = texts(delta, sink, usage, 1);
+        buf_t args;
+        buf_init(&args, 0); /* bounded by the event it is written from */
+        size_t i;
+        json_t *tc;
+        json_array_foreach(json_object_get(delta, "tool_calls"), i, tc)
+        {
+            if (rc) break;
+            rc = tool_delta(st, tc, sink, usage, &args, err, errlen);
+        }
+        buf_free(&args);
+    }
+    const char *fr = json_string_value(json_object_get(c, "finish_reason"));
+    if (!rc && fr && !st->finished) {
+        st->finished = 1;
+        rc = emit(sink, (ev_event){.type = EV_FINISH, .finish = finish_of(fr)});
+    }
+    json_decref(choices);
+    return rc;
+}
+
+int openai_decode_event(void *stv, const prov_call *call, const sse_event *ev, const ev_sink *sink,
+                        prov_usage *usage, int *done, int *error, char *err, size_t errlen)
+{
+    openai_dec_state *st = stv;
+    (void)call;
+    ms_str d = ev->data;
+    if (errlen) err[0] = '\0'; /* set below when a check fails, before any encoding error */
+    if (d.n == 0) return 0;    /* comments and keep-alives */
+    if (ms_str_eq(d, "[DONE]")) {
+        *done = 1;
+        return 0;
+    }
+    jscan_member m[32];
+    const jscan_member *f[F_N];
+    if (top_level(d, m, f) != 0) {
+        snprintf(err, errlen, "the provider sent an invalid stream event");
+        return -1;
+    }
+    const jscan_member *e = f[F_ERROR];
+    if ((e && e->type != JS_NULL) || ms_str_eq(ev->event, "error")) {
+        /* an in-band error: {"error":{"message":…,"type":…}} (a few servers name the event) */
+        *error = 1;
+        if (!e || error_text(e->value, e->type, err, errlen) != 0)
+            snprintf(err, errlen, "the provider reported an error in the stream");
+        return 0;
+    }
+    if (!st->started) {
+        char idb[256];
+        st->started = 1;
+        if (emit(sink, (ev_event){.type = EV_START, .id = id_of(f[F_ID], idb, sizeof idb)}))
+            return -1;
+    }
+    const jscan_member *ch = f[F_CHOICES];
+    if (ch && ch->type == JS_ARRAY && ch->value.n > 2 &&
+        choice_delta(st, ch, sink, usage, err, errlen) != 0) {
+        if (!err[0]) snprintf(err, errlen, "the gateway could not encode the answer");
+        return -1;
+    }
+    if (usage_event(f[F_USAGE], sink, usage) != 0) {
+        snprintf(err, errlen, "the gateway could not encode the answer");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * The OpenAI adapter's decoders: OpenAI chat answers (`chat.completion`) and stream chunks
+ * (`chat.completion.chunk`) turned into normalized events (engine/event.h). The engine uses them
+ * only when the client speaks another API than OpenAI chat (an Anthropic Messages or OpenAI
+ * Responses client of an openai/azure model); OpenAI chat clients keep the pass-through path
+ * (openai.c: response, stream_event), which never makes events.
+ */
+#ifndef MS_OPENAI_DECODE_H
+#define MS_OPENAI_DECODE_H
+
+#include "providers/provider.h"
+
+/* Tool calls one answer may have: the OpenAI encoder's own cap (dialect/openai_chat.c). More is
+ * an error, never a silent drop. */
+#define OAI_DEC_MAX_TOOLS 128
+
+/* A tool call a stream started: the upstream's index (-1: it gave none) and its id in ids. */
+typedef struct openai_dec_call {
+    int64_t upstream;
+    uint32_t id_off, id_len;
+} openai_dec_call;
+
+/* Per-transfer state of a decoded stream (prov_adapter.state_size). The engine allocates it for
+ * every attempt of this adapter, pass-through ones too, so it is small and reset allocates
+ * nothing: the calls table and the ids grow on the first tool call, capped
+ * (OAI_DEC_MAX_TOOLS calls, OAI_DEC_MAX_ID bytes of id each). */
+typedef struct openai_dec_state {
+    int started;  /* EV_START went out (at the first chunk) */
+    int finished; /* EV_FINISH went out: a repeated finish_reason is not sent twice */
+    int ntools;   /* calls started; the events' index is the order they started in */
+    int last;     /* the call the last tool-call delta went to (-1: none) */
+    buf_t calls;  /* openai_dec_call[ntools] */
+    buf_t ids;
+} openai_dec_state;
+
+/* prov_adapter.reset / release for openai_dec_state. */
+void openai_dec_reset(void *st, const prov_call *call);
+void openai_dec_release(void *st);
+
+/* prov_adapter.decode_answer: a 2xx `chat.completion` into events (choices[0] only). */
+int openai_decode_answer(void *st, const prov_call *call, ms_str body, const ev_sink *sink,
+                         prov_usage *usage, char *err, size_t errlen);
+
+/* prov_adapter.decode_event: one stream event (a chunk, the usage chunk, an error, [DONE]). */
+int openai_decode_event(void *st, const prov_call *call, const sse_event *ev, const ev_sink *sink,
+                        prov_usage *usage, int *done, int *error, char *err, size_t errlen);
+
+/* OpenAI chat usage (the raw `usage` object) onto the billed counts (docs/BILLING.md, "The five
+ * counts"); sets out->known when prompt_tokens is a count. Shared by the pass-through path
+ * (openai.c) and the decoders, so both bill alike. */
+void prov_openai_read_usage(ms_str usage, prov_usage *out);
+
+#endif
