@@ -742,7 +742,7 @@ static int new_transfer(proxy *p)
         free(p->xst);
         p->xst = NULL;
     }
-    if (ad->state_size) {
+    if (ad->state_size && p->translated) { /* passing through decodes nothing */
         if (!p->xst && !(p->xst = malloc(ad->state_size))) return -1;
         memset(p->xst, 0, ad->state_size);
         p->xst_ad = ad;

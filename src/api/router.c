@@ -70,11 +70,9 @@ void api_err_not_found(http_conn *c, const char *what)
     http_error(c, 404, "not_found_error", "not_found", NULL, msg, -1);
 }
 
-/* The credential of "Authorization: Bearer <credential>", trimmed. On failure 401
- * missing_api_key has been sent and -1 is returned. */
-static int bearer(http_conn *c, http_request *r, const char **out, size_t *outlen)
+/* The credential of "Bearer <credential>", trimmed; -1 when there is none. */
+static int bearer_token(ms_str a, const char **out, size_t *outlen)
 {
-    ms_str a = r->authorization;
     /* "Bearer" is case-insensitive in RFC 6750 practice; the key itself is not */
     if (a.n >= 8 && strncasecmp(a.p, "Bearer ", 7) == 0) {
         const char *k = a.p + 7;
@@ -91,9 +89,50 @@ static int bearer(http_conn *c, http_request *r, const char **out, size_t *outle
             return 0;
         }
     }
+    return -1;
+}
+
+/* s without surrounding blanks. */
+static ms_str trim(ms_str s)
+{
+    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) {
+        s.p++;
+        s.n--;
+    }
+    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
+        s.n--;
+    return s;
+}
+
+/* The key of "x-api-key: <key>" (Anthropic's SDKs) or "Authorization: Bearer <key>". Both
+ * present must name the same key: a request must not be billed to a key it did not choose. On
+ * failure the error has been sent and -1 is returned. */
+static int bearer(http_conn *c, http_request *r, const char **out, size_t *outlen)
+{
+    ms_str x = trim(r->api_key);
+    if (x.n && r->authorization.n == 0) {
+        *out = x.p;
+        *outlen = x.n;
+        return 0;
+    }
+    if (x.n) {
+        const char *k;
+        size_t n;
+        if (bearer_token(r->authorization, &k, &n) == 0 && n == x.n && memcmp(k, x.p, n) == 0) {
+            *out = k;
+            *outlen = n;
+            return 0;
+        }
+        http_error(c, 400, "invalid_request_error", "invalid_request", NULL,
+                   "The request has both an x-api-key and an Authorization header, and they "
+                   "differ: send one key.",
+                   -1);
+        return -1;
+    }
+    if (bearer_token(r->authorization, out, outlen) == 0) return 0;
     http_error(c, 401, "authentication_error", "missing_api_key", NULL,
                "You didn't provide an API key. Provide it in the Authorization header as "
-               "'Bearer YOUR_KEY'.",
+               "'Bearer YOUR_KEY' (or, for /v1/messages, as x-api-key).",
                -1);
     return -1;
 }
@@ -320,6 +359,13 @@ static int route(http_conn *c, http_request *r, int head)
         if (!post) return method_not_allowed(c, "POST"), -1;
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);
         return api_chat_completions(c, r), 0;
+    }
+    if (ms_str_eq(p, "/v1/messages")) {
+        /* Anthropic's clients read Anthropic's error envelope, from the first refusal on */
+        r->error_body = dialect_anthropic_error_body;
+        if (!post) return method_not_allowed(c, "POST"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_messages(c, r), 0;
     }
     if (ms_str_eq(p, "/v1/embeddings")) {
         if (!post) return method_not_allowed(c, "POST"), -1;

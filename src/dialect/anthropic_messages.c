@@ -428,6 +428,23 @@ static int error_event(const dialect_error *err, buf_t *out)
     return rc | sse_close(out);
 }
 
+int dialect_anthropic_error_body(buf_t *out, int status, const char *type, const char *code,
+                                 const char *param, const char *message)
+{
+    (void)status; /* the type carries the category; the status goes in the status line */
+    dialect_error err = {code, type, message};
+    int rc = buf_appends(out, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    rc |= buf_appends(out, anthropic_error_type(&err));
+    rc |= buf_appends(out, "\",\"message\":");
+    rc |= put_str(out, ms_str_c(message ? message : ""));
+    rc |= buf_appends(out, ",\"code\":");
+    rc |= put_str(out, ms_str_c(code ? code : ""));
+    rc |= buf_appends(out, ",\"param\":");
+    rc |= param ? put_str(out, ms_str_c(param)) : buf_appends(out, "null");
+    rc |= buf_appends(out, "}}");
+    return rc ? -1 : 0;
+}
+
 /* The provider's own message_delta (data JSON) with "cost" added to its usage object. */
 static int splice_cost(buf_t *out, ms_str ev, const char *cost)
 {

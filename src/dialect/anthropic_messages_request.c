@@ -24,11 +24,13 @@
  *     provider has no field for it, and reasoning is not carried over between turns there),
  *     citations on text blocks (annotations of an earlier answer), metadata keys other than
  *     user_id, service_tier (capacity, not content), thinking {type: disabled | adaptive} (no
- *     effort given: the provider's default).
+ *     effort given: the provider's default), context_management (context editing, which only
+ *     removes old tool results near the context limit: the provider sees the whole
+ *     conversation instead).
  *   Refused with a 400 naming the field: top_k (OpenAI has no top-k sampling: dropping it would
  *     widen the sampling the client narrowed), server tools (web search, bash, text editor, code
- *     execution...: only Anthropic runs them), container, mcp_servers, context_management (server
- *     side state and context editing), output_format and output_config.format (structured
+ *     execution...: only Anthropic runs them), container, mcp_servers (server side state),
+ *     output_format and output_config.format (structured
  *     outputs), output_config.effort "max", document / search_result / server tool blocks, images
  *     in assistant turns or tool results (OpenAI carries only text there), file image sources
  *     (Anthropic's Files API), and any top-level field not listed here (Anthropic refuses unknown
@@ -494,28 +496,7 @@ static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
     return rc;
 }
 
-static int translate_messages(json_t *messages, json_t *msgs, dialect_refusal *why)
-{
-    size_t i;
-    json_t *m;
-    json_array_foreach(messages, i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        json_t *content = json_object_get(m, "content");
-        if (!json_is_object(m) || !(type_is(role, "user") || type_is(role, "assistant")))
-            return INVALID(why, "messages",
-                           "Each message must be an object with role 'user' or 'assistant'.");
-        if (!json_is_string(content) && !json_is_array(content))
-            return INVALID(why, "messages",
-                           "A message's 'content' must be a string or an array of blocks.");
-        int rc = type_is(role, "user") ? user_turn(content, msgs, why)
-                                       : assistant_turn(content, msgs, why);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-/* system: a string or text blocks -> the first message, role system. */
+/* system (or a message of role system): a string or text blocks -> a message, role system. */
 static int translate_system(json_t *system, json_t *msgs, dialect_refusal *why)
 {
     if (is_null(system)) return 0;
@@ -547,6 +528,32 @@ static int translate_system(json_t *system, json_t *msgs, dialect_refusal *why)
         return INVALID(why, "system", "'system' must be a string or text blocks.");
     }
     json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", "system", "content", content));
+    return 0;
+}
+
+static int translate_messages(json_t *messages, json_t *msgs, dialect_refusal *why)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = json_object_get(m, "content");
+        int sys = type_is(role, "system");
+        if (!json_is_object(m) || !(type_is(role, "user") || type_is(role, "assistant") || sys))
+            return INVALID(why, "messages",
+                           "Each message must be an object with role 'user', 'assistant' or "
+                           "'system'.");
+        if (!json_is_string(content) && !json_is_array(content))
+            return INVALID(why, "messages",
+                           "A message's 'content' must be a string or an array of blocks.");
+        /* Claude Code puts system text among the messages too (a system turn between user
+         * turns, text blocks only): it stays a system message, where it stood */
+        int rc = sys                     ? translate_system(content, msgs, why)
+                 : type_is(role, "user") ? user_turn(content, msgs, why)
+                                         : assistant_turn(content, msgs, why);
+        if (rc) return rc;
+    }
     return 0;
 }
 
@@ -705,7 +712,11 @@ static const struct {
     {"top_k", K_REFUSED, "OpenAI-shaped providers have no top-k sampling"},
     {"container", K_REFUSED, "containers are Anthropic's code execution state"},
     {"mcp_servers", K_REFUSED, "only Anthropic connects to MCP servers"},
-    {"context_management", K_REFUSED, "context editing runs only at Anthropic"},
+    /* Claude Code sends it on every request. Context editing only ever removes old tool results
+     * from what the model sees, near the context limit; without it the provider sees the whole
+     * conversation, which it may answer from (or refuse as too long: a clear error, not a
+     * silently different answer), so it is dropped rather than refused. */
+    {"context_management", K_DROPPED, NULL},
     {"output_format", K_REFUSED, "structured outputs are not translated"},
 };
 

@@ -83,6 +83,10 @@ typedef struct dialect {
 /* OpenAI chat completions (dialect/openai_chat.c). */
 extern const dialect dialect_openai_chat;
 extern const dialect dialect_anthropic_messages; /* dialect/anthropic_messages.c */
+/* The Anthropic envelope of an error answer (not in a stream), as the contract shows it:
+ * {"type":"error","error":{"type","message","code","param"}}; http_request.error_body's shape. */
+int dialect_anthropic_error_body(buf_t *out, int status, const char *type, const char *code,
+                                 const char *param, const char *message);
 
 /* OpenAI's request side (dialect/openai_chat_request.c): parses call->body (set by the caller,
  * with call->request_id) for endpoint ep into call, resolving the model in cfg. shown gets the

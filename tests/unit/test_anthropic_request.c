@@ -368,7 +368,13 @@ static void test_tool_round_trip(void)
     CHECK_REFUSED(HEAD "'messages':[{'role':'assistant','content':[{'type':'server_tool_use',"
                        "'id':'s','name':'web_search','input':{}}]}]}",
                   "messages");
-    CHECK_REFUSED(HEAD "'messages':[{'role':'system','content':'x'}]}", "messages");
+    /* a system turn among the messages (Claude Code sends one) stays a system message where it
+     * stood; a role that is none of the three does not */
+    CHECK_OPENAI(HEAD "'messages':[{'role':'user','content':'a'},{'role':'system','content':"
+                      "[{'type':'text','text':'s','cache_control':{'type':'ephemeral'}}]}]}",
+                 "{'model':'gpt-x','messages':[{'role':'user','content':'a'},{'role':'system',"
+                 "'content':'s'}],'max_tokens':100}");
+    CHECK_REFUSED(HEAD "'messages':[{'role':'tool','content':'x'}]}", "messages");
     CHECK_REFUSED(HEAD "'messages':[{'role':'user','content':5}]}", "messages");
     CHECK_REFUSED(HEAD "'messages':[{'role':'user','content':[{'type':'text'}]}]}", "messages");
     /* nothing but reasoning left to send */
@@ -476,7 +482,11 @@ static void test_refused_fields(void)
     CHECK_REFUSED(HEAD USER_HI ",'container':'c_1'}", "container");
     CHECK_REFUSED(HEAD USER_HI ",'mcp_servers':[{'type':'url','url':'https://m','name':'m'}]}",
                   "mcp_servers");
-    CHECK_REFUSED(HEAD USER_HI ",'context_management':{'edits':[]}}", "context_management");
+    /* context editing (Claude Code sends it on every request) only trims old tool results near
+     * the context limit: dropped, the provider sees the whole conversation */
+    CHECK_OPENAI(HEAD USER_HI
+                 ",'context_management':{'edits':[{'type':'clear_thinking_20251015'}]}}",
+                 "{'model':'gpt-x','messages':[{'role':'user','content':'Hi'}],'max_tokens':100}");
     CHECK_REFUSED(HEAD USER_HI ",'output_format':{'type':'json_schema'}}", "output_format");
     CHECK_REFUSED(HEAD USER_HI ",'temperature':1.5}", "temperature");
     CHECK_REFUSED(HEAD USER_HI ",'top_p':'x'}", "top_p");

@@ -1,0 +1,76 @@
+/*
+ * POST /v1/messages: Anthropic's Messages API as a client dialect (Claude Code, the Anthropic
+ * SDKs). The same keys, models, holds, limits, routing and ledger as chat completions; only the
+ * shapes differ. The key may come as x-api-key (what Anthropic's SDKs send) or as a Bearer token,
+ * and every error, before or during the answer, is in Anthropic's envelope (the route sets
+ * http_request.error_body before anything can fail).
+ *
+ * The request is parsed in the Anthropic dialect (dialect/anthropic_messages_request.c), then
+ * rewritten once into the hub format (OpenAI chat) that every adapter builds from; answers come
+ * back as events that the Anthropic dialect encodes (dialect/anthropic_messages.c). A provider
+ * that speaks Anthropic's API is reached through the same rewrite until its pass-through lands
+ * (docs/DIALECTS.md says what that loses).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/proxy.h"
+#include "common/util.h"
+#include "dialect/anthropic_request.h"
+
+/* The request in the hub format: a call parsed from the rewritten body, which it owns through
+ * *body_out. Returns NULL with *why filled (refused, or why->status 0: memory). */
+static prov_call *hub_call(const cfg_t *cfg, const prov_call *call, char **body_out,
+                           dialect_refusal *why)
+{
+    buf_t b;
+    buf_init(&b, (size_t)cfg->max_body_bytes * 2 + 65536); /* a rewrite is not much larger */
+    prov_call *hub = NULL;
+    if (dialect_anthropic_to_openai(call, &b, why) != 0) goto fail;
+    hub = malloc(sizeof *hub);
+    if (!hub) goto fail;
+    hub->body = (ms_str){b.data ? b.data : "", b.len};
+    ms_copy(hub->request_id, sizeof hub->request_id, call->request_id);
+    char shown[256];
+    if (dialect_openai_parse(cfg, EP_CHAT, hub, shown, sizeof shown, why) != 0) goto fail;
+    *body_out = buf_steal(&b);
+    return hub;
+fail:
+    free(hub);
+    buf_free(&b);
+    return NULL;
+}
+
+void api_messages(http_conn *c, http_request *r)
+{
+    store_key key;
+    if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
+    const cfg_t *cfg = c->w->cfg;
+    prov_call *call = malloc(sizeof *call);
+    if (!call) return api_err_internal(c);
+    call->body = r->body;
+    ms_copy(call->request_id, sizeof call->request_id, r->id);
+    dialect_refusal why = {0};
+    if (dialect_anthropic_parse(cfg, call, r->log_model, sizeof r->log_model, &why) != 0) {
+        free(call);
+        return api_refuse(c, &why);
+    }
+    call->dialect = &dialect_anthropic_messages;
+    char *hub_body = NULL;
+    memset(&why, 0, sizeof why);
+    prov_call *hub = hub_call(cfg, call, &hub_body, &why);
+    if (!hub) {
+        free(call);
+        return why.status ? api_refuse(c, &why) : api_err_internal(c);
+    }
+    /* nothing goes upstream before the rate limits and the worst case are covered */
+    api_settlement *s = api_admit(c, call, &key);
+    if (!s) {
+        free(call);
+        free(hub);
+        free(hub_body);
+        return;
+    }
+    proxy_start(c, call, hub, hub_body, s);
+}

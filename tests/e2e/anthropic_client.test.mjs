@@ -1,0 +1,122 @@
+// End-to-end (issue 11, first part): the official Anthropic SDK (@anthropic-ai/sdk, pinned in
+// package.json), unchanged but for its base URL and an ms- key, against POST /v1/messages, with
+// models served by every kind of provider: echo, an OpenAI-shaped, a Gemini and an Anthropic
+// upstream (the mock's personalities), all reached through the hub rewrite and the Anthropic
+// encoder. Each SDK call must parse; errors must be the SDK's own typed classes; the ledger must
+// charge a request the same whichever dialect sent it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import * as h from '../lib/harness.mjs';
+
+const T = { timeout: h.TEST_TIMEOUT };
+const PRICING = { input: 1, output: 2 };
+const MODELS = ['echo-1', 'gpt-t', 'gemini-t', 'claude-t'];
+let gw, key, client;
+
+before(async () => {
+    gw = await h.startGatewayWithMocks({
+        mocks: 1,
+        config: ([m]) => ({
+            providers: {
+                oai: { kind: 'openai', base_url: `${m.url}/v1`, api_key: 'sk-oai-e2e', timeout_ms: 10000 },
+                anth: { kind: 'anthropic', base_url: m.url, api_key: 'sk-ant-e2e', timeout_ms: 10000 },
+                goog: { kind: 'gemini', base_url: m.url, api_key: 'AIza-e2e', timeout_ms: 10000 },
+            },
+            models: {
+                'gpt-t': { pricing: PRICING, deployments: [{ provider: 'oai', model: 'gpt-up' }] },
+                'claude-t': { pricing: PRICING, deployments: [{ provider: 'anth', model: 'claude-up' }] },
+                'gemini-t': { pricing: PRICING, deployments: [{ provider: 'goog', model: 'gemini-up' }] },
+            },
+        }),
+        setup: async (g) => { ({ key } = await g.newProxyKey(100)); },
+    });
+    client = new Anthropic({ apiKey: key, baseURL: gw.base, maxRetries: 0 });
+});
+after(async () => { await gw?.stop(); });
+
+const ask = (model, extra = {}) => ({
+    model, max_tokens: 64, messages: [{ role: 'user', content: 'hi there' }], ...extra,
+});
+
+for (const model of MODELS) {
+    test(`${model}: messages.create gives a message with text, stop_reason and usage`, T, async () => {
+        const msg = await client.messages.create(ask(model, { system: 'be brief' }));
+        assert.equal(msg.type, 'message');
+        assert.equal(msg.role, 'assistant');
+        assert.equal(msg.model, model);
+        assert.match(msg.id, /^msg_/);
+        const text = msg.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
+        assert.ok(text.length > 0, JSON.stringify(msg));
+        assert.equal(msg.stop_reason, 'end_turn');
+        assert.ok(msg.usage.input_tokens > 0 && msg.usage.output_tokens > 0, JSON.stringify(msg.usage));
+    });
+
+    test(`${model}: messages.stream assembles the same message from named events`, T, async () => {
+        const stream = client.messages.stream(ask(model));
+        const kinds = [];
+        stream.on('streamEvent', (e) => kinds.push(e.type));
+        const msg = await stream.finalMessage();
+        assert.equal(kinds[0], 'message_start');
+        assert.equal(kinds.at(-1), 'message_stop');
+        assert.ok(kinds.includes('content_block_start') && kinds.includes('content_block_stop'));
+        assert.equal(msg.stop_reason, 'end_turn');
+        const text = msg.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
+        assert.ok(text.length > 0);
+        assert.ok(msg.usage.output_tokens > 0, 'final usage from message_delta');
+    });
+}
+
+test('errors are the SDK\'s own classes, in Anthropic\'s envelope with the contract\'s code', T, async () => {
+    const bad = new Anthropic({ apiKey: 'ms-' + 'x'.repeat(40), baseURL: gw.base, maxRetries: 0 });
+    await assert.rejects(bad.messages.create(ask('echo-1')), (e) => {
+        assert.ok(e instanceof Anthropic.AuthenticationError, e.constructor.name);
+        assert.equal(e.error?.type, 'error');
+        assert.equal(e.error?.error?.code, 'invalid_api_key');
+        return true;
+    });
+    await assert.rejects(client.messages.create(ask('no-such-model')), (e) => {
+        assert.ok(e instanceof Anthropic.NotFoundError, e.constructor.name);
+        assert.equal(e.error?.error?.type, 'not_found_error');
+        return true;
+    });
+    // max_tokens is required by the Messages API
+    await assert.rejects(client.messages.create({ model: 'echo-1', messages: [{ role: 'user', content: 'x' }] }),
+        (e) => {
+            assert.ok(e instanceof Anthropic.BadRequestError, e.constructor.name);
+            assert.equal(e.error?.error?.param, 'max_tokens');
+            return true;
+        });
+});
+
+test('a Bearer key works too; two different keys are refused', T, async () => {
+    const res = await h.post(gw, '/v1/messages', key, ask('echo-1'));
+    assert.equal(res.status, 200, res.text);
+    const both = await h.post(gw, '/v1/messages', key, ask('echo-1'),
+        { headers: { 'x-api-key': 'ms-' + 'y'.repeat(40) } });
+    assert.equal(both.status, 400, both.text);
+    assert.equal(both.json.type, 'error');
+});
+
+test('billing is the same whichever dialect sent the prompt', T, async () => {
+    const oai = new OpenAI({ apiKey: key, baseURL: `${gw.base}/v1`, maxRetries: 0 });
+    const prompt = 'the same words';
+    const a = await oai.chat.completions.create({
+        model: 'echo-1', max_tokens: 64, messages: [{ role: 'user', content: prompt }],
+    }).withResponse();
+    const b = await client.messages.create({
+        model: 'echo-1', max_tokens: 64, messages: [{ role: 'user', content: prompt }],
+    }).withResponse();
+    assert.equal(a.data.usage.completion_tokens, b.data.usage.output_tokens);
+    assert.equal(a.data.usage.prompt_tokens, b.data.usage.input_tokens);
+    // the ledger rows of the two requests
+    const ids = [a.response.headers.get('x-request-id'), b.response.headers.get('x-request-id')];
+    const r = await h.eventually(async () => {
+        const rows = await h.sqliteRows(gw,
+            `SELECT charged_nusd, prompt_tokens, completion_tokens FROM usage WHERE request_id IN ('${ids[0]}','${ids[1]}')`);
+        return rows === null || rows.length === 2 ? { rows } : null;
+    }, h.scaled(5000));
+    assert.ok(r.value, 'two usage rows');
+    if (r.value.rows) assert.deepEqual(r.value.rows[0], r.value.rows[1]);
+});
