@@ -35,7 +35,7 @@ static void serve(http_conn *c, http_request *r, prov_endpoint ep)
         free(call);
         return;
     }
-    proxy_start(c, call, NULL, NULL, s);
+    proxy_start(c, call, NULL, NULL, NULL, s);
 }
 
 void api_chat_completions(http_conn *c, http_request *r)

@@ -8,8 +8,8 @@
  * The request is parsed in the Anthropic dialect (dialect/anthropic_messages_request.c), then
  * rewritten once into the hub format (OpenAI chat) that every adapter builds from; answers come
  * back as events that the Anthropic dialect encodes (dialect/anthropic_messages.c). A provider
- * that speaks Anthropic's API is reached through the same rewrite until its pass-through lands
- * (docs/DIALECTS.md says what that loses).
+ * that speaks Anthropic's API gets the client's own bytes instead (only `model` spliced, its
+ * anthropic-version and anthropic-beta forwarded) and its events pass through as they came.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +57,20 @@ void api_messages(http_conn *c, http_request *r)
         return api_refuse(c, &why);
     }
     call->dialect = &dialect_anthropic_messages;
+    /* forwarded to providers that speak the Messages API too (the request's header block
+     * outlives every upstream request built from them) */
+    call->anthropic_version = r->anthropic_version;
+    call->anthropic_beta = r->anthropic_beta;
     char *hub_body = NULL;
     memset(&why, 0, sizeof why);
     prov_call *hub = hub_call(cfg, call, &hub_body, &why);
-    if (!hub) {
+    if (!hub && !why.status) {
         free(call);
-        return why.status ? api_refuse(c, &why) : api_err_internal(c);
+        return api_err_internal(c);
     }
+    /* A request the rewrite refuses (top_k, server tools...) can still go to a provider that
+     * speaks the Messages API, untouched: the proxy answers the refusal only if an attempt
+     * needs the rewrite. */
     /* nothing goes upstream before the rate limits and the worst case are covered */
     api_settlement *s = api_admit(c, call, &key);
     if (!s) {
@@ -72,5 +79,5 @@ void api_messages(http_conn *c, http_request *r)
         free(hub_body);
         return;
     }
-    proxy_start(c, call, hub, hub_body, s);
+    proxy_start(c, call, hub, hub_body, hub ? NULL : &why, s);
 }

@@ -50,7 +50,8 @@ struct proxy {
      * adapters that do not speak the client's API build from and decode for (owned), or NULL */
     prov_call *hub;
     char *hub_body;
-    api_settlement *st; /* the request's money: how it ends (owned) */
+    dialect_refusal hub_why; /* why there is no hub, when the client needs one (status 0: none) */
+    api_settlement *st;      /* the request's money: how it ends (owned) */
     const prov_adapter *ad;
     prov_upreq up;
     up_xfer *x;
@@ -507,8 +508,8 @@ static int on_sse_event(void *ud, const sse_event *ev)
     int done = 0, error = 0, usage_chunk = 0;
     buf_reset(&p->out);
     if (p->translated) return on_decoded_event(p, ev);
-    int rc = p->ad->stream_event(p->call, ev, &p->out, &p->usage, &done, &error, &usage_chunk,
-                                 p->err, sizeof p->err);
+    int rc = p->ad->stream_event(p->xst, p->call, ev, &p->out, &p->usage, &done, &error,
+                                 &usage_chunk, p->err, sizeof p->err);
     if (rc < 0) {
         p->stream_failed = 1;
         return 1;
@@ -524,6 +525,10 @@ static int on_sse_event(void *ud, const sse_event *ev)
                              uv_buf_init((char *)ev->data.p, (unsigned)ev->data.n),
                              uv_buf_init("\n\n", 2)};
         http_stream_writev(p->c, parts, 3);
+        if (p->aborted) return 1;
+    } else if (rc == 2 && p->c) {
+        /* a named event (its `event:` line too) exactly as the provider sent it */
+        stream_write(p, ev->raw.p, ev->raw.n);
         if (p->aborted) return 1;
     } else if (p->out.len) {
         stream_write(p, p->out.data, p->out.len);
@@ -742,7 +747,8 @@ static int new_transfer(proxy *p)
         free(p->xst);
         p->xst = NULL;
     }
-    if (ad->state_size && p->translated) { /* passing through decodes nothing */
+    /* passing through decodes nothing, unless the adapter reads usage across events */
+    if (ad->state_size && (p->translated || ad->passthrough_state)) {
         if (!p->xst && !(p->xst = malloc(ad->state_size))) return -1;
         memset(p->xst, 0, ad->state_size);
         p->xst_ad = ad;
@@ -771,7 +777,7 @@ static int plain_answer(proxy *p, ms_str body, buf_t *client)
 {
     prov_call *call = p->call;
     if (!p->translated)
-        return p->ad->response(call, body, client, &p->usage, p->err, sizeof p->err);
+        return p->ad->response(p->xst, call, body, client, &p->usage, p->err, sizeof p->err);
     if (call->ep != EP_CHAT)
         return p->ad->decode_embeddings(p->xst, adapter_call(p), body, client, &p->usage, p->err,
                                         sizeof p->err);
@@ -889,6 +895,10 @@ static void run_local(proxy *p)
 {
     prov_call *call = p->call;
     http_conn *c = p->c;
+    if (p->hub_why.status) { /* a local provider reads the hub form, which was refused */
+        refuse(p, &p->hub_why);
+        return;
+    }
     buf_t out, body;
     buf_init(&out, RESPONSE_MAX);
     buf_init(&body, RESPONSE_MAX);
@@ -948,9 +958,13 @@ static void run_attempt(proxy *p)
     memset(&p->up, 0, sizeof p->up);
     prov_refusal why = {0};
     call->output_bound = price_output_bound(p->w->cfg, call->model, call->max_tokens);
-    int rc = !p->ad || new_transfer(p) != 0
-                 ? -1
-                 : p->ad->build(p->translated ? adapter_call(p) : call, p->xst, &p->up, &why);
+    int rc = !p->ad || new_transfer(p) != 0 ? -1 : 0;
+    if (rc == 0 && p->translated && p->hub_why.status) {
+        /* the provider does not speak the client's API, and the rewrite refused the request */
+        refuse(p, &p->hub_why);
+        return;
+    }
+    if (rc == 0) rc = p->ad->build(p->translated ? adapter_call(p) : call, p->xst, &p->up, &why);
     if (rc == -2) {
         refuse(p, &why);
         return;
@@ -1033,7 +1047,7 @@ static void start_attempt(proxy *p)
 }
 
 void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
-                 api_settlement *settlement)
+                 const dialect_refusal *hub_refused, api_settlement *settlement)
 {
     proxy *p = calloc(1, sizeof *p);
     if (!p) {
@@ -1047,6 +1061,7 @@ void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
     }
     p->hub = hub;
     p->hub_body = hub_body;
+    if (hub_refused) p->hub_why = *hub_refused;
     worker_t *w = c->w;
     p->c = c;
     p->w = w;

@@ -18,7 +18,7 @@ void proxy_kill_detached(worker_t *w);
  * the hub format (OpenAI chat) with its body hub_body (owned), when the client spoke another API.
  */
 void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
-                 api_settlement *settlement);
+                 const dialect_refusal *hub_refused, api_settlement *settlement);
 
 /* The models a request on m may be served by, in order: m, then its fallbacks that have a
  * deployment. Returns how many were written to out (at most max). */

@@ -740,6 +740,40 @@ done:
     return rc;
 }
 
+/* A header line from a client header's value (a view), bounded. */
+static int client_header(prov_upreq *u, const char *name, ms_str v)
+{
+    char val[1024];
+    if (v.n >= sizeof val) return -1; /* the header block's own limit keeps it far below */
+    memcpy(val, v.p, v.n);
+    val[v.n] = '\0';
+    return prov_add_header(u, name, val);
+}
+
+/* A client of the Messages API: its own bytes go through, only `model` spliced (the deployment's
+ * name), with its anthropic-version and anthropic-beta, so every Anthropic feature works, present
+ * and future: thinking with its signatures, cache_control, server tools, citations. */
+static int passthrough_request(const prov_call *call, prov_upreq *u)
+{
+    int rc = client_header(u, "anthropic-version: ",
+                           call->anthropic_version.n ? call->anthropic_version
+                                                     : MS_STR_LIT(ANT_VERSION));
+    if (!rc && call->anthropic_beta.n)
+        rc = client_header(u, "anthropic-beta: ", call->anthropic_beta);
+    rc |= prov_add_header(u, "content-type: ", "application/json");
+    if (call->stream) rc |= prov_add_header(u, "accept: ", "text/event-stream");
+    if (rc || !call->m_model) return -1;
+    buf_init(&u->scratch, 0);
+    if (prov_put_jstr(&u->scratch, call->dep->model, strlen(call->dep->model))) return -1;
+    const char *b = call->body.p;
+    size_t start = (size_t)(call->m_model->value.p - b), end = start + call->m_model->value.n;
+    u->iov[0] = (up_iov){b, start};
+    u->iov[1] = (up_iov){u->scratch.data, u->scratch.len};
+    u->iov[2] = (up_iov){b + end, call->body.n - end};
+    u->niov = 3;
+    return 0;
+}
+
 static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
 {
     const cfg_provider *prov = call->dep->provider;
@@ -760,6 +794,8 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
     /* Messages: the key in x-api-key (never Authorization), the API version pinned */
     if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-api-key: ", prov->api_key))
         return -1;
+    if (call->dialect && call->dialect->api == WIRE_ANTHROPIC_MESSAGES)
+        return passthrough_request(call, u);
     if (prov_add_header(u, "anthropic-version: ", ANT_VERSION) ||
         prov_add_header(u, "content-type: ", "application/json"))
         return -1;
@@ -1225,8 +1261,48 @@ static void ant_error_message(ms_str body, char *out, size_t outlen)
     prov_excerpt(body, out, outlen);
 }
 
+/* ---- pass-through: a client of the Messages API to an Anthropic provider ---- */
+
+static int ignore_event(void *ctx, const ev_event *ev)
+{
+    (void)ctx;
+    (void)ev;
+    return 0;
+}
+
+/* A whole answer goes to the client as it came; only its usage is read (by the decoder, whose
+ * events go nowhere), and it must be a valid message. */
+static int ant_response(void *st, const prov_call *call, ms_str body, buf_t *client,
+                        prov_usage *usage, char *err, size_t errlen)
+{
+    (void)client;
+    ev_sink none = {ignore_event, NULL};
+    return ant_decode_answer(st, call, body, &none, usage, err, errlen);
+}
+
+/* A stream's events go to the client as they came, named; the decoder reads usage, the end and
+ * errors from them. message_delta (the final usage) is held back for the dialect, which adds the
+ * gateway's cost to it and writes message_stop after it, as it does for translated streams; an
+ * error event becomes the dialect's (the contract's code in Anthropic's envelope). */
+static int ant_stream_event(void *st, const prov_call *call, const sse_event *ev, buf_t *out,
+                            prov_usage *usage, int *done, int *error, int *usage_chunk, char *err,
+                            size_t errlen)
+{
+    ev_sink none = {ignore_event, NULL};
+    if (ant_decode_event(st, call, ev, &none, usage, done, error, err, errlen) != 0) return -1;
+    if (*error || *done) return 0;
+    if (ms_str_eq(ev->event, "message_delta")) {
+        *usage_chunk = 1;
+        return buf_append(out, ev->data.p, ev->data.n) ? -1 : 0;
+    }
+    return ev->data.n ? 2 : 0; /* keep-alive comments carry nothing */
+}
+
 const prov_adapter prov_anthropic = {
     .api = WIRE_ANTHROPIC_MESSAGES,
+    .response = ant_response,
+    .stream_event = ant_stream_event,
+    .passthrough_state = 1,
     .state_size = sizeof(ant_state),
     .reset = ant_reset,
     .release = ant_release,

@@ -237,8 +237,8 @@ void prov_openai_read_usage(ms_str usage, prov_usage *out)
     }
 }
 
-static int openai_response(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage,
-                           char *err, size_t errlen)
+static int openai_response(void *st, const prov_call *call, ms_str body, buf_t *client,
+                           prov_usage *usage, char *err, size_t errlen)
 {
     jscan_member m[64];
     int n = jscan_object(body.p, body.n, m, 64, NULL);
@@ -302,7 +302,7 @@ static int error_object_message(ms_str obj, char *out, size_t outlen)
     return msg && jscan_string(msg->value, out, outlen) >= 0 ? 0 : -1;
 }
 
-static int openai_stream_event(const prov_call *call, const sse_event *ev, buf_t *out,
+static int openai_stream_event(void *st, const prov_call *call, const sse_event *ev, buf_t *out,
                                prov_usage *usage, int *done, int *error, int *usage_chunk,
                                char *err, size_t errlen)
 {

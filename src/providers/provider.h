@@ -54,7 +54,10 @@ typedef struct prov_call {
     const jscan_member *m_stream_options; /* NULL if absent */
     int stream;
     int client_include_usage;
-    int64_t max_tokens;   /* -1 when not given */
+    int64_t max_tokens; /* -1 when not given */
+    /* the Anthropic dialect's client headers, forwarded when the provider speaks its API too
+     * (views into the client's header block; empty when absent) */
+    ms_str anthropic_version, anthropic_beta;
     int64_t output_bound; /* the attempt's model's output bound (price_output_bound): set by the
                              engine before build, for providers that require a limit */
     char request_id[40];
@@ -103,17 +106,22 @@ typedef struct prov_adapter {
     /* A 2xx non-streaming answer. Validates it and reads usage; when the client's body differs
      * from the upstream's, writes it into client (else leaves client empty: pass through).
      * Returns 0, or -1 with a message in err when the answer is not a valid response. */
-    int (*response)(const prov_call *call, ms_str body, buf_t *client, prov_usage *usage, char *err,
-                    size_t errlen);
+    int (*response)(void *st, const prov_call *call, ms_str body, buf_t *client, prov_usage *usage,
+                    char *err, size_t errlen);
     /* One upstream stream event. Appends what the client gets to out; sets *done at the end
      * marker and *error (with a message in err) for an in-band upstream error. A chunk that only
      * carries usage is not appended: *usage_chunk is set and out holds its JSON data instead, so
      * the caller can add the cost and send it last (if the client asked for usage). Returns 0;
      * 1 when the client gets the event's data as it is (out untouched: the caller frames it
-     * as "data: …\n\n" and writes it from where it lies, no copy); or -1 when the event is not
-     * valid (err set). */
-    int (*stream_event)(const prov_call *call, const sse_event *ev, buf_t *out, prov_usage *usage,
-                        int *done, int *error, int *usage_chunk, char *err, size_t errlen);
+     * as "data: …\n\n" and writes it from where it lies, no copy); 2 when the client gets the
+     * whole event as it came, its `event:` line included (named events); or -1 when the event is
+     * not valid (err set). */
+    int (*stream_event)(void *st, const prov_call *call, const sse_event *ev, buf_t *out,
+                        prov_usage *usage, int *done, int *error, int *usage_chunk, char *err,
+                        size_t errlen);
+    /* Pass-through needs the per-transfer state too (st above): Anthropic's usage comes in two
+     * events of a stream. Without it st is NULL when passing through. */
+    int passthrough_state;
     /* Translating adapters: a 2xx non-streaming chat answer, decoded into events to sink (usage
      * as EV_USAGE, also stored into *usage). Returns 0, or -1 with a message in err when the
      * answer is not a valid response. */

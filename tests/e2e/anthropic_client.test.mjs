@@ -1,8 +1,8 @@
 // End-to-end (issue 11, first part): the official Anthropic SDK (@anthropic-ai/sdk, pinned in
 // package.json), unchanged but for its base URL and an ms- key, against POST /v1/messages, with
-// models served by every kind of provider: echo, an OpenAI-shaped, a Gemini and an Anthropic
-// upstream (the mock's personalities), all reached through the hub rewrite and the Anthropic
-// encoder. Each SDK call must parse; errors must be the SDK's own typed classes; the ledger must
+// models served by every kind of provider: echo, an OpenAI-shaped and a Gemini upstream through
+// the hub rewrite and the Anthropic encoder, and an Anthropic upstream by pass-through (the
+// mock's personalities). Each SDK call must parse; errors must be the SDK's own typed classes; the ledger must
 // charge a request the same whichever dialect sent it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,7 +45,9 @@ for (const model of MODELS) {
         const msg = await client.messages.create(ask(model, { system: 'be brief' }));
         assert.equal(msg.type, 'message');
         assert.equal(msg.role, 'assistant');
-        assert.equal(msg.model, model);
+        // an Anthropic upstream's answer passes through: its model is the deployment's name, as
+        // an OpenAI upstream's is for OpenAI clients (docs/DIALECTS.md)
+        assert.equal(msg.model, model === 'claude-t' ? 'claude-up' : model);
         assert.match(msg.id, /^msg_/);
         const text = msg.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
         assert.ok(text.length > 0, JSON.stringify(msg));
@@ -79,6 +81,13 @@ test('errors are the SDK\'s own classes, in Anthropic\'s envelope with the contr
     await assert.rejects(client.messages.create(ask('no-such-model')), (e) => {
         assert.ok(e instanceof Anthropic.NotFoundError, e.constructor.name);
         assert.equal(e.error?.error?.type, 'not_found_error');
+        return true;
+    });
+    // top_k cannot be translated: refused for a model whose provider does not speak the Messages
+    // API (an Anthropic provider takes it as it is: the pass-through test sends it)
+    await assert.rejects(client.messages.create({ ...ask('gpt-t'), top_k: 5 }), (e) => {
+        assert.ok(e instanceof Anthropic.BadRequestError, e.constructor.name);
+        assert.equal(e.error?.error?.param, 'top_k');
         return true;
     });
     // max_tokens is required by the Messages API
@@ -119,4 +128,36 @@ test('billing is the same whichever dialect sent the prompt', T, async () => {
     }, h.scaled(5000));
     assert.ok(r.value, 'two usage rows');
     if (r.value.rows) assert.deepEqual(r.value.rows[0], r.value.rows[1]);
+});
+
+test('to an Anthropic provider the request and the answer pass through (signatures, betas, cache_control)', T, async () => {
+    const mock = gw.mocks[0];
+    await mock.clear();
+    const body = {
+        model: 'claude-t', max_tokens: 64,
+        system: [{ type: 'text', text: 'sys', cache_control: { type: 'ephemeral' } }],
+        messages: [{ role: 'user', content: 'think first' }],
+        thinking: { type: 'enabled', budget_tokens: 1024 }, top_k: 5, // top_k: refused by the rewrite
+        mock: { thinking: true },
+    };
+    const raw = JSON.stringify(body);
+    const res = await h.post(gw, '/v1/messages', key, raw,
+        { headers: { 'anthropic-version': '2023-06-01', 'anthropic-beta': 'interleaved-thinking-2025-05-14' } });
+    assert.equal(res.status, 200, res.text);
+    const reqs = await mock.requestsTo('/v1/messages');
+    const rec = reqs[reqs.length - 1];
+    assert.equal(rec.body, raw.replace('"model":"claude-t"', '"model":"claude-up"'), 'the client\'s bytes, model spliced');
+    assert.equal(h.recordedHeader(rec, 'anthropic-beta'), 'interleaved-thinking-2025-05-14');
+    assert.equal(h.recordedHeader(rec, 'anthropic-version'), '2023-06-01');
+    assert.equal(h.recordedHeader(rec, 'x-api-key'), 'sk-ant-e2e');
+    const thinking = res.json.content.find((b) => b.type === 'thinking');
+    assert.ok(thinking && thinking.signature && thinking.signature !== 'modelswitch-unsigned-thinking',
+        `the provider's own signature: ${res.text}`);
+    // streamed: the provider's named events as they came, then the gateway's message_delta (with
+    // the cost) and message_stop
+    const stream = client.messages.stream({ ...body, mock: { thinking: true } });
+    const msg = await stream.finalMessage();
+    assert.ok(msg.content.some((b) => b.type === 'thinking' && b.signature && b.signature !== 'modelswitch-unsigned-thinking'));
+    assert.equal(msg.stop_reason, 'end_turn');
+    assert.ok(msg.usage.output_tokens > 0);
 });
