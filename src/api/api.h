@@ -94,6 +94,7 @@ void api_rate_headers(http_conn *c, const store_key *key);
 void api_chat_completions(http_conn *c, http_request *r);
 void api_embeddings(http_conn *c, http_request *r);
 void api_messages(http_conn *c, http_request *r);
+void api_count_tokens(http_conn *c, http_request *r);
 void api_models_list(http_conn *c, http_request *r);
 void api_models_get(http_conn *c, http_request *r, ms_str id);
 

@@ -360,12 +360,13 @@ static int route(http_conn *c, http_request *r, int head)
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);
         return api_chat_completions(c, r), 0;
     }
-    if (ms_str_eq(p, "/v1/messages")) {
+    if (ms_str_eq(p, "/v1/messages") || ms_str_eq(p, "/v1/messages/count_tokens")) {
         /* Anthropic's clients read Anthropic's error envelope, from the first refusal on */
         r->error_body = dialect_anthropic_error_body;
         if (!post) return method_not_allowed(c, "POST"), -1;
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);
-        return api_messages(c, r), 0;
+        if (p.n == 12) return api_messages(c, r), 0;
+        return api_count_tokens(c, r), 0;
     }
     if (ms_str_eq(p, "/v1/embeddings")) {
         if (!post) return method_not_allowed(c, "POST"), -1;

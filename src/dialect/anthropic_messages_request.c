@@ -146,8 +146,8 @@ static int empty_array(ms_str v)
     return k < v.n && v.p[k] == ']';
 }
 
-int dialect_anthropic_parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
-                            dialect_refusal *why)
+static int parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
+                 dialect_refusal *why, int need_max_tokens)
 {
     /* the members are written by the scan: the rest is zeroed (6 KB not touched) */
     ms_str b = call->body;
@@ -193,13 +193,13 @@ int dialect_anthropic_parse(const cfg_t *cfg, prov_call *call, char *shown, size
         return INVALID(why, "messages", "'messages' must be an array of message objects.");
     if (empty_array(msgs->value))
         return INVALID(why, "messages", "'messages' must contain at least one message.");
-    /* Anthropic requires max_tokens (Messages): the hold is placed for it */
+    /* Anthropic requires max_tokens (Messages): the hold is placed for it; count_tokens has none */
     const jscan_member *mt = f[F_MAX_TOKENS];
-    if (!mt) return missing(why, "max_tokens");
+    if (!mt && need_max_tokens) return missing(why, "max_tokens");
     int64_t v;
-    if (mt->type != JS_NUMBER || jscan_int(mt->value, &v) != 0 || v < 1)
+    if (mt && (mt->type != JS_NUMBER || jscan_int(mt->value, &v) != 0 || v < 1))
         return INVALID(why, "max_tokens", "'max_tokens' must be an integer of at least 1.");
-    call->max_tokens = v;
+    if (mt) call->max_tokens = v;
     const jscan_member *st = f[F_STREAM];
     if (st && st->type != JS_NULL) {
         if (st->type != JS_TRUE && st->type != JS_FALSE)
@@ -207,6 +207,18 @@ int dialect_anthropic_parse(const cfg_t *cfg, prov_call *call, char *shown, size
         call->stream = st->type == JS_TRUE;
     }
     return 0;
+}
+
+int dialect_anthropic_parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
+                            dialect_refusal *why)
+{
+    return parse(cfg, call, shown, shown_len, why, 1);
+}
+
+int dialect_anthropic_parse_count(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
+                                  dialect_refusal *why)
+{
+    return parse(cfg, call, shown, shown_len, why, 0);
 }
 
 /* ---- Anthropic body -> OpenAI chat body ---- */

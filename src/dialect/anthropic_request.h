@@ -26,6 +26,10 @@ struct prov_call;
 int dialect_anthropic_parse(const cfg_t *cfg, struct prov_call *call, char *shown, size_t shown_len,
                             dialect_refusal *why);
 
+/* The same for POST /v1/messages/count_tokens, whose body has no max_tokens. */
+int dialect_anthropic_parse_count(const cfg_t *cfg, struct prov_call *call, char *shown,
+                                  size_t shown_len, dialect_refusal *why);
+
 /* Appends to out the request call->body (accepted by dialect_anthropic_parse) rewritten as an
  * OpenAI chat completions body, compact JSON. A field that no OpenAI-shaped provider can honour
  * and that would change the answer is refused with the contract's 400 naming it, never dropped

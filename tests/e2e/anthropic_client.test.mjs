@@ -161,3 +161,12 @@ test('to an Anthropic provider the request and the answer pass through (signatur
     assert.equal(msg.stop_reason, 'end_turn');
     assert.ok(msg.usage.output_tokens > 0);
 });
+
+test('messages.countTokens: the gateway\'s estimate (about four bytes a token), nothing billed', T, async () => {
+    const req = { model: 'gpt-t', messages: [{ role: 'user', content: 'count these words for me please' }] };
+    const r = await client.messages.countTokens(req);
+    const bytes = Buffer.byteLength(JSON.stringify(req));
+    assert.equal(r.input_tokens, Math.ceil(bytes / 4));
+    await assert.rejects(client.messages.countTokens({ ...req, model: 'no-such-model' }),
+        (e) => e instanceof Anthropic.NotFoundError);
+});
