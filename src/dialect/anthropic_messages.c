@@ -445,21 +445,6 @@ int dialect_anthropic_error_body(buf_t *out, int status, const char *type, const
     return rc ? -1 : 0;
 }
 
-/* The provider's own message_delta (data JSON) with "cost" added to its usage object. */
-static int splice_cost(buf_t *out, ms_str ev, const char *cost)
-{
-    jscan_member m[32];
-    int n = jscan_object(ev.p, ev.n, m, 32, NULL);
-    const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
-    if (!u || u->type != JS_OBJECT) return -1;
-    size_t close = (size_t)(u->value.p - ev.p) + u->value.n - 1; /* the usage object's '}' */
-    int rc = buf_append(out, ev.p, close);
-    rc |= buf_appends(out, u->value.n == 2 ? "\"cost\":" : ",\"cost\":");
-    rc |= buf_appends(out, cost);
-    rc |= buf_append(out, ev.p + close, ev.n - close);
-    return rc ? -1 : 0;
-}
-
 /* The end of a stream.
  *
  * Translated answers: the open block is stopped and any waiting tool calls sent, then
@@ -487,7 +472,7 @@ static int stream_end(dialect_enc *e, const usage_counts *u, ms_str upstream_usa
     if (upstream_usage.n) {
         rc |= buf_appends(out, "event: message_delta\ndata: ");
         size_t mark = out->len;
-        if (splice_cost(out, upstream_usage, c) != 0) {
+        if (dialect_splice_cost(out, upstream_usage, c) != 0) {
             out->len = mark; /* not an object with usage after all: as it came */
             rc |= buf_append(out, upstream_usage.p, upstream_usage.n);
         }

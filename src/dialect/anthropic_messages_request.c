@@ -54,21 +54,7 @@
 #define AREQ_HIGH_FROM 8192
 #define AREQ_BUDGET_MIN 1024 /* Anthropic's minimum thinking budget (extended thinking) */
 
-__attribute__((format(printf, 5, 6))) static int
-refuse(dialect_refusal *why, int status, const char *code, const char *param, const char *fmt, ...)
-{
-    *why = (dialect_refusal){.status = status,
-                             .type = status == 404 ? "not_found_error" : "invalid_request_error",
-                             .code = code,
-                             .param = param};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why->message, sizeof why->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-#define INVALID(why, param, ...) refuse(why, 400, "invalid_parameter", param, __VA_ARGS__)
+#define INVALID(why, param, ...) dialect_refuse(why, 400, "invalid_parameter", param, __VA_ARGS__)
 
 /* ---- parse ---- */
 
@@ -78,72 +64,8 @@ static const jscan_key fields[F_COUNT] = {JSCAN_KEY("model"), JSCAN_KEY("message
 
 static int missing(dialect_refusal *why, const char *param)
 {
-    return refuse(why, 400, "missing_required_parameter", param,
-                  "Missing required parameter: '%s'.", param);
-}
-
-/* A model name as the client sent it, printable (control characters as \u00XX), as the OpenAI
- * dialect shows it. */
-static void printable_name(const char *name, size_t len, char *out, size_t outlen)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < len && k + 7 < outlen; i++) {
-        unsigned char ch = (unsigned char)name[i];
-        if (ch >= 0x20 && ch != 0x7f) {
-            out[k++] = (char)ch;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            memcpy(out + k, "\\u00", 4);
-            out[k + 4] = hex[ch >> 4];
-            out[k + 5] = hex[ch & 15];
-            k += 6;
-        }
-    }
-    if (outlen) out[k] = '\0';
-}
-
-/* The model: a non-empty string naming a served model (503 provider_not_configured when every
- * provider of it lacks a key, as the OpenAI dialect answers). */
-static int resolve_model(const cfg_t *cfg, prov_call *call, const jscan_member *m, char *shown,
-                         size_t shown_len, dialect_refusal *why)
-{
-    if (!m) return missing(why, "model");
-    char name[256];
-    long len = m->type == JS_STRING ? jscan_string(m->value, name, sizeof name) : -1;
-    if (len <= 0)
-        return INVALID(why, "model", "'model' must be a non-empty string naming a model.");
-    call->m_model = m;
-    printable_name(name, (size_t)len, shown, shown_len);
-    /* by length: a name with a NUL inside is not the name before the NUL */
-    const cfg_model *model = cfg_find_model(cfg, name, (size_t)len);
-    if (model && model->ndeployments == 0 && model->unconfigured) {
-        const cfg_provider *p = model->unconfigured;
-        refuse(why, 503, "provider_not_configured", "model",
-               "The model '%s' is configured, but its provider '%s' has no API key: the operator "
-               "must set %s for the gateway.",
-               model->name, p->name, p->api_key_var[0] ? p->api_key_var : "its api_key");
-        why->type = "service_unavailable_error";
-        why->retry_after_ms = 60000;
-        why->no_retry = 1; /* only the operator can fix it */
-        return -1;
-    }
-    if (!model || model->ndeployments == 0) {
-        char shown200[201];
-        ms_copy(shown200, sizeof shown200, shown);
-        return refuse(why, 404, "model_not_found", "model",
-                      "The model '%s' does not exist or you do not have access to it.", shown200);
-    }
-    call->model = model;
-    return 0;
-}
-
-/* "[ ]" and "[]" both mean an empty array. */
-static int empty_array(ms_str v)
-{
-    size_t k = 1;
-    while (k < v.n && (v.p[k] == ' ' || v.p[k] == '\n' || v.p[k] == '\r' || v.p[k] == '\t'))
-        k++;
-    return k < v.n && v.p[k] == ']';
+    return dialect_refuse(why, 400, "missing_required_parameter", param,
+                          "Missing required parameter: '%s'.", param);
 }
 
 static int parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
@@ -166,15 +88,17 @@ static int parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_le
     int n = jscan_object(b.p, b.n, call->members, PROV_MAX_MEMBERS, &err_off);
     if (n == JSCAN_INVALID || n == JSCAN_NOT_OBJECT) {
         if (b.n == 0)
-            return refuse(why, 400, "invalid_json", NULL,
-                          "We could not parse the JSON body of your request: the body is empty");
+            return dialect_refuse(
+                why, 400, "invalid_json", NULL,
+                "We could not parse the JSON body of your request: the body is empty");
         if (n == JSCAN_NOT_OBJECT)
-            return refuse(why, 400, "invalid_json", NULL,
-                          "We could not parse the JSON body of your request: the body must be a "
-                          "JSON object");
-        return refuse(why, 400, "invalid_json", NULL,
-                      "We could not parse the JSON body of your request: invalid JSON at byte %zu",
-                      err_off);
+            return dialect_refuse(
+                why, 400, "invalid_json", NULL,
+                "We could not parse the JSON body of your request: the body must be a "
+                "JSON object");
+        return dialect_refuse(
+            why, 400, "invalid_json", NULL,
+            "We could not parse the JSON body of your request: invalid JSON at byte %zu", err_off);
     }
     if (n > PROV_MAX_MEMBERS)
         return INVALID(why, NULL, "The request body has too many top-level fields.");
@@ -185,13 +109,14 @@ static int parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_le
         return INVALID(why, fields[dup].s,
                        "The field '%s' appears more than once in the request body; give it once.",
                        fields[dup].s);
-    if (resolve_model(cfg, call, f[F_MODEL], shown, shown_len, why) != 0) return -1;
+    if (dialect_resolve_model(cfg, f[F_MODEL], &call->model, shown, shown_len, why) != 0) return -1;
+    call->m_model = f[F_MODEL];
 
     const jscan_member *msgs = f[F_MESSAGES];
     if (!msgs) return missing(why, "messages");
     if (msgs->type != JS_ARRAY)
         return INVALID(why, "messages", "'messages' must be an array of message objects.");
-    if (empty_array(msgs->value))
+    if (dialect_empty_array(msgs->value))
         return INVALID(why, "messages", "'messages' must contain at least one message.");
     /* Anthropic requires max_tokens (Messages): the hold is placed for it; count_tokens has none */
     const jscan_member *mt = f[F_MAX_TOKENS];
@@ -818,8 +743,9 @@ int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refus
     if (!json_is_object(req)) {
         /* the scan accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
         json_decref(req);
-        return refuse(why, 400, "invalid_json", NULL,
-                      "The request cannot be translated for this model's provider: %s.", jerr.text);
+        return dialect_refuse(why, 400, "invalid_json", NULL,
+                              "The request cannot be translated for this model's provider: %s.",
+                              jerr.text);
     }
     json_t *o = json_object();
     int rc = build(call, req, o, why);

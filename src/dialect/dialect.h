@@ -80,6 +80,26 @@ typedef struct dialect {
     int (*answer)(dialect_enc *e, const usage_counts *u, buf_t *out);
 } dialect;
 
+/* ---- shared by the dialects (dialect/common.c) ---- */
+
+/* Fills *why with the contract's error (type by status: not_found_error for 404, else
+ * invalid_request_error) and a formatted message; returns -1. */
+int dialect_refuse(dialect_refusal *why, int status, const char *code, const char *param,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The model member m of a request: a non-empty string naming a served model, compared by length.
+ * *out gets it; shown its name as the client gave it, printable (control characters as \u00XX),
+ * even when refused (404 model_not_found, 503 provider_not_configured, 400). Returns 0 or -1. */
+struct jscan_member;
+int dialect_resolve_model(const cfg_t *cfg, const struct jscan_member *m, const cfg_model **out,
+                          char *shown, size_t shown_len, dialect_refusal *why);
+/* name[0..len) printable into out (NUL-terminated, cut to fit). */
+void dialect_printable_name(const char *name, size_t len, char *out, size_t outlen);
+/* Whether a JSON array value is empty ("[]", "[ ]"). */
+int dialect_empty_array(ms_str v);
+/* The JSON object obj with "cost":<cost> added to its top-level usage object, into out; -1 when
+ * obj has no usage object. For usage events that passed through. */
+int dialect_splice_cost(buf_t *out, ms_str obj, const char *cost);
+
 /* OpenAI chat completions (dialect/openai_chat.c). */
 extern const dialect dialect_openai_chat;
 extern const dialect dialect_anthropic_messages; /* dialect/anthropic_messages.c */

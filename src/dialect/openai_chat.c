@@ -259,23 +259,6 @@ static int usage_json(buf_t *out, const usage_counts *u, const char *cost)
     return rc;
 }
 
-/* The upstream's usage-only chunk with "cost" added to its usage object. */
-static int splice_cost(buf_t *out, ms_str chunk, const char *cost)
-{
-    jscan_member m[32];
-    int n = jscan_object(chunk.p, chunk.n, m, 32, NULL);
-    const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
-    if (!u || u->type != JS_OBJECT) return -1;
-    /* the usage object's closing brace is its last byte */
-    size_t close = (size_t)(u->value.p - chunk.p) + u->value.n - 1;
-    int empty = u->value.n == 2;
-    int rc = buf_append(out, chunk.p, close);
-    rc |= buf_appends(out, empty ? "\"cost\":" : ",\"cost\":");
-    rc |= buf_appends(out, cost);
-    rc |= buf_append(out, chunk.p + close, chunk.n - close);
-    return rc ? -1 : 0;
-}
-
 static int error_event(const dialect_error *err, buf_t *out)
 {
     int rc = buf_appends(out, "data: {\"error\":{\"message\":\"");
@@ -296,7 +279,7 @@ static int stream_end(dialect_enc *e, const usage_counts *u, ms_str upstream_usa
     if (e->include_usage && upstream_usage.n) {
         rc |= buf_appends(out, "data: ");
         size_t mark = out->len;
-        if (splice_cost(out, upstream_usage, c) != 0) {
+        if (dialect_splice_cost(out, upstream_usage, c) != 0) {
             /* not an object with usage after all: as it came */
             out->len = mark;
             rc |= buf_append(out, upstream_usage.p, upstream_usage.n);

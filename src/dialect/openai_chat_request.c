@@ -29,66 +29,19 @@ static const jscan_key embedding_fields[] = {JSCAN_KEY("model"), JSCAN_KEY("inpu
                                              JSCAN_KEY("encoding_format")};
 #define FIELDS_MAX 6
 
-static int refuse(dialect_refusal *why, int status, const char *code, const char *param,
-                  const char *fmt, const char *arg)
-{
-    *why = (dialect_refusal){.status = status,
-                             .type = status == 404 ? "not_found_error" : "invalid_request_error",
-                             .code = code,
-                             .param = param};
-    snprintf(why->message, sizeof why->message, fmt, arg ? arg : "");
-    return -1;
-}
-
+/* fmt names the field once, as '%s' */
+static int invalid(dialect_refusal *why, const char *param, const char *fmt)
+    __attribute__((format(printf, 3, 0)));
 static int invalid(dialect_refusal *why, const char *param, const char *fmt)
 {
-    return refuse(why, 400, "invalid_parameter", param, fmt, param);
+    return dialect_refuse(why, 400, "invalid_parameter", param, fmt, param);
 }
 
 static int duplicate(dialect_refusal *why, const char *field)
 {
-    return refuse(why, 400, "invalid_parameter", field,
-                  "The field '%s' appears more than once in the request body; give it once.",
-                  field);
-}
-
-/* The model exists, but every provider of it is disabled for want of an API key: a 404 would
- * send the user looking for a typo. 503, as for a model with no deployment available, but not
- * worth an automatic retry: only the operator can fix it. */
-static int unconfigured(dialect_refusal *why, const cfg_model *model)
-{
-    const cfg_provider *p = model->unconfigured;
-    *why = (dialect_refusal){.status = 503,
-                             .type = "service_unavailable_error",
-                             .code = "provider_not_configured",
-                             .param = "model",
-                             .retry_after_ms = 60000,
-                             .no_retry = 1};
-    snprintf(why->message, sizeof why->message,
-             "The model '%s' is configured, but its provider '%s' has no API key: the operator "
-             "must set %s for the gateway.",
-             model->name, p->name, p->api_key_var[0] ? p->api_key_var : "its api_key");
-    return -1;
-}
-
-/* A model name as the client sent it, printable: control characters (a NUL among them) are
- * shown as \u00XX, so a message never claims that "echo-1\u0000x" is "echo-1". */
-static void printable_name(const char *name, size_t len, char *out, size_t outlen)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < len && k + 7 < outlen; i++) {
-        unsigned char ch = (unsigned char)name[i];
-        if (ch >= 0x20 && ch != 0x7f) {
-            out[k++] = (char)ch;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            memcpy(out + k, "\\u00", 4);
-            out[k + 4] = hex[ch >> 4];
-            out[k + 5] = hex[ch & 15];
-            k += 6;
-        }
-    }
-    out[k] = '\0';
+    return dialect_refuse(
+        why, 400, "invalid_parameter", field,
+        "The field '%s' appears more than once in the request body; give it once.", field);
 }
 
 /* Scans the body, picks the endpoint's fields into f and resolves the model. */
@@ -106,34 +59,17 @@ static int scan(const cfg_t *cfg, prov_call *call, const jscan_key *fields, size
             snprintf(detail, sizeof detail, "the body must be a JSON object");
         else
             snprintf(detail, sizeof detail, "invalid JSON at byte %zu", err_off);
-        return refuse(why, 400, "invalid_json", NULL,
-                      "We could not parse the JSON body of your request: %s", detail);
+        return dialect_refuse(why, 400, "invalid_json", NULL,
+                              "We could not parse the JSON body of your request: %s", detail);
     }
     if (n > PROV_MAX_MEMBERS)
-        return refuse(why, 400, "invalid_parameter", NULL,
-                      "The request body has too many top-level fields.%s", NULL);
+        return dialect_refuse(why, 400, "invalid_parameter", NULL,
+                              "The request body has too many top-level fields.");
     call->nmembers = (size_t)n;
     int dup = jscan_pick_unique(call->members, call->nmembers, fields, nfields, f);
     if (dup >= 0) return duplicate(why, fields[dup].s);
-    const jscan_member *m = f[F_MODEL];
-    if (!m)
-        return refuse(why, 400, "missing_required_parameter", "model",
-                      "Missing required parameter: '%s'.", "model");
-    char name[256];
-    long len = m->type == JS_STRING ? jscan_string(m->value, name, sizeof name) : -1;
-    if (len <= 0) return invalid(why, "model", "'%s' must be a non-empty string naming a model.");
-    call->m_model = m;
-    printable_name(name, (size_t)len, shown, shown_len);
-    /* by length: a name with a NUL inside is not the name before the NUL */
-    const cfg_model *model = cfg_find_model(cfg, name, (size_t)len);
-    if (model && model->ndeployments == 0 && model->unconfigured) return unconfigured(why, model);
-    if (!model || model->ndeployments == 0) {
-        char shown200[201];
-        ms_copy(shown200, sizeof shown200, shown);
-        return refuse(why, 404, "model_not_found", "model",
-                      "The model '%s' does not exist or you do not have access to it.", shown200);
-    }
-    call->model = model;
+    if (dialect_resolve_model(cfg, f[F_MODEL], &call->model, shown, shown_len, why) != 0) return -1;
+    call->m_model = f[F_MODEL];
     return 0;
 }
 
@@ -144,15 +80,6 @@ static int check_bool(const jscan_member *m, const char *param, int *out, dialec
         return invalid(why, param, "'%s' must be a boolean.");
     *out = m->type == JS_TRUE;
     return 0;
-}
-
-/* "[ ]" and "[]" both mean an empty array. */
-static int empty_array(ms_str v)
-{
-    size_t k = 1;
-    while (k < v.n && (v.p[k] == ' ' || v.p[k] == '\n' || v.p[k] == '\r' || v.p[k] == '\t'))
-        k++;
-    return k < v.n && v.p[k] == ']';
 }
 
 /* stream_options: an object (or null) whose include_usage, if present, is a boolean given once. */
@@ -181,11 +108,11 @@ static int parse_chat(const cfg_t *cfg, prov_call *call, char *shown, size_t sho
         return -1;
     const jscan_member *msgs = f[F_MESSAGES];
     if (!msgs)
-        return refuse(why, 400, "missing_required_parameter", "messages",
-                      "Missing required parameter: '%s'.", "messages");
+        return dialect_refuse(why, 400, "missing_required_parameter", "messages",
+                              "Missing required parameter: '%s'.", "messages");
     if (msgs->type != JS_ARRAY)
         return invalid(why, "messages", "'%s' must be an array of message objects.");
-    if (empty_array(msgs->value))
+    if (dialect_empty_array(msgs->value))
         return invalid(why, "messages", "'%s' must contain at least one message.");
     if (check_bool(f[F_STREAM], "stream", &call->stream, why) != 0) return -1;
     for (int i = F_MAX_TOKENS; i <= F_MAX_COMPLETION_TOKENS; i++) {
@@ -211,11 +138,11 @@ static int parse_embeddings(const cfg_t *cfg, prov_call *call, char *shown, size
         return -1;
     const jscan_member *in = f[F_INPUT];
     if (!in)
-        return refuse(why, 400, "missing_required_parameter", "input",
-                      "Missing required parameter: '%s'.", "input");
+        return dialect_refuse(why, 400, "missing_required_parameter", "input",
+                              "Missing required parameter: '%s'.", "input");
     if (in->type != JS_STRING && in->type != JS_ARRAY)
         return invalid(why, "input", "'%s' must be a string or an array.");
-    if (in->type == JS_ARRAY && empty_array(in->value))
+    if (in->type == JS_ARRAY && dialect_empty_array(in->value))
         return invalid(why, "input", "'%s' must not be empty.");
     const jscan_member *ef = f[F_ENCODING_FORMAT];
     if (ef && ef->type != JS_NULL) {

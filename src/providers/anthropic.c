@@ -97,24 +97,9 @@ typedef struct bctx {
     const char *last_role;
 } bctx;
 
-/* Fills *why with the contract's 400 naming param; returns -2 (build's refusal). */
-__attribute__((format(printf, 3, 4))) static int refuse(prov_refusal *why, const char *param,
-                                                        const char *fmt, ...)
-{
-    va_list ap;
-    why->status = 400;
-    why->type = "invalid_request_error";
-    why->code = "invalid_parameter";
-    why->param = param;
-    va_start(ap, fmt);
-    vsnprintf(why->message, sizeof why->message, fmt, ap);
-    va_end(ap);
-    return -2;
-}
-
 static int cannot_take(prov_refusal *why, const char *param, const char *what)
 {
-    return refuse(why, param, "The provider (Anthropic) cannot take '%s': %s.", param, what);
+    return prov_refuse(why, param, "The provider (Anthropic) cannot take '%s': %s.", param, what);
 }
 
 static int is_null(const json_t *v)
@@ -164,7 +149,7 @@ static int image_block(bctx *c, json_t *part, json_t *out)
     json_t *iu = json_object_get(part, "image_url");
     json_t *url = json_is_object(iu) ? json_object_get(iu, "url") : iu;
     if (!json_is_string(url))
-        return refuse(c->why, "messages", "An image_url part needs a 'url' string.");
+        return prov_refuse(c->why, "messages", "An image_url part needs a 'url' string.");
     const char *s = json_string_value(url);
     size_t n = json_string_length(url);
     json_t *src = json_object();
@@ -174,8 +159,8 @@ static int image_block(bctx *c, json_t *part, json_t *out)
         if (!semi || (size_t)(comma - semi) != 7 || strncmp(semi, ";base64", 7) != 0 ||
             semi == s + 5) {
             json_decref(src);
-            return refuse(c->why, "messages",
-                          "An image data: URL must be 'data:<media type>;base64,<data>'.");
+            return prov_refuse(c->why, "messages",
+                               "An image data: URL must be 'data:<media type>;base64,<data>'.");
         }
         json_object_set_new(src, "type", json_string("base64"));
         json_object_set_new(src, "media_type", json_stringn(s + 5, (size_t)(semi - s - 5)));
@@ -186,8 +171,8 @@ static int image_block(bctx *c, json_t *part, json_t *out)
         json_object_set(src, "url", url);
     } else {
         json_decref(src);
-        return refuse(c->why, "messages",
-                      "An image URL must be an http(s) URL or a base64 data: URL.");
+        return prov_refuse(c->why, "messages",
+                           "An image URL must be an http(s) URL or a base64 data: URL.");
     }
     json_t *b = json_object();
     json_object_set_new(b, "type", json_string("image"));
@@ -210,18 +195,19 @@ static int content_blocks(bctx *c, json_t *content, int images, json_t *out)
         return 0;
     }
     if (!json_is_array(content))
-        return refuse(c->why, "messages", "A message's content must be a string or an array.");
+        return prov_refuse(c->why, "messages", "A message's content must be a string or an array.");
     size_t i;
     json_t *part;
     json_array_foreach(content, i, part)
     {
         const char *type = json_string_value(json_object_get(part, "type"));
-        if (!type) return refuse(c->why, "messages", "A content part needs a 'type'.");
+        if (!type) return prov_refuse(c->why, "messages", "A content part needs a 'type'.");
         /* an assistant's refusal part is what it said, as text */
         if (strcmp(type, "text") == 0 || strcmp(type, "refusal") == 0) {
             json_t *t = json_object_get(part, type);
             if (!json_is_string(t))
-                return refuse(c->why, "messages", "A '%s' part needs a '%s' string.", type, type);
+                return prov_refuse(c->why, "messages", "A '%s' part needs a '%s' string.", type,
+                                   type);
             if (json_string_length(t))
                 json_array_append_new(out, text_block(json_string_value(t), json_string_length(t),
                                                       json_object_get(part, "cache_control")));
@@ -229,8 +215,9 @@ static int content_blocks(bctx *c, json_t *content, int images, json_t *out)
             int rc = image_block(c, part, out);
             if (rc) return rc;
         } else {
-            return refuse(c->why, "messages",
-                          "The provider (Anthropic) cannot take a '%s' content part here.", type);
+            return prov_refuse(c->why, "messages",
+                               "The provider (Anthropic) cannot take a '%s' content part here.",
+                               type);
         }
     }
     return 0;
@@ -242,7 +229,8 @@ static int tool_use_blocks(bctx *c, json_t *calls, json_t *out)
 {
     if (is_null(calls)) return 0;
     if (!json_is_array(calls))
-        return refuse(c->why, "messages", "An assistant message's tool_calls must be an array.");
+        return prov_refuse(c->why, "messages",
+                           "An assistant message's tool_calls must be an array.");
     size_t i;
     json_t *tc;
     json_array_foreach(calls, i, tc)
@@ -253,24 +241,26 @@ static int tool_use_blocks(bctx *c, json_t *calls, json_t *out)
         json_t *args = json_object_get(fn, "arguments");
         const char *type = json_string_value(json_object_get(tc, "type"));
         if (type && strcmp(type, "function") != 0)
-            return refuse(c->why, "messages",
-                          "The provider (Anthropic) cannot take a '%s' tool call.", type);
+            return prov_refuse(c->why, "messages",
+                               "The provider (Anthropic) cannot take a '%s' tool call.", type);
         if (!json_is_string(id) || !json_is_string(name))
-            return refuse(c->why, "messages", "A tool call needs an 'id' and a function 'name'.");
+            return prov_refuse(c->why, "messages",
+                               "A tool call needs an 'id' and a function 'name'.");
         json_t *input;
         if (is_null(args) || (json_is_string(args) && json_string_length(args) == 0)) {
             input = json_object(); /* a call without arguments */
         } else if (!json_is_string(args)) {
-            return refuse(c->why, "messages", "A tool call's 'arguments' must be a JSON string.");
+            return prov_refuse(c->why, "messages",
+                               "A tool call's 'arguments' must be a JSON string.");
         } else {
             json_error_t jerr;
             input = json_loadb(json_string_value(args), json_string_length(args), 0, &jerr);
             if (!json_is_object(input)) {
                 json_decref(input);
-                return refuse(c->why, "messages",
-                              "The arguments of tool call '%.64s' are not a JSON object; the "
-                              "provider (Anthropic) needs one.",
-                              json_string_value(id));
+                return prov_refuse(c->why, "messages",
+                                   "The arguments of tool call '%.64s' are not a JSON object; the "
+                                   "provider (Anthropic) needs one.",
+                                   json_string_value(id));
             }
         }
         json_t *b = json_object();
@@ -294,7 +284,7 @@ static int translate_messages(bctx *c, json_t *messages)
         json_t *content = json_object_get(m, "content");
         int rc = 0;
         if (!json_is_object(m) || !role)
-            return refuse(c->why, "messages", "Each message must be an object with a 'role'.");
+            return prov_refuse(c->why, "messages", "Each message must be an object with a 'role'.");
         if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
             /* Anthropic has no system role: every system (and developer) message becomes text
              * blocks of the top-level system, in order, wherever it stood (Messages) */
@@ -302,7 +292,7 @@ static int translate_messages(bctx *c, json_t *messages)
             rc = content_blocks(c, content, 0, c->system);
         } else if (strcmp(role, "user") == 0) {
             if (is_null(content))
-                return refuse(c->why, "messages", "A user message needs content.");
+                return prov_refuse(c->why, "messages", "A user message needs content.");
             json_t *blocks = json_array();
             rc = content_blocks(c, content, 1, blocks);
             if (rc) {
@@ -328,7 +318,7 @@ static int translate_messages(bctx *c, json_t *messages)
         } else if (strcmp(role, "tool") == 0) {
             json_t *id = json_object_get(m, "tool_call_id");
             if (!json_is_string(id))
-                return refuse(c->why, "messages", "A tool message needs a 'tool_call_id'.");
+                return prov_refuse(c->why, "messages", "A tool message needs a 'tool_call_id'.");
             json_t *r = json_object();
             json_object_set_new(r, "type", json_string("tool_result"));
             json_object_set(r, "tool_use_id", id);
@@ -355,7 +345,7 @@ static int translate_messages(bctx *c, json_t *messages)
             return cannot_take(c->why, "messages",
                                "messages of the deprecated 'function' role; use 'tool'");
         } else {
-            return refuse(c->why, "messages", "Unknown message role '%.32s'.", role);
+            return prov_refuse(c->why, "messages", "Unknown message role '%.32s'.", role);
         }
         if (rc) return rc;
     }
@@ -382,7 +372,7 @@ static void simplify_contents(json_t *msgs)
 /* tools: OpenAI function tools -> Anthropic client tools (name, description, input_schema). */
 static int translate_tools(bctx *c, json_t *tools, json_t *out)
 {
-    if (!json_is_array(tools)) return refuse(c->why, "tools", "'tools' must be an array.");
+    if (!json_is_array(tools)) return prov_refuse(c->why, "tools", "'tools' must be an array.");
     json_t *list = json_array();
     size_t i;
     json_t *t;
@@ -393,12 +383,12 @@ static int translate_tools(bctx *c, json_t *tools, json_t *out)
         json_t *name = json_object_get(fn, "name");
         if (!type || strcmp(type, "function") != 0) {
             json_decref(list);
-            return refuse(c->why, "tools",
-                          "The provider (Anthropic) can only take tools of type 'function'.");
+            return prov_refuse(c->why, "tools",
+                               "The provider (Anthropic) can only take tools of type 'function'.");
         }
         if (!json_is_string(name)) {
             json_decref(list);
-            return refuse(c->why, "tools", "A function tool needs a 'name'.");
+            return prov_refuse(c->why, "tools", "A function tool needs a 'name'.");
         }
         json_t *d = json_object_get(fn, "description");
         json_t *params = json_object_get(fn, "parameters");
@@ -430,29 +420,30 @@ static int translate_tool_choice(bctx *c, json_t *tc, json_t *parallel, int thin
                         : strcmp(s, "required") == 0 ? "any"
                                                      : NULL;
         if (!t)
-            return refuse(c->why, "tool_choice",
-                          "'tool_choice' must be auto, none, required or a named function.");
+            return prov_refuse(c->why, "tool_choice",
+                               "'tool_choice' must be auto, none, required or a named function.");
         choice = json_pack("{s:s}", "type", t);
     } else if (json_is_object(tc)) {
         json_t *name = json_object_get(json_object_get(tc, "function"), "name");
         if (!json_is_string(name))
-            return refuse(c->why, "tool_choice", "A named tool_choice needs function.name.");
+            return prov_refuse(c->why, "tool_choice", "A named tool_choice needs function.name.");
         choice = json_pack("{s:s, s:O}", "type", "tool", "name", name);
     } else if (!is_null(tc)) {
-        return refuse(c->why, "tool_choice",
-                      "'tool_choice' must be auto, none, required or a named function.");
+        return prov_refuse(c->why, "tool_choice",
+                           "'tool_choice' must be auto, none, required or a named function.");
     }
     if (!is_null(parallel) && !json_is_boolean(parallel)) {
         json_decref(choice);
-        return refuse(c->why, "parallel_tool_calls", "'parallel_tool_calls' must be a boolean.");
+        return prov_refuse(c->why, "parallel_tool_calls",
+                           "'parallel_tool_calls' must be a boolean.");
     }
     const char *type = choice ? json_string_value(json_object_get(choice, "type")) : "auto";
     if (thinking && (strcmp(type, "any") == 0 || strcmp(type, "tool") == 0)) {
         json_decref(choice);
         /* Extended thinking: "tool_choice: any / tool" is not supported with thinking */
-        return refuse(c->why, "tool_choice",
-                      "The provider (Anthropic) cannot force a tool call while reasoning "
-                      "(reasoning_effort): use tool_choice auto or none.");
+        return prov_refuse(c->why, "tool_choice",
+                           "The provider (Anthropic) cannot force a tool call while reasoning "
+                           "(reasoning_effort): use tool_choice auto or none.");
     }
     if (json_is_false(parallel) && strcmp(type, "none") != 0) {
         if (!choice) choice = json_pack("{s:s}", "type", "auto");
@@ -544,7 +535,8 @@ static int check_refused(bctx *c, json_t *req)
     if (!is_null(v)) {
         size_t i;
         json_t *x;
-        if (!json_is_array(v)) return refuse(why, "modalities", "'modalities' must be an array.");
+        if (!json_is_array(v))
+            return prov_refuse(why, "modalities", "'modalities' must be an array.");
         json_array_foreach(v, i, x)
         {
             if (!json_is_string(x) || strcmp(json_string_value(x), "text") != 0)
@@ -571,9 +563,9 @@ static json_t *number_in(bctx *c, json_t *req, const char *name, double lo, doub
     if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi) {
         /* Anthropic's temperature is 0..1 where OpenAI's is 0..2: a value above 1 is refused,
          * never scaled or clamped (the answer would differ from what was asked) */
-        *rc = refuse(c->why, name,
-                     "'%s' must be a number from %g to %g for this provider (Anthropic).", name, lo,
-                     hi);
+        *rc = prov_refuse(c->why, name,
+                          "'%s' must be a number from %g to %g for this provider (Anthropic).",
+                          name, lo, hi);
         return NULL;
     }
     return v;
@@ -592,17 +584,18 @@ static int64_t thinking_budget(bctx *c, json_t *effort, int64_t max_tokens)
                    : strcmp(e, "high") == 0    ? ANT_BUDGET_HIGH
                                                : -1;
     if (want < 0)
-        return refuse(c->why, "reasoning_effort",
-                      "'reasoning_effort' must be none, minimal, low, medium or high.");
+        return prov_refuse(c->why, "reasoning_effort",
+                           "'reasoning_effort' must be none, minimal, low, medium or high.");
     if (want == 0) return 0;
     /* max_tokens counts the thinking too, as OpenAI's counts reasoning: the budget is cut to
      * fit under it (never the other way round: max_tokens is what the hold covers) */
     if (want >= max_tokens) want = max_tokens - 1;
     if (want < ANT_BUDGET_MIN)
-        return refuse(c->why, "reasoning_effort",
-                      "Reasoning on this provider (Anthropic) needs a thinking budget of at least "
-                      "%d tokens below max_tokens: raise max_tokens above %d.",
-                      ANT_BUDGET_MIN, ANT_BUDGET_MIN);
+        return prov_refuse(
+            c->why, "reasoning_effort",
+            "Reasoning on this provider (Anthropic) needs a thinking budget of at least "
+            "%d tokens below max_tokens: raise max_tokens above %d.",
+            ANT_BUDGET_MIN, ANT_BUDGET_MIN);
     return want;
 }
 
@@ -621,7 +614,7 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
     int rc = 0;
     json_t *messages = json_object_get(req, "messages");
     if (!json_is_array(messages)) {
-        rc = refuse(why, "messages", "'messages' must be an array of message objects.");
+        rc = prov_refuse(why, "messages", "'messages' must be an array of message objects.");
         goto done;
     }
     if ((rc = check_refused(&c, req)) != 0) goto done;
@@ -647,15 +640,15 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
         /* Extended thinking: not compatible with temperature changes, and top_p only from 0.95
          * to 1 */
         if (temperature && json_number_value(temperature) != 1) {
-            rc = refuse(why, "temperature",
-                        "The provider (Anthropic) cannot take 'temperature' with reasoning "
-                        "(reasoning_effort): leave it out or set 1.");
+            rc = prov_refuse(why, "temperature",
+                             "The provider (Anthropic) cannot take 'temperature' with reasoning "
+                             "(reasoning_effort): leave it out or set 1.");
             goto done;
         }
         if (top_p && json_number_value(top_p) < 0.95) {
-            rc = refuse(why, "top_p",
-                        "The provider (Anthropic) takes 'top_p' from 0.95 to 1 with reasoning "
-                        "(reasoning_effort).");
+            rc = prov_refuse(why, "top_p",
+                             "The provider (Anthropic) takes 'top_p' from 0.95 to 1 with reasoning "
+                             "(reasoning_effort).");
             goto done;
         }
     }
@@ -680,13 +673,13 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
         json_array_foreach(stop, i, s)
         {
             if (!json_is_string(s)) {
-                rc = refuse(why, "stop", "'stop' must be a string or an array of strings.");
+                rc = prov_refuse(why, "stop", "'stop' must be a string or an array of strings.");
                 goto done;
             }
         }
         if (json_array_size(stop)) json_object_set(out, "stop_sequences", stop);
     } else if (!is_null(stop)) {
-        rc = refuse(why, "stop", "'stop' must be a string or an array of strings.");
+        rc = prov_refuse(why, "stop", "'stop' must be a string or an array of strings.");
         goto done;
     }
     if (temperature) json_object_set(out, "temperature", temperature);
@@ -699,7 +692,7 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
     if (is_null(user)) user = json_object_get(req, "safety_identifier");
     if (!is_null(user)) {
         if (!json_is_string(user)) {
-            rc = refuse(why, "user", "'user' must be a string.");
+            rc = prov_refuse(why, "user", "'user' must be a string.");
             goto done;
         }
         json_object_set_new(out, "metadata", json_pack("{s:O}", "user_id", user));
@@ -719,10 +712,11 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
         ms_str quoted = {m->key.p - 1, m->key.n + 2};
         if (jscan_string(quoted, key, sizeof key) >= 0 && json_object_get(out, key)) {
             /* a name this body already has: two values, and parsers differ on which wins */
-            rc = refuse(why, NULL,
-                        "The field '%.64s' clashes with one the gateway writes for this provider "
-                        "(Anthropic); give it the OpenAI way.",
-                        key);
+            rc = prov_refuse(
+                why, NULL,
+                "The field '%.64s' clashes with one the gateway writes for this provider "
+                "(Anthropic); give it the OpenAI way.",
+                key);
             goto done;
         }
         rc = buf_appends(b, ",");
@@ -779,9 +773,9 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
     const cfg_provider *prov = call->dep->provider;
     (void)st;
     if (call->ep != EP_CHAT)
-        return refuse(why, "model",
-                      "The model '%.64s' is served by Anthropic, which has no embeddings API.",
-                      call->model->name);
+        return prov_refuse(why, "model",
+                           "The model '%.64s' is served by Anthropic, which has no embeddings API.",
+                           call->model->name);
     /* {base_url}/v1/messages; the limit is below the array, so a URL too long is refused */
     buf_t url;
     buf_init_with(&url, u->url, sizeof u->url, sizeof u->url - 1);
@@ -806,8 +800,9 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
     if (!json_is_object(req)) {
         /* the gateway accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
         json_decref(req);
-        refuse(why, NULL, "The request cannot be translated for this provider (Anthropic): %s.",
-               jerr.text);
+        prov_refuse(why, NULL,
+                    "The request cannot be translated for this provider (Anthropic): %s.",
+                    jerr.text);
         why->code = "invalid_json";
         return -2;
     }

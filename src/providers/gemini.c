@@ -61,22 +61,6 @@ static void gem_reset(void *st, const prov_call *call)
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static int refuse(prov_refusal *why, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int refuse(prov_refusal *why, const char *param, const char *fmt, ...)
-{
-    va_list ap;
-    why->status = 400;
-    why->type = "invalid_request_error";
-    why->code = "invalid_parameter";
-    why->param = param;
-    va_start(ap, fmt);
-    vsnprintf(why->message, sizeof why->message, fmt, ap);
-    va_end(ap);
-    return -2;
-}
-
 /* {base_url}/v1beta/models/{model}:{method}. The key never goes into the URL (URLs reach logs):
  * it travels in x-goog-api-key. */
 static int gem_url(const prov_call *call, prov_upreq *u, const char *method)
@@ -187,45 +171,48 @@ static int user_part(json_t *p, size_t mi, json_t **out, prov_refusal *why)
         json_t *iu = json_object_get(p, "image_url");
         const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
         if (!url)
-            return refuse(why, "messages", "messages[%zu]: an image_url part needs a url.", mi);
+            return prov_refuse(why, "messages", "messages[%zu]: an image_url part needs a url.",
+                               mi);
         if (strncmp(url, "data:", 5) == 0) {
             if (!(*out = data_url_part(url)))
-                return refuse(why, "messages",
-                              "messages[%zu]: an image data URL must be base64 "
-                              "(data:<type>;base64,...).",
-                              mi);
+                return prov_refuse(why, "messages",
+                                   "messages[%zu]: an image data URL must be base64 "
+                                   "(data:<type>;base64,...).",
+                                   mi);
         } else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
             const char *mime = image_mime(url);
             if (!mime)
-                return refuse(why, "messages",
-                              "messages[%zu]: Gemini needs the type of an image URL, and this "
-                              "URL's is not known from its extension; send it as a data URL.",
-                              mi);
+                return prov_refuse(why, "messages",
+                                   "messages[%zu]: Gemini needs the type of an image URL, and this "
+                                   "URL's is not known from its extension; send it as a data URL.",
+                                   mi);
             *out = json_pack("{s:{s:s, s:s}}", "fileData", "mimeType", mime, "fileUri", url);
         } else {
-            return refuse(why, "messages", "messages[%zu]: unsupported image URL scheme.", mi);
+            return prov_refuse(why, "messages", "messages[%zu]: unsupported image URL scheme.", mi);
         }
     } else if (type && strcmp(type, "input_audio") == 0) {
         json_t *a = json_object_get(p, "input_audio");
         const char *data = json_string_value(json_object_get(a, "data"));
         const char *fmt = json_string_value(json_object_get(a, "format"));
         if (!data || !fmt || (strcmp(fmt, "wav") != 0 && strcmp(fmt, "mp3") != 0))
-            return refuse(why, "messages",
-                          "messages[%zu]: input_audio needs data and a format of wav or mp3.", mi);
+            return prov_refuse(why, "messages",
+                               "messages[%zu]: input_audio needs data and a format of wav or mp3.",
+                               mi);
         *out = json_pack("{s:{s:s+, s:s}}", "inlineData", "mimeType", "audio/", fmt, "data", data);
     } else if (type && strcmp(type, "file") == 0) {
         const char *fd =
             json_string_value(json_object_get(json_object_get(p, "file"), "file_data"));
         if (!fd || !(*out = data_url_part(fd)))
-            return refuse(why, "messages",
-                          "messages[%zu]: Gemini takes a file as file_data (a base64 data URL), "
-                          "not a file_id.",
-                          mi);
+            return prov_refuse(
+                why, "messages",
+                "messages[%zu]: Gemini takes a file as file_data (a base64 data URL), "
+                "not a file_id.",
+                mi);
     } else {
-        return refuse(why, "messages",
-                      "messages[%zu]: content parts of type '%s' are not "
-                      "supported by Gemini.",
-                      mi, type ? type : "?");
+        return prov_refuse(why, "messages",
+                           "messages[%zu]: content parts of type '%s' are not "
+                           "supported by Gemini.",
+                           mi, type ? type : "?");
     }
     return *out ? 0 : -1;
 }
@@ -238,7 +225,8 @@ static int text_only(json_t *content, size_t mi, buf_t *text, prov_refusal *why)
     if (json_is_string(content))
         return buf_append(text, json_string_value(content), json_string_length(content));
     if (!json_is_array(content))
-        return refuse(why, "messages", "messages[%zu]: content must be a string or parts.", mi);
+        return prov_refuse(why, "messages", "messages[%zu]: content must be a string or parts.",
+                           mi);
     size_t i;
     json_t *p;
     json_array_foreach(content, i, p)
@@ -248,8 +236,8 @@ static int text_only(json_t *content, size_t mi, buf_t *text, prov_refusal *why)
         json_t *t = json_object_get(p, field);
         if (!type || (strcmp(type, "text") != 0 && strcmp(type, "refusal") != 0) ||
             !json_is_string(t))
-            return refuse(why, "messages",
-                          "messages[%zu]: this role's content may only hold text parts.", mi);
+            return prov_refuse(why, "messages",
+                               "messages[%zu]: this role's content may only hold text parts.", mi);
         if (buf_append(text, json_string_value(t), json_string_length(t))) return -1;
     }
     return 0;
@@ -279,7 +267,7 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
         json_t *content = get(m, "content");
         buf_reset(&t);
         if (!json_is_object(m) || !role) {
-            rc = refuse(why, "messages", "messages[%zu] must be an object with a role.", mi);
+            rc = prov_refuse(why, "messages", "messages[%zu] must be an object with a role.", mi);
             break;
         }
         json_t *parts = json_array();
@@ -308,8 +296,8 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
                     if ((rc = json_array_append_new(parts, gp)) != 0) break;
                 }
             } else {
-                rc = refuse(why, "messages", "messages[%zu]: content must be a string or parts.",
-                            mi);
+                rc = prov_refuse(why, "messages",
+                                 "messages[%zu]: content must be a string or parts.", mi);
             }
         } else if (strcmp(role, "assistant") == 0) {
             grole = "model";
@@ -317,7 +305,8 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
             if (rc == 0) rc = add_text_part(parts, &t);
             json_t *calls = get(m, "tool_calls");
             if (rc == 0 && calls && !json_is_array(calls))
-                rc = refuse(why, "messages", "messages[%zu]: tool_calls must be an array.", mi);
+                rc =
+                    prov_refuse(why, "messages", "messages[%zu]: tool_calls must be an array.", mi);
             size_t ci;
             json_t *c;
             json_array_foreach(calls, ci, c)
@@ -328,10 +317,11 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
                 json_t *name = json_object_get(fn, "name");
                 const char *args = json_string_value(json_object_get(fn, "arguments"));
                 if (!id || !json_is_string(name) || !args) {
-                    rc = refuse(why, "messages",
-                                "messages[%zu].tool_calls[%zu] needs an id, a function name and "
-                                "arguments.",
-                                mi, ci);
+                    rc = prov_refuse(
+                        why, "messages",
+                        "messages[%zu].tool_calls[%zu] needs an id, a function name and "
+                        "arguments.",
+                        mi, ci);
                     break;
                 }
                 json_error_t je;
@@ -339,10 +329,11 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
                     args[strspn(args, " \t\r\n")] ? json_loads(args, 0, &je) : json_object();
                 if (!json_is_object(a)) {
                     json_decref(a);
-                    rc = refuse(why, "messages",
-                                "messages[%zu].tool_calls[%zu].function.arguments must be a JSON "
-                                "object.",
-                                mi, ci);
+                    rc = prov_refuse(
+                        why, "messages",
+                        "messages[%zu].tool_calls[%zu].function.arguments must be a JSON "
+                        "object.",
+                        mi, ci);
                     break;
                 }
                 rc = json_object_set(names, id, name);
@@ -353,10 +344,10 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
             const char *id = json_string_value(json_object_get(m, "tool_call_id"));
             json_t *name = id ? json_object_get(names, id) : NULL;
             if (!name) {
-                rc = refuse(why, "messages",
-                            "messages[%zu]: tool_call_id names no tool call of an earlier "
-                            "assistant message.",
-                            mi);
+                rc = prov_refuse(why, "messages",
+                                 "messages[%zu]: tool_call_id names no tool call of an earlier "
+                                 "assistant message.",
+                                 mi);
             } else if ((rc = text_only(content, mi, &t, why)) == 0) {
                 /* the result as the object it is, else wrapped: Gemini's response is a Struct */
                 json_error_t je;
@@ -369,8 +360,8 @@ static int convert_messages(json_t *msgs, json_t *contents, json_t *sys_parts, j
                                                             "name", name, "response", r));
             }
         } else {
-            rc =
-                refuse(why, "messages", "messages[%zu]: the role '%s' is not supported.", mi, role);
+            rc = prov_refuse(why, "messages", "messages[%zu]: the role '%s' is not supported.", mi,
+                             role);
         }
         if (rc) {
             json_decref(parts);
@@ -556,7 +547,7 @@ static int number_field(json_t *req, const char *k, json_t *gc, const char *gk, 
 {
     json_t *v = get(req, k);
     if (!v) return 0;
-    if (!json_is_number(v)) return refuse(why, k, "'%s' must be a number.", k);
+    if (!json_is_number(v)) return prov_refuse(why, k, "'%s' must be a number.", k);
     return json_object_set(gc, gk, v);
 }
 
@@ -572,7 +563,8 @@ static int generation_config(const prov_call *call, json_t *req, json_t *gc, pro
     if ((rc = number_field(req, "presence_penalty", gc, "presencePenalty", why)) != 0) return rc;
     if ((rc = number_field(req, "frequency_penalty", gc, "frequencyPenalty", why)) != 0) return rc;
     json_t *seed = get(req, "seed");
-    if (seed && !json_is_integer(seed)) return refuse(why, "seed", "'seed' must be an integer.");
+    if (seed && !json_is_integer(seed))
+        return prov_refuse(why, "seed", "'seed' must be an integer.");
     if (seed && (rc = json_object_set(gc, "seed", seed)) != 0) return rc;
 
     json_t *stop = get(req, "stop");
@@ -582,10 +574,11 @@ static int generation_config(const prov_call *call, json_t *req, json_t *gc, pro
         size_t i;
         json_t *s;
         json_array_foreach(stop, i, s) if (!json_is_string(s)) stop = NULL;
-        if (!stop) return refuse(why, "stop", "'stop' must be a string or an array of strings.");
+        if (!stop)
+            return prov_refuse(why, "stop", "'stop' must be a string or an array of strings.");
         if (json_array_size(stop)) rc = json_object_set(gc, "stopSequences", stop);
     } else if (stop) {
-        return refuse(why, "stop", "'stop' must be a string or an array of strings.");
+        return prov_refuse(why, "stop", "'stop' must be a string or an array of strings.");
     }
     if (rc) return rc;
 
@@ -593,14 +586,14 @@ static int generation_config(const prov_call *call, json_t *req, json_t *gc, pro
      * Gemini wrote (and billed) them would be a silent drop. */
     json_t *n = get(req, "n");
     if (n && !(json_is_integer(n) && json_integer_value(n) == 1))
-        return refuse(why, "n",
-                      "Gemini models served by this gateway answer with one choice: "
-                      "'n' must be 1.");
+        return prov_refuse(why, "n",
+                           "Gemini models served by this gateway answer with one choice: "
+                           "'n' must be 1.");
 
     json_t *rf = get(req, "response_format");
     if (rf) {
         const char *type = json_string_value(json_object_get(rf, "type"));
-        if (!type) return refuse(why, "response_format", "'response_format' needs a type.");
+        if (!type) return prov_refuse(why, "response_format", "'response_format' needs a type.");
         if (strcmp(type, "json_object") == 0) {
             rc = json_object_set_new(gc, "responseMimeType", json_string("application/json"));
         } else if (strcmp(type, "json_schema") == 0) {
@@ -608,20 +601,21 @@ static int generation_config(const prov_call *call, json_t *req, json_t *gc, pro
             json_t *gs;
             char bad[96];
             if (!schema)
-                return refuse(why, "response_format",
-                              "'response_format.json_schema' needs a schema.");
+                return prov_refuse(why, "response_format",
+                                   "'response_format.json_schema' needs a schema.");
             rc = convert_schema(schema, &gs, bad, sizeof bad, 0);
             if (rc == -2)
-                return refuse(why, "response_format",
-                              "Gemini's response schema cannot take %s (its schema is a subset "
-                              "of OpenAPI 3.0).",
-                              bad);
+                return prov_refuse(
+                    why, "response_format",
+                    "Gemini's response schema cannot take %s (its schema is a subset "
+                    "of OpenAPI 3.0).",
+                    bad);
             if (rc) return rc;
             rc = json_object_set_new(gc, "responseMimeType", json_string("application/json"));
             rc |= json_object_set_new(gc, "responseSchema", gs);
         } else if (strcmp(type, "text") != 0) {
-            return refuse(why, "response_format", "'response_format' type '%s' is not supported.",
-                          type);
+            return prov_refuse(why, "response_format",
+                               "'response_format' type '%s' is not supported.", type);
         }
         if (rc) return rc;
     }
@@ -640,8 +634,8 @@ static int generation_config(const prov_call *call, json_t *req, json_t *gc, pro
         for (i = 0; s && i < sizeof levels / sizeof *levels; i++)
             if (strcmp(s, levels[i].name) == 0) break;
         if (!s || i == sizeof levels / sizeof *levels)
-            return refuse(why, "reasoning_effort",
-                          "'reasoning_effort' must be none, minimal, low, medium or high.");
+            return prov_refuse(why, "reasoning_effort",
+                               "'reasoning_effort' must be none, minimal, low, medium or high.");
         json_t *tc = levels[i].budget ? json_pack("{s:i, s:b}", "thinkingBudget", levels[i].budget,
                                                   "includeThoughts", 1)
                                       : json_pack("{s:i}", "thinkingBudget", 0);
@@ -677,7 +671,7 @@ static int tools_config(json_t *req, json_t *body, prov_refusal *why)
     json_t *tools = get(req, "tools");
     int rc = 0;
     if (tools) {
-        if (!json_is_array(tools)) return refuse(why, "tools", "'tools' must be an array.");
+        if (!json_is_array(tools)) return prov_refuse(why, "tools", "'tools' must be an array.");
         json_t *decls = json_array();
         size_t i;
         json_t *t;
@@ -688,10 +682,11 @@ static int tools_config(json_t *req, json_t *body, prov_refusal *why)
             json_t *name = json_object_get(fn, "name");
             if (!type || strcmp(type, "function") != 0 || !json_is_string(name)) {
                 json_decref(decls);
-                return refuse(why, "tools",
-                              "tools[%zu]: Gemini takes function tools (type 'function' with a "
-                              "name) only.",
-                              i);
+                return prov_refuse(
+                    why, "tools",
+                    "tools[%zu]: Gemini takes function tools (type 'function' with a "
+                    "name) only.",
+                    i);
             }
             json_t *d = json_pack("{s:O}", "name", name);
             json_t *desc = get(fn, "description"), *params = get(fn, "parameters");
@@ -705,10 +700,11 @@ static int tools_config(json_t *req, json_t *body, prov_refusal *why)
                 if (sr == -2) {
                     json_decref(d);
                     json_decref(decls);
-                    return refuse(why, "tools",
-                                  "tools[%zu]: Gemini's function parameters cannot take %s (its "
-                                  "schema is a subset of OpenAPI 3.0).",
-                                  i, bad);
+                    return prov_refuse(
+                        why, "tools",
+                        "tools[%zu]: Gemini's function parameters cannot take %s (its "
+                        "schema is a subset of OpenAPI 3.0).",
+                        i, bad);
                 }
                 rc |= sr ? sr : json_object_set_new(d, "parameters", gs);
             }
@@ -735,8 +731,8 @@ static int tools_config(json_t *req, json_t *body, prov_refusal *why)
             fcc = json_pack("{s:s, s:[O]}", "mode", "ANY", "allowedFunctionNames",
                             json_object_get(json_object_get(tc, "function"), "name"));
         else
-            return refuse(why, "tool_choice",
-                          "'tool_choice' must be auto, none, required or a named function.");
+            return prov_refuse(why, "tool_choice",
+                               "'tool_choice' must be auto, none, required or a named function.");
         rc |= json_object_set_new(body, "toolConfig",
                                   json_pack("{s:o}", "functionCallingConfig", fcc));
     }
@@ -753,16 +749,17 @@ static int build_chat(const prov_call *call, json_t *req, gem_state *st, json_t 
         if (json_is_null(v)) continue;
         const char *bad = refused_field(k, v);
         if (bad)
-            return refuse(why, bad, "Gemini cannot honour '%s'; leave it out for this model.", k);
+            return prov_refuse(why, bad, "Gemini cannot honour '%s'; leave it out for this model.",
+                               k);
         if ((bad = written_field(k)) != NULL)
-            return refuse(why, bad, "'%s' is written by the gateway from OpenAI's fields.", k);
+            return prov_refuse(why, bad, "'%s' is written by the gateway from OpenAI's fields.", k);
     }
     json_t *msgs = json_object_get(req, "messages");
     json_t *contents = json_array(), *sys = json_array(), *names = json_object();
     int rc = contents && sys && names ? convert_messages(msgs, contents, sys, names, why) : -1;
     json_decref(names);
     if (rc == 0 && json_array_size(contents) == 0)
-        rc = refuse(why, "messages", "Gemini needs at least one user or assistant message.");
+        rc = prov_refuse(why, "messages", "Gemini needs at least one user or assistant message.");
     if (rc) {
         json_decref(contents);
         json_decref(sys);
@@ -809,16 +806,17 @@ static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, j
     json_t *input = json_object_get(req, "input");
     json_t *dims = get(req, "dimensions");
     if (dims && !(json_is_integer(dims) && json_integer_value(dims) >= 1))
-        return refuse(why, "dimensions", "'dimensions' must be an integer of at least 1.");
+        return prov_refuse(why, "dimensions", "'dimensions' must be an integer of at least 1.");
     json_t *requests = json_array();
     size_t count = json_is_string(input) ? 1 : json_array_size(input);
     for (size_t i = 0; i < count; i++) {
         json_t *in = json_is_string(input) ? input : json_array_get(input, i);
         if (!json_is_string(in)) {
             json_decref(requests);
-            return refuse(why, "input",
-                          "Gemini embeds text: 'input' must be a string or an array of strings "
-                          "(token ids are not accepted).");
+            return prov_refuse(
+                why, "input",
+                "Gemini embeds text: 'input' must be a string or an array of strings "
+                "(token ids are not accepted).");
         }
         st->embed_estimate += (int64_t)json_string_length(in);
         json_t *r = json_pack("{s:s+, s:{s:[{s:O}]}}", "model", "models/", call->dep->model,
@@ -841,7 +839,8 @@ static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, j
             if (strcmp(k, known[j]) == 0) break;
         if (j < sizeof known / sizeof *known || json_is_null(v)) continue;
         const char *bad = written_field(k);
-        if (bad) return refuse(why, bad, "'%s' is written by the gateway from OpenAI's fields.", k);
+        if (bad)
+            return prov_refuse(why, bad, "'%s' is written by the gateway from OpenAI's fields.", k);
         rc |= json_object_set(body, k, v); /* as for chat: Gemini names what it does not know */
     }
     return rc;

@@ -4,6 +4,7 @@
 #include "providers/wire.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +113,17 @@ void prov_excerpt(ms_str body, char *out, size_t outlen)
         out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
     }
     out[k] = '\0';
+}
+
+int prov_refuse(prov_refusal *why, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    why->status = 400;
+    why->type = "invalid_request_error";
+    why->code = "invalid_parameter";
+    why->param = param;
+    va_start(ap, fmt);
+    vsnprintf(why->message, sizeof why->message, fmt, ap);
+    va_end(ap);
+    return -2;
 }

@@ -27,4 +27,9 @@ int prov_put_json(buf_t *b, const json_t *v);
  * shape (a proxy's HTML page, say), for the message a client gets. */
 void prov_excerpt(ms_str body, char *out, size_t outlen);
 
+/* Fills *why with the contract's 400 invalid_parameter naming param and a formatted message;
+ * returns -2, build's refusal. */
+int prov_refuse(prov_refusal *why, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -1,0 +1,108 @@
+/*
+ * What every client dialect's request parser and encoder share (dialect.h, "shared"): refusals
+ * in the contract's terms, the model named by a request resolved the same way (by length, 404
+ * or 503 provider_not_configured), the printable form of a client's model name, and the cost
+ * spliced into a usage object that passed through. One copy, so the dialects answer alike.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/jscan.h"
+#include "common/util.h"
+#include "dialect/dialect.h"
+
+int dialect_refuse(dialect_refusal *why, int status, const char *code, const char *param,
+                   const char *fmt, ...)
+{
+    *why = (dialect_refusal){.status = status,
+                             .type = status == 404 ? "not_found_error" : "invalid_request_error",
+                             .code = code,
+                             .param = param};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why->message, sizeof why->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void dialect_printable_name(const char *name, size_t len, char *out, size_t outlen)
+{
+    size_t k = 0;
+    if (!outlen) return;
+    for (size_t i = 0; i < len && k + 7 < outlen; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 0x20 && ch != 0x7f) {
+            out[k++] = (char)ch;
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(out + k, "\\u00", 4);
+            out[k + 4] = hex[ch >> 4];
+            out[k + 5] = hex[ch & 15];
+            k += 6;
+        }
+    }
+    out[k] = '\0';
+}
+
+int dialect_resolve_model(const cfg_t *cfg, const jscan_member *m, const cfg_model **out,
+                          char *shown, size_t shown_len, dialect_refusal *why)
+{
+    if (!m)
+        return dialect_refuse(why, 400, "missing_required_parameter", "model",
+                              "Missing required parameter: 'model'.");
+    char name[256];
+    long len = m->type == JS_STRING ? jscan_string(m->value, name, sizeof name) : -1;
+    if (len <= 0)
+        return dialect_refuse(why, 400, "invalid_parameter", "model",
+                              "'model' must be a non-empty string naming a model.");
+    dialect_printable_name(name, (size_t)len, shown, shown_len);
+    /* by length: a name with a NUL inside is not the name before the NUL */
+    const cfg_model *model = cfg_find_model(cfg, name, (size_t)len);
+    if (model && model->ndeployments == 0 && model->unconfigured) {
+        /* the model exists, but every provider of it is disabled for want of an API key: a 404
+         * would send the user looking for a typo; 503, not worth an automatic retry: only the
+         * operator can fix it */
+        const cfg_provider *p = model->unconfigured;
+        dialect_refuse(why, 503, "provider_not_configured", "model",
+                       "The model '%s' is configured, but its provider '%s' has no API key: the "
+                       "operator must set %s for the gateway.",
+                       model->name, p->name, p->api_key_var[0] ? p->api_key_var : "its api_key");
+        why->type = "service_unavailable_error";
+        why->retry_after_ms = 60000;
+        why->no_retry = 1;
+        return -1;
+    }
+    if (!model || model->ndeployments == 0) {
+        char shown200[201];
+        ms_copy(shown200, sizeof shown200, shown_len ? shown : "");
+        return dialect_refuse(why, 404, "model_not_found", "model",
+                              "The model '%s' does not exist or you do not have access to it.",
+                              shown200);
+    }
+    *out = model;
+    return 0;
+}
+
+int dialect_empty_array(ms_str v)
+{
+    size_t k = 1;
+    while (k < v.n && (v.p[k] == ' ' || v.p[k] == '\n' || v.p[k] == '\r' || v.p[k] == '\t'))
+        k++;
+    return k < v.n && v.p[k] == ']';
+}
+
+int dialect_splice_cost(buf_t *out, ms_str obj, const char *cost)
+{
+    jscan_member m[32];
+    int n = jscan_object(obj.p, obj.n, m, 32, NULL);
+    const jscan_member *u = n > 0 ? jscan_find(m, (size_t)(n > 32 ? 32 : n), "usage") : NULL;
+    if (!u || u->type != JS_OBJECT) return -1;
+    /* the usage object's closing brace is its last byte */
+    size_t close = (size_t)(u->value.p - obj.p) + u->value.n - 1;
+    int rc = buf_append(out, obj.p, close);
+    rc |= buf_appends(out, u->value.n == 2 ? "\"cost\":" : ",\"cost\":");
+    rc |= buf_appends(out, cost);
+    rc |= buf_append(out, obj.p + close, obj.n - close);
+    return rc ? -1 : 0;
+}
