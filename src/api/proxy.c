@@ -50,8 +50,10 @@ struct proxy {
      * adapters that do not speak the client's API build from and decode for (owned), or NULL */
     prov_call *hub;
     char *hub_body;
-    dialect_refusal hub_why; /* why there is no hub, when the client needs one (status 0: none) */
-    api_settlement *st;      /* the request's money: how it ends (owned) */
+    /* why there is no hub although the client needs one (owned; NULL: none). A pointer: the
+     * struct is zeroed for every request and the case is rare */
+    dialect_refusal *hub_why;
+    api_settlement *st; /* the request's money: how it ends (owned) */
     const prov_adapter *ad;
     prov_upreq up;
     up_xfer *x;
@@ -193,6 +195,7 @@ static void proxy_free(proxy *p)
     free(p->call);
     free(p->hub);
     free(p->hub_body);
+    free(p->hub_why);
     free(p->st);
     free(p->owned_body);
     uv_timer_stop(&p->timer);
@@ -735,6 +738,19 @@ static void attempt_failed(proxy *p, route_outcome o, int retryable, const char 
     start_attempt(p);
 }
 
+/* Why an attempt that needs the hub form of the request (the client spoke another API than the
+ * provider) cannot be made, or NULL when it can. */
+static const prov_refusal *no_hub(const proxy *p)
+{
+    static const prov_refusal oom = {.status = 500,
+                                     .type = "api_error",
+                                     .code = "internal_error",
+                                     .message = "The gateway had an internal error while "
+                                                "processing your request."};
+    if (p->hub || p->call->dialect->api == WIRE_OPENAI_CHAT) return NULL;
+    return p->hub_why ? p->hub_why : &oom;
+}
+
 /* Gives the attempt's adapter a clean per-transfer state: a retry decodes from scratch, and a
  * fallback to another provider gets that adapter's state. Returns 0, or -1 (memory). */
 static int new_transfer(proxy *p)
@@ -759,16 +775,17 @@ static int new_transfer(proxy *p)
 
 /* The provider cannot take something in the request (the adapter said which field): the
  * contract's 400 naming it, and nothing goes upstream. */
-static void refuse(proxy *p, const prov_refusal *why)
+static void refuse(proxy *p, const prov_refusal *reason)
 {
     char cost[32];
+    prov_refusal why = *reason;     /* it may live in p, which is freed before the answer */
     report(p, ROUTE_ABANDONED, -1); /* the request's doing, not the deployment's */
-    bill(p, why->status, cost);     /* nothing ran: the hold is released */
+    bill(p, why.status, cost);      /* nothing ran: the hold is released */
     http_conn *c = p->c;
     if (c && c->handler.ctx == p) c->handler = (http_handler){0};
     p->c = NULL;
     proxy_free(p);
-    if (c) api_refuse(c, why);
+    if (c) api_refuse(c, &why);
 }
 
 /* A 2xx whole answer: checked and passed through, or decoded and encoded in the client's
@@ -895,8 +912,9 @@ static void run_local(proxy *p)
 {
     prov_call *call = p->call;
     http_conn *c = p->c;
-    if (p->hub_why.status) { /* a local provider reads the hub form, which was refused */
-        refuse(p, &p->hub_why);
+    const prov_refusal *nh = no_hub(p);
+    if (nh) { /* a local provider reads the hub form, which was refused */
+        refuse(p, nh);
         return;
     }
     buf_t out, body;
@@ -904,7 +922,8 @@ static void run_local(proxy *p)
     buf_init(&body, RESPONSE_MAX);
     enc_sink es = {p, call->stream ? &out : NULL};
     ev_sink sink = {enc_emit, &es};
-    prov_refusal why = {0};
+    prov_refusal why; /* 448 bytes: written only when something is refused */
+    why.status = 0;
     report(p, ROUTE_SUCCESS, -1);
     int rc = p->ad->local(adapter_call(p), &sink, &body, &p->usage, &why);
     char cost[32], h[600];
@@ -956,12 +975,14 @@ static void run_attempt(proxy *p)
     }
     prov_upreq_free(&p->up);
     memset(&p->up, 0, sizeof p->up);
-    prov_refusal why = {0};
+    prov_refusal why; /* 448 bytes: written only when something is refused */
+    why.status = 0;
     call->output_bound = price_output_bound(p->w->cfg, call->model, call->max_tokens);
     int rc = !p->ad || new_transfer(p) != 0 ? -1 : 0;
-    if (rc == 0 && p->translated && p->hub_why.status) {
+    const prov_refusal *nh = rc == 0 && p->translated ? no_hub(p) : NULL;
+    if (nh) {
         /* the provider does not speak the client's API, and the rewrite refused the request */
-        refuse(p, &p->hub_why);
+        refuse(p, nh);
         return;
     }
     if (rc == 0) rc = p->ad->build(p->translated ? adapter_call(p) : call, p->xst, &p->up, &why);
@@ -1061,7 +1082,8 @@ void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
     }
     p->hub = hub;
     p->hub_body = hub_body;
-    if (hub_refused) p->hub_why = *hub_refused;
+    if (hub_refused && (p->hub_why = malloc(sizeof *p->hub_why)) != NULL)
+        *p->hub_why = *hub_refused;
     worker_t *w = c->w;
     p->c = c;
     p->w = w;
