@@ -94,6 +94,15 @@ void api_rate_headers(http_conn *c, const store_key *key);
 void api_chat_completions(http_conn *c, http_request *r);
 void api_embeddings(http_conn *c, http_request *r);
 void api_messages(http_conn *c, http_request *r);
+
+/* A dialect's rewrite of a request into the hub format (OpenAI chat), as
+ * dialect_anthropic_to_openai. */
+typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, dialect_refusal *why);
+/* The request in the hub format: a call parsed from call's body rewritten by to_hub, which owns
+ * the new body through *body_out. Returns NULL with *why filled (refused, or why->status 0:
+ * memory). (messages.c) */
+struct prov_call *api_hub_call(const cfg_t *cfg, const struct prov_call *call, api_to_hub to_hub,
+                               char **body_out, dialect_refusal *why);
 void api_count_tokens(http_conn *c, http_request *r);
 void api_models_list(http_conn *c, http_request *r);
 void api_models_get(http_conn *c, http_request *r, ms_str id);

@@ -19,15 +19,13 @@
 #include "common/util.h"
 #include "dialect/anthropic_request.h"
 
-/* The request in the hub format: a call parsed from the rewritten body, which it owns through
- * *body_out. Returns NULL with *why filled (refused, or why->status 0: memory). */
-static prov_call *hub_call(const cfg_t *cfg, const prov_call *call, char **body_out,
-                           dialect_refusal *why)
+prov_call *api_hub_call(const cfg_t *cfg, const prov_call *call, api_to_hub to_hub, char **body_out,
+                        dialect_refusal *why)
 {
     buf_t b;
     buf_init(&b, (size_t)cfg->max_body_bytes * 2 + 65536); /* a rewrite is not much larger */
     prov_call *hub = NULL;
-    if (dialect_anthropic_to_openai(call, &b, why) != 0) goto fail;
+    if (to_hub(call, &b, why) != 0) goto fail;
     hub = malloc(sizeof *hub);
     if (!hub) goto fail;
     hub->body = (ms_str){b.data ? b.data : "", b.len};
@@ -63,7 +61,7 @@ void api_messages(http_conn *c, http_request *r)
     call->anthropic_beta = r->anthropic_beta;
     char *hub_body = NULL;
     memset(&why, 0, sizeof why);
-    prov_call *hub = hub_call(cfg, call, &hub_body, &why);
+    prov_call *hub = api_hub_call(cfg, call, dialect_anthropic_to_openai, &hub_body, &why);
     if (!hub && !why.status) {
         free(call);
         return api_err_internal(c);
