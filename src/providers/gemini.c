@@ -865,12 +865,8 @@ static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refus
     json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &je);
     if (!json_is_object(req)) {
         json_decref(req);
-        why->status = 400;
-        why->type = "invalid_request_error";
+        prov_refuse(why, NULL, "We could not parse the JSON body of your request.");
         why->code = "invalid_json";
-        why->param = NULL;
-        snprintf(why->message, sizeof why->message,
-                 "We could not parse the JSON body of your request.");
         return -2;
     }
     json_t *body = json_object();

@@ -118,10 +118,11 @@ void prov_excerpt(ms_str body, char *out, size_t outlen)
 int prov_refuse(prov_refusal *why, const char *param, const char *fmt, ...)
 {
     va_list ap;
-    why->status = 400;
-    why->type = "invalid_request_error";
-    why->code = "invalid_parameter";
-    why->param = param;
+    /* every field: the caller's struct may be uninitialized (it is large and usually unused) */
+    *why = (prov_refusal){.status = 400,
+                          .type = "invalid_request_error",
+                          .code = "invalid_parameter",
+                          .param = param};
     va_start(ap, fmt);
     vsnprintf(why->message, sizeof why->message, fmt, ap);
     va_end(ap);
