@@ -25,6 +25,7 @@ typedef enum {
     WIRE_OPENAI_CHAT,        /* OpenAI chat completions (and embeddings): openai, azure */
     WIRE_ANTHROPIC_MESSAGES, /* Anthropic's Messages API */
     WIRE_GEMINI,             /* Google's generateContent */
+    WIRE_OPENAI_RESPONSES,   /* OpenAI's Responses API */
 } wire_api;
 
 /* The client's endpoint: what kind of answer it wants. */
@@ -106,6 +107,11 @@ extern const dialect dialect_anthropic_messages; /* dialect/anthropic_messages.c
 /* The Anthropic envelope of an error answer (not in a stream), as the contract shows it:
  * {"type":"error","error":{"type","message","code","param"}}; http_request.error_body's shape. */
 int dialect_anthropic_error_body(buf_t *out, int status, const char *type, const char *code,
+                                 const char *param, const char *message);
+extern const dialect dialect_openai_responses; /* dialect/openai_responses.c */
+/* OpenAI's error envelope, which the Responses API keeps: {"error":{"message","type","code",
+ * "param"}}; http_request.error_body's shape. */
+int dialect_responses_error_body(buf_t *out, int status, const char *type, const char *code,
                                  const char *param, const char *message);
 
 /* OpenAI's request side (dialect/openai_chat_request.c): parses call->body (set by the caller,
