@@ -68,6 +68,7 @@ clean:
 # libFuzzer targets (not part of the suite): make fuzz, then run build-fuzz/fuzz_jscan -max_total_time=60
 # (fuzz_adapters: build-fuzz/fuzz_adapters tests/fuzz/corpus_adapters -max_total_time=60)
 # (fuzz_anthropic_request: build-fuzz/fuzz_anthropic_request -max_total_time=60)
+# (fuzz_responses_request: build-fuzz/fuzz_responses_request -max_total_time=60)
 fuzz:
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_jscan.c \
@@ -80,3 +81,6 @@ fuzz:
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
 	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_anthropic_request.c \
 	  $(LIB_SRC) $(LLHTTP_SRC) -o build-fuzz/fuzz_anthropic_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
+	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_responses_request.c \
+	  $(LIB_SRC) $(LLHTTP_SRC) -o build-fuzz/fuzz_responses_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm

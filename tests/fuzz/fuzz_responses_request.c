@@ -1,0 +1,99 @@
+/*
+ * libFuzzer target for the OpenAI Responses dialect's request side: a client's body through
+ * dialect_responses_parse and, when it is accepted, dialect_responses_to_openai; the OpenAI body
+ * written must be one the gateway accepts from an OpenAI client (dialect_openai_parse), and it
+ * then goes through the Anthropic and Gemini adapters' builds, as a hub body does on its way to
+ * any provider. The first input byte bounds the output buffer (a small limit drives the
+ * out-of-space path).
+ *
+ * What is checked is memory safety and bounds (ASan/UBSan), no leak, nothing half-written on a
+ * failure, and that every rewrite is valid for the next stage: a body a client can send must
+ * become a clean refusal or a valid request, never a crash or a body the gateway cannot read.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dialect/responses_request.h"
+#include "providers/provider.h"
+
+#define MUST(c)                                                                                    \
+    do {                                                                                           \
+        if (!(c)) __builtin_trap();                                                                \
+    } while (0)
+
+static cfg_provider g_prov[2] = {{.name = (char *)"anth",
+                                  .kind = PROV_ANTHROPIC,
+                                  .base_url = (char *)"http://a.example",
+                                  .api_key = (char *)"k",
+                                  .enabled = 1},
+                                 {.name = (char *)"gem",
+                                  .kind = PROV_GEMINI,
+                                  .base_url = (char *)"http://g.example",
+                                  .api_key = (char *)"k",
+                                  .enabled = 1}};
+static cfg_deployment g_dep[2] = {{.provider = &g_prov[0], .model = (char *)"up", .weight = 1},
+                                  {.provider = &g_prov[1], .model = (char *)"up", .weight = 1}};
+static cfg_model g_model = {.name = (char *)"m", .deployments = g_dep, .ndeployments = 2};
+static cfg_t g_cfg = {.models = &g_model, .nmodels = 1, .default_max_output_tokens = 64};
+
+/* The hub body through one adapter's build: a request, or a clean refusal. */
+static void build(prov_call *hub, const cfg_deployment *dep, const prov_adapter *a)
+{
+    hub->dep = dep;
+    hub->output_bound = hub->max_tokens > 0 ? hub->max_tokens : 64;
+    prov_upreq u;
+    memset(&u, 0, sizeof u);
+    prov_refusal pr;
+    memset(&pr, 0, sizeof pr);
+    /* the per-transfer state the engine allocates zeroed (Gemini counts turns in it) */
+    void *st = a->state_size ? calloc(1, a->state_size) : NULL;
+    MUST(st || !a->state_size);
+    if (a->reset) a->reset(st, hub);
+    int brc = a->build(hub, st, &u, &pr);
+    MUST(brc == 0 || brc == -1 || (brc == -2 && pr.status >= 400));
+    prov_upreq_free(&u);
+    if (a->release) a->release(st);
+    free(st);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    size_t limit = data[0] < 0x80 ? 0 : (size_t)(data[0] & 0x7f) * 16;
+    const char *p = (const char *)data + 1;
+    size_t n = size - 1;
+    prov_call *call = malloc(sizeof *call);
+    call->body = (ms_str){p, n};
+    memcpy(call->request_id, "req_f", 6);
+    dialect_refusal why;
+    char shown[256];
+    if (dialect_responses_parse(&g_cfg, call, shown, sizeof shown, &why) != 0) {
+        MUST(why.status >= 400 && why.message[0]);
+        free(call);
+        return 0;
+    }
+    MUST(call->model == &g_model && call->ep == EP_CHAT && call->client_include_usage == 1);
+    MUST(call->max_tokens == -1 || call->max_tokens >= 1);
+    buf_t out;
+    buf_init(&out, limit);
+    int rc = dialect_responses_to_openai(call, &out, &why);
+    if (rc != 0) {
+        MUST(rc == -1 && out.len == 0);
+        MUST(why.status == 0 || (why.status == 400 && why.message[0]));
+    } else {
+        /* the hub body: the gateway's OpenAI parser takes it, the same model and limits */
+        prov_call *hub = malloc(sizeof *hub);
+        hub->body = (ms_str){out.data, out.len};
+        memcpy(hub->request_id, "req_f", 6);
+        MUST(dialect_openai_parse(&g_cfg, EP_CHAT, hub, shown, sizeof shown, &why) == 0);
+        MUST(hub->model == &g_model && hub->max_tokens == call->max_tokens);
+        MUST(hub->stream == call->stream);
+        build(hub, &g_dep[0], &prov_anthropic);
+        build(hub, &g_dep[1], &prov_gemini);
+        free(hub);
+    }
+    buf_free(&out);
+    free(call);
+    return 0;
+}
