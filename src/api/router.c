@@ -368,6 +368,12 @@ static int route(http_conn *c, http_request *r, int head)
         if (p.n == 12) return api_messages(c, r), 0;
         return api_count_tokens(c, r), 0;
     }
+    if (ms_str_eq(p, "/v1/responses")) {
+        r->error_body = dialect_responses_error_body;
+        if (!post) return method_not_allowed(c, "POST"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_responses(c, r), 0;
+    }
     if (ms_str_eq(p, "/v1/embeddings")) {
         if (!post) return method_not_allowed(c, "POST"), -1;
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);

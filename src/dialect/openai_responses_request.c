@@ -41,14 +41,20 @@
  *     service_tier (capacity, not content), prompt_cache_key (a caching hint), max_tool_calls
  *     (bounds built-in tool calls, which are refused), stream_options (include_obfuscation pads
  *     stream events; the encoder decides that).
+ *   Left out of what the provider is offered: built-in tools (web_search, file_search,
+ *     code_interpreter, computer_use, image_generation, mcp, Codex's namespaces...: only OpenAI
+ *     runs them; Codex offers web_search on every request, so refusing would make it unusable);
+ *     the model answers without them, and forcing one with tool_choice is refused. Codex's
+ *     client_metadata (session labels) is dropped.
+ *   Passed into the hub body as they came: top-level fields this API does not define, as chat
+ *     completions pass unknown fields to providers (the provider answers for them: OpenAI refuses
+ *     what it does not know); one that clashes with a field the rewrite writes is refused.
  *   Refused with a 400 naming the field: previous_response_id, background, conversation, prompt
- *     (a stored prompt template), built-in tools (web_search, file_search, code_interpreter,
- *     computer_use, image_generation, mcp, custom...: only OpenAI runs them), tool_choice forcing
- *     a built-in tool or allowed_tools, input_file parts, images held by file_id, images in
- *     assistant, system or developer turns (chat carries only text there), item types other than
- *     those mapped (built-in tool calls and their outputs, item_reference), top_logprobs (the
- *     encoder returns no log probabilities), and any top-level field not listed here (an unknown
- *     field cannot be known to be harmless).
+ *     (a stored prompt template), tool_choice forcing a built-in tool or allowed_tools,
+ *     input_file parts, images held by file_id, images in assistant, system or developer turns
+ *     (chat carries only text there), item types other than those mapped (built-in tool calls
+ *     and their outputs, item_reference), top_logprobs (the encoder returns no log
+ *     probabilities).
  */
 #include <jansson.h>
 #include <stddef.h>
@@ -402,16 +408,16 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
     if (!json_is_array(tools)) return INVALID(why, "tools", "'tools' must be an array.");
     if (json_array_size(tools) == 0) return 0;
     json_t *list = json_array();
-    json_object_set_new(out, "tools", list);
     size_t i;
     json_t *t;
     json_array_foreach(tools, i, t)
     {
-        if (!type_is(json_string_value(json_object_get(t, "type")), "function"))
-            return cannot(why, "tools",
-                          "built-in tools (web_search, file_search, code_interpreter, "
-                          "computer_use, image_generation, mcp...) run only at OpenAI; give "
-                          "function tools");
+        /* Built-in tools (web_search, file_search, code_interpreter, mcp...) and Codex's
+         * namespaces run only at OpenAI: they are left out of what the provider is offered
+         * (Codex offers web_search on every request, and refusing would make it unusable with
+         * any other provider). The model can still answer, only without that tool; forcing one
+         * of them with tool_choice is refused (translate_tool_choice finds no such function). */
+        if (!type_is(json_string_value(json_object_get(t, "type")), "function")) continue;
         json_t *name = json_object_get(t, "name"), *d = json_object_get(t, "description");
         json_t *params = json_object_get(t, "parameters"), *strict = json_object_get(t, "strict");
         if (!json_is_string(name) || (!is_null(d) && !json_is_string(d)) ||
@@ -426,6 +432,10 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
         if (!is_null(strict)) json_object_set(fn, "strict", strict);
         json_array_append_new(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
     }
+    if (json_array_size(list))
+        json_object_set_new(out, "tools", list);
+    else
+        json_decref(list);
     return 0;
 }
 
@@ -565,6 +575,8 @@ static const struct {
     {"prompt_cache_key", K_DROPPED, NULL},
     {"max_tool_calls", K_DROPPED, NULL},
     {"stream_options", K_DROPPED, NULL},
+    /* Codex sends its own session data (originator, versions): labels, not instructions */
+    {"client_metadata", K_DROPPED, NULL},
     {"previous_response_id", K_REFUSED, "the gateway does not store responses yet"},
     {"background", K_REFUSED, "the gateway does not store responses yet"},
     {"conversation", K_REFUSED, "the gateway does not store conversations"},
@@ -582,15 +594,36 @@ static int check_fields(json_t *req, dialect_refusal *why)
         size_t i = 0;
         while (i < sizeof known / sizeof *known && strcmp(known[i].name, k) != 0)
             i++;
-        if (i == sizeof known / sizeof *known) {
-            /* the name is the client's: param must outlive req, so the message names it */
-            return INVALID(why, NULL,
-                           "The field '%.64s' is not supported for this model's provider.", k);
-        }
+        /* a field this API does not define passes into the hub body as it came, as chat
+         * completions pass unknown fields to the provider: the provider answers for it (OpenAI
+         * refuses what it does not know), nothing is dropped silently */
+        if (i == sizeof known / sizeof *known) continue;
         /* background: false and top_logprobs: 0 ask for nothing */
         if (known[i].what == K_REFUSED && !is_null(v) && !json_is_false(v) &&
             !(json_is_integer(v) && json_integer_value(v) == 0))
             return cannot(why, known[i].name, known[i].why);
+    }
+    return 0;
+}
+
+/* Fields this API does not define, into the hub body as they came (check_fields says why); one
+ * that names a field the rewrite writes is refused, since the two could not both be meant. */
+static int pass_unknown(json_t *req, json_t *out, dialect_refusal *why)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(req, k, v)
+    {
+        size_t i = 0;
+        while (i < sizeof known / sizeof *known && strcmp(known[i].name, k) != 0)
+            i++;
+        if (i < sizeof known / sizeof *known) continue;
+        if (json_object_get(out, k))
+            return INVALID(why, NULL,
+                           "The field '%.64s' clashes with one the gateway writes for this "
+                           "model's provider.",
+                           k);
+        json_object_set(out, k, v);
     }
     return 0;
 }
@@ -640,7 +673,7 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
         /* the gateway bills from the provider's usage, and Responses streams always end with it */
         json_object_set_new(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
     }
-    return 0;
+    return pass_unknown(req, out, why);
 }
 
 int dialect_responses_to_openai(const prov_call *call, buf_t *out, dialect_refusal *why)
