@@ -84,33 +84,8 @@ static int parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_le
     call->client_include_usage = 1; /* Anthropic streams always carry usage (message_delta) */
     if (shown_len) shown[0] = '\0';
 
-    size_t err_off = 0;
-    int n = jscan_object(b.p, b.n, call->members, PROV_MAX_MEMBERS, &err_off);
-    if (n == JSCAN_INVALID || n == JSCAN_NOT_OBJECT) {
-        if (b.n == 0)
-            return dialect_refuse(
-                why, 400, "invalid_json", NULL,
-                "We could not parse the JSON body of your request: the body is empty");
-        if (n == JSCAN_NOT_OBJECT)
-            return dialect_refuse(
-                why, 400, "invalid_json", NULL,
-                "We could not parse the JSON body of your request: the body must be a "
-                "JSON object");
-        return dialect_refuse(
-            why, 400, "invalid_json", NULL,
-            "We could not parse the JSON body of your request: invalid JSON at byte %zu", err_off);
-    }
-    if (n > PROV_MAX_MEMBERS)
-        return INVALID(why, NULL, "The request body has too many top-level fields.");
-    call->nmembers = (size_t)n;
     const jscan_member *f[F_COUNT];
-    int dup = jscan_pick_unique(call->members, call->nmembers, fields, F_COUNT, f);
-    if (dup >= 0)
-        return INVALID(why, fields[dup].s,
-                       "The field '%s' appears more than once in the request body; give it once.",
-                       fields[dup].s);
-    if (dialect_resolve_model(cfg, f[F_MODEL], &call->model, shown, shown_len, why) != 0) return -1;
-    call->m_model = f[F_MODEL];
+    if (dialect_scan(cfg, call, fields, F_COUNT, f, shown, shown_len, why) != 0) return -1;
 
     const jscan_member *msgs = f[F_MESSAGES];
     if (!msgs) return missing(why, "messages");

@@ -11,6 +11,7 @@
 #include "common/jscan.h"
 #include "common/util.h"
 #include "dialect/dialect.h"
+#include "providers/provider.h"
 
 int dialect_refuse(dialect_refusal *why, int status, const char *code, const char *param,
                    const char *fmt, ...)
@@ -105,4 +106,36 @@ int dialect_splice_cost(buf_t *out, ms_str obj, const char *cost)
     rc |= buf_appends(out, cost);
     rc |= buf_append(out, obj.p + close, obj.n - close);
     return rc ? -1 : 0;
+}
+
+int dialect_scan(const cfg_t *cfg, struct prov_call *call, const jscan_key *fields, size_t nfields,
+                 const jscan_member **f, char *shown, size_t shown_len, dialect_refusal *why)
+{
+    size_t err_off = 0;
+    ms_str b = call->body;
+    int n = jscan_object(b.p, b.n, call->members, PROV_MAX_MEMBERS, &err_off);
+    if (n == JSCAN_INVALID || n == JSCAN_NOT_OBJECT) {
+        char detail[96];
+        if (b.n == 0)
+            snprintf(detail, sizeof detail, "the body is empty");
+        else if (n == JSCAN_NOT_OBJECT)
+            snprintf(detail, sizeof detail, "the body must be a JSON object");
+        else
+            snprintf(detail, sizeof detail, "invalid JSON at byte %zu", err_off);
+        return dialect_refuse(why, 400, "invalid_json", NULL,
+                              "We could not parse the JSON body of your request: %s", detail);
+    }
+    if (n > PROV_MAX_MEMBERS)
+        return dialect_refuse(why, 400, "invalid_parameter", NULL,
+                              "The request body has too many top-level fields.");
+    call->nmembers = (size_t)n;
+    int dup = jscan_pick_unique(call->members, call->nmembers, fields, nfields, f);
+    if (dup >= 0)
+        return dialect_refuse(
+            why, 400, "invalid_parameter", fields[dup].s,
+            "The field '%s' appears more than once in the request body; give it once.",
+            fields[dup].s);
+    if (dialect_resolve_model(cfg, f[0], &call->model, shown, shown_len, why) != 0) return -1;
+    call->m_model = f[0];
+    return 0;
 }

@@ -93,6 +93,15 @@ int dialect_refuse(dialect_refusal *why, int status, const char *code, const cha
 struct jscan_member;
 int dialect_resolve_model(const cfg_t *cfg, const struct jscan_member *m, const cfg_model **out,
                           char *shown, size_t shown_len, dialect_refusal *why);
+/* The first part of every dialect's parse: one jscan pass of call->body (the whole document
+ * validated, top-level members recorded in call->members), the fields the gateway acts on picked
+ * into f (keys compared decoded; one given twice is refused naming it), and fields[0], the
+ * model, resolved into call->model and call->m_model. Returns 0 or -1 with *why filled. */
+struct jscan_key;
+struct prov_call;
+int dialect_scan(const cfg_t *cfg, struct prov_call *call, const struct jscan_key *fields,
+                 size_t nfields, const struct jscan_member **f, char *shown, size_t shown_len,
+                 dialect_refusal *why);
 /* name[0..len) printable into out (NUL-terminated, cut to fit). */
 void dialect_printable_name(const char *name, size_t len, char *out, size_t outlen);
 /* Whether a JSON array value is empty ("[]", "[ ]"). */

@@ -44,35 +44,6 @@ static int duplicate(dialect_refusal *why, const char *field)
         "The field '%s' appears more than once in the request body; give it once.", field);
 }
 
-/* Scans the body, picks the endpoint's fields into f and resolves the model. */
-static int scan(const cfg_t *cfg, prov_call *call, const jscan_key *fields, size_t nfields,
-                const jscan_member **f, char *shown, size_t shown_len, dialect_refusal *why)
-{
-    size_t err_off = 0;
-    ms_str b = call->body;
-    int n = jscan_object(b.p, b.n, call->members, PROV_MAX_MEMBERS, &err_off);
-    if (n == JSCAN_INVALID || n == JSCAN_NOT_OBJECT) {
-        char detail[96];
-        if (b.n == 0)
-            snprintf(detail, sizeof detail, "the body is empty");
-        else if (n == JSCAN_NOT_OBJECT)
-            snprintf(detail, sizeof detail, "the body must be a JSON object");
-        else
-            snprintf(detail, sizeof detail, "invalid JSON at byte %zu", err_off);
-        return dialect_refuse(why, 400, "invalid_json", NULL,
-                              "We could not parse the JSON body of your request: %s", detail);
-    }
-    if (n > PROV_MAX_MEMBERS)
-        return dialect_refuse(why, 400, "invalid_parameter", NULL,
-                              "The request body has too many top-level fields.");
-    call->nmembers = (size_t)n;
-    int dup = jscan_pick_unique(call->members, call->nmembers, fields, nfields, f);
-    if (dup >= 0) return duplicate(why, fields[dup].s);
-    if (dialect_resolve_model(cfg, f[F_MODEL], &call->model, shown, shown_len, why) != 0) return -1;
-    call->m_model = f[F_MODEL];
-    return 0;
-}
-
 static int check_bool(const jscan_member *m, const char *param, int *out, dialect_refusal *why)
 {
     if (!m || m->type == JS_NULL) return 0;
@@ -103,8 +74,8 @@ static int parse_chat(const cfg_t *cfg, prov_call *call, char *shown, size_t sho
                       dialect_refusal *why)
 {
     const jscan_member *f[FIELDS_MAX];
-    if (scan(cfg, call, chat_fields, sizeof chat_fields / sizeof *chat_fields, f, shown, shown_len,
-             why) != 0)
+    if (dialect_scan(cfg, call, chat_fields, sizeof chat_fields / sizeof *chat_fields, f, shown,
+                     shown_len, why) != 0)
         return -1;
     const jscan_member *msgs = f[F_MESSAGES];
     if (!msgs)
@@ -133,8 +104,9 @@ static int parse_embeddings(const cfg_t *cfg, prov_call *call, char *shown, size
                             dialect_refusal *why)
 {
     const jscan_member *f[FIELDS_MAX];
-    if (scan(cfg, call, embedding_fields, sizeof embedding_fields / sizeof *embedding_fields, f,
-             shown, shown_len, why) != 0)
+    if (dialect_scan(cfg, call, embedding_fields,
+                     sizeof embedding_fields / sizeof *embedding_fields, f, shown, shown_len,
+                     why) != 0)
         return -1;
     const jscan_member *in = f[F_INPUT];
     if (!in)
