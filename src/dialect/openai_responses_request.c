@@ -397,10 +397,12 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
         json_t *params = json_object_get(t, "parameters"), *strict = json_object_get(t, "strict");
         if (!json_is_string(name) || (!is_null(d) && !json_is_string(d)) ||
             (!is_null(params) && !json_is_object(params)) ||
-            (!is_null(strict) && !json_is_boolean(strict)))
+            (!is_null(strict) && !json_is_boolean(strict))) {
+            json_decref(list); /* not in out yet: out's release would not free it */
             return INVALID(why, "tools",
                            "A function tool needs a 'name' string and, if any, a 'description' "
                            "string, a 'parameters' object and a 'strict' boolean.");
+        }
         json_t *fn = json_pack("{s:O}", "name", name);
         if (!is_null(d)) json_object_set(fn, "description", d);
         if (!is_null(params)) json_object_set(fn, "parameters", params);
