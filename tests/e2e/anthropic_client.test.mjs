@@ -108,7 +108,7 @@ test('a Bearer key works too; two different keys are refused', T, async () => {
     assert.equal(both.json.type, 'error');
 });
 
-test('billing is the same whichever dialect sent the prompt', T, async () => {
+test('billing is the same whichever of the three dialects sent the prompt', T, async () => {
     const oai = new OpenAI({ apiKey: key, baseURL: `${gw.base}/v1`, maxRetries: 0 });
     const prompt = 'the same words';
     const a = await oai.chat.completions.create({
@@ -117,17 +117,24 @@ test('billing is the same whichever dialect sent the prompt', T, async () => {
     const b = await client.messages.create({
         model: 'echo-1', max_tokens: 64, messages: [{ role: 'user', content: prompt }],
     }).withResponse();
+    const c = await oai.responses.create({ model: 'echo-1', max_output_tokens: 64, input: prompt })
+        .withResponse();
     assert.equal(a.data.usage.completion_tokens, b.data.usage.output_tokens);
     assert.equal(a.data.usage.prompt_tokens, b.data.usage.input_tokens);
-    // the ledger rows of the two requests
-    const ids = [a.response.headers.get('x-request-id'), b.response.headers.get('x-request-id')];
+    assert.equal(a.data.usage.completion_tokens, c.data.usage.output_tokens);
+    assert.equal(a.data.usage.prompt_tokens, c.data.usage.input_tokens);
+    // the ledger rows of the three requests
+    const ids = [a, b, c].map((x) => x.response.headers.get('x-request-id'));
     const r = await h.eventually(async () => {
-        const rows = await h.sqliteRows(gw,
-            `SELECT charged_nusd, prompt_tokens, completion_tokens FROM usage WHERE request_id IN ('${ids[0]}','${ids[1]}')`);
-        return rows === null || rows.length === 2 ? { rows } : null;
+        const rows = await h.sqliteRows(gw, 'SELECT charged_nusd, prompt_tokens, completion_tokens FROM usage ' +
+            `WHERE request_id IN ('${ids.join("','")}')`);
+        return rows === null || rows.length === 3 ? { rows } : null;
     }, h.scaled(5000));
-    assert.ok(r.value, 'two usage rows');
-    if (r.value.rows) assert.deepEqual(r.value.rows[0], r.value.rows[1]);
+    assert.ok(r.value, 'three usage rows');
+    if (r.value.rows) {
+        assert.deepEqual(r.value.rows[0], r.value.rows[1]);
+        assert.deepEqual(r.value.rows[0], r.value.rows[2]);
+    }
 });
 
 test('to an Anthropic provider the request and the answer pass through (signatures, betas, cache_control)', T, async () => {
