@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "dialect/hub.h"
 #include "dialect/anthropic_request.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
@@ -132,40 +133,6 @@ static int cannot(dialect_refusal *why, const char *param, const char *what)
                    param, what);
 }
 
-static int is_null(const json_t *v)
-{
-    return !v || json_is_null(v);
-}
-
-static int type_is(const char *type, const char *want)
-{
-    return type && strcmp(type, want) == 0;
-}
-
-/* {"type":"text","text":t} */
-static json_t *text_part(json_t *t)
-{
-    return json_pack("{s:s, s:O}", "type", "text", "text", t);
-}
-
-/* A content list of text parts only: a single text is written as a plain string (the same
- * request, and what OpenAI's own examples send); none at all as "". */
-static json_t *simplify(json_t *parts)
-{
-    json_t *one = json_array_get(parts, 0);
-    if (json_array_size(parts) == 0) {
-        json_decref(parts);
-        return json_string("");
-    }
-    if (json_array_size(parts) == 1 &&
-        type_is(json_string_value(json_object_get(one, "type")), "text")) {
-        json_t *s = json_incref(json_object_get(one, "text"));
-        json_decref(parts);
-        return s;
-    }
-    return parts;
-}
-
 /* A text block's text (a string), or NULL with *why filled. */
 static json_t *block_text(json_t *block, const char *param, dialect_refusal *why)
 {
@@ -181,7 +148,7 @@ static json_t *image_part(json_t *block, dialect_refusal *why)
     json_t *src = json_object_get(block, "source");
     const char *st = json_string_value(json_object_get(src, "type"));
     json_t *url = NULL;
-    if (type_is(st, "base64")) {
+    if (dialect_type_is(st, "base64")) {
         json_t *mt = json_object_get(src, "media_type"), *data = json_object_get(src, "data");
         if (!json_is_string(mt) || !json_is_string(data) || json_string_length(mt) == 0) {
             INVALID(why, "messages", "A base64 image source needs 'media_type' and 'data'.");
@@ -196,7 +163,7 @@ static json_t *image_part(json_t *block, dialect_refusal *why)
         if (rc == 0) url = json_stringn(u.data, u.len);
         buf_free(&u);
         if (!url) *why = (dialect_refusal){0}; /* memory */
-    } else if (type_is(st, "url")) {
+    } else if (dialect_type_is(st, "url")) {
         url = json_object_get(src, "url");
         if (!json_is_string(url)) {
             INVALID(why, "messages", "A url image source needs a 'url' string.");
@@ -233,7 +200,7 @@ static json_t *tool_message(json_t *block, dialect_refusal *why)
     }
     json_t *c = json_object_get(block, "content");
     json_t *content;
-    if (is_null(c)) {
+    if (dialect_is_null(c)) {
         content = json_string("");
     } else if (json_is_string(c)) {
         content = json_incref(c);
@@ -244,8 +211,8 @@ static json_t *tool_message(json_t *block, dialect_refusal *why)
         json_array_foreach(c, i, b)
         {
             const char *type = json_string_value(json_object_get(b, "type"));
-            json_t *t = type_is(type, "text") ? block_text(b, "messages", why) : NULL;
-            if (!type_is(type, "text")) {
+            json_t *t = dialect_type_is(type, "text") ? block_text(b, "messages", why) : NULL;
+            if (!dialect_type_is(type, "text")) {
                 json_decref(parts);
                 cannot(why, "messages",
                        "a tool_result may only hold text here (an OpenAI tool message carries no "
@@ -256,15 +223,15 @@ static json_t *tool_message(json_t *block, dialect_refusal *why)
                 json_decref(parts);
                 return NULL;
             }
-            json_array_append_new(parts, text_part(t));
+            json_array_append_new(parts, dialect_text_part(t));
         }
-        content = simplify(parts);
+        content = dialect_simplify(parts);
     } else {
         INVALID(why, "messages", "A tool_result's 'content' must be a string or an array.");
         return NULL;
     }
     json_t *err = json_object_get(block, "is_error");
-    if (!is_null(err) && !json_is_boolean(err)) {
+    if (!dialect_is_null(err) && !json_is_boolean(err)) {
         json_decref(content);
         INVALID(why, "messages", "A tool_result's 'is_error' must be a boolean.");
         return NULL;
@@ -309,7 +276,7 @@ static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
     {
         const char *type = json_string_value(json_object_get(b, "type"));
         json_t *x = NULL;
-        if (type_is(type, "tool_result")) {
+        if (dialect_type_is(type, "tool_result")) {
             /* Anthropic's own rule (tool use): results come first in their turn; after other
              * content they would land after a user message, where OpenAI refuses them */
             if (json_array_size(parts)) {
@@ -322,10 +289,10 @@ static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
             json_array_append_new(msgs, x);
             continue;
         }
-        if (type_is(type, "text")) {
+        if (dialect_type_is(type, "text")) {
             json_t *t = block_text(b, "messages", why);
-            x = t ? text_part(t) : NULL;
-        } else if (type_is(type, "image")) {
+            x = t ? dialect_text_part(t) : NULL;
+        } else if (dialect_type_is(type, "image")) {
             x = image_part(b, why);
         } else {
             char what[96];
@@ -341,8 +308,8 @@ static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
         return -1;
     }
     if (json_array_size(parts))
-        json_array_append_new(msgs,
-                              json_pack("{s:s, s:o}", "role", "user", "content", simplify(parts)));
+        json_array_append_new(
+            msgs, json_pack("{s:s, s:o}", "role", "user", "content", dialect_simplify(parts)));
     else
         json_decref(parts);
     return 0;
@@ -364,15 +331,16 @@ static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
     json_array_foreach(content, i, b)
     {
         const char *type = json_string_value(json_object_get(b, "type"));
-        if (type_is(type, "thinking") || type_is(type, "redacted_thinking")) continue;
-        if (type_is(type, "text")) {
+        if (dialect_type_is(type, "thinking") || dialect_type_is(type, "redacted_thinking"))
+            continue;
+        if (dialect_type_is(type, "text")) {
             json_t *t = block_text(b, "messages", why);
             if (!t) {
                 rc = -1;
                 break;
             }
-            json_array_append_new(parts, text_part(t));
-        } else if (type_is(type, "tool_use")) {
+            json_array_append_new(parts, dialect_text_part(t));
+        } else if (dialect_type_is(type, "tool_use")) {
             json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name");
             json_t *input = json_object_get(b, "input");
             if (!json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
@@ -398,8 +366,9 @@ static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
         }
     }
     if (rc == 0 && (json_array_size(parts) || json_array_size(calls))) {
-        json_t *m = json_pack("{s:s, s:o}", "role", "assistant", "content",
-                              json_array_size(parts) ? simplify(json_incref(parts)) : json_null());
+        json_t *m =
+            json_pack("{s:s, s:o}", "role", "assistant", "content",
+                      json_array_size(parts) ? dialect_simplify(json_incref(parts)) : json_null());
         if (json_array_size(calls)) json_object_set(m, "tool_calls", calls);
         json_array_append_new(msgs, m);
     }
@@ -411,7 +380,7 @@ static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
 /* system (or a message of role system): a string or text blocks -> a message, role system. */
 static int translate_system(json_t *system, json_t *msgs, dialect_refusal *why)
 {
-    if (is_null(system)) return 0;
+    if (dialect_is_null(system)) return 0;
     json_t *content;
     if (json_is_string(system)) {
         if (json_string_length(system) == 0) return 0;
@@ -422,20 +391,20 @@ static int translate_system(json_t *system, json_t *msgs, dialect_refusal *why)
         json_t *b;
         json_array_foreach(system, i, b)
         {
-            json_t *t = type_is(json_string_value(json_object_get(b, "type")), "text")
+            json_t *t = dialect_type_is(json_string_value(json_object_get(b, "type")), "text")
                             ? json_object_get(b, "text")
                             : NULL;
             if (!json_is_string(t)) {
                 json_decref(parts);
                 return INVALID(why, "system", "'system' must be a string or text blocks.");
             }
-            json_array_append_new(parts, text_part(t));
+            json_array_append_new(parts, dialect_text_part(t));
         }
         if (json_array_size(parts) == 0) {
             json_decref(parts);
             return 0;
         }
-        content = simplify(parts);
+        content = dialect_simplify(parts);
     } else {
         return INVALID(why, "system", "'system' must be a string or text blocks.");
     }
@@ -451,8 +420,9 @@ static int translate_messages(json_t *messages, json_t *msgs, dialect_refusal *w
     {
         const char *role = json_string_value(json_object_get(m, "role"));
         json_t *content = json_object_get(m, "content");
-        int sys = type_is(role, "system");
-        if (!json_is_object(m) || !(type_is(role, "user") || type_is(role, "assistant") || sys))
+        int sys = dialect_type_is(role, "system");
+        if (!json_is_object(m) ||
+            !(dialect_type_is(role, "user") || dialect_type_is(role, "assistant") || sys))
             return INVALID(why, "messages",
                            "Each message must be an object with role 'user', 'assistant' or "
                            "'system'.");
@@ -461,9 +431,9 @@ static int translate_messages(json_t *messages, json_t *msgs, dialect_refusal *w
                            "A message's 'content' must be a string or an array of blocks.");
         /* Claude Code puts system text among the messages too (a system turn between user
          * turns, text blocks only): it stays a system message, where it stood */
-        int rc = sys                     ? translate_system(content, msgs, why)
-                 : type_is(role, "user") ? user_turn(content, msgs, why)
-                                         : assistant_turn(content, msgs, why);
+        int rc = sys                             ? translate_system(content, msgs, why)
+                 : dialect_type_is(role, "user") ? user_turn(content, msgs, why)
+                                                 : assistant_turn(content, msgs, why);
         if (rc) return rc;
     }
     return 0;
@@ -473,7 +443,7 @@ static int translate_messages(json_t *messages, json_t *msgs, dialect_refusal *w
  * (OpenAI refuses one, and it offers nothing). */
 static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
 {
-    if (is_null(tools)) return 0;
+    if (dialect_is_null(tools)) return 0;
     if (!json_is_array(tools)) return INVALID(why, "tools", "'tools' must be an array.");
     if (json_array_size(tools) == 0) return 0;
     json_t *list = json_array();
@@ -482,7 +452,7 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
     json_array_foreach(tools, i, t)
     {
         json_t *type = json_object_get(t, "type");
-        if (!is_null(type) && !type_is(json_string_value(type), "custom")) {
+        if (!dialect_is_null(type) && !dialect_type_is(json_string_value(type), "custom")) {
             json_decref(list);
             return cannot(why, "tools",
                           "server tools (web search, bash, text editor, code execution...) run "
@@ -491,7 +461,7 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
         json_t *name = json_object_get(t, "name"), *d = json_object_get(t, "description");
         json_t *schema = json_object_get(t, "input_schema");
         if (!json_is_string(name) || !json_is_object(schema) ||
-            (!is_null(d) && !json_is_string(d))) {
+            (!dialect_is_null(d) && !json_is_string(d))) {
             json_decref(list);
             return INVALID(why, "tools",
                            "A tool needs a 'name', an 'input_schema' object and, if any, a "
@@ -511,33 +481,34 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
  * auto or none then mean what no tool_choice means; forcing a tool that is not there is refused. */
 static int translate_tool_choice(json_t *tc, json_t *out, dialect_refusal *why)
 {
-    if (is_null(tc)) return 0;
+    if (dialect_is_null(tc)) return 0;
     const char *type = json_string_value(json_object_get(tc, "type"));
     json_t *dp = json_object_get(tc, "disable_parallel_tool_use");
-    if (!json_is_object(tc) || !(type_is(type, "auto") || type_is(type, "any") ||
-                                 type_is(type, "tool") || type_is(type, "none")))
+    if (!json_is_object(tc) || !(dialect_type_is(type, "auto") || dialect_type_is(type, "any") ||
+                                 dialect_type_is(type, "tool") || dialect_type_is(type, "none")))
         return INVALID(why, "tool_choice",
                        "'tool_choice' must be an object of type auto, any, tool or none.");
-    if (!is_null(dp) && !json_is_boolean(dp))
+    if (!dialect_is_null(dp) && !json_is_boolean(dp))
         return INVALID(why, "tool_choice",
                        "'tool_choice.disable_parallel_tool_use' must be a boolean.");
     json_t *name = json_object_get(tc, "name");
-    if (type_is(type, "tool") && !json_is_string(name))
+    if (dialect_type_is(type, "tool") && !json_is_string(name))
         return INVALID(why, "tool_choice", "A tool_choice of type tool needs a 'name'.");
     int tools = json_object_get(out, "tools") != NULL;
     if (!tools) {
-        if (type_is(type, "any") || type_is(type, "tool"))
+        if (dialect_type_is(type, "any") || dialect_type_is(type, "tool"))
             return INVALID(why, "tool_choice",
                            "'tool_choice' forces a tool, but no tools are given.");
         return 0;
     }
-    json_t *choice = type_is(type, "auto")   ? json_string("auto")
-                     : type_is(type, "any")  ? json_string("required")
-                     : type_is(type, "none") ? json_string("none")
-                                             : json_pack("{s:s, s:{s:O}}", "type", "function",
-                                                         "function", "name", name);
+    json_t *choice =
+        dialect_type_is(type, "auto")  ? json_string("auto")
+        : dialect_type_is(type, "any") ? json_string("required")
+        : dialect_type_is(type, "none")
+            ? json_string("none")
+            : json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name);
     json_object_set_new(out, "tool_choice", choice);
-    if (json_is_true(dp) && !type_is(type, "none"))
+    if (json_is_true(dp) && !dialect_type_is(type, "none"))
         json_object_set_new(out, "parallel_tool_calls", json_false());
     return 0;
 }
@@ -545,13 +516,13 @@ static int translate_tool_choice(json_t *tc, json_t *out, dialect_refusal *why)
 /* thinking -> reasoning_effort (NULL: none given). *rc = -1 when refused. */
 static const char *thinking_effort(json_t *th, int *rc, dialect_refusal *why)
 {
-    if (is_null(th)) return NULL;
+    if (dialect_is_null(th)) return NULL;
     const char *type = json_string_value(json_object_get(th, "type"));
-    if (type_is(type, "disabled") || type_is(type, "adaptive")) return NULL;
+    if (dialect_type_is(type, "disabled") || dialect_type_is(type, "adaptive")) return NULL;
     /* an integer, maybe written as 1e4 (a real to jansson) */
     json_t *b = json_object_get(th, "budget_tokens");
     double n = json_number_value(b);
-    if (!type_is(type, "enabled") || !json_is_number(b) || !(n >= AREQ_BUDGET_MIN) ||
+    if (!dialect_type_is(type, "enabled") || !json_is_number(b) || !(n >= AREQ_BUDGET_MIN) ||
         (n < 1e15 && n != (double)(int64_t)n)) {
         *rc = INVALID(why, "thinking",
                       "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": n} with n at "
@@ -566,7 +537,7 @@ static const char *thinking_effort(json_t *th, int *rc, dialect_refusal *why)
  * OpenAI's does); anything else in it is refused. */
 static int output_config(json_t *oc, const char **effort, dialect_refusal *why)
 {
-    if (is_null(oc)) return 0;
+    if (dialect_is_null(oc)) return 0;
     if (!json_is_object(oc))
         return INVALID(why, "output_config", "'output_config' must be an object.");
     const char *k;
@@ -578,9 +549,10 @@ static int output_config(json_t *oc, const char **effort, dialect_refusal *why)
             snprintf(what, sizeof what, "'%.40s' (structured outputs and the like)", k);
             return cannot(why, "output_config", what);
         }
-        if (is_null(v)) continue;
+        if (dialect_is_null(v)) continue;
         const char *e = json_string_value(v);
-        if (!(type_is(e, "low") || type_is(e, "medium") || type_is(e, "high")))
+        if (!(dialect_type_is(e, "low") || dialect_type_is(e, "medium") ||
+              dialect_type_is(e, "high")))
             return cannot(why, "output_config",
                           "its effort must be low, medium or high (OpenAI's reasoning_effort has "
                           "no 'max')");
@@ -593,7 +565,7 @@ static int output_config(json_t *oc, const char **effort, dialect_refusal *why)
 static int unit_number(json_t *req, const char *name, json_t *out, dialect_refusal *why)
 {
     json_t *v = json_object_get(req, name);
-    if (is_null(v)) return 0;
+    if (dialect_is_null(v)) return 0;
     if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
         return INVALID(why, name, "'%s' must be a number from 0 to 1.", name);
     json_object_set(out, name, v);
@@ -649,7 +621,7 @@ static int check_fields(json_t *req, dialect_refusal *why)
                            "does not speak Anthropic's API.",
                            k);
         }
-        if (known[i].what == K_REFUSED && !is_null(v))
+        if (known[i].what == K_REFUSED && !dialect_is_null(v))
             return cannot(why, known[i].name, known[i].why);
     }
     return 0;
@@ -674,7 +646,7 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
     json_object_set_new(out, "max_tokens", json_integer((json_int_t)call->max_tokens));
 
     json_t *stop = json_object_get(req, "stop_sequences");
-    if (!is_null(stop)) {
+    if (!dialect_is_null(stop)) {
         size_t i;
         json_t *s;
         if (!json_is_array(stop))
@@ -696,9 +668,9 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
     if ((rc = output_config(json_object_get(req, "output_config"), &effort, why)) != 0) return rc;
     if (effort) json_object_set_new(out, "reasoning_effort", json_string(effort));
     json_t *md = json_object_get(req, "metadata");
-    if (!is_null(md)) {
+    if (!dialect_is_null(md)) {
         json_t *user = json_object_get(md, "user_id");
-        if (!json_is_object(md) || (!is_null(user) && !json_is_string(user)))
+        if (!json_is_object(md) || (!dialect_is_null(user) && !json_is_string(user)))
             return INVALID(why, "metadata", "'metadata' must be an object; its user_id a string.");
         if (json_is_string(user)) json_object_set(out, "user", user);
     }
@@ -712,25 +684,5 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
 
 int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refusal *why)
 {
-    *why = (dialect_refusal){0};
-    json_error_t jerr;
-    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
-    if (!json_is_object(req)) {
-        /* the scan accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
-        json_decref(req);
-        return dialect_refuse(why, 400, "invalid_json", NULL,
-                              "The request cannot be translated for this model's provider: %s.",
-                              jerr.text);
-    }
-    json_t *o = json_object();
-    int rc = build(call, req, o, why);
-    size_t len0 = out->len;
-    if (rc == 0 && prov_put_json(out, o) != 0) {
-        out->len = len0; /* nothing half-written */
-        *why = (dialect_refusal){0};
-        rc = -1;
-    }
-    json_decref(o);
-    json_decref(req);
-    return rc;
+    return dialect_hub_rewrite(call, out, why, build);
 }

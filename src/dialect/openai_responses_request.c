@@ -62,6 +62,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "dialect/hub.h"
 #include "dialect/responses_request.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
@@ -168,51 +169,17 @@ static int no_memory(dialect_refusal *why)
     return -1;
 }
 
-static int is_null(const json_t *v)
-{
-    return !v || json_is_null(v);
-}
-
-static int type_is(const char *type, const char *want)
-{
-    return type && strcmp(type, want) == 0;
-}
-
-/* {"type":"text","text":t} */
-static json_t *text_part(json_t *t)
-{
-    return json_pack("{s:s, s:O}", "type", "text", "text", t);
-}
-
-/* A content list of text parts only: a single text is written as a plain string (the same
- * request, and what OpenAI's own examples send); none at all as "". */
-static json_t *simplify(json_t *parts)
-{
-    json_t *one = json_array_get(parts, 0);
-    if (json_array_size(parts) == 0) {
-        json_decref(parts);
-        return json_string("");
-    }
-    if (json_array_size(parts) == 1 &&
-        type_is(json_string_value(json_object_get(one, "type")), "text")) {
-        json_t *s = json_incref(json_object_get(one, "text"));
-        json_decref(parts);
-        return s;
-    }
-    return parts;
-}
-
 /* An input_image part as an image_url part: image_url (a data: or https URL) and detail. */
 static json_t *image_part(json_t *p, dialect_refusal *why)
 {
     json_t *url = json_object_get(p, "image_url"), *detail = json_object_get(p, "detail");
-    if (!is_null(json_object_get(p, "file_id")) && is_null(url)) {
+    if (!dialect_is_null(json_object_get(p, "file_id")) && dialect_is_null(url)) {
         cannot(why, "input",
                "an image given by file_id (OpenAI's Files API) cannot be read by "
                "another provider; give its image_url");
         return NULL;
     }
-    if (!json_is_string(url) || (!is_null(detail) && !json_is_string(detail))) {
+    if (!json_is_string(url) || (!dialect_is_null(detail) && !json_is_string(detail))) {
         INVALID(why, "input", "An input_image part needs an 'image_url' string.");
         return NULL;
     }
@@ -238,17 +205,17 @@ static json_t *message_content(json_t *content, int user, dialect_refusal *why)
         const char *type = json_string_value(json_object_get(p, "type"));
         json_t *x = NULL;
         /* an earlier answer's refusal is what the assistant said: it stays its text */
-        const char *key = type_is(type, "refusal") ? "refusal" : "text";
-        if (type_is(type, "input_text") || type_is(type, "output_text") ||
-            type_is(type, "refusal")) {
+        const char *key = dialect_type_is(type, "refusal") ? "refusal" : "text";
+        if (dialect_type_is(type, "input_text") || dialect_type_is(type, "output_text") ||
+            dialect_type_is(type, "refusal")) {
             json_t *t = json_object_get(p, key);
             if (json_is_string(t))
-                x = text_part(t);
+                x = dialect_text_part(t);
             else
                 INVALID(why, "input", "A %s part needs a '%s' string.", type, key);
-        } else if (type_is(type, "input_image") && user) {
+        } else if (dialect_type_is(type, "input_image") && user) {
             x = image_part(p, why);
-        } else if (type_is(type, "input_file")) {
+        } else if (dialect_type_is(type, "input_file")) {
             cannot(why, "input", "input_file parts (documents) are not translated");
         } else {
             char what[120];
@@ -262,18 +229,19 @@ static json_t *message_content(json_t *content, int user, dialect_refusal *why)
         }
         json_array_append_new(parts, x);
     }
-    return simplify(parts);
+    return dialect_simplify(parts);
 }
 
 /* A message item (type "message", or no type with a role). */
 static int message_item(json_t *item, json_t *msgs, dialect_refusal *why)
 {
     const char *role = json_string_value(json_object_get(item, "role"));
-    if (!(type_is(role, "user") || type_is(role, "assistant") || type_is(role, "system") ||
-          type_is(role, "developer")))
+    if (!(dialect_type_is(role, "user") || dialect_type_is(role, "assistant") ||
+          dialect_type_is(role, "system") || dialect_type_is(role, "developer")))
         return INVALID(why, "input",
                        "A message item needs a role of user, assistant, system or developer.");
-    json_t *content = message_content(json_object_get(item, "content"), type_is(role, "user"), why);
+    json_t *content =
+        message_content(json_object_get(item, "content"), dialect_type_is(role, "user"), why);
     if (!content) return -1;
     json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", role, "content", content));
     return 0;
@@ -292,7 +260,7 @@ static int function_call_item(json_t *item, json_t *msgs, dialect_refusal *why)
                              "name", name, "arguments", args);
     if (!call) return no_memory(why);
     json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
-    if (!last || !type_is(json_string_value(json_object_get(last, "role")), "assistant")) {
+    if (!last || !dialect_type_is(json_string_value(json_object_get(last, "role")), "assistant")) {
         last = json_pack("{s:s, s:n}", "role", "assistant", "content");
         json_array_append_new(msgs, last);
     }
@@ -318,16 +286,16 @@ static int function_output_item(json_t *item, json_t *msgs, dialect_refusal *why
         json_array_foreach(out, i, p)
         {
             json_t *t = json_object_get(p, "text");
-            if (!type_is(json_string_value(json_object_get(p, "type")), "input_text") ||
+            if (!dialect_type_is(json_string_value(json_object_get(p, "type")), "input_text") ||
                 !json_is_string(t)) {
                 json_decref(parts);
                 return cannot(why, "input",
                               "a function_call_output may only hold text here (a chat tool "
                               "message carries no images or files)");
             }
-            json_array_append_new(parts, text_part(t));
+            json_array_append_new(parts, dialect_text_part(t));
         }
-        content = simplify(parts);
+        content = dialect_simplify(parts);
     } else {
         return INVALID(why, "input",
                        "A function_call_output's 'output' must be a string or an array of parts.");
@@ -352,15 +320,16 @@ static int translate_input(json_t *input, json_t *msgs, dialect_refusal *why)
         json_t *tv = json_object_get(item, "type");
         const char *type = json_string_value(tv);
         int rc;
-        if (type_is(type, "message") || (is_null(tv) && json_object_get(item, "role")))
+        if (dialect_type_is(type, "message") ||
+            (dialect_is_null(tv) && json_object_get(item, "role")))
             rc = message_item(item, msgs, why);
-        else if (type_is(type, "function_call"))
+        else if (dialect_type_is(type, "function_call"))
             rc = function_call_item(item, msgs, why);
-        else if (type_is(type, "function_call_output"))
+        else if (dialect_type_is(type, "function_call_output"))
             rc = function_output_item(item, msgs, why);
-        else if (type_is(type, "reasoning"))
+        else if (dialect_type_is(type, "reasoning"))
             rc = 0; /* dropped: the opening comment says why */
-        else if (type_is(type, "item_reference"))
+        else if (dialect_type_is(type, "item_reference"))
             rc = cannot(why, "input",
                         "item_reference items name stored items, and the gateway stores none yet");
         else {
@@ -379,7 +348,7 @@ static int translate_input(json_t *input, json_t *msgs, dialect_refusal *why)
  * empty list is left out (chat refuses one, and it offers nothing). */
 static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
 {
-    if (is_null(tools)) return 0;
+    if (dialect_is_null(tools)) return 0;
     if (!json_is_array(tools)) return INVALID(why, "tools", "'tools' must be an array.");
     if (json_array_size(tools) == 0) return 0;
     json_t *list = json_array();
@@ -392,21 +361,21 @@ static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
          * (Codex offers web_search on every request, and refusing would make it unusable with
          * any other provider). The model can still answer, only without that tool; forcing one
          * of them with tool_choice is refused (translate_tool_choice finds no such function). */
-        if (!type_is(json_string_value(json_object_get(t, "type")), "function")) continue;
+        if (!dialect_type_is(json_string_value(json_object_get(t, "type")), "function")) continue;
         json_t *name = json_object_get(t, "name"), *d = json_object_get(t, "description");
         json_t *params = json_object_get(t, "parameters"), *strict = json_object_get(t, "strict");
-        if (!json_is_string(name) || (!is_null(d) && !json_is_string(d)) ||
-            (!is_null(params) && !json_is_object(params)) ||
-            (!is_null(strict) && !json_is_boolean(strict))) {
+        if (!json_is_string(name) || (!dialect_is_null(d) && !json_is_string(d)) ||
+            (!dialect_is_null(params) && !json_is_object(params)) ||
+            (!dialect_is_null(strict) && !json_is_boolean(strict))) {
             json_decref(list); /* not in out yet: out's release would not free it */
             return INVALID(why, "tools",
                            "A function tool needs a 'name' string and, if any, a 'description' "
                            "string, a 'parameters' object and a 'strict' boolean.");
         }
         json_t *fn = json_pack("{s:O}", "name", name);
-        if (!is_null(d)) json_object_set(fn, "description", d);
-        if (!is_null(params)) json_object_set(fn, "parameters", params);
-        if (!is_null(strict)) json_object_set(fn, "strict", strict);
+        if (!dialect_is_null(d)) json_object_set(fn, "description", d);
+        if (!dialect_is_null(params)) json_object_set(fn, "parameters", params);
+        if (!dialect_is_null(strict)) json_object_set(fn, "strict", strict);
         json_array_append_new(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
     }
     if (json_array_size(list))
@@ -425,22 +394,23 @@ static int translate_tool_choice(json_t *req, json_t *out, dialect_refusal *why)
     json_t *tc = json_object_get(req, "tool_choice"),
            *par = json_object_get(req, "parallel_tool_calls");
     int tools = json_object_get(out, "tools") != NULL;
-    if (!is_null(par) && !json_is_boolean(par))
+    if (!dialect_is_null(par) && !json_is_boolean(par))
         return INVALID(why, "parallel_tool_calls", "'parallel_tool_calls' must be a boolean.");
-    if (!is_null(tc)) {
+    if (!dialect_is_null(tc)) {
         const char *s = json_string_value(tc);
         const char *type = json_string_value(json_object_get(tc, "type"));
         json_t *name = json_object_get(tc, "name");
         json_t *choice = NULL;
-        if (type_is(s, "auto") || type_is(s, "none")) {
+        if (dialect_type_is(s, "auto") || dialect_type_is(s, "none")) {
             if (tools) choice = json_incref(tc);
-        } else if (type_is(s, "required") || (type_is(type, "function") && json_is_string(name))) {
+        } else if (dialect_type_is(s, "required") ||
+                   (dialect_type_is(type, "function") && json_is_string(name))) {
             if (!tools)
                 return INVALID(why, "tool_choice",
                                "'tool_choice' forces a tool, but no tools are given.");
             choice = s ? json_incref(tc)
                        : json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name);
-        } else if (json_is_object(tc) && type && !type_is(type, "function")) {
+        } else if (json_is_object(tc) && type && !dialect_type_is(type, "function")) {
             return cannot(why, "tool_choice",
                           "it may only be auto, none, required or a function tool (built-in tools "
                           "and allowed_tools are not translated)");
@@ -451,7 +421,7 @@ static int translate_tool_choice(json_t *req, json_t *out, dialect_refusal *why)
         }
         if (choice) json_object_set_new(out, "tool_choice", choice);
     }
-    if (tools && !is_null(par)) json_object_set(out, "parallel_tool_calls", par);
+    if (tools && !dialect_is_null(par)) json_object_set(out, "parallel_tool_calls", par);
     return 0;
 }
 
@@ -459,7 +429,7 @@ static int translate_tool_choice(json_t *req, json_t *out, dialect_refusal *why)
  * verbosity -> verbosity (each adapter judges whether its provider has it). */
 static int translate_text(json_t *text, json_t *out, dialect_refusal *why)
 {
-    if (is_null(text)) return 0;
+    if (dialect_is_null(text)) return 0;
     if (!json_is_object(text)) return INVALID(why, "text", "'text' must be an object.");
     const char *k;
     json_t *v;
@@ -469,46 +439,46 @@ static int translate_text(json_t *text, json_t *out, dialect_refusal *why)
             return INVALID(why, "text", "'text' may hold only 'format' and 'verbosity'.");
     }
     json_t *verb = json_object_get(text, "verbosity"), *fmt = json_object_get(text, "format");
-    if (!is_null(verb) && !json_is_string(verb))
+    if (!dialect_is_null(verb) && !json_is_string(verb))
         return INVALID(why, "text", "'text.verbosity' must be a string.");
-    if (!is_null(fmt)) {
+    if (!dialect_is_null(fmt)) {
         const char *type = json_string_value(json_object_get(fmt, "type"));
-        if (type_is(type, "json_schema")) {
+        if (dialect_type_is(type, "json_schema")) {
             json_t *name = json_object_get(fmt, "name"), *schema = json_object_get(fmt, "schema");
             json_t *d = json_object_get(fmt, "description"),
                    *strict = json_object_get(fmt, "strict");
             if (!json_is_string(name) || !json_is_object(schema) ||
-                (!is_null(d) && !json_is_string(d)) ||
-                (!is_null(strict) && !json_is_boolean(strict)))
+                (!dialect_is_null(d) && !json_is_string(d)) ||
+                (!dialect_is_null(strict) && !json_is_boolean(strict)))
                 return INVALID(why, "text",
                                "A json_schema format needs a 'name' string and a 'schema' object "
                                "(and, if any, a 'description' string and a 'strict' boolean).");
             json_t *js = json_pack("{s:O}", "name", name);
-            if (!is_null(d)) json_object_set(js, "description", d);
+            if (!dialect_is_null(d)) json_object_set(js, "description", d);
             json_object_set(js, "schema", schema);
-            if (!is_null(strict)) json_object_set(js, "strict", strict);
+            if (!dialect_is_null(strict)) json_object_set(js, "strict", strict);
             json_object_set_new(out, "response_format",
                                 json_pack("{s:s, s:o}", "type", "json_schema", "json_schema", js));
-        } else if (type_is(type, "json_object")) {
+        } else if (dialect_type_is(type, "json_object")) {
             json_object_set_new(out, "response_format", json_pack("{s:s}", "type", "json_object"));
-        } else if (!type_is(type, "text")) {
+        } else if (!dialect_type_is(type, "text")) {
             return INVALID(why, "text",
                            "'text.format' must be of type text, json_object or json_schema.");
         }
     }
-    if (!is_null(verb)) json_object_set(out, "verbosity", verb);
+    if (!dialect_is_null(verb)) json_object_set(out, "verbosity", verb);
     return 0;
 }
 
 /* reasoning: effort -> reasoning_effort; summary (and its older name) dropped. */
 static int translate_reasoning(json_t *r, json_t *out, dialect_refusal *why)
 {
-    if (is_null(r)) return 0;
+    if (dialect_is_null(r)) return 0;
     if (!json_is_object(r)) return INVALID(why, "reasoning", "'reasoning' must be an object.");
     json_t *effort = json_object_get(r, "effort");
-    if (!is_null(effort) && !json_is_string(effort))
+    if (!dialect_is_null(effort) && !json_is_string(effort))
         return INVALID(why, "reasoning", "'reasoning.effort' must be a string.");
-    if (!is_null(effort)) json_object_set(out, "reasoning_effort", effort);
+    if (!dialect_is_null(effort)) json_object_set(out, "reasoning_effort", effort);
     return 0;
 }
 
@@ -516,7 +486,7 @@ static int translate_reasoning(json_t *r, json_t *out, dialect_refusal *why)
 static int number_in(json_t *req, const char *name, double hi, json_t *out, dialect_refusal *why)
 {
     json_t *v = json_object_get(req, name);
-    if (is_null(v)) return 0;
+    if (dialect_is_null(v)) return 0;
     if (!json_is_number(v) || !(json_number_value(v) >= 0) || json_number_value(v) > hi)
         return INVALID(why, name, "'%s' must be a number from 0 to %g.", name, hi);
     json_object_set(out, name, v);
@@ -576,7 +546,7 @@ static int check_fields(json_t *req, dialect_refusal *why)
          * refuses what it does not know), nothing is dropped silently */
         if (i == sizeof known / sizeof *known) continue;
         /* background: false and top_logprobs: 0 ask for nothing */
-        if (known[i].what == K_REFUSED && !is_null(v) && !json_is_false(v) &&
+        if (known[i].what == K_REFUSED && !dialect_is_null(v) && !json_is_false(v) &&
             !(json_is_integer(v) && json_integer_value(v) == 0))
             return cannot(why, known[i].name, known[i].why);
     }
@@ -616,7 +586,7 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
     json_t *msgs = json_array();
     json_object_set_new(out, "messages", msgs);
     json_t *ins = json_object_get(req, "instructions");
-    if (!is_null(ins) && !json_is_string(ins))
+    if (!dialect_is_null(ins) && !json_is_string(ins))
         return INVALID(why, "instructions", "'instructions' must be a string.");
     if (json_string_length(ins))
         json_array_append_new(msgs, json_pack("{s:s, s:O}", "role", "system", "content", ins));
@@ -635,15 +605,15 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
     /* safety_identifier is user's newer name; given both, it is the one meant for the purpose */
     json_t *user = json_object_get(req, "safety_identifier");
     const char *uname = "safety_identifier";
-    if (is_null(user)) {
+    if (dialect_is_null(user)) {
         user = json_object_get(req, "user");
         uname = "user";
     }
-    if (!is_null(user) && !json_is_string(user))
+    if (!dialect_is_null(user) && !json_is_string(user))
         return INVALID(why, uname, "'%s' must be a string.", uname);
-    if (!is_null(user)) json_object_set(out, "user", user);
+    if (!dialect_is_null(user)) json_object_set(out, "user", user);
     json_t *md = json_object_get(req, "metadata");
-    if (!is_null(md) && !json_is_object(md))
+    if (!dialect_is_null(md) && !json_is_object(md))
         return INVALID(why, "metadata", "'metadata' must be an object.");
     if (call->stream) {
         json_object_set_new(out, "stream", json_true());
@@ -655,24 +625,5 @@ static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusa
 
 int dialect_responses_to_openai(const prov_call *call, buf_t *out, dialect_refusal *why)
 {
-    *why = (dialect_refusal){0};
-    json_error_t jerr;
-    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
-    if (!json_is_object(req)) {
-        /* the scan accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
-        json_decref(req);
-        return dialect_refuse(why, 400, "invalid_json", NULL,
-                              "The request cannot be translated for this model's provider: %s.",
-                              jerr.text);
-    }
-    json_t *o = json_object();
-    int rc = o ? build(call, req, o, why) : no_memory(why);
-    size_t len0 = out->len;
-    if (rc == 0 && prov_put_json(out, o) != 0) {
-        out->len = len0; /* nothing half-written */
-        rc = no_memory(why);
-    }
-    json_decref(o);
-    json_decref(req);
-    return rc;
+    return dialect_hub_rewrite(call, out, why, build);
 }

@@ -1,0 +1,66 @@
+/*
+ * The shared part of rewriting a request into the hub format (hub.h).
+ */
+#include "dialect/hub.h"
+
+#include <string.h>
+
+#include "providers/provider.h"
+#include "providers/wire.h"
+
+int dialect_hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
+                        dialect_hub_builder build)
+{
+    *why = (dialect_refusal){0};
+    json_error_t jerr;
+    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
+    if (!json_is_object(req)) {
+        /* the scan accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
+        json_decref(req);
+        return dialect_refuse(why, 400, "invalid_json", NULL,
+                              "The request cannot be translated for this model's provider: %s.",
+                              jerr.text);
+    }
+    json_t *o = json_object();
+    int rc = o ? build(call, req, o, why) : -1; /* why stays zeroed: memory */
+    size_t len0 = out->len;
+    if (rc == 0 && prov_put_json(out, o) != 0) {
+        out->len = len0; /* nothing half-written */
+        *why = (dialect_refusal){0};
+        rc = -1;
+    }
+    json_decref(o);
+    json_decref(req);
+    return rc;
+}
+
+int dialect_is_null(const json_t *v)
+{
+    return !v || json_is_null(v);
+}
+
+int dialect_type_is(const char *type, const char *want)
+{
+    return type && strcmp(type, want) == 0;
+}
+
+json_t *dialect_text_part(json_t *t)
+{
+    return json_pack("{s:s, s:O}", "type", "text", "text", t);
+}
+
+json_t *dialect_simplify(json_t *parts)
+{
+    json_t *one = json_array_get(parts, 0);
+    if (json_array_size(parts) == 0) {
+        json_decref(parts);
+        return json_string("");
+    }
+    if (json_array_size(parts) == 1 &&
+        dialect_type_is(json_string_value(json_object_get(one, "type")), "text")) {
+        json_t *s = json_incref(json_object_get(one, "text"));
+        json_decref(parts);
+        return s;
+    }
+    return parts;
+}
