@@ -157,3 +157,10 @@ char *buf_steal(buf_t *b)
     b->len = b->cap = 0;
     return p;
 }
+
+int buf_append_json_string(buf_t *b, const char *s, size_t n)
+{
+    int rc = buf_append(b, "\"", 1);
+    rc |= buf_append_json_escaped(b, s ? s : "", n);
+    return rc | buf_append(b, "\"", 1);
+}

@@ -51,6 +51,8 @@ int buf_appends(buf_t *b, const char *s);
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as the inside of a JSON string (escaped, without the quotes). */
 int buf_append_json_escaped(buf_t *b, const char *s, size_t n);
+/* Appends s[0..n) as a JSON string: quotes and escapes (s may be NULL when n is 0). */
+int buf_append_json_string(buf_t *b, const char *s, size_t n);
 int buf_reserve(buf_t *b, size_t extra);
 /* Drops the first n bytes. */
 void buf_consume(buf_t *b, size_t n);
@@ -60,5 +62,10 @@ static inline void buf_reset(buf_t *b)
 }
 /* Hands the storage to the caller (who frees it) and leaves b empty. */
 char *buf_steal(buf_t *b);
+/* What b holds, as a view ("" when empty). */
+static inline ms_str buf_view(const buf_t *b)
+{
+    return (ms_str){b->data ? b->data : "", b->len};
+}
 
 #endif

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "common/jscan.h"
+#include "common/util.h"
 #include "dialect/dialect.h"
 
 #define AM_MAX_ANSWER (64u << 20) /* a whole answer's accumulated bytes (as upstream answers) */
@@ -89,10 +90,7 @@ static dialect_enc *enc_new(const dialect_req *req)
     while (*rid && k + 1 < sizeof e->id)
         e->id[k++] = *rid++;
     e->id[k] = '\0';
-    size_t ml = req->model ? strlen(req->model) : 0;
-    if (ml >= sizeof e->model) ml = sizeof e->model - 1;
-    if (ml) memcpy(e->model, req->model, ml);
-    e->model[ml] = '\0';
+    ms_copy(e->model, sizeof e->model, req->model ? req->model : "");
     /* include_usage is OpenAI's opt-in: Anthropic's stream always carries usage */
     return e;
 }
@@ -107,19 +105,6 @@ static void enc_free(dialect_enc *e)
     }
     free(e->parts);
     free(e);
-}
-
-static ms_str view(const buf_t *b)
-{
-    return (ms_str){b->data ? b->data : "", b->len};
-}
-
-static int put_str(buf_t *b, ms_str s)
-{
-    int rc = buf_appends(b, "\"");
-    rc |= buf_append_json_escaped(b, s.p ? s.p : "", s.n);
-    rc |= buf_appends(b, "\"");
-    return rc;
 }
 
 /* A new part, or NULL (a bound, or memory). */
@@ -156,7 +141,7 @@ static int tool_part(dialect_enc *e, am_part *p, const ev_event *ev)
 
 static ms_str tool_id(const am_part *p)
 {
-    return p->id.len ? view(&p->id) : ms_str_c(p->gen_id);
+    return p->id.len ? buf_view(&p->id) : ms_str_c(p->gen_id);
 }
 
 /* The latest tool call with this index that is not done, or NULL. */
@@ -247,7 +232,7 @@ static int message_start(dialect_enc *e, buf_t *out)
     rc |= buf_appends(out, ",\"message\":{\"id\":\"");
     rc |= buf_appends(out, e->id);
     rc |= buf_appends(out, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
-    rc |= put_str(out, ms_str_c(e->model));
+    rc |= dialect_put_str(out, ms_str_c(e->model));
     rc |= buf_appends(out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
                            "\"usage\":");
     rc |= usage_json(out, &start, 1, NULL);
@@ -260,9 +245,9 @@ static int block_start_tool(dialect_enc *e, am_part *p, buf_t *out)
     int rc = sse_open(out, "content_block_start");
     rc |= buf_printf(
         out, ",\"index\":%d,\"content_block\":{\"type\":\"tool_use\",\"id\":", e->nblocks++);
-    rc |= put_str(out, tool_id(p));
+    rc |= dialect_put_str(out, tool_id(p));
     rc |= buf_appends(out, ",\"name\":");
-    rc |= put_str(out, view(&p->name));
+    rc |= dialect_put_str(out, buf_view(&p->name));
     rc |= buf_appends(out, ",\"input\":{}}");
     return rc | sse_close(out);
 }
@@ -274,7 +259,7 @@ static int block_delta(dialect_enc *e, buf_t *out, const char *type, const char 
     int rc = sse_open(out, "content_block_delta");
     rc |= buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"%s\",\"%s\":", e->nblocks - 1, type,
                      field);
-    rc |= put_str(out, value);
+    rc |= dialect_put_str(out, value);
     rc |= buf_appends(out, "}");
     return rc | sse_close(out);
 }
@@ -302,7 +287,7 @@ static int settle(dialect_enc *e, buf_t *out)
         if (p->kind != BLK_TOOL || p->state != PART_HELD) continue;
         rc |= block_start_tool(e, p, out);
         if (p->data.len)
-            rc |= block_delta(e, out, "input_json_delta", "partial_json", view(&p->data));
+            rc |= block_delta(e, out, "input_json_delta", "partial_json", buf_view(&p->data));
         rc |= block_stop(e, out);
         p->state = PART_DONE;
         e->held_bytes -= p->data.len;
@@ -421,9 +406,9 @@ static int error_event(const dialect_error *err, buf_t *out)
     rc |= buf_appends(out, ",\"error\":{\"type\":\"");
     rc |= buf_appends(out, anthropic_error_type(err));
     rc |= buf_appends(out, "\",\"message\":");
-    rc |= put_str(out, ms_str_c(err->message ? err->message : ""));
+    rc |= dialect_put_str(out, ms_str_c(err->message ? err->message : ""));
     rc |= buf_appends(out, ",\"code\":");
-    rc |= put_str(out, ms_str_c(err->code ? err->code : ""));
+    rc |= dialect_put_str(out, ms_str_c(err->code ? err->code : ""));
     rc |= buf_appends(out, ",\"param\":null}");
     return rc | sse_close(out);
 }
@@ -436,11 +421,11 @@ int dialect_anthropic_error_body(buf_t *out, int status, const char *type, const
     int rc = buf_appends(out, "{\"type\":\"error\",\"error\":{\"type\":\"");
     rc |= buf_appends(out, anthropic_error_type(&err));
     rc |= buf_appends(out, "\",\"message\":");
-    rc |= put_str(out, ms_str_c(message ? message : ""));
+    rc |= dialect_put_str(out, ms_str_c(message ? message : ""));
     rc |= buf_appends(out, ",\"code\":");
-    rc |= put_str(out, ms_str_c(code ? code : ""));
+    rc |= dialect_put_str(out, ms_str_c(code ? code : ""));
     rc |= buf_appends(out, ",\"param\":");
-    rc |= param ? put_str(out, ms_str_c(param)) : buf_appends(out, "null");
+    rc |= param ? dialect_put_str(out, ms_str_c(param)) : buf_appends(out, "null");
     rc |= buf_appends(out, "}}");
     return rc ? -1 : 0;
 }
@@ -569,7 +554,7 @@ static int answer(dialect_enc *e, const usage_counts *u, buf_t *out)
     int rc = buf_appends(out, "{\"id\":\"");
     rc |= buf_appends(out, e->id);
     rc |= buf_appends(out, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
-    rc |= put_str(out, ms_str_c(e->model));
+    rc |= dialect_put_str(out, ms_str_c(e->model));
     rc |= buf_appends(out, ",\"content\":[");
     for (size_t i = 0; i < e->nparts; i++) {
         am_part *p = &e->parts[i];
@@ -577,19 +562,19 @@ static int answer(dialect_enc *e, const usage_counts *u, buf_t *out)
         switch (p->kind) {
         case BLK_THINKING:
             rc |= buf_appends(out, "{\"type\":\"thinking\",\"thinking\":");
-            rc |= put_str(out, view(&p->data));
+            rc |= dialect_put_str(out, buf_view(&p->data));
             rc |= buf_appends(out, ",\"signature\":\"" AM_UNSIGNED "\"}");
             break;
         case BLK_TEXT:
             rc |= buf_appends(out, "{\"type\":\"text\",\"text\":");
-            rc |= put_str(out, view(&p->data));
+            rc |= dialect_put_str(out, buf_view(&p->data));
             rc |= buf_appends(out, "}");
             break;
         default:
             rc |= buf_appends(out, "{\"type\":\"tool_use\",\"id\":");
-            rc |= put_str(out, tool_id(p));
+            rc |= dialect_put_str(out, tool_id(p));
             rc |= buf_appends(out, ",\"name\":");
-            rc |= put_str(out, view(&p->name));
+            rc |= dialect_put_str(out, buf_view(&p->name));
             rc |= buf_appends(out, ",\"input\":");
             if (tool_input(out, &p->data) != 0) return -1;
             rc |= buf_appends(out, "}");

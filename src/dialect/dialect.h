@@ -83,6 +83,12 @@ typedef struct dialect {
 
 /* ---- shared by the dialects (dialect/common.c) ---- */
 
+/* s as a JSON string (quotes, escapes): every encoder writes its strings through this. */
+static inline int dialect_put_str(buf_t *b, ms_str s)
+{
+    return buf_append_json_string(b, s.p, s.n);
+}
+
 /* Fills *why with the contract's error (type by status: not_found_error for 404, else
  * invalid_request_error) and a formatted message; returns -1. */
 int dialect_refuse(dialect_refusal *why, int status, const char *code, const char *param,

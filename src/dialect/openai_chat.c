@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/jscan.h"
+#include "common/util.h"
 #include "dialect/dialect.h"
 
 #define OAI_MAX_TOOL_CALLS 128 /* a whole answer's tool calls; more is an error, not a drop */
@@ -69,10 +70,7 @@ static dialect_enc *enc_new(const dialect_req *req)
     while (*rid && k + 1 < sizeof e->id)
         e->id[k++] = *rid++;
     e->id[k] = '\0';
-    size_t ml = req->model ? strlen(req->model) : 0;
-    if (ml >= sizeof e->model) ml = sizeof e->model - 1;
-    if (ml) memcpy(e->model, req->model, ml);
-    e->model[ml] = '\0';
+    ms_copy(e->model, sizeof e->model, req->model ? req->model : "");
     e->created = req->created;
     e->include_usage = req->include_usage;
     buf_init(&e->text, OAI_MAX_ANSWER);
@@ -94,14 +92,6 @@ static void enc_free(dialect_enc *e)
     free(e);
 }
 
-static int put_str(buf_t *b, ms_str s)
-{
-    int rc = buf_appends(b, "\"");
-    rc |= buf_append_json_escaped(b, s.p ? s.p : "", s.n);
-    rc |= buf_appends(b, "\"");
-    return rc;
-}
-
 /* `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":` */
 static int chunk_open(dialect_enc *e, buf_t *out)
 {
@@ -110,7 +100,7 @@ static int chunk_open(dialect_enc *e, buf_t *out)
     rc |= buf_printf(
         out,
         "\",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64 ",\"model\":", e->created);
-    rc |= put_str(out, ms_str_c(e->model));
+    rc |= dialect_put_str(out, ms_str_c(e->model));
     rc |= buf_appends(out, ",\"choices\":");
     return rc;
 }
@@ -141,7 +131,7 @@ static int string_delta(dialect_enc *e, buf_t *out, const char *name, ms_str val
     rc |= buf_appends(out, "{\"");
     rc |= buf_appends(out, name);
     rc |= buf_appends(out, "\":");
-    rc |= put_str(out, value);
+    rc |= dialect_put_str(out, value);
     rc |= buf_appends(out, "}");
     return rc | delta_end(out, NULL);
 }
@@ -164,16 +154,16 @@ static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
     case EV_TOOL_START:
         rc |= delta_begin(e, out);
         rc |= buf_printf(out, "{\"tool_calls\":[{\"index\":%d,\"id\":", ev->index);
-        rc |= put_str(out, ev->id);
+        rc |= dialect_put_str(out, ev->id);
         rc |= buf_appends(out, ",\"type\":\"function\",\"function\":{\"name\":");
-        rc |= put_str(out, ev->name);
+        rc |= dialect_put_str(out, ev->name);
         rc |= buf_appends(out, ",\"arguments\":\"\"}}]}");
         return rc | delta_end(out, NULL);
     case EV_TOOL_ARGS:
         rc |= delta_begin(e, out);
         rc |= buf_printf(out,
                          "{\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", ev->index);
-        rc |= put_str(out, ev->text);
+        rc |= dialect_put_str(out, ev->text);
         rc |= buf_appends(out, "}}]}");
         return rc | delta_end(out, NULL);
     case EV_FINISH:
@@ -302,11 +292,11 @@ static int tool_calls_json(dialect_enc *e, buf_t *out)
     for (size_t i = 0; i < e->ntools; i++) {
         oai_tool *t = &e->tools[i];
         rc |= buf_appends(out, i ? ",{\"id\":" : "{\"id\":");
-        rc |= put_str(out, (ms_str){t->id.data, t->id.len});
+        rc |= dialect_put_str(out, (ms_str){t->id.data, t->id.len});
         rc |= buf_appends(out, ",\"type\":\"function\",\"function\":{\"name\":");
-        rc |= put_str(out, (ms_str){t->name.data, t->name.len});
+        rc |= dialect_put_str(out, (ms_str){t->name.data, t->name.len});
         rc |= buf_appends(out, ",\"arguments\":");
-        rc |= put_str(out, (ms_str){t->args.data, t->args.len});
+        rc |= dialect_put_str(out, (ms_str){t->args.data, t->args.len});
         rc |= buf_appends(out, "}}");
     }
     rc |= buf_appends(out, "]");
@@ -320,18 +310,18 @@ static int answer(dialect_enc *e, const usage_counts *u, buf_t *out)
     rc |= buf_appends(out, e->id);
     rc |= buf_printf(
         out, "\",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":", e->created);
-    rc |= put_str(out, ms_str_c(e->model));
+    rc |= dialect_put_str(out, ms_str_c(e->model));
     rc |= buf_appends(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                            "\"content\":");
     /* OpenAI's content is null when the model only called tools */
     if (e->text.len || e->ntools == 0)
-        rc |= put_str(out, (ms_str){e->text.data, e->text.len});
+        rc |= dialect_put_str(out, (ms_str){e->text.data, e->text.len});
     else
         rc |= buf_appends(out, "null");
     rc |= buf_appends(out, ",\"refusal\":null");
     if (e->reasoning.len) {
         rc |= buf_appends(out, ",\"reasoning_content\":");
-        rc |= put_str(out, (ms_str){e->reasoning.data, e->reasoning.len});
+        rc |= dialect_put_str(out, (ms_str){e->reasoning.data, e->reasoning.len});
     }
     if (e->ntools) rc |= tool_calls_json(e, out);
     rc |= buf_appends(out, "},\"logprobs\":null,\"finish_reason\":\"");

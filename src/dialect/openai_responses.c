@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "common/jscan.h"
+#include "common/util.h"
 #include "dialect/dialect.h"
 
 #define RS_MAX_ANSWER (64u << 20) /* an answer's bytes kept, streamed or whole */
@@ -90,10 +91,7 @@ static dialect_enc *enc_new(const dialect_req *req)
         k++;
     }
     snprintf(e->id, sizeof e->id, "resp_%s", e->hex);
-    size_t ml = req->model ? strlen(req->model) : 0;
-    if (ml >= sizeof e->model) ml = sizeof e->model - 1;
-    if (ml) memcpy(e->model, req->model, ml);
-    e->model[ml] = '\0';
+    ms_copy(e->model, sizeof e->model, req->model ? req->model : "");
     e->created = req->created;
     /* include_usage is chat's opt-in: a Responses terminal event always carries usage */
     return e;
@@ -109,18 +107,6 @@ static void enc_free(dialect_enc *e)
     }
     free(e->items);
     free(e);
-}
-
-static ms_str view(const buf_t *b)
-{
-    return (ms_str){b->data ? b->data : "", b->len};
-}
-
-static int put_str(buf_t *b, ms_str s)
-{
-    int rc = buf_appends(b, "\"");
-    rc |= buf_append_json_escaped(b, s.p ? s.p : "", s.n);
-    return rc | buf_appends(b, "\"");
 }
 
 static rs_item *item_new(dialect_enc *e, it_kind kind)
@@ -158,14 +144,14 @@ static int call_item(dialect_enc *e, rs_item *it, const ev_event *ev)
 
 static ms_str call_id(const rs_item *it)
 {
-    return it->call_id.len ? view(&it->call_id) : ms_str_c(it->gen_call);
+    return it->call_id.len ? buf_view(&it->call_id) : ms_str_c(it->gen_call);
 }
 
 /* A call's arguments once done: none at all is "{}", the arguments of a call without
  * parameters, which clients JSON.parse (Codex does) where "" would throw. */
 static ms_str call_args(const rs_item *it)
 {
-    return it->data.len ? view(&it->data) : MS_STR_LIT("{}");
+    return it->data.len ? buf_view(&it->data) : MS_STR_LIT("{}");
 }
 
 /* The latest call with this index (live_only: not done), or NULL. */
@@ -204,14 +190,14 @@ static const char *item_status(const dialect_enc *e, const rs_item *it, int fail
 static int text_part(buf_t *out, ms_str text)
 {
     int rc = buf_appends(out, "{\"type\":\"output_text\",\"text\":");
-    rc |= put_str(out, text);
+    rc |= dialect_put_str(out, text);
     return rc | buf_appends(out, ",\"annotations\":[]}");
 }
 
 static int summary_part(buf_t *out, ms_str text)
 {
     int rc = buf_appends(out, "{\"type\":\"summary_text\",\"text\":");
-    rc |= put_str(out, text);
+    rc |= dialect_put_str(out, text);
     return rc | buf_appends(out, "}");
 }
 
@@ -222,21 +208,21 @@ static int item_json(const dialect_enc *e, const rs_item *it, int added, int fai
     switch (it->kind) {
     case IT_REASONING:
         rc = buf_printf(out, "{\"type\":\"reasoning\",\"id\":\"%s\",\"summary\":[", it->id);
-        if (!added) rc |= summary_part(out, view(&it->data));
+        if (!added) rc |= summary_part(out, buf_view(&it->data));
         return rc | buf_appends(out, "]}");
     case IT_MESSAGE:
         rc = buf_printf(out, "{\"type\":\"message\",\"id\":\"%s\",\"status\":\"%s\",", it->id,
                         added ? "in_progress" : item_status(e, it, failed));
         rc |= buf_appends(out, "\"role\":\"assistant\",\"content\":[");
-        if (!added) rc |= text_part(out, view(&it->data));
+        if (!added) rc |= text_part(out, buf_view(&it->data));
         return rc | buf_appends(out, "]}");
     default:
         rc = buf_printf(out, "{\"type\":\"function_call\",\"id\":\"%s\",\"call_id\":", it->id);
-        rc |= put_str(out, call_id(it));
+        rc |= dialect_put_str(out, call_id(it));
         rc |= buf_appends(out, ",\"name\":");
-        rc |= put_str(out, view(&it->name));
+        rc |= dialect_put_str(out, buf_view(&it->name));
         rc |= buf_appends(out, ",\"arguments\":");
-        rc |= put_str(out, added ? MS_STR_LIT("") : call_args(it));
+        rc |= dialect_put_str(out, added ? MS_STR_LIT("") : call_args(it));
         return rc | buf_printf(out, ",\"status\":\"%s\"}",
                                added ? "in_progress" : item_status(e, it, failed));
     }
@@ -285,9 +271,9 @@ static int response_json(const dialect_enc *e, int phase, const usage_counts *u,
                         e->id, e->created, status);
     if (phase == R_FAILED && err) {
         rc |= buf_appends(out, "{\"code\":");
-        rc |= put_str(out, ms_str_c(err->code ? err->code : "server_error"));
+        rc |= dialect_put_str(out, ms_str_c(err->code ? err->code : "server_error"));
         rc |= buf_appends(out, ",\"message\":");
-        rc |= put_str(out, ms_str_c(err->message ? err->message : ""));
+        rc |= dialect_put_str(out, ms_str_c(err->message ? err->message : ""));
         rc |= buf_appends(out, "}");
     } else {
         rc |= buf_appends(out, "null");
@@ -299,7 +285,7 @@ static int response_json(const dialect_enc *e, int phase, const usage_counts *u,
     else
         rc |= buf_appends(out, "null");
     rc |= buf_appends(out, ",\"instructions\":null,\"max_output_tokens\":null,\"model\":");
-    rc |= put_str(out, ms_str_c(e->model));
+    rc |= dialect_put_str(out, ms_str_c(e->model));
     rc |= buf_appends(out, ",\"output\":[");
     int n = 0;
     for (size_t i = 0; phase != R_START && i < e->nitems; i++) {
@@ -392,7 +378,7 @@ static int item_delta(dialect_enc *e, const rs_item *it, ms_str d, buf_t *out)
     if (it->kind == IT_MESSAGE) rc |= buf_appends(out, ",\"content_index\":0");
     if (it->kind == IT_REASONING) rc |= buf_appends(out, ",\"summary_index\":0");
     rc |= buf_appends(out, ",\"delta\":");
-    rc |= put_str(out, d);
+    rc |= dialect_put_str(out, d);
     if (it->kind == IT_MESSAGE) rc |= buf_appends(out, ",\"logprobs\":[]");
     return rc | sse_close(out);
 }
@@ -406,34 +392,34 @@ static int item_done(dialect_enc *e, rs_item *it, buf_t *out)
         rc |= sse_open(e, out, "response.output_text.done");
         rc |= item_ref(e, it, out);
         rc |= buf_appends(out, ",\"content_index\":0,\"text\":");
-        rc |= put_str(out, view(&it->data));
+        rc |= dialect_put_str(out, buf_view(&it->data));
         rc |= buf_appends(out, ",\"logprobs\":[]");
         rc |= sse_close(out);
         rc |= sse_open(e, out, "response.content_part.done");
         rc |= item_ref(e, it, out);
         rc |= buf_appends(out, ",\"content_index\":0,\"part\":");
-        rc |= text_part(out, view(&it->data));
+        rc |= text_part(out, buf_view(&it->data));
         rc |= sse_close(out);
         break;
     case IT_REASONING:
         rc |= sse_open(e, out, "response.reasoning_summary_text.done");
         rc |= item_ref(e, it, out);
         rc |= buf_appends(out, ",\"summary_index\":0,\"text\":");
-        rc |= put_str(out, view(&it->data));
+        rc |= dialect_put_str(out, buf_view(&it->data));
         rc |= sse_close(out);
         rc |= sse_open(e, out, "response.reasoning_summary_part.done");
         rc |= item_ref(e, it, out);
         rc |= buf_appends(out, ",\"summary_index\":0,\"part\":");
-        rc |= summary_part(out, view(&it->data));
+        rc |= summary_part(out, buf_view(&it->data));
         rc |= sse_close(out);
         break;
     default:
         rc |= sse_open(e, out, "response.function_call_arguments.done");
         rc |= item_ref(e, it, out);
         rc |= buf_appends(out, ",\"name\":");
-        rc |= put_str(out, view(&it->name));
+        rc |= dialect_put_str(out, buf_view(&it->name));
         rc |= buf_appends(out, ",\"arguments\":");
-        rc |= put_str(out, call_args(it));
+        rc |= dialect_put_str(out, call_args(it));
         rc |= sse_close(out);
         break;
     }
@@ -456,7 +442,7 @@ static int settle(dialect_enc *e, buf_t *out)
         rs_item *it = &e->items[i];
         if (it->state != ST_HELD) continue;
         rc |= item_added(e, it, out);
-        if (it->data.len) rc |= item_delta(e, it, view(&it->data), out);
+        if (it->data.len) rc |= item_delta(e, it, buf_view(&it->data), out);
         rc |= item_done(e, it, out);
     }
     return rc;
@@ -553,9 +539,9 @@ static int error_event(dialect_enc *e, const dialect_error *err, buf_t *out)
     int rc = sse_open(e, out, "error");
     for (int nested = 0; nested < 2; nested++) {
         rc |= buf_appends(out, nested ? ",\"error\":{\"code\":" : ",\"code\":");
-        rc |= put_str(out, code);
+        rc |= dialect_put_str(out, code);
         rc |= buf_appends(out, ",\"message\":");
-        rc |= put_str(out, msg);
+        rc |= dialect_put_str(out, msg);
         rc |= buf_appends(out, ",\"param\":null");
     }
     rc |= buf_appends(out, "}");
@@ -699,13 +685,13 @@ int dialect_responses_error_body(buf_t *out, int status, const char *type, const
     (void)status; /* it goes in the status line */
     /* the Responses API answers errors in OpenAI's usual envelope, as chat completions does */
     int rc = buf_appends(out, "{\"error\":{\"message\":");
-    rc |= put_str(out, ms_str_c(message ? message : ""));
+    rc |= dialect_put_str(out, ms_str_c(message ? message : ""));
     rc |= buf_appends(out, ",\"type\":");
-    rc |= put_str(out, ms_str_c(type ? type : "api_error"));
+    rc |= dialect_put_str(out, ms_str_c(type ? type : "api_error"));
     rc |= buf_appends(out, ",\"code\":");
-    rc |= code ? put_str(out, ms_str_c(code)) : buf_appends(out, "null");
+    rc |= code ? dialect_put_str(out, ms_str_c(code)) : buf_appends(out, "null");
     rc |= buf_appends(out, ",\"param\":");
-    rc |= param ? put_str(out, ms_str_c(param)) : buf_appends(out, "null");
+    rc |= param ? dialect_put_str(out, ms_str_c(param)) : buf_appends(out, "null");
     rc |= buf_appends(out, "}}");
     return rc ? -1 : 0;
 }

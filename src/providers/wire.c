@@ -40,9 +40,7 @@ int prov_put_path_segment(buf_t *b, const char *s)
 
 int prov_put_jstr(buf_t *b, const char *s, size_t n)
 {
-    int rc = buf_appends(b, "\"");
-    rc |= buf_append_json_escaped(b, s, n);
-    return rc | buf_appends(b, "\"");
+    return buf_append_json_string(b, s, n);
 }
 
 /* The shortest decimal that reads back as v. */
