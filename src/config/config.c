@@ -694,6 +694,15 @@ static int parse_billing(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
     return 0;
 }
 
+/* responses: the Responses API's stored responses (docs/DIALECTS.md). */
+static int parse_responses(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
+{
+    static const char *const fields[] = {"retention_days", NULL};
+    if (is_null(n)) return 0;
+    if (want_map(L, n, "responses") || check_fields(L, n, "responses", fields)) return -1;
+    return int_field(L, n, "responses", "retention_days", 0, 3650, &c->responses_retention_days);
+}
+
 static int parse_log(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
     static const char *const fields[] = {"level", NULL};
@@ -1056,8 +1065,8 @@ static int parse_models(cfg_ld *L, cfg_t *c, const yaml_node_t *k, const yaml_no
 
 static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
 {
-    static const char *const fields[] = {"server", "store",     "limits", "routing", "billing",
-                                         "log",    "providers", "models", NULL};
+    static const char *const fields[] = {"server",    "store", "limits",    "routing", "billing",
+                                         "responses", "log",   "providers", "models",  NULL};
     yaml_node_t *mk = NULL;
     if (!root || is_null(root))
         return fail(L, 1, "models", "no models: at least one model must be configured");
@@ -1067,6 +1076,7 @@ static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
         parse_limits(L, c, get_field(L, root, "limits")) ||
         parse_routing(L, c, get_field(L, root, "routing")) ||
         parse_billing(L, c, get_field(L, root, "billing")) ||
+        parse_responses(L, c, get_field(L, root, "responses")) ||
         parse_log(L, c, get_field(L, root, "log")) ||
         parse_providers(L, c, get_field(L, root, "providers")))
         return -1;
@@ -1189,6 +1199,7 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     c->routing.cooldown_max_ms = 300000;
     c->markup_percent_micro = 0;
     c->default_max_output_tokens = 4096;
+    c->responses_retention_days = 30;
     c->log_level = LOG_INFO;
 
     if (!yaml_parser_initialize(&parser)) {

@@ -121,6 +121,9 @@ typedef struct cfg {
     /* the output cap of a balance hold when neither the request nor the model gives one;
      * default 4096, >= 1 */
     int64_t default_max_output_tokens;
+    /* responses.retention_days: how long a stored Responses API response (store: true) is kept
+     * for GET and previous_response_id; default 30, 0 = none is stored */
+    int64_t responses_retention_days;
     /* log */
     int log_level; /* log_level from common/log.h; `log: {level: info}`; default info */
     cfg_provider *providers;

@@ -141,6 +141,22 @@ static const char *const store_migrations[] = {
     "  CHECK (cache_write_1h_tokens >= 0);"
     "ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0 "
     "  CHECK (reasoning_tokens >= 0);",
+
+    /* 5: stored Responses API responses (store: true): the response object as the client got it,
+     * and the conversation up to and including it as input items, what previous_response_id
+     * continues from (NULL when it was too long to keep). Rows past expires_at_ms are never
+     * read, and are deleted a batch at a time by later writes. */
+    "CREATE TABLE responses ("
+    "  id TEXT PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  key_id INTEGER NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  expires_at_ms INTEGER NOT NULL,"
+    "  response TEXT NOT NULL,"
+    "  history TEXT"
+    ") STRICT;"
+    "CREATE INDEX responses_expiry ON responses(expires_at_ms);",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -213,6 +229,10 @@ enum {
     ST_AUDIT_USAGE_TX,
     ST_AUDIT_USAGE_ROWS,
     ST_AUDIT_COUNTS,
+    ST_RESPONSE_INSERT,
+    ST_RESPONSE_GET,
+    ST_RESPONSE_DELETE,
+    ST_RESPONSE_PURGE,
     ST__COUNT
 };
 
@@ -307,6 +327,17 @@ static const char *const store_sql[ST__COUNT] = {
                             "FROM usage u WHERE n != (u.charged_nusd > 0) ORDER BY u.id",
     [ST_AUDIT_COUNTS] =
         "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM transactions)",
+    /* The same id twice is the same response saved twice (ids are unique per request). */
+    [ST_RESPONSE_INSERT] = "INSERT INTO responses(id, account_id, key_id, model, created_at_ms, "
+                           "expires_at_ms, response, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT(id) DO NOTHING",
+    /* another account's id, or an expired one, reads exactly like an id that never existed */
+    [ST_RESPONSE_GET] = "SELECT response, history FROM responses "
+                        "WHERE id = ?1 AND account_id = ?2 AND expires_at_ms > ?3",
+    [ST_RESPONSE_DELETE] =
+        "DELETE FROM responses WHERE id = ?1 AND account_id = ?2 AND expires_at_ms > ?3",
+    [ST_RESPONSE_PURGE] = "DELETE FROM responses WHERE id IN (SELECT id FROM responses "
+                          "WHERE expires_at_ms <= ?1 ORDER BY expires_at_ms LIMIT ?2)",
 };
 
 /* Events per multi-row INSERT of the ledger (store_ledger_commit): a statement's fixed cost
@@ -2003,4 +2034,92 @@ int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions)
     }
     store_release(st);
     return ret;
+}
+
+/* ---- stored responses (the Responses API's store: true) ---- */
+
+int store_response_put(store_t *s, const store_response *r)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_INSERT);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, r->account_id);
+    sqlite3_bind_int64(st, 3, r->key_id);
+    sqlite3_bind_text(st, 4, r->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, r->created_at_ms);
+    sqlite3_bind_int64(st, 6, r->expires_at_ms);
+    sqlite3_bind_text(st, 7, r->response, (int)r->response_len, SQLITE_STATIC);
+    if (r->history)
+        sqlite3_bind_text(st, 8, r->history, (int)r->history_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
+    return store_step_done(s, st, "response insert");
+}
+
+/* A text column as a malloc'd NUL-terminated copy (NULL for SQL NULL); -1 out of memory. */
+static int store_dup_column(sqlite3_stmt *st, int col, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) return 0;
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (!t || !(*out = malloc(n + 1))) return -1;
+    memcpy(*out, t, n);
+    (*out)[n] = '\0';
+    *len = n;
+    return 0;
+}
+
+int store_response_get(store_t *s, const char *id, int64_t account_id, int64_t now_ms,
+                       int want_history, store_response *out)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_GET);
+    if (!st) return STORE_ERR;
+    memset(out, 0, sizeof *out);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, account_id);
+    sqlite3_bind_int64(st, 3, now_ms);
+    int rc = sqlite3_step(st), ret = STORE_OK;
+    if (rc == SQLITE_ROW) {
+        if (store_dup_column(st, 0, &out->response, &out->response_len) != 0 ||
+            (want_history && store_dup_column(st, 1, &out->history, &out->history_len) != 0))
+            ret = store_seterr(s, "response get: out of memory");
+    } else {
+        ret = rc == SQLITE_DONE ? STORE_NOTFOUND : store_dberr(s, "response get");
+    }
+    store_release(st);
+    if (ret != STORE_OK) store_response_free(out);
+    return ret;
+}
+
+void store_response_free(store_response *r)
+{
+    free(r->response);
+    free(r->history);
+    r->response = r->history = NULL;
+    r->response_len = r->history_len = 0;
+}
+
+int store_response_delete(store_t *s, const char *id, int64_t account_id, int64_t now_ms)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_DELETE);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, account_id);
+    sqlite3_bind_int64(st, 3, now_ms);
+    if (store_step_done(s, st, "response delete") != STORE_OK) return STORE_ERR;
+    return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_NOTFOUND;
+}
+
+int store_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t *deleted)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_PURGE);
+    *deleted = 0;
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, max_rows);
+    if (store_step_done(s, st, "responses purge") != STORE_OK) return STORE_ERR;
+    *deleted = sqlite3_changes(s->db);
+    return STORE_OK;
 }

@@ -272,4 +272,33 @@ int store_audit(store_t *s, FILE *report);
 /* How many accounts and transactions there are (what `audit` reports when all is well). */
 int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions);
 
+/* ---- stored responses (the Responses API's store: true; docs/DIALECTS.md) ---- */
+
+/* One stored response. response: the response object as the client got it; history: the
+ * conversation up to and including it as Responses input items (a JSON array), what a
+ * previous_response_id continues from, or NULL when it was too long to keep. */
+typedef struct store_response {
+    const char *id;                       /* put only */
+    int64_t account_id;                   /* put only */
+    int64_t key_id;                       /* put only */
+    const char *model;                    /* put only */
+    int64_t created_at_ms, expires_at_ms; /* put only */
+    char *response;                       /* get: malloc'd, NUL-terminated */
+    size_t response_len;
+    char *history; /* get: malloc'd, NUL-terminated, or NULL */
+    size_t history_len;
+} store_response;
+
+/* Saves r (an id already stored is left as it is). */
+int store_response_put(store_t *s, const store_response *r);
+/* The response id of account_id that has not expired at now_ms, into *out (its history only
+ * when want_history); STORE_NOTFOUND for another account's id, an expired or a deleted one. */
+int store_response_get(store_t *s, const char *id, int64_t account_id, int64_t now_ms,
+                       int want_history, store_response *out);
+void store_response_free(store_response *r);
+/* STORE_NOTFOUND as store_response_get. */
+int store_response_delete(store_t *s, const char *id, int64_t account_id, int64_t now_ms);
+/* Deletes up to max_rows responses that expired at now_ms, oldest first. */
+int store_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t *deleted);
+
 #endif

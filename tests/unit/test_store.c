@@ -88,8 +88,8 @@ static void test_open_and_migrate(void)
     if (!s) return;
     CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 4);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 4);
+    CHECK_EQ_INT(v, 5);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 5);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
@@ -112,11 +112,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 4);
+        CHECK_EQ_INT(v, 5);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 4);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 5);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
 }
 
@@ -179,7 +179,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 4);
+    CHECK_EQ_INT(v, 5);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -240,7 +240,8 @@ static void test_migration_4_upgrade(void)
     snprintf(saved, sizeof(saved), "%s", dbpath);
     snprintf(dbpath, sizeof(dbpath), "%s", path);
     cfg->sqlite_path = dbpath;
-    /* Version 3: today's schema without migration 4 (its columns dropped, its record gone). */
+    /* Version 3: today's schema without migrations 4 and 5 (their columns and table dropped,
+     * their records gone). */
     s = open_store();
     CHECK(s != NULL);
     if (!s) goto cleanup;
@@ -251,7 +252,8 @@ static void test_migration_4_upgrade(void)
                           "ALTER TABLE usage DROP COLUMN cache_write_tokens;"
                           "ALTER TABLE usage DROP COLUMN cache_write_1h_tokens;"
                           "ALTER TABLE usage DROP COLUMN reasoning_tokens;"
-                          "DELETE FROM schema_migrations WHERE version = 4;"),
+                          "DROP TABLE responses;"
+                          "DELETE FROM schema_migrations WHERE version >= 4;"),
                  SQLITE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 13);
     char ins[512];
@@ -268,7 +270,7 @@ static void test_migration_4_upgrade(void)
     CHECK(s != NULL);
     if (!s) goto cleanup;
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 4);
+    CHECK_EQ_INT(v, 5);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
                          "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
                          "'reasoning_tokens') AND \"notnull\" = 1 AND dflt_value = '0' AND "
@@ -641,6 +643,66 @@ static void test_balance_maximum(void)
     store_close(s);
 }
 
+/* Stored responses: a row is read back only by its account and before it expires; DELETE and
+ * GET agree; the same id saved twice keeps the first; purge deletes expired rows only. */
+static void test_responses(void)
+{
+    store_t *s = open_store();
+    int64_t a = 0, b = 0, n = -1;
+    store_response got;
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(store_account_create(s, "ra", 0, &a), STORE_OK);
+    CHECK_EQ_INT(store_account_create(s, "rb", 0, &b), STORE_OK);
+    store_response r = {.id = "resp_1",
+                        .account_id = a,
+                        .key_id = 3,
+                        .model = "m",
+                        .created_at_ms = 1000,
+                        .expires_at_ms = 5000,
+                        .response = "{\"id\":\"resp_1\"}",
+                        .response_len = 15,
+                        .history = "[1]",
+                        .history_len = 3};
+    CHECK_EQ_INT(store_response_put(s, &r), STORE_OK);
+    store_response again = r;
+    again.response = "{\"id\":\"other\"}";
+    again.response_len = 14;
+    CHECK_EQ_INT(store_response_put(s, &again), STORE_OK);
+    CHECK_EQ_INT(store_response_get(s, "resp_1", a, 4999, 1, &got), STORE_OK);
+    CHECK_EQ_STR(got.response, "{\"id\":\"resp_1\"}");
+    CHECK_EQ_INT(got.response_len, 15);
+    CHECK_EQ_STR(got.history, "[1]");
+    store_response_free(&got);
+    CHECK_EQ_INT(store_response_get(s, "resp_1", a, 4999, 0, &got), STORE_OK);
+    CHECK(got.history == NULL);
+    store_response_free(&got);
+    /* another account, an expired row, an unknown id */
+    CHECK_EQ_INT(store_response_get(s, "resp_1", b, 4999, 1, &got), STORE_NOTFOUND);
+    CHECK(got.response == NULL);
+    CHECK_EQ_INT(store_response_get(s, "resp_1", a, 5000, 1, &got), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_response_get(s, "resp_2", a, 10, 1, &got), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_response_delete(s, "resp_1", b, 10), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_response_delete(s, "resp_1", a, 6000), STORE_NOTFOUND);
+    /* no history kept */
+    store_response h = r;
+    h.id = "resp_3";
+    h.history = NULL;
+    h.expires_at_ms = 9000;
+    CHECK_EQ_INT(store_response_put(s, &h), STORE_OK);
+    CHECK_EQ_INT(store_response_get(s, "resp_3", a, 10, 1, &got), STORE_OK);
+    CHECK(got.response != NULL && got.history == NULL);
+    store_response_free(&got);
+    /* purge at 6000: resp_1 (expired at 5000) goes, resp_3 stays */
+    CHECK_EQ_INT(store_responses_purge(s, 6000, 100, &n), STORE_OK);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM responses"), 1);
+    CHECK_EQ_INT(store_response_delete(s, "resp_3", a, 6000), STORE_OK);
+    CHECK_EQ_INT(store_response_delete(s, "resp_3", a, 6000), STORE_NOTFOUND);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM responses"), 0);
+    store_close(s);
+}
+
 int main(void)
 {
     setup();
@@ -654,6 +716,7 @@ int main(void)
     RUN(test_keys);
     RUN(test_keys_since);
     RUN(test_balance_maximum);
+    RUN(test_responses);
     teardown();
     TAP_DONE();
 }
