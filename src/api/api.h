@@ -59,6 +59,8 @@ typedef struct api_error_info {
  * upstream_status >= 300): the client-facing status, type and code. */
 api_error_info api_upstream_error(int res, int upstream_status);
 
+struct prov_call;
+
 /* A request's settlement context (settle.c): its hold and rate-limit admission, and the state
  * that makes it end exactly once. Owned by the request (the proxy), not by its adapter. */
 typedef struct api_settlement {
@@ -72,13 +74,23 @@ typedef struct api_settlement {
     char request_id[40];
     uint64_t start_ns;
     int done; /* settled or released */
+    /* What becomes of the answer once it ended well, for endpoints that keep answers (the
+     * Responses API's store: true, api/responses.c); NULL for the others. Called once, on the
+     * loop, before the client gets the answer's last byte, never for a failed answer or a client
+     * that went away. doc: the whole answer in the client's dialect; or, with is_event, the data
+     * of a passed-through stream's terminal event, which carries it. */
+    void (*keep)(struct api_settlement *s, worker_t *w, const struct prov_call *call, ms_str doc,
+                 int is_event);
+    void *keep_ctx; /* the keeper's (owned by it; freed with the context by api_settlement_free) */
 } api_settlement;
+
+/* Frees a settlement context and what its keeper holds. */
+void api_settlement_free(api_settlement *s);
 
 /* Admits call: the rate limits (429 with retry-after), then the hold (prices, bounds:
  * docs/BILLING.md, covering the dearest model of its fallback chain), and sets the x-ratelimit-*
  * headers. Returns the settlement context (free it after api_settle or api_release), or NULL
  * when refused (the error has been sent). */
-struct prov_call;
 api_settlement *api_admit(http_conn *c, const struct prov_call *call, const store_key *key);
 /* Ends the request with usage u, billed for model (and provider, for the record): the hold
  * becomes the charge. Writes the USD charged as text into cost (32 bytes; "" when nothing was)
@@ -105,6 +117,8 @@ struct prov_call *api_hub_call(const cfg_t *cfg, const struct prov_call *call, a
                                char **body_out, dialect_refusal *why);
 void api_count_tokens(http_conn *c, http_request *r);
 void api_responses(http_conn *c, http_request *r);
+/* GET (the stored response) and DELETE /v1/responses/{id}, id as the path has it. */
+void api_response_one(http_conn *c, http_request *r, ms_str id);
 void api_models_list(http_conn *c, http_request *r);
 void api_models_get(http_conn *c, http_request *r, ms_str id);
 

@@ -25,6 +25,7 @@
 typedef struct api_job_t {
     uv_work_t req;
     http_conn *c; /* NULL once aborted */
+    worker_t *bg; /* api_job_bg: the worker whose drain waits for it */
     const cfg_t *cfg;
     api_job_work_fn work;
     api_job_done_fn done;
@@ -121,6 +122,7 @@ static void job_after(uv_work_t *req, int status)
     }
     j->done(c, j->ctx);
     free(j->ctx);
+    if (j->bg) srv_app_work_end(j->bg); /* may let a draining worker stop */
     free(j);
 }
 
@@ -155,4 +157,22 @@ void api_job(http_conn *c, api_job_work_fn work, api_job_done_fn done, void *ctx
         return;
     }
     c->handler = (http_handler){.ctx = j, .abort = job_abort, .drained = NULL};
+}
+
+int api_job_bg(worker_t *w, api_job_work_fn work, api_job_done_fn done, void *ctx)
+{
+    api_job_t *j = calloc(1, sizeof *j);
+    if (!j) return -1;
+    j->bg = w;
+    j->cfg = w->cfg;
+    j->work = work;
+    j->done = done;
+    j->ctx = ctx;
+    j->req.data = j;
+    if (uv_queue_work(&w->loop, &j->req, job_work, job_after) != 0) {
+        free(j);
+        return -1;
+    }
+    srv_app_work_begin(w);
+    return 0;
 }

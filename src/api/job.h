@@ -37,6 +37,11 @@ typedef void (*api_job_done_fn)(http_conn *c, void *ctx);
  * c == NULL. */
 void api_job(http_conn *c, api_job_work_fn work, api_job_done_fn done, void *ctx);
 
+/* api_job for work that no connection waits for (saving a response the client already has): done
+ * is called with c == NULL. A draining worker waits for it (srv_app_work_begin), so what was
+ * queued is written before the process exits. Returns 0, or -1 (nothing queued; ctx not freed). */
+int api_job_bg(worker_t *w, api_job_work_fn work, api_job_done_fn done, void *ctx);
+
 /* Closes every pool thread's store handle. Call once, after every worker loop has stopped (no
  * job can be running), before the process exits. */
 void api_jobs_shutdown(void);

@@ -196,7 +196,7 @@ static void proxy_free(proxy *p)
     free(p->hub);
     free(p->hub_body);
     free(p->hub_why);
-    free(p->st);
+    api_settlement_free(p->st);
     free(p->owned_body);
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, handle_closed);
@@ -387,6 +387,28 @@ static int enc_emit(void *ctx, const ev_event *ev)
     return enc ? es->p->call->dialect->event(enc, ev, es->out) : -1;
 }
 
+/* The answer ended well: an endpoint that keeps answers (api_settlement.keep) gets it, in the
+ * client's dialect. A passed-through stream's terminal event carries the whole answer; a
+ * translated stream's encoder still has every item, and writes it whole. */
+static void keep_answer(proxy *p, ms_str doc, int stream, const usage_counts *u)
+{
+    api_settlement *s = p->st;
+    if (!s->keep || !p->c) return;
+    if (!stream) {
+        s->keep(s, p->w, p->call, doc, 0);
+        return;
+    }
+    if (!p->translated && p->ad && !p->ad->local) {
+        if (doc.n) s->keep(s, p->w, p->call, doc, 1);
+        return;
+    }
+    buf_t whole;
+    buf_init(&whole, 0);
+    if (p->enc && p->call->dialect->answer(p->enc, u, &whole) == 0)
+        s->keep(s, p->w, p->call, (ms_str){whole.data, whole.len}, 0);
+    buf_free(&whole);
+}
+
 /* The stream is over (end marker, failure, or the upstream ended): bill, send what is held back
  * and the end marker, and end the response. */
 static void stream_finish(proxy *p, const char *fail_code, const char *fail_type,
@@ -421,6 +443,8 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
     const usage_counts *u = p->translated && reported ? &p->usage.u : NULL;
     if (!enc || p->call->dialect->stream_end(enc, u, held, cost, fail_code ? &err : NULL, &b) != 0)
         buf_reset(&b);
+    else if (!fail_code)
+        keep_answer(p, held, 1, u);
     if (b.len) stream_write(p, b.data, b.len);
     buf_free(&b);
     http_conn *c = p->c;
@@ -854,6 +878,7 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
         char h[600];
         model_headers(p, h, sizeof h, cost);
         buf_t *out = client.len ? &client : &p->resp;
+        keep_answer(p, (ms_str){out->data ? out->data : "", out->len}, 0, NULL);
         size_t len = out->len;
         char *data = buf_steal(out);
         buf_free(&client);
@@ -933,6 +958,9 @@ static void run_local(proxy *p)
     if (rc == 0 && call->ep == EP_CHAT) {
         rc = call->stream ? d->stream_end(encoder(p), &p->usage.u, (ms_str){0}, cost, NULL, &out)
                           : d->answer(encoder(p), &p->usage.u, &body);
+        if (rc == 0 && c)
+            keep_answer(p, (ms_str){body.data ? body.data : "", body.len}, call->stream,
+                        &p->usage.u);
     }
     if (c && c->handler.ctx == p) c->handler = (http_handler){0};
     p->c = NULL;
@@ -1073,7 +1101,7 @@ void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
     proxy *p = calloc(1, sizeof *p);
     if (!p) {
         api_release(settlement, call->model, NULL, 500);
-        free(settlement);
+        api_settlement_free(settlement);
         free(call);
         free(hub);
         free(hub_body);

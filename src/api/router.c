@@ -374,6 +374,12 @@ static int route(http_conn *c, http_request *r, int head)
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);
         return api_responses(c, r), 0;
     }
+    if (p.n > 14 && memcmp(p.p, "/v1/responses/", 14) == 0) {
+        r->error_body = dialect_responses_error_body;
+        if (!get && r->method != HTTP_DELETE) return method_not_allowed(c, "GET, DELETE"), -1;
+        if (head) return api_authenticate(c, r, KEY_PROXY, &key);
+        return api_response_one(c, r, (ms_str){p.p + 14, p.n - 14}), 0;
+    }
     if (ms_str_eq(p, "/v1/embeddings")) {
         if (!post) return method_not_allowed(c, "POST"), -1;
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);

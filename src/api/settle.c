@@ -69,6 +69,13 @@ void api_release(api_settlement *s, const cfg_model *model, const char *provider
     bill_release(s->bill, &s->hold, &ev);
 }
 
+void api_settlement_free(api_settlement *s)
+{
+    if (!s) return;
+    free(s->keep_ctx);
+    free(s);
+}
+
 void api_rate_headers(http_conn *c, const store_key *key)
 {
     if (!c->w->rl) return;

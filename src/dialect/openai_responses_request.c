@@ -102,8 +102,29 @@ static int boolean(const jscan_member *m, const char *param, int *out, dialect_r
     return 0;
 }
 
+/* previous_response_id into st: a string, decoded; an id that cannot be one the gateway keeps
+ * leaves st->previous empty (not found, as any unknown id). */
+static int previous_id(const jscan_member *m, dialect_responses_state *st, dialect_refusal *why)
+{
+    if (!m || m->type == JS_NULL) return 0;
+    if (m->type != JS_STRING)
+        return INVALID(why, "previous_response_id", "'previous_response_id' must be a string.");
+    if (!st) return 0;
+    st->has_previous = 1;
+    st->previous_value = m->value;
+    long n = jscan_string(m->value, st->previous, sizeof st->previous);
+    for (long i = 0; n > 0 && i < n; i++) {
+        char ch = st->previous[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            n = 0;
+    }
+    if (n <= 0) st->previous[0] = '\0';
+    return 0;
+}
+
 int dialect_responses_parse(const cfg_t *cfg, prov_call *call, char *shown, size_t shown_len,
-                            dialect_refusal *why)
+                            dialect_responses_state *state, dialect_refusal *why)
 {
     /* the members are written by the scan: the rest is zeroed (6 KB not touched) */
     ms_str b = call->body;
@@ -136,14 +157,14 @@ int dialect_responses_parse(const cfg_t *cfg, prov_call *call, char *shown, size
         call->max_tokens = v;
     }
     if (boolean(f[F_STREAM], "stream", &call->stream, why) != 0) return -1;
-    int flag = 0;
-    /* store: accepted either way; nothing is stored yet (the opening comment) */
+    int flag = 1; /* store: true is the API's default */
     if (boolean(f[F_STORE], "store", &flag, why) != 0) return -1;
-    const jscan_member *prev = f[F_PREVIOUS];
-    if (prev && prev->type != JS_NULL)
-        return INVALID(why, "previous_response_id",
-                       "'previous_response_id' is not supported yet: the gateway does not store "
-                       "responses. Send the whole conversation in 'input'.");
+    if (state) {
+        memset(state, 0, sizeof *state);
+        state->store = flag;
+        state->input = in->value;
+    }
+    if (previous_id(f[F_PREVIOUS], state, why) != 0) return -1;
     flag = 0;
     if (boolean(f[F_BACKGROUND], "background", &flag, why) != 0) return -1;
     if (flag)
@@ -524,7 +545,8 @@ static const struct {
     {"stream_options", K_DROPPED, NULL},
     /* Codex sends its own session data (originator, versions): labels, not instructions */
     {"client_metadata", K_DROPPED, NULL},
-    {"previous_response_id", K_REFUSED, "the gateway does not store responses yet"},
+    /* resolved by the gateway before the rewrite (api/responses.c), which leaves it null */
+    {"previous_response_id", K_DROPPED, NULL},
     {"background", K_REFUSED, "the gateway does not store responses yet"},
     {"conversation", K_REFUSED, "the gateway does not store conversations"},
     {"prompt", K_REFUSED, "stored prompt templates live at OpenAI"},

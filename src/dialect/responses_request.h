@@ -16,14 +16,25 @@
 
 struct prov_call;
 
+/* What a Responses request asks of the gateway's store of responses (api/responses.c). */
+typedef struct dialect_responses_state {
+    int store; /* store: true, the API's default: keep the response for GET and continuations */
+    int has_previous; /* previous_response_id was given (not null) */
+    /* its value decoded, "" when it cannot be an id the gateway made or kept (too long, or a
+     * character outside [A-Za-z0-9_-]): such an id is simply not found */
+    char previous[128];
+    ms_str previous_value; /* previous_response_id's JSON value, in the body */
+    ms_str input;          /* the input member's JSON value, as the client wrote it */
+} dialect_responses_state;
+
 /* Parses call->body (set by the caller, with call->request_id) as a Responses request into call
  * (ep EP_CHAT, model resolved in cfg, stream, max_output_tokens as max_tokens, usage always
- * wanted: Responses streams always end with it). Refuses what needs stored state the gateway does
- * not keep yet (previous_response_id, background). shown gets the model name as the client gave
- * it, printable, for the access log (even when refused). Returns 0, or -1 with *why filled in
- * the contract's terms. */
+ * wanted: Responses streams always end with it), and what it asks of the store into *state (may
+ * be NULL). Refuses background (a response polled for later). shown gets the model name as the
+ * client gave it, printable, for the access log (even when refused). Returns 0, or -1 with *why
+ * filled in the contract's terms. */
 int dialect_responses_parse(const cfg_t *cfg, struct prov_call *call, char *shown, size_t shown_len,
-                            dialect_refusal *why);
+                            dialect_responses_state *state, dialect_refusal *why);
 
 /* Appends to out the request call->body (accepted by dialect_responses_parse) rewritten as an
  * OpenAI chat completions body, compact JSON. A field that would change the answer and cannot be
@@ -31,5 +42,25 @@ int dialect_responses_parse(const cfg_t *cfg, struct prov_call *call, char *show
  * (openai_responses_request.c lists what is mapped, dropped and refused). Returns 0; or -1 with
  * *why filled (refused), or with why->status 0 when memory or out's limit ran out. */
 int dialect_responses_to_openai(const struct prov_call *call, buf_t *out, dialect_refusal *why);
+
+/* ---- stored responses (dialect/openai_responses_history.c) ---- */
+
+/* The response object a kept answer carries: doc itself, or (is_event) the `response` member of
+ * a stream's terminal event. *obj gets it and id its "id" (NUL-terminated). Returns 0, or -1
+ * when there is no object with a string id of [A-Za-z0-9_-] that fits idlen. */
+int dialect_responses_object(ms_str doc, int is_event, ms_str *obj, char *id, size_t idlen);
+
+/* The conversation after a response, as Responses input items (a JSON array) into out: the
+ * request's input (a string is one user message; items as they came) and then the response's
+ * output as the input items a client sends back (assistant text as output_text parts, function
+ * calls by call_id; reasoning and built-in tool items are left out: see the file's comment).
+ * Returns 0, or -1 (invalid JSON, memory, or out's limit). */
+int dialect_responses_history(ms_str input, ms_str response, buf_t *out);
+
+/* A continuation made whole: body with the stored conversation history (a JSON array) put before
+ * the items of input (the input member's value in body) and previous_response_id (its value,
+ * prev) set to null, into out. The result is what the client would have sent without
+ * previous_response_id. Returns 0, or -1 (history is not an array, memory, or out's limit). */
+int dialect_responses_continue(ms_str body, ms_str input, ms_str prev, ms_str history, buf_t *out);
 
 #endif

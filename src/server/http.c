@@ -1193,3 +1193,11 @@ void http_close_all(worker_t *w)
     while (w->conns)
         conn_close(w->conns);
 }
+
+void http_replace_body(http_conn *c, buf_t *b)
+{
+    buf_free(&c->body);
+    c->body = *b;
+    buf_init(b, 0);
+    c->req.body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
+}

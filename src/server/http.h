@@ -172,6 +172,11 @@ int http_stream_write(http_conn *c, const char *data, size_t len);
 /* The same for a chunk in up to HTTP_STREAM_PARTS pieces (an event framed where it lies). */
 int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts);
 #define HTTP_STREAM_PARTS 4
+/* Makes *b the request's body (taking its storage; *b is left empty), for a handler that answers
+ * for a body of its own making (the Responses API's continuation: the stored conversation and the
+ * new input): whatever outlives the handler with the request's body (a detached proxy, an
+ * upstream still reading it) then has this one. c->req.body is updated. */
+void http_replace_body(http_conn *c, buf_t *b);
 /* Ends the chunked response; the request is finished. */
 void http_stream_end(http_conn *c);
 /* Bytes queued for the client and not yet written; a handler pauses its source above

@@ -68,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(call->request_id, "req_f", 6);
     dialect_refusal why;
     char shown[256];
-    if (dialect_responses_parse(&g_cfg, call, shown, sizeof shown, &why) != 0) {
+    if (dialect_responses_parse(&g_cfg, call, shown, sizeof shown, NULL, &why) != 0) {
         MUST(why.status >= 400 && why.message[0]);
         free(call);
         return 0;

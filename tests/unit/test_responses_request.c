@@ -60,7 +60,7 @@ static int parse(prov_call *c, const char *body, size_t len, dialect_refusal *wh
     snprintf(c->request_id, sizeof c->request_id, "req_t");
     c->body = (ms_str){g_body, len};
     memset(why, 0, sizeof *why);
-    return dialect_responses_parse(&g_cfg, c, shown, 256, why);
+    return dialect_responses_parse(&g_cfg, c, shown, 256, NULL, why);
 }
 
 #define CHECK_PARSE_ERR(body, status_, code_, param_)                                              \
@@ -101,7 +101,7 @@ static void test_parse_errors(void)
                     "stream");
     CHECK_PARSE_ERR("{'model':'gpt-x','input':'hi','store':1}", 400, "invalid_parameter", "store");
     /* what needs a stored response */
-    CHECK_PARSE_ERR("{'model':'gpt-x','input':'hi','previous_response_id':'resp_1'}", 400,
+    CHECK_PARSE_ERR("{'model':'gpt-x','input':'hi','previous_response_id':5}", 400,
                     "invalid_parameter", "previous_response_id");
     CHECK_PARSE_ERR("{'model':'gpt-x','input':'hi','background':true}", 400, "invalid_parameter",
                     "background");
