@@ -115,6 +115,8 @@ typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, dialect_refu
  * memory). (messages.c) */
 struct prov_call *api_hub_call(const cfg_t *cfg, const struct prov_call *call, api_to_hub to_hub,
                                char **body_out, dialect_refusal *why);
+/* POST /v1/messages/count_tokens: the provider's count or the gateway's estimate
+ * (count_tokens.c). */
 void api_count_tokens(http_conn *c, http_request *r);
 void api_responses(http_conn *c, http_request *r);
 /* GET (the stored response) and DELETE /v1/responses/{id}, id as the path has it. */

@@ -79,25 +79,3 @@ void api_messages(http_conn *c, http_request *r)
     }
     proxy_start(c, call, hub, hub_body, hub ? NULL : &why, s);
 }
-
-/* POST /v1/messages/count_tokens: the gateway's estimate of the request's input tokens, about
- * four bytes of the request body a token (docs/DIALECTS.md). It is for a client sizing its
- * context, not for billing: nothing is held or charged, and no provider is asked (asking an
- * Anthropic provider for its own count is the next step). */
-void api_count_tokens(http_conn *c, http_request *r)
-{
-    store_key key;
-    if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
-    prov_call *call = malloc(sizeof *call);
-    if (!call) return api_err_internal(c);
-    call->body = r->body;
-    ms_copy(call->request_id, sizeof call->request_id, r->id);
-    dialect_refusal why = {0};
-    int rc =
-        dialect_anthropic_parse_count(c->w->cfg, call, r->log_model, sizeof r->log_model, &why);
-    free(call);
-    if (rc != 0) return api_refuse(c, &why);
-    char body[64];
-    int n = snprintf(body, sizeof body, "{\"input_tokens\":%zu}", (r->body.n + 3) / 4);
-    http_respond(c, 200, "application/json", NULL, body, (size_t)n, 0);
-}

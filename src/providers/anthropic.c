@@ -746,8 +746,9 @@ static int client_header(prov_upreq *u, const char *name, ms_str v)
 
 /* A client of the Messages API: its own bytes go through, only `model` spliced (the deployment's
  * name), with its anthropic-version and anthropic-beta, so every Anthropic feature works, present
- * and future: thinking with its signatures, cache_control, server tools, citations. */
-static int passthrough_request(const prov_call *call, prov_upreq *u)
+ * and future: thinking with its signatures, cache_control, server tools, citations. stream: the
+ * answer is asked for as a stream (never for count_tokens, whose answer is one object). */
+static int passthrough_request(const prov_call *call, prov_upreq *u, int stream)
 {
     int rc = client_header(u, "anthropic-version: ",
                            call->anthropic_version.n ? call->anthropic_version
@@ -755,7 +756,7 @@ static int passthrough_request(const prov_call *call, prov_upreq *u)
     if (!rc && call->anthropic_beta.n)
         rc = client_header(u, "anthropic-beta: ", call->anthropic_beta);
     rc |= prov_add_header(u, "content-type: ", "application/json");
-    if (call->stream) rc |= prov_add_header(u, "accept: ", "text/event-stream");
+    if (stream) rc |= prov_add_header(u, "accept: ", "text/event-stream");
     if (rc || !call->m_model) return -1;
     buf_init(&u->scratch, 0);
     if (prov_put_jstr(&u->scratch, call->dep->model, strlen(call->dep->model))) return -1;
@@ -768,6 +769,24 @@ static int passthrough_request(const prov_call *call, prov_upreq *u)
     return 0;
 }
 
+/* {base_url}{path} into u->url, and the provider's key in x-api-key (Messages: never in
+ * Authorization). Returns 0, or -1 (a URL too long for the array, or memory). */
+static int ant_endpoint(const cfg_provider *prov, const char *path, prov_upreq *u)
+{
+    /* the limit is below the array, so a URL too long is refused */
+    buf_t url;
+    buf_init_with(&url, u->url, sizeof u->url, sizeof u->url - 1);
+    int rc = buf_appends(&url, prov->base_url) | buf_appends(&url, path);
+    if (rc || !url.borrowed) {
+        buf_free(&url);
+        return -1;
+    }
+    u->url[url.len] = '\0';
+    if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-api-key: ", prov->api_key))
+        return -1;
+    return 0;
+}
+
 static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
 {
     const cfg_provider *prov = call->dep->provider;
@@ -776,20 +795,10 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
         return prov_refuse(why, "model",
                            "The model '%.64s' is served by Anthropic, which has no embeddings API.",
                            call->model->name);
-    /* {base_url}/v1/messages; the limit is below the array, so a URL too long is refused */
-    buf_t url;
-    buf_init_with(&url, u->url, sizeof u->url, sizeof u->url - 1);
-    int rc = buf_appends(&url, prov->base_url) | buf_appends(&url, "/v1/messages");
-    if (rc || !url.borrowed) {
-        buf_free(&url);
-        return -1;
-    }
-    u->url[url.len] = '\0';
-    /* Messages: the key in x-api-key (never Authorization), the API version pinned */
-    if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-api-key: ", prov->api_key))
-        return -1;
+    if (ant_endpoint(prov, "/v1/messages", u)) return -1;
     if (call->dialect && call->dialect->api == WIRE_ANTHROPIC_MESSAGES)
-        return passthrough_request(call, u);
+        return passthrough_request(call, u, call->stream);
+    /* translated: the API version pinned */
     if (prov_add_header(u, "anthropic-version: ", ANT_VERSION) ||
         prov_add_header(u, "content-type: ", "application/json"))
         return -1;
@@ -808,12 +817,21 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
     }
     /* the translation is about the size of the body: bounded by a multiple of it */
     buf_init(&u->scratch, 4 * call->body.n + (1u << 20));
-    rc = build_body(call, req, why, &u->scratch);
+    int rc = build_body(call, req, why, &u->scratch);
     json_decref(req);
     if (rc) return rc;
     u->iov[0] = (up_iov){u->scratch.data, u->scratch.len};
     u->niov = 1;
     return 0;
+}
+
+/* POST /v1/messages/count_tokens for a client of the Messages API (Token counting:
+ * https://docs.claude.com/en/docs/build-with-claude/token-counting): the client's body with
+ * `model` spliced, its anthropic-version and anthropic-beta, as a pass-through of /v1/messages. */
+static int ant_build_count(const prov_call *call, prov_upreq *u)
+{
+    if (ant_endpoint(call->dep->provider, "/v1/messages/count_tokens", u)) return -1;
+    return passthrough_request(call, u, 0);
 }
 
 /* ---- answers ---- */
@@ -1305,4 +1323,5 @@ const prov_adapter prov_anthropic = {
     .decode_answer = ant_decode_answer,
     .decode_event = ant_decode_event,
     .error_message = ant_error_message,
+    .build_count = ant_build_count,
 };

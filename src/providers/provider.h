@@ -139,6 +139,11 @@ typedef struct prov_adapter {
                              prov_usage *usage, char *err, size_t errlen);
     /* The human message inside an upstream error answer. */
     void (*error_message)(ms_str body, char *out, size_t outlen);
+    /* Adapters whose upstream counts a request's input tokens in the client's own API
+     * (Anthropic's count_tokens, for a client of the Messages API): fills *out with that count's
+     * upstream request, the client's body with `model` spliced (call->dep set). Returns 0, or -1
+     * (memory, a URL too long). NULL: the gateway answers its own estimate (api/count_tokens.c). */
+    int (*build_count)(const prov_call *call, prov_upreq *out);
     /* Providers with no upstream (echo) set only this: answers at once, a chat as events to
      * sink (usage last), embeddings as an OpenAI body in body; fills usage. Returns 0, or -1 with
      * *why filled (a refused request) or, why->status left 0, when out of memory. */

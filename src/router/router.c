@@ -375,6 +375,17 @@ int64_t route_wait_ms(route_t *r, const cfg_model *m, int64_t now_ms)
     return any ? 0 : why.wait_ms;
 }
 
+int route_in_service(route_t *r, const cfg_model *m, int idx, int64_t now_ms)
+{
+    model_state *ms = model_of(r, m);
+    if (!ms || idx < 0 || (size_t)idx >= m->ndeployments) return 0;
+    pthread_mutex_lock(&ms->mu);
+    const dep_state *s = &ms->deps[idx];
+    int in = s->state == DS_CLOSED && s->rl_until <= now_ms;
+    pthread_mutex_unlock(&ms->mu);
+    return in;
+}
+
 /* ---- outcomes ---- */
 
 typedef enum {

@@ -62,6 +62,11 @@ void route_request_done(route_t *r, const cfg_model *m, int idx, int failed, int
 /* How long until some deployment of m can be tried again: 0 if one can be now, else what
  * route_pick would put in why->wait_ms. Takes no probe slot. */
 int64_t route_wait_ms(route_t *r, const cfg_model *m, int64_t now_ms);
+/* Whether deployment idx of m is in service now: its breaker closed and no 429 wait running.
+ * A read, not a pick: no probe slot is taken, so a deployment whose cool-down has ended is not in
+ * service until a request's probe says so. For side requests that must not steer the breaker
+ * (count_tokens, which reports nothing back). */
+int route_in_service(route_t *r, const cfg_model *m, int idx, int64_t now_ms);
 /* A random 64-bit value from this thread's generator (for the backoff's jitter). */
 uint64_t route_rand(void);
 /* The wait before retry number n (1 = the first retry) on the SAME deployment: exponential from

@@ -169,11 +169,33 @@ test('to an Anthropic provider the request and the answer pass through (signatur
     assert.ok(msg.usage.output_tokens > 0);
 });
 
-test('messages.countTokens: the gateway\'s estimate (about four bytes a token), nothing billed', T, async () => {
+test('messages.countTokens: the gateway\'s estimate (about four bytes a token) for a model no provider counts', T, async () => {
     const req = { model: 'gpt-t', messages: [{ role: 'user', content: 'count these words for me please' }] };
-    const r = await client.messages.countTokens(req);
+    const { data: r, response } = await client.messages.countTokens(req).withResponse();
     const bytes = Buffer.byteLength(JSON.stringify(req));
     assert.equal(r.input_tokens, Math.ceil(bytes / 4));
+    assert.equal(response.headers.get('x-modelswitch-estimate'), 'true');
     await assert.rejects(client.messages.countTokens({ ...req, model: 'no-such-model' }),
         (e) => e instanceof Anthropic.NotFoundError);
+});
+
+test('messages.countTokens: an Anthropic provider\'s own count, with the client\'s betas', T, async () => {
+    const req = {
+        model: 'claude-t', system: 'be brief',
+        messages: [{ role: 'user', content: 'count these words for me please' }],
+    };
+    // the mock counts words (2 + 6): nowhere near the estimate
+    const { data: r, response } = await client.messages.countTokens(req).withResponse();
+    assert.equal(r.input_tokens, 8);
+    assert.notEqual(Math.ceil(Buffer.byteLength(JSON.stringify(req)) / 4), 8);
+    assert.equal(response.headers.get('x-modelswitch-estimate'), null);
+    assert.equal(response.headers.get('x-modelswitch-provider'), 'anth');
+    // the SDK's beta endpoint sends anthropic-beta (the betas asked for, and its own); it reaches
+    // the provider as it came
+    const beta = await client.beta.messages.countTokens({ ...req, betas: ['files-api-2025-04-14'] });
+    assert.equal(beta.input_tokens, 8);
+    const rec = (await gw.mock.requestsTo('/v1/messages/count_tokens')).at(-1);
+    assert.equal(h.recordedHeader(rec, 'anthropic-beta'), 'files-api-2025-04-14,token-counting-2024-11-01');
+    assert.equal(h.recordedHeader(rec, 'x-api-key'), 'sk-ant-e2e');
+    assert.equal(JSON.parse(rec.body).model, 'claude-up');
 });

@@ -385,6 +385,54 @@ static void test_build_passthrough(void)
         "\xa9 \\'q\\' \\n\\u0001'}]}");
 }
 
+/* count_tokens for a Messages client: the client's bytes to /v1/messages/count_tokens with only
+ * `model` spliced, its anthropic-version and anthropic-beta (the default version without one),
+ * never a stream's accept header, whatever the body says. */
+static void test_build_count(void)
+{
+    prov_call *c = mkcall(&g_model,
+                          "{'system':'s','model' : 'claude-x','messages':[{'role':'user',"
+                          "'content':'hi'}],'tools':[]}",
+                          -1, 1);
+    c->dialect = &dialect_anthropic_messages;
+    c->anthropic_version = MS_STR_LIT("2099-01-01");
+    c->anthropic_beta = MS_STR_LIT("token-counting-2024-11-01,x");
+    prov_upreq u;
+    memset(&u, 0, sizeof u);
+    CHECK(prov_anthropic.build_count != NULL);
+    CHECK_EQ_INT(prov_anthropic.build_count(c, &u), 0);
+    CHECK_EQ_STR(u.url, "http://up.example/v1/messages/count_tokens");
+    CHECK_EQ_INT(u.nheaders, 4);
+    if (u.nheaders == 4) {
+        CHECK_EQ_STR(u.headers[0], "x-api-key: sk-ant-secret");
+        CHECK_EQ_STR(u.headers[1], "anthropic-version: 2099-01-01");
+        CHECK_EQ_STR(u.headers[2], "anthropic-beta: token-counting-2024-11-01,x");
+        CHECK_EQ_STR(u.headers[3], "content-type: application/json");
+    }
+    buf_t b;
+    buf_init(&b, 0);
+    for (size_t i = 0; i < u.niov; i++)
+        buf_append(&b, u.iov[i].base, u.iov[i].len);
+    buf_append(&b, "", 1);
+    CHECK_EQ_STR(b.data, q("{'system':'s','model' : 'claude-up','messages':[{'role':'user',"
+                           "'content':'hi'}],'tools':[]}"));
+    buf_free(&b);
+    prov_upreq_free(&u);
+
+    /* no anthropic-version from the client: the adapter's default, and no beta */
+    c->anthropic_version = c->anthropic_beta = (ms_str){"", 0};
+    memset(&u, 0, sizeof u);
+    CHECK_EQ_INT(prov_anthropic.build_count(c, &u), 0);
+    CHECK_EQ_INT(u.nheaders, 3);
+    if (u.nheaders == 3) CHECK_EQ_STR(u.headers[1], "anthropic-version: 2023-06-01");
+    prov_upreq_free(&u);
+    free(c);
+    /* the other adapters have no count of their own: the gateway estimates for them */
+    CHECK(prov_openai.build_count == NULL);
+    CHECK(prov_gemini.build_count == NULL);
+    CHECK(prov_echo.build_count == NULL);
+}
+
 /* ---- answers ---- */
 
 static int enc_emit(void *ctx, const ev_event *ev)
@@ -793,6 +841,7 @@ int main(void)
     RUN(test_build_thinking);
     RUN(test_build_refusals);
     RUN(test_build_passthrough);
+    RUN(test_build_count);
     RUN(test_answer_full);
     RUN(test_answer_stops_and_cache);
     RUN(test_stream_full);

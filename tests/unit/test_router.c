@@ -616,6 +616,36 @@ static void test_wait_ms(void)
     route_free(r);
 }
 
+/* route_in_service: a read for side requests (count_tokens): closed and not rate limited; a
+ * cool-down that has ended is not service until a probe says so, and asking takes no probe slot */
+static void test_in_service(void)
+{
+    fx f;
+    fx_init(&f, 2, NULL, NULL);
+    route_t *r = route_new(&f.cfg);
+    route_none why;
+    CHECK_EQ_INT(route_in_service(r, M(&f), 0, 0), 1);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 1, 0), 1);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 2, 0), 0);  /* no such deployment */
+    CHECK_EQ_INT(route_in_service(r, M(&f), -1, 0), 0); /* nor this one */
+    fail_n(r, &f, 0, 3, 0);                             /* 0 out until 5000 */
+    CHECK_EQ_INT(route_in_service(r, M(&f), 0, 100), 0);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 0, 6000), 0); /* cooled down, not probed yet */
+    CHECK_EQ_INT(route_in_service(r, M(&f), 1, 100), 1);
+    /* asking took no probe slot: the next pick of 0 is its probe, and its success restores it */
+    CHECK_EQ_INT(route_pick(r, M(&f), 2, 6000, &why), 0);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 0, 6000), 0); /* probing */
+    route_report(r, M(&f), 0, ROUTE_SUCCESS, -1, 6001);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 0, 6002), 1);
+    /* a 429 takes it out for its retry-after */
+    route_report(r, M(&f), 1, ROUTE_RATE_LIMITED, 2000, 7000);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 1, 8999), 0);
+    CHECK_EQ_INT(route_in_service(r, M(&f), 1, 9000), 1);
+    cfg_model other = f.models[0]; /* not the router's model */
+    CHECK_EQ_INT(route_in_service(r, &other, 0, 9000), 0);
+    route_free(r);
+}
+
 /* ---- backoff ---- */
 
 static void test_backoff(void)
@@ -845,6 +875,7 @@ int main(void)
     RUN(test_request_counts_once);
     RUN(test_failure_rate_window);
     RUN(test_wait_ms);
+    RUN(test_in_service);
     RUN(test_backoff);
     RUN(test_log_lines);
     RUN(test_concurrency);
