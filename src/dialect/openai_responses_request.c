@@ -11,10 +11,11 @@
  * Its few helpers are static there, so they are repeated here rather than exported from a file
  * another dialect owns.
  *
- * The gateway does not store responses yet. store: true is the API's default, so every client
- * sends it (or nothing): it is accepted and nothing is stored. What needs a stored response is
- * refused: previous_response_id (the conversation so far is on the server), background (a
- * response polled for later), conversation and item_reference items (server-side state).
+ * store and previous_response_id are read into dialect_responses_state for the gateway's own
+ * store of responses (api/responses.c): a continuation is made whole (the stored conversation
+ * spliced before its input, previous_response_id nulled) before it is parsed again and
+ * rewritten, so the rewrite never sees one. What needs state the gateway does not keep is
+ * refused: background (a response polled for later), conversation and item_reference items.
  *
  * The rewrite reads the body with jansson (it is rebuilt anyway) and wire.h's writer emits it
  * compactly in a fixed member order. Its rule is the Anthropic rewrite's: nothing that changes
@@ -33,7 +34,8 @@
  *     own reasoning from an earlier turn, often encrypted for OpenAI alone; chat completions has
  *     no field to carry it back, and OpenAI does not carry reasoning between chat turns either),
  *     item ids and statuses, annotations and logprobs of earlier output_text, metadata (labels of
- *     the stored response, which is not stored), store (see above), reasoning.summary (asks for a
+ *     the stored response, which the gateway does not keep), store and previous_response_id (see
+ *     above), reasoning.summary (asks for a
  *     summary of reasoning; the answer is the same without it), include (extra output such as
  *     encrypted reasoning or logprobs, which the Responses encoder does not produce), truncation
  *     ("auto" only drops old items near the context limit: the provider sees the whole
@@ -49,7 +51,7 @@
  *   Passed into the hub body as they came: top-level fields this API does not define, as chat
  *     completions pass unknown fields to providers (the provider answers for them: OpenAI refuses
  *     what it does not know); one that clashes with a field the rewrite writes is refused.
- *   Refused with a 400 naming the field: previous_response_id, background, conversation, prompt
+ *   Refused with a 400 naming the field: background, conversation, prompt
  *     (a stored prompt template), tool_choice forcing a built-in tool or allowed_tools,
  *     input_file parts, images held by file_id, images in assistant, system or developer turns
  *     (chat carries only text there), item types other than those mapped (built-in tool calls
@@ -352,7 +354,8 @@ static int translate_input(json_t *input, json_t *msgs, dialect_refusal *why)
             rc = 0; /* dropped: the opening comment says why */
         else if (dialect_type_is(type, "item_reference"))
             rc = cannot(why, "input",
-                        "item_reference items name stored items, and the gateway stores none yet");
+                        "item_reference items name items stored by id, and the gateway keeps "
+                        "whole conversations instead: use previous_response_id");
         else {
             char what[120];
             snprintf(what, sizeof what,

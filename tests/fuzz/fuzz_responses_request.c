@@ -57,6 +57,46 @@ static void build(prov_call *hub, const cfg_deployment *dep, const prov_adapter 
     free(st);
 }
 
+/* The stored-response side (openai_responses_history.c) on an accepted body: the body read as a
+ * response object and as a terminal event, its input kept as history with the body's own output,
+ * and, with previous_response_id, the continuation made whole, which must parse again with no
+ * previous id and the same model. */
+static void stored_state(const prov_call *call, const dialect_responses_state *st, size_t limit)
+{
+    ms_str obj;
+    char id[128];
+    if (dialect_responses_object(call->body, 0, &obj, id, sizeof id) == 0)
+        MUST(obj.p == call->body.p && id[0]);
+    if (dialect_responses_object(call->body, 1, &obj, id, sizeof id) == 0)
+        MUST(obj.p > call->body.p && obj.p + obj.n <= call->body.p + call->body.n);
+    buf_t h;
+    buf_init(&h, limit);
+    if (dialect_responses_history(st->input, call->body, &h) == 0)
+        MUST(h.len >= 2 && h.data[0] == '[');
+    if (st->has_previous) {
+        static const char hist[] = "[{\"role\":\"user\",\"content\":\"a\"},"
+                                   "{\"type\":\"function_call\",\"call_id\":\"c\",\"name\":"
+                                   "\"f\",\"arguments\":\"{}\"}]";
+        ms_str hs = h.len ? (ms_str){h.data, h.len} : (ms_str){hist, sizeof hist - 1};
+        buf_t whole;
+        buf_init(&whole, limit);
+        if (dialect_responses_continue(call->body, st->input, st->previous_value, hs, &whole) ==
+            0) {
+            prov_call *again = malloc(sizeof *again);
+            dialect_responses_state st2;
+            dialect_refusal why;
+            char shown[256];
+            again->body = (ms_str){whole.data, whole.len};
+            memcpy(again->request_id, "req_f", 6);
+            MUST(dialect_responses_parse(&g_cfg, again, shown, sizeof shown, &st2, &why) == 0);
+            MUST(!st2.has_previous && again->model == call->model);
+            free(again);
+        }
+        buf_free(&whole);
+    }
+    buf_free(&h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -68,13 +108,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(call->request_id, "req_f", 6);
     dialect_refusal why;
     char shown[256];
-    if (dialect_responses_parse(&g_cfg, call, shown, sizeof shown, NULL, &why) != 0) {
+    dialect_responses_state st;
+    if (dialect_responses_parse(&g_cfg, call, shown, sizeof shown, &st, &why) != 0) {
         MUST(why.status >= 400 && why.message[0]);
         free(call);
         return 0;
     }
     MUST(call->model == &g_model && call->ep == EP_CHAT && call->client_include_usage == 1);
     MUST(call->max_tokens == -1 || call->max_tokens >= 1);
+    stored_state(call, &st, limit);
     buf_t out;
     buf_init(&out, limit);
     int rc = dialect_responses_to_openai(call, &out, &why);

@@ -149,6 +149,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->routing.cooldown_max_ms, 300000);
     CHECK_EQ_INT(c->markup_percent_micro, 0);
     CHECK_EQ_INT(c->default_max_output_tokens, 4096);
+    CHECK_EQ_INT(c->responses_retention_days, 30);
     CHECK_EQ_INT(c->log_level, LOG_INFO);
     CHECK_EQ_INT(c->background_idle, 1);
     CHECK_EQ_INT(c->busy_poll_us, 0);
@@ -232,6 +233,8 @@ static void test_every_field(void)
                        "billing:\n"
                        "  markup_percent: 12.5\n"
                        "  default_max_output_tokens: 2048\n"
+                       "responses:\n"
+                       "  retention_days: 7\n"
                        "log:\n"
                        "  level: debug\n"
                        "providers:\n"
@@ -287,6 +290,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(c->tokens_per_minute, 5000);
     CHECK_EQ_INT(c->markup_percent_micro, 12500000);
     CHECK_EQ_INT(c->default_max_output_tokens, 2048);
+    CHECK_EQ_INT(c->responses_retention_days, 7);
     CHECK_EQ_INT(c->log_level, LOG_DEBUG);
     CHECK_EQ_INT(c->nproviders, 5);
     const cfg_provider *oa = cfg_find_provider(c, "oa"), *an = cfg_find_provider(c, "an"),
@@ -300,7 +304,7 @@ static void test_every_field(void)
     CHECK_EQ_INT(oa->enabled, 1);
     CHECK_EQ_INT(oa->timeout_ms, 1000);
     CHECK_EQ_INT(oa->connect_timeout_ms, 200);
-    CHECK_EQ_INT(oa->line, 25);
+    CHECK_EQ_INT(oa->line, 27);
     CHECK_EQ_INT(an->kind, PROV_ANTHROPIC);
     CHECK_EQ_STR(an->base_url, "https://api.anthropic.com");
     CHECK_EQ_INT(ge->kind, PROV_GEMINI);
@@ -577,6 +581,12 @@ static void test_bad_types(void)
                "billing.default_max_output_tokens: ", "must be between 1 and 100000000");
     EXPECT_ERR("billing: {default_max_output_tokens: 1.5}\n" MINIMAL_MODELS, 1,
                "billing.default_max_output_tokens: ", "expected an integer");
+    EXPECT_ERR("responses: {retention_days: 3651}\n" MINIMAL_MODELS, 1,
+               "responses.retention_days: ", "must be between 0 and 3650");
+    EXPECT_ERR("responses: {retention_days: -1}\n" MINIMAL_MODELS, 1,
+               "responses.retention_days: ", "must be between 0 and 3650");
+    EXPECT_ERR("responses: {retain: 5}\n" MINIMAL_MODELS, 1, "responses.retain", "unknown field");
+    EXPECT_ERR("responses: 5\n" MINIMAL_MODELS, 1, "responses", "expected a map");
     EXPECT_ERR("log: {level: verbose}\n" MINIMAL_MODELS, 1,
                "log.level: ", "unknown level 'verbose'");
     EXPECT_ERR("server: {background_priority: low}\n" MINIMAL_MODELS, 1,
