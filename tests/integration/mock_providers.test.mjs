@@ -208,6 +208,41 @@ test('openai: max_tokens or max_completion_tokens below chunks cuts the answer w
     assert.deepEqual(ev.at(-2).usage, { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 });
 });
 
+test('config next: armed options answer the next inference request only, of any family', T, async () => {
+    const TC = { chunks: 0, tool_call: { name: 'get_weather', input: { city: 'Oslo' } } };
+    const cfg = await mock.config({ next: TC });
+    assert.deepEqual(cfg.next, TC);
+    const first = await call('/v1/chat/completions', chat(undefined));
+    assert.equal(first.json.choices[0].finish_reason, 'tool_calls');
+    assert.equal(first.json.choices[0].message.tool_calls[0].function.arguments, '{"city":"Oslo"}');
+    // used up: the next request is answered normally, and the config no longer shows it
+    const second = await call('/v1/chat/completions', chat(undefined));
+    assert.equal(second.json.choices[0].finish_reason, 'stop');
+    assert.equal(second.json.choices[0].message.content, 'tok0 tok1 tok2 ');
+    assert.equal((await mock.config({})).next, undefined);
+    // the Anthropic personality takes it the same way
+    await mock.config({ next: TC });
+    const anth = await call('/v1/messages', { model: 'claude-x', max_tokens: 64,
+        messages: [{ role: 'user', content: 'hi' }] }, { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' });
+    assert.equal(anth.status, 200, anth.text);
+    assert.equal(anth.json.stop_reason, 'tool_use');
+    assert.deepEqual(anth.json.content.find((b) => b.type === 'tool_use').input, { city: 'Oslo' });
+    // a body's own mock wins, and the armed options are used up all the same
+    await mock.config({ next: TC });
+    const own = await call('/v1/chat/completions', chat({ chunks: 1 }));
+    assert.equal(own.json.choices[0].finish_reason, 'stop');
+    assert.equal(own.json.choices[0].message.content, 'tok0 ');
+    assert.equal((await call('/v1/chat/completions', chat(undefined))).json.choices[0].finish_reason, 'stop');
+    // null disarms; anything but an object or null is refused and changes nothing
+    await mock.config({ next: TC });
+    assert.equal((await mock.config({ next: null })).next, undefined);
+    assert.equal((await call('/v1/chat/completions', chat(undefined))).json.choices[0].finish_reason, 'stop');
+    const bad = await fetch(mock.url + '/_mock/config', { method: 'POST', body: JSON.stringify({ next: 5, delay_ms: 7 }) });
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).error.code, 'invalid_config');
+    assert.equal((await mock.config({})).delay_ms, 0);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Azure OpenAI
 

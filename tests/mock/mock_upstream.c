@@ -287,6 +287,7 @@ static struct {
     bool stopping, verbose;
     struct mock_conn *conns; /* live (not yet closing) connections, for shutdown */
     mock_defaults def;
+    json_t *next_mock; /* options armed for the next inference request (mock_take_next) */
     unsigned long long requests, connections, completion_ids, message_ids, anthropic_req_ids;
     mock_record rec[MOCK_REC_MAX];
     size_t rec_head, rec_count, rec_bytes;
@@ -968,6 +969,20 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
     return 0;
 }
 
+/* Options armed by POST /_mock/config {"next": ...} go to the next inference request, as if its
+ * body had them as "mock": for a client whose bodies the test does not write (an SDK's tool loop,
+ * whose first request only must be answered with a tool call). The body's own "mock" wins; either
+ * way the armed options are used up. */
+static void mock_take_next(json_t *body)
+{
+    if (!g.next_mock) return;
+    if (!json_object_get(body, "mock"))
+        json_object_set_new(body, "mock", g.next_mock);
+    else
+        json_decref(g.next_mock);
+    g.next_mock = NULL;
+}
+
 /* Inference routes: parse the body, apply faults in a fixed order (close, hang, delay, status,
  * invalid_json), then let the route's handler answer normally. */
 static void mock_inference_begin(mock_conn *c)
@@ -984,6 +999,7 @@ static void mock_inference_begin(mock_conn *c)
         return;
     }
     c->resp.json = body;
+    mock_take_next(body);
     char err[160];
     if (mock_opts_parse(c, body, err, sizeof err) < 0) {
         c->resp.retry_after[0] = '\0';
@@ -2212,6 +2228,7 @@ static json_t *mock_config_json(void)
         json_object_set_new(o, "retry_after", json_integer(secs));
     else
         json_object_set_new(o, "retry_after", json_string(g.def.retry_after));
+    if (g.next_mock) json_object_set(o, "next", g.next_mock);
     return o;
 }
 
@@ -2226,6 +2243,7 @@ static void mock_ctl_config_set(mock_conn *c)
     json_error_t jerr;
     json_t *body = json_loadb(c->req.body.p ? c->req.body.p : "", c->req.body.len, 0, &jerr);
     mock_defaults d = g.def;
+    json_t *next = NULL;
     const char *err = NULL;
     if (!json_is_object(body)) {
         err = "body must be a JSON object";
@@ -2233,6 +2251,9 @@ static void mock_ctl_config_set(mock_conn *c)
         json_t *fs = json_object_get(body, "fail_status");
         json_t *dl = json_object_get(body, "delay_ms");
         json_t *ra = json_object_get(body, "retry_after");
+        next = json_object_get(body, "next");
+        if (next && !json_is_object(next) && !json_is_null(next))
+            err = "next must be an object (the next inference request's mock options) or null";
         if (fs && !json_is_null(fs)) {
             if (!json_is_integer(fs) || !mock_status_ok((long)json_integer_value(fs)))
                 err = "fail_status must be 0, 200 or 300..599";
@@ -2253,11 +2274,16 @@ static void mock_ctl_config_set(mock_conn *c)
                 err = "retry_after must be a non-negative integer, a short string or null";
         }
     }
-    json_decref(body);
     if (err) {
+        json_decref(body);
         mock_error(c, &mock_openai, 400, err, "invalid_config");
         return;
     }
+    if (next) {
+        json_decref(g.next_mock);
+        g.next_mock = json_is_object(next) ? json_incref(next) : NULL;
+    }
+    json_decref(body);
     if (d.fail_status == 200) d.fail_status = 0;
     g.def = d;
     mock_send_json(c, 200, mock_config_json());
@@ -2752,6 +2778,7 @@ int main(int argc, char **argv)
 
     uv_run(&g.loop, UV_RUN_DEFAULT);
     mock_rec_clear();
+    json_decref(g.next_mock);
     if (uv_loop_close(&g.loop) != 0) fprintf(stderr, "mock_upstream: handles left open at exit\n");
     return 0;
 }
