@@ -37,6 +37,7 @@
 #define RS_WAIT_MS 5000         /* how long a lookup waits for a save in flight */
 #define RS_PURGE_EVERY_MS 60000 /* expired rows are deleted at most this often */
 #define RS_PURGE_BATCH 1000
+#define RS_REFS_MAX 16 /* responses one request's item_reference items are looked up in */
 
 /* ---- saves in flight ---- */
 
@@ -251,24 +252,95 @@ static void not_found_previous(http_conn *c, const char *id)
                "previous_response_id", msg, -1);
 }
 
-/* A continuation, while its history is looked up. */
+/* A request that needs stored state before it can run (previous_response_id, item_reference
+ * items), while it is looked up. */
 typedef struct rs_cont {
     prov_call *call;
     dialect_responses_state st; /* the request's, as parsed (views into its body) */
+    int refs;                   /* its input may hold item_reference items */
     store_key key;
-    char id[RS_ID_MAX];
-    int64_t account_id;
-    int found; /* STORE_OK, STORE_NOTFOUND or STORE_ERR */
+    int found; /* previous_response_id: STORE_OK, STORE_NOTFOUND or STORE_ERR */
     store_response row;
+    buf_t resolved; /* the input with the references the store knows resolved; empty: as it is */
+    /* the responses item_reference items named, read once each */
+    store_t *s;
+    size_t nrefd;
+    char refd_id[RS_REFS_MAX][RS_ID_MAX];
+    store_response refd[RS_REFS_MAX];
 } rs_cont;
+
+/* dialect_responses_lookup in a pool thread: the asking account's response resp_id. */
+static int ref_lookup(void *ud, const char *resp_id, ms_str *response)
+{
+    rs_cont *ct = ud;
+    for (size_t i = 0; i < ct->nrefd; i++)
+        if (!strcmp(ct->refd_id[i], resp_id)) {
+            *response = (ms_str){ct->refd[i].response, ct->refd[i].response_len};
+            return ct->refd[i].response ? 0 : -1;
+        }
+    if (ct->nrefd == RS_REFS_MAX) return -1; /* left as they are */
+    size_t k = ct->nrefd++;
+    ms_copy(ct->refd_id[k], RS_ID_MAX, resp_id);
+    int64_t acct = ct->key.account_id;
+    int rc = store_response_get(ct->s, resp_id, acct, ms_now_ms(), 0, &ct->refd[k]);
+    if (rc == STORE_NOTFOUND && saving_wait(resp_id))
+        rc = store_response_get(ct->s, resp_id, acct, ms_now_ms(), 0, &ct->refd[k]);
+    if (rc != STORE_OK) return -1;
+    *response = (ms_str){ct->refd[k].response, ct->refd[k].response_len};
+    return 0;
+}
 
 static void cont_work(void *ctx, store_t *s)
 {
     rs_cont *ct = ctx;
-    ct->found = store_response_get(s, ct->id, ct->account_id, ms_now_ms(), 1, &ct->row);
-    if (ct->found == STORE_NOTFOUND && saving_wait(ct->id))
-        ct->found = store_response_get(s, ct->id, ct->account_id, ms_now_ms(), 1, &ct->row);
-    if (ct->found == STORE_ERR) log_error("responses: cannot read a response: %s", store_errmsg(s));
+    int64_t acct = ct->key.account_id;
+    ct->found = STORE_OK;
+    if (ct->st.has_previous) {
+        const char *id = ct->st.previous;
+        ct->found = store_response_get(s, id, acct, ms_now_ms(), 1, &ct->row);
+        if (ct->found == STORE_NOTFOUND && saving_wait(id))
+            ct->found = store_response_get(s, id, acct, ms_now_ms(), 1, &ct->row);
+        if (ct->found == STORE_ERR)
+            log_error("responses: cannot read a response: %s", store_errmsg(s));
+        if (ct->found != STORE_OK) return;
+    }
+    if (ct->refs) {
+        ct->s = s;
+        if (dialect_responses_resolve(ct->st.input, ref_lookup, ct, &ct->resolved) != 0)
+            buf_reset(&ct->resolved);
+        ct->s = NULL;
+    }
+}
+
+/* The request as the client would have sent it without state on the server: the stored
+ * conversation before its input, its references resolved. Returns 0, or -1 after answering. */
+static int make_whole(http_conn *c, rs_cont *ct)
+{
+    const cfg_t *cfg = c->w->cfg;
+    http_request *r = &c->req;
+    ms_str input = ct->resolved.len ? (ms_str){ct->resolved.data, ct->resolved.len} : ct->st.input;
+    buf_t merged, whole;
+    buf_init(&merged, (size_t)cfg->max_body_bytes * 2);
+    buf_init(&whole, (size_t)cfg->max_body_bytes * 2);
+    ms_str history =
+        ct->row.history ? (ms_str){ct->row.history, ct->row.history_len} : (ms_str){"", 0};
+    ms_str prev = ct->st.has_previous ? ct->st.previous_value : (ms_str){"", 0};
+    int rc = ct->st.has_previous ? dialect_responses_merge(history, input, &merged) : 0;
+    if (rc == 0) {
+        ms_str with = ct->st.has_previous ? (ms_str){merged.data, merged.len} : input;
+        rc = dialect_responses_splice(r->body, ct->st.input, with, prev, &whole);
+    }
+    buf_free(&merged);
+    if (rc != 0) {
+        buf_free(&whole);
+        http_error(c, 413, "invalid_request_error", "request_too_large", NULL,
+                   "The stored conversation and this request are too long together "
+                   "(twice server.max_body_bytes).",
+                   -1);
+        return -1;
+    }
+    http_replace_body(c, &whole);
+    return 0;
 }
 
 static void cont_done(http_conn *c, void *ctx)
@@ -278,53 +350,51 @@ static void cont_done(http_conn *c, void *ctx)
     ct->call = NULL;
     if (!c) goto out;
     if (ct->found == STORE_NOTFOUND) {
-        not_found_previous(c, ct->id);
+        not_found_previous(c, ct->st.previous);
         goto out;
     }
     if (ct->found != STORE_OK) {
         api_err_internal(c);
         goto out;
     }
-    if (!ct->row.history) {
+    if (ct->st.has_previous && !ct->row.history) {
         char msg[300];
         snprintf(msg, sizeof msg,
                  "The conversation of response '%.128s' is too long to continue "
                  "(server.max_body_bytes); send the whole input instead.",
-                 ct->id);
+                 ct->st.previous);
         http_error(c, 400, "invalid_request_error", "invalid_parameter", "previous_response_id",
                    msg, -1);
         goto out;
     }
-    /* the request as if the client had sent the whole conversation */
-    const cfg_t *cfg = c->w->cfg;
-    dialect_responses_state st;
-    dialect_refusal why;
-    why.status = 0;
-    http_request *r = &c->req;
-    buf_t whole;
-    buf_init(&whole, (size_t)cfg->max_body_bytes * 2);
-    if (dialect_responses_continue(r->body, ct->st.input, ct->st.previous_value,
-                                   (ms_str){ct->row.history, ct->row.history_len}, &whole) != 0) {
-        buf_free(&whole);
-        char msg[300];
-        snprintf(msg, sizeof msg,
-                 "The conversation of response '%.128s' and this input are too long together "
-                 "(server.max_body_bytes twice).",
-                 ct->id);
-        http_error(c, 413, "invalid_request_error", "request_too_large", NULL, msg, -1);
-        goto out;
+    if (ct->st.has_previous || ct->resolved.len) {
+        if (make_whole(c, ct) != 0) goto out;
+        http_request *r = &c->req;
+        dialect_responses_state st;
+        dialect_refusal why;
+        why.status = 0;
+        call->body = r->body;
+        if (dialect_responses_parse(c->w->cfg, call, r->log_model, sizeof r->log_model, &st,
+                                    &why) != 0) {
+            api_refuse(c, &why);
+            goto out;
+        }
+        ct->st = st;
     }
-    http_replace_body(c, &whole);
-    call->body = r->body;
-    if (dialect_responses_parse(cfg, call, r->log_model, sizeof r->log_model, &st, &why) != 0) {
-        api_refuse(c, &why);
-        goto out;
-    }
-    run(c, call, &ct->key, &st);
+    run(c, call, &ct->key, &ct->st);
     call = NULL;
 out:
     free(call);
     store_response_free(&ct->row);
+    buf_free(&ct->resolved);
+    for (size_t i = 0; i < ct->nrefd; i++)
+        store_response_free(&ct->refd[i]);
+}
+
+/* Whether input may hold item_reference items (a cheap look; the lookup job reads it). */
+static int may_reference(ms_str input)
+{
+    return input.n && input.p[0] == '[' && memmem(input.p, input.n, "item_reference", 14);
 }
 
 void api_responses(http_conn *c, http_request *r)
@@ -343,9 +413,11 @@ void api_responses(http_conn *c, http_request *r)
         free(call);
         return api_refuse(c, &why);
     }
-    if (!st.has_previous) return run(c, call, &key, &st);
+    int keeps = cfg->responses_retention_days > 0;
+    int refs = keeps && may_reference(st.input);
+    if (!st.has_previous && !refs) return run(c, call, &key, &st);
     /* an id that cannot be one the gateway keeps, or nothing kept at all: no lookup */
-    if (!st.previous[0] || cfg->responses_retention_days == 0) {
+    if (st.has_previous && (!st.previous[0] || !keeps)) {
         free(call);
         char raw[RS_ID_MAX], shown[RS_ID_MAX];
         if (jscan_string(st.previous_value, raw, sizeof raw) < 0) ms_copy(raw, sizeof raw, "...");
@@ -359,9 +431,9 @@ void api_responses(http_conn *c, http_request *r)
     }
     ct->call = call;
     ct->st = st;
+    ct->refs = refs;
     ct->key = key;
-    ct->account_id = key.account_id;
-    ms_copy(ct->id, sizeof ct->id, st.previous);
+    buf_init(&ct->resolved, (size_t)cfg->max_body_bytes * 2);
     api_job(c, cont_work, cont_done, ct);
 }
 

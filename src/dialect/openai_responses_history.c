@@ -176,16 +176,15 @@ static int array_inner(ms_str a, ms_str *inner)
     return 0;
 }
 
-/* The new input: the history's items, then the request's (a string input is one user turn). */
-static int merged_input(ms_str input, ms_str history, buf_t *out)
+int dialect_responses_merge(ms_str history, ms_str input, buf_t *out)
 {
-    ms_str h, items;
-    if (array_inner(history, &h) != 0) return -1;
+    ms_str h = {"", 0}, items;
+    if (history.n && array_inner(history, &h) != 0) return -1;
     int rc = buf_appends(out, "[");
     rc |= buf_append(out, h.p, h.n);
     if (input.n && input.p[0] == '"') {
-        rc |= buf_appends(out, h.n ? ",{\"role\":\"user\",\"content\":"
-                                   : "{\"role\":\"user\",\"content\":");
+        rc |= buf_appends(out, h.n ? "," : "");
+        rc |= buf_appends(out, "{\"role\":\"user\",\"content\":");
         rc |= buf_append(out, input.p, input.n);
         rc |= buf_appends(out, "}");
     } else {
@@ -196,20 +195,116 @@ static int merged_input(ms_str input, ms_str history, buf_t *out)
     return rc | buf_appends(out, "]") ? -1 : 0;
 }
 
+/* v lies inside body. */
+static int within(ms_str body, ms_str v)
+{
+    return v.p >= body.p && (size_t)(v.p - body.p) + v.n <= body.n;
+}
+
+int dialect_responses_splice(ms_str body, ms_str input, ms_str new_input, ms_str prev, buf_t *out)
+{
+    if (!within(body, input) || (prev.n && !within(body, prev))) return -1;
+    /* the two are members' values of body: each replaced where it lies, in order */
+    ms_str first = input, second = prev;
+    ms_str first_with = new_input, second_with = {"null", 4};
+    if (prev.n && prev.p < input.p) {
+        first = prev;
+        second = input;
+        first_with = (ms_str){"null", 4};
+        second_with = new_input;
+    }
+    size_t a = (size_t)(first.p - body.p), a_end = a + first.n;
+    int rc = buf_append(out, body.p, a);
+    rc |= buf_append(out, first_with.p, first_with.n);
+    if (!second.n) return rc | buf_append(out, body.p + a_end, body.n - a_end) ? -1 : 0;
+    size_t b = (size_t)(second.p - body.p), b_end = b + second.n;
+    if (b < a_end) return -1; /* overlapping: not two members */
+    rc |= buf_append(out, body.p + a_end, b - a_end);
+    rc |= buf_append(out, second_with.p, second_with.n);
+    rc |= buf_append(out, body.p + b_end, body.n - b_end);
+    return rc ? -1 : 0;
+}
+
 int dialect_responses_continue(ms_str body, ms_str input, ms_str prev, ms_str history, buf_t *out)
 {
-    /* both are members' values of body: spliced in the order they appear */
-    size_t in_at = (size_t)(input.p - body.p), pv_at = (size_t)(prev.p - body.p);
-    if (input.p < body.p || prev.p < body.p || in_at + input.n > body.n || pv_at + prev.n > body.n)
+    buf_t merged;
+    buf_init(&merged, out->cap);
+    int rc = dialect_responses_merge(history, input, &merged);
+    if (rc == 0)
+        rc = dialect_responses_splice(body, input, (ms_str){merged.data, merged.len}, prev, out);
+    buf_free(&merged);
+    return rc;
+}
+
+/* ---- item_reference ---- */
+
+int dialect_responses_item_response(const char *item_id, char *resp_id, size_t len)
+{
+    const char *hex = strchr(item_id, '_'), *idx = strrchr(item_id, '_');
+    if (!hex || idx <= hex + 1 || !idx[1]) return -1;
+    size_t plen = (size_t)(hex - item_id);
+    if (!((plen == 3 && !strncmp(item_id, "msg", 3)) || (plen == 2 && !strncmp(item_id, "fc", 2)) ||
+          (plen == 2 && !strncmp(item_id, "rs", 2))))
         return -1;
-    int input_first = in_at < pv_at;
-    size_t a_at = input_first ? in_at : pv_at, a_n = input_first ? input.n : prev.n;
-    size_t b_at = input_first ? pv_at : in_at, b_n = input_first ? prev.n : input.n;
-    if (a_at + a_n > b_at) return -1; /* overlapping: not two members */
-    int rc = buf_append(out, body.p, a_at);
-    rc |= input_first ? merged_input(input, history, out) : buf_appends(out, "null");
-    rc |= buf_append(out, body.p + a_at + a_n, b_at - a_at - a_n);
-    rc |= input_first ? buf_appends(out, "null") : merged_input(input, history, out);
-    rc |= buf_append(out, body.p + b_at + b_n, body.n - b_at - b_n);
-    return rc ? -1 : 0;
+    for (const char *d = idx + 1; *d; d++)
+        if (*d < '0' || *d > '9') return -1;
+    int n = snprintf(resp_id, len, "resp_%.*s", (int)(idx - hex - 1), hex + 1);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* The output item named id in a stored response object (json text), as the item a client sends
+ * back; *drop when it is one a continuation leaves out (reasoning). NULL when not there. */
+static json_t *stored_item(ms_str response, const char *id, int *drop)
+{
+    json_error_t err;
+    json_t *r = json_loadb(response.p, response.n, 0, &err), *item, *turn = NULL;
+    size_t i;
+    *drop = 0;
+    json_array_foreach(json_object_get(r, "output"), i, item)
+    {
+        const char *iid = json_string_value(json_object_get(item, "id"));
+        if (!iid || strcmp(iid, id) != 0) continue;
+        const char *type = json_string_value(json_object_get(item, "type"));
+        if (type && !strcmp(type, "message"))
+            turn = assistant_turn(item);
+        else if (type && !strcmp(type, "function_call"))
+            turn = function_call(item);
+        *drop = !turn; /* reasoning, or a message without text: nothing to carry */
+        break;
+    }
+    json_decref(r);
+    return turn;
+}
+
+int dialect_responses_resolve(ms_str input, dialect_responses_lookup lookup, void *ud, buf_t *out)
+{
+    json_error_t err;
+    json_t *in = json_loadb(input.p, input.n, 0, &err), *item;
+    if (!json_is_array(in)) {
+        json_decref(in);
+        return -1;
+    }
+    json_t *list = json_array();
+    size_t i;
+    int resolved = 0;
+    json_array_foreach(in, i, item)
+    {
+        const char *type = json_string_value(json_object_get(item, "type"));
+        const char *id = json_string_value(json_object_get(item, "id"));
+        char resp_id[160];
+        ms_str stored;
+        json_t *turn = NULL;
+        int drop = 0;
+        if (type && id && !strcmp(type, "item_reference") &&
+            dialect_responses_item_response(id, resp_id, sizeof resp_id) == 0 &&
+            lookup(ud, resp_id, &stored) == 0) {
+            turn = stored_item(stored, id, &drop);
+            resolved += turn || drop;
+        }
+        if (!drop) json_array_append_new(list, turn ? turn : json_incref(item));
+    }
+    int rc = resolved ? dump_into(list, out) : 1;
+    json_decref(list);
+    json_decref(in);
+    return rc;
 }

@@ -57,10 +57,31 @@ int dialect_responses_object(ms_str doc, int is_event, ms_str *obj, char *id, si
  * Returns 0, or -1 (invalid JSON, memory, or out's limit). */
 int dialect_responses_history(ms_str input, ms_str response, buf_t *out);
 
-/* A continuation made whole: body with the stored conversation history (a JSON array) put before
- * the items of input (the input member's value in body) and previous_response_id (its value,
- * prev) set to null, into out. The result is what the client would have sent without
- * previous_response_id. Returns 0, or -1 (history is not an array, memory, or out's limit). */
+/* The input a continuation sends: history's items (a JSON array; empty: none), then those of
+ * input (a JSON value: a string is one user turn), as one JSON array into out. Returns 0, or -1
+ * (history or input is not an array or string, memory, or out's limit). */
+int dialect_responses_merge(ms_str history, ms_str input, buf_t *out);
+
+/* body with its input member's value (input) replaced by new_input, and previous_response_id's
+ * value (prev; empty: none) by null, into out: what the client would have sent without state on
+ * the server. Returns 0, or -1 (a value outside body, memory, or out's limit). */
+int dialect_responses_splice(ms_str body, ms_str input, ms_str new_input, ms_str prev, buf_t *out);
+
+/* dialect_responses_merge then dialect_responses_splice: a continuation made whole. */
 int dialect_responses_continue(ms_str body, ms_str input, ms_str prev, ms_str history, buf_t *out);
+
+/* The response that made the output item item_id, for ids the gateway's encoder makes
+ * (msg_/fc_/rs_<hex>_<index> of resp_<hex>). Returns 0 with resp_id filled, or -1. */
+int dialect_responses_item_response(const char *item_id, char *resp_id, size_t len);
+
+/* Finds a stored response object by id: 0 with *response, or -1 (not there). */
+typedef int (*dialect_responses_lookup)(void *ud, const char *resp_id, ms_str *response);
+
+/* input (a JSON array of items) with each item_reference to an item of a stored response that
+ * lookup finds replaced by that item as a client sends it back (reasoning items left out), into
+ * out. References lookup cannot find stay as they are: a provider that keeps items of its own
+ * may know them (the rewrite for other providers refuses them). Returns 0; 1 when nothing was
+ * resolved (out untouched: the input stands); -1 (not an array, memory, or out's limit). */
+int dialect_responses_resolve(ms_str input, dialect_responses_lookup lookup, void *ud, buf_t *out);
 
 #endif

@@ -274,14 +274,21 @@ test('openai(gpt-t): text before the call, with store: false (every item sent in
 
 // With store left on (its default), the SDK sends an answer's message items (and, for a model it
 // takes for a reasoning model, such as gpt-5*, its reasoning items) back as references to the
-// stored response (item_reference), which only work once the gateway stores responses.
-test('openai(gpt-t): text before the call, with the SDK\'s default store: true', {
-    ...T, todo: 'item_reference needs stored responses (previous_response_id / store)',
-}, async () => {
+// stored response (item_reference): the gateway resolves them from the responses it stored.
+test('openai(gpt-t): text before the call, with the SDK\'s default store: true (item_reference)', T, async () => {
     const calls = [];
     await armToolCall(1);
-    const r = await generateText({ model: openai('gpt-t'), ...toolArgs(calls) });
+    sent.length = 0;
+    const r = await generateText({ model: openaiSpied('gpt-t'), ...toolArgs(calls) });
     await assertToolLoop('gpt-t', '/v1/responses', r.steps, calls);
+    assert.equal(r.steps[0].text, 'tok0 ');
+    const items = sentResponsesItems();
+    assert.ok(items.some((i) => i.type === 'item_reference'), JSON.stringify(items));
+    // the provider got the earlier answer's text back, resolved by the gateway
+    const up = (await gw.mocks[0].requestsTo('/v1/chat/completions')).at(-1);
+    const msgs = JSON.parse(up.body).messages;
+    assert.ok(msgs.some((m) => m.role === 'assistant' && m.content === 'tok0 ' && m.tool_calls?.length === 1),
+        JSON.stringify(msgs));
 });
 
 test('openai(claude-t): Anthropic thinking comes back as reasoning, whole and streamed', T, async () => {

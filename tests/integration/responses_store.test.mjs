@@ -197,3 +197,36 @@ test('rows past their retention are not read; retention_days: 0 keeps nothing', 
         await g2.stop();
     }
 });
+
+test('item_reference items are resolved from the account\'s stored responses (the Vercel AI SDK sends them)', T, async () => {
+    const tools = [{ type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }];
+    const first = (await create({
+        model: 'mock-model', input: 'weather in Rome?', tools,
+        mock: { tool_call: { name: 'get_weather', args: { city: 'Rome' } } },
+    })).json;
+    const msg = first.output.find((o) => o.type === 'message');
+    const call = first.output.find((o) => o.type === 'function_call');
+    assert.ok(msg && call, JSON.stringify(first.output));
+    const input = [
+        { role: 'user', content: 'weather in Rome?' },
+        { type: 'item_reference', id: msg.id },
+        { type: 'item_reference', id: call.id },
+        { type: 'function_call_output', call_id: call.call_id, output: 'warm' },
+    ];
+    await gw.mock.clear();
+    const res = await create({ model: 'mock-model', tools, input });
+    assert.equal(res.status, 200, res.text);
+    const [up] = await gw.mock.requestsTo('/chat/completions');
+    const msgs = JSON.parse(up.body).messages;
+    assert.equal(msgs.length, 3, JSON.stringify(msgs));
+    assert.equal(msgs[1].role, 'assistant');
+    assert.equal(msgs[1].content, msg.content[0].text);
+    assert.equal(msgs[1].tool_calls[0].id, call.call_id);
+    assert.equal(msgs[2].tool_call_id, call.call_id);
+    // another account cannot reach them: the reference stays, and a translating provider refuses it
+    const theirs = await create({ model: 'mock-model', tools, input }, other);
+    h.assertError(assert, theirs, 400, 'invalid_request_error', 'invalid_parameter', 'input');
+    // the continuation that follows is kept with the items resolved
+    const again = await create({ model: 'mock-model', input: 'thanks', previous_response_id: res.json.id });
+    assert.equal(again.status, 200, again.text);
+});

@@ -5,7 +5,9 @@
  * kept after a response (input items, then the output as a client sends it back: no ids, no
  * reasoning, function calls by call_id), and a continuation made whole (history before the
  * input, previous_response_id nulled, in either member order), which the rewrite into the hub
- * format then accepts. JSON is written with ' for " (q() swaps them).
+ * format then accepts; item_reference items resolved from stored responses (the encoder's item
+ * ids name their response), the others left as they came. JSON is written with ' for " (q() swaps
+ * them).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,11 +240,103 @@ static void test_continue(void)
     buf_free(&b);
 }
 
+static void test_item_response(void)
+{
+    char r[64];
+    CHECK_EQ_INT(dialect_responses_item_response("msg_ab12_0", r, sizeof r), 0);
+    CHECK_EQ_STR(r, "resp_ab12");
+    CHECK_EQ_INT(dialect_responses_item_response("fc_ab_12_3", r, sizeof r), 0);
+    CHECK_EQ_STR(r, "resp_ab_12");
+    CHECK_EQ_INT(dialect_responses_item_response("rs_x_10", r, sizeof r), 0);
+    CHECK_EQ_STR(r, "resp_x");
+    /* OpenAI's own ids, other kinds, no index, no hex, too long */
+    CHECK_EQ_INT(dialect_responses_item_response("msg_67ccd3acc8d48190", r, sizeof r), -1);
+    CHECK_EQ_INT(dialect_responses_item_response("ws_ab_0", r, sizeof r), -1);
+    CHECK_EQ_INT(dialect_responses_item_response("msg_ab_", r, sizeof r), -1);
+    CHECK_EQ_INT(dialect_responses_item_response("msg__0", r, sizeof r), -1);
+    CHECK_EQ_INT(dialect_responses_item_response("msg_ab_1x", r, sizeof r), -1);
+    CHECK_EQ_INT(dialect_responses_item_response("msg_abcdefgh_0", r, 8), -1);
+}
+
+static const char *g_stored; /* the one response the lookup knows, resp_h */
+static int g_lookups;
+
+static int lookup(void *ud, const char *resp_id, ms_str *response)
+{
+    (void)ud;
+    g_lookups++;
+    if (strcmp(resp_id, "resp_h") != 0) return -1;
+    *response = ms_str_c(g_stored);
+    return 0;
+}
+
+static void test_resolve(void)
+{
+    g_stored = q("{'id':'resp_h','output':[{'type':'reasoning','id':'rs_h_0','summary':[]},"
+                 "{'type':'message','id':'msg_h_1','role':'assistant','content':[{'type':'"
+                 "output_text','text':'let me look','annotations':[]}]},{'type':'function_call',"
+                 "'id':'fc_h_2','call_id':'call_7','name':'wx','arguments':'{}'}]}");
+    buf_t b;
+    buf_init(&b, 0);
+    /* the message and the call resolved, the reasoning dropped; others stay as they came */
+    const char *in = q("[{'role':'user','content':'w?'},{'type':'item_reference','id':'rs_h_0'},"
+                       "{'type':'item_reference','id':'msg_h_1'},{'type':'item_reference','id':'"
+                       "fc_h_2'},{'type':'function_call_output','call_id':'call_7','output':'8'},"
+                       "{'type':'item_reference','id':'msg_67cc'},{'type':'item_reference','id':'"
+                       "msg_other_0'}]");
+    g_lookups = 0;
+    CHECK_EQ_INT(dialect_responses_resolve(ms_str_c(in), lookup, NULL, &b), 0);
+    CHECK_EQ_STR(b.data ? b.data : "",
+                 q("[{'role':'user','content':'w?'},{'role':'assistant','content':[{'type':'"
+                   "output_text','text':'let me look'}]},{'type':'function_call','call_id':'call_"
+                   "7','name':'wx','arguments':'{}'},{'type':'function_call_output','call_id':'"
+                   "call_7','output':'8'},{'type':'item_reference','id':'msg_67cc'},{'type':'"
+                   "item_reference','id':'msg_other_0'}]"));
+    CHECK_EQ_INT(g_lookups, 4);
+    buf_reset(&b);
+    /* nothing resolved: 1, out untouched; not an array: -1 */
+    CHECK_EQ_INT(dialect_responses_resolve(
+                     ms_str_c(q("[{'type':'item_reference','id':'msg_h_9'},'item_reference']")),
+                     lookup, NULL, &b),
+                 1);
+    CHECK_EQ_INT(b.len, 0);
+    CHECK_EQ_INT(dialect_responses_resolve(ms_str_c(q("'item_reference'")), lookup, NULL, &b), -1);
+    buf_free(&b);
+}
+
+static void test_splice(void)
+{
+    const char *body = q("{'input':'x','model':'m'}");
+    ms_str bs = ms_str_c(body), in = {body + 9, 3};
+    buf_t b;
+    buf_init(&b, 0);
+    CHECK_EQ_INT(dialect_responses_splice(bs, in, ms_str_c("[1]"), (ms_str){"", 0}, &b), 0);
+    CHECK_EQ_STR(b.data, q("{'input':[1],'model':'m'}"));
+    buf_reset(&b);
+    /* a value outside the body */
+    CHECK_EQ_INT(
+        dialect_responses_splice(bs, ms_str_c("'x'"), ms_str_c("[1]"), (ms_str){"", 0}, &b), -1);
+    /* merge: no history, an array; a string after history */
+    buf_reset(&b);
+    CHECK_EQ_INT(dialect_responses_merge((ms_str){"", 0}, ms_str_c(" [ 1 , 2 ] "), &b), 0);
+    CHECK_EQ_STR(b.data, "[1 , 2]");
+    buf_reset(&b);
+    CHECK_EQ_INT(dialect_responses_merge(ms_str_c("[0]"), ms_str_c("\"s\""), &b), 0);
+    CHECK_EQ_STR(b.data, "[0,{\"role\":\"user\",\"content\":\"s\"}]");
+    buf_reset(&b);
+    CHECK_EQ_INT(dialect_responses_merge(ms_str_c("{}"), ms_str_c("[1]"), &b), -1);
+    CHECK_EQ_INT(dialect_responses_merge(ms_str_c("[1]"), ms_str_c("5"), &b), -1);
+    buf_free(&b);
+}
+
 int main(void)
 {
     RUN(test_state);
     RUN(test_object);
     RUN(test_history);
     RUN(test_continue);
+    RUN(test_item_response);
+    RUN(test_resolve);
+    RUN(test_splice);
     TAP_DONE();
 }
