@@ -20,6 +20,7 @@
 
 #include "providers/provider.h"
 #include "tap.h"
+#include "quote.h"
 
 static cfg_provider g_prov = {.name = (char *)"anth",
                               .kind = PROV_ANTHROPIC,
@@ -31,20 +32,6 @@ static cfg_deployment g_dep = {.provider = &g_prov, .model = (char *)"claude-up"
 static cfg_model g_model = {.name = (char *)"claude-x"};
 /* with one */
 static cfg_model g_model_cap = {.name = (char *)"claude-x", .max_output_tokens = 8192};
-
-/* s with every ' turned into " (a static buffer per call slot: q() results are used at once) */
-static const char *q(const char *s)
-{
-    static char bufs[4][16384];
-    static int k;
-    char *b = bufs[k++ & 3];
-    size_t n = strlen(s);
-    if (n >= sizeof bufs[0]) n = sizeof bufs[0] - 1;
-    for (size_t i = 0; i < n; i++)
-        b[i] = s[i] == '\'' ? '"' : s[i];
-    b[n] = '\0';
-    return b;
-}
 
 static char g_body[16384];
 

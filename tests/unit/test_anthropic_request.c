@@ -20,6 +20,7 @@
 #include "dialect/anthropic_request.h"
 #include "providers/provider.h"
 #include "tap.h"
+#include "quote.h"
 
 static cfg_provider g_prov[3] = {
     {.name = (char *)"anth",
@@ -44,20 +45,6 @@ static cfg_model g_models[4] = {
     {.name = (char *)"gone"},
 };
 static cfg_t g_cfg = {.models = g_models, .nmodels = 4, .default_max_output_tokens = 4096};
-
-/* s with every ' turned into " (a static buffer per call slot: q() results are used at once) */
-static const char *q(const char *s)
-{
-    static char bufs[4][16384];
-    static int k;
-    char *b = bufs[k++ & 3];
-    size_t n = strlen(s);
-    if (n >= sizeof bufs[0]) n = sizeof bufs[0] - 1;
-    for (size_t i = 0; i < n; i++)
-        b[i] = s[i] == '\'' ? '"' : s[i];
-    b[n] = '\0';
-    return b;
-}
 
 static char g_body[16384];
 static size_t g_body_len;

@@ -21,19 +21,7 @@
 #include "providers/openai_decode.h"
 #include "providers/provider.h"
 #include "tap.h"
-
-static const char *q(const char *s)
-{
-    static char bufs[4][16384];
-    static int k;
-    char *b = bufs[k++ & 3];
-    size_t n = strlen(s);
-    if (n >= sizeof bufs[0]) n = sizeof bufs[0] - 1;
-    for (size_t i = 0; i < n; i++)
-        b[i] = s[i] == '\'' ? '"' : s[i];
-    b[n] = '\0';
-    return b;
-}
+#include "quote.h"
 
 static const dialect_req REQ = {
     .model = "gpt-x", .request_id = "req_abc", .created = 1700000000, .include_usage = 1};

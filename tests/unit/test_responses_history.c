@@ -16,6 +16,7 @@
 #include "dialect/responses_request.h"
 #include "providers/provider.h"
 #include "tap.h"
+#include "quote.h"
 
 static cfg_provider g_prov = {.name = (char *)"oai",
                               .kind = PROV_OPENAI,
@@ -25,19 +26,6 @@ static cfg_provider g_prov = {.name = (char *)"oai",
 static cfg_deployment g_dep = {.provider = &g_prov, .model = (char *)"gpt-up", .weight = 1};
 static cfg_model g_model = {.name = (char *)"gpt-x", .deployments = &g_dep, .ndeployments = 1};
 static cfg_t g_cfg = {.models = &g_model, .nmodels = 1, .default_max_output_tokens = 4096};
-
-static const char *q(const char *s)
-{
-    static char bufs[4][8192];
-    static int k;
-    char *b = bufs[k++ & 3];
-    size_t n = strlen(s);
-    if (n >= sizeof bufs[0]) n = sizeof bufs[0] - 1;
-    for (size_t i = 0; i < n; i++)
-        b[i] = s[i] == '\'' ? '"' : s[i];
-    b[n] = '\0';
-    return b;
-}
 
 static prov_call g_call;
 static char g_body[8192];

@@ -19,6 +19,7 @@
 #include "dialect/responses_request.h"
 #include "providers/provider.h"
 #include "tap.h"
+#include "quote.h"
 
 static cfg_provider g_prov[2] = {
     {.name = (char *)"oai",
@@ -35,20 +36,6 @@ static cfg_model g_models[3] = {
     {.name = (char *)"gone"},
 };
 static cfg_t g_cfg = {.models = g_models, .nmodels = 3, .default_max_output_tokens = 4096};
-
-/* s with every ' turned into " (a static buffer per call slot: q() results are used at once) */
-static const char *q(const char *s)
-{
-    static char bufs[4][16384];
-    static int k;
-    char *b = bufs[k++ & 3];
-    size_t n = strlen(s);
-    if (n >= sizeof bufs[0]) n = sizeof bufs[0] - 1;
-    for (size_t i = 0; i < n; i++)
-        b[i] = s[i] == '\'' ? '"' : s[i];
-    b[n] = '\0';
-    return b;
-}
 
 static char g_body[16384];
 
