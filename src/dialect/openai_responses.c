@@ -267,10 +267,12 @@ static int response_json(const dialect_enc *e, int phase, const usage_counts *u,
                          : phase == R_FAILED ? "failed"
                          : cut(e)            ? "incomplete"
                                              : "completed";
-    int rc = buf_printf(out,
-                        "{\"id\":\"%s\",\"object\":\"response\",\"created_at\":%" PRId64
-                        ",\"status\":\"%s\",\"error\":",
-                        e->id, e->created, status);
+    /* the id is escaped: a passed-through response's is the provider's (adopt) */
+    int rc = buf_appends(out, "{\"id\":");
+    rc |= dialect_put_str(out, ms_str_c(e->id));
+    rc |= buf_printf(
+        out, ",\"object\":\"response\",\"created_at\":%" PRId64 ",\"status\":\"%s\",\"error\":",
+        e->created, status);
     if (phase == R_FAILED && err) {
         rc |= buf_appends(out, "{\"code\":");
         rc |= dialect_put_str(out, ms_str_c(err->code ? err->code : "server_error"));
@@ -622,6 +624,10 @@ static int passthrough_end(dialect_enc *e, ms_str up, const char *cost, const di
         out->len = mark; /* no usage to put it in: as it came */
         rc |= buf_append(out, up.p, up.n);
     }
+    /* data sent on several data: lines was joined with line feeds, which JSON reads as white
+     * space between tokens (a string cannot hold one): one data: line again */
+    for (size_t i = mark; rc == 0 && i < out->len; i++)
+        if (out->data[i] == '\n') out->data[i] = ' ';
     rc |= buf_appends(out, "\n\n");
     /* an error after the terminal event (the provider kept the stream open past it, and the
      * idle timeout ended it): said after it, numbered after it */

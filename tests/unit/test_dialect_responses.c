@@ -498,6 +498,21 @@ static void test_passthrough_cut(void)
     buf_free(&out);
 }
 
+/* Pass-through: a terminal event whose data came on several data: lines goes out on one (the
+ * line feeds were white space), and the cost goes into an empty usage object without a comma. */
+static void test_passthrough_framing(void)
+{
+    dialect_enc *e = D->enc_new(&REQ);
+    buf_t out;
+    buf_init(&out, 0);
+    ms_str up = MS_STR_LIT("{\"type\":\"response.completed\",\n\"response\":{\"usage\":{ }\n}}");
+    CHECK_EQ_INT(D->stream_end(e, NULL, up, "2", NULL, &out), 0);
+    CHECK_EQ_STR(str(&out), "event: response.completed\ndata: {\"type\":\"response.completed\", "
+                            "\"response\":{\"usage\":{ \"cost\":2} }}\n\n");
+    D->enc_free(e);
+    buf_free(&out);
+}
+
 int main(void)
 {
     RUN(test_text_stream_and_whole);
@@ -511,5 +526,6 @@ int main(void)
     RUN(test_error_body);
     RUN(test_passthrough_usage);
     RUN(test_passthrough_cut);
+    RUN(test_passthrough_framing);
     TAP_DONE();
 }
