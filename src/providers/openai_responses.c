@@ -54,8 +54,10 @@ static void rsp_reset(void *stv, const prov_call *call)
 }
 
 /* OpenAI: {base_url}/responses. Azure: its v1 API, {base_url}/openai/v1/responses, where the
- * deployment is the body's `model` (spliced) and no api-version is needed; the dated versions'
- * /openai/deployments/{d}/... path, which chat completions use, does not serve this API. */
+ * deployment is the body's `model` (spliced) and no api-version is needed: the path Azure's
+ * current documentation gives for the Responses API (its older preview path,
+ * /openai/responses?api-version=...-preview, is not used; nor is the provider's api_version,
+ * which is chat completions'). */
 static int rsp_url(const prov_call *call, prov_upreq *u)
 {
     const cfg_provider *prov = call->dep->provider;
