@@ -437,6 +437,9 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
     dialect_enc *enc = encoder(p);
     buf_t b;
     buf_init(&b, 0);
+    /* a pass-through stream cut before its held end: the adapter says what stands in for it */
+    if (fail_code && !p->translated && !p->usage_chunk.len && p->ad->stream_cut && p->xst)
+        p->ad->stream_cut(p->xst, &p->usage_chunk);
     ms_str held = {p->usage_chunk.data, p->usage_chunk.len};
     /* the client gets the usage the provider reported (its own event when it passed through),
      * or none: an estimate is the gateway's, not something the provider said */
@@ -544,7 +547,9 @@ static int on_sse_event(void *ud, const sse_event *ev)
     if (usage_chunk) {
         buf_reset(&p->usage_chunk);
         buf_append(&p->usage_chunk, p->out.data, p->out.len);
-        return 0;
+        if (!done) return 0;
+        p->saw_done = 1; /* the held event is the stream's last too (Responses) */
+        return 1;
     }
     if (rc == 1 && p->c) {
         /* the event as it came, framed where it lies */
@@ -996,7 +1001,7 @@ static void run_attempt(proxy *p)
     p->attempts++;
     p->tried |= dep_bit(p->dep_idx);
     if (p->c) ms_copy(p->c->req.log_provider, sizeof p->c->req.log_provider, dep->provider->name);
-    p->ad = prov_adapter_for(dep->provider->kind);
+    p->ad = prov_adapter_for(dep->provider, call->dialect->api);
     if (p->ad && p->ad->local) {
         run_local(p);
         return;

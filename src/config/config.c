@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #define CFG_MAX_FILE (4 << 20) /* a config file is a few KiB; refuse anything absurd */
@@ -356,6 +357,26 @@ static int get_int(cfg_ld *L, const yaml_node_t *n, const char *path, int64_t mi
     if (v < min || v > max)
         return fail(L, line_of(n), path, "must be between %lld and %lld, got %lld", (long long)min,
                     (long long)max, (long long)v);
+    *out = v;
+    return 0;
+}
+
+/* A boolean: true or false (YAML 1.2's spellings, after substitution). yes/no/on/off are
+ * refused rather than read as YAML 1.1 would: the two readings differ, and a typo must not pass. */
+static int get_bool(cfg_ld *L, const yaml_node_t *n, const char *path, int *out)
+{
+    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False",
+                                                                           "FALSE"};
+    char *s = NULL;
+    if (n->type != YAML_SCALAR_NODE || is_null(n))
+        return fail(L, line_of(n), path, "expected true or false, got %s", kind_of(n));
+    if (subst(L, n, path, &s)) return -1;
+    int v = -1;
+    for (size_t i = 0; i < 3 && v < 0; i++)
+        v = !strcmp(s, t[i]) ? 1 : !strcmp(s, f[i]) ? 0 : -1;
+    if (v < 0) fail(L, line_of(n), path, "expected true or false, got '%.40s'", s);
+    free(s);
+    if (v < 0) return -1;
     *out = v;
     return 0;
 }
@@ -739,6 +760,22 @@ static int valid_api_version(const char *s)
     return 1;
 }
 
+/* `responses`: whether an openai or azure upstream speaks OpenAI's Responses API, so that a
+ * Responses client's request passes through to it. Only OpenAI's own URL is known to: other
+ * OpenAI-shaped servers (vLLM, Ollama, Groq...) and Azure resources (whose Responses API depends
+ * on the region and the model) are opted in by the operator. Other kinds cannot take it (a field
+ * that would be ignored is refused). */
+static int parse_responses(cfg_ld *L, const yaml_node_t *n, const char *path, cfg_provider *p)
+{
+    char cp[CFG_PATH_MAX];
+    yaml_node_t *v = get_field(L, n, "responses");
+    path_key(cp, path, "responses");
+    if (v && p->kind != PROV_OPENAI && p->kind != PROV_AZURE)
+        return fail(L, line_of(v), cp, "only an openai or azure provider takes responses");
+    p->responses = p->kind == PROV_OPENAI && strcasecmp(p->base_url, CFG_OPENAI_BASE_URL) == 0;
+    return v ? get_bool(L, v, cp, &p->responses) : 0;
+}
+
 static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n, cfg_provider *p)
 {
     static const char *const fields[] = {"kind",
@@ -749,6 +786,7 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
                                          "first_byte_timeout_ms",
                                          "idle_timeout_ms",
                                          "api_version",
+                                         "responses",
                                          NULL};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX];
     yaml_node_t *v, *bu, *ak, *av;
@@ -804,7 +842,7 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
             s = NULL;
         }
         if (!p->base_url) {
-            const char *def = p->kind == PROV_OPENAI      ? "https://api.openai.com/v1"
+            const char *def = p->kind == PROV_OPENAI      ? CFG_OPENAI_BASE_URL
                               : p->kind == PROV_ANTHROPIC ? "https://api.anthropic.com"
                               : p->kind == PROV_GEMINI ? "https://generativelanguage.googleapis.com"
                                                        : NULL;
@@ -842,6 +880,7 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
         if (!p->api_version && !(p->api_version = strdup(CFG_AZURE_API_VERSION)))
             return fail(L, line_of(k), cp, "out of memory");
     }
+    if (parse_responses(L, n, path, p)) return -1;
     /* Waiting for the first byte longer than the whole request may take would never happen:
      * such a value is a mistake, so it is refused rather than silently cut. */
     p->first_byte_timeout_ms = p->timeout_ms;

@@ -16,6 +16,10 @@
  * contract's example uses. */
 #define CFG_AZURE_API_VERSION "2024-10-21"
 
+/* OpenAI's own API: an openai provider's default base_url, and the one URL whose server is known
+ * to speak the Responses API (`responses` defaults to true there). */
+#define CFG_OPENAI_BASE_URL "https://api.openai.com/v1"
+
 typedef enum {
     PROV_OPENAI,
     PROV_ANTHROPIC,
@@ -32,6 +36,7 @@ typedef struct cfg_provider {
     int enabled;                   /* 0 when api_key was given but resolved to "" */
     char api_key_var[64];          /* the environment variable api_key names ("" if none) */
     char *api_version;             /* azure only: the api-version query; default below */
+    int responses;                 /* openai, azure: speaks the Responses API too (CONFIG.md) */
     int64_t timeout_ms;            /* whole request; default 600000 */
     int64_t connect_timeout_ms;    /* default 10000 */
     int64_t first_byte_timeout_ms; /* default = timeout_ms: no response headers by then -> 504 */

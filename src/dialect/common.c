@@ -85,12 +85,18 @@ int dialect_resolve_model(const cfg_t *cfg, const jscan_member *m, const cfg_mod
     return 0;
 }
 
-int dialect_empty_array(ms_str v)
+/* Whether the array or object value v holds nothing but white space. */
+static int empty_container(ms_str v, char close)
 {
     size_t k = 1;
     while (k < v.n && (v.p[k] == ' ' || v.p[k] == '\n' || v.p[k] == '\r' || v.p[k] == '\t'))
         k++;
-    return k < v.n && v.p[k] == ']';
+    return k < v.n && v.p[k] == close;
+}
+
+int dialect_empty_array(ms_str v)
+{
+    return empty_container(v, ']');
 }
 
 int dialect_splice_cost(buf_t *out, ms_str obj, const char *cost)
@@ -102,7 +108,8 @@ int dialect_splice_cost(buf_t *out, ms_str obj, const char *cost)
     /* the usage object's closing brace is its last byte */
     size_t close = (size_t)(u->value.p - obj.p) + u->value.n - 1;
     int rc = buf_append(out, obj.p, close);
-    rc |= buf_appends(out, u->value.n == 2 ? "\"cost\":" : ",\"cost\":");
+    /* no comma in an empty object, "{ }" included */
+    rc |= buf_appends(out, empty_container(u->value, '}') ? "\"cost\":" : ",\"cost\":");
     rc |= buf_appends(out, cost);
     rc |= buf_append(out, obj.p + close, obj.n - close);
     return rc ? -1 : 0;

@@ -2,7 +2,9 @@
  * The OpenAI Responses dialect's encoder (issue 11): normalized events to the typed SSE events of
  * OpenAI's streaming Responses API and to one whole `response` object, for clients of
  * `POST /v1/responses` (Codex, the Vercel AI SDK, OpenAI's SDKs) whose model is served by a
- * provider that does not speak the Responses API. Formats followed:
+ * provider that does not speak the Responses API. When it does (providers/openai_responses.c),
+ * the provider's events pass through and only the stream's end comes here (passthrough_end: its
+ * terminal event with the cost, or the failure that continues a cut stream). Formats followed:
  *   - https://platform.openai.com/docs/api-reference/responses/object (the Response object,
  *     output items, usage, status and incomplete_details)
  *   - https://platform.openai.com/docs/api-reference/responses-streaming (response.created …
@@ -265,10 +267,12 @@ static int response_json(const dialect_enc *e, int phase, const usage_counts *u,
                          : phase == R_FAILED ? "failed"
                          : cut(e)            ? "incomplete"
                                              : "completed";
-    int rc = buf_printf(out,
-                        "{\"id\":\"%s\",\"object\":\"response\",\"created_at\":%" PRId64
-                        ",\"status\":\"%s\",\"error\":",
-                        e->id, e->created, status);
+    /* the id is escaped: a passed-through response's is the provider's (adopt) */
+    int rc = buf_appends(out, "{\"id\":");
+    rc |= dialect_put_str(out, ms_str_c(e->id));
+    rc |= buf_printf(
+        out, ",\"object\":\"response\",\"created_at\":%" PRId64 ",\"status\":\"%s\",\"error\":",
+        e->created, status);
     if (phase == R_FAILED && err) {
         rc |= buf_appends(out, "{\"code\":");
         rc |= dialect_put_str(out, ms_str_c(err->code ? err->code : "server_error"));
@@ -548,10 +552,39 @@ static int error_event(dialect_enc *e, const dialect_error *err, buf_t *out)
     return rc | sse_close(out);
 }
 
+/* Pass-through: the provider's response named in held (a stream cut after some of its events
+ * went to the client) becomes this encoder's, so what the encoder writes next continues it: its
+ * id, creation time and model, and the sequence numbers after the last one the client got. What
+ * held does not say stays the encoder's own. */
+static void adopt(dialect_enc *e, const jscan_member *r, const jscan_member *seq)
+{
+    int64_t v;
+    if (seq && seq->type == JS_NUMBER && jscan_int(seq->value, &v) == 0) e->seq = v + 1;
+    jscan_member m[8];
+    int n = r && r->type == JS_OBJECT ? jscan_members(r->value, m, 8) : -1;
+    if (n <= 0) return;
+    size_t k = (size_t)(n > 8 ? 8 : n);
+    const jscan_member *id = jscan_find(m, k, "id"), *at = jscan_find(m, k, "created_at");
+    const jscan_member *model = jscan_find(m, k, "model");
+    char tmp[sizeof e->id];
+    if (id && jscan_string(id->value, tmp, sizeof tmp) > 0) memcpy(e->id, tmp, sizeof tmp);
+    if (at && jscan_int(at->value, &v) == 0) e->created = v;
+    if (model && jscan_string(model->value, e->model, sizeof e->model) < 0) e->model[0] = '\0';
+}
+
+/* The terminal events of a Responses stream. */
+static int terminal(const char *type)
+{
+    return !strcmp(type, "response.completed") || !strcmp(type, "response.incomplete") ||
+           !strcmp(type, "response.failed");
+}
+
 /* Pass-through (the provider speaks the Responses API and its events went to the client as they
- * came): its terminal event, held back, goes out with the cost spliced into its response's usage.
- * Not wired yet; an err then adds only the error event (its sequence number continues the
- * provider's terminal event's, when that one had one). */
+ * came). up is the provider's terminal event, held back: it goes out with the cost spliced into
+ * its response's usage (as it came when it has none). Or up stands in for a terminal event that
+ * never came (the stream was cut: providers/openai_responses.c, stream_cut): the error event and
+ * response.failed then continue the provider's stream, its response's id and its numbering,
+ * with no output (the client has the provider's own items). */
 static int passthrough_end(dialect_enc *e, ms_str up, const char *cost, const dialect_error *err,
                            buf_t *out)
 {
@@ -564,6 +597,18 @@ static int passthrough_end(dialect_enc *e, ms_str up, const char *cost, const di
     char type[64] = "response.completed";
     if (t && t->type == JS_STRING && jscan_string(t->value, type, sizeof type) <= 0)
         snprintf(type, sizeof type, "response.completed");
+    adopt(e, terminal(type) ? NULL : r, s);
+    if (!terminal(type)) {
+        static const dialect_error cut = {"provider_error", "upstream_error",
+                                          "The provider's stream ended before it finished."};
+        usage_counts none = {0};
+        e->started = 1; /* the provider's response.created reached the client */
+        int rc = error_event(e, err ? err : &cut, out);
+        rc |= sse_open(e, out, "response.failed");
+        rc |= buf_appends(out, ",\"response\":");
+        rc |= response_json(e, R_FAILED, &none, cost, err ? err : &cut, out);
+        return rc | sse_close(out);
+    }
     for (char *c = type; *c; c++) /* a line break would end the SSE field */
         if (*c == '\n' || *c == '\r') *c = ' ';
     int rc = buf_printf(out, "event: %s\ndata: ", type);
@@ -579,9 +624,13 @@ static int passthrough_end(dialect_enc *e, ms_str up, const char *cost, const di
         out->len = mark; /* no usage to put it in: as it came */
         rc |= buf_append(out, up.p, up.n);
     }
+    /* data sent on several data: lines was joined with line feeds, which JSON reads as white
+     * space between tokens (a string cannot hold one): one data: line again */
+    for (size_t i = mark; rc == 0 && i < out->len; i++)
+        if (out->data[i] == '\n') out->data[i] = ' ';
     rc |= buf_appends(out, "\n\n");
-    int64_t last;
-    if (s && s->type == JS_NUMBER && jscan_int(s->value, &last) == 0) e->seq = last + 1;
+    /* an error after the terminal event (the provider kept the stream open past it, and the
+     * idle timeout ended it): said after it, numbered after it */
     return err ? rc | error_event(e, err, out) : rc;
 }
 

@@ -1,8 +1,10 @@
 /*
  * The OpenAI Responses dialect's request side (responses_request.h): POST /v1/responses bodies
  * parsed into the gateway's request (prov_call), and rewritten as OpenAI chat completions bodies,
- * the hub format every adapter builds from. No adapter speaks the Responses API yet,
- * so this rewrite is what every Responses request becomes: it must be lossless or refuse.
+ * the hub format every adapter builds from. A provider that speaks the Responses API
+ * (`responses: true`) gets the client's own bytes instead (providers/openai_responses.c); for
+ * every other, this rewrite is what the request becomes: it must be lossless or refuse, and a
+ * refusal is answered only when an attempt needs the rewrite (api/proxy.c, no_hub).
  *
  * Parsing follows dialect_anthropic_parse (anthropic_messages_request.c) rule for rule: one jscan
  * pass, the fields the gateway acts on (model, input, max_output_tokens, stream, store,

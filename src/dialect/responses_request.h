@@ -2,8 +2,8 @@
  * The OpenAI Responses dialect's request side (POST /v1/responses: Codex, the Vercel AI SDK).
  * Two pure functions, as for Anthropic's Messages (anthropic_request.h): one reads the fields the
  * gateway acts on into its request (prov_call); the other rewrites the body as an OpenAI chat
- * completions body, the gateway's hub format, which every adapter builds from (no provider
- * speaks the Responses API to the gateway yet, so every Responses request goes through it).
+ * completions body, the gateway's hub format, which every adapter builds from (but the
+ * Responses adapter, providers/openai_responses.c, which passes the client's bytes through).
  */
 #ifndef MS_DIALECT_RESPONSES_REQUEST_H
 #define MS_DIALECT_RESPONSES_REQUEST_H

@@ -757,16 +757,7 @@ static int passthrough_request(const prov_call *call, prov_upreq *u, int stream)
         rc = client_header(u, "anthropic-beta: ", call->anthropic_beta);
     rc |= prov_add_header(u, "content-type: ", "application/json");
     if (stream) rc |= prov_add_header(u, "accept: ", "text/event-stream");
-    if (rc || !call->m_model) return -1;
-    buf_init(&u->scratch, 0);
-    if (prov_put_jstr(&u->scratch, call->dep->model, strlen(call->dep->model))) return -1;
-    const char *b = call->body.p;
-    size_t start = (size_t)(call->m_model->value.p - b), end = start + call->m_model->value.n;
-    u->iov[0] = (up_iov){b, start};
-    u->iov[1] = (up_iov){u->scratch.data, u->scratch.len};
-    u->iov[2] = (up_iov){b + end, call->body.n - end};
-    u->niov = 3;
-    return 0;
+    return rc ? -1 : prov_splice_model(call, u);
 }
 
 /* {base_url}{path} into u->url, and the provider's key in x-api-key (Messages: never in

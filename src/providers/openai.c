@@ -66,12 +66,15 @@ void prov_redact(const cfg_provider *prov, const prov_upreq *u, char *msg, size_
     }
 }
 
-const prov_adapter *prov_adapter_for(cfg_prov_kind kind)
+const prov_adapter *prov_adapter_for(const cfg_provider *prov, wire_api client)
 {
-    switch (kind) {
+    switch (prov->kind) {
     case PROV_OPENAI:
     case PROV_AZURE: /* OpenAI's API under another URL and key header: openai_build */
-        return &prov_openai;
+        /* a Responses client's request passes through to an upstream that speaks that API too
+         * (the provider's `responses`); every other client keeps chat completions */
+        return client == WIRE_OPENAI_RESPONSES && prov->responses ? &prov_openai_responses
+                                                                  : &prov_openai;
     case PROV_ANTHROPIC:
         return &prov_anthropic;
     case PROV_GEMINI:
@@ -136,17 +139,22 @@ static int openai_url(const prov_call *call, prov_upreq *u)
     return 0;
 }
 
-static int openai_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
+int prov_openai_headers(const prov_call *call, prov_upreq *u)
 {
     const cfg_provider *prov = call->dep->provider;
-    if (openai_url(call, u) != 0) return -1;
-    buf_init(&u->scratch, 0);
     if (prov->api_key && prov->api_key[0] &&
         prov_add_header(u, prov->kind == PROV_AZURE ? "api-key: " : "Authorization: Bearer ",
                         prov->api_key))
         return -1;
     if (prov_add_header(u, "Content-Type: ", "application/json")) return -1;
-    if (call->stream && prov_add_header(u, "Accept: ", "text/event-stream")) return -1;
+    return call->stream ? prov_add_header(u, "Accept: ", "text/event-stream") : 0;
+}
+
+static int openai_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
+{
+    if (openai_url(call, u) != 0) return -1;
+    buf_init(&u->scratch, 0);
+    if (prov_openai_headers(call, u)) return -1;
 
     edit ed[PROV_MAX_EDITS];
     size_t ne = 0;
@@ -210,24 +218,28 @@ static int64_t usage_detail(const jscan_member *m, size_t k, const char *obj, co
     return f && jscan_int(f->value, &v) == 0 && v > 0 ? v : 0;
 }
 
-/* OpenAI chat usage onto the billed counts (shared/spec/API.md, "Billing"): prompt_tokens holds
- * the cached tokens, so input is the rest; completion_tokens holds the reasoning tokens, so
+/* The names of an OpenAI usage object's counts: chat completions' and the Responses API's. */
+typedef struct usage_names {
+    const char *in, *out, *in_details, *out_details;
+} usage_names;
+
+/* OpenAI usage onto the billed counts (shared/spec/API.md, "Billing"): the prompt count holds
+ * the cached tokens, so input is the rest; the output count holds the reasoning tokens, so
  * output is all of it. A detail above its total is clamped to the total, so a provider's
- * nonsense can move tokens between kinds but never invent or lose any. Shared with the decoders
- * (openai_decode.h), so a translated answer bills as a passed-through one. */
-void prov_openai_read_usage(ms_str usage, prov_usage *out)
+ * nonsense can move tokens between kinds but never invent or lose any. */
+static void read_usage(ms_str usage, const usage_names *k, prov_usage *out)
 {
     jscan_member m[16];
     int n = jscan_members(usage, m, 16);
     if (n < 0) return;
-    size_t k = (size_t)(n > 16 ? 16 : n);
-    const jscan_member *pt = jscan_find(m, k, "prompt_tokens");
-    const jscan_member *ct = jscan_find(m, k, "completion_tokens");
+    size_t nm = (size_t)(n > 16 ? 16 : n);
+    const jscan_member *pt = jscan_find(m, nm, k->in);
+    const jscan_member *ct = jscan_find(m, nm, k->out);
     int64_t p = 0, c = 0;
     if (pt && jscan_int(pt->value, &p) == 0 && p >= 0) {
-        int64_t cached = usage_detail(m, k, "prompt_tokens_details", "cached_tokens");
+        int64_t cached = usage_detail(m, nm, k->in_details, "cached_tokens");
         if (!(ct && jscan_int(ct->value, &c) == 0 && c >= 0)) c = 0;
-        int64_t reasoning = usage_detail(m, k, "completion_tokens_details", "reasoning_tokens");
+        int64_t reasoning = usage_detail(m, nm, k->out_details, "reasoning_tokens");
         out->known = 1;
         out->u = (usage_counts){0};
         out->u.cached_input = cached < p ? cached : p;
@@ -235,6 +247,24 @@ void prov_openai_read_usage(ms_str usage, prov_usage *out)
         out->u.output = c;
         out->u.reasoning = reasoning < c ? reasoning : c;
     }
+}
+
+/* Shared with the decoders (openai_decode.h), so a translated answer bills as a passed-through
+ * one. */
+void prov_openai_read_usage(ms_str usage, prov_usage *out)
+{
+    static const usage_names chat = {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
+                                     "completion_tokens_details"};
+    read_usage(usage, &chat, out);
+}
+
+/* The Responses API counts alike under other names (input_tokens with input_tokens_details,
+ * output_tokens with output_tokens_details): the same five counts (shared/spec/API.md). */
+void prov_openai_read_responses_usage(ms_str usage, prov_usage *out)
+{
+    static const usage_names rsp = {"input_tokens", "output_tokens", "input_tokens_details",
+                                    "output_tokens_details"};
+    read_usage(usage, &rsp, out);
 }
 
 static int openai_response(void *st, const prov_call *call, ms_str body, buf_t *client,

@@ -1,9 +1,11 @@
 /*
- * The OpenAI adapter's decoders: OpenAI chat answers (`chat.completion`) and stream chunks
- * (`chat.completion.chunk`) turned into normalized events (engine/event.h). The engine uses them
- * only when the client speaks another API than OpenAI chat (an Anthropic Messages or OpenAI
- * Responses client of an openai/azure model); OpenAI chat clients keep the pass-through path
- * (openai.c: response, stream_event), which never makes events.
+ * The OpenAI adapter's decoders, and what the OpenAI adapters share (openai.c for chat
+ * completions, openai_responses.c for the Responses API: headers, usage). The decoders turn
+ * OpenAI chat answers (`chat.completion`) and stream chunks (`chat.completion.chunk`) into
+ * normalized events (engine/event.h). The engine uses them only when the client speaks another
+ * API than OpenAI chat (an Anthropic Messages or OpenAI Responses client of an openai/azure model
+ * that is not passed through); OpenAI chat clients keep the pass-through path (openai.c:
+ * response, stream_event), which never makes events.
  */
 #ifndef MS_OPENAI_DECODE_H
 #define MS_OPENAI_DECODE_H
@@ -49,5 +51,13 @@ int openai_decode_event(void *st, const prov_call *call, const sse_event *ev, co
  * counts"); sets out->known when prompt_tokens is a count. Shared by the pass-through path
  * (openai.c) and the decoders, so both bill alike. */
 void prov_openai_read_usage(ms_str usage, prov_usage *out);
+/* The same for a Responses API usage object (input_tokens, output_tokens and their details):
+ * the Responses adapter's (openai_responses.c). */
+void prov_openai_read_responses_usage(ms_str usage, prov_usage *out);
+
+/* The headers every request to an openai or azure upstream carries, whatever its API: the key
+ * (Authorization: Bearer, or Azure's api-key), Content-Type, and Accept for streams. Shared by
+ * the chat and Responses adapters. Returns 0 or -1 (memory, or too many headers). */
+int prov_openai_headers(const prov_call *call, prov_upreq *u);
 
 #endif

@@ -7,9 +7,11 @@
  * The OpenAI adapter forwards the client's bytes: its request body is the client's body with
  * `model` (and, for streams, `stream_options`) spliced, sent from iovecs that point into the
  * client's buffer; its answers pass through unchanged apart from dropping a usage chunk the
- * client did not ask for. Adapters for other formats (Anthropic, Gemini) translate instead, into
- * normalized events (engine/event.h) that the client's dialect encodes (see prov_adapter). The
- * echo provider is an adapter with no upstream (`local`).
+ * client did not ask for. The Responses adapter does the same for clients of OpenAI's Responses
+ * API on providers that speak it, and the Anthropic adapter for clients of Anthropic's Messages
+ * API. Adapters for other formats (Anthropic, Gemini) translate instead, into normalized events
+ * (engine/event.h) that the client's dialect encodes (see prov_adapter). The echo provider is an
+ * adapter with no upstream (`local`).
  */
 #ifndef MS_PROVIDER_H
 #define MS_PROVIDER_H
@@ -111,11 +113,12 @@ typedef struct prov_adapter {
     /* One upstream stream event. Appends what the client gets to out; sets *done at the end
      * marker and *error (with a message in err) for an in-band upstream error. A chunk that only
      * carries usage is not appended: *usage_chunk is set and out holds its JSON data instead, so
-     * the caller can add the cost and send it last (if the client asked for usage). Returns 0;
-     * 1 when the client gets the event's data as it is (out untouched: the caller frames it
-     * as "data: …\n\n" and writes it from where it lies, no copy); 2 when the client gets the
-     * whole event as it came, its `event:` line included (named events); or -1 when the event is
-     * not valid (err set). */
+     * the caller can add the cost and send it last (if the client asked for usage); *done may
+     * come with it when that event is also the stream's last (Responses' terminal event). Returns
+     * 0; 1 when the client gets the event's data as it is (out untouched: the caller frames it as
+     * "data: …\n\n" and writes it from where it lies, no copy); 2 when the client gets the whole
+     * event as it came, its `event:` line included (named events); or -1 when the event is not
+     * valid (err set). */
     int (*stream_event)(void *st, const prov_call *call, const sse_event *ev, buf_t *out,
                         prov_usage *usage, int *done, int *error, int *usage_chunk, char *err,
                         size_t errlen);
@@ -137,6 +140,12 @@ typedef struct prov_adapter {
      * client, usage read. Returns 0, or -1 with a message in err. */
     int (*decode_embeddings)(void *st, const prov_call *call, ms_str body, buf_t *client,
                              prov_usage *usage, char *err, size_t errlen);
+    /* Pass-through streams that end before their held end event (cut, an in-band error, an
+     * idle gap): appends to held what stands in for that event, for the dialect to end the
+     * client's stream in the provider's own terms (Responses: the provider's response id and the
+     * last sequence number the client got, openai_responses.c). Needs the per-transfer state
+     * (passthrough_state); may be NULL. Returns 0, or -1 (memory: held is then left empty). */
+    int (*stream_cut)(void *st, buf_t *held);
     /* The human message inside an upstream error answer. */
     void (*error_message)(ms_str body, char *out, size_t outlen);
     /* Adapters whose upstream counts a request's input tokens in the client's own API
@@ -158,10 +167,15 @@ typedef struct prov_adapter {
  * and logs, so each one passes through here first. */
 void prov_redact(const cfg_provider *prov, const prov_upreq *u, char *msg, size_t cap);
 
-/* The adapter for a provider kind, or NULL (echo and kinds not implemented yet). */
-const prov_adapter *prov_adapter_for(cfg_prov_kind kind);
+/* The adapter an attempt on provider prov uses for a client speaking client (its dialect's api),
+ * or NULL (a kind not implemented). One adapter per kind, except for openai and azure providers
+ * with `responses`: a Responses client's request passes through to them (prov_openai_responses)
+ * while every other client keeps chat completions (prov_openai). A switch and one comparison:
+ * it runs for every attempt. */
+const prov_adapter *prov_adapter_for(const cfg_provider *prov, wire_api client);
 
 extern const prov_adapter prov_openai;
+extern const prov_adapter prov_openai_responses; /* openai_responses.c */
 extern const prov_adapter prov_echo;
 extern const prov_adapter prov_anthropic;
 extern const prov_adapter prov_gemini;

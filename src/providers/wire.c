@@ -1,5 +1,6 @@
 /*
- * The adapters' shared request writers (wire.h): headers, URL path segments, compact JSON.
+ * The adapters' shared request writers (wire.h): headers, URL path segments, the pass-through
+ * body with `model` spliced, compact JSON.
  */
 #include "providers/wire.h"
 
@@ -36,6 +37,20 @@ int prov_put_path_segment(buf_t *b, const char *s)
         }
     }
     return rc;
+}
+
+int prov_splice_model(const prov_call *call, prov_upreq *u)
+{
+    buf_init(&u->scratch, 0);
+    if (!call->m_model || prov_put_jstr(&u->scratch, call->dep->model, strlen(call->dep->model)))
+        return -1;
+    const char *b = call->body.p;
+    size_t start = (size_t)(call->m_model->value.p - b), end = start + call->m_model->value.n;
+    u->iov[0] = (up_iov){b, start};
+    u->iov[1] = (up_iov){u->scratch.data, u->scratch.len};
+    u->iov[2] = (up_iov){b + end, call->body.n - end};
+    u->niov = 3;
+    return 0;
 }
 
 int prov_put_jstr(buf_t *b, const char *s, size_t n)

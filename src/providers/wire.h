@@ -1,8 +1,9 @@
 /*
  * Small writers every adapter needs when it builds an upstream request: a header line, a URL
- * path segment, and JSON written compactly from a jansson document in the document's own member
- * order (jansson's own dump reorders nothing but prints 0.7 as 0.69999999999999996, which a
- * provider's validator may read differently). One copy, so every adapter escapes alike.
+ * path segment, a pass-through body with `model` spliced, and JSON written compactly from a jansson
+ * document in the document's own member order (jansson's own dump reorders nothing but prints 0.7
+ * as 0.69999999999999996, which a provider's validator may read differently). One copy, so every
+ * adapter escapes alike.
  */
 #ifndef MS_PROV_WIRE_H
 #define MS_PROV_WIRE_H
@@ -22,6 +23,13 @@ int prov_put_jstr(buf_t *b, const char *s, size_t n);
 /* Appends v as compact JSON: members in insertion order, reals in the shortest form that reads
  * back the same (non-finite ones as null, which JSON has no other way to say). */
 int prov_put_json(buf_t *b, const json_t *v);
+
+/* The pass-through request body: the client's body (call->body) with only the value of its
+ * `model` member replaced by the deployment's upstream name, as three iovecs over the client's
+ * buffer and the new name (a JSON string in u->scratch, which this initializes): nothing is
+ * re-serialised, so every other byte reaches the provider as the client sent it. Returns 0, or
+ * -1 (memory; no model member). */
+int prov_splice_model(const prov_call *call, prov_upreq *u);
 
 /* A short, printable excerpt (at most 200 bytes) of an answer that is not the provider's error
  * shape (a proxy's HTML page, say), for the message a client gets. */

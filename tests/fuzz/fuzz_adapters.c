@@ -3,9 +3,12 @@
  * scanner and the SSE parser: the OpenAI dialect's request parser, the translating adapters'
  * request builders (a client body rewritten for Anthropic and Gemini), their decoders of whole
  * answers and of stream events (fed through the real SSE parser), the OpenAI adapter's decoders
- * (OpenAI answers and chunks into events, for clients of other APIs), and the OpenAI chat
- * encoder their events end up in. The input's first byte picks what to drive (modulo 8: 0-5 as
- * they always were, 6/7 an OpenAI answer whole/streamed); the rest is the document.
+ * (OpenAI answers and chunks into events, for clients of other APIs), the OpenAI chat encoder
+ * their events end up in, and the Responses adapter's pass-through (a provider's response object
+ * or typed stream, then what ends the client's stream: the held terminal event with the cost, or
+ * the stand-in of a cut, through the Responses dialect). The input's first byte picks what to
+ * drive (modulo 10: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a
+ * Responses answer whole/streamed); the rest is the document.
  *
  * What is checked is memory safety and bounds (ASan/UBSan), no leak, and that a whole answer
  * that decodes encodes to valid JSON (jscan): a malformed upstream must become a clean error,
@@ -148,10 +151,103 @@ static void drive_answer(const prov_adapter *ad, int which, int stream, const ch
     free(call);
 }
 
+typedef struct rsp_ctx {
+    prov_call *call;
+    void *st;
+    prov_usage usage;
+    buf_t out, held;
+    int done, stop;
+} rsp_ctx;
+
+static int on_rsp_event(void *ud, const sse_event *ev)
+{
+    rsp_ctx *r = ud;
+    int done = 0, error = 0, usage_chunk = 0;
+    char err[256];
+    buf_reset(&r->out);
+    int rc = prov_openai_responses.stream_event(r->st, r->call, ev, &r->out, &r->usage, &done,
+                                                &error, &usage_chunk, err, sizeof err);
+    MUST(rc >= -1 && rc <= 2);
+    if (usage_chunk) {
+        buf_reset(&r->held);
+        MUST(buf_append(&r->held, r->out.data, r->out.len) == 0);
+    }
+    r->done = done;
+    return rc < 0 || error || done;
+}
+
+/* Every line of what a client gets is an SSE field of ours or the blank line that ends an event,
+ * and every data line is a JSON object: a provider's bytes must never break the framing. */
+static void check_sse(const buf_t *b)
+{
+    const char *p = b->data, *e = b->data + b->len;
+    while (p && p < e) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        MUST(nl != NULL); /* every line ends */
+        size_t len = (size_t)(nl - p);
+        if (len >= 6 && memcmp(p, "data: ", 6) == 0)
+            MUST(jscan_object(p + 6, len - 6, NULL, 0, NULL) >= 0);
+        else
+            MUST(len == 0 || (len >= 7 && memcmp(p, "event: ", 7) == 0));
+        p = nl + 1;
+    }
+}
+
+/* The Responses adapter passing a provider's answer through to a Responses client. */
+static void drive_responses(int stream, const char *p, size_t n)
+{
+    static char body[] = "{\"model\":\"m\",\"input\":\"x\",\"stream\":true}";
+    const prov_adapter *ad = &prov_openai_responses;
+    rsp_ctx r;
+    memset(&r, 0, sizeof r);
+    r.call = calloc(1, sizeof *r.call);
+    r.call->body = ms_str_c(body);
+    r.call->dialect = &dialect_openai_responses;
+    r.call->ep = EP_CHAT;
+    r.call->model = &g_model[2];
+    r.call->dep = &g_dep[2];
+    r.call->max_tokens = -1;
+    r.call->stream = stream;
+    r.st = calloc(1, ad->state_size);
+    ad->reset(r.st, r.call);
+    buf_init(&r.out, 1u << 24);
+    buf_init(&r.held, 1u << 24);
+    char err[256];
+    if (!stream) {
+        buf_t client;
+        buf_init(&client, 0);
+        (void)ad->response(r.st, r.call, (ms_str){p, n}, &client, &r.usage, err, sizeof err);
+        MUST(client.len == 0); /* passed through */
+        buf_free(&client);
+    } else {
+        sse_parser sp;
+        sse_init(&sp, 1u << 20, on_rsp_event, &r);
+        (void)sse_feed(&sp, p, n);
+        sse_free(&sp);
+        if (!r.done) MUST(ad->stream_cut(r.st, &r.held) == 0);
+        dialect_req dr = {.model = "m", .request_id = "req_f", .created = 1};
+        dialect_enc *enc = dialect_openai_responses.enc_new(&dr);
+        dialect_error de = {"provider_error", "upstream_error", "x"};
+        buf_t end;
+        buf_init(&end, 1u << 25);
+        if (dialect_openai_responses.stream_end(enc, NULL, (ms_str){r.held.data, r.held.len}, "0.1",
+                                                r.done ? NULL : &de, &end) == 0)
+            check_sse(&end);
+        buf_free(&end);
+        dialect_openai_responses.enc_free(enc);
+    }
+    MUST(r.usage.u.input >= 0 && r.usage.u.output >= 0 && r.usage.u.cached_input >= 0);
+    MUST(r.usage.u.reasoning <= r.usage.u.output);
+    buf_free(&r.out);
+    buf_free(&r.held);
+    free(r.st);
+    free(r.call);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    int op = data[0] % 8, which = op & 1;
+    int op = data[0] % 10, which = op & 1;
     const prov_adapter *ad = which ? &prov_gemini : &prov_anthropic;
     char *p = malloc(size);
     memcpy(p, data + 1, size - 1);
@@ -160,8 +256,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         drive_request(ad, which, p, n);
     else if (op < 6)
         drive_answer(ad, which, op >= 4, p, n);
-    else
+    else if (op < 8)
         drive_answer(&prov_openai, 2, op == 7, p, n); /* 6: whole, 7: streamed */
+    else
+        drive_responses(op == 9, p, n); /* 8: whole, 9: streamed */
     free(p);
     return 0;
 }

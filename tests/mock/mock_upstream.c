@@ -433,6 +433,7 @@ typedef struct mock_resp {
     char id[48];
     long long created;
     bool include_usage, role_sent, final_sent, usage_sent;
+    long seq; /* Responses streams: the next sequence_number */
     long tokens_sent;
     /* Anthropic and Gemini answers, planned once from the options and the request */
     int phase, block, nblocks;
@@ -1412,6 +1413,337 @@ static void mock_openai_models(mock_conn *c)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* OpenAI family: the Responses API (POST /v1/responses, and Azure's v1 POST                    */
+/* /openai/v1/responses)                                                                        */
+
+/* Shapes follow OpenAI's references: https://platform.openai.com/docs/api-reference/responses
+ * (create, the response object, its output items and usage) and .../responses-streaming (the
+ * typed events, each with its sequence_number; the stream ends with its terminal event,
+ * response.completed or response.incomplete, and has no [DONE]). The answer is chat's: N text
+ * tokens "tok0 " ... in one message item, then mock.tool_call as a function_call item; the text
+ * is cut to the request's max_output_tokens (status "incomplete", incomplete_details
+ * max_output_tokens, no call). Usage always has its details, as OpenAI sends them:
+ * input_tokens (mock.prompt_tokens, default 11) includes input_tokens_details.cached_tokens
+ * (mock.cached_tokens, default 0), output_tokens (text tokens + 2 for a call + reasoning)
+ * includes output_tokens_details.reasoning_tokens (mock.reasoning_tokens, default 0). */
+
+static unsigned long long mock_response_ids;
+
+static void mock_sse_named(mock_buf *out, const char *name, json_t *ev); /* Anthropic's part */
+
+enum {
+    MOCK_R_CREATED,
+    MOCK_R_IN_PROGRESS,
+    MOCK_R_MSG_ADDED,
+    MOCK_R_PART_ADDED,
+    MOCK_R_TEXT_DELTA,
+    MOCK_R_TEXT_DONE,
+    MOCK_R_PART_DONE,
+    MOCK_R_MSG_DONE,
+    MOCK_R_CALL_ADDED,
+    MOCK_R_ARGS_DELTA,
+    MOCK_R_ARGS_DONE,
+    MOCK_R_CALL_DONE,
+    MOCK_R_END
+};
+
+static void mock_responses_plan(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    mock_opts *o = &r->o;
+    json_t *v = json_object_get(r->json, "max_output_tokens");
+    long max = json_is_integer(v) && json_integer_value(v) >= 0
+                   ? (json_integer_value(v) > MOCK_MAX_CHUNKS ? MOCK_MAX_CHUNKS
+                                                              : (long)json_integer_value(v))
+                   : -1;
+    if (!o->prompt_tokens_set) o->prompt_tokens = 11;
+    r->truncated = max >= 0 && max < o->chunks;
+    r->text_tokens = r->truncated ? max : o->chunks;
+    r->nblocks = o->tool_name && !r->truncated ? 1 : 0;
+    r->out_tokens = r->text_tokens + (r->nblocks ? MOCK_TOOL_PIECES : 0);
+    r->model = mock_request_model(r->json);
+    r->created = (long long)time(NULL);
+    unsigned long long n = ++mock_response_ids;
+    snprintf(r->id, sizeof r->id, "resp_mock_%llu", n);
+    snprintf(r->tool_id, sizeof r->tool_id, "call_resp_mock_%llu", n);
+}
+
+static json_t *mock_responses_usage(const mock_resp *r)
+{
+    const mock_opts *o = &r->o;
+    long cached = o->cached_tokens > 0 ? o->cached_tokens : 0;
+    long reasoning = o->reasoning_tokens > 0 ? o->reasoning_tokens : 0;
+    long out = r->out_tokens + reasoning;
+    return json_pack("{s:I, s:{s:I}, s:I, s:{s:I}, s:I}", "input_tokens",
+                     (json_int_t)o->prompt_tokens, "input_tokens_details", "cached_tokens",
+                     (json_int_t)cached, "output_tokens", (json_int_t)out, "output_tokens_details",
+                     "reasoning_tokens", (json_int_t)reasoning, "total_tokens",
+                     (json_int_t)(o->prompt_tokens + out));
+}
+
+/* Output item ids share the response's number, so a test can tell which answer they came from. */
+static void mock_responses_item_id(const mock_resp *r, const char *prefix, char *out, size_t n)
+{
+    snprintf(out, n, "%s_%s", prefix, r->id + 5); /* r->id is "resp_mock_<n>" */
+}
+
+/* The message item with text[0..len): done (status completed, or incomplete when cut) or just
+ * added (in progress, no content). */
+static json_t *mock_responses_message(const mock_resp *r, const char *text, size_t len, bool done)
+{
+    char id[64];
+    mock_responses_item_id(r, "msg", id, sizeof id);
+    json_t *content = json_array();
+    if (done)
+        json_array_append_new(content, json_pack("{s:s, s:s%, s:[]}", "type", "output_text", "text",
+                                                 text, len, "annotations"));
+    return json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "message", "id", id, "status",
+                     !done          ? "in_progress"
+                     : r->truncated ? "incomplete"
+                                    : "completed",
+                     "role", "assistant", "content", content);
+}
+
+static json_t *mock_responses_call(mock_conn *c, bool done)
+{
+    const mock_resp *r = &c->resp;
+    char id[64];
+    mock_responses_item_id(r, "fc", id, sizeof id);
+    char *args = done ? mock_tool_args_text(c) : NULL;
+    json_t *it = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "function_call", "id", id,
+                           "call_id", r->tool_id, "name", r->o.tool_name, "arguments",
+                           args ? args : "", "status", done ? "completed" : "in_progress");
+    free(args);
+    return it;
+}
+
+/* The whole output: the message (when there is text), then the call (when there is one). */
+static json_t *mock_responses_output(mock_conn *c)
+{
+    const mock_resp *r = &c->resp;
+    json_t *out = json_array();
+    if (r->text_tokens > 0) {
+        mock_buf text;
+        mock_buf_init(&text, (size_t)MOCK_MAX_CHUNKS * 16);
+        for (long i = 0; i < r->text_tokens; i++)
+            mock_buf_printf(&text, "tok%ld ", i);
+        json_array_append_new(out, mock_responses_message(r, text.p ? text.p : "", text.len, true));
+        mock_buf_free(&text);
+    }
+    if (r->nblocks) json_array_append_new(out, mock_responses_call(c, true));
+    return out;
+}
+
+/* The response object. in_progress: no output, usage null (response.created and in_progress);
+ * else the status the plan gives, every item and the usage (left out with no_usage). The
+ * request's instructions, max_output_tokens and tools are echoed, as OpenAI's are. */
+static json_t *mock_responses_object(mock_conn *c, bool in_progress)
+{
+    mock_resp *r = &c->resp;
+    const char *status = in_progress ? "in_progress" : r->truncated ? "incomplete" : "completed";
+    json_t *req = r->json, *ins = json_object_get(req, "instructions");
+    json_t *max = json_object_get(req, "max_output_tokens"), *tools = json_object_get(req, "tools");
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:n}", "id", r->id, "object", "response",
+                          "created_at", (json_int_t)r->created, "status", status, "error");
+    if (!o) return NULL;
+    json_object_set_new(o, "incomplete_details",
+                        !in_progress && r->truncated
+                            ? json_pack("{s:s}", "reason", "max_output_tokens")
+                            : json_null());
+    json_object_set_new(o, "instructions", json_is_string(ins) ? json_incref(ins) : json_null());
+    json_object_set_new(o, "max_output_tokens",
+                        json_is_integer(max) ? json_incref(max) : json_null());
+    json_object_set(o, "model", r->model);
+    json_object_set_new(o, "output", in_progress ? json_array() : mock_responses_output(c));
+    json_object_set_new(o, "parallel_tool_calls", json_true());
+    json_object_set_new(o, "previous_response_id", json_null());
+    json_object_set_new(o, "tools", json_is_array(tools) ? json_incref(tools) : json_array());
+    json_object_set_new(o, "usage", in_progress ? json_null() : mock_responses_usage(r));
+    if (!in_progress && r->o.no_usage) json_object_del(o, "usage");
+    json_object_set_new(o, "metadata", json_object());
+    return o;
+}
+
+/* One typed event: `event: <type>` and data {"type", "sequence_number", ...fields (stolen)}. */
+static void mock_responses_event(mock_conn *c, mock_buf *out, const char *type, json_t *fields)
+{
+    json_t *ev =
+        json_pack("{s:s, s:I}", "type", type, "sequence_number", (json_int_t)c->resp.seq++);
+    if (ev && fields) json_object_update(ev, fields);
+    json_decref(fields);
+    mock_sse_named(out, type, ev);
+}
+
+/* {"item_id", "output_index", "content_index"?} of an item event. */
+static json_t *mock_responses_ref(const mock_resp *r, const char *prefix, long index, bool part)
+{
+    char id[64];
+    mock_responses_item_id(r, prefix, id, sizeof id);
+    json_t *f = json_pack("{s:s, s:I}", "item_id", id, "output_index", (json_int_t)index);
+    if (f && part) json_object_set_new(f, "content_index", json_integer(0));
+    return f;
+}
+
+/* The terminal event (response.completed or response.incomplete), then the end of the body. */
+static mock_piece mock_responses_end(mock_conn *c, mock_buf *out)
+{
+    mock_responses_event(c, out, c->resp.truncated ? "response.incomplete" : "response.completed",
+                         json_pack("{s:o}", "response", mock_responses_object(c, false)));
+    mock_buf_puts(out, "0\r\n\r\n");
+    return MOCK_PIECE_LAST;
+}
+
+/* The message item's events; step counts the text deltas. */
+static mock_piece mock_responses_text(mock_conn *c, mock_buf *out)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    json_t *f;
+    switch (r->phase) {
+    case MOCK_R_MSG_ADDED:
+        mock_responses_event(c, out, "response.output_item.added",
+                             json_pack("{s:i, s:o}", "output_index", 0, "item",
+                                       mock_responses_message(r, "", 0, false)));
+        r->phase = MOCK_R_PART_ADDED;
+        return MOCK_PIECE_MORE;
+    case MOCK_R_PART_ADDED:
+        f = mock_responses_ref(r, "msg", 0, true);
+        json_object_set_new(
+            f, "part",
+            json_pack("{s:s, s:s, s:[]}", "type", "output_text", "text", "", "annotations"));
+        mock_responses_event(c, out, "response.content_part.added", f);
+        r->phase = MOCK_R_TEXT_DELTA;
+        return MOCK_PIECE_MORE;
+    case MOCK_R_TEXT_DELTA: {
+        char tok[32];
+        snprintf(tok, sizeof tok, "tok%ld ", r->tokens_sent++);
+        f = mock_responses_ref(r, "msg", 0, true);
+        json_object_set_new(f, "delta", json_string(tok));
+        json_object_set_new(f, "logprobs", json_array());
+        mock_responses_event(c, out, "response.output_text.delta", f);
+        if (r->tokens_sent == r->text_tokens) r->phase = MOCK_R_TEXT_DONE;
+        if (o->cut_after >= 0 && r->tokens_sent >= o->cut_after) return MOCK_PIECE_CUT;
+        return MOCK_PIECE_MORE;
+    }
+    default: {
+        /* text done, part done, item done: the whole text each time */
+        json_t *item = mock_responses_message(r, "", 0, true), *part;
+        part = json_incref(json_array_get(json_object_get(item, "content"), 0));
+        mock_buf text;
+        mock_buf_init(&text, (size_t)MOCK_MAX_CHUNKS * 16);
+        for (long i = 0; i < r->text_tokens; i++)
+            mock_buf_printf(&text, "tok%ld ", i);
+        json_t *t = json_stringn(text.p ? text.p : "", text.len);
+        mock_buf_free(&text);
+        json_object_set(part, "text", t);
+        f = mock_responses_ref(r, "msg", 0, r->phase != MOCK_R_MSG_DONE);
+        if (r->phase == MOCK_R_TEXT_DONE) {
+            json_object_set(f, "text", t);
+            json_object_set_new(f, "logprobs", json_array());
+            mock_responses_event(c, out, "response.output_text.done", f);
+        } else if (r->phase == MOCK_R_PART_DONE) {
+            json_object_set(f, "part", part);
+            mock_responses_event(c, out, "response.content_part.done", f);
+        } else {
+            json_decref(f);
+            mock_responses_event(c, out, "response.output_item.done",
+                                 json_pack("{s:i, s:O}", "output_index", 0, "item", item));
+        }
+        json_decref(t);
+        json_decref(part);
+        json_decref(item);
+        r->phase = r->phase == MOCK_R_MSG_DONE ? (r->nblocks ? MOCK_R_CALL_ADDED : MOCK_R_END)
+                                               : r->phase + 1;
+        return MOCK_PIECE_MORE;
+    }
+    }
+}
+
+/* The function_call item's events: added, the arguments in MOCK_TOOL_PIECES deltas, done. */
+static mock_piece mock_responses_tool(mock_conn *c, mock_buf *out)
+{
+    mock_resp *r = &c->resp;
+    long index = r->text_tokens > 0 ? 1 : 0;
+    json_t *f;
+    if (r->phase == MOCK_R_CALL_ADDED || r->phase == MOCK_R_CALL_DONE) {
+        bool done = r->phase == MOCK_R_CALL_DONE;
+        mock_responses_event(c, out,
+                             done ? "response.output_item.done" : "response.output_item.added",
+                             json_pack("{s:I, s:o}", "output_index", (json_int_t)index, "item",
+                                       mock_responses_call(c, done)));
+        r->phase = done ? MOCK_R_END : MOCK_R_ARGS_DELTA;
+        r->step = 0;
+        return MOCK_PIECE_MORE;
+    }
+    char *js = mock_tool_args_text(c);
+    size_t len = js ? strlen(js) : 0;
+    f = mock_responses_ref(r, "fc", index, false);
+    if (r->phase == MOCK_R_ARGS_DELTA) {
+        size_t from = len * (size_t)r->step / MOCK_TOOL_PIECES,
+               to = len * (size_t)(r->step + 1) / MOCK_TOOL_PIECES;
+        json_object_set_new(f, "delta", json_stringn(js ? js + from : "", to - from));
+        mock_responses_event(c, out, "response.function_call_arguments.delta", f);
+        if (++r->step == MOCK_TOOL_PIECES) r->phase = MOCK_R_ARGS_DONE;
+    } else {
+        json_object_set_new(f, "arguments", json_string(js ? js : "{}"));
+        mock_responses_event(c, out, "response.function_call_arguments.done", f);
+        r->phase = MOCK_R_CALL_DONE;
+    }
+    free(js);
+    return MOCK_PIECE_MORE;
+}
+
+/* The stream, one event per call. cut_after N closes the connection after response.created,
+ * response.in_progress and N text deltas; stream_error_after N sends an `error` event after N
+ * text deltas and ends the body (no terminal event). */
+static mock_piece mock_responses_produce(mock_conn *c, mock_buf *out)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    if (r->phase <= MOCK_R_IN_PROGRESS) {
+        bool created = r->phase == MOCK_R_CREATED;
+        mock_responses_event(c, out, created ? "response.created" : "response.in_progress",
+                             json_pack("{s:o}", "response", mock_responses_object(c, true)));
+        r->phase = created              ? MOCK_R_IN_PROGRESS
+                   : r->text_tokens > 0 ? MOCK_R_MSG_ADDED
+                   : r->nblocks         ? MOCK_R_CALL_ADDED
+                                        : MOCK_R_END;
+        return !created && o->cut_after == 0 ? MOCK_PIECE_CUT : MOCK_PIECE_MORE;
+    }
+    if (o->stream_error_after >= 0 && r->tokens_sent >= o->stream_error_after &&
+        (o->cut_after < 0 || o->cut_after > o->stream_error_after)) {
+        mock_responses_event(c, out, "error",
+                             json_pack("{s:s, s:s, s:n}", "code", "server_error", "message",
+                                       "mock stream error", "param"));
+        mock_buf_puts(out, "0\r\n\r\n");
+        return MOCK_PIECE_LAST;
+    }
+    if (o->cut_after >= 0 && r->tokens_sent >= r->text_tokens)
+        return MOCK_PIECE_CUT; /* cut_after past the text: right after its last delta */
+    if (r->phase <= MOCK_R_MSG_DONE) return mock_responses_text(c, out);
+    if (r->phase < MOCK_R_END) return mock_responses_tool(c, out);
+    return mock_responses_end(c, out);
+}
+
+static void mock_openai_responses(mock_conn *c)
+{
+    mock_resp *r = &c->resp;
+    const mock_opts *o = &r->o;
+    mock_responses_plan(c);
+    if (o->cached_tokens > o->prompt_tokens) {
+        /* cached tokens are a part of the input; a bigger part would make billing tests lie */
+        mock_error(c, &mock_openai, 400, "mock.cached_tokens must not exceed the prompt tokens",
+                   "invalid_mock_option");
+        return;
+    }
+    if (json_is_true(json_object_get(r->json, "stream"))) {
+        mock_stream_begin(c, mock_responses_produce);
+        return;
+    }
+    mock_send_json(c, 200, mock_responses_object(c, false));
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Anthropic family: the Messages API                                                          */
 
 /* Shapes follow Anthropic's published references:
@@ -2323,6 +2655,11 @@ static const mock_route mock_routes[] = {
     MOCK_ROUTE("POST", "/v1/embeddings", false, true, &mock_openai, mock_openai_embeddings, NULL,
                NULL),
     MOCK_ROUTE("GET", "/v1/models", false, false, &mock_openai, mock_openai_models, NULL, NULL),
+    MOCK_ROUTE("POST", "/v1/responses", false, true, &mock_openai, mock_openai_responses, NULL,
+               NULL),
+    /* Azure OpenAI's v1 API: the deployment is the body's model, no api-version */
+    MOCK_ROUTE("POST", "/openai/v1/responses", false, true, &mock_openai, mock_openai_responses,
+               NULL, NULL),
     MOCK_ROUTE("POST", "/openai/deployments/", true, true, &mock_openai, mock_azure_dispatch,
                mock_azure_accept, NULL),
     MOCK_ROUTE("POST", "/v1/messages", false, true, &mock_anthropic, mock_anthropic_messages,

@@ -844,6 +844,65 @@ static void test_providers(void)
                "providers.x: ", "given twice");
 }
 
+/* responses: on by default only at OpenAI's own URL (defaulted or written, one trailing slash or
+ * not); set either way on openai and azure providers; an error on every other kind, and anything
+ * but true or false is refused. */
+static void test_responses_flag(void)
+{
+    cfg_t *c =
+        load("providers:\n"
+             "  def: {kind: openai}\n"
+             "  own: {kind: openai, base_url: 'https://api.openai.com/v1/'}\n"
+             "  off: {kind: openai, responses: false}\n"
+             "  vllm: {kind: openai, base_url: 'http://127.0.0.1:8000/v1'}\n"
+             "  vllmr: {kind: openai, base_url: 'http://127.0.0.1:8000/v1', responses: true}\n"
+             "  az: {kind: azure, base_url: 'https://x.openai.azure.com'}\n"
+             "  azr: {kind: azure, base_url: 'https://x.openai.azure.com', responses: True}\n"
+             "  an: {kind: anthropic}\n"
+             "  loc: {kind: echo}\n" MODEL_USING("def"));
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    static const struct {
+        const char *name;
+        int want;
+    } cases[] = {{"def", 1}, {"own", 1}, {"off", 0}, {"vllm", 0}, {"vllmr", 1},
+                 {"az", 0},  {"azr", 1}, {"an", 0},  {"loc", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const cfg_provider *p = cfg_find_provider(c, cases[i].name);
+        CHECK(p != NULL);
+        if (p && p->responses != cases[i].want)
+            fprintf(stderr, "provider %s: responses %d, wanted %d\n", cases[i].name, p->responses,
+                    cases[i].want);
+        CHECK(p && p->responses == cases[i].want);
+    }
+    cfg_free(c);
+    setenv("MS_TEST_RESPONSES_FLAG", "false", 1);
+    c = load("providers:\n  x:\n    kind: openai\n    responses: "
+             "${MS_TEST_RESPONSES_FLAG}\n" MODEL_USING("x"));
+    CHECK(c && cfg_find_provider(c, "x")->responses == 0); /* substituted, then read */
+    cfg_free(c);
+    unsetenv("MS_TEST_RESPONSES_FLAG");
+
+    EXPECT_ERR("providers:\n  x: {kind: anthropic, responses: true}\n" MODEL_USING("x"), 2,
+               "providers.x.responses: ", "only an openai or azure provider takes responses");
+    EXPECT_ERR("providers:\n  x: {kind: gemini, responses: false}\n" MODEL_USING("x"), 2,
+               "providers.x.responses: ", "only an openai or azure provider takes responses");
+    EXPECT_ERR("providers:\n  x: {kind: echo, responses: true}\n" MODEL_USING("x"), 2,
+               "providers.x.responses: ", "only an openai or azure provider takes responses");
+    EXPECT_ERR("providers:\n  x: {kind: openai, responses: yes}\n" MODEL_USING("x"), 2,
+               "providers.x.responses: ", "expected true or false, got 'yes'");
+    EXPECT_ERR(
+        "providers:\n  x: {kind: azure, base_url: 'https://a', responses: 1}\n" MODEL_USING("x"), 2,
+        "providers.x.responses: ", "expected true or false, got '1'");
+    EXPECT_ERR("providers:\n  x:\n    kind: openai\n    responses: [true]\n" MODEL_USING("x"), 4,
+               "providers.x.responses: ", "expected true or false, got a list");
+    EXPECT_ERR("providers:\n  x: {kind: openai, responses: }\n" MODEL_USING("x"), 2,
+               "providers.x.responses: ", "expected true or false");
+}
+
 static void test_models(void)
 {
     const char *provs = "providers:\n  openai: {kind: openai}\n  local: {kind: echo}\n";
@@ -1335,6 +1394,7 @@ int main(void)
     RUN(test_listen);
     RUN(test_store);
     RUN(test_providers);
+    RUN(test_responses_flag);
     RUN(test_models);
     RUN(test_no_models);
     RUN(test_yaml_errors);

@@ -447,6 +447,72 @@ static void test_passthrough_usage(void)
     buf_free(&out);
 }
 
+/* Pass-through, cut: what stands in for the terminal event (providers/openai_responses.c,
+ * stream_cut) names the provider's response and its last sequence number; the error event and
+ * response.failed continue them, with no output (the client has the provider's items) and no
+ * response.created of the gateway's own. Without the response's fields, the encoder's stay; with
+ * no error given, a generic one. */
+#define RESP_OF(id, at, model, error, usage)                                                       \
+    "{\"id\":\"" id "\",\"object\":\"response\",\"created_at\":" at                                \
+    ",\"status\":\"failed\",\"error\":" error ",\"incomplete_details\":null,"                      \
+    "\"instructions\":null,\"max_output_tokens\":null,\"model\":\"" model "\",\"output\":[],"      \
+    "\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{\"effort\":null,"   \
+    "\"summary\":null},\"temperature\":null,\"text\":{\"format\":{\"type\":\"text\"}},"            \
+    "\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":null,\"truncation\":\"disabled\","            \
+    "\"usage\":" usage ",\"metadata\":{}}"
+static void test_passthrough_cut(void)
+{
+    dialect_enc *e = D->enc_new(&REQ);
+    buf_t out;
+    buf_init(&out, 0);
+    ms_str held =
+        MS_STR_LIT("{\"type\":\"response.in_progress\",\"sequence_number\":5,\"response\":"
+                   "{\"id\":\"resp_up\\u0031\",\"created_at\":123,\"model\":\"gpt-up\"}}");
+    dialect_error err = {"provider_error", "upstream_error", "cut"};
+    CHECK_EQ_INT(D->stream_end(e, NULL, held, "0.5", &err, &out), 0);
+    CHECK_EQ_STR(str(&out),
+                 ERROR_EV(6, "provider_error", "cut")
+                     EV("response.failed", 7,
+                        ",\"response\":" RESP_OF(
+                            "resp_up1", "123", "gpt-up",
+                            "{\"code\":\"provider_error\",\"message\":\"cut\"}", USAGE0("0.5"))));
+    D->enc_free(e);
+
+    buf_reset(&out);
+    e = D->enc_new(&REQ);
+    CHECK_EQ_INT(D->stream_end(e, NULL,
+                               MS_STR_LIT("{\"type\":\"response.in_progress\","
+                                          "\"sequence_number\":2}"),
+                               "", NULL, &out),
+                 0);
+    CHECK_EQ_STR(
+        str(&out),
+        ERROR_EV(3, "provider_error", "The provider's stream ended before it finished.")
+            EV("response.failed", 4,
+               ",\"response\":" RESP_OF(
+                   "resp_abc", "1700000000", "gpt-x",
+                   "{\"code\":\"provider_error\",\"message\":\"The provider's stream ended "
+                   "before it finished.\"}",
+                   USAGE0("0"))));
+    D->enc_free(e);
+    buf_free(&out);
+}
+
+/* Pass-through: a terminal event whose data came on several data: lines goes out on one (the
+ * line feeds were white space), and the cost goes into an empty usage object without a comma. */
+static void test_passthrough_framing(void)
+{
+    dialect_enc *e = D->enc_new(&REQ);
+    buf_t out;
+    buf_init(&out, 0);
+    ms_str up = MS_STR_LIT("{\"type\":\"response.completed\",\n\"response\":{\"usage\":{ }\n}}");
+    CHECK_EQ_INT(D->stream_end(e, NULL, up, "2", NULL, &out), 0);
+    CHECK_EQ_STR(str(&out), "event: response.completed\ndata: {\"type\":\"response.completed\", "
+                            "\"response\":{\"usage\":{ \"cost\":2} }}\n\n");
+    D->enc_free(e);
+    buf_free(&out);
+}
+
 int main(void)
 {
     RUN(test_text_stream_and_whole);
@@ -459,5 +525,7 @@ int main(void)
     RUN(test_usage_unknown);
     RUN(test_error_body);
     RUN(test_passthrough_usage);
+    RUN(test_passthrough_cut);
+    RUN(test_passthrough_framing);
     TAP_DONE();
 }
