@@ -125,7 +125,7 @@ static void answer_count(ct_req *ct)
 static void answer_refused(ct_req *ct)
 {
     const cfg_provider *prov = ct->call.dep->provider;
-    const prov_adapter *ad = prov_adapter_for(prov->kind);
+    const prov_adapter *ad = prov_adapter_for(prov, WIRE_ANTHROPIC_MESSAGES);
     char pmsg[512], msg[700];
     ad->error_message(buf_view(&ct->resp), pmsg, sizeof pmsg);
     snprintf(msg, sizeof msg, "The provider '%s' returned HTTP %d: %s", prov->name, ct->status,
@@ -194,7 +194,7 @@ static int pick(worker_t *w, const prov_call *call)
     size_t nc = 0;
     for (size_t i = 0; i < m->ndeployments; i++) {
         const cfg_deployment *d = &m->deployments[i];
-        const prov_adapter *ad = prov_adapter_for(d->provider->kind);
+        const prov_adapter *ad = prov_adapter_for(d->provider, WIRE_ANTHROPIC_MESSAGES);
         if (!ad || !ad->build_count || ad->api != call->dialect->api || d->priority > best ||
             !route_in_service(w->route, m, (int)i, now))
             continue;
@@ -234,7 +234,7 @@ static int start(ct_req *ct, http_request *r, int idx)
     call->anthropic_version = r->anthropic_version;
     call->anthropic_beta = r->anthropic_beta;
     const cfg_provider *prov = call->dep->provider;
-    const prov_adapter *ad = prov_adapter_for(prov->kind);
+    const prov_adapter *ad = prov_adapter_for(prov, WIRE_ANTHROPIC_MESSAGES);
     if (ad->build_count(call, &ct->up) != 0) return -1;
     up_request req = {
         .method = "POST",

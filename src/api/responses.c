@@ -2,9 +2,11 @@
  * /v1/responses: OpenAI's Responses API as a client dialect (Codex, the Vercel AI SDK's default
  * OpenAI provider, the OpenAI SDKs' responses.*). The same keys, models, holds, limits, routing
  * and ledger as chat completions. The request is parsed in the Responses dialect
- * (dialect/openai_responses_request.c), rewritten once into the hub format (OpenAI chat) that
- * every adapter builds from, and the answer, decoded into events, is encoded by the Responses
- * dialect (dialect/openai_responses.c) as a response object or its typed stream events.
+ * (dialect/openai_responses_request.c). A provider that speaks the Responses API (responses:
+ * true) gets the client's bytes and its answer passes through (providers/openai_responses.c);
+ * for every other the request is rewritten once into the hub format (OpenAI chat) that their
+ * adapters build from, and the answer, decoded into events, is encoded by the Responses dialect
+ * (dialect/openai_responses.c) as a response object or its typed stream events.
  *
  * Stored responses (store: true, the API's default; docs/DIALECTS.md): an answer that ended well
  * is kept with the conversation up to it, for GET and DELETE /v1/responses/{id} and for
@@ -213,10 +215,11 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
     dialect_refusal why;
     why.status = 0;
     prov_call *hub = api_hub_call(cfg, call, dialect_responses_to_openai, &hub_body, &why);
-    if (!hub && !why.status) {
-        free(call);
-        return api_err_internal(c);
-    }
+    /* a rewrite past its bound (memory, or twice max_body_bytes) is a refusal like the others:
+     * answered only if an attempt needs the rewrite, and a pass-through provider still serves */
+    if (!hub && !why.status)
+        dialect_refuse(&why, 413, "request_too_large", NULL,
+                       "The request is too large to translate for this model's provider.");
     rs_keeper *k = NULL;
     if (state->store && cfg->responses_retention_days > 0) {
         k = malloc(sizeof *k);

@@ -716,7 +716,7 @@ static int parse_billing(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 }
 
 /* responses: the Responses API's stored responses (docs/DIALECTS.md). */
-static int parse_responses(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
+static int parse_responses_section(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
     static const char *const fields[] = {"retention_days", NULL};
     if (is_null(n)) return 0;
@@ -1115,7 +1115,7 @@ static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
         parse_limits(L, c, get_field(L, root, "limits")) ||
         parse_routing(L, c, get_field(L, root, "routing")) ||
         parse_billing(L, c, get_field(L, root, "billing")) ||
-        parse_responses(L, c, get_field(L, root, "responses")) ||
+        parse_responses_section(L, c, get_field(L, root, "responses")) ||
         parse_log(L, c, get_field(L, root, "log")) ||
         parse_providers(L, c, get_field(L, root, "providers")))
         return -1;
