@@ -340,3 +340,31 @@ test('check-config: responses belongs to openai and azure, and is true or false'
     const r = await h.run(h.GATEWAY_BIN, ['check-config', '--config', ok]);
     assert.equal(r.code, 0, r.stderr);
 });
+
+test('passed-through responses are stored: GET, and previous_response_id sends the whole conversation upstream', T, async () => {
+    const first = await responses({ model: 'gpt-r', input: 'my name is Ada' });
+    assert.equal(first.status, 200, first.text);
+    const got = await h.get(gw, `/v1/responses/${first.json.id}`, key);
+    assert.equal(got.status, 200, got.text);
+    assert.equal(got.json.id, first.json.id);
+    assert.deepEqual(got.json.output, first.json.output);
+    // streamed: the terminal event's response is what is kept
+    const s = await responses({ model: 'gpt-r', input: 'and then?', stream: true, previous_response_id: first.json.id });
+    assert.equal(s.status, 200, s.text);
+    const done = h.sseEvents(s.text).at(-1);
+    assert.equal(done.type, 'response.completed', s.text);
+    const up = JSON.parse((await lastTo(m0, '/v1/responses')).body);
+    // the provider gets the conversation, not an id it may not know (or that another account made)
+    assert.equal(up.previous_response_id, null);
+    assert.equal(up.input[0].content, 'my name is Ada');
+    assert.equal(up.input[1].role, 'assistant');
+    assert.equal(up.input.at(-1).content, 'and then?');
+    const kept = await h.get(gw, `/v1/responses/${done.response.id}`, key);
+    assert.equal(kept.status, 200, kept.text);
+    assert.equal(kept.json.id, done.response.id);
+    // and a continuation of a passed-through response may be translated for another provider
+    const t = await responses({ model: 'gpt-c', input: 'once more', previous_response_id: done.response.id });
+    assert.equal(t.status, 200, t.text);
+    const chat = JSON.parse((await lastTo(m0, '/chat/completions')).body);
+    assert.deepEqual(chat.messages.map((m) => m.role), ['user', 'assistant', 'user', 'assistant', 'user']);
+});
