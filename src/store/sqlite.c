@@ -259,6 +259,7 @@ enum {
     ST_USAGE_BY_KEY,
     ST_USAGE_BY_DAY,
     ST_TX_LIST,
+    ST_TX_SKIPPED,
     ST_AUDIT_BALANCES,
     ST_AUDIT_NEGATIVE,
     ST_AUDIT_KEY_SPENT,
@@ -345,15 +346,12 @@ static const char *const store_sql[ST__COUNT] = {
     /* created_at_ms is never negative (store_ledger_rows), so the division floors */
     [ST_USAGE_BY_DAY] = "SELECT created_at_ms / 86400000 AS day, " USAGE_SUMS USAGE_WHERE
                         " GROUP BY day ORDER BY day",
-    /* ?1 account, ?2 limit, ?3 offset. The balance after a row is the balance (the sum of every
-     * transaction) minus the rows after it: a window over the newest offset + limit rows only,
-     * and one statement, so the balance and the rows come from one snapshot. */
-    [ST_TX_LIST] = "SELECT id, amount_nusd, type, description, request_id, created_at_ms, "
-                   "(SELECT balance_nusd FROM accounts WHERE id = ?1) - coalesce(sum(amount_nusd) "
-                   "OVER (ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) "
-                   "FROM (SELECT id, amount_nusd, type, description, request_id, created_at_ms "
-                   "FROM transactions WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2 + ?3) "
-                   "ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+    [ST_TX_LIST] = "SELECT id, amount_nusd, type, description, request_id, created_at_ms "
+                   "FROM transactions WHERE account_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+    /* What the rows a page skips add up to: the balance after the page's newest row is the
+     * balance minus them (an index range, no sort; a window function sorted its rows again) */
+    [ST_TX_SKIPPED] = "SELECT coalesce(sum(amount_nusd), 0) FROM (SELECT amount_nusd FROM "
+                      "transactions WHERE account_id = ? ORDER BY id DESC LIMIT ?)",
     /* Sums are grouped once over the whole table rather than per row: the audit reads every
      * transaction exactly once. */
     [ST_AUDIT_BALANCES] =
@@ -1884,7 +1882,6 @@ static void read_txn_row(sqlite3_stmt *st, void *dst)
     store_copy_text(t->description, sizeof(t->description), st, 3);
     store_copy_text(t->request_id, sizeof(t->request_id), st, 4);
     t->created_at_ms = sqlite3_column_int64(st, 5);
-    t->balance_after_nusd = sqlite3_column_int64(st, 6);
 }
 
 /* Binds a usage read's filter (USAGE_WHERE: ?1 to ?5). */
@@ -1940,11 +1937,58 @@ int store_usage_list(store_t *s, int64_t account_id, int64_t limit, int64_t offs
     return store_usage_query(s, account_id, NULL, limit, offset, out, n);
 }
 
+/* The sum of an account's newest `rows` transactions; inside a read snapshot. */
+static int store_tx_skipped(store_t *s, int64_t account_id, int64_t rows, int64_t *sum)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_TX_SKIPPED);
+    int ret = STORE_OK;
+
+    *sum = 0;
+    if (rows == 0) return STORE_OK;
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, 2, rows);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *sum = sqlite3_column_int64(st, 0);
+    else
+        ret = store_dberr(s, "transaction list (skipped rows)");
+    store_release(st);
+    return ret;
+}
+
 int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                             store_txn **out, size_t *n)
 {
-    return store_page(s, ST_TX_LIST, account_id, NULL, limit, offset, sizeof **out, read_txn_row,
-                      (void **)out, n, "transaction list");
+    store_account a;
+    int64_t skipped = 0;
+    int ret;
+
+    *out = NULL;
+    *n = 0;
+    /* One snapshot: the balance, the rows the page skips and the page agree (the ledger commits
+     * meanwhile). The balance is the sum of every transaction, so going down the page from the
+     * balance minus the skipped rows gives each row's balance after it: a page costs its offset
+     * and limit, whatever the account's history. */
+    if (store_begin_read(s) != STORE_OK) return STORE_ERR;
+    ret = store_account_get(s, account_id, &a);
+    if (ret == STORE_OK && limit >= 0 && offset >= 0)
+        ret = store_tx_skipped(s, account_id, offset, &skipped);
+    if (ret == STORE_OK)
+        ret = store_page(s, ST_TX_LIST, account_id, NULL, limit, offset, sizeof **out, read_txn_row,
+                         (void **)out, n, "transaction list");
+    ret = store_end_read(s, ret);
+    if (ret != STORE_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return ret;
+    }
+    int64_t after = a.balance_nusd - skipped;
+    for (size_t i = 0; i < *n; i++) {
+        (*out)[i].balance_after_nusd = after;
+        after -= (*out)[i].amount_nusd;
+    }
+    return STORE_OK;
 }
 
 /* A statistics row: the group's value (column 0), then USAGE_SUMS. */

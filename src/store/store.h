@@ -274,7 +274,7 @@ typedef struct store_txn {
 } store_txn;
 
 /* An account's transactions, newest first, limit/offset paging; *out malloc'd. Each row's
- * balance_after is read in the same snapshot as the rows: the balance minus the rows after it,
+ * balance_after comes from the same snapshot as the rows: the balance minus the rows after it,
  * so a page costs what its offset and limit cost, whatever the account's history. */
 int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                             store_txn **out, size_t *n);
