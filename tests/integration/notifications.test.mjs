@@ -402,6 +402,9 @@ test('admin accounts: keys (live proxy keys) and spent (USD charged)', T, async 
     assert.equal(row.keys, 2);
     assert.equal(row.spent, acct.spent);
     assert.equal(list.find((x) => x.id === created.id).keys, 0);
+    // the CLI's view of the same account
+    const shown = (await gw.cli(['account', 'show', String(a.id)])).stdout;
+    assert.match(shown, new RegExp(`^spent:\\s+${usd(spent).replace('.', '\\.')} USD$`, 'm'));
 });
 
 // ---- gateways of their own ----------------------------------------------------------------------
