@@ -1,6 +1,7 @@
 /*
- * The modelswitch command: `serve` runs the gateway, `check-config` validates a config file, and
- * the operator commands (accounts, keys, migrations) live in src/cli/. Global options are
+ * The modelswitch command: `serve` runs the gateway, `check-config` validates a config file,
+ * `reload` makes a running gateway re-read its config (src/reload/), and the operator commands
+ * (accounts, keys, migrations) live in src/cli/. Global options are
  * --config FILE (default config/modelswitch.yaml), --version and --help.
  * Exit codes: 0 ok, 1 error, 2 usage.
  */
@@ -19,6 +20,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "ratelimit/ratelimit.h"
+#include "reload/reload.h"
 #include "router/router.h"
 #include "server/server.h"
 
@@ -31,7 +33,8 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  serve [--listen HOST:PORT]   run the gateway\n"
-               "  check-config                 validate the config file\n");
+               "  check-config                 validate the config file\n"
+               "  reload [--timeout S]         make the running gateway re-read its config\n");
     cli_usage(f);
     fprintf(f, "\n  --version                    print the version\n"
                "  COMMAND --help               help for a command\n");
@@ -66,6 +69,9 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     }
     log_set_level((log_level)cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* until the server handles it (a reload), SIGHUP must not end the process: the store's lock
+     * file names this pid from the start, and `modelswitch reload` may signal it early */
+    signal(SIGHUP, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "cannot initialise libcurl\n");
         cfg_free(cfg);
@@ -79,6 +85,8 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     bill_t *bill = NULL;
     rl_t *rl = NULL;
     route_t *route = NULL;
+    srv_gen *gen = NULL;
+    reload_ctx reload = {0};
     /* before the store is opened: a second gateway on one SQLite file would overspend */
     int lock_fd = store_serve_lock(cfg, err, sizeof err);
     kc_t *kc = NULL;
@@ -98,22 +106,32 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     }
     /* a key made elsewhere works only once billing knows its account (no false 403) */
     kc_set_before_publish(kc, learn_accounts, bill);
-    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl_new(cfg), .route = route_new(cfg)};
-    rl = sh.rl;
-    route = sh.route;
-    if (!rl || !route) {
+    rl = rl_new(cfg);
+    route = route_new(cfg);
+    /* the first generation: cfg stays main's (billing, the key cache and the server keep it for
+     * what never reloads), the router is the generation's */
+    if (rl && route && (gen = reload_gen_new(cfg, 0, route, 1)) != NULL) route = NULL;
+    if (!gen || reload_ctx_init(&reload, cfg, rl) != 0) {
         log_error("out of memory");
         goto out;
     }
+    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl, .gen = gen};
+    gen = NULL; /* the server's now */
     srv_handlers handlers = api_server_handlers();
     srv = srv_new(cfg, &sh, &handlers, listen, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out;
     }
+    srv_reloader hooks = reload_hooks(&reload);
+    srv_set_reloader(srv, &hooks);
     rc = srv_run(srv);
 out:
+    /* the last generation goes with the server, once the workers (and the requests that held
+     * older ones) are gone */
     srv_free(srv);
+    srv_gen_release(gen);
+    reload_ctx_free(&reload);
     api_jobs_shutdown(); /* after the workers stopped: no store job can be running */
     /* the key cache's refresher may be waiting on billing (learn_accounts): it stops first */
     if (kc) kc_stop(kc);
@@ -156,6 +174,24 @@ static int wants_help(int n, char **args)
     return 0;
 }
 
+static int cmd_reload(const char *config_path, int argc, char **argv)
+{
+    if (wants_help(argc, argv)) return reload_cli(NULL, argc, argv);
+    log_set_level(LOG_ERROR); /* the file's warnings are the gateway's to log */
+    char err[1024];
+    cfg_t *cfg = cfg_load(config_path, err, sizeof err);
+    if (!cfg) {
+        /* the file names the store, through which the gateway is found: it is checked here
+         * first, with the same rules (and this shell's environment variables) */
+        fprintf(stderr, "%s\nreload: nothing was sent; the gateway keeps its running config\n",
+                err);
+        return 1;
+    }
+    int rc = reload_cli(cfg, argc, argv);
+    cfg_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = getenv("MODELSWITCH_CONFIG");
@@ -192,6 +228,8 @@ int main(int argc, char **argv)
         rc = cmd_serve(config_path, n, args);
     } else if (strcmp(args[0], "check-config") == 0) {
         rc = cmd_check_config(config_path, n, args);
+    } else if (strcmp(args[0], "reload") == 0) {
+        rc = cmd_reload(config_path, n, args);
     } else if (cli_is_command(args[0]) && wants_help(n, args)) {
         rc = cli_run(NULL, n, args); /* help needs no config */
     } else if (!cli_is_command(args[0])) {
