@@ -184,36 +184,43 @@ void reload_ctx_free(reload_ctx *ctx)
 
 /* ---- the reload (main thread) ---- */
 
-static void refuse(reload_ctx *ctx, srv_t *s, const char *why)
+/* The generation after cur, made from the file at path, with the restart-only fields it changed
+ * in fixed (*nfixed of them). NULL when refused, with the reason (file:line...) in why. */
+static srv_gen *next_generation(const char *path, const srv_gen *cur, const char **fixed,
+                                size_t *nfixed, char *why, size_t whylen)
 {
-    log_error("config reload failed; the running config (generation %" PRIu64 ") is kept: %s",
-              s->gen->number, why);
-    write_status(ctx, s->gen->number, 0, why);
+    cfg_t *next = cfg_load(path, why, whylen);
+    if (!next) return NULL;
+    const cfg_t *running = cur->cfg;
+    *nfixed = reload_fixed_changes(running, next, fixed, RELOAD_FIXED_MAX);
+    route_t *route = NULL;
+    srv_gen *g = NULL;
+    if (reload_keep_fixed(next, running) != 0 || !(route = route_derive(cur->route, next)) ||
+        !(g = reload_gen_new(next, 1, route, cur->number + 1))) {
+        route_free(route);
+        cfg_free(next);
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    keep_created(next, running);
+    return g;
 }
 
 int reload_run(reload_ctx *ctx, srv_t *s)
 {
     ctx->seq++;
     log_info("received SIGHUP: reloading %s", ctx->path);
-    char err[1024];
-    cfg_t *next = cfg_load(ctx->path, err, sizeof err);
-    if (!next) {
-        refuse(ctx, s, err);
-        return -1;
-    }
-    const cfg_t *running = s->gen->cfg;
+    char why[1024];
     const char *fixed[RELOAD_FIXED_MAX];
-    size_t nfixed = reload_fixed_changes(running, next, fixed, RELOAD_FIXED_MAX);
-    route_t *route = NULL;
-    srv_gen *g = NULL;
-    if (reload_keep_fixed(next, running) != 0 || !(route = route_derive(s->gen->route, next)) ||
-        !(g = reload_gen_new(next, 1, route, s->gen->number + 1))) {
-        route_free(route);
-        cfg_free(next);
-        refuse(ctx, s, "out of memory");
+    size_t nfixed = 0;
+    srv_gen *g = next_generation(ctx->path, s->gen, fixed, &nfixed, why, sizeof why);
+    if (!g) {
+        log_error("config reload failed; the running config (generation %" PRIu64 ") is kept: %s",
+                  s->gen->number, why);
+        write_status(ctx, s->gen->number, 0, why);
         return -1;
     }
-    keep_created(next, running);
+    const cfg_t *next = g->cfg;
     char msg[RELOAD_MSG_MAX];
     size_t k =
         (size_t)snprintf(msg, sizeof msg, "generation %" PRIu64 ": %zu models, %zu providers",
@@ -338,6 +345,24 @@ static int cli_usage(FILE *f, int rc)
     return rc;
 }
 
+/* Waits up to timeout_s for the status at path of pid to move past seq, and reports it. */
+static int await_outcome(const char *path, long pid, uint64_t seq, long timeout_s)
+{
+    static status now; /* 2.5 KiB: off the stack */
+    for (long waited = 0; waited < timeout_s * 1000; waited += RELOAD_POLL_MS) {
+        sleep_ms(RELOAD_POLL_MS);
+        if (read_status(path, &now) != 0 || now.pid != pid || now.seq <= seq) continue;
+        if (now.ok) {
+            printf("reloaded %s (pid %ld): %s\n", now.config, pid, now.message);
+            return 0;
+        }
+        fprintf(stderr, "reload failed; the gateway keeps its running config: %s\n", now.message);
+        return 1;
+    }
+    fprintf(stderr, "reload: the gateway (pid %ld) did not answer within %ld s\n", pid, timeout_s);
+    return 1;
+}
+
 int reload_cli(const cfg_t *cfg, int argc, char **argv)
 {
     long timeout_s = RELOAD_TIMEOUT_S;
@@ -366,7 +391,7 @@ int reload_cli(const cfg_t *cfg, int argc, char **argv)
         fprintf(stderr, "reload: no gateway is serving the store %s\n", cfg->sqlite_path);
         return 1;
     }
-    static status before, now; /* 2.5 KiB each: off the stack */
+    static status before; /* 2.5 KiB: off the stack */
     if (read_status(path, &before) != 0 || before.pid != pid) {
         fprintf(stderr,
                 "reload: the gateway serving %s (pid %ld) has not said it takes reloads (no "
@@ -378,16 +403,5 @@ int reload_cli(const cfg_t *cfg, int argc, char **argv)
         fprintf(stderr, "reload: cannot signal pid %ld: %s\n", pid, strerror(errno));
         return 1;
     }
-    for (long waited = 0; waited < timeout_s * 1000; waited += RELOAD_POLL_MS) {
-        sleep_ms(RELOAD_POLL_MS);
-        if (read_status(path, &now) != 0 || now.pid != pid || now.seq <= before.seq) continue;
-        if (now.ok) {
-            printf("reloaded %s (pid %ld): %s\n", now.config, pid, now.message);
-            return 0;
-        }
-        fprintf(stderr, "reload failed; the gateway keeps its running config: %s\n", now.message);
-        return 1;
-    }
-    fprintf(stderr, "reload: the gateway (pid %ld) did not answer within %ld s\n", pid, timeout_s);
-    return 1;
+    return await_outcome(path, pid, before.seq, timeout_s);
 }
