@@ -134,10 +134,11 @@ static int write_connections(buf_t *b, srv_t *s)
     }
     if (active > open) active = open; /* read at different moments */
     static const char name[] = "modelswitch_connections";
+    static const char act[] = "state=\"active\"", idle[] = "state=\"idle\"";
     int rc = ctr_family(b, name, "gauge",
                         "Open client connections: active (a request in progress) or idle.");
-    rc |= ctr_sample(b, name, NULL, "state=\"active\"", 14, active, 0);
-    rc |= ctr_sample(b, name, NULL, "state=\"idle\"", 12, open - active, 0);
+    rc |= ctr_sample(b, name, NULL, act, sizeof act - 1, active, 0);
+    rc |= ctr_sample(b, name, NULL, idle, sizeof idle - 1, open - active, 0);
     return rc;
 }
 

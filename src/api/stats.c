@@ -327,11 +327,21 @@ static stats_ep endpoint_of(ms_str p)
     return STATS_EP_OTHER;
 }
 
+static void count_request(stats_worker *sw, stats_gen *g, const http_request *r, int status);
+
 void stats_request_done(stats_worker *sw, http_request *r, int status)
 {
     ctr_note *n = &r->note;
     stats_gen *g = n->block;
-    if (!sw) return;
+    n->block = NULL;
+    if (sw) count_request(sw, g, r, status);
+    if (g) gen_release(g);
+}
+
+/* Counts a request that is over in sw (g: its generation, or NULL). */
+static void count_request(stats_worker *sw, stats_gen *g, const http_request *r, int status)
+{
+    const ctr_note *n = &r->note;
     uint64_t now = ms_mono_ns();
     uint64_t total = r->start_ns && now > r->start_ns ? now - r->start_ns : 0;
     stats_ep ep = endpoint_of(r->path);
@@ -351,8 +361,6 @@ void stats_request_done(stats_worker *sw, http_request *r, int status)
     if (ep < STATS_NEP_MODEL)
         ctr_observe(sw->overhead[ep], &ctr_overhead,
                     total > n->upstream_ns ? total - n->upstream_ns : 0);
-    n->block = NULL;
-    if (g) gen_release(g);
 }
 
 /* ---- events ---- */
@@ -429,25 +437,33 @@ void stats_refusal(stats_worker *sw, stats_refusal_reason why)
 
 /* ---- reading ---- */
 
-/* Label text of a series: pairs of name and value (NULL ends them). */
-typedef struct key_buf {
-    buf_t b;
-    char mem[1024];
-} key_buf;
+/* One label of a series; a list of them ends with a NULL name. */
+typedef struct label {
+    const char *name, *value;
+} label;
 
-static int add_series(ctr_table *t, const uint64_t *vals, const char *n1, const char *v1,
-                      const char *n2, const char *v2, const char *n3, const char *v3,
-                      const char *n4, const char *v4)
+#define LABELS(...) ((const label[]){__VA_ARGS__, {NULL, NULL}})
+
+/* Adds vals to the series of table t with these labels. */
+static int add_series(ctr_table *t, const uint64_t *vals, const label *labels)
 {
-    key_buf k;
-    buf_init_with(&k.b, k.mem, sizeof k.mem, 0);
-    const char *names[4] = {n1, n2, n3, n4}, *vals_[4] = {v1, v2, v3, v4};
+    char mem[1024];
+    buf_t k;
+    buf_init_with(&k, mem, sizeof mem, 0);
     int rc = 0;
-    for (int i = 0; i < 4 && names[i]; i++)
-        rc |= ctr_label(&k.b, names[i], vals_[i], strlen(vals_[i]));
-    if (rc == 0) rc = ctr_table_add(t, k.b.data, k.b.len, vals);
-    buf_free(&k.b);
+    for (const label *l = labels; l->name; l++)
+        rc |= ctr_label(&k, l->name, l->value, strlen(l->value));
+    if (rc == 0) rc = ctr_table_add(t, k.data ? k.data : "", k.len, vals);
+    buf_free(&k);
     return rc;
+}
+
+/* A status bucket's label value (code: 8 bytes of room for its digits). */
+static const char *status_label(size_t st, char *code)
+{
+    if (st >= NCODES) return status_classes[st - NCODES];
+    *ms_i64_dec(status_codes[st], code) = '\0';
+    return code;
 }
 
 /* Reads n counters into out; returns their sum over [0, count_n) (a histogram's count). */
@@ -475,36 +491,33 @@ static int collect_model(const stats_gen *g, size_t mi, const stats_model *b, ct
                 v[0] = ctr_get(&b->req[((size_t)ep * (gm->ndeps + 1) + s) * NSTATUS + st]);
                 if (!v[0]) continue;
                 char code[8];
-                const char *sl = code;
-                if (st < NCODES)
-                    *ms_i64_dec(status_codes[st], code) = '\0';
-                else
-                    sl = status_classes[st - NCODES];
-                rc |= add_series(&tabs[STATS_F_REQUESTS], v, "endpoint", ep_names[ep], "model",
-                                 model, "provider", prov, "status", sl);
+                const char *sl = status_label(st, code);
+                rc |= add_series(&tabs[STATS_F_REQUESTS], v,
+                                 LABELS({"endpoint", ep_names[ep]}, {"model", model},
+                                        {"provider", prov}, {"status", sl}));
             }
         }
         if (read_ctrs(b->dur[ep], LAT_W, v, LAT_W - 1))
-            rc |= add_series(&tabs[STATS_F_DURATION], v, "endpoint", ep_names[ep], "model", model,
-                             NULL, NULL, NULL, NULL);
+            rc |= add_series(&tabs[STATS_F_DURATION], v,
+                             LABELS({"endpoint", ep_names[ep]}, {"model", model}));
         if (read_ctrs(b->ttfb[ep], LAT_W, v, LAT_W - 1))
-            rc |= add_series(&tabs[STATS_F_TTFB], v, "endpoint", ep_names[ep], "model", model, NULL,
-                             NULL, NULL, NULL);
+            rc |= add_series(&tabs[STATS_F_TTFB], v,
+                             LABELS({"endpoint", ep_names[ep]}, {"model", model}));
     }
     for (size_t k = 0; k < NKINDS; k++) {
         v[0] = ctr_get(&b->tokens[k]);
-        rc |= add_series(&tabs[STATS_F_TOKENS], v, "model", model, "kind", token_kinds[k], NULL,
-                         NULL, NULL, NULL);
+        rc |= add_series(&tabs[STATS_F_TOKENS], v,
+                         LABELS({"model", model}, {"kind", token_kinds[k]}));
     }
     v[0] = ctr_get(&b->spend_nusd);
-    rc |= add_series(&tabs[STATS_F_SPEND], v, "model", model, NULL, NULL, NULL, NULL, NULL, NULL);
+    rc |= add_series(&tabs[STATS_F_SPEND], v, LABELS({"model", model}));
     v[0] = ctr_get(&b->retries);
-    rc |= add_series(&tabs[STATS_F_RETRIES], v, "model", model, NULL, NULL, NULL, NULL, NULL, NULL);
+    rc |= add_series(&tabs[STATS_F_RETRIES], v, LABELS({"model", model}));
     for (size_t k = 1; k < CHAIN_MAX; k++) {
         v[0] = ctr_get(&b->fallbacks[k]);
         if (v[0] && gm->chain[k] >= 0)
-            rc |= add_series(&tabs[STATS_F_FALLBACKS], v, "model", model, "fallback",
-                             g->models[gm->chain[k]].name, NULL, NULL, NULL, NULL);
+            rc |= add_series(&tabs[STATS_F_FALLBACKS], v,
+                             LABELS({"model", model}, {"fallback", g->models[gm->chain[k]].name}));
     }
     return rc;
 }
@@ -520,8 +533,9 @@ static int collect_gen(const stats_gen *g, ctr_table *tabs)
         for (int o = 0; o < STATS_NATTEMPT; o++) {
             uint64_t v = ctr_get(&g->attempts[pi * STATS_NATTEMPT + (size_t)o]);
             if (v)
-                rc |= add_series(&tabs[STATS_F_ATTEMPTS], &v, "provider", g->provider_names[pi],
-                                 "outcome", attempt_names[o], NULL, NULL, NULL, NULL);
+                rc |= add_series(
+                    &tabs[STATS_F_ATTEMPTS], &v,
+                    LABELS({"provider", g->provider_names[pi]}, {"outcome", attempt_names[o]}));
         }
     return rc;
 }
@@ -535,30 +549,24 @@ static int collect_worker(const stats_worker *sw, ctr_table *tabs)
         for (size_t st = 0; st < NSTATUS; st++) {
             if (!(v[0] = ctr_get(&sw->req[ep][st]))) continue;
             char code[8];
-            const char *sl = code;
-            if (st < NCODES)
-                *ms_i64_dec(status_codes[st], code) = '\0';
-            else
-                sl = status_classes[st - NCODES];
-            rc |= add_series(&tabs[STATS_F_REQUESTS], v, "endpoint", ep_names[ep], "model", "",
-                             "provider", "", "status", sl);
+            const char *sl = status_label(st, code);
+            rc |= add_series(&tabs[STATS_F_REQUESTS], v,
+                             LABELS({"endpoint", ep_names[ep]}, {"model", ""}, {"provider", ""},
+                                    {"status", sl}));
         }
         if (read_ctrs(sw->dur[ep], LAT_W, v, LAT_W - 1))
-            rc |= add_series(&tabs[STATS_F_DURATION], v, "endpoint", ep_names[ep], "model", "",
-                             NULL, NULL, NULL, NULL);
+            rc |= add_series(&tabs[STATS_F_DURATION], v,
+                             LABELS({"endpoint", ep_names[ep]}, {"model", ""}));
         if (ep < STATS_NEP_MODEL && read_ctrs(sw->overhead[ep], OVH_W, v, OVH_W - 1))
-            rc |= add_series(&tabs[STATS_F_OVERHEAD], v, "endpoint", ep_names[ep], NULL, NULL, NULL,
-                             NULL, NULL, NULL);
+            rc |= add_series(&tabs[STATS_F_OVERHEAD], v, LABELS({"endpoint", ep_names[ep]}));
     }
     for (size_t i = 0; i < NSCOPES; i++) {
         v[0] = ctr_get(&sw->rate_limited[i]);
-        rc |= add_series(&tabs[STATS_F_RATE_LIMITED], v, "scope", stats_scopes[i], NULL, NULL, NULL,
-                         NULL, NULL, NULL);
+        rc |= add_series(&tabs[STATS_F_RATE_LIMITED], v, LABELS({"scope", stats_scopes[i]}));
     }
     for (size_t i = 0; i < STATS_NREFUSAL; i++) {
         v[0] = ctr_get(&sw->refusals[i]);
-        rc |= add_series(&tabs[STATS_F_REFUSALS], v, "reason", stats_refusals[i], NULL, NULL, NULL,
-                         NULL, NULL, NULL);
+        rc |= add_series(&tabs[STATS_F_REFUSALS], v, LABELS({"reason", stats_refusals[i]}));
     }
     /* ended first (a hold ends after it is placed); the reader clamps the difference at 0 all
      * the same, relaxed loads promise no order */
