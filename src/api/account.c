@@ -734,8 +734,12 @@ static void work_usage(acct_job *j, store_t *s)
                    u->cache_write_tokens + u->cache_write_1h_tokens, u->cache_write_1h_tokens,
                    u->completion_tokens, u->reasoning_tokens);
         api_append_usd(b, u->charged_nusd);
-        buf_printf(b, ",\"status\":%d,\"estimated\":%s,\"latencyMs\":%" PRId64 ",\"createdAt\":",
-                   u->status, u->estimated ? "true" : "false", u->latency_ms);
+        /* cached: answered from the response cache, charged 0 (docs/BILLING.md) */
+        buf_printf(b,
+                   ",\"status\":%d,\"estimated\":%s,\"cached\":%s,\"latencyMs\":%" PRId64
+                   ",\"createdAt\":",
+                   u->status, u->estimated ? "true" : "false", u->cached ? "true" : "false",
+                   u->latency_ms);
         api_append_time(b, u->created_at_ms);
         buf_appends(b, "}");
     }

@@ -61,6 +61,7 @@ typedef struct api_error_info {
 api_error_info api_upstream_error(int res, int upstream_status);
 
 struct prov_call;
+typedef struct api_cache_req api_cache_req;
 
 /* A request's settlement context (settle.c): its hold and rate-limit admission, and the state
  * that makes it end exactly once. Owned by the request (the proxy), not by its adapter. */
@@ -88,9 +89,13 @@ typedef struct api_settlement {
     void (*keep)(struct api_settlement *s, worker_t *w, const struct prov_call *call, ms_str doc,
                  int is_event);
     void *keep_ctx; /* the keeper's (owned by it; freed with the context by api_settlement_free) */
+    /* The response cache's part when it applies to the request (api/cache.c), else NULL: the
+     * engine copies a stream's bytes into it and stores an answer that ended well. Owned. */
+    api_cache_req *cache;
 } api_settlement;
 
 /* Frees a settlement context and what its keeper holds. */
+void api_cache_req_free(api_cache_req *cr);
 void api_settlement_free(api_settlement *s);
 
 /* Admits call: the rate limits (429 with retry-after), then the hold (prices, bounds:

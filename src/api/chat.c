@@ -1,7 +1,8 @@
 /*
  * POST /v1/chat/completions and POST /v1/embeddings: authenticate, let the client's dialect parse
  * the request into the gateway's (dialect/openai_chat_request.c: the few fields the gateway acts
- * on, the model resolved), admit it (rate limits and the balance hold) and hand it to the proxy,
+ * on, the model resolved), answer it from the response cache when it can (api/cache.c), else
+ * admit it (rate limits and the balance hold) and hand it to the proxy,
  * which runs it on an adapter. Refusals are written as the dialect says (field errors name
  * `param`, as OpenAI does, so SDK users see which field is wrong).
  */
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/cache.h"
 #include "api/proxy.h"
 #include "common/util.h"
 
@@ -29,12 +31,20 @@ static void serve(http_conn *c, http_request *r, prov_endpoint ep)
         free(call);
         return api_refuse(c, &why);
     }
-    /* nothing goes upstream before the rate limits and the worst case are covered */
-    api_settlement *s = api_admit(c, call, &key);
-    if (!s) {
+    /* an identical request answered before: from the response cache, no hold needed */
+    api_cache_req *cr;
+    if (api_cache_begin(c, call, &key, ep == EP_CHAT ? 'c' : 'e', (ms_str){"", 0}, &cr)) {
         free(call);
         return;
     }
+    /* nothing goes upstream before the rate limits and the worst case are covered */
+    api_settlement *s = api_admit(c, call, &key);
+    if (!s) {
+        api_cache_req_free(cr);
+        free(call);
+        return;
+    }
+    s->cache = cr;
     proxy_start(c, call, NULL, NULL, NULL, s);
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/cache.h"
 #include "api/proxy.h"
 #include "common/util.h"
 #include "dialect/anthropic_request.h"
@@ -59,10 +60,22 @@ void api_messages(http_conn *c, http_request *r)
      * outlives every upstream request built from them) */
     call->anthropic_version = r->anthropic_version;
     call->anthropic_beta = r->anthropic_beta;
+    /* an identical request answered before (the headers forwarded upstream are part of it):
+     * from the response cache, no hold needed */
+    char extra[1024];
+    int xn = snprintf(extra, sizeof extra, "%.*s\n%.*s", (int)r->anthropic_version.n,
+                      r->anthropic_version.p, (int)r->anthropic_beta.n, r->anthropic_beta.p);
+    api_cache_req *cr = NULL;
+    if (xn >= 0 && (size_t)xn < sizeof extra &&
+        api_cache_begin(c, call, &key, 'm', (ms_str){extra, (size_t)xn}, &cr)) {
+        free(call);
+        return;
+    }
     char *hub_body = NULL;
     memset(&why, 0, sizeof why);
     prov_call *hub = api_hub_call(cfg, call, dialect_anthropic_to_openai, &hub_body, &why);
     if (!hub && !why.status) {
+        api_cache_req_free(cr);
         free(call);
         return api_err_internal(c);
     }
@@ -72,10 +85,12 @@ void api_messages(http_conn *c, http_request *r)
     /* nothing goes upstream before the rate limits and the worst case are covered */
     api_settlement *s = api_admit(c, call, &key);
     if (!s) {
+        api_cache_req_free(cr);
         free(call);
         free(hub);
         free(hub_body);
         return;
     }
+    s->cache = cr;
     proxy_start(c, call, hub, hub_body, hub ? NULL : &why, s);
 }

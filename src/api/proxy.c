@@ -36,6 +36,7 @@
 #include <strings.h>
 
 #include "api/proxy.h"
+#include "api/cache.h"
 #include "api/stats.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -388,6 +389,7 @@ static void model_headers(proxy *p, char *h, size_t n, const char *cost)
     hdr_put(h, n, &k, "\r\nx-modelswitch-provider: ");
     hdr_put(h, n, &k, p->call->dep->provider->name);
     hdr_put(h, n, &k, "\r\n");
+    if (p->st->cache) hdr_put(h, n, &k, "x-modelswitch-cache: miss\r\n");
     if (cost && cost[0]) {
         hdr_put(h, n, &k, "x-modelswitch-cost: ");
         hdr_put(h, n, &k, cost);
@@ -400,6 +402,7 @@ static void stream_write(proxy *p, const char *data, size_t n)
     if (!p->c) return;
     stats_first_byte(&p->c->req);
     http_stream_write(p->c, data, n);
+    if (p->st->cache) api_cache_tee(p->st->cache, data, n);
 }
 
 /* The client's dialect's encoder for this answer (made on first use). */
@@ -492,6 +495,9 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
     else if (!fail_code)
         keep_answer(p, held, 1, u);
     if (b.len) stream_write(p, b.data, b.len);
+    if (!fail_code && p->st->cache && p->usage.known)
+        api_cache_store_stream(p->st->cache, cost, b.len, &p->usage.u, p->call->model->name,
+                               p->call->dep->provider->name);
     buf_free(&b);
     http_conn *c = p->c;
     if (c->handler.ctx == p) c->handler = (http_handler){0};
@@ -601,6 +607,9 @@ static int on_sse_event(void *ud, const sse_event *ev)
                              uv_buf_init("\n\n", 2)};
         stats_first_byte(&p->c->req);
         http_stream_writev(p->c, parts, 3);
+        if (p->st->cache)
+            for (int i = 0; i < 3; i++)
+                api_cache_tee(p->st->cache, parts[i].base, parts[i].len);
         if (p->aborted) return 1;
     } else if (rc == 2 && p->c) {
         /* a named event (its `event:` line too) exactly as the provider sent it */
@@ -930,6 +939,9 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
         model_headers(p, h, sizeof h, cost);
         buf_t *out = client.len ? &client : &p->resp;
         keep_answer(p, (ms_str){out->data ? out->data : "", out->len}, 0, NULL);
+        if (p->st->cache)
+            api_cache_store_whole(p->st->cache, (ms_str){out->data ? out->data : "", out->len},
+                                  &p->usage.u, p->call->model->name, prov);
         size_t len = out->len;
         char *data = buf_steal(out);
         buf_free(&client);
@@ -1030,9 +1042,17 @@ static void run_local(proxy *p)
         http_stream_start(c, 200, d->stream_content_type, h);
         stats_first_byte(&c->req);
         http_stream_write(c, out.data, out.len);
+        if (p->st->cache) {
+            api_cache_tee(p->st->cache, out.data, out.len);
+            api_cache_store_stream(p->st->cache, cost, out.len, &p->usage.u, call->model->name,
+                                   call->dep->provider->name);
+        }
         http_stream_end(c);
     } else {
         model_headers(p, h, sizeof h, cost);
+        if (p->st->cache)
+            api_cache_store_whole(p->st->cache, (ms_str){body.data ? body.data : "", body.len},
+                                  &p->usage.u, call->model->name, call->dep->provider->name);
         size_t len = body.len;
         http_respond(c, 200, "application/json", h, buf_steal(&body), len, 1);
     }

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "api/cache.h"
 #include "api/job.h"
 #include "api/proxy.h"
 #include "common/log.h"
@@ -211,6 +212,13 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
                 const dialect_responses_state *state)
 {
     const cfg_t *cfg = c->w->cfg;
+    /* an identical request answered before (a continuation's whole conversation, as rebuilt):
+     * from the response cache, no hold needed */
+    api_cache_req *cr;
+    if (api_cache_begin(c, call, key, 'r', (ms_str){"", 0}, &cr)) {
+        free(call);
+        return;
+    }
     char *hub_body = NULL;
     dialect_refusal why;
     why.status = 0;
@@ -224,6 +232,7 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
     if (state->store && cfg->responses_retention_days > 0) {
         k = malloc(sizeof *k);
         if (!k) {
+            api_cache_req_free(cr);
             free(call);
             free(hub);
             free(hub_body);
@@ -234,12 +243,14 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
     /* nothing goes upstream before the rate limits and the worst case are covered */
     api_settlement *s = api_admit(c, call, key);
     if (!s) {
+        api_cache_req_free(cr);
         free(k);
         free(call);
         free(hub);
         free(hub_body);
         return;
     }
+    s->cache = cr;
     if (k) {
         s->keep = keep;
         s->keep_ctx = k;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/cache.h"
 #include "api/proxy.h"
 #include "api/stats.h"
 #include "billing/billing.h"
@@ -76,7 +77,49 @@ void api_settlement_free(api_settlement *s)
 {
     if (!s) return;
     free(s->keep_ctx);
+    api_cache_req_free(s->cache);
     free(s);
+}
+
+/* The limiter refused: 429 with the exact wait. */
+static void rate_refused(http_conn *c, const rl_result *res)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg, "Rate limit reached: %s per minute (%s). Retry in %" PRId64 " ms.",
+             res->which ? res->which : "requests", res->scope ? res->scope : "key",
+             res->retry_after_ms);
+    http_error(c, 429, "rate_limit_error", "rate_limit_exceeded", NULL, msg, res->retry_after_ms);
+}
+
+int api_admit_hit(http_conn *c, const prov_call *call, const store_key *key)
+{
+    worker_t *w = c->w;
+    if (!w->rl) return 0;
+    rl_result res;
+    int ok = rl_admit(w->rl, key, call->model, 0, (int64_t)(ms_mono_ns() / 1000000), &res);
+    c->req.rl = res;
+    c->req.have_rl = 1;
+    if (ok) return 0;
+    rate_refused(c, &res);
+    return -1;
+}
+
+void api_settle_hit(http_conn *c, const store_key *key, const char *model, const char *provider,
+                    const usage_counts *u)
+{
+    /* no hold: a zero one names the account and key the record is for */
+    bill_hold none = {.account_id = key->account_id, .key_id = key->id, .amount_nusd = 0};
+    store_usage_event ev;
+    memset(&ev, 0, sizeof ev);
+    ms_copy(ev.request_id, sizeof ev.request_id, c->req.id);
+    ms_copy(ev.model, sizeof ev.model, model);
+    ms_copy(ev.provider, sizeof ev.provider, provider);
+    ev.usage = *u;
+    ev.status = 200;
+    ev.cached = 1;
+    ev.latency_ms = (int64_t)((ms_mono_ns() - c->req.start_ns) / 1000000);
+    ev.created_at_ms = ms_now_ms();
+    bill_release(c->w->bill, &none, &ev);
 }
 
 void api_rate_headers(http_conn *c, const store_key *key)
@@ -126,13 +169,7 @@ api_settlement *api_admit(http_conn *c, const prov_call *call, const store_key *
         if (!ok) {
             stats_rate_limited(api_worker_of(w)->stats, res.scope);
             s->rl = NULL; /* nothing was consumed */
-            char msg[200];
-            snprintf(msg, sizeof msg,
-                     "Rate limit reached: %s per minute (%s). Retry in %" PRId64 " ms.",
-                     res.which ? res.which : "requests", res.scope ? res.scope : "key",
-                     res.retry_after_ms);
-            http_error(c, 429, "rate_limit_error", "rate_limit_exceeded", NULL, msg,
-                       res.retry_after_ms);
+            rate_refused(c, &res);
             free(s);
             return NULL;
         }

@@ -1053,11 +1053,30 @@ static int parse_model_limits(cfg_ld *L, cfg_model *m, const yaml_node_t *n, con
     return 0;
 }
 
+/* `cache:` of a model: its answers kept in the response cache (docs/CONFIG.md). Absent: no
+ * caching unless a request asks, within the default bound. */
+static int parse_model_cache(cfg_ld *L, cfg_model *m, const yaml_node_t *n, const char *mpath)
+{
+    static const char *const fields[] = {"ttl_s", "max_bytes", NULL};
+    char path[CFG_PATH_MAX];
+    m->cache_ttl_s = 0;
+    m->cache_max_bytes = CFG_CACHE_DEFAULT_BYTES;
+    if (!n || is_null(n)) return 0;
+    path_key(path, mpath, "cache");
+    if (want_map(L, n, path) || check_fields(L, n, path, fields)) return -1;
+    m->cache_ttl_s = CFG_CACHE_DEFAULT_TTL_S;
+    if (int_field(L, n, path, "ttl_s", 1, CFG_CACHE_MAX_TTL_S, &m->cache_ttl_s) ||
+        int_field(L, n, path, "max_bytes", CFG_CACHE_MIN_BYTES, CFG_CACHE_MAX_BYTES,
+                  &m->cache_max_bytes))
+        return -1;
+    return 0;
+}
+
 static int parse_model(cfg_ld *L, cfg_t *c, const yaml_node_t *models, const yaml_node_t *k,
                        const yaml_node_t *n, cfg_model *m)
 {
     static const char *const fields[] = {
-        "pricing", "max_output_tokens", "deployments", "fallbacks", "limits", NULL};
+        "pricing", "max_output_tokens", "deployments", "fallbacks", "limits", "cache", NULL};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX], ip[CFG_PATH_MAX];
     yaml_node_t *v;
 
@@ -1066,6 +1085,7 @@ static int parse_model(cfg_ld *L, cfg_t *c, const yaml_node_t *models, const yam
     if (parse_pricing(L, m, k, get_field(L, n, "pricing"), path)) return -1;
     if (int_field(L, n, path, "max_output_tokens", 0, 100000000, &m->max_output_tokens)) return -1;
     if (parse_model_limits(L, m, get_field(L, n, "limits"), path)) return -1;
+    if (parse_model_cache(L, m, get_field(L, n, "cache"), path)) return -1;
 
     path_key(cp, path, "deployments");
     if (!(v = get_field(L, n, "deployments")))

@@ -74,8 +74,20 @@ typedef struct cfg_model {
     /* gateway-wide limits for this model (`limits:` under the model); 0 = none */
     int64_t requests_per_minute;
     int64_t tokens_per_minute;
+    /* `cache:` under the model (docs/CONFIG.md): identical requests answered from the response
+     * cache for cache_ttl_s seconds, the model's entries bounded by cache_max_bytes. 0 ttl: the
+     * model caches only requests that ask (x-modelswitch-cache: ttl=N); cache_max_bytes is then
+     * still the model's bound (CFG_CACHE_DEFAULT_BYTES unless set). */
+    int64_t cache_ttl_s;
+    int64_t cache_max_bytes;
     int line;
 } cfg_model;
+
+#define CFG_CACHE_DEFAULT_TTL_S 300
+#define CFG_CACHE_MAX_TTL_S 2592000                 /* 30 days */
+#define CFG_CACHE_DEFAULT_BYTES ((int64_t)64 << 20) /* 64 MiB per model */
+#define CFG_CACHE_MIN_BYTES ((int64_t)4096)
+#define CFG_CACHE_MAX_BYTES ((int64_t)64 << 30) /* 64 GiB */
 
 typedef struct cfg {
     char *path;

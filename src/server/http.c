@@ -35,17 +35,20 @@ static int g_settings_ready;
  * request was billed to the second of two keys), so the request is refused instead; x-api-key is
  * as the Anthropic dialect's key. RFC 9112 3.2 requires the same for Host. Anthropic's version
  * and beta headers are kept to be forwarded to Anthropic providers; one of each (the SDKs send
- * the betas comma-separated in one), so what is forwarded is what was checked. (llhttp itself
+ * the betas comma-separated in one), so what is forwarded is what was checked; so is the response
+ * cache's switch (x-modelswitch-cache), so a request says one thing. (llhttp itself
  * refuses a second Content-Length and a Transfer-Encoding that does not end in chunked.) The
  * order is HTTP_ONCE_*'s: the headers the gateway keeps, then Host, which it only checks. */
 static const struct {
     const char *name, *display;
     size_t len;
-} once_headers[] = {{"authorization", "Authorization", sizeof "authorization" - 1},
-                    {"x-api-key", "x-api-key", sizeof "x-api-key" - 1},
-                    {"anthropic-version", "anthropic-version", sizeof "anthropic-version" - 1},
-                    {"anthropic-beta", "anthropic-beta", sizeof "anthropic-beta" - 1},
-                    {"host", "Host", sizeof "host" - 1}};
+} once_headers[] = {
+    {"authorization", "Authorization", sizeof "authorization" - 1},
+    {"x-api-key", "x-api-key", sizeof "x-api-key" - 1},
+    {"anthropic-version", "anthropic-version", sizeof "anthropic-version" - 1},
+    {"anthropic-beta", "anthropic-beta", sizeof "anthropic-beta" - 1},
+    {"x-modelswitch-cache", "x-modelswitch-cache", sizeof "x-modelswitch-cache" - 1},
+    {"host", "Host", sizeof "host" - 1}};
 
 static void conn_close(http_conn *c);
 static void conn_feed(http_conn *c, const char *data, size_t n);
@@ -949,7 +952,7 @@ static void fill_request(http_conn *c)
     if (scheme && r->path.n == 0) r->path = (ms_str){"/", 1}; /* "http://host" is "/" */
     r->query = q ? (ms_str){q + 1, n - (size_t)(q - url) - 1} : (ms_str){"", 0};
     ms_str *kept[HTTP_ONCE_KEPT] = {&r->authorization, &r->api_key, &r->anthropic_version,
-                                    &r->anthropic_beta};
+                                    &r->anthropic_beta, &r->cache};
     for (int i = 0; i < HTTP_ONCE_KEPT; i++)
         *kept[i] = (ms_str){c->head.data ? c->head.data + c->once_off[i] : "", c->once_len[i]};
     r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};

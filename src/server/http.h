@@ -25,9 +25,9 @@
 #include "server/server.h"
 
 #define HTTP_MAX_EXTRA_HEADERS 24
-/* Headers kept for the handlers (Authorization, x-api-key, anthropic-version, anthropic-beta),
- * each allowed once per request. */
-#define HTTP_ONCE_KEPT 4
+/* Headers kept for the handlers (Authorization, x-api-key, anthropic-version, anthropic-beta,
+ * x-modelswitch-cache), each allowed once per request. */
+#define HTTP_ONCE_KEPT 5
 /* Bytes of chunk extensions (names, values and their separators) a request may carry in all: we
  * ignore extensions, and without a cap a client could send them forever with no body. */
 #define HTTP_MAX_CHUNK_EXT_BYTES 4096
@@ -57,6 +57,7 @@ typedef struct http_request {
     ms_str api_key;           /* x-api-key: the Anthropic dialect's way to send a key */
     ms_str anthropic_version; /* forwarded to Anthropic providers by the Anthropic dialect */
     ms_str anthropic_beta;
+    ms_str cache; /* x-modelswitch-cache: the response cache's per-request switch (api/cache.c) */
     ms_str content_type;
     ms_str body;
     /* Writes an error's body in the shape the client's API uses, or NULL for the contract's

@@ -183,6 +183,11 @@ static const char *const store_migrations[] = {
     "  next_attempt_ms INTEGER NOT NULL"
     ") STRICT;"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_ms);",
+
+    /* 7: a usage row answered from the gateway's response cache (docs/BILLING.md, "Cache
+     * hits"): charged 0, its status the HTTP status the client got, its tokens the original
+     * answer's. */
+    "ALTER TABLE usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -205,14 +210,14 @@ static const char *const store_migrations[] = {
 #define USAGE_COLS                                                                                 \
     "id, request_id, key_id, model, provider, prompt_tokens, completion_tokens, charged_nusd, "    \
     "status, estimated, latency_ms, created_at_ms, cached_tokens, cache_write_tokens, "            \
-    "cache_write_1h_tokens, reasoning_tokens"
+    "cache_write_1h_tokens, reasoning_tokens, cached"
 /* What a usage row records, in store_bind_usage's order. */
 #define USAGE_INSERT_COLS                                                                          \
     "request_id, account_id, key_id, model, provider, prompt_tokens, completion_tokens, "          \
     "charged_nusd, status, estimated, latency_ms, created_at_ms, cached_tokens, "                  \
-    "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens"
-#define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-#define USAGE_INSERT_NCOLS 16
+    "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, cached"
+#define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define USAGE_INSERT_NCOLS 17
 /* The rows a usage read covers: ?1 account, ?2 model (NULL = all), ?3 key (0 = all), ?4..?5 the
  * time range, inclusive. One statement for every combination: the account's index narrows the
  * scan, and the rest are comparisons per row. */
@@ -1567,7 +1572,8 @@ static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e,
                    sqlite3_bind_int64(st, b + 13, u->cached_input) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 14, u->cache_write) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 15, u->cache_write_1h) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 16, u->reasoning) != SQLITE_OK
+                   sqlite3_bind_int64(st, b + 16, u->reasoning) != SQLITE_OK ||
+                   sqlite3_bind_int(st, b + 17, e->cached ? 1 : 0) != SQLITE_OK
                ? -1
                : 0;
 }
@@ -1869,6 +1875,7 @@ static void read_usage_row(sqlite3_stmt *st, void *dst)
     u->cache_write_tokens = sqlite3_column_int64(st, 13);
     u->cache_write_1h_tokens = sqlite3_column_int64(st, 14);
     u->reasoning_tokens = sqlite3_column_int64(st, 15);
+    u->cached = sqlite3_column_int(st, 16) != 0;
 }
 
 static void read_txn_row(sqlite3_stmt *st, void *dst)

@@ -152,6 +152,7 @@ typedef struct store_usage_event {
     int64_t charged_nusd; /* >= 0 */
     int status;           /* HTTP status the client got (499: the client went away) */
     int estimated;        /* usage was estimated because the provider never reported it */
+    int cached;           /* answered from the response cache (charged 0) */
     int64_t latency_ms;
     int64_t created_at_ms;
     /* A low-balance notice (billing sets it, docs/BILLING.md): when notice_threshold_nusd > 0,
@@ -204,6 +205,7 @@ typedef struct store_usage_row {
     int64_t charged_nusd;
     int status;
     int estimated;
+    int cached; /* answered from the response cache (docs/BILLING.md) */
     int64_t latency_ms;
     int64_t created_at_ms;
 } store_usage_row;

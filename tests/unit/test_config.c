@@ -1412,6 +1412,49 @@ static void test_pricing_kinds(void)
 #undef PRICED
 }
 
+/* `cache:` under a model: defaults, bounds, refusals (docs/CONFIG.md). */
+static void test_model_cache(void)
+{
+    cfg_t *c = load("providers:\n  local: {kind: echo}\nmodels:\n"
+                    "  a: {pricing: {input: 1, output: 2}, deployments: [{provider: local}],\n"
+                    "      cache: {ttl_s: 60, max_bytes: 1048576}}\n"
+                    "  b: {pricing: {input: 1, output: 2}, deployments: [{provider: local}],\n"
+                    "      cache: {}}\n"
+                    "  c: {pricing: {input: 1, output: 2}, deployments: [{provider: local}]}\n"
+                    "  d: {pricing: {input: 1, output: 2}, deployments: [{provider: local}],\n"
+                    "      cache: {max_bytes: 4096}}\n");
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", g_err);
+        return;
+    }
+    const cfg_model *a = cfg_find_model(c, "a", 1), *b = cfg_find_model(c, "b", 1),
+                    *m = cfg_find_model(c, "c", 1), *d = cfg_find_model(c, "d", 1);
+    CHECK(a && b && m && d);
+    if (a && b && m && d) {
+        CHECK_EQ_INT(a->cache_ttl_s, 60);
+        CHECK_EQ_INT(a->cache_max_bytes, 1048576);
+        CHECK_EQ_INT(b->cache_ttl_s, CFG_CACHE_DEFAULT_TTL_S); /* `cache:` given: on */
+        CHECK_EQ_INT(b->cache_max_bytes, CFG_CACHE_DEFAULT_BYTES);
+        CHECK_EQ_INT(m->cache_ttl_s, 0); /* none: only requests that ask */
+        CHECK_EQ_INT(m->cache_max_bytes, CFG_CACHE_DEFAULT_BYTES);
+        CHECK_EQ_INT(d->cache_ttl_s, CFG_CACHE_DEFAULT_TTL_S);
+        CHECK_EQ_INT(d->cache_max_bytes, 4096);
+    }
+    cfg_free(c);
+    EXPECT_ERR(MINIMAL_MODELS "    cache: {ttl_s: 0}\n", 7,
+               "models.m1.cache.ttl_s: ", "must be between 1 and 2592000");
+    EXPECT_ERR(MINIMAL_MODELS "    cache: {ttl_s: 2592001}\n", 7,
+               "models.m1.cache.ttl_s: ", "must be between 1 and 2592000");
+    EXPECT_ERR(MINIMAL_MODELS "    cache: {max_bytes: 4095}\n", 7,
+               "models.m1.cache.max_bytes: ", "must be between 4096 and");
+    EXPECT_ERR(MINIMAL_MODELS "    cache:\n      ttl: 5\n", 8,
+               "models.m1.cache.ttl: ", "unknown field 'ttl'");
+    EXPECT_ERR(MINIMAL_MODELS "    cache: yes\n", 7, "models.m1.cache: ", "expected a map");
+    EXPECT_ERR(MINIMAL_MODELS "    cache: {ttl_s: five}\n", 7,
+               "models.m1.cache.ttl_s: ", "expected an integer");
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -1440,5 +1483,6 @@ int main(void)
     RUN(test_shipped_config);
     RUN(test_routing_failure_rate);
     RUN(test_pricing_kinds);
+    RUN(test_model_cache);
     TAP_DONE();
 }
