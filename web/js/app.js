@@ -55,15 +55,24 @@ function go(path) {
     else location.hash = `#/${path}`;
 }
 
+let navRole = null;
+/** The links of the signed-in role (made again only when the role changes, so that a link
+ * keeps its focus and identity across pages) with the current page marked. */
 function showNav(s) {
-    const pages = s ? PAGES[s.role] : [];
-    const here = currentPath();
-    fill(nav, pages.map((p) => h('a', { href: `#/${p.path}`, testid: `nav-${p.path}`,
-        'aria-current': p.path === here ? 'page' : null }, p.title)));
+    const role = s ? s.role : null;
+    if (role !== navRole) {
+        navRole = role;
+        fill(nav, (role ? PAGES[role] : []).map((p) => h('a', { href: `#/${p.path}`, testid: `nav-${p.path}` }, p.title)));
+    }
+    const here = `#/${currentPath()}`;
+    for (const a of nav.querySelectorAll('a')) {
+        if (a.getAttribute('href') === here) a.setAttribute('aria-current', 'page');
+        else a.removeAttribute('aria-current');
+    }
     nav.hidden = !s;
     signoutBtn.hidden = !s;
     who.hidden = !s;
-    if (s) who.textContent = s.role === 'operator' ? 'Operator' : `Account · ${s.secret.slice(0, 8)}…`;
+    who.textContent = !s ? '' : s.role === 'operator' ? 'Operator' : `Account · ${s.secret.slice(0, 8)}…`;
 }
 
 function route(message) {

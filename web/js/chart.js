@@ -6,18 +6,22 @@
 
 import { svg, h } from './dom.js';
 
+/** The drawing's width: 640 units, or the screen's width on a phone, so that its text keeps
+ * its size instead of being scaled down with the whole drawing. */
+const width = () => Math.round(Math.min(640, Math.max(300, window.innerWidth - 56)));
+
 /**
  * Vertical bars: points [{label, value, title}], one per x; the y axis starts at 0. opts:
  * {label (for assistive tech), format (value → text for the axis), testid, every (label every
  * nth x), height}.
  */
 export function columns(points, { label, format = String, testid, every = 1, height = 180 } = {}) {
-    const W = 640, H = height, padL = 48, padB = 24, padT = 10;
+    const W = width(), H = height, padL = 52, padB = 24, padT = 10;
     const max = Math.max(0, ...points.map((p) => Number(p.value) || 0));
     const top = max > 0 ? max : 1;
     const plotW = W - padL - 8, plotH = H - padB - padT;
     const step = plotW / Math.max(1, points.length);
-    const bw = Math.max(1, step * 0.7);
+    const bw = Math.min(40, Math.max(1, step * 0.7));
     const bars = points.map((p, i) => {
         const v = Number(p.value) || 0;
         const bh = (v / top) * plotH;
@@ -42,14 +46,15 @@ export function columns(points, { label, format = String, testid, every = 1, hei
 
 /** Horizontal bars: items [{label, value, text}] (text: the value as shown), longest first. */
 export function bars(items, { label, testid } = {}) {
-    const W = 640, row = 26, padL = 170, padR = 96;
+    const W = width(), row = 26, padL = Math.round(W * 0.3), padR = 80;
     const H = Math.max(row, items.length * row) + 4;
     const max = Math.max(0, ...items.map((it) => Number(it.value) || 0)) || 1;
     const rows = items.map((it, i) => {
         const v = Number(it.value) || 0;
         const w = Math.max(v > 0 ? 2 : 0, (v / max) * (W - padL - padR));
         const y = i * row + 4;
-        const name = it.label.length > 24 ? `${it.label.slice(0, 23)}…` : it.label;
+        const fit = Math.floor((padL - 12) / 7); // characters of about 7 units at 12 units high
+        const name = it.label.length > fit ? `${it.label.slice(0, fit - 1)}…` : it.label;
         return svg('g', null,
             svg('text', { class: 'axis', x: padL - 8, y: y + 15, 'text-anchor': 'end' }, name),
             svg('rect', { class: 'bar', x: padL, y, width: w.toFixed(1), height: row - 8 },

@@ -17,6 +17,8 @@ function setAttrs(el, attrs) {
             el.textContent = String(v);
         } else if (k === 'class') {
             el.setAttribute('class', Array.isArray(v) ? v.filter(Boolean).join(' ') : v);
+        } else if (k === 'value' && el instanceof HTMLInputElement) {
+            el.defaultValue = String(v); // what form.reset() goes back to
         } else if (k === 'value' || k === 'checked' || k === 'disabled' || k === 'selected') {
             el[k] = v;
         } else {

@@ -25,6 +25,10 @@ export const count = (n) => (n === null || n === undefined ? '—' : int.format(
 /** A large count shortly (1.2K), for chart labels. */
 export const short = (n) => compact.format(Number(n));
 
+/** A chart axis' dollar value: short, yet not "$0" for amounts under a dollar. */
+export const axisUsd = (v) => (v === 0 ? '$0' : v >= 1000 ? `$${compact.format(v)}` : v >= 1 ? `$${v.toFixed(2)}`
+    : `$${Number(v.toPrecision(2))}`);
+
 /** An API time (ISO 8601, UTC) as {text, title}: local date and time, the UTC time on hover. */
 export function time(iso, { seconds = false } = {}) {
     if (!iso) return { text: '—', title: null };

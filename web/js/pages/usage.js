@@ -5,7 +5,7 @@
 
 import * as api from '../api.js';
 import { h, fill, field, table, loading, empty, errorBox } from '../dom.js';
-import { money, count, short, time, day, localDateToIso, inputTokens } from '../fmt.js';
+import { money, count, short, axisUsd, time, day, localDateToIso, inputTokens } from '../fmt.js';
 import { columns, bars, chartBox } from '../chart.js';
 import { toCsv, download } from '../csv.js';
 
@@ -98,7 +98,7 @@ function statsView(byModel, byKey, byDay, overall, keyName) {
         h('h3', null, 'By day (UTC)'),
         h('div', { class: 'charts' },
             chartBox('Spend per day', columns(byDay.map((d) => ({ label: day(d.date), value: Number(d.spend), title: `${day(d.date)}: ${money(d.spend).text}` })),
-                { label: 'Spend per day', format: (v) => `$${short(v)}`, every: Math.ceil(byDay.length / 8), testid: 'chart-by-day-spend' })),
+                { label: 'Spend per day', format: axisUsd, every: Math.ceil(byDay.length / 8), testid: 'chart-by-day-spend' })),
             chartBox('Requests per day', columns(byDay.map((d) => ({ label: day(d.date), value: d.requests })),
                 { label: 'Requests per day', format: short, every: Math.ceil(byDay.length / 8), testid: 'chart-by-day-requests' }))),
         table([{ label: 'Day (UTC)' }, ...totalCols], byDay.map((d) => [d.date, ...tot(d)]), { testid: 'stats-by-day', caption: 'By day' }),
