@@ -27,7 +27,8 @@ const TZ = 'Asia/Tokyo';
 const SHOTS = process.env.MS_SCREENSHOTS ? path.resolve(h.ROOT, process.env.MS_SCREENSHOTS) : null;
 const XSS_KEY = '<img src=x onerror="window.__xss=1">';
 const XSS_ACCOUNT = '<script>window.__xss=2</script><b>acme-evil</b>';
-const CSV_KEY = 'batch "nightly", eu';
+// quotes and a comma (CSV quoting), and a leading = (a spreadsheet would run it as a formula)
+const CSV_KEY = '=batch "nightly", eu';
 
 let gw, browser, tmp;
 let acme; // account id
@@ -438,7 +439,8 @@ test('filter usage by model, key and dates, page through it, and export it as CS
     assert.equal(rows.length, 52);
     const col = (name) => header.indexOf(name);
     assert.deepEqual(rows.map((r) => r[col('request_id')]), want.map((u) => u.requestId), 'every request, newest first');
-    assert.deepEqual(rows.map((r) => r[col('key_name')]), want.map(() => `${CSV_KEY} (${secret.slice(0, 8)}…)`), 'a name with quotes and a comma');
+    assert.deepEqual(rows.map((r) => r[col('key_name')]), want.map(() => `'${CSV_KEY} (${secret.slice(0, 8)}…)`),
+        'a name with quotes and a comma, kept from running as a formula');
     assert.deepEqual(rows.map((r) => h.usdToNano(r[col('cost_usd')])), want.map((u) => h.usdToNano(u.chargedAmount)), 'exact costs');
     assert.deepEqual(rows.map((r) => Number(r[col('prompt_tokens')])), want.map((u) => u.promptTokens));
     await cdp.detach();

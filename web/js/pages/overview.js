@@ -42,11 +42,11 @@ export async function render(view) {
     let bal, today, week, month, notif;
     try {
         [bal, today, week, month, notif] = await Promise.all([
-        api.get('/api/balance'),
-        api.get(`/api/usage/stats${api.query({ from: localDayStart() })}`),
-        api.get(`/api/usage/stats${api.query({ from: new Date(now - 7 * DAY).toISOString() })}`),
-        api.get(`/api/usage/stats${api.query({ from: new Date(now - 30 * DAY).toISOString(), group_by: 'day' })}`),
-        threshold(),
+            api.get('/api/balance'),
+            api.get(`/api/usage/stats${api.query({ from: localDayStart() })}`),
+            api.get(`/api/usage/stats${api.query({ from: new Date(now - 7 * DAY).toISOString() })}`),
+            api.get(`/api/usage/stats${api.query({ from: new Date(now - 30 * DAY).toISOString(), group_by: 'day' })}`),
+            threshold(),
         ]);
     } catch (e) {
         fill(view, h('h1', null, 'Overview'), errorBox(e));
