@@ -18,6 +18,7 @@
 #include "common/bgprio.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "notify/webhook.h"
 #include "ratelimit/ratelimit.h"
 #include "router/router.h"
 #include "server/server.h"
@@ -77,6 +78,7 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     int rc = 1;
     srv_t *srv = NULL;
     bill_t *bill = NULL;
+    hook_t *hook = NULL;
     rl_t *rl = NULL;
     route_t *route = NULL;
     /* before the store is opened: a second gateway on one SQLite file would overspend */
@@ -98,6 +100,13 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     }
     /* a key made elsewhere works only once billing knows its account (no false 403) */
     kc_set_before_publish(kc, learn_accounts, bill);
+    hook = hook_start(cfg, err, sizeof err);
+    if (!hook) {
+        log_error("cannot start the webhook sender: %s", err);
+        goto out;
+    }
+    /* the ledger writes low-balance notices; the sender delivers them */
+    bill_set_on_notice(bill, hook_wake, hook);
     srv_shared sh = {.kc = kc, .bill = bill, .rl = rl_new(cfg), .route = route_new(cfg)};
     rl = sh.rl;
     route = sh.route;
@@ -119,6 +128,8 @@ out:
     if (kc) kc_stop(kc);
     /* after the workers: every settled request is committed before exit */
     if (bill) bill_stop(bill);
+    /* after billing, whose last commits may wake it; what it has not sent waits in the outbox */
+    hook_stop(hook);
     if (rl) rl_free(rl);
     if (route) route_free(route);
     store_serve_unlock(lock_fd); /* last: nothing of this process touches the store any more */

@@ -821,6 +821,8 @@ static void work_txns(acct_job *j, store_t *s)
             buf_appends(b, "null");
         buf_appends(b, ",\"createdAt\":");
         api_append_time(b, t->created_at_ms);
+        buf_appends(b, ",\"balanceAfter\":");
+        api_append_usd(b, t->balance_after_nusd);
         buf_appends(b, "}");
     }
     buf_appends(b, "]}");
@@ -949,6 +951,9 @@ void api_account(http_conn *c, http_request *r, const store_key *key, acct_route
         j = job_new(c, OP_BALANCE, account, type, 0);
         break;
     }
+    case ACCT_NOTIFICATIONS:
+        api_notifications(c, r, account);
+        return;
     case ACCT_KEYS:
         if (m == HTTP_POST) {
             api_account_create_key(c, r, account, type);

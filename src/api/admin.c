@@ -58,6 +58,8 @@ static int64_t shown_balance(admin_job *j, const store_account *a)
     return a->balance_nusd;
 }
 
+/* An account as the operator sees it: keys and spent as store_account_list or _show read them
+ * (0 for an account just created). */
 static void append_account(buf_t *b, const store_account *a, int64_t balance_nusd)
 {
     buf_printf(b, "{\"id\":%" PRId64 ",\"name\":", a->id);
@@ -66,6 +68,8 @@ static void append_account(buf_t *b, const store_account *a, int64_t balance_nus
     api_append_usd(b, balance_nusd);
     buf_appends(b, ",\"createdAt\":");
     api_append_time(b, a->created_at_ms);
+    buf_printf(b, ",\"keys\":%" PRId64 ",\"spent\":", a->proxy_keys);
+    api_append_usd(b, a->spent_nusd);
     buf_appends(b, "}");
 }
 
@@ -98,6 +102,8 @@ static void work_list(admin_job *j, store_t *s)
 {
     store_account *v = NULL;
     size_t n = 0;
+    /* spent comes from the store: settled charges first, so it agrees with the balance */
+    if (j->bill) bill_flush_for(j->bill, 2000);
     if (store_account_list(s, &v, &n) != STORE_OK) {
         job_fail(j, s, "account list");
         return;
@@ -114,7 +120,8 @@ static void work_list(admin_job *j, store_t *s)
 static void work_get(admin_job *j, store_t *s)
 {
     store_account a;
-    int rc = store_account_get(s, j->id, &a);
+    if (j->bill) bill_flush_for(j->bill, 2000);
+    int rc = store_account_show(s, j->id, &a);
     if (rc == STORE_NOTFOUND) {
         j->res = RES_NOT_FOUND;
         return;

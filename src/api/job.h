@@ -61,9 +61,13 @@ typedef enum {
     ACCT_USAGE,
     ACCT_USAGE_STATS,
     ACCT_TRANSACTIONS,
+    ACCT_NOTIFICATIONS, /* /api/settings/notifications */
 } acct_route;
 void api_account(http_conn *c, http_request *r, const store_key *key, acct_route route,
                  key_type type, int64_t id);
+
+/* GET and PUT /api/settings/notifications of account_id (notifications.c). */
+void api_notifications(http_conn *c, http_request *r, int64_t account_id);
 
 /* Routes of the operator API, called by the router after the admin token is checked. */
 typedef enum {

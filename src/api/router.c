@@ -262,6 +262,8 @@ static int route_api(http_conn *c, http_request *r, int head)
         route = ACCT_USAGE_STATS, allow = "GET";
     } else if (ms_str_eq(p, "transactions")) {
         route = ACCT_TRANSACTIONS, allow = "GET";
+    } else if (ms_str_eq(p, "settings/notifications")) {
+        route = ACCT_NOTIFICATIONS, allow = "GET, PUT";
     } else if (eat(&p, "keys") || (eat(&p, "billing-keys") && (type = KEY_BILLING, 1))) {
         if (p.n == 0) {
             route = ACCT_KEYS, allow = "GET, POST";

@@ -41,7 +41,8 @@ static int key_random_bytes(unsigned char *buf, size_t n)
     return 0;
 }
 
-int key_generate(key_type type, char *out, size_t outlen)
+/* Writes n base62 characters drawn from the CSPRNG into out (no terminator). */
+static int key_random_base62(char *out, size_t n)
 {
     /* 40 characters need ~40 * 256/248 bytes on average; 64 covers almost every draw and the
      * loop refills when it does not. */
@@ -49,24 +50,44 @@ int key_generate(key_type type, char *out, size_t outlen)
     size_t used = sizeof(pool), filled = 0;
     int rc = -1;
 
-    if (!out || outlen < KEY_LEN + 1 || (type != KEY_PROXY && type != KEY_BILLING)) return -1;
-    memcpy(out, type == KEY_PROXY ? "ms-" : "mk-", 3);
-    while (filled < KEY_RANDOM_CHARS) {
+    while (filled < n) {
         if (used == sizeof(pool)) {
             if (key_random_bytes(pool, sizeof(pool)) != 0) goto cleanup;
             used = 0;
         }
         unsigned char b = pool[used++];
         if (b >= KEY_REJECT_AT) continue;
-        out[3 + filled++] = key_alphabet[b % KEY_ALPHABET_LEN];
+        out[filled++] = key_alphabet[b % KEY_ALPHABET_LEN];
     }
-    out[KEY_LEN] = '\0';
     rc = 0;
 
 cleanup:
     OPENSSL_cleanse(pool, sizeof(pool));
-    if (rc != 0) OPENSSL_cleanse(out, outlen);
     return rc;
+}
+
+int key_generate(key_type type, char *out, size_t outlen)
+{
+    if (!out || outlen < KEY_LEN + 1 || (type != KEY_PROXY && type != KEY_BILLING)) return -1;
+    memcpy(out, type == KEY_PROXY ? "ms-" : "mk-", 3);
+    if (key_random_base62(out + 3, KEY_RANDOM_CHARS) != 0) {
+        OPENSSL_cleanse(out, outlen);
+        return -1;
+    }
+    out[KEY_LEN] = '\0';
+    return 0;
+}
+
+int key_generate_secret(char *out, size_t outlen)
+{
+    if (!out || outlen < KEY_SECRET_LEN + 1) return -1;
+    memcpy(out, KEY_SECRET_PREFIX, sizeof KEY_SECRET_PREFIX - 1);
+    if (key_random_base62(out + sizeof KEY_SECRET_PREFIX - 1, KEY_RANDOM_CHARS) != 0) {
+        OPENSSL_cleanse(out, outlen);
+        return -1;
+    }
+    out[KEY_SECRET_LEN] = '\0';
+    return 0;
 }
 
 static int key_is_base62(char c)

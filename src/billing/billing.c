@@ -87,6 +87,11 @@ typedef struct bill_acct {
     int64_t db_balance; /* as committed to the store */
     int64_t unflushed;  /* settled charges queued, not yet committed */
     int64_t held;       /* open holds */
+    /* Low-balance notices (docs/BILLING.md): the threshold (0 = none, or no webhook to tell),
+     * and whether the next charge that takes the settled balance below it sends a notice. Only
+     * ever 1 while the settled balance is at or above the threshold. */
+    int64_t low_threshold;
+    int low_armed;
 } bill_acct;
 
 typedef struct bill_keyent {
@@ -158,6 +163,10 @@ struct bill {
     bill_newacct *polled;
     size_t npolled, polled_cap;
     int poll_oom;
+
+    /* called by the ledger thread after a commit that wrote notices (bill_set_on_notice) */
+    void (*on_notice)(void *ud);
+    void *on_notice_ud;
 
     pthread_t thread;
     int thread_started;
@@ -304,6 +313,8 @@ static int acct_set(bill_t *b, int64_t id, int64_t balance)
     pthread_mutex_t *mu = acct_mu(b, id);
     pthread_mutex_lock(mu);
     a->db_balance = balance;
+    /* money came in (a top-up): back at or above the threshold, the next fall is news again */
+    if (a->low_threshold > 0 && a->db_balance - a->unflushed >= a->low_threshold) a->low_armed = 1;
     pthread_mutex_unlock(mu);
     return 0;
 }
@@ -424,9 +435,11 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
 
 /* ---- the ledger thread ---- */
 
-/* Applies a committed chunk to memory. Available is unchanged: db and unflushed drop together. */
-static void bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
+/* Applies a committed chunk to memory. Available is unchanged: db and unflushed drop together.
+ * Returns how many of its events carried a low-balance notice. */
+static size_t bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
 {
+    size_t notices = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t c = ev[i].charged_nusd;
         bill_acct *a;
@@ -434,6 +447,7 @@ static void bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
         pthread_mutex_t *mu;
 
         if (c <= 0) continue;
+        if (ev[i].notice_threshold_nusd > 0) notices++;
         if ((a = acct_find(b, ev[i].account_id))) {
             mu = acct_mu(b, a->id);
             pthread_mutex_lock(mu);
@@ -449,12 +463,14 @@ static void bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
             pthread_mutex_unlock(mu);
         }
     }
+    return notices;
 }
 
 static int bill_commit(bill_t *b, const store_usage_event *ev, size_t n)
 {
     if (store_ledger_commit(b->store, ev, n) != STORE_OK) return -1;
-    bill_apply(b, ev, n);
+    /* the notices are in the outbox now: whoever sends them may go */
+    if (bill_apply(b, ev, n) > 0 && b->on_notice) b->on_notice(b->on_notice_ud);
     return 0;
 }
 
@@ -508,6 +524,19 @@ static int bill_poll(bill_t *b, char *msg, size_t msglen)
         b->polled_cap = 0;
     }
     return 0;
+}
+
+/* Start: an account's notification settings (both a threshold and a webhook), read after the
+ * balances. Whether a notice is owed follows from them: a balance below the threshold has been
+ * told already (its crossing wrote a notice with the charge) or was below when the threshold was
+ * set, which is not a crossing; so only a balance at or above it is armed. */
+static void bill_notify_cb(void *ud, const store_notify *n)
+{
+    bill_t *b = ud;
+    bill_acct *a = acct_find(b, n->account_id);
+    if (!a) return; /* cannot be: the row's account exists and was just loaded */
+    a->low_threshold = n->threshold_nusd;
+    a->low_armed = a->db_balance >= n->threshold_nusd;
 }
 
 static void bill_key_spend_cb(void *ud, int64_t key_id, int64_t spent)
@@ -743,6 +772,10 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "billing: out of memory loading key spends");
         goto fail;
     }
+    if (store_notify_list(b->store, bill_notify_cb, b) != STORE_OK) {
+        snprintf(err, errlen, "billing: loading notification settings: %s", store_errmsg(b->store));
+        goto fail;
+    }
     rc = pthread_create(&b->thread, NULL, bill_main, b);
     if (rc != 0) {
         snprintf(err, errlen, "billing: starting the ledger thread: %s", strerror(rc));
@@ -849,6 +882,7 @@ int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
 
     ev->account_id = h->account_id;
     ev->key_id = h->key_id;
+    ev->notice_threshold_nusd = ev->notice_balance_nusd = 0;
     if (!b || bill_hold_entries(b, h, &a, &k) != 0) {
         ev->charged_nusd = 0;
         h->amount_nusd = 0;
@@ -865,6 +899,12 @@ int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
     a->unflushed += charge;
     k->held -= amount;
     k->unflushed += charge;
+    if (a->low_armed && charge > 0 && a->db_balance - a->unflushed < a->low_threshold) {
+        /* this charge crossed the threshold: one notice, written with the charge */
+        a->low_armed = 0;
+        ev->notice_threshold_nusd = a->low_threshold;
+        ev->notice_balance_nusd = a->db_balance - a->unflushed;
+    }
     pthread_mutex_unlock(kmu);
     pthread_mutex_unlock(amu);
 
@@ -900,6 +940,7 @@ void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev)
         ev->account_id = h->account_id;
         ev->key_id = h->key_id;
         ev->charged_nusd = 0;
+        ev->notice_threshold_nusd = ev->notice_balance_nusd = 0;
         bill_enqueue(b, ev);
     }
 }
@@ -998,4 +1039,28 @@ void bill_poke(bill_t *b)
         pthread_cond_signal(&b->wake);
     }
     pthread_mutex_unlock(&b->qmu);
+}
+
+int bill_notify_set(bill_t *b, int64_t account_id, int64_t threshold_nusd)
+{
+    bill_acct *a = b ? acct_find(b, account_id) : NULL;
+
+    if (!a) return -1;
+    if (threshold_nusd < 0) threshold_nusd = 0;
+    pthread_mutex_t *mu = acct_mu(b, account_id);
+    pthread_mutex_lock(mu);
+    if (a->low_threshold != threshold_nusd) {
+        /* a threshold set above the balance is not a fall below it: armed only at or above */
+        a->low_threshold = threshold_nusd;
+        a->low_armed = threshold_nusd > 0 && a->db_balance - a->unflushed >= threshold_nusd;
+    }
+    pthread_mutex_unlock(mu);
+    return 0;
+}
+
+void bill_set_on_notice(bill_t *b, void (*fn)(void *ud), void *ud)
+{
+    if (!b) return;
+    b->on_notice = fn;
+    b->on_notice_ud = ud;
 }

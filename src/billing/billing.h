@@ -106,4 +106,18 @@ void bill_poke(bill_t *b);
  * on timeout. Must not be called on an event-loop thread. */
 int bill_poll_sync(bill_t *b, int64_t max_ms);
 
+/* ---- low-balance notices (docs/BILLING.md, "Low-balance notices") ---- */
+
+/* Sets an account's low-balance threshold in nano-dollars, 0 for none (no threshold, or no
+ * webhook to tell). An unchanged threshold keeps its state; a new one is armed when the settled
+ * balance is at or above it. From then on, the settlement whose charge takes the settled balance
+ * below an armed threshold disarms it and carries a notice to the ledger, which writes it to the
+ * webhook outbox in the charge's own transaction; a top-up that lifts the balance back re-arms
+ * it. Returns 0, or -1 when billing does not know the account yet (bill_poll_sync, then again).
+ * Safe on any thread; never blocks beyond a stripe lock. */
+int bill_notify_set(bill_t *b, int64_t account_id, int64_t threshold_nusd);
+/* fn(ud) is called on the ledger thread after each commit that wrote notices, to wake whoever
+ * delivers them; it must not block. Set it before any traffic. */
+void bill_set_on_notice(bill_t *b, void (*fn)(void *ud), void *ud);
+
 #endif

@@ -387,13 +387,14 @@ static int cli_account_show(const cfg_t *cfg, const cli_sub *sub, int argc, char
     if (cli_parse_id(pos[0], &id) != 0)
         return cli_usage_err(sub->usage, "'%s' is not an account id", cli_safe(pos[0]));
     if (!(s = cli_open(cfg))) return CLI_ERROR;
-    if (store_account_get(s, id, &a) != STORE_OK || cli_load_keys(s, id, &keys, &n) != STORE_OK) {
+    if (store_account_show(s, id, &a) != STORE_OK || cli_load_keys(s, id, &keys, &n) != STORE_OK) {
         rc = cli_store_err(s);
         goto cleanup;
     }
     printf("id:       %lld\n", (long long)a.id);
     printf("name:     %s\n", cli_clean(a.name, name, sizeof(name)));
     printf("balance:  %s USD\n", cli_usd(a.balance_nusd, bal, sizeof(bal)));
+    printf("spent:    %s USD\n", cli_usd(a.spent_nusd, bal, sizeof(bal)));
     printf("created:  %s\n", cli_time(a.created_at_ms, created));
     if (n == 0) {
         printf("keys:     none\n");

@@ -724,6 +724,21 @@ static int parse_responses_section(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
     return int_field(L, n, "responses", "retention_days", 0, 3650, &c->responses_retention_days);
 }
 
+/* notifications: how account webhooks are delivered (docs/CONFIG.md, docs/API.md). */
+static int parse_notifications(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
+{
+    static const char *const fields[] = {"webhook_timeout_ms", "allow_private_networks", NULL};
+    yaml_node_t *v;
+    if (is_null(n)) return 0;
+    if (want_map(L, n, "notifications") || check_fields(L, n, "notifications", fields)) return -1;
+    if (int_field(L, n, "notifications", "webhook_timeout_ms", 100, 60000, &c->notify_timeout_ms))
+        return -1;
+    if ((v = get_field(L, n, "allow_private_networks")) &&
+        get_bool(L, v, "notifications.allow_private_networks", &c->notify_allow_private))
+        return -1;
+    return 0;
+}
+
 static int parse_log(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
     static const char *const fields[] = {"level", NULL};
@@ -1104,8 +1119,9 @@ static int parse_models(cfg_ld *L, cfg_t *c, const yaml_node_t *k, const yaml_no
 
 static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
 {
-    static const char *const fields[] = {"server",    "store", "limits",    "routing", "billing",
-                                         "responses", "log",   "providers", "models",  NULL};
+    static const char *const fields[] = {"server",        "store",     "limits", "routing",
+                                         "billing",       "responses", "log",    "providers",
+                                         "notifications", "models",    NULL};
     yaml_node_t *mk = NULL;
     if (!root || is_null(root))
         return fail(L, 1, "models", "no models: at least one model must be configured");
@@ -1116,6 +1132,7 @@ static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
         parse_routing(L, c, get_field(L, root, "routing")) ||
         parse_billing(L, c, get_field(L, root, "billing")) ||
         parse_responses_section(L, c, get_field(L, root, "responses")) ||
+        parse_notifications(L, c, get_field(L, root, "notifications")) ||
         parse_log(L, c, get_field(L, root, "log")) ||
         parse_providers(L, c, get_field(L, root, "providers")))
         return -1;
@@ -1239,6 +1256,7 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
     c->markup_percent_micro = 0;
     c->default_max_output_tokens = 4096;
     c->responses_retention_days = 30;
+    c->notify_timeout_ms = 5000;
     c->log_level = LOG_INFO;
 
     if (!yaml_parser_initialize(&parser)) {

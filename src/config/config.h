@@ -129,6 +129,11 @@ typedef struct cfg {
     /* responses.retention_days: how long a stored Responses API response (store: true) is kept
      * for GET and previous_response_id; default 30, 0 = none is stored */
     int64_t responses_retention_days;
+    /* notifications: account webhooks. webhook_timeout_ms (default 5000, 100-60000) bounds one
+     * delivery; allow_private_networks (default false) lets them reach loopback and private
+     * addresses */
+    int64_t notify_timeout_ms;
+    int notify_allow_private;
     /* log */
     int log_level; /* log_level from common/log.h; `log: {level: info}`; default info */
     cfg_provider *providers;

@@ -157,6 +157,32 @@ static const char *const store_migrations[] = {
     "  history TEXT"
     ") STRICT;"
     "CREATE INDEX responses_expiry ON responses(expires_at_ms);",
+
+    /* 6: an account's notification settings (a low-balance threshold and the webhook told when
+     * the balance falls below it) and the webhook outbox. Whether a notice is owed is not a
+     * column: it follows from the balance and the threshold (docs/BILLING.md, "Low-balance
+     * notices"). A notice is written by the ledger batch whose charge crossed the threshold, so
+     * it exists exactly when that charge does, and leaves the outbox once delivered or given
+     * up. Its event id comes from the request id, unique like it. */
+    "CREATE TABLE notification_settings ("
+    "  account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
+    "  low_balance_threshold_nusd INTEGER NOT NULL DEFAULT 0 "
+    "    CHECK (low_balance_threshold_nusd >= 0),"
+    "  webhook_url TEXT CHECK (webhook_url IS NULL OR length(webhook_url) BETWEEN 1 AND 2048),"
+    "  webhook_secret TEXT CHECK ((webhook_secret IS NULL) = (webhook_url IS NULL)),"
+    "  updated_at_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE webhook_outbox ("
+    "  event_id TEXT PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  type TEXT NOT NULL,"
+    "  balance_nusd INTEGER NOT NULL,"
+    "  threshold_nusd INTEGER NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_ms);",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -167,6 +193,15 @@ static const char *const store_migrations[] = {
     "id, account_id, type, name, prefix, hash, active, deleted, created_at_ms, expires_at_ms, "    \
     "spend_limit_nusd, spent_nusd, rpm, tpm, seq"
 #define ACCOUNT_COLS "id, name, balance_nusd, created_at_ms, seq"
+/* The operator's view: ACCOUNT_COLS, then the account's live proxy keys and what it spent. Both
+ * are short range reads of the api_keys_account index (a few rows per account), where a sum over
+ * the usage table would read every request the account ever made. */
+#define ACCOUNT_SHOW_COLS                                                                          \
+    ACCOUNT_COLS ", (SELECT count(*) FROM api_keys k WHERE k.account_id = accounts.id AND "        \
+                 "k.type = 0 AND k.deleted = 0), (SELECT coalesce(sum(k.spent_nusd), 0) FROM "     \
+                 "api_keys k WHERE k.account_id = accounts.id)"
+#define NOTIFY_COLS                                                                                \
+    "account_id, low_balance_threshold_nusd, webhook_url, webhook_secret, updated_at_ms"
 #define USAGE_COLS                                                                                 \
     "id, request_id, key_id, model, provider, prompt_tokens, completion_tokens, charged_nusd, "    \
     "status, estimated, latency_ms, created_at_ms, cached_tokens, cache_write_tokens, "            \
@@ -202,6 +237,7 @@ enum {
     ST_ACCOUNT_INSERT,
     ST_ACCOUNT_GET,
     ST_ACCOUNT_LIST,
+    ST_ACCOUNT_SHOW,
     ST_ACCOUNT_ADD,
     ST_ACCOUNTS_SINCE,
     ST_TX_INSERT,
@@ -223,6 +259,7 @@ enum {
     ST_USAGE_BY_KEY,
     ST_USAGE_BY_DAY,
     ST_TX_LIST,
+    ST_TX_SKIPPED,
     ST_AUDIT_BALANCES,
     ST_AUDIT_NEGATIVE,
     ST_AUDIT_KEY_SPENT,
@@ -233,6 +270,14 @@ enum {
     ST_RESPONSE_GET,
     ST_RESPONSE_DELETE,
     ST_RESPONSE_PURGE,
+    ST_NOTIFY_GET,
+    ST_NOTIFY_PUT,
+    ST_NOTIFY_LIST,
+    ST_WEBHOOK_INSERT,
+    ST_WEBHOOK_DUE,
+    ST_WEBHOOK_NEXT,
+    ST_WEBHOOK_DELETE,
+    ST_WEBHOOK_RETRY,
     ST__COUNT
 };
 
@@ -252,7 +297,8 @@ static const char *const store_sql[ST__COUNT] = {
     [ST_ACCOUNT_INSERT] =
         "INSERT INTO accounts(name, balance_nusd, created_at_ms, seq) VALUES (?, ?, ?, ?)",
     [ST_ACCOUNT_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?",
-    [ST_ACCOUNT_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
+    [ST_ACCOUNT_LIST] = "SELECT " ACCOUNT_SHOW_COLS " FROM accounts ORDER BY id",
+    [ST_ACCOUNT_SHOW] = "SELECT " ACCOUNT_SHOW_COLS " FROM accounts WHERE id = ?",
     [ST_ACCOUNT_ADD] = "UPDATE accounts SET balance_nusd = balance_nusd + ?, seq = ? WHERE id = ?",
     [ST_ACCOUNTS_SINCE] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE seq > ? ORDER BY seq",
     [ST_TX_INSERT] = "INSERT INTO transactions(account_id, amount_nusd, type, description, "
@@ -302,6 +348,10 @@ static const char *const store_sql[ST__COUNT] = {
                         " GROUP BY day ORDER BY day",
     [ST_TX_LIST] = "SELECT id, amount_nusd, type, description, request_id, created_at_ms "
                    "FROM transactions WHERE account_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+    /* What the rows a page skips add up to: the balance after the page's newest row is the
+     * balance minus them (an index range, no sort; a window function sorted its rows again) */
+    [ST_TX_SKIPPED] = "SELECT coalesce(sum(amount_nusd), 0) FROM (SELECT amount_nusd FROM "
+                      "transactions WHERE account_id = ? ORDER BY id DESC LIMIT ?)",
     /* Sums are grouped once over the whole table rather than per row: the audit reads every
      * transaction exactly once. */
     [ST_AUDIT_BALANCES] =
@@ -338,6 +388,30 @@ static const char *const store_sql[ST__COUNT] = {
         "DELETE FROM responses WHERE id = ?1 AND account_id = ?2 AND expires_at_ms > ?3",
     [ST_RESPONSE_PURGE] = "DELETE FROM responses WHERE id IN (SELECT id FROM responses "
                           "WHERE expires_at_ms <= ?1 ORDER BY expires_at_ms LIMIT ?2)",
+    [ST_NOTIFY_GET] = "SELECT " NOTIFY_COLS " FROM notification_settings WHERE account_id = ?",
+    [ST_NOTIFY_PUT] =
+        "INSERT INTO notification_settings(" NOTIFY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5) "
+        "ON CONFLICT(account_id) DO UPDATE SET low_balance_threshold_nusd = ?2, "
+        "webhook_url = ?3, webhook_secret = ?4, updated_at_ms = ?5",
+    /* billing needs no secret */
+    [ST_NOTIFY_LIST] = "SELECT account_id, low_balance_threshold_nusd, webhook_url, NULL, "
+                       "updated_at_ms FROM notification_settings "
+                       "WHERE low_balance_threshold_nusd > 0 AND webhook_url IS NOT NULL "
+                       "ORDER BY account_id",
+    /* a batch written again after its commit was in doubt writes its notices again */
+    [ST_WEBHOOK_INSERT] = "INSERT INTO webhook_outbox(event_id, account_id, type, balance_nusd, "
+                          "threshold_nusd, created_at_ms, attempts, next_attempt_ms) "
+                          "VALUES (?1, ?2, 'balance.low', ?3, ?4, ?5, 0, ?5) "
+                          "ON CONFLICT(event_id) DO NOTHING",
+    [ST_WEBHOOK_DUE] = "SELECT o.event_id, o.account_id, o.type, o.balance_nusd, o.threshold_nusd, "
+                       "o.created_at_ms, o.attempts, o.next_attempt_ms, n.webhook_url, "
+                       "n.webhook_secret FROM webhook_outbox o LEFT JOIN notification_settings n "
+                       "ON n.account_id = o.account_id WHERE o.next_attempt_ms <= ?1 "
+                       "ORDER BY o.next_attempt_ms, o.created_at_ms, o.event_id LIMIT ?2",
+    [ST_WEBHOOK_NEXT] = "SELECT min(next_attempt_ms) FROM webhook_outbox",
+    [ST_WEBHOOK_DELETE] = "DELETE FROM webhook_outbox WHERE event_id = ?",
+    [ST_WEBHOOK_RETRY] =
+        "UPDATE webhook_outbox SET attempts = ?2, next_attempt_ms = ?3 WHERE event_id = ?1",
 };
 
 /* Events per multi-row INSERT of the ledger (store_ledger_commit): a statement's fixed cost
@@ -492,6 +566,14 @@ static void store_read_account(sqlite3_stmt *st, store_account *a)
     a->balance_nusd = sqlite3_column_int64(st, 2);
     a->created_at_ms = sqlite3_column_int64(st, 3);
     a->seq = sqlite3_column_int64(st, 4);
+}
+
+/* A row of ACCOUNT_SHOW_COLS. */
+static void store_read_account_show(sqlite3_stmt *st, store_account *a)
+{
+    store_read_account(st, a);
+    a->proxy_keys = sqlite3_column_int64(st, 5);
+    a->spent_nusd = sqlite3_column_int64(st, 6);
 }
 
 static void store_read_key(sqlite3_stmt *st, store_key *k)
@@ -929,16 +1011,20 @@ cleanup:
     return ret;
 }
 
-int store_account_get(store_t *s, int64_t id, store_account *out)
+/* One account by ST_ACCOUNT_GET or ST_ACCOUNT_SHOW. */
+static int store_account_read(store_t *s, int stmt_id, int64_t id, store_account *out)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_GET);
+    sqlite3_stmt *st = store_stmt(s, stmt_id);
     int rc, ret;
 
     if (!st) return STORE_ERR;
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        if (out) store_read_account(st, out);
+        if (out && stmt_id == ST_ACCOUNT_SHOW)
+            store_read_account_show(st, out);
+        else if (out)
+            store_read_account(st, out);
         ret = STORE_OK;
     } else if (rc == SQLITE_DONE) {
         store_seterr(s, "account %lld not found", (long long)id);
@@ -948,6 +1034,16 @@ int store_account_get(store_t *s, int64_t id, store_account *out)
     }
     store_release(st);
     return ret;
+}
+
+int store_account_get(store_t *s, int64_t id, store_account *out)
+{
+    return store_account_read(s, ST_ACCOUNT_GET, id, out);
+}
+
+int store_account_show(store_t *s, int64_t id, store_account *out)
+{
+    return store_account_read(s, ST_ACCOUNT_SHOW, id, out);
 }
 
 /* Steps st to the end, reading each row into a growing array of elem-sized items. */
@@ -989,7 +1085,7 @@ cleanup:
 
 static void read_account_row(sqlite3_stmt *st, void *dst)
 {
-    store_read_account(st, dst);
+    store_read_account_show(st, dst);
 }
 
 static void read_key_row(sqlite3_stmt *st, void *dst)
@@ -1530,6 +1626,28 @@ static int store_usage_txs(store_t *s, const store_usage_event *ev, const size_t
     return STORE_OK;
 }
 
+/* "evt_" and the request id's part after "req_" (all of it when it has no such prefix). */
+static void store_event_id(const char *request_id, char out[48])
+{
+    const char *r = strncmp(request_id, "req_", 4) == 0 ? request_id + 4 : request_id;
+    snprintf(out, 48, "evt_%.39s", r);
+}
+
+/* Puts e's low-balance notice into the webhook outbox, due at once; inside the batch. */
+static int store_webhook_insert(store_t *s, const store_usage_event *e, int64_t at)
+{
+    char id[48];
+    sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_INSERT);
+    if (!st) return STORE_ERR;
+    store_event_id(e->request_id, id);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, e->account_id);
+    sqlite3_bind_int64(st, 3, e->notice_balance_nusd);
+    sqlite3_bind_int64(st, 4, e->notice_threshold_nusd);
+    sqlite3_bind_int64(st, 5, at);
+    return store_step_done(s, st, "ledger: webhook insert");
+}
+
 /*
  * Writes k events (ev[0..k), indices base.. of the batch; k a power of two up to
  * STORE_LEDGER_ROWS): their usage rows, the transactions of those that were new and charged,
@@ -1576,6 +1694,10 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
     for (size_t i = 0; i < k; i++)
         if (fresh[i] && ev[i].charged_nusd > 0) idx[m++] = i;
     if (store_usage_txs(s, ev, idx, m, at) != STORE_OK) return STORE_ERR;
+    for (size_t r = 0; r < m; r++)
+        if (ev[idx[r]].notice_threshold_nusd > 0 &&
+            store_webhook_insert(s, &ev[idx[r]], at[idx[r]]) != STORE_OK)
+            return STORE_ERR;
     for (size_t r = 0; r < m; r++) {
         const store_usage_event *e = &ev[idx[r]];
         if (store_sums_add(accts, e->account_id, e->account_id, e->charged_nusd, base + idx[r]) !=
@@ -1815,11 +1937,58 @@ int store_usage_list(store_t *s, int64_t account_id, int64_t limit, int64_t offs
     return store_usage_query(s, account_id, NULL, limit, offset, out, n);
 }
 
+/* The sum of an account's newest `rows` transactions; inside a read snapshot. */
+static int store_tx_skipped(store_t *s, int64_t account_id, int64_t rows, int64_t *sum)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_TX_SKIPPED);
+    int ret = STORE_OK;
+
+    *sum = 0;
+    if (rows == 0) return STORE_OK;
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, 2, rows);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *sum = sqlite3_column_int64(st, 0);
+    else
+        ret = store_dberr(s, "transaction list (skipped rows)");
+    store_release(st);
+    return ret;
+}
+
 int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                             store_txn **out, size_t *n)
 {
-    return store_page(s, ST_TX_LIST, account_id, NULL, limit, offset, sizeof **out, read_txn_row,
-                      (void **)out, n, "transaction list");
+    store_account a;
+    int64_t skipped = 0;
+    int ret;
+
+    *out = NULL;
+    *n = 0;
+    /* One snapshot: the balance, the rows the page skips and the page agree (the ledger commits
+     * meanwhile). The balance is the sum of every transaction, so going down the page from the
+     * balance minus the skipped rows gives each row's balance after it: a page costs its offset
+     * and limit, whatever the account's history. */
+    if (store_begin_read(s) != STORE_OK) return STORE_ERR;
+    ret = store_account_get(s, account_id, &a);
+    if (ret == STORE_OK && limit >= 0 && offset >= 0)
+        ret = store_tx_skipped(s, account_id, offset, &skipped);
+    if (ret == STORE_OK)
+        ret = store_page(s, ST_TX_LIST, account_id, NULL, limit, offset, sizeof **out, read_txn_row,
+                         (void **)out, n, "transaction list");
+    ret = store_end_read(s, ret);
+    if (ret != STORE_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return ret;
+    }
+    int64_t after = a.balance_nusd - skipped;
+    for (size_t i = 0; i < *n; i++) {
+        (*out)[i].balance_after_nusd = after;
+        after -= (*out)[i].amount_nusd;
+    }
+    return STORE_OK;
 }
 
 /* A statistics row: the group's value (column 0), then USAGE_SUMS. */
@@ -2122,4 +2291,197 @@ int store_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t 
     if (store_step_done(s, st, "responses purge") != STORE_OK) return STORE_ERR;
     *deleted = sqlite3_changes(s->db);
     return STORE_OK;
+}
+
+/* ---- notification settings and the webhook outbox ---- */
+
+static void store_read_notify(sqlite3_stmt *st, store_notify *n)
+{
+    memset(n, 0, sizeof(*n));
+    n->account_id = sqlite3_column_int64(st, 0);
+    n->threshold_nusd = sqlite3_column_int64(st, 1);
+    store_copy_text(n->url, sizeof(n->url), st, 2);
+    store_copy_text(n->secret, sizeof(n->secret), st, 3);
+    n->updated_at_ms = sqlite3_column_int64(st, 4);
+}
+
+/* The row of account_id (STORE_NOTFOUND when it has none) into *out. */
+static int store_notify_row(store_t *s, int64_t account_id, store_notify *out)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_NOTIFY_GET);
+    int rc, ret = STORE_OK;
+
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, account_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        store_read_notify(st, out);
+    else
+        ret = rc == SQLITE_DONE ? STORE_NOTFOUND : store_dberr(s, "notification settings get");
+    store_release(st);
+    return ret;
+}
+
+int store_notify_get(store_t *s, int64_t account_id, store_notify *out)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->account_id = account_id;
+    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) return rc;
+    rc = store_notify_row(s, account_id, out);
+    return rc == STORE_NOTFOUND ? STORE_OK : rc;
+}
+
+/* Applies p to n (the row as it was), making a secret when the webhook needs one. */
+static int store_notify_apply(store_t *s, store_notify *n, const store_notify_patch *p,
+                              int *new_secret)
+{
+    if (p->set_threshold) n->threshold_nusd = p->threshold_nusd;
+    if (p->set_url) {
+        const char *u = p->url ? p->url : "";
+        if (strlen(u) > STORE_WEBHOOK_URL_MAX)
+            return store_seterr(s, "webhook URL longer than %d bytes", STORE_WEBHOOK_URL_MAX);
+        memcpy(n->url, u, strlen(u) + 1);
+    }
+    if (!n->url[0]) {
+        /* no webhook, nothing to sign: a later webhook gets a fresh secret */
+        explicit_bzero(n->secret, sizeof(n->secret));
+        return STORE_OK;
+    }
+    if (n->secret[0] && !p->rotate_secret) return STORE_OK;
+    if (key_generate_secret(n->secret, sizeof(n->secret)) != 0)
+        return store_seterr(s, "secret generation failed: no randomness from the OS");
+    *new_secret = 1;
+    return STORE_OK;
+}
+
+int store_notify_update(store_t *s, int64_t account_id, const store_notify_patch *p,
+                        store_notify *out, int *new_secret)
+{
+    sqlite3_stmt *st;
+    int rc, ret = STORE_ERR;
+
+    *new_secret = 0;
+    memset(out, 0, sizeof(*out));
+    out->account_id = account_id;
+    if (p->set_threshold && p->threshold_nusd < 0)
+        return store_seterr(s, "negative low-balance threshold");
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) {
+        ret = rc;
+        goto cleanup;
+    }
+    rc = store_notify_row(s, account_id, out);
+    if (rc != STORE_OK && rc != STORE_NOTFOUND) goto cleanup;
+    if (store_notify_apply(s, out, p, new_secret) != STORE_OK) goto cleanup;
+    out->updated_at_ms = ms_now_ms();
+    if (!(st = store_stmt(s, ST_NOTIFY_PUT))) goto cleanup;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, 2, out->threshold_nusd);
+    if (out->url[0]) {
+        sqlite3_bind_text(st, 3, out->url, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, out->secret, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 3);
+        sqlite3_bind_null(st, 4);
+    }
+    sqlite3_bind_int64(st, 5, out->updated_at_ms);
+    if (store_step_done(s, st, "notification settings update") != STORE_OK) goto cleanup;
+    ret = store_commit(s);
+
+cleanup:
+    if (ret != STORE_OK) {
+        store_rollback(s);
+        /* a secret that was never stored must never be shown */
+        explicit_bzero(out->secret, sizeof(out->secret));
+        *new_secret = 0;
+    }
+    return ret;
+}
+
+int store_notify_list(store_t *s, void (*cb)(void *ud, const store_notify *n), void *ud)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_NOTIFY_LIST);
+    store_notify *n;
+    int rc, ret = STORE_OK;
+
+    if (!st) return STORE_ERR;
+    if (!(n = malloc(sizeof(*n)))) {
+        store_release(st);
+        return store_seterr(s, "notification settings list: out of memory");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_read_notify(st, n);
+        cb(ud, n);
+    }
+    if (rc != SQLITE_DONE) ret = store_dberr(s, "notification settings list");
+    store_release(st);
+    free(n);
+    return ret;
+}
+
+int store_webhooks_due(store_t *s, int64_t now_ms, size_t max, store_webhook *out, size_t *n)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_DUE);
+    int rc = SQLITE_DONE;
+
+    *n = 0;
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_webhook *w = &out[(*n)++];
+        memset(w, 0, sizeof(*w));
+        store_copy_text(w->event_id, sizeof(w->event_id), st, 0);
+        w->account_id = sqlite3_column_int64(st, 1);
+        store_copy_text(w->type, sizeof(w->type), st, 2);
+        w->balance_nusd = sqlite3_column_int64(st, 3);
+        w->threshold_nusd = sqlite3_column_int64(st, 4);
+        w->created_at_ms = sqlite3_column_int64(st, 5);
+        w->attempts = sqlite3_column_int64(st, 6);
+        w->next_attempt_ms = sqlite3_column_int64(st, 7);
+        store_copy_text(w->url, sizeof(w->url), st, 8);
+        store_copy_text(w->secret, sizeof(w->secret), st, 9);
+    }
+    if (*n < max && rc != SQLITE_DONE) {
+        store_release(st);
+        return store_dberr(s, "webhooks due");
+    }
+    store_release(st);
+    return STORE_OK;
+}
+
+int store_webhook_next(store_t *s, int64_t *next_ms)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_NEXT);
+    int ret = STORE_OK;
+
+    if (!st) return STORE_ERR;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        ret = store_dberr(s, "next webhook");
+    else if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+        ret = STORE_NOTFOUND;
+    else
+        *next_ms = sqlite3_column_int64(st, 0);
+    store_release(st);
+    return ret;
+}
+
+int store_webhook_done(store_t *s, const char *event_id)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_DELETE);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
+    return store_step_done(s, st, "webhook done");
+}
+
+int store_webhook_retry(store_t *s, const char *event_id, int64_t attempts, int64_t next_ms)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_RETRY);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, attempts);
+    sqlite3_bind_int64(st, 3, next_ms);
+    return store_step_done(s, st, "webhook retry");
 }

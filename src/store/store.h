@@ -43,6 +43,11 @@ typedef struct store_account {
     int64_t balance_nusd;
     int64_t created_at_ms;
     int64_t seq; /* store-wide account change sequence of the last change to this row */
+    /* store_account_list and store_account_show only (0 elsewhere): proxy keys not deleted, and
+     * the USD ever charged to the account (the sum of its keys' spent, which the ledger keeps
+     * equal to the sum of its usage charges) */
+    int64_t proxy_keys;
+    int64_t spent_nusd;
 } store_account;
 
 typedef struct store_key {
@@ -101,7 +106,9 @@ uint64_t store_ckpt_count(store_ckpt *c);
 /* STORE_LIMIT when balance_nusd is above STORE_MAX_BALANCE_NUSD. */
 int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out);
 int store_account_get(store_t *s, int64_t id, store_account *out);
-/* *out is malloc'd (free it); ordered by id. */
+/* store_account_get with proxy_keys and spent_nusd filled in (the operator's view). */
+int store_account_show(store_t *s, int64_t id, store_account *out);
+/* *out is malloc'd (free it); ordered by id; proxy_keys and spent_nusd filled in. */
 int store_account_list(store_t *s, store_account **out, size_t *n);
 /* Adds a `payment` transaction and raises the balance, atomically. STORE_LIMIT when the amount
  * or the new balance would be above STORE_MAX_BALANCE_NUSD. */
@@ -147,11 +154,18 @@ typedef struct store_usage_event {
     int estimated;        /* usage was estimated because the provider never reported it */
     int64_t latency_ms;
     int64_t created_at_ms;
+    /* A low-balance notice (billing sets it, docs/BILLING.md): when notice_threshold_nusd > 0,
+     * this charge took the account's balance to notice_balance_nusd, below that threshold, and
+     * the batch also writes the notice into the webhook outbox. */
+    int64_t notice_threshold_nusd;
+    int64_t notice_balance_nusd;
 } store_usage_event;
 
 /* Writes a batch in ONE transaction. Per event: a `usage` row; and when charged_nusd > 0 a
  * `usage` transaction of -charged_nusd (description "<model> <prompt>+<completion> tokens",
- * request_id set), the account's balance lowered by it, and the key's spent_nusd raised by it.
+ * request_id set), the account's balance lowered by it, and the key's spent_nusd raised by it;
+ * with a notice, its webhook (store_webhook) in the outbox, event id "evt_" + the request id's
+ * part after "req_".
  * Events whose request_id is already in the usage table are skipped (a retry after a crash never
  * bills twice). The balance CHECK (>= 0) failing makes the whole batch fail with STORE_ERR. */
 int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n);
@@ -254,9 +268,14 @@ typedef struct store_txn {
     char description[256];
     char request_id[40];
     int64_t created_at_ms;
+    /* the account's balance right after this transaction: the sum of its transactions up to and
+     * including this one */
+    int64_t balance_after_nusd;
 } store_txn;
 
-/* An account's transactions, newest first, limit/offset paging; *out malloc'd. */
+/* An account's transactions, newest first, limit/offset paging; *out malloc'd. Each row's
+ * balance_after comes from the same snapshot as the rows: the balance minus the rows after it,
+ * so a page costs what its offset and limit cost, whatever the account's history. */
 int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
                             store_txn **out, size_t *n);
 
@@ -300,5 +319,61 @@ void store_response_free(store_response *r);
 int store_response_delete(store_t *s, const char *id, int64_t account_id, int64_t now_ms);
 /* Deletes up to max_rows responses that expired at now_ms, oldest first. */
 int store_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t *deleted);
+
+/* ---- notification settings and the webhook outbox (docs/API.md, "Notifications") ---- */
+
+#define STORE_WEBHOOK_URL_MAX 2048
+
+/* An account's notification settings; an account that never set any reads as all unset. */
+typedef struct store_notify {
+    int64_t account_id;
+    int64_t threshold_nusd;              /* low-balance threshold, > 0; 0 = none */
+    char url[STORE_WEBHOOK_URL_MAX + 1]; /* the webhook; "" = none */
+    char secret[64];                     /* its signing secret (HMAC key); "" = none */
+    int64_t updated_at_ms;               /* 0 = never set */
+} store_notify;
+
+typedef struct store_notify_patch {
+    int set_threshold;
+    int64_t threshold_nusd; /* 0 = none */
+    int set_url;
+    const char *url; /* NULL or "" = none (the secret goes with it) */
+    int rotate_secret;
+} store_notify_patch;
+
+/* The account's settings (all unset when it never set any); STORE_NOTFOUND for no account. */
+int store_notify_get(store_t *s, int64_t account_id, store_notify *out);
+/* Applies p in one transaction and reads the result into *out. A webhook that has no secret
+ * gets one (and rotate_secret makes a new one): *new_secret is then 1 and out->secret is the
+ * only time the caller sees it; without a webhook there is no secret. STORE_NOTFOUND for no
+ * account. */
+int store_notify_update(store_t *s, int64_t account_id, const store_notify_patch *p,
+                        store_notify *out, int *new_secret);
+/* Calls cb for every account whose settings have both a threshold and a webhook. */
+int store_notify_list(store_t *s, void (*cb)(void *ud, const store_notify *n), void *ud);
+
+/* A notice waiting in the outbox, with its account's webhook as it is now ("" when there is none
+ * any more). */
+typedef struct store_webhook {
+    char event_id[48];
+    int64_t account_id;
+    char type[32]; /* "balance.low" */
+    int64_t balance_nusd;
+    int64_t threshold_nusd;
+    int64_t created_at_ms;
+    int64_t attempts; /* deliveries tried so far */
+    int64_t next_attempt_ms;
+    char url[STORE_WEBHOOK_URL_MAX + 1];
+    char secret[64];
+} store_webhook;
+
+/* Up to max notices due at now_ms (next_attempt_ms <= now_ms), oldest due first, into out[]. */
+int store_webhooks_due(store_t *s, int64_t now_ms, size_t max, store_webhook *out, size_t *n);
+/* When the next notice is due; STORE_NOTFOUND when the outbox is empty. */
+int store_webhook_next(store_t *s, int64_t *next_ms);
+/* Takes a notice out of the outbox (delivered, or given up). */
+int store_webhook_done(store_t *s, const char *event_id);
+/* Records a failed delivery: attempts so far, and when to try again. */
+int store_webhook_retry(store_t *s, const char *event_id, int64_t attempts, int64_t next_ms);
 
 #endif

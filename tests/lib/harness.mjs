@@ -242,7 +242,7 @@ export function toYaml(obj, indent = '') {
  * ghost-model (only deployment disabled), echo-1, echo-embed-1.
  */
 export function makeConfig({ dir, mockPort, deadPort, server = {}, limits = {}, billing = {},
-    providers = {}, models = {} }) {
+    providers = {}, models = {}, notifications }) {
     const mockBase = `http://127.0.0.1:${mockPort ?? 9}/v1`;
     return {
         server: {
@@ -255,6 +255,7 @@ export function makeConfig({ dir, mockPort, deadPort, server = {}, limits = {}, 
         store: { sqlite: path.join(dir, 'modelswitch.db') },
         limits: { requests_per_minute: 100000, tokens_per_minute: 100000000, ...limits },
         billing: { markup_percent: 0, ...billing },
+        notifications,
         providers: {
             mock: { kind: 'openai', base_url: mockBase, api_key: 'sk-upstream-test', timeout_ms: 10000 },
             mockfast: { kind: 'openai', base_url: mockBase, api_key: 'sk-upstream-test', timeout_ms: 1000 },

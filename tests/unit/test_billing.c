@@ -959,6 +959,119 @@ static void test_throughput(void)
     bill_stop(b);
 }
 
+/* ---- low-balance notices ---- */
+
+static _Atomic int notices_woken;
+
+static void count_wake(void *ud)
+{
+    (void)ud;
+    notices_woken++;
+}
+
+/* One hold and settle of charge; returns the notice threshold the event carried (0: none). */
+static int64_t charge_once(bill_t *b, const store_key *k, int64_t charge, int64_t *notice_balance)
+{
+    store_usage_event ev;
+    bill_hold h;
+    if (bill_hold_place(b, k, charge, &h) != BILL_OK) return -1;
+    mk_event(&ev, charge);
+    if (bill_settle(b, &h, &ev) != charge) return -1;
+    if (notice_balance) *notice_balance = ev.notice_balance_nusd;
+    return ev.notice_threshold_nusd;
+}
+
+static int64_t outbox_rows(int64_t account_id)
+{
+    return sql_int("SELECT count(*) FROM webhook_outbox WHERE account_id = %" PRId64, account_id);
+}
+
+/* The crossing: one notice when a charge takes the settled balance from at or above the
+ * threshold to below it, none while it stays below, one again after a top-up lifts it back; a
+ * restart (state from the store) does not send it again; a new threshold is armed only when the
+ * balance is at or above it. The notice reaches the outbox with its charge. */
+static void test_low_balance_notices(void)
+{
+    int64_t a = mk_account(1000), nb = 0;
+    store_key k = mk_key(a, -1);
+    store_notify n;
+    int fresh = 0;
+    store_notify_patch p = {
+        .set_threshold = 1, .threshold_nusd = 500, .set_url = 1, .url = "http://hook.example/"};
+    CHECK_EQ_INT(store_notify_update(st, a, &p, &n, &fresh), STORE_OK);
+    bill_t *b = start();
+    CHECK(b != NULL);
+    if (!b) return;
+    notices_woken = 0;
+    bill_set_on_notice(b, count_wake, NULL);
+    CHECK_EQ_INT(bill_notify_set(b, 987654, 5), -1); /* unknown account */
+
+    /* loaded armed at start (1000 >= 500): 600 stays above, 400 crosses, 350 stays below */
+    CHECK_EQ_INT(charge_once(b, &k, 400, NULL), 0);
+    CHECK_EQ_INT(charge_once(b, &k, 200, &nb), 500);
+    CHECK_EQ_INT(nb, 400);
+    CHECK_EQ_INT(charge_once(b, &k, 50, NULL), 0);
+    bill_flush(b);
+    CHECK_EQ_INT(outbox_rows(a), 1);
+    CHECK_EQ_INT(sql_int("SELECT balance_nusd FROM webhook_outbox WHERE account_id = %" PRId64
+                         " AND threshold_nusd = 500",
+                         a),
+                 400);
+    CHECK_EQ_INT(notices_woken, 1);
+
+    /* a top-up that leaves it below re-arms nothing; one that reaches the threshold does */
+    CHECK_EQ_INT(store_account_topup(st, a, 100, NULL), STORE_OK);
+    CHECK_EQ_INT(bill_poll_sync(b, 2000), 0);
+    CHECK_EQ_INT(mem_balance(b, a), 450);
+    CHECK_EQ_INT(charge_once(b, &k, 10, NULL), 0);
+    CHECK_EQ_INT(store_account_topup(st, a, 60, NULL), STORE_OK);
+    CHECK_EQ_INT(bill_poll_sync(b, 2000), 0);
+    CHECK_EQ_INT(mem_balance(b, a), 500);
+    CHECK_EQ_INT(charge_once(b, &k, 1, &nb), 500);
+    CHECK_EQ_INT(nb, 499);
+    bill_flush(b);
+    CHECK_EQ_INT(outbox_rows(a), 2);
+    CHECK_EQ_INT(notices_woken, 2);
+    bill_stop(b);
+
+    /* a restart below the threshold: already told, nothing new */
+    b = start();
+    CHECK(b != NULL);
+    if (!b) return;
+    bill_set_on_notice(b, count_wake, NULL);
+    CHECK_EQ_INT(charge_once(b, &k, 1, NULL), 0);
+    /* the same threshold again keeps that state; a lower one below the balance is armed */
+    CHECK_EQ_INT(bill_notify_set(b, a, 500), 0);
+    CHECK_EQ_INT(charge_once(b, &k, 1, NULL), 0);
+    CHECK_EQ_INT(bill_notify_set(b, a, 490), 0);
+    CHECK_EQ_INT(charge_once(b, &k, 5, NULL), 0);  /* 497 -> 492 */
+    CHECK_EQ_INT(charge_once(b, &k, 5, &nb), 490); /* 492 -> 487 */
+    CHECK_EQ_INT(nb, 487);
+    /* a threshold above the balance is not a fall below it; 0 turns notices off */
+    CHECK_EQ_INT(bill_notify_set(b, a, 10000), 0);
+    CHECK_EQ_INT(charge_once(b, &k, 1, NULL), 0);
+    CHECK_EQ_INT(bill_notify_set(b, a, 0), 0);
+    CHECK_EQ_INT(store_account_topup(st, a, 100000, NULL), STORE_OK);
+    CHECK_EQ_INT(bill_poll_sync(b, 2000), 0);
+    CHECK_EQ_INT(charge_once(b, &k, 100000, NULL), 0);
+    /* a release carries no notice */
+    {
+        store_usage_event ev;
+        bill_hold h;
+        CHECK_EQ_INT(bill_notify_set(b, a, 480), 0);
+        CHECK_EQ_INT(bill_hold_place(b, &k, 10, &h), BILL_OK);
+        mk_event(&ev, 10);
+        ev.notice_threshold_nusd = 7; /* whatever the caller left there */
+        bill_release(b, &h, &ev);
+        CHECK_EQ_INT(ev.notice_threshold_nusd, 0);
+    }
+    bill_flush(b);
+    CHECK_EQ_INT(outbox_rows(a), 3);
+    CHECK_EQ_INT(notices_woken, 3);
+    CHECK(audit_ok());
+    bill_stop(b);
+}
+
 int main(int argc, char **argv)
 {
     setup();
@@ -976,6 +1089,7 @@ int main(int argc, char **argv)
         RUN(test_key_published_after_account);
         RUN(test_flush_and_latency);
         RUN(test_stop_commits_queue);
+        RUN(test_low_balance_notices);
         RUN(test_concurrency);
         RUN(test_property);
         if (!getenv("BILL_SKIP_SLOW")) RUN(test_store_busy);

@@ -150,6 +150,8 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->markup_percent_micro, 0);
     CHECK_EQ_INT(c->default_max_output_tokens, 4096);
     CHECK_EQ_INT(c->responses_retention_days, 30);
+    CHECK_EQ_INT(c->notify_timeout_ms, 5000);
+    CHECK_EQ_INT(c->notify_allow_private, 0);
     CHECK_EQ_INT(c->log_level, LOG_INFO);
     CHECK_EQ_INT(c->background_idle, 1);
     CHECK_EQ_INT(c->busy_poll_us, 0);
@@ -265,7 +267,10 @@ static void test_every_field(void)
                        "      output: \"0.15\"\n"
                        "    deployments: [{provider: an}, {provider: ge}, {provider: ol}]\n"
                        "    fallbacks:\n"
-                       "      - big\n";
+                       "      - big\n"
+                       "notifications:\n"
+                       "  webhook_timeout_ms: 2500\n"
+                       "  allow_private_networks: true\n";
     cfg_t *c = load(text);
     CHECK(c != NULL);
     if (!c) {
@@ -291,6 +296,8 @@ static void test_every_field(void)
     CHECK_EQ_INT(c->markup_percent_micro, 12500000);
     CHECK_EQ_INT(c->default_max_output_tokens, 2048);
     CHECK_EQ_INT(c->responses_retention_days, 7);
+    CHECK_EQ_INT(c->notify_timeout_ms, 2500);
+    CHECK_EQ_INT(c->notify_allow_private, 1);
     CHECK_EQ_INT(c->log_level, LOG_DEBUG);
     CHECK_EQ_INT(c->nproviders, 5);
     const cfg_provider *oa = cfg_find_provider(c, "oa"), *an = cfg_find_provider(c, "an"),
@@ -587,6 +594,14 @@ static void test_bad_types(void)
                "responses.retention_days: ", "must be between 0 and 3650");
     EXPECT_ERR("responses: {retain: 5}\n" MINIMAL_MODELS, 1, "responses.retain", "unknown field");
     EXPECT_ERR("responses: 5\n" MINIMAL_MODELS, 1, "responses", "expected a map");
+    EXPECT_ERR("notifications: {webhook_timeout_ms: 99}\n" MINIMAL_MODELS, 1,
+               "notifications.webhook_timeout_ms: ", "must be between 100 and 60000");
+    EXPECT_ERR("notifications: {webhook_timeout_ms: 60001}\n" MINIMAL_MODELS, 1,
+               "notifications.webhook_timeout_ms: ", "must be between 100 and 60000");
+    EXPECT_ERR("notifications: {allow_private_networks: yes}\n" MINIMAL_MODELS, 1,
+               "notifications.allow_private_networks: ", "expected true or false");
+    EXPECT_ERR("notifications: {timeout_ms: 5}\n" MINIMAL_MODELS, 1, "notifications.timeout_ms",
+               "unknown field");
     EXPECT_ERR("log: {level: verbose}\n" MINIMAL_MODELS, 1,
                "log.level: ", "unknown level 'verbose'");
     EXPECT_ERR("server: {background_priority: low}\n" MINIMAL_MODELS, 1,

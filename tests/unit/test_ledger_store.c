@@ -2,7 +2,9 @@
  * Unit tests for the issue-3 half of src/store/sqlite.c: usage batches (store_ledger_commit) and
  * their all-or-nothing and exactly-once guarantees, the account change sequence
  * (store_accounts_since), key patches, the usage and transaction listings, usage statistics, key
- * spends, and store_audit against a consistent database and after raw-SQL corruption.
+ * spends, and store_audit against a consistent database and after raw-SQL corruption; and the
+ * dashboard's additions: transactions' balance after, the operator's account view (keys,
+ * spent), notification settings and the webhook outbox written by the ledger.
  * Expected values are read back through a separate SQLite connection wherever possible, so a
  * store that agreed with itself but wrote the wrong rows would still fail.
  */
@@ -1202,6 +1204,283 @@ static void test_audit(void)
     store_close(s);
 }
 
+/* balance_after: every page's rows carry the sum of the account's transactions up to each one,
+ * whatever the page, with another account's rows interleaved; the newest equals the balance. */
+static void test_transaction_balance_after(void)
+{
+    store_t *s = fresh("balafter");
+    store_usage_event ev[2];
+    store_txn *t = NULL;
+    size_t n = 0;
+    int64_t want[8], nwant = 0;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    /* a's transactions, oldest first: 10 (opening), +1, -0.5, +2, -0.25, -0.125, +4 */
+    CHECK_EQ_INT(store_account_topup(s, acct_a, USD, NULL), STORE_OK);
+    ev[0] = event("ba-1", acct_a, key_a.id, "m", 1, 1, USD / 2);
+    ev[1] = event("bb-1", acct_b, key_b.id, "m", 1, 1, USD / 10);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, acct_a, 2 * USD, NULL), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, acct_b, 3 * USD, NULL), STORE_OK);
+    ev[0] = event("ba-2", acct_a, key_a.id, "m", 1, 1, USD / 4);
+    ev[1] = event("ba-3", acct_a, key_a2.id, "m", 1, 1, USD / 8);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, acct_a, 4 * USD, NULL), STORE_OK);
+    int64_t amounts[] = {10 * USD, USD, -USD / 2, 2 * USD, -USD / 4, -USD / 8, 4 * USD};
+    int64_t run = 0;
+    for (size_t i = 0; i < sizeof amounts / sizeof *amounts; i++)
+        want[nwant++] = run += amounts[i];
+    CHECK_EQ_INT(want[nwant - 1], balance(s, acct_a));
+
+    /* pages of 3, newest first: rows 6..4, 3..1, 0 */
+    for (int64_t off = 0; off < 9; off += 3) {
+        CHECK_EQ_INT(store_transactions_list(s, acct_a, 3, off, &t, &n), STORE_OK);
+        CHECK_EQ_INT(n, off < 6 ? 3 : 1);
+        for (size_t i = 0; i < n; i++) {
+            int64_t k = nwant - 1 - off - (int64_t)i;
+            CHECK_EQ_INT(t[i].amount_nusd, amounts[k]);
+            CHECK_EQ_INT(t[i].balance_after_nusd, want[k]);
+        }
+        free(t);
+    }
+    /* a page past the end, and b's own running sum: 1, -0.1, +3 */
+    CHECK_EQ_INT(store_transactions_list(s, acct_a, 3, 7, &t, &n), STORE_OK);
+    CHECK_EQ_INT(n, 0);
+    free(t);
+    CHECK_EQ_INT(store_transactions_list(s, acct_b, 10, 0, &t, &n), STORE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK_EQ_INT(t[0].balance_after_nusd, 4 * USD - USD / 10);
+        CHECK_EQ_INT(t[1].balance_after_nusd, USD - USD / 10);
+        CHECK_EQ_INT(t[2].balance_after_nusd, USD);
+    }
+    free(t);
+    store_close(s);
+}
+
+/* The operator's view of an account: live proxy keys only (no billing keys, no deleted ones),
+ * and spent as the sum of every key's charges, deleted keys' too. */
+static void test_account_show(void)
+{
+    store_t *s = fresh("show");
+    store_usage_event ev[3];
+    store_account a, *v = NULL;
+    size_t n = 0;
+    char key[64];
+    store_key billing, gone;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(store_key_create(s, acct_a, KEY_BILLING, "mk", 0, -1, key, &billing), STORE_OK);
+    CHECK_EQ_INT(store_key_create(s, acct_a, KEY_PROXY, "gone", 0, -1, key, &gone), STORE_OK);
+    ev[0] = event("sh-1", acct_a, key_a.id, "m", 1, 1, 300);
+    ev[1] = event("sh-2", acct_a, gone.id, "m", 1, 1, 40);
+    ev[2] = event("sh-3", acct_b, key_b.id, "m", 1, 1, 5);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+    CHECK_EQ_INT(store_key_delete(s, gone.id), STORE_OK);
+
+    CHECK_EQ_INT(store_account_show(s, acct_a, &a), STORE_OK);
+    CHECK_EQ_INT(a.proxy_keys, 2); /* a1 and a2 */
+    CHECK_EQ_INT(a.spent_nusd, 340);
+    CHECK_EQ_INT(a.balance_nusd, 10 * USD - 340);
+    CHECK_EQ_INT(store_account_show(s, 4242, &a), STORE_NOTFOUND);
+    /* store_account_get leaves them out */
+    CHECK_EQ_INT(store_account_get(s, acct_a, &a), STORE_OK);
+    CHECK_EQ_INT(a.proxy_keys, 0);
+    CHECK_EQ_INT(store_account_list(s, &v, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_INT(v[0].proxy_keys, 2);
+        CHECK_EQ_INT(v[0].spent_nusd, 340);
+        CHECK_EQ_INT(v[1].proxy_keys, 1);
+        CHECK_EQ_INT(v[1].spent_nusd, 5);
+    }
+    free(v);
+    store_close(s);
+}
+
+static void collect_notify(void *ud, const store_notify *n)
+{
+    store_notify *out = ud;
+    while (out->account_id)
+        out++; /* the next free slot (the array is zeroed) */
+    *out = *n;
+}
+
+/* Notification settings: defaults, a secret made when a webhook is first set and kept until it
+ * is rotated or the webhook removed, the list billing loads, and the schema's guards. */
+static void test_notify_settings(void)
+{
+    store_t *s = fresh("notify");
+    store_notify n, *listed = calloc(4, sizeof *listed);
+    store_notify_patch p;
+    char first[64], txt[64];
+    int fresh_secret = -1;
+
+    CHECK(s != NULL && listed != NULL);
+    if (!s || !listed) goto out;
+    CHECK_EQ_INT(store_notify_get(s, acct_a, &n), STORE_OK);
+    CHECK_EQ_INT(n.threshold_nusd, 0);
+    CHECK_EQ_STR(n.url, "");
+    CHECK_EQ_STR(n.secret, "");
+    CHECK_EQ_INT(n.updated_at_ms, 0);
+    CHECK_EQ_INT(store_notify_get(s, 4242, &n), STORE_NOTFOUND);
+
+    /* a threshold alone: no webhook, no secret */
+    p = (store_notify_patch){.set_threshold = 1, .threshold_nusd = 5 * USD};
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(fresh_secret, 0);
+    CHECK_EQ_INT(n.threshold_nusd, 5 * USD);
+    CHECK_EQ_STR(n.secret, "");
+    CHECK(n.updated_at_ms > 0);
+    /* the webhook: a secret, shown this once */
+    p = (store_notify_patch){.set_url = 1, .url = "https://hooks.example/x?t=1"};
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(fresh_secret, 1);
+    CHECK_EQ_INT(n.threshold_nusd, 5 * USD); /* unchanged */
+    CHECK_EQ_STR(n.url, "https://hooks.example/x?t=1");
+    CHECK_EQ_INT(strlen(n.secret), 46);
+    CHECK(strncmp(n.secret, "whsec_", 6) == 0);
+    snprintf(first, sizeof first, "%s", n.secret);
+    CHECK_EQ_STR(sql_text("SELECT webhook_secret FROM notification_settings", txt, sizeof txt),
+                 first);
+    /* another URL keeps the secret; reading shows it (the API decides what to show) */
+    p = (store_notify_patch){.set_url = 1, .url = "http://other.example/"};
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(fresh_secret, 0);
+    CHECK_EQ_STR(n.secret, first);
+    CHECK_EQ_INT(store_notify_get(s, acct_a, &n), STORE_OK);
+    CHECK_EQ_STR(n.url, "http://other.example/");
+    CHECK_EQ_STR(n.secret, first);
+    /* rotation */
+    p = (store_notify_patch){.rotate_secret = 1};
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(fresh_secret, 1);
+    CHECK(strcmp(n.secret, first) != 0 && strncmp(n.secret, "whsec_", 6) == 0);
+    /* b: a webhook without a threshold is not listed for billing; a has both */
+    p = (store_notify_patch){.set_url = 1, .url = "http://b.example/"};
+    CHECK_EQ_INT(store_notify_update(s, acct_b, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(store_notify_list(s, collect_notify, listed), STORE_OK);
+    CHECK_EQ_INT(listed[0].account_id, acct_a);
+    CHECK_EQ_INT(listed[0].threshold_nusd, 5 * USD);
+    CHECK_EQ_STR(listed[0].url, "http://other.example/");
+    CHECK_EQ_STR(listed[0].secret, ""); /* billing needs none */
+    CHECK_EQ_INT(listed[1].account_id, 0);
+    /* no webhook, no secret; a new webhook then gets a new one */
+    p = (store_notify_patch){.set_url = 1, .url = NULL};
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(fresh_secret, 0);
+    CHECK_EQ_STR(n.url, "");
+    CHECK_EQ_STR(n.secret, "");
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM notification_settings WHERE account_id = 1 AND "
+                         "webhook_url IS NULL AND webhook_secret IS NULL"),
+                 1);
+    p = (store_notify_patch){.set_url = 1, .url = "http://again.example/"};
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    CHECK_EQ_INT(fresh_secret, 1);
+    CHECK(n.secret[0] && strcmp(n.secret, first) != 0);
+    /* refused: an unknown account, a negative threshold, a URL past the cap; nothing changes */
+    p = (store_notify_patch){.set_threshold = 1, .threshold_nusd = 1};
+    CHECK_EQ_INT(store_notify_update(s, 4242, &p, &n, &fresh_secret), STORE_NOTFOUND);
+    CHECK_EQ_STR(n.secret, "");
+    p.threshold_nusd = -1;
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_ERR);
+    {
+        char *big = malloc(STORE_WEBHOOK_URL_MAX + 2);
+        memset(big, 'a', STORE_WEBHOOK_URL_MAX + 1);
+        big[STORE_WEBHOOK_URL_MAX + 1] = '\0';
+        p = (store_notify_patch){.set_url = 1, .url = big};
+        CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_ERR);
+        CHECK_EQ_INT(fresh_secret, 0);
+        CHECK_EQ_STR(n.secret, "");
+        free(big);
+    }
+    CHECK_EQ_INT(sql_int("SELECT low_balance_threshold_nusd FROM notification_settings WHERE "
+                         "account_id = 1"),
+                 5 * USD);
+    /* the schema: a secret goes with a webhook, thresholds are not negative */
+    CHECK(sql_exec("UPDATE notification_settings SET webhook_url = NULL") != SQLITE_OK);
+    CHECK(sql_exec("UPDATE notification_settings SET low_balance_threshold_nusd = -5") !=
+          SQLITE_OK);
+out:
+    free(listed);
+    store_close(s);
+}
+
+/* Notices: the batch that carries one writes it into the outbox with its charge, once even when
+ * the batch is written again; the outbox reads due notices with the account's webhook now, and
+ * retry and done move and remove them. */
+static void test_webhook_outbox(void)
+{
+    store_t *s = fresh("outbox");
+    store_usage_event ev[3];
+    store_webhook *w = calloc(4, sizeof *w);
+    store_notify n;
+    store_notify_patch p = {.set_url = 1, .url = "http://hook.example/in"};
+    size_t got = 0;
+    int64_t next = 0;
+    int fresh_secret = 0;
+
+    CHECK(s != NULL && w != NULL);
+    if (!s || !w) goto out;
+    CHECK_EQ_INT(store_webhook_next(s, &next), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_notify_update(s, acct_a, &p, &n, &fresh_secret), STORE_OK);
+    ev[0] = event("req_0a1b", acct_a, key_a.id, "m", 1, 1, 7 * USD);
+    ev[0].notice_threshold_nusd = 5 * USD;
+    ev[0].notice_balance_nusd = 3 * USD;
+    ev[1] = event("req_plain", acct_a, key_a.id, "m", 1, 1, 1); /* no notice */
+    ev[2] = event("other-id", acct_b, key_b.id, "m", 1, 1, USD / 2);
+    ev[2].created_at_ms += 5;
+    ev[2].notice_threshold_nusd = USD;
+    ev[2].notice_balance_nusd = USD / 2;
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM webhook_outbox"), 2);
+    /* the same batch again (its commit was in doubt): no second notice, no second charge */
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM webhook_outbox"), 2);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    CHECK_EQ_INT(store_webhook_next(s, &next), STORE_OK);
+    CHECK_EQ_INT(next, 1750000000000LL);
+    CHECK_EQ_INT(store_webhooks_due(s, 1750000000000LL - 1, 4, w, &got), STORE_OK);
+    CHECK_EQ_INT(got, 0);
+    CHECK_EQ_INT(store_webhooks_due(s, 1750000000000LL + 10, 4, w, &got), STORE_OK);
+    CHECK_EQ_INT(got, 2);
+    if (got == 2) {
+        CHECK_EQ_STR(w[0].event_id, "evt_0a1b");
+        CHECK_EQ_INT(w[0].account_id, acct_a);
+        CHECK_EQ_STR(w[0].type, "balance.low");
+        CHECK_EQ_INT(w[0].balance_nusd, 3 * USD);
+        CHECK_EQ_INT(w[0].threshold_nusd, 5 * USD);
+        CHECK_EQ_INT(w[0].created_at_ms, 1750000000000LL);
+        CHECK_EQ_INT(w[0].attempts, 0);
+        CHECK_EQ_STR(w[0].url, "http://hook.example/in");
+        CHECK_EQ_STR(w[0].secret, n.secret);
+        /* b has no webhook (any more): the sender drops it */
+        CHECK_EQ_STR(w[1].event_id, "evt_other-id");
+        CHECK_EQ_STR(w[1].url, "");
+        CHECK_EQ_STR(w[1].secret, "");
+    }
+    /* a failed delivery is due again later; max is honoured */
+    CHECK_EQ_INT(store_webhook_retry(s, "evt_0a1b", 1, 1750000009000LL), STORE_OK);
+    CHECK_EQ_INT(store_webhooks_due(s, 1750000000010LL, 1, w, &got), STORE_OK);
+    CHECK_EQ_INT(got, 1);
+    CHECK_EQ_STR(w[0].event_id, "evt_other-id");
+    CHECK_EQ_INT(store_webhook_done(s, "evt_other-id"), STORE_OK);
+    CHECK_EQ_INT(store_webhook_next(s, &next), STORE_OK);
+    CHECK_EQ_INT(next, 1750000009000LL);
+    CHECK_EQ_INT(store_webhooks_due(s, 1750000009000LL, 4, w, &got), STORE_OK);
+    CHECK_EQ_INT(got, 1);
+    CHECK_EQ_INT(w[0].attempts, 1);
+    CHECK_EQ_INT(store_webhook_done(s, "evt_0a1b"), STORE_OK);
+    CHECK_EQ_INT(store_webhook_next(s, &next), STORE_NOTFOUND);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+out:
+    free(w);
+    store_close(s);
+}
+
 int main(void)
 {
     setup();
@@ -1218,6 +1497,10 @@ int main(void)
     RUN(test_key_spends);
     RUN(test_checkpointer);
     RUN(test_audit);
+    RUN(test_transaction_balance_after);
+    RUN(test_account_show);
+    RUN(test_notify_settings);
+    RUN(test_webhook_outbox);
     teardown();
     TAP_DONE();
 }

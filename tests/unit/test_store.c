@@ -88,8 +88,8 @@ static void test_open_and_migrate(void)
     if (!s) return;
     CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 5);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 5);
+    CHECK_EQ_INT(v, 6);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 6);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
@@ -112,11 +112,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 5);
+        CHECK_EQ_INT(v, 6);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 5);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 6);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
 }
 
@@ -179,7 +179,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 5);
+    CHECK_EQ_INT(v, 6);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -240,7 +240,7 @@ static void test_migration_4_upgrade(void)
     snprintf(saved, sizeof(saved), "%s", dbpath);
     snprintf(dbpath, sizeof(dbpath), "%s", path);
     cfg->sqlite_path = dbpath;
-    /* Version 3: today's schema without migrations 4 and 5 (their columns and table dropped,
+    /* Version 3: today's schema without migrations 4 to 6 (their columns and tables dropped,
      * their records gone). */
     s = open_store();
     CHECK(s != NULL);
@@ -253,6 +253,8 @@ static void test_migration_4_upgrade(void)
                           "ALTER TABLE usage DROP COLUMN cache_write_1h_tokens;"
                           "ALTER TABLE usage DROP COLUMN reasoning_tokens;"
                           "DROP TABLE responses;"
+                          "DROP TABLE notification_settings;"
+                          "DROP TABLE webhook_outbox;"
                           "DELETE FROM schema_migrations WHERE version >= 4;"),
                  SQLITE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 13);
@@ -270,7 +272,7 @@ static void test_migration_4_upgrade(void)
     CHECK(s != NULL);
     if (!s) goto cleanup;
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 5);
+    CHECK_EQ_INT(v, 6);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
                          "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
                          "'reasoning_tokens') AND \"notnull\" = 1 AND dflt_value = '0' AND "
