@@ -12,6 +12,7 @@
 // one at 390 px, for the README.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
@@ -72,7 +73,6 @@ async function openPage({ width = 1280, height = 900, context } = {}) {
             window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
     });
     page.log = log;
-    allow(page, 404, '/api/settings/notifications'); // TEMPORARY: until the notifications API lands
     pages.push(page);
     return page;
 }
@@ -187,6 +187,7 @@ before(async () => {
         mock: false,
         config: {
             server: { admin_token: ADMIN },
+            notifications: { allow_private_networks: true }, // the test's webhook receiver is on loopback
             models: {
                 // dear enough that its requests cost cents, as the screenshots should show
                 'echo-2': {
@@ -453,7 +454,12 @@ test('the operator tops an account up and issues a billing key; the owner sees t
     const row = `[data-testid=account-row-${acme}]`;
     const before = (await api('/api/balance')).json.balance;
     assert.equal(await attr(op, `${row} [data-testid=account-balance]`, 'title'), `${before} USD`);
+    const view = (await h.get(gw, `/admin/accounts/${acme}`, ADMIN)).json;
+    assert.equal(await text(op, `${row} [data-testid=account-keys]`), String(view.keys), 'the account\'s proxy keys');
+    assert.equal(view.keys, (await api('/api/keys')).json.keys.length);
+    assert.equal(await attr(op, `${row} [data-testid=account-spent]`, 'title'), `${view.spent} USD`);
 
+    await shot(op, 'operator-accounts', false);
     await op.click(`${row} [data-testid=topup]`);
     await op.waitForSelector('[data-testid=topup-dialog]');
     await op.type('[data-testid=topup-amount]', '5.25');
@@ -462,10 +468,6 @@ test('the operator tops an account up and issues a billing key; the owner sees t
     await op.waitForFunction(() => !document.querySelector('[data-testid=topup-dialog]'));
     const after = h.nanoToUsd(h.usdToNano(before) + h.usdToNano('5.25'));
     await op.waitForFunction((s, w) => document.querySelector(s)?.getAttribute('title') === w, {}, `${row} [data-testid=account-balance]`, `${after} USD`);
-    if (SHOTS) { // without the passing notice
-        await op.waitForFunction(() => !document.querySelector('[data-testid=notice]').classList.contains('shown'), { timeout: h.scaled(10000) });
-        await shot(op, 'operator-accounts', false);
-    }
 
     await nav(owner, 'overview', '[data-testid=balance]');
     await owner.waitForFunction((w) => document.querySelector('[data-testid=balance]')?.getAttribute('title') === w, {}, `${after} USD`);
@@ -473,6 +475,10 @@ test('the operator tops an account up and issues a billing key; the owner sees t
     assert.equal(await text(owner, '[data-testid=tx-description]'), 'wire 2026-12');
     assert.equal(await text(owner, '[data-testid=tx-type]'), 'Payment');
     assert.equal(await text(owner, '[data-testid=tx-amount]'), '+$5.25');
+    assert.equal(await attr(owner, '[data-testid=tx-balance-after]', 'title'), `${after} USD`, 'the running balance');
+    const txs = (await api('/api/transactions?limit=50')).json.transactions;
+    const shown = await owner.$$eval('[data-testid=tx-balance-after]', (els) => els.map((e) => e.getAttribute('title')));
+    assert.deepEqual(shown, txs.map((t) => `${t.balanceAfter} USD`), 'every row\'s balance after it');
 
     // a new account and its first billing key, shown once; its owner signs in to empty pages
     await op.type('[data-testid=new-account-name]', 'beta');
@@ -506,6 +512,92 @@ test('the operator tops an account up and issues a billing key; the owner sees t
     assert.equal(await op.$$eval('[data-testid=accounts-table] script, [data-testid=accounts-table] b', (e) => e.length), 0);
     await checkPage(op);
     await op.close();
+});
+
+test('notifications: a threshold and webhook set in the page; the balance falls below it, the signed webhook arrives, the overview warns', T, async () => {
+    const got = [];
+    const server = http.createServer((req, res) => {
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (d) => { body += d; });
+        req.on('end', () => {
+            got.push({ method: req.method, url: req.url, headers: req.headers, body });
+            res.writeHead(204);
+            res.end();
+        });
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const hookUrl = `http://127.0.0.1:${server.address().port}/hook?token=t0k`;
+    try {
+        await nav(owner, 'settings', '[data-testid=notif-form]');
+        // just under the balance: the next request's charge takes the balance below it
+        const threshold = h.nanoToUsd(h.usdToNano((await api('/api/balance')).json.balance) - 1000n);
+        await typeInto(owner, '[data-testid=notif-threshold]', threshold);
+        await typeInto(owner, '[data-testid=notif-webhook]', hookUrl);
+        await owner.click('[data-testid=notif-save]');
+        await owner.waitForSelector('[data-testid=secret-dialog] [data-testid=new-secret]');
+        const secret = await owner.$eval('[data-testid=new-secret]', (e) => e.value);
+        assert.match(secret, /^whsec_[0-9A-Za-z]{40}$/, 'the signing secret, shown once');
+        await owner.click('[data-testid=secret-done]');
+        await waitText(owner, '[data-testid=notif-saved]', /^Saved: alert below \$\d/);
+        assert.equal(await text(owner, '[data-testid=notif-secret-prefix]'), `${secret.slice(0, 8)}…`);
+        const set = (await api('/api/settings/notifications')).json;
+        assert.equal(h.usdToNano(set.lowBalanceThreshold), h.usdToNano(threshold));
+        assert.equal(set.webhookUrl, hookUrl);
+        assert.equal(set.webhookSecret, undefined, 'not shown again');
+
+        await nav(owner, 'overview', '[data-testid=balance]');
+        assert.equal(await owner.$('[data-testid=low-balance-warning]'), null, 'not below the threshold yet');
+        assert.equal((await chat(made.backend.secret)).status, 200);
+        await h.eventually(() => got.length > 0, h.scaled(15000));
+        assert.equal(got.length, 1, 'one webhook');
+        const hook = got[0];
+        assert.equal(hook.method, 'POST');
+        assert.equal(hook.url, '/hook?token=t0k');
+        const sig = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(hook.headers['x-modelswitch-signature'] ?? '');
+        assert.ok(sig, `signature header: ${hook.headers['x-modelswitch-signature']}`);
+        assert.equal(sig[2], crypto.createHmac('sha256', secret).update(`${sig[1]}.${hook.body}`).digest('hex'), 'signed with the secret the page showed');
+        const notice = JSON.parse(hook.body);
+        assert.equal(notice.type, 'balance.low');
+        assert.equal(String(notice.accountId), String(acme));
+        assert.equal(h.usdToNano(notice.threshold), h.usdToNano(threshold));
+        await nav(owner, 'settings', '[data-testid=notif-form]');
+        await nav(owner, 'overview', '[data-testid=low-balance-warning]');
+        assert.match(await text(owner, '[data-testid=low-balance-warning]'), /below your low-balance threshold/);
+
+        // a new secret, shown once; then no threshold: no warning
+        await nav(owner, 'settings', '[data-testid=notif-rotate]');
+        await owner.click('[data-testid=notif-rotate]');
+        await owner.waitForSelector('[data-testid=secret-dialog] [data-testid=new-secret]');
+        const rotated = await owner.$eval('[data-testid=new-secret]', (e) => e.value);
+        assert.match(rotated, /^whsec_/);
+        assert.notEqual(rotated, secret);
+        await owner.click('[data-testid=secret-done]');
+        await waitText(owner, '[data-testid=notif-secret-prefix]', `${rotated.slice(0, 8)}…`);
+        await typeInto(owner, '[data-testid=notif-threshold]', '');
+        await owner.click('[data-testid=notif-save]');
+        await waitText(owner, '[data-testid=notif-saved]', 'Saved: no low-balance alert.');
+        assert.equal((await api('/api/settings/notifications')).json.lowBalanceThreshold, null);
+        await nav(owner, 'overview', '[data-testid=balance]');
+        assert.equal(await owner.$('[data-testid=low-balance-warning]'), null);
+
+        // a refused URL, in the API's words
+        allow(owner, 400, '/api/settings/notifications');
+        await nav(owner, 'settings', '[data-testid=notif-form]');
+        await typeInto(owner, '[data-testid=notif-webhook]', 'ftp://example.com/x');
+        await owner.click('[data-testid=notif-save]');
+        await waitText(owner, '[data-testid=notif-error]', "'webhook_url' must start with http:// or https://.");
+
+        // above the balance, for the screenshots' overview: it warns at once, and sends nothing
+        await typeInto(owner, '[data-testid=notif-webhook]', hookUrl);
+        await typeInto(owner, '[data-testid=notif-threshold]', '20');
+        await owner.click('[data-testid=notif-save]');
+        await waitText(owner, '[data-testid=notif-saved]', 'Saved: alert below $20.00.');
+        await nav(owner, 'overview', '[data-testid=low-balance-warning]');
+        assert.equal(got.length, 1);
+    } finally {
+        server.close();
+    }
 });
 
 test('an XSS attempt in a key name renders as text everywhere', T, async () => {
@@ -583,9 +675,10 @@ test('every page, at 1280 px and on a 390 px phone: no overflow, no console erro
     const account = [
         ['overview', '[data-testid=chart-requests]'], ['keys', '[data-testid=keys-table]'],
         ['billing-keys', '[data-testid=keys-table]'], ['usage', '[data-testid=usage-table]'],
-        ['transactions', '[data-testid=transactions-table]'],
+        ['transactions', '[data-testid=transactions-table]'], ['settings', '[data-testid=notif-form]'],
     ];
-    const names = { overview: 'overview', keys: 'api-keys', 'billing-keys': 'billing-keys', usage: 'usage', transactions: 'transactions' };
+    const names = { overview: 'overview', keys: 'api-keys', 'billing-keys': 'billing-keys', usage: 'usage', transactions: 'transactions',
+        settings: 'notifications' };
     const signin = await openPage();
     await signin.goto(`${gw.base}/dashboard/`);
     await signin.waitForSelector('[data-testid=signin-form]');

@@ -26,16 +26,6 @@ function lastDays(byDay, n) {
     return out;
 }
 
-/** The notification settings, or null when this gateway has none to read. */
-async function threshold() {
-    try {
-        return await api.get('/api/settings/notifications');
-    } catch (e) {
-        if (e.status === 404) return null;
-        throw e;
-    }
-}
-
 export async function render(view) {
     fill(view, h('h1', null, 'Overview'), loading());
     const now = Date.now();
@@ -46,7 +36,7 @@ export async function render(view) {
             api.get(`/api/usage/stats${api.query({ from: localDayStart() })}`),
             api.get(`/api/usage/stats${api.query({ from: new Date(now - 7 * DAY).toISOString() })}`),
             api.get(`/api/usage/stats${api.query({ from: new Date(now - 30 * DAY).toISOString(), group_by: 'day' })}`),
-            threshold(),
+            api.get('/api/settings/notifications'),
         ]);
     } catch (e) {
         fill(view, h('h1', null, 'Overview'), errorBox(e));
