@@ -14,7 +14,7 @@ function topUp(a, done) {
         { label: 'Top up', class: 'primary', submit: true, testid: 'topup-submit', action: async () => {
             const d = desc.input.value.trim();
             const r = await api.post(`/admin/accounts/${a.id}/topup`, { amount: api.moneyJson(amount.input.value), description: d || null });
-            done(`${a.name}: balance now ${money(r.balance).text}.`);
+            await done(`${a.name}: balance now ${money(r.balance).text}.`);
         } },
     ], { testid: 'topup-dialog' });
 }
@@ -30,7 +30,7 @@ function issueKey(a, done) {
     ], { testid: 'issue-dialog' }).then(async () => {
         if (!made) return;
         await showSecret(`Billing key for ${a.name}`, made.key, 'billing key');
-        done(`${made.prefix}… issued to ${a.name}.`);
+        await done(`${made.prefix}… issued to ${a.name}.`);
     });
 }
 
@@ -50,7 +50,7 @@ function createForm(ctx, refresh) {
             const a = await api.post('/admin/accounts', { name: name.input.value, ...(b ? { balance: api.moneyJson(b) } : {}) });
             form.reset();
             ctx.notify(`Account ${a.name} created (id ${a.id}).`);
-            refresh();
+            await refresh();
         } catch (e) {
             fill(out, errorBox(e, 'create-account-error'));
         } finally {
@@ -61,7 +61,10 @@ function createForm(ctx, refresh) {
 }
 
 function accountTable(list, ctx, refresh) {
-    const done = (msg) => { ctx.notify(msg); refresh(); };
+    const done = (msg) => {
+        ctx.notify(msg);
+        return refresh();
+    };
     return table([{ label: 'Id', class: 'num' }, { label: 'Name' }, { label: 'Balance', class: 'num' }, { label: 'Keys', class: 'num' },
         { label: 'Spent', class: 'num' }, { label: 'Created' }, { label: 'Actions' }],
     list.map((a) => {

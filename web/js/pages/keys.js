@@ -64,7 +64,7 @@ function editKey(kind, cfg, k, done) {
             const body = limitBody(f, k);
             if (name.input.value !== k.name) body.name = name.input.value;
             if (Object.keys(body).length) await api.put(`${cfg.base}/${k.id}`, body);
-            done(`Saved ${k.prefix}….`);
+            await done(`Saved ${k.prefix}….`);
         } },
     ], { testid: 'edit-dialog' });
 }
@@ -74,15 +74,19 @@ function actions(kind, cfg, k, ctx, refresh, inUse) {
     const toggle = h('button', { type: 'button', class: 'small secondary', testid: 'toggle-key',
         'aria-label': `${k.active ? 'Deactivate' : 'Activate'} ${k.name}` }, k.active ? 'Deactivate' : 'Activate');
     const remove = h('button', { type: 'button', class: 'small danger', testid: 'delete-key', 'aria-label': `Delete ${k.name}` }, 'Delete');
-    edit.addEventListener('click', () => editKey(kind, cfg, k, (msg) => { ctx.notify(msg); refresh(); }));
+    // each change waits for the list to be read again, so what is shown next is what is stored
+    edit.addEventListener('click', () => editKey(kind, cfg, k, (msg) => {
+        ctx.notify(msg);
+        return refresh();
+    }));
     toggle.addEventListener('click', async () => {
         toggle.disabled = true;
         try {
             await api.put(`${cfg.base}/${k.id}`, { active: !k.active });
             ctx.notify(`${k.prefix}… ${k.active ? 'deactivated' : 'activated'}.`);
-            refresh();
+            await refresh();
         } catch (e) {
-            refresh(e);
+            await refresh(e);
         }
     });
     remove.addEventListener('click', () => confirmDialog(`Delete ${cfg.one}?`,
@@ -90,7 +94,7 @@ function actions(kind, cfg, k, ctx, refresh, inUse) {
         (inUse ? ' This is the key you are signed in with.' : ''), 'Delete', async () => {
             await api.del(`${cfg.base}/${k.id}`);
             ctx.notify(`${k.prefix}… deleted.`);
-            refresh();
+            await refresh();
         }));
     return h('div', { class: 'row-actions' }, edit, toggle, remove);
 }
@@ -136,7 +140,7 @@ function createForm(kind, cfg, ctx, refresh) {
         try {
             const made = await api.post(cfg.base, { name: name.input.value, ...limitBody(f, null) });
             form.reset();
-            refresh();
+            await refresh();
             await showSecret(`Your new ${cfg.one}`, made.key, cfg.secretName);
             ctx.notify(`${made.prefix}… created.`);
         } catch (e) {
