@@ -691,6 +691,8 @@ test('every page, at 1280 px and on a 390 px phone: no overflow, no console erro
             await nav(p, where, ready);
             const over = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
             assert.ok(over <= 0, `${where} at ${width} px is ${over} px too wide`);
+            assert.deepEqual(await p.$$eval('input, select', (els) => els.filter((e) => !e.labels?.length && !e.getAttribute('aria-label'))
+                .map((e) => e.outerHTML)), [], `${where}: every field has a label`);
             if (width === 1280) await shot(p, names[where], !['usage', 'transactions'].includes(where));
             if (width === 390 && where === 'overview') await shot(p, 'overview-phone');
             if (where === 'usage' && width === 1280) {
