@@ -1,6 +1,7 @@
 /*
- * The modelswitch command: `serve` runs the gateway, `check-config` validates a config file, and
- * the operator commands (accounts, keys, migrations) live in src/cli/. Global options are
+ * The modelswitch command: `serve` runs the gateway, `check-config` validates a config file,
+ * `reload` makes a running gateway re-read its config (src/reload/), and the operator commands
+ * (accounts, keys, migrations) live in src/cli/. Global options are
  * --config FILE (default config/modelswitch.yaml), --version and --help.
  * Exit codes: 0 ok, 1 error, 2 usage.
  */
@@ -20,6 +21,7 @@
 #include "config/config.h"
 #include "notify/webhook.h"
 #include "ratelimit/ratelimit.h"
+#include "reload/reload.h"
 #include "router/router.h"
 #include "server/server.h"
 
@@ -32,7 +34,8 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  serve [--listen HOST:PORT]   run the gateway\n"
-               "  check-config                 validate the config file\n");
+               "  check-config                 validate the config file\n"
+               "  reload [--timeout S]         make the running gateway re-read its config\n");
     cli_usage(f);
     fprintf(f, "\n  --version                    print the version\n"
                "  COMMAND --help               help for a command\n");
@@ -67,6 +70,9 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     }
     log_set_level((log_level)cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* until the server handles it (a reload), SIGHUP must not end the process: the store's lock
+     * file names this pid from the start, and `modelswitch reload` may signal it early */
+    signal(SIGHUP, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "cannot initialise libcurl\n");
         cfg_free(cfg);
@@ -81,6 +87,8 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     hook_t *hook = NULL;
     rl_t *rl = NULL;
     route_t *route = NULL;
+    srv_gen *gen = NULL;
+    reload_ctx reload = {0};
     /* before the store is opened: a second gateway on one SQLite file would overspend */
     int lock_fd = store_serve_lock(cfg, err, sizeof err);
     kc_t *kc = NULL;
@@ -107,22 +115,32 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     }
     /* the ledger writes low-balance notices; the sender delivers them */
     bill_set_on_notice(bill, hook_wake, hook);
-    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl_new(cfg), .route = route_new(cfg)};
-    rl = sh.rl;
-    route = sh.route;
-    if (!rl || !route) {
+    rl = rl_new(cfg);
+    route = route_new(cfg);
+    /* the first generation: cfg stays main's (billing, the key cache and the server keep it for
+     * what never reloads), the router is the generation's */
+    if (rl && route && (gen = reload_gen_new(cfg, 0, route, 1)) != NULL) route = NULL;
+    if (!gen || reload_ctx_init(&reload, cfg, rl) != 0) {
         log_error("out of memory");
         goto out;
     }
+    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl, .gen = gen};
+    gen = NULL; /* the server's now */
     srv_handlers handlers = api_server_handlers();
     srv = srv_new(cfg, &sh, &handlers, listen, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out;
     }
+    srv_reloader hooks = reload_hooks(&reload);
+    srv_set_reloader(srv, &hooks);
     rc = srv_run(srv);
 out:
+    /* the last generation goes with the server, once the workers (and the requests that held
+     * older ones) are gone */
     srv_free(srv);
+    srv_gen_release(gen);
+    reload_ctx_free(&reload);
     api_jobs_shutdown(); /* after the workers stopped: no store job can be running */
     /* the key cache's refresher may be waiting on billing (learn_accounts): it stops first */
     if (kc) kc_stop(kc);
@@ -167,6 +185,24 @@ static int wants_help(int n, char **args)
     return 0;
 }
 
+static int cmd_reload(const char *config_path, int argc, char **argv)
+{
+    if (wants_help(argc, argv)) return reload_cli(NULL, argc, argv);
+    log_set_level(LOG_ERROR); /* the file's warnings are the gateway's to log */
+    char err[1024];
+    cfg_t *cfg = cfg_load(config_path, err, sizeof err);
+    if (!cfg) {
+        /* the file names the store, through which the gateway is found: it is checked here
+         * first, with the same rules (and this shell's environment variables) */
+        fprintf(stderr, "%s\nreload: nothing was sent; the gateway keeps its running config\n",
+                err);
+        return 1;
+    }
+    int rc = reload_cli(cfg, argc, argv);
+    cfg_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = getenv("MODELSWITCH_CONFIG");
@@ -203,6 +239,8 @@ int main(int argc, char **argv)
         rc = cmd_serve(config_path, n, args);
     } else if (strcmp(args[0], "check-config") == 0) {
         rc = cmd_check_config(config_path, n, args);
+    } else if (strcmp(args[0], "reload") == 0) {
+        rc = cmd_reload(config_path, n, args);
     } else if (cli_is_command(args[0]) && wants_help(n, args)) {
         rc = cli_run(NULL, n, args); /* help needs no config */
     } else if (!cli_is_command(args[0])) {

@@ -65,6 +65,9 @@ struct prov_call;
  * that makes it end exactly once. Owned by the request (the proxy), not by its adapter. */
 typedef struct api_settlement {
     bill_t *bill;
+    /* the config the hold was computed with (the request's generation, which its owner holds):
+     * the settlement prices with it too, whatever a reload did meanwhile */
+    const cfg_t *cfg;
     rl_t *rl; /* NULL: no token correction owed */
     store_key key;
     const cfg_model *rl_model; /* the model the limiter admitted the request under */

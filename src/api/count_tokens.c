@@ -24,7 +24,8 @@
  * Messages API's health, and must not open a breaker or take a probe slot.
  *
  * The transfer runs on the worker's loop through the upstream client, bounded by the provider's
- * timeouts and CT_RESPONSE_MAX bytes. A client that goes away cancels it (the abort hook); a
+ * timeouts and CT_RESPONSE_MAX bytes, and holds the config generation it started on (its model
+ * and deployment live there) until it ends. A client that goes away cancels it (the abort hook); a
  * draining worker waits for it as for any request in flight.
  */
 #include <limits.h>
@@ -51,6 +52,7 @@
 
 typedef struct ct_req {
     http_conn *c;
+    srv_gen *gen; /* the config call's model and deployment are from (a reference), or NULL */
     up_xfer *x;
     prov_upreq up;
     int status; /* the provider's, once its head came */
@@ -64,6 +66,7 @@ static void ct_free(ct_req *ct)
     if (ct->x) up_cancel(ct->x);
     prov_upreq_free(&ct->up);
     buf_free(&ct->resp);
+    srv_gen_release(ct->gen);
     free(ct);
 }
 
@@ -276,6 +279,7 @@ void api_count_tokens(http_conn *c, http_request *r)
         return;
     }
     ct->c = c;
+    ct->gen = srv_gen_hold(c->w->gen);
     buf_init(&ct->resp, CT_RESPONSE_MAX);
     ms_copy(r->log_provider, sizeof r->log_provider, call->model->deployments[idx].provider->name);
     if (start(ct, r, idx) != 0) {

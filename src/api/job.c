@@ -7,6 +7,9 @@
  * registry is only there so that shutdown can close every handle from the main thread, and a
  * generation number makes a pool thread notice that its handle was closed and open a new one.
  *
+ * A job holds the config generation it was queued on (server.h): the pool thread reads the
+ * store's settings from it, and the done callback may still use what the request parsed from it.
+ *
  * The abort hook is what keeps a job safe against a client that goes away: the connection calls
  * it (and then may free itself) while the work is still in the pool. The job cannot be cancelled
  * at that point, so abort only marks it; the after-work callback then skips the answer. The loop
@@ -26,6 +29,7 @@ typedef struct api_job_t {
     uv_work_t req;
     http_conn *c; /* NULL once aborted */
     worker_t *bg; /* api_job_bg: the worker whose drain waits for it */
+    srv_gen *gen; /* a reference */
     const cfg_t *cfg;
     api_job_work_fn work;
     api_job_done_fn done;
@@ -122,6 +126,7 @@ static void job_after(uv_work_t *req, int status)
     }
     j->done(c, j->ctx);
     free(j->ctx);
+    srv_gen_release(j->gen);
     if (j->bg) srv_app_work_end(j->bg); /* may let a draining worker stop */
     free(j);
 }
@@ -144,12 +149,14 @@ void api_job(http_conn *c, api_job_work_fn work, api_job_done_fn done, void *ctx
         return;
     }
     j->c = c;
-    j->cfg = c->w->cfg;
+    j->gen = srv_gen_hold(c->w->gen);
+    j->cfg = j->gen->cfg;
     j->work = work;
     j->done = done;
     j->ctx = ctx;
     j->req.data = j;
     if (uv_queue_work(&c->w->loop, &j->req, job_work, job_after) != 0) {
+        srv_gen_release(j->gen);
         free(j);
         api_err_internal(c);
         done(NULL, ctx);
@@ -164,12 +171,14 @@ int api_job_bg(worker_t *w, api_job_work_fn work, api_job_done_fn done, void *ct
     api_job_t *j = calloc(1, sizeof *j);
     if (!j) return -1;
     j->bg = w;
-    j->cfg = w->cfg;
+    j->gen = srv_gen_hold(w->gen);
+    j->cfg = j->gen->cfg;
     j->work = work;
     j->done = done;
     j->ctx = ctx;
     j->req.data = j;
     if (uv_queue_work(&w->loop, &j->req, job_work, job_after) != 0) {
+        srv_gen_release(j->gen);
         free(j);
         return -1;
     }

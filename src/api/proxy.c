@@ -19,6 +19,10 @@
  * in-band: an error event, then [DONE]. A slow reader pauses the upstream transfer above a
  * high-water mark, so a stream holds bounded memory.
  *
+ * Config: the proxy holds the config generation its request started on (server.h, srv_gen) until
+ * it is freed, detached or not: a live reload changes what new requests get, while this one keeps
+ * its models, deployments, prices and routing settings to the end.
+ *
  * Money: every request that got here holds money (api_admit gave it a settlement context, which
  * the proxy owns). Exactly one of api_settle (usage known, or estimated when the provider answered
  * 2xx but never said all of it) or api_release (no provider answered) ends it. If the client goes
@@ -45,6 +49,7 @@
 struct proxy {
     http_conn *c; /* NULL once detached */
     worker_t *w;
+    srv_gen *gen; /* the config the request started on (a reference), and its router */
     prov_call *call;
     /* the request in the hub format (OpenAI chat) when the client spoke another API: what
      * adapters that do not speak the client's API build from and decode for (owned), or NULL */
@@ -133,7 +138,7 @@ static uint64_t dep_bit(int idx)
 static void count_failures(proxy *p, int64_t now_ms)
 {
     for (int i = 0; p->failed_on; i++, p->failed_on >>= 1)
-        if (p->failed_on & 1) route_request_done(p->w->route, p->call->model, i, 1, now_ms);
+        if (p->failed_on & 1) route_request_done(p->gen->route, p->call->model, i, 1, now_ms);
 }
 
 /* Reports the outcome of the attempt in progress. A success or an abandoned attempt is the last
@@ -143,16 +148,16 @@ static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
     int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000);
     int idx = p->dep_idx;
     if (idx >= 0) {
-        route_report(p->w->route, p->call->model, idx, o, retry_after_ms, now_ms);
+        route_report(p->gen->route, p->call->model, idx, o, retry_after_ms, now_ms);
         p->dep_idx = -1;
         if (o == ROUTE_SUCCESS) {
             p->failed_on &= ~dep_bit(idx); /* it failed this request before, but served it */
-            route_request_done(p->w->route, p->call->model, idx, 0, now_ms);
+            route_request_done(p->gen->route, p->call->model, idx, 0, now_ms);
         } else if (o == ROUTE_FAILURE || o == ROUTE_TIMEOUT) {
             if (dep_bit(idx))
                 p->failed_on |= dep_bit(idx);
             else /* no bit to remember it by: counted per attempt */
-                route_request_done(p->w->route, p->call->model, idx, 1, now_ms);
+                route_request_done(p->gen->route, p->call->model, idx, 1, now_ms);
         }
     }
     if (o == ROUTE_SUCCESS || o == ROUTE_ABANDONED) count_failures(p, now_ms);
@@ -201,6 +206,8 @@ static void proxy_free(proxy *p)
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, handle_closed);
     uv_close((uv_handle_t *)&p->dtimer, handle_closed);
+    srv_gen_release(p->gen); /* last: the above read its config */
+    p->gen = NULL;
 }
 
 static void note_upstream_time(proxy *p)
@@ -221,7 +228,7 @@ static void estimate(proxy *p, usage_counts *u)
     prov_call *call = p->call;
     const cfg_model *m = call->model;
     int64_t out = p->usage.streamed_bytes;
-    int64_t cap = call->ep == EP_CHAT ? price_output_bound(p->w->cfg, m, call->max_tokens) : 0;
+    int64_t cap = call->ep == EP_CHAT ? price_output_bound(p->gen->cfg, m, call->max_tokens) : 0;
     if (out > cap) out = cap;
     if (u->output < out) u->output = out;
     if (usage_prompt(u) > 0) return;
@@ -641,7 +648,7 @@ static int64_t chain_wait_ms(proxy *p)
     int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000), best = -1;
     for (size_t i = 0; i < p->nchain; i++) {
         if (!p->chain[i]->ndeployments) continue;
-        int64_t w = route_wait_ms(p->w->route, p->chain[i], now_ms);
+        int64_t w = route_wait_ms(p->gen->route, p->chain[i], now_ms);
         if (best < 0 || w < best) best = w;
     }
     return best < 0 ? 0 : best;
@@ -680,7 +687,7 @@ static void fail_final(proxy *p)
          * here; if one is free already (max_attempts ran out first), the provider's own hint */
         ra = chain_wait_ms(p);
         if (ra <= 0) {
-            int64_t max = p->w->cfg->routing.retry_after_max_ms;
+            int64_t max = p->gen->cfg->routing.retry_after_max_ms;
             ra = p->min_retry_after_ms >= 0 ? p->min_retry_after_ms : 1000;
             if (ra > max) ra = max;
         }
@@ -1010,7 +1017,7 @@ static void run_attempt(proxy *p)
     memset(&p->up, 0, sizeof p->up);
     prov_refusal why; /* 448 bytes: written only when something is refused */
     why.status = 0;
-    call->output_bound = price_output_bound(p->w->cfg, call->model, call->max_tokens);
+    call->output_bound = price_output_bound(p->gen->cfg, call->model, call->max_tokens);
     int rc = !p->ad || new_transfer(p) != 0 ? -1 : 0;
     const prov_refusal *nh = rc == 0 && p->translated ? no_hub(p) : NULL;
     if (nh) {
@@ -1053,7 +1060,7 @@ static void run_attempt(proxy *p)
  * same deployment needs. */
 static void start_attempt(proxy *p)
 {
-    const cfg_t *cfg = p->w->cfg;
+    const cfg_t *cfg = p->gen->cfg;
     uint64_t now_ns = ms_mono_ns();
     if (p->n_failed > 0 && now_ns >= p->budget_end_ns) {
         fail_final(p); /* the request's time budget is spent */
@@ -1064,7 +1071,8 @@ static void start_attempt(proxy *p)
         return;
     }
     route_none why;
-    int idx = route_pick(p->w->route, p->call->model, p->tried, (int64_t)(now_ns / 1000000), &why);
+    int idx =
+        route_pick(p->gen->route, p->call->model, p->tried, (int64_t)(now_ns / 1000000), &why);
     if (idx < 0) {
         /* every deployment is rate limited for a short while: waiting what the provider asked
          * hides the 429 from the client */
@@ -1120,6 +1128,7 @@ void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
     worker_t *w = c->w;
     p->c = c;
     p->w = w;
+    p->gen = srv_gen_hold(w->gen); /* the one call was parsed and admitted on */
     p->call = call;
     p->st = settlement;
     p->dep_idx = -1;

@@ -370,20 +370,21 @@ static void cont_done(http_conn *c, void *ctx)
                    msg, -1);
         goto out;
     }
-    if (ct->st.has_previous || ct->resolved.len) {
-        if (make_whole(c, ct) != 0) goto out;
-        http_request *r = &c->req;
-        dialect_responses_state st;
-        dialect_refusal why;
-        why.status = 0;
-        call->body = r->body;
-        if (dialect_responses_parse(c->w->cfg, call, r->log_model, sizeof r->log_model, &st,
-                                    &why) != 0) {
-            api_refuse(c, &why);
-            goto out;
-        }
-        ct->st = st;
+    if ((ct->st.has_previous || ct->resolved.len) && make_whole(c, ct) != 0) goto out;
+    /* Parsed again, whole or not, on the worker's config now: a reload may have come while the
+     * store was read, and the request runs on one generation (its model from the one it is
+     * admitted and proxied on). */
+    http_request *r = &c->req;
+    dialect_responses_state st;
+    dialect_refusal why;
+    why.status = 0;
+    call->body = r->body;
+    if (dialect_responses_parse(c->w->cfg, call, r->log_model, sizeof r->log_model, &st, &why) !=
+        0) {
+        api_refuse(c, &why);
+        goto out;
     }
+    ct->st = st;
     run(c, call, &ct->key, &ct->st);
     call = NULL;
 out:

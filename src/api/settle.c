@@ -53,7 +53,7 @@ int64_t api_settle(api_settlement *s, const cfg_model *model, const char *provid
     ev.usage = *u;
     ev.estimated = estimated;
     /* each kind at its own price: cache reads cheaper, writes dearer, reasoning as output */
-    ev.charged_nusd = price_usage_cost(bill_cfg(s->bill), model, u);
+    ev.charged_nusd = price_usage_cost(s->cfg, model, u);
     int64_t charged = bill_settle(s->bill, &s->hold, &ev);
     if (cost) ms_format_decimal(charged, 9, cost, 32);
     return charged;
@@ -93,6 +93,7 @@ api_settlement *api_admit(http_conn *c, const prov_call *call, const store_key *
         return NULL;
     }
     s->bill = w->bill;
+    s->cfg = cfg;
     s->rl = w->rl;
     s->key = *key;
     s->rl_model = call->model;

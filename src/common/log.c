@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static struct {
     char *q;
     size_t qlen;
     size_t dropped;
-    log_level level;
+    _Atomic int level; /* a log_level; set again by a config reload while threads log */
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .level = LOG_INFO};
 
 static void write_all(const char *p, size_t n)
@@ -136,7 +137,7 @@ void log_stop(void)
 
 void log_set_level(log_level lvl)
 {
-    L.level = lvl;
+    atomic_store_explicit(&L.level, (int)lvl, memory_order_relaxed);
 }
 
 void log_line(const char *line, size_t n)
@@ -163,7 +164,7 @@ void log_line(const char *line, size_t n)
 void log_msg(log_level lvl, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    if (lvl < L.level) return;
+    if ((int)lvl < atomic_load_explicit(&L.level, memory_order_relaxed)) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

@@ -27,18 +27,21 @@
  * key has used stays used: the debt is kept in units (requests or tokens) and re-expressed with
  * the new T. Raising the limit from 10 to 20 after 10 requests leaves 10 to use at once;
  * lowering it below what was used makes the key wait for the excess at the new pace. Account
- * and model limits come from the immutable config but go through the same path.
+ * and model limits come from the config and go through the same path, which is what a live
+ * reload of the config needs: the defaults are set again (rl_set_limits), a model's limits come
+ * with the request's model, and counters are kept.
  *
  * Debt is capped at one hour: corrections (real usage above the estimate) may push a counter
  * past its minute, so a key that used more than its limit really waits, but never more than an
  * hour, however wrong an estimate was.
  *
  * State and locking. One entry per (scope, id) holds both of its counters (requests, tokens);
- * model entries are keyed by the cfg_model pointer. Entries live in 64 stripes, each a chained
- * hash table with its own mutex on its own cache line. One admission touches up to three
- * entries (key, account, model; six counters): it locks their distinct stripes in ascending
- * stripe order (so two admissions never wait on each other in a cycle), checks every counter,
- * and consumes from all of them only if all allow it: a refusal consumes nothing anywhere.
+ * model entries are keyed by a 64-bit hash of the model's name, not by its cfg_model, so that a
+ * reloaded config (a new cfg_model) counts on where the old one left off. Entries live in 64
+ * stripes, each a chained hash table with its own mutex on its own cache line. One admission
+ * touches up to three entries (key, account, model; six counters): it locks their distinct stripes
+ * in ascending stripe order (so two admissions never wait on each other in a cycle), checks every
+ * counter, and consumes from all of them only if all allow it: a refusal consumes nothing anywhere.
  *
  * Memory. An entry whose counters are fully replenished (TAT <= now) is indistinguishable from
  * a missing one, so it can be dropped without changing any answer. A stripe is swept when it
@@ -61,6 +64,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +107,9 @@ typedef struct rl_ops {
 } rl_ops;
 
 struct rl {
-    const cfg_t *cfg;
+    /* the config's defaults (limits:), set again by a reload while workers read them */
+    _Atomic int64_t requests_per_minute, tokens_per_minute;
+    _Atomic int64_t account_requests_per_minute, account_tokens_per_minute;
     const rl_ops *ops;
     void *be;
 };
@@ -505,7 +511,7 @@ rl_t *rl_new(const cfg_t *cfg)
     if (!cfg) return NULL;
     rl_t *rl = calloc(1, sizeof *rl);
     if (!rl) return NULL;
-    rl->cfg = cfg;
+    rl_set_limits(rl, cfg);
     rl->ops = &rl_local_ops;
     if (!(rl->be = local_new())) {
         free(rl);
@@ -521,6 +527,33 @@ void rl_free(rl_t *rl)
     free(rl);
 }
 
+void rl_set_limits(rl_t *rl, const cfg_t *cfg)
+{
+    /* relaxed: each value is read whole; a request that sees some old and some new ones during
+     * the reload is admitted under limits that were all valid a moment apart */
+    atomic_store_explicit(&rl->requests_per_minute, cfg->requests_per_minute, memory_order_relaxed);
+    atomic_store_explicit(&rl->tokens_per_minute, cfg->tokens_per_minute, memory_order_relaxed);
+    atomic_store_explicit(&rl->account_requests_per_minute, cfg->account_requests_per_minute,
+                          memory_order_relaxed);
+    atomic_store_explicit(&rl->account_tokens_per_minute, cfg->account_tokens_per_minute,
+                          memory_order_relaxed);
+}
+
+static int64_t limit_of(const _Atomic int64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* A model's counters' id: FNV-1a of its name (see "State and locking" above). */
+static uint64_t model_id(const cfg_model *m)
+{
+    if (!m->name) return (uint64_t)(uintptr_t)m; /* not from a config file (tests) */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)m->name; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
 /* A key's own limit when it has one (>= 0; 0 = not limited), else the configured default. */
 static int64_t key_limit(int64_t own, int64_t dflt)
 {
@@ -529,23 +562,22 @@ static int64_t key_limit(int64_t own, int64_t dflt)
 
 static void build_query(const rl_t *rl, const store_key *key, const cfg_model *m, rl_query *q)
 {
-    const cfg_t *cfg = rl->cfg;
     memset(q, 0, sizeof *q);
     if (!key) return;
     q->slot[0] = (rl_slot){RL_SCOPE_KEY,
                            (uint64_t)key->id,
-                           {key_limit(key->rpm, cfg->requests_per_minute),
-                            key_limit(key->tpm, cfg->tokens_per_minute)}};
+                           {key_limit(key->rpm, limit_of(&rl->requests_per_minute)),
+                            key_limit(key->tpm, limit_of(&rl->tokens_per_minute))}};
     q->nslots = 1;
-    if (cfg->account_requests_per_minute > 0 || cfg->account_tokens_per_minute > 0)
-        q->slot[q->nslots++] = (rl_slot){RL_SCOPE_ACCOUNT,
-                                         (uint64_t)key->account_id,
-                                         {clamp_limit(cfg->account_requests_per_minute),
-                                          clamp_limit(cfg->account_tokens_per_minute)}};
+    int64_t arpm = limit_of(&rl->account_requests_per_minute);
+    int64_t atpm = limit_of(&rl->account_tokens_per_minute);
+    if (arpm > 0 || atpm > 0)
+        q->slot[q->nslots++] = (rl_slot){
+            RL_SCOPE_ACCOUNT, (uint64_t)key->account_id, {clamp_limit(arpm), clamp_limit(atpm)}};
     if (m && (m->requests_per_minute > 0 || m->tokens_per_minute > 0))
         q->slot[q->nslots++] =
             (rl_slot){RL_SCOPE_MODEL,
-                      (uint64_t)(uintptr_t)m,
+                      model_id(m),
                       {clamp_limit(m->requests_per_minute), clamp_limit(m->tokens_per_minute)}};
 }
 

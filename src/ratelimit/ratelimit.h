@@ -34,8 +34,12 @@ typedef struct rl_result {
     int64_t limit_tokens, remaining_tokens, reset_tokens_ms;
 } rl_result;
 
+/* A limiter with cfg's default limits (copied: cfg need not outlive it). */
 rl_t *rl_new(const cfg_t *cfg);
 void rl_free(rl_t *rl);
+/* A reloaded config's default limits (limits:), for the requests admitted from now on; the
+ * counters are kept (a changed limit rescales them, as above). Any thread. */
+void rl_set_limits(rl_t *rl, const cfg_t *cfg);
 
 /* Admits one request estimated at `tokens` for key (its rpm/tpm, -1 = cfg defaults), the key's
  * account (cfg account limits, 0 = none) and model m (m's limits, 0 = none; m may be NULL).

@@ -3,10 +3,17 @@
  * breaker of every deployment. The proxy calls route_pick before an attempt and route_report
  * once with its outcome; nothing here does I/O or allocates after route_new.
  *
- * State lives in one dep_state per deployment, found by (model index, deployment index): the
- * cfg_t is immutable for the life of the process, so its arrays are stable keys. Each model has
- * its own mutex, held for one short loop over the model's deployments; models never contend
- * with each other. Log lines are formatted after the mutex is released.
+ * State lives in one dep_state per deployment. A route_t belongs to one config generation (live
+ * reload: a reloaded config is a new cfg_t, and requests still running keep theirs), and finds a
+ * deployment's state by (model index, deployment index) in its own cfg_t, whose arrays are stable
+ * for the generation's life. The states themselves are shared between generations: route_derive
+ * maps each deployment of the new config to the state of the old one with the same model name,
+ * provider name and upstream model, so a deployment cooling down stays cooling down across a
+ * reload, and the reports of requests still running on the old config land in the state the new
+ * one reads. A deployment the old config did not have starts fresh. Each model name has one mutex
+ * (in its model_health, shared the same way), held for one short loop over the model's
+ * deployments; models never contend with each other. Log lines are formatted after the mutex is
+ * released.
  *
  * Two kinds of reports: route_report per attempt (probe verdicts, 429s, a success closing the
  * breaker) and route_request_done once per request and deployment (the failure-rate window).
@@ -22,6 +29,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,15 +66,36 @@ typedef struct dep_state {
     int64_t rl_until;                 /* out because of an upstream 429 until then */
 } dep_state;
 
-typedef struct model_state {
+/* One deployment's state and what identifies it across generations. Guarded by its model's
+ * mutex, like the list it is on. */
+typedef struct dep_node {
+    dep_state st;
+    char *provider; /* the provider's name and the upstream model: with the model's name, the */
+    char *umodel;   /* deployment's identity from one config to the next */
+    int refs;       /* generations that map a deployment to it */
+    uint64_t claim; /* the route_derive that last mapped one: identical deployments map 1:1 */
+    struct dep_node *next;
+} dep_node;
+
+/* A model name's health, shared by every generation that has a model of that name. */
+typedef struct model_health {
     pthread_mutex_t mu;
-    dep_state *deps;
+    int refs;       /* generations using it; under mu */
+    dep_node *deps; /* every deployment state any live generation maps; under mu */
+} model_health;
+
+/* One generation's view of a model: its health, and its deployments' states by index. */
+typedef struct model_state {
+    model_health *h;
+    dep_node **deps;
+    size_t ndeps; /* as the config said when derived: freeing does not read the config */
 } model_state;
 
 struct route {
     const cfg_t *cfg;
+    size_t nmodels;
     model_state *models;
-    dep_state *all; /* every model's deps in one block */
+    dep_node **all; /* every model's deps pointers in one block */
 };
 
 /* ---- randomness: xorshift64* per thread, seeded from the OS on first use ---- */
@@ -211,43 +240,124 @@ static int64_t open_breaker(const cfg_t *cfg, dep_state *s, int64_t now)
 
 /* ---- lifecycle ---- */
 
+static _Atomic uint64_t derive_serial;
+
+/* The old generation's state of the model called name, or NULL. */
+static model_state *model_named(const route_t *old, const char *name)
+{
+    const cfg_model *m = old ? cfg_find_model(old->cfg, name, strlen(name)) : NULL;
+    return m ? &old->models[m - old->cfg->models] : NULL;
+}
+
+static model_health *health_new(void)
+{
+    model_health *h = calloc(1, sizeof *h);
+    if (h && pthread_mutex_init(&h->mu, NULL) != 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* The state deployment d maps to in h (the caller holds h->mu): the unclaimed one of the same
+ * provider and upstream model, else a fresh one. NULL: out of memory. */
+static dep_node *node_for(model_health *h, const cfg_deployment *d, uint64_t claim,
+                          const cfg_t *cfg)
+{
+    const char *prov = d->provider ? d->provider->name : "";
+    for (dep_node *n = h->deps; n; n = n->next)
+        if (n->claim != claim && !strcmp(n->provider, prov) && !strcmp(n->umodel, d->model)) {
+            n->claim = claim;
+            n->refs++;
+            return n;
+        }
+    dep_node *n = calloc(1, sizeof *n);
+    if (!n || !(n->provider = strdup(prov)) || !(n->umodel = strdup(d->model))) {
+        if (n) free(n->provider);
+        free(n);
+        return NULL;
+    }
+    n->st.cooldown_ms = first_cooldown(cfg);
+    n->claim = claim;
+    n->refs = 1;
+    n->next = h->deps;
+    h->deps = n;
+    return n;
+}
+
+/* Gives up this generation's hold on its model's health and deployment states; the last
+ * generation to let go of one frees it. */
+static void model_release(model_state *ms)
+{
+    model_health *h = ms->h;
+    if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    for (size_t j = 0; j < ms->ndeps && ms->deps[j]; j++) {
+        dep_node *n = ms->deps[j];
+        if (--n->refs > 0) continue;
+        for (dep_node **pp = &h->deps; *pp; pp = &(*pp)->next)
+            if (*pp == n) {
+                *pp = n->next;
+                break;
+            }
+        free(n->provider);
+        free(n->umodel);
+        free(n);
+    }
+    int last = --h->refs == 0;
+    pthread_mutex_unlock(&h->mu);
+    if (last) {
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+    }
+}
+
 route_t *route_new(const cfg_t *cfg)
+{
+    return route_derive(NULL, cfg);
+}
+
+route_t *route_derive(const route_t *old, const cfg_t *cfg)
 {
     route_t *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->cfg = cfg;
+    r->nmodels = cfg->nmodels;
     size_t total = 0;
     for (size_t i = 0; i < cfg->nmodels; i++)
         total += cfg->models[i].ndeployments;
     r->models = calloc(cfg->nmodels ? cfg->nmodels : 1, sizeof *r->models);
     r->all = calloc(total ? total : 1, sizeof *r->all);
     if (!r->models || !r->all) goto fail;
-    dep_state *next = r->all;
+    uint64_t claim = atomic_fetch_add(&derive_serial, 1) + 1;
+    dep_node **next = r->all;
     for (size_t i = 0; i < cfg->nmodels; i++) {
-        model_state *ms = &r->models[i];
-        if (pthread_mutex_init(&ms->mu, NULL) != 0) {
-            for (size_t j = 0; j < i; j++)
-                pthread_mutex_destroy(&r->models[j].mu);
-            goto fail;
-        }
+        const cfg_model *m = &cfg->models[i];
+        model_state *ms = &r->models[i], *was = model_named(old, m->name);
+        model_health *h = was ? was->h : health_new();
+        if (!h) goto fail;
         ms->deps = next;
-        for (size_t j = 0; j < cfg->models[i].ndeployments; j++)
-            next[j].cooldown_ms = first_cooldown(cfg);
-        next += cfg->models[i].ndeployments;
+        ms->ndeps = m->ndeployments;
+        next += m->ndeployments;
+        pthread_mutex_lock(&h->mu);
+        h->refs++;
+        ms->h = h;
+        for (size_t j = 0; j < m->ndeployments; j++)
+            if (!(ms->deps[j] = node_for(h, &m->deployments[j], claim, cfg))) break;
+        pthread_mutex_unlock(&h->mu);
+        if (m->ndeployments && !ms->deps[m->ndeployments - 1]) goto fail;
     }
     return r;
 fail:
-    free(r->models);
-    free(r->all);
-    free(r);
+    route_free(r);
     return NULL;
 }
 
 void route_free(route_t *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->cfg->nmodels; i++)
-        pthread_mutex_destroy(&r->models[i].mu);
+    for (size_t i = 0; r->models && i < r->nmodels; i++)
+        model_release(&r->models[i]);
     free(r->models);
     free(r->all);
     free(r);
@@ -255,12 +365,18 @@ void route_free(route_t *r)
 
 /* ---- selection ---- */
 
-static void fill_none(const cfg_model *m, const dep_state *deps, int64_t now, route_none *why)
+/* Deployment i's state in ms (its model's mutex held). */
+static dep_state *st_of(const model_state *ms, size_t i)
+{
+    return &ms->deps[i]->st;
+}
+
+static void fill_none(const cfg_model *m, const model_state *ms, int64_t now, route_none *why)
 {
     int64_t best = INT64_MAX;
     size_t limited = 0;
     for (size_t i = 0; i < m->ndeployments; i++) {
-        const dep_state *s = &deps[i];
+        const dep_state *s = st_of(ms, i);
         int64_t w = 0;
         if (s->rl_until > now) {
             w = s->rl_until - now;
@@ -290,13 +406,12 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
     int lost = -1, probe = -1, chosen = -1;
     int64_t lost_after = 0;
 
-    pthread_mutex_lock(&ms->mu);
-    dep_state *deps = ms->deps;
+    pthread_mutex_lock(&ms->h->mu);
     /* best[0]: lowest usable priority among untried deployments, best[1]: among tried ones */
     int best[2] = {INT_MAX, INT_MAX};
     int have[2] = {0, 0};
     for (size_t i = 0; i < n; i++) {
-        dep_state *s = &deps[i];
+        dep_state *s = st_of(ms, i);
         if (s->state == DS_PROBING &&
             now_ms - s->probe_since >= probe_deadline(&m->deployments[i])) {
             lost = (int)i;
@@ -315,7 +430,7 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
         uint64_t total = 0, nzero = 0;
         for (size_t i = 0; i < n; i++) {
             const cfg_deployment *d = &m->deployments[i];
-            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(&deps[i], now_ms))
+            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(st_of(ms, i), now_ms))
                 continue;
             if (d->weight > 0)
                 total += (uint64_t)d->weight;
@@ -326,7 +441,7 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
         uint64_t x = rng_next() % (zero ? nzero : total);
         for (size_t i = 0; i < n && chosen < 0; i++) {
             const cfg_deployment *d = &m->deployments[i];
-            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(&deps[i], now_ms))
+            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(st_of(ms, i), now_ms))
                 continue;
             uint64_t w = zero ? (d->weight <= 0) : d->weight > 0 ? (uint64_t)d->weight : 0;
             if (x < w)
@@ -334,7 +449,7 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
             else
                 x -= w;
         }
-        dep_state *s = &deps[chosen];
+        dep_state *s = st_of(ms, (size_t)chosen);
         if (s->state == DS_OPEN) {
             /* the cool-down is over: this request is the probe, nobody else gets through */
             s->state = DS_PROBING;
@@ -342,9 +457,9 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
             probe = chosen;
         }
     } else if (why) {
-        fill_none(m, deps, now_ms, why);
+        fill_none(m, ms, now_ms, why);
     }
-    pthread_mutex_unlock(&ms->mu);
+    pthread_mutex_unlock(&ms->h->mu);
 
     char dur[32];
     if (lost >= 0) {
@@ -367,11 +482,11 @@ int64_t route_wait_ms(route_t *r, const cfg_model *m, int64_t now_ms)
     if (!ms) return 0;
     route_none why = {0};
     int any = 0;
-    pthread_mutex_lock(&ms->mu);
+    pthread_mutex_lock(&ms->h->mu);
     for (size_t i = 0; i < m->ndeployments && !any; i++)
-        any = usable(&ms->deps[i], now_ms);
-    if (!any) fill_none(m, ms->deps, now_ms, &why);
-    pthread_mutex_unlock(&ms->mu);
+        any = usable(st_of(ms, i), now_ms);
+    if (!any) fill_none(m, ms, now_ms, &why);
+    pthread_mutex_unlock(&ms->h->mu);
     return any ? 0 : why.wait_ms;
 }
 
@@ -379,10 +494,10 @@ int route_in_service(route_t *r, const cfg_model *m, int idx, int64_t now_ms)
 {
     model_state *ms = model_of(r, m);
     if (!ms || idx < 0 || (size_t)idx >= m->ndeployments) return 0;
-    pthread_mutex_lock(&ms->mu);
-    const dep_state *s = &ms->deps[idx];
+    pthread_mutex_lock(&ms->h->mu);
+    const dep_state *s = st_of(ms, (size_t)idx);
     int in = s->state == DS_CLOSED && s->rl_until <= now_ms;
-    pthread_mutex_unlock(&ms->mu);
+    pthread_mutex_unlock(&ms->h->mu);
     return in;
 }
 
@@ -509,9 +624,9 @@ void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int6
     model_state *ms = model_checked(r, m, idx, "route_report");
     if (!ms) return;
     ev_info e = {.ev = EV_NONE, .o = o};
-    pthread_mutex_lock(&ms->mu);
-    apply_report(r->cfg, &ms->deps[idx], o, retry_after_ms, now_ms, &e);
-    pthread_mutex_unlock(&ms->mu);
+    pthread_mutex_lock(&ms->h->mu);
+    apply_report(r->cfg, st_of(ms, (size_t)idx), o, retry_after_ms, now_ms, &e);
+    pthread_mutex_unlock(&ms->h->mu);
     if (e.ev != EV_NONE) log_event(r, m, idx, &e);
 }
 
@@ -520,8 +635,8 @@ void route_request_done(route_t *r, const cfg_model *m, int idx, int failed, int
     model_state *ms = model_checked(r, m, idx, "route_request_done");
     if (!ms) return;
     ev_info e = {.ev = EV_NONE, .o = ROUTE_FAILURE};
-    pthread_mutex_lock(&ms->mu);
-    dep_state *s = &ms->deps[idx];
+    pthread_mutex_lock(&ms->h->mu);
+    dep_state *s = st_of(ms, (size_t)idx);
     /* open or probing: the probe decides, and requests begun before the cool-down say nothing
      * new */
     if (s->state == DS_CLOSED) {
@@ -531,7 +646,7 @@ void route_request_done(route_t *r, const cfg_model *m, int idx, int failed, int
             e.ev = EV_OPENED;
         }
     }
-    pthread_mutex_unlock(&ms->mu);
+    pthread_mutex_unlock(&ms->h->mu);
     if (e.ev != EV_NONE) log_event(r, m, idx, &e);
 }
 

@@ -18,6 +18,12 @@
  * takes the deployment out for its retry-after (or 1 s), clamped to routing.retry_after_max_ms,
  * without counting as a failure. State is shared by every worker thread; every transition is
  * logged.
+ *
+ * A route_t belongs to one config generation (live reload) and reads that cfg_t, which must
+ * outlive it. route_derive makes the next generation's: each deployment keeps its state when the
+ * new config has it too (the same model name, provider name and upstream model), and the two
+ * generations share that state while both live, so requests still running on the old config and
+ * new ones on the new config see and steer the same breakers.
  */
 #ifndef MS_ROUTER_H
 #define MS_ROUTER_H
@@ -29,6 +35,11 @@
 typedef struct route route_t;
 
 route_t *route_new(const cfg_t *cfg);
+/* The router of a reloaded config cfg, sharing old's deployment states as above (old may be
+ * NULL: all fresh, as route_new). old stays valid and may still be used; NULL: out of memory.
+ * Runs on one thread at a time (the reload's), concurrently with picks and reports on old. */
+route_t *route_derive(const route_t *old, const cfg_t *cfg);
+/* Frees r; a deployment state no other generation maps is freed with it. Any thread. */
 void route_free(route_t *r);
 
 typedef enum {

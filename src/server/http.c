@@ -1137,6 +1137,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n == 0) return;
     c->bytes_in += (uint64_t)n;
     if (c->lingering) return;
+    /* a reloaded config, for the requests these bytes start (server.h: here, not in dispatch) */
+    srv_worker_sync(c->w);
     conn_feed(c, b->base, (size_t)n);
 }
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -146,6 +147,47 @@ static void close_listener(worker_t *w)
     }
 }
 
+/* ---- config generations ---- */
+
+void srv_gen_release(srv_gen *g)
+{
+    if (g && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1) g->destroy(g);
+}
+
+void srv_worker_adopt(worker_t *w)
+{
+    srv_gen *g = atomic_exchange_explicit(&w->next, NULL, memory_order_acquire);
+    if (!g) return;
+    srv_gen *old = w->gen;
+    w->gen = g;
+    w->cfg = g->cfg;
+    w->route = g->route;
+    srv_gen_release(old); /* requests still on it hold their own references */
+}
+
+static void on_gen_wakeup(uv_async_t *a)
+{
+    srv_worker_adopt(a->data);
+}
+
+void srv_publish(srv_t *s, srv_gen *g)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        /* release: the worker that takes it sees it whole */
+        srv_gen *unread = atomic_exchange_explicit(&w->next, srv_gen_hold(g), memory_order_acq_rel);
+        srv_gen_release(unread); /* two reloads before the worker looked: the first is skipped */
+        uv_async_send(&w->gen_wakeup);
+    }
+    srv_gen_release(s->gen);
+    s->gen = g;
+}
+
+void srv_set_reloader(srv_t *s, const srv_reloader *r)
+{
+    s->reloader = *r;
+}
+
 static void stop_worker(worker_t *w, int force)
 {
     close_listener(w);
@@ -156,6 +198,7 @@ static void stop_worker(worker_t *w, int force)
     } else
         http_finish_drain(w);
     uv_close((uv_handle_t *)&w->wakeup, NULL);
+    uv_close((uv_handle_t *)&w->gen_wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
     uv_close((uv_handle_t *)&w->held_check, NULL);
 }
@@ -278,16 +321,19 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
 {
     if (!h || !h->dispatch) {
         snprintf(err, errlen, "no request handler");
+        srv_gen_release(sh->gen);
         return NULL;
     }
     srv_t *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
+        srv_gen_release(sh->gen);
         return NULL;
     }
     s->cfg = cfg;
     s->sh = *sh;
     s->h = *h;
+    s->gen = sh->gen;
     if (listen_override) {
         if (parse_listen(listen_override, s->host, sizeof s->host, &s->port) != 0) {
             snprintf(err, errlen, "--listen: expected HOST:PORT, got '%s'", listen_override);
@@ -314,11 +360,12 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
         worker_t *w = &s->workers[i];
         w->srv = s;
         w->id = i;
-        w->cfg = cfg;
+        w->gen = srv_gen_hold(s->gen);
+        w->cfg = s->gen->cfg;
+        w->route = s->gen->route;
         w->kc = sh->kc;
         w->bill = sh->bill;
         w->rl = sh->rl;
-        w->route = sh->route;
         if (getrandom(&w->rid_salt, sizeof w->rid_salt, 0) != sizeof w->rid_salt)
             w->rid_salt = (uint64_t)time(NULL) ^ ((uint64_t)i << 40);
         int actual = 0;
@@ -339,6 +386,8 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
         w->listener_open = 1;
         uv_async_init(&w->loop, &w->wakeup, on_wakeup);
         w->wakeup.data = w;
+        uv_async_init(&w->loop, &w->gen_wakeup, on_gen_wakeup);
+        w->gen_wakeup.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
         uv_check_init(&w->loop, &w->held_check);
@@ -362,17 +411,28 @@ fail:
     return NULL;
 }
 
-static uv_signal_t sig_term, sig_int;
+static uv_signal_t sig_term, sig_int, sig_hup;
 static srv_t *g_srv;
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     log_info("received %s: draining (in-flight requests finish, new ones get 503)",
              signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    g_srv->stopping = 1;
     for (int i = 0; i < g_srv->nworkers; i++)
         uv_async_send(&g_srv->workers[i].wakeup);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    srv_t *s = g_srv;
+    if (s->stopping) {
+        log_warn("received SIGHUP while shutting down: no reload");
+        return;
+    }
+    if (s->reloader.reload) s->reloader.reload(s->reloader.ctx, s);
 }
 
 int srv_run(srv_t *s)
@@ -382,17 +442,33 @@ int srv_run(srv_t *s)
     g_srv = s;
     uv_signal_init(&main_loop, &sig_term);
     uv_signal_init(&main_loop, &sig_int);
+    uv_signal_init(&main_loop, &sig_hup);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    /* SIGHUP alone does not keep the loop running: the drain ends it */
+    uv_unref((uv_handle_t *)&sig_hup);
     for (int i = 0; i < s->nworkers; i++)
         uv_thread_create(&s->workers[i].thread, worker_main, &s->workers[i]);
     log_info("listening on http://%s:%d with %d workers", s->host, s->port, s->nworkers);
+    if (s->reloader.ready) s->reloader.ready(s->reloader.ctx, s);
     uv_run(&main_loop, UV_RUN_DEFAULT);
     for (int i = 0; i < s->nworkers; i++)
         uv_thread_join(&s->workers[i].thread);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    /* libuv put back the default action, which ends the process: a late reload must not */
+    signal(SIGHUP, SIG_IGN);
     uv_loop_close(&main_loop);
     log_info("drained; exiting");
     return 0;
+}
+
+static void worker_drop_gens(worker_t *w)
+{
+    srv_gen_release(atomic_exchange(&w->next, NULL));
+    srv_gen_release(w->gen);
+    w->gen = NULL;
 }
 
 void srv_free(srv_t *s)
@@ -400,7 +476,10 @@ void srv_free(srv_t *s)
     if (!s) return;
     for (int i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
-        if (!w->readbuf && !w->listener_open && !w->up) continue;
+        if (!w->readbuf && !w->listener_open && !w->up) {
+            worker_drop_gens(w);
+            continue;
+        }
         if (w->up) {
             up_ctx_free(w->up);
             w->up = NULL;
@@ -409,6 +488,7 @@ void srv_free(srv_t *s)
             /* never ran: close what srv_new opened */
             close_listener(w);
             uv_close((uv_handle_t *)&w->wakeup, NULL);
+            uv_close((uv_handle_t *)&w->gen_wakeup, NULL);
             uv_close((uv_handle_t *)&w->drain_timer, NULL);
             uv_close((uv_handle_t *)&w->held_check, NULL);
         }
@@ -419,7 +499,9 @@ void srv_free(srv_t *s)
         uv_run(&w->loop, UV_RUN_DEFAULT); /* handles worker_free closed, if any */
         uv_loop_close(&w->loop);
         free(w->readbuf);
+        worker_drop_gens(w); /* last: the loop's callbacks read w->cfg */
     }
     free(s->workers);
+    srv_gen_release(s->gen);
     free(s);
 }

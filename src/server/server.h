@@ -12,6 +12,13 @@
  * The server knows nothing of what requests mean: the layer that answers them (the API layer)
  * hands srv_new a table of handlers (srv_handlers) once, at start-up, and keeps whatever it needs
  * per worker behind worker_t.app. Nothing under server/ includes a header of that layer.
+ *
+ * Live reload: the config is a generation (srv_gen), refcounted. SIGHUP calls the reloader that
+ * `serve` set (srv_set_reloader) on the main thread; it builds the next generation and publishes
+ * it (srv_publish), which puts it in each worker's mailbox and wakes the worker. A worker adopts
+ * it at the top of its loop's callbacks (a read, the wake-up), never inside a request's
+ * dispatch, so everything a request does synchronously sees one generation; a request that
+ * outlives its dispatch holds its generation (srv_gen_hold) until it ends.
  */
 #ifndef MS_SERVER_H
 #define MS_SERVER_H
@@ -26,6 +33,27 @@
 
 typedef struct srv srv_t;
 typedef struct worker worker_t;
+
+/* A config generation: a config and what the layers above built from it (the router's view of
+ * the deployments' breakers), immutable once published and read by every thread. The server's
+ * current pointer, each worker's (and its mailbox), and each request in flight on it hold a
+ * reference; the last srv_gen_release frees it, on whatever thread, through destroy. */
+typedef struct srv_gen {
+    _Atomic uint64_t refs;
+    uint64_t number; /* 1: the config the gateway started with, then one per reload */
+    const cfg_t *cfg;
+    struct route *route;                /* router/router.h: this config's view of the breakers */
+    void (*destroy)(struct srv_gen *g); /* frees what g owns, and g */
+} srv_gen;
+
+/* Takes a reference to g (a relaxed increment: the holder already has one to copy). */
+static inline srv_gen *srv_gen_hold(srv_gen *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    return g;
+}
+/* Gives one back; the last one frees g (destroy). NULL is ignored. */
+void srv_gen_release(srv_gen *g);
 struct http_conn;    /* server/http.h */
 struct http_request; /* server/http.h */
 
@@ -65,11 +93,16 @@ struct worker {
     struct http_conn *held; /* connections holding a stream head (http_stream_start) */
     uv_thread_t thread;
     up_ctx *up;
+    /* The generation new requests use, and its config and router (copies of gen's, for the
+     * code that reads them): changed only by the worker itself (srv_worker_adopt). */
+    srv_gen *gen;
     const cfg_t *cfg;
+    struct route *route;     /* router/router.h: deployment health */
+    _Atomic(srv_gen *) next; /* a published generation not yet adopted (owns a reference) */
+    uv_async_t gen_wakeup;   /* next was filled */
     kc_t *kc;
-    struct bill *bill;   /* billing/billing.h: balances, holds, the ledger queue */
-    struct rl *rl;       /* ratelimit/ratelimit.h: shared limiter */
-    struct route *route; /* router/router.h: deployment health */
+    struct bill *bill; /* billing/billing.h: balances, holds, the ledger queue */
+    struct rl *rl;     /* ratelimit/ratelimit.h: shared limiter */
     int draining;
     int listener_open;
     uint64_t inflight; /* requests being processed on a connection */
@@ -92,13 +125,23 @@ typedef struct srv_shared {
     kc_t *kc;
     struct bill *bill;
     struct rl *rl;
-    struct route *route;
+    srv_gen *gen; /* the first generation; srv_new takes over its reference, even on failure */
 } srv_shared;
 
+/* What SIGHUP does (srv_set_reloader). Both run on the main thread, in its loop. */
+typedef struct srv_reloader {
+    void (*ready)(void *ctx, srv_t *s);  /* SIGHUP is handled from now on */
+    void (*reload)(void *ctx, srv_t *s); /* SIGHUP came: reload, srv_publish if it worked */
+    void *ctx;
+} srv_reloader;
+
 struct srv {
-    const cfg_t *cfg;
+    const cfg_t *cfg; /* the config at start-up: listen address, workers (never reloaded) */
     srv_shared sh;
     srv_handlers h;
+    srv_gen *gen; /* the current generation (the main thread's reference) */
+    srv_reloader reloader;
+    int stopping; /* SIGTERM/SIGINT came: no more reloads */
     char host[256];
     int port;
     int nworkers;
@@ -116,6 +159,20 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
 /* Runs until a signal has drained every worker. Returns 0. */
 int srv_run(srv_t *s);
 void srv_free(srv_t *s);
+
+/* Sets what SIGHUP does; before srv_run. Without it SIGHUP is ignored. */
+void srv_set_reloader(srv_t *s, const srv_reloader *r);
+/* Makes g (fully built; the caller's reference is taken over) the generation of every request
+ * that starts from now on: main thread. The previous one lives on while requests hold it. */
+void srv_publish(srv_t *s, srv_gen *g);
+
+/* Adopts the generation waiting in w's mailbox, if any. Worker thread, at the top of a loop
+ * callback only (see the top comment): the previous generation may be freed here. */
+void srv_worker_adopt(worker_t *w);
+static inline void srv_worker_sync(worker_t *w)
+{
+    if (atomic_load_explicit(&w->next, memory_order_relaxed)) srv_worker_adopt(w);
+}
 
 /* Called by a connection when it finishes a request while draining, so the worker can exit. */
 void srv_worker_check_drained(worker_t *w);

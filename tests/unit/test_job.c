@@ -82,16 +82,28 @@ static void test_done(http_conn *c, void *p)
     if (c) x->res->handler_clear_in_done = c->handler.abort == NULL && c->handler.ctx == NULL;
 }
 
-/* A worker with just a loop and a config, and a connection on it. */
+/* A worker with just a loop and a config generation, and a connection on it. */
 typedef struct fake {
     worker_t w;
     http_conn c;
+    srv_gen gen;
 } fake;
+
+static void gen_destroy_never(srv_gen *g)
+{
+    (void)g;
+    fprintf(stderr, "the worker's generation was released once too often\n");
+    abort();
+}
 
 static fake *fake_new(const cfg_t *conf)
 {
     fake *f = calloc(1, sizeof(*f));
     uv_loop_init(&f->w.loop);
+    atomic_init(&f->gen.refs, 1); /* the worker's */
+    f->gen.cfg = conf;
+    f->gen.destroy = gen_destroy_never;
+    f->w.gen = &f->gen;
     f->w.cfg = conf;
     f->c.w = &f->w;
     return f;
@@ -101,6 +113,8 @@ static void fake_free(fake *f)
 {
     uv_run(&f->w.loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&f->w.loop), 0);
+    /* every job gave back the generation it held */
+    CHECK_EQ_INT(atomic_load(&f->gen.refs), 1);
     free(f);
 }
 

@@ -2,7 +2,8 @@
  * Unit tests for src/ratelimit/ratelimit.c: the GCRA arithmetic to the millisecond (limits
  * whose interval is not a whole number of ms included), tokens with estimates and corrections,
  * all-or-nothing admission across key, account and model, the longest wait winning, a key's
- * limit edited while in use, eviction of idle entries, the header formats, and exactness under
+ * limit edited while in use, a reloaded config (new defaults, a model's counters kept by its
+ * name), eviction of idle entries, the header formats, and exactness under
  * concurrency (8 threads at a frozen clock admit exactly the limit; run it under TSan too).
  *
  * Time is whatever the test passes as now_ms, so every expected value is exact.
@@ -590,6 +591,41 @@ static void test_concurrency(void)
     rl_free(rl);
 }
 
+/* A config reload: the defaults change for the next admission, and a model's counters follow
+ * its name into the new config's cfg_model. */
+static void test_reload(void)
+{
+    cfg_reset();
+    g_cfg.requests_per_minute = 2;
+    cfg_model m1, m2;
+    memset(&m1, 0, sizeof m1);
+    m1.name = strdup("model-a");
+    m1.requests_per_minute = 3;
+    rl_t *rl = rl_new(&g_cfg);
+    store_key k = mkkey(1, 1, -1, -1), k2 = mkkey(2, 2, -1, -1), k3 = mkkey(3, 3, -1, -1);
+    rl_result r;
+    CHECK(admit(rl, &k, &m1, 0, T0, &r));
+    CHECK(admit(rl, &k, &m1, 0, T0, &r));
+    CHECK(!admit(rl, &k, &m1, 0, T0, &r)); /* the key's default of 2 */
+    CHECK_EQ_STR(r.scope, "key");
+    cfg_t next = g_cfg;
+    next.requests_per_minute = 4;
+    rl_set_limits(rl, &next);
+    CHECK(admit(rl, &k, NULL, 0, T0, &r)); /* 2 of the new 4 left */
+    CHECK_EQ_INT(r.limit_requests, 4);
+    /* the reloaded model: another cfg_model (and another string) of the same name */
+    memset(&m2, 0, sizeof m2);
+    m2.name = strdup("model-a");
+    m2.requests_per_minute = 3;
+    free(m1.name);
+    CHECK(admit(rl, &k2, &m2, 0, T0, &r)); /* the third, after m1's two */
+    CHECK(!admit(rl, &k3, &m2, 0, T0, &r));
+    CHECK_EQ_STR(r.scope, "model");
+    CHECK(admit(rl, &k3, &m2, 0, T0 + 20000, &r)); /* one more after T = 20 s */
+    free(m2.name);
+    rl_free(rl);
+}
+
 int main(void)
 {
     RUN(test_exact);
@@ -598,6 +634,7 @@ int main(void)
     RUN(test_all_or_nothing);
     RUN(test_longest_wait);
     RUN(test_changed_limit);
+    RUN(test_reload);
     RUN(test_eviction);
     RUN(test_peek_and_no_limit);
     RUN(test_duration);

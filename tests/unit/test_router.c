@@ -2,8 +2,9 @@
  * Unit tests for src/router/router.c: selection by priority, weight and the request's `tried`
  * set; the circuit breaker (cool-down on the failure rate of requests over a window, a request's
  * retries counted once, the single probe, doubling up to the cap, recovery); upstream 429s; what
- * route_pick says when nothing is available; the backoff bounds; the log lines; and 4 threads
- * picking and reporting at random (run it under TSan too).
+ * route_pick says when nothing is available; the backoff bounds; the log lines; a reloaded
+ * config's router (route_derive) keeping each deployment's state by model, provider and upstream
+ * model; and 4 threads picking and reporting at random (run it under TSan too).
  *
  * The configs are built by hand (no YAML) so the tests depend on nothing but the router. Time
  * is passed in explicitly, so every cool-down is checked to the millisecond.
@@ -860,6 +861,90 @@ static void test_concurrency(void)
     route_free(r);
 }
 
+/* ---- live reload: route_derive ---- */
+
+/* In f's m0, deployment i becomes provider p and upstream model um. */
+static void fx_set(fx *f, int i, int p, const char *um)
+{
+    f->deps[i].provider = &f->prov[p];
+    f->deps[i].model = (char *)um;
+}
+
+static void test_derive_keeps_state(void)
+{
+    fx a, b;
+    route_none why;
+    fx_init(&a, 3, NULL, NULL); /* m0: prov0/up0, prov1/up1, prov2/up2 */
+    route_t *ra = route_new(&a.cfg);
+    fail_n(ra, &a, 1, 3, 1000);                                 /* prov1/up1 cools until 6000 */
+    route_report(ra, M(&a), 2, ROUTE_RATE_LIMITED, 4000, 1000); /* prov2/up2 out until 5000 */
+    /* the reload: reordered, prov0 now serves another upstream model (a new deployment) */
+    fx_init(&b, 3, NULL, NULL);
+    fx_set(&b, 0, 2, "up2");
+    fx_set(&b, 1, 1, "up1");
+    fx_set(&b, 2, 0, "up0-new");
+    route_t *rb = route_derive(ra, &b.cfg);
+    CHECK(rb != NULL);
+    int ok = 1;
+    for (int i = 0; i < 100; i++)
+        ok &= pick(rb, &b, 0, 1001) == 2; /* only the new one is free */
+    CHECK(ok);
+    /* the old generation still works, on the same states */
+    CHECK_EQ_INT(pick(ra, &a, 0, 1001), 0);
+    /* a request still on the old config fails prov0/up0: nothing to do with the new one */
+    fail_n(ra, &a, 0, 3, 1002);
+    CHECK_EQ_INT(route_pick(ra, M(&a), 0, 1003, &why), -1);
+    CHECK_EQ_INT(pick(rb, &b, 0, 1003), 2);
+    /* the old generation goes; the new keeps the states it shares */
+    route_free(ra);
+    CHECK_EQ_INT(pick(rb, &b, 1ull << 2, 5000), 0); /* prov2/up2's 429 wait is over */
+    /* prov1/up1's cool-down ends at 6000, when exactly one request probes it */
+    ok = 1;
+    for (int i = 0; i < 50; i++)
+        ok &= pick(rb, &b, 1ull << 0 | 1ull << 2, 5999) != 1;
+    CHECK(ok);
+    CHECK_EQ_INT(pick(rb, &b, 1ull << 0 | 1ull << 2, 6000), 1);
+    CHECK(pick(rb, &b, 1ull << 0 | 1ull << 2, 6001) != 1); /* the probe is out */
+    /* its verdict, reported on the new generation, closes the breaker */
+    route_report(rb, M(&b), 1, ROUTE_SUCCESS, -1, 6100);
+    CHECK(route_in_service(rb, M(&b), 1, 6101));
+    route_free(rb);
+}
+
+static void test_derive_models_and_duplicates(void)
+{
+    fx a, b, c;
+    route_none why;
+    fx_init(&a, 1, NULL, NULL); /* m0: prov0/up0; m1: prov1/up1 */
+    route_t *ra = route_new(&a.cfg);
+    fail_n(ra, &a, 0, 3, 0); /* m0's only deployment cools until 5000 */
+    /* m1's deployment is prov1/up1 too, and cools separately */
+    CHECK(route_in_service(ra, &a.models[1], 0, 1));
+    /* the same deployment twice: one keeps the state, the other is fresh */
+    fx_init(&b, 2, NULL, NULL);
+    fx_set(&b, 0, 0, "up0");
+    fx_set(&b, 1, 0, "up0");
+    route_t *rb = route_derive(ra, &b.cfg);
+    CHECK(rb != NULL);
+    int cooling = !route_in_service(rb, M(&b), 0, 1) + !route_in_service(rb, M(&b), 1, 1);
+    CHECK_EQ_INT(cooling, 1);
+    /* m0 removed, then added back: it starts fresh */
+    fx_init(&c, 1, NULL, NULL);
+    c.models[0].name = "m0-renamed";
+    route_t *rc = route_derive(rb, &c.cfg);
+    route_free(ra);
+    route_free(rb);
+    route_t *rd = route_derive(rc, &a.cfg);
+    CHECK_EQ_INT(route_pick(rd, M(&a), 0, 1, &why), 0);
+    CHECK(route_in_service(rd, &a.models[1], 0, 1));
+    route_free(rc);
+    route_free(rd);
+    /* nothing to derive from: as route_new */
+    route_t *re = route_derive(NULL, &a.cfg);
+    CHECK_EQ_INT(route_pick(re, M(&a), 0, 1, &why), 0);
+    route_free(re);
+}
+
 int main(void)
 {
     RUN(test_priority);
@@ -878,6 +963,8 @@ int main(void)
     RUN(test_in_service);
     RUN(test_backoff);
     RUN(test_log_lines);
+    RUN(test_derive_keeps_state);
+    RUN(test_derive_models_and_duplicates);
     RUN(test_concurrency);
     TAP_DONE();
 }
