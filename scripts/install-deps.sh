@@ -5,7 +5,8 @@
 #
 #   scripts/install-deps.sh          build and runtime dependencies (Debian packages)
 #   scripts/install-deps.sh --test   also the end-to-end test dependencies: Debian's Chromium and
-#                                    a font for the dashboard's browser tests, npm ci in tests/e2e
+#                                    a font for the dashboard's browser tests, npm ci in tests/e2e,
+#                                    and promtool (Debian's prometheus package, if it can be had)
 #
 # Node.js may already come from elsewhere (the machines here carry a newer Node than Debian's, with
 # its own npm): a working `node`/`npm` on PATH counts as installed, because Debian's npm package
@@ -18,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
     --test) WANT_TEST=1 ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -78,6 +79,32 @@ if ((${#missing[@]})); then
         tail -n 30 "$log" >&2
         die "apt-get install failed for: ${missing[*]}"
     fi
+fi
+
+# promtool (`promtool check metrics` in tests/integration/metrics.test.mjs) comes with Debian's
+# prometheus package. Only for the tests, and not worth failing them for: when it cannot be
+# installed the reason is printed and that one check skips itself. The package would also run a
+# Prometheus server as a service, which the tests do not want: it is stopped and disabled.
+if ((WANT_TEST)) && ! installed prometheus; then
+    why=""
+    if [[ $(id -u) -ne 0 ]]; then
+        why="not root"
+    elif ! command -v apt-get >/dev/null 2>&1; then
+        why="no apt-get"
+    else
+        echo "install-deps: installing prometheus (for promtool)"
+        plog=$(mktemp)
+        export DEBIAN_FRONTEND=noninteractive
+        if ! { apt-get install -y -q --no-install-recommends prometheus >"$plog" 2>&1 ||
+            { apt-get update -q >>"$plog" 2>&1 &&
+                apt-get install -y -q --no-install-recommends prometheus >>"$plog" 2>&1; }; }; then
+            why="apt-get install failed: $(tail -n 1 "$plog")"
+        elif command -v systemctl >/dev/null 2>&1; then
+            systemctl disable --now prometheus >/dev/null 2>&1 || true
+        fi
+        rm -f "$plog"
+    fi
+    [[ -z $why ]] || echo "install-deps: promtool not installed ($why); the metrics test skips its promtool check"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "node does not run"

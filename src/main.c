@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "common/bgprio.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "config/config.h"
 #include "notify/webhook.h"
 #include "ratelimit/ratelimit.h"
@@ -25,7 +26,6 @@
 #include "router/router.h"
 #include "server/server.h"
 
-#define MS_VERSION "0.1.0"
 #define DEFAULT_CONFIG "config/modelswitch.yaml"
 
 static void usage(FILE *f)

@@ -25,6 +25,7 @@ typedef struct api_worker {
     /* requests whose client left, still reading the upstream answer for the usage to bill
      * (proxy.c); each counts in the worker's app_work (srv_app_work_begin) */
     struct proxy *detached;
+    struct stats_worker *stats; /* the worker's counters (stats.h), read by GET /metrics */
 } api_worker;
 
 static inline api_worker *api_worker_of(worker_t *w)
@@ -77,6 +78,8 @@ typedef struct api_settlement {
     char request_id[40];
     uint64_t start_ns;
     int done; /* settled or released */
+    /* where its events are counted (stats.h), or NULL */
+    struct stats_gen *stats;
     /* What becomes of the answer once it ended well, for endpoints that keep answers (the
      * Responses API's store: true, api/responses.c); NULL for the others. Called once, on the
      * loop, before the client gets the answer's last byte, never for a failed answer or a client
@@ -126,5 +129,8 @@ void api_responses(http_conn *c, http_request *r);
 void api_response_one(http_conn *c, http_request *r, ms_str id);
 void api_models_list(http_conn *c, http_request *r);
 void api_models_get(http_conn *c, http_request *r, ms_str id);
+/* GET /metrics (Prometheus's text format) and GET /readyz (metrics.c). */
+void metrics_scrape(http_conn *c, http_request *r);
+void metrics_readyz(http_conn *c, http_request *r);
 
 #endif

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/stats.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dialect/anthropic_request.h"
@@ -270,6 +271,7 @@ void api_count_tokens(http_conn *c, http_request *r)
         free(ct);
         return api_refuse(c, &why);
     }
+    stats_bind(api_worker_of(c->w)->stats, r, c->w->cfg, call->model); /* its metrics' model */
     int idx = pick(c->w, call);
     const char *reason = idx < 0 ? CT_NO_COUNT : !admit(c, &key) ? CT_RATE_LIMITED : NULL;
     if (reason) {

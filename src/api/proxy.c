@@ -36,6 +36,7 @@
 #include <strings.h>
 
 #include "api/proxy.h"
+#include "api/stats.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "router/router.h"
@@ -104,6 +105,10 @@ struct proxy {
     http_request req; /* detached: the request as the access log needs it */
     char path[128];
     uint64_t bytes_in, bytes_out;
+    /* metrics: an attempt is under way upstream (its outcome not counted yet), and the span of
+     * time the request waited on upstreams (first attempt's start to last one's end) */
+    int attempt_live;
+    uint64_t up_first_ns, up_last_ns;
     buf_t resp;
     buf_t out;
     buf_t usage_chunk; /* the upstream's usage-only chunk, sent last with the cost */
@@ -143,10 +148,33 @@ static void count_failures(proxy *p, int64_t now_ms)
 
 /* Reports the outcome of the attempt in progress. A success or an abandoned attempt is the last
  * one on the current model (the request ends, or moves to the next model). */
+/* What an attempt came to, for the metrics: a route outcome, told apart where the router does
+ * not care (an abandoned attempt the provider had refused). */
+static stats_attempt_outcome attempt_outcome(const proxy *p, route_outcome o)
+{
+    switch (o) {
+    case ROUTE_SUCCESS:
+        return STATS_ATTEMPT_OK;
+    case ROUTE_FAILURE:
+        return STATS_ATTEMPT_ERROR;
+    case ROUTE_TIMEOUT:
+        return STATS_ATTEMPT_TIMEOUT;
+    case ROUTE_RATE_LIMITED:
+        return STATS_ATTEMPT_RATE_LIMITED;
+    default:
+        return p->status >= 400 ? STATS_ATTEMPT_REFUSED : STATS_ATTEMPT_ABANDONED;
+    }
+}
+
 static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
 {
     int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000);
     int idx = p->dep_idx;
+    if (idx >= 0 && p->attempt_live) {
+        p->attempt_live = 0;
+        stats_attempt(p->st->stats, p->call->model->deployments[idx].provider,
+                      attempt_outcome(p, o));
+    }
     if (idx >= 0) {
         route_report(p->gen->route, p->call->model, idx, o, retry_after_ms, now_ms);
         p->dep_idx = -1;
@@ -182,6 +210,7 @@ static void proxy_free(proxy *p)
             p->req.completion_tokens = p->usage.u.output;
         }
         http_log_request(&p->req, 499, p->bytes_in, p->bytes_out);
+        stats_request_done(api_worker_of(w)->stats, &p->req, 499);
         if (p->dprev)
             p->dprev->dnext = p->dnext;
         else
@@ -250,6 +279,11 @@ static void bill(proxy *p, int client_status, char *cost)
     cost[0] = '\0';
     if (p->st->done) return; /* already billed */
     const char *provider = call->dep ? call->dep->provider->name : NULL;
+    http_request *r = p->c ? &p->c->req : p->detached ? &p->req : NULL;
+    if (r) {
+        uint64_t end = p->x || !p->up_last_ns ? ms_mono_ns() : p->up_last_ns;
+        stats_end(r, call->model, call->dep, p->up_first_ns ? end - p->up_first_ns : 0);
+    }
     /* a stream that did not reach its end may have reported only part of its usage (Anthropic
      * sends the prompt's at the start, the output's at the end) */
     int complete = !p->is_sse || p->saw_done;
@@ -363,7 +397,9 @@ static void model_headers(proxy *p, char *h, size_t n, const char *cost)
 
 static void stream_write(proxy *p, const char *data, size_t n)
 {
-    if (p->c) http_stream_write(p->c, data, n);
+    if (!p->c) return;
+    stats_first_byte(&p->c->req);
+    http_stream_write(p->c, data, n);
 }
 
 /* The client's dialect's encoder for this answer (made on first use). */
@@ -563,6 +599,7 @@ static int on_sse_event(void *ud, const sse_event *ev)
         uv_buf_t parts[3] = {uv_buf_init("data: ", 6),
                              uv_buf_init((char *)ev->data.p, (unsigned)ev->data.n),
                              uv_buf_init("\n\n", 2)};
+        stats_first_byte(&p->c->req);
         http_stream_writev(p->c, parts, 3);
         if (p->aborted) return 1;
     } else if (rc == 2 && p->c) {
@@ -705,6 +742,7 @@ static void fail_final(proxy *p)
         if (w > 0) ra = w;
     }
     bill(p, c ? status : 499, cost);
+    if (status == 429) stats_rate_limited(api_worker_of(p->w)->stats, "upstream");
     proxy_free(p);
     if (!c) return;
     /* Once the gateway has tried upstream, it has retried and failed over already: a client
@@ -724,6 +762,7 @@ static void next_model(proxy *p)
         return;
     }
     count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
+    stats_fallback(p->st->stats, p->chain[0], p->chain_idx);
     p->tried = 0;
     p->attempts = 0;
     p->same_retries = 0;
@@ -920,6 +959,7 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
 {
     proxy *p = ud;
     p->x = NULL;
+    p->up_last_ns = ms_mono_ns();
     note_upstream_time(p);
     if (p->finished) {
         proxy_free(p);
@@ -961,6 +1001,7 @@ static void run_local(proxy *p)
     ev_sink sink = {enc_emit, &es};
     prov_refusal why; /* 448 bytes: written only when something is refused */
     why.status = 0;
+    p->attempt_live = 1;
     report(p, ROUTE_SUCCESS, -1);
     int rc = p->ad->local(adapter_call(p), &sink, &body, &p->usage, &why);
     char cost[32], h[600];
@@ -987,6 +1028,7 @@ static void run_local(proxy *p)
         model_headers(p, h, sizeof h - 32, cost);
         strncat(h, "cache-control: no-cache\r\n", sizeof h - strlen(h) - 1);
         http_stream_start(c, 200, d->stream_content_type, h);
+        stats_first_byte(&c->req);
         http_stream_write(c, out.data, out.len);
         http_stream_end(c);
     } else {
@@ -1005,6 +1047,7 @@ static void run_attempt(proxy *p)
     prov_call *call = p->call;
     const cfg_deployment *dep = &call->model->deployments[p->dep_idx];
     call->dep = dep;
+    if (p->attempts > 0) stats_retry(p->st->stats, call->model);
     p->attempts++;
     p->tried |= dep_bit(p->dep_idx);
     if (p->c) ms_copy(p->c->req.log_provider, sizeof p->c->req.log_provider, dep->provider->name);
@@ -1051,6 +1094,8 @@ static void run_attempt(proxy *p)
     };
     static const up_callbacks cbs = {on_response, on_data, on_complete};
     p->t0 = ms_mono_ns();
+    if (!p->up_first_ns) p->up_first_ns = p->t0;
+    p->attempt_live = 1;
     p->x = up_start(p->w->up, &req, &cbs, p);
     if (!p->x)
         attempt_failed(p, ROUTE_ABANDONED, 0, "The gateway could not start the upstream request.");

@@ -7,8 +7,9 @@
  * unauthenticated client learns nothing about the request it sent. The same holds for /api/
  * (billing keys, account.c) and /admin/ (the admin token, admin.c): an unknown path there is a
  * 404 only for a caller who got through authentication. /admin/ does not exist at all (404 for
- * every path) when no admin token is configured. The web dashboard ("/", "/dashboard/...",
- * dashboard.c) is matched after all of them.
+ * every path) when no admin token is configured. /healthz and /readyz are public; /metrics takes
+ * the admin token too (and is absent without one), unless server.metrics_public opens it. The web
+ * dashboard ("/", "/dashboard/...", dashboard.c) is matched after all of them.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "api/dashboard.h"
 #include "api/job.h"
 #include "api/proxy.h"
+#include "api/stats.h"
 #include "auth/keys.h"
 #include "common/util.h"
 
@@ -307,6 +309,18 @@ static int admin_authenticate(http_conn *c, http_request *r, const char *token)
     return 0;
 }
 
+/* The operator's token, for a route outside /admin/ that wants it (/metrics): a 404 when none is
+ * configured, as /admin/ is then (the route does not exist), else as admin_authenticate. */
+static int route_admin_token(http_conn *c, http_request *r)
+{
+    const char *token = c->w->cfg->admin_token;
+    if (!token || !*token) {
+        not_found(c);
+        return -1;
+    }
+    return admin_authenticate(c, r, token);
+}
+
 /* /admin/...: the operator API behind the admin token. */
 static int route_admin(http_conn *c, http_request *r, int head)
 {
@@ -399,6 +413,13 @@ static int route(http_conn *c, http_request *r, int head)
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);
         return api_models_get(c, r, (ms_str){p.p + 11, p.n - 11}), 0;
     }
+    if (ms_str_eq(p, "/metrics") || ms_str_eq(p, "/readyz")) {
+        if (!get) return method_not_allowed(c, "GET"), -1;
+        /* /readyz is public; /metrics too with server.metrics_public, else the operator's */
+        if (p.n == 8 && !c->w->cfg->metrics_public && route_admin_token(c, r) != 0) return -1;
+        if (head) return 0;
+        return p.n == 8 ? metrics_scrape(c, r) : metrics_readyz(c, r), 0;
+    }
     if (p.n >= 4 && memcmp(p.p, "/v1/", 4) == 0) {
         /* Unknown inference routes still need a valid key first, like OpenAI. */
         if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return -1;
@@ -427,14 +448,27 @@ static int api_head_check(http_conn *c, http_request *r)
 
 static int api_worker_init(worker_t *w)
 {
-    w->app = calloc(1, sizeof(api_worker));
-    return w->app ? 0 : -1;
+    api_worker *aw = calloc(1, sizeof *aw);
+    if (!aw || !(aw->stats = stats_worker_new())) {
+        free(aw);
+        return -1;
+    }
+    w->app = aw;
+    return 0;
 }
 
 static void api_worker_free(worker_t *w)
 {
-    free(w->app);
+    api_worker *aw = w->app;
+    if (aw) stats_worker_free(aw->stats);
+    free(aw);
     w->app = NULL;
+}
+
+/* A request is over: its metrics (stats.h). */
+static void api_request_done(worker_t *w, http_request *r, int status)
+{
+    stats_request_done(api_worker_of(w)->stats, r, status);
 }
 
 /* The server reaches the API layer only through these pointers, so server/ includes nothing of
@@ -445,5 +479,6 @@ srv_handlers api_server_handlers(void)
                           .head_check = api_head_check,
                           .worker_init = api_worker_init,
                           .worker_free = api_worker_free,
-                          .on_drain_kill = proxy_kill_detached};
+                          .on_drain_kill = proxy_kill_detached,
+                          .on_done = api_request_done};
 }

@@ -12,6 +12,7 @@
 
 #include "api/api.h"
 #include "api/proxy.h"
+#include "api/stats.h"
 #include "billing/billing.h"
 #include "ratelimit/ratelimit.h"
 #include "common/util.h"
@@ -55,6 +56,7 @@ int64_t api_settle(api_settlement *s, const cfg_model *model, const char *provid
     /* each kind at its own price: cache reads cheaper, writes dearer, reasoning as output */
     ev.charged_nusd = price_usage_cost(s->cfg, model, u);
     int64_t charged = bill_settle(s->bill, &s->hold, &ev);
+    stats_settled(s->stats, model, u, charged);
     if (cost) ms_format_decimal(charged, 9, cost, 32);
     return charged;
 }
@@ -67,6 +69,7 @@ void api_release(api_settlement *s, const cfg_model *model, const char *provider
     store_usage_event ev;
     fill_event(s, model, provider, status, &ev);
     bill_release(s->bill, &s->hold, &ev);
+    stats_hold(s->stats, 0);
 }
 
 void api_settlement_free(api_settlement *s)
@@ -95,6 +98,8 @@ api_settlement *api_admit(http_conn *c, const prov_call *call, const store_key *
     s->bill = w->bill;
     s->cfg = cfg;
     s->rl = w->rl;
+    /* counted under its model from here on, refused or not */
+    s->stats = stats_bind(api_worker_of(w)->stats, &c->req, cfg, call->model);
     s->key = *key;
     s->rl_model = call->model;
     s->start_ns = c->req.start_ns;
@@ -119,6 +124,7 @@ api_settlement *api_admit(http_conn *c, const prov_call *call, const store_key *
         c->req.rl = res;
         c->req.have_rl = 1;
         if (!ok) {
+            stats_rate_limited(api_worker_of(w)->stats, res.scope);
             s->rl = NULL; /* nothing was consumed */
             char msg[200];
             snprintf(msg, sizeof msg,
@@ -135,8 +141,10 @@ api_settlement *api_admit(http_conn *c, const prov_call *call, const store_key *
     if (st != BILL_OK) correct_tokens(s, 0); /* refused before anything ran: the tokens go back */
     switch (st) {
     case BILL_OK:
+        stats_hold(s->stats, 1);
         return s;
     case BILL_SPEND_LIMIT:
+        stats_refusal(api_worker_of(w)->stats, STATS_REFUSAL_SPEND_LIMIT);
         http_error(c, 403, "permission_error", "spend_limit_reached", NULL,
                    "This API key has reached its spend limit.", -1);
         free(s);
@@ -144,6 +152,7 @@ api_settlement *api_admit(http_conn *c, const prov_call *call, const store_key *
     case BILL_INSUFFICIENT:
     case BILL_NO_ACCOUNT:
     default: {
+        stats_refusal(api_worker_of(w)->stats, STATS_REFUSAL_BALANCE);
         char msg[200], usd[32];
         ms_format_decimal(amount, 9, usd, sizeof usd);
         snprintf(msg, sizeof msg,

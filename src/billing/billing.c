@@ -52,6 +52,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,12 +147,20 @@ struct bill {
     int sleeping;             /* the ledger thread waits on `wake` */
     int flushers;             /* bill_flush callers waiting: commit without the group window */
     int64_t first_queued_ms;  /* when the oldest event of `in` was queued */
+    /* events ever taken by the ledger thread (a prefix of those queued), and when the oldest of
+     * the batch it took last was queued (bill_health) */
+    uint64_t taken_total;
+    int64_t taken_first_ms;
     int poke;
     uint64_t polls_started; /* account polls begun (the waiters of bill_poll_sync count them) */
     uint64_t polls_done;    /* the number of the last poll that completed */
     int stop;
     int exited;
     int warned_big;
+    /* the ledger thread's last store write or read: 0 failed (since store_failed_ms), 1 ok;
+     * read by the readiness probe without the lock */
+    _Atomic int store_ok;
+    _Atomic int64_t store_failed_ms;
 
     /* Ledger-thread only (and bill_start before the thread exists). */
     store_t *store;
@@ -569,6 +578,14 @@ static void bill_log_lost(const store_usage_event *ev, size_t n)
                   ev[i].usage.reasoning, ev[i].charged_nusd);
 }
 
+/* The outcome of the ledger thread's latest store access, for bill_health. */
+static void bill_store_result(bill_t *b, int ok)
+{
+    if (ok == atomic_load_explicit(&b->store_ok, memory_order_relaxed)) return;
+    if (!ok) atomic_store_explicit(&b->store_failed_ms, bill_now_mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&b->store_ok, ok, memory_order_relaxed);
+}
+
 static void *bill_main(void *arg)
 {
     bill_t *b = arg;
@@ -590,6 +607,8 @@ static void *bill_main(void *arg)
             bill_vec t = b->out;
             b->out = b->in;
             b->in = t;
+            b->taken_total += b->out.len;
+            b->taken_first_ms = b->first_queued_ms;
             b->in.len = 0;
             b->out_pos = 0;
             if (b->in.cap > BILL_QUEUE_KEEP) {
@@ -641,7 +660,9 @@ static void *bill_main(void *arg)
         if (commit_now) {
             size_t n = b->out.len - b->out_pos;
             if (n > BILL_CHUNK) n = BILL_CHUNK;
-            if (bill_commit(b, b->out.ev + b->out_pos, n) == 0) {
+            int ok = bill_commit(b, b->out.ev + b->out_pos, n) == 0;
+            bill_store_result(b, ok);
+            if (ok) {
                 b->out_pos += n;
                 if (backoff > 0)
                     log_warn("billing: ledger writes recovered after %u failed attempts", failures);
@@ -665,7 +686,9 @@ static void *bill_main(void *arg)
         }
         int polled = 0;
         if (poll_now) {
-            if (bill_poll(b, msg, sizeof(msg)) != 0) {
+            int ok = bill_poll(b, msg, sizeof(msg)) == 0;
+            bill_store_result(b, ok);
+            if (!ok) {
                 if (poll_failures++ % BILL_WARN_EVERY == 0)
                     log_warn("billing: reading account changes failed (top-ups wait): %s", msg);
             } else {
@@ -764,6 +787,7 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     b->poll_oom = 0;
+    atomic_store(&b->store_ok, 1);
     if (store_key_spends(b->store, bill_key_spend_cb, b) != STORE_OK) {
         snprintf(err, errlen, "billing: loading key spends: %s", store_errmsg(b->store));
         goto fail;
@@ -1063,4 +1087,21 @@ void bill_set_on_notice(bill_t *b, void (*fn)(void *ud), void *ud)
     if (!b) return;
     b->on_notice = fn;
     b->on_notice_ud = ud;
+}
+
+void bill_health(bill_t *b, bill_health_info *out)
+{
+    int64_t now = bill_now_mono_ms(), oldest = 0;
+    pthread_mutex_lock(&b->qmu);
+    out->queue_depth = b->enq_total - b->committed_total;
+    /* the batch the thread took is written first (FIFO); then what waits behind it */
+    if (b->committed_total < b->taken_total)
+        oldest = b->taken_first_ms;
+    else if (b->in.len)
+        oldest = b->first_queued_ms;
+    pthread_mutex_unlock(&b->qmu);
+    out->lag_ms = oldest && now > oldest ? now - oldest : 0;
+    out->store_ok = atomic_load_explicit(&b->store_ok, memory_order_relaxed);
+    int64_t since = atomic_load_explicit(&b->store_failed_ms, memory_order_relaxed);
+    out->store_failing_ms = !out->store_ok && now > since ? now - since : 0;
 }

@@ -97,6 +97,15 @@ void bill_flush(bill_t *b);
  * hold a pool thread (and so the shutdown) while the store refuses writes. Returns 0 when
  * everything was committed, -1 on timeout. */
 int bill_flush_for(bill_t *b, int64_t max_ms);
+/* How the ledger stands, for the readiness probe and the metrics: cheap (a short lock), never
+ * waits for the store. */
+typedef struct bill_health_info {
+    uint64_t queue_depth;     /* usage events settled and not yet committed */
+    int64_t lag_ms;           /* how long the oldest of them has waited; 0 when none waits */
+    int store_ok;             /* the ledger thread's last store write or read succeeded */
+    int64_t store_failing_ms; /* when it did not: for how long it has been failing */
+} bill_health_info;
+void bill_health(bill_t *b, bill_health_info *out);
 /* Tells the ledger thread to re-read accounts now (after a top-up made through the API). */
 void bill_poke(bill_t *b);
 /* Waits, for at most max_ms, until the ledger thread has re-read the accounts in a poll that

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,6 +35,14 @@ static struct {
     size_t dropped;
     _Atomic int level; /* a log_level; set again by a config reload while threads log */
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .level = LOG_INFO};
+
+/* Lines ever dropped (L.dropped is reset once reported): the metrics read it without the lock. */
+static _Atomic uint64_t dropped_total;
+
+uint64_t log_dropped_total(void)
+{
+    return atomic_load_explicit(&dropped_total, memory_order_relaxed);
+}
 
 static void write_all(const char *p, size_t n)
 {
@@ -152,6 +161,7 @@ void log_line(const char *line, size_t n)
     }
     if (L.qlen + n + 1 > LOG_QUEUE_MAX) {
         L.dropped++;
+        atomic_fetch_add_explicit(&dropped_total, 1, memory_order_relaxed);
     } else {
         memcpy(L.q + L.qlen, line, n);
         L.q[L.qlen + n] = '\n';

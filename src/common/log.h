@@ -10,6 +10,7 @@
 #define MS_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
@@ -21,6 +22,8 @@ void log_set_level(log_level lvl);
 void log_msg(log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Queues one already formatted line (a newline is added). */
 void log_line(const char *line, size_t n);
+/* How many lines were dropped because the queue was full, since the start (any thread). */
+uint64_t log_dropped_total(void);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,6 +491,7 @@ static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
                                          "admin_token",
                                          "background_priority",
                                          "busy_poll_us",
+                                         "metrics_public",
                                          NULL};
     const char *path = "server";
     yaml_node_t *v;
@@ -523,6 +525,9 @@ static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
         c->background_idle = idle;
         free(s);
     }
+    if ((v = get_field(L, n, "metrics_public")) &&
+        get_bool(L, v, "server.metrics_public", &c->metrics_public))
+        return -1;
     return 0;
 }
 
@@ -1228,6 +1233,10 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
+    /* what outlives a config (the metrics' counters) tells configs apart by this, never by an
+     * address a later config may reuse */
+    static _Atomic uint64_t generations;
+    c->generation = atomic_fetch_add(&generations, 1) + 1;
     c->listen_port = 8080;
     c->workers = 0;
     c->max_body_bytes = 8LL << 20;

@@ -79,6 +79,8 @@ typedef struct cfg_model {
 
 typedef struct cfg {
     char *path;
+    /* 1, 2, ... for each config this process loads: unlike the address, never reused */
+    uint64_t generation;
     /* server */
     char *listen_host;         /* default 127.0.0.1 */
     int listen_port;           /* default 8080 */
@@ -93,6 +95,7 @@ typedef struct cfg {
     char *admin_token;         /* NULL or "" = /admin/ disabled; never logged */
     int background_idle;       /* server.background_priority: 1 = idle (default), 0 = normal */
     int busy_poll_us;          /* server.busy_poll_us: 0 = workers sleep when idle (default) */
+    int metrics_public;        /* server.metrics_public: GET /metrics without the admin token */
     /* store */
     char *sqlite_path;  /* default data/modelswitch.db; relative paths are resolved against the
                            config file's directory, so the result is absolute */

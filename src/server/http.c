@@ -245,6 +245,7 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
 static void access_log(http_conn *c)
 {
     http_log_request(&c->req, c->status, c->bytes_in, c->bytes_out);
+    if (c->w->srv->h.on_done) c->w->srv->h.on_done(c->w, &c->req, c->status);
 }
 
 /* Appends a JSON string value (quoted, escaped) or null when s is empty. */

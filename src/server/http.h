@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "common/counter.h"
 #include "ratelimit/ratelimit.h"
 #include "server/server.h"
 
@@ -77,6 +78,8 @@ typedef struct http_request {
     /* the key's rate-limit state, written into the answer's head once, when it is sent */
     int have_rl;
     rl_result rl;
+    /* the handler layer's note of where the request is counted (srv_handlers.on_done) */
+    ctr_note note;
 } http_request;
 
 struct http_conn {

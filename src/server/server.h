@@ -80,6 +80,10 @@ typedef struct srv_handlers {
     /* The drain timed out: abandon, now, the work that outlived its connection
      * (srv_app_work_begin), before the remaining connections are closed. */
     void (*on_drain_kill)(worker_t *w);
+    /* A request is over (answered, or its client left: status 499), as its access line is
+     * written: the layer counts it (r->note). Not called for a request the abort hook took over
+     * (that one's handler says when it is over). */
+    void (*on_done)(worker_t *w, struct http_request *r, int status);
 } srv_handlers;
 
 struct worker {
@@ -105,14 +109,16 @@ struct worker {
     struct rl *rl;     /* ratelimit/ratelimit.h: shared limiter */
     int draining;
     int listener_open;
-    uint64_t inflight; /* requests being processed on a connection */
+    /* requests being processed on a connection; atomic (one writer, this worker) because
+     * GET /metrics reads every worker's from whichever worker serves it, like nconns */
+    _Atomic uint64_t inflight;
     /* requests the handler layer still works on after their connection let them go (a proxy
      * reading the usage of a client that left): the worker does not stop while any is left */
     uint64_t app_work;
     void *app;               /* the handler layer's per-worker state (srv_handlers.worker_init) */
     int app_ready;           /* worker_init succeeded: worker_free is owed */
     struct http_conn *conns; /* intrusive list of open connections */
-    uint64_t nconns;
+    _Atomic uint64_t nconns;
     uint64_t rid_seq;  /* request id sequence (srv_new_request_id) */
     uint64_t rid_salt; /* random per worker, so workers and processes never collide */
     char *readbuf;     /* shared by every connection of this worker: data is consumed in read_cb */

@@ -1145,3 +1145,45 @@ export function assertRetryAfter(assert, res, what = '') {
     assert.equal(Number(s), Math.ceil(Number(ms) / 1000), `retry-after is retry-after-ms rounded up: ${ctx}`);
     return Number(ms);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (issue 14): GET /metrics read back as samples.
+
+/**
+ * Prometheus text (format 0.0.4) as its samples. get(name, labels) is the value of the sample
+ * with exactly those labels as a Number (0 when there is none), raw(name, labels) its text
+ * (undefined when there is none), so exact decimals (USD) can be compared as BigInt nano-dollars.
+ * Throws on a line that is neither a comment nor a sample.
+ */
+export function parseMetrics(text) {
+    const key = (name, labels) => name + JSON.stringify(Object.entries(labels).sort());
+    const samples = new Map();
+    for (const line of text.split('\n')) {
+        if (!line || line.startsWith('#')) continue;
+        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+        if (!m) throw new Error(`not a metrics sample: ${JSON.stringify(line)}`);
+        const labels = {};
+        for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+            labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+        }
+        const k = key(m[1], labels);
+        if (samples.has(k)) throw new Error(`sample given twice: ${line}`);
+        samples.set(k, m[3]);
+    }
+    return {
+        text,
+        samples,
+        raw: (name, labels = {}) => samples.get(key(name, labels)),
+        get: (name, labels = {}) => Number(samples.get(key(name, labels)) ?? 0),
+        /** Every sample of name as [labels, value] pairs. */
+        all: (name) => [...samples].filter(([k]) => k.startsWith(name + '[')).map(([k, v]) =>
+            [Object.fromEntries(JSON.parse(k.slice(name.length))), Number(v)]),
+    };
+}
+
+/** GET /metrics on gw with the bearer token (undefined: none); throws unless 200. */
+export async function scrapeMetrics(gw, token) {
+    const res = await get(gw, '/metrics', token);
+    if (res.status !== 200) throw new Error(`GET /metrics: ${res.status} ${res.text.slice(0, 300)}`);
+    return parseMetrics(res.text);
+}

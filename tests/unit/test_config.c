@@ -155,6 +155,8 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->log_level, LOG_INFO);
     CHECK_EQ_INT(c->background_idle, 1);
     CHECK_EQ_INT(c->busy_poll_us, 0);
+    CHECK_EQ_INT(c->metrics_public, 0);
+    CHECK(c->generation > 0);
     CHECK_EQ_INT(c->nproviders, 1);
     CHECK_EQ_STR(c->providers[0].name, "local");
     CHECK_EQ_INT(c->providers[0].kind, PROV_ECHO);
@@ -348,6 +350,22 @@ static void test_every_field(void)
     CHECK_EQ_STR(small->fallbacks[0], "big");
 done:
     cfg_free(c);
+}
+
+/* server.metrics_public (GET /metrics without the admin token), and the generation that tells
+ * two loaded configs apart (the metrics' counters outlive a config). */
+static void test_metrics_public_and_generation(void)
+{
+    cfg_t *a = load("server: {metrics_public: true}\n" MINIMAL_MODELS);
+    cfg_t *b = load("server: {metrics_public: false}\n" MINIMAL_MODELS);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_EQ_INT(a->metrics_public, 1);
+        CHECK_EQ_INT(b->metrics_public, 0);
+        CHECK(a->generation > 0 && b->generation > a->generation);
+    }
+    cfg_free(a);
+    cfg_free(b);
 }
 
 static void test_postgres_and_ipv6(void)
@@ -610,6 +628,8 @@ static void test_bad_types(void)
                "server.busy_poll_us: ", "must be between 0 and 1000");
     EXPECT_ERR("server: {busy_poll_us: -5}\n" MINIMAL_MODELS, 1,
                "server.busy_poll_us: ", "must be between 0 and 1000");
+    EXPECT_ERR("server: {metrics_public: yes}\n" MINIMAL_MODELS, 1,
+               "server.metrics_public: ", "expected true or false, got 'yes'");
 }
 
 /* Issue 4's fields: account and model limits, routing, and the provider timeouts. */
@@ -1397,6 +1417,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_lookups);
     RUN(test_every_field);
+    RUN(test_metrics_public_and_generation);
     RUN(test_postgres_and_ipv6);
     RUN(test_null_sections);
     RUN(test_store_path_and_unconfigured);
