@@ -11,12 +11,16 @@ LLHTTP_SRC := /usr/share/llhttp/llhttp.c /usr/share/llhttp/api.c /usr/share/llht
 
 SRC     := $(shell find src -name '*.c' | sort)
 LIB_SRC := $(filter-out src/main.c,$(SRC))
-OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The dashboard's files (web/), compiled into the binary by scripts/web_embed.c (the directories
+# are prerequisites too, so a removed file regenerates the source).
+WEB_FILES := $(shell find web -type f | sort)
+WEB_GEN := $(BUILD)/gen/web_assets.c
+OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o) $(WEB_GEN:%.c=%.o)
 LLOBJ   := $(patsubst /usr/share/llhttp/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test asan clean format bench tools fuzz unit
+.PHONY: all test asan clean format bench tools fuzz unit screenshots
 all: $(BUILD)/modelswitch tools
 
 tools: $(BUILD)/mock_upstream
@@ -30,6 +34,19 @@ $(BUILD)/libms.a: $(OBJ) $(LLOBJ)
 
 $(BUILD)/src/%.o: src/%.c $(shell find src -name '*.h')
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# A build tool, so built without the sanitizers of an asan build.
+$(BUILD)/web_embed: scripts/web_embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror $(shell pkg-config --cflags libcrypto) -o $@ $< \
+	  $(shell pkg-config --libs libcrypto)
+
+$(WEB_GEN): $(BUILD)/web_embed $(WEB_FILES) $(shell find web -type d)
+	@mkdir -p $(dir $@)
+	$(BUILD)/web_embed $@ web $(WEB_FILES:web/%=%)
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c src/api/dashboard.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # llhttp is Node's parser, compiled from Debian's sources; it is not our code, so our warning
@@ -59,6 +76,10 @@ asan:
 bench:
 	bash bench/run.sh
 
+# The dashboard's screenshots in docs/dashboard/, taken by its browser test (Chromium).
+screenshots: all
+	MS_SCREENSHOTS=docs/dashboard node --test tests/e2e/dashboard.test.mjs
+
 format:
 	clang-format -i $$(find src tests/unit tests/mock -name '*.[ch]')
 
@@ -69,7 +90,7 @@ clean:
 # (fuzz_adapters: build-fuzz/fuzz_adapters tests/fuzz/corpus_adapters -max_total_time=60)
 # (fuzz_anthropic_request: build-fuzz/fuzz_anthropic_request -max_total_time=60)
 # (fuzz_responses_request: build-fuzz/fuzz_responses_request -max_total_time=60)
-fuzz:
+fuzz: $(WEB_GEN)
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_jscan.c \
 	  src/common/jscan.c -ljansson -o build-fuzz/fuzz_jscan
@@ -77,10 +98,10 @@ fuzz:
 	  src/common/sse.c src/common/buf.c -o build-fuzz/fuzz_sse
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
 	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_adapters.c \
-	  $(LIB_SRC) $(LLHTTP_SRC) -o build-fuzz/fuzz_adapters $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+	  $(LIB_SRC) $(WEB_GEN) $(LLHTTP_SRC) -o build-fuzz/fuzz_adapters $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
 	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_anthropic_request.c \
-	  $(LIB_SRC) $(LLHTTP_SRC) -o build-fuzz/fuzz_anthropic_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+	  $(LIB_SRC) $(WEB_GEN) $(LLHTTP_SRC) -o build-fuzz/fuzz_anthropic_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
 	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_responses_request.c \
-	  $(LIB_SRC) $(LLHTTP_SRC) -o build-fuzz/fuzz_responses_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+	  $(LIB_SRC) $(WEB_GEN) $(LLHTTP_SRC) -o build-fuzz/fuzz_responses_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm

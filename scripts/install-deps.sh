@@ -4,7 +4,8 @@
 # pay nothing on a prepared machine.
 #
 #   scripts/install-deps.sh          build and runtime dependencies (Debian packages)
-#   scripts/install-deps.sh --test   also the end-to-end test dependencies (npm ci in tests/e2e)
+#   scripts/install-deps.sh --test   also the end-to-end test dependencies: Debian's Chromium and
+#                                    a font for the dashboard's browser tests, npm ci in tests/e2e,
 #                                    and promtool (Debian's prometheus package, if it can be had)
 #
 # Node.js may already come from elsewhere (the machines here carry a newer Node than Debian's, with
@@ -18,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
     --test) WANT_TEST=1 ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -36,6 +37,12 @@ die() {
 PKGS=(build-essential pkg-config clang valgrind curl ca-certificates libuv1-dev node-llhttp
     libcurl4-openssl-dev libjansson-dev libjsmn-dev libsqlite3-dev libyaml-dev libssl-dev
     libhiredis-dev sqlite3)
+# The dashboard's browser tests (tests/e2e/dashboard.test.mjs) drive Debian's Chromium through
+# puppeteer-core, which downloads no browser of its own; a font so its pages, and the screenshots
+# in docs/dashboard/, have readable text.
+if ((WANT_TEST)); then
+    PKGS+=(chromium fonts-dejavu-core)
+fi
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

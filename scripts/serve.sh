@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds ModelSwitch and runs it with config/modelswitch.yaml (embedded SQLite in data/).
-# On the first run it creates a demo account (USD 10) and a demo proxy key, and prints the key
-# once, with a curl command for the address the gateway is about to listen on. Extra arguments
+# On the first run it creates a demo account (USD 10), a demo proxy key and a billing key for the
+# web dashboard, and prints both keys once, with a curl command and the dashboard's address for
+# the address the gateway is about to listen on. Extra arguments
 # go to `modelswitch serve` (e.g. --listen 0.0.0.0:8080).
 #
 # Environment:
@@ -56,6 +57,7 @@ listen_address() {
 if [ "$("$MS" --config "$CONFIG" account list | wc -l)" -le 1 ]; then
     id=$("$MS" --config "$CONFIG" account create --name demo --balance 10)
     key=$("$MS" --config "$CONFIG" key create --account "$id" --name demo | tail -n 1)
+    mk=$("$MS" --config "$CONFIG" key create --account "$id" --type billing --name dashboard | tail -n 1)
     addr=$(listen_address "$@")
     cat <<MSG
 
@@ -67,6 +69,11 @@ if [ "$("$MS" --config "$CONFIG" account list | wc -l)" -le 1 ]; then
     curl -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \\
       -d '{"model":"echo-1","messages":[{"role":"user","content":"hi"}]}' \\
       http://$addr/v1/chat/completions
+
+  The web dashboard (balance, keys, usage) is at http://$addr/dashboard/ ; sign in with this
+  billing key (also shown once):
+
+    $mk
 
 MSG
 fi

@@ -8,7 +8,8 @@
  * (billing keys, account.c) and /admin/ (the admin token, admin.c): an unknown path there is a
  * 404 only for a caller who got through authentication. /admin/ does not exist at all (404 for
  * every path) when no admin token is configured. /healthz and /readyz are public; /metrics takes
- * the admin token too (and is absent without one), unless server.metrics_public opens it.
+ * the admin token too (and is absent without one), unless server.metrics_public opens it. The web
+ * dashboard ("/", "/dashboard/...", dashboard.c) is matched after all of them.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "api/dashboard.h"
 #include "api/job.h"
 #include "api/proxy.h"
 #include "api/stats.h"
@@ -424,6 +426,9 @@ static int route(http_conn *c, http_request *r, int head)
     }
     if (p.n >= 5 && memcmp(p.p, "/api/", 5) == 0) return route_api(c, r, head);
     if (p.n >= 7 && memcmp(p.p, "/admin/", 7) == 0) return route_admin(c, r, head);
+    /* last: the dashboard's pages cost the API's requests nothing */
+    if (ms_str_eq(p, "/") || (p.n >= 10 && memcmp(p.p, "/dashboard", 10) == 0))
+        return dash_route(c, r, head);
     not_found(c);
     return -1;
 }

@@ -73,6 +73,10 @@ static const char *status_text(int status)
         return "Created";
     case 204:
         return "No Content";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -224,8 +228,8 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
         rc |= buf_appends(h, content_type);
         rc |= buf_appends(h, "\r\n");
     }
-    if (status == 204) {
-        ; /* RFC 9110: no Content-Length on 204 */
+    if (status == 204 || status == 304) {
+        ; /* RFC 9110: no Content-Length on 204; on 304 it would have to be the full body's */
     } else if (content_length >= 0) {
         *ms_i64_dec(content_length, num) = '\0';
         rc |= buf_appends(h, "content-length: ");
@@ -716,6 +720,7 @@ static int cb_message_begin(llhttp_t *p)
     c->in_field = 0;
     c->head_bytes = 0;
     c->ctype_len = 0;
+    c->inm_len = 0;
     memset(c->once_len, 0, sizeof c->once_len);
     c->expect_continue = 0;
     c->header_too_large = c->body_too_large = 0;
@@ -792,12 +797,16 @@ static int cb_header_value_complete(llhttp_t *p)
     } else if (ms_str_caseeq(name, "content-type")) {
         c->ctype_off = voff;
         c->ctype_len = vlen;
+    } else if (ms_str_caseeq(name, "if-none-match")) {
+        c->inm_off = voff;
+        c->inm_len = vlen;
     } else if (ms_str_caseeq(name, "expect")) {
         ms_str v = {c->head.data + voff, vlen};
         if (ms_str_caseeq(v, "100-continue")) c->expect_continue = 1;
     }
     /* headers we do not use need no space: drop their bytes (the limit counted them) */
-    if (c->hname_off >= c->head.len || (once >= HTTP_ONCE_KEPT && c->ctype_off != voff)) {
+    if (c->hname_off >= c->head.len ||
+        (once >= HTTP_ONCE_KEPT && c->ctype_off != voff && c->inm_off != voff)) {
         c->head_bytes += c->head.len - c->hname_off;
         c->head.len = c->hname_off;
     }
@@ -956,6 +965,7 @@ static void fill_request(http_conn *c)
     for (int i = 0; i < HTTP_ONCE_KEPT; i++)
         *kept[i] = (ms_str){c->head.data ? c->head.data + c->once_off[i] : "", c->once_len[i]};
     r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};
+    r->if_none_match = (ms_str){c->head.data ? c->head.data + c->inm_off : "", c->inm_len};
     r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
 }
 

@@ -59,6 +59,7 @@ typedef struct http_request {
     ms_str anthropic_beta;
     ms_str cache; /* x-modelswitch-cache: the response cache's per-request switch (api/cache.c) */
     ms_str content_type;
+    ms_str if_none_match; /* the dashboard's assets answer 304 when it names their ETag */
     ms_str body;
     /* Writes an error's body in the shape the client's API uses, or NULL for the contract's
      * {"error":{...}}. Set by the handler layer once it knows the route (the server knows no
@@ -109,6 +110,7 @@ struct http_conn {
     int nheaders;
     size_t once_off[HTTP_ONCE_KEPT], once_len[HTTP_ONCE_KEPT]; /* kept headers (http.c) */
     size_t ctype_off, ctype_len;
+    size_t inm_off, inm_len; /* If-None-Match */
     int expect_continue;
     int header_too_large;
     int body_too_large;

@@ -253,7 +253,7 @@ test('docs/CONFIG.md lists every command of --help, with its options', T, async 
     }
 });
 
-test('scripts/serve.sh --listen HOST:PORT prints a curl command for that address, and it works', T, async () => {
+test('scripts/serve.sh --listen HOST:PORT prints a curl command and the dashboard for that address, and they work', T, async () => {
     const dir = path.join(gw.dir, 'serve-sh');
     await fsp.mkdir(dir);
     const config = path.join(dir, 'modelswitch.yaml');
@@ -281,6 +281,13 @@ test('scripts/serve.sh --listen HOST:PORT prints a curl command for that address
             body,
         });
         assert.equal(res.status, 200, await res.text());
+        // the dashboard's address and the billing key to sign in with
+        const dash = /(http:\/\/\S+\/dashboard\/)/.exec(out)?.[1];
+        assert.equal(dash, `http://127.0.0.1:${port}/dashboard/`, out);
+        assert.match(await (await fetch(dash)).text(), /ModelSwitch dashboard/);
+        const mk = /^\s+(mk-[A-Za-z0-9]+)$/m.exec(out)?.[1];
+        const bal = await fetch(`http://127.0.0.1:${port}/api/balance`, { headers: { authorization: `Bearer ${mk}` } });
+        assert.equal(bal.status, 200, out);
     } finally {
         child.kill('SIGTERM');
         const r = await exited;

@@ -271,10 +271,11 @@ test('absolute-form targets (RFC 9112 3.2.2): the path comes from the URI, Host 
         await c.write('GET HTTPS://user@Example.COM:8443/healthz?probe=1 HTTP/1.1\r\nHost: t\r\n\r\n');
         const res2 = await c.readResponses(2);
         assert.equal(res2[1].status, 200, res2[1].text);
-        await c.write('GET http://example.com HTTP/1.1\r\nHost: t\r\n\r\n'); // the path is "/"
+        // the path is "/", which redirects to the dashboard
+        await c.write('GET http://example.com HTTP/1.1\r\nHost: t\r\n\r\n');
         const res3 = await c.readResponses(3);
-        assert.equal(res3[2].status, 404);
-        assert.equal(errorOf(res3[2]).code, 'not_found');
+        assert.equal(res3[2].status, 302);
+        assert.equal(res3[2].headers.location, '/dashboard/');
         await c.write(`GET http://example.com/v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${key}\r\n\r\n`);
         const res4 = await c.readResponses(4);
         assert.equal(res4[3].status, 200, res4[3].text);
