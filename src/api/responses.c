@@ -70,25 +70,34 @@ static void saving_done(int slot)
     pthread_mutex_unlock(&saving_mu);
 }
 
-/* Waits (a pool thread) until id is no longer being saved, or RS_WAIT_MS. Returns 1 when it was
- * being saved (a second look may find it). */
-static int saving_wait(const char *id)
+/* Waits (a pool thread) until id is no longer being saved, or RS_WAIT_MS. */
+static void saving_wait(const char *id)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += RS_WAIT_MS / 1000;
-    int was = 0;
     pthread_mutex_lock(&saving_mu);
     for (;;) {
         int listed = 0;
         for (int i = 0; i < RS_SAVING_MAX && !listed; i++)
             listed = saving[i][0] && strcmp(saving[i], id) == 0;
-        if (!listed) break;
-        was = 1;
-        if (pthread_cond_timedwait(&saving_cv, &saving_mu, &until) != 0) break;
+        if (!listed || pthread_cond_timedwait(&saving_cv, &saving_mu, &until) != 0) break;
     }
     pthread_mutex_unlock(&saving_mu);
-    return was;
+}
+
+/* The response id of acct (a pool thread), or STORE_NOTFOUND. A miss waits for a save of that id
+ * in flight and looks once more, whether or not it waited: the save may have been committed and
+ * unlisted between the miss and the wait. With del, the row is deleted instead of read. */
+static int saved(store_t *s, const char *id, int64_t acct, int del, int want_history,
+                 store_response *out)
+{
+    for (int look = 0;; look++) {
+        int rc = del ? store_response_delete(s, id, acct, ms_now_ms())
+                     : store_response_get(s, id, acct, ms_now_ms(), want_history, out);
+        if (rc != STORE_NOTFOUND || look == 1) return rc;
+        saving_wait(id);
+    }
 }
 
 /* ---- saving ---- */
@@ -296,10 +305,7 @@ static int ref_lookup(void *ud, const char *resp_id, ms_str *response)
     size_t k = ct->nrefd++;
     ms_copy(ct->refd_id[k], RS_ID_MAX, resp_id);
     int64_t acct = ct->key.account_id;
-    int rc = store_response_get(ct->s, resp_id, acct, ms_now_ms(), 0, &ct->refd[k]);
-    if (rc == STORE_NOTFOUND && saving_wait(resp_id))
-        rc = store_response_get(ct->s, resp_id, acct, ms_now_ms(), 0, &ct->refd[k]);
-    if (rc != STORE_OK) return -1;
+    if (saved(ct->s, resp_id, acct, 0, 0, &ct->refd[k]) != STORE_OK) return -1;
     *response = (ms_str){ct->refd[k].response, ct->refd[k].response_len};
     return 0;
 }
@@ -311,9 +317,7 @@ static void cont_work(void *ctx, store_t *s)
     ct->found = STORE_OK;
     if (ct->st.has_previous) {
         const char *id = ct->st.previous;
-        ct->found = store_response_get(s, id, acct, ms_now_ms(), 1, &ct->row);
-        if (ct->found == STORE_NOTFOUND && saving_wait(id))
-            ct->found = store_response_get(s, id, acct, ms_now_ms(), 1, &ct->row);
+        ct->found = saved(s, id, acct, 0, 1, &ct->row);
         if (ct->found == STORE_ERR)
             log_error("responses: cannot read a response: %s", store_errmsg(s));
         if (ct->found != STORE_OK) return;
@@ -465,12 +469,7 @@ typedef struct rs_one {
 static void one_work(void *ctx, store_t *s)
 {
     rs_one *o = ctx;
-    int64_t now = ms_now_ms();
-    o->found = o->del ? store_response_delete(s, o->id, o->account_id, now)
-                      : store_response_get(s, o->id, o->account_id, now, 0, &o->row);
-    if (o->found == STORE_NOTFOUND && saving_wait(o->id))
-        o->found = o->del ? store_response_delete(s, o->id, o->account_id, now)
-                          : store_response_get(s, o->id, o->account_id, now, 0, &o->row);
+    o->found = saved(s, o->id, o->account_id, o->del, 0, &o->row);
     if (o->found == STORE_ERR) log_error("responses: store error: %s", store_errmsg(s));
 }
 
