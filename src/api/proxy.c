@@ -110,6 +110,10 @@ struct proxy {
      * time the request waited on upstreams (first attempt's start to last one's end) */
     int attempt_live;
     uint64_t up_first_ns, up_last_ns;
+    /* a failed attempt's outcome, counted once what follows it is known: another attempt on
+     * the same model (retried), the next model (failed_over), or the end (its own outcome) */
+    const cfg_provider *pend_prov;
+    stats_attempt_outcome pend_outcome;
     buf_t resp;
     buf_t out;
     buf_t usage_chunk; /* the upstream's usage-only chunk, sent last with the cost */
@@ -167,14 +171,31 @@ static stats_attempt_outcome attempt_outcome(const proxy *p, route_outcome o)
     }
 }
 
+/* Counts the failed attempt that waited for what followed it, as `then` (or, with
+ * STATS_NATTEMPT, as what it came to itself: nothing followed). */
+static void attempt_settled(proxy *p, stats_attempt_outcome then)
+{
+    if (!p->pend_prov) return;
+    stats_attempt(p->st->stats, p->pend_prov, then == STATS_NATTEMPT ? p->pend_outcome : then);
+    p->pend_prov = NULL;
+}
+
 static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
 {
     int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000);
     int idx = p->dep_idx;
     if (idx >= 0 && p->attempt_live) {
         p->attempt_live = 0;
-        stats_attempt(p->st->stats, p->call->model->deployments[idx].provider,
-                      attempt_outcome(p, o));
+        const cfg_provider *prov = p->call->model->deployments[idx].provider;
+        stats_attempt_outcome ao = attempt_outcome(p, o);
+        attempt_settled(p, STATS_NATTEMPT);
+        if (ao == STATS_ATTEMPT_ERROR || ao == STATS_ATTEMPT_TIMEOUT ||
+            ao == STATS_ATTEMPT_RATE_LIMITED) {
+            p->pend_prov = prov; /* retried, failed over, or final: known later */
+            p->pend_outcome = ao;
+        } else {
+            stats_attempt(p->st->stats, prov, ao);
+        }
     }
     if (idx >= 0) {
         route_report(p->gen->route, p->call->model, idx, o, retry_after_ms, now_ms);
@@ -203,6 +224,7 @@ static void proxy_free(proxy *p)
         p->x = NULL;
     }
     report(p, ROUTE_ABANDONED, -1);
+    attempt_settled(p, STATS_NATTEMPT);
     if (p->detached) {
         worker_t *w = p->w;
         /* the access line waited for the usage the request was billed */
@@ -705,6 +727,7 @@ static void fail_final(proxy *p)
 {
     /* first, so that a cool-down this request's failures start shows in the answer */
     count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
+    attempt_settled(p, STATS_NATTEMPT); /* the last attempt: nothing followed it */
     http_conn *c = p->c;
     char cost[32];
     int status;
@@ -771,6 +794,7 @@ static void next_model(proxy *p)
         return;
     }
     count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
+    attempt_settled(p, STATS_ATTEMPT_FAILED_OVER);
     stats_fallback(p->st->stats, p->chain[0], p->chain_idx);
     p->tried = 0;
     p->attempts = 0;
@@ -1068,6 +1092,7 @@ static void run_attempt(proxy *p)
     const cfg_deployment *dep = &call->model->deployments[p->dep_idx];
     call->dep = dep;
     if (p->attempts > 0) stats_retry(p->st->stats, call->model);
+    attempt_settled(p, STATS_ATTEMPT_RETRIED);
     p->attempts++;
     p->tried |= dep_bit(p->dep_idx);
     if (p->c) ms_copy(p->c->req.log_provider, sizeof p->c->req.log_provider, dep->provider->name);

@@ -34,8 +34,8 @@ static const char *const status_classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx", 
 static const char *const ep_names[STATS_NEP] = {
     "chat_completions", "embeddings", "messages", "count_tokens", "responses", "models",
     "account",          "admin",      "health",   "metrics",      "other"};
-static const char *const attempt_names[STATS_NATTEMPT] = {"ok",           "error",   "timeout",
-                                                          "rate_limited", "refused", "abandoned"};
+static const char *const attempt_names[STATS_NATTEMPT] = {
+    "ok", "error", "timeout", "rate_limited", "refused", "abandoned", "retried", "failed_over"};
 static const char *const token_kinds[] = {"input",          "cached_input", "cache_write",
                                           "cache_write_1h", "output",       "reasoning"};
 #define NKINDS (sizeof token_kinds / sizeof *token_kinds)

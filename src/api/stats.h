@@ -44,7 +44,8 @@ typedef enum {
 } stats_ep;
 #define STATS_NEP_MODEL 5
 
-/* What one upstream attempt came to (modelswitch_upstream_attempts_total's outcome). */
+/* What one upstream attempt came to (modelswitch_upstream_attempts_total's outcome). A failed
+ * attempt that another followed is counted as retried or failed_over, not by its failure. */
 typedef enum {
     STATS_ATTEMPT_OK,           /* the provider answered 2xx */
     STATS_ATTEMPT_ERROR,        /* 5xx, connection failure, an invalid or cut answer */
@@ -52,6 +53,8 @@ typedef enum {
     STATS_ATTEMPT_RATE_LIMITED, /* the provider's 429 */
     STATS_ATTEMPT_REFUSED,      /* the provider refused the request itself (400, 401, 404...) */
     STATS_ATTEMPT_ABANDONED,    /* ended without a verdict: the client left, or it never started */
+    STATS_ATTEMPT_RETRIED,      /* failed (error, timeout, 429), then another attempt followed */
+    STATS_ATTEMPT_FAILED_OVER,  /* failed, then the request moved to a fallback model */
     STATS_NATTEMPT
 } stats_attempt_outcome;
 

@@ -196,8 +196,9 @@ test('an upstream failure: retried on another deployment, failed over to a fallb
     assert.equal(fb.headers.get('x-modelswitch-model'), 'mx-fb2');
     const b = await scrapeUntil((m) => delta(a, m, REQ, reqLabels('chat_completions', 'mx-fb2', 'fbok', 200)) >= 1 &&
         delta(a, m, REQ, reqLabels('chat_completions', 'mx-retry', 'retryok', 200)) >= 2, 'the fail-overs');
-    // each mx-retry request: 503 on `down`, then `retryok`
-    assert.equal(delta(a, b, ATT, { provider: 'down', outcome: 'error' }), 2);
+    // each mx-retry request: 503 on `down` (retried), then `retryok`
+    assert.equal(delta(a, b, ATT, { provider: 'down', outcome: 'retried' }), 2);
+    assert.equal(delta(a, b, ATT, { provider: 'down', outcome: 'error' }), 0);
     assert.equal(delta(a, b, ATT, { provider: 'retryok', outcome: 'ok' }), 2);
     assert.equal(delta(a, b, 'modelswitch_upstream_retries_total', { model: 'mx-retry' }), 2);
     assert.equal(delta(a, b, REQ, reqLabels('chat_completions', 'mx-retry', 'retryok', 200)), 2);
@@ -206,7 +207,9 @@ test('an upstream failure: retried on another deployment, failed over to a fallb
     assert.equal(b.raw('modelswitch_deployment_cooldown', { provider: 'retryok', model: 'mx-retry' }), '0');
     // mx-fb: two attempts on `down2` (max_attempts 2), then its fallback, counted under the model
     // that answered, as the ledger records it
-    assert.equal(delta(a, b, ATT, { provider: 'down2', outcome: 'error' }), 2);
+    assert.equal(delta(a, b, ATT, { provider: 'down2', outcome: 'retried' }), 1);
+    assert.equal(delta(a, b, ATT, { provider: 'down2', outcome: 'failed_over' }), 1);
+    assert.equal(delta(a, b, ATT, { provider: 'down2', outcome: 'error' }), 0);
     assert.equal(delta(a, b, 'modelswitch_upstream_retries_total', { model: 'mx-fb' }), 1);
     assert.equal(delta(a, b, 'modelswitch_fallbacks_total', { model: 'mx-fb', fallback: 'mx-fb2' }), 1);
     assert.equal(delta(a, b, ATT, { provider: 'fbok', outcome: 'ok' }), 1);
@@ -225,11 +228,14 @@ test('timeouts and upstream 429s: attempts by outcome, the client status, the 42
     h.assertError(assert, limited, 429, 'rate_limit_error', 'rate_limit_exceeded');
     const b = await scrapeUntil((m) => delta(a, m, REQ, reqLabels('chat_completions', 'mx-429', 'r429', 429)) >= 1 &&
         delta(a, m, REQ, reqLabels('chat_completions', 'mx-timeout', 'slow', 504)) >= 1, 'the failures');
-    assert.equal(delta(a, b, ATT, { provider: 'slow', outcome: 'timeout' }), 2);
+    // the first timed out and was retried; the last timed out and nothing followed
+    assert.equal(delta(a, b, ATT, { provider: 'slow', outcome: 'retried' }), 1);
+    assert.equal(delta(a, b, ATT, { provider: 'slow', outcome: 'timeout' }), 1);
     assert.equal(delta(a, b, 'modelswitch_upstream_retries_total', { model: 'mx-timeout' }), 1);
     assert.equal(delta(a, b, REQ, reqLabels('chat_completions', 'mx-timeout', 'slow', 504)), 1);
     // the 429 is waited out once (retry_after_max_ms), tried again, then passed on
-    assert.equal(delta(a, b, ATT, { provider: 'r429', outcome: 'rate_limited' }), 2);
+    assert.equal(delta(a, b, ATT, { provider: 'r429', outcome: 'retried' }), 1);
+    assert.equal(delta(a, b, ATT, { provider: 'r429', outcome: 'rate_limited' }), 1);
     assert.equal(delta(a, b, REQ, reqLabels('chat_completions', 'mx-429', 'r429', 429)), 1);
     assert.equal(delta(a, b, 'modelswitch_rate_limited_total', { scope: 'upstream' }), 1);
     assert.equal(delta(a, b, 'modelswitch_rate_limited_total', { scope: 'key' }), 0);
