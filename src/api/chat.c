@@ -45,7 +45,7 @@ static void serve(http_conn *c, http_request *r, prov_endpoint ep)
         return;
     }
     s->cache = cr;
-    proxy_start(c, call, NULL, NULL, NULL, s);
+    proxy_start(c, call, NULL, s);
 }
 
 void api_chat_completions(http_conn *c, http_request *r)

@@ -5,8 +5,9 @@
  * and every error, before or during the answer, is in Anthropic's envelope (the route sets
  * http_request.error_body before anything can fail).
  *
- * The request is parsed in the Anthropic dialect (dialect/anthropic_messages_request.c), then
- * rewritten once into the hub format (OpenAI chat) that every adapter builds from; answers come
+ * The request is parsed in the Anthropic dialect (dialect/anthropic_messages_request.c); the
+ * first attempt on a provider that does not speak it has the proxy rewrite it, once, into the
+ * hub format (OpenAI chat) that such adapters build from (api_hub_call); answers come
  * back as events that the Anthropic dialect encodes (dialect/anthropic_messages.c). A provider
  * that speaks Anthropic's API gets the client's own bytes instead (only `model` spliced, its
  * anthropic-version and anthropic-beta forwarded) and its events pass through as they came.
@@ -71,26 +72,16 @@ void api_messages(http_conn *c, http_request *r)
         free(call);
         return;
     }
-    char *hub_body = NULL;
-    memset(&why, 0, sizeof why);
-    prov_call *hub = api_hub_call(cfg, call, dialect_anthropic_to_openai, &hub_body, &why);
-    if (!hub && !why.status) {
-        api_cache_req_free(cr);
-        free(call);
-        return api_err_internal(c);
-    }
-    /* A request the rewrite refuses (top_k, server tools...) can still go to a provider that
-     * speaks the Messages API, untouched: the proxy answers the refusal only if an attempt
-     * needs the rewrite. */
-    /* nothing goes upstream before the rate limits and the worst case are covered */
+    /* nothing goes upstream before the rate limits and the worst case are covered. A request
+     * the rewrite into the hub form would refuse (top_k, server tools...) can still go to a
+     * provider that speaks the Messages API, untouched: the proxy makes that form, and answers
+     * its refusal, only if an attempt needs it. */
     api_settlement *s = api_admit(c, call, &key);
     if (!s) {
         api_cache_req_free(cr);
         free(call);
-        free(hub);
-        free(hub_body);
         return;
     }
     s->cache = cr;
-    proxy_start(c, call, hub, hub_body, hub ? NULL : &why, s);
+    proxy_start(c, call, dialect_anthropic_to_openai, s);
 }

@@ -57,6 +57,10 @@ struct proxy {
      * adapters that do not speak the client's API build from and decode for (owned), or NULL */
     prov_call *hub;
     char *hub_body;
+    /* how the client's request becomes the hub form, made on the first attempt that needs it
+     * (a pass-through provider never does: Claude Code to Anthropic, Codex to OpenAI); NULL
+     * when the client speaks OpenAI chat */
+    api_to_hub to_hub;
     /* why there is no hub although the client needs one (owned; NULL: none). A pointer: the
      * struct is zeroed for every request and the case is rare */
     dialect_refusal *hub_why;
@@ -847,15 +851,28 @@ static void attempt_failed(proxy *p, route_outcome o, int retryable, const char 
 }
 
 /* Why an attempt that needs the hub form of the request (the client spoke another API than the
- * provider) cannot be made, or NULL when it can. */
-static const prov_refusal *no_hub(const proxy *p)
+ * provider) cannot be made, or NULL when it can: the form is made here, once, the first time an
+ * attempt needs it, and a refusal of the rewrite is kept for the attempts after. */
+static const prov_refusal *no_hub(proxy *p)
 {
     static const prov_refusal oom = {.status = 500,
                                      .type = "api_error",
                                      .code = "internal_error",
                                      .message = "The gateway had an internal error while "
                                                 "processing your request."};
-    if (p->hub || p->call->dialect->api == WIRE_OPENAI_CHAT) return NULL;
+    if (p->hub || !p->to_hub) return NULL;
+    if (!p->hub_why) {
+        dialect_refusal why;
+        why.status = 0;
+        p->hub = api_hub_call(p->gen->cfg, p->call, p->to_hub, &p->hub_body, &why);
+        if (p->hub) return NULL;
+        /* a rewrite past its bound (twice max_body_bytes) or out of memory */
+        if (!why.status)
+            dialect_refuse(&why, 413, "request_too_large", NULL,
+                           "The request is too large to translate for this model's provider.");
+        p->hub_why = malloc(sizeof *p->hub_why);
+        if (p->hub_why) *p->hub_why = why;
+    }
     return p->hub_why ? p->hub_why : &oom;
 }
 
@@ -1198,23 +1215,17 @@ static void start_attempt(proxy *p)
     run_attempt(p);
 }
 
-void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
-                 const dialect_refusal *hub_refused, api_settlement *settlement)
+void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlement *settlement)
 {
     proxy *p = calloc(1, sizeof *p);
     if (!p) {
         api_release(settlement, call->model, NULL, 500);
         api_settlement_free(settlement);
         free(call);
-        free(hub);
-        free(hub_body);
         api_err_internal(c);
         return;
     }
-    p->hub = hub;
-    p->hub_body = hub_body;
-    if (hub_refused && (p->hub_why = malloc(sizeof *p->hub_why)) != NULL)
-        *p->hub_why = *hub_refused;
+    p->to_hub = to_hub;
     worker_t *w = c->w;
     p->c = c;
     p->w = w;

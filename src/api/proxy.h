@@ -14,11 +14,11 @@ void proxy_kill_detached(worker_t *w);
 
 /* Takes ownership of call (malloc'd, its hold placed) and answers c: from the model's
  * deployments, retried and failed over as docs/ROUTING.md says. */
-/* Runs call (owned) with its settlement context (owned). hub (owned, may be NULL): the request in
- * the hub format (OpenAI chat) with its body hub_body (owned), when the client spoke another API.
- */
-void proxy_start(http_conn *c, prov_call *call, prov_call *hub, char *hub_body,
-                 const dialect_refusal *hub_refused, api_settlement *settlement);
+/* Runs call (owned) with its settlement context (owned). to_hub: how the request becomes the
+ * hub format (OpenAI chat) when the client spoke another API (NULL for OpenAI chat clients);
+ * the proxy makes that form only when an attempt needs it (api_hub_call), and answers the
+ * rewrite's refusal only then. */
+void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlement *settlement);
 
 /* The models a request on m may be served by, in order: m, then its fallbacks that have a
  * deployment. Returns how many were written to out (at most max). */

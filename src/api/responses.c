@@ -4,9 +4,10 @@
  * and ledger as chat completions. The request is parsed in the Responses dialect
  * (dialect/openai_responses_request.c). A provider that speaks the Responses API (responses:
  * true) gets the client's bytes and its answer passes through (providers/openai_responses.c);
- * for every other the request is rewritten once into the hub format (OpenAI chat) that their
- * adapters build from, and the answer, decoded into events, is encoded by the Responses dialect
- * (dialect/openai_responses.c) as a response object or its typed stream events.
+ * for every other the proxy rewrites the request once, when an attempt first needs it, into
+ * the hub format (OpenAI chat) that their adapters build from, and the answer, decoded into
+ * events, is encoded by the Responses dialect (dialect/openai_responses.c) as a response object
+ * or its typed stream events.
  *
  * Stored responses (store: true, the API's default; docs/DIALECTS.md): an answer that ended well
  * is kept with the conversation up to it, for GET and DELETE /v1/responses/{id} and for
@@ -228,23 +229,12 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
         free(call);
         return;
     }
-    char *hub_body = NULL;
-    dialect_refusal why;
-    why.status = 0;
-    prov_call *hub = api_hub_call(cfg, call, dialect_responses_to_openai, &hub_body, &why);
-    /* a rewrite past its bound (memory, or twice max_body_bytes) is a refusal like the others:
-     * answered only if an attempt needs the rewrite, and a pass-through provider still serves */
-    if (!hub && !why.status)
-        dialect_refuse(&why, 413, "request_too_large", NULL,
-                       "The request is too large to translate for this model's provider.");
     rs_keeper *k = NULL;
     if (state->store && cfg->responses_retention_days > 0) {
         k = malloc(sizeof *k);
         if (!k) {
             api_cache_req_free(cr);
             free(call);
-            free(hub);
-            free(hub_body);
             return api_err_internal(c);
         }
         *k = (rs_keeper){key->account_id, key->id, state->input};
@@ -255,8 +245,6 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
         api_cache_req_free(cr);
         free(k);
         free(call);
-        free(hub);
-        free(hub_body);
         return;
     }
     s->cache = cr;
@@ -264,7 +252,7 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
         s->keep = keep;
         s->keep_ctx = k;
     }
-    proxy_start(c, call, hub, hub_body, hub ? NULL : &why, s);
+    proxy_start(c, call, dialect_responses_to_openai, s);
 }
 
 static void not_found_previous(http_conn *c, const char *id)
