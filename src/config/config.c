@@ -1142,17 +1142,38 @@ static int parse_models(cfg_ld *L, cfg_t *c, const yaml_node_t *k, const yaml_no
     return 0;
 }
 
+/* redis: URL. Empty (the spec's `${REDIS_URL:-}` with the variable unset) means this instance
+ * alone: no shared state. Only redis:// and unix: URLs are understood (no TLS in hiredis 0.14). */
+static int parse_redis(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
+{
+    char *s;
+    if (!n || is_null(n)) return 0;
+    if (get_str(L, n, "redis", &s)) return -1;
+    if (!*s) {
+        free(s);
+        return 0;
+    }
+    if (strncmp(s, "redis://", 8) != 0 && strncmp(s, "unix:", 5) != 0) {
+        free(s);
+        return fail(L, line_of(n), "redis", "give a redis://HOST:PORT/DB or unix:PATH URL");
+    }
+    free(c->redis_url);
+    c->redis_url = s;
+    return 0;
+}
+
 static int parse_root(cfg_ld *L, cfg_t *c, yaml_node_t *root)
 {
-    static const char *const fields[] = {"server",        "store",     "limits", "routing",
-                                         "billing",       "responses", "log",    "providers",
-                                         "notifications", "models",    NULL};
+    static const char *const fields[] = {"server",    "store",         "redis",     "limits",
+                                         "routing",   "billing",       "responses", "log",
+                                         "providers", "notifications", "models",    NULL};
     yaml_node_t *mk = NULL;
     if (!root || is_null(root))
         return fail(L, 1, "models", "no models: at least one model must be configured");
     if (want_map(L, root, "") || check_fields(L, root, "", fields)) return -1;
     if (parse_server(L, c, get_field(L, root, "server")) ||
         parse_store(L, c, get_field(L, root, "store")) ||
+        parse_redis(L, c, get_field(L, root, "redis")) ||
         parse_limits(L, c, get_field(L, root, "limits")) ||
         parse_routing(L, c, get_field(L, root, "routing")) ||
         parse_billing(L, c, get_field(L, root, "billing")) ||
@@ -1343,6 +1364,7 @@ void cfg_free(cfg_t *c)
     free(c->admin_token);
     free(c->sqlite_path);
     free(c->postgres_url);
+    free(c->redis_url);
     for (size_t i = 0; i < c->nproviders; i++) {
         cfg_provider *p = &c->providers[i];
         free(p->name);

@@ -112,6 +112,9 @@ typedef struct cfg {
     char *sqlite_path;  /* default data/modelswitch.db; relative paths are resolved against the
                            config file's directory, so the result is absolute */
     char *postgres_url; /* NULL unless configured */
+    /* redis: URL of the state shared by several instances (limits, holds, key changes); NULL =
+     * this instance alone. Never logged whole (it may carry a password). */
+    char *redis_url;
     /* limits */
     int64_t requests_per_minute;         /* default 600, per key (a key's rpm overrides) */
     int64_t tokens_per_minute;           /* default 1000000, per key (a key's tpm overrides) */

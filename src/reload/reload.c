@@ -46,8 +46,8 @@ size_t reload_fixed_changes(const cfg_t *running, const cfg_t *next, const char 
 {
     /* In the order of CONFIG.md. Each is read once, when the process starts: the listeners are
      * bound, the worker threads and their loops made, the store and its lock opened, the
-     * background threads' priority set, the workers' loop mode chosen. (redis, when the config
-     * has it, belongs here too: the limiter's backend is chosen at start.) */
+     * background threads' priority set, the workers' loop mode chosen, the shared state's backend
+     * (redis) connected. */
     const struct {
         const char *name;
         int changed;
@@ -59,6 +59,7 @@ size_t reload_fixed_changes(const cfg_t *running, const cfg_t *next, const char 
         {"server.busy_poll_us", running->busy_poll_us != next->busy_poll_us},
         {"store.sqlite", str_differs(running->sqlite_path, next->sqlite_path)},
         {"store.postgres", str_differs(running->postgres_url, next->postgres_url)},
+        {"redis", str_differs(running->redis_url, next->redis_url)},
     };
     size_t n = 0;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
@@ -80,7 +81,8 @@ int reload_keep_fixed(cfg_t *next, const cfg_t *running)
 {
     if (replace_str(&next->listen_host, running->listen_host) ||
         replace_str(&next->sqlite_path, running->sqlite_path) ||
-        replace_str(&next->postgres_url, running->postgres_url))
+        replace_str(&next->postgres_url, running->postgres_url) ||
+        replace_str(&next->redis_url, running->redis_url))
         return -1;
     next->listen_port = running->listen_port;
     next->workers = running->workers;
