@@ -25,6 +25,7 @@
 #include "reload/reload.h"
 #include "router/router.h"
 #include "server/server.h"
+#include "shared/shared.h"
 
 #define DEFAULT_CONFIG "config/modelswitch.yaml"
 
@@ -86,6 +87,7 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     bill_t *bill = NULL;
     hook_t *hook = NULL;
     rl_t *rl = NULL;
+    sh_t *shared = NULL;
     route_t *route = NULL;
     srv_gen *gen = NULL;
     reload_ctx reload = {0};
@@ -116,6 +118,11 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     /* the ledger writes low-balance notices; the sender delivers them */
     bill_set_on_notice(bill, hook_wake, hook);
     rl = rl_new(cfg);
+    /* several instances: limits, holds and key changes shared through Redis */
+    if (cfg->redis_url && !(shared = sh_start(cfg, bill, kc, err, sizeof err))) {
+        log_error("%s", err);
+        goto out;
+    }
     route = route_new(cfg);
     /* the first generation: cfg stays main's (billing, the key cache and the server keep it for
      * what never reloads), the router is the generation's */
@@ -124,7 +131,7 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         log_error("out of memory");
         goto out;
     }
-    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl, .gen = gen};
+    srv_shared sh = {.kc = kc, .bill = bill, .rl = rl, .sh = shared, .gen = gen};
     gen = NULL; /* the server's now */
     srv_handlers handlers = api_server_handlers();
     srv = srv_new(cfg, &sh, &handlers, listen, err, sizeof err);
@@ -142,10 +149,14 @@ out:
     srv_gen_release(gen);
     reload_ctx_free(&reload);
     api_jobs_shutdown(); /* after the workers stopped: no store job can be running */
+    /* its threads call into the key cache and billing */
+    sh_stop(shared);
     /* the key cache's refresher may be waiting on billing (learn_accounts): it stops first */
     if (kc) kc_stop(kc);
     /* after the workers: every settled request is committed before exit */
     if (bill) bill_stop(bill);
+    /* after billing, whose ledger pushes its last commits through it */
+    sh_free(shared);
     /* after billing, whose last commits may wake it; what it has not sent waits in the outbox */
     hook_stop(hook);
     if (rl) rl_free(rl);

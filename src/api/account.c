@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "shared/shared.h"
 #include "api/job.h"
 #include "billing/billing.h"
 #include "common/jscan.h"
@@ -504,6 +505,7 @@ typedef struct acct_job {
     key_body kb;
     bill_t *bill; /* may be NULL: everything then comes from the store */
     kc_t *kc;
+    struct sh *sh; /* other instances hear of key changes through it (or NULL) */
     /* results */
     acct_res res;
     int status;
@@ -871,7 +873,10 @@ static void acct_done(http_conn *c, void *ctx)
 {
     acct_job *j = ctx;
     /* The store has the change whether or not the client is still there. */
-    if (j->apply) kc_apply(j->kc, &j->row);
+    if (j->apply) {
+        kc_apply(j->kc, &j->row);
+        sh_publish(j->sh, 'k'); /* the other instances look now, not at their next poll */
+    }
     if (c) {
         if (j->res == RES_NOT_FOUND)
             api_err_not_found(c, j->what);
@@ -900,6 +905,7 @@ static acct_job *job_new(http_conn *c, acct_op op, int64_t account_id, key_type 
     j->id = id;
     j->bill = c->w->bill;
     j->kc = c->w->kc;
+    j->sh = c->w->sh;
     j->status = 200;
     buf_init(&j->body, 0);
     return j;

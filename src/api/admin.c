@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "shared/shared.h"
 #include "api/job.h"
 #include "billing/billing.h"
 #include "common/jscan.h"
@@ -38,6 +39,7 @@ typedef struct admin_job {
     int has_desc;
     char desc[DESC_MAX + 1];
     bill_t *bill;
+    struct sh *sh; /* other instances hear of account changes through it (or NULL) */
     /* results */
     admin_res res;
     int status;
@@ -190,6 +192,8 @@ static void admin_work(void *ctx, store_t *s)
 static void admin_done(http_conn *c, void *ctx)
 {
     admin_job *j = ctx;
+    /* a new account or a top-up: the other instances read balances now */
+    if (j->res == RES_OK && (j->op == OP_CREATE || j->op == OP_TOPUP)) sh_publish(j->sh, 'a');
     if (c) {
         if (j->res == RES_NOT_FOUND) {
             char what[48];
@@ -216,6 +220,7 @@ static admin_job *job_new(http_conn *c, admin_op op, int64_t id)
     j->op = op;
     j->id = id;
     j->bill = c->w->bill;
+    j->sh = c->w->sh;
     j->status = 200;
     buf_init(&j->body, 0);
     return j;

@@ -26,6 +26,7 @@ typedef struct api_worker {
      * (proxy.c); each counts in the worker's app_work (srv_app_work_begin) */
     struct proxy *detached;
     struct stats_worker *stats; /* the worker's counters (stats.h), read by GET /metrics */
+    struct sh_worker *shw;      /* its connection to the shared state, or NULL (shared.h) */
 } api_worker;
 
 static inline api_worker *api_worker_of(worker_t *w)
@@ -67,6 +68,15 @@ typedef struct api_cache_req api_cache_req;
  * that makes it end exactly once. Owned by the request (the proxy), not by its adapter. */
 typedef struct api_settlement {
     bill_t *bill;
+    /* the generation the request was parsed on and runs on (held: released with the context) */
+    struct srv_gen *gen;
+    /* the shared state (several instances), or NULL: the worker's connection, and the limits
+     * the admission counted (their token counters are corrected at the end) */
+    struct sh_worker *shw;
+    rl_limit lim[3];
+    int nlim;
+    int64_t hold_amount; /* what api_admit holds: the dearest model of the chain, worst case */
+    int64_t rl_out;      /* the output bound in the rate limiter's token estimate */
     /* the config the hold was computed with (the request's generation, which its owner holds):
      * the settlement prices with it too, whatever a reload did meanwhile */
     const cfg_t *cfg;
@@ -98,11 +108,19 @@ typedef struct api_settlement {
 void api_cache_req_free(api_cache_req *cr);
 void api_settlement_free(api_settlement *s);
 
-/* Admits call: the rate limits (429 with retry-after), then the hold (prices, bounds:
- * docs/BILLING.md, covering the dearest model of its fallback chain), and sets the x-ratelimit-*
- * headers. Returns the settlement context (free it after api_settle or api_release), or NULL
- * when refused (the error has been sent). */
-api_settlement *api_admit(http_conn *c, const struct prov_call *call, const store_key *key);
+/* A dialect's rewrite of a request into the hub format (OpenAI chat), as
+ * dialect_anthropic_to_openai. */
+typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, dialect_refusal *why);
+/* A request's settlement context, before admission: what it will hold (prices, bounds:
+ * docs/BILLING.md, covering the dearest model of its fallback chain). The endpoint sets its
+ * cache and keep hooks on it, then calls api_admit. NULL after answering 500. */
+api_settlement *api_settlement_new(http_conn *c, const struct prov_call *call,
+                                   const store_key *key);
+/* Admits call: the rate limits (429 with retry-after), then the hold, and sets the x-ratelimit-*
+ * headers; then runs it (proxy_start with to_hub). Takes call and s in every case: a refusal
+ * answers and frees them. With a shared state (several instances) the decision is Redis's, and
+ * comes later, on the loop (503 when Redis cannot answer). */
+void api_admit(http_conn *c, struct prov_call *call, api_to_hub to_hub, api_settlement *s);
 /* Ends the request with usage u, billed for model (and provider, for the record): the hold
  * becomes the charge. Writes the USD charged as text into cost (32 bytes; "" when nothing was)
  * and returns the nano-dollars charged. A second end is ignored. */
@@ -118,9 +136,6 @@ void api_chat_completions(http_conn *c, http_request *r);
 void api_embeddings(http_conn *c, http_request *r);
 void api_messages(http_conn *c, http_request *r);
 
-/* A dialect's rewrite of a request into the hub format (OpenAI chat), as
- * dialect_anthropic_to_openai. */
-typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, dialect_refusal *why);
 /* The request in the hub format: a call parsed from call's body rewritten by to_hub, which owns
  * the new body through *body_out. Returns NULL with *why filled (refused, or why->status 0:
  * memory). (messages.c) */

@@ -38,14 +38,14 @@ static void serve(http_conn *c, http_request *r, prov_endpoint ep)
         return;
     }
     /* nothing goes upstream before the rate limits and the worst case are covered */
-    api_settlement *s = api_admit(c, call, &key);
+    api_settlement *s = api_settlement_new(c, call, &key);
     if (!s) {
         api_cache_req_free(cr);
         free(call);
         return;
     }
     s->cache = cr;
-    proxy_start(c, call, NULL, s);
+    api_admit(c, call, NULL, s);
 }
 
 void api_chat_completions(http_conn *c, http_request *r)

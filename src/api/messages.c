@@ -76,12 +76,12 @@ void api_messages(http_conn *c, http_request *r)
      * the rewrite into the hub form would refuse (top_k, server tools...) can still go to a
      * provider that speaks the Messages API, untouched: the proxy makes that form, and answers
      * its refusal, only if an attempt needs it. */
-    api_settlement *s = api_admit(c, call, &key);
+    api_settlement *s = api_settlement_new(c, call, &key);
     if (!s) {
         api_cache_req_free(cr);
         free(call);
         return;
     }
     s->cache = cr;
-    proxy_start(c, call, dialect_anthropic_to_openai, s);
+    api_admit(c, call, dialect_anthropic_to_openai, s);
 }

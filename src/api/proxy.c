@@ -1229,13 +1229,15 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     worker_t *w = c->w;
     p->c = c;
     p->w = w;
-    p->gen = srv_gen_hold(w->gen); /* the one call was parsed and admitted on */
+    /* the one call was parsed and admitted on (the worker may have moved to a newer one while an
+     * admission waited for the shared state) */
+    p->gen = srv_gen_hold(settlement->gen);
     p->call = call;
     p->st = settlement;
     p->dep_idx = -1;
     p->retry_after_ms = -1;
     p->min_retry_after_ms = -1;
-    p->budget_end_ns = ms_mono_ns() + (uint64_t)w->cfg->routing.retry_budget_ms * 1000000;
+    p->budget_end_ns = ms_mono_ns() + (uint64_t)p->gen->cfg->routing.retry_budget_ms * 1000000;
     buf_init(&p->resp, RESPONSE_MAX);
     buf_init(&p->out, 0);
     buf_init(&p->usage_chunk, SSE_EVENT_MAX);
@@ -1244,7 +1246,7 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     uv_timer_init(&w->loop, &p->dtimer);
     p->timer.data = p->dtimer.data = p;
     p->open_handles = 2;
-    p->nchain = proxy_chain(w->cfg, call->model, p->chain, CHAIN_MAX);
+    p->nchain = proxy_chain(p->gen->cfg, call->model, p->chain, CHAIN_MAX);
     c->handler = (http_handler){.ctx = p, .abort = on_abort, .drained = on_drained};
     start_attempt(p);
 }

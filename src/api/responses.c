@@ -240,7 +240,7 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
         *k = (rs_keeper){key->account_id, key->id, state->input};
     }
     /* nothing goes upstream before the rate limits and the worst case are covered */
-    api_settlement *s = api_admit(c, call, key);
+    api_settlement *s = api_settlement_new(c, call, key);
     if (!s) {
         api_cache_req_free(cr);
         free(k);
@@ -252,7 +252,7 @@ static void run(http_conn *c, prov_call *call, const store_key *key,
         s->keep = keep;
         s->keep_ctx = k;
     }
-    proxy_start(c, call, dialect_responses_to_openai, s);
+    api_admit(c, call, dialect_responses_to_openai, s);
 }
 
 static void not_found_previous(http_conn *c, const char *id)

@@ -23,6 +23,7 @@
 #include "api/dashboard.h"
 #include "api/job.h"
 #include "api/proxy.h"
+#include "shared/shared.h"
 #include "api/stats.h"
 #include "auth/keys.h"
 #include "common/util.h"
@@ -453,6 +454,11 @@ static int api_worker_init(worker_t *w)
         free(aw);
         return -1;
     }
+    if (w->sh && !(aw->shw = sh_worker_new(w->sh, &w->loop))) {
+        stats_worker_free(aw->stats);
+        free(aw);
+        return -1;
+    }
     w->app = aw;
     return 0;
 }
@@ -460,7 +466,10 @@ static int api_worker_init(worker_t *w)
 static void api_worker_free(worker_t *w)
 {
     api_worker *aw = w->app;
-    if (aw) stats_worker_free(aw->stats);
+    if (aw) {
+        stats_worker_free(aw->stats);
+        sh_worker_free(aw->shw);
+    }
     free(aw);
     w->app = NULL;
 }

@@ -56,6 +56,7 @@ struct kc {
 
     pthread_mutex_t mu; /* guards stop and the hook; cv wakes the refresher early for kc_stop */
     pthread_cond_t cv;
+    int poke; /* kc_poke: refresh now (guarded by mu) */
     int stop;
     void (*before_publish)(void *ud);
     void *before_publish_ud;
@@ -227,9 +228,11 @@ static void *kc_main(void *arg)
         deadline.tv_nsec += (long)KC_REFRESH_MS * 1000000L;
         deadline.tv_sec += deadline.tv_nsec / 1000000000L;
         deadline.tv_nsec %= 1000000000L;
-        while (!kc->stop && pthread_cond_timedwait(&kc->cv, &kc->mu, &deadline) != ETIMEDOUT)
+        while (!kc->stop && !kc->poke &&
+               pthread_cond_timedwait(&kc->cv, &kc->mu, &deadline) != ETIMEDOUT)
             ;
         if (kc->stop) break;
+        kc->poke = 0;
         pthread_mutex_unlock(&kc->mu);
 
         if (kc_refresh(kc, msg, sizeof(msg)) != 0) {
@@ -385,4 +388,13 @@ void kc_apply(kc_t *kc, const store_key *k)
     pthread_rwlock_unlock(&kc->lock);
     /* Out of memory: the refresher adds the row within one tick anyway. */
     if (rc != 0) log_warn("key cache: out of memory applying key %lld", (long long)k->id);
+}
+
+void kc_poke(kc_t *kc)
+{
+    if (!kc || !kc->thread_started) return;
+    pthread_mutex_lock(&kc->mu);
+    kc->poke = 1;
+    pthread_cond_signal(&kc->cv);
+    pthread_mutex_unlock(&kc->mu);
 }

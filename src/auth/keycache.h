@@ -44,6 +44,10 @@ void kc_apply(kc_t *kc, const store_key *k);
 /* Called on the refresher thread before a refresh publishes keys that are new or changed and
  * usable (active, not deleted): billing uses it to learn their accounts first (bill_poll_sync),
  * so a key never works before its account's balance is known. May block. */
+/* Refresh now instead of at the next interval: another instance changed keys (its notice came
+ * through the shared state). Any thread; never blocks beyond a short lock. */
+void kc_poke(kc_t *kc);
+
 void kc_set_before_publish(kc_t *kc, void (*fn)(void *ud), void *ud);
 
 #endif

@@ -93,6 +93,16 @@ typedef struct bill_acct {
      * ever 1 while the settled balance is at or above the threshold. */
     int64_t low_threshold;
     int low_armed;
+    /* Several instances (bill_set_pusher; all 0 otherwise). What this instance reserves of the
+     * balance in Redis is held + unflushed + cu: cu is what the ledger committed whose balance
+     * Redis may not have yet (cleared when the row read after the commit has been pushed with it,
+     * in one script). ver counts the changes, so of two snapshots sent concurrently the newer
+     * wins in Redis. push_*: the row the last poll read, for the ledger's next push. */
+    uint64_t ver;
+    int64_t cu;
+    int64_t seq;
+    int64_t push_bal, push_seq;
+    int push_pending;
 } bill_acct;
 
 typedef struct bill_keyent {
@@ -100,6 +110,11 @@ typedef struct bill_keyent {
     int64_t db_spent;
     int64_t unflushed;
     int64_t held;
+    /* several instances, as in bill_acct: kcu is committed spend Redis's copy of the key's spent
+     * has not been told of yet */
+    uint64_t ver;
+    int64_t kcu;
+    int push_pending;
 } bill_keyent;
 
 typedef struct bill_slot {
@@ -127,7 +142,14 @@ typedef struct bill_vec {
 typedef struct bill_newacct {
     int64_t id;
     int64_t balance;
+    int64_t seq;
 } bill_newacct;
+
+/* Ids of entries the ledger thread owes Redis a push (ledger thread only). */
+typedef struct bill_ids {
+    int64_t *id;
+    size_t len, cap;
+} bill_ids;
 
 struct bill {
     const cfg_t *cfg;
@@ -173,6 +195,16 @@ struct bill {
     size_t npolled, polled_cap;
     int poll_oom;
 
+    /* Several instances (bill_set_pusher): the hold checks are Redis's, and the ledger thread
+     * pushes what it commits and reads (ledger thread only, below the pusher). */
+    int shared;
+    int (*pusher)(void *ud, const bill_push *p, size_t n);
+    void *pusher_ud;
+    bill_ids push_accts, push_keys;
+    bill_push *pushbuf;
+    size_t pushbuf_cap;
+    unsigned push_failures;
+
     /* called by the ledger thread after a commit that wrote notices (bill_set_on_notice) */
     void (*on_notice)(void *ud);
     void *on_notice_ud;
@@ -181,6 +213,10 @@ struct bill {
     int thread_started;
     uint64_t noid_seq; /* for events that arrive without a request id (guarded by qmu) */
 };
+
+static int ids_add(bill_ids *v, int64_t id);
+static int bill_owe_balance(bill_t *b, const bill_newacct *row);
+static void bill_push_owed(bill_t *b);
 
 /* ---- tables ---- */
 
@@ -302,7 +338,7 @@ static bill_keyent *key_get(bill_t *b, int64_t id, int64_t spent)
 
 /* Sets an account's committed balance from the store (initial load and polls), adding the
  * account if it is new. Ledger thread (or bill_start) only. -1 when out of memory. */
-static int acct_set(bill_t *b, int64_t id, int64_t balance)
+static int acct_set(bill_t *b, int64_t id, int64_t balance, int64_t seq)
 {
     bill_acct *a = acct_find(b, id), *na;
 
@@ -322,6 +358,7 @@ static int acct_set(bill_t *b, int64_t id, int64_t balance)
     pthread_mutex_t *mu = acct_mu(b, id);
     pthread_mutex_lock(mu);
     a->db_balance = balance;
+    a->seq = seq;
     /* money came in (a top-up): back at or above the threshold, the next fall is news again */
     if (a->low_threshold > 0 && a->db_balance - a->unflushed >= a->low_threshold) a->low_armed = 1;
     pthread_mutex_unlock(mu);
@@ -462,6 +499,8 @@ static size_t bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
             pthread_mutex_lock(mu);
             a->db_balance -= c;
             a->unflushed -= c;
+            /* still reserved in Redis until its balance shows the charge (bill_push_owed) */
+            if (b->shared) a->cu += c;
             pthread_mutex_unlock(mu);
         }
         if ((k = key_find(b, ev[i].key_id))) {
@@ -469,7 +508,10 @@ static size_t bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
             pthread_mutex_lock(mu);
             k->db_spent += c;
             k->unflushed -= c;
+            if (b->shared) k->kcu += c;
             pthread_mutex_unlock(mu);
+            if (b->shared && !k->push_pending && ids_add(&b->push_keys, k->id) == 0)
+                k->push_pending = 1;
         }
     }
     return notices;
@@ -500,6 +542,7 @@ static void bill_poll_collect(void *ud, const store_account *a)
     }
     b->polled[b->npolled].id = a->id;
     b->polled[b->npolled].balance = a->balance_nusd;
+    b->polled[b->npolled].seq = a->seq;
     b->npolled++;
 }
 
@@ -520,7 +563,8 @@ static int bill_poll(bill_t *b, char *msg, size_t msglen)
         return -1;
     }
     for (size_t i = 0; i < b->npolled; i++) {
-        if (acct_set(b, b->polled[i].id, b->polled[i].balance) != 0) {
+        if (acct_set(b, b->polled[i].id, b->polled[i].balance, b->polled[i].seq) != 0 ||
+            (b->shared && bill_owe_balance(b, &b->polled[i]) != 0)) {
             /* Rows already set are set again next time, with the same values: harmless. */
             snprintf(msg, msglen, "out of memory adding accounts");
             return -1;
@@ -669,6 +713,8 @@ static void *bill_main(void *arg)
                 backoff = 0;
                 failures = 0;
                 pthread_mutex_lock(&b->qmu);
+                /* several instances: read the rows back now, Redis's balance waits for them */
+                if (b->shared) b->poke = 1;
                 b->committed_total += n;
                 pthread_cond_broadcast(&b->flushed);
                 pthread_mutex_unlock(&b->qmu);
@@ -695,6 +741,7 @@ static void *bill_main(void *arg)
                 poll_failures = 0;
                 polled = 1;
             }
+            if (b->pusher) bill_push_owed(b);
             next_poll = bill_now_mono_ms() + BILL_POLL_MS;
         }
         pthread_mutex_lock(&b->qmu);
@@ -728,6 +775,9 @@ static void bill_free(bill_t *b)
     free(b->in.ev);
     free(b->out.ev);
     free(b->polled);
+    free(b->push_accts.id);
+    free(b->push_keys.id);
+    free(b->pushbuf);
     store_ckpt_stop(b->ckpt);
     store_close(b->store);
     pthread_cond_destroy(&b->wake);
@@ -918,11 +968,17 @@ int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
     /* What the balance can pay once this hold is gone; other requests' holds stay covered. */
     __int128 can = (__int128)a->db_balance - a->unflushed - (a->held - amount);
     if (can < 0) can = 0;
+    /* Several instances: this instance's view of the balance lacks the others' charges and may
+     * lack a top-up it has not polled yet, so it cannot clamp; Redis covered the hold, and the
+     * store clamps at commit should a fault have let charges exceed the balance. */
+    if (b->shared) can = want;
     charge = (__int128)want > can ? (int64_t)can : want;
     a->held -= amount;
     a->unflushed += charge;
     k->held -= amount;
     k->unflushed += charge;
+    a->ver++;
+    k->ver++;
     if (a->low_armed && charge > 0 && a->db_balance - a->unflushed < a->low_threshold) {
         /* this charge crossed the threshold: one notice, written with the charge */
         a->low_armed = 0;
@@ -956,6 +1012,8 @@ void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev)
         pthread_mutex_lock(kmu);
         a->held -= amount;
         k->held -= amount;
+        a->ver++;
+        k->ver++;
         pthread_mutex_unlock(kmu);
         pthread_mutex_unlock(amu);
     }
@@ -1104,4 +1162,238 @@ void bill_health(bill_t *b, bill_health_info *out)
     out->store_ok = atomic_load_explicit(&b->store_ok, memory_order_relaxed);
     int64_t since = atomic_load_explicit(&b->store_failed_ms, memory_order_relaxed);
     out->store_failing_ms = !out->store_ok && now > since ? now - since : 0;
+}
+
+/* ---- several instances (the shared state in Redis, src/shared/) ---- */
+
+static int ids_add(bill_ids *v, int64_t id)
+{
+    if (v->len == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 64;
+        int64_t *n = realloc(v->id, ncap * sizeof *n);
+        if (!n) return -1;
+        v->id = n;
+        v->cap = ncap;
+    }
+    v->id[v->len++] = id;
+    return 0;
+}
+
+/* A row the poll read: Redis gets it with the account's next push (ledger thread). */
+static int bill_owe_balance(bill_t *b, const bill_newacct *row)
+{
+    bill_acct *a = acct_find(b, row->id);
+    if (!a) return 0;
+    a->push_bal = row->balance;
+    a->push_seq = row->seq;
+    if (a->push_pending) return 0;
+    if (ids_add(&b->push_accts, a->id) != 0) return -1;
+    a->push_pending = 1;
+    return 0;
+}
+
+static bill_push *pushbuf(bill_t *b, size_t n)
+{
+    if (n > b->pushbuf_cap) {
+        bill_push *p = realloc(b->pushbuf, n * sizeof *p);
+        if (!p) return NULL;
+        b->pushbuf = p;
+        b->pushbuf_cap = n;
+    }
+    return b->pushbuf;
+}
+
+/* Pushes what the ledger owes Redis, in one batch: each account's row as the poll read it, with
+ * this instance's reservation no longer counting the charges that row includes (cu), and each
+ * key's committed spend with its reservation likewise. The two go in one script per entry, so
+ * Redis never sees a charge in neither place; until the push succeeds it is in both (which
+ * refuses early, never overspends). Runs after a poll, which follows every commit: every
+ * committed account is then in push_accts with a row that includes its charges. */
+static void bill_push_owed(bill_t *b)
+{
+    size_t na = b->push_accts.len, nk = b->push_keys.len;
+    if (na + nk == 0) return;
+    bill_push *p = pushbuf(b, na + nk);
+    if (!p) return; /* retried next time: still reserved */
+    int64_t *taken = malloc((na + nk) * sizeof *taken);
+    if (!taken) return;
+    for (size_t i = 0; i < na; i++) {
+        bill_acct *a = acct_find(b, b->push_accts.id[i]);
+        pthread_mutex_t *mu = acct_mu(b, a->id);
+        pthread_mutex_lock(mu);
+        a->ver++;
+        p[i] = (bill_push){.kind = 'a',
+                           .id = a->id,
+                           .ver = a->ver,
+                           .resv = a->held + a->unflushed,
+                           .has_row = 1,
+                           .row_value = a->push_bal,
+                           .row_seq = a->push_seq};
+        taken[i] = a->cu;
+        pthread_mutex_unlock(mu);
+    }
+    for (size_t i = 0; i < nk; i++) {
+        bill_keyent *k = key_find(b, b->push_keys.id[i]);
+        /* the key's row as it is now: every commit made, by any instance, is in its spent */
+        store_key row;
+        if (store_key_get(b->store, k->id, &row) != STORE_OK) {
+            free(taken);
+            return; /* all retried after the next poll; nothing was released */
+        }
+        pthread_mutex_t *mu = key_mu(b, k->id);
+        pthread_mutex_lock(mu);
+        k->ver++;
+        p[na + i] = (bill_push){.kind = 'k',
+                                .id = k->id,
+                                .ver = k->ver,
+                                .resv = k->held + k->unflushed,
+                                .has_row = 1,
+                                .row_value = row.spent_nusd};
+        taken[na + i] = k->kcu;
+        pthread_mutex_unlock(mu);
+    }
+    if (b->pusher(b->pusher_ud, p, na + nk) != 0) {
+        /* Not applied (or not known to be): cu and kcu stay reserved, and the snapshots sent
+         * meanwhile include them; the next poll's push tries again. */
+        if (b->push_failures++ % BILL_WARN_EVERY == 0)
+            log_warn("billing: telling the shared state of %zu committed entries failed; "
+                     "they stay reserved until it works",
+                     na + nk);
+        free(taken);
+        return;
+    }
+    b->push_failures = 0;
+    for (size_t i = 0; i < na; i++) {
+        bill_acct *a = acct_find(b, b->push_accts.id[i]);
+        pthread_mutex_t *mu = acct_mu(b, a->id);
+        pthread_mutex_lock(mu);
+        a->cu -= taken[i];
+        a->push_pending = 0;
+        pthread_mutex_unlock(mu);
+    }
+    for (size_t i = 0; i < nk; i++) {
+        bill_keyent *k = key_find(b, b->push_keys.id[i]);
+        pthread_mutex_t *mu = key_mu(b, k->id);
+        pthread_mutex_lock(mu);
+        k->kcu -= taken[na + i];
+        k->push_pending = 0;
+        pthread_mutex_unlock(mu);
+    }
+    free(taken);
+    b->push_accts.len = b->push_keys.len = 0;
+}
+
+void bill_set_pusher(bill_t *b, int (*push)(void *ud, const bill_push *p, size_t n), void *ud)
+{
+    /* before any traffic: the ledger thread reads these without a lock */
+    pthread_mutex_lock(&b->qmu);
+    b->shared = 1;
+    b->pusher = push;
+    b->pusher_ud = ud;
+    pthread_mutex_unlock(&b->qmu);
+}
+
+/* Under both stripe locks. */
+static void snap_fill(const bill_acct *a, const bill_keyent *k, bill_snap *sn)
+{
+    sn->account_id = a->id;
+    sn->aver = a->ver;
+    sn->aresv = a->held + a->unflushed + a->cu;
+    sn->abal = a->db_balance;
+    sn->aseq = a->seq;
+    sn->key_id = k->id;
+    sn->kver = k->ver;
+    sn->kresv = k->held + k->unflushed + k->kcu;
+    sn->kspent = k->db_spent;
+}
+
+bill_status bill_hold_reserve(bill_t *b, const store_key *key, int64_t amount_nusd, bill_hold *out,
+                              bill_snap *sn)
+{
+    bill_acct *a;
+    bill_keyent *k;
+    out->account_id = key->account_id;
+    out->key_id = key->id;
+    out->amount_nusd = 0;
+    memset(sn, 0, sizeof *sn);
+    if (amount_nusd < 0) amount_nusd = 0;
+    both_find(b, key->account_id, key->id, &a, &k);
+    if (!a) {
+        bill_poke(b);
+        return BILL_NO_ACCOUNT;
+    }
+    if (!k && !(k = key_get(b, key->id, key->spent_nusd))) return BILL_NO_ACCOUNT;
+    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
+    pthread_mutex_lock(amu);
+    pthread_mutex_lock(kmu);
+    /* counted before Redis is asked, so that no snapshot sent meanwhile leaves it out */
+    a->held += amount_nusd;
+    k->held += amount_nusd;
+    a->ver++;
+    k->ver++;
+    out->amount_nusd = amount_nusd;
+    snap_fill(a, k, sn);
+    pthread_mutex_unlock(kmu);
+    pthread_mutex_unlock(amu);
+    return BILL_OK;
+}
+
+void bill_hold_undo(bill_t *b, bill_hold *h)
+{
+    bill_release(b, h, NULL);
+}
+
+int bill_snapshot(bill_t *b, int64_t account_id, int64_t key_id, bill_snap *sn)
+{
+    bill_acct *a;
+    bill_keyent *k;
+    memset(sn, 0, sizeof *sn);
+    if (!b) return -1;
+    both_find(b, account_id, key_id, &a, &k);
+    if (!a || !k) return -1;
+    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
+    pthread_mutex_lock(amu);
+    pthread_mutex_lock(kmu);
+    snap_fill(a, k, sn);
+    pthread_mutex_unlock(kmu);
+    pthread_mutex_unlock(amu);
+    return 0;
+}
+
+/* Every account and key this instance reserves anything of (or ever did: a zero still needs
+ * telling after a change), for re-registering with a Redis that lost its data. */
+int bill_reservations(bill_t *b, bill_push **out, size_t *n)
+{
+    size_t cap = 0, len = 0;
+    bill_push *p = NULL;
+    *out = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&b->tlock);
+    size_t want = b->accts.count + b->keys.count;
+    pthread_rwlock_unlock(&b->tlock);
+    cap = want + 16;
+    if (!(p = malloc(cap * sizeof *p))) return -1;
+    pthread_rwlock_rdlock(&b->tlock);
+    for (size_t i = 0; i < b->accts.cap && len < cap; i++) {
+        bill_acct *a = b->accts.slots[i].entry;
+        if (!a || a->ver == 0) continue;
+        pthread_mutex_t *mu = acct_mu(b, a->id);
+        pthread_mutex_lock(mu);
+        p[len++] = (bill_push){
+            .kind = 'a', .id = a->id, .ver = a->ver, .resv = a->held + a->unflushed + a->cu};
+        pthread_mutex_unlock(mu);
+    }
+    for (size_t i = 0; i < b->keys.cap && len < cap; i++) {
+        bill_keyent *k = b->keys.slots[i].entry;
+        if (!k || k->ver == 0) continue;
+        pthread_mutex_t *mu = key_mu(b, k->id);
+        pthread_mutex_lock(mu);
+        p[len++] = (bill_push){
+            .kind = 'k', .id = k->id, .ver = k->ver, .resv = k->held + k->unflushed + k->kcu};
+        pthread_mutex_unlock(mu);
+    }
+    pthread_rwlock_unlock(&b->tlock);
+    *out = p;
+    *n = len;
+    return 0;
 }

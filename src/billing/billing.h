@@ -129,4 +129,49 @@ int bill_notify_set(bill_t *b, int64_t account_id, int64_t threshold_nusd);
  * delivers them; it must not block. Set it before any traffic. */
 void bill_set_on_notice(bill_t *b, void (*fn)(void *ud), void *ud);
 
+/* ---- several instances (docs/BILLING.md, "Several instances"; src/shared/) ----
+ *
+ * With a shared state (Redis), the hold checks across instances are Redis's: each instance tells
+ * Redis what it reserves of each account's balance and key's spend limit (its open holds, its
+ * settled charges not yet committed, and committed ones Redis's copy of the balance may not show
+ * yet), as snapshots numbered by a per-entry version so that the newest wins whatever order
+ * concurrent snapshots arrive in. This instance's own view of the balance only seeds Redis. */
+
+/* What this instance reserves of one account and one key, and what it knows of them. */
+typedef struct bill_snap {
+    int64_t account_id, key_id;
+    uint64_t aver, kver;  /* versions: > 0 once changed */
+    int64_t aresv, kresv; /* this instance's reservation */
+    int64_t abal, aseq;   /* the account's committed balance as last read, and its row's seq */
+    int64_t kspent;       /* the key's committed spend as known here */
+} bill_snap;
+
+/* One entry the ledger thread (or a re-registration) tells Redis. */
+typedef struct bill_push {
+    char kind; /* 'a' account, 'k' key */
+    int64_t id;
+    uint64_t ver;
+    int64_t resv;
+    /* A row the store returned after the charges the reservation no longer counts: the
+     * account's balance and seq, or the key's spent (seq unused). */
+    int has_row;
+    int64_t row_value, row_seq;
+} bill_push;
+
+/* Shared mode: holds are checked by Redis (bill_hold_reserve), settlement does not clamp to this
+ * instance's view, and after each poll the ledger thread calls push (blocking is fine there) with
+ * what it owes Redis; push returns 0 when every entry was applied. Before any traffic. */
+void bill_set_pusher(bill_t *b, int (*push)(void *ud, const bill_push *p, size_t n), void *ud);
+/* Counts a hold of amount_nusd in this instance's reservations without checking it (Redis is
+ * asked next, with the snapshot *sn taken after it). BILL_OK or BILL_NO_ACCOUNT. */
+bill_status bill_hold_reserve(bill_t *b, const store_key *key, int64_t amount_nusd, bill_hold *out,
+                              bill_snap *sn);
+/* Takes back a hold Redis refused or that was abandoned before use: nothing is recorded. */
+void bill_hold_undo(bill_t *b, bill_hold *h);
+/* The current snapshot of an account and key (after a settlement or release). -1: unknown. */
+int bill_snapshot(bill_t *b, int64_t account_id, int64_t key_id, bill_snap *sn);
+/* Every entry this instance ever reserved anything of, for a Redis that lost its data; *out
+ * malloc'd. */
+int bill_reservations(bill_t *b, bill_push **out, size_t *n);
+
 #endif

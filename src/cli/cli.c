@@ -9,6 +9,7 @@
  * looks like a key is shown redacted.
  */
 #include "cli/cli.h"
+#include "shared/shared.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -726,6 +727,25 @@ int cli_is_command(const char *name)
                     strcmp(name, "migrate") == 0 || strcmp(name, "audit") == 0);
 }
 
+/* A change the running instances should see at once (several instances share a Redis): a
+ * notice on its channel. Without it they still see the change at their next poll (within a
+ * second), so a failure is a warning, not an error. Returns rc. */
+static int cli_told(const cfg_t *cfg, int argc, char **argv, int rc)
+{
+    static const char *const changes[] = {"create", "topup", "activate", "deactivate", "delete"};
+    if (rc != CLI_OK || !cfg || !cfg->redis_url || argc < 2) return rc; /* --help: no config */
+    for (size_t i = 0; i < sizeof changes / sizeof *changes; i++) {
+        if (strcmp(argv[1], changes[i]) != 0) continue;
+        char err[256];
+        if (sh_publish_once(cfg, argv[0][0] == 'k' ? 'k' : 'a', err, sizeof err) != 0)
+            fprintf(stderr, "warning: the running instances were not told at once (%s); they "
+                            "see the change within a second\n",
+                    err);
+        break;
+    }
+    return rc;
+}
+
 int cli_run(const cfg_t *cfg, int argc, char **argv)
 {
     if (argc < 1 || !argv[0]) {
@@ -734,12 +754,15 @@ int cli_run(const cfg_t *cfg, int argc, char **argv)
         return CLI_USAGE;
     }
     if (strcmp(argv[0], "account") == 0)
-        return cli_group(cfg, "account", cli_account_usage, cli_account_subs,
-                         sizeof(cli_account_subs) / sizeof(cli_account_subs[0]), argc - 1,
-                         argv + 1);
+        return cli_told(cfg, argc, argv,
+                        cli_group(cfg, "account", cli_account_usage, cli_account_subs,
+                                  sizeof(cli_account_subs) / sizeof(cli_account_subs[0]),
+                                  argc - 1, argv + 1));
     if (strcmp(argv[0], "key") == 0)
-        return cli_group(cfg, "key", cli_key_usage, cli_key_subs,
-                         sizeof(cli_key_subs) / sizeof(cli_key_subs[0]), argc - 1, argv + 1);
+        return cli_told(cfg, argc, argv,
+                        cli_group(cfg, "key", cli_key_usage, cli_key_subs,
+                                  sizeof(cli_key_subs) / sizeof(cli_key_subs[0]), argc - 1,
+                                  argv + 1));
     if (strcmp(argv[0], "migrate") == 0) {
         if (cli_wants_help(argc - 1, argv + 1)) {
             fputs(cli_migrate_sub.usage, stdout);

@@ -581,6 +581,22 @@ static void build_query(const rl_t *rl, const store_key *key, const cfg_model *m
                       {clamp_limit(m->requests_per_minute), clamp_limit(m->tokens_per_minute)}};
 }
 
+int rl_limits(rl_t *rl, const store_key *key, const cfg_model *m, rl_limit out[3])
+{
+    rl_query q;
+    static const char scopes[] = {'k', 'a', 'm'};
+    build_query(rl, key, m, &q);
+    for (int i = 0; i < q.nslots; i++)
+        out[i] = (rl_limit){scopes[q.slot[i].scope], q.slot[i].id, q.slot[i].limit[RL_REQ],
+                            q.slot[i].limit[RL_TOK]};
+    return q.nslots;
+}
+
+const char *rl_scope_name(char scope)
+{
+    return scope == 'a' ? "account" : scope == 'm' ? "model" : "key";
+}
+
 int rl_admit(rl_t *rl, const store_key *key, const cfg_model *m, int64_t tokens, int64_t now_ms,
              rl_result *res)
 {

@@ -56,6 +56,19 @@ void rl_peek(rl_t *rl, const store_key *key, int64_t now_ms, rl_result *res);
 void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t estimate,
                 int64_t actual, int64_t now_ms);
 
+/* The limits that apply to a request of key on model m (NULL: the key's and account's only),
+ * resolved as rl_admit resolves them, for another backend (several instances: src/shared/):
+ * out[0] is always the key's; scope 'k' key, 'a' account, 'm' model (id: a hash of its name);
+ * 0 = not limited. Returns how many. */
+typedef struct rl_limit {
+    char scope;
+    uint64_t id;
+    int64_t requests, tokens;
+} rl_limit;
+int rl_limits(rl_t *rl, const store_key *key, const cfg_model *m, rl_limit out[3]);
+/* "key", "account" or "model", for a refusal's message. */
+const char *rl_scope_name(char scope);
+
 /* Appends the six x-ratelimit-* header lines ("Name: value\r\n") for res to out. */
 int rl_format_headers(const rl_result *res, buf_t *out);
 /* Formats a duration as OpenAI does: "1s", "6m0s", "20ms", "1h2m3s"; out needs 32 bytes. */

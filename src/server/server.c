@@ -366,6 +366,7 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
         w->kc = sh->kc;
         w->bill = sh->bill;
         w->rl = sh->rl;
+        w->sh = sh->sh;
         if (getrandom(&w->rid_salt, sizeof w->rid_salt, 0) != sizeof w->rid_salt)
             w->rid_salt = (uint64_t)time(NULL) ^ ((uint64_t)i << 40);
         int actual = 0;

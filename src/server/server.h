@@ -107,6 +107,7 @@ struct worker {
     kc_t *kc;
     struct bill *bill; /* billing/billing.h: balances, holds, the ledger queue */
     struct rl *rl;     /* ratelimit/ratelimit.h: shared limiter */
+    struct sh *sh;     /* shared/shared.h: the state several instances share, or NULL */
     int draining;
     int listener_open;
     /* requests being processed on a connection; atomic (one writer, this worker) because
@@ -131,6 +132,7 @@ typedef struct srv_shared {
     kc_t *kc;
     struct bill *bill;
     struct rl *rl;
+    struct sh *sh; /* NULL: this instance alone */
     srv_gen *gen; /* the first generation; srv_new takes over its reference, even on failure */
 } srv_shared;
 
