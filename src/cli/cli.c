@@ -738,8 +738,9 @@ static int cli_told(const cfg_t *cfg, int argc, char **argv, int rc)
         if (strcmp(argv[1], changes[i]) != 0) continue;
         char err[256];
         if (sh_publish_once(cfg, argv[0][0] == 'k' ? 'k' : 'a', err, sizeof err) != 0)
-            fprintf(stderr, "warning: the running instances were not told at once (%s); they "
-                            "see the change within a second\n",
+            fprintf(stderr,
+                    "warning: the running instances were not told at once (%s); they "
+                    "see the change within a second\n",
                     err);
         break;
     }
@@ -756,8 +757,8 @@ int cli_run(const cfg_t *cfg, int argc, char **argv)
     if (strcmp(argv[0], "account") == 0)
         return cli_told(cfg, argc, argv,
                         cli_group(cfg, "account", cli_account_usage, cli_account_subs,
-                                  sizeof(cli_account_subs) / sizeof(cli_account_subs[0]),
-                                  argc - 1, argv + 1));
+                                  sizeof(cli_account_subs) / sizeof(cli_account_subs[0]), argc - 1,
+                                  argv + 1));
     if (strcmp(argv[0], "key") == 0)
         return cli_told(cfg, argc, argv,
                         cli_group(cfg, "key", cli_key_usage, cli_key_subs,

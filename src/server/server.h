@@ -133,7 +133,7 @@ typedef struct srv_shared {
     struct bill *bill;
     struct rl *rl;
     struct sh *sh; /* NULL: this instance alone */
-    srv_gen *gen; /* the first generation; srv_new takes over its reference, even on failure */
+    srv_gen *gen;  /* the first generation; srv_new takes over its reference, even on failure */
 } srv_shared;
 
 /* What SIGHUP does (srv_set_reloader). Both run on the main thread, in its loop. */

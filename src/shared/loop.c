@@ -261,7 +261,7 @@ void sh_worker_free(sh_worker *w)
 static int64_t int_at(const redisReply *r, size_t i)
 {
     return i < r->elements && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
-                                                                          : 0;
+                                                                         : 0;
 }
 
 static void on_admit(redisAsyncContext *ac, void *reply, void *priv)

@@ -14,12 +14,12 @@
 #include "shared/shared_internal.h"
 
 #define SH_LUA_MONEY                                                                               \
-    "local function M(s) s = tostring(s or '0') if s:sub(1, 1) == '-' then return {0, 0} end "    \
-    "local n = #s if n <= 9 then return {0, tonumber(s)} end "                                    \
-    "return {tonumber(s:sub(1, n - 9)), tonumber(s:sub(n - 8))} end\n"                            \
+    "local function M(s) s = tostring(s or '0') if s:sub(1, 1) == '-' then return {0, 0} end "     \
+    "local n = #s if n <= 9 then return {0, tonumber(s)} end "                                     \
+    "return {tonumber(s:sub(1, n - 9)), tonumber(s:sub(n - 8))} end\n"                             \
     "local function add(a, b) local hi, lo = a[1] + b[1], a[2] + b[2] "                            \
-    "if lo >= 1e9 then lo = lo - 1e9 hi = hi + 1 end return {hi, lo} end\n"                       \
-    "local function ge(a, b) return a[1] > b[1] or (a[1] == b[1] and a[2] >= b[2]) end\n"         \
+    "if lo >= 1e9 then lo = lo - 1e9 hi = hi + 1 end return {hi, lo} end\n"                        \
+    "local function ge(a, b) return a[1] > b[1] or (a[1] == b[1] and a[2] >= b[2]) end\n"          \
     "local function S(a) if a[1] > 0 then return string.format('%d%09d', a[1], a[2]) end "         \
     "return string.format('%d', a[2]) end\n"
 
@@ -32,7 +32,7 @@
 #define SH_LUA_RESV                                                                                \
     "local livec = {}\n"                                                                           \
     "local function live(id) local x = livec[id] if x == nil then "                                \
-    "x = redis.call('EXISTS', 'ms:live:' .. id) == 1 livec[id] = x end return x end\n"            \
+    "x = redis.call('EXISTS', 'ms:live:' .. id) == 1 livec[id] = x end return x end\n"             \
     "local function resv(h) local all = redis.call('HGETALL', h) local sum = {0, 0} local f = {} " \
     "for j = 1, #all, 2 do local k = all[j] f[k] = all[j + 1] "                                    \
     "if k:sub(1, 2) == 'r:' then local id = k:sub(3) "                                             \
@@ -87,7 +87,8 @@ const char sh_lua_admit[] =
     "return {1, d, s, w, h[1], h[2], h[3], h[4], h[5], h[6]} end "
     "nt[s][d] = n2 end end end\n"
     /* the money: this instance's snapshot first, then the sums over every live instance */
-    "local amount = ARGV[i] local acct = 'ms:a:' .. ARGV[i + 1] local key = 'ms:k:' .. ARGV[i + 7]\n"
+    "local amount = ARGV[i] local acct = 'ms:a:' .. ARGV[i + 1] local key = 'ms:k:' .. ARGV[i + "
+    "7]\n"
     "if amount ~= '0' then\n"
     "  apply(acct, inst, ARGV[i + 4], ARGV[i + 5]) apply(key, inst, ARGV[i + 10], ARGV[i + 11])\n"
     "  local function undo() "

@@ -296,8 +296,11 @@ static int reregister(sh_t *sh, store_t **st)
     size_t na = 0;
     if (store_account_list(*st, &acc, &na) == STORE_OK) {
         for (size_t i = 0; i < na; i++)
-            rows_add(&r, (bill_push){.kind = 'a', .id = acc[i].id, .has_row = 1,
-                                     .row_value = acc[i].balance_nusd, .row_seq = acc[i].seq});
+            rows_add(&r, (bill_push){.kind = 'a',
+                                     .id = acc[i].id,
+                                     .has_row = 1,
+                                     .row_value = acc[i].balance_nusd,
+                                     .row_seq = acc[i].seq});
         free(acc);
     }
     store_key_spends(*st, spend_row, &r);
@@ -491,8 +494,8 @@ sh_t *sh_start(const cfg_t *cfg, bill_t *bill, kc_t *kc, char *err, size_t errle
         log_info("shared state: %s (instance %s)", where, sh->inst);
         sh->bc = c; /* the heartbeat's from now on */
     } else {
-        log_warn("shared state: %s does not answer (%s); new requests get 503 until it does",
-                 where, cerr);
+        log_warn("shared state: %s does not answer (%s); new requests get 503 until it does", where,
+                 cerr);
     }
     bill_set_pusher(bill, ledger_push, sh);
     int rc = pthread_create(&sh->beat, NULL, beat_main, sh);

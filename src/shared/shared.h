@@ -77,9 +77,9 @@ typedef struct sh_verdict {
 typedef struct sh_admit_req {
     rl_limit lim[3];
     int nlim;
-    int64_t tokens;    /* the token estimate the limits count */
-    int64_t amount;    /* the hold; 0: no money check (a cached answer) */
-    const bill_snap *snap; /* after the hold was counted here (amount > 0) */
+    int64_t tokens;           /* the token estimate the limits count */
+    int64_t amount;           /* the hold; 0: no money check (a cached answer) */
+    const bill_snap *snap;    /* after the hold was counted here (amount > 0) */
     int64_t spend_limit_nusd; /* the key's, -1 = none */
 } sh_admit_req;
 

@@ -29,8 +29,8 @@ struct sh {
     bill_t *bill;
     kc_t *kc;
     sh_addr addr;
-    char inst[33];                 /* this process's id: 32 hex digits, random */
-    char sha[SH_NSCRIPTS][41];     /* SHA-1 of each script, for EVALSHA */
+    char inst[33];             /* this process's id: 32 hex digits, random */
+    char sha[SH_NSCRIPTS][41]; /* SHA-1 of each script, for EVALSHA */
     const char *script[SH_NSCRIPTS];
 
     pthread_mutex_t mu;
