@@ -27,8 +27,9 @@
     "local t = redis.call('TIME') "                                                                \
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-/* The live instances' reservations of hash h, summed; a dead instance's are deleted (its live
- * key expired: it stopped telling Redis it is there). */
+/* The live instances' reservations of hash h, summed. An instance whose live key expired is not
+ * counted (it stopped telling Redis it is there); its fields are deleted once it has not been
+ * seen for an hour (it may come back and re-register sooner). */
 #define SH_LUA_RESV                                                                                \
     "local livec = {}\n"                                                                           \
     "local function live(id) local x = livec[id] if x == nil then "                                \
@@ -37,7 +38,8 @@
     "for j = 1, #all, 2 do local k = all[j] f[k] = all[j + 1] "                                    \
     "if k:sub(1, 2) == 'r:' then local id = k:sub(3) "                                             \
     "if live(id) then sum = add(sum, M(all[j + 1])) "                                              \
-    "else redis.call('HDEL', h, k, 'v:' .. id) end end end return sum, f end\n"                    \
+    "elseif redis.call('EXISTS', 'ms:seen:' .. id) == 0 then "                                     \
+    "redis.call('HDEL', h, k, 'v:' .. id) end end end return sum, f end\n"                         \
     "local function apply(h, inst, v, r) "                                                         \
     "local cur = tonumber(redis.call('HGET', h, 'v:' .. inst) or '-1') "                           \
     "if tonumber(v) > cur then redis.call('HSET', h, 'v:' .. inst, v, 'r:' .. inst, r) "           \
@@ -155,14 +157,20 @@ const char sh_lua_push[] =
     "end\n"
     "return 0\n";
 
-/* The heartbeat: ARGV = inst, live ttl ms, grace ms. Renews this instance's live key and returns
- * the epoch's id, making a new epoch (with its grace window) when Redis has none: a Redis that
- * lost its data, or a first start. An instance that sees a new id re-registers everything. */
+/* The heartbeat: ARGV = inst, live ttl ms, grace ms, mode. Returns {epoch id, live}: the epoch's
+ * id (a new epoch, with its grace window, when Redis has none: a Redis that lost its data, or a
+ * first start) and whether this instance is counted. "beat" renews the live key only if it still
+ * exists: an instance whose key expired (a stall, a partition) must first tell Redis everything
+ * it reserves again, then come back with "live", which sets it. Both renew ms:seen:<inst>, an
+ * hour long: an instance not seen for that long is gone, and its fields may be deleted. */
 const char sh_lua_beat[] =
     "local inst = ARGV[1]\n" SH_LUA_NOW
-    "redis.call('SET', 'ms:live:' .. inst, '1', 'PX', ARGV[2])\n"
     "local id = redis.call('HGET', 'ms:epoch', 'id')\n"
     "if not id then id = string.format('%d', now) .. '.' .. inst "
     "redis.call('HSET', 'ms:epoch', 'id', id, 'ready', string.format('%d', now + "
     "tonumber(ARGV[3]))) end\n"
-    "return id\n";
+    "redis.call('SET', 'ms:seen:' .. inst, '1', 'PX', 3600000)\n"
+    "local live = 'ms:live:' .. inst\n"
+    "if ARGV[4] == 'live' then redis.call('SET', live, '1', 'PX', ARGV[2]) return {id, 1} end\n"
+    "if redis.call('PEXPIRE', live, ARGV[2]) == 1 then return {id, 1} end\n"
+    "return {id, 0}\n";

@@ -309,6 +309,38 @@ static int reregister(sh_t *sh, store_t **st)
     return rc;
 }
 
+/* One heartbeat: renews this instance's live key; after a new epoch, or once the key had
+ * expired, re-registers every reservation first and only then becomes live again, so no
+ * admission of this instance is ever checked against a partial set of its own reservations. */
+static int beat(sh_t *sh, store_t **st, const char *where)
+{
+    char id[sizeof sh->epoch];
+    for (int mode = 0; mode < 2; mode++) {
+        redisReply *r = redisCommand(sh->bc, "EVALSHA %s 0 %s %d %d %s", sh->sha[SH_BEAT], sh->inst,
+                                     SH_LIVE_TTL_MS, SH_GRACE_MS, mode ? "live" : "beat");
+        int ok = reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 r->element[0]->type == REDIS_REPLY_STRING;
+        int live = ok && r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer;
+        if (ok) snprintf(id, sizeof id, "%s", r->element[0]->str);
+        if (r) freeReplyObject(r);
+        if (!ok) return -1;
+        if (mode == 1) break;
+        int fresh = strcmp(id, sh->epoch) != 0;
+        if (live && !fresh) return 0;
+        if (reregister(sh, st) != 0) return -1;
+        if (fresh && sh->epoch[0])
+            log_warn("shared state: %s has a new epoch (it lost its data or was replaced); this "
+                     "instance re-registered its reservations",
+                     where);
+        else if (!live && sh->epoch[0])
+            log_warn("shared state: this instance had stopped being counted by %s (no heartbeat "
+                     "for %d ms); it re-registered its reservations",
+                     where, SH_LIVE_TTL_MS);
+        snprintf(sh->epoch, sizeof sh->epoch, "%s", id);
+    }
+    return 0;
+}
+
 static int64_t mono_ms(void)
 {
     return (int64_t)(ms_mono_ns() / 1000000u);
@@ -350,22 +382,7 @@ static void *beat_main(void *arg)
             if (ok) pub &= ~(1u << i);
         }
         if (ok && now >= next_beat) {
-            redisReply *r = redisCommand(sh->bc, "EVALSHA %s 0 %s %d %d", sh->sha[SH_BEAT],
-                                         sh->inst, SH_LIVE_TTL_MS, SH_GRACE_MS);
-            ok = reply_ok(r) && r->type == REDIS_REPLY_STRING;
-            if (ok && strcmp(r->str, sh->epoch) != 0) {
-                char id[sizeof sh->epoch];
-                snprintf(id, sizeof id, "%s", r->str);
-                ok = reregister(sh, &st) == 0;
-                if (ok) {
-                    if (sh->epoch[0])
-                        log_warn("shared state: %s has a new epoch (it lost its data or was "
-                                 "replaced); this instance re-registered its reservations",
-                                 where);
-                    snprintf(sh->epoch, sizeof sh->epoch, "%s", id);
-                }
-            }
-            if (r) freeReplyObject(r);
+            ok = beat(sh, &st, where) == 0;
             if (ok) next_beat = mono_ms() + SH_BEAT_MS;
         }
         if (!ok) {
@@ -493,6 +510,13 @@ sh_t *sh_start(const cfg_t *cfg, bill_t *bill, kc_t *kc, char *err, size_t errle
     if (c) {
         log_info("shared state: %s (instance %s)", where, sh->inst);
         sh->bc = c; /* the heartbeat's from now on */
+        /* counted before the first request (the threads keep it so) */
+        store_t *st = NULL;
+        if (beat(sh, &st, where) != 0) {
+            redisFree(sh->bc);
+            sh->bc = NULL;
+        }
+        if (st) store_close(st);
     } else {
         log_warn("shared state: %s does not answer (%s); new requests get 503 until it does", where,
                  cerr);
