@@ -13,12 +13,26 @@
  * stripe, then a key stripe. No other combination is ever nested, so there is no deadlock.
  *
  * The queue. bill_settle/bill_release copy the usage event into a growable array under a mutex
- * and wake the ledger thread if it sleeps. When the array is full it grows (memory, with a
- * warning above 65536 events); a settled event is never dropped and a loop thread never waits
- * for the store. The ledger thread swaps the whole array for its spare one (O(1) under the
- * mutex) and commits what it took in chunks of at most 1000 events, one transaction each, in
- * FIFO order. Whatever settles while a chunk is being committed is the next chunk: that is the
- * group commit, and it is why an idle system commits an event within a few milliseconds.
+ * and wake the ledger thread if it sleeps. The ledger thread swaps the whole array for its spare
+ * one (O(1) under the mutex) and commits what it took in chunks of at most 1000 events, one
+ * transaction each, in FIFO order. Whatever settles while a chunk is being committed is the next
+ * chunk: that is the group commit, and it is why an idle system commits an event within a few
+ * milliseconds. A settled event is never dropped and a loop thread never waits for the store.
+ *
+ * Bounded memory (docs/BILLING.md, "Store outages"). When the ledger's batch and the queue hold
+ * more than BILL_MEM_CAP events (the store is down, or slower than the traffic), the journal
+ * thread swaps the queue out and appends it to the journal (journal.c), fdatasync'd, before the
+ * events stop counting as in memory; the worker that crossed the cap only signals it. So memory
+ * holds at most the cap plus what settles during one journal write, whatever the outage's length,
+ * and a crash during an outage loses at most that. The journal's events are older than the
+ * queue's and newer than the ledger's batch, so the ledger thread commits the journal (in
+ * chunks, each removed from the journal after its commit) before it takes the queue again, and
+ * commits stay in settlement order. A journaled event is settled money: its charge stays in
+ * `unflushed` until its commit, exactly like a queued one. At start, a journal left by an earlier
+ * process is committed before the balances are read (or, if the store refuses, counted into
+ * `unflushed` after they are read); at a shutdown with a failing store, memory goes to the
+ * journal. Re-committing a journaled event that reached the store already (a crash between a
+ * commit and the journal's truncation) is skipped by the store's request-id check.
  *
  * Who writes what. Settling threads change only `held` and `unflushed`. The ledger thread is
  * the only one that changes db_balance / db_spent, and it does two things, one after the other,
@@ -660,6 +674,7 @@ static void *bill_jr_main(void *arg)
     unsigned failures = 0;
     char err[600];
 
+    pthread_setname_np(pthread_self(), "ms-journal");
     pthread_mutex_lock(&b->qmu);
     while (!b->stop) {
         int64_t now = bill_now_mono_ms();
