@@ -153,6 +153,9 @@ static int write_gauges(buf_t *b, worker_t *w, const ctr_table *holds)
     rc |= gauge(b, "modelswitch_ledger_queue_depth",
                 "Settled requests whose usage record waits to be written to the store.",
                 h.queue_depth, 0);
+    rc |= gauge(b, "modelswitch_ledger_journal_events",
+                "Of those, the ones in the local journal (the store was unavailable or behind).",
+                h.journal_events, 0);
     rc |= gauge(b, "modelswitch_ledger_lag_seconds",
                 "How long the oldest usage record waiting for the store has waited.",
                 (uint64_t)h.lag_ms, 3);

@@ -13,12 +13,26 @@
  * stripe, then a key stripe. No other combination is ever nested, so there is no deadlock.
  *
  * The queue. bill_settle/bill_release copy the usage event into a growable array under a mutex
- * and wake the ledger thread if it sleeps. When the array is full it grows (memory, with a
- * warning above 65536 events); a settled event is never dropped and a loop thread never waits
- * for the store. The ledger thread swaps the whole array for its spare one (O(1) under the
- * mutex) and commits what it took in chunks of at most 1000 events, one transaction each, in
- * FIFO order. Whatever settles while a chunk is being committed is the next chunk: that is the
- * group commit, and it is why an idle system commits an event within a few milliseconds.
+ * and wake the ledger thread if it sleeps. The ledger thread swaps the whole array for its spare
+ * one (O(1) under the mutex) and commits what it took in chunks of at most 1000 events, one
+ * transaction each, in FIFO order. Whatever settles while a chunk is being committed is the next
+ * chunk: that is the group commit, and it is why an idle system commits an event within a few
+ * milliseconds. A settled event is never dropped and a loop thread never waits for the store.
+ *
+ * Bounded memory (docs/BILLING.md, "Store outages"). When the ledger's batch and the queue hold
+ * more than BILL_MEM_CAP events (the store is down, or slower than the traffic), the journal
+ * thread swaps the queue out and appends it to the journal (journal.c), fdatasync'd, before the
+ * events stop counting as in memory; the worker that crossed the cap only signals it. So memory
+ * holds at most the cap plus what settles during one journal write, whatever the outage's length,
+ * and a crash during an outage loses at most that. The journal's events are older than the
+ * queue's and newer than the ledger's batch, so the ledger thread commits the journal (in
+ * chunks, each removed from the journal after its commit) before it takes the queue again, and
+ * commits stay in settlement order. A journaled event is settled money: its charge stays in
+ * `unflushed` until its commit, exactly like a queued one. At start, a journal left by an earlier
+ * process is committed before the balances are read (or, if the store refuses, counted into
+ * `unflushed` after they are read); at a shutdown with a failing store, memory goes to the
+ * journal. Re-committing a journaled event that reached the store already (a crash between a
+ * commit and the journal's truncation) is skipped by the store's request-id check.
  *
  * Who writes what. Settling threads change only `held` and `unflushed`. The ledger thread is
  * the only one that changes db_balance / db_spent, and it does two things, one after the other,
@@ -58,6 +72,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "billing/journal.h"
 #include "common/bgprio.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -72,7 +87,9 @@
 /* Events older than this when more arrive mean the ledger thread is starved (bgprio.h). */
 #define BILL_LAG_MS 25
 #define BILL_QUEUE_MIN 256
-#define BILL_QUEUE_WARN 65536
+/* The memory cap: usage events the ledger's batch and the queue may hold before the journal
+ * thread moves the queue to the journal (about 26 MB of events). */
+#define BILL_MEM_CAP 65536
 /* A consumed array larger than this is freed rather than kept as the spare. */
 #define BILL_QUEUE_KEEP 16384
 #define BILL_RETRY_MIN_MS 10
@@ -80,8 +97,10 @@
 /* While the store keeps failing, warn once per this many failed attempts. */
 #define BILL_WARN_EVERY 20
 /* bill_stop keeps retrying a failing store this long before it gives up (and logs what it
- * could not write). */
+ * could not write): only when the journal cannot take the events either. */
 #define BILL_STOP_GIVEUP_MS 30000
+/* A journal write that failed is tried again after this long (meanwhile the queue grows). */
+#define BILL_JR_RETRY_MS 1000
 
 typedef struct bill_acct {
     int64_t id;
@@ -179,6 +198,16 @@ struct bill {
     int stop;
     int exited;
     int warned_big;
+    /* The journal (journal.h, docs/BILLING.md "Store outages"), also under qmu: */
+    size_t mem_cap;      /* events the ledger's batch and `in` may hold before a spill */
+    size_t warn_at;      /* `in` longer than this: the journal does not keep up, say so */
+    size_t held_mem;     /* events of the ledger's batch taken from memory, not committed */
+    size_t spilling;     /* events the journal thread is writing (taken from `in`) */
+    uint64_t journaled;  /* events durable in the journal and not committed */
+    int64_t jr_first_ms; /* when the oldest of the journal's events was queued */
+    int64_t jr_retry_ms; /* after a failed journal write: when to try again */
+    int jr_sleeping;     /* the journal thread waits on jr_wake */
+    pthread_cond_t jr_wake;
     /* the ledger thread's last store write or read: 0 failed (since store_failed_ms), 1 ok;
      * read by the readiness probe without the lock */
     _Atomic int store_ok;
@@ -190,6 +219,8 @@ struct bill {
     bg_thread bg;     /* the ledger thread's scheduling (boosted by bill_enqueue) */
     bill_vec out;
     size_t out_pos;
+    store_usage_event *jchunk; /* a batch read from the journal: BILL_CHUNK events */
+    size_t jn;                 /* events in jchunk, 0 when the batch is `out` */
     int64_t last_seq;
     bill_newacct *polled;
     size_t npolled, polled_cap;
@@ -211,6 +242,14 @@ struct bill {
 
     pthread_t thread;
     int thread_started;
+    /* the journal: jr is used by the journal thread (appends) and the ledger thread (reads and
+     * consumes), each call under the journal's own mutex, never under qmu */
+    jr_t *jr;
+    char *jr_path;
+    bill_vec spill; /* journal thread only: the events it is writing */
+    int64_t spill_first_ms;
+    pthread_t jr_thread;
+    int jr_thread_started;
     uint64_t noid_seq; /* for events that arrive without a request id (guarded by qmu) */
 };
 
@@ -462,11 +501,17 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
     *slot = *ev;
     bill_sanitize(b, slot);
     b->enq_total++;
-    if (b->in.len > BILL_QUEUE_WARN && !b->warned_big) {
+    /* Past the memory cap the journal thread takes the queue to disk (the worker only wakes it:
+     * a disk write here would stall every request of this loop). */
+    if (b->in.len + b->held_mem > b->mem_cap && b->jr_sleeping) {
+        b->jr_sleeping = 0;
+        pthread_cond_signal(&b->jr_wake);
+    }
+    if (b->in.len > b->warn_at && !b->warned_big) {
         b->warned_big = 1;
-        log_warn("billing: more than %d usage events wait for the store; it is not keeping up "
-                 "(they are kept in memory)",
-                 BILL_QUEUE_WARN);
+        log_warn("billing: more than %zu usage events wait in memory; neither the store nor the "
+                 "journal keeps up (they are kept in memory)",
+                 b->warn_at);
     }
     /* The first event of a batch wakes a thread that went to sleep with nothing queued (its
      * deadline is then the next poll, up to BILL_POLL_MS away, not this event's group window);
@@ -630,22 +675,240 @@ static void bill_store_result(bill_t *b, int ok)
     atomic_store_explicit(&b->store_ok, ok, memory_order_relaxed);
 }
 
+/* ---- the journal thread ---- */
+
+/* Puts a spill whose write failed back in front of the queue (its events are older). qmu held.
+ * -1 when out of memory: the spill then stays, and its write is tried again. */
+static int bill_unspill(bill_t *b)
+{
+    size_t n = b->spill.len + b->in.len;
+    if (b->spill.cap < n) {
+        store_usage_event *e = realloc(b->spill.ev, n * sizeof(*e));
+        if (!e) return -1;
+        b->spill.ev = e;
+        b->spill.cap = n;
+    }
+    if (b->in.len) memcpy(b->spill.ev + b->spill.len, b->in.ev, b->in.len * sizeof(*b->in.ev));
+    bill_vec t = b->in;
+    b->in = b->spill;
+    b->in.len = n;
+    b->spill = t;
+    b->spill.len = 0;
+    b->first_queued_ms = b->spill_first_ms;
+    return 0;
+}
+
+/*
+ * The journal thread (ms-journal): keeps memory bounded. When the ledger's batch and the queue
+ * together pass the cap, it takes the whole queue (an O(1) swap, like the ledger's) and appends it
+ * to the journal, fdatasync included; only then do the events count as journaled and leave
+ * memory. Why a thread of its own rather than the ledger thread: the memory fills exactly while
+ * the ledger thread is stuck in a store call that fails slowly (SQLite's 5 s busy timeout, a TCP
+ * connect to an unreachable PostgreSQL), and a bound that waits for that call is no bound. Why not
+ * the workers: a disk write on an event loop stalls every request of that loop.
+ *
+ * Order: the queue's events are newer than the ledger's batch, and the ledger takes from the
+ * queue only when the journal is empty and no spill is being written. So the journal always holds
+ * events older than the queue's and newer than the batch, and commits stay in settlement order
+ * (committed_total remains a prefix count, which bill_flush relies on).
+ */
+static void *bill_jr_main(void *arg)
+{
+    bill_t *b = arg;
+    unsigned failures = 0;
+    char err[600];
+
+    pthread_setname_np(pthread_self(), "ms-journal");
+    pthread_mutex_lock(&b->qmu);
+    while (!b->stop) {
+        int64_t now = bill_now_mono_ms();
+        int pending = b->spill.len > 0; /* a failed write whose events could not go back */
+        int over = pending || (b->in.len > 0 && b->in.len + b->held_mem > b->mem_cap);
+        if (!over || now < b->jr_retry_ms) {
+            struct timespec ts;
+            b->jr_sleeping = 1;
+            if (over) {
+                bill_deadline(&ts, b->jr_retry_ms);
+                pthread_cond_timedwait(&b->jr_wake, &b->qmu, &ts);
+            } else {
+                pthread_cond_wait(&b->jr_wake, &b->qmu);
+            }
+            b->jr_sleeping = 0;
+            continue;
+        }
+        if (!pending) {
+            bill_vec t = b->spill;
+            b->spill = b->in;
+            b->in = t;
+            b->in.len = 0;
+            b->spill_first_ms = b->first_queued_ms;
+            if (b->journaled == 0) {
+                b->jr_first_ms = b->first_queued_ms;
+                log_warn("billing: more than %zu usage events wait for the store; the overflow "
+                         "goes to the journal %s until it catches up",
+                         b->mem_cap, b->jr_path);
+            }
+            b->spilling = b->spill.len;
+            pthread_cond_broadcast(&b->space);
+        }
+        pthread_mutex_unlock(&b->qmu);
+        int ok = jr_append(b->jr, b->spill.ev, b->spill.len, err, sizeof err) == 0;
+        pthread_mutex_lock(&b->qmu);
+        if (ok) {
+            b->journaled += b->spill.len;
+            b->spill.len = 0;
+            if (failures) log_warn("billing: writing the journal works again");
+            failures = 0;
+        } else {
+            if (failures++ % 60 == 0)
+                log_error("billing: moving %zu usage events to the journal failed; they stay in "
+                          "memory, retried every %d ms: %s",
+                          b->spill.len, BILL_JR_RETRY_MS, err);
+            b->jr_retry_ms = bill_now_mono_ms() + BILL_JR_RETRY_MS;
+            if (bill_unspill(b) != 0 && failures == 1)
+                log_error("billing: out of memory putting them back in the queue; kept apart");
+        }
+        b->spilling = b->spill.len;
+        if (!b->spill.len && b->spill.cap > BILL_QUEUE_KEEP) {
+            free(b->spill.ev);
+            memset(&b->spill, 0, sizeof b->spill);
+        }
+        /* the ledger may wait for this spill to end (it reads the journal next) */
+        if (b->sleeping) {
+            bg_wake(&b->bg);
+            pthread_cond_signal(&b->wake);
+        }
+    }
+    if (b->spill.len && bill_unspill(b) != 0) {
+        /* the ledger ends after this thread: the queue is its, and bill_stop's last resort */
+        log_error("billing: out of memory at shutdown keeping usage events the journal refused");
+        bill_log_lost(b->spill.ev, b->spill.len);
+        b->committed_total += b->spill.len;
+        b->spill.len = 0;
+    }
+    b->spilling = 0;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->qmu);
+    return NULL;
+}
+
+/* ---- the ledger thread ---- */
+
+/* Reads the journal's next batch into jchunk. Ledger thread, qmu not held. 0, or -1 with msg. */
+static int bill_jr_load(bill_t *b, char *msg, size_t msglen)
+{
+    size_t n = 0;
+    if (!b->jchunk && !(b->jchunk = malloc(BILL_CHUNK * sizeof(*b->jchunk)))) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
+    if (jr_read(b->jr, b->jchunk, BILL_CHUNK, &n, msg, msglen) != 0) return -1;
+    if (n == 0) {
+        jr_consume(b->jr); /* damage only: skipped (and logged) */
+        snprintf(msg, msglen, "the journal holds fewer intact events than were written to it");
+        return -1;
+    }
+    b->jn = n;
+    return 0;
+}
+
+/* Shutdown with a store that refuses writes: what is in memory (the rest of the batch, when it
+ * came from memory, and the queue) goes to the journal in one append, which the next start
+ * commits. qmu held (released meanwhile). 0 when it is all on disk. */
+static int bill_stop_to_journal(bill_t *b, char *msg, size_t msglen)
+{
+    size_t mem = b->jn ? 0 : b->out.len - b->out_pos, n = mem + b->in.len;
+    store_usage_event *all = n ? malloc(n * sizeof(*all)) : NULL;
+    if (n && !all) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
+    if (mem) memcpy(all, b->out.ev + b->out_pos, mem * sizeof(*all));
+    if (b->in.len) memcpy(all + mem, b->in.ev, b->in.len * sizeof(*all));
+    size_t taken = b->in.len;
+    pthread_mutex_unlock(&b->qmu);
+    int rc = n ? jr_append(b->jr, all, n, msg, msglen) : 0;
+    free(all);
+    pthread_mutex_lock(&b->qmu);
+    if (rc != 0) return -1;
+    /* workers are stopped before bill_stop; anything settled since stays for bill_stop */
+    memmove(b->in.ev, b->in.ev + taken, (b->in.len - taken) * sizeof(*b->in.ev));
+    b->in.len -= taken;
+    b->out_pos = b->out.len;
+    b->held_mem = 0;
+    b->journaled += n;
+    if (b->jn || b->journaled)
+        log_warn("billing: the store refuses writes at shutdown: %" PRIu64
+                 " usage events wait in the journal %s and are committed at the next start",
+                 b->journaled, b->jr_path);
+    b->jn = 0;
+    return 0;
+}
+
+/* After a batch was committed: memory or the journal lets go of it. qmu not held on entry or
+ * exit. */
+static void bill_committed(bill_t *b, size_t n)
+{
+    int from_jr = b->jn > 0;
+    if (from_jr) {
+        jr_consume(b->jr); /* the disk, before qmu: the workers take qmu */
+        b->jn = 0;
+    } else {
+        b->out_pos += n;
+    }
+    pthread_mutex_lock(&b->qmu);
+    /* several instances: read the rows back now, Redis's balance waits for them */
+    if (b->shared) b->poke = 1;
+    if (from_jr) {
+        b->journaled -= n <= b->journaled ? n : b->journaled;
+        if (b->journaled == 0 && b->spilling == 0)
+            log_info("billing: the journal's usage events are all in the store");
+    } else {
+        b->held_mem -= n <= b->held_mem ? n : b->held_mem;
+    }
+    b->committed_total += n;
+    pthread_cond_broadcast(&b->flushed);
+    pthread_mutex_unlock(&b->qmu);
+}
+
 static void *bill_main(void *arg)
 {
     bill_t *b = arg;
     int64_t next_poll = bill_now_mono_ms() + BILL_POLL_MS, retry_at = 0, giveup_at = 0;
+    int64_t jr_retry_at = 0; /* after a failed journal read */
     bg_enter(&b->bg, "ms-ledger");
     int64_t backoff = 0; /* > 0 while a chunk awaits its retry */
-    unsigned failures = 0, poll_failures = 0;
+    unsigned failures = 0, poll_failures = 0, jr_failures = 0;
+    int stop_tried = 0;
     char msg[600] = "";
 
     pthread_mutex_lock(&b->qmu);
     for (;;) {
         int64_t now = bill_now_mono_ms();
-        int have = b->out_pos < b->out.len;
+        int have = b->jn > 0 || b->out_pos < b->out.len;
+        /* The journal's events are older than the queue's (bill_jr_main): they go first. */
+        if (!have && b->journaled > 0 && now >= jr_retry_at && !(b->stop && giveup_at)) {
+            pthread_mutex_unlock(&b->qmu);
+            int ok = bill_jr_load(b, msg, sizeof(msg)) == 0;
+            pthread_mutex_lock(&b->qmu);
+            if (ok) {
+                jr_failures = 0;
+                b->taken_total += b->jn;
+                b->taken_first_ms = b->jr_first_ms;
+            } else {
+                if (jr_failures++ % BILL_WARN_EVERY == 0)
+                    log_error("billing: reading the ledger journal %s failed, will retry: %s",
+                              b->jr_path, msg);
+                jr_retry_at = bill_now_mono_ms() + BILL_RETRY_MAX_MS;
+                if (b->stop && giveup_at == 0) giveup_at = bill_now_mono_ms();
+            }
+            continue;
+        }
         /* the window of the batch being formed (events already taken are written at once) */
         int64_t window_end = b->first_queued_ms + BILL_GROUP_MS;
-        if (!have && b->in.len > 0 &&
+        /* (at a shutdown that gave up on the journal, memory may go before it) */
+        if (!have && (b->journaled == 0 || (b->stop && giveup_at)) && b->spilling == 0 &&
+            b->in.len > 0 &&
             (now >= window_end || b->flushers || b->stop || b->in.len >= BILL_CHUNK)) {
             /* take the whole queue once the previous one is written */
             bill_vec t = b->out;
@@ -653,6 +916,7 @@ static void *bill_main(void *arg)
             b->in = t;
             b->taken_total += b->out.len;
             b->taken_first_ms = b->first_queued_ms;
+            b->held_mem = b->out.len;
             b->in.len = 0;
             b->out_pos = 0;
             if (b->in.cap > BILL_QUEUE_KEEP) {
@@ -667,16 +931,27 @@ static void *bill_main(void *arg)
         int commit_now = have && (backoff == 0 || now >= retry_at);
         int poll_now = backoff == 0 && (b->poke || now >= next_poll);
 
-        if (!have && b->stop) break;
-        if (b->stop && backoff > 0) {
+        if (!have && b->stop && b->in.len == 0 && b->spilling == 0 &&
+            (b->journaled == 0 || giveup_at))
+            break;
+        if (b->stop && (backoff > 0 || jr_failures > 0)) {
+            /* the store (or the journal's reading) fails at shutdown: memory goes to the
+             * journal, which the next start commits; only when that fails too, wait a while */
+            if (!stop_tried && b->jr) {
+                stop_tried = 1;
+                if (bill_stop_to_journal(b, msg, sizeof(msg)) == 0) break;
+                log_error("billing: moving usage events to the journal at shutdown failed: %s",
+                          msg);
+            }
             if (giveup_at == 0) giveup_at = now + BILL_STOP_GIVEUP_MS;
             if (now >= giveup_at) {
                 log_error("billing: the store kept failing for %d s at shutdown (%s); giving up",
                           BILL_STOP_GIVEUP_MS / 1000, msg);
-                bill_log_lost(b->out.ev + b->out_pos, b->out.len - b->out_pos);
+                if (!b->jn) bill_log_lost(b->out.ev + b->out_pos, b->out.len - b->out_pos);
                 bill_log_lost(b->in.ev, b->in.len);
                 b->committed_total = b->enq_total;
                 b->out_pos = b->out.len = b->in.len = 0;
+                b->jn = 0;
                 break;
             }
         }
@@ -687,6 +962,7 @@ static void *bill_main(void *arg)
                 bg_relax(&b->bg);
             int64_t until = backoff > 0 ? retry_at : next_poll;
             if (backoff == 0 && b->in.len > 0 && window_end < until) until = window_end;
+            if (!have && b->journaled > 0 && jr_retry_at < until) until = jr_retry_at;
             bill_deadline(&ts, until);
             bg_sleep(&b->bg, until * 1000000);
             b->sleeping = 1;
@@ -702,28 +978,23 @@ static void *bill_main(void *arg)
         pthread_mutex_unlock(&b->qmu);
 
         if (commit_now) {
-            size_t n = b->out.len - b->out_pos;
+            store_usage_event *batch = b->jn ? b->jchunk : b->out.ev + b->out_pos;
+            size_t n = b->jn ? b->jn : b->out.len - b->out_pos;
             if (n > BILL_CHUNK) n = BILL_CHUNK;
-            int ok = bill_commit(b, b->out.ev + b->out_pos, n) == 0;
+            int ok = bill_commit(b, batch, n) == 0;
             bill_store_result(b, ok);
             if (ok) {
-                b->out_pos += n;
                 if (backoff > 0)
                     log_warn("billing: ledger writes recovered after %u failed attempts", failures);
                 backoff = 0;
                 failures = 0;
-                pthread_mutex_lock(&b->qmu);
-                /* several instances: read the rows back now, Redis's balance waits for them */
-                if (b->shared) b->poke = 1;
-                b->committed_total += n;
-                pthread_cond_broadcast(&b->flushed);
-                pthread_mutex_unlock(&b->qmu);
+                bill_committed(b, n);
             } else {
                 snprintf(msg, sizeof(msg), "%s", store_errmsg(b->store));
                 if (failures++ % BILL_WARN_EVERY == 0)
                     log_warn("billing: writing %zu usage events failed, will retry (kept in "
-                             "memory): %s",
-                             n, msg);
+                             "memory up to %zu events, then in the journal): %s",
+                             n, b->mem_cap, msg);
                 backoff = backoff ? backoff * 2 : BILL_RETRY_MIN_MS;
                 if (backoff > BILL_RETRY_MAX_MS) backoff = BILL_RETRY_MAX_MS;
                 retry_at = bill_now_mono_ms() + backoff;
@@ -774,18 +1045,112 @@ static void bill_free(bill_t *b)
     free(b->kstripes);
     free(b->in.ev);
     free(b->out.ev);
+    free(b->spill.ev);
+    free(b->jchunk);
     free(b->polled);
     free(b->push_accts.id);
     free(b->push_keys.id);
     free(b->pushbuf);
+    jr_close(b->jr);
+    free(b->jr_path);
     store_ckpt_stop(b->ckpt);
     store_close(b->store);
     pthread_cond_destroy(&b->wake);
+    pthread_cond_destroy(&b->jr_wake);
     pthread_cond_destroy(&b->flushed);
     pthread_cond_destroy(&b->space);
     pthread_mutex_destroy(&b->qmu);
     pthread_rwlock_destroy(&b->tlock);
     free(b);
+}
+
+/* The journal's path: store.journal, or (a config made without the loader, as the tests make
+ * them) next to the SQLite database. NULL when out of memory. */
+static char *bill_jr_path(const cfg_t *cfg)
+{
+    if (cfg->journal_path && *cfg->journal_path) return strdup(cfg->journal_path);
+    const char *base = cfg->sqlite_path ? cfg->sqlite_path : "modelswitch-ledger";
+    size_t n = strlen(base) + sizeof ".journal";
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s.journal", base);
+    return p;
+}
+
+/* The memory cap; tests make it small with MODELSWITCH_TEST_LEDGER_MEMORY_CAP (never larger: the
+ * default is the most memory the gateway means to spend on waiting events). */
+static size_t bill_mem_cap(void)
+{
+    const char *t = getenv("MODELSWITCH_TEST_LEDGER_MEMORY_CAP");
+    long long v = t && *t ? atoll(t) : 0;
+    if (v >= 1 && v < BILL_MEM_CAP) {
+        log_warn("billing: the ledger's memory cap is %lld events (a test setting)", v);
+        return (size_t)v;
+    }
+    return BILL_MEM_CAP;
+}
+
+/* Start: commits what an earlier process left in the journal (the store was unavailable when it
+ * crashed or stopped) before the balances are read, which then include it. A commit that fails
+ * ends this: the rest is counted in (bill_jr_count_in) and committed by the ledger thread. An
+ * event that the earlier process had committed already is skipped by the store. */
+static void bill_jr_replay(bill_t *b)
+{
+    uint64_t total = jr_count(b->jr), done = 0;
+    char msg[600];
+
+    if (!total) return;
+    log_warn("billing: the journal %s holds %" PRIu64
+             " usage events an earlier run could not write to the store; committing them",
+             b->jr_path, total);
+    if (!b->jchunk && !(b->jchunk = malloc(BILL_CHUNK * sizeof(*b->jchunk)))) return;
+    for (;;) {
+        size_t n = 0;
+        if (jr_read(b->jr, b->jchunk, BILL_CHUNK, &n, msg, sizeof(msg)) != 0) {
+            log_error("billing: %s", msg);
+            break;
+        }
+        if (n == 0) {
+            jr_consume(b->jr); /* the end, or damage only */
+            if (jr_count(b->jr) == 0) break;
+            continue;
+        }
+        if (store_ledger_commit(b->store, b->jchunk, n) != STORE_OK) {
+            log_warn("billing: committing the journal failed (%s); its events count against the "
+                     "balances and the ledger thread commits them once the store takes writes",
+                     store_errmsg(b->store));
+            break;
+        }
+        jr_consume(b->jr);
+        done += n;
+    }
+    if (done) log_info("billing: committed %" PRIu64 " usage events from the journal", done);
+}
+
+/* Start, after the balances were read: what stays in the journal is settled money the store does
+ * not have yet, so it counts as unflushed until the ledger thread commits it. */
+static void bill_jr_count_cb(void *ud, const store_usage_event *ev)
+{
+    bill_t *b = ud;
+    bill_acct *a = acct_find(b, ev->account_id);
+    bill_keyent *k = key_find(b, ev->key_id);
+    if (ev->charged_nusd <= 0) return;
+    if (a) a->unflushed += ev->charged_nusd; /* no thread runs yet */
+    if (k) k->unflushed += ev->charged_nusd;
+}
+
+static int bill_jr_count_in(bill_t *b, char *err, size_t errlen)
+{
+    char msg[600];
+    uint64_t n = jr_count(b->jr);
+    if (!n) return 0;
+    if (jr_scan(b->jr, bill_jr_count_cb, b, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "billing: %s", msg);
+        return -1;
+    }
+    b->journaled = n;
+    b->enq_total = n; /* bill_flush waits for them too */
+    b->jr_first_ms = bill_now_mono_ms();
+    return 0;
 }
 
 static bill_stripe *bill_stripes_new(void)
@@ -820,6 +1185,7 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&b->wake, &ca);
+    pthread_cond_init(&b->jr_wake, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&b->flushed, NULL);
     pthread_cond_init(&b->space, NULL);
@@ -832,6 +1198,17 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
     if (!(b->store = store_open(cfg, err, errlen))) goto fail;
     /* checkpoints off this thread: a commit is then a WAL append, never a stall of seconds */
     if (!(b->ckpt = store_ckpt_start(cfg, b->store, err, errlen))) goto fail;
+    b->mem_cap = bill_mem_cap();
+    b->warn_at = b->mem_cap * 2 < BILL_MEM_CAP ? BILL_MEM_CAP : b->mem_cap * 2;
+    if (!(b->jr_path = bill_jr_path(cfg))) {
+        snprintf(err, errlen, "billing: out of memory");
+        goto fail;
+    }
+    if (!(b->jr = jr_open(b->jr_path, msg, sizeof(msg)))) {
+        snprintf(err, errlen, "billing: %s", msg);
+        goto fail;
+    }
+    bill_jr_replay(b);
     if (bill_poll(b, msg, sizeof(msg)) != 0) {
         snprintf(err, errlen, "billing: loading accounts: %s", msg);
         goto fail;
@@ -850,10 +1227,18 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "billing: loading notification settings: %s", store_errmsg(b->store));
         goto fail;
     }
+    if (bill_jr_count_in(b, err, errlen) != 0) goto fail;
+    rc = pthread_create(&b->jr_thread, NULL, bill_jr_main, b);
+    if (rc != 0) {
+        snprintf(err, errlen, "billing: starting the journal thread: %s", strerror(rc));
+        goto fail;
+    }
+    b->jr_thread_started = 1;
     rc = pthread_create(&b->thread, NULL, bill_main, b);
     if (rc != 0) {
         snprintf(err, errlen, "billing: starting the ledger thread: %s", strerror(rc));
-        goto fail;
+        bill_stop(b);
+        return NULL;
     }
     b->thread_started = 1;
     return b;
@@ -866,23 +1251,31 @@ fail:
 void bill_stop(bill_t *b)
 {
     if (!b) return;
-    if (b->thread_started) {
-        /* The thread writes everything queued before it ends (see bill_main). */
+    if (b->thread_started || b->jr_thread_started) {
+        /* The ledger thread writes everything queued before it ends (see bill_main); the
+         * journal thread ends first, after the spill it may be writing. */
         pthread_mutex_lock(&b->qmu);
         b->stop = 1;
         bg_boost(&b->bg); /* shutdown waits for it */
         bg_wake(&b->bg);
         pthread_cond_signal(&b->wake);
+        pthread_cond_signal(&b->jr_wake);
         pthread_mutex_unlock(&b->qmu);
-        pthread_join(b->thread, NULL);
+        if (b->jr_thread_started) pthread_join(b->jr_thread, NULL);
+        if (b->thread_started) pthread_join(b->thread, NULL);
     }
     /* Anything settled after the thread ended (a caller that did not stop its workers first)
-     * gets one synchronous attempt. */
+     * gets one synchronous attempt, then the journal. */
     if (b->in.len > 0 && b->store) {
+        char msg[600];
         if (store_ledger_commit(b->store, b->in.ev, b->in.len) != STORE_OK) {
             log_error("billing: writing usage settled during shutdown failed: %s",
                       store_errmsg(b->store));
-            bill_log_lost(b->in.ev, b->in.len);
+            if (b->jr && jr_append(b->jr, b->in.ev, b->in.len, msg, sizeof(msg)) == 0)
+                log_warn("billing: %zu usage events wait in the journal %s for the next start",
+                         b->in.len, b->jr_path);
+            else
+                bill_log_lost(b->in.ev, b->in.len);
         }
     }
     bill_free(b);
@@ -1152,9 +1545,12 @@ void bill_health(bill_t *b, bill_health_info *out)
     int64_t now = bill_now_mono_ms(), oldest = 0;
     pthread_mutex_lock(&b->qmu);
     out->queue_depth = b->enq_total - b->committed_total;
-    /* the batch the thread took is written first (FIFO); then what waits behind it */
+    out->journal_events = b->journaled;
+    /* the batch the thread took is written first (FIFO); then the journal; then the queue */
     if (b->committed_total < b->taken_total)
         oldest = b->taken_first_ms;
+    else if (b->journaled || b->spilling)
+        oldest = b->jr_first_ms;
     else if (b->in.len)
         oldest = b->first_queued_ms;
     pthread_mutex_unlock(&b->qmu);

@@ -100,7 +100,8 @@ int bill_flush_for(bill_t *b, int64_t max_ms);
 /* How the ledger stands, for the readiness probe and the metrics: cheap (a short lock), never
  * waits for the store. */
 typedef struct bill_health_info {
-    uint64_t queue_depth;     /* usage events settled and not yet committed */
+    uint64_t queue_depth;     /* usage events settled and not yet committed (journaled ones too) */
+    uint64_t journal_events;  /* of which in the local journal (docs/BILLING.md, "Store outages") */
     int64_t lag_ms;           /* how long the oldest of them has waited; 0 when none waits */
     int store_ok;             /* the ledger thread's last store write or read succeeded */
     int64_t store_failing_ms; /* when it did not: for how long it has been failing */

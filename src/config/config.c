@@ -534,9 +534,9 @@ static int parse_server(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 /* A relative store.sqlite is relative to the config file's directory, not to the current one:
  * otherwise a CLI command run from elsewhere would silently create a new, empty store whose keys
  * never work on the running gateway. The result is absolute, so logs say which file it is. */
-static int resolve_store_path(cfg_t *c, char *err, size_t errlen)
+static int resolve_path(cfg_t *c, char **pathp, const char *field, char *err, size_t errlen)
 {
-    if (!c->sqlite_path || c->sqlite_path[0] == '/') return 0;
+    if (!*pathp || (*pathp)[0] == '/') return 0;
     char dir[PATH_MAX], real[PATH_MAX];
     const char *slash = strrchr(c->path, '/');
     size_t dl = slash ? (size_t)(slash - c->path) : 0;
@@ -545,11 +545,11 @@ static int resolve_store_path(cfg_t *c, char *err, size_t errlen)
     memcpy(dir, slash ? c->path : ".", slash ? dl : 1);
     dir[slash ? dl : 1] = '\0';
     if (!realpath(dir, real)) {
-        snprintf(err, errlen, "%s: store.sqlite: cannot resolve the config file's directory: %s",
-                 c->path, strerror(errno));
+        snprintf(err, errlen, "%s: %s: cannot resolve the config file's directory: %s", c->path,
+                 field, strerror(errno));
         return -1;
     }
-    size_t rl = strlen(real), sl = strlen(c->sqlite_path);
+    size_t rl = strlen(real), sl = strlen(*pathp);
     char *abs = malloc(rl + 1 + sl + 1);
     if (!abs) {
         snprintf(err, errlen, "out of memory");
@@ -557,10 +557,27 @@ static int resolve_store_path(cfg_t *c, char *err, size_t errlen)
     }
     memcpy(abs, real, rl);
     abs[rl] = '/';
-    memcpy(abs + rl + 1, c->sqlite_path, sl + 1);
-    free(c->sqlite_path);
-    c->sqlite_path = abs;
+    memcpy(abs + rl + 1, *pathp, sl + 1);
+    free(*pathp);
+    *pathp = abs;
     return 0;
+}
+
+/* store.sqlite and store.journal, relative to the config file's directory; the journal's default
+ * follows the database (docs/CONFIG.md, `store`). */
+static int resolve_store_path(cfg_t *c, char *err, size_t errlen)
+{
+    if (resolve_path(c, &c->sqlite_path, "store.sqlite", err, errlen) != 0) return -1;
+    if (!c->journal_path) {
+        const char *base = c->sqlite_path ? c->sqlite_path : "modelswitch-ledger";
+        size_t n = strlen(base) + sizeof ".journal";
+        if (!(c->journal_path = malloc(n))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        snprintf(c->journal_path, n, "%s.journal", base);
+    }
+    return resolve_path(c, &c->journal_path, "store.journal", err, errlen);
 }
 
 /* One line for the operator: models that exist but cannot be served, and what to set. */
@@ -588,10 +605,15 @@ static void warn_unserved_models(const cfg_t *c)
 
 static int parse_store(cfg_ld *L, cfg_t *c, const yaml_node_t *n)
 {
-    static const char *const fields[] = {"sqlite", "postgres", NULL};
-    yaml_node_t *sq, *pg;
+    static const char *const fields[] = {"sqlite", "postgres", "journal", NULL};
+    yaml_node_t *sq, *pg, *jr;
     if (is_null(n)) return 0;
     if (want_map(L, n, "store") || check_fields(L, n, "store", fields)) return -1;
+    if ((jr = get_field(L, n, "journal"))) {
+        if (get_str(L, jr, "store.journal", &c->journal_path)) return -1;
+        if (!*c->journal_path)
+            return fail(L, line_of(jr), "store.journal", "the journal path must not be empty");
+    }
     sq = get_field(L, n, "sqlite");
     pg = get_field(L, n, "postgres");
     if (!sq == !pg)
@@ -1364,6 +1386,7 @@ void cfg_free(cfg_t *c)
     free(c->admin_token);
     free(c->sqlite_path);
     free(c->postgres_url);
+    free(c->journal_path);
     free(c->redis_url);
     for (size_t i = 0; i < c->nproviders; i++) {
         cfg_provider *p = &c->providers[i];

@@ -112,6 +112,10 @@ typedef struct cfg {
     char *sqlite_path;  /* default data/modelswitch.db; relative paths are resolved against the
                            config file's directory, so the result is absolute */
     char *postgres_url; /* NULL unless configured */
+    /* store.journal: the ledger's journal of usage events waiting for the store (docs/BILLING.md,
+     * "Store outages"); default "<sqlite path>.journal", or modelswitch-ledger.journal in the
+     * config file's directory with PostgreSQL; made absolute like sqlite_path */
+    char *journal_path;
     /* redis: URL of the state shared by several instances (limits, holds, key changes); NULL =
      * this instance alone. Never logged whole (it may carry a password). */
     char *redis_url;

@@ -59,6 +59,10 @@ size_t reload_fixed_changes(const cfg_t *running, const cfg_t *next, const char 
         {"server.busy_poll_us", running->busy_poll_us != next->busy_poll_us},
         {"store.sqlite", str_differs(running->sqlite_path, next->sqlite_path)},
         {"store.postgres", str_differs(running->postgres_url, next->postgres_url)},
+        /* the journal's default follows the store: named only when it changed alone */
+        {"store.journal", !str_differs(running->sqlite_path, next->sqlite_path) &&
+                              !str_differs(running->postgres_url, next->postgres_url) &&
+                              str_differs(running->journal_path, next->journal_path)},
         {"redis", str_differs(running->redis_url, next->redis_url)},
     };
     size_t n = 0;
@@ -82,6 +86,7 @@ int reload_keep_fixed(cfg_t *next, const cfg_t *running)
     if (replace_str(&next->listen_host, running->listen_host) ||
         replace_str(&next->sqlite_path, running->sqlite_path) ||
         replace_str(&next->postgres_url, running->postgres_url) ||
+        replace_str(&next->journal_path, running->journal_path) ||
         replace_str(&next->redis_url, running->redis_url))
         return -1;
     next->listen_port = running->listen_port;

@@ -273,6 +273,7 @@ test('gauges: holds, ledger, store, connections, dropped log lines, build info; 
     const m = await scrapeUntil((x) => x.get('modelswitch_holds_open') === 0 &&
         x.get('modelswitch_ledger_queue_depth') === 0, 'no open hold and an empty ledger queue');
     assert.equal(m.raw('modelswitch_ledger_lag_seconds'), '0');
+    assert.equal(m.raw('modelswitch_ledger_journal_events'), '0');
     assert.equal(m.raw('modelswitch_store_up'), '1');
     assert.ok(m.get('modelswitch_connections', { state: 'active' }) >= 1, 'the scrape itself is active');
     assert.ok(m.raw('modelswitch_connections', { state: 'idle' }) !== undefined);
@@ -287,7 +288,8 @@ test('gauges: holds, ledger, store, connections, dropped log lines, build info; 
     for (const name of ['requests_total', 'request_duration_seconds', 'time_to_first_byte_seconds',
         'gateway_overhead_seconds', 'tokens_total', 'spend_usd_total', 'upstream_attempts_total',
         'upstream_retries_total', 'fallbacks_total', 'rate_limited_total', 'balance_refusals_total',
-        'holds_open', 'ledger_queue_depth', 'ledger_lag_seconds', 'store_up', 'connections',
+        'holds_open', 'ledger_queue_depth', 'ledger_journal_events', 'ledger_lag_seconds', 'store_up',
+        'connections',
         'log_lines_dropped_total', 'deployment_cooldown', 'build_info']) {
         assert.match(m.text, new RegExp(`^# TYPE modelswitch_${name} `, 'm'), name);
         assert.match(m.text, new RegExp(`^# HELP modelswitch_${name} `, 'm'), name);

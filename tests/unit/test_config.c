@@ -112,6 +112,23 @@ static int store_path_is(const cfg_t *c, const char *cfg_path, const char *rel)
     return 0;
 }
 
+/* c's journal is rel (resolved against cfg_path's directory). */
+static int journal_path_is(const cfg_t *c, const char *cfg_path, const char *rel)
+{
+    char dir[PATH_MAX], real[PATH_MAX], want[PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s", cfg_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (!realpath(dir, real)) return 0;
+    snprintf(want, sizeof want, "%s/%s", real, rel);
+    if (c->journal_path && strcmp(c->journal_path, want) == 0) return 1;
+    fprintf(stderr, "journal %s, wanted %s\n", c->journal_path ? c->journal_path : "(null)", want);
+    return 0;
+}
+
 static void test_defaults(void)
 {
     int64_t before = time(NULL);
@@ -134,6 +151,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->drain_timeout_ms, 30000);
     CHECK(c->admin_token == NULL);
     CHECK(store_path_is(c, g_path, "data/modelswitch.db"));
+    CHECK(journal_path_is(c, g_path, "data/modelswitch.db.journal"));
     CHECK(c->postgres_url == NULL);
     CHECK_EQ_INT(c->requests_per_minute, 600);
     CHECK_EQ_INT(c->tokens_per_minute, 1000000);
@@ -381,6 +399,8 @@ static void test_postgres_and_ipv6(void)
     CHECK_EQ_INT(c->listen_port, 8443);
     CHECK_EQ_STR(c->postgres_url, "postgres://ms@db/ms");
     CHECK(c->sqlite_path == NULL);
+    /* the ledger's journal: in the config file's directory */
+    CHECK(journal_path_is(c, g_path, "modelswitch-ledger.journal"));
     cfg_free(c);
 }
 
@@ -395,6 +415,16 @@ static void test_store_path_and_unconfigured(void)
     c = load("store: {sqlite: /var/lib/ms/x.db}\n" MINIMAL_MODELS);
     CHECK(c != NULL);
     if (c) CHECK_EQ_STR(c->sqlite_path, "/var/lib/ms/x.db");
+    if (c) CHECK_EQ_STR(c->journal_path, "/var/lib/ms/x.db.journal");
+    cfg_free(c);
+    /* store.journal: relative like sqlite, absolute as given */
+    c = load("store: {sqlite: /var/lib/ms/x.db, journal: j/ledger.journal}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) CHECK(journal_path_is(c, g_path, "j/ledger.journal"));
+    cfg_free(c);
+    c = load("store: {postgres: 'postgres://x', journal: /srv/ms.journal}\n" MINIMAL_MODELS);
+    CHECK(c != NULL);
+    if (c) CHECK_EQ_STR(c->journal_path, "/srv/ms.journal");
     cfg_free(c);
     unsetenv("MS_TEST_UNSET_KEY_Q7");
     capture_start();
@@ -841,6 +871,10 @@ static void test_store(void)
     EXPECT_ERR("store: {sqlite: ''}\n" MINIMAL_MODELS, 1, "store.sqlite: ", "must not be empty");
     EXPECT_ERR("store: {postgres: ''}\n" MINIMAL_MODELS, 1,
                "store.postgres: ", "must not be empty");
+    EXPECT_ERR("store: {sqlite: a.db, journal: ''}\n" MINIMAL_MODELS, 1,
+               "store.journal: ", "must not be empty");
+    EXPECT_ERR("store: {sqlite: a.db, journal: [x]}\n" MINIMAL_MODELS, 1,
+               "store.journal: ", "expected a string");
     EXPECT_ERR("store: {sqlite: {path: x}}\n" MINIMAL_MODELS, 1,
                "store.sqlite: ", "expected a string, got a map");
 }

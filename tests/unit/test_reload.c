@@ -90,6 +90,16 @@ static void test_fixed_changes(void)
     n = reload_fixed_changes(a, d, names, RELOAD_FIXED_MAX);
     CHECK(n >= 1);
     CHECK_EQ_STR(names[n - 1], "store.postgres");
+    /* the journal alone (its default follows the database, so it is named only alone) */
+    cfg_t *e = load("e", SERVER, "  sqlite: a.db\n  journal: elsewhere.journal\n", MODELS);
+    CHECK(e != NULL);
+    if (e) {
+        CHECK_EQ_INT(reload_fixed_changes(a, e, names, RELOAD_FIXED_MAX), 1);
+        CHECK_EQ_STR(names[0], "store.journal");
+        CHECK(strstr(e->journal_path, "/elsewhere.journal") != NULL);
+        CHECK(strstr(a->journal_path, "/a.db.journal") != NULL);
+        cfg_free(e);
+    }
     /* a short list gets the first ones */
     CHECK_EQ_INT(reload_fixed_changes(a, b, names, 2), 2);
     CHECK_EQ_STR(names[1], "server.workers");
