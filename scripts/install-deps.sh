@@ -5,8 +5,9 @@
 #
 #   scripts/install-deps.sh          build and runtime dependencies (Debian packages)
 #   scripts/install-deps.sh --test   also the end-to-end test dependencies: Debian's Chromium and
-#                                    a font for the dashboard's browser tests, npm ci in tests/e2e,
-#                                    and promtool (Debian's prometheus package, if it can be had)
+#                                    a font for the dashboard's browser tests, redis-server and
+#                                    nginx for the multi-instance tests, npm ci in tests/e2e, and
+#                                    promtool (Debian's prometheus package, if it can be had)
 #
 # Node.js may already come from elsewhere (the machines here carry a newer Node than Debian's, with
 # its own npm): a working `node`/`npm` on PATH counts as installed, because Debian's npm package
@@ -19,7 +20,7 @@ for arg in "$@"; do
     case "$arg" in
     --test) WANT_TEST=1 ;;
     -h | --help)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -42,6 +43,11 @@ PKGS=(build-essential pkg-config clang valgrind curl ca-certificates libuv1-dev 
 # in docs/dashboard/, have readable text.
 if ((WANT_TEST)); then
     PKGS+=(chromium fonts-dejavu-core)
+    # The multi-instance tests (tests/integration/cluster*.test.mjs): tests/redis.sh runs a
+    # throwaway redis-server on loopback, and cluster_lb.test.mjs runs nginx in front of the
+    # instances with config/examples/nginx-cluster.conf. Their system services are not wanted
+    # (see below).
+    PKGS+=(redis-server nginx)
 fi
 
 installed() {
@@ -106,6 +112,15 @@ if ((WANT_TEST)) && ! installed prometheus; then
     fi
     [[ -z $why ]] || echo "install-deps: promtool not installed ($why); the metrics test skips its promtool check"
 fi
+
+# redis-server and nginx start a system service when Debian installs them (Redis on 6379, nginx
+# on 80). The tests start their own on free loopback ports; a service this script has just
+# installed is stopped and disabled (one the machine had before is left alone).
+for svc in redis-server nginx; do
+    if [[ " ${missing[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "node does not run"
 ((node_major >= 18)) || die "Node.js >= 18 is needed, found $(node --version)"
