@@ -200,7 +200,8 @@ test('Redis restarted empty: the instance re-registers the holds it has open', {
     const gw = await gatewayOn(redis, { setup: async (g) => { a = await g.newProxyKey(0.002); } });
     try {
         await waitAdmitting(gw, a.key);
-        const slow = chat(gw, a.key, { mock: { delay_ms: h.scaled(6000) } });
+        // below the mock provider's 10 s upstream timeout at any time scale
+        const slow = chat(gw, a.key, { mock: { delay_ms: Math.min(h.scaled(4000), 9000) } });
         await h.sleep(h.scaled(300));
         await redis.down();
         await redis.up();
