@@ -27,6 +27,7 @@ typedef struct api_worker {
     struct proxy *detached;
     struct stats_worker *stats; /* the worker's counters (stats.h), read by GET /metrics */
     struct sh_worker *shw;      /* its connection to the shared state, or NULL (shared.h) */
+    struct rcache *rc;          /* the response cache's Redis backend on shw, or NULL (cache.c) */
 } api_worker;
 
 static inline api_worker *api_worker_of(worker_t *w)
@@ -116,6 +117,10 @@ typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, dialect_refu
  * cache and keep hooks on it, then calls api_admit. NULL after answering 500. */
 api_settlement *api_settlement_new(http_conn *c, const struct prov_call *call,
                                    const store_key *key);
+/* The same on generation gen (held by the caller), for a request parsed on it that waited (the
+ * response cache's lookup in Redis) while a reload may have come. */
+api_settlement *api_settlement_new_on(http_conn *c, srv_gen *gen, const struct prov_call *call,
+                                      const store_key *key);
 /* Admits call: the rate limits (429 with retry-after), then the hold, and sets the x-ratelimit-*
  * headers; then runs it (proxy_start with to_hub). Takes call and s in every case: a refusal
  * answers and frees them. With a shared state (several instances) the decision is Redis's, and

@@ -29,6 +29,7 @@
 #define CACHE_HDR_TTL_MAX_S 86400 /* the most a request's ttl=N asks for; more is capped */
 
 struct api_cache_req {
+    rcache *rc; /* the backend it was looked up in (a worker's Redis one stores on that worker) */
     uint8_t key[RCACHE_KEY_LEN];
     char part[RCACHE_PART_MAX]; /* the partition: the requested model */
     int64_t ttl_ms;
@@ -131,8 +132,89 @@ static void answer_hit(http_conn *c, const prov_call *call, const store_key *key
     v->len = 0;
 }
 
-int api_cache_lookup(http_conn *c, const prov_call *call, const store_key *key, char endpoint,
-                     ms_str extra, api_cache_req **out)
+void api_run(http_conn *c, srv_gen *gen, prov_call *call, const store_key *key,
+             const api_next *next, api_cache_req *cr)
+{
+    /* nothing goes upstream before the rate limits and the worst case are covered */
+    api_settlement *s = api_settlement_new_on(c, gen, call, key);
+    if (!s) {
+        api_cache_req_free(cr);
+        free(call);
+        return;
+    }
+    s->cache = cr;
+    if (next->hooks && next->hooks(c, s, next->arg) != 0) {
+        api_settlement_free(s);
+        free(call);
+        return;
+    }
+    api_admit(c, call, next->to_hub, s);
+}
+
+/* A lookup in Redis in flight: what the request needs to go on when it is answered. */
+typedef struct cache_wait {
+    http_conn *c;
+    srv_gen *gen; /* held: call was parsed on it, and a reload may come meanwhile */
+    prov_call *call;
+    store_key key;
+    api_next next;
+    api_cache_req *cr; /* the miss's part, ready */
+    void *handle;
+} cache_wait;
+
+static void wait_free(cache_wait *cw)
+{
+    srv_gen_release(cw->gen);
+    free(cw);
+}
+
+static void on_lookup(void *ud, rcache_value *v)
+{
+    cache_wait *cw = ud;
+    http_conn *c = cw->c;
+    if (c->handler.ctx == cw) c->handler = (http_handler){0};
+    if (v) {
+        answer_hit(c, cw->call, &cw->key, v);
+        api_cache_req_free(cw->cr);
+        free(cw->call);
+    } else {
+        api_run(c, cw->gen, cw->call, &cw->key, &cw->next, cw->cr);
+    }
+    wait_free(cw);
+}
+
+/* The client went away while Redis was asked: nothing ran, nothing is owed. */
+static int lookup_abort(http_conn *c, void *ctx)
+{
+    (void)c;
+    cache_wait *cw = ctx;
+    cw->cr->rc->ops->get_cancel(cw->cr->rc->be, cw->handle);
+    api_cache_req_free(cw->cr);
+    free(cw->call);
+    wait_free(cw);
+    return 0;
+}
+
+/* The Redis backend: the request goes on in on_lookup (at once, as a miss, if Redis cannot be
+ * asked now). */
+static void lookup_async(http_conn *c, prov_call *call, const store_key *key, const api_next *next,
+                         api_cache_req *cr)
+{
+    cache_wait *cw = malloc(sizeof *cw);
+    if (!cw) return api_run(c, c->w->gen, call, key, next, cr);
+    *cw = (cache_wait){c, srv_gen_hold(c->w->gen), call, *key, *next, cr, NULL};
+    rcache *rc = cr->rc;
+    cw->handle = rc->ops->get_async(rc->be, cr->part, cr->key, on_lookup, cw);
+    if (!cw->handle) {
+        api_run(c, cw->gen, call, key, next, cr);
+        wait_free(cw);
+        return;
+    }
+    c->handler = (http_handler){.ctx = cw, .abort = lookup_abort, .drained = NULL};
+}
+
+void api_cache_lookup(http_conn *c, prov_call *call, const store_key *key, char endpoint,
+                      ms_str extra, const api_next *next)
 {
     const cfg_model *m = call->model;
     int64_t ttl_s = m->cache_ttl_s;
@@ -141,27 +223,31 @@ int api_cache_lookup(http_conn *c, const prov_call *call, const store_key *key, 
                    "The x-modelswitch-cache header must be 'ttl=N' (seconds, N >= 1) or "
                    "'bypass'.",
                    -1);
-        return 1;
+        free(call);
+        return;
     }
-    rcache *rc = shared_cache();
-    if (ttl_s <= 0 || !rc) return 0; /* bypass */
+    rcache *rc = api_worker_of(c->w)->rc;
+    if (!rc) rc = shared_cache();
     uint8_t k[RCACHE_KEY_LEN];
-    if (make_key(call, key, endpoint, extra, k) != 0) return 0;
+    if (ttl_s <= 0 || !rc || make_key(call, key, endpoint, extra, k) != 0)
+        return api_run(c, c->w->gen, call, key, next, NULL); /* bypass */
     rcache_value v;
-    if (rcache_get(rc, m->name, k, now_ms(), &v)) {
+    if (!rcache_is_async(rc) && rcache_get(rc, m->name, k, now_ms(), &v)) {
         answer_hit(c, call, key, &v);
         rcache_value_free(&v);
-        return 1;
+        free(call);
+        return;
     }
     api_cache_req *cr = calloc(1, sizeof *cr);
-    if (!cr) return 0; /* not cached, served all the same */
+    if (!cr) return api_run(c, c->w->gen, call, key, next, NULL); /* not cached, served */
     memcpy(cr->key, k, sizeof k);
     ms_copy(cr->part, sizeof cr->part, m->name);
+    cr->rc = rc;
     cr->ttl_ms = ttl_s * 1000;
     cr->max_bytes = m->cache_max_bytes;
     if (call->stream) buf_init(&cr->capture, (size_t)cr->max_bytes);
-    *out = cr;
-    return 0;
+    if (rcache_is_async(rc)) return lookup_async(c, call, key, next, cr);
+    api_run(c, c->w->gen, call, key, next, cr);
 }
 
 void api_cache_req_free(api_cache_req *cr)
@@ -183,8 +269,7 @@ void api_cache_tee(api_cache_req *cr, const char *data, size_t n)
 static void put(api_cache_req *cr, char *data, size_t len, int stream, const usage_counts *u,
                 const char *model, const char *provider)
 {
-    rcache *rc = shared_cache();
-    if (!rc) return;
+    rcache *rc = cr->rc;
     rcache_value v = {.data = data, .len = len, .stream = stream, .usage = *u};
     ms_copy(v.model, sizeof v.model, model);
     ms_copy(v.provider, sizeof v.provider, provider);

@@ -9,22 +9,40 @@
 #include "api/api.h"
 #include "providers/provider.h"
 
-/* The part of api_cache_begin that runs when the cache applies. */
-int api_cache_lookup(http_conn *c, const prov_call *call, const store_key *key, char endpoint,
-                     ms_str extra, api_cache_req **out);
-/* Whether the response cache applies to call (its model's `cache:`, or the request's
- * x-modelswitch-cache header), and if so its lookup. Returns 1 when the request has been answered
- * (a hit; or a refusal: an invalid header, a rate limit), else 0 with *out the cache's part of
- * the request (give it to the settlement context: s->cache), NULL when the cache does not apply.
- * endpoint names the client's API ('c' chat, 'e' embeddings, 'm' Messages, 'r' Responses), extra
- * the request's other bytes its answer depends on (Anthropic's version and beta headers). A
- * request on a model without `cache:` and without the header pays these two tests only. */
-static inline int api_cache_begin(http_conn *c, const prov_call *call, const store_key *key,
-                                  char endpoint, ms_str extra, api_cache_req **out)
+/* What an endpoint's request runs after the cache (a miss, or a request the cache does not apply
+ * to): how to make its hub form, and the endpoint's hooks on its settlement context. */
+typedef struct api_next {
+    api_to_hub to_hub;
+    /* Sets the endpoint's hooks on s before admission (the Responses API's keep), NULL for none.
+     * Returns 0, or -1 after answering. arg: a view into the request (it outlives a lookup). */
+    int (*hooks)(http_conn *c, api_settlement *s, ms_str arg);
+    ms_str arg;
+} api_next;
+
+/* The request's run: its settlement context on generation gen (the one call was parsed on), the
+ * cache's part cr (NULL: none), the endpoint's hooks, then admission (api_admit) and the proxy.
+ * Takes call and cr in every case. */
+void api_run(http_conn *c, srv_gen *gen, prov_call *call, const store_key *key,
+             const api_next *next, api_cache_req *cr);
+/* The part of api_cache_serve that runs when the cache applies. */
+void api_cache_lookup(http_conn *c, prov_call *call, const store_key *key, char endpoint,
+                      ms_str extra, const api_next *next);
+/* Serves a parsed request: from the response cache when it applies (its model's `cache:`, or the
+ * request's x-modelswitch-cache header) and holds an identical request's answer (a hit, answered
+ * and recorded here), else api_run with the cache's part of the request (a miss: the engine keeps
+ * the answer). With the in-process backend all of it happens before this returns; with the Redis
+ * one (config `redis:`) the lookup goes out on the worker's connection and the request goes on
+ * when Redis answers (an error or a timeout is a miss; a client that leaves meanwhile ends it).
+ * Takes call in every case; key and next are copied. endpoint names the client's API ('c' chat,
+ * 'e' embeddings, 'm' Messages, 'r' Responses), extra the request's other bytes its answer
+ * depends on (Anthropic's version and beta headers). A request on a model without `cache:` and
+ * without the header pays these two tests only. */
+static inline void api_cache_serve(http_conn *c, prov_call *call, const store_key *key,
+                                   char endpoint, ms_str extra, const api_next *next)
 {
-    *out = NULL;
-    if (!c->req.cache.n && !call->model->cache_ttl_s) return 0;
-    return api_cache_lookup(c, call, key, endpoint, extra, out);
+    if (!c->req.cache.n && !call->model->cache_ttl_s)
+        return api_run(c, c->w->gen, call, key, next, NULL);
+    api_cache_lookup(c, call, key, endpoint, extra, next);
 }
 /* A stream's bytes as the client got them (the engine calls it for each write). */
 void api_cache_tee(api_cache_req *cr, const char *data, size_t n);

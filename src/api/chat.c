@@ -15,8 +15,8 @@
 #include "api/proxy.h"
 #include "common/util.h"
 
-/* Authenticates, parses the body in the client's dialect, admits (limits and hold) and hands the
- * request to the proxy. */
+/* Authenticates, parses the body in the client's dialect, answers it from the cache or admits it
+ * (limits and hold) and hands it to the proxy. */
 static void serve(http_conn *c, http_request *r, prov_endpoint ep)
 {
     store_key key;
@@ -31,21 +31,10 @@ static void serve(http_conn *c, http_request *r, prov_endpoint ep)
         free(call);
         return api_refuse(c, &why);
     }
-    /* an identical request answered before: from the response cache, no hold needed */
-    api_cache_req *cr;
-    if (api_cache_begin(c, call, &key, ep == EP_CHAT ? 'c' : 'e', (ms_str){"", 0}, &cr)) {
-        free(call);
-        return;
-    }
-    /* nothing goes upstream before the rate limits and the worst case are covered */
-    api_settlement *s = api_settlement_new(c, call, &key);
-    if (!s) {
-        api_cache_req_free(cr);
-        free(call);
-        return;
-    }
-    s->cache = cr;
-    api_admit(c, call, NULL, s);
+    /* an identical request answered before: from the response cache, no hold needed; else
+     * admitted and run */
+    api_next next = {.to_hub = NULL};
+    api_cache_serve(c, call, &key, ep == EP_CHAT ? 'c' : 'e', (ms_str){"", 0}, &next);
 }
 
 void api_chat_completions(http_conn *c, http_request *r)

@@ -66,22 +66,12 @@ void api_messages(http_conn *c, http_request *r)
     char extra[1024];
     int xn = snprintf(extra, sizeof extra, "%.*s\n%.*s", (int)r->anthropic_version.n,
                       r->anthropic_version.p, (int)r->anthropic_beta.n, r->anthropic_beta.p);
-    api_cache_req *cr = NULL;
-    if (xn >= 0 && (size_t)xn < sizeof extra &&
-        api_cache_begin(c, call, &key, 'm', (ms_str){extra, (size_t)xn}, &cr)) {
-        free(call);
-        return;
-    }
     /* nothing goes upstream before the rate limits and the worst case are covered. A request
      * the rewrite into the hub form would refuse (top_k, server tools...) can still go to a
      * provider that speaks the Messages API, untouched: the proxy makes that form, and answers
      * its refusal, only if an attempt needs it. */
-    api_settlement *s = api_settlement_new(c, call, &key);
-    if (!s) {
-        api_cache_req_free(cr);
-        free(call);
-        return;
-    }
-    s->cache = cr;
-    api_admit(c, call, dialect_anthropic_to_openai, s);
+    api_next next = {.to_hub = dialect_anthropic_to_openai};
+    if (xn < 0 || (size_t)xn >= sizeof extra) /* too long to key: not cached */
+        return api_run(c, c->w->gen, call, &key, &next, NULL);
+    api_cache_serve(c, call, &key, 'm', (ms_str){extra, (size_t)xn}, &next);
 }

@@ -217,42 +217,33 @@ static void keep(api_settlement *s, worker_t *w, const prov_call *call, ms_str d
 
 /* ---- POST /v1/responses ---- */
 
+/* api_next.hooks: the answer is kept (store: true), with the request's input. */
+static int keep_hooks(http_conn *c, api_settlement *s, ms_str input)
+{
+    rs_keeper *k = malloc(sizeof *k);
+    if (!k) {
+        api_err_internal(c);
+        return -1;
+    }
+    *k = (rs_keeper){s->key.account_id, s->key.id, input};
+    s->keep = keep;
+    s->keep_ctx = k;
+    return 0;
+}
+
 /* Admits call and runs it; the answer is kept when the request asked for it. */
 static void run(http_conn *c, prov_call *call, const store_key *key,
                 const dialect_responses_state *state)
 {
     const cfg_t *cfg = c->w->cfg;
+    api_next next = {.to_hub = dialect_responses_to_openai};
+    if (state->store && cfg->responses_retention_days > 0) {
+        next.hooks = keep_hooks;
+        next.arg = state->input;
+    }
     /* an identical request answered before (a continuation's whole conversation, as rebuilt):
      * from the response cache, no hold needed */
-    api_cache_req *cr;
-    if (api_cache_begin(c, call, key, 'r', (ms_str){"", 0}, &cr)) {
-        free(call);
-        return;
-    }
-    rs_keeper *k = NULL;
-    if (state->store && cfg->responses_retention_days > 0) {
-        k = malloc(sizeof *k);
-        if (!k) {
-            api_cache_req_free(cr);
-            free(call);
-            return api_err_internal(c);
-        }
-        *k = (rs_keeper){key->account_id, key->id, state->input};
-    }
-    /* nothing goes upstream before the rate limits and the worst case are covered */
-    api_settlement *s = api_settlement_new(c, call, key);
-    if (!s) {
-        api_cache_req_free(cr);
-        free(k);
-        free(call);
-        return;
-    }
-    s->cache = cr;
-    if (k) {
-        s->keep = keep;
-        s->keep_ctx = k;
-    }
-    api_admit(c, call, dialect_responses_to_openai, s);
+    api_cache_serve(c, call, key, 'r', (ms_str){"", 0}, &next);
 }
 
 static void not_found_previous(http_conn *c, const char *id)

@@ -25,6 +25,7 @@
 #include "api/proxy.h"
 #include "shared/shared.h"
 #include "api/stats.h"
+#include "cache/rcache.h"
 #include "auth/keys.h"
 #include "common/util.h"
 
@@ -454,7 +455,9 @@ static int api_worker_init(worker_t *w)
         free(aw);
         return -1;
     }
-    if (w->sh && !(aw->shw = sh_worker_new(w->sh, &w->loop))) {
+    if (w->sh &&
+        (!(aw->shw = sh_worker_new(w->sh, &w->loop)) || !(aw->rc = rcache_redis_new(aw->shw)))) {
+        sh_worker_free(aw->shw);
         stats_worker_free(aw->stats);
         free(aw);
         return -1;
@@ -468,6 +471,7 @@ static void api_worker_free(worker_t *w)
     api_worker *aw = w->app;
     if (aw) {
         stats_worker_free(aw->stats);
+        rcache_free(aw->rc);
         sh_worker_free(aw->shw);
     }
     free(aw);

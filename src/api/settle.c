@@ -147,14 +147,20 @@ void api_rate_headers(http_conn *c, const store_key *key)
 
 api_settlement *api_settlement_new(http_conn *c, const prov_call *call, const store_key *key)
 {
+    return api_settlement_new_on(c, c->w->gen, call, key);
+}
+
+api_settlement *api_settlement_new_on(http_conn *c, srv_gen *gen, const prov_call *call,
+                                      const store_key *key)
+{
     worker_t *w = c->w;
-    const cfg_t *cfg = w->cfg;
+    const cfg_t *cfg = gen->cfg;
     api_settlement *s = calloc(1, sizeof *s);
     if (!s) {
         api_err_internal(c);
         return NULL;
     }
-    s->gen = srv_gen_hold(w->gen);
+    s->gen = srv_gen_hold(gen);
     s->bill = w->bill;
     s->cfg = cfg;
     /* counted under its model from here on, refused or not */

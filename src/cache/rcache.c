@@ -239,7 +239,7 @@ static void mem_free(void *be)
     free(m);
 }
 
-static const rcache_ops mem_ops = {mem_get, mem_put, mem_free};
+static const rcache_ops mem_ops = {.get = mem_get, .put = mem_put, .free = mem_free};
 
 rcache *rcache_memory_new(void)
 {

@@ -27,6 +27,7 @@
 struct sh_pending {
     sh_worker *w;
     sh_admit_cb cb;
+    sh_reply_cb rcb; /* a command's (sh_command) instead of an admission's */
     void *ud;
     int64_t deadline;
     int done; /* answered, timed out or cancelled: the reply only frees it */
@@ -153,6 +154,16 @@ static void unlink_p(sh_worker *w, sh_pending *p)
     p->prev = p->next = NULL;
 }
 
+static void track(sh_worker *w, sh_pending *p)
+{
+    p->prev = w->tail;
+    if (w->tail)
+        w->tail->next = p;
+    else
+        w->head = p;
+    w->tail = p;
+}
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     sh_worker *w = ac->data;
@@ -200,7 +211,10 @@ static void fail_pending(sh_pending *p, int64_t retry_ms)
 {
     sh_verdict v = {.status = SH_UNAVAILABLE, .retry_after_ms = retry_ms};
     p->done = 1;
-    p->cb(p->ud, &v);
+    if (p->rcb)
+        p->rcb(p->ud, NULL);
+    else
+        p->cb(p->ud, &v);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -376,12 +390,7 @@ sh_pending *sh_admit(sh_worker *w, const sh_admit_req *rq, sh_admit_cb cb, void 
         free(p);
         return NULL;
     }
-    p->prev = w->tail;
-    if (w->tail)
-        w->tail->next = p;
-    else
-        w->head = p;
-    w->tail = p;
+    track(w, p);
     return p;
 }
 
@@ -390,6 +399,43 @@ void sh_admit_cancel(sh_pending *p)
     if (!p || p->done) return;
     unlink_p(p->w, p);
     p->done = 1; /* freed when its reply (or the connection's end) comes */
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    sh_pending *p = priv;
+    sh_worker *w = p->w;
+    if (p->done || w->freeing) {
+        free(p);
+        return;
+    }
+    unlink_p(w, p);
+    p->done = 1;
+    p->rcb(p->ud, reply);
+    free(p);
+}
+
+sh_pending *sh_command(sh_worker *w, int argc, const char **argv, const size_t *lens,
+                       sh_reply_cb cb, void *ud)
+{
+    if (!w || !w->ac) return NULL;
+    if (!cb) {
+        redisAsyncCommandArgv(w->ac, NULL, NULL, argc, argv, lens);
+        return NULL;
+    }
+    sh_pending *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->w = w;
+    p->rcb = cb;
+    p->ud = ud;
+    p->deadline = now_ms() + SH_TIMEOUT_MS;
+    if (redisAsyncCommandArgv(w->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+        free(p);
+        return NULL;
+    }
+    track(w, p);
+    return p;
 }
 
 void sh_correct(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual)

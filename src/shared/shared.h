@@ -90,8 +90,20 @@ typedef struct sh_pending sh_pending;
  * sh_admit_cancel came first. Returns the handle, or NULL when Redis cannot be asked now (no
  * connection): the caller answers 503 at once. */
 sh_pending *sh_admit(sh_worker *w, const sh_admit_req *rq, sh_admit_cb cb, void *ud);
-/* The request went away: cb will not run. The caller takes back its hold. */
+/* The request went away: cb will not run. The caller takes back its hold. Cancels a command
+ * (sh_command) the same way. */
 void sh_admit_cancel(sh_pending *p);
+/* Any other command, for the layers that keep their own data in the shared Redis (the response
+ * cache's backend, cache/rcache_redis.c). argv/lens as redisAsyncCommandArgv (lens NULL: C
+ * strings), copied before the call returns. cb runs once on the loop, later, with Redis's reply
+ * (a struct redisReply, valid during the call only), or with NULL when the connection failed or
+ * Redis did not answer within SH_TIMEOUT_MS (then the connection is made again, as for an
+ * admission), unless sh_admit_cancel came first. Returns the handle, or NULL when Redis cannot be
+ * asked now (cb will not run). cb NULL: fire and forget (NULL returned either way). */
+struct redisReply;
+typedef void (*sh_reply_cb)(void *ud, const struct redisReply *r);
+sh_pending *sh_command(sh_worker *w, int argc, const char **argv, const size_t *lens,
+                       sh_reply_cb cb, void *ud);
 /* Fire and forget (a lost one is repaired by later snapshots or the heartbeat's re-push). */
 void sh_correct(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual);
 void sh_push_snap(sh_worker *w, const bill_snap *snap);

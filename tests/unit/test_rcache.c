@@ -3,12 +3,15 @@
  * of exactly what was put, misses and expired entries return nothing, the partition's byte bound
  * holds (least recently used evicted first, a get refreshes), an entry larger than its bound is
  * not kept, partitions do not evict each other, a key put twice is replaced, and the table grows
- * past its first buckets without losing entries.
+ * past its first buckets without losing entries. And the Redis backend's value format
+ * (rcache_redis.c): what is encoded decodes to the same value, binary bytes included, and anything
+ * else (cut short, another version, lengths that overrun) is refused, never read past.
  */
 #include "cache/rcache.h"
 #include "tap.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void key_of(int i, uint8_t *k)
@@ -153,6 +156,51 @@ static void test_partition_names(void)
     rcache_free(c);
 }
 
+static void test_encode_decode(void)
+{
+    static const char bin[] = "a\0b\r\n\xff";
+    rcache_value v = {0};
+    v.data = (char *)bin;
+    v.len = sizeof bin; /* the NUL inside and the one after */
+    v.stream = 1;
+    v.usage = (usage_counts){1, 2, 3, 4, 5000000000LL, 6};
+    strcpy(v.model, "gpt:4o");
+    strcpy(v.provider, "openai");
+    size_t n = 0;
+    char *enc = rcache_encode(&v, &n);
+    CHECK(enc != NULL);
+    rcache_value out;
+    CHECK_EQ_INT(rcache_decode(enc, n, &out), 0);
+    CHECK_EQ_INT((long long)out.len, (long long)sizeof bin);
+    CHECK(memcmp(out.data, bin, sizeof bin) == 0);
+    CHECK_EQ_INT(out.stream, 1);
+    CHECK(out.usage.output == 5000000000LL && out.usage.input == 1 && out.usage.reasoning == 6 &&
+          out.usage.cache_write_1h == 4);
+    CHECK_EQ_STR(out.model, "gpt:4o");
+    CHECK_EQ_STR(out.provider, "openai");
+    rcache_value_free(&out);
+    /* every prefix shorter than the header and the names is refused */
+    for (size_t k = 0; k < n - sizeof bin; k++)
+        CHECK_EQ_INT(rcache_decode(enc, k, &out), -1);
+    enc[4] = 2; /* another version: a miss */
+    CHECK_EQ_INT(rcache_decode(enc, n, &out), -1);
+    enc[4] = 1;
+    enc[6] = (char)200; /* a model name longer than the value */
+    CHECK_EQ_INT(rcache_decode(enc, n, &out), -1);
+    free(enc);
+    /* an empty answer is a value too */
+    v.len = 0;
+    v.stream = 0;
+    enc = rcache_encode(&v, &n);
+    CHECK(enc != NULL);
+    CHECK_EQ_INT(rcache_decode(enc, n, &out), 0);
+    CHECK_EQ_INT((long long)out.len, 0);
+    CHECK_EQ_INT(out.stream, 0);
+    rcache_value_free(&out);
+    free(enc);
+    CHECK_EQ_INT(rcache_decode("MSRC", 4, &out), -1);
+}
+
 int main(void)
 {
     RUN(test_hit_miss);
@@ -160,5 +208,6 @@ int main(void)
     RUN(test_bound_lru);
     RUN(test_many);
     RUN(test_partition_names);
+    RUN(test_encode_decode);
     TAP_DONE();
 }
