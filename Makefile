@@ -55,7 +55,7 @@ $(BUILD)/llhttp/%.o: /usr/share/llhttp/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS)) -w -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libms.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/testdb.h $(BUILD)/libms.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
 
