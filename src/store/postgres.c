@@ -399,6 +399,7 @@ typedef struct pg {
     struct store base;
     PGconn *conn;
     unsigned char prepared[ST__COUNT];
+    int in_tx;     /* between BEGIN and COMMIT/ROLLBACK: a lost connection is then an error */
     char url[256]; /* redacted, for messages */
 } pg;
 
@@ -460,10 +461,12 @@ static void pg_quiet(void *arg, const char *msg)
 }
 
 /* A broken connection (the server restarted) is reset before the next call; its prepared
- * statements went with it. */
+ * statements went with it. Never inside a transaction: the statements after a reset would run
+ * outside it and commit one by one, so the transaction fails instead (and is retried whole). */
 static int pg_alive(store_t *s)
 {
     if (PQstatus(PG(s)->conn) == CONNECTION_OK) return 0;
+    if (PG(s)->in_tx) return store_seterr(s, "connection to the database lost in a transaction");
     PQreset(PG(s)->conn);
     memset(PG(s)->prepared, 0, sizeof PG(s)->prepared);
     if (PQstatus(PG(s)->conn) != CONNECTION_OK) return pg_fail(s, "reconnect", NULL);
@@ -522,28 +525,43 @@ static int pg_exec(store_t *s, const char *sql, const char *what)
 
 static int pg_begin(store_t *s)
 {
-    return pg_exec(s, "BEGIN", "begin transaction");
+    int ret = pg_exec(s, "BEGIN", "begin transaction");
+    PG(s)->in_tx = ret == STORE_OK;
+    return ret;
 }
 
 static int pg_begin_read(store_t *s)
 {
     /* one snapshot for every statement of the read */
-    return pg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin read");
+    int ret = pg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin read");
+    PG(s)->in_tx = ret == STORE_OK;
+    return ret;
 }
 
 static int pg_commit(store_t *s)
 {
-    return pg_exec(s, "COMMIT", "commit");
+    int ret = pg_exec(s, "COMMIT", "commit");
+    /* a failed COMMIT ends the transaction too (the server rolled it back, or the connection
+     * is gone with it) */
+    PGTransactionStatusType ts = PQtransactionStatus(PG(s)->conn);
+    PG(s)->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+    return ret;
 }
 
-/* Undoes an open transaction after a failure, keeping the first error message. */
+/* Undoes an open transaction after a failure, keeping the first error message. A lost
+ * connection has nothing to undo: the server rolled its transaction back. */
 static void pg_rollback(store_t *s)
 {
     char saved[sizeof(s->err)];
-    if (PQtransactionStatus(PG(s)->conn) == PQTRANS_IDLE) return;
+    PGTransactionStatusType ts = PQtransactionStatus(PG(s)->conn);
+    if (ts == PQTRANS_IDLE || ts == PQTRANS_UNKNOWN) {
+        PG(s)->in_tx = 0;
+        return;
+    }
     memcpy(saved, s->err, sizeof saved);
     pg_exec(s, "ROLLBACK", "rollback");
     memcpy(s->err, saved, sizeof saved);
+    PG(s)->in_tx = 0;
 }
 
 static int pg_end_read(store_t *s, int ret)
