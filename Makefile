@@ -2,7 +2,7 @@
 # `make asan` builds an ASan/UBSan variant in build-asan/; `make bench` runs the benchmarks.
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libuv libcurl jansson yaml-0.1 sqlite3 libcrypto hiredis
+PKGS    := libuv libcurl jansson yaml-0.1 sqlite3 libcrypto hiredis libpq
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Isrc -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS))
@@ -55,7 +55,7 @@ $(BUILD)/llhttp/%.o: /usr/share/llhttp/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS)) -w -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libms.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/testdb.h $(BUILD)/libms.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
 

@@ -5,9 +5,10 @@
 #
 #   scripts/install-deps.sh          build and runtime dependencies (Debian packages)
 #   scripts/install-deps.sh --test   also the end-to-end test dependencies: Debian's Chromium and
-#                                    a font for the dashboard's browser tests, redis-server and
-#                                    nginx for the multi-instance tests, npm ci in tests/e2e, and
-#                                    promtool (Debian's prometheus package, if it can be had)
+#                                    a font for the dashboard's browser tests, PostgreSQL's server
+#                                    (tests/pg.sh), redis-server and nginx for the multi-instance
+#                                    tests, npm ci in tests/e2e, and promtool (Debian's prometheus
+#                                    package, if it can be had)
 #
 # Node.js may already come from elsewhere (the machines here carry a newer Node than Debian's, with
 # its own npm): a working `node`/`npm` on PATH counts as installed, because Debian's npm package
@@ -37,12 +38,14 @@ die() {
 
 PKGS=(build-essential pkg-config clang valgrind curl ca-certificates libuv1-dev node-llhttp
     libcurl4-openssl-dev libjansson-dev libjsmn-dev libsqlite3-dev libyaml-dev libssl-dev
-    libhiredis-dev sqlite3)
+    libhiredis-dev libpq-dev sqlite3)
 # The dashboard's browser tests (tests/e2e/dashboard.test.mjs) drive Debian's Chromium through
 # puppeteer-core, which downloads no browser of its own; a font so its pages, and the screenshots
 # in docs/dashboard/, have readable text.
+# The store's PostgreSQL backend is tested against a real server that tests/pg.sh starts from
+# the package's binaries (/usr/lib/postgresql/*/bin) in a temporary directory.
 if ((WANT_TEST)); then
-    PKGS+=(chromium fonts-dejavu-core)
+    PKGS+=(chromium fonts-dejavu-core postgresql)
     # The multi-instance tests (tests/integration/cluster*.test.mjs): tests/redis.sh runs a
     # throwaway redis-server on loopback, and cluster_lb.test.mjs runs nginx in front of the
     # instances with config/examples/nginx-cluster.conf. Their system services are not wanted

@@ -91,10 +91,11 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     route_t *route = NULL;
     srv_gen *gen = NULL;
     reload_ctx reload = {0};
-    /* before the store is opened: a second gateway on one SQLite file would overspend */
-    int lock_fd = store_serve_lock(cfg, err, sizeof err);
+    /* before the store is opened: a second gateway on one store (SQLite, or PostgreSQL without
+     * Redis) would overspend */
+    store_lock *lock = NULL;
     kc_t *kc = NULL;
-    if (lock_fd == -1) {
+    if (store_serve_lock(cfg, &lock, err, sizeof err) != 0) {
         log_error("%s", err);
         goto out;
     }
@@ -161,7 +162,7 @@ out:
     hook_stop(hook);
     if (rl) rl_free(rl);
     if (route) route_free(route);
-    store_serve_unlock(lock_fd); /* last: nothing of this process touches the store any more */
+    store_serve_unlock(lock); /* last: nothing of this process touches the store any more */
     log_stop();
     curl_global_cleanup();
     cfg_free(cfg);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: what `make test` and CI run. Stages:
 #   1. dependencies   scripts/install-deps.sh --test (apt only if something is missing; npm ci)
-#   2. build + unit   make -j2, make -j2 unit, then every build/tests/test_* binary, and
-#                     tests/layering.sh (which module may include which)
+#   2. build + unit   make -j2, make -j2 unit, a throwaway PostgreSQL (tests/pg.sh; its URL in
+#                     MS_TEST_PG_URL for every later stage), then every build/tests/test_*
+#                     binary, and tests/layering.sh (which module may include which)
 #   3. integration    node --test over tests/integration and tests/e2e against build/
 #   4. sanitizers     make asan, then the unit binaries and both node suites against build-asan/
 #   5. valgrind       the unit binaries under valgrind, and the smoke file with the gateway under it
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
     --quick) QUICK=1 ;;
     -h | --help)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -189,6 +190,25 @@ if ! make -j2 all >"$LOGS/build.log" 2>&1 || ! make -j2 unit >>"$LOGS/build.log"
     finish
 fi
 echo "built build/modelswitch, build/mock_upstream and the unit tests"
+# One throwaway PostgreSQL for the suite (tests/pg.sh): the store's unit tests run a second pass
+# on it and the node tests use it (MS_TEST_PG_URL); stopped on exit, whatever ends the run.
+PG_DIR=$(mktemp -d /tmp/ms-test-pg.XXXXXX)
+stop_pg() {
+    if [[ -n "${PG_DIR:-}" ]]; then
+        bash tests/pg.sh stop "$PG_DIR" >/dev/null 2>&1
+        rm -rf "$PG_DIR"
+        PG_DIR=""
+    fi
+}
+trap stop_pg EXIT
+if MS_TEST_PG_URL=$(bash tests/pg.sh start "$PG_DIR" 2>"$LOGS/pg.log"); then
+    export MS_TEST_PG_URL
+    echo "PostgreSQL for the tests: $MS_TEST_PG_URL"
+else
+    cat "$LOGS/pg.log"
+    stage_failed "tests/pg.sh start: no PostgreSQL for the tests"
+    unset MS_TEST_PG_URL
+fi
 run_units build unit
 run_check tests/layering.sh
 
@@ -218,7 +238,9 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # ---------------------------------------------------------------------------------------------
 section "5. valgrind"
 if command -v valgrind >/dev/null 2>&1; then
-    run_units build unit-valgrind valgrind --leak-check=full --error-exitcode=99 -q
+    # SQLite only under valgrind: the PostgreSQL pass repeats the same code paths of ours, and
+    # libpq's round trips under valgrind would take most of the stage's time
+    MS_TEST_PG_URL= run_units build unit-valgrind valgrind --leak-check=full --error-exitcode=99 -q
     MODELSWITCH_BIN=build/modelswitch MOCK_UPSTREAM_BIN=build/mock_upstream MODELSWITCH_VALGRIND=1 \
         run_node smoke-valgrind "$SMOKE_FILE"
 else

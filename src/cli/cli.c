@@ -1,6 +1,6 @@
 /*
- * The account, key, migrate and audit commands (see cli.h): a small argument parser, one function
- * per subcommand, and plain-text output.
+ * The account, key, migrate, audit, export and import commands (see cli.h): a small argument
+ * parser, one function per subcommand, and plain-text output.
  *
  * Every command parses and validates its whole command line before it opens the store, so
  * `--help` and usage errors work without a database. USD amounts are parsed and printed exactly
@@ -599,6 +599,51 @@ static int cli_migrate(const cfg_t *cfg, const cli_sub *sub, int argc, char **ar
     return rc;
 }
 
+/* ---- export, import (docs/OPERATIONS.md, "Moving from SQLite to PostgreSQL") ---- */
+
+static int cli_export(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
+{
+    store_t *s;
+    int rc;
+
+    if ((rc = cli_parse(sub->usage, argc, argv, NULL, 0, NULL, NULL, 0)) != 0) return rc;
+    if (!(s = cli_open(cfg))) return CLI_ERROR;
+    if (store_export(s, stdout) != STORE_OK) rc = cli_store_err(s);
+    store_close(s);
+    return rc;
+}
+
+static int cli_import(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
+{
+    const char *file = NULL;
+    static const char *const names[] = {"FILE"};
+    int64_t rows = 0;
+    FILE *in = stdin;
+    store_t *s;
+    int rc;
+
+    if (argc == 0) {
+        file = "-";
+    } else if ((rc = cli_parse(sub->usage, argc, argv, NULL, 0, &file, names, 1)) != 0) {
+        return rc;
+    }
+    if (strcmp(file, "-") != 0 && !(in = fopen(file, "r")))
+        return cli_err("cannot open %s: %s", file, strerror(errno));
+    if (!(s = cli_open(cfg))) {
+        if (in != stdin) fclose(in);
+        return CLI_ERROR;
+    }
+    rc = store_import(s, in, &rows);
+    if (rc == STORE_OK)
+        printf("imported %lld rows into the %s store; run `modelswitch audit` to check them\n",
+               (long long)rows, store_backend(s));
+    else
+        rc = cli_store_err(s);
+    store_close(s);
+    if (in != stdin) fclose(in);
+    return rc;
+}
+
 /* ---- audit ---- */
 
 static int cli_audit(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
@@ -674,6 +719,20 @@ static const cli_sub cli_migrate_sub = {
     "usage: modelswitch migrate\n"
     "Applies pending database migrations and prints the schema version.\n"};
 
+static const cli_sub cli_export_sub = {
+    "export", cli_export,
+    "usage: modelswitch export > FILE\n"
+    "Writes every row of the store (accounts, keys as hashes, transactions, usage, stored\n"
+    "responses, notification settings with their webhook secrets, the webhook outbox and the\n"
+    "change counters) to stdout as JSON lines, for `import` into another store. Keep the file\n"
+    "as private as the database.\n"};
+
+static const cli_sub cli_import_sub = {
+    "import", cli_import,
+    "usage: modelswitch import [FILE]\n"
+    "Reads an `export` (from FILE, or stdin) into the configured store, which must be new\n"
+    "(empty) and at the same schema version; all of it in one transaction, or nothing.\n"};
+
 static const cli_sub cli_audit_sub = {
     "audit", cli_audit,
     "usage: modelswitch audit\n"
@@ -724,7 +783,8 @@ static int cli_group(const cfg_t *cfg, const char *group, const char *usage, con
 int cli_is_command(const char *name)
 {
     return name && (strcmp(name, "account") == 0 || strcmp(name, "key") == 0 ||
-                    strcmp(name, "migrate") == 0 || strcmp(name, "audit") == 0);
+                    strcmp(name, "migrate") == 0 || strcmp(name, "audit") == 0 ||
+                    strcmp(name, "export") == 0 || strcmp(name, "import") == 0);
 }
 
 /* A change the running instances should see at once (several instances share a Redis): a
@@ -771,12 +831,14 @@ int cli_run(const cfg_t *cfg, int argc, char **argv)
         }
         return cli_migrate(cfg, &cli_migrate_sub, argc - 1, argv + 1);
     }
-    if (strcmp(argv[0], "audit") == 0) {
+    const cli_sub *single[] = {&cli_audit_sub, &cli_export_sub, &cli_import_sub};
+    for (size_t i = 0; i < sizeof single / sizeof single[0]; i++) {
+        if (strcmp(argv[0], single[i]->name) != 0) continue;
         if (cli_wants_help(argc - 1, argv + 1)) {
-            fputs(cli_audit_sub.usage, stdout);
+            fputs(single[i]->usage, stdout);
             return CLI_OK;
         }
-        return cli_audit(cfg, &cli_audit_sub, argc - 1, argv + 1);
+        return single[i]->fn(cfg, single[i], argc - 1, argv + 1);
     }
     fprintf(stderr, "error: unknown command '%s'\n", cli_safe(argv[0]));
     fputs(cli_top_usage, stderr);
@@ -801,6 +863,8 @@ int cli_usage(FILE *f)
         {"key delete ID", "delete the key for good"},
         {"migrate", "apply database migrations, print the schema version"},
         {"audit", "check the ledger's invariants; exit 1 on any violation"},
+        {"export > FILE", "every row of the store as JSON lines (for import)"},
+        {"import [FILE]", "read an export into a new, empty store"},
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
         if (strlen(lines[i][0]) <= 28)

@@ -1,6 +1,7 @@
 /*
  * The operator commands that work on the store directly (no running gateway needed):
- * `account ...`, `key ...`, `migrate` and `audit`, exactly as shared/spec/CONFIG.md lists them.
+ * `account ...`, `key ...`, `migrate` and `audit`, exactly as shared/spec/CONFIG.md lists them,
+ * and `export` / `import`, which move a store to another backend (SQLite to PostgreSQL).
  *
  * main.c parses the global options (--config FILE), loads the configuration and hands the rest of
  * the command line here. Output is for people and scripts alike: `account create` prints only the

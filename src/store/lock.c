@@ -9,7 +9,9 @@
  * crashed gateway never leaves a stale lock behind. It is taken on its own file because SQLite
  * uses POSIX record locks on the database, and closing any descriptor of that file would drop
  * them. The CLI does not take it: operator commands work on a store that is being served.
- * Several instances on one store are for PostgreSQL and Redis, where the shared state is too.
+ * Several instances on one store are for PostgreSQL and Redis, where the shared state is too:
+ * on PostgreSQL without `redis:` the same rule holds through a session advisory lock
+ * (store_pg_serve_lock in postgres.c); with `redis:` no lock is taken.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +21,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "store/store.h"
+#include "store/backend.h"
+
+struct store_lock {
+    int fd;   /* SQLite: the flocked file, else -1 */
+    void *pg; /* PostgreSQL: the connection holding the advisory lock */
+};
 
 /* The pid the holder wrote into the lock file, or 0. */
 static long holder_pid(int fd)
@@ -31,9 +38,9 @@ static long holder_pid(int fd)
     return strtol(b, NULL, 10);
 }
 
-int store_serve_lock(const cfg_t *cfg, char *err, size_t errlen)
+/* The flock on "<database>.lock": the descriptor, or -1 with err. */
+static int store_flock(const cfg_t *cfg, char *err, size_t errlen)
 {
-    if (!cfg || !cfg->sqlite_path) return -2;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s.lock", cfg->sqlite_path) >= sizeof path) {
         snprintf(err, errlen, "the store path is too long");
@@ -72,7 +79,39 @@ int store_serve_lock(const cfg_t *cfg, char *err, size_t errlen)
     return fd;
 }
 
-void store_serve_unlock(int fd)
+int store_serve_lock(const cfg_t *cfg, store_lock **out, char *err, size_t errlen)
 {
-    if (fd >= 0) close(fd);
+    store_lock *l;
+
+    *out = NULL;
+    if (!cfg) return 0;
+    /* PostgreSQL with Redis: the instances share holds and limits, any number may serve */
+    if (!cfg->sqlite_path && cfg->redis_url && *cfg->redis_url) return 0;
+    if (!(l = calloc(1, sizeof(*l)))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    l->fd = -1;
+    if (cfg->sqlite_path)
+        l->fd = store_flock(cfg, err, errlen);
+    else if (cfg->postgres_url)
+        l->pg = store_pg_serve_lock(cfg, err, errlen);
+    else {
+        free(l);
+        return 0;
+    }
+    if (l->fd < 0 && !l->pg) {
+        free(l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+void store_serve_unlock(store_lock *l)
+{
+    if (!l) return;
+    if (l->fd >= 0) close(l->fd);
+    if (l->pg) store_pg_serve_unlock(l->pg);
+    free(l);
 }

@@ -9,14 +9,14 @@
  *
  * The sequence matters for the key cache: SQLite has a single writer, so changes commit in
  * key_seq order, and a reader that has seen sequence N will never later find a commit below N.
- * store_keys_since(N) therefore never misses a change.
+ * sq_keys_since(N) therefore never misses a change.
  *
  * Schema changes are migrations: store_migrations[] below is append-only; entry i is schema
  * version i + 1 and is applied once, in its own transaction, recorded in schema_migrations.
  * Tables are STRICT so that a value of the wrong type (a float where nano-dollars belong) is an
  * error rather than silently stored.
  */
-#include "store/store.h"
+#include "store/backend.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -424,36 +424,25 @@ static const char *const store_sql[ST__COUNT] = {
  * far below SQLite's limit on parameters (999 before 3.32). */
 #define STORE_LEDGER_ROWS 32
 
-struct store {
+/* A SQLite handle: the common head (backend.h), then the connection and its statements. */
+typedef struct sq {
+    struct store base;
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     /* the ledger's multi-row INSERTs by row count (powers of two), prepared on first use */
     sqlite3_stmt *usage_rows[STORE_LEDGER_ROWS + 1];
     sqlite3_stmt *tx_rows[STORE_LEDGER_ROWS + 1];
-    char err[512];
-};
+} sq;
+
+#define SQ(s) ((sq *)(s))
 
 /* ---- errors ---- */
-
-__attribute__((format(printf, 2, 3))) static int store_seterr(store_t *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->err, sizeof(s->err), fmt, ap);
-    va_end(ap);
-    return STORE_ERR;
-}
 
 /* Records a failed SQLite call. SQLite's messages name tables and constraints but never bound
  * values, so no key material or hash can reach the message. */
 static int store_dberr(store_t *s, const char *what)
 {
-    return store_seterr(s, "%s: %s", what, sqlite3_errmsg(s->db));
-}
-
-const char *store_errmsg(store_t *s)
-{
-    return s ? s->err : "store not open";
+    return store_seterr(s, "%s: %s", what, sqlite3_errmsg(SQ(s)->db));
 }
 
 /* ---- statement helpers ---- */
@@ -461,12 +450,13 @@ const char *store_errmsg(store_t *s)
 /* Returns the cached statement, preparing it on first use; NULL with the error recorded. */
 static sqlite3_stmt *store_stmt(store_t *s, int id)
 {
-    if (!s->st[id] && sqlite3_prepare_v3(s->db, store_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                                         &s->st[id], NULL) != SQLITE_OK) {
+    if (!SQ(s)->st[id] &&
+        sqlite3_prepare_v3(SQ(s)->db, store_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &SQ(s)->st[id],
+                           NULL) != SQLITE_OK) {
         store_dberr(s, "prepare");
-        s->st[id] = NULL;
+        SQ(s)->st[id] = NULL;
     }
-    return s->st[id];
+    return SQ(s)->st[id];
 }
 
 /* Makes a cached statement ready for its next use (and releases its read snapshot). */
@@ -509,7 +499,7 @@ static void store_rollback(store_t *s)
 {
     char saved[sizeof(s->err)];
 
-    if (sqlite3_get_autocommit(s->db)) return;
+    if (sqlite3_get_autocommit(SQ(s)->db)) return;
     memcpy(saved, s->err, sizeof(saved));
     store_simple(s, ST_ROLLBACK, "rollback");
     memcpy(s->err, saved, sizeof(saved));
@@ -616,44 +606,18 @@ static int store_check_name(store_t *s, const char *what, const char *name, int 
 
 /* ---- open, migrations ---- */
 
-/* Creates every missing directory above path (like mkdir -p of its dirname). */
-int store_mkdirs(const char *path, char *err, size_t errlen)
-{
-    char *dir = strdup(path);
-    int rc = -1;
-
-    if (!dir) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        /* 0700: the database holds the ledger and key hashes; only its owner needs it. */
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "create directory %s: %s", dir, strerror(errno));
-            goto cleanup;
-        }
-        *p = '/';
-    }
-    rc = 0;
-cleanup:
-    free(dir);
-    return rc;
-}
-
 static int store_exec(store_t *s, const char *sql, const char *what)
 {
     char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        store_seterr(s, "%s: %s", what, msg ? msg : sqlite3_errmsg(s->db));
+    if (sqlite3_exec(SQ(s)->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        store_seterr(s, "%s: %s", what, msg ? msg : sqlite3_errmsg(SQ(s)->db));
         sqlite3_free(msg);
         return STORE_ERR;
     }
     return STORE_OK;
 }
 
-int store_schema_version(store_t *s, int64_t *version)
+static int sq_schema_version(store_t *s, int64_t *version)
 {
     sqlite3_stmt *st = store_stmt(s, ST_SCHEMA_VERSION);
     int ret = STORE_OK;
@@ -677,14 +641,14 @@ static int store_apply_migration(store_t *s, int64_t version)
     int ret = STORE_ERR;
 
     if (store_begin(s) != STORE_OK) return STORE_ERR;
-    if (store_schema_version(s, &current) != STORE_OK) goto cleanup;
+    if (sq_schema_version(s, &current) != STORE_OK) goto cleanup;
     if (current >= version) {
         ret = store_commit(s);
         goto cleanup;
     }
     snprintf(what, sizeof(what), "migration %lld", (long long)version);
     if (store_exec(s, store_migrations[version - 1], what) != STORE_OK) goto cleanup;
-    if (sqlite3_prepare_v2(s->db,
+    if (sqlite3_prepare_v2(SQ(s)->db,
                            "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)", -1,
                            &st, NULL) != SQLITE_OK) {
         store_dberr(s, what);
@@ -714,7 +678,7 @@ static int store_migrate(store_t *s)
                    "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
                    "create schema_migrations") != STORE_OK)
         return STORE_ERR;
-    if (store_schema_version(s, &version) != STORE_OK) return STORE_ERR;
+    if (sq_schema_version(s, &version) != STORE_OK) return STORE_ERR;
     if (version > STORE_NMIGRATIONS)
         return store_seterr(s, "database schema version %lld is newer than this build knows (%lld)",
                             (long long)version, (long long)STORE_NMIGRATIONS);
@@ -729,7 +693,7 @@ static int store_set_wal(store_t *s)
     sqlite3_stmt *st = NULL;
     int ret = STORE_ERR;
 
-    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(SQ(s)->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
         store_dberr(s, "journal_mode");
         goto cleanup;
     }
@@ -749,20 +713,20 @@ cleanup:
     return ret;
 }
 
-void store_close(store_t *s)
+static void sq_close(store_t *s)
 {
     if (!s) return;
     for (int i = 0; i < ST__COUNT; i++)
-        sqlite3_finalize(s->st[i]);
+        sqlite3_finalize(SQ(s)->st[i]);
     for (int i = 0; i <= STORE_LEDGER_ROWS; i++) {
-        sqlite3_finalize(s->usage_rows[i]);
-        sqlite3_finalize(s->tx_rows[i]);
+        sqlite3_finalize(SQ(s)->usage_rows[i]);
+        sqlite3_finalize(SQ(s)->tx_rows[i]);
     }
-    sqlite3_close(s->db);
+    sqlite3_close(SQ(s)->db);
     free(s);
 }
 
-store_t *store_open(const cfg_t *cfg, char *err, size_t errlen)
+store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
 {
     const char *path = cfg ? cfg->sqlite_path : NULL;
     store_t *s = NULL;
@@ -775,22 +739,24 @@ store_t *store_open(const cfg_t *cfg, char *err, size_t errlen)
     if (strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0 &&
         store_mkdirs(path, err, errlen) != 0)
         return NULL;
-    s = calloc(1, sizeof(*s));
+    s = calloc(1, sizeof(sq));
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    s->ops = &store_sqlite_ops;
     /* NOMUTEX: a handle belongs to one thread at a time (store.h), so SQLite's own per-connection
      * mutex would only cost time. */
-    if (sqlite3_open_v2(path, &s->db,
+    if (sqlite3_open_v2(path, &SQ(s)->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        store_seterr(s, "open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        store_seterr(s, "open %s: %s", path,
+                     SQ(s)->db ? sqlite3_errmsg(SQ(s)->db) : "out of memory");
         goto cleanup;
     }
-    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_extended_result_codes(SQ(s)->db, 1);
     /* Set first: switching to WAL and migrating take locks another process may hold. */
-    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_busy_timeout(SQ(s)->db, 5000);
     if (store_set_wal(s) != STORE_OK) goto cleanup;
     /* NORMAL is durable across application crashes in WAL mode; only an OS crash or power loss
      * can lose the last commits, and it never corrupts the file. A ledger batch dirties a random
@@ -809,7 +775,7 @@ cleanup:
             snprintf(err, errlen, "sqlite %s: %s", path, s->err);
         else
             snprintf(err, errlen, "sqlite %s: open failed", path);
-        store_close(s);
+        sq_close(s);
         return NULL;
     }
     return s;
@@ -822,7 +788,7 @@ cleanup:
 /* While the WAL grows more slowly than that, a checkpoint at least this often. */
 #define STORE_CKPT_IDLE_MS 1000
 
-struct store_ckpt {
+typedef struct sq_ckpt {
     store_t *s;      /* the checkpointer's own connection */
     store_t *writer; /* whose commits are checkpointed */
     pthread_t thread;
@@ -833,12 +799,12 @@ struct store_ckpt {
     int stop;       /* under mu */
     uint64_t done;  /* checkpoints completed (under mu) */
     bg_thread bg;   /* boosted when the WAL grows far past the threshold */
-};
+} sq_ckpt;
 
 /* Runs on the writer's thread after each of its commits: only records and signals. */
 static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 {
-    store_ckpt *c = ud;
+    sq_ckpt *c = ud;
     (void)db;
     (void)name;
     pthread_mutex_lock(&c->mu);
@@ -856,7 +822,7 @@ static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int page
 
 static void *store_ckpt_main(void *arg)
 {
-    store_ckpt *c = arg;
+    sq_ckpt *c = arg;
     bg_enter(&c->bg, "ms-checkpoint");
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
@@ -875,7 +841,7 @@ static void *store_ckpt_main(void *arg)
         pthread_mutex_unlock(&c->mu);
         int log = 0, copied = 0;
         int rc =
-            sqlite3_wal_checkpoint_v2(c->s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+            sqlite3_wal_checkpoint_v2(SQ(c->s)->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
         pthread_mutex_lock(&c->mu);
         if (rc == SQLITE_OK) c->done++;
         bg_relax(&c->bg);
@@ -886,10 +852,10 @@ static void *store_ckpt_main(void *arg)
     return NULL;
 }
 
-store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_t errlen)
+static void *sq_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_t errlen)
 {
     pthread_condattr_t ca;
-    store_ckpt *c;
+    sq_ckpt *c;
     int rc;
 
     if (!writer) {
@@ -900,7 +866,7 @@ store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_
         snprintf(err, errlen, "checkpointer: out of memory");
         return NULL;
     }
-    if (!(c->s = store_open(cfg, err, errlen))) {
+    if (!(c->s = store_sqlite_open(cfg, err, errlen))) {
         free(c);
         return NULL;
     }
@@ -914,21 +880,22 @@ store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_
         snprintf(err, errlen, "checkpointer: starting its thread: %s", strerror(rc));
         pthread_cond_destroy(&c->cv);
         pthread_mutex_destroy(&c->mu);
-        store_close(c->s);
+        sq_close(c->s);
         free(c);
         return NULL;
     }
     /* Replaces SQLite's own auto-checkpoint hook on this connection (they are one and the same
      * slot), so the writer's commits never checkpoint themselves. */
-    sqlite3_wal_hook(writer->db, store_ckpt_wal_hook, c);
+    sqlite3_wal_hook(SQ(writer)->db, store_ckpt_wal_hook, c);
     return c;
 }
 
-void store_ckpt_stop(store_ckpt *c)
+static void sq_ckpt_stop(void *arg)
 {
+    sq_ckpt *c = arg;
     if (!c) return;
-    sqlite3_wal_autocheckpoint(c->writer->db, STORE_CKPT_PAGES); /* the default hook again */
-    bg_boost(&c->bg);                                            /* the join below waits for it */
+    sqlite3_wal_autocheckpoint(SQ(c->writer)->db, STORE_CKPT_PAGES); /* the default hook again */
+    bg_boost(&c->bg); /* the join below waits for it */
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     bg_wake(&c->bg);
@@ -937,12 +904,13 @@ void store_ckpt_stop(store_ckpt *c)
     pthread_join(c->thread, NULL);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
-    store_close(c->s);
+    sq_close(c->s);
     free(c);
 }
 
-uint64_t store_ckpt_count(store_ckpt *c)
+static uint64_t sq_ckpt_count(void *arg)
 {
+    sq_ckpt *c = arg;
     if (!c) return 0;
     pthread_mutex_lock(&c->mu);
     uint64_t n = c->done;
@@ -976,7 +944,7 @@ static int store_add_tx(store_t *s, int64_t account_id, int64_t amount, const ch
     return store_step_done(s, st, "transaction insert");
 }
 
-int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out)
+static int sq_account_create(store_t *s, const char *name, int64_t balance_nusd, int64_t *id_out)
 {
     sqlite3_stmt *st;
     int64_t now = ms_now_ms(), id, seq;
@@ -1001,7 +969,7 @@ int store_account_create(store_t *s, const char *name, int64_t balance_nusd, int
         goto cleanup;
     }
     if (store_step_done(s, st, "account create") != STORE_OK) goto cleanup;
-    id = sqlite3_last_insert_rowid(s->db);
+    id = sqlite3_last_insert_rowid(SQ(s)->db);
     /* The opening balance goes through the ledger like any other money, so the sum of an
      * account's transactions is its balance from the first commit on. */
     if (balance_nusd > 0 &&
@@ -1041,12 +1009,12 @@ static int store_account_read(store_t *s, int stmt_id, int64_t id, store_account
     return ret;
 }
 
-int store_account_get(store_t *s, int64_t id, store_account *out)
+static int sq_account_get(store_t *s, int64_t id, store_account *out)
 {
     return store_account_read(s, ST_ACCOUNT_GET, id, out);
 }
 
-int store_account_show(store_t *s, int64_t id, store_account *out)
+static int sq_account_show(store_t *s, int64_t id, store_account *out)
 {
     return store_account_read(s, ST_ACCOUNT_SHOW, id, out);
 }
@@ -1098,7 +1066,7 @@ static void read_key_row(sqlite3_stmt *st, void *dst)
     store_read_key(st, dst);
 }
 
-int store_account_list(store_t *s, store_account **out, size_t *n)
+static int sq_account_list(store_t *s, store_account **out, size_t *n)
 {
     sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_LIST);
     *out = NULL;
@@ -1107,7 +1075,7 @@ int store_account_list(store_t *s, store_account **out, size_t *n)
     return store_collect(s, st, sizeof **out, read_account_row, (void **)out, n, "account list");
 }
 
-int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char *description)
+static int sq_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char *description)
 {
     store_account a;
     sqlite3_stmt *st;
@@ -1123,7 +1091,7 @@ int store_account_topup(store_t *s, int64_t id, int64_t amount_nusd, const char 
     if (description && strlen(description) > STORE_DESC_MAX)
         return store_seterr(s, "description longer than %d bytes", STORE_DESC_MAX);
     if (store_begin(s) != STORE_OK) return STORE_ERR;
-    if ((rc = store_account_get(s, id, &a)) != STORE_OK) {
+    if ((rc = sq_account_get(s, id, &a)) != STORE_OK) {
         ret = rc;
         goto cleanup;
     }
@@ -1157,9 +1125,9 @@ cleanup:
 
 /* ---- keys ---- */
 
-int store_key_create(store_t *s, int64_t account_id, key_type type, const char *name,
-                     int64_t expires_at_ms, int64_t spend_limit_nusd, char key_out[64],
-                     store_key *out)
+static int sq_key_create(store_t *s, int64_t account_id, key_type type, const char *name,
+                         int64_t expires_at_ms, int64_t spend_limit_nusd, char key_out[64],
+                         store_key *out)
 {
     store_key k;
     sqlite3_stmt *st;
@@ -1190,7 +1158,7 @@ int store_key_create(store_t *s, int64_t account_id, key_type type, const char *
 
     if (store_begin(s) != STORE_OK) goto cleanup;
     /* Checked here rather than left to the foreign key so the caller gets STORE_NOTFOUND. */
-    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) {
+    if ((rc = sq_account_get(s, account_id, NULL)) != STORE_OK) {
         ret = rc;
         goto cleanup;
     }
@@ -1210,7 +1178,7 @@ int store_key_create(store_t *s, int64_t account_id, key_type type, const char *
         goto cleanup;
     }
     if (store_step_done(s, st, "key create") != STORE_OK) goto cleanup;
-    k.id = sqlite3_last_insert_rowid(s->db);
+    k.id = sqlite3_last_insert_rowid(SQ(s)->db);
     if (store_commit(s) != STORE_OK) goto cleanup;
     if (out) *out = k;
     ret = STORE_OK;
@@ -1224,7 +1192,7 @@ cleanup:
     return ret;
 }
 
-int store_key_get(store_t *s, int64_t id, store_key *out)
+static int sq_key_get(store_t *s, int64_t id, store_key *out)
 {
     sqlite3_stmt *st = store_stmt(s, ST_KEY_GET);
     int rc, ret;
@@ -1245,14 +1213,14 @@ int store_key_get(store_t *s, int64_t id, store_key *out)
     return ret;
 }
 
-int store_key_list(store_t *s, int64_t account_id, key_type type, store_key **out, size_t *n)
+static int sq_key_list(store_t *s, int64_t account_id, key_type type, store_key **out, size_t *n)
 {
     sqlite3_stmt *st;
     int rc;
 
     *out = NULL;
     *n = 0;
-    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) return rc;
+    if ((rc = sq_account_get(s, account_id, NULL)) != STORE_OK) return rc;
     if (!(st = store_stmt(s, ST_KEY_LIST))) return STORE_ERR;
     sqlite3_bind_int64(st, 1, account_id);
     sqlite3_bind_int(st, 2, (int)type);
@@ -1279,7 +1247,7 @@ static int store_key_change(store_t *s, int stmt_id, int64_t id, int active)
         sqlite3_bind_int64(st, 2, id);
     }
     if (store_step_done(s, st, "key update") != STORE_OK) goto cleanup;
-    if (sqlite3_changes(s->db) == 0) {
+    if (sqlite3_changes(SQ(s)->db) == 0) {
         store_seterr(s, "key %lld not found", (long long)id);
         ret = STORE_NOTFOUND;
         goto cleanup;
@@ -1291,18 +1259,18 @@ cleanup:
     return ret;
 }
 
-int store_key_set_active(store_t *s, int64_t id, int active)
+static int sq_key_set_active(store_t *s, int64_t id, int active)
 {
     return store_key_change(s, ST_KEY_SET_ACTIVE, id, active);
 }
 
-int store_key_delete(store_t *s, int64_t id)
+static int sq_key_delete(store_t *s, int64_t id)
 {
     return store_key_change(s, ST_KEY_DELETE, id, 0);
 }
 
-int store_keys_since(store_t *s, int64_t since, void (*cb)(void *ud, const store_key *k), void *ud,
-                     int64_t *max_seq)
+static int sq_keys_since(store_t *s, int64_t since, void (*cb)(void *ud, const store_key *k),
+                         void *ud, int64_t *max_seq)
 {
     sqlite3_stmt *st = store_stmt(s, ST_KEYS_SINCE);
     int64_t max = since;
@@ -1339,8 +1307,9 @@ static int store_end_read(store_t *s, int ret)
     return store_commit(s);
 }
 
-int store_accounts_since(store_t *s, int64_t since, void (*cb)(void *ud, const store_account *a),
-                         void *ud, int64_t *max_seq)
+static int sq_accounts_since(store_t *s, int64_t since,
+                             void (*cb)(void *ud, const store_account *a), void *ud,
+                             int64_t *max_seq)
 {
     sqlite3_stmt *st = store_stmt(s, ST_ACCOUNTS_SINCE);
     int64_t max = since;
@@ -1448,7 +1417,7 @@ static const char *store_overdraft_request(store_t *s, const store_usage_event *
 {
     store_account acct;
     int64_t left;
-    if (store_account_get(s, a->id, &acct) != STORE_OK) return ev[a->first].request_id;
+    if (sq_account_get(s, a->id, &acct) != STORE_OK) return ev[a->first].request_id;
     left = acct.balance_nusd;
     for (size_t i = a->first; i < n; i++) {
         if (ev[i].account_id != a->id || ev[i].charged_nusd <= 0) continue;
@@ -1476,7 +1445,7 @@ static int store_charge_accounts(store_t *s, const store_sums *t, int64_t *seq,
             return store_seterr(s, "ledger: request %s: account %lld balance would go below zero",
                                 store_overdraft_request(s, ev, n, a), (long long)a->id);
         if (rc != SQLITE_DONE) return store_dberr(s, "ledger: charge account");
-        if (sqlite3_changes(s->db) == 0)
+        if (sqlite3_changes(SQ(s)->db) == 0)
             return store_seterr(s, "ledger: request %s: account %lld not found",
                                 ev[a->first].request_id, (long long)a->id);
     }
@@ -1496,7 +1465,7 @@ static int store_charge_keys(store_t *s, const store_sums *t, const store_usage_
         sqlite3_bind_int64(st, 3, k->account_id);
         sqlite3_bind_int64(st, 4, INT64_MAX);
         if (store_step_done(s, st, "ledger: charge key") != STORE_OK) return STORE_ERR;
-        if (sqlite3_changes(s->db) == 0)
+        if (sqlite3_changes(SQ(s)->db) == 0)
             return store_seterr(s,
                                 "ledger: request %s: key %lld of account %lld not found "
                                 "(or its spend would overflow)",
@@ -1526,7 +1495,7 @@ static sqlite3_stmt *store_rows_stmt(store_t *s, sqlite3_stmt **cache, size_t k,
         o += rl;
     }
     memcpy(o, tail, tl + 1);
-    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &cache[k], NULL) !=
+    if (sqlite3_prepare_v3(SQ(s)->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &cache[k], NULL) !=
         SQLITE_OK) {
         store_dberr(s, "ledger: prepare");
         cache[k] = NULL;
@@ -1592,7 +1561,7 @@ static int store_usage_one_by_one(store_t *s, const store_usage_event *ev, size_
             return STORE_ERR;
         }
         if (store_step_done(s, st, "ledger: usage insert") != STORE_OK) return STORE_ERR;
-        fresh[i] = sqlite3_changes(s->db) > 0;
+        fresh[i] = sqlite3_changes(SQ(s)->db) > 0;
     }
     return STORE_OK;
 }
@@ -1606,7 +1575,7 @@ static int store_usage_txs(store_t *s, const store_usage_event *ev, const size_t
         size_t r = STORE_LEDGER_ROWS;
         while (r > m)
             r >>= 1;
-        sqlite3_stmt *st = store_rows_stmt(s, s->tx_rows, r,
+        sqlite3_stmt *st = store_rows_stmt(s, SQ(s)->tx_rows, r,
                                            "INSERT INTO transactions(account_id, amount_nusd, "
                                            "type, description, request_id, created_at_ms) VALUES ",
                                            "(?,?,'usage',?,?,?)", "");
@@ -1678,7 +1647,7 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
         fresh[i] = 1;
     }
     sqlite3_stmt *st =
-        store_rows_stmt(s, s->usage_rows, k, "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES ",
+        store_rows_stmt(s, SQ(s)->usage_rows, k, "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES ",
                         USAGE_INSERT_ROW, "");
     if (!st) return STORE_ERR;
     for (size_t i = 0; i < k; i++) {
@@ -1725,7 +1694,7 @@ static int store_account_seq_io(store_t *s, int set, int64_t *seq)
     if (set) {
         sqlite3_bind_int64(st, 1, *seq);
         if (store_step_done(s, st, "ledger: save account sequence") != STORE_OK) return STORE_ERR;
-        if (sqlite3_changes(s->db) != 1)
+        if (sqlite3_changes(SQ(s)->db) != 1)
             return store_seterr(s, "ledger: account sequence missing from meta");
         return STORE_OK;
     }
@@ -1740,7 +1709,7 @@ static int store_account_seq_io(store_t *s, int set, int64_t *seq)
     return ret;
 }
 
-int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
+static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
 {
     int64_t seq0 = 0, seq = 0;
     int ret = STORE_ERR;
@@ -1785,7 +1754,7 @@ out:
 
 /* ---- key updates and spend ---- */
 
-int store_key_update(store_t *s, int64_t id, const store_key_patch *p, store_key *out)
+static int sq_key_update(store_t *s, int64_t id, const store_key_patch *p, store_key *out)
 {
     sqlite3_stmt *st;
     int64_t seq;
@@ -1826,12 +1795,12 @@ int store_key_update(store_t *s, int64_t id, const store_key_patch *p, store_key
         goto cleanup;
     }
     if (store_step_done(s, st, "key update") != STORE_OK) goto cleanup;
-    if (sqlite3_changes(s->db) == 0) {
+    if (sqlite3_changes(SQ(s)->db) == 0) {
         store_seterr(s, "key %lld not found", (long long)id);
         ret = STORE_NOTFOUND;
         goto cleanup;
     }
-    if (out && store_key_get(s, id, out) != STORE_OK) goto cleanup;
+    if (out && sq_key_get(s, id, out) != STORE_OK) goto cleanup;
     ret = store_commit(s);
 
 cleanup:
@@ -1839,7 +1808,8 @@ cleanup:
     return ret;
 }
 
-int store_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t spent_nusd), void *ud)
+static int sq_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t spent_nusd),
+                         void *ud)
 {
     sqlite3_stmt *st = store_stmt(s, ST_KEY_SPENDS);
     int rc, ret = STORE_OK;
@@ -1919,7 +1889,7 @@ static int store_page(store_t *s, int stmt_id, int64_t account_id, const store_u
     *n = 0;
     /* SQLite reads a negative LIMIT as "no limit": refuse it rather than return everything. */
     if (limit < 0 || offset < 0) return store_seterr(s, "%s: negative limit or offset", what);
-    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) return rc;
+    if ((rc = sq_account_get(s, account_id, NULL)) != STORE_OK) return rc;
     if (!(st = store_stmt(s, stmt_id))) return STORE_ERR;
     if (f)
         store_bind_filter(st, account_id, f);
@@ -1930,18 +1900,12 @@ static int store_page(store_t *s, int stmt_id, int64_t account_id, const store_u
     return store_collect(s, st, elem, read, out, n, what);
 }
 
-int store_usage_query(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
-                      int64_t offset, store_usage_row **out, size_t *n)
+static int sq_usage_query(store_t *s, int64_t account_id, const store_usage_filter *f,
+                          int64_t limit, int64_t offset, store_usage_row **out, size_t *n)
 {
     store_usage_filter all = STORE_USAGE_ALL;
     return store_page(s, ST_USAGE_LIST, account_id, f ? f : &all, limit, offset, sizeof **out,
                       read_usage_row, (void **)out, n, "usage list");
-}
-
-int store_usage_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
-                     store_usage_row **out, size_t *n)
-{
-    return store_usage_query(s, account_id, NULL, limit, offset, out, n);
 }
 
 /* The sum of an account's newest `rows` transactions; inside a read snapshot. */
@@ -1963,8 +1927,8 @@ static int store_tx_skipped(store_t *s, int64_t account_id, int64_t rows, int64_
     return ret;
 }
 
-int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
-                            store_txn **out, size_t *n)
+static int sq_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64_t offset,
+                                store_txn **out, size_t *n)
 {
     store_account a;
     int64_t skipped = 0;
@@ -1977,7 +1941,7 @@ int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64
      * balance minus the skipped rows gives each row's balance after it: a page costs its offset
      * and limit, whatever the account's history. */
     if (store_begin_read(s) != STORE_OK) return STORE_ERR;
-    ret = store_account_get(s, account_id, &a);
+    ret = sq_account_get(s, account_id, &a);
     if (ret == STORE_OK && limit >= 0 && offset >= 0)
         ret = store_tx_skipped(s, account_id, offset, &skipped);
     if (ret == STORE_OK)
@@ -2035,18 +1999,8 @@ static void read_stat_day(sqlite3_stmt *st, void *dst)
     read_stat_row(st, dst, STORE_BY_DAY);
 }
 
-void store_usage_stats_free(store_usage_stats_out *out)
-{
-    if (!out) return;
-    for (int g = 0; g < STORE_BY__COUNT; g++) {
-        free(out->by[g]);
-        out->by[g] = NULL;
-        out->n[g] = 0;
-    }
-}
-
-int store_usage_stats_query(store_t *s, int64_t account_id, const store_usage_filter *f,
-                            unsigned groups, store_usage_stats_out *out)
+static int sq_usage_stats_query(store_t *s, int64_t account_id, const store_usage_filter *f,
+                                unsigned groups, store_usage_stats_out *out)
 {
     static const int stmt[STORE_BY__COUNT] = {ST_USAGE_BY_MODEL, ST_USAGE_BY_KEY, ST_USAGE_BY_DAY};
     static void (*const read[STORE_BY__COUNT])(sqlite3_stmt *, void *) = {
@@ -2059,7 +2013,7 @@ int store_usage_stats_query(store_t *s, int64_t account_id, const store_usage_fi
     memset(out, 0, sizeof(*out));
     /* One snapshot, so the overall row always equals the sum of each group's rows. */
     if (store_begin_read(s) != STORE_OK) return STORE_ERR;
-    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) {
+    if ((rc = sq_account_get(s, account_id, NULL)) != STORE_OK) {
         ret = rc;
         goto cleanup;
     }
@@ -2089,25 +2043,6 @@ cleanup:
         memset(&out->overall, 0, sizeof(out->overall));
     }
     return ret;
-}
-
-int store_usage_stats(store_t *s, int64_t account_id, store_usage_stat *overall,
-                      store_usage_stat **by_model, size_t *n)
-{
-    store_usage_stats_out o;
-    int ret = store_usage_stats_query(s, account_id, NULL, by_model ? 1u << STORE_BY_MODEL : 0, &o);
-
-    if (by_model) *by_model = NULL;
-    if (n) *n = 0;
-    if (ret != STORE_OK) return ret;
-    if (overall) *overall = o.overall;
-    if (by_model) {
-        *by_model = o.by[STORE_BY_MODEL];
-        if (n) *n = o.n[STORE_BY_MODEL];
-        o.by[STORE_BY_MODEL] = NULL;
-    }
-    store_usage_stats_free(&o);
-    return STORE_OK;
 }
 
 /* ---- audit ---- */
@@ -2163,7 +2098,7 @@ static void store_audit_line(int stmt_id, sqlite3_stmt *st, FILE *report)
     }
 }
 
-int store_audit(store_t *s, FILE *report)
+static int sq_audit(store_t *s, FILE *report)
 {
     static const int checks[] = {ST_AUDIT_BALANCES, ST_AUDIT_NEGATIVE, ST_AUDIT_KEY_SPENT,
                                  ST_AUDIT_USAGE_TX, ST_AUDIT_USAGE_ROWS};
@@ -2196,7 +2131,7 @@ cleanup:
     return violations > INT32_MAX ? INT32_MAX : (int)violations;
 }
 
-int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions)
+static int sq_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions)
 {
     sqlite3_stmt *st = store_stmt(s, ST_AUDIT_COUNTS);
     int ret = STORE_OK;
@@ -2214,7 +2149,7 @@ int store_ledger_counts(store_t *s, int64_t *accounts, int64_t *transactions)
 
 /* ---- stored responses (the Responses API's store: true) ---- */
 
-int store_response_put(store_t *s, const store_response *r)
+static int sq_response_put(store_t *s, const store_response *r)
 {
     sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_INSERT);
     if (!st) return STORE_ERR;
@@ -2247,8 +2182,8 @@ static int store_dup_column(sqlite3_stmt *st, int col, char **out, size_t *len)
     return 0;
 }
 
-int store_response_get(store_t *s, const char *id, int64_t account_id, int64_t now_ms,
-                       int want_history, store_response *out)
+static int sq_response_get(store_t *s, const char *id, int64_t account_id, int64_t now_ms,
+                           int want_history, store_response *out)
 {
     sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_GET);
     if (!st) return STORE_ERR;
@@ -2269,15 +2204,7 @@ int store_response_get(store_t *s, const char *id, int64_t account_id, int64_t n
     return ret;
 }
 
-void store_response_free(store_response *r)
-{
-    free(r->response);
-    free(r->history);
-    r->response = r->history = NULL;
-    r->response_len = r->history_len = 0;
-}
-
-int store_response_delete(store_t *s, const char *id, int64_t account_id, int64_t now_ms)
+static int sq_response_delete(store_t *s, const char *id, int64_t account_id, int64_t now_ms)
 {
     sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_DELETE);
     if (!st) return STORE_ERR;
@@ -2285,10 +2212,10 @@ int store_response_delete(store_t *s, const char *id, int64_t account_id, int64_
     sqlite3_bind_int64(st, 2, account_id);
     sqlite3_bind_int64(st, 3, now_ms);
     if (store_step_done(s, st, "response delete") != STORE_OK) return STORE_ERR;
-    return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_NOTFOUND;
+    return sqlite3_changes(SQ(s)->db) > 0 ? STORE_OK : STORE_NOTFOUND;
 }
 
-int store_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t *deleted)
+static int sq_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t *deleted)
 {
     sqlite3_stmt *st = store_stmt(s, ST_RESPONSE_PURGE);
     *deleted = 0;
@@ -2296,7 +2223,7 @@ int store_responses_purge(store_t *s, int64_t now_ms, int64_t max_rows, int64_t 
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int64(st, 2, max_rows);
     if (store_step_done(s, st, "responses purge") != STORE_OK) return STORE_ERR;
-    *deleted = sqlite3_changes(s->db);
+    *deleted = sqlite3_changes(SQ(s)->db);
     return STORE_OK;
 }
 
@@ -2329,13 +2256,13 @@ static int store_notify_row(store_t *s, int64_t account_id, store_notify *out)
     return ret;
 }
 
-int store_notify_get(store_t *s, int64_t account_id, store_notify *out)
+static int sq_notify_get(store_t *s, int64_t account_id, store_notify *out)
 {
     int rc;
 
     memset(out, 0, sizeof(*out));
     out->account_id = account_id;
-    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) return rc;
+    if ((rc = sq_account_get(s, account_id, NULL)) != STORE_OK) return rc;
     rc = store_notify_row(s, account_id, out);
     return rc == STORE_NOTFOUND ? STORE_OK : rc;
 }
@@ -2363,8 +2290,8 @@ static int store_notify_apply(store_t *s, store_notify *n, const store_notify_pa
     return STORE_OK;
 }
 
-int store_notify_update(store_t *s, int64_t account_id, const store_notify_patch *p,
-                        store_notify *out, int *new_secret)
+static int sq_notify_update(store_t *s, int64_t account_id, const store_notify_patch *p,
+                            store_notify *out, int *new_secret)
 {
     sqlite3_stmt *st;
     int rc, ret = STORE_ERR;
@@ -2375,7 +2302,7 @@ int store_notify_update(store_t *s, int64_t account_id, const store_notify_patch
     if (p->set_threshold && p->threshold_nusd < 0)
         return store_seterr(s, "negative low-balance threshold");
     if (store_begin(s) != STORE_OK) return STORE_ERR;
-    if ((rc = store_account_get(s, account_id, NULL)) != STORE_OK) {
+    if ((rc = sq_account_get(s, account_id, NULL)) != STORE_OK) {
         ret = rc;
         goto cleanup;
     }
@@ -2407,7 +2334,7 @@ cleanup:
     return ret;
 }
 
-int store_notify_list(store_t *s, void (*cb)(void *ud, const store_notify *n), void *ud)
+static int sq_notify_list(store_t *s, void (*cb)(void *ud, const store_notify *n), void *ud)
 {
     sqlite3_stmt *st = store_stmt(s, ST_NOTIFY_LIST);
     store_notify *n;
@@ -2428,7 +2355,7 @@ int store_notify_list(store_t *s, void (*cb)(void *ud, const store_notify *n), v
     return ret;
 }
 
-int store_webhooks_due(store_t *s, int64_t now_ms, size_t max, store_webhook *out, size_t *n)
+static int sq_webhooks_due(store_t *s, int64_t now_ms, size_t max, store_webhook *out, size_t *n)
 {
     sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_DUE);
     int rc = SQLITE_DONE;
@@ -2459,7 +2386,7 @@ int store_webhooks_due(store_t *s, int64_t now_ms, size_t max, store_webhook *ou
     return STORE_OK;
 }
 
-int store_webhook_next(store_t *s, int64_t *next_ms)
+static int sq_webhook_next(store_t *s, int64_t *next_ms)
 {
     sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_NEXT);
     int ret = STORE_OK;
@@ -2475,7 +2402,7 @@ int store_webhook_next(store_t *s, int64_t *next_ms)
     return ret;
 }
 
-int store_webhook_done(store_t *s, const char *event_id)
+static int sq_webhook_done(store_t *s, const char *event_id)
 {
     sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_DELETE);
     if (!st) return STORE_ERR;
@@ -2483,7 +2410,7 @@ int store_webhook_done(store_t *s, const char *event_id)
     return store_step_done(s, st, "webhook done");
 }
 
-int store_webhook_retry(store_t *s, const char *event_id, int64_t attempts, int64_t next_ms)
+static int sq_webhook_retry(store_t *s, const char *event_id, int64_t attempts, int64_t next_ms)
 {
     sqlite3_stmt *st = store_stmt(s, ST_WEBHOOK_RETRY);
     if (!st) return STORE_ERR;
@@ -2492,3 +2419,214 @@ int store_webhook_retry(store_t *s, const char *event_id, int64_t attempts, int6
     sqlite3_bind_int64(st, 3, next_ms);
     return store_step_done(s, st, "webhook retry");
 }
+
+/* ---- export and import (store.c) ---- */
+
+static const char store_hexdig[] = "0123456789abcdef";
+
+/* SELECT t's columns, or INSERT INTO t (one placeholder per column), into buf. */
+static int store_table_sql(const store_table *t, int insert, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, insert ? "INSERT INTO %s(" : "SELECT ", t->name);
+    for (size_t i = 0; i < t->ncols && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", t->cols[i]);
+    if (o >= len) return -1;
+    if (insert) {
+        o += (size_t)snprintf(buf + o, len - o, ") VALUES (");
+        for (size_t i = 0; i < t->ncols && o < len; i++)
+            o += (size_t)snprintf(buf + o, len - o, "%s?", i ? ", " : "");
+        if (o < len) o += (size_t)snprintf(buf + o, len - o, ")");
+    } else {
+        o += (size_t)snprintf(buf + o, len - o, " FROM %s ORDER BY %s", t->name, t->order);
+    }
+    return o < len ? 0 : -1;
+}
+
+static int sq_dump(store_t *s, const store_table *t, int (*cb)(void *ud, const store_value *v),
+                   void *ud)
+{
+    char sql[1024];
+    sqlite3_stmt *st = NULL;
+    store_value v[32];
+    char *hex = NULL;
+    int rc, ret = STORE_ERR;
+
+    if (t->ncols > 32 || store_table_sql(t, 0, sql, sizeof sql) != 0)
+        return store_seterr(s, "export: table %s: too many columns", t->name);
+    if (sqlite3_prepare_v2(SQ(s)->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return store_dberr(s, "export");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (size_t i = 0; i < t->ncols; i++) {
+            int c = (int)i;
+            memset(&v[i], 0, sizeof v[i]);
+            v[i].null = sqlite3_column_type(st, c) == SQLITE_NULL;
+            if (v[i].null) continue;
+            if (t->kinds[i] == STORE_COL_INT) {
+                v[i].i = sqlite3_column_int64(st, c);
+            } else if (t->kinds[i] == STORE_COL_TEXT) {
+                v[i].s = (const char *)sqlite3_column_text(st, c);
+                v[i].len = (size_t)sqlite3_column_bytes(st, c);
+            } else {
+                const unsigned char *b = sqlite3_column_blob(st, c);
+                size_t n = (size_t)sqlite3_column_bytes(st, c);
+                free(hex);
+                if (!(hex = malloc(2 * n + 1))) {
+                    store_seterr(s, "export: out of memory");
+                    goto cleanup;
+                }
+                for (size_t j = 0; j < n; j++) {
+                    hex[2 * j] = store_hexdig[b[j] >> 4];
+                    hex[2 * j + 1] = store_hexdig[b[j] & 15];
+                }
+                hex[2 * n] = '\0';
+                v[i].s = hex;
+                v[i].len = 2 * n;
+            }
+        }
+        if ((ret = cb(ud, v)) != 0) goto cleanup;
+        ret = STORE_ERR;
+    }
+    if (rc != SQLITE_DONE) {
+        store_dberr(s, "export");
+        goto cleanup;
+    }
+    ret = STORE_OK;
+cleanup:
+    free(hex);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* The rows and counters a store holds beyond what its migrations made. */
+#define STORE_EMPTY_SQL                                                                            \
+    "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM api_keys) + "                  \
+    "(SELECT count(*) FROM transactions) + (SELECT count(*) FROM usage) + "                        \
+    "(SELECT count(*) FROM responses) + (SELECT count(*) FROM notification_settings) + "           \
+    "(SELECT count(*) FROM webhook_outbox) + (SELECT count(*) FROM meta WHERE value != 0)"
+
+static int sq_import_begin(store_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    if (sqlite3_prepare_v2(SQ(s)->db, STORE_EMPTY_SQL, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    else
+        store_dberr(s, "import: is the store empty");
+    sqlite3_finalize(st);
+    if (n == 0) return STORE_OK;
+    if (n > 0) store_seterr(s, "the store is not empty: import only into a new store");
+    store_rollback(s);
+    return n > 0 ? STORE_LIMIT : STORE_ERR;
+}
+
+static int store_unhex(const char *h, size_t len, unsigned char *out)
+{
+    if (len % 2) return -1;
+    for (size_t i = 0; i < len; i++) {
+        int c = h[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        if (i % 2)
+            out[i / 2] |= (unsigned char)d;
+        else
+            out[i / 2] = (unsigned char)(d << 4);
+    }
+    return 0;
+}
+
+static int sq_import_row(store_t *s, const store_table *t, const store_value *v)
+{
+    char sql[1024];
+    sqlite3_stmt *st = NULL;
+    unsigned char blob[64];
+    int meta = strcmp(t->name, "meta") == 0, ret = STORE_ERR;
+
+    if (meta)
+        snprintf(sql, sizeof sql, "UPDATE meta SET value = ?2 WHERE key = ?1");
+    else if (t->ncols > 32 || store_table_sql(t, 1, sql, sizeof sql) != 0)
+        return store_seterr(s, "import: table %s: too many columns", t->name);
+    if (sqlite3_prepare_v2(SQ(s)->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return store_dberr(s, "import");
+    for (size_t i = 0; i < t->ncols; i++) {
+        int p = (int)i + 1, rc;
+        if (v[i].null)
+            rc = sqlite3_bind_null(st, p);
+        else if (t->kinds[i] == STORE_COL_INT)
+            rc = sqlite3_bind_int64(st, p, v[i].i);
+        else if (t->kinds[i] == STORE_COL_TEXT)
+            rc = sqlite3_bind_text(st, p, v[i].s, (int)v[i].len, SQLITE_STATIC);
+        else if (v[i].len > 2 * sizeof blob || store_unhex(v[i].s, v[i].len, blob) != 0)
+            goto bad;
+        else
+            rc = sqlite3_bind_blob(st, p, blob, (int)(v[i].len / 2), SQLITE_TRANSIENT);
+        if (rc != SQLITE_OK) goto bad;
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        store_dberr(s, "import");
+        goto cleanup;
+    }
+    if (meta && sqlite3_changes(SQ(s)->db) != 1) {
+        store_seterr(s, "import: unknown meta counter");
+        goto cleanup;
+    }
+    ret = STORE_OK;
+    goto cleanup;
+bad:
+    store_seterr(s, "import: table %s: a value this store cannot take", t->name);
+cleanup:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int sq_import_end(store_t *s, int ok)
+{
+    if (ok) return store_commit(s);
+    store_rollback(s);
+    return STORE_OK;
+}
+
+const store_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .schema_version = sq_schema_version,
+    .account_create = sq_account_create,
+    .account_get = sq_account_get,
+    .account_show = sq_account_show,
+    .account_list = sq_account_list,
+    .account_topup = sq_account_topup,
+    .key_create = sq_key_create,
+    .key_get = sq_key_get,
+    .key_list = sq_key_list,
+    .key_set_active = sq_key_set_active,
+    .key_delete = sq_key_delete,
+    .key_update = sq_key_update,
+    .keys_since = sq_keys_since,
+    .accounts_since = sq_accounts_since,
+    .key_spends = sq_key_spends,
+    .ledger_commit = sq_ledger_commit,
+    .usage_query = sq_usage_query,
+    .usage_stats_query = sq_usage_stats_query,
+    .transactions_list = sq_transactions_list,
+    .audit = sq_audit,
+    .ledger_counts = sq_ledger_counts,
+    .response_put = sq_response_put,
+    .response_get = sq_response_get,
+    .response_delete = sq_response_delete,
+    .responses_purge = sq_responses_purge,
+    .notify_get = sq_notify_get,
+    .notify_update = sq_notify_update,
+    .notify_list = sq_notify_list,
+    .webhooks_due = sq_webhooks_due,
+    .webhook_next = sq_webhook_next,
+    .webhook_done = sq_webhook_done,
+    .webhook_retry = sq_webhook_retry,
+    .dump = sq_dump,
+    .import_begin = sq_import_begin,
+    .import_row = sq_import_row,
+    .import_end = sq_import_end,
+    .ckpt_start = sq_ckpt_start,
+    .ckpt_stop = sq_ckpt_stop,
+    .ckpt_count = sq_ckpt_count,
+};

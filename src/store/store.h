@@ -1,6 +1,8 @@
 /*
  * The store: accounts, keys and the ledger, behind one small interface so that SQLite (the
- * default, src/store/sqlite.c) and PostgreSQL (later) are interchangeable.
+ * default, src/store/sqlite.c) and PostgreSQL (src/store/postgres.c, for several gateway
+ * instances on one database) are interchangeable: store_open picks the backend's table of
+ * operations by the config (src/store/backend.h, store.c).
  *
  * Every call is synchronous and may block: it is for the CLI, the key-cache refresher thread and
  * the writer thread, never for an event-loop thread. A store_t is used by one thread at a time;
@@ -74,20 +76,27 @@ store_t *store_open(const cfg_t *cfg, char *err, size_t errlen);
 /* Creates every missing directory above path (mkdir -p of its dirname), mode 0700. */
 int store_mkdirs(const char *path, char *err, size_t errlen);
 
-/* The serving lock (lock.c): one `serve` per SQLite store. Two gateways on one SQLite file would
- * each hold balances in memory and overspend, so the second refuses to start. Returns a file
- * descriptor to keep open while serving (flock on "<database>.lock", which the kernel releases
- * when the process dies, however it dies), -2 when no lock applies (PostgreSQL), or -1 with a
- * message in err when another process holds it or the file cannot be made. */
-int store_serve_lock(const cfg_t *cfg, char *err, size_t errlen);
-void store_serve_unlock(int fd);
+/* The serving lock (lock.c): one `serve` per store unless the instances share their state in
+ * Redis. Two gateways on one store without it would each hold balances in memory and overspend,
+ * so the second refuses to start. SQLite: flock on "<database>.lock", which the kernel releases
+ * when the process dies, however it dies. PostgreSQL without `redis:`: a session advisory lock
+ * on a connection kept open while serving (the server releases it when the connection drops).
+ * PostgreSQL with `redis:`: no lock (*out = NULL), several instances serve one database.
+ * Returns 0 with the handle to keep while serving in *out, or -1 with a message in err when
+ * another process holds it or it cannot be taken. */
+typedef struct store_lock store_lock;
+int store_serve_lock(const cfg_t *cfg, store_lock **out, char *err, size_t errlen);
+void store_serve_unlock(store_lock *l);
 void store_close(store_t *s);
 const char *store_errmsg(store_t *s);
+/* "sqlite" or "postgres". */
+const char *store_backend(store_t *s);
 /* The highest applied schema migration. */
 int store_schema_version(store_t *s, int64_t *version);
 
 /*
- * Background durability work for one writer handle (SQLite: WAL checkpoints). A checkpoint
+ * Background durability work for one writer handle (SQLite: WAL checkpoints; on PostgreSQL the
+ * server checkpoints itself and this returns a handle that does nothing). A checkpoint
  * copies the WAL into the database file and fsyncs both: from a millisecond to hundreds of them
  * on a slow disk. Left to SQLite, it runs inside whichever commit crosses the WAL threshold, so
  * the ledger thread would stall and settled requests would wait in memory that long before they
@@ -377,5 +386,17 @@ int store_webhook_next(store_t *s, int64_t *next_ms);
 int store_webhook_done(store_t *s, const char *event_id);
 /* Records a failed delivery: attempts so far, and when to try again. */
 int store_webhook_retry(store_t *s, const char *event_id, int64_t attempts, int64_t next_ms);
+
+/* ---- moving a store between backends (docs/OPERATIONS.md) ---- */
+
+/* Writes every row of every table to out as JSON lines: a header line {"format":
+ * "modelswitch-export","version":1,"schema":N,"backend":...}, then per table a line
+ * {"table":NAME,"columns":[...]} and one {"t":NAME,"r":[values]} per row (integers as JSON
+ * integers, a key hash as hex), and a last line {"end":true,"rows":N}. Secrets stored in the
+ * clear (webhook signing secrets) are in it: keep the file as private as the database. */
+int store_export(store_t *s, FILE *out);
+/* Reads an export into this store, which must be empty (STORE_LIMIT otherwise) and at the same
+ * schema version, in one transaction: all of it or nothing. *rows (may be NULL) = rows read. */
+int store_import(store_t *s, FILE *in, int64_t *rows);
 
 #endif

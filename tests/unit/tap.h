@@ -12,11 +12,14 @@
 
 static int tap_passed, tap_failed, tap_case_failed;
 static const char *tap_case;
+/* appended to each case's name: which store backend a pass runs on (testdb.h) */
+static const char *tap_variant = "";
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, tap_case, #cond); \
+            fprintf(stderr, "%s:%d: %s%s: check failed: %s\n", __FILE__, __LINE__, tap_case,       \
+                    tap_variant, #cond);                                                           \
             tap_case_failed = 1;                                                                   \
         }                                                                                          \
     } while (0)
@@ -68,10 +71,10 @@ static inline void tap_rmtree(const char *dir)
         fn();                                                                                      \
         if (tap_case_failed) {                                                                     \
             tap_failed++;                                                                          \
-            printf("not ok - %s\n", #fn);                                                          \
+            printf("not ok - %s%s\n", #fn, tap_variant);                                           \
         } else {                                                                                   \
             tap_passed++;                                                                          \
-            printf("ok - %s\n", #fn);                                                              \
+            printf("ok - %s%s\n", #fn, tap_variant);                                               \
         }                                                                                          \
     } while (0)
 

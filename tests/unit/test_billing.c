@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "store/store.h"
 #include "tap.h"
+#include "testdb.h"
 
 static char tmpdir[64];
 static char dbpath[128];
@@ -41,7 +42,7 @@ static void setup(void)
     tap_mkdtemp("test_billing", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/bill.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
-    cfg->sqlite_path = dbpath;
+    tdb_use(cfg, dbpath);
     cfg->default_max_output_tokens = 4096;
     st = store_open(cfg, err, sizeof(err));
     if (!st) {
@@ -74,21 +75,11 @@ static int64_t sql_int(const char *fmt, ...)
 {
     char sql[512];
     va_list ap;
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    int64_t v = INT64_MIN;
 
     va_start(ap, fmt);
     vsnprintf(sql, sizeof(sql), fmt, ap);
     va_end(ap);
-    if (sqlite3_open(dbpath, &db) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-            v = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
+    return tdb_int(sql);
 }
 
 static int64_t store_balance(int64_t account_id)
@@ -582,12 +573,22 @@ static void test_store_busy(void)
     store_usage_event ev;
     bill_hold h;
     sqlite3 *db = NULL;
+    PGconn *pg = NULL;
     bill_t *b = start();
     CHECK(b != NULL);
     if (!b) return;
 
-    CHECK_EQ_INT(sqlite3_open(dbpath, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    if (tdb_pg) {
+        /* the row lock every balance writer takes first (postgres.c): commits wait behind it */
+        pg = PQconnectdb(tdb_url);
+        PGresult *r = PQexec(pg, "BEGIN; SELECT value FROM meta WHERE key = 'account_seq' "
+                                 "FOR UPDATE");
+        CHECK_EQ_INT(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+    } else {
+        CHECK_EQ_INT(sqlite3_open(dbpath, &db), SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    }
     uint64_t worst = 0;
     int64_t t_end = now_ms() + 6000; /* > the store's 5 s busy timeout */
     int n = 0;
@@ -604,8 +605,13 @@ static void test_store_busy(void)
     CHECK_EQ_INT(mem_balance(b, a), 1000000 - 100 * n);
     /* Nothing could be written meanwhile. */
     CHECK_EQ_INT(store_balance(a), 1000000);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
+    if (pg) {
+        PQclear(PQexec(pg, "COMMIT"));
+        PQfinish(pg);
+    } else {
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close(db);
+    }
     bill_flush(b);
     printf("# store locked 6 s: %d settles, slowest hold+settle %" PRIu64 " us\n", n, worst / 1000);
     CHECK(worst < 50000000ull);
@@ -1072,8 +1078,13 @@ static void test_low_balance_notices(void)
     bill_stop(b);
 }
 
-int main(int argc, char **argv)
+static int g_argc;
+static char **g_argv;
+
+static void run_all(void)
 {
+    int argc = g_argc;
+    char **argv = g_argv;
     setup();
     if (argc > 1 && strcmp(argv[1], "bench") == 0) {
         bench_ops = 500000;
@@ -1096,5 +1107,12 @@ int main(int argc, char **argv)
         RUN(test_throughput);
     }
     teardown();
+}
+
+int main(int argc, char **argv)
+{
+    g_argc = argc;
+    g_argv = argv;
+    tdb_run(run_all);
     TAP_DONE();
 }

@@ -23,6 +23,7 @@
 #include "server/http.h"
 #include "store/store.h"
 #include "tap.h"
+#include "testdb.h"
 
 static char tmpdir[64];
 static char dbpath[128];
@@ -33,7 +34,7 @@ static void setup(void)
     tap_mkdtemp("test_job", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/job.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
-    cfg->sqlite_path = dbpath;
+    tdb_use(cfg, dbpath);
 }
 
 static void teardown(void)
@@ -367,7 +368,7 @@ static void test_append_usd_and_time(void)
     buf_free(&b);
 }
 
-int main(void)
+static void run_all(void)
 {
     setup();
     RUN(test_parse_usd);
@@ -379,5 +380,10 @@ int main(void)
     RUN(test_kc_apply_order);
     api_jobs_shutdown();
     teardown();
+}
+
+int main(void)
+{
+    tdb_run(run_all);
     TAP_DONE();
 }

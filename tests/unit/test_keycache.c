@@ -17,12 +17,13 @@
 #include "config/config.h"
 #include "store/store.h"
 #include "tap.h"
+#include "testdb.h"
 
 static char tmpdir[64];
 static char dbpath[128];
 static cfg_t *cfg;
 static store_t *w; /* the "CLI": a second handle that makes changes */
-static int64_t acct;
+static int64_t kc_acct;
 
 static void setup(void)
 {
@@ -31,9 +32,9 @@ static void setup(void)
     tap_mkdtemp("test_kc", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/kc.db", tmpdir);
     cfg = calloc(1, sizeof(*cfg));
-    cfg->sqlite_path = dbpath;
+    tdb_use(cfg, dbpath);
     w = store_open(cfg, err, sizeof(err));
-    if (!w || store_account_create(w, "kc", 0, &acct) != STORE_OK) {
+    if (!w || store_account_create(w, "kc", 0, &kc_acct) != STORE_OK) {
         fprintf(stderr, "setup: %s\n", w ? store_errmsg(w) : err);
         exit(1);
     }
@@ -71,12 +72,12 @@ static void test_lookup_outcomes(void)
     int64_t now = ms_now_ms();
     unsigned char zero[32] = {0};
 
-    CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "ok", 0, -1, ok, &k_ok), STORE_OK);
-    CHECK_EQ_INT(store_key_create(w, acct, KEY_BILLING, "exp", now + 3600000, 7, expiring, &k_exp),
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "ok", 0, -1, ok, &k_ok), STORE_OK);
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_BILLING, "exp", now + 3600000, 7, expiring, &k_exp),
                  STORE_OK);
-    CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "in", 0, -1, inactive, &k_in), STORE_OK);
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "in", 0, -1, inactive, &k_in), STORE_OK);
     CHECK_EQ_INT(store_key_set_active(w, k_in.id, 0), STORE_OK);
-    CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "del", 0, -1, deleted, &k_del), STORE_OK);
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "del", 0, -1, deleted, &k_del), STORE_OK);
     CHECK_EQ_INT(store_key_delete(w, k_del.id), STORE_OK);
 
     kc_t *kc = kc_start(cfg, err, sizeof(err));
@@ -89,7 +90,7 @@ static void test_lookup_outcomes(void)
     memset(&out, 0xab, sizeof(out));
     CHECK_EQ_INT(kc_lookup(kc, ok, strlen(ok), now, &out), KC_OK);
     CHECK_EQ_INT(out.id, k_ok.id);
-    CHECK_EQ_INT(out.account_id, acct);
+    CHECK_EQ_INT(out.account_id, kc_acct);
     CHECK_EQ_STR(out.name, "ok");
     CHECK_EQ_STR(out.prefix, k_ok.prefix);
     CHECK_EQ_INT(out.active, 1);
@@ -145,7 +146,7 @@ static void test_refresh(void)
         fprintf(stderr, "kc_start: %s\n", err);
         return;
     }
-    CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "fresh", 0, -1, fresh, &k), STORE_OK);
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "fresh", 0, -1, fresh, &k), STORE_OK);
     CHECK_EQ_INT(wait_for(kc, fresh, KC_OK), KC_OK);
 
     CHECK_EQ_INT(store_key_set_active(w, k.id, 0), STORE_OK);
@@ -158,7 +159,7 @@ static void test_refresh(void)
     /* Enough keys to grow the table several times, all added while the cache runs. */
     for (int i = 0; i < 300; i++)
         CHECK_EQ_INT(
-            store_key_create(w, acct, i % 2 ? KEY_PROXY : KEY_BILLING, "m", 0, -1, many[i], NULL),
+            store_key_create(w, kc_acct, i % 2 ? KEY_PROXY : KEY_BILLING, "m", 0, -1, many[i], NULL),
             STORE_OK);
     CHECK_EQ_INT(wait_for(kc, many[299], KC_OK), KC_OK);
     for (int i = 0; i < 300; i++)
@@ -207,7 +208,7 @@ static void test_concurrent_lookups(void)
     reader_arg args[3];
     pthread_t th[3];
 
-    CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "flip", 0, -1, key, &k), STORE_OK);
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "flip", 0, -1, key, &k), STORE_OK);
     kc_t *kc = kc_start(cfg, err, sizeof(err));
     CHECK(kc != NULL);
     if (!kc) return;
@@ -219,7 +220,7 @@ static void test_concurrent_lookups(void)
         CHECK_EQ_INT(store_key_set_active(w, k.id, i % 2), STORE_OK);
         /* Other keys change too, so the table itself is rewritten under the readers. */
         char extra[64];
-        CHECK_EQ_INT(store_key_create(w, acct, KEY_PROXY, "x", 0, -1, extra, NULL), STORE_OK);
+        CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "x", 0, -1, extra, NULL), STORE_OK);
         sleep_ms(120);
     }
     atomic_store(&stop, 1);
@@ -244,7 +245,7 @@ static void test_start_error(void)
     kc_stop(NULL);
 }
 
-int main(void)
+static void run_all(void)
 {
     setup();
     RUN(test_lookup_outcomes);
@@ -252,5 +253,10 @@ int main(void)
     RUN(test_concurrent_lookups);
     RUN(test_start_error);
     teardown();
+}
+
+int main(void)
+{
+    tdb_run(run_all);
     TAP_DONE();
 }
