@@ -2,7 +2,9 @@
 # A throwaway PostgreSQL server for the tests (the store's PostgreSQL backend):
 #
 #   tests/pg.sh start DIR         initdb in DIR, start a server on a free loopback port, print its
-#                                 URL (postgres://postgres@127.0.0.1:PORT/postgres)
+#                                 URL (postgres://postgres@127.0.0.1:PORT/postgres); on a DIR
+#                                 paused before, start it again with its data on its port
+#   tests/pg.sh pause DIR         stop the server, keep DIR (a store outage)
 #   tests/pg.sh createdb DIR NAME create a fresh database NAME, print its URL
 #   tests/pg.sh stop DIR          stop the server and remove DIR
 #
@@ -50,6 +52,19 @@ cmd_start() {
     bin=$(bindir)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    if [[ -e "$dir/data/PG_VERSION" && -e "$dir/port" ]]; then
+        # after `pause`: the same data on the same port
+        port=$(cat "$dir/port")
+        as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+            -o "-p $port -k $dir/sock -h 127.0.0.1 -c fsync=off -c synchronous_commit=off \
+                -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB" \
+            start >/dev/null 2>&1 || {
+            tail -n 20 "$dir/server.log" >&2 || true
+            die "the server did not start again on port $port"
+        }
+        echo "postgres://postgres@127.0.0.1:$port/postgres"
+        return
+    fi
     [[ -e "$dir/data" ]] && die "$dir/data already exists"
     mkdir -p "$dir/data" "$dir/sock"
     if [[ $(id -u) -eq 0 ]]; then
@@ -94,8 +109,20 @@ cmd_stop() {
     rm -rf "$dir"
 }
 
+# Stops the server and keeps its data: `start` on the same DIR brings it back on the same port
+# (a store outage, for the tests).
+cmd_pause() {
+    local dir="$1" bin
+    bin=$(bindir)
+    [[ -d "$dir/data" ]] || die "no server in $dir"
+    # fast, not immediate: the server runs with durability off (fsync, synchronous_commit), so
+    # only a clean shutdown keeps its last commits, and the outage must lose nothing
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
 case "${1:-}" in
 start) cmd_start "${2:?DIR}" ;;
+pause) cmd_pause "${2:?DIR}" ;;
 createdb) cmd_createdb "${2:?DIR}" "${3:?NAME}" ;;
 stop) cmd_stop "${2:?DIR}" ;;
 *)

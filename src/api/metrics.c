@@ -23,6 +23,7 @@
 
 #include "api/api.h"
 #include "api/stats.h"
+#include "shared/shared.h"
 #include "common/counter.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -222,6 +223,7 @@ void metrics_readyz(http_conn *c, http_request *r)
     bill_health_info h = {.store_ok = 1};
     if (c->w->bill) bill_health(c->w->bill, &h);
     char msg[256];
+    int64_t wait = 0;
     if (!h.store_ok)
         snprintf(msg, sizeof msg,
                  "Not ready: the store is unreachable (the ledger's writes have failed for %" PRId64
@@ -236,6 +238,13 @@ void metrics_readyz(http_conn *c, http_request *r)
         snprintf(msg, sizeof msg,
                  "Not ready: the ledger is behind (%" PRIu64 " usage records wait for the store).",
                  h.queue_depth);
+    else if (c->w->sh && !sh_ready(c->w->sh, &wait))
+        snprintf(msg, sizeof msg, wait < 0
+                     ? "Not ready: the shared state (Redis) does not answer or does not count this "
+                       "instance yet."
+                     : "Not ready: the shared state (Redis) started afresh; instances re-register "
+                       "for another %" PRId64 " ms.",
+                 wait);
     else {
         static const char ok[] = "{\"status\":\"ready\"}";
         http_respond(c, 200, "application/json", NULL, ok, sizeof ok - 1, 0);

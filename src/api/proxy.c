@@ -525,7 +525,9 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
         api_cache_store_stream(p->st->cache, cost, b.len, &p->usage.u, p->call->model->name,
                                p->call->dep->provider->name);
     buf_free(&b);
+    /* the write may have found the client gone: the connection let go of us (on_abort) */
     http_conn *c = p->c;
+    if (!c) return;
     if (c->handler.ctx == p) c->handler = (http_handler){0};
     p->c = NULL;
     http_stream_end(c);
@@ -1022,6 +1024,9 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
         finish_plain(p, res, errmsg);
         return;
     }
+    /* A last write that finds the client gone closes the connection, whose abort must not
+     * free p under stream_finish: busy makes it leave that to us. */
+    p->busy++;
     if (p->saw_done)
         stream_finish(p, NULL, NULL, NULL);
     else if (res == UP_TIMEOUT)
@@ -1033,6 +1038,7 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
     else
         stream_finish(p, "provider_error", "upstream_error",
                       "The provider's stream ended without its end marker.");
+    p->busy--;
     proxy_free(p);
 }
 

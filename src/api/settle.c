@@ -261,7 +261,7 @@ static void admission_free(api_admission *a)
 static void unavailable(http_conn *c, int64_t retry_ms)
 {
     /* counted as any answer, by its status (modelswitch_requests_total{status="503"}) */
-    http_error(c, 503, "api_error", "service_unavailable", NULL,
+    http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
                "The gateway cannot reach the state its instances share; retry shortly.",
                retry_ms > 0 ? retry_ms : 1000);
 }

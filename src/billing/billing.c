@@ -99,6 +99,8 @@
 /* bill_stop keeps retrying a failing store this long before it gives up (and logs what it
  * could not write): only when the journal cannot take the events either. */
 #define BILL_STOP_GIVEUP_MS 30000
+/* Journal slots for several instances sharing one config on one machine (bill_start). */
+#define BILL_JR_SLOTS 16
 /* A journal write that failed is tried again after this long (meanwhile the queue grows). */
 #define BILL_JR_RETRY_MS 1000
 
@@ -232,6 +234,8 @@ struct bill {
     int (*pusher)(void *ud, const bill_push *p, size_t n);
     void *pusher_ud;
     bill_ids push_accts, push_keys;
+    void (*on_stopped)(void *ud, bill_t *b); /* bill_set_on_stopped */
+    void *on_stopped_ud;
     bill_push *pushbuf;
     size_t pushbuf_cap;
     unsigned push_failures;
@@ -1204,9 +1208,24 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "billing: out of memory");
         goto fail;
     }
-    if (!(b->jr = jr_open(b->jr_path, msg, sizeof(msg)))) {
-        snprintf(err, errlen, "billing: %s", msg);
-        goto fail;
+    /* Several instances (redis:) may run on one machine from one config: one whose journal is
+     * in use takes the next free slot, <journal>.2 to .16. A slot left by a crashed instance is
+     * replayed by whichever instance takes it next (a replay is idempotent). */
+    for (int slot = 2; !(b->jr = jr_open(b->jr_path, msg, sizeof(msg))); slot++) {
+        if (!cfg->redis_url || slot > BILL_JR_SLOTS || !strstr(msg, "in use")) {
+            snprintf(err, errlen, "billing: %s", msg);
+            goto fail;
+        }
+        size_t base = slot == 2 ? strlen(b->jr_path) : strlen(b->jr_path) - (slot > 10 ? 3 : 2);
+        size_t n = base + 8;
+        char *next = malloc(n);
+        if (!next) {
+            snprintf(err, errlen, "billing: out of memory");
+            goto fail;
+        }
+        snprintf(next, n, "%.*s.%d", (int)base, b->jr_path, slot);
+        free(b->jr_path);
+        b->jr_path = next;
     }
     bill_jr_replay(b);
     if (bill_poll(b, msg, sizeof(msg)) != 0) {
@@ -1278,6 +1297,8 @@ void bill_stop(bill_t *b)
                 bill_log_lost(b->in.ev, b->in.len);
         }
     }
+    /* the shared state leaves Redis while billing can still say what it reserved */
+    if (b->on_stopped) b->on_stopped(b->on_stopped_ud, b);
     bill_free(b);
 }
 
@@ -1792,4 +1813,10 @@ int bill_reservations(bill_t *b, bill_push **out, size_t *n)
     *out = p;
     *n = len;
     return 0;
+}
+
+void bill_set_on_stopped(bill_t *b, void (*fn)(void *ud, bill_t *b), void *ud)
+{
+    b->on_stopped = fn;
+    b->on_stopped_ud = ud;
 }

@@ -29,7 +29,7 @@
 
 /* The live instances' reservations of hash h, summed. An instance whose live key expired is not
  * counted (it stopped telling Redis it is there); its fields are deleted once it has not been
- * seen for an hour (it may come back and re-register sooner). */
+ * seen for a minute (it may come back and re-register sooner). */
 #define SH_LUA_RESV                                                                                \
     "local livec = {}\n"                                                                           \
     "local function live(id) local x = livec[id] if x == nil then "                                \
@@ -157,20 +157,25 @@ const char sh_lua_push[] =
     "end\n"
     "return 0\n";
 
-/* The heartbeat: ARGV = inst, live ttl ms, grace ms, mode. Returns {epoch id, live}: the epoch's
+/* The heartbeat: ARGV = inst, live ttl ms, grace ms, mode. Returns {epoch id, live, the ms left
+ * of the epoch's grace}: the epoch's
  * id (a new epoch, with its grace window, when Redis has none: a Redis that lost its data, or a
  * first start) and whether this instance is counted. "beat" renews the live key only if it still
  * exists: an instance whose key expired (a stall, a partition) must first tell Redis everything
- * it reserves again, then come back with "live", which sets it. Both renew ms:seen:<inst>, an
- * hour long: an instance not seen for that long is gone, and its fields may be deleted. */
+ * it reserves again, then come back with "live", which sets it. Both renew ms:seen:<inst>, a
+ * minute long: an instance not seen for that long is gone, and its fields are deleted (which
+ * keeps the hashes an admission walks small; a re-registration takes milliseconds). */
 const char sh_lua_beat[] =
     "local inst = ARGV[1]\n" SH_LUA_NOW
     "local id = redis.call('HGET', 'ms:epoch', 'id')\n"
     "if not id then id = string.format('%d', now) .. '.' .. inst "
     "redis.call('HSET', 'ms:epoch', 'id', id, 'ready', string.format('%d', now + "
     "tonumber(ARGV[3]))) end\n"
-    "redis.call('SET', 'ms:seen:' .. inst, '1', 'PX', 3600000)\n"
+    "redis.call('SET', 'ms:seen:' .. inst, '1', 'PX', 60000)\n"
+    "local wait = tonumber(redis.call('HGET', 'ms:epoch', 'ready') or '0') - now "
+    "if wait < 0 then wait = 0 end\n"
     "local live = 'ms:live:' .. inst\n"
-    "if ARGV[4] == 'live' then redis.call('SET', live, '1', 'PX', ARGV[2]) return {id, 1} end\n"
-    "if redis.call('PEXPIRE', live, ARGV[2]) == 1 then return {id, 1} end\n"
-    "return {id, 0}\n";
+    "if ARGV[4] == 'live' then redis.call('SET', live, '1', 'PX', ARGV[2]) return {id, 1, wait} "
+    "end\n"
+    "if redis.call('PEXPIRE', live, ARGV[2]) == 1 then return {id, 1, wait} end\n"
+    "return {id, 0, wait}\n";

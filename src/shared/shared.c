@@ -318,10 +318,14 @@ static int beat(sh_t *sh, store_t **st, const char *where)
     for (int mode = 0; mode < 2; mode++) {
         redisReply *r = redisCommand(sh->bc, "EVALSHA %s 0 %s %d %d %s", sh->sha[SH_BEAT], sh->inst,
                                      SH_LIVE_TTL_MS, SH_GRACE_MS, mode ? "live" : "beat");
-        int ok = reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        int ok = reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
                  r->element[0]->type == REDIS_REPLY_STRING;
         int live = ok && r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer;
+        int64_t wait = ok && r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0;
         if (ok) snprintf(id, sizeof id, "%s", r->element[0]->str);
+        /* /readyz: admitting from then on, if this beat leaves the instance live */
+        if (ok && (live || mode == 1))
+            atomic_store(&sh->admit_from_ms, (int64_t)(ms_mono_ns() / 1000000u) + wait);
         if (r) freeReplyObject(r);
         if (!ok) return -1;
         if (mode == 1) break;
@@ -386,6 +390,7 @@ static void *beat_main(void *arg)
             if (ok) next_beat = mono_ms() + SH_BEAT_MS;
         }
         if (!ok) {
+            atomic_store(&sh->admit_from_ms, INT64_MAX);
             if (failures++ % 20 == 0)
                 log_warn("shared state: %s does not answer (%s); new requests get 503 until it "
                          "does",
@@ -460,6 +465,8 @@ static void *sub_main(void *arg)
 
 /* ---- start, stop ---- */
 
+static void leave(void *ud, bill_t *b);
+
 static void sha1_hex(const char *text, char out[41])
 {
     unsigned char md[SHA_DIGEST_LENGTH];
@@ -479,6 +486,7 @@ sh_t *sh_start(const cfg_t *cfg, bill_t *bill, kc_t *kc, char *err, size_t errle
     sh->bill = bill;
     sh->kc = kc;
     atomic_store(&sh->sub_fd, -1);
+    atomic_store(&sh->admit_from_ms, INT64_MAX);
     if (sh_addr_parse(cfg->redis_url, &sh->addr, err, errlen) != 0) {
         free(sh);
         return NULL;
@@ -522,6 +530,7 @@ sh_t *sh_start(const cfg_t *cfg, bill_t *bill, kc_t *kc, char *err, size_t errle
                  cerr);
     }
     bill_set_pusher(bill, ledger_push, sh);
+    bill_set_on_stopped(bill, leave, sh);
     int rc = pthread_create(&sh->beat, NULL, beat_main, sh);
     if (rc == 0) {
         sh->beat_started = 1;
@@ -551,6 +560,48 @@ void sh_stop(sh_t *sh)
     sh->beat_started = sh->sub_started = 0;
 }
 
+/* A clean stop, after billing committed everything: the rows the store has now include every
+ * charge of this instance, so its reservations can go, with those rows, and it leaves at once
+ * instead of being counted for SH_LIVE_TTL_MS (and walked by every admission for a minute).
+ * Skipped when anything is still owed to the store (it stopped while the store was down: those
+ * charges are in no row yet). */
+static void leave(void *ud, bill_t *b)
+{
+    sh_t *sh = ud;
+    (void)b; /* sh->bill */
+    bill_health_info hi;
+    bill_health(sh->bill, &hi);
+    if (hi.queue_depth > 0 || !hi.store_ok || !sh->bc) return;
+    bill_push *mine;
+    size_t n;
+    char err[256];
+    if (bill_reservations(sh->bill, &mine, &n) != 0) return;
+    store_t *st = n ? store_open(sh->cfg, err, sizeof err) : NULL;
+    int ok = n == 0 || st != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        bill_push *e = &mine[i];
+        if (e->kind == 'a') {
+            store_account a;
+            ok = store_account_get(st, e->id, &a) == STORE_OK;
+            e->row_value = a.balance_nusd;
+            e->row_seq = a.seq;
+        } else {
+            store_key k;
+            ok = store_key_get(st, e->id, &k) == STORE_OK;
+            e->row_value = k.spent_nusd;
+        }
+        e->has_row = 1;
+        e->ver++;
+        e->resv = 0;
+    }
+    if (ok && push_batch(sh, sh->bc, mine, n) == 0) {
+        redisReply *r = redisCommand(sh->bc, "DEL ms:live:%s ms:seen:%s", sh->inst, sh->inst);
+        if (r) freeReplyObject(r);
+    }
+    if (st) store_close(st);
+    free(mine);
+}
+
 void sh_free(sh_t *sh)
 {
     if (!sh) return;
@@ -564,4 +615,12 @@ void sh_free(sh_t *sh)
 const char *sh_instance(const sh_t *sh)
 {
     return sh->inst;
+}
+
+int sh_ready(const sh_t *sh, int64_t *wait_ms)
+{
+    int64_t from = atomic_load(&((sh_t *)sh)->admit_from_ms);
+    int64_t now = (int64_t)(ms_mono_ns() / 1000000u);
+    *wait_ms = from == INT64_MAX ? -1 : from > now ? from - now : 0;
+    return from <= now;
 }

@@ -44,6 +44,10 @@ sh_t *sh_start(const cfg_t *cfg, bill_t *bill, kc_t *kc, char *err, size_t errle
 void sh_stop(sh_t *sh);
 /* After billing stopped (its ledger thread pushes through sh until then). */
 void sh_free(sh_t *sh);
+/* Whether Redis admits this instance's requests now, as its heartbeat last found (for /readyz):
+ * 1, or 0 with *wait_ms the grace left of a new epoch, or -1 when Redis does not answer or does
+ * not count this instance yet. Any thread; a load. */
+int sh_ready(const sh_t *sh, int64_t *wait_ms);
 /* This instance's id (32 hex digits), for logs and tests. */
 const char *sh_instance(const sh_t *sh);
 /* Tells every instance that keys ('k') or accounts ('a') changed in the store: they re-read at

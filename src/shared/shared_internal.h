@@ -40,6 +40,9 @@ struct sh {
     pthread_t beat, sub;
     int beat_started, sub_started;
     _Atomic int sub_fd; /* the subscriber's socket, shut down to stop it */
+    /* when admissions can succeed (monotonic ms): the epoch's grace, and INT64_MAX while the
+     * heartbeat fails or this instance is not counted (sh_ready) */
+    _Atomic int64_t admit_from_ms;
 
     /* ms-redis only */
     redisContext *bc;

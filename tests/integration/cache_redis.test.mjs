@@ -331,7 +331,7 @@ test('Redis stopped: the cache fails no request; after a restart the cache is em
     // needs Redis: its 503, promptly, never a hang or a crash
     const t0 = Date.now();
     const res = await chat(gw, a.key, body);
-    h.assertError(assert, res, 503, 'api_error', 'service_unavailable');
+    h.assertError(assert, res, 503, 'service_unavailable_error', 'service_unavailable');
     assert.equal(cacheHeader(res), null);
     assert.ok(Date.now() - t0 < h.scaled(5000), `answered in ${Date.now() - t0} ms`);
     assert.equal(gw.exit, null, 'the gateway is alive');

@@ -8,9 +8,8 @@
 //   so that one account and key work on all three. Balances are not shared (one serve per SQLite
 //   store), so this checks nginx only: answers, headers and streams pass through unbuffered,
 //   requests reach every instance, a killed or draining instance costs no client an error.
-// - PENDING(a)/(b): the same nginx file in front of three instances on one PostgreSQL store and
-//   one Redis: the balance is exact through the balancer. Skips until tests/pg.sh and the
-//   gateway's Redis state exist (cluster.pendingReason); the lead removes the skip then.
+// - the same nginx file in front of three instances on one PostgreSQL store and
+//   one Redis: the balance is exact through the balancer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -285,18 +284,13 @@ test('through nginx: an instance killed with kill -9 or draining on SIGTERM cost
 });
 
 // ---------------------------------------------------------------------------------------------
-// PENDING(a)/(b): three instances on PostgreSQL + Redis behind the same file
+// three instances on PostgreSQL + Redis behind the same file
 
 test('through nginx onto one PostgreSQL store and one Redis: N holds of balance pay exactly N', T, async (t) => {
-    let pending = await cl.pendingReason();
     let pg = null, c = null, nx = null;
     const pdir = await cl.clusterTempDir('ms-lbpg-');
     try {
-        if (!pending) {
-            pg = await cl.PgServer.start(path.join(pdir, 'pg'));
-            pending = await cl.pendingReason(pg);
-        }
-        if (pending) return t.skip(pending); // PENDING(a)/(b): the lead removes this skip
+        pg = await cl.PgServer.start(path.join(pdir, 'pg'));
         const ports = [await h.closedPort(), await h.closedPort(), await h.closedPort()];
         c = await cl.Cluster.start({ pg, mock: true, start: false, config: {
             server: { listen: LISTEN, workers: 1 },

@@ -179,7 +179,7 @@ test('Redis down: 503 with retry-after, never a request without the shared check
         await waitAdmitting(gw, a.key);
         await redis.down();
         const r = await chat(gw, a.key);
-        h.assertError(assert, r, 503, 'api_error', 'service_unavailable');
+        h.assertError(assert, r, 503, 'service_unavailable_error', 'service_unavailable');
         assert.ok(Number(r.headers.get('retry-after')) >= 1);
         // requests that need no admission still work
         assert.equal((await h.get(gw, '/v1/models', a.key)).status, 200);

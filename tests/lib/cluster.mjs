@@ -87,8 +87,15 @@ export class PgServer extends Daemon {
         return new PgServer(dir).start();
     }
 
-    /** pg.sh stop, then start on the same DIR (and so the same port and data). */
-    async restart() { await this.stop(); return this.start(); }
+    /** pg.sh pause: the server stops, its data and port stay for start() (a store outage). */
+    async pause() {
+        await script(this.script, 'pause', this.dir);
+        this.running = false;
+        daemons.add(this); // still to be removed at exit
+    }
+
+    /** pause, then start on the same DIR (and so the same port and data). */
+    async restart() { await this.pause(); return this.start(); }
 
     /** The URL of database db on this server. */
     urlOf(db) {
@@ -204,7 +211,10 @@ export class Cluster {
 
     /** Starts every instance that is not running, all at once. */
     async startAll() {
-        await Promise.all(this.gw.filter((g) => !g.child).map((g) => g.start()));
+        await Promise.all(this.gw.filter((g) => !g.child).map(async (g) => {
+            await g.start();
+            await waitReady(g);
+        }));
     }
 
     /** The CLI against the shared config (any instance's Gateway would do: same file). */
@@ -248,7 +258,10 @@ export class Cluster {
     kill9(i) { return this.gw[i].kill9(); }
 
     /** Starts instance i again (after kill9) on the same config. */
-    restart(i) { return this.gw[i].restart(); }
+    async restart(i) {
+        await this.gw[i].restart();
+        await waitReady(this.gw[i]);
+    }
 
     /** `modelswitch audit` on the shared store: {code, stdout, stderr}. */
     audit() { return this.cli(['audit'], { allowFail: true }); }
@@ -327,6 +340,21 @@ export async function pendingReason(pg = null) {
         return null;
     } finally {
         await c?.stop().catch(() => {});
+    }
+}
+
+/**
+ * Waits until an instance says it is ready (GET /readyz 200): with a fresh Redis, the shared
+ * state admits nothing for its first seconds (a new epoch's grace, docs/BILLING.md), and
+ * /readyz says so.
+ */
+export async function waitReady(g, ms = h.scaled(15000)) {
+    const start = Date.now();
+    for (;;) {
+        const r = await h.get(g, '/readyz');
+        if (r.status === 200) return;
+        if (Date.now() - start > ms) throw new Error(`instance not ready after ${ms} ms: ${r.text}`);
+        await h.sleep(50);
     }
 }
 
