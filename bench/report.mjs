@@ -31,10 +31,12 @@ for (const line of lines) {
     recs.push({ kind, workload, target, round: Number(round), v });
 }
 
-const TARGETS = ['direct', 'nginx', 'portkey', 'modelswitch', 'modelswitch-poll'];
+const TARGETS = ['direct', 'nginx', 'portkey', 'modelswitch', 'modelswitch-poll',
+    'modelswitch-redis'];
 const NAMES = {
     direct: 'direct (mock)', nginx: 'nginx', portkey: 'Portkey', modelswitch: 'ModelSwitch',
     'modelswitch-poll': `ModelSwitch, busy_poll_us ${info.busy_poll_us ?? '?'}`,
+    'modelswitch-redis': 'ModelSwitch + Redis',
 };
 const WORKLOADS = {
     chat1k: 'chat, 1 KB prompt', chat100k: 'chat, 100 KB prompt',
@@ -102,7 +104,7 @@ say();
 say('## Machine');
 say();
 for (const k of ['cpu', 'cores', 'loadavg', 'mem', 'kernel', 'os', 'nginx', 'node', 'portkey',
-    'wrk', 'valgrind', 'modelswitch', 'mode', 'pinning', 'portkey_streams']) {
+    'wrk', 'valgrind', 'modelswitch', 'redis', 'mode', 'pinning', 'portkey_streams']) {
     if (info[k] !== undefined) say(`- **${k}**: ${info[k]}`);
 }
 say();
@@ -122,10 +124,19 @@ for (const wl of Object.keys(WORKLOADS)) {
         const errors = rs.reduce((s, r) => s + (r.v.err_connect + r.v.err_read + r.v.err_write +
             r.v.err_timeout || 0), 0);
         const non2xx = rs.reduce((s, r) => s + (r.v.err_status || 0), 0);
+        // Redis's CPU per request (modelswitch-redis only; µs), and requests per second of CPU.
+        const redisCpu = rs.map((r) => (r.v.requests && r.v.redis_cpu_s !== undefined
+            ? (r.v.redis_cpu_s / r.v.requests) * 1e6 : NaN));
+        const perCore = rs.map((r) => (r.v.proxy_cpu_s > 0 ? r.v.requests / r.v.proxy_cpu_s
+            : NaN));
+        const perCoreAll = rs.map((r) => (r.v.proxy_cpu_s > 0
+            ? r.v.requests / (r.v.proxy_cpu_s + (r.v.redis_cpu_s ?? 0)) : NaN));
         (closed[wl] ??= {})[t] = {
+            redisCpu: median(redisCpu), perCore: median(perCore), perCoreAll: median(perCoreAll),
             rps: median(rps), min: Math.min(...rps), max: Math.max(...rps), n: rs.length,
             cpu: median(cpuPer1k), util: median(util), mockUtil: median(mockUtil),
             wrkUtil: median(wrkUtil), errors, non2xx, lat50: median(rs.map((r) => r.v.lat_p50_us)),
+            redisUtil: median(rs.map((r) => (r.v.redis_cpu_s ?? 0) / r.v.wall_s)),
         };
     }
 }
@@ -137,7 +148,9 @@ if (Object.keys(closed).length) {
         'proxy process\'s CPU time (user+system, all threads) per 1000 requests (for "direct": ' +
         'the mock\'s). "proxy core" is the proxy\'s CPU use during the run: well below 100% ' +
         'means the load core (wrk + mock, "load core") or the round trips were the limit, not ' +
-        'the proxy; CPU per request is then the figure to compare.');
+        'the proxy; CPU per request is then the figure to compare. "ModelSwitch + Redis" is ' +
+        'the gateway alone (Redis\'s CPU is in "The shared state\'s cost" below); Redis runs on ' +
+        'the load core, so it counts in "load core".');
     say();
     const rows = [];
     for (const [wl, byT] of Object.entries(closed)) {
@@ -145,8 +158,9 @@ if (Object.keys(closed).length) {
             const s = byT[t];
             if (!s) continue;
             const spread = `${fmt(s.min)}–${fmt(s.max)} (${s.n})`;
+            const loadCore = s.mockUtil + s.wrkUtil + (s.redisUtil || 0);
             rows.push([WORKLOADS[wl], NAMES[t], fmt(s.rps), spread,
-                fmt(s.cpu, 1), t === 'direct' ? '–' : pct(s.util), pct(s.mockUtil + s.wrkUtil),
+                fmt(s.cpu, 1), t === 'direct' ? '–' : pct(s.util), pct(loadCore),
                 fmt(s.lat50 / 1000, 2), `${s.errors}/${s.non2xx}`]);
         }
     }
@@ -277,7 +291,9 @@ if (cgRecs.length) {
         'loop, 4 connections); (Ir(N2) − Ir(N1)) / (N2 − N1) removes start-up and shutdown. ' +
         '"all threads" counts every thread; the per-thread column splits it by the thread\'s ' +
         'entry function (ModelSwitch: worker = the event loop, ledger = the usage-record writer, ' +
-        'logger = the access/operator log writer, keycache = the key refresher, main).');
+        'journal = the ledger\'s local journal, logger = the access/operator log writer, ' +
+        'keycache = the key refresher, checkpoint = the SQLite checkpointer, redis-beat and ' +
+        'redis-sub = the shared state\'s heartbeat and change-notice reader, main).');
     say();
     const rows = [];
     for (const r of cgRecs) {
@@ -298,6 +314,117 @@ if (cgRecs.length) {
         .map(([wl, v]) => `${WORKLOADS[wl]}: ${fmtRatio(v.modelswitch / v.nginx)} nginx's`);
     if (crow.length) {
         say(`ModelSwitch's instructions per request: ${crow.join('; ')}.`);
+        say();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared state of several instances (issue 13): the same gateway with and without `redis:`.
+const sharedRows = Object.entries(closed).filter(([, b]) => b.modelswitch &&
+    b['modelswitch-redis']);
+const cgShared = cgRecs.some((r) => r.target === 'modelswitch-redis');
+const openShared = openRecs.some((r) => r.target === 'modelswitch-redis');
+if (sharedRows.length || cgShared || openShared) {
+    say('## The shared state\'s cost (Redis)');
+    say();
+    say('The same gateway, database and key with and without `redis:` (the shared state of ' +
+        'several instances, docs/BILLING.md "Several instances"): with it, every admission is ' +
+        'one script in Redis on the worker\'s asynchronous connection and every request\'s end ' +
+        'sends a reservation snapshot and a token correction without waiting. Redis (no ' +
+        'persistence) runs on the load core with wrk and the mock; its CPU is read from ' +
+        '`/proc` apart from the gateway\'s. All from this run.');
+    say();
+    if (sharedRows.length) {
+        say('Closed loop (wrk, medians of the rounds). "per proxy core" = requests ÷ the ' +
+            'gateway\'s CPU seconds (what one core of gateway serves); "counting Redis" adds ' +
+            'Redis\'s CPU seconds to the divisor. CPU per request in µs (= ms per 1k).');
+        say();
+        const rows = sharedRows.map(([wl, b]) => {
+            const a = b.modelswitch;
+            const r = b['modelswitch-redis'];
+            return [WORKLOADS[wl], `${fmt(a.rps)} / ${fmt(r.rps)}`,
+                `${fmt(a.perCore)} / ${fmt(r.perCore)}`, fmt(r.perCoreAll),
+                `${fmt(a.cpu, 1)} / ${fmt(r.cpu, 1)}`, fmt(r.cpu - a.cpu, 1), fmt(r.redisCpu, 1),
+                `${pct(a.util)} / ${pct(r.util)}`, `${a.non2xx} / ${r.non2xx}`];
+        });
+        say(table(['workload', 'req/s without / with', 'req/s per proxy core without / with',
+            'with, counting Redis', 'proxy CPU µs/req without / with', 'difference µs/req',
+            'Redis CPU µs/req', 'proxy core without / with', 'non-2xx without / with'], rows));
+        say();
+    }
+    if (openShared) {
+        say('Open loop (chat 1 KB, best round of each percentile): latency added over direct ' +
+            'at each rate, without and with Redis; "Redis CPU" is Redis\'s CPU time over the ' +
+            'run\'s wall time.');
+        say();
+        const rows = [];
+        const rates = [...new Set(openRecs.map((r) => r.round))].sort((a, b) => a - b);
+        for (const rate of rates) {
+            const d = openRecs.find((r) => r.round === rate && r.target === 'direct' &&
+                !r.v.skipped);
+            const a = openRecs.find((r) => r.round === rate && r.target === 'modelswitch');
+            const w = openRecs.find((r) => r.round === rate && r.target === 'modelswitch-redis');
+            if (!a || !w) continue;
+            const add = (x, k) => (d ? x.v[k] - d.v[k] : NaN);
+            rows.push([fmt(rate),
+                `${fmt(add(a, 'lat_p50_us'), 1)} / ${fmt(add(w, 'lat_p50_us'), 1)}`,
+                fmt(w.v.lat_p50_us - a.v.lat_p50_us, 1),
+                `${fmt(add(a, 'lat_p99_us'), 1)} / ${fmt(add(w, 'lat_p99_us'), 1)}`,
+                fmt(w.v.lat_p99_us - a.v.lat_p99_us, 1),
+                `${cpuShare('modelswitch', a.v)} / ${cpuShare('modelswitch-redis', w.v)}`,
+                w.v.elapsed_s > 0 && w.v.redis_cpu_s !== undefined
+                    ? `${fmt((100 * w.v.redis_cpu_s) / w.v.elapsed_s)}%` : '–',
+                `${a.v.errors}/${a.v.non2xx} · ${w.v.errors}/${w.v.non2xx}`]);
+        }
+        const ta = ttfbRecs.find((r) => r.target === 'modelswitch' && !r.v.skipped);
+        const tw = ttfbRecs.find((r) => r.target === 'modelswitch-redis' && !r.v.skipped);
+        const td0 = ttfbRecs.find((r) => r.target === 'direct');
+        say(table(['req/s', 'added p50 µs without / with', 'with − without p50 µs',
+            'added p99 µs without / with', 'with − without p99 µs', 'proxy CPU without / with',
+            'Redis CPU', 'errors/non-2xx without · with'], rows));
+        say();
+        if (ta && tw) {
+            const add = (x, k) => (td0 ? x.v[k] - td0.v[k] : NaN);
+            say(`Streaming time to first byte at ${fmt(tw.v.rate)} req/s, added over direct ` +
+                `without / with Redis: p50 ${fmt(add(ta, 'ttfb_p50_us'), 1)} / ` +
+                `${fmt(add(tw, 'ttfb_p50_us'), 1)} µs, p99 ${fmt(add(ta, 'ttfb_p99_us'), 1)} / ` +
+                `${fmt(add(tw, 'ttfb_p99_us'), 1)} µs.`);
+            say();
+        }
+    }
+    if (cgShared) {
+        say('Instructions per request (callgrind, the gateway process only: Redis\'s own work ' +
+            'is its CPU above), by thread. The redis threads are the heartbeat (redis-beat, ' +
+            'every 500 ms) and the change-notice reader (redis-sub): a cost per second, not ' +
+            'per request.');
+        say();
+        const thr = (r, th) => {
+            const n = r.v.n2 - r.v.n1;
+            return ((r.v[`t2_${th}`] ?? 0) - (r.v[`t1_${th}`] ?? 0)) / n;
+        };
+        const rows = [];
+        for (const wl of [...new Set(cgRecs.map((r) => r.workload))]) {
+            const a = cgRecs.find((r) => r.workload === wl && r.target === 'modelswitch');
+            const w = cgRecs.find((r) => r.workload === wl && r.target === 'modelswitch-redis');
+            if (!a || !w) continue;
+            const all = (r) => (r.v.ir2 - r.v.ir1) / (r.v.n2 - r.v.n1);
+            const wa = thr(a, 'worker');
+            const ww = thr(w, 'worker');
+            rows.push([WORKLOADS[wl] ?? wl, `${fmt(wa)} / ${fmt(ww)}`,
+                `${fmt(ww - wa)} (${wa > 0 ? `${fmt((100 * (ww - wa)) / wa, 1)}%` : '–'})`,
+                `${fmt(thr(a, 'ledger'))} / ${fmt(thr(w, 'ledger'))}`,
+                fmt(thr(w, 'redis-beat') + thr(w, 'redis-sub')),
+                `${fmt(all(a))} / ${fmt(all(w))}`, fmt(all(w) - all(a))]);
+        }
+        say(table(['workload', 'worker without / with', 'worker difference',
+            'ledger without / with', 'redis threads', 'all threads without / with',
+            'all threads difference'], rows));
+        say();
+    }
+    if (info.ms_redis_access_status !== undefined) {
+        say(`ModelSwitch + Redis access log by status: ${info.ms_redis_access_status || '–'} ` +
+            '(503: the readiness requests while each fresh Redis was in its grace window, about ' +
+            '15 per start; 499: requests in flight when wrk stopped).');
         say();
     }
 }

@@ -8,6 +8,11 @@
 # idle connections and many streams, and instructions per request (callgrind). Nothing here
 # asserts a figure: it prints a table and writes bench/RESULTS.md (bench/report.mjs).
 #
+# ModelSwitch also runs with the shared state of several instances (config `redis:`, target
+# "modelswitch-redis", issue 13) against a redis-server the harness starts on the load core, so
+# that what Redis costs per request (the gateway's added CPU and latency, Redis's own CPU) is
+# measured against the same gateway without it.
+#
 # Every process it starts is tracked by pid and stopped on every exit path (trap).
 #
 # Environment:
@@ -16,7 +21,9 @@
 #   BENCH_NO_BUILD=1     do not run `make all` first (use the binaries already in BUILD)
 #   BENCH_OUT=FILE       where to write the results (default bench/RESULTS.md)
 #   BENCH_KEEP_TMP=1     keep the temp dir (configs, logs, raw results)
-#   BENCH_TARGETS="direct nginx portkey modelswitch"   the targets (a subset for development)
+#   BENCH_TARGETS="direct nginx portkey modelswitch modelswitch-redis"
+#                        the targets (a subset for development; modelswitch-redis only when
+#                        redis-server is installed)
 #   BENCH_PHASES="closed open ttfb mem cg"              the phases (a subset for development)
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
 #   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
@@ -31,7 +38,7 @@ QUICK=${BENCH_QUICK:-0}
 OUT=${BENCH_OUT:-$ROOT/bench/RESULTS.md}
 GW_CPU=${BENCH_GW_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
-TARGETS=${BENCH_TARGETS:-direct nginx portkey modelswitch}
+TARGETS=${BENCH_TARGETS:-direct nginx portkey modelswitch modelswitch-redis}
 PHASES=${BENCH_PHASES:-closed open ttfb mem cg}
 PORTKEY_DIR=$ROOT/bench/portkey
 
@@ -61,6 +68,7 @@ die() {
     exit 1
 }
 has() { [[ " $1 " == *" $2 "* ]]; }
+has_ms() { has "$TARGETS" modelswitch || has "$TARGETS" modelswitch-redis; }
 record() { printf '%s\n' "$*" >>"$RES"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +248,10 @@ if has "$TARGETS" nginx; then
     NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 fi
 has "$TARGETS" portkey && ensure_portkey
+if has "$TARGETS" modelswitch-redis && ! command -v redis-server >/dev/null; then
+    log "redis-server is not installed (Debian package redis-server): skipping modelswitch-redis"
+    TARGETS=$(sed 's/ *modelswitch-redis//' <<<"$TARGETS")
+fi
 if has "$PHASES" cg && ! command -v valgrind >/dev/null; then
     log "valgrind is not installed: skipping the callgrind phase"
     PHASES=${PHASES/cg/}
@@ -391,6 +403,79 @@ EOF
     # The same gateway, database and key, with busy polling (docs/CONFIG.md server.busy_poll_us).
     sed "s/^  workers: 1\$/  workers: 1\n  busy_poll_us: $BUSY_POLL_US/" "$cfg" \
         >"$MS_DIR/modelswitch-poll.yaml"
+    # The same gateway, database and key with the shared state of several instances in Redis
+    # (docs/BILLING.md, "Several instances"): every admission is one script in Redis, every
+    # request's end a reservation snapshot. Its Redis is started with it (start_redis).
+    if has "$TARGETS" modelswitch-redis; then
+        REDIS_PORT=$(free_port)
+        { cat "$cfg" && echo "redis: redis://127.0.0.1:$REDIS_PORT/0"; } \
+            >"$MS_DIR/modelswitch-redis.yaml"
+    fi
+}
+
+# A redis-server for each start of modelswitch-redis, on the load core with the other side's
+# processes (another machine's work in a deployment; its CPU is read on its own), no persistence.
+# Fresh each time because Redis keeps a stopped instance's fields for an hour and every admission
+# walks them: a Redis shared by every start of the run would cost more per request with each one
+# (docs/PERFORMANCE.md, "Several instances"); fresh, each measurement is one instance alone. A
+# fresh Redis admits nothing for the shared state's grace window (SH_GRACE_MS, 3 s): the target
+# waits for a request to succeed (ms_ready) before it is measured. Stopped with its gateway.
+REDIS_PID=
+REDIS_PORT=
+start_redis() {
+    mkdir -p "$TMP/redis"
+    bg "$LOAD_CPU" "$TMP/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+        --save '' --appendonly no --dir "$TMP/redis" --daemonize no --protected-mode yes
+    REDIS_PID=$BG
+    wait_port "$REDIS_PORT" "$REDIS_PID" 30 ||
+        die "redis-server did not start: $(tail -5 "$TMP/redis.log")"
+    if [[ -z ${REDIS_SEEN:-} ]]; then
+        REDIS_SEEN=1
+        record "info redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//')" \
+            "(no persistence, pinned on CPU $LOAD_CPU, a fresh one for each gateway start)"
+    fi
+}
+
+stop_redis() {
+    [[ -n $REDIS_PID ]] || return 0
+    stop_pid "$REDIS_PID" TERM 10
+    REDIS_PID=
+}
+
+# ms_ready SECONDS: one chat request at a time until one answers 2xx (the shared state admits
+# nothing until this instance is registered and the epoch's grace is over: 503 meanwhile).
+ms_ready() {
+    local i code
+    for ((i = 0; i < $1 * 5; i++)); do
+        code=$(taskset -c "$LOAD_CPU" curl -s -o /dev/null -w '%{http_code}' -m 30 \
+            -H 'Content-Type: application/json' -H "Authorization: Bearer $MS_KEY" \
+            --data-binary "@$TMP/chat1k.json" "http://127.0.0.1:$MS_PORT/v1/chat/completions" ||
+            true)
+        [[ $code == 2* ]] && return 0
+        alive "$T_PID" || return 1
+        sleep 0.2
+    done
+    return 1
+}
+
+# ms_start NAME [valgrind args...]: one ModelSwitch process with the config NAME.yaml; sets
+# T_PID, T_LOG.
+ms_start() {
+    local name=$1
+    shift
+    # stderr carries the operator log and the access log: to a file, as in production.
+    MS_STARTS=$((MS_STARTS + 1))
+    T_LOG=$MS_DIR/stderr.$MS_STARTS.$name.log
+    bg "$GW_CPU" "$T_LOG" "$@" "$MS" serve --config "$MS_DIR/$name.yaml"
+    T_PID=$BG
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        grep -q 'listening on' "$T_LOG" 2>/dev/null && break
+        alive "$T_PID" || die "modelswitch ($name) exited: $(tail -20 "$T_LOG")"
+        sleep 0.05
+    done
+    wait_port "$MS_PORT" "$T_PID" 60 ||
+        die "modelswitch ($name) did not start: $(tail -20 "$T_LOG")"
 }
 
 # The targets of the latency phases: ModelSwitch also with busy polling, right after it.
@@ -443,20 +528,16 @@ start_target() {
         T_HDRS+=$'x-portkey-provider: openai\n'
         T_HDRS+="x-portkey-custom-host: http://127.0.0.1:$MOCK_PORT/v1"
         ;;
-    modelswitch | modelswitch-poll)
+    modelswitch | modelswitch-poll | modelswitch-redis)
+        [[ $name == modelswitch-redis ]] && start_redis
         T_PORT=$MS_PORT
-        # stderr carries the operator log and the access log: to a file, as in production.
-        MS_STARTS=$((MS_STARTS + 1))
-        local mlog=$MS_DIR/stderr.$MS_STARTS.log
-        bg "$GW_CPU" "$mlog" "$@" "$MS" serve --config "$MS_DIR/$name.yaml"
-        T_PID=$BG T_PIDS=$BG
-        local i
-        for ((i = 0; i < 1200; i++)); do
-            grep -q 'listening on' "$mlog" 2>/dev/null && break
-            alive "$T_PID" || die "modelswitch exited: $(tail -20 "$mlog")"
-            sleep 0.05
-        done
-        wait_port "$T_PORT" "$T_PID" 60 || die "modelswitch did not start: $(tail -20 "$mlog")"
+        ms_start "$name" "$@"
+        T_PIDS=$T_PID
+        if [[ $name == modelswitch-redis ]]; then
+            local t0=$SECONDS
+            ms_ready 60 || die "modelswitch-redis answered no request with 2xx: $(tail -5 "$T_LOG")"
+            log "modelswitch-redis: the shared state admitted after $((SECONDS - t0)) s"
+        fi
         T_HDRS=$'Content-Type: application/json\n'"Authorization: Bearer $MS_KEY"
         ;;
     esac
@@ -470,6 +551,8 @@ stop_target() { # NAME
     esac
     local p
     for p in $T_PIDS; do stop_pid "$p" KILL 5; done
+    [[ $1 == modelswitch-redis ]] && stop_redis
+    return 0
 }
 
 # Path of a workload on a target (Portkey's streams may need its pass-through route).
@@ -502,6 +585,9 @@ check_target() { # TARGET WORKLOAD
     fi
 }
 
+# Redis's CPU seconds when TARGET uses it, else nothing (it is not the proxy's: read apart).
+redis_cpu() { [[ $1 == modelswitch-redis && -n $REDIS_PID ]] && cpu_s "$REDIS_PID" || true; }
+
 # ---------------------------------------------------------------------------------------------
 # phase 1: closed loop (wrk), alternating rounds
 
@@ -530,15 +616,17 @@ phase_closed() {
                 start_target "$t"
                 [[ $r == 1 ]] && check_target "$t" "$wl"
                 wrk_run "$t" "$wl" "$WARM" "$TMP/wrk.warm"
-                local c0 m0 w0 c1 m1 out=$TMP/wrk.$wl.$t.$r
+                local c0 m0 w0 c1 m1 r0 r1 out=$TMP/wrk.$wl.$t.$r
                 local k0 k1
                 k0=$(mock_conns)
                 c0=$(cpu_s $T_PIDS)
                 m0=$(cpu_s "$MOCK_PID")
+                r0=$(redis_cpu "$t")
                 w0=$(date +%s.%N)
                 wrk_run "$t" "$wl" "$DUR" "$out"
                 c1=$(cpu_s $T_PIDS)
                 m1=$(cpu_s "$MOCK_PID")
+                r1=$(redis_cpu "$t")
                 k1=$(mock_conns)
                 local line wall
                 wall=$(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')
@@ -550,7 +638,8 @@ phase_closed() {
                 read -r wu ws <"$out.time"
                 record "closed $wl $t $r ${line#WRK } proxy_cpu_s=$(delta "$c0" "$c1")" \
                     "mock_cpu_s=$(delta "$m0" "$m1") wrk_cpu_s=$(sum "$wu" "$ws")" \
-                    "wall_s=$wall upstream_conns=$((${k1:-0} - ${k0:-0} - 1))"
+                    "wall_s=$wall upstream_conns=$((${k1:-0} - ${k0:-0} - 1))" \
+                    "$([[ -n $r0 ]] && echo "redis_cpu_s=$(delta "$r0" "$r1")")"
                 log "closed $wl $t round $r: $(awk '{
                     for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
                     printf "%.0f req/s", v["requests"] / (v["duration_us"] / 1e6) }' <<<"$line")"
@@ -591,21 +680,24 @@ open_run() { # KIND TARGET WORKLOAD RATE ROUND
             "instead of $nominal"
     fi
     hdr_args
-    local c0 m0 c1 m1 k0 k1
+    local c0 m0 c1 m1 k0 k1 r0 r1
     k0=$(mock_conns)
     c0=$(cpu_s $T_PIDS)
     m0=$(cpu_s "$MOCK_PID")
+    r0=$(redis_cpu "$t")
     taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$t" "$wl")" \
         "${HDR_ARGS[@]}" --body-file "$(wl_body "$wl")" --rate "$rate" --duration "$OPEN_DUR" \
         --warmup "$OPEN_WARM" --conns 64 --max-conns 2000 --timeout-ms 10000 \
         >"$out" 2>"$out.err" || log "loadgen failed on $t: $(cat "$out.err")"
     c1=$(cpu_s $T_PIDS)
     m1=$(cpu_s "$MOCK_PID")
+    r1=$(redis_cpu "$t")
     k1=$(mock_conns)
     [[ -s $out.err ]] && log "$t $wl: $(tr '\n' ' ' <"$out.err")"
     local up=$((${k1:-0} - ${k0:-0} - 1))
     record "$kind $wl $t $nominal round=$round $(tr '\n' ' ' <"$out")" \
-        "proxy_cpu_s=$(delta "$c0" "$c1") mock_cpu_s=$(delta "$m0" "$m1") upstream_conns=$up"
+        "proxy_cpu_s=$(delta "$c0" "$c1") mock_cpu_s=$(delta "$m0" "$m1") upstream_conns=$up" \
+        "$([[ -n $r0 ]] && echo "redis_cpu_s=$(delta "$r0" "$r1")")"
     log "$kind $wl $t at $rate req/s (round $round): p50 $(kv "$out" lat_p50_us) µs," \
         "p99 $(kv "$out" lat_p99_us) µs, ttfb p50 $(kv "$out" ttfb_p50_us) µs," \
         "errors $(kv "$out" errors), non-2xx $(kv "$out" non2xx)," \
@@ -680,7 +772,8 @@ mem_run() { # TEST TARGET N INFLIGHT HOLD_SECS WORKLOAD
 phase_mem() {
     local t
     for t in $TARGETS; do
-        [[ $t == direct ]] && continue
+        # The shared state changes no buffer a connection or a stream holds: not measured here.
+        [[ $t == direct || $t == modelswitch-redis ]] && continue
         # Portkey needs about 20 s for 10,000 requests; quick runs leave it out.
         [[ $t == portkey && $QUICK == 1 ]] && continue
         mock_chunks 3
@@ -694,6 +787,10 @@ phase_mem() {
 # ---------------------------------------------------------------------------------------------
 # phase 5: instructions per request under callgrind (N1 and N2 requests, the difference)
 
+# The entry functions of ModelSwitch's threads (src/: server, billing, common/log, auth/keycache,
+# store/sqlite, notify/webhook, shared), which name them in the per-thread split.
+CG_ENTRIES='worker_main|bill_main|bill_jr_main|log_thread|kc_main|store_ckpt_main|hook_main'
+CG_ENTRIES+='|beat_main|sub_main'
 cg_run() { # TARGET WORKLOAD N
     local t=$1 wl=$2 n=$3 d=$TMP/cg/$1.$2.$3
     mkdir -p "$d"
@@ -705,9 +802,11 @@ cg_run() { # TARGET WORKLOAD N
         --timeout-ms 60000 >"$d/loadgen.out" 2>&1 || true
     stop_target "$t"
     # One file per thread; the event total is the "summary:" (or "totals:") line. A thread is
-    # named by the entry function it ran (ModelSwitch's worker, ledger writer, logger, key-cache
-    # refresher), else "main".
+    # named by the entry function it ran (ModelSwitch's worker, ledger writer, ledger journal,
+    # logger, key-cache refresher, SQLite checkpointer, webhooks, the shared state's heartbeat
+    # and notice reader), else "main"; threads of the same name are summed.
     local f v th
+    local -A per=()
     CG_TOT=0 CG_MAX=0
     CG_THR=()
     for f in "$d"/callgrind.out*; do
@@ -715,14 +814,17 @@ cg_run() { # TARGET WORKLOAD N
         [[ -n $v ]] || continue
         CG_TOT=$((CG_TOT + v))
         ((v > CG_MAX)) && CG_MAX=$v
-        th=$(grep -oE '^c?fn=\([0-9]+\) (worker_main|bill_main|log_thread|kc_main)\b' "$f" |
-            head -1 | awk '{print $2}' || true)
+        th=$(grep -oE "^c?fn=\\([0-9]+\\) ($CG_ENTRIES)\\b" "$f" | head -1 | awk '{print $2}' ||
+            true)
         case $th in
-        worker_main) th=worker ;; bill_main) th=ledger ;; log_thread) th="logger" ;;
-        kc_main) th=keycache ;; *) th=main ;;
+        worker_main) th=worker ;; bill_main) th=ledger ;; bill_jr_main) th=journal ;;
+        log_thread) th="logger" ;; kc_main) th=keycache ;; store_ckpt_main) th=checkpoint ;;
+        hook_main) th=webhook ;; beat_main) th=redis-beat ;; sub_main) th=redis-sub ;;
+        *) th=main ;;
         esac
-        CG_THR+=("$th=$v")
+        per[$th]=$((${per[$th]:-0} + v))
     done
+    for th in "${!per[@]}"; do CG_THR+=("$th=${per[$th]}"); done
     CG_OK=$(kv "$d/loadgen.out" ok)
     CG_OK=${CG_OK:-0}
 }
@@ -733,7 +835,7 @@ phase_cg() {
     mock_chunks 3
     for wl in $CG_WORKLOADS; do
         [[ $wl == stream50 ]] && mock_chunks 50 || mock_chunks 3
-        for t in modelswitch nginx; do
+        for t in modelswitch modelswitch-redis nginx; do
             has "$TARGETS" "$t" || continue
             cg_run "$t" "$wl" "$CG_N1"
             a=("$CG_TOT" "$CG_MAX" "$CG_OK")
@@ -786,7 +888,7 @@ machine_info() {
 }
 
 start_mock
-has "$TARGETS" modelswitch && setup_modelswitch
+has_ms && setup_modelswitch
 machine_info
 log "mock upstream on port $MOCK_PORT (CPU $LOAD_CPU); targets: $TARGETS; phases: $PHASES"
 has "$PHASES" closed && phase_closed
@@ -794,9 +896,15 @@ has "$PHASES" open && phase_open
 has "$PHASES" ttfb && phase_ttfb
 has "$PHASES" mem && phase_mem
 has "$PHASES" cg && phase_cg
-if has "$TARGETS" modelswitch && ((MS_STARTS > 0)); then
+if has_ms && ((MS_STARTS > 0)); then
     # What the gateway logged: access lines by status class, warnings and errors (for the report).
     cat "$MS_DIR"/stderr.*.log >"$TMP/ms-all.log" 2>/dev/null || true
+    if has "$TARGETS" modelswitch-redis; then
+        cat "$MS_DIR"/stderr.*.modelswitch-redis.log 2>/dev/null |
+            { grep '"type":"access"' || true; } | sed -n 's/.*"status":\([0-9]*\).*/\1/p' |
+            sort | uniq -c | awk '{printf "%s:%s ", $2, $1}' >"$TMP/ms-redis-status" || true
+        record "info ms_redis_access_status $(cat "$TMP/ms-redis-status")"
+    fi
     record "info ms_access_lines $(grep -c '"type":"access"' "$TMP/ms-all.log" || true)"
     record "info ms_access_status $( { grep '"type":"access"' "$TMP/ms-all.log" || true; } |
         sed -n 's/.*"status":\([0-9]*\).*/\1/p' | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')"
