@@ -298,6 +298,8 @@ test('through nginx onto one PostgreSQL store and one Redis: N holds of balance 
                 deployments: [{ provider: 'local', model: 'echo' }] } },
         } });
         for (const [i, g] of c.gw.entries()) await startLikeUnit(g, ports[i]);
+        // a fresh Redis admits nothing for its first seconds (/readyz says so)
+        for (const g of c.gw) await cl.waitReady(g);
         nx = await startNginx(path.join(pdir, 'nginx'), ports);
         const N = 5, unit = 10000000n;
         const a = await c.account('lbpg', BigInt(N) * unit);
@@ -308,7 +310,9 @@ test('through nginx onto one PostgreSQL store and one Redis: N holds of balance 
         for (const r of rs.filter((x) => x.status !== 200)) h.assertError(assert, r, 403, 'permission_error', 'insufficient_balance');
         const rows = await c.usage(a.billing);
         assert.deepEqual(rows.map((u) => u.requestId).sort(), oks.map((r) => r.rid).sort(), 'the ledger: each 200 once');
-        assert.equal(await h.balanceNano(c.gw[0], a.billing), 0n);
+        // each instance reads the others' charges from the store within its next poll (100 ms)
+        const zero = await h.eventually(async () => (await h.balanceNano(c.gw[0], a.billing)) === 0n, h.scaled(3000));
+        assert.ok(zero.value, 'the balance is spent exactly, as every instance sees it');
         const s = await send(nx.base, (await c.account('lbpg2', 1000n * unit)).key, {
             model: 'mock-model', messages: user('lb pg stream'), stream: true, max_tokens: 20, mock: { chunks: 4, chunk_delay_ms: 100 },
         }, { stream: true });
