@@ -78,6 +78,8 @@ typedef struct api_settlement {
     int nlim;
     int64_t hold_amount; /* what api_admit holds: the dearest model of the chain, worst case */
     int64_t rl_out;      /* the output bound in the rate limiter's token estimate */
+    int corr_owed;       /* a token correction for the shared state, sent with the next snapshot */
+    int64_t corr_est;    /* what the admission counted */
     /* the config the hold was computed with (the request's generation, which its owner holds):
      * the settlement prices with it too, whatever a reload did meanwhile */
     const cfg_t *cfg;

@@ -239,7 +239,8 @@ void metrics_readyz(http_conn *c, http_request *r)
                  "Not ready: the ledger is behind (%" PRIu64 " usage records wait for the store).",
                  h.queue_depth);
     else if (c->w->sh && !sh_ready(c->w->sh, &wait))
-        snprintf(msg, sizeof msg, wait < 0
+        snprintf(msg, sizeof msg,
+                 wait < 0
                      ? "Not ready: the shared state (Redis) does not answer or does not count this "
                        "instance yet."
                      : "Not ready: the shared state (Redis) started afresh; instances re-register "

@@ -38,7 +38,11 @@ static void fill_event(const api_settlement *s, const cfg_model *model, const ch
  * fallback answered. */
 static void correct_tokens(api_settlement *s, int64_t real)
 {
-    if (s->shw && real != s->rl_tokens) sh_correct(s->shw, s->lim, s->nlim, s->rl_tokens, real);
+    /* several instances: sent with the snapshot that follows (tell_shared), one call */
+    if (s->shw && real != s->rl_tokens && !s->corr_owed) {
+        s->corr_owed = 1;
+        s->corr_est = s->rl_tokens;
+    }
     if (s->rl && real != s->rl_tokens)
         rl_correct(s->rl, &s->key, s->rl_model, s->rl_tokens, real,
                    (int64_t)(ms_mono_ns() / 1000000));
@@ -50,8 +54,14 @@ static void correct_tokens(api_settlement *s, int64_t real)
 static void tell_shared(api_settlement *s)
 {
     bill_snap sn;
-    if (s->shw && bill_snapshot(s->bill, s->key.account_id, s->key.id, &sn) == 0)
+    if (!s->shw) return;
+    int have = bill_snapshot(s->bill, s->key.account_id, s->key.id, &sn) == 0;
+    if (s->corr_owed) {
+        s->corr_owed = 0;
+        sh_end(s->shw, s->lim, s->nlim, s->corr_est, s->rl_tokens, have ? &sn : NULL);
+    } else if (have) {
         sh_push_snap(s->shw, &sn);
+    }
 }
 
 int64_t api_settle(api_settlement *s, const cfg_model *model, const char *provider,

@@ -438,34 +438,6 @@ sh_pending *sh_command(sh_worker *w, int argc, const char **argv, const size_t *
     return p;
 }
 
-void sh_correct(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual)
-{
-    if (!w || !w->ac) return;
-    const char *argv[16];
-    char num[12][24];
-    int argc = 0, nn = 0, ns = 0;
-    argv[argc++] = "EVALSHA";
-    argv[argc++] = w->sh->sha[SH_CORRECT];
-    argv[argc++] = "0";
-    int at = argc++;
-    for (int i = 0; i < nlim && i < 3; i++) {
-        if (lim[i].tokens <= 0) continue; /* requests are never corrected */
-        if (lim[i].scope == 'm')
-            snprintf(num[nn], sizeof num[nn], "m:%016" PRIx64, lim[i].id);
-        else
-            snprintf(num[nn], sizeof num[nn], "%c:%" PRIu64, lim[i].scope, lim[i].id);
-        argv[argc++] = num[nn++];
-        ARG_NUM(lim[i].tokens);
-        ns++;
-    }
-    if (!ns) return;
-    snprintf(num[nn], sizeof num[nn], "%d", ns);
-    argv[at] = num[nn++];
-    ARG_NUM(estimate < 0 ? 0 : estimate);
-    ARG_NUM(actual < 0 ? 0 : actual);
-    redisAsyncCommandArgv(w->ac, NULL, NULL, argc, argv, NULL);
-}
-
 void sh_push_snap(sh_worker *w, const bill_snap *s)
 {
     if (!w || !w->ac || !s->aver) return; /* a lost one: the next snapshot or re-push mends it */
@@ -488,5 +460,54 @@ void sh_push_snap(sh_worker *w, const bill_snap *s)
     ARG_NUM(s->kresv);
     argv[argc++] = "";
     argv[argc++] = "";
+    redisAsyncCommandArgv(w->ac, NULL, NULL, argc, argv, NULL);
+}
+
+/* The snapshot's two groups (sh_lua_push's layout) at argv + argc; returns the new argc. */
+static int snap_args(sh_worker *w, const bill_snap *s, const char **argv, int argc, char (*num)[24])
+{
+    int nn = 0;
+    argv[argc++] = w->sh->inst;
+    argv[argc++] = "a";
+    ARG_NUM(s->account_id);
+    ARG_NUM(s->aver);
+    ARG_NUM(s->aresv);
+    argv[argc++] = "";
+    argv[argc++] = "";
+    argv[argc++] = "k";
+    ARG_NUM(s->key_id);
+    ARG_NUM(s->kver);
+    ARG_NUM(s->kresv);
+    argv[argc++] = "";
+    argv[argc++] = "";
+    return argc;
+}
+
+void sh_end(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual,
+            const bill_snap *snap)
+{
+    if (!w || !w->ac) return;
+    const char *argv[32];
+    char num[12][24], snum[8][24];
+    int argc = 0, nn = 0, ns = 0;
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = w->sh->sha[SH_CORRECT];
+    argv[argc++] = "0";
+    int at = argc++;
+    for (int i = 0; i < nlim && i < 3; i++) {
+        if (lim[i].tokens <= 0) continue; /* requests are never corrected */
+        if (lim[i].scope == 'm')
+            snprintf(num[nn], sizeof num[nn], "m:%016" PRIx64, lim[i].id);
+        else
+            snprintf(num[nn], sizeof num[nn], "%c:%" PRIu64, lim[i].scope, lim[i].id);
+        argv[argc++] = num[nn++];
+        ARG_NUM(lim[i].tokens);
+        ns++;
+    }
+    snprintf(num[nn], sizeof num[nn], "%d", ns);
+    argv[at] = num[nn++];
+    ARG_NUM(estimate < 0 ? 0 : estimate);
+    ARG_NUM(actual < 0 ? 0 : actual);
+    if (snap && snap->aver) argc = snap_args(w, snap, argv, argc, snum);
     redisAsyncCommandArgv(w->ac, NULL, NULL, argc, argv, NULL);
 }

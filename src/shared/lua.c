@@ -118,12 +118,31 @@ const char sh_lua_admit[] =
     "local after = {} for d = 1, 2 do after[d] = nt[1][d] or now end headers(after)\n"
     "return {0, 0, 0, 0, h[1], h[2], h[3], h[4], h[5], h[6]}\n";
 
+/* The push of a reservation snapshot (sh_lua_push's body), from ARGV[first]: inst, then groups
+ * of six. */
+#define SH_LUA_PUSH_FROM                                                                           \
+    "local function push(first) local inst = ARGV[first]\n"                                        \
+    "for i = first + 1, #ARGV, 6 do local h = 'ms:' .. ARGV[i] .. ':' .. ARGV[i + 1]\n"            \
+    "  if ARGV[i + 4] ~= '' then\n"                                                                \
+    "    if ARGV[i] == 'a' then local cur = tonumber(redis.call('HGET', h, 'seq') or '-1') "       \
+    "if tonumber(ARGV[i + 5]) > cur then redis.call('HSET', h, 'bal', ARGV[i + 4], 'seq', "        \
+    "ARGV[i + 5]) end\n"                                                                           \
+    "    else local cur = redis.call('HGET', h, 'spent') "                                         \
+    "if not cur or ge(M(ARGV[i + 4]), M(cur)) then redis.call('HSET', h, 'spent', ARGV[i + 4]) "   \
+    "end end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  if ARGV[i + 2] ~= '' then local cv = tonumber(redis.call('HGET', h, 'v:' .. inst) or "      \
+    "'-1') if tonumber(ARGV[i + 2]) > cv then redis.call('HSET', h, 'v:' .. inst, ARGV[i + 2], "   \
+    "'r:' .. inst, ARGV[i + 3]) end end\n"                                                         \
+    "end end\n"
+
 /* Token counters corrected from the estimate an admission counted to the real usage: ARGV =
  * nslots, then per slot its name and token limit, then the estimate and the real count. Each
  * counter is corrected from what it was charged (an estimate above its limit counted as the
- * whole limit), its debt kept between 0 and an hour. */
+ * whole limit), its debt kept between 0 and an hour. A reservation snapshot may follow (inst and
+ * groups, as sh_lua_push's): a request's end is then one call, not two. */
 const char sh_lua_correct[] =
-    "local ns = tonumber(ARGV[1])\n" SH_LUA_NOW SH_LUA_GCRA
+    "local ns = tonumber(ARGV[1])\n" SH_LUA_NOW SH_LUA_GCRA SH_LUA_MONEY SH_LUA_PUSH_FROM
     "local est = tonumber(ARGV[2 + 2 * ns]) local real = tonumber(ARGV[3 + 2 * ns])\n"
     "for s = 1, ns do local name = 'ms:rl:' .. ARGV[2 * s] local L = tonumber(ARGV[2 * s + 1]) "
     "if L > 0 then local st = redis.call('HMGET', name, 't1', 'l1', 't2', 'l2') "
@@ -133,6 +152,7 @@ const char sh_lua_correct[] =
     "redis.call('HSET', name, 't2', tat, 'l2', L) "
     "local ttl = redis.call('PTTL', name) local want = math.ceil(tat - now) + 60000 "
     "if ttl < want then redis.call('PEXPIRE', name, want) end end end end\n"
+    "if #ARGV > 3 + 2 * ns then push(4 + 2 * ns) end\n"
     "return 0\n";
 
 /* What an instance tells Redis of its reservations: ARGV = inst, then groups of six: kind ('a'
@@ -140,22 +160,8 @@ const char sh_lua_correct[] =
  * includes ("" when none): for an account its balance and seq (the newer seq wins), for a key
  * its spent and "" (spent only grows: the larger wins). The row and the reservation that no
  * longer counts its charges go together, in this one script. */
-const char sh_lua_push[] =
-    "local inst = ARGV[1]\n" SH_LUA_MONEY
-    "for i = 2, #ARGV, 6 do local h = 'ms:' .. ARGV[i] .. ':' .. ARGV[i + 1]\n"
-    "  if ARGV[i + 4] ~= '' then\n"
-    "    if ARGV[i] == 'a' then local cur = tonumber(redis.call('HGET', h, 'seq') or '-1') "
-    "if tonumber(ARGV[i + 5]) > cur then redis.call('HSET', h, 'bal', ARGV[i + 4], 'seq', "
-    "ARGV[i + 5]) end\n"
-    "    else local cur = redis.call('HGET', h, 'spent') "
-    "if not cur or ge(M(ARGV[i + 4]), M(cur)) then redis.call('HSET', h, 'spent', ARGV[i + 4]) "
-    "end end\n"
-    "  end\n"
-    "  if ARGV[i + 2] ~= '' then local cv = tonumber(redis.call('HGET', h, 'v:' .. inst) or "
-    "'-1') if tonumber(ARGV[i + 2]) > cv then redis.call('HSET', h, 'v:' .. inst, ARGV[i + 2], "
-    "'r:' .. inst, ARGV[i + 3]) end end\n"
-    "end\n"
-    "return 0\n";
+const char sh_lua_push[] = SH_LUA_MONEY SH_LUA_PUSH_FROM "push(1)\n"
+                                                         "return 0\n";
 
 /* The heartbeat: ARGV = inst, live ttl ms, grace ms, mode. Returns {epoch id, live, the ms left
  * of the epoch's grace}: the epoch's
@@ -166,8 +172,7 @@ const char sh_lua_push[] =
  * minute long: an instance not seen for that long is gone, and its fields are deleted (which
  * keeps the hashes an admission walks small; a re-registration takes milliseconds). */
 const char sh_lua_beat[] =
-    "local inst = ARGV[1]\n" SH_LUA_NOW
-    "local id = redis.call('HGET', 'ms:epoch', 'id')\n"
+    "local inst = ARGV[1]\n" SH_LUA_NOW "local id = redis.call('HGET', 'ms:epoch', 'id')\n"
     "if not id then id = string.format('%d', now) .. '.' .. inst "
     "redis.call('HSET', 'ms:epoch', 'id', id, 'ready', string.format('%d', now + "
     "tonumber(ARGV[3]))) end\n"

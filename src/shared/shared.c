@@ -321,7 +321,8 @@ static int beat(sh_t *sh, store_t **st, const char *where)
         int ok = reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
                  r->element[0]->type == REDIS_REPLY_STRING;
         int live = ok && r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer;
-        int64_t wait = ok && r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0;
+        int64_t wait =
+            ok && r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0;
         if (ok) snprintf(id, sizeof id, "%s", r->element[0]->str);
         /* /readyz: admitting from then on, if this beat leaves the instance live */
         if (ok && (live || mode == 1))

@@ -109,7 +109,9 @@ typedef void (*sh_reply_cb)(void *ud, const struct redisReply *r);
 sh_pending *sh_command(sh_worker *w, int argc, const char **argv, const size_t *lens,
                        sh_reply_cb cb, void *ud);
 /* Fire and forget (a lost one is repaired by later snapshots or the heartbeat's re-push). */
-void sh_correct(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual);
 void sh_push_snap(sh_worker *w, const bill_snap *snap);
+/* A request's end in one call: the token correction, then the snapshot. */
+void sh_end(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual,
+            const bill_snap *snap);
 
 #endif
