@@ -82,26 +82,22 @@ static void io_set(sh_io *io, int events)
 
 static void io_add_read(void *d)
 {
-    sh_io *io = d;
-    io_set(io, io->events | UV_READABLE);
+    io_set(d, ((sh_io *)d)->events | UV_READABLE);
 }
 
 static void io_del_read(void *d)
 {
-    sh_io *io = d;
-    io_set(io, io->events & ~UV_READABLE);
+    io_set(d, ((sh_io *)d)->events & ~UV_READABLE);
 }
 
 static void io_add_write(void *d)
 {
-    sh_io *io = d;
-    io_set(io, io->events | UV_WRITABLE);
+    io_set(d, ((sh_io *)d)->events | UV_WRITABLE);
 }
 
 static void io_del_write(void *d)
 {
-    sh_io *io = d;
-    io_set(io, io->events & ~UV_WRITABLE);
+    io_set(d, ((sh_io *)d)->events & ~UV_WRITABLE);
 }
 
 static void io_closed(uv_handle_t *h)
@@ -438,31 +434,6 @@ sh_pending *sh_command(sh_worker *w, int argc, const char **argv, const size_t *
     return p;
 }
 
-void sh_push_snap(sh_worker *w, const bill_snap *s)
-{
-    if (!w || !w->ac || !s->aver) return; /* a lost one: the next snapshot or re-push mends it */
-    const char *argv[20];
-    char num[8][24];
-    int argc = 0, nn = 0;
-    argv[argc++] = "EVALSHA";
-    argv[argc++] = w->sh->sha[SH_PUSH];
-    argv[argc++] = "0";
-    argv[argc++] = w->sh->inst;
-    argv[argc++] = "a";
-    ARG_NUM(s->account_id);
-    ARG_NUM(s->aver);
-    ARG_NUM(s->aresv);
-    argv[argc++] = "";
-    argv[argc++] = "";
-    argv[argc++] = "k";
-    ARG_NUM(s->key_id);
-    ARG_NUM(s->kver);
-    ARG_NUM(s->kresv);
-    argv[argc++] = "";
-    argv[argc++] = "";
-    redisAsyncCommandArgv(w->ac, NULL, NULL, argc, argv, NULL);
-}
-
 /* The snapshot's two groups (sh_lua_push's layout) at argv + argc; returns the new argc. */
 static int snap_args(sh_worker *w, const bill_snap *s, const char **argv, int argc, char (*num)[24])
 {
@@ -481,6 +452,19 @@ static int snap_args(sh_worker *w, const bill_snap *s, const char **argv, int ar
     argv[argc++] = "";
     argv[argc++] = "";
     return argc;
+}
+
+void sh_push_snap(sh_worker *w, const bill_snap *s)
+{
+    if (!w || !w->ac || !s->aver) return; /* a lost one: the next snapshot or re-push mends it */
+    const char *argv[20];
+    char num[8][24];
+    int argc = 0;
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = w->sh->sha[SH_PUSH];
+    argv[argc++] = "0";
+    argc = snap_args(w, s, argv, argc, num);
+    redisAsyncCommandArgv(w->ac, NULL, NULL, argc, argv, NULL);
 }
 
 void sh_end(sh_worker *w, const rl_limit *lim, int nlim, int64_t estimate, int64_t actual,
