@@ -128,7 +128,7 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
     /* the first generation: cfg stays main's (billing, the key cache and the server keep it for
      * what never reloads), the router is the generation's */
     if (rl && route && (gen = reload_gen_new(cfg, 0, route, 1)) != NULL) route = NULL;
-    if (!gen || reload_ctx_init(&reload, cfg, rl) != 0) {
+    if (!gen || reload_ctx_init(&reload, cfg, rl, bill_journal_path(bill)) != 0) {
         log_error("out of memory");
         goto out;
     }

@@ -1820,3 +1820,8 @@ void bill_set_on_stopped(bill_t *b, void (*fn)(void *ud, bill_t *b), void *ud)
     b->on_stopped = fn;
     b->on_stopped_ud = ud;
 }
+
+const char *bill_journal_path(const bill_t *b)
+{
+    return b->jr_path;
+}

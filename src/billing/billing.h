@@ -171,6 +171,8 @@ bill_status bill_hold_reserve(bill_t *b, const store_key *key, int64_t amount_nu
 void bill_hold_undo(bill_t *b, bill_hold *h);
 /* The current snapshot of an account and key (after a settlement or release). -1: unknown. */
 int bill_snapshot(bill_t *b, int64_t account_id, int64_t key_id, bill_snap *sn);
+/* The ledger journal's path this process holds (a slot of store.journal: docs/CONFIG.md). */
+const char *bill_journal_path(const bill_t *b);
 /* fn(ud, b) is called by bill_stop once everything it could commit is committed, before b is
  * freed (the shared state leaves Redis then). Before any traffic. */
 void bill_set_on_stopped(bill_t *b, void (*fn)(void *ud, bill_t *b), void *ud);

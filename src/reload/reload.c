@@ -167,15 +167,18 @@ static void write_status(reload_ctx *ctx, uint64_t generation, int ok, const cha
     free(text);
 }
 
-int reload_ctx_init(reload_ctx *ctx, const cfg_t *cfg, rl_t *rl)
+int reload_ctx_init(reload_ctx *ctx, const cfg_t *cfg, rl_t *rl, const char *journal)
 {
     memset(ctx, 0, sizeof *ctx);
     ctx->rl = rl;
     if (!(ctx->path = strdup(cfg->path))) return -1;
-    if (cfg->sqlite_path) {
-        size_t n = strlen(cfg->sqlite_path) + sizeof ".reload";
+    /* next to what `modelswitch reload` finds the gateway by: the SQLite store's lock, or (on
+     * PostgreSQL, where several instances may share a config) the journal slot it holds */
+    const char *base = cfg->sqlite_path ? cfg->sqlite_path : journal;
+    if (base) {
+        size_t n = strlen(base) + sizeof ".reload";
         if (!(ctx->status_path = malloc(n))) return -1;
-        snprintf(ctx->status_path, n, "%s.reload", cfg->sqlite_path);
+        snprintf(ctx->status_path, n, "%s.reload", base);
     }
     return 0;
 }
@@ -370,6 +373,45 @@ static int await_outcome(const char *path, long pid, uint64_t seq, long timeout_
     return 1;
 }
 
+/* PostgreSQL: every instance serving this config on this machine holds a journal slot
+ * (store.journal, then .2 to .16): each one found is signalled and its outcome awaited. */
+static int reload_instances(const cfg_t *cfg, long timeout_s)
+{
+    int found = 0, failed = 0;
+    for (int slot = 1; slot <= 16 && cfg->journal_path; slot++) {
+        char lock[4096 + 8], path[4096 + 16];
+        if (slot == 1)
+            snprintf(lock, sizeof lock, "%s", cfg->journal_path);
+        else
+            snprintf(lock, sizeof lock, "%s.%d", cfg->journal_path, slot);
+        snprintf(path, sizeof path, "%s.reload", lock);
+        long pid = lock_holder(lock);
+        if (pid <= 0) continue;
+        found++;
+        static status before;
+        if (read_status(path, &before) != 0 || before.pid != pid) {
+            fprintf(stderr,
+                    "reload: the gateway with journal %s (pid %ld) has not said it takes "
+                    "reloads: it may still be starting\n",
+                    lock, pid);
+            failed++;
+        } else if (kill((pid_t)pid, SIGHUP) != 0) {
+            fprintf(stderr, "reload: cannot signal pid %ld: %s\n", pid, strerror(errno));
+            failed++;
+        } else if (await_outcome(path, pid, before.seq, timeout_s) != 0) {
+            failed++;
+        }
+    }
+    if (!found) {
+        fprintf(stderr,
+                "reload: no gateway serving this config runs on this machine (none holds "
+                "its journal %s)\n",
+                cfg->journal_path ? cfg->journal_path : "");
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
+
 int reload_cli(const cfg_t *cfg, int argc, char **argv)
 {
     long timeout_s = RELOAD_TIMEOUT_S;
@@ -385,11 +427,7 @@ int reload_cli(const cfg_t *cfg, int argc, char **argv)
             return cli_usage(stderr, 2);
         }
     }
-    if (!cfg->sqlite_path) {
-        fprintf(stderr, "reload: the gateway is found through its SQLite store's lock; with "
-                        "another store, send it SIGHUP\n");
-        return 1;
-    }
+    if (!cfg->sqlite_path) return reload_instances(cfg, timeout_s);
     char lock[4096 + 8], path[4096 + 8];
     snprintf(lock, sizeof lock, "%s.lock", cfg->sqlite_path);
     snprintf(path, sizeof path, "%s.reload", cfg->sqlite_path);

@@ -51,7 +51,7 @@ typedef struct reload_ctx {
 } reload_ctx;
 
 /* Sets up ctx for the config cfg (serve's) and the limiter rl. Returns 0, or -1 (memory). */
-int reload_ctx_init(reload_ctx *ctx, const cfg_t *cfg, rl_t *rl);
+int reload_ctx_init(reload_ctx *ctx, const cfg_t *cfg, rl_t *rl, const char *journal);
 void reload_ctx_free(reload_ctx *ctx);
 /* The server's hooks, with ctx as their context. */
 srv_reloader reload_hooks(reload_ctx *ctx);

@@ -355,6 +355,17 @@ test('kill -9 of an instance under load: the others serve, its holds come back w
     });
 });
 
+test('modelswitch reload reaches every instance of the config on this machine (their journal slots)', T, async () => {
+    await withCluster({}, async (c) => {
+        // one config file, three instances: each took its own journal slot
+        const slots = c.gw.map((g) => g.stderr).join('\n');
+        const r = await c.cli(['reload'], { allowFail: true });
+        assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}\n${slots.slice(-2000)}`);
+        assert.equal((r.stdout.match(/^reloaded /gm) ?? []).length, 3, r.stdout);
+        for (const g of c.gw) assert.equal((await h.get(g, '/readyz')).status, 200);
+    });
+});
+
 test('two instances started at once on an empty database: both come up, migrations ran once', T, async (t) => {
     // The schema version a fresh store reaches (a SQLite one, through the same binary).
     const ref = await h.prepareGateway({ config: CONFIG });
