@@ -44,6 +44,9 @@ typedef struct up_request {
     int64_t
         first_byte_timeout_ms; /* 0 = none: fail with UP_TIMEOUT if no response header by then */
     int64_t total_timeout_ms;  /* 0 = none */
+    /* https:// only: a PEM file of CAs trusted in addition to the system store (a provider's
+     * tls_ca_file), or NULL. Read once per worker by the native client; copied. */
+    const char *tls_ca_file;
 } up_request;
 
 typedef enum {
