@@ -1,12 +1,22 @@
 /*
- * The native HTTP/1.1 client for plain http:// upstreams (vLLM, Ollama, llama.cpp, the mock),
- * behind the same interface as the libcurl client (upstream.h). upstream.c routes http:// URLs
- * here unless MODELSWITCH_UPSTREAM=curl; https:// always goes through curl. It exists because on
- * loopback upstreams curl's generality cost about half of the worker's instructions per request.
+ * The native HTTP/1.1 client for http:// and https:// upstreams, behind the same interface as the
+ * libcurl client (upstream.h). upstream.c routes both schemes here unless MODELSWITCH_UPSTREAM=curl
+ * (and https:// stays with curl when an https/all proxy is set in the environment). It exists
+ * because curl's generality cost about half of the worker's instructions per request.
+ *
+ * TLS. An https connection carries an OpenSSL engine on two memory BIOs (set up by tls.c, which
+ * holds the verification policy): bytes read from the socket are written into the engine and
+ * decrypted into the read buffer, then parsed exactly like plain bytes; what the engine produces
+ * is written with uv_write. The connect timeout covers the handshake. The request is encrypted at
+ * most H1_TLS_ROUND bytes at a time, the next part when the previous write completed; while the
+ * consumer is paused nothing is decrypted and the socket is not read, so at most one read of
+ * ciphertext waits in the engine. One SSL_CTX per CA file per ctx, made on first use; the last
+ * session the server gave is kept per pool and offered on new connections. A certificate or host
+ * name failure is UP_CONNECT_FAILED with OpenSSL's verification reason.
  *
  * How it is wired. Everything runs on the worker's libuv loop: names are resolved with
  * uv_getaddrinfo (thread pool) and cached per host for H1_DNS_TTL_MS; connections are uv_tcp_t
- * kept in a pool per (host, port) per ctx, idle ones on a LIFO stack and still reading, so a server
+ * kept in a pool per (scheme and CA file, host, port) per ctx, idle ones on a LIFO stack and still reading, so a server
  * that closes one is noticed and the connection dropped. Responses are parsed by llhttp, which also
  * removes chunked framing; body bytes go straight from the read buffer to on_data.
  *

@@ -2,9 +2,9 @@
  * The upstream HTTP client (see upstream.h): libcurl's multi_socket interface driven by a worker's
  * libuv loop.
  *
- * Dispatch. Plain http:// URLs go to the native HTTP/1.1 client (h1.c), far cheaper per request
- * on loopback upstreams, unless MODELSWITCH_UPSTREAM=curl was set when the ctx was created;
- * https:// always stays here. Each ctx then owns an h1_ctx next to its curl multi handle, and
+ * Dispatch. http:// and https:// URLs go to the native HTTP/1.1 client (h1.c), far cheaper per
+ * request, unless MODELSWITCH_UPSTREAM=curl was set when the ctx was created; https:// stays here
+ * when https_proxy or all_proxy is set (curl honours them; the native client speaks no proxy). Each ctx then owns an h1_ctx next to its curl multi handle, and
  * up_pause/up_resume/up_cancel tell the two kinds of transfer apart by their first member.
  *
  * How it is wired. Each up_ctx owns one CURLM. curl tells us which sockets to watch through the
