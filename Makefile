@@ -2,7 +2,7 @@
 # `make asan` builds an ASan/UBSan variant in build-asan/; `make bench` runs the benchmarks.
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libuv libcurl jansson yaml-0.1 sqlite3 libcrypto hiredis libpq
+PKGS    := libuv libcurl jansson yaml-0.1 sqlite3 libssl libcrypto hiredis libpq
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Isrc -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS))

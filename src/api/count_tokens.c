@@ -250,6 +250,7 @@ static int start(ct_req *ct, http_request *r, int idx)
         .connect_timeout_ms = prov->connect_timeout_ms,
         .first_byte_timeout_ms = prov->first_byte_timeout_ms,
         .total_timeout_ms = prov->timeout_ms,
+        .tls_ca_file = prov->tls_ca_file,
     };
     static const up_callbacks cbs = {on_response, on_data, on_complete};
     ct->t0 = ms_mono_ns();

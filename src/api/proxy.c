@@ -1159,6 +1159,7 @@ static void run_attempt(proxy *p)
         .connect_timeout_ms = prov->connect_timeout_ms,
         .first_byte_timeout_ms = prov->first_byte_timeout_ms,
         .total_timeout_ms = prov->timeout_ms,
+        .tls_ca_file = prov->tls_ca_file,
     };
     static const up_callbacks cbs = {on_response, on_data, on_complete};
     p->t0 = ms_mono_ns();

@@ -28,6 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <yaml.h>
 
 #define CFG_MAX_FILE (4 << 20) /* a config file is a few KiB; refuse anything absurd */
@@ -818,6 +821,44 @@ static int parse_responses(cfg_ld *L, const yaml_node_t *n, const char *path, cf
     return v ? get_bool(L, v, cp, &p->responses) : 0;
 }
 
+/* Whether the file holds at least one PEM certificate (read now, so a wrong path fails the load
+ * instead of every request to the provider). */
+static int pem_has_cert(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    X509 *x;
+    if (!f) return 0;
+    x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    ERR_clear_error();
+    if (!x) return 0;
+    X509_free(x);
+    return 1;
+}
+
+/* Extra CAs trusted for this provider's https upstream, on top of the system store. */
+static int parse_tls_ca_file(cfg_ld *L, const yaml_node_t *n, const char *path, cfg_provider *p)
+{
+    char cp[CFG_PATH_MAX];
+    yaml_node_t *v = get_field(L, n, "tls_ca_file");
+
+    if (!v) return 0;
+    path_key(cp, path, "tls_ca_file");
+    if (!p->base_url || strncmp(p->base_url, "https://", 8) != 0)
+        return fail(L, line_of(v), cp,
+                    "only a provider with an https:// base_url takes tls_ca_file");
+    if (get_str(L, v, cp, &p->tls_ca_file)) return -1;
+    if (!*p->tls_ca_file) {
+        free(p->tls_ca_file);
+        p->tls_ca_file = NULL;
+        return 0;
+    }
+    if (!pem_has_cert(p->tls_ca_file))
+        return fail(L, line_of(v), cp, "cannot read a PEM certificate from '%.200s'",
+                    p->tls_ca_file);
+    return 0;
+}
+
 static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n, cfg_provider *p)
 {
     static const char *const fields[] = {"kind",
@@ -829,6 +870,7 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
                                          "idle_timeout_ms",
                                          "api_version",
                                          "responses",
+                                         "tls_ca_file",
                                          NULL};
     char path[CFG_PATH_MAX], cp[CFG_PATH_MAX];
     yaml_node_t *v, *bu, *ak, *av;
@@ -922,7 +964,7 @@ static int parse_provider(cfg_ld *L, const yaml_node_t *k, const yaml_node_t *n,
         if (!p->api_version && !(p->api_version = strdup(CFG_AZURE_API_VERSION)))
             return fail(L, line_of(k), cp, "out of memory");
     }
-    if (parse_responses(L, n, path, p)) return -1;
+    if (parse_responses(L, n, path, p) || parse_tls_ca_file(L, n, path, p)) return -1;
     /* Waiting for the first byte longer than the whole request may take would never happen:
      * such a value is a mistake, so it is refused rather than silently cut. */
     p->first_byte_timeout_ms = p->timeout_ms;
@@ -1395,6 +1437,7 @@ void cfg_free(cfg_t *c)
         if (p->api_key) explicit_bzero(p->api_key, strlen(p->api_key));
         free(p->api_key);
         free(p->api_version);
+        free(p->tls_ca_file);
     }
     free(c->providers);
     for (size_t i = 0; i < c->nmodels; i++) {

@@ -37,6 +37,7 @@ typedef struct cfg_provider {
     char api_key_var[64];          /* the environment variable api_key names ("" if none) */
     char *api_version;             /* azure only: the api-version query; default below */
     int responses;                 /* openai, azure: speaks the Responses API too (CONFIG.md) */
+    char *tls_ca_file;             /* https: PEM file of extra CAs trusted, or NULL */
     int64_t timeout_ms;            /* whole request; default 600000 */
     int64_t connect_timeout_ms;    /* default 10000 */
     int64_t first_byte_timeout_ms; /* default = timeout_ms: no response headers by then -> 504 */

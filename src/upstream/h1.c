@@ -1,12 +1,22 @@
 /*
- * The native HTTP/1.1 client for plain http:// upstreams (vLLM, Ollama, llama.cpp, the mock),
- * behind the same interface as the libcurl client (upstream.h). upstream.c routes http:// URLs
- * here unless MODELSWITCH_UPSTREAM=curl; https:// always goes through curl. It exists because on
- * loopback upstreams curl's generality cost about half of the worker's instructions per request.
+ * The native HTTP/1.1 client for http:// and https:// upstreams, behind the same interface as the
+ * libcurl client (upstream.h). upstream.c routes both schemes here unless MODELSWITCH_UPSTREAM=curl
+ * (and https:// stays with curl when an https/all proxy is set in the environment). It exists
+ * because curl's generality cost about half of the worker's instructions per request.
+ *
+ * TLS. An https connection carries an OpenSSL engine on two memory BIOs (set up by tls.c, which
+ * holds the verification policy): bytes read from the socket are written into the engine and
+ * decrypted into the read buffer, then parsed exactly like plain bytes; what the engine produces
+ * is written with uv_write. The connect timeout covers the handshake. The request is encrypted at
+ * most H1_TLS_ROUND bytes at a time, the next part when the previous write completed; while the
+ * consumer is paused nothing is decrypted and the socket is not read, so at most one read of
+ * ciphertext waits in the engine. One SSL_CTX per CA file per ctx, made on first use; the last
+ * session the server gave is kept per pool and offered on new connections. A certificate or host
+ * name failure is UP_CONNECT_FAILED with OpenSSL's verification reason.
  *
  * How it is wired. Everything runs on the worker's libuv loop: names are resolved with
  * uv_getaddrinfo (thread pool) and cached per host for H1_DNS_TTL_MS; connections are uv_tcp_t
- * kept in a pool per (host, port) per ctx, idle ones on a LIFO stack and still reading, so a server
+ * kept in a pool per (scheme and CA file, host, port) per ctx, idle ones on a LIFO stack and still reading, so a server
  * that closes one is noticed and the connection dropped. Responses are parsed by llhttp, which also
  * removes chunked framing; body bytes go straight from the read buffer to on_data.
  *
@@ -30,10 +40,13 @@
  */
 #include "upstream/upstream.h"
 #include "upstream/internal.h"
+#include "upstream/tls.h"
 
 #include <llhttp.h>
+#include <openssl/err.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +64,10 @@
 #define H1_CT_MAX 256
 #define H1_NAME_MAX 32
 #define H1_ERRMSG_MAX 256
-#define H1_DEFAULT_CONNECT_MS 300000 /* curl's default */
+#define H1_DEFAULT_CONNECT_MS 300000  /* curl's default */
+#define H1_TLS_REC 16384              /* plaintext gathered per TLS record */
+#define H1_TLS_ROUND (4 * H1_TLS_REC) /* request plaintext encrypted per write */
+#define H1_TLS_CTX_MAX 256            /* distinct CA files (providers) per worker */
 
 typedef struct h1_conn h1_conn;
 typedef struct h1_xfer h1_xfer;
@@ -77,7 +93,9 @@ struct h1_dns {
 struct h1_pool {
     h1_pool *next;
     int port;
-    h1_conn *idle; /* LIFO: the most recently used connection is the warmest */
+    tls_ctx *tc;       /* https: the trust it was verified under; NULL for http */
+    SSL_SESSION *sess; /* https: the last session the server gave, offered on new connections */
+    h1_conn *idle;     /* LIFO: the most recently used connection is the warmest */
     int nidle;
     char host[];
 };
@@ -92,6 +110,13 @@ struct h1_conn {
     h1_conn *iprev, *inext; /* pool->idle */
     bool idle, closing, reused, writing;
     llhttp_t parser;
+    /* https only: the engine (tls.c), whether its handshake is done and close_notify seen, TLS
+     * writes in flight, and how far the request's bufs have been encrypted. */
+    SSL *ssl;
+    bool hs_done, tls_eof, tls_bad;
+    int nwrites;
+    unsigned si;
+    size_t soff;
 };
 
 struct h1_resolve {
@@ -156,9 +181,12 @@ struct h1_ctx {
     size_t active;
     int nrefs; /* open handles and pending resolutions; the last one frees a freed ctx */
     bool freeing;
+    tls_ctx *tls; /* one per CA file set (NULL = system store only), made on first use */
+    int ntls;
     /* One read buffer for every connection of the loop: each read is parsed (and whatever must
      * outlive it copied) before the next one, so an idle or slow connection costs no buffer. */
     char rbuf[H1_RBUF];
+    char tbuf[H1_TLS_REC]; /* request plaintext gathered into full records */
 };
 
 static void h1_finish(h1_xfer *x, up_result res, const char *msg);
@@ -210,6 +238,9 @@ static void h1_conn_close(h1_conn *c)
     h1_idle_unlink(c);
     if (c->x && c->x->conn == c) c->x->conn = NULL;
     c->x = NULL;
+    /* Freed now, not when the handle is: nothing may reach the pool's session slot later. */
+    tls_conn_free(c->ssl, c->hs_done && !c->tls_bad);
+    c->ssl = NULL;
     /* Pending connect and write requests are cancelled before the close callback runs. */
     uv_close((uv_handle_t *)&c->tcp, h1_conn_closed);
 }
@@ -228,7 +259,7 @@ static void h1_pool_put(h1_conn *c)
     h1_pool *p = c->pool;
 
     c->x = NULL;
-    if (c->ctx->freeing || c->writing || p->nidle >= H1_MAX_IDLE) {
+    if (c->ctx->freeing || c->writing || c->nwrites || p->nidle >= H1_MAX_IDLE) {
         h1_conn_close(c);
         return;
     }
@@ -577,12 +608,271 @@ static void h1_parse(h1_xfer *x, const char *p, size_t n, bool eof)
                                              : "malformed HTTP response from upstream");
 }
 
+/* ---- TLS: the engine (tls.c) fed from the socket's reads and drained into uv_writes ---- */
+
+typedef struct {
+    uv_write_t req;
+    h1_conn *c;
+    char data[];
+} h1_wchunk;
+
+static void h1_send(h1_xfer *x);
+static void h1_tls_send_more(h1_conn *c);
+
+static void h1_tls_write_cb(uv_write_t *req, int status)
+{
+    h1_wchunk *w = req->data;
+    h1_conn *c = w->c;
+    h1_xfer *x = c->x;
+
+    /* A closed connection's writes are cancelled before its memory goes. */
+    free(w);
+    c->nwrites--;
+    if (status == UV_ECANCELED || c->closing) return;
+    if (status < 0) {
+        if (x)
+            h1_fail_io(x, UP_ERROR, "Send failure", status);
+        else
+            h1_conn_close(c);
+        return;
+    }
+    if (x && c->hs_done && c->nwrites == 0 && c->si < x->nbufs) h1_tls_send_more(c);
+}
+
+/* Writes out what the engine has produced (handshake messages, records, alerts). */
+static int h1_tls_flush(h1_conn *c)
+{
+    BIO *wb = SSL_get_wbio(c->ssl);
+    size_t n = BIO_ctrl_pending(wb);
+    h1_wchunk *w;
+    uv_buf_t b;
+    int rc;
+
+    if (n == 0) return 0;
+    w = malloc(sizeof *w + n);
+    if (!w) return UV_ENOMEM;
+    if (BIO_read(wb, w->data, (int)n) != (int)n) {
+        free(w);
+        return UV_EIO;
+    }
+    w->c = c;
+    w->req.data = w;
+    b = uv_buf_init(w->data, (unsigned)n);
+    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, h1_tls_write_cb);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    c->nwrites++;
+    return 0;
+}
+
+/* Encrypts the next part of the request, at most H1_TLS_ROUND bytes, and writes it; the rest
+ * follows when that write completes, so the ciphertext held stays bounded whatever the body's
+ * size. Small pieces are gathered into full records (the head and a small body make one). */
+static void h1_tls_send_more(h1_conn *c)
+{
+    h1_xfer *x = c->x;
+    char *t = c->ctx->tbuf;
+    size_t budget = H1_TLS_ROUND;
+    int rc;
+
+    while (budget > 0 && c->si < x->nbufs) {
+        const uv_buf_t *b = &x->bufs[c->si];
+        const char *p = t;
+        size_t fill = 0;
+
+        if (b->len - c->soff >= H1_TLS_REC) {
+            /* A large piece is encrypted in place. */
+            p = b->base + c->soff;
+            fill = b->len - c->soff < budget ? b->len - c->soff : budget;
+            c->soff += fill;
+            if (c->soff == b->len) {
+                c->si++;
+                c->soff = 0;
+            }
+        } else {
+            while (fill < H1_TLS_REC && c->si < x->nbufs) {
+                size_t n = x->bufs[c->si].len - c->soff;
+                if (n > H1_TLS_REC - fill) n = H1_TLS_REC - fill;
+                memcpy(t + fill, x->bufs[c->si].base + c->soff, n);
+                fill += n;
+                c->soff += n;
+                if (c->soff == x->bufs[c->si].len) {
+                    c->si++;
+                    c->soff = 0;
+                }
+            }
+        }
+        ERR_clear_error();
+        if (SSL_write(c->ssl, p, (int)fill) != (int)fill) {
+            ERR_clear_error();
+            h1_fail_io(x, UP_ERROR, "TLS send failure", 0);
+            return;
+        }
+        budget = fill < budget ? budget - fill : 0;
+    }
+    rc = h1_tls_flush(c);
+    if (rc != 0) h1_fail_io(x, UP_ERROR, "Send failure", rc);
+}
+
+/* The peer's end of the stream: TCP EOF or error, or a close_notify (c->tls_eof). */
+static void h1_tls_closed(h1_conn *c, int err)
+{
+    h1_xfer *x = c->x;
+    bool partial = BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0;
+    char msg[H1_ERRMSG_MAX];
+
+    if (!x) {
+        h1_conn_close(c);
+        return;
+    }
+    if (!c->hs_done) {
+        snprintf(msg, sizeof msg, "TLS handshake with %.100s failed: connection %s by the server",
+                 x->pool->host, err == UV_EOF ? "closed" : "reset");
+        h1_finish(x, UP_CONNECT_FAILED, msg);
+        return;
+    }
+    if (!x->got_bytes) {
+        if (err == UV_EOF)
+            h1_fail_io(x, UP_ERROR, "Empty reply from server", 0);
+        else
+            h1_fail_io(x, UP_ERROR, "Recv failure", err);
+        return;
+    }
+    if (err != UV_EOF)
+        h1_finish(x, UP_ERROR,
+                  err == UV_ECONNRESET ? "Recv failure: Connection reset by peer" : "Recv failure");
+    else if (partial) {
+        c->tls_bad = true;
+        h1_finish(x, UP_ERROR, "TLS connection closed mid-record");
+    } else if (!c->tls_eof && !x->msg_done && llhttp_message_needs_eof(&c->parser))
+        /* A body framed by the close could have been cut by anyone on the path. */
+        h1_finish(x, UP_ERROR, "TLS connection closed without close_notify");
+    else
+        h1_parse(x, NULL, 0, true);
+}
+
+/* Decrypts what the engine holds and parses it, until it needs more bytes, the consumer pauses
+ * or the exchange ends. An idle connection only takes session tickets and the like. */
+static void h1_tls_drain(h1_conn *c)
+{
+    char msg[H1_ERRMSG_MAX];
+
+    for (;;) {
+        h1_xfer *x = c->x;
+        int n, err;
+
+        if (c->closing || (x && x->paused)) return;
+        ERR_clear_error();
+        n = SSL_read(c->ssl, c->ctx->rbuf, (int)sizeof c->ctx->rbuf);
+        if (n > 0) {
+            if (!x) {
+                h1_conn_close(c); /* bytes nobody asked for */
+                return;
+            }
+            x->got_bytes = true;
+            h1_parse(x, c->ctx->rbuf, (size_t)n, false);
+            if (x->conn != c) return; /* done, failed, or back in the pool */
+            continue;
+        }
+        err = SSL_get_error(c->ssl, n);
+        if (h1_tls_flush(c) != 0) {
+            if (x)
+                h1_finish(x, UP_ERROR, "Send failure");
+            else
+                h1_conn_close(c);
+            return;
+        }
+        if (err == SSL_ERROR_WANT_READ) return;
+        if (err == SSL_ERROR_ZERO_RETURN) {
+            c->tls_eof = true;
+            h1_tls_closed(c, UV_EOF);
+            return;
+        }
+        if (!x) {
+            h1_conn_close(c);
+            return;
+        }
+        c->tls_bad = true;
+        tls_describe(c->ssl, x->pool->host, msg, sizeof msg);
+        h1_fail_io(x, UP_ERROR, msg, 0);
+        return;
+    }
+}
+
+static void h1_tls_handshake(h1_conn *c)
+{
+    h1_xfer *x = c->x;
+    char msg[H1_ERRMSG_MAX];
+    int rc, err;
+
+    ERR_clear_error();
+    rc = SSL_do_handshake(c->ssl);
+    err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_NONE) {
+        if ((rc = h1_tls_flush(c)) != 0) {
+            snprintf(msg, sizeof msg, "TLS handshake with %.100s failed: %s", x->pool->host,
+                     uv_strerror(rc));
+            h1_finish(x, UP_CONNECT_FAILED, msg);
+            return;
+        }
+        if (err == SSL_ERROR_WANT_READ) return;
+    } else {
+        tls_describe(c->ssl, x->pool->host, msg, sizeof msg);
+        /* The offered session may be what the server refused: the next try starts afresh. */
+        if (x->pool->sess) {
+            SSL_SESSION_free(x->pool->sess);
+            x->pool->sess = NULL;
+        }
+        h1_finish(x, UP_CONNECT_FAILED, msg);
+        return;
+    }
+    if (!tls_alpn_ok(c->ssl)) {
+        h1_finish(x, UP_CONNECT_FAILED, "TLS: the upstream chose a protocol other than http/1.1");
+        return;
+    }
+    c->hs_done = true;
+    x->t_connect = 0;
+    h1_arm(x);
+    h1_send(x);
+    /* Records that came with the server's last handshake flight. */
+    if (x->conn == c && BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0) h1_tls_drain(c);
+}
+
+static void h1_tls_read(h1_conn *c, ssize_t nread, const char *p)
+{
+    if (nread < 0) {
+        h1_tls_closed(c, (int)nread);
+        return;
+    }
+    if (BIO_write(SSL_get_rbio(c->ssl), p, (int)nread) != (int)nread) {
+        if (c->x)
+            h1_finish(c->x, UP_ERROR, "out of memory");
+        else
+            h1_conn_close(c);
+        return;
+    }
+    if (!c->hs_done) {
+        if (c->x)
+            h1_tls_handshake(c);
+        else
+            h1_conn_close(c);
+        return;
+    }
+    h1_tls_drain(c);
+}
+
 static void h1_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     h1_conn *c = s->data;
     h1_xfer *x = c->x;
 
     if (nread == 0) return;
+    if (c->ssl) {
+        h1_tls_read(c, nread, buf->base);
+        return;
+    }
     if (!x) {
         /* Idle: the server closed it (or sent garbage). */
         h1_conn_close(c);
@@ -626,13 +916,20 @@ static void h1_send(h1_xfer *x)
 
     llhttp_init(&c->parser, HTTP_RESPONSE, &x->ctx->settings);
     c->parser.data = c;
-    c->wreq.data = c;
-    rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, x->bufs, x->nbufs, h1_write_cb);
-    if (rc != 0) {
-        h1_fail_io(x, UP_ERROR, "Send failure", rc);
-        return;
+    if (c->ssl) {
+        c->si = 0;
+        c->soff = 0;
+        h1_tls_send_more(c);
+        if (x->conn != c) return; /* failed (or retried on another connection) */
+    } else {
+        c->wreq.data = c;
+        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, x->bufs, x->nbufs, h1_write_cb);
+        if (rc != 0) {
+            h1_fail_io(x, UP_ERROR, "Send failure", rc);
+            return;
+        }
+        c->writing = true;
     }
-    c->writing = true;
     if (!x->paused) uv_read_start((uv_stream_t *)&c->tcp, h1_alloc_cb, h1_read_cb);
 }
 
@@ -656,6 +953,17 @@ static void h1_connect_cb(uv_connect_t *req, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_tcp_keepalive(&c->tcp, 1, 30);
+    if (x->pool->tc) {
+        /* The connect timeout runs on through the handshake. */
+        c->ssl = tls_conn_new(x->pool->tc, x->pool->host, &x->pool->sess);
+        if (!c->ssl) {
+            h1_finish(x, UP_CONNECT_FAILED, "TLS setup failed");
+            return;
+        }
+        uv_read_start((uv_stream_t *)&c->tcp, h1_alloc_cb, h1_read_cb);
+        h1_tls_handshake(c);
+        return;
+    }
     x->t_connect = 0;
     h1_arm(x);
     h1_send(x);
@@ -872,6 +1180,12 @@ static void h1_do_resume(h1_xfer *x)
         h1_finish(x, UP_OK, "");
         return;
     }
+    if (x->conn && x->conn->ssl) {
+        /* What the engine kept while paused comes first: no new read may announce it. */
+        h1_conn *c = x->conn;
+        h1_tls_drain(c);
+        if (x->conn != c || x->paused) return;
+    }
     if (x->conn) uv_read_start((uv_stream_t *)&x->conn->tcp, h1_alloc_cb, h1_read_cb);
 }
 
@@ -899,13 +1213,16 @@ static void h1_defer_cb(uv_idle_t *h)
 
 /* ---- request building ---- */
 
-/* Splits http://host[:port][/path][?query]; host is copied into host (NUL-terminated). */
-static int h1_parse_url(const char *url, char *host, size_t hostlen, int *port, const char **path)
+/* Splits http[s]://host[:port][/path][?query]; host is copied into host (NUL-terminated). */
+static int h1_parse_url(const char *url, char *host, size_t hostlen, int *port, const char **path,
+                        bool *tls)
 {
-    const char *p = url + 7, *h, *he, *end;
+    const char *p, *h, *he, *end;
     size_t hl;
 
-    if (strncasecmp(url, "http://", 7) != 0) return -1;
+    *tls = strncasecmp(url, "https://", 8) == 0;
+    if (!*tls && strncasecmp(url, "http://", 7) != 0) return -1;
+    p = url + (*tls ? 8 : 7);
     end = p + strcspn(p, "/?#");
     if (memchr(p, '@', (size_t)(end - p))) return -1; /* userinfo: not supported */
     if (*p == '[') {
@@ -923,7 +1240,7 @@ static int h1_parse_url(const char *url, char *host, size_t hostlen, int *port, 
     if (hl == 0 || hl >= hostlen) return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';
-    *port = 80;
+    *port = *tls ? 443 : 80;
     if (p < end) {
         long v = 0;
         if (*p != ':' || p + 1 == end) return -1;
@@ -939,17 +1256,20 @@ static int h1_parse_url(const char *url, char *host, size_t hostlen, int *port, 
     return 0;
 }
 
-static h1_pool *h1_pool_get(h1_ctx *ctx, const char *host, int port)
+/* Keyed by (scheme and trust, host, port): http and https never share a connection, nor do
+ * providers trusting different CA files. */
+static h1_pool *h1_pool_get(h1_ctx *ctx, const char *host, int port, tls_ctx *tc)
 {
     size_t hl = strlen(host);
     h1_pool *p;
 
     for (p = ctx->pools; p; p = p->next)
-        if (p->port == port && strcmp(p->host, host) == 0) return p;
+        if (p->port == port && p->tc == tc && strcmp(p->host, host) == 0) return p;
     p = calloc(1, sizeof *p + hl + 1);
     if (!p) return NULL;
     memcpy(p->host, host, hl + 1);
     p->port = port;
+    p->tc = tc;
     p->next = ctx->pools;
     ctx->pools = p;
     return p;
@@ -973,7 +1293,8 @@ static void h1_put_u64(char *h, size_t *off, uint64_t v)
     h1_put(h, off, tmp + sizeof tmp - n, n);
 }
 
-static int h1_build(h1_xfer *x, const up_request *req, const char *path, const char *host, int port)
+static int h1_build(h1_xfer *x, const up_request *req, const char *path, const char *host, int port,
+                    int default_port)
 {
     const char *method = req->method ? req->method : "GET";
     size_t plen = strcspn(path, "#"), need, off = 0, total = 0, i;
@@ -1002,7 +1323,7 @@ static int h1_build(h1_xfer *x, const up_request *req, const char *path, const c
         h1_put(h, &off, v6 ? "Host: [" : "Host: ", v6 ? 7 : 6);
         h1_put(h, &off, host, strlen(host));
         if (v6) h1_put(h, &off, "]", 1);
-        if (port != 80) {
+        if (port != default_port) {
             h1_put(h, &off, ":", 1);
             h1_put_u64(h, &off, (uint64_t)port);
         }
@@ -1047,9 +1368,11 @@ static int h1_build(h1_xfer *x, const up_request *req, const char *path, const c
 
 h1_ctx *h1_ctx_new(uv_loop_t *loop)
 {
-    h1_ctx *ctx = calloc(1, sizeof *ctx);
+    h1_ctx *ctx = malloc(sizeof *ctx);
 
     if (!ctx) return NULL;
+    /* Not calloc: the buffers need no zeroing. */
+    memset(ctx, 0, offsetof(h1_ctx, rbuf));
     ctx->loop = loop;
     llhttp_settings_init(&ctx->settings);
     ctx->settings.on_status = h1_on_status;
@@ -1080,7 +1403,13 @@ void h1_ctx_free(h1_ctx *ctx)
         ctx->pools = p->next;
         while (p->idle)
             h1_conn_close(p->idle);
+        if (p->sess) SSL_SESSION_free(p->sess);
         free(p);
+    }
+    while (ctx->tls) {
+        tls_ctx *t = ctx->tls;
+        ctx->tls = *tls_ctx_nextp(t);
+        tls_ctx_free(t);
     }
     while (ctx->dns) {
         h1_dns *d = ctx->dns;
@@ -1090,11 +1419,33 @@ void h1_ctx_free(h1_ctx *ctx)
     uv_close((uv_handle_t *)&ctx->defer, h1_ctx_handle_closed);
 }
 
+/* The worker's SSL_CTX for this CA file, made (reading the files) on first use. */
+static tls_ctx *h1_tls_ctx(h1_ctx *ctx, const char *ca_file, char *err, size_t errlen)
+{
+    tls_ctx *t;
+
+    if (ca_file && !*ca_file) ca_file = NULL;
+    for (t = ctx->tls; t; t = *tls_ctx_nextp(t))
+        if (tls_ctx_is(t, ca_file)) return t;
+    if (ctx->ntls >= H1_TLS_CTX_MAX) {
+        snprintf(err, errlen, "TLS setup failed: too many CA files");
+        return NULL;
+    }
+    t = tls_ctx_new(ca_file, err, errlen);
+    if (!t) return NULL;
+    *tls_ctx_nextp(t) = ctx->tls;
+    ctx->tls = t;
+    ctx->ntls++;
+    return t;
+}
+
 up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, void *ud)
 {
-    char host[256];
+    char host[256], msg[H1_ERRMSG_MAX];
     const char *path;
     int port;
+    bool tls = false;
+    tls_ctx *tc = NULL;
     h1_xfer *x;
     uint64_t now;
 
@@ -1120,15 +1471,17 @@ up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, vo
     ctx->xfers = x;
     ctx->active++;
     x->starting = true;
-    if (h1_parse_url(req->url, host, sizeof host, &port, &path) != 0) {
+    if (h1_parse_url(req->url, host, sizeof host, &port, &path, &tls) != 0) {
         h1_finish(x, UP_CONNECT_FAILED, "URL rejected: malformed or unsupported http URL");
-    } else if (h1_build(x, req, path, host, port) != 0) {
+    } else if (tls && !(tc = h1_tls_ctx(ctx, req->tls_ca_file, msg, sizeof msg))) {
+        h1_finish(x, UP_CONNECT_FAILED, msg);
+    } else if (h1_build(x, req, path, host, port, tls ? 443 : 80) != 0) {
         /* Allocation failure or an absurd header set. */
         ctx->active--;
         x->starting = false;
         h1_release(x);
         return NULL;
-    } else if (!(x->pool = h1_pool_get(ctx, host, port))) {
+    } else if (!(x->pool = h1_pool_get(ctx, host, port, tc))) {
         ctx->active--;
         x->starting = false;
         h1_release(x);

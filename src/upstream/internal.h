@@ -1,6 +1,6 @@
 /*
  * What the two upstream clients share and nothing else may call: upstream.c (the interface,
- * libcurl for https://, the dispatch) and h1.c (the native HTTP/1.1 client for http://).
+ * libcurl, the dispatch) and h1.c (the native HTTP/1.1 client, http:// and https://).
  * Transfers of the two are told apart by their first member, `kind`.
  */
 #ifndef MS_UPSTREAM_INTERNAL_H

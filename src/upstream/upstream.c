@@ -2,9 +2,9 @@
  * The upstream HTTP client (see upstream.h): libcurl's multi_socket interface driven by a worker's
  * libuv loop.
  *
- * Dispatch. Plain http:// URLs go to the native HTTP/1.1 client (h1.c), far cheaper per request
- * on loopback upstreams, unless MODELSWITCH_UPSTREAM=curl was set when the ctx was created;
- * https:// always stays here. Each ctx then owns an h1_ctx next to its curl multi handle, and
+ * Dispatch. http:// and https:// URLs go to the native HTTP/1.1 client (h1.c), far cheaper per
+ * request, unless MODELSWITCH_UPSTREAM=curl was set when the ctx was created; https:// stays here
+ * when https_proxy or all_proxy is set (curl honours them; the native client speaks no proxy). Each ctx then owns an h1_ctx next to its curl multi handle, and
  * up_pause/up_resume/up_cancel tell the two kinds of transfer apart by their first member.
  *
  * How it is wired. Each up_ctx owns one CURLM. curl tells us which sockets to watch through the
@@ -122,6 +122,7 @@ struct up_ctx {
     size_t ndeferred;
     up_sock *socks;
     bool no_proxy_env; /* no *_proxy variable at start: curl need not look them up per request */
+    bool https_proxy; /* https_proxy or all_proxy set: https:// stays with curl, which honours it */
     CURL *free_easy[UP_EASY_FREELIST];
     size_t nfree_easy;
     h1_ctx *h1; /* plain http:// goes here unless MODELSWITCH_UPSTREAM=curl */
@@ -685,7 +686,10 @@ up_ctx *up_ctx_new(uv_loop_t *loop)
     ctx->no_proxy_env = true;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++) {
         const char *v = getenv(proxy_vars[i]);
-        if (v && *v) ctx->no_proxy_env = false;
+        if (v && *v) {
+            ctx->no_proxy_env = false;
+            if (i >= 2) ctx->https_proxy = true;
+        }
     }
     ctx->multi = curl_multi_init();
     if (!ctx->multi) {
@@ -772,6 +776,10 @@ static int setup_easy(up_xfer *x, const up_request *req)
      * instead of opening more. Not for plain http: there curl would hold every new request until
      * the first one's response arrived. */
     if (strncasecmp(req->url, "https://", 8) == 0) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* Extra CAs for this provider. CAINFO replaces curl's bundle, but its CA directory (the
+     * system store, hashed) stays, so the system CAs are trusted too, as by the native client. */
+    if (req->tls_ca_file && *req->tls_ca_file)
+        ok &= curl_easy_setopt(e, CURLOPT_CAINFO, req->tls_ca_file) == CURLE_OK;
     /* Bytes are forwarded as the provider sent them: no Content-Encoding decoding. */
     curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
@@ -836,7 +844,9 @@ up_xfer *up_start(up_ctx *ctx, const up_request *req, const up_callbacks *cb, vo
     size_t i;
 
     if (!ctx || ctx->freeing || !req || !req->url || !cb) return NULL;
-    if (ctx->h1 && strncasecmp(req->url, "http://", 7) == 0) return h1_start(ctx->h1, req, cb, ud);
+    if (ctx->h1 && (strncasecmp(req->url, "http://", 7) == 0 ||
+                    (!ctx->https_proxy && strncasecmp(req->url, "https://", 8) == 0)))
+        return h1_start(ctx->h1, req, cb, ud);
     x = calloc(1, sizeof *x);
     if (!x) return NULL;
     x->kind = UP_KIND_CURL;

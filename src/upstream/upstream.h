@@ -1,10 +1,10 @@
 /*
  * The upstream HTTP client, driven by a worker's libuv loop so upstream I/O shares the event loop
- * with client connections and never blocks it. `http://` URLs go through a native HTTP/1.1 client
- * (src/upstream/h1.c: llhttp, a keep-alive pool per host, one writev per request), which costs
- * about half of what libcurl does per request; `https://` goes through libcurl's multi_socket
- * interface (TLS, HTTP/2, proxies). MODELSWITCH_UPSTREAM=curl in the environment at start sends
- * everything through libcurl. One up_ctx per worker owns both clients and their connection
+ * with client connections and never blocks it. `http://` and `https://` URLs go through a native
+ * HTTP/1.1 client (src/upstream/h1.c: llhttp, OpenSSL on memory BIOs, a keep-alive pool per
+ * host), which costs far less than libcurl per request; libcurl's multi_socket interface stays
+ * for https:// behind a proxy from the environment, and for everything when
+ * MODELSWITCH_UPSTREAM=curl is in the environment at start. One up_ctx per worker owns both clients and their connection
  * pools.
  *
  * The body is sent from the caller's iovecs without copying (they must stay valid until the
@@ -44,6 +44,9 @@ typedef struct up_request {
     int64_t
         first_byte_timeout_ms; /* 0 = none: fail with UP_TIMEOUT if no response header by then */
     int64_t total_timeout_ms;  /* 0 = none */
+    /* https:// only: a PEM file of CAs trusted in addition to the system store (a provider's
+     * tls_ca_file), or NULL. Read once per worker by the native client; copied. */
+    const char *tls_ca_file;
 } up_request;
 
 typedef enum {

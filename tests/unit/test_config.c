@@ -11,6 +11,10 @@
 #include "config/config.h"
 #include "tap.h"
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -972,6 +976,76 @@ static void test_responses_flag(void)
                "providers.x.responses: ", "expected true or false");
 }
 
+/* A self-signed certificate written as PEM to path (what a private CA file holds). */
+static int write_pem_cert(const char *path)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    FILE *f = fopen(path, "w");
+    int ok = k && x && f;
+    if (ok) {
+        X509_NAME *n = X509_get_subject_name(x);
+        X509_set_version(x, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_gmtime_adj(X509_getm_notBefore(x), 0);
+        X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+        X509_set_pubkey(x, k);
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
+        X509_set_issuer_name(x, n);
+        ok = X509_sign(x, k, EVP_sha256()) > 0 && PEM_write_X509(f, x) == 1;
+    }
+    if (f) fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ok ? 0 : -1;
+}
+
+static void test_tls_ca_file(void)
+{
+    char pem[64], text[512];
+    cfg_t *c;
+
+    strcpy(pem, "/tmp/ms_test_ca_XXXXXX");
+    int fd = mkstemp(pem);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(write_pem_cert(pem) == 0);
+    snprintf(text, sizeof text,
+             "providers:\n  x: {kind: openai, base_url: 'https://llm.internal/v1', tls_ca_file: "
+             "'%s'}\n  y: {kind: openai, base_url: 'https://api.example/v1'}\n" MODEL_USING("x"),
+             pem);
+    c = load(text);
+    CHECK(c != NULL);
+    CHECK(c && strcmp(cfg_find_provider(c, "x")->tls_ca_file, pem) == 0);
+    CHECK(c && cfg_find_provider(c, "y")->tls_ca_file == NULL);
+    cfg_free(c);
+
+    EXPECT_ERR("providers:\n  x: {kind: openai, base_url: 'https://a', tls_ca_file: "
+               "/nonexistent/ca.pem}\n" MODEL_USING("x"),
+               2, "providers.x.tls_ca_file: ", "cannot read a PEM certificate");
+    /* A file that is not PEM (this config itself, say). */
+    snprintf(text, sizeof text,
+             "providers:\n  x: {kind: openai, base_url: 'https://a', tls_ca_file: "
+             "'%s.no'}\n" MODEL_USING("x"),
+             pem);
+    FILE *f = fopen(strcat(strcpy((char[80]){0}, pem), ".no"), "w");
+    if (f) {
+        fputs("not a certificate\n", f);
+        fclose(f);
+    }
+    EXPECT_ERR(text, 2, "providers.x.tls_ca_file: ", "cannot read a PEM certificate");
+    EXPECT_ERR(
+        "providers:\n  x: {kind: openai, base_url: 'http://a', tls_ca_file: x.pem}\n" MODEL_USING(
+            "x"),
+        2, "providers.x.tls_ca_file: ", "only a provider with an https:// base_url");
+    EXPECT_ERR("providers:\n  x: {kind: echo, tls_ca_file: x.pem}\n" MODEL_USING("x"), 2,
+               "providers.x.tls_ca_file: ", "only a provider with an https:// base_url");
+    strcat(pem, ".no");
+    unlink(pem);
+    pem[strlen(pem) - 3] = '\0';
+    unlink(pem);
+}
+
 static void test_models(void)
 {
     const char *provs = "providers:\n  openai: {kind: openai}\n  local: {kind: echo}\n";
@@ -1508,6 +1582,7 @@ int main(void)
     RUN(test_store);
     RUN(test_providers);
     RUN(test_responses_flag);
+    RUN(test_tls_ca_file);
     RUN(test_models);
     RUN(test_no_models);
     RUN(test_yaml_errors);

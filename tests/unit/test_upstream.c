@@ -8,8 +8,15 @@
  * when many requests are in at once, and an echo of the request body whose request head it keeps
  * for inspection. It counts accepted connections so the tests can prove pooled reuse. Every case
  * builds its own loop and up_ctx and checks that freeing them leaves no handle open (uv_loop_close
- * succeeds); run it under ASan/UBSan and valgrind for leaks. The whole suite runs twice: with the
- * native HTTP/1.1 client (h1.c, the default for http://) and with MODELSWITCH_UPSTREAM=curl.
+ * succeeds); run it under ASan/UBSan and valgrind for leaks. The whole suite runs four times: with
+ * the native client (h1.c) and with MODELSWITCH_UPSTREAM=curl, each over plain HTTP and over TLS.
+ *
+ * For TLS the test makes its own CA and certificates at start (the `openssl` command, in a
+ * temporary directory removed at the end): a server certificate for localhost and 127.0.0.1, one
+ * for another name, and one from a second CA nobody trusts; the client trusts the test CA through
+ * up_request.tls_ca_file. The server then speaks TLS (blocking OpenSSL on each connection's
+ * thread) in the mode the case chose: the good certificate, the wrong name, the untrusted CA, or
+ * a peer that never answers the handshake. It counts resumed sessions so reuse can be proved.
  */
 #include "upstream/upstream.h"
 
@@ -17,10 +24,13 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +58,30 @@ static char srv_last_head[16384];
 static pthread_cond_t bar_cv = PTHREAD_COND_INITIALIZER;
 static int bar_in;
 
+/* TLS: the mode new connections get (srv_mode_*), the server contexts, resumed handshakes. */
+enum { SRV_PLAIN, SRV_TLS, SRV_TLS_WRONG_NAME, SRV_TLS_UNTRUSTED, SRV_TLS_MUTE };
+static atomic_int srv_mode, srv_resumed;
+static SSL_CTX *srv_ssl[SRV_TLS_UNTRUSTED + 1];
+static int srv_conn_mode[SRV_SLOTS];
+static _Thread_local SSL *t_ssl;   /* this connection thread's TLS, or NULL */
+static _Thread_local int t_abrupt; /* close without close_notify */
+static char cert_dir[64];
+static char ca_path[128];
+static const char *ca_file; /* what the client trusts beyond the system store (TLS runs) */
+
+/* Under valgrind a TLS handshake takes a good part of a second: the cases with short windows
+ * stretch them (valgrind's preload library is in LD_PRELOAD). */
+static int slow(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload") ? 10 : 1;
+}
+
+static const char *scheme(void)
+{
+    return atomic_load(&srv_mode) == SRV_PLAIN ? "http" : "https";
+}
+
 static unsigned char big_byte(size_t i)
 {
     return (unsigned char)(i * 31u + (i >> 9));
@@ -56,6 +90,10 @@ static unsigned char big_byte(size_t i)
 static int send_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
+    if (t_ssl) {
+        size_t w = 0;
+        return n == 0 || SSL_write_ex(t_ssl, p, n, &w) == 1 ? 0 : -1;
+    }
     while (n > 0) {
         ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
@@ -64,6 +102,13 @@ static int send_all(int fd, const void *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+static ssize_t srv_recv(int fd, char *p, size_t n)
+{
+    size_t r = 0;
+    if (t_ssl) return SSL_read_ex(t_ssl, p, n, &r) == 1 ? (ssize_t)r : -1;
+    return recv(fd, p, n, 0);
 }
 
 static void sleep_ms(int ms)
@@ -218,6 +263,15 @@ static int srv_handle(int fd, const char *path, const char *head, const char *bo
         send_head(fd, 200, "OK", "Content-Type: application/json\r\n", (long)strlen(json));
         return send_all(fd, json, strlen(json)) == 0;
     }
+    if (strcmp(path, "/cut-record") == 0) {
+        /* TLS: the head, then half a record and the connection closed under it. */
+        static const char half[] = "\x17\x03\x03\x00\x40"
+                                   "0123456789";
+        send_head(fd, 200, "OK", "Content-Type: text/plain\r\n", 1000);
+        send(fd, half, sizeof half - 1, MSG_NOSIGNAL);
+        t_abrupt = 1;
+        return 0;
+    }
     if (strcmp(path, "/hang") == 0) {
         hang(fd);
         return 0;
@@ -245,7 +299,22 @@ static void *srv_conn_main(void *arg)
     int fd = srv_conn_fd[slot];
     char *buf = malloc(SRV_BUF + 1);
     size_t len = 0;
+    int mode = srv_conn_mode[slot];
 
+    t_ssl = NULL;
+    t_abrupt = 0;
+    if (mode == SRV_TLS_MUTE) {
+        hang(fd);
+        goto out;
+    }
+    if (mode != SRV_PLAIN) {
+        t_ssl = SSL_new(srv_ssl[mode]);
+        if (!t_ssl || !SSL_set_fd(t_ssl, fd) || SSL_accept(t_ssl) != 1) {
+            t_abrupt = 1;
+            goto out;
+        }
+        if (SSL_session_reused(t_ssl)) atomic_fetch_add(&srv_resumed, 1);
+    }
     while (buf) {
         char *end, method[16], path[256], *cl;
         size_t hlen, blen = 0;
@@ -253,7 +322,7 @@ static void *srv_conn_main(void *arg)
 
         while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
             if (len == SRV_BUF) goto out;
-            n = recv(fd, buf + len, SRV_BUF - len, 0);
+            n = srv_recv(fd, buf + len, SRV_BUF - len);
             if (n <= 0) goto out;
             len += (size_t)n;
         }
@@ -268,7 +337,7 @@ static void *srv_conn_main(void *arg)
         }
         if (blen > SRV_BUF - hlen) goto out;
         while (len < hlen + blen) {
-            n = recv(fd, buf + len, SRV_BUF - len, 0);
+            n = srv_recv(fd, buf + len, SRV_BUF - len);
             if (n <= 0) goto out;
             len += (size_t)n;
         }
@@ -286,6 +355,12 @@ static void *srv_conn_main(void *arg)
         len -= hlen + blen;
     }
 out:
+    if (t_ssl) {
+        if (!t_abrupt) SSL_shutdown(t_ssl);
+        SSL_free(t_ssl);
+        t_ssl = NULL;
+    }
+    ERR_clear_error();
     pthread_mutex_lock(&srv_mu);
     srv_conn_fd[slot] = -1;
     srv_state[slot] = 2;
@@ -334,6 +409,7 @@ static void *srv_accept_main(void *arg)
         if (slot >= 0) {
             srv_state[slot] = 1;
             srv_conn_fd[slot] = fd;
+            srv_conn_mode[slot] = atomic_load(&srv_mode);
             if (pthread_create(&srv_threads[slot], NULL, srv_conn_main, (void *)(intptr_t)slot)) {
                 srv_state[slot] = 0;
                 slot = -1;
@@ -373,6 +449,63 @@ static void srv_shutdown(void)
     pthread_mutex_unlock(&srv_mu);
     for (int i = 0; i < SRV_SLOTS; i++)
         if (srv_state[i] != 0) pthread_join(srv_threads[i], NULL);
+}
+
+/* ---- the test PKI (the openssl command) and the server's TLS contexts ---- */
+
+static int sh(const char *fmt, const char *a)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, fmt, a);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A CA, a server certificate it signs for localhost and 127.0.0.1, one for another name, and a
+ * second CA's certificate for the right names (untrusted: that CA is nowhere in the trust). */
+static int make_pki(void)
+{
+    static const char gen[] =
+        "cd %s && "
+        "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=ms-test-ca && "
+        "openssl req -x509 $K -keyout rogue.key -out rogue-ca.pem -days 2 -subj /CN=rogue && "
+        "for n in good wrong untrusted; do openssl req $K -keyout $n.key -out $n.csr "
+        "-subj /CN=$n; done && "
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > good.ext && "
+        "printf 'subjectAltName=DNS:wrong.example\n' > wrong.ext && "
+        "openssl x509 -req -in good.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile good.ext -out good.pem && "
+        "openssl x509 -req -in wrong.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile wrong.ext -out wrong.pem && "
+        "openssl x509 -req -in untrusted.csr -CA rogue-ca.pem -CAkey rogue.key -CAcreateserial "
+        "-days 2 -extfile good.ext -out untrusted.pem";
+    static const char *const names[] = {NULL, "good", "wrong", "untrusted"};
+    char cmd[sizeof gen + 64];
+
+    snprintf(cert_dir, sizeof cert_dir, "/tmp/ms-test-tls-XXXXXX");
+    if (!mkdtemp(cert_dir)) return -1;
+    snprintf(cmd, sizeof cmd, "(%s) >/dev/null 2>&1", gen);
+    if (sh(cmd, cert_dir) != 0) return -1;
+    snprintf(ca_path, sizeof ca_path, "%s/ca.pem", cert_dir);
+    for (int m = SRV_TLS; m <= SRV_TLS_UNTRUSTED; m++) {
+        char crt[160], key[160];
+        SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+        snprintf(crt, sizeof crt, "%s/%s.pem", cert_dir, names[m]);
+        snprintf(key, sizeof key, "%s/%s.key", cert_dir, names[m]);
+        if (!c || SSL_CTX_use_certificate_chain_file(c, crt) != 1 ||
+            SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1)
+            return -1;
+        SSL_CTX_set_session_id_context(c, (const unsigned char *)"ms-test", 7);
+        srv_ssl[m] = c;
+    }
+    return 0;
+}
+
+static void free_pki(void)
+{
+    for (int m = SRV_TLS; m <= SRV_TLS_UNTRUSTED; m++)
+        SSL_CTX_free(srv_ssl[m]);
+    if (cert_dir[0]) sh("rm -rf %s", cert_dir);
 }
 
 /* A port where nobody listens: bound but never listening, so connecting is refused. */
@@ -419,7 +552,7 @@ static char url_buf[256];
 
 static const char *url(const char *path)
 {
-    snprintf(url_buf, sizeof url_buf, "http://127.0.0.1:%d%s", srv_port, path);
+    snprintf(url_buf, sizeof url_buf, "%s://127.0.0.1:%d%s", scheme(), srv_port, path);
     return url_buf;
 }
 
@@ -533,7 +666,7 @@ static const up_callbacks cbs = {on_response, on_data, on_complete};
 
 static up_xfer *start_get(tx *t, const char *path, int *done)
 {
-    up_request r = {.method = "GET", .url = url(path)};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET", .url = url(path)};
     t->done = done;
     t->ra = -2;
     t->x = up_start(ctx, &r, &cbs, t);
@@ -571,9 +704,9 @@ static void test_resolve_localhost(void)
     int done = 0;
     tx t = {0};
     char u[128];
-    up_request r = {.method = "GET"};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET"};
 
-    snprintf(u, sizeof u, "http://localhost:%d/json", srv_port);
+    snprintf(u, sizeof u, "%s://localhost:%d/json", scheme(), srv_port);
     r.url = u;
     setup();
     t.done = &done;
@@ -596,7 +729,7 @@ static void test_body_iovecs_and_headers(void)
     const char *hdrs[] = {"Authorization: Bearer sk-test-secret", "X-Test: abc",
                           "Content-Type: application/json"};
     up_iov iov[3];
-    up_request r = {0};
+    up_request r = {.tls_ca_file = ca_file};
     char cl[64];
 
     for (size_t i = 0; i < a_len; i++)
@@ -756,7 +889,7 @@ static void test_cancel_in_data(void)
     start_get(&t, "/chunked", &done);
     u.cancel_on_resp = 1;
     start_get(&u, "/big", &done);
-    run_until(NULL, 0, 400);
+    run_until(NULL, 0, 400 * slow());
     CHECK_EQ_INT(t.ndata, 1);
     CHECK_EQ_INT(t.ncomplete, 0);
     CHECK_EQ_INT(t.after_cancel, 0);
@@ -799,10 +932,10 @@ static void test_connect_refused(void)
     int done = 0, hold;
     tx t = {0};
     const char *hdrs[] = {"Authorization: Bearer sk-very-secret"};
-    up_request r = {0};
+    up_request r = {.tls_ca_file = ca_file};
     char u[128];
 
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/json", dead_port(&hold));
+    snprintf(u, sizeof u, "%s://127.0.0.1:%d/json", scheme(), dead_port(&hold));
     setup();
     r.method = "POST";
     r.url = u;
@@ -824,7 +957,7 @@ static void test_first_byte_timeout(void)
 {
     int done = 0;
     tx t = {0};
-    up_request r = {.method = "GET", .first_byte_timeout_ms = 200};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET", .first_byte_timeout_ms = 200};
     uint64_t t0;
 
     setup();
@@ -846,7 +979,10 @@ static void test_first_byte_ok_then_total_timeout(void)
 {
     int done = 0;
     tx t = {0};
-    up_request r = {.method = "GET", .first_byte_timeout_ms = 150, .total_timeout_ms = 400};
+    up_request r = {.tls_ca_file = ca_file,
+                    .method = "GET",
+                    .first_byte_timeout_ms = 150 * slow(),
+                    .total_timeout_ms = 400 * slow()};
 
     setup();
     r.url = url("/hang-body");
@@ -903,7 +1039,7 @@ static void test_concurrent(void)
     CHECK_EQ_INT(ok, NCONC);
     /* The server answers only once all of them are in: they really ran side by side (and no
      * request was held back waiting for another's connection). */
-    CHECK((uv_hrtime() - t0) / 1000000 < 2500);
+    CHECK((uv_hrtime() - t0) / 1000000 < 2500u * (unsigned)slow());
     CHECK_EQ_INT(atomic_load(&srv_accepted) - before, NCONC);
     CHECK_EQ_INT(up_active(ctx), 0);
     teardown();
@@ -925,7 +1061,7 @@ static void chain_complete(void *ud, up_result res, const char *err)
     chain *c = ud;
     on_complete(&c->t, res, err);
     if (res == UP_OK && --c->left > 0) {
-        up_request r = {.method = "GET", .url = url(chain_path)};
+        up_request r = {.tls_ca_file = ca_file, .method = "GET", .url = url(chain_path)};
         tx_free(&c->t);
         c->t.x = up_start(ctx, &r, &chain_cbs, c);
         return;
@@ -937,7 +1073,7 @@ static void test_connection_reuse(void)
 {
     chain c = {0};
     int before, done = 0;
-    up_request r = {.method = "GET"};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET"};
     tx t = {0};
 
     setup();
@@ -963,7 +1099,7 @@ static void test_connection_reuse(void)
 static void start_on_resp(void *ud, int status, const char *ct, int64_t ra)
 {
     tx *t = ud;
-    up_request r = {.method = "GET", .url = url("/json")};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET", .url = url("/json")};
     on_response(t, status, ct, ra);
     t->chained = up_start(ctx, &r, &cbs, t->chain_tx);
     t->chain_tx->x = t->chained;
@@ -974,7 +1110,7 @@ static void test_start_inside_callback(void)
     int done = 0;
     tx t = {0}, u = {0};
     up_callbacks c = {start_on_resp, on_data, on_complete};
-    up_request r = {.method = "GET", .url = url("/429")};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET", .url = url("/429")};
 
     setup();
     t.done = &done;
@@ -996,7 +1132,7 @@ static void test_start_inside_callback(void)
 static void test_free_with_inflight(void)
 {
     tx a = {0}, b = {0}, c = {0}, d = {0};
-    up_request r = {.method = "GET", .first_byte_timeout_ms = 5000};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET", .first_byte_timeout_ms = 5000};
     int seen;
 
     setup();
@@ -1054,7 +1190,7 @@ static void test_pool_retry_on_stale(void)
 {
     chain c = {0};
     int before;
-    up_request r = {.method = "GET"};
+    up_request r = {.tls_ca_file = ca_file, .method = "GET"};
 
     if (getenv("MODELSWITCH_UPSTREAM")) return;
     setup();
@@ -1122,6 +1258,175 @@ static void test_header_too_large(void)
     teardown();
 }
 
+/* A large request body and a large answer in one exchange, the answer read with backpressure. */
+static void test_big_post_echo(void)
+{
+    int done = 0;
+    tx t = {0};
+    size_t n = 1500000, bad = 0;
+    char *b = malloc(n);
+    up_iov iov;
+    up_request r = {.tls_ca_file = ca_file, .method = "POST"};
+
+    for (size_t i = 0; i < n; i++)
+        b[i] = (char)big_byte(i);
+    iov = (up_iov){b, n};
+    setup();
+    r.url = url("/echo");
+    r.body = &iov;
+    r.nbody = 1;
+    t.done = &done;
+    t.pause_on_data = 1;
+    t.x = up_start(ctx, &r, &cbs, &t);
+    CHECK(run_until(&done, 1, 20000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.blen, n);
+    for (size_t i = 0; i < t.blen && i < n; i++)
+        if (t.body[i] != b[i]) bad++;
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(t.data_while_paused, 0);
+    tx_free(&t);
+    teardown();
+    free(b);
+}
+
+/* ---- TLS only ---- */
+
+/* One request in the given server mode, trusting `trust`; the result in *t. */
+static void tls_one(tx *t, int mode, const char *trust, const char *host, int64_t connect_ms)
+{
+    int done = 0;
+    char u[160];
+    up_request r = {.method = "GET", .tls_ca_file = trust, .connect_timeout_ms = connect_ms};
+
+    atomic_store(&srv_mode, mode);
+    snprintf(u, sizeof u, "https://%s:%d/json", host, srv_port);
+    r.url = u;
+    setup();
+    t->done = &done;
+    t->x = up_start(ctx, &r, &cbs, t);
+    CHECK(t->x != NULL);
+    CHECK(run_until(&done, 1, 10000));
+    teardown();
+    atomic_store(&srv_mode, SRV_TLS);
+}
+
+static void test_tls_refusals(void)
+{
+    tx a = {0}, b = {0}, c = {0}, d = {0};
+
+    /* A certificate from a CA nobody trusts. */
+    tls_one(&a, SRV_TLS_UNTRUSTED, ca_file, "127.0.0.1", 0);
+    CHECK_EQ_INT(a.res, UP_CONNECT_FAILED);
+    CHECK_EQ_INT(a.nresp, 0);
+    CHECK(strstr(a.err, "certificate") != NULL);
+    /* A trusted certificate for another name. */
+    tls_one(&b, SRV_TLS_WRONG_NAME, ca_file, "127.0.0.1", 0);
+    CHECK_EQ_INT(b.res, UP_CONNECT_FAILED);
+    CHECK(strstr(b.err, "certificate") != NULL || strstr(b.err, "host name") != NULL);
+    tls_one(&c, SRV_TLS_WRONG_NAME, ca_file, "localhost", 0);
+    CHECK_EQ_INT(c.res, UP_CONNECT_FAILED);
+    /* The private CA is trusted only through tls_ca_file: without it the same server fails. */
+    tls_one(&d, SRV_TLS, NULL, "localhost", 0);
+    CHECK_EQ_INT(d.res, UP_CONNECT_FAILED);
+    CHECK(strstr(d.err, "certificate") != NULL);
+    tx_free(&a);
+    tx_free(&b);
+    tx_free(&c);
+    tx_free(&d);
+}
+
+/* The good certificate by name too (SNI and the DNS name checked). */
+static void test_tls_by_name(void)
+{
+    tx t = {0};
+    tls_one(&t, SRV_TLS, ca_file, "localhost", 0);
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_STR(t.body, "{\"ok\":true,\"n\":42}");
+    tx_free(&t);
+}
+
+/* A server that accepts the connection but never answers the handshake: the connect timeout
+ * covers the handshake, and a cancel in the middle of it leaves nothing behind. */
+static void test_tls_mute_handshake(void)
+{
+    tx t = {0}, u = {0};
+    up_request r = {.method = "GET", .tls_ca_file = ca_file};
+
+    tls_one(&t, SRV_TLS_MUTE, ca_file, "127.0.0.1", 300);
+    CHECK_EQ_INT(t.res, UP_TIMEOUT);
+    CHECK_EQ_INT(t.nresp, 0);
+
+    atomic_store(&srv_mode, SRV_TLS_MUTE);
+    setup();
+    r.url = url("/json");
+    u.x = up_start(ctx, &r, &cbs, &u);
+    resume_timer.data = &u;
+    uv_timer_start(&resume_timer, cancel_timer_cb, 150, 0);
+    run_until(NULL, 0, 400);
+    CHECK_EQ_INT(u.cancelled, 1);
+    CHECK_EQ_INT(u.nresp + u.ncomplete + u.ndata, 0);
+    CHECK_EQ_INT(up_active(ctx), 0);
+    teardown();
+    atomic_store(&srv_mode, SRV_TLS);
+    tx_free(&t);
+    tx_free(&u);
+}
+
+/* The peer closes in the middle of a record: an error, never a short body taken as whole. */
+static void test_tls_cut_mid_record(void)
+{
+    int done = 0;
+    tx t = {0};
+
+    setup();
+    start_get(&t, "/cut-record", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_ERROR);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_INT(t.blen, 0);
+    tx_free(&t);
+    teardown();
+}
+
+/* Keep-alive reuse, then a new connection (the server closed the first) resumes the session. */
+static void test_tls_session_resumption(void)
+{
+    int done = 0, before = atomic_load(&srv_accepted), res0 = atomic_load(&srv_resumed);
+    tx a = {0}, b = {0}, c = {0};
+
+    setup();
+    start_get(&a, "/json", &done);
+    CHECK(run_until(&done, 1, 5000));
+    start_get(&b, "/json-close", &done);
+    CHECK(run_until(&done, 2, 5000));
+    run_until(NULL, 0, 100); /* the close is seen while idle */
+    start_get(&c, "/json", &done);
+    CHECK(run_until(&done, 3, 5000));
+    CHECK_EQ_INT(a.res, UP_OK);
+    CHECK_EQ_INT(b.res, UP_OK);
+    CHECK_EQ_INT(c.res, UP_OK);
+    CHECK_EQ_STR(c.body, "{\"ok\":true,\"n\":42}");
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, 2);
+    if (!getenv("MODELSWITCH_UPSTREAM"))
+        CHECK_EQ_INT(atomic_load(&srv_resumed) - res0, 1);
+    else
+        printf("# curl resumed %d of 1\n", atomic_load(&srv_resumed) - res0);
+    tx_free(&a);
+    tx_free(&b);
+    tx_free(&c);
+    teardown();
+}
+
+static void run_tls_suite(void)
+{
+    RUN(test_tls_refusals);
+    RUN(test_tls_by_name);
+    RUN(test_tls_mute_handshake);
+    RUN(test_tls_cut_mid_record);
+    RUN(test_tls_session_resumption);
+}
+
 static void run_suite(void)
 {
     RUN(test_ok_json);
@@ -1145,6 +1450,8 @@ static void run_suite(void)
     RUN(test_pool_retry_on_stale);
     RUN(test_chunked_big_and_until_close);
     RUN(test_header_too_large);
+    RUN(test_big_post_echo);
+    if (atomic_load(&srv_mode) != SRV_PLAIN) run_tls_suite();
 }
 
 int main(void)
@@ -1155,20 +1462,27 @@ int main(void)
     unsetenv("HTTPS_PROXY");
     unsetenv("all_proxy");
     unsetenv("ALL_PROXY");
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || srv_start() != 0) {
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || srv_start() != 0 || make_pki() != 0) {
         printf("not ok - setup\n");
+        free_pki();
         return 1;
     }
 
-    /* Once with the native HTTP/1.1 client (the default for http://), once with curl. */
-    unsetenv("MODELSWITCH_UPSTREAM");
-    printf("# native HTTP/1.1 client\n");
-    run_suite();
-    setenv("MODELSWITCH_UPSTREAM", "curl", 1);
-    printf("# libcurl client\n");
-    run_suite();
+    /* The native client, then curl; each over plain HTTP, then over TLS with the test CA. */
+    for (int tls = 0; tls < 2; tls++) {
+        atomic_store(&srv_mode, tls ? SRV_TLS : SRV_PLAIN);
+        ca_file = tls ? ca_path : NULL;
+        unsetenv("MODELSWITCH_UPSTREAM");
+        printf("# native client, %s\n", tls ? "https" : "http");
+        run_suite();
+        setenv("MODELSWITCH_UPSTREAM", "curl", 1);
+        printf("# libcurl client, %s\n", tls ? "https" : "http");
+        run_suite();
+    }
 
     srv_shutdown();
+    free_pki();
     curl_global_cleanup();
     TAP_DONE();
 }

@@ -1,0 +1,34 @@
+/*
+ * TLS for the native upstream client: what h1.c needs from OpenSSL and nothing more (see tls.c).
+ * Private to src/upstream.
+ */
+#ifndef MS_UPSTREAM_TLS_H
+#define MS_UPSTREAM_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+/* One SSL_CTX: the system CA store plus, when ca_file is set, that file's CAs. Per worker. */
+typedef struct tls_ctx tls_ctx;
+
+/* NULL on failure, with a message in err that names no secret. Reads the CA files. */
+tls_ctx *tls_ctx_new(const char *ca_file, char *err, size_t errlen);
+void tls_ctx_free(tls_ctx *t);
+/* Whether t was made for ca_file (NULL = none); its list link, for the owner's list. */
+bool tls_ctx_is(const tls_ctx *t, const char *ca_file);
+tls_ctx **tls_ctx_nextp(tls_ctx *t);
+
+/* A client SSL on two memory BIOs (SSL_get_rbio: ciphertext in; SSL_get_wbio: out), checking
+ * host, offering *session_slot for resumption and storing the server's new sessions there. The
+ * slot must outlive the SSL. NULL on failure. */
+SSL *tls_conn_new(tls_ctx *t, const char *host, SSL_SESSION **session_slot);
+/* clean: the connection ended without a TLS error, so its session stays resumable. */
+void tls_conn_free(SSL *ssl, bool clean);
+/* After the handshake: the server chose http/1.1 or nothing. */
+bool tls_alpn_ok(SSL *ssl);
+/* Why the handshake failed (verification result first), naming the host but nothing secret. */
+void tls_describe(SSL *ssl, const char *host, char *msg, size_t len);
+
+#endif
