@@ -38,7 +38,7 @@ die() {
 
 PKGS=(build-essential pkg-config clang valgrind curl ca-certificates libuv1-dev node-llhttp
     libcurl4-openssl-dev libjansson-dev libjsmn-dev libsqlite3-dev libyaml-dev libssl-dev
-    libhiredis-dev libpq-dev sqlite3)
+    libhiredis-dev libpq-dev sqlite3 openssl)
 # The dashboard's browser tests (tests/e2e/dashboard.test.mjs) drive Debian's Chromium through
 # puppeteer-core, which downloads no browser of its own; a font so its pages, and the screenshots
 # in docs/dashboard/, have readable text.
