@@ -91,9 +91,11 @@ clean:
 #   build-fuzz/fuzz_jscan -max_total_time=60        (fuzz_sse, fuzz_anthropic_request,
 #                                                    fuzz_responses_request alike)
 #   build-fuzz/fuzz_adapters tests/fuzz/corpus_adapters -max_total_time=60
-#   build-fuzz/fuzz_journal tests/fuzz/corpus_journal -max_total_time=120
-#   build-fuzz/fuzz_import tests/fuzz/corpus_import -max_total_time=120
-#   build-fuzz/fuzz_redis_url tests/fuzz/corpus_redis_url -max_total_time=120
+#   build-fuzz/fuzz_journal /tmp/cj tests/fuzz/corpus_journal -max_total_time=120
+#   build-fuzz/fuzz_import /tmp/ci tests/fuzz/corpus_import -max_total_time=120
+#   build-fuzz/fuzz_redis_url /tmp/cu tests/fuzz/corpus_redis_url -max_total_time=120
+# (libFuzzer adds what it finds to the first directory: a scratch one, made beforehand, keeps the
+# seeds as committed)
 # The targets that need more than a file or two link build-fuzz/libms.a: the sources compiled
 # once with the sanitizers and the fuzzer's coverage (fuzzer-no-link: the fuzzer's main is in
 # each target).

@@ -9,7 +9,7 @@
  * The store is opened once and reused while imports fail (a rollback is all they leave); only a
  * success costs a new one. Opening a store is migrating its schema, and about all it takes.
  *
- * Build with `make fuzz`, run: build-fuzz/fuzz_import tests/fuzz/corpus_import
+ * Build with `make fuzz`, run: build-fuzz/fuzz_import SCRATCH_DIR tests/fuzz/corpus_import
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@
  * - an append after that, a close and an open again give back that one event.
  * No crash, hang or leak (ASan's leak check runs at exit and every -runs).
  *
- * Build with `make fuzz`, run: build-fuzz/fuzz_journal tests/fuzz/corpus_journal
+ * Build with `make fuzz`, run: build-fuzz/fuzz_journal SCRATCH_DIR tests/fuzz/corpus_journal
  * The seeds are journals made by the writer API: build-fuzz/journal_seeds tests/fuzz/corpus_journal
  */
 #include <fcntl.h>

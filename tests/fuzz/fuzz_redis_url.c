@@ -7,7 +7,7 @@
  * also go through sh_addr_parse whole (getaddrinfo answers those without a lookup); names do
  * not, so the target never waits on DNS.
  *
- * Build with `make fuzz`, run: build-fuzz/fuzz_redis_url tests/fuzz/corpus_redis_url
+ * Build with `make fuzz`, run: build-fuzz/fuzz_redis_url SCRATCH_DIR tests/fuzz/corpus_redis_url
  */
 #include <arpa/inet.h>
 #include <stdint.h>
