@@ -86,22 +86,49 @@ format:
 clean:
 	rm -rf build build-asan
 
-# libFuzzer targets (not part of the suite): make fuzz, then run build-fuzz/fuzz_jscan -max_total_time=60
-# (fuzz_adapters: build-fuzz/fuzz_adapters tests/fuzz/corpus_adapters -max_total_time=60)
-# (fuzz_anthropic_request: build-fuzz/fuzz_anthropic_request -max_total_time=60)
-# (fuzz_responses_request: build-fuzz/fuzz_responses_request -max_total_time=60)
-fuzz: $(WEB_GEN)
+# libFuzzer targets (not part of the suite; tests/README.md, tests/fuzz/): `make fuzz`, then run each
+# a while, with its seeds when it has some, e.g.
+#   build-fuzz/fuzz_jscan -max_total_time=60        (fuzz_sse, fuzz_anthropic_request,
+#                                                    fuzz_responses_request alike)
+#   build-fuzz/fuzz_adapters tests/fuzz/corpus_adapters -max_total_time=60
+#   build-fuzz/fuzz_journal /tmp/cj tests/fuzz/corpus_journal -max_total_time=120
+#   build-fuzz/fuzz_import /tmp/ci tests/fuzz/corpus_import -max_total_time=120
+#   build-fuzz/fuzz_redis_url /tmp/cu tests/fuzz/corpus_redis_url -max_total_time=120
+# (libFuzzer adds what it finds to the first directory: a scratch one, made beforehand, keeps the
+# seeds as committed)
+# The targets that need more than a file or two link build-fuzz/libms.a: the sources compiled
+# once with the sanitizers and the fuzzer's coverage (fuzzer-no-link: the fuzzer's main is in
+# each target).
+FUZZ_CC   := clang -g -O1 -std=c11 -D_GNU_SOURCE -Isrc -I/usr/share/include/llhttp \
+             $(shell pkg-config --cflags $(PKGS)) -w
+FUZZ_SAN  := -fsanitize=address,undefined
+FUZZ_OBJ  := $(LIB_SRC:%.c=build-fuzz/%.o) $(LLHTTP_SRC:/usr/share/llhttp/%.c=build-fuzz/llhttp/%.o) \
+             build-fuzz/gen/web_assets.o
+FUZZ_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+FUZZ_BIG  := fuzz_adapters fuzz_anthropic_request fuzz_responses_request fuzz_journal fuzz_import \
+             fuzz_redis_url
+
+fuzz: build-fuzz/fuzz_jscan build-fuzz/fuzz_sse $(FUZZ_BIG:%=build-fuzz/%) build-fuzz/journal_seeds
+
+build-fuzz/fuzz_jscan: tests/fuzz/fuzz_jscan.c src/common/jscan.c
 	@mkdir -p build-fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_jscan.c \
-	  src/common/jscan.c -ljansson -o build-fuzz/fuzz_jscan
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_sse.c \
-	  src/common/sse.c src/common/buf.c -o build-fuzz/fuzz_sse
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
-	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_adapters.c \
-	  $(LIB_SRC) $(WEB_GEN) $(LLHTTP_SRC) -o build-fuzz/fuzz_adapters $(shell pkg-config --libs $(PKGS)) -lpthread -lm
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
-	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_anthropic_request.c \
-	  $(LIB_SRC) $(WEB_GEN) $(LLHTTP_SRC) -o build-fuzz/fuzz_anthropic_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
-	  -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS)) -w tests/fuzz/fuzz_responses_request.c \
-	  $(LIB_SRC) $(WEB_GEN) $(LLHTTP_SRC) -o build-fuzz/fuzz_responses_request $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -ljansson -o $@
+build-fuzz/fuzz_sse: tests/fuzz/fuzz_sse.c src/common/sse.c src/common/buf.c
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@
+build-fuzz/src/%.o: src/%.c $(shell find src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+build-fuzz/llhttp/%.o: /usr/share/llhttp/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+build-fuzz/gen/web_assets.o: $(WEB_GEN)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -c $< -o $@
+build-fuzz/libms.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libms.a
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $< build-fuzz/libms.a $(FUZZ_LIBS) -o $@
+# writes fuzz_journal's seeds (no fuzzer main: an ordinary program on the same objects)
+build-fuzz/journal_seeds: tests/fuzz/journal_seeds.c build-fuzz/libms.a
+	$(FUZZ_CC) $(FUZZ_SAN) $< build-fuzz/libms.a $(FUZZ_LIBS) -o $@

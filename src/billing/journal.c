@@ -107,7 +107,9 @@ static const unsigned char *get_str(const unsigned char *p, const unsigned char 
 {
     if (p >= end) return NULL;
     size_t n = *p++;
-    if (n >= cap || (size_t)(end - p) < n) return NULL;
+    /* a NUL inside is not what jr_encode writes (it stops at the first): refused like the other
+     * values it never writes, rather than read as a shorter string */
+    if (n >= cap || (size_t)(end - p) < n || memchr(p, '\0', n)) return NULL;
     memcpy(s, p, n);
     s[n] = '\0';
     return p + n;
@@ -249,27 +251,26 @@ static int jr_walk(jr_t *j, off_t from, off_t to, uint64_t max,
         if (r == 0) {
             /* more bytes needed: the rest of the buffer goes to the front, then more */
             off_t at = base + (off_t)have;
-            if (at >= to) {
-                /* the end: what is left is not a whole record (a torn tail) */
-                o->damage += have - p;
-                o->next = to;
+            ssize_t got = 0;
+            if (at < to) {
+                memmove(j->buf, j->buf + p, have - p);
+                base += (off_t)p;
+                have -= p;
+                p = 0;
+                size_t want = JR_BLOCK - have;
+                if ((off_t)want > to - at) want = (size_t)(to - at);
+                if ((got = jr_pread_full(j->fd, j->buf + have, want, at)) < 0) return -1;
+                have += (size_t)got;
+            }
+            if (got > 0) continue;
+            if (p >= have) {
+                o->next = base + (off_t)p;
                 break;
             }
-            memmove(j->buf, j->buf + p, have - p);
-            base += (off_t)p;
-            have -= p;
-            p = 0;
-            size_t want = JR_BLOCK - have;
-            if ((off_t)want > to - at) want = (size_t)(to - at);
-            ssize_t got = jr_pread_full(j->fd, j->buf + have, want, at);
-            if (got < 0) return -1;
-            if (got == 0) {
-                o->damage += have;
-                o->next = base + (off_t)have;
-                break;
-            }
-            have += (size_t)got;
-            continue;
+            /* the end (of the range, or of the file): what starts at p is not a whole record
+             * here, but an intact one may still start inside it (a damaged length made a record
+             * claim the bytes of the ones after it): stepped over like any damage, so the walk
+             * finds the same records whatever the range's end (jr_open cuts a torn tail) */
         }
         /* not a record: skip to the next magic in the buffer (or keep its last 3 bytes) */
         size_t q = p + 1;

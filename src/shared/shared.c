@@ -37,7 +37,19 @@
 
 /* ---- the address ---- */
 
-int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen)
+/* A decimal number of 1 to 7 digits (no sign, no space: strtol would take both) into *v; the
+ * end in *end. */
+static int sh_addr_num(const char *p, long *v, const char **end)
+{
+    size_t n = strspn(p, "0123456789");
+    if (n == 0 || n > 7) return -1;
+    char *e;
+    *v = strtol(p, &e, 10);
+    *end = e;
+    return 0;
+}
+
+int sh_addr_split(const char *url, sh_addr *a, char *host, size_t hostlen, char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
     if (strncmp(url, "unix:", 5) == 0) {
@@ -48,8 +60,15 @@ int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen)
         snprintf(a->path, sizeof a->path, "%s", url + 5);
         return 0;
     }
-    const char *p = url + 8; /* after redis:// */
-    const char *at = strchr(p, '@');
+    /* the config checks the scheme; checked again so that no caller reads past a short string */
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "redis: give a redis://HOST:PORT/DB or unix:PATH URL");
+        return -1;
+    }
+    const char *p = url + 8;
+    /* the last '@': a password may hold '@' (no percent-decoding), and no part of it may end up
+     * in the host, which error messages name */
+    const char *at = strrchr(p, '@');
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *pw = colon ? colon + 1 : p;
@@ -61,9 +80,8 @@ int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen)
         memcpy(a->password, pw, n);
         p = at + 1;
     }
-    char host[256];
     size_t hn = strcspn(p, ":/");
-    if (hn == 0 || hn >= sizeof host) {
+    if (hn == 0 || hn >= hostlen) {
         snprintf(err, errlen, "redis: no host in the URL");
         return -1;
     }
@@ -72,19 +90,16 @@ int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen)
     p += hn;
     a->port = 6379;
     if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port < 1 || port > 65535) {
+        long port;
+        if (sh_addr_num(p + 1, &port, &p) != 0 || port < 1 || port > 65535) {
             snprintf(err, errlen, "redis: bad port in the URL");
             return -1;
         }
         a->port = (int)port;
-        p = end;
     }
     if (*p == '/' && p[1]) {
-        char *end;
-        long db = strtol(p + 1, &end, 10);
-        if (end == p + 1 || *end || db < 0 || db > 1000000) {
+        long db;
+        if (sh_addr_num(p + 1, &db, &p) != 0 || *p || db > 1000000) {
             snprintf(err, errlen, "redis: bad database number in the URL");
             return -1;
         }
@@ -93,6 +108,14 @@ int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen)
         snprintf(err, errlen, "redis: unexpected text after the host in the URL");
         return -1;
     }
+    return 0;
+}
+
+int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen)
+{
+    char host[256];
+    if (sh_addr_split(url, a, host, sizeof host, err, errlen) != 0) return -1;
+    if (a->path[0]) return 0;
     /* resolved here, once: the workers connect to the address, never to a name */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);

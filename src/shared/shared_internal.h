@@ -59,6 +59,10 @@ redisContext *sh_connect_sync(const sh_addr *a, const char *const *scripts, int 
                               char *err, size_t errlen);
 /* Parses redis://[:pass@]host:port[/db] or unix:path and resolves the host. */
 int sh_addr_parse(const char *url, sh_addr *a, char *err, size_t errlen);
+/* The parsing half, which never resolves: a's fields but ip, and the host name into host
+ * (hostlen bytes; not set for unix:). Separate so the parser can be fuzzed without lookups. */
+int sh_addr_split(const char *url, sh_addr *a, char *host, size_t hostlen, char *err,
+                  size_t errlen);
 /* "redis://host:port/db" without the password, for logs. */
 void sh_addr_describe(const sh_addr *a, char *out, size_t n);
 

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "billing/billing.h"
@@ -273,6 +274,83 @@ static void test_torn_and_damaged(void)
     if (!j) return;
     CHECK_EQ_INT(jr_count(j), 2);
     CHECK_EQ_INT(file_size(p), offs[2]);
+    jr_close(j);
+    unlink(p);
+}
+
+/* A record whose checksum is right but whose model holds a NUL (found by fuzz_journal): not
+ * what jr_encode writes, so damage, not an event with a shorter model. */
+static void test_nul_in_string(void)
+{
+    char p[200], err[256] = "";
+    store_usage_event ev[3], out[4];
+    unsigned char rec[3][JR_RECORD_MAX];
+    size_t len[3], n = 0;
+    snprintf(p, sizeof p, "%s/nul.journal", tmpdir);
+    for (int i = 0; i < 3; i++) {
+        mk_event(&ev[i], 1, 2, i + 1);
+        len[i] = jr_encode(&ev[i], rec[i]);
+    }
+    /* the model's third byte: after the header, the version, and the request id with its length */
+    size_t at = 16 + 1 + 1 + strlen(ev[1].request_id) + 1 + 2;
+    rec[1][at] = '\0';
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    CHECK(x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) == 1 &&
+          EVP_DigestUpdate(x, rec[1] + 4, 4) == 1 &&
+          EVP_DigestUpdate(x, rec[1] + 16, len[1] - 16) == 1 &&
+          EVP_DigestFinal_ex(x, md, &mdlen) == 1);
+    EVP_MD_CTX_free(x);
+    memcpy(rec[1] + 8, md, 8);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    for (int i = 0; i < 3; i++)
+        fwrite(rec[i], 1, len[i], f);
+    fclose(f);
+    jr_t *j = reopen(NULL, p);
+    if (!j) return;
+    CHECK_EQ_INT(jr_count(j), 2);
+    CHECK_EQ_INT(jr_read(j, out, 4, &n, err, sizeof err), 0);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(out[0].request_id, ev[0].request_id);
+        CHECK_EQ_STR(out[1].request_id, ev[2].request_id);
+    }
+    jr_close(j);
+    unlink(p);
+}
+
+/* A damaged length that makes a record claim the bytes of the last intact one and of a torn tail
+ * after it (found by fuzz_journal): jr_open counted the intact one, cut the tail, and every read
+ * then stopped at the damaged record, which now ran past the file's end, so the intact record
+ * was never read and the first jr_consume emptied the file: a settled event lost. */
+static void test_damaged_length_over_torn_tail(void)
+{
+    char p[200], err[256] = "";
+    store_usage_event ev[3], out[4];
+    off_t offs[4];
+    size_t n = 0;
+    snprintf(p, sizeof p, "%s/overlap.journal", tmpdir);
+    for (int i = 0; i < 3; i++)
+        mk_event(&ev[i], 1, 2, i + 1);
+    write_journal(p, ev, 3, offs);
+    CHECK_EQ_INT(truncate(p, offs[2] + 30), 0); /* the third append torn */
+    /* the first record's length now reaches 8 bytes into the torn tail */
+    uint32_t plen = (uint32_t)(offs[1] - 16) + (uint32_t)(offs[2] - offs[1]) + 8;
+    CHECK(plen <= JR_RECORD_MAX - 16);
+    unsigned char le[4] = {(unsigned char)plen, (unsigned char)(plen >> 8), 0, 0};
+    int fd = open(p, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, le, 4, 4) == 4);
+    if (fd >= 0) close(fd);
+    jr_t *j = reopen(NULL, p);
+    if (!j) return;
+    CHECK_EQ_INT(jr_count(j), 1);
+    CHECK_EQ_INT(file_size(p), offs[2]); /* the torn tail cut */
+    CHECK_EQ_INT(jr_read(j, out, 4, &n, err, sizeof err), 0);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) CHECK_EQ_STR(out[0].request_id, ev[1].request_id);
     jr_close(j);
     unlink(p);
 }
@@ -551,6 +629,8 @@ int main(void)
     }
     RUN(test_records);
     RUN(test_torn_and_damaged);
+    RUN(test_nul_in_string);
+    RUN(test_damaged_length_over_torn_tail);
     RUN(test_replay_is_idempotent);
     RUN(test_outage_spills_and_recovers);
     RUN(test_stop_during_outage_then_start);
