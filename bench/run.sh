@@ -648,7 +648,7 @@ ms_start() {
 latency_targets() {
     local t
     for t in $TARGETS; do
-        [[ $1 == ttfb ]] && is_https "$t" && continue
+        [[ ${1:-} == ttfb ]] && is_https "$t" && continue
         printf '%s ' "$t"
         [[ $t == modelswitch && $BUSY_POLL_US -gt 0 ]] && printf 'modelswitch-poll '
     done
