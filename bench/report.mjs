@@ -32,11 +32,13 @@ for (const line of lines) {
 }
 
 const TARGETS = ['direct', 'nginx', 'portkey', 'modelswitch', 'modelswitch-poll',
-    'modelswitch-redis'];
+    'modelswitch-redis', 'nginx-https', 'modelswitch-https', 'modelswitch-https-curl'];
 const NAMES = {
     direct: 'direct (mock)', nginx: 'nginx', portkey: 'Portkey', modelswitch: 'ModelSwitch',
     'modelswitch-poll': `ModelSwitch, busy_poll_us ${info.busy_poll_us ?? '?'}`,
     'modelswitch-redis': 'ModelSwitch + Redis',
+    'nginx-https': 'nginx, HTTPS upstream', 'modelswitch-https': 'ModelSwitch, HTTPS upstream',
+    'modelswitch-https-curl': 'ModelSwitch, HTTPS upstream, curl',
 };
 const WORKLOADS = {
     chat1k: 'chat, 1 KB prompt', chat100k: 'chat, 100 KB prompt',
@@ -104,7 +106,8 @@ say();
 say('## Machine');
 say();
 for (const k of ['cpu', 'cores', 'loadavg', 'mem', 'kernel', 'os', 'nginx', 'node', 'portkey',
-    'wrk', 'valgrind', 'modelswitch', 'redis', 'mode', 'pinning', 'portkey_streams']) {
+    'wrk', 'valgrind', 'modelswitch', 'redis', 'mode', 'pinning', 'static_upstream',
+    'portkey_streams']) {
     if (info[k] !== undefined) say(`- **${k}**: ${info[k]}`);
 }
 say();
@@ -181,6 +184,22 @@ if (Object.keys(closed).length) {
     say(table(['workload', 'req/s ÷ nginx', 'req/s ÷ Portkey', 'CPU/req ÷ nginx',
         'CPU/req ÷ Portkey'], rrows));
     say();
+    const hrows = [];
+    for (const [wl, byT] of Object.entries(closed)) {
+        const ng = byT['nginx-https'];
+        for (const t of ['modelswitch-https', 'modelswitch-https-curl']) {
+            if (!byT[t]) continue;
+            hrows.push([WORKLOADS[wl], NAMES[t], fmtRatio(ratio(byT[t].rps, ng?.rps)),
+                fmtRatio(ratio(byT[t].cpu, ng?.cpu))]);
+        }
+    }
+    if (hrows.length) {
+        say('HTTPS upstream (the static nginx upstream over TLS, not the mock: compare these ' +
+            'with nginx, HTTPS upstream, not with the plain-HTTP rows):');
+        say();
+        say(table(['workload', 'target', 'req/s ÷ nginx-https', 'CPU/req ÷ nginx-https'], hrows));
+        say();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +335,99 @@ if (cgRecs.length) {
         say(`ModelSwitch's instructions per request: ${crow.join('; ')}.`);
         say();
     }
+    const hrow = Object.entries(cg).filter(([, v]) => v['modelswitch-https'])
+        .map(([wl, v]) => `${WORKLOADS[wl]}: native ${fmt(v['modelswitch-https'])}` +
+            (v['modelswitch-https-curl'] ? `, curl ${fmt(v['modelswitch-https-curl'])} ` +
+                `(native ÷ curl ${fmtRatio(v['modelswitch-https'] / v['modelswitch-https-curl'])})`
+                : '') +
+            (v['nginx-https'] ? `, nginx ${fmt(v['nginx-https'])} (native ÷ nginx ` +
+                `${fmtRatio(v['modelswitch-https'] / v['nginx-https'])})` : ''));
+    if (hrow.length) {
+        say(`HTTPS upstream, instructions per request: ${hrow.join('; ')}.`);
+        say();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy the limit (issue 15): CPU per request against nginx on the same static upstream.
+const cpuRecs = recs.filter((r) => r.kind === 'cpu');
+const cpuSum = {};
+if (cpuRecs.length) {
+    say('## CPU per request, the proxy the limit (plain HTTP and HTTPS upstreams)');
+    say();
+    say('The static nginx upstream (the mock\'s answers as files, plain HTTP and TLS) and wrk ' +
+        `(1 thread, closed loop, few connections: see the mode line) on the load core, the ` +
+        'proxy alone on the other. "µs/req" is the proxy\'s CPU time (user+system, all ' +
+        'threads) per request; "req per core-s" = requests ÷ the proxy\'s CPU seconds (what ' +
+        'one core of it serves when CPU-bound); ratios against nginx with the same upstream ' +
+        'scheme. "load core" is wrk + the upstream over wall time: above 90% the load side ' +
+        'may have been the limit (marked; the CPU per request is still exact, taken with the ' +
+        'proxy partly idle). "proxy core" below 100% with a load core below 90% is other work ' +
+        'on the shared machine. Median of the rounds, spread of µs/req min–max.');
+    say();
+    const rows = [];
+    for (const wl of Object.keys(WORKLOADS)) {
+        for (const t of ['nginx', 'modelswitch', 'nginx-https', 'modelswitch-https',
+            'modelswitch-https-curl']) {
+            const rs = cpuRecs.filter((r) => r.workload === wl && r.target === t &&
+                r.v.requests > 0);
+            if (!rs.length) continue;
+            const us = rs.map((r) => (r.v.proxy_cpu_s / r.v.requests) * 1e6);
+            const load = rs.map((r) => (r.v.mock_cpu_s + r.v.wrk_cpu_s) / r.v.wall_s);
+            const s = {
+                us: median(us), min: Math.min(...us), max: Math.max(...us),
+                rps: median(rs.map((r) => r.v.requests / (r.v.duration_us / 1e6))),
+                util: median(rs.map((r) => r.v.proxy_cpu_s / r.v.wall_s)),
+                load: median(load), loadMax: Math.max(...load),
+                non2xx: rs.reduce((a, r) => a + (r.v.err_status || 0), 0), n: rs.length,
+            };
+            (cpuSum[wl] ??= {})[t] = s;
+            const ref = cpuSum[wl][t.startsWith('modelswitch-https') ? 'nginx-https'
+                : t === 'modelswitch' ? 'nginx' : ''];
+            rows.push([WORKLOADS[wl], NAMES[t], fmt(s.rps), fmt(s.us, 1),
+                `${fmt(s.min, 1)}–${fmt(s.max, 1)} (${s.n})`, fmt(1e6 / s.us),
+                ref ? fmtRatio(s.us / ref.us) : '–', ref ? fmtRatio(ref.us / s.us) : '–',
+                pct(s.util), `${pct(s.load)}${s.loadMax > 0.9 ? ' (load-bound?)' : ''}`,
+                String(s.non2xx)]);
+        }
+    }
+    say(table(['workload', 'target', 'req/s', 'µs/req', 'spread', 'req per core-s',
+        'CPU/req ÷ nginx', 'per core ÷ nginx', 'proxy core', 'load core', 'non-2xx'], rows));
+    say();
+    const c = cpuSum.chat1k;
+    if (c?.modelswitch && c['modelswitch-https']) {
+        const sg = (x) => `${x >= 0 ? '+' : '−'}${fmt(Math.abs(x), 1)}`;
+        say(`What HTTPS costs on top of plain HTTP, chat 1 KB (differences of medians, within ` +
+            `the noise when small): ModelSwitch native ` +
+            `${sg(c['modelswitch-https'].us - c.modelswitch.us)} µs/req` +
+            (c['modelswitch-https-curl'] ? `, with curl ${sg(c['modelswitch-https-curl'].us -
+                c.modelswitch.us)} µs/req` : '') +
+            (c.nginx && c['nginx-https'] ? `; nginx ${sg(c['nginx-https'].us - c.nginx.us)} ` +
+                'µs/req' : '') + '.');
+        say();
+    }
+}
+if (info.scale_skipped !== undefined) {
+    say('## Several workers');
+    say();
+    say(`Skipped: ${info.scale_skipped}.`);
+    say();
+}
+const scaleRecs = recs.filter((r) => r.kind === 'scale');
+if (scaleRecs.length) {
+    say('## Several workers (HTTPS upstream, chat 1 KB)');
+    say();
+    say('W workers on W cores, wrk (one thread per load core) and the static upstream on the ' +
+        'others. "÷ W × one worker" is the scaling (target ≥ 0.9).');
+    say();
+    const one = scaleRecs.find((r) => r.v.workers === 1);
+    const rps = (r) => r.v.requests / (r.v.duration_us / 1e6);
+    say(table(['workers', 'req/s', '÷ W × one worker', 'µs/req', 'proxy cores', 'load cores'],
+        scaleRecs.map((r) => [String(r.v.workers), fmt(rps(r)),
+            one ? fmt(rps(r) / (r.v.workers * rps(one)), 2) : '–',
+            fmt((r.v.proxy_cpu_s / r.v.requests) * 1e6, 1), fmt(r.v.proxy_cpu_s / r.v.wall_s, 2),
+            fmt((r.v.mock_cpu_s + r.v.wrk_cpu_s) / r.v.wall_s, 2)])));
+    say();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +598,14 @@ if (big.modelswitch && c1.modelswitch && big.nginx && c1.nginx) {
     trows.push(['100 KB prompts cost no more than the bytes they move (CPU per 100 KB request ÷ ' +
         'per 1 KB request, ModelSwitch vs nginx)', `${fmt(msr, 2)} vs ${fmt(ngr, 2)}`,
         '(compare)']);
+}
+const cc = cpuSum.chat1k ?? {};
+for (const [t, ref, what] of [['modelswitch', 'nginx', 'plain HTTP'],
+    ['modelswitch-https', 'nginx-https', 'HTTPS']]) {
+    if (!cc[t] || !cc[ref]) continue;
+    const r = cc[t].us / cc[ref].us;
+    trows.push([`CPU per request ≤ 1.0 × nginx's, proxy the limit (${what}, chat 1 KB)`,
+        fmtRatio(r), mark(r <= 1.0)]);
 }
 say(table(['target', 'measured', ''], trows));
 say();
