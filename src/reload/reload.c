@@ -314,10 +314,27 @@ static int read_status(const char *path, status *st)
  * from /proc/locks rather than from the file's own text: the kernel's answer cannot be stale,
  * so a gateway that died never gets a recycled pid signalled, and nothing here takes the lock
  * (a probe lock could make a gateway starting at that moment refuse to run). */
+static long lock_holder_once(const struct stat *sb);
+
+/* /proc/locks is a seq_file: a lock taken or released by another process while it is being read
+ * can shift the lines, and a line can be skipped (seen in CI with many gateways starting and
+ * stopping). So "no holder" is believed only after three reads agree. */
 static long lock_holder(const char *path)
 {
     struct stat sb;
     if (stat(path, &sb) != 0) return 0;
+    for (int i = 0; i < 3; i++) {
+        long pid = lock_holder_once(&sb);
+        if (pid > 0) return pid;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static long lock_holder_once(const struct stat *sbp)
+{
+    const struct stat sb = *sbp;
     FILE *f = fopen("/proc/locks", "re");
     if (!f) return 0;
     char line[RELOAD_LOCKS_LINE];
