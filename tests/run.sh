@@ -45,7 +45,7 @@ section() {
     printf '\n==== %s  [%ds]\n' "$*" $(($(date +%s) - START))
 }
 stage_failed() {
-    echo "FAILED: $*"
+    echo "FAILED: $*" | tee -a "$LOGS/failures.txt"
     FAILED=$((FAILED + 1))
 }
 finish() {
@@ -84,8 +84,9 @@ run_units() {
         rc=$?
         line=$(grep -E '^# unit: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
         if [[ -z "$line" ]]; then
-            echo "$(basename "$b"): no summary line (exit $rc)"
-            tail -n 40 "$out"
+            echo "$label $(basename "$b"): no summary line (exit $rc; 124 is the 300 s timeout)" |
+                tee -a "$LOGS/failures.txt"
+            tail -n 40 "$out" | tee -a "$LOGS/failures.txt"
             FAILED=$((FAILED + 1))
             continue
         fi
