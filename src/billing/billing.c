@@ -836,7 +836,8 @@ static int bill_stop_to_journal(bill_t *b, char *msg, size_t msglen)
     pthread_mutex_lock(&b->qmu);
     if (rc != 0) return -1;
     /* workers are stopped before bill_stop; anything settled since stays for bill_stop */
-    memmove(b->in.ev, b->in.ev + taken, (b->in.len - taken) * sizeof(*b->in.ev));
+    /* the queue may never have been allocated (NULL + 0 is undefined behaviour in C) */
+    if (taken) memmove(b->in.ev, b->in.ev + taken, (b->in.len - taken) * sizeof(*b->in.ev));
     b->in.len -= taken;
     b->out_pos = b->out.len;
     b->held_mem = 0;
