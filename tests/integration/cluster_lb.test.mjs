@@ -216,8 +216,13 @@ test('through nginx: answers with their headers, spread over all three instances
     const ready = await fetch(nginx.base + '/readyz');
     assert.equal(ready.status, 200);
     assert.deepEqual(await ready.json(), { status: 'ready' });
-    await h.sleep(200); // the access log is written asynchronously
-    const served = gws.map((g) => g.accessLog().filter((e) => rids.includes(e.request_id)).length);
+    // the access log is written asynchronously: wait until every answer is in some log
+    let served;
+    for (const end = Date.now() + h.scaled(5000); ;) {
+        served = gws.map((g) => g.accessLog().filter((e) => rids.includes(e.request_id)).length);
+        if (served.reduce((a, b) => a + b, 0) >= rids.length || Date.now() > end) break;
+        await h.sleep(50);
+    }
     assert.equal(served.reduce((a, b) => a + b, 0), rids.length, `every answer is in one instance's log: ${served}`);
     assert.ok(served.every((n) => n > 0), `every instance served some (least_conn, sequential requests): ${served}`);
 });

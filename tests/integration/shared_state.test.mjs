@@ -110,9 +110,14 @@ test('rate limits and holds are decided in Redis, with the x-ratelimit headers',
         assert.deepEqual(codes, [200, 200, 200, 429, 429]);
         // the counters are Redis's: a key with the same id in another gateway would share them
         assert.match(redis.cli('KEYS', 'ms:rl:k:*'), /ms:rl:k:1/);
-        // the balance as of a store row, and this instance's reservation back at 0
-        await h.sleep(300);
-        const acct = redis.cli('HGETALL', `ms:a:${a.account}`);
+        // the balance as of a store row, and this instance's reservation back at 0 once the
+        // ledger has committed and pushed the rows (a poll away; longer on a loaded machine)
+        let acct;
+        for (const end = Date.now() + h.scaled(5000); ;) {
+            acct = redis.cli('HGETALL', `ms:a:${a.account}`);
+            if (/^r:[0-9a-f]{32}\n0$/m.test(acct) || Date.now() > end) break;
+            await h.sleep(50);
+        }
         assert.match(acct, /^bal$/m, acct);
         assert.match(acct, /^r:[0-9a-f]{32}\n0$/m, acct);
         const audit = await gw.cli(['audit']);
@@ -135,8 +140,14 @@ test('a hold in flight covers the balance: a second request is refused until it 
         const r = await chat(gw, a.key);
         h.assertError(assert, r, 403, 'permission_error', 'insufficient_balance');
         assert.equal((await slow).status, 200);
-        await h.sleep(300);
-        assert.equal((await chat(gw, a.key, { max_tokens: 10 })).status, 200);
+        // the hold goes when the request's end reaches Redis (asynchronously): then one fits
+        let after;
+        for (const end = Date.now() + h.scaled(5000); ;) {
+            after = await chat(gw, a.key, { max_tokens: 10 });
+            if (after.status === 200 || Date.now() > end) break;
+            await h.sleep(100);
+        }
+        assert.equal(after.status, 200, after.text);
     } finally {
         await gw.stop();
         await gw.mock.stop();
