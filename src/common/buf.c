@@ -65,18 +65,13 @@ int buf_reserve(buf_t *b, size_t extra)
     return 0;
 }
 
-int buf_append(buf_t *b, const void *p, size_t n)
+int buf_append_grow(buf_t *b, const void *p, size_t n)
 {
     if (buf_reserve(b, n) != 0) return -1;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
-}
-
-int buf_appends(buf_t *b, const char *s)
-{
-    return buf_append(b, s, strlen(s));
 }
 
 int buf_printf(buf_t *b, const char *fmt, ...)
@@ -100,8 +95,13 @@ int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     if (n == 0) return buf_reserve(b, 0);
+    /* The common case, a string with nothing to escape, is one copy. */
+    size_t i0 = 0;
+    while (i0 < n && (unsigned char)s[i0] >= 0x20 && s[i0] != '"' && s[i0] != '\\')
+        i0++;
+    if (i0 == n) return buf_append(b, s, n);
     size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = i0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         if (buf_append(b, s + start, i - start) != 0) return -1;

@@ -44,10 +44,27 @@ void buf_init(buf_t *b, size_t limit);
 /* Starts with the caller's memory (a stack array, say) so short contents need no allocation. */
 void buf_init_with(buf_t *b, char *mem, size_t cap, size_t limit);
 void buf_free(buf_t *b);
+/* The growing half of buf_append (buf.c). */
+int buf_append_grow(buf_t *b, const void *p, size_t n);
 /* Returns 0, or -1 when the append would pass the limit or memory is exhausted (buffer unchanged).
- */
-int buf_append(buf_t *b, const void *p, size_t n);
-int buf_appends(buf_t *b, const char *s);
+ * Inline because a request's answer, log line and upstream request are built from dozens of short
+ * appends into buffers that already have room: there the call and the capacity arithmetic were
+ * most of the cost, and a constant n lets the compiler inline the copy. */
+static inline int buf_append(buf_t *b, const void *p, size_t n)
+{
+    /* room for n bytes and the NUL (so len + n cannot overflow), within the limit */
+    if (n < b->cap - b->len && (b->limit == 0 || b->len + n <= b->limit)) {
+        if (n) memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return buf_append_grow(b, p, n);
+}
+static inline int buf_appends(buf_t *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as the inside of a JSON string (escaped, without the quotes). */
 int buf_append_json_escaped(buf_t *b, const char *s, size_t n);

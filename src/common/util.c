@@ -81,7 +81,12 @@ char *ms_iso8601(int64_t epoch_ms, char *out, int ms_frac)
     /* The year takes at most 10 bytes (a 9-digit year and a sign), the rest 20 with
      * milliseconds: 31 bytes in all, inside the 32 the header promises. Two-digit fields are
      * written by hand so the compiler can see the bound. */
-    char *p = out + snprintf(out, 12, "%04lld", (long long)y);
+    char *p;
+    if (y >= 0 && y <= 9999) { /* every real date, without printf: each log line has one */
+        p = put2(put2(out, (int)(y / 100)), (int)(y % 100));
+    } else {
+        p = out + snprintf(out, 12, "%04lld", (long long)y);
+    }
     *p++ = '-';
     p = put2(p, m);
     *p++ = '-';
@@ -241,12 +246,28 @@ char *ms_format_decimal(int64_t v, int scale, char *out, size_t outlen)
         nf--;
     frac[nf] = '\0';
 
-    int w = snprintf(out, outlen, "%s%llu%s%s", v < 0 ? "-" : "", (unsigned long long)ip,
-                     nf ? "." : "", frac);
-    if (w < 0 || (size_t)w >= outlen) {
-        out[0] = '\0';
-        return NULL;
+    /* By hand rather than snprintf: a request's cost is formatted on every answer. */
+    char tmp[2 + 20 + MS_MAX_SCALE], *o = tmp; /* sign, whole part, point, fraction */
+    if (v < 0) *o++ = '-';
+    {
+        char d[20], *t = d + sizeof d;
+        uint64_t u = ip;
+        do {
+            *--t = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        memcpy(o, t, (size_t)(d + sizeof d - t));
+        o += d + sizeof d - t;
     }
+    if (nf) {
+        *o++ = '.';
+        memcpy(o, frac, (size_t)nf);
+        o += nf;
+    }
+    size_t w = (size_t)(o - tmp);
+    if (w >= outlen) return NULL;
+    memcpy(out, tmp, w);
+    out[w] = '\0';
     return out;
 }
 
@@ -260,15 +281,28 @@ size_t ms_copy(char *dst, size_t size, const char *src)
 
 char *ms_i64_dec(int64_t v, char *out)
 {
-    char tmp[20];
+    /* Two digits per division, from a table: a request's headers and log line carry a dozen
+     * numbers, some of them twelve digits long (token limits). */
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
+    char tmp[20], *t = tmp + sizeof tmp;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--t = pairs[r + 1];
+        *--t = pairs[r];
+    }
+    if (u >= 10) {
+        *--t = pairs[u * 2 + 1];
+        *--t = pairs[u * 2];
+    } else {
+        *--t = (char)('0' + u);
+    }
     if (v < 0) *out++ = '-';
-    while (n)
-        *out++ = tmp[--n];
-    return out;
+    size_t n = (size_t)(tmp + sizeof tmp - t);
+    memcpy(out, t, n);
+    return out + n;
 }

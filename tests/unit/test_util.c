@@ -3,6 +3,7 @@
  * over a wide range of instants), and exact decimal parsing/formatting (overflow, too many
  * fractional digits, signs, syntax that must be refused).
  */
+#include "common/buf.h"
 #include "common/util.h"
 #include "tap.h"
 
@@ -210,6 +211,77 @@ static void test_decimal_parse(void)
     CHECK_EQ_INT(ms_parse_decimal("1\0002", 3, 0, &v), -1);
 }
 
+/* ms_i64_dec writes two digits at a time: every length, odd and even, and both ends. */
+static void test_i64_dec(void)
+{
+    static const struct {
+        int64_t v;
+        const char *s;
+    } cases[] = {{0, "0"},
+                 {7, "7"},
+                 {10, "10"},
+                 {99, "99"},
+                 {100, "100"},
+                 {-5, "-5"},
+                 {-10, "-10"},
+                 {1000000000000LL, "1000000000000"},
+                 {123456789, "123456789"},
+                 {INT64_MAX, "9223372036854775807"},
+                 {INT64_MIN, "-9223372036854775808"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[24];
+        memset(buf, 'x', sizeof buf);
+        char *e = ms_i64_dec(cases[i].v, buf);
+        CHECK_EQ_INT((long long)(e - buf), (long long)strlen(cases[i].s));
+        *e = '\0';
+        CHECK_EQ_STR(buf, cases[i].s);
+    }
+    /* every value up to 10^5 against printf */
+    for (int64_t v = -100000; v <= 100000; v++) {
+        char a[24], b[24];
+        *ms_i64_dec(v, a) = '\0';
+        snprintf(b, sizeof b, "%lld", (long long)v);
+        if (strcmp(a, b) != 0) {
+            CHECK_EQ_STR(a, b);
+            break;
+        }
+    }
+}
+
+/* buf_append's inline path and its growing path agree on the limit, the NUL and borrowed
+ * memory; the JSON escaper copies clean strings whole and escapes the rest. */
+static void test_buf(void)
+{
+    char stack[8];
+    buf_t b;
+    buf_init_with(&b, stack, sizeof stack, 10);
+    CHECK_EQ_INT(buf_append(&b, "abcdefg", 7), 0); /* fills the stack array, NUL included */
+    CHECK(b.data == stack);
+    CHECK_EQ_INT(buf_append(&b, "hij", 3), 0); /* grows to the heap, at the limit */
+    CHECK(b.data != stack);
+    CHECK_EQ_STR(b.data, "abcdefghij");
+    CHECK_EQ_INT(buf_append(&b, "k", 1), -1); /* past the limit: refused, unchanged */
+    CHECK_EQ_INT((int)b.len, 10);
+    CHECK_EQ_STR(b.data, "abcdefghij");
+    CHECK_EQ_INT(buf_append(&b, "", 0), 0);
+    buf_free(&b);
+
+    buf_init(&b, 0);
+    CHECK_EQ_INT(buf_appends(&b, "plain text"), 0);
+    CHECK_EQ_INT(buf_append_json_escaped(&b, " \"q\" \\ \n\t\x01", 10), 0);
+    CHECK_EQ_STR(b.data, "plain text \\\"q\\\" \\\\ \\n\\t\\u0001");
+    buf_reset(&b);
+    CHECK_EQ_INT(buf_append_json_string(&b, "clean", 5), 0);
+    CHECK_EQ_STR(b.data, "\"clean\"");
+    buf_free(&b);
+
+    buf_init(&b, 4);
+    CHECK_EQ_INT(buf_append_json_escaped(&b, "abcde", 5), -1);
+    CHECK_EQ_INT(buf_append_json_escaped(&b, "ab\n", 3), 0); /* 4 bytes escaped: the limit */
+    CHECK_EQ_STR(b.data, "ab\\n");
+    buf_free(&b);
+}
+
 static void test_decimal_format(void)
 {
     char buf[32];
@@ -293,6 +365,8 @@ int main(void)
     RUN(test_iso_parse);
     RUN(test_iso_roundtrip);
     RUN(test_decimal_parse);
+    RUN(test_i64_dec);
+    RUN(test_buf);
     RUN(test_decimal_format);
     RUN(test_decimal_roundtrip);
     RUN(test_copy);
