@@ -161,6 +161,9 @@ static const char *const pg_migrations[] = {
 
     /* 7: a usage row answered from the response cache. */
     "ALTER TABLE usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;",
+
+    /* 8: no index of transactions by request id (only the audit used it; sqlite.c). */
+    "DROP INDEX IF EXISTS transactions_request;",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -354,10 +357,11 @@ static const char *const pg_sql[ST__COUNT] = {
         "FROM transactions t LEFT JOIN usage u ON u.request_id = t.request_id "
         "WHERE t.type = 'usage' AND (u.id IS NULL OR u.account_id <> t.account_id OR "
         "u.charged_nusd <> -t.amount_nusd) ORDER BY t.id",
-    [ST_AUDIT_USAGE_ROWS] = "SELECT u.id, u.charged_nusd, c.n FROM usage u CROSS JOIN LATERAL "
-                            "(SELECT count(*) AS n FROM transactions t WHERE t.request_id = "
-                            "u.request_id AND t.type = 'usage') c WHERE c.n <> CASE WHEN "
-                            "u.charged_nusd > 0 THEN 1 ELSE 0 END ORDER BY u.id",
+    [ST_AUDIT_USAGE_ROWS] =
+        "SELECT u.id, u.charged_nusd, coalesce(t.n, 0) FROM usage u LEFT JOIN "
+        "(SELECT request_id, count(*) AS n FROM transactions WHERE type = 'usage' "
+        "GROUP BY request_id) t ON t.request_id = u.request_id "
+        "WHERE coalesce(t.n, 0) <> CASE WHEN u.charged_nusd > 0 THEN 1 ELSE 0 END ORDER BY u.id",
     [ST_AUDIT_COUNTS] =
         "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM transactions)",
     [ST_RESPONSE_INSERT] = "INSERT INTO responses(id, account_id, key_id, model, created_at_ms, "

@@ -658,6 +658,22 @@ static int h1_tls_flush(h1_conn *c)
     w->c = c;
     w->req.data = w;
     b = uv_buf_init(w->data, (unsigned)n);
+    /* Written at once when the socket takes it (libuv says EAGAIN while writes are queued, so
+     * the order holds): a completed uv_write costs an epoll_ctl, as libuv re-arms the socket's
+     * interest when its write queue drains. */
+    rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (rc == (int)n) {
+        free(w);
+        return 0;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        free(w);
+        return rc;
+    }
+    if (rc > 0) {
+        b.base += rc;
+        b.len -= (size_t)rc;
+    }
     rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, h1_tls_write_cb);
     if (rc != 0) {
         free(w);
@@ -677,6 +693,7 @@ static void h1_tls_send_more(h1_conn *c)
     size_t budget = H1_TLS_ROUND;
     int rc;
 
+more:
     while (budget > 0 && c->si < x->nbufs) {
         const uv_buf_t *b = &x->bufs[c->si];
         const char *p = t;
@@ -713,7 +730,15 @@ static void h1_tls_send_more(h1_conn *c)
         budget = fill < budget ? budget - fill : 0;
     }
     rc = h1_tls_flush(c);
-    if (rc != 0) h1_fail_io(x, UP_ERROR, "Send failure", rc);
+    if (rc != 0) {
+        h1_fail_io(x, UP_ERROR, "Send failure", rc);
+        return;
+    }
+    /* the socket took it all at once: no write callback will ask for the next round */
+    if (c->nwrites == 0 && c->si < x->nbufs) {
+        budget = H1_TLS_ROUND;
+        goto more;
+    }
 }
 
 /* The peer's end of the stream: TCP EOF or error, or a close_notify (c->tls_eof). */
@@ -922,13 +947,40 @@ static void h1_send(h1_xfer *x)
         h1_tls_send_more(c);
         if (x->conn != c) return; /* failed (or retried on another connection) */
     } else {
-        c->wreq.data = c;
-        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, x->bufs, x->nbufs, h1_write_cb);
-        if (rc != 0) {
+        /* At once when the socket takes it all (most requests): a completed uv_write costs
+         * an epoll_ctl, as libuv re-arms the socket's interest when its write queue drains. */
+        unsigned i = 0;
+        size_t total = 0;
+        for (unsigned k = 0; k < x->nbufs; k++)
+            total += x->bufs[k].len;
+        rc = uv_try_write((uv_stream_t *)&c->tcp, x->bufs, x->nbufs);
+        if (rc < 0 && rc != UV_EAGAIN) {
             h1_fail_io(x, UP_ERROR, "Send failure", rc);
             return;
         }
-        c->writing = true;
+        if (rc < 0 || (size_t)rc < total) {
+            /* The rest, from where the socket stopped taking it. x->bufs stays whole (a retry
+             * on another connection sends it again); uv_write copies the array it is given. */
+            size_t done = rc > 0 ? (size_t)rc : 0;
+            uv_buf_t *rest = malloc(x->nbufs * sizeof *rest);
+            if (!rest) {
+                h1_fail_io(x, UP_ERROR, "Send failure", UV_ENOMEM);
+                return;
+            }
+            memcpy(rest, x->bufs, x->nbufs * sizeof *rest);
+            while (i < x->nbufs && done >= rest[i].len)
+                done -= rest[i++].len;
+            rest[i].base += done;
+            rest[i].len -= done;
+            c->wreq.data = c;
+            rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, rest + i, x->nbufs - i, h1_write_cb);
+            free(rest);
+            if (rc != 0) {
+                h1_fail_io(x, UP_ERROR, "Send failure", rc);
+                return;
+            }
+            c->writing = true;
+        }
     }
     if (!x->paused) uv_read_start((uv_stream_t *)&c->tcp, h1_alloc_cb, h1_read_cb);
 }

@@ -76,8 +76,8 @@ static void test_open_and_migrate(void)
     if (!s) return;
     if (!tdb_pg) CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 7);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 7);
+    CHECK_EQ_INT(v, 8);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 8);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
@@ -87,9 +87,10 @@ static void test_open_and_migrate(void)
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM information_schema.columns WHERE "
                              "table_name = 'usage'"),
                      18);
+        /* migration 8 dropped transactions_request again */
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM pg_indexes WHERE indexname IN "
                              "('accounts_seq', 'usage_account', 'transactions_request')"),
-                     3);
+                     2);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM information_schema.columns WHERE "
                              "table_name = 'accounts' AND column_name = 'seq' AND "
                              "data_type = 'bigint' AND is_nullable = 'NO'"),
@@ -104,7 +105,7 @@ static void test_open_and_migrate(void)
         CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage'"), 1);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
                              "('accounts_seq', 'usage_account', 'transactions_request')"),
-                     3);
+                     2);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
                      1);
     }
@@ -115,11 +116,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 7);
+        CHECK_EQ_INT(v, 8);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 7);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 8);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
 }
 
@@ -183,7 +184,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 7);
+    CHECK_EQ_INT(v, 8);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -196,9 +197,10 @@ static void test_migration_2_upgrade(void)
                          "sql LIKE '%type = ''usage'' OR type = ''payment''%' AND "
                          "sql NOT LIKE '% IN (%'"),
                  1);
+    /* transactions_account (migration 3 rebuilt it; 8 dropped transactions_request) */
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
                          "tbl_name = 'transactions'"),
-                 2);
+                 1);
     CHECK(sql_exec("INSERT INTO transactions(account_id, amount_nusd, type, created_at_ms) "
                    "VALUES (1, 1, 'gift', 1)") != SQLITE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'transactions_v3'"), 0);
@@ -278,7 +280,7 @@ static void test_migration_4_upgrade(void)
     CHECK(s != NULL);
     if (!s) goto cleanup;
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 7);
+    CHECK_EQ_INT(v, 8);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
                          "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
                          "'reasoning_tokens') AND \"notnull\" = 1 AND dflt_value = '0' AND "
