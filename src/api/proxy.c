@@ -677,6 +677,8 @@ static void on_data(void *ud, const char *data, size_t n)
     if (p->is_sse) {
         if (p->saw_done) goto out; /* after [DONE] only the end of the transfer is awaited */
         p->last_read_ms = uv_now(p->timer.loop);
+        /* a burst of events leaves in one write (http_stream_cork) */
+        if (p->c) http_stream_cork(p->c);
         int rc = sse_feed(&p->sse, data, n);
         if (p->aborted) goto out;
         if (rc == SSE_TOO_LARGE) {

@@ -131,8 +131,12 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* Queues bufs; own pointers are freed after the write. Returns 0 or -1 (connection gone). */
+static int cork_flush(http_conn *c);
+
 static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, char *own1)
 {
+    /* what a corked stream gathered goes first: bytes leave in the order they were written */
+    if (c->w->corked == c && cork_flush(c) != 0) c->closing = 1;
     if (c->closing) {
         free(own0);
         free(own1);
@@ -485,6 +489,7 @@ void http_flush_held(uv_check_t *h)
     worker_t *w = h->data;
     while (w->held)
         held_flush(w->held);
+    http_uncork(w);
     uv_check_stop(h);
 }
 
@@ -537,6 +542,9 @@ int http_stream_write(http_conn *c, const char *data, size_t len)
     return http_stream_writev(c, &part, 1);
 }
 
+static int cork_add(http_conn *c, const uv_buf_t *v, int nv);
+static int conn_send_copy(http_conn *c, const uv_buf_t *v, int nv, char *held);
+
 int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
 {
     if (c->closing || !c->chunked) return -1;
@@ -560,6 +568,72 @@ int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
     for (int i = 0; i < nparts; i++)
         v[nv++] = parts[i];
     v[nv++] = uv_buf_init("\r\n", 2);
+    /* A cork's first chunk goes at once, with no copy: the first token is not held back, and
+     * a read with one event (most of them) costs what it did without the cork. */
+    if (c->w->corked == c && c->w->cork_sent && cork_add(c, v, nv) == 0) {
+        free(held);
+        return 0;
+    }
+    c->w->cork_sent = 1;
+    return conn_send_copy(c, v, nv, held);
+}
+
+/* Gathers v into the worker's cork buffer: 0, or -1 when it does not fit even after a flush
+ * (the caller then writes it itself; the buffer is empty by then, so the order holds). */
+static int cork_add(http_conn *c, const uv_buf_t *v, int nv)
+{
+    worker_t *w = c->w;
+    size_t need = 0;
+    for (int i = 0; i < nv; i++)
+        need += v[i].len;
+    if (w->cork_len + need > HTTP_CORK_MAX && cork_flush(c) != 0) return -1;
+    if (need > HTTP_CORK_MAX) return -1;
+    if (!w->cork && !(w->cork = malloc(HTTP_CORK_MAX))) return -1;
+    for (int i = 0; i < nv; i++) {
+        memcpy(w->cork + w->cork_len, v[i].base, v[i].len);
+        w->cork_len += v[i].len;
+    }
+    return 0;
+}
+
+/* Sends the corked connection's gathered chunks (it stays corked). 0, or -1 if c closed. */
+static int cork_flush(http_conn *c)
+{
+    worker_t *w = c->w;
+    if (w->corked != c || w->cork_len == 0) return 0;
+    uv_buf_t b = uv_buf_init(w->cork, (unsigned)w->cork_len);
+    w->cork_len = 0;
+    w->corked = NULL; /* conn_write, reached from here, must not flush again */
+    int rc = conn_send_copy(c, &b, 1, NULL);
+    if (rc == 0 && !c->closing) w->corked = c;
+    return rc;
+}
+
+void http_stream_cork(http_conn *c)
+{
+    worker_t *w = c->w;
+    if (c->closing || !c->chunked || w->corked == c) return;
+    http_uncork(w); /* another stream's, corked earlier in this loop iteration */
+    w->corked = c;
+    w->cork_len = 0;
+    w->cork_sent = 0;
+    /* uncorked after this iteration's I/O callbacks, with the held heads */
+    uv_check_start(&w->held_check, http_flush_held);
+}
+
+void http_uncork(worker_t *w)
+{
+    http_conn *c = w->corked;
+    if (!c) return;
+    cork_flush(c);
+    w->corked = NULL;
+    w->cork_len = 0;
+}
+
+/* Writes v at once where the socket takes it, else copies what is left and queues it; frees
+ * held (a stream head that is part of v) either way. */
+static int conn_send_copy(http_conn *c, const uv_buf_t *v, int nv, char *held)
+{
     size_t total = 0, sent = 0;
     for (int i = 0; i < nv; i++)
         total += v[i].len;
@@ -629,6 +703,10 @@ static void conn_close(http_conn *c)
     if (c->closing) return;
     c->closing = 1;
     worker_t *w = c->w;
+    if (w->corked == c) {
+        w->corked = NULL; /* what it gathered has nowhere to go */
+        w->cork_len = 0;
+    }
     if (c->held) {
         held_unlink(c);
         free(c->held);

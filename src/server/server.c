@@ -500,6 +500,7 @@ void srv_free(srv_t *s)
         uv_run(&w->loop, UV_RUN_DEFAULT); /* handles worker_free closed, if any */
         uv_loop_close(&w->loop);
         free(w->readbuf);
+        free(w->cork);
         worker_drop_gens(w); /* last: the loop's callbacks read w->cfg */
     }
     free(s->workers);

@@ -124,6 +124,12 @@ struct worker {
     uint64_t rid_salt; /* random per worker, so workers and processes never collide */
     char *readbuf;     /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;
+    /* http.c: the stream chunks of the one corked connection, sent in one write at the uncork
+     * (http_stream_cork): one per worker, as corking spans a single callback */
+    struct http_conn *corked;
+    char *cork;
+    size_t cork_len;
+    int cork_sent;                      /* the cork's first chunk went out at once */
     uint64_t poll_ns, polls, poll_hits; /* busy polling (server.c): time, polls, events seen */
 };
 

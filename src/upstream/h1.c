@@ -16,9 +16,10 @@
  *
  * How it is wired. Everything runs on the worker's libuv loop: names are resolved with
  * uv_getaddrinfo (thread pool) and cached per host for H1_DNS_TTL_MS; connections are uv_tcp_t
- * kept in a pool per (scheme and CA file, host, port) per ctx, idle ones on a LIFO stack and still reading, so a server
- * that closes one is noticed and the connection dropped. Responses are parsed by llhttp, which also
- * removes chunked framing; body bytes go straight from the read buffer to on_data.
+ * kept in a pool per (scheme and CA file, host, port) per ctx, idle ones on a LIFO stack and still
+ * reading, so a server that closes one is noticed and the connection dropped. Responses are parsed
+ * by llhttp, which also removes chunked framing; body bytes go straight from the read buffer to
+ * on_data.
  *
  * A request is written with one uv_write of the head plus the caller's body iovecs (one writev, no
  * copy). If a reused connection fails before any response byte arrives, the server closed it just

@@ -185,6 +185,24 @@ test('a stream\'s head goes out with its first event, or alone at once when the 
     assert.equal(h.streamContent(h.sseEvents(res2.text)), 'tok0 tok1 ');
 });
 
+test('a burst of events (many to one read) reaches the client whole and in order', T, async () => {
+    // The mock writes 500 events at a time: reads carry many of them, which go to the client
+    // gathered in one write (http_stream_cork), more than the 64 KiB a write gathers included.
+    const n = 3000;
+    const res = await h.post(gw, '/v1/chat/completions', key, {
+        model: 'mock-model', stream: true, max_tokens: n, messages: [{ role: 'user', content: 'hi' }],
+        stream_options: { include_usage: true }, mock: { chunks: n, events_per_write: 500 },
+    });
+    assert.equal(res.status, 200, res.text);
+    const events = h.sseEvents(res.text);
+    assert.equal(events.at(-1), '[DONE]');
+    assert.equal(h.streamContent(events), Array.from({ length: n }, (_, i) => `tok${i} `).join(''));
+    const u = events.filter((e) => e !== '[DONE]' && e.usage);
+    assert.equal(u.length, 1);
+    assert.equal(u[0].usage.completion_tokens, n);
+    assert.ok(res.text.length > 256 * 1024, `a stream of ${res.text.length} bytes`);
+});
+
 test('streaming with include_usage: false: upstream asked for usage, client gets none', T, async () => {
     await gw.mock.clear();
     const res = await h.post(gw, '/v1/chat/completions', key, {

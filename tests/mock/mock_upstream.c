@@ -384,6 +384,7 @@ static json_t *mock_rec_json(void)
 
 /* Fault options of one request: instance defaults overridden by the body's "mock" object. */
 typedef struct mock_opts {
+    long events_per_write; /* stream events gathered into one write (0: one each) */
     long status, delay_ms, chunk_delay_ms, first_chunk_delay_ms, chunks, prompt_tokens, cut_after,
         stream_error_after, dims;
     /* OpenAI usage details: cached prompt tokens and hidden reasoning tokens (-1: not set) */
@@ -720,7 +721,14 @@ static void mock_stream_pump(mock_conn *c)
     if (c->closing || !c->resp.produce) return;
     mock_buf out;
     mock_buf_init(&out, SIZE_MAX / 2);
-    mock_piece p = c->resp.produce(c, &out);
+    /* events_per_write: a burst in one write, as a fast provider's events reach the gateway in
+     * one read */
+    long per = c->resp.o.events_per_write > 0 ? c->resp.o.events_per_write : 1;
+    mock_piece p;
+    for (long i = 1;; i++) {
+        p = c->resp.produce(c, &out);
+        if (p != MOCK_PIECE_MORE || i >= per) break;
+    }
     int flags = p == MOCK_PIECE_MORE   ? MOCK_WF_PUMP
                 : p == MOCK_PIECE_LAST ? MOCK_WF_END
                                        : MOCK_WF_CLOSE;
@@ -912,6 +920,7 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
         mock_opt_int(m, "chunk_delay_ms", 0, MOCK_MAX_DELAY_MS, &o->chunk_delay_ms, NULL, err,
                      errlen) ||
         mock_opt_int(m, "chunks", 0, MOCK_MAX_CHUNKS, &o->chunks, NULL, err, errlen) ||
+        mock_opt_int(m, "events_per_write", 0, 100000, &o->events_per_write, NULL, err, errlen) ||
         mock_opt_int(m, "prompt_tokens", 0, 1000000000L, &o->prompt_tokens, &o->prompt_tokens_set,
                      err, errlen) ||
         mock_opt_int(m, "cut_after", 0, MOCK_MAX_CHUNKS, &o->cut_after, NULL, err, errlen) ||
