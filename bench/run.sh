@@ -36,7 +36,7 @@
 #                        redis-server is installed)
 #   BENCH_PHASES="closed open ttfb mem cg cpu scale"    the phases (a subset for development)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
-#   BENCH_CPU_WORKLOADS=chat1k   the cpu phase's workloads (stream50: see phase_cpu)
+#   BENCH_CPU_WORKLOADS="chat1k stream50"   the cpu phase's workloads
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
 #   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
 #                            server.busy_poll_us at this value ("modelswitch-poll"); 0 = not
@@ -1057,11 +1057,12 @@ phase_cg() {
 # marks a run whose load core was above 90% (its CPU per request is still exact, but taken with
 # the proxy partly idle). The headline is the proxy's CPU per request (user+system, all
 # threads) and requests per second of proxy CPU, against nginx's on the same upstream.
-# Only chat 1 KB by default: the static upstream sends a 50-event stream in one burst, which nginx
-# forwards in a few large writes while ModelSwitch forwards it event by event (as it must, and as
-# nginx also does when a real provider's events come apart in time), so a stream here compares
-# unlike work; BENCH_CPU_WORKLOADS="chat1k stream50" measures it anyway.
-CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k}
+# The 50-event stream comes from the static upstream in one burst: nginx forwards it in a few
+# large writes, and so does ModelSwitch since it corks a client stream for the rest of a loop
+# iteration once its first event is out (http_stream_cork; before that it wrote event by event,
+# and this phase left streams out as unlike work). When a real provider's events come apart in
+# time, both write each one as it comes.
+CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50}
 cpu_run() { # KIND TARGET START_AS WORKLOAD ROUND [GW_CPUS LOAD_CPUS THREADS]
     local kind=$1 t=$2 as=$3 wl=$4 r=$5 lc=${7:-$LOAD_CPU} th=${8:-1}
     local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 w0 wall line wu ws
