@@ -1210,16 +1210,18 @@ has "$PHASES" cpu && phase_cpu
 has "$PHASES" scale && phase_scale
 if has_ms && ((MS_STARTS > 0)); then
     # What the gateway logged: access lines by status class, warnings and errors (for the report).
+    # grep -o rather than a sed capture: the cpu phase leaves millions of lines, which a
+    # backtracking `.*"status"` took minutes over.
     cat "$MS_DIR"/stderr.*.log >"$TMP/ms-all.log" 2>/dev/null || true
     if has "$TARGETS" modelswitch-redis; then
         cat "$MS_DIR"/stderr.*.modelswitch-redis.log 2>/dev/null |
-            { grep '"type":"access"' || true; } | sed -n 's/.*"status":\([0-9]*\).*/\1/p' |
+            { grep '"type":"access"' || true; } | { grep -o '"status":[0-9]*' || true; } | cut -d: -f2 |
             sort | uniq -c | awk '{printf "%s:%s ", $2, $1}' >"$TMP/ms-redis-status" || true
         record "info ms_redis_access_status $(cat "$TMP/ms-redis-status")"
     fi
     record "info ms_access_lines $(grep -c '"type":"access"' "$TMP/ms-all.log" || true)"
     record "info ms_access_status $( { grep '"type":"access"' "$TMP/ms-all.log" || true; } |
-        sed -n 's/.*"status":\([0-9]*\).*/\1/p' | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')"
+        { grep -o '"status":[0-9]*' || true; } | cut -d: -f2 | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')"
     record "info ms_log_warn_error $(grep -c '"level":"\(warn\|error\)"' "$TMP/ms-all.log" || true)"
     { grep -h '"level":"\(warn\|error\)"' "$TMP/ms-all.log" || true; } |
         sed 's/.*"level":"\([a-z]*\)","msg":"/\1: /' | cut -c1-160 | sort | uniq -c | sort -rn |
