@@ -197,7 +197,8 @@ static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, 
 
 size_t http_write_pending(http_conn *c)
 {
-    return c->tcp.write_queue_size;
+    /* what a corked stream gathered is on its way too (the proxy's backpressure counts it) */
+    return c->tcp.write_queue_size + (c->w->corked == c ? c->w->cork_len : 0);
 }
 
 void http_set_extra_headers(http_conn *c, const char *headers)
