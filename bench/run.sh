@@ -788,6 +788,19 @@ wrk_run() { # TARGET WORKLOAD SECONDS OUTFILE [CONNECTIONS [CPUS [THREADS]]]
         >"$4" 2>&1; } 2>"$4.time"
 }
 
+
+# After a wrk run started at W0 that wrote OUT (and OUT.time): sets wall (seconds since W0),
+# line (wrk.lua's "WRK ..." summary, or zero requests when wrk failed) and wu/ws (wrk's CPU).
+wrk_result() { # W0 OUT TARGET WORKLOAD
+    wall=$(awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')
+    line=$(grep '^WRK ' "$2" | head -1 || true)
+    [[ -n $line ]] || {
+        log "wrk failed on $3 $4: $(tail -3 "$2")"
+        line="WRK requests=0 duration_us=1"
+    }
+    read -r wu ws <"$2.time"
+}
+
 phase_closed() {
     local wl t r i order
     local -a tl
@@ -817,13 +830,7 @@ phase_closed() {
                 r1=$(redis_cpu "$t")
                 k1=$(mock_conns)
                 local line wall
-                wall=$(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')
-                line=$(grep '^WRK ' "$out" | head -1 || true)
-                [[ -n $line ]] || {
-                    log "wrk failed on $t $wl: $(tail -3 "$out")"
-                    line="WRK requests=0 duration_us=1"
-                }
-                read -r wu ws <"$out.time"
+                wrk_result "$w0" "$out" "$t" "$wl"
                 record "closed $wl $t $r ${line#WRK } proxy_cpu_s=$(delta "$c0" "$c1")" \
                     "mock_cpu_s=$(delta "$m0" "$m1") wrk_cpu_s=$(sum "$wu" "$ws")" \
                     "wall_s=$wall upstream_conns=$((${k1:-0} - ${k0:-0} - 1))" \
@@ -1075,13 +1082,7 @@ cpu_run() { # KIND TARGET START_AS WORKLOAD ROUND [GW_CPUS LOAD_CPUS THREADS]
     wrk_run "$as" "$wl" "$CPU_DUR" "$out" "$CPU_CONNS" "$lc" "$th"
     c1=$(cpu_s $T_PIDS)
     u1=$(cpu_s $UP_PIDS)
-    wall=$(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')
-    line=$(grep '^WRK ' "$out" | head -1 || true)
-    [[ -n $line ]] || {
-        log "wrk failed on $t $wl: $(tail -3 "$out")"
-        line="WRK requests=0 duration_us=1"
-    }
-    read -r wu ws <"$out.time"
+    wrk_result "$w0" "$out" "$t" "$wl"
     record "$kind $wl $t $r ${line#WRK } proxy_cpu_s=$(delta "$c0" "$c1")" \
         "mock_cpu_s=$(delta "$u0" "$u1") wrk_cpu_s=$(sum "$wu" "$ws") wall_s=$wall" \
         "load_cores=$(awk -F, '{print NF}' <<<"$lc") ${CPU_EXTRA:-}"

@@ -521,22 +521,24 @@ sh_pending *sh_command(sh_worker *w, int argc, const char **argv, const size_t *
     return p;
 }
 
-/* The snapshot's two groups (sh_lua_push's layout). */
+/* One group of a snapshot: its kind ("a" account, "k" key), id, version and reservation, and
+ * two empty fields (sh_lua_push's layout). */
+static void cmd_snap_group(sh_cmd *c, const char *kind, int64_t id, uint64_t ver, int64_t resv)
+{
+    cmd_str(c, kind, 1);
+    cmd_i64(c, id);
+    cmd_i64(c, (int64_t)ver);
+    cmd_i64(c, resv);
+    cmd_str(c, "", 0);
+    cmd_str(c, "", 0);
+}
+
+/* The snapshot's two groups. */
 static void cmd_snap(sh_cmd *c, sh_worker *w, const bill_snap *s)
 {
     cmd_str(c, w->sh->inst, 32);
-    cmd_str(c, "a", 1);
-    cmd_i64(c, s->account_id);
-    cmd_i64(c, (int64_t)s->aver);
-    cmd_i64(c, s->aresv);
-    cmd_str(c, "", 0);
-    cmd_str(c, "", 0);
-    cmd_str(c, "k", 1);
-    cmd_i64(c, s->key_id);
-    cmd_i64(c, (int64_t)s->kver);
-    cmd_i64(c, s->kresv);
-    cmd_str(c, "", 0);
-    cmd_str(c, "", 0);
+    cmd_snap_group(c, "a", s->account_id, s->aver, s->aresv);
+    cmd_snap_group(c, "k", s->key_id, s->kver, s->kresv);
 }
 
 void sh_push_snap(sh_worker *w, const bill_snap *s)
