@@ -1139,6 +1139,78 @@ static void test_checkpointer(void)
     store_close(s);
 }
 
+/* Under a steady load the WAL stays bounded: it is restarted from its beginning once it reaches
+ * STORE_CKPT_RESTART_PAGES (4,000 frames, ~16.5 MB), where it used to grow by every batch
+ * written (a checkpoint running beside the writer never finds the WAL whole in the database).
+ * Batches follow one another without a pause, as the ledger's do when it is behind. It may pass
+ * the threshold by what the writer adds while a checkpointer pass holds the lock it needs, so
+ * the bound is twice the threshold, and four times it is written. Not under valgrind, which
+ * serializes the threads and makes that pass long: the question there is memory, and
+ * test_checkpointer runs the same code. */
+static void test_checkpointer_bounded_wal(void)
+{
+    enum { BATCH = 1000 };
+    const off_t frame = 4096 + 24, bound = 2 * 4000 * (4096 + 24);
+    store_t *s = fresh("ckptw");
+    char err[256] = "", walpath[160], model[128];
+    store_usage_event *ev = calloc(BATCH, sizeof(*ev));
+    store_ckpt *c = NULL;
+
+    const char *pre = getenv("LD_PRELOAD");
+    CHECK(s != NULL && ev != NULL);
+    if (!s || !ev || tdb_pg) goto out;
+    if (pre && strstr(pre, "vgpreload")) {
+        printf("# bounded WAL: not under valgrind\n");
+        goto out;
+    }
+    snprintf(walpath, sizeof(walpath), "%s-wal", dbpath);
+    c = store_ckpt_start(cfg, s, err, sizeof(err));
+    CHECK(c != NULL);
+    if (!c) goto out;
+    /* the longest names a row can hold: fewer events fill the WAL (valgrind runs this too) */
+    memset(model, 'm', sizeof(model) - 1);
+    model[sizeof(model) - 1] = '\0';
+    off_t most = 0, last = 0, grown = 0;
+    int growing = 0, restarts = 0, b;
+    for (b = 0; b < 400; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            char rid[40];
+            snprintf(rid, sizeof(rid), "wal-%d-%d", b, i);
+            ev[i] = event(rid, acct_b, key_b.id, model, 1, 1, 1);
+            memset(ev[i].provider, 'p', sizeof(ev[i].provider) - 1);
+        }
+        if (store_ledger_commit(s, ev, BATCH) != STORE_OK) {
+            CHECK(0);
+            break;
+        }
+        /* a restarted WAL is overwritten from its start: the file keeps its size */
+        off_t sz = file_size(walpath);
+        if (sz > last) {
+            grown += sz - last;
+            growing++;
+        } else {
+            restarts++;
+        }
+        last = sz;
+        if (sz > most) most = sz;
+        /* written: twice the bound, at the rate the WAL grew while it grew */
+        if (growing > 0 && (off_t)(b + 1) * (grown / growing) >= 2 * bound) break;
+    }
+    printf("# bounded WAL: %d batches, the WAL at most %lld bytes, %d restarts\n", b + 1,
+           (long long)most, restarts);
+    CHECK(b < 400);
+    CHECK(most >= frame);
+    CHECK(restarts > 0);
+    if (most > bound)
+        fprintf(stderr, "WAL grew to %lld bytes, bound %lld\n", (long long)most, (long long)bound);
+    CHECK(most <= bound);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+out:
+    if (c) store_ckpt_stop(c);
+    if (s) store_close(s);
+    free(ev);
+}
+
 /* Runs store_audit and captures its report. */
 static int audit(store_t *s, char *out, size_t outlen)
 {
@@ -1542,6 +1614,7 @@ static void run_all(void)
     RUN(test_usage_filters_and_groups);
     RUN(test_key_spends);
     RUN(test_checkpointer);
+    RUN(test_checkpointer_bounded_wal);
     RUN(test_audit);
     RUN(test_transaction_balance_after);
     RUN(test_account_show);
