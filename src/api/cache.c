@@ -55,7 +55,7 @@ static rcache *shared_cache(void)
 
 static int64_t now_ms(void)
 {
-    return (int64_t)(ms_mono_ns() / 1000000);
+    return (int64_t)(ms_loop_mono_ns() / 1000000);
 }
 
 /* The header's value: "ttl=N" (N >= 1 seconds, capped) sets *ttl_s; "bypass" sets it to 0.

@@ -186,7 +186,7 @@ static void attempt_settled(proxy *p, stats_attempt_outcome then)
 
 static void report(proxy *p, route_outcome o, int64_t retry_after_ms)
 {
-    int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000);
+    int64_t now_ms = (int64_t)(ms_loop_mono_ns() / 1000000);
     int idx = p->dep_idx;
     if (idx >= 0 && p->attempt_live) {
         p->attempt_live = 0;
@@ -270,7 +270,7 @@ static void note_upstream_time(proxy *p)
 {
     if (!p->c) return;
     http_request *r = &p->c->req;
-    if (r->upstream_ms < 0) r->upstream_ms = (int64_t)((ms_mono_ns() - p->t0) / 1000000);
+    if (r->upstream_ms < 0) r->upstream_ms = (int64_t)((ms_loop_mono_ns() - p->t0) / 1000000);
 }
 
 /* The documented estimate (docs/BILLING.md) for a 2xx answer whose usage never came, or came only
@@ -308,7 +308,7 @@ static void bill(proxy *p, int client_status, char *cost)
     const char *provider = call->dep ? call->dep->provider->name : NULL;
     http_request *r = p->c ? &p->c->req : p->detached ? &p->req : NULL;
     if (r) {
-        uint64_t end = p->x || !p->up_last_ns ? ms_mono_ns() : p->up_last_ns;
+        uint64_t end = p->x || !p->up_last_ns ? ms_loop_mono_ns() : p->up_last_ns;
         stats_end(r, call->model, call->dep, p->up_first_ns ? end - p->up_first_ns : 0);
     }
     /* a stream that did not reach its end may have reported only part of its usage (Anthropic
@@ -438,7 +438,7 @@ static dialect_enc *encoder(proxy *p)
         prov_call *call = p->call;
         dialect_req dr = {.model = call->model->name,
                           .request_id = call->request_id,
-                          .created = ms_now_ms() / 1000,
+                          .created = ms_loop_now_ms() / 1000,
                           .include_usage = call->client_include_usage};
         p->enc = call->dialect->enc_new(&dr);
     }
@@ -721,7 +721,7 @@ out:
 /* How long until the gateway would try an upstream of this request's chain again; 0: at once. */
 static int64_t chain_wait_ms(proxy *p)
 {
-    int64_t now_ms = (int64_t)(ms_mono_ns() / 1000000), best = -1;
+    int64_t now_ms = (int64_t)(ms_loop_mono_ns() / 1000000), best = -1;
     for (size_t i = 0; i < p->nchain; i++) {
         if (!p->chain[i]->ndeployments) continue;
         int64_t w = route_wait_ms(p->gen->route, p->chain[i], now_ms);
@@ -734,7 +734,7 @@ static int64_t chain_wait_ms(proxy *p)
 static void fail_final(proxy *p)
 {
     /* first, so that a cool-down this request's failures start shows in the answer */
-    count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
+    count_failures(p, (int64_t)(ms_loop_mono_ns() / 1000000));
     attempt_settled(p, STATS_NATTEMPT); /* the last attempt: nothing followed it */
     http_conn *c = p->c;
     char cost[32];
@@ -801,7 +801,7 @@ static void next_model(proxy *p)
         fail_final(p);
         return;
     }
-    count_failures(p, (int64_t)(ms_mono_ns() / 1000000));
+    count_failures(p, (int64_t)(ms_loop_mono_ns() / 1000000));
     attempt_settled(p, STATS_ATTEMPT_FAILED_OVER);
     stats_fallback(p->st->stats, p->chain[0], p->chain_idx);
     p->tried = 0;
@@ -1016,7 +1016,7 @@ static void on_complete(void *ud, up_result res, const char *errmsg)
 {
     proxy *p = ud;
     p->x = NULL;
-    p->up_last_ns = ms_mono_ns();
+    p->up_last_ns = ms_loop_mono_ns();
     note_upstream_time(p);
     if (p->finished) {
         proxy_free(p);
@@ -1164,7 +1164,7 @@ static void run_attempt(proxy *p)
         .tls_ca_file = prov->tls_ca_file,
     };
     static const up_callbacks cbs = {on_response, on_data, on_complete};
-    p->t0 = ms_mono_ns();
+    p->t0 = ms_loop_mono_ns();
     if (!p->up_first_ns) p->up_first_ns = p->t0;
     p->attempt_live = 1;
     p->x = up_start(p->w->up, &req, &cbs, p);
@@ -1177,7 +1177,7 @@ static void run_attempt(proxy *p)
 static void start_attempt(proxy *p)
 {
     const cfg_t *cfg = p->gen->cfg;
-    uint64_t now_ns = ms_mono_ns();
+    uint64_t now_ns = ms_loop_mono_ns();
     if (p->n_failed > 0 && now_ns >= p->budget_end_ns) {
         fail_final(p); /* the request's time budget is spent */
         return;
@@ -1246,7 +1246,7 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     p->dep_idx = -1;
     p->retry_after_ms = -1;
     p->min_retry_after_ms = -1;
-    p->budget_end_ns = ms_mono_ns() + (uint64_t)p->gen->cfg->routing.retry_budget_ms * 1000000;
+    p->budget_end_ns = ms_loop_mono_ns() + (uint64_t)p->gen->cfg->routing.retry_budget_ms * 1000000;
     buf_init(&p->resp, RESPONSE_MAX);
     buf_init(&p->out, 0);
     buf_init(&p->usage_chunk, SSE_EVENT_MAX);

@@ -29,8 +29,8 @@ static void fill_event(const api_settlement *s, const cfg_model *model, const ch
     /* no deployment at all when every one was cooling down */
     ms_copy(ev->provider, sizeof ev->provider, provider ? provider : "");
     ev->status = status;
-    ev->latency_ms = (int64_t)((ms_mono_ns() - s->start_ns) / 1000000);
-    ev->created_at_ms = ms_now_ms();
+    ev->latency_ms = (int64_t)((ms_loop_mono_ns() - s->start_ns) / 1000000);
+    ev->created_at_ms = ms_loop_now_ms();
 }
 
 /* The rate limiter admitted an estimate; now the real count is known (0 when nothing ran). The
@@ -45,7 +45,7 @@ static void correct_tokens(api_settlement *s, int64_t real)
     }
     if (s->rl && real != s->rl_tokens)
         rl_correct(s->rl, &s->key, s->rl_model, s->rl_tokens, real,
-                   (int64_t)(ms_mono_ns() / 1000000));
+                   (int64_t)(ms_loop_mono_ns() / 1000000));
     s->rl_tokens = real;
 }
 
@@ -120,7 +120,7 @@ int api_admit_hit(http_conn *c, const prov_call *call, const store_key *key)
     worker_t *w = c->w;
     if (!w->rl) return 0;
     rl_result res;
-    int ok = rl_admit(w->rl, key, call->model, 0, (int64_t)(ms_mono_ns() / 1000000), &res);
+    int ok = rl_admit(w->rl, key, call->model, 0, (int64_t)(ms_loop_mono_ns() / 1000000), &res);
     c->req.rl = res;
     c->req.have_rl = 1;
     if (ok) return 0;
@@ -141,8 +141,8 @@ void api_settle_hit(http_conn *c, const store_key *key, const char *model, const
     ev.usage = *u;
     ev.status = 200;
     ev.cached = 1;
-    ev.latency_ms = (int64_t)((ms_mono_ns() - c->req.start_ns) / 1000000);
-    ev.created_at_ms = ms_now_ms();
+    ev.latency_ms = (int64_t)((ms_loop_mono_ns() - c->req.start_ns) / 1000000);
+    ev.created_at_ms = ms_loop_now_ms();
     bill_release(c->w->bill, &none, &ev);
 }
 
@@ -151,7 +151,7 @@ void api_rate_headers(http_conn *c, const store_key *key)
     /* several instances: the counters are Redis's, and asking costs a round trip; only the
      * answers that were admitted there carry them */
     if (!c->w->rl || api_worker_of(c->w)->shw) return;
-    rl_peek(c->w->rl, key, (int64_t)(ms_mono_ns() / 1000000), &c->req.rl);
+    rl_peek(c->w->rl, key, (int64_t)(ms_loop_mono_ns() / 1000000), &c->req.rl);
     c->req.have_rl = 1;
 }
 
@@ -218,7 +218,7 @@ static void admit_local(http_conn *c, prov_call *call, api_to_hub to_hub, api_se
     worker_t *w = c->w;
     if (w->rl) {
         rl_result res;
-        int64_t now = (int64_t)(ms_mono_ns() / 1000000);
+        int64_t now = (int64_t)(ms_loop_mono_ns() / 1000000);
         s->rl_tokens = s->prompt_bound + s->rl_out;
         int ok = rl_admit(w->rl, &s->key, call->model, s->rl_tokens, now, &res);
         c->req.rl = res;

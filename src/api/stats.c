@@ -342,7 +342,7 @@ void stats_request_done(stats_worker *sw, http_request *r, int status)
 static void count_request(stats_worker *sw, stats_gen *g, const http_request *r, int status)
 {
     const ctr_note *n = &r->note;
-    uint64_t now = ms_mono_ns();
+    uint64_t now = ms_loop_mono_ns();
     uint64_t total = r->start_ns && now > r->start_ns ? now - r->start_ns : 0;
     stats_ep ep = endpoint_of(r->path);
     size_t st = status_slot(status);

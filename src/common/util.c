@@ -22,6 +22,8 @@ int64_t ms_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+_Thread_local ms_loop_clock_t ms_loop_clock;
+
 uint64_t ms_mono_ns(void)
 {
     struct timespec ts;

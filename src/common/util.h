@@ -14,6 +14,55 @@
 int64_t ms_now_ms(void);
 /* Monotonic clock in nanoseconds, for durations. */
 uint64_t ms_mono_ns(void);
+
+/*
+ * The loop clock: on an event-loop thread, the time of the current loop iteration, read once
+ * however often it is asked (nginx's cached time; a request asked for it ~20 times, each clock
+ * read ~25 ns, 2% of a proxied request's CPU). A thread turns it on (ms_loop_clock_on) and
+ * forgets the reading at every loop phase boundary (ms_loop_clock_tick, from the worker's
+ * prepare and check handles), so a reading is never older than the callbacks of one phase.
+ * Elsewhere these read the clock each time. For timestamps and durations across callbacks;
+ * anything that waits for time to pass inside one callback must use ms_mono_ns.
+ */
+typedef struct ms_loop_clock_t {
+    int on;
+    int mono_ok, wall_ok;
+    uint64_t mono_ns;
+    int64_t wall_ms;
+} ms_loop_clock_t;
+extern _Thread_local ms_loop_clock_t ms_loop_clock;
+
+static inline void ms_loop_clock_on(void)
+{
+    ms_loop_clock.on = 1;
+}
+
+static inline void ms_loop_clock_tick(void)
+{
+    ms_loop_clock.mono_ok = ms_loop_clock.wall_ok = 0;
+}
+
+static inline uint64_t ms_loop_mono_ns(void)
+{
+    if (ms_loop_clock.mono_ok) return ms_loop_clock.mono_ns;
+    uint64_t t = ms_mono_ns();
+    if (ms_loop_clock.on) {
+        ms_loop_clock.mono_ns = t;
+        ms_loop_clock.mono_ok = 1;
+    }
+    return t;
+}
+
+static inline int64_t ms_loop_now_ms(void)
+{
+    if (ms_loop_clock.wall_ok) return ms_loop_clock.wall_ms;
+    int64_t t = ms_now_ms();
+    if (ms_loop_clock.on) {
+        ms_loop_clock.wall_ms = t;
+        ms_loop_clock.wall_ok = 1;
+    }
+    return t;
+}
 /* Writes "2026-11-25T01:02:03Z" (or with .mmm when ms_frac); returns out. out needs 32 bytes. */
 char *ms_iso8601(int64_t epoch_ms, char *out, int ms_frac);
 /* Parses ISO 8601 UTC ("2026-11-25", "2026-11-25T01:02:03Z", "...T01:02:03.123Z", "+00:00").

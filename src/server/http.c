@@ -281,7 +281,7 @@ void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint
 {
     /* Built by appends rather than printf: this runs once per request on the loop thread. */
     char ts[32], stack[1024];
-    ms_iso8601(ms_now_ms(), ts, 1);
+    ms_iso8601(ms_loop_now_ms(), ts, 1);
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
     buf_t b;
     buf_init_with(&b, stack, sizeof stack, 0);
@@ -746,7 +746,7 @@ static void on_timer(uv_timer_t *t)
     }
     c->processing = 1;
     c->w->inflight++;
-    c->req.start_ns = ms_mono_ns();
+    c->req.start_ns = ms_loop_mono_ns();
     c->req.keep_alive = 0;
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
@@ -787,7 +787,7 @@ static int cb_message_begin(llhttp_t *p)
 {
     http_conn *c = conn_of(p);
     memset(&c->req, 0, sizeof c->req);
-    c->req.start_ns = ms_mono_ns();
+    c->req.start_ns = ms_loop_mono_ns();
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
     buf_free(&c->head);
@@ -1106,7 +1106,7 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
     c->close_after = 1;
     c->processing = 1;
     c->w->inflight++;
-    if (!c->req.start_ns) c->req.start_ns = ms_mono_ns();
+    if (!c->req.start_ns) c->req.start_ns = ms_loop_mono_ns();
     c->req.keep_alive = 0;
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;

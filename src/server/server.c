@@ -201,6 +201,8 @@ static void stop_worker(worker_t *w, int force)
     uv_close((uv_handle_t *)&w->gen_wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
     uv_close((uv_handle_t *)&w->held_check, NULL);
+    uv_close((uv_handle_t *)&w->clock_prepare, NULL);
+    uv_close((uv_handle_t *)&w->clock_check, NULL);
 }
 
 void srv_worker_check_drained(worker_t *w)
@@ -228,7 +230,7 @@ void srv_new_request_id(worker_t *w, char *out)
      * instead of being written at random pages; then 20 random bits of the worker (salt) and a
      * 32-bit per-worker counter, so two workers or two processes never collide. */
     static const char hex[] = "0123456789abcdef";
-    uint64_t ms = (uint64_t)ms_now_ms() & 0xFFFFFFFFFFFull;
+    uint64_t ms = (uint64_t)ms_loop_now_ms() & 0xFFFFFFFFFFFull;
     uint64_t tail = ((w->rid_salt & 0xFFFFFull) << 32) | (++w->rid_seq & 0xFFFFFFFFull);
     /* "req_" + 11 hex digits of time + 13 of salt and counter (what "%011x%013x" would give) */
     memcpy(out, "req_", 4);
@@ -294,10 +296,25 @@ static int srv_busy_poll(worker_t *w, int epfd)
     return alive;
 }
 
+/* The loop clock's readings last one loop phase (util.h): none survives the wait for events, nor
+ * the I/O callbacks into the timers of the next iteration. */
+static void on_clock_prepare(uv_prepare_t *h)
+{
+    (void)h;
+    ms_loop_clock_tick();
+}
+
+static void on_clock_check(uv_check_t *h)
+{
+    (void)h;
+    ms_loop_clock_tick();
+}
+
 static void worker_main(void *arg)
 {
     worker_t *w = arg;
     char name[16];
+    ms_loop_clock_on();
     snprintf(name, sizeof name, "ms-worker-%d", w->id);
     pthread_setname_np(pthread_self(), name); /* what top -H and perf show */
     if (w->cfg->busy_poll_us > 0) {
@@ -393,6 +410,13 @@ srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
         w->drain_timer.data = w;
         uv_check_init(&w->loop, &w->held_check);
         w->held_check.data = w;
+        /* unreferenced: they never keep a loop alive that has nothing else to do */
+        uv_prepare_init(&w->loop, &w->clock_prepare);
+        uv_prepare_start(&w->clock_prepare, on_clock_prepare);
+        uv_unref((uv_handle_t *)&w->clock_prepare);
+        uv_check_init(&w->loop, &w->clock_check);
+        uv_check_start(&w->clock_check, on_clock_check);
+        uv_unref((uv_handle_t *)&w->clock_check);
         w->up = up_ctx_new(&w->loop);
         if (!w->up) {
             snprintf(err, errlen, "cannot create the upstream client");
@@ -492,6 +516,8 @@ void srv_free(srv_t *s)
             uv_close((uv_handle_t *)&w->gen_wakeup, NULL);
             uv_close((uv_handle_t *)&w->drain_timer, NULL);
             uv_close((uv_handle_t *)&w->held_check, NULL);
+            uv_close((uv_handle_t *)&w->clock_prepare, NULL);
+            uv_close((uv_handle_t *)&w->clock_check, NULL);
         }
         uv_run(&w->loop, UV_RUN_DEFAULT);
         /* after the loop: nothing of the handler layer can run any more */

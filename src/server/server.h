@@ -94,6 +94,9 @@ struct worker {
     uv_async_t wakeup; /* drain requests from the main thread */
     uv_timer_t drain_timer;
     uv_check_t held_check;  /* http.c: sends held stream heads after the I/O phase */
+    /* the loop clock's ticks (ms_loop_clock_tick): before the loop polls, and after its I/O */
+    uv_prepare_t clock_prepare;
+    uv_check_t clock_check;
     struct http_conn *held; /* connections holding a stream head (http_stream_start) */
     uv_thread_t thread;
     up_ctx *up;

@@ -43,6 +43,8 @@
 #include "upstream/internal.h"
 #include "upstream/tls.h"
 
+#include "common/util.h"
+
 #include <llhttp.h>
 #include <openssl/err.h>
 #include <netinet/in.h>
@@ -196,7 +198,7 @@ static void h1_connect(h1_xfer *x);
 
 static uint64_t h1_now(void)
 {
-    return uv_hrtime() / 1000000u;
+    return ms_loop_mono_ns() / 1000000u; /* util.h: a worker reads the clock once a phase */
 }
 
 static void h1_ctx_unref(h1_ctx *ctx)

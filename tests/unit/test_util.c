@@ -30,6 +30,37 @@ static void test_clocks(void)
     CHECK(b - a >= 2000000);
 }
 
+/* Whether the thread's loop clock answers without reading the clock: two readings 2 ms apart. */
+static int loop_clock_frozen(void)
+{
+    uint64_t a = ms_loop_mono_ns();
+    int64_t wa = ms_loop_now_ms();
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    return ms_loop_mono_ns() == a && ms_loop_now_ms() == wa;
+}
+
+/* The loop clock (util.h): off, it is the clock; on, one reading per phase until a tick. */
+static void test_loop_clock(void)
+{
+    CHECK(!loop_clock_frozen()); /* a thread that did not turn it on: every call reads */
+    ms_loop_clock_on();
+    ms_loop_clock_tick();
+    uint64_t before = ms_mono_ns();
+    uint64_t a = ms_loop_mono_ns();
+    CHECK(a >= before);
+    CHECK(loop_clock_frozen());
+    CHECK_EQ_INT((int64_t)ms_loop_mono_ns(), (int64_t)a);
+    ms_loop_clock_tick();
+    uint64_t b = ms_loop_mono_ns();
+    CHECK(b - a >= 2000000); /* the tick let the next call read the clock again */
+    int64_t w = ms_loop_now_ms(), t = (int64_t)time(NULL) * 1000;
+    CHECK(w >= t - 2000 && w <= t + 2000);
+    ms_loop_clock.on = 0; /* the other cases of this thread read the clock */
+    ms_loop_clock_tick();
+    CHECK(!loop_clock_frozen());
+}
+
 static void test_iso_format(void)
 {
     char buf[32];
@@ -370,5 +401,6 @@ int main(void)
     RUN(test_decimal_format);
     RUN(test_decimal_roundtrip);
     RUN(test_copy);
+    RUN(test_loop_clock);
     TAP_DONE();
 }
