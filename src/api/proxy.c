@@ -892,8 +892,11 @@ static int new_transfer(proxy *p)
         free(p->xst);
         p->xst = NULL;
     }
-    /* passing through decodes nothing, unless the adapter reads usage across events */
-    if (ad->state_size && (p->translated || ad->passthrough_state)) {
+    /* passing through decodes nothing, unless the adapter reads usage across events (or keeps
+     * what its stream's events share) */
+    int keep =
+        ad->passthrough_state == PROV_STATE_STREAMS ? p->call->stream : ad->passthrough_state;
+    if (ad->state_size && (p->translated || keep)) {
         if (!p->xst && !(p->xst = malloc(ad->state_size))) return -1;
         memset(p->xst, 0, ad->state_size);
         p->xst_ad = ad;

@@ -35,6 +35,10 @@ typedef struct jscan_member {
  * JSCAN_INVALID and, if err_off is not NULL, the offset of the first bad byte. */
 int jscan_object(const char *p, size_t n, jscan_member *members, size_t max, size_t *err_off);
 
+/* The length of the valid JSON string token (quotes included) that p[0..n) starts with, or 0
+ * when it does not start with one. */
+size_t jscan_string_token(const char *p, size_t n);
+
 /* Same, for a value already known to be valid (for example a member's value): lists the members
  * of the object it holds. Returns their count, or JSCAN_NOT_OBJECT. */
 int jscan_members(ms_str obj, jscan_member *members, size_t max);

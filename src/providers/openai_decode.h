@@ -22,9 +22,21 @@ typedef struct openai_dec_call {
     uint32_t id_off, id_len;
 } openai_dec_call;
 
+/* What every event of a passed-through stream has in common (openai.c, "The stream's shape"):
+ * the constant text around its one or two strings that vary, the runs before, between and after
+ * them. nholes 0: none learnt yet. */
+#define OAI_SHAPE_TEXT 512
+typedef struct openai_shape {
+    uint8_t nholes;  /* 1 or 2 */
+    uint8_t counted; /* the hole that is the delta's text */
+    uint16_t seg[3]; /* lengths of the constant runs in text, in order */
+    uint32_t hits;   /* events that matched it (tests) */
+    char text[OAI_SHAPE_TEXT];
+} openai_shape;
+
 /* Per-transfer state of a decoded stream (prov_adapter.state_size). The engine allocates it for
- * every attempt of this adapter, pass-through ones too, so it is small and reset allocates
- * nothing: the calls table and the ids grow on the first tool call, capped
+ * every attempt of this adapter that translates or passes a stream through, so it is small and
+ * reset allocates nothing: the calls table and the ids grow on the first tool call, capped
  * (OAI_DEC_MAX_TOOLS calls, OAI_DEC_MAX_ID bytes of id each). */
 typedef struct openai_dec_state {
     int started;  /* EV_START went out (at the first chunk) */
@@ -33,6 +45,7 @@ typedef struct openai_dec_state {
     int last;     /* the call the last tool-call delta went to (-1: none) */
     buf_t calls;  /* openai_dec_call[ntools] */
     buf_t ids;
+    openai_shape shape; /* passing a stream through */
 } openai_dec_state;
 
 /* prov_adapter.reset / release for openai_dec_state. */

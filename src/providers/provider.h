@@ -94,6 +94,8 @@ typedef dialect_refusal prov_refusal;
  * keeps per-transfer decoding state (state_size bytes, which the engine allocates zeroed and
  * passes to reset before every attempt, so a retry decodes from a clean slate, and to release
  * when the transfer is over). */
+#define PROV_STATE_STREAMS 2 /* prov_adapter.passthrough_state */
+
 typedef struct prov_adapter {
     wire_api api;      /* what its upstream speaks */
     size_t state_size; /* per-transfer state; 0: none */
@@ -123,7 +125,8 @@ typedef struct prov_adapter {
                         prov_usage *usage, int *done, int *error, int *usage_chunk, char *err,
                         size_t errlen);
     /* Pass-through needs the per-transfer state too (st above): Anthropic's usage comes in two
-     * events of a stream. Without it st is NULL when passing through. */
+     * events of a stream; PROV_STATE_STREAMS: for streams only (OpenAI keeps its stream's shape,
+     * openai.c). Without it st is NULL when passing through. */
     int passthrough_state;
     /* Translating adapters: a 2xx non-streaming chat answer, decoded into events to sink (usage
      * as EV_USAGE, also stored into *usage). Returns 0, or -1 with a message in err when the

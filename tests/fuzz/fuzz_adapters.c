@@ -6,9 +6,12 @@
  * (OpenAI answers and chunks into events, for clients of other APIs), the OpenAI chat encoder
  * their events end up in, and the Responses adapter's pass-through (a provider's response object
  * or typed stream, then what ends the client's stream: the held terminal event with the cost, or
- * the stand-in of a cut, through the Responses dialect). The input's first byte picks what to
- * drive (modulo 10: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a
- * Responses answer whole/streamed); the rest is the document.
+ * the stand-in of a cut, through the Responses dialect), and the OpenAI adapter's pass-through of
+ * a stream, whose events are decided twice, with the transfer's state (the stream's shape, the
+ * fast path) and without it, and must be decided alike. The input's first byte picks what to
+ * drive (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a
+ * Responses answer whole/streamed, 10 an OpenAI stream passed through); the rest is the
+ * document.
  *
  * What is checked is memory safety and bounds (ASan/UBSan), no leak, and that a whole answer
  * that decodes encodes to valid JSON (jscan): a malformed upstream must become a clean error,
@@ -29,12 +32,21 @@
     } while (0)
 
 static cfg_provider g_prov[3] = {
-    {.name = (char *)"anth", .kind = PROV_ANTHROPIC, .base_url = (char *)"http://a.example",
-     .api_key = (char *)"k", .enabled = 1},
-    {.name = (char *)"gem", .kind = PROV_GEMINI, .base_url = (char *)"http://g.example",
-     .api_key = (char *)"k", .enabled = 1},
-    {.name = (char *)"oai", .kind = PROV_OPENAI, .base_url = (char *)"http://o.example",
-     .api_key = (char *)"k", .enabled = 1},
+    {.name = (char *)"anth",
+     .kind = PROV_ANTHROPIC,
+     .base_url = (char *)"http://a.example",
+     .api_key = (char *)"k",
+     .enabled = 1},
+    {.name = (char *)"gem",
+     .kind = PROV_GEMINI,
+     .base_url = (char *)"http://g.example",
+     .api_key = (char *)"k",
+     .enabled = 1},
+    {.name = (char *)"oai",
+     .kind = PROV_OPENAI,
+     .base_url = (char *)"http://o.example",
+     .api_key = (char *)"k",
+     .enabled = 1},
 };
 static cfg_deployment g_dep[3] = {{.provider = &g_prov[0], .model = (char *)"up", .weight = 1},
                                   {.provider = &g_prov[1], .model = (char *)"up", .weight = 1},
@@ -64,8 +76,8 @@ static int on_event(void *ud, const sse_event *ev)
     int done = 0, error = 0;
     char err[256];
     err[0] = '\0';
-    int rc = s->ad->decode_event(s->st, s->call, ev, s->sink, &s->usage, &done, &error, err,
-                                 sizeof err);
+    int rc =
+        s->ad->decode_event(s->st, s->call, ev, s->sink, &s->usage, &done, &error, err, sizeof err);
     return rc < 0 || error || done;
 }
 
@@ -176,6 +188,54 @@ static int on_rsp_event(void *ud, const sse_event *ev)
     return rc < 0 || error || done;
 }
 
+/* An OpenAI stream passed through: the shape's fast path against the full one, event by event. */
+typedef struct oai_twin {
+    prov_call *call;
+    void *st;
+    prov_usage usage[2];
+    buf_t out[2];
+} oai_twin;
+
+static int on_oai_event(void *ud, const sse_event *ev)
+{
+    oai_twin *t = ud;
+    int rc[2], done[2] = {0, 0}, error[2] = {0, 0}, held[2] = {0, 0};
+    char err[2][256];
+    for (int s = 0; s < 2; s++) {
+        buf_reset(&t->out[s]);
+        rc[s] = prov_openai.stream_event(s ? NULL : t->st, t->call, ev, &t->out[s], &t->usage[s],
+                                         &done[s], &error[s], &held[s], err[s], sizeof err[s]);
+    }
+    MUST(rc[0] == rc[1] && done[0] == done[1] && error[0] == error[1] && held[0] == held[1]);
+    MUST(t->usage[0].streamed_bytes == t->usage[1].streamed_bytes);
+    MUST(t->usage[0].known == t->usage[1].known);
+    MUST(memcmp(&t->usage[0].u, &t->usage[1].u, sizeof t->usage[0].u) == 0);
+    MUST(t->out[0].len == t->out[1].len &&
+         (t->out[0].len == 0 || memcmp(t->out[0].data, t->out[1].data, t->out[0].len) == 0));
+    return 0; /* on to the next event whatever it was: the state must survive anything */
+}
+
+static void drive_openai_passthrough(const char *p, size_t n)
+{
+    oai_twin t;
+    memset(&t, 0, sizeof t);
+    t.call = calloc(1, sizeof *t.call);
+    t.call->stream = 1;
+    t.st = calloc(1, prov_openai.state_size);
+    prov_openai.reset(t.st, t.call);
+    buf_init(&t.out[0], 1u << 24);
+    buf_init(&t.out[1], 1u << 24);
+    sse_parser sp;
+    sse_init(&sp, 1u << 20, on_oai_event, &t);
+    (void)sse_feed(&sp, p, n);
+    sse_free(&sp);
+    prov_openai.release(t.st);
+    free(t.st);
+    free(t.call);
+    buf_free(&t.out[0]);
+    buf_free(&t.out[1]);
+}
+
 /* Every line of what a client gets is an SSE field of ours or the blank line that ends an event,
  * and every data line is a JSON object: a provider's bytes must never break the framing. */
 static void check_sse(const buf_t *b)
@@ -247,7 +307,7 @@ static void drive_responses(int stream, const char *p, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    int op = data[0] % 10, which = op & 1;
+    int op = data[0] % 11, which = op & 1;
     const prov_adapter *ad = which ? &prov_gemini : &prov_anthropic;
     char *p = malloc(size);
     memcpy(p, data + 1, size - 1);
@@ -258,8 +318,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         drive_answer(ad, which, op >= 4, p, n);
     else if (op < 8)
         drive_answer(&prov_openai, 2, op == 7, p, n); /* 6: whole, 7: streamed */
-    else
+    else if (op < 10)
         drive_responses(op == 9, p, n); /* 8: whole, 9: streamed */
+    else
+        drive_openai_passthrough(p, n);
     free(p);
     return 0;
 }

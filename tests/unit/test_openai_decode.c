@@ -794,14 +794,16 @@ static void test_stream_invalid(void)
 }
 
 /* The adapter: OpenAI clients keep the pass-through path (the engine calls the decoders only
- * when the client speaks another API), and its state is small (allocated for every attempt). */
+ * when the client speaks another API), and its state is small (allocated for every attempt that
+ * translates or passes a stream through, whose shape it keeps: test_openai_stream.c). */
 static void test_adapter(void)
 {
     CHECK(prov_openai.decode_answer == openai_decode_answer);
     CHECK(prov_openai.decode_event == openai_decode_event);
     CHECK(prov_openai.response != NULL && prov_openai.stream_event != NULL);
     CHECK_EQ_INT(prov_openai.api, dialect_openai_chat.api);
-    CHECK(prov_openai.state_size <= 128);
+    CHECK(prov_openai.state_size <= 128 + sizeof(openai_shape));
+    CHECK_EQ_INT(prov_openai.passthrough_state, PROV_STATE_STREAMS);
 }
 
 int main(void)
