@@ -163,11 +163,26 @@ static int dispatch(sse_parser *p, const char *raw, size_t n)
     return p->cb(p->ud, &ev);
 }
 
+/* dispatch for the usual event, seen whole in one read: one line, LF-terminated, then the blank
+ * line (every OpenAI chunk). sse_feed has found its line ends already; a data line needs no
+ * second look for them. */
+static int dispatch_one_line(sse_parser *p, const char *raw, size_t n, size_t line)
+{
+    if (line < 5 || memcmp(raw, "data:", 5) != 0) return dispatch(p, raw, n);
+    const char *v = raw + 5, *end = raw + line;
+    if (v < end && *v == ' ') v++;
+    sse_event ev = {{raw, n}, {empty, 0}, {v, (size_t)(end - v)}, {empty, 0}};
+    return p->cb(p->ud, &ev);
+}
+
 int sse_feed(sse_parser *p, const char *data, size_t n)
 {
     struct eol_finder f = {data, n, 0, 0, 0, 0};
     size_t i = 0, ev_start = 0;
     int at_line_start = 1, r;
+    /* the event under way in this read: its lines so far, the first one's length, a CR seen */
+    size_t lines = 0, first_line = 0;
+    int cr = 0;
 
     if (n == 0) return 0;
     if (p->pending.len) {
@@ -185,6 +200,8 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
         if (data[e] == '\r' && after < n && data[after] == '\n') after++;
         int blank = at_line_start && e == i;
         at_line_start = 1;
+        cr |= data[e] == '\r';
+        if (!blank && lines++ == 0) first_line = e - i;
         i = after;
         if (!blank) continue;
 
@@ -202,9 +219,13 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
                 r = SSE_TOO_LARGE;
                 goto stop;
             }
-            r = dispatch(p, data + ev_start, after - ev_start);
+            r = lines == 1 && !cr
+                    ? dispatch_one_line(p, data + ev_start, after - ev_start, first_line)
+                    : dispatch(p, data + ev_start, after - ev_start);
         }
         ev_start = after;
+        lines = 0;
+        cr = 0;
         if (r) {
             p->last_cr = after == n && data[n - 1] == '\r';
             goto stop;
