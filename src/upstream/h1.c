@@ -188,7 +188,8 @@ struct h1_ctx {
     int ntls;
     /* One read buffer for every connection of the loop: each read is parsed (and whatever must
      * outlive it copied) before the next one, so an idle or slow connection costs no buffer. */
-    char rbuf[H1_RBUF];
+    char rbuf[H1_RBUF];    /* a read; a TLS connection's plaintext */
+    char cbuf[H1_RBUF];    /* a TLS connection's ciphertext read, lent to the engine */
     char tbuf[H1_TLS_REC]; /* request plaintext gathered into full records */
 };
 
@@ -251,7 +252,8 @@ static void h1_conn_close(h1_conn *c)
 static void h1_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     h1_conn *c = h->data;
-    buf->base = c->ctx->rbuf;
+    /* the engine decrypts into rbuf while it reads the ciphertext from where it was read */
+    buf->base = c->ssl ? c->ctx->cbuf : c->ctx->rbuf;
     buf->len = sizeof c->ctx->rbuf;
 }
 
@@ -874,21 +876,23 @@ static void h1_tls_read(h1_conn *c, ssize_t nread, const char *p)
         h1_tls_closed(c, (int)nread);
         return;
     }
-    if (BIO_write(SSL_get_rbio(c->ssl), p, (int)nread) != (int)nread) {
-        if (c->x)
-            h1_finish(c->x, UP_ERROR, "out of memory");
-        else
-            h1_conn_close(c);
-        return;
-    }
+    tls_in_lend(c->ssl, p, (size_t)nread);
     if (!c->hs_done) {
         if (c->x)
             h1_tls_handshake(c);
         else
             h1_conn_close(c);
-        return;
+    } else {
+        h1_tls_drain(c);
     }
-    h1_tls_drain(c);
+    /* what the engine did not read (a paused consumer, a record cut by the read) waits for the
+     * next; a closed connection freed its SSL */
+    if (c->ssl && tls_in_keep(c->ssl) != 0) {
+        if (c->x)
+            h1_finish(c->x, UP_ERROR, "out of memory");
+        else
+            h1_conn_close(c);
+    }
 }
 
 static void h1_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

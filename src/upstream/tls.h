@@ -20,10 +20,15 @@ void tls_ctx_free(tls_ctx *t);
 bool tls_ctx_is(const tls_ctx *t, const char *ca_file);
 tls_ctx **tls_ctx_nextp(tls_ctx *t);
 
-/* A client SSL on two memory BIOs (SSL_get_rbio: ciphertext in; SSL_get_wbio: out), checking
- * host, offering *session_slot for resumption and storing the server's new sessions there. The
- * slot must outlive the SSL. NULL on failure. */
+/* A client SSL reading ciphertext through tls_in_lend/tls_in_keep and writing it into a memory
+ * BIO (SSL_get_wbio), checking host, offering *session_slot for resumption and storing the
+ * server's new sessions there. The slot must outlive the SSL. NULL on failure. */
 SSL *tls_conn_new(tls_ctx *t, const char *host, SSL_SESSION **session_slot);
+/* Ciphertext just read, for the engine to read from where it lies until tls_in_keep. */
+void tls_in_lend(SSL *ssl, const char *p, size_t n);
+/* The end of that read: the engine's part it did not read is copied and kept for the next
+ * (BIO_ctrl_pending counts it). 0, or -1 when that would pass the bound or memory is out. */
+int tls_in_keep(SSL *ssl);
 /* clean: the connection ended without a TLS error, so its session stays resumable. */
 void tls_conn_free(SSL *ssl, bool clean);
 /* After the handshake: the server chose http/1.1 or nothing. */
