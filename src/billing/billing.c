@@ -1201,6 +1201,11 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     if (!(b->store = store_open(cfg, err, errlen))) goto fail;
+    /* this handle writes ledger batches and nothing else: they check what they name */
+    if (store_ledger_writer(b->store) != STORE_OK) {
+        snprintf(err, errlen, "billing: %s", store_errmsg(b->store));
+        goto fail;
+    }
     /* checkpoints off this thread: a commit is then a WAL append, never a stall of seconds */
     if (!(b->ckpt = store_ckpt_start(cfg, b->store, err, errlen))) goto fail;
     b->mem_cap = bill_mem_cap();

@@ -59,6 +59,7 @@ typedef struct store_ops {
                       void *ud);
 
     int (*ledger_commit)(store_t *s, const store_usage_event *ev, size_t n);
+    int (*ledger_writer)(store_t *s); /* NULL: nothing to set up */
     int (*usage_query)(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
                        int64_t offset, store_usage_row **out, size_t *n);
     int (*usage_stats_query)(store_t *s, int64_t account_id, const store_usage_filter *f,

@@ -243,6 +243,11 @@ int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
     return s->ops->ledger_commit(s, ev, n);
 }
 
+int store_ledger_writer(store_t *s)
+{
+    return s->ops->ledger_writer ? s->ops->ledger_writer(s) : STORE_OK;
+}
+
 int store_usage_query(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
                       int64_t offset, store_usage_row **out, size_t *n)
 {

@@ -180,6 +180,11 @@ typedef struct store_usage_event {
  * Events whose request_id is already in the usage table are skipped (a retry after a crash never
  * bills twice). The balance CHECK (>= 0) failing makes the whole batch fail with STORE_ERR. */
 int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n);
+/* Makes s the ledger's own handle, one that writes nothing but ledger batches (the billing
+ * thread's): SQLite then leaves its per-row foreign-key lookups to the batch, which checks each
+ * account and key it names once (an account or key that does not exist, or a key of another
+ * account, fails the batch as before). On PostgreSQL nothing changes. */
+int store_ledger_writer(store_t *s);
 
 typedef struct store_key_patch {
     int set_name;
