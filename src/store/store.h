@@ -104,8 +104,9 @@ int store_schema_version(store_t *s, int64_t *version);
  * its own connection, that checkpoints (PASSIVE: never blocking the writer) once the writer's
  * commits have grown the WAL by STORE_CKPT_PAGES pages, and at least once a second while it
  * grows. Once the WAL is 4 x STORE_CKPT_PAGES long the writer checkpoints the rest itself after a
- * commit, so that the WAL restarts instead of growing for as long as the load lasts. Stop it (store_ckpt_stop) while `writer` is idle and before closing it. NULL + err on
- * failure; the writer is then unchanged.
+ * commit, so that the WAL restarts instead of growing for as long as the load lasts. Stop it
+ * (store_ckpt_stop) while `writer` is idle and before closing it. NULL + err on failure; the writer
+ * is then unchanged.
  */
 typedef struct store_ckpt store_ckpt;
 store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_t errlen);
