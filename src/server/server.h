@@ -93,7 +93,7 @@ struct worker {
     uv_tcp_t listener;
     uv_async_t wakeup; /* drain requests from the main thread */
     uv_timer_t drain_timer;
-    uv_check_t held_check;  /* http.c: sends held stream heads after the I/O phase */
+    uv_check_t held_check; /* http.c: sends held stream heads after the I/O phase */
     /* the loop clock's ticks (ms_loop_clock_tick): before the loop polls, and after its I/O */
     uv_prepare_t clock_prepare;
     uv_check_t clock_check;

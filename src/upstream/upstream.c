@@ -4,8 +4,9 @@
  *
  * Dispatch. http:// and https:// URLs go to the native HTTP/1.1 client (h1.c), far cheaper per
  * request, unless MODELSWITCH_UPSTREAM=curl was set when the ctx was created; https:// stays here
- * when https_proxy or all_proxy is set (curl honours them; the native client speaks no proxy). Each ctx then owns an h1_ctx next to its curl multi handle, and
- * up_pause/up_resume/up_cancel tell the two kinds of transfer apart by their first member.
+ * when https_proxy or all_proxy is set (curl honours them; the native client speaks no proxy). Each
+ * ctx then owns an h1_ctx next to its curl multi handle, and up_pause/up_resume/up_cancel tell the
+ * two kinds of transfer apart by their first member.
  *
  * How it is wired. Each up_ctx owns one CURLM. curl tells us which sockets to watch through the
  * socket callback (one uv_poll_t per curl socket, created and closed as curl asks) and when to call

@@ -4,8 +4,8 @@
  * HTTP/1.1 client (src/upstream/h1.c: llhttp, OpenSSL on memory BIOs, a keep-alive pool per
  * host), which costs far less than libcurl per request; libcurl's multi_socket interface stays
  * for https:// behind a proxy from the environment, and for everything when
- * MODELSWITCH_UPSTREAM=curl is in the environment at start. One up_ctx per worker owns both clients and their connection
- * pools.
+ * MODELSWITCH_UPSTREAM=curl is in the environment at start. One up_ctx per worker owns both clients
+ * and their connection pools.
  *
  * The body is sent from the caller's iovecs without copying (they must stay valid until the
  * transfer completes). Response bytes are handed to on_data as they arrive; the consumer applies

@@ -73,8 +73,9 @@ static void test_lookup_outcomes(void)
     unsigned char zero[32] = {0};
 
     CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "ok", 0, -1, ok, &k_ok), STORE_OK);
-    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_BILLING, "exp", now + 3600000, 7, expiring, &k_exp),
-                 STORE_OK);
+    CHECK_EQ_INT(
+        store_key_create(w, kc_acct, KEY_BILLING, "exp", now + 3600000, 7, expiring, &k_exp),
+        STORE_OK);
     CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "in", 0, -1, inactive, &k_in), STORE_OK);
     CHECK_EQ_INT(store_key_set_active(w, k_in.id, 0), STORE_OK);
     CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "del", 0, -1, deleted, &k_del), STORE_OK);
@@ -158,9 +159,9 @@ static void test_refresh(void)
 
     /* Enough keys to grow the table several times, all added while the cache runs. */
     for (int i = 0; i < 300; i++)
-        CHECK_EQ_INT(
-            store_key_create(w, kc_acct, i % 2 ? KEY_PROXY : KEY_BILLING, "m", 0, -1, many[i], NULL),
-            STORE_OK);
+        CHECK_EQ_INT(store_key_create(w, kc_acct, i % 2 ? KEY_PROXY : KEY_BILLING, "m", 0, -1,
+                                      many[i], NULL),
+                     STORE_OK);
     CHECK_EQ_INT(wait_for(kc, many[299], KC_OK), KC_OK);
     for (int i = 0; i < 300; i++)
         found += kc_lookup(kc, many[i], strlen(many[i]), ms_now_ms(), NULL) == KC_OK;
