@@ -30,29 +30,30 @@
 
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static const char empty[] = "";
 
-/* Finds line endings in s[0..n) with memchr, remembering where the next CR and LF are so a
- * piece is scanned in linear time whatever the mix of line endings. */
-struct eol_finder {
-    const char *s;
-    size_t n, next_cr, next_lf;
-    int have_cr, have_lf;
-};
-
-static size_t next_eol(struct eol_finder *f, size_t from)
+/* The first CR or LF of s[from..n), or n: one pass for either, 16 bytes at a time, so a piece is
+ * scanned once whatever the mix of line endings. (Two memchr, one per byte, scanned every piece
+ * of a stream without CRs once more to the end for the CR that never comes.) */
+static inline size_t next_eol(const char *s, size_t from, size_t n)
 {
-    if (!f->have_cr || (f->next_cr < from && f->next_cr != f->n)) {
-        const char *c = memchr(f->s + from, '\r', f->n - from);
-        f->next_cr = c ? (size_t)(c - f->s) : f->n;
-        f->have_cr = 1;
+    size_t i = from;
+#if defined(__SSE2__)
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+    for (; n - i >= 16; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        unsigned m =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+        if (m) return i + (size_t)__builtin_ctz(m);
     }
-    if (!f->have_lf || (f->next_lf < from && f->next_lf != f->n)) {
-        const char *c = memchr(f->s + from, '\n', f->n - from);
-        f->next_lf = c ? (size_t)(c - f->s) : f->n;
-        f->have_lf = 1;
-    }
-    return f->next_cr < f->next_lf ? f->next_cr : f->next_lf;
+#endif
+    for (; i < n; i++)
+        if (s[i] == '\n' || s[i] == '\r') return i;
+    return n;
 }
 
 /* The buffers' own cap is only a backstop behind the max_event checks in sse_feed: an event may
@@ -151,10 +152,9 @@ static int handle_line(sse_parser *p, sse_event *ev, const char *line, size_t n,
 static int dispatch(sse_parser *p, const char *raw, size_t n)
 {
     sse_event ev = {{raw, n}, {empty, 0}, {empty, 0}, {empty, 0}};
-    struct eol_finder f = {raw, n, 0, 0, 0, 0};
     size_t i = 0, ndata = 0;
     while (i < n) {
-        size_t e = next_eol(&f, i);
+        size_t e = next_eol(raw, i, n);
         /* empty lines here are only the terminating one or a leftover LF */
         if (e > i && handle_line(p, &ev, raw + i, e - i, &ndata) < 0) return SSE_TOO_LARGE;
         i = e + 1;
@@ -177,7 +177,6 @@ static int dispatch_one_line(sse_parser *p, const char *raw, size_t n, size_t li
 
 int sse_feed(sse_parser *p, const char *data, size_t n)
 {
-    struct eol_finder f = {data, n, 0, 0, 0, 0};
     size_t i = 0, ev_start = 0;
     int at_line_start = 1, r;
     /* the event under way in this read: its lines so far, the first one's length, a CR seen */
@@ -194,7 +193,7 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
     p->last_cr = data[n - 1] == '\r';
 
     for (;;) {
-        size_t e = next_eol(&f, i), after;
+        size_t e = next_eol(data, i, n), after;
         if (e == n) break;
         after = e + 1;
         if (data[e] == '\r' && after < n && data[after] == '\n') after++;
