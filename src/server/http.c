@@ -554,6 +554,21 @@ int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
     for (int i = 0; i < nparts; i++)
         len += parts[i].len;
     if (len == 0) return 0;
+    worker_t *w = c->w;
+    /* A burst's next event (see below) that fits: framed straight into the cork buffer. */
+    if (w->corked == c && w->cork_sent && !c->held && w->cork &&
+        w->cork_len <= HTTP_CORK_MAX - 24 && len <= HTTP_CORK_MAX - 24 - w->cork_len) {
+        char *o = w->cork + w->cork_len;
+        o += chunk_size_line(o, len);
+        for (int i = 0; i < nparts; i++) {
+            memcpy(o, parts[i].base, parts[i].len);
+            o += parts[i].len;
+        }
+        *o++ = '\r';
+        *o++ = '\n';
+        w->cork_len = (size_t)(o - w->cork);
+        return 0;
+    }
     char head[24];
     int hl = chunk_size_line(head, len);
     /* the response head first, if it is still held (the stream's first chunk) */

@@ -201,6 +201,18 @@ test('a burst of events (many to one read) reaches the client whole and in order
     assert.equal(u.length, 1);
     assert.equal(u[0].usage.completion_tokens, n);
     assert.ok(res.text.length > 256 * 1024, `a stream of ${res.text.length} bytes`);
+    // the same over a raw connection whose parser checks the chunked framing strictly (fetch
+    // passes a chunk whose CRLF is wrong)
+    const body = JSON.stringify({
+        model: 'mock-model', stream: true, max_tokens: n, messages: [{ role: 'user', content: 'hi' }],
+        stream_options: { include_usage: true }, mock: { chunks: n, events_per_write: 500 },
+    });
+    const [raw] = await h.rawExchange(gw.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n` +
+        `Authorization: Bearer ${key}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    assert.equal(raw.status, 200);
+    assert.equal(h.streamContent(h.sseEvents(raw.text)),
+        Array.from({ length: n }, (_, i) => `tok${i} `).join(''));
 });
 
 test('streaming with include_usage: false: upstream asked for usage, client gets none', T, async () => {

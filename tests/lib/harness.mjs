@@ -659,6 +659,10 @@ export function parseResponses(buf, closed = false) {
                     break;
                 }
                 if (buf.length < le + 2 + size + 2) break;
+                // strict, unlike fetch: a chunk's data ends with CRLF
+                if (buf[le + 2 + size] !== 0x0d || buf[le + 3 + size] !== 0x0a) {
+                    throw new Error('bad chunk terminator in response');
+                }
                 parts.push(buf.subarray(le + 2, le + 2 + size));
                 p = le + 2 + size + 2;
             }
