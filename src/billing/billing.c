@@ -1686,12 +1686,20 @@ static void bill_push_owed(bill_t *b)
         return;
     }
     b->push_failures = 0;
+    /* A snapshot taken while the push was on its way (a request admitted or ended meanwhile) has
+     * a later version and still counted what the push took: Redis keeps it, a reservation too
+     * high (safe: it refuses early) until something newer comes. So such an entry stays owed,
+     * and the next poll's push tells Redis again, at a later version, without it. */
+    size_t again_a = 0, again_k = 0;
     for (size_t i = 0; i < na; i++) {
         bill_acct *a = acct_find(b, b->push_accts.id[i]);
         pthread_mutex_t *mu = acct_mu(b, a->id);
         pthread_mutex_lock(mu);
         a->cu -= taken[i];
-        a->push_pending = 0;
+        if (a->ver != p[i].ver)
+            b->push_accts.id[again_a++] = a->id; /* stays push_pending */
+        else
+            a->push_pending = 0;
         pthread_mutex_unlock(mu);
     }
     for (size_t i = 0; i < nk; i++) {
@@ -1699,11 +1707,15 @@ static void bill_push_owed(bill_t *b)
         pthread_mutex_t *mu = key_mu(b, k->id);
         pthread_mutex_lock(mu);
         k->kcu -= taken[na + i];
-        k->push_pending = 0;
+        if (k->ver != p[na + i].ver)
+            b->push_keys.id[again_k++] = k->id;
+        else
+            k->push_pending = 0;
         pthread_mutex_unlock(mu);
     }
     free(taken);
-    b->push_accts.len = b->push_keys.len = 0;
+    b->push_accts.len = again_a;
+    b->push_keys.len = again_k;
 }
 
 void bill_set_pusher(bill_t *b, int (*push)(void *ud, const bill_push *p, size_t n), void *ud)
