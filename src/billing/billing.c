@@ -1796,7 +1796,10 @@ int bill_snapshot(bill_t *b, int64_t account_id, int64_t key_id, bill_snap *sn)
 }
 
 /* Every account and key this instance reserves anything of (or ever did: a zero still needs
- * telling after a change), for re-registering with a Redis that lost its data. */
+ * telling after a change), for re-registering with a Redis that lost its data. Each at a new
+ * version: one taken while a push is on its way must not tie with the push's (Redis keeps the
+ * first of equal versions, which may be this one, counting what the push takes); a later one
+ * makes bill_push_owed push the entry again. */
 int bill_reservations(bill_t *b, bill_push **out, size_t *n)
 {
     size_t cap = 0, len = 0;
@@ -1814,6 +1817,7 @@ int bill_reservations(bill_t *b, bill_push **out, size_t *n)
         if (!a || a->ver == 0) continue;
         pthread_mutex_t *mu = acct_mu(b, a->id);
         pthread_mutex_lock(mu);
+        a->ver++;
         p[len++] = (bill_push){
             .kind = 'a', .id = a->id, .ver = a->ver, .resv = a->held + a->unflushed + a->cu};
         pthread_mutex_unlock(mu);
@@ -1823,6 +1827,7 @@ int bill_reservations(bill_t *b, bill_push **out, size_t *n)
         if (!k || k->ver == 0) continue;
         pthread_mutex_t *mu = key_mu(b, k->id);
         pthread_mutex_lock(mu);
+        k->ver++;
         p[len++] = (bill_push){
             .kind = 'k', .id = k->id, .ver = k->ver, .resv = k->held + k->unflushed + k->kcu};
         pthread_mutex_unlock(mu);

@@ -260,6 +260,7 @@ typedef struct fake_redis {
     uint64_t ver;
     int64_t resv;
     int pushes;         /* pushes that carried the account */
+    int reregister;     /* what happens meanwhile: 0 a request, 1 a re-registration */
     bill_t *b;          /* set: the first such push also admits a request meanwhile */
     const store_key *k; /* (the window between a push and its bookkeeping) */
 } fake_redis;
@@ -280,7 +281,17 @@ static int fake_push(void *ud, const bill_push *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (p[i].kind != 'a' || p[i].id != r->account_id) continue;
         fake_apply(r, p[i].ver, p[i].resv);
-        if (r->pushes++ == 0 && r->b) {
+        if (r->pushes++ == 0 && r->b && r->reregister) {
+            /* Redis lost its data and the instance re-registers meanwhile (ms-redis) */
+            bill_push *all;
+            size_t na;
+            if (bill_reservations(r->b, &all, &na) == 0) {
+                for (size_t j = 0; j < na; j++)
+                    if (all[j].kind == 'a' && all[j].id == r->account_id)
+                        fake_apply(r, all[j].ver, all[j].resv);
+                free(all);
+            }
+        } else if (r->pushes == 1 && r->b) {
             /* a request admitted (and given up) on a worker while this push is on its way: its
              * snapshots still count what the push takes */
             bill_hold h;
@@ -300,11 +311,11 @@ static int fake_push(void *ud, const bill_push *p, size_t n)
  * this instance's reservation. A snapshot taken while the push was on its way has a later
  * version but still counts it: the account must be pushed again, so that what Redis keeps in
  * the end is the true reservation (0 here), not the charge counted twice. */
-static void test_push_window(void)
+static void push_window(int reregister)
 {
     int64_t a = mk_account(1000000);
     store_key k = mk_key(a, -1);
-    fake_redis r = {.account_id = a, .k = &k};
+    fake_redis r = {.account_id = a, .k = &k, .reregister = reregister};
     pthread_mutex_init(&r.mu, NULL);
     bill_t *b = start();
     CHECK(b != NULL);
@@ -333,6 +344,12 @@ static void test_push_window(void)
     CHECK(r.pushes >= 2); /* pushed again after the window */
     bill_stop(b);
     pthread_mutex_destroy(&r.mu);
+}
+
+static void test_push_window(void)
+{
+    push_window(0); /* a request admitted while the push is on its way */
+    push_window(1); /* a re-registration (Redis restarted) meanwhile */
 }
 
 /* A charge above the hold is made in full while the balance can pay it; beyond that it is
