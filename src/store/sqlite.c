@@ -1419,30 +1419,30 @@ static void store_sums_free(store_sums *t)
     free(t->slot);
 }
 
-/* Whether (id, account_id) has a sum in t. */
-static int store_sums_has(const store_sums *t, int64_t id, int64_t account_id)
+/* The slot of (id, account_id) in t: the one that holds it, or the empty one it would take. */
+static size_t store_sums_slot(const store_sums *t, int64_t id, int64_t account_id)
 {
     uint64_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account_id;
     size_t i = (size_t)(h ^ (h >> 29)) & (t->cap - 1);
     for (;; i = (i + 1) & (t->cap - 1)) {
         uint32_t k = t->slot[i];
-        if (!k) return 0;
-        const store_sum *e = &t->v[k - 1];
-        if (e->id == id && e->account_id == account_id) return 1;
+        if (!k || (t->v[k - 1].id == id && t->v[k - 1].account_id == account_id)) return i;
     }
+}
+
+/* Whether (id, account_id) has a sum in t. */
+static int store_sums_has(const store_sums *t, int64_t id, int64_t account_id)
+{
+    return t->slot[store_sums_slot(t, id, account_id)] != 0;
 }
 
 /* Adds amount to (id, account_id); -1 if the sum would overflow. */
 static int store_sums_add(store_sums *t, int64_t id, int64_t account_id, int64_t amount, size_t ev)
 {
-    uint64_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account_id;
-    size_t i = (size_t)(h ^ (h >> 29)) & (t->cap - 1);
-    for (;; i = (i + 1) & (t->cap - 1)) {
-        uint32_t k = t->slot[i];
-        if (!k) break;
-        store_sum *e = &t->v[k - 1];
-        if (e->id == id && e->account_id == account_id)
-            return __builtin_add_overflow(e->sum, amount, &e->sum) ? -1 : 0;
+    size_t i = store_sums_slot(t, id, account_id);
+    if (t->slot[i]) {
+        store_sum *e = &t->v[t->slot[i] - 1];
+        return __builtin_add_overflow(e->sum, amount, &e->sum) ? -1 : 0;
     }
     t->v[t->n] = (store_sum){id, account_id, amount, ev};
     t->slot[i] = (uint32_t)++t->n;
