@@ -54,6 +54,13 @@
 
 /* ---- schema ---- */
 
+/* Migration 9's facts (sqlite.c has the why): a usage transaction's description from its row,
+ * the last usage row whose transaction is in the transactions table, and the one id space of
+ * the two tables, usage's identity sequence. */
+#define USAGE_TX_DESC "model || ' ' || prompt_tokens || '+' || completion_tokens || ' tokens'"
+#define USAGE_TX_AFTER "(SELECT value FROM meta WHERE key = 'usage_tx_after')"
+#define LEDGER_NEXT_ID "nextval(pg_get_serial_sequence('usage', 'id'))"
+
 static const char *const pg_migrations[] = {
     /* 1: accounts, keys, the ledger and the key change sequence. */
     "CREATE TABLE accounts ("
@@ -164,6 +171,16 @@ static const char *const pg_migrations[] = {
 
     /* 8: no index of transactions by request id (only the audit used it; sqlite.c). */
     "DROP INDEX IF EXISTS transactions_request;",
+
+    /* 9: a charged usage row is its own usage transaction (sqlite.c). Both tables take their
+     * ids from usage's sequence from here on, which starts above every id of either. */
+    "INSERT INTO meta(key, value) VALUES ('usage_tx_after', greatest("
+    "  coalesce((SELECT max(id) FROM usage), 0), coalesce((SELECT max(id) FROM transactions), 0)));"
+    "SELECT setval(pg_get_serial_sequence('usage', 'id'), " USAGE_TX_AFTER " + 1, false);"
+    "CREATE VIEW ledger_transactions AS "
+    "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
+    "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
+    ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -223,7 +240,6 @@ enum {
     ST_LEDGER_SEEN,
     ST_LEDGER_BALANCES,
     ST_LEDGER_USAGE,
-    ST_LEDGER_TX,
     ST_LEDGER_OUTBOX,
     ST_LEDGER_ACCOUNTS,
     ST_LEDGER_KEYS,
@@ -270,9 +286,9 @@ static const char *const pg_sql[ST__COUNT] = {
                        "seq = $2::bigint WHERE id = $3::bigint",
     [ST_ACCOUNTS_SINCE] =
         "SELECT " ACCOUNT_COLS " FROM accounts WHERE seq > $1::bigint ORDER BY seq",
-    [ST_TX_INSERT] = "INSERT INTO transactions(account_id, amount_nusd, type, description, "
-                     "request_id, created_at_ms) VALUES ($1::bigint, $2::bigint, $3::text, "
-                     "$4::text, $5::text, $6::bigint)",
+    [ST_TX_INSERT] = "INSERT INTO transactions(id, account_id, amount_nusd, type, description, "
+                     "request_id, created_at_ms) VALUES (" LEDGER_NEXT_ID ", $1::bigint, "
+                     "$2::bigint, $3::text, $4::text, $5::text, $6::bigint)",
     [ST_KEY_INSERT] = "INSERT INTO api_keys(account_id, type, name, prefix, hash, active, deleted, "
                       "created_at_ms, expires_at_ms, spend_limit_nusd, spent_nusd, rpm, tpm, seq) "
                       "VALUES ($1::bigint, $2::int, $3::text, $4::text, decode($5::text, 'hex'), "
@@ -309,10 +325,6 @@ static const char *const pg_sql[ST__COUNT] = {
                         "$6::bigint[], $7::bigint[], $8::bigint[], $9::int[], $10::int[], "
                         "$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], "
                         "$15::bigint[], $16::bigint[], $17::int[])",
-    [ST_LEDGER_TX] = "INSERT INTO transactions(account_id, amount_nusd, type, description, "
-                     "request_id, created_at_ms) SELECT a, m, 'usage', d, r, c FROM unnest("
-                     "$1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[]) "
-                     "AS v(a, m, d, r, c)",
     /* a batch written again after its commit was in doubt writes its notices again */
     [ST_LEDGER_OUTBOX] = "INSERT INTO webhook_outbox(event_id, account_id, type, balance_nusd, "
                          "threshold_nusd, created_at_ms, attempts, next_attempt_ms) "
@@ -335,15 +347,26 @@ static const char *const pg_sql[ST__COUNT] = {
         "SELECT key_id, " USAGE_SUMS USAGE_WHERE " GROUP BY key_id ORDER BY spend DESC, key_id",
     [ST_USAGE_BY_DAY] =
         "SELECT created_at_ms / 86400000 AS day, " USAGE_SUMS USAGE_WHERE " GROUP BY 1 ORDER BY 1",
-    [ST_TX_LIST] = "SELECT id, amount_nusd, type, description, request_id, created_at_ms "
-                   "FROM transactions WHERE account_id = $1::bigint ORDER BY id DESC "
-                   "LIMIT $2::bigint OFFSET $3::bigint",
-    [ST_TX_SKIPPED] = "SELECT coalesce(sum(amount_nusd), 0)::bigint FROM (SELECT amount_nusd "
-                      "FROM transactions WHERE account_id = $1::bigint ORDER BY id DESC "
-                      "LIMIT $2::bigint) t",
+    /* The two tables' newest rows merged by id. Each side is limited to what the page can
+     * take from it, so PostgreSQL merges two short index ranges (a Merge Append); over the
+     * bare UNION ALL it sorted every row the account has. */
+    [ST_TX_LIST] = "SELECT * FROM (SELECT id, amount_nusd, type, description, request_id, "
+                   "created_at_ms FROM transactions WHERE account_id = $1::bigint ORDER BY id DESC "
+                   "LIMIT $2::bigint + $3::bigint) t UNION ALL SELECT * FROM (SELECT id, "
+                   "-charged_nusd, 'usage', " USAGE_TX_DESC ", request_id, created_at_ms "
+                   "FROM usage WHERE account_id = $1::bigint AND id > " USAGE_TX_AFTER
+                   " AND charged_nusd > 0 ORDER BY id DESC LIMIT $2::bigint + $3::bigint) u "
+                   "ORDER BY 1 DESC LIMIT $2::bigint OFFSET $3::bigint",
+    [ST_TX_SKIPPED] =
+        "SELECT coalesce(sum(a), 0)::bigint FROM (SELECT * FROM (SELECT id, "
+        "amount_nusd AS a FROM transactions WHERE account_id = $1::bigint "
+        "ORDER BY id DESC LIMIT $2::bigint) t UNION ALL SELECT * FROM (SELECT id, "
+        "-charged_nusd FROM usage WHERE account_id = $1::bigint AND id > " USAGE_TX_AFTER
+        " AND charged_nusd > 0 ORDER BY id DESC LIMIT $2::bigint) u "
+        "ORDER BY 1 DESC LIMIT $2::bigint) x",
     [ST_AUDIT_BALANCES] =
         "SELECT a.id, a.balance_nusd, coalesce(t.total, 0)::bigint FROM accounts a "
-        "LEFT JOIN (SELECT account_id, sum(amount_nusd) AS total FROM transactions "
+        "LEFT JOIN (SELECT account_id, sum(amount_nusd) AS total FROM ledger_transactions "
         "GROUP BY account_id) t ON t.account_id = a.id "
         "WHERE a.balance_nusd <> coalesce(t.total, 0) ORDER BY a.id",
     [ST_AUDIT_NEGATIVE] =
@@ -361,9 +384,10 @@ static const char *const pg_sql[ST__COUNT] = {
         "SELECT u.id, u.charged_nusd, coalesce(t.n, 0) FROM usage u LEFT JOIN "
         "(SELECT request_id, count(*) AS n FROM transactions WHERE type = 'usage' "
         "GROUP BY request_id) t ON t.request_id = u.request_id "
-        "WHERE coalesce(t.n, 0) <> CASE WHEN u.charged_nusd > 0 THEN 1 ELSE 0 END ORDER BY u.id",
+        "WHERE coalesce(t.n, 0) <> CASE WHEN u.charged_nusd > 0 AND u.id <= " USAGE_TX_AFTER
+        " THEN 1 ELSE 0 END ORDER BY u.id",
     [ST_AUDIT_COUNTS] =
-        "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM transactions)",
+        "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM ledger_transactions)",
     [ST_RESPONSE_INSERT] = "INSERT INTO responses(id, account_id, key_id, model, created_at_ms, "
                            "expires_at_ms, response, history) VALUES ($1::text, $2::bigint, "
                            "$3::bigint, $4::text, $5::bigint, $6::bigint, $7::text, $8::text) "
@@ -1507,67 +1531,40 @@ cleanup:
     return ret;
 }
 
-/* "<model> <prompt>+<completion> tokens" */
-static size_t usage_desc(const store_usage_event *e, char *out)
+/* The low-balance notices of the charged events (a charged usage row is its own usage
+ * transaction: migration 9). */
+static int batch_notices(store_t *s, pg_batch *b, const int64_t *at)
 {
-    size_t ml = FIELD_LEN(e->model);
-    memcpy(out, e->model, ml);
-    char *o = out + ml;
-    *o++ = ' ';
-    o = ms_i64_dec(usage_prompt(&e->usage), o);
-    *o++ = '+';
-    o = ms_i64_dec(e->usage.output, o);
-    memcpy(o, " tokens", 8);
-    return (size_t)(o + 7 - out);
-}
-
-/* The usage transactions and low-balance notices of the charged events. */
-static int batch_txs(store_t *s, pg_batch *b, const int64_t *at)
-{
-    pga t[5] = {{0}}, w[5] = {{0}};
-    pgp p = {0}, q = {0};
-    char desc[sizeof(((store_usage_event *)0)->model) + 64];
-    int ret = STORE_ERR, ntx = 0, nw = 0;
+    pga w[5] = {{0}};
+    pgp q = {0};
+    int ret = STORE_ERR, nw = 0;
     for (size_t i = 0; i < b->n; i++) {
         const store_usage_event *e = &b->ev[i];
-        if (b->skip[i] || b->charge[i] <= 0) continue;
-        ntx++;
-        pga_int(&t[0], e->account_id);
-        pga_int(&t[1], -b->charge[i]);
-        pga_text(&t[2], desc, usage_desc(e, desc));
-        pga_text(&t[3], e->request_id, FIELD_LEN(e->request_id));
-        pga_int(&t[4], at[i]);
-        if (e->notice_threshold_nusd > 0) {
-            const char *r = e->request_id;
-            char id[48];
-            snprintf(id, sizeof id, "evt_%.39s", strncmp(r, "req_", 4) == 0 ? r + 4 : r);
-            nw++;
-            pga_text(&w[0], id, strlen(id));
-            pga_int(&w[1], e->account_id);
-            pga_int(&w[2], e->notice_balance_nusd);
-            pga_int(&w[3], e->notice_threshold_nusd);
-            pga_int(&w[4], at[i]);
-        }
+        if (b->skip[i] || b->charge[i] <= 0 || e->notice_threshold_nusd <= 0) continue;
+        const char *r = e->request_id;
+        char id[48];
+        snprintf(id, sizeof id, "evt_%.39s", strncmp(r, "req_", 4) == 0 ? r + 4 : r);
+        nw++;
+        pga_text(&w[0], id, strlen(id));
+        pga_int(&w[1], e->account_id);
+        pga_int(&w[2], e->notice_balance_nusd);
+        pga_int(&w[3], e->notice_threshold_nusd);
+        pga_int(&w[4], at[i]);
     }
+    if (!nw) return STORE_OK;
     for (int j = 0; j < 5; j++) {
-        const char *a = pga_end(&t[j]), *c = pga_end(&w[j]);
-        if (!a || !c) {
+        const char *c = pga_end(&w[j]);
+        if (!c) {
             store_seterr(s, "ledger: out of memory");
             goto cleanup;
         }
-        ps(&p, a);
         ps(&q, c);
     }
-    if (ntx && pg_do(s, ST_LEDGER_TX, &p, "ledger: transaction insert", NULL) != STORE_OK)
-        goto cleanup;
-    if (nw && pg_do(s, ST_LEDGER_OUTBOX, &q, "ledger: webhook insert", NULL) != STORE_OK)
-        goto cleanup;
+    if (pg_do(s, ST_LEDGER_OUTBOX, &q, "ledger: webhook insert", NULL) != STORE_OK) goto cleanup;
     ret = STORE_OK;
 cleanup:
-    for (int j = 0; j < 5; j++) {
-        free(t[j].b);
+    for (int j = 0; j < 5; j++)
         free(w[j].b);
-    }
     return ret;
 }
 
@@ -1698,7 +1695,7 @@ static int pg_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
     seq0 = seq = gi(r, 0, 0);
     PQclear(r);
     if (batch_seen(s, &b) != STORE_OK || batch_clamp(s, &b) != STORE_OK ||
-        batch_usage(s, &b, at) != STORE_OK || batch_txs(s, &b, at) != STORE_OK ||
+        batch_usage(s, &b, at) != STORE_OK || batch_notices(s, &b, at) != STORE_OK ||
         batch_charge(s, &b, &seq) != STORE_OK)
         goto cleanup;
     if (seq != seq0) {
@@ -2353,8 +2350,9 @@ static int pg_import_end(store_t *s, int ok)
         pg_rollback(s);
         return STORE_OK;
     }
-    /* the identity sequences continue after the imported ids */
-    static const char *const tables[] = {"accounts", "api_keys", "transactions", "usage"};
+    /* the identity sequences continue after the imported ids; usage's is the ledger's shared
+     * one (migration 9), past both tables and usage_tx_after */
+    static const char *const tables[] = {"accounts", "api_keys", "transactions"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         char sql[200];
         snprintf(sql, sizeof sql,
@@ -2365,6 +2363,14 @@ static int pg_import_end(store_t *s, int ok)
             pg_rollback(s);
             return STORE_ERR;
         }
+    }
+    if (pg_exec(s,
+                "SELECT setval(pg_get_serial_sequence('usage', 'id'), greatest("
+                "coalesce((SELECT max(id) FROM usage), 0), "
+                "coalesce((SELECT max(id) FROM transactions), 0), " USAGE_TX_AFTER ") + 1, false)",
+                "import: sequences") != STORE_OK) {
+        pg_rollback(s);
+        return STORE_ERR;
     }
     if (pg_commit(s) != STORE_OK) {
         pg_rollback(s);

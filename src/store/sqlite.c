@@ -40,6 +40,17 @@
 
 /* ---- schema ---- */
 
+/* The description of a usage transaction, from its usage row: "<model> <prompt>+<completion>
+ * tokens" (store_usage_desc wrote the same text into the transactions table before migration 9). */
+#define USAGE_TX_DESC "model || ' ' || prompt_tokens || '+' || completion_tokens || ' tokens'"
+/* Usage rows with a greater id are their own usage transaction (migration 9). */
+#define USAGE_TX_AFTER "(SELECT value FROM meta WHERE key = 'usage_tx_after')"
+/* The next id of the ledger's shared id space: above every usage row and transaction. Each
+ * max() is one seek to the end of its b-tree. */
+#define LEDGER_NEXT_ID                                                                             \
+    "(SELECT max(coalesce((SELECT max(id) FROM usage), 0), "                                       \
+    "coalesce((SELECT max(id) FROM transactions), 0), " USAGE_TX_AFTER ") + 1)"
+
 static const char *const store_migrations[] = {
     /* 1: accounts, keys, the ledger and the key change sequence. */
     "CREATE TABLE accounts ("
@@ -193,6 +204,20 @@ static const char *const store_migrations[] = {
      * that way, and it now joins them in one pass; the index cost the ledger a b-tree insert
      * per request (docs/PERFORMANCE.md, round 5). */
     "DROP INDEX IF EXISTS transactions_request;",
+
+    /* 9: a charged usage row is its own usage transaction (docs/BILLING.md, "The ledger"). The
+     * ledger wrote each twice, the same facts in two tables, a third of its cost per request;
+     * rows written before stay as they are: usage rows up to usage_tx_after have their
+     * transaction in the transactions table, later ones stand for it. From here on the two
+     * tables share one id space (LEDGER_NEXT_ID), so an account's transactions merge by id in
+     * commit order as before. ledger_transactions is every transaction, for sums and for SQL
+     * by hand; the listing merges the two tables itself (SQLite sorts a view's rows again). */
+    "INSERT INTO meta(key, value) VALUES ('usage_tx_after', max("
+    "  coalesce((SELECT max(id) FROM usage), 0), coalesce((SELECT max(id) FROM transactions), 0)));"
+    "CREATE VIEW ledger_transactions AS "
+    "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
+    "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
+    ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -220,9 +245,9 @@ static const char *const store_migrations[] = {
 #define USAGE_INSERT_COLS                                                                          \
     "request_id, account_id, key_id, model, provider, prompt_tokens, completion_tokens, "          \
     "charged_nusd, status, estimated, latency_ms, created_at_ms, cached_tokens, "                  \
-    "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, cached"
-#define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-#define USAGE_INSERT_NCOLS 17
+    "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, cached, id"
+#define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define USAGE_INSERT_NCOLS 18
 /* The rows a usage read covers: ?1 account, ?2 model (NULL = all), ?3 key (0 = all), ?4..?5 the
  * time range, inclusive. One statement for every combination: the account's index narrows the
  * scan, and the rest are comparisons per row. */
@@ -251,6 +276,7 @@ enum {
     ST_ACCOUNT_ADD,
     ST_ACCOUNTS_SINCE,
     ST_TX_INSERT,
+    ST_LEDGER_NEXT_ID,
     ST_KEY_INSERT,
     ST_KEY_GET,
     ST_KEY_LIST,
@@ -312,8 +338,8 @@ static const char *const store_sql[ST__COUNT] = {
     [ST_ACCOUNT_SHOW] = "SELECT " ACCOUNT_SHOW_COLS " FROM accounts WHERE id = ?",
     [ST_ACCOUNT_ADD] = "UPDATE accounts SET balance_nusd = balance_nusd + ?, seq = ? WHERE id = ?",
     [ST_ACCOUNTS_SINCE] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE seq > ? ORDER BY seq",
-    [ST_TX_INSERT] = "INSERT INTO transactions(account_id, amount_nusd, type, description, "
-                     "request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+    [ST_TX_INSERT] = "INSERT INTO transactions(id, account_id, amount_nusd, type, description, "
+                     "request_id, created_at_ms) VALUES (" LEDGER_NEXT_ID ", ?, ?, ?, ?, ?, ?)",
     [ST_KEY_INSERT] = "INSERT INTO api_keys(account_id, type, name, prefix, hash, active, deleted, "
                       "created_at_ms, expires_at_ms, spend_limit_nusd, spent_nusd, rpm, tpm, seq) "
                       "VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?, ?, 0, -1, -1, ?)",
@@ -359,17 +385,25 @@ static const char *const store_sql[ST__COUNT] = {
     /* created_at_ms is never negative (store_ledger_rows), so the division floors */
     [ST_USAGE_BY_DAY] = "SELECT created_at_ms / 86400000 AS day, " USAGE_SUMS USAGE_WHERE
                         " GROUP BY day ORDER BY day",
+    /* An account's transactions and its charged usage rows since migration 9, merged by id
+     * (SQLite walks both indexes backwards together: no sort). */
     [ST_TX_LIST] = "SELECT id, amount_nusd, type, description, request_id, created_at_ms "
-                   "FROM transactions WHERE account_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                   "FROM transactions WHERE account_id = ?1 UNION ALL "
+                   "SELECT id, -charged_nusd, 'usage', " USAGE_TX_DESC ", request_id, "
+                   "created_at_ms FROM usage WHERE account_id = ?1 AND id > " USAGE_TX_AFTER
+                   " AND charged_nusd > 0 ORDER BY 1 DESC LIMIT ?2 OFFSET ?3",
     /* What the rows a page skips add up to: the balance after the page's newest row is the
-     * balance minus them (an index range, no sort; a window function sorted its rows again) */
-    [ST_TX_SKIPPED] = "SELECT coalesce(sum(amount_nusd), 0) FROM (SELECT amount_nusd FROM "
-                      "transactions WHERE account_id = ? ORDER BY id DESC LIMIT ?)",
+     * balance minus them (index ranges merged, no sort; a window function sorted its rows
+     * again) */
+    [ST_TX_SKIPPED] = "SELECT coalesce(sum(a), 0) FROM (SELECT id, amount_nusd AS a FROM "
+                      "transactions WHERE account_id = ?1 UNION ALL SELECT id, -charged_nusd "
+                      "FROM usage WHERE account_id = ?1 AND id > " USAGE_TX_AFTER
+                      " AND charged_nusd > 0 ORDER BY 1 DESC LIMIT ?2)",
     /* Sums are grouped once over the whole table rather than per row: the audit reads every
      * transaction exactly once. */
     [ST_AUDIT_BALANCES] =
         "SELECT a.id, a.balance_nusd, coalesce(t.total, 0) FROM accounts a "
-        "LEFT JOIN (SELECT account_id, sum(amount_nusd) AS total FROM transactions "
+        "LEFT JOIN (SELECT account_id, sum(amount_nusd) AS total FROM ledger_transactions "
         "GROUP BY account_id) t ON t.account_id = a.id "
         "WHERE a.balance_nusd != coalesce(t.total, 0) ORDER BY a.id",
     [ST_AUDIT_NEGATIVE] =
@@ -378,20 +412,24 @@ static const char *const store_sql[ST__COUNT] = {
                            "LEFT JOIN (SELECT key_id, sum(charged_nusd) AS total FROM usage "
                            "GROUP BY key_id) u ON u.key_id = k.id "
                            "WHERE k.spent_nusd != coalesce(u.total, 0) ORDER BY k.id",
-    /* A usage transaction must match its usage row: same account, amount = -charged. */
+    /* A usage transaction in the table must match its usage row: same account, amount =
+     * -charged. */
     [ST_AUDIT_USAGE_TX] =
         "SELECT t.id, t.account_id, t.amount_nusd, u.id, u.account_id, u.charged_nusd "
         "FROM transactions t LEFT JOIN usage u ON u.request_id = t.request_id "
         "WHERE t.type = 'usage' AND (u.id IS NULL OR u.account_id != t.account_id OR "
         "u.charged_nusd != -t.amount_nusd) ORDER BY t.id",
-    /* ... and a charged usage row must have exactly one usage transaction, a free one none. */
+    /* ... and a charged usage row written before migration 9 must have exactly one there; a
+     * free one, or one written since (its own transaction), none. */
     [ST_AUDIT_USAGE_ROWS] =
         "SELECT u.id, u.charged_nusd, coalesce(t.n, 0) FROM usage u LEFT JOIN "
         "(SELECT request_id, count(*) AS n FROM transactions WHERE type = 'usage' "
         "GROUP BY request_id) t ON t.request_id = u.request_id "
-        "WHERE coalesce(t.n, 0) != (u.charged_nusd > 0) ORDER BY u.id",
+        "WHERE coalesce(t.n, 0) != (u.charged_nusd > 0 AND u.id <= " USAGE_TX_AFTER
+        ") ORDER BY u.id",
     [ST_AUDIT_COUNTS] =
-        "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM transactions)",
+        "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM ledger_transactions)",
+    [ST_LEDGER_NEXT_ID] = "SELECT " LEDGER_NEXT_ID,
     /* The same id twice is the same response saved twice (ids are unique per request). */
     [ST_RESPONSE_INSERT] = "INSERT INTO responses(id, account_id, key_id, model, created_at_ms, "
                            "expires_at_ms, response, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -441,7 +479,6 @@ typedef struct sq {
     sqlite3_stmt *st[ST__COUNT];
     /* the ledger's multi-row INSERTs by row count (powers of two), prepared on first use */
     sqlite3_stmt *usage_rows[STORE_LEDGER_ROWS + 1];
-    sqlite3_stmt *tx_rows[STORE_LEDGER_ROWS + 1];
     int ledger_writer; /* store_ledger_writer: foreign keys off, the batch checks instead */
 } sq;
 
@@ -731,7 +768,6 @@ static void sq_close(store_t *s)
         sqlite3_finalize(SQ(s)->st[i]);
     for (int i = 0; i <= STORE_LEDGER_ROWS; i++) {
         sqlite3_finalize(SQ(s)->usage_rows[i]);
-        sqlite3_finalize(SQ(s)->tx_rows[i]);
     }
     sqlite3_close(SQ(s)->db);
     free(s);
@@ -1543,24 +1579,11 @@ static sqlite3_stmt *store_rows_stmt(store_t *s, sqlite3_stmt **cache, size_t k,
     return cache[k];
 }
 
-/* "<model> <prompt>+<completion> tokens", the description of a usage transaction. */
-static void store_usage_desc(const store_usage_event *e, char *out)
-{
-    int ml = STORE_FIELD_LEN(e->model);
-    memcpy(out, e->model, (size_t)ml);
-    char *o = out + ml;
-    *o++ = ' ';
-    o = ms_i64_dec(usage_prompt(&e->usage), o);
-    *o++ = '+';
-    o = ms_i64_dec(e->usage.output, o);
-    memcpy(o, " tokens", 8);
-}
-
-#define STORE_USAGE_DESC_MAX (sizeof(((store_usage_event *)0)->model) + 64)
-
-/* Binds one event's usage row (USAGE_INSERT_COLS) at parameter base b + 1.. of st. The prompt
- * sum cannot overflow: store_check_event refused such an event before the batch began. */
-static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e, int64_t at)
+/* Binds one event's usage row (USAGE_INSERT_COLS), id `id`, at parameter base b + 1.. of st.
+ * The prompt sum cannot overflow: store_check_event refused such an event before the batch
+ * began. */
+static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e, int64_t at,
+                            int64_t id)
 {
     const usage_counts *u = &e->usage;
     return sqlite3_bind_text(st, b + 1, e->request_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -1581,61 +1604,28 @@ static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e,
                    sqlite3_bind_int64(st, b + 14, u->cache_write) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 15, u->cache_write_1h) != SQLITE_OK ||
                    sqlite3_bind_int64(st, b + 16, u->reasoning) != SQLITE_OK ||
-                   sqlite3_bind_int(st, b + 17, e->cached ? 1 : 0) != SQLITE_OK
+                   sqlite3_bind_int(st, b + 17, e->cached ? 1 : 0) != SQLITE_OK ||
+                   sqlite3_bind_int64(st, b + 18, id) != SQLITE_OK
                ? -1
                : 0;
 }
 
 /* The usage rows of ev[0..k) one INSERT each, skipping request ids already recorded: fresh[i]
- * says whether row i was written. The exact path, for a chunk the fast one refused. */
+ * says whether row i was written. The exact path, for a chunk the fast one refused. A skipped
+ * row leaves its id unused. */
 static int store_usage_one_by_one(store_t *s, const store_usage_event *ev, size_t k,
-                                  const int64_t *at, unsigned char *fresh)
+                                  const int64_t *at, int64_t id0, unsigned char *fresh)
 {
     for (size_t i = 0; i < k; i++) {
         sqlite3_stmt *st = store_stmt(s, ST_USAGE_INSERT);
         if (!st) return STORE_ERR;
-        if (store_bind_usage(st, 0, &ev[i], at[i]) != 0) {
+        if (store_bind_usage(st, 0, &ev[i], at[i], id0 + (int64_t)i) != 0) {
             store_dberr(s, "ledger: usage insert");
             store_release(st);
             return STORE_ERR;
         }
         if (store_step_done(s, st, "ledger: usage insert") != STORE_OK) return STORE_ERR;
         fresh[i] = sqlite3_changes(SQ(s)->db) > 0;
-    }
-    return STORE_OK;
-}
-
-/* The transactions of ev[idx[0..m)] in INSERTs of a power-of-two number of rows. */
-static int store_usage_txs(store_t *s, const store_usage_event *ev, const size_t *idx, size_t m,
-                           const int64_t *at)
-{
-    char desc[STORE_LEDGER_ROWS][STORE_USAGE_DESC_MAX];
-    while (m > 0) {
-        size_t r = STORE_LEDGER_ROWS;
-        while (r > m)
-            r >>= 1;
-        sqlite3_stmt *st = store_rows_stmt(s, SQ(s)->tx_rows, r,
-                                           "INSERT INTO transactions(account_id, amount_nusd, "
-                                           "type, description, request_id, created_at_ms) VALUES ",
-                                           "(?,?,'usage',?,?,?)", "");
-        if (!st) return STORE_ERR;
-        for (size_t j = 0; j < r; j++) {
-            const store_usage_event *e = &ev[idx[j]];
-            int b = (int)j * 5;
-            store_usage_desc(e, desc[j]);
-            if (sqlite3_bind_int64(st, b + 1, e->account_id) != SQLITE_OK ||
-                sqlite3_bind_int64(st, b + 2, -e->charged_nusd) != SQLITE_OK ||
-                sqlite3_bind_text(st, b + 3, desc[j], -1, SQLITE_STATIC) != SQLITE_OK ||
-                sqlite3_bind_text(st, b + 4, e->request_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-                sqlite3_bind_int64(st, b + 5, at[idx[j]]) != SQLITE_OK) {
-                store_dberr(s, "ledger: transaction insert");
-                store_release(st);
-                return STORE_ERR;
-            }
-        }
-        if (store_step_done(s, st, "ledger: transaction insert") != STORE_OK) return STORE_ERR;
-        idx += r;
-        m -= r;
     }
     return STORE_OK;
 }
@@ -1664,8 +1654,9 @@ static int store_webhook_insert(store_t *s, const store_usage_event *e, int64_t 
 
 /*
  * Writes k events (ev[0..k), indices base.. of the batch; k a power of two up to
- * STORE_LEDGER_ROWS): their usage rows, the transactions of those that were new and charged,
- * and adds their charges to the sums; inside the batch transaction.
+ * STORE_LEDGER_ROWS): their usage rows, ids *next_id.. (a charged row is its own usage
+ * transaction: migration 9), the notices of those that were new and charged, and adds their
+ * charges to the sums; inside the batch transaction.
  *
  * The usage rows go in one INSERT that fails on a request id already recorded. That is the
  * rare case (a batch retried after its commit was in doubt, or a request id twice in a batch):
@@ -1674,8 +1665,10 @@ static int store_webhook_insert(store_t *s, const store_usage_event *e, int64_t 
  * builds a temporary table for it: it cost more than the separate inserts.)
  */
 static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t base, size_t k,
-                             store_sums *accts, store_sums *keys, store_sums *free_keys)
+                             int64_t *next_id, store_sums *accts, store_sums *keys,
+                             store_sums *free_keys)
 {
+    int64_t id0 = *next_id;
     unsigned char fresh[STORE_LEDGER_ROWS];
     int64_t at[STORE_LEDGER_ROWS], now = 0;
     for (size_t i = 0; i < k; i++) {
@@ -1690,7 +1683,8 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
                         USAGE_INSERT_ROW, "");
     if (!st) return STORE_ERR;
     for (size_t i = 0; i < k; i++) {
-        if (store_bind_usage(st, (int)i * USAGE_INSERT_NCOLS, &ev[i], at[i]) != 0) {
+        if (store_bind_usage(st, (int)i * USAGE_INSERT_NCOLS, &ev[i], at[i], id0 + (int64_t)i) !=
+            0) {
             store_dberr(s, "ledger: usage insert");
             store_release(st);
             return STORE_ERR;
@@ -1699,10 +1693,11 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
     int rc = sqlite3_step(st);
     store_release(st);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        if (store_usage_one_by_one(s, ev, k, at, fresh) != STORE_OK) return STORE_ERR;
+        if (store_usage_one_by_one(s, ev, k, at, id0, fresh) != STORE_OK) return STORE_ERR;
     } else if (rc != SQLITE_DONE) {
         return store_dberr(s, "ledger: usage insert");
     }
+    *next_id = id0 + (int64_t)k;
 
     size_t idx[STORE_LEDGER_ROWS], m = 0;
     for (size_t i = 0; i < k; i++) {
@@ -1711,7 +1706,6 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
         else if (fresh[i] && free_keys) /* amount 0: cannot overflow */
             (void)store_sums_add(free_keys, ev[i].key_id, ev[i].account_id, 0, base + i);
     }
-    if (store_usage_txs(s, ev, idx, m, at) != STORE_OK) return STORE_ERR;
     for (size_t r = 0; r < m; r++)
         if (ev[idx[r]].notice_threshold_nusd > 0 &&
             store_webhook_insert(s, &ev[idx[r]], at[idx[r]]) != STORE_OK)
@@ -1748,6 +1742,22 @@ static int store_account_seq_io(store_t *s, int set, int64_t *seq)
         ret = store_seterr(s, "ledger: account sequence missing from meta");
     else
         ret = store_dberr(s, "ledger: read account sequence");
+    store_release(st);
+    return ret;
+}
+
+/* The first id the batch's usage rows take (LEDGER_NEXT_ID); inside the batch, whose write lock
+ * keeps every other writer from taking one meanwhile. */
+static int store_ledger_next_id(store_t *s, int64_t *id)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_LEDGER_NEXT_ID);
+    int ret = STORE_OK;
+
+    if (!st) return STORE_ERR;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else
+        ret = store_dberr(s, "ledger: next id");
     store_release(st);
     return ret;
 }
@@ -1791,7 +1801,7 @@ static int sq_ledger_writer(store_t *s)
 
 static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
 {
-    int64_t seq0 = 0, seq = 0;
+    int64_t seq0 = 0, seq = 0, next_id = 0;
     int ret = STORE_ERR, check = SQ(s)->ledger_writer;
     store_sums accts, keys, free_keys = {0};
 
@@ -1810,15 +1820,17 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
     if (store_begin(s) != STORE_OK) goto out;
     /* BEGIN IMMEDIATE holds the write lock: no other writer can take a value meanwhile, so
      * counting in memory gives each account exactly the value a per-charge UPDATE would. */
-    if (store_account_seq_io(s, 0, &seq0) != STORE_OK) goto cleanup;
+    if (store_account_seq_io(s, 0, &seq0) != STORE_OK ||
+        store_ledger_next_id(s, &next_id) != STORE_OK)
+        goto cleanup;
     seq = seq0;
     /* chunks of a power-of-two size: six statements of each kind cover every batch */
     for (size_t i = 0; i < n;) {
         size_t k = STORE_LEDGER_ROWS;
         while (k > n - i)
             k >>= 1;
-        if (store_ledger_rows(s, ev + i, i, k, &accts, &keys, check ? &free_keys : NULL) !=
-            STORE_OK)
+        if (store_ledger_rows(s, ev + i, i, k, &next_id, &accts, &keys,
+                              check ? &free_keys : NULL) != STORE_OK)
             goto cleanup;
         i += k;
     }

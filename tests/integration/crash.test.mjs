@@ -125,7 +125,7 @@ test('kill -9 under load, restart on the same store: nothing settled lost or bil
         const lost = early.filter((d) => !stored.has(d.rid));
         assert.deepEqual(lost.map((d) => `${d.rid} (${killAt - d.at} ms before the kill)`), [],
             'requests answered more than 100 ms before the kill and missing from the ledger');
-        const twice = await h.sqliteRows(gw, 'SELECT request_id, count(*) AS n FROM transactions ' +
+        const twice = await h.sqliteRows(gw, 'SELECT request_id, count(*) AS n FROM ledger_transactions ' +
             'WHERE request_id IS NOT NULL GROUP BY request_id HAVING n > 1');
         assert.deepEqual(twice, [], 'request ids with more than one transaction');
     }

@@ -101,7 +101,7 @@ async function gauges(g) {
 /** The ledger as the store has it: request id -> number of usage rows and of transactions. */
 async function ledger(g) {
     const rows = await h.sqliteRows(g, 'SELECT request_id, count(*) AS n FROM usage GROUP BY request_id');
-    const tx = await h.sqliteRows(g, 'SELECT request_id, count(*) AS n FROM transactions ' +
+    const tx = await h.sqliteRows(g, 'SELECT request_id, count(*) AS n FROM ledger_transactions ' +
         'WHERE request_id IS NOT NULL GROUP BY request_id');
     return { rows: new Map(rows.map((r) => [r.request_id, r.n])), tx: new Map(tx.map((r) => [r.request_id, r.n])) };
 }

@@ -242,7 +242,7 @@ static void test_hold_settle_release(void)
                          " AND status = 502 AND charged_nusd = 0",
                          a),
                  1);
-    CHECK_EQ_INT(sql_int("SELECT coalesce(sum(amount_nusd), 0) FROM transactions WHERE type = "
+    CHECK_EQ_INT(sql_int("SELECT coalesce(sum(amount_nusd), 0) FROM ledger_transactions WHERE type = "
                          "'usage' AND account_id = %" PRId64,
                          a),
                  -450);

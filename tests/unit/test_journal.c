@@ -395,7 +395,7 @@ static int64_t usage_rows(int64_t account)
 
 static int64_t dup_txns(void)
 {
-    return sql_int("SELECT count(*) FROM (SELECT request_id FROM transactions WHERE request_id "
+    return sql_int("SELECT count(*) FROM (SELECT request_id FROM ledger_transactions WHERE request_id "
                    "IS NOT NULL GROUP BY request_id HAVING count(*) > 1)");
 }
 

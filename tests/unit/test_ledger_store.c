@@ -121,7 +121,7 @@ static int64_t spent(store_t *s, int64_t id)
 static int64_t ledger_mismatches(void)
 {
     return sql_int("SELECT count(*) FROM accounts a WHERE a.balance_nusd != "
-                   "(SELECT coalesce(sum(amount_nusd), 0) FROM transactions t "
+                   "(SELECT coalesce(sum(amount_nusd), 0) FROM ledger_transactions t "
                    "WHERE t.account_id = a.id)");
 }
 
@@ -163,15 +163,18 @@ static void test_commit_happy_path(void)
                  1);
 
     /* One usage transaction per charged event, none for the free one. */
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), 2);
-    CHECK_EQ_STR(sql_text("SELECT description FROM transactions WHERE request_id = 'req-1'", txt,
-                          sizeof(txt)),
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE type = 'usage'"), 2);
+    CHECK_EQ_STR(sql_text("SELECT description FROM ledger_transactions WHERE request_id = 'req-1'",
+                          txt, sizeof(txt)),
                  "gpt-4o 11+3 tokens");
-    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'req-1'"), -1500);
-    CHECK_EQ_INT(sql_int("SELECT account_id FROM transactions WHERE request_id = 'req-2'"), acct_a);
-    CHECK_EQ_INT(sql_int("SELECT created_at_ms FROM transactions WHERE request_id = 'req-2'"),
-                 1750000000000LL);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE request_id = 'req-3'"), 0);
+    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM ledger_transactions WHERE request_id = 'req-1'"),
+                 -1500);
+    CHECK_EQ_INT(sql_int("SELECT account_id FROM ledger_transactions WHERE request_id = 'req-2'"),
+                 acct_a);
+    CHECK_EQ_INT(
+        sql_int("SELECT created_at_ms FROM ledger_transactions WHERE request_id = 'req-2'"),
+        1750000000000LL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE request_id = 'req-3'"), 0);
 
     /* Both charges are to one account: one UPDATE of it in the batch, one sequence value; key
      * spend moves no key sequence. */
@@ -208,7 +211,7 @@ static void test_commit_idempotent(void)
     CHECK_EQ_INT(spent(s, key_a.id), 110);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 2);
     CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'dup'"), 100);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE type = 'usage'"), 2);
     CHECK_EQ_INT(ledger_mismatches(), 0);
     CHECK_EQ_INT(store_audit(s, NULL), 0);
     store_close(s);
@@ -260,18 +263,23 @@ static void test_commit_many_rows(void)
     for (int k = 0; k < 3; k++)
         CHECK_EQ_INT(spent(s, keys[k]->id), want_k[k]);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), N);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), want_tx);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE type = 'usage'"), want_tx);
     CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'rows-011'"), 7);
-    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'rows-011'"), -7);
-    CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'rows-099'"),
-                 -1099);
-    CHECK_EQ_INT(sql_int("SELECT created_at_ms FROM transactions WHERE request_id = 'rows-099'"),
-                 1750000000099LL);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE request_id = 'rows-070'"), 0);
-    CHECK_EQ_STR(sql_text("SELECT description FROM transactions WHERE request_id = 'rows-097'", txt,
-                          sizeof(txt)),
-                 "gpt-4o 97+194 tokens");
-    CHECK_EQ_INT(sql_int("SELECT length(description) FROM transactions WHERE request_id = "
+    CHECK_EQ_INT(
+        sql_int("SELECT amount_nusd FROM ledger_transactions WHERE request_id = 'rows-011'"), -7);
+    CHECK_EQ_INT(
+        sql_int("SELECT amount_nusd FROM ledger_transactions WHERE request_id = 'rows-099'"),
+        -1099);
+    CHECK_EQ_INT(
+        sql_int("SELECT created_at_ms FROM ledger_transactions WHERE request_id = 'rows-099'"),
+        1750000000099LL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE request_id = 'rows-070'"),
+                 0);
+    CHECK_EQ_STR(
+        sql_text("SELECT description FROM ledger_transactions WHERE request_id = 'rows-097'", txt,
+                 sizeof(txt)),
+        "gpt-4o 97+194 tokens");
+    CHECK_EQ_INT(sql_int("SELECT length(description) FROM ledger_transactions WHERE request_id = "
                          "'rows-040'"),
                  128 + strlen(" 40+80 tokens"));
     CHECK_EQ_INT(sql_int("SELECT length(model) FROM usage WHERE request_id = 'rows-040'"), 128);
@@ -280,7 +288,7 @@ static void test_commit_many_rows(void)
     /* the same batch again: every event is known, nothing moves */
     CHECK_EQ_INT(store_ledger_commit(s, ev, N), STORE_OK);
     CHECK_EQ_INT(balance(s, acct_a), 10 * USD - want_a);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE type = 'usage'"), want_tx);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE type = 'usage'"), want_tx);
     store_close(s);
 }
 
@@ -297,7 +305,7 @@ static snapshot snap(store_t *s)
     x.spent_a = spent(s, key_a.id);
     x.spent_b = spent(s, key_b.id);
     x.usage = sql_int("SELECT count(*) FROM usage");
-    x.txns = sql_int("SELECT count(*) FROM transactions");
+    x.txns = sql_int("SELECT count(*) FROM ledger_transactions");
     x.acct_seq = sql_int("SELECT value FROM meta WHERE key = 'account_seq'");
     x.key_seq = sql_int("SELECT value FROM meta WHERE key = 'key_seq'");
     return x;
@@ -337,15 +345,17 @@ static void test_commit_all_or_nothing(void)
         CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
         CHECK_EQ_INT(balance(s, acct_b), 0);
         CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'x-3'"), USD / 2);
-        CHECK_EQ_INT(sql_int("SELECT amount_nusd FROM transactions WHERE request_id = 'x-3'"),
-                     -USD / 2);
+        CHECK_EQ_INT(
+            sql_int("SELECT amount_nusd FROM ledger_transactions WHERE request_id = 'x-3'"),
+            -USD / 2);
         CHECK_EQ_INT(spent(s, key_b.id) - before.spent_b, USD);
         CHECK_EQ_INT(store_audit(s, NULL), 0);
         /* a charge that finds nothing left: a usage row charged 0, no transaction */
         ev[0] = event("x-4", acct_b, key_b.id, "gpt-4o", 1, 1, 5);
         CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
         CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'x-4'"), 0);
-        CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions WHERE request_id = 'x-4'"), 0);
+        CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE request_id = 'x-4'"),
+                     0);
         CHECK_EQ_INT(store_audit(s, NULL), 0);
         ev[0] = event("x-1", acct_a, key_a.id, "gpt-4o", 1, 1, 100);
     } else {
@@ -857,9 +867,9 @@ static void test_usage_counts(void)
                          "cache_write_1h_tokens = 0 AND completion_tokens = 3 AND "
                          "reasoning_tokens = 0"),
                  1);
-    CHECK_EQ_STR(
-        sql_text("SELECT description FROM transactions WHERE request_id = 'c-1'", txt, sizeof(txt)),
-        "claude 2134+50 tokens");
+    CHECK_EQ_STR(sql_text("SELECT description FROM ledger_transactions WHERE request_id = 'c-1'",
+                          txt, sizeof(txt)),
+                 "claude 2134+50 tokens");
     CHECK_EQ_INT(store_usage_list(s, acct_a, 10, 0, &u, &n), STORE_OK);
     CHECK_EQ_INT(n, 2);
     if (n == 2) {
@@ -1291,29 +1301,36 @@ static void test_audit(void)
     CHECK_EQ_INT(sql_exec("UPDATE api_keys SET spent_nusd = spent_nusd - 1 WHERE id = 1"),
                  SQLITE_OK);
 
+    /* A usage row lost: its transaction (the row itself, migration 9) goes with it. */
     CHECK_EQ_INT(sql_exec(tdb_pg ? "DELETE FROM usage WHERE request_id = 'p-4'"
                                  : "PRAGMA foreign_keys = OFF; DELETE FROM usage WHERE "
                                    "request_id = 'p-4'"),
                  SQLITE_OK);
     CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 2);
-    /* p-4 went to key 1 (even), its transaction has no row any more. */
+    /* p-4 went to key 1 (even) */
     CHECK(strstr(rep, "key 1: spent 0.000003006 != sum of its usage charges 0.000002002\n") !=
           NULL);
-    CHECK(strstr(rep, "(account 1): usage transaction without its usage row\n") != NULL);
+    CHECK(strstr(rep, "account 1: balance 9.99999499 != sum of transactions 9.999995994\n") !=
+          NULL);
 
-    CHECK_EQ_INT(sql_exec("UPDATE transactions SET amount_nusd = amount_nusd - 1 "
+    /* A usage transaction in the table for a row written since migration 9, which is its own:
+     * the charge counts twice. */
+    CHECK_EQ_INT(sql_exec("INSERT INTO transactions(id, account_id, amount_nusd, type, "
+                          "description, request_id, created_at_ms) VALUES (1000, 1, -1003, "
+                          "'usage', 'x', 'p-3', 0)"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 3);
+    CHECK(strstr(rep, "charged 0.000001003 but 1 usage transactions\n") != NULL);
+    CHECK(strstr(rep, "account 1: balance 9.99999499 != sum of transactions 9.999994991\n") !=
+          NULL);
+
+    /* ... and one that disagrees with its row as well. */
+    CHECK_EQ_INT(sql_exec("UPDATE transactions SET amount_nusd = amount_nusd - 5 "
                           "WHERE request_id = 'p-3'"),
                  SQLITE_OK);
     CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 4);
-    CHECK(strstr(rep, "account 1: balance") != NULL);
-    CHECK(strstr(rep, "amount -0.000001004 but its usage row") != NULL);
-    CHECK(strstr(rep, "charged 0.000001003\n") != NULL);
-
-    /* A charged usage row without its transaction. */
-    CHECK_EQ_INT(sql_exec("DELETE FROM transactions WHERE request_id = 'p-3'"), SQLITE_OK);
-    CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 4);
-    CHECK(strstr(rep, "charged 0.000001003 but 0 usage transactions\n") != NULL);
-    CHECK(strstr(rep, "amount -0.000001004") == NULL);
+    CHECK(strstr(rep, "transaction 1000 (account 1): amount -0.000001008 but its usage row 6 "
+                      "charged 0.000001003\n") != NULL);
 
     /* A report of NULL counts without printing. */
     CHECK_EQ_INT(store_audit(s, NULL), 4);
@@ -1635,6 +1652,139 @@ static void test_commit_throughput(void)
     store_close(s);
 }
 
+/* Migration 9 on a store written before it (usage transactions in the transactions table, ids
+ * of each table its own, interleaved in commit order): the old rows stay where they are, the
+ * account's transactions list in the same order with the same running balance, the audit is
+ * clean, and what is written after takes ids above every old one: a usage row is its own
+ * transaction, a payment shares its id space. Then the audit's checks of the old rows. */
+static void test_migration_9_legacy(void)
+{
+    store_t *s = fresh("legacy");
+    store_txn *t = NULL;
+    size_t n = 0;
+    char err[256] = "", sql[1024];
+
+    CHECK(s != NULL);
+    if (!s) return;
+    store_close(s);
+    /* Back to version 8 (the fixture's two opening payments are transactions 1 and 2), then
+     * the rows a version-8 ledger wrote, in commit order: usage 1 (charged) with its
+     * transaction 3, usage 2 (free), usage 3 (account b) with transaction 4, a payment (5),
+     * usage 4 with transaction 6. */
+    CHECK_EQ_INT(sql_exec("DROP VIEW ledger_transactions"), SQLITE_OK);
+    CHECK_EQ_INT(sql_exec("DELETE FROM meta WHERE key = 'usage_tx_after'"), SQLITE_OK);
+    CHECK_EQ_INT(sql_exec("DELETE FROM schema_migrations WHERE version = 9"), SQLITE_OK);
+    static const struct {
+        int64_t id, acct, charged, tx;
+        const char *rid;
+    } rows[] = {
+        {1, 1, 100, 3, "L-1"}, {2, 1, 0, 0, "L-2"}, {3, 2, 50, 4, "L-3"}, {4, 1, 30, 6, "L-4"}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int64_t key = rows[i].acct == acct_a ? key_a.id : key_b.id;
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO usage(id, request_id, account_id, key_id, model, provider, "
+                 "prompt_tokens, completion_tokens, charged_nusd, status, latency_ms, "
+                 "created_at_ms) VALUES (%lld, '%s', %lld, %lld, 'old', 'openai', 5, 7, %lld, "
+                 "200, 1, 1700000000000)",
+                 (long long)rows[i].id, rows[i].rid, (long long)rows[i].acct, (long long)key,
+                 (long long)rows[i].charged);
+        CHECK_EQ_INT(sql_exec(sql), SQLITE_OK);
+        if (rows[i].tx) {
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO transactions(id, account_id, amount_nusd, type, description, "
+                     "request_id, created_at_ms) VALUES (%lld, %lld, %lld, 'usage', "
+                     "'old 5+7 tokens', '%s', 1700000000000)",
+                     (long long)rows[i].tx, (long long)rows[i].acct, -(long long)rows[i].charged,
+                     rows[i].rid);
+            CHECK_EQ_INT(sql_exec(sql), SQLITE_OK);
+        }
+        if (i == 2)
+            CHECK_EQ_INT(sql_exec("INSERT INTO transactions(id, account_id, amount_nusd, type, "
+                                  "description, created_at_ms) VALUES (5, 1, 7000, 'payment', "
+                                  "'card', 1700000000000)"),
+                         SQLITE_OK);
+    }
+    CHECK_EQ_INT(sql_exec("UPDATE accounts SET balance_nusd = balance_nusd - 100 + 7000 - 30 "
+                          "WHERE id = 1"),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sql_exec("UPDATE accounts SET balance_nusd = balance_nusd - 50 WHERE id = 2"),
+                 SQLITE_OK);
+    snprintf(sql, sizeof sql, "UPDATE api_keys SET spent_nusd = 130 WHERE id = %lld",
+             (long long)key_a.id);
+    CHECK_EQ_INT(sql_exec(sql), SQLITE_OK);
+    snprintf(sql, sizeof sql, "UPDATE api_keys SET spent_nusd = 50 WHERE id = %lld",
+             (long long)key_b.id);
+    CHECK_EQ_INT(sql_exec(sql), SQLITE_OK);
+
+    s = store_open(cfg, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'usage_tx_after'"), 6);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* new rows: a usage row (id 7, its own transaction), a payment (8), a free row (9) */
+    store_usage_event ev[2];
+    ev[0] = event("N-1", acct_a, key_a.id, "new", 3, 4, 40);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(store_account_topup(s, acct_a, 1000, "again"), STORE_OK);
+    ev[1] = event("N-2", acct_a, key_a.id, "new", 3, 4, 0);
+    CHECK_EQ_INT(store_ledger_commit(s, ev + 1, 1), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT id FROM usage WHERE request_id = 'N-1'"), 7);
+    CHECK_EQ_INT(sql_int("SELECT id FROM transactions WHERE description = 'again'"), 8);
+    CHECK_EQ_INT(sql_int("SELECT id FROM usage WHERE request_id = 'N-2'"), 9);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), 7);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* a's transactions, newest first, and the balance after each */
+    static const struct {
+        int64_t id, amount;
+        const char *type, *desc;
+    } want[] = {{8, 1000, "payment", "again"},        {7, -40, "usage", "new 3+4 tokens"},
+                {6, -30, "usage", "old 5+7 tokens"},  {5, 7000, "payment", "card"},
+                {3, -100, "usage", "old 5+7 tokens"}, {1, 10 * USD, "payment", "initial balance"}};
+    int64_t after = balance(s, acct_a);
+    CHECK_EQ_INT(after, 10 * USD - 100 + 7000 - 30 - 40 + 1000);
+    CHECK_EQ_INT(store_transactions_list(s, acct_a, 10, 0, &t, &n), STORE_OK);
+    CHECK_EQ_INT(n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < n && i < sizeof want / sizeof want[0]; i++) {
+        CHECK_EQ_INT(t[i].id, want[i].id);
+        CHECK_EQ_INT(t[i].amount_nusd, want[i].amount);
+        CHECK_EQ_STR(t[i].type, want[i].type);
+        CHECK_EQ_STR(t[i].description, want[i].desc);
+        CHECK_EQ_INT(t[i].balance_after_nusd, after);
+        after -= t[i].amount_nusd;
+    }
+    CHECK_EQ_INT(after, 0);
+    free(t);
+    /* a page in the middle: its running balance from the rows it skips */
+    CHECK_EQ_INT(store_transactions_list(s, acct_a, 2, 2, &t, &n), STORE_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_INT(t[0].id, 6);
+        CHECK_EQ_INT(t[0].balance_after_nusd, 10 * USD - 100 + 7000 - 30);
+        CHECK_EQ_INT(t[1].id, 5);
+    }
+    free(t);
+
+    /* The old rows' checks: a usage transaction that disagrees with its row, then none. */
+    CHECK_EQ_INT(sql_exec("UPDATE transactions SET amount_nusd = -99 WHERE request_id = 'L-1'"),
+                 SQLITE_OK);
+    char rep[1024];
+    CHECK_EQ_INT(audit(s, rep, sizeof rep), 2);
+    CHECK(strstr(rep, "transaction 3 (account 1): amount -0.000000099 but its usage row 1 "
+                      "charged 0.0000001\n") != NULL);
+    CHECK(strstr(rep, "account 1: balance ") != NULL);
+    CHECK_EQ_INT(sql_exec("DELETE FROM transactions WHERE request_id = 'L-1'"), SQLITE_OK);
+    CHECK_EQ_INT(audit(s, rep, sizeof rep), 2);
+    CHECK(strstr(rep, "usage 1: charged 0.0000001 but 0 usage transactions\n") != NULL);
+    store_close(s);
+}
+
 static void run_all(void)
 {
     setup();
@@ -1653,6 +1803,7 @@ static void run_all(void)
     RUN(test_checkpointer_bounded_wal);
     RUN(test_audit);
     RUN(test_transaction_balance_after);
+    RUN(test_migration_9_legacy);
     RUN(test_account_show);
     RUN(test_notify_settings);
     RUN(test_webhook_outbox);

@@ -63,7 +63,7 @@ static int sql_exec(const char *sql)
 static int64_t ledger_mismatches(void)
 {
     return sql_int("SELECT count(*) FROM accounts a WHERE a.balance_nusd != "
-                   "(SELECT coalesce(sum(amount_nusd), 0) FROM transactions t "
+                   "(SELECT coalesce(sum(amount_nusd), 0) FROM ledger_transactions t "
                    "WHERE t.account_id = a.id)");
 }
 
@@ -76,10 +76,12 @@ static void test_open_and_migrate(void)
     if (!s) return;
     if (!tdb_pg) CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 8);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 8);
+    CHECK_EQ_INT(v, 9);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 9);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
+    /* a fresh store: every usage row is its own transaction (migration 9) */
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'usage_tx_after'"), 0);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1") > 1600000000000);
     CHECK(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 2") > 1600000000000);
     /* Migration 2's columns, table and indexes. */
@@ -116,12 +118,12 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 8);
+        CHECK_EQ_INT(v, 9);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 8);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 9);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 3);
 }
 
 /* Migration 1 exactly as it shipped, to build a database the way an issue-2 build left it. */
@@ -184,7 +186,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 8);
+    CHECK_EQ_INT(v, 9);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -216,6 +218,8 @@ static void test_migration_2_upgrade(void)
     }
     free(list);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 5);
+    /* migration 9: the ledger's ids continue above the transactions already there */
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'usage_tx_after'"), 2);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM transactions"), 2);
     CHECK_EQ_INT(store_account_create(s, "six", 0, &id), STORE_OK);
@@ -247,8 +251,8 @@ static void test_migration_4_upgrade(void)
     snprintf(saved, sizeof(saved), "%s", dbpath);
     snprintf(dbpath, sizeof(dbpath), "%s", path);
     cfg->sqlite_path = dbpath;
-    /* Version 3: today's schema without migrations 4 to 7 (their columns and tables dropped,
-     * their records gone). */
+    /* Version 3: today's schema without migrations 4 to 9 (their columns, tables and view
+     * dropped, their records gone). */
     s = open_store();
     CHECK(s != NULL);
     if (!s) goto cleanup;
@@ -263,6 +267,8 @@ static void test_migration_4_upgrade(void)
                           "DROP TABLE responses;"
                           "DROP TABLE notification_settings;"
                           "DROP TABLE webhook_outbox;"
+                          "DROP VIEW ledger_transactions;"
+                          "DELETE FROM meta WHERE key = 'usage_tx_after';"
                           "DELETE FROM schema_migrations WHERE version >= 4;"),
                  SQLITE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 13);
@@ -280,7 +286,7 @@ static void test_migration_4_upgrade(void)
     CHECK(s != NULL);
     if (!s) goto cleanup;
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 8);
+    CHECK_EQ_INT(v, 9);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
                          "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
                          "'reasoning_tokens') AND \"notnull\" = 1 AND dflt_value = '0' AND "
