@@ -17,8 +17,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "api/api.h"
 #include "api/dashboard.h"
 #include "api/job.h"
@@ -149,7 +147,7 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
     size_t n;
     if (bearer(c, r, &k, &n) != 0) return -1;
     kc_status st;
-    if (n == c->auth_key_len && CRYPTO_memcmp(k, c->auth_key, n) == 0) {
+    if (n == c->auth_key_len && ms_ct_equal(k, c->auth_key, n)) {
         st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_loop_now_ms(), key);
     } else if (!key_well_formed(k, n, NULL)) {
         st = KC_NOT_FOUND;
@@ -303,7 +301,7 @@ static int admin_authenticate(http_conn *c, http_request *r, const char *token)
      * bytes differ. */
     key_hash(k, n, got);
     key_hash(token, strlen(token), want);
-    if (CRYPTO_memcmp(got, want, sizeof got) != 0) {
+    if (!ms_ct_equal(got, want, sizeof got)) {
         http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key", -1);
         return -1;
     }

@@ -24,10 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-
 #include "auth/keys.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define KC_REFRESH_MS 250
 #define KC_MIN_BUCKETS 64
@@ -77,7 +76,7 @@ static size_t kc_bucket(const kc_t *kc, const unsigned char hash[32])
 static kc_entry **kc_find(kc_t *kc, const unsigned char hash[32])
 {
     kc_entry **pp = &kc->buckets[kc_bucket(kc, hash)];
-    while (*pp && CRYPTO_memcmp((*pp)->key.hash, hash, 32) != 0)
+    while (*pp && !ms_ct_equal((*pp)->key.hash, hash, 32))
         pp = &(*pp)->next;
     return pp;
 }

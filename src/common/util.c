@@ -308,3 +308,19 @@ char *ms_i64_dec(int64_t v, char *out)
     memcpy(out, t, n);
     return out + n;
 }
+
+int ms_ct_equal(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    uint64_t d = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t u, v;
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        d |= u ^ v;
+    }
+    for (; i < n; i++)
+        d |= (uint64_t)(x[i] ^ y[i]);
+    return d == 0;
+}

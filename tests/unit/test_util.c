@@ -389,6 +389,30 @@ static void test_copy(void)
     CHECK_EQ_STR(b, "");
 }
 
+/* ms_ct_equal against memcmp: every length up to 40 (whole words and tails), equal, and one
+ * bit flipped at every position; the pointers unaligned too. */
+static void test_ct_equal(void)
+{
+    unsigned char a[48], b[48];
+    for (size_t i = 0; i < sizeof a; i++)
+        a[i] = b[i] = (unsigned char)(i * 37 + 11);
+    CHECK(ms_ct_equal(a, b, 0));
+    for (size_t n = 1; n <= 40; n++) {
+        CHECK(ms_ct_equal(a, b, n));
+        CHECK(ms_ct_equal(a + 3, b + 3, n));
+        for (size_t at = 0; at < n; at++) {
+            for (int bit = 0; bit < 8; bit += 7) {
+                b[at] ^= (unsigned char)(1u << bit);
+                if (ms_ct_equal(a, b, n) != (memcmp(a, b, n) == 0))
+                    fprintf(stderr, "n %zu at %zu bit %d\n", n, at, bit);
+                CHECK(!ms_ct_equal(a, b, n));
+                CHECK(ms_ct_equal(a, b, at)); /* the bytes before still agree */
+                b[at] ^= (unsigned char)(1u << bit);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_clocks);
@@ -402,5 +426,6 @@ int main(void)
     RUN(test_decimal_roundtrip);
     RUN(test_copy);
     RUN(test_loop_clock);
+    RUN(test_ct_equal);
     TAP_DONE();
 }
