@@ -53,6 +53,7 @@ static const struct {
 static void conn_close(http_conn *c);
 static void conn_feed(http_conn *c, const char *data, size_t n);
 static void conn_arm_timer(http_conn *c, int state);
+static void conn_timer_set(http_conn *c, int64_t ms);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void on_timer(uv_timer_t *t);
@@ -347,7 +348,7 @@ static void conn_linger(http_conn *c)
     }
     if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
-    uv_timer_start(&c->timer, on_timer, 2000, 0);
+    conn_timer_set(c, 2000);
 }
 
 /* The current request is fully answered (its last bytes are queued). */
@@ -770,6 +771,34 @@ static void on_timer(uv_timer_t *t)
                "The request was not received in time", -1);
 }
 
+/* Starts the connection's timer (ms >= 0) or stops it (-1); every change of it goes through
+ * here. A request that arrives in one read moves the timer five times before conn_feed returns
+ * (head, body, the head check's pause, body again, stopped at its end), each a stop and an
+ * insert in libuv's timer heap (~300 instructions with a few dozen timers); only the last state
+ * matters, so while conn_feed runs the change is kept and applied once as it returns. No timer
+ * callback can run meanwhile: they run from the loop. */
+static void conn_timer_set(http_conn *c, int64_t ms)
+{
+    if (c->timer_defer) {
+        c->timer_want = ms;
+        c->timer_pending = 1;
+    } else if (ms >= 0) {
+        uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+    } else {
+        uv_timer_stop(&c->timer);
+    }
+}
+
+/* Applies the change conn_timer_set kept, unless the connection is closing (its timer handle
+ * is being closed: it must not be started again). */
+static void conn_timer_flush(http_conn *c)
+{
+    c->timer_defer = 0;
+    if (!c->timer_pending) return;
+    c->timer_pending = 0;
+    if (!c->closing) conn_timer_set(c, c->timer_want);
+}
+
 static void conn_arm_timer(http_conn *c, int state)
 {
     c->phase = state;
@@ -783,7 +812,7 @@ static void conn_arm_timer(http_conn *c, int state)
         uint64_t left = c->body_deadline > now ? c->body_deadline - now : 0;
         if (ms > left) ms = left;
     }
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    conn_timer_set(c, (int64_t)ms);
 }
 
 /* ---- parsing ---- */
@@ -919,7 +948,7 @@ static void send_continue(http_conn *c)
 static int cb_headers_complete(llhttp_t *p)
 {
     http_conn *c = conn_of(p);
-    uv_timer_stop(&c->timer);
+    conn_timer_set(c, -1);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->w->cfg->max_body_bytes) {
         c->body_too_large = 1;
         return -1;
@@ -1002,7 +1031,7 @@ static int cb_chunk_ext_value_complete(llhttp_t *p)
 static int cb_message_complete(llhttp_t *p)
 {
     http_conn *c = conn_of(p);
-    uv_timer_stop(&c->timer);
+    conn_timer_set(c, -1);
     c->req.keep_alive = llhttp_should_keep_alive(p);
     return HPE_PAUSED;
 }
@@ -1117,7 +1146,7 @@ static void dispatch(http_conn *c)
 /* A parse error or a limit: answer once and close. */
 static void parse_failed(http_conn *c, llhttp_errno_t err)
 {
-    uv_timer_stop(&c->timer);
+    conn_timer_set(c, -1);
     c->close_after = 1;
     c->processing = 1;
     c->w->inflight++;
@@ -1151,7 +1180,20 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
     }
 }
 
+static void conn_feed_parse(http_conn *c, const char *data, size_t n);
+
 static void conn_feed(http_conn *c, const char *data, size_t n)
+{
+    if (c->timer_defer) { /* fed again from inside a feed (a pipelined request) */
+        conn_feed_parse(c, data, n);
+        return;
+    }
+    c->timer_defer = 1;
+    conn_feed_parse(c, data, n);
+    conn_timer_flush(c);
+}
+
+static void conn_feed_parse(http_conn *c, const char *data, size_t n)
 {
     if (c->closing || n == 0) return;
     if (c->processing || c->close_after) {

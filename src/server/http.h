@@ -90,7 +90,11 @@ struct http_conn {
     llhttp_t parser;
     llhttp_settings_t *settings;
     uv_timer_t timer;
-    int phase;        /* ST_IDLE, ST_HEAD, ST_BODY (http.c) */
+    int phase; /* ST_IDLE, ST_HEAD, ST_BODY (http.c) */
+    /* while llhttp runs its callbacks, the timer's last wanted state (ms, or -1 to stop),
+     * applied once it returns (conn_execute) */
+    int timer_defer, timer_pending;
+    int64_t timer_want;
     int open_handles; /* handles still to close before the struct is freed */
     int closing;
     int lingering; /* answered and shut down for writing; discarding input until close */

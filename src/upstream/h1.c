@@ -74,6 +74,7 @@
 
 typedef struct h1_conn h1_conn;
 typedef struct h1_xfer h1_xfer;
+static void h1_timer_stop(h1_xfer *x);
 typedef struct h1_pool h1_pool;
 typedef struct h1_dns h1_dns;
 typedef struct h1_resolve h1_resolve;
@@ -146,6 +147,7 @@ struct h1_xfer {
 
     uv_timer_t timer;
     uint64_t t_connect, t_fb, t_total; /* absolute deadlines in ms, 0 = none or passed */
+    uint64_t armed;                    /* the deadline the timer runs to, 0 = stopped */
     int64_t connect_ms, fb_ms, total_ms;
 
     int in_cb;
@@ -340,24 +342,33 @@ static void h1_release(h1_xfer *x)
         ctx->xfers = x->next;
     if (x->next) x->next->prev = x->prev;
     x->prev = x->next = NULL;
-    uv_timer_stop(&x->timer);
+    h1_timer_stop(x);
     uv_close((uv_handle_t *)&x->timer, h1_xfer_freed);
 }
 
 static void h1_timer_cb(uv_timer_t *t);
 
+static void h1_timer_stop(h1_xfer *x)
+{
+    uv_timer_stop(&x->timer);
+    x->armed = 0;
+}
+
+/* Runs the timer to the nearest deadline. A deadline that moves later (the first byte came,
+ * only the total's is left) leaves the timer where it is: it fires early, finds nothing due and
+ * arms again (h1_timer_cb), which a transfer that ends first never pays; moving it costs a stop
+ * and an insert in libuv's timer heap per request. */
 static void h1_arm(h1_xfer *x)
 {
     uint64_t dl = 0, now;
     if (x->t_connect) dl = x->t_connect;
     if (x->t_fb && (!dl || x->t_fb < dl)) dl = x->t_fb;
     if (x->t_total && (!dl || x->t_total < dl)) dl = x->t_total;
-    if (!dl) {
-        uv_timer_stop(&x->timer);
-        return;
-    }
+    if (x->armed && (!dl || x->armed <= dl)) return;
+    if (!dl) return;
     now = h1_now();
     uv_timer_start(&x->timer, h1_timer_cb, dl > now ? dl - now : 0, 0);
+    x->armed = dl;
 }
 
 static void h1_reset_response(h1_xfer *x)
@@ -381,13 +392,13 @@ static void h1_finish(h1_xfer *x, up_result res, const char *msg)
         x->def_finish = true;
         x->def_res = res;
         snprintf(x->def_msg, sizeof x->def_msg, "%s", msg);
-        uv_timer_stop(&x->timer);
+        h1_timer_stop(x);
         h1_defer_add(x->ctx, x);
         return;
     }
     x->finished = true;
     x->ctx->active--;
-    uv_timer_stop(&x->timer);
+    h1_timer_stop(x);
     if (x->cb.on_complete) x->cb.on_complete(x->ud, res, msg);
     h1_release(x);
 }
@@ -398,6 +409,7 @@ static void h1_timer_cb(uv_timer_t *t)
     uint64_t now = h1_now();
     char msg[H1_ERRMSG_MAX];
 
+    x->armed = 0; /* a one-shot timer: it stopped by firing */
     if (x->finished || x->cancelled || x->def_finish) return;
     if (x->t_connect && now >= x->t_connect)
         snprintf(msg, sizeof msg, "Connection timed out after %lld milliseconds",
@@ -1576,7 +1588,7 @@ void h1_cancel(up_xfer *ux)
     if (x->cancelled || x->finished) return;
     x->cancelled = true;
     x->ctx->active--;
-    uv_timer_stop(&x->timer);
+    h1_timer_stop(x);
     /* Inside one of x's callbacks the caller of that callback releases it. */
     if (x->in_cb > 0) return;
     h1_release(x);
