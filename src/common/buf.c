@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 int ms_str_caseeq(ms_str a, const char *lit)
 {
     size_t n = strlen(lit);
@@ -91,14 +95,36 @@ int buf_printf(buf_t *b, const char *fmt, ...)
     return 0;
 }
 
+/* The length of s's prefix that JSON takes as it is: no control byte, '"' or '\\' (bytes from
+ * 0x80, UTF-8, are plain). Sixteen bytes a step where SSE2 is there: the access log and the
+ * answers escape a dozen strings per request. */
+static size_t buf_json_plain(const char *s, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i ctl = _mm_set1_epi8(0x1f);
+    for (; n - i >= 16; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* x <= 0x1f (unsigned) exactly when min(x, 0x1f) == x */
+        __m128i bad =
+            _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(bad);
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+    }
+#endif
+    while (i < n && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
+}
+
 int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     if (n == 0) return buf_reserve(b, 0);
     /* The common case, a string with nothing to escape, is one copy. */
-    size_t i0 = 0;
-    while (i0 < n && (unsigned char)s[i0] >= 0x20 && s[i0] != '"' && s[i0] != '\\')
-        i0++;
+    size_t i0 = buf_json_plain(s, n);
     if (i0 == n) return buf_append(b, s, n);
     size_t start = 0;
     for (size_t i = i0; i < n; i++) {

@@ -280,19 +280,28 @@ static void log_num(buf_t *b, const char *name, size_t nlen, int64_t v)
 
 void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out)
 {
-    /* Built by appends rather than printf: this runs once per request on the loop thread. */
-    char ts[32], stack[1024];
-    ms_iso8601(ms_loop_now_ms(), ts, 1);
+    /* Built by appends rather than printf: this runs once per request on the loop thread. The
+     * time is formatted once per millisecond and thread (a busy worker logs dozens in one). */
+    static _Thread_local int64_t ts_ms = -1;
+    static _Thread_local char ts[32];
+    char stack[1024];
+    int64_t now_ms = ms_loop_now_ms();
+    if (now_ms != ts_ms) {
+        ms_iso8601(now_ms, ts, 1);
+        ts_ms = now_ms;
+    }
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
     buf_t b;
     buf_init_with(&b, stack, sizeof stack, 0);
     const char *method = llhttp_method_name(r->method);
     buf_append(&b, LIT("{\"time\":\""));
     buf_appends(&b, ts);
-    buf_append(&b, LIT("\",\"type\":\"access\",\"request_id\":"));
-    log_str(&b, r->id, strlen(r->id));
-    buf_append(&b, LIT(",\"method\":"));
-    log_str(&b, method, strlen(method));
+    /* the request id (srv_new_request_id) and llhttp's method names need no escaping */
+    buf_append(&b, LIT("\",\"type\":\"access\",\"request_id\":\""));
+    buf_appends(&b, r->id);
+    buf_append(&b, LIT("\",\"method\":\""));
+    buf_appends(&b, method);
+    buf_append(&b, "\"", 1);
     buf_append(&b, LIT(",\"path\":"));
     log_str(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
     log_num(&b, LIT(",\"status\":"), status);

@@ -389,6 +389,62 @@ static void test_copy(void)
     CHECK_EQ_STR(b, "");
 }
 
+/* buf_append_json_escaped against a byte-at-a-time reference: strings of every length to 48
+ * (the 16-byte scan's steps and tails) with one byte to escape, or a UTF-8 byte that must stay,
+ * at every position. */
+static void ref_escape(const unsigned char *s, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            *out++ = '\\';
+            *out++ = (char)c;
+        } else if (c == '\n') {
+            *out++ = '\\';
+            *out++ = 'n';
+        } else if (c < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            if (c == '\r' || c == '\t') {
+                *out++ = '\\';
+                *out++ = c == '\r' ? 'r' : 't';
+            } else {
+                memcpy(out, "\\u00", 4);
+                out[4] = hex[c >> 4];
+                out[5] = hex[c & 15];
+                out += 6;
+            }
+        } else {
+            *out++ = (char)c;
+        }
+    }
+    *out = '\0';
+}
+
+static void test_json_escape_positions(void)
+{
+    static const unsigned char specials[] = {'"', '\\', '\n', 0x01, 0x1f, 0x7f, 0x80, 0xe9, ' '};
+    unsigned char s[48];
+    char want[48 * 6 + 1];
+    for (size_t n = 1; n <= sizeof s; n++) {
+        for (size_t at = 0; at < n; at++) {
+            for (size_t k = 0; k < sizeof specials; k++) {
+                for (size_t i = 0; i < n; i++)
+                    s[i] = (unsigned char)('a' + i % 26);
+                s[at] = specials[k];
+                buf_t b;
+                buf_init(&b, 0);
+                CHECK_EQ_INT(buf_append_json_escaped(&b, (const char *)s, n), 0);
+                ref_escape(s, n, want);
+                if (!b.data || strcmp(b.data, want) != 0) {
+                    fprintf(stderr, "n %zu at %zu byte %02x\n", n, at, specials[k]);
+                    CHECK(0);
+                }
+                buf_free(&b);
+            }
+        }
+    }
+}
+
 /* ms_ct_equal against memcmp: every length up to 40 (whole words and tails), equal, and one
  * bit flipped at every position; the pointers unaligned too. */
 static void test_ct_equal(void)
@@ -427,5 +483,6 @@ int main(void)
     RUN(test_copy);
     RUN(test_loop_clock);
     RUN(test_ct_equal);
+    RUN(test_json_escape_positions);
     TAP_DONE();
 }
