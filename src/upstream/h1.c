@@ -738,7 +738,7 @@ more:
                 }
             }
         }
-        ERR_clear_error();
+        tls_err_reset();
         if (SSL_write(c->ssl, p, (int)fill) != (int)fill) {
             ERR_clear_error();
             h1_fail_io(x, UP_ERROR, "TLS send failure", 0);
@@ -806,7 +806,7 @@ static void h1_tls_drain(h1_conn *c)
         int n, err;
 
         if (c->closing || (x && x->paused)) return;
-        ERR_clear_error();
+        tls_err_reset();
         n = SSL_read(c->ssl, c->ctx->rbuf, (int)sizeof c->ctx->rbuf);
         if (n > 0) {
             if (!x) {
