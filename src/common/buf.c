@@ -44,6 +44,13 @@ void buf_free(buf_t *b)
     b->len = b->cap = 0;
 }
 
+void buf_rewind_to(buf_t *b, char *mem, size_t cap)
+{
+    size_t limit = b->limit;
+    if (!b->borrowed) free(b->data);
+    buf_init_with(b, mem, cap, limit);
+}
+
 int buf_reserve(buf_t *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len - 1) return -1;

@@ -71,6 +71,10 @@ int buf_append_json_escaped(buf_t *b, const char *s, size_t n);
 /* Appends s[0..n) as a JSON string: quotes and escapes (s may be NULL when n is 0). */
 int buf_append_json_string(buf_t *b, const char *s, size_t n);
 int buf_reserve(buf_t *b, size_t extra);
+/* Frees b's heap memory, if it has any, and lends it mem[0..cap) again, empty, with its limit:
+ * a connection's buffer used request after request allocates only for a request that outgrows
+ * mem. */
+void buf_rewind_to(buf_t *b, char *mem, size_t cap);
 /* Drops the first n bytes. */
 void buf_consume(buf_t *b, size_t n);
 static inline void buf_reset(buf_t *b)

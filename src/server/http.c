@@ -370,8 +370,8 @@ static void request_done(http_conn *c)
     worker_t *w = c->w;
     w->inflight--;
     buf_free(&c->body);
-    buf_free(&c->head);
-    buf_free(&c->extra);
+    buf_rewind_to(&c->head, c->head_mem, sizeof c->head_mem);
+    buf_rewind_to(&c->extra, c->extra_mem, sizeof c->extra_mem);
     c->bytes_in = c->bytes_out = 0;
     if (w->draining) {
         c->close_after = 1;
@@ -843,8 +843,7 @@ static int cb_message_begin(llhttp_t *p)
     c->req.start_ns = ms_loop_mono_ns();
     c->req.upstream_ms = -1;
     c->req.prompt_tokens = -1;
-    buf_free(&c->head);
-    buf_init(&c->head, 0);
+    buf_rewind_to(&c->head, c->head_mem, sizeof c->head_mem);
     buf_free(&c->body);
     buf_init(&c->body, (size_t)c->w->cfg->max_body_bytes);
     c->url_off = c->url_len = 0;
@@ -1311,7 +1310,7 @@ void http_accept(worker_t *w, uv_stream_t *listener)
     llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
     c->parser.data = c;
     buf_init(&c->pending, PENDING_MAX);
-    buf_init(&c->extra, 4096);
+    buf_init_with(&c->extra, c->extra_mem, sizeof c->extra_mem, 4096);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;

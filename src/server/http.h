@@ -135,6 +135,10 @@ struct http_conn {
     http_request req;
     http_handler handler;
     buf_t extra; /* extra response headers for the current request */
+    /* what head and extra hold for a typical request (a URL and a few header values; the rate
+     * limit's and the cost's headers), so neither allocates per request (buf_rewind_to) */
+    char head_mem[512];
+    char extra_mem[512];
     /* the last key this connection presented and its SHA-256: clients reuse one key on a
      * keep-alive connection, and hashing it again is a tenth of a request's own cost */
     unsigned char auth_key[64];

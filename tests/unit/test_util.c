@@ -295,7 +295,20 @@ static void test_buf(void)
     CHECK_EQ_INT((int)b.len, 10);
     CHECK_EQ_STR(b.data, "abcdefghij");
     CHECK_EQ_INT(buf_append(&b, "", 0), 0);
-    buf_free(&b);
+    /* rewound: the heap copy freed (ASan and valgrind would see a leak), the array lent again,
+     * empty, with the same limit */
+    buf_rewind_to(&b, stack, sizeof stack);
+    CHECK(b.data == stack);
+    CHECK_EQ_INT((int)b.len, 0);
+    CHECK_EQ_INT(buf_append(&b, "0123456789", 10), 0);
+    CHECK(b.data != stack);
+    CHECK_EQ_INT(buf_append(&b, "x", 1), -1); /* the limit kept */
+    buf_rewind_to(&b, stack, sizeof stack);
+    CHECK_EQ_INT(buf_append(&b, "ab", 2), 0);
+    CHECK(b.data == stack);
+    CHECK_EQ_STR(stack, "ab");
+    buf_free(&b); /* lent memory: nothing to free */
+    CHECK(b.data == NULL);
 
     buf_init(&b, 0);
     CHECK_EQ_INT(buf_appends(&b, "plain text"), 0);
