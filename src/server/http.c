@@ -244,6 +244,7 @@ static int build_head(http_conn *c, buf_t *h, int status, const char *content_ty
     } else
         rc |= buf_appends(h, "transfer-encoding: chunked\r\n");
     if (c->close_after) rc |= buf_appends(h, "connection: close\r\n");
+    if (!c->req.have_rl && c->req.rl_late) c->req.rl_late(c);
     if (c->req.have_rl) rc |= rl_format_headers(&c->req.rl, h);
     if (c->extra.len) rc |= buf_append(h, c->extra.data, c->extra.len);
     if (headers) rc |= buf_appends(h, headers);

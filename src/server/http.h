@@ -79,6 +79,10 @@ typedef struct http_request {
     /* the key's rate-limit state, written into the answer's head once, when it is sent */
     int have_rl;
     rl_result rl;
+    /* when the answer goes out without have_rl, this fills rl (the handler layer's, set at
+     * authentication: an admitted request carries its admission's state and never asks) */
+    void (*rl_late)(struct http_conn *c);
+    int64_t rl_key[4]; /* what rl_late needs of the key, the handler layer's */
     /* the handler layer's note of where the request is counted (srv_handlers.on_done) */
     ctr_note note;
 } http_request;
