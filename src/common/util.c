@@ -283,14 +283,40 @@ size_t ms_copy(char *dst, size_t size, const char *src)
 
 char *ms_i64_dec(int64_t v, char *out)
 {
-    /* Two digits per division, from a table: a request's headers and log line carry a dozen
-     * numbers, some of them twelve digits long (token limits). */
+    /* Two digits per division, from a table, written in place from the end once the length is
+     * known (no copy: a request's headers and log line carry a dozen numbers, some of them
+     * twelve digits long, and the copy's call was a third of each). */
     static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
                                    "25262728293031323334353637383940414243444546474849"
                                    "50515253545556575859606162636465666768697071727374"
                                    "75767778798081828384858687888990919293949596979899";
-    char tmp[20], *t = tmp + sizeof tmp;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0) *out++ = '-';
+    static const uint64_t p10[20] = {1ull,
+                                     10ull,
+                                     100ull,
+                                     1000ull,
+                                     10000ull,
+                                     100000ull,
+                                     1000000ull,
+                                     10000000ull,
+                                     100000000ull,
+                                     1000000000ull,
+                                     10000000000ull,
+                                     100000000000ull,
+                                     1000000000000ull,
+                                     10000000000000ull,
+                                     100000000000000ull,
+                                     1000000000000000ull,
+                                     10000000000000000ull,
+                                     100000000000000000ull,
+                                     1000000000000000000ull,
+                                     10000000000000000000ull};
+    /* the digit count: log10 from the bit length (1233/4096 ~ log10(2)), then one compare */
+    int lg = ((64 - __builtin_clzll(u | 1)) * 1233) >> 12;
+    int n = lg + (u >= p10[lg]);
+    if (n == 0) n = 1;
+    char *end = out + n, *t = end;
     while (u >= 100) {
         unsigned r = (unsigned)(u % 100) * 2;
         u /= 100;
@@ -303,10 +329,7 @@ char *ms_i64_dec(int64_t v, char *out)
     } else {
         *--t = (char)('0' + u);
     }
-    if (v < 0) *out++ = '-';
-    size_t n = (size_t)(tmp + sizeof tmp - t);
-    memcpy(out, t, n);
-    return out + n;
+    return end;
 }
 
 int ms_ct_equal(const void *a, const void *b, size_t n)

@@ -267,6 +267,16 @@ static void test_i64_dec(void)
         *e = '\0';
         CHECK_EQ_STR(buf, cases[i].s);
     }
+    /* each side of every power of ten (the digit count's edges), both signs, against printf */
+    for (int64_t p = 1, k = 0; k <= 18; k++, p = k <= 18 ? p * 10 : p) {
+        int64_t vs[] = {p - 1, p, p + 1, -(p - 1), -p, -(p + 1)};
+        for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+            char a[24], b[24];
+            *ms_i64_dec(vs[i], a) = '\0';
+            snprintf(b, sizeof b, "%lld", (long long)vs[i]);
+            CHECK_EQ_STR(a, b);
+        }
+    }
     /* every value up to 10^5 against printf */
     for (int64_t v = -100000; v <= 100000; v++) {
         char a[24], b[24];
