@@ -44,6 +44,18 @@ static inline size_t next_eol(const char *s, size_t from, size_t n)
     size_t i = from;
 #if defined(__SSE2__)
     const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+    /* two blocks a step: a chunk's line is ~200 bytes, and the loop's own work was as much as
+     * the compares */
+    for (; n - i >= 32; i += 32) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 16));
+        unsigned ma =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(a, cr), _mm_cmpeq_epi8(a, lf)));
+        unsigned mb =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(b, cr), _mm_cmpeq_epi8(b, lf)));
+        unsigned m = ma | (mb << 16);
+        if (m) return i + (size_t)__builtin_ctz(m);
+    }
     for (; n - i >= 16; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
         unsigned m =
