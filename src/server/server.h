@@ -125,7 +125,10 @@ struct worker {
     _Atomic uint64_t nconns;
     uint64_t rid_seq;  /* request id sequence (srv_new_request_id) */
     uint64_t rid_salt; /* random per worker, so workers and processes never collide */
-    char *readbuf;     /* shared by every connection of this worker: data is consumed in read_cb */
+    /* http.c: request scratch blocks kept for reuse (a free list through their first bytes) */
+    void *scratch_free;
+    unsigned scratch_n;
+    char *readbuf; /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;
     /* http.c: the stream chunks of the one corked connection, sent in one write at the uncork
      * (http_stream_cork): one per worker, as corking spans a single callback */
