@@ -665,18 +665,24 @@ static int store_exec(store_t *s, const char *sql, const char *what)
     return STORE_OK;
 }
 
-static int sq_schema_version(store_t *s, int64_t *version)
+/* The one integer a parameterless statement answers (its first row's first column). */
+static int store_int_query(store_t *s, int stmt_id, int64_t *out, const char *what)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_SCHEMA_VERSION);
+    sqlite3_stmt *st = store_stmt(s, stmt_id);
     int ret = STORE_OK;
 
     if (!st) return STORE_ERR;
     if (sqlite3_step(st) == SQLITE_ROW)
-        *version = sqlite3_column_int64(st, 0);
+        *out = sqlite3_column_int64(st, 0);
     else
-        ret = store_dberr(s, "read schema version");
+        ret = store_dberr(s, what);
     store_release(st);
     return ret;
+}
+
+static int sq_schema_version(store_t *s, int64_t *version)
+{
+    return store_int_query(s, ST_SCHEMA_VERSION, version, "read schema version");
 }
 
 /* Applies migration `version` unless another process got there first: the check happens inside
@@ -1758,22 +1764,6 @@ static int store_account_seq_io(store_t *s, int set, int64_t *seq)
     return ret;
 }
 
-/* The first id the batch's usage rows take (LEDGER_NEXT_ID); inside the batch, whose write lock
- * keeps every other writer from taking one meanwhile. */
-static int store_ledger_next_id(store_t *s, int64_t *id)
-{
-    sqlite3_stmt *st = store_stmt(s, ST_LEDGER_NEXT_ID);
-    int ret = STORE_OK;
-
-    if (!st) return STORE_ERR;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *id = sqlite3_column_int64(st, 0);
-    else
-        ret = store_dberr(s, "ledger: next id");
-    store_release(st);
-    return ret;
-}
-
 /* The keys that only free events of the batch named (no charge checked them): each must exist
  * and belong to the event's account. */
 static int store_check_free_keys(store_t *s, const store_sums *free_keys, const store_sums *keys,
@@ -1831,9 +1821,10 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
     }
     if (store_begin(s) != STORE_OK) goto out;
     /* BEGIN IMMEDIATE holds the write lock: no other writer can take a value meanwhile, so
-     * counting in memory gives each account exactly the value a per-charge UPDATE would. */
+     * counting in memory gives each account exactly the value a per-charge UPDATE would, and
+     * the batch's usage rows can take the ids from LEDGER_NEXT_ID on. */
     if (store_account_seq_io(s, 0, &seq0) != STORE_OK ||
-        store_ledger_next_id(s, &next_id) != STORE_OK)
+        store_int_query(s, ST_LEDGER_NEXT_ID, &next_id, "ledger: next id") != STORE_OK)
         goto cleanup;
     seq = seq0;
     /* chunks of a power-of-two size: six statements of each kind cover every batch */
