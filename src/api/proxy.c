@@ -679,7 +679,19 @@ static void on_data(void *ud, const char *data, size_t n)
         p->last_read_ms = uv_now(p->timer.loop);
         /* a burst of events leaves in one write (http_stream_cork) */
         if (p->c) http_stream_cork(p->c);
-        int rc = sse_feed(&p->sse, data, n);
+        int rc = 0;
+        /* events the adapter knows whole by their shape go past the parser's line search; what
+         * it does not know (and the rest of the read after it) the parser reads */
+        while (n > 0 && p->ad->stream_len && p->xst && !p->translated && sse_idle(&p->sse)) {
+            size_t k = p->ad->stream_len(p->xst, data, n);
+            if (!k || k > p->sse.max_event) break; /* too large: the parser refuses it */
+            static const char none[] = "";
+            sse_event ev = {{data, k}, {none, 0}, {data + 6, k - 8}, {none, 0}};
+            data += k;
+            n -= k;
+            if ((rc = on_sse_event(p, &ev)) != 0) break;
+        }
+        if (rc == 0 && n > 0) rc = sse_feed(&p->sse, data, n);
         if (p->aborted) goto out;
         if (rc == SSE_TOO_LARGE) {
             p->stream_failed = 1;

@@ -46,5 +46,11 @@ void sse_free(sse_parser *p);
 int sse_feed(sse_parser *p, const char *data, size_t n);
 /* Bytes of an incomplete event held back (the stream ended mid-event when this is not 0). */
 size_t sse_pending(const sse_parser *p);
+/* Whether the next byte fed starts an event with nothing of the stream held back: a caller that
+ * recognizes a whole event there may take it past the parser (prov_adapter.stream_len). */
+static inline int sse_idle(const sse_parser *p)
+{
+    return p->pending.len == 0 && !p->last_cr;
+}
 
 #endif

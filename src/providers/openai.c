@@ -347,7 +347,9 @@ static int64_t chunk_text_bytes(ms_str choices, ms_str *text)
  * scan instead of validating and splitting the whole event (~4,500 instructions per event). Any
  * other chunk takes the full path, and a plain one replaces the shape.
  */
-static int shape_match(const openai_shape *sh, ms_str d, int64_t *text_bytes)
+/* The length of the shape's text at the start of d (the constant runs, and a valid string in
+ * each hole), or 0 when d does not start with it; d may go on past it. */
+static size_t shape_span(const openai_shape *sh, ms_str d, int64_t *text_bytes)
 {
     const char *t = sh->text;
     size_t pos = 0;
@@ -361,7 +363,29 @@ static int shape_match(const openai_shape *sh, ms_str d, int64_t *text_bytes)
         pos += sl;
     }
     size_t len = sh->seg[sh->nholes];
-    return d.n - pos == len && memcmp(d.p + pos, t, len) == 0;
+    return d.n - pos >= len && memcmp(d.p + pos, t, len) == 0 ? pos + len : 0;
+}
+
+static int shape_match(const openai_shape *sh, ms_str d, int64_t *text_bytes)
+{
+    return shape_span(sh, d, text_bytes) == d.n;
+}
+
+/* prov_adapter.stream_len: an OpenAI chunk of the learned shape, "data: " before it and the
+ * blank line after, is an event whose end the shape tells (its strings cannot hold a line
+ * break), so the SSE parser need not look for it. Anything else (CRLF, another shape, an event
+ * cut by the read) is left to the parser. */
+static size_t openai_stream_len(void *st, const char *p, size_t n)
+{
+    openai_shape *sh = &((openai_dec_state *)st)->shape;
+    int64_t bytes = 0;
+    if (!sh->nholes || n < 8 || memcmp(p, "data: ", 6) != 0) return 0;
+    size_t len = shape_span(sh, (ms_str){p + 6, n - 6}, &bytes);
+    if (!len || n - 6 - len < 2 || p[6 + len] != '\n' || p[7 + len] != '\n') return 0;
+    sh->seen_p = p + 6;
+    sh->seen_n = len;
+    sh->seen_bytes = bytes;
+    return len + 8;
 }
 
 /* Keeps d's shape, its holes text and pad (pad.p NULL: none), when the constant text fits. */
@@ -409,6 +433,13 @@ static int openai_stream_event(void *st, const prov_call *call, const sse_event 
     openai_shape *sh = st ? &((openai_dec_state *)st)->shape : NULL;
     int64_t bytes = 0;
     if (d.n == 0) return 0; /* comments and keep-alives carry nothing for the client */
+    if (sh && sh->seen_p == d.p && sh->seen_n == d.n) {
+        /* openai_stream_len matched these very bytes a moment ago */
+        sh->seen_p = NULL;
+        sh->hits++;
+        usage->streamed_bytes += sh->seen_bytes;
+        return 1;
+    }
     if (sh && sh->nholes && shape_match(sh, d, &bytes)) {
         sh->hits++;
         usage->streamed_bytes += bytes;
@@ -482,6 +513,7 @@ const prov_adapter prov_openai = {
     .build = openai_build,
     .response = openai_response,
     .stream_event = openai_stream_event,
+    .stream_len = openai_stream_len,
     .decode_answer = openai_decode_answer,
     .decode_event = openai_decode_event,
     .error_message = openai_error_message,

@@ -124,6 +124,13 @@ typedef struct prov_adapter {
     int (*stream_event)(void *st, const prov_call *call, const sse_event *ev, buf_t *out,
                         prov_usage *usage, int *done, int *error, int *usage_chunk, char *err,
                         size_t errlen);
+    /* Optional, pass-through streams with state: the length of the whole event
+     * "data: <json>\n\n" at p[0..n) when the adapter can tell it from the stream's earlier
+     * events without the SSE parser (0: it cannot; the parser reads it). The engine then hands
+     * the event to stream_event as the parser would have (raw, and data between "data: " and
+     * the blank line), at an event boundary only (sse_idle). nginx's input_filter does the same
+     * for its protocols: the bytes that must be read anyway tell where the message ends. */
+    size_t (*stream_len)(void *st, const char *p, size_t n);
     /* Pass-through needs the per-transfer state too (st above): Anthropic's usage comes in two
      * events of a stream; PROV_STATE_STREAMS: for streams only (OpenAI keeps its stream's shape,
      * openai.c). Without it st is NULL when passing through. */

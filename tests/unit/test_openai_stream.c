@@ -272,6 +272,51 @@ static void test_generated(void)
     twin_close(&t);
 }
 
+/* prov_openai.stream_len, the engine's way past the SSE parser: over generated chunks framed
+ * as events ("data: " X "\n\n", then what follows in the read: another event's start, a stray
+ * blank line, nothing), with CRLF endings and cuts mixed in, it either declines (0) or names
+ * exactly X's event; and the stream_event that follows for those bytes (its memo) decides what
+ * the stateless full path decides (the twin's comparison). */
+static void test_stream_len(void)
+{
+    static const char *const pieces[] = {"a", " ", "\\\"", "\\n", "\xc3\xa9", "\x01", "\"", "\\"};
+    static const char *const after[] = {"", "data: {\"id\"", "\n", "data: [DONE]\n\n", ": c\n"};
+    twin t;
+    twin_open(&t);
+    int taken = 0;
+    for (int i = 0; i < 20000; i++) {
+        char text[64] = "", x[1024], buf[1200];
+        size_t tl = 0;
+        int parts = (int)(rnd() % 5);
+        for (int k = 0; k < parts; k++) {
+            const char *pc = pieces[rnd() % 5 == 0 ? rnd() % 8 : rnd() % 2];
+            size_t pl = strlen(pc);
+            memcpy(text + tl, pc, pl);
+            tl += pl;
+        }
+        text[tl] = '\0';
+        int n = snprintf(x, sizeof x, HEAD "\"delta\":{\"content\":\"%s\"}," TAIL, text);
+        unsigned r = (unsigned)(rnd() % 10);
+        if (r == 0) x[rnd() % (size_t)n] = (char)("{}[]\":,ax 0"[rnd() % 11]);
+        const char *end = r == 1 ? "\r\n\r\n" : r == 2 ? "\n" : "\n\n";
+        size_t bl = (size_t)snprintf(buf, sizeof buf, "data: %s%s%s", x, end, after[rnd() % 5]);
+        if (r == 3) bl = rnd() % bl; /* the read ends inside the event */
+        size_t k = prov_openai.stream_len(t.st, buf, bl);
+        if (k) {
+            /* only ever the whole event, "\n\n" included, within the read */
+            CHECK_EQ_INT((long long)k, (long long)n + 8);
+            CHECK(k <= bl && buf[n + 6] == '\n' && buf[n + 7] == '\n' && r != 1);
+            taken++;
+            feed(&t, buf + 6, (size_t)n); /* the same bytes: the memo's answer, compared */
+        } else {
+            feed(&t, x, (size_t)n);
+        }
+    }
+    printf("# %d framed chunks, %d taken past the parser\n", t.events, taken);
+    CHECK(taken > 5000);
+    twin_close(&t);
+}
+
 int main(void)
 {
     RUN(test_plain_stream);
@@ -279,5 +324,6 @@ int main(void)
     RUN(test_near_misses);
     RUN(test_long_constant_text);
     RUN(test_generated);
+    RUN(test_stream_len);
     TAP_DONE();
 }
