@@ -658,6 +658,17 @@ static int on_sse_event(void *ud, const sse_event *ev)
     return 0;
 }
 
+/* sse_whole_cb: a pass-through event the adapter knows whole by the stream's shape
+ * (prov_adapter.stream_len, "data: <json>\n\n") skips the parser's line search. */
+static size_t sse_whole(void *ud, const char *data, size_t n, ms_str *d)
+{
+    proxy *p = ud;
+    if (p->translated || !p->xst || !p->ad->stream_len) return 0;
+    size_t k = p->ad->stream_len(p->xst, data, n);
+    if (k) *d = (ms_str){data + 6, k - 8};
+    return k;
+}
+
 static void on_data(void *ud, const char *data, size_t n)
 {
     proxy *p = ud;
@@ -680,13 +691,14 @@ static void on_data(void *ud, const char *data, size_t n)
         /* a burst of events leaves in one write (http_stream_cork) */
         if (p->c) http_stream_cork(p->c);
         int rc = 0;
-        /* events the adapter knows whole by their shape go past the parser's line search; what
-         * it does not know (and the rest of the read after it) the parser reads */
-        while (n > 0 && p->ad->stream_len && p->xst && !p->translated && sse_idle(&p->sse)) {
-            size_t k = p->ad->stream_len(p->xst, data, n);
+        /* a read that holds whole events the adapter knows (often exactly one) skips even the
+         * parser's call; what follows them goes to the parser, which asks sse_whole too */
+        while (n > 0 && sse_idle(&p->sse)) {
+            ms_str d;
+            size_t k = sse_whole(p, data, n, &d);
             if (!k || k > p->sse.max_event) break; /* too large: the parser refuses it */
             static const char none[] = "";
-            sse_event ev = {{data, k}, {none, 0}, {data + 6, k - 8}, {none, 0}};
+            sse_event ev = {{data, k}, {none, 0}, d, {none, 0}};
             data += k;
             n -= k;
             if ((rc = on_sse_event(p, &ev)) != 0) break;
@@ -1266,6 +1278,7 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     buf_init(&p->out, 0);
     buf_init(&p->usage_chunk, SSE_EVENT_MAX);
     sse_init(&p->sse, SSE_EVENT_MAX, on_sse_event, p);
+    sse_set_whole(&p->sse, sse_whole);
     uv_timer_init(&w->loop, &p->timer);
     uv_timer_init(&w->loop, &p->dtimer);
     p->timer.data = p->dtimer.data = p;

@@ -22,6 +22,10 @@
  * - Views in the event (raw, event, data, id) are only valid during the callback.
  * - When the callback returns non-zero, sse_feed returns that value at once and the rest of the
  *   piece is dropped: the parser continues, if fed again, as if the piece had ended there.
+ * - A caller that can tell a whole event by other means (sse_set_whole: an adapter that knows the
+ *   stream's shape) is asked first wherever an event starts in a piece with nothing held back;
+ *   what it names goes to the callback as read (raw as given, its data, no event or id), what it
+ *   declines is read here. The raws still concatenate to the stream.
  * - SSE_TOO_LARGE (an event longer than max_event, or out of memory) drops what was buffered;
  *   the stream is then out of sync and should be abandoned. The LF of a CRLF that ends an event
  *   is not counted, so that the verdict does not depend on how the stream was cut.
@@ -205,6 +209,20 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
     p->last_cr = data[n - 1] == '\r';
 
     for (;;) {
+        /* an event the caller knows whole, where one starts with nothing held back */
+        if (p->whole && i == ev_start && lines == 0 && at_line_start && !p->pending.len && i < n) {
+            ms_str d;
+            size_t k = p->whole(p->ud, data + i, n - i, &d);
+            if (k && k <= n - i && k <= p->max_event && data[i + k - 1] == '\n') {
+                sse_event ev = {{data + i, k}, {empty, 0}, d, {empty, 0}};
+                i = ev_start = i + k;
+                if ((r = p->cb(p->ud, &ev)) != 0) {
+                    p->last_cr = 0; /* the rest of the piece is dropped; the event ended in LF */
+                    goto stop;
+                }
+                continue;
+            }
+        }
         size_t e = next_eol(data, i, n), after;
         if (e == n) break;
         after = e + 1;

@@ -27,6 +27,11 @@ typedef struct sse_event {
 
 /* Return 0 to go on, non-zero to stop parsing (sse_feed then returns that value). */
 typedef int (*sse_event_cb)(void *ud, const sse_event *ev);
+/* Optional (sse_set_whole): the length of a whole event at p[0..n) that the caller can tell
+ * without the line search, its data in *data, or 0 when it cannot. Asked where an event starts
+ * with nothing held back; the event then goes to the callback as if the parser had read it (no
+ * `event:` or `id:`). Whatever it declines the parser reads. */
+typedef size_t (*sse_whole_cb)(void *ud, const char *p, size_t n, ms_str *data);
 
 typedef struct sse_parser {
     buf_t pending; /* raw bytes of an event split across pieces */
@@ -34,6 +39,7 @@ typedef struct sse_parser {
     size_t max_event;
     int last_cr; /* previous piece ended with CR (a following LF belongs to it) */
     sse_event_cb cb;
+    sse_whole_cb whole;
     void *ud;
 } sse_parser;
 
@@ -46,8 +52,12 @@ void sse_free(sse_parser *p);
 int sse_feed(sse_parser *p, const char *data, size_t n);
 /* Bytes of an incomplete event held back (the stream ended mid-event when this is not 0). */
 size_t sse_pending(const sse_parser *p);
-/* Whether the next byte fed starts an event with nothing of the stream held back: a caller that
- * recognizes a whole event there may take it past the parser (prov_adapter.stream_len). */
+static inline void sse_set_whole(sse_parser *p, sse_whole_cb whole)
+{
+    p->whole = whole;
+}
+/* Whether the next byte fed starts an event with nothing of the stream held back: where a
+ * caller may take a whole event it knows without calling sse_feed at all (one event a read). */
 static inline int sse_idle(const sse_parser *p)
 {
     return p->pending.len == 0 && !p->last_cr;

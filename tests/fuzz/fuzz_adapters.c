@@ -221,9 +221,21 @@ static int on_oai_event(void *ud, const sse_event *ev)
     return 0; /* on to the next event whatever it was: the state must survive anything */
 }
 
+/* proxy.c's sse_whole for the twin's state: an event prov_openai.stream_len knows whole. */
+static size_t oai_whole(void *ud, const char *d, size_t m, ms_str *data)
+{
+    oai_twin *t = ud;
+    size_t k = prov_openai.stream_len(t->st, d, m);
+    if (k) {
+        MUST(k <= m && k >= 8 && d[k - 1] == '\n' && d[k - 2] == '\n');
+        *data = (ms_str){d + 6, k - 8};
+    }
+    return k;
+}
+
 /* The input in pieces (cut where its own bytes say), through the parser alone (fast 0) or the
  * way the engine reads a pass-through stream (fast 1: events prov_openai.stream_len knows whole
- * go past the parser, proxy.c on_data). */
+ * go past the parser's line search, proxy.c sse_whole). */
 static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
 {
     memset(t, 0, sizeof *t);
@@ -236,6 +248,7 @@ static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
     buf_init(&t->log, 0);
     sse_parser sp;
     sse_init(&sp, 1u << 20, on_oai_event, t);
+    if (fast) sse_set_whole(&sp, oai_whole);
     size_t at = 0;
     while (at < n) {
         size_t piece = n - at;
@@ -243,11 +256,12 @@ static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
         const char *d = p + at;
         size_t m = piece;
         at += piece;
+        /* proxy.c on_data: whole events it knows at the start of a read skip sse_feed */
         while (fast && m > 0 && sse_idle(&sp)) {
-            size_t k = prov_openai.stream_len(t->st, d, m);
+            ms_str data;
+            size_t k = oai_whole(t, d, m, &data);
             if (!k || k > sp.max_event) break;
-            MUST(k <= m && k >= 8 && d[k - 1] == '\n' && d[k - 2] == '\n');
-            sse_event ev = {{d, k}, {"", 0}, {d + 6, k - 8}, {"", 0}};
+            sse_event ev = {{d, k}, {"", 0}, data, {"", 0}};
             d += k;
             m -= k;
             (void)on_oai_event(t, &ev);

@@ -623,6 +623,76 @@ static void test_pending(void)
     reset(&c);
 }
 
+/* sse_whole_cb for the tests: "data: " and digits, then the blank line, is an event it knows
+ * whole (the way an adapter knows a stream's shape); anything else it declines. */
+static int whole_asked;
+static size_t digits_whole(void *ud, const char *p, size_t n, ms_str *data)
+{
+    (void)ud;
+    whole_asked++;
+    size_t k = 6;
+    if (n < 8 || memcmp(p, "data: ", 6) != 0) return 0;
+    while (k < n && p[k] >= '0' && p[k] <= '9')
+        k++;
+    if (k == 6 || n - k < 2 || p[k] != '\n' || p[k + 1] != '\n') return 0;
+    *data = (ms_str){p + 6, k - 6};
+    return k + 2;
+}
+
+/* With the whole-event hook, the events, their raw bytes and fields are exactly what the parser
+ * alone gives, however the stream is cut (events it knows mixed with CRLF, several lines, ids,
+ * comments, a CR at the end of a piece), and the callback's stop still drops the rest. */
+static void test_whole_hook(void)
+{
+    static const char stream[] =
+        "data: 12\n\ndata: 345\n\n: c\n\ndata: 6\r\n\r\ndata: 78\n\nevent: e\ndata: 9\n\n"
+        "data: 1\ndata: 2\n\ndata: 42\n\ndata: x\n\ndata: 5\n\nid: 7\ndata: 8\n\ndata: 99\n\n"
+        "\n\ndata: 10\r\ndata: 11\r\rdata: 12\n\ndata: 13\n\n";
+    size_t n = sizeof stream - 1;
+    collector c[2];
+    memset(c, 0, sizeof c);
+    int taken = 0;
+    for (size_t cut1 = 0; cut1 <= n; cut1 += 3) {
+        for (size_t cut2 = cut1; cut2 <= n; cut2 += 7) {
+            /* the same cuts through the parser alone (0) and with the hook (1) */
+            for (int h = 0; h < 2; h++) {
+                sse_parser sp;
+                reset(&c[h]);
+                sse_init(&sp, 1 << 16, on_event, &c[h]);
+                if (h) sse_set_whole(&sp, digits_whole);
+                whole_asked = 0;
+                CHECK_EQ_INT(feed(&sp, &c[h], stream, cut1), 0);
+                CHECK_EQ_INT(feed(&sp, &c[h], stream + cut1, cut2 - cut1), 0);
+                CHECK_EQ_INT(feed(&sp, &c[h], stream + cut2, n - cut2), 0);
+                if (h) taken += whole_asked > 0;
+                sse_free(&sp);
+            }
+            CHECK_EQ_INT(c[1].n, c[0].n);
+            for (int k = 0; k < c[0].n && k < c[1].n && k < MAX_EV; k++) {
+                CHECK(c[1].ev[k].raw_n == c[0].ev[k].raw_n &&
+                      memcmp(c[1].ev[k].raw, c[0].ev[k].raw, c[0].ev[k].raw_n) == 0);
+                CHECK_EQ_STR(c[1].ev[k].data, c[0].ev[k].data);
+                CHECK_EQ_STR(c[1].ev[k].event, c[0].ev[k].event);
+                CHECK_EQ_STR(c[1].ev[k].id, c[0].ev[k].id);
+            }
+        }
+    }
+    CHECK(taken > 0);
+    /* the hook's event stopping the feed: the rest of the piece is dropped, as for the parser's */
+    sse_parser sp;
+    reset(&c[1]);
+    sse_init(&sp, 1 << 16, on_event, &c[1]);
+    sse_set_whole(&sp, digits_whole);
+    c[1].stop_at = 2;
+    c[1].stop_val = 7;
+    CHECK_EQ_INT(feed(&sp, &c[1], "data: 1\n\ndata: 2\n\ndata: 3\n\n", 27), 7);
+    CHECK_EQ_INT(c[1].n, 2);
+    CHECK_EQ_INT((int)sse_pending(&sp), 0);
+    sse_free(&sp);
+    reset(&c[0]);
+    reset(&c[1]);
+}
+
 int main(void)
 {
     RUN(test_basic);
@@ -637,5 +707,6 @@ int main(void)
     RUN(test_cap);
     RUN(test_stop);
     RUN(test_pending);
+    RUN(test_whole_hook);
     TAP_DONE();
 }
