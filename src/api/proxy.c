@@ -690,20 +690,7 @@ static void on_data(void *ud, const char *data, size_t n)
         p->last_read_ms = uv_now(p->timer.loop);
         /* a burst of events leaves in one write (http_stream_cork) */
         if (p->c) http_stream_cork(p->c);
-        int rc = 0;
-        /* a read that holds whole events the adapter knows (often exactly one) skips even the
-         * parser's call; what follows them goes to the parser, which asks sse_whole too */
-        while (n > 0 && sse_idle(&p->sse)) {
-            ms_str d;
-            size_t k = sse_whole(p, data, n, &d);
-            if (!k || k > p->sse.max_event) break; /* too large: the parser refuses it */
-            static const char none[] = "";
-            sse_event ev = {{data, k}, {none, 0}, d, {none, 0}};
-            data += k;
-            n -= k;
-            if ((rc = on_sse_event(p, &ev)) != 0) break;
-        }
-        if (rc == 0 && n > 0) rc = sse_feed(&p->sse, data, n);
+        int rc = sse_feed(&p->sse, data, n);
         if (p->aborted) goto out;
         if (rc == SSE_TOO_LARGE) {
             p->stream_failed = 1;

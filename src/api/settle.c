@@ -151,10 +151,10 @@ static void rate_headers_late(http_conn *c)
 {
     store_key k;
     memset(&k, 0, sizeof k);
-    k.id = c->req.rl_key[0];
-    k.account_id = c->req.rl_key[1];
-    k.rpm = c->req.rl_key[2];
-    k.tpm = c->req.rl_key[3];
+    k.id = c->req.rl_key.id;
+    k.account_id = c->req.rl_key.account_id;
+    k.rpm = c->req.rl_key.rpm;
+    k.tpm = c->req.rl_key.tpm;
     rl_peek(c->w->rl, &k, (int64_t)(ms_loop_mono_ns() / 1000000), &c->req.rl);
     c->req.have_rl = 1;
 }
@@ -168,10 +168,10 @@ void api_rate_headers(http_conn *c, const store_key *key)
      * requests are admitted, and a lookup here was one more round of the limiter's locks
      * (~550 instructions) whose result the admission replaced. build_query reads no more of
      * the key than these. */
-    c->req.rl_key[0] = key->id;
-    c->req.rl_key[1] = key->account_id;
-    c->req.rl_key[2] = key->rpm;
-    c->req.rl_key[3] = key->tpm;
+    c->req.rl_key.id = key->id;
+    c->req.rl_key.account_id = key->account_id;
+    c->req.rl_key.rpm = key->rpm;
+    c->req.rl_key.tpm = key->tpm;
     c->req.rl_late = rate_headers_late;
 }
 

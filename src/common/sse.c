@@ -200,6 +200,22 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
     int cr = 0;
 
     if (n == 0) return 0;
+    /* events the caller knows whole at the start of a piece with nothing held back, before the
+     * general set-up (a stream read one event at a time is only these) */
+    int declined = 0;
+    while (p->whole && !p->pending.len && !p->last_cr) {
+        ms_str d;
+        size_t k = p->whole(p->ud, data, n, &d);
+        if (!k || k > n || k > p->max_event || data[k - 1] != '\n') {
+            declined = 1;
+            break;
+        }
+        sse_event ev = {{data, k}, {empty, 0}, d, {empty, 0}};
+        data += k;
+        n -= k;
+        if ((r = p->cb(p->ud, &ev)) != 0) return r;
+        if (n == 0) return 0;
+    }
     if (p->pending.len) {
         char last = p->pending.data[p->pending.len - 1];
         at_line_start = last == '\n' || last == '\r';
@@ -210,7 +226,8 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
 
     for (;;) {
         /* an event the caller knows whole, where one starts with nothing held back */
-        if (p->whole && i == ev_start && lines == 0 && at_line_start && !p->pending.len && i < n) {
+        if (p->whole && i == ev_start && lines == 0 && at_line_start && !p->pending.len && i < n &&
+            !(declined && i == 0)) {
             ms_str d;
             size_t k = p->whole(p->ud, data + i, n - i, &d);
             if (k && k <= n - i && k <= p->max_event && data[i + k - 1] == '\n') {

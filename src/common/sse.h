@@ -56,11 +56,5 @@ static inline void sse_set_whole(sse_parser *p, sse_whole_cb whole)
 {
     p->whole = whole;
 }
-/* Whether the next byte fed starts an event with nothing of the stream held back: where a
- * caller may take a whole event it knows without calling sse_feed at all (one event a read). */
-static inline int sse_idle(const sse_parser *p)
-{
-    return p->pending.len == 0 && !p->last_cr;
-}
 
 #endif

@@ -128,8 +128,9 @@ typedef struct prov_adapter {
      * "data: <json>\n\n" at p[0..n) when the adapter can tell it from the stream's earlier
      * events without the SSE parser (0: it cannot; the parser reads it). The engine then hands
      * the event to stream_event as the parser would have (raw, and data between "data: " and
-     * the blank line), at an event boundary only (sse_idle). nginx's input_filter does the same
-     * for its protocols: the bytes that must be read anyway tell where the message ends. */
+     * the blank line), where an event starts with nothing held back (sse_set_whole). nginx's
+     * input_filter does the same for its protocols: the bytes that must be read anyway tell where
+     * the message ends. */
     size_t (*stream_len)(void *st, const char *p, size_t n);
     /* Pass-through needs the per-transfer state too (st above): Anthropic's usage comes in two
      * events of a stream; PROV_STATE_STREAMS: for streams only (OpenAI keeps its stream's shape,

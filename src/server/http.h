@@ -82,7 +82,9 @@ typedef struct http_request {
     /* when the answer goes out without have_rl, this fills rl (the handler layer's, set at
      * authentication: an admitted request carries its admission's state and never asks) */
     void (*rl_late)(struct http_conn *c);
-    int64_t rl_key[4]; /* what rl_late needs of the key, the handler layer's */
+    struct {
+        int64_t id, account_id, rpm, tpm;
+    } rl_key; /* what rl_late needs of the key */
     /* the handler layer's note of where the request is counted (srv_handlers.on_done) */
     ctr_note note;
 } http_request;
@@ -95,8 +97,8 @@ struct http_conn {
     llhttp_settings_t *settings;
     uv_timer_t timer;
     int phase; /* ST_IDLE, ST_HEAD, ST_BODY (http.c) */
-    /* while llhttp runs its callbacks, the timer's last wanted state (ms, or -1 to stop),
-     * applied once it returns (conn_execute) */
+    /* while conn_feed runs, the timer's last wanted state (ms, or -1 to stop), applied once
+     * as it returns (conn_timer_set) */
     int timer_defer, timer_pending;
     int64_t timer_want;
     int open_handles; /* handles still to close before the struct is freed */

@@ -364,8 +364,7 @@ static void h1_arm(h1_xfer *x)
     if (x->t_connect) dl = x->t_connect;
     if (x->t_fb && (!dl || x->t_fb < dl)) dl = x->t_fb;
     if (x->t_total && (!dl || x->t_total < dl)) dl = x->t_total;
-    if (x->armed && (!dl || x->armed <= dl)) return;
-    if (!dl) return;
+    if (!dl || (x->armed && x->armed <= dl)) return;
     now = h1_now();
     uv_timer_start(&x->timer, h1_timer_cb, dl > now ? dl - now : 0, 0);
     x->armed = dl;

@@ -253,20 +253,8 @@ static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
     while (at < n) {
         size_t piece = n - at;
         if (n > 1 && (unsigned char)p[at] % 7 == 0) piece = 1 + (unsigned char)p[n - 1] % piece;
-        const char *d = p + at;
-        size_t m = piece;
+        (void)sse_feed(&sp, p + at, piece);
         at += piece;
-        /* proxy.c on_data: whole events it knows at the start of a read skip sse_feed */
-        while (fast && m > 0 && sse_idle(&sp)) {
-            ms_str data;
-            size_t k = oai_whole(t, d, m, &data);
-            if (!k || k > sp.max_event) break;
-            sse_event ev = {{d, k}, {"", 0}, data, {"", 0}};
-            d += k;
-            m -= k;
-            (void)on_oai_event(t, &ev);
-        }
-        if (m) (void)sse_feed(&sp, d, m);
     }
     sse_free(&sp);
 }
