@@ -658,15 +658,26 @@ static int on_sse_event(void *ud, const sse_event *ev)
     return 0;
 }
 
-/* sse_whole_cb: a pass-through event the adapter knows whole by the stream's shape
- * (prov_adapter.stream_len, "data: <json>\n\n") skips the parser's line search. */
-static size_t sse_whole(void *ud, const char *data, size_t n, ms_str *d)
+/* sse_take_cb: a run of pass-through events the adapter knows whole by the stream's shape
+ * (prov_adapter.stream_len, "data: <json>\n\n" each) carries nothing the gateway acts on but
+ * its text's size, so it goes to the client as it came, in one chunk: past the SSE parser and
+ * the per-event path (a read of a fast stream holds dozens of them). */
+static size_t sse_take(void *ud, const char *data, size_t n, size_t max_event, int *stop)
 {
     proxy *p = ud;
     if (p->translated || !p->xst || !p->ad->stream_len) return 0;
-    size_t k = p->ad->stream_len(p->xst, data, n);
-    if (k) *d = (ms_str){data + 6, k - 8};
-    return k;
+    size_t run = 0, k;
+    int64_t bytes;
+    while (run < n && (k = p->ad->stream_len(p->xst, data + run, n - run, &bytes)) != 0 &&
+           k <= max_event) {
+        p->usage.streamed_bytes += bytes;
+        run += k;
+    }
+    if (run) {
+        stream_write(p, data, run);
+        *stop = p->aborted;
+    }
+    return run;
 }
 
 static void on_data(void *ud, const char *data, size_t n)
@@ -689,7 +700,7 @@ static void on_data(void *ud, const char *data, size_t n)
         if (p->saw_done) goto out; /* after [DONE] only the end of the transfer is awaited */
         p->last_read_ms = uv_now(p->timer.loop);
         /* a burst of events leaves in one write (http_stream_cork) */
-        if (p->c) http_stream_cork(p->c);
+        if (p->c) http_stream_cork(p->c, n);
         int rc = sse_feed(&p->sse, data, n);
         if (p->aborted) goto out;
         if (rc == SSE_TOO_LARGE) {
@@ -1265,7 +1276,7 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     buf_init(&p->out, 0);
     buf_init(&p->usage_chunk, SSE_EVENT_MAX);
     sse_init(&p->sse, SSE_EVENT_MAX, on_sse_event, p);
-    sse_set_whole(&p->sse, sse_whole);
+    sse_set_take(&p->sse, sse_take);
     uv_timer_init(&w->loop, &p->timer);
     uv_timer_init(&w->loop, &p->dtimer);
     p->timer.data = p->dtimer.data = p;

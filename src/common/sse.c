@@ -22,10 +22,11 @@
  * - Views in the event (raw, event, data, id) are only valid during the callback.
  * - When the callback returns non-zero, sse_feed returns that value at once and the rest of the
  *   piece is dropped: the parser continues, if fed again, as if the piece had ended there.
- * - A caller that can tell a whole event by other means (sse_set_whole: an adapter that knows the
+ * - A caller that can tell whole events by other means (sse_set_take: an adapter that knows the
  *   stream's shape) is asked first wherever an event starts in a piece with nothing held back;
- *   what it names goes to the callback as read (raw as given, its data, no event or id), what it
- *   declines is read here. The raws still concatenate to the stream.
+ *   what it takes it has dealt with (no callback for those), what it leaves is read here. The
+ *   raws the callback gets and the runs taken still concatenate to the stream. A take returns
+ *   the longest run it can, so it is not asked again where its run ended.
  * - SSE_TOO_LARGE (an event longer than max_event, or out of memory) drops what was buffered;
  *   the stream is then out of sync and should be abandoned. The LF of a CRLF that ends an event
  *   is not counted, so that the verdict does not depend on how the stream was cut.
@@ -200,21 +201,18 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
     int cr = 0;
 
     if (n == 0) return 0;
-    /* events the caller knows whole at the start of a piece with nothing held back, before the
-     * general set-up (a stream read one event at a time is only these) */
-    int declined = 0;
-    while (p->whole && !p->pending.len && !p->last_cr) {
-        ms_str d;
-        size_t k = p->whole(p->ud, data, n, &d);
-        if (!k || k > n || k > p->max_event || data[k - 1] != '\n') {
-            declined = 1;
-            break;
-        }
-        sse_event ev = {{data, k}, {empty, 0}, d, {empty, 0}};
+    /* events the caller takes at the start of a piece with nothing held back, before the
+     * general set-up (a stream read a few whole events at a time is only these) */
+    size_t left_at = (size_t)-1; /* where the last take ended: what follows it is for the parser */
+    if (p->take && !p->pending.len && !p->last_cr) {
+        int stop = 0;
+        size_t k = p->take(p->ud, data, n, p->max_event, &stop);
+        if (k > n) k = n; /* outside the contract; never read past the piece */
+        if (stop) return stop;
         data += k;
         n -= k;
-        if ((r = p->cb(p->ud, &ev)) != 0) return r;
         if (n == 0) return 0;
+        left_at = 0;
     }
     if (p->pending.len) {
         char last = p->pending.data[p->pending.len - 1];
@@ -225,20 +223,19 @@ int sse_feed(sse_parser *p, const char *data, size_t n)
     p->last_cr = data[n - 1] == '\r';
 
     for (;;) {
-        /* an event the caller knows whole, where one starts with nothing held back */
-        if (p->whole && i == ev_start && lines == 0 && at_line_start && !p->pending.len && i < n &&
-            !(declined && i == 0)) {
-            ms_str d;
-            size_t k = p->whole(p->ud, data + i, n - i, &d);
-            if (k && k <= n - i && k <= p->max_event && data[i + k - 1] == '\n') {
-                sse_event ev = {{data + i, k}, {empty, 0}, d, {empty, 0}};
-                i = ev_start = i + k;
-                if ((r = p->cb(p->ud, &ev)) != 0) {
-                    p->last_cr = 0; /* the rest of the piece is dropped; the event ended in LF */
-                    goto stop;
-                }
-                continue;
+        /* events the caller takes, where one starts with nothing held back */
+        if (p->take && i == ev_start && lines == 0 && at_line_start && !p->pending.len && i < n &&
+            i != left_at) {
+            int stop = 0;
+            size_t k = p->take(p->ud, data + i, n - i, p->max_event, &stop);
+            if (k > n - i) k = n - i;
+            i = ev_start = left_at = i + k;
+            if (stop) {
+                r = stop;
+                p->last_cr = 0; /* the rest of the piece is dropped; the run ended in LF */
+                goto stop;
             }
+            if (i == n) break;
         }
         size_t e = next_eol(data, i, n), after;
         if (e == n) break;

@@ -27,11 +27,13 @@ typedef struct sse_event {
 
 /* Return 0 to go on, non-zero to stop parsing (sse_feed then returns that value). */
 typedef int (*sse_event_cb)(void *ud, const sse_event *ev);
-/* Optional (sse_set_whole): the length of a whole event at p[0..n) that the caller can tell
- * without the line search, its data in *data, or 0 when it cannot. Asked where an event starts
- * with nothing held back; the event then goes to the callback as if the parser had read it (no
- * `event:` or `id:`). Whatever it declines the parser reads. */
-typedef size_t (*sse_whole_cb)(void *ud, const char *p, size_t n, ms_str *data);
+/* Optional (sse_set_take): whole events at p[0..n) that the caller deals with itself, past the
+ * line search and the callback (an adapter that knows a stream's shape forwards a run of them as
+ * it came). Returns their total length, 0 for none: each one an event it can tell whole, ending
+ * in LF, at most max_event bytes. Setting *stop non-zero ends the feed after them as a
+ * callback's non-zero return does. Asked where an event starts with nothing held back; what it
+ * leaves the parser reads. */
+typedef size_t (*sse_take_cb)(void *ud, const char *p, size_t n, size_t max_event, int *stop);
 
 typedef struct sse_parser {
     buf_t pending; /* raw bytes of an event split across pieces */
@@ -39,7 +41,7 @@ typedef struct sse_parser {
     size_t max_event;
     int last_cr; /* previous piece ended with CR (a following LF belongs to it) */
     sse_event_cb cb;
-    sse_whole_cb whole;
+    sse_take_cb take;
     void *ud;
 } sse_parser;
 
@@ -52,9 +54,9 @@ void sse_free(sse_parser *p);
 int sse_feed(sse_parser *p, const char *data, size_t n);
 /* Bytes of an incomplete event held back (the stream ended mid-event when this is not 0). */
 size_t sse_pending(const sse_parser *p);
-static inline void sse_set_whole(sse_parser *p, sse_whole_cb whole)
+static inline void sse_set_take(sse_parser *p, sse_take_cb take)
 {
-    p->whole = whole;
+    p->take = take;
 }
 
 #endif

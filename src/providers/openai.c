@@ -373,18 +373,16 @@ static int shape_match(const openai_shape *sh, ms_str d, int64_t *text_bytes)
 
 /* prov_adapter.stream_len: an OpenAI chunk of the learned shape, "data: " before it and the
  * blank line after, is an event whose end the shape tells (its strings cannot hold a line
- * break), so the SSE parser need not look for it. Anything else (CRLF, another shape, an event
- * cut by the read) is left to the parser. */
-static size_t openai_stream_len(void *st, const char *p, size_t n)
+ * break), so the SSE parser need not look for it, and one stream_event would forward as it is.
+ * Anything else (CRLF, another shape, an event cut by the read) is left to the parser. */
+static size_t openai_stream_len(void *st, const char *p, size_t n, int64_t *text_bytes)
 {
     openai_shape *sh = &((openai_dec_state *)st)->shape;
-    int64_t bytes = 0;
+    *text_bytes = 0;
     if (!sh->nholes || n < 8 || memcmp(p, "data: ", 6) != 0) return 0;
-    size_t len = shape_span(sh, (ms_str){p + 6, n - 6}, &bytes);
+    size_t len = shape_span(sh, (ms_str){p + 6, n - 6}, text_bytes);
     if (!len || n - 6 - len < 2 || p[6 + len] != '\n' || p[7 + len] != '\n') return 0;
-    sh->seen_p = p + 6;
-    sh->seen_n = len;
-    sh->seen_bytes = bytes;
+    sh->hits++;
     return len + 8;
 }
 
@@ -433,13 +431,6 @@ static int openai_stream_event(void *st, const prov_call *call, const sse_event 
     openai_shape *sh = st ? &((openai_dec_state *)st)->shape : NULL;
     int64_t bytes = 0;
     if (d.n == 0) return 0; /* comments and keep-alives carry nothing for the client */
-    if (sh && sh->seen_p == d.p && sh->seen_n == d.n) {
-        /* openai_stream_len matched these very bytes a moment ago */
-        sh->seen_p = NULL;
-        sh->hits++;
-        usage->streamed_bytes += sh->seen_bytes;
-        return 1;
-    }
     if (sh && sh->nholes && shape_match(sh, d, &bytes)) {
         sh->hits++;
         usage->streamed_bytes += bytes;

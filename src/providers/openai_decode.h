@@ -31,11 +31,6 @@ typedef struct openai_shape {
     uint8_t counted; /* the hole that is the delta's text */
     uint16_t seg[3]; /* lengths of the constant runs in text, in order */
     uint32_t hits;   /* events that matched it (tests) */
-    /* the event openai_stream_len matched last (its data), and its text's bytes: the
-     * stream_event that follows for the same bytes does not compare again */
-    const char *seen_p;
-    size_t seen_n;
-    int64_t seen_bytes;
     char text[OAI_SHAPE_TEXT];
 } openai_shape;
 

@@ -125,13 +125,14 @@ typedef struct prov_adapter {
                         prov_usage *usage, int *done, int *error, int *usage_chunk, char *err,
                         size_t errlen);
     /* Optional, pass-through streams with state: the length of the whole event
-     * "data: <json>\n\n" at p[0..n) when the adapter can tell it from the stream's earlier
-     * events without the SSE parser (0: it cannot; the parser reads it). The engine then hands
-     * the event to stream_event as the parser would have (raw, and data between "data: " and
-     * the blank line), where an event starts with nothing held back (sse_set_whole). nginx's
-     * input_filter does the same for its protocols: the bytes that must be read anyway tell where
-     * the message ends. */
-    size_t (*stream_len)(void *st, const char *p, size_t n);
+     * "data: <json>\n\n" at p[0..n) when the adapter can tell from the stream's earlier events,
+     * without the SSE parser, that it is one stream_event would forward as it is (return 1) and
+     * nothing else; *text_bytes is then its generated text's size (prov_usage.streamed_bytes).
+     * 0: it cannot; the parser reads the event and stream_event decides. The engine forwards a
+     * run of such events in one write, past the parser (sse_set_take). nginx's input_filter does
+     * the same for its protocols: the bytes that must be read anyway tell where the message
+     * ends. */
+    size_t (*stream_len)(void *st, const char *p, size_t n, int64_t *text_bytes);
     /* Pass-through needs the per-transfer state too (st above): Anthropic's usage comes in two
      * events of a stream; PROV_STATE_STREAMS: for streams only (OpenAI keeps its stream's shape,
      * openai.c). Without it st is NULL when passing through. */

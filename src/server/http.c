@@ -567,7 +567,7 @@ int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
     if (len == 0) return 0;
     worker_t *w = c->w;
     /* A burst's next event (see below) that fits: framed straight into the cork buffer. */
-    if (w->corked == c && w->cork_sent && !c->held && w->cork &&
+    if (w->corked == c && w->cork_gather && !c->held && w->cork &&
         w->cork_len <= HTTP_CORK_MAX - 24 && len <= HTTP_CORK_MAX - 24 - w->cork_len) {
         char *o = w->cork + w->cork_len;
         o += chunk_size_line(o, len);
@@ -595,13 +595,13 @@ int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
     for (int i = 0; i < nparts; i++)
         v[nv++] = parts[i];
     v[nv++] = uv_buf_init("\r\n", 2);
-    /* A cork's first chunk goes at once, with no copy: the first token is not held back, and
-     * a read with one event (most of them) costs what it did without the cork. */
-    if (c->w->corked == c && c->w->cork_sent && cork_add(c, v, nv) == 0) {
+    /* A small burst's first chunk goes at once, with no copy: a read with one event (most of
+     * them) costs what it did without the cork. A big burst's is gathered with the rest. */
+    if (c->w->corked == c && c->w->cork_gather && cork_add(c, v, nv) == 0) {
         free(held);
         return 0;
     }
-    c->w->cork_sent = 1;
+    c->w->cork_gather = 1;
     return conn_send_copy(c, v, nv, held);
 }
 
@@ -636,14 +636,16 @@ static int cork_flush(http_conn *c)
     return rc;
 }
 
-void http_stream_cork(http_conn *c)
+void http_stream_cork(http_conn *c, size_t burst)
 {
     worker_t *w = c->w;
     if (c->closing || !c->chunked || w->corked == c) return;
     http_uncork(w); /* another stream's, corked earlier in this loop iteration */
     w->corked = c;
     w->cork_len = 0;
-    w->cork_sent = 0;
+    /* a burst of several events is gathered from its first chunk (one write); one event goes
+     * at once (no copy) */
+    w->cork_gather = burst >= HTTP_CORK_GATHER;
     /* uncorked after this iteration's I/O callbacks, with the held heads */
     uv_check_start(&w->held_check, http_flush_held);
 }

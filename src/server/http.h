@@ -194,17 +194,19 @@ int http_stream_write(http_conn *c, const char *data, size_t len);
 /* The same for a chunk in up to HTTP_STREAM_PARTS pieces (an event framed where it lies). */
 int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts);
 /* Corks c's stream until the end of the loop iteration's I/O phase (the worker's check handle),
- * http_uncork, or anything else written on c: its first chunk goes at once, the next ones are
- * gathered (up to HTTP_CORK_MAX bytes at a time) and go out in one write. A proxy corks when
- * upstream data arrives, so that a burst of events (many in one read, as HTTP chunks of their
- * own) costs two system calls rather than one each. One connection per worker at a time:
- * corking another one uncorks the first; http_uncork takes the worker because the connection
- * may have closed meanwhile. */
-void http_stream_cork(http_conn *c);
+ * http_uncork, or anything else written on c: its chunks are gathered (up to HTTP_CORK_MAX bytes
+ * at a time) and go out in one write. A proxy corks when upstream data arrives (burst: its
+ * size), so that a burst of events (many in one read, as HTTP chunks of their own) costs one
+ * system call rather than one each. A burst under HTTP_CORK_GATHER (one event, most reads of a
+ * real stream) has its first chunk go at once instead, with no copy. One connection per worker
+ * at a time: corking another one uncorks the first; http_uncork takes the worker because the
+ * connection may have closed meanwhile. */
+void http_stream_cork(http_conn *c, size_t burst);
 void http_uncork(worker_t *w);
 #define HTTP_STREAM_PARTS 4
 /* The most a corked stream gathers before it writes (http_stream_cork). */
 #define HTTP_CORK_MAX (64 * 1024)
+#define HTTP_CORK_GATHER 1024
 /* Makes *b the request's body (taking its storage; *b is left empty), for a handler that answers
  * for a body of its own making (the Responses API's continuation: the stored conversation and the
  * new input): whatever outlives the handler with the request's body (a detached proxy, an

@@ -135,7 +135,7 @@ struct worker {
     struct http_conn *corked;
     char *cork;
     size_t cork_len;
-    int cork_sent;                      /* the cork's first chunk went out at once */
+    int cork_gather; /* the cork copies chunks in (its first one went out at once, or a burst) */
     uint64_t poll_ns, polls, poll_hits; /* busy polling (server.c): time, polls, events seen */
 };
 

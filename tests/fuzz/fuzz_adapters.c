@@ -197,6 +197,15 @@ typedef struct oai_twin {
     buf_t log; /* every event's raw bytes and data, in order (the engine's two ways compared) */
 } oai_twin;
 
+static void oai_log(oai_twin *t, const sse_event *ev, int rc)
+{
+    char sep[2] = {(char)rc, '|'};
+    (void)buf_append(&t->log, ev->raw.p, ev->raw.n);
+    (void)buf_append(&t->log, sep, 2);
+    (void)buf_append(&t->log, ev->data.p, ev->data.n);
+    (void)buf_append(&t->log, sep, 2);
+}
+
 static int on_oai_event(void *ud, const sse_event *ev)
 {
     oai_twin *t = ud;
@@ -213,29 +222,41 @@ static int on_oai_event(void *ud, const sse_event *ev)
     MUST(memcmp(&t->usage[0].u, &t->usage[1].u, sizeof t->usage[0].u) == 0);
     MUST(t->out[0].len == t->out[1].len &&
          (t->out[0].len == 0 || memcmp(t->out[0].data, t->out[1].data, t->out[0].len) == 0));
-    char sep[2] = {(char)rc[0], '|'};
-    (void)buf_append(&t->log, ev->raw.p, ev->raw.n);
-    (void)buf_append(&t->log, sep, 2);
-    (void)buf_append(&t->log, ev->data.p, ev->data.n);
-    (void)buf_append(&t->log, sep, 2);
+    oai_log(t, ev, rc[0]);
     return 0; /* on to the next event whatever it was: the state must survive anything */
 }
 
-/* proxy.c's sse_whole for the twin's state: an event prov_openai.stream_len knows whole. */
-static size_t oai_whole(void *ud, const char *d, size_t m, ms_str *data)
+/* proxy.c's sse_take for the twin's state: a run of events prov_openai.stream_len knows whole,
+ * each one the stateless full path must forward as it is with the text bytes stream_len gave
+ * (the engine writes the run without asking stream_event), logged as the parser's would be. */
+static size_t oai_take(void *ud, const char *d, size_t m, size_t max_event, int *stop)
 {
     oai_twin *t = ud;
-    size_t k = prov_openai.stream_len(t->st, d, m);
-    if (k) {
-        MUST(k <= m && k >= 8 && d[k - 1] == '\n' && d[k - 2] == '\n');
-        *data = (ms_str){d + 6, k - 8};
+    size_t run = 0, k;
+    int64_t bytes;
+    (void)stop;
+    while (run < m && (k = prov_openai.stream_len(t->st, d + run, m - run, &bytes)) != 0 &&
+           k <= max_event) {
+        const char *e = d + run;
+        MUST(k <= m - run && k >= 8 && e[k - 1] == '\n' && e[k - 2] == '\n');
+        sse_event ev = {{e, k}, {"", 0}, {e + 6, k - 8}, {"", 0}};
+        int done = 0, error = 0, held = 0;
+        char err[256];
+        buf_reset(&t->out[1]);
+        int rc = prov_openai.stream_event(NULL, t->call, &ev, &t->out[1], &t->usage[1], &done,
+                                          &error, &held, err, sizeof err);
+        t->usage[0].streamed_bytes += bytes;
+        MUST(rc == 1 && !done && !error && !held && t->out[1].len == 0);
+        MUST(t->usage[0].streamed_bytes == t->usage[1].streamed_bytes);
+        oai_log(t, &ev, rc);
+        run += k;
     }
-    return k;
+    return run;
 }
 
 /* The input in pieces (cut where its own bytes say), through the parser alone (fast 0) or the
- * way the engine reads a pass-through stream (fast 1: events prov_openai.stream_len knows whole
- * go past the parser's line search, proxy.c sse_whole). */
+ * way the engine reads a pass-through stream (fast 1: runs of events prov_openai.stream_len
+ * knows whole go past the parser and stream_event, proxy.c sse_take). */
 static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
 {
     memset(t, 0, sizeof *t);
@@ -248,7 +269,7 @@ static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
     buf_init(&t->log, 0);
     sse_parser sp;
     sse_init(&sp, 1u << 20, on_oai_event, t);
-    if (fast) sse_set_whole(&sp, oai_whole);
+    if (fast) sse_set_take(&sp, oai_take);
     size_t at = 0;
     while (at < n) {
         size_t piece = n - at;

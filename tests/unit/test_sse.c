@@ -623,31 +623,38 @@ static void test_pending(void)
     reset(&c);
 }
 
-/* sse_whole_cb for the tests: "data: " and digits, then the blank line, is an event it knows
- * whole (the way an adapter knows a stream's shape); anything else it declines. */
-static int whole_asked;
-static size_t digits_whole(void *ud, const char *p, size_t n, ms_str *data)
+/* sse_take_cb for the tests: a run of "data: " and digits, then the blank line, are events it
+ * knows whole (the way an adapter knows a stream's shape) and records itself, as the callback
+ * would; it stops at anything else, or at an event over max_event. */
+static int take_events, take_longest; /* events taken, the longest run */
+static size_t digits_take(void *ud, const char *p, size_t n, size_t max_event, int *stop)
 {
-    (void)ud;
-    whole_asked++;
-    size_t k = 6;
-    if (n < 8 || memcmp(p, "data: ", 6) != 0) return 0;
-    while (k < n && p[k] >= '0' && p[k] <= '9')
-        k++;
-    if (k == 6 || n - k < 2 || p[k] != '\n' || p[k + 1] != '\n') return 0;
-    *data = (ms_str){p + 6, k - 6};
-    return k + 2;
+    size_t run = 0;
+    for (int in_run = 1;; in_run++) {
+        const char *q = p + run;
+        size_t m = n - run, k = 6;
+        if (m < 8 || memcmp(q, "data: ", 6) != 0) return run;
+        while (k < m && q[k] >= '0' && q[k] <= '9')
+            k++;
+        if (k == 6 || m - k < 2 || q[k] != '\n' || q[k + 1] != '\n' || k + 2 > max_event)
+            return run;
+        sse_event ev = {{q, k + 2}, {"", 0}, {q + 6, k - 6}, {"", 0}};
+        run += k + 2;
+        take_events++;
+        if (in_run > take_longest) take_longest = in_run;
+        if ((*stop = on_event(ud, &ev)) != 0) return run;
+    }
 }
 
-/* With the whole-event hook, the events, their raw bytes and fields are exactly what the parser
- * alone gives, however the stream is cut (events it knows mixed with CRLF, several lines, ids,
- * comments, a CR at the end of a piece), and the callback's stop still drops the rest. */
-static void test_whole_hook(void)
+/* With the take hook, the events, their raw bytes and fields are exactly what the parser alone
+ * gives, however the stream is cut (runs it takes mixed with CRLF, several lines, ids, comments,
+ * a CR at the end of a piece, an event over the cap), and a stop still drops the rest. */
+static void test_take_hook(void)
 {
     static const char stream[] =
         "data: 12\n\ndata: 345\n\n: c\n\ndata: 6\r\n\r\ndata: 78\n\nevent: e\ndata: 9\n\n"
         "data: 1\ndata: 2\n\ndata: 42\n\ndata: x\n\ndata: 5\n\nid: 7\ndata: 8\n\ndata: 99\n\n"
-        "\n\ndata: 10\r\ndata: 11\r\rdata: 12\n\ndata: 13\n\n";
+        "\n\ndata: 10\r\ndata: 11\r\rdata: 12\n\ndata: 13\n\ndata: 14\n\ndata: 15\n\n";
     size_t n = sizeof stream - 1;
     collector c[2];
     memset(c, 0, sizeof c);
@@ -659,12 +666,12 @@ static void test_whole_hook(void)
                 sse_parser sp;
                 reset(&c[h]);
                 sse_init(&sp, 1 << 16, on_event, &c[h]);
-                if (h) sse_set_whole(&sp, digits_whole);
-                whole_asked = 0;
+                if (h) sse_set_take(&sp, digits_take);
+                take_events = 0;
                 CHECK_EQ_INT(feed(&sp, &c[h], stream, cut1), 0);
                 CHECK_EQ_INT(feed(&sp, &c[h], stream + cut1, cut2 - cut1), 0);
                 CHECK_EQ_INT(feed(&sp, &c[h], stream + cut2, n - cut2), 0);
-                if (h) taken += whole_asked > 0;
+                if (h) taken += take_events;
                 sse_free(&sp);
             }
             CHECK_EQ_INT(c[1].n, c[0].n);
@@ -677,18 +684,35 @@ static void test_whole_hook(void)
             }
         }
     }
-    CHECK(taken > 0);
+    /* the hook took events, in runs (the stream's last three, uncut) */
+    CHECK(taken > 0 && take_longest >= 3);
     /* the hook's event stopping the feed: the rest of the piece is dropped, as for the parser's */
     sse_parser sp;
     reset(&c[1]);
     sse_init(&sp, 1 << 16, on_event, &c[1]);
-    sse_set_whole(&sp, digits_whole);
+    sse_set_take(&sp, digits_take);
     c[1].stop_at = 2;
     c[1].stop_val = 7;
     CHECK_EQ_INT(feed(&sp, &c[1], "data: 1\n\ndata: 2\n\ndata: 3\n\n", 27), 7);
     CHECK_EQ_INT(c[1].n, 2);
     CHECK_EQ_INT((int)sse_pending(&sp), 0);
+    /* and after a run, mid-piece: the parser's event first, then the run */
+    reset(&c[1]);
+    c[1].stop_at = 3;
+    c[1].stop_val = 9;
+    CHECK_EQ_INT(feed(&sp, &c[1], ": c\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n", 32), 9);
+    CHECK_EQ_INT(c[1].n, 3);
+    CHECK_EQ_INT((int)sse_pending(&sp), 0);
     sse_free(&sp);
+    /* an event over the cap is the parser's, which refuses it as it would without the hook */
+    for (int h = 0; h < 2; h++) {
+        reset(&c[h]);
+        sse_init(&sp, 12, on_event, &c[h]);
+        if (h) sse_set_take(&sp, digits_take);
+        CHECK_EQ_INT(feed(&sp, &c[h], "data: 1\n\ndata: 1234567\n\n", 24), SSE_TOO_LARGE);
+        CHECK_EQ_INT(c[h].n, 1);
+        sse_free(&sp);
+    }
     reset(&c[0]);
     reset(&c[1]);
 }
@@ -707,6 +731,6 @@ int main(void)
     RUN(test_cap);
     RUN(test_stop);
     RUN(test_pending);
-    RUN(test_whole_hook);
+    RUN(test_take_hook);
     TAP_DONE();
 }
