@@ -132,9 +132,12 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-/* Queues bufs; own pointers are freed after the write. Returns 0 or -1 (connection gone). */
 static int cork_flush(http_conn *c);
+static int conn_send_copy(http_conn *c, const uv_buf_t *v, int nv, char *held);
+/* A response head's room on the stack (http_respond); a longer one moves to the heap. */
+#define HTTP_HEAD_STACK 2048
 
+/* Queues bufs; own pointers are freed after the write. Returns 0 or -1 (connection gone). */
 static int conn_write(http_conn *c, uv_buf_t *bufs, unsigned nbufs, char *own0, char *own1)
 {
     /* what a corked stream gathered goes first: bytes leave in the order they were written */
@@ -403,38 +406,25 @@ void http_respond(http_conn *c, int status, const char *content_type, const char
         return;
     }
     c->responded = 1;
+    /* The head is built on the stack and goes out with the body from where they are: the socket
+     * almost always takes both at once, and only what it does not is copied (conn_send_copy). */
+    char stack[HTTP_HEAD_STACK];
     buf_t h;
-    buf_init(&h, 0);
-    int small = !own_body && len <= 16384;
-    if (build_head(c, &h, status, content_type, headers, (int64_t)len) != 0 ||
-        (small && buf_append(&h, body, len) != 0)) {
+    buf_init_with(&h, stack, sizeof stack, 0);
+    if (build_head(c, &h, status, content_type, headers, (int64_t)len) != 0) {
         buf_free(&h);
         if (own_body) free((char *)body);
         conn_close(c);
         return;
     }
-    uv_buf_t bufs[2];
-    unsigned n = 1;
-    bufs[0] = uv_buf_init(h.data, (unsigned)h.len);
-    char *own1 = NULL;
-    if (!small && len) {
-        if (own_body) {
-            own1 = (char *)body;
-        } else {
-            own1 = malloc(len);
-            if (!own1) {
-                buf_free(&h);
-                conn_close(c);
-                return;
-            }
-            memcpy(own1, body, len);
-        }
-        bufs[1] = uv_buf_init(own1, (unsigned)len);
-        n = 2;
-    } else if (own_body) {
-        free((char *)body);
-    }
-    if (conn_write(c, bufs, n, buf_steal(&h), own1) == 0) request_done(c);
+    uv_buf_t bufs[2] = {uv_buf_init(h.data, (unsigned)h.len),
+                        uv_buf_init((char *)body, (unsigned)len)};
+    int rc = -1;
+    if (c->w->corked == c && cork_flush(c) != 0) c->closing = 1;
+    if (!c->closing) rc = conn_send_copy(c, bufs, len ? 2 : 1, NULL);
+    buf_free(&h);
+    if (own_body) free((char *)body);
+    if (rc == 0 && !c->closing) request_done(c);
 }
 
 void http_error(http_conn *c, int status, const char *type, const char *code, const char *param,
@@ -555,7 +545,6 @@ int http_stream_write(http_conn *c, const char *data, size_t len)
 }
 
 static int cork_add(http_conn *c, const uv_buf_t *v, int nv);
-static int conn_send_copy(http_conn *c, const uv_buf_t *v, int nv, char *held);
 
 int http_stream_writev(http_conn *c, const uv_buf_t *parts, int nparts)
 {
