@@ -1796,7 +1796,13 @@ static int store_check_free_keys(store_t *s, const store_sums *free_keys, const 
  * store_check_free_keys. Nothing ever deletes an account or a key. */
 static int sq_ledger_writer(store_t *s)
 {
-    if (store_exec(s, "PRAGMA foreign_keys=OFF", "ledger writer") != STORE_OK) return STORE_ERR;
+    /* A small page cache too: the handle appends, so what it keeps is mostly pages it wrote and
+     * never reads again; with the other handles' 32 MB it grew by every batch (a fresh page, a
+     * malloc and its page faults, ~0.5 us a request under load) until full, ~400,000 requests
+     * in. The right edges of the tables and indexes it writes stay hot within 2 MB. */
+    if (store_exec(s, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-2048", "ledger writer") !=
+        STORE_OK)
+        return STORE_ERR;
     SQ(s)->ledger_writer = 1;
     return STORE_OK;
 }
