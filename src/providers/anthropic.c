@@ -58,6 +58,15 @@ typedef struct ant_usage {
     int any;           /* some count was read */
 } ant_usage;
 
+/* The constant text around a text or thinking delta's string, the event's own framing included
+ * (see "The stream's shape" below); pre == 0: none learned. */
+#define ANT_SHAPE_TEXT 256
+typedef struct ant_shape {
+    uint16_t pre, post; /* bytes of text before the string and after it */
+    uint32_t hits;      /* events that matched it (tests) */
+    char text[ANT_SHAPE_TEXT];
+} ant_shape;
+
 typedef struct ant_state {
     int started; /* message_start seen */
     int ntools;
@@ -66,6 +75,10 @@ typedef struct ant_state {
     unsigned char tool_args[ANT_MAX_BLOCKS]; /* the tool block's arguments were not empty */
     ant_usage u;                             /* what the stream reported so far */
     buf_t dec;                               /* decoded strings of the event in hand */
+    /* the event in hand was a plain text or thinking delta, this its string (block_delta; only
+     * when every member was looked at) */
+    ms_str plain;
+    ant_shape shape; /* passing a stream through */
 } ant_state;
 
 static void ant_reset(void *stv, const prov_call *call)
@@ -1140,6 +1153,7 @@ static int block_delta(ant_state *st, const jscan_member *f_index, const jscan_m
         snprintf(err, errlen, "the provider sent an invalid content_block_delta");
         return -1;
     }
+    if (which != 3 && dn <= 8) st->plain = f[which]->value;
     if (len == 0) return 0;
     usage->streamed_bytes += (int64_t)len;
     if (which == 3) {
@@ -1161,6 +1175,7 @@ static int ant_decode_event(void *stv, const prov_call *call, const sse_event *e
 {
     ant_state *st = stv;
     (void)call;
+    st->plain = (ms_str){NULL, 0};
     if (ev->data.n == 0) return 0; /* comments and keep-alives */
     jscan_member m[16];
     int n = jscan_object(ev->data.p, ev->data.n, m, 16, NULL);
@@ -1174,8 +1189,11 @@ static int ant_decode_event(void *stv, const prov_call *call, const sse_event *e
     const jscan_member *f[7];
     jscan_pick(m, (size_t)(n > 16 ? 16 : n), keys, 7, f);
     const jscan_member *type = f[0];
-    if (str_is(type, "content_block_delta"))
-        return block_delta(st, f[2], f[4], sink, usage, err, errlen) ? -1 : 0;
+    if (str_is(type, "content_block_delta")) {
+        int rc = block_delta(st, f[2], f[4], sink, usage, err, errlen);
+        if (n > 16) st->plain = (ms_str){NULL, 0}; /* members past the 16 listed: not plain */
+        return rc ? -1 : 0;
+    }
     if (str_is(type, "content_block_start"))
         return block_start(st, f[2], f[3], sink, usage, err, errlen) ? -1 : 0;
     if (str_is(type, "content_block_stop")) {
@@ -1284,6 +1302,53 @@ static int ant_response(void *st, const prov_call *call, ms_str body, buf_t *cli
     return ant_decode_answer(st, call, body, &none, usage, err, errlen);
 }
 
+/*
+ * The stream's shape. A text stream is mostly events that differ only in their text:
+ *   event: content_block_delta
+ *   data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"…"}}
+ * A plain one (a text or thinking delta whose members were all looked at, framed with LF as
+ * above) that the full path forwarded leaves its shape: the bytes before its string and after
+ * it. A later event that is those bytes with another valid JSON string in its place parses
+ * exactly as the first did (a string token for a string token changes no structure): valid, the
+ * same block, the same kind of delta, nothing the gateway acts on but its text's size (decoded,
+ * as the full path counts it). The engine then forwards a run of them past the SSE parser and
+ * the decoder (prov_adapter.stream_len); anything else goes the full way, and a plain event
+ * replaces the shape (a new block has a new index).
+ */
+static void shape_learn(ant_shape *sh, const sse_event *ev, ms_str str)
+{
+    static const char head[] = "event: content_block_delta\ndata: ";
+    size_t hl = sizeof head - 1;
+    sh->pre = 0;
+    if (ev->raw.n != hl + ev->data.n + 2 || ev->data.p != ev->raw.p + hl ||
+        memcmp(ev->raw.p, head, hl) != 0 || memcmp(ev->raw.p + ev->raw.n - 2, "\n\n", 2) != 0)
+        return;
+    size_t pre = (size_t)(str.p - ev->raw.p), post = ev->raw.n - pre - str.n;
+    if (pre + post > ANT_SHAPE_TEXT) return;
+    memcpy(sh->text, ev->raw.p, pre);
+    memcpy(sh->text + pre, str.p + str.n, post);
+    sh->post = (uint16_t)post;
+    sh->pre = (uint16_t)pre;
+}
+
+/* prov_adapter.stream_len: an event of the learned shape at p[0..n), its whole length (0: not
+ * one). Its text's decoded size is what the full path would add to streamed_bytes. */
+static size_t ant_stream_len(void *stv, const char *p, size_t n, int64_t *text_bytes)
+{
+    ant_state *st = stv;
+    ant_shape *sh = &st->shape;
+    size_t pre = sh->pre, post = sh->post, sl, len = 0;
+    *text_bytes = 0;
+    if (!pre || n < pre + post + 2 || memcmp(p, sh->text, pre) != 0) return 0;
+    if (!(sl = jscan_string_token(p + pre, n - pre - post)) ||
+        memcmp(p + pre + sl, sh->text + pre, post) != 0)
+        return 0;
+    if (!decode_str(st, (ms_str){p + pre, sl}, &len)) return 0;
+    *text_bytes = (int64_t)len;
+    sh->hits++;
+    return pre + sl + post;
+}
+
 /* A stream's events go to the client as they came, named; the decoder reads usage, the end and
  * errors from them. message_delta (the final usage) is held back for the dialect, which adds the
  * gateway's cost to it and writes message_stop after it, as it does for translated streams; an
@@ -1293,12 +1358,14 @@ static int ant_stream_event(void *st, const prov_call *call, const sse_event *ev
                             size_t errlen)
 {
     ev_sink none = {ignore_event, NULL};
+    ant_state *as = st;
     if (ant_decode_event(st, call, ev, &none, usage, done, error, err, errlen) != 0) return -1;
     if (*error || *done) return 0;
     if (ms_str_eq(ev->event, "message_delta")) {
         *usage_chunk = 1;
         return buf_append(out, ev->data.p, ev->data.n) ? -1 : 0;
     }
+    if (as->plain.p) shape_learn(&as->shape, ev, as->plain);
     return ev->data.n ? 2 : 0; /* keep-alive comments carry nothing */
 }
 
@@ -1306,6 +1373,7 @@ const prov_adapter prov_anthropic = {
     .api = WIRE_ANTHROPIC_MESSAGES,
     .response = ant_response,
     .stream_event = ant_stream_event,
+    .stream_len = ant_stream_len,
     .passthrough_state = 1,
     .state_size = sizeof(ant_state),
     .reset = ant_reset,

@@ -6,12 +6,13 @@
  * (OpenAI answers and chunks into events, for clients of other APIs), the OpenAI chat encoder
  * their events end up in, and the Responses adapter's pass-through (a provider's response object
  * or typed stream, then what ends the client's stream: the held terminal event with the cost, or
- * the stand-in of a cut, through the Responses dialect), and the OpenAI adapter's pass-through of
- * a stream, whose events are decided twice, with the transfer's state (the stream's shape, the
- * fast path) and without it, and must be decided alike. The input's first byte picks what to
- * drive (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a
- * Responses answer whole/streamed, 10 an OpenAI stream passed through); the rest is the
- * document.
+ * the stand-in of a cut, through the Responses dialect), and the OpenAI and Anthropic adapters'
+ * pass-through of a stream, read by the parser alone and the way the engine reads it (runs of
+ * events of the learned shape past the parser, stream_len), which must forward, hold back and
+ * count alike (OpenAI's events are also decided with the transfer's state and without). The
+ * input's first byte picks what to drive (modulo 11: 0-5 as they always were, 6/7 an OpenAI
+ * answer whole/streamed, 8/9 a Responses answer whole/streamed, 10 a stream passed through, as
+ * OpenAI's and as Anthropic's); the rest is the document.
  *
  * What is checked is memory safety and bounds (ASan/UBSan), no leak, and that a whole answer
  * that decodes encodes to valid JSON (jscan): a malformed upstream must become a clean error,
@@ -303,6 +304,104 @@ static void drive_openai_passthrough(const char *p, size_t n)
     oai_close(&b);
 }
 
+/* An Anthropic stream passed through, read the same two ways: what the client would get (each
+ * forwarded raw, the held usage event, the end or failure, marked) and what was counted. */
+typedef struct ant_twin {
+    prov_call *call;
+    void *st;
+    prov_usage usage;
+    buf_t out, log;
+    int stopped;
+} ant_twin;
+
+static void ant_note(ant_twin *t, char mark, const char *p, size_t n)
+{
+    (void)buf_append(&t->log, &mark, 1);
+    (void)buf_append(&t->log, p, n);
+}
+
+static int on_ant_event(void *ud, const sse_event *ev)
+{
+    ant_twin *t = ud;
+    int done = 0, error = 0, held = 0;
+    char err[256] = "";
+    buf_reset(&t->out);
+    int rc = prov_anthropic.stream_event(t->st, t->call, ev, &t->out, &t->usage, &done, &error,
+                                         &held, err, sizeof err);
+    MUST(rc >= -1 && rc <= 2);
+    if (rc < 0) {
+        ant_note(t, 'X', err, strlen(err));
+        t->stopped = 1;
+        return 1;
+    }
+    if (held) ant_note(t, 'U', t->out.data, t->out.len);
+    if (rc == 2) ant_note(t, 'R', ev->raw.p, ev->raw.n);
+    if (done || error) {
+        ant_note(t, error ? 'E' : 'D', err, strlen(err));
+        t->stopped = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* proxy.c's sse_take for the Anthropic twin. */
+static size_t ant_take(void *ud, const char *d, size_t m, size_t max_event, int *stop)
+{
+    ant_twin *t = ud;
+    size_t run = 0, k;
+    int64_t bytes;
+    (void)stop;
+    while (run < m && (k = prov_anthropic.stream_len(t->st, d + run, m - run, &bytes)) != 0 &&
+           k <= max_event) {
+        MUST(k <= m - run && d[run + k - 1] == '\n' && d[run + k - 2] == '\n' && bytes >= 0);
+        t->usage.streamed_bytes += bytes;
+        ant_note(t, 'R', d + run, k);
+        run += k;
+    }
+    return run;
+}
+
+static void ant_pass(ant_twin *t, const char *p, size_t n, int fast)
+{
+    memset(t, 0, sizeof *t);
+    t->call = calloc(1, sizeof *t->call);
+    t->call->stream = 1;
+    t->st = calloc(1, prov_anthropic.state_size);
+    prov_anthropic.reset(t->st, t->call);
+    buf_init(&t->out, 1u << 24);
+    buf_init(&t->log, 0);
+    sse_parser sp;
+    sse_init(&sp, 1u << 20, on_ant_event, t);
+    if (fast) sse_set_take(&sp, ant_take);
+    size_t at = 0;
+    while (at < n && !t->stopped) {
+        size_t piece = n - at;
+        if (n > 1 && (unsigned char)p[at] % 7 == 0) piece = 1 + (unsigned char)p[n - 1] % piece;
+        (void)sse_feed(&sp, p + at, piece);
+        at += piece;
+    }
+    sse_free(&sp);
+}
+
+static void drive_anthropic_passthrough(const char *p, size_t n)
+{
+    ant_twin a, b;
+    ant_pass(&a, p, n, 0);
+    ant_pass(&b, p, n, 1);
+    MUST(a.log.len == b.log.len &&
+         (a.log.len == 0 || memcmp(a.log.data, b.log.data, a.log.len) == 0));
+    MUST(a.usage.streamed_bytes == b.usage.streamed_bytes && a.usage.known == b.usage.known &&
+         memcmp(&a.usage.u, &b.usage.u, sizeof a.usage.u) == 0 && a.stopped == b.stopped);
+    ant_twin *t[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        prov_anthropic.release(t[i]->st);
+        free(t[i]->st);
+        free(t[i]->call);
+        buf_free(&t[i]->out);
+        buf_free(&t[i]->log);
+    }
+}
+
 /* Every line of what a client gets is an SSE field of ours or the blank line that ends an event,
  * and every data line is a JSON object: a provider's bytes must never break the framing. */
 static void check_sse(const buf_t *b)
@@ -387,8 +486,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         drive_answer(&prov_openai, 2, op == 7, p, n); /* 6: whole, 7: streamed */
     else if (op < 10)
         drive_responses(op == 9, p, n); /* 8: whole, 9: streamed */
-    else
+    else {
         drive_openai_passthrough(p, n);
+        drive_anthropic_passthrough(p, n);
+    }
     free(p);
     return 0;
 }
