@@ -30,6 +30,7 @@
  * bounded in time and bytes, to bill its usage.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,10 @@ struct proxy {
     prov_usage usage;
     uint64_t t0;
     char err[512];
+    /* Lent, not zeroed (proxy_start clears what comes before): where out, usage_chunk and the
+     * upstream request's headers and scratch start, so that most requests allocate none of
+     * them. */
+    char out_mem[512], usage_mem[768], up_hmem[384], up_smem[256];
 };
 
 static void start_attempt(proxy *p);
@@ -507,8 +512,9 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
         prov_redact(p->call->dep->provider, &p->up, msg, sizeof msg);
     }
     dialect_enc *enc = encoder(p);
+    char stack[1024];
     buf_t b;
-    buf_init(&b, 0);
+    buf_init_with(&b, stack, sizeof stack, 0);
     /* a pass-through stream cut before its held end: the adapter says what stands in for it */
     if (fail_code && !p->translated && !p->usage_chunk.len && p->ad->stream_cut && p->xst)
         p->ad->stream_cut(p->xst, &p->usage_chunk);
@@ -1251,7 +1257,8 @@ static void start_attempt(proxy *p)
 
 void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlement *settlement)
 {
-    proxy *p = calloc(1, sizeof *p);
+    proxy *p = malloc(sizeof *p);
+    if (p) memset(p, 0, offsetof(proxy, out_mem));
     if (!p) {
         api_release(settlement, call->model, NULL, 500);
         api_settlement_free(settlement);
@@ -1273,8 +1280,9 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     p->min_retry_after_ms = -1;
     p->budget_end_ns = ms_loop_mono_ns() + (uint64_t)p->gen->cfg->routing.retry_budget_ms * 1000000;
     buf_init(&p->resp, RESPONSE_MAX);
-    buf_init(&p->out, 0);
-    buf_init(&p->usage_chunk, SSE_EVENT_MAX);
+    buf_init_with(&p->out, p->out_mem, sizeof p->out_mem, 0);
+    prov_upreq_lend(&p->up, p->up_hmem, sizeof p->up_hmem, p->up_smem, sizeof p->up_smem);
+    buf_init_with(&p->usage_chunk, p->usage_mem, sizeof p->usage_mem, SSE_EVENT_MAX);
     sse_init(&p->sse, SSE_EVENT_MAX, on_sse_event, p);
     sse_set_take(&p->sse, sse_take);
     uv_timer_init(&w->loop, &p->timer);

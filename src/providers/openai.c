@@ -4,6 +4,7 @@
  * for spliced fields, answers pass through; the adapter only reads what billing needs (usage)
  * and checks that the answer is what it claims to be.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 void prov_upreq_free(prov_upreq *u)
 {
     for (size_t i = 0; i < u->nheaders; i++)
-        free(u->headers[i]);
+        if ((uintptr_t)u->headers[i] - (uintptr_t)u->hmem >= u->hcap)
+            free(u->headers[i]); /* not in the lent room */
     u->nheaders = 0;
+    u->hused = 0;
     buf_free(&u->scratch);
 }
 
@@ -153,7 +156,7 @@ int prov_openai_headers(const prov_call *call, prov_upreq *u)
 static int openai_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
 {
     if (openai_url(call, u) != 0) return -1;
-    buf_init(&u->scratch, 0);
+    prov_upreq_scratch(u);
     if (prov_openai_headers(call, u)) return -1;
 
     edit ed[PROV_MAX_EDITS];

@@ -70,14 +70,35 @@ typedef struct prov_call {
 /* The upstream request an adapter builds. */
 typedef struct prov_upreq {
     char url[1024];
-    char *headers[PROV_MAX_HEADERS]; /* owned */
+    char *headers[PROV_MAX_HEADERS]; /* in hmem, or owned when they did not fit */
     size_t nheaders;
     up_iov iov[2 * PROV_MAX_EDITS + 1];
     size_t niov;
     buf_t scratch; /* owned storage for spliced-in pieces; iov may point into it */
+    /* Room its owner may lend (prov_upreq_lend; NULL: none): the headers and a small scratch
+     * (the model's name, stream_options) go there first, so a request's usual few need no
+     * allocation. */
+    char *hmem, *smem;
+    size_t hcap, hused, scap;
 } prov_upreq;
 
 void prov_upreq_free(prov_upreq *u);
+/* Lends u room for its headers (h[0..hn)) and scratch (s[0..sn)), which must outlive it. */
+static inline void prov_upreq_lend(prov_upreq *u, char *h, size_t hn, char *s, size_t sn)
+{
+    u->hmem = h;
+    u->hcap = hn;
+    u->smem = s;
+    u->scap = sn;
+}
+/* Starts u's scratch empty, in the lent room when there is some. */
+static inline void prov_upreq_scratch(prov_upreq *u)
+{
+    if (u->smem)
+        buf_init_with(&u->scratch, u->smem, u->scap, 0);
+    else
+        buf_init(&u->scratch, 0);
+}
 
 /* Why a provider cannot answer a request (a field it cannot take, an input a local provider
  * refuses): the contract's error, as a dialect refuses a request. */

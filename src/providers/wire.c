@@ -14,8 +14,13 @@ int prov_add_header(prov_upreq *u, const char *name, const char *value)
 {
     if (u->nheaders >= PROV_MAX_HEADERS) return -1;
     size_t a = strlen(name), b = strlen(value);
-    char *h = malloc(a + b + 1);
-    if (!h) return -1;
+    char *h;
+    if (u->hmem && a + b + 1 <= u->hcap - u->hused) {
+        h = u->hmem + u->hused;
+        u->hused += a + b + 1;
+    } else if (!(h = malloc(a + b + 1))) {
+        return -1;
+    }
     memcpy(h, name, a);
     memcpy(h + a, value, b + 1);
     u->headers[u->nheaders++] = h;
@@ -41,7 +46,7 @@ int prov_put_path_segment(buf_t *b, const char *s)
 
 int prov_splice_model(const prov_call *call, prov_upreq *u)
 {
-    buf_init(&u->scratch, 0);
+    prov_upreq_scratch(u);
     if (!call->m_model || prov_put_jstr(&u->scratch, call->dep->model, strlen(call->dep->model)))
         return -1;
     const char *b = call->body.p;

@@ -500,8 +500,9 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
     if (c->closing || c->responded) return;
     c->responded = 1;
     c->chunked = 1;
+    char stack[HTTP_HEAD_STACK]; /* built here, then one allocation of its size */
     buf_t h;
-    buf_init(&h, 0);
+    buf_init_with(&h, stack, sizeof stack, 0);
     if (build_head(c, &h, status, content_type, headers, -1) != 0) {
         buf_free(&h);
         conn_close(c);
@@ -512,7 +513,13 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
      * worker's check handle runs after every I/O callback of this loop turn and sends a head
      * still held then, so a head never waits for an event that is not already here. */
     c->held_len = h.len;
-    c->held = buf_steal(&h);
+    c->held = h.borrowed ? malloc(h.len ? h.len : 1) : buf_steal(&h);
+    if (!c->held) {
+        buf_free(&h);
+        conn_close(c);
+        return;
+    }
+    if (h.borrowed) memcpy(c->held, h.data, h.len);
     worker_t *w = c->w;
     if (!w->held) uv_check_start(&w->held_check, http_flush_held);
     c->held_prev = NULL;
