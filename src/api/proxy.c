@@ -1159,6 +1159,7 @@ static void run_attempt(proxy *p)
     }
     prov_upreq_free(&p->up);
     memset(&p->up, 0, sizeof p->up);
+    prov_upreq_lend(&p->up, p->up_hmem, sizeof p->up_hmem, p->up_smem, sizeof p->up_smem);
     prov_refusal why; /* 448 bytes: written only when something is refused */
     why.status = 0;
     call->output_bound = price_output_bound(p->gen->cfg, call->model, call->max_tokens);
@@ -1281,7 +1282,6 @@ void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlemen
     p->budget_end_ns = ms_loop_mono_ns() + (uint64_t)p->gen->cfg->routing.retry_budget_ms * 1000000;
     buf_init(&p->resp, RESPONSE_MAX);
     buf_init_with(&p->out, p->out_mem, sizeof p->out_mem, 0);
-    prov_upreq_lend(&p->up, p->up_hmem, sizeof p->up_hmem, p->up_smem, sizeof p->up_smem);
     buf_init_with(&p->usage_chunk, p->usage_mem, sizeof p->usage_mem, SSE_EVENT_MAX);
     sse_init(&p->sse, SSE_EVENT_MAX, on_sse_event, p);
     sse_set_take(&p->sse, sse_take);
