@@ -255,29 +255,42 @@ static size_t oai_take(void *ud, const char *d, size_t m, size_t max_event, int 
     return run;
 }
 
+/* A streamed call and an adapter's fresh per-transfer state for it, as the engine makes them. */
+static void *stream_state(const prov_adapter *ad, prov_call **call)
+{
+    *call = calloc(1, sizeof **call);
+    (*call)->stream = 1;
+    void *st = calloc(1, ad->state_size);
+    ad->reset(st, *call);
+    return st;
+}
+
+/* Feeds p[0..n) in pieces cut where its own bytes say, until *stopped (NULL: never). */
+static void feed_pieces(sse_parser *sp, const char *p, size_t n, const int *stopped)
+{
+    size_t at = 0;
+    while (at < n && !(stopped && *stopped)) {
+        size_t piece = n - at;
+        if (n > 1 && (unsigned char)p[at] % 7 == 0) piece = 1 + (unsigned char)p[n - 1] % piece;
+        (void)sse_feed(sp, p + at, piece);
+        at += piece;
+    }
+}
+
 /* The input in pieces (cut where its own bytes say), through the parser alone (fast 0) or the
  * way the engine reads a pass-through stream (fast 1: runs of events prov_openai.stream_len
  * knows whole go past the parser and stream_event, proxy.c sse_take). */
 static void oai_pass(oai_twin *t, const char *p, size_t n, int fast)
 {
     memset(t, 0, sizeof *t);
-    t->call = calloc(1, sizeof *t->call);
-    t->call->stream = 1;
-    t->st = calloc(1, prov_openai.state_size);
-    prov_openai.reset(t->st, t->call);
+    t->st = stream_state(&prov_openai, &t->call);
     buf_init(&t->out[0], 1u << 24);
     buf_init(&t->out[1], 1u << 24);
     buf_init(&t->log, 0);
     sse_parser sp;
     sse_init(&sp, 1u << 20, on_oai_event, t);
     if (fast) sse_set_take(&sp, oai_take);
-    size_t at = 0;
-    while (at < n) {
-        size_t piece = n - at;
-        if (n > 1 && (unsigned char)p[at] % 7 == 0) piece = 1 + (unsigned char)p[n - 1] % piece;
-        (void)sse_feed(&sp, p + at, piece);
-        at += piece;
-    }
+    feed_pieces(&sp, p, n, NULL);
     sse_free(&sp);
 }
 
@@ -364,22 +377,13 @@ static size_t ant_take(void *ud, const char *d, size_t m, size_t max_event, int 
 static void ant_pass(ant_twin *t, const char *p, size_t n, int fast)
 {
     memset(t, 0, sizeof *t);
-    t->call = calloc(1, sizeof *t->call);
-    t->call->stream = 1;
-    t->st = calloc(1, prov_anthropic.state_size);
-    prov_anthropic.reset(t->st, t->call);
+    t->st = stream_state(&prov_anthropic, &t->call);
     buf_init(&t->out, 1u << 24);
     buf_init(&t->log, 0);
     sse_parser sp;
     sse_init(&sp, 1u << 20, on_ant_event, t);
     if (fast) sse_set_take(&sp, ant_take);
-    size_t at = 0;
-    while (at < n && !t->stopped) {
-        size_t piece = n - at;
-        if (n > 1 && (unsigned char)p[at] % 7 == 0) piece = 1 + (unsigned char)p[n - 1] % piece;
-        (void)sse_feed(&sp, p + at, piece);
-        at += piece;
-    }
+    feed_pieces(&sp, p, n, &t->stopped);
     sse_free(&sp);
 }
 
