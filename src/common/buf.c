@@ -183,9 +183,14 @@ void buf_consume(buf_t *b, size_t n)
 
 char *buf_steal(buf_t *b)
 {
-    /* the caller's memory cannot be handed on: it moves to the heap first */
-    if (b->borrowed && buf_reserve(b, b->cap + 1) != 0) return NULL;
     char *p = b->data;
+    if (b->borrowed) {
+        /* the caller's memory cannot be handed on: a heap copy of what it holds */
+        if (!(p = malloc(b->len + 1))) return NULL;
+        if (b->len) memcpy(p, b->data, b->len);
+        p[b->len] = '\0';
+        b->borrowed = 0;
+    }
     b->data = NULL;
     b->len = b->cap = 0;
     return p;

@@ -419,9 +419,7 @@ void http_respond(http_conn *c, int status, const char *content_type, const char
     }
     uv_buf_t bufs[2] = {uv_buf_init(h.data, (unsigned)h.len),
                         uv_buf_init((char *)body, (unsigned)len)};
-    int rc = -1;
-    if (c->w->corked == c && cork_flush(c) != 0) c->closing = 1;
-    if (!c->closing) rc = conn_send_copy(c, bufs, len ? 2 : 1, NULL);
+    int rc = conn_send_copy(c, bufs, len ? 2 : 1, NULL);
     buf_free(&h);
     if (own_body) free((char *)body);
     if (rc == 0 && !c->closing) request_done(c);
@@ -500,7 +498,7 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
     if (c->closing || c->responded) return;
     c->responded = 1;
     c->chunked = 1;
-    char stack[HTTP_HEAD_STACK]; /* built here, then one allocation of its size */
+    char stack[HTTP_HEAD_STACK]; /* built here, then one allocation of its size (buf_steal) */
     buf_t h;
     buf_init_with(&h, stack, sizeof stack, 0);
     if (build_head(c, &h, status, content_type, headers, -1) != 0) {
@@ -513,13 +511,10 @@ void http_stream_start(http_conn *c, int status, const char *content_type, const
      * worker's check handle runs after every I/O callback of this loop turn and sends a head
      * still held then, so a head never waits for an event that is not already here. */
     c->held_len = h.len;
-    c->held = h.borrowed ? malloc(h.len ? h.len : 1) : buf_steal(&h);
-    if (!c->held) {
-        buf_free(&h);
+    if (!(c->held = buf_steal(&h))) {
         conn_close(c);
         return;
     }
-    if (h.borrowed) memcpy(c->held, h.data, h.len);
     worker_t *w = c->w;
     if (!w->held) uv_check_start(&w->held_check, http_flush_held);
     c->held_prev = NULL;
@@ -659,6 +654,13 @@ void http_uncork(worker_t *w)
  * held (a stream head that is part of v) either way. */
 static int conn_send_copy(http_conn *c, const uv_buf_t *v, int nv, char *held)
 {
+    /* what a corked stream gathered goes first, as in conn_write (cork_flush comes here with
+     * the cork already let go) */
+    if (c->w->corked == c && cork_flush(c) != 0) c->closing = 1;
+    if (c->closing) {
+        free(held);
+        return -1;
+    }
     size_t total = 0, sent = 0;
     for (int i = 0; i < nv; i++)
         total += v[i].len;

@@ -8,6 +8,7 @@
 #include "tap.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -319,6 +320,15 @@ static void test_buf(void)
     CHECK_EQ_STR(stack, "ab");
     buf_free(&b); /* lent memory: nothing to free */
     CHECK(b.data == NULL);
+    /* stolen while lent: a heap copy of what it holds, NUL-terminated; b is left empty and its
+     * own again */
+    buf_init_with(&b, stack, sizeof stack, 0);
+    CHECK_EQ_INT(buf_append(&b, "xyz", 3), 0);
+    char *own = buf_steal(&b);
+    CHECK(own != NULL && own != stack);
+    CHECK_EQ_STR(own, "xyz");
+    CHECK(b.data == NULL && b.len == 0 && !b.borrowed);
+    free(own);
 
     buf_init(&b, 0);
     CHECK_EQ_INT(buf_appends(&b, "plain text"), 0);
