@@ -139,13 +139,13 @@ void api_run(http_conn *c, srv_gen *gen, prov_call *call, const store_key *key,
     api_settlement *s = api_settlement_new_on(c, gen, call, key);
     if (!s) {
         api_cache_req_free(cr);
-        free(call);
+        prov_call_free(call);
         return;
     }
     s->cache = cr;
     if (next->hooks && next->hooks(c, s, next->arg) != 0) {
         api_settlement_free(s);
-        free(call);
+        prov_call_free(call);
         return;
     }
     api_admit(c, call, next->to_hub, s);
@@ -176,7 +176,7 @@ static void on_lookup(void *ud, rcache_value *v)
     if (v) {
         answer_hit(c, cw->call, &cw->key, v);
         api_cache_req_free(cw->cr);
-        free(cw->call);
+        prov_call_free(cw->call);
     } else {
         api_run(c, cw->gen, cw->call, &cw->key, &cw->next, cw->cr);
     }
@@ -190,7 +190,7 @@ static int lookup_abort(http_conn *c, void *ctx)
     cache_wait *cw = ctx;
     cw->cr->rc->ops->get_cancel(cw->cr->rc->be, cw->handle);
     api_cache_req_free(cw->cr);
-    free(cw->call);
+    prov_call_free(cw->call);
     wait_free(cw);
     return 0;
 }
@@ -223,7 +223,7 @@ void api_cache_lookup(http_conn *c, prov_call *call, const store_key *key, char 
                    "The x-modelswitch-cache header must be 'ttl=N' (seconds, N >= 1) or "
                    "'bypass'.",
                    -1);
-        free(call);
+        prov_call_free(call);
         return;
     }
     rcache *rc = api_worker_of(c->w)->rc;
@@ -235,7 +235,7 @@ void api_cache_lookup(http_conn *c, prov_call *call, const store_key *key, char 
     if (!rcache_is_async(rc) && rcache_get(rc, m->name, k, now_ms(), &v)) {
         answer_hit(c, call, key, &v);
         rcache_value_free(&v);
-        free(call);
+        prov_call_free(call);
         return;
     }
     api_cache_req *cr = calloc(1, sizeof *cr);

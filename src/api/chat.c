@@ -21,14 +21,14 @@ static void serve(http_conn *c, http_request *r, prov_endpoint ep)
 {
     store_key key;
     if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
-    prov_call *call = malloc(sizeof *call);
+    prov_call *call = prov_call_alloc();
     if (!call) return api_err_internal(c);
     call->body = r->body;
     ms_copy(call->request_id, sizeof call->request_id, r->id);
     dialect_refusal why;
     int rc = dialect_openai_parse(c->w->cfg, ep, call, r->log_model, sizeof r->log_model, &why);
     if (rc != 0) {
-        free(call);
+        prov_call_free(call);
         return api_refuse(c, &why);
     }
     /* an identical request answered before: from the response cache, no hold needed; else

@@ -28,7 +28,7 @@ prov_call *api_hub_call(const cfg_t *cfg, const prov_call *call, api_to_hub to_h
     buf_init(&b, (size_t)cfg->max_body_bytes * 2 + 65536); /* a rewrite is not much larger */
     prov_call *hub = NULL;
     if (to_hub(call, &b, why) != 0) goto fail;
-    hub = malloc(sizeof *hub);
+    hub = prov_call_alloc();
     if (!hub) goto fail;
     hub->body = (ms_str){b.data ? b.data : "", b.len};
     ms_copy(hub->request_id, sizeof hub->request_id, call->request_id);
@@ -37,7 +37,7 @@ prov_call *api_hub_call(const cfg_t *cfg, const prov_call *call, api_to_hub to_h
     *body_out = buf_steal(&b);
     return hub;
 fail:
-    free(hub);
+    prov_call_free(hub);
     buf_free(&b);
     return NULL;
 }
@@ -47,13 +47,13 @@ void api_messages(http_conn *c, http_request *r)
     store_key key;
     if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
     const cfg_t *cfg = c->w->cfg;
-    prov_call *call = malloc(sizeof *call);
+    prov_call *call = prov_call_alloc();
     if (!call) return api_err_internal(c);
     call->body = r->body;
     ms_copy(call->request_id, sizeof call->request_id, r->id);
     dialect_refusal why = {0};
     if (dialect_anthropic_parse(cfg, call, r->log_model, sizeof r->log_model, &why) != 0) {
-        free(call);
+        prov_call_free(call);
         return api_refuse(c, &why);
     }
     call->dialect = &dialect_anthropic_messages;

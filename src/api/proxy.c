@@ -40,6 +40,7 @@
 #include "api/cache.h"
 #include "api/stats.h"
 #include "common/log.h"
+#include "common/objcache.h"
 #include "common/util.h"
 #include "router/router.h"
 
@@ -142,7 +143,7 @@ static void start_attempt(proxy *p);
 static void handle_closed(uv_handle_t *h)
 {
     proxy *p = h->data;
-    if (--p->open_handles == 0) free(p);
+    if (--p->open_handles == 0) oc_free(p, sizeof *p);
 }
 
 /* A deployment's bit in tried and failed_on; past 64 deployments there is none. */
@@ -258,8 +259,8 @@ static void proxy_free(proxy *p)
     if (p->xst && p->xst_ad->release) p->xst_ad->release(p->xst);
     free(p->xst);
     sse_free(&p->sse);
-    free(p->call);
-    free(p->hub);
+    prov_call_free(p->call);
+    prov_call_free(p->hub);
     free(p->hub_body);
     free(p->hub_why);
     api_settlement_free(p->st);
@@ -1258,12 +1259,12 @@ static void start_attempt(proxy *p)
 
 void proxy_start(http_conn *c, prov_call *call, api_to_hub to_hub, api_settlement *settlement)
 {
-    proxy *p = malloc(sizeof *p);
+    proxy *p = oc_alloc(sizeof *p);
     if (p) memset(p, 0, offsetof(proxy, out_mem));
     if (!p) {
         api_release(settlement, call->model, NULL, 500);
         api_settlement_free(settlement);
-        free(call);
+        prov_call_free(call);
         api_err_internal(c);
         return;
     }

@@ -382,7 +382,7 @@ static void cont_done(http_conn *c, void *ctx)
     run(c, call, &ct->key, &ct->st);
     call = NULL;
 out:
-    free(call);
+    prov_call_free(call);
     store_response_free(&ct->row);
     buf_free(&ct->resolved);
     for (size_t i = 0; i < ct->nrefd; i++)
@@ -400,7 +400,7 @@ void api_responses(http_conn *c, http_request *r)
     store_key key;
     if (api_authenticate(c, r, KEY_PROXY, &key) != 0) return;
     const cfg_t *cfg = c->w->cfg;
-    prov_call *call = malloc(sizeof *call);
+    prov_call *call = prov_call_alloc();
     if (!call) return api_err_internal(c);
     call->body = r->body;
     ms_copy(call->request_id, sizeof call->request_id, r->id);
@@ -408,7 +408,7 @@ void api_responses(http_conn *c, http_request *r)
     why.status = 0;
     dialect_responses_state st;
     if (dialect_responses_parse(cfg, call, r->log_model, sizeof r->log_model, &st, &why) != 0) {
-        free(call);
+        prov_call_free(call);
         return api_refuse(c, &why);
     }
     int keeps = cfg->responses_retention_days > 0;
@@ -416,7 +416,7 @@ void api_responses(http_conn *c, http_request *r)
     if (!st.has_previous && !refs) return run(c, call, &key, &st);
     /* an id that cannot be one the gateway keeps, or nothing kept at all: no lookup */
     if (st.has_previous && (!st.previous[0] || !keeps)) {
-        free(call);
+        prov_call_free(call);
         char raw[RS_ID_MAX], shown[RS_ID_MAX];
         if (jscan_string(st.previous_value, raw, sizeof raw) < 0) ms_copy(raw, sizeof raw, "...");
         dialect_printable_name(raw, strlen(raw), shown, sizeof shown);
@@ -424,7 +424,7 @@ void api_responses(http_conn *c, http_request *r)
     }
     rs_cont *ct = calloc(1, sizeof *ct);
     if (!ct) {
-        free(call);
+        prov_call_free(call);
         return api_err_internal(c);
     }
     ct->call = call;

@@ -17,6 +17,7 @@
 #include "billing/billing.h"
 #include "shared/shared.h"
 #include "ratelimit/ratelimit.h"
+#include "common/objcache.h"
 #include "common/util.h"
 #include "providers/provider.h"
 
@@ -102,7 +103,7 @@ void api_settlement_free(api_settlement *s)
     srv_gen_release(s->gen);
     free(s->keep_ctx);
     api_cache_req_free(s->cache);
-    free(s);
+    oc_free(s, sizeof *s);
 }
 
 /* The limiter refused: 429 with the exact wait. */
@@ -185,7 +186,7 @@ api_settlement *api_settlement_new_on(http_conn *c, srv_gen *gen, const prov_cal
 {
     worker_t *w = c->w;
     const cfg_t *cfg = gen->cfg;
-    api_settlement *s = calloc(1, sizeof *s);
+    api_settlement *s = oc_zalloc(sizeof *s);
     if (!s) {
         api_err_internal(c);
         return NULL;
@@ -261,7 +262,7 @@ static void admit_local(http_conn *c, prov_call *call, api_to_hub to_hub, api_se
     return;
 refused:
     api_settlement_free(s);
-    free(call);
+    prov_call_free(call);
 }
 
 /* ---- several instances: the decision is Redis's (shared/shared.h) ---- */
@@ -284,7 +285,7 @@ static void undo_hold(api_settlement *s)
 static void admission_free(api_admission *a)
 {
     api_settlement_free(a->s);
-    free(a->call);
+    prov_call_free(a->call);
     free(a);
 }
 
@@ -361,7 +362,7 @@ static void admit_shared(http_conn *c, prov_call *call, api_to_hub to_hub, api_s
         s->shw = NULL;
         refuse_balance(c, s, st);
         api_settlement_free(s);
-        free(call);
+        prov_call_free(call);
         return;
     }
     api_admission *a = calloc(1, sizeof *a);
@@ -380,7 +381,7 @@ static void admit_shared(http_conn *c, prov_call *call, api_to_hub to_hub, api_s
             admission_free(a);
         } else {
             api_settlement_free(s);
-            free(call);
+            prov_call_free(call);
         }
         return;
     }

@@ -21,6 +21,7 @@
 #include "billing/billing.h"
 #include "common/buf.h"
 #include "common/jscan.h"
+#include "common/objcache.h"
 #include "common/sse.h"
 #include "common/usage.h"
 #include "config/config.h"
@@ -66,6 +67,16 @@ typedef struct prov_call {
     /* Last, and not zeroed when a call is made (6 KB): only members[0..nmembers) are read. */
     jscan_member members[PROV_MAX_MEMBERS];
 } prov_call;
+
+/* A call's block (7 KiB, one or two a request) comes from the thread's object cache. */
+static inline prov_call *prov_call_alloc(void)
+{
+    return oc_alloc(sizeof(prov_call));
+}
+static inline void prov_call_free(prov_call *call)
+{
+    oc_free(call, sizeof *call);
+}
 
 /* The upstream request an adapter builds. */
 typedef struct prov_upreq {

@@ -43,6 +43,7 @@
 #include "upstream/internal.h"
 #include "upstream/tls.h"
 
+#include "common/objcache.h"
 #include "common/util.h"
 
 #include <llhttp.h>
@@ -290,7 +291,7 @@ static void h1_xfer_freed(uv_handle_t *h)
     free(x->head);
     free(x->bufs);
     free(x->pending);
-    free(x);
+    oc_free(x, sizeof *x);
 }
 
 static void h1_defer_unlink(h1_ctx *ctx, h1_xfer *x)
@@ -1520,7 +1521,7 @@ up_xfer *h1_start(h1_ctx *ctx, const up_request *req, const up_callbacks *cb, vo
     uint64_t now;
 
     if (!ctx || ctx->freeing || !req || !req->url || !cb) return NULL;
-    x = calloc(1, sizeof *x);
+    x = oc_zalloc(sizeof *x);
     if (!x) return NULL;
     x->kind = UP_KIND_H1;
     x->ctx = ctx;
