@@ -84,8 +84,11 @@ static void *log_thread(void *arg)
             }
             L.idle = 0;
         }
+        /* the two buffers trade places: the lines are written from where they were queued */
         size_t n = L.qlen, dropped = L.dropped;
-        memcpy(mine, L.q, n);
+        char *full = L.q;
+        L.q = mine;
+        mine = full;
         L.qlen = 0;
         L.dropped = 0;
         int stop = L.stopping;
