@@ -659,38 +659,32 @@ static void h1_tls_write_cb(uv_write_t *req, int status)
 /* Writes out what the engine has produced (handshake messages, records, alerts). */
 static int h1_tls_flush(h1_conn *c)
 {
-    BIO *wb = SSL_get_wbio(c->ssl);
-    size_t n = BIO_ctrl_pending(wb);
+    const char *p;
+    size_t n = tls_out_peek(c->ssl, &p), sent = 0;
     h1_wchunk *w;
     uv_buf_t b;
     int rc;
 
     if (n == 0) return 0;
-    w = malloc(sizeof *w + n);
-    if (!w) return UV_ENOMEM;
-    if (BIO_read(wb, w->data, (int)n) != (int)n) {
-        free(w);
-        return UV_EIO;
-    }
-    w->c = c;
-    w->req.data = w;
-    b = uv_buf_init(w->data, (unsigned)n);
-    /* Written at once when the socket takes it (libuv says EAGAIN while writes are queued, so
-     * the order holds): a completed uv_write costs an epoll_ctl, as libuv re-arms the socket's
-     * interest when its write queue drains. */
+    /* Written at once from where the engine put it when the socket takes it (libuv says EAGAIN
+     * while writes are queued, so the order holds): a completed uv_write costs an epoll_ctl, as
+     * libuv re-arms the socket's interest when its write queue drains. */
+    b = uv_buf_init((char *)p, (unsigned)n);
     rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (rc == (int)n) {
-        free(w);
+    if (rc < 0 && rc != UV_EAGAIN) return rc;
+    if (rc > 0) sent = (size_t)rc;
+    if (sent == n) {
+        tls_out_consume(c->ssl, n);
         return 0;
     }
-    if (rc < 0 && rc != UV_EAGAIN) {
-        free(w);
-        return rc;
-    }
-    if (rc > 0) {
-        b.base += rc;
-        b.len -= (size_t)rc;
-    }
+    /* the rest waits in a copy of its own: the engine writes again before the socket drains */
+    w = malloc(sizeof *w + (n - sent));
+    if (!w) return UV_ENOMEM;
+    memcpy(w->data, p + sent, n - sent);
+    tls_out_consume(c->ssl, n);
+    w->c = c;
+    w->req.data = w;
+    b = uv_buf_init(w->data, (unsigned)(n - sent));
     rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, h1_tls_write_cb);
     if (rc != 0) {
         free(w);

@@ -4,11 +4,13 @@
  * and so the verification policy (what is trusted, what is checked) is in one short file.
  *
  * The engine never touches a socket, so the worker's libuv loop stays in charge of all I/O: it
- * writes into a memory BIO that h1.c sends out, and reads ciphertext from a BIO of ours (tls_in)
- * that serves it from where h1.c read it from the uv_tcp_t (tls_in_lend), copying only what the
- * engine left unread when the read is over (tls_in_keep). A memory BIO there cost a copy of
- * every byte received and the zeroing of the buffer it grew (~24 KB per 50-event stream,
- * callgrind), where nginx's socket BIO costs neither.
+ * writes into a BIO of ours (tls_out) whose bytes h1.c sends from where they lie (tls_out_peek,
+ * tls_out_consume), and reads ciphertext from another (tls_in) that serves it from where h1.c
+ * read it from the uv_tcp_t (tls_in_lend), copying only what the engine left unread when the
+ * read is over (tls_in_keep). Memory BIOs there cost a copy of every byte received and the
+ * zeroing of the buffer it grew (~24 KB per 50-event stream, callgrind), and on the way out an
+ * allocation and a copy of every flight of records (~900 instructions a proxied request), where
+ * nginx's socket BIO costs neither.
  *
  * Policy, always on: TLS 1.2 or newer, the peer's certificate chain verified against the system
  * CA store plus an optional PEM file of extra CAs (a provider's tls_ca_file), the host name (or IP
@@ -183,20 +185,130 @@ static int tls_in_destroy(BIO *b)
     return 1;
 }
 
-static BIO_METHOD *tls_in_method;
-static pthread_once_t tls_in_once = PTHREAD_ONCE_INIT;
+/* ---- the write BIO ---- */
 
-/* One method for every worker's connections, made once and kept for the process's life. */
-static void tls_in_method_make(void)
+/* Ciphertext held between flushes: h1.c sends what the engine wrote after every SSL call, and
+ * encrypts at most 64 KiB of a request between two (H1_TLS_ROUND), so this is a backstop. */
+#define TLS_OUT_MAX (512 * 1024)
+/* A buffer grown past this (a large request) is freed once empty, so an idle pooled connection
+ * holds at most this much. */
+#define TLS_OUT_KEEP (16 * 1024)
+
+typedef struct tls_out {
+    char *p; /* owned: the records not yet sent */
+    size_t len, cap;
+} tls_out;
+
+static int tls_out_write(BIO *b, const char *p, int len)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "modelswitch-in");
-    if (m && BIO_meth_set_read(m, tls_in_read) && BIO_meth_set_write(m, tls_in_write) &&
-        BIO_meth_set_ctrl(m, tls_in_ctrl) && BIO_meth_set_create(m, tls_in_create) &&
-        BIO_meth_set_destroy(m, tls_in_destroy)) {
-        tls_in_method = m;
+    tls_out *o = BIO_get_data(b);
+    size_t n = len > 0 ? (size_t)len : 0;
+    BIO_clear_retry_flags(b);
+    if (n > TLS_OUT_MAX - o->len) return -1;
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        while (cap < o->len + n)
+            cap *= 2;
+        char *q = realloc(o->p, cap);
+        if (!q) return -1;
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, p, n);
+    o->len += n;
+    return (int)n;
+}
+
+static int tls_out_read(BIO *b, char *out, int len)
+{
+    (void)b;
+    (void)out;
+    (void)len;
+    return -1; /* h1.c takes the bytes with tls_out_peek */
+}
+
+static long tls_out_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    tls_out *o = BIO_get_data(b);
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+    case BIO_CTRL_WPENDING:
+        return (long)o->len;
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int tls_out_create(BIO *b)
+{
+    tls_out *o = calloc(1, sizeof *o);
+    if (!o) return 0;
+    BIO_set_data(b, o);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int tls_out_destroy(BIO *b)
+{
+    tls_out *o = BIO_get_data(b);
+    if (o) {
+        free(o->p);
+        free(o);
+    }
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+size_t tls_out_peek(SSL *ssl, const char **p)
+{
+    tls_out *o = BIO_get_data(SSL_get_wbio(ssl));
+    *p = o->p;
+    return o->len;
+}
+
+void tls_out_consume(SSL *ssl, size_t n)
+{
+    tls_out *o = BIO_get_data(SSL_get_wbio(ssl));
+    if (n >= o->len) {
+        o->len = 0;
+        if (o->cap > TLS_OUT_KEEP) {
+            free(o->p);
+            o->p = NULL;
+            o->cap = 0;
+        }
         return;
     }
+    memmove(o->p, o->p + n, o->len - n);
+    o->len -= n;
+}
+
+static BIO_METHOD *tls_in_method, *tls_out_method;
+static pthread_once_t tls_bio_once = PTHREAD_ONCE_INIT;
+
+static BIO_METHOD *tls_method_make(const char *name, int (*rd)(BIO *, char *, int),
+                                   int (*wr)(BIO *, const char *, int),
+                                   long (*ctrl)(BIO *, int, long, void *), int (*create)(BIO *),
+                                   int (*destroy)(BIO *))
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, name);
+    if (m && BIO_meth_set_read(m, rd) && BIO_meth_set_write(m, wr) && BIO_meth_set_ctrl(m, ctrl) &&
+        BIO_meth_set_create(m, create) && BIO_meth_set_destroy(m, destroy))
+        return m;
     BIO_meth_free(m);
+    return NULL;
+}
+
+/* One method each for every worker's connections, made once and kept for the process's life. */
+static void tls_bio_methods_make(void)
+{
+    tls_in_method = tls_method_make("modelswitch-in", tls_in_read, tls_in_write, tls_in_ctrl,
+                                    tls_in_create, tls_in_destroy);
+    tls_out_method = tls_method_make("modelswitch-out", tls_out_read, tls_out_write, tls_out_ctrl,
+                                     tls_out_create, tls_out_destroy);
 }
 
 void tls_in_lend(SSL *ssl, const char *p, size_t n)
@@ -246,12 +358,12 @@ SSL *tls_conn_new(tls_ctx *t, const char *host, SSL_SESSION **session_slot)
     BIO *rb, *wb;
 
     ERR_clear_error();
-    pthread_once(&tls_in_once, tls_in_method_make);
-    if (!tls_in_method) return NULL;
+    pthread_once(&tls_bio_once, tls_bio_methods_make);
+    if (!tls_in_method || !tls_out_method) return NULL;
     ssl = SSL_new(t->ssl_ctx);
     if (!ssl) return NULL;
     rb = BIO_new(tls_in_method);
-    wb = BIO_new(BIO_s_mem());
+    wb = BIO_new(tls_out_method);
     if (!rb || !wb) {
         BIO_free(rb);
         BIO_free(wb);

@@ -30,8 +30,8 @@ void tls_ctx_free(tls_ctx *t);
 bool tls_ctx_is(const tls_ctx *t, const char *ca_file);
 tls_ctx **tls_ctx_nextp(tls_ctx *t);
 
-/* A client SSL reading ciphertext through tls_in_lend/tls_in_keep and writing it into a memory
- * BIO (SSL_get_wbio), checking host, offering *session_slot for resumption and storing the
+/* A client SSL reading ciphertext through tls_in_lend/tls_in_keep and writing it where
+ * tls_out_peek finds it, checking host, offering *session_slot for resumption and storing the
  * server's new sessions there. The slot must outlive the SSL. NULL on failure. */
 SSL *tls_conn_new(tls_ctx *t, const char *host, SSL_SESSION **session_slot);
 /* Ciphertext just read, for the engine to read from where it lies until tls_in_keep. */
@@ -39,6 +39,10 @@ void tls_in_lend(SSL *ssl, const char *p, size_t n);
 /* The end of that read: the engine's part it did not read is copied and kept for the next
  * (BIO_ctrl_pending counts it). 0, or -1 when that would pass the bound or memory is out. */
 int tls_in_keep(SSL *ssl);
+/* The ciphertext the engine wrote that is not sent yet, where it lies (valid until the next SSL
+ * call on ssl), and the end of its use: the first n bytes were sent or copied. */
+size_t tls_out_peek(SSL *ssl, const char **p);
+void tls_out_consume(SSL *ssl, size_t n);
 /* clean: the connection ended without a TLS error, so its session stays resumable. */
 void tls_conn_free(SSL *ssl, bool clean);
 /* After the handshake: the server chose http/1.1 or nothing. */
