@@ -822,6 +822,17 @@ static void conn_close(http_conn *c)
 static void on_timer(uv_timer_t *t)
 {
     http_conn *c = t->data;
+    c->timer_armed = 0;
+    if (!c->timer_on) return; /* stopped lazily (conn_timer_set) */
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < c->timer_due) {
+        /* the timeout moved later after the timer was armed: on to it */
+        c->timer_armed = 1;
+        c->timer_fires = c->timer_due;
+        uv_timer_start(&c->timer, on_timer, c->timer_due - now, 0);
+        return;
+    }
+    c->timer_on = 0;
     if (c->processing) return;
     if (c->phase == ST_IDLE || c->lingering) {
         /* idle keep-alive connection: close without a word, as browsers and SDKs expect */
@@ -839,22 +850,36 @@ static void on_timer(uv_timer_t *t)
                "The request was not received in time", -1);
 }
 
-/* Starts the connection's timer (ms >= 0) or stops it (-1); every change of it goes through
+/* Starts the connection's timeout (ms >= 0) or stops it (-1); every change of it goes through
  * here. A request that arrives in one read moves the timer five times before conn_feed returns
  * (head, body, the head check's pause, body again, stopped at its end), each a stop and an
  * insert in libuv's timer heap (~300 instructions with a few dozen timers); only the last state
  * matters, so while conn_feed runs the change is kept and applied once as it returns. No timer
- * callback can run meanwhile: they run from the loop. */
+ * callback can run meanwhile: they run from the loop.
+ *
+ * And the heap is touched only to bring the timer earlier (nginx's lazy timers): a stop leaves
+ * it armed, and a later deadline leaves it where it is; when it fires early, on_timer finds
+ * nothing due and arms it for the deadline then in force. A keep-alive connection's requests
+ * stop the idle timeout and start it again later, each request; now that costs nothing until
+ * the old deadline comes, once per idle timeout. */
 static void conn_timer_set(http_conn *c, int64_t ms)
 {
     if (c->timer_defer) {
         c->timer_want = ms;
         c->timer_pending = 1;
-    } else if (ms >= 0) {
-        uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
-    } else {
-        uv_timer_stop(&c->timer);
+        return;
     }
+    if (ms < 0) {
+        c->timer_on = 0;
+        return;
+    }
+    uint64_t now = uv_now(&c->w->loop);
+    c->timer_on = 1;
+    c->timer_due = now + (uint64_t)ms;
+    if (c->timer_armed && c->timer_fires <= c->timer_due) return;
+    c->timer_armed = 1;
+    c->timer_fires = c->timer_due;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
 /* Applies the change conn_timer_set kept, unless the connection is closing (its timer handle

@@ -101,6 +101,11 @@ struct http_conn {
      * as it returns (conn_timer_set) */
     int timer_defer, timer_pending;
     int64_t timer_want;
+    /* the timeout in force (loop ms it falls due, when timer_on) and the armed libuv timer (loop
+     * ms it fires, when timer_armed): they differ while the timer is lazily left ahead of it
+     * (conn_timer_set) */
+    int timer_on, timer_armed;
+    uint64_t timer_due, timer_fires;
     int open_handles; /* handles still to close before the struct is freed */
     int closing;
     int lingering; /* answered and shut down for writing; discarding input until close */
