@@ -224,20 +224,32 @@ void srv_app_work_end(worker_t *w)
     if (w->draining) srv_worker_check_drained(w);
 }
 
+/* Two lowercase hex digits of every byte value (request ids). */
+static const char srv_hex_pairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 void srv_new_request_id(worker_t *w, char *out)
 {
     /* Time first, so ids sort by time and the ledger's request-id indexes grow at one end
      * instead of being written at random pages; then 20 random bits of the worker (salt) and a
      * 32-bit per-worker counter, so two workers or two processes never collide. */
-    static const char hex[] = "0123456789abcdef";
     uint64_t ms = (uint64_t)ms_loop_now_ms() & 0xFFFFFFFFFFFull;
     uint64_t tail = ((w->rid_salt & 0xFFFFFull) << 32) | (++w->rid_seq & 0xFFFFFFFFull);
-    /* "req_" + 11 hex digits of time + 13 of salt and counter (what "%011x%013x" would give) */
+    /* "req_" + 11 hex digits of time + 13 of salt and counter (what "%011llx%013llx" would
+     * give): the same 96 bits as 16 digits and 8, written a byte (two digits) at a time */
+    uint64_t hi = ms << 20 | tail >> 32, lo = tail & 0xFFFFFFFFull;
     memcpy(out, "req_", 4);
-    for (int i = 0; i < 11; i++)
-        out[4 + i] = hex[(ms >> (4 * (10 - i))) & 15];
-    for (int i = 0; i < 13; i++)
-        out[15 + i] = hex[(tail >> (4 * (12 - i))) & 15];
+    for (int i = 0; i < 8; i++)
+        memcpy(out + 4 + 2 * i, srv_hex_pairs + 2 * ((hi >> (56 - 8 * i)) & 0xFF), 2);
+    for (int i = 0; i < 4; i++)
+        memcpy(out + 20 + 2 * i, srv_hex_pairs + 2 * ((lo >> (24 - 8 * i)) & 0xFF), 2);
     out[28] = '\0';
 }
 
