@@ -12,8 +12,8 @@
  * safety. oc_free must be given the size the block was allocated with.
  *
  * Bounded: OC_CLASSES sizes a thread, OC_KEEP blocks each, none above OC_MAX; a thread's blocks
- * are freed when it ends. Under AddressSanitizer the cache is off, so use after free stays
- * visible.
+ * are freed when it ends. Under AddressSanitizer the cache is off, and under valgrind's memcheck
+ * cached blocks are marked inaccessible, so a use after free stays visible to both.
  */
 #ifndef MS_OBJCACHE_H
 #define MS_OBJCACHE_H

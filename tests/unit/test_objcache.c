@@ -12,6 +12,13 @@
 #include "common/objcache.h"
 #include "tap.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define HAVE_MEMCHECK 1
+#endif
+#endif
+
 static void test_reuse(void)
 {
     size_t held0 = oc_held();
@@ -74,6 +81,31 @@ static void test_bounds(void)
         free(v[i]);
 }
 
+/* Under valgrind a cached block is inaccessible (a use after free is reported) and a block handed
+ * out again is undefined (a read before a write is reported), as malloc's would be. Natively
+ * there is nothing to check. */
+static void test_valgrind_marks(void)
+{
+#ifdef HAVE_MEMCHECK
+    if (!RUNNING_ON_VALGRIND || !oc_active()) return;
+    unsigned char vbits[16];
+    char *p = oc_alloc(6240);
+    memset(p, 1, 6240);
+    CHECK_EQ_INT(VALGRIND_GET_VBITS(p + 100, vbits, sizeof vbits), 1);
+    oc_free(p, 6240);
+    /* 3: some of it is not addressable (no error is reported for asking) */
+    CHECK_EQ_INT(VALGRIND_GET_VBITS(p + 100, vbits, sizeof vbits), 3);
+    char *q = oc_alloc(6240);
+    CHECK(q == p);
+    CHECK_EQ_INT(VALGRIND_GET_VBITS(q + 100, vbits, sizeof vbits), 1);
+    int undefined = 1;
+    for (size_t i = 0; i < sizeof vbits; i++)
+        undefined &= vbits[i] == 0xFF;
+    CHECK(undefined);
+    free(q);
+#endif
+}
+
 static void *thread_main(void *arg)
 {
     size_t *held = arg;
@@ -100,5 +132,6 @@ int main(void)
     RUN(test_reuse);
     RUN(test_bounds);
     RUN(test_thread_end);
+    RUN(test_valgrind_marks);
     TAP_DONE();
 }
