@@ -41,7 +41,7 @@
 /* ---- the test server ---- */
 
 #define SRV_SLOTS 1024
-#define SRV_BUF (2u << 20)
+#define SRV_BUF (8u << 20)
 #define BIG_LEN (512u * 1024u)
 #define CHUNKS 10
 
@@ -161,7 +161,7 @@ static int srv_handle(int fd, const char *path, const char *head, const char *bo
         send_head(fd, 200, "OK", "Content-Type: application/json\r\n", (long)strlen(json));
         return send_all(fd, json, strlen(json)) == 0;
     }
-    if (strcmp(path, "/echo") == 0) {
+    if (strcmp(path, "/echo") == 0 || strcmp(path, "/slow-read") == 0) {
         pthread_mutex_lock(&srv_mu);
         snprintf(srv_last_head, sizeof srv_last_head, "%s", head);
         pthread_mutex_unlock(&srv_mu);
@@ -336,6 +336,8 @@ static void *srv_conn_main(void *arg)
             buf[hlen] = save;
         }
         if (blen > SRV_BUF - hlen) goto out;
+        /* a slow reader: the client's socket fills, and its writes are taken in part or not */
+        if (strcmp(path, "/slow-read") == 0) sleep_ms(300);
         while (len < hlen + blen) {
             n = srv_recv(fd, buf + len, SRV_BUF - len);
             if (n <= 0) goto out;
@@ -1261,12 +1263,14 @@ static void test_header_too_large(void)
     teardown();
 }
 
-/* A large request body and a large answer in one exchange, the answer read with backpressure. */
-static void test_big_post_echo(void)
+/* A large request body and a large answer in one exchange, the answer read with backpressure;
+ * to /slow-read the server reads the body only after a pause, so the client's socket fills and
+ * the rest of a write waits in a copy (over TLS: the ciphertext the engine wrote). */
+static void big_post_echo(const char *path, size_t n)
 {
     int done = 0;
     tx t = {0};
-    size_t n = 1500000, bad = 0;
+    size_t bad = 0;
     char *b = malloc(n);
     up_iov iov;
     up_request r = {.tls_ca_file = ca_file, .method = "POST"};
@@ -1275,7 +1279,7 @@ static void test_big_post_echo(void)
         b[i] = (char)big_byte(i);
     iov = (up_iov){b, n};
     setup();
-    r.url = url("/echo");
+    r.url = url(path);
     r.body = &iov;
     r.nbody = 1;
     t.done = &done;
@@ -1291,6 +1295,18 @@ static void test_big_post_echo(void)
     tx_free(&t);
     teardown();
     free(b);
+}
+
+static void test_big_post_echo(void)
+{
+    big_post_echo("/echo", 1500000);
+}
+
+static void test_big_post_slow_reader(void)
+{
+    /* more than the client's send buffer can grow to (tcp_wmem's 4 MiB) and the server's
+     * receive buffer hold while it waits */
+    big_post_echo("/slow-read", 6u << 20);
 }
 
 /* ---- TLS only ---- */
@@ -1454,6 +1470,7 @@ static void run_suite(void)
     RUN(test_chunked_big_and_until_close);
     RUN(test_header_too_large);
     RUN(test_big_post_echo);
+    RUN(test_big_post_slow_reader);
     if (atomic_load(&srv_mode) != SRV_PLAIN) run_tls_suite();
 }
 
