@@ -215,7 +215,7 @@ static int64_t usage_detail(const jscan_member *m, size_t k, const char *obj, co
     jscan_member d[16];
     int64_t v = 0;
     if (!o || o->type != JS_OBJECT) return 0;
-    int n = jscan_members(o->value, d, 16);
+    int n = jscan_members_valid(o->value, d, 16);
     if (n < 0) return 0;
     const jscan_member *f = jscan_find(d, (size_t)(n > 16 ? 16 : n), name);
     return f && jscan_int(f->value, &v) == 0 && v > 0 ? v : 0;
@@ -229,11 +229,12 @@ typedef struct usage_names {
 /* OpenAI usage onto the billed counts (shared/spec/API.md, "Billing"): the prompt count holds
  * the cached tokens, so input is the rest; the output count holds the reasoning tokens, so
  * output is all of it. A detail above its total is clamped to the total, so a provider's
- * nonsense can move tokens between kinds but never invent or lose any. */
+ * nonsense can move tokens between kinds but never invent or lose any. The usage object is a
+ * member of a document jscan_object accepted (every caller's), so it is not validated again. */
 static void read_usage(ms_str usage, const usage_names *k, prov_usage *out)
 {
     jscan_member m[16];
-    int n = jscan_members(usage, m, 16);
+    int n = jscan_members_valid(usage, m, 16);
     if (n < 0) return;
     size_t nm = (size_t)(n > 16 ? 16 : n);
     const jscan_member *pt = jscan_find(m, nm, k->in);

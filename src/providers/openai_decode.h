@@ -62,7 +62,8 @@ int openai_decode_event(void *st, const prov_call *call, const sse_event *ev, co
 
 /* OpenAI chat usage (the raw `usage` object) onto the billed counts (docs/BILLING.md, "The five
  * counts"); sets out->known when prompt_tokens is a count. Shared by the pass-through path
- * (openai.c) and the decoders, so both bill alike. */
+ * (openai.c) and the decoders, so both bill alike. usage must lie in a document jscan_object
+ * accepted: it is read without being validated again (jscan_members_valid). */
 void prov_openai_read_usage(ms_str usage, prov_usage *out);
 /* The same for a Responses API usage object (input_tokens, output_tokens and their details):
  * the Responses adapter's (openai_responses.c). */
