@@ -20,6 +20,8 @@
  */
 #include "upstream/tls.h"
 
+#include "common/buf.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -195,8 +197,7 @@ static int tls_in_destroy(BIO *b)
 #define TLS_OUT_KEEP (16 * 1024)
 
 typedef struct tls_out {
-    char *p; /* owned: the records not yet sent */
-    size_t len, cap;
+    buf_t b; /* the records not yet sent, at most TLS_OUT_MAX */
 } tls_out;
 
 static int tls_out_write(BIO *b, const char *p, int len)
@@ -204,19 +205,7 @@ static int tls_out_write(BIO *b, const char *p, int len)
     tls_out *o = BIO_get_data(b);
     size_t n = len > 0 ? (size_t)len : 0;
     BIO_clear_retry_flags(b);
-    if (n > TLS_OUT_MAX - o->len) return -1;
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap < o->len + n)
-            cap *= 2;
-        char *q = realloc(o->p, cap);
-        if (!q) return -1;
-        o->p = q;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, p, n);
-    o->len += n;
-    return (int)n;
+    return buf_append(&o->b, p, n) == 0 ? (int)n : -1;
 }
 
 static int tls_out_read(BIO *b, char *out, int len)
@@ -235,7 +224,7 @@ static long tls_out_ctrl(BIO *b, int cmd, long num, void *ptr)
     switch (cmd) {
     case BIO_CTRL_PENDING:
     case BIO_CTRL_WPENDING:
-        return (long)o->len;
+        return (long)o->b.len;
     case BIO_CTRL_FLUSH:
         return 1;
     default:
@@ -247,6 +236,7 @@ static int tls_out_create(BIO *b)
 {
     tls_out *o = calloc(1, sizeof *o);
     if (!o) return 0;
+    buf_init(&o->b, TLS_OUT_MAX);
     BIO_set_data(b, o);
     BIO_set_init(b, 1);
     return 1;
@@ -256,7 +246,7 @@ static int tls_out_destroy(BIO *b)
 {
     tls_out *o = BIO_get_data(b);
     if (o) {
-        free(o->p);
+        buf_free(&o->b);
         free(o);
     }
     BIO_set_data(b, NULL);
@@ -266,24 +256,17 @@ static int tls_out_destroy(BIO *b)
 size_t tls_out_peek(SSL *ssl, const char **p)
 {
     tls_out *o = BIO_get_data(SSL_get_wbio(ssl));
-    *p = o->p;
-    return o->len;
+    *p = o->b.data;
+    return o->b.len;
 }
 
 void tls_out_consume(SSL *ssl, size_t n)
 {
     tls_out *o = BIO_get_data(SSL_get_wbio(ssl));
-    if (n >= o->len) {
-        o->len = 0;
-        if (o->cap > TLS_OUT_KEEP) {
-            free(o->p);
-            o->p = NULL;
-            o->cap = 0;
-        }
-        return;
-    }
-    memmove(o->p, o->p + n, o->len - n);
-    o->len -= n;
+    if (n >= o->b.len && o->b.cap > TLS_OUT_KEEP)
+        buf_free(&o->b);
+    else
+        buf_consume(&o->b, n);
 }
 
 static BIO_METHOD *tls_in_method, *tls_out_method;
