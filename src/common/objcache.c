@@ -98,12 +98,12 @@ static void oc_key_make(void)
 /* The class for size: an existing one, or (make) a free one; NULL when none fits. */
 static oc_class *oc_class_of(size_t size, int make)
 {
-    oc_class *free_cls = NULL;
-    for (int i = 0; i < OC_CLASSES; i++) {
+    for (int i = 0; i < OC_CLASSES; i++)
         if (oc_me.cls[i].size == size) return &oc_me.cls[i];
-        if (!oc_me.cls[i].size && !free_cls) free_cls = &oc_me.cls[i];
-    }
-    if (!make || !free_cls) return NULL;
+    oc_class *free_cls = NULL;
+    for (int i = 0; i < OC_CLASSES && make && !free_cls; i++)
+        if (!oc_me.cls[i].size) free_cls = &oc_me.cls[i];
+    if (!free_cls) return NULL;
     if (!oc_me.registered) {
         /* a thread whose blocks could not be freed at its end keeps none */
         pthread_once(&oc_once, oc_key_make);

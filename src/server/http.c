@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "common/objcache.h"
 #include "common/util.h"
 
 #define PENDING_MAX (64 * 1024)
@@ -713,45 +714,16 @@ void http_stream_end(http_conn *c)
 
 /* ---- request scratch ---- */
 
-#define HTTP_SCRATCH 1024      /* a request's scratch block: head's half, then extra's */
-#define HTTP_SCRATCH_KEEP 256u /* blocks a worker keeps for reuse */
-
-/* A block from the worker's cache, or the heap (NULL when memory is out). Requests lend them
- * rather than connections own them: an idle keep-alive connection holds none (a block each
- * would cost 10,000 idle connections 10 MB), and a busy worker reuses a few without malloc. */
-static char *scratch_get(worker_t *w)
-{
-    char *p = w->scratch_free;
-    if (!p) return malloc(HTTP_SCRATCH);
-    memcpy(&w->scratch_free, p, sizeof(void *));
-    w->scratch_n--;
-    return p;
-}
-
-static void scratch_put(worker_t *w, char *p)
-{
-    if (!p) return;
-    if (w->scratch_n >= HTTP_SCRATCH_KEEP) {
-        free(p);
-        return;
-    }
-    memcpy(p, &w->scratch_free, sizeof(void *));
-    w->scratch_free = p;
-    w->scratch_n++;
-}
-
-void http_worker_free_scratch(worker_t *w)
-{
-    while (w->scratch_free)
-        free(scratch_get(w));
-    w->scratch_n = 0;
-}
+#define HTTP_SCRATCH 1024 /* a request's scratch block: head's half, then extra's */
 
 /* A new request: head and extra start empty in the connection's scratch block (without one,
- * when memory is out, they allocate as they grow). */
+ * when memory is out, they allocate as they grow). Requests lend the blocks, from the thread's
+ * object cache (common/objcache.h), rather than connections own them: an idle keep-alive
+ * connection holds none (a block each would cost 10,000 idle connections 10 MB), and a busy
+ * worker reuses a few without malloc. */
 static void conn_scratch_take(http_conn *c)
 {
-    if (!c->scratch) c->scratch = scratch_get(c->w);
+    if (!c->scratch) c->scratch = oc_alloc(HTTP_SCRATCH);
     if (c->scratch) {
         buf_rewind_to(&c->head, c->scratch, HTTP_SCRATCH / 2);
         buf_rewind_to(&c->extra, c->scratch + HTTP_SCRATCH / 2, HTTP_SCRATCH / 2);
@@ -766,7 +738,7 @@ static void conn_scratch_release(http_conn *c)
 {
     buf_free(&c->head);
     buf_free(&c->extra);
-    scratch_put(c->w, c->scratch);
+    oc_free(c->scratch, HTTP_SCRATCH);
     c->scratch = NULL;
 }
 

@@ -146,7 +146,7 @@ struct http_conn {
     http_request req;
     http_handler handler;
     buf_t extra; /* extra response headers for the current request */
-    /* while a request is under way, a block from the worker's cache (http.c, scratch_get) that
+    /* while a request is under way, a block from the thread's object cache (http.c) that
      * head and extra lend: its first half for a typical request's URL and header values, its
      * second for the rate limit's and the cost's headers, so neither allocates per request */
     char *scratch;
@@ -171,8 +171,6 @@ void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint
 void http_accept(worker_t *w, uv_stream_t *listener);
 /* Closes idle connections and marks the rest to close after their current response. */
 void http_drain_worker(worker_t *w);
-/* Frees the request scratch blocks the worker keeps (after its last connection closed). */
-void http_worker_free_scratch(worker_t *w);
 /* Nothing is in flight any more: closes connections, letting queued answers finish writing. */
 void http_finish_drain(worker_t *w);
 /* Closes every connection now (drain timeout, shutdown). */

@@ -539,7 +539,6 @@ void srv_free(srv_t *s)
         uv_loop_close(&w->loop);
         free(w->readbuf);
         free(w->cork);
-        http_worker_free_scratch(w);
         worker_drop_gens(w); /* last: the loop's callbacks read w->cfg */
     }
     free(s->workers);

@@ -125,9 +125,6 @@ struct worker {
     _Atomic uint64_t nconns;
     uint64_t rid_seq;  /* request id sequence (srv_new_request_id) */
     uint64_t rid_salt; /* random per worker, so workers and processes never collide */
-    /* http.c: request scratch blocks kept for reuse (a free list through their first bytes) */
-    void *scratch_free;
-    unsigned scratch_n;
     char *readbuf; /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;
     /* http.c: the stream chunks of the one corked connection, sent in one write at the uncork
