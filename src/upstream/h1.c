@@ -18,7 +18,7 @@
  * uv_getaddrinfo (thread pool) and cached per host for H1_DNS_TTL_MS; connections are uv_tcp_t
  * kept in a pool per (scheme and CA file, host, port) per ctx, idle ones on a LIFO stack and still
  * reading, so a server that closes one is noticed and the connection dropped. Responses are parsed
- * by llhttp, which also removes chunked framing; body bytes go straight from the read buffer to
+ * by h1parse.c, which also removes chunked framing; body bytes go straight from the read buffer to
  * on_data.
  *
  * A request is written with one uv_write of the head plus the caller's body iovecs (one writev, no
@@ -26,7 +26,7 @@
  * as we sent and processed nothing, so the request is retried once on a fresh connection, as curl
  * does.
  *
- * Re-entrancy. Consumer callbacks run from inside llhttp_execute (on_response, on_data) or from the
+ * Re-entrancy. Consumer callbacks run from inside h1p_execute (on_response, on_data) or from the
  * deferred work (resumed data). up_cancel inside them only marks the transfer (x->in_cb); the code
  * that called the consumer releases it once the callback has returned. Failures found inside
  * up_start are reported from the deferred work, so callbacks never run inside up_start.
@@ -40,13 +40,13 @@
  * including resolution), first-byte (until the final header block) and total deadlines.
  */
 #include "upstream/upstream.h"
+#include "upstream/h1parse.h"
 #include "upstream/internal.h"
 #include "upstream/tls.h"
 
 #include "common/objcache.h"
 #include "common/util.h"
 
-#include <llhttp.h>
 #include <openssl/err.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -58,7 +58,6 @@
 #include <sys/socket.h>
 
 #define H1_RBUF 65536
-#define H1_HEAD_MAX (64 * 1024)      /* response header block */
 #define H1_REQ_HEAD_MAX (256 * 1024) /* request head we build */
 #define H1_PENDING_MAX (2 * H1_RBUF) /* body kept while paused */
 #define H1_MAX_IDLE 64               /* idle connections per (host, port) */
@@ -66,7 +65,6 @@
 #define H1_DNS_MAX 64
 #define H1_MAX_ADDRS 8
 #define H1_CT_MAX 256
-#define H1_NAME_MAX 32
 #define H1_ERRMSG_MAX 256
 #define H1_DEFAULT_CONNECT_MS 300000  /* curl's default */
 #define H1_TLS_REC 16384              /* plaintext gathered per TLS record */
@@ -114,7 +112,7 @@ struct h1_conn {
     h1_xfer *x;             /* the transfer using it; NULL while idle or closing */
     h1_conn *iprev, *inext; /* pool->idle */
     bool idle, closing, reused, writing;
-    llhttp_t parser;
+    h1p parser;
     /* https only: the engine (tls.c), whether its handshake is done and close_notify seen, TLS
      * writes in flight, and how far the request's bufs have been encrypted. */
     SSL *ssl;
@@ -161,12 +159,6 @@ struct h1_xfer {
     char content_type[H1_CT_MAX];
     bool has_ct;
     int64_t retry_after_ms, retry_after_ms_ms;
-    size_t hdr_bytes;
-    char fname[H1_NAME_MAX];
-    size_t fname_len;
-    char fval[H1_CT_MAX];
-    size_t fval_len;
-    bool fval_trunc;
 
     char *pending;
     size_t pend_len;
@@ -178,7 +170,6 @@ struct h1_xfer {
 struct h1_ctx {
     uv_loop_t *loop;
     uv_idle_t defer;
-    llhttp_settings_t settings;
     h1_xfer *xfers;
     h1_xfer *deferred, *deferred_tail;
     h1_pool *pools;
@@ -221,6 +212,7 @@ static void h1_conn_closed(uv_handle_t *h)
 {
     h1_conn *c = h->data;
     h1_ctx *ctx = c->ctx;
+    h1p_free(&c->parser);
     free(c);
     h1_ctx_unref(ctx);
 }
@@ -378,8 +370,6 @@ static void h1_reset_response(h1_xfer *x)
     x->content_type[0] = '\0';
     x->retry_after_ms = -1;
     x->retry_after_ms_ms = -1;
-    x->fname_len = x->fval_len = 0;
-    x->fval_trunc = false;
 }
 
 /* Ends a live transfer: on_complete once, then release. Never inside a consumer callback of x. */
@@ -426,86 +416,40 @@ static void h1_timer_cb(uv_timer_t *t)
     h1_finish(x, UP_TIMEOUT, msg);
 }
 
-/* ---- response parsing (llhttp callbacks; parser->data is the connection) ---- */
+/* ---- response parsing (h1parse.c's callbacks; their ud is the connection) ---- */
 
-static bool h1_name_is(const char *p, size_t n, const char *lit)
+static bool h1_name_is(const char *p, size_t n, const char *lit, size_t ln)
 {
-    return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+    return n == ln && strncasecmp(p, lit, n) == 0;
 }
 
-static h1_xfer *h1_px(llhttp_t *p)
+static int h1_on_header(void *ud, const char *n, size_t nl, const char *v, size_t vn)
 {
-    return ((h1_conn *)p->data)->x;
-}
+    h1_xfer *x = ((h1_conn *)ud)->x;
+    /* a value longer than the buffer is no hint we can read (and a content type cut short) */
+    bool fits = vn < H1_CT_MAX;
 
-static int h1_count_header(h1_xfer *x, size_t n)
-{
-    x->hdr_bytes += n;
-    return x->hdr_bytes > H1_HEAD_MAX ? -1 : 0;
-}
-
-static int h1_on_status(llhttp_t *p, const char *at, size_t n)
-{
-    return h1_count_header(h1_px(p), n);
-}
-
-static int h1_on_header_field(llhttp_t *p, const char *at, size_t n)
-{
-    h1_xfer *x = h1_px(p);
-    if (h1_count_header(x, n) != 0) return -1;
-    if (x->fname_len + n < sizeof x->fname) memcpy(x->fname + x->fname_len, at, n);
-    x->fname_len += n; /* too long to be one we want: it then matches nothing */
-    return 0;
-}
-
-static int h1_on_header_value(llhttp_t *p, const char *at, size_t n)
-{
-    h1_xfer *x = h1_px(p);
-    size_t room = sizeof x->fval - 1 - x->fval_len;
-    if (h1_count_header(x, n) != 0) return -1;
-    if (n > room) {
-        n = room;
-        x->fval_trunc = true;
-    }
-    memcpy(x->fval + x->fval_len, at, n);
-    x->fval_len += n;
-    return 0;
-}
-
-static int h1_on_header_value_complete(llhttp_t *p)
-{
-    h1_xfer *x = h1_px(p);
-    const char *n = x->fname, *v = x->fval;
-    size_t nl = x->fname_len < sizeof x->fname ? x->fname_len : 0, vn = x->fval_len;
-
-    while (vn > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        vn--;
-    }
-    while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
-        vn--;
-    if (h1_name_is(n, nl, "content-type")) {
+    if (h1_name_is(n, nl, "content-type", 12)) {
+        if (!fits) vn = H1_CT_MAX - 1;
         memcpy(x->content_type, v, vn);
         x->content_type[vn] = '\0';
         x->has_ct = true;
-    } else if (h1_name_is(n, nl, "retry-after")) {
-        x->retry_after_ms = x->fval_trunc ? -1 : up__retry_after(v, vn);
-    } else if (h1_name_is(n, nl, "retry-after-ms")) {
-        x->retry_after_ms_ms = x->fval_trunc ? -1 : up__retry_after_ms(v, vn);
+    } else if (h1_name_is(n, nl, "retry-after", 11)) {
+        x->retry_after_ms = fits ? up__retry_after(v, vn) : -1;
+    } else if (h1_name_is(n, nl, "retry-after-ms", 14)) {
+        x->retry_after_ms_ms = fits ? up__retry_after_ms(v, vn) : -1;
     }
-    x->fname_len = x->fval_len = 0;
-    x->fval_trunc = false;
     return 0;
 }
 
-static int h1_on_headers_complete(llhttp_t *p)
+static int h1_on_head(void *ud, int status)
 {
-    h1_xfer *x = h1_px(p);
+    h1_xfer *x = ((h1_conn *)ud)->x;
     int64_t ra = x->retry_after_ms_ms >= 0 ? x->retry_after_ms_ms : x->retry_after_ms;
 
-    x->status = p->status_code;
+    x->status = status;
     /* 1xx are interim: the real answer follows with its own header block. */
-    if (x->status >= 100 && x->status < 200) {
+    if (status < 200) {
         h1_reset_response(x);
         return 0;
     }
@@ -514,13 +458,12 @@ static int h1_on_headers_complete(llhttp_t *p)
     h1_arm(x);
     if (x->cb.on_response)
         x->cb.on_response(x->ud, x->status, x->has_ct ? x->content_type : NULL, ra);
-    if (x->cancelled) return -1;
-    return x->head_only ? 1 : 0;
+    return x->cancelled ? -1 : 0;
 }
 
-static int h1_on_body(llhttp_t *p, const char *at, size_t n)
+static int h1_on_body(void *ud, const char *at, size_t n)
 {
-    h1_xfer *x = h1_px(p);
+    h1_xfer *x = ((h1_conn *)ud)->x;
 
     if (x->cancelled) return -1;
     if (x->paused) {
@@ -538,15 +481,8 @@ static int h1_on_body(llhttp_t *p, const char *at, size_t n)
     return x->cancelled ? -1 : 0;
 }
 
-static int h1_on_message_complete(llhttp_t *p)
-{
-    h1_xfer *x = h1_px(p);
-    if (p->status_code >= 100 && p->status_code < 200) return 0;
-    x->msg_done = true;
-    x->keep_alive = llhttp_should_keep_alive(p);
-    /* Stop here: bytes after the response mean the connection cannot be reused. */
-    return HPE_PAUSED;
-}
+static const h1p_callbacks h1_parse_cb = {
+    .on_header = h1_on_header, .on_head = h1_on_head, .on_body = h1_on_body};
 
 /* The response is complete: the connection goes back to the pool (so on_complete may reuse it),
  * then on_complete unless the consumer is paused. */
@@ -577,7 +513,6 @@ static void h1_retry(h1_xfer *x)
     h1_conn_close(x->conn);
     x->retried = true;
     x->got_bytes = false;
-    x->hdr_bytes = 0;
     h1_reset_response(x);
     h1_dispatch(x, false);
 }
@@ -599,18 +534,21 @@ static void h1_fail_io(h1_xfer *x, up_result res, const char *what, int err)
 static void h1_parse(h1_xfer *x, const char *p, size_t n, bool eof)
 {
     h1_conn *c = x->conn;
-    llhttp_errno_t e;
+    size_t used = 0;
+    h1p_result r;
 
     x->in_cb++;
-    e = eof ? llhttp_finish(&c->parser) : llhttp_execute(&c->parser, p, n);
+    r = eof ? h1p_finish(&c->parser) : h1p_execute(&c->parser, p, n, &used);
     x->in_cb--;
     if (x->cancelled) {
         h1_release(x);
         return;
     }
-    if (x->msg_done) {
-        bool extra = !eof && llhttp_get_error_pos(&c->parser) < p + n;
-        h1_message_done(x, !eof && !extra);
+    if (r == H1P_DONE) {
+        /* Bytes after the response mean the connection cannot be reused. */
+        x->msg_done = true;
+        x->keep_alive = h1p_keep_alive(&c->parser);
+        h1_message_done(x, !eof && used == n);
         return;
     }
     if (eof) {
@@ -619,10 +557,12 @@ static void h1_parse(h1_xfer *x, const char *p, size_t n, bool eof)
                                : "connection closed before a complete response header");
         return;
     }
-    if (e != HPE_OK)
-        h1_finish(x, UP_ERROR,
-                  x->hdr_bytes > H1_HEAD_MAX ? "response header too large"
-                                             : "malformed HTTP response from upstream");
+    if (r == H1P_TOO_LARGE)
+        h1_finish(x, UP_ERROR, "response header too large");
+    else if (r == H1P_NOMEM)
+        h1_finish(x, UP_ERROR, "out of memory");
+    else if (r != H1P_MORE)
+        h1_finish(x, UP_ERROR, "malformed HTTP response from upstream");
 }
 
 /* ---- TLS: the engine (tls.c) fed from the socket's reads and drained into uv_writes ---- */
@@ -782,7 +722,7 @@ static void h1_tls_closed(h1_conn *c, int err)
     else if (partial) {
         c->tls_bad = true;
         h1_finish(x, UP_ERROR, "TLS connection closed mid-record");
-    } else if (!c->tls_eof && !x->msg_done && llhttp_message_needs_eof(&c->parser))
+    } else if (!c->tls_eof && !x->msg_done && h1p_needs_eof(&c->parser))
         /* A body framed by the close could have been cut by anyone on the path. */
         h1_finish(x, UP_ERROR, "TLS connection closed without close_notify");
     else
@@ -952,8 +892,7 @@ static void h1_send(h1_xfer *x)
     h1_conn *c = x->conn;
     int rc;
 
-    llhttp_init(&c->parser, HTTP_RESPONSE, &x->ctx->settings);
-    c->parser.data = c;
+    h1p_init(&c->parser, &h1_parse_cb, c, x->head_only);
     if (c->ssl) {
         c->si = 0;
         c->soff = 0;
@@ -1439,14 +1378,6 @@ h1_ctx *h1_ctx_new(uv_loop_t *loop)
     /* Not calloc: the buffers need no zeroing. */
     memset(ctx, 0, offsetof(h1_ctx, rbuf));
     ctx->loop = loop;
-    llhttp_settings_init(&ctx->settings);
-    ctx->settings.on_status = h1_on_status;
-    ctx->settings.on_header_field = h1_on_header_field;
-    ctx->settings.on_header_value = h1_on_header_value;
-    ctx->settings.on_header_value_complete = h1_on_header_value_complete;
-    ctx->settings.on_headers_complete = h1_on_headers_complete;
-    ctx->settings.on_body = h1_on_body;
-    ctx->settings.on_message_complete = h1_on_message_complete;
     uv_idle_init(loop, &ctx->defer);
     ctx->defer.data = ctx;
     ctx->nrefs = 1;

@@ -227,6 +227,27 @@ static int srv_handle(int fd, const char *path, const char *head, const char *bo
         free(h);
         return 1;
     }
+    if (strcmp(path, "/trickle") == 0) {
+        /* The head and a chunked body a few bytes a write, so lines, chunk sizes and the CRLF
+         * after a chunk's data are cut between reads. */
+        static const char r[] = "HTTP/1.1 200 OK\r\nContent-Type:  text/event-stream \r\n"
+                                "X-Long: 0123456789012345678901234567890123456789\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n"
+                                "6;x=y\r\nhello \r\n5\r\nworld\r\n0\r\nX-T: 1\r\n\r\n";
+        for (size_t at = 0; at < sizeof r - 1; at += 7) {
+            size_t n = sizeof r - 1 - at < 7 ? sizeof r - 1 - at : 7;
+            if (send_all(fd, r + at, n) != 0) return 0;
+            sleep_ms(3);
+        }
+        return 1;
+    }
+    if (strcmp(path, "/smuggle") == 0) {
+        /* Two framings at once: which one a proxy believes is how requests get smuggled. */
+        static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        send_all(fd, r, sizeof r - 1);
+        return 0;
+    }
     if (strcmp(path, "/big") == 0) {
         unsigned char *b = malloc(BIG_LEN);
         int ok;
@@ -1263,6 +1284,48 @@ static void test_header_too_large(void)
     teardown();
 }
 
+/* A response that arrives a few bytes a read (the parser keeps the lines cut between reads),
+ * then the same connection answers again. */
+static void test_trickled_head(void)
+{
+    int done = 0;
+    tx t = {0}, u = {0};
+
+    setup();
+    start_get(&t, "/trickle", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_OK);
+    CHECK_EQ_INT(t.status, 200);
+    CHECK_EQ_STR(t.ct, "text/event-stream");
+    CHECK(t.blen == 11 && memcmp(t.body, "hello world", 11) == 0);
+    int accepted = atomic_load(&srv_accepted);
+    start_get(&u, "/json", &done);
+    CHECK(run_until(&done, 2, 5000));
+    CHECK_EQ_INT(u.res, UP_OK);
+    if (!getenv("MODELSWITCH_UPSTREAM")) CHECK_EQ_INT(atomic_load(&srv_accepted), accepted);
+    tx_free(&t);
+    tx_free(&u);
+    teardown();
+}
+
+/* Content-Length and Transfer-Encoding together: refused, nothing of it reaches the consumer
+ * (the native client; curl reads such a response by its chunks). */
+static void test_two_framings(void)
+{
+    int done = 0;
+    tx t = {0};
+
+    if (getenv("MODELSWITCH_UPSTREAM")) return;
+    setup();
+    start_get(&t, "/smuggle", &done);
+    CHECK(run_until(&done, 1, 5000));
+    CHECK_EQ_INT(t.res, UP_ERROR);
+    CHECK_EQ_INT(t.nresp, 0);
+    CHECK(strstr(t.err, "malformed") != NULL);
+    tx_free(&t);
+    teardown();
+}
+
 /* A large request body and a large answer in one exchange, the answer read with backpressure;
  * to /slow-read the server reads the body only after a pause, so the client's socket fills and
  * the rest of a write waits in a copy (over TLS: the ciphertext the engine wrote). */
@@ -1469,6 +1532,8 @@ static void run_suite(void)
     RUN(test_pool_retry_on_stale);
     RUN(test_chunked_big_and_until_close);
     RUN(test_header_too_large);
+    RUN(test_trickled_head);
+    RUN(test_two_framings);
     RUN(test_big_post_echo);
     RUN(test_big_post_slow_reader);
     if (atomic_load(&srv_mode) != SRV_PLAIN) run_tls_suite();

@@ -1,0 +1,413 @@
+/*
+ * The native client's HTTP/1.1 response parser (the why and the rules: h1parse.h).
+ *
+ * Lines (the status line, header fields, chunk sizes, trailers) are found with memchr and
+ * checked where they lie in the read; only a line that a read cuts in two is gathered in the
+ * parser's own buffer. Body bytes are handed on where they lie. Every byte of the header block
+ * counts against H1P_HEAD_MAX, a chunk's size line against H1P_CHUNK_LINE_MAX, so a peer that
+ * never ends a line costs at most that much memory.
+ */
+#include "upstream/h1parse.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+    H1P_S_STATUS,
+    H1P_S_HEADER,
+    H1P_S_BODY_CL,
+    H1P_S_BODY_EOF,
+    H1P_S_CHUNK_SIZE,
+    H1P_S_CHUNK_DATA,
+    H1P_S_CHUNK_CR,
+    H1P_S_CHUNK_LF,
+    H1P_S_TRAILER,
+    H1P_S_DONE,
+    H1P_S_ERROR
+};
+
+/* Character classes (RFC 9110 5.6.2, 5.5): tchar; a field value's or reason phrase's byte
+ * (HTAB, SP, VCHAR, obs-text); a hex digit. */
+#define H1P_TOKEN 1
+#define H1P_VALUE 2
+#define H1P_HEX 4
+#define H1P_ALNUM(c)                                                                               \
+    (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define H1P_TSYM(c)                                                                                \
+    ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||          \
+     (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||           \
+     (c) == '`' || (c) == '|' || (c) == '~')
+#define H1P_ISHEX(c)                                                                               \
+    (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define H1P_C(c)                                                                                   \
+    ((H1P_ALNUM(c) || H1P_TSYM(c) ? H1P_TOKEN : 0) |                                               \
+     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? H1P_VALUE : 0) | (H1P_ISHEX(c) ? H1P_HEX : 0))
+#define H1P_R4(i) H1P_C(i), H1P_C(i + 1), H1P_C(i + 2), H1P_C(i + 3)
+#define H1P_R16(i) H1P_R4(i), H1P_R4(i + 4), H1P_R4(i + 8), H1P_R4(i + 12)
+#define H1P_R64(i) H1P_R16(i), H1P_R16(i + 16), H1P_R16(i + 32), H1P_R16(i + 48)
+static const unsigned char h1p_cls[256] = {H1P_R64(0), H1P_R64(64), H1P_R64(128), H1P_R64(192)};
+
+#define H1P_LINE_FIRST 512 /* the line buffer's first size */
+
+void h1p_free(h1p *p)
+{
+    free(p->line);
+    p->line = NULL;
+    p->line_len = p->line_cap = 0;
+}
+
+void h1p_init(h1p *p, const h1p_callbacks *cb, void *ud, bool head_only)
+{
+    /* a buffer grown for a long line is not kept for the connection's later responses (an idle
+     * pooled connection holds at most the first size) */
+    if (p->line_cap > H1P_LINE_FIRST) h1p_free(p);
+    char *line = p->line;
+    size_t cap = p->line_cap;
+    memset(p, 0, sizeof *p);
+    p->line = line;
+    p->line_cap = cap;
+    p->cb = cb;
+    p->ud = ud;
+    p->head_only = head_only;
+    p->state = H1P_S_STATUS;
+}
+
+static h1p_result h1p_fail(h1p *p, h1p_result r)
+{
+    p->state = H1P_S_ERROR;
+    p->err = (uint8_t)r;
+    return r;
+}
+
+/* Appends to the gathered line; the caller has checked the cap. */
+static int h1p_keep(h1p *p, const char *s, size_t n)
+{
+    if (p->line_len + n > p->line_cap) {
+        size_t cap = p->line_cap ? p->line_cap : H1P_LINE_FIRST;
+        while (cap < p->line_len + n)
+            cap *= 2;
+        char *nl = realloc(p->line, cap);
+        if (!nl) return -1;
+        p->line = nl;
+        p->line_cap = cap;
+    }
+    memcpy(p->line + p->line_len, s, n);
+    p->line_len += n;
+    return 0;
+}
+
+/* The next line from d[*i..n), at most cap bytes with its CRLF: 1 with *l and *ln (without the
+ * CRLF) when it is whole, 0 when every byte was taken and the line goes on in the next read, or
+ * an error result (negated). */
+static int h1p_line(h1p *p, const char *d, size_t n, size_t *i, size_t cap, const char **l,
+                    size_t *ln)
+{
+    const char *s = d + *i;
+    size_t avail = n - *i;
+    const char *nl = memchr(s, '\n', avail);
+    size_t take = nl ? (size_t)(nl - s) + 1 : avail;
+
+    if (p->line_len + take > cap) return -(int)h1p_fail(p, H1P_TOO_LARGE);
+    *i += take;
+    if (p->line_len == 0 && nl) {
+        *l = s;
+        *ln = take;
+    } else {
+        if (h1p_keep(p, s, take) != 0) return -(int)h1p_fail(p, H1P_NOMEM);
+        if (!nl) return 0;
+        *l = p->line;
+        *ln = p->line_len;
+    }
+    p->line_len = 0; /* the bytes stay where they are until the next line is gathered */
+    if (*ln < 2 || (*l)[*ln - 2] != '\r') return -(int)h1p_fail(p, H1P_MALFORMED);
+    *ln -= 2;
+    return 1;
+}
+
+static bool h1p_all(const char *s, size_t n, unsigned cls)
+{
+    for (size_t k = 0; k < n; k++)
+        if (!(h1p_cls[(unsigned char)s[k]] & cls)) return false;
+    return true;
+}
+
+/* A field value or reason phrase: no control byte but HTAB. Eight bytes at a time while no byte
+ * is below 0x20 or 0x7f (exact as to whether one is: Bit Twiddling Hacks' hasless), the rest
+ * and any word with a tab through the table. */
+static bool h1p_value_ok(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, s + k, 8);
+        y = x ^ (0x7f * ones);
+        if ((((x - 0x20 * ones) & ~x) | ((y - ones) & ~y)) & high) break;
+    }
+    return h1p_all(s + k, n - k, H1P_VALUE);
+}
+
+/* "HTTP/1.x NNN[ reason]" */
+static h1p_result h1p_status_line(h1p *p, const char *l, size_t n)
+{
+    if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || (l[7] != '0' && l[7] != '1') || l[8] != ' ')
+        return H1P_MALFORMED;
+    if (l[9] < '1' || l[9] > '9' || l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9')
+        return H1P_MALFORMED;
+    if (n > 12 && (l[12] != ' ' || !h1p_value_ok(l + 13, n - 13))) return H1P_MALFORMED;
+    p->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
+    /* A switch of protocols we never asked for: nothing after it is HTTP/1.1. */
+    if (p->status == 101) return H1P_MALFORMED;
+    p->v11 = l[7] == '1';
+    p->chunked = p->has_cl = p->has_te = p->conn_close = p->conn_keep = false;
+    p->left = 0;
+    p->state = H1P_S_HEADER;
+    return H1P_MORE;
+}
+
+/* The next element of a comma-separated list in [*s, e), without whitespace around it. */
+static bool h1p_list_next(const char **s, const char *e, const char **t, size_t *tn)
+{
+    const char *q = *s;
+    while (q < e && (*q == ' ' || *q == '\t' || *q == ','))
+        q++;
+    if (q == e) return false;
+    const char *b = q;
+    while (q < e && *q != ',')
+        q++;
+    const char *te = q;
+    while (te > b && (te[-1] == ' ' || te[-1] == '\t'))
+        te--;
+    *t = b;
+    *tn = (size_t)(te - b);
+    *s = q;
+    return true;
+}
+
+static h1p_result h1p_framing(h1p *p, const char *name, size_t nl, const char *v, size_t vn,
+                              bool tab_after)
+{
+    const char *e = v + vn, *t;
+    size_t tn;
+
+    if (nl == 14 && strncasecmp(name, "content-length", 14) == 0) {
+        uint64_t cl = 0;
+        /* one, of at most 18 digits (no overflow, and more than anyone sends) */
+        if (p->has_cl || vn == 0 || vn > 18 || tab_after) return H1P_MALFORMED;
+        for (size_t k = 0; k < vn; k++) {
+            if (v[k] < '0' || v[k] > '9') return H1P_MALFORMED;
+            cl = cl * 10 + (uint64_t)(v[k] - '0');
+        }
+        p->has_cl = true;
+        p->left = cl;
+    } else if (nl == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) {
+        /* chunked when it is the last coding; anywhere else the framing is not one we read */
+        /* (an empty coding last, "chunked,", is not chunked for llhttp: refused) */
+        if (p->chunked || (vn > 0 && v[vn - 1] == ',') || tab_after) return H1P_MALFORMED;
+        p->has_te = true;
+        while (h1p_list_next(&v, e, &t, &tn)) {
+            if (p->chunked) return H1P_MALFORMED;
+            p->chunked = tn == 7 && strncasecmp(t, "chunked", 7) == 0;
+        }
+    } else if (nl == 10 && strncasecmp(name, "connection", 10) == 0) {
+        while (h1p_list_next(&v, e, &t, &tn)) {
+            if (tn == 5 && strncasecmp(t, "close", 5) == 0) p->conn_close = true;
+            if (tn == 10 && strncasecmp(t, "keep-alive", 10) == 0) p->conn_keep = true;
+        }
+    }
+    return H1P_MORE;
+}
+
+/* The header block ended: where the body is, or that there is none. */
+static h1p_result h1p_head_end(h1p *p)
+{
+    if (p->has_cl && p->has_te) return H1P_MALFORMED; /* RFC 9112 6.3: a smuggling vector */
+    /* No body whatever they say; and a length that says otherwise is not worth a guess (llhttp
+     * would read it as a body, RFC 9110 would not). */
+    bool bodiless = p->status < 200 || p->status == 204 || p->status == 304;
+    if (bodiless && (p->has_te || p->left > 0)) return H1P_MALFORMED;
+    if (p->cb->on_head && p->cb->on_head(p->ud, p->status) != 0) return H1P_ABORTED;
+    if (p->status < 200) {
+        /* (HTTP/1.0 has none, and one that closes the connection leaves no room for the answer) */
+        if (!p->v11 || p->conn_close) return H1P_MALFORMED;
+        p->state = H1P_S_STATUS; /* interim: the real answer follows */
+        return H1P_MORE;
+    }
+    if (p->head_only || bodiless) return H1P_DONE;
+    if (p->chunked) {
+        p->state = H1P_S_CHUNK_SIZE;
+    } else if (p->has_cl && !p->has_te) {
+        if (p->left == 0) return H1P_DONE;
+        p->state = H1P_S_BODY_CL;
+    } else {
+        p->state = H1P_S_BODY_EOF;
+    }
+    return H1P_MORE;
+}
+
+static h1p_result h1p_header_line(h1p *p, const char *l, size_t n, bool trailer)
+{
+    size_t k = 0;
+
+    if (n == 0) return trailer ? H1P_DONE : h1p_head_end(p);
+    while (k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN))
+        k++;
+    if (k == 0 || k == n || l[k] != ':') return H1P_MALFORMED;
+    const char *v = l + k + 1, *e = l + n;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (!h1p_value_ok(v, (size_t)(e - v))) return H1P_MALFORMED;
+    /* (a tab after a Content-Length or Transfer-Encoding: llhttp refuses the one and misreads
+     * the other; we refuse both, below) */
+    bool tab_after = false;
+    for (const char *q = e; q < l + n; q++) /* (usually none: no call for it) */
+        tab_after |= *q == '\t';
+    if (trailer) {
+        /* framing has no place in trailers (RFC 9110 6.5.1), and llhttp reads it there */
+        if ((k == 10 && strncasecmp(l, "connection", 10) == 0) ||
+            (k == 14 && strncasecmp(l, "content-length", 14) == 0) ||
+            (k == 17 && strncasecmp(l, "transfer-encoding", 17) == 0))
+            return H1P_MALFORMED;
+        return H1P_MORE;
+    }
+    h1p_result r = h1p_framing(p, l, k, v, (size_t)(e - v), tab_after);
+    if (r != H1P_MORE) return r;
+    if (p->cb->on_header && p->cb->on_header(p->ud, l, k, v, (size_t)(e - v)) != 0)
+        return H1P_ABORTED;
+    return H1P_MORE;
+}
+
+/* "HEX[;ext]...[;ext=val]" with tokens only: what servers send, and nothing llhttp refuses */
+static h1p_result h1p_chunk_line(h1p *p, const char *l, size_t n)
+{
+    uint64_t size = 0;
+    size_t k = 0;
+
+    while (k < n && (h1p_cls[(unsigned char)l[k]] & H1P_HEX)) {
+        if (k == 15) return H1P_MALFORMED; /* 2^60 bytes is not a chunk */
+        unsigned char c = (unsigned char)l[k++];
+        size = size * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    if (k == 0) return H1P_MALFORMED;
+    while (k < n) {
+        size_t b;
+        if (l[k++] != ';') return H1P_MALFORMED;
+        for (b = k; k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN); k++)
+            ;
+        if (k == b) return H1P_MALFORMED;
+        if (k < n && l[k] == '=') {
+            for (b = ++k; k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN); k++)
+                ;
+            /* (llhttp 8.1 refuses an extension after one with a value) */
+            if (k == b || k < n) return H1P_MALFORMED;
+        }
+    }
+    if (size == 0) {
+        p->state = H1P_S_TRAILER;
+    } else {
+        p->left = size;
+        p->state = H1P_S_CHUNK_DATA;
+    }
+    return H1P_MORE;
+}
+
+static h1p_result h1p_on_line(h1p *p, const char *l, size_t n)
+{
+    switch (p->state) {
+    case H1P_S_STATUS:
+        return h1p_status_line(p, l, n);
+    case H1P_S_HEADER:
+        return h1p_header_line(p, l, n, false);
+    case H1P_S_TRAILER:
+        return h1p_header_line(p, l, n, true);
+    default:
+        return h1p_chunk_line(p, l, n);
+    }
+}
+
+/* Body bytes where they lie, at most p->left of them (all of them for a body ended by close). */
+static h1p_result h1p_body(h1p *p, const char *d, size_t n, size_t *i)
+{
+    size_t k = n - *i;
+    bool counted = p->state != H1P_S_BODY_EOF;
+
+    if (counted && k > p->left) k = (size_t)p->left;
+    if (p->cb->on_body && p->cb->on_body(p->ud, d + *i, k) != 0) return H1P_ABORTED;
+    *i += k;
+    if (!counted) return H1P_MORE;
+    p->left -= k;
+    if (p->left > 0) return H1P_MORE;
+    if (p->state == H1P_S_BODY_CL) return H1P_DONE;
+    p->state = H1P_S_CHUNK_CR;
+    return H1P_MORE;
+}
+
+h1p_result h1p_execute(h1p *p, const char *d, size_t n, size_t *used)
+{
+    size_t i = 0;
+    h1p_result r = H1P_MORE;
+
+    *used = 0;
+    if (p->state == H1P_S_ERROR) return (h1p_result)p->err;
+    if (p->state == H1P_S_DONE) return H1P_DONE;
+    while (i < n && r == H1P_MORE) {
+        switch (p->state) {
+        case H1P_S_BODY_CL:
+        case H1P_S_CHUNK_DATA:
+        case H1P_S_BODY_EOF:
+            r = h1p_body(p, d, n, &i);
+            break;
+        case H1P_S_CHUNK_CR:
+        case H1P_S_CHUNK_LF:
+            if (d[i++] != (p->state == H1P_S_CHUNK_CR ? '\r' : '\n'))
+                r = H1P_MALFORMED;
+            else
+                p->state = p->state == H1P_S_CHUNK_CR ? H1P_S_CHUNK_LF : H1P_S_CHUNK_SIZE;
+            break;
+        default: {
+            const char *l;
+            size_t ln;
+            bool chunk = p->state == H1P_S_CHUNK_SIZE;
+            int got = h1p_line(p, d, n, &i,
+                               chunk ? H1P_CHUNK_LINE_MAX : H1P_HEAD_MAX - p->head_bytes, &l, &ln);
+            if (got < 0) return (h1p_result)-got;
+            if (got == 0) break;
+            if (!chunk) p->head_bytes += ln + 2;
+            r = h1p_on_line(p, l, ln);
+            break;
+        }
+        }
+    }
+    *used = i;
+    if (r == H1P_DONE)
+        p->state = H1P_S_DONE;
+    else if (r != H1P_MORE)
+        h1p_fail(p, r);
+    return r;
+}
+
+h1p_result h1p_finish(h1p *p)
+{
+    if (p->state == H1P_S_ERROR) return (h1p_result)p->err;
+    if (p->state == H1P_S_BODY_EOF || p->state == H1P_S_DONE) {
+        p->state = H1P_S_DONE;
+        return H1P_DONE;
+    }
+    return h1p_fail(p, H1P_MALFORMED);
+}
+
+bool h1p_needs_eof(const h1p *p)
+{
+    return p->state == H1P_S_BODY_EOF;
+}
+
+bool h1p_keep_alive(const h1p *p)
+{
+    /* a body ended by the close ends the connection too (state is DONE after h1p_finish) */
+    bool framed = !(p->status >= 200 && !p->head_only && p->status != 204 && p->status != 304 &&
+                    !p->chunked && !p->has_cl);
+    return framed && (p->v11 ? !p->conn_close : p->conn_keep);
+}
