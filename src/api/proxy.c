@@ -406,26 +406,33 @@ static void on_drained(http_conn *c, void *ctx)
     }
 }
 
-/* Appends s at h[*k] within n bytes (truncating; h stays NUL-terminated). */
-static void hdr_put(char *h, size_t n, size_t *k, const char *s)
+/* Appends s (len bytes) at h[*k] within n bytes (truncating; h stays NUL-terminated). The
+ * literals' lengths are known where they are written: a strnlen call for each of the eight
+ * pieces was half of this per answer. */
+static void hdr_put(char *h, size_t n, size_t *k, const char *s, size_t len)
 {
-    if (*k + 1 < n) *k += ms_copy(h + *k, n - *k, s);
+    if (*k + len >= n) len = *k + 1 < n ? n - 1 - *k : 0;
+    memcpy(h + *k, s, len);
+    *k += len;
+    h[*k] = '\0';
 }
+#define HDR_LIT(h, n, k, lit) hdr_put(h, n, k, lit, sizeof(lit) - 1)
 
 static void model_headers(proxy *p, char *h, size_t n, const char *cost)
 {
+    const char *model = p->call->model->name, *prov = p->call->dep->provider->name;
     size_t k = 0;
     h[0] = '\0';
-    hdr_put(h, n, &k, "x-modelswitch-model: ");
-    hdr_put(h, n, &k, p->call->model->name);
-    hdr_put(h, n, &k, "\r\nx-modelswitch-provider: ");
-    hdr_put(h, n, &k, p->call->dep->provider->name);
-    hdr_put(h, n, &k, "\r\n");
-    if (p->st->cache) hdr_put(h, n, &k, "x-modelswitch-cache: miss\r\n");
+    HDR_LIT(h, n, &k, "x-modelswitch-model: ");
+    hdr_put(h, n, &k, model, strlen(model));
+    HDR_LIT(h, n, &k, "\r\nx-modelswitch-provider: ");
+    hdr_put(h, n, &k, prov, strlen(prov));
+    HDR_LIT(h, n, &k, "\r\n");
+    if (p->st->cache) HDR_LIT(h, n, &k, "x-modelswitch-cache: miss\r\n");
     if (cost && cost[0]) {
-        hdr_put(h, n, &k, "x-modelswitch-cost: ");
-        hdr_put(h, n, &k, cost);
-        hdr_put(h, n, &k, "\r\n");
+        HDR_LIT(h, n, &k, "x-modelswitch-cost: ");
+        hdr_put(h, n, &k, cost, strlen(cost));
+        HDR_LIT(h, n, &k, "\r\n");
     }
 }
 
