@@ -278,6 +278,22 @@ static void test_i64_dec(void)
             CHECK_EQ_STR(a, b);
         }
     }
+    /* values of every magnitude (eight-digit blocks, and what is left after them) */
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        char a[24], b[24];
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int64_t v = (int64_t)(x >> (i % 64));
+        if (i & 1) v = -v;
+        *ms_i64_dec(v, a) = '\0';
+        snprintf(b, sizeof b, "%lld", (long long)v);
+        if (strcmp(a, b) != 0) {
+            CHECK_EQ_STR(a, b);
+            break;
+        }
+    }
     /* every value up to 10^5 against printf */
     for (int64_t v = -100000; v <= 100000; v++) {
         char a[24], b[24];
