@@ -28,10 +28,9 @@ enum {
 };
 
 /* Character classes (RFC 9110 5.6.2, 5.5): tchar; a field value's or reason phrase's byte
- * (HTAB, SP, VCHAR, obs-text); a hex digit. */
+ * (HTAB, SP, VCHAR, obs-text). And every byte's value as a hex digit (16 when it is none). */
 #define H1P_TOKEN 1
 #define H1P_VALUE 2
-#define H1P_HEX 4
 #define H1P_ALNUM(c)                                                                               \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define H1P_TSYM(c)                                                                                \
@@ -42,11 +41,18 @@ enum {
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 #define H1P_C(c)                                                                                   \
     ((H1P_ALNUM(c) || H1P_TSYM(c) ? H1P_TOKEN : 0) |                                               \
-     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? H1P_VALUE : 0) | (H1P_ISHEX(c) ? H1P_HEX : 0))
-#define H1P_R4(i) H1P_C(i), H1P_C(i + 1), H1P_C(i + 2), H1P_C(i + 3)
-#define H1P_R16(i) H1P_R4(i), H1P_R4(i + 4), H1P_R4(i + 8), H1P_R4(i + 12)
-#define H1P_R64(i) H1P_R16(i), H1P_R16(i + 16), H1P_R16(i + 32), H1P_R16(i + 48)
-static const unsigned char h1p_cls[256] = {H1P_R64(0), H1P_R64(64), H1P_R64(128), H1P_R64(192)};
+     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? H1P_VALUE : 0))
+#define H1P_HV(c)                                                                                  \
+    (!H1P_ISHEX(c) ? 16 : (c) <= '9' ? (c) - '0' : (c) >= 'a' ? (c) - 'a' + 10 : (c) - 'A' + 10)
+#define H1P_R4(f, i) f(i), f(i + 1), f(i + 2), f(i + 3)
+#define H1P_R16(f, i) H1P_R4(f, i), H1P_R4(f, i + 4), H1P_R4(f, i + 8), H1P_R4(f, i + 12)
+#define H1P_R64(f, i) H1P_R16(f, i), H1P_R16(f, i + 16), H1P_R16(f, i + 32), H1P_R16(f, i + 48)
+#define H1P_TABLE(f)                                                                               \
+    {                                                                                              \
+        H1P_R64(f, 0), H1P_R64(f, 64), H1P_R64(f, 128), H1P_R64(f, 192)                            \
+    }
+static const unsigned char h1p_cls[256] = H1P_TABLE(H1P_C);
+static const unsigned char h1p_hexv[256] = H1P_TABLE(H1P_HV);
 
 #define H1P_LINE_FIRST 512 /* the line buffer's first size */
 
@@ -286,10 +292,10 @@ static h1p_result h1p_chunk_line(h1p *p, const char *l, size_t n)
     uint64_t size = 0;
     size_t k = 0;
 
-    while (k < n && (h1p_cls[(unsigned char)l[k]] & H1P_HEX)) {
-        if (k == 15) return H1P_MALFORMED; /* 2^60 bytes is not a chunk */
-        unsigned char c = (unsigned char)l[k++];
-        size = size * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    unsigned v;
+    while (k < n && (v = h1p_hexv[(unsigned char)l[k]]) < 16) {
+        if (k++ == 15) return H1P_MALFORMED; /* 2^60 bytes is not a chunk */
+        size = size * 16 + v;
     }
     if (k == 0) return H1P_MALFORMED;
     while (k < n) {
@@ -312,6 +318,29 @@ static h1p_result h1p_chunk_line(h1p *p, const char *l, size_t n)
         p->state = H1P_S_CHUNK_DATA;
     }
     return H1P_MORE;
+}
+
+/* The chunk head every server sends, "HEX\r\n" whole in the read, read without the line
+ * machinery (a stream is a chunk per event): the bytes it took, or 0 when it is not that and
+ * the line path decides. */
+static size_t h1p_chunk_fast(h1p *p, const char *d, size_t n)
+{
+    uint64_t size = 0;
+    size_t k = 0;
+    unsigned v;
+
+    while (k < n && k < 15 && (v = h1p_hexv[(unsigned char)d[k]]) < 16) {
+        size = size * 16 + v;
+        k++;
+    }
+    if (k == 0 || n - k < 2 || d[k] != '\r' || d[k + 1] != '\n') return 0;
+    if (size == 0) {
+        p->state = H1P_S_TRAILER;
+    } else {
+        p->left = size;
+        p->state = H1P_S_CHUNK_DATA;
+    }
+    return k + 2;
 }
 
 static h1p_result h1p_on_line(h1p *p, const char *l, size_t n)
@@ -341,7 +370,13 @@ static h1p_result h1p_body(h1p *p, const char *d, size_t n, size_t *i)
     p->left -= k;
     if (p->left > 0) return H1P_MORE;
     if (p->state == H1P_S_BODY_CL) return H1P_DONE;
-    p->state = H1P_S_CHUNK_CR;
+    /* the CRLF after the data, when it is there, at once */
+    if (n - *i >= 2 && d[*i] == '\r' && d[*i + 1] == '\n') {
+        *i += 2;
+        p->state = H1P_S_CHUNK_SIZE;
+    } else {
+        p->state = H1P_S_CHUNK_CR;
+    }
     return H1P_MORE;
 }
 
@@ -369,8 +404,12 @@ h1p_result h1p_execute(h1p *p, const char *d, size_t n, size_t *used)
             break;
         default: {
             const char *l;
-            size_t ln;
+            size_t ln, fast;
             bool chunk = p->state == H1P_S_CHUNK_SIZE;
+            if (chunk && p->line_len == 0 && (fast = h1p_chunk_fast(p, d + i, n - i)) > 0) {
+                i += fast;
+                break;
+            }
             int got = h1p_line(p, d, n, &i,
                                chunk ? H1P_CHUNK_LINE_MAX : H1P_HEAD_MAX - p->head_bytes, &l, &ln);
             if (got < 0) return (h1p_result)-got;
