@@ -2,7 +2,7 @@
  * The native client's HTTP/1.1 response parser (h1.c): status line, header fields, and the body's
  * framing (Content-Length, chunked, or until the connection closes), pushed a read at a time.
  * It replaced llhttp on the upstream side because a response head is a handful of lines, and
- * finding each line with memchr and checking it with one table costs a third of llhttp's
+ * finding each line with memchr and checking it with one table costs a third less than llhttp's
  * byte-at-a-time state machine and its callbacks (docs/PERFORMANCE.md, round 10).
  *
  * It is strict where framing is at stake: CRLF line ends only, no obs-fold, no space before a
