@@ -11,6 +11,38 @@ import fs from 'node:fs';
 const [resFile, outFile] = process.argv.slice(2);
 const lines = fs.readFileSync(resFile, 'utf8').split('\n').filter(Boolean);
 
+// The figures of the results file this run replaces (issue 15: nothing on the hot path may get
+// slower), read from its tables: instructions per request (all threads, and the worker's) and
+// CPU µs per request of the cpu phase, by the tables' own workload and target names.
+function previousResults(file) {
+    let text;
+    try {
+        text = fs.readFileSync(file, 'utf8');
+    } catch {
+        return null;
+    }
+    const prev = { version: (text.match(/^- \*\*modelswitch\*\*: (.*)$/m) ?? [])[1], cg: {}, cpu: {} };
+    const num = (x) => (x === undefined ? NaN : Number(String(x).replace(/,/g, '')));
+    let section = '';
+    for (const line of text.split('\n')) {
+        if (line.startsWith('## ')) section = line.slice(3);
+        if (!line.startsWith('| ') || line.startsWith('|---')) continue;
+        const cells = line.slice(2, -2).split(' | ');
+        if (cells.length < 4) continue;
+        const key = `${cells[0]}|${cells[1]}`;
+        if (section.startsWith('Instructions per request')) {
+            const all = num(cells[2]);
+            if (Number.isFinite(all)) {
+                prev.cg[key] = { all, worker: num((cells[3].match(/worker ([\d,]+)/) ?? [])[1]) };
+            }
+        } else if (section.startsWith('CPU per request, the proxy the limit')) {
+            if (Number.isFinite(num(cells[3]))) prev.cpu[key] = num(cells[3]);
+        }
+    }
+    return prev;
+}
+const prev = previousResults(outFile);
+
 const info = {};
 const infoMulti = {};
 const recs = [];
@@ -303,6 +335,7 @@ if (memRecs.length) {
 // ---------------------------------------------------------------------------------------------
 const cgRecs = recs.filter((r) => r.kind === 'cg');
 const cg = {};
+const cgWorker = {};
 if (cgRecs.length) {
     say('## Instructions per request (callgrind)');
     say();
@@ -320,6 +353,8 @@ if (cgRecs.length) {
         const all = (r.v.ir2 - r.v.ir1) / n;
         const top = (r.v.top2 - r.v.top1) / n;
         (cg[r.workload] ??= {})[r.target] = all;
+        (cgWorker[r.workload] ??= {})[r.target] = r.v.t2_worker === undefined ? NaN
+            : (r.v.t2_worker - (r.v.t1_worker ?? 0)) / n;
         const per = Object.keys(r.v).filter((k) => k.startsWith('t2_')).map((k) => k.slice(3))
             .map((th) => [th, ((r.v[`t2_${th}`] ?? 0) - (r.v[`t1_${th}`] ?? 0)) / n])
             .sort((x, y) => y[1] - x[1]).map(([th, x]) => `${th} ${fmt(x)}`).join(', ');
@@ -542,6 +577,63 @@ if (sharedRows.length || cgShared || openShared) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Against the results this run replaces: ModelSwitch's instructions (stable to a fraction of a
+// percent from run to run, so a rise past 1% is a change of the code) and CPU per request (which
+// moves with the machine: nginx's row says how much it moved).
+const CG_RISE = 0.01;
+const CPU_RISE = 0.10;
+let slowerCg = prev ? 0 : undefined;
+if (prev && (Object.keys(prev.cg).length || Object.keys(prev.cpu).length)) {
+    const rows = [];
+    const change = (was, now) => (Number.isFinite(was) && Number.isFinite(now) && was > 0
+        ? now / was - 1 : NaN);
+    const fmtChange = (c) => (!Number.isFinite(c) ? '–' : Math.abs(c) < 0.0005 ? '0.0%'
+        : `${c > 0 ? '+' : '−'}${fmt(Math.abs(c) * 100, 1)}%`);
+    const flag = (c, lim) => (!Number.isFinite(c) ? '' : c > lim ? '**slower**'
+        : c < -lim ? 'faster' : '');
+    for (const [wl, byT] of Object.entries(cg)) {
+        for (const [t, now] of Object.entries(byT)) {
+            if (!t.startsWith('modelswitch')) continue;
+            const was = prev.cg[`${WORKLOADS[wl] ?? wl}|${NAMES[t]}`];
+            if (!was) continue;
+            const c = change(was.all, now);
+            const cw = change(was.worker, cgWorker[wl]?.[t]);
+            if (c > CG_RISE) slowerCg++;
+            rows.push([WORKLOADS[wl] ?? wl, NAMES[t], 'instructions/request, all threads',
+                fmt(was.all), fmt(now), fmtChange(c), flag(c, CG_RISE)]);
+            if (Number.isFinite(cw)) {
+                rows.push([WORKLOADS[wl] ?? wl, NAMES[t], 'instructions/request, worker',
+                    fmt(was.worker), fmt(cgWorker[wl][t]), fmtChange(cw), flag(cw, CG_RISE)]);
+            }
+        }
+    }
+    for (const [wl, byT] of Object.entries(cpuSum)) {
+        for (const [t, s] of Object.entries(byT)) {
+            const was = prev.cpu[`${WORKLOADS[wl] ?? wl}|${NAMES[t]}`];
+            if (was === undefined) continue;
+            const c = change(was, s.us);
+            rows.push([WORKLOADS[wl] ?? wl, NAMES[t], 'CPU µs/request (cpu phase)', fmt(was, 1),
+                fmt(s.us, 1), fmtChange(c), t.startsWith('modelswitch') ? flag(c, CPU_RISE) : '']);
+        }
+    }
+    if (rows.length) {
+        say('## Against the previous results');
+        say();
+        say(`The figures of the bench/RESULTS.md this run replaced (${prev.version ?? 'its ' +
+            'version unknown'}), by the same workload and target. Instructions per request ` +
+            'move by a fraction of a percent from run to run: a rise past ' +
+            `${fmt(CG_RISE * 100)}% is marked slower, and is a change of the code. CPU per ` +
+            `request moves by several percent with the machine: past ${fmt(CPU_RISE * 100)}% ` +
+            'it is marked, and means more when nginx\'s own row did not move with it.');
+        say();
+        say(table(['workload', 'target', 'figure', 'previous', 'now', 'change', ''], rows));
+        say();
+    } else {
+        slowerCg = undefined;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 say('## The issue\'s targets');
 say();
 const trows = [];
@@ -606,6 +698,10 @@ for (const [t, ref, what] of [['modelswitch', 'nginx', 'plain HTTP'],
     const r = cc[t].us / cc[ref].us;
     trows.push([`CPU per request ≤ 1.0 × nginx's, proxy the limit (${what}, chat 1 KB)`,
         fmtRatio(r), mark(r <= 1.0)]);
+}
+if (slowerCg !== undefined) {
+    trows.push(['no ModelSwitch instruction count more than 1% above the previous results',
+        `${slowerCg} above`, mark(slowerCg === 0)]);
 }
 say(table(['target', 'measured', ''], trows));
 say();

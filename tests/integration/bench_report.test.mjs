@@ -1,0 +1,71 @@
+// bench/report.mjs's comparison with the results it replaces (issue 15: nothing on the hot path
+// may get slower): from synthetic records, a first report has no such section; a second one,
+// over the first, sets each ModelSwitch figure beside the previous one and marks an instruction
+// count more than 1% above it slower (and the target not met), a drop faster.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+// Records as bench/run.sh writes them: callgrind over 200 and 2,200 requests, one cpu round.
+function records(msInstr, msWorker, msUs) {
+    const cg = (target, all, worker) => `cg chat1k ${target} 1 n1=200 n2=2200 ir1=0 ` +
+        `ir2=${all * 2000} top1=0 top2=${all * 2000} ok1=200 ok2=2200 t1_worker=0 ` +
+        `t2_worker=${worker * 2000}`;
+    const cpu = (target, us) => `cpu chat1k ${target} 1 requests=100000 ` +
+        `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +
+        'wrk_cpu_s=2 err_status=0';
+    return [
+        'info modelswitch modelswitch 0.1.0 (test)',
+        cg('modelswitch', msInstr, msWorker),
+        cg('nginx', 25000, 25000),
+        cpu('modelswitch', msUs),
+        cpu('nginx', 20),
+    ].join('\n') + '\n';
+}
+
+function report(dir, recs, out) {
+    const res = path.join(dir, 'results.txt');
+    fs.writeFileSync(res, recs);
+    execFileSync('node', [path.join(root, 'bench/report.mjs'), res, out], { stdio: 'pipe' });
+    return fs.readFileSync(out, 'utf8');
+}
+
+const row = (text, figure) => text.split('\n').find((l) => l.startsWith('| chat, 1 KB prompt | ' +
+    `ModelSwitch | ${figure} |`));
+
+test('the report compares with the results it replaces', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
+    try {
+        const out = path.join(dir, 'RESULTS.md');
+        const first = report(dir, records(50000, 33000, 22.0), out);
+        assert.ok(!first.includes('## Against the previous results'));
+        assert.ok(!first.includes('above the previous results'));
+
+        // 5% more instructions in all threads, the worker's unchanged, CPU 20% up
+        const second = report(dir, records(52500, 33000, 26.4), out);
+        assert.ok(second.includes('## Against the previous results'));
+        assert.match(second, /this run replaced \(modelswitch 0\.1\.0 \(test\)\)/);
+        assert.equal(row(second, 'instructions/request, all threads'),
+            '| chat, 1 KB prompt | ModelSwitch | instructions/request, all threads | 50,000 | ' +
+            '52,500 | +5.0% | **slower** |');
+        assert.equal(row(second, 'instructions/request, worker'),
+            '| chat, 1 KB prompt | ModelSwitch | instructions/request, worker | 33,000 | 33,000 | ' +
+            '0.0% |  |');
+        assert.equal(row(second, 'CPU µs/request (cpu phase)'),
+            '| chat, 1 KB prompt | ModelSwitch | CPU µs/request (cpu phase) | 22.0 | 26.4 | ' +
+            '+20.0% | **slower** |');
+        assert.match(second, /\| no ModelSwitch instruction count more than 1% above the previous results \| 1 above \| \*\*not met\*\* \|/);
+
+        // then 10% fewer: faster, and the target met
+        const third = report(dir, records(47250, 33000, 22.0), out);
+        assert.match(row(third, 'instructions/request, all threads'), /\| −10\.0% \| faster \|$/);
+        assert.match(third, /more than 1% above the previous results \| 0 above \| met \|/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
