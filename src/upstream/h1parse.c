@@ -54,25 +54,23 @@ enum {
 static const unsigned char h1p_cls[256] = H1P_TABLE(H1P_C);
 static const unsigned char h1p_hexv[256] = H1P_TABLE(H1P_HV);
 
-#define H1P_LINE_FIRST 512 /* the line buffer's first size */
+#define H1P_LINE_FIRST 512 /* the most a line buffer keeps between responses */
 
 void h1p_free(h1p *p)
 {
-    free(p->line);
-    p->line = NULL;
-    p->line_len = p->line_cap = 0;
+    buf_free(&p->line);
 }
 
 void h1p_init(h1p *p, const h1p_callbacks *cb, void *ud, bool head_only)
 {
     /* a buffer grown for a long line is not kept for the connection's later responses (an idle
      * pooled connection holds at most the first size) */
-    if (p->line_cap > H1P_LINE_FIRST) h1p_free(p);
-    char *line = p->line;
-    size_t cap = p->line_cap;
+    buf_t line = p->line;
+    if (line.cap > H1P_LINE_FIRST) buf_free(&line);
+    line.len = 0;
+    line.limit = H1P_HEAD_MAX;
     memset(p, 0, sizeof *p);
     p->line = line;
-    p->line_cap = cap;
     p->cb = cb;
     p->ud = ud;
     p->head_only = head_only;
@@ -86,23 +84,6 @@ static h1p_result h1p_fail(h1p *p, h1p_result r)
     return r;
 }
 
-/* Appends to the gathered line; the caller has checked the cap. */
-static int h1p_keep(h1p *p, const char *s, size_t n)
-{
-    if (p->line_len + n > p->line_cap) {
-        size_t cap = p->line_cap ? p->line_cap : H1P_LINE_FIRST;
-        while (cap < p->line_len + n)
-            cap *= 2;
-        char *nl = realloc(p->line, cap);
-        if (!nl) return -1;
-        p->line = nl;
-        p->line_cap = cap;
-    }
-    memcpy(p->line + p->line_len, s, n);
-    p->line_len += n;
-    return 0;
-}
-
 /* The next line from d[*i..n), at most cap bytes with its CRLF: 1 with *l and *ln (without the
  * CRLF) when it is whole, 0 when every byte was taken and the line goes on in the next read, or
  * an error result (negated). */
@@ -114,18 +95,18 @@ static int h1p_line(h1p *p, const char *d, size_t n, size_t *i, size_t cap, cons
     const char *nl = memchr(s, '\n', avail);
     size_t take = nl ? (size_t)(nl - s) + 1 : avail;
 
-    if (p->line_len + take > cap) return -(int)h1p_fail(p, H1P_TOO_LARGE);
+    if (p->line.len + take > cap) return -(int)h1p_fail(p, H1P_TOO_LARGE);
     *i += take;
-    if (p->line_len == 0 && nl) {
+    if (p->line.len == 0 && nl) {
         *l = s;
         *ln = take;
     } else {
-        if (h1p_keep(p, s, take) != 0) return -(int)h1p_fail(p, H1P_NOMEM);
+        if (buf_append(&p->line, s, take) != 0) return -(int)h1p_fail(p, H1P_NOMEM);
         if (!nl) return 0;
-        *l = p->line;
-        *ln = p->line_len;
+        *l = p->line.data;
+        *ln = p->line.len;
     }
-    p->line_len = 0; /* the bytes stay where they are until the next line is gathered */
+    p->line.len = 0; /* the bytes stay where they are until the next line is gathered */
     if (*ln < 2 || (*l)[*ln - 2] != '\r') return -(int)h1p_fail(p, H1P_MALFORMED);
     *ln -= 2;
     return 1;
@@ -406,7 +387,7 @@ h1p_result h1p_execute(h1p *p, const char *d, size_t n, size_t *used)
             const char *l;
             size_t ln, fast;
             bool chunk = p->state == H1P_S_CHUNK_SIZE;
-            if (chunk && p->line_len == 0 && (fast = h1p_chunk_fast(p, d + i, n - i)) > 0) {
+            if (chunk && p->line.len == 0 && (fast = h1p_chunk_fast(p, d + i, n - i)) > 0) {
                 i += fast;
                 break;
             }

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
+
 /* The header block (status line, fields, trailers; every byte of their lines) */
 #define H1P_HEAD_MAX (64 * 1024)
 /* A chunk's size line, its extensions included */
@@ -52,9 +54,8 @@ typedef struct {
     uint64_t left; /* Content-Length or chunk bytes still to come */
     size_t head_bytes;
     /* A line split between reads is gathered here (allocated on first need, kept across the
-     * responses of a connection, freed by h1p_free). */
-    char *line;
-    size_t line_len, line_cap;
+     * responses of a connection while it is of the first size, freed by h1p_free) */
+    buf_t line;
 } h1p;
 
 /* Ready for a response; head_only when it answers a HEAD (no body whatever it says). Keeps the

@@ -302,10 +302,10 @@ static void test_limits(void)
     memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
     h1p_init(&p, &acb, &a, false);
     CHECK_EQ_INT(parse_cut(&p, big, sizeof big, 0, 777, &a, &end), H1P_TOO_LARGE);
-    CHECK(p.line_cap <= H1P_HEAD_MAX && p.line_cap > 512);
+    CHECK(p.line.cap <= H1P_HEAD_MAX && p.line.cap > 512);
     /* the next response on the connection does not keep the grown buffer */
     h1p_init(&p, &acb, &a, false);
-    CHECK(p.line == NULL && p.line_cap == 0);
+    CHECK(p.line.data == NULL && p.line.cap == 0);
     /* a chunk line */
     size_t n = (size_t)sprintf(big, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;");
     memset(big + n, 'e', H1P_CHUNK_LINE_MAX);
@@ -313,7 +313,7 @@ static void test_limits(void)
     h1p_init(&p, &acb, &a, false);
     CHECK_EQ_INT(parse_cut(&p, big, n, 0, 100, &a, &end), H1P_TOO_LARGE);
     h1p_free(&p);
-    CHECK(p.line == NULL);
+    CHECK(p.line.data == NULL);
 }
 
 static int stop_head(void *ud, int status)
