@@ -40,7 +40,7 @@
  * including resolution), first-byte (until the final header block) and total deadlines.
  */
 #include "upstream/upstream.h"
-#include "upstream/h1parse.h"
+#include "common/h1parse.h"
 #include "upstream/internal.h"
 #include "upstream/tls.h"
 
@@ -420,7 +420,7 @@ static void h1_timer_cb(uv_timer_t *t)
 
 static bool h1_name_is(const char *p, size_t n, const char *lit, size_t ln)
 {
-    return n == ln && strncasecmp(p, lit, n) == 0;
+    return h1p_caseeq(p, n, lit, ln);
 }
 
 static int h1_on_header(void *ud, const char *n, size_t nl, const char *v, size_t vn)

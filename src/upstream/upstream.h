@@ -1,7 +1,7 @@
 /*
  * The upstream HTTP client, driven by a worker's libuv loop so upstream I/O shares the event loop
  * with client connections and never blocks it. `http://` and `https://` URLs go through a native
- * HTTP/1.1 client (src/upstream/h1.c: llhttp, OpenSSL on memory BIOs, a keep-alive pool per
+ * HTTP/1.1 client (src/upstream/h1.c: common/h1parse.c, OpenSSL on memory BIOs, a keep-alive pool per
  * host), which costs far less than libcurl per request; libcurl's multi_socket interface stays
  * for https:// behind a proxy from the environment, and for everything when
  * MODELSWITCH_UPSTREAM=curl is in the environment at start. One up_ctx per worker owns both clients

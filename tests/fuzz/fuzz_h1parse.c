@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the upstream response parser (src/upstream/h1parse.c) against llhttp, and
+ * libFuzzer target: the upstream response parser (src/common/h1parse.c) against llhttp, and
  * against itself with the input cut into reads (the check: tests/unit/h1p_diff.h). The first
  * byte chooses HEAD or not and where the cuts fall; the rest is the response.
  *

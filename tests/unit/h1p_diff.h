@@ -1,5 +1,5 @@
 /*
- * The differential check of the upstream response parser (src/upstream/h1parse.c) against llhttp,
+ * The differential check of the upstream response parser (src/common/h1parse.c) against llhttp,
  * shared by tests/unit/test_h1parse.c (seeds and a fixed run of mutations, in the suite) and
  * tests/fuzz/fuzz_h1parse.c (libFuzzer). h1parse may refuse what llhttp takes, never the reverse
  * in a way that matters: a response it accepts must have llhttp's status, body bytes, end and
@@ -10,7 +10,7 @@
 #ifndef MS_TEST_H1P_DIFF_H
 #define MS_TEST_H1P_DIFF_H
 
-#include "upstream/h1parse.h"
+#include "common/h1parse.h"
 
 #include <llhttp.h>
 #include <stdbool.h>

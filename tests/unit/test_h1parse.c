@@ -1,5 +1,5 @@
 /*
- * The upstream response parser (src/upstream/h1parse.c): what it accepts and how (status, body,
+ * The upstream response parser (src/common/h1parse.c): what it accepts and how (status, body,
  * end, keep-alive) whole, a byte at a time and cut at every offset; what it refuses and with
  * which result; its caps; its callbacks; and a fixed run of mutations of real responses checked
  * against llhttp (tests/unit/h1p_diff.h, the same check as tests/fuzz/fuzz_h1parse.c).

@@ -1,13 +1,14 @@
 /*
- * The native client's HTTP/1.1 response parser (the why and the rules: h1parse.h).
+ * The HTTP/1.1 parser of the upstream client's responses and the server's requests (the why and
+ * the rules: h1parse.h).
  *
- * Lines (the status line, header fields, chunk sizes, trailers) are found with memchr and
- * checked where they lie in the read; only a line that a read cuts in two is gathered in the
- * parser's own buffer. Body bytes are handed on where they lie. Every byte of the header block
- * counts against H1P_HEAD_MAX, a chunk's size line against H1P_CHUNK_LINE_MAX, so a peer that
- * never ends a line costs at most that much memory.
+ * Lines (the start line, header fields, chunk sizes, trailers) are found with memchr and checked
+ * where they lie in the read; only a line that a read cuts in two is gathered in the parser's own
+ * buffer. Body bytes are handed on where they lie. Every byte of the header block counts against
+ * the head cap (H1P_HEAD_MAX for a response, the caller's for a request), a chunk's size line
+ * against H1P_CHUNK_LINE_MAX, so a peer that never ends a line costs at most that much memory.
  */
-#include "upstream/h1parse.h"
+#include "common/h1parse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +28,15 @@ enum {
     H1P_S_ERROR
 };
 
-/* Character classes (RFC 9110 5.6.2, 5.5): tchar; a field value's or reason phrase's byte
- * (HTAB, SP, VCHAR, obs-text). And every byte's value as a hex digit (16 when it is none). */
+/* Character classes (RFC 9110 5.6.2, 5.5; RFC 3986 for the target): tchar; a field value's or
+ * reason phrase's byte (HTAB, SP, VCHAR, obs-text); a request target's (VCHAR: what the URI
+ * grammar allows is the router's to judge, what matters here is where the target ends); a
+ * quoted-string's byte (qdtext, RFC 9110 5.6.4). And every byte's value as a hex digit (16 when
+ * it is none). */
 #define H1P_TOKEN 1
 #define H1P_VALUE 2
+#define H1P_TARGET 4
+#define H1P_QDTEXT 8
 #define H1P_ALNUM(c)                                                                               \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define H1P_TSYM(c)                                                                                \
@@ -41,7 +47,9 @@ enum {
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 #define H1P_C(c)                                                                                   \
     ((H1P_ALNUM(c) || H1P_TSYM(c) ? H1P_TOKEN : 0) |                                               \
-     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? H1P_VALUE : 0))
+     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? H1P_VALUE : 0) |                               \
+     ((c) > 0x20 && (c) < 0x7f ? H1P_TARGET : 0) |                                                 \
+     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f && (c) != '"' && (c) != '\\') ? H1P_QDTEXT : 0))
 #define H1P_HV(c)                                                                                  \
     (!H1P_ISHEX(c) ? 16 : (c) <= '9' ? (c) - '0' : (c) >= 'a' ? (c) - 'a' + 10 : (c) - 'A' + 10)
 #define H1P_R4(f, i) f(i), f(i + 1), f(i + 2), f(i + 3)
@@ -61,27 +69,47 @@ void h1p_free(h1p *p)
     buf_free(&p->line);
 }
 
-void h1p_init(h1p *p, const h1p_callbacks *cb, void *ud, bool head_only)
+static void h1p_reset(h1p *p, const h1p_callbacks *cb, void *ud, size_t head_max)
 {
-    /* a buffer grown for a long line is not kept for the connection's later responses (an idle
-     * pooled connection holds at most the first size) */
+    /* a buffer grown for a long line is not kept for the connection's later messages (an idle
+     * connection holds at most the first size) */
     buf_t line = p->line;
     if (line.cap > H1P_LINE_FIRST) buf_free(&line);
     line.len = 0;
-    line.limit = H1P_HEAD_MAX;
+    line.limit = head_max > H1P_CHUNK_LINE_MAX ? head_max : H1P_CHUNK_LINE_MAX;
     memset(p, 0, sizeof *p);
     p->line = line;
     p->cb = cb;
     p->ud = ud;
-    p->head_only = head_only;
+    p->head_max = head_max;
     p->state = H1P_S_STATUS;
+}
+
+void h1p_init(h1p *p, const h1p_callbacks *cb, void *ud, bool head_only)
+{
+    h1p_reset(p, cb, ud, H1P_HEAD_MAX);
+    p->head_only = head_only;
+}
+
+void h1p_init_request(h1p *p, const h1p_callbacks *cb, void *ud, size_t head_max)
+{
+    h1p_reset(p, cb, ud, head_max);
+    p->request = true;
 }
 
 static h1p_result h1p_fail(h1p *p, h1p_result r)
 {
+    p->where = p->state == H1P_S_STATUS   ? H1P_IN_START
+               : p->state == H1P_S_HEADER ? H1P_IN_HEADER
+                                          : H1P_IN_BODY;
     p->state = H1P_S_ERROR;
     p->err = (uint8_t)r;
     return r;
+}
+
+h1p_where h1p_error_where(const h1p *p)
+{
+    return (h1p_where)p->where;
 }
 
 /* The next line from d[*i..n), at most cap bytes with its CRLF: 1 with *l and *ln (without the
@@ -135,6 +163,15 @@ static bool h1p_value_ok(const char *s, size_t n)
     return h1p_all(s + k, n - k, H1P_VALUE);
 }
 
+/* The length of the token that starts l[0..n) */
+static size_t h1p_token_len(const char *l, size_t n)
+{
+    size_t k = 0;
+    while (k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN))
+        k++;
+    return k;
+}
+
 /* "HTTP/1.x NNN[ reason]" */
 static h1p_result h1p_status_line(h1p *p, const char *l, size_t n)
 {
@@ -149,6 +186,32 @@ static h1p_result h1p_status_line(h1p *p, const char *l, size_t n)
     p->v11 = l[7] == '1';
     p->chunked = p->has_cl = p->has_te = p->conn_close = p->conn_keep = false;
     p->left = 0;
+    p->state = H1P_S_HEADER;
+    return H1P_MORE;
+}
+
+/* "METHOD TARGET HTTP/1.x"; empty lines before it are skipped (RFC 9112 2.2: a client may send
+ * a CRLF after a body). The method is any token (the router answers one it does not serve); the
+ * target is the origin form, "*", or the absolute form of http(s) (RFC 9112 3.2): not the
+ * authority form, so CONNECT is refused here. */
+static h1p_result h1p_request_line(h1p *p, const char *l, size_t n)
+{
+    size_t m;
+
+    if (n == 0) return H1P_MORE;
+    m = h1p_token_len(l, n);
+    /* the method, its space, a target of a byte at least, and " HTTP/1.x" */
+    if (m == 0 || m > H1P_METHOD_MAX || n < m + 11 || l[m] != ' ') return H1P_MALFORMED;
+    const char *v = l + n - 9, *t = l + m + 1;
+    size_t tn = (size_t)(v - t);
+    if (memcmp(v, " HTTP/1.", 8) != 0 || (v[8] != '0' && v[8] != '1')) return H1P_MALFORMED;
+    if (!h1p_all(t, tn, H1P_TARGET)) return H1P_MALFORMED;
+    if (t[0] != '/' && !(tn == 1 && t[0] == '*') &&
+        !(tn > 7 && strncasecmp(t, "http://", 7) == 0) &&
+        !(tn > 8 && strncasecmp(t, "https://", 8) == 0))
+        return H1P_MALFORMED;
+    p->v11 = v[8] == '1';
+    if (p->cb->on_request && p->cb->on_request(p->ud, l, m, t, tn) != 0) return H1P_ABORTED;
     p->state = H1P_S_HEADER;
     return H1P_MORE;
 }
@@ -178,7 +241,7 @@ static h1p_result h1p_framing(h1p *p, const char *name, size_t nl, const char *v
     const char *e = v + vn, *t;
     size_t tn;
 
-    if (nl == 14 && strncasecmp(name, "content-length", 14) == 0) {
+    if (H1P_IS(name, nl, "content-length")) {
         uint64_t cl = 0;
         /* one, of at most 18 digits (no overflow, and more than anyone sends) */
         if (p->has_cl || vn == 0 || vn > 18 || tab_after) return H1P_MALFORMED;
@@ -188,28 +251,50 @@ static h1p_result h1p_framing(h1p *p, const char *name, size_t nl, const char *v
         }
         p->has_cl = true;
         p->left = cl;
-    } else if (nl == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) {
+    } else if (H1P_IS(name, nl, "transfer-encoding")) {
         /* chunked when it is the last coding; anywhere else the framing is not one we read */
         /* (an empty coding last, "chunked,", is not chunked for llhttp: refused) */
         if (p->chunked || (vn > 0 && v[vn - 1] == ',') || tab_after) return H1P_MALFORMED;
         p->has_te = true;
         while (h1p_list_next(&v, e, &t, &tn)) {
             if (p->chunked) return H1P_MALFORMED;
-            p->chunked = tn == 7 && strncasecmp(t, "chunked", 7) == 0;
+            p->chunked = H1P_IS(t, tn, "chunked");
+            /* a request's body is chunked and nothing else (RFC 9112 6.3: a request is never
+             * read until the close; and a coding we would not undo is no body we can use) */
+            if (p->request && !p->chunked) return H1P_MALFORMED;
         }
-    } else if (nl == 10 && strncasecmp(name, "connection", 10) == 0) {
+        if (p->request && !p->chunked) return H1P_MALFORMED; /* (an empty list) */
+    } else if (H1P_IS(name, nl, "connection")) {
         while (h1p_list_next(&v, e, &t, &tn)) {
-            if (tn == 5 && strncasecmp(t, "close", 5) == 0) p->conn_close = true;
-            if (tn == 10 && strncasecmp(t, "keep-alive", 10) == 0) p->conn_keep = true;
+            if (H1P_IS(t, tn, "close")) p->conn_close = true;
+            if (H1P_IS(t, tn, "keep-alive")) p->conn_keep = true;
         }
     }
     return H1P_MORE;
+}
+
+/* A request's header block ended: where its body is (the caller may pause before it), or that
+ * there is none. */
+static h1p_result h1p_request_head_end(h1p *p)
+{
+    int rc = p->cb->on_head ? p->cb->on_head(p->ud, 0) : 0;
+
+    if (rc != 0 && rc != H1P_PAUSE) return H1P_ABORTED;
+    if (p->chunked) {
+        p->state = H1P_S_CHUNK_SIZE;
+    } else if (p->left > 0) {
+        p->state = H1P_S_BODY_CL;
+    } else {
+        return H1P_DONE;
+    }
+    return rc == H1P_PAUSE ? H1P_PAUSED : H1P_MORE;
 }
 
 /* The header block ended: where the body is, or that there is none. */
 static h1p_result h1p_head_end(h1p *p)
 {
     if (p->has_cl && p->has_te) return H1P_MALFORMED; /* RFC 9112 6.3: a smuggling vector */
+    if (p->request) return h1p_request_head_end(p);
     /* No body whatever they say; and a length that says otherwise is not worth a guess (llhttp
      * would read it as a body, RFC 9110 would not). */
     bool bodiless = p->status < 200 || p->status == 204 || p->status == 304;
@@ -235,11 +320,10 @@ static h1p_result h1p_head_end(h1p *p)
 
 static h1p_result h1p_header_line(h1p *p, const char *l, size_t n, bool trailer)
 {
-    size_t k = 0;
+    size_t k;
 
     if (n == 0) return trailer ? H1P_DONE : h1p_head_end(p);
-    while (k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN))
-        k++;
+    k = h1p_token_len(l, n);
     if (k == 0 || k == n || l[k] != ':') return H1P_MALFORMED;
     const char *v = l + k + 1, *e = l + n;
     while (v < e && (*v == ' ' || *v == '\t'))
@@ -254,9 +338,8 @@ static h1p_result h1p_header_line(h1p *p, const char *l, size_t n, bool trailer)
         tab_after |= *q == '\t';
     if (trailer) {
         /* framing has no place in trailers (RFC 9110 6.5.1), and llhttp reads it there */
-        if ((k == 10 && strncasecmp(l, "connection", 10) == 0) ||
-            (k == 14 && strncasecmp(l, "content-length", 14) == 0) ||
-            (k == 17 && strncasecmp(l, "transfer-encoding", 17) == 0))
+        if (H1P_IS(l, k, "connection") || H1P_IS(l, k, "content-length") ||
+            H1P_IS(l, k, "transfer-encoding"))
             return H1P_MALFORMED;
         return H1P_MORE;
     }
@@ -267,7 +350,54 @@ static h1p_result h1p_header_line(h1p *p, const char *l, size_t n, bool trailer)
     return H1P_MORE;
 }
 
-/* "HEX[;ext]...[;ext=val]" with tokens only: what servers send, and nothing llhttp refuses */
+/* A quoted-string from l[k] (its opening DQUOTE): the index after its closing one, or 0 when it
+ * is not one (RFC 9110 5.6.4). */
+static size_t h1p_quoted(const char *l, size_t k, size_t n)
+{
+    for (k++; k < n; k++) {
+        unsigned char c = (unsigned char)l[k];
+        if (c == '"') return k + 1;
+        if (c == '\\') {
+            if (++k == n || !(h1p_cls[(unsigned char)l[k]] & H1P_VALUE)) return 0;
+        } else if (!(h1p_cls[c] & H1P_QDTEXT)) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* A chunk's extensions, l[k..n): ";name[=value]" each, tokens, no whitespace. A response's are
+ * what servers send and nothing llhttp 8.1 misreads: at most one value, and it ends the line. A
+ * request's may be any number, a value quoted or not (a client may send what RFC 9112 7.1.1
+ * allows), or empty; they mean nothing to us and count against H1P_REQ_EXT_MAX over the
+ * message. */
+static h1p_result h1p_chunk_exts(h1p *p, const char *l, size_t k, size_t n)
+{
+    if (p->request && (p->ext_bytes += n - k) > H1P_REQ_EXT_MAX) return H1P_TOO_LARGE;
+    while (k < n) {
+        size_t b;
+        if (l[k++] != ';') return H1P_MALFORMED;
+        for (b = k; k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN); k++)
+            ;
+        if (k == b || k == n || l[k] != '=') {
+            if (k == b) return H1P_MALFORMED;
+            continue;
+        }
+        if (++k < n && l[k] == '"' && p->request) {
+            if ((k = h1p_quoted(l, k, n)) == 0) return H1P_MALFORMED;
+            continue;
+        }
+        for (b = k; k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN); k++)
+            ;
+        /* A response's value ends the line (llhttp 8.1 refuses an extension after one with a
+         * value there). A request's may be empty: not the grammar's, but harmless in what we
+         * ignore, and clients have sent it (llhttp took it). */
+        if (!p->request && (k == b || k < n)) return H1P_MALFORMED;
+    }
+    return H1P_MORE;
+}
+
+/* "HEX[;ext...]" */
 static h1p_result h1p_chunk_line(h1p *p, const char *l, size_t n)
 {
     uint64_t size = 0;
@@ -279,19 +409,8 @@ static h1p_result h1p_chunk_line(h1p *p, const char *l, size_t n)
         size = size * 16 + v;
     }
     if (k == 0) return H1P_MALFORMED;
-    while (k < n) {
-        size_t b;
-        if (l[k++] != ';') return H1P_MALFORMED;
-        for (b = k; k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN); k++)
-            ;
-        if (k == b) return H1P_MALFORMED;
-        if (k < n && l[k] == '=') {
-            for (b = ++k; k < n && (h1p_cls[(unsigned char)l[k]] & H1P_TOKEN); k++)
-                ;
-            /* (llhttp 8.1 refuses an extension after one with a value) */
-            if (k == b || k < n) return H1P_MALFORMED;
-        }
-    }
+    h1p_result r = h1p_chunk_exts(p, l, k, n);
+    if (r != H1P_MORE) return r;
     if (size == 0) {
         p->state = H1P_S_TRAILER;
     } else {
@@ -328,7 +447,7 @@ static h1p_result h1p_on_line(h1p *p, const char *l, size_t n)
 {
     switch (p->state) {
     case H1P_S_STATUS:
-        return h1p_status_line(p, l, n);
+        return p->request ? h1p_request_line(p, l, n) : h1p_status_line(p, l, n);
     case H1P_S_HEADER:
         return h1p_header_line(p, l, n, false);
     case H1P_S_TRAILER:
@@ -392,7 +511,7 @@ h1p_result h1p_execute(h1p *p, const char *d, size_t n, size_t *used)
                 break;
             }
             int got = h1p_line(p, d, n, &i,
-                               chunk ? H1P_CHUNK_LINE_MAX : H1P_HEAD_MAX - p->head_bytes, &l, &ln);
+                               chunk ? H1P_CHUNK_LINE_MAX : p->head_max - p->head_bytes, &l, &ln);
             if (got < 0) return (h1p_result)-got;
             if (got == 0) break;
             if (!chunk) p->head_bytes += ln + 2;
@@ -404,7 +523,7 @@ h1p_result h1p_execute(h1p *p, const char *d, size_t n, size_t *used)
     *used = i;
     if (r == H1P_DONE)
         p->state = H1P_S_DONE;
-    else if (r != H1P_MORE)
+    else if (r != H1P_MORE && r != H1P_PAUSED)
         h1p_fail(p, r);
     return r;
 }
