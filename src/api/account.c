@@ -941,7 +941,7 @@ void api_account(http_conn *c, http_request *r, const store_key *key, acct_route
                  key_type type, int64_t id)
 {
     int64_t account = key->account_id;
-    llhttp_method_t m = r->method;
+    http_method m = r->method;
     acct_job *j = NULL;
 
     switch (route) {
@@ -965,16 +965,16 @@ void api_account(http_conn *c, http_request *r, const store_key *key, acct_route
         api_notifications(c, r, account);
         return;
     case ACCT_KEYS:
-        if (m == HTTP_POST) {
+        if (m == HTTP_M_POST) {
             api_account_create_key(c, r, account, type);
             return;
         }
         j = job_new(c, OP_LIST, account, type, 0);
         break;
     case ACCT_KEY:
-        if (m == HTTP_GET) {
+        if (m == HTTP_M_GET) {
             j = job_new(c, OP_GET, account, type, id);
-        } else if (m == HTTP_PUT) {
+        } else if (m == HTTP_M_PUT) {
             key_body kb;
             if (parse_key_body(c, r->body, allowed_fields(type, 1), &kb) != 0) return;
             if (type == KEY_BILLING && id == key->id && (kb.set & F_ACTIVE) && !kb.active) {

@@ -363,7 +363,7 @@ void api_admin(http_conn *c, http_request *r, admin_route route, int64_t id)
     admin_job *j = NULL;
     switch (route) {
     case ADMIN_ACCOUNTS:
-        if (r->method == HTTP_POST) {
+        if (r->method == HTTP_M_POST) {
             create_account(c, r);
             return;
         }

@@ -85,7 +85,7 @@ int dash_route(http_conn *c, http_request *r, int head)
         http_error(c, 404, "not_found_error", "not_found", NULL, "Unknown route.", -1);
         return -1;
     }
-    if (r->method != HTTP_GET) {
+    if (r->method != HTTP_M_GET) {
         http_add_extra_header(c, "allow: GET\r\n");
         http_error(c, 405, "invalid_request_error", "method_not_allowed", NULL,
                    "This method is not allowed on this path.", -1);

@@ -275,7 +275,7 @@ void api_notifications(http_conn *c, http_request *r, int64_t account_id)
     }
     j->account_id = account_id;
     j->bill = c->w->bill;
-    j->put = r->method == HTTP_PUT;
+    j->put = r->method == HTTP_M_PUT;
     buf_init(&j->body, 0);
     if (j->put && parse_put(c, r->body, j) != 0) {
         buf_free(&j->body);

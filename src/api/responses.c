@@ -501,6 +501,6 @@ void api_response_one(http_conn *c, http_request *r, ms_str id)
     if (!o) return api_err_internal(c);
     memcpy(o->id, id.p, id.n);
     o->account_id = key.account_id;
-    o->del = r->method == HTTP_DELETE;
+    o->del = r->method == HTTP_M_DELETE;
     api_job(c, one_work, one_done, o);
 }

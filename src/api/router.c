@@ -210,8 +210,9 @@ static void not_found(http_conn *c)
 /* 1 when the request's method is one of allow ("GET, POST"). */
 static int method_in(http_request *r, const char *allow)
 {
-    const char *name = llhttp_method_name(r->method);
+    const char *name = r->method_name;
     size_t n = strlen(name);
+    if (n == 0) return 0;
     for (const char *p = allow; (p = strstr(p, name)) != NULL; p += n) {
         if ((p == allow || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return 1;
     }
@@ -362,7 +363,7 @@ static int route_admin(http_conn *c, http_request *r, int head)
 static int route(http_conn *c, http_request *r, int head)
 {
     ms_str p = r->path;
-    int get = r->method == HTTP_GET, post = r->method == HTTP_POST;
+    int get = r->method == HTTP_M_GET, post = r->method == HTTP_M_POST;
     store_key key;
 
     if (ms_str_eq(p, "/healthz")) {
@@ -394,7 +395,7 @@ static int route(http_conn *c, http_request *r, int head)
     }
     if (p.n > 14 && memcmp(p.p, "/v1/responses/", 14) == 0) {
         r->error_body = dialect_responses_error_body;
-        if (!get && r->method != HTTP_DELETE) return method_not_allowed(c, "GET, DELETE"), -1;
+        if (!get && r->method != HTTP_M_DELETE) return method_not_allowed(c, "GET, DELETE"), -1;
         if (head) return api_authenticate(c, r, KEY_PROXY, &key);
         return api_response_one(c, r, (ms_str){p.p + 14, p.n - 14}), 0;
     }

@@ -1,6 +1,7 @@
 /*
- * HTTP/1.1 connections (see http.h): llhttp callbacks, limits, timeouts, in-order pipelining and
- * the response writer. Everything here runs on the worker's loop thread.
+ * HTTP/1.1 connections (see http.h): the request parser's callbacks (common/h1parse.c), limits,
+ * timeouts, in-order pipelining and the response writer. Everything here runs on the worker's loop
+ * thread.
  *
  * Requests go to the handlers the server was given at start-up (srv_handlers, reached through
  * the worker's srv): this file includes nothing of the API layer.
@@ -29,16 +30,15 @@ typedef struct wreq {
     char *own[2];
 } wreq;
 
-static llhttp_settings_t g_settings;
-static int g_settings_ready;
+static const h1p_callbacks g_parse_cb;
 
 /* Headers a request may carry once. A second credential must not silently replace the first (a
  * request was billed to the second of two keys), so the request is refused instead; x-api-key is
  * as the Anthropic dialect's key. RFC 9112 3.2 requires the same for Host. Anthropic's version
  * and beta headers are kept to be forwarded to Anthropic providers; one of each (the SDKs send
  * the betas comma-separated in one), so what is forwarded is what was checked; so is the response
- * cache's switch (x-modelswitch-cache), so a request says one thing. (llhttp itself
- * refuses a second Content-Length and a Transfer-Encoding that does not end in chunked.) The
+ * cache's switch (x-modelswitch-cache), so a request says one thing. (The parser itself
+ * refuses a second Content-Length and a Transfer-Encoding other than chunked.) The
  * order is HTTP_ONCE_*'s: the headers the gateway keeps, then Host, which it only checks. */
 static const struct {
     const char *name, *display;
@@ -59,11 +59,6 @@ static void conn_scratch_release(http_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void on_timer(uv_timer_t *t);
-
-static inline http_conn *conn_of(llhttp_t *p)
-{
-    return (http_conn *)p->data;
-}
 
 static const char *status_text(int status)
 {
@@ -299,14 +294,13 @@ void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
     buf_t b;
     buf_init_with(&b, stack, sizeof stack, 0);
-    const char *method = llhttp_method_name(r->method);
     buf_append(&b, LIT("{\"time\":\""));
     buf_appends(&b, ts);
-    /* the request id (srv_new_request_id) and llhttp's method names need no escaping */
+    /* the request id (srv_new_request_id) and a method (a token) need no escaping */
     buf_append(&b, LIT("\",\"type\":\"access\",\"request_id\":\""));
     buf_appends(&b, r->id);
     buf_append(&b, LIT("\",\"method\":\""));
-    buf_appends(&b, method);
+    buf_appends(&b, r->method_name);
     buf_append(&b, "\"", 1);
     buf_append(&b, LIT(",\"path\":"));
     log_str(&b, r->path.p, r->path.n > 200 ? 200 : r->path.n);
@@ -386,7 +380,6 @@ static void request_done(http_conn *c)
         conn_linger(c);
         return;
     }
-    llhttp_resume(&c->parser);
     conn_arm_timer(c, ST_IDLE);
     if (c->pending.len) {
         buf_t p = c->pending;
@@ -751,6 +744,7 @@ static void on_close(uv_handle_t *h)
     conn_scratch_release(c);
     buf_free(&c->body);
     buf_free(&c->pending);
+    h1p_free(&c->parser);
     explicit_bzero(c->auth_key, sizeof c->auth_key); /* a key does not outlive its connection */
     free(c);
 }
@@ -882,19 +876,22 @@ static void conn_arm_timer(http_conn *c, int state)
 
 /* ---- parsing ---- */
 
-static int head_append(http_conn *c, const char *at, size_t n)
+/* Copies bytes the request keeps (method, target, some header values) into its head buffer:
+ * the parser's views last only as long as its call. The parser caps the whole header block at
+ * max_header_bytes, so this holds no more than that. Returns 0, or -1 (memory). */
+static int head_keep(http_conn *c, const char *at, size_t n, size_t *off)
 {
-    if (c->head_bytes + c->head.len + n > (size_t)c->w->cfg->max_header_bytes ||
-        buf_append(&c->head, at, n) != 0) {
+    *off = c->head.len;
+    if (buf_append(&c->head, at, n) != 0) {
         c->header_too_large = 1;
         return -1;
     }
     return 0;
 }
 
-static int cb_message_begin(llhttp_t *p)
+/* The first bytes of a request: its state starts afresh, and the head's timeout runs. */
+static void msg_begin(http_conn *c)
 {
-    http_conn *c = conn_of(p);
     memset(&c->req, 0, sizeof c->req);
     c->req.start_ns = ms_loop_mono_ns();
     c->req.upstream_ms = -1;
@@ -904,8 +901,6 @@ static int cb_message_begin(llhttp_t *p)
     buf_init(&c->body, (size_t)c->w->cfg->max_body_bytes);
     c->url_off = c->url_len = 0;
     c->nheaders = 0;
-    c->in_field = 0;
-    c->head_bytes = 0;
     c->ctype_len = 0;
     c->inm_len = 0;
     memset(c->once_len, 0, sizeof c->once_len);
@@ -913,63 +908,51 @@ static int cb_message_begin(llhttp_t *p)
     c->header_too_large = c->body_too_large = 0;
     c->once_seen = 0;
     c->dup_header = 0;
-    c->head_pending = 0;
-    c->chunk_ext_bytes = 0;
-    c->chunk_ext_too_large = 0;
-    c->ext_last = 0;
-    c->ext_resync = 0;
     c->body_left = 0;
     c->responded = 0;
     c->chunked = 0;
     c->status = 0;
+    c->in_msg = 1;
+    h1p_init_request(&c->parser, &g_parse_cb, c, (size_t)c->w->cfg->max_header_bytes);
     conn_arm_timer(c, ST_HEAD);
-    return 0;
 }
 
-static int cb_url(llhttp_t *p, const char *at, size_t n)
+static http_method method_of(const char *m, size_t n)
 {
-    http_conn *c = conn_of(p);
-    if (head_append(c, at, n)) return -1;
-    c->url_len += n;
-    return 0;
+    static const struct {
+        const char *name;
+        size_t len;
+        http_method m;
+    } known[] = {{"GET", 3, HTTP_M_GET},        {"POST", 4, HTTP_M_POST},
+                 {"HEAD", 4, HTTP_M_HEAD},      {"PUT", 3, HTTP_M_PUT},
+                 {"DELETE", 6, HTTP_M_DELETE},  {"PATCH", 5, HTTP_M_PATCH},
+                 {"OPTIONS", 7, HTTP_M_OPTIONS}};
+    /* (methods are case-sensitive: "get" is not GET, RFC 9110 9.1) */
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (n == known[i].len && memcmp(m, known[i].name, n) == 0) return known[i].m;
+    return HTTP_M_OTHER;
 }
 
-static int cb_header_field(llhttp_t *p, const char *at, size_t n)
+static int cb_request(void *ud, const char *m, size_t mlen, const char *t, size_t tlen)
 {
-    http_conn *c = conn_of(p);
-    if (!c->in_field) {
-        if (++c->nheaders > c->w->cfg->max_headers) {
-            c->header_too_large = 1;
-            return -1;
-        }
-        c->in_field = 1;
-        c->hname_off = c->head.len;
-    }
-    return head_append(c, at, n);
+    http_conn *c = ud;
+    memcpy(c->req.method_name, m, mlen); /* (at most H1P_METHOD_MAX) */
+    c->req.method_name[mlen] = '\0';
+    c->req.method = method_of(m, mlen);
+    c->url_len = tlen;
+    return head_keep(c, t, tlen, &c->url_off);
 }
 
-static int cb_header_field_complete(llhttp_t *p)
+static int cb_header(void *ud, const char *name, size_t nlen, const char *v, size_t vlen)
 {
-    http_conn *c = conn_of(p);
-    c->hval_off = c->head.len;
-    c->in_field = 0;
-    return 0;
-}
-
-static int cb_header_value(llhttp_t *p, const char *at, size_t n)
-{
-    return head_append(conn_of(p), at, n);
-}
-
-static int cb_header_value_complete(llhttp_t *p)
-{
-    http_conn *c = conn_of(p);
-    ms_str name = {c->head.data + c->hname_off, c->hval_off - c->hname_off};
-    size_t voff = c->hval_off, vlen = c->head.len - c->hval_off;
+    http_conn *c = ud;
     size_t once = 0;
+    if (++c->nheaders > c->w->cfg->max_headers) {
+        c->header_too_large = 1;
+        return -1;
+    }
     while (once < sizeof once_headers / sizeof *once_headers &&
-           (name.n != once_headers[once].len ||
-            strncasecmp(name.p, once_headers[once].name, name.n) != 0))
+           !h1p_caseeq(name, nlen, once_headers[once].name, once_headers[once].len))
         once++;
     if (once < sizeof once_headers / sizeof *once_headers) {
         if (c->once_seen & (1u << once)) {
@@ -978,25 +961,20 @@ static int cb_header_value_complete(llhttp_t *p)
         }
         c->once_seen |= 1u << once;
     }
+    /* only what the handlers read is kept; the parser counted every byte against the cap */
     if (once < HTTP_ONCE_KEPT) {
-        c->once_off[once] = voff;
         c->once_len[once] = vlen;
-    } else if (ms_str_caseeq(name, "content-type")) {
-        c->ctype_off = voff;
+        return head_keep(c, v, vlen, &c->once_off[once]);
+    }
+    if (H1P_IS(name, nlen, "content-type")) {
         c->ctype_len = vlen;
-    } else if (ms_str_caseeq(name, "if-none-match")) {
-        c->inm_off = voff;
+        return head_keep(c, v, vlen, &c->ctype_off);
+    }
+    if (H1P_IS(name, nlen, "if-none-match")) {
         c->inm_len = vlen;
-    } else if (ms_str_caseeq(name, "expect")) {
-        ms_str v = {c->head.data + voff, vlen};
-        if (ms_str_caseeq(v, "100-continue")) c->expect_continue = 1;
+        return head_keep(c, v, vlen, &c->inm_off);
     }
-    /* headers we do not use need no space: drop their bytes (the limit counted them) */
-    if (c->hname_off >= c->head.len ||
-        (once >= HTTP_ONCE_KEPT && c->ctype_off != voff && c->inm_off != voff)) {
-        c->head_bytes += c->head.len - c->hname_off;
-        c->head.len = c->hname_off;
-    }
+    if (H1P_IS(name, nlen, "expect") && H1P_IS(v, vlen, "100-continue")) c->expect_continue = 1;
     return 0;
 }
 
@@ -1009,33 +987,30 @@ static void send_continue(http_conn *c)
     conn_write(c, &b, 1, NULL, NULL);
 }
 
-static int cb_headers_complete(llhttp_t *p)
+static int cb_head(void *ud, int status)
 {
-    http_conn *c = conn_of(p);
+    http_conn *c = ud;
+    h1p *p = &c->parser;
     conn_timer_set(c, -1);
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->w->cfg->max_body_bytes) {
+    if (p->has_cl && p->left > (uint64_t)c->w->cfg->max_body_bytes) {
         c->body_too_large = 1;
         return -1;
     }
-    int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
-    if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) c->body_left = p->content_length;
-    if (has_body) {
+    if (p->chunked || p->left > 0) {
+        c->body_left = p->chunked ? 0 : p->left;
         c->body_deadline =
             uv_now(&c->w->loop) + HTTP_BODY_DEADLINE_FACTOR * (uint64_t)c->w->cfg->body_timeout_ms;
         conn_arm_timer(c, ST_BODY);
-        if (c->w->srv->h.head_check && !c->w->draining) {
-            /* conn_feed runs the head check outside the parser, then resumes it */
-            c->head_pending = 1;
-            return HPE_PAUSED;
-        }
+        /* conn_feed runs the head check between the head and the body */
+        if (c->w->srv->h.head_check && !c->w->draining) return H1P_PAUSE;
     }
     send_continue(c);
     return 0;
 }
 
-static int cb_body(llhttp_t *p, const char *at, size_t n)
+static int cb_body(void *ud, const char *at, size_t n)
 {
-    http_conn *c = conn_of(p);
+    http_conn *c = ud;
     c->body_left = c->body_left > n ? c->body_left - n : 0;
     if (c->body.data && at == c->body.data + c->body.len && n < c->body.cap - c->body.len) {
         c->body.len += n; /* read straight into the body by on_alloc: nothing to copy */
@@ -1047,89 +1022,19 @@ static int cb_body(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
-/* Chunk extensions mean nothing to us and are dropped, but their bytes are counted (each ';' and
- * '=' as one, so that ";;;;..." counts too): past HTTP_MAX_CHUNK_EXT_BYTES the request fails. */
-static int chunk_ext_count(http_conn *c, size_t n)
-{
-    c->chunk_ext_bytes += n;
-    if (c->chunk_ext_bytes > HTTP_MAX_CHUNK_EXT_BYTES) {
-        c->chunk_ext_too_large = 1;
-        return -1;
-    }
-    return 0;
-}
+static const h1p_callbacks g_parse_cb = {
+    .on_request = cb_request, .on_header = cb_header, .on_head = cb_head, .on_body = cb_body};
 
-static int cb_chunk_ext_name(llhttp_t *p, const char *at, size_t n)
-{
-    return chunk_ext_count(conn_of(p), n);
-}
-
-static int cb_chunk_ext_name_complete(llhttp_t *p)
-{
-    http_conn *c = conn_of(p);
-    c->ext_last = 0;
-    return chunk_ext_count(c, 1);
-}
-
-/* llhttp 8.1 (Debian's) consumes the ';' that ends an unquoted value ("1;a=b;c=d") and then
- * expects the chunk size's ';' or CR again, so a valid second extension is refused as an invalid
- * chunk size (fixed upstream by nodejs/llhttp#248). The value's span ends at its terminator, which
- * lies in the bytes being parsed unless the span was cut at their end; a quoted value's span ends
- * with its closing '"' instead (and that path is right). So an unquoted value seen to end at ';'
- * pauses the parser in its complete callback, and conn_feed gives llhttp the ';' it lost. */
-static int cb_chunk_ext_value(llhttp_t *p, const char *at, size_t n)
-{
-    http_conn *c = conn_of(p);
-    if (n) c->ext_last = (unsigned char)at[n - 1];
-    c->ext_resync = at + n < c->feed_end && at[n] == ';' && c->ext_last != '"';
-    return chunk_ext_count(c, n);
-}
-
-static int cb_chunk_ext_value_complete(llhttp_t *p)
-{
-    http_conn *c = conn_of(p);
-    if (chunk_ext_count(c, 1) != 0) return -1;
-    return c->ext_resync ? HPE_PAUSED : 0;
-}
-
-static int cb_message_complete(llhttp_t *p)
-{
-    http_conn *c = conn_of(p);
-    conn_timer_set(c, -1);
-    c->req.keep_alive = llhttp_should_keep_alive(p);
-    return HPE_PAUSED;
-}
-
-static void settings_init(void)
-{
-    if (g_settings_ready) return;
-    llhttp_settings_init(&g_settings);
-    g_settings.on_message_begin = cb_message_begin;
-    g_settings.on_url = cb_url;
-    g_settings.on_header_field = cb_header_field;
-    g_settings.on_header_field_complete = cb_header_field_complete;
-    g_settings.on_header_value = cb_header_value;
-    g_settings.on_header_value_complete = cb_header_value_complete;
-    g_settings.on_headers_complete = cb_headers_complete;
-    g_settings.on_body = cb_body;
-    g_settings.on_message_complete = cb_message_complete;
-    g_settings.on_chunk_extension_name = cb_chunk_ext_name;
-    g_settings.on_chunk_extension_name_complete = cb_chunk_ext_name_complete;
-    g_settings.on_chunk_extension_value = cb_chunk_ext_value;
-    g_settings.on_chunk_extension_value_complete = cb_chunk_ext_value_complete;
-    g_settings_ready = 1;
-}
-
-/* Fills the request's method, target and header views from the header block. */
+/* Fills the request's target and header views from the header block. */
 static void fill_request(http_conn *c)
 {
     http_request *r = &c->req;
-    r->method = (llhttp_method_t)c->parser.method;
-    const char *url = c->head.data ? c->head.data + c->url_off : "";
+    const char *h = c->head.data ? c->head.data : "";
+    const char *url = h + c->url_off;
     size_t n = c->url_len, scheme = 0;
     /* RFC 9112 3.2.2: a server must accept the absolute form ("http://host/path?query", what a
      * client talking to a proxy sends): the path is the URI's, and its authority wins over Host,
-     * which the gateway does not read anyway. Other schemes stay as they are (404). */
+     * which the gateway does not read anyway. (The parser takes no other form but "*".) */
     if (n && url[0] != '/') {
         if (n >= 7 && strncasecmp(url, "http://", 7) == 0)
             scheme = 7;
@@ -1150,9 +1055,9 @@ static void fill_request(http_conn *c)
     ms_str *kept[HTTP_ONCE_KEPT] = {&r->authorization, &r->api_key, &r->anthropic_version,
                                     &r->anthropic_beta, &r->cache};
     for (int i = 0; i < HTTP_ONCE_KEPT; i++)
-        *kept[i] = (ms_str){c->head.data ? c->head.data + c->once_off[i] : "", c->once_len[i]};
-    r->content_type = (ms_str){c->head.data ? c->head.data + c->ctype_off : "", c->ctype_len};
-    r->if_none_match = (ms_str){c->head.data ? c->head.data + c->inm_off : "", c->inm_len};
+        *kept[i] = (ms_str){h + c->once_off[i], c->once_len[i]};
+    r->content_type = (ms_str){h + c->ctype_off, c->ctype_len};
+    r->if_none_match = (ms_str){h + c->inm_off, c->inm_len};
     r->body = (ms_str){c->body.data ? c->body.data : "", c->body.len};
 }
 
@@ -1162,11 +1067,11 @@ static void fill_request(http_conn *c)
  * when the request was answered; its body is then not read and the connection closes. */
 static int head_check(http_conn *c, size_t rest)
 {
-    llhttp_t *p = &c->parser;
+    h1p *p = &c->parser;
     /* A Content-Length body that came whole with its headers (a small request in one read) has
-     * nothing to spare: dispatch checks the same at once, and keep-alive is kept. */
-    int whole = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) &&
-                (uint64_t)rest >= p->content_length;
+     * nothing to spare: dispatch checks the same at once, and keep-alive is kept. (Paused at
+     * the head's end, the parser's left is still all of the length.) */
+    int whole = p->has_cl && (uint64_t)rest >= p->left;
     if (!whole || c->expect_continue) {
         worker_t *w = c->w;
         int keep = c->close_after;
@@ -1207,13 +1112,27 @@ static void dispatch(http_conn *c)
     w->srv->h.dispatch(c, r);
 }
 
+/* What a refused request's message says was wrong with it */
+static const char *parse_error_text(const http_conn *c)
+{
+    switch (h1p_error_where(&c->parser)) {
+    case H1P_IN_START:
+        return "Malformed HTTP request: invalid request line";
+    case H1P_IN_HEADER:
+        return "Malformed HTTP request: invalid header field or framing";
+    default:
+        return "Malformed HTTP request: invalid chunked body";
+    }
+}
+
 /* A parse error or a limit: answer once and close. */
-static void parse_failed(http_conn *c, llhttp_errno_t err)
+static void parse_failed(http_conn *c, h1p_result err)
 {
     conn_timer_set(c, -1);
     c->close_after = 1;
     c->processing = 1;
     c->w->inflight++;
+    c->in_msg = 0;
     if (!c->req.start_ns) c->req.start_ns = ms_loop_mono_ns();
     c->req.keep_alive = 0;
     c->req.upstream_ms = -1;
@@ -1224,7 +1143,13 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
         snprintf(msg, sizeof msg, "Request body is larger than the limit of %" PRId64 " bytes",
                  c->w->cfg->max_body_bytes);
         http_error(c, 413, "invalid_request_error", "request_too_large", NULL, msg, -1);
-    } else if (c->header_too_large) {
+    } else if (err == H1P_TOO_LARGE && h1p_error_where(&c->parser) == H1P_IN_BODY) {
+        /* (a chunk's size line with its extensions, or all of a request's extensions) */
+        http_error(
+            c, 413, "invalid_request_error", "request_too_large", NULL,
+            "Chunk extensions are longer than the limit of " LIMIT_STR(H1P_REQ_EXT_MAX) " bytes",
+            -1);
+    } else if (c->header_too_large || err == H1P_TOO_LARGE) {
         http_error(c, 431, "invalid_request_error", "request_too_large", NULL,
                    "Request headers are too large or too many", -1);
     } else if (c->dup_header) {
@@ -1232,15 +1157,12 @@ static void parse_failed(http_conn *c, llhttp_errno_t err)
         snprintf(msg, sizeof msg, "The request has more than one %s header",
                  once_headers[c->dup_header - 1].display);
         http_error(c, 400, "invalid_request_error", "invalid_request", NULL, msg, -1);
-    } else if (c->chunk_ext_too_large) {
-        http_error(c, 413, "invalid_request_error", "request_too_large", NULL,
-                   "Chunk extensions are longer than the limit of " LIMIT_STR(
-                       HTTP_MAX_CHUNK_EXT_BYTES) " bytes",
-                   -1);
+    } else if (err == H1P_NOMEM) {
+        http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
+                   "The gateway is out of memory", -1);
     } else {
-        char msg[160];
-        snprintf(msg, sizeof msg, "Malformed HTTP request: %s", llhttp_errno_name(err));
-        http_error(c, 400, "invalid_request_error", "invalid_request", NULL, msg, -1);
+        http_error(c, 400, "invalid_request_error", "invalid_request", NULL, parse_error_text(c),
+                   -1);
     }
 }
 
@@ -1272,37 +1194,35 @@ static void conn_feed_parse(http_conn *c, const char *data, size_t n)
         }
         return;
     }
-    /* The parser pauses at a complete message, at complete headers with a body to come (the
-     * head check), and after an extension value llhttp would misparse (cb_chunk_ext_value). */
-    for (;;) {
-        c->feed_end = data + n;
-        llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
-        if (err == HPE_OK) return;
-        if (err != HPE_PAUSED) {
-            parse_failed(c, err);
-            return;
+    if (!c->in_msg) {
+        /* Empty lines between requests (a client's CRLF after a body) begin nothing: the
+         * connection is idle until a request line starts (the parser skips a split one too). */
+        while (n >= 2 && data[0] == '\r' && data[1] == '\n') {
+            data += 2;
+            n -= 2;
         }
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        size_t used = pos ? (size_t)(pos - data) : n;
-        if (c->ext_resync) {
-            static const char semicolon[] = ";";
-            c->ext_resync = 0;
-            llhttp_resume(&c->parser);
-            c->feed_end = semicolon + 1;
-            err = llhttp_execute(&c->parser, semicolon, 1);
-            if (err != HPE_OK) {
-                parse_failed(c, err);
-                return;
-            }
-        } else if (c->head_pending) {
-            c->head_pending = 0;
-            if (head_check(c, n - used) != 0) return;
-            llhttp_resume(&c->parser);
-        } else {
+        if (n == 0) return;
+        msg_begin(c);
+    }
+    /* The parser stops at the end of a request (the bytes after it wait in pending: requests are
+     * answered one at a time, in order) and between a head and its body (the head check). */
+    for (;;) {
+        size_t used;
+        h1p_result r = h1p_execute(&c->parser, data, n, &used);
+        if (r == H1P_MORE) return;
+        if (r == H1P_DONE) {
+            conn_timer_set(c, -1);
+            c->in_msg = 0;
+            c->req.keep_alive = h1p_keep_alive(&c->parser);
             if (used < n && buf_append(&c->pending, data + used, n - used) != 0) c->close_after = 1;
             dispatch(c);
             return;
         }
+        if (r != H1P_PAUSED) {
+            parse_failed(c, r);
+            return;
+        }
+        if (head_check(c, n - used) != 0) return;
         data += used;
         n -= used;
         if (n == 0 || c->closing) return;
@@ -1348,7 +1268,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 void http_accept(worker_t *w, uv_stream_t *listener)
 {
-    settings_init();
     http_conn *c = calloc(1, sizeof *c);
     if (!c) return;
     c->w = w;
@@ -1363,8 +1282,6 @@ void http_accept(worker_t *w, uv_stream_t *listener)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
-    c->parser.data = c;
     buf_init(&c->pending, PENDING_MAX);
     buf_init(&c->extra, 4096);
     c->next = w->conns;

@@ -1,6 +1,6 @@
 /*
- * One HTTP/1.1 client connection: llhttp parsing, limits and timeouts, and the response writer
- * the API handlers use.
+ * One HTTP/1.1 client connection: parsing (common/h1parse.c's request mode), limits and timeouts,
+ * and the response writer the API handlers use.
  *
  * A connection processes one request at a time. When a request is complete the parser pauses, so
  * pipelined requests are answered strictly in order; bytes that arrive meanwhile wait in a small
@@ -15,12 +15,12 @@
 #ifndef MS_HTTP_H
 #define MS_HTTP_H
 
-#include <llhttp.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "common/buf.h"
 #include "common/counter.h"
+#include "common/h1parse.h"
 #include "ratelimit/ratelimit.h"
 #include "server/server.h"
 
@@ -28,9 +28,6 @@
 /* Headers kept for the handlers (Authorization, x-api-key, anthropic-version, anthropic-beta,
  * x-modelswitch-cache), each allowed once per request. */
 #define HTTP_ONCE_KEPT 5
-/* Bytes of chunk extensions (names, values and their separators) a request may carry in all: we
- * ignore extensions, and without a cap a client could send them forever with no body. */
-#define HTTP_MAX_CHUNK_EXT_BYTES 4096
 /* A body must arrive within this many times body_timeout_ms of the end of its headers (408 and
  * close): body_timeout_ms alone bounds only the gap between reads, which a byte a second meets. */
 #define HTTP_BODY_DEADLINE_FACTOR 4
@@ -49,8 +46,24 @@ typedef struct http_handler {
     void (*drained)(http_conn *c, void *ctx);
 } http_handler;
 
+/* A request's method: those the handlers serve by name; any other token is HTTP_M_OTHER, which
+ * the router answers 404 or 405 (its name is in method_name either way). */
+typedef enum {
+    HTTP_M_OTHER = 0,
+    HTTP_M_GET,
+    HTTP_M_HEAD,
+    HTTP_M_POST,
+    HTTP_M_PUT,
+    HTTP_M_DELETE,
+    HTTP_M_PATCH,
+    HTTP_M_OPTIONS
+} http_method;
+
 typedef struct http_request {
-    llhttp_method_t method;
+    http_method method;
+    /* a token (no byte needs escaping in JSON), "" before the request line; held here, not in
+     * the connection's buffers, so a copy of the request (a detached proxy's) keeps it */
+    char method_name[H1P_METHOD_MAX + 1];
     ms_str path;  /* without the query */
     ms_str query; /* after '?', may be empty */
     ms_str authorization;
@@ -93,8 +106,8 @@ struct http_conn {
     uv_tcp_t tcp;
     worker_t *w;
     struct http_conn *next, *prev;
-    llhttp_t parser;
-    llhttp_settings_t *settings;
+    h1p parser;
+    int in_msg; /* the parser has begun a request (msg_begin) that has not ended */
     uv_timer_t timer;
     int phase; /* ST_IDLE, ST_HEAD, ST_BODY (http.c) */
     /* while conn_feed runs, the timer's last wanted state (ms, or -1 to stop), applied once
@@ -117,11 +130,8 @@ struct http_conn {
     int reading;
     int draining_high; /* write queue went above the high-water mark */
     /* header collection */
-    buf_t head; /* url and the header values we keep, bounded by max_header_bytes */
+    buf_t head; /* method, url and the header values we keep, bounded by max_header_bytes */
     size_t url_off, url_len;
-    size_t hname_off, hval_off;
-    size_t head_bytes; /* bytes of header lines already dropped from head */
-    int in_field;
     int nheaders;
     size_t once_off[HTTP_ONCE_KEPT], once_len[HTTP_ONCE_KEPT]; /* kept headers (http.c) */
     size_t ctype_off, ctype_len;
@@ -131,15 +141,7 @@ struct http_conn {
     int body_too_large;
     unsigned once_seen;     /* credential headers seen (bits of http.c's once_headers) */
     int dup_header;         /* 1 + index in once_headers of one that came twice, else 0 */
-    int head_pending;       /* paused at headers-complete for the head check */
     uint64_t body_deadline; /* loop time (ms) by which the whole body must have arrived */
-    /* chunk extensions: bytes so far, the last byte of the current value, and whether llhttp
-     * must be put back on its track after an unquoted value ended by ';' (conn_feed) */
-    size_t chunk_ext_bytes;
-    int chunk_ext_too_large;
-    int ext_last;
-    int ext_resync;
-    const char *feed_end; /* end of the bytes llhttp is parsing now */
     uint64_t body_left; /* bytes of a Content-Length body still to come (read straight into body) */
     buf_t body;
     buf_t pending; /* bytes after a paused (complete) request */
