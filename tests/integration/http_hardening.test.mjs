@@ -283,3 +283,86 @@ test('absolute-form targets (RFC 9112 3.2.2): the path comes from the URI, Host 
         c.destroy();
     }
 });
+
+// ---- the request parser's rules (common/h1parse.c, request mode; docs/ARCHITECTURE.md) ----
+
+test('the request line: any token method reaches the router, its name in the access log; CONNECT, other versions and targets are 400 saying so', T, async () => {
+    // an unknown method on a known path is 405 with Allow, on an unknown one 404 (not a parse error)
+    let [res] = await h.rawExchange(gw.port, 'FROB /v1/models HTTP/1.1\r\nHost: t\r\n\r\n');
+    assert.equal(res.status, 405, res.text);
+    assert.ok(res.headers.allow, 'Allow missing');
+    const line = await gw.waitForLog(res.headers['x-request-id']);
+    assert.equal(line.method, 'FROB');
+    [res] = await h.rawExchange(gw.port, 'PROPFIND /nowhere HTTP/1.1\r\nHost: t\r\n\r\n');
+    assert.equal(res.status, 404, res.text);
+    for (const input of [
+        'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+        'GET /healthz HTTP/1.2\r\nHost: t\r\n\r\n',
+        'GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n',
+        'GET healthz HTTP/1.1\r\nHost: t\r\n\r\n',
+        'GET ftp://example.com/healthz HTTP/1.1\r\nHost: t\r\n\r\n',
+        'G(T /healthz HTTP/1.1\r\nHost: t\r\n\r\n',
+        `${'M'.repeat(25)} /healthz HTTP/1.1\r\nHost: t\r\n\r\n`,
+    ]) {
+        [res] = await h.rawExchange(gw.port, input);
+        assert.equal(res.status, 400, `${JSON.stringify(input)} -> ${res.status}`);
+        const e = errorOf(res);
+        assert.equal(e.message, 'Malformed HTTP request: invalid request line', JSON.stringify(input));
+        const logged = await gw.waitForLog(res.headers['x-request-id']);
+        assert.equal(logged.status, 400);
+    }
+    await assertStillServes();
+});
+
+test('framing: a Transfer-Encoding other than chunked alone is 400, never read to the close', T, async () => {
+    const body = chatBody('coded');
+    for (const te of ['gzip', 'gzip, chunked', 'chunked, gzip', 'identity', 'chunked, chunked']) {
+        const [res] = await h.rawExchange(gw.port,
+            `POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${key}\r\n` +
+            `Content-Type: application/json\r\nTransfer-Encoding: ${te}\r\n\r\n` +
+            `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`);
+        assert.equal(res.status, 400, `${te} -> ${res.status} ${res.text}`);
+        assert.equal(errorOf(res).message, 'Malformed HTTP request: invalid header field or framing');
+    }
+    // a bad chunk size says so
+    const [res] = await h.rawExchange(gw.port,
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${key}\r\n` +
+        'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
+    assert.equal(res.status, 400, res.text);
+    assert.equal(errorOf(res).message, 'Malformed HTTP request: invalid chunked body');
+    await assertStillServes();
+});
+
+test('Upgrade is ignored (RFC 9110 7.8): answered in HTTP/1.1, and the connection goes on', T, async () => {
+    const body = chatBody('no upgrade');
+    const c = await h.RawConn.open(gw.port);
+    try {
+        await c.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n` +
+            `Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nAuthorization: Bearer ${key}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+            'GET /healthz HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n');
+        const res = await c.readResponses(2);
+        assert.equal(res[0].status, 200, res[0].text);
+        assert.equal(replyOf(res[0]), 'You said: no upgrade');
+        assert.equal(res[1].status, 200, res[1].text);
+        assert.ok(!c.closed, 'closed after an ignored Upgrade');
+    } finally {
+        c.destroy();
+    }
+});
+
+test('empty lines between pipelined requests are skipped, and leave an idle connection idle', T, async () => {
+    const c = await h.RawConn.open(gw.port);
+    try {
+        await c.write('GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\r');
+        await c.write('\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\r\n');
+        const res = await c.readResponses(3);
+        assert.deepEqual(res.map((r) => r.status), [200, 200, 200]);
+        // past the 2 s header timeout, a CRLF after a request is no request begun: no 408
+        await h.sleep(h.scaled(2500));
+        assert.equal(c.responses().length, 3, `unexpected answer: ${c.data.toString().slice(-300)}`);
+        assert.ok(!c.closed, 'an idle keep-alive connection was closed before idle_timeout_ms');
+    } finally {
+        c.destroy();
+    }
+});
