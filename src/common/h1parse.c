@@ -30,26 +30,34 @@ enum {
 
 /* Character classes (RFC 9110 5.6.2, 5.5; RFC 3986 for the target): tchar; a field value's or
  * reason phrase's byte (HTAB, SP, VCHAR, obs-text); a request target's (VCHAR: what the URI
- * grammar allows is the router's to judge, what matters here is where the target ends); a
- * quoted-string's byte (qdtext, RFC 9110 5.6.4). And every byte's value as a hex digit (16 when
- * it is none). */
+ * grammar allows in a path is the router's to judge, what matters here is where the target
+ * ends); an absolute target's authority's (RFC 3986 3.2: unreserved, pct-encoded, sub-delims,
+ * ':', '@', and '[' ']' of an IP literal); a quoted-string's byte (qdtext, RFC 9110 5.6.4). And
+ * every byte's value as a hex digit (16 when it is none). */
 #define H1P_TOKEN 1
 #define H1P_VALUE 2
 #define H1P_TARGET 4
 #define H1P_QDTEXT 8
+#define H1P_AUTH 16
 #define H1P_ALNUM(c)                                                                               \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define H1P_TSYM(c)                                                                                \
     ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||          \
      (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||           \
      (c) == '`' || (c) == '|' || (c) == '~')
+#define H1P_AUTHSYM(c)                                                                             \
+    ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '%' || (c) == '!' ||           \
+     (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || (c) == '*' ||          \
+     (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' || (c) == ':' || (c) == '@' ||           \
+     (c) == '[' || (c) == ']')
 #define H1P_ISHEX(c)                                                                               \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 #define H1P_C(c)                                                                                   \
     ((H1P_ALNUM(c) || H1P_TSYM(c) ? H1P_TOKEN : 0) |                                               \
      ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? H1P_VALUE : 0) |                               \
      ((c) > 0x20 && (c) < 0x7f ? H1P_TARGET : 0) |                                                 \
-     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f && (c) != '"' && (c) != '\\') ? H1P_QDTEXT : 0))
+     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f && (c) != '"' && (c) != '\\') ? H1P_QDTEXT : 0) | \
+     (H1P_ALNUM(c) || H1P_AUTHSYM(c) ? H1P_AUTH : 0))
 #define H1P_HV(c)                                                                                  \
     (!H1P_ISHEX(c) ? 16 : (c) <= '9' ? (c) - '0' : (c) >= 'a' ? (c) - 'a' + 10 : (c) - 'A' + 10)
 #define H1P_R4(f, i) f(i), f(i + 1), f(i + 2), f(i + 3)
@@ -190,6 +198,26 @@ static h1p_result h1p_status_line(h1p *p, const char *l, size_t n)
     return H1P_MORE;
 }
 
+/* An absolute target, "http(s)://authority[/path][?query]", with an authority of its characters,
+ * not empty, with one '@' at most: what the router ignores of it, refused as strictly as llhttp
+ * does, so the two never read a target two ways. */
+static bool h1p_absolute_ok(const char *t, size_t tn)
+{
+    size_t k, at = 0;
+    if (tn > 7 && strncasecmp(t, "http://", 7) == 0)
+        k = 7;
+    else if (tn > 8 && strncasecmp(t, "https://", 8) == 0)
+        k = 8;
+    else
+        return false;
+    size_t b = k;
+    for (; k < tn && t[k] != '/' && t[k] != '?'; k++) {
+        if (!(h1p_cls[(unsigned char)t[k]] & H1P_AUTH)) return false;
+        at += t[k] == '@';
+    }
+    return k > b && at <= 1;
+}
+
 /* "METHOD TARGET HTTP/1.x"; empty lines before it are skipped (RFC 9112 2.2: a client may send
  * a CRLF after a body). The method is any token (the router answers one it does not serve); the
  * target is the origin form, "*", or the absolute form of http(s) (RFC 9112 3.2): not the
@@ -206,10 +234,9 @@ static h1p_result h1p_request_line(h1p *p, const char *l, size_t n)
     size_t tn = (size_t)(v - t);
     if (memcmp(v, " HTTP/1.", 8) != 0 || (v[8] != '0' && v[8] != '1')) return H1P_MALFORMED;
     if (!h1p_all(t, tn, H1P_TARGET)) return H1P_MALFORMED;
-    if (t[0] != '/' && !(tn == 1 && t[0] == '*') &&
-        !(tn > 7 && strncasecmp(t, "http://", 7) == 0) &&
-        !(tn > 8 && strncasecmp(t, "https://", 8) == 0))
-        return H1P_MALFORMED;
+    /* (CONNECT asks for a tunnel, which this server never opens) */
+    if (m == 7 && memcmp(l, "CONNECT", 7) == 0) return H1P_MALFORMED;
+    if (t[0] != '/' && !(tn == 1 && t[0] == '*') && !h1p_absolute_ok(t, tn)) return H1P_MALFORMED;
     p->v11 = v[8] == '1';
     if (p->cb->on_request && p->cb->on_request(p->ud, l, m, t, tn) != 0) return H1P_ABORTED;
     p->state = H1P_S_HEADER;
@@ -265,6 +292,9 @@ static h1p_result h1p_framing(h1p *p, const char *name, size_t nl, const char *v
         }
         if (p->request && !p->chunked) return H1P_MALFORMED; /* (an empty list) */
     } else if (H1P_IS(name, nl, "connection")) {
+        /* (a tab in or after it: "keep-alive<TAB>" is keep-alive to us and not to llhttp, so the
+         * two would disagree on whether another message follows; nobody sends one) */
+        if (tab_after || memchr(v, '\t', vn)) return H1P_MALFORMED;
         while (h1p_list_next(&v, e, &t, &tn)) {
             if (H1P_IS(t, tn, "close")) p->conn_close = true;
             if (H1P_IS(t, tn, "keep-alive")) p->conn_keep = true;

@@ -7,13 +7,17 @@
  * callbacks (docs/PERFORMANCE.md, rounds 10 and 11).
  *
  * It is strict where framing is at stake: CRLF line ends only, no obs-fold, no space before a
- * header's colon, one Content-Length and never with Transfer-Encoding, HTTP/1.0 and 1.1 only.
- * Responses: no 101 (we never ask to upgrade), no body on 1xx/204/304. Requests: a body only
- * by Content-Length or chunked as the last and only coding (RFC 9112 6.3: anything else is
- * refused, never read to the close); Upgrade is ignored (RFC 9110 7.8), so what follows a
- * request is always the next request. Anything it accepts llhttp accepts with the same start
- * line, body and keep-alive (tests/unit/h1p_diff.h and h1p_reqdiff.h, the fuzzers fuzz_h1parse
- * and fuzz_h1req check this, and that the split of the input into reads changes nothing).
+ * header's colon, one Content-Length and never with Transfer-Encoding, no tab after a
+ * Content-Length or Transfer-Encoding value nor in a Connection one, HTTP/1.0 and 1.1 only.
+ * Responses: no 101 (we never ask to upgrade), no body on 1xx/204/304. Requests: a body only by
+ * Content-Length or chunked as the only coding (RFC 9112 6.3: anything else is refused, never read
+ * to the close); no CONNECT; a target in the origin form, "*", or the absolute form of http(s) with
+ * a well-formed authority; Upgrade ignored (RFC 9110 7.8), so what follows a request is always the
+ * next request; trailers count against the head's cap. Anything it accepts llhttp accepts with
+ * the same start line, fields, body and keep-alive, but for a request's method llhttp does not
+ * take as HTTP's and a quoted-pair in a chunk extension (tests/unit/h1p_diff.h and h1p_reqdiff.h
+ * and the fuzzers fuzz_h1parse and fuzz_h1req check this, and that the split of the input into
+ * reads changes nothing).
  */
 #ifndef MS_COMMON_H1PARSE_H
 #define MS_COMMON_H1PARSE_H
