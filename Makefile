@@ -95,6 +95,7 @@ clean:
 #   build-fuzz/fuzz_import /tmp/ci tests/fuzz/corpus_import -max_total_time=120
 #   build-fuzz/fuzz_redis_url /tmp/cu tests/fuzz/corpus_redis_url -max_total_time=120
 #   build-fuzz/fuzz_h1parse /tmp/ch tests/fuzz/corpus_h1parse -max_total_time=120
+#   build-fuzz/fuzz_h1req /tmp/chr tests/fuzz/corpus_h1req -max_total_time=240
 # (libFuzzer adds what it finds to the first directory: a scratch one, made beforehand, keeps the
 # seeds as committed)
 # The targets that need more than a file or two link build-fuzz/libms.a: the sources compiled
@@ -109,8 +110,8 @@ FUZZ_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 FUZZ_BIG  := fuzz_adapters fuzz_anthropic_request fuzz_responses_request fuzz_journal fuzz_import \
              fuzz_redis_url
 
-fuzz: build-fuzz/fuzz_jscan build-fuzz/fuzz_sse build-fuzz/fuzz_h1parse $(FUZZ_BIG:%=build-fuzz/%) \
-      build-fuzz/journal_seeds
+fuzz: build-fuzz/fuzz_jscan build-fuzz/fuzz_sse build-fuzz/fuzz_h1parse build-fuzz/fuzz_h1req \
+      $(FUZZ_BIG:%=build-fuzz/%) build-fuzz/journal_seeds
 
 build-fuzz/fuzz_jscan: tests/fuzz/fuzz_jscan.c src/common/jscan.c
 	@mkdir -p build-fuzz
@@ -121,6 +122,11 @@ build-fuzz/fuzz_sse: tests/fuzz/fuzz_sse.c src/common/sse.c src/common/buf.c
 # the upstream response parser against llhttp (tests/unit/h1p_diff.h)
 build-fuzz/fuzz_h1parse: tests/fuzz/fuzz_h1parse.c tests/unit/h1p_diff.h src/common/h1parse.c src/common/buf.c \
                          $(LLHTTP_SRC)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -Itests/unit -fsanitize=fuzzer $(FUZZ_SAN) $(filter %.c,$^) -o $@
+# the server's request parser against llhttp (tests/unit/h1p_reqdiff.h)
+build-fuzz/fuzz_h1req: tests/fuzz/fuzz_h1req.c tests/unit/h1p_reqdiff.h src/common/h1parse.c src/common/buf.c \
+                       $(LLHTTP_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -Itests/unit -fsanitize=fuzzer $(FUZZ_SAN) $(filter %.c,$^) -o $@
 build-fuzz/src/%.o: src/%.c $(shell find src -name '*.h')
