@@ -577,10 +577,14 @@ if (sharedRows.length || cgShared || openShared) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Against the results this run replaces: ModelSwitch's instructions (stable to a fraction of a
-// percent from run to run, so a rise past 1% is a change of the code) and CPU per request (which
-// moves with the machine: nginx's row says how much it moved).
+// Against the results this run replaces: ModelSwitch's instructions and CPU per request (which
+// moves with the machine: nginx's row says how much it moved). The worker's instructions are
+// stable to a fraction of a percent from run to run, so a rise past 1% is a change of the code;
+// all threads' include the ledger's, whose cost per request depends on how many rows each 10 ms
+// commit gathers, and so on how fast the gateway ran under callgrind (round 11's run moved them
+// 2% for the curl client with its worker's 1% down): for them the mark is at 5%.
 const CG_RISE = 0.01;
+const CG_ALL_RISE = 0.05;
 const CPU_RISE = 0.10;
 let slowerCg = prev ? 0 : undefined;
 if (prev && (Object.keys(prev.cg).length || Object.keys(prev.cpu).length)) {
@@ -598,9 +602,10 @@ if (prev && (Object.keys(prev.cg).length || Object.keys(prev.cpu).length)) {
             if (!was) continue;
             const c = change(was.all, now);
             const cw = change(was.worker, cgWorker[wl]?.[t]);
-            if (c > CG_RISE) slowerCg++;
+            if (c > CG_ALL_RISE) slowerCg++;
+            if (cw > CG_RISE) slowerCg++;
             rows.push([WORKLOADS[wl] ?? wl, NAMES[t], 'instructions/request, all threads',
-                fmt(was.all), fmt(now), fmtChange(c), flag(c, CG_RISE)]);
+                fmt(was.all), fmt(now), fmtChange(c), flag(c, CG_ALL_RISE)]);
             if (Number.isFinite(cw)) {
                 rows.push([WORKLOADS[wl] ?? wl, NAMES[t], 'instructions/request, worker',
                     fmt(was.worker), fmt(cgWorker[wl][t]), fmtChange(cw), flag(cw, CG_RISE)]);
@@ -620,9 +625,12 @@ if (prev && (Object.keys(prev.cg).length || Object.keys(prev.cpu).length)) {
         say('## Against the previous results');
         say();
         say(`The figures of the bench/RESULTS.md this run replaced (${prev.version ?? 'its ' +
-            'version unknown'}), by the same workload and target. Instructions per request ` +
-            'move by a fraction of a percent from run to run: a rise past ' +
-            `${fmt(CG_RISE * 100)}% is marked slower, and is a change of the code. CPU per ` +
+            'version unknown'}), by the same workload and target. The worker's instructions ` +
+            'per request move by a fraction of a percent from run to run: a rise past ' +
+            `${fmt(CG_RISE * 100)}% is marked slower, and is a change of the code; all ` +
+            'threads\' include the ledger\'s, whose share of a request depends on how many ' +
+            'rows each commit gathers under callgrind: they are marked past ' +
+            `${fmt(CG_ALL_RISE * 100)}%. CPU per ` +
             `request moves by several percent with the machine: past ${fmt(CPU_RISE * 100)}% ` +
             'it is marked, and means more when nginx\'s own row did not move with it.');
         say();
@@ -700,7 +708,8 @@ for (const [t, ref, what] of [['modelswitch', 'nginx', 'plain HTTP'],
         fmtRatio(r), mark(r <= 1.0)]);
 }
 if (slowerCg !== undefined) {
-    trows.push(['no ModelSwitch instruction count more than 1% above the previous results',
+    trows.push(['no ModelSwitch instruction count above the previous results (worker: 1%, ' +
+        'all threads: 5%)',
         `${slowerCg} above`, mark(slowerCg === 0)]);
 }
 say(table(['target', 'measured', ''], trows));
