@@ -219,9 +219,9 @@ static bool h1p_absolute_ok(const char *t, size_t tn)
 }
 
 /* "METHOD TARGET HTTP/1.x"; empty lines before it are skipped (RFC 9112 2.2: a client may send
- * a CRLF after a body). The method is any token (the router answers one it does not serve); the
- * target is the origin form, "*", or the absolute form of http(s) (RFC 9112 3.2): not the
- * authority form, so CONNECT is refused here. */
+ * a CRLF after a body). The method is any token (the router answers one it does not serve) but
+ * CONNECT; the target is the origin form, "*", or the absolute form of http(s) (RFC 9112 3.2),
+ * not the authority form. */
 static h1p_result h1p_request_line(h1p *p, const char *l, size_t n)
 {
     size_t m;
