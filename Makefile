@@ -120,12 +120,12 @@ build-fuzz/fuzz_sse: tests/fuzz/fuzz_sse.c src/common/sse.c src/common/buf.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@
 # the upstream response parser against llhttp (tests/unit/h1p_diff.h)
-build-fuzz/fuzz_h1parse: tests/fuzz/fuzz_h1parse.c tests/unit/h1p_diff.h src/common/h1parse.c src/common/buf.c \
+build-fuzz/fuzz_h1parse: tests/fuzz/fuzz_h1parse.c tests/fuzz/h1_cuts.h tests/unit/h1p_diff.h src/common/h1parse.c src/common/buf.c \
                          $(LLHTTP_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -Itests/unit -fsanitize=fuzzer $(FUZZ_SAN) $(filter %.c,$^) -o $@
 # the server's request parser against llhttp (tests/unit/h1p_reqdiff.h)
-build-fuzz/fuzz_h1req: tests/fuzz/fuzz_h1req.c tests/unit/h1p_reqdiff.h src/common/h1parse.c src/common/buf.c \
+build-fuzz/fuzz_h1req: tests/fuzz/fuzz_h1req.c tests/fuzz/h1_cuts.h tests/unit/h1p_reqdiff.h src/common/h1parse.c src/common/buf.c \
                        $(LLHTTP_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -Itests/unit -fsanitize=fuzzer $(FUZZ_SAN) $(filter %.c,$^) -o $@

@@ -8,6 +8,7 @@
  *     build-fuzz/fuzz_h1req /tmp/chr tests/fuzz/corpus_h1req -max_total_time=240
  */
 #include "h1p_reqdiff.h"
+#include "h1_cuts.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -17,19 +18,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* mostly the server's default cap; sometimes one small enough for the input to meet it */
     static const size_t heads[4] = {16384, 16384, 256, 40};
     size_t cuts[8];
-    int ncut = 0;
 
     if (size < 1) return 0;
     unsigned sel = data[0];
     const char *d = (const char *)data + 1;
     size_t n = size - 1;
-    /* cuts at pseudo-random places from the selector */
-    uint32_t h = sel * 2654435761u;
-    for (int k = 0; k < 7 && n > 0; k++) {
-        h = h * 1103515245u + 12345u;
-        size_t c = (size_t)(h >> 8) % n;
-        if (ncut == 0 || c > cuts[ncut - 1]) cuts[ncut++] = c;
-    }
+    int ncut = h1f_cuts(sel, n, cuts);
     const char *why = h1r_diff(d, n, heads[sel & 3], cuts, ncut);
     if (why) {
         fprintf(stderr, "h1parse (requests) and llhttp differ: %s\n", why);
