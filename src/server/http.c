@@ -1157,9 +1157,9 @@ static void parse_failed(http_conn *c, h1p_result err)
         snprintf(msg, sizeof msg, "The request has more than one %s header",
                  once_headers[c->dup_header - 1].display);
         http_error(c, 400, "invalid_request_error", "invalid_request", NULL, msg, -1);
-    } else if (err == H1P_NOMEM) {
-        http_error(c, 503, "service_unavailable_error", "service_unavailable", NULL,
-                   "The gateway is out of memory", -1);
+    } else if (err == H1P_NOMEM) { /* (a line cut between reads could not be kept) */
+        http_error(c, 500, "api_error", "internal_error", NULL,
+                   "The gateway had an internal error while processing your request.", -1);
     } else {
         http_error(c, 400, "invalid_request_error", "invalid_request", NULL, parse_error_text(c),
                    -1);
