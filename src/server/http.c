@@ -876,7 +876,7 @@ static void conn_arm_timer(http_conn *c, int state)
 
 /* ---- parsing ---- */
 
-/* Copies bytes the request keeps (method, target, some header values) into its head buffer:
+/* Copies bytes the request keeps (the target, some header values) into its head buffer:
  * the parser's views last only as long as its call. The parser caps the whole header block at
  * max_header_bytes, so this holds no more than that. Returns 0, or -1 (memory). */
 static int head_keep(http_conn *c, const char *at, size_t n, size_t *off)

@@ -130,7 +130,7 @@ struct http_conn {
     int reading;
     int draining_high; /* write queue went above the high-water mark */
     /* header collection */
-    buf_t head; /* method, url and the header values we keep, bounded by max_header_bytes */
+    buf_t head; /* the target and the header values we keep (the parser caps the block) */
     size_t url_off, url_len;
     int nheaders;
     size_t once_off[HTTP_ONCE_KEPT], once_len[HTTP_ONCE_KEPT]; /* kept headers (http.c) */

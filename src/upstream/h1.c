@@ -418,25 +418,20 @@ static void h1_timer_cb(uv_timer_t *t)
 
 /* ---- response parsing (h1parse.c's callbacks; their ud is the connection) ---- */
 
-static bool h1_name_is(const char *p, size_t n, const char *lit, size_t ln)
-{
-    return h1p_caseeq(p, n, lit, ln);
-}
-
 static int h1_on_header(void *ud, const char *n, size_t nl, const char *v, size_t vn)
 {
     h1_xfer *x = ((h1_conn *)ud)->x;
     /* a value longer than the buffer is no hint we can read (and a content type cut short) */
     bool fits = vn < H1_CT_MAX;
 
-    if (h1_name_is(n, nl, "content-type", 12)) {
+    if (H1P_IS(n, nl, "content-type")) {
         if (!fits) vn = H1_CT_MAX - 1;
         memcpy(x->content_type, v, vn);
         x->content_type[vn] = '\0';
         x->has_ct = true;
-    } else if (h1_name_is(n, nl, "retry-after", 11)) {
+    } else if (H1P_IS(n, nl, "retry-after")) {
         x->retry_after_ms = fits ? up__retry_after(v, vn) : -1;
-    } else if (h1_name_is(n, nl, "retry-after-ms", 14)) {
+    } else if (H1P_IS(n, nl, "retry-after-ms")) {
         x->retry_after_ms_ms = fits ? up__retry_after_ms(v, vn) : -1;
     }
     return 0;
