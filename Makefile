@@ -23,7 +23,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all test asan clean format bench tools fuzz unit screenshots
 all: $(BUILD)/modelswitch tools
 
-tools: $(BUILD)/mock_upstream
+tools: $(BUILD)/mock_upstream $(BUILD)/bench/scale
 
 $(BUILD)/modelswitch: $(BUILD)/src/main.o $(BUILD)/libms.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
@@ -58,6 +58,11 @@ $(BUILD)/llhttp/%.o: /usr/share/llhttp/%.c
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/testdb.h $(BUILD)/libms.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
+
+# The shared parts' scaling benchmark (make bench, phase scale).
+$(BUILD)/bench/scale: bench/scale.c $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/mock_upstream: tests/mock/mock_upstream.c $(LLOBJ)
 	@mkdir -p $(dir $@)

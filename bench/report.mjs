@@ -466,6 +466,57 @@ if (scaleRecs.length) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the workers share (phase shared, bench/scale.c): W threads on W cores driving the key
+// cache, rate limiter, billing, router and logger as a request does.
+const SHARED_PARTS = {
+    all: 'a request, back to back', paced: 'a request at a worker\'s pace', keycache: 'key cache',
+    ratelimit: 'rate limiter', billing: 'billing (hold, settle, ledger queue)',
+    router: 'router', logger: 'logger queue',
+};
+const sharedRecs = recs.filter((r) => r.kind === 'shared');
+const sharedScaling = {}; // mode -> scaling of the paced run at the most threads
+if (sharedRecs.length) {
+    say('## What the workers share (W threads on W cores)');
+    say();
+    say('bench/scale.c drives what every worker of a gateway shares (the key cache\'s lock, the ' +
+        'rate limiter\'s stripes, billing\'s stripes and the ledger\'s queue, the router\'s ' +
+        'deployment state, the logger\'s queue) with the calls of a chat request, from W ' +
+        'threads pinned one a core, the median of the rounds. "many": each thread has its own ' +
+        'key and account (only the model and the deployment are common); "hot": one key of one ' +
+        'account for all. "back to back" has nothing between two requests (the worst case for ' +
+        'a shared line); "at a worker\'s pace" puts ' +
+        `${fmt(Number(info.shared_pace_us), 1)} µs of private work after each request (the cpu ` +
+        'phase\'s CPU per chat request), as a gateway\'s worker does. "scaling" is the ' +
+        'requests per second of W threads ÷ W × one thread\'s (issue 15: ≥ 0.9); "CPU ns" is ' +
+        'the threads\' own CPU time per request (what the other threads\' writes to shared ' +
+        'lines cost, without the time lost to the ledger and logger threads, which have no ' +
+        'core of their own once W is every core). "ledger events/s": how fast the ledger ' +
+        'writer committed the round\'s backlog afterwards (full batches). ' +
+        `Audit of the ledger afterwards: ${info.shared_audit ?? '?'}.`);
+    say();
+    const rows = [];
+    for (const mode of ['many', 'hot']) {
+        for (const part of Object.keys(SHARED_PARTS)) {
+            const rs = sharedRecs.filter((r) => r.workload === mode && r.target === part)
+                .sort((a, b) => a.round - b.round);
+            const one = rs.find((r) => r.round === 1);
+            for (const r of rs) {
+                const sc = one ? one.v.ns_per_req / r.v.ns_per_req : NaN;
+                if (part === 'paced' && r === rs[rs.length - 1]) sharedScaling[mode] = sc;
+                rows.push([mode, SHARED_PARTS[part], String(r.round), fmt(r.v.ns_per_req),
+                    fmt(r.v.cpu_ns_per_req), r.round === 1 ? '–' : fmt(sc, 2),
+                    r.v.ledger_events >= 1000 && r.v.ledger_s > 0
+                        ? fmt(r.v.ledger_events / r.v.ledger_s) : '–',
+                    fmt(r.v.log_dropped)]);
+            }
+        }
+    }
+    say(table(['clients', 'what', 'W', 'ns/request', 'CPU ns/request', 'scaling',
+        'ledger events/s', 'log lines dropped'], rows));
+    say();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The shared state of several instances (issue 13): the same gateway with and without `redis:`.
 const sharedRows = Object.entries(closed).filter(([, b]) => b.modelswitch &&
     b['modelswitch-redis']);
@@ -706,6 +757,13 @@ for (const [t, ref, what] of [['modelswitch', 'nginx', 'plain HTTP'],
     const r = cc[t].us / cc[ref].us;
     trows.push([`CPU per request ≤ 1.0 × nginx's, proxy the limit (${what}, chat 1 KB)`,
         fmtRatio(r), mark(r <= 1.0)]);
+}
+for (const [mode, what] of [['many', 'many keys'], ['hot', 'one hot key and account']]) {
+    if (sharedScaling[mode] === undefined) continue;
+    const w = Math.max(...sharedRecs.filter((r) => r.workload === mode).map((r) => r.round));
+    trows.push([`what the workers share scales: ${w} threads ≥ 0.9 × ${w} × one, at a ` +
+        `worker's pace (${what}; bench/scale.c)`, fmt(sharedScaling[mode], 2),
+        mark(sharedScaling[mode] >= 0.9)]);
 }
 if (slowerCg !== undefined) {
     trows.push(['no ModelSwitch instruction count above the previous results (worker: 1%, ' +

@@ -20,7 +20,10 @@
 # nginx-https (proxy_pass https with verification and session reuse) use it. Phase "cpu" measures
 # the proxies' CPU per request with the proxy the limit and the load core below saturation, plain
 # HTTP and HTTPS, both against the static upstream; phase "scale" runs W workers on W cores when
-# the machine has the cores for them and the load (else it says why it skipped).
+# the machine has the cores for them and the load (else it says why it skipped); phase "shared"
+# drives what the workers share (key cache, rate limiter, billing and its ledger, router,
+# logger) from W threads on W cores, W = 1 up to every core (bench/scale.c), which needs no
+# load core and so runs on this 2-core machine too.
 #
 # Every process it starts is tracked by pid and stopped on every exit path (trap).
 #
@@ -34,7 +37,8 @@
 #                  modelswitch-https modelswitch-https-curl"
 #                        the targets (a subset for development; modelswitch-redis only when
 #                        redis-server is installed)
-#   BENCH_PHASES="closed open ttfb mem cg cpu scale"    the phases (a subset for development)
+#   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
+#                        development)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
 #   BENCH_CPU_WORKLOADS="chat1k stream50"   the cpu phase's workloads
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
@@ -53,7 +57,7 @@ LOAD_CPU=${BENCH_LOAD_CPU:-1}
 TARGETS=${BENCH_TARGETS:-direct nginx portkey modelswitch modelswitch-redis nginx-https \
     modelswitch-https modelswitch-https-curl}
 TARGETS=$(tr -s ' \n' ' ' <<<"$TARGETS")
-PHASES=${BENCH_PHASES:-closed open ttfb mem cg cpu scale}
+PHASES=${BENCH_PHASES:-closed open ttfb mem cg cpu scale shared}
 HTTPS_TARGETS="nginx-https modelswitch-https modelswitch-https-curl"
 CPU_CONNS=${BENCH_CPU_CONNS:-16}
 PORTKEY_DIR=$ROOT/bench/portkey
@@ -1154,6 +1158,31 @@ phase_scale() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# phase 8: what the workers share, W threads on W cores (issue 15; bench/scale.c says why and
+# how). Runs on any machine: W = 1 to every core, no load core needed. Its paced runs put a
+# worker's own work between two requests: the cpu phase's CPU per chat request when it ran
+# (ModelSwitch, plain HTTP, median of the rounds), else 30 µs.
+phase_shared() {
+    local pace rounds=5 per=25000 out=$TMP/shared.out
+    pace=$(awk '$1 == "cpu" && $2 == "chat1k" && $3 == "modelswitch" {
+            for (i = 5; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+            if (v["requests"] > 0) print v["proxy_cpu_s"] * 1e6 / v["requests"] }' "$RES" |
+        sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print 30 }')
+    [[ $QUICK == 1 ]] && { rounds=3; per=10000; }
+    make -s BUILD="$BUILD" "$BUILD/bench/scale" >"$TMP/scale-build.log" 2>&1 ||
+        die "bench/scale build failed (see $TMP/scale-build.log)"
+    mkdir -p "$TMP/shared"
+    log "shared: W threads on W cores, W = 1..$(nproc), $rounds rounds, paced at $pace µs"
+    if ! "$BUILD/bench/scale" "$TMP/shared" "$per" "$rounds" "$pace" >"$out"; then
+        log "shared: bench/scale failed: $(tail -1 "$out")"
+        return 0
+    fi
+    grep '^shared ' "$out" | grep -v '^shared audit' >>"$RES"
+    record "info shared_pace_us $pace"
+    record "info shared_audit $(sed -n 's/^shared audit //p' "$out")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # main
 
 machine_info() {
@@ -1209,6 +1238,7 @@ has "$PHASES" mem && phase_mem
 has "$PHASES" cg && phase_cg
 has "$PHASES" cpu && phase_cpu
 has "$PHASES" scale && phase_scale
+has "$PHASES" shared && phase_shared
 if has_ms && ((MS_STARTS > 0)); then
     # What the gateway logged: access lines by status class, warnings and errors (for the report).
     # grep -o rather than a sed capture: the cpu phase leaves millions of lines, which a

@@ -84,3 +84,43 @@ test('the report compares with the results it replaces', () => {
         fs.rmSync(dir, { recursive: true, force: true });
     }
 });
+
+// Phase shared (bench/scale.c): each (clients, part, W) row with the scaling against one thread,
+// the ledger's rate where a backlog was timed, and the target row from the paced run at the most
+// threads, met at 0.9 and not below.
+test('the report shows what the workers share and whether it scales', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
+    const rec = (mode, part, w, ns, extra = 'ledger_events=0 ledger_s=0.000010') =>
+        `shared ${mode} ${part} ${w} threads=${w} requests=${w * 1000} ` +
+        `seconds=${(ns * 1000) / 1e9} ns_per_req=${ns} cpu_ns_per_req=${ns - 10} pace_ns=0 ` +
+        `${extra} log_dropped=0 rounds=5`;
+    try {
+        const out = path.join(dir, 'RESULTS.md');
+        const text = report(dir, [
+            'info shared_pace_us 30.5',
+            'info shared_audit ok',
+            rec('many', 'all', 1, 1000, 'ledger_events=20000 ledger_s=0.040000'),
+            rec('many', 'all', 2, 2500, 'ledger_events=40000 ledger_s=0.100000'),
+            rec('many', 'paced', 1, 32000),
+            rec('many', 'paced', 2, 35000),
+            rec('hot', 'paced', 1, 32000),
+            rec('hot', 'paced', 2, 36000),
+            rec('hot', 'ratelimit', 1, 200),
+            rec('hot', 'ratelimit', 2, 1000),
+        ].join('\n') + '\n', out);
+        assert.match(text, /## What the workers share \(W threads on W cores\)/);
+        assert.match(text, /30\.5 µs of private work/);
+        assert.match(text, /Audit of the ledger afterwards: ok\./);
+        const lines = text.split('\n');
+        assert.ok(lines.includes('| many | a request, back to back | 1 | 1,000 | 990 | – | ' +
+            '500,000 | 0 |'));
+        assert.ok(lines.includes('| many | a request, back to back | 2 | 2,500 | 2,490 | 0.40 | ' +
+            '400,000 | 0 |'));
+        assert.ok(lines.includes('| hot | rate limiter | 2 | 1,000 | 990 | 0.20 | – | 0 |'));
+        // 32,000 / 35,000 = 0.91: met; 32,000 / 36,000 = 0.89: not met
+        assert.match(text, /\| what the workers share scales: 2 threads ≥ 0\.9 × 2 × one, at a worker's pace \(many keys; bench\/scale\.c\) \| 0\.91 \| met \|/);
+        assert.match(text, /\| what the workers share scales: 2 threads ≥ 0\.9 × 2 × one, at a worker's pace \(one hot key and account; bench\/scale\.c\) \| 0\.89 \| \*\*not met\*\* \|/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
