@@ -148,7 +148,7 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
     if (bearer(c, r, &k, &n) != 0) return -1;
     kc_status st;
     if (n == c->auth_key_len && ms_ct_equal(k, c->auth_key, n)) {
-        st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_loop_now_ms(), key);
+        st = kc_lookup_local(c->w->kc, &c->w->kcl, c->auth_hash, ms_loop_now_ms(), key);
     } else if (!key_well_formed(k, n, NULL)) {
         st = KC_NOT_FOUND;
     } else {
@@ -159,7 +159,7 @@ int api_authenticate(http_conn *c, http_request *r, key_type want, store_key *ke
         } else {
             c->auth_key_len = 0;
         }
-        st = kc_lookup_hash(c->w->kc, c->auth_hash, ms_loop_now_ms(), key);
+        st = kc_lookup_local(c->w->kc, &c->w->kcl, c->auth_hash, ms_loop_now_ms(), key);
     }
     if (st == KC_NOT_FOUND) {
         http_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, "Invalid API key", -1);

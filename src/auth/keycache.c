@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,9 @@ struct kc {
     size_t nbuckets; /* a power of two */
     size_t count;
     int64_t applied_seq; /* every row up to this sequence is in the table (the refresher's) */
+    /* bumped under the write lock by every change of the table; read by kc_lookup_local, which
+     * keeps copies taken at a generation (starts at 1: an empty slot's 0 never matches) */
+    _Atomic uint64_t gen;
 
     /* Used only by whoever refreshes: kc_start before the thread exists, then the thread. */
     store_t *store;
@@ -196,6 +200,7 @@ static int kc_refresh(kc_t *kc, char *msg, size_t msglen)
     for (size_t i = 0; i < kc->batch_len && rc == 0; i++)
         rc = kc_apply_row(kc, &kc->batch[i], 0);
     if (rc == 0) kc->applied_seq = max_seq;
+    atomic_fetch_add_explicit(&kc->gen, 1, memory_order_release);
     pthread_rwlock_unlock(&kc->lock);
     if (rc != 0) {
         /* Rows already applied are applied again next time, which is harmless. */
@@ -300,6 +305,7 @@ kc_t *kc_start(const cfg_t *cfg, char *err, size_t errlen)
     pthread_cond_init(&kc->cv, &ca);
     pthread_condattr_destroy(&ca);
 
+    atomic_init(&kc->gen, 1);
     kc->nbuckets = KC_MIN_BUCKETS;
     kc->buckets = calloc(kc->nbuckets, sizeof(*kc->buckets));
     if (!kc->buckets) {
@@ -351,28 +357,66 @@ kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_k
     return kc_lookup_hash(kc, hash, now_ms, out);
 }
 
-kc_status kc_lookup_hash(kc_t *kc, const unsigned char hash[32], int64_t now_ms, store_key *out)
+/* The answer for a row found (or not) by a lookup, into out (hash zeroed). */
+static kc_status kc_answer(int found, store_key *k, int64_t now_ms, store_key *out)
 {
-    store_key k;
-    int found = 0;
-
-    pthread_rwlock_rdlock(&kc->lock);
-    kc_entry *e = *kc_find(kc, hash);
-    if (e) {
-        k = e->key;
-        found = 1;
-    }
-    pthread_rwlock_unlock(&kc->lock);
-
-    if (!found || k.deleted) {
+    if (!found || k->deleted) {
         if (out) memset(out, 0, sizeof(*out));
         return KC_NOT_FOUND;
     }
-    memset(k.hash, 0, sizeof(k.hash));
-    if (out) *out = k;
-    if (k.expires_at_ms != 0 && now_ms >= k.expires_at_ms) return KC_EXPIRED;
-    if (!k.active) return KC_INACTIVE;
+    memset(k->hash, 0, sizeof(k->hash));
+    if (out) *out = *k;
+    if (k->expires_at_ms != 0 && now_ms >= k->expires_at_ms) return KC_EXPIRED;
+    if (!k->active) return KC_INACTIVE;
     return KC_OK;
+}
+
+/* Copies the table's row for hash into *k under the read lock; returns whether there is one, and
+ * the table's generation that the copy belongs to into *gen. */
+static int kc_read(kc_t *kc, const unsigned char hash[32], store_key *k, uint64_t *gen)
+{
+    int found = 0;
+    pthread_rwlock_rdlock(&kc->lock);
+    kc_entry *e = *kc_find(kc, hash);
+    if (e) {
+        *k = e->key;
+        found = 1;
+    }
+    if (gen) *gen = atomic_load_explicit(&kc->gen, memory_order_relaxed);
+    pthread_rwlock_unlock(&kc->lock);
+    return found;
+}
+
+kc_status kc_lookup_hash(kc_t *kc, const unsigned char hash[32], int64_t now_ms, store_key *out)
+{
+    store_key k;
+    int found = kc_read(kc, hash, &k, NULL);
+    return kc_answer(found, &k, now_ms, out);
+}
+
+kc_status kc_lookup_local(kc_t *kc, kc_local *l, const unsigned char hash[32], int64_t now_ms,
+                          store_key *out)
+{
+    /* Acquire: a generation seen here comes with every change made before it was bumped. A
+     * change in progress (write lock held, not yet bumped) is not seen, as it would not be by a
+     * read lock taken just before it. */
+    uint64_t gen = atomic_load_explicit(&kc->gen, memory_order_acquire);
+    kc_local_slot *s = &l->slot[hash[0] & (KC_LOCAL_SLOTS - 1)];
+    store_key k;
+    int found;
+    if (s->gen == gen && ms_ct_equal(s->hash, hash, 32)) {
+        found = s->found;
+        if (found) k = s->key;
+    } else {
+        found = kc_read(kc, hash, &k, &s->gen);
+        memcpy(s->hash, hash, 32);
+        s->found = found;
+        if (found) {
+            memset(k.hash, 0, sizeof(k.hash));
+            s->key = k;
+        }
+    }
+    return kc_answer(found, &k, now_ms, out);
 }
 
 void kc_apply(kc_t *kc, const store_key *k)
@@ -384,6 +428,7 @@ void kc_apply(kc_t *kc, const store_key *k)
     /* At or below applied_seq the refresher has already put this row, or a newer one, in place;
      * re-applying an older row could only undo a later change. */
     if (k->seq > kc->applied_seq) rc = kc_apply_row(kc, k, 1);
+    atomic_fetch_add_explicit(&kc->gen, 1, memory_order_release);
     pthread_rwlock_unlock(&kc->lock);
     /* Out of memory: the refresher adds the row within one tick anyway. */
     if (rc != 0) log_warn("key cache: out of memory applying key %lld", (long long)k->id);

@@ -108,6 +108,7 @@ struct worker {
     _Atomic(srv_gen *) next; /* a published generation not yet adopted (owns a reference) */
     uv_async_t gen_wakeup;   /* next was filled */
     kc_t *kc;
+    kc_local kcl;      /* this worker's copies of the keys it looked up last (keycache.h) */
     struct bill *bill; /* billing/billing.h: balances, holds, the ledger queue */
     struct rl *rl;     /* ratelimit/ratelimit.h: shared limiter */
     struct sh *sh;     /* shared/shared.h: the state several instances share, or NULL */
@@ -125,7 +126,7 @@ struct worker {
     _Atomic uint64_t nconns;
     uint64_t rid_seq;  /* request id sequence (srv_new_request_id) */
     uint64_t rid_salt; /* random per worker, so workers and processes never collide */
-    char *readbuf; /* shared by every connection of this worker: data is consumed in read_cb */
+    char *readbuf;     /* shared by every connection of this worker: data is consumed in read_cb */
     size_t readbuf_len;
     /* http.c: the stream chunks of the one corked connection, sent in one write at the uncork
      * (http_stream_cork): one per worker, as corking spans a single callback */

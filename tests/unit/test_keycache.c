@@ -180,19 +180,111 @@ static void test_refresh(void)
     kc_stop(kc);
 }
 
+/* A worker's own copies (kc_lookup_local): a hit is the table's answer while nothing changed,
+ * and every kind of change reaches it at once: the refresher's, kc_apply's (a deletion, a new
+ * key that was looked up and not found before). */
+static void test_local(void)
+{
+    char err[256] = "", a[64], b[64];
+    store_key ka, kb, row, out;
+    unsigned char ha[32], hb[32];
+    kc_local l;
+    memset(&l, 0, sizeof l);
+
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "local-a", 0, -1, a, &ka), STORE_OK);
+    kc_t *kc = kc_start(cfg, err, sizeof(err));
+    CHECK(kc != NULL);
+    if (!kc) return;
+    key_hash(a, strlen(a), ha);
+    /* b is well formed but not in the store yet */
+    CHECK_EQ_INT(key_generate(KEY_PROXY, b, sizeof b), 0);
+    key_hash(b, strlen(b), hb);
+
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, ha, ms_now_ms(), &out), KC_OK);
+    CHECK_EQ_INT(out.id, ka.id);
+    CHECK_EQ_STR(out.name, "local-a");
+    CHECK(ms_ct_equal(out.hash, (unsigned char[32]){0}, 32));
+    kc_local_slot *sa = &l.slot[ha[0] & (KC_LOCAL_SLOTS - 1)];
+    uint64_t gen = sa->gen;
+    CHECK(gen != 0 && ms_ct_equal(sa->hash, ha, 32) && sa->found);
+    /* a hit: the slot is not read again from the table (same generation), the same answer */
+    memset(&out, 0, sizeof out);
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, ha, ms_now_ms(), &out), KC_OK);
+    CHECK_EQ_INT(out.id, ka.id);
+    CHECK(sa->gen == gen);
+    /* an expiry is decided at each lookup, from the copy too */
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, ha, INT64_MAX, &out), KC_OK);
+
+    /* the refresher's change (a deactivation made elsewhere) */
+    CHECK_EQ_INT(store_key_set_active(w, ka.id, 0), STORE_OK);
+    kc_status st = KC_OK;
+    for (int i = 0; i < 100 && st != KC_INACTIVE; i++) {
+        st = kc_lookup_local(kc, &l, ha, ms_now_ms(), &out);
+        if (st != KC_INACTIVE) sleep_ms(10);
+    }
+    CHECK_EQ_INT(st, KC_INACTIVE);
+    CHECK(sa->gen != gen);
+
+    /* kc_apply's: a deletion answers at once, with no refresh in between (a tombstone made
+     * here: the store keeps the key, so no refresh can bring the change instead) */
+    CHECK_EQ_INT(store_key_set_active(w, ka.id, 1), STORE_OK);
+    CHECK_EQ_INT(store_key_get(w, ka.id, &row), STORE_OK);
+    kc_apply(kc, &row);
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, ha, ms_now_ms(), &out), KC_OK);
+    row.deleted = 1;
+    row.seq++;
+    kc_apply(kc, &row);
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, ha, ms_now_ms(), &out), KC_NOT_FOUND);
+    CHECK_EQ_INT(out.id, 0);
+
+    /* a key not found (and remembered so) is found once it is applied */
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, hb, ms_now_ms(), &out), KC_NOT_FOUND);
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, hb, ms_now_ms(), &out), KC_NOT_FOUND);
+    char made[64];
+    CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "local-b", 0, -1, made, &kb), STORE_OK);
+    /* store_key_create made its own key; put b's hash on that row, as if it were b's */
+    CHECK_EQ_INT(store_key_get(w, kb.id, &row), STORE_OK);
+    memcpy(row.hash, hb, 32);
+    kc_apply(kc, &row);
+    CHECK_EQ_INT(kc_lookup_local(kc, &l, hb, ms_now_ms(), &out), KC_OK);
+    CHECK_EQ_STR(out.name, "local-b");
+
+    /* every slot in use, and keys that share a slot take turns in it */
+    for (int i = 0; i < 40; i++) {
+        char k[64];
+        unsigned char h[32];
+        store_key r;
+        CHECK_EQ_INT(store_key_create(w, kc_acct, KEY_PROXY, "local-n", 0, -1, k, &r), STORE_OK);
+        CHECK_EQ_INT(store_key_get(w, r.id, &row), STORE_OK);
+        kc_apply(kc, &row);
+        key_hash(k, strlen(k), h);
+        CHECK_EQ_INT(kc_lookup_local(kc, &l, h, ms_now_ms(), &out), KC_OK);
+        CHECK_EQ_INT(out.id, r.id);
+        CHECK_EQ_INT(kc_lookup_local(kc, &l, hb, ms_now_ms(), &out), KC_OK);
+        CHECK_EQ_STR(out.name, "local-b");
+    }
+    kc_stop(kc);
+}
+
 typedef struct {
     kc_t *kc;
     const char *key;
     atomic_int *stop;
     long lookups, bad;
+    int local; /* through a kc_local of its own */
 } reader_arg;
 
 static void *reader(void *p)
 {
     reader_arg *a = p;
     store_key out;
+    kc_local l;
+    unsigned char h[32];
+    memset(&l, 0, sizeof l);
+    key_hash(a->key, strlen(a->key), h);
     while (!atomic_load(a->stop)) {
-        kc_status st = kc_lookup(a->kc, a->key, strlen(a->key), ms_now_ms(), &out);
+        kc_status st = a->local ? kc_lookup_local(a->kc, &l, h, ms_now_ms(), &out)
+                                : kc_lookup(a->kc, a->key, strlen(a->key), ms_now_ms(), &out);
         a->lookups++;
         if ((st != KC_OK && st != KC_INACTIVE) || strcmp(out.name, "flip") != 0) a->bad++;
     }
@@ -214,7 +306,7 @@ static void test_concurrent_lookups(void)
     CHECK(kc != NULL);
     if (!kc) return;
     for (int i = 0; i < 3; i++) {
-        args[i] = (reader_arg){kc, key, &stop, 0, 0};
+        args[i] = (reader_arg){kc, key, &stop, 0, 0, i % 2};
         pthread_create(&th[i], NULL, reader, &args[i]);
     }
     for (int i = 0; i < 6; i++) {
@@ -251,6 +343,7 @@ static void run_all(void)
     setup();
     RUN(test_lookup_outcomes);
     RUN(test_refresh);
+    RUN(test_local);
     RUN(test_concurrent_lookups);
     RUN(test_start_error);
     teardown();
