@@ -15,6 +15,17 @@
  * deployments; models never contend with each other. Log lines are formatted after the mutex is
  * released.
  *
+ * Every request of a model goes through its mutex, from every worker, so in the steady state
+ * (every deployment closed and not rate limited) the two calls that change nothing take no lock:
+ * route_pick chooses from states read without it, and route_report of a success to a closed
+ * deployment returns at once, and route_request_done of a success to a closed deployment is one
+ * atomic add to the window's current slot (bench/scale.c: the mutex's line moving between two
+ * workers' cores made the router 5 times slower a request than on one core). The fields those
+ * reads see (state, open_until, rl_until, the slots) are atomic, changed only under the mutex
+ * but for that add; a read that races a change is the read of a moment before it, as a lock
+ * taken just before the change would give. Whatever is not the steady state (a failure, a
+ * slot to start, a breaker not closed) takes the mutex as before.
+ *
  * Two kinds of reports: route_report per attempt (probe verdicts, 429s, a success closing the
  * breaker) and route_request_done once per request and deployment (the failure-rate window).
  * Counting requests rather than attempts is what keeps one client's request that fails on every
@@ -53,17 +64,18 @@ enum { DS_CLOSED, DS_OPEN, DS_PROBING };
 
 /* The requests that ended in one tenth of the failure window. */
 typedef struct win_slot {
-    int64_t epoch; /* now / slot length when the slot was last written */
-    uint32_t ok, failed;
+    _Atomic int64_t epoch; /* now / slot length when the slot was last written */
+    /* atomic for route_request_done's success without the mutex; a slot is reset under it */
+    _Atomic uint32_t ok, failed;
 } win_slot;
 
 typedef struct dep_state {
-    int state;
+    _Atomic int state;                /* read without the mutex by the fast paths, as are: */
+    _Atomic int64_t open_until;       /* DS_OPEN: the cool-down ends; from then one probe may go */
+    _Atomic int64_t rl_until;         /* out because of an upstream 429 until then */
     win_slot win[ROUTE_WINDOW_SLOTS]; /* DS_CLOSED: the requests of the last failure window */
-    int64_t open_until;               /* DS_OPEN: the cool-down ends; from then one probe may go */
     int64_t probe_since;              /* DS_PROBING: when the probe was handed out */
     int64_t cooldown_ms;              /* the length of the next cool-down */
-    int64_t rl_until;                 /* out because of an upstream 429 until then */
 } dep_state;
 
 /* One deployment's state and what identifies it across generations. Guarded by its model's
@@ -196,13 +208,36 @@ static int64_t slot_ms(const cfg_t *cfg)
     return w > 0 ? w : 1;
 }
 
+static void slot_reset(win_slot *w, int64_t epoch)
+{
+    w->ok = 0;
+    w->failed = 0;
+    w->epoch = epoch;
+}
+
+/* A success counted without the model's mutex, when the deployment is closed and the slot of
+ * now is current: one atomic add, the only write. Returns 0 when the mutex is needed (a slot to
+ * start, a state to check). An add that races a reset of its slot (ten slots later) counts one
+ * success in the wrong tenth of the window: nothing a failure rate notices. */
+static int window_add_ok(const cfg_t *cfg, dep_state *s, int64_t now)
+{
+    if (s->state != DS_CLOSED) return 0;
+    int64_t epoch = (now < 0 ? 0 : now) / slot_ms(cfg);
+    win_slot *w = &s->win[epoch % ROUTE_WINDOW_SLOTS];
+    if (atomic_load_explicit(&w->epoch, memory_order_relaxed) != epoch) return 0;
+    /* (4e9 successes in a tenth of the window would be needed to reach the cap) */
+    if (atomic_load_explicit(&w->ok, memory_order_relaxed) < UINT32_MAX)
+        atomic_fetch_add_explicit(&w->ok, 1, memory_order_relaxed);
+    return 1;
+}
+
 /* Counts one request in the window; returns the window's totals in *ok and *failed. */
 static void window_add(const cfg_t *cfg, dep_state *s, int failed, int64_t now, uint32_t *ok,
                        uint32_t *nfailed)
 {
     int64_t epoch = (now < 0 ? 0 : now) / slot_ms(cfg);
     win_slot *w = &s->win[epoch % ROUTE_WINDOW_SLOTS];
-    if (w->epoch != epoch) *w = (win_slot){.epoch = epoch};
+    if (w->epoch != epoch) slot_reset(w, epoch);
     if (failed && w->failed < UINT32_MAX) w->failed++;
     if (!failed && w->ok < UINT32_MAX) w->ok++;
     uint64_t tok = 0, tfailed = 0;
@@ -232,7 +267,8 @@ static int64_t open_breaker(const cfg_t *cfg, dep_state *s, int64_t now)
     s->state = DS_OPEN;
     s->open_until = add_sat(now, len);
     /* after the cool-down the probe decides; old requests must not reopen it at once */
-    memset(s->win, 0, sizeof s->win);
+    for (int i = 0; i < ROUTE_WINDOW_SLOTS; i++)
+        slot_reset(&s->win[i], 0);
     s->cooldown_ms = len > max - len ? max : 2 * len;
     if (s->cooldown_ms < len) s->cooldown_ms = len; /* max below cooldown_ms: never shrink */
     return len;
@@ -393,6 +429,64 @@ static void fill_none(const cfg_model *m, const model_state *ms, int64_t now, ro
     why->wait_ms = !any ? 0 : best < 1 ? 1 : best;
 }
 
+/* The deployment a request's next attempt goes to among the usable ones (-1: none): the untried
+ * ones first, then the lowest priority, then split by weight. Under the model's mutex, or from
+ * pick_closed. */
+static int choose(const cfg_model *m, model_state *ms, uint64_t tried, int64_t now_ms)
+{
+    size_t n = m->ndeployments;
+    /* best[0]: lowest usable priority among untried deployments, best[1]: among tried ones */
+    int best[2] = {INT_MAX, INT_MAX};
+    int have[2] = {0, 0};
+    for (size_t i = 0; i < n; i++) {
+        if (!usable(st_of(ms, i), now_ms)) continue;
+        int grp = was_tried(tried, i);
+        have[grp] = 1;
+        if (m->deployments[i].priority < best[grp]) best[grp] = m->deployments[i].priority;
+    }
+    int g = have[0] ? 0 : have[1] ? 1 : -1;
+    if (g < 0) return -1;
+    /* Within the group and priority, split by weight; weight-0 deployments are the standby and
+     * share the traffic evenly only when no weighted one is usable. */
+    uint64_t total = 0, nzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        const cfg_deployment *d = &m->deployments[i];
+        if (was_tried(tried, i) != g || d->priority != best[g] || !usable(st_of(ms, i), now_ms))
+            continue;
+        if (d->weight > 0)
+            total += (uint64_t)d->weight;
+        else
+            nzero++;
+    }
+    int zero = total == 0;
+    /* (a state read without the mutex may change between the loops: then none may be left) */
+    if (total == 0 && nzero == 0) return -1;
+    uint64_t x = rng_next() % (zero ? nzero : total);
+    for (size_t i = 0; i < n; i++) {
+        const cfg_deployment *d = &m->deployments[i];
+        if (was_tried(tried, i) != g || d->priority != best[g] || !usable(st_of(ms, i), now_ms))
+            continue;
+        uint64_t w = zero ? (d->weight <= 0) : d->weight > 0 ? (uint64_t)d->weight : 0;
+        if (x < w) return (int)i;
+        x -= w;
+    }
+    return -1;
+}
+
+/* The steady state without the mutex: every deployment of m closed (rate-limited ones are
+ * skipped by usable). Returns the choice, or -1 for the caller to take the mutex: some
+ * deployment is open or probing (a probe is handed out, a lost one noticed, only under it), or
+ * none is usable now (why is filled under it). */
+static int pick_closed(const cfg_model *m, model_state *ms, uint64_t tried, int64_t now_ms)
+{
+    for (size_t i = 0; i < m->ndeployments; i++)
+        if (st_of(ms, i)->state != DS_CLOSED) return -1;
+    int c = choose(m, ms, tried, now_ms);
+    /* opened since it was read: a request begun just before the breaker opened, or the slow
+     * path's to decide; re-checking the choice is enough, as the others were not chosen */
+    return c >= 0 && st_of(ms, (size_t)c)->state == DS_CLOSED ? c : -1;
+}
+
 int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, route_none *why)
 {
     model_state *ms = model_of(r, m);
@@ -402,14 +496,13 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
         if (why) *why = (route_none){0};
         return -1;
     }
+    int chosen = pick_closed(m, ms, tried, now_ms);
+    if (chosen >= 0) return chosen;
     size_t n = m->ndeployments;
-    int lost = -1, probe = -1, chosen = -1;
+    int lost = -1, probe = -1;
     int64_t lost_after = 0;
 
     pthread_mutex_lock(&ms->h->mu);
-    /* best[0]: lowest usable priority among untried deployments, best[1]: among tried ones */
-    int best[2] = {INT_MAX, INT_MAX};
-    int have[2] = {0, 0};
     for (size_t i = 0; i < n; i++) {
         dep_state *s = st_of(ms, i);
         if (s->state == DS_PROBING &&
@@ -418,37 +511,9 @@ int route_pick(route_t *r, const cfg_model *m, uint64_t tried, int64_t now_ms, r
             lost_after = now_ms - s->probe_since;
             s->state = DS_OPEN; /* open_until has passed: the next request probes */
         }
-        if (!usable(s, now_ms)) continue;
-        int grp = was_tried(tried, i);
-        have[grp] = 1;
-        if (m->deployments[i].priority < best[grp]) best[grp] = m->deployments[i].priority;
     }
-    int g = have[0] ? 0 : have[1] ? 1 : -1;
-    if (g >= 0) {
-        /* Within the group and priority, split by weight; weight-0 deployments are the standby
-         * and share the traffic evenly only when no weighted one is usable. */
-        uint64_t total = 0, nzero = 0;
-        for (size_t i = 0; i < n; i++) {
-            const cfg_deployment *d = &m->deployments[i];
-            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(st_of(ms, i), now_ms))
-                continue;
-            if (d->weight > 0)
-                total += (uint64_t)d->weight;
-            else
-                nzero++;
-        }
-        int zero = total == 0;
-        uint64_t x = rng_next() % (zero ? nzero : total);
-        for (size_t i = 0; i < n && chosen < 0; i++) {
-            const cfg_deployment *d = &m->deployments[i];
-            if (was_tried(tried, i) != g || d->priority != best[g] || !usable(st_of(ms, i), now_ms))
-                continue;
-            uint64_t w = zero ? (d->weight <= 0) : d->weight > 0 ? (uint64_t)d->weight : 0;
-            if (x < w)
-                chosen = (int)i;
-            else
-                x -= w;
-        }
+    chosen = choose(m, ms, tried, now_ms);
+    if (chosen >= 0) {
         dep_state *s = st_of(ms, (size_t)chosen);
         if (s->state == DS_OPEN) {
             /* the cool-down is over: this request is the probe, nobody else gets through */
@@ -582,8 +647,10 @@ static void apply_report(const cfg_t *cfg, dep_state *s, route_outcome o, int64_
             e->ev = EV_BACK;
         else if (s->state == DS_OPEN)
             e->ev = EV_BACK_LATE;
-        if (s->state != DS_CLOSED) s->cooldown_ms = first_cooldown(cfg);
-        s->state = DS_CLOSED;
+        if (s->state != DS_CLOSED) {
+            s->cooldown_ms = first_cooldown(cfg);
+            s->state = DS_CLOSED;
+        }
         break;
     case ROUTE_FAILURE:
     case ROUTE_TIMEOUT:
@@ -623,6 +690,8 @@ void route_report(route_t *r, const cfg_model *m, int idx, route_outcome o, int6
 {
     model_state *ms = model_checked(r, m, idx, "route_report");
     if (!ms) return;
+    /* a success to a closed deployment changes nothing (apply_report): no lock */
+    if (o == ROUTE_SUCCESS && st_of(ms, (size_t)idx)->state == DS_CLOSED) return;
     ev_info e = {.ev = EV_NONE, .o = o};
     pthread_mutex_lock(&ms->h->mu);
     apply_report(r->cfg, st_of(ms, (size_t)idx), o, retry_after_ms, now_ms, &e);
@@ -634,6 +703,7 @@ void route_request_done(route_t *r, const cfg_model *m, int idx, int failed, int
 {
     model_state *ms = model_checked(r, m, idx, "route_request_done");
     if (!ms) return;
+    if (!failed && window_add_ok(r->cfg, st_of(ms, (size_t)idx), now_ms)) return;
     ev_info e = {.ev = EV_NONE, .o = ROUTE_FAILURE};
     pthread_mutex_lock(&ms->h->mu);
     dep_state *s = st_of(ms, (size_t)idx);
