@@ -28,6 +28,7 @@ typedef struct api_worker {
     struct stats_worker *stats; /* the worker's counters (stats.h), read by GET /metrics */
     struct sh_worker *shw;      /* its connection to the shared state, or NULL (shared.h) */
     struct rcache *rc;          /* the response cache's Redis backend on shw, or NULL (cache.c) */
+    struct rl_pending *rlp;     /* the limiter corrections of this loop iteration (ratelimit.h) */
 } api_worker;
 
 static inline api_worker *api_worker_of(worker_t *w)
@@ -83,7 +84,8 @@ typedef struct api_settlement {
     /* the config the hold was computed with (the request's generation, which its owner holds):
      * the settlement prices with it too, whatever a reload did meanwhile */
     const cfg_t *cfg;
-    rl_t *rl; /* NULL: no token correction owed */
+    rl_t *rl;               /* NULL: no token correction owed */
+    struct rl_pending *rlp; /* where the correction waits for the iteration's end (the worker's) */
     store_key key;
     const cfg_model *rl_model; /* the model the limiter admitted the request under */
     int64_t rl_tokens;         /* the tokens it admitted (corrected to the real count at the end) */

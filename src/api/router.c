@@ -450,7 +450,8 @@ static int api_head_check(http_conn *c, http_request *r)
 static int api_worker_init(worker_t *w)
 {
     api_worker *aw = calloc(1, sizeof *aw);
-    if (!aw || !(aw->stats = stats_worker_new())) {
+    if (!aw || !(aw->stats = stats_worker_new()) || !(aw->rlp = rl_pending_new())) {
+        if (aw) stats_worker_free(aw->stats);
         free(aw);
         return -1;
     }
@@ -458,6 +459,7 @@ static int api_worker_init(worker_t *w)
         (!(aw->shw = sh_worker_new(w->sh, &w->loop)) || !(aw->rc = rcache_redis_new(aw->shw)))) {
         sh_worker_free(aw->shw);
         stats_worker_free(aw->stats);
+        rl_pending_free(aw->rlp);
         free(aw);
         return -1;
     }
@@ -469,12 +471,22 @@ static void api_worker_free(worker_t *w)
 {
     api_worker *aw = w->app;
     if (aw) {
+        /* the last iteration's corrections (its loop has stopped) */
+        if (w->rl) rl_flush(w->rl, aw->rlp);
+        rl_pending_free(aw->rlp);
         stats_worker_free(aw->stats);
         rcache_free(aw->rc);
         sh_worker_free(aw->shw);
     }
     free(aw);
     w->app = NULL;
+}
+
+/* The end of a loop iteration: the rate limiter's corrections of its requests, at once. */
+static void api_iteration(worker_t *w)
+{
+    api_worker *aw = api_worker_of(w);
+    if (w->rl) rl_flush(w->rl, aw->rlp);
 }
 
 /* A request is over: its metrics (stats.h). */
@@ -492,5 +504,6 @@ srv_handlers api_server_handlers(void)
                           .worker_init = api_worker_init,
                           .worker_free = api_worker_free,
                           .on_drain_kill = proxy_kill_detached,
-                          .on_done = api_request_done};
+                          .on_done = api_request_done,
+                          .on_iteration = api_iteration};
 }

@@ -98,9 +98,22 @@ typedef struct rl_query {
     int64_t cost[RL_NDIM]; /* admit: 1 request and the token estimate */
 } rl_query;
 
+/* One token correction (rl_correct), kept as it was asked for until applied. */
+typedef struct rl_correction {
+    rl_query q;
+    int64_t estimate, actual, now_ms;
+} rl_correction;
+
+/* A worker's corrections held back until rl_flush (ratelimit.h). */
+struct rl_pending {
+    int n;
+    rl_correction c[RL_PENDING_MAX];
+};
+
 typedef struct rl_ops {
     int (*admit)(void *be, const rl_query *q, int64_t now_ms, rl_result *res);
-    void (*correct)(void *be, const rl_query *q, int64_t estimate, int64_t actual, int64_t now_ms);
+    /* n corrections applied in their order, as one operation */
+    void (*correct)(void *be, const rl_correction *c, int n);
     void (*peek)(void *be, const rl_query *q, int64_t now_ms, rl_result *res);
     size_t (*count)(void *be);
     void (*destroy)(void *be);
@@ -390,22 +403,19 @@ static int local_admit(void *be, const rl_query *q, int64_t now, rl_result *res)
     return res->allowed;
 }
 
-static void local_correct(void *be, const rl_query *q, int64_t estimate, int64_t actual,
-                          int64_t now)
+/* Applies one correction; its stripes are locked and hashes[] are its slots' hashes. */
+static void correct_one(rl_local *lo, const rl_correction *c, const uint64_t *hashes)
 {
-    rl_local *lo = be;
-    uint64_t hashes[RL_MAX_SLOTS];
-    size_t locked[RL_MAX_SLOTS];
+    const rl_query *q = &c->q;
+    int64_t estimate = c->estimate, actual = c->actual, now = c->now_ms;
     rl_entry *e[RL_MAX_SLOTS];
-    int nl = lock_slots(lo, q, now, hashes, locked);
-
     /* Giving back to a missing (fully replenished) counter changes nothing. */
     find_entries(lo, q, hashes, actual > estimate, e);
     for (int i = 0; i < q->nslots; i++) {
         int64_t limit = q->slot[i].limit[RL_TOK];
         if (!e[i] || limit <= 0) continue;
-        rl_ctr *c = &e[i]->c[RL_TOK];
-        ctr_use(c, limit, now);
+        rl_ctr *ct = &e[i]->c[RL_TOK];
+        ctr_use(ct, limit, now);
         /* admit charged at most the limit (local_admit): correct from that, or a large
          * estimate would give back tokens other requests used */
         int64_t delta = actual - (estimate < limit ? estimate : limit);
@@ -413,8 +423,43 @@ static void local_correct(void *be, const rl_query *q, int64_t estimate, int64_t
          * clamp keeps delta * 60000 within int64. */
         int64_t d = delta, hour = limit * 60;
         d = d > hour ? hour : d < -hour ? -hour : d;
-        ctr_set(c, now, ctr_debt(c, now) + d * RL_MINUTE_MS);
+        ctr_set(ct, now, ctr_debt(ct, now) + d * RL_MINUTE_MS);
     }
+}
+
+/* The corrections of a worker's loop iteration (or one, from rl_correct) under one locking of
+ * the union of their stripes, in ascending order like every operation here, and applied in the
+ * order they were made: the same counters as n separate corrections, for one lock and unlock of
+ * each stripe instead of n. */
+static void local_correct(void *be, const rl_correction *c, int n)
+{
+    rl_local *lo = be;
+    uint64_t hashes[RL_PENDING_MAX][RL_MAX_SLOTS];
+    size_t locked[RL_STRIPES];
+    int nl = 0;
+    int64_t now = 0;
+    for (int k = 0; k < n; k++) {
+        if (c[k].now_ms > now) now = c[k].now_ms;
+        for (int i = 0; i < c[k].q.nslots; i++) {
+            hashes[k][i] = rl_hash(c[k].q.slot[i].scope, c[k].q.slot[i].id);
+            size_t st = stripe_of(hashes[k][i]);
+            int j = nl;
+            while (j > 0 && locked[j - 1] > st)
+                j--;
+            if (j > 0 && locked[j - 1] == st) continue;
+            memmove(&locked[j + 1], &locked[j], (size_t)(nl - j) * sizeof *locked);
+            locked[j] = st;
+            nl++;
+        }
+    }
+    for (int i = 0; i < nl; i++) {
+        rl_stripe *s = &lo->stripes[locked[i]];
+        pthread_mutex_lock(&s->mu);
+        /* before any lookup, as in lock_slots: no entry of these corrections is freed later */
+        if (s->count >= s->sweep_at) stripe_sweep(s, now);
+    }
+    for (int k = 0; k < n; k++)
+        correct_one(lo, &c[k], hashes[k]);
     unlock_slots(lo, locked, nl);
 }
 
@@ -621,17 +666,55 @@ void rl_peek(rl_t *rl, const store_key *key, int64_t now_ms, rl_result *res)
     if (q.nslots) rl->ops->peek(rl->be, &q, now_ms, res);
 }
 
+/* The correction rl_correct makes, into *c; 0 when there is none to make. */
+static int make_correction(rl_t *rl, const store_key *key, const cfg_model *m, int64_t estimate,
+                           int64_t actual, int64_t now_ms, rl_correction *c)
+{
+    if (estimate < 0) estimate = 0;
+    if (actual < 0) actual = 0;
+    if (actual == estimate) return 0;
+    build_query(rl, key, m, &c->q);
+    for (int i = 0; i < c->q.nslots; i++)
+        c->q.slot[i].limit[RL_REQ] = 0; /* requests are never corrected */
+    c->estimate = estimate;
+    c->actual = actual;
+    c->now_ms = now_ms;
+    return c->q.nslots > 0;
+}
+
 void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t estimate,
                 int64_t actual, int64_t now_ms)
 {
-    rl_query q;
-    if (estimate < 0) estimate = 0;
-    if (actual < 0) actual = 0;
-    if (actual == estimate) return;
-    build_query(rl, key, m, &q);
-    for (int i = 0; i < q.nslots; i++)
-        q.slot[i].limit[RL_REQ] = 0; /* requests are never corrected */
-    if (q.nslots) rl->ops->correct(rl->be, &q, estimate, actual, now_ms);
+    rl_correction c;
+    if (make_correction(rl, key, m, estimate, actual, now_ms, &c)) rl->ops->correct(rl->be, &c, 1);
+}
+
+rl_pending *rl_pending_new(void)
+{
+    return calloc(1, sizeof(rl_pending));
+}
+
+void rl_pending_free(rl_pending *p)
+{
+    free(p);
+}
+
+void rl_correct_later(rl_t *rl, rl_pending *p, const store_key *key, const cfg_model *m,
+                      int64_t estimate, int64_t actual, int64_t now_ms)
+{
+    if (!p) {
+        rl_correct(rl, key, m, estimate, actual, now_ms);
+        return;
+    }
+    if (p->n == RL_PENDING_MAX) rl_flush(rl, p);
+    if (make_correction(rl, key, m, estimate, actual, now_ms, &p->c[p->n])) p->n++;
+}
+
+void rl_flush(rl_t *rl, rl_pending *p)
+{
+    if (!p || !p->n) return;
+    rl->ops->correct(rl->be, p->c, p->n);
+    p->n = 0;
 }
 
 /* The number of (scope, id) entries held: for tests of eviction. Not in the header because no

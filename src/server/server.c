@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,8 +313,9 @@ static int srv_busy_poll(worker_t *w, int epfd)
  * the I/O callbacks into the timers of the next iteration. */
 static void on_clock_prepare(uv_prepare_t *h)
 {
-    (void)h;
+    worker_t *w = (worker_t *)((char *)h - offsetof(worker_t, clock_prepare));
     ms_loop_clock_tick();
+    if (w->app_ready && w->srv->h.on_iteration) w->srv->h.on_iteration(w);
 }
 
 static void on_clock_check(uv_check_t *h)
