@@ -233,17 +233,22 @@ static void *sc_main(void *arg)
     struct timespec c0, c1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     /* A worker's loop iteration handles the requests whose events came together, then runs
-     * its end-of-iteration work (rl_flush): a saturated worker several (make bench's gateway,
+     * its end-of-iteration work (rl_flush, log_batch_flush): a saturated worker several (make bench's gateway,
      * CPU-bound: ~8 a wait for events), one at a worker's pace. */
     int per_iter = t->pace_iters ? 1 : SC_PER_ITERATION;
+    log_batch_begin();
     for (int64_t i = 0; i < t->requests && !t->failed; i++) {
         if (sc_request(t, t->parts, line, (size_t)n) != 0)
             t->failed = 1;
         else if (t->pace_iters)
             sc_spin(t->pace_iters);
-        if ((i + 1) % per_iter == 0) rl_flush(t->p->rl, t->rlp);
+        if ((i + 1) % per_iter == 0) {
+            rl_flush(t->p->rl, t->rlp);
+            log_batch_flush();
+        }
     }
     rl_flush(t->p->rl, t->rlp);
+    log_batch_end();
     t->end_ns = ms_mono_ns();
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
     t->cpu_ns = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000LL + (c1.tv_nsec - c0.tv_nsec));

@@ -22,6 +22,14 @@ void log_set_level(log_level lvl);
 void log_msg(log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Queues one already formatted line (a newline is added). */
 void log_line(const char *line, size_t n);
+/* A worker thread's lines are queued together once a loop iteration (log.c says why): from
+ * log_batch_begin on, this thread's lines wait in a buffer of its own until log_batch_flush
+ * (the end of each iteration), and log_batch_end flushes and stops that (before the thread
+ * ends: what is not flushed is lost). A batch that does not fit in the queue is dropped whole
+ * and its lines counted. */
+void log_batch_begin(void);
+void log_batch_flush(void);
+void log_batch_end(void);
 /* How many lines were dropped because the queue was full, since the start (any thread). */
 uint64_t log_dropped_total(void);
 

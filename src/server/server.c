@@ -316,6 +316,7 @@ static void on_clock_prepare(uv_prepare_t *h)
     worker_t *w = (worker_t *)((char *)h - offsetof(worker_t, clock_prepare));
     ms_loop_clock_tick();
     if (w->app_ready && w->srv->h.on_iteration) w->srv->h.on_iteration(w);
+    log_batch_flush(); /* last: on_iteration may log */
 }
 
 static void on_clock_check(uv_check_t *h)
@@ -331,6 +332,7 @@ static void worker_main(void *arg)
     ms_loop_clock_on();
     snprintf(name, sizeof name, "ms-worker-%d", w->id);
     pthread_setname_np(pthread_self(), name); /* what top -H and perf show */
+    log_batch_begin(); /* flushed by on_clock_prepare at each iteration's end */
     if (w->cfg->busy_poll_us > 0) {
         int epfd = uv_backend_fd(&w->loop);
         while (uv_run(&w->loop, UV_RUN_ONCE) && srv_busy_poll(w, epfd)) {
@@ -345,6 +347,7 @@ static void worker_main(void *arg)
     w->up = NULL;
     /* let the upstream context's handles finish closing */
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    log_batch_end();
 }
 
 srv_t *srv_new(const cfg_t *cfg, const srv_shared *sh, const srv_handlers *h,
