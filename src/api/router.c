@@ -450,8 +450,12 @@ static int api_head_check(http_conn *c, http_request *r)
 static int api_worker_init(worker_t *w)
 {
     api_worker *aw = calloc(1, sizeof *aw);
-    if (!aw || !(aw->stats = stats_worker_new()) || !(aw->rlp = rl_pending_new())) {
-        if (aw) stats_worker_free(aw->stats);
+    if (!aw || !(aw->stats = stats_worker_new()) || !(aw->rlp = rl_pending_new()) ||
+        !(aw->bq = bill_batch_new())) {
+        if (aw) {
+            stats_worker_free(aw->stats);
+            rl_pending_free(aw->rlp);
+        }
         free(aw);
         return -1;
     }
@@ -460,6 +464,7 @@ static int api_worker_init(worker_t *w)
         sh_worker_free(aw->shw);
         stats_worker_free(aw->stats);
         rl_pending_free(aw->rlp);
+        bill_batch_free(aw->bq);
         free(aw);
         return -1;
     }
@@ -471,9 +476,12 @@ static void api_worker_free(worker_t *w)
 {
     api_worker *aw = w->app;
     if (aw) {
-        /* the last iteration's corrections (its loop has stopped) */
+        /* the last iteration's corrections and usage events (its loop has stopped; billing
+         * stops after the server) */
         if (w->rl) rl_flush(w->rl, aw->rlp);
         rl_pending_free(aw->rlp);
+        bill_batch_flush(w->bill, aw->bq);
+        bill_batch_free(aw->bq);
         stats_worker_free(aw->stats);
         rcache_free(aw->rc);
         sh_worker_free(aw->shw);
@@ -482,11 +490,13 @@ static void api_worker_free(worker_t *w)
     w->app = NULL;
 }
 
-/* The end of a loop iteration: the rate limiter's corrections of its requests, at once. */
+/* The end of a loop iteration: the rate limiter's corrections of its requests and their usage
+ * events, at once. */
 static void api_iteration(worker_t *w)
 {
     api_worker *aw = api_worker_of(w);
     if (w->rl) rl_flush(w->rl, aw->rlp);
+    bill_batch_flush(w->bill, aw->bq);
 }
 
 /* A request is over: its metrics (stats.h). */
