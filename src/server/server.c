@@ -310,7 +310,9 @@ static int srv_busy_poll(worker_t *w, int epfd)
 }
 
 /* The loop clock's readings last one loop phase (util.h): none survives the wait for events, nor
- * the I/O callbacks into the timers of the next iteration. */
+ * the I/O callbacks into the timers of the next iteration. The prepare phase, just before that
+ * wait, is also where an iteration's batched work goes out (srv_handlers.on_iteration, the log
+ * lines): nothing waits in a batch while the worker sleeps. */
 static void on_clock_prepare(uv_prepare_t *h)
 {
     worker_t *w = (worker_t *)((char *)h - offsetof(worker_t, clock_prepare));
