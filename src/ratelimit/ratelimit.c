@@ -314,29 +314,41 @@ static rl_entry *stripe_add(rl_stripe *s, int scope, uint64_t id, uint64_t h)
     return e;
 }
 
-/* Locks the distinct stripes of q's slots in ascending order (the global lock order) and
- * sweeps those that grew past their threshold. Returns how many stripes were locked, into
- * locked[] in locking order; hashes[i] receives slot i's hash. */
+/* Adds stripe st to the ascending set locked[0..n) unless it is there; returns the new size. */
+static int stripe_set_add(size_t *locked, int n, size_t st)
+{
+    int j = n;
+    while (j > 0 && locked[j - 1] > st)
+        j--;
+    if (j > 0 && locked[j - 1] == st) return n;
+    memmove(&locked[j + 1], &locked[j], (size_t)(n - j) * sizeof *locked);
+    locked[j] = st;
+    return n + 1;
+}
+
+/* Locks locked[0..n) in that (ascending: the global lock order) order, and sweeps those that
+ * grew past their threshold: before any lookup, so that no entry pointer of the operation can
+ * be freed under it. */
+static void lock_stripes(rl_local *lo, const size_t *locked, int n, int64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        rl_stripe *s = &lo->stripes[locked[i]];
+        pthread_mutex_lock(&s->mu);
+        if (s->count >= s->sweep_at) stripe_sweep(s, now);
+    }
+}
+
+/* Locks the distinct stripes of q's slots (lock_stripes). Returns how many stripes were
+ * locked, into locked[] in locking order; hashes[i] receives slot i's hash. */
 static int lock_slots(rl_local *lo, const rl_query *q, int64_t now, uint64_t *hashes,
                       size_t *locked)
 {
     int n = 0;
     for (int i = 0; i < q->nslots; i++) {
         hashes[i] = rl_hash(q->slot[i].scope, q->slot[i].id);
-        size_t st = stripe_of(hashes[i]);
-        int j = n;
-        while (j > 0 && locked[j - 1] > st)
-            j--;
-        if (j > 0 && locked[j - 1] == st) continue;
-        memmove(&locked[j + 1], &locked[j], (size_t)(n - j) * sizeof *locked);
-        locked[j] = st;
-        n++;
+        n = stripe_set_add(locked, n, stripe_of(hashes[i]));
     }
-    for (int i = 0; i < n; i++) {
-        rl_stripe *s = &lo->stripes[locked[i]];
-        pthread_mutex_lock(&s->mu);
-        if (s->count >= s->sweep_at) stripe_sweep(s, now);
-    }
+    lock_stripes(lo, locked, n, now);
     return n;
 }
 
@@ -435,29 +447,17 @@ static void local_correct(void *be, const rl_correction *c, int n)
 {
     rl_local *lo = be;
     uint64_t hashes[RL_PENDING_MAX][RL_MAX_SLOTS];
-    size_t locked[RL_STRIPES];
+    size_t locked[RL_STRIPES] = {0}; /* (only [0, nl) is read; gcc cannot tell) */
     int nl = 0;
     int64_t now = 0;
     for (int k = 0; k < n; k++) {
         if (c[k].now_ms > now) now = c[k].now_ms;
         for (int i = 0; i < c[k].q.nslots; i++) {
             hashes[k][i] = rl_hash(c[k].q.slot[i].scope, c[k].q.slot[i].id);
-            size_t st = stripe_of(hashes[k][i]);
-            int j = nl;
-            while (j > 0 && locked[j - 1] > st)
-                j--;
-            if (j > 0 && locked[j - 1] == st) continue;
-            memmove(&locked[j + 1], &locked[j], (size_t)(nl - j) * sizeof *locked);
-            locked[j] = st;
-            nl++;
+            nl = stripe_set_add(locked, nl, stripe_of(hashes[k][i]));
         }
     }
-    for (int i = 0; i < nl; i++) {
-        rl_stripe *s = &lo->stripes[locked[i]];
-        pthread_mutex_lock(&s->mu);
-        /* before any lookup, as in lock_slots: no entry of these corrections is freed later */
-        if (s->count >= s->sweep_at) stripe_sweep(s, now);
-    }
+    lock_stripes(lo, locked, nl, now);
     for (int k = 0; k < n; k++)
         correct_one(lo, &c[k], hashes[k]);
     unlock_slots(lo, locked, nl);

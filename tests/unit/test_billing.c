@@ -193,7 +193,7 @@ static int wait_balance(bill_t *b, int64_t account_id, int64_t want)
 /* ---- cases ---- */
 
 /* A worker's batch (bill_settle_in, bill_release_in): the money moves at once, the ledger's
- * records wait for the flush (bill_flush does not see them before), then arrive in order; a
+ * records wait for the flush (bill_flush does not see them before), then arrive, each once; a
  * full batch goes by itself. */
 static void test_batch(void)
 {
