@@ -481,7 +481,8 @@ if (sharedRecs.length) {
     say('bench/scale.c drives what every worker of a gateway shares (the key cache\'s lock, the ' +
         'rate limiter\'s stripes, billing\'s stripes and the ledger\'s queue, the router\'s ' +
         'deployment state, the logger\'s queue) with the calls of a chat request, from W ' +
-        'threads pinned one a core, the median of the rounds. "many": each thread has its own ' +
+        'threads pinned one a core, the best of the rounds (the machine\'s noise only adds ' +
+        'time). "many": each thread has its own ' +
         'key and account (only the model and the deployment are common); "hot": one key of one ' +
         'account for all. "back to back" has nothing between two requests (the worst case for ' +
         'a shared line); "at a worker\'s pace" puts ' +
@@ -489,9 +490,11 @@ if (sharedRecs.length) {
         'phase\'s CPU per chat request), as a gateway\'s worker does. "scaling" is the ' +
         'requests per second of W threads ÷ W × one thread\'s (issue 15: ≥ 0.9); "CPU ns" is ' +
         'the threads\' own CPU time per request (what the other threads\' writes to shared ' +
-        'lines cost, without the time lost to the ledger and logger threads, which have no ' +
-        'core of their own once W is every core). "ledger events/s": how fast the ledger ' +
-        'writer committed the round\'s backlog afterwards (full batches). ' +
+        'lines cost, without the time the ledger and logger threads take from the same W ' +
+        'cores). "ledger events/s": how fast the ledger ' +
+        'writer committed the round\'s backlog afterwards (full batches); "log lines dropped": ' +
+        'the logger\'s bounded queue overrun by a back-to-back run that leaves its thread no core ' +
+        'of its own (the median of the rounds for both). ' +
         `Audit of the ledger afterwards: ${info.shared_audit ?? '?'}.`);
     say();
     const rows = [];
