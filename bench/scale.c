@@ -149,14 +149,17 @@ enum { SC_KC = 1, SC_RL = 2, SC_BILL = 4, SC_ROUTE = 8, SC_LOG = 16, SC_ALL = 31
 static int sc_request(sc_thread *t, int parts, const char *line, size_t line_len)
 {
     const sc_parts *p = t->p;
-    store_key key = t->key;
+    store_key key; /* the key cache's copy, or the thread's row when it is left out */
     rl_result res;
     bill_hold hold;
     route_none why;
     int64_t mono = (int64_t)(ms_mono_ns() / 1000000), now = ms_now_ms();
     const int64_t prompt_bound = 300, out_bound = 4096, input = 250, output = 20;
 
-    if ((parts & SC_KC) && kc_lookup_local(p->kc, &t->kcl, t->hash, now, &key) != KC_OK) return -1;
+    if (!(parts & SC_KC))
+        key = t->key;
+    else if (kc_lookup_local(p->kc, &t->kcl, t->hash, now, &key) != KC_OK)
+        return -1;
     if ((parts & SC_RL) && !rl_admit(p->rl, &key, p->model, prompt_bound + out_bound, mono, &res))
         return -1;
     if ((parts & SC_BILL) &&

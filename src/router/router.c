@@ -16,15 +16,15 @@
  * released.
  *
  * Every request of a model goes through its mutex, from every worker, so in the steady state
- * (every deployment closed and not rate limited) the two calls that change nothing take no lock:
- * route_pick chooses from states read without it, and route_report of a success to a closed
- * deployment returns at once, and route_request_done of a success to a closed deployment is one
- * atomic add to the window's current slot (bench/scale.c: the mutex's line moving between two
- * workers' cores made the router 5 times slower a request than on one core). The fields those
- * reads see (state, open_until, rl_until, the slots) are atomic, changed only under the mutex
- * but for that add; a read that races a change is the read of a moment before it, as a lock
- * taken just before the change would give. Whatever is not the steady state (a failure, a
- * slot to start, a breaker not closed) takes the mutex as before.
+ * (every deployment closed and not rate limited) a request that succeeds takes no lock:
+ * route_pick chooses from states read without it, route_report of a success to a closed
+ * deployment changes nothing and returns at once, and route_request_done of a success to a
+ * closed deployment is one atomic add to the window's current slot (bench/scale.c: the mutex's line
+ * moving between two workers' cores made the router 5 times slower a request than on one core). The
+ * fields those reads see (state, open_until, rl_until, the slots) are atomic, changed only under
+ * the mutex but for that add; a read that races a change is the read of a moment before it, as a
+ * lock taken just before the change would give. Whatever is not the steady state (a failure, a slot
+ * to start, a breaker not closed) takes the mutex as before.
  *
  * Two kinds of reports: route_report per attempt (probe verdicts, 429s, a success closing the
  * breaker) and route_request_done once per request and deployment (the failure-rate window).
