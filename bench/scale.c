@@ -114,7 +114,6 @@ typedef struct sc_thread {
     const sc_parts *p;
     unsigned char hash[32]; /* the key this thread presents, hashed (as a connection keeps it) */
     kc_local kcl;           /* the thread's own memory of keys, as a worker's */
-    rl_pending *rlp;        /* its limiter corrections, flushed at each "loop iteration" */
     bill_batch *bq;         /* its usage events, the same */
     store_key key;          /* its row, for runs without the key cache */
     int parts;
@@ -173,8 +172,7 @@ static int sc_request(sc_thread *t, int parts, const char *line, size_t line_len
         route_request_done(p->route, p->model, idx, 0, mono);
     }
     if (parts & SC_RL)
-        rl_correct_later(p->rl, t->rlp, &key, p->model, prompt_bound + out_bound, input + output,
-                         mono);
+        rl_correct(p->rl, &key, p->model, prompt_bound + out_bound, input + output, mono);
     if (parts & SC_BILL) {
         store_usage_event ev;
         memset(&ev, 0, sizeof ev);
@@ -237,7 +235,7 @@ static void *sc_main(void *arg)
     struct timespec c0, c1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     /* A worker's loop iteration handles the requests whose events came together, then runs
-     * its end-of-iteration work (rl_flush, bill_batch_flush, log_batch_flush): a saturated worker
+     * its end-of-iteration work (bill_batch_flush, log_batch_flush): a saturated worker
      * several (make bench's gateway, CPU-bound: ~8 a wait for events), one at a worker's pace. */
     int per_iter = t->pace_iters ? 1 : SC_PER_ITERATION;
     log_batch_begin();
@@ -247,12 +245,10 @@ static void *sc_main(void *arg)
         else if (t->pace_iters)
             sc_spin(t->pace_iters);
         if ((i + 1) % per_iter == 0) {
-            rl_flush(t->p->rl, t->rlp);
             bill_batch_flush(t->p->bill, t->bq);
             log_batch_flush();
         }
     }
-    rl_flush(t->p->rl, t->rlp);
     bill_batch_flush(t->p->bill, t->bq);
     log_batch_end();
     t->end_ns = ms_mono_ns();
@@ -337,8 +333,7 @@ static sc_result sc_round(const sc_parts *p, unsigned char (*hashes)[32], int pa
         th[i].requests = r;
         th[i].parts = parts;
         th[i].pace_iters = pace_iters;
-        if (!(th[i].rlp = rl_pending_new()) || !(th[i].bq = bill_batch_new()))
-            sc_die("thread", "out of memory");
+        if (!(th[i].bq = bill_batch_new())) sc_die("thread", "out of memory");
         if (pthread_create(&th[i].th, NULL, sc_main, &th[i]) != 0) sc_die("thread", "create");
     }
     pthread_barrier_wait(&start);
@@ -349,7 +344,6 @@ static sc_result sc_round(const sc_parts *p, unsigned char (*hashes)[32], int pa
         /* from the first thread's start to the last one's end */
         if (th[i].start_ns < t0) t0 = th[i].start_ns;
         if (th[i].end_ns > end) end = th[i].end_ns;
-        rl_pending_free(th[i].rlp);
         bill_batch_free(th[i].bq);
         cpu += th[i].cpu_ns;
     }

@@ -450,12 +450,8 @@ static int api_head_check(http_conn *c, http_request *r)
 static int api_worker_init(worker_t *w)
 {
     api_worker *aw = calloc(1, sizeof *aw);
-    if (!aw || !(aw->stats = stats_worker_new()) || !(aw->rlp = rl_pending_new()) ||
-        !(aw->bq = bill_batch_new())) {
-        if (aw) {
-            stats_worker_free(aw->stats);
-            rl_pending_free(aw->rlp);
-        }
+    if (!aw || !(aw->stats = stats_worker_new()) || !(aw->bq = bill_batch_new())) {
+        if (aw) stats_worker_free(aw->stats);
         free(aw);
         return -1;
     }
@@ -463,7 +459,6 @@ static int api_worker_init(worker_t *w)
         (!(aw->shw = sh_worker_new(w->sh, &w->loop)) || !(aw->rc = rcache_redis_new(aw->shw)))) {
         sh_worker_free(aw->shw);
         stats_worker_free(aw->stats);
-        rl_pending_free(aw->rlp);
         bill_batch_free(aw->bq);
         free(aw);
         return -1;
@@ -476,10 +471,8 @@ static void api_worker_free(worker_t *w)
 {
     api_worker *aw = w->app;
     if (aw) {
-        /* the last iteration's corrections and usage events (its loop has stopped; billing
-         * stops after the server) */
-        if (w->rl) rl_flush(w->rl, aw->rlp);
-        rl_pending_free(aw->rlp);
+        /* the last iteration's usage events (its loop has stopped; billing stops after the
+         * server) */
         bill_batch_flush(w->bill, aw->bq);
         bill_batch_free(aw->bq);
         stats_worker_free(aw->stats);
@@ -490,13 +483,10 @@ static void api_worker_free(worker_t *w)
     w->app = NULL;
 }
 
-/* The end of a loop iteration: the rate limiter's corrections of its requests and their usage
- * events, at once. */
+/* The end of a loop iteration: its requests' usage events, at once. */
 static void api_iteration(worker_t *w)
 {
-    api_worker *aw = api_worker_of(w);
-    if (w->rl) rl_flush(w->rl, aw->rlp);
-    bill_batch_flush(w->bill, aw->bq);
+    bill_batch_flush(w->bill, api_worker_of(w)->bq);
 }
 
 /* A request is over: its metrics (stats.h). */

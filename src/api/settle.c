@@ -45,8 +45,8 @@ static void correct_tokens(api_settlement *s, int64_t real)
         s->corr_est = s->rl_tokens;
     }
     if (s->rl && real != s->rl_tokens)
-        rl_correct_later(s->rl, s->rlp, &s->key, s->rl_model, s->rl_tokens, real,
-                         (int64_t)(ms_loop_mono_ns() / 1000000));
+        rl_correct(s->rl, &s->key, s->rl_model, s->rl_tokens, real,
+                   (int64_t)(ms_loop_mono_ns() / 1000000));
     s->rl_tokens = real;
 }
 
@@ -196,7 +196,6 @@ api_settlement *api_settlement_new_on(http_conn *c, srv_gen *gen, const prov_cal
     s->cfg = cfg;
     /* counted under its model from here on, refused or not */
     s->stats = stats_bind(api_worker_of(w)->stats, &c->req, cfg, call->model);
-    s->rlp = api_worker_of(w)->rlp;
     s->bq = api_worker_of(w)->bq;
     s->key = *key;
     s->rl_model = call->model;

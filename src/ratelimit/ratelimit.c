@@ -104,16 +104,9 @@ typedef struct rl_correction {
     int64_t estimate, actual, now_ms;
 } rl_correction;
 
-/* A worker's corrections held back until rl_flush (ratelimit.h). */
-struct rl_pending {
-    int n;
-    rl_correction c[RL_PENDING_MAX];
-};
-
 typedef struct rl_ops {
     int (*admit)(void *be, const rl_query *q, int64_t now_ms, rl_result *res);
-    /* n corrections applied in their order, as one operation */
-    void (*correct)(void *be, const rl_correction *c, int n);
+    void (*correct)(void *be, const rl_correction *c);
     void (*peek)(void *be, const rl_query *q, int64_t now_ms, rl_result *res);
     size_t (*count)(void *be);
     void (*destroy)(void *be);
@@ -439,27 +432,13 @@ static void correct_one(rl_local *lo, const rl_correction *c, const uint64_t *ha
     }
 }
 
-/* The corrections of a worker's loop iteration (or one, from rl_correct) under one locking of
- * the union of their stripes, in ascending order like every operation here, and applied in the
- * order they were made: the same counters as n separate corrections, for one lock and unlock of
- * each stripe instead of n. */
-static void local_correct(void *be, const rl_correction *c, int n)
+static void local_correct(void *be, const rl_correction *c)
 {
     rl_local *lo = be;
-    uint64_t hashes[RL_PENDING_MAX][RL_MAX_SLOTS];
-    size_t locked[RL_STRIPES] = {0}; /* (only [0, nl) is read; gcc cannot tell) */
-    int nl = 0;
-    int64_t now = 0;
-    for (int k = 0; k < n; k++) {
-        if (c[k].now_ms > now) now = c[k].now_ms;
-        for (int i = 0; i < c[k].q.nslots; i++) {
-            hashes[k][i] = rl_hash(c[k].q.slot[i].scope, c[k].q.slot[i].id);
-            nl = stripe_set_add(locked, nl, stripe_of(hashes[k][i]));
-        }
-    }
-    lock_stripes(lo, locked, nl, now);
-    for (int k = 0; k < n; k++)
-        correct_one(lo, &c[k], hashes[k]);
+    uint64_t hashes[RL_MAX_SLOTS];
+    size_t locked[RL_MAX_SLOTS];
+    int nl = lock_slots(lo, &c->q, c->now_ms, hashes, locked);
+    correct_one(lo, c, hashes);
     unlock_slots(lo, locked, nl);
 }
 
@@ -686,35 +665,7 @@ void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t esti
                 int64_t actual, int64_t now_ms)
 {
     rl_correction c;
-    if (make_correction(rl, key, m, estimate, actual, now_ms, &c)) rl->ops->correct(rl->be, &c, 1);
-}
-
-rl_pending *rl_pending_new(void)
-{
-    return calloc(1, sizeof(rl_pending));
-}
-
-void rl_pending_free(rl_pending *p)
-{
-    free(p);
-}
-
-void rl_correct_later(rl_t *rl, rl_pending *p, const store_key *key, const cfg_model *m,
-                      int64_t estimate, int64_t actual, int64_t now_ms)
-{
-    if (!p) {
-        rl_correct(rl, key, m, estimate, actual, now_ms);
-        return;
-    }
-    if (p->n == RL_PENDING_MAX) rl_flush(rl, p);
-    if (make_correction(rl, key, m, estimate, actual, now_ms, &p->c[p->n])) p->n++;
-}
-
-void rl_flush(rl_t *rl, rl_pending *p)
-{
-    if (!p || !p->n) return;
-    rl->ops->correct(rl->be, p->c, p->n);
-    p->n = 0;
+    if (make_correction(rl, key, m, estimate, actual, now_ms, &c)) rl->ops->correct(rl->be, &c);
 }
 
 /* The number of (scope, id) entries held: for tests of eviction. Not in the header because no

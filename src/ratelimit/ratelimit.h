@@ -56,22 +56,6 @@ void rl_peek(rl_t *rl, const store_key *key, int64_t now_ms, rl_result *res);
 void rl_correct(rl_t *rl, const store_key *key, const cfg_model *m, int64_t estimate,
                 int64_t actual, int64_t now_ms);
 
-/* rl_correct held back until rl_flush: a worker makes its requests' corrections this way and
- * flushes them at the end of each loop iteration, before it waits for events (srv_handlers'
- * on_iteration), so the corrections of one iteration take each stripe's lock once instead of
- * once each. A request's stripes are locked twice otherwise (admission, correction), and the
- * model's stripe is every request's: with several workers its line moves between their cores
- * on each lock (bench/scale.c). Until the flush, microseconds later, an admission sees the
- * estimate still counted, the stricter count. When p is full it is flushed first; p NULL: at
- * once. p belongs to one thread. */
-#define RL_PENDING_MAX 32
-typedef struct rl_pending rl_pending;
-rl_pending *rl_pending_new(void);
-void rl_pending_free(rl_pending *p); /* flush first: what it holds is dropped */
-void rl_correct_later(rl_t *rl, rl_pending *p, const store_key *key, const cfg_model *m,
-                      int64_t estimate, int64_t actual, int64_t now_ms);
-void rl_flush(rl_t *rl, rl_pending *p);
-
 /* The limits that apply to a request of key on model m (NULL: the key's and account's only),
  * resolved as rl_admit resolves them, for another backend (several instances: src/shared/):
  * out[0] is always the key's; scope 'k' key, 'a' account, 'm' model (id: a hash of its name);

@@ -208,98 +208,6 @@ static void test_tokens(void)
     rl_free(rl);
 }
 
-/* Corrections held back (rl_correct_later) count only once flushed, and then exactly as the
- * same corrections made at once, in order: on keys, an account and a model that share and do
- * not share stripes, with a give-back clamped at "full" between two takes, and past the pending
- * list's size (flushed by itself when full). */
-static void test_correct_later(void)
-{
-    cfg_reset();
-    g_cfg.account_tokens_per_minute = 50000;
-    cfg_model m;
-    memset(&m, 0, sizeof m);
-    m.name = "later-model";
-    m.tokens_per_minute = 20000;
-    rl_t *now_rl = rl_new(&g_cfg), *later_rl = rl_new(&g_cfg);
-    rl_pending *p = rl_pending_new();
-    CHECK(now_rl && later_rl && p);
-    if (!now_rl || !later_rl || !p) return;
-    rl_result r1, r2;
-    store_key k[5];
-    for (int i = 0; i < 5; i++)
-        k[i] = mkkey(10 + i, 1 + i % 2, -1, 3000 + 100 * i);
-
-    /* held back: the estimate still counts, on the key, its account and the model */
-    CHECK(admit(later_rl, &k[0], &m, 1000, T0, &r1));
-    rl_correct_later(later_rl, p, &k[0], &m, 1000, 100, T0);
-    rl_peek(later_rl, &k[0], T0, &r1);
-    CHECK_EQ_INT(r1.remaining_tokens, 2000);
-    rl_flush(later_rl, p);
-    rl_peek(later_rl, &k[0], T0, &r1);
-    CHECK_EQ_INT(r1.remaining_tokens, 2900);
-    rl_flush(later_rl, p); /* an empty flush changes nothing */
-    rl_peek(later_rl, &k[0], T0, &r1);
-    CHECK_EQ_INT(r1.remaining_tokens, 2900);
-    CHECK(admit(now_rl, &k[0], &m, 1000, T0, &r2));
-    rl_correct(now_rl, &k[0], &m, 1000, 100, T0);
-
-    /* RL_PENDING_MAX * 2 + 5 requests on five keys admitted on both, then corrected at once on
-     * one and held back on the other (an admission between would see the stricter count there,
-     * as it should), then compared counter by counter: every key's tokens, and the account's and
-     * the model's through the largest admission that still passes */
-    enum { N = RL_PENDING_MAX * 2 + 5 };
-    int64_t est[N], act[N];
-    for (int i = 0; i < N; i++) {
-        est[i] = 200 + i % 7 * 50;
-        act[i] = i % 3 == 0 ? 0 : i % 3 == 1 ? est[i] / 2 : est[i] + 30;
-        CHECK_EQ_INT(admit(now_rl, &k[i % 5], &m, est[i], T0 + i, &r2),
-                     admit(later_rl, &k[i % 5], &m, est[i], T0 + i, &r1));
-    }
-    for (int i = 0; i < N; i++) {
-        int64_t t = T0 + N + i * 3;
-        rl_correct(now_rl, &k[i % 5], &m, est[i], act[i], t);
-        rl_correct_later(later_rl, p, &k[i % 5], &m, est[i], act[i], t);
-        /* a fresh key: a give-back to a counter already full is clamped, then a take */
-        store_key fresh = mkkey(100 + i, 1, -1, 1000);
-        rl_correct(now_rl, &fresh, NULL, 500, 0, t);
-        rl_correct_later(later_rl, p, &fresh, NULL, 500, 0, t);
-        rl_correct(now_rl, &fresh, NULL, 0, 300, t);
-        rl_correct_later(later_rl, p, &fresh, NULL, 0, 300, t);
-    }
-    rl_flush(later_rl, p);
-    int64_t t = T0 + 1000;
-    for (int i = 0; i < 5; i++) {
-        rl_peek(now_rl, &k[i], t, &r2);
-        rl_peek(later_rl, &k[i], t, &r1);
-        CHECK_EQ_INT(r1.remaining_tokens, r2.remaining_tokens);
-        CHECK_EQ_INT(r1.reset_tokens_ms, r2.reset_tokens_ms);
-    }
-    for (int i = 0; i < N; i++) {
-        store_key fresh = mkkey(100 + i, 1, -1, 1000);
-        rl_peek(now_rl, &fresh, t, &r2);
-        rl_peek(later_rl, &fresh, t, &r1);
-        CHECK_EQ_INT(r1.remaining_tokens, r2.remaining_tokens);
-        CHECK(r2.remaining_tokens < 1000); /* the take came after the clamped give-back */
-    }
-    /* the model's and the accounts' counters: the largest admission each still passes */
-    store_key big = mkkey(99, 1, -1, 1000000);
-    for (int64_t ask = 20000; ask > 0; ask -= 250) {
-        rl_result a, b;
-        int x = admit(now_rl, &big, &m, ask, t, &a), y = admit(later_rl, &big, &m, ask, t, &b);
-        CHECK_EQ_INT(x, y);
-        if (x || y) break;
-    }
-    /* p NULL: at once */
-    rl_correct_later(later_rl, NULL, &k[1], &m, 0, 100, t);
-    rl_correct(now_rl, &k[1], &m, 0, 100, t);
-    rl_peek(now_rl, &k[1], t, &r2);
-    rl_peek(later_rl, &k[1], t, &r1);
-    CHECK_EQ_INT(r1.remaining_tokens, r2.remaining_tokens);
-    rl_pending_free(p);
-    rl_free(now_rl);
-    rl_free(later_rl);
-}
-
 /* A refusal by any limit consumes nothing from any other. */
 static void test_all_or_nothing(void)
 {
@@ -723,7 +631,6 @@ int main(void)
     RUN(test_exact);
     RUN(test_smooth);
     RUN(test_tokens);
-    RUN(test_correct_later);
     RUN(test_all_or_nothing);
     RUN(test_longest_wait);
     RUN(test_changed_limit);
