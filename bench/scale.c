@@ -114,7 +114,6 @@ typedef struct sc_thread {
     const sc_parts *p;
     unsigned char hash[32]; /* the key this thread presents, hashed (as a connection keeps it) */
     kc_local kcl;           /* the thread's own memory of keys, as a worker's */
-    bill_batch *bq;         /* its usage events, the same */
     store_key key;          /* its row, for runs without the key cache */
     int parts;
     uint64_t pace_iters; /* private work after each request (sc_spin), 0 = none */
@@ -185,7 +184,7 @@ static int sc_request(sc_thread *t, int parts, const char *line, size_t line_len
         ev.usage.input = input;
         ev.usage.output = output;
         ev.charged_nusd = price_usage_cost(p->cfg, p->model, &ev.usage);
-        bill_settle_in(p->bill, &hold, &ev, t->bq);
+        bill_settle(p->bill, &hold, &ev);
     }
     if (parts & SC_LOG) log_line(line, line_len);
     return 0;
@@ -235,7 +234,7 @@ static void *sc_main(void *arg)
     struct timespec c0, c1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     /* A worker's loop iteration handles the requests whose events came together, then runs
-     * its end-of-iteration work (bill_batch_flush, log_batch_flush): a saturated worker
+     * its end-of-iteration work (log_batch_flush): a saturated worker
      * several (make bench's gateway, CPU-bound: ~8 a wait for events), one at a worker's pace. */
     int per_iter = t->pace_iters ? 1 : SC_PER_ITERATION;
     log_batch_begin();
@@ -245,11 +244,9 @@ static void *sc_main(void *arg)
         else if (t->pace_iters)
             sc_spin(t->pace_iters);
         if ((i + 1) % per_iter == 0) {
-            bill_batch_flush(t->p->bill, t->bq);
             log_batch_flush();
         }
     }
-    bill_batch_flush(t->p->bill, t->bq);
     log_batch_end();
     t->end_ns = ms_mono_ns();
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
@@ -333,7 +330,6 @@ static sc_result sc_round(const sc_parts *p, unsigned char (*hashes)[32], int pa
         th[i].requests = r;
         th[i].parts = parts;
         th[i].pace_iters = pace_iters;
-        if (!(th[i].bq = bill_batch_new())) sc_die("thread", "out of memory");
         if (pthread_create(&th[i].th, NULL, sc_main, &th[i]) != 0) sc_die("thread", "create");
     }
     pthread_barrier_wait(&start);
@@ -344,7 +340,6 @@ static sc_result sc_round(const sc_parts *p, unsigned char (*hashes)[32], int pa
         /* from the first thread's start to the last one's end */
         if (th[i].start_ns < t0) t0 = th[i].start_ns;
         if (th[i].end_ns > end) end = th[i].end_ns;
-        bill_batch_free(th[i].bq);
         cpu += th[i].cpu_ns;
     }
     bill_health_info h;

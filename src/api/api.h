@@ -28,7 +28,6 @@ typedef struct api_worker {
     struct stats_worker *stats; /* the worker's counters (stats.h), read by GET /metrics */
     struct sh_worker *shw;      /* its connection to the shared state, or NULL (shared.h) */
     struct rcache *rc;          /* the response cache's Redis backend on shw, or NULL (cache.c) */
-    struct bill_batch *bq;      /* the usage events of this loop iteration (billing.h) */
 } api_worker;
 
 static inline api_worker *api_worker_of(worker_t *w)
@@ -84,8 +83,7 @@ typedef struct api_settlement {
     /* the config the hold was computed with (the request's generation, which its owner holds):
      * the settlement prices with it too, whatever a reload did meanwhile */
     const cfg_t *cfg;
-    rl_t *rl;              /* NULL: no token correction owed */
-    struct bill_batch *bq; /* where the usage event waits for it (the worker's) */
+    rl_t *rl; /* NULL: no token correction owed */
     store_key key;
     const cfg_model *rl_model; /* the model the limiter admitted the request under */
     int64_t rl_tokens;         /* the tokens it admitted (corrected to the real count at the end) */

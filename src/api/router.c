@@ -450,8 +450,7 @@ static int api_head_check(http_conn *c, http_request *r)
 static int api_worker_init(worker_t *w)
 {
     api_worker *aw = calloc(1, sizeof *aw);
-    if (!aw || !(aw->stats = stats_worker_new()) || !(aw->bq = bill_batch_new())) {
-        if (aw) stats_worker_free(aw->stats);
+    if (!aw || !(aw->stats = stats_worker_new())) {
         free(aw);
         return -1;
     }
@@ -459,7 +458,6 @@ static int api_worker_init(worker_t *w)
         (!(aw->shw = sh_worker_new(w->sh, &w->loop)) || !(aw->rc = rcache_redis_new(aw->shw)))) {
         sh_worker_free(aw->shw);
         stats_worker_free(aw->stats);
-        bill_batch_free(aw->bq);
         free(aw);
         return -1;
     }
@@ -471,22 +469,12 @@ static void api_worker_free(worker_t *w)
 {
     api_worker *aw = w->app;
     if (aw) {
-        /* the last iteration's usage events (its loop has stopped; billing stops after the
-         * server) */
-        bill_batch_flush(w->bill, aw->bq);
-        bill_batch_free(aw->bq);
         stats_worker_free(aw->stats);
         rcache_free(aw->rc);
         sh_worker_free(aw->shw);
     }
     free(aw);
     w->app = NULL;
-}
-
-/* The end of a loop iteration: its requests' usage events, at once. */
-static void api_iteration(worker_t *w)
-{
-    bill_batch_flush(w->bill, api_worker_of(w)->bq);
 }
 
 /* A request is over: its metrics (stats.h). */
@@ -504,6 +492,5 @@ srv_handlers api_server_handlers(void)
                           .worker_init = api_worker_init,
                           .worker_free = api_worker_free,
                           .on_drain_kill = proxy_kill_detached,
-                          .on_done = api_request_done,
-                          .on_iteration = api_iteration};
+                          .on_done = api_request_done};
 }

@@ -78,7 +78,7 @@ int64_t api_settle(api_settlement *s, const cfg_model *model, const char *provid
     ev.estimated = estimated;
     /* each kind at its own price: cache reads cheaper, writes dearer, reasoning as output */
     ev.charged_nusd = price_usage_cost(s->cfg, model, u);
-    int64_t charged = bill_settle_in(s->bill, &s->hold, &ev, s->bq);
+    int64_t charged = bill_settle(s->bill, &s->hold, &ev);
     tell_shared(s);
     stats_settled(s->stats, model, u, charged);
     if (cost) ms_format_decimal(charged, 9, cost, 32);
@@ -92,7 +92,7 @@ void api_release(api_settlement *s, const cfg_model *model, const char *provider
     correct_tokens(s, 0);
     store_usage_event ev;
     fill_event(s, model, provider, status, &ev);
-    bill_release_in(s->bill, &s->hold, &ev, s->bq);
+    bill_release(s->bill, &s->hold, &ev);
     tell_shared(s);
     stats_hold(s->stats, 0);
 }
@@ -144,7 +144,7 @@ void api_settle_hit(http_conn *c, const store_key *key, const char *model, const
     ev.cached = 1;
     ev.latency_ms = (int64_t)((ms_loop_mono_ns() - c->req.start_ns) / 1000000);
     ev.created_at_ms = ms_loop_now_ms();
-    bill_release_in(c->w->bill, &none, &ev, api_worker_of(c->w)->bq);
+    bill_release(c->w->bill, &none, &ev);
 }
 
 /* The key's counters as they stand, for an answer that goes out without an admission's. */
@@ -196,7 +196,6 @@ api_settlement *api_settlement_new_on(http_conn *c, srv_gen *gen, const prov_cal
     s->cfg = cfg;
     /* counted under its model from here on, refused or not */
     s->stats = stats_bind(api_worker_of(w)->stats, &c->req, cfg, call->model);
-    s->bq = api_worker_of(w)->bq;
     s->key = *key;
     s->rl_model = call->model;
     s->start_ns = c->req.start_ns;

@@ -464,21 +464,16 @@ static void bill_sanitize(bill_t *b, store_usage_event *ev)
     if (ev->charged_nusd < 0) ev->charged_nusd = 0;
 }
 
-/* Queues n settled events for the ledger, in one lock of the queue (a worker's loop iteration's
- * events come together: bill_batch). */
-static void bill_enqueue(bill_t *b, const store_usage_event *ev, size_t n)
+static void bill_enqueue(bill_t *b, const store_usage_event *ev)
 {
     int oom_logged = 0;
 
-    if (n == 0) return;
     pthread_mutex_lock(&b->qmu);
-    while (b->in.cap - b->in.len < n) {
+    while (b->in.len == b->in.cap) {
         size_t ncap = b->in.cap ? b->in.cap * 2 : BILL_QUEUE_MIN;
-        while (ncap - b->in.len < n)
-            ncap *= 2;
-        store_usage_event *grown = realloc(b->in.ev, ncap * sizeof(*grown));
-        if (grown) {
-            b->in.ev = grown;
+        store_usage_event *n = realloc(b->in.ev, ncap * sizeof(*n));
+        if (n) {
+            b->in.ev = n;
             b->in.cap = ncap;
             break;
         }
@@ -494,27 +489,22 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev, size_t n)
         }
         pthread_cond_wait(&b->space, &b->qmu);
     }
-    if (b->in.cap - b->in.len < n) {
+    if (b->in.len == b->in.cap) {
         pthread_mutex_unlock(&b->qmu);
-        for (size_t i = 0; i < n; i++)
-            log_error("billing: ledger stopped and out of memory: usage of %s (charged %" PRId64
-                      " nano-USD) not recorded",
-                      ev[i].request_id, ev[i].charged_nusd);
+        log_error("billing: ledger stopped and out of memory: usage of %s (charged %" PRId64
+                  " nano-USD) not recorded",
+                  ev->request_id, ev->charged_nusd);
         return;
     }
-    size_t before = b->in.len;
-    if (before == 0) b->first_queued_ms = bill_now_mono_ms();
+    if (b->in.len == 0) b->first_queued_ms = bill_now_mono_ms();
     /* Events waiting longer than BILL_LAG_MS: the ledger thread is not getting the CPU (it
-     * runs SCHED_IDLE, and the workers keep the cores busy). Back to the normal policy. Checked
-     * every 16 events. */
-    if ((before >> 4) != ((before + n) >> 4) &&
-        bill_now_mono_ms() - b->first_queued_ms > BILL_LAG_MS)
+     * runs SCHED_IDLE, and the workers keep the cores busy). Back to the normal policy. */
+    if ((b->in.len & 15) == 15 && bill_now_mono_ms() - b->first_queued_ms > BILL_LAG_MS)
         bg_boost(&b->bg);
-    memcpy(&b->in.ev[before], ev, n * sizeof(*ev));
-    for (size_t i = 0; i < n; i++)
-        bill_sanitize(b, &b->in.ev[before + i]);
-    b->in.len += n;
-    b->enq_total += n;
+    store_usage_event *slot = &b->in.ev[b->in.len++];
+    *slot = *ev;
+    bill_sanitize(b, slot);
+    b->enq_total++;
     /* Past the memory cap the journal thread takes the queue to disk (the worker only wakes it:
      * a disk write here would stall every request of this loop). */
     if (b->in.len + b->held_mem > b->mem_cap && b->jr_sleeping) {
@@ -531,46 +521,11 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev, size_t n)
      * deadline is then the next poll, up to BILL_POLL_MS away, not this event's group window);
      * it sets its deadline to the window's end and sleeps again. Later events of the window do
      * not wake it, and a full batch need not wait. */
-    if (b->sleeping && (before == 0 || (before < BILL_CHUNK && b->in.len >= BILL_CHUNK))) {
+    if (b->sleeping && (b->in.len == 1 || b->in.len == BILL_CHUNK)) {
         bg_wake(&b->bg);
         pthread_cond_signal(&b->wake);
     }
     pthread_mutex_unlock(&b->qmu);
-}
-
-/* ---- a worker's events of one loop iteration ---- */
-
-struct bill_batch {
-    size_t n;
-    store_usage_event ev[BILL_BATCH_MAX];
-};
-
-bill_batch *bill_batch_new(void)
-{
-    return calloc(1, sizeof(bill_batch));
-}
-
-void bill_batch_free(bill_batch *q)
-{
-    free(q);
-}
-
-void bill_batch_flush(bill_t *b, bill_batch *q)
-{
-    if (!q || !q->n) return;
-    bill_enqueue(b, q->ev, q->n);
-    q->n = 0;
-}
-
-/* ev to the ledger: into q when there is one (flushed first when full), else at once. */
-static void bill_record(bill_t *b, const store_usage_event *ev, bill_batch *q)
-{
-    if (!q) {
-        bill_enqueue(b, ev, 1);
-        return;
-    }
-    if (q->n == BILL_BATCH_MAX) bill_batch_flush(b, q);
-    q->ev[q->n++] = *ev;
 }
 
 /* ---- the ledger thread ---- */
@@ -1414,11 +1369,6 @@ static int bill_hold_entries(bill_t *b, const bill_hold *h, bill_acct **a, bill_
 
 int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
 {
-    return bill_settle_in(b, h, ev, NULL);
-}
-
-int64_t bill_settle_in(bill_t *b, bill_hold *h, store_usage_event *ev, bill_batch *q)
-{
     bill_acct *a;
     bill_keyent *k;
     int64_t want = ev->charged_nusd > 0 ? ev->charged_nusd : 0, charge;
@@ -1464,16 +1414,11 @@ int64_t bill_settle_in(bill_t *b, bill_hold *h, store_usage_event *ev, bill_batc
                  ev->request_id, want, h->account_id, charge);
     h->amount_nusd = 0;
     ev->charged_nusd = charge;
-    bill_record(b, ev, q);
+    bill_enqueue(b, ev);
     return charge;
 }
 
 void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev)
-{
-    bill_release_in(b, h, ev, NULL);
-}
-
-void bill_release_in(bill_t *b, bill_hold *h, store_usage_event *ev, bill_batch *q)
 {
     bill_acct *a;
     bill_keyent *k;
@@ -1498,7 +1443,7 @@ void bill_release_in(bill_t *b, bill_hold *h, store_usage_event *ev, bill_batch 
         ev->key_id = h->key_id;
         ev->charged_nusd = 0;
         ev->notice_threshold_nusd = ev->notice_balance_nusd = 0;
-        bill_record(b, ev, q);
+        bill_enqueue(b, ev);
     }
 }
 

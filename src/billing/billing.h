@@ -83,21 +83,6 @@ int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev);
  * NULL (nothing recorded). */
 void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev);
 
-/* A worker's settled events held until the end of its loop iteration (bill_batch_flush, from
- * srv_handlers' on_iteration, and before the worker ends): the events of one iteration enter
- * the ledger's queue under one lock of it instead of one each (with several workers that lock
- * is every request's: bench/scale.c). The money moves at once (balances, holds, spend: the
- * stripes, as always); only the ledger's record waits, microseconds, so bill_flush and the
- * ledger's metrics count an event from its flush on. When q is full it is flushed first. q
- * belongs to one thread; a NULL q queues at once, as bill_settle and bill_release do. */
-#define BILL_BATCH_MAX 32
-typedef struct bill_batch bill_batch;
-bill_batch *bill_batch_new(void);
-void bill_batch_free(bill_batch *q); /* flush first: the events it holds are dropped */
-void bill_batch_flush(bill_t *b, bill_batch *q);
-int64_t bill_settle_in(bill_t *b, bill_hold *h, store_usage_event *ev, bill_batch *q);
-void bill_release_in(bill_t *b, bill_hold *h, store_usage_event *ev, bill_batch *q);
-
 /* The account's balance as settled (db_balance - unflushed, not minus holds), for
  * GET /api/balance. Returns 0, or -1 if the account is unknown. */
 int bill_balance(bill_t *b, int64_t account_id, int64_t *balance_nusd);

@@ -23,7 +23,6 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,14 +310,13 @@ static int srv_busy_poll(worker_t *w, int epfd)
 
 /* The loop clock's readings last one loop phase (util.h): none survives the wait for events, nor
  * the I/O callbacks into the timers of the next iteration. The prepare phase, just before that
- * wait, is also where an iteration's batched work goes out (srv_handlers.on_iteration, the log
- * lines): nothing waits in a batch while the worker sleeps. */
+ * wait, is also where the iteration's log lines go out (log_batch_flush): nothing waits in a
+ * batch while the worker sleeps. */
 static void on_clock_prepare(uv_prepare_t *h)
 {
-    worker_t *w = (worker_t *)((char *)h - offsetof(worker_t, clock_prepare));
+    (void)h;
     ms_loop_clock_tick();
-    if (w->app_ready && w->srv->h.on_iteration) w->srv->h.on_iteration(w);
-    log_batch_flush(); /* last: on_iteration may log */
+    log_batch_flush();
 }
 
 static void on_clock_check(uv_check_t *h)

@@ -84,9 +84,6 @@ typedef struct srv_handlers {
      * written: the layer counts it (r->note). Not called for a request the abort hook took over
      * (that one's handler says when it is over). */
     void (*on_done)(worker_t *w, struct http_request *r, int status);
-    /* The end of each loop iteration, before the worker waits for events (after worker_init
-     * succeeded): work batched over an iteration's requests is done here. NULL: none. */
-    void (*on_iteration)(worker_t *w);
 } srv_handlers;
 
 struct worker {

@@ -192,71 +192,6 @@ static int wait_balance(bill_t *b, int64_t account_id, int64_t want)
 
 /* ---- cases ---- */
 
-/* A worker's batch (bill_settle_in, bill_release_in): the money moves at once, the ledger's
- * records wait for the flush (bill_flush does not see them before), then arrive, each once; a
- * full batch goes by itself. */
-static void test_batch(void)
-{
-    int64_t a = mk_account(1000000);
-    store_key k = mk_key(a, -1);
-    store_usage_event ev;
-    bill_hold h;
-    bill_t *b = start();
-    bill_batch *q = bill_batch_new();
-    CHECK(b != NULL && q != NULL);
-    if (!b || !q) return;
-    char first[40] = "";
-
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ_INT(bill_hold_place(b, &k, 1000, &h), BILL_OK);
-        mk_event(&ev, 100 + i);
-        if (i == 0) ms_copy(first, sizeof first, ev.request_id);
-        CHECK_EQ_INT(bill_settle_in(b, &h, &ev, q), 100 + i);
-        CHECK_EQ_INT(h.amount_nusd, 0);
-    }
-    CHECK_EQ_INT(bill_hold_place(b, &k, 1000, &h), BILL_OK);
-    mk_event(&ev, 999);
-    ev.status = 502;
-    bill_release_in(b, &h, &ev, q);
-    /* the balance and the spend at once */
-    CHECK_EQ_INT(mem_balance(b, a), 1000000 - 303);
-    CHECK_EQ_INT(mem_spent(b, k.id), 303);
-    /* the records not before the flush */
-    bill_flush(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE key_id = %" PRId64, k.id), 0);
-    bill_batch_flush(b, q);
-    bill_flush(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE key_id = %" PRId64, k.id), 4);
-    CHECK_EQ_INT(sql_int("SELECT sum(charged_nusd) FROM usage WHERE key_id = %" PRId64, k.id), 303);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE key_id = %" PRId64
-                         " AND status = 502 AND charged_nusd = 0",
-                         k.id),
-                 1);
-    /* each once (the store numbers a batch's rows its own way: PostgreSQL's do not follow the
-     * queue's order) */
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id = '%s'", first), 1);
-    bill_batch_flush(b, q); /* empty: nothing more */
-    bill_flush(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE key_id = %" PRId64, k.id), 4);
-
-    /* BILL_BATCH_MAX + 5: the first BILL_BATCH_MAX go when the batch is full */
-    for (int i = 0; i < BILL_BATCH_MAX + 5; i++) {
-        CHECK_EQ_INT(bill_hold_place(b, &k, 10, &h), BILL_OK);
-        mk_event(&ev, 1);
-        bill_settle_in(b, &h, &ev, q);
-    }
-    bill_flush(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE key_id = %" PRId64, k.id),
-                 4 + BILL_BATCH_MAX);
-    bill_batch_flush(b, q);
-    bill_flush(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE key_id = %" PRId64, k.id),
-                 4 + BILL_BATCH_MAX + 5);
-    CHECK(audit_ok());
-    bill_batch_free(q);
-    bill_stop(b);
-}
-
 static void test_hold_settle_release(void)
 {
     int64_t a = mk_account(1000);
@@ -307,11 +242,10 @@ static void test_hold_settle_release(void)
                          " AND status = 502 AND charged_nusd = 0",
                          a),
                  1);
-    CHECK_EQ_INT(
-        sql_int("SELECT coalesce(sum(amount_nusd), 0) FROM ledger_transactions WHERE type = "
-                "'usage' AND account_id = %" PRId64,
-                a),
-        -450);
+    CHECK_EQ_INT(sql_int("SELECT coalesce(sum(amount_nusd), 0) FROM ledger_transactions WHERE type = "
+                         "'usage' AND account_id = %" PRId64,
+                         a),
+                 -450);
     CHECK(audit_ok());
     CHECK_EQ_INT(mem_balance(b, a), 550);
     CHECK_EQ_INT(mem_spent(b, k.id), 450);
@@ -1267,7 +1201,6 @@ static void run_all(void)
         RUN(test_concurrency);
     } else {
         RUN(test_hold_settle_release);
-        RUN(test_batch);
         RUN(test_settle_clamp);
         RUN(test_spend_limit);
         RUN(test_new_account_and_topup);
