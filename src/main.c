@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "common/bgprio.h"
 #include "common/log.h"
+#include "common/memtune.h"
 #include "common/version.h"
 #include "config/config.h"
 #include "notify/webhook.h"
@@ -79,9 +80,12 @@ static int cmd_serve(const char *config_path, int argc, char **argv)
         cfg_free(cfg);
         return 1;
     }
-    /* before the first background thread starts (the logger's) */
+    /* before the first background thread starts (the logger's): both are the process's */
+    memtune_result mt = memtune_setup();
     bg_setup(cfg->background_idle);
     log_start();
+    if (mt == MEMTUNE_OPERATOR)
+        log_info("GLIBC_TUNABLES sets the allocator: its large-block thresholds are left as set");
     int rc = 1;
     srv_t *srv = NULL;
     bill_t *bill = NULL;
