@@ -60,7 +60,14 @@
 #define H1_RBUF 65536
 #define H1_REQ_HEAD_MAX (256 * 1024) /* request head we build */
 #define H1_PENDING_MAX (2 * H1_RBUF) /* body kept while paused */
-#define H1_MAX_IDLE 64               /* idle connections per (host, port) */
+/* Idle connections kept per (scheme and trust, host, port) and worker. LLM requests last seconds,
+ * so a worker's concurrency to one provider is easily hundreds: a pool smaller than that closes
+ * connections as requests end and opens them again (a TLS handshake each) as the next ones
+ * start. Measured with 256 concurrent clients over HTTPS: 64 → 1024 took the worker's CPU per
+ * chat request from 97.6 to 46.6 µs (nginx's 47.8; docs/PERFORMANCE.md, round 13). What a burst
+ * leaves idle goes after H1_IDLE_MS unused (the LIFO keeps the rest warm). */
+#define H1_MAX_IDLE 1024
+#define H1_IDLE_MS 60000 /* an idle pooled connection unused this long is closed */
 #define H1_DNS_TTL_MS 60000
 #define H1_DNS_MAX 64
 #define H1_MAX_ADDRS 8
@@ -96,9 +103,10 @@ struct h1_dns {
 struct h1_pool {
     h1_pool *next;
     int port;
-    tls_ctx *tc;       /* https: the trust it was verified under; NULL for http */
-    SSL_SESSION *sess; /* https: the last session the server gave, offered on new connections */
-    h1_conn *idle;     /* LIFO: the most recently used connection is the warmest */
+    tls_ctx *tc;        /* https: the trust it was verified under; NULL for http */
+    SSL_SESSION *sess;  /* https: the last session the server gave, offered on new connections */
+    h1_conn *idle;      /* LIFO: the most recently used connection is the warmest */
+    h1_conn *idle_tail; /* the longest unused: the first to expire */
     int nidle;
     char host[];
 };
@@ -111,6 +119,7 @@ struct h1_conn {
     h1_pool *pool;
     h1_xfer *x;             /* the transfer using it; NULL while idle or closing */
     h1_conn *iprev, *inext; /* pool->idle */
+    uint64_t idle_since;    /* ms (h1_now) it went back to the pool */
     bool idle, closing, reused, writing;
     h1p parser;
     /* https only: the engine (tls.c), whether its handshake is done and close_notify seen, TLS
@@ -170,6 +179,8 @@ struct h1_xfer {
 struct h1_ctx {
     uv_loop_t *loop;
     uv_idle_t defer;
+    uv_timer_t sweep; /* closes expired idle connections; runs while any pool has one */
+    uint64_t idle_ms; /* H1_IDLE_MS unless a test set it (h1_set_idle_ms) */
     h1_xfer *xfers;
     h1_xfer *deferred, *deferred_tail;
     h1_pool *pools;
@@ -224,7 +235,10 @@ static void h1_idle_unlink(h1_conn *c)
         c->iprev->inext = c->inext;
     else
         c->pool->idle = c->inext;
-    if (c->inext) c->inext->iprev = c->iprev;
+    if (c->inext)
+        c->inext->iprev = c->iprev;
+    else
+        c->pool->idle_tail = c->iprev;
     c->iprev = c->inext = NULL;
     c->idle = false;
     c->pool->nidle--;
@@ -254,6 +268,25 @@ static void h1_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void h1_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+/* Closes p's connections idle for idle_ms or more: the oldest are at the tail. */
+static void h1_pool_expire(h1_pool *p, uint64_t now)
+{
+    while (p->idle_tail && now - p->idle_tail->idle_since >= p->idle_tail->ctx->idle_ms)
+        h1_conn_close(p->idle_tail);
+}
+
+static void h1_sweep_cb(uv_timer_t *t)
+{
+    h1_ctx *ctx = t->data;
+    uint64_t now = h1_now();
+    bool any = false;
+    for (h1_pool *p = ctx->pools; p; p = p->next) {
+        h1_pool_expire(p, now);
+        any |= p->idle != NULL;
+    }
+    if (!any) uv_timer_stop(t);
+}
+
 static void h1_pool_put(h1_conn *c)
 {
     h1_pool *p = c->pool;
@@ -264,11 +297,22 @@ static void h1_pool_put(h1_conn *c)
         return;
     }
     c->idle = true;
+    c->idle_since = h1_now();
     c->iprev = NULL;
     c->inext = p->idle;
-    if (p->idle) p->idle->iprev = c;
+    if (p->idle)
+        p->idle->iprev = c;
+    else
+        p->idle_tail = c;
     p->idle = c;
     p->nidle++;
+    /* unreferenced, like the idle connections: it must not keep a draining worker's loop alive */
+    if (!uv_is_active((uv_handle_t *)&c->ctx->sweep)) {
+        /* a quarter of the idle time: a connection is closed at most 25% late */
+        uint64_t every = c->ctx->idle_ms / 4 + 1;
+        uv_timer_start(&c->ctx->sweep, h1_sweep_cb, every, every);
+        uv_unref((uv_handle_t *)&c->ctx->sweep);
+    }
     /* Keep reading while idle: EOF or an error means the server dropped it. An idle connection
      * is not work, so it must not keep the loop alive (a worker's loop ends when it drains). */
     uv_read_start((uv_stream_t *)&c->tcp, h1_alloc_cb, h1_read_cb);
@@ -1375,8 +1419,16 @@ h1_ctx *h1_ctx_new(uv_loop_t *loop)
     ctx->loop = loop;
     uv_idle_init(loop, &ctx->defer);
     ctx->defer.data = ctx;
-    ctx->nrefs = 1;
+    uv_timer_init(loop, &ctx->sweep);
+    ctx->sweep.data = ctx;
+    ctx->nrefs = 2; /* the two handles, until their close callbacks */
+    ctx->idle_ms = H1_IDLE_MS;
     return ctx;
+}
+
+void h1_set_idle_ms(h1_ctx *ctx, uint64_t ms)
+{
+    ctx->idle_ms = ms;
 }
 
 void h1_ctx_free(h1_ctx *ctx)
@@ -1408,6 +1460,7 @@ void h1_ctx_free(h1_ctx *ctx)
         free(d);
     }
     uv_close((uv_handle_t *)&ctx->defer, h1_ctx_handle_closed);
+    uv_close((uv_handle_t *)&ctx->sweep, h1_ctx_handle_closed);
 }
 
 /* The worker's SSL_CTX for this CA file, made (reading the files) on first use. */

@@ -22,6 +22,7 @@ void h1_pause(up_xfer *ux);
 void h1_resume(up_xfer *ux);
 void h1_cancel(up_xfer *ux);
 size_t h1_active(h1_ctx *ctx);
+void h1_set_idle_ms(h1_ctx *ctx, uint64_t ms);
 
 /* Response hints, in ms, clamped to a day; -1 when absent or malformed. Retry-After is
  * delay-seconds or an HTTP-date; retry-after-ms is a number of milliseconds. */

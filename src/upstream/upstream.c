@@ -970,3 +970,8 @@ size_t up_active(up_ctx *ctx)
 {
     return ctx ? ctx->active + h1_active(ctx->h1) : 0;
 }
+
+void up_set_idle_ms(up_ctx *ctx, uint64_t ms)
+{
+    if (ctx && ctx->h1) h1_set_idle_ms(ctx->h1, ms);
+}

@@ -1,8 +1,8 @@
 /*
  * The upstream HTTP client, driven by a worker's libuv loop so upstream I/O shares the event loop
  * with client connections and never blocks it. `http://` and `https://` URLs go through a native
- * HTTP/1.1 client (src/upstream/h1.c: common/h1parse.c, OpenSSL on memory BIOs, a keep-alive pool per
- * host), which costs far less than libcurl per request; libcurl's multi_socket interface stays
+ * HTTP/1.1 client (src/upstream/h1.c: common/h1parse.c, OpenSSL on memory BIOs, a keep-alive pool
+ * per host), which costs far less than libcurl per request; libcurl's multi_socket interface stays
  * for https:// behind a proxy from the environment, and for everything when
  * MODELSWITCH_UPSTREAM=curl is in the environment at start. One up_ctx per worker owns both clients
  * and their connection pools.
@@ -87,5 +87,9 @@ void up_cancel(up_xfer *x);
 
 /* Number of transfers in flight in this ctx (for draining and metrics). */
 size_t up_active(up_ctx *ctx);
+
+/* How long the native client keeps an idle pooled connection unused before closing it (60 s
+ * unless set; the tests shorten it). No effect on libcurl's pool. */
+void up_set_idle_ms(up_ctx *ctx, uint64_t ms);
 
 #endif

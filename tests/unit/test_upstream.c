@@ -1208,6 +1208,60 @@ static void test_pool_server_closes_idle(void)
     teardown();
 }
 
+/* More requests at once than the old pool's 64 idle places: when the second wave comes, every
+ * connection of the first is still there (LLM requests last long, so a worker's concurrency to one
+ * provider is easily hundreds; a small pool reconnects, a TLS handshake each). Native client. */
+#define WAVE 80
+static void test_pool_keeps_a_wave(void)
+{
+    static tx t[WAVE];
+    int done = 0, before;
+
+    if (getenv("MODELSWITCH_UPSTREAM")) return;
+    setup();
+    before = atomic_load(&srv_accepted);
+    for (int wave = 0; wave < 2; wave++) {
+        memset(t, 0, sizeof t);
+        done = 0;
+        for (int i = 0; i < WAVE; i++)
+            CHECK(start_get(&t[i], "/json", &done) != NULL);
+        CHECK(run_until(&done, WAVE, 30000));
+        for (int i = 0; i < WAVE; i++) {
+            CHECK_EQ_INT(t[i].res, UP_OK);
+            tx_free(&t[i]);
+        }
+    }
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, WAVE);
+    teardown();
+}
+
+/* An idle pooled connection unused for the idle time is closed by the client (the sweep), so a
+ * burst's connections do not stay open for ever; one used again within it is kept. */
+static void test_pool_idle_expiry(void)
+{
+    int done = 0, before;
+    tx t = {0}, u = {0}, v = {0};
+
+    if (getenv("MODELSWITCH_UPSTREAM")) return;
+    setup();
+    up_set_idle_ms(ctx, 150);
+    before = atomic_load(&srv_accepted);
+    start_get(&t, "/json", &done);
+    CHECK(run_until(&done, 1, 5000));
+    start_get(&u, "/json", &done);
+    CHECK(run_until(&done, 2, 5000));
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, 1); /* reused within the idle time */
+    run_until(NULL, 0, 400);                              /* the sweep closes it */
+    start_get(&v, "/json", &done);
+    CHECK(run_until(&done, 3, 5000));
+    CHECK_EQ_INT(v.res, UP_OK);
+    CHECK_EQ_INT(atomic_load(&srv_accepted) - before, 2);
+    tx_free(&t);
+    tx_free(&u);
+    tx_free(&v);
+    teardown();
+}
+
 /* The same, but each next request is sent at once from on_complete, usually before the close
  * has been seen: the request fails on the reused connection before any response byte and must
  * be retried on a fresh one. Native client only: curl retries only when the failure shows as a
@@ -1525,6 +1579,8 @@ static void run_suite(void)
     RUN(test_start_inside_callback);
     RUN(test_free_with_inflight);
     RUN(test_pool_server_closes_idle);
+    RUN(test_pool_keeps_a_wave);
+    RUN(test_pool_idle_expiry);
     RUN(test_pool_retry_on_stale);
     RUN(test_chunked_big_and_until_close);
     RUN(test_header_too_large);
