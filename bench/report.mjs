@@ -401,7 +401,12 @@ if (cpuRecs.length) {
         'on the shared machine. Median of the rounds, spread of µs/req min–max.');
     say();
     const rows = [];
-    for (const wl of Object.keys(WORKLOADS)) {
+    // NAME@N is workload NAME with N wrk connections (bench/run.sh, CPU_WORKLOADS)
+    const wlName = (wl) => {
+        const [base, conns] = wl.split('@');
+        return `${WORKLOADS[base] ?? base}${conns ? `, ${conns} connections` : ''}`;
+    };
+    for (const wl of [...new Set(cpuRecs.map((r) => r.workload))]) {
         for (const t of ['nginx', 'modelswitch', 'nginx-https', 'modelswitch-https',
             'modelswitch-https-curl']) {
             const rs = cpuRecs.filter((r) => r.workload === wl && r.target === t &&
@@ -419,7 +424,7 @@ if (cpuRecs.length) {
             (cpuSum[wl] ??= {})[t] = s;
             const ref = cpuSum[wl][t.startsWith('modelswitch-https') ? 'nginx-https'
                 : t === 'modelswitch' ? 'nginx' : ''];
-            rows.push([WORKLOADS[wl], NAMES[t], fmt(s.rps), fmt(s.us, 1),
+            rows.push([wlName(wl), NAMES[t], fmt(s.rps), fmt(s.us, 1),
                 `${fmt(s.min, 1)}–${fmt(s.max, 1)} (${s.n})`, fmt(1e6 / s.us),
                 ref ? fmtRatio(s.us / ref.us) : '–', ref ? fmtRatio(ref.us / s.us) : '–',
                 pct(s.util), `${pct(s.load)}${s.loadMax > 0.9 ? ' (load-bound?)' : ''}`,

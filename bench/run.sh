@@ -40,7 +40,8 @@
 #   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
 #                        development)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
-#   BENCH_CPU_WORKLOADS="chat1k stream50"   the cpu phase's workloads
+#   BENCH_CPU_WORKLOADS="chat1k stream50 chat100k chat1k@256"   the cpu phase's workloads
+#                        (NAME@N: that workload with N wrk connections instead of BENCH_CPU_CONNS)
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
 #   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
 #                            server.busy_poll_us at this value ("modelswitch-poll"); 0 = not
@@ -1073,17 +1074,24 @@ phase_cg() {
 # iteration once its first event is out (http_stream_cork; before that it wrote event by event,
 # and this phase left streams out as unlike work). When a real provider's events come apart in
 # time, both write each one as it comes.
-CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50}
-cpu_run() { # KIND TARGET START_AS WORKLOAD ROUND [GW_CPUS LOAD_CPUS THREADS]
+# Two workloads are there for what few connections and small prompts hide: 100 KB prompts (the
+# body's copies and TLS records: the allocator gave a worker's heap back to the kernel after
+# each, and every request faulted it in again) and chat1k@256, 256 connections (a proxy's pool of
+# upstream connections must hold that many, or each request pays a new connection: a TLS
+# handshake). Both cost the proxy 1.6-2.7 times nginx's CPU before round 13 (docs/PERFORMANCE.md).
+CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50 chat100k chat1k@256}
+cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THREADS]
     local kind=$1 t=$2 as=$3 wl=$4 r=$5 lc=${7:-$LOAD_CPU} th=${8:-1}
     local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 w0 wall line wu ws
+    local base=${wl%@*} conns=$CPU_CONNS
+    [[ $wl == *@* ]] && conns=${wl#*@}
     start_target "$as"
-    [[ $r == 1 ]] && check_target "$t" "$wl"
-    wrk_run "$as" "$wl" "$WARM" "$TMP/wrk.warm" "$CPU_CONNS" "$lc" "$th"
+    [[ $r == 1 ]] && check_target "$t" "$base"
+    wrk_run "$as" "$base" "$WARM" "$TMP/wrk.warm" "$conns" "$lc" "$th"
     c0=$(cpu_s $T_PIDS)
     u0=$(cpu_s $UP_PIDS)
     w0=$(date +%s.%N)
-    wrk_run "$as" "$wl" "$CPU_DUR" "$out" "$CPU_CONNS" "$lc" "$th"
+    wrk_run "$as" "$base" "$CPU_DUR" "$out" "$conns" "$lc" "$th"
     c1=$(cpu_s $T_PIDS)
     u1=$(cpu_s $UP_PIDS)
     wrk_result "$w0" "$out" "$t" "$wl"
@@ -1107,7 +1115,7 @@ phase_cpu() {
     ((${#pairs[@]})) || return 0
     UPSTREAM_MODE=static
     for wl in $CPU_WORKLOADS; do
-        set_workload "$wl"
+        set_workload "${wl%@*}"
         for ((r = 1; r <= CPU_ROUNDS; r++)); do
             order=()
             for ((i = 0; i < ${#pairs[@]}; i++)); do

@@ -124,3 +124,25 @@ test('the report shows what the workers share and whether it scales', () => {
         fs.rmSync(dir, { recursive: true, force: true });
     }
 });
+
+// The cpu phase's NAME@N workloads (bench/run.sh: N wrk connections): their own rows, named with
+// the connections, each ModelSwitch target against nginx with the same upstream scheme.
+test('the cpu phase names a workload run with many connections', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
+    const cpu = (wl, target, us) => `cpu ${wl} ${target} 1 requests=100000 ` +
+        `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +
+        'wrk_cpu_s=2 err_status=0';
+    try {
+        const out = path.join(dir, 'RESULTS.md');
+        const text = report(dir, [
+            cpu('chat1k', 'nginx-https', 40), cpu('chat1k', 'modelswitch-https', 42),
+            cpu('chat1k@256', 'nginx-https', 50), cpu('chat1k@256', 'modelswitch-https', 45),
+        ].join('\n') + '\n', out);
+        const lines = text.split('\n');
+        const line = (wl) => lines.find((l) => l.startsWith(`| ${wl} | ModelSwitch, HTTPS upstream |`));
+        assert.match(line('chat, 1 KB prompt'), /\| 42\.0 \|.*\| 1\.05× \| 0\.95× \|/);
+        assert.match(line('chat, 1 KB prompt, 256 connections'), /\| 45\.0 \|.*\| 0\.90× \| 1\.11× \|/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
