@@ -51,8 +51,9 @@
 #include <strings.h>
 #include <time.h>
 
-/* Idle pooled connections kept per worker. */
-#define UP_MAX_CONNECTS 256
+/* Idle pooled connections kept per worker, all hosts: as many as the native client keeps per
+ * host (h1.c's H1_MAX_IDLE says why so many); curl closes one unused for 118 s itself. */
+#define UP_MAX_CONNECTS 1024
 /* Easy handles kept for reuse per ctx (saves their setup cost on every request). */
 #define UP_EASY_FREELIST 16
 #define UP_CT_MAX 256
