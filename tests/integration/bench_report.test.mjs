@@ -142,6 +142,9 @@ test('the cpu phase names a workload run with many connections', () => {
         const line = (wl) => lines.find((l) => l.startsWith(`| ${wl} | ModelSwitch, HTTPS upstream |`));
         assert.match(line('chat, 1 KB prompt'), /\| 42\.0 \|.*\| 1\.05× \| 0\.95× \|/);
         assert.match(line('chat, 1 KB prompt, 256 connections'), /\| 45\.0 \|.*\| 0\.90× \| 1\.11× \|/);
+        // a target row for each: met at 1.0 and below
+        assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(HTTPS, chat, 1 KB prompt\) \| 1\.05× \| \*\*not met\*\* \|/);
+        assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(HTTPS, chat, 1 KB prompt, 256 connections\) \| 0\.90× \| met \|/);
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
