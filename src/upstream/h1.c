@@ -63,8 +63,8 @@
 /* Idle connections kept per (scheme and trust, host, port) and worker. LLM requests last seconds,
  * so a worker's concurrency to one provider is easily hundreds: a pool smaller than that closes
  * connections as requests end and opens them again (a TLS handshake each) as the next ones
- * start. Measured with 256 concurrent clients over HTTPS: 64 → 1024 took the worker's CPU per
- * chat request from 97.6 to 46.6 µs (nginx's 47.8; docs/PERFORMANCE.md, round 13). What a burst
+ * start. Measured with 256 concurrent clients over HTTPS: 64 → 1024 took the gateway's CPU per
+ * chat request from 111 to 45 µs (nginx's 55; docs/PERFORMANCE.md, round 13). What a burst
  * leaves idle goes after H1_IDLE_MS unused (the LIFO keeps the rest warm). */
 #define H1_MAX_IDLE 1024
 #define H1_IDLE_MS 60000 /* an idle pooled connection unused this long is closed */
