@@ -118,7 +118,7 @@ FUZZ_BIG  := fuzz_adapters fuzz_anthropic_request fuzz_responses_request fuzz_jo
 fuzz: build-fuzz/fuzz_jscan build-fuzz/fuzz_sse build-fuzz/fuzz_h1parse build-fuzz/fuzz_h1req \
       $(FUZZ_BIG:%=build-fuzz/%) build-fuzz/journal_seeds
 
-build-fuzz/fuzz_jscan: tests/fuzz/fuzz_jscan.c src/common/jscan.c
+build-fuzz/fuzz_jscan: tests/fuzz/fuzz_jscan.c src/common/jscan.c src/common/jtree.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -ljansson -o $@
 build-fuzz/fuzz_sse: tests/fuzz/fuzz_sse.c src/common/sse.c src/common/buf.c

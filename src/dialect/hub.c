@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "common/jtree.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
 
@@ -13,7 +14,7 @@ int dialect_hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
 {
     *why = (dialect_refusal){0};
     json_error_t jerr;
-    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
+    json_t *req = jtree_load(call->body.p, call->body.n, &jerr); /* jansson's parser: 10x slower */
     if (!json_is_object(req)) {
         /* the scan accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
         json_decref(req);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jtree.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
 
@@ -809,7 +810,8 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
     if (call->stream && prov_add_header(u, "accept: ", "text/event-stream")) return -1;
 
     json_error_t jerr;
-    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &jerr);
+    json_t *req =
+        jtree_load(call->body.p, call->body.n, &jerr); /* common/jtree.h: why not jansson's */
     if (!json_is_object(req)) {
         /* the gateway accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
         json_decref(req);

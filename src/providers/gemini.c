@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/jtree.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
 
@@ -862,7 +863,8 @@ static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refus
         return -1;
 
     json_error_t je;
-    json_t *req = json_loadb(call->body.p, call->body.n, JSON_ALLOW_NUL, &je);
+    json_t *req =
+        jtree_load(call->body.p, call->body.n, &je); /* common/jtree.h: why not jansson's */
     if (!json_is_object(req)) {
         json_decref(req);
         prov_refuse(why, NULL, "We could not parse the JSON body of your request.");

@@ -2,11 +2,13 @@
  * libFuzzer target for the JSON scanner (src/common/jscan.c). Each input is scanned from an
  * exact-size heap copy (so ASan sees any read past the view), the result is checked against
  * jansson's verdict, and every reported member is pushed through the accessors (jscan_find,
- * jscan_string, jscan_int, jscan_double, jscan_members) with invariants checked.
+ * jscan_string, jscan_int, jscan_double, jscan_members) with invariants checked. The tree built
+ * on the scanner (common/jtree.c) must equal jansson's own (json_equal) wherever either accepts.
  *
  * Build and run (not part of `make`):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
- *     src/common/jscan.c $(pkg-config --cflags --libs jansson) -o /tmp/fuzz_jscan
+ *     src/common/jscan.c src/common/jtree.c $(pkg-config --cflags --libs jansson) \
+ *     -o /tmp/fuzz_jscan
  *   /tmp/fuzz_jscan -max_total_time=60
  */
 #include <jansson.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "common/jscan.h"
+#include "common/jtree.h"
 
 #define MUST(c)                                                                                    \
     do {                                                                                           \
@@ -93,6 +96,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              strstr(e.text, "NUL byte") || strstr(e.text, "depth"));
     }
     json_decref(j);
+
+    /* jtree_load (common/jtree.c) gives what json_loadb gives, value for value; where jansson
+     * alone accepts, the input has a raw NUL byte or nesting beyond jscan's depth */
+    json_error_t e2;
+    json_t *t = jtree_load(p, size, &e2);
+    json_t *jj = json_loadb(p, size, JSON_ALLOW_NUL, &e);
+    if (t) {
+        MUST(jj && json_equal(t, jj));
+    } else if (jj) {
+        size_t opens = 0;
+        for (size_t k = 0; k < size; k++)
+            opens += p[k] == '[' || p[k] == '{';
+        MUST(memchr(p, '\0', size) || opens > JSCAN_MAX_DEPTH);
+    }
+    json_decref(t);
+    json_decref(jj);
 
     /* the accessors on arbitrary bytes must not misbehave */
     char out[64];
