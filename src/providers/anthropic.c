@@ -122,12 +122,14 @@ static int is_null(const json_t *v)
 }
 
 /* A text block, with the part's cache_control kept: it is how an OpenAI-shaped client asks
- * Anthropic to cache a prefix (prompt caching), and Anthropic reads it on any block. */
-static json_t *text_block(const char *s, size_t n, json_t *cache_control)
+ * Anthropic to cache a prefix (prompt caching), and Anthropic reads it on any block. The text is
+ * the request's own string, shared, not copied: json_stringn would check a 100 KB prompt's UTF-8
+ * again a byte at a time (jtree_load made it from text jscan had checked). */
+static json_t *text_block(json_t *text, json_t *cache_control)
 {
     json_t *b = json_object();
     json_object_set_new(b, "type", json_string("text"));
-    json_object_set_new(b, "text", json_stringn(s, n));
+    json_object_set(b, "text", text);
     if (json_is_object(cache_control)) json_object_set(b, "cache_control", cache_control);
     return b;
 }
@@ -203,9 +205,7 @@ static int content_blocks(bctx *c, json_t *content, int images, json_t *out)
 {
     if (is_null(content)) return 0;
     if (json_is_string(content)) {
-        if (json_string_length(content))
-            json_array_append_new(
-                out, text_block(json_string_value(content), json_string_length(content), NULL));
+        if (json_string_length(content)) json_array_append_new(out, text_block(content, NULL));
         return 0;
     }
     if (!json_is_array(content))
@@ -223,8 +223,7 @@ static int content_blocks(bctx *c, json_t *content, int images, json_t *out)
                 return prov_refuse(c->why, "messages", "A '%s' part needs a '%s' string.", type,
                                    type);
             if (json_string_length(t))
-                json_array_append_new(out, text_block(json_string_value(t), json_string_length(t),
-                                                      json_object_get(part, "cache_control")));
+                json_array_append_new(out, text_block(t, json_object_get(part, "cache_control")));
         } else if (strcmp(type, "image_url") == 0 && images) {
             int rc = image_block(c, part, out);
             if (rc) return rc;
