@@ -907,7 +907,7 @@ static int ant_decode_answer(void *stv, const prov_call *call, ms_str body, cons
     (void)stv;
     (void)call;
     json_error_t jerr;
-    json_t *msg = json_loadb(body.p, body.n, JSON_ALLOW_NUL, &jerr);
+    json_t *msg = jtree_load(body.p, body.n, &jerr);
     json_t *content = json_object_get(msg, "content");
     if (!json_is_object(msg) || !json_is_array(content)) {
         snprintf(err, errlen, "the provider's answer is not a message with a 'content' array");

@@ -1048,7 +1048,7 @@ static int gem_decode_answer(void *stv, const prov_call *call, ms_str body, cons
     gem_state *st = stv;
     (void)call;
     json_error_t je;
-    json_t *resp = json_loadb(body.p, body.n, JSON_ALLOW_NUL, &je);
+    json_t *resp = jtree_load(body.p, body.n, &je);
     int rc = -1;
     if (!json_is_object(resp)) {
         snprintf(err, errlen, "the provider's answer is not a JSON object");
@@ -1073,7 +1073,7 @@ static int gem_decode_event(void *stv, const prov_call *call, const sse_event *s
     (void)call;
     if (sev->data.n == 0) return 0; /* comments and keep-alives */
     json_error_t je;
-    json_t *chunk = json_loadb(sev->data.p, sev->data.n, JSON_ALLOW_NUL, &je);
+    json_t *chunk = jtree_load(sev->data.p, sev->data.n, &je);
     int rc = 0;
     if (!json_is_object(chunk)) {
         snprintf(err, errlen, "the provider sent an invalid stream event");
@@ -1268,7 +1268,7 @@ static int gem_decode_embeddings(void *stv, const prov_call *call, ms_str body, 
 static void gem_error_message(ms_str body, char *out, size_t outlen)
 {
     json_error_t je;
-    json_t *j = json_loadb(body.p, body.n, JSON_ALLOW_NUL, &je);
+    json_t *j = jtree_load(body.p, body.n, &je);
     json_t *o = json_is_array(j) ? json_array_get(j, 0) : j;
     json_t *e = json_object_get(o, "error");
     int ok = json_is_object(e) && error_text(e, out, outlen) == 0;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jtree.h"
 #include "providers/openai_decode.h"
 #include "providers/wire.h"
 
@@ -220,7 +221,7 @@ int openai_decode_answer(void *stv, const prov_call *call, ms_str body, const ev
         return -1;
     }
     json_error_t je;
-    json_t *choices = json_loadb(f[F_CHOICES]->value.p, f[F_CHOICES]->value.n, JSON_ALLOW_NUL, &je);
+    json_t *choices = jtree_load(f[F_CHOICES]->value.p, f[F_CHOICES]->value.n, &je);
     json_t *choice = json_is_array(choices) ? first_choice(choices) : NULL;
     json_t *msg = json_object_get(choice, "message");
     if (!json_is_object(msg)) {
@@ -342,7 +343,7 @@ static int choice_delta(openai_dec_state *st, const jscan_member *f_choices, con
                         prov_usage *usage, char *err, size_t errlen)
 {
     json_error_t je;
-    json_t *choices = json_loadb(f_choices->value.p, f_choices->value.n, JSON_ALLOW_NUL, &je);
+    json_t *choices = jtree_load(f_choices->value.p, f_choices->value.n, &je);
     if (!json_is_array(choices)) {
         /* jscan accepted it; jansson refuses what it cannot represent (an integer past int64) */
         snprintf(err, errlen, "the provider sent an invalid stream event");
