@@ -99,13 +99,38 @@ static json_t *jtree_number(jtree_in *in, size_t *i)
 
 static json_t *jtree_value(jtree_in *in, size_t *i);
 
+/* After a member or an element at *k: 1 when a ',' (and white space) was passed and another
+ * follows, 0 when the container's close was (*k then just past it), -1 on anything else. */
+static int jtree_next(const jtree_in *in, size_t *k, char close)
+{
+    size_t j = jtree_ws(in, *k);
+    if (j < in->n && in->s[j] == ',') {
+        *k = jtree_ws(in, j + 1);
+        return 1;
+    }
+    if (j < in->n && in->s[j] == close) {
+        *k = j + 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Past a container's opening at s[open]: 0 when it closes at once (*k just past the close), 1
+ * when a member or an element starts at *k. */
+static int jtree_first(const jtree_in *in, size_t open, size_t *k, char close)
+{
+    size_t j = jtree_ws(in, open + 1);
+    *k = j < in->n && in->s[j] == close ? j + 1 : j;
+    return *k == j;
+}
+
 static json_t *jtree_object(jtree_in *in, size_t *i)
 {
     json_t *o = json_object();
-    size_t k = jtree_ws(in, *i + 1);
+    size_t k;
     if (!o) return NULL;
-    if (k < in->n && in->s[k] == '}') {
-        *i = k + 1;
+    if (!jtree_first(in, *i, &k, '}')) {
+        *i = k; /* empty */
         return o;
     }
     for (;;) {
@@ -134,17 +159,12 @@ static json_t *jtree_object(jtree_in *in, size_t *i)
         /* the last of duplicate names wins, as in jansson */
         int rc = v ? json_object_set_new_nocheck(o, kz, v) : -1;
         if (kz != kbuf) free(kz);
-        if (rc != 0) break;
-        k = jtree_ws(in, k);
-        if (k < in->n && in->s[k] == ',') {
-            k = jtree_ws(in, k + 1);
-            continue;
-        }
-        if (k < in->n && in->s[k] == '}') {
-            *i = k + 1;
+        int next = rc == 0 ? jtree_next(in, &k, '}') : -1;
+        if (next == 0) {
+            *i = k;
             return o;
         }
-        break;
+        if (next < 0) break;
     }
     json_decref(o);
     return NULL;
@@ -153,25 +173,20 @@ static json_t *jtree_object(jtree_in *in, size_t *i)
 static json_t *jtree_array(jtree_in *in, size_t *i)
 {
     json_t *a = json_array();
-    size_t k = jtree_ws(in, *i + 1);
+    size_t k;
     if (!a) return NULL;
-    if (k < in->n && in->s[k] == ']') {
-        *i = k + 1;
+    if (!jtree_first(in, *i, &k, ']')) {
+        *i = k; /* empty */
         return a;
     }
     for (;;) {
         json_t *v = jtree_value(in, &k);
-        if (!v || json_array_append_new(a, v) != 0) break;
-        k = jtree_ws(in, k);
-        if (k < in->n && in->s[k] == ',') {
-            k = jtree_ws(in, k + 1);
-            continue;
-        }
-        if (k < in->n && in->s[k] == ']') {
-            *i = k + 1;
+        int next = v && json_array_append_new(a, v) == 0 ? jtree_next(in, &k, ']') : -1;
+        if (next == 0) {
+            *i = k;
             return a;
         }
-        break;
+        if (next < 0) break;
     }
     json_decref(a);
     return NULL;
