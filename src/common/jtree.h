@@ -12,6 +12,10 @@
  * level only, duplicate names the last one's, \u0000 kept in strings but refused in names,
  * integers within int64 (else "too big integer"), reals within double (else "real number
  * overflow").
+ *
+ * Text a caller has already scanned (a stream event's `choices`, a body the dialect accepted) is
+ * scanned once more here: a second SIMD pass is a fraction of the jansson parse it replaces, and
+ * it is what bounds the builder's recursion, so there is deliberately no "trusted" variant.
  */
 #ifndef MS_JTREE_H
 #define MS_JTREE_H
