@@ -75,7 +75,12 @@ const NAMES = {
 const WORKLOADS = {
     chat1k: 'chat, 1 KB prompt', chat100k: 'chat, 100 KB prompt',
     stream50: 'streaming chat, 50 chunks', embed: 'embeddings',
+    msg1k: 'Messages API, 1 KB prompt, Anthropic deployment',
+    'msg1k-oai': 'Messages API, 1 KB prompt, OpenAI deployment (translated)',
 };
+// Workloads the gateway translates and nginx only passes through: their ratio to nginx is what
+// translation costs, reported without a target.
+const TRANSLATED = new Set(['msg1k-oai']);
 
 const median = (a) => {
     if (!a.length) return NaN;
@@ -765,6 +770,11 @@ for (const [wl, cc] of Object.entries(cpuSum)) {
         ['modelswitch-https', 'nginx-https', 'HTTPS']]) {
         if (!cc[t] || !cc[ref]) continue;
         const r = cc[t].us / cc[ref].us;
+        if (TRANSLATED.has(wl.split('@')[0])) {
+            trows.push([`CPU per request ÷ nginx's pass-through of the same request (${what}, ` +
+                `${wlName(wl)})`, fmtRatio(r), '(compare)']);
+            continue;
+        }
         trows.push([`CPU per request ≤ 1.0 × nginx's, proxy the limit (${what}, ${wlName(wl)})`,
             fmtRatio(r), mark(r <= 1.0)]);
     }

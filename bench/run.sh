@@ -40,8 +40,9 @@
 #   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
 #                        development)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
-#   BENCH_CPU_WORKLOADS="chat1k stream50 chat100k chat1k@256"   the cpu phase's workloads
-#                        (NAME@N: that workload with N wrk connections instead of BENCH_CPU_CONNS)
+#   BENCH_CPU_WORKLOADS="chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai"   the cpu
+#                        phase's workloads (NAME@N: that workload with N wrk connections instead
+#                        of BENCH_CPU_CONNS; msg*: Anthropic's Messages API, see the bodies)
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
 #   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
 #                            server.busy_poll_us at this value ("modelswitch-poll"); 0 = not
@@ -337,6 +338,18 @@ fs.writeFileSync(`${dir}/chat1k.json`, chat(1024));
 fs.writeFileSync(`${dir}/chat100k.json`, chat(100 * 1024));
 fs.writeFileSync(`${dir}/stream50.json`, chat(1024, { stream: true, mock: { chunks: 50 } }));
 fs.writeFileSync(`${dir}/embed.json`, JSON.stringify({ model: 'bench-embed', input: text(1024) }));
+// Anthropic's Messages API in Claude Code's shape (system and content as text blocks, the
+// system prompt marked for caching, a user id in metadata), 1 KB of prompt: to a model on an
+// Anthropic deployment (bench-claude: passed through) and to one on an OpenAI deployment
+// (bench-model: translated both ways, what a Claude Code user of an OpenAI-shaped model runs).
+const msg = (model) => JSON.stringify({
+    model, max_tokens: 256,
+    system: [{ type: 'text', text: 'You are a benchmark.', cache_control: { type: 'ephemeral' } }],
+    messages: [{ role: 'user', content: [{ type: 'text', text: text(1024) }] }],
+    metadata: { user_id: 'bench-user' },
+});
+fs.writeFileSync(`${dir}/msg1k.json`, msg('bench-claude'));
+fs.writeFileSync(`${dir}/msg1k-oai.json`, msg('bench-model'));
 // Time to first byte: the same stream with 1 ms between events. Without a pause the mock (on the
 // load core) writes all 52 events in one go, and the load generator, on the same core, only gets
 // to read the first event a proxy forwarded once the mock is done: TTFB would be the mock's
@@ -348,7 +361,21 @@ fs.writeFileSync(`${dir}/slowstream.json`,
     chat(1024, { stream: true, mock: { chunks: 50, chunk_delay_ms: 60 } }));
 EOF
 
-wl_path() { [[ $1 == embed ]] && echo /v1/embeddings || echo /v1/chat/completions; }
+wl_path() {
+    case $1 in
+    embed) echo /v1/embeddings ;;
+    msg*) echo /v1/messages ;;
+    *) echo /v1/chat/completions ;;
+    esac
+}
+# The request headers of a workload on the current target: T_HDRS, and for the Messages API the
+# version header Anthropic's clients send (the key stays a Bearer token, as Claude Code sends
+# it with ANTHROPIC_AUTH_TOKEN, so every target keeps its own authentication).
+wl_hdrs() {
+    printf '%s' "$T_HDRS"
+    [[ ${1:-} == msg* ]] && printf '\nanthropic-version: 2023-06-01'
+    return 0
+}
 wl_body() {
     case $1 in
     mem-streams) echo "$TMP/slowstream.json" ;;
@@ -429,7 +456,11 @@ capture_answers() {
                 "stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}' \
             "$u/v1/chat/completions" &&
         curl -sf -m 10 -o "$d/embed.json" -H 'content-type: application/json' \
-            -d '{"model":"bench-embed","input":"hello"}' "$u/v1/embeddings" ||
+            -d '{"model":"bench-embed","input":"hello"}' "$u/v1/embeddings" &&
+        curl -sf -m 10 -o "$d/messages.json" -H 'content-type: application/json' \
+            -H 'x-api-key: sk-bench-upstream' -H 'anthropic-version: 2023-06-01' \
+            -d '{"model":"bench-claude","max_tokens":256,"messages":[{"role":"user","content":"hi"}]}' \
+            "$u/v1/messages" ||
         die "capturing the mock's answers for the static upstream failed"
 }
 
@@ -454,7 +485,8 @@ start_static_upstream() {
 const fs = require("fs");
 const [conf, dir] = process.argv.slice(1);
 let s = fs.readFileSync(conf, "utf8");
-for (const [field, file] of [["@CHAT_JSON@", "chat.json"], ["@EMBED_JSON@", "embed.json"]]) {
+for (const [field, file] of [["@CHAT_JSON@", "chat.json"], ["@EMBED_JSON@", "embed.json"],
+    ["@MESSAGES_JSON@", "messages.json"]]) {
     const j = fs.readFileSync(`${dir}/${file}`, "utf8").trim();
     if (/[$\x27\\]/.test(j)) { console.error(`${file}: $, quote or backslash`); process.exit(1); }
     s = s.replace(field, j);
@@ -542,6 +574,10 @@ providers:
     kind: openai
     base_url: http://127.0.0.1:$MOCK_PORT/v1
     api_key: sk-bench-upstream
+  mock-anthropic:
+    kind: anthropic
+    base_url: http://127.0.0.1:$MOCK_PORT
+    api_key: sk-bench-upstream
 models:
   bench-model:
     pricing: {input: 0.01, output: 0.02}
@@ -551,6 +587,11 @@ models:
   bench-embed:
     pricing: {input: 0.01, output: 0}
     deployments: [{provider: mock}]
+    limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}
+  bench-claude:
+    pricing: {input: 0.01, output: 0.02}
+    max_output_tokens: 4096
+    deployments: [{provider: mock-anthropic}]
     limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}
 EOF
     local cfg=$MS_DIR/modelswitch.yaml acct
@@ -573,13 +614,15 @@ EOF
     # The same gateway, database and key with the static upstream: over TLS with the test CA
     # (modelswitch-https, and modelswitch-https-curl with MODELSWITCH_UPSTREAM=curl), and over
     # plain HTTP (modelswitch-static: the cpu phase's plain-HTTP ModelSwitch).
+    # Both providers (OpenAI's base URL ends in /v1, Anthropic's does not) move to it.
     if [[ -n $UP_PID ]]; then
-        local from="^    base_url: http://127.0.0.1:$MOCK_PORT/v1\$"
-        sed "s#$from#    base_url: https://127.0.0.1:$UP_TLS_PORT/v1\n    tls_ca_file: $TLS_CA#" \
+        local from="^    base_url: http://127.0.0.1:$MOCK_PORT\\(/v1\\)\\?\$"
+        sed "s#$from#    base_url: https://127.0.0.1:$UP_TLS_PORT\\1\n    tls_ca_file: $TLS_CA#" \
             "$cfg" >"$MS_DIR/modelswitch-https.yaml"
-        sed "s#$from#    base_url: http://127.0.0.1:$UP_HTTP_PORT/v1#" "$cfg" \
+        sed "s#$from#    base_url: http://127.0.0.1:$UP_HTTP_PORT\\1#" "$cfg" \
             >"$MS_DIR/modelswitch-static.yaml"
-        grep -q tls_ca_file "$MS_DIR/modelswitch-https.yaml" || die "no https config made"
+        [[ $(grep -c tls_ca_file "$MS_DIR/modelswitch-https.yaml") == 2 ]] ||
+            die "no https config made"
     fi
 }
 
@@ -758,16 +801,16 @@ t_path() { # TARGET WORKLOAD
     echo "$p"
 }
 
-hdr_args() { # T_HDRS as -H arguments for loadgen, in HDR_ARGS
+hdr_args() { # [WORKLOAD]: the workload's headers (wl_hdrs) as -H arguments for loadgen, in HDR_ARGS
     HDR_ARGS=()
     local line
-    while IFS= read -r line; do [[ -n $line ]] && HDR_ARGS+=(-H "$line"); done <<<"$T_HDRS"
+    while IFS= read -r line; do [[ -n $line ]] && HDR_ARGS+=(-H "$line"); done <<<"$(wl_hdrs "${1:-}")"
 }
 
 # A check that a target answers a workload correctly before it is measured.
 check_target() { # TARGET WORKLOAD
     local out=$TMP/check.out
-    hdr_args
+    hdr_args "$2"
     taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$1" "$2")" \
         "${HDR_ARGS[@]}" --body-file "$(wl_body "$2")" --count 20 --conns 2 \
         --timeout-ms 20000 >"$out" 2>"$out.err" || true
@@ -788,7 +831,7 @@ wrk_run() { # TARGET WORKLOAD SECONDS OUTFILE [CONNECTIONS [CPUS [THREADS]]]
     local url
     url="http://127.0.0.1:$T_PORT$(t_path "$1" "$2")"
     local TIMEFORMAT='%U %S'
-    { time BENCH_BODY=$(wl_body "$2") BENCH_HEADERS=$T_HDRS taskset -c "${6:-$LOAD_CPU}" \
+    { time BENCH_BODY=$(wl_body "$2") BENCH_HEADERS=$(wl_hdrs "$2") taskset -c "${6:-$LOAD_CPU}" \
         wrk -t"${7:-1}" -c"${5:-$WRK_CONNS}" -d"${3}s" --timeout 10s -s bench/wrk.lua "$url" \
         >"$4" 2>&1; } 2>"$4.time"
 }
@@ -879,7 +922,7 @@ open_run() { # KIND TARGET WORKLOAD RATE ROUND
         log "$kind $wl $t: closed-loop capacity $cap req/s, measured at $rate req/s" \
             "instead of $nominal"
     fi
-    hdr_args
+    hdr_args "$wl"
     local c0 m0 c1 m1 k0 k1 r0 r1
     k0=$(mock_conns)
     c0=$(cpu_s $T_PIDS)
@@ -939,7 +982,7 @@ mem_run() { # TEST TARGET N INFLIGHT HOLD_SECS WORKLOAD
     start_target "$t"
     local base
     base=$(mem_kb VmRSS $T_PIDS)
-    hdr_args
+    hdr_args "$wl"
     taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$t" "$wl")" \
         "${HDR_ARGS[@]}" --body-file "$(wl_body "$wl")" --hold "$n" --inflight "$inflight" \
         --hold-secs "$hold" --timeout-ms 60000 >"$out" 2>"$out.err" &
@@ -998,7 +1041,7 @@ cg_run() { # TARGET WORKLOAD N
     mkdir -p "$d"
     start_target "$t" valgrind --tool=callgrind --separate-threads=yes \
         --callgrind-out-file="$d/callgrind.out" --dump-instr=no
-    hdr_args
+    hdr_args "$wl"
     taskset -c "$LOAD_CPU" "$LOADGEN" --port "$T_PORT" --path "$(t_path "$t" "$wl")" \
         "${HDR_ARGS[@]}" --body-file "$(wl_body "$wl")" --count "$n" --conns 4 \
         --timeout-ms 60000 >"$d/loadgen.out" 2>&1 || true
@@ -1079,7 +1122,12 @@ phase_cg() {
 # each, and every request faulted it in again) and chat1k@256, 256 connections (a proxy's pool of
 # upstream connections must hold that many, or each request pays a new connection: a TLS
 # handshake). Both cost the proxy 1.6-2.7 times nginx's CPU before round 13 (docs/PERFORMANCE.md).
-CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50 chat100k chat1k@256}
+# Two are Claude Code's requests (Anthropic's Messages API): msg1k to an Anthropic deployment,
+# passed through as chat is, and msg1k-oai to an OpenAI deployment, which the gateway translates
+# (the request into chat completions, the answer back into a message) and nginx cannot: nginx
+# proxies the same request to the upstream's /v1/messages, so that row's ratio is what
+# translating costs over a pass-through.
+CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai}
 cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THREADS]
     local kind=$1 t=$2 as=$3 wl=$4 r=$5 lc=${7:-$LOAD_CPU} th=${8:-1}
     local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 w0 wall line wu ws

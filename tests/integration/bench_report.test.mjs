@@ -149,3 +149,25 @@ test('the cpu phase names a workload run with many connections', () => {
         fs.rmSync(dir, { recursive: true, force: true });
     }
 });
+
+// The Messages API workloads: the pass-through one has its target like chat; the translated one
+// (nginx can only pass the request through) is reported beside nginx's figure without a target.
+test('the cpu phase reports the Messages API workloads, the translated one without a target', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
+    const cpu = (wl, target, us) => `cpu ${wl} ${target} 1 requests=100000 ` +
+        `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +
+        'wrk_cpu_s=2 err_status=0';
+    try {
+        const out = path.join(dir, 'RESULTS.md');
+        const text = report(dir, [
+            cpu('msg1k', 'nginx', 30), cpu('msg1k', 'modelswitch', 27),
+            cpu('msg1k-oai', 'nginx', 30), cpu('msg1k-oai', 'modelswitch', 39),
+        ].join('\n') + '\n', out);
+        assert.match(text, /\| Messages API, 1 KB prompt, Anthropic deployment \| ModelSwitch \| [0-9,]+ \| 27\.0 \|.*\| 0\.90× \|/);
+        assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, Anthropic deployment\) \| 0\.90× \| met \|/);
+        assert.match(text, /\| CPU per request ÷ nginx's pass-through of the same request \(plain HTTP, Messages API, 1 KB prompt, OpenAI deployment \(translated\)\) \| 1\.30× \| \(compare\) \|/);
+        assert.doesNotMatch(text, /≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, OpenAI/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
