@@ -554,6 +554,62 @@ static void test_answer_stops_and_cache(void)
     buf_free(&out);
 }
 
+/* The pass-through (a Messages API client to an Anthropic deployment) forwards the answer as it
+ * came and reads only its usage, by scanning: the same counts as the decoder's tree for every
+ * answer the decoder takes, and the same refusal of what is not a message. */
+static void test_passthrough_answer(void)
+{
+    static const char *const bodies[] = {
+        "{'id':'msg_01','type':'message','content':[{'type':'text','text':'hi'}],'usage':{"
+        "'input_tokens':10,'cache_creation_input_tokens':30,'cache_read_input_tokens':20,"
+        "'cache_creation':{'ephemeral_5m_input_tokens':10,'ephemeral_1h_input_tokens':20},"
+        "'output_tokens':40}}",
+        /* a breakdown that leaves some out; no breakdown */
+        "{'content':[],'usage':{'input_tokens':1,'cache_creation_input_tokens':30,"
+        "'cache_creation':{'ephemeral_5m_input_tokens':5,'ephemeral_1h_input_tokens':20},"
+        "'output_tokens':0}}",
+        "{'content':[],'usage':{'input_tokens':1,'cache_creation_input_tokens':30,"
+        "'output_tokens':2}}",
+        /* escaped names, a repeated one (the last counts), negatives and fractions as 0 */
+        "{'content':[],'usage':{'input\\u005ftokens':7,'output_tokens':1,'output_tokens':3,"
+        "'cache_read_input_tokens':-4,'cache_creation_input_tokens':2.5}}",
+        /* no usage, a usage that is not an object, a usage without counts */
+        "{'content':[{'type':'text','text':'a'}],'stop_reason':'end_turn'}",
+        "{'content':[],'usage':null}",
+        "{'content':[],'usage':{'server_tool_use':{'web_search_requests':1}}}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        buf_t out;
+        buf_init(&out, 0);
+        prov_usage want = {0}, got = {0};
+        char err[256];
+        CHECK_EQ_INT(answer(bodies[i], &out, &want, err), 0);
+        buf_free(&out);
+        prov_call *c = mkcall(&g_model, "{'model':'claude-x','messages':[]}", -1, 0);
+        char b[1024];
+        snprintf(b, sizeof b, "%s", q(bodies[i]));
+        CHECK_EQ_INT(prov_anthropic.response(NULL, c, ms_str_c(b), NULL, &got, err, sizeof err), 0);
+        CHECK_EQ_INT(got.known, want.known);
+        CHECK(memcmp(&got.u, &want.u, sizeof got.u) == 0);
+        free(c);
+    }
+    /* what is not a message with a content array, or not JSON, is refused */
+    static const char *const bad[] = {"{'type':'error'}", "{'content':{}}", "[]",
+                                      "{'content':[],'usage':{'input_tokens':1}",
+                                      "{'content':[{'type':'text','text':'a\\x'}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        prov_call *c = mkcall(&g_model, "{'model':'claude-x','messages':[]}", -1, 0);
+        prov_usage got = {0};
+        char err[256] = "", b[256];
+        snprintf(b, sizeof b, "%s", q(bad[i]));
+        CHECK_EQ_INT(prov_anthropic.response(NULL, c, ms_str_c(b), NULL, &got, err, sizeof err),
+                     -1);
+        CHECK(strstr(err, "content") != NULL);
+        CHECK_EQ_INT(got.known, 0);
+        free(c);
+    }
+}
+
 /* ---- streams ---- */
 
 typedef struct stream_run {
@@ -831,6 +887,7 @@ int main(void)
     RUN(test_build_count);
     RUN(test_answer_full);
     RUN(test_answer_stops_and_cache);
+    RUN(test_passthrough_answer);
     RUN(test_stream_full);
     RUN(test_stream_error);
     RUN(test_stream_limits);
