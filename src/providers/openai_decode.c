@@ -15,8 +15,9 @@
  * as a slot, and an upstream cannot make it large.
  *
  * The top level is read with jscan (it validates the document and hands out the raw usage
- * object, which the pass-through path's usage reader takes); `choices`, small in a stream chunk,
- * is parsed with jansson, which decodes the strings the events carry.
+ * object, which the pass-through path's usage reader takes); `choices` is parsed with jansson,
+ * which decodes the strings the events carry, except in a stream's usual chunk (one choice, its
+ * delta a piece of text): that is read with jscan too (see "The usual chunk" below).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -338,10 +339,133 @@ static int tool_delta(openai_dec_state *st, const json_t *tc, const ev_sink *sin
     return emit(sink, (ev_event){.type = EV_TOOL_ARGS, .index = k, .text = a});
 }
 
+/*
+ * The usual chunk. Nearly every chunk of a stream is one choice whose delta is a piece of text:
+ *   {"index":0,"delta":{"content":"…"},"logprobs":null,"finish_reason":null}
+ * Building its tree cost ~14,000 instructions an event, ten times what the events' encoding
+ * costs (docs/PERFORMANCE.md, round 14). Such a chunk is read with jscan instead, its strings
+ * decoded only when they hold an escape, when it is certain to give what the tree gives: one
+ * element, an object; its index absent, null or exactly 0; its delta an object or null; its
+ * finish_reason a string or null; the delta's texts (reasoning_content, reasoning, content,
+ * refusal) strings or null; tool_calls absent or null; and every other member of either a string,
+ * null, true or false (values jansson always holds, so the tree could not have failed on them
+ * where the scan goes on). Anything else takes the tree (choice_delta).
+ */
+/* 0: every chunk takes the tree. Only tests change it, to compare the two readings. */
+int openai_dec_fast_chunks = 1;
+
+enum { FC_INDEX, FC_DELTA, FC_FINISH, FC_N };
+enum { FD_REASONING_CONTENT, FD_REASONING, FD_CONTENT, FD_REFUSAL, FD_TOOL_CALLS, FD_N };
+#define OAI_FAST_MEMBERS 16
+/* Bytes a string with an escape may decode into on the stack; a longer one takes the tree. */
+#define OAI_FAST_DECODE 2048
+
+/* Sorts members m[0..n) onto the names keys[0..nk) (the last of a repeated name, as jansson
+ * keeps it); 0, or -1 when a member of another name holds anything but a string, null, true or
+ * false. */
+static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int nk,
+                        const jscan_member **f)
+{
+    for (int i = 0; i < nk; i++)
+        f[i] = NULL;
+    for (int k = 0; k < n; k++) {
+        int i = 0;
+        while (i < nk && !jscan_key_eq(m[k].key, keys[i].s, keys[i].n))
+            i++;
+        if (i < nk)
+            f[i] = &m[k];
+        else if (m[k].type == JS_NUMBER || m[k].type == JS_OBJECT || m[k].type == JS_ARRAY)
+            return -1;
+    }
+    return 0;
+}
+
+static int str_or_null(const jscan_member *m)
+{
+    return !m || m->type == JS_STRING || m->type == JS_NULL;
+}
+
+/* Whether a string member with an escape decodes into OAI_FAST_DECODE bytes (decoded text is
+ * never longer than its JSON); one without is used where it lies. */
+static int fast_fits(const jscan_member *m)
+{
+    return !m || m->type != JS_STRING || m->value.n < OAI_FAST_DECODE ||
+           !memchr(m->value.p + 1, '\\', m->value.n - 2);
+}
+
+/* A string member's text (decoded into tmp when it has an escape; fast_fits said it fits);
+ * empty for null. */
+static ms_str fast_text(const jscan_member *m, char *tmp)
+{
+    if (!m || m->type != JS_STRING) return (ms_str){"", 0};
+    ms_str v = m->value;
+    if (!memchr(v.p + 1, '\\', v.n - 2)) return (ms_str){v.p + 1, v.n - 2};
+    long n = jscan_string(v, tmp, OAI_FAST_DECODE);
+    return n < 0 ? (ms_str){"", 0} : (ms_str){tmp, (size_t)n};
+}
+
+static int fast_text_event(const ev_sink *sink, ev_type t, const jscan_member *m, prov_usage *usage,
+                           char *tmp)
+{
+    ms_str v = fast_text(m, tmp);
+    if (v.n == 0) return 0;
+    usage->streamed_bytes += (int64_t)v.n;
+    return emit(sink, (ev_event){.type = t, .text = v});
+}
+
+/* The usual chunk's choices (see above): 0 done, -1 an event could not be encoded, 1 not the
+ * usual chunk (the tree reads it). */
+static int choice_delta_fast(openai_dec_state *st, ms_str choices, const ev_sink *sink,
+                             prov_usage *usage)
+{
+    char tmp[OAI_FAST_DECODE];
+    static const jscan_key ck[FC_N] = {JSCAN_KEY("index"), JSCAN_KEY("delta"),
+                                       JSCAN_KEY("finish_reason")};
+    static const jscan_key dk[FD_N] = {JSCAN_KEY("reasoning_content"), JSCAN_KEY("reasoning"),
+                                       JSCAN_KEY("content"), JSCAN_KEY("refusal"),
+                                       JSCAN_KEY("tool_calls")};
+    jscan_member cm[OAI_FAST_MEMBERS], dm[OAI_FAST_MEMBERS];
+    const jscan_member *c[FC_N], *d[FD_N] = {NULL};
+    /* between the brackets, exactly one object (several elements are not one object) */
+    int n = jscan_members_valid((ms_str){choices.p + 1, choices.n - 2}, cm, OAI_FAST_MEMBERS);
+    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(cm, n, ck, FC_N, c) != 0) return 1;
+    const jscan_member *ix = c[FC_INDEX], *delta = c[FC_DELTA], *fin = c[FC_FINISH];
+    if (ix && ix->type != JS_NULL && !(ix->type == JS_NUMBER && ms_str_eq(ix->value, "0")))
+        return 1;
+    if (!str_or_null(fin) || (delta && delta->type != JS_OBJECT && delta->type != JS_NULL))
+        return 1;
+    if (delta && delta->type == JS_OBJECT) {
+        n = jscan_members_valid(delta->value, dm, OAI_FAST_MEMBERS);
+        if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(dm, n, dk, FD_N, d) != 0) return 1;
+        for (int i = FD_REASONING_CONTENT; i <= FD_REFUSAL; i++)
+            if (!str_or_null(d[i])) return 1;
+        if (d[FD_TOOL_CALLS] && d[FD_TOOL_CALLS]->type != JS_NULL) return 1;
+    }
+    for (int i = FD_REASONING_CONTENT; i <= FD_REFUSAL; i++)
+        if (!fast_fits(d[i])) return 1;
+    /* the finish is decoded whole (NUL-terminated, as finish_of reads the tree's string) */
+    if (fin && fin->type == JS_STRING && fin->value.n >= OAI_FAST_DECODE) return 1;
+    /* texts(), in its order: the reasoning (reasoning_content unless empty), content, refusal */
+    const jscan_member *r = d[FD_REASONING_CONTENT];
+    if (!r || r->type != JS_STRING || r->value.n == 2) r = d[FD_REASONING];
+    if (fast_text_event(sink, EV_REASONING, r, usage, tmp) ||
+        fast_text_event(sink, EV_TEXT, d[FD_CONTENT], usage, tmp) ||
+        fast_text_event(sink, EV_TEXT, d[FD_REFUSAL], usage, tmp))
+        return -1;
+    if (fin && fin->type == JS_STRING && !st->finished) {
+        if (jscan_string(fin->value, tmp, sizeof tmp) < 0) return -1; /* checked above */
+        st->finished = 1;
+        return emit(sink, (ev_event){.type = EV_FINISH, .finish = finish_of(tmp)});
+    }
+    return 0;
+}
+
 /* choices[0] of a chunk: its delta's texts and tool calls, then its finish. */
 static int choice_delta(openai_dec_state *st, const jscan_member *f_choices, const ev_sink *sink,
                         prov_usage *usage, char *err, size_t errlen)
 {
+    int fast = openai_dec_fast_chunks ? choice_delta_fast(st, f_choices->value, sink, usage) : 1;
+    if (fast != 1) return fast;
     json_error_t je;
     json_t *choices = jtree_load(f_choices->value.p, f_choices->value.n, &je);
     if (!json_is_array(choices)) {

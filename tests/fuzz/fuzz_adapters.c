@@ -9,10 +9,12 @@
  * the stand-in of a cut, through the Responses dialect), and the OpenAI and Anthropic adapters'
  * pass-through of a stream, read by the parser alone and the way the engine reads it (runs of
  * events of the learned shape past the parser, stream_len), which must forward, hold back and
- * count alike (OpenAI's events are also decided with the transfer's state and without). The
- * input's first byte picks what to drive (modulo 11: 0-5 as they always were, 6/7 an OpenAI
- * answer whole/streamed, 8/9 a Responses answer whole/streamed, 10 a stream passed through, as
- * OpenAI's and as Anthropic's); the rest is the document.
+ * count alike (OpenAI's events are also decided with the transfer's state and without), and an
+ * OpenAI stream decoded with the usual chunk scanned and with the tree alone, which must send the
+ * client the same bytes and count the same usage. The input's first byte picks what to drive
+ * (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a Responses
+ * answer whole/streamed, 10 a stream passed through, as OpenAI's and as Anthropic's); the rest
+ * is the document.
  *
  * What is checked is memory safety and bounds (ASan/UBSan), no leak, and that a whole answer
  * that decodes encodes to valid JSON (jscan): a malformed upstream must become a clean error,
@@ -115,8 +117,10 @@ static void drive_request(const prov_adapter *ad, int which, const char *p, size
     free(call);
 }
 
-/* A provider's answer: whole, then as a stream, into the OpenAI encoder. */
-static void drive_answer(const prov_adapter *ad, int which, int stream, const char *p, size_t n)
+/* A provider's answer: whole, then as a stream, into the OpenAI encoder; keep (when not NULL)
+ * gets what the client was sent and the usage counted. */
+static void drive_answer_kept(const prov_adapter *ad, int which, int stream, const char *p,
+                              size_t n, buf_t *keep, prov_usage *ukeep)
 {
     static char body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
     prov_call *call = calloc(1, sizeof *call);
@@ -157,11 +161,41 @@ static void drive_answer(const prov_adapter *ad, int which, int stream, const ch
                                              &de, &out);
     }
     MUST(usage.u.input >= 0 && usage.u.output >= 0 && usage.u.cached_input >= 0);
+    if (keep) {
+        MUST(buf_append(keep, out.data, out.len) == 0);
+        *ukeep = usage;
+    }
     if (ad->release) ad->release(st);
     free(st);
     buf_free(&out);
     dialect_openai_chat.enc_free(enc);
     free(call);
+}
+
+static void drive_answer(const prov_adapter *ad, int which, int stream, const char *p, size_t n)
+{
+    drive_answer_kept(ad, which, stream, p, n, NULL, NULL);
+}
+
+/* The OpenAI decoder's switch between its scan of the usual chunk and the tree (tests only). */
+extern int openai_dec_fast_chunks;
+
+/* An OpenAI stream decoded with the scan of the usual chunk and with the tree alone: the client
+ * must be sent the same bytes and the same usage counted. */
+static void drive_openai_stream_both(const char *p, size_t n)
+{
+    buf_t a, b;
+    prov_usage ua, ub;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    drive_answer_kept(&prov_openai, 2, 1, p, n, &a, &ua);
+    openai_dec_fast_chunks = 0;
+    drive_answer_kept(&prov_openai, 2, 1, p, n, &b, &ub);
+    openai_dec_fast_chunks = 1;
+    MUST(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0));
+    MUST(memcmp(&ua, &ub, sizeof ua) == 0);
+    buf_free(&a);
+    buf_free(&b);
 }
 
 typedef struct rsp_ctx {
@@ -486,8 +520,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         drive_request(ad, which, p, n);
     else if (op < 6)
         drive_answer(ad, which, op >= 4, p, n);
-    else if (op < 8)
-        drive_answer(&prov_openai, 2, op == 7, p, n); /* 6: whole, 7: streamed */
+    else if (op == 6)
+        drive_answer(&prov_openai, 2, 0, p, n); /* whole */
+    else if (op == 7)
+        drive_openai_stream_both(p, n); /* streamed, the usual chunk scanned and not */
     else if (op < 10)
         drive_responses(op == 9, p, n); /* 8: whole, 9: streamed */
     else {

@@ -793,6 +793,184 @@ static void test_stream_invalid(void)
     run_close(&r);
 }
 
+/* ---- the usual chunk, scanned (openai_decode.c, "The usual chunk") ---- */
+
+/* The decoder's switch between the scan and the tree (not in the header: tests only). */
+extern int openai_dec_fast_chunks;
+
+static int bytes_emit(void *ctx, const ev_event *ev)
+{
+    buf_t *b = ctx;
+    char h[96];
+    snprintf(h, sizeof h, "[%d %d %d %zu %zu]", (int)ev->type, ev->index, (int)ev->finish,
+             ev->text.n, ev->id.n);
+    buf_appends(b, h);
+    buf_append(b, ev->text.p, ev->text.n); /* NUL bytes included */
+    buf_append(b, ev->id.p, ev->id.n);
+    return 0;
+}
+
+/* Decodes events evs[0..n) (JSON, not quoted) through one transfer with the scan on or off, into
+ * a record of every event's bytes, return code, error, streamed bytes and usage. */
+static void decode_record(int fast, const char *const *evs, size_t n, buf_t *out)
+{
+    openai_dec_fast_chunks = fast;
+    prov_call *c = mkcall(1);
+    void *st = calloc(1, prov_openai.state_size);
+    prov_openai.reset(st, c);
+    prov_usage u = {0};
+    int done = 0, error = 0;
+    ev_sink sink = {bytes_emit, out};
+    for (size_t i = 0; i < n; i++) {
+        char err[256] = "";
+        sse_event ev = {.event = MS_STR_LIT(""), .data = ms_str_c(evs[i])};
+        int rc = prov_openai.decode_event(st, c, &ev, &sink, &u, &done, &error, err, sizeof err);
+        buf_printf(out, "|rc=%d done=%d error=%d err=%s bytes=%lld known=%d out=%lld\n", rc, done,
+                   error, err, (long long)u.streamed_bytes, u.known, (long long)u.u.output);
+    }
+    prov_openai.release(st);
+    free(st);
+    free(c);
+    openai_dec_fast_chunks = 1;
+}
+
+/* Whether the scan and the tree give the same record for evs; counts the runs. */
+static int same_reading(const char *const *evs, size_t n)
+{
+    buf_t a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    decode_record(1, evs, n, &a);
+    decode_record(0, evs, n, &b);
+    int same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
+    if (!same) {
+        buf_append(&a, "", 1);
+        buf_append(&b, "", 1);
+        fprintf(stderr, "# scan: %s# tree: %s", a.data, b.data);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "#   %s\n", evs[i]);
+    }
+    buf_free(&a);
+    buf_free(&b);
+    return same;
+}
+
+#define FCHUNK(choice) "{'id':'c','object':'chat.completion.chunk','choices':[" choice "]}"
+
+/* Chunks the scan reads and chunks it must leave to the tree; each is decoded after a first
+ * chunk (EV_START) and before a second finish, both ways, and the two records compared. */
+static void test_fast_chunks_same_as_tree(void)
+{
+    static const char *const choices[] = {
+        /* the usual ones, and their strings with escapes */
+        FCHUNK("{'index':0,'delta':{'content':'Hello'},'logprobs':null,'finish_reason':null}"),
+        FCHUNK("{'index':0,'delta':{'role':'assistant','content':'','refusal':null}}"),
+        FCHUNK("{'index':0,'delta':{'content':'a\\nb\\'c\\u00e9\\ud83d\\ude00\\u0000z'}}"),
+        FCHUNK("{'delta':{'content':null},'finish_reason':'stop'}"),
+        FCHUNK("{'index':null,'delta':{},'finish_reason':'length'}"),
+        FCHUNK("{'index':0,'delta':{},'finish_reason':'\\u006cength'}"),
+        FCHUNK("{'index':0,'delta':{},'finish_reason':'tool_calls'}"),
+        FCHUNK("{'index':0,'delta':{},'finish_reason':'content_filter'}"),
+        FCHUNK("{'index':0,'delta':{},'finish_reason':'length\\u0000x'}"),
+        FCHUNK("{'index':0,'delta':{},'finish_reason':'model_length'}"),
+        FCHUNK("{'index':0,'delta':{},'finish_reason':'whatever'}"),
+        FCHUNK("{'index':0,'delta':null,'finish_reason':'stop'}"),
+        /* reasoning: reasoning_content unless empty, else reasoning; both; with content */
+        FCHUNK("{'index':0,'delta':{'reasoning_content':'think','content':null}}"),
+        FCHUNK("{'index':0,'delta':{'reasoning_content':'','reasoning':'r'}}"),
+        FCHUNK("{'index':0,'delta':{'reasoning_content':null,'reasoning':'r'}}"),
+        FCHUNK("{'index':0,'delta':{'reasoning_content':'x','reasoning':'x','content':'y'}}"),
+        FCHUNK("{'index':0,'delta':{'refusal':'no','content':'c','reasoning':'r'}}"),
+        /* names with escapes, a repeated name, members the scan passes over */
+        FCHUNK("{'index':0,'delta':{'con\\u0074ent':'esc'}}"),
+        FCHUNK("{'index':0,'delta':{'content':'one','content':'two'}}"),
+        FCHUNK("{'index':0,'delta':{'content':'k','x':true,'y':false,'z':null,'w':'s'},"
+               "'native_finish_reason':null,'stop_reason':null}"),
+        /* what takes the tree */
+        FCHUNK("{'index':1,'delta':{'content':'other choice'}}"),
+        FCHUNK("{'index':'0','delta':{'content':'string index'}}"),
+        FCHUNK("{'index':0.0,'delta':{'content':'real index'}}"),
+        FCHUNK("{'index':-0,'delta':{'content':'minus zero'}}"),
+        FCHUNK("{'index':0,'delta':{'content':'a'}},{'index':1,'delta':{'content':'b'}}"),
+        FCHUNK("{'index':1,'delta':{'content':'b'}},{'index':0,'delta':{'content':'a'}}"),
+        FCHUNK("'not an object'"),
+        FCHUNK("{'index':0,'delta':{'content':[{'type':'text','text':'part'}]}}"),
+        FCHUNK("{'index':0,'delta':{'content':5}}"),
+        FCHUNK("{'index':0,'delta':{'content':'t','tool_calls':null}}"),
+        FCHUNK("{'index':0,'delta':{'content':'t','tool_calls':[]}}"),
+        FCHUNK("{'index':0,'delta':{'tool_calls':[{'index':0,'id':'t1','function':{'name':'f',"
+               "'arguments':'{}'}}]}}"),
+        FCHUNK("{'index':0,'delta':{'content':'t'},'logprobs':{'content':[{'token':'t',"
+               "'logprob':-0.5}]}}"),
+        FCHUNK("{'index':0,'delta':{'content':'t'},'n':99999999999999999999999}"),
+        FCHUNK("{'index':0,'delta':{'content':'t','n':99999999999999999999999}}"),
+        FCHUNK("{'index':0,'delta':'text'}"),
+        FCHUNK("{'index':0,'delta':{'content':'t'},'finish_reason':5}"),
+        FCHUNK("{'index':0,'delta':{'content':'a','b':1,'c':2,'d':3,'e':4,'f':5,'g':6,'h':7,'i':8,"
+               "'j':9,'k':10,'l':11,'m':12,'n':13,'o':14,'p':15,'q':16}}"),
+        FCHUNK("{'a':1,'b':2,'c':3,'d':4,'e':5,'f':6,'g':7,'h':8,'i':9,'j':10,'k':11,'l':12,"
+               "'m':13,'n':14,'o':15,'p':16,'delta':{'content':'late'}}"),
+        FCHUNK(""),
+        FCHUNK("{}"),
+    };
+    char first[256], body[4096], fin2[256];
+    snprintf(first, sizeof first, "%s", q(FCHUNK("{'index':0,'delta':{'role':'assistant'}}")));
+    snprintf(fin2, sizeof fin2, "%s", q(FCHUNK("{'index':0,'delta':{},'finish_reason':'stop'}")));
+    for (size_t i = 0; i < sizeof choices / sizeof *choices; i++) {
+        snprintf(body, sizeof body, "%s", q(choices[i]));
+        const char *evs[] = {first, body, fin2};
+        CHECK(same_reading(evs, 3));
+    }
+    /* strings with escapes at and past the stack's decoding room (OAI_FAST_DECODE, 2048) */
+    static const size_t lens[] = {1000, 2040, 2046, 2047, 2048, 3000};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        buf_t b;
+        buf_init(&b, 0);
+        buf_appends(&b, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\n");
+        for (size_t k = 4; k < lens[i]; k++)
+            buf_appends(&b, "x");
+        buf_appends(&b, "\"},\"finish_reason\":\"");
+        for (size_t k = 0; k < lens[i]; k++)
+            buf_appends(&b, k == 0 ? "s" : "t");
+        buf_appends(&b, "\"}]}");
+        buf_append(&b, "", 1);
+        const char *evs[] = {first, b.data, fin2};
+        CHECK(same_reading(evs, 3));
+        buf_free(&b);
+    }
+}
+
+/* Every one-byte change of two usual chunks (to bytes that matter to JSON): whatever the scan
+ * takes or leaves, the record is the tree's. */
+static void test_fast_chunks_mutated(void)
+{
+    static const char *const bases[] = {
+        "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"h\\u00e9\","
+        "\"reasoning_content\":null},\"logprobs\":null,\"finish_reason\":null}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"r\",\"refusal\":\"x\"},"
+        "\"finish_reason\":\"length\"}],\"usage\":null}",
+    };
+    static const char subst[] = "\"\\{}[],:0 1anlu-";
+    size_t runs = 0, failed = 0;
+    for (size_t b = 0; b < sizeof bases / sizeof *bases; b++) {
+        size_t n = strlen(bases[b]);
+        char *m = malloc(n + 1);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < sizeof subst - 1; k++) {
+                memcpy(m, bases[b], n + 1);
+                if (m[i] == subst[k]) continue;
+                m[i] = subst[k];
+                const char *evs[] = {m, m};
+                runs++;
+                if (!same_reading(evs, 2)) failed++;
+            }
+        }
+        free(m);
+    }
+    CHECK(runs > 2000);
+    CHECK_EQ_INT(failed, 0);
+}
+
 /* The adapter: OpenAI clients keep the pass-through path (the engine calls the decoders only
  * when the client speaks another API), and its state is small (allocated for every attempt that
  * translates or passes a stream through, whose shape it keeps: test_openai_stream.c). */
@@ -819,6 +997,8 @@ int main(void)
     RUN(test_stream_usage_and_variants);
     RUN(test_stream_error);
     RUN(test_stream_invalid);
+    RUN(test_fast_chunks_same_as_tree);
+    RUN(test_fast_chunks_mutated);
     RUN(test_adapter);
     TAP_DONE();
 }
