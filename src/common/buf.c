@@ -3,6 +3,7 @@
  * limit, so a peer that sends more than allowed gets an error, not an allocation.
  */
 #include "common/buf.h"
+#include "common/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +101,12 @@ int buf_printf(buf_t *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return 0;
+}
+
+int buf_append_dec(buf_t *b, int64_t v)
+{
+    char d[24];
+    return buf_append(b, d, (size_t)(ms_i64_dec(v, d) - d));
 }
 
 /* The length of s's prefix that JSON takes as it is: no control byte, '"' or '\\' (bytes from

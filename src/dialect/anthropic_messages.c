@@ -177,16 +177,21 @@ static const char *stop_reason(const dialect_enc *e)
  * cache lifetimes together, with the split in cache_creation. */
 static int usage_json(buf_t *out, const usage_counts *u, int breakdown, const char *cost)
 {
-    int rc = buf_printf(out,
-                        "{\"input_tokens\":%" PRId64 ",\"cache_creation_input_tokens\":%" PRId64
-                        ",\"cache_read_input_tokens\":%" PRId64,
-                        u->input, u->cache_write + u->cache_write_1h, u->cached_input);
-    if (breakdown)
-        rc |= buf_printf(out,
-                         ",\"cache_creation\":{\"ephemeral_5m_input_tokens\":%" PRId64
-                         ",\"ephemeral_1h_input_tokens\":%" PRId64 "}",
-                         u->cache_write, u->cache_write_1h);
-    rc |= buf_printf(out, ",\"output_tokens\":%" PRId64, u->output);
+    int rc = buf_appends(out, "{\"input_tokens\":");
+    rc |= buf_append_dec(out, u->input);
+    rc |= buf_appends(out, ",\"cache_creation_input_tokens\":");
+    rc |= buf_append_dec(out, u->cache_write + u->cache_write_1h);
+    rc |= buf_appends(out, ",\"cache_read_input_tokens\":");
+    rc |= buf_append_dec(out, u->cached_input);
+    if (breakdown) {
+        rc |= buf_appends(out, ",\"cache_creation\":{\"ephemeral_5m_input_tokens\":");
+        rc |= buf_append_dec(out, u->cache_write);
+        rc |= buf_appends(out, ",\"ephemeral_1h_input_tokens\":");
+        rc |= buf_append_dec(out, u->cache_write_1h);
+        rc |= buf_appends(out, "}");
+    }
+    rc |= buf_appends(out, ",\"output_tokens\":");
+    rc |= buf_append_dec(out, u->output);
     if (cost) {
         rc |= buf_appends(out, ",\"cost\":");
         rc |= buf_appends(out, cost);
@@ -243,8 +248,9 @@ static int message_start(dialect_enc *e, buf_t *out)
 static int block_start_tool(dialect_enc *e, am_part *p, buf_t *out)
 {
     int rc = sse_open(out, "content_block_start");
-    rc |= buf_printf(
-        out, ",\"index\":%d,\"content_block\":{\"type\":\"tool_use\",\"id\":", e->nblocks++);
+    rc |= buf_appends(out, ",\"index\":");
+    rc |= buf_append_dec(out, e->nblocks++);
+    rc |= buf_appends(out, ",\"content_block\":{\"type\":\"tool_use\",\"id\":");
     rc |= dialect_put_str(out, tool_id(p));
     rc |= buf_appends(out, ",\"name\":");
     rc |= dialect_put_str(out, buf_view(&p->name));
@@ -257,8 +263,13 @@ static int block_delta(dialect_enc *e, buf_t *out, const char *type, const char 
                        ms_str value)
 {
     int rc = sse_open(out, "content_block_delta");
-    rc |= buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"%s\",\"%s\":", e->nblocks - 1, type,
-                     field);
+    rc |= buf_appends(out, ",\"index\":");
+    rc |= buf_append_dec(out, e->nblocks - 1);
+    rc |= buf_appends(out, ",\"delta\":{\"type\":\"");
+    rc |= buf_appends(out, type);
+    rc |= buf_appends(out, "\",\"");
+    rc |= buf_appends(out, field);
+    rc |= buf_appends(out, "\":");
     rc |= dialect_put_str(out, value);
     rc |= buf_appends(out, "}");
     return rc | sse_close(out);
@@ -267,7 +278,8 @@ static int block_delta(dialect_enc *e, buf_t *out, const char *type, const char 
 static int block_stop(dialect_enc *e, buf_t *out)
 {
     int rc = sse_open(out, "content_block_stop");
-    rc |= buf_printf(out, ",\"index\":%d", e->nblocks - 1);
+    rc |= buf_appends(out, ",\"index\":");
+    rc |= buf_append_dec(out, e->nblocks - 1);
     return rc | sse_close(out);
 }
 
@@ -305,7 +317,9 @@ static int text_delta(dialect_enc *e, blk_kind kind, ms_str text, buf_t *out)
     if (e->open != kind) {
         rc |= settle(e, out);
         rc |= sse_open(out, "content_block_start");
-        rc |= buf_printf(out, ",\"index\":%d,\"content_block\":", e->nblocks++);
+        rc |= buf_appends(out, ",\"index\":");
+        rc |= buf_append_dec(out, e->nblocks++);
+        rc |= buf_appends(out, ",\"content_block\":");
         rc |= buf_appends(out, kind == BLK_THINKING ? "{\"type\":\"thinking\",\"thinking\":\"\"}"
                                                     : "{\"type\":\"text\",\"text\":\"\"}");
         rc |= sse_close(out);
