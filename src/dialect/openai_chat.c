@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "dialect/dialect.h"
 
+#define OAI_MAX_HEAD 4096      /* a chunk's head: the id, and a model name of 255 bytes escaped */
 #define OAI_MAX_TOOL_CALLS 128 /* a whole answer's tool calls; more is an error, not a drop */
 #define OAI_MAX_ANSWER                                                                             \
     (64u << 20) /* the largest whole answer accumulated (as upstream answers)                      \
@@ -33,6 +34,8 @@ struct dialect_enc {
     int64_t created;
     int include_usage;
     int started; /* the role chunk went out */
+    /* every chunk's opening, the same for the whole stream: made at the first, copied after */
+    buf_t head;
     int finished;
     ev_finish finish;
     /* whole answers */
@@ -75,6 +78,7 @@ static dialect_enc *enc_new(const dialect_req *req)
     e->include_usage = req->include_usage;
     buf_init(&e->text, OAI_MAX_ANSWER);
     buf_init(&e->reasoning, OAI_MAX_ANSWER);
+    buf_init(&e->head, OAI_MAX_HEAD);
     return e;
 }
 
@@ -83,6 +87,7 @@ static void enc_free(dialect_enc *e)
     if (!e) return;
     buf_free(&e->text);
     buf_free(&e->reasoning);
+    buf_free(&e->head);
     for (size_t i = 0; i < e->ntools; i++) {
         buf_free(&e->tools[i].id);
         buf_free(&e->tools[i].name);
@@ -92,17 +97,26 @@ static void enc_free(dialect_enc *e)
     free(e);
 }
 
-/* `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":` */
+/* `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`, made once
+ * (every event of a stream is a chunk: formatting its head each time cost ~1,300 instructions
+ * an event, docs/PERFORMANCE.md round 14). */
 static int chunk_open(dialect_enc *e, buf_t *out)
 {
-    int rc = buf_appends(out, "data: {\"id\":\"");
-    rc |= buf_appends(out, e->id);
-    rc |= buf_printf(
-        out,
-        "\",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64 ",\"model\":", e->created);
-    rc |= dialect_put_str(out, ms_str_c(e->model));
-    rc |= buf_appends(out, ",\"choices\":");
-    return rc;
+    buf_t *h = &e->head;
+    if (!h->len) {
+        int rc = buf_appends(h, "data: {\"id\":\"");
+        rc |= buf_appends(h, e->id);
+        rc |= buf_appends(h, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+        rc |= buf_append_dec(h, e->created);
+        rc |= buf_appends(h, ",\"model\":");
+        rc |= dialect_put_str(h, ms_str_c(e->model));
+        rc |= buf_appends(h, ",\"choices\":");
+        if (rc) {
+            buf_reset(h);
+            return -1;
+        }
+    }
+    return buf_append(out, h->data, h->len);
 }
 
 /* A chunk of one choice: delta_begin opens it up to its delta, delta_end closes it. */
@@ -153,7 +167,9 @@ static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
         return rc | string_delta(e, out, "reasoning_content", ev->text);
     case EV_TOOL_START:
         rc |= delta_begin(e, out);
-        rc |= buf_printf(out, "{\"tool_calls\":[{\"index\":%d,\"id\":", ev->index);
+        rc |= buf_appends(out, "{\"tool_calls\":[{\"index\":");
+        rc |= buf_append_dec(out, ev->index);
+        rc |= buf_appends(out, ",\"id\":");
         rc |= dialect_put_str(out, ev->id);
         rc |= buf_appends(out, ",\"type\":\"function\",\"function\":{\"name\":");
         rc |= dialect_put_str(out, ev->name);
@@ -161,8 +177,9 @@ static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
         return rc | delta_end(out, NULL);
     case EV_TOOL_ARGS:
         rc |= delta_begin(e, out);
-        rc |= buf_printf(out,
-                         "{\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", ev->index);
+        rc |= buf_appends(out, "{\"tool_calls\":[{\"index\":");
+        rc |= buf_append_dec(out, ev->index);
+        rc |= buf_appends(out, ",\"function\":{\"arguments\":");
         rc |= dialect_put_str(out, ev->text);
         rc |= buf_appends(out, "}}]}");
         return rc | delta_end(out, NULL);
