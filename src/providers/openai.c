@@ -351,28 +351,12 @@ static int64_t chunk_text_bytes(ms_str choices, ms_str *text)
  * scan instead of validating and splitting the whole event (~4,500 instructions per event). Any
  * other chunk takes the full path, and a plain one replaces the shape.
  */
-/* The length of the shape's text at the start of d (the constant runs, and a valid string in
- * each hole), or 0 when d does not start with it; d may go on past it. */
-static size_t shape_span(const openai_shape *sh, ms_str d, int64_t *text_bytes)
-{
-    const char *t = sh->text;
-    size_t pos = 0;
-    for (int k = 0; k < sh->nholes; k++) {
-        size_t len = sh->seg[k], sl;
-        if (d.n - pos < len + 2 || memcmp(d.p + pos, t, len) != 0) return 0;
-        pos += len;
-        t += len;
-        if (!(sl = jscan_string_token(d.p + pos, d.n - pos))) return 0;
-        if (k == sh->counted) *text_bytes = (int64_t)sl - 2;
-        pos += sl;
-    }
-    size_t len = sh->seg[sh->nholes];
-    return d.n - pos >= len && memcmp(d.p + pos, t, len) == 0 ? pos + len : 0;
-}
-
 static int shape_match(const openai_shape *sh, ms_str d, int64_t *text_bytes)
 {
-    return shape_span(sh, d, text_bytes) == d.n;
+    ms_str t = {NULL, 0};
+    size_t len = openai_shape_span(sh, d, &t);
+    *text_bytes = t.n >= 2 ? (int64_t)t.n - 2 : 0;
+    return len == d.n;
 }
 
 /* prov_adapter.stream_len: an OpenAI chunk of the learned shape, "data: " before it and the
@@ -384,38 +368,12 @@ static size_t openai_stream_len(void *st, const char *p, size_t n, int64_t *text
     openai_shape *sh = &((openai_dec_state *)st)->shape;
     *text_bytes = 0;
     if (!sh->nholes || n < 8 || memcmp(p, "data: ", 6) != 0) return 0;
-    size_t len = shape_span(sh, (ms_str){p + 6, n - 6}, text_bytes);
+    ms_str t = {NULL, 0};
+    size_t len = openai_shape_span(sh, (ms_str){p + 6, n - 6}, &t);
+    *text_bytes = t.n >= 2 ? (int64_t)t.n - 2 : 0;
     if (!len || n - 6 - len < 2 || p[6 + len] != '\n' || p[7 + len] != '\n') return 0;
     sh->hits++;
     return len + 8;
-}
-
-/* Keeps d's shape, its holes text and pad (pad.p NULL: none), when the constant text fits. */
-static void shape_learn(openai_shape *sh, ms_str d, ms_str text, ms_str pad)
-{
-    ms_str h[2] = {text, pad};
-    int n = pad.p ? 2 : 1, counted = 0;
-    if (n == 2 && pad.p < text.p) {
-        h[0] = pad;
-        h[1] = text;
-        counted = 1;
-    }
-    size_t pos = 0, used = 0;
-    uint16_t seg[3];
-    for (int k = 0; k <= n; k++) {
-        size_t end = k < n ? (size_t)(h[k].p - d.p) : d.n;
-        if (end < pos || end - pos > OAI_SHAPE_TEXT - used) {
-            sh->nholes = 0;
-            return;
-        }
-        memcpy(sh->text + used, d.p + pos, end - pos);
-        seg[k] = (uint16_t)(end - pos);
-        used += end - pos;
-        if (k < n) pos = end + h[k].n;
-    }
-    memcpy(sh->seg, seg, sizeof seg);
-    sh->counted = (uint8_t)counted;
-    sh->nholes = (uint8_t)n;
 }
 
 /* The `message` of an OpenAI error object ({"message": …, "type": …}). Returns 0 if found. */
@@ -466,7 +424,8 @@ static int openai_stream_event(void *st, const prov_call *call, const sse_event 
     if (ch && ch->type == JS_ARRAY) usage->streamed_bytes += chunk_text_bytes(ch->value, &text);
     /* a plain chunk (members past the 32 listed were not looked at) */
     if (sh && text.p && !(u && u->type == JS_OBJECT) && n <= 32)
-        shape_learn(sh, d, text, pad && pad->type == JS_STRING ? pad->value : (ms_str){NULL, 0});
+        openai_shape_learn(sh, d, text,
+                           pad && pad->type == JS_STRING ? pad->value : (ms_str){NULL, 0});
     if (u && u->type == JS_OBJECT) {
         prov_openai_read_usage(u->value, usage);
         int usage_only = !ch || (ch->type == JS_ARRAY && ch->value.n == 2);

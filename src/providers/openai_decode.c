@@ -168,17 +168,18 @@ static int error_text(ms_str v, jscan_type type, char *err, size_t errlen)
 }
 
 /* The top-level members a decoder reads. */
-enum { F_ID, F_CHOICES, F_USAGE, F_ERROR, F_N };
+enum { F_ID, F_CHOICES, F_USAGE, F_ERROR, F_PAD, F_N };
 
-/* Validates d and picks its members into f, which point into m (the caller's, 32 long). */
+/* Validates d and picks its members into f, which point into m (the caller's, 32 long).
+ * Returns how many members d has (past 32 they were not looked at), or -1. */
 static int top_level(ms_str d, jscan_member *m, const jscan_member **f)
 {
     int n = jscan_object(d.p, d.n, m, 32, NULL);
     if (n < 0) return -1;
     static const jscan_key keys[F_N] = {JSCAN_KEY("id"), JSCAN_KEY("choices"), JSCAN_KEY("usage"),
-                                        JSCAN_KEY("error")};
+                                        JSCAN_KEY("error"), JSCAN_KEY("obfuscation")};
     jscan_pick(m, (size_t)(n > 32 ? 32 : n), keys, F_N, f);
-    return 0;
+    return n;
 }
 
 /* The upstream's id (EV_START), decoded into out; empty when it has none usable. */
@@ -211,7 +212,7 @@ int openai_decode_answer(void *stv, const prov_call *call, ms_str body, const ev
     if (errlen) err[0] = '\0'; /* set below when a check fails, before any encoding error */
     jscan_member m[32];
     const jscan_member *f[F_N];
-    if (top_level(body, m, f) != 0) {
+    if (top_level(body, m, f) < 0) {
         snprintf(err, errlen, "the provider's answer is not a JSON object");
         return -1;
     }
@@ -414,9 +415,10 @@ static int fast_text_event(const ev_sink *sink, ev_type t, const jscan_member *m
 }
 
 /* The usual chunk's choices (see above): 0 done, -1 an event could not be encoded, 1 not the
- * usual chunk (the tree reads it). */
+ * usual chunk (the tree reads it). *sole is the string that made the chunk's only event when
+ * nothing else in it made one (a shape's hole, see "The stream's shape" below), else {NULL, 0}. */
 static int choice_delta_fast(openai_dec_state *st, ms_str choices, const ev_sink *sink,
-                             prov_usage *usage)
+                             prov_usage *usage, ms_str *sole, ev_type *kind)
 {
     char tmp[OAI_FAST_DECODE];
     static const jscan_key ck[FC_N] = {JSCAN_KEY("index"), JSCAN_KEY("delta"),
@@ -448,6 +450,16 @@ static int choice_delta_fast(openai_dec_state *st, ms_str choices, const ev_sink
     /* texts(), in its order: the reasoning (reasoning_content unless empty), content, refusal */
     const jscan_member *r = d[FD_REASONING_CONTENT];
     if (!r || r->type != JS_STRING || r->value.n == 2) r = d[FD_REASONING];
+    const jscan_member *src[3] = {r, d[FD_CONTENT], d[FD_REFUSAL]};
+    int texts_made = 0;
+    for (int i = 0; i < 3; i++) {
+        if (src[i] && src[i]->type == JS_STRING && src[i]->value.n > 2) {
+            texts_made++;
+            *sole = src[i]->value;
+            *kind = i == 0 ? EV_REASONING : EV_TEXT;
+        }
+    }
+    if (texts_made != 1 || (fin && fin->type == JS_STRING)) *sole = (ms_str){NULL, 0};
     if (fast_text_event(sink, EV_REASONING, r, usage, tmp) ||
         fast_text_event(sink, EV_TEXT, d[FD_CONTENT], usage, tmp) ||
         fast_text_event(sink, EV_TEXT, d[FD_REFUSAL], usage, tmp))
@@ -460,12 +472,74 @@ static int choice_delta_fast(openai_dec_state *st, ms_str choices, const ev_sink
     return 0;
 }
 
-/* choices[0] of a chunk: its delta's texts and tool calls, then its finish. */
-static int choice_delta(openai_dec_state *st, const jscan_member *f_choices, const ev_sink *sink,
-                        prov_usage *usage, char *err, size_t errlen)
+/* ---- the stream's shape (openai.c, "The stream's shape"), for passing through and decoding ----
+ */
+
+void openai_shape_learn(openai_shape *sh, ms_str d, ms_str text, ms_str pad)
 {
-    int fast = openai_dec_fast_chunks ? choice_delta_fast(st, f_choices->value, sink, usage) : 1;
+    ms_str h[2] = {text, pad};
+    int n = pad.p ? 2 : 1, counted = 0;
+    if (n == 2 && pad.p < text.p) {
+        h[0] = pad;
+        h[1] = text;
+        counted = 1;
+    }
+    size_t pos = 0, used = 0;
+    uint16_t seg[3];
+    for (int k = 0; k <= n; k++) {
+        size_t end = k < n ? (size_t)(h[k].p - d.p) : d.n;
+        if (end < pos || end - pos > OAI_SHAPE_TEXT - used) {
+            sh->nholes = 0;
+            return;
+        }
+        memcpy(sh->text + used, d.p + pos, end - pos);
+        seg[k] = (uint16_t)(end - pos);
+        used += end - pos;
+        if (k < n) pos = end + h[k].n;
+    }
+    memcpy(sh->seg, seg, sizeof seg);
+    sh->counted = (uint8_t)counted;
+    sh->nholes = (uint8_t)n;
+}
+
+/*
+ * The stream's shape, decoding. A chunk the scan read whose one event came from one string, with
+ * no finish, usage or error, leaves its shape (the text around that string and OpenAI's
+ * `obfuscation` padding), as a passed-through stream's plain chunk does (openai.c). A later
+ * chunk that is that text with other valid strings in the holes is the same chunk but for them
+ * (a string token for a string token changes no structure): the same one event, of the hole's
+ * text. Two memcmp and a string scan instead of the scan of the whole chunk (~5,000 instructions
+ * an event). An empty text takes the full path (whether it makes an event depends on the rest:
+ * reasoning_content "" gives way to reasoning).
+ */
+static int shape_chunk(openai_dec_state *st, ms_str d, const ev_sink *sink, prov_usage *usage)
+{
+    ms_str t = {NULL, 0}, v;
+    char tmp[OAI_FAST_DECODE];
+    if (openai_shape_span(&st->shape, d, &t) != d.n || t.n <= 2) return 1;
+    if (!memchr(t.p + 1, '\\', t.n - 2)) {
+        v = (ms_str){t.p + 1, t.n - 2};
+    } else {
+        long n = t.n < sizeof tmp ? jscan_string(t, tmp, sizeof tmp) : -1;
+        if (n <= 0) return 1;
+        v = (ms_str){tmp, (size_t)n};
+    }
+    st->shape.hits++;
+    usage->streamed_bytes += (int64_t)v.n;
+    return emit(sink, (ev_event){.type = (ev_type)st->shape.kind, .text = v});
+}
+
+/* choices[0] of a chunk: its delta's texts and tool calls, then its finish. *sole as
+ * choice_delta_fast's, {NULL, 0} when the tree read the chunk. */
+static int choice_delta(openai_dec_state *st, const jscan_member *f_choices, const ev_sink *sink,
+                        prov_usage *usage, ms_str *sole, ev_type *kind, char *err, size_t errlen)
+{
+    *sole = (ms_str){NULL, 0};
+    int fast = openai_dec_fast_chunks
+                   ? choice_delta_fast(st, f_choices->value, sink, usage, sole, kind)
+                   : 1;
     if (fast != 1) return fast;
+    *sole = (ms_str){NULL, 0};
     json_error_t je;
     json_t *choices = jtree_load(f_choices->value.p, f_choices->value.n, &je);
     if (!json_is_array(choices)) {
@@ -512,9 +586,18 @@ int openai_decode_event(void *stv, const prov_call *call, const sse_event *ev, c
         *done = 1;
         return 0;
     }
+    if (st->shape.nholes && st->started && openai_dec_fast_chunks) {
+        int rc = shape_chunk(st, d, sink, usage);
+        if (rc == 0) return 0;
+        if (rc < 0) {
+            snprintf(err, errlen, "the gateway could not encode the answer");
+            return -1;
+        }
+    }
     jscan_member m[32];
     const jscan_member *f[F_N];
-    if (top_level(d, m, f) != 0) {
+    int nm = top_level(d, m, f);
+    if (nm < 0) {
         snprintf(err, errlen, "the provider sent an invalid stream event");
         return -1;
     }
@@ -533,10 +616,19 @@ int openai_decode_event(void *stv, const prov_call *call, const sse_event *ev, c
             return -1;
     }
     const jscan_member *ch = f[F_CHOICES];
+    ms_str sole = {NULL, 0};
+    ev_type kind = EV_TEXT;
     if (ch && ch->type == JS_ARRAY && ch->value.n > 2 &&
-        choice_delta(st, ch, sink, usage, err, errlen) != 0) {
+        choice_delta(st, ch, sink, usage, &sole, &kind, err, errlen) != 0) {
         if (!err[0]) snprintf(err, errlen, "the gateway could not encode the answer");
         return -1;
+    }
+    /* a plain chunk, every member looked at: its shape (see "The stream's shape") */
+    const jscan_member *u = f[F_USAGE], *pad = f[F_PAD];
+    if (sole.p && nm <= 32 && (!u || u->type == JS_NULL)) {
+        openai_shape_learn(&st->shape, d, sole,
+                           pad && pad->type == JS_STRING ? pad->value : (ms_str){NULL, 0});
+        st->shape.kind = (uint8_t)kind;
     }
     if (usage_event(f[F_USAGE], sink, usage) != 0) {
         snprintf(err, errlen, "the gateway could not encode the answer");

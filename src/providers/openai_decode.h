@@ -10,6 +10,9 @@
 #ifndef MS_OPENAI_DECODE_H
 #define MS_OPENAI_DECODE_H
 
+#include <string.h>
+
+#include "common/jscan.h"
 #include "providers/provider.h"
 
 /* Tool calls one answer may have: the OpenAI encoder's own cap (dialect/openai_chat.c). More is
@@ -29,10 +32,35 @@ typedef struct openai_dec_call {
 typedef struct openai_shape {
     uint8_t nholes;  /* 1 or 2 */
     uint8_t counted; /* the hole that is the delta's text */
+    uint8_t kind;    /* decoding: the event the text makes (EV_TEXT or EV_REASONING) */
     uint16_t seg[3]; /* lengths of the constant runs in text, in order */
     uint32_t hits;   /* events that matched it (tests) */
     char text[OAI_SHAPE_TEXT];
 } openai_shape;
+
+/* The length of sh's text at the start of d (its constant runs, and a valid JSON string in each
+ * hole), or 0 when d does not start with it (d may go on past it); *text is the counted hole's
+ * string token (quotes included). Inline: every event of a passed-through stream comes here. */
+static inline size_t openai_shape_span(const openai_shape *sh, ms_str d, ms_str *text)
+{
+    const char *t = sh->text;
+    size_t pos = 0;
+    for (int k = 0; k < sh->nholes; k++) {
+        size_t len = sh->seg[k], sl;
+        if (d.n - pos < len + 2 || memcmp(d.p + pos, t, len) != 0) return 0;
+        pos += len;
+        t += len;
+        if (!(sl = jscan_string_token(d.p + pos, d.n - pos))) return 0;
+        if (k == sh->counted) *text = (ms_str){d.p + pos, sl};
+        pos += sl;
+    }
+    size_t len = sh->seg[sh->nholes];
+    return d.n - pos >= len && memcmp(d.p + pos, t, len) == 0 ? pos + len : 0;
+}
+/* Makes sh the shape of chunk d around its text and pad (pad.p NULL: none), two string tokens
+ * within d; no shape (nholes 0) when the constant text does not fit. kind is left to the
+ * caller. */
+void openai_shape_learn(openai_shape *sh, ms_str d, ms_str text, ms_str pad);
 
 /* Per-transfer state of a decoded stream (prov_adapter.state_size). The engine allocates it for
  * every attempt of this adapter that translates or passes a stream through, so it is small and

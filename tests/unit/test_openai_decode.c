@@ -812,6 +812,8 @@ static int bytes_emit(void *ctx, const ev_event *ev)
 
 /* Decodes events evs[0..n) (JSON, not quoted) through one transfer with the scan on or off, into
  * a record of every event's bytes, return code, error, streamed bytes and usage. */
+static uint32_t g_shape_hits; /* the scanned run's chunks read through the shape */
+
 static void decode_record(int fast, const char *const *evs, size_t n, buf_t *out)
 {
     openai_dec_fast_chunks = fast;
@@ -828,6 +830,7 @@ static void decode_record(int fast, const char *const *evs, size_t n, buf_t *out
         buf_printf(out, "|rc=%d done=%d error=%d err=%s bytes=%lld known=%d out=%lld\n", rc, done,
                    error, err, (long long)u.streamed_bytes, u.known, (long long)u.u.output);
     }
+    if (fast) g_shape_hits = ((openai_dec_state *)st)->shape.hits;
     prov_openai.release(st);
     free(st);
     free(c);
@@ -940,6 +943,70 @@ static void test_fast_chunks_same_as_tree(void)
     }
 }
 
+/* Streams whose chunks differ only in their text (and OpenAI's padding): after the first plain
+ * one they are read through its shape, which must give what the tree gives, and take the full
+ * path wherever the text alone does not decide (an empty text, a finish, another member). */
+static void test_shape_chunks_same_as_tree(void)
+{
+#define SC(x) "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":" x ",\"finish_reason\":null}]}"
+#define SP(x, pad)                                                                                 \
+    "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":" x "}],\"obfuscation\":\"" pad "\"}"
+    static const char *const texts[] = {
+        SC("{\"role\":\"assistant\",\"content\":\"\"}"),
+        SC("{\"content\":\"Hello\"}"),
+        SC("{\"content\":\" wor\\nld \\u00e9\\ud83d\\ude00\"}"),
+        SC("{\"content\":\"\"}"),
+        SC("{\"content\":\"x\\u0000y\"}"),
+        SC("{\"content\":\"again\"}"),
+        SC("{\"content\":\"z\"},\"x\":1"),
+        SC("{\"content\":\"after\"}"),
+        "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"end\"},"
+        "\"finish_reason\":\"stop\"}]}",
+        SC("{\"content\":\"past the end\"}"),
+        "{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}",
+    };
+    CHECK(same_reading(texts, sizeof texts / sizeof *texts));
+    CHECK(g_shape_hits >= 4);
+    /* the reasoning: reasoning_content "" gives way to reasoning, which the shape cannot see */
+    static const char *const thinking[] = {
+        SC("{\"reasoning_content\":\"a\",\"reasoning\":\"b\"}"),
+        SC("{\"reasoning_content\":\"c\",\"reasoning\":\"b\"}"),
+        SC("{\"reasoning_content\":\"\",\"reasoning\":\"b\"}"),
+        SC("{\"reasoning_content\":\"d\",\"reasoning\":\"b\"}"),
+        SC("{\"reasoning\":\"e\"}"),
+        SC("{\"reasoning\":\"f\"}"),
+        SC("{\"refusal\":\"g\"}"),
+        SC("{\"refusal\":\"h\"}"),
+    };
+    CHECK(same_reading(thinking, sizeof thinking / sizeof *thinking));
+    CHECK(g_shape_hits >= 3);
+    /* OpenAI's padding, after the text and before it; two texts in one chunk make no shape */
+    static const char *const padded[] = {
+        SP("{\"content\":\"a\"}", "xyz"),
+        SP("{\"content\":\"bb\"}", "q"),
+        SP("{\"content\":\"ccc\"}", ""),
+        "{\"obfuscation\":\"p\",\"choices\":[{\"delta\":{\"content\":\"d\"}}]}",
+        "{\"obfuscation\":\"pp\",\"choices\":[{\"delta\":{\"content\":\"e\"}}]}",
+        SC("{\"content\":\"f\",\"refusal\":\"g\"}"),
+        SC("{\"content\":\"h\",\"refusal\":\"i\"}"),
+    };
+    CHECK(same_reading(padded, sizeof padded / sizeof *padded));
+    CHECK(g_shape_hits >= 2);
+    /* a text with escapes too long to decode on the stack goes the full way */
+    buf_t big;
+    buf_init(&big, 0);
+    buf_appends(&big, "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+    for (int i = 0; i < 1200; i++)
+        buf_appends(&big, "\\n");
+    buf_appends(&big, "\"},\"finish_reason\":null}]}");
+    buf_append(&big, "", 1);
+    const char *longer[] = {texts[1], big.data, texts[5]};
+    CHECK(same_reading(longer, 3));
+    buf_free(&big);
+#undef SC
+#undef SP
+}
+
 /* Every one-byte change of two usual chunks (to bytes that matter to JSON): whatever the scan
  * takes or leaves, the record is the tree's. */
 static void test_fast_chunks_mutated(void)
@@ -999,6 +1066,7 @@ int main(void)
     RUN(test_stream_invalid);
     RUN(test_fast_chunks_same_as_tree);
     RUN(test_fast_chunks_mutated);
+    RUN(test_shape_chunks_same_as_tree);
     RUN(test_adapter);
     TAP_DONE();
 }
