@@ -9,9 +9,10 @@
  * the stand-in of a cut, through the Responses dialect), and the OpenAI and Anthropic adapters'
  * pass-through of a stream, read by the parser alone and the way the engine reads it (runs of
  * events of the learned shape past the parser, stream_len), which must forward, hold back and
- * count alike (OpenAI's events are also decided with the transfer's state and without), and an
- * OpenAI stream decoded with the usual chunk scanned and with the tree alone, which must send the
- * client the same bytes and count the same usage. The input's first byte picks what to drive
+ * count alike (OpenAI's events are also decided with the transfer's state and without), and
+ * OpenAI and Anthropic streams decoded with the decoders' shortcuts (the usual chunk scanned, the
+ * stream's shape) and without, which must send the client the same bytes and count the same
+ * usage. The input's first byte picks what to drive
  * (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a Responses
  * answer whole/streamed, 10 a stream passed through, as OpenAI's and as Anthropic's); the rest
  * is the document.
@@ -177,21 +178,23 @@ static void drive_answer(const prov_adapter *ad, int which, int stream, const ch
     drive_answer_kept(ad, which, stream, p, n, NULL, NULL);
 }
 
-/* The OpenAI decoder's switch between its scan of the usual chunk and the tree (tests only). */
+/* The decoders' switches between their shortcuts (the OpenAI one's scan of the usual chunk and
+ * shape, the Anthropic one's shape) and their full paths (tests only). */
 extern int openai_dec_fast_chunks;
+extern int anthropic_dec_shapes;
 
-/* An OpenAI stream decoded with the scan of the usual chunk and with the tree alone: the client
- * must be sent the same bytes and the same usage counted. */
-static void drive_openai_stream_both(const char *p, size_t n)
+/* A stream decoded with the adapter's shortcuts and without (*sw 0): the client must be sent
+ * the same bytes and the same usage counted. */
+static void drive_stream_both(const prov_adapter *ad, int which, int *sw, const char *p, size_t n)
 {
     buf_t a, b;
     prov_usage ua, ub;
     buf_init(&a, 0);
     buf_init(&b, 0);
-    drive_answer_kept(&prov_openai, 2, 1, p, n, &a, &ua);
-    openai_dec_fast_chunks = 0;
-    drive_answer_kept(&prov_openai, 2, 1, p, n, &b, &ub);
-    openai_dec_fast_chunks = 1;
+    drive_answer_kept(ad, which, 1, p, n, &a, &ua);
+    *sw = 0;
+    drive_answer_kept(ad, which, 1, p, n, &b, &ub);
+    *sw = 1;
     MUST(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0));
     MUST(memcmp(&ua, &ub, sizeof ua) == 0);
     buf_free(&a);
@@ -518,12 +521,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1;
     if (op < 2)
         drive_request(ad, which, p, n);
+    else if (op == 4)
+        drive_stream_both(ad, 0, &anthropic_dec_shapes, p, n); /* Anthropic, streamed */
     else if (op < 6)
         drive_answer(ad, which, op >= 4, p, n);
     else if (op == 6)
         drive_answer(&prov_openai, 2, 0, p, n); /* whole */
     else if (op == 7)
-        drive_openai_stream_both(p, n); /* streamed, the usual chunk scanned and not */
+        drive_stream_both(&prov_openai, 2, &openai_dec_fast_chunks, p, n); /* streamed */
     else if (op < 10)
         drive_responses(op == 9, p, n); /* 8: whole, 9: streamed */
     else {

@@ -658,6 +658,92 @@ static void run_close(stream_run *r)
     "'model':'claude-x','choices':"
 #define DELTA(d) CHUNK_HEAD "[{'index':0,'delta':" d ",'logprobs':null,'finish_reason':null}]}\n\n"
 
+/* ---- a translated stream's shape (anthropic.c, "The stream's shape, decoding") ---- */
+
+/* The decoder's switch for its shape, and its count of events read through it (tests only). */
+extern int anthropic_dec_shapes;
+uint32_t anthropic_dec_shape_hits(const void *st);
+
+/* Decodes evs[0..n) (name, data) with the shape on or off into a record of what the client was
+ * sent, each event's result and the counts; returns the shape's hits. */
+static uint32_t shaped_record(int on, const char *const (*evs)[2], size_t n, buf_t *rec)
+{
+    stream_run r;
+    anthropic_dec_shapes = on;
+    run_open(&r);
+    for (size_t i = 0; i < n; i++) {
+        r.err[0] = '\0';
+        int rc = feed(&r, evs[i][0], evs[i][1]);
+        buf_printf(rec, "rc=%d done=%d error=%d err=%s bytes=%lld known=%d out=%lld\n", rc, r.done,
+                   r.error, r.err, (long long)r.usage.streamed_bytes, r.usage.known,
+                   (long long)r.usage.u.output);
+    }
+    buf_append(rec, r.out.data, r.out.len);
+    uint32_t hits = anthropic_dec_shape_hits(r.st);
+    run_close(&r);
+    anthropic_dec_shapes = 1;
+    return hits;
+}
+
+/* Deltas that differ only in their text are read through the shape after the first, and give
+ * the client what the full path gives; what the text alone does not decide (an empty text,
+ * another block, another kind, an event of another name, another member) takes the full path. */
+static void test_stream_shape(void)
+{
+#define TD(i, t)                                                                                   \
+    "{'type':'content_block_delta','index':" #i ",'delta':{'type':'text_delta','text':'" t "'}}"
+#define KD(i, t)                                                                                   \
+    "{'type':'content_block_delta','index':" #i ",'delta':{'type':'thinking_delta','thinking':'" t \
+    "'}}"
+    static const char *const evs[][2] = {
+        {"message_start", "{'type':'message_start','message':{'id':'msg_1','usage':{"
+                          "'input_tokens':5,'output_tokens':1}}}"},
+        {"content_block_start",
+         "{'type':'content_block_start','index':0,'content_block':{'type':'thinking',"
+         "'thinking':''}}"},
+        {"content_block_delta", KD(0, "Let")},
+        {"content_block_delta", KD(0, " me")},
+        {"content_block_delta", KD(0, " th\\nink \\u00e9")},
+        {"content_block_delta", KD(0, "")},
+        {"content_block_delta", KD(0, "!")},
+        {"content_block_delta",
+         "{'type':'content_block_delta','index':0,'delta':{'type':'signature_delta',"
+         "'signature':'c2ln'}}"},
+        {"content_block_stop", "{'type':'content_block_stop','index':0}"},
+        {"content_block_start", "{'type':'content_block_start','index':1,'content_block':{"
+                                "'type':'text','text':''}}"},
+        {"content_block_delta", TD(1, "Hel")},
+        {"ping", "{'type':'ping'}"},
+        {"content_block_delta", TD(1, "lo")},
+        {"content_block_delta", TD(1, " \\'you\\'")},
+        {"error", TD(1, "named error")},
+        {"content_block_delta", TD(1, "x\\u0000y")},
+        {"content_block_delta", TD(2, "another block")},
+        {"content_block_delta", TD(1, "back")},
+        {"content_block_delta",
+         "{'type':'content_block_delta','index':1,'delta':{'type':'text_delta','text':'m',"
+         "'extra':1}}"},
+        {"content_block_delta", TD(1, "end")},
+        {"content_block_stop", "{'type':'content_block_stop','index':1}"},
+        {"message_delta", "{'type':'message_delta','delta':{'stop_reason':'end_turn'},"
+                          "'usage':{'output_tokens':12}}"},
+        {"message_stop", "{'type':'message_stop'}"},
+    };
+    buf_t a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    uint32_t hits = shaped_record(1, evs, sizeof evs / sizeof *evs, &a);
+    shaped_record(0, evs, sizeof evs / sizeof *evs, &b);
+    buf_append(&a, "", 1);
+    buf_append(&b, "", 1);
+    CHECK_EQ_STR(a.data, b.data);
+    CHECK(hits >= 6);
+    buf_free(&a);
+    buf_free(&b);
+#undef TD
+#undef KD
+}
+
 /* The event flow of Streaming (message_start, blocks with ping, deltas incl. signature_delta,
  * message_delta with the cumulative output_tokens, message_stop) -> OpenAI's chunks: role first,
  * reasoning, content, tool calls with their index, a tool without arguments getting {}, the
@@ -892,6 +978,7 @@ int main(void)
     RUN(test_stream_error);
     RUN(test_stream_limits);
     RUN(test_stream_usage);
+    RUN(test_stream_shape);
     RUN(test_error_message);
     TAP_DONE();
 }
