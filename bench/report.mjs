@@ -77,10 +77,12 @@ const WORKLOADS = {
     stream50: 'streaming chat, 50 chunks', embed: 'embeddings',
     msg1k: 'Messages API, 1 KB prompt, Anthropic deployment',
     'msg1k-oai': 'Messages API, 1 KB prompt, OpenAI deployment (translated)',
+    msgs50: 'Messages API streamed, 50 events, Anthropic deployment',
+    'msgs50-oai': 'Messages API streamed, 50 events, OpenAI deployment (translated)',
 };
 // Workloads the gateway translates and nginx only passes through: their ratio to nginx is what
 // translation costs, reported without a target.
-const TRANSLATED = new Set(['msg1k-oai']);
+const TRANSLATED = new Set(['msg1k-oai', 'msgs50-oai']);
 
 const median = (a) => {
     if (!a.length) return NaN;

@@ -40,9 +40,10 @@
 #   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
 #                        development)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
-#   BENCH_CPU_WORKLOADS="chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai"   the cpu
-#                        phase's workloads (NAME@N: that workload with N wrk connections instead
-#                        of BENCH_CPU_CONNS; msg*: Anthropic's Messages API, see the bodies)
+#   BENCH_CPU_WORKLOADS="chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50
+#                        msgs50-oai"   the cpu phase's workloads (NAME@N: that workload with N wrk
+#                        connections instead of BENCH_CPU_CONNS; msg*: Anthropic's Messages API,
+#                        msgs50*: streamed, see the bodies)
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
 #   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
 #                            server.busy_poll_us at this value ("modelswitch-poll"); 0 = not
@@ -350,6 +351,11 @@ const msg = (model) => JSON.stringify({
 });
 fs.writeFileSync(`${dir}/msg1k.json`, msg('bench-claude'));
 fs.writeFileSync(`${dir}/msg1k-oai.json`, msg('bench-model'));
+// The same streamed, as Claude Code asks (the static upstream serves 50 events; no `mock` member:
+// a translated request refuses fields its provider's API does not have).
+const msgs = (model) => JSON.stringify({ ...JSON.parse(msg(model)), stream: true });
+fs.writeFileSync(`${dir}/msgs50.json`, msgs('bench-claude'));
+fs.writeFileSync(`${dir}/msgs50-oai.json`, msgs('bench-model'));
 // Time to first byte: the same stream with 1 ms between events. Without a pause the mock (on the
 // load core) writes all 52 events in one go, and the load generator, on the same core, only gets
 // to read the first event a proxy forwarded once the mock is done: TTFB would be the mock's
@@ -451,7 +457,7 @@ capture_answers() {
     curl -sf -m 10 -o "$d/chat.json" -H 'content-type: application/json' \
         -d '{"model":"bench-model","max_tokens":256,"messages":[{"role":"user","content":"hi"}]}' \
         "$u/v1/chat/completions" &&
-        curl -sf -m 10 -o "$d/stream.sse.off" -H 'content-type: application/json' \
+        curl -sf -m 10 -o "$d/stream.sse" -H 'content-type: application/json' \
             -d '{"model":"bench-model","max_tokens":256,"stream":true,"mock":{"chunks":50},
                 "stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}' \
             "$u/v1/chat/completions" &&
@@ -460,7 +466,11 @@ capture_answers() {
         curl -sf -m 10 -o "$d/messages.json" -H 'content-type: application/json' \
             -H 'x-api-key: sk-bench-upstream' -H 'anthropic-version: 2023-06-01' \
             -d '{"model":"bench-claude","max_tokens":256,"messages":[{"role":"user","content":"hi"}]}' \
-            "$u/v1/messages" ||
+            "$u/v1/messages" &&
+        curl -sf -m 10 -o "$d/msgstream.sse" -H 'content-type: application/json' \
+            -H 'x-api-key: sk-bench-upstream' -H 'anthropic-version: 2023-06-01' \
+            -d '{"model":"bench-claude","max_tokens":256,"stream":true,"mock":{"chunks":50},
+                "messages":[{"role":"user","content":"hi"}]}' "$u/v1/messages" ||
         die "capturing the mock's answers for the static upstream failed"
 }
 
@@ -504,33 +514,35 @@ fs.writeFileSync(conf, s);' "$d/nginx.conf" "$d/answers" || die "static upstream
         die "the static upstream does not answer over TLS: $(tail -3 "$d/error.log")"
 }
 
-# static_answers chat|stream: which answer /v1/chat/completions serves (the upstream does not
-# read bodies, so the harness switches it per workload, as it sets the mock's chunks): the stream
-# while answers/stream.sse exists. nginx looks files up at most once a second
-# (open_file_cache_valid): wait until it serves the new answer.
+# static_answers chat|stream: which answers /v1/chat/completions and /v1/messages serve (the
+# upstream does not read bodies, so the harness switches them per workload, as it sets the mock's
+# chunks): the streams (OpenAI's chunks, Anthropic's events) while answers/streams.on exists.
+# nginx looks files up at most once a second (open_file_cache_valid): wait until it serves them.
 static_answers() {
     [[ -n $UP_PID && $1 != "$UP_ANSWER" ]] || return 0
-    local a=$TMP/upstream/answers ct i
+    local a=$TMP/upstream/answers ct i p
     if [[ $1 == stream ]]; then
-        mv "$a/stream.sse.off" "$a/stream.sse"
+        : >"$a/streams.on"
         ct=text/event-stream
     else
-        mv "$a/stream.sse" "$a/stream.sse.off"
+        rm -f "$a/streams.on"
         ct=application/json
     fi
     UP_ANSWER=$1
-    for ((i = 0; i < 50; i++)); do
-        curl -s -m 5 -o /dev/null -w '%{content_type}' -d '{}' \
-            "http://127.0.0.1:$UP_HTTP_PORT/v1/chat/completions" | grep -q "^$ct" && return 0
-        sleep 0.1
+    for p in chat/completions messages; do
+        for ((i = 0; i < 50; i++)); do
+            curl -s -m 5 -o /dev/null -w '%{content_type}' -d '{}' \
+                "http://127.0.0.1:$UP_HTTP_PORT/v1/$p" | grep -q "^$ct" && break
+            sleep 0.1
+        done
+        ((i < 50)) || die "the static upstream still serves the old answer at /v1/$p"
     done
-    die "the static upstream still serves the old answer"
 }
 
 # set_workload WL: the upstreams' answers for a workload (mock chunks, the static file).
 set_workload() {
     case $1 in
-    stream50)
+    stream50 | msgs50*)
         mock_chunks 50
         static_answers stream
         ;;
@@ -1122,12 +1134,13 @@ phase_cg() {
 # each, and every request faulted it in again) and chat1k@256, 256 connections (a proxy's pool of
 # upstream connections must hold that many, or each request pays a new connection: a TLS
 # handshake). Both cost the proxy 1.6-2.7 times nginx's CPU before round 13 (docs/PERFORMANCE.md).
-# Two are Claude Code's requests (Anthropic's Messages API): msg1k to an Anthropic deployment,
-# passed through as chat is, and msg1k-oai to an OpenAI deployment, which the gateway translates
-# (the request into chat completions, the answer back into a message) and nginx cannot: nginx
-# proxies the same request to the upstream's /v1/messages, so that row's ratio is what
+# Four are Claude Code's requests (Anthropic's Messages API), whole and streamed (50 events):
+# msg1k and msgs50 to an Anthropic deployment, passed through as chat is, and msg1k-oai and
+# msgs50-oai to an OpenAI deployment, which the gateway translates (the request into chat
+# completions, the answer or each chunk back into Anthropic's events) and nginx cannot: nginx
+# proxies the same request to the upstream's /v1/messages, so those rows' ratio is what
 # translating costs over a pass-through.
-CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai}
+CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50 msgs50-oai}
 cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THREADS]
     local kind=$1 t=$2 as=$3 wl=$4 r=$5 lc=${7:-$LOAD_CPU} th=${8:-1}
     local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 w0 wall line wu ws
