@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "common/bgprio.h"
 #include "common/log.h"
+#include "common/jarena.h"
 #include "common/memtune.h"
 #include "common/version.h"
 #include "config/config.h"
@@ -221,6 +222,8 @@ static int cmd_reload(const char *config_path, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* before any thread or jansson value: translations build their trees in scopes */
+    jarena_install();
     const char *config_path = getenv("MODELSWITCH_CONFIG");
     if (!config_path || !*config_path) config_path = DEFAULT_CONFIG;
     /* --config may stand anywhere; the rest keeps its order */

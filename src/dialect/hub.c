@@ -5,14 +5,14 @@
 
 #include <string.h>
 
+#include "common/jarena.h"
 #include "common/jtree.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
 
-int dialect_hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
-                        dialect_hub_builder build)
+static int hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
+                       dialect_hub_builder build)
 {
-    *why = (dialect_refusal){0};
     json_error_t jerr;
     json_t *req = jtree_load(call->body.p, call->body.n, &jerr); /* jansson's parser: 10x slower */
     if (!json_is_object(req)) {
@@ -32,6 +32,17 @@ int dialect_hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
     }
     json_decref(o);
     json_decref(req);
+    return rc;
+}
+
+int dialect_hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
+                        dialect_hub_builder build)
+{
+    *why = (dialect_refusal){0};
+    /* both trees live and die in this call: a scope of their own (common/jarena.h) */
+    int scope = jarena_begin();
+    int rc = hub_rewrite(call, out, why, build);
+    jarena_end(scope);
     return rc;
 }
 

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jarena.h"
 #include "common/jtree.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
@@ -797,6 +798,28 @@ static int ant_endpoint(const cfg_provider *prov, const char *path, prov_upreq *
     return 0;
 }
 
+/* The request translated into u->scratch. */
+static int translated_body(const prov_call *call, prov_upreq *u, prov_refusal *why)
+{
+    json_error_t jerr;
+    json_t *req =
+        jtree_load(call->body.p, call->body.n, &jerr); /* common/jtree.h: why not jansson's */
+    if (!json_is_object(req)) {
+        /* the gateway accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
+        json_decref(req);
+        prov_refuse(why, NULL,
+                    "The request cannot be translated for this provider (Anthropic): %s.",
+                    jerr.text);
+        why->code = "invalid_json";
+        return -2;
+    }
+    /* the translation is about the size of the body: bounded by a multiple of it */
+    buf_init(&u->scratch, 4 * call->body.n + (1u << 20));
+    int rc = build_body(call, req, why, &u->scratch);
+    json_decref(req);
+    return rc;
+}
+
 static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusal *why)
 {
     const cfg_provider *prov = call->dep->provider;
@@ -814,22 +837,10 @@ static int ant_build(const prov_call *call, void *st, prov_upreq *u, prov_refusa
         return -1;
     if (call->stream && prov_add_header(u, "accept: ", "text/event-stream")) return -1;
 
-    json_error_t jerr;
-    json_t *req =
-        jtree_load(call->body.p, call->body.n, &jerr); /* common/jtree.h: why not jansson's */
-    if (!json_is_object(req)) {
-        /* the gateway accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
-        json_decref(req);
-        prov_refuse(why, NULL,
-                    "The request cannot be translated for this provider (Anthropic): %s.",
-                    jerr.text);
-        why->code = "invalid_json";
-        return -2;
-    }
-    /* the translation is about the size of the body: bounded by a multiple of it */
-    buf_init(&u->scratch, 4 * call->body.n + (1u << 20));
-    int rc = build_body(call, req, why, &u->scratch);
-    json_decref(req);
+    /* the request's tree lives and dies here: a scope of its own (common/jarena.h) */
+    int scope = jarena_begin();
+    int rc = translated_body(call, u, why);
+    jarena_end(scope);
     if (rc) return rc;
     u->iov[0] = (up_iov){u->scratch.data, u->scratch.len};
     u->niov = 1;

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/jarena.h"
 #include "common/jtree.h"
 #include "providers/provider.h"
 #include "providers/wire.h"
@@ -848,21 +849,9 @@ static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, j
     return rc;
 }
 
-static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refusal *why)
+/* The request translated into u->scratch. */
+static int translated_body(const prov_call *call, gem_state *st, prov_upreq *u, prov_refusal *why)
 {
-    gem_state *st = stv;
-    const cfg_provider *prov = call->dep->provider;
-    const char *method = call->ep == EP_EMBEDDINGS ? ":batchEmbedContents"
-                         : call->stream            ? ":streamGenerateContent?alt=sse"
-                                                   : ":generateContent";
-    if (gem_url(call, u, method) != 0) return -1;
-    buf_init(&u->scratch, GEM_MAX_BODY);
-    if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-goog-api-key: ", prov->api_key))
-        return -1;
-    if (prov_add_header(u, "Content-Type: ", "application/json")) return -1;
-    if (call->stream && call->ep == EP_CHAT && prov_add_header(u, "Accept: ", "text/event-stream"))
-        return -1;
-
     json_error_t je;
     json_t *req =
         jtree_load(call->body.p, call->body.n, &je); /* common/jtree.h: why not jansson's */
@@ -879,6 +868,28 @@ static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refus
     if (rc == 0 && prov_put_json(&u->scratch, body) != 0) rc = -1;
     json_decref(body);
     json_decref(req);
+    return rc;
+}
+
+static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refusal *why)
+{
+    gem_state *st = stv;
+    const cfg_provider *prov = call->dep->provider;
+    const char *method = call->ep == EP_EMBEDDINGS ? ":batchEmbedContents"
+                         : call->stream            ? ":streamGenerateContent?alt=sse"
+                                                   : ":generateContent";
+    if (gem_url(call, u, method) != 0) return -1;
+    buf_init(&u->scratch, GEM_MAX_BODY);
+    if (prov->api_key && prov->api_key[0] && prov_add_header(u, "x-goog-api-key: ", prov->api_key))
+        return -1;
+    if (prov_add_header(u, "Content-Type: ", "application/json")) return -1;
+    if (call->stream && call->ep == EP_CHAT && prov_add_header(u, "Accept: ", "text/event-stream"))
+        return -1;
+
+    /* both trees live and die here: a scope of their own (common/jarena.h) */
+    int scope = jarena_begin();
+    int rc = translated_body(call, st, u, why);
+    jarena_end(scope);
     if (rc) return rc;
     u->iov[0] = (up_iov){u->scratch.data, u->scratch.len};
     u->niov = 1;
