@@ -239,6 +239,23 @@ test('Messages API: miss then hit, no upstream request', T, async () => {
     assert.equal(delta(shit.text).usage.cost, 0);
 });
 
+// The headers forwarded upstream are part of the key: another anthropic-version or
+// anthropic-beta is another request (a beta can change the answer), the same ones a hit.
+test('Messages API: the version and beta headers are part of the key', T, async () => {
+    const a = A.messages;
+    const body = { model: 'mock-cached', max_tokens: 20, messages: user('anthropic headers') };
+    const post = (headers) => h.post(gw, '/v1/messages', a.key, body, { headers });
+    const v = { 'anthropic-version': '2023-06-01' };
+    const b1 = { ...v, 'anthropic-beta': 'prompt-caching-2024-07-31' };
+    const b2 = { ...v, 'anthropic-beta': 'token-efficient-tools-2025-02-19' };
+    for (const [headers, want] of [[v, 'miss'], [b1, 'miss'], [b2, 'miss'], [b1, 'hit'], [v, 'hit'],
+        [b2, 'hit'], [{ 'anthropic-version': '2023-01-01' }, 'miss']]) {
+        const res = await post(headers);
+        assert.equal(res.status, 200, res.text);
+        assert.equal(cacheHeader(res), want, JSON.stringify(headers));
+    }
+});
+
 test('Responses API: miss then hit, no upstream request', T, async () => {
     const a = A.responses;
     const body = { model: 'mock-cached', input: 'responses cache', store: false };
