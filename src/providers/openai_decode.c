@@ -348,9 +348,10 @@ static int tool_delta(openai_dec_state *st, const json_t *tc, const ev_sink *sin
  * decoded only when they hold an escape, when it is certain to give what the tree gives: one
  * element, an object; its index absent, null or exactly 0; its delta an object or null; its
  * finish_reason a string or null; the delta's texts (reasoning_content, reasoning, content,
- * refusal) strings or null; tool_calls absent or null; and every other member of either a string,
- * null, true or false (values jansson always holds, so the tree could not have failed on them
- * where the scan goes on). Anything else takes the tree (choice_delta).
+ * refusal) strings or null; tool_calls absent or null; none of those names given twice; and every
+ * other member of either a string, null, true or false (values jansson always holds, so the tree
+ * could not have failed on them where the scan goes on). Anything else takes the tree
+ * (choice_delta).
  */
 /* 0: every chunk takes the tree. Only tests change it, to compare the two readings. */
 int openai_dec_fast_chunks = 1;
@@ -361,9 +362,9 @@ enum { FD_REASONING_CONTENT, FD_REASONING, FD_CONTENT, FD_REFUSAL, FD_TOOL_CALLS
 /* Bytes a string with an escape may decode into on the stack; a longer one takes the tree. */
 #define OAI_FAST_DECODE 2048
 
-/* Sorts members m[0..n) onto the names keys[0..nk) (the last of a repeated name, as jansson
- * keeps it); 0, or -1 when a member of another name holds anything but a string, null, true or
- * false. */
+/* Sorts members m[0..n) onto the names keys[0..nk); 0, or -1 when one of those names comes
+ * twice (jansson would have parsed the first value too, and may have failed on it) or a member
+ * of another name holds anything but a string, null, true or false. */
 static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int nk,
                         const jscan_member **f)
 {
@@ -373,9 +374,10 @@ static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int
         int i = 0;
         while (i < nk && !jscan_key_eq(m[k].key, keys[i].s, keys[i].n))
             i++;
-        if (i < nk)
+        if (i < nk) {
+            if (f[i]) return -1;
             f[i] = &m[k];
-        else if (m[k].type == JS_NUMBER || m[k].type == JS_OBJECT || m[k].type == JS_ARRAY)
+        } else if (m[k].type == JS_NUMBER || m[k].type == JS_OBJECT || m[k].type == JS_ARRAY)
             return -1;
     }
     return 0;

@@ -887,6 +887,9 @@ static void test_fast_chunks_same_as_tree(void)
         /* names with escapes, a repeated name, members the scan passes over */
         FCHUNK("{'index':0,'delta':{'con\\u0074ent':'esc'}}"),
         FCHUNK("{'index':0,'delta':{'content':'one','content':'two'}}"),
+        FCHUNK("{'index':0,'delta':{'content':'big','x':1},'delta':{'content':'t'}}"),
+        FCHUNK("{'index':99999999999999999999,'index':0,'delta':{'content':'t'}}"),
+        FCHUNK("{'index':0,'delta':{'content':1e999999,'content':'t'}}"),
         FCHUNK("{'index':0,'delta':{'content':'k','x':true,'y':false,'z':null,'w':'s'},"
                "'native_finish_reason':null,'stop_reason':null}"),
         /* what takes the tree */
