@@ -80,6 +80,7 @@ STREAMS=${BENCH_STREAMS:-1000}
 BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
 CG_WORKLOADS="chat1k stream50"
+CG_MS_WORKLOADS="msg1k msg1k-oai"
 
 T_START=$(date +%s)
 TMP=$(mktemp -d /tmp/msbench.XXXXXX)
@@ -1086,27 +1087,41 @@ cg_run() { # TARGET WORKLOAD N
     CG_OK=${CG_OK:-0}
 }
 
+# cg_pair TARGET WORKLOAD: the target under callgrind for N1 and N2 requests, recorded.
+cg_pair() {
+    local t=$1 wl=$2
+    local -a a b
+    cg_run "$t" "$wl" "$CG_N1"
+    a=("$CG_TOT" "$CG_MAX" "$CG_OK")
+    local thr1=("${CG_THR[@]/#/t1_}")
+    cg_run "$t" "$wl" "$CG_N2"
+    b=("$CG_TOT" "$CG_MAX" "$CG_OK")
+    local thr2=("${CG_THR[@]/#/t2_}")
+    record "cg $wl $t 0 n1=$CG_N1 n2=$CG_N2 ir1=${a[0]} ir2=${b[0]} top1=${a[1]}" \
+        "top2=${b[1]} ok1=${a[2]} ok2=${b[2]} ${thr1[*]} ${thr2[*]}"
+    log "callgrind $wl $t: $(((b[0] - a[0]) / (CG_N2 - CG_N1))) instructions/request" \
+        "(all threads); ok ${a[2]}/$CG_N1, ${b[2]}/$CG_N2"
+}
+
 phase_cg() {
     local t wl
-    local -a a b
     mock_chunks 3
     for wl in $CG_WORKLOADS; do
         set_workload "$wl"
         for t in modelswitch modelswitch-redis nginx modelswitch-https modelswitch-https-curl \
             nginx-https; do
-            has "$TARGETS" "$t" || continue
-            cg_run "$t" "$wl" "$CG_N1"
-            a=("$CG_TOT" "$CG_MAX" "$CG_OK")
-            local thr1=("${CG_THR[@]/#/t1_}")
-            cg_run "$t" "$wl" "$CG_N2"
-            b=("$CG_TOT" "$CG_MAX" "$CG_OK")
-            local thr2=("${CG_THR[@]/#/t2_}")
-            record "cg $wl $t 0 n1=$CG_N1 n2=$CG_N2 ir1=${a[0]} ir2=${b[0]} top1=${a[1]}" \
-                "top2=${b[1]} ok1=${a[2]} ok2=${b[2]} ${thr1[*]} ${thr2[*]}"
-            log "callgrind $wl $t: $(((b[0] - a[0]) / (CG_N2 - CG_N1))) instructions/request" \
-                "(all threads); ok ${a[2]}/$CG_N1, ${b[2]}/$CG_N2"
+            if has "$TARGETS" "$t"; then cg_pair "$t" "$wl"; fi
         done
     done
+    # Claude Code's requests (the cpu phase's msg1k, msg1k-oai) to the mock, ModelSwitch alone:
+    # the Messages dialect's and the translation's instructions, for the comparison with the
+    # previous results (nginx's would be chat's: it reads no body)
+    if has "$TARGETS" modelswitch; then
+        for wl in $CG_MS_WORKLOADS; do
+            set_workload "$wl"
+            cg_pair modelswitch "$wl"
+        done
+    fi
     set_workload chat1k
 }
 
