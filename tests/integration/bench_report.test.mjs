@@ -125,49 +125,46 @@ test('the report shows what the workers share and whether it scales', () => {
     }
 });
 
-// The cpu phase's NAME@N workloads (bench/run.sh: N wrk connections): their own rows, named with
-// the connections, each ModelSwitch target against nginx with the same upstream scheme.
-test('the cpu phase names a workload run with many connections', () => {
+// A cpu phase record: workload wl on target at us µs of CPU a request, one round.
+const cpu = (wl, target, us) => `cpu ${wl} ${target} 1 requests=100000 ` +
+    `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +
+    'wrk_cpu_s=2 err_status=0';
+
+// The report of cpu records recs (bench/report.mjs in a temp dir).
+function cpuReport(recs) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
-    const cpu = (wl, target, us) => `cpu ${wl} ${target} 1 requests=100000 ` +
-        `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +
-        'wrk_cpu_s=2 err_status=0';
     try {
-        const out = path.join(dir, 'RESULTS.md');
-        const text = report(dir, [
-            cpu('chat1k', 'nginx-https', 40), cpu('chat1k', 'modelswitch-https', 42),
-            cpu('chat1k@256', 'nginx-https', 50), cpu('chat1k@256', 'modelswitch-https', 45),
-        ].join('\n') + '\n', out);
-        const lines = text.split('\n');
-        const line = (wl) => lines.find((l) => l.startsWith(`| ${wl} | ModelSwitch, HTTPS upstream |`));
-        assert.match(line('chat, 1 KB prompt'), /\| 42\.0 \|.*\| 1\.05× \| 0\.95× \|/);
-        assert.match(line('chat, 1 KB prompt, 256 connections'), /\| 45\.0 \|.*\| 0\.90× \| 1\.11× \|/);
-        // a target row for each: met at 1.0 and below
-        assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(HTTPS, chat, 1 KB prompt\) \| 1\.05× \| \*\*not met\*\* \|/);
-        assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(HTTPS, chat, 1 KB prompt, 256 connections\) \| 0\.90× \| met \|/);
+        return report(dir, recs.join('\n') + '\n', path.join(dir, 'RESULTS.md'));
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
+}
+
+// The cpu phase's NAME@N workloads (bench/run.sh: N wrk connections): their own rows, named with
+// the connections, each ModelSwitch target against nginx with the same upstream scheme.
+test('the cpu phase names a workload run with many connections', () => {
+    const text = cpuReport([
+        cpu('chat1k', 'nginx-https', 40), cpu('chat1k', 'modelswitch-https', 42),
+        cpu('chat1k@256', 'nginx-https', 50), cpu('chat1k@256', 'modelswitch-https', 45),
+    ]);
+    const lines = text.split('\n');
+    const line = (wl) => lines.find((l) => l.startsWith(`| ${wl} | ModelSwitch, HTTPS upstream |`));
+    assert.match(line('chat, 1 KB prompt'), /\| 42\.0 \|.*\| 1\.05× \| 0\.95× \|/);
+    assert.match(line('chat, 1 KB prompt, 256 connections'), /\| 45\.0 \|.*\| 0\.90× \| 1\.11× \|/);
+    // a target row for each: met at 1.0 and below
+    assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(HTTPS, chat, 1 KB prompt\) \| 1\.05× \| \*\*not met\*\* \|/);
+    assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(HTTPS, chat, 1 KB prompt, 256 connections\) \| 0\.90× \| met \|/);
 });
 
 // The Messages API workloads: the pass-through one has its target like chat; the translated one
 // (nginx can only pass the request through) is reported beside nginx's figure without a target.
 test('the cpu phase reports the Messages API workloads, the translated one without a target', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
-    const cpu = (wl, target, us) => `cpu ${wl} ${target} 1 requests=100000 ` +
-        `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +
-        'wrk_cpu_s=2 err_status=0';
-    try {
-        const out = path.join(dir, 'RESULTS.md');
-        const text = report(dir, [
-            cpu('msg1k', 'nginx', 30), cpu('msg1k', 'modelswitch', 27),
-            cpu('msg1k-oai', 'nginx', 30), cpu('msg1k-oai', 'modelswitch', 39),
-        ].join('\n') + '\n', out);
-        assert.match(text, /\| Messages API, 1 KB prompt, Anthropic deployment \| ModelSwitch \| [0-9,]+ \| 27\.0 \|.*\| 0\.90× \|/);
-        assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, Anthropic deployment\) \| 0\.90× \| met \|/);
-        assert.match(text, /\| CPU per request ÷ nginx's pass-through of the same request \(plain HTTP, Messages API, 1 KB prompt, OpenAI deployment \(translated\)\) \| 1\.30× \| \(compare\) \|/);
-        assert.doesNotMatch(text, /≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, OpenAI/);
-    } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const text = cpuReport([
+        cpu('msg1k', 'nginx', 30), cpu('msg1k', 'modelswitch', 27),
+        cpu('msg1k-oai', 'nginx', 30), cpu('msg1k-oai', 'modelswitch', 39),
+    ]);
+    assert.match(text, /\| Messages API, 1 KB prompt, Anthropic deployment \| ModelSwitch \| [0-9,]+ \| 27\.0 \|.*\| 0\.90× \|/);
+    assert.match(text, /\| CPU per request ≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, Anthropic deployment\) \| 0\.90× \| met \|/);
+    assert.match(text, /\| CPU per request ÷ nginx's pass-through of the same request \(plain HTTP, Messages API, 1 KB prompt, OpenAI deployment \(translated\)\) \| 1\.30× \| \(compare\) \|/);
+    assert.doesNotMatch(text, /≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, OpenAI/);
 });
