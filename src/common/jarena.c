@@ -48,6 +48,7 @@ static _Thread_local jchunk *tl_keep; /* the thread's first chunk, kept between 
 static _Thread_local size_t tl_total; /* bytes of the scope's chunks */
 static _Thread_local int tl_depth;    /* open scopes (a nested one is part of the outer) */
 
+#ifndef JARENA_OFF_BUILD /* the allocator itself: not built where scopes are off */
 static unsigned char *base(const jchunk *c)
 {
     return (unsigned char *)c + JCHUNK_HDR;
@@ -121,6 +122,7 @@ static int valgrind_allocator(void)
         if (strncmp(p + 10, "core", 4) != 0) return 1;
     return 0;
 }
+#endif
 #endif
 
 void jarena_install(void)

@@ -91,8 +91,9 @@ static void test_nested_and_aligned(void)
     jarena_end(inner);
     /* still the outer scope's: nothing was given back */
     CHECK(g_on ? jarena_used(NULL) > 0 : jarena_used(NULL) == 0);
-    for (int i = 0; i < 64; i++) {
-        json_t *v = json_stringn("x", (size_t)i % 7);
+    /* the scope's blocks are aligned as malloc's (a sanitizer's allocator keeps its own) */
+    for (int i = 0; i < 64 && g_on; i++) {
+        json_t *v = json_stringn("xxxxxxx", (size_t)i % 7);
         CHECK((uintptr_t)v % 16 == 0);
         CHECK((uintptr_t)json_string_value(v) % 16 == 0);
         json_decref(v);
