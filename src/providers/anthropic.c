@@ -1287,6 +1287,20 @@ static int ant_decode_full(void *stv, const prov_call *call, const sse_event *ev
     return 0; /* ping, and event types added later (Streaming: handle unknown ones gracefully) */
 }
 
+/* The length of sh's text with a valid JSON string in its hole at the start of p[0..n) (p may go
+ * on past it), or 0 when p does not start so (or sh is empty); *str is the string token. Shared by
+ * the pass-through's shape (ant_stream_len) and the decoder's (dshape_event). */
+static size_t shape_span(const ant_shape *sh, const char *p, size_t n, ms_str *str)
+{
+    size_t pre = sh->pre, post = sh->post, sl;
+    if (!pre || n < pre + post + 2 || memcmp(p, sh->text, pre) != 0) return 0;
+    if (!(sl = jscan_string_token(p + pre, n - pre - post)) ||
+        memcmp(p + pre + sl, sh->text + pre, post) != 0)
+        return 0;
+    *str = (ms_str){p + pre, sl};
+    return pre + sl + post;
+}
+
 /*
  * The stream's shape, decoding. A translated stream's deltas differ only in their text, as a
  * passed-through one's do (see "The stream's shape" below): a plain text or thinking delta
@@ -1310,15 +1324,12 @@ static void dshape_learn(ant_shape *sh, ms_str data, ms_str str)
  * 1 when it is not one. */
 static int dshape_event(ant_state *st, ms_str d, const ev_sink *sink, prov_usage *usage)
 {
-    ant_shape *sh = &st->dshape;
-    size_t pre = sh->pre, post = sh->post, sl, len = 0;
-    if (d.n < pre + post + 3 || memcmp(d.p, sh->text, pre) != 0) return 1;
-    sl = jscan_string_token(d.p + pre, d.n - pre - post);
-    if (sl <= 2 || pre + sl + post != d.n || memcmp(d.p + pre + sl, sh->text + pre, post) != 0)
-        return 1;
-    const char *s = decode_str(st, (ms_str){d.p + pre, sl}, &len);
+    ms_str t = {NULL, 0};
+    size_t len = 0;
+    if (shape_span(&st->dshape, d.p, d.n, &t) != d.n || t.n <= 2) return 1;
+    const char *s = decode_str(st, t, &len);
     if (!s) return 1;
-    sh->hits++;
+    st->dshape.hits++;
     usage->streamed_bytes += (int64_t)len;
     return ev_emit(sink, &(ev_event){.type = (ev_type)st->dshape_kind, .text = {s, len}}) ? -1 : 0;
 }
@@ -1445,17 +1456,13 @@ static void shape_learn(ant_shape *sh, const sse_event *ev, ms_str str)
 static size_t ant_stream_len(void *stv, const char *p, size_t n, int64_t *text_bytes)
 {
     ant_state *st = stv;
-    ant_shape *sh = &st->shape;
-    size_t pre = sh->pre, post = sh->post, sl, len = 0;
+    ms_str t = {NULL, 0};
+    size_t len = 0, span = shape_span(&st->shape, p, n, &t);
     *text_bytes = 0;
-    if (!pre || n < pre + post + 2 || memcmp(p, sh->text, pre) != 0) return 0;
-    if (!(sl = jscan_string_token(p + pre, n - pre - post)) ||
-        memcmp(p + pre + sl, sh->text + pre, post) != 0)
-        return 0;
-    if (!decode_str(st, (ms_str){p + pre, sl}, &len)) return 0;
+    if (!span || !decode_str(st, t, &len)) return 0;
     *text_bytes = (int64_t)len;
-    sh->hits++;
-    return pre + sl + post;
+    st->shape.hits++;
+    return span;
 }
 
 /* A stream's events go to the client as they came, named; the decoder reads usage, the end and
