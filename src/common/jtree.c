@@ -60,40 +60,71 @@ static long jtree_str(jtree_in *in, size_t *i, const char **out, char **owned)
     return dl;
 }
 
-static json_t *jtree_number(jtree_in *in, size_t *i)
+/* The length of the number token at s[i] (its bytes, as the builder takes them). */
+static size_t jtree_numlen(const jtree_in *in, size_t i)
 {
-    size_t k = *i;
-    int real = 0;
-    while (k < in->n && in->s[k] && strchr("-+0123456789.eE", in->s[k])) {
-        if (in->s[k] == '.' || in->s[k] == 'e' || in->s[k] == 'E') real = 1;
+    size_t k = i;
+    while (k < in->n && in->s[k] && strchr("-+0123456789.eE", in->s[k]))
         k++;
+    return k - i;
+}
+
+/* A number token p[0..len) as the tree holds it: 1 an integer (*x), 2 a real (*d), 0 out of
+ * range (*why says which), -1 not a number. One rule for the builder and jtree_holds. */
+static int jtree_num(const char *p, size_t len, long long *x, double *d, const char **why)
+{
+    /* the usual integer, digits with a minus or not, at most 18 of them: within range */
+    size_t neg = len && p[0] == '-', k = neg;
+    long long v = 0;
+    while (k < len && k - neg < 18 && p[k] >= '0' && p[k] <= '9')
+        v = v * 10 + (p[k++] - '0');
+    if (k == len && k > neg) {
+        *x = neg ? -v : v;
+        return 1;
     }
-    size_t len = k - *i;
     char small[64], *t = len < sizeof small ? small : malloc(len + 1);
+    int real = 0, kind = -1;
     if (!t || len == 0) {
         if (t && t != small) free(t);
-        return NULL;
+        return -1;
     }
-    memcpy(t, in->s + *i, len);
+    memcpy(t, p, len);
     t[len] = '\0';
-    json_t *v = NULL;
+    for (size_t j = 0; j < len; j++)
+        if (t[j] == '.' || t[j] == 'e' || t[j] == 'E') real = 1;
     char *end;
     errno = 0;
     if (!real) {
-        long long x = strtoll(t, &end, 10);
-        if (errno == ERANGE)
-            jtree_fail(in, x < 0 ? "too big negative integer" : "too big integer");
-        else if (*end == '\0')
-            v = json_integer(x);
+        *x = strtoll(t, &end, 10);
+        if (errno == ERANGE) {
+            *why = *x < 0 ? "too big negative integer" : "too big integer";
+            kind = 0;
+        } else if (*end == '\0') {
+            kind = 1;
+        }
     } else {
-        double d = strtod(t, &end);
-        if (errno == ERANGE && isinf(d))
-            jtree_fail(in, "real number overflow");
-        else if (*end == '\0')
-            v = json_real(d);
+        *d = strtod(t, &end);
+        if (errno == ERANGE && isinf(*d)) {
+            *why = "real number overflow";
+            kind = 0;
+        } else if (*end == '\0') {
+            kind = 2;
+        }
     }
     if (t != small) free(t);
-    if (v) *i = k;
+    return kind;
+}
+
+static json_t *jtree_number(jtree_in *in, size_t *i)
+{
+    size_t len = jtree_numlen(in, *i);
+    long long x = 0;
+    double d = 0;
+    const char *why = NULL;
+    int kind = jtree_num(in->s + *i, len, &x, &d, &why);
+    json_t *v = kind == 1 ? json_integer(x) : kind == 2 ? json_real(d) : NULL;
+    if (kind == 0) jtree_fail(in, why);
+    if (v) *i += len;
     return v;
 }
 
@@ -248,4 +279,86 @@ json_t *jtree_load(const char *p, size_t n, json_error_t *err)
     }
     if (!v) jtree_fail(&in, "invalid JSON");
     return v;
+}
+
+/* ---- what a tree can hold ---- */
+
+int jtree_holds_key(ms_str raw)
+{
+    for (size_t i = 0; i + 1 < raw.n; i++) {
+        if (raw.p[i] != '\\') continue;
+        /* U+0000 has one spelling in JSON; a surrogate pair never decodes to it */
+        if (raw.p[i + 1] == 'u' && i + 5 < raw.n && memcmp(raw.p + i + 2, "0000", 4) == 0) return 0;
+        i++; /* the escaped byte */
+    }
+    return 1;
+}
+
+/* The value at *i (valid JSON) walked as jtree_value builds it: 1 and *i past it when the tree
+ * would hold it, else 0. Its recursion is bounded by the nesting jscan allowed. */
+static int jtree_holds_at(const jtree_in *in, size_t *i)
+{
+    size_t k;
+    if (*i >= in->n) return 0;
+    switch (in->s[*i]) {
+    case '{':
+    case '[': {
+        char close = in->s[*i] == '{' ? '}' : ']';
+        if (!jtree_first(in, *i, &k, close)) break;
+        for (;;) {
+            if (close == '}') {
+                size_t kl = jscan_string_token(in->s + k, in->n - k);
+                if (kl < 2 || !jtree_holds_key((ms_str){in->s + k + 1, kl - 2})) return 0;
+                k = jtree_ws(in, k + kl);
+                if (k >= in->n || in->s[k] != ':') return 0;
+                k = jtree_ws(in, k + 1);
+            }
+            if (!jtree_holds_at(in, &k)) return 0;
+            int next = jtree_next(in, &k, close);
+            if (next < 0) return 0;
+            if (next == 0) break;
+        }
+        break;
+    }
+    case '"': {
+        size_t len = jscan_string_token(in->s + *i, in->n - *i);
+        if (len < 2) return 0;
+        k = *i + len;
+        break;
+    }
+    case 't':
+    case 'n':
+        k = *i + 4;
+        break;
+    case 'f':
+        k = *i + 5;
+        break;
+    default: {
+        long long x;
+        double d;
+        const char *why;
+        size_t len = jtree_numlen(in, *i);
+        if (jtree_num(in->s + *i, len, &x, &d, &why) <= 0) return 0;
+        k = *i + len;
+    }
+    }
+    *i = k;
+    return 1;
+}
+
+int jtree_holds(ms_str v)
+{
+    jtree_in in = {v.p, v.n, NULL};
+    size_t i = jtree_ws(&in, 0);
+    return v.p && jtree_holds_at(&in, &i) && jtree_ws(&in, i) == v.n;
+}
+
+int jtree_number_kind(ms_str v, int64_t *out)
+{
+    long long x = 0;
+    double d;
+    const char *why;
+    int kind = jtree_num(v.p, v.n, &x, &d, &why);
+    if (kind == 1) *out = (int64_t)x;
+    return kind < 0 ? 0 : kind;
 }

@@ -22,8 +22,24 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
 
 /* Returns a new reference, or NULL with err->text set (err may be NULL). */
 json_t *jtree_load(const char *p, size_t n, json_error_t *err);
+
+/* For a reader that takes what it needs from a document with jscan and must fail exactly where
+ * jtree_load would (a decoder's shortcut beside its tree): past JSON's syntax the tree refuses
+ * only a number out of range and a name holding U+0000, so the parts such a reader passes over
+ * are checked with these. */
+/* Whether the tree would hold v, a value jscan has accepted (its text, white space around
+ * allowed). */
+int jtree_holds(ms_str v);
+/* Whether an object's name, as its raw text between the quotes, is one the tree takes. */
+int jtree_holds_key(ms_str raw);
+/* A number value as the tree holds it: 1 an integer (into *out), 2 a real, 0 out of range (the
+ * tree refuses it) or not a number. */
+int jtree_number_kind(ms_str v, int64_t *out);
 
 #endif

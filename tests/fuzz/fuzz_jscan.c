@@ -3,7 +3,8 @@
  * exact-size heap copy (so ASan sees any read past the view), the result is checked against
  * jansson's verdict, and every reported member is pushed through the accessors (jscan_find,
  * jscan_string, jscan_int, jscan_double, jscan_members) with invariants checked. The tree built
- * on the scanner (common/jtree.c) must equal jansson's own (json_equal) wherever either accepts.
+ * on the scanner (common/jtree.c) must equal jansson's own (json_equal) wherever either accepts,
+ * and jtree_holds must say whether it is built.
  *
  * Build and run (not part of `make`):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
@@ -110,6 +111,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             opens += p[k] == '[' || p[k] == '{';
         MUST(memchr(p, '\0', size) || opens > JSCAN_MAX_DEPTH);
     }
+    /* jtree_holds says whether the tree is built, for a document jscan accepts with an
+     * object or an array at the top */
+    size_t w = 0;
+    while (w < size && (p[w] == ' ' || p[w] == '\t' || p[w] == '\r' || p[w] == '\n'))
+        w++;
+    if (w < size && (p[w] == '{' || p[w] == '[') &&
+        jscan_object(p, size, NULL, 0, NULL) != JSCAN_INVALID)
+        MUST(jtree_holds((ms_str){p, size}) == (t != NULL));
     json_decref(t);
     json_decref(jj);
 

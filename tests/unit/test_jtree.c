@@ -6,13 +6,16 @@
  * one-byte change of a chat request and of an Anthropic one (each byte replaced by each of a
  * set of bytes that matter to JSON, deleted, or doubled). The one decided difference: nesting
  * deeper than jscan's 128 levels, which jansson takes up to 2048; the gateway refuses such
- * bodies before any translation. Also: a long string with and without escapes, and the error
- * texts the callers put in their refusals.
+ * bodies before any translation. Also: a long string with and without escapes, the error
+ * texts the callers put in their refusals, and jtree_holds (whether the tree would be built,
+ * asked of every document of the table and of the changes), jtree_holds_key and
+ * jtree_number_kind.
  */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jscan.h"
 #include "common/jtree.h"
 #include "tap.h"
 
@@ -25,6 +28,16 @@ static int same(const char *p, size_t n)
     if (!ok)
         fprintf(stderr, "differs on [%.*s]: jansson %s (%s), jtree %s (%s)\n", (int)n, p,
                 a ? "ok" : "fails", a ? "" : e1.text, b ? "ok" : "fails", b ? "" : e2.text);
+    /* jtree_holds says, of a document jscan accepts with an object or array at the top,
+     * whether the tree is built */
+    size_t i = 0;
+    while (i < n && strchr(" \t\r\n", p[i]))
+        i++;
+    if (i < n && (p[i] == '{' || p[i] == '[') &&
+        jscan_object(p, n, NULL, 0, NULL) != JSCAN_INVALID && jtree_holds((ms_str){p, n}) != !!b) {
+        fprintf(stderr, "jtree_holds differs on [%.*s]\n", (int)n, p);
+        ok = 0;
+    }
     json_decref(a);
     json_decref(b);
     return ok;
@@ -155,11 +168,38 @@ static void test_error_texts(void)
     json_decref(v);
 }
 
+/* jtree_number_kind reads a number as the tree holds it; jtree_holds_key a name. */
+static void test_number_kind_and_keys(void)
+{
+    int64_t x = 7;
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("42"), &x), 1);
+    CHECK_EQ_INT((int)x, 42);
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("-0"), &x), 1);
+    CHECK_EQ_INT((int)x, 0);
+    CHECK(jtree_number_kind(ms_str_c("-9223372036854775808"), &x) == 1 && x == INT64_MIN);
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("9223372036854775808"), &x), 0);
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("1.0"), &x), 2); /* a real, not an integer */
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("1e3"), &x), 2);
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("1e-400"), &x), 2);
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c("1e999"), &x), 0);
+    CHECK_EQ_INT(jtree_number_kind(ms_str_c(""), &x), 0);
+    CHECK(jtree_holds_key(ms_str_c("text")));
+    CHECK(jtree_holds_key(ms_str_c("a\\\\u0000")));    /* an escaped backslash, then "u0000" */
+    CHECK(!jtree_holds_key(ms_str_c("a\\\\\\u0000"))); /* a backslash, then U+0000 */
+    CHECK(!jtree_holds_key(ms_str_c("\\u0000")));
+    CHECK(jtree_holds_key(ms_str_c("\\u000")));
+    CHECK(jtree_holds(ms_str_c(" {\"a\":[1,{\"b\":null}],\"c\":\"\\u0000\"} ")));
+    CHECK(!jtree_holds(ms_str_c("{\"a\":[1,{\"b\\u0000\":null}]}")));
+    CHECK(!jtree_holds(ms_str_c("[[[1e400]]]")));
+    CHECK(jtree_holds(ms_str_c("\"x\"")));
+}
+
 int main(void)
 {
     RUN(test_table);
     RUN(test_mutations);
     RUN(test_long_strings);
     RUN(test_error_texts);
+    RUN(test_number_kind_and_keys);
     TAP_DONE();
 }
