@@ -53,6 +53,48 @@ static void make_id(char out[GEM_ID_LEN], const char *name, size_t nlen, int tur
     snprintf(out, GEM_ID_LEN, "call_%016" PRIx64, h);
 }
 
+/* The elements of a JSON array already validated: calls fn for each element's raw text. */
+static int each_element(ms_str arr, int (*fn)(void *ctx, ms_str el), void *ctx)
+{
+    const char *p = arr.p, *e = arr.p + arr.n;
+    while (p < e && *p != '[')
+        p++;
+    if (p == e) return -1;
+    p++;
+    for (;;) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ','))
+            p++;
+        if (p >= e || *p == ']') return 0;
+        const char *s = p;
+        int depth = 0, in_str = 0;
+        for (; p < e; p++) {
+            char ch = *p;
+            if (in_str) {
+                if (ch == '\\')
+                    p++;
+                else if (ch == '"')
+                    in_str = 0;
+                continue;
+            }
+            if (ch == '"') {
+                in_str = 1;
+            } else if (ch == '{' || ch == '[') {
+                depth++;
+            } else if (ch == '}' || ch == ']') {
+                if (depth == 0) break;
+                depth--;
+            } else if (ch == ',' && depth == 0) {
+                break;
+            }
+        }
+        const char *end = p;
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+            end--;
+        int rc = fn(ctx, (ms_str){s, (size_t)(end - s)});
+        if (rc) return rc;
+    }
+}
+
 /* ---- answers ---------------------------------------------------------------------------- */
 
 static int64_t count_of(json_t *um, const char *k)
@@ -61,22 +103,42 @@ static int64_t count_of(json_t *um, const char *k)
     return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
 }
 
+/* The counts of a UsageMetadata that are billed, in this order. */
+enum { GU_PROMPT, GU_CACHED, GU_THOUGHTS, GU_TOOL_PROMPT, GU_CANDIDATES, GU_N };
+static const jscan_key usage_keys[GU_N] = {
+    JSCAN_KEY("promptTokenCount"), JSCAN_KEY("cachedContentTokenCount"),
+    JSCAN_KEY("thoughtsTokenCount"), JSCAN_KEY("toolUsePromptTokenCount"),
+    JSCAN_KEY("candidatesTokenCount")};
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* UsageMetadata onto the billed counts (shared/spec/API.md, "Billing"): promptTokenCount holds
  * the cached tokens, and the tool-use prompt is read as prompt too; thoughts are output that
- * candidatesTokenCount leaves out. A cached count above the prompt is clamped to it. */
+ * candidatesTokenCount leaves out. A cached count above the prompt is clamped to it. c: each
+ * count of usage_keys, 0 when it is absent, not an integer or below 1 (both readings). */
+static void usage_from(const int64_t c[GU_N], prov_usage *u)
+{
+    int64_t cached = c[GU_CACHED] > c[GU_PROMPT] ? c[GU_PROMPT] : c[GU_CACHED];
+    u->known = 1;
+    u->u = (usage_counts){0};
+    u->u.input = sat_add(c[GU_PROMPT] - cached, c[GU_TOOL_PROMPT]);
+    u->u.cached_input = cached;
+    u->u.output = sat_add(c[GU_CANDIDATES], c[GU_THOUGHTS]);
+    u->u.reasoning = c[GU_THOUGHTS];
+}
+
+/* The usage of a tree's usageMetadata; 0 when it has none (no integer promptTokenCount). */
 static int read_usage(json_t *um, prov_usage *u)
 {
     if (!json_is_object(um) || !json_is_integer(json_object_get(um, "promptTokenCount"))) return 0;
-    int64_t prompt = count_of(um, "promptTokenCount"),
-            cached = count_of(um, "cachedContentTokenCount");
-    if (cached > prompt) cached = prompt;
-    int64_t thoughts = count_of(um, "thoughtsTokenCount");
-    u->known = 1;
-    u->u = (usage_counts){0};
-    u->u.input = prompt - cached + count_of(um, "toolUsePromptTokenCount");
-    u->u.cached_input = cached;
-    u->u.output = count_of(um, "candidatesTokenCount") + thoughts;
-    u->u.reasoning = thoughts;
+    int64_t c[GU_N];
+    for (int i = 0; i < GU_N; i++)
+        c[i] = count_of(um, usage_keys[i].s);
+    usage_from(c, u);
     return 1;
 }
 
@@ -210,24 +272,311 @@ static int decode_response(gem_state *st, json_t *resp, const ev_sink *sink, pro
     return 0;
 }
 
+/* ---- the usual response ------------------------------------------------------------------ */
+
+/*
+ * Nearly every chunk of a stream, and most whole answers, is one candidate whose parts are text:
+ *   {"candidates":[{"content":{"role":"model","parts":[{"text":"…"}]},"index":0}],
+ *    "usageMetadata":{"promptTokenCount":11,"candidatesTokenCount":1,"totalTokenCount":12},
+ *    "modelVersion":"gemini-2.5-pro","responseId":"…"}
+ * Its tree cost ~24,000 instructions a chunk, a 50-event stream eighteen times what an OpenAI
+ * one passed through costs (docs/PERFORMANCE.md, round 15). Such a response is read with jscan
+ * instead when that is certain to give the tree's events (decode_response): an object without
+ * `error` or `promptFeedback`; `candidates` an array of one object; its `content` an object (or
+ * absent) whose `parts` is an array (or absent) of objects; each part a string `text` with a
+ * boolean `thought` or none, or nothing but a thought's signature; `finishReason` a string;
+ * `responseId` a string; `usageMetadata` an object whose counts are numbers; no name read given
+ * twice in one object; and every member passed over one the tree would hold (jtree_holds: the
+ * tree fails on numbers out of range and on U+0000 in a name). Anything else (function calls,
+ * other parts, several candidates, a block, an error) is left to the tree, before any event.
+ */
+/* 0: every response takes the tree. Only tests change it, to compare the two readings. */
+int gemini_dec_fast = 1;
+
+#define GF_PARTS 64     /* text parts read on this path; more take the tree */
+#define GF_MEMBERS 24   /* members of one object read on this path; more take the tree */
+#define GF_SCRATCH 2048 /* bytes of decoded strings on the stack; more go to the heap */
+#define GF_REASON 64    /* a finishReason's bytes; a longer one takes the tree */
+
+/* A string's text: in the input (dec 0) or in the scratch buffer (dec 1), which may move. */
+typedef struct gf_text {
+    size_t off, len;
+    uint8_t dec, thought;
+} gf_text;
+
+typedef struct gem_fast {
+    const char *in;
+    buf_t scratch;
+    gf_text part[GF_PARTS];
+    int nparts;
+    gf_text id; /* responseId; len 0: none */
+    int64_t count[GU_N];
+    int usage;              /* usageMetadata has an integer promptTokenCount */
+    char reason[GF_REASON]; /* finishReason decoded ("" none) */
+} gem_fast;
+
+static const char *gf_ptr(const gem_fast *f, const gf_text *t)
+{
+    return (t->dec ? f->scratch.data : f->in) + t->off;
+}
+
+/* A string member's text into *t (decoded into the scratch buffer when it has an escape). */
+static int gf_string(gem_fast *f, const jscan_member *m, gf_text *t)
+{
+    ms_str raw = {m->value.p + 1, m->value.n - 2};
+    t->dec = 0;
+    if (!memchr(raw.p, '\\', raw.n)) {
+        t->off = (size_t)(raw.p - f->in);
+        t->len = raw.n;
+        return 0;
+    }
+    /* decoded text is never longer than its JSON */
+    if (buf_reserve(&f->scratch, m->value.n) != 0) return -1;
+    long n = jscan_string(m->value, f->scratch.data + f->scratch.len, m->value.n);
+    if (n < 0) return -1;
+    t->dec = 1;
+    t->off = f->scratch.len;
+    t->len = (size_t)n;
+    f->scratch.len += (size_t)n;
+    return 0;
+}
+
+/* Whether the tree would hold a member passed over (plain: its name has no escape). */
+static int gf_holds(const jscan_member *m, int plain)
+{
+    if (!plain && !jtree_holds_key(m->key)) return 0;
+    return m->type == JS_STRING || m->type == JS_TRUE || m->type == JS_FALSE ||
+           m->type == JS_NULL || jtree_holds(m->value);
+}
+
+/* Sorts m[0..n) onto the names keys[0..nk) (out[i]: that member or NULL); the others must be
+ * members the tree would hold. 0, or -1 when the tree must read the object: a name of keys
+ * given twice (the tree keeps the last, and may have failed on the first) or another member
+ * the tree would refuse. */
+static int gf_sort(const jscan_member *m, int n, const jscan_key *keys, int nk,
+                   const jscan_member **out)
+{
+    for (int i = 0; i < nk; i++)
+        out[i] = NULL;
+    for (int k = 0; k < n; k++) {
+        /* a name without an escape is one of keys exactly when its bytes are (most misses
+         * are a length) */
+        ms_str raw = m[k].key;
+        int plain = !memchr(raw.p, '\\', raw.n), i = 0;
+        while (i < nk && !(plain ? raw.n == keys[i].n && memcmp(raw.p, keys[i].s, raw.n) == 0
+                                 : jscan_key_eq(raw, keys[i].s, keys[i].n)))
+            i++;
+        if (i < nk) {
+            if (out[i]) return -1;
+            out[i] = &m[k];
+        } else if (!gf_holds(&m[k], plain)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* gf_sort of an object's members (a value jscan accepted); their count, or -1. */
+static int gf_members(ms_str obj, jscan_member *m, const jscan_key *keys, int nk,
+                      const jscan_member **out)
+{
+    int n = jscan_members_valid(obj, m, GF_MEMBERS);
+    if (n < 0 || n > GF_MEMBERS || gf_sort(m, n, keys, nk, out) != 0) return -1;
+    return n;
+}
+
+/* An array's text (jscan accepted it) without its brackets and the white space after '['. */
+static ms_str gf_inside(ms_str arr)
+{
+    ms_str in = {arr.p + 1, arr.n - 2};
+    while (in.n && (in.p[0] == ' ' || in.p[0] == '\t' || in.p[0] == '\r' || in.p[0] == '\n')) {
+        in.p++;
+        in.n--;
+    }
+    return in;
+}
+
+enum { GP_TEXT, GP_THOUGHT, GP_N };
+static const jscan_key part_keys[GP_N] = {JSCAN_KEY("text"), JSCAN_KEY("thought")};
+
+/* One part (each_element's callback): its text recorded, or passed over as the tree does (empty
+ * text, a thought's signature alone); nonzero: the tree must read the response. */
+static int gf_part(void *ctx, ms_str el)
+{
+    gem_fast *f = ctx;
+    jscan_member m[GF_MEMBERS];
+    const jscan_member *k[GP_N];
+    if (!el.n || el.p[0] != '{') return -1;
+    int n = jscan_members_valid(el, m, GF_MEMBERS);
+    if (n == JSCAN_NOT_OBJECT) return 2; /* gf_candidate's guess of one part was wrong */
+    if (n < 0 || n > GF_MEMBERS || gf_sort(m, n, part_keys, GP_N, k) != 0) return -1;
+    if (k[GP_THOUGHT] && k[GP_THOUGHT]->type != JS_TRUE && k[GP_THOUGHT]->type != JS_FALSE)
+        return -1;
+    if (!k[GP_TEXT]) {
+        /* a thought's signature says nothing to the client; a function call, an image or code
+         * is the tree's to read (or refuse) */
+        for (int i = 0; i < n; i++)
+            if (!jscan_key_eq(m[i].key, "thoughtSignature", 16) &&
+                !jscan_key_eq(m[i].key, "thought", 7))
+                return -1;
+        return 0;
+    }
+    if (k[GP_TEXT]->type != JS_STRING || f->nparts == GF_PARTS) return -1;
+    gf_text *t = &f->part[f->nparts];
+    if (gf_string(f, k[GP_TEXT], t) != 0) return -1;
+    if (t->len == 0) return 0; /* no event, whatever else the part holds */
+    t->thought = k[GP_THOUGHT] && k[GP_THOUGHT]->type == JS_TRUE;
+    f->nparts++;
+    return 0;
+}
+
+enum { GC_CONTENT, GC_FINISH, GC_N };
+static const jscan_key cand_keys[GC_N] = {JSCAN_KEY("content"), JSCAN_KEY("finishReason")};
+static const jscan_key content_keys[1] = {JSCAN_KEY("parts")};
+
+/* The candidate: its parts' texts and its finishReason; 0, or -1 (the tree's). */
+static int gf_candidate(gem_fast *f, ms_str cand)
+{
+    jscan_member m[GF_MEMBERS], mc[GF_MEMBERS];
+    const jscan_member *k[GC_N], *parts;
+    if (gf_members(cand, m, cand_keys, GC_N, k) < 0) return -1;
+    const jscan_member *reason = k[GC_FINISH], *content = k[GC_CONTENT];
+    if (reason &&
+        (reason->type != JS_STRING || jscan_string(reason->value, f->reason, sizeof f->reason) < 0))
+        return -1;
+    if (!content) return 0;
+    if (content->type != JS_OBJECT || gf_members(content->value, mc, content_keys, 1, &parts) < 0)
+        return -1;
+    if (!parts) return 0;
+    if (parts->type != JS_ARRAY) return -1;
+    /* a stream's chunk has one part: the array's inside is then one object (gf_part tells);
+     * else each element in turn */
+    ms_str one = gf_inside(parts->value);
+    int rc = one.n && one.p[0] == '{' ? gf_part(f, one) : 2;
+    if (rc == 2) rc = each_element(parts->value, gf_part, f);
+    return rc == 0 ? 0 : -1;
+}
+
+/* The usage counts as the tree reads them (count_of); -1 when a count is out of the tree's
+ * range or not a number. */
+static int gf_usage(gem_fast *f, const jscan_member *um)
+{
+    jscan_member m[GF_MEMBERS];
+    const jscan_member *k[GU_N];
+    if (um->type != JS_OBJECT || gf_members(um->value, m, usage_keys, GU_N, k) < 0) return -1;
+    for (int i = 0; i < GU_N; i++) {
+        int64_t x = 0;
+        int kind = k[i] ? (k[i]->type == JS_NUMBER ? jtree_number_kind(k[i]->value, &x) : 0) : 2;
+        if (kind == 0) return -1;
+        f->count[i] = kind == 1 && x > 0 ? x : 0;
+        if (i == GU_PROMPT) f->usage = kind == 1;
+    }
+    return 0;
+}
+
+enum { GT_CANDIDATES, GT_USAGE, GT_ID, GT_ERROR, GT_FEEDBACK, GT_N };
+static const jscan_key top_keys[GT_N] = {JSCAN_KEY("candidates"), JSCAN_KEY("usageMetadata"),
+                                         JSCAN_KEY("responseId"), JSCAN_KEY("error"),
+                                         JSCAN_KEY("promptFeedback")};
+
+/* Reads d into f; 0, or -1 when the tree must read it. */
+static int gf_read(const gem_state *st, ms_str d, gem_fast *f)
+{
+    jscan_member m[GF_MEMBERS];
+    const jscan_member *k[GT_N];
+    int n = jscan_object(d.p, d.n, m, GF_MEMBERS, NULL);
+    if (n < 0 || n > GF_MEMBERS || gf_sort(m, n, top_keys, GT_N, k) != 0) return -1;
+    const jscan_member *c = k[GT_CANDIDATES];
+    if (k[GT_ERROR] || k[GT_FEEDBACK] || !c || c->type != JS_ARRAY) return -1;
+    if (k[GT_ID] && k[GT_ID]->type != JS_STRING) return -1;
+    if (k[GT_ID] && !st->started && gf_string(f, k[GT_ID], &f->id) != 0) return -1;
+    if (k[GT_USAGE] && gf_usage(f, k[GT_USAGE]) != 0) return -1;
+    /* one candidate: the array's inside is then one object, which jscan_members_valid takes
+     * whole (two or more it refuses) */
+    ms_str cand = gf_inside(c->value);
+    if (!cand.n || cand.p[0] != '{') return -1;
+    return gf_candidate(f, cand);
+}
+
+/* f's events, in the tree's order: start, texts, usage, finish. */
+static int gf_emit(gem_state *st, const gem_fast *f, const ev_sink *sink, prov_usage *usage)
+{
+    ev_event ev;
+    if (!st->started) {
+        const char *id = f->id.len ? gf_ptr(f, &f->id) : "";
+        /* the tree's id is a C string: it ends at a U+0000 */
+        ev = (ev_event){.type = EV_START, .id = {id, strnlen(id, f->id.len)}};
+        if (ev_emit(sink, &ev)) return -1;
+        st->started = 1;
+    }
+    for (int i = 0; i < f->nparts; i++) {
+        const gf_text *t = &f->part[i];
+        ev =
+            (ev_event){.type = t->thought ? EV_REASONING : EV_TEXT, .text = {gf_ptr(f, t), t->len}};
+        usage->streamed_bytes += (int64_t)t->len;
+        if (ev_emit(sink, &ev)) return -1;
+    }
+    if (f->usage) {
+        usage_from(f->count, usage);
+        ev = (ev_event){.type = EV_USAGE, .usage = usage->u};
+        if (ev_emit(sink, &ev)) return -1;
+    }
+    if (f->reason[0]) {
+        ev_finish fin = map_finish(f->reason);
+        if (fin == EV_FINISH_STOP && st->ntools > 0) fin = EV_FINISH_TOOL_CALLS;
+        ev = (ev_event){.type = EV_FINISH, .finish = fin};
+        if (ev_emit(sink, &ev)) return -1;
+        st->finished = 1;
+    }
+    return 0;
+}
+
+/* 1 when d was read this way and its events went out (*rc 0, or -1 when the sink failed); 0
+ * when the tree must read it (nothing went out). */
+static int fast_response(gem_state *st, ms_str d, const ev_sink *sink, prov_usage *usage, int *rc)
+{
+    if (!gemini_dec_fast) return 0;
+    gem_fast f;
+    char small[GF_SCRATCH];
+    f.in = d.p;
+    f.nparts = 0;
+    f.id = (gf_text){0};
+    f.usage = 0;
+    f.reason[0] = '\0';
+    buf_init_with(&f.scratch, small, sizeof small, d.n + 1);
+    int ok = gf_read(st, d, &f) == 0;
+    if (ok) {
+        st->fast_hits++;
+        *rc = gf_emit(st, &f, sink, usage);
+    }
+    buf_free(&f.scratch);
+    return ok;
+}
+
+/* A whole answer is complete even when its candidate names no reason. */
+static int answer_end(gem_state *st, const ev_sink *sink)
+{
+    if (st->finished) return 0;
+    ev_event ev = {.type = EV_FINISH, .finish = st->ntools ? EV_FINISH_TOOL_CALLS : EV_FINISH_STOP};
+    return ev_emit(sink, &ev);
+}
+
 int gemini_dec_answer(void *stv, const prov_call *call, ms_str body, const ev_sink *sink,
                       prov_usage *usage, char *err, size_t errlen)
 {
     gem_state *st = stv;
     (void)call;
+    int rc = -1;
+    if (fast_response(st, body, sink, usage, &rc)) return rc == 0 ? answer_end(st, sink) : rc;
     json_error_t je;
     json_t *resp = jtree_load(body.p, body.n, &je);
-    int rc = -1;
     if (!json_is_object(resp)) {
         snprintf(err, errlen, "the provider's answer is not a JSON object");
     } else if (json_array_size(json_object_get(resp, "candidates")) == 0 &&
                !json_object_get(json_object_get(resp, "promptFeedback"), "blockReason")) {
         snprintf(err, errlen, "the provider's answer has no candidates");
-    } else if ((rc = decode_response(st, resp, sink, usage, err, errlen)) == 0 && !st->finished) {
-        /* a whole answer is complete even when its candidate names no reason */
-        ev_event ev = {.type = EV_FINISH,
-                       .finish = st->ntools ? EV_FINISH_TOOL_CALLS : EV_FINISH_STOP};
-        rc = ev_emit(sink, &ev);
+    } else if ((rc = decode_response(st, resp, sink, usage, err, errlen)) == 0) {
+        rc = answer_end(st, sink);
     }
     json_decref(resp);
     return rc;
@@ -239,9 +588,13 @@ int gemini_dec_event(void *stv, const prov_call *call, const sse_event *sev, con
     gem_state *st = stv;
     (void)call;
     if (sev->data.n == 0) return 0; /* comments and keep-alives */
+    int rc = 0;
+    if (!st->finished && fast_response(st, sev->data, sink, usage, &rc)) {
+        if (rc == 0 && st->finished) *done = 1;
+        return rc;
+    }
     json_error_t je;
     json_t *chunk = jtree_load(sev->data.p, sev->data.n, &je);
-    int rc = 0;
     if (!json_is_object(chunk)) {
         snprintf(err, errlen, "the provider sent an invalid stream event");
         rc = -1;
@@ -259,48 +612,6 @@ int gemini_dec_event(void *stv, const prov_call *call, const sse_event *sev, con
 }
 
 /* ---- embeddings answers ----------------------------------------------------------------- */
-
-/* The elements of a JSON array already validated: calls fn for each element's raw text. */
-static int each_element(ms_str arr, int (*fn)(void *ctx, ms_str el), void *ctx)
-{
-    const char *p = arr.p, *e = arr.p + arr.n;
-    while (p < e && *p != '[')
-        p++;
-    if (p == e) return -1;
-    p++;
-    for (;;) {
-        while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ','))
-            p++;
-        if (p >= e || *p == ']') return 0;
-        const char *s = p;
-        int depth = 0, in_str = 0;
-        for (; p < e; p++) {
-            char ch = *p;
-            if (in_str) {
-                if (ch == '\\')
-                    p++;
-                else if (ch == '"')
-                    in_str = 0;
-                continue;
-            }
-            if (ch == '"') {
-                in_str = 1;
-            } else if (ch == '{' || ch == '[') {
-                depth++;
-            } else if (ch == '}' || ch == ']') {
-                if (depth == 0) break;
-                depth--;
-            } else if (ch == ',' && depth == 0) {
-                break;
-            }
-        }
-        const char *end = p;
-        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
-            end--;
-        int rc = fn(ctx, (ms_str){s, (size_t)(end - s)});
-        if (rc) return rc;
-    }
-}
 
 typedef struct emb_ctx {
     buf_t *out;

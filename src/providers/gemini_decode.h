@@ -19,6 +19,7 @@ typedef struct gem_state {
     int ntools;   /* tool calls decoded so far: the next call's index and ordinal */
     int finished; /* EV_FINISH went out */
     int64_t embed_estimate; /* embeddings: UTF-8 bytes of the inputs, the token bound */
+    uint32_t fast_hits;     /* responses read without a tree (gemini_decode.c; tests) */
 } gem_state;
 
 /* The adapter's decode_answer, decode_event, decode_embeddings and error_message (provider.h). */

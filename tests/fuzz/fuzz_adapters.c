@@ -10,10 +10,10 @@
  * pass-through of a stream, read by the parser alone and the way the engine reads it (runs of
  * events of the learned shape past the parser, stream_len), which must forward, hold back and
  * count alike (OpenAI's events are also decided with the transfer's state and without), and
- * OpenAI and Anthropic streams decoded with the decoders' shortcuts (the usual chunk scanned, the
- * stream's shape) and without, which must send the client the same bytes and count the same
- * usage. The input's first byte picks what to drive
- * (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a Responses
+ * OpenAI and Anthropic streams and Gemini's answers and streams decoded with the decoders'
+ * shortcuts (the usual chunk or response scanned, the stream's shape) and without, which must
+ * send the client the same bytes and count the same usage. The input's first byte picks what to
+ * drive (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a Responses
  * answer whole/streamed, 10 a stream passed through, as OpenAI's and as Anthropic's); the rest
  * is the document.
  *
@@ -182,18 +182,20 @@ static void drive_answer(const prov_adapter *ad, int which, int stream, const ch
  * shape, the Anthropic one's shape) and their full paths (tests only). */
 extern int openai_dec_fast_chunks;
 extern int anthropic_dec_shapes;
+extern int gemini_dec_fast;
 
-/* A stream decoded with the adapter's shortcuts and without (*sw 0): the client must be sent
- * the same bytes and the same usage counted. */
-static void drive_stream_both(const prov_adapter *ad, int which, int *sw, const char *p, size_t n)
+/* An answer, whole or streamed, decoded with the adapter's shortcuts and without (*sw 0): the
+ * client must be sent the same bytes and the same usage counted. */
+static void drive_both(const prov_adapter *ad, int which, int stream, int *sw, const char *p,
+                       size_t n)
 {
     buf_t a, b;
     prov_usage ua, ub;
     buf_init(&a, 0);
     buf_init(&b, 0);
-    drive_answer_kept(ad, which, 1, p, n, &a, &ua);
+    drive_answer_kept(ad, which, stream, p, n, &a, &ua);
     *sw = 0;
-    drive_answer_kept(ad, which, 1, p, n, &b, &ub);
+    drive_answer_kept(ad, which, stream, p, n, &b, &ub);
     *sw = 1;
     MUST(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0));
     MUST(memcmp(&ua, &ub, sizeof ua) == 0);
@@ -522,13 +524,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (op < 2)
         drive_request(ad, which, p, n);
     else if (op == 4)
-        drive_stream_both(ad, 0, &anthropic_dec_shapes, p, n); /* Anthropic, streamed */
+        drive_both(ad, 0, 1, &anthropic_dec_shapes, p, n); /* Anthropic, streamed */
+    else if (op == 3 || op == 5)
+        drive_both(ad, 1, op == 5, &gemini_dec_fast, p, n); /* Gemini, whole or streamed */
     else if (op < 6)
-        drive_answer(ad, which, op >= 4, p, n);
+        drive_answer(ad, which, 0, p, n); /* 2: Anthropic, whole */
     else if (op == 6)
         drive_answer(&prov_openai, 2, 0, p, n); /* whole */
     else if (op == 7)
-        drive_stream_both(&prov_openai, 2, &openai_dec_fast_chunks, p, n); /* streamed */
+        drive_both(&prov_openai, 2, 1, &openai_dec_fast_chunks, p, n); /* streamed */
     else if (op < 10)
         drive_responses(op == 9, p, n); /* 8: whole, 9: streamed */
     else {

@@ -3,7 +3,9 @@
  * exact Gemini URL, headers and body out (or the 400 naming the field); Gemini answers and
  * alt=sse chunk sequences in, the exact OpenAI chat.completion / chunk bytes out through the
  * OpenAI chat dialect, as a client gets them; the usage mapping of shared/spec/API.md
- * ("Billing"); embeddings both ways.
+ * ("Billing"); embeddings both ways. The decoders' scan of the usual response against their
+ * tree (gemini_decode.c): the same events on a table of responses and on every one-byte change
+ * of two, and the usual ones read by the scan.
  *
  * Answer fixtures follow the shapes of Google's reference,
  * https://ai.google.dev/api/generate-content (GenerateContentResponse, Candidate, UsageMetadata,
@@ -14,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "providers/gemini_decode.h"
 #include "providers/provider.h"
+#include "quote.h"
 #include "tap.h"
 
 /* also in provider.h; declared here so this file builds whichever lands first */
@@ -697,6 +701,271 @@ static void test_error_message(void)
     CHECK_EQ_STR(out, "<html>502 </html>");
 }
 
+/* ---- the usual response, scanned (gemini_decode.c, "The usual response") ---- */
+
+/* The decoders' switch between the scan and the tree (not in the header: tests only). */
+extern int gemini_dec_fast;
+
+static int bytes_emit(void *ctx, const ev_event *ev)
+{
+    buf_t *b = ctx;
+    char h[96];
+    snprintf(h, sizeof h, "[%d %d %d %zu %zu]", (int)ev->type, ev->index, (int)ev->finish,
+             ev->text.n, ev->id.n);
+    buf_appends(b, h);
+    buf_append(b, ev->text.p, ev->text.n); /* NUL bytes included */
+    buf_append(b, ev->id.p, ev->id.n);
+    if (ev->type == EV_USAGE)
+        buf_printf(b, "{%lld %lld %lld %lld}", (long long)ev->usage.input,
+                   (long long)ev->usage.cached_input, (long long)ev->usage.output,
+                   (long long)ev->usage.reasoning);
+    return 0;
+}
+
+/* Decodes evs[0..n) (stream: as data events of one transfer; else evs[0] as a whole answer)
+ * with the scan on or off into a record of every event, return code, error and usage; returns
+ * how many responses the scan read. */
+static uint32_t decode_record(int fast, int streamed, const char *const *evs, size_t n, buf_t *out)
+{
+    gemini_dec_fast = fast;
+    setup(EP_CHAT, ONE_USER, streamed, -1);
+    prov_usage u = {0};
+    int done = 0, error = 0;
+    ev_sink sink = {bytes_emit, out};
+    for (size_t i = 0; i < (streamed ? n : 1); i++) {
+        char err[256] = "";
+        int rc;
+        if (streamed) {
+            sse_event ev = {.event = MS_STR_LIT(""), .data = ms_str_c(evs[i])};
+            rc =
+                prov_gemini.decode_event(ST, &CALL, &ev, &sink, &u, &done, &error, err, sizeof err);
+        } else {
+            rc = prov_gemini.decode_answer(ST, &CALL, ms_str_c(evs[i]), &sink, &u, err, sizeof err);
+        }
+        buf_printf(out, "|rc=%d done=%d error=%d err=%s bytes=%lld known=%d in=%lld out=%lld\n", rc,
+                   done, error, err, (long long)u.streamed_bytes, u.known, (long long)u.u.input,
+                   (long long)u.u.output);
+    }
+    gemini_dec_fast = 1;
+    return ((gem_state *)(void *)ST)->fast_hits;
+}
+
+static uint32_t g_hits; /* the scan's reads in the last same_reading */
+
+/* Whether the scan and the tree give the same record for evs, streamed and whole. */
+static int same_reading(const char *const *evs, size_t n)
+{
+    int same = 1;
+    g_hits = 0;
+    for (int streamed = 0; streamed < 2; streamed++) {
+        buf_t a, b;
+        buf_init(&a, 0);
+        buf_init(&b, 0);
+        g_hits += decode_record(1, streamed, evs, n, &a);
+        CHECK_EQ_INT(decode_record(0, streamed, evs, n, &b), 0);
+        if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) {
+            same = 0;
+            buf_append(&a, "", 1);
+            buf_append(&b, "", 1);
+            fprintf(stderr, "# %s\n# scan: %s# tree: %s", streamed ? "streamed" : "whole", a.data,
+                    b.data);
+            for (size_t i = 0; i < n; i++)
+                fprintf(stderr, "#   %s\n", evs[i]);
+        }
+        buf_free(&a);
+        buf_free(&b);
+    }
+    return same;
+}
+
+#define GCAND(cand) "{'candidates':[" cand "],'responseId':'r1'}"
+#define GPART(part) GCAND("{'content':{'role':'model','parts':[" part "]},'index':0}")
+#define GUSAGE(um) "{'candidates':[{'content':{'parts':[{'text':'u'}]}}],'usageMetadata':" um "}"
+
+/* Responses the scan reads and responses it must leave to the tree, each decoded whole and as
+ * the middle chunk of a stream, both ways, and the records compared; the usual ones must be
+ * read by the scan. */
+static void test_fast_same_as_tree(void)
+{
+    static const char *const usual[] = {
+        GPART("{'text':'Hello'}"),
+        GPART("{'text':'a\\nb\\'c\\u00e9\\ud83d\\ude00\\u0000z'}"),
+        GPART("{'text':'hmm','thought':true}"),
+        GPART("{'text':'not a thought','thought':false}"),
+        GPART("{'text':'signed','thoughtSignature':'c2ln'}"),
+        GPART("{'thoughtSignature':'c2ln'}"),
+        GPART("{'thoughtSignature':'c2ln','thought':true}"),
+        GPART("{}"),
+        GPART("{'text':''}"),
+        GPART("{'text':'','functionCall':{'name':'f'}}"),
+        GPART("{'text':'one'},{'text':'two','thought':true},{'text':''},{'text':'three'}"),
+        GPART(" {'text':'spaced'} , {'text':'out'} "),
+        GPART("{'te\\u0078t':'escaped name'}"),
+        GPART("{'text':'t','x':[1,{'y':null}],'z':-0.5e-3}"),
+        GCAND("{'content':{'role':'model','parts':[{'text':'end'}]},'finishReason':'STOP'}"),
+        GCAND("{'content':{'parts':[{'text':'x'}]},'finishReason':'MAX_TOKENS'}"),
+        GCAND("{'content':{'parts':[]},'finishReason':'SAFETY','safetyRatings':[{'category':"
+              "'HARM_CATEGORY_HATE_SPEECH','probability':'NEGLIGIBLE','blocked':false}]}"),
+        GCAND("{'finishReason':'RECITATION','citationMetadata':{'citationSources':[{"
+              "'startIndex':1,'endIndex':2,'uri':'u'}]}}"),
+        GCAND("{'finishReason':''}"),
+        GCAND("{'finishReason':'\\u0000STOP'}"),
+        GCAND("{'finishReason':'SAFETY\\u0000x'}"),
+        GCAND("{'finishReason':'OTHER'}"),
+        GCAND("{'finishReason':'MALFORMED_FUNCTION_CALL','index':0,'avgLogprobs':-1.25}"),
+        GCAND("{}"),
+        GCAND("{'content':{}}"),
+        GCAND("{'content':{'role':'model'}}"),
+        GUSAGE("{'promptTokenCount':11,'candidatesTokenCount':3,'totalTokenCount':14}"),
+        GUSAGE("{'promptTokenCount':10,'cachedContentTokenCount':4,'candidatesTokenCount':3,"
+               "'thoughtsTokenCount':2,'toolUsePromptTokenCount':5,'totalTokenCount':24,"
+               "'promptTokensDetails':[{'modality':'TEXT','tokenCount':10}],"
+               "'trafficType':'ON_DEMAND'}"),
+        GUSAGE("{'promptTokenCount':3,'cachedContentTokenCount':9}"),
+        GUSAGE("{'promptTokenCount':-3,'candidatesTokenCount':-1}"),
+        GUSAGE("{'promptTokenCount':0}"),
+        GUSAGE("{'promptTokenCount':11.0,'candidatesTokenCount':2}"),
+        GUSAGE("{'promptTokenCount':11,'candidatesTokenCount':2e0}"),
+        GUSAGE("{'candidatesTokenCount':5}"),
+        GUSAGE("{'promptTokenCount':9223372036854775807,'candidatesTokenCount':"
+               "9223372036854775807,'thoughtsTokenCount':9223372036854775807}"),
+        GUSAGE(
+            "{'promptTokenCount':123456789012345678,'candidatesTokenCount':1234567890123456789}"),
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'responseId':'r\\u0000x'}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'responseId':'\\u0072\\u0032'}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'modelVersion':'gemini-2.5-pro',"
+        "'createTime':'2026-01-01T00:00:00Z','responseId':''}",
+        " {\t'candidates' : [ {'content':{'parts':[{'text':'ws'}]} } ] }\n",
+    };
+    static const char *const tree[] = {
+        GPART("{'functionCall':{'name':'f','args':{'a':1}}}"),
+        GPART("{'text':'t'},{'functionCall':{'name':'f'}}"),
+        GPART("{'inlineData':{'mimeType':'image/png','data':'AA=='}}"),
+        GPART("{'executableCode':{'code':'x'}}"),
+        GPART("{'text':5}"),
+        GPART("{'text':null}"),
+        GPART("{'text':'a','text':'b'}"),
+        GPART("{'text':'a','thought':'yes'}"),
+        GPART("{'text':'a','thought':true,'thought':false}"),
+        GPART("'a string part'"),
+        GPART("{'text':'t'},7"),
+        GPART("{'text':'t','n':99999999999999999999}"),
+        GPART("{'text':'t','x':[[1e999]]}"),
+        GPART("{'text':'t','a\\u0000b':1}"),
+        GPART("{'text':'t','x':{'a\\u0000':1}}"),
+        GCAND("{'content':{'parts':[{'text':'a'}]}},{'content':{'parts':[{'text':'b'}]}}"),
+        GCAND("{'content':'text'}"),
+        GCAND("{'content':{'parts':{'text':'obj'}}}"),
+        GCAND("{'content':{'parts':[{'text':'a'}],'parts':[]}}"),
+        GCAND("{'finishReason':5}"),
+        GCAND("{'finishReason':'STOP','finishReason':'SAFETY'}"),
+        GCAND("{'finishReason':'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'"
+              "}"),
+        GCAND("{'index':18446744073709551616}"),
+        GCAND("7"),
+        GCAND(""),
+        GUSAGE("{'promptTokenCount':9223372036854775808}"),
+        GUSAGE("{'promptTokenCount':1,'candidatesTokenCount':1e400}"),
+        GUSAGE("{'promptTokenCount':[1]}"),
+        GUSAGE("{'promptTokenCount':'11'}"),
+        GUSAGE("{'promptTokenCount':1,'promptTokenCount':2}"),
+        GUSAGE("null"),
+        GUSAGE("[]"),
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'error':{'code':500,'message':'x'}}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'error':'x'}",
+        "{'candidates':[],'promptFeedback':{'blockReason':'SAFETY'}}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'promptFeedback':{}}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'responseId':7}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'candidates':[]}",
+        "{'candidates':[]}",
+        "{'candidates':{}}",
+        "{'usageMetadata':{'promptTokenCount':1}}",
+        "[{'candidates':[{'content':{'parts':[{'text':'array'}]}}]}]",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'big':1e99999}",
+        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}]",
+        "",
+    };
+    char first[512], mid[8192], last[512];
+    snprintf(first, sizeof first, "%s", q(GPART("{'text':'first'}")));
+    snprintf(last, sizeof last, "%s",
+             q(GCAND("{'content':{'parts':[{'text':'last'}]},'finishReason':'STOP'}")));
+    uint32_t hits = 0;
+    for (int set = 0; set < 2; set++) {
+        const char *const *cases = set ? tree : usual;
+        size_t n = set ? sizeof tree / sizeof *tree : sizeof usual / sizeof *usual;
+        for (size_t i = 0; i < n; i++) {
+            snprintf(mid, sizeof mid, "%s", q(cases[i]));
+            const char *alone[] = {mid};
+            const char *evs[] = {first, mid, last};
+            CHECK(same_reading(alone, 1));
+            uint32_t alone_hits = g_hits;
+            CHECK(same_reading(evs, 3));
+            /* alone, whole and as a stream's one chunk: the usual ones read by the scan, the
+             * others by the tree */
+            if (alone_hits != (set ? 0 : 2))
+                fprintf(stderr, "# %s: %s\n", set ? "scanned" : "not scanned", mid);
+            hits += alone_hits;
+        }
+    }
+    CHECK_EQ_INT(hits, 2 * (sizeof usual / sizeof *usual));
+    /* texts with escapes past the stack's room for decoded strings (GF_SCRATCH, 2048) */
+    static const size_t lens[] = {1000, 2040, 2047, 2048, 2049, 5000};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        buf_t b;
+        buf_init(&b, 0);
+        buf_appends(&b, "{\"responseId\":\"\\u0072");
+        for (size_t k = 0; k < lens[i] / 2; k++)
+            buf_appends(&b, "i");
+        buf_appends(&b, "\",\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\\n");
+        for (size_t k = 0; k < lens[i]; k++)
+            buf_appends(&b, k % 7 ? "x" : "\\t");
+        buf_appends(&b, "\"},{\"text\":\"\\\"more\"}]}}]}");
+        buf_append(&b, "", 1);
+        const char *evs[] = {b.data, last};
+        CHECK(same_reading(evs, 2));
+        CHECK_EQ_INT(g_hits, 3);
+        buf_free(&b);
+    }
+}
+
+/* Every one-byte change of a usual chunk and of a whole answer (to bytes that matter to JSON):
+ * whatever the scan takes or leaves, the record is the tree's. */
+static void test_fast_mutated(void)
+{
+    static const char *const bases[] = {
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"h\\u00e9\"}]},"
+        "\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":11,\"candidatesTokenCount\":1,"
+        "\"totalTokenCount\":12},\"modelVersion\":\"g\",\"responseId\":\"r\"}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\",\"thought\":true},{\"text\":"
+        "\"a\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":5,"
+        "\"thoughtsTokenCount\":2,\"promptTokensDetails\":[{\"tokenCount\":5}]}}",
+    };
+    static const char subst[] = "\"\\{}[],:0 1atu-.e";
+    size_t runs = 0, failed = 0;
+    for (size_t b = 0; b < sizeof bases / sizeof *bases; b++) {
+        size_t n = strlen(bases[b]);
+        char *m = malloc(n + 2);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < sizeof subst; k++) {
+                if (k < sizeof subst - 1) { /* replaced */
+                    memcpy(m, bases[b], n + 1);
+                    if (m[i] == subst[k]) continue;
+                    m[i] = subst[k];
+                } else { /* deleted */
+                    memcpy(m, bases[b], i);
+                    memcpy(m + i, bases[b] + i + 1, n - i);
+                }
+                const char *evs[] = {m, m};
+                runs++;
+                if (!same_reading(evs, 2)) failed++;
+            }
+        }
+        free(m);
+    }
+    CHECK(runs > 3000);
+    CHECK_EQ_INT(failed, 0);
+}
+
 int main(void)
 {
     RUN(test_build_basic);
@@ -709,6 +978,8 @@ int main(void)
     RUN(test_stream_tools_and_errors);
     RUN(test_embeddings);
     RUN(test_error_message);
+    RUN(test_fast_same_as_tree);
+    RUN(test_fast_mutated);
     prov_upreq_free(&UP);
     TAP_DONE();
 }
