@@ -313,6 +313,14 @@ typedef struct gem_fast {
     int64_t count[GU_N];
     int usage;              /* usageMetadata has an integer promptTokenCount */
     char reason[GF_REASON]; /* finishReason decoded ("" none) */
+    /* what a stream's shape is learnt from: parts was one object, the last text's token (its
+     * quotes included), usageMetadata's integers (nnum -1: one is not plain digits, or more
+     * than a shape holds) and the count each is (GU_N: another, such as totalTokenCount) */
+    int single;
+    ms_str text_tok;
+    int nnum;
+    ms_str num[GEM_SHAPE_HOLES - 1];
+    int8_t num_what[GEM_SHAPE_HOLES - 1];
 } gem_fast;
 
 static const char *gf_ptr(const gem_fast *f, const gf_text *t)
@@ -320,10 +328,10 @@ static const char *gf_ptr(const gem_fast *f, const gf_text *t)
     return (t->dec ? f->scratch.data : f->in) + t->off;
 }
 
-/* A string member's text into *t (decoded into the scratch buffer when it has an escape). */
-static int gf_string(gem_fast *f, const jscan_member *m, gf_text *t)
+/* A string token's text into *t (decoded into the scratch buffer when it has an escape). */
+static int gf_string(gem_fast *f, ms_str tok, gf_text *t)
 {
-    ms_str raw = {m->value.p + 1, m->value.n - 2};
+    ms_str raw = {tok.p + 1, tok.n - 2};
     t->dec = 0;
     if (!memchr(raw.p, '\\', raw.n)) {
         t->off = (size_t)(raw.p - f->in);
@@ -331,8 +339,8 @@ static int gf_string(gem_fast *f, const jscan_member *m, gf_text *t)
         return 0;
     }
     /* decoded text is never longer than its JSON */
-    if (buf_reserve(&f->scratch, m->value.n) != 0) return -1;
-    long n = jscan_string(m->value, f->scratch.data + f->scratch.len, m->value.n);
+    if (buf_reserve(&f->scratch, tok.n) != 0) return -1;
+    long n = jscan_string(tok, f->scratch.data + f->scratch.len, tok.n);
     if (n < 0) return -1;
     t->dec = 1;
     t->off = f->scratch.len;
@@ -396,6 +404,16 @@ static ms_str gf_inside(ms_str arr)
     return in;
 }
 
+/* The length of the integer p[0..n) starts with as a shape's hole takes it (JSON's form, 1 to
+ * 18 digits, so within int64), or 0. */
+static size_t gs_digits(const char *p, size_t n)
+{
+    size_t k = 0;
+    while (k < n && k < 19 && p[k] >= '0' && p[k] <= '9')
+        k++;
+    return k == 0 || k > 18 || (p[0] == '0' && k > 1) ? 0 : k;
+}
+
 enum { GP_TEXT, GP_THOUGHT, GP_N };
 static const jscan_key part_keys[GP_N] = {JSCAN_KEY("text"), JSCAN_KEY("thought")};
 
@@ -423,10 +441,11 @@ static int gf_part(void *ctx, ms_str el)
     }
     if (k[GP_TEXT]->type != JS_STRING || f->nparts == GF_PARTS) return -1;
     gf_text *t = &f->part[f->nparts];
-    if (gf_string(f, k[GP_TEXT], t) != 0) return -1;
+    if (gf_string(f, k[GP_TEXT]->value, t) != 0) return -1;
     if (t->len == 0) return 0; /* no event, whatever else the part holds */
     t->thought = k[GP_THOUGHT] && k[GP_THOUGHT]->type == JS_TRUE;
     f->nparts++;
+    f->text_tok = k[GP_TEXT]->value;
     return 0;
 }
 
@@ -453,6 +472,7 @@ static int gf_candidate(gem_fast *f, ms_str cand)
      * else each element in turn */
     ms_str one = gf_inside(parts->value);
     int rc = one.n && one.p[0] == '{' ? gf_part(f, one) : 2;
+    f->single = rc != 2;
     if (rc == 2) rc = each_element(parts->value, gf_part, f);
     return rc == 0 ? 0 : -1;
 }
@@ -463,7 +483,21 @@ static int gf_usage(gem_fast *f, const jscan_member *um)
 {
     jscan_member m[GF_MEMBERS];
     const jscan_member *k[GU_N];
-    if (um->type != JS_OBJECT || gf_members(um->value, m, usage_keys, GU_N, k) < 0) return -1;
+    int n;
+    if (um->type != JS_OBJECT || (n = gf_members(um->value, m, usage_keys, GU_N, k)) < 0) return -1;
+    for (int j = 0; j < n && f->nnum >= 0; j++) {
+        if (m[j].type != JS_NUMBER) continue;
+        if (gs_digits(m[j].value.p, m[j].value.n) != m[j].value.n ||
+            f->nnum == GEM_SHAPE_HOLES - 1) {
+            f->nnum = -1;
+            break;
+        }
+        int i = 0;
+        while (i < GU_N && k[i] != &m[j])
+            i++;
+        f->num[f->nnum] = m[j].value;
+        f->num_what[f->nnum++] = (int8_t)i;
+    }
     for (int i = 0; i < GU_N; i++) {
         int64_t x = 0;
         int kind = k[i] ? (k[i]->type == JS_NUMBER ? jtree_number_kind(k[i]->value, &x) : 0) : 2;
@@ -489,7 +523,7 @@ static int gf_read(const gem_state *st, ms_str d, gem_fast *f)
     const jscan_member *c = k[GT_CANDIDATES];
     if (k[GT_ERROR] || k[GT_FEEDBACK] || !c || c->type != JS_ARRAY) return -1;
     if (k[GT_ID] && k[GT_ID]->type != JS_STRING) return -1;
-    if (k[GT_ID] && !st->started && gf_string(f, k[GT_ID], &f->id) != 0) return -1;
+    if (k[GT_ID] && !st->started && gf_string(f, k[GT_ID]->value, &f->id) != 0) return -1;
     if (k[GT_USAGE] && gf_usage(f, k[GT_USAGE]) != 0) return -1;
     /* one candidate: the array's inside is then one object, which jscan_members_valid takes
      * whole (two or more it refuses) */
@@ -531,22 +565,116 @@ static int gf_emit(gem_state *st, const gem_fast *f, const ev_sink *sink, prov_u
     return 0;
 }
 
+/* ---- the stream's shape ---------------------------------------------------------------- */
+
+/*
+ * A stream's chunks differ from one another in their text and in usageMetadata's running counts
+ * (candidatesTokenCount, totalTokenCount...); the rest (the candidate's structure, the role,
+ * promptTokenCount, modelVersion, responseId) is the same bytes every time. A chunk the scan read
+ * with one text part, no finish and usage integers of plain digits becomes the stream's shape:
+ * its bytes with holes where the text's string and those integers are. A later chunk that is
+ * the shape's bytes with a valid string token and integers of 1 to 18 digits in the holes is
+ * the learnt chunk with other values: valid JSON, with the same names, types and nesting, so the
+ * scan (and the tree) would give the same events with those values (the integers are within
+ * int64, a text may be empty: then no event). It is read by comparing the constant runs and the
+ * holes' tokens alone: a few hundred instructions where the scan takes thousands. Anything else
+ * takes the scan, which may learn a new shape.
+ */
+
+typedef struct gs_hole {
+    size_t off, len;
+    int8_t what;
+} gs_hole;
+
+/* Learns d's shape from what the scan read of it (f), when it has one: the shape kept
+ * otherwise is still right for chunks that match it. */
+static void gs_learn(gem_shape *sh, ms_str d, const gem_fast *f)
+{
+    if (f->nparts != 1 || !f->single || f->reason[0] || f->nnum < 0) return;
+    gs_hole h[GEM_SHAPE_HOLES];
+    int n = 0;
+    h[n++] = (gs_hole){(size_t)(f->text_tok.p - d.p), f->text_tok.n, -1};
+    for (int i = 0; i < f->nnum; i++)
+        h[n++] = (gs_hole){(size_t)(f->num[i].p - d.p), f->num[i].n, f->num_what[i]};
+    for (int i = 1; i < n; i++) /* in the document's order */
+        for (int j = i; j > 0 && h[j].off < h[j - 1].off; j--) {
+            gs_hole t = h[j];
+            h[j] = h[j - 1];
+            h[j - 1] = t;
+        }
+    size_t at = 0, used = 0;
+    for (int i = 0; i <= n; i++) {
+        size_t end = i < n ? h[i].off : d.n, len = end - at;
+        if (used + len > sizeof sh->text) {
+            sh->nholes = 0;
+            return;
+        }
+        memcpy(sh->text + used, d.p + at, len);
+        sh->seg[i] = (uint16_t)len;
+        used += len;
+        if (i < n) {
+            sh->what[i] = h[i].what;
+            at = h[i].off + h[i].len;
+        }
+    }
+    sh->nholes = (uint8_t)n;
+    sh->thought = f->part[0].thought;
+    sh->usage = (uint8_t)f->usage;
+}
+
+/* Reads d through the shape into f (the text, the counts); 0, or -1 when it does not match. */
+static int gs_read(const gem_shape *sh, ms_str d, gem_fast *f)
+{
+    const char *p = d.p, *e = d.p + d.n, *t = sh->text;
+    ms_str text = {0};
+    int64_t count[GU_N] = {0};
+    for (int i = 0;; i++) {
+        size_t len = sh->seg[i];
+        if ((size_t)(e - p) < len || memcmp(p, t, len) != 0) return -1;
+        p += len;
+        t += len;
+        if (i == sh->nholes) break;
+        size_t k = sh->what[i] < 0 ? jscan_string_token(p, (size_t)(e - p))
+                                   : gs_digits(p, (size_t)(e - p));
+        if (k == 0) return -1;
+        if (sh->what[i] < 0) {
+            text = (ms_str){p, k};
+        } else if (sh->what[i] < GU_N) {
+            int64_t x = 0;
+            for (size_t j = 0; j < k; j++)
+                x = x * 10 + (p[j] - '0');
+            count[sh->what[i]] = x;
+        }
+        p += k;
+    }
+    if (p != e || gf_string(f, text, &f->part[0]) != 0) return -1;
+    memcpy(f->count, count, sizeof count);
+    f->part[0].thought = sh->thought;
+    f->nparts = f->part[0].len > 0;
+    f->usage = sh->usage;
+    return 0;
+}
+
 /* 1 when d was read this way and its events went out (*rc 0, or -1 when the sink failed); 0
  * when the tree must read it (nothing went out). */
-static int fast_response(gem_state *st, ms_str d, const ev_sink *sink, prov_usage *usage, int *rc)
+static int fast_response(gem_state *st, ms_str d, int stream, const ev_sink *sink,
+                         prov_usage *usage, int *rc)
 {
     if (!gemini_dec_fast) return 0;
     gem_fast f;
     char small[GF_SCRATCH];
     f.in = d.p;
-    f.nparts = 0;
+    f.nparts = f.usage = f.single = f.nnum = 0;
     f.id = (gf_text){0};
-    f.usage = 0;
+    memset(f.count, 0, sizeof f.count);
     f.reason[0] = '\0';
     buf_init_with(&f.scratch, small, sizeof small, d.n + 1);
-    int ok = gf_read(st, d, &f) == 0;
+    int shaped = stream && st->started && st->shape.nholes && gs_read(&st->shape, d, &f) == 0;
+    int ok = shaped || gf_read(st, d, &f) == 0;
     if (ok) {
         st->fast_hits++;
+        st->shape.hits += (uint32_t)shaped;
+        if (stream && !shaped) gs_learn(&st->shape, d, &f);
         *rc = gf_emit(st, &f, sink, usage);
     }
     buf_free(&f.scratch);
@@ -567,7 +695,7 @@ int gemini_dec_answer(void *stv, const prov_call *call, ms_str body, const ev_si
     gem_state *st = stv;
     (void)call;
     int rc = -1;
-    if (fast_response(st, body, sink, usage, &rc)) return rc == 0 ? answer_end(st, sink) : rc;
+    if (fast_response(st, body, 0, sink, usage, &rc)) return rc == 0 ? answer_end(st, sink) : rc;
     json_error_t je;
     json_t *resp = jtree_load(body.p, body.n, &je);
     if (!json_is_object(resp)) {
@@ -589,7 +717,7 @@ int gemini_dec_event(void *stv, const prov_call *call, const sse_event *sev, con
     (void)call;
     if (sev->data.n == 0) return 0; /* comments and keep-alives */
     int rc = 0;
-    if (!st->finished && fast_response(st, sev->data, sink, usage, &rc)) {
+    if (!st->finished && fast_response(st, sev->data, 1, sink, usage, &rc)) {
         if (rc == 0 && st->finished) *done = 1;
         return rc;
     }

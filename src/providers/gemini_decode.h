@@ -12,6 +12,21 @@
 
 #include "providers/provider.h"
 
+/* What every chunk of a stream has in common (gemini_decode.c, "The stream's shape"): its bytes
+ * but for the holes where the text and the usage's integers go, in order. nholes 0: none
+ * learnt. */
+#define GEM_SHAPE_TEXT 512
+#define GEM_SHAPE_HOLES 8
+typedef struct gem_shape {
+    uint8_t nholes;
+    uint8_t thought;                   /* the text is a thought */
+    uint8_t usage;                     /* the chunks carry an integer promptTokenCount (a hole) */
+    int8_t what[GEM_SHAPE_HOLES];      /* a hole: -1 the text, else the count it is (or another) */
+    uint16_t seg[GEM_SHAPE_HOLES + 1]; /* lengths of the constant runs in text, in order */
+    uint32_t hits;                     /* chunks read through it (tests) */
+    char text[GEM_SHAPE_TEXT];
+} gem_shape;
+
 /* Per-transfer state (reset before every attempt; nothing on the heap, so nothing to release). */
 typedef struct gem_state {
     int turn;     /* assistant turns already in the request: the answer's turn index (ids) */
@@ -20,6 +35,7 @@ typedef struct gem_state {
     int finished; /* EV_FINISH went out */
     int64_t embed_estimate; /* embeddings: UTF-8 bytes of the inputs, the token bound */
     uint32_t fast_hits;     /* responses read without a tree (gemini_decode.c; tests) */
+    gem_shape shape;        /* streams */
 } gem_state;
 
 /* The adapter's decode_answer, decode_event, decode_embeddings and error_message (provider.h). */

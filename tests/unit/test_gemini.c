@@ -33,7 +33,7 @@ static cfg_deployment DEP = {.provider = &PROV, .model = "gemini-2.5-flash", .we
 static cfg_model MODEL = {.name = "gem", .deployments = &DEP, .ndeployments = 1};
 
 static prov_call CALL;
-static unsigned char ST[256];
+static unsigned char ST[1024];
 static prov_upreq UP;
 static prov_refusal WHY;
 
@@ -722,6 +722,8 @@ static int bytes_emit(void *ctx, const ev_event *ev)
     return 0;
 }
 
+static uint32_t g_shape_hits; /* the streamed scan's chunks read through the shape */
+
 /* Decodes evs[0..n) (stream: as data events of one transfer; else evs[0] as a whole answer)
  * with the scan on or off into a record of every event, return code, error and usage; returns
  * how many responses the scan read. */
@@ -747,6 +749,7 @@ static uint32_t decode_record(int fast, int streamed, const char *const *evs, si
                    (long long)u.u.output);
     }
     gemini_dec_fast = 1;
+    if (fast && streamed) g_shape_hits = ((gem_state *)(void *)ST)->shape.hits;
     return ((gem_state *)(void *)ST)->fast_hits;
 }
 
@@ -928,6 +931,93 @@ static void test_fast_same_as_tree(void)
     }
 }
 
+/* Streams whose chunks differ in their text and running counts: after the first plain one they
+ * are read through its shape, which must give what the tree gives, and the scan must take
+ * every chunk the shape does not fit (another member, a finish, a count that is no longer plain
+ * digits, a longer number, a part more). */
+static void test_shape_same_as_tree(void)
+{
+#define GS(text, cands, total)                                                                     \
+    "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":" text "}]},"          \
+    "\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":11,\"candidatesTokenCount\":" cands     \
+    ",\"totalTokenCount\":" total ",\"promptTokensDetails\":[{\"modality\":\"TEXT\","              \
+    "\"tokenCount\":11}]},\"modelVersion\":\"gemini-2.5-pro\",\"responseId\":\"r1\"}"
+    static const char *const plain[] = {
+        GS("\"Hello\"", "1", "12"),
+        GS("\" wor\\nld \\u00e9\\ud83d\\ude00\"", "2", "13"),
+        GS("\"\"", "2", "13"),
+        GS("\"x\\u0000y\"", "3", "14"),
+        GS("\"long count\"", "123456789012345678", "123456789012345689"),
+        GS("\"too long\"", "1234567890123456789", "15"),
+        GS("\"zero\"", "0", "11"),
+        GS("\"lead\"", "07", "18"),
+        GS("\"minus\"", "-1", "10"),
+        GS("\"real\"", "4.0", "15"),
+        GS("\"again\"", "5", "16"),
+        GS("\"\\\"quoted\\\"\"", "6", "17"),
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"two\"},{\"text\":"
+        "\"parts\"}]},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":11,"
+        "\"candidatesTokenCount\":7,\"totalTokenCount\":18,\"promptTokensDetails\":[{\"modality\":"
+        "\"TEXT\",\"tokenCount\":11}]},\"modelVersion\":\"gemini-2.5-pro\",\"responseId\":\"r1\"}",
+        GS("\"after\"", "8", "19"),
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"end\"}]},"
+        "\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":11,"
+        "\"candidatesTokenCount\":9,\"totalTokenCount\":20},\"modelVersion\":\"gemini-2.5-pro\","
+        "\"responseId\":\"r1\"}",
+        GS("\"past the end\"", "10", "21"),
+    };
+    CHECK(same_reading(plain, sizeof plain / sizeof *plain));
+    CHECK(g_shape_hits >= 8);
+    /* the shape's bytes and more: not a chunk the shape read (and not valid JSON) */
+    static const char *const trailing[] = {GS("\"a\"", "1", "2"), GS("\"b\"", "2", "3") "x",
+                                           GS("\"c\"", "3", "4") "}", GS("\"d\"", "4", "5")};
+    CHECK(same_reading(trailing, sizeof trailing / sizeof *trailing));
+    CHECK_EQ_INT(g_shape_hits, 1);
+    /* thoughts, then text: a new shape; the thought flag is part of it */
+#define GT(text, thought, n)                                                                       \
+    "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"" text "\"" thought "}],\"role\":"      \
+    "\"model\"},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":8,\"totalTokenCount\":" n    \
+    ",\"thoughtsTokenCount\":" n "}}"
+    static const char *const thinking[] = {
+        GT("a", ",\"thought\":true", "1"),
+        GT("b", ",\"thought\":true", "2"),
+        GT("c", ",\"thought\":true", "3"),
+        GT("d", "", "4"),
+        GT("e", "", "5"),
+        GT("f", ",\"thought\":false", "6"),
+        GT("g", ",\"thought\":false", "7"),
+        GT("h", ",\"thought\":true", "8"),
+    };
+    CHECK(same_reading(thinking, sizeof thinking / sizeof *thinking));
+    CHECK(g_shape_hits >= 3);
+    /* no usage: the text is the only hole; a usage without promptTokenCount bills nothing */
+    static const char *const bare[] = {
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]}}]}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"c\"}]}}],\"usageMetadata\":{"
+        "\"candidatesTokenCount\":3}}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"d\"}]}}],\"usageMetadata\":{"
+        "\"candidatesTokenCount\":4}}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"e\"}]}}]} ",
+    };
+    CHECK(same_reading(bare, sizeof bare / sizeof *bare));
+    CHECK(g_shape_hits >= 2);
+    /* a chunk longer than a shape holds makes none */
+    buf_t big;
+    buf_init(&big, 0);
+    buf_appends(&big, "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]}}],\"pad\":\"");
+    for (int i = 0; i < 600; i++)
+        buf_appends(&big, "p");
+    buf_appends(&big, "\"}");
+    buf_append(&big, "", 1);
+    const char *longer[] = {big.data, big.data, big.data};
+    CHECK(same_reading(longer, 3));
+    CHECK_EQ_INT(g_shape_hits, 0);
+    buf_free(&big);
+#undef GS
+#undef GT
+}
+
 /* Every one-byte change of a usual chunk and of a whole answer (to bytes that matter to JSON):
  * whatever the scan takes or leaves, the record is the tree's. */
 static void test_fast_mutated(void)
@@ -955,9 +1045,11 @@ static void test_fast_mutated(void)
                     memcpy(m, bases[b], i);
                     memcpy(m + i, bases[b] + i + 1, n - i);
                 }
-                const char *evs[] = {m, m};
+                /* the change alone and after itself, and after the chunk it was made of (the
+                 * shape learnt from that one) */
+                const char *evs[] = {m, m}, *after[] = {bases[b], m};
                 runs++;
-                if (!same_reading(evs, 2)) failed++;
+                if (!same_reading(evs, 2) || !same_reading(after, 2)) failed++;
             }
         }
         free(m);
@@ -979,6 +1071,7 @@ int main(void)
     RUN(test_embeddings);
     RUN(test_error_message);
     RUN(test_fast_same_as_tree);
+    RUN(test_shape_same_as_tree);
     RUN(test_fast_mutated);
     prov_upreq_free(&UP);
     TAP_DONE();
