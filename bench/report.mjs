@@ -79,6 +79,8 @@ const WORKLOADS = {
     'msg1k-oai': 'Messages API, 1 KB prompt, OpenAI deployment (translated)',
     msgs50: 'Messages API streamed, 50 events, Anthropic deployment',
     'msgs50-oai': 'Messages API streamed, 50 events, OpenAI deployment (translated)',
+    gem1k: 'chat, 1 KB prompt, Gemini deployment (translated)',
+    gems50: 'streaming chat, 50 chunks, Gemini deployment (translated)',
 };
 // Workloads the gateway translates and nginx only passes through: their ratio to nginx is what
 // translation costs, reported without a target.

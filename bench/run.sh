@@ -80,7 +80,7 @@ STREAMS=${BENCH_STREAMS:-1000}
 BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
 CG_WORKLOADS="chat1k stream50"
-CG_MS_WORKLOADS="msg1k msg1k-oai"
+CG_MS_WORKLOADS="msg1k msg1k-oai gem1k gems50"
 
 T_START=$(date +%s)
 TMP=$(mktemp -d /tmp/msbench.XXXXXX)
@@ -357,6 +357,12 @@ fs.writeFileSync(`${dir}/msg1k-oai.json`, msg('bench-model'));
 const msgs = (model) => JSON.stringify({ ...JSON.parse(msg(model)), stream: true });
 fs.writeFileSync(`${dir}/msgs50.json`, msgs('bench-claude'));
 fs.writeFileSync(`${dir}/msgs50-oai.json`, msgs('bench-model'));
+// OpenAI's chat to a model on a Gemini deployment (bench-gemini): translated both ways, every
+// answer and chunk read from Google's shape (the cg phase, against the mock; its `mock` member
+// reaches the mock, as Gemini's request keeps fields it does not know).
+fs.writeFileSync(`${dir}/gem1k.json`, chat(1024, { model: 'bench-gemini' }));
+fs.writeFileSync(`${dir}/gems50.json`,
+    chat(1024, { model: 'bench-gemini', stream: true, mock: { chunks: 50 } }));
 // Time to first byte: the same stream with 1 ms between events. Without a pause the mock (on the
 // load core) writes all 52 events in one go, and the load generator, on the same core, only gets
 // to read the first event a proxy forwarded once the mock is done: TTFB would be the mock's
@@ -543,7 +549,7 @@ static_answers() {
 # set_workload WL: the upstreams' answers for a workload (mock chunks, the static file).
 set_workload() {
     case $1 in
-    stream50 | msgs50*)
+    stream50 | msgs50* | gems50)
         mock_chunks 50
         static_answers stream
         ;;
@@ -591,6 +597,10 @@ providers:
     kind: anthropic
     base_url: http://127.0.0.1:$MOCK_PORT
     api_key: sk-bench-upstream
+  mock-gemini:
+    kind: gemini
+    base_url: http://127.0.0.1:$MOCK_PORT
+    api_key: sk-bench-upstream
 models:
   bench-model:
     pricing: {input: 0.01, output: 0.02}
@@ -605,6 +615,11 @@ models:
     pricing: {input: 0.01, output: 0.02}
     max_output_tokens: 4096
     deployments: [{provider: mock-anthropic}]
+    limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}
+  bench-gemini:
+    pricing: {input: 0.01, output: 0.02}
+    max_output_tokens: 4096
+    deployments: [{provider: mock-gemini}]
     limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}
 EOF
     local cfg=$MS_DIR/modelswitch.yaml acct
@@ -1113,9 +1128,10 @@ phase_cg() {
             if has "$TARGETS" "$t"; then cg_pair "$t" "$wl"; fi
         done
     done
-    # Claude Code's requests (the cpu phase's msg1k, msg1k-oai) to the mock, ModelSwitch alone:
-    # the Messages dialect's and the translation's instructions, for the comparison with the
-    # previous results (nginx's would be chat's: it reads no body)
+    # Claude Code's requests (the cpu phase's msg1k, msg1k-oai) and OpenAI's chat to a Gemini
+    # model (gem1k, gems50) to the mock, ModelSwitch alone: the Messages dialect's and the
+    # translations' instructions, for the comparison with the previous results (nginx's would
+    # be chat's: it reads no body)
     if has "$TARGETS" modelswitch; then
         for wl in $CG_MS_WORKLOADS; do
             set_workload "$wl"
