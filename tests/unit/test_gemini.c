@@ -836,8 +836,8 @@ static void test_fast_same_as_tree(void)
             "{'promptTokenCount':123456789012345678,'candidatesTokenCount':1234567890123456789}"),
         "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'responseId':'r\\u0000x'}",
         "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'responseId':'\\u0072\\u0032'}",
-        "{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'modelVersion':'gemini-2.5-pro',"
-        "'createTime':'2026-01-01T00:00:00Z','responseId':''}",
+        ("{'candidates':[{'content':{'parts':[{'text':'t'}]}}],'modelVersion':'gemini-2.5-pro',"
+         "'createTime':'2026-01-01T00:00:00Z','responseId':''}"),
         " {\t'candidates' : [ {'content':{'parts':[{'text':'ws'}]} } ] }\n",
     };
     static const char *const tree[] = {
