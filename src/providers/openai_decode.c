@@ -349,9 +349,9 @@ static int tool_delta(openai_dec_state *st, const json_t *tc, const ev_sink *sin
  * element, an object; its index absent, null or exactly 0; its delta an object or null; its
  * finish_reason a string or null; the delta's texts (reasoning_content, reasoning, content,
  * refusal) strings or null; tool_calls absent or null; none of those names given twice; and every
- * other member of either a string, null, true or false (values jansson always holds, so the tree
- * could not have failed on them where the scan goes on). Anything else takes the tree
- * (choice_delta).
+ * other member of either a string, null, true or false, its name without U+0000 (what jansson
+ * always holds, so the tree could not have failed on them where the scan goes on). Anything else
+ * takes the tree (choice_delta).
  */
 /* 0: every chunk takes the tree. Only tests change it, to compare the two readings. */
 int openai_dec_fast_chunks = 1;
@@ -364,7 +364,7 @@ enum { FD_REASONING_CONTENT, FD_REASONING, FD_CONTENT, FD_REFUSAL, FD_TOOL_CALLS
 
 /* Sorts members m[0..n) onto the names keys[0..nk); 0, or -1 when one of those names comes
  * twice (jansson would have parsed the first value too, and may have failed on it) or a member
- * of another name holds anything but a string, null, true or false. */
+ * of another name holds anything but a string, null, true or false, or has U+0000 in its name. */
 static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int nk,
                         const jscan_member **f)
 {
@@ -377,8 +377,10 @@ static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int
         if (i < nk) {
             if (f[i]) return -1;
             f[i] = &m[k];
-        } else if (m[k].type == JS_NUMBER || m[k].type == JS_OBJECT || m[k].type == JS_ARRAY)
-            return -1;
+        } else if (m[k].type == JS_NUMBER || m[k].type == JS_OBJECT || m[k].type == JS_ARRAY ||
+                   !jtree_holds_key(m[k].key)) {
+            return -1; /* (the tree refuses a name with U+0000) */
+        }
     }
     return 0;
 }

@@ -909,6 +909,8 @@ static void test_fast_chunks_same_as_tree(void)
         FCHUNK("{'index':0,'delta':{'content':'t'},'logprobs':{'content':[{'token':'t',"
                "'logprob':-0.5}]}}"),
         FCHUNK("{'index':0,'delta':{'content':'t'},'n':99999999999999999999999}"),
+        FCHUNK("{'index':0,'delta':{'content':'t','a\\u0000b':'x'}}"),
+        FCHUNK("{'index':0,'delta':{'content':'t'},'a\\u0000':null}"),
         FCHUNK("{'index':0,'delta':{'content':'t','n':99999999999999999999999}}"),
         FCHUNK("{'index':0,'delta':'text'}"),
         FCHUNK("{'index':0,'delta':{'content':'t'},'finish_reason':5}"),
