@@ -47,6 +47,7 @@ static _Thread_local jchunk *tl_head; /* the scope's chunks, newest first */
 static _Thread_local jchunk *tl_keep; /* the thread's first chunk, kept between scopes */
 static _Thread_local size_t tl_total; /* bytes of the scope's chunks */
 static _Thread_local int tl_depth;    /* open scopes (a nested one is part of the outer) */
+static _Thread_local int tl_spilled;  /* the scope has allocated from malloc (past JARENA_MAX) */
 
 #ifndef JARENA_OFF_BUILD /* the allocator itself: not built where scopes are off */
 static unsigned char *base(const jchunk *c)
@@ -93,6 +94,7 @@ static void *ja_malloc(size_t n)
     if (tl_depth > 0) {
         void *p = scope_alloc(n);
         if (p) return p;
+        tl_spilled = 1;
     }
     return malloc(n);
 }
@@ -158,6 +160,12 @@ void jarena_end(int opened)
     }
     tl_head = NULL;
     tl_total = 0;
+    tl_spilled = 0;
+}
+
+int jarena_holds_all(void)
+{
+    return tl_depth > 0 && !tl_spilled;
 }
 
 size_t jarena_used(size_t *chunks)

@@ -13,7 +13,8 @@
  * jarena_end() closes it. Everything jansson allocated in a scope must be freed before its end
  * and is released by it; a tree that outlives its scope is a bug, caught when it is freed on
  * the same thread after the end (abort with a message). So: no json_dumps in a scope (its
- * string would be freed with free()), no tree kept past it. Memory is bounded: JARENA_MAX bytes
+ * string would be freed with free()), no tree kept past it. A scope's trees need no
+ * json_decref when jarena_holds_all() says so. Memory is bounded: JARENA_MAX bytes
  * a scope, past which allocation falls back to malloc (a free tells the two apart by address).
  *
  * Under AddressSanitizer, or a valgrind tool with an allocator of its own (memcheck...), scopes do
@@ -37,6 +38,14 @@ int jarena_begin(void);
 /* Closes the scope jarena_begin opened (opened = its result): everything allocated in it is
  * released; the first chunk is kept for the thread's next scope. */
 void jarena_end(int opened);
+
+/* Whether everything jansson allocated in this thread's open scope is in the scope's chunks
+ * (none came from malloc past JARENA_MAX): the scope's end then frees every tree made in it, and
+ * a caller about to end the scope may leave those trees unreleased, where json_decref would walk
+ * every node of each to free nothing (a third of a large translation's instructions). Trees from
+ * outside the scope must not be referenced by them (their counts would stay raised). 0 outside a
+ * scope, and wherever scopes are off, where every tree must be released as always. */
+int jarena_holds_all(void);
 
 /* This thread's chunks' bytes in use and their count (tests). */
 size_t jarena_used(size_t *chunks);

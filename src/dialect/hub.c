@@ -30,8 +30,10 @@ static int hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
         *why = (dialect_refusal){0};
         rc = -1;
     }
-    json_decref(o);
-    json_decref(req);
+    if (!jarena_holds_all()) { /* else the scope's end frees both (common/jarena.h) */
+        json_decref(o);
+        json_decref(req);
+    }
     return rc;
 }
 

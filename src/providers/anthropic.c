@@ -816,7 +816,7 @@ static int translated_body(const prov_call *call, prov_upreq *u, prov_refusal *w
     /* the translation is about the size of the body: bounded by a multiple of it */
     buf_init(&u->scratch, 4 * call->body.n + (1u << 20));
     int rc = build_body(call, req, why, &u->scratch);
-    json_decref(req);
+    if (!jarena_holds_all()) json_decref(req); /* else the scope's end frees it (jarena.h) */
     return rc;
 }
 

@@ -826,8 +826,10 @@ static int translated_body(const prov_call *call, gem_state *st, prov_upreq *u, 
              : call->ep == EP_CHAT ? build_chat(call, req, st, body, why)
                                    : build_embeddings(call, req, st, body, why);
     if (rc == 0 && prov_put_json(&u->scratch, body) != 0) rc = -1;
-    json_decref(body);
-    json_decref(req);
+    if (!jarena_holds_all()) { /* else the scope's end frees both (common/jarena.h) */
+        json_decref(body);
+        json_decref(req);
+    }
     return rc;
 }
 

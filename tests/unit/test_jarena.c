@@ -2,10 +2,11 @@
  * Unit tests for src/common/jarena.c, jansson's scoped memory: trees built in a scope take the
  * scope's chunks and give them back at its end (the thread's first chunk kept for the next);
  * trees made before a scope are freed inside it by malloc's free; a nested scope is part of the
- * outer; a scope past JARENA_MAX falls back to malloc; blocks are 16-aligned; two threads'
- * scopes do not meet; a tree freed after its scope ends the process with a message. Under
- * AddressSanitizer or valgrind's memcheck scopes are off: the checks that need them are
- * skipped, the fallbacks are still run.
+ * outer; a scope past JARENA_MAX falls back to malloc (and then no longer holds all its trees:
+ * jarena_holds_all); trees left unreleased in a scope that holds them all go with its end;
+ * blocks are 16-aligned; two threads' scopes do not meet; a tree freed after its scope ends the
+ * process with a message. Under AddressSanitizer or valgrind's memcheck scopes are off: the checks
+ * that need them are skipped, the fallbacks are still run.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -54,7 +55,9 @@ static void test_scope_takes_and_gives_back(void)
     CHECK_EQ_INT(json_object_size(t), 2000);
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(t, "member_1999"), "n")), 1999);
     json_decref(t);
+    CHECK_EQ_INT(jarena_holds_all(), g_on);
     jarena_end(s);
+    CHECK_EQ_INT(jarena_holds_all(), 0); /* outside a scope: release as always */
     CHECK_EQ_INT(jarena_used(&chunks), 0);
     CHECK_EQ_INT(chunks, 0);
     /* the next scope starts in the kept chunk: a small tree takes no new one */
@@ -112,8 +115,13 @@ static void test_past_the_cap(void)
     s[big] = '\0';
     int sc = jarena_begin();
     json_t *v[4];
-    for (int i = 0; i < 4; i++)
-        v[i] = json_stringn(s, big); /* the fourth cannot fit under the cap */
+    for (int i = 0; i < 4; i++) {
+        /* two fit under the cap, the third cannot: from then on the scope's trees must be
+         * released */
+        CHECK_EQ_INT(jarena_holds_all(), g_on && i < 3);
+        v[i] = json_stringn(s, big);
+    }
+    CHECK_EQ_INT(jarena_holds_all(), 0);
     for (int i = 0; i < 4; i++) {
         CHECK(v[i] != NULL);
         CHECK_EQ_INT(json_string_length(v[i]), big);
@@ -123,6 +131,25 @@ static void test_past_the_cap(void)
         json_decref(v[i]);
     jarena_end(sc);
     free(s);
+    /* the next scope starts clean */
+    sc = jarena_begin();
+    CHECK_EQ_INT(jarena_holds_all(), g_on);
+    jarena_end(sc);
+}
+
+/* A scope's trees left unreleased when jarena_holds_all() says so: the end takes them back, and
+ * the next scope reuses the memory (valgrind's memcheck, where scopes are off, sees every tree
+ * released, as the callers do then). */
+static void test_unreleased_trees(void)
+{
+    for (int r = 0; r < 50; r++) {
+        int s = jarena_begin();
+        json_t *t = tree(300);
+        CHECK_EQ_INT(json_object_size(t), 300);
+        if (!jarena_holds_all()) json_decref(t);
+        jarena_end(s);
+        CHECK_EQ_INT(jarena_used(NULL), 0);
+    }
 }
 
 static void *worker(void *arg)
@@ -182,6 +209,7 @@ int main(void)
     RUN(test_outside_trees_freed_inside);
     RUN(test_nested_and_aligned);
     RUN(test_past_the_cap);
+    RUN(test_unreleased_trees);
     RUN(test_threads);
     RUN(test_escape_aborts);
     TAP_DONE();
