@@ -138,12 +138,13 @@ int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     if (n == 0) return buf_reserve(b, 0);
     /* The common case, a string with nothing to escape, is one copy. */
-    size_t i0 = buf_json_plain(s, n);
-    if (i0 == n) return buf_append(b, s, n);
+    size_t i = buf_json_plain(s, n);
+    if (i == n) return buf_append(b, s, n);
+    /* Else a run and an escape at a time: a prompt's or a tool description's new lines come
+     * every few dozen bytes, and the run between them is found sixteen bytes a step. */
     size_t start = 0;
-    for (size_t i = i0; i < n; i++) {
+    while (i < n) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
         if (buf_append(b, s + start, i - start) != 0) return -1;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
         size_t elen = 2;
@@ -173,6 +174,7 @@ int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
         }
         if (buf_append(b, esc, elen) != 0) return -1;
         start = i + 1;
+        i = start + buf_json_plain(s + start, n - start);
     }
     return buf_append(b, s + start, n - start);
 }

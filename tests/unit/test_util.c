@@ -440,7 +440,7 @@ static void test_copy(void)
 
 /* buf_append_json_escaped against a byte-at-a-time reference: strings of every length to 48
  * (the 16-byte scan's steps and tails) with one byte to escape, or a UTF-8 byte that must stay,
- * at every position. */
+ * at every position, and a second at every later one. */
 static void ref_escape(const unsigned char *s, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -489,6 +489,22 @@ static void test_json_escape_positions(void)
                     CHECK(0);
                 }
                 buf_free(&b);
+                /* and a second one at every later position: the run after an escape is found
+                 * by the same 16-byte scan */
+                for (size_t at2 = at + 1; at2 < n; at2++) {
+                    unsigned char keep = s[at2];
+                    s[at2] = specials[(k + 3) % sizeof specials];
+                    buf_init(&b, 0);
+                    CHECK_EQ_INT(buf_append_json_escaped(&b, (const char *)s, n), 0);
+                    ref_escape(s, n, want);
+                    if (!b.data || strcmp(b.data, want) != 0) {
+                        fprintf(stderr, "n %zu at %zu and %zu byte %02x\n", n, at, at2,
+                                specials[k]);
+                        CHECK(0);
+                    }
+                    buf_free(&b);
+                    s[at2] = keep;
+                }
             }
         }
     }
