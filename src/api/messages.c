@@ -33,7 +33,11 @@ prov_call *api_hub_call(const cfg_t *cfg, const prov_call *call, api_to_hub to_h
     hub->body = (ms_str){b.data ? b.data : "", b.len};
     ms_copy(hub->request_id, sizeof hub->request_id, call->request_id);
     char shown[256];
-    if (dialect_openai_parse(cfg, EP_CHAT, hub, shown, sizeof shown, why) != 0) goto fail;
+    /* written from the tree of a body the dialect validated: valid JSON by construction */
+    if ((prov_body_valid(call)
+             ? dialect_openai_parse_valid(cfg, EP_CHAT, hub, shown, sizeof shown, why)
+             : dialect_openai_parse(cfg, EP_CHAT, hub, shown, sizeof shown, why)) != 0)
+        goto fail;
     *body_out = buf_steal(&b);
     return hub;
 fail:

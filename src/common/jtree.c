@@ -19,7 +19,11 @@ typedef struct {
     const char *s;
     size_t n;
     json_error_t *err;
+    int depth; /* containers open (jtree_load_valid's bound: jscan's is not there) */
 } jtree_in;
+
+/* Nesting jtree_load_valid builds: jscan's limit and room for the few levels a rewrite adds. */
+#define JTREE_VALID_DEPTH (2 * JSCAN_MAX_DEPTH)
 
 static void jtree_fail(jtree_in *in, const char *msg)
 {
@@ -157,9 +161,11 @@ static int jtree_first(const jtree_in *in, size_t open, size_t *k, char close)
 
 static json_t *jtree_object(jtree_in *in, size_t *i)
 {
+    if (in->depth >= JTREE_VALID_DEPTH) return NULL;
     json_t *o = json_object();
     size_t k;
     if (!o) return NULL;
+    in->depth++;
     if (!jtree_first(in, *i, &k, '}')) {
         *i = k; /* empty */
         return o;
@@ -193,6 +199,7 @@ static json_t *jtree_object(jtree_in *in, size_t *i)
         int next = rc == 0 ? jtree_next(in, &k, '}') : -1;
         if (next == 0) {
             *i = k;
+            in->depth--;
             return o;
         }
         if (next < 0) break;
@@ -203,9 +210,11 @@ static json_t *jtree_object(jtree_in *in, size_t *i)
 
 static json_t *jtree_array(jtree_in *in, size_t *i)
 {
+    if (in->depth >= JTREE_VALID_DEPTH) return NULL;
     json_t *a = json_array();
     size_t k;
     if (!a) return NULL;
+    in->depth++;
     if (!jtree_first(in, *i, &k, ']')) {
         *i = k; /* empty */
         return a;
@@ -215,6 +224,7 @@ static json_t *jtree_array(jtree_in *in, size_t *i)
         int next = v && json_array_append_new(a, v) == 0 ? jtree_next(in, &k, ']') : -1;
         if (next == 0) {
             *i = k;
+            in->depth--;
             return a;
         }
         if (next < 0) break;
@@ -258,11 +268,12 @@ static json_t *jtree_value(jtree_in *in, size_t *i)
     }
 }
 
-json_t *jtree_load(const char *p, size_t n, json_error_t *err)
+/* The tree of p[0..n), validated (jtree_load) or not (jtree_load_valid). */
+static json_t *jtree_build(const char *p, size_t n, json_error_t *err, int validate)
 {
-    jtree_in in = {p, n, err};
+    jtree_in in = {p, n, err, 0};
     if (err) memset(err, 0, sizeof *err);
-    if (!p || jscan_object(p, n, NULL, 0, NULL) == JSCAN_INVALID) {
+    if (!p || (validate && jscan_object(p, n, NULL, 0, NULL) == JSCAN_INVALID)) {
         jtree_fail(&in, "invalid JSON");
         return NULL;
     }
@@ -279,6 +290,16 @@ json_t *jtree_load(const char *p, size_t n, json_error_t *err)
     }
     if (!v) jtree_fail(&in, "invalid JSON");
     return v;
+}
+
+json_t *jtree_load(const char *p, size_t n, json_error_t *err)
+{
+    return jtree_build(p, n, err, 1);
+}
+
+json_t *jtree_load_valid(const char *p, size_t n, json_error_t *err)
+{
+    return jtree_build(p, n, err, 0);
 }
 
 /* ---- what a tree can hold ---- */
@@ -348,7 +369,7 @@ static int jtree_holds_at(const jtree_in *in, size_t *i)
 
 int jtree_holds(ms_str v)
 {
-    jtree_in in = {v.p, v.n, NULL};
+    jtree_in in = {v.p, v.n, NULL, 0};
     size_t i = jtree_ws(&in, 0);
     return v.p && jtree_holds_at(&in, &i) && jtree_ws(&in, i) == v.n;
 }

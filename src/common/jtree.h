@@ -13,9 +13,12 @@
  * integers within int64 (else "too big integer"), reals within double (else "real number
  * overflow").
  *
- * Text a caller has already scanned (a stream event's `choices`, a body the dialect accepted) is
- * scanned once more here: a second SIMD pass is a fraction of the jansson parse it replaces, and
- * it is what bounds the builder's recursion, so there is deliberately no "trusted" variant.
+ * Text a caller has merely scanned before (a stream event's `choices`) is scanned once more by
+ * jtree_load: the pass is a fraction of the jansson parse it replaces, and it bounds the
+ * builder's recursion. A request body is read whole several times on a translated path (the
+ * dialect's scan, this tree, the hub's own parse): there the caller's word that the text is
+ * valid (jtree_load_valid) saves one pass of a large request, and the builder bounds its own
+ * nesting.
  */
 #ifndef MS_JTREE_H
 #define MS_JTREE_H
@@ -28,6 +31,11 @@
 
 /* Returns a new reference, or NULL with err->text set (err may be NULL). */
 json_t *jtree_load(const char *p, size_t n, json_error_t *err);
+/* jtree_load of a text already known to be valid JSON (prov_call's valid member: the scan of
+ * the same bytes, or the gateway's own writing of such a tree): the same tree without the
+ * second pass. The builder still checks every index against the end (a text that was not valid
+ * after all fails, never reads past it) and bounds its own nesting (2 x JSCAN_MAX_DEPTH). */
+json_t *jtree_load_valid(const char *p, size_t n, json_error_t *err);
 
 /* For a reader that takes what it needs from a document with jscan and must fail exactly where
  * jtree_load would (a decoder's shortcut beside its tree): past JSON's syntax the tree refuses

@@ -135,5 +135,10 @@ int dialect_responses_error_body(buf_t *out, int status, const char *type, const
  * 0, or -1 with *why filled. */
 int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, struct prov_call *call, char *shown,
                          size_t shown_len, dialect_refusal *why);
+/* The same for a body the gateway wrote itself, valid JSON by construction (a hub body written
+ * from a validated one: api_hub_call): its members are listed without validating it again, and
+ * the call remembers it as valid (prov_call.valid). */
+int dialect_openai_parse_valid(const cfg_t *cfg, prov_endpoint ep, struct prov_call *call,
+                               char *shown, size_t shown_len, dialect_refusal *why);
 
 #endif

@@ -127,8 +127,8 @@ static int parse_embeddings(const cfg_t *cfg, prov_call *call, char *shown, size
     return 0;
 }
 
-int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, char *shown,
-                         size_t shown_len, dialect_refusal *why)
+static int parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, int valid, char *shown,
+                 size_t shown_len, dialect_refusal *why)
 {
     /* the members are written by the scan: the rest is zeroed (6 KB not touched) */
     ms_str body = call->body;
@@ -137,10 +137,23 @@ int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, ch
     memset(call, 0, offsetof(prov_call, members));
     memcpy(call->request_id, rid, sizeof rid);
     call->body = body;
+    if (valid) call->valid = body; /* dialect_scan lists its members without validating */
     call->ep = ep;
     call->dialect = &dialect_openai_chat;
     call->max_tokens = -1;
     shown[0] = '\0';
     return ep == EP_CHAT ? parse_chat(cfg, call, shown, shown_len, why)
                          : parse_embeddings(cfg, call, shown, shown_len, why);
+}
+
+int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, char *shown,
+                         size_t shown_len, dialect_refusal *why)
+{
+    return parse(cfg, ep, call, 0, shown, shown_len, why);
+}
+
+int dialect_openai_parse_valid(const cfg_t *cfg, prov_endpoint ep, prov_call *call, char *shown,
+                               size_t shown_len, dialect_refusal *why)
+{
+    return parse(cfg, ep, call, 1, shown, shown_len, why);
 }

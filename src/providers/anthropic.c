@@ -802,8 +802,9 @@ static int ant_endpoint(const cfg_provider *prov, const char *path, prov_upreq *
 static int translated_body(const prov_call *call, prov_upreq *u, prov_refusal *why)
 {
     json_error_t jerr;
-    json_t *req =
-        jtree_load(call->body.p, call->body.n, &jerr); /* common/jtree.h: why not jansson's */
+    json_t *req = prov_body_valid(call)
+                      ? jtree_load_valid(call->body.p, call->body.n, &jerr)
+                      : jtree_load(call->body.p, call->body.n, &jerr); /* jtree.h: why */
     if (!json_is_object(req)) {
         /* the gateway accepted it, but jansson cannot hold it (an integer beyond 64 bits) */
         json_decref(req);

@@ -813,8 +813,9 @@ static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, j
 static int translated_body(const prov_call *call, gem_state *st, prov_upreq *u, prov_refusal *why)
 {
     json_error_t je;
-    json_t *req =
-        jtree_load(call->body.p, call->body.n, &je); /* common/jtree.h: why not jansson's */
+    json_t *req = prov_body_valid(call)
+                      ? jtree_load_valid(call->body.p, call->body.n, &je)
+                      : jtree_load(call->body.p, call->body.n, &je); /* jtree.h: why */
     if (!json_is_object(req)) {
         json_decref(req);
         prov_refuse(why, NULL, "We could not parse the JSON body of your request.");

@@ -52,6 +52,11 @@ typedef struct prov_call {
     const cfg_model *model;
     const cfg_deployment *dep;
     ms_str body;
+    /* A text known to be valid JSON: the body once dialect_scan has accepted it (nested within
+     * JSCAN_MAX_DEPTH), or a hub body the gateway wrote from such a body (a few levels deeper at
+     * most). A body that is this text (same address and length: prov_body_valid) is not
+     * validated again where it is read whole (dialect_scan, jtree_load_valid). */
+    ms_str valid;
     size_t nmembers;
     const jscan_member *m_model;
     const jscan_member *m_stream_options; /* NULL if absent */
@@ -67,6 +72,12 @@ typedef struct prov_call {
     /* Last, and not zeroed when a call is made (6 KB): only members[0..nmembers) are read. */
     jscan_member members[PROV_MAX_MEMBERS];
 } prov_call;
+
+/* Whether the call's body is the text its valid member vouches for. */
+static inline int prov_body_valid(const prov_call *c)
+{
+    return c->body.p && c->valid.p == c->body.p && c->valid.n == c->body.n;
+}
 
 /* A call's block (7 KiB, one or two a request) comes from the thread's object cache. */
 static inline prov_call *prov_call_alloc(void)

@@ -4,7 +4,8 @@
  * jansson's verdict, and every reported member is pushed through the accessors (jscan_find,
  * jscan_string, jscan_int, jscan_double, jscan_members) with invariants checked. The tree built
  * on the scanner (common/jtree.c) must equal jansson's own (json_equal) wherever either accepts,
- * and jtree_holds must say whether it is built.
+ * jtree_load_valid must build the same of what jscan accepts, and jtree_holds must say whether
+ * it is built.
  *
  * Build and run (not part of `make`):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
@@ -110,6 +111,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t k = 0; k < size; k++)
             opens += p[k] == '[' || p[k] == '{';
         MUST(memchr(p, '\0', size) || opens > JSCAN_MAX_DEPTH);
+    }
+    /* jtree_load_valid builds the same tree of a document jscan accepts */
+    if (jscan_object(p, size, NULL, 0, NULL) != JSCAN_INVALID) {
+        json_t *c = jtree_load_valid(p, size, NULL);
+        MUST((c == NULL) == (t == NULL) && (!c || json_equal(c, t)));
+        json_decref(c);
     }
     /* jtree_holds says whether the tree is built, for a document jscan accepts with an
      * object or an array at the top */

@@ -7,7 +7,8 @@
  * set of bytes that matter to JSON, deleted, or doubled). The one decided difference: nesting
  * deeper than jscan's 128 levels, which jansson takes up to 2048; the gateway refuses such
  * bodies before any translation. Also: a long string with and without escapes, the error
- * texts the callers put in their refusals, and jtree_holds (whether the tree would be built,
+ * texts the callers put in their refusals, jtree_load_valid (the same tree of every document
+ * jscan accepts; its own bound on nesting), and jtree_holds (whether the tree would be built,
  * asked of every document of the table and of the changes), jtree_holds_key and
  * jtree_number_kind.
  */
@@ -28,6 +29,15 @@ static int same(const char *p, size_t n)
     if (!ok)
         fprintf(stderr, "differs on [%.*s]: jansson %s (%s), jtree %s (%s)\n", (int)n, p,
                 a ? "ok" : "fails", a ? "" : e1.text, b ? "ok" : "fails", b ? "" : e2.text);
+    /* of a document jscan accepts, jtree_load_valid builds the same tree */
+    if (jscan_object(p, n, NULL, 0, NULL) != JSCAN_INVALID) {
+        json_t *c = jtree_load_valid(p, n, NULL);
+        if ((c == NULL) != (b == NULL) || (c && !json_equal(b, c))) {
+            fprintf(stderr, "jtree_load_valid differs on [%.*s]\n", (int)n, p);
+            ok = 0;
+        }
+        json_decref(c);
+    }
     /* jtree_holds says, of a document jscan accepts with an object or array at the top,
      * whether the tree is built */
     size_t i = 0;
@@ -168,6 +178,21 @@ static void test_error_texts(void)
     json_decref(v);
 }
 
+/* jtree_load_valid bounds its own nesting (2 x JSCAN_MAX_DEPTH), where jscan's limit is not
+ * there to do it: deeper text fails cleanly. */
+static void test_valid_depth(void)
+{
+    char deep[1200];
+    for (int d = 200; d <= 600; d += 400) {
+        memset(deep, '[', (size_t)d);
+        memset(deep + d, ']', (size_t)d);
+        json_t *t = jtree_load_valid(deep, 2 * (size_t)d, NULL);
+        CHECK_EQ_INT(t != NULL, d <= 2 * JSCAN_MAX_DEPTH);
+        json_decref(t);
+        CHECK(jtree_load(deep, 2 * (size_t)d, NULL) == NULL); /* jscan's limit */
+    }
+}
+
 /* jtree_number_kind reads a number as the tree holds it; jtree_holds_key a name. */
 static void test_number_kind_and_keys(void)
 {
@@ -201,5 +226,6 @@ int main(void)
     RUN(test_long_strings);
     RUN(test_error_texts);
     RUN(test_number_kind_and_keys);
+    RUN(test_valid_depth);
     TAP_DONE();
 }
