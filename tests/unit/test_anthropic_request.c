@@ -649,6 +649,56 @@ static void test_round_trip(void)
                ",'thinking':{'type':'enabled','budget_tokens':1024}}");
 }
 
+/* A body is taken as valid (prov_call.valid) only once the scan has accepted it: a stale mark
+ * from the call's last use never spares a client's body its validation; the hub body the
+ * gateway writes is parsed without a second validation, to the same members. */
+static void test_valid_marks(void)
+{
+    static const char body[] = "{'model':'claude-x','max_tokens':300,'system':'Be brief.'," USER_HI
+                               ",'metadata':{'user_id':'u'},'stream':true}";
+    prov_call *c = malloc(sizeof *c), *h[2] = {malloc(sizeof **h), malloc(sizeof **h)};
+    dialect_refusal why;
+    char shown[256];
+    CHECK_EQ_INT(parse(c, q(body), strlen(q(body)), &why, shown), 0);
+    CHECK(prov_body_valid(c));
+    /* the same address and length, other bytes (not JSON): refused all the same */
+    static char bad[] = "{\"model\":\"claude-x\",\"max_tokens\":5,\"messages\":[{]}";
+    for (int d = 0; d < 2; d++) {
+        memset(h[0], 0, sizeof *h[0]);
+        h[0]->body = h[0]->valid = (ms_str){bad, strlen(bad)};
+        int rc = d ? dialect_openai_parse(&g_cfg, EP_CHAT, h[0], shown, sizeof shown, &why)
+                   : dialect_anthropic_parse(&g_cfg, h[0], shown, sizeof shown, &why);
+        CHECK_EQ_INT(rc, -1);
+        CHECK_EQ_STR(why.code, "invalid_json");
+    }
+    /* the hub body, parsed both ways: the same members */
+    buf_t oai;
+    buf_init(&oai, 1u << 20);
+    CHECK_EQ_INT(dialect_anthropic_to_openai(c, &oai, &why), 0);
+    for (int v = 0; v < 2; v++) {
+        memset(h[v], 0xa5, sizeof *h[v]);
+        snprintf(h[v]->request_id, sizeof h[v]->request_id, "req_t");
+        h[v]->body = (ms_str){oai.data, oai.len};
+        int rc = v ? dialect_openai_parse_valid(&g_cfg, EP_CHAT, h[v], shown, sizeof shown, &why)
+                   : dialect_openai_parse(&g_cfg, EP_CHAT, h[v], shown, sizeof shown, &why);
+        CHECK_EQ_INT(rc, 0);
+        CHECK(prov_body_valid(h[v]));
+        CHECK(h[v]->model == &g_models[0]);
+        CHECK_EQ_INT(h[v]->max_tokens, 300);
+        CHECK_EQ_INT(h[v]->stream, 1);
+    }
+    CHECK_EQ_INT(h[0]->nmembers, h[1]->nmembers);
+    for (size_t i = 0; i < h[0]->nmembers && i < h[1]->nmembers; i++) {
+        const jscan_member *a = &h[0]->members[i], *b = &h[1]->members[i];
+        CHECK(a->key.p == b->key.p && a->key.n == b->key.n && a->value.p == b->value.p &&
+              a->value.n == b->value.n && a->type == b->type);
+    }
+    buf_free(&oai);
+    free(c);
+    free(h[0]);
+    free(h[1]);
+}
+
 int main(void)
 {
     RUN(test_parse_errors);
@@ -664,5 +714,6 @@ int main(void)
     RUN(test_refused_fields);
     RUN(test_out_limit);
     RUN(test_round_trip);
+    RUN(test_valid_marks);
     TAP_DONE();
 }
