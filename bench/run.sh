@@ -642,14 +642,15 @@ EOF
     # The same gateway, database and key with the static upstream: over TLS with the test CA
     # (modelswitch-https, and modelswitch-https-curl with MODELSWITCH_UPSTREAM=curl), and over
     # plain HTTP (modelswitch-static: the cpu phase's plain-HTTP ModelSwitch).
-    # Both providers (OpenAI's base URL ends in /v1, Anthropic's does not) move to it.
+    # The three providers (OpenAI's base URL ends in /v1, Anthropic's and Gemini's do not) move
+    # to it.
     if [[ -n $UP_PID ]]; then
         local from="^    base_url: http://127.0.0.1:$MOCK_PORT\\(/v1\\)\\?\$"
         sed "s#$from#    base_url: https://127.0.0.1:$UP_TLS_PORT\\1\n    tls_ca_file: $TLS_CA#" \
             "$cfg" >"$MS_DIR/modelswitch-https.yaml"
         sed "s#$from#    base_url: http://127.0.0.1:$UP_HTTP_PORT\\1#" "$cfg" \
             >"$MS_DIR/modelswitch-static.yaml"
-        [[ $(grep -c tls_ca_file "$MS_DIR/modelswitch-https.yaml") == 2 ]] ||
+        [[ $(grep -c tls_ca_file "$MS_DIR/modelswitch-https.yaml") == 3 ]] ||
             die "no https config made"
     fi
 }
