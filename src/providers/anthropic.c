@@ -748,9 +748,11 @@ static int build_body(const prov_call *call, json_t *req, prov_refusal *why, buf
     }
     if (buf_appends(b, "}") != 0) rc = -1;
 done:
-    json_decref(c.system);
-    json_decref(c.msgs);
-    json_decref(out);
+    if (!jarena_holds_all()) { /* else the scope's end frees them (common/jarena.h) */
+        json_decref(c.system);
+        json_decref(c.msgs);
+        json_decref(out);
+    }
     return rc;
 }
 

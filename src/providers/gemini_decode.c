@@ -526,7 +526,8 @@ static int gf_read(const gem_state *st, ms_str d, gem_fast *f)
     if (k[GT_ID] && !st->started && gf_string(f, k[GT_ID]->value, &f->id) != 0) return -1;
     if (k[GT_USAGE] && gf_usage(f, k[GT_USAGE]) != 0) return -1;
     /* one candidate: the array's inside is then one object, which jscan_members_valid takes
-     * whole (two or more it refuses) */
+     * whole; the inside of a valid array is values and commas, so with two or more the scan
+     * of the first ends at its close with a comma after it, which it refuses */
     ms_str cand = gf_inside(c->value);
     if (!cand.n || cand.p[0] != '{') return -1;
     return gf_candidate(f, cand);
