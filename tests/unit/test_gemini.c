@@ -19,6 +19,7 @@
 #include "providers/gemini_decode.h"
 #include "providers/provider.h"
 #include "quote.h"
+#include "ev_record.h"
 #include "tap.h"
 
 /* also in provider.h; declared here so this file builds whichever lands first */
@@ -706,22 +707,6 @@ static void test_error_message(void)
 /* The decoders' switch between the scan and the tree (not in the header: tests only). */
 extern int gemini_dec_fast;
 
-static int bytes_emit(void *ctx, const ev_event *ev)
-{
-    buf_t *b = ctx;
-    char h[96];
-    snprintf(h, sizeof h, "[%d %d %d %zu %zu]", (int)ev->type, ev->index, (int)ev->finish,
-             ev->text.n, ev->id.n);
-    buf_appends(b, h);
-    buf_append(b, ev->text.p, ev->text.n); /* NUL bytes included */
-    buf_append(b, ev->id.p, ev->id.n);
-    if (ev->type == EV_USAGE)
-        buf_printf(b, "{%lld %lld %lld %lld}", (long long)ev->usage.input,
-                   (long long)ev->usage.cached_input, (long long)ev->usage.output,
-                   (long long)ev->usage.reasoning);
-    return 0;
-}
-
 static uint32_t g_shape_hits; /* the streamed scan's chunks read through the shape */
 
 /* Decodes evs[0..n) (stream: as data events of one transfer; else evs[0] as a whole answer)
@@ -733,7 +718,7 @@ static uint32_t decode_record(int fast, int streamed, const char *const *evs, si
     setup(EP_CHAT, ONE_USER, streamed, -1);
     prov_usage u = {0};
     int done = 0, error = 0;
-    ev_sink sink = {bytes_emit, out};
+    ev_sink sink = {ev_record, out};
     for (size_t i = 0; i < (streamed ? n : 1); i++) {
         char err[256] = "";
         int rc;

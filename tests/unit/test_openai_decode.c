@@ -20,6 +20,7 @@
 
 #include "providers/openai_decode.h"
 #include "providers/provider.h"
+#include "ev_record.h"
 #include "tap.h"
 #include "quote.h"
 
@@ -798,18 +799,6 @@ static void test_stream_invalid(void)
 /* The decoder's switch between the scan and the tree (not in the header: tests only). */
 extern int openai_dec_fast_chunks;
 
-static int bytes_emit(void *ctx, const ev_event *ev)
-{
-    buf_t *b = ctx;
-    char h[96];
-    snprintf(h, sizeof h, "[%d %d %d %zu %zu]", (int)ev->type, ev->index, (int)ev->finish,
-             ev->text.n, ev->id.n);
-    buf_appends(b, h);
-    buf_append(b, ev->text.p, ev->text.n); /* NUL bytes included */
-    buf_append(b, ev->id.p, ev->id.n);
-    return 0;
-}
-
 /* Decodes events evs[0..n) (JSON, not quoted) through one transfer with the scan on or off, into
  * a record of every event's bytes, return code, error, streamed bytes and usage. */
 static uint32_t g_shape_hits; /* the scanned run's chunks read through the shape */
@@ -822,7 +811,7 @@ static void decode_record(int fast, const char *const *evs, size_t n, buf_t *out
     prov_openai.reset(st, c);
     prov_usage u = {0};
     int done = 0, error = 0;
-    ev_sink sink = {bytes_emit, out};
+    ev_sink sink = {ev_record, out};
     for (size_t i = 0; i < n; i++) {
         char err[256] = "";
         sse_event ev = {.event = MS_STR_LIT(""), .data = ms_str_c(evs[i])};
