@@ -8,6 +8,7 @@
 #define MS_TEST_EV_RECORD_H
 
 #include <stdio.h>
+#include <string.h>
 
 #include "common/buf.h"
 #include "engine/event.h"
@@ -26,6 +27,24 @@ static inline int ev_record(void *ctx, const ev_event *ev)
                    (long long)ev->usage.cached_input, (long long)ev->usage.output,
                    (long long)ev->usage.reasoning);
     return 0;
+}
+
+/* Whether records a (the shortcut's) and b (the tree's) are the same bytes; when not, both are
+ * printed with the events that made them (what: a label). Frees both. */
+static inline int ev_records_same(buf_t *a, buf_t *b, const char *what, const char *const *evs,
+                                  size_t n)
+{
+    int same = a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+    if (!same) {
+        buf_append(a, "", 1);
+        buf_append(b, "", 1);
+        fprintf(stderr, "# %s\n# scan: %s# tree: %s", what, a->data, b->data);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "#   %s\n", evs[i]);
+    }
+    buf_free(a);
+    buf_free(b);
+    return same;
 }
 
 #endif

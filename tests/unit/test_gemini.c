@@ -751,17 +751,7 @@ static int same_reading(const char *const *evs, size_t n)
         buf_init(&b, 0);
         g_hits += decode_record(1, streamed, evs, n, &a);
         CHECK_EQ_INT(decode_record(0, streamed, evs, n, &b), 0);
-        if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) {
-            same = 0;
-            buf_append(&a, "", 1);
-            buf_append(&b, "", 1);
-            fprintf(stderr, "# %s\n# scan: %s# tree: %s", streamed ? "streamed" : "whole", a.data,
-                    b.data);
-            for (size_t i = 0; i < n; i++)
-                fprintf(stderr, "#   %s\n", evs[i]);
-        }
-        buf_free(&a);
-        buf_free(&b);
+        if (!ev_records_same(&a, &b, streamed ? "streamed" : "whole", evs, n)) same = 0;
     }
     return same;
 }

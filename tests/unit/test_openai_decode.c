@@ -834,17 +834,7 @@ static int same_reading(const char *const *evs, size_t n)
     buf_init(&b, 0);
     decode_record(1, evs, n, &a);
     decode_record(0, evs, n, &b);
-    int same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
-    if (!same) {
-        buf_append(&a, "", 1);
-        buf_append(&b, "", 1);
-        fprintf(stderr, "# scan: %s# tree: %s", a.data, b.data);
-        for (size_t i = 0; i < n; i++)
-            fprintf(stderr, "#   %s\n", evs[i]);
-    }
-    buf_free(&a);
-    buf_free(&b);
-    return same;
+    return ev_records_same(&a, &b, "streamed", evs, n);
 }
 
 #define FCHUNK(choice) "{'id':'c','object':'chat.completion.chunk','choices':[" choice "]}"
