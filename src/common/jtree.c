@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,4 +383,30 @@ int jtree_number_kind(ms_str v, int64_t *out)
     int kind = jtree_num(v.p, v.n, &x, &d, &why);
     if (kind == 1) *out = (int64_t)x;
     return kind < 0 ? 0 : kind;
+}
+
+/* ---- objects made by hand ---- */
+
+json_t *jtree_obj(int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    json_t *o = json_object();
+    int ok = o != NULL;
+    for (int i = 0; i < n; i++) {
+        const char *k = va_arg(ap, const char *);
+        json_t *v = va_arg(ap, json_t *);
+        if (!v)
+            ok = 0;
+        else if (!ok)
+            json_decref(v);
+        else if (json_object_set_new_nocheck(o, k, v) != 0)
+            ok = 0; /* (it released v) */
+    }
+    va_end(ap);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }

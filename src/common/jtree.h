@@ -37,6 +37,12 @@ json_t *jtree_load(const char *p, size_t n, json_error_t *err);
  * after all fails, never reads past it) and bounds its own nesting (2 x JSCAN_MAX_DEPTH). */
 json_t *jtree_load_valid(const char *p, size_t n, json_error_t *err);
 
+/* {k1: v1, k2: v2, ...} of n pairs (const char *, json_t *), taking every value's reference as
+ * json_pack's "o" does: NULL, with every value released, when a value is NULL or memory runs
+ * out. For the objects a translation makes per message and per part, where json_pack parses its
+ * format on every call (~1,300 instructions an object). Keys are the caller's literals. */
+json_t *jtree_obj(int n, ...);
+
 /* For a reader that takes what it needs from a document with jscan and must fail exactly where
  * jtree_load would (a decoder's shortcut beside its tree): past JSON's syntax the tree refuses
  * only a number out of range and a name holding U+0000, so the parts such a reader passes over

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/jtree.h"
 #include "common/util.h"
 #include "dialect/hub.h"
 #include "dialect/anthropic_request.h"
@@ -260,7 +261,8 @@ static json_t *tool_message(json_t *block, dialect_refusal *why)
             json_object_set_new(json_array_get(content, 0), "text", s);
         }
     }
-    return json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id", id, "content", content);
+    return jtree_obj(3, "role", json_string_nocheck("tool"), "tool_call_id", json_incref(id),
+                     "content", content);
 }
 
 /* A user turn: tool_result blocks first, one tool message each (OpenAI wants them right after
@@ -268,7 +270,8 @@ static json_t *tool_message(json_t *block, dialect_refusal *why)
 static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
 {
     if (json_is_string(content)) {
-        json_array_append_new(msgs, json_pack("{s:s, s:O}", "role", "user", "content", content));
+        json_array_append_new(msgs, jtree_obj(2, "role", json_string_nocheck("user"), "content",
+                                              json_incref(content)));
         return 0;
     }
     json_t *parts = json_array();
@@ -310,8 +313,8 @@ static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
         return -1;
     }
     if (json_array_size(parts))
-        json_array_append_new(
-            msgs, json_pack("{s:s, s:o}", "role", "user", "content", dialect_simplify(parts)));
+        json_array_append_new(msgs, jtree_obj(2, "role", json_string_nocheck("user"), "content",
+                                              dialect_simplify(parts)));
     else
         json_decref(parts);
     return 0;
@@ -322,8 +325,8 @@ static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
 static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
 {
     if (json_is_string(content)) {
-        json_array_append_new(msgs,
-                              json_pack("{s:s, s:O}", "role", "assistant", "content", content));
+        json_array_append_new(msgs, jtree_obj(2, "role", json_string_nocheck("assistant"),
+                                              "content", json_incref(content)));
         return 0;
     }
     json_t *parts = json_array(), *calls = json_array();
@@ -369,7 +372,7 @@ static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
     }
     if (rc == 0 && (json_array_size(parts) || json_array_size(calls))) {
         json_t *m =
-            json_pack("{s:s, s:o}", "role", "assistant", "content",
+            jtree_obj(2, "role", json_string_nocheck("assistant"), "content",
                       json_array_size(parts) ? dialect_simplify(json_incref(parts)) : json_null());
         if (json_array_size(calls)) json_object_set(m, "tool_calls", calls);
         json_array_append_new(msgs, m);
@@ -410,7 +413,8 @@ static int translate_system(json_t *system, json_t *msgs, dialect_refusal *why)
     } else {
         return INVALID(why, "system", "'system' must be a string or text blocks.");
     }
-    json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", "system", "content", content));
+    json_array_append_new(msgs,
+                          jtree_obj(2, "role", json_string_nocheck("system"), "content", content));
     return 0;
 }
 

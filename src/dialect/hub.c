@@ -62,7 +62,7 @@ int dialect_type_is(const char *type, const char *want)
 
 json_t *dialect_text_part(json_t *t)
 {
-    return json_pack("{s:s, s:O}", "type", "text", "text", t);
+    return jtree_obj(2, "type", json_string_nocheck("text"), "text", json_incref(t));
 }
 
 json_t *dialect_simplify(json_t *parts)

@@ -91,7 +91,7 @@ static int add_turn(json_t *contents, const char *role, json_t *parts)
         json_decref(parts);
         return rc;
     }
-    json_t *turn = json_pack("{s:s, s:o}", "role", role, "parts", parts);
+    json_t *turn = jtree_obj(2, "role", json_string(role), "parts", parts);
     return turn ? json_array_append_new(contents, turn) : -1;
 }
 
@@ -128,7 +128,7 @@ static int user_part(json_t *p, size_t mi, json_t **out, prov_refusal *why)
     const char *type = json_string_value(json_object_get(p, "type"));
     *out = NULL;
     if (type && strcmp(type, "text") == 0 && json_is_string(json_object_get(p, "text"))) {
-        *out = json_pack("{s:O}", "text", json_object_get(p, "text"));
+        *out = jtree_obj(1, "text", json_incref(json_object_get(p, "text")));
     } else if (type && strcmp(type, "image_url") == 0) {
         json_t *iu = json_object_get(p, "image_url");
         const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
@@ -211,7 +211,7 @@ static int add_text_part(json_t *parts, const buf_t *t)
 {
     if (!t->len) return 0;
     json_t *s = json_stringn_nocheck(t->data, t->len);
-    return s ? json_array_append_new(parts, json_pack("{s:o}", "text", s)) : -1;
+    return s ? json_array_append_new(parts, jtree_obj(1, "text", s)) : -1;
 }
 
 /* messages → contents and systemInstruction. names maps each tool call id to its function's

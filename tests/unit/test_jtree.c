@@ -8,8 +8,8 @@
  * deeper than jscan's 128 levels, which jansson takes up to 2048; the gateway refuses such
  * bodies before any translation. Also: a long string with and without escapes, the error
  * texts the callers put in their refusals, jtree_load_valid (the same tree of every document
- * jscan accepts; its own bound on nesting), and jtree_holds (whether the tree would be built,
- * asked of every document of the table and of the changes), jtree_holds_key and
+ * jscan accepts; its own bound on nesting), jtree_obj, and jtree_holds (whether the tree would be
+ * built, asked of every document of the table and of the changes), jtree_holds_key and
  * jtree_number_kind.
  */
 #include <jansson.h>
@@ -193,6 +193,30 @@ static void test_valid_depth(void)
     }
 }
 
+/* jtree_obj: the pairs in order, their references taken; a NULL value gives NULL and releases
+ * the others (valgrind's leak check sees them go). */
+static void test_obj(void)
+{
+    json_t *t = json_string("x");
+    json_t *o = jtree_obj(3, "role", json_string_nocheck("user"), "content", json_incref(t), "n",
+                          json_integer(2));
+    CHECK(o != NULL);
+    CHECK_EQ_INT(json_object_size(o), 3);
+    CHECK_EQ_STR(json_string_value(json_object_get(o, "role")), "user");
+    CHECK(json_object_get(o, "content") == t);
+    CHECK_EQ_INT(json_integer_value(json_object_get(o, "n")), 2);
+    CHECK_EQ_STR(json_object_iter_key(json_object_iter(o)), "role"); /* in the order given */
+    json_decref(o);
+    CHECK_EQ_INT(t->refcount, 1);
+    CHECK(jtree_obj(3, "a", json_incref(t), "b", NULL, "c", json_incref(t)) == NULL);
+    CHECK_EQ_INT(t->refcount, 1); /* both references released */
+    CHECK(jtree_obj(1, "a", NULL) == NULL);
+    o = jtree_obj(0);
+    CHECK(json_is_object(o) && json_object_size(o) == 0);
+    json_decref(o);
+    json_decref(t);
+}
+
 /* jtree_number_kind reads a number as the tree holds it; jtree_holds_key a name. */
 static void test_number_kind_and_keys(void)
 {
@@ -227,5 +251,6 @@ int main(void)
     RUN(test_error_texts);
     RUN(test_number_kind_and_keys);
     RUN(test_valid_depth);
+    RUN(test_obj);
     TAP_DONE();
 }
