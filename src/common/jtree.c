@@ -307,6 +307,7 @@ json_t *jtree_load_valid(const char *p, size_t n, json_error_t *err)
 
 int jtree_holds_key(ms_str raw)
 {
+    if (!memchr(raw.p, '\\', raw.n)) return 1; /* the usual name: no escape at all */
     for (size_t i = 0; i + 1 < raw.n; i++) {
         if (raw.p[i] != '\\') continue;
         /* U+0000 has one spelling in JSON; a surrogate pair never decodes to it */

@@ -349,10 +349,10 @@ static int gf_string(gem_fast *f, ms_str tok, gf_text *t)
     return 0;
 }
 
-/* Whether the tree would hold a member passed over (plain: its name has no escape). */
-static int gf_holds(const jscan_member *m, int plain)
+/* Whether the tree would hold a member passed over. */
+static int gf_holds(const jscan_member *m)
 {
-    if (!plain && !jtree_holds_key(m->key)) return 0;
+    if (!jtree_holds_key(m->key)) return 0;
     return m->type == JS_STRING || m->type == JS_TRUE || m->type == JS_FALSE ||
            m->type == JS_NULL || jtree_holds(m->value);
 }
@@ -377,7 +377,7 @@ static int gf_sort(const jscan_member *m, int n, const jscan_key *keys, int nk,
         if (i < nk) {
             if (out[i]) return -1;
             out[i] = &m[k];
-        } else if (!gf_holds(&m[k], plain)) {
+        } else if (!gf_holds(&m[k])) {
             return -1;
         }
     }
