@@ -33,6 +33,7 @@
 #include "auth/keys.h"
 #include "common/bgprio.h"
 #include "common/util.h"
+#include "store/sqlite_wal.h"
 
 /* Longest accepted name (the structs hold 128 bytes) and transaction description. */
 #define STORE_NAME_MAX 127
@@ -783,10 +784,14 @@ static void sq_close(store_t *s)
  * reads) cost a global mutex around every allocation SQLite makes, in every thread: ~3% of a
  * ledger batch's instructions. They can only be turned off before SQLite initializes, once per
  * process; if something initialized it first, the call fails harmlessly. */
+static int store_sqw_ok;
+
 static void store_sqlite_init(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     (void)sqlite3_initialize();
+    /* WAL frames written a transaction at a time (sqlite_wal.c); without it, SQLite's own VFS */
+    store_sqw_ok = sqw_register() == SQLITE_OK;
 }
 
 store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
@@ -814,7 +819,7 @@ store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
      * mutex would only cost time. */
     if (sqlite3_open_v2(path, &SQ(s)->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        store_sqw_ok ? SQW_VFS_NAME : NULL) != SQLITE_OK) {
         store_seterr(s, "open %s: %s", path,
                      SQ(s)->db ? sqlite3_errmsg(SQ(s)->db) : "out of memory");
         goto cleanup;
