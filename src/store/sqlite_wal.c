@@ -14,9 +14,10 @@
  * held first. A transaction commits by writing its commit frame (the only frame whose header has
  * a non-zero second word, the database size after the commit) and then publishing the new end in
  * shared memory, with no VFS call in between (synchronous=NORMAL does not sync the WAL). So the
- * xWrite that completes a commit frame writes everything held, and returns any error to SQLite,
- * which then rolls the transaction back: a commit is published only after its frames are in the
- * file, as without this layer.
+ * xWrite that completes a commit frame (its page; or its header written again when SQLite
+ * rewrites the checksums of frames it overwrote in place, which it does after the commit frame)
+ * writes everything held, and returns any error to SQLite, which then rolls the transaction
+ * back: a commit is published only after its frames are in the file, as without this layer.
  *
  * A write that fails (one of the held run, or a direct one) makes every later write to that WAL
  * fail, until SQLite releases the WAL write lock (the transaction ended, rolled back): a frame
@@ -25,8 +26,8 @@
  *
  * Second line: if a commit's frames were still held when the wal-index is published (a SQLite
  * that wrote frames in other pieces), xShmBarrier, which SQLite calls between writing the two
- * copies of the wal-index header, writes them (counted in barrier_flush: test_store fails on
- * any). The database file, journals and shared memory otherwise pass through untouched.
+ * copies of the wal-index header, writes them (counted in barrier_flush: test_sqlite_wal fails
+ * on any). The database file, journals and shared memory otherwise pass through untouched.
  */
 #include "store/sqlite_wal.h"
 
@@ -59,8 +60,9 @@ struct sqw_file {
     unsigned char *buf;  /* held writes: [off, off + len), SQW_BUF bytes once allocated */
     size_t len;
     sqlite3_int64 off;
-    int commit_next; /* the last write was a commit frame's header */
-    int err;         /* a failed write: later writes fail until the write lock is released */
+    int commit_next;       /* the last write was a new commit frame's header */
+    sqlite3_int64 read_at; /* the offset of the last call if it was a read, else -1 */
+    int err;               /* a failed write: later writes fail until the write lock is released */
 };
 
 static sqlite3_vfs sqw_vfs;
@@ -68,7 +70,7 @@ static sqlite3_vfs *sqw_real;
 static pthread_mutex_t sqw_mu = PTHREAD_MUTEX_INITIALIZER;
 static sqw_file *sqw_dbs; /* under sqw_mu */
 static _Atomic(sqw_write_fn) sqw_hook;
-static _Atomic uint64_t st_writes, st_syscalls, st_commits, st_barrier, st_failed;
+static _Atomic uint64_t st_writes, st_syscalls, st_commits, st_rewrites, st_barrier, st_failed;
 
 #define REAL(f) ((f)->real->pMethods)
 
@@ -136,6 +138,7 @@ static int sqw_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
 {
     sqw_file *f = (sqw_file *)pf;
     int rc = sqw_flush(f);
+    f->read_at = off;
     return rc != SQLITE_OK ? rc : REAL(f)->xRead(f->real, p, n, off);
 }
 
@@ -151,13 +154,26 @@ static int sqw_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
         return REAL(f)->xWrite(f->real, p, n, off);
     }
     if (f->err) return f->err;
-    commit = f->commit_next;
-    f->commit_next = n == SQW_FRAME_HDR && be32((const unsigned char *)p + 4) != 0;
+    /* A commit frame's header is followed by its page, the transaction's last write, except when
+     * SQLite rewrites the checksums of frames it overwrote in place (walRewriteChecksums, after
+     * the commit frame): it reads each frame, then writes its header at the same offset, the
+     * commit frame's last. A new frame is never read just before it is written (it is past the
+     * WAL's valid end). */
+    int commit_hdr = n == SQW_FRAME_HDR && be32((const unsigned char *)p + 4) != 0;
+    int rewrite = f->read_at == off;
+    f->read_at = -1;
+    commit = f->commit_next || (commit_hdr && rewrite);
+    f->commit_next = commit_hdr && !rewrite;
+    if (commit_hdr && rewrite) atomic_fetch_add_explicit(&st_rewrites, 1, memory_order_relaxed);
     if (f->len && (off != f->off + (sqlite3_int64)f->len || f->len + (size_t)n > SQW_BUF) &&
         (rc = sqw_flush(f)) != SQLITE_OK)
         return rc;
     if (!f->buf && (size_t)n <= SQW_IO_MAX) f->buf = sqlite3_malloc((int)SQW_BUF);
-    if (!f->buf || (size_t)n > SQW_IO_MAX) return real_write(f, p, n, off);
+    if (!f->buf || (size_t)n > SQW_IO_MAX) {
+        /* not held (no memory, or larger than a write may be): what is held goes first */
+        if ((rc = sqw_flush(f)) != SQLITE_OK) return rc;
+        return real_write(f, p, n, off);
+    }
     if (f->len == 0) f->off = off;
     memcpy(f->buf + f->len, p, (size_t)n);
     f->len += (size_t)n;
@@ -325,6 +341,7 @@ static int sqw_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int fl
     (void)vfs;
 
     memset(f, 0, sizeof *f);
+    f->read_at = -1;
     f->real = (sqlite3_file *)((char *)pf + SQW_REAL_AT);
     int rc = sqw_real->xOpen(sqw_real, name, f->real, flags, out_flags);
     if (rc != SQLITE_OK || !f->real->pMethods) {
@@ -472,6 +489,7 @@ void sqw_get_stats(sqw_stats *out)
     out->writes = atomic_load(&st_writes);
     out->syscalls = atomic_load(&st_syscalls);
     out->commits = atomic_load(&st_commits);
+    out->rewrites = atomic_load(&st_rewrites);
     out->barrier_flush = atomic_load(&st_barrier);
     out->failed = atomic_load(&st_failed);
 }

@@ -19,6 +19,7 @@ typedef struct sqw_stats {
     uint64_t writes;        /* xWrite calls on WAL files */
     uint64_t syscalls;      /* writes that reached the real file (a held run counts once) */
     uint64_t commits;       /* held runs written because a commit frame completed */
+    uint64_t rewrites;      /* of them, a commit frame's header written again (checksums) */
     uint64_t barrier_flush; /* held frames found at a publication (should stay 0, see the .c) */
     uint64_t failed;        /* writes that failed (held or not) */
 } sqw_stats;

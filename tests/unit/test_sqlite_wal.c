@@ -130,6 +130,7 @@ static void stats_delta(const sqw_stats *a, sqw_stats *d)
     d->writes = b.writes - a->writes;
     d->syscalls = b.syscalls - a->syscalls;
     d->commits = b.commits - a->commits;
+    d->rewrites = b.rewrites - a->rewrites;
     d->barrier_flush = b.barrier_flush - a->barrier_flush;
     d->failed = b.failed - a->failed;
 }
@@ -327,6 +328,54 @@ static void test_failed_large(void)
     sqlite3_close(db);
 }
 
+/* A transaction that spills pages to the WAL and then changes them again: SQLite overwrites
+ * those frames in place and, after the commit frame, rewrites the checksums from the first of
+ * them, the commit frame's header last. That header must reach the file at once: a copy of the
+ * database and its WAL taken right after the commit (no wal-index: SQLite recovers from the
+ * frames' checksums, as after a crash) holds every row. */
+static void test_checksum_rewrite(void)
+{
+    store_t *s = fresh("rewrite");
+    CHECK(s != NULL);
+    if (!s) return;
+    store_close(s);
+    sqlite3 *db = open_raw(SQW_VFS_NAME);
+    CHECK(db != NULL);
+    if (!db) return;
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "PRAGMA cache_size=8; CREATE TABLE t(id INTEGER PRIMARY KEY, n INT, "
+                              "b BLOB)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqw_stats a, d;
+    sqw_get_stats(&a);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                              "FROM n WHERE i < 300) INSERT INTO t SELECT i, 0, randomblob(1500) "
+                              "FROM n; UPDATE t SET n = id; COMMIT",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    stats_delta(&a, &d);
+    CHECK(d.rewrites >= 1);
+    CHECK_EQ_INT(d.barrier_flush, 0);
+    CHECK_EQ_INT(d.failed, 0);
+    /* the crash copy, taken with the connection still open */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/crash.db' && cp '%s-wal' '%s/crash.db-wal'", dbpath,
+             tmpdir, dbpath, tmpdir);
+    CHECK_EQ_INT(system(cmd), 0);
+    sqlite3_close(db);
+    char saved[128];
+    snprintf(saved, sizeof saved, "%s", dbpath);
+    snprintf(dbpath, sizeof dbpath, "%s/crash.db", tmpdir);
+    db = open_raw(NULL);
+    CHECK_EQ_INT(raw_int(db, "SELECT count(*) FROM t"), 300);
+    CHECK_EQ_INT(raw_int(db, "SELECT sum(n) FROM t"), 300 * 301 / 2);
+    sqlite3_close(db);
+    CHECK(integrity_ok());
+    snprintf(dbpath, sizeof dbpath, "%s", saved);
+}
+
 /* ---- the layer on its own: a database and its WAL opened through the VFS by hand ---- */
 
 static void be32_put(unsigned char *p, uint32_t v)
@@ -417,6 +466,20 @@ static void test_file_level(void)
     /* frame 5 was dropped, never written: a hole */
     CHECK_EQ_INT(w->pMethods->xRead(w, back, 4096, 32 + 5 * (24 + 4096) + 24), SQLITE_OK);
     CHECK(back[0] == 0 && back[4095] == 0);
+    /* a commit frame's header written again right after a read of its frame (SQLite's checksum
+     * rewrite, the transaction's last write) is written at once, not held */
+    unsigned char hdr[24] = {0};
+    be32_put(hdr, 7);
+    be32_put(hdr + 4, 7);
+    memset(hdr + 16, 0xab, 8);
+    static unsigned char frame[24 + 4096];
+    CHECK_EQ_INT(w->pMethods->xRead(w, frame, sizeof frame, 32 + 6 * (24 + 4096)), SQLITE_OK);
+    CHECK_EQ_INT(w->pMethods->xWrite(w, hdr, 24, 32 + 6 * (24 + 4096)), SQLITE_OK);
+    FILE *raw = fopen(wal, "rb");
+    unsigned char got[24] = {0};
+    CHECK(raw && fseek(raw, 32 + 6 * (24 + 4096), SEEK_SET) == 0 && fread(got, 1, 24, raw) == 24);
+    if (raw) fclose(raw);
+    CHECK(memcmp(got, hdr, 24) == 0);
     CHECK_EQ_INT(d->pMethods->xShmLock(d, 0, 1, wunlock), SQLITE_OK);
     sqw_set_write_hook(NULL);
 
@@ -475,6 +538,7 @@ int main(void)
     RUN(test_readers);
     RUN(test_failed_commit);
     RUN(test_failed_large);
+    RUN(test_checksum_rewrite);
     RUN(test_file_level);
     RUN(test_killed_writer);
     tap_rmtree(tmpdir);
