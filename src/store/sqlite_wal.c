@@ -292,20 +292,17 @@ static int sqw_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p)
     return REAL(f)->xUnfetch(f->real, off, p);
 }
 
+/* The methods every file has; a file without shared memory (version 1 methods) must not look
+ * as if it had some. */
+#define SQW_IO_V1                                                                                  \
+    .xClose = sqw_close, .xRead = sqw_read, .xWrite = sqw_write, .xTruncate = sqw_truncate,        \
+    .xSync = sqw_sync, .xFileSize = sqw_size, .xLock = sqw_lock, .xUnlock = sqw_unlock,            \
+    .xCheckReservedLock = sqw_reserved, .xFileControl = sqw_fcntl, .xSectorSize = sqw_sector,      \
+    .xDeviceCharacteristics = sqw_device
+
 static const sqlite3_io_methods sqw_io = {
     .iVersion = 3,
-    .xClose = sqw_close,
-    .xRead = sqw_read,
-    .xWrite = sqw_write,
-    .xTruncate = sqw_truncate,
-    .xSync = sqw_sync,
-    .xFileSize = sqw_size,
-    .xLock = sqw_lock,
-    .xUnlock = sqw_unlock,
-    .xCheckReservedLock = sqw_reserved,
-    .xFileControl = sqw_fcntl,
-    .xSectorSize = sqw_sector,
-    .xDeviceCharacteristics = sqw_device,
+    SQW_IO_V1,
     .xShmMap = sqw_shm_map,
     .xShmLock = sqw_shm_lock,
     .xShmBarrier = sqw_shm_barrier,
@@ -314,21 +311,7 @@ static const sqlite3_io_methods sqw_io = {
     .xUnfetch = sqw_unfetch,
 };
 
-static const sqlite3_io_methods sqw_io_v1 = {
-    .iVersion = 1,
-    .xClose = sqw_close,
-    .xRead = sqw_read,
-    .xWrite = sqw_write,
-    .xTruncate = sqw_truncate,
-    .xSync = sqw_sync,
-    .xFileSize = sqw_size,
-    .xLock = sqw_lock,
-    .xUnlock = sqw_unlock,
-    .xCheckReservedLock = sqw_reserved,
-    .xFileControl = sqw_fcntl,
-    .xSectorSize = sqw_sector,
-    .xDeviceCharacteristics = sqw_device,
-};
+static const sqlite3_io_methods sqw_io_v1 = {.iVersion = 1, SQW_IO_V1};
 
 /* ---- the VFS ---- */
 
@@ -349,7 +332,6 @@ static int sqw_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int fl
         if (f->real->pMethods) f->real->pMethods->xClose(f->real);
         return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
     }
-    /* A file without shared memory (version 1 methods) must not look as if it had some. */
     f->base.pMethods = REAL(f)->iVersion >= 3 ? &sqw_io : &sqw_io_v1;
     if (REAL(f)->iVersion < 3) return SQLITE_OK;
     pthread_mutex_lock(&sqw_mu);

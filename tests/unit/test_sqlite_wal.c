@@ -282,24 +282,33 @@ static void test_failed_commit(void)
     sqlite3_close(db);
 }
 
+/* A fresh store's database opened on this VFS by a plain connection, with sql run on it
+ * (a small page cache and a table); NULL when any of it failed (the case has failed). */
+static sqlite3 *raw_fresh(const char *name, const char *sql)
+{
+    store_t *s = fresh(name);
+    CHECK(s != NULL);
+    if (!s) return NULL;
+    store_close(s);
+    sqlite3 *db = open_raw(SQW_VFS_NAME);
+    CHECK(db != NULL);
+    if (db && sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        CHECK(0);
+        sqlite3_close(db);
+        db = NULL;
+    }
+    return db;
+}
+
 /* A transaction of ~2.5 MB of pages, spilled mid-way by a small page cache: held runs are
  * written before the commit (the held run's cap), and one of those writes fails. */
 static void test_failed_large(void)
 {
-    store_t *s = fresh("large");
-    CHECK(s != NULL);
-    if (!s) return;
-    store_close(s);
-    sqlite3 *db = open_raw(SQW_VFS_NAME);
-    CHECK(db != NULL);
+    sqlite3 *db = raw_fresh(
+        "large", "PRAGMA cache_size=20; CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB)");
     if (!db) return;
     const char *fill = "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
                        "WHERE i < 600) INSERT INTO blobs SELECT i, randomblob(4000) FROM n; COMMIT";
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "PRAGMA cache_size=20; CREATE TABLE blobs(id INTEGER PRIMARY KEY, "
-                              "b BLOB)",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
     for (int k = 1; k <= 4; k++) {
         sqw_stats a, d;
         sqw_get_stats(&a);
@@ -335,18 +344,9 @@ static void test_failed_large(void)
  * frames' checksums, as after a crash) holds every row. */
 static void test_checksum_rewrite(void)
 {
-    store_t *s = fresh("rewrite");
-    CHECK(s != NULL);
-    if (!s) return;
-    store_close(s);
-    sqlite3 *db = open_raw(SQW_VFS_NAME);
-    CHECK(db != NULL);
+    sqlite3 *db = raw_fresh("rewrite", "PRAGMA cache_size=8; CREATE TABLE t(id INTEGER PRIMARY "
+                                       "KEY, n INT, b BLOB)");
     if (!db) return;
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "PRAGMA cache_size=8; CREATE TABLE t(id INTEGER PRIMARY KEY, n INT, "
-                              "b BLOB)",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
     sqw_stats a, d;
     sqw_get_stats(&a);
     CHECK_EQ_INT(sqlite3_exec(db,
