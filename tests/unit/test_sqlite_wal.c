@@ -168,7 +168,8 @@ static void test_gathered(void)
 typedef struct reader {
     const char *vfs;
     atomic_int *stop;
-    int reads, bad;
+    atomic_int reads;
+    int bad;
 } reader;
 
 static void *read_loop(void *arg)
@@ -195,7 +196,7 @@ static void *read_loop(void *arg)
             int64_t bal = sqlite3_column_int64(st, 2), spent = sqlite3_column_int64(st, 3);
             if (n % 200 != 0 || sum != n / 200 * 20100 || bal != BALANCE - sum || spent != sum)
                 r->bad++;
-            r->reads++;
+            atomic_fetch_add(&r->reads, 1);
         } else {
             r->bad++;
         }
@@ -220,12 +221,20 @@ static void test_readers(void)
     sqw_get_stats(&a);
     for (int i = 0; i < 2; i++)
         pthread_create(&t[i], NULL, read_loop, &r[i]);
-    for (int b = 0; b < 150; b++)
+    /* At least 150 batches, and on (up to 600) until each reader has read 10 times during the
+     * commits; a pause after each batch lets the readers in under valgrind, which runs one
+     * thread at a time. */
+    const struct timespec pause = {0, 200000};
+    for (int b = 0;
+         b < 150 || ((atomic_load(&r[0].reads) < 10 || atomic_load(&r[1].reads) < 10) && b < 600);
+         b++) {
         CHECK_EQ_INT(commit_batch(s, 200), STORE_OK);
+        nanosleep(&pause, NULL);
+    }
     atomic_store(&stop, 1);
     for (int i = 0; i < 2; i++) {
         pthread_join(t[i], NULL);
-        CHECK(r[i].reads > 0);
+        CHECK(atomic_load(&r[i].reads) >= 10);
         CHECK_EQ_INT(r[i].bad, 0);
     }
     stats_delta(&a, &d);
@@ -500,17 +509,26 @@ static void test_killed_writer(void)
     if (!s) return;
     store_close(s);
     for (int round = 0; round < 3; round++) {
+        int ready[2];
+        CHECK_EQ_INT(pipe(ready), 0);
         pid_t pid = fork();
         if (pid == 0) {
             store_t *w = open_store();
             if (!w || store_ledger_writer(w) != STORE_OK) _exit(2);
             seq = 1000000 * (round + 1);
-            for (;;)
+            for (int b = 0;; b++) {
                 if (commit_batch(w, 200) != STORE_OK) _exit(3);
+                /* the parent kills it from its fifth commit on (however slow it runs: valgrind) */
+                if (b == 4 && write(ready[1], "r", 1) != 1) _exit(4);
+            }
         }
         CHECK(pid > 0);
         if (pid <= 0) return;
-        struct timespec ts = {0, (150 + 70 * round) * 1000000L};
+        close(ready[1]);
+        char c;
+        CHECK_EQ_INT(read(ready[0], &c, 1), 1); /* 0: the child died first */
+        close(ready[0]);
+        struct timespec ts = {0, (3 + 7 * round) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         int status = 0;
@@ -524,7 +542,7 @@ static void test_killed_writer(void)
         CHECK(integrity_ok());
         sqlite3 *db = open_raw(NULL);
         int64_t n = raw_int(db, "SELECT count(*) FROM usage");
-        CHECK(n > 0);
+        CHECK(n >= 5 * 200 * (round + 1));
         CHECK_EQ_INT(n % 200, 0);
         CHECK_EQ_INT(raw_int(db, "SELECT sum(charged_nusd) FROM usage"), n / 200 * 20100);
         sqlite3_close(db);
