@@ -780,17 +780,18 @@ static void sq_close(store_t *s)
     free(s);
 }
 
+/* Connections open through sqlite_wal.c's VFS (a WAL transaction written with one system call)
+ * once it is registered; SQLite's own VFS otherwise. */
+static int store_sqw_ok;
+
 /* SQLite's memory statistics (sqlite3_memory_used and the soft heap limit, which nothing here
  * reads) cost a global mutex around every allocation SQLite makes, in every thread: ~3% of a
  * ledger batch's instructions. They can only be turned off before SQLite initializes, once per
  * process; if something initialized it first, the call fails harmlessly. */
-static int store_sqw_ok;
-
 static void store_sqlite_init(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     (void)sqlite3_initialize();
-    /* WAL frames written a transaction at a time (sqlite_wal.c); without it, SQLite's own VFS */
     store_sqw_ok = sqw_register() == SQLITE_OK;
 }
 

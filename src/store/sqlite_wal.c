@@ -225,9 +225,7 @@ static int sqw_fcntl(sqlite3_file *pf, int op, void *arg)
 {
     sqw_file *f = (sqw_file *)pf;
     int rc = sqw_flush(f);
-    if (rc != SQLITE_OK) return rc;
-    /* the name of the VFS stack ("PRAGMA vfs_list" and the like) is the real one's */
-    return REAL(f)->xFileControl(f->real, op, arg);
+    return rc != SQLITE_OK ? rc : REAL(f)->xFileControl(f->real, op, arg);
 }
 
 static int sqw_sector(sqlite3_file *pf)
