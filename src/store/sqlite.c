@@ -33,6 +33,7 @@
 #include "auth/keys.h"
 #include "common/bgprio.h"
 #include "common/util.h"
+#include "store/sqlite_rows.h"
 #include "store/sqlite_wal.h"
 
 /* Longest accepted name (the structs hold 128 bytes) and transaction description. */
@@ -242,13 +243,10 @@ static const char *const store_migrations[] = {
     "id, request_id, key_id, model, provider, prompt_tokens, completion_tokens, charged_nusd, "    \
     "status, estimated, latency_ms, created_at_ms, cached_tokens, cache_write_tokens, "            \
     "cache_write_1h_tokens, reasoning_tokens, cached"
-/* What a usage row records, in store_bind_usage's order. */
-#define USAGE_INSERT_COLS                                                                          \
-    "request_id, account_id, key_id, model, provider, prompt_tokens, completion_tokens, "          \
-    "charged_nusd, status, estimated, latency_ms, created_at_ms, cached_tokens, "                  \
-    "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, cached, id"
+/* What a usage row records, in store_bind_usage's order: ms_usage_rows's columns
+ * (sqlite_rows.h), which have the same names. */
+#define USAGE_INSERT_COLS SQR_COLS
 #define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-#define USAGE_INSERT_NCOLS 18
 /* The rows a usage read covers: ?1 account, ?2 model (NULL = all), ?3 key (0 = all), ?4..?5 the
  * time range, inclusive. One statement for every combination: the account's index narrows the
  * scan, and the rest are comparisons per row. */
@@ -288,6 +286,7 @@ enum {
     ST_KEY_SPENDS,
     ST_SCHEMA_VERSION,
     ST_USAGE_INSERT,
+    ST_USAGE_ROWS,
     ST_CHARGE_ACCOUNT,
     ST_CHARGE_KEY,
     ST_KEY_OF_ACCOUNT,
@@ -365,6 +364,9 @@ static const char *const store_sql[ST__COUNT] = {
      * failed CHECK or NOT NULL, which would silently drop a charge. */
     [ST_USAGE_INSERT] = "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES " USAGE_INSERT_ROW
                         " ON CONFLICT(request_id) DO NOTHING",
+    /* a chunk of a batch's usage rows, read from its events in place (sqlite_rows.c) */
+    [ST_USAGE_ROWS] = "INSERT INTO usage(" USAGE_INSERT_COLS ") SELECT " USAGE_INSERT_COLS
+                      " FROM " SQR_NAME "(?1)",
     [ST_CHARGE_ACCOUNT] =
         "UPDATE accounts SET balance_nusd = balance_nusd - ?1, seq = ?2 WHERE id = ?3",
     /* The key must belong to the charged account, and its total must stay an exact integer
@@ -468,18 +470,15 @@ static const char *const store_sql[ST__COUNT] = {
         "UPDATE webhook_outbox SET attempts = ?2, next_attempt_ms = ?3 WHERE event_id = ?1",
 };
 
-/* Events per multi-row INSERT of the ledger (store_ledger_commit): a statement's fixed cost
- * (its start, cursors, halt) was half of what a single-row insert cost. 32 rows of 16 values stay
- * far below SQLite's limit on parameters (999 before 3.32). */
-#define STORE_LEDGER_ROWS 32
+/* Events per INSERT of the ledger's usage rows (store_ledger_rows): a whole chunk of the
+ * billing thread (BILL_CHUNK, 1000) in one statement, whose arrays live on the stack. */
+#define STORE_LEDGER_ROWS 1024
 
 /* A SQLite handle: the common head (backend.h), then the connection and its statements. */
 typedef struct sq {
     struct store base;
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
-    /* the ledger's multi-row INSERTs by row count (powers of two), prepared on first use */
-    sqlite3_stmt *usage_rows[STORE_LEDGER_ROWS + 1];
     int ledger_writer; /* store_ledger_writer: foreign keys off, the batch checks instead */
 } sq;
 
@@ -773,9 +772,6 @@ static void sq_close(store_t *s)
     if (!s) return;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(SQ(s)->st[i]);
-    for (int i = 0; i <= STORE_LEDGER_ROWS; i++) {
-        sqlite3_finalize(SQ(s)->usage_rows[i]);
-    }
     sqlite3_close(SQ(s)->db);
     free(s);
 }
@@ -826,6 +822,10 @@ store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
         goto cleanup;
     }
     sqlite3_extended_result_codes(SQ(s)->db, 1);
+    if (sqr_register(SQ(s)->db) != SQLITE_OK) {
+        store_dberr(s, "register " SQR_NAME);
+        goto cleanup;
+    }
     /* Set first: switching to WAL and migrating take locks another process may hold. */
     sqlite3_busy_timeout(SQ(s)->db, 5000);
     if (store_set_wal(s) != STORE_OK) goto cleanup;
@@ -1574,35 +1574,6 @@ static int store_charge_keys(store_t *s, const store_sums *t, const store_usage_
     return STORE_OK;
 }
 
-/* The ledger's INSERT of k rows (head, k copies of row joined by commas, tail), prepared once
- * per k and kept in cache[k]. */
-static sqlite3_stmt *store_rows_stmt(store_t *s, sqlite3_stmt **cache, size_t k, const char *head,
-                                     const char *row, const char *tail)
-{
-    if (cache[k]) return cache[k];
-    size_t hl = strlen(head), rl = strlen(row), tl = strlen(tail);
-    char *sql = malloc(hl + k * (rl + 1) + tl + 1), *o = sql;
-    if (!sql) {
-        store_seterr(s, "ledger: out of memory");
-        return NULL;
-    }
-    memcpy(o, head, hl);
-    o += hl;
-    for (size_t i = 0; i < k; i++) {
-        if (i) *o++ = ',';
-        memcpy(o, row, rl);
-        o += rl;
-    }
-    memcpy(o, tail, tl + 1);
-    if (sqlite3_prepare_v3(SQ(s)->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &cache[k], NULL) !=
-        SQLITE_OK) {
-        store_dberr(s, "ledger: prepare");
-        cache[k] = NULL;
-    }
-    free(sql);
-    return cache[k];
-}
-
 /* Binds one event's usage row (USAGE_INSERT_COLS), id `id`, at parameter base b + 1.. of st.
  * The prompt sum cannot overflow: store_check_event refused such an event before the batch
  * began. */
@@ -1677,10 +1648,10 @@ static int store_webhook_insert(store_t *s, const store_usage_event *e, int64_t 
 }
 
 /*
- * Writes k events (ev[0..k), indices base.. of the batch; k a power of two up to
- * STORE_LEDGER_ROWS): their usage rows, ids *next_id.. (a charged row is its own usage
- * transaction: migration 9), the notices of those that were new and charged, and adds their
- * charges to the sums; inside the batch transaction.
+ * Writes k events (ev[0..k), indices base.. of the batch; k at most STORE_LEDGER_ROWS): their
+ * usage rows, ids *next_id.. (a charged row is its own usage transaction: migration 9), the
+ * notices of those that were new and charged, and adds their charges to the sums; inside the
+ * batch transaction.
  *
  * The usage rows go in one INSERT that fails on a request id already recorded. That is the
  * rare case (a batch retried after its commit was in doubt, or a request id twice in a batch):
@@ -1702,22 +1673,16 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
             at[i] = now ? now : (now = ms_now_ms());
         fresh[i] = 1;
     }
-    sqlite3_stmt *st =
-        store_rows_stmt(s, SQ(s)->usage_rows, k, "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES ",
-                        USAGE_INSERT_ROW, "");
+    sqr_batch b = {.ev = ev, .at = at, .id0 = id0, .n = k};
+    sqlite3_stmt *st = store_stmt(s, ST_USAGE_ROWS);
     if (!st) return STORE_ERR;
-    for (size_t i = 0; i < k; i++) {
-        if (store_bind_usage(st, (int)i * USAGE_INSERT_NCOLS, &ev[i], at[i], id0 + (int64_t)i) !=
-            0) {
-            store_dberr(s, "ledger: usage insert");
-            store_release(st);
-            return STORE_ERR;
-        }
+    if (sqlite3_bind_pointer(st, 1, &b, SQR_PTR_TYPE, NULL) != SQLITE_OK) {
+        store_dberr(s, "ledger: usage insert");
+        store_release(st);
+        return STORE_ERR;
     }
     int rc = sqlite3_step(st);
-    /* a reset without store_release's clearing of the bindings (~250 instructions a row): every
-     * parameter of this statement is bound again before its next step */
-    sqlite3_reset(st);
+    store_release(st); /* also unbinds b, which is about to go out of scope */
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         if (store_usage_one_by_one(s, ev, k, at, id0, fresh) != STORE_OK) return STORE_ERR;
     } else if (rc != SQLITE_DONE) {
@@ -1841,11 +1806,8 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
         store_int_query(s, ST_LEDGER_NEXT_ID, &next_id, "ledger: next id") != STORE_OK)
         goto cleanup;
     seq = seq0;
-    /* chunks of a power-of-two size: six statements of each kind cover every batch */
     for (size_t i = 0; i < n;) {
-        size_t k = STORE_LEDGER_ROWS;
-        while (k > n - i)
-            k >>= 1;
+        size_t k = n - i < STORE_LEDGER_ROWS ? n - i : STORE_LEDGER_ROWS;
         if (store_ledger_rows(s, ev + i, i, k, &next_id, &accts, &keys,
                               check ? &free_keys : NULL) != STORE_OK)
             goto cleanup;

@@ -217,12 +217,12 @@ static void test_commit_idempotent(void)
     store_close(s);
 }
 
-/* Batches are written STORE_LEDGER_ROWS (32) events per INSERT: a batch across several such
+/* Batches are written STORE_LEDGER_ROWS (1024) events per INSERT: a batch across three such
  * chunks, of two accounts and three keys, with free events, a 128-byte model name and events a
  * previous batch already recorded scattered through it, bills exactly the new charged ones. */
 static void test_commit_many_rows(void)
 {
-    enum { N = 100 };
+    enum { N = 2100 };
     store_t *s = fresh("rows");
     static store_usage_event ev[N], old[N];
     char rid[32], txt[256];
@@ -275,6 +275,13 @@ static void test_commit_many_rows(void)
         1750000000099LL);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE request_id = 'rows-070'"),
                  0);
+    /* the last chunk's rows, and the ids across chunks in the batch's order */
+    CHECK_EQ_INT(
+        sql_int("SELECT amount_nusd FROM ledger_transactions WHERE request_id = 'rows-2099'"),
+        -3099);
+    CHECK_EQ_INT(sql_int("SELECT (SELECT id FROM usage WHERE request_id = 'rows-2099') - "
+                         "(SELECT id FROM usage WHERE request_id = 'rows-1023')"),
+                 2099 - 1023);
     CHECK_EQ_STR(
         sql_text("SELECT description FROM ledger_transactions WHERE request_id = 'rows-097'", txt,
                  sizeof(txt)),
