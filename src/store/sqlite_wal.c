@@ -71,6 +71,7 @@ static pthread_mutex_t sqw_mu = PTHREAD_MUTEX_INITIALIZER;
 static sqw_file *sqw_dbs; /* under sqw_mu */
 static _Atomic(sqw_write_fn) sqw_hook;
 static _Atomic uint64_t st_writes, st_syscalls, st_commits, st_rewrites, st_barrier, st_failed;
+static _Atomic uint64_t st_subjournals;
 
 #define REAL(f) ((f)->real->pMethods)
 
@@ -323,6 +324,8 @@ static int sqw_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int fl
 
     memset(f, 0, sizeof *f);
     f->read_at = -1;
+    if (flags & SQLITE_OPEN_SUBJOURNAL)
+        atomic_fetch_add_explicit(&st_subjournals, 1, memory_order_relaxed);
     f->real = (sqlite3_file *)((char *)pf + SQW_REAL_AT);
     int rc = sqw_real->xOpen(sqw_real, name, f->real, flags, out_flags);
     if (rc != SQLITE_OK || !f->real->pMethods) {
@@ -472,6 +475,7 @@ void sqw_get_stats(sqw_stats *out)
     out->rewrites = atomic_load(&st_rewrites);
     out->barrier_flush = atomic_load(&st_barrier);
     out->failed = atomic_load(&st_failed);
+    out->subjournals = atomic_load(&st_subjournals);
 }
 
 void sqw_set_write_hook(sqw_write_fn fn)

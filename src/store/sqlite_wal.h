@@ -22,6 +22,7 @@ typedef struct sqw_stats {
     uint64_t rewrites;      /* of them, a commit frame's header written again (checksums) */
     uint64_t barrier_flush; /* held frames found at a publication (should stay 0, see the .c) */
     uint64_t failed;        /* writes that failed (held or not) */
+    uint64_t subjournals;   /* statement journals that went to a file (opened through here) */
 } sqw_stats;
 void sqw_get_stats(sqw_stats *out);
 
