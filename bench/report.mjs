@@ -412,7 +412,10 @@ if (cpuRecs.length) {
         'scheme. "load core" is wrk + the upstream over wall time: above 90% the load side ' +
         'may have been the limit (marked; the CPU per request is still exact, taken with the ' +
         'proxy partly idle). "proxy core" below 100% with a load core below 90% is other work ' +
-        'on the shared machine. Median of the rounds, spread of µs/req min–max.');
+        'on the shared machine. Median of the rounds, spread of µs/req min–max. "CPU/req ÷ ' +
+        'nginx" is the median of the rounds\' own ratios (a round runs nginx and ModelSwitch ' +
+        'back to back, in turns first: this machine\'s speed moves more from one minute to the ' +
+        'next than within a pair of runs), with their spread; "per core ÷ nginx" is its inverse.');
     say();
     const rows = [];
     for (const wl of [...new Set(cpuRecs.map((r) => r.workload))]) {
@@ -430,12 +433,21 @@ if (cpuRecs.length) {
                 load: median(load), loadMax: Math.max(...load),
                 non2xx: rs.reduce((a, r) => a + (r.v.err_status || 0), 0), n: rs.length,
             };
+            s.byRound = new Map(rs.map((r, i) => [r.round, us[i]]));
             (cpuSum[wl] ??= {})[t] = s;
             const ref = cpuSum[wl][t.startsWith('modelswitch-https') ? 'nginx-https'
                 : t === 'modelswitch' ? 'nginx' : ''];
+            if (ref) {
+                const rr = [...s.byRound].filter(([r]) => ref.byRound.has(r))
+                    .map(([r, v]) => v / ref.byRound.get(r));
+                s.ratio = median(rr);
+                s.ratioSpread = rr.length > 1
+                    ? ` (${fmt(Math.min(...rr), 2)}–${fmt(Math.max(...rr), 2)})` : '';
+            }
             rows.push([wlName(wl), NAMES[t], fmt(s.rps), fmt(s.us, 1),
                 `${fmt(s.min, 1)}–${fmt(s.max, 1)} (${s.n})`, fmt(1e6 / s.us),
-                ref ? fmtRatio(s.us / ref.us) : '–', ref ? fmtRatio(ref.us / s.us) : '–',
+                ref ? `${fmtRatio(s.ratio)}${s.ratioSpread}` : '–',
+                ref ? fmtRatio(1 / s.ratio) : '–',
                 pct(s.util), `${pct(s.load)}${s.loadMax > 0.9 ? ' (load-bound?)' : ''}`,
                 String(s.non2xx)]);
         }
@@ -773,7 +785,7 @@ for (const [wl, cc] of Object.entries(cpuSum)) {
     for (const [t, ref, what] of [['modelswitch', 'nginx', 'plain HTTP'],
         ['modelswitch-https', 'nginx-https', 'HTTPS']]) {
         if (!cc[t] || !cc[ref]) continue;
-        const r = cc[t].us / cc[ref].us;
+        const r = cc[t].ratio;
         if (TRANSLATED.has(wl.split('@')[0])) {
             trows.push([`CPU per request ÷ nginx's pass-through of the same request (${what}, ` +
                 `${wlName(wl)})`, fmtRatio(r), '(compare)']);

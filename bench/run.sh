@@ -70,7 +70,7 @@ if [[ $QUICK == 1 ]]; then
     CPU_ROUNDS=1 CPU_DUR=3
 else
     ROUNDS=3 DUR=4 WARM=1 OPEN_ROUNDS=2 OPEN_DUR=6 OPEN_WARM=1 CG_N1=200 CG_N2=2200
-    CPU_ROUNDS=3 CPU_DUR=5
+    CPU_ROUNDS=${BENCH_CPU_ROUNDS:-3} CPU_DUR=5
 fi
 WRK_CONNS=${BENCH_WRK_CONNS:-64}
 OPEN_RATES=${BENCH_RATES:-500 5000}
@@ -1200,21 +1200,35 @@ cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THR
     stop_target "$as"
 }
 
-phase_cpu() {
-    local wl r i t pairs=() order
-    for t in nginx modelswitch nginx-https modelswitch-https modelswitch-https-curl; do
-        has "$TARGETS" "$t" && pairs+=("$t")
+# A round runs each comparison's targets back to back (nginx then ModelSwitch over plain HTTP,
+# then nginx-https and the two HTTPS ModelSwitch targets), the order within each group and of the
+# two groups turned round every round: the report's ratio is the median of the rounds' ratios,
+# each taken from runs seconds apart, where this VM's speed moves by up to 30% from one minute to
+# the next (docs/PERFORMANCE.md, round 17).
+cpu_round_order() { # ROUND: prints the targets of that round, in order
+    local r=$1 g t i n
+    local -a plain=() tls=() groups
+    for t in nginx modelswitch; do has "$TARGETS" "$t" && plain+=("$t"); done
+    for t in nginx-https modelswitch-https modelswitch-https-curl; do
+        has "$TARGETS" "$t" && tls+=("$t")
     done
-    ((${#pairs[@]})) || return 0
+    if ((r % 2)); then groups=(plain tls); else groups=(tls plain); fi
+    for g in "${groups[@]}"; do
+        local -n grp=$g
+        n=${#grp[@]}
+        for ((i = 0; i < n; i++)); do printf '%s\n' "${grp[(i + r - 1) % n]}"; done
+        unset -n grp
+    done
+}
+
+phase_cpu() {
+    local wl r t
+    [[ -n $(cpu_round_order 1) ]] || return 0
     UPSTREAM_MODE=static
     for wl in $CPU_WORKLOADS; do
         set_workload "${wl%@*}"
         for ((r = 1; r <= CPU_ROUNDS; r++)); do
-            order=()
-            for ((i = 0; i < ${#pairs[@]}; i++)); do
-                order+=("${pairs[(i + r - 1) % ${#pairs[@]}]}")
-            done
-            for t in "${order[@]}"; do
+            for t in $(cpu_round_order "$r"); do
                 cpu_run cpu "$t" "$([[ $t == modelswitch ]] && echo modelswitch-static || echo "$t")" \
                     "$wl" "$r"
             done
