@@ -213,6 +213,21 @@ static void test_commit_idempotent(void)
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 2);
     CHECK_EQ_INT(sql_int("SELECT charged_nusd FROM usage WHERE request_id = 'dup'"), 100);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM ledger_transactions WHERE type = 'usage'"), 2);
+    /* The same in a batch large enough for the one INSERT (more than 3 events): it fails on the
+     * first known id, and the chunk goes again row by row. */
+    store_usage_event big[6];
+    big[0] = ev[0];                                              /* known */
+    big[1] = event("c1", acct_a, key_a.id, "gpt-4o", 1, 1, 20);  /* new */
+    big[2] = event("c2", acct_a, key_a2.id, "gpt-4o", 1, 1, 30); /* new */
+    big[3] = big[2];                                             /* twice in the batch */
+    big[4] = ev[1];                                              /* known */
+    big[5] = event("c3", acct_b, key_b.id, "gpt-4o", 1, 1, 40);  /* new */
+    CHECK_EQ_INT(store_ledger_commit(s, big, 6), STORE_OK);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 160);
+    CHECK_EQ_INT(balance(s, acct_b), 1 * USD - 40);
+    CHECK_EQ_INT(spent(s, key_a.id), 130);
+    CHECK_EQ_INT(spent(s, key_a2.id), 30);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 5);
     CHECK_EQ_INT(ledger_mismatches(), 0);
     CHECK_EQ_INT(store_audit(s, NULL), 0);
     store_close(s);
