@@ -295,9 +295,11 @@ static void test_commit_many_rows(void)
     CHECK_EQ_INT(
         sql_int("SELECT amount_nusd FROM ledger_transactions WHERE request_id = 'rows-2099'"),
         -3099);
-    CHECK_EQ_INT(sql_int("SELECT (SELECT id FROM usage WHERE request_id = 'rows-2099') - "
-                         "(SELECT id FROM usage WHERE request_id = 'rows-1023')"),
-                 2099 - 1023);
+    int64_t id_gap = sql_int("SELECT (SELECT id FROM usage WHERE request_id = 'rows-2099') - "
+                             "(SELECT id FROM usage WHERE request_id = 'rows-1023')");
+    CHECK(id_gap > 0);
+    /* SQLite numbers a batch's rows in order, a skipped one leaving its id unused */
+    if (!tdb_pg) CHECK_EQ_INT(id_gap, 2099 - 1023);
     CHECK_EQ_STR(
         sql_text("SELECT description FROM ledger_transactions WHERE request_id = 'rows-097'", txt,
                  sizeof(txt)),
