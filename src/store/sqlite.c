@@ -1792,7 +1792,8 @@ static int sq_ledger_writer(store_t *s)
      * copy of each page it changes that existed when it began, in case it must be undone; past
      * 64 KiB SQLite moves that copy to a temporary file (created, unlinked, written, closed: 312
      * of them in 2,000 batches of 1000 on a 2M-row database). It holds the right edges of the
-     * usage table and its indexes, a few dozen pages at most. */
+     * usage table and its indexes, a few dozen pages, and for a chunk spread over many accounts
+     * a leaf of the account index for each: ~4 MB for 1024 events of as many accounts. */
     if (store_exec(s, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-2048; PRAGMA temp_store=MEMORY",
                    "ledger writer") != STORE_OK)
         return STORE_ERR;
