@@ -243,8 +243,8 @@ static const char *const store_migrations[] = {
     "id, request_id, key_id, model, provider, prompt_tokens, completion_tokens, charged_nusd, "    \
     "status, estimated, latency_ms, created_at_ms, cached_tokens, cache_write_tokens, "            \
     "cache_write_1h_tokens, reasoning_tokens, cached"
-/* What a usage row records, in store_bind_usage's order: ms_usage_rows's columns
- * (sqlite_rows.h), which have the same names. */
+/* What a usage row records: ms_usage_rows's columns (sqlite_rows.h), which have the same names,
+ * in sqr_bind's order. */
 #define USAGE_INSERT_COLS SQR_COLS
 #define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 /* The rows a usage read covers: ?1 account, ?2 model (NULL = all), ?3 key (0 = all), ?4..?5 the
@@ -1579,47 +1579,17 @@ static int store_charge_keys(store_t *s, const store_sums *t, const store_usage_
     return STORE_OK;
 }
 
-/* Binds one event's usage row (USAGE_INSERT_COLS), id `id`, at parameter base b + 1.. of st.
- * The prompt sum cannot overflow: store_check_event refused such an event before the batch
- * began. */
-static int store_bind_usage(sqlite3_stmt *st, int b, const store_usage_event *e, int64_t at,
-                            int64_t id)
-{
-    const usage_counts *u = &e->usage;
-    return sqlite3_bind_text(st, b + 1, e->request_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 2, e->account_id) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 3, e->key_id) != SQLITE_OK ||
-                   sqlite3_bind_text(st, b + 4, e->model, STORE_FIELD_LEN(e->model),
-                                     SQLITE_STATIC) != SQLITE_OK ||
-                   sqlite3_bind_text(st, b + 5, e->provider, STORE_FIELD_LEN(e->provider),
-                                     SQLITE_STATIC) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 6, usage_prompt(u)) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 7, u->output) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 8, e->charged_nusd) != SQLITE_OK ||
-                   sqlite3_bind_int(st, b + 9, e->status) != SQLITE_OK ||
-                   sqlite3_bind_int(st, b + 10, e->estimated ? 1 : 0) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 11, e->latency_ms) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 12, at) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 13, u->cached_input) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 14, u->cache_write) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 15, u->cache_write_1h) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 16, u->reasoning) != SQLITE_OK ||
-                   sqlite3_bind_int(st, b + 17, e->cached ? 1 : 0) != SQLITE_OK ||
-                   sqlite3_bind_int64(st, b + 18, id) != SQLITE_OK
-               ? -1
-               : 0;
-}
-
 /* The usage rows of ev[0..k) one INSERT each, skipping request ids already recorded: fresh[i]
- * says whether row i was written. The exact path, for a chunk the fast one refused. A skipped
- * row leaves its id unused. */
+ * says whether row i was written. For a small chunk, and for one the single INSERT refused. A
+ * skipped row leaves its id unused. */
 static int store_usage_one_by_one(store_t *s, const store_usage_event *ev, size_t k,
                                   const int64_t *at, int64_t id0, unsigned char *fresh)
 {
+    sqr_batch b = {.ev = ev, .at = at, .id0 = id0, .n = k};
     for (size_t i = 0; i < k; i++) {
         sqlite3_stmt *st = store_stmt(s, ST_USAGE_INSERT);
         if (!st) return STORE_ERR;
-        if (store_bind_usage(st, 0, &ev[i], at[i], id0 + (int64_t)i) != 0) {
+        if (sqr_bind(st, &b, i) != SQLITE_OK) {
             store_dberr(s, "ledger: usage insert");
             store_release(st);
             return STORE_ERR;

@@ -44,6 +44,7 @@ enum {
     SQR_ID,
     SQR_BATCH /* HIDDEN: the pointer */
 };
+_Static_assert(SQR_BATCH == SQR_NCOLS, "SQR_NCOLS counts SQR_COLS");
 
 typedef struct sqr_cursor {
     sqlite3_vtab_cursor base;
@@ -129,68 +130,97 @@ static int sqr_eof(sqlite3_vtab_cursor *cur)
     return !c->b || c->i >= c->b->n;
 }
 
-/* A fixed-size text field of the event (store.h's char arrays): at most its size, no NUL
- * needed, as store_bind_usage bound them. */
-static void sqr_text(sqlite3_context *ctx, const char *p, size_t cap)
+/* Column col of row i: a text column (request id, model, provider: store.h's fixed-size char
+ * arrays, at most their size, no terminator needed) returns its bytes with *n their length; an
+ * integer column returns NULL with *n its value. The one mapping of an event onto a usage row. */
+static inline const char *sqr_value(const sqr_batch *b, size_t i, int col, int64_t *n)
 {
-    sqlite3_result_text(ctx, p, (int)strnlen(p, cap), SQLITE_STATIC);
-}
-
-/* Column col (an integer one) of the cursor's row. */
-static int64_t sqr_int(const sqr_cursor *c, int col)
-{
-    const store_usage_event *e = &c->b->ev[c->i];
+    const store_usage_event *e = &b->ev[i];
     const usage_counts *u = &e->usage;
 
     switch (col) {
+    case SQR_REQUEST_ID:
+        *n = (int64_t)strnlen(e->request_id, sizeof(e->request_id));
+        return e->request_id;
+    case SQR_MODEL:
+        *n = (int64_t)strnlen(e->model, sizeof(e->model));
+        return e->model;
+    case SQR_PROVIDER:
+        *n = (int64_t)strnlen(e->provider, sizeof(e->provider));
+        return e->provider;
     case SQR_ACCOUNT_ID:
-        return e->account_id;
+        *n = e->account_id;
+        break;
     case SQR_KEY_ID:
-        return e->key_id;
+        *n = e->key_id;
+        break;
     case SQR_PROMPT: /* cannot overflow: store_check_event refused such an event */
-        return usage_prompt(u);
+        *n = usage_prompt(u);
+        break;
     case SQR_COMPLETION:
-        return u->output;
+        *n = u->output;
+        break;
     case SQR_CHARGED:
-        return e->charged_nusd;
+        *n = e->charged_nusd;
+        break;
     case SQR_STATUS:
-        return e->status;
+        *n = e->status;
+        break;
     case SQR_ESTIMATED:
-        return e->estimated ? 1 : 0;
+        *n = e->estimated ? 1 : 0;
+        break;
     case SQR_LATENCY:
-        return e->latency_ms;
+        *n = e->latency_ms;
+        break;
     case SQR_CREATED_AT:
-        return c->b->at[c->i];
+        *n = b->at[i];
+        break;
     case SQR_CACHED_TOKENS:
-        return u->cached_input;
+        *n = u->cached_input;
+        break;
     case SQR_CACHE_WRITE:
-        return u->cache_write;
+        *n = u->cache_write;
+        break;
     case SQR_CACHE_WRITE_1H:
-        return u->cache_write_1h;
+        *n = u->cache_write_1h;
+        break;
     case SQR_REASONING:
-        return u->reasoning;
+        *n = u->reasoning;
+        break;
     case SQR_CACHED:
-        return e->cached ? 1 : 0;
+        *n = e->cached ? 1 : 0;
+        break;
     default: /* SQR_ID */
-        return c->b->id0 + (int64_t)c->i;
+        *n = b->id0 + (int64_t)i;
+        break;
     }
+    return NULL;
 }
 
 static int sqr_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
 {
     const sqr_cursor *c = (const sqr_cursor *)cur;
-    const store_usage_event *e = &c->b->ev[c->i];
+    int64_t n;
+    const char *t;
 
-    if (col == SQR_REQUEST_ID)
-        sqr_text(ctx, e->request_id, sizeof(e->request_id));
-    else if (col == SQR_MODEL)
-        sqr_text(ctx, e->model, sizeof(e->model));
-    else if (col == SQR_PROVIDER)
-        sqr_text(ctx, e->provider, sizeof(e->provider));
-    else if (col == SQR_BATCH) /* the argument is not read back */
+    if (col == SQR_BATCH) /* the argument is not read back */
         sqlite3_result_null(ctx);
+    else if ((t = sqr_value(c->b, c->i, col, &n)))
+        sqlite3_result_text(ctx, t, (int)n, SQLITE_STATIC);
     else
-        sqlite3_result_int64(ctx, sqr_int(c, col));
+        sqlite3_result_int64(ctx, n);
+    return SQLITE_OK;
+}
+
+int sqr_bind(sqlite3_stmt *st, const sqr_batch *b, size_t i)
+{
+    for (int col = 0; col < SQR_NCOLS; col++) {
+        int64_t n;
+        const char *t = sqr_value(b, i, col, &n);
+        int rc = t ? sqlite3_bind_text(st, col + 1, t, (int)n, SQLITE_STATIC)
+                   : sqlite3_bind_int64(st, col + 1, n);
+        if (rc != SQLITE_OK) return rc;
+    }
     return SQLITE_OK;
 }
 

@@ -1,7 +1,8 @@
 /*
  * The ledger's usage rows as a SQLite table-valued function, ms_usage_rows(?1): a batch of
  * events read in place by one INSERT ... SELECT instead of bound value by value (sqlite_rows.c
- * says why). store/sqlite.c registers it on every connection and is its only user.
+ * says why), and the same rows bound one at a time for a single-row INSERT. store/sqlite.c
+ * registers it on every connection and is its only user.
  */
 #ifndef MS_STORE_SQLITE_ROWS_H
 #define MS_STORE_SQLITE_ROWS_H
@@ -23,6 +24,7 @@
     "request_id, account_id, key_id, model, provider, prompt_tokens, completion_tokens, "          \
     "charged_nusd, status, estimated, latency_ms, created_at_ms, cached_tokens, "                  \
     "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, cached, id"
+#define SQR_NCOLS 18
 
 /* What the pointer argument points to; it must outlive the statement's step. */
 typedef struct sqr_batch {
@@ -31,6 +33,11 @@ typedef struct sqr_batch {
     int64_t id0;
     size_t n;
 } sqr_batch;
+
+/* Binds row i of b as parameters 1..SQR_NCOLS of st, in SQR_COLS's order (a single-row INSERT's
+ * values: the same mapping of an event onto a usage row as the function's). Returns SQLite's
+ * result code. */
+int sqr_bind(sqlite3_stmt *st, const sqr_batch *b, size_t i);
 
 /* Registers the function on db (an eponymous virtual table, usable only from top-level SQL, not
  * from a view, trigger or schema). Returns SQLite's result code. */
