@@ -80,7 +80,7 @@ STREAMS=${BENCH_STREAMS:-1000}
 BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
 CG_WORKLOADS="chat1k stream50"
-CG_MS_WORKLOADS="msg1k msg1k-oai gem1k gems50"
+CG_MS_WORKLOADS=${BENCH_CG_MS_WORKLOADS:-msg1k msg1k-oai gem1k gems50}
 
 T_START=$(date +%s)
 TMP=$(mktemp -d /tmp/msbench.XXXXXX)
