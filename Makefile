@@ -89,9 +89,9 @@ format:
 	clang-format -i $$(find src tests/unit tests/mock -name '*.[ch]')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-# libFuzzer targets (not part of the suite; tests/README.md, tests/fuzz/): `make fuzz`, then run each
+# libFuzzer targets (tests/README.md, tests/fuzz/; the suite's stage 6 runs each briefly, tests/fuzz.sh): `make fuzz`, then run each
 # a while, with its seeds when it has some, e.g.
 #   build-fuzz/fuzz_jscan -max_total_time=60        (fuzz_sse, fuzz_anthropic_request,
 #                                                    fuzz_responses_request alike)
@@ -121,16 +121,16 @@ fuzz: build-fuzz/fuzz_jscan build-fuzz/fuzz_sse build-fuzz/fuzz_h1parse build-fu
 build-fuzz/fuzz_jscan: tests/fuzz/fuzz_jscan.c src/common/jscan.c src/common/jtree.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -ljansson -o $@
-build-fuzz/fuzz_sse: tests/fuzz/fuzz_sse.c src/common/sse.c src/common/buf.c
+build-fuzz/fuzz_sse: tests/fuzz/fuzz_sse.c src/common/sse.c src/common/buf.c src/common/util.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@
 # the upstream response parser against llhttp (tests/unit/h1p_diff.h)
-build-fuzz/fuzz_h1parse: tests/fuzz/fuzz_h1parse.c tests/fuzz/h1_cuts.h tests/unit/h1p_diff.h src/common/h1parse.c src/common/buf.c \
+build-fuzz/fuzz_h1parse: tests/fuzz/fuzz_h1parse.c tests/fuzz/h1_cuts.h tests/unit/h1p_diff.h src/common/h1parse.c src/common/buf.c src/common/util.c \
                          $(LLHTTP_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -Itests/unit -fsanitize=fuzzer $(FUZZ_SAN) $(filter %.c,$^) -o $@
 # the server's request parser against llhttp (tests/unit/h1p_reqdiff.h)
-build-fuzz/fuzz_h1req: tests/fuzz/fuzz_h1req.c tests/fuzz/h1_cuts.h tests/unit/h1p_reqdiff.h src/common/h1parse.c src/common/buf.c \
+build-fuzz/fuzz_h1req: tests/fuzz/fuzz_h1req.c tests/fuzz/h1_cuts.h tests/unit/h1p_reqdiff.h src/common/h1parse.c src/common/buf.c src/common/util.c \
                        $(LLHTTP_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -Itests/unit -fsanitize=fuzzer $(FUZZ_SAN) $(filter %.c,$^) -o $@

@@ -7,11 +7,13 @@
 #   3. integration    node --test over tests/integration and tests/e2e against build/
 #   4. sanitizers     make asan, then the unit binaries and both node suites against build-asan/
 #   5. valgrind       the unit binaries under valgrind, and the smoke file with the gateway under it
+#   6. fuzz targets   make fuzz, then tests/fuzz.sh: each libFuzzer target over its seeds and a
+#                     few seconds of fuzzing from them (one case a target)
 # Each stage prints a header; the last line of output is exactly "N passed, M failed" (the sum of
 # every unit case and node test, plus one failure per broken stage), and the exit status is
 # non-zero when anything failed. Logs go to build/test-logs/.
 #
-# Options: --quick skips stages 4 and 5. Environment: MS_TEST_JOBS (test files run at once,
+# Options: --quick skips stages 4, 5 and 6. Environment: MS_TEST_JOBS (test files run at once,
 # default 4), MS_TEST_FILES (space-separated node test files instead of the default set).
 set -uo pipefail
 
@@ -145,12 +147,12 @@ run_node() {
     fi
 }
 
-# Runs a check script that prints the unit binaries' summary line (tests/layering.sh) and adds
-# its counts; no summary line counts as one failure.
+# Runs a check script that prints the unit binaries' summary line (tests/layering.sh, tests/fuzz.sh)
+# and adds its counts, given LIMIT seconds (default 60); no summary line counts as one failure.
 run_check() {
-    local script="$1" out line p f
+    local script="$1" limit="${2:-60}" out line p f
     out="$LOGS/check-$(basename "$script" .sh).log"
-    timeout 60 "$script" >"$out" 2>&1
+    timeout "$limit" "$script" >"$out" 2>&1
     line=$(grep -E '^# unit: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
     if [[ -z "$line" ]]; then
         stage_failed "$script: no summary line"
@@ -246,6 +248,15 @@ if command -v valgrind >/dev/null 2>&1; then
         run_node smoke-valgrind "$SMOKE_FILE"
 else
     stage_failed "valgrind is not installed"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "6. fuzz targets (build-fuzz/: libFuzzer, ASan + UBSan)"
+if make -j2 fuzz >"$LOGS/build-fuzz.log" 2>&1; then
+    run_check tests/fuzz.sh 300
+else
+    tail -n 40 "$LOGS/build-fuzz.log"
+    stage_failed "make fuzz"
 fi
 
 finish
