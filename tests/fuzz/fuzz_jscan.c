@@ -7,7 +7,7 @@
  * jtree_load_valid must build the same of what jscan accepts, and jtree_holds must say whether
  * it is built.
  *
- * Build and run (not part of `make`):
+ * Built by `make fuzz` and run by the suite (tests/fuzz.sh); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
  *     src/common/jscan.c src/common/jtree.c $(pkg-config --cflags --libs jansson) \
  *     -o /tmp/fuzz_jscan

@@ -4,9 +4,9 @@
  * from an exact-size heap copy), and both runs must give the same decoded events, the same
  * verdict, and raw bytes that put end to end give back the stream.
  *
- * Build and run (not part of `make`):
+ * Built by `make fuzz` and run by the suite (tests/fuzz.sh); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_sse.c \
- *     src/common/sse.c src/common/buf.c -o /tmp/fuzz_sse
+ *     src/common/sse.c src/common/buf.c src/common/util.c -o /tmp/fuzz_sse
  *   /tmp/fuzz_sse -max_total_time=60
  */
 #include <stdint.h>
