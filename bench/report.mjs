@@ -514,7 +514,9 @@ if (sharedRecs.length) {
         'a shared line); "at a worker\'s pace" puts ' +
         `${fmt(Number(info.shared_pace_us), 1)} µs of private work after each request (the cpu ` +
         'phase\'s CPU per chat request), as a gateway\'s worker does. "scaling" is the ' +
-        'requests per second of W threads ÷ W × one thread\'s (issue 15: ≥ 0.9); "CPU ns" is ' +
+        'requests per second of W threads ÷ W × one thread\'s (issue 15: ≥ 0.9), the median ' +
+        'of the rounds\' own (each round runs W = 1, 2, ... moments apart; this machine\'s ' +
+        'speed moves more between minutes), with their spread; "CPU ns" is ' +
         'the threads\' own CPU time per request (what the other threads\' writes to shared ' +
         'lines cost, without the time the ledger and logger threads take from the same W ' +
         'cores). "ledger events/s": how fast the ledger ' +
@@ -530,10 +532,15 @@ if (sharedRecs.length) {
                 .sort((a, b) => a.round - b.round);
             const one = rs.find((r) => r.round === 1);
             for (const r of rs) {
-                const sc = one ? one.v.ns_per_req / r.v.ns_per_req : NaN;
+                // the rounds' own scaling (scale.c pairs each round's W threads with its one
+                // thread); a record without it (an older scale.c) falls back to the best rounds
+                const paired = Number.isFinite(r.v.scaling);
+                const sc = paired ? r.v.scaling : one ? one.v.ns_per_req / r.v.ns_per_req : NaN;
                 if (part === 'paced' && r === rs[rs.length - 1]) sharedScaling[mode] = sc;
+                const spread = paired && r.round > 1
+                    ? ` (${fmt(r.v.scaling_min, 2)}–${fmt(r.v.scaling_max, 2)})` : '';
                 rows.push([mode, SHARED_PARTS[part], String(r.round), fmt(r.v.ns_per_req),
-                    fmt(r.v.cpu_ns_per_req), r.round === 1 ? '–' : fmt(sc, 2),
+                    fmt(r.v.cpu_ns_per_req), r.round === 1 ? '–' : fmt(sc, 2) + spread,
                     r.v.ledger_events >= 1000 && r.v.ledger_s > 0
                         ? fmt(r.v.ledger_events / r.v.ledger_s) : '–',
                     fmt(r.v.log_dropped)]);

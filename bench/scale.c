@@ -33,10 +33,13 @@
  * logger's dropped lines are counted. A round stays below the ledger's memory cap (65,536
  * events) so that no round is measured through the disk journal. W = 1, 2, ... run in turn
  * within each round; the best round of each W is printed (a shared machine's noise only adds
- * time), with the medians of the ledger's figures, one line per (mode, part, W):
+ * time), with the medians of the ledger's figures and the scaling: the median of the rounds'
+ * own (each round's W threads against its one thread), with their spread; one line per (mode,
+ * part, W):
  *
  *   shared MODE PART W threads=W requests=N seconds=S ns_per_req=X cpu_ns_per_req=C
  *          pace_ns=P ledger_events=E ledger_s=L log_dropped=D rounds=R
+ *          scaling=F scaling_min=F scaling_max=F
  *
  * and a last line "shared audit ok" when the store's audit passes afterwards.
  *
@@ -430,24 +433,34 @@ int main(int argc, char **argv)
                     x[r][w] = sc_round(&p, hashes[m], runs[k].parts, pace, w, n, ncpu,
                                        (int)(m * 1000 + k * 100 + (size_t)w * 10) + r);
             for (int w = 1; w <= ncpu; w++) {
-                double sec[99], cpu[99], led[99], ev[99], drop[99];
+                double sec[99], cpu[99], led[99], ev[99], drop[99], ratio[99];
                 for (int r = 0; r < rounds; r++) {
                     sec[r] = x[r][w].seconds;
                     cpu[r] = x[r][w].cpu_per_req_ns;
                     led[r] = x[r][w].ledger_s;
                     ev[r] = (double)x[r][w].ledger_events;
                     drop[r] = (double)x[r][w].log_dropped;
+                    /* the round's own scaling: its W threads against its one thread, run
+                     * moments apart (each of W threads does n requests in the time one does) */
+                    ratio[r] = sec[r] > 0 ? x[r][1].seconds / sec[r] : 0;
                 }
-                /* the best round: a shared machine's noise only adds time, while what sharing
-                 * costs is there in every round */
+                /* the best round for the times: a shared machine's noise only adds time, while
+                 * what sharing costs is there in every round. The scaling is the median of the
+                 * rounds' own, not the ratio of two best rounds: this VM's speed moves by up to
+                 * 50% from one minute to the next, and a single-thread round that met a fast
+                 * minute once made two threads look like 0.43 of linear (round 18) */
                 double sm = sc_min(sec, rounds);
+                double lo = sc_min(ratio, rounds), hi = ratio[0];
+                for (int r = 1; r < rounds; r++)
+                    if (ratio[r] > hi) hi = ratio[r];
                 printf("shared %s %s %d threads=%d requests=%" PRId64
                        " seconds=%.6f ns_per_req=%.1f cpu_ns_per_req=%.1f pace_ns=%.0f "
-                       "ledger_events=%.0f ledger_s=%.6f log_dropped=%.0f rounds=%d\n",
+                       "ledger_events=%.0f ledger_s=%.6f log_dropped=%.0f rounds=%d "
+                       "scaling=%.4f scaling_min=%.4f scaling_max=%.4f\n",
                        modes[m], runs[k].name, w, w, (int64_t)w * n, sm, sm * 1e9 / (double)n,
                        sc_min(cpu, rounds), runs[k].paced ? pace_us * 1000 : 0,
                        sc_median(ev, rounds), sc_median(led, rounds), sc_median(drop, rounds),
-                       rounds);
+                       rounds, sc_median(ratio, rounds), lo, hi);
                 fflush(stdout);
             }
         }

@@ -125,6 +125,36 @@ test('the report shows what the workers share and whether it scales', () => {
     }
 });
 
+// With the rounds' own scaling (scale.c since round 18) the report takes it, with its spread,
+// and not the ratio of the best rounds: one thread's best round met a fast minute (20,000 ns
+// against two threads' 45,000) while every round's own pair scaled at 0.91-0.96.
+test('the report takes the rounds\' own scaling when the records carry it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ms-bench-report-'));
+    const rec = (mode, w, ns, sc) =>
+        `shared ${mode} paced ${w} threads=${w} requests=${w * 1000} ` +
+        `seconds=${(ns * 1000) / 1e9} ns_per_req=${ns} cpu_ns_per_req=${ns - 10} ` +
+        'pace_ns=30000 ledger_events=0 ledger_s=0.000010 log_dropped=0 rounds=5 ' + sc;
+    try {
+        const text = report(dir, [
+            'info shared_pace_us 30.0',
+            'info shared_audit ok',
+            rec('many', 1, 20000, 'scaling=1 scaling_min=1 scaling_max=1'),
+            rec('many', 2, 45000, 'scaling=0.94 scaling_min=0.91 scaling_max=0.96'),
+            rec('hot', 1, 20000, 'scaling=1 scaling_min=1 scaling_max=1'),
+            rec('hot', 2, 45000, 'scaling=0.88 scaling_min=0.85 scaling_max=0.90'),
+        ].join('\n') + '\n', path.join(dir, 'RESULTS.md'));
+        const lines = text.split('\n');
+        assert.ok(lines.includes("| many | a request at a worker's pace | 2 | 45,000 | 44,990 | " +
+            '0.94 (0.91–0.96) | – | 0 |'), text);
+        assert.ok(lines.includes("| many | a request at a worker's pace | 1 | 20,000 | 19,990 | – | " +
+            '– | 0 |'));
+        assert.match(text, /\| what the workers share scales: 2 threads ≥ 0\.9 × 2 × one, at a worker's pace \(many keys; bench\/scale\.c\) \| 0\.94 \| met \|/);
+        assert.match(text, /\| what the workers share scales: 2 threads ≥ 0\.9 × 2 × one, at a worker's pace \(one hot key and account; bench\/scale\.c\) \| 0\.88 \| \*\*not met\*\* \|/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
 // A cpu phase record: workload wl on target at us µs of CPU a request, one round.
 const cpu = (wl, target, us) => `cpu ${wl} ${target} 1 requests=100000 ` +
     `proxy_cpu_s=${(us * 100000) / 1e6} duration_us=5000000 wall_s=5 mock_cpu_s=2 ` +

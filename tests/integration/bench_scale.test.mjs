@@ -36,6 +36,10 @@ test('bench/scale drives the shared parts from 1..nproc threads and bills every 
                     assert.equal(r.v.threads, w);
                     assert.ok(r.v.ns_per_req > 0 && r.v.cpu_ns_per_req > 0, JSON.stringify(r));
                     assert.equal(r.v.pace_ns, part === 'paced' ? 20000 : 0);
+                    // the rounds' own scaling, with its spread (1 for one thread)
+                    assert.ok(r.v.scaling_min <= r.v.scaling && r.v.scaling <= r.v.scaling_max &&
+                        r.v.scaling > 0, JSON.stringify(r));
+                    if (w === 1) assert.equal(r.v.scaling, 1);
                     // requests a round (the line's requests) times the rounds, for those billed
                     if (part === 'all' || part === 'paced' || part === 'billing') {
                         billed += r.v.requests * r.v.rounds;
