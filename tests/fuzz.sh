@@ -3,7 +3,8 @@
 # its committed seeds, then fuzzes from them for a few seconds (MS_FUZZ_SECONDS, default 5).
 # Why in the suite: the targets link parts of the gateway by hand, so a new dependency of a
 # parser broke their build without any test noticing (buf.c on util.c, found in round 18); and
-# the seeds are the inputs that once crashed a parser, kept as its regression tests.
+# the seeds (inputs of each shape a parser meets, and inputs that once crashed one) are
+# regression tests.
 # New inputs go to a scratch directory, so the seeds stay as committed; a crash's input is kept
 # in build/test-logs/fuzz/. A target that crashes, leaks, trips a sanitizer or does not finish
 # is a failure. Prints the unit binaries' summary line ("# unit: N passed, M failed").

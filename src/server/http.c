@@ -698,20 +698,17 @@ void http_stream_end(http_conn *c)
     if (held_flush(c) != 0) return;
     if (c->chunked) {
         static const char last[] = "0\r\n\r\n";
-        worker_t *w = c->w;
+        uv_buf_t b = uv_buf_init((char *)last, sizeof last - 1);
         c->chunked = 0;
-        if (w->corked == c && w->cork_len > 0 && w->cork_len <= HTTP_CORK_MAX - (sizeof last - 1)) {
+        if (c->w->corked == c && c->w->cork_len > 0 && cork_add(c, &b, 1) == 0) {
             /* The end joins the chunks the cork gathered, and they leave in one write: a stream
              * that ends in the read that brought its last events (a whole answer in one burst,
              * a real stream's usage and [DONE]) otherwise paid a second system call, and on
              * the client's side a second segment, for these five bytes. */
-            memcpy(w->cork + w->cork_len, last, sizeof last - 1);
-            w->cork_len += sizeof last - 1;
-            http_uncork(w);
+            http_uncork(c->w);
             if (c->closing) return;
-        } else {
-            uv_buf_t b = uv_buf_init((char *)last, sizeof last - 1);
-            if (conn_write(c, &b, 1, NULL, NULL) != 0) return;
+        } else if (conn_write(c, &b, 1, NULL, NULL) != 0) {
+            return;
         }
     }
     request_done(c);
