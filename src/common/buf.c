@@ -112,7 +112,7 @@ int buf_append_dec(buf_t *b, int64_t v)
 /* The length of s's prefix that JSON takes as it is: no control byte, '"' or '\\' (bytes from
  * 0x80, UTF-8, are plain). Sixteen bytes a step where SSE2 is there: the access log and the
  * answers escape a dozen strings per request. */
-static size_t buf_json_plain(const char *s, size_t n)
+size_t buf_json_plain(const char *s, size_t n)
 {
     size_t i = 0;
 #if defined(__SSE2__)

@@ -207,43 +207,47 @@ static int openai_build(const prov_call *call, void *st, prov_upreq *u, prov_ref
     return 0;
 }
 
-/* The non-negative integer member `name` of the object member `obj` of m[0..k), or 0 when either
- * is missing or is something else (OpenAI sends `null` details for some models). */
-static int64_t usage_detail(const jscan_member *m, size_t k, const char *obj, const char *name)
+/* The non-negative integer member `name` of the details object o (NULL: missing), or 0 when
+ * either is missing or is something else (OpenAI sends `null` details for some models). */
+static int64_t usage_detail(const jscan_member *o, const jscan_key *name)
 {
-    const jscan_member *o = jscan_find(m, k, obj);
     jscan_member d[16];
+    const jscan_member *f;
     int64_t v = 0;
     if (!o || o->type != JS_OBJECT) return 0;
     int n = jscan_members_valid(o->value, d, 16);
     if (n < 0) return 0;
-    const jscan_member *f = jscan_find(d, (size_t)(n > 16 ? 16 : n), name);
+    jscan_pick(d, (size_t)(n > 16 ? 16 : n), name, 1, &f);
     return f && jscan_int(f->value, &v) == 0 && v > 0 ? v : 0;
 }
 
-/* The names of an OpenAI usage object's counts: chat completions' and the Responses API's. */
+/* The names of an OpenAI usage object's counts (chat completions' and the Responses API's), in
+ * the order read_usage picks them: the input count, the output count, their details. */
 typedef struct usage_names {
-    const char *in, *out, *in_details, *out_details;
+    jscan_key k[4];
 } usage_names;
 
 /* OpenAI usage onto the billed counts (shared/spec/API.md, "Billing"): the prompt count holds
  * the cached tokens, so input is the rest; the output count holds the reasoning tokens, so
  * output is all of it. A detail above its total is clamped to the total, so a provider's
  * nonsense can move tokens between kinds but never invent or lose any. The usage object is a
- * member of a document jscan_object accepted (every caller's), so it is not validated again. */
+ * member of a document jscan_object accepted (every caller's), so it is not validated again.
+ * The four names are found in one pass over the members (jscan_pick; the last of a repeated
+ * name, as jscan_find would). */
 static void read_usage(ms_str usage, const usage_names *k, prov_usage *out)
 {
+    static const jscan_key cached_tokens = JSCAN_KEY("cached_tokens"),
+                           reasoning_tokens = JSCAN_KEY("reasoning_tokens");
     jscan_member m[16];
+    const jscan_member *f[4];
     int n = jscan_members_valid(usage, m, 16);
     if (n < 0) return;
-    size_t nm = (size_t)(n > 16 ? 16 : n);
-    const jscan_member *pt = jscan_find(m, nm, k->in);
-    const jscan_member *ct = jscan_find(m, nm, k->out);
+    jscan_pick(m, (size_t)(n > 16 ? 16 : n), k->k, 4, f);
     int64_t p = 0, c = 0;
-    if (pt && jscan_int(pt->value, &p) == 0 && p >= 0) {
-        int64_t cached = usage_detail(m, nm, k->in_details, "cached_tokens");
-        if (!(ct && jscan_int(ct->value, &c) == 0 && c >= 0)) c = 0;
-        int64_t reasoning = usage_detail(m, nm, k->out_details, "reasoning_tokens");
+    if (f[0] && jscan_int(f[0]->value, &p) == 0 && p >= 0) {
+        int64_t cached = usage_detail(f[2], &cached_tokens);
+        if (!(f[1] && jscan_int(f[1]->value, &c) == 0 && c >= 0)) c = 0;
+        int64_t reasoning = usage_detail(f[3], &reasoning_tokens);
         out->known = 1;
         out->u = (usage_counts){0};
         out->u.cached_input = cached < p ? cached : p;
@@ -257,8 +261,9 @@ static void read_usage(ms_str usage, const usage_names *k, prov_usage *out)
  * one. */
 void prov_openai_read_usage(ms_str usage, prov_usage *out)
 {
-    static const usage_names chat = {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
-                                     "completion_tokens_details"};
+    static const usage_names chat = {{JSCAN_KEY("prompt_tokens"), JSCAN_KEY("completion_tokens"),
+                                      JSCAN_KEY("prompt_tokens_details"),
+                                      JSCAN_KEY("completion_tokens_details")}};
     read_usage(usage, &chat, out);
 }
 
@@ -266,8 +271,9 @@ void prov_openai_read_usage(ms_str usage, prov_usage *out)
  * output_tokens with output_tokens_details): the same five counts (shared/spec/API.md). */
 void prov_openai_read_responses_usage(ms_str usage, prov_usage *out)
 {
-    static const usage_names rsp = {"input_tokens", "output_tokens", "input_tokens_details",
-                                    "output_tokens_details"};
+    static const usage_names rsp = {{JSCAN_KEY("input_tokens"), JSCAN_KEY("output_tokens"),
+                                     JSCAN_KEY("input_tokens_details"),
+                                     JSCAN_KEY("output_tokens_details")}};
     read_usage(usage, &rsp, out);
 }
 

@@ -83,9 +83,20 @@ test('a request with a hostile path and model logs valid JSON', T, async () => {
     assert.equal(res.status, 404);
     const e = await gw.waitForLog(res.headers.get('x-request-id'));
     assertShape(e);
+    // the name as error messages print it (control bytes spelled out), quote and backslash
+    // escaped and read back as they were
+    assert.equal(e.model, 'no"such\\model\\u000a\\u0001');
     const odd = await h.get(gw, '/v1/%22%0a%5c%00?x="\'', key);
     const e2 = await gw.waitForLog(odd.headers.get('x-request-id'));
     assertShape(e2);
+    assert.equal(e2.path, '/v1/%22%0a%5c%00'); // the path, without the query
+    // a long path of bytes that all need escaping (sent raw: fetch would encode them) is cut
+    // at 200 bytes, and each comes back as it was
+    const long = '/v1/' + '"\\'.repeat(150);
+    const [lr] = await h.rawExchange(gw.port, `GET ${long} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    const e3 = await gw.waitForLog(lr.headers['x-request-id']);
+    assertShape(e3);
+    assert.equal(e3.path, long.slice(0, 200));
     for (const line of gw.stderr.split('\n').filter((l) => l.includes('"type":"access"'))) {
         assert.doesNotThrow(() => JSON.parse(line), `access log line is not JSON: ${line}`);
     }
