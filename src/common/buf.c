@@ -133,9 +133,37 @@ size_t buf_json_plain(const char *s, size_t n)
     return i;
 }
 
-int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
+size_t buf_json_escape_byte(unsigned char c, char *out)
 {
     static const char hex[] = "0123456789abcdef";
+    char e;
+    switch (c) {
+    case '"':
+    case '\\':
+        e = (char)c;
+        break;
+    case '\n':
+        e = 'n';
+        break;
+    case '\r':
+        e = 'r';
+        break;
+    case '\t':
+        e = 't';
+        break;
+    default:
+        memcpy(out, "\\u00", 4);
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 15];
+        return 6;
+    }
+    out[0] = '\\';
+    out[1] = e;
+    return 2;
+}
+
+int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
+{
     if (n == 0) return buf_reserve(b, 0);
     /* The common case, a string with nothing to escape, is one copy. */
     size_t i = buf_json_plain(s, n);
@@ -144,35 +172,10 @@ int buf_append_json_escaped(buf_t *b, const char *s, size_t n)
      * every few dozen bytes, and the run between them is found sixteen bytes a step. */
     size_t start = 0;
     while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (buf_append(b, s + start, i - start) != 0) return -1;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
-        if (buf_append(b, esc, elen) != 0) return -1;
+        char esc[6];
+        if (buf_append(b, s + start, i - start) != 0 ||
+            buf_append(b, esc, buf_json_escape_byte((unsigned char)s[i], esc)) != 0)
+            return -1;
         start = i + 1;
         i = start + buf_json_plain(s + start, n - start);
     }

@@ -71,6 +71,9 @@ int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 
 int buf_append_dec(buf_t *b, int64_t v);
 /* The length of s's prefix that a JSON string holds as it is (no control byte, '"' or '\\'). */
 size_t buf_json_plain(const char *s, size_t n);
+/* Writes the JSON escape of c, a byte buf_json_plain stops at, to out (room for 6); returns its
+ * length. */
+size_t buf_json_escape_byte(unsigned char c, char *out);
 /* Appends s as the inside of a JSON string (escaped, without the quotes). */
 int buf_append_json_escaped(buf_t *b, const char *s, size_t n);
 /* Appends s[0..n) as a JSON string: quotes and escapes (s may be NULL when n is 0). */

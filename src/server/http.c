@@ -263,7 +263,7 @@ static void access_log(http_conn *c)
  * every field it writes is bounded (the request's fixed-size fields, the path cut at
  * LOG_PATH_MAX, eight numbers), so LOG_LINE_MAX, their sum, holds the longest line with every
  * string escaped at its longest. Through buf_t each of the line's ~30 pieces was a call or an
- * inlined room check: ~2,350 instructions a request, now ~1,430 (callgrind, docs/PERFORMANCE.md).
+ * inlined room check: ~2,350 instructions a request, now ~1,450 (callgrind, docs/PERFORMANCE.md).
  */
 #define LOG_PATH_MAX 200
 #define LOG_ESC(n) (6 * (n) + 2) /* a JSON string of n bytes, each \u00XX at worst */
@@ -277,42 +277,20 @@ static void access_log(http_conn *c)
 /* A constant piece: its length is known here, so the copy is a few moves. */
 #define LOG_LIT(p, s) (memcpy((p), (s), sizeof(s) - 1), (p) + sizeof(s) - 1)
 
-/* s[0..n) as a JSON string value (quoted, escaped), or null when it is empty. */
+/* s[0..n) as a JSON string value (quoted, escaped), or null when it is empty: runs that need no
+ * escape copied whole, as buf_append_json_escaped does. */
 static char *log_str(char *p, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     if (!n) return LOG_LIT(p, "null");
     *p++ = '"';
-    /* the common case, nothing to escape, is one scan and one copy */
-    size_t i = buf_json_plain(s, n);
-    memcpy(p, s, i);
-    p += i;
-    for (; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *p++ = (char)c;
-            continue;
-        }
-        *p++ = '\\';
-        switch (c) {
-        case '"':
-        case '\\':
-            *p++ = (char)c;
-            break;
-        case '\n':
-            *p++ = 'n';
-            break;
-        case '\r':
-            *p++ = 'r';
-            break;
-        case '\t':
-            *p++ = 't';
-            break;
-        default:
-            p = LOG_LIT(p, "u00");
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        }
+    size_t start = 0, i = buf_json_plain(s, n);
+    for (;;) {
+        memcpy(p, s + start, i - start);
+        p += i - start;
+        if (i == n) break;
+        p += buf_json_escape_byte((unsigned char)s[i], p);
+        start = i + 1;
+        i = start + buf_json_plain(s + start, n - start);
     }
     *p++ = '"';
     return p;
