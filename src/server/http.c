@@ -302,44 +302,40 @@ static char *log_field(char *p, const char *s, size_t cap)
     return log_str(p, s, strnlen(s, cap));
 }
 
+/* s (a NUL-terminated field of at most cap bytes) as it is: what needs no escaping */
+static char *log_raw(char *p, const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    memcpy(p, s, n);
+    return p + n;
+}
+
 void http_log_request(const http_request *r, int status, uint64_t bytes_in, uint64_t bytes_out)
 {
     /* The time is formatted once per millisecond and thread (a busy worker logs dozens in one). */
     static _Thread_local int64_t ts_ms = -1;
     static _Thread_local char ts[32];
-    static _Thread_local size_t ts_len;
     char line[LOG_LINE_MAX], *p = line;
     int64_t now_ms = ms_loop_now_ms();
     if (now_ms != ts_ms) {
-        ts_len = strnlen(ms_iso8601(now_ms, ts, 1), sizeof ts);
+        ms_iso8601(now_ms, ts, 1);
         ts_ms = now_ms;
     }
     int64_t total_us = (int64_t)((ms_mono_ns() - r->start_ns) / 1000);
     p = LOG_LIT(p, "{\"time\":\"");
-    memcpy(p, ts, ts_len);
-    p += ts_len;
+    p = log_raw(p, ts, sizeof ts);
     /* the request id (srv_new_request_id) and a method (a token) need no escaping */
     p = LOG_LIT(p, "\",\"type\":\"access\",\"request_id\":\"");
-    size_t n = strnlen(r->id, sizeof r->id);
-    memcpy(p, r->id, n);
-    p += n;
+    p = log_raw(p, r->id, sizeof r->id);
     p = LOG_LIT(p, "\",\"method\":\"");
-    n = strnlen(r->method_name, H1P_METHOD_MAX);
-    memcpy(p, r->method_name, n);
-    p += n;
+    p = log_raw(p, r->method_name, H1P_METHOD_MAX);
     p = LOG_LIT(p, "\",\"path\":");
     p = log_str(p, r->path.p, r->path.n > LOG_PATH_MAX ? LOG_PATH_MAX : r->path.n);
     p = LOG_LIT(p, ",\"status\":");
     p = ms_i64_dec(status, p);
     /* account ids are numbers; the key is its display prefix, never the key */
     p = LOG_LIT(p, ",\"account\":");
-    n = strnlen(r->log_account, sizeof r->log_account);
-    if (n) {
-        memcpy(p, r->log_account, n);
-        p += n;
-    } else {
-        p = LOG_LIT(p, "null");
-    }
+    p = r->log_account[0] ? log_raw(p, r->log_account, sizeof r->log_account) : LOG_LIT(p, "null");
     p = LOG_LIT(p, ",\"key\":");
     p = log_field(p, r->log_key, sizeof r->log_key);
     p = LOG_LIT(p, ",\"model\":");
