@@ -566,9 +566,13 @@ static size_t bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
     return notices;
 }
 
-static int bill_commit(bill_t *b, const store_usage_event *ev, size_t n)
+/* first: the events were never offered to the store (a chunk's first attempt, not the
+ * journal's): the store may then skip its look-up of request ids already recorded. */
+static int bill_commit(bill_t *b, const store_usage_event *ev, size_t n, int first)
 {
-    if (store_ledger_commit(b->store, ev, n) != STORE_OK) return -1;
+    if ((first ? store_ledger_commit_new(b->store, ev, n) : store_ledger_commit(b->store, ev, n)) !=
+        STORE_OK)
+        return -1;
     /* the notices are in the outbox now: whoever sends them may go */
     if (bill_apply(b, ev, n) > 0 && b->on_notice) b->on_notice(b->on_notice_ud);
     return 0;
@@ -986,7 +990,8 @@ static void *bill_main(void *arg)
             store_usage_event *batch = b->jn ? b->jchunk : b->out.ev + b->out_pos;
             size_t n = b->jn ? b->jn : b->out.len - b->out_pos;
             if (n > BILL_CHUNK) n = BILL_CHUNK;
-            int ok = bill_commit(b, batch, n) == 0;
+            /* a retry may follow a commit that landed though it reported a failure */
+            int ok = bill_commit(b, batch, n, !b->jn && failures == 0) == 0;
             bill_store_result(b, ok);
             if (ok) {
                 if (backoff > 0)
@@ -1293,7 +1298,7 @@ void bill_stop(bill_t *b)
      * gets one synchronous attempt, then the journal. */
     if (b->in.len > 0 && b->store) {
         char msg[600];
-        if (store_ledger_commit(b->store, b->in.ev, b->in.len) != STORE_OK) {
+        if (store_ledger_commit_new(b->store, b->in.ev, b->in.len) != STORE_OK) {
             log_error("billing: writing usage settled during shutdown failed: %s",
                       store_errmsg(b->store));
             if (b->jr && jr_append(b->jr, b->in.ev, b->in.len, msg, sizeof(msg)) == 0)

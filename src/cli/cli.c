@@ -644,6 +644,22 @@ static int cli_import(const cfg_t *cfg, const cli_sub *sub, int argc, char **arg
     return rc;
 }
 
+/* ---- sql ---- */
+
+static int cli_sql(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
+{
+    const char *sql = NULL;
+    static const char *const names[] = {"QUERY"};
+    store_t *s;
+    int rc;
+
+    if ((rc = cli_parse(sub->usage, argc, argv, NULL, 0, &sql, names, 1)) != 0) return rc;
+    if (!(s = cli_open(cfg))) return CLI_ERROR;
+    if (store_query(s, sql, stdout) != STORE_OK) rc = cli_store_err(s);
+    store_close(s);
+    return rc;
+}
+
 /* ---- audit ---- */
 
 static int cli_audit(const cfg_t *cfg, const cli_sub *sub, int argc, char **argv)
@@ -733,6 +749,14 @@ static const cli_sub cli_import_sub = {
     "Reads an `export` (from FILE, or stdin) into the configured store, which must be new\n"
     "(empty) and at the same schema version; all of it in one transaction, or nothing.\n"};
 
+static const cli_sub cli_sql_sub = {
+    "sql", cli_sql,
+    "usage: modelswitch sql QUERY\n"
+    "Runs one read-only SQL statement on the store and prints its rows as a JSON array of\n"
+    "objects (as `sqlite3 -json` does; nothing for no rows). On SQLite, usage rows are kept in\n"
+    "blocks that only ModelSwitch reads: this is how to query the `usage` table by hand.\n"
+    "A statement that writes is refused.\n"};
+
 static const cli_sub cli_audit_sub = {
     "audit", cli_audit,
     "usage: modelswitch audit\n"
@@ -782,9 +806,10 @@ static int cli_group(const cfg_t *cfg, const char *group, const char *usage, con
 
 int cli_is_command(const char *name)
 {
-    return name && (strcmp(name, "account") == 0 || strcmp(name, "key") == 0 ||
-                    strcmp(name, "migrate") == 0 || strcmp(name, "audit") == 0 ||
-                    strcmp(name, "export") == 0 || strcmp(name, "import") == 0);
+    return name &&
+           (strcmp(name, "account") == 0 || strcmp(name, "key") == 0 ||
+            strcmp(name, "migrate") == 0 || strcmp(name, "audit") == 0 ||
+            strcmp(name, "export") == 0 || strcmp(name, "import") == 0 || strcmp(name, "sql") == 0);
 }
 
 /* A change the running instances should see at once (several instances share a Redis): a
@@ -831,7 +856,7 @@ int cli_run(const cfg_t *cfg, int argc, char **argv)
         }
         return cli_migrate(cfg, &cli_migrate_sub, argc - 1, argv + 1);
     }
-    const cli_sub *single[] = {&cli_audit_sub, &cli_export_sub, &cli_import_sub};
+    const cli_sub *single[] = {&cli_audit_sub, &cli_export_sub, &cli_import_sub, &cli_sql_sub};
     for (size_t i = 0; i < sizeof single / sizeof single[0]; i++) {
         if (strcmp(argv[0], single[i]->name) != 0) continue;
         if (cli_wants_help(argc - 1, argv + 1)) {
@@ -865,6 +890,7 @@ int cli_usage(FILE *f)
         {"audit", "check the ledger's invariants; exit 1 on any violation"},
         {"export > FILE", "every row of the store as JSON lines (for import)"},
         {"import [FILE]", "read an export into a new, empty store"},
+        {"sql QUERY", "one read-only SQL statement, rows as JSON"},
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
         if (strlen(lines[i][0]) <= 28)

@@ -14,7 +14,8 @@
 #include "store/store.h"
 
 /* The column kinds of an exported table (export/import, store.c): a blob travels as hex. */
-typedef enum { STORE_COL_INT, STORE_COL_TEXT, STORE_COL_BLOB } store_col_kind;
+/* A value's kind: the export's columns are the first three; a query's value may be any. */
+typedef enum { STORE_COL_INT, STORE_COL_TEXT, STORE_COL_BLOB, STORE_COL_REAL } store_col_kind;
 
 typedef struct store_table {
     const char *name;
@@ -58,7 +59,8 @@ typedef struct store_ops {
     int (*key_spends)(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t spent_nusd),
                       void *ud);
 
-    int (*ledger_commit)(store_t *s, const store_usage_event *ev, size_t n);
+    /* first: no event was offered to a store before (store_ledger_commit_new) */
+    int (*ledger_commit)(store_t *s, const store_usage_event *ev, size_t n, int first);
     int (*ledger_writer)(store_t *s); /* NULL: nothing to set up */
     int (*usage_query)(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
                        int64_t offset, store_usage_row **out, size_t *n);
@@ -93,6 +95,13 @@ typedef struct store_ops {
     int (*import_begin)(store_t *s);
     int (*import_row)(store_t *s, const store_table *t, const store_value *values);
     int (*import_end)(store_t *s, int ok);
+    /* store_query: one read-only statement in a read-only transaction, cb(ud, ncols, names,
+     * kinds, values) per row (a REAL's or BLOB's value as text: its digits, its hex); a
+     * non-zero cb return stops the read and is returned */
+    int (*query)(store_t *s, const char *sql,
+                 int (*cb)(void *ud, size_t ncols, const char *const *names,
+                           const store_col_kind *kinds, const store_value *v),
+                 void *ud);
 
     /* SQLite only (NULL elsewhere): the WAL checkpointer of store.h */
     void *(*ckpt_start)(const cfg_t *cfg, store_t *writer, char *err, size_t errlen);

@@ -32,6 +32,7 @@
  * PostgreSQL's primary message, never its DETAIL (which can quote a row), and a URL is shown
  * with its password redacted.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -181,6 +182,11 @@ static const char *const pg_migrations[] = {
     "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
     "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
     ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
+
+    /* 10: SQLite's usage rows moved into blocks (sqlite.c); the version numbers are shared so an
+     * export of either backend imports into the other. Here the rows stay a table, their
+     * request ids unique by its index: the one thing this version records is that contract. */
+    "COMMENT ON TABLE usage IS 'a row a request; request_id unique: a replay skips stored rows';",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -1661,8 +1667,9 @@ cleanup:
     return ret;
 }
 
-static int pg_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
+static int pg_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, int first)
 {
+    (void)first; /* the request-id unique index skips a stored event at no extra cost */
     pg_batch b = {ev, n, NULL, NULL, {0}, {0}, {0}};
     int64_t seq0 = 0, seq, *at = NULL, now = 0;
     int ret = STORE_ERR;
@@ -2379,6 +2386,79 @@ static int pg_import_end(store_t *s, int ok)
     return STORE_OK;
 }
 
+/* ---- store_query (`modelswitch sql`) ---- */
+
+/* Columns of a query's row at most. */
+#define PG_QUERY_COLS 64
+
+/* A value of type oid as store_query shows it: integers (and numerics that are whole and fit)
+ * as numbers, floats and other numerics as reals, bytea as its hex, the rest as text. */
+static store_col_kind pg_query_kind(Oid oid, store_value *v)
+{
+    char *end;
+    switch (oid) {
+    case 20: /* int8 */
+    case 21: /* int2 */
+    case 23: /* int4 */
+        v->i = strtoll(v->s, NULL, 10);
+        return STORE_COL_INT;
+    case 1700: /* numeric: sum() of a bigint column */
+        errno = 0;
+        v->i = strtoll(v->s, &end, 10);
+        return *end == '\0' && errno == 0 ? STORE_COL_INT : STORE_COL_REAL;
+    case 700: /* float4 */
+    case 701: /* float8 */
+        return STORE_COL_REAL;
+    case 17: /* bytea, "\x" and its hex */
+        if (v->len >= 2 && v->s[0] == '\\' && v->s[1] == 'x') {
+            v->s += 2;
+            v->len -= 2;
+        }
+        return STORE_COL_BLOB;
+    default:
+        return STORE_COL_TEXT;
+    }
+}
+
+/* One statement in a read-only transaction: the server refuses any write. */
+static int pg_query(store_t *s, const char *sql,
+                    int (*cb)(void *ud, size_t ncols, const char *const *names,
+                              const store_col_kind *kinds, const store_value *v),
+                    void *ud)
+{
+    if (pg_begin_read(s) != STORE_OK) return STORE_ERR;
+    /* extended protocol: one statement only */
+    PGresult *r = PQexecParams(PG(s)->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    int ret = STORE_OK;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        ret = pg_fail(s, "sql", r);
+        if (state && strcmp(state, "25006") == 0) ret = STORE_LIMIT; /* a write, refused */
+    } else if (PQnfields(r) > PG_QUERY_COLS) {
+        ret = store_seterr(s, "sql: more than %d columns", PG_QUERY_COLS);
+    } else {
+        int n = PQnfields(r);
+        const char *names[PG_QUERY_COLS];
+        store_col_kind kinds[PG_QUERY_COLS];
+        store_value v[PG_QUERY_COLS];
+        for (int i = 0; i < n; i++)
+            names[i] = PQfname(r, i);
+        for (int row = 0; row < PQntuples(r) && ret == STORE_OK; row++) {
+            for (int i = 0; i < n; i++) {
+                memset(&v[i], 0, sizeof v[i]);
+                v[i].null = PQgetisnull(r, row, i);
+                v[i].s = PQgetvalue(r, row, i);
+                v[i].len = (size_t)PQgetlength(r, row, i);
+                kinds[i] = v[i].null ? STORE_COL_TEXT : pg_query_kind(PQftype(r, i), &v[i]);
+            }
+            ret = cb(ud, (size_t)n, names, kinds, v);
+        }
+    }
+    PQclear(r);
+    return pg_end_read(s, ret);
+}
+
 const store_ops store_pg_ops = {
     .name = "postgres",
     .close = pg_close,
@@ -2418,4 +2498,5 @@ const store_ops store_pg_ops = {
     .import_begin = pg_import_begin,
     .import_row = pg_import_row,
     .import_end = pg_import_end,
+    .query = pg_query,
 };

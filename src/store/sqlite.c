@@ -33,7 +33,7 @@
 #include "auth/keys.h"
 #include "common/bgprio.h"
 #include "common/util.h"
-#include "store/sqlite_rows.h"
+#include "store/sqlite_usage.h"
 #include "store/sqlite_wal.h"
 
 /* Longest accepted name (the structs hold 128 bytes) and transaction description. */
@@ -50,7 +50,7 @@
 /* The next id of the ledger's shared id space: above every usage row and transaction. Each
  * max() is one seek to the end of its b-tree. */
 #define LEDGER_NEXT_ID                                                                             \
-    "(SELECT max(coalesce((SELECT max(id) FROM usage), 0), "                                       \
+    "(SELECT max(coalesce((SELECT max(id) FROM usage_blocks), 0), "                                \
     "coalesce((SELECT max(id) FROM transactions), 0), " USAGE_TX_AFTER ") + 1)"
 
 static const char *const store_migrations[] = {
@@ -220,6 +220,33 @@ static const char *const store_migrations[] = {
     "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
     "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
     ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
+
+    /* 10: usage rows in blocks (sqlite_usage.c): the rows of one account that one ledger chunk
+     * writes, in one BLOB of one usage_blocks row whose id is its last row's. `usage` is from
+     * here on a virtual table over them with the old table's columns, so nothing that reads it
+     * changes. The existing rows move over as they are, a block each (a row's id, and so its
+     * place in the listings, stays); request ids stay unique by the ledger's check instead of
+     * an index. The view is made again around the move: renaming the table would rename it in
+     * the view. */
+    "CREATE TABLE usage_blocks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  first_id INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),"
+    "  min_created_ms INTEGER NOT NULL,"
+    "  max_created_ms INTEGER NOT NULL,"
+    "  rows BLOB NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX usage_blocks_account ON usage_blocks(account_id, id);"
+    "CREATE INDEX usage_blocks_time ON usage_blocks(account_id, max_created_ms);"
+    "DROP VIEW ledger_transactions;"
+    "ALTER TABLE usage RENAME TO usage_v9;"
+    "INSERT INTO usage(" SQU_COLS ") SELECT " SQU_COLS " FROM usage_v9 ORDER BY id;"
+    "DROP TABLE usage_v9;"
+    "CREATE VIEW ledger_transactions AS "
+    "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
+    "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
+    ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -243,10 +270,6 @@ static const char *const store_migrations[] = {
     "id, request_id, key_id, model, provider, prompt_tokens, completion_tokens, charged_nusd, "    \
     "status, estimated, latency_ms, created_at_ms, cached_tokens, cache_write_tokens, "            \
     "cache_write_1h_tokens, reasoning_tokens, cached"
-/* What a usage row records: ms_usage_rows's columns (sqlite_rows.h), which have the same names,
- * in sqr_bind's order. */
-#define USAGE_INSERT_COLS SQR_COLS
-#define USAGE_INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 /* The rows a usage read covers: ?1 account, ?2 model (NULL = all), ?3 key (0 = all), ?4..?5 the
  * time range, inclusive. One statement for every combination: the account's index narrows the
  * scan, and the rest are comparisons per row. */
@@ -285,8 +308,8 @@ enum {
     ST_KEYS_SINCE,
     ST_KEY_SPENDS,
     ST_SCHEMA_VERSION,
-    ST_USAGE_INSERT,
-    ST_USAGE_ROWS,
+    ST_BLOCK_INSERT,
+    ST_BLOCKS_SEEN,
     ST_CHARGE_ACCOUNT,
     ST_CHARGE_KEY,
     ST_KEY_OF_ACCOUNT,
@@ -302,6 +325,7 @@ enum {
     ST_AUDIT_KEY_SPENT,
     ST_AUDIT_USAGE_TX,
     ST_AUDIT_USAGE_ROWS,
+    ST_AUDIT_USAGE_DUP,
     ST_AUDIT_COUNTS,
     ST_RESPONSE_INSERT,
     ST_RESPONSE_GET,
@@ -360,13 +384,11 @@ static const char *const store_sql[ST__COUNT] = {
     [ST_KEYS_SINCE] = "SELECT " KEY_COLS " FROM api_keys WHERE seq > ? ORDER BY seq",
     [ST_KEY_SPENDS] = "SELECT id, spent_nusd FROM api_keys ORDER BY id",
     [ST_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
-    /* DO NOTHING on the request id only: unlike INSERT OR IGNORE it does not also swallow a
-     * failed CHECK or NOT NULL, which would silently drop a charge. */
-    [ST_USAGE_INSERT] = "INSERT INTO usage(" USAGE_INSERT_COLS ") VALUES " USAGE_INSERT_ROW
-                        " ON CONFLICT(request_id) DO NOTHING",
-    /* a chunk of a batch's usage rows, read from its events in place (sqlite_rows.c) */
-    [ST_USAGE_ROWS] = "INSERT INTO usage(" USAGE_INSERT_COLS ") SELECT " USAGE_INSERT_COLS
-                      " FROM " SQR_NAME "(?1)",
+    /* a block of usage rows (sqlite_usage.c) */
+    [ST_BLOCK_INSERT] = SQU_BLOCK_INSERT,
+    /* the blocks that may hold an account's events of created_at_ms ?2..?3 (store_seen) */
+    [ST_BLOCKS_SEEN] = "SELECT first_id, n, min_created_ms, rows FROM usage_blocks "
+                       "WHERE account_id = ?1 AND max_created_ms >= ?2 AND min_created_ms <= ?3",
     [ST_CHARGE_ACCOUNT] =
         "UPDATE accounts SET balance_nusd = balance_nusd - ?1, seq = ?2 WHERE id = ?3",
     /* The key must belong to the charged account, and its total must stay an exact integer
@@ -418,8 +440,9 @@ static const char *const store_sql[ST__COUNT] = {
     /* A usage transaction in the table must match its usage row: same account, amount =
      * -charged. */
     [ST_AUDIT_USAGE_TX] =
+        "WITH u AS MATERIALIZED (SELECT id, request_id, account_id, charged_nusd FROM usage) "
         "SELECT t.id, t.account_id, t.amount_nusd, u.id, u.account_id, u.charged_nusd "
-        "FROM transactions t LEFT JOIN usage u ON u.request_id = t.request_id "
+        "FROM transactions t LEFT JOIN u ON u.request_id = t.request_id "
         "WHERE t.type = 'usage' AND (u.id IS NULL OR u.account_id != t.account_id OR "
         "u.charged_nusd != -t.amount_nusd) ORDER BY t.id",
     /* ... and a charged usage row written before migration 9 must have exactly one there; a
@@ -430,6 +453,10 @@ static const char *const store_sql[ST__COUNT] = {
         "GROUP BY request_id) t ON t.request_id = u.request_id "
         "WHERE coalesce(t.n, 0) != (u.charged_nusd > 0 AND u.id <= " USAGE_TX_AFTER
         ") ORDER BY u.id",
+    /* Each request id once: no index enforces it since migration 10 (the ledger's check of a
+     * replayed batch, store_seen, does). */
+    [ST_AUDIT_USAGE_DUP] = "SELECT min(id), count(*), request_id FROM usage GROUP BY request_id "
+                           "HAVING count(*) > 1 ORDER BY 1",
     [ST_AUDIT_COUNTS] =
         "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM ledger_transactions)",
     [ST_LEDGER_NEXT_ID] = "SELECT " LEDGER_NEXT_ID,
@@ -470,21 +497,19 @@ static const char *const store_sql[ST__COUNT] = {
         "UPDATE webhook_outbox SET attempts = ?2, next_attempt_ms = ?3 WHERE event_id = ?1",
 };
 
-/* Events per INSERT of the ledger's usage rows (store_ledger_rows): a whole chunk of the
- * billing thread (BILL_CHUNK, 1000) in one statement, whose arrays live on the stack. */
+/* Events in one chunk of the ledger's usage rows (store_ledger_rows): a whole chunk of the
+ * billing thread (BILL_CHUNK, 1000), whose arrays live on the stack; its rows of one account are
+ * one block (SQU_ROWS_MAX). */
 #define STORE_LEDGER_ROWS 1024
-/* Chunks of at most this many events go row by row instead: a multi-row INSERT keeps a statement
- * journal (a copy of each page it changes that existed when it began: ~7,000 instructions with
- * the ledger handle's journals in memory, whose chunks are 1 KiB), which a single-row one does
- * without. Measured: row by row is cheaper up to 3 rows, the one INSERT from 4. */
-#define STORE_LEDGER_SMALL 3
+_Static_assert(STORE_LEDGER_ROWS <= SQU_ROWS_MAX, "a chunk's account fits in one block");
 
 /* A SQLite handle: the common head (backend.h), then the connection and its statements. */
 typedef struct sq {
     struct store base;
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
-    int ledger_writer; /* store_ledger_writer: foreign keys off, the batch checks instead */
+    int ledger_writer;    /* store_ledger_writer: foreign keys off, the batch checks instead */
+    unsigned char *block; /* SQU_BLOCK_MAX bytes: the block being written (ledger handle) */
 } sq;
 
 #define SQ(s) ((sq *)(s))
@@ -778,6 +803,7 @@ static void sq_close(store_t *s)
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(SQ(s)->st[i]);
     sqlite3_close(SQ(s)->db);
+    free(SQ(s)->block);
     free(s);
 }
 
@@ -827,8 +853,8 @@ store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
         goto cleanup;
     }
     sqlite3_extended_result_codes(SQ(s)->db, 1);
-    if (sqr_register(SQ(s)->db) != SQLITE_OK) {
-        store_dberr(s, "register " SQR_NAME);
+    if (squ_register(SQ(s)->db) != SQLITE_OK) {
+        store_dberr(s, "register " SQU_NAME);
         goto cleanup;
     }
     /* Set first: switching to WAL and migrating take locks another process may hold. */
@@ -1579,27 +1605,6 @@ static int store_charge_keys(store_t *s, const store_sums *t, const store_usage_
     return STORE_OK;
 }
 
-/* The usage rows of ev[0..k) one INSERT each, skipping request ids already recorded: fresh[i]
- * says whether row i was written. For a small chunk, and for one the single INSERT refused. A
- * skipped row leaves its id unused. */
-static int store_usage_one_by_one(store_t *s, const store_usage_event *ev, size_t k,
-                                  const int64_t *at, int64_t id0, unsigned char *fresh)
-{
-    sqr_batch b = {.ev = ev, .at = at, .id0 = id0, .n = k};
-    for (size_t i = 0; i < k; i++) {
-        sqlite3_stmt *st = store_stmt(s, ST_USAGE_INSERT);
-        if (!st) return STORE_ERR;
-        if (sqr_bind(st, &b, i) != SQLITE_OK) {
-            store_dberr(s, "ledger: usage insert");
-            store_release(st);
-            return STORE_ERR;
-        }
-        if (store_step_done(s, st, "ledger: usage insert") != STORE_OK) return STORE_ERR;
-        fresh[i] = sqlite3_changes(SQ(s)->db) > 0;
-    }
-    return STORE_OK;
-}
-
 /* "evt_" and the request id's part after "req_" (all of it when it has no such prefix). */
 static void store_event_id(const char *request_id, char out[48])
 {
@@ -1622,23 +1627,204 @@ static int store_webhook_insert(store_t *s, const store_usage_event *e, int64_t 
     return store_step_done(s, st, "ledger: webhook insert");
 }
 
-/* The usage rows of ev[0..k) in one INSERT reading them through ms_usage_rows; when a request id
- * is already recorded, SQLite undoes the statement and they go one by one. */
-static int store_usage_chunk(store_t *s, const store_usage_event *ev, size_t k, const int64_t *at,
-                             int64_t id0, unsigned char *fresh)
+/* A batch's request ids, for finding one twice: open addressing over the events' indices. */
+typedef struct store_rids {
+    const store_usage_event *ev;
+    uint32_t *slot; /* index + 1, 0 = empty */
+    size_t cap;     /* a power of two >= 2 x the events */
+} store_rids;
+
+static uint64_t store_rid_hash(const char *r, size_t n)
 {
-    sqr_batch b = {.ev = ev, .at = at, .id0 = id0, .n = k};
-    sqlite3_stmt *st = store_stmt(s, ST_USAGE_ROWS);
-    if (!st) return STORE_ERR;
-    if (sqlite3_bind_pointer(st, 1, &b, SQR_PTR_TYPE, NULL) != SQLITE_OK) {
-        store_dberr(s, "ledger: usage insert");
-        store_release(st);
-        return STORE_ERR;
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, eight bytes a step after the first few */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, r + i, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
     }
-    int rc = sqlite3_step(st);
-    store_release(st); /* also unbinds b, which is about to go out of scope */
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) return store_usage_one_by_one(s, ev, k, at, id0, fresh);
-    if (rc != SQLITE_DONE) return store_dberr(s, "ledger: usage insert");
+    for (; i < n; i++)
+        h = (h ^ (unsigned char)r[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 32);
+}
+
+/* The slot of request id r (n bytes): the one holding an event with it, or the empty one. */
+static size_t store_rids_slot(const store_rids *t, const char *r, size_t n)
+{
+    size_t i = (size_t)store_rid_hash(r, n) & (t->cap - 1);
+    for (;; i = (i + 1) & (t->cap - 1)) {
+        uint32_t k = t->slot[i];
+        if (!k) return i;
+        const char *o = t->ev[k - 1].request_id;
+        if (strnlen(o, sizeof(t->ev[0].request_id)) == n && memcmp(o, r, n) == 0) return i;
+    }
+}
+
+/* Fills t with ev[0..n) and sets dup[i] for each event whose request id an earlier one has
+ * (it is skipped, as a second row of it always was). -1: out of memory. */
+static int store_rids_init(store_rids *t, const store_usage_event *ev, size_t n, unsigned char *dup)
+{
+    t->ev = ev;
+    t->cap = 16;
+    while (t->cap < n * 2)
+        t->cap *= 2;
+    if (!(t->slot = calloc(t->cap, sizeof(*t->slot)))) return -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = store_rids_slot(t, ev[i].request_id, strnlen(ev[i].request_id, 40));
+        dup[i] = t->slot[j] != 0;
+        if (!dup[i]) t->slot[j] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+/* The events of a chunk grouped by account, each group in event order: the blocks to write. */
+typedef struct store_groups {
+    uint16_t idx[STORE_LEDGER_ROWS]; /* event indices, group after group */
+    uint16_t start[STORE_LEDGER_ROWS + 1];
+    size_t n; /* groups */
+} store_groups;
+
+/* Groups the events of ev[0..k) that skip[i] leaves in; O(k), stable. */
+static void store_group(store_groups *g, const store_usage_event *ev, size_t k,
+                        const unsigned char *skip)
+{
+    int64_t acct[STORE_LEDGER_ROWS];
+    uint16_t count[STORE_LEDGER_ROWS], of[STORE_LEDGER_ROWS];
+    uint16_t slot[2 * STORE_LEDGER_ROWS]; /* group + 1, 0 = empty */
+    size_t cap = 2 * STORE_LEDGER_ROWS;
+    memset(slot, 0, sizeof slot);
+    g->n = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (skip[i]) continue;
+        uint64_t h = (uint64_t)ev[i].account_id * 0x9E3779B97F4A7C15ULL;
+        size_t j = (size_t)(h >> 40) & (cap - 1);
+        while (slot[j] && acct[slot[j] - 1] != ev[i].account_id)
+            j = (j + 1) & (cap - 1);
+        if (!slot[j]) {
+            acct[g->n] = ev[i].account_id;
+            count[g->n] = 0;
+            slot[j] = (uint16_t)++g->n;
+        }
+        of[i] = (uint16_t)(slot[j] - 1);
+        count[of[i]]++;
+    }
+    g->start[0] = 0;
+    for (size_t q = 0; q < g->n; q++)
+        g->start[q + 1] = (uint16_t)(g->start[q] + count[q]);
+    uint16_t fill[STORE_LEDGER_ROWS];
+    memcpy(fill, g->start, g->n * sizeof(fill[0]));
+    for (size_t i = 0; i < k; i++)
+        if (!skip[i]) g->idx[fill[of[i]]++] = (uint16_t)i;
+}
+
+/*
+ * Marks (skip[i] = 1) the events of ev[0..k) whose request id a stored block already has: only
+ * for events that may have been offered to the store before (a retry, the journal). A block that
+ * can hold an event of an account has that account and a created_at_ms range around the event's
+ * (it is stamped at settlement and kept): the account's blocks from the group's earliest event on,
+ * through their index, decoded and looked up in the batch's table of request ids.
+ */
+static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const int64_t *at,
+                      const store_rids *rids, const store_usage_event *base, unsigned char *skip)
+{
+    store_groups *g = malloc(sizeof(*g));
+    if (!g) return store_seterr(s, "ledger: out of memory");
+    store_group(g, ev, k, skip);
+    int ret = STORE_OK;
+    for (size_t q = 0; q < g->n && ret == STORE_OK; q++) {
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        for (size_t r = g->start[q]; r < g->start[q + 1]; r++) {
+            int64_t t = ev[g->idx[r]].created_at_ms;
+            /* stamped by this write (none given): a stored copy has another time */
+            if (t <= 0) t = at[g->idx[r]], lo = INT64_MIN, hi = INT64_MAX;
+            if (t < lo) lo = t;
+            if (t > hi) hi = t;
+        }
+        sqlite3_stmt *st = store_stmt(s, ST_BLOCKS_SEEN);
+        if (!st) {
+            ret = STORE_ERR;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, ev[g->idx[g->start[q]]].account_id);
+        sqlite3_bind_int64(st, 2, lo);
+        sqlite3_bind_int64(st, 3, hi);
+        int rc;
+        while (ret == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            squ_dec d;
+            squ_row row;
+            int got;
+            squ_dec_start(&d, 0, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                          sqlite3_column_int64(st, 2), sqlite3_column_blob(st, 3),
+                          (size_t)sqlite3_column_bytes(st, 3));
+            while ((got = squ_dec_next(&d, &row)) == 1) {
+                if (row.request_id_len >= sizeof(ev[0].request_id)) continue;
+                uint32_t hit =
+                    rids->slot[store_rids_slot(rids, row.request_id, row.request_id_len)];
+                /* an event of this chunk (the table covers the whole batch) */
+                if (hit && &base[hit - 1] >= ev && &base[hit - 1] < ev + k)
+                    skip[&base[hit - 1] - ev] = 1;
+            }
+            if (got < 0)
+                ret = store_seterr(s, "ledger: a damaged usage block of account %lld",
+                                   (long long)ev[g->idx[g->start[q]]].account_id);
+        }
+        if (ret == STORE_OK && rc != SQLITE_DONE) ret = store_dberr(s, "ledger: stored usage");
+        store_release(st);
+    }
+    free(g);
+    return ret;
+}
+
+/* One block a group: the group's rows, id0 + their index in the chunk each. */
+static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
+                        const store_groups *g)
+{
+    sq *q = SQ(s);
+    if (!q->block && !(q->block = malloc(SQU_BLOCK_MAX)))
+        return store_seterr(s, "ledger: out of memory");
+    for (size_t grp = 0; grp < g->n; grp++) {
+        int64_t lo = INT64_MAX;
+        for (size_t r = g->start[grp]; r < g->start[grp + 1]; r++)
+            if (at[g->idx[r]] < lo) lo = at[g->idx[r]];
+        squ_enc e;
+        squ_enc_start(&e, q->block, lo);
+        for (size_t r = g->start[grp]; r < g->start[grp + 1]; r++) {
+            size_t i = g->idx[r];
+            const store_usage_event *x = &ev[i];
+            const usage_counts *u = &x->usage;
+            squ_row row = {
+                .id = id0 + (int64_t)i,
+                .account_id = x->account_id,
+                .key_id = x->key_id,
+                .prompt = usage_prompt(u), /* cannot overflow: store_check_event */
+                .completion = u->output,
+                .charged = x->charged_nusd,
+                .status = x->status,
+                .estimated = x->estimated ? 1 : 0,
+                .latency = x->latency_ms,
+                .created = at[i],
+                .cached_tokens = u->cached_input,
+                .cache_write = u->cache_write,
+                .cache_write_1h = u->cache_write_1h,
+                .reasoning = u->reasoning,
+                .cached = x->cached ? 1 : 0,
+                .request_id = x->request_id,
+                .request_id_len = strnlen(x->request_id, sizeof(x->request_id)),
+                .model = x->model,
+                .model_len = strnlen(x->model, sizeof(x->model)),
+                .provider = x->provider,
+                .provider_len = strnlen(x->provider, sizeof(x->provider)),
+            };
+            if (squ_enc_add(&e, &row) != 0)
+                return store_seterr(s, "ledger: request %s: cannot be encoded", x->request_id);
+        }
+        sqlite3_stmt *st = store_stmt(s, ST_BLOCK_INSERT);
+        if (!st) return STORE_ERR;
+        int rc = squ_block_store(st, &e);
+        store_release(st);
+        if (rc != SQLITE_OK) return store_dberr(s, "ledger: usage block insert");
+    }
     return STORE_OK;
 }
 
@@ -1648,38 +1834,40 @@ static int store_usage_chunk(store_t *s, const store_usage_event *ev, size_t k, 
  * notices of those that were new and charged, and adds their charges to the sums; inside the
  * batch transaction.
  *
- * The usage rows go in one INSERT that fails on a request id already recorded. That is the
- * rare case (a batch retried after its commit was in doubt, or a request id twice in a batch):
- * SQLite then undoes just that statement, and the chunk is written again one row at a time,
- * skipping the recorded ids. (RETURNING could name the inserted rows in one statement, but SQLite
- * builds a temporary table for it: it cost more than the separate inserts.)
+ * The rows go in blocks, one per account (sqlite_usage.c). An event is skipped when its request
+ * id came earlier in the batch (dup) or, for a batch that may have been offered before (!first),
+ * when a stored block has it: a retry after a failed or doubtful commit, the journal's replay. A
+ * skipped row leaves its id unused.
  */
 static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t base, size_t k,
+                             int first, const store_rids *rids, const unsigned char *dup,
                              int64_t *next_id, store_sums *accts, store_sums *keys,
                              store_sums *free_keys)
 {
     int64_t id0 = *next_id;
-    unsigned char fresh[STORE_LEDGER_ROWS];
+    unsigned char skip[STORE_LEDGER_ROWS];
     int64_t at[STORE_LEDGER_ROWS], now = 0;
     for (size_t i = 0; i < k; i++) {
         if (ev[i].created_at_ms > 0)
             at[i] = ev[i].created_at_ms;
         else
             at[i] = now ? now : (now = ms_now_ms());
-        fresh[i] = 1;
+        skip[i] = dup[i];
     }
-    if (k <= STORE_LEDGER_SMALL) {
-        if (store_usage_one_by_one(s, ev, k, at, id0, fresh) != STORE_OK) return STORE_ERR;
-    } else if (store_usage_chunk(s, ev, k, at, id0, fresh) != STORE_OK) {
-        return STORE_ERR;
-    }
+    if (!first && store_seen(s, ev, k, at, rids, ev - base, skip) != STORE_OK) return STORE_ERR;
+    store_groups *g = malloc(sizeof(*g));
+    if (!g) return store_seterr(s, "ledger: out of memory");
+    store_group(g, ev, k, skip);
+    int rc = store_blocks(s, ev, at, id0, g);
+    free(g);
+    if (rc != STORE_OK) return STORE_ERR;
     *next_id = id0 + (int64_t)k;
 
     size_t idx[STORE_LEDGER_ROWS], m = 0;
     for (size_t i = 0; i < k; i++) {
-        if (fresh[i] && ev[i].charged_nusd > 0)
+        if (!skip[i] && ev[i].charged_nusd > 0)
             idx[m++] = i;
-        else if (fresh[i] && free_keys) /* amount 0: cannot overflow */
+        else if (!skip[i] && free_keys) /* amount 0: cannot overflow */
             (void)store_sums_add(free_keys, ev[i].key_id, ev[i].account_id, 0, base + i);
     }
     for (size_t r = 0; r < m; r++)
@@ -1758,12 +1946,11 @@ static int sq_ledger_writer(store_t *s)
      * never reads again; with the other handles' 32 MB it grew by every batch (a fresh page, a
      * malloc and its page faults, ~0.5 us a request under load) until full, ~400,000 requests
      * in. The right edges of the tables and indexes it writes stay hot within 2 MB.
-     * And statement journals in memory: the usage INSERT of a chunk (up to 1024 rows) keeps a
-     * copy of each page it changes that existed when it began, in case it must be undone; past
-     * 64 KiB SQLite moves that copy to a temporary file (created, unlinked, written, closed: 312
-     * of them in 2,000 batches of 1000 on a 2M-row database). It holds the right edges of the
-     * usage table and its indexes, a few dozen pages, and for a chunk spread over many accounts
-     * a leaf of the account index for each: ~4 MB for 1024 events of as many accounts. */
+     * And statement journals in memory: a statement that may have to be undone alone keeps a
+     * copy of each page it changes, past 64 KiB in a temporary file (created, unlinked, written,
+     * closed) unless temp_store says memory. (The ledger's multi-row usage INSERT made 312 such
+     * files in 2,000 batches; its blocks are single-row INSERTs now, but the pragma costs
+     * nothing.) */
     if (store_exec(s, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-2048; PRAGMA temp_store=MEMORY",
                    "ledger writer") != STORE_OK)
         return STORE_ERR;
@@ -1771,23 +1958,24 @@ static int sq_ledger_writer(store_t *s)
     return STORE_OK;
 }
 
-static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
+static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, int first)
 {
     int64_t seq0 = 0, seq = 0, next_id = 0;
     int ret = STORE_ERR, check = SQ(s)->ledger_writer;
-    store_sums accts, keys, free_keys = {0};
+    store_sums accts = {0}, keys = {0}, free_keys = {0};
+    store_rids rids = {0};
+    unsigned char *dup = NULL;
 
     if (n == 0) return STORE_OK;
     if (!ev) return store_seterr(s, "ledger: no events");
-    if (n > UINT32_MAX / 2) return store_seterr(s, "ledger: batch too large");
+    if (n > UINT32_MAX / 4) return store_seterr(s, "ledger: batch too large");
     for (size_t i = 0; i < n; i++)
         if (store_check_event(s, &ev[i]) != STORE_OK) return STORE_ERR;
     if (store_sums_init(&accts, n) != 0 || store_sums_init(&keys, n) != 0 ||
-        (check && store_sums_init(&free_keys, n) != 0)) {
-        store_sums_free(&accts);
-        store_sums_free(&keys);
-        store_sums_free(&free_keys);
-        return store_seterr(s, "ledger: out of memory");
+        (check && store_sums_init(&free_keys, n) != 0) || !(dup = malloc(n)) ||
+        store_rids_init(&rids, ev, n, dup) != 0) {
+        store_seterr(s, "ledger: out of memory");
+        goto out;
     }
     if (store_begin(s) != STORE_OK) goto out;
     /* BEGIN IMMEDIATE holds the write lock: no other writer can take a value meanwhile, so
@@ -1799,7 +1987,7 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
     seq = seq0;
     for (size_t i = 0; i < n;) {
         size_t k = n - i < STORE_LEDGER_ROWS ? n - i : STORE_LEDGER_ROWS;
-        if (store_ledger_rows(s, ev + i, i, k, &next_id, &accts, &keys,
+        if (store_ledger_rows(s, ev + i, i, k, first, &rids, dup + i, &next_id, &accts, &keys,
                               check ? &free_keys : NULL) != STORE_OK)
             goto cleanup;
         i += k;
@@ -1817,6 +2005,8 @@ out:
     store_sums_free(&accts);
     store_sums_free(&keys);
     store_sums_free(&free_keys);
+    free(rids.slot);
+    free(dup);
     return ret;
 }
 
@@ -2163,13 +2353,17 @@ static void store_audit_line(int stmt_id, sqlite3_stmt *st, FILE *report)
         fprintf(report, "usage %lld: charged %s but %lld usage transactions\n", c0,
                 store_usd(c1, a, sizeof(a)), c2);
         break;
+    case ST_AUDIT_USAGE_DUP: /* a request id is not a secret: the audit is the operator's */
+        fprintf(report, "usage %lld: request id %.40s recorded %lld times\n", c0,
+                (const char *)sqlite3_column_text(st, 2), c1);
+        break;
     }
 }
 
 static int sq_audit(store_t *s, FILE *report)
 {
-    static const int checks[] = {ST_AUDIT_BALANCES, ST_AUDIT_NEGATIVE, ST_AUDIT_KEY_SPENT,
-                                 ST_AUDIT_USAGE_TX, ST_AUDIT_USAGE_ROWS};
+    static const int checks[] = {ST_AUDIT_BALANCES, ST_AUDIT_NEGATIVE,   ST_AUDIT_KEY_SPENT,
+                                 ST_AUDIT_USAGE_TX, ST_AUDIT_USAGE_ROWS, ST_AUDIT_USAGE_DUP};
     int64_t violations = 0;
     int ret = STORE_ERR;
 
@@ -2568,7 +2762,7 @@ cleanup:
 /* The rows and counters a store holds beyond what its migrations made. */
 #define STORE_EMPTY_SQL                                                                            \
     "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM api_keys) + "                  \
-    "(SELECT count(*) FROM transactions) + (SELECT count(*) FROM usage) + "                        \
+    "(SELECT count(*) FROM transactions) + (SELECT count(*) FROM usage_blocks) + "                 \
     "(SELECT count(*) FROM responses) + (SELECT count(*) FROM notification_settings) + "           \
     "(SELECT count(*) FROM webhook_outbox) + (SELECT count(*) FROM meta WHERE value != 0)"
 
@@ -2655,6 +2849,102 @@ static int sq_import_end(store_t *s, int ok)
     return STORE_OK;
 }
 
+/* ---- store_query (`modelswitch sql`) ---- */
+
+/* Columns of a query's row at most. */
+#define STORE_QUERY_COLS 64
+
+static int sq_query_rows(store_t *s, sqlite3_stmt *st,
+                         int (*cb)(void *ud, size_t ncols, const char *const *names,
+                                   const store_col_kind *kinds, const store_value *v),
+                         void *ud)
+{
+    int n = sqlite3_column_count(st), rc;
+    const char *names[STORE_QUERY_COLS];
+    store_col_kind kinds[STORE_QUERY_COLS];
+    store_value v[STORE_QUERY_COLS];
+    char *hex = NULL;
+    if (n > STORE_QUERY_COLS) return store_seterr(s, "sql: more than %d columns", STORE_QUERY_COLS);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* read after the step: a statement prepared again by it would free the old names */
+        for (int i = 0; i < n; i++)
+            names[i] = sqlite3_column_name(st, i);
+        for (int i = 0; i < n; i++) {
+            int t = sqlite3_column_type(st, i);
+            memset(&v[i], 0, sizeof v[i]);
+            v[i].null = t == SQLITE_NULL;
+            kinds[i] = t == SQLITE_INTEGER ? STORE_COL_INT
+                       : t == SQLITE_FLOAT ? STORE_COL_REAL
+                       : t == SQLITE_BLOB  ? STORE_COL_BLOB
+                                           : STORE_COL_TEXT;
+            if (t == SQLITE_INTEGER) {
+                v[i].i = sqlite3_column_int64(st, i);
+            } else if (t == SQLITE_BLOB) {
+                const unsigned char *b = sqlite3_column_blob(st, i);
+                size_t len = (size_t)sqlite3_column_bytes(st, i);
+                char *h = realloc(hex, 2 * len + 1);
+                if (!h) {
+                    free(hex);
+                    return store_seterr(s, "sql: out of memory");
+                }
+                hex = h;
+                for (size_t j = 0; j < len; j++) {
+                    hex[2 * j] = store_hexdig[b[j] >> 4];
+                    hex[2 * j + 1] = store_hexdig[b[j] & 15];
+                }
+                v[i].s = hex; /* one BLOB a row keeps its hex: enough for the store's tables */
+                v[i].len = 2 * len;
+            } else if (t != SQLITE_NULL) {
+                v[i].s = (const char *)sqlite3_column_text(st, i);
+                v[i].len = (size_t)sqlite3_column_bytes(st, i);
+            }
+        }
+        int r = cb(ud, (size_t)n, names, kinds, v);
+        if (r != 0) {
+            free(hex);
+            return r;
+        }
+    }
+    free(hex);
+    return rc == SQLITE_DONE ? STORE_OK : store_dberr(s, "sql");
+}
+
+/* One statement that reads, in a read transaction, with query_only on around it: a statement
+ * SQLite calls read-only cannot write the file, and query_only makes sure. */
+static int sq_query(store_t *s, const char *sql,
+                    int (*cb)(void *ud, size_t ncols, const char *const *names,
+                              const store_col_kind *kinds, const store_value *v),
+                    void *ud)
+{
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    if (sqlite3_prepare_v2(SQ(s)->db, sql, -1, &st, &tail) != SQLITE_OK)
+        return store_dberr(s, "sql");
+    while (tail &&
+           (*tail == ' ' || *tail == '\t' || *tail == '\n' || *tail == '\r' || *tail == ';'))
+        tail++;
+    int ret = STORE_LIMIT;
+    if (!st)
+        store_seterr(s, "sql: no statement");
+    else if (tail && *tail)
+        store_seterr(s, "sql: one statement at a time");
+    else if (!sqlite3_stmt_readonly(st))
+        store_seterr(s, "sql: only statements that read (the store is changed through the CLI's "
+                        "other commands)");
+    else
+        ret = STORE_OK;
+    if (ret == STORE_OK && store_exec(s, "PRAGMA query_only=1", "sql") != STORE_OK) ret = STORE_ERR;
+    if (ret != STORE_OK) {
+        sqlite3_finalize(st);
+        return ret;
+    }
+    if ((ret = store_begin_read(s)) == STORE_OK)
+        ret = store_end_read(s, sq_query_rows(s, st, cb, ud));
+    sqlite3_finalize(st);
+    (void)store_exec(s, "PRAGMA query_only=0", "sql");
+    return ret;
+}
+
 const store_ops store_sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -2695,6 +2985,7 @@ const store_ops store_sqlite_ops = {
     .import_begin = sq_import_begin,
     .import_row = sq_import_row,
     .import_end = sq_import_end,
+    .query = sq_query,
     .ckpt_start = sq_ckpt_start,
     .ckpt_stop = sq_ckpt_stop,
     .ckpt_count = sq_ckpt_count,

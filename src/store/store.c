@@ -240,7 +240,12 @@ int store_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t sp
 
 int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n)
 {
-    return s->ops->ledger_commit(s, ev, n);
+    return s->ops->ledger_commit(s, ev, n, 0);
+}
+
+int store_ledger_commit_new(store_t *s, const store_usage_event *ev, size_t n)
+{
+    return s->ops->ledger_commit(s, ev, n, 1);
 }
 
 int store_ledger_writer(store_t *s)
@@ -653,4 +658,64 @@ cleanup:
     json_decref(j);
     free(buf);
     return ret;
+}
+
+/* ---- store_query ---- */
+
+/* The rows of a query (store_query). The JSON is built value by value with the same escaping
+ * as jansson's, one line a row as sqlite3 -json writes it. */
+typedef struct query_ctx {
+    FILE *out;
+    int64_t rows;
+} query_ctx;
+
+static int query_row(void *ud, size_t ncols, const char *const *names, const store_col_kind *kinds,
+                     const store_value *v)
+{
+    query_ctx *x = ud;
+    json_t *o = json_object();
+    if (!o) return STORE_ERR;
+    for (size_t i = 0; i < ncols; i++) {
+        json_t *j;
+        if (v[i].null)
+            j = json_null();
+        else if (kinds[i] == STORE_COL_INT)
+            j = json_integer(v[i].i);
+        else if (kinds[i] == STORE_COL_REAL)
+            j = json_real(strtod(v[i].s, NULL));
+        else
+            j = json_stringn(v[i].s, v[i].len);
+        /* a text that is not UTF-8 reads as its hex, as a BLOB does */
+        if (!j && kinds[i] == STORE_COL_TEXT) {
+            char *hex = malloc(2 * v[i].len + 1);
+            for (size_t k = 0; hex && k < v[i].len; k++)
+                snprintf(hex + 2 * k, 3, "%02x", (unsigned char)v[i].s[k]);
+            if (hex) hex[2 * v[i].len] = '\0';
+            j = hex ? json_string(hex) : NULL;
+            free(hex);
+        }
+        if (!j || json_object_set_new(o, names[i], j) != 0) {
+            json_decref(o);
+            return STORE_ERR;
+        }
+    }
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text) return STORE_ERR;
+    fprintf(x->out, "%s%s", x->rows ? ",\n" : "[", text);
+    free(text);
+    x->rows++;
+    return STORE_OK;
+}
+
+int store_query(store_t *s, const char *sql, FILE *out)
+{
+    query_ctx x = {out, 0};
+    s->err[0] = '\0';
+    int rc = s->ops->query(s, sql, query_row, &x);
+    if (x.rows) fprintf(out, "]\n");
+    if (rc != STORE_OK && !s->err[0]) store_seterr(s, "sql: out of memory");
+    if (rc == STORE_OK && (fflush(out) != 0 || ferror(out)))
+        return store_seterr(s, "sql: write failed");
+    return rc;
 }

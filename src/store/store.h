@@ -178,9 +178,16 @@ typedef struct store_usage_event {
  * request_id set), the account's balance lowered by it, and the key's spent_nusd raised by it;
  * with a notice, its webhook (store_webhook) in the outbox, event id "evt_" + the request id's
  * part after "req_".
- * Events whose request_id is already in the usage table are skipped (a retry after a crash never
- * bills twice). The balance CHECK (>= 0) failing makes the whole batch fail with STORE_ERR. */
+ * Events whose request_id is already in the usage table, or earlier in the batch, are skipped (a
+ * retry after a crash never bills twice). The balance CHECK (>= 0) failing makes the whole batch
+ * fail with STORE_ERR. */
 int store_ledger_commit(store_t *s, const store_usage_event *ev, size_t n);
+/* The same for events the caller never offered to any store before (not a retry of a batch
+ * whose commit failed, not read back from the ledger journal): a backend may then leave out its
+ * look-up of request ids already stored (SQLite does, PostgreSQL's unique index does not care).
+ * A request id twice in the batch is still skipped. Passing events that were offered before is
+ * a double charge: when in doubt, call store_ledger_commit. */
+int store_ledger_commit_new(store_t *s, const store_usage_event *ev, size_t n);
 /* Makes s the ledger's own handle, one that writes nothing but ledger batches (the billing
  * thread's): SQLite then leaves its per-row foreign-key lookups to the batch, which checks each
  * account and key it names once (an account or key that does not exist, or a key of another
@@ -405,5 +412,12 @@ int store_export(store_t *s, FILE *out);
 /* Reads an export into this store, which must be empty (STORE_LIMIT otherwise) and at the same
  * schema version, in one transaction: all of it or nothing. *rows (may be NULL) = rows read. */
 int store_import(store_t *s, FILE *in, int64_t *rows);
+
+/* Runs one read-only SQL statement (`modelswitch sql`: the operator's view of the store, whose
+ * usage rows SQLite keeps in blocks only the store can read) and writes its rows to out as
+ * `sqlite3 -json` does: a JSON array of one object per row, column name to value (integers and
+ * reals as numbers, a BLOB as hex), nothing for no rows. A statement that would write is refused
+ * (STORE_LIMIT, before it runs), as is more than one statement. */
+int store_query(store_t *s, const char *sql, FILE *out);
 
 #endif

@@ -136,6 +136,28 @@ test('audit passes on a consistent ledger', T, async () => {
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
 });
 
+test('sql: one read-only statement, rows as JSON; usage rows read as a table; writes refused', T, async () => {
+    const account = await gw.createAccount('sql-reader', 2);
+    const r = await cli(['sql', `SELECT id, name, balance_nusd, 0.5 AS half, x'0aff' AS b, NULL AS n FROM accounts WHERE id = ${account}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout),
+        [{ id: Number(account), name: 'sql-reader', balance_nusd: 2000000000, half: 0.5, b: '0aff', n: null }]);
+    // nothing for no rows, as sqlite3 -json
+    const none = await cli(['sql', 'SELECT * FROM usage WHERE account_id = -1']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.equal(none.stdout, '');
+    const cols = JSON.parse((await cli(['sql', 'SELECT count(*) AS n FROM pragma_table_info(\'usage\')'])).stdout);
+    assert.deepEqual(cols, [{ n: 18 }]);
+    for (const bad of [`DELETE FROM accounts WHERE id = ${account}`, 'SELECT 1; SELECT 2',
+        "INSERT INTO usage(request_id) VALUES ('x')", 'PRAGMA journal_mode=DELETE', 'SELEC']) {
+        const x = await cli(['sql', bad]);
+        assert.equal(x.code, 1, `${bad}: ${x.stdout}`);
+        assert.match(x.stderr, /^error: /, bad);
+    }
+    assert.equal(JSON.parse((await cli(['sql', `SELECT count(*) AS n FROM accounts WHERE id = ${account}`])).stdout)[0].n, 1);
+    assert.equal((await cli(['sql'])).code, 2);
+});
+
 test('amounts: the maximum balance (USD 1000000000) for create and topup; each bad amount says why', T, async () => {
     const max = await gw.createAccount('cli-max', 1000000000);
     assert.match((await cli(['account', 'show', max])).stdout, /balance:\s+1000000000 USD/);

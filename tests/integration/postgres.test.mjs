@@ -138,10 +138,10 @@ test('migrate applies the schema and prints its version; a second run changes no
     const gw = await pgGateway(db);
     const a = await gw.cli(['migrate']);
     assert.equal(a.code, 0);
-    assert.equal(a.stdout.trim(), 'schema version 9');
+    assert.equal(a.stdout.trim(), 'schema version 10');
     const b = await gw.cli(['migrate']);
-    assert.equal(b.stdout.trim(), 'schema version 9');
-    assert.equal(await psql('SELECT count(*) FROM schema_migrations', db), '9');
+    assert.equal(b.stdout.trim(), 'schema version 10');
+    assert.equal(await psql('SELECT count(*) FROM schema_migrations', db), '10');
     await h.discardGateway(gw);
 });
 
@@ -176,7 +176,7 @@ test('export from SQLite, import into PostgreSQL, audit, and the same key works 
     const exp = await sq.cli(['export']);
     const lines = exp.stdout.trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(lines[0].format, 'modelswitch-export');
-    assert.equal(lines[0].schema, 9);
+    assert.equal(lines[0].schema, 10);
     assert.deepEqual(lines[lines.length - 1], { end: true, rows: lines.filter((l) => l.t).length });
     assert.ok(!exp.stdout.includes(key), 'the export holds key hashes, never keys');
     const file = path.join(sq.dir, 'export.jsonl');
@@ -195,6 +195,24 @@ test('export from SQLite, import into PostgreSQL, audit, and the same key works 
     // the same rows either side
     const back = await pg.cli(['export']);
     assert.equal(back.stdout.split('\n').slice(1).join('\n'), exp.stdout.split('\n').slice(1).join('\n'));
+    // `modelswitch sql` reads the usage table on either backend alike (SQLite's rows are blocks)
+    const q = 'SELECT id, request_id, charged_nusd, prompt_tokens FROM usage ORDER BY id';
+    const onPg = JSON.parse((await pg.cli(['sql', q])).stdout);
+    assert.equal(onPg.length, 1);
+    assert.deepEqual(onPg, JSON.parse((await sq.cli(['sql', q])).stdout));
+    const refused = await pg.cli(['sql', 'DELETE FROM usage'], { allowFail: true });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /read-only/);
+    // and back into a new SQLite store: the same rows, the ledger consistent
+    const sq2 = await h.prepareGateway();
+    const file2 = path.join(sq.dir, 'export-pg.jsonl');
+    await fsp.writeFile(file2, back.stdout);
+    assert.match((await sq2.cli(['import', file2])).stdout, /imported \d+ rows into the sqlite store/);
+    assert.match((await sq2.cli(['audit'])).stdout, /ok: 1 accounts, 3 transactions consistent/);
+    assert.equal((await sq2.cli(['export'])).stdout.split('\n').slice(1).join('\n'),
+        exp.stdout.split('\n').slice(1).join('\n'));
+    assert.deepEqual(JSON.parse((await sq2.cli(['sql', q])).stdout), onPg);
+    await h.discardGateway(sq2);
     // the gateway on PostgreSQL takes the same keys and balance; new rows get fresh ids
     await pg.start();
     started.push(pg);
@@ -235,9 +253,9 @@ test('instances starting at the same moment on an empty database migrate exactly
     const db1 = await freshDb();
     const m = await pgGateway(db1);
     const [x, y] = await Promise.all([m.cli(['migrate']), m.cli(['migrate'])]);
-    assert.equal(x.stdout.trim(), 'schema version 9');
-    assert.equal(y.stdout.trim(), 'schema version 9');
-    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db1), '9 9');
+    assert.equal(x.stdout.trim(), 'schema version 10');
+    assert.equal(y.stdout.trim(), 'schema version 10');
+    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db1), '10 10');
     await h.discardGateway(m);
 
     // two serves at once (with redis: configured, several instances may serve one database)
@@ -246,7 +264,7 @@ test('instances starting at the same moment on an empty database migrate exactly
     const b = await pgGateway(db2, { redis: 'redis://127.0.0.1:1/0' });
     await Promise.all([a.start(), b.start()]);
     started.push(a, b);
-    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db2), '9 9');
+    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db2), '10 10');
     // both serve the same accounts
     const { key } = await a.newProxyKey(1, 'shared');
     await a.waitKeyKnown(key);

@@ -974,19 +974,13 @@ export async function audit(gw) {
 }
 
 /**
- * Rows of a read-only SQL query on gw's store through the sqlite3 command-line shell, or null
- * when the shell is not installed (callers then skip the check). For facts the API does not show
- * (a usage row's request id and status).
+ * Rows of a read-only SQL query on gw's store, through `modelswitch sql` (SQLite keeps usage rows
+ * in blocks only the gateway reads; the command shows them as the `usage` table). For facts the
+ * API does not show (a usage row's request id and status).
  */
 export async function sqliteRows(gw, sql) {
-    let r;
-    try {
-        r = await run('sqlite3', ['-readonly', '-json', gw.config.store.sqlite, sql]);
-    } catch (e) {
-        if (e.code === 'ENOENT') return null;
-        throw e;
-    }
-    if (r.code !== 0) throw new Error(`sqlite3 ${sql}: exit ${r.code}: ${r.stderr}`);
+    const r = await gw.cli(['sql', sql], { allowFail: true });
+    if (r.code !== 0) throw new Error(`modelswitch sql ${sql}: exit ${r.code}: ${r.stderr}`);
     return r.stdout.trim() ? JSON.parse(r.stdout) : [];
 }
 

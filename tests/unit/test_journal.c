@@ -32,6 +32,7 @@
 #include "config/config.h"
 #include "store/store.h"
 #include "tap.h"
+#include "store/sqlite_usage.h"
 
 static char tmpdir[64];
 static char dbpath[128];
@@ -84,7 +85,7 @@ static int64_t sql_int(const char *sql)
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
     int64_t v = INT64_MIN;
-    if (sqlite3_open(dbpath, &db) == SQLITE_OK) {
+    if (sqlite3_open(dbpath, &db) == SQLITE_OK && squ_register(db) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 5000);
         if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
             v = sqlite3_column_int64(s, 0);
@@ -395,8 +396,9 @@ static int64_t usage_rows(int64_t account)
 
 static int64_t dup_txns(void)
 {
-    return sql_int("SELECT count(*) FROM (SELECT request_id FROM ledger_transactions WHERE request_id "
-                   "IS NOT NULL GROUP BY request_id HAVING count(*) > 1)");
+    return sql_int(
+        "SELECT count(*) FROM (SELECT request_id FROM ledger_transactions WHERE request_id "
+        "IS NOT NULL GROUP BY request_id HAVING count(*) > 1)");
 }
 
 static int audit_ok(void)

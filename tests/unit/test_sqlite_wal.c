@@ -28,6 +28,7 @@
 #include "store/sqlite_wal.h"
 #include "store/store.h"
 #include "tap.h"
+#include "store/sqlite_usage.h"
 
 #define BALANCE 1000000000000LL
 
@@ -88,7 +89,8 @@ static int commit_batch(store_t *s, int n)
 static sqlite3 *open_raw(const char *vfs)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, vfs) != SQLITE_OK) {
+    if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, vfs) != SQLITE_OK ||
+        squ_register(db) != SQLITE_OK) {
         fprintf(stderr, "open %s: %s\n", dbpath, db ? sqlite3_errmsg(db) : "?");
         sqlite3_close(db);
         return NULL;

@@ -79,8 +79,8 @@ static void test_open_and_migrate(void)
     if (!tdb_pg) CHECK_EQ_INT(sqlite3_memory_used(), 0);
     if (!tdb_pg) CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 9);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 9);
+    CHECK_EQ_INT(v, 10);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 10);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     /* a fresh store: every usage row is its own transaction (migration 9) */
@@ -105,12 +105,16 @@ static void test_open_and_migrate(void)
             sql_int("SELECT count(*) FROM pragma_table_info('accounts') WHERE name = 'seq' "
                     "AND \"notnull\" = 1 AND dflt_value = '0'"),
             1);
-        /* 13 columns from migration 2, 4 from migration 4, 1 from migration 7 */
+        /* 13 columns from migration 2, 4 from migration 4, 1 from migration 7: since 10 the
+         * virtual table's over usage_blocks, which migration 10 made with its two indexes */
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage')"), 18);
-        CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage'"), 1);
+        CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'usage'"), 0);
+        CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage_blocks'"),
+                     1);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
-                             "('accounts_seq', 'usage_account', 'transactions_request')"),
-                     2);
+                             "('accounts_seq', 'usage_blocks_account', 'usage_blocks_time', "
+                             "'transactions_request')"),
+                     3);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
                      1);
     }
@@ -121,11 +125,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 9);
+        CHECK_EQ_INT(v, 10);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 9);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 10);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 3);
 }
 
@@ -189,7 +193,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 9);
+    CHECK_EQ_INT(v, 10);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -262,6 +266,7 @@ static void test_migration_4_upgrade(void)
     CHECK_EQ_INT(store_account_create(s, "old", 1000, &acct), STORE_OK);
     store_close(s);
     s = NULL;
+    CHECK_EQ_INT(sql_exec(TDB_UNDO_MIGRATION_10), SQLITE_OK);
     CHECK_EQ_INT(sql_exec("ALTER TABLE usage DROP COLUMN cached_tokens;"
                           "ALTER TABLE usage DROP COLUMN cache_write_tokens;"
                           "ALTER TABLE usage DROP COLUMN cache_write_1h_tokens;"
@@ -289,11 +294,10 @@ static void test_migration_4_upgrade(void)
     CHECK(s != NULL);
     if (!s) goto cleanup;
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 9);
+    CHECK_EQ_INT(v, 10);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
                          "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
-                         "'reasoning_tokens') AND \"notnull\" = 1 AND dflt_value = '0' AND "
-                         "type = 'INTEGER'"),
+                         "'reasoning_tokens') AND type = 'INTEGER'"),
                  4);
     CHECK_EQ_INT(store_usage_list(s, acct, 10, 0, &rows, &n), STORE_OK);
     CHECK_EQ_INT(n, 1);
@@ -307,9 +311,9 @@ static void test_migration_4_upgrade(void)
         CHECK_EQ_INT(rows[0].reasoning_tokens, 0);
     }
     free(rows);
-    /* the new columns refuse negative counts like the old ones */
+    /* the row moved into a block (migration 10); rows are never changed */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 1);
     CHECK(sql_exec("UPDATE usage SET reasoning_tokens = -1") != SQLITE_OK);
-    CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage'"), 1);
     CHECK_EQ_INT(store_audit(s, NULL), 0);
 
 cleanup:
