@@ -99,6 +99,7 @@ clean:
 #   build-fuzz/fuzz_journal /tmp/cj tests/fuzz/corpus_journal -max_total_time=120
 #   build-fuzz/fuzz_import /tmp/ci tests/fuzz/corpus_import -max_total_time=120
 #   build-fuzz/fuzz_redis_url /tmp/cu tests/fuzz/corpus_redis_url -max_total_time=120
+#   build-fuzz/fuzz_usage_block /tmp/cb tests/fuzz/corpus_usage_block -max_total_time=120
 #   build-fuzz/fuzz_h1parse /tmp/ch tests/fuzz/corpus_h1parse -max_total_time=120
 #   build-fuzz/fuzz_h1req /tmp/chr tests/fuzz/corpus_h1req -max_total_time=240
 # (libFuzzer adds what it finds to the first directory: a scratch one, made beforehand, keeps the
@@ -113,7 +114,7 @@ FUZZ_OBJ  := $(LIB_SRC:%.c=build-fuzz/%.o) $(LLHTTP_SRC:/usr/share/llhttp/%.c=bu
              build-fuzz/gen/web_assets.o
 FUZZ_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 FUZZ_BIG  := fuzz_adapters fuzz_anthropic_request fuzz_responses_request fuzz_journal fuzz_import \
-             fuzz_redis_url
+             fuzz_redis_url fuzz_usage_block
 
 fuzz: build-fuzz/fuzz_jscan build-fuzz/fuzz_sse build-fuzz/fuzz_h1parse build-fuzz/fuzz_h1req \
       $(FUZZ_BIG:%=build-fuzz/%) build-fuzz/journal_seeds

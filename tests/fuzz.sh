@@ -32,6 +32,7 @@ TARGETS=(
     "fuzz_journal:tests/fuzz/corpus_journal"
     "fuzz_import:tests/fuzz/corpus_import"
     "fuzz_redis_url:tests/fuzz/corpus_redis_url"
+    "fuzz_usage_block:tests/fuzz/corpus_usage_block"
 )
 
 passed=0
