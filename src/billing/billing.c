@@ -530,38 +530,57 @@ static void bill_enqueue(bill_t *b, const store_usage_event *ev)
 
 /* ---- the ledger thread ---- */
 
-/* Applies a committed chunk to memory. Available is unchanged: db and unflushed drop together.
- * Returns how many of its events carried a low-balance notice. */
+/* Applies charge c (> 0) of account and key to their entries. Available is unchanged: db and
+ * unflushed drop together. */
+static void bill_apply_one(bill_t *b, int64_t account_id, int64_t key_id, int64_t c)
+{
+    bill_acct *a;
+    bill_keyent *k;
+    pthread_mutex_t *mu;
+
+    if ((a = acct_find(b, account_id))) {
+        mu = acct_mu(b, a->id);
+        pthread_mutex_lock(mu);
+        a->db_balance -= c;
+        a->unflushed -= c;
+        /* still reserved in Redis until its balance shows the charge (bill_push_owed) */
+        if (b->shared) a->cu += c;
+        pthread_mutex_unlock(mu);
+    }
+    if ((k = key_find(b, key_id))) {
+        mu = key_mu(b, k->id);
+        pthread_mutex_lock(mu);
+        k->db_spent += c;
+        k->unflushed -= c;
+        if (b->shared) k->kcu += c;
+        pthread_mutex_unlock(mu);
+        if (b->shared && !k->push_pending && ids_add(&b->push_keys, k->id) == 0)
+            k->push_pending = 1;
+    }
+}
+
+/* Applies a committed chunk to memory, a run of events of the same account and key at a time:
+ * one look-up and one lock of each a run instead of an event (the tables' read lock is every
+ * worker's on every request). Returns how many of its events carried a low-balance notice. */
 static size_t bill_apply(bill_t *b, const store_usage_event *ev, size_t n)
 {
     size_t notices = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t c = ev[i].charged_nusd;
-        bill_acct *a;
-        bill_keyent *k;
-        pthread_mutex_t *mu;
-
-        if (c <= 0) continue;
-        if (ev[i].notice_threshold_nusd > 0) notices++;
-        if ((a = acct_find(b, ev[i].account_id))) {
-            mu = acct_mu(b, a->id);
-            pthread_mutex_lock(mu);
-            a->db_balance -= c;
-            a->unflushed -= c;
-            /* still reserved in Redis until its balance shows the charge (bill_push_owed) */
-            if (b->shared) a->cu += c;
-            pthread_mutex_unlock(mu);
+    for (size_t i = 0; i < n;) {
+        int64_t sum = 0;
+        size_t j = i;
+        for (; j < n && ev[j].account_id == ev[i].account_id && ev[j].key_id == ev[i].key_id; j++) {
+            int64_t c = ev[j].charged_nusd;
+            if (c <= 0) continue;
+            if (ev[j].notice_threshold_nusd > 0) notices++;
+            int64_t next;
+            if (__builtin_add_overflow(sum, c, &next)) { /* not with real charges: apply, go on */
+                bill_apply_one(b, ev[i].account_id, ev[i].key_id, sum);
+                next = c;
+            }
+            sum = next;
         }
-        if ((k = key_find(b, ev[i].key_id))) {
-            mu = key_mu(b, k->id);
-            pthread_mutex_lock(mu);
-            k->db_spent += c;
-            k->unflushed -= c;
-            if (b->shared) k->kcu += c;
-            pthread_mutex_unlock(mu);
-            if (b->shared && !k->push_pending && ids_add(&b->push_keys, k->id) == 0)
-                k->push_pending = 1;
-        }
+        if (sum > 0) bill_apply_one(b, ev[i].account_id, ev[i].key_id, sum);
+        i = j;
     }
     return notices;
 }
