@@ -1,6 +1,7 @@
 #!/bin/bash
 # bench/ledger_shapes.sh: what a usage row costs SQLite, tree by tree and check by check, and what
-# a batch stored as one row would cost instead (docs/PERFORMANCE.md, round 19).
+# a batch stored as one row costs instead (docs/PERFORMANCE.md, rounds 19 and 20: migration 10's
+# blocks, a batch of one account in one, and the worst case of a block for every event).
 #
 # Why: the ledger's thread is most of what ModelSwitch spends beyond nginx on a chat request, and
 # nearly all of it is SQLite writing one b-tree row per request. This measures the usage table's
@@ -95,6 +96,25 @@ script block "" \
      CREATE INDEX usage_blocks_account ON usage_blocks(account_id, first_id);" \
     "INSERT INTO usage_blocks(account_id, first_id, n, rows) VALUES (1, @S@, $B,
      randomblob($((B * 64))))"
+# Migration 10's blocks (round 20): its table and two indexes, a batch's rows of one account as
+# one block of ~40 bytes a row (what the encoder makes of a row whose model and provider repeat
+# the one before's); and the worst case, every event of a batch another account's, a block each.
+BLOCKS="CREATE TABLE usage_blocks(id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL,
+  first_id INTEGER NOT NULL, n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),
+  min_created_ms INTEGER NOT NULL, max_created_ms INTEGER NOT NULL, rows BLOB NOT NULL) STRICT;
+  CREATE INDEX usage_blocks_account ON usage_blocks(account_id, id);
+  CREATE INDEX usage_blocks_time ON usage_blocks(account_id, max_created_ms);"
+script blocks10_made "" "CREATE TEMP TABLE sink(x);" \
+    "INSERT INTO sink VALUES (length(randomblob($((B * 40)))))"
+script blocks10 "" "$BLOCKS" \
+    "INSERT INTO usage_blocks VALUES (@E@ + 1, 1, @S@ + 1, $B, 1700000000000 + @S@,
+     1700000000000 + @E@, randomblob($((B * 40))))"
+script single_made "" "CREATE TEMP TABLE sink(x);" \
+    "INSERT INTO sink SELECT count(*) FROM (SELECT value, randomblob(60) FROM
+     generate_series(@S@, @E@))"
+script single "" "$BLOCKS" \
+    "INSERT INTO usage_blocks SELECT value + 1, value, value + 1, 1, 1700000000000 + value,
+     1700000000000 + value, randomblob(60) FROM generate_series(@S@, @E@)"
 
 echo "ledger_shapes: $N rows in transactions of $B, instructions a row (callgrind, sqlite3 $(sqlite3 --version | cut -d' ' -f1))"
 made=$(instructions made)
@@ -103,3 +123,7 @@ for v in today no_account_index no_unique_request_id no_checks not_strict bare w
 done
 made=$(instructions block_made)
 printf '%-22s %8d\n' "block (one row a batch)" $((($(instructions block) - made) / N))
+made=$(instructions blocks10_made)
+printf '%-22s %8d\n' "migration 10, a batch" $((($(instructions blocks10) - made) / N))
+made=$(instructions single_made)
+printf '%-22s %8d\n' "migration 10, a row" $((($(instructions single) - made) / N))
