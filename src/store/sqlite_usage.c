@@ -79,7 +79,8 @@ int squ_enc_add(squ_enc *e, const squ_row *r)
 {
     int64_t dc;
     if (e->n >= SQU_ROWS_MAX || r->request_id_len > SQU_TEXT_MAX || r->model_len > SQU_TEXT_MAX ||
-        r->provider_len > SQU_TEXT_MAX || __builtin_sub_overflow(r->created, e->min_created, &dc))
+        r->provider_len > SQU_TEXT_MAX || r->created < e->min_created ||
+        __builtin_sub_overflow(r->created, e->min_created, &dc))
         return -1;
     if (e->n > 0 && (r->account_id != e->account_id || r->id <= e->last_id)) return -1;
     if (e->n == 0) {

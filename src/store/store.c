@@ -685,6 +685,8 @@ static int query_row(void *ud, size_t ncols, const char *const *names, const sto
             j = json_real(strtod(v[i].s, NULL));
         else
             j = json_stringn(v[i].s, v[i].len);
+        /* JSON has no infinity nor NaN: such a real reads as its text */
+        if (!j && kinds[i] == STORE_COL_REAL) j = json_stringn(v[i].s, v[i].len);
         /* a text that is not UTF-8 reads as its hex, as a BLOB does */
         if (!j && kinds[i] == STORE_COL_TEXT) {
             char *hex = malloc(2 * v[i].len + 1);

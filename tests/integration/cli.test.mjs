@@ -146,6 +146,10 @@ test('sql: one read-only statement, rows as JSON; usage rows read as a table; wr
     const none = await cli(['sql', 'SELECT * FROM usage WHERE account_id = -1']);
     assert.equal(none.code, 0, none.stderr);
     assert.equal(none.stdout, '');
+    // a real JSON cannot hold reads as its text
+    const inf = await cli(['sql', 'SELECT 1e999 AS x']);
+    assert.equal(inf.code, 0, inf.stderr);
+    assert.equal(typeof JSON.parse(inf.stdout)[0].x, 'string');
     const cols = JSON.parse((await cli(['sql', 'SELECT count(*) AS n FROM pragma_table_info(\'usage\')'])).stdout);
     assert.deepEqual(cols, [{ n: 18 }]);
     for (const bad of [`DELETE FROM accounts WHERE id = ${account}`, 'SELECT 1; SELECT 2',

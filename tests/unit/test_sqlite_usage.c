@@ -4,7 +4,8 @@
  * - a block encodes and decodes every field of every row exactly: extreme and negative numbers,
  *   texts of 0 and 255 bytes, a model or provider repeated or not from the row before;
  * - the encoder refuses what a block cannot hold (another account, an id not above the last, a
- *   text over 255 bytes, a row past SQU_ROWS_MAX) and writes nothing then;
+ *   text over 255 bytes, a time before the block's start, a row past SQU_ROWS_MAX) and writes
+ *   nothing then;
  * - every cut and every flipped byte of a block decodes to an error or to rows, never past its
  *   end (ASan watches), and the table reports a damaged block as SQLITE_CORRUPT;
  * - the table's rows are the blocks' rows: by account in id order both ways (the plan consumes
@@ -193,6 +194,9 @@ static void test_enc_refuses(void)
     CHECK_EQ_INT(squ_enc_add(&e, &r), -1);
     r = make_row(1, 12, 2);
     r.model_len = 256;
+    CHECK_EQ_INT(squ_enc_add(&e, &r), -1);
+    r = make_row(1, 12, 2); /* before the block's start: its time range would not hold it */
+    r.created = e.min_created - 1;
     CHECK_EQ_INT(squ_enc_add(&e, &r), -1);
     CHECK_EQ_INT(e.len, len);
     CHECK_EQ_INT(e.n, 2);
