@@ -208,7 +208,11 @@ struct bill {
     uint64_t journaled;  /* events durable in the journal and not committed */
     int64_t jr_first_ms; /* when the oldest of the journal's events was queued */
     int64_t jr_retry_ms; /* after a failed journal write: when to try again */
-    int jr_sleeping;     /* the journal thread waits on jr_wake */
+    /* Events at the journal's head that an earlier run wrote (bill_jr_replay could not commit
+     * them all): they may be in the store already, so their commit looks their ids up. What
+     * this run appends was never offered to the store (the queue's overflow). Ledger thread. */
+    uint64_t jr_old;
+    int jr_sleeping; /* the journal thread waits on jr_wake */
     pthread_cond_t jr_wake;
     /* the ledger thread's last store write or read: 0 failed (since store_failed_ms), 1 ok;
      * read by the readiness probe without the lock */
@@ -881,6 +885,7 @@ static void bill_committed(bill_t *b, size_t n)
     if (from_jr) {
         jr_consume(b->jr); /* the disk, before qmu: the workers take qmu */
         b->jn = 0;
+        b->jr_old -= n <= b->jr_old ? n : b->jr_old;
     } else {
         b->out_pos += n;
     }
@@ -1009,8 +1014,9 @@ static void *bill_main(void *arg)
             store_usage_event *batch = b->jn ? b->jchunk : b->out.ev + b->out_pos;
             size_t n = b->jn ? b->jn : b->out.len - b->out_pos;
             if (n > BILL_CHUNK) n = BILL_CHUNK;
-            /* a retry may follow a commit that landed though it reported a failure */
-            int ok = bill_commit(b, batch, n, !b->jn && failures == 0) == 0;
+            /* a retry may follow a commit that landed though it reported a failure; an earlier
+             * run's journal may hold events it committed before it died */
+            int ok = bill_commit(b, batch, n, failures == 0 && (!b->jn || b->jr_old == 0)) == 0;
             bill_store_result(b, ok);
             if (ok) {
                 if (backoff > 0)
@@ -1127,6 +1133,7 @@ static void bill_jr_replay(bill_t *b)
     uint64_t total = jr_count(b->jr), done = 0;
     char msg[600];
 
+    b->jr_old = total;
     if (!total) return;
     log_warn("billing: the journal %s holds %" PRIu64
              " usage events an earlier run could not write to the store; committing them",
@@ -1153,6 +1160,7 @@ static void bill_jr_replay(bill_t *b)
         done += n;
     }
     if (done) log_info("billing: committed %" PRIu64 " usage events from the journal", done);
+    b->jr_old = jr_count(b->jr); /* left for the ledger thread, which checks them too */
 }
 
 /* Start, after the balances were read: what stays in the journal is settled money the store does
