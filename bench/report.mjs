@@ -520,7 +520,8 @@ if (sharedRecs.length) {
         'the threads\' own CPU time per request (what the other threads\' writes to shared ' +
         'lines cost, without the time the ledger and logger threads take from the same W ' +
         'cores). "ledger events/s": how fast the ledger ' +
-        'writer committed the round\'s backlog afterwards (full batches); "log lines dropped": ' +
+        'writer committed the round\'s backlog afterwards (full batches; "–" when a round left less ' +
+        'than a batch: the ledger kept up); "log lines dropped": ' +
         'the logger\'s bounded queue overrun by a back-to-back run that leaves its thread no core ' +
         'of its own (the median of the rounds for both). ' +
         `Audit of the ledger afterwards: ${info.shared_audit ?? '?'}.`);

@@ -1836,8 +1836,8 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
  *
  * The rows go in blocks, one per account (sqlite_usage.c). An event is skipped when its request
  * id came earlier in the batch (dup) or, for a batch that may have been offered before (!first),
- * when a stored block has it: a retry after a failed or doubtful commit, the journal's replay. A
- * skipped row leaves its id unused.
+ * when a stored block has it: a retry after a failed or doubtful commit, an earlier run's
+ * journal. A skipped row leaves its id unused.
  */
 static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t base, size_t k,
                              int first, const store_rids *rids, const unsigned char *dup,
