@@ -362,11 +362,16 @@ static int squ_close(sqlite3_vtab_cursor *cur)
     return SQLITE_OK;
 }
 
+static int squ_vfail(sqlite3_vtab *vt, int rc, const char *msg)
+{
+    sqlite3_free(vt->zErrMsg);
+    vt->zErrMsg = sqlite3_mprintf("%s", msg);
+    return rc;
+}
+
 static int squ_fail(sqlite3_vtab_cursor *cur, int rc, const char *msg)
 {
-    sqlite3_free(cur->pVtab->zErrMsg);
-    cur->pVtab->zErrMsg = sqlite3_mprintf("%s", msg);
-    return rc;
+    return squ_vfail(cur->pVtab, rc, msg);
 }
 
 /* Decodes the next block with rows into c->rows; at the end sets eof. */
@@ -497,13 +502,6 @@ static int squ_rowid(sqlite3_vtab_cursor *cur, sqlite_int64 *out)
     const squ_cursor *c = (const squ_cursor *)cur;
     *out = c->rows[c->i].id;
     return SQLITE_OK;
-}
-
-static int squ_vfail(sqlite3_vtab *vt, int rc, const char *msg)
-{
-    sqlite3_free(vt->zErrMsg);
-    vt->zErrMsg = sqlite3_mprintf("%s", msg);
-    return rc;
 }
 
 /* An INSERT of one row (an import's): a block of its own. The old table's types and CHECKs

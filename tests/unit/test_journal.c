@@ -576,8 +576,11 @@ static void test_replay_is_idempotent(void)
 }
 
 /* A start while the store refuses writes: the journal's charges count against the balance at
- * once, and are committed by the ledger thread once the store takes them. */
-static void test_start_during_outage_counts_in(void)
+ * once, and are committed by the ledger thread once the store takes them. With stored > 0 the
+ * first events of that journal are in the store already (the earlier process committed them
+ * and died before emptying the journal): the ledger thread, which commits what the failed
+ * replay left, looks those ids up as the replay would (bill_t.jr_old) and bills nothing twice. */
+static void outage_start(int stored)
 {
     int64_t a = mk_account(1000000);
     store_key k = mk_key(a);
@@ -585,6 +588,7 @@ static void test_start_during_outage_counts_in(void)
     char err[256] = "";
     for (int i = 0; i < 20; i++)
         mk_event(&ev[i], a, k.id, 500);
+    if (stored) CHECK_EQ_INT(store_ledger_commit(st, ev, (size_t)stored), STORE_OK);
     jr_t *j = jr_open(jpath, err, sizeof err);
     CHECK(j != NULL);
     if (!j) return;
@@ -602,51 +606,29 @@ static void test_start_during_outage_counts_in(void)
     bill_health(b, &hi);
     CHECK_EQ_INT(hi.journal_events, 20);
     CHECK_EQ_INT(hi.queue_depth, 20);
-    CHECK_EQ_INT(store_balance(a), 1000000);
-    CHECK_EQ_INT(mem_balance(b, a), 1000000 - 20 * 500);
+    CHECK_EQ_INT(store_balance(a), 1000000 - stored * 500);
+    if (!stored) CHECK_EQ_INT(mem_balance(b, a), 1000000 - 20 * 500);
     outage_end(lock);
     bill_flush(b);
     CHECK_EQ_INT(usage_rows(a), 20);
+    CHECK_EQ_INT(dup_txns(), 0);
     CHECK_EQ_INT(store_balance(a), 1000000 - 20 * 500);
-    CHECK_EQ_INT(mem_balance(b, a), 1000000 - 20 * 500);
+    /* (with stored events, memory counted them twice until its next read of the balance) */
+    if (!stored) CHECK_EQ_INT(mem_balance(b, a), 1000000 - 20 * 500);
     bill_health(b, &hi);
     CHECK_EQ_INT(hi.journal_events, 0);
     CHECK(audit_ok());
     bill_stop(b);
 }
 
-/* The same with part of the journal in the store already (the earlier process committed it and
- * died before emptying the journal): the ledger thread, which commits what the failed replay
- * left, looks those ids up as the replay would (bill_t.jr_old) and bills nothing twice. */
+static void test_start_during_outage_counts_in(void)
+{
+    outage_start(0);
+}
+
 static void test_start_during_outage_replays_committed(void)
 {
-    int64_t a = mk_account(1000000);
-    store_key k = mk_key(a);
-    store_usage_event ev[20];
-    char err[256] = "";
-    for (int i = 0; i < 20; i++)
-        mk_event(&ev[i], a, k.id, 500);
-    CHECK_EQ_INT(store_ledger_commit(st, ev, 5), STORE_OK);
-    jr_t *j = jr_open(jpath, err, sizeof err);
-    CHECK(j != NULL);
-    if (!j) return;
-    CHECK_EQ_INT(jr_append(j, ev, 20, err, sizeof err), 0);
-    jr_close(j);
-    sqlite3 *lock = outage_begin();
-    CHECK(lock != NULL);
-    bill_t *b = start();
-    CHECK(b != NULL);
-    if (!b) {
-        outage_end(lock);
-        return;
-    }
-    outage_end(lock);
-    bill_flush(b);
-    CHECK_EQ_INT(usage_rows(a), 20);
-    CHECK_EQ_INT(dup_txns(), 0);
-    CHECK_EQ_INT(store_balance(a), 1000000 - 20 * 500);
-    CHECK(audit_ok());
-    bill_stop(b);
+    outage_start(5);
 }
 
 int main(void)
