@@ -2686,6 +2686,25 @@ static int sq_webhook_retry(store_t *s, const char *event_id, int64_t attempts, 
 
 static const char store_hexdig[] = "0123456789abcdef";
 
+/* Column col of st's row, a BLOB, as hex into *buf (grown as needed; the caller frees it), which
+ * v then names. 0, or -1 out of memory. */
+static int store_blob_hex(sqlite3_stmt *st, int col, char **buf, store_value *v)
+{
+    const unsigned char *b = sqlite3_column_blob(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    char *h = realloc(*buf, 2 * n + 1);
+    if (!h) return -1;
+    *buf = h;
+    for (size_t j = 0; j < n; j++) {
+        h[2 * j] = store_hexdig[b[j] >> 4];
+        h[2 * j + 1] = store_hexdig[b[j] & 15];
+    }
+    h[2 * n] = '\0';
+    v->s = h;
+    v->len = 2 * n;
+    return 0;
+}
+
 /* SELECT t's columns, or INSERT INTO t (one placeholder per column), into buf. */
 static int store_table_sql(const store_table *t, int insert, char *buf, size_t len)
 {
@@ -2710,7 +2729,7 @@ static int sq_dump(store_t *s, const store_table *t, int (*cb)(void *ud, const s
     char sql[1024];
     sqlite3_stmt *st = NULL;
     store_value v[32];
-    char *hex = NULL;
+    char *hex[32] = {NULL}; /* each BLOB column's hex */
     int rc, ret = STORE_ERR;
 
     if (t->ncols > 32 || store_table_sql(t, 0, sql, sizeof sql) != 0)
@@ -2728,21 +2747,9 @@ static int sq_dump(store_t *s, const store_table *t, int (*cb)(void *ud, const s
             } else if (t->kinds[i] == STORE_COL_TEXT) {
                 v[i].s = (const char *)sqlite3_column_text(st, c);
                 v[i].len = (size_t)sqlite3_column_bytes(st, c);
-            } else {
-                const unsigned char *b = sqlite3_column_blob(st, c);
-                size_t n = (size_t)sqlite3_column_bytes(st, c);
-                free(hex);
-                if (!(hex = malloc(2 * n + 1))) {
-                    store_seterr(s, "export: out of memory");
-                    goto cleanup;
-                }
-                for (size_t j = 0; j < n; j++) {
-                    hex[2 * j] = store_hexdig[b[j] >> 4];
-                    hex[2 * j + 1] = store_hexdig[b[j] & 15];
-                }
-                hex[2 * n] = '\0';
-                v[i].s = hex;
-                v[i].len = 2 * n;
+            } else if (store_blob_hex(st, c, &hex[i], &v[i]) != 0) {
+                store_seterr(s, "export: out of memory");
+                goto cleanup;
             }
         }
         if ((ret = cb(ud, v)) != 0) goto cleanup;
@@ -2754,7 +2761,8 @@ static int sq_dump(store_t *s, const store_table *t, int (*cb)(void *ud, const s
     }
     ret = STORE_OK;
 cleanup:
-    free(hex);
+    for (size_t i = 0; i < 32; i++)
+        free(hex[i]);
     sqlite3_finalize(st);
     return ret;
 }
@@ -2859,17 +2867,17 @@ static int sq_query_rows(store_t *s, sqlite3_stmt *st,
                                    const store_col_kind *kinds, const store_value *v),
                          void *ud)
 {
-    int n = sqlite3_column_count(st), rc;
+    int n = sqlite3_column_count(st), rc, ret = STORE_OK;
     const char *names[STORE_QUERY_COLS];
     store_col_kind kinds[STORE_QUERY_COLS];
     store_value v[STORE_QUERY_COLS];
-    char *hex = NULL;
+    char *hex[STORE_QUERY_COLS] = {NULL}; /* each BLOB column's hex */
     if (n > STORE_QUERY_COLS) return store_seterr(s, "sql: more than %d columns", STORE_QUERY_COLS);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (ret == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         /* read after the step: a statement prepared again by it would free the old names */
         for (int i = 0; i < n; i++)
             names[i] = sqlite3_column_name(st, i);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && ret == STORE_OK; i++) {
             int t = sqlite3_column_type(st, i);
             memset(&v[i], 0, sizeof v[i]);
             v[i].null = t == SQLITE_NULL;
@@ -2880,32 +2888,18 @@ static int sq_query_rows(store_t *s, sqlite3_stmt *st,
             if (t == SQLITE_INTEGER) {
                 v[i].i = sqlite3_column_int64(st, i);
             } else if (t == SQLITE_BLOB) {
-                const unsigned char *b = sqlite3_column_blob(st, i);
-                size_t len = (size_t)sqlite3_column_bytes(st, i);
-                char *h = realloc(hex, 2 * len + 1);
-                if (!h) {
-                    free(hex);
-                    return store_seterr(s, "sql: out of memory");
-                }
-                hex = h;
-                for (size_t j = 0; j < len; j++) {
-                    hex[2 * j] = store_hexdig[b[j] >> 4];
-                    hex[2 * j + 1] = store_hexdig[b[j] & 15];
-                }
-                v[i].s = hex; /* one BLOB a row keeps its hex: enough for the store's tables */
-                v[i].len = 2 * len;
+                if (store_blob_hex(st, i, &hex[i], &v[i]) != 0)
+                    ret = store_seterr(s, "sql: out of memory");
             } else if (t != SQLITE_NULL) {
                 v[i].s = (const char *)sqlite3_column_text(st, i);
                 v[i].len = (size_t)sqlite3_column_bytes(st, i);
             }
         }
-        int r = cb(ud, (size_t)n, names, kinds, v);
-        if (r != 0) {
-            free(hex);
-            return r;
-        }
+        if (ret == STORE_OK) ret = cb(ud, (size_t)n, names, kinds, v);
     }
-    free(hex);
+    for (int i = 0; i < STORE_QUERY_COLS; i++)
+        free(hex[i]);
+    if (ret != STORE_OK) return ret;
     return rc == SQLITE_DONE ? STORE_OK : store_dberr(s, "sql");
 }
 

@@ -146,6 +146,9 @@ test('sql: one read-only statement, rows as JSON; usage rows read as a table; wr
     const none = await cli(['sql', 'SELECT * FROM usage WHERE account_id = -1']);
     assert.equal(none.code, 0, none.stderr);
     assert.equal(none.stdout, '');
+    // two BLOBs in a row keep their own hex
+    const blobs = await cli(['sql', "SELECT x'00ff' AS a, x'abcd' AS b UNION ALL SELECT x'01', x''"]);
+    assert.deepEqual(JSON.parse(blobs.stdout), [{ a: '00ff', b: 'abcd' }, { a: '01', b: '' }]);
     // a real JSON cannot hold reads as its text
     const inf = await cli(['sql', 'SELECT 1e999 AS x']);
     assert.equal(inf.code, 0, inf.stderr);
