@@ -1671,7 +1671,8 @@ static int store_rids_init(store_rids *t, const store_usage_event *ev, size_t n,
         t->cap *= 2;
     if (!(t->slot = calloc(t->cap, sizeof(*t->slot)))) return -1;
     for (size_t i = 0; i < n; i++) {
-        size_t j = store_rids_slot(t, ev[i].request_id, strnlen(ev[i].request_id, 40));
+        size_t j = store_rids_slot(t, ev[i].request_id,
+                                   strnlen(ev[i].request_id, sizeof(ev[i].request_id)));
         dup[i] = t->slot[j] != 0;
         if (!dup[i]) t->slot[j] = (uint32_t)(i + 1);
     }
@@ -1728,8 +1729,7 @@ static void store_group(store_groups *g, const store_usage_event *ev, size_t k,
 static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const int64_t *at,
                       const store_rids *rids, const store_usage_event *base, unsigned char *skip)
 {
-    store_groups *g = malloc(sizeof(*g));
-    if (!g) return store_seterr(s, "ledger: out of memory");
+    store_groups grp, *g = &grp; /* 4 KiB: the ledger thread's stack holds it */
     store_group(g, ev, k, skip);
     int ret = STORE_OK;
     for (size_t q = 0; q < g->n && ret == STORE_OK; q++) {
@@ -1772,7 +1772,6 @@ static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const i
         if (ret == STORE_OK && rc != SQLITE_DONE) ret = store_dberr(s, "ledger: stored usage");
         store_release(st);
     }
-    free(g);
     return ret;
 }
 
@@ -1855,12 +1854,9 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
         skip[i] = dup[i];
     }
     if (!first && store_seen(s, ev, k, at, rids, ev - base, skip) != STORE_OK) return STORE_ERR;
-    store_groups *g = malloc(sizeof(*g));
-    if (!g) return store_seterr(s, "ledger: out of memory");
-    store_group(g, ev, k, skip);
-    int rc = store_blocks(s, ev, at, id0, g);
-    free(g);
-    if (rc != STORE_OK) return STORE_ERR;
+    store_groups g;
+    store_group(&g, ev, k, skip);
+    if (store_blocks(s, ev, at, id0, &g) != STORE_OK) return STORE_ERR;
     *next_id = id0 + (int64_t)k;
 
     size_t idx[STORE_LEDGER_ROWS], m = 0;
