@@ -148,9 +148,19 @@ static int h1p_line(h1p *p, const char *d, size_t n, size_t *i, size_t cap, cons
     return 1;
 }
 
+/* Four bytes a turn, their classes ANDed (one test, one branch): a request's target goes
+ * through here, byte by byte it cost twice as much. (Not header names: most are too short for
+ * it to pay.) */
+#define H1P_CLS4(s, k)                                                                             \
+    (h1p_cls[(unsigned char)(s)[(k)]] & h1p_cls[(unsigned char)(s)[(k) + 1]] &                     \
+     h1p_cls[(unsigned char)(s)[(k) + 2]] & h1p_cls[(unsigned char)(s)[(k) + 3]])
+
 static bool h1p_all(const char *s, size_t n, unsigned cls)
 {
-    for (size_t k = 0; k < n; k++)
+    size_t k = 0;
+    while (k + 4 <= n && (H1P_CLS4(s, k) & cls))
+        k += 4;
+    for (; k < n; k++)
         if (!(h1p_cls[(unsigned char)s[k]] & cls)) return false;
     return true;
 }
