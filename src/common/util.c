@@ -281,6 +281,14 @@ size_t ms_copy(char *dst, size_t size, const char *src)
     return n;
 }
 
+uint64_t ms_fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
 char *ms_i64_dec(int64_t v, char *out)
 {
     /* Two digits per division, from a table, written in place from the end once the length is

@@ -82,6 +82,10 @@ size_t ms_copy(char *dst, size_t size, const char *src);
  * path, where printf's generality costs more than the formatting itself. */
 char *ms_i64_dec(int64_t v, char *out);
 
+/* FNV-1a (64 bits) of the string s: a stable id for state kept by name (a model's rate-limit
+ * counters), the same in every process and across reloads. */
+uint64_t ms_fnv1a64(const char *s);
+
 /* Parses a decimal string exactly ("12.5", "-3", "0.000000001") scaled by 10^scale into an
  * integer, without floating point. Returns 0, or -1 on syntax error, overflow or more fractional
  * digits than scale allows. */

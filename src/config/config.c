@@ -1201,6 +1201,7 @@ static int parse_models(cfg_ld *L, cfg_t *c, const yaml_node_t *k, const yaml_no
         m->created = L->now_s;
         if (!(m->name = strdup((const char *)mk->data.scalar.value)))
             return fail(L, line_of(mk), "models", "out of memory");
+        m->name_hash = ms_fnv1a64(m->name);
         if (parse_model(L, c, n, mk, node_at(L, pr->value), m)) return -1;
     }
     return 0;

@@ -54,6 +54,9 @@ typedef struct cfg_deployment {
 
 typedef struct cfg_model {
     char *name;
+    /* ms_fnv1a64(name), worked out once at load: the rate limiter keys a model's counters by it
+     * on every request (0 in a model not from a config file: the limiter hashes the name) */
+    uint64_t name_hash;
     /* Prices exactly as written, in nano-dollars per 1M tokens (USD 2.50 -> 2500000000),
      * before markup. */
     int64_t price_in_nusd_per_mtok;

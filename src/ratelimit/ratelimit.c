@@ -568,14 +568,12 @@ static int64_t limit_of(const _Atomic int64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-/* A model's counters' id: FNV-1a of its name (see "State and locking" above). */
+/* A model's counters' id: FNV-1a of its name (see "State and locking" above), which the config
+ * worked out at load. */
 static uint64_t model_id(const cfg_model *m)
 {
     if (!m->name) return (uint64_t)(uintptr_t)m; /* not from a config file (tests) */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)m->name; *p; p++)
-        h = (h ^ *p) * 0x100000001b3ull;
-    return h;
+    return m->name_hash ? m->name_hash : ms_fnv1a64(m->name);
 }
 
 /* A key's own limit when it has one (>= 0; 0 = not limited), else the configured default. */
