@@ -144,8 +144,7 @@ struct h1_xfer {
     up_callbacks cb;
     void *ud;
     h1_pool *pool;
-    char *head;
-    uv_buf_t *bufs; /* head + the caller's body */
+    uv_buf_t *bufs; /* head + the caller's body; the head's bytes follow the list, one malloc */
     unsigned nbufs;
     bool head_only;
     h1_conn *conn;
@@ -324,8 +323,7 @@ static void h1_pool_put(h1_conn *c)
 static void h1_xfer_freed(uv_handle_t *h)
 {
     h1_xfer *x = h->data;
-    free(x->head);
-    free(x->bufs);
+    free(x->bufs); /* (the head with it) */
     free(x->pending);
     oc_free(x, sizeof *x);
 }
@@ -1325,15 +1323,10 @@ static void h1_put(char *h, size_t *off, const char *p, size_t n)
     *off += n;
 }
 
+/* (the callers' values, a port and a body's length, are far below INT64_MAX) */
 static void h1_put_u64(char *h, size_t *off, uint64_t v)
 {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    h1_put(h, off, tmp + sizeof tmp - n, n);
+    *off = (size_t)(ms_i64_dec((int64_t)v, h + *off) - h);
 }
 
 static int h1_build(h1_xfer *x, const up_request *req, const char *path, const char *host, int port,
@@ -1355,8 +1348,11 @@ static int h1_build(h1_xfer *x, const up_request *req, const char *path, const c
         if (strncasecmp(req->headers[i], "host:", 5) == 0) own_host = false;
     }
     if (need > H1_REQ_HEAD_MAX) return -1;
-    h = malloc(need);
-    if (!h) return -1;
+    /* One allocation for the write's buffer list and the head after it (x->bufs, freed whole) */
+    size_t list = (req->nbody + 1) * sizeof *x->bufs;
+    uv_buf_t *bufs = malloc(list + need);
+    if (!bufs) return -1;
+    h = (char *)bufs + list;
     /* Plain copies, not snprintf: this runs for every proxied request. */
     h1_put(h, &off, method, strlen(method));
     h1_put(h, &off, " /", plen == 0 || path[0] == '?' ? 2 : 1);
@@ -1391,12 +1387,7 @@ static int h1_build(h1_xfer *x, const up_request *req, const char *path, const c
     }
     h1_put(h, &off, "\r\n", 2);
 
-    x->bufs = malloc((req->nbody + 1) * sizeof *x->bufs);
-    if (!x->bufs) {
-        free(h);
-        return -1;
-    }
-    x->head = h;
+    x->bufs = bufs;
     x->bufs[0] = uv_buf_init(h, (unsigned)off);
     x->nbufs = 1;
     for (i = 0; i < req->nbody; i++)
