@@ -378,7 +378,7 @@ static int on_abort(http_conn *c, void *ctx)
     p->bytes_in = c->bytes_in;
     p->bytes_out = c->bytes_out;
     /* curl may still be sending the request body from the connection's buffer */
-    p->owned_body = buf_steal(&c->body);
+    p->owned_body = http_take_body(c);
     p->detached = 1;
     api_worker *aw = api_worker_of(w);
     p->dnext = aw->detached;
@@ -1041,11 +1041,15 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
         if (p->st->cache)
             api_cache_store_whole(p->st->cache, (ms_str){out->data ? out->data : "", out->len},
                                   &p->usage.u, p->call->model->name, prov);
-        size_t len = out->len;
-        char *data = buf_steal(out);
+        /* The answer leaves from where it lies (the socket takes it whole, or conn_send_copy
+         * copies what it does not), not from a copy the connection owns: the proxy first lets go
+         * of the connection, so nothing the response sets off (the next pipelined request)
+         * calls back into it. */
+        p->c = NULL;
+        if (c->handler.ctx == p) c->handler = (http_handler){0};
+        http_respond(c, 200, "application/json", h, out->data ? out->data : "", out->len, 0);
         buf_free(&client);
         proxy_free(p);
-        http_respond(c, 200, "application/json", h, data, len, 1);
         return;
     }
     char pmsg[512];

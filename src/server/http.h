@@ -144,7 +144,8 @@ struct http_conn {
     uint64_t body_deadline; /* loop time (ms) by which the whole body must have arrived */
     uint64_t body_left; /* bytes of a Content-Length body still to come (read straight into body) */
     buf_t body;
-    buf_t pending; /* bytes after a paused (complete) request */
+    char *body_block; /* body's first HTTP_BODY_BLOCK bytes, lent by the object cache, or NULL */
+    buf_t pending;    /* bytes after a paused (complete) request */
     http_request req;
     http_handler handler;
     buf_t extra; /* extra response headers for the current request */
@@ -217,6 +218,9 @@ void http_uncork(worker_t *w);
  * new input): whatever outlives the handler with the request's body (a detached proxy, an
  * upstream still reading it) then has this one. c->req.body is updated. */
 void http_replace_body(http_conn *c, buf_t *b);
+/* Hands the request's body over to the caller, who frees it with free(): a detached proxy keeps
+ * it where it is, since an upstream write in flight reads it from there. */
+char *http_take_body(http_conn *c);
 /* Ends the chunked response; the request is finished. */
 void http_stream_end(http_conn *c);
 /* Bytes queued for the client and not yet written; a handler pauses its source above
