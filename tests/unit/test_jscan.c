@@ -915,14 +915,15 @@ static void test_utf8_exhaustive(void)
     CHECK_EQ_INT(bad, 0);
 }
 
-/* Every byte at every position of a string long enough for the vector path. */
+/* Every byte at every position of a string long enough for the vector paths (32 bytes a turn,
+ * then 16, then bytes: two turns of 32 and every tail). */
 static void test_fast_path_positions(void)
 {
     int bad = 0;
-    for (size_t len = 0; len < 40; len++) {
+    for (size_t len = 0; len < 72; len++) {
         for (size_t pos = 0; pos < len; pos++) {
             for (unsigned c = 0; c < 256; c++) {
-                char buf[64];
+                char buf[80];
                 buf[0] = '"';
                 memset(buf + 1, 'x', len);
                 buf[1 + pos] = (char)c;
