@@ -42,6 +42,9 @@
  * touches up to three entries (key, account, model; six counters): it locks their distinct stripes
  * in ascending stripe order (so two admissions never wait on each other in a cycle), checks every
  * counter, and consumes from all of them only if all allow it: a refusal consumes nothing anywhere.
+ * A key's entry lives in its account's stripe: every request of the key locks that stripe for the
+ * account's counters anyway, so two locks a request (account, model) do what three did, with no
+ * contention added.
  *
  * Memory. An entry whose counters are fully replenished (TAT <= now) is indistinguishable from
  * a missing one, so it can be dropped without changing any answer. A stripe is swept when it
@@ -89,6 +92,7 @@ typedef struct rl_slot {
     int scope;
     uint64_t id;
     int64_t limit[RL_NDIM];
+    uint64_t home; /* the account's id for a key and its account, else id: which stripe holds it */
 } rl_slot;
 
 /* slot[0] is always the key: its counters are what rl_result reports. */
@@ -231,6 +235,13 @@ static size_t stripe_of(uint64_t h)
     return (size_t)(h & (RL_STRIPES - 1));
 }
 
+/* The stripe of a slot: its home's (the account's, for a key), hashed as an account's id. */
+static size_t slot_stripe(const rl_slot *sl)
+{
+    return stripe_of(
+        rl_hash(sl->scope == RL_SCOPE_MODEL ? RL_SCOPE_MODEL : RL_SCOPE_ACCOUNT, sl->home));
+}
+
 static size_t bucket_of(const rl_stripe *s, uint64_t h)
 {
     return (size_t)(h >> 6) & (s->nbuckets - 1);
@@ -332,14 +343,16 @@ static void lock_stripes(rl_local *lo, const size_t *locked, int n, int64_t now)
 }
 
 /* Locks the distinct stripes of q's slots (lock_stripes). Returns how many stripes were
- * locked, into locked[] in locking order; hashes[i] receives slot i's hash. */
+ * locked, into locked[] in locking order; hashes[i] receives slot i's hash, stripes[i] its
+ * stripe. */
 static int lock_slots(rl_local *lo, const rl_query *q, int64_t now, uint64_t *hashes,
-                      size_t *locked)
+                      size_t *stripes, size_t *locked)
 {
     int n = 0;
     for (int i = 0; i < q->nslots; i++) {
         hashes[i] = rl_hash(q->slot[i].scope, q->slot[i].id);
-        n = stripe_set_add(locked, n, stripe_of(hashes[i]));
+        stripes[i] = slot_stripe(&q->slot[i]);
+        n = stripe_set_add(locked, n, stripes[i]);
     }
     lock_stripes(lo, locked, n, now);
     return n;
@@ -353,12 +366,12 @@ static void unlock_slots(rl_local *lo, const size_t *locked, int n)
 
 /* The entries of q's slots (NULL where a slot is not limited at all, or when create is false
  * and the entry does not exist, or when memory ran out). Stripes must be locked. */
-static void find_entries(rl_local *lo, const rl_query *q, const uint64_t *hashes, int create,
-                         rl_entry **e)
+static void find_entries(rl_local *lo, const rl_query *q, const uint64_t *hashes,
+                         const size_t *stripes, int create, rl_entry **e)
 {
     for (int i = 0; i < q->nslots; i++) {
         const rl_slot *sl = &q->slot[i];
-        rl_stripe *s = &lo->stripes[stripe_of(hashes[i])];
+        rl_stripe *s = &lo->stripes[stripes[i]];
         e[i] = NULL;
         if (sl->limit[RL_REQ] <= 0 && sl->limit[RL_TOK] <= 0) continue;
         e[i] = stripe_find(s, sl->scope, sl->id, hashes[i]);
@@ -370,12 +383,12 @@ static int local_admit(void *be, const rl_query *q, int64_t now, rl_result *res)
 {
     rl_local *lo = be;
     uint64_t hashes[RL_MAX_SLOTS];
-    size_t locked[RL_MAX_SLOTS];
+    size_t stripes[RL_MAX_SLOTS], locked[RL_MAX_SLOTS];
     rl_entry *e[RL_MAX_SLOTS];
     int64_t need[RL_MAX_SLOTS][RL_NDIM] = {{0}};
-    int nl = lock_slots(lo, q, now, hashes, locked);
+    int nl = lock_slots(lo, q, now, hashes, stripes, locked);
 
-    find_entries(lo, q, hashes, 1, e);
+    find_entries(lo, q, hashes, stripes, 1, e);
     res->allowed = 1;
     res->retry_after_ms = 0;
     for (int i = 0; i < q->nslots; i++) {
@@ -408,14 +421,15 @@ static int local_admit(void *be, const rl_query *q, int64_t now, rl_result *res)
     return res->allowed;
 }
 
-/* Applies one correction; its stripes are locked and hashes[] are its slots' hashes. */
-static void correct_one(rl_local *lo, const rl_correction *c, const uint64_t *hashes)
+/* Applies one correction; its stripes are locked, hashes[] and stripes[] are its slots'. */
+static void correct_one(rl_local *lo, const rl_correction *c, const uint64_t *hashes,
+                        const size_t *stripes)
 {
     const rl_query *q = &c->q;
     int64_t estimate = c->estimate, actual = c->actual, now = c->now_ms;
     rl_entry *e[RL_MAX_SLOTS];
     /* Giving back to a missing (fully replenished) counter changes nothing. */
-    find_entries(lo, q, hashes, actual > estimate, e);
+    find_entries(lo, q, hashes, stripes, actual > estimate, e);
     for (int i = 0; i < q->nslots; i++) {
         int64_t limit = q->slot[i].limit[RL_TOK];
         if (!e[i] || limit <= 0) continue;
@@ -436,9 +450,9 @@ static void local_correct(void *be, const rl_correction *c)
 {
     rl_local *lo = be;
     uint64_t hashes[RL_MAX_SLOTS];
-    size_t locked[RL_MAX_SLOTS];
-    int nl = lock_slots(lo, &c->q, c->now_ms, hashes, locked);
-    correct_one(lo, c, hashes);
+    size_t stripes[RL_MAX_SLOTS], locked[RL_MAX_SLOTS];
+    int nl = lock_slots(lo, &c->q, c->now_ms, hashes, stripes, locked);
+    correct_one(lo, c, hashes, stripes);
     unlock_slots(lo, locked, nl);
 }
 
@@ -446,13 +460,13 @@ static void local_peek(void *be, const rl_query *q, int64_t now, rl_result *res)
 {
     rl_local *lo = be;
     uint64_t hashes[RL_MAX_SLOTS];
-    size_t locked[RL_MAX_SLOTS];
+    size_t stripes[RL_MAX_SLOTS], locked[RL_MAX_SLOTS];
     rl_entry *e[RL_MAX_SLOTS];
     rl_query one = *q;
     one.nslots = q->nslots > 0 ? 1 : 0;
-    int nl = lock_slots(lo, &one, now, hashes, locked);
+    int nl = lock_slots(lo, &one, now, hashes, stripes, locked);
 
-    find_entries(lo, &one, hashes, 0, e);
+    find_entries(lo, &one, hashes, stripes, 0, e);
     res->allowed = 1;
     res->retry_after_ms = 0;
     for (int d = 0; d < RL_NDIM; d++) {
@@ -589,18 +603,24 @@ static void build_query(const rl_t *rl, const store_key *key, const cfg_model *m
     q->slot[0] = (rl_slot){RL_SCOPE_KEY,
                            (uint64_t)key->id,
                            {key_limit(key->rpm, limit_of(&rl->requests_per_minute)),
-                            key_limit(key->tpm, limit_of(&rl->tokens_per_minute))}};
+                            key_limit(key->tpm, limit_of(&rl->tokens_per_minute))},
+                           (uint64_t)key->account_id};
     q->nslots = 1;
     int64_t arpm = limit_of(&rl->account_requests_per_minute);
     int64_t atpm = limit_of(&rl->account_tokens_per_minute);
     if (arpm > 0 || atpm > 0)
-        q->slot[q->nslots++] = (rl_slot){
-            RL_SCOPE_ACCOUNT, (uint64_t)key->account_id, {clamp_limit(arpm), clamp_limit(atpm)}};
-    if (m && (m->requests_per_minute > 0 || m->tokens_per_minute > 0))
+        q->slot[q->nslots++] = (rl_slot){RL_SCOPE_ACCOUNT,
+                                         (uint64_t)key->account_id,
+                                         {clamp_limit(arpm), clamp_limit(atpm)},
+                                         (uint64_t)key->account_id};
+    if (m && (m->requests_per_minute > 0 || m->tokens_per_minute > 0)) {
+        uint64_t mid = model_id(m);
         q->slot[q->nslots++] =
             (rl_slot){RL_SCOPE_MODEL,
-                      model_id(m),
-                      {clamp_limit(m->requests_per_minute), clamp_limit(m->tokens_per_minute)}};
+                      mid,
+                      {clamp_limit(m->requests_per_minute), clamp_limit(m->tokens_per_minute)},
+                      mid};
+    }
 }
 
 int rl_limits(rl_t *rl, const store_key *key, const cfg_model *m, rl_limit out[3])
