@@ -357,22 +357,22 @@ kc_status kc_lookup(kc_t *kc, const char *key, size_t n, int64_t now_ms, store_k
     return kc_lookup_hash(kc, hash, now_ms, out);
 }
 
-/* The answer for a row found (or not) by a lookup, into out (hash zeroed). */
-static kc_status kc_answer(int found, store_key *k, int64_t now_ms, store_key *out)
+/* The answer for a row found (or not) by a lookup, into out; k's hash is already zeroed (a
+ * key's hash never leaves the cache). */
+static kc_status kc_answer(int found, const store_key *k, int64_t now_ms, store_key *out)
 {
     if (!found || k->deleted) {
         if (out) memset(out, 0, sizeof(*out));
         return KC_NOT_FOUND;
     }
-    memset(k->hash, 0, sizeof(k->hash));
     if (out) *out = *k;
     if (k->expires_at_ms != 0 && now_ms >= k->expires_at_ms) return KC_EXPIRED;
     if (!k->active) return KC_INACTIVE;
     return KC_OK;
 }
 
-/* Copies the table's row for hash into *k under the read lock; returns whether there is one, and
- * the table's generation that the copy belongs to into *gen. */
+/* Copies the table's row for hash into *k under the read lock, its hash zeroed; returns whether
+ * there is one, and the table's generation that the copy belongs to into *gen. */
 static int kc_read(kc_t *kc, const unsigned char hash[32], store_key *k, uint64_t *gen)
 {
     int found = 0;
@@ -384,6 +384,7 @@ static int kc_read(kc_t *kc, const unsigned char hash[32], store_key *k, uint64_
     }
     if (gen) *gen = atomic_load_explicit(&kc->gen, memory_order_relaxed);
     pthread_rwlock_unlock(&kc->lock);
+    if (found) memset(k->hash, 0, sizeof(k->hash));
     return found;
 }
 
@@ -402,21 +403,12 @@ kc_status kc_lookup_local(kc_t *kc, kc_local *l, const unsigned char hash[32], i
      * read lock taken just before it. */
     uint64_t gen = atomic_load_explicit(&kc->gen, memory_order_acquire);
     kc_local_slot *s = &l->slot[hash[0] & (KC_LOCAL_SLOTS - 1)];
-    store_key k;
-    int found;
-    if (s->gen == gen && ms_ct_equal(s->hash, hash, 32)) {
-        found = s->found;
-        if (found) k = s->key;
-    } else {
-        found = kc_read(kc, hash, &k, &s->gen);
+    /* A hit answers from the slot itself: one copy of the row (into out), not three. */
+    if (!(s->gen == gen && ms_ct_equal(s->hash, hash, 32))) {
+        s->found = kc_read(kc, hash, &s->key, &s->gen);
         memcpy(s->hash, hash, 32);
-        s->found = found;
-        if (found) {
-            memset(k.hash, 0, sizeof(k.hash));
-            s->key = k;
-        }
     }
-    return kc_answer(found, &k, now_ms, out);
+    return kc_answer(s->found, &s->key, now_ms, out);
 }
 
 void kc_apply(kc_t *kc, const store_key *k)
