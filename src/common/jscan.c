@@ -228,6 +228,31 @@ static inline size_t scan_string_fast(ucp s, size_t i, size_t n, size_t *bad)
     return scan_string(s, i, n, bad);
 }
 
+/* scan_string_fast for a key, which also says whether it has no backslash (*plain): known
+ * without another look when the fast path takes it. */
+static inline size_t scan_key(ucp s, size_t i, size_t n, size_t *bad, int *plain)
+{
+#if defined(__SSE2__) && !defined(JSCAN_PORTABLE)
+    if (n - i > 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 1));
+        __m128i special = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+        unsigned mask = (unsigned)_mm_movemask_epi8(special);
+        if (mask) {
+            size_t q = i + 1 + (size_t)__builtin_ctz(mask);
+            if (s[q] == '"') {
+                *plain = 1;
+                return q + 1;
+            }
+        }
+    }
+#endif
+    size_t e = scan_string(s, i, n, bad);
+    if (e != (size_t)-1) *plain = !memchr(s + i + 1, '\\', e - i - 2);
+    return e;
+}
+
 /* Scans a number starting at s[i] ('-' or a digit). Same return convention as scan_string. */
 static size_t scan_number(ucp s, size_t i, size_t n, size_t *bad)
 {
@@ -301,7 +326,7 @@ int jscan_object(const char *p, size_t n, jscan_member *members, size_t max, siz
     unsigned char stack[JSCAN_MAX_DEPTH];
     size_t depth = 0, i, bad = 0, count = 0;
     size_t key_start = 0, key_end = 0, val_start = 0;
-    int top_is_object;
+    int top_is_object, key_plain = 0;
 
     if (!p) n = 0; /* reported as empty input */
     i = skip_ws(s, 0, n);
@@ -395,9 +420,10 @@ key:
     }
     {
         size_t ks = i;
-        i = scan_string_fast(s, i, n, &bad);
+        /* only top-level members are reported */
+        i = depth == 1 ? scan_key(s, i, n, &bad, &key_plain) : scan_string_fast(s, i, n, &bad);
         if (i == (size_t)-1) goto invalid;
-        if (depth == 1) { /* only top-level members are reported */
+        if (depth == 1) {
             key_start = ks;
             key_end = i;
         }
@@ -424,6 +450,7 @@ after_value:
             m->key = (ms_str){p + key_start + 1, key_end - key_start - 2};
             m->value = (ms_str){p + val_start, i - val_start};
             m->type = type_of(s[val_start]);
+            m->key_plain = (unsigned char)key_plain;
             m->start = key_start;
             m->end = i;
         }
@@ -481,15 +508,20 @@ int jscan_members(ms_str obj, jscan_member *members, size_t max)
 }
 
 /* Past the string whose opening quote is at s[i], in input known to be valid; n if it never
- * closes. */
-static size_t skip_valid_string(ucp s, size_t i, size_t n)
+ * closes. *esc is set when it has a backslash. */
+static size_t skip_valid_string(ucp s, size_t i, size_t n, int *esc)
 {
     i++;
     while (i < n) {
         i = skip_plain(s, i, n);
         if (i >= n) break;
         if (s[i] == '"') return i + 1;
-        i += s[i] == '\\' ? 2 : 1;
+        if (s[i] == '\\') {
+            *esc = 1;
+            i += 2;
+        } else {
+            i++;
+        }
     }
     return n;
 }
@@ -511,8 +543,9 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
     if (i < n && s[i] == '}') return skip_ws(s, i + 1, n) == n ? 0 : JSCAN_NOT_OBJECT;
     while (i < n) {
         size_t ks = i, ke, vs, ve, depth = 0;
+        int kesc = 0, vesc = 0;
         if (s[i] != '"') return JSCAN_NOT_OBJECT;
-        ke = skip_valid_string(s, i, n);
+        ke = skip_valid_string(s, i, n, &kesc);
         if (ke - ks < 2 || s[ke - 1] != '"') return JSCAN_NOT_OBJECT;
         i = skip_ws(s, ke, n);
         if (i >= n || s[i] != ':') return JSCAN_NOT_OBJECT;
@@ -526,7 +559,7 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
             if (i >= n) break;
             unsigned c = jv_class[s[i]];
             if (c == JV_QUOTE) {
-                i = skip_valid_string(s, i, n);
+                i = skip_valid_string(s, i, n, &vesc);
                 continue;
             }
             if (c == JV_OPEN) {
@@ -548,6 +581,7 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
             m->key = (ms_str){obj.p + ks + 1, ke - ks - 2};
             m->value = (ms_str){obj.p + vs, ve - vs};
             m->type = type_of(s[vs]);
+            m->key_plain = (unsigned char)!kesc;
             m->start = ks;
             m->end = ve;
         }
@@ -645,6 +679,8 @@ static inline int key_eq_esc(ms_str raw, const char *key, size_t klen, int *esc)
      * either), and only a longer one with a backslash needs decoding. The usual miss is a
      * length compare. */
     if (raw.n < klen) return 0;
+    /* (a raw key without a backslash is its own decoding) */
+    if (*esc == 0) return raw.n == klen && memcmp(raw.p, key, klen) == 0;
     if (raw.n == klen) return memcmp(raw.p, key, klen) == 0 && !memchr(key, '\\', klen);
     if (klen > 0 && raw.p[0] != key[0] && raw.p[0] != '\\') return 0;
     if (*esc < 0) *esc = memchr(raw.p, '\\', raw.n) != NULL;
@@ -683,8 +719,10 @@ const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key)
     size_t klen = strlen(key);
     /* JSON leaves duplicate names undefined; like jansson (and most parsers) the last one wins,
      * which is also what the upstream provider will see when we forward the body unchanged */
-    for (size_t k = n; k-- > 0;)
-        if (key_eq(m[k].key, key, klen)) return &m[k];
+    for (size_t k = n; k-- > 0;) {
+        int esc = m[k].key_plain ? 0 : -1;
+        if (key_eq_esc(m[k].key, key, klen, &esc)) return &m[k];
+    }
     return NULL;
 }
 
@@ -697,7 +735,7 @@ void jscan_pick(const jscan_member *m, size_t n, const jscan_key *keys, size_t n
     if (!m) return;
     /* backwards, so that the first match of a name is its last member (as jscan_find) */
     for (size_t k = n; k-- > 0 && left > 0;) {
-        int esc = -1;
+        int esc = m[k].key_plain ? 0 : -1;
         for (size_t i = 0; i < nk; i++) {
             if (out[i] || !key_eq_esc(m[k].key, keys[i].s, keys[i].n, &esc)) continue;
             out[i] = &m[k];
@@ -715,7 +753,7 @@ int jscan_pick_unique(const jscan_member *m, size_t n, const jscan_key *keys, si
     if (!m) return -1;
     /* every member is looked at: a duplicate may come after all names were found */
     for (size_t k = 0; k < n; k++) {
-        int esc = -1;
+        int esc = m[k].key_plain ? 0 : -1;
         for (size_t i = 0; i < nk; i++) {
             if (!key_eq_esc(m[k].key, keys[i].s, keys[i].n, &esc)) continue;
             if (out[i]) return (int)i;

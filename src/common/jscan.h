@@ -22,6 +22,9 @@ typedef struct jscan_member {
     ms_str key;   /* the key's raw text between the quotes (escapes not decoded) */
     ms_str value; /* the value's raw JSON text (a string value includes its quotes) */
     jscan_type type;
+    /* 1: the raw key has no backslash, so it is its own decoding (the scanners set it; 0, as in
+     * a member made by hand, means not known): a lookup then compares bytes and lengths only */
+    unsigned char key_plain;
     size_t start; /* offset of the key's opening quote in the scanned text */
     size_t end;   /* offset just past the value */
 } jscan_member;

@@ -1182,6 +1182,41 @@ static void test_members_valid(void)
     CHECK(mstr_eq(m[1].key, "b"));
 }
 
+/* key_plain: set exactly when a reported key has no backslash, by both scanners, short keys
+ * (the vector fast path), long ones and escaped ones; lookups read escaped keys as before, and
+ * a member made by hand (key_plain 0: not known) still decodes. */
+static void test_key_plain(void)
+{
+    jscan_member m[8];
+    const jscan_key keys[] = {JSCAN_KEY("a_key_longer_than_sixteen"), JSCAN_KEY("usage"),
+                              JSCAN_KEY("model")};
+    const jscan_member *out[3];
+    const char *doc = "{\"usage\":{\"x\\u0041\":1},\"a_key_longer_than_sixteen\":2,"
+                      "\"mod\\u0065l\":3,\"a_key_longer_than_sixt\\u0065en\":4,\"p\\\\q\":5}";
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass == 0 ? jscan_object(doc, strlen(doc), m, 8, NULL)
+                          : jscan_members_valid((ms_str){doc, strlen(doc)}, m, 8);
+        CHECK_EQ_INT(n, 5);
+        CHECK_EQ_INT(m[0].key_plain, 1);
+        CHECK_EQ_INT(m[1].key_plain, 1);
+        CHECK_EQ_INT(m[2].key_plain, 0);
+        CHECK_EQ_INT(m[3].key_plain, 0);
+        CHECK_EQ_INT(m[4].key_plain, 0);
+        jscan_pick(m, 5, keys, 3, out);
+        CHECK(out[0] == &m[3]); /* the last of two spellings */
+        CHECK(out[1] == &m[0]);
+        CHECK(out[2] == &m[2]);
+        CHECK(jscan_find(m, 5, "p\\q") == &m[4]);
+        CHECK(jscan_find(m, 5, "p\\\\q") == NULL); /* the raw text is not the name */
+        m[0].key_plain = 0;                        /* as made by hand: not known */
+        CHECK(jscan_find(m, 5, "usage") == &m[0]);
+    }
+    /* a raw key that equals a name with a backslash in it byte for byte is not that name */
+    jscan_member h = {.key = MS_STR_LIT("a\\nb"), .key_plain = 0};
+    CHECK(jscan_find(&h, 1, "a\\nb") == NULL);
+    CHECK(jscan_find(&h, 1, "a\nb") == &h);
+}
+
 /* Duplicates of a picked name are found however the key is written; others may repeat. */
 static void test_pick_unique(void)
 {
@@ -1227,5 +1262,6 @@ int main(void)
     RUN(test_jansson_differential);
     RUN(test_members_valid);
     RUN(test_pick_unique);
+    RUN(test_key_plain);
     TAP_DONE();
 }
