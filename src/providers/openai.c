@@ -287,10 +287,13 @@ static int openai_response(void *st, const prov_call *call, ms_str body, buf_t *
         return -1;
     }
     size_t k = (size_t)(n > 64 ? 64 : n);
-    const jscan_member *u = jscan_find(m, k, "usage");
-    if (u && u->type == JS_OBJECT) prov_openai_read_usage(u->value, usage);
+    static const jscan_key chat_keys[] = {JSCAN_KEY("usage"), JSCAN_KEY("choices")},
+                           data_keys[] = {JSCAN_KEY("usage"), JSCAN_KEY("data")};
     const char *need = call->ep == EP_CHAT ? "choices" : "data";
-    const jscan_member *d = jscan_find(m, k, need);
+    const jscan_member *f[2]; /* one pass over the members for both */
+    jscan_pick(m, k, call->ep == EP_CHAT ? chat_keys : data_keys, 2, f);
+    const jscan_member *u = f[0], *d = f[1];
+    if (u && u->type == JS_OBJECT) prov_openai_read_usage(u->value, usage);
     if (!d || d->type != JS_ARRAY) {
         snprintf(err, errlen, "the provider's answer has no '%s' array", need);
         return -1;
