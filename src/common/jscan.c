@@ -207,10 +207,10 @@ fail:
     return (size_t)-1;
 }
 
-/* scan_string for the usual string of a provider's answer or event (a key, an id, a short
- * value): plain ASCII whose closing quote is among the next 16 bytes, found by one vector compare
- * without a call. Anything else, scan_string. */
-static inline size_t scan_string_fast(ucp s, size_t i, size_t n, size_t *bad)
+/* The usual string of a provider's answer or event (a key, an id, a short value): plain ASCII
+ * whose closing quote is among the next 16 bytes, found by one vector compare without a call.
+ * Returns the index past that quote, or 0 when the string is not one of those. */
+static inline size_t short_string_end(ucp s, size_t i, size_t n)
 {
 #if defined(__SSE2__) && !defined(JSCAN_PORTABLE)
     if (n - i > 16) {
@@ -224,31 +224,29 @@ static inline size_t scan_string_fast(ucp s, size_t i, size_t n, size_t *bad)
             if (s[q] == '"') return q + 1;
         }
     }
+#else
+    (void)s, (void)i, (void)n;
 #endif
-    return scan_string(s, i, n, bad);
+    return 0;
+}
+
+/* scan_string, short_string_end's way first. */
+static inline size_t scan_string_fast(ucp s, size_t i, size_t n, size_t *bad)
+{
+    size_t e = short_string_end(s, i, n);
+    return e ? e : scan_string(s, i, n, bad);
 }
 
 /* scan_string_fast for a key, which also says whether it has no backslash (*plain): known
- * without another look when the fast path takes it. */
+ * without another look when short_string_end takes it. */
 static inline size_t scan_key(ucp s, size_t i, size_t n, size_t *bad, int *plain)
 {
-#if defined(__SSE2__) && !defined(JSCAN_PORTABLE)
-    if (n - i > 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 1));
-        __m128i special = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
-                                       _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
-        unsigned mask = (unsigned)_mm_movemask_epi8(special);
-        if (mask) {
-            size_t q = i + 1 + (size_t)__builtin_ctz(mask);
-            if (s[q] == '"') {
-                *plain = 1;
-                return q + 1;
-            }
-        }
+    size_t e = short_string_end(s, i, n);
+    if (e) {
+        *plain = 1;
+        return e;
     }
-#endif
-    size_t e = scan_string(s, i, n, bad);
+    e = scan_string(s, i, n, bad);
     if (e != (size_t)-1) *plain = !memchr(s + i + 1, '\\', e - i - 2);
     return e;
 }
