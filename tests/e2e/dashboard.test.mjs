@@ -425,9 +425,14 @@ test('filter usage by model, key and dates, page through it, and export it as CS
     // the CSV: every row of the filter, made from the API's pages
     const cdp = await owner.createCDPSession();
     const dir = await fsp.mkdtemp(path.join(tmp, 'dl-'));
+    // the file is read once Chromium says the download completed: a file of the final name can
+    // be there before its bytes are (seen once under ASan: an empty read)
+    let completed = false;
+    cdp.on('Browser.downloadProgress', (e) => { if (e.state === 'completed') completed = true; });
     await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: dir, eventsEnabled: true });
     await owner.click('[data-testid=usage-export]');
     await waitText(owner, '[data-testid=export-status]', /^Exported 52 requests to /);
+    assert.ok((await h.eventually(async () => completed, h.scaled(5000))).value, 'the download completed');
     const { value: file } = await h.eventually(async () => (await fsp.readdir(dir)).find((x) => x.endsWith('.csv')), h.scaled(5000));
     assert.equal(file, `modelswitch-usage-from-${day}-to-${day}.csv`);
     const rows = parseCsv(await fsp.readFile(path.join(dir, file), 'utf8'));
