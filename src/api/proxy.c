@@ -410,55 +410,48 @@ static void on_drained(http_conn *c, void *ctx)
     }
 }
 
-/* Appends s (len bytes) at h[*k] within n bytes (truncating; h stays NUL-terminated). The
- * literals' lengths are known where they are written: a strnlen call for each of the eight
- * pieces was half of this per answer. */
-static void hdr_put(char *h, size_t n, size_t *k, const char *s, size_t len)
+/* The proxy lets go of its connection before it answers on it (or frees itself): nothing the
+ * answer sets off (the next pipelined request, a close) may call back into the proxy. Returns
+ * the connection, NULL when the client is gone already (on_abort let go of us). */
+static http_conn *let_go(proxy *p)
 {
-    if (*k + len >= n) len = *k + 1 < n ? n - 1 - *k : 0;
-    memcpy(h + *k, s, len);
-    *k += len;
-    h[*k] = '\0';
+    http_conn *c = p->c;
+    if (c && c->handler.ctx == p) c->handler = (http_handler){0};
+    p->c = NULL;
+    return c;
 }
-#define HDR_LIT(h, n, k, lit) hdr_put(h, n, k, lit, sizeof(lit) - 1)
 
 #define HDR_CUR(q, lit) (memcpy((q), (lit), sizeof(lit) - 1), (q) + sizeof(lit) - 1)
 
+/* The x-modelswitch-* lines into h (n bytes, NUL-terminated), written by a cursor with the
+ * literals' sizes known, which the compiler copies with a few moves (a clamp per piece made each
+ * a `rep movsq`, ~30 cycles to start). Names of a length no config has go through a heap copy,
+ * cut at n as before. */
 static void model_headers(proxy *p, char *h, size_t n, const char *cost)
 {
     const char *model = p->call->model->name, *prov = p->call->dep->provider->name;
     size_t ml = strlen(model), pl = strlen(prov), cl = cost ? strlen(cost) : 0;
-    /* The usual case, names of config length: written by a cursor with the literals' sizes
-     * known, which the compiler copies with a few moves; through hdr_put's clamp each literal
-     * became a `rep movsq` (~30 cycles to start, four of them). Room: the pieces, ~110 bytes of
-     * literals, the NUL. */
-    if (ml + pl + cl + 128 <= n) {
-        char *q = HDR_CUR(h, "x-modelswitch-model: ");
-        memcpy(q, model, ml);
-        q = HDR_CUR(q + ml, "\r\nx-modelswitch-provider: ");
-        memcpy(q, prov, pl);
-        q = HDR_CUR(q + pl, "\r\n");
-        if (p->st->cache) q = HDR_CUR(q, "x-modelswitch-cache: miss\r\n");
-        if (cl) {
-            q = HDR_CUR(q, "x-modelswitch-cost: ");
-            memcpy(q, cost, cl);
-            q = HDR_CUR(q + cl, "\r\n");
-        }
-        *q = '\0';
+    size_t need = ml + pl + cl + 128; /* the pieces, ~100 bytes of literals, the NUL */
+    char *q = need <= n ? h : malloc(need), *start = q;
+    if (!q) {
+        h[0] = '\0';
         return;
     }
-    size_t k = 0;
-    h[0] = '\0';
-    HDR_LIT(h, n, &k, "x-modelswitch-model: ");
-    hdr_put(h, n, &k, model, ml);
-    HDR_LIT(h, n, &k, "\r\nx-modelswitch-provider: ");
-    hdr_put(h, n, &k, prov, pl);
-    HDR_LIT(h, n, &k, "\r\n");
-    if (p->st->cache) HDR_LIT(h, n, &k, "x-modelswitch-cache: miss\r\n");
+    q = HDR_CUR(q, "x-modelswitch-model: ");
+    memcpy(q, model, ml);
+    q = HDR_CUR(q + ml, "\r\nx-modelswitch-provider: ");
+    memcpy(q, prov, pl);
+    q = HDR_CUR(q + pl, "\r\n");
+    if (p->st->cache) q = HDR_CUR(q, "x-modelswitch-cache: miss\r\n");
     if (cl) {
-        HDR_LIT(h, n, &k, "x-modelswitch-cost: ");
-        hdr_put(h, n, &k, cost, cl);
-        HDR_LIT(h, n, &k, "\r\n");
+        q = HDR_CUR(q, "x-modelswitch-cost: ");
+        memcpy(q, cost, cl);
+        q = HDR_CUR(q + cl, "\r\n");
+    }
+    *q = '\0';
+    if (start != h) {
+        ms_copy(h, n, start);
+        free(start);
     }
 }
 
@@ -566,11 +559,8 @@ static void stream_finish(proxy *p, const char *fail_code, const char *fail_type
                                p->call->dep->provider->name);
     buf_free(&b);
     /* the write may have found the client gone: the connection let go of us (on_abort) */
-    http_conn *c = p->c;
-    if (!c) return;
-    if (c->handler.ctx == p) c->handler = (http_handler){0};
-    p->c = NULL;
-    http_stream_end(c);
+    http_conn *c = let_go(p);
+    if (c) http_stream_end(c);
 }
 
 static void idle_timeout(uv_timer_t *t)
@@ -775,9 +765,7 @@ static void on_data(void *ud, const char *data, size_t n)
             char cost[32];
             bill(p, 502, cost);
             if (p->c) {
-                http_conn *c = p->c;
-                if (c->handler.ctx == p) c->handler = (http_handler){0};
-                p->c = NULL;
+                http_conn *c = let_go(p);
                 /* the provider answered 2xx and may have billed it: not retried, here or by the
                  * client's SDK (docs/ROUTING.md) */
                 http_add_extra_header(c, "x-should-retry: false\r\n");
@@ -987,9 +975,7 @@ static void refuse(proxy *p, const prov_refusal *reason)
     prov_refusal why = *reason;     /* it may live in p, which is freed before the answer */
     report(p, ROUTE_ABANDONED, -1); /* the request's doing, not the deployment's */
     bill(p, why.status, cost);      /* nothing ran: the hold is released */
-    http_conn *c = p->c;
-    if (c && c->handler.ctx == p) c->handler = (http_handler){0};
-    p->c = NULL;
+    http_conn *c = let_go(p);
     proxy_free(p);
     if (c) api_refuse(c, &why);
 }
@@ -1065,11 +1051,8 @@ static void finish_plain(proxy *p, up_result res, const char *errmsg)
             api_cache_store_whole(p->st->cache, (ms_str){out->data ? out->data : "", out->len},
                                   &p->usage.u, p->call->model->name, prov);
         /* The answer leaves from where it lies (the socket takes it whole, or conn_send_copy
-         * copies what it does not), not from a copy the connection owns: the proxy first lets go
-         * of the connection, so nothing the response sets off (the next pipelined request)
-         * calls back into it. */
-        p->c = NULL;
-        if (c->handler.ctx == p) c->handler = (http_handler){0};
+         * copies what it does not), not from a copy the connection owns (let_go first). */
+        let_go(p);
         http_respond(c, 200, "application/json", h, out->data ? out->data : "", out->len, 0);
         buf_free(&client);
         proxy_free(p);
@@ -1157,8 +1140,7 @@ static void run_local(proxy *p)
             keep_answer(p, (ms_str){body.data ? body.data : "", body.len}, call->stream,
                         &p->usage.u);
     }
-    if (c && c->handler.ctx == p) c->handler = (http_handler){0};
-    p->c = NULL;
+    let_go(p);
     if (!c) {
         /* the client is gone (a local answer after a wait): billed above, nothing to send */
     } else if (rc != 0) {

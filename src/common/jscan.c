@@ -506,7 +506,7 @@ int jscan_members(ms_str obj, jscan_member *members, size_t max)
 }
 
 /* Past the string whose opening quote is at s[i], in input known to be valid; n if it never
- * closes. *esc is set when it has a backslash. */
+ * closes. *esc (when esc is not NULL) is set when it has a backslash. */
 static size_t skip_valid_string(ucp s, size_t i, size_t n, int *esc)
 {
     i++;
@@ -515,7 +515,7 @@ static size_t skip_valid_string(ucp s, size_t i, size_t n, int *esc)
         if (i >= n) break;
         if (s[i] == '"') return i + 1;
         if (s[i] == '\\') {
-            *esc = 1;
+            if (esc) *esc = 1;
             i += 2;
         } else {
             i++;
@@ -541,7 +541,7 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
     if (i < n && s[i] == '}') return skip_ws(s, i + 1, n) == n ? 0 : JSCAN_NOT_OBJECT;
     while (i < n) {
         size_t ks = i, ke, vs, ve, depth = 0;
-        int kesc = 0, vesc = 0;
+        int kesc = 0;
         if (s[i] != '"') return JSCAN_NOT_OBJECT;
         ke = skip_valid_string(s, i, n, &kesc);
         if (ke - ks < 2 || s[ke - 1] != '"') return JSCAN_NOT_OBJECT;
@@ -557,7 +557,7 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
             if (i >= n) break;
             unsigned c = jv_class[s[i]];
             if (c == JV_QUOTE) {
-                i = skip_valid_string(s, i, n, &vesc);
+                i = skip_valid_string(s, i, n, NULL);
                 continue;
             }
             if (c == JV_OPEN) {
