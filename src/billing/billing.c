@@ -5,12 +5,13 @@
  * Memory. Two open-addressing hash tables map ids to heap entries: accounts {db_balance,
  * unflushed, held} and keys {db_spent, unflushed, held}. The tables are guarded by one
  * reader-writer lock (readers: every lookup; writers: inserting an account or key, which may
- * resize), and the entries' money by striped mutexes: 64 for accounts, 64 for keys, chosen by
- * id, so two workers contend only when their ids share a stripe. Entries are never freed or moved
- * before bill_stop, so a pointer found under the read lock stays valid after the lock is
- * released: the hot path holds the read lock only for the lookup, then the stripe locks.
- * Lock order, everywhere: the table lock (never held across a stripe lock), then an account
- * stripe, then a key stripe. No other combination is ever nested, so there is no deadlock.
+ * resize), and the entries' money by 64 striped mutexes chosen by account id (a key's by its
+ * account's: a request's hold and settlement change both under one lock), so two workers contend
+ * only when their accounts share a stripe. Entries are never freed or moved before bill_stop, so
+ * a pointer found under the read lock stays valid after the lock is released: the hot path holds
+ * the read lock only for the lookup, then the stripe lock. Lock order: the table lock, then a
+ * stripe (two stripes, should a key's account ever differ from the one it is charged with, in
+ * address order: pair_lock). No other combination is ever nested, so there is no deadlock.
  *
  * The queue. bill_settle/bill_release copy the usage event into a growable array under a mutex
  * and wake the ledger thread if it sleeps. The ledger thread swaps the whole array for its spare
@@ -128,6 +129,7 @@ typedef struct bill_acct {
 
 typedef struct bill_keyent {
     int64_t id;
+    int64_t acct; /* its account, whose stripe's lock guards the key's money too (key_mu) */
     int64_t db_spent;
     int64_t unflushed;
     int64_t held;
@@ -177,7 +179,7 @@ struct bill {
 
     pthread_rwlock_t tlock; /* guards the two tables (not the entries' money) */
     bill_table accts, keys;
-    bill_stripe *astripes, *kstripes;
+    bill_stripe *astripes; /* accounts' money, and their keys' (key_mu) */
 
     /* The queue: everything below up to the ledger-only part is guarded by qmu. */
     pthread_mutex_t qmu;
@@ -331,9 +333,32 @@ static pthread_mutex_t *acct_mu(bill_t *b, int64_t id)
     return &b->astripes[bill_hash(id) & (BILL_STRIPES - 1)].mu;
 }
 
-static pthread_mutex_t *key_mu(bill_t *b, int64_t id)
+/* A key's money is guarded by its account's stripe: a request changes both under one lock (the
+ * rate limiter's way, ratelimit.c), and a key is never busier than its account. */
+static pthread_mutex_t *key_mu(bill_t *b, const bill_keyent *k)
 {
-    return &b->kstripes[bill_hash(id) & (BILL_STRIPES - 1)].mu;
+    return acct_mu(b, k->acct);
+}
+
+/* Locks an account's and a key's stripes (either may be NULL), once when they are one, in
+ * address order when not (a key is always its account's, so that is for safety only). */
+static void pair_lock(pthread_mutex_t *x, pthread_mutex_t *y)
+{
+    if (x == y || !y) y = NULL;
+    else if (!x) x = y, y = NULL;
+    else if (y < x) {
+        pthread_mutex_t *t = x;
+        x = y;
+        y = t;
+    }
+    if (x) pthread_mutex_lock(x);
+    if (y) pthread_mutex_lock(y);
+}
+
+static void pair_unlock(pthread_mutex_t *x, pthread_mutex_t *y)
+{
+    if (x) pthread_mutex_unlock(x);
+    if (y && y != x) pthread_mutex_unlock(y);
 }
 
 static bill_acct *acct_find(bill_t *b, int64_t id)
@@ -364,13 +389,14 @@ static void both_find(bill_t *b, int64_t account_id, int64_t key_id, bill_acct *
 /* Finds the key's entry, adding it (spent as the caller's copy of the row says) when this is
  * the first time the key is seen: a key created after bill_start has been charged by nobody but
  * this process, and this process has not charged it yet. NULL only when out of memory. */
-static bill_keyent *key_get(bill_t *b, int64_t id, int64_t spent)
+static bill_keyent *key_get(bill_t *b, int64_t id, int64_t account_id, int64_t spent)
 {
     bill_keyent *k = key_find(b, id), *nk;
 
     if (k) return k;
     if (!(nk = calloc(1, sizeof(*nk)))) return NULL;
     nk->id = id;
+    nk->acct = account_id;
     nk->db_spent = spent > 0 ? spent : 0;
     pthread_rwlock_wrlock(&b->tlock);
     k = tab_find(&b->keys, id);
@@ -540,27 +566,24 @@ static void bill_apply_one(bill_t *b, int64_t account_id, int64_t key_id, int64_
 {
     bill_acct *a;
     bill_keyent *k;
-    pthread_mutex_t *mu;
 
-    if ((a = acct_find(b, account_id))) {
-        mu = acct_mu(b, a->id);
-        pthread_mutex_lock(mu);
+    both_find(b, account_id, key_id, &a, &k);
+    pthread_mutex_t *amu = a ? acct_mu(b, a->id) : NULL, *kmu = k ? key_mu(b, k) : NULL;
+    pair_lock(amu, kmu);
+    if (a) {
         a->db_balance -= c;
         a->unflushed -= c;
         /* still reserved in Redis until its balance shows the charge (bill_push_owed) */
         if (b->shared) a->cu += c;
-        pthread_mutex_unlock(mu);
     }
-    if ((k = key_find(b, key_id))) {
-        mu = key_mu(b, k->id);
-        pthread_mutex_lock(mu);
+    if (k) {
         k->db_spent += c;
         k->unflushed -= c;
         if (b->shared) k->kcu += c;
-        pthread_mutex_unlock(mu);
-        if (b->shared && !k->push_pending && ids_add(&b->push_keys, k->id) == 0)
-            k->push_pending = 1;
     }
+    pair_unlock(amu, kmu);
+    if (k && b->shared && !k->push_pending && ids_add(&b->push_keys, k->id) == 0)
+        k->push_pending = 1;
 }
 
 /* Applies a committed chunk to memory, a run of events of the same account and key at a time:
@@ -668,19 +691,19 @@ static void bill_notify_cb(void *ud, const store_notify *n)
     a->low_armed = a->db_balance >= n->threshold_nusd;
 }
 
-static void bill_key_spend_cb(void *ud, int64_t key_id, int64_t spent)
+static void bill_key_spend_cb(void *ud, int64_t key_id, int64_t account_id, int64_t spent)
 {
     bill_t *b = ud;
-    bill_keyent *k = key_get(b, key_id, spent);
+    bill_keyent *k = key_get(b, key_id, account_id, spent);
 
     if (!k) {
         b->poll_oom = 1;
         return;
     }
     /* Only reached at start (before any settlement), so setting is safe. */
-    pthread_mutex_lock(key_mu(b, key_id));
+    pthread_mutex_lock(key_mu(b, k));
     k->db_spent = spent;
-    pthread_mutex_unlock(key_mu(b, key_id));
+    pthread_mutex_unlock(key_mu(b, k));
 }
 
 /* Logs every event that will never be written: the last resort of bill_stop with a store that
@@ -1074,10 +1097,7 @@ static void bill_free(bill_t *b)
     tab_free(&b->keys);
     for (int i = 0; b->astripes && i < BILL_STRIPES; i++)
         pthread_mutex_destroy(&b->astripes[i].mu);
-    for (int i = 0; b->kstripes && i < BILL_STRIPES; i++)
-        pthread_mutex_destroy(&b->kstripes[i].mu);
     free(b->astripes);
-    free(b->kstripes);
     free(b->in.ev);
     free(b->out.ev);
     free(b->spill.ev);
@@ -1227,8 +1247,7 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
     pthread_cond_init(&b->flushed, NULL);
     pthread_cond_init(&b->space, NULL);
 
-    if (tab_init(&b->accts) || tab_init(&b->keys) || !(b->astripes = bill_stripes_new()) ||
-        !(b->kstripes = bill_stripes_new())) {
+    if (tab_init(&b->accts) || tab_init(&b->keys) || !(b->astripes = bill_stripes_new())) {
         snprintf(err, errlen, "billing: out of memory");
         goto fail;
     }
@@ -1362,14 +1381,13 @@ bill_status bill_hold_place(bill_t *b, const store_key *key, int64_t amount_nusd
         bill_poke(b);
         return BILL_NO_ACCOUNT;
     }
-    if (!k && !(k = key_get(b, key->id, key->spent_nusd))) {
+    if (!k && !(k = key_get(b, key->id, key->account_id, key->spent_nusd))) {
         log_error("billing: out of memory adding key %" PRId64, key->id);
         return BILL_NO_ACCOUNT;
     }
     amu = acct_mu(b, a->id);
-    kmu = key_mu(b, k->id);
-    pthread_mutex_lock(amu);
-    pthread_mutex_lock(kmu);
+    kmu = key_mu(b, k);
+    pair_lock(amu, kmu);
     /* __int128: each term fits int64, their combinations need not. */
     __int128 avail = (__int128)a->db_balance - a->unflushed - a->held;
     if (avail < amount_nusd) {
@@ -1383,8 +1401,7 @@ bill_status bill_hold_place(bill_t *b, const store_key *key, int64_t amount_nusd
         k->held += amount_nusd;
         out->amount_nusd = amount_nusd;
     }
-    pthread_mutex_unlock(kmu);
-    pthread_mutex_unlock(amu);
+    pair_unlock(amu, kmu);
     return st;
 }
 
@@ -1414,9 +1431,8 @@ int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
         h->amount_nusd = 0;
         return 0;
     }
-    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
-    pthread_mutex_lock(amu);
-    pthread_mutex_lock(kmu);
+    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k);
+    pair_lock(amu, kmu);
     /* What the balance can pay once this hold is gone; other requests' holds stay covered. */
     __int128 can = (__int128)a->db_balance - a->unflushed - (a->held - amount);
     if (can < 0) can = 0;
@@ -1437,8 +1453,7 @@ int64_t bill_settle(bill_t *b, bill_hold *h, store_usage_event *ev)
         ev->notice_threshold_nusd = a->low_threshold;
         ev->notice_balance_nusd = a->db_balance - a->unflushed;
     }
-    pthread_mutex_unlock(kmu);
-    pthread_mutex_unlock(amu);
+    pair_unlock(amu, kmu);
 
     if (charge < want)
         log_warn("billing: request %.39s cost %" PRId64 " nano-USD but account %" PRId64
@@ -1459,15 +1474,13 @@ void bill_release(bill_t *b, bill_hold *h, store_usage_event *ev)
     if (!b) return;
     if (bill_hold_entries(b, h, &a, &k) != 0) return;
     if (amount > 0) {
-        pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
-        pthread_mutex_lock(amu);
-        pthread_mutex_lock(kmu);
+        pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k);
+        pair_lock(amu, kmu);
         a->held -= amount;
         k->held -= amount;
         a->ver++;
         k->ver++;
-        pthread_mutex_unlock(kmu);
-        pthread_mutex_unlock(amu);
+        pair_unlock(amu, kmu);
     }
     h->amount_nusd = 0;
     if (ev) {
@@ -1501,7 +1514,7 @@ int bill_key_spent(bill_t *b, int64_t key_id, int64_t *spent_nusd)
     bill_keyent *k = b ? key_find(b, key_id) : NULL;
 
     if (!k) return -1;
-    pthread_mutex_t *mu = key_mu(b, key_id);
+    pthread_mutex_t *mu = key_mu(b, k);
     pthread_mutex_lock(mu);
     *spent_nusd = k->db_spent + k->unflushed;
     pthread_mutex_unlock(mu);
@@ -1695,7 +1708,7 @@ static void bill_push_owed(bill_t *b)
             free(taken);
             return; /* all retried after the next poll; nothing was released */
         }
-        pthread_mutex_t *mu = key_mu(b, k->id);
+        pthread_mutex_t *mu = key_mu(b, k);
         pthread_mutex_lock(mu);
         k->ver++;
         p[na + i] = (bill_push){.kind = 'k',
@@ -1736,7 +1749,7 @@ static void bill_push_owed(bill_t *b)
     }
     for (size_t i = 0; i < nk; i++) {
         bill_keyent *k = key_find(b, b->push_keys.id[i]);
-        pthread_mutex_t *mu = key_mu(b, k->id);
+        pthread_mutex_t *mu = key_mu(b, k);
         pthread_mutex_lock(mu);
         k->kcu -= taken[na + i];
         if (k->ver != p[na + i].ver)
@@ -1789,10 +1802,9 @@ bill_status bill_hold_reserve(bill_t *b, const store_key *key, int64_t amount_nu
         bill_poke(b);
         return BILL_NO_ACCOUNT;
     }
-    if (!k && !(k = key_get(b, key->id, key->spent_nusd))) return BILL_NO_ACCOUNT;
-    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
-    pthread_mutex_lock(amu);
-    pthread_mutex_lock(kmu);
+    if (!k && !(k = key_get(b, key->id, key->account_id, key->spent_nusd))) return BILL_NO_ACCOUNT;
+    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k);
+    pair_lock(amu, kmu);
     /* counted before Redis is asked, so that no snapshot sent meanwhile leaves it out */
     a->held += amount_nusd;
     k->held += amount_nusd;
@@ -1800,8 +1812,7 @@ bill_status bill_hold_reserve(bill_t *b, const store_key *key, int64_t amount_nu
     k->ver++;
     out->amount_nusd = amount_nusd;
     snap_fill(a, k, sn);
-    pthread_mutex_unlock(kmu);
-    pthread_mutex_unlock(amu);
+    pair_unlock(amu, kmu);
     return BILL_OK;
 }
 
@@ -1818,12 +1829,10 @@ int bill_snapshot(bill_t *b, int64_t account_id, int64_t key_id, bill_snap *sn)
     if (!b) return -1;
     both_find(b, account_id, key_id, &a, &k);
     if (!a || !k) return -1;
-    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k->id);
-    pthread_mutex_lock(amu);
-    pthread_mutex_lock(kmu);
+    pthread_mutex_t *amu = acct_mu(b, a->id), *kmu = key_mu(b, k);
+    pair_lock(amu, kmu);
     snap_fill(a, k, sn);
-    pthread_mutex_unlock(kmu);
-    pthread_mutex_unlock(amu);
+    pair_unlock(amu, kmu);
     return 0;
 }
 
@@ -1857,7 +1866,7 @@ int bill_reservations(bill_t *b, bill_push **out, size_t *n)
     for (size_t i = 0; i < b->keys.cap && len < cap; i++) {
         bill_keyent *k = b->keys.slots[i].entry;
         if (!k || k->ver == 0) continue;
-        pthread_mutex_t *mu = key_mu(b, k->id);
+        pthread_mutex_t *mu = key_mu(b, k);
         pthread_mutex_lock(mu);
         k->ver++;
         p[len++] = (bill_push){

@@ -293,8 +293,9 @@ static void rows_add(rows *r, bill_push e)
     r->p[r->n++] = e;
 }
 
-static void spend_row(void *ud, int64_t key_id, int64_t spent)
+static void spend_row(void *ud, int64_t key_id, int64_t account_id, int64_t spent)
 {
+    (void)account_id;
     rows_add(ud, (bill_push){.kind = 'k', .id = key_id, .has_row = 1, .row_value = spent});
 }
 

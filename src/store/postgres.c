@@ -318,7 +318,7 @@ static const char *const pg_sql[ST__COUNT] = {
                       "ELSE expires_at_ms END, "
                       "seq = $13::bigint WHERE id = $14::bigint AND deleted = 0",
     [ST_KEYS_SINCE] = "SELECT " KEY_COLS " FROM api_keys WHERE seq > $1::bigint ORDER BY seq",
-    [ST_KEY_SPENDS] = "SELECT id, spent_nusd FROM api_keys ORDER BY id",
+    [ST_KEY_SPENDS] = "SELECT id, account_id, spent_nusd FROM api_keys ORDER BY id",
     [ST_KEY_OWNED] = "SELECT 1 FROM api_keys WHERE id = $1::bigint AND account_id = $2::bigint",
     [ST_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
     /* The batch holds account_seq's lock, which every ledger commit takes first: no other
@@ -1225,13 +1225,13 @@ static int pg_accounts_since(store_t *s, int64_t since,
     return STORE_OK;
 }
 
-static int pg_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t spent_nusd),
+static int pg_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
                          void *ud)
 {
     PGresult *r = pg_run(s, ST_KEY_SPENDS, NULL, "key spends");
     if (!r) return STORE_ERR;
     for (int i = 0; i < PQntuples(r); i++)
-        cb(ud, gi(r, i, 0), gi(r, i, 1));
+        cb(ud, gi(r, i, 0), gi(r, i, 1), gi(r, i, 2));
     PQclear(r);
     return STORE_OK;
 }

@@ -382,7 +382,7 @@ static const char *const store_sql[ST__COUNT] = {
                       "expires_at_ms = CASE WHEN ?11 THEN ?12 ELSE expires_at_ms END, "
                       "seq = ?13 WHERE id = ?14 AND deleted = 0",
     [ST_KEYS_SINCE] = "SELECT " KEY_COLS " FROM api_keys WHERE seq > ? ORDER BY seq",
-    [ST_KEY_SPENDS] = "SELECT id, spent_nusd FROM api_keys ORDER BY id",
+    [ST_KEY_SPENDS] = "SELECT id, account_id, spent_nusd FROM api_keys ORDER BY id",
     [ST_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
     /* a block of usage rows (sqlite_usage.c) */
     [ST_BLOCK_INSERT] = SQU_BLOCK_INSERT,
@@ -2062,7 +2062,7 @@ cleanup:
     return ret;
 }
 
-static int sq_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t spent_nusd),
+static int sq_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
                          void *ud)
 {
     sqlite3_stmt *st = store_stmt(s, ST_KEY_SPENDS);
@@ -2070,7 +2070,8 @@ static int sq_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_
 
     if (!st) return STORE_ERR;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        cb(ud, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+        cb(ud, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+           sqlite3_column_int64(st, 2));
     if (rc != SQLITE_DONE) ret = store_dberr(s, "key spends");
     store_release(st);
     return ret;

@@ -1121,15 +1121,16 @@ static void test_usage_filters_and_groups(void)
 }
 
 typedef struct {
-    int64_t ids[16], spent[16];
+    int64_t ids[16], accts[16], spent[16];
     int n;
 } spend_log;
 
-static void spend_cb(void *ud, int64_t key_id, int64_t spent_nusd)
+static void spend_cb(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd)
 {
     spend_log *l = ud;
     if (l->n < 16) {
         l->ids[l->n] = key_id;
+        l->accts[l->n] = account_id;
         l->spent[l->n] = spent_nusd;
         l->n++;
     }
@@ -1151,10 +1152,13 @@ static void test_key_spends(void)
     CHECK_EQ_INT(store_key_spends(s, spend_cb, &l), STORE_OK);
     CHECK_EQ_INT(l.n, 3); /* the deleted key too */
     CHECK_EQ_INT(l.ids[0], key_a.id);
+    CHECK_EQ_INT(l.accts[0], acct_a);
     CHECK_EQ_INT(l.spent[0], 0);
     CHECK_EQ_INT(l.ids[1], key_a2.id);
+    CHECK_EQ_INT(l.accts[1], acct_a);
     CHECK_EQ_INT(l.spent[1], 40);
     CHECK_EQ_INT(l.ids[2], key_b.id);
+    CHECK_EQ_INT(l.accts[2], acct_b);
     CHECK_EQ_INT(l.spent[2], 2);
     store_close(s);
 }
