@@ -74,6 +74,7 @@ const NAMES = {
 };
 const WORKLOADS = {
     chat1k: 'chat, 1 KB prompt', chat100k: 'chat, 100 KB prompt',
+    'chat1k-accts': 'chat, 1 KB prompt, requests spread over many accounts (a key each)',
     stream50: 'streaming chat, 50 chunks', embed: 'embeddings',
     msg1k: 'Messages API, 1 KB prompt, Anthropic deployment',
     'msg1k-oai': 'Messages API, 1 KB prompt, OpenAI deployment (translated)',

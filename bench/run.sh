@@ -40,10 +40,12 @@
 #   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
 #                        development)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
-#   BENCH_CPU_WORKLOADS="chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50
+#   BENCH_CPU_WORKLOADS="chat1k chat1k-accts stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50
 #                        msgs50-oai"   the cpu phase's workloads (NAME@N: that workload with N wrk
 #                        connections instead of BENCH_CPU_CONNS; msg*: Anthropic's Messages API,
 #                        msgs50*: streamed, see the bodies)
+#   BENCH_ACCOUNTS=256   NAME-accts workloads: requests go round this many keys, each of its
+#                        own account
 #   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1                     the two cores
 #   BENCH_BUSY_POLL_US=200   the open-loop and first-byte phases also measure ModelSwitch with
 #                            server.busy_poll_us at this value ("modelswitch-poll"); 0 = not
@@ -76,6 +78,7 @@ WRK_CONNS=${BENCH_WRK_CONNS:-64}
 OPEN_RATES=${BENCH_RATES:-500 5000}
 TTFB_RATE=${BENCH_TTFB_RATE:-500}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+ACCOUNTS=${BENCH_ACCOUNTS:-256}
 STREAMS=${BENCH_STREAMS:-1000}
 BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
@@ -392,6 +395,7 @@ wl_hdrs() {
 wl_body() {
     case $1 in
     mem-streams) echo "$TMP/slowstream.json" ;;
+    *-accts) echo "$TMP/${1%-accts}.json" ;;
     *) echo "$TMP/$1.json" ;;
     esac
 }
@@ -628,6 +632,22 @@ EOF
     MS_KEY=$("$MS" --config "$cfg" key create --account "$acct" --name bench | tail -1) ||
         die "key create failed"
     [[ $MS_KEY == ms-* ]] || die "key create printed no key"
+    # NAME-accts workloads send each request with the next of ACCOUNTS keys, each of its own
+    # account (wrk.lua, BENCH_KEYS): a busy gateway's ledger sees many accounts in a batch, where
+    # one key gives it one (the usage ledger's cost per event depends on it: docs/PERFORMANCE.md,
+    # round 22). Made only when a workload asks for them.
+    : >"$MS_DIR/keys.txt"
+    if [[ " $CPU_WORKLOADS $WORKLOADS " == *-accts[@\ ]* ]]; then
+        local i a k
+        for ((i = 0; i < ACCOUNTS; i++)); do
+            a=$("$MS" --config "$cfg" account create --name "bench$i" --balance 1000000 |
+                tail -1) || die "account create failed"
+            k=$("$MS" --config "$cfg" key create --account "$a" --name bench | tail -1) ||
+                die "key create failed"
+            [[ $k == ms-* ]] || die "key create printed no key"
+            echo "$k" >>"$MS_DIR/keys.txt"
+        done
+    fi
     # The same gateway, database and key, with busy polling (docs/CONFIG.md server.busy_poll_us).
     sed "s/^  workers: 1\$/  workers: 1\n  busy_poll_us: $BUSY_POLL_US/" "$cfg" \
         >"$MS_DIR/modelswitch-poll.yaml"
@@ -860,7 +880,10 @@ wrk_run() { # TARGET WORKLOAD SECONDS OUTFILE [CONNECTIONS [CPUS [THREADS]]]
     local url
     url="http://127.0.0.1:$T_PORT$(t_path "$1" "$2")"
     local TIMEFORMAT='%U %S'
-    { time BENCH_BODY=$(wl_body "$2") BENCH_HEADERS=$(wl_hdrs "$2") taskset -c "${6:-$LOAD_CPU}" \
+    local keys=
+    [[ ${2%@*} == *-accts ]] && keys=$MS_DIR/keys.txt
+    { time BENCH_BODY=$(wl_body "$2") BENCH_HEADERS=$(wl_hdrs "$2") BENCH_KEYS=$keys \
+        taskset -c "${6:-$LOAD_CPU}" \
         wrk -t"${7:-1}" -c"${5:-$WRK_CONNS}" -d"${3}s" --timeout 10s -s bench/wrk.lua "$url" \
         >"$4" 2>&1; } 2>"$4.time"
 }
@@ -1172,7 +1195,7 @@ phase_cg() {
 # completions, the answer or each chunk back into Anthropic's events) and nginx cannot: nginx
 # proxies the same request to the upstream's /v1/messages, so those rows' ratio is what
 # translating costs over a pass-through.
-CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50 msgs50-oai}
+CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k chat1k-accts stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50 msgs50-oai}
 cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THREADS]
     local kind=$1 t=$2 as=$3 wl=$4 r=$5 lc=${7:-$LOAD_CPU} th=${8:-1}
     local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 w0 wall line wu ws
