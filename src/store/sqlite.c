@@ -885,12 +885,23 @@ cleanup:
 
 /* ---- the checkpointer (store_ckpt_start) ---- */
 
-/* WAL growth that asks for a checkpoint: SQLite's own default threshold (about 4 MB). */
-#define STORE_CKPT_PAGES 1000
+/* WAL growth that asks for a checkpoint: about 16 MB, four times SQLite's own default. A
+ * checkpoint copies each page the WAL holds once, however many commits rewrote it, and syncs
+ * both files: a batch of many accounts rewrites two index pages an account (~560 pages a commit
+ * with 256 accounts, docs/PERFORMANCE.md round 22), and at 1000 pages the checkpoints came every
+ * other commit, copying nearly every frame (a fifth of the gateway's CPU). A test may lower it
+ * (store_ckpt_set_pages), to fill a WAL in less time. */
+#define STORE_CKPT_PAGES 4000
+static int store_ckpt_pages = STORE_CKPT_PAGES;
 /* While the WAL grows more slowly than that, a checkpoint at least this often. */
 #define STORE_CKPT_IDLE_MS 1000
-/* A WAL this long (about 16 MB) is finished by the writer itself (store_ckpt_wal_hook). */
-#define STORE_CKPT_RESTART_PAGES (4 * STORE_CKPT_PAGES)
+/* A WAL this long (about 64 MB) is finished by the writer itself (store_ckpt_wal_hook). */
+#define STORE_CKPT_RESTART_PAGES (4 * store_ckpt_pages)
+
+void store_ckpt_set_pages(int pages)
+{
+    store_ckpt_pages = pages > 0 ? pages : STORE_CKPT_PAGES;
+}
 
 typedef struct sq_ckpt {
     store_t *s;      /* the checkpointer's own connection */
@@ -925,14 +936,14 @@ static int store_ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int page
     if (pages >= STORE_CKPT_RESTART_PAGES)
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     pthread_mutex_lock(&c->mu);
-    int grown = pages - c->pages_done >= STORE_CKPT_PAGES || pages < c->pages;
+    int grown = pages - c->pages_done >= store_ckpt_pages || pages < c->pages;
     c->pages = pages;
     if (grown) {
         bg_wake(&c->bg);
         pthread_cond_signal(&c->cv);
     }
     /* far behind: the checkpointer is starved of CPU (it runs SCHED_IDLE, bgprio.h) */
-    if (pages - c->pages_done >= 8 * STORE_CKPT_PAGES) bg_boost(&c->bg);
+    if (pages - c->pages_done >= 8 * store_ckpt_pages) bg_boost(&c->bg);
     pthread_mutex_unlock(&c->mu);
     return SQLITE_OK;
 }
@@ -947,7 +958,7 @@ static void *store_ckpt_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += STORE_CKPT_IDLE_MS / 1000;
         /* A restarted WAL (pages below what was checkpointed) counts as grown too. */
-        while (!c->stop && c->pages - c->pages_done < STORE_CKPT_PAGES &&
+        while (!c->stop && c->pages - c->pages_done < store_ckpt_pages &&
                c->pages >= c->pages_done) {
             bg_sleep(&c->bg, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
             if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) break;
@@ -1011,7 +1022,7 @@ static void sq_ckpt_stop(void *arg)
 {
     sq_ckpt *c = arg;
     if (!c) return;
-    sqlite3_wal_autocheckpoint(SQ(c->writer)->db, STORE_CKPT_PAGES); /* the default hook again */
+    sqlite3_wal_autocheckpoint(SQ(c->writer)->db, 1000); /* SQLite's default hook again */
     bg_boost(&c->bg); /* the join below waits for it */
     pthread_mutex_lock(&c->mu);
     c->stop = 1;

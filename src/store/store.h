@@ -111,6 +111,9 @@ int store_schema_version(store_t *s, int64_t *version);
 typedef struct store_ckpt store_ckpt;
 store_ckpt *store_ckpt_start(const cfg_t *cfg, store_t *writer, char *err, size_t errlen);
 void store_ckpt_stop(store_ckpt *c);
+/* Tests: the WAL growth (pages) that asks for a checkpoint, the restart four times it; 0 = the
+ * default (4,000). Before store_ckpt_start; SQLite only. */
+void store_ckpt_set_pages(int pages);
 /* Checkpoints the checkpointer has completed (each may have copied part of the WAL): tests. */
 uint64_t store_ckpt_count(store_ckpt *c);
 

@@ -1253,7 +1253,8 @@ static void test_checkpointer(void)
 }
 
 /* Under a steady load the WAL stays bounded: it is restarted from its beginning once it reaches
- * STORE_CKPT_RESTART_PAGES (4,000 frames, ~16.5 MB), where it used to grow by every batch
+ * four times the checkpoint threshold (16,000 frames by default; 4,000 here, set so that a
+ * smaller WAL fills sooner: ~16.5 MB), where it used to grow by every batch
  * written (a checkpoint running beside the writer never finds the WAL whole in the database).
  * Batches follow one another without a pause, as the ledger's do when it is behind. It may pass
  * the threshold by what the writer adds while a checkpointer pass holds the lock it needs, so
@@ -1262,8 +1263,8 @@ static void test_checkpointer(void)
  * test_checkpointer runs the same code. */
 static void test_checkpointer_bounded_wal(void)
 {
-    enum { BATCH = 1000 };
-    const off_t frame = 4096 + 24, bound = 2 * 4000 * (4096 + 24);
+    enum { BATCH = 1000, MAX_BATCHES = 400, PAGES = 1000 };
+    const off_t frame = 4096 + 24, bound = 2 * 4 * PAGES * frame;
     store_t *s = fresh("ckptw");
     char err[256] = "", walpath[160], model[128];
     store_usage_event *ev = calloc(BATCH, sizeof(*ev));
@@ -1277,6 +1278,7 @@ static void test_checkpointer_bounded_wal(void)
         goto out;
     }
     snprintf(walpath, sizeof(walpath), "%s-wal", dbpath);
+    store_ckpt_set_pages(PAGES);
     c = store_ckpt_start(cfg, s, err, sizeof(err));
     CHECK(c != NULL);
     if (!c) goto out;
@@ -1285,7 +1287,7 @@ static void test_checkpointer_bounded_wal(void)
     model[sizeof(model) - 1] = '\0';
     off_t most = 0, last = 0, grown = 0;
     int growing = 0, restarts = 0, b;
-    for (b = 0; b < 400; b++) {
+    for (b = 0; b < MAX_BATCHES; b++) {
         for (int i = 0; i < BATCH; i++) {
             char rid[40];
             snprintf(rid, sizeof(rid), "wal-%d-%d", b, i);
@@ -1314,7 +1316,7 @@ static void test_checkpointer_bounded_wal(void)
     }
     printf("# bounded WAL: %d batches, the WAL at most %lld bytes, %d restarts\n", b + 1,
            (long long)most, restarts);
-    CHECK(b < 400);
+    CHECK(b < MAX_BATCHES);
     CHECK(most >= frame);
     CHECK(restarts > 0);
     if (most > bound)
@@ -1323,6 +1325,7 @@ static void test_checkpointer_bounded_wal(void)
     CHECK_EQ_INT(ledger_mismatches(), 0);
 out:
     if (c) store_ckpt_stop(c);
+    store_ckpt_set_pages(0);
     if (s) store_close(s);
     free(ev);
 }
