@@ -51,6 +51,7 @@
  * max() is one seek to the end of its b-tree. */
 #define LEDGER_NEXT_ID                                                                             \
     "(SELECT max(coalesce((SELECT max(id) FROM usage_blocks), 0), "                                \
+    "coalesce((SELECT max(id) FROM usage_recent), 0), "                                            \
     "coalesce((SELECT max(id) FROM transactions), 0), " USAGE_TX_AFTER ") + 1)"
 
 static const char *const store_migrations[] = {
@@ -247,6 +248,23 @@ static const char *const store_migrations[] = {
     "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
     "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
     ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
+    /* 11: the ledger's newest blocks (squ_recent): a commit writes its blocks here, where the
+     * only index is small, and every SQU_RECENT_MAX blocks one transaction moves them into
+     * usage_blocks. With many accounts in a commit, usage_blocks' two indexes took two leaf
+     * pages an account a commit (~560 WAL pages a commit with 256 accounts); moved in bulk, an
+     * account's entries share their leaf once a move (docs/PERFORMANCE.md, round 22). Every
+     * recent id is above every id in usage_blocks (ids are taken at commit, in order, and a move
+     * takes them all). */
+    "CREATE TABLE usage_recent ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  first_id INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),"
+    "  min_created_ms INTEGER NOT NULL,"
+    "  max_created_ms INTEGER NOT NULL,"
+    "  rows BLOB NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX usage_recent_account ON usage_recent(account_id, id);",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -310,6 +328,10 @@ enum {
     ST_SCHEMA_VERSION,
     ST_BLOCK_INSERT,
     ST_BLOCKS_SEEN,
+    ST_RECENT_INSERT,
+    ST_RECENT_COUNT,
+    ST_RECENT_MOVE,
+    ST_RECENT_CLEAR,
     ST_CHARGE_ACCOUNT,
     ST_CHARGE_KEY,
     ST_KEY_OF_ACCOUNT,
@@ -388,7 +410,15 @@ static const char *const store_sql[ST__COUNT] = {
     [ST_BLOCK_INSERT] = SQU_BLOCK_INSERT,
     /* the blocks that may hold an account's events of created_at_ms ?2..?3 (store_seen) */
     [ST_BLOCKS_SEEN] = "SELECT first_id, n, min_created_ms, rows FROM usage_blocks "
+                       "WHERE account_id = ?1 AND max_created_ms >= ?2 AND min_created_ms <= ?3 "
+                       "UNION ALL SELECT first_id, n, min_created_ms, rows FROM usage_recent "
                        "WHERE account_id = ?1 AND max_created_ms >= ?2 AND min_created_ms <= ?3",
+    /* the ledger's newest blocks, and their move into usage_blocks (migration 11) */
+    [ST_RECENT_INSERT] = SQU_RECENT_INSERT,
+    [ST_RECENT_COUNT] = "SELECT count(*) FROM usage_recent",
+    [ST_RECENT_MOVE] = "INSERT INTO usage_blocks(" SQU_BLOCK_COLS ") SELECT " SQU_BLOCK_COLS
+                       " FROM usage_recent ORDER BY id",
+    [ST_RECENT_CLEAR] = "DELETE FROM usage_recent",
     [ST_CHARGE_ACCOUNT] =
         "UPDATE accounts SET balance_nusd = balance_nusd - ?1, seq = ?2 WHERE id = ?3",
     /* The key must belong to the charged account, and its total must stay an exact integer
@@ -510,6 +540,7 @@ typedef struct sq {
     sqlite3_stmt *st[ST__COUNT];
     int ledger_writer;    /* store_ledger_writer: foreign keys off, the batch checks instead */
     unsigned char *block; /* SQU_BLOCK_MAX bytes: the block being written (ledger handle) */
+    int64_t recent;       /* blocks in usage_recent, as this handle's commits left it; -1 unknown */
 } sq;
 
 #define SQ(s) ((sq *)(s))
@@ -841,6 +872,7 @@ store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    SQ(s)->recent = -1;
     s->ops = &store_sqlite_ops;
     pthread_once(&once, store_sqlite_init);
     /* NOMUTEX: a handle belongs to one thread at a time (store.h), so SQLite's own per-connection
@@ -1829,12 +1861,42 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
             if (squ_enc_add(&e, &row) != 0)
                 return store_seterr(s, "ledger: request %s: cannot be encoded", x->request_id);
         }
-        sqlite3_stmt *st = store_stmt(s, ST_BLOCK_INSERT);
+        sqlite3_stmt *st = store_stmt(s, ST_RECENT_INSERT);
         if (!st) return STORE_ERR;
         int rc = squ_block_store(st, &e);
         store_release(st);
         if (rc != SQLITE_OK) return store_dberr(s, "ledger: usage block insert");
+        if (q->recent >= 0) q->recent++;
     }
+    return STORE_OK;
+}
+
+/* Blocks usage_recent may hold before a commit moves them into usage_blocks: a move costs an
+ * index entry a block, as a commit into usage_blocks did, but an account's entries of a move
+ * share a leaf page, written once; usage_recent's own index, a few dozen pages, is what a commit
+ * touches meanwhile. A test may lower it (store_ledger_set_recent_max). */
+#define SQU_RECENT_MAX 4096
+static int64_t store_recent_max = SQU_RECENT_MAX;
+
+void store_ledger_set_recent_max(int64_t blocks)
+{
+    store_recent_max = blocks > 0 ? blocks : SQU_RECENT_MAX;
+}
+
+/* Inside the batch transaction, after its blocks: moves usage_recent into usage_blocks once it
+ * holds store_recent_max blocks (counted once a handle, then kept by its commits; a failed
+ * commit makes the count unknown again). */
+static int store_recent_fold(store_t *s)
+{
+    sq *q = SQ(s);
+    if (q->recent < 0 &&
+        store_int_query(s, ST_RECENT_COUNT, &q->recent, "ledger: recent blocks") != STORE_OK)
+        return STORE_ERR;
+    if (q->recent < store_recent_max) return STORE_OK;
+    if (store_simple(s, ST_RECENT_MOVE, "ledger: moving recent blocks") != STORE_OK ||
+        store_simple(s, ST_RECENT_CLEAR, "ledger: clearing recent blocks") != STORE_OK)
+        return STORE_ERR;
+    q->recent = 0;
     return STORE_OK;
 }
 
@@ -2004,10 +2066,14 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, i
         (check && store_check_free_keys(s, &free_keys, &keys, ev) != STORE_OK))
         goto cleanup;
     if (seq != seq0 && store_account_seq_io(s, 1, &seq) != STORE_OK) goto cleanup;
+    if (store_recent_fold(s) != STORE_OK) goto cleanup;
     ret = store_commit(s);
 
 cleanup:
-    if (ret != STORE_OK) store_rollback(s);
+    if (ret != STORE_OK) {
+        store_rollback(s);
+        SQ(s)->recent = -1;
+    }
 out:
     store_sums_free(&accts);
     store_sums_free(&keys);
@@ -2779,6 +2845,7 @@ cleanup:
 #define STORE_EMPTY_SQL                                                                            \
     "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM api_keys) + "                  \
     "(SELECT count(*) FROM transactions) + (SELECT count(*) FROM usage_blocks) + "                 \
+    "(SELECT count(*) FROM usage_recent) + "                                                       \
     "(SELECT count(*) FROM responses) + (SELECT count(*) FROM notification_settings) + "           \
     "(SELECT count(*) FROM webhook_outbox) + (SELECT count(*) FROM meta WHERE value != 0)"
 

@@ -16,7 +16,9 @@
  * the account API's listings and statistics, the audit, export and SQL by hand read the rows as
  * before. Given an account, it reads that account's blocks through their index (account_id, id)
  * in id order (either way, so `ORDER BY id DESC LIMIT` pages without a sort), and skips blocks
- * outside a created_at_ms range without decoding them. Every constraint is checked again by
+ * outside a created_at_ms range without decoding them. The ledger's newest blocks are in
+ * usage_recent (migration 11: fewer index pages a commit with many accounts; a later commit moves
+ * them into usage_blocks in bulk), so both tables are read, merged in id order. Every constraint is checked again by
  * SQLite (none is omitted), so a block chosen too widely costs time, never a wrong row. It takes
  * single-row INSERTs (import), each a block of its own; rows are never updated or deleted.
  *
@@ -417,18 +419,27 @@ static int squ_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxs, int 
     (void)idxs;
     squ_cursor *c = (squ_cursor *)cur;
     squ_vtab *t = (squ_vtab *)cur->pVtab;
-    char sql[256];
-    size_t o = (size_t)snprintf(sql, sizeof sql,
-                                "SELECT account_id, first_id, n, min_created_ms, rows FROM "
-                                "usage_blocks WHERE 1");
-    if (plan & SQU_P_ACCOUNT) o += (size_t)snprintf(sql + o, sizeof sql - o, " AND account_id = ?");
+    /* The blocks of both tables (migration 11: the newest are in usage_recent until a commit
+     * moves them), merged in order by SQLite: each arm is read through its index in that order.
+     * The same numbered parameters serve both arms. */
+    char where[128], sql[640];
+    size_t o = 0;
+    int np = 0;
+    where[0] = '\0';
+    if (plan & SQU_P_ACCOUNT)
+        o += (size_t)snprintf(where + o, sizeof where - o, " AND account_id = ?%d", ++np);
     if (plan & SQU_P_FROM)
-        o += (size_t)snprintf(sql + o, sizeof sql - o, " AND max_created_ms >= ?");
-    if (plan & SQU_P_TO) o += (size_t)snprintf(sql + o, sizeof sql - o, " AND min_created_ms <= ?");
-    snprintf(sql + o, sizeof sql - o, " ORDER BY %s",
-             !(plan & SQU_P_ACCOUNT) ? "id"
-             : plan & SQU_P_DESC     ? "account_id DESC, id DESC"
-                                     : "account_id, id");
+        o += (size_t)snprintf(where + o, sizeof where - o, " AND max_created_ms >= ?%d", ++np);
+    if (plan & SQU_P_TO)
+        o += (size_t)snprintf(where + o, sizeof where - o, " AND min_created_ms <= ?%d", ++np);
+    snprintf(sql, sizeof sql,
+             "SELECT account_id, first_id, n, min_created_ms, rows, id FROM usage_blocks WHERE 1%s "
+             "UNION ALL SELECT account_id, first_id, n, min_created_ms, rows, id FROM "
+             "usage_recent WHERE 1%s ORDER BY %s",
+             where, where,
+             !(plan & SQU_P_ACCOUNT) ? "6"
+             : plan & SQU_P_DESC     ? "1 DESC, 6 DESC"
+                                     : "1, 6");
     sqlite3_finalize(c->blocks);
     c->blocks = NULL;
     c->eof = 1;

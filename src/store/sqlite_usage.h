@@ -75,15 +75,18 @@ void squ_dec_start(squ_dec *d, int64_t account_id, int64_t first_id, int64_t n, 
 /* 1 with the next row in *r, 0 at the end, -1 when the block is damaged. */
 int squ_dec_next(squ_dec *d, squ_row *r);
 
-/* Registers the `usage` table on db (an eponymous virtual table over usage_blocks: reads, and
- * INSERTs of single rows for import). Returns SQLite's result code. */
+/* Registers the `usage` table on db (an eponymous virtual table over usage_blocks and
+ * usage_recent: reads, and INSERTs of single rows into usage_blocks for import). Returns
+ * SQLite's result code. */
 int squ_register(sqlite3 *db);
 
 /* Stores a finished block (at least one row) with stmt, a prepared SQU_BLOCK_INSERT. Returns
  * SQLite's result code. */
-#define SQU_BLOCK_INSERT                                                                           \
-    "INSERT INTO usage_blocks(id, account_id, first_id, n, min_created_ms, max_created_ms, rows) " \
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+#define SQU_BLOCK_COLS "id, account_id, first_id, n, min_created_ms, max_created_ms, rows"
+#define SQU_BLOCK_INSERT "INSERT INTO usage_blocks(" SQU_BLOCK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+/* The ledger's commits write into usage_recent (migration 11), of the same columns, which a
+ * later commit moves into usage_blocks in bulk (store/sqlite.c, store_recent_fold). */
+#define SQU_RECENT_INSERT "INSERT INTO usage_recent(" SQU_BLOCK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)"
 int squ_block_store(sqlite3_stmt *st, const squ_enc *e);
 
 #endif

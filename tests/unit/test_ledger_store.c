@@ -195,6 +195,69 @@ static void test_commit_happy_path(void)
 
 static int audit(store_t *s, char *out, size_t outlen);
 
+/* SQLite keeps a commit's blocks in usage_recent and moves them into usage_blocks once there are
+ * store_ledger_set_recent_max of them (migration 11), inside the commit that reaches it: every
+ * row reads the same wherever its block is, ids go on rising, a retry finds its events in either
+ * table, and a handle that did not write them counts them when it opens. */
+static void test_recent_fold(void)
+{
+    store_t *s = fresh("fold");
+    store_usage_event ev[3];
+
+    CHECK(s != NULL);
+    if (!s || tdb_pg) goto out;
+    store_ledger_set_recent_max(3);
+    /* two blocks (two accounts): kept */
+    ev[0] = event("f1", acct_a, key_a.id, "gpt-4o", 1, 1, 10);
+    ev[1] = event("f2", acct_b, key_b.id, "gpt-4o", 1, 1, 20);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 0);
+    /* two more: four reach three, all move in this commit */
+    ev[0] = event("f3", acct_a, key_a2.id, "gpt-4o", 1, 1, 30);
+    ev[1] = event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 4);
+    /* one more, kept; the handle that reopens counts it */
+    ev[0] = event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 1);
+    store_close(s);
+    char err[256] = "";
+    s = store_open(cfg, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s) goto out;
+    /* retried: f4 (moved) and f5 (recent) are found and skipped, f6 is new */
+    ev[0] = event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40);
+    ev[1] = event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50);
+    ev[2] = event("f6", acct_b, key_b.id, "gpt-4o", 1, 1, 60);
+    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 6);
+    CHECK_EQ_INT(sql_int("SELECT count(DISTINCT request_id) FROM usage"), 6);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
+    /* the third block, counting the one from before the reopen: all move */
+    ev[0] = event("f7", acct_a, key_a.id, "gpt-4o", 1, 1, 70);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 7);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 7);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 160);
+    CHECK_EQ_INT(balance(s, acct_b), 1 * USD - 120);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM (SELECT id, lag(id) OVER (ORDER BY request_id) "
+                         "AS p FROM usage) WHERE p IS NOT NULL AND id <= p"),
+                 0);
+    char q[128];
+    snprintf(q, sizeof q, "SELECT id FROM usage WHERE account_id = %lld ORDER BY id DESC LIMIT 1",
+             (long long)acct_a);
+    CHECK_EQ_INT(sql_int(q), sql_int("SELECT id FROM usage WHERE request_id = 'f7'"));
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+out:
+    store_ledger_set_recent_max(0);
+    if (s) store_close(s);
+}
+
 static void test_commit_idempotent(void)
 {
     store_t *s = fresh("idem");
@@ -1380,7 +1443,7 @@ static void test_audit(void)
     /* (SQLite: the batch is one block; it is written again without the row) */
     CHECK_EQ_INT(sql_exec(tdb_pg ? "DELETE FROM usage WHERE request_id = 'p-4'"
                                  : "CREATE TEMP TABLE keep AS SELECT * FROM usage WHERE "
-                                   "request_id != 'p-4'; DELETE FROM usage_blocks; "
+                                   "request_id != 'p-4'; DELETE FROM usage_blocks; DELETE FROM usage_recent; "
                                    "INSERT INTO usage SELECT * FROM keep"),
                  SQLITE_OK);
     CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 2);
@@ -1914,6 +1977,7 @@ static void run_all(void)
     setup();
     RUN(test_commit_happy_path);
     RUN(test_commit_idempotent);
+    RUN(test_recent_fold);
     RUN(test_commit_many_rows);
     RUN(test_commit_all_or_nothing);
     RUN(test_accounts_since);

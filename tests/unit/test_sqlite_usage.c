@@ -34,7 +34,11 @@ static int open_db(void)
                      "CREATE TABLE usage_blocks (id INTEGER PRIMARY KEY, account_id INTEGER NOT "
                      "NULL, first_id INTEGER NOT NULL, n INTEGER NOT NULL, min_created_ms "
                      "INTEGER NOT NULL, max_created_ms INTEGER NOT NULL, rows BLOB NOT NULL) "
-                     "STRICT; CREATE INDEX usage_blocks_account ON usage_blocks(account_id, id);",
+                     "STRICT; CREATE INDEX usage_blocks_account ON usage_blocks(account_id, id);"
+                     "CREATE TABLE usage_recent (id INTEGER PRIMARY KEY, account_id INTEGER NOT "
+                     "NULL, first_id INTEGER NOT NULL, n INTEGER NOT NULL, min_created_ms "
+                     "INTEGER NOT NULL, max_created_ms INTEGER NOT NULL, rows BLOB NOT NULL) "
+                     "STRICT; CREATE INDEX usage_recent_account ON usage_recent(account_id, id);",
                      NULL, NULL, NULL) != SQLITE_OK) {
         fprintf(stderr, "open: %s\n", db ? sqlite3_errmsg(db) : "no memory");
         return -1;
@@ -248,23 +252,30 @@ static void test_damage(void)
 }
 
 /* Stores a block of n rows of acct, ids id0, id0 + step, ..., created from base. */
-static void store_block(int64_t acct, int64_t id0, int step, int n)
+/* Stores a block in usage_blocks, or in usage_recent (the ledger's newest: migration 11). */
+static void store_block_in(int recent, int64_t acct, int64_t id0, int step, int n)
 {
     squ_enc e;
     sqlite3_stmt *st = NULL;
     CHECK_EQ_INT(encode(&e, acct, id0, step, n), 0);
-    CHECK_EQ_INT(sqlite3_prepare_v2(db, SQU_BLOCK_INSERT, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, recent ? SQU_RECENT_INSERT : SQU_BLOCK_INSERT, -1, &st,
+                                    NULL),
+                 SQLITE_OK);
     CHECK_EQ_INT(squ_block_store(st, &e), SQLITE_OK);
     sqlite3_finalize(st);
 }
 
-static void test_table(void)
+/* The same rows read the same whichever of the two tables their blocks are in: chunks from
+ * recent_from on are in usage_recent (every id there above every id in usage_blocks, as the
+ * ledger leaves them), so reads merge the two. */
+static void table_checks(int recent_from)
 {
     /* accounts 1 and 2 interleaved in id (as a chunk writes them), three chunks */
     for (int c = 0; c < 3; c++) {
-        store_block(1, 1000 * c + 1, 2, 300);
-        store_block(2, 1000 * c + 2, 2, 300);
+        store_block_in(c >= recent_from, 1, 1000 * c + 1, 2, 300);
+        store_block_in(c >= recent_from, 2, 1000 * c + 2, 2, 300);
     }
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2 * (3 - recent_from));
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 1800);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE account_id = 2"), 900);
     int64_t want = 0;
@@ -317,6 +328,23 @@ static void test_table(void)
                          "LIMIT 1"),
                  255);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE provider = ''"), 6 * 50);
+    /* without an account, in id order across both tables (and the next id after the last) */
+    CHECK_EQ_INT(ids_descend("SELECT id FROM usage ORDER BY id DESC"), 1800);
+    CHECK_EQ_INT(sql_int("SELECT id FROM usage ORDER BY id LIMIT 1 OFFSET 600"), 1001);
+    CHECK_EQ_INT(sql_int("SELECT max(id) FROM usage"), 2002 + 2 * 299);
+}
+
+static void test_table(void)
+{
+    /* all in usage_recent, split (the first chunk moved), then all in usage_blocks (kept for
+     * the tests after this one) */
+    table_checks(0);
+    CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
+    table_checks(1);
+    CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
+    CHECK_EQ_INT(sql_rc("DELETE FROM usage_blocks"), SQLITE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
+    table_checks(3);
 }
 
 static void test_insert(void)

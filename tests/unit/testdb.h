@@ -84,11 +84,11 @@ static inline void tdb_use(cfg_t *cfg, const char *sqlite_path)
     cfg->postgres_url = tdb_url;
 }
 
-/* SQL that takes a SQLite store with no usage rows back from schema version 10 to 9: usage a
+/* SQL that takes a SQLite store with no usage rows back from schema version 11 to 9: usage a
  * table again, as migrations 2, 4 and 7 left it, for the tests of older databases' upgrades
- * (which then go through migration 10 with the rows they wrote). */
+ * (which then go through migrations 10 and 11 with the rows they wrote). */
 #define TDB_UNDO_MIGRATION_10                                                                      \
-    "DROP VIEW ledger_transactions; DROP TABLE usage_blocks;"                                      \
+    "DROP VIEW ledger_transactions; DROP TABLE usage_blocks; DROP TABLE usage_recent;"             \
     "CREATE TABLE usage (id INTEGER PRIMARY KEY,"                                                  \
     "  request_id TEXT NOT NULL UNIQUE CHECK (length(request_id) > 0),"                            \
     "  account_id INTEGER NOT NULL REFERENCES accounts(id),"                                       \
@@ -109,7 +109,7 @@ static inline void tdb_use(cfg_t *cfg, const char *sqlite_path)
     "  -charged_nusd, 'usage', model || ' ' || prompt_tokens || '+' || completion_tokens ||"       \
     "  ' tokens', request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > "           \
     "  (SELECT value FROM meta WHERE key = 'usage_tx_after');"                                     \
-    "DELETE FROM schema_migrations WHERE version = 10;"
+    "DELETE FROM schema_migrations WHERE version >= 10;"
 
 /* Opens the current SQLite store with the `usage` table its readers see (store/sqlite_usage.h:
  * the rows live in blocks a plain connection cannot read). */
