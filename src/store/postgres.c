@@ -187,6 +187,11 @@ static const char *const pg_migrations[] = {
      * export of either backend imports into the other. Here the rows stay a table, their
      * request ids unique by its index: the one thing this version records is that contract. */
     "COMMENT ON TABLE usage IS 'a row a request; request_id unique: a replay skips stored rows';",
+
+    /* 11: SQLite's newest blocks in a table of their own (sqlite.c); nothing changes here, the
+     * version is shared (see 10). */
+    "COMMENT ON TABLE usage IS 'a row a request; request_id unique: a replay skips stored rows "
+    "(SQLite keeps them in blocks: migrations 10 and 11)';",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
