@@ -252,9 +252,8 @@ static const char *const store_migrations[] = {
      * only index is small, and every SQU_RECENT_MAX blocks one transaction moves them into
      * usage_blocks. With many accounts in a commit, usage_blocks' two indexes took two leaf
      * pages an account a commit (~560 WAL pages a commit with 256 accounts); moved in bulk, an
-     * account's entries share their leaf once a move (docs/PERFORMANCE.md, round 22). Every
-     * recent id is above every id in usage_blocks (ids are taken at commit, in order, and a move
-     * takes them all). */
+     * account's entries share their leaf once a move (docs/PERFORMANCE.md, round 22). Blocks of
+     * many rows go to usage_blocks at once: readers merge the two tables in id order. */
     "CREATE TABLE usage_recent ("
     "  id INTEGER PRIMARY KEY,"
     "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
@@ -1819,6 +1818,16 @@ static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const i
 }
 
 /* One block a group: the group's rows, id0 + their index in the chunk each. */
+/* Blocks usage_recent may hold before a commit moves them into usage_blocks: a move costs an
+ * index entry a block, as a commit into usage_blocks did, but an account's entries of a move
+ * share a leaf page, written once; usage_recent's own index, a few dozen pages, is what a commit
+ * touches meanwhile. A test may lower it (store_ledger_set_recent_max). Only blocks of fewer than
+ * SQU_RECENT_ROWS rows go there (at most ~5 MB of them a move): a busy account's block of a
+ * chunk, hundreds of rows, goes straight into usage_blocks. */
+#define SQU_RECENT_MAX 4096
+#define SQU_RECENT_ROWS 32
+static int64_t store_recent_max = SQU_RECENT_MAX;
+
 static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
                         const store_groups *g)
 {
@@ -1861,22 +1870,18 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
             if (squ_enc_add(&e, &row) != 0)
                 return store_seterr(s, "ledger: request %s: cannot be encoded", x->request_id);
         }
-        sqlite3_stmt *st = store_stmt(s, ST_RECENT_INSERT);
+        /* a block of few rows waits in usage_recent (store_recent_fold); a larger one pays its
+         * two index entries over its rows already, and a move would copy its bytes again */
+        int recent = e.n < SQU_RECENT_ROWS;
+        sqlite3_stmt *st = store_stmt(s, recent ? ST_RECENT_INSERT : ST_BLOCK_INSERT);
         if (!st) return STORE_ERR;
         int rc = squ_block_store(st, &e);
         store_release(st);
         if (rc != SQLITE_OK) return store_dberr(s, "ledger: usage block insert");
-        if (q->recent >= 0) q->recent++;
+        if (recent && q->recent >= 0) q->recent++;
     }
     return STORE_OK;
 }
-
-/* Blocks usage_recent may hold before a commit moves them into usage_blocks: a move costs an
- * index entry a block, as a commit into usage_blocks did, but an account's entries of a move
- * share a leaf page, written once; usage_recent's own index, a few dozen pages, is what a commit
- * touches meanwhile. A test may lower it (store_ledger_set_recent_max). */
-#define SQU_RECENT_MAX 4096
-static int64_t store_recent_max = SQU_RECENT_MAX;
 
 void store_ledger_set_recent_max(int64_t blocks)
 {

@@ -195,8 +195,9 @@ static void test_commit_happy_path(void)
 
 static int audit(store_t *s, char *out, size_t outlen);
 
-/* SQLite keeps a commit's blocks in usage_recent and moves them into usage_blocks once there are
- * store_ledger_set_recent_max of them (migration 11), inside the commit that reaches it: every
+/* SQLite keeps a commit's blocks of few rows in usage_recent and moves them into usage_blocks once
+ * there are store_ledger_set_recent_max of them (migration 11), inside the commit that reaches it
+ * (a block of many rows goes straight into usage_blocks): every
  * row reads the same wherever its block is, ids go on rising, a retry finds its events in either
  * table, and a handle that did not write them counts them when it opens. */
 static void test_recent_fold(void)
@@ -251,6 +252,18 @@ static void test_recent_fold(void)
     snprintf(q, sizeof q, "SELECT id FROM usage WHERE account_id = %lld ORDER BY id DESC LIMIT 1",
              (long long)acct_a);
     CHECK_EQ_INT(sql_int(q), sql_int("SELECT id FROM usage WHERE request_id = 'f7'"));
+    /* a block of many rows (a busy account's chunk) goes straight into usage_blocks */
+    store_usage_event many[40];
+    for (int i = 0; i < 40; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "g%d", i);
+        many[i] = event(rid, acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    }
+    CHECK_EQ_INT(store_ledger_commit_new(s, many, 40), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 8);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 47);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 200);
     CHECK_EQ_INT(ledger_mismatches(), 0);
     CHECK_EQ_INT(store_audit(s, NULL), 0);
 out:

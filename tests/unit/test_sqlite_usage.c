@@ -265,17 +265,21 @@ static void store_block_in(int recent, int64_t acct, int64_t id0, int step, int 
     sqlite3_finalize(st);
 }
 
-/* The same rows read the same whichever of the two tables their blocks are in: chunks from
- * recent_from on are in usage_recent (every id there above every id in usage_blocks, as the
- * ledger leaves them), so reads merge the two. */
-static void table_checks(int recent_from)
+/* The same rows read the same whichever of the two tables their blocks are in: chunk c is in
+ * usage_recent when bit c of recent is set (the ledger writes a block of few rows there and a
+ * larger one straight into usage_blocks, so either table may hold the later ids), and reads
+ * merge the two in id order. */
+static void table_checks(int recent)
 {
     /* accounts 1 and 2 interleaved in id (as a chunk writes them), three chunks */
+    int in_recent = 0;
     for (int c = 0; c < 3; c++) {
-        store_block_in(c >= recent_from, 1, 1000 * c + 1, 2, 300);
-        store_block_in(c >= recent_from, 2, 1000 * c + 2, 2, 300);
+        int r = (recent >> c) & 1;
+        store_block_in(r, 1, 1000 * c + 1, 2, 300);
+        store_block_in(r, 2, 1000 * c + 2, 2, 300);
+        in_recent += 2 * r;
     }
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2 * (3 - recent_from));
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), in_recent);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 1800);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE account_id = 2"), 900);
     int64_t want = 0;
@@ -336,15 +340,16 @@ static void table_checks(int recent_from)
 
 static void test_table(void)
 {
-    /* all in usage_recent, split (the first chunk moved), then all in usage_blocks (kept for
-     * the tests after this one) */
+    /* all in usage_recent, the last two, the middle one alone, then all in usage_blocks (kept
+     * for the tests after this one) */
+    const int masks[] = {7, 6, 2};
+    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+        table_checks(masks[i]);
+        CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
+        CHECK_EQ_INT(sql_rc("DELETE FROM usage_blocks"), SQLITE_OK);
+        CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
+    }
     table_checks(0);
-    CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
-    table_checks(1);
-    CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
-    CHECK_EQ_INT(sql_rc("DELETE FROM usage_blocks"), SQLITE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
-    table_checks(3);
 }
 
 static void test_insert(void)
