@@ -344,8 +344,10 @@ static pthread_mutex_t *key_mu(bill_t *b, const bill_keyent *k)
  * address order when not (a key is always its account's, so that is for safety only). */
 static void pair_lock(pthread_mutex_t *x, pthread_mutex_t *y)
 {
-    if (x == y || !y) y = NULL;
-    else if (!x) x = y, y = NULL;
+    if (x == y || !y)
+        y = NULL;
+    else if (!x)
+        x = y, y = NULL;
     else if (y < x) {
         pthread_mutex_t *t = x;
         x = y;

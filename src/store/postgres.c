@@ -190,8 +190,7 @@ static const char *const pg_migrations[] = {
 
     /* 11: SQLite's newest blocks in a table of their own (sqlite.c); nothing changes here, the
      * version is shared (see 10). */
-    "COMMENT ON TABLE usage IS 'a row a request; request_id unique: a replay skips stored rows "
-    "(SQLite keeps them in blocks: migrations 10 and 11)';",
+    "COMMENT ON TABLE usage IS 'a row a request, request_id unique (SQLite: blocks, 10 and 11)';",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -1230,7 +1229,9 @@ static int pg_accounts_since(store_t *s, int64_t since,
     return STORE_OK;
 }
 
-static int pg_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
+static int pg_key_spends(store_t *s,
+                         void (*cb)(void *ud, int64_t key_id, int64_t account_id,
+                                    int64_t spent_nusd),
                          void *ud)
 {
     PGresult *r = pg_run(s, ST_KEY_SPENDS, NULL, "key spends");

@@ -1054,7 +1054,7 @@ static void sq_ckpt_stop(void *arg)
     sq_ckpt *c = arg;
     if (!c) return;
     sqlite3_wal_autocheckpoint(SQ(c->writer)->db, 1000); /* SQLite's default hook again */
-    bg_boost(&c->bg); /* the join below waits for it */
+    bg_boost(&c->bg);                                    /* the join below waits for it */
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     bg_wake(&c->bg);
@@ -2144,7 +2144,9 @@ cleanup:
     return ret;
 }
 
-static int sq_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
+static int sq_key_spends(store_t *s,
+                         void (*cb)(void *ud, int64_t key_id, int64_t account_id,
+                                    int64_t spent_nusd),
                          void *ud)
 {
     sqlite3_stmt *st = store_stmt(s, ST_KEY_SPENDS);

@@ -18,9 +18,10 @@
  * in id order (either way, so `ORDER BY id DESC LIMIT` pages without a sort), and skips blocks
  * outside a created_at_ms range without decoding them. The ledger's newest blocks are in
  * usage_recent (migration 11: fewer index pages a commit with many accounts; a later commit moves
- * them into usage_blocks in bulk), so both tables are read, merged in id order. Every constraint is checked again by
- * SQLite (none is omitted), so a block chosen too widely costs time, never a wrong row. It takes
- * single-row INSERTs (import), each a block of its own; rows are never updated or deleted.
+ * them into usage_blocks in bulk), so both tables are read, merged in id order. Every constraint is
+ * checked again by SQLite (none is omitted), so a block chosen too widely costs time, never a wrong
+ * row. It takes single-row INSERTs (import), each a block of its own; rows are never updated or
+ * deleted.
  *
  * A block's bytes are the store's own, but a damaged file must not crash the reader: decoding
  * checks every length against the block's end and reports SQLITE_CORRUPT.

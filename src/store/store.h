@@ -312,7 +312,8 @@ int store_transactions_list(store_t *s, int64_t account_id, int64_t limit, int64
 
 /* Key spend as the ledger knows it, for every key (deleted ones too): cb(ud, key_id, account_id,
  * spent). */
-int store_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
+int store_key_spends(store_t *s,
+                     void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
                      void *ud);
 
 /* Checks the ledger's invariants and writes one line per violation to report: every balance

@@ -1454,11 +1454,13 @@ static void test_audit(void)
 
     /* A usage row lost: its transaction (the row itself, migration 9) goes with it. */
     /* (SQLite: the batch is one block; it is written again without the row) */
-    CHECK_EQ_INT(sql_exec(tdb_pg ? "DELETE FROM usage WHERE request_id = 'p-4'"
-                                 : "CREATE TEMP TABLE keep AS SELECT * FROM usage WHERE "
-                                   "request_id != 'p-4'; DELETE FROM usage_blocks; DELETE FROM usage_recent; "
-                                   "INSERT INTO usage SELECT * FROM keep"),
-                 SQLITE_OK);
+    CHECK_EQ_INT(
+        sql_exec(tdb_pg
+                     ? "DELETE FROM usage WHERE request_id = 'p-4'"
+                     : "CREATE TEMP TABLE keep AS SELECT * FROM usage WHERE "
+                       "request_id != 'p-4'; DELETE FROM usage_blocks; DELETE FROM usage_recent; "
+                       "INSERT INTO usage SELECT * FROM keep"),
+        SQLITE_OK);
     CHECK_EQ_INT(audit(s, rep, sizeof(rep)), 2);
     /* p-4 went to key 1 (even) */
     CHECK(strstr(rep, "key 1: spent 0.000003006 != sum of its usage charges 0.000002002\n") !=

@@ -258,9 +258,9 @@ static void store_block_in(int recent, int64_t acct, int64_t id0, int step, int 
     squ_enc e;
     sqlite3_stmt *st = NULL;
     CHECK_EQ_INT(encode(&e, acct, id0, step, n), 0);
-    CHECK_EQ_INT(sqlite3_prepare_v2(db, recent ? SQU_RECENT_INSERT : SQU_BLOCK_INSERT, -1, &st,
-                                    NULL),
-                 SQLITE_OK);
+    CHECK_EQ_INT(
+        sqlite3_prepare_v2(db, recent ? SQU_RECENT_INSERT : SQU_BLOCK_INSERT, -1, &st, NULL),
+        SQLITE_OK);
     CHECK_EQ_INT(squ_block_store(st, &e), SQLITE_OK);
     sqlite3_finalize(st);
 }
