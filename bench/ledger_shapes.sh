@@ -1,7 +1,9 @@
 #!/bin/bash
 # bench/ledger_shapes.sh: what a usage row costs SQLite, tree by tree and check by check, and what
-# a batch stored as one row costs instead (docs/PERFORMANCE.md, rounds 19 and 20: migration 10's
-# blocks, a batch of one account in one, and the worst case of a block for every event).
+# a batch stored as one row costs instead (docs/PERFORMANCE.md, rounds 19, 20 and 22: migration
+# 10's blocks, a batch of one account in one, the worst case of a block for every event, and
+# 256 accounts coming back batch after batch, into usage_blocks and through migration 11's
+# usage_recent).
 #
 # Why: the ledger's thread is most of what ModelSwitch spends beyond nginx on a chat request, and
 # nearly all of it is SQLite writing one b-tree row per request. This measures the usage table's
@@ -115,6 +117,23 @@ script single_made "" "CREATE TEMP TABLE sink(x);" \
 script single "" "$BLOCKS" \
     "INSERT INTO usage_blocks SELECT value + 1, value, value + 1, 1, 1700000000000 + value,
      1700000000000 + value, randomblob(60) FROM generate_series(@S@, @E@)"
+# A block an event again, but of 256 accounts that come back batch after batch (a gateway with
+# many customers: round 22), where the ones above each had an account of its own, always the
+# index's last: here every batch inserts at 256 places of each index. Migration 10 writes them
+# into usage_blocks; migration 11 into usage_recent (one small index), moved into usage_blocks
+# every 4,200 blocks (seven batches of 600: the gateway moves at 4,096).
+RECENT="CREATE TABLE usage_recent(id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL,
+  first_id INTEGER NOT NULL, n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),
+  min_created_ms INTEGER NOT NULL, max_created_ms INTEGER NOT NULL, rows BLOB NOT NULL) STRICT;
+  CREATE INDEX usage_recent_account ON usage_recent(account_id, id);"
+script many10 "" "$BLOCKS" \
+    "INSERT INTO usage_blocks SELECT value + 1, value % 256 + 1, value + 1, 1,
+     1700000000000 + value, 1700000000000 + value, randomblob(60) FROM generate_series(@S@, @E@)"
+script many11 "" "$BLOCKS $RECENT" \
+    "INSERT INTO usage_recent SELECT value + 1, value % 256 + 1, value + 1, 1,
+     1700000000000 + value, 1700000000000 + value, randomblob(60) FROM generate_series(@S@, @E@);
+     INSERT INTO usage_blocks SELECT * FROM usage_recent WHERE (@E@ + 1) % 4200 = 0 ORDER BY id;
+     DELETE FROM usage_recent WHERE (@E@ + 1) % 4200 = 0"
 
 echo "ledger_shapes: $N rows in transactions of $B, instructions a row (callgrind, sqlite3 $(sqlite3 --version | cut -d' ' -f1))"
 made=$(instructions made)
@@ -127,3 +146,5 @@ made=$(instructions blocks10_made)
 printf '%-22s %8d\n' "migration 10, a batch" $((($(instructions blocks10) - made) / N))
 made=$(instructions single_made)
 printf '%-22s %8d\n' "migration 10, a row" $((($(instructions single) - made) / N))
+printf '%-22s %8d\n' "10, 256 accounts" $((($(instructions many10) - made) / N))
+printf '%-22s %8d\n' "11, 256 accounts" $((($(instructions many11) - made) / N))

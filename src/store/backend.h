@@ -56,7 +56,8 @@ typedef struct store_ops {
                       int64_t *max_seq);
     int (*accounts_since)(store_t *s, int64_t since, void (*cb)(void *ud, const store_account *a),
                           void *ud, int64_t *max_seq);
-    int (*key_spends)(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
+    int (*key_spends)(store_t *s,
+                      void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
                       void *ud);
 
     /* first: no event was offered to a store before (store_ledger_commit_new) */

@@ -248,12 +248,13 @@ static const char *const store_migrations[] = {
     "SELECT id, account_id, amount_nusd, type, description, request_id, created_at_ms "
     "FROM transactions UNION ALL SELECT id, account_id, -charged_nusd, 'usage', " USAGE_TX_DESC
     ", request_id, created_at_ms FROM usage WHERE charged_nusd > 0 AND id > " USAGE_TX_AFTER ";",
-    /* 11: the ledger's newest blocks (squ_recent): a commit writes its blocks here, where the
-     * only index is small, and every SQU_RECENT_MAX blocks one transaction moves them into
-     * usage_blocks. With many accounts in a commit, usage_blocks' two indexes took two leaf
-     * pages an account a commit (~560 WAL pages a commit with 256 accounts); moved in bulk, an
-     * account's entries share their leaf once a move (docs/PERFORMANCE.md, round 22). Blocks of
-     * many rows go to usage_blocks at once: readers merge the two tables in id order. */
+    /* 11: the ledger's newest blocks (store_recent_fold): a commit writes its small blocks
+     * here, where the only index is small, and every STORE_RECENT_MAX blocks one transaction
+     * moves them into usage_blocks. With many accounts in a commit, usage_blocks' two indexes
+     * took two leaf pages an account a commit (~560 WAL pages a commit with 256 accounts); moved
+     * in bulk, an account's entries share their leaf once a move (docs/PERFORMANCE.md, round
+     * 22). Blocks of many rows go to usage_blocks at once: readers merge the two tables in id
+     * order. */
     "CREATE TABLE usage_recent ("
     "  id INTEGER PRIMARY KEY,"
     "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
@@ -1822,11 +1823,11 @@ static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const i
  * index entry a block, as a commit into usage_blocks did, but an account's entries of a move
  * share a leaf page, written once; usage_recent's own index, a few dozen pages, is what a commit
  * touches meanwhile. A test may lower it (store_ledger_set_recent_max). Only blocks of fewer than
- * SQU_RECENT_ROWS rows go there (at most ~5 MB of them a move): a busy account's block of a
+ * STORE_RECENT_ROWS rows go there (at most ~5 MB of them a move): a busy account's block of a
  * chunk, hundreds of rows, goes straight into usage_blocks. */
-#define SQU_RECENT_MAX 4096
-#define SQU_RECENT_ROWS 32
-static int64_t store_recent_max = SQU_RECENT_MAX;
+#define STORE_RECENT_MAX 4096
+#define STORE_RECENT_ROWS 32
+static int64_t store_recent_max = STORE_RECENT_MAX;
 
 static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
                         const store_groups *g)
@@ -1872,7 +1873,7 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
         }
         /* a block of few rows waits in usage_recent (store_recent_fold); a larger one pays its
          * two index entries over its rows already, and a move would copy its bytes again */
-        int recent = e.n < SQU_RECENT_ROWS;
+        int recent = e.n < STORE_RECENT_ROWS;
         sqlite3_stmt *st = store_stmt(s, recent ? ST_RECENT_INSERT : ST_BLOCK_INSERT);
         if (!st) return STORE_ERR;
         int rc = squ_block_store(st, &e);
@@ -1885,7 +1886,7 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
 
 void store_ledger_set_recent_max(int64_t blocks)
 {
-    store_recent_max = blocks > 0 ? blocks : SQU_RECENT_MAX;
+    store_recent_max = blocks > 0 ? blocks : STORE_RECENT_MAX;
 }
 
 /* Inside the batch transaction, after its blocks: moves usage_recent into usage_blocks once it

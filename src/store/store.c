@@ -233,7 +233,9 @@ int store_accounts_since(store_t *s, int64_t since, void (*cb)(void *ud, const s
     return s->ops->accounts_since(s, since, cb, ud, max_seq);
 }
 
-int store_key_spends(store_t *s, void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd), void *ud)
+int store_key_spends(store_t *s,
+                     void (*cb)(void *ud, int64_t key_id, int64_t account_id, int64_t spent_nusd),
+                     void *ud)
 {
     return s->ops->key_spends(s, cb, ud);
 }
