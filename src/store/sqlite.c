@@ -1819,15 +1819,20 @@ static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const i
 }
 
 /* One block a group: the group's rows, id0 + their index in the chunk each. */
-/* Blocks usage_recent may hold before a commit moves them into usage_blocks: a move costs an
- * index entry a block, as a commit into usage_blocks did, but an account's entries of a move
- * share a leaf page, written once; usage_recent's own index, a few dozen pages, is what a commit
- * touches meanwhile. A test may lower it (store_ledger_set_recent_max). Only blocks of fewer than
- * STORE_RECENT_ROWS rows go there (at most ~5 MB of them a move): a busy account's block of a
- * chunk, hundreds of rows, goes straight into usage_blocks. */
+/* Blocks usage_recent may hold before a commit moves them into usage_blocks. A move costs more
+ * instructions than writing the blocks into usage_blocks at once (~17,000 a block under
+ * callgrind: read, inserted with two index entries, deleted), but an account's entries of a move
+ * share a leaf page, written once, where a commit of many accounts wrote two pages an account;
+ * usage_recent's own index, a few dozen pages, is what a commit touches meanwhile. So only a
+ * commit of at least STORE_RECENT_ACCOUNTS accounts sends its blocks there (fewer touch few
+ * pages), and only its blocks of fewer than STORE_RECENT_ROWS rows (at most ~5 MB of them a
+ * move): a busy account's block of a chunk, hundreds of rows, goes straight into usage_blocks.
+ * A test may lower the first two (store_ledger_set_recent). */
 #define STORE_RECENT_MAX 4096
+#define STORE_RECENT_ACCOUNTS 8
 #define STORE_RECENT_ROWS 32
 static int64_t store_recent_max = STORE_RECENT_MAX;
+static size_t store_recent_accounts = STORE_RECENT_ACCOUNTS;
 
 static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
                         const store_groups *g)
@@ -1873,7 +1878,7 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
         }
         /* a block of few rows waits in usage_recent (store_recent_fold); a larger one pays its
          * two index entries over its rows already, and a move would copy its bytes again */
-        int recent = e.n < STORE_RECENT_ROWS;
+        int recent = g->n >= store_recent_accounts && e.n < STORE_RECENT_ROWS;
         sqlite3_stmt *st = store_stmt(s, recent ? ST_RECENT_INSERT : ST_BLOCK_INSERT);
         if (!st) return STORE_ERR;
         int rc = squ_block_store(st, &e);
@@ -1884,9 +1889,10 @@ static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *
     return STORE_OK;
 }
 
-void store_ledger_set_recent_max(int64_t blocks)
+void store_ledger_set_recent(int64_t blocks, int accounts)
 {
     store_recent_max = blocks > 0 ? blocks : STORE_RECENT_MAX;
+    store_recent_accounts = accounts > 0 ? (size_t)accounts : STORE_RECENT_ACCOUNTS;
 }
 
 /* Inside the batch transaction, after its blocks: moves usage_recent into usage_blocks once it

@@ -195,20 +195,22 @@ static void test_commit_happy_path(void)
 
 static int audit(store_t *s, char *out, size_t outlen);
 
-/* SQLite keeps a commit's blocks of few rows in usage_recent and moves them into usage_blocks once
- * there are store_ledger_set_recent_max of them (migration 11), inside the commit that reaches it
- * (a block of many rows goes straight into usage_blocks): every
- * row reads the same wherever its block is, ids go on rising, a retry finds its events in either
- * table, and a handle that did not write them counts them when it opens. */
+/* SQLite keeps the small blocks of a commit of many accounts in usage_recent and moves them into
+ * usage_blocks once there are enough of them (migration 11), inside the commit that reaches it
+ * (both limits lowered here: 3 blocks, 2 accounts). A commit of fewer accounts, and a block of
+ * many rows, go straight into usage_blocks. Every row reads the same wherever its block is, ids
+ * go on rising, a retry finds its events in either table, and a handle that did not write the
+ * waiting blocks counts them when it opens. */
 static void test_recent_fold(void)
 {
     store_t *s = fresh("fold");
     store_usage_event ev[3];
+    char err[256] = "", q[128];
 
     CHECK(s != NULL);
     if (!s || tdb_pg) goto out;
-    store_ledger_set_recent_max(3);
-    /* two blocks (two accounts): kept */
+    store_ledger_set_recent(3, 2);
+    /* two accounts: their blocks wait */
     ev[0] = event("f1", acct_a, key_a.id, "gpt-4o", 1, 1, 10);
     ev[1] = event("f2", acct_b, key_b.id, "gpt-4o", 1, 1, 20);
     CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
@@ -220,54 +222,61 @@ static void test_recent_fold(void)
     CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 4);
-    /* one more, kept; the handle that reopens counts it */
+    /* one account: straight into usage_blocks */
     ev[0] = event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50);
     CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 5);
+    /* two waiting when the handle closes */
+    ev[0] = event("f6", acct_a, key_a.id, "gpt-4o", 1, 1, 60);
+    ev[1] = event("f7", acct_b, key_b.id, "gpt-4o", 1, 1, 70);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
     store_close(s);
-    char err[256] = "";
     s = store_open(cfg, err, sizeof(err));
     CHECK(s != NULL);
     if (!s) goto out;
-    /* retried: f4 (moved) and f5 (recent) are found and skipped, f6 is new */
-    ev[0] = event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40);
-    ev[1] = event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50);
-    ev[2] = event("f6", acct_b, key_b.id, "gpt-4o", 1, 1, 60);
-    CHECK_EQ_INT(store_ledger_commit(s, ev, 3), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 6);
-    CHECK_EQ_INT(sql_int("SELECT count(DISTINCT request_id) FROM usage"), 6);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
-    /* the third block, counting the one from before the reopen: all move */
-    ev[0] = event("f7", acct_a, key_a.id, "gpt-4o", 1, 1, 70);
-    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
+    /* retried: f4 (moved), f5 (written at once) and f6 (waiting) are found and skipped; f8 and
+     * f9 are new, two blocks of two accounts: with the two the new handle counted, all move */
+    store_usage_event re[5] = {
+        event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40),
+        event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50),
+        event("f6", acct_a, key_a.id, "gpt-4o", 1, 1, 60),
+        event("f8", acct_b, key_b.id, "gpt-4o", 1, 1, 80),
+        event("f9", acct_a, key_a.id, "gpt-4o", 1, 1, 90),
+    };
+    CHECK_EQ_INT(store_ledger_commit(s, re, 5), STORE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 7);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 7);
-    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 160);
-    CHECK_EQ_INT(balance(s, acct_b), 1 * USD - 120);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 9);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 9);
+    CHECK_EQ_INT(sql_int("SELECT count(DISTINCT request_id) FROM usage"), 9);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 240);
+    CHECK_EQ_INT(balance(s, acct_b), 1 * USD - 210);
+    /* ids rise in the order the events were written */
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM (SELECT id, lag(id) OVER (ORDER BY request_id) "
                          "AS p FROM usage) WHERE p IS NOT NULL AND id <= p"),
                  0);
-    char q[128];
     snprintf(q, sizeof q, "SELECT id FROM usage WHERE account_id = %lld ORDER BY id DESC LIMIT 1",
              (long long)acct_a);
-    CHECK_EQ_INT(sql_int(q), sql_int("SELECT id FROM usage WHERE request_id = 'f7'"));
-    /* a block of many rows (a busy account's chunk) goes straight into usage_blocks */
-    store_usage_event many[40];
+    CHECK_EQ_INT(sql_int(q), sql_int("SELECT id FROM usage WHERE request_id = 'f9'"));
+    /* a block of many rows (a busy account's chunk) goes straight into usage_blocks, the other
+     * account's one row waits */
+    store_usage_event many[41];
     for (int i = 0; i < 40; i++) {
         char rid[16];
         snprintf(rid, sizeof rid, "g%d", i);
         many[i] = event(rid, acct_a, key_a.id, "gpt-4o", 1, 1, 1);
     }
-    CHECK_EQ_INT(store_ledger_commit_new(s, many, 40), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 8);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 47);
-    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 200);
+    many[40] = event("h0", acct_b, key_b.id, "gpt-4o", 1, 1, 1);
+    CHECK_EQ_INT(store_ledger_commit_new(s, many, 41), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 10);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 50);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 280);
     CHECK_EQ_INT(ledger_mismatches(), 0);
     CHECK_EQ_INT(store_audit(s, NULL), 0);
 out:
-    store_ledger_set_recent_max(0);
+    store_ledger_set_recent(0, 0);
     if (s) store_close(s);
 }
 
