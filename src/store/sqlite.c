@@ -54,6 +54,18 @@
     "coalesce((SELECT max(id) FROM usage_recent), 0), "                                            \
     "coalesce((SELECT max(id) FROM transactions), 0), " USAGE_TX_AFTER ") + 1)"
 
+/* The columns of a table of usage blocks (sqlite_usage.c): usage_blocks (migration 10) and the
+ * newest ones' usage_recent (migration 11). */
+#define USAGE_BLOCK_TABLE                                                                          \
+    " (id INTEGER PRIMARY KEY,"                                                                    \
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"                                       \
+    "  first_id INTEGER NOT NULL,"                                                                 \
+    "  n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),"                                           \
+    "  min_created_ms INTEGER NOT NULL,"                                                           \
+    "  max_created_ms INTEGER NOT NULL,"                                                           \
+    "  rows BLOB NOT NULL"                                                                         \
+    ") STRICT;"
+
 static const char *const store_migrations[] = {
     /* 1: accounts, keys, the ledger and the key change sequence. */
     "CREATE TABLE accounts ("
@@ -229,15 +241,7 @@ static const char *const store_migrations[] = {
      * place in the listings, stays); request ids stay unique by the ledger's check instead of
      * an index. The view is made again around the move: renaming the table would rename it in
      * the view. */
-    "CREATE TABLE usage_blocks ("
-    "  id INTEGER PRIMARY KEY,"
-    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
-    "  first_id INTEGER NOT NULL,"
-    "  n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),"
-    "  min_created_ms INTEGER NOT NULL,"
-    "  max_created_ms INTEGER NOT NULL,"
-    "  rows BLOB NOT NULL"
-    ") STRICT;"
+    "CREATE TABLE usage_blocks" USAGE_BLOCK_TABLE
     "CREATE INDEX usage_blocks_account ON usage_blocks(account_id, id);"
     "CREATE INDEX usage_blocks_time ON usage_blocks(account_id, max_created_ms);"
     "DROP VIEW ledger_transactions;"
@@ -255,15 +259,7 @@ static const char *const store_migrations[] = {
      * in bulk, an account's entries share their leaf once a move (docs/PERFORMANCE.md, round
      * 22). Blocks of many rows go to usage_blocks at once: readers merge the two tables in id
      * order. */
-    "CREATE TABLE usage_recent ("
-    "  id INTEGER PRIMARY KEY,"
-    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
-    "  first_id INTEGER NOT NULL,"
-    "  n INTEGER NOT NULL CHECK (n BETWEEN 1 AND 1024),"
-    "  min_created_ms INTEGER NOT NULL,"
-    "  max_created_ms INTEGER NOT NULL,"
-    "  rows BLOB NOT NULL"
-    ") STRICT;"
+    "CREATE TABLE usage_recent" USAGE_BLOCK_TABLE
     "CREATE INDEX usage_recent_account ON usage_recent(account_id, id);",
 };
 

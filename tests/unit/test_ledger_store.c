@@ -195,6 +195,20 @@ static void test_commit_happy_path(void)
 
 static int audit(store_t *s, char *out, size_t outlen);
 
+/* How many blocks wait in usage_recent and how many are in usage_blocks (a macro: the line). */
+#define CHECK_BLOCKS(recent, blocks)                                                               \
+    do {                                                                                           \
+        CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), recent);                        \
+        CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), blocks);                        \
+    } while (0)
+
+/* Commits two events never offered before. */
+static int commit_two(store_t *s, store_usage_event a, store_usage_event b)
+{
+    store_usage_event ev[2] = {a, b};
+    return store_ledger_commit_new(s, ev, 2);
+}
+
 /* SQLite keeps the small blocks of a commit of many accounts in usage_recent and moves them into
  * usage_blocks once there are enough of them (migration 11), inside the commit that reaches it
  * (both limits lowered here: 3 blocks, 2 accounts). A commit of fewer accounts, and a block of
@@ -204,33 +218,30 @@ static int audit(store_t *s, char *out, size_t outlen);
 static void test_recent_fold(void)
 {
     store_t *s = fresh("fold");
-    store_usage_event ev[3];
+    store_usage_event ev[1];
     char err[256] = "", q[128];
 
     CHECK(s != NULL);
     if (!s || tdb_pg) goto out;
     store_ledger_set_recent(3, 2);
     /* two accounts: their blocks wait */
-    ev[0] = event("f1", acct_a, key_a.id, "gpt-4o", 1, 1, 10);
-    ev[1] = event("f2", acct_b, key_b.id, "gpt-4o", 1, 1, 20);
-    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 0);
+    CHECK_EQ_INT(commit_two(s, event("f1", acct_a, key_a.id, "gpt-4o", 1, 1, 10),
+                            event("f2", acct_b, key_b.id, "gpt-4o", 1, 1, 20)),
+                 STORE_OK);
+    CHECK_BLOCKS(2, 0);
     /* two more: four reach three, all move in this commit */
-    ev[0] = event("f3", acct_a, key_a2.id, "gpt-4o", 1, 1, 30);
-    ev[1] = event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40);
-    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 4);
+    CHECK_EQ_INT(commit_two(s, event("f3", acct_a, key_a2.id, "gpt-4o", 1, 1, 30),
+                            event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40)),
+                 STORE_OK);
+    CHECK_BLOCKS(0, 4);
     /* one account: straight into usage_blocks */
     ev[0] = event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50);
     CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 5);
+    CHECK_BLOCKS(0, 5);
     /* two waiting when the handle closes */
-    ev[0] = event("f6", acct_a, key_a.id, "gpt-4o", 1, 1, 60);
-    ev[1] = event("f7", acct_b, key_b.id, "gpt-4o", 1, 1, 70);
-    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 2), STORE_OK);
+    CHECK_EQ_INT(commit_two(s, event("f6", acct_a, key_a.id, "gpt-4o", 1, 1, 60),
+                            event("f7", acct_b, key_b.id, "gpt-4o", 1, 1, 70)),
+                 STORE_OK);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
     store_close(s);
     s = store_open(cfg, err, sizeof(err));
@@ -246,8 +257,7 @@ static void test_recent_fold(void)
         event("f9", acct_a, key_a.id, "gpt-4o", 1, 1, 90),
     };
     CHECK_EQ_INT(store_ledger_commit(s, re, 5), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 9);
+    CHECK_BLOCKS(0, 9);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 9);
     CHECK_EQ_INT(sql_int("SELECT count(DISTINCT request_id) FROM usage"), 9);
     CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 240);
@@ -269,8 +279,7 @@ static void test_recent_fold(void)
     }
     many[40] = event("h0", acct_b, key_b.id, "gpt-4o", 1, 1, 1);
     CHECK_EQ_INT(store_ledger_commit_new(s, many, 41), STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 1);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks"), 10);
+    CHECK_BLOCKS(1, 10);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 50);
     CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 280);
     CHECK_EQ_INT(ledger_mismatches(), 0);
