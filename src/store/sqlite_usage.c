@@ -16,9 +16,9 @@
  * the account API's listings and statistics, the audit, export and SQL by hand read the rows as
  * before. Given an account, it reads that account's blocks through their index (account_id, id)
  * in id order (either way, so `ORDER BY id DESC LIMIT` pages without a sort), and skips blocks
- * outside a created_at_ms range without decoding them. The ledger's newest blocks are in
- * usage_recent (migration 11: fewer index pages a commit with many accounts; a later commit moves
- * them into usage_blocks in bulk), so both tables are read, merged in id order. Every constraint is
+ * outside a created_at_ms range without decoding them. A commit of many accounts leaves its small
+ * blocks in usage_recent (migration 11: fewer index pages a commit; a later commit moves them into
+ * usage_blocks in bulk), so both tables are read, merged in id order. Every constraint is
  * checked again by SQLite (none is omitted), so a block chosen too widely costs time, never a wrong
  * row. It takes single-row INSERTs (import), each a block of its own; rows are never updated or
  * deleted.

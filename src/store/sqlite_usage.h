@@ -84,8 +84,9 @@ int squ_register(sqlite3 *db);
  * SQLite's result code. */
 #define SQU_BLOCK_COLS "id, account_id, first_id, n, min_created_ms, max_created_ms, rows"
 #define SQU_BLOCK_INSERT "INSERT INTO usage_blocks(" SQU_BLOCK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)"
-/* The ledger's commits write into usage_recent (migration 11), of the same columns, which a
- * later commit moves into usage_blocks in bulk (store/sqlite.c, store_recent_fold). */
+/* A ledger commit of many accounts writes its small blocks into usage_recent (migration 11), of
+ * the same columns, which a later commit moves into usage_blocks in bulk (store/sqlite.c,
+ * store_recent_fold). */
 #define SQU_RECENT_INSERT                                                                          \
     "INSERT INTO usage_recent(" SQU_BLOCK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)"
 int squ_block_store(sqlite3_stmt *st, const squ_enc *e);
