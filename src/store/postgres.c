@@ -191,6 +191,10 @@ static const char *const pg_migrations[] = {
     /* 11: SQLite's newest blocks in a table of their own (sqlite.c); nothing changes here, the
      * version is shared (see 10). */
     "COMMENT ON TABLE usage IS 'a row a request, request_id unique (SQLite: blocks, 10 and 11)';",
+
+    /* 12: SQLite's newest blocks hold several accounts' rows (sqlite.c); shared version (see 10).
+     */
+    "COMMENT ON TABLE usage IS 'a row a request, request_id unique (SQLite: blocks, 10 to 12)';",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))

@@ -257,10 +257,16 @@ static const char *const store_migrations[] = {
      * moves them into usage_blocks. With many accounts in a commit, usage_blocks' two indexes
      * took two leaf pages an account a commit (~560 WAL pages a commit with 256 accounts); moved
      * in bulk, an account's entries share their leaf once a move (docs/PERFORMANCE.md, round
-     * 22). Blocks of many rows go to usage_blocks at once: readers merge the two tables in id
-     * order. */
+     * 22; since migration 12 a move writes a block an account). Blocks of many rows go to
+     * usage_blocks at once: readers merge the two tables in id order. */
     "CREATE TABLE usage_recent" USAGE_BLOCK_TABLE
     "CREATE INDEX usage_recent_account ON usage_recent(account_id, id);",
+    /* 12: a commit of many accounts writes one block a chunk into usage_recent, its rows of
+     * several accounts (a row names its account when it is not the row before's; the block's
+     * account_id is its first row's): one insert a commit instead of one an account, so the index
+     * by account would only cost (docs/PERFORMANCE.md, round 23). Readers read usage_recent
+     * whole, a few thousand rows at most; a move sorts them by account. */
+    "DROP INDEX usage_recent_account;",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -325,8 +331,10 @@ enum {
     ST_BLOCK_INSERT,
     ST_BLOCKS_SEEN,
     ST_RECENT_INSERT,
+    ST_RECENT_SEEN,
     ST_RECENT_COUNT,
-    ST_RECENT_MOVE,
+    ST_RECENT_SCAN,
+    ST_BLOCK_AFTER,
     ST_RECENT_CLEAR,
     ST_CHARGE_ACCOUNT,
     ST_CHARGE_KEY,
@@ -405,15 +413,18 @@ static const char *const store_sql[ST__COUNT] = {
     /* a block of usage rows (sqlite_usage.c) */
     [ST_BLOCK_INSERT] = SQU_BLOCK_INSERT,
     /* the blocks that may hold an account's events of created_at_ms ?2..?3 (store_seen) */
-    [ST_BLOCKS_SEEN] = "SELECT first_id, n, min_created_ms, rows FROM usage_blocks "
-                       "WHERE account_id = ?1 AND max_created_ms >= ?2 AND min_created_ms <= ?3 "
-                       "UNION ALL SELECT first_id, n, min_created_ms, rows FROM usage_recent "
+    [ST_BLOCKS_SEEN] = "SELECT first_id, n, min_created_ms, rows, account_id FROM usage_blocks "
                        "WHERE account_id = ?1 AND max_created_ms >= ?2 AND min_created_ms <= ?3",
+    [ST_RECENT_SEEN] = "SELECT first_id, n, min_created_ms, rows, account_id FROM usage_recent "
+                       "WHERE max_created_ms >= ?1 AND min_created_ms <= ?2",
     /* the ledger's newest blocks, and their move into usage_blocks (migration 11) */
     [ST_RECENT_INSERT] = SQU_RECENT_INSERT,
-    [ST_RECENT_COUNT] = "SELECT count(*) FROM usage_recent",
-    [ST_RECENT_MOVE] = "INSERT INTO usage_blocks(" SQU_BLOCK_COLS ") SELECT " SQU_BLOCK_COLS
-                       " FROM usage_recent ORDER BY id",
+    [ST_RECENT_COUNT] = "SELECT coalesce(sum(n), 0) FROM usage_recent",
+    /* the waiting blocks in id order (store_recent_move), and the first block of an account in
+     * usage_blocks that ends at or after a given id: a run of its rows must stop before */
+    [ST_RECENT_SCAN] = "SELECT " SQU_BLOCK_COLS " FROM usage_recent ORDER BY id",
+    [ST_BLOCK_AFTER] = "SELECT first_id FROM usage_blocks WHERE account_id = ?1 AND id >= ?2 "
+                       "ORDER BY id LIMIT 1",
     [ST_RECENT_CLEAR] = "DELETE FROM usage_recent",
     [ST_CHARGE_ACCOUNT] =
         "UPDATE accounts SET balance_nusd = balance_nusd - ?1, seq = ?2 WHERE id = ?3",
@@ -536,7 +547,7 @@ typedef struct sq {
     sqlite3_stmt *st[ST__COUNT];
     int ledger_writer;    /* store_ledger_writer: foreign keys off, the batch checks instead */
     unsigned char *block; /* SQU_BLOCK_MAX bytes: the block being written (ledger handle) */
-    int64_t recent;       /* blocks in usage_recent, as this handle's commits left it; -1 unknown */
+    int64_t recent;       /* rows in usage_recent, as this handle's commits left it; -1 unknown */
 } sq;
 
 #define SQ(s) ((sq *)(s))
@@ -1762,16 +1773,58 @@ static void store_group(store_groups *g, const store_usage_event *ev, size_t k,
  * Marks (skip[i] = 1) the events of ev[0..k) whose request id a stored block already has: only
  * for events that may have been offered to the store before (a retry, the journal). A block that
  * can hold an event of an account has that account and a created_at_ms range around the event's
- * (it is stamped at settlement and kept): the account's blocks from the group's earliest event on,
- * through their index, decoded and looked up in the batch's table of request ids.
+ * (it is stamped at settlement and kept): the account's blocks in usage_blocks from the group's
+ * earliest event on, through their index, and usage_recent's blocks around the chunk's times
+ * (rows of many accounts: one scan for the chunk), decoded and looked up in the batch's table
+ * of request ids.
  */
+
+/* Looks up the rows of the block st holds (columns: first_id, n, min_created_ms, rows,
+ * account_id) in the batch's request ids: an event of this chunk of the row's account is marked.
+ * -1 when the block is damaged. */
+static int store_seen_block(sqlite3_stmt *st, const store_usage_event *ev, size_t k,
+                            const store_rids *rids, const store_usage_event *base,
+                            unsigned char *skip)
+{
+    squ_dec d;
+    squ_row row;
+    int got;
+    squ_dec_start(&d, sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 0),
+                  sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+                  sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+    while ((got = squ_dec_next(&d, &row)) == 1) {
+        if (row.request_id_len >= sizeof(ev[0].request_id)) continue;
+        uint32_t hit = rids->slot[store_rids_slot(rids, row.request_id, row.request_id_len)];
+        /* an event of this chunk (the table covers the whole batch) */
+        if (hit && &base[hit - 1] >= ev && &base[hit - 1] < ev + k &&
+            base[hit - 1].account_id == row.account_id)
+            skip[&base[hit - 1] - ev] = 1;
+    }
+    return got < 0 ? -1 : 0;
+}
+
+/* Runs a look-up statement (bound) over its blocks; releases it. */
+static int store_seen_run(store_t *s, sqlite3_stmt *st, const store_usage_event *ev, size_t k,
+                          const store_rids *rids, const store_usage_event *base,
+                          unsigned char *skip)
+{
+    int rc = SQLITE_DONE, ret = STORE_OK;
+    while (ret == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (store_seen_block(st, ev, k, rids, base, skip) != 0)
+            ret = store_seterr(s, "ledger: a damaged usage block of account %lld",
+                               (long long)sqlite3_column_int64(st, 4));
+    if (ret == STORE_OK && rc != SQLITE_DONE) ret = store_dberr(s, "ledger: stored usage");
+    store_release(st);
+    return ret;
+}
+
 static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const int64_t *at,
                       const store_rids *rids, const store_usage_event *base, unsigned char *skip)
 {
     store_groups grp, *g = &grp; /* 4 KiB: the ledger thread's stack holds it */
     store_group(g, ev, k, skip);
-    int ret = STORE_OK;
-    for (size_t q = 0; q < g->n && ret == STORE_OK; q++) {
+    int64_t all_lo = INT64_MAX, all_hi = INT64_MIN;
+    for (size_t q = 0; q < g->n; q++) {
         int64_t lo = INT64_MAX, hi = INT64_MIN;
         for (size_t r = g->start[q]; r < g->start[q + 1]; r++) {
             int64_t t = ev[g->idx[r]].created_at_ms;
@@ -1780,119 +1833,347 @@ static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const i
             if (t < lo) lo = t;
             if (t > hi) hi = t;
         }
+        if (lo < all_lo) all_lo = lo;
+        if (hi > all_hi) all_hi = hi;
         sqlite3_stmt *st = store_stmt(s, ST_BLOCKS_SEEN);
-        if (!st) {
-            ret = STORE_ERR;
-            break;
-        }
+        if (!st) return STORE_ERR;
         sqlite3_bind_int64(st, 1, ev[g->idx[g->start[q]]].account_id);
         sqlite3_bind_int64(st, 2, lo);
         sqlite3_bind_int64(st, 3, hi);
-        int rc;
-        while (ret == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            squ_dec d;
-            squ_row row;
-            int got;
-            squ_dec_start(&d, 0, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-                          sqlite3_column_int64(st, 2), sqlite3_column_blob(st, 3),
-                          (size_t)sqlite3_column_bytes(st, 3));
-            while ((got = squ_dec_next(&d, &row)) == 1) {
-                if (row.request_id_len >= sizeof(ev[0].request_id)) continue;
-                uint32_t hit =
-                    rids->slot[store_rids_slot(rids, row.request_id, row.request_id_len)];
-                /* an event of this chunk (the table covers the whole batch) */
-                if (hit && &base[hit - 1] >= ev && &base[hit - 1] < ev + k)
-                    skip[&base[hit - 1] - ev] = 1;
-            }
-            if (got < 0)
-                ret = store_seterr(s, "ledger: a damaged usage block of account %lld",
-                                   (long long)ev[g->idx[g->start[q]]].account_id);
-        }
-        if (ret == STORE_OK && rc != SQLITE_DONE) ret = store_dberr(s, "ledger: stored usage");
-        store_release(st);
+        if (store_seen_run(s, st, ev, k, rids, base, skip) != STORE_OK) return STORE_ERR;
     }
-    return ret;
+    if (g->n == 0) return STORE_OK;
+    sqlite3_stmt *st = store_stmt(s, ST_RECENT_SEEN);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, all_lo);
+    sqlite3_bind_int64(st, 2, all_hi);
+    return store_seen_run(s, st, ev, k, rids, base, skip);
 }
 
-/* One block a group: the group's rows, id0 + their index in the chunk each. */
-/* Blocks usage_recent may hold before a commit moves them into usage_blocks. A move costs more
- * instructions than writing the blocks into usage_blocks at once (~17,000 a block under
- * callgrind: read, inserted with two index entries, deleted), but an account's entries of a move
- * share a leaf page, written once, where a commit of many accounts wrote two pages an account;
- * usage_recent's own index, a few dozen pages, is what a commit touches meanwhile. So only a
- * commit of at least STORE_RECENT_ACCOUNTS accounts sends its blocks there (fewer touch few
- * pages), and only its blocks of fewer than STORE_RECENT_ROWS rows (at most ~5 MB of them a
- * move): a busy account's block of a chunk, hundreds of rows, goes straight into usage_blocks.
- * A test may lower the first two (store_ledger_set_recent). */
-#define STORE_RECENT_MAX 4096
+/* Rows usage_recent may hold before a commit moves them into usage_blocks. A commit of many
+ * accounts has a row or two of each; a block an account into usage_blocks, with its two indexes,
+ * was two leaf pages an account written into the WAL by every commit (round 22), and a block an
+ * account into usage_recent still an insert an account (round 23). So a commit of at least
+ * STORE_RECENT_ACCOUNTS accounts writes the groups of fewer than STORE_RECENT_ROWS rows of each
+ * chunk as one block of several accounts into usage_recent, which has no index, and a move
+ * writes each account's waiting rows as one block (store_recent_move): an account's index
+ * entries are written once a move instead of once a commit. A commit of fewer accounts touches
+ * few pages, and a busy account's group of a chunk, hundreds of rows, pays its index entries
+ * over its rows: those go straight into usage_blocks. A test may lower the first two
+ * (store_ledger_set_recent). */
+#define STORE_RECENT_MAX 8192
 #define STORE_RECENT_ACCOUNTS 8
 #define STORE_RECENT_ROWS 32
 static int64_t store_recent_max = STORE_RECENT_MAX;
 static size_t store_recent_accounts = STORE_RECENT_ACCOUNTS;
 
-static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
-                        const store_groups *g)
+/* The block of group grp's rows, id0 + their index in the chunk each, or (grp == SIZE_MAX) of
+ * the rows that small[] marks, in chunk order, several accounts' (usage_recent's). */
+static int store_block(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
+                       const store_groups *g, size_t grp, const unsigned char *small, size_t k)
 {
     sq *q = SQ(s);
-    if (!q->block && !(q->block = malloc(SQU_BLOCK_MAX)))
-        return store_seterr(s, "ledger: out of memory");
-    for (size_t grp = 0; grp < g->n; grp++) {
-        int64_t lo = INT64_MAX;
-        for (size_t r = g->start[grp]; r < g->start[grp + 1]; r++)
-            if (at[g->idx[r]] < lo) lo = at[g->idx[r]];
-        squ_enc e;
-        squ_enc_start(&e, q->block, lo);
-        for (size_t r = g->start[grp]; r < g->start[grp + 1]; r++) {
-            size_t i = g->idx[r];
-            const store_usage_event *x = &ev[i];
-            const usage_counts *u = &x->usage;
-            squ_row row = {
-                .id = id0 + (int64_t)i,
-                .account_id = x->account_id,
-                .key_id = x->key_id,
-                .prompt = usage_prompt(u), /* cannot overflow: store_check_event */
-                .completion = u->output,
-                .charged = x->charged_nusd,
-                .status = x->status,
-                .estimated = x->estimated ? 1 : 0,
-                .latency = x->latency_ms,
-                .created = at[i],
-                .cached_tokens = u->cached_input,
-                .cache_write = u->cache_write,
-                .cache_write_1h = u->cache_write_1h,
-                .reasoning = u->reasoning,
-                .cached = x->cached ? 1 : 0,
-                .request_id = x->request_id,
-                .request_id_len = strnlen(x->request_id, sizeof(x->request_id)),
-                .model = x->model,
-                .model_len = strnlen(x->model, sizeof(x->model)),
-                .provider = x->provider,
-                .provider_len = strnlen(x->provider, sizeof(x->provider)),
-            };
-            if (squ_enc_add(&e, &row) != 0)
-                return store_seterr(s, "ledger: request %s: cannot be encoded", x->request_id);
-        }
-        /* a block of few rows waits in usage_recent (store_recent_fold); a larger one pays its
-         * two index entries over its rows already, and a move would copy its bytes again */
-        int recent = g->n >= store_recent_accounts && e.n < STORE_RECENT_ROWS;
-        sqlite3_stmt *st = store_stmt(s, recent ? ST_RECENT_INSERT : ST_BLOCK_INSERT);
-        if (!st) return STORE_ERR;
-        int rc = squ_block_store(st, &e);
-        store_release(st);
-        if (rc != SQLITE_OK) return store_dberr(s, "ledger: usage block insert");
-        if (recent && q->recent >= 0) q->recent++;
+    int mixed = grp == SIZE_MAX;
+    size_t from = mixed ? 0 : g->start[grp], to = mixed ? k : g->start[grp + 1];
+    int64_t lo = INT64_MAX;
+    for (size_t r = from; r < to; r++) {
+        size_t i = mixed ? r : g->idx[r];
+        if ((!mixed || small[i]) && at[i] < lo) lo = at[i];
     }
+    squ_enc e;
+    squ_enc_start(&e, q->block, lo);
+    if (mixed) squ_enc_mixed(&e);
+    for (size_t r = from; r < to; r++) {
+        size_t i = mixed ? r : g->idx[r];
+        if (mixed && !small[i]) continue;
+        const store_usage_event *x = &ev[i];
+        const usage_counts *u = &x->usage;
+        squ_row row = {
+            .id = id0 + (int64_t)i,
+            .account_id = x->account_id,
+            .key_id = x->key_id,
+            .prompt = usage_prompt(u), /* cannot overflow: store_check_event */
+            .completion = u->output,
+            .charged = x->charged_nusd,
+            .status = x->status,
+            .estimated = x->estimated ? 1 : 0,
+            .latency = x->latency_ms,
+            .created = at[i],
+            .cached_tokens = u->cached_input,
+            .cache_write = u->cache_write,
+            .cache_write_1h = u->cache_write_1h,
+            .reasoning = u->reasoning,
+            .cached = x->cached ? 1 : 0,
+            .request_id = x->request_id,
+            .request_id_len = strnlen(x->request_id, sizeof(x->request_id)),
+            .model = x->model,
+            .model_len = strnlen(x->model, sizeof(x->model)),
+            .provider = x->provider,
+            .provider_len = strnlen(x->provider, sizeof(x->provider)),
+        };
+        if (squ_enc_add(&e, &row) != 0)
+            return store_seterr(s, "ledger: request %s: cannot be encoded", x->request_id);
+    }
+    if (e.n == 0) return STORE_OK;
+    sqlite3_stmt *st = store_stmt(s, mixed ? ST_RECENT_INSERT : ST_BLOCK_INSERT);
+    if (!st) return STORE_ERR;
+    int rc = squ_block_store(st, &e);
+    store_release(st);
+    if (rc != SQLITE_OK) return store_dberr(s, "ledger: usage block insert");
+    if (mixed && q->recent >= 0) q->recent += (int64_t)e.n;
     return STORE_OK;
 }
 
-void store_ledger_set_recent(int64_t blocks, int accounts)
+/* A chunk's blocks (k events, the groups g): a block a group, but with many accounts the small
+ * groups' rows together in one block of usage_recent. */
+static int store_blocks(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
+                        const store_groups *g, size_t k)
 {
-    store_recent_max = blocks > 0 ? blocks : STORE_RECENT_MAX;
+    sq *q = SQ(s);
+    unsigned char small[STORE_LEDGER_ROWS];
+    size_t nsmall = 0;
+    if (!q->block && !(q->block = malloc(SQU_BLOCK_MAX)))
+        return store_seterr(s, "ledger: out of memory");
+    int many = g->n >= store_recent_accounts;
+    memset(small, 0, k);
+    for (size_t grp = 0; grp < g->n; grp++) {
+        size_t rows = (size_t)(g->start[grp + 1] - g->start[grp]);
+        if (many && rows < STORE_RECENT_ROWS) {
+            for (size_t r = g->start[grp]; r < g->start[grp + 1]; r++)
+                small[g->idx[r]] = 1;
+            nsmall += rows;
+        } else if (store_block(s, ev, at, id0, g, grp, NULL, k) != STORE_OK) {
+            return STORE_ERR;
+        }
+    }
+    return nsmall ? store_block(s, ev, at, id0, g, SIZE_MAX, small, k) : STORE_OK;
+}
+
+void store_ledger_set_recent(int64_t rows, int accounts)
+{
+    store_recent_max = rows > 0 ? rows : STORE_RECENT_MAX;
     store_recent_accounts = accounts > 0 ? (size_t)accounts : STORE_RECENT_ACCOUNTS;
 }
 
+/* Rows a move holds in memory at once: more waiting (a commit's rows on top of the limit, a
+ * store written by hand) are moved in parts, each its own blocks. */
+#define STORE_FOLD_ROWS 16384
+
+/* A waiting block as a move loaded it: its columns, its bytes at off in the move's buffer. */
+typedef struct store_fold_blk {
+    int64_t id, account, first_id, n, min_created, max_created;
+    size_t off, len;
+} store_fold_blk;
+
+/* A waiting row, by which a move sorts them. */
+typedef struct store_fold_key {
+    int64_t account, id;
+    uint32_t row;
+} store_fold_key;
+
+typedef struct store_fold {
+    unsigned char *bytes; /* the loaded blocks' bytes */
+    size_t len, cap;
+    store_fold_blk *blk;
+    size_t nblk, blk_cap;
+    int64_t rows; /* the loaded blocks' rows */
+    squ_row *row; /* decoded, texts into bytes */
+    store_fold_key *key;
+} store_fold;
+
+static int store_fold_cmp(const void *a, const void *b)
+{
+    const store_fold_key *x = a, *y = b;
+    if (x->account != y->account) return x->account < y->account ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Copies a loaded block into usage_blocks as it is (one that does not decode: the audit reports
+ * it; the ledger must not stop on it). */
+static int store_fold_copy(store_t *s, const store_fold *f, const store_fold_blk *b)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_BLOCK_INSERT);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, b->id);
+    sqlite3_bind_int64(st, 2, b->account);
+    sqlite3_bind_int64(st, 3, b->first_id);
+    sqlite3_bind_int64(st, 4, b->n);
+    sqlite3_bind_int64(st, 5, b->min_created);
+    sqlite3_bind_int64(st, 6, b->max_created);
+    sqlite3_bind_blob(st, 7, f->bytes + b->off, (int)b->len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_release(st);
+    return rc == SQLITE_DONE ? STORE_OK : store_dberr(s, "ledger: moving recent blocks");
+}
+
+/* Writes an encoded block into usage_blocks. */
+static int store_fold_put(store_t *s, const squ_enc *e)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_BLOCK_INSERT);
+    if (!st) return STORE_ERR;
+    int rc = squ_block_store(st, e);
+    store_release(st);
+    return rc == SQLITE_OK ? STORE_OK : store_dberr(s, "ledger: moving recent blocks");
+}
+
+/* The first id of the account's first block in usage_blocks that ends at or after id (one
+ * written straight there since the last move): a run of its rows from id on stops before it. */
+static int store_fold_barrier(store_t *s, int64_t account, int64_t id, int64_t *barrier)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_BLOCK_AFTER);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, account);
+    sqlite3_bind_int64(st, 2, id);
+    int rc = sqlite3_step(st);
+    *barrier = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
+    store_release(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK
+                                                 : store_dberr(s, "ledger: moving recent blocks");
+}
+
+/* Writes the sorted rows key[from..to) (one account's, ids rising) as blocks. A row the encoder
+ * refuses after others (an id repeated in a damaged store) starts a block of its own. */
+static int store_fold_run(store_t *s, const store_fold *f, size_t from, size_t to)
+{
+    sq *q = SQ(s);
+    int64_t lo = INT64_MAX;
+    for (size_t i = from; i < to; i++)
+        if (f->row[f->key[i].row].created < lo) lo = f->row[f->key[i].row].created;
+    squ_enc e;
+    squ_enc_start(&e, q->block, lo);
+    for (size_t i = from; i < to; i++) {
+        const squ_row *r = &f->row[f->key[i].row];
+        if (squ_enc_add(&e, r) == 0) continue;
+        if (e.n == 0 || store_fold_put(s, &e) != STORE_OK) {
+            if (e.n == 0) store_seterr(s, "ledger: moving recent blocks: a row cannot be encoded");
+            return STORE_ERR;
+        }
+        squ_enc_start(&e, q->block, lo);
+        if (squ_enc_add(&e, r) != 0)
+            return store_seterr(s, "ledger: moving recent blocks: a row cannot be encoded");
+    }
+    return e.n ? store_fold_put(s, &e) : STORE_OK;
+}
+
+/* Decodes the loaded blocks, sorts their rows by account and id, and writes each account's rows
+ * as blocks: a block ends at SQU_ROWS_MAX rows and before a block of the account that was
+ * written straight into usage_blocks meanwhile. */
+static int store_fold_write(store_t *s, store_fold *f)
+{
+    size_t nrows = 0;
+    for (size_t b = 0; b < f->nblk; b++) {
+        const store_fold_blk *k = &f->blk[b];
+        squ_dec d;
+        squ_dec_start(&d, k->account, k->first_id, k->n, k->min_created, f->bytes + k->off, k->len);
+        size_t at = nrows;
+        while (nrows - at < (size_t)k->n && squ_dec_next(&d, &f->row[nrows]) == 1)
+            nrows++;
+        squ_row end;
+        if (nrows - at != (size_t)k->n || squ_dec_next(&d, &end) != 0) {
+            nrows = at;
+            if (store_fold_copy(s, f, k) != STORE_OK) return STORE_ERR;
+        }
+    }
+    for (size_t i = 0; i < nrows; i++)
+        f->key[i] = (store_fold_key){f->row[i].account_id, f->row[i].id, (uint32_t)i};
+    qsort(f->key, nrows, sizeof(*f->key), store_fold_cmp);
+    for (size_t i = 0; i < nrows;) {
+        int64_t account = f->key[i].account, barrier;
+        if (store_fold_barrier(s, account, f->key[i].id, &barrier) != STORE_OK) return STORE_ERR;
+        size_t j = i + 1;
+        while (j < nrows && j - i < SQU_ROWS_MAX && f->key[j].account == account &&
+               f->key[j].id < barrier)
+            j++;
+        if (store_fold_run(s, f, i, j) != STORE_OK) return STORE_ERR;
+        i = j;
+    }
+    f->len = f->nblk = 0;
+    f->rows = 0;
+    return STORE_OK;
+}
+
+/* Loads the scanned block into the move's memory (or, when it cannot be a block, copies it as it
+ * is). */
+static int store_fold_load(store_t *s, store_fold *f, sqlite3_stmt *scan)
+{
+    store_fold_blk b = {
+        .id = sqlite3_column_int64(scan, 0),
+        .account = sqlite3_column_int64(scan, 1),
+        .first_id = sqlite3_column_int64(scan, 2),
+        .n = sqlite3_column_int64(scan, 3),
+        .min_created = sqlite3_column_int64(scan, 4),
+        .max_created = sqlite3_column_int64(scan, 5),
+        .len = (size_t)sqlite3_column_bytes(scan, 6),
+    };
+    const void *blob = sqlite3_column_blob(scan, 6);
+    if (b.n < 1 || b.n > SQU_ROWS_MAX || b.len > (size_t)b.n * SQU_ROW_MAX || !blob) {
+        store_fold tmp = {.bytes = (unsigned char *)blob, .len = b.len};
+        b.off = 0;
+        return store_fold_copy(s, &tmp, &b);
+    }
+    if (f->rows + b.n > STORE_FOLD_ROWS && store_fold_write(s, f) != STORE_OK) return STORE_ERR;
+    if (f->len + b.len > f->cap) {
+        size_t cap = f->cap ? f->cap : 256 * 1024;
+        while (cap < f->len + b.len)
+            cap *= 2;
+        unsigned char *p = realloc(f->bytes, cap);
+        if (!p) return store_seterr(s, "ledger: out of memory");
+        f->bytes = p;
+        f->cap = cap;
+    }
+    if (f->nblk == f->blk_cap) {
+        size_t cap = f->blk_cap ? f->blk_cap * 2 : 1024;
+        store_fold_blk *p = realloc(f->blk, cap * sizeof(*p));
+        if (!p) return store_seterr(s, "ledger: out of memory");
+        f->blk = p;
+        f->blk_cap = cap;
+    }
+    b.off = f->len;
+    memcpy(f->bytes + f->len, blob, b.len);
+    f->len += b.len;
+    f->blk[f->nblk++] = b;
+    f->rows += b.n;
+    return STORE_OK;
+}
+
+/*
+ * Moves usage_recent into usage_blocks: its rows, of many accounts, sorted by account and id and
+ * written a block an account (SQU_ROWS_MAX rows at most). Reading is unchanged by it: a block
+ * holds the account's rows of consecutive commits in id order, and stops before any block of the
+ * account that was written straight into usage_blocks meanwhile, so an account's blocks stay
+ * disjoint id ranges in order (sqlite_usage.c's reading by account relies on it).
+ */
+static int store_recent_move(store_t *s)
+{
+    sq *q = SQ(s);
+    store_fold f = {0};
+    int ret = STORE_ERR;
+    if (!q->block && !(q->block = malloc(SQU_BLOCK_MAX))) goto oom;
+    if (!(f.row = malloc((STORE_FOLD_ROWS + SQU_ROWS_MAX) * sizeof(*f.row))) ||
+        !(f.key = malloc((STORE_FOLD_ROWS + SQU_ROWS_MAX) * sizeof(*f.key))))
+        goto oom;
+    sqlite3_stmt *scan = store_stmt(s, ST_RECENT_SCAN);
+    if (!scan) goto out;
+    int rc = SQLITE_DONE;
+    ret = STORE_OK;
+    while (ret == STORE_OK && (rc = sqlite3_step(scan)) == SQLITE_ROW)
+        ret = store_fold_load(s, &f, scan);
+    if (ret == STORE_OK && rc != SQLITE_DONE) ret = store_dberr(s, "ledger: reading recent blocks");
+    store_release(scan);
+    if (ret == STORE_OK) ret = store_fold_write(s, &f);
+    goto out;
+oom:
+    store_seterr(s, "ledger: out of memory");
+out:
+    free(f.bytes);
+    free(f.blk);
+    free(f.row);
+    free(f.key);
+    return ret;
+}
+
 /* Inside the batch transaction, after its blocks: moves usage_recent into usage_blocks once it
- * holds store_recent_max blocks (counted once a handle, then kept by its commits; a failed
+ * holds store_recent_max rows (counted once a handle, then kept by its commits; a failed
  * commit makes the count unknown again). */
 static int store_recent_fold(store_t *s)
 {
@@ -1901,7 +2182,7 @@ static int store_recent_fold(store_t *s)
         store_int_query(s, ST_RECENT_COUNT, &q->recent, "ledger: recent blocks") != STORE_OK)
         return STORE_ERR;
     if (q->recent < store_recent_max) return STORE_OK;
-    if (store_simple(s, ST_RECENT_MOVE, "ledger: moving recent blocks") != STORE_OK ||
+    if (store_recent_move(s) != STORE_OK ||
         store_simple(s, ST_RECENT_CLEAR, "ledger: clearing recent blocks") != STORE_OK)
         return STORE_ERR;
     q->recent = 0;
@@ -1937,7 +2218,7 @@ static int store_ledger_rows(store_t *s, const store_usage_event *ev, size_t bas
     if (!first && store_seen(s, ev, k, at, rids, ev - base, skip) != STORE_OK) return STORE_ERR;
     store_groups g;
     store_group(&g, ev, k, skip);
-    if (store_blocks(s, ev, at, id0, &g) != STORE_OK) return STORE_ERR;
+    if (store_blocks(s, ev, at, id0, &g, k) != STORE_OK) return STORE_ERR;
     *next_id = id0 + (int64_t)k;
 
     size_t idx[STORE_LEDGER_ROWS], m = 0;

@@ -17,10 +17,11 @@
  * before. Given an account, it reads that account's blocks through their index (account_id, id)
  * in id order (either way, so `ORDER BY id DESC LIMIT` pages without a sort), and skips blocks
  * outside a created_at_ms range without decoding them. A commit of many accounts leaves its small
- * blocks in usage_recent (migration 11: fewer index pages a commit; a later commit moves them into
- * usage_blocks in bulk), so both tables are read, merged in id order. Every constraint is
- * checked again by SQLite (none is omitted), so a block chosen too widely costs time, never a wrong
- * row. It takes single-row INSERTs (import), each a block of its own; rows are never updated or
+ * groups of rows in usage_recent, one block of several accounts a chunk (migrations 11 and 12:
+ * fewer pages a commit; a later commit moves them into usage_blocks, a block an account), so
+ * both tables are read, merged in id order, usage_recent whole. Every constraint is checked
+ * again by SQLite (none is omitted), so a block chosen too widely costs time, never a wrong row.
+ * It takes single-row INSERTs (import), each a block of its own; rows are never updated or
  * deleted.
  *
  * A block's bytes are the store's own, but a damaged file must not crash the reader: decoding
@@ -34,9 +35,11 @@
 
 /* ---- encoding ---- */
 
-/* Row flags: the row's model (provider) is the row before's. */
+/* Row flags: the row's model (provider) is the row before's; the row's account follows the flags
+ * (a mixed block's row whose account is not the row before's). */
 #define SQU_SAME_MODEL 1u
 #define SQU_SAME_PROVIDER 2u
+#define SQU_ACCOUNT 4u
 
 static inline uint64_t squ_zz(int64_t v)
 {
@@ -85,9 +88,10 @@ int squ_enc_add(squ_enc *e, const squ_row *r)
         r->provider_len > SQU_TEXT_MAX || r->created < e->min_created ||
         __builtin_sub_overflow(r->created, e->min_created, &dc))
         return -1;
-    if (e->n > 0 && (r->account_id != e->account_id || r->id <= e->last_id)) return -1;
+    if (e->n > 0 && ((!e->mixed && r->account_id != e->account_id) || r->id <= e->last_id))
+        return -1;
     if (e->n == 0) {
-        e->account_id = r->account_id;
+        e->account_id = e->last_account = r->account_id;
         e->first_id = e->last_id = r->id;
         e->max_created = r->created;
     }
@@ -96,9 +100,11 @@ int squ_enc_add(squ_enc *e, const squ_row *r)
     if (e->n > 0 && squ_same(e, model_off, r->model, r->model_len)) flags |= SQU_SAME_MODEL;
     if (e->n > 0 && squ_same(e, provider_off, r->provider, r->provider_len))
         flags |= SQU_SAME_PROVIDER;
+    if (r->account_id != e->last_account) flags |= SQU_ACCOUNT;
 
     unsigned char *p = e->buf + e->len;
     *p++ = (unsigned char)flags;
+    if (flags & SQU_ACCOUNT) p = squ_put(p, squ_zz(r->account_id));
     p = squ_put(p, (uint64_t)r->id - (uint64_t)e->last_id);
     const int64_t nums[] = {r->key_id,        r->prompt,      r->completion,     r->charged,
                             r->status,        r->estimated,   r->latency,        dc,
@@ -119,9 +125,15 @@ int squ_enc_add(squ_enc *e, const squ_row *r)
     e->provider_off = provider_off;
     e->len = (size_t)(p - e->buf);
     e->last_id = r->id;
+    e->last_account = r->account_id;
     if (r->created > e->max_created) e->max_created = r->created;
     e->n++;
     return 0;
+}
+
+void squ_enc_mixed(squ_enc *e)
+{
+    e->mixed = 1;
 }
 
 int squ_block_store(sqlite3_stmt *st, const squ_enc *e)
@@ -190,12 +202,17 @@ int squ_dec_next(squ_dec *d, squ_row *r)
     unsigned flags = *d->p++;
     uint64_t u, delta;
     int64_t nums[13];
-    if (flags & ~(SQU_SAME_MODEL | SQU_SAME_PROVIDER) || squ_get(d, &delta) != 0) return -1;
+    if (flags & ~(SQU_SAME_MODEL | SQU_SAME_PROVIDER | SQU_ACCOUNT)) return -1;
+    squ_row *p = &d->prev;
+    if (flags & SQU_ACCOUNT) {
+        if (squ_get(d, &u) != 0) return -1;
+        p->account_id = squ_unzz(u);
+    }
+    if (squ_get(d, &delta) != 0) return -1;
     for (size_t i = 0; i < 13; i++) {
         if (squ_get(d, &u) != 0) return -1;
         nums[i] = squ_unzz(u);
     }
-    squ_row *p = &d->prev;
     if (delta > (uint64_t)INT64_MAX || (d->have_prev && delta == 0) ||
         __builtin_add_overflow(d->prev_id, (int64_t)delta, &p->id) ||
         __builtin_add_overflow(d->min_created, nums[7], &p->created))
@@ -269,6 +286,8 @@ typedef struct squ_cursor {
     squ_row *rows;        /* the current block's rows, decoded */
     size_t nrows, cap, i;
     int desc, eof;
+    int only;        /* keep only the rows of account `account` (mixed blocks hold others) */
+    int64_t account; /* the account asked for */
 } squ_cursor;
 
 static int squ_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
@@ -401,13 +420,16 @@ static int squ_load(squ_cursor *c)
         squ_dec_start(&d, sqlite3_column_int64(c->blocks, 0), sqlite3_column_int64(c->blocks, 1), n,
                       sqlite3_column_int64(c->blocks, 3), blob,
                       (size_t)sqlite3_column_bytes(c->blocks, 4));
-        size_t k = 0;
+        size_t k = 0, left = 0;
         int got;
-        while ((got = squ_dec_next(&d, &c->rows[k])) == 1)
+        while ((got = squ_dec_next(&d, &c->rows[left])) == 1) {
             k++;
+            if (!c->only || c->rows[left].account_id == c->account) left++;
+        }
         if (got < 0 || k != (size_t)n)
             return squ_fail(&c->base, SQLITE_CORRUPT, "usage block: damaged rows");
-        if (k == 0) continue;
+        if (left == 0) continue;
+        k = left;
         c->nrows = k;
         c->i = c->desc ? k - 1 : 0;
         return SQLITE_OK;
@@ -421,26 +443,23 @@ static int squ_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxs, int 
     squ_cursor *c = (squ_cursor *)cur;
     squ_vtab *t = (squ_vtab *)cur->pVtab;
     /* The blocks of both tables (migration 11: the newest are in usage_recent until a commit
-     * moves them), merged in order by SQLite: each arm is read through its index in that order.
-     * The same numbered parameters serve both arms. */
-    char where[128], sql[640];
+     * moves them), merged in id order by SQLite: usage_blocks' arm is read through its index
+     * (account_id, id) given an account, usage_recent's by id. usage_recent's blocks hold
+     * several accounts' rows (migration 12), so an account is no constraint of its arm: its
+     * rows of other accounts are dropped here. The same numbered parameters serve both arms. */
+    char acct[32] = "", when[96] = "", sql[640];
     size_t o = 0;
     int np = 0;
-    where[0] = '\0';
-    if (plan & SQU_P_ACCOUNT)
-        o += (size_t)snprintf(where + o, sizeof where - o, " AND account_id = ?%d", ++np);
+    if (plan & SQU_P_ACCOUNT) snprintf(acct, sizeof acct, " AND account_id = ?%d", ++np);
     if (plan & SQU_P_FROM)
-        o += (size_t)snprintf(where + o, sizeof where - o, " AND max_created_ms >= ?%d", ++np);
+        o += (size_t)snprintf(when + o, sizeof when - o, " AND max_created_ms >= ?%d", ++np);
     if (plan & SQU_P_TO)
-        o += (size_t)snprintf(where + o, sizeof where - o, " AND min_created_ms <= ?%d", ++np);
+        o += (size_t)snprintf(when + o, sizeof when - o, " AND min_created_ms <= ?%d", ++np);
     snprintf(sql, sizeof sql,
-             "SELECT account_id, first_id, n, min_created_ms, rows, id FROM usage_blocks WHERE 1%s "
-             "UNION ALL SELECT account_id, first_id, n, min_created_ms, rows, id FROM "
-             "usage_recent WHERE 1%s ORDER BY %s",
-             where, where,
-             !(plan & SQU_P_ACCOUNT) ? "6"
-             : plan & SQU_P_DESC     ? "1 DESC, 6 DESC"
-                                     : "1, 6");
+             "SELECT account_id, first_id, n, min_created_ms, rows, id FROM usage_blocks WHERE "
+             "1%s%s UNION ALL SELECT account_id, first_id, n, min_created_ms, rows, id FROM "
+             "usage_recent WHERE 1%s ORDER BY 6%s",
+             acct, when, when, plan & SQU_P_DESC ? " DESC" : "");
     sqlite3_finalize(c->blocks);
     c->blocks = NULL;
     c->eof = 1;
@@ -449,6 +468,10 @@ static int squ_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxs, int 
     for (int i = 0; i < argc; i++)
         if ((rc = sqlite3_bind_value(c->blocks, i + 1, argv[i])) != SQLITE_OK) return rc;
     c->desc = (plan & SQU_P_DESC) != 0;
+    /* SQLite checks every constraint again: dropping rows here only saves it the work, so a
+     * value that is no integer (compared by SQLite's rules) drops none */
+    c->only = (plan & SQU_P_ACCOUNT) && sqlite3_value_type(argv[0]) == SQLITE_INTEGER;
+    c->account = c->only ? sqlite3_value_int64(argv[0]) : 0;
     c->eof = 0;
     return squ_load(c);
 }

@@ -27,8 +27,9 @@
 #define SQU_ROWS_MAX 1024
 /* A text field's bytes at most (store.h's request id, model and provider fit). */
 #define SQU_TEXT_MAX 255
-/* A row's encoding at most: 14 numbers of up to 10 bytes and 3 texts with a length byte. */
-#define SQU_ROW_MAX (14 * 10 + 3 * (1 + SQU_TEXT_MAX) + 1)
+/* A row's encoding at most: 15 numbers of up to 10 bytes (an account, in a block of several) and
+ * 3 texts with a length byte. */
+#define SQU_ROW_MAX (15 * 10 + 3 * (1 + SQU_TEXT_MAX) + 1)
 /* A block's encoding at most. */
 #define SQU_BLOCK_MAX ((size_t)SQU_ROWS_MAX * SQU_ROW_MAX)
 
@@ -41,20 +42,26 @@ typedef struct squ_row {
     size_t request_id_len, model_len, provider_len;
 } squ_row;
 
-/* A block being written: the rows of one account, ids ascending. */
+/* A block being written: the rows of one account, ids ascending; or, started with squ_enc_mixed,
+ * the rows of several (usage_recent's: a row names its account when it is not the row before's,
+ * and the block's account_id is its first row's). */
 typedef struct squ_enc {
     unsigned char *buf; /* SQU_BLOCK_MAX bytes, the caller's */
     size_t len;
     size_t n;
     int64_t account_id, first_id, last_id, min_created, max_created;
     size_t model_off, provider_off; /* where the row before's texts are in buf (0: none) */
+    int mixed;                      /* rows of several accounts allowed */
+    int64_t last_account;           /* the row before's account */
 } squ_enc;
 
 /* Starts a block in buf (SQU_BLOCK_MAX bytes), whose rows' created_at_ms are all >= min_created
  * (the encoding is relative to it). */
 void squ_enc_start(squ_enc *e, unsigned char *buf, int64_t min_created);
-/* Appends r (same account as the block's other rows, id above theirs, created >= the start's
- * min_created, texts of at most SQU_TEXT_MAX bytes). 0, or -1 when the block is full or r
+/* Lets the block started hold rows of several accounts (usage_recent's). */
+void squ_enc_mixed(squ_enc *e);
+/* Appends r (same account as the block's other rows unless mixed, id above theirs, created >= the
+ * start's min_created, texts of at most SQU_TEXT_MAX bytes). 0, or -1 when the block is full or r
  * breaks one of those rules (nothing is written then). r's texts must stay valid until the next
  * row is appended or the block is stored. */
 int squ_enc_add(squ_enc *e, const squ_row *r);
@@ -69,7 +76,7 @@ typedef struct squ_dec {
 } squ_dec;
 
 /* Starts reading a block: its account, first id, row count, min_created and bytes, as the
- * usage_blocks row holds them. */
+ * usage_blocks row holds them (a row of a mixed block may name another account). */
 void squ_dec_start(squ_dec *d, int64_t account_id, int64_t first_id, int64_t n, int64_t min_created,
                    const void *rows, size_t len);
 /* 1 with the next row in *r, 0 at the end, -1 when the block is damaged. */
@@ -84,9 +91,10 @@ int squ_register(sqlite3 *db);
  * SQLite's result code. */
 #define SQU_BLOCK_COLS "id, account_id, first_id, n, min_created_ms, max_created_ms, rows"
 #define SQU_BLOCK_INSERT "INSERT INTO usage_blocks(" SQU_BLOCK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)"
-/* A ledger commit of many accounts writes its small blocks into usage_recent (migration 11), of
- * the same columns, which a later commit moves into usage_blocks in bulk (store/sqlite.c,
- * store_recent_fold). */
+/* A ledger commit of many accounts writes their small groups of rows into usage_recent as one
+ * mixed block a chunk (migration 11, of the same columns; its index dropped by migration 12), which
+ * a later commit moves into usage_blocks, a block an account (store/sqlite.c, store_recent_fold).
+ */
 #define SQU_RECENT_INSERT                                                                          \
     "INSERT INTO usage_recent(" SQU_BLOCK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?)"
 int squ_block_store(sqlite3_stmt *st, const squ_enc *e);

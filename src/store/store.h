@@ -114,10 +114,10 @@ void store_ckpt_stop(store_ckpt *c);
 /* Tests: the WAL growth (pages) that asks for a checkpoint, the restart four times it; 0 = the
  * default (4,000). Before store_ckpt_start; SQLite only. */
 void store_ckpt_set_pages(int pages);
-/* Tests: how many blocks the ledger's newest-blocks table holds before a commit moves them, and
- * how many accounts a commit names for its small blocks to go there (store/sqlite.c, migration
- * 11); 0 = the defaults (4,096 and 8). SQLite only. */
-void store_ledger_set_recent(int64_t blocks, int accounts);
+/* Tests: how many rows the ledger's newest-blocks table holds before a commit moves them, and
+ * how many accounts a commit names for its small groups of rows to go there (store/sqlite.c,
+ * migrations 11 and 12); 0 = the defaults (8,192 and 8). SQLite only. */
+void store_ledger_set_recent(int64_t rows, int accounts);
 /* Checkpoints the checkpointer has completed (each may have copied part of the WAL): tests. */
 uint64_t store_ckpt_count(store_ckpt *c);
 

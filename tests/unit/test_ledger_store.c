@@ -209,12 +209,13 @@ static int commit_two(store_t *s, store_usage_event a, store_usage_event b)
     return store_ledger_commit_new(s, ev, 2);
 }
 
-/* SQLite keeps the small blocks of a commit of many accounts in usage_recent and moves them into
- * usage_blocks once there are enough of them (migration 11), inside the commit that reaches it
- * (both limits lowered here: 3 blocks, 2 accounts). A commit of fewer accounts, and a block of
- * many rows, go straight into usage_blocks. Every row reads the same wherever its block is, ids
- * go on rising, a retry finds its events in either table, and a handle that did not write the
- * waiting blocks counts them when it opens. */
+/* SQLite keeps the small groups of rows of a commit of many accounts in usage_recent, one block
+ * a chunk, and moves them into usage_blocks once there are enough of them (migrations 11 and
+ * 12), inside the commit that reaches it (both limits lowered here: 3 rows, 2 accounts). A commit
+ * of fewer accounts, and a block of many rows, go straight into usage_blocks. Every row reads the
+ * same wherever its block is, ids go on rising, a retry finds its events in either table, and a
+ * handle that did not write the waiting blocks counts them when it opens. test_recent_merge checks
+ * the merging of a move. */
 static void test_recent_fold(void)
 {
     store_t *s = fresh("fold");
@@ -228,21 +229,21 @@ static void test_recent_fold(void)
     CHECK_EQ_INT(commit_two(s, event("f1", acct_a, key_a.id, "gpt-4o", 1, 1, 10),
                             event("f2", acct_b, key_b.id, "gpt-4o", 1, 1, 20)),
                  STORE_OK);
-    CHECK_BLOCKS(2, 0);
-    /* two more: four reach three, all move in this commit */
+    CHECK_BLOCKS(1, 0); /* one block of both */
+    /* two more: four rows reach three, all move in this commit, a block an account */
     CHECK_EQ_INT(commit_two(s, event("f3", acct_a, key_a2.id, "gpt-4o", 1, 1, 30),
                             event("f4", acct_b, key_b.id, "gpt-4o", 1, 1, 40)),
                  STORE_OK);
-    CHECK_BLOCKS(0, 4);
+    CHECK_BLOCKS(0, 2);
     /* one account: straight into usage_blocks */
     ev[0] = event("f5", acct_a, key_a.id, "gpt-4o", 1, 1, 50);
     CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
-    CHECK_BLOCKS(0, 5);
+    CHECK_BLOCKS(0, 3);
     /* two waiting when the handle closes */
     CHECK_EQ_INT(commit_two(s, event("f6", acct_a, key_a.id, "gpt-4o", 1, 1, 60),
                             event("f7", acct_b, key_b.id, "gpt-4o", 1, 1, 70)),
                  STORE_OK);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 1);
     store_close(s);
     s = store_open(cfg, err, sizeof(err));
     CHECK(s != NULL);
@@ -257,7 +258,7 @@ static void test_recent_fold(void)
         event("f9", acct_a, key_a.id, "gpt-4o", 1, 1, 90),
     };
     CHECK_EQ_INT(store_ledger_commit(s, re, 5), STORE_OK);
-    CHECK_BLOCKS(0, 9);
+    CHECK_BLOCKS(0, 5);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 9);
     CHECK_EQ_INT(sql_int("SELECT count(DISTINCT request_id) FROM usage"), 9);
     CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 240);
@@ -279,11 +280,165 @@ static void test_recent_fold(void)
     }
     many[40] = event("h0", acct_b, key_b.id, "gpt-4o", 1, 1, 1);
     CHECK_EQ_INT(store_ledger_commit_new(s, many, 41), STORE_OK);
-    CHECK_BLOCKS(1, 10);
+    CHECK_BLOCKS(1, 6);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 50);
     CHECK_EQ_INT(balance(s, acct_a), 10 * USD - 280);
     CHECK_EQ_INT(ledger_mismatches(), 0);
     CHECK_EQ_INT(store_audit(s, NULL), 0);
+out:
+    store_ledger_set_recent(0, 0);
+    if (s) store_close(s);
+}
+
+/* Every column of the usage rows `where` selects, in id order, as one text. */
+#define ROW_TEXT                                                                                   \
+    "request_id||':'||key_id||':'||model||':'||provider||':'||prompt_tokens||':'||"                \
+    "completion_tokens||':'||charged_nusd||':'||status||':'||estimated||':'||latency_ms||':'||"    \
+    "created_at_ms||':'||cached_tokens||':'||cache_write_tokens||':'||cache_write_1h_tokens||':'"  \
+    "||reasoning_tokens||':'||cached"
+static const char *rows_text(const char *where, char *out, size_t outlen)
+{
+    char q[1024];
+    snprintf(q, sizeof q,
+             "SELECT group_concat(t, ' ') FROM (SELECT " ROW_TEXT " AS t FROM usage WHERE %s "
+             "ORDER BY id)",
+             where);
+    return sql_text(q, out, outlen);
+}
+
+/* An account's request ids as `usage` lists them by account, in id order either way. */
+static const char *rids_of(int64_t account, int desc, char *out, size_t outlen)
+{
+    char q[256];
+    snprintf(q, sizeof q,
+             "SELECT group_concat(request_id, ',') FROM (SELECT request_id FROM usage WHERE "
+             "account_id = %lld ORDER BY id%s)",
+             (long long)account, desc ? " DESC" : "");
+    return sql_text(q, out, outlen);
+}
+
+/* An event whose every field differs from the others' (v), the model alternating. */
+static store_usage_event event_v(const char *rid, int64_t account, int64_t key, int v)
+{
+    store_usage_event e =
+        event(rid, account, key, v % 2 ? "gpt-4o-mini" : "gpt-4o", 10 + v, v, 100 + v);
+    if (v % 3 == 0) snprintf(e.provider, sizeof e.provider, "azure");
+    e.usage.cached_input = v % 5;
+    e.usage.cache_write = v % 7;
+    e.usage.cache_write_1h = v % 4;
+    e.usage.reasoning = v % 3;
+    e.status = v % 4 ? 200 : 499;
+    e.estimated = v % 4 == 0;
+    e.cached = v % 6 == 0;
+    e.latency_ms = 1000 - v;
+    e.created_at_ms = 1750000000000LL + (v % 3) * 7000 - v; /* not in order */
+    return e;
+}
+
+/* A move writes each account's waiting rows as one block: rows read as they did (before it too,
+ * from blocks of several accounts), an account's blocks stay disjoint id ranges (a block ends
+ * before one written straight into usage_blocks meanwhile), a block holds at most SQU_ROWS_MAX
+ * rows, a retry finds events in a moved block, and a damaged block is moved as it is without
+ * stopping the ledger. */
+static void test_recent_merge(void)
+{
+    store_t *s = fresh("merge");
+    char before[4096], after[4096], txt[256], q[256];
+
+    CHECK(s != NULL);
+    if (!s || tdb_pg) goto out;
+    store_ledger_set_recent(6, 2);
+    CHECK_EQ_INT(
+        commit_two(s, event_v("r1", acct_a, key_a.id, 1), event_v("r2", acct_b, key_b.id, 2)),
+        STORE_OK);
+    CHECK_EQ_INT(
+        commit_two(s, event_v("r3", acct_a, key_a2.id, 3), event_v("r4", acct_b, key_b.id, 4)),
+        STORE_OK);
+    store_usage_event one = event_v("r5", acct_a, key_a.id, 5);
+    CHECK_EQ_INT(store_ledger_commit_new(s, &one, 1), STORE_OK); /* straight into usage_blocks */
+    CHECK_BLOCKS(2, 1);
+    rows_text("1", before, sizeof before);
+    CHECK(strstr(before, "r1:") && strstr(before, "r5:"));
+    /* read by account across both tables, one of them blocks of both accounts */
+    CHECK_EQ_STR(rids_of(acct_a, 0, txt, sizeof txt), "r1,r3,r5");
+    CHECK_EQ_STR(rids_of(acct_a, 1, txt, sizeof txt), "r5,r3,r1");
+    CHECK_EQ_STR(rids_of(acct_b, 1, txt, sizeof txt), "r4,r2");
+    CHECK_EQ_INT(
+        commit_two(s, event_v("r6", acct_a, key_a.id, 6), event_v("r7", acct_b, key_b.id, 7)),
+        STORE_OK);
+    /* a: r1+r3 (r5's block bounds the run), r6; b: r2+r4+r7 */
+    CHECK_BLOCKS(0, 4);
+    snprintf(q, sizeof q,
+             "SELECT group_concat(n) FROM (SELECT n FROM usage_blocks WHERE account_id = %lld "
+             "ORDER BY id)",
+             (long long)acct_a);
+    CHECK_EQ_STR(sql_text(q, txt, sizeof txt), "2,1,1");
+    CHECK_EQ_STR(rows_text("request_id NOT IN ('r6', 'r7')", after, sizeof after), before);
+    CHECK_EQ_STR(rids_of(acct_a, 0, txt, sizeof txt), "r1,r3,r5,r6");
+    CHECK_EQ_STR(rids_of(acct_a, 1, txt, sizeof txt), "r6,r5,r3,r1");
+    CHECK_EQ_STR(rids_of(acct_b, 0, txt, sizeof txt), "r2,r4,r7");
+    CHECK_EQ_STR(rids_of(acct_b, 1, txt, sizeof txt), "r7,r4,r2");
+    /* a time window inside a merged block: r4 and r7 (created 6,996 and 6,993 ms after the base),
+     * not r2 (13,998) */
+    snprintf(q, sizeof q,
+             "SELECT group_concat(request_id) FROM usage WHERE account_id = %lld AND "
+             "created_at_ms >= 1750000003000 AND created_at_ms <= 1750000010000",
+             (long long)acct_b);
+    CHECK_EQ_STR(sql_text(q, txt, sizeof txt), "r4,r7");
+    /* a retry of a merged event is found and skipped */
+    store_usage_event again = event_v("r3", acct_a, key_a2.id, 3);
+    CHECK_EQ_INT(store_ledger_commit(s, &again, 1), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 7);
+    CHECK_EQ_INT(balance(s, acct_a), 10 * USD - (101 + 103 + 105 + 106));
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+
+    /* a block stops at SQU_ROWS_MAX rows: 40 commits of a's 31 rows and b's one */
+    store_ledger_set_recent(1280, 2);
+    store_usage_event ev[32];
+    int v = 100, ok = 1;
+    for (int c = 0; c < 40 && ok; c++) {
+        for (int i = 0; i < 32; i++, v++) {
+            char rid[16];
+            snprintf(rid, sizeof rid, "m%d", v);
+            ev[i] = event_v(rid, i < 31 ? acct_a : acct_b, i < 31 ? key_a.id : key_b.id, v);
+        }
+        ok = store_ledger_commit_new(s, ev, 32) == STORE_OK;
+    }
+    CHECK(ok);
+    CHECK_BLOCKS(0, 4 + 3);
+    snprintf(q, sizeof q,
+             "SELECT group_concat(n) FROM (SELECT n FROM usage_blocks WHERE account_id = %lld "
+             "AND id > (SELECT id FROM usage WHERE request_id = 'r6') ORDER BY id)",
+             (long long)acct_a);
+    CHECK_EQ_STR(sql_text(q, txt, sizeof txt), "1024,216");
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 7 + 1280);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM (SELECT id, lag(id) OVER (ORDER BY id) AS p FROM "
+                         "usage) WHERE id <= p"),
+                 0);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* a damaged block waiting (bytes that do not decode) is moved as it is */
+    store_ledger_set_recent(3, 2);
+    snprintf(q, sizeof q,
+             "INSERT INTO usage_recent VALUES (9000000, %lld, 8999999, 2, 0, 0, x'0102')",
+             (long long)acct_b);
+    CHECK_EQ_INT(sql_exec(q), SQLITE_OK);
+    store_close(s); /* the new handle counts the waiting block */
+    s = store_open(cfg, txt, sizeof txt);
+    CHECK(s != NULL);
+    if (!s) goto out;
+    CHECK_EQ_INT(
+        commit_two(s, event_v("d1", acct_a, key_a.id, 1), event_v("d2", acct_b, key_b.id, 2)),
+        STORE_OK);
+    CHECK_BLOCKS(0, 4 + 3 + 3);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks WHERE id = 9000000 AND "
+                         "first_id = 8999999 AND n = 2 AND rows = x'0102'"),
+                 1);
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM usage WHERE account_id = %lld AND request_id = 'd1'",
+             (long long)acct_a);
+    CHECK_EQ_INT(sql_int(q), 1);
 out:
     store_ledger_set_recent(0, 0);
     if (s) store_close(s);
@@ -2011,6 +2166,7 @@ static void run_all(void)
     RUN(test_commit_happy_path);
     RUN(test_commit_idempotent);
     RUN(test_recent_fold);
+    RUN(test_recent_merge);
     RUN(test_commit_many_rows);
     RUN(test_commit_all_or_nothing);
     RUN(test_accounts_since);

@@ -2,13 +2,15 @@
  * Unit tests for src/store/sqlite_usage.c, the usage ledger's blocks and the `usage` virtual
  * table over them, on a plain in-memory connection with the usage_blocks table of migration 10:
  * - a block encodes and decodes every field of every row exactly: extreme and negative numbers,
- *   texts of 0 and 255 bytes, a model or provider repeated or not from the row before;
+ *   texts of 0 and 255 bytes, a model or provider repeated or not from the row before; a mixed
+ *   block (usage_recent's, migration 12) each row's account too;
  * - the encoder refuses what a block cannot hold (another account, an id not above the last, a
  *   text over 255 bytes, a time before the block's start, a row past SQU_ROWS_MAX) and writes
  *   nothing then;
  * - every cut and every flipped byte of a block decodes to an error or to rows, never past its
  *   end (ASan watches), and the table reports a damaged block as SQLITE_CORRUPT;
- * - the table's rows are the blocks' rows: by account in id order both ways (the plan consumes
+ * - the table's rows are the blocks' rows, wherever they are (usage_blocks, usage_recent by
+ *   account or mixed): by account in id order both ways (the plan consumes
  *   ORDER BY id, so LIMIT/OFFSET pages need no sort), with a created_at_ms range that skips
  *   blocks and gives exactly what the same filter over every row gives, and without constraints;
  * - an INSERT of one row is a block of its own, with the old table's types and CHECKs; UPDATE
@@ -38,7 +40,7 @@ static int open_db(void)
                      "CREATE TABLE usage_recent (id INTEGER PRIMARY KEY, account_id INTEGER NOT "
                      "NULL, first_id INTEGER NOT NULL, n INTEGER NOT NULL, min_created_ms "
                      "INTEGER NOT NULL, max_created_ms INTEGER NOT NULL, rows BLOB NOT NULL) "
-                     "STRICT; CREATE INDEX usage_recent_account ON usage_recent(account_id, id);",
+                     "STRICT;",
                      NULL, NULL, NULL) != SQLITE_OK) {
         fprintf(stderr, "open: %s\n", db ? sqlite3_errmsg(db) : "no memory");
         return -1;
@@ -187,6 +189,49 @@ static void test_roundtrip(void)
     CHECK_EQ_INT(i, SQU_ROWS_MAX);
 }
 
+/* A mixed block (usage_recent's since migration 12): rows of several accounts, each row naming
+ * its account only when it is not the row before's, every row decoding with its own. */
+static void test_roundtrip_mixed(void)
+{
+    static const int64_t acct[] = {5, 5, -3, 9, 9, 9, INT64_MAX, 5, 0};
+    const int n = (int)(sizeof acct / sizeof acct[0]);
+    squ_enc e;
+    int ok = 1;
+    squ_enc_start(&e, blockbuf, 1700000000000LL);
+    squ_enc_mixed(&e);
+    for (int i = 0; i < n && ok; i++) {
+        squ_row r = make_row(acct[i], 40 + 2 * i, i);
+        ok = squ_enc_add(&e, &r) == 0;
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(e.account_id, 5); /* the first row's */
+    squ_dec d;
+    squ_row got;
+    squ_dec_start(&d, e.account_id, e.first_id, (int64_t)e.n, e.min_created, e.buf, e.len);
+    int i = 0, rc;
+    while ((rc = squ_dec_next(&d, &got)) == 1) {
+        squ_row want = make_row(acct[i], 40 + 2 * i, i);
+        CHECK(rows_equal(&got, &want));
+        i++;
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(i, n);
+    /* one account throughout: the same bytes as a block of one account */
+    squ_enc one;
+    unsigned char *copy = malloc(SQU_BLOCK_MAX);
+    CHECK_EQ_INT(encode(&one, 4, 10, 1, 50), 0);
+    memcpy(copy, one.buf, one.len);
+    squ_enc_start(&e, blockbuf, 1700000000000LL);
+    squ_enc_mixed(&e);
+    for (int k = 0; k < 50; k++) {
+        squ_row r = make_row(4, 10 + k, k);
+        CHECK_EQ_INT(squ_enc_add(&e, &r), 0);
+    }
+    CHECK_EQ_INT(e.len, one.len);
+    CHECK(memcmp(copy, e.buf, e.len) == 0);
+    free(copy);
+}
+
 static void test_enc_refuses(void)
 {
     squ_enc e;
@@ -265,16 +310,43 @@ static void store_block_in(int recent, int64_t acct, int64_t id0, int step, int 
     sqlite3_finalize(st);
 }
 
+/* Stores chunk c's rows of accounts 1 and 2 as one block of both in usage_recent (the ledger's
+ * since migration 12), rows as store_block_in(recent, acct, 1000 * c + acct, 2, 300) makes
+ * them. */
+static void store_mixed_in(int c)
+{
+    squ_enc e;
+    sqlite3_stmt *st = NULL;
+    int ok = 1;
+    squ_enc_start(&e, blockbuf, 1700000000000LL);
+    squ_enc_mixed(&e);
+    for (int i = 0; i < 300 && ok; i++)
+        for (int64_t acct = 1; acct <= 2 && ok; acct++) {
+            squ_row r = make_row(acct, 1000 * c + acct + 2 * i, i);
+            ok = squ_enc_add(&e, &r) == 0;
+        }
+    CHECK(ok);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, SQU_RECENT_INSERT, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(squ_block_store(st, &e), SQLITE_OK);
+    sqlite3_finalize(st);
+}
+
 /* The same rows read the same whichever of the two tables their blocks are in: chunk c is in
  * usage_recent when bit c of recent is set (the ledger writes a block of few rows there and a
- * larger one straight into usage_blocks, so either table may hold the later ids), and reads
+ * larger one straight into usage_blocks, so either table may hold the later ids), as a block an
+ * account (migration 11) or, with mixed, one block of both accounts (migration 12), and reads
  * merge the two in id order. */
-static void table_checks(int recent)
+static void table_checks(int recent, int mixed)
 {
     /* accounts 1 and 2 interleaved in id (as a chunk writes them), three chunks */
     int in_recent = 0;
     for (int c = 0; c < 3; c++) {
         int r = (recent >> c) & 1;
+        if (r && mixed) {
+            store_mixed_in(c);
+            in_recent++;
+            continue;
+        }
         store_block_in(r, 1, 1000 * c + 1, 2, 300);
         store_block_in(r, 2, 1000 * c + 2, 2, 300);
         in_recent += 2 * r;
@@ -343,13 +415,14 @@ static void test_table(void)
     /* all in usage_recent, the last two, the middle one alone, then all in usage_blocks (kept
      * for the tests after this one) */
     const int masks[] = {7, 6, 2};
-    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
-        table_checks(masks[i]);
-        CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
-        CHECK_EQ_INT(sql_rc("DELETE FROM usage_blocks"), SQLITE_OK);
-        CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
-    }
-    table_checks(0);
+    for (int mixed = 0; mixed <= 1; mixed++)
+        for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+            table_checks(masks[i], mixed);
+            CHECK_EQ_INT(sql_rc("DELETE FROM usage_recent"), SQLITE_OK);
+            CHECK_EQ_INT(sql_rc("DELETE FROM usage_blocks"), SQLITE_OK);
+            CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), 0);
+        }
+    table_checks(0, 0);
 }
 
 static void test_insert(void)
@@ -392,6 +465,7 @@ int main(void)
 {
     if (open_db() != 0 || !(blockbuf = malloc(SQU_BLOCK_MAX))) return 1;
     RUN(test_roundtrip);
+    RUN(test_roundtrip_mixed);
     RUN(test_enc_refuses);
     RUN(test_damage);
     RUN(test_table);

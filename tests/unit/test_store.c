@@ -79,8 +79,8 @@ static void test_open_and_migrate(void)
     if (!tdb_pg) CHECK_EQ_INT(sqlite3_memory_used(), 0);
     if (!tdb_pg) CHECK_EQ_INT(access(dbpath, F_OK), 0);
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 11);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 11);
+    CHECK_EQ_INT(v, 12);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 12);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'key_seq'"), 0);
     CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), 0);
     /* a fresh store: every usage row is its own transaction (migration 9) */
@@ -113,8 +113,12 @@ static void test_open_and_migrate(void)
                      1);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
                              "('accounts_seq', 'usage_blocks_account', 'usage_blocks_time', "
-                             "'usage_recent_account', 'transactions_request')"),
-                     4);
+                             "'transactions_request')"),
+                     3);
+        /* migration 12: usage_recent's blocks hold many accounts, no index by account */
+        CHECK_EQ_INT(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+                             "tbl_name = 'usage_recent'"),
+                     0);
         CHECK_EQ_INT(sql_int("SELECT strict FROM pragma_table_list WHERE name = 'usage_recent'"),
                      1);
         CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
@@ -127,11 +131,11 @@ static void test_open_and_migrate(void)
     CHECK(a != NULL && b != NULL);
     if (a) {
         CHECK_EQ_INT(store_schema_version(a, &v), STORE_OK);
-        CHECK_EQ_INT(v, 11);
+        CHECK_EQ_INT(v, 12);
     }
     store_close(a);
     store_close(b);
-    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 11);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM schema_migrations"), 12);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM meta"), 3);
 }
 
@@ -195,7 +199,7 @@ static void test_migration_2_upgrade(void)
         goto cleanup;
     }
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 11);
+    CHECK_EQ_INT(v, 12);
     CHECK_EQ_INT(sql_int("SELECT applied_at FROM schema_migrations WHERE version = 1"),
                  1700000000000LL);
     /* Migration 3 rebuilt transactions: same rows and ids, the type CHECK without IN (which
@@ -296,7 +300,7 @@ static void test_migration_4_upgrade(void)
     CHECK(s != NULL);
     if (!s) goto cleanup;
     CHECK_EQ_INT(store_schema_version(s, &v), STORE_OK);
-    CHECK_EQ_INT(v, 11);
+    CHECK_EQ_INT(v, 12);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM pragma_table_info('usage') WHERE name IN "
                          "('cached_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', "
                          "'reasoning_tokens') AND type = 'INTEGER'"),

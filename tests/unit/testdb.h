@@ -84,9 +84,9 @@ static inline void tdb_use(cfg_t *cfg, const char *sqlite_path)
     cfg->postgres_url = tdb_url;
 }
 
-/* SQL that takes a SQLite store with no usage rows back from schema version 11 to 9: usage a
+/* SQL that takes a SQLite store with no usage rows back from schema version 12 to 9: usage a
  * table again, as migrations 2, 4 and 7 left it, for the tests of older databases' upgrades
- * (which then go through migrations 10 and 11 with the rows they wrote). */
+ * (which then go through migrations 10 to 12 with the rows they wrote). */
 #define TDB_UNDO_MIGRATION_10                                                                      \
     "DROP VIEW ledger_transactions; DROP TABLE usage_blocks; DROP TABLE usage_recent;"             \
     "CREATE TABLE usage (id INTEGER PRIMARY KEY,"                                                  \
