@@ -2000,7 +2000,9 @@ static int store_fold_copy(store_t *s, const store_fold *f, const store_fold_blk
     sqlite3_bind_int64(st, 4, b->n);
     sqlite3_bind_int64(st, 5, b->min_created);
     sqlite3_bind_int64(st, 6, b->max_created);
-    sqlite3_bind_blob(st, 7, f->bytes + b->off, (int)b->len, SQLITE_STATIC);
+    /* an empty blob stays a blob (NULL would bind SQL NULL, which the column refuses) */
+    sqlite3_bind_blob(st, 7, f->bytes ? (const void *)(f->bytes + b->off) : "", (int)b->len,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     store_release(st);
     return rc == SQLITE_DONE ? STORE_OK : store_dberr(s, "ledger: moving recent blocks");

@@ -418,11 +418,12 @@ static void test_recent_merge(void)
     CHECK_EQ_INT(store_audit(s, NULL), 0);
     CHECK_EQ_INT(ledger_mismatches(), 0);
 
-    /* a damaged block waiting (bytes that do not decode) is moved as it is */
+    /* damaged blocks waiting (bytes that do not decode, none at all) are moved as they are */
     store_ledger_set_recent(3, 2);
     snprintf(q, sizeof q,
-             "INSERT INTO usage_recent VALUES (9000000, %lld, 8999999, 2, 0, 0, x'0102')",
-             (long long)acct_b);
+             "INSERT INTO usage_recent VALUES (9000000, %lld, 8999999, 2, 0, 0, x'0102'), "
+             "(9000001, %lld, 9000001, 1, 0, 0, x'')",
+             (long long)acct_b, (long long)acct_b);
     CHECK_EQ_INT(sql_exec(q), SQLITE_OK);
     store_close(s); /* the new handle counts the waiting block */
     s = store_open(cfg, txt, sizeof txt);
@@ -431,10 +432,11 @@ static void test_recent_merge(void)
     CHECK_EQ_INT(
         commit_two(s, event_v("d1", acct_a, key_a.id, 1), event_v("d2", acct_b, key_b.id, 2)),
         STORE_OK);
-    CHECK_BLOCKS(0, 4 + 3 + 3);
+    CHECK_BLOCKS(0, 4 + 3 + 4);
     CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks WHERE id = 9000000 AND "
                          "first_id = 8999999 AND n = 2 AND rows = x'0102'"),
                  1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_blocks WHERE id = 9000001 AND rows = x''"), 1);
     snprintf(q, sizeof q,
              "SELECT count(*) FROM usage WHERE account_id = %lld AND request_id = 'd1'",
              (long long)acct_a);
