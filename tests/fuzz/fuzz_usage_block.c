@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../unit/squ_rows.h"
 #include "store/sqlite_usage.h"
 
 #define MUST(c)                                                                                    \
@@ -24,21 +25,6 @@
 static int inside(const char *p, size_t n, const unsigned char *b, size_t len)
 {
     return n == 0 || ((const unsigned char *)p >= b && (const unsigned char *)p + n <= b + len);
-}
-
-static int same(const squ_row *a, const squ_row *b)
-{
-    return a->id == b->id && a->account_id == b->account_id && a->key_id == b->key_id &&
-           a->prompt == b->prompt && a->completion == b->completion && a->charged == b->charged &&
-           a->status == b->status && a->estimated == b->estimated && a->latency == b->latency &&
-           a->created == b->created && a->cached_tokens == b->cached_tokens &&
-           a->cache_write == b->cache_write && a->cache_write_1h == b->cache_write_1h &&
-           a->reasoning == b->reasoning && a->cached == b->cached &&
-           a->request_id_len == b->request_id_len &&
-           memcmp(a->request_id, b->request_id, a->request_id_len) == 0 &&
-           a->model_len == b->model_len && memcmp(a->model, b->model, a->model_len) == 0 &&
-           a->provider_len == b->provider_len &&
-           memcmp(a->provider, b->provider, a->provider_len) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -81,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int64_t i = 0; i < n; i++) {
                 squ_row r;
                 MUST(squ_dec_next(&d, &r) == 1);
-                MUST(same(&r, &rows[i]));
+                MUST(squ_rows_equal(&r, &rows[i]));
             }
             squ_row r;
             MUST(squ_dec_next(&d, &r) == 0);

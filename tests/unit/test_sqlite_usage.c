@@ -24,6 +24,7 @@
 
 #include <sqlite3.h>
 
+#include "squ_rows.h"
 #include "store/sqlite_usage.h"
 #include "tap.h"
 
@@ -134,21 +135,6 @@ static squ_row make_row(int64_t acct, int64_t id, int i)
     return r;
 }
 
-static int rows_equal(const squ_row *a, const squ_row *b)
-{
-    return a->id == b->id && a->account_id == b->account_id && a->key_id == b->key_id &&
-           a->prompt == b->prompt && a->completion == b->completion && a->charged == b->charged &&
-           a->status == b->status && a->estimated == b->estimated && a->latency == b->latency &&
-           a->created == b->created && a->cached_tokens == b->cached_tokens &&
-           a->cache_write == b->cache_write && a->cache_write_1h == b->cache_write_1h &&
-           a->reasoning == b->reasoning && a->cached == b->cached &&
-           a->request_id_len == b->request_id_len &&
-           memcmp(a->request_id, b->request_id, a->request_id_len) == 0 &&
-           a->model_len == b->model_len && memcmp(a->model, b->model, a->model_len) == 0 &&
-           a->provider_len == b->provider_len &&
-           memcmp(a->provider, b->provider, a->provider_len) == 0;
-}
-
 static unsigned char *blockbuf;
 
 /* Encodes n rows of account acct, ids from id0 by step, into blockbuf. */
@@ -178,7 +164,7 @@ static void test_roundtrip(void)
     int i = 0, rc;
     while ((rc = squ_dec_next(&d, &got)) == 1) {
         squ_row want = make_row(3, 100 + 3 * i, i);
-        if (!rows_equal(&got, &want)) {
+        if (!squ_rows_equal(&got, &want)) {
             CHECK(!"row decodes as encoded");
             fprintf(stderr, "# row %d differs\n", i);
             break;
@@ -211,7 +197,7 @@ static void test_roundtrip_mixed(void)
     int i = 0, rc;
     while ((rc = squ_dec_next(&d, &got)) == 1) {
         squ_row want = make_row(acct[i], 40 + 2 * i, i);
-        CHECK(rows_equal(&got, &want));
+        CHECK(squ_rows_equal(&got, &want));
         i++;
     }
     CHECK_EQ_INT(rc, 0);
