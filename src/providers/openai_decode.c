@@ -17,7 +17,8 @@
  * The top level is read with jscan (it validates the document and hands out the raw usage
  * object, which the pass-through path's usage reader takes); `choices` is parsed with jansson,
  * which decodes the strings the events carry, except in a stream's usual chunk (one choice, its
- * delta a piece of text): that is read with jscan too (see "The usual chunk" below).
+ * delta a piece of text) and the usual whole answer (one choice, its message text): those are
+ * read with jscan too (see "The usual chunk" and "The usual answer" below).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -204,6 +205,9 @@ static int usage_event(const jscan_member *u, const ev_sink *sink, prov_usage *u
 
 /* ---- whole answers (the chat completion object) ---- */
 
+extern int openai_dec_fast_chunks;
+static int answer_fast(ms_str choices, ms_str id, const ev_sink *sink);
+
 int openai_decode_answer(void *stv, const prov_call *call, ms_str body, const ev_sink *sink,
                          prov_usage *usage, char *err, size_t errlen)
 {
@@ -222,6 +226,15 @@ int openai_decode_answer(void *stv, const prov_call *call, ms_str body, const ev
             snprintf(err, errlen, "the provider's answer has no 'choices' array");
         return -1;
     }
+    char idb[256];
+    ms_str id = id_of(f[F_ID], idb, sizeof idb);
+    /* the usual answer is read with jscan (see "The usual answer" below) */
+    int fast = openai_dec_fast_chunks ? answer_fast(f[F_CHOICES]->value, id, sink) : 1;
+    if (fast != 1) {
+        if (!fast) fast = usage_event(f[F_USAGE], sink, usage);
+        if (fast && !err[0]) snprintf(err, errlen, "the gateway could not encode the answer");
+        return fast ? -1 : 0;
+    }
     json_error_t je;
     json_t *choices = jtree_load(f[F_CHOICES]->value.p, f[F_CHOICES]->value.n, &je);
     json_t *choice = json_is_array(choices) ? first_choice(choices) : NULL;
@@ -231,8 +244,7 @@ int openai_decode_answer(void *stv, const prov_call *call, ms_str body, const ev
         json_decref(choices);
         return -1;
     }
-    char idb[256];
-    int rc = emit(sink, (ev_event){.type = EV_START, .id = id_of(f[F_ID], idb, sizeof idb)});
+    int rc = emit(sink, (ev_event){.type = EV_START, .id = id});
     if (!rc) rc = texts(msg, sink, usage, 0);
     json_t *calls = json_object_get(msg, "tool_calls");
     buf_t args;
@@ -362,9 +374,19 @@ enum { FD_REASONING_CONTENT, FD_REASONING, FD_CONTENT, FD_REFUSAL, FD_TOOL_CALLS
 /* Bytes a string with an escape may decode into on the stack; a longer one takes the tree. */
 #define OAI_FAST_DECODE 2048
 
+/* Whether an array's or object's text holds nothing (OpenAI's "annotations": []): nothing in it
+ * the tree could fail on. */
+static int json_empty(ms_str v)
+{
+    for (size_t i = 1; i + 1 < v.n; i++)
+        if (v.p[i] != ' ' && v.p[i] != '\t' && v.p[i] != '\n' && v.p[i] != '\r') return 0;
+    return v.n >= 2;
+}
+
 /* Sorts members m[0..n) onto the names keys[0..nk); 0, or -1 when one of those names comes
  * twice (jansson would have parsed the first value too, and may have failed on it) or a member
- * of another name holds anything but a string, null, true or false, or has U+0000 in its name. */
+ * of another name holds anything but a string, null, true, false or an empty array or object, or
+ * has U+0000 in its name. */
 static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int nk,
                         const jscan_member **f)
 {
@@ -377,7 +399,8 @@ static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int
         if (i < nk) {
             if (f[i]) return -1;
             f[i] = &m[k];
-        } else if (m[k].type == JS_NUMBER || m[k].type == JS_OBJECT || m[k].type == JS_ARRAY ||
+        } else if (m[k].type == JS_NUMBER ||
+                   ((m[k].type == JS_OBJECT || m[k].type == JS_ARRAY) && !json_empty(m[k].value)) ||
                    !jtree_holds_key(m[k].key)) {
             return -1; /* (the tree refuses a name with U+0000) */
         }
@@ -474,6 +497,84 @@ static int choice_delta_fast(openai_dec_state *st, ms_str choices, const ev_sink
         return emit(sink, (ev_event){.type = EV_FINISH, .finish = finish_of(tmp)});
     }
     return 0;
+}
+
+/*
+ * The usual answer. A whole answer's choices are nearly always one choice whose message is text:
+ *   [{"index":0,"message":{"role":"assistant","content":"…","refusal":null,"annotations":[]},
+ *     "logprobs":null,"finish_reason":"stop"}]
+ * and its tree (~11,000 instructions for a short answer: parsed, looked up, freed) was most of
+ * the decoding's cost. It is read with jscan instead when that is certain to give what the tree
+ * gives, by the usual chunk's rules (above), the message in the delta's place: one element, an
+ * object; its index absent, null or exactly 0; its message an object; its finish_reason a string
+ * or null; the message's texts (reasoning_content, reasoning, content, refusal) strings or null,
+ * its tool_calls absent, null or empty; none of those names given twice; every other member of
+ * either a string, null, true, false or an empty array or object, its name without U+0000. The
+ * texts are decoded onto the heap (an answer may be long). Anything else takes the tree.
+ */
+enum { FA_INDEX, FA_MESSAGE, FA_FINISH, FA_N };
+
+/* A string member's text, decoded into t when it has an escape (t holds the answer's bytes);
+ * empty for null or a failure. */
+static ms_str answer_text(const jscan_member *m, buf_t *t)
+{
+    if (!m || m->type != JS_STRING) return (ms_str){"", 0};
+    ms_str v = m->value;
+    if (!memchr(v.p + 1, '\\', v.n - 2)) return (ms_str){v.p + 1, v.n - 2};
+    buf_reset(t);
+    if (buf_reserve(t, v.n + 1) != 0) return (ms_str){"", 0};
+    long n = jscan_string(v, t->data, v.n + 1);
+    return n < 0 ? (ms_str){"", 0} : (ms_str){t->data, (size_t)n};
+}
+
+/* 1 when choices (the member's text) is not the usual answer, nothing emitted; else its events,
+ * the tree's (EV_START with id, texts() and the finish, in that order): 0, or -1 when one could
+ * not be encoded. A whole answer's texts are not counted as streamed. */
+static int answer_fast(ms_str choices, ms_str id, const ev_sink *sink)
+{
+    static const jscan_key ck[FA_N] = {JSCAN_KEY("index"), JSCAN_KEY("message"),
+                                       JSCAN_KEY("finish_reason")};
+    static const jscan_key mk[FD_N] = {JSCAN_KEY("reasoning_content"), JSCAN_KEY("reasoning"),
+                                       JSCAN_KEY("content"), JSCAN_KEY("refusal"),
+                                       JSCAN_KEY("tool_calls")};
+    jscan_member cm[OAI_FAST_MEMBERS], mm[OAI_FAST_MEMBERS];
+    const jscan_member *c[FA_N], *d[FD_N];
+    if (choices.n < 2) return 1;
+    int n = jscan_members_valid((ms_str){choices.p + 1, choices.n - 2}, cm, OAI_FAST_MEMBERS);
+    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(cm, n, ck, FA_N, c) != 0) return 1;
+    const jscan_member *ix = c[FA_INDEX], *msg = c[FA_MESSAGE], *fin = c[FA_FINISH];
+    if (ix && ix->type != JS_NULL && !(ix->type == JS_NUMBER && ms_str_eq(ix->value, "0")))
+        return 1;
+    if (!str_or_null(fin) || !msg || msg->type != JS_OBJECT) return 1;
+    n = jscan_members_valid(msg->value, mm, OAI_FAST_MEMBERS);
+    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(mm, n, mk, FD_N, d) != 0) return 1;
+    for (int i = FD_REASONING_CONTENT; i <= FD_REFUSAL; i++)
+        if (!str_or_null(d[i])) return 1;
+    const jscan_member *tc = d[FD_TOOL_CALLS];
+    if (tc && tc->type != JS_NULL && !(tc->type == JS_ARRAY && json_empty(tc->value))) return 1;
+    /* the finish is decoded whole (NUL-terminated, as finish_of reads the tree's string) */
+    if (fin && fin->type == JS_STRING && fin->value.n >= OAI_FAST_DECODE) return 1;
+    if (emit(sink, (ev_event){.type = EV_START, .id = id})) return -1;
+
+    /* texts(), in its order: the reasoning (reasoning_content unless empty), content, refusal */
+    const jscan_member *r = d[FD_REASONING_CONTENT];
+    if (!r || r->type != JS_STRING || r->value.n == 2) r = d[FD_REASONING];
+    const jscan_member *src[3] = {r, d[FD_CONTENT], d[FD_REFUSAL]};
+    buf_t t;
+    buf_init(&t, choices.n + 1); /* bounded by the answer it is decoded from */
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) {
+        ms_str v = answer_text(src[i], &t);
+        if (v.n) rc = emit(sink, (ev_event){.type = i == 0 ? EV_REASONING : EV_TEXT, .text = v});
+    }
+    buf_free(&t);
+    char tmp[OAI_FAST_DECODE];
+    const char *reason = NULL;
+    if (!rc && fin && fin->type == JS_STRING) {
+        if (jscan_string(fin->value, tmp, sizeof tmp) < 0) return -1; /* checked above */
+        reason = tmp;
+    }
+    return rc ? rc : emit(sink, (ev_event){.type = EV_FINISH, .finish = finish_of(reason)});
 }
 
 /* ---- the stream's shape (openai.c, "The stream's shape"), for passing through and decoding ----

@@ -530,7 +530,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else if (op < 6)
         drive_answer(ad, which, 0, p, n); /* 2: Anthropic, whole */
     else if (op == 6)
-        drive_answer(&prov_openai, 2, 0, p, n); /* whole */
+        drive_both(&prov_openai, 2, 0, &openai_dec_fast_chunks, p, n); /* whole */
     else if (op == 7)
         drive_both(&prov_openai, 2, 1, &openai_dec_fast_chunks, p, n); /* streamed */
     else if (op < 10)

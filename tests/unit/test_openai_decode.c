@@ -991,6 +991,135 @@ static void test_shape_chunks_same_as_tree(void)
 #undef SP
 }
 
+/* ---- the usual answer, scanned (openai_decode.c, "The usual answer") ---- */
+
+/* Decodes a whole answer (JSON, not quoted) with the scan on or off, into a record of every
+ * event's bytes, the return code, the error and the usage. */
+static void answer_record(int fast, const char *body, buf_t *out)
+{
+    openai_dec_fast_chunks = fast;
+    prov_call *c = mkcall(0);
+    void *st = calloc(1, prov_openai.state_size);
+    prov_openai.reset(st, c);
+    prov_usage u = {0};
+    char err[256] = "";
+    ev_sink sink = {ev_record, out};
+    int rc = prov_openai.decode_answer(st, c, ms_str_c(body), &sink, &u, err, sizeof err);
+    buf_printf(out, "|rc=%d err=%s bytes=%lld known=%d in=%lld out=%lld\n", rc, err,
+               (long long)u.streamed_bytes, u.known, (long long)u.u.input, (long long)u.u.output);
+    prov_openai.release(st);
+    free(st);
+    free(c);
+    openai_dec_fast_chunks = 1;
+}
+
+static int same_answer(const char *body)
+{
+    buf_t a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    answer_record(1, body, &a);
+    answer_record(0, body, &b);
+    const char *evs[] = {body};
+    return ev_records_same(&a, &b, "whole", evs, 1);
+}
+
+#define FANS(choice)                                                                               \
+    "{'id':'chatcmpl-1','object':'chat.completion','choices':[" choice "],"                        \
+    "'usage':{'prompt_tokens':5,'completion_tokens':7}}"
+
+/* Answers the scan reads and answers it must leave to the tree, decoded both ways. */
+static void test_fast_answers_same_as_tree(void)
+{
+    static const char *const choices[] = {
+        /* the usual ones: OpenAI's, the mock's, with escapes, texts of every kind */
+        FANS("{'index':0,'message':{'role':'assistant','content':'Hello','refusal':null,"
+             "'annotations':[]},'logprobs':null,'finish_reason':'stop'}"),
+        FANS("{'index':0,'message':{'role':'assistant','content':'tok0 tok1 '},'logprobs':null,"
+             "'finish_reason':'length'}"),
+        FANS("{'index':0,'message':{'content':'a\\nb\\'c\\u00e9\\ud83d\\ude00\\u0000z'},"
+             "'finish_reason':'stop'}"),
+        FANS("{'message':{'content':''},'finish_reason':null}"),
+        FANS("{'index':null,'message':{},'finish_reason':'\\u006cength'}"),
+        FANS("{'index':0,'message':{'content':null,'tool_calls':null},'finish_reason':'x'}"),
+        FANS("{'index':0,'message':{'content':'t','tool_calls':[ ]},"
+             "'finish_reason':'tool_calls'}"),
+        FANS("{'index':0,'message':{'content':'t'},'finish_reason':'length\\u0000x'}"),
+        FANS("{'index':0,'message':{'reasoning_content':'think','content':'c'}}"),
+        FANS("{'index':0,'message':{'reasoning_content':'','reasoning':'r'}}"),
+        FANS("{'index':0,'message':{'reasoning_content':null,'reasoning':'r','refusal':'no'}}"),
+        FANS("{'index':0,'message':{'content':'k','x':true,'y':false,'z':null,'w':'s','v':{},"
+             "'u':[]},'native_finish_reason':null,'stop_reason':null}"),
+        FANS("{'index':0,'message':{'con\\u0074ent':'esc'}}"),
+        /* what takes the tree */
+        FANS("{'index':0,'message':{'content':'one','content':'two'}}"),
+        FANS("{'index':1,'message':{'content':'other choice'}}"),
+        FANS("{'index':0,'message':{'content':'a'}},{'index':1,'message':{'content':'b'}}"),
+        FANS("{'index':1,'message':{'content':'b'}},{'index':0,'message':{'content':'a'}}"),
+        FANS("{'index':'0','message':{'content':'string index'}}"),
+        FANS("{'index':-0,'message':{'content':'minus zero'}}"),
+        FANS("'not an object'"),
+        FANS("{'index':0,'message':'text'}"),
+        FANS("{'index':0}"),
+        FANS("{'index':0,'message':{'content':[{'type':'text','text':'part'}]}}"),
+        FANS("{'index':0,'message':{'content':5}}"),
+        FANS("{'index':0,'message':{'content':null,'tool_calls':[{'id':'t1','type':'function',"
+             "'function':{'name':'f','arguments':'{}'}}]},'finish_reason':'tool_calls'}"),
+        FANS("{'index':0,'message':{'content':'t','annotations':[{'type':'url_citation'}]}}"),
+        FANS("{'index':0,'message':{'content':'t'},'logprobs':{'content':null}}"),
+        FANS("{'index':0,'message':{'content':'t'},'n':99999999999999999999999}"),
+        FANS("{'index':0,'message':{'content':'t','a\\u0000b':'x'}}"),
+        FANS("{'index':0,'message':{'content':'t'},'finish_reason':5}"),
+        FANS("{'index':0,'message':{'content':'a','b':1,'c':2,'d':3,'e':4,'f':5,'g':6,'h':7,"
+             "'i':8,'j':9,'k':10,'l':11,'m':12,'n':13,'o':14,'p':15,'q':16}}"),
+        FANS(""),
+        FANS("{}"),
+    };
+    for (size_t i = 0; i < sizeof choices / sizeof *choices; i++)
+        CHECK(same_answer(q(choices[i])));
+    /* a long text with escapes (decoded onto the heap), and a finish past the stack's room */
+    static const size_t lens[] = {1000, 2047, 2048, 70000};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        buf_t b;
+        buf_init(&b, 0);
+        buf_appends(&b, "{\"choices\":[{\"index\":0,\"message\":{\"content\":\"\\n");
+        for (size_t k = 4; k < lens[i]; k++)
+            buf_appends(&b, k % 50 ? "x" : "\\t");
+        buf_appends(&b, "\"},\"finish_reason\":\"");
+        for (size_t k = 0; k < lens[i] && k < 3000; k++)
+            buf_appends(&b, k == 0 ? "s" : "t");
+        buf_appends(&b, "\"}]}");
+        buf_append(&b, "", 1);
+        CHECK(same_answer(b.data));
+        buf_free(&b);
+    }
+}
+
+/* Every one-byte change of a usual answer (to bytes that matter to JSON): whatever the scan takes
+ * or leaves, the record is the tree's. */
+static void test_fast_answers_mutated(void)
+{
+    static const char base[] =
+        "{\"id\":\"c\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+        "\"h\\u00e9\",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":"
+        "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}";
+    static const char subst[] = "\"\\{}[],:0 1anlu-";
+    size_t runs = 0, failed = 0, n = strlen(base);
+    char *m = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < sizeof subst - 1; k++) {
+            memcpy(m, base, n + 1);
+            if (m[i] == subst[k]) continue;
+            m[i] = subst[k];
+            runs++;
+            if (!same_answer(m)) failed++;
+        }
+    }
+    free(m);
+    CHECK(runs > 1500);
+    CHECK_EQ_INT(failed, 0);
+}
+
 /* Every one-byte change of two usual chunks (to bytes that matter to JSON): whatever the scan
  * takes or leaves, the record is the tree's. */
 static void test_fast_chunks_mutated(void)
@@ -1050,6 +1179,8 @@ int main(void)
     RUN(test_stream_invalid);
     RUN(test_fast_chunks_same_as_tree);
     RUN(test_fast_chunks_mutated);
+    RUN(test_fast_answers_same_as_tree);
+    RUN(test_fast_answers_mutated);
     RUN(test_shape_chunks_same_as_tree);
     RUN(test_adapter);
     TAP_DONE();
