@@ -374,6 +374,11 @@ enum { FD_REASONING_CONTENT, FD_REASONING, FD_CONTENT, FD_REFUSAL, FD_TOOL_CALLS
 /* Bytes a string with an escape may decode into on the stack; a longer one takes the tree. */
 #define OAI_FAST_DECODE 2048
 
+/* The members of a delta (a chunk's) or a message (a whole answer's) that the scan reads. */
+static const jscan_key fast_text_keys[FD_N] = {JSCAN_KEY("reasoning_content"),
+                                               JSCAN_KEY("reasoning"), JSCAN_KEY("content"),
+                                               JSCAN_KEY("refusal"), JSCAN_KEY("tool_calls")};
+
 /* Whether an array's or object's text holds nothing (OpenAI's "annotations": []): nothing in it
  * the tree could fail on. */
 static int json_empty(ms_str v)
@@ -413,6 +418,19 @@ static int str_or_null(const jscan_member *m)
     return !m || m->type == JS_STRING || m->type == JS_NULL;
 }
 
+/* The one choice of a choices array's text, its members sorted onto keys[0..nk) into c
+ * (fast_members), its index absent, null or exactly 0: 0, else 1 (the tree reads it). */
+static int fast_choice(ms_str choices, jscan_member *cm, const jscan_key *keys, int nk,
+                       const jscan_member **c, int index)
+{
+    if (choices.n < 2) return 1;
+    /* between the brackets, exactly one object (several elements are not one object) */
+    int n = jscan_members_valid((ms_str){choices.p + 1, choices.n - 2}, cm, OAI_FAST_MEMBERS);
+    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(cm, n, keys, nk, c) != 0) return 1;
+    const jscan_member *ix = c[index];
+    return ix && ix->type != JS_NULL && !(ix->type == JS_NUMBER && ms_str_eq(ix->value, "0"));
+}
+
 /* Whether a string member with an escape decodes into OAI_FAST_DECODE bytes (decoded text is
  * never longer than its JSON); one without is used where it lies. */
 static int fast_fits(const jscan_member *m)
@@ -450,22 +468,17 @@ static int choice_delta_fast(openai_dec_state *st, ms_str choices, const ev_sink
     char tmp[OAI_FAST_DECODE];
     static const jscan_key ck[FC_N] = {JSCAN_KEY("index"), JSCAN_KEY("delta"),
                                        JSCAN_KEY("finish_reason")};
-    static const jscan_key dk[FD_N] = {JSCAN_KEY("reasoning_content"), JSCAN_KEY("reasoning"),
-                                       JSCAN_KEY("content"), JSCAN_KEY("refusal"),
-                                       JSCAN_KEY("tool_calls")};
     jscan_member cm[OAI_FAST_MEMBERS], dm[OAI_FAST_MEMBERS];
     const jscan_member *c[FC_N], *d[FD_N] = {NULL};
-    /* between the brackets, exactly one object (several elements are not one object) */
-    int n = jscan_members_valid((ms_str){choices.p + 1, choices.n - 2}, cm, OAI_FAST_MEMBERS);
-    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(cm, n, ck, FC_N, c) != 0) return 1;
-    const jscan_member *ix = c[FC_INDEX], *delta = c[FC_DELTA], *fin = c[FC_FINISH];
-    if (ix && ix->type != JS_NULL && !(ix->type == JS_NUMBER && ms_str_eq(ix->value, "0")))
-        return 1;
+    if (fast_choice(choices, cm, ck, FC_N, c, FC_INDEX)) return 1;
+    const jscan_member *delta = c[FC_DELTA], *fin = c[FC_FINISH];
+    int n;
     if (!str_or_null(fin) || (delta && delta->type != JS_OBJECT && delta->type != JS_NULL))
         return 1;
     if (delta && delta->type == JS_OBJECT) {
         n = jscan_members_valid(delta->value, dm, OAI_FAST_MEMBERS);
-        if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(dm, n, dk, FD_N, d) != 0) return 1;
+        if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(dm, n, fast_text_keys, FD_N, d) != 0)
+            return 1;
         for (int i = FD_REASONING_CONTENT; i <= FD_REFUSAL; i++)
             if (!str_or_null(d[i])) return 1;
         if (d[FD_TOOL_CALLS] && d[FD_TOOL_CALLS]->type != JS_NULL) return 1;
@@ -534,20 +547,14 @@ static int answer_fast(ms_str choices, ms_str id, const ev_sink *sink)
 {
     static const jscan_key ck[FA_N] = {JSCAN_KEY("index"), JSCAN_KEY("message"),
                                        JSCAN_KEY("finish_reason")};
-    static const jscan_key mk[FD_N] = {JSCAN_KEY("reasoning_content"), JSCAN_KEY("reasoning"),
-                                       JSCAN_KEY("content"), JSCAN_KEY("refusal"),
-                                       JSCAN_KEY("tool_calls")};
     jscan_member cm[OAI_FAST_MEMBERS], mm[OAI_FAST_MEMBERS];
     const jscan_member *c[FA_N], *d[FD_N];
-    if (choices.n < 2) return 1;
-    int n = jscan_members_valid((ms_str){choices.p + 1, choices.n - 2}, cm, OAI_FAST_MEMBERS);
-    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(cm, n, ck, FA_N, c) != 0) return 1;
-    const jscan_member *ix = c[FA_INDEX], *msg = c[FA_MESSAGE], *fin = c[FA_FINISH];
-    if (ix && ix->type != JS_NULL && !(ix->type == JS_NUMBER && ms_str_eq(ix->value, "0")))
-        return 1;
+    if (fast_choice(choices, cm, ck, FA_N, c, FA_INDEX)) return 1;
+    const jscan_member *msg = c[FA_MESSAGE], *fin = c[FA_FINISH];
     if (!str_or_null(fin) || !msg || msg->type != JS_OBJECT) return 1;
-    n = jscan_members_valid(msg->value, mm, OAI_FAST_MEMBERS);
-    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(mm, n, mk, FD_N, d) != 0) return 1;
+    int n = jscan_members_valid(msg->value, mm, OAI_FAST_MEMBERS);
+    if (n < 0 || n > OAI_FAST_MEMBERS || fast_members(mm, n, fast_text_keys, FD_N, d) != 0)
+        return 1;
     for (int i = FD_REASONING_CONTENT; i <= FD_REFUSAL; i++)
         if (!str_or_null(d[i])) return 1;
     const jscan_member *tc = d[FD_TOOL_CALLS];
