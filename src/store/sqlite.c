@@ -1867,6 +1867,16 @@ static int store_seen(store_t *s, const store_usage_event *ev, size_t k, const i
 static int64_t store_recent_max = STORE_RECENT_MAX;
 static size_t store_recent_accounts = STORE_RECENT_ACCOUNTS;
 
+/* Writes an encoded block with statement id (ST_BLOCK_INSERT, ST_RECENT_INSERT). */
+static int store_block_put(store_t *s, int id, const squ_enc *e)
+{
+    sqlite3_stmt *st = store_stmt(s, id);
+    if (!st) return STORE_ERR;
+    int rc = squ_block_store(st, e);
+    store_release(st);
+    return rc == SQLITE_OK ? STORE_OK : store_dberr(s, "ledger: usage block insert");
+}
+
 /* The block of group grp's rows, id0 + their index in the chunk each, or (grp == SIZE_MAX) of
  * the rows that small[] marks, in chunk order, several accounts' (usage_recent's). */
 static int store_block(store_t *s, const store_usage_event *ev, const int64_t *at, int64_t id0,
@@ -1915,11 +1925,8 @@ static int store_block(store_t *s, const store_usage_event *ev, const int64_t *a
             return store_seterr(s, "ledger: request %s: cannot be encoded", x->request_id);
     }
     if (e.n == 0) return STORE_OK;
-    sqlite3_stmt *st = store_stmt(s, mixed ? ST_RECENT_INSERT : ST_BLOCK_INSERT);
-    if (!st) return STORE_ERR;
-    int rc = squ_block_store(st, &e);
-    store_release(st);
-    if (rc != SQLITE_OK) return store_dberr(s, "ledger: usage block insert");
+    if (store_block_put(s, mixed ? ST_RECENT_INSERT : ST_BLOCK_INSERT, &e) != STORE_OK)
+        return STORE_ERR;
     if (mixed && q->recent >= 0) q->recent += (int64_t)e.n;
     return STORE_OK;
 }
@@ -2008,16 +2015,6 @@ static int store_fold_copy(store_t *s, const store_fold *f, const store_fold_blk
     return rc == SQLITE_DONE ? STORE_OK : store_dberr(s, "ledger: moving recent blocks");
 }
 
-/* Writes an encoded block into usage_blocks. */
-static int store_fold_put(store_t *s, const squ_enc *e)
-{
-    sqlite3_stmt *st = store_stmt(s, ST_BLOCK_INSERT);
-    if (!st) return STORE_ERR;
-    int rc = squ_block_store(st, e);
-    store_release(st);
-    return rc == SQLITE_OK ? STORE_OK : store_dberr(s, "ledger: moving recent blocks");
-}
-
 /* The first id of the account's first block in usage_blocks that ends at or after id (one
  * written straight there since the last move): a run of its rows from id on stops before it. */
 static int store_fold_barrier(store_t *s, int64_t account, int64_t id, int64_t *barrier)
@@ -2046,7 +2043,7 @@ static int store_fold_run(store_t *s, const store_fold *f, size_t from, size_t t
     for (size_t i = from; i < to; i++) {
         const squ_row *r = &f->row[f->key[i].row];
         if (squ_enc_add(&e, r) == 0) continue;
-        if (e.n == 0 || store_fold_put(s, &e) != STORE_OK) {
+        if (e.n == 0 || store_block_put(s, ST_BLOCK_INSERT, &e) != STORE_OK) {
             if (e.n == 0) store_seterr(s, "ledger: moving recent blocks: a row cannot be encoded");
             return STORE_ERR;
         }
@@ -2054,7 +2051,7 @@ static int store_fold_run(store_t *s, const store_fold *f, size_t from, size_t t
         if (squ_enc_add(&e, r) != 0)
             return store_seterr(s, "ledger: moving recent blocks: a row cannot be encoded");
     }
-    return e.n ? store_fold_put(s, &e) : STORE_OK;
+    return e.n ? store_block_put(s, ST_BLOCK_INSERT, &e) : STORE_OK;
 }
 
 /* Decodes the loaded blocks, sorts their rows by account and id, and writes each account's rows
