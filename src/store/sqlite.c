@@ -1995,24 +1995,22 @@ static int store_fold_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Copies a loaded block into usage_blocks as it is (one that does not decode: the audit reports
- * it; the ledger must not stop on it). */
-static int store_fold_copy(store_t *s, const store_fold *f, const store_fold_blk *b)
+/* Copies a waiting block (its columns b, its bytes) into usage_blocks as it is: one that does
+ * not decode (the audit reports it; the ledger must not stop on it). */
+static int store_fold_copy(store_t *s, const store_fold_blk *b, const void *bytes)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_BLOCK_INSERT);
-    if (!st) return STORE_ERR;
-    sqlite3_bind_int64(st, 1, b->id);
-    sqlite3_bind_int64(st, 2, b->account);
-    sqlite3_bind_int64(st, 3, b->first_id);
-    sqlite3_bind_int64(st, 4, b->n);
-    sqlite3_bind_int64(st, 5, b->min_created);
-    sqlite3_bind_int64(st, 6, b->max_created);
-    /* an empty blob stays a blob (NULL would bind SQL NULL, which the column refuses) */
-    sqlite3_bind_blob(st, 7, f->bytes ? (const void *)(f->bytes + b->off) : "", (int)b->len,
-                      SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    store_release(st);
-    return rc == SQLITE_DONE ? STORE_OK : store_dberr(s, "ledger: moving recent blocks");
+    squ_enc e = {
+        /* an empty blob stays a blob (NULL would bind SQL NULL, which the column refuses) */
+        .buf = (unsigned char *)(bytes ? bytes : ""),
+        .len = b->len,
+        .n = (size_t)b->n,
+        .account_id = b->account,
+        .first_id = b->first_id,
+        .last_id = b->id,
+        .min_created = b->min_created,
+        .max_created = b->max_created,
+    };
+    return store_block_put(s, ST_BLOCK_INSERT, &e);
 }
 
 /* The first id of the account's first block in usage_blocks that ends at or after id (one
@@ -2070,7 +2068,7 @@ static int store_fold_write(store_t *s, store_fold *f)
         squ_row end;
         if (nrows - at != (size_t)k->n || squ_dec_next(&d, &end) != 0) {
             nrows = at;
-            if (store_fold_copy(s, f, k) != STORE_OK) return STORE_ERR;
+            if (store_fold_copy(s, k, f->bytes + k->off) != STORE_OK) return STORE_ERR;
         }
     }
     for (size_t i = 0; i < nrows; i++)
@@ -2105,11 +2103,8 @@ static int store_fold_load(store_t *s, store_fold *f, sqlite3_stmt *scan)
         .len = (size_t)sqlite3_column_bytes(scan, 6),
     };
     const void *blob = sqlite3_column_blob(scan, 6);
-    if (b.n < 1 || b.n > SQU_ROWS_MAX || b.len > (size_t)b.n * SQU_ROW_MAX || !blob) {
-        store_fold tmp = {.bytes = (unsigned char *)blob, .len = b.len};
-        b.off = 0;
-        return store_fold_copy(s, &tmp, &b);
-    }
+    if (b.n < 1 || b.n > SQU_ROWS_MAX || b.len > (size_t)b.n * SQU_ROW_MAX || !blob)
+        return store_fold_copy(s, &b, blob);
     if (f->rows + b.n > STORE_FOLD_ROWS && store_fold_write(s, f) != STORE_OK) return STORE_ERR;
     if (f->len + b.len > f->cap) {
         size_t cap = f->cap ? f->cap : 256 * 1024;
@@ -2148,8 +2143,9 @@ static int store_recent_move(store_t *s)
     store_fold f = {0};
     int ret = STORE_ERR;
     if (!q->block && !(q->block = malloc(SQU_BLOCK_MAX))) goto oom;
-    if (!(f.row = malloc((STORE_FOLD_ROWS + SQU_ROWS_MAX) * sizeof(*f.row))) ||
-        !(f.key = malloc((STORE_FOLD_ROWS + SQU_ROWS_MAX) * sizeof(*f.key))))
+    /* store_fold_load writes the loaded rows before they would pass STORE_FOLD_ROWS */
+    if (!(f.row = malloc(STORE_FOLD_ROWS * sizeof(*f.row))) ||
+        !(f.key = malloc(STORE_FOLD_ROWS * sizeof(*f.key))))
         goto oom;
     sqlite3_stmt *scan = store_stmt(s, ST_RECENT_SCAN);
     if (!scan) goto out;
