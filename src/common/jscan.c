@@ -531,6 +531,35 @@ static const unsigned char jv_class[256] = {
     ['}'] = JV_CLOSE, [']'] = JV_CLOSE, [','] = JV_COMMA,
 };
 
+/* The end of the value starting at s[i] inside a container closed by close (']' or '}'), in
+ * input known to be valid: the index of the ',' or close at the value's own level (n if none).
+ * Bytes of no structural meaning (digits, letters, spaces, ':') are passed over by one table
+ * lookup each. */
+static size_t valid_value_end(ucp s, size_t i, size_t n, unsigned char close)
+{
+    size_t depth = 0;
+    while (i < n) {
+        while (i < n && !jv_class[s[i]])
+            i++;
+        if (i >= n) break;
+        unsigned c = jv_class[s[i]];
+        if (c == JV_QUOTE) {
+            i = skip_valid_string(s, i, n, NULL);
+            continue;
+        }
+        if (c == JV_OPEN) {
+            depth++;
+        } else if (depth > 0) {
+            depth--; /* a close; a ',' inside a nested value changes nothing */
+            if (s[i] == ',') depth++;
+        } else if (s[i] == ',' || s[i] == close) {
+            break; /* at the value's own level */
+        }
+        i++;
+    }
+    return i;
+}
+
 int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
 {
     ucp s = (ucp)obj.p;
@@ -540,7 +569,7 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
     i = skip_ws(s, i + 1, n);
     if (i < n && s[i] == '}') return skip_ws(s, i + 1, n) == n ? 0 : JSCAN_NOT_OBJECT;
     while (i < n) {
-        size_t ks = i, ke, vs, ve, depth = 0;
+        size_t ks = i, ke, vs, ve;
         int kesc = 0;
         if (s[i] != '"') return JSCAN_NOT_OBJECT;
         ke = skip_valid_string(s, i, n, &kesc);
@@ -548,28 +577,7 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
         i = skip_ws(s, ke, n);
         if (i >= n || s[i] != ':') return JSCAN_NOT_OBJECT;
         vs = i = skip_ws(s, i + 1, n);
-        /* the value ends at the first ',' or '}' outside strings and nested values; bytes of
-         * no structural meaning (digits, letters, spaces, ':') are passed over by one table
-         * lookup each */
-        while (i < n) {
-            while (i < n && !jv_class[s[i]])
-                i++;
-            if (i >= n) break;
-            unsigned c = jv_class[s[i]];
-            if (c == JV_QUOTE) {
-                i = skip_valid_string(s, i, n, NULL);
-                continue;
-            }
-            if (c == JV_OPEN) {
-                depth++;
-            } else if (depth > 0) {
-                depth--; /* a close; a ',' inside a nested value changes nothing */
-                if (s[i] == ',') depth++;
-            } else if (s[i] != ']') {
-                break; /* ',' or '}' at the member's level */
-            }
-            i++;
-        }
+        i = valid_value_end(s, i, n, '}');
         if (i >= n || i == vs || count == INT_MAX) return JSCAN_NOT_OBJECT;
         ve = i;
         while (ve > vs && is_ws(s[ve - 1]))
@@ -588,6 +596,105 @@ int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)
         i = skip_ws(s, i + 1, n);
     }
     return JSCAN_NOT_OBJECT;
+}
+
+int jscan_iter_start(jscan_iter *it, ms_str v)
+{
+    ucp s = (ucp)v.p;
+    size_t n = s ? v.n : 0, i = skip_ws(s, 0, n);
+    *it = (jscan_iter){.p = v.p, .n = n, .i = n};
+    if (i >= n || (s[i] != '{' && s[i] != '[')) return -1;
+    it->close = s[i] == '{' ? '}' : ']';
+    i = skip_ws(s, i + 1, n);
+    if (i < n && (unsigned char)s[i] != it->close)
+        it->i = i;
+    else if (i < n)
+        it->past = i + 1; /* an empty container: nothing to give */
+    return 0;
+}
+
+/* After a member or element that ended at s[e] (white space trimmed) and whose container goes on
+ * at s[i] (the ',' or the close): the iterator moved to the next one, or to the end. */
+static void iter_next(jscan_iter *it, size_t i)
+{
+    ucp s = (ucp)it->p;
+    if (i < it->n && s[i] == ',') {
+        it->i = skip_ws(s, i + 1, it->n);
+    } else {
+        it->i = it->n;
+        if (i < it->n) it->past = i + 1;
+    }
+}
+
+/* Past the value of an element or member that starts at s[vs]: its end (white space trimmed)
+ * into *ve, and the iterator moved to the next one; 0, or -1 when the input is not as promised. */
+static int iter_value(jscan_iter *it, size_t vs, size_t *ve)
+{
+    ucp s = (ucp)it->p;
+    size_t i = valid_value_end(s, vs, it->n, (unsigned char)it->close);
+    if (i >= it->n || i == vs) {
+        it->i = it->n;
+        return -1;
+    }
+    size_t e = i;
+    while (e > vs && is_ws(s[e - 1]))
+        e--;
+    *ve = e;
+    iter_next(it, i);
+    return 0;
+}
+
+int jscan_iter_member(jscan_iter *it, jscan_member *m)
+{
+    ucp s = (ucp)it->p;
+    size_t n = it->n, ks = it->i, ke, vs, ve;
+    int kesc = 0;
+    if (ks >= n || it->close != '}') return 0;
+    it->i = n; /* until the member is read whole */
+    if (s[ks] != '"') return -1;
+    ke = skip_valid_string(s, ks, n, &kesc);
+    if (ke - ks < 2 || s[ke - 1] != '"') return -1;
+    size_t i = skip_ws(s, ke, n);
+    if (i >= n || s[i] != ':') return -1;
+    vs = skip_ws(s, i + 1, n);
+    if (iter_value(it, vs, &ve) != 0) return -1;
+    m->key = (ms_str){it->p + ks + 1, ke - ks - 2};
+    m->value = (ms_str){it->p + vs, ve - vs};
+    m->type = type_of(s[vs]);
+    m->key_plain = (unsigned char)!kesc;
+    m->start = ks;
+    m->end = ve;
+    return 1;
+}
+
+int jscan_iter_value(jscan_iter *it, ms_str *v, jscan_type *t)
+{
+    size_t vs = it->i, ve;
+    if (vs >= it->n || it->close != ']') return 0;
+    if (iter_value(it, vs, &ve) != 0) return -1;
+    *v = (ms_str){it->p + vs, ve - vs};
+    *t = type_of((unsigned char)it->p[vs]);
+    return 1;
+}
+
+int jscan_iter_peek(jscan_iter *it, ms_str *v, jscan_type *t)
+{
+    size_t vs = it->i;
+    if (vs >= it->n || it->close != ']') return 0;
+    *v = (ms_str){it->p + vs, it->n - vs};
+    *t = type_of((unsigned char)it->p[vs]);
+    return 1;
+}
+
+void jscan_iter_past(jscan_iter *it, size_t len)
+{
+    size_t vs = it->i, ve;
+    if (vs >= it->n) return;
+    if (len == 0 || len > it->n - vs) {
+        iter_value(it, vs, &ve);
+        return;
+    }
+    iter_next(it, skip_ws((ucp)it->p, vs + len, it->n));
 }
 
 /*

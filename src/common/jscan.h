@@ -53,6 +53,35 @@ int jscan_members(ms_str obj, jscan_member *members, size_t max);
  * beyond being a count <= the bytes given or JSCAN_NOT_OBJECT. Returns as jscan_members. */
 int jscan_members_valid(ms_str obj, jscan_member *members, size_t max);
 
+/* Walks the members of an object, or the elements of an array, that lies in a document
+ * jscan_object has already accepted, one at a time and without validating it again (the structural
+ * pass of jscan_members_valid): for rewriting a document token by token, where a member list
+ * of fixed size could not hold every member. Memory-safe for any input; on input that is not
+ * valid JSON the values given are unspecified beyond lying within it. */
+typedef struct jscan_iter {
+    const char *p;
+    size_t n, i; /* i: where the next member or element starts (n: none left) */
+    size_t past; /* once the close is reached: the offset just past it (0 before) */
+    char close;  /* '}' or ']' */
+} jscan_iter;
+
+/* Starts on v, an object or an array (white space around it allowed). Returns 0, or -1 when it
+ * is neither (the iterator then gives nothing). */
+int jscan_iter_start(jscan_iter *it, ms_str v);
+/* The next member of an object into *m (start and end are offsets in the object's text).
+ * Returns 1, 0 when there are no more (or the value is an array), -1 when the text is not as
+ * promised (nothing more is given). */
+int jscan_iter_member(jscan_iter *it, jscan_member *m);
+/* The next element of an array: its raw text and type. Returns as jscan_iter_member. */
+int jscan_iter_value(jscan_iter *it, ms_str *v, jscan_type *t);
+/* The next element of an array without finding where it ends: v runs from its start to the end of
+ * the array's text, t is its type. The caller, having walked it (an object's members, whose walk
+ * finds its close: it.past), says how long it was with jscan_iter_past, so that its bytes are not
+ * passed over twice (a message's prompt is its largest part). Returns 1, or 0 when none is left. */
+int jscan_iter_peek(jscan_iter *it, ms_str *v, jscan_type *t);
+/* After jscan_iter_peek: the element was len bytes (0: not known, it is looked for). */
+void jscan_iter_past(jscan_iter *it, size_t len);
+
 /* The last member named key (keys compared after decoding escapes), or NULL. */
 const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key);
 

@@ -5,7 +5,9 @@
  * jscan_string, jscan_int, jscan_double, jscan_members) with invariants checked. The tree built
  * on the scanner (common/jtree.c) must equal jansson's own (json_equal) wherever either accepts,
  * jtree_load_valid must build the same of what jscan accepts, and jtree_holds must say whether
- * it is built.
+ * it is built. The iterator (jscan_iter) walks what jscan accepts to the same members as
+ * jscan_members_valid and as many elements as jansson counts, peek and past the same elements
+ * as a plain walk; on anything else it must only stay within the input.
  *
  * Built by `make fuzz` and run by the suite (tests/fuzz.sh); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
@@ -69,6 +71,61 @@ static void check_members(const char *p, size_t n, const jscan_member *m, int co
     }
 }
 
+/* Walks v, a container within a document jscan accepted, with jscan_iter (nested ones too, a few
+ * levels down); returns how many members or elements it has. */
+static size_t walk(ms_str v, int depth)
+{
+    jscan_iter it, it2;
+    size_t count = 0;
+    int r;
+    if (jscan_iter_start(&it, v) != 0) return 0;
+    if (it.close == '}') {
+        jscan_member m, mv[64];
+        int n = jscan_members_valid(v, mv, 64);
+        MUST(n >= 0);
+        while ((r = jscan_iter_member(&it, &m)) > 0) {
+            if (count < 64) {
+                const jscan_member *w = &mv[count];
+                MUST(m.key.p == w->key.p && m.key.n == w->key.n && m.value.p == w->value.p &&
+                     m.value.n == w->value.n && m.type == w->type && m.key_plain == w->key_plain);
+            }
+            if (depth < 8) walk(m.value, depth + 1);
+            count++;
+        }
+        MUST(r == 0 && (size_t)n == count);
+        MUST(it.past > 0 && it.past <= v.n && v.p[it.past - 1] == '}');
+        return count;
+    }
+    ms_str e, e2;
+    jscan_type t, t2;
+    jscan_iter_start(&it2, v);
+    while ((r = jscan_iter_value(&it, &e, &t)) > 0) {
+        MUST(jscan_iter_peek(&it2, &e2, &t2) == 1 && e2.p == e.p && t2 == t);
+        jscan_iter_past(&it2, count % 2 ? e.n : 0);
+        if (depth < 8) walk(e, depth + 1);
+        count++;
+    }
+    MUST(r == 0 && jscan_iter_peek(&it2, &e2, &t2) == 0);
+    MUST(it.past > 0 && it.past == it2.past && v.p[it.past - 1] == ']');
+    return count;
+}
+
+/* The iterator over bytes that are not valid JSON: whatever it gives lies within them. */
+static void walk_any(ms_str v)
+{
+    jscan_iter it;
+    jscan_member m;
+    ms_str e;
+    jscan_type t;
+    if (jscan_iter_start(&it, v) != 0) return;
+    for (int k = 0; k < 1000; k++) {
+        int r = it.close == '}' ? jscan_iter_member(&it, &m) : jscan_iter_value(&it, &e, &t);
+        if (r <= 0) break;
+        if (it.close == '}') e = m.value;
+        MUST(e.p >= v.p && e.p + e.n <= v.p + v.n);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *p = malloc(size ? size : 1);
@@ -96,6 +153,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* valid JSON jansson refuses: numbers it cannot hold, NUL in keys, its depth limit */
         MUST(strstr(e.text, "too big") || strstr(e.text, "overflow") ||
              strstr(e.text, "NUL byte") || strstr(e.text, "depth"));
+    }
+    /* the iterator: the top level's members or elements, as jansson counts them */
+    if (r != JSCAN_INVALID) {
+        size_t count = walk((ms_str){p, size}, 0);
+        if (json_is_array(j)) MUST(count == json_array_size(j));
+    } else {
+        walk_any((ms_str){p, size});
     }
     json_decref(j);
 

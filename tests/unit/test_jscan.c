@@ -1182,6 +1182,80 @@ static void test_members_valid(void)
     CHECK(mstr_eq(m[1].key, "b"));
 }
 
+/* jscan_iter: members and elements one at a time, white space around them trimmed, strings
+ * holding structural bytes passed over, past set at the close; peek and past: an element whose
+ * length the caller gives (or not) leaves the iterator where a full walk would have. */
+static void test_iter(void)
+{
+    jscan_iter it;
+    jscan_member m;
+    ms_str v;
+    jscan_type t;
+    const char *obj = " { \"a\" : [1, \"],}\" ] , \"b\\u0041\":{\"c\":{}} ,\"d\":null } ";
+    CHECK_EQ_INT(jscan_iter_start(&it, (ms_str){obj, strlen(obj)}), 0);
+    CHECK_EQ_INT(jscan_iter_value(&it, &v, &t), 0); /* an object has no elements */
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 1);
+    CHECK(mstr_eq(m.key, "a") && m.key_plain);
+    CHECK(mstr_eq(m.value, "[1, \"],}\" ]"));
+    CHECK_EQ_INT(m.type, JS_ARRAY);
+    CHECK_EQ_INT(it.past, 0);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 1);
+    CHECK(mstr_eq(m.key, "b\\u0041") && !m.key_plain);
+    CHECK(mstr_eq(m.value, "{\"c\":{}}"));
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 1);
+    CHECK(mstr_eq(m.value, "null") && m.type == JS_NULL);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 0);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 0);
+    CHECK_EQ_INT(it.past, strlen(obj) - 1); /* just past the close, before the trailing space */
+
+    const char *arr = "[ \"x\" ,{\"k\":[\"}\"]}, 12.5e1,true ,[] ]";
+    const char *want[] = {"\"x\"", "{\"k\":[\"}\"]}", "12.5e1", "true", "[]"};
+    const jscan_type types[] = {JS_STRING, JS_OBJECT, JS_NUMBER, JS_TRUE, JS_ARRAY};
+    CHECK_EQ_INT(jscan_iter_start(&it, (ms_str){arr, strlen(arr)}), 0);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 0); /* an array has no members */
+    for (int k = 0; k < 5; k++) {
+        CHECK_EQ_INT(jscan_iter_value(&it, &v, &t), 1);
+        CHECK(mstr_eq(v, want[k]));
+        CHECK_EQ_INT(t, types[k]);
+    }
+    CHECK_EQ_INT(jscan_iter_value(&it, &v, &t), 0);
+    CHECK_EQ_INT(it.past, strlen(arr));
+
+    /* peek: v runs to the array's end; past with the right length, with 0 (looked for) and with
+     * a length beyond the text (looked for too) all land on the next element */
+    for (int mode = 0; mode < 3; mode++) {
+        CHECK_EQ_INT(jscan_iter_start(&it, (ms_str){arr, strlen(arr)}), 0);
+        for (int k = 0; k < 5; k++) {
+            CHECK_EQ_INT(jscan_iter_peek(&it, &v, &t), 1);
+            CHECK_EQ_INT(t, types[k]);
+            CHECK(v.p + v.n == arr + strlen(arr));
+            CHECK(strncmp(v.p, want[k], strlen(want[k])) == 0);
+            jscan_iter_past(&it, mode == 0 ? strlen(want[k]) : mode == 1 ? 0 : v.n + 1);
+        }
+        CHECK_EQ_INT(jscan_iter_peek(&it, &v, &t), 0);
+        CHECK_EQ_INT(it.past, strlen(arr));
+    }
+
+    /* empty containers, and what is neither */
+    CHECK_EQ_INT(jscan_iter_start(&it, MS_STR_LIT(" { } ")), 0);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 0);
+    CHECK_EQ_INT(it.past, 4);
+    CHECK_EQ_INT(jscan_iter_start(&it, MS_STR_LIT("[]")), 0);
+    CHECK_EQ_INT(jscan_iter_peek(&it, &v, &t), 0);
+    CHECK_EQ_INT(it.past, 2);
+    CHECK_EQ_INT(jscan_iter_start(&it, MS_STR_LIT("\"[]\"")), -1);
+    CHECK_EQ_INT(jscan_iter_value(&it, &v, &t), 0);
+    CHECK_EQ_INT(jscan_iter_start(&it, (ms_str){NULL, 0}), -1);
+    /* text that is not as promised: nothing more, never a read outside it */
+    CHECK_EQ_INT(jscan_iter_start(&it, MS_STR_LIT("{\"a\":")), 0);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), -1);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), 0);
+    CHECK_EQ_INT(jscan_iter_start(&it, MS_STR_LIT("[1")), 0);
+    CHECK_EQ_INT(jscan_iter_value(&it, &v, &t), -1);
+    CHECK_EQ_INT(jscan_iter_start(&it, MS_STR_LIT("{1:2}")), 0);
+    CHECK_EQ_INT(jscan_iter_member(&it, &m), -1);
+}
+
 /* key_plain: set exactly when a reported key has no backslash, by both scanners, short keys
  * (the vector fast path), long ones and escaped ones; lookups read escaped keys as before, and
  * a member made by hand (key_plain 0: not known) still decodes. */
@@ -1261,6 +1335,7 @@ int main(void)
     RUN(test_fast_path_positions);
     RUN(test_jansson_differential);
     RUN(test_members_valid);
+    RUN(test_iter);
     RUN(test_pick_unique);
     RUN(test_key_plain);
     TAP_DONE();
