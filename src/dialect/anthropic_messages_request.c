@@ -9,9 +9,13 @@
  * values with the contract's codes. Its helpers are static there, so the few lines they take are
  * repeated here rather than exported from a file another dialect owns.
  *
- * The rewrite is the reverse of the Anthropic adapter's build (providers/anthropic.c): jansson
- * reads the body (it is rebuilt anyway) and wire.h's writer emits it compactly in a fixed member
- * order. Its rule is the adapter's: nothing that changes the answer is silently dropped.
+ * The rewrite is the reverse of the Anthropic adapter's build (providers/anthropic.c), written
+ * token by token (hub.h): the scanned body's members walked in place and the OpenAI body written
+ * straight out in a fixed member order, the client's strings, numbers and schemas copied as they
+ * came (a tool's input compacted into its arguments string), no tree built (round 24 of
+ * docs/PERFORMANCE.md: the trees were two thirds of a translated request's cost). A name given
+ * twice in an object is read as jansson reads it, the last value. Its rule is the adapter's:
+ * nothing that changes the answer is silently dropped.
  *   Mapped: model, system (-> a first system message), messages (text, images, tool_use ->
  *     tool_calls, tool_result -> tool messages), max_tokens, stop_sequences -> stop, temperature,
  *     top_p, tools (client tools), tool_choice (+ disable_parallel_tool_use ->
@@ -36,13 +40,11 @@
  *     (Anthropic's Files API), and any top-level field not listed here (Anthropic refuses unknown
  *     fields too, and an unknown field cannot be known to be harmless).
  */
-#include <jansson.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common/jtree.h"
 #include "common/util.h"
 #include "dialect/hub.h"
 #include "dialect/anthropic_request.h"
@@ -125,6 +127,40 @@ int dialect_anthropic_parse_count(const cfg_t *cfg, prov_call *call, char *shown
 
 /* ---- Anthropic body -> OpenAI chat body ---- */
 
+/* The rewrite's state. A tool call is written among a turn's blocks but goes after its content:
+ * calls holds them until the turn ends. full: an append failed (memory or out's limit); the
+ * rewrite goes on (a refusal found later still wins) and gives nothing. */
+typedef struct {
+    buf_t *out;
+    buf_t calls;
+    size_t nmsgs;
+    int full;
+    dialect_refusal *why;
+} areq;
+
+static void wr(areq *w, buf_t *b, const char *s, size_t n)
+{
+    w->full |= buf_append(b, s, n) != 0;
+}
+#define PUT(w, lit) wr((w), (w)->out, (lit), sizeof(lit) - 1)
+
+static void put_tok(areq *w, ms_str t)
+{
+    wr(w, w->out, t.p, t.n);
+}
+
+static void put_compact(areq *w, buf_t *b, ms_str v)
+{
+    w->full |= dialect_put_compact(b, v) != 0;
+}
+
+/* Back to an earlier length: what was written since is dropped. */
+static void rewind_to(buf_t *b, size_t len)
+{
+    b->len = len;
+    if (b->data) b->data[len] = '\0';
+}
+
 /* -1 with *why filled: what the rewrite returns for a refusal. */
 static int cannot(dialect_refusal *why, const char *param, const char *what)
 {
@@ -134,403 +170,475 @@ static int cannot(dialect_refusal *why, const char *param, const char *what)
                    param, what);
 }
 
-/* A text block's text (a string), or NULL with *why filled. */
-static json_t *block_text(json_t *block, const char *param, dialect_refusal *why)
+/* A block's type for a refusal's message. */
+static void type_name(const jscan_member *type, char *out, size_t outlen)
 {
-    json_t *t = json_object_get(block, "text");
-    if (!json_is_string(t)) INVALID(why, param, "A text block needs a 'text' string.");
-    return json_is_string(t) ? t : NULL;
+    dialect_tok_name(type->value, dialect_tok_str(type), out, outlen);
+}
+
+/* A message's head ("{role...content":), its comma first; returns where it began (msg_cancel). */
+static size_t msg_open(areq *w, const char *head, size_t n)
+{
+    size_t mark = w->out->len;
+    if (w->nmsgs) PUT(w, ",");
+    wr(w, w->out, head, n);
+    return mark;
+}
+#define MSG_OPEN(w, lit) msg_open((w), (lit), sizeof(lit) - 1)
+static void msg_close(areq *w)
+{
+    PUT(w, "}");
+    w->nmsgs++;
+}
+
+/* A string token's text, or "Error: <text>" ("Error" for none) for a failed tool call's result:
+ * the model must still learn that the call failed, and OpenAI has no flag for it. Both are the
+ * client's valid string insides and ASCII, so the join is a valid string. */
+static void put_text(areq *w, ms_str t, int error)
+{
+    if (!error) return put_tok(w, t);
+    PUT(w, "\"Error");
+    if (t.n > 2) {
+        PUT(w, ": ");
+        wr(w, w->out, t.p + 1, t.n - 2);
+    }
+    PUT(w, "\"");
+}
+
+/* A content list being written: a list of one text part becomes that text (the same request,
+ * and what OpenAI's own examples send), of none "" (or null for an assistant's, which has tool
+ * calls then); other lists stay lists. */
+typedef struct {
+    size_t mark;  /* where the content began */
+    size_t n;     /* parts written */
+    ms_str first; /* the first part's text, when it is a text part */
+    int first_text;
+    int error; /* a failed tool call's result: its first text says so */
+} parts;
+
+static void parts_open(areq *w, parts *p, int error)
+{
+    *p = (parts){.mark = w->out->len, .error = error};
+    PUT(w, "[");
+}
+
+static void parts_text(areq *w, parts *p, ms_str text)
+{
+    if (p->n) PUT(w, ",");
+    PUT(w, "{\"type\":\"text\",\"text\":");
+    put_text(w, text, p->error && p->n == 0);
+    PUT(w, "}");
+    if (p->n++ == 0) {
+        p->first = text;
+        p->first_text = 1;
+    }
+}
+
+/* Before a part of another kind, which the caller writes. */
+static void parts_other(areq *w, parts *p)
+{
+    if (p->n++) PUT(w, ",");
+}
+
+static void parts_close(areq *w, parts *p, int null_if_none)
+{
+    if (p->n > 1 || (p->n == 1 && !p->first_text)) {
+        PUT(w, "]");
+        return;
+    }
+    rewind_to(w->out, p->mark);
+    if (p->n == 1)
+        put_text(w, p->first, p->error);
+    else if (null_if_none)
+        PUT(w, "null");
+    else
+        put_text(w, MS_STR_LIT("\"\""), p->error);
 }
 
 /* An image block (Vision) as an image_url part: a base64 source becomes a data: URL with its
  * media type, a url source its URL. */
-static json_t *image_part(json_t *block, dialect_refusal *why)
+enum { SRC_TYPE, SRC_MEDIA, SRC_DATA, SRC_URL, SRC_N };
+static const jscan_key src_keys[SRC_N] = {JSCAN_KEY("type"), JSCAN_KEY("media_type"),
+                                          JSCAN_KEY("data"), JSCAN_KEY("url")};
+
+static int image_part(areq *w, const jscan_member *source)
 {
-    json_t *src = json_object_get(block, "source");
-    const char *st = json_string_value(json_object_get(src, "type"));
-    json_t *url = NULL;
-    if (dialect_type_is(st, "base64")) {
-        json_t *mt = json_object_get(src, "media_type"), *data = json_object_get(src, "data");
-        if (!json_is_string(mt) || !json_is_string(data) || json_string_length(mt) == 0) {
-            INVALID(why, "messages", "A base64 image source needs 'media_type' and 'data'.");
-            return NULL;
-        }
-        buf_t u;
-        buf_init(&u, 0);
-        int rc = buf_appends(&u, "data:") |
-                 buf_append(&u, json_string_value(mt), json_string_length(mt)) |
-                 buf_appends(&u, ";base64,") |
-                 buf_append(&u, json_string_value(data), json_string_length(data));
-        /* the request's own strings (valid UTF-8) and ASCII: an image's megabytes of base64 need
-         * no check a byte at a time */
-        if (rc == 0) url = json_stringn_nocheck(u.data, u.len);
-        buf_free(&u);
-        if (!url) *why = (dialect_refusal){0}; /* memory */
-    } else if (dialect_type_is(st, "url")) {
-        url = json_object_get(src, "url");
-        if (!json_is_string(url)) {
-            INVALID(why, "messages", "A url image source needs a 'url' string.");
-            return NULL;
-        }
-        json_incref(url);
-    } else {
-        cannot(why, "messages",
-               "an image source must be base64 or url (files of Anthropic's Files API cannot be "
-               "read by another provider)");
-        return NULL;
+    jscan_member f[SRC_N];
+    dialect_pick(source->value, src_keys, SRC_N, f);
+    if (DIALECT_TOK_IS(&f[SRC_TYPE], "base64")) {
+        const jscan_member *mt = &f[SRC_MEDIA], *data = &f[SRC_DATA];
+        if (!dialect_tok_str(mt) || !dialect_tok_str(data) || mt->value.n <= 2)
+            return INVALID(w->why, "messages",
+                           "A base64 image source needs 'media_type' and 'data'.");
+        /* the client's string insides joined: an image's megabytes of base64 copied once */
+        PUT(w, "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:");
+        wr(w, w->out, mt->value.p + 1, mt->value.n - 2);
+        PUT(w, ";base64,");
+        wr(w, w->out, data->value.p + 1, data->value.n - 2);
+        PUT(w, "\"}}");
+        return 0;
     }
-    return json_pack("{s:s, s:{s:o}}", "type", "image_url", "image_url", "url", url);
+    if (DIALECT_TOK_IS(&f[SRC_TYPE], "url")) {
+        if (!dialect_tok_str(&f[SRC_URL]))
+            return INVALID(w->why, "messages", "A url image source needs a 'url' string.");
+        PUT(w, "{\"type\":\"image_url\",\"image_url\":{\"url\":");
+        put_tok(w, f[SRC_URL].value);
+        PUT(w, "}}");
+        return 0;
+    }
+    return cannot(w->why, "messages",
+                  "an image source must be base64 or url (files of Anthropic's Files API cannot "
+                  "be read by another provider)");
 }
 
-/* input (an object) as a JSON string of arguments, written as the rest of the body is. */
-static json_t *arguments(json_t *input)
+/* The members of a content block the rewrite reads, of every kind. */
+enum { B_TYPE, B_TEXT, B_SOURCE, B_TOOL_USE_ID, B_CONTENT, B_IS_ERROR, B_ID, B_NAME, B_INPUT, B_N };
+static const jscan_key block_keys[B_N] = {
+    JSCAN_KEY("type"),        JSCAN_KEY("text"),    JSCAN_KEY("source"),
+    JSCAN_KEY("tool_use_id"), JSCAN_KEY("content"), JSCAN_KEY("is_error"),
+    JSCAN_KEY("id"),          JSCAN_KEY("name"),    JSCAN_KEY("input")};
+
+static int text_needed(areq *w)
 {
-    buf_t a;
-    buf_init(&a, 0);
-    json_t *s = prov_put_json(&a, input) == 0 ? json_stringn(a.data, a.len) : NULL;
-    buf_free(&a);
-    return s;
+    return INVALID(w->why, "messages", "A text block needs a 'text' string.");
 }
 
 /* A tool_result block as an OpenAI tool message: its text (a string, or the text blocks it
- * holds), with an error result said in the text, OpenAI having no flag for it. */
-static json_t *tool_message(json_t *block, dialect_refusal *why)
+ * holds), with an error result said in the text. */
+static int tool_message(areq *w, const jscan_member *f)
 {
-    json_t *id = json_object_get(block, "tool_use_id");
-    if (!json_is_string(id)) {
-        INVALID(why, "messages", "A tool_result block needs a 'tool_use_id' string.");
-        return NULL;
-    }
-    json_t *c = json_object_get(block, "content");
-    json_t *content;
-    if (dialect_is_null(c)) {
-        content = json_string("");
-    } else if (json_is_string(c)) {
-        content = json_incref(c);
-    } else if (json_is_array(c)) {
-        json_t *parts = json_array();
-        size_t i;
-        json_t *b;
-        json_array_foreach(c, i, b)
-        {
-            const char *type = json_string_value(json_object_get(b, "type"));
-            json_t *t = dialect_type_is(type, "text") ? block_text(b, "messages", why) : NULL;
-            if (!dialect_type_is(type, "text")) {
-                json_decref(parts);
-                cannot(why, "messages",
-                       "a tool_result may only hold text here (an OpenAI tool message carries no "
-                       "images or documents)");
-                return NULL;
-            }
-            if (!t) {
-                json_decref(parts);
-                return NULL;
-            }
-            json_array_append_new(parts, dialect_text_part(t));
+    const jscan_member *c = &f[B_CONTENT], *err = &f[B_IS_ERROR];
+    if (!dialect_tok_str(&f[B_TOOL_USE_ID]))
+        return INVALID(w->why, "messages", "A tool_result block needs a 'tool_use_id' string.");
+    int error = !dialect_absent(err) && err->type == JS_TRUE;
+    MSG_OPEN(w, "{\"role\":\"tool\",\"tool_call_id\":");
+    put_tok(w, f[B_TOOL_USE_ID].value);
+    PUT(w, ",\"content\":");
+    if (dialect_tok_null(c)) {
+        put_text(w, MS_STR_LIT("\"\""), error);
+    } else if (c->type == JS_STRING) {
+        put_text(w, c->value, error);
+    } else if (c->type == JS_ARRAY) {
+        parts p;
+        parts_open(w, &p, error);
+        jscan_iter it;
+        jscan_type bt;
+        jscan_member g[B_TEXT + 1];
+        jscan_iter_start(&it, c->value);
+        while (dialect_pick_next(&it, block_keys, B_TEXT + 1, g, &bt) > 0) {
+            if (!DIALECT_TOK_IS(&g[B_TYPE], "text"))
+                return cannot(w->why, "messages",
+                              "a tool_result may only hold text here (an OpenAI tool message "
+                              "carries no images or documents)");
+            if (!dialect_tok_str(&g[B_TEXT])) return text_needed(w);
+            parts_text(w, &p, g[B_TEXT].value);
         }
-        content = dialect_simplify(parts);
+        parts_close(w, &p, 0);
     } else {
-        INVALID(why, "messages", "A tool_result's 'content' must be a string or an array.");
-        return NULL;
+        return INVALID(w->why, "messages",
+                       "A tool_result's 'content' must be a string or an array.");
     }
-    json_t *err = json_object_get(block, "is_error");
-    if (!dialect_is_null(err) && !json_is_boolean(err)) {
-        json_decref(content);
-        INVALID(why, "messages", "A tool_result's 'is_error' must be a boolean.");
-        return NULL;
-    }
-    if (json_is_true(err)) {
-        /* the model must still learn that the call failed */
-        json_t *first =
-            json_is_string(content) ? content : json_object_get(json_array_get(content, 0), "text");
-        buf_t t;
-        buf_init(&t, 0);
-        int rc = buf_appends(&t, json_string_length(first) ? "Error: " : "Error") |
-                 buf_append(&t, json_string_value(first), json_string_length(first));
-        json_t *s = rc == 0 ? json_stringn_nocheck(t.data, t.len) : NULL; /* valid UTF-8 joined */
-        buf_free(&t);
-        if (!s) {
-            json_decref(content);
-            *why = (dialect_refusal){0};
-            return NULL;
-        }
-        if (json_is_string(content)) {
-            json_decref(content);
-            content = s;
-        } else {
-            json_object_set_new(json_array_get(content, 0), "text", s);
-        }
-    }
-    return jtree_obj(3, "role", json_string_nocheck("tool"), "tool_call_id", json_incref(id),
-                     "content", content);
+    if (!dialect_tok_null(err) && err->type != JS_TRUE && err->type != JS_FALSE)
+        return INVALID(w->why, "messages", "A tool_result's 'is_error' must be a boolean.");
+    msg_close(w);
+    return 0;
 }
+
+#define USER_HEAD "{\"role\":\"user\",\"content\":"
+#define ASSISTANT_HEAD "{\"role\":\"assistant\",\"content\":"
 
 /* A user turn: tool_result blocks first, one tool message each (OpenAI wants them right after
  * the assistant's tool_calls); the rest (text, images) as a user message after them. */
-static int user_turn(json_t *content, json_t *msgs, dialect_refusal *why)
+static int user_turn(areq *w, const jscan_member *content)
 {
-    if (json_is_string(content)) {
-        json_array_append_new(msgs, jtree_obj(2, "role", json_string_nocheck("user"), "content",
-                                              json_incref(content)));
+    if (content->type == JS_STRING) {
+        MSG_OPEN(w, USER_HEAD);
+        put_tok(w, content->value);
+        msg_close(w);
         return 0;
     }
-    json_t *parts = json_array();
-    size_t i;
-    json_t *b;
-    json_array_foreach(content, i, b)
-    {
-        const char *type = json_string_value(json_object_get(b, "type"));
-        json_t *x = NULL;
-        if (dialect_type_is(type, "tool_result")) {
+    parts p;
+    int open = 0;
+    jscan_iter it;
+    jscan_type bt;
+    jscan_member f[B_N];
+    jscan_iter_start(&it, content->value);
+    while (dialect_pick_next(&it, block_keys, B_IS_ERROR + 1, f, &bt) > 0) {
+        if (DIALECT_TOK_IS(&f[B_TYPE], "tool_result")) {
             /* Anthropic's own rule (tool use): results come first in their turn; after other
              * content they would land after a user message, where OpenAI refuses them */
-            if (json_array_size(parts)) {
-                json_decref(parts);
-                return INVALID(why, "messages",
+            if (open)
+                return INVALID(w->why, "messages",
                                "tool_result blocks must come before any other content in a user "
                                "message.");
-            }
-            if (!(x = tool_message(b, why))) break;
-            json_array_append_new(msgs, x);
+            if (tool_message(w, f) != 0) return -1;
             continue;
         }
-        if (dialect_type_is(type, "text")) {
-            json_t *t = block_text(b, "messages", why);
-            x = t ? dialect_text_part(t) : NULL;
-        } else if (dialect_type_is(type, "image")) {
-            x = image_part(b, why);
-        } else {
-            char what[96];
-            snprintf(what, sizeof what, "a user message cannot hold a '%.40s' block here",
-                     type ? type : "(untyped)");
-            cannot(why, "messages", what);
+        if (!open) {
+            MSG_OPEN(w, USER_HEAD);
+            parts_open(w, &p, 0);
+            open = 1;
         }
-        if (!x) break;
-        json_array_append_new(parts, x);
+        if (DIALECT_TOK_IS(&f[B_TYPE], "text")) {
+            if (!dialect_tok_str(&f[B_TEXT])) return text_needed(w);
+            parts_text(w, &p, f[B_TEXT].value);
+        } else if (DIALECT_TOK_IS(&f[B_TYPE], "image")) {
+            parts_other(w, &p);
+            if (image_part(w, &f[B_SOURCE]) != 0) return -1;
+        } else {
+            char type[48], what[96];
+            type_name(&f[B_TYPE], type, 41);
+            snprintf(what, sizeof what, "a user message cannot hold a '%s' block here", type);
+            return cannot(w->why, "messages", what);
+        }
     }
-    if (i < json_array_size(content)) {
-        json_decref(parts);
-        return -1;
+    if (open) {
+        parts_close(w, &p, 0);
+        msg_close(w);
     }
-    if (json_array_size(parts))
-        json_array_append_new(msgs, jtree_obj(2, "role", json_string_nocheck("user"), "content",
-                                              dialect_simplify(parts)));
-    else
-        json_decref(parts);
+    return 0;
+}
+
+/* A tool_use block as a tool call, into w->calls (n: the calls already there). */
+static int tool_call(areq *w, const jscan_member *f, size_t n)
+{
+    buf_t *c = &w->calls;
+    if (!dialect_tok_str(&f[B_ID]) || !dialect_tok_str(&f[B_NAME]) ||
+        f[B_INPUT].type != JS_OBJECT || dialect_absent(&f[B_INPUT]))
+        return INVALID(w->why, "messages",
+                       "A tool_use block needs an 'id', a 'name' and an 'input' object.");
+    if (n) wr(w, c, ",", 1);
+    wr(w, c, "{\"id\":", 6);
+    wr(w, c, f[B_ID].value.p, f[B_ID].value.n);
+    static const char mid[] = ",\"type\":\"function\",\"function\":{\"name\":";
+    wr(w, c, mid, sizeof mid - 1);
+    wr(w, c, f[B_NAME].value.p, f[B_NAME].value.n);
+    wr(w, c, ",\"arguments\":", 13);
+    /* input as a JSON string of itself: the client's members, compact */
+    w->full |= dialect_put_quoted(c, f[B_INPUT].value) != 0;
+    wr(w, c, "}}", 2);
     return 0;
 }
 
 /* An assistant turn: text, and tool_use blocks as tool_calls; thinking blocks dropped (see the
  * file's opening comment). A turn left with nothing is not written. */
-static int assistant_turn(json_t *content, json_t *msgs, dialect_refusal *why)
+static int assistant_turn(areq *w, const jscan_member *content)
 {
-    if (json_is_string(content)) {
-        json_array_append_new(msgs, jtree_obj(2, "role", json_string_nocheck("assistant"),
-                                              "content", json_incref(content)));
+    if (content->type == JS_STRING) {
+        MSG_OPEN(w, ASSISTANT_HEAD);
+        put_tok(w, content->value);
+        msg_close(w);
         return 0;
     }
-    json_t *parts = json_array(), *calls = json_array();
-    size_t i;
-    json_t *b;
-    int rc = 0;
-    json_array_foreach(content, i, b)
-    {
-        const char *type = json_string_value(json_object_get(b, "type"));
-        if (dialect_type_is(type, "thinking") || dialect_type_is(type, "redacted_thinking"))
-            continue;
-        if (dialect_type_is(type, "text")) {
-            json_t *t = block_text(b, "messages", why);
-            if (!t) {
-                rc = -1;
-                break;
-            }
-            json_array_append_new(parts, dialect_text_part(t));
-        } else if (dialect_type_is(type, "tool_use")) {
-            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name");
-            json_t *input = json_object_get(b, "input");
-            if (!json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
-                rc = INVALID(why, "messages",
-                             "A tool_use block needs an 'id', a 'name' and an 'input' object.");
-                break;
-            }
-            json_t *args = arguments(input);
-            if (!args) {
-                *why = (dialect_refusal){0};
-                rc = -1;
-                break;
-            }
-            json_array_append_new(calls, json_pack("{s:O, s:s, s:{s:O, s:o}}", "id", id, "type",
-                                                   "function", "function", "name", name,
-                                                   "arguments", args));
+    size_t mark = MSG_OPEN(w, ASSISTANT_HEAD), ncalls = 0;
+    parts p;
+    parts_open(w, &p, 0);
+    rewind_to(&w->calls, 0);
+    jscan_iter it;
+    jscan_type bt;
+    jscan_member f[B_N];
+    jscan_iter_start(&it, content->value);
+    while (dialect_pick_next(&it, block_keys, B_N, f, &bt) > 0) {
+        const jscan_member *type = &f[B_TYPE];
+        if (DIALECT_TOK_IS(type, "thinking") || DIALECT_TOK_IS(type, "redacted_thinking")) continue;
+        if (DIALECT_TOK_IS(type, "text")) {
+            if (!dialect_tok_str(&f[B_TEXT])) return text_needed(w);
+            parts_text(w, &p, f[B_TEXT].value);
+        } else if (DIALECT_TOK_IS(type, "tool_use")) {
+            if (tool_call(w, f, ncalls++) != 0) return -1;
         } else {
-            char what[96];
-            snprintf(what, sizeof what, "an assistant message cannot hold a '%.40s' block here",
-                     type ? type : "(untyped)");
-            rc = cannot(why, "messages", what);
-            break;
+            char name[48], what[96];
+            type_name(type, name, 41);
+            snprintf(what, sizeof what, "an assistant message cannot hold a '%s' block here", name);
+            return cannot(w->why, "messages", what);
         }
     }
-    if (rc == 0 && (json_array_size(parts) || json_array_size(calls))) {
-        json_t *m =
-            jtree_obj(2, "role", json_string_nocheck("assistant"), "content",
-                      json_array_size(parts) ? dialect_simplify(json_incref(parts)) : json_null());
-        if (json_array_size(calls)) json_object_set(m, "tool_calls", calls);
-        json_array_append_new(msgs, m);
+    if (p.n == 0 && ncalls == 0) {
+        rewind_to(w->out, mark);
+        return 0;
     }
-    json_decref(parts);
-    json_decref(calls);
-    return rc;
-}
-
-/* system (or a message of role system): a string or text blocks -> a message, role system. */
-static int translate_system(json_t *system, json_t *msgs, dialect_refusal *why)
-{
-    if (dialect_is_null(system)) return 0;
-    json_t *content;
-    if (json_is_string(system)) {
-        if (json_string_length(system) == 0) return 0;
-        content = json_incref(system);
-    } else if (json_is_array(system)) {
-        json_t *parts = json_array();
-        size_t i;
-        json_t *b;
-        json_array_foreach(system, i, b)
-        {
-            json_t *t = dialect_type_is(json_string_value(json_object_get(b, "type")), "text")
-                            ? json_object_get(b, "text")
-                            : NULL;
-            if (!json_is_string(t)) {
-                json_decref(parts);
-                return INVALID(why, "system", "'system' must be a string or text blocks.");
-            }
-            json_array_append_new(parts, dialect_text_part(t));
-        }
-        if (json_array_size(parts) == 0) {
-            json_decref(parts);
-            return 0;
-        }
-        content = dialect_simplify(parts);
-    } else {
-        return INVALID(why, "system", "'system' must be a string or text blocks.");
+    parts_close(w, &p, 1);
+    if (ncalls) {
+        PUT(w, ",\"tool_calls\":[");
+        wr(w, w->out, w->calls.data, w->calls.len);
+        PUT(w, "]");
     }
-    json_array_append_new(msgs,
-                          jtree_obj(2, "role", json_string_nocheck("system"), "content", content));
+    msg_close(w);
     return 0;
 }
 
-static int translate_messages(json_t *messages, json_t *msgs, dialect_refusal *why)
+/* system (or a message of role system): a string or text blocks -> a message, role system. */
+static int translate_system(areq *w, const jscan_member *system)
 {
-    size_t i;
-    json_t *m;
-    json_array_foreach(messages, i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        json_t *content = json_object_get(m, "content");
-        int sys = dialect_type_is(role, "system");
-        if (!json_is_object(m) ||
-            !(dialect_type_is(role, "user") || dialect_type_is(role, "assistant") || sys))
-            return INVALID(why, "messages",
+    if (dialect_tok_null(system)) return 0;
+    if (system->type == JS_STRING) {
+        if (system->value.n <= 2) return 0; /* "" */
+        MSG_OPEN(w, "{\"role\":\"system\",\"content\":");
+        put_tok(w, system->value);
+        msg_close(w);
+        return 0;
+    }
+    if (system->type != JS_ARRAY)
+        return INVALID(w->why, "system", "'system' must be a string or text blocks.");
+    size_t mark = MSG_OPEN(w, "{\"role\":\"system\",\"content\":");
+    parts p;
+    parts_open(w, &p, 0);
+    jscan_iter it;
+    jscan_type bt;
+    jscan_member f[B_TEXT + 1];
+    jscan_iter_start(&it, system->value);
+    while (dialect_pick_next(&it, block_keys, B_TEXT + 1, f, &bt) > 0) {
+        if (!DIALECT_TOK_IS(&f[B_TYPE], "text") || !dialect_tok_str(&f[B_TEXT]))
+            return INVALID(w->why, "system", "'system' must be a string or text blocks.");
+        parts_text(w, &p, f[B_TEXT].value);
+    }
+    if (p.n == 0) {
+        rewind_to(w->out, mark);
+        return 0;
+    }
+    parts_close(w, &p, 0);
+    msg_close(w);
+    return 0;
+}
+
+enum { M_ROLE, M_CONTENT, M_N };
+static const jscan_key msg_keys[M_N] = {JSCAN_KEY("role"), JSCAN_KEY("content")};
+
+static int translate_messages(areq *w, ms_str messages)
+{
+    jscan_iter it;
+    jscan_type mt;
+    jscan_member f[M_N];
+    jscan_iter_start(&it, messages);
+    while (dialect_pick_next(&it, msg_keys, M_N, f, &mt) > 0) {
+        const jscan_member *role = &f[M_ROLE], *content = &f[M_CONTENT];
+        int sys = DIALECT_TOK_IS(role, "system"), user = DIALECT_TOK_IS(role, "user");
+        if (mt != JS_OBJECT || !(user || sys || DIALECT_TOK_IS(role, "assistant")))
+            return INVALID(w->why, "messages",
                            "Each message must be an object with role 'user', 'assistant' or "
                            "'system'.");
-        if (!json_is_string(content) && !json_is_array(content))
-            return INVALID(why, "messages",
+        if (dialect_absent(content) || (content->type != JS_STRING && content->type != JS_ARRAY))
+            return INVALID(w->why, "messages",
                            "A message's 'content' must be a string or an array of blocks.");
         /* Claude Code puts system text among the messages too (a system turn between user
          * turns, text blocks only): it stays a system message, where it stood */
-        int rc = sys                             ? translate_system(content, msgs, why)
-                 : dialect_type_is(role, "user") ? user_turn(content, msgs, why)
-                                                 : assistant_turn(content, msgs, why);
+        int rc = sys    ? translate_system(w, content)
+                 : user ? user_turn(w, content)
+                        : assistant_turn(w, content);
         if (rc) return rc;
     }
     return 0;
 }
 
 /* tools: client tools -> function tools; server tools refused. An empty list is left out
- * (OpenAI refuses one, and it offers nothing). */
-static int translate_tools(json_t *tools, json_t *out, dialect_refusal *why)
+ * (OpenAI refuses one, and it offers nothing). *any: whether a tool was written. */
+enum { T_TYPE, T_NAME, T_DESCRIPTION, T_SCHEMA, T_N };
+static const jscan_key tool_keys[T_N] = {JSCAN_KEY("type"), JSCAN_KEY("name"),
+                                         JSCAN_KEY("description"), JSCAN_KEY("input_schema")};
+
+static int translate_tools(areq *w, const jscan_member *tools, int *any)
 {
-    if (dialect_is_null(tools)) return 0;
-    if (!json_is_array(tools)) return INVALID(why, "tools", "'tools' must be an array.");
-    if (json_array_size(tools) == 0) return 0;
-    json_t *list = json_array();
-    size_t i;
-    json_t *t;
-    json_array_foreach(tools, i, t)
-    {
-        json_t *type = json_object_get(t, "type");
-        if (!dialect_is_null(type) && !dialect_type_is(json_string_value(type), "custom")) {
-            json_decref(list);
-            return cannot(why, "tools",
+    *any = 0;
+    if (dialect_tok_null(tools)) return 0;
+    if (tools->type != JS_ARRAY) return INVALID(w->why, "tools", "'tools' must be an array.");
+    jscan_iter it;
+    jscan_type tt;
+    jscan_member f[T_N];
+    size_t n = 0;
+    jscan_iter_start(&it, tools->value);
+    while (dialect_pick_next(&it, tool_keys, T_N, f, &tt) > 0) {
+        if (!dialect_tok_null(&f[T_TYPE]) && !DIALECT_TOK_IS(&f[T_TYPE], "custom"))
+            return cannot(w->why, "tools",
                           "server tools (web search, bash, text editor, code execution...) run "
                           "only at Anthropic; give client tools (name, input_schema)");
-        }
-        json_t *name = json_object_get(t, "name"), *d = json_object_get(t, "description");
-        json_t *schema = json_object_get(t, "input_schema");
-        if (!json_is_string(name) || !json_is_object(schema) ||
-            (!dialect_is_null(d) && !json_is_string(d))) {
-            json_decref(list);
-            return INVALID(why, "tools",
+        const jscan_member *d = &f[T_DESCRIPTION];
+        if (!dialect_tok_str(&f[T_NAME]) || dialect_absent(&f[T_SCHEMA]) ||
+            f[T_SCHEMA].type != JS_OBJECT || (!dialect_tok_null(d) && d->type != JS_STRING))
+            return INVALID(w->why, "tools",
                            "A tool needs a 'name', an 'input_schema' object and, if any, a "
                            "'description' string.");
+        if (n++)
+            PUT(w, ",");
+        else
+            PUT(w, ",\"tools\":[");
+        PUT(w, "{\"type\":\"function\",\"function\":{\"name\":");
+        put_tok(w, f[T_NAME].value);
+        if (dialect_tok_str(d)) {
+            PUT(w, ",\"description\":");
+            put_tok(w, d->value);
         }
-        json_t *fn = json_pack("{s:O}", "name", name);
-        if (json_is_string(d)) json_object_set(fn, "description", d);
-        json_object_set(fn, "parameters", schema);
-        json_array_append_new(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
+        PUT(w, ",\"parameters\":");
+        put_compact(w, w->out, f[T_SCHEMA].value);
+        PUT(w, "}}");
     }
-    json_object_set_new(out, "tools", list);
+    if (n) PUT(w, "]");
+    *any = n > 0;
     return 0;
 }
 
 /* tool_choice: auto -> auto, any -> required, tool -> the named function, none -> none;
  * disable_parallel_tool_use -> parallel_tool_calls false. Without tools OpenAI refuses both, and
  * auto or none then mean what no tool_choice means; forcing a tool that is not there is refused. */
-static int translate_tool_choice(json_t *tc, json_t *out, dialect_refusal *why)
+enum { C_TYPE, C_DISABLE, C_NAME, C_N };
+static const jscan_key choice_keys[C_N] = {
+    JSCAN_KEY("type"), JSCAN_KEY("disable_parallel_tool_use"), JSCAN_KEY("name")};
+
+static int translate_tool_choice(areq *w, const jscan_member *tc, int tools)
 {
-    if (dialect_is_null(tc)) return 0;
-    const char *type = json_string_value(json_object_get(tc, "type"));
-    json_t *dp = json_object_get(tc, "disable_parallel_tool_use");
-    if (!json_is_object(tc) || !(dialect_type_is(type, "auto") || dialect_type_is(type, "any") ||
-                                 dialect_type_is(type, "tool") || dialect_type_is(type, "none")))
-        return INVALID(why, "tool_choice",
+    if (dialect_tok_null(tc)) return 0;
+    jscan_member f[C_N];
+    dialect_pick(tc->value, choice_keys, C_N, f);
+    const jscan_member *type = &f[C_TYPE], *dp = &f[C_DISABLE];
+    int a = DIALECT_TOK_IS(type, "auto"), any = DIALECT_TOK_IS(type, "any");
+    int tool = DIALECT_TOK_IS(type, "tool"), none = DIALECT_TOK_IS(type, "none");
+    if (tc->type != JS_OBJECT || !(a || any || tool || none))
+        return INVALID(w->why, "tool_choice",
                        "'tool_choice' must be an object of type auto, any, tool or none.");
-    if (!dialect_is_null(dp) && !json_is_boolean(dp))
-        return INVALID(why, "tool_choice",
+    if (!dialect_tok_null(dp) && dp->type != JS_TRUE && dp->type != JS_FALSE)
+        return INVALID(w->why, "tool_choice",
                        "'tool_choice.disable_parallel_tool_use' must be a boolean.");
-    json_t *name = json_object_get(tc, "name");
-    if (dialect_type_is(type, "tool") && !json_is_string(name))
-        return INVALID(why, "tool_choice", "A tool_choice of type tool needs a 'name'.");
-    int tools = json_object_get(out, "tools") != NULL;
+    if (tool && !dialect_tok_str(&f[C_NAME]))
+        return INVALID(w->why, "tool_choice", "A tool_choice of type tool needs a 'name'.");
     if (!tools) {
-        if (dialect_type_is(type, "any") || dialect_type_is(type, "tool"))
-            return INVALID(why, "tool_choice",
+        if (any || tool)
+            return INVALID(w->why, "tool_choice",
                            "'tool_choice' forces a tool, but no tools are given.");
         return 0;
     }
-    json_t *choice =
-        dialect_type_is(type, "auto")  ? json_string("auto")
-        : dialect_type_is(type, "any") ? json_string("required")
-        : dialect_type_is(type, "none")
-            ? json_string("none")
-            : json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name);
-    json_object_set_new(out, "tool_choice", choice);
-    if (json_is_true(dp) && !dialect_type_is(type, "none"))
-        json_object_set_new(out, "parallel_tool_calls", json_false());
+    if (a) {
+        PUT(w, ",\"tool_choice\":\"auto\"");
+    } else if (any) {
+        PUT(w, ",\"tool_choice\":\"required\"");
+    } else if (none) {
+        PUT(w, ",\"tool_choice\":\"none\"");
+    } else {
+        PUT(w, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":");
+        put_tok(w, f[C_NAME].value);
+        PUT(w, "}}");
+    }
+    if (!dialect_absent(dp) && dp->type == JS_TRUE && !none)
+        PUT(w, ",\"parallel_tool_calls\":false");
     return 0;
 }
 
 /* thinking -> reasoning_effort (NULL: none given). *rc = -1 when refused. */
-static const char *thinking_effort(json_t *th, int *rc, dialect_refusal *why)
+enum { TH_TYPE, TH_BUDGET, TH_N };
+static const jscan_key thinking_keys[TH_N] = {JSCAN_KEY("type"), JSCAN_KEY("budget_tokens")};
+
+static const char *thinking_effort(areq *w, const jscan_member *th, int *rc)
 {
-    if (dialect_is_null(th)) return NULL;
-    const char *type = json_string_value(json_object_get(th, "type"));
-    if (dialect_type_is(type, "disabled") || dialect_type_is(type, "adaptive")) return NULL;
-    /* an integer, maybe written as 1e4 (a real to jansson) */
-    json_t *b = json_object_get(th, "budget_tokens");
-    double n = json_number_value(b);
-    if (!dialect_type_is(type, "enabled") || !json_is_number(b) || !(n >= AREQ_BUDGET_MIN) ||
+    if (dialect_tok_null(th)) return NULL;
+    jscan_member f[TH_N];
+    dialect_pick(th->value, thinking_keys, TH_N, f);
+    if (DIALECT_TOK_IS(&f[TH_TYPE], "disabled") || DIALECT_TOK_IS(&f[TH_TYPE], "adaptive"))
+        return NULL;
+    /* an integer, maybe written as 1e4 */
+    double n = 0;
+    int number = !dialect_absent(&f[TH_BUDGET]) && f[TH_BUDGET].type == JS_NUMBER &&
+                 jscan_double(f[TH_BUDGET].value, &n) == 0;
+    if (!DIALECT_TOK_IS(&f[TH_TYPE], "enabled") || !number || !(n >= AREQ_BUDGET_MIN) ||
         (n < 1e15 && n != (double)(int64_t)n)) {
-        *rc = INVALID(why, "thinking",
+        *rc = INVALID(w->why, "thinking",
                       "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": n} with n at "
                       "least %d, or of type disabled or adaptive.",
                       AREQ_BUDGET_MIN);
@@ -540,26 +648,32 @@ static const char *thinking_effort(json_t *th, int *rc, dialect_refusal *why)
 }
 
 /* output_config: effort low/medium/high -> reasoning_effort (it says how hard to think, as
- * OpenAI's does); anything else in it is refused. */
-static int output_config(json_t *oc, const char **effort, dialect_refusal *why)
+ * OpenAI's does); anything else in it is refused. A name given twice is read as jansson reads
+ * it: where it first stands, with the last value. */
+static int output_config(areq *w, const jscan_member *oc, const char **effort)
 {
-    if (dialect_is_null(oc)) return 0;
-    if (!json_is_object(oc))
-        return INVALID(why, "output_config", "'output_config' must be an object.");
-    const char *k;
-    json_t *v;
-    json_object_foreach(oc, k, v)
-    {
-        if (strcmp(k, "effort") != 0) {
-            char what[96];
-            snprintf(what, sizeof what, "'%.40s' (structured outputs and the like)", k);
-            return cannot(why, "output_config", what);
+    static const jscan_key effort_key = JSCAN_KEY("effort");
+    if (dialect_tok_null(oc)) return 0;
+    if (oc->type != JS_OBJECT)
+        return INVALID(w->why, "output_config", "'output_config' must be an object.");
+    jscan_member last, m;
+    dialect_pick(oc->value, &effort_key, 1, &last);
+    jscan_iter it;
+    jscan_iter_start(&it, oc->value);
+    while (jscan_iter_member(&it, &m) > 0) {
+        if (!jscan_key_eq(m.key, "effort", 6)) {
+            char k[48], what[96];
+            dialect_tok_name((ms_str){m.key.p - 1, m.key.n + 2}, 1, k, 41);
+            snprintf(what, sizeof what, "'%s' (structured outputs and the like)", k);
+            return cannot(w->why, "output_config", what);
         }
-        if (dialect_is_null(v)) continue;
-        const char *e = json_string_value(v);
-        if (!(dialect_type_is(e, "low") || dialect_type_is(e, "medium") ||
-              dialect_type_is(e, "high")))
-            return cannot(why, "output_config",
+        if (dialect_tok_null(&last)) continue;
+        static const char *const efforts[] = {"low", "medium", "high"};
+        const char *e = NULL;
+        for (size_t i = 0; i < 3 && !e; i++)
+            if (dialect_tok_eq(&last, efforts[i], strlen(efforts[i]))) e = efforts[i];
+        if (!e)
+            return cannot(w->why, "output_config",
                           "its effort must be low, medium or high (OpenAI's reasoning_effort has "
                           "no 'max')");
         *effort = e;
@@ -567,128 +681,200 @@ static int output_config(json_t *oc, const char **effort, dialect_refusal *why)
     return 0;
 }
 
-/* temperature, top_p: numbers from 0 to 1 as Anthropic takes them, copied (the same scale). */
-static int unit_number(json_t *req, const char *name, json_t *out, dialect_refusal *why)
+/* temperature, top_p: numbers from 0 to 1 as Anthropic takes them, copied as written (the same
+ * scale). */
+static int unit_number(areq *w, const jscan_member *v, const char *name, const char *key)
 {
-    json_t *v = json_object_get(req, name);
-    if (dialect_is_null(v)) return 0;
-    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
-        return INVALID(why, name, "'%s' must be a number from 0 to 1.", name);
-    json_object_set(out, name, v);
+    if (dialect_tok_null(v)) return 0;
+    double d;
+    if (v->type != JS_NUMBER || jscan_double(v->value, &d) != 0 || d < 0 || d > 1)
+        return INVALID(w->why, name, "'%s' must be a number from 0 to 1.", name);
+    wr(w, w->out, key, strlen(key));
+    put_tok(w, v->value);
+    return 0;
+}
+
+static int stop_sequences(areq *w, const jscan_member *stop)
+{
+    if (dialect_tok_null(stop)) return 0;
+    jscan_iter it;
+    ms_str s;
+    jscan_type st;
+    if (stop->type != JS_ARRAY)
+        return INVALID(w->why, "stop_sequences", "'stop_sequences' must be an array of strings.");
+    size_t n = 0;
+    jscan_iter_start(&it, stop->value);
+    while (jscan_iter_value(&it, &s, &st) > 0) {
+        if (st != JS_STRING)
+            return INVALID(w->why, "stop_sequences",
+                           "'stop_sequences' must be an array of strings.");
+        n++;
+    }
+    if (n) {
+        PUT(w, ",\"stop\":");
+        put_compact(w, w->out, stop->value);
+    }
+    return 0;
+}
+
+static int metadata(areq *w, const jscan_member *md)
+{
+    static const jscan_key user_key = JSCAN_KEY("user_id");
+    if (dialect_tok_null(md)) return 0;
+    jscan_member user;
+    dialect_pick(md->value, &user_key, 1, &user);
+    if (md->type != JS_OBJECT || (!dialect_tok_null(&user) && user.type != JS_STRING))
+        return INVALID(w->why, "metadata", "'metadata' must be an object; its user_id a string.");
+    if (dialect_tok_str(&user)) {
+        PUT(w, ",\"user\":");
+        put_tok(w, user.value);
+    }
     return 0;
 }
 
 /* Top-level fields: what the rewrite does with each (the opening comment says why). */
 enum { K_MAPPED, K_DROPPED, K_REFUSED };
 static const struct {
-    const char *name;
+    jscan_key name;
     int what;
     const char *why; /* K_REFUSED */
 } known[] = {
-    {"model", K_MAPPED, NULL},
-    {"messages", K_MAPPED, NULL},
-    {"max_tokens", K_MAPPED, NULL},
-    {"system", K_MAPPED, NULL},
-    {"stop_sequences", K_MAPPED, NULL},
-    {"stream", K_MAPPED, NULL},
-    {"temperature", K_MAPPED, NULL},
-    {"top_p", K_MAPPED, NULL},
-    {"tools", K_MAPPED, NULL},
-    {"tool_choice", K_MAPPED, NULL},
-    {"thinking", K_MAPPED, NULL},
-    {"output_config", K_MAPPED, NULL},
-    {"metadata", K_MAPPED, NULL},
-    {"service_tier", K_DROPPED, NULL},
-    {"top_k", K_REFUSED, "OpenAI-shaped providers have no top-k sampling"},
-    {"container", K_REFUSED, "containers are Anthropic's code execution state"},
-    {"mcp_servers", K_REFUSED, "only Anthropic connects to MCP servers"},
+    {JSCAN_KEY("model"), K_MAPPED, NULL},
+    {JSCAN_KEY("messages"), K_MAPPED, NULL},
+    {JSCAN_KEY("max_tokens"), K_MAPPED, NULL},
+    {JSCAN_KEY("system"), K_MAPPED, NULL},
+    {JSCAN_KEY("stop_sequences"), K_MAPPED, NULL},
+    {JSCAN_KEY("stream"), K_MAPPED, NULL},
+    {JSCAN_KEY("temperature"), K_MAPPED, NULL},
+    {JSCAN_KEY("top_p"), K_MAPPED, NULL},
+    {JSCAN_KEY("tools"), K_MAPPED, NULL},
+    {JSCAN_KEY("tool_choice"), K_MAPPED, NULL},
+    {JSCAN_KEY("thinking"), K_MAPPED, NULL},
+    {JSCAN_KEY("output_config"), K_MAPPED, NULL},
+    {JSCAN_KEY("metadata"), K_MAPPED, NULL},
+    {JSCAN_KEY("service_tier"), K_DROPPED, NULL},
+    {JSCAN_KEY("top_k"), K_REFUSED, "OpenAI-shaped providers have no top-k sampling"},
+    {JSCAN_KEY("container"), K_REFUSED, "containers are Anthropic's code execution state"},
+    {JSCAN_KEY("mcp_servers"), K_REFUSED, "only Anthropic connects to MCP servers"},
     /* Claude Code sends it on every request. Context editing only ever removes old tool results
      * from what the model sees, near the context limit; without it the provider sees the whole
      * conversation, which it may answer from (or refuse as too long: a clear error, not a
      * silently different answer), so it is dropped rather than refused. */
-    {"context_management", K_DROPPED, NULL},
-    {"output_format", K_REFUSED, "structured outputs are not translated"},
+    {JSCAN_KEY("context_management"), K_DROPPED, NULL},
+    {JSCAN_KEY("output_format"), K_REFUSED, "structured outputs are not translated"},
 };
+#define NKNOWN (sizeof known / sizeof *known)
 
-/* The first top-level field that is refused (or unknown), if any. */
-static int check_fields(json_t *req, dialect_refusal *why)
+/* The first top-level field that is refused (or unknown), if any. A refused field given twice
+ * counts by its last value, as jansson would read it. */
+static int check_fields(const prov_call *call, dialect_refusal *why)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach(req, k, v)
-    {
+    for (size_t k = 0; k < call->nmembers; k++) {
+        const jscan_member *m = &call->members[k];
         size_t i = 0;
-        while (i < sizeof known / sizeof *known && strcmp(known[i].name, k) != 0)
+        while (i < NKNOWN && !jscan_key_eq(m->key, known[i].name.s, known[i].name.n))
             i++;
-        if (i == sizeof known / sizeof *known) {
-            /* the name is the client's: param must outlive req, so the message names it */
+        if (i == NKNOWN) {
+            char name[72];
+            dialect_tok_name((ms_str){m->key.p - 1, m->key.n + 2}, 1, name, 65);
             return INVALID(why, NULL,
-                           "The field '%.64s' is not supported for this model's provider, which "
+                           "The field '%s' is not supported for this model's provider, which "
                            "does not speak Anthropic's API.",
-                           k);
+                           name);
         }
-        if (known[i].what == K_REFUSED && !dialect_is_null(v))
-            return cannot(why, known[i].name, known[i].why);
+        if (known[i].what != K_REFUSED) continue;
+        const jscan_member *last = jscan_find(call->members, call->nmembers, known[i].name.s);
+        if (last && last->type != JS_NULL) return cannot(why, known[i].name.s, known[i].why);
     }
     return 0;
 }
 
-static int build(const prov_call *call, json_t *req, json_t *out, dialect_refusal *why)
-{
-    int rc = check_fields(req, why);
-    if (rc) return rc;
-    json_t *model = json_object_get(req, "model");
-    json_t *messages = json_object_get(req, "messages");
-    /* max_tokens as parsed (jscan_int also takes 1e3, which jansson reads as a real) */
-    if (!json_is_string(model) || !json_is_array(messages) || call->max_tokens < 1)
-        return INVALID(why, NULL, "The request was not parsed as a Messages request.");
-    json_object_set(out, "model", model);
-    json_t *msgs = json_array();
-    json_object_set_new(out, "messages", msgs);
-    if ((rc = translate_system(json_object_get(req, "system"), msgs, why)) != 0) return rc;
-    if ((rc = translate_messages(messages, msgs, why)) != 0) return rc;
-    if (json_array_size(msgs) == 0)
-        return INVALID(why, "messages", "'messages' has nothing left to send but reasoning.");
-    json_object_set_new(out, "max_tokens", json_integer((json_int_t)call->max_tokens));
+/* The top-level members the rewrite reads (model, messages, max_tokens and stream as parsed). */
+enum {
+    F2_MODEL,
+    F2_MESSAGES,
+    F2_SYSTEM,
+    F2_STOP,
+    F2_TEMPERATURE,
+    F2_TOP_P,
+    F2_TOOLS,
+    F2_TOOL_CHOICE,
+    F2_THINKING,
+    F2_OUTPUT_CONFIG,
+    F2_METADATA,
+    F2_N
+};
+static const jscan_key top_keys[F2_N] = {
+    JSCAN_KEY("model"),          JSCAN_KEY("messages"),    JSCAN_KEY("system"),
+    JSCAN_KEY("stop_sequences"), JSCAN_KEY("temperature"), JSCAN_KEY("top_p"),
+    JSCAN_KEY("tools"),          JSCAN_KEY("tool_choice"), JSCAN_KEY("thinking"),
+    JSCAN_KEY("output_config"),  JSCAN_KEY("metadata")};
 
-    json_t *stop = json_object_get(req, "stop_sequences");
-    if (!dialect_is_null(stop)) {
-        size_t i;
-        json_t *s;
-        if (!json_is_array(stop))
-            return INVALID(why, "stop_sequences", "'stop_sequences' must be an array of strings.");
-        json_array_foreach(stop, i, s)
-        {
-            if (!json_is_string(s))
-                return INVALID(why, "stop_sequences",
-                               "'stop_sequences' must be an array of strings.");
-        }
-        if (json_array_size(stop)) json_object_set(out, "stop", stop);
-    }
-    if ((rc = unit_number(req, "temperature", out, why)) != 0) return rc;
-    if ((rc = unit_number(req, "top_p", out, why)) != 0) return rc;
-    if ((rc = translate_tools(json_object_get(req, "tools"), out, why)) != 0) return rc;
-    if ((rc = translate_tool_choice(json_object_get(req, "tool_choice"), out, why)) != 0) return rc;
-    const char *effort = thinking_effort(json_object_get(req, "thinking"), &rc, why);
+static int build(const prov_call *call, areq *w)
+{
+    int rc = check_fields(call, w->why);
     if (rc) return rc;
-    if ((rc = output_config(json_object_get(req, "output_config"), &effort, why)) != 0) return rc;
-    if (effort) json_object_set_new(out, "reasoning_effort", json_string(effort));
-    json_t *md = json_object_get(req, "metadata");
-    if (!dialect_is_null(md)) {
-        json_t *user = json_object_get(md, "user_id");
-        if (!json_is_object(md) || (!dialect_is_null(user) && !json_is_string(user)))
-            return INVALID(why, "metadata", "'metadata' must be an object; its user_id a string.");
-        if (json_is_string(user)) json_object_set(out, "user", user);
+    const jscan_member *p[F2_N];
+    jscan_member f[F2_N];
+    jscan_pick(call->members, call->nmembers, top_keys, F2_N, p);
+    for (size_t i = 0; i < F2_N; i++) {
+        if (p[i])
+            f[i] = *p[i];
+        else
+            f[i].value.p = NULL;
     }
-    if (call->stream) {
-        json_object_set_new(out, "stream", json_true());
-        /* the gateway bills from the provider's usage, and Anthropic clients always get it */
-        json_object_set_new(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    if (!dialect_tok_str(&f[F2_MODEL]) || dialect_absent(&f[F2_MESSAGES]) ||
+        f[F2_MESSAGES].type != JS_ARRAY || call->max_tokens < 1)
+        return INVALID(w->why, NULL, "The request was not parsed as a Messages request.");
+    PUT(w, "{\"model\":");
+    put_tok(w, f[F2_MODEL].value);
+    PUT(w, ",\"messages\":[");
+    if ((rc = translate_system(w, &f[F2_SYSTEM])) != 0) return rc;
+    if ((rc = translate_messages(w, f[F2_MESSAGES].value)) != 0) return rc;
+    if (w->nmsgs == 0)
+        return INVALID(w->why, "messages", "'messages' has nothing left to send but reasoning.");
+    PUT(w, "],\"max_tokens\":");
+    w->full |= buf_append_dec(w->out, call->max_tokens) != 0;
+    if ((rc = stop_sequences(w, &f[F2_STOP])) != 0) return rc;
+    if ((rc = unit_number(w, &f[F2_TEMPERATURE], "temperature", ",\"temperature\":")) != 0)
+        return rc;
+    if ((rc = unit_number(w, &f[F2_TOP_P], "top_p", ",\"top_p\":")) != 0) return rc;
+    int tools;
+    if ((rc = translate_tools(w, &f[F2_TOOLS], &tools)) != 0) return rc;
+    if ((rc = translate_tool_choice(w, &f[F2_TOOL_CHOICE], tools)) != 0) return rc;
+    const char *effort = thinking_effort(w, &f[F2_THINKING], &rc);
+    if (rc) return rc;
+    if ((rc = output_config(w, &f[F2_OUTPUT_CONFIG], &effort)) != 0) return rc;
+    if (effort) {
+        PUT(w, ",\"reasoning_effort\":\"");
+        wr(w, w->out, effort, strlen(effort));
+        PUT(w, "\"");
     }
+    if ((rc = metadata(w, &f[F2_METADATA])) != 0) return rc;
+    /* the gateway bills from the provider's usage, and Anthropic clients always get it */
+    if (call->stream) PUT(w, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    PUT(w, "}");
     return 0;
 }
 
 int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refusal *why)
 {
-    return dialect_hub_rewrite(call, out, why, build);
+    *why = (dialect_refusal){0};
+    /* the members are the scan's (dialect_anthropic_parse); nested values are walked without a
+     * second validation, so a body not vouched for is validated once here */
+    if (!prov_body_valid(call) && jscan_object(call->body.p, call->body.n, NULL, 0, NULL) < 0)
+        return dialect_refuse(why, 400, "invalid_json", NULL,
+                              "The request cannot be translated for this model's provider: it is "
+                              "not a valid JSON object.");
+    areq w = {.out = out, .why = why};
+    buf_init(&w.calls, out->limit);
+    size_t len0 = out->len;
+    int rc = build(call, &w);
+    if (rc == 0 && w.full) {
+        *why = (dialect_refusal){0}; /* memory, or out's limit */
+        rc = -1;
+    }
+    if (rc != 0) rewind_to(out, len0); /* nothing half-written */
+    buf_free(&w.calls);
+    return rc;
 }

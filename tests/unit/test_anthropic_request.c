@@ -486,12 +486,61 @@ static void test_refused_fields(void)
         CHECK(why.param == NULL);
         CHECK(strstr(why.message, "'frobnicate'") != NULL);
     }
-    /* jscan takes an integer beyond 64 bits, jansson cannot hold it */
+    /* an integer beyond 64 bits (valid JSON, which a jansson tree could not hold): judged as
+     * the number it is where a range applies, carried as written where the client's JSON
+     * passes through (a tool's input) */
+    CHECK_REFUSED(HEAD USER_HI ",'temperature':123456789012345678901234567890}", "temperature");
+    CHECK_OPENAI(HEAD "'messages':[{'role':'assistant','content':[{'type':'tool_use','id':'t1',"
+                      "'name':'n','input':{'big':123456789012345678901234567890}}]}]}",
+                 "{'model':'gpt-x','messages':[{'role':'assistant','content':null,'tool_calls':"
+                 "[{'id':'t1','type':'function','function':{'name':'n','arguments':"
+                 "'{\\'big\\':123456789012345678901234567890}'}}]}],'max_tokens':100}");
+}
+
+/* The rewrite reads the client's tokens in place: names and values compared decoded (escapes
+ * as jansson reads them), the last of a name given twice wins, white space between tokens is
+ * not carried over (the output is compact), and the client's strings and numbers reach the
+ * provider as written (escapes kept); a tool's input, compacted, is its arguments string. */
+static void test_tokens(void)
+{
+    CHECK_OPENAI(
+        " {\n  'model' : 'gpt-x' ,\n  'max_tokens' : 100 ,\n  'messages' : [\n"
+        "   { 'r\\u006fle' : 'assistant' , 'role' : 'us\\u0065r' ,\n"
+        "     'content' : [ { 'type' : 't\\u0065xt' , 'text' : 'caf\\u00e9\\n\\/' } ] } ,\n"
+        "   { 'role' : 'assistant' , 'content' : [ { 'type' : 'tool_use' , 'id' : 'a' ,"
+        " 'name' : 'f' , 'input' : { 'k' : [ 1 , 2.50 , { 'z' : 'a b \\'q\\' \\\\' } ] ,"
+        " 'e' : 1E2 } } ] }\n  ] ,\n  'stop_sequences' : [ 'x' , 'y z' ] ,"
+        " 'temperature' : 5e-1 ,\n  'tools' : [ { 'name' : 'f' , 'input_schema' :"
+        " { 'type' : 'object' , 'properties' : { } } } ]\n } ",
+        "{'model':'gpt-x','messages':[{'role':'user','content':'caf\\u00e9\\n\\/'},"
+        "{'role':'assistant','content':null,'tool_calls':[{'id':'a','type':'function',"
+        "'function':{'name':'f','arguments':'{\\'k\\':[1,2.50,{\\'z\\':\\'a b "
+        "\\\\\\'q\\\\\\' \\\\\\\\\\'}],\\'e\\':1E2}'}}]}],'max_tokens':100,"
+        "'stop':['x','y z'],'temperature':5e-1,'tools':[{'type':'function','function':"
+        "{'name':'f','parameters':{'type':'object','properties':{}}}}]}");
+    /* the last of a name given twice, in nested objects too */
+    CHECK_OPENAI(HEAD USER_HI ",'metadata':{'user_id':'a','user_id':'b'},"
+                              "'output_config':{'effort':'max','effort':'low'}}",
+                 "{'model':'gpt-x','messages':[{'role':'user','content':'Hi'}],'max_tokens':100,"
+                 "'reasoning_effort':'low','user':'b'}");
+    CHECK_REFUSED(HEAD USER_HI ",'top_k':null,'top_k':3}", "top_k");
+    CHECK_OPENAI(HEAD USER_HI ",'top_k':3,'top_k':null}",
+                 "{'model':'gpt-x','messages':[{'role':'user','content':'Hi'}],'max_tokens':100}");
+    /* a refused block's type named decoded in the message, cut to 40 bytes */
     {
         dialect_refusal why;
-        CHECK_EQ_INT(rewrite(HEAD USER_HI ",'temperature':123456789012345678901234567890}", &why),
+        CHECK_EQ_INT(rewrite(HEAD "'messages':[{'role':'user','content':[{'type':"
+                                  "'d\\u006fcument'}]}]}",
+                             &why),
                      -1);
-        CHECK_EQ_STR(why.code, "invalid_json");
+        CHECK(strstr(why.message, "'document' block") != NULL);
+        char body[1024];
+        snprintf(body, sizeof body,
+                 HEAD "'messages':[{'role':'user','content':[{'type':'%s\\u00e9%0300d'}]}]}",
+                 "abcdefghijklmnopqrstuvwxyz0123456789ab", 7);
+        CHECK_EQ_INT(rewrite(body, &why), -1);
+        CHECK(strstr(why.message, "'abcdefghijklmnopqrstuvwxyz0123456789ab\xc3\xa9' block") !=
+              NULL);
     }
 }
 
@@ -712,6 +761,7 @@ int main(void)
     RUN(test_thinking);
     RUN(test_stop_stream);
     RUN(test_refused_fields);
+    RUN(test_tokens);
     RUN(test_out_limit);
     RUN(test_round_trip);
     RUN(test_valid_marks);
