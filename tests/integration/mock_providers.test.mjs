@@ -243,6 +243,32 @@ test('config next: armed options answer the next inference request only, of any 
     assert.equal((await mock.config({})).delay_ms, 0);
 });
 
+test('config chunks: a stream\'s chunks for requests without a mock member; a body\'s own wins', T, async () => {
+    const anthHdr = { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' };
+    const msgs = { model: 'claude-x', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] };
+    try {
+        const cfg = await mock.config({ chunks: 5 });
+        assert.equal(cfg.chunks, 5);
+        assert.equal(cfg.chunk_delay_ms, 0);
+        const s = await call('/v1/chat/completions', { ...chat(undefined), stream: true });
+        assert.equal(h.streamContent(h.sseEvents(s.text)), 'tok0 tok1 tok2 tok3 tok4 ');
+        // Anthropic's personality too: five text deltas
+        const a = await call('/v1/messages', msgs, anthHdr);
+        assert.equal(a.status, 200, a.text);
+        assert.equal((a.text.match(/"text_delta"/g) || []).length, 5);
+        // a body's own chunks win
+        const own = await call('/v1/chat/completions', chat({ chunks: 1 }));
+        assert.equal(own.json.choices[0].message.content, 'tok0 ');
+        // out of range: refused, nothing changes
+        const bad = await fetch(mock.url + '/_mock/config', { method: 'POST', body: JSON.stringify({ chunks: 10001 }) });
+        assert.equal(bad.status, 400);
+        assert.equal((await mock.config({})).chunks, 5);
+    } finally {
+        await mock.config({ chunks: 3, chunk_delay_ms: 0 });
+    }
+    assert.equal((await call('/v1/chat/completions', chat(undefined))).json.choices[0].message.content, 'tok0 tok1 tok2 ');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Azure OpenAI
 

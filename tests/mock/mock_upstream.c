@@ -275,6 +275,10 @@ typedef struct mock_record {
 /* Instance defaults, set by the command line and POST /_mock/config. */
 typedef struct mock_defaults {
     long fail_status, delay_ms;
+    /* a stream's text chunks and the pause between them when the request's mock member does
+     * not say (a benchmark's requests that may not carry one: a translated body refuses fields
+     * its provider does not have) */
+    long chunks, chunk_delay_ms;
     char retry_after[72];
 } mock_defaults;
 
@@ -897,7 +901,8 @@ static int mock_opts_parse(mock_conn *c, json_t *body, char *err, size_t errlen)
     memset(o, 0, sizeof *o);
     o->status = g.def.fail_status;
     o->delay_ms = g.def.delay_ms;
-    o->chunks = 3;
+    o->chunks = g.def.chunks;
+    o->chunk_delay_ms = g.def.chunk_delay_ms;
     o->cut_after = -1;
     o->stream_error_after = -1;
     o->dims = 4;
@@ -2558,8 +2563,10 @@ static void mock_azure_dispatch(mock_conn *c)
 
 static json_t *mock_config_json(void)
 {
-    json_t *o = json_pack("{s:I, s:I}", "fail_status", (json_int_t)g.def.fail_status, "delay_ms",
-                          (json_int_t)g.def.delay_ms);
+    json_t *o =
+        json_pack("{s:I, s:I, s:I, s:I}", "fail_status", (json_int_t)g.def.fail_status, "delay_ms",
+                  (json_int_t)g.def.delay_ms, "chunks", (json_int_t)g.def.chunks, "chunk_delay_ms",
+                  (json_int_t)g.def.chunk_delay_ms);
     if (!o) return NULL;
     char *end;
     long long secs = strtoll(g.def.retry_after, &end, 10);
@@ -2592,6 +2599,8 @@ static void mock_ctl_config_set(mock_conn *c)
         json_t *fs = json_object_get(body, "fail_status");
         json_t *dl = json_object_get(body, "delay_ms");
         json_t *ra = json_object_get(body, "retry_after");
+        json_t *ch = json_object_get(body, "chunks");
+        json_t *cd = json_object_get(body, "chunk_delay_ms");
         next = json_object_get(body, "next");
         if (next && !json_is_object(next) && !json_is_null(next))
             err = "next must be an object (the next inference request's mock options) or null";
@@ -2607,6 +2616,20 @@ static void mock_ctl_config_set(mock_conn *c)
                 err = "delay_ms must be an integer in 0..600000";
             else
                 d.delay_ms = (long)json_integer_value(dl);
+        }
+        if (ch && !json_is_null(ch)) {
+            if (!json_is_integer(ch) || json_integer_value(ch) < 0 ||
+                json_integer_value(ch) > MOCK_MAX_CHUNKS)
+                err = "chunks must be an integer in 0..10000";
+            else
+                d.chunks = (long)json_integer_value(ch);
+        }
+        if (cd && !json_is_null(cd)) {
+            if (!json_is_integer(cd) || json_integer_value(cd) < 0 ||
+                json_integer_value(cd) > MOCK_MAX_DELAY_MS)
+                err = "chunk_delay_ms must be an integer in 0..600000";
+            else
+                d.chunk_delay_ms = (long)json_integer_value(cd);
         }
         if (ra) {
             if (json_is_integer(ra) && json_integer_value(ra) == 0)
@@ -3026,6 +3049,7 @@ int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1";
     long port = 0;
+    g.def.chunks = 3;
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
