@@ -183,6 +183,21 @@ static void test_thinking_then_text(void)
     free(s);
 }
 
+/* Block indexes past one digit: text and reasoning alternating twelve times open twelve blocks,
+ * numbered 0..11 in their start, deltas and stop. */
+static void test_many_blocks(void)
+{
+    ev_event evs[12];
+    for (size_t i = 0; i < 12; i++)
+        evs[i] = (ev_event){.type = i % 2 ? EV_TEXT : EV_REASONING, .text = MS_STR_LIT("x")};
+    usage_counts u = {.input = 1, .output = 12};
+    char *s = stream(evs, N(evs), &u, "", NULL);
+    CHECK(strstr(s, BSTOP(8) BSTART(9, TEXT_BLOCK) BDELTA(9, TEXT_D("x")) BSTOP(9)
+                     BSTART(10, THINK_BLOCK) BDELTA(10, THINK_D("x")) BDELTA(10, SIG) BSTOP(10)
+                         BSTART(11, TEXT_BLOCK) BDELTA(11, TEXT_D("x")) BSTOP(11)) != NULL);
+    free(s);
+}
+
 /* Text, then a tool call whose arguments stream as input_json_delta; whole, the arguments are
  * the tool_use block's parsed input. */
 static void test_tool_use(void)
@@ -399,6 +414,7 @@ int main(void)
     RUN(test_text_stream_and_whole);
     RUN(test_usage_first);
     RUN(test_thinking_then_text);
+    RUN(test_many_blocks);
     RUN(test_tool_use);
     RUN(test_interleaved_tools);
     RUN(test_tool_edges);
