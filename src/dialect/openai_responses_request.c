@@ -52,7 +52,9 @@
  *     client_metadata (session labels) is dropped.
  *   Passed into the hub body as they came: top-level fields this API does not define, as chat
  *     completions pass unknown fields to providers (the provider answers for them: OpenAI refuses
- *     what it does not know); one that clashes with a field the rewrite writes is refused.
+ *     what it does not know); one that clashes with a field the rewrite writes, or names one of
+ *     the chat fields the gateway reads back from the hub body (max_tokens,
+ *     max_completion_tokens, stream, stream_options, messages, model), is refused.
  *   Refused with a 400 naming the field: background, conversation, prompt
  *     (a stored prompt template), tool_choice forcing a built-in tool or allowed_tools,
  *     input_file parts, images held by file_id, images in assistant, system or developer turns
@@ -580,8 +582,16 @@ static int check_fields(json_t *req, dialect_refusal *why)
     return 0;
 }
 
+/* The chat completions fields the gateway itself reads from the hub body (dialect_openai_parse):
+ * its limits and its stream. Passed through from a Responses request they would bound the
+ * provider's answer otherwise than the request was admitted and held for (a max_completion_tokens
+ * beside max_output_tokens: a hold for the one, an answer as long as the other). */
+static const char *const hub_read[] = {"model",          "messages",   "stream",
+                                       "stream_options", "max_tokens", "max_completion_tokens"};
+
 /* Fields this API does not define, into the hub body as they came (check_fields says why); one
- * that names a field the rewrite writes is refused, since the two could not both be meant. */
+ * that names a field the rewrite writes, or one the gateway reads from what it writes, is refused,
+ * since the two could not both be meant. */
 static int pass_unknown(json_t *req, json_t *out, dialect_refusal *why)
 {
     const char *k;
@@ -592,6 +602,12 @@ static int pass_unknown(json_t *req, json_t *out, dialect_refusal *why)
         while (i < sizeof known / sizeof *known && strcmp(known[i].name, k) != 0)
             i++;
         if (i < sizeof known / sizeof *known) continue;
+        for (i = 0; i < sizeof hub_read / sizeof *hub_read; i++)
+            if (strcmp(hub_read[i], k) == 0)
+                return INVALID(why, hub_read[i],
+                               "'%s' is a chat completions field, not one of the Responses "
+                               "API's (its limit is max_output_tokens).",
+                               hub_read[i]);
         if (json_object_get(out, k))
             return INVALID(why, NULL,
                            "The field '%.64s' clashes with one the gateway writes for this "

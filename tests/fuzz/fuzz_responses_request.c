@@ -143,8 +143,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         hub->body = (ms_str){out.data, out.len};
         memcpy(hub->request_id, "req_f", 6);
         /* unless a field the Responses API does not define, passed through as it came, is one
-         * chat completions defines and refuses as it is (max_completion_tokens: "r"): a 400
-         * then, as api_hub_call answers it */
+         * chat completions defines and refuses as it is: a 400 then, as api_hub_call answers it
+         * (those the gateway reads back, max_completion_tokens and the like, the rewrite refuses
+         * itself: seed max_completion_tokens_passed) */
         if (dialect_openai_parse(&g_cfg, EP_CHAT, hub, shown, sizeof shown, &why) != 0) {
             MUST(why.status == 400 && why.message[0]);
         } else {

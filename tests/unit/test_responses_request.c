@@ -423,9 +423,21 @@ static void test_refused_fields(void)
     CHECK_OPENAI(HEAD "'input':'Hi','frobnicate':1,'client_metadata':{'x':'y'}}",
                  OUT_HI ",'frobnicate':1}");
     dialect_refusal why;
-    CHECK_EQ_INT(rewrite(HEAD "'input':'Hi','messages':[]}", &why), -1);
+    CHECK_EQ_INT(
+        rewrite(HEAD "'input':'Hi','reasoning':{'effort':'low'},'reasoning_effort':'high'}", &why),
+        -1);
     CHECK(why.param == NULL);
-    CHECK(strstr(why.message, "'messages'") != NULL);
+    CHECK(strstr(why.message, "'reasoning_effort'") != NULL);
+    /* the chat fields the gateway reads back from the hub body are refused, named, whether the
+     * rewrite writes them or not: passed through they would bound the answer otherwise than the
+     * request was held for (fuzz_responses_request's seed max_completion_tokens_passed) */
+    CHECK_REFUSED(HEAD "'input':'Hi','messages':[]}", "messages");
+    CHECK_REFUSED(HEAD "'input':'Hi','max_completion_tokens':1}", "max_completion_tokens");
+    CHECK_REFUSED(HEAD "'input':'Hi','max_output_tokens':5,'max_completion_tokens':100000}",
+                  "max_completion_tokens");
+    CHECK_REFUSED(HEAD "'input':'Hi','max_tokens':7}", "max_tokens");
+    /* (stream, stream_options and model are the Responses API's own: read or dropped as such) */
+    CHECK_OPENAI(HEAD "'input':'Hi','stream_options':{'include_obfuscation':false}}", OUT_HI "}");
     /* jansson cannot hold an integer beyond 64 bits that the scan accepts */
     CHECK_EQ_INT(
         rewrite(HEAD "'input':'Hi','metadata':{'n':123456789012345678901234567890}}", &why), -1);
