@@ -2585,6 +2585,20 @@ static void mock_ctl_config_get(mock_conn *c)
     mock_send_json(c, 200, mock_config_json());
 }
 
+/* A config field that is an integer in 0..max (null or absent: unchanged): into *out, or *err. */
+static void mock_config_long(json_t *body, const char *name, long max, long *out, const char **err)
+{
+    static char msg[96];
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v)) return;
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= max) {
+        *out = (long)json_integer_value(v);
+        return;
+    }
+    snprintf(msg, sizeof msg, "%s must be an integer in 0..%ld", name, max);
+    *err = msg;
+}
+
 /* Validates everything before changing anything, so a bad request leaves the config intact. */
 static void mock_ctl_config_set(mock_conn *c)
 {
@@ -2597,10 +2611,7 @@ static void mock_ctl_config_set(mock_conn *c)
         err = "body must be a JSON object";
     } else {
         json_t *fs = json_object_get(body, "fail_status");
-        json_t *dl = json_object_get(body, "delay_ms");
         json_t *ra = json_object_get(body, "retry_after");
-        json_t *ch = json_object_get(body, "chunks");
-        json_t *cd = json_object_get(body, "chunk_delay_ms");
         next = json_object_get(body, "next");
         if (next && !json_is_object(next) && !json_is_null(next))
             err = "next must be an object (the next inference request's mock options) or null";
@@ -2610,27 +2621,9 @@ static void mock_ctl_config_set(mock_conn *c)
             else
                 d.fail_status = (long)json_integer_value(fs);
         }
-        if (dl && !json_is_null(dl)) {
-            if (!json_is_integer(dl) || json_integer_value(dl) < 0 ||
-                json_integer_value(dl) > MOCK_MAX_DELAY_MS)
-                err = "delay_ms must be an integer in 0..600000";
-            else
-                d.delay_ms = (long)json_integer_value(dl);
-        }
-        if (ch && !json_is_null(ch)) {
-            if (!json_is_integer(ch) || json_integer_value(ch) < 0 ||
-                json_integer_value(ch) > MOCK_MAX_CHUNKS)
-                err = "chunks must be an integer in 0..10000";
-            else
-                d.chunks = (long)json_integer_value(ch);
-        }
-        if (cd && !json_is_null(cd)) {
-            if (!json_is_integer(cd) || json_integer_value(cd) < 0 ||
-                json_integer_value(cd) > MOCK_MAX_DELAY_MS)
-                err = "chunk_delay_ms must be an integer in 0..600000";
-            else
-                d.chunk_delay_ms = (long)json_integer_value(cd);
-        }
+        mock_config_long(body, "delay_ms", MOCK_MAX_DELAY_MS, &d.delay_ms, &err);
+        mock_config_long(body, "chunks", MOCK_MAX_CHUNKS, &d.chunks, &err);
+        mock_config_long(body, "chunk_delay_ms", MOCK_MAX_DELAY_MS, &d.chunk_delay_ms, &err);
         if (ra) {
             if (json_is_integer(ra) && json_integer_value(ra) == 0)
                 d.retry_after[0] = '\0';
