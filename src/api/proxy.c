@@ -294,7 +294,9 @@ static void estimate(proxy *p, usage_counts *u)
     prov_call *call = p->call;
     const cfg_model *m = call->model;
     int64_t out = p->usage.streamed_bytes;
-    int64_t cap = call->ep == EP_CHAT ? price_output_bound(p->gen->cfg, m, call->max_tokens) : 0;
+    int64_t cap = call->ep == EP_CHAT
+                      ? price_output_bound(p->gen->cfg, m, call->max_tokens) * prov_choices(call)
+                      : 0;
     if (out > cap) out = cap;
     if (u->output < out) u->output = out;
     if (usage_prompt(u) > 0) return;

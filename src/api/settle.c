@@ -205,7 +205,9 @@ api_settlement *api_settlement_new_on(http_conn *c, srv_gen *gen, const prov_cal
     const cfg_model *chain[9];
     size_t n = proxy_chain(cfg, call->model, chain, 9);
     for (size_t i = 0; i < n; i++) {
-        int64_t o = call->ep == EP_CHAT ? price_output_bound(cfg, chain[i], call->max_tokens) : 0;
+        int64_t o = call->ep == EP_CHAT
+                        ? price_output_bound(cfg, chain[i], call->max_tokens) * prov_choices(call)
+                        : 0;
         /* the prompt at the model's dearest prompt price: the cache split is not known yet */
         int64_t a = price_hold(cfg, chain[i], s->prompt_bound, o);
         if (a > s->hold_amount) s->hold_amount = a;

@@ -1,7 +1,8 @@
 /*
  * The OpenAI dialect's request side: POST /v1/chat/completions and /v1/embeddings bodies parsed
  * into the gateway's request (prov_call). Only the fields the gateway acts on are read (model,
- * messages, stream, stream_options, max_tokens, max_completion_tokens; input, encoding_format);
+ * messages, stream, stream_options, max_tokens, max_completion_tokens, n; input,
+ * encoding_format);
  * the rest of the body passes through unread to providers that speak OpenAI, and adapters that
  * translate read it themselves.
  *
@@ -20,14 +21,25 @@
 #include "providers/provider.h"
 
 /* The fields each endpoint acts on; [0] is always model. */
-enum { F_MODEL, F_MESSAGES, F_STREAM, F_STREAM_OPTIONS, F_MAX_TOKENS, F_MAX_COMPLETION_TOKENS };
-static const jscan_key chat_fields[] = {
-    JSCAN_KEY("model"),          JSCAN_KEY("messages"),   JSCAN_KEY("stream"),
-    JSCAN_KEY("stream_options"), JSCAN_KEY("max_tokens"), JSCAN_KEY("max_completion_tokens")};
+enum {
+    F_MODEL,
+    F_MESSAGES,
+    F_STREAM,
+    F_STREAM_OPTIONS,
+    F_MAX_TOKENS,
+    F_MAX_COMPLETION_TOKENS,
+    F_N
+};
+static const jscan_key chat_fields[] = {JSCAN_KEY("model"),      JSCAN_KEY("messages"),
+                                        JSCAN_KEY("stream"),     JSCAN_KEY("stream_options"),
+                                        JSCAN_KEY("max_tokens"), JSCAN_KEY("max_completion_tokens"),
+                                        JSCAN_KEY("n")};
 enum { F_INPUT = 1, F_ENCODING_FORMAT };
 static const jscan_key embedding_fields[] = {JSCAN_KEY("model"), JSCAN_KEY("input"),
                                              JSCAN_KEY("encoding_format")};
-#define FIELDS_MAX 6
+#define FIELDS_MAX 7
+/* OpenAI's own bound on n */
+#define CHAT_MAX_CHOICES 128
 
 /* fmt names the field once, as '%s' */
 static int invalid(dialect_refusal *why, const char *param, const char *fmt)
@@ -93,6 +105,14 @@ static int parse_chat(const cfg_t *cfg, prov_call *call, char *shown, size_t sho
         if (mt->type != JS_NUMBER || jscan_int(mt->value, &v) != 0 || v < 1)
             return invalid(why, chat_fields[i].s, "'%s' must be an integer of at least 1.");
         call->max_tokens = v;
+    }
+    /* n choices are each up to max_tokens: the hold covers them all */
+    const jscan_member *n = f[F_N];
+    if (n && n->type != JS_NULL) {
+        int64_t v;
+        if (n->type != JS_NUMBER || jscan_int(n->value, &v) != 0 || v < 1 || v > CHAT_MAX_CHOICES)
+            return invalid(why, "n", "'%s' must be an integer from 1 to 128.");
+        call->choices = (int)v;
     }
     const jscan_member *so = f[F_STREAM_OPTIONS];
     if (stream_options(call, so, why) != 0) return -1;

@@ -54,7 +54,7 @@
  *     completions pass unknown fields to providers (the provider answers for them: OpenAI refuses
  *     what it does not know); one that clashes with a field the rewrite writes, or names one of
  *     the chat fields the gateway reads back from the hub body (max_tokens,
- *     max_completion_tokens, stream, stream_options, messages, model), is refused.
+ *     max_completion_tokens, n, stream, stream_options, messages, model), is refused.
  *   Refused with a 400 naming the field: background, conversation, prompt
  *     (a stored prompt template), tool_choice forcing a built-in tool or allowed_tools,
  *     input_file parts, images held by file_id, images in assistant, system or developer turns
@@ -583,11 +583,12 @@ static int check_fields(json_t *req, dialect_refusal *why)
 }
 
 /* The chat completions fields the gateway itself reads from the hub body (dialect_openai_parse):
- * its limits and its stream. Passed through from a Responses request they would bound the
- * provider's answer otherwise than the request was admitted and held for (a max_completion_tokens
- * beside max_output_tokens: a hold for the one, an answer as long as the other). */
-static const char *const hub_read[] = {"model",          "messages",   "stream",
-                                       "stream_options", "max_tokens", "max_completion_tokens"};
+ * its limits (n, the choices, multiplies them) and its stream. Passed through from a Responses
+ * request they would bound the provider's answer otherwise than the request was admitted and held
+ * for (a max_completion_tokens beside max_output_tokens: a hold for the one, an answer as long as
+ * the other). */
+static const char *const hub_read[] = {
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n"};
 
 /* Fields this API does not define, into the hub body as they came (check_fields says why); one
  * that names a field the rewrite writes, or one the gateway reads from what it writes, is refused,

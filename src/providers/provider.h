@@ -63,6 +63,9 @@ typedef struct prov_call {
     int stream;
     int client_include_usage;
     int64_t max_tokens; /* -1 when not given */
+    /* chat's n: the choices asked for, each up to max_tokens (0 or 1: one; the worst case the
+     * hold covers is that many times one choice's, prov_choices) */
+    int choices;
     /* the Anthropic dialect's client headers, forwarded when the provider speaks its API too
      * (views into the client's header block; empty when absent) */
     ms_str anthropic_version, anthropic_beta;
@@ -72,6 +75,12 @@ typedef struct prov_call {
     /* Last, and not zeroed when a call is made (6 KB): only members[0..nmembers) are read. */
     jscan_member members[PROV_MAX_MEMBERS];
 } prov_call;
+
+/* How many choices the provider may write for the call (at least 1). */
+static inline int64_t prov_choices(const prov_call *c)
+{
+    return c->choices > 1 ? c->choices : 1;
+}
 
 /* Whether the call's body is the text its valid member vouches for. */
 static inline int prov_body_valid(const prov_call *c)

@@ -85,6 +85,7 @@ test('fields the gateway acts on, given twice (escaped or not), are 400 naming t
         ['{"model":"echo-1","messages":[{"role":"user","content":"d"}],"max_completion_tokens":1,' +
             '"max_completion_tokens":5}', 'max_completion_tokens'],
         ['{"model":"echo-1","messages":[],"messages":[{"role":"user","content":"d"}]}', 'messages'],
+        ['{"model":"echo-1","messages":[{"role":"user","content":"d"}],"n":1,"n":8}', 'n'],
         ['{"model":"echo-1","messages":[{"role":"user","content":"d"}],"stream":true,' +
             '"stream_options":{"include_usage":true},"stream_options":{"include_usage":false}}', 'stream_options'],
         ['{"model":"echo-1","messages":[{"role":"user","content":"d"}],"stream":true,' +

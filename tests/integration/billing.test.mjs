@@ -72,6 +72,8 @@ const HOLD_CASES = [
         body: { model: 'mock-model', messages: user('hold mct'), max_completion_tokens: 300 },
     },
     { name: "the model's cap", body: { model: 'mock-model', messages: user('hold model cap') } },
+    // n choices, each up to max_tokens: the hold is for all of them
+    { name: 'n', body: { model: 'mock-model', messages: user('hold n'), max_tokens: 300, n: 3 } },
     {
         name: 'billing.default_max_output_tokens',
         body: { model: 'mock-nocap', messages: user('hold default cap') },

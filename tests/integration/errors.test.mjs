@@ -177,6 +177,10 @@ test('fields of the wrong type or out of range: 400 invalid_parameter naming the
         [{ ...HELLO, max_tokens: -1 }, 'max_tokens'],
         [{ ...HELLO, max_tokens: 'x' }, 'max_tokens'],
         [{ ...HELLO, max_tokens: 1.5 }, 'max_tokens'],
+        [{ ...HELLO, n: 0 }, 'n'],
+        [{ ...HELLO, n: 129 }, 'n'],
+        [{ ...HELLO, n: 1.5 }, 'n'],
+        [{ ...HELLO, n: '2' }, 'n'],
     ];
     for (const [body, param] of cases) {
         const res = await invalid(body);

@@ -938,6 +938,7 @@ export function holdNano(gw, body, { embeddings = false } = {}) {
         const m = gw.config.models[j.model];
         out = j.max_tokens ?? j.max_completion_tokens ?? m?.max_output_tokens ??
             gw.config.billing?.default_max_output_tokens ?? 4096;
+        out *= j.n ?? 1; // each of the n choices up to the bound
     }
     return costNano(gw, j.model, promptBound(body), out);
 }

@@ -436,6 +436,7 @@ static void test_refused_fields(void)
     CHECK_REFUSED(HEAD "'input':'Hi','max_output_tokens':5,'max_completion_tokens':100000}",
                   "max_completion_tokens");
     CHECK_REFUSED(HEAD "'input':'Hi','max_tokens':7}", "max_tokens");
+    CHECK_REFUSED(HEAD "'input':'Hi','n':4}", "n");
     /* (stream, stream_options and model are the Responses API's own: read or dropped as such) */
     CHECK_OPENAI(HEAD "'input':'Hi','stream_options':{'include_obfuscation':false}}", OUT_HI "}");
     /* jansson cannot hold an integer beyond 64 bits that the scan accepts */
