@@ -89,6 +89,13 @@ static inline void buf_reset(buf_t *b)
 {
     b->len = 0;
 }
+/* Back to an earlier length len (<= b->len): what was appended since is dropped, as if never
+ * written (a rewrite that refuses, or a list that turns out to be one item). */
+static inline void buf_truncate(buf_t *b, size_t len)
+{
+    b->len = len;
+    if (b->data) b->data[len] = '\0';
+}
 /* Hands the storage to the caller (who frees it) and leaves b empty. */
 char *buf_steal(buf_t *b);
 /* What b holds, as a view ("" when empty). */

@@ -154,13 +154,6 @@ static void put_compact(areq *w, buf_t *b, ms_str v)
     w->full |= dialect_put_compact(b, v) != 0;
 }
 
-/* Back to an earlier length: what was written since is dropped. */
-static void rewind_to(buf_t *b, size_t len)
-{
-    b->len = len;
-    if (b->data) b->data[len] = '\0';
-}
-
 /* -1 with *why filled: what the rewrite returns for a refusal. */
 static int cannot(dialect_refusal *why, const char *param, const char *what)
 {
@@ -176,7 +169,8 @@ static void type_name(const jscan_member *type, char *out, size_t outlen)
     dialect_tok_name(type->value, dialect_tok_str(type), out, outlen);
 }
 
-/* A message's head ("{role...content":), its comma first; returns where it began (msg_cancel). */
+/* A message's head ("{role...content":), its comma first; returns where it began (for
+ * buf_truncate, when the message turns out empty). */
 static size_t msg_open(areq *w, const char *head, size_t n)
 {
     size_t mark = w->out->len;
@@ -246,7 +240,7 @@ static void parts_close(areq *w, parts *p, int null_if_none)
         PUT(w, "]");
         return;
     }
-    rewind_to(w->out, p->mark);
+    buf_truncate(w->out, p->mark);
     if (p->n == 1)
         put_text(w, p->first, p->error);
     else if (null_if_none)
@@ -433,7 +427,7 @@ static int assistant_turn(areq *w, const jscan_member *content)
     size_t mark = MSG_OPEN(w, ASSISTANT_HEAD), ncalls = 0;
     parts p;
     parts_open(w, &p, 0);
-    rewind_to(&w->calls, 0);
+    buf_reset(&w->calls);
     jscan_iter it;
     jscan_type bt;
     jscan_member f[B_N];
@@ -454,7 +448,7 @@ static int assistant_turn(areq *w, const jscan_member *content)
         }
     }
     if (p.n == 0 && ncalls == 0) {
-        rewind_to(w->out, mark);
+        buf_truncate(w->out, mark);
         return 0;
     }
     parts_close(w, &p, 1);
@@ -493,7 +487,7 @@ static int translate_system(areq *w, const jscan_member *system)
         parts_text(w, &p, f[B_TEXT].value);
     }
     if (p.n == 0) {
-        rewind_to(w->out, mark);
+        buf_truncate(w->out, mark);
         return 0;
     }
     parts_close(w, &p, 0);
@@ -874,7 +868,7 @@ int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refus
         *why = (dialect_refusal){0}; /* memory, or out's limit */
         rc = -1;
     }
-    if (rc != 0) rewind_to(out, len0); /* nothing half-written */
+    if (rc != 0) buf_truncate(out, len0); /* nothing half-written */
     buf_free(&w.calls);
     return rc;
 }

@@ -30,7 +30,7 @@ static int hub_rewrite(const prov_call *call, buf_t *out, dialect_refusal *why,
     int rc = o ? build(call, req, o, why) : -1; /* why stays zeroed: memory */
     size_t len0 = out->len;
     if (rc == 0 && prov_put_json(out, o) != 0) {
-        out->len = len0; /* nothing half-written */
+        buf_truncate(out, len0); /* nothing half-written */
         *why = (dialect_refusal){0};
         rc = -1;
     }
@@ -87,7 +87,7 @@ json_t *dialect_simplify(json_t *parts)
 
 int dialect_tok_esc_eq(const jscan_member *m, const char *want, size_t n)
 {
-    if (!dialect_tok_str(m) || m->value.n < 2) return 0;
+    if (!dialect_tok_str(m)) return 0;
     /* the inside of a string token compares as a key does: decoded */
     return jscan_key_eq((ms_str){m->value.p + 1, m->value.n - 2}, want, n);
 }
@@ -118,14 +118,8 @@ int dialect_pick_next(jscan_iter *arr, const jscan_key *keys, size_t nk, jscan_m
 {
     ms_str v;
     if (jscan_iter_peek(arr, &v, t) <= 0) return 0;
-    size_t len = 0;
-    if (*t == JS_OBJECT) {
-        len = dialect_pick(v, keys, nk, out);
-    } else {
-        for (size_t i = 0; i < nk; i++)
-            out[i].value.p = NULL;
-    }
-    jscan_iter_past(arr, len);
+    /* (anything but an object: all absent, its length 0, found by the iterator) */
+    jscan_iter_past(arr, dialect_pick(v, keys, nk, out));
     return 1;
 }
 
