@@ -268,6 +268,28 @@ static int block_start_tool(dialect_enc *e, am_part *p, buf_t *out)
 /* A delta's kind, what goes between the index and the value: DELTA("text_delta", "text"). */
 #define DELTA(type, field) MS_STR_LIT(",\"delta\":{\"type\":\"" type "\",\"" field "\":")
 
+/* block_delta of a text that needs no escaping (ev_event.plain) in a block of a one-digit index,
+ * a translated stream's usual event: one reservation, the parts copied in. */
+static int block_delta_plain(dialect_enc *e, buf_t *out, ms_str kind, ms_str value)
+{
+    static const char head[] = SSE_HEAD("content_block_delta") ",\"index\":";
+    const size_t hl = sizeof head - 1;
+    if (value.n > SIZE_MAX / 2 || buf_reserve(out, hl + 1 + kind.n + value.n + 6) != 0) return -1;
+    char *o = out->data + out->len;
+    memcpy(o, head, hl);
+    o += hl;
+    *o++ = (char)('0' + (e->nblocks - 1));
+    memcpy(o, kind.p, kind.n);
+    o += kind.n;
+    *o++ = '"';
+    memcpy(o, value.p, value.n);
+    o += value.n;
+    memcpy(o, "\"}}\n\n", 5);
+    out->len = (size_t)(o + 5 - out->data);
+    out->data[out->len] = '\0';
+    return 0;
+}
+
 static int block_delta(dialect_enc *e, buf_t *out, ms_str kind, ms_str value)
 {
     static const char head[] = SSE_HEAD("content_block_delta") ",\"index\":";
@@ -302,7 +324,8 @@ static int settle(dialect_enc *e, buf_t *out)
         if (p->kind != BLK_TOOL || p->state != PART_HELD) continue;
         rc |= block_start_tool(e, p, out);
         if (p->data.len)
-            rc |= block_delta(e, out, DELTA("input_json_delta", "partial_json"), buf_view(&p->data));
+            rc |=
+                block_delta(e, out, DELTA("input_json_delta", "partial_json"), buf_view(&p->data));
         rc |= block_stop(e, out);
         p->state = PART_DONE;
         e->held_bytes -= p->data.len;
@@ -313,9 +336,15 @@ static int settle(dialect_enc *e, buf_t *out)
 
 /* A text or thinking delta: into the open block of its kind, or a new one. Empty deltas (an
  * OpenAI role chunk's content "") make no block: Anthropic never sends an empty one. */
-static int text_delta(dialect_enc *e, blk_kind kind, ms_str text, buf_t *out)
+static int text_delta(dialect_enc *e, blk_kind kind, const ev_event *ev, buf_t *out)
 {
+    ms_str text = ev->text;
     if (!text.n) return 0;
+    if (e->open == kind && ev->plain && e->nblocks >= 1 && e->nblocks <= 10)
+        return block_delta_plain(e, out,
+                                 kind == BLK_THINKING ? DELTA("thinking_delta", "thinking")
+                                                      : DELTA("text_delta", "text"),
+                                 text);
     int rc = 0;
     if (e->open != kind) {
         rc |= settle(e, out);
@@ -328,8 +357,9 @@ static int text_delta(dialect_enc *e, blk_kind kind, ms_str text, buf_t *out)
         rc |= sse_close(out);
         e->open = kind;
     }
-    return rc | (kind == BLK_THINKING ? block_delta(e, out, DELTA("thinking_delta", "thinking"), text)
-                                      : block_delta(e, out, DELTA("text_delta", "text"), text));
+    return rc |
+           (kind == BLK_THINKING ? block_delta(e, out, DELTA("thinking_delta", "thinking"), text)
+                                 : block_delta(e, out, DELTA("text_delta", "text"), text));
 }
 
 static int tool_start(dialect_enc *e, const ev_event *ev, buf_t *out)
@@ -378,9 +408,9 @@ static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
     int rc = e->started ? 0 : message_start(e, out);
     switch (ev->type) {
     case EV_TEXT:
-        return rc | text_delta(e, BLK_TEXT, ev->text, out);
+        return rc | text_delta(e, BLK_TEXT, ev, out);
     case EV_REASONING:
-        return rc | text_delta(e, BLK_THINKING, ev->text, out);
+        return rc | text_delta(e, BLK_THINKING, ev, out);
     case EV_TOOL_START:
         return rc | tool_start(e, ev, out);
     case EV_TOOL_ARGS:

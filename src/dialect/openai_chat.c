@@ -138,16 +138,19 @@ static int delta_end(buf_t *out, const char *finish)
     return rc | buf_appends(out, "}]}\n\n");
 }
 
-/* A delta with one string member: {"<name>":"<value>"}. */
-static int string_delta(dialect_enc *e, buf_t *out, const char *name, ms_str value)
+/* A delta with one string member, the event's text: {"<name>":"<text>"}, name given with the
+ * quote and colon after it (DELTA_NAME). Constants appended by their known lengths: a translated
+ * stream writes one of these an event. */
+#define DELTA_NAME(name) MS_STR_LIT(name "\":")
+static int string_delta(dialect_enc *e, buf_t *out, ms_str name, const ev_event *ev)
 {
-    int rc = delta_begin(e, out);
-    rc |= buf_appends(out, "{\"");
-    rc |= buf_appends(out, name);
-    rc |= buf_appends(out, "\":");
-    rc |= dialect_put_str(out, value);
-    rc |= buf_appends(out, "}");
-    return rc | delta_end(out, NULL);
+    static const char mid[] = "[{\"index\":0,\"delta\":{\"";
+    static const char tail[] = "},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    int rc = chunk_open(e, out);
+    rc |= buf_append(out, mid, sizeof mid - 1);
+    rc |= buf_append(out, name.p, name.n);
+    rc |= dialect_put_text(out, ev);
+    return rc | buf_append(out, tail, sizeof tail - 1);
 }
 
 static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
@@ -162,9 +165,9 @@ static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
     }
     switch (ev->type) {
     case EV_TEXT:
-        return rc | string_delta(e, out, "content", ev->text);
+        return rc | string_delta(e, out, DELTA_NAME("content"), ev);
     case EV_REASONING:
-        return rc | string_delta(e, out, "reasoning_content", ev->text);
+        return rc | string_delta(e, out, DELTA_NAME("reasoning_content"), ev);
     case EV_TOOL_START:
         rc |= delta_begin(e, out);
         rc |= buf_appends(out, "{\"tool_calls\":[{\"index\":");

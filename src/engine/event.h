@@ -37,6 +37,9 @@ typedef enum {
 
 typedef struct ev_event {
     ev_type type;
+    /* text holds nothing JSON escapes (no control byte, '"' or '\\'): a decoder that read it as a
+     * JSON string token with no escape knows so, and an encoder may then copy it as it is */
+    int plain;
     ms_str text;
     ms_str id;
     ms_str name;

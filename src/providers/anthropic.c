@@ -1304,6 +1304,9 @@ static size_t shape_span(const ant_shape *sh, const char *p, size_t n, ms_str *s
     return pre + sl + post;
 }
 
+/* 0: every event takes the full path. Only tests change it, to compare the two. */
+int anthropic_dec_shapes = 1;
+
 /*
  * The stream's shape, decoding. A translated stream's deltas differ only in their text, as a
  * passed-through one's do (see "The stream's shape" below): a plain text or thinking delta
@@ -1317,28 +1320,75 @@ static void dshape_learn(ant_shape *sh, ms_str data, ms_str str)
     size_t pre = (size_t)(str.p - data.p), post = data.n - pre - str.n;
     sh->pre = 0;
     if (pre + post > ANT_SHAPE_TEXT) return;
+    /* data of several lines is joined with line breaks, which no event's bytes would have where
+     * ant_decode_len looks for the shape */
+    if (memchr(data.p, '\n', pre) || memchr(data.p, '\r', pre) ||
+        memchr(str.p + str.n, '\n', post) || memchr(str.p + str.n, '\r', post))
+        return;
     memcpy(sh->text, data.p, pre);
     memcpy(sh->text + pre, str.p + str.n, post);
     sh->post = (uint16_t)post;
     sh->pre = (uint16_t)pre;
 }
 
+/* The length of an event's data of the learned shape at the start of p[0..n) (p may go on past
+ * it), its text decoded into *text; 0 when p does not start with one or the text is empty. */
+static size_t dshape_text(ant_state *st, const char *p, size_t n, ms_str *text, int *plain)
+{
+    ms_str t = {NULL, 0};
+    size_t len = 0, span = shape_span(&st->dshape, p, n, &t);
+    if (!span || t.n <= 2) return 0;
+    /* a valid string token with no escape is its text, with nothing JSON escapes */
+    if ((*plain = !memchr(t.p + 1, '\\', t.n - 2))) {
+        *text = (ms_str){t.p + 1, t.n - 2};
+        return span;
+    }
+    const char *s = decode_str(st, t, &len);
+    if (!s) return 0;
+    *text = (ms_str){s, len};
+    return span;
+}
+
+/* A delta of the shape: its one event, of text. 0, or -1 when it could not be encoded. */
+static int dshape_emit(ant_state *st, ms_str text, int plain, const ev_sink *sink,
+                       prov_usage *usage)
+{
+    st->dshape.hits++;
+    st->plain = (ms_str){NULL, 0};
+    usage->streamed_bytes += (int64_t)text.n;
+    ev_event ev = {.type = (ev_type)st->dshape_kind, .plain = plain, .text = text};
+    return ev_emit(sink, &ev) ? -1 : 0;
+}
+
 /* An event of the learned shape: its one event made (0, or -1 when it could not be encoded), or
  * 1 when it is not one. */
 static int dshape_event(ant_state *st, ms_str d, const ev_sink *sink, prov_usage *usage)
 {
-    ms_str t = {NULL, 0};
-    size_t len = 0;
-    if (shape_span(&st->dshape, d.p, d.n, &t) != d.n || t.n <= 2) return 1;
-    const char *s = decode_str(st, t, &len);
-    if (!s) return 1;
-    st->dshape.hits++;
-    usage->streamed_bytes += (int64_t)len;
-    return ev_emit(sink, &(ev_event){.type = (ev_type)st->dshape_kind, .text = {s, len}}) ? -1 : 0;
+    ms_str text;
+    int plain;
+    size_t len = dshape_text(st, d.p, d.n, &text, &plain);
+    if (!len || len != d.n) return 1;
+    return dshape_emit(st, text, plain, sink, usage);
 }
 
-/* 0: every event takes the full path. Only tests change it, to compare the two. */
-int anthropic_dec_shapes = 1;
+/* prov_adapter.decode_len: a content_block_delta whose data is of the learned shape, framed as
+ * Anthropic frames it (LF line ends): what the SSE parser would hand ant_decode_event. */
+static size_t ant_decode_len(void *stv, const char *p, size_t n, const ev_sink *sink,
+                             prov_usage *usage, int *failed)
+{
+    static const char head[] = "event: content_block_delta\ndata: ";
+    const size_t hl = sizeof head - 1;
+    ant_state *st = stv;
+    ms_str text;
+    int plain;
+    if (!anthropic_dec_shapes || !st->dshape.pre || n < hl + 2 || memcmp(p, head, hl) != 0)
+        return 0;
+    size_t len = dshape_text(st, p + hl, n - hl, &text, &plain);
+    if (!len || n - hl - len < 2 || p[hl + len] != '\n' || p[hl + len + 1] != '\n') return 0;
+    *failed = dshape_emit(st, text, plain, sink, usage) != 0;
+    return hl + len + 2;
+}
+
 /* The events a transfer's state decoded through its shape (tests; not in the header). */
 uint32_t anthropic_dec_shape_hits(const void *st);
 uint32_t anthropic_dec_shape_hits(const void *st)
@@ -1355,7 +1405,6 @@ static int ant_decode_event(void *stv, const prov_call *call, const sse_event *e
     if (delta && st->dshape.pre) {
         int rc = dshape_event(st, ev->data, sink, usage);
         if (rc <= 0) {
-            st->plain = (ms_str){NULL, 0};
             if (rc < 0) snprintf(err, errlen, "the gateway could not encode the answer");
             return rc;
         }
@@ -1500,6 +1549,7 @@ const prov_adapter prov_anthropic = {
     .build = ant_build,
     .decode_answer = ant_decode_answer,
     .decode_event = ant_decode_event,
+    .decode_len = ant_decode_len,
     .error_message = ant_error_message,
     .build_count = ant_build_count,
 };

@@ -866,6 +866,7 @@ const prov_adapter prov_gemini = {
     .build = gem_build,
     .decode_answer = gemini_dec_answer,
     .decode_event = gemini_dec_event,
+    .decode_len = gemini_dec_len,
     .decode_embeddings = gemini_dec_embeddings,
     .error_message = gemini_dec_error_message,
 };

@@ -546,8 +546,9 @@ static int gf_emit(gem_state *st, const gem_fast *f, const ev_sink *sink, prov_u
     }
     for (int i = 0; i < f->nparts; i++) {
         const gf_text *t = &f->part[i];
-        ev =
-            (ev_event){.type = t->thought ? EV_REASONING : EV_TEXT, .text = {gf_ptr(f, t), t->len}};
+        ev = (ev_event){.type = t->thought ? EV_REASONING : EV_TEXT,
+                        .plain = !t->dec,
+                        .text = {gf_ptr(f, t), t->len}};
         usage->streamed_bytes += (int64_t)t->len;
         if (ev_emit(sink, &ev)) return -1;
     }
@@ -610,6 +611,12 @@ static void gs_learn(gem_shape *sh, ms_str d, const gem_fast *f)
             sh->nholes = 0;
             return;
         }
+        /* data of several lines is joined with line breaks, which no event's bytes would have
+         * where gemini_dec_len looks for the shape */
+        if (memchr(d.p + at, '\n', len) || memchr(d.p + at, '\r', len)) {
+            sh->nholes = 0;
+            return;
+        }
         memcpy(sh->text + used, d.p + at, len);
         sh->seg[i] = (uint16_t)len;
         used += len;
@@ -623,21 +630,22 @@ static void gs_learn(gem_shape *sh, ms_str d, const gem_fast *f)
     sh->usage = (uint8_t)f->usage;
 }
 
-/* Reads d through the shape into f (the text, the counts); 0, or -1 when it does not match. */
-static int gs_read(const gem_shape *sh, ms_str d, gem_fast *f)
+/* Reads a chunk of the shape at d's start (d may go on past it) into f (the text, the counts):
+ * its length, or 0 when d does not start with one. */
+static size_t gs_span(const gem_shape *sh, ms_str d, gem_fast *f)
 {
     const char *p = d.p, *e = d.p + d.n, *t = sh->text;
     ms_str text = {0};
     int64_t count[GU_N] = {0};
     for (int i = 0;; i++) {
         size_t len = sh->seg[i];
-        if ((size_t)(e - p) < len || memcmp(p, t, len) != 0) return -1;
+        if ((size_t)(e - p) < len || memcmp(p, t, len) != 0) return 0;
         p += len;
         t += len;
         if (i == sh->nholes) break;
         size_t k = sh->what[i] < 0 ? jscan_string_token(p, (size_t)(e - p))
                                    : gs_digits(p, (size_t)(e - p));
-        if (k == 0) return -1;
+        if (k == 0) return 0;
         if (sh->what[i] < 0) {
             text = (ms_str){p, k};
         } else if (sh->what[i] < GU_N) {
@@ -648,12 +656,57 @@ static int gs_read(const gem_shape *sh, ms_str d, gem_fast *f)
         }
         p += k;
     }
-    if (p != e || gf_string(f, text, &f->part[0]) != 0) return -1;
+    if (gf_string(f, text, &f->part[0]) != 0) return 0;
     memcpy(f->count, count, sizeof count);
     f->part[0].thought = sh->thought;
     f->nparts = f->part[0].len > 0;
     f->usage = sh->usage;
-    return 0;
+    return (size_t)(p - d.p);
+}
+
+/* Reads d, whole, through the shape into f; 0, or -1 when it is not a chunk of the shape. */
+static int gs_read(const gem_shape *sh, ms_str d, gem_fast *f)
+{
+    size_t len = gs_span(sh, d, f);
+    return len && len == d.n ? 0 : -1;
+}
+
+static void gf_init(gem_fast *f, ms_str d, char *small, size_t cap)
+{
+    f->in = d.p;
+    f->nparts = f->usage = f->single = f->nnum = 0;
+    f->id = (gf_text){0};
+    memset(f->count, 0, sizeof f->count);
+    f->reason[0] = '\0';
+    buf_init_with(&f->scratch, small, cap, d.n + 1);
+}
+
+/* prov_adapter.decode_len: "data: <chunk of the shape>", then the blank line, CRLF (Google's)
+ * or LF: what the SSE parser would hand gemini_dec_event as one event, and read as it would
+ * read it. */
+size_t gemini_dec_len(void *stv, const char *p, size_t n, const ev_sink *sink, prov_usage *usage,
+                      int *failed)
+{
+    gem_state *st = stv;
+    if (!gemini_dec_fast || st->finished || !st->started || !st->shape.nholes || n < 8 ||
+        memcmp(p, "data: ", 6) != 0)
+        return 0;
+    gem_fast f;
+    char small[GF_SCRATCH];
+    ms_str d = {p + 6, n - 6};
+    gf_init(&f, d, small, sizeof small);
+    size_t len = gs_span(&st->shape, d, &f), end = 0;
+    if (len && d.n - len >= 4 && memcmp(d.p + len, "\r\n\r\n", 4) == 0)
+        end = 4;
+    else if (len && d.n - len >= 2 && memcmp(d.p + len, "\n\n", 2) == 0)
+        end = 2;
+    if (end) {
+        st->fast_hits++;
+        st->shape.hits++;
+        *failed = gf_emit(st, &f, sink, usage) != 0;
+    }
+    buf_free(&f.scratch);
+    return end ? 6 + len + end : 0;
 }
 
 /* 1 when d was read this way and its events went out (*rc 0, or -1 when the sink failed); 0
@@ -664,12 +717,7 @@ static int fast_response(gem_state *st, ms_str d, int stream, const ev_sink *sin
     if (!gemini_dec_fast) return 0;
     gem_fast f;
     char small[GF_SCRATCH];
-    f.in = d.p;
-    f.nparts = f.usage = f.single = f.nnum = 0;
-    f.id = (gf_text){0};
-    memset(f.count, 0, sizeof f.count);
-    f.reason[0] = '\0';
-    buf_init_with(&f.scratch, small, sizeof small, d.n + 1);
+    gf_init(&f, d, small, sizeof small);
     int shaped = stream && st->started && st->shape.nholes && gs_read(&st->shape, d, &f) == 0;
     int ok = shaped || gf_read(st, d, &f) == 0;
     if (ok) {

@@ -43,6 +43,10 @@ int gemini_dec_answer(void *stv, const prov_call *call, ms_str body, const ev_si
                       prov_usage *usage, char *err, size_t errlen);
 int gemini_dec_event(void *stv, const prov_call *call, const sse_event *sev, const ev_sink *sink,
                      prov_usage *usage, int *done, int *error, char *err, size_t errlen);
+/* prov_adapter.decode_len: a chunk of the stream's learnt shape, framed "data: …" and a blank
+ * line. */
+size_t gemini_dec_len(void *stv, const char *p, size_t n, const ev_sink *sink, prov_usage *usage,
+                      int *failed);
 int gemini_dec_embeddings(void *stv, const prov_call *call, ms_str body, buf_t *client,
                           prov_usage *usage, char *err, size_t errlen);
 void gemini_dec_error_message(ms_str body, char *out, size_t outlen);

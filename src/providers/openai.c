@@ -479,5 +479,6 @@ const prov_adapter prov_openai = {
     .stream_len = openai_stream_len,
     .decode_answer = openai_decode_answer,
     .decode_event = openai_decode_event,
+    .decode_len = openai_decode_len,
     .error_message = openai_error_message,
 };

@@ -604,6 +604,12 @@ void openai_shape_learn(openai_shape *sh, ms_str d, ms_str text, ms_str pad)
             sh->nholes = 0;
             return;
         }
+        /* JSON's whitespace may be a line break where the data had several lines; such a text
+         * is no shape: a shape tells an event's end by its bytes (stream_len, decode_len) */
+        if (memchr(d.p + pos, '\n', end - pos) || memchr(d.p + pos, '\r', end - pos)) {
+            sh->nholes = 0;
+            return;
+        }
         memcpy(sh->text + used, d.p + pos, end - pos);
         seg[k] = (uint16_t)(end - pos);
         used += end - pos;
@@ -624,21 +630,61 @@ void openai_shape_learn(openai_shape *sh, ms_str d, ms_str text, ms_str pad)
  * an event). An empty text takes the full path (whether it makes an event depends on the rest:
  * reasoning_content "" gives way to reasoning).
  */
-static int shape_chunk(openai_dec_state *st, ms_str d, const ev_sink *sink, prov_usage *usage)
+/* The length of a chunk of the learned shape at d's start (d may go on past it), its text
+ * decoded into *v (through tmp when it has an escape); 0 when d does not start with one, or its
+ * text is empty or longer than tmp. */
+static size_t shape_text(const openai_dec_state *st, ms_str d, ms_str *v, int *plain, char *tmp)
 {
-    ms_str t = {NULL, 0}, v;
-    char tmp[OAI_FAST_DECODE];
-    if (openai_shape_span(&st->shape, d, &t) != d.n || t.n <= 2) return 1;
-    if (!memchr(t.p + 1, '\\', t.n - 2)) {
-        v = (ms_str){t.p + 1, t.n - 2};
-    } else {
-        long n = t.n < sizeof tmp ? jscan_string(t, tmp, sizeof tmp) : -1;
-        if (n <= 0) return 1;
-        v = (ms_str){tmp, (size_t)n};
+    ms_str t = {NULL, 0};
+    size_t len = openai_shape_span(&st->shape, d, &t);
+    if (!len || t.n <= 2) return 0;
+    /* a valid string token with no escape has no control byte or quote inside either */
+    if ((*plain = !memchr(t.p + 1, '\\', t.n - 2))) {
+        *v = (ms_str){t.p + 1, t.n - 2};
+        return len;
     }
+    long n = t.n < OAI_FAST_DECODE ? jscan_string(t, tmp, OAI_FAST_DECODE) : -1;
+    if (n <= 0) return 0;
+    *v = (ms_str){tmp, (size_t)n};
+    return len;
+}
+
+/* A chunk of the shape: its one event, of the text v. */
+static int shape_emit(openai_dec_state *st, ms_str v, int plain, const ev_sink *sink,
+                      prov_usage *usage)
+{
     st->shape.hits++;
     usage->streamed_bytes += (int64_t)v.n;
-    return emit(sink, (ev_event){.type = (ev_type)st->shape.kind, .text = v});
+    return emit(sink, (ev_event){.type = (ev_type)st->shape.kind, .plain = plain, .text = v});
+}
+
+static int shape_chunk(openai_dec_state *st, ms_str d, const ev_sink *sink, prov_usage *usage)
+{
+    ms_str v;
+    int plain;
+    char tmp[OAI_FAST_DECODE];
+    size_t len = shape_text(st, d, &v, &plain, tmp);
+    if (!len || len != d.n) return 1;
+    return shape_emit(st, v, plain, sink, usage);
+}
+
+/* prov_adapter.decode_len: "data: <chunk of the shape>\n\n", what the SSE parser would hand
+ * decode_event as one event (the shape's constant text holds no line break, openai_shape_learn,
+ * and its strings cannot), decoded as decode_event would. */
+size_t openai_decode_len(void *stv, const char *p, size_t n, const ev_sink *sink, prov_usage *usage,
+                         int *failed)
+{
+    openai_dec_state *st = stv;
+    ms_str v;
+    int plain;
+    char tmp[OAI_FAST_DECODE];
+    if (!st->shape.nholes || !st->started || !openai_dec_fast_chunks || n < 8 ||
+        memcmp(p, "data: ", 6) != 0)
+        return 0;
+    size_t len = shape_text(st, (ms_str){p + 6, n - 6}, &v, &plain, tmp);
+    if (!len || n - 6 - len < 2 || p[6 + len] != '\n' || p[7 + len] != '\n') return 0;
+    *failed = shape_emit(st, v, plain, sink, usage) != 0;
+    return len + 8;
 }
 
 /* choices[0] of a chunk: its delta's texts and tool calls, then its finish. *sole as

@@ -88,6 +88,10 @@ int openai_decode_answer(void *st, const prov_call *call, ms_str body, const ev_
 int openai_decode_event(void *st, const prov_call *call, const sse_event *ev, const ev_sink *sink,
                         prov_usage *usage, int *done, int *error, char *err, size_t errlen);
 
+/* prov_adapter.decode_len: a chunk of the stream's learnt shape, framed "data: …\n\n". */
+size_t openai_decode_len(void *st, const char *p, size_t n, const ev_sink *sink, prov_usage *usage,
+                         int *failed);
+
 /* OpenAI chat usage (the raw `usage` object) onto the billed counts (docs/BILLING.md, "The five
  * counts"); sets out->known when prompt_tokens is a count. Shared by the pass-through path
  * (openai.c) and the decoders, so both bill alike. usage must lie in a document jscan_object

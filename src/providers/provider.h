@@ -200,6 +200,15 @@ typedef struct prov_adapter {
      * valid (err set). */
     int (*decode_event)(void *st, const prov_call *call, const sse_event *ev, const ev_sink *sink,
                         prov_usage *usage, int *done, int *error, char *err, size_t errlen);
+    /* Optional, translating adapters: the stream_len of decoding. When the stream's earlier
+     * events tell that the whole event at p[0..n) (its framing included) is one decode_event
+     * would make exactly one text event of, decodes it into sink as decode_event would and
+     * returns its length; 0 when it cannot tell (the parser reads the event and decode_event
+     * decides; sink got nothing). *failed is set when sink refused the event (the client's
+     * encoder: out of memory). The engine decodes a run of such events past the SSE parser and
+     * writes their encoding in one piece. */
+    size_t (*decode_len)(void *st, const char *p, size_t n, const ev_sink *sink, prov_usage *usage,
+                         int *failed);
     /* Translating adapters: a 2xx embeddings answer rewritten as OpenAI's embeddings body into
      * client, usage read. Returns 0, or -1 with a message in err. */
     int (*decode_embeddings)(void *st, const prov_call *call, ms_str body, buf_t *client,

@@ -11,8 +11,9 @@
  * events of the learned shape past the parser, stream_len), which must forward, hold back and
  * count alike (OpenAI's events are also decided with the transfer's state and without), and
  * OpenAI and Anthropic streams and Gemini's answers and streams decoded with the decoders'
- * shortcuts (the usual chunk or response scanned, the stream's shape) and without, which must
- * send the client the same bytes and count the same usage. The input's first byte picks what to
+ * shortcuts (the usual chunk or response scanned, the stream's shape, a run of events of the
+ * shape decoded past the parser: decode_len) and without, which must send the client the same
+ * bytes and count the same usage. The input's first byte picks what to
  * drive (modulo 11: 0-5 as they always were, 6/7 an OpenAI answer whole/streamed, 8/9 a Responses
  * answer whole/streamed, 10 a stream passed through, as OpenAI's and as Anthropic's); the rest
  * is the document.
@@ -85,6 +86,24 @@ static int on_event(void *ud, const sse_event *ev)
     return rc < 0 || error || done;
 }
 
+/* proxy.c's take_decoded: a run of events the adapter decodes by the stream's shape
+ * (decode_len), past the parser, each looked for in at most max_event bytes. With the decoders'
+ * shortcuts off, decode_len takes nothing. */
+static size_t take_ev(void *ud, const char *p, size_t n, size_t max_event, int *stop)
+{
+    stream_ctx *s = ud;
+    size_t run = 0, k;
+    int failed = 0;
+    while (run < n && !failed &&
+           (k = s->ad->decode_len(s->st, p + run, n - run < max_event ? n - run : max_event,
+                                  s->sink, &s->usage, &failed)) != 0) {
+        MUST(k <= n - run && p[run + k - 1] == '\n');
+        run += k;
+    }
+    *stop = failed;
+    return run;
+}
+
 /* A client body through the parser and, when it is a chat request, the adapter's builder. */
 static void drive_request(const prov_adapter *ad, int which, const char *p, size_t n)
 {
@@ -154,7 +173,11 @@ static void drive_answer_kept(const prov_adapter *ad, int which, int stream, con
         stream_ctx sc = {ad, st, call, &sink, {0}};
         sse_parser sp;
         sse_init(&sp, 1u << 20, on_event, &sc);
-        (void)sse_feed(&sp, p, n);
+        if (ad->decode_len) sse_set_take(&sp, take_ev);
+        /* in two reads, cut where the input's length says: events taken whole or left to the
+         * parser across the cut */
+        size_t cut = n * 5 / 8;
+        if (sse_feed(&sp, p, cut) == 0) (void)sse_feed(&sp, p + cut, n - cut);
         sse_free(&sp);
         usage = sc.usage;
         dialect_error de = {"provider_error", "upstream_error", "x"};

@@ -187,14 +187,24 @@ static void test_thinking_then_text(void)
  * numbered 0..11 in their start, deltas and stop. */
 static void test_many_blocks(void)
 {
-    ev_event evs[12];
-    for (size_t i = 0; i < 12; i++)
-        evs[i] = (ev_event){.type = i % 2 ? EV_TEXT : EV_REASONING, .text = MS_STR_LIT("x")};
+    /* two deltas a block, the second marked plain (ev_event.plain: the encoder copies it as it
+     * is, one reservation, while the block's index is one digit): the same bytes unmarked */
+    ev_event evs[24];
+    for (size_t i = 0; i < 24; i++)
+        evs[i] = (ev_event){.type = i / 2 % 2 ? EV_TEXT : EV_REASONING,
+                            .plain = (int)(i % 2),
+                            .text = i % 2 ? MS_STR_LIT("y") : MS_STR_LIT("x")};
     usage_counts u = {.input = 1, .output = 12};
     char *s = stream(evs, N(evs), &u, "", NULL);
-    CHECK(strstr(s, BSTOP(8) BSTART(9, TEXT_BLOCK) BDELTA(9, TEXT_D("x")) BSTOP(9)
-                     BSTART(10, THINK_BLOCK) BDELTA(10, THINK_D("x")) BDELTA(10, SIG) BSTOP(10)
-                         BSTART(11, TEXT_BLOCK) BDELTA(11, TEXT_D("x")) BSTOP(11)) != NULL);
+    CHECK(strstr(s, BSTOP(8) BSTART(9, TEXT_BLOCK) BDELTA(9, TEXT_D("x")) BDELTA(9, TEXT_D("y"))
+                        BSTOP(9) BSTART(10, THINK_BLOCK) BDELTA(10, THINK_D("x")) BDELTA(
+                            10, THINK_D("y")) BDELTA(10, SIG) BSTOP(10) BSTART(11, TEXT_BLOCK)
+                            BDELTA(11, TEXT_D("x")) BDELTA(11, TEXT_D("y")) BSTOP(11)) != NULL);
+    for (size_t i = 0; i < 24; i++)
+        evs[i].plain = 0;
+    char *bare = stream(evs, N(evs), &u, "", NULL);
+    CHECK_EQ_STR(s, bare);
+    free(bare);
     free(s);
 }
 
