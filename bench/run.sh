@@ -39,6 +39,11 @@
 #                        redis-server is installed)
 #   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
 #                        development)
+#   BENCH_CG_WORKLOADS="chat1k stream50"   the cg phase's workloads for every target (any of
+#                        the cpu phase's: msgs50-oai with modelswitch-https is a translated stream
+#                        read from the static upstream in one burst, as the cpu phase reads it)
+#   BENCH_CG_MS_WORKLOADS="msg1k msg1k-oai gem1k gems50"   and for modelswitch alone, from the
+#                        mock (one HTTP chunk an event)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
 #   BENCH_CPU_WORKLOADS="chat1k chat1k-accts stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50
 #                        msgs50-oai"   the cpu phase's workloads (NAME@N: that workload with N wrk
@@ -82,7 +87,7 @@ ACCOUNTS=${BENCH_ACCOUNTS:-256}
 STREAMS=${BENCH_STREAMS:-1000}
 BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
-CG_WORKLOADS="chat1k stream50"
+CG_WORKLOADS=${BENCH_CG_WORKLOADS-chat1k stream50}
 CG_MS_WORKLOADS=${BENCH_CG_MS_WORKLOADS:-msg1k msg1k-oai gem1k gems50}
 
 T_START=$(date +%s)
