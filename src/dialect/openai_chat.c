@@ -254,13 +254,20 @@ static int event(dialect_enc *e, const ev_event *ev, buf_t *out)
 
 static int usage_json(buf_t *out, const usage_counts *u, const char *cost)
 {
+    /* constants and numbers appended in turn: one buf_printf of it was ~2,400 instructions,
+     * once in every translated answer (docs/PERFORMANCE.md, round 25) */
     int64_t prompt = usage_prompt(u);
-    int rc = buf_printf(out,
-                        "{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
-                        ",\"total_tokens\":%" PRId64
-                        ",\"prompt_tokens_details\":{\"cached_tokens\":%" PRId64
-                        "},\"completion_tokens_details\":{\"reasoning_tokens\":%" PRId64 "}",
-                        prompt, u->output, prompt + u->output, u->cached_input, u->reasoning);
+    int rc = buf_appends(out, "{\"prompt_tokens\":");
+    rc |= buf_append_dec(out, prompt);
+    rc |= buf_appends(out, ",\"completion_tokens\":");
+    rc |= buf_append_dec(out, u->output);
+    rc |= buf_appends(out, ",\"total_tokens\":");
+    rc |= buf_append_dec(out, prompt + u->output);
+    rc |= buf_appends(out, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    rc |= buf_append_dec(out, u->cached_input);
+    rc |= buf_appends(out, "},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    rc |= buf_append_dec(out, u->reasoning);
+    rc |= buf_appends(out, "}");
     if (cost) {
         rc |= buf_appends(out, ",\"cost\":");
         rc |= buf_appends(out, cost);
@@ -328,8 +335,9 @@ static int answer(dialect_enc *e, const usage_counts *u, buf_t *out)
     if (e->too_many_tools) return -1;
     int rc = buf_appends(out, "{\"id\":\"");
     rc |= buf_appends(out, e->id);
-    rc |= buf_printf(
-        out, "\",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":", e->created);
+    rc |= buf_appends(out, "\",\"object\":\"chat.completion\",\"created\":");
+    rc |= buf_append_dec(out, e->created);
+    rc |= buf_appends(out, ",\"model\":");
     rc |= dialect_put_str(out, ms_str_c(e->model));
     rc |= buf_appends(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                            "\"content\":");

@@ -209,24 +209,31 @@ static int item_json(const dialect_enc *e, const rs_item *it, int added, int fai
     int rc;
     switch (it->kind) {
     case IT_REASONING:
-        rc = buf_printf(out, "{\"type\":\"reasoning\",\"id\":\"%s\",\"summary\":[", it->id);
+        rc = buf_appends(out, "{\"type\":\"reasoning\",\"id\":\"");
+        rc |= buf_appends(out, it->id);
+        rc |= buf_appends(out, "\",\"summary\":[");
         if (!added) rc |= summary_part(out, buf_view(&it->data));
         return rc | buf_appends(out, "]}");
     case IT_MESSAGE:
-        rc = buf_printf(out, "{\"type\":\"message\",\"id\":\"%s\",\"status\":\"%s\",", it->id,
-                        added ? "in_progress" : item_status(e, it, failed));
-        rc |= buf_appends(out, "\"role\":\"assistant\",\"content\":[");
+        rc = buf_appends(out, "{\"type\":\"message\",\"id\":\"");
+        rc |= buf_appends(out, it->id);
+        rc |= buf_appends(out, "\",\"status\":\"");
+        rc |= buf_appends(out, added ? "in_progress" : item_status(e, it, failed));
+        rc |= buf_appends(out, "\",\"role\":\"assistant\",\"content\":[");
         if (!added) rc |= text_part(out, buf_view(&it->data));
         return rc | buf_appends(out, "]}");
     default:
-        rc = buf_printf(out, "{\"type\":\"function_call\",\"id\":\"%s\",\"call_id\":", it->id);
+        rc = buf_appends(out, "{\"type\":\"function_call\",\"id\":\"");
+        rc |= buf_appends(out, it->id);
+        rc |= buf_appends(out, "\",\"call_id\":");
         rc |= dialect_put_str(out, call_id(it));
         rc |= buf_appends(out, ",\"name\":");
         rc |= dialect_put_str(out, buf_view(&it->name));
         rc |= buf_appends(out, ",\"arguments\":");
         rc |= dialect_put_str(out, added ? MS_STR_LIT("") : call_args(it));
-        return rc | buf_printf(out, ",\"status\":\"%s\"}",
-                               added ? "in_progress" : item_status(e, it, failed));
+        rc |= buf_appends(out, ",\"status\":\"");
+        rc |= buf_appends(out, added ? "in_progress" : item_status(e, it, failed));
+        return rc | buf_appends(out, "\"}");
     }
 }
 
@@ -237,12 +244,16 @@ static int item_json(const dialect_enc *e, const rs_item *it, int added, int fai
 static int usage_json(buf_t *out, const usage_counts *u, const char *cost)
 {
     int64_t in = usage_prompt(u);
-    int rc = buf_printf(
-        out,
-        "{\"input_tokens\":%" PRId64 ",\"input_tokens_details\":{\"cached_tokens\":%" PRId64
-        "},\"output_tokens\":%" PRId64 ",\"output_tokens_details\":{\"reasoning_tokens\":%" PRId64
-        "},\"total_tokens\":%" PRId64,
-        in, u->cached_input, u->output, u->reasoning, in + u->output);
+    int rc = buf_appends(out, "{\"input_tokens\":");
+    rc |= buf_append_dec(out, in);
+    rc |= buf_appends(out, ",\"input_tokens_details\":{\"cached_tokens\":");
+    rc |= buf_append_dec(out, u->cached_input);
+    rc |= buf_appends(out, "},\"output_tokens\":");
+    rc |= buf_append_dec(out, u->output);
+    rc |= buf_appends(out, ",\"output_tokens_details\":{\"reasoning_tokens\":");
+    rc |= buf_append_dec(out, u->reasoning);
+    rc |= buf_appends(out, "},\"total_tokens\":");
+    rc |= buf_append_dec(out, in + u->output);
     if (cost) {
         rc |= buf_appends(out, ",\"cost\":");
         rc |= buf_appends(out, cost);
@@ -270,9 +281,11 @@ static int response_json(const dialect_enc *e, int phase, const usage_counts *u,
     /* the id is escaped: a passed-through response's is the provider's (adopt) */
     int rc = buf_appends(out, "{\"id\":");
     rc |= dialect_put_str(out, ms_str_c(e->id));
-    rc |= buf_printf(
-        out, ",\"object\":\"response\",\"created_at\":%" PRId64 ",\"status\":\"%s\",\"error\":",
-        e->created, status);
+    rc |= buf_appends(out, ",\"object\":\"response\",\"created_at\":");
+    rc |= buf_append_dec(out, e->created);
+    rc |= buf_appends(out, ",\"status\":\"");
+    rc |= buf_appends(out, status);
+    rc |= buf_appends(out, "\",\"error\":");
     if (phase == R_FAILED && err) {
         rc |= buf_appends(out, "{\"code\":");
         rc |= dialect_put_str(out, ms_str_c(err->code ? err->code : "server_error"));
@@ -358,11 +371,19 @@ static int start(dialect_enc *e, buf_t *out)
     return rc | sse_close(out);
 }
 
+/* ,"output_index":N,"item": — before an item's JSON. */
+static int output_index(buf_t *out, size_t pos)
+{
+    int rc = buf_appends(out, ",\"output_index\":");
+    rc |= buf_append_dec(out, (int64_t)pos);
+    return rc | buf_appends(out, ",\"item\":");
+}
+
 /* output_item.added, then the item's empty part (messages and reasoning). */
 static int item_added(dialect_enc *e, const rs_item *it, buf_t *out)
 {
     int rc = sse_open(e, out, "response.output_item.added");
-    rc |= buf_printf(out, ",\"output_index\":%zu,\"item\":", pos_of(e, it));
+    rc |= output_index(out, pos_of(e, it));
     rc |= item_json(e, it, 1, 0, out);
     rc |= sse_close(out);
     if (it->kind == IT_MESSAGE) {
@@ -381,7 +402,7 @@ static int item_added(dialect_enc *e, const rs_item *it, buf_t *out)
     return rc;
 }
 
-static int item_delta(dialect_enc *e, const rs_item *it, ms_str d, buf_t *out)
+static int item_delta(dialect_enc *e, const rs_item *it, ms_str d, int plain, buf_t *out)
 {
     static const char *const type[] = {"response.reasoning_summary_text.delta",
                                        "response.output_text.delta",
@@ -391,7 +412,7 @@ static int item_delta(dialect_enc *e, const rs_item *it, ms_str d, buf_t *out)
     if (it->kind == IT_MESSAGE) rc |= buf_appends(out, ",\"content_index\":0");
     if (it->kind == IT_REASONING) rc |= buf_appends(out, ",\"summary_index\":0");
     rc |= buf_appends(out, ",\"delta\":");
-    rc |= dialect_put_str(out, d);
+    rc |= plain ? dialect_put_plain(out, d) : dialect_put_str(out, d); /* ev_event.plain */
     if (it->kind == IT_MESSAGE) rc |= buf_appends(out, ",\"logprobs\":[]");
     return rc | sse_close(out);
 }
@@ -438,7 +459,7 @@ static int item_done(dialect_enc *e, rs_item *it, buf_t *out)
     }
     it->state = ST_DONE; /* before the item: a done item of a cut answer shows its status */
     rc |= sse_open(e, out, "response.output_item.done");
-    rc |= buf_printf(out, ",\"output_index\":%zu,\"item\":", pos_of(e, it));
+    rc |= output_index(out, pos_of(e, it));
     rc |= item_json(e, it, 0, 0, out);
     return rc | sse_close(out);
 }
@@ -455,7 +476,7 @@ static int settle(dialect_enc *e, buf_t *out)
         rs_item *it = &e->items[i];
         if (it->state != ST_HELD) continue;
         rc |= item_added(e, it, out);
-        if (it->data.len) rc |= item_delta(e, it, buf_view(&it->data), out);
+        if (it->data.len) rc |= item_delta(e, it, buf_view(&it->data), 0, out);
         rc |= item_done(e, it, out);
     }
     return rc;
@@ -474,14 +495,15 @@ static int open_new(dialect_enc *e, it_kind kind, rs_item **made, buf_t *out)
 
 /* A text or reasoning delta: into the open item of its kind, or a new one. Empty deltas (an
  * OpenAI role chunk's content "") make no item. */
-static int text_delta(dialect_enc *e, it_kind kind, ms_str text, buf_t *out)
+static int text_delta(dialect_enc *e, it_kind kind, const ev_event *ev, buf_t *out)
 {
+    ms_str text = ev->text;
     if (!text.n) return 0;
     int rc = 0;
     rs_item *it = e->open ? &e->items[e->open_item] : NULL;
     if (!it || it->kind != kind) rc |= open_new(e, kind, &it, out);
     if (rc || keep(e, it, text) != 0) return -1;
-    return item_delta(e, it, text, out);
+    return item_delta(e, it, text, ev->plain, out);
 }
 
 static int tool_start(dialect_enc *e, const ev_event *ev, buf_t *out)
@@ -512,7 +534,7 @@ static int tool_args(dialect_enc *e, const ev_event *ev, buf_t *out)
     if (!it) return -1;
     if (!ev->text.n) return 0;
     if (keep(e, it, ev->text) != 0) return -1;
-    return it->state == ST_OPEN ? item_delta(e, it, ev->text, out) : 0;
+    return it->state == ST_OPEN ? item_delta(e, it, ev->text, ev->plain, out) : 0;
 }
 
 static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
@@ -520,9 +542,9 @@ static int stream_event(dialect_enc *e, const ev_event *ev, buf_t *out)
     int rc = e->started ? 0 : start(e, out);
     switch (ev->type) {
     case EV_TEXT:
-        return rc | text_delta(e, IT_MESSAGE, ev->text, out);
+        return rc | text_delta(e, IT_MESSAGE, ev, out);
     case EV_REASONING:
-        return rc | text_delta(e, IT_REASONING, ev->text, out);
+        return rc | text_delta(e, IT_REASONING, ev, out);
     case EV_TOOL_START:
         return rc | tool_start(e, ev, out);
     case EV_TOOL_ARGS:
@@ -620,7 +642,9 @@ static int passthrough_end(dialect_enc *e, ms_str up, const char *cost, const di
     }
     for (char *c = type; *c; c++) /* a line break would end the SSE field */
         if (*c == '\n' || *c == '\r') *c = ' ';
-    int rc = buf_printf(out, "event: %s\ndata: ", type);
+    int rc = buf_appends(out, "event: ");
+    rc |= buf_appends(out, type);
+    rc |= buf_appends(out, "\ndata: ");
     size_t mark = out->len;
     int spliced = -1;
     if (r && r->type == JS_OBJECT) {

@@ -110,7 +110,7 @@ int prov_put_json(buf_t *b, const json_t *v)
     case JSON_STRING:
         return prov_put_jstr(b, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
-        return buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return buf_append_dec(b, (int64_t)json_integer_value(v));
     case JSON_REAL:
         return put_real(b, json_real_value(v));
     case JSON_TRUE:

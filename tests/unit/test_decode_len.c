@@ -6,8 +6,8 @@
  * alone, every event through decode_event, and the way the engine reads a translated stream,
  * runs of events decode_len knows taken first. The two must give the same events in the same
  * order, stop alike and count the same streamed bytes and usage. Each event is also encoded by
- * the Anthropic and the OpenAI chat encoders twice, once as given and once with its `plain` mark
- * taken off, and the bytes must be the same: a text marked plain needs no escaping.
+ * the three dialects' encoders twice, once as given and once with its `plain` mark taken off,
+ * and the bytes must be the same: a text marked plain needs no escaping.
  *
  * The generated streams are OpenAI's, Anthropic's and Gemini's (each adapter's own framing):
  * plain deltas, escapes and multi-byte text, padding, CRLF framing, "data:" with no space, data
@@ -38,8 +38,9 @@ static const dialect_req REQ = {
     .model = "m", .request_id = "req_1", .created = 1700000000, .include_usage = 1};
 
 /* The encoders an event goes through: [dialect][0: as given, 1: plain taken off]. */
-#define NENC 2
-static const dialect *const encoders[NENC] = {&dialect_anthropic_messages, &dialect_openai_chat};
+#define NENC 3
+static const dialect *const encoders[NENC] = {&dialect_anthropic_messages, &dialect_openai_chat,
+                                              &dialect_openai_responses};
 
 /* One reading of a stream. */
 typedef struct reader {
