@@ -112,8 +112,11 @@ void api_cache_req_free(api_cache_req *cr);
 void api_settlement_free(api_settlement *s);
 
 /* A dialect's rewrite of a request into the hub format (OpenAI chat), as
- * dialect_anthropic_to_openai. */
-typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, dialect_refusal *why);
+ * dialect_anthropic_to_openai_listed: the body's top-level members listed into members[0..
+ * *listed) when the rewrite can (else *listed 0: the parser scans them). */
+struct jscan_member;
+typedef int (*api_to_hub)(const struct prov_call *call, buf_t *out, struct jscan_member *members,
+                          size_t max, size_t *listed, dialect_refusal *why);
 /* A request's settlement context, before admission: what it will hold (prices, bounds:
  * docs/BILLING.md, covering the dearest model of its fallback chain). The endpoint sets its
  * cache and keep hooks on it, then calls api_admit. NULL after answering 500. */

@@ -26,16 +26,20 @@ prov_call *api_hub_call(const cfg_t *cfg, const prov_call *call, api_to_hub to_h
 {
     buf_t b;
     buf_init(&b, (size_t)cfg->max_body_bytes * 2 + 65536); /* a rewrite is not much larger */
-    prov_call *hub = NULL;
-    if (to_hub(call, &b, why) != 0) goto fail;
-    hub = prov_call_alloc();
-    if (!hub) goto fail;
+    prov_call *hub = prov_call_alloc();
+    size_t listed = 0;
+    if (!hub) {
+        *why = (dialect_refusal){0};
+        goto fail;
+    }
+    if (to_hub(call, &b, hub->members, PROV_MAX_MEMBERS, &listed, why) != 0) goto fail;
     hub->body = (ms_str){b.data ? b.data : "", b.len};
     ms_copy(hub->request_id, sizeof hub->request_id, call->request_id);
     char shown[256];
-    /* written from the tree of a body the dialect validated: valid JSON by construction */
+    /* written from a body the dialect validated: valid JSON by construction, its members
+     * maybe listed by the rewrite */
     if ((prov_body_valid(call)
-             ? dialect_openai_parse_valid(cfg, EP_CHAT, hub, shown, sizeof shown, why)
+             ? dialect_openai_parse_listed(cfg, EP_CHAT, hub, listed, shown, sizeof shown, why)
              : dialect_openai_parse(cfg, EP_CHAT, hub, shown, sizeof shown, why)) != 0)
         goto fail;
     *body_out = buf_steal(&b);
@@ -80,7 +84,7 @@ void api_messages(http_conn *c, http_request *r)
      * the rewrite into the hub form would refuse (top_k, server tools...) can still go to a
      * provider that speaks the Messages API, untouched: the proxy makes that form, and answers
      * its refusal, only if an attempt needs it. */
-    api_next next = {.to_hub = dialect_anthropic_to_openai};
+    api_next next = {.to_hub = dialect_anthropic_to_openai_listed};
     if (xn < 0 || (size_t)xn >= sizeof extra) /* too long to key: not cached */
         return api_run(c, c->w->gen, call, &key, &next, NULL);
     api_cache_serve(c, call, &key, 'm', (ms_str){extra, (size_t)xn}, &next);

@@ -231,12 +231,22 @@ static int keep_hooks(http_conn *c, api_settlement *s, ms_str input)
     return 0;
 }
 
+/* api_to_hub: the Responses rewrite lists no members (the parser scans them). */
+static int to_hub(const prov_call *call, buf_t *out, struct jscan_member *members, size_t max,
+                  size_t *listed, dialect_refusal *why)
+{
+    (void)members;
+    (void)max;
+    *listed = 0;
+    return dialect_responses_to_openai(call, out, why);
+}
+
 /* Admits call and runs it; the answer is kept when the request asked for it. */
 static void run(http_conn *c, prov_call *call, const store_key *key,
                 const dialect_responses_state *state)
 {
     const cfg_t *cfg = c->w->cfg;
-    api_next next = {.to_hub = dialect_responses_to_openai};
+    api_next next = {.to_hub = to_hub};
     if (state->store && cfg->responses_retention_days > 0) {
         next.hooks = keep_hooks;
         next.arg = state->input;

@@ -130,13 +130,26 @@ int dialect_anthropic_parse_count(const cfg_t *cfg, prov_call *call, char *shown
 /* The rewrite's state. A tool call is written among a turn's blocks but goes after its content:
  * calls holds them until the turn ends. full: an append failed (memory or out's limit); the
  * rewrite goes on (a refusal found later still wins) and gives nothing. */
+#define AREQ_MEMBERS 16 /* top-level members the hub body can have (build) */
 typedef struct {
     buf_t *out;
     buf_t calls;
     size_t nmsgs;
     int full;
     dialect_refusal *why;
+    /* where each top-level member of the hub body begins (its ',' or the '{'), relative to
+     * base, and where the closing '}' is: the members listed without a scan (list_members) */
+    size_t base, mstart[AREQ_MEMBERS], mend;
+    size_t nm;
 } areq;
+
+/* A top-level member of the hub body begins here (the rewrite writes none where a helper finds
+ * nothing to write: list_members skips an empty stretch). */
+static void mb(areq *w)
+{
+    if (w->nm < AREQ_MEMBERS) w->mstart[w->nm] = w->out->len - w->base;
+    w->nm++;
+}
 
 static void wr(areq *w, buf_t *b, const char *s, size_t n)
 {
@@ -610,8 +623,10 @@ static int translate_tool_choice(areq *w, const jscan_member *tc, int tools)
         put_tok(w, f[C_NAME].value);
         PUT(w, "}}");
     }
-    if (!dialect_absent(dp) && dp->type == JS_TRUE && !none)
+    if (!dialect_absent(dp) && dp->type == JS_TRUE && !none) {
+        mb(w); /* a member of its own (list_members) */
         PUT(w, ",\"parallel_tool_calls\":false");
+    }
     return 0;
 }
 
@@ -820,39 +835,111 @@ static int build(const prov_call *call, areq *w)
     if (!dialect_tok_str(&f[F2_MODEL]) || dialect_absent(&f[F2_MESSAGES]) ||
         f[F2_MESSAGES].type != JS_ARRAY || call->max_tokens < 1)
         return INVALID(w->why, NULL, "The request was not parsed as a Messages request.");
+    mb(w);
     PUT(w, "{\"model\":");
     put_tok(w, f[F2_MODEL].value);
+    mb(w);
     PUT(w, ",\"messages\":[");
     if ((rc = translate_system(w, &f[F2_SYSTEM])) != 0) return rc;
     if ((rc = translate_messages(w, f[F2_MESSAGES].value)) != 0) return rc;
     if (w->nmsgs == 0)
         return INVALID(w->why, "messages", "'messages' has nothing left to send but reasoning.");
-    PUT(w, "],\"max_tokens\":");
+    PUT(w, "]");
+    mb(w);
+    PUT(w, ",\"max_tokens\":");
     w->full |= buf_append_dec(w->out, call->max_tokens) != 0;
+    mb(w);
     if ((rc = stop_sequences(w, &f[F2_STOP])) != 0) return rc;
+    mb(w);
     if ((rc = unit_number(w, &f[F2_TEMPERATURE], "temperature", ",\"temperature\":")) != 0)
         return rc;
+    mb(w);
     if ((rc = unit_number(w, &f[F2_TOP_P], "top_p", ",\"top_p\":")) != 0) return rc;
     int tools;
+    mb(w);
     if ((rc = translate_tools(w, &f[F2_TOOLS], &tools)) != 0) return rc;
+    mb(w);
     if ((rc = translate_tool_choice(w, &f[F2_TOOL_CHOICE], tools)) != 0) return rc;
     const char *effort = thinking_effort(w, &f[F2_THINKING], &rc);
     if (rc) return rc;
     if ((rc = output_config(w, &f[F2_OUTPUT_CONFIG], &effort)) != 0) return rc;
+    mb(w);
     if (effort) {
         PUT(w, ",\"reasoning_effort\":\"");
         wr(w, w->out, effort, strlen(effort));
         PUT(w, "\"");
     }
+    mb(w);
     if ((rc = metadata(w, &f[F2_METADATA])) != 0) return rc;
     /* the gateway bills from the provider's usage, and Anthropic clients always get it */
-    if (call->stream) PUT(w, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    if (call->stream) {
+        mb(w);
+        PUT(w, ",\"stream\":true");
+        mb(w);
+        PUT(w, ",\"stream_options\":{\"include_usage\":true}");
+    }
+    w->mend = w->out->len - w->base;
     PUT(w, "}");
     return 0;
 }
 
+/* The type of a valid JSON value that starts with c. */
+static jscan_type type_of(char c)
+{
+    switch (c) {
+    case '"':
+        return JS_STRING;
+    case '[':
+        return JS_ARRAY;
+    case '{':
+        return JS_OBJECT;
+    case 't':
+        return JS_TRUE;
+    case 'f':
+        return JS_FALSE;
+    case 'n':
+        return JS_NULL;
+    default:
+        return JS_NUMBER;
+    }
+}
+
+/* The hub body's top-level members, as jscan_members_valid would list them, from where build
+ * began each: `{"key":value` or `,"key":value` up to the next one's start (the rewrite writes
+ * them compact, keys of its own with no escape). Returns their count, or 0 when there were more
+ * than max (the caller scans). The hub body is otherwise scanned again by the OpenAI parser only
+ * to find these (~3,900 instructions for a 1 KB request, docs/PERFORMANCE.md round 25). */
+static size_t list_members(const areq *w, const char *body, jscan_member *m, size_t max)
+{
+    size_t n = 0;
+    if (w->nm > AREQ_MEMBERS) return 0;
+    for (size_t i = 0; i < w->nm; i++) {
+        size_t s = w->mstart[i], e = i + 1 < w->nm ? w->mstart[i + 1] : w->mend;
+        if (s == e) continue;
+        if (n == max) return 0;
+        const char *k = body + s + 2, *q = memchr(k, '"', e - s - 2);
+        size_t vs = (size_t)(q - body) + 2;
+        m[n++] = (jscan_member){.key = {k, (size_t)(q - k)},
+                                .value = {body + vs, e - vs},
+                                .type = type_of(body[vs]),
+                                .key_plain = 1,
+                                .start = s + 1,
+                                .end = e};
+    }
+    return n;
+}
+
 int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refusal *why)
 {
+    size_t n;
+    return dialect_anthropic_to_openai_listed(call, out, NULL, 0, &n, why);
+}
+
+int dialect_anthropic_to_openai_listed(const prov_call *call, buf_t *out,
+                                       struct jscan_member *members, size_t max, size_t *listed,
+                                       dialect_refusal *why)
+{
+    *listed = 0;
     *why = (dialect_refusal){0};
     /* the members are the scan's (dialect_anthropic_parse); nested values are walked without a
      * second validation, so a body not vouched for is validated once here */
@@ -860,7 +947,7 @@ int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refus
         return dialect_refuse(why, 400, "invalid_json", NULL,
                               "The request cannot be translated for this model's provider: it is "
                               "not a valid JSON object.");
-    areq w = {.out = out, .why = why};
+    areq w = {.out = out, .why = why, .base = out->len};
     buf_init(&w.calls, out->limit);
     size_t len0 = out->len;
     int rc = build(call, &w);
@@ -869,6 +956,7 @@ int dialect_anthropic_to_openai(const prov_call *call, buf_t *out, dialect_refus
         rc = -1;
     }
     if (rc != 0) buf_truncate(out, len0); /* nothing half-written */
+    if (rc == 0 && members) *listed = list_members(&w, out->data + len0, members, max);
     buf_free(&w.calls);
     return rc;
 }

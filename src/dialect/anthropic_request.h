@@ -36,5 +36,13 @@ int dialect_anthropic_parse_count(const cfg_t *cfg, struct prov_call *call, char
  * (anthropic_messages_request.c lists what is mapped, dropped and refused). Returns 0; or -1
  * with *why filled (refused), or with why->status 0 when memory or out's limit ran out. */
 int dialect_anthropic_to_openai(const struct prov_call *call, buf_t *out, dialect_refusal *why);
+/* The same, and the body's top-level members listed into members[0..*listed) as
+ * jscan_members_valid would list them (views into out's data as the rewrite left it), so that
+ * the OpenAI parser need not scan it again (dialect_openai_parse_listed); *listed 0 when there
+ * were more than max. The engine's api_to_hub. */
+struct jscan_member;
+int dialect_anthropic_to_openai_listed(const struct prov_call *call, buf_t *out,
+                                       struct jscan_member *members, size_t max, size_t *listed,
+                                       dialect_refusal *why);
 
 #endif

@@ -120,8 +120,10 @@ int dialect_scan(const cfg_t *cfg, struct prov_call *call, const jscan_key *fiel
 {
     size_t err_off = 0;
     ms_str b = call->body;
-    /* a body the gateway wrote (a hub body) needs its members listed, not a second validation */
-    int n = prov_body_valid(call)
+    /* a body the gateway wrote (a hub body) needs its members listed, not a second validation;
+     * the rewrite that wrote it may have listed them already (call->nmembers set) */
+    int n = call->nmembers ? (int)call->nmembers
+            : prov_body_valid(call)
                 ? jscan_members_valid(b, call->members, PROV_MAX_MEMBERS)
                 : jscan_object(b.p, b.n, call->members, PROV_MAX_MEMBERS, &err_off);
     if (n == JSCAN_INVALID || n == JSCAN_NOT_OBJECT) {

@@ -159,5 +159,10 @@ int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, struct prov_call *c
  * the call remembers it as valid (prov_call.valid). */
 int dialect_openai_parse_valid(const cfg_t *cfg, prov_endpoint ep, struct prov_call *call,
                                char *shown, size_t shown_len, dialect_refusal *why);
+/* The same, its top-level members already in call->members[0..listed) as the scan would list
+ * them (the rewrite that wrote it knows them: dialect_anthropic_to_openai_listed); listed 0:
+ * dialect_openai_parse_valid. */
+int dialect_openai_parse_listed(const cfg_t *cfg, prov_endpoint ep, struct prov_call *call,
+                                size_t listed, char *shown, size_t shown_len, dialect_refusal *why);
 
 #endif

@@ -147,8 +147,8 @@ static int parse_embeddings(const cfg_t *cfg, prov_call *call, char *shown, size
     return 0;
 }
 
-static int parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, int valid, char *shown,
-                 size_t shown_len, dialect_refusal *why)
+static int parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, int valid, size_t listed,
+                 char *shown, size_t shown_len, dialect_refusal *why)
 {
     /* the members are written by the scan: the rest is zeroed (6 KB not touched) */
     ms_str body = call->body;
@@ -158,6 +158,7 @@ static int parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, int valid,
     memcpy(call->request_id, rid, sizeof rid);
     call->body = body;
     if (valid) call->valid = body; /* dialect_scan lists its members without validating */
+    call->nmembers = listed;       /* or takes them as listed */
     call->ep = ep;
     call->dialect = &dialect_openai_chat;
     call->max_tokens = -1;
@@ -169,11 +170,17 @@ static int parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, int valid,
 int dialect_openai_parse(const cfg_t *cfg, prov_endpoint ep, prov_call *call, char *shown,
                          size_t shown_len, dialect_refusal *why)
 {
-    return parse(cfg, ep, call, 0, shown, shown_len, why);
+    return parse(cfg, ep, call, 0, 0, shown, shown_len, why);
 }
 
 int dialect_openai_parse_valid(const cfg_t *cfg, prov_endpoint ep, prov_call *call, char *shown,
                                size_t shown_len, dialect_refusal *why)
 {
-    return parse(cfg, ep, call, 1, shown, shown_len, why);
+    return parse(cfg, ep, call, 1, 0, shown, shown_len, why);
+}
+
+int dialect_openai_parse_listed(const cfg_t *cfg, prov_endpoint ep, prov_call *call, size_t listed,
+                                char *shown, size_t shown_len, dialect_refusal *why)
+{
+    return parse(cfg, ep, call, 1, listed <= PROV_MAX_MEMBERS ? listed : 0, shown, shown_len, why);
 }

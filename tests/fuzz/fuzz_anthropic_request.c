@@ -4,6 +4,8 @@
  * written must be one the gateway accepts from an OpenAI client (dialect_openai_parse) and then
  * goes through the Anthropic adapter's build, as a hub body does on its way to any provider.
  * The first input byte bounds the output buffer (a small limit drives the out-of-space path).
+ * The top-level members the rewrite lists (dialect_anthropic_to_openai_listed, which the engine
+ * hands to the OpenAI parser instead of a scan) must be jscan_members_valid's, to the offset.
  *
  * What is checked is memory safety and bounds (ASan/UBSan), no leak, nothing half-written on a
  * failure, and that every rewrite is valid for the next stage: a body a client can send must
@@ -49,11 +51,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     MUST(call->model == &g_model && call->max_tokens >= 1 && call->ep == EP_CHAT);
     buf_t out;
     buf_init(&out, limit);
-    int rc = dialect_anthropic_to_openai(call, &out, &why);
+    size_t listed = 0;
+    jscan_member *lm = malloc(PROV_MAX_MEMBERS * sizeof *lm);
+    int rc = dialect_anthropic_to_openai_listed(call, &out, lm, PROV_MAX_MEMBERS, &listed, &why);
     if (rc != 0) {
         MUST(rc == -1 && out.len == 0);
         MUST(why.status == 0 || (why.status == 400 && why.message[0]));
     } else {
+        /* the members the rewrite lists are the scan's, to the byte and offset */
+        jscan_member *sm = malloc(PROV_MAX_MEMBERS * sizeof *sm);
+        int sn = jscan_members_valid((ms_str){out.data, out.len}, sm, PROV_MAX_MEMBERS);
+        MUST(sn > 0 && (size_t)sn == listed);
+        for (size_t i = 0; i < listed; i++)
+            MUST(lm[i].key.p == sm[i].key.p && lm[i].key.n == sm[i].key.n &&
+                 lm[i].value.p == sm[i].value.p && lm[i].value.n == sm[i].value.n &&
+                 lm[i].type == sm[i].type && lm[i].key_plain == sm[i].key_plain &&
+                 lm[i].start == sm[i].start && lm[i].end == sm[i].end);
+        free(sm);
         /* the hub body: the gateway's OpenAI parser takes it, the same model and limits */
         prov_call *hub = malloc(sizeof *hub);
         hub->body = (ms_str){out.data, out.len};
@@ -72,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         prov_upreq_free(&u);
         free(hub);
     }
+    free(lm);
     buf_free(&out);
     free(call);
     return 0;

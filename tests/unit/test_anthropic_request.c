@@ -170,6 +170,7 @@ static void test_parse_models(void)
 /* ---- the rewrite ---- */
 
 static char g_out[65536];
+static int g_listed_checked; /* translations whose listed members were compared with the scan */
 
 /* Parses body (q()'d) and rewrites it; returns the rewrite's result (parse must pass), the OpenAI
  * body in g_out. */
@@ -187,8 +188,23 @@ static int rewrite(const char *body, dialect_refusal *why)
     }
     buf_t out;
     buf_init(&out, 1u << 20);
-    rc = dialect_anthropic_to_openai(c, &out, why);
+    size_t listed = 0;
+    jscan_member *lm = malloc(PROV_MAX_MEMBERS * sizeof *lm);
+    rc = dialect_anthropic_to_openai_listed(c, &out, lm, PROV_MAX_MEMBERS, &listed, why);
     g_out[0] = '\0';
+    if (rc == 0) {
+        /* the members the rewrite lists are the scan's, to the byte and offset */
+        jscan_member sm[PROV_MAX_MEMBERS];
+        int sn = jscan_members_valid((ms_str){out.data, out.len}, sm, PROV_MAX_MEMBERS);
+        CHECK(sn > 0 && (size_t)sn == listed);
+        for (size_t i = 0; sn > 0 && i < listed && i < (size_t)sn; i++)
+            CHECK(lm[i].key.p == sm[i].key.p && lm[i].key.n == sm[i].key.n &&
+                  lm[i].value.p == sm[i].value.p && lm[i].value.n == sm[i].value.n &&
+                  lm[i].type == sm[i].type && lm[i].key_plain == sm[i].key_plain &&
+                  lm[i].start == sm[i].start && lm[i].end == sm[i].end);
+        g_listed_checked++;
+    }
+    free(lm);
     if (rc == 0) {
         size_t n = out.len < sizeof g_out - 1 ? out.len : sizeof g_out - 1;
         memcpy(g_out, out.data, n);
@@ -765,5 +781,8 @@ int main(void)
     RUN(test_out_limit);
     RUN(test_round_trip);
     RUN(test_valid_marks);
+    /* every translation above had its members compared (translate) */
+    CHECK(g_listed_checked >= 30);
+    printf("# %d translations' listed members compared with the scan\n", g_listed_checked);
     TAP_DONE();
 }
