@@ -630,9 +630,10 @@ static void gs_learn(gem_shape *sh, ms_str d, const gem_fast *f)
     sh->usage = (uint8_t)f->usage;
 }
 
-/* Reads a chunk of the shape at d's start (d may go on past it) into f (the text, the counts):
- * its length, or 0 when d does not start with one. */
-static size_t gs_span(const gem_shape *sh, ms_str d, gem_fast *f)
+/* Reads a chunk of the shape at d's start into f (the text, the counts): its length, or 0 when
+ * d does not start with one, or (whole) is not one to its end. f is written only for a chunk
+ * read: a chunk that is not one goes on to the scan with f as it was. */
+static size_t gs_span(const gem_shape *sh, ms_str d, int whole, gem_fast *f)
 {
     const char *p = d.p, *e = d.p + d.n, *t = sh->text;
     ms_str text = {0};
@@ -656,7 +657,7 @@ static size_t gs_span(const gem_shape *sh, ms_str d, gem_fast *f)
         }
         p += k;
     }
-    if (gf_string(f, text, &f->part[0]) != 0) return 0;
+    if ((whole && p != e) || gf_string(f, text, &f->part[0]) != 0) return 0;
     memcpy(f->count, count, sizeof count);
     f->part[0].thought = sh->thought;
     f->nparts = f->part[0].len > 0;
@@ -667,8 +668,7 @@ static size_t gs_span(const gem_shape *sh, ms_str d, gem_fast *f)
 /* Reads d, whole, through the shape into f; 0, or -1 when it is not a chunk of the shape. */
 static int gs_read(const gem_shape *sh, ms_str d, gem_fast *f)
 {
-    size_t len = gs_span(sh, d, f);
-    return len && len == d.n ? 0 : -1;
+    return gs_span(sh, d, 1, f) ? 0 : -1;
 }
 
 static void gf_init(gem_fast *f, ms_str d, char *small, size_t cap)
@@ -695,7 +695,7 @@ size_t gemini_dec_len(void *stv, const char *p, size_t n, const ev_sink *sink, p
     char small[GF_SCRATCH];
     ms_str d = {p + 6, n - 6};
     gf_init(&f, d, small, sizeof small);
-    size_t len = gs_span(&st->shape, d, &f), end = 0;
+    size_t len = gs_span(&st->shape, d, 0, &f), end = 0;
     if (len && d.n - len >= 4 && memcmp(d.p + len, "\r\n\r\n", 4) == 0)
         end = 4;
     else if (len && d.n - len >= 2 && memcmp(d.p + len, "\n\n", 2) == 0)

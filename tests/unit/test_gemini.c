@@ -943,9 +943,12 @@ static void test_shape_same_as_tree(void)
     };
     CHECK(same_reading(plain, sizeof plain / sizeof *plain));
     CHECK(g_shape_hits >= 8);
-    /* the shape's bytes and more: not a chunk the shape read (and not valid JSON) */
+    /* the shape's bytes and more: not a chunk the shape read (and not valid JSON); then valid
+     * JSON with white space after the shape's bytes, which the scan reads from a clean start
+     * (the shape's reading of the same prefix leaves nothing behind) */
     static const char *const trailing[] = {GS("\"a\"", "1", "2"), GS("\"b\"", "2", "3") "x",
-                                           GS("\"c\"", "3", "4") "}", GS("\"d\"", "4", "5")};
+                                           GS("\"c\"", "3", "4") "}", GS("\"d\"", "4", "5"),
+                                           GS("\"e\"", "5", "6") " \n"};
     CHECK(same_reading(trailing, sizeof trailing / sizeof *trailing));
     CHECK_EQ_INT(g_shape_hits, 1);
     /* thoughts, then text: a new shape; the thought flag is part of it */
