@@ -311,6 +311,11 @@ static jscan_type type_of(unsigned c)
     }
 }
 
+jscan_type jscan_type_of(char c)
+{
+    return type_of((unsigned char)c);
+}
+
 /*
  * The scanner proper: a state machine with three states (expecting a value, expecting a key,
  * after a value). stack[d] says whether nesting level d+1 is an object (1) or an array (0); up to

@@ -38,6 +38,9 @@ typedef struct jscan_member {
  * JSCAN_INVALID and, if err_off is not NULL, the offset of the first bad byte. */
 int jscan_object(const char *p, size_t n, jscan_member *members, size_t max, size_t *err_off);
 
+/* The type of the valid JSON value that starts with the byte c. */
+jscan_type jscan_type_of(char c);
+
 /* The length of the valid JSON string token (quotes included) that p[0..n) starts with, or 0
  * when it does not start with one. */
 size_t jscan_string_token(const char *p, size_t n);

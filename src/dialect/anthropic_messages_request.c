@@ -883,27 +883,6 @@ static int build(const prov_call *call, areq *w)
     return 0;
 }
 
-/* The type of a valid JSON value that starts with c. */
-static jscan_type type_of(char c)
-{
-    switch (c) {
-    case '"':
-        return JS_STRING;
-    case '[':
-        return JS_ARRAY;
-    case '{':
-        return JS_OBJECT;
-    case 't':
-        return JS_TRUE;
-    case 'f':
-        return JS_FALSE;
-    case 'n':
-        return JS_NULL;
-    default:
-        return JS_NUMBER;
-    }
-}
-
 /* The hub body's top-level members, as jscan_members_valid would list them, from where build
  * began each: `{"key":value` or `,"key":value` up to the next one's start (the rewrite writes
  * them compact, keys of its own with no escape). Returns their count, or 0 when there were more
@@ -921,7 +900,7 @@ static size_t list_members(const areq *w, const char *body, jscan_member *m, siz
         size_t vs = (size_t)(q - body) + 2;
         m[n++] = (jscan_member){.key = {k, (size_t)(q - k)},
                                 .value = {body + vs, e - vs},
-                                .type = type_of(body[vs]),
+                                .type = jscan_type_of(body[vs]),
                                 .key_plain = 1,
                                 .start = s + 1,
                                 .end = e};
