@@ -18,14 +18,9 @@
 #include "providers/provider.h"
 #include "tap.h"
 
-static uint64_t rnd_state = 0x2545F4914F6CDD1Dull;
-static uint64_t rnd(void)
-{
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 7;
-    rnd_state ^= rnd_state << 17;
-    return rnd_state;
-}
+/* this file's own run of generated streams (stream_cuts.h) */
+#define STREAM_CUTS_SEED 0x2545F4914F6CDD1Dull
+#include "stream_cuts.h"
 
 /* One reading of a stream: what the client would get, in order, and what was counted. */
 typedef struct reader {
@@ -132,15 +127,7 @@ static int compare(const char *s, size_t n, int tries)
     int taken = 0;
     for (int t = 0; t < tries; t++) {
         size_t cuts[8];
-        int nc = t == 0 ? 0 : (int)(rnd() % 8);
-        for (int i = 0; i < nc; i++)
-            cuts[i] = n ? (size_t)(rnd() % n) : 0;
-        for (int i = 1; i < nc; i++) /* sorted */
-            for (int j = i; j > 0 && cuts[j] < cuts[j - 1]; j--) {
-                size_t x = cuts[j];
-                cuts[j] = cuts[j - 1];
-                cuts[j - 1] = x;
-            }
+        int nc = rnd_cuts(cuts, 8, n, t == 0);
         reader a, b;
         reader_open(&a);
         reader_open(&b);

@@ -23,16 +23,8 @@
 #include "dialect/dialect.h"
 #include "ev_record.h"
 #include "providers/provider.h"
+#include "stream_cuts.h"
 #include "tap.h"
-
-static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void)
-{
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 7;
-    rnd_state ^= rnd_state << 17;
-    return rnd_state;
-}
 
 static const dialect_req REQ = {
     .model = "m", .request_id = "req_1", .created = 1700000000, .include_usage = 1};
@@ -195,15 +187,7 @@ static void compare(const prov_adapter *ad, const char *s, size_t n, int tries, 
 {
     for (int k = 0; k < tries; k++) {
         size_t cuts[8];
-        int nc = k == 0 ? 0 : (int)(rnd() % 8);
-        for (int i = 0; i < nc; i++)
-            cuts[i] = n ? (size_t)(rnd() % n) : 0;
-        for (int i = 1; i < nc; i++) /* sorted */
-            for (int j = i; j > 0 && cuts[j] < cuts[j - 1]; j--) {
-                size_t x = cuts[j];
-                cuts[j] = cuts[j - 1];
-                cuts[j - 1] = x;
-            }
+        int nc = rnd_cuts(cuts, 8, n, k == 0);
         reader a, b;
         reader_open(&a, ad);
         reader_open(&b, ad);

@@ -15,6 +15,7 @@
 
 #include "providers/openai_decode.h"
 #include "providers/provider.h"
+#include "stream_cuts.h"
 #include "tap.h"
 
 /* One transfer: the stateful side and its stateless twin. */
@@ -217,16 +218,6 @@ static void test_long_constant_text(void)
     CHECK_EQ_INT(feeds(&t, ev), 1);
     CHECK_EQ_INT(t.u[0].streamed_bytes, 2);
     twin_close(&t);
-}
-
-/* xorshift: the same run every time */
-static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void)
-{
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 7;
-    rnd_state ^= rnd_state << 17;
-    return rnd_state;
 }
 
 /* Thousands of chunks: mostly the shape with random strings (escapes, UTF-8 good and bad,
