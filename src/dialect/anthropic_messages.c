@@ -268,14 +268,35 @@ static int block_start_tool(dialect_enc *e, am_part *p, buf_t *out)
 /* A delta's kind, what goes between the index and the value: DELTA("text_delta", "text"). */
 #define DELTA(type, field) MS_STR_LIT(",\"delta\":{\"type\":\"" type "\",\"" field "\":")
 
-/* plain: value needs no escaping (ev_event.plain), copied as it is. */
-static int block_delta(dialect_enc *e, buf_t *out, ms_str kind, ms_str value, int plain)
+/* block_delta of a text that needs no escaping (ev_event.plain) in a block of a one-digit index,
+ * a translated stream's usual event: one reservation, the parts copied in. */
+static int block_delta_plain(dialect_enc *e, buf_t *out, ms_str kind, ms_str value)
+{
+    static const char head[] = SSE_HEAD("content_block_delta") ",\"index\":";
+    const size_t hl = sizeof head - 1;
+    if (value.n > SIZE_MAX / 2 || buf_reserve(out, hl + 1 + kind.n + value.n + 6) != 0) return -1;
+    char *o = out->data + out->len;
+    memcpy(o, head, hl);
+    o += hl;
+    *o++ = (char)('0' + (e->nblocks - 1));
+    memcpy(o, kind.p, kind.n);
+    o += kind.n;
+    *o++ = '"';
+    memcpy(o, value.p, value.n);
+    o += value.n;
+    memcpy(o, "\"}}\n\n", 5);
+    out->len = (size_t)(o + 5 - out->data);
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+static int block_delta(dialect_enc *e, buf_t *out, ms_str kind, ms_str value)
 {
     static const char head[] = SSE_HEAD("content_block_delta") ",\"index\":";
     int rc = buf_append(out, head, sizeof head - 1);
     rc |= put_index(out, e->nblocks - 1);
     rc |= buf_append(out, kind.p, kind.n);
-    rc |= plain ? dialect_put_plain(out, value) : dialect_put_str(out, value);
+    rc |= dialect_put_str(out, value);
     return rc | buf_append(out, "}}\n\n", 4);
 }
 
@@ -294,8 +315,7 @@ static int settle(dialect_enc *e, buf_t *out)
 {
     int rc = 0;
     if (e->open == BLK_THINKING)
-        rc |=
-            block_delta(e, out, DELTA("signature_delta", "signature"), MS_STR_LIT(AM_UNSIGNED), 0);
+        rc |= block_delta(e, out, DELTA("signature_delta", "signature"), MS_STR_LIT(AM_UNSIGNED));
     if (e->open != BLK_NONE) rc |= block_stop(e, out);
     if (e->open == BLK_TOOL) e->parts[e->open_part].state = PART_DONE;
     e->open = BLK_NONE;
@@ -304,8 +324,8 @@ static int settle(dialect_enc *e, buf_t *out)
         if (p->kind != BLK_TOOL || p->state != PART_HELD) continue;
         rc |= block_start_tool(e, p, out);
         if (p->data.len)
-            rc |= block_delta(e, out, DELTA("input_json_delta", "partial_json"), buf_view(&p->data),
-                              0);
+            rc |=
+                block_delta(e, out, DELTA("input_json_delta", "partial_json"), buf_view(&p->data));
         rc |= block_stop(e, out);
         p->state = PART_DONE;
         e->held_bytes -= p->data.len;
@@ -320,6 +340,11 @@ static int text_delta(dialect_enc *e, blk_kind kind, const ev_event *ev, buf_t *
 {
     ms_str text = ev->text;
     if (!text.n) return 0;
+    if (e->open == kind && ev->plain && e->nblocks >= 1 && e->nblocks <= 10)
+        return block_delta_plain(e, out,
+                                 kind == BLK_THINKING ? DELTA("thinking_delta", "thinking")
+                                                      : DELTA("text_delta", "text"),
+                                 text);
     int rc = 0;
     if (e->open != kind) {
         rc |= settle(e, out);
@@ -332,9 +357,9 @@ static int text_delta(dialect_enc *e, blk_kind kind, const ev_event *ev, buf_t *
         rc |= sse_close(out);
         e->open = kind;
     }
-    return rc | (kind == BLK_THINKING
-                     ? block_delta(e, out, DELTA("thinking_delta", "thinking"), text, ev->plain)
-                     : block_delta(e, out, DELTA("text_delta", "text"), text, ev->plain));
+    return rc |
+           (kind == BLK_THINKING ? block_delta(e, out, DELTA("thinking_delta", "thinking"), text)
+                                 : block_delta(e, out, DELTA("text_delta", "text"), text));
 }
 
 static int tool_start(dialect_enc *e, const ev_event *ev, buf_t *out)
@@ -367,7 +392,7 @@ static int tool_args(dialect_enc *e, const ev_event *ev, buf_t *out)
     if (!p) return -1;
     if (!ev->text.n) return 0;
     if (p->state == PART_OPEN)
-        return block_delta(e, out, DELTA("input_json_delta", "partial_json"), ev->text, ev->plain);
+        return block_delta(e, out, DELTA("input_json_delta", "partial_json"), ev->text);
     if (e->held_bytes + ev->text.n > AM_MAX_HELD) return -1;
     if (buf_append(&p->data, ev->text.p, ev->text.n) != 0) return -1;
     e->held_bytes += ev->text.n;
