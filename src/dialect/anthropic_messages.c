@@ -269,7 +269,9 @@ static int block_start_tool(dialect_enc *e, am_part *p, buf_t *out)
 #define DELTA(type, field) MS_STR_LIT(",\"delta\":{\"type\":\"" type "\",\"" field "\":")
 
 /* block_delta of a text that needs no escaping (ev_event.plain) in a block of a one-digit index,
- * a translated stream's usual event: one reservation, the parts copied in. */
+ * a translated stream's usual event: one reservation, the parts copied in. Kept apart from
+ * block_delta: that one with dialect_put_plain measured ~86 instructions an event more
+ * (callgrind, the translated 50-event stream's worker 127,385 → 131,708). */
 static int block_delta_plain(dialect_enc *e, buf_t *out, ms_str kind, ms_str value)
 {
     static const char head[] = SSE_HEAD("content_block_delta") ",\"index\":";
