@@ -153,7 +153,7 @@ before(async () => {
     acct = { account, key: await first.createKey(account), billing: await first.createKey(account, { type: 'billing' }) };
     for (let i = 1; i < 3; i++) {
         const g = await h.prepareGateway({ config });
-        const r = await h.run('sqlite3', [first.config.store.sqlite, `.backup '${g.config.store.sqlite}'`]);
+        const r = await h.run('sqlite3', ['-cmd', '.timeout 10000', first.config.store.sqlite, `.backup '${g.config.store.sqlite}'`]);
         assert.equal(r.code, 0, `sqlite3 .backup: ${r.stderr}`);
         gws.push(g);
     }

@@ -175,7 +175,9 @@ test('rows past their retention are not read; retention_days: 0 keeps nothing', 
     assert.equal((await h.get(gw, `/v1/responses/${r.id}`, key)).status, 200);
     let upd;
     try {
-        upd = await h.run('sqlite3', [gw.config.store.sqlite, `UPDATE responses SET expires_at_ms = 1 WHERE id = '${r.id}'`]);
+        // The gateway may hold the write lock (a ledger flush, the response just stored):
+        // the shell waits for it, as the gateway's own connections do, instead of failing.
+        upd = await h.run('sqlite3', ['-cmd', '.timeout 10000', gw.config.store.sqlite, `UPDATE responses SET expires_at_ms = 1 WHERE id = '${r.id}'`]);
     } catch (e) {
         if (e.code === 'ENOENT') return; // no sqlite3 shell
         throw e;
