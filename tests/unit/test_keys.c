@@ -2,6 +2,7 @@
  * Unit tests for src/auth/keys.c: the key format, the alphabet and its uniform use, uniqueness,
  * the shape check and SHA-256 against known vectors.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,11 +131,43 @@ static void test_hash_vectors(void)
     CHECK_EQ_STR(x, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+/* key_hash keeps a digest context per thread: threads hashing at once, each alternating two
+ * inputs, must each get the right digest every time (a context shared, or not reset between
+ * uses, would mix them). */
+static void *hash_many(void *arg)
+{
+    long *bad = arg;
+    unsigned char h[32];
+    char x[65];
+    for (int i = 0; i < 2000; i++) {
+        int odd = i & 1;
+        key_hash(odd ? "" : "abc", odd ? 0 : 3, h);
+        hex(h, 32, x);
+        if (strcmp(x, odd ? "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                          : "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
+            (*bad)++;
+    }
+    return NULL;
+}
+
+static void test_hash_threads(void)
+{
+    pthread_t t[4];
+    long bad[4] = {0};
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, hash_many, &bad[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_INT(bad[i], 0);
+    }
+}
+
 int main(void)
 {
     RUN(test_format);
     RUN(test_unique_and_uniform);
     RUN(test_well_formed);
     RUN(test_hash_vectors);
+    RUN(test_hash_threads);
     TAP_DONE();
 }
