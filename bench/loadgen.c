@@ -19,7 +19,10 @@
  *                           every request has completed (RSS with idle keep-alive connections,
  *                           and with --inflight N and a slow stream, N concurrent streams)
  *
- * Every request is the same bytes: --method, --path, -H headers and --body-file. Answers are
+ * Every request is the same bytes: --method, --path, -H headers and --body-file, except that
+ * --keys-file (one key a line) gives each request the next key in turn as its Authorization
+ * header, in place of any -H Authorization (the NAME-accts workloads: many accounts at once, as
+ * wrk.lua does with BENCH_KEYS). Answers are
  * parsed with llhttp (Content-Length, chunked, keep-alive); the first body byte's time gives the
  * time to first byte of a stream. Results are printed as key=value lines on stdout; the first
  * non-2xx answer is shown on stderr.
@@ -41,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -51,6 +55,7 @@
 
 #define LG_MAX_SAMPLES (20u * 1000u * 1000u)
 #define LG_MAX_HEADERS 32
+#define LG_MAX_KEYS 65536 /* --keys-file */
 #define LG_MAX_BODY (64u * 1024u * 1024u)
 #define LG_MAX_CONNS 60000
 #define LG_MAX_CONNECTING 256 /* concurrent connects: a burst larger than the SYN queue stalls */
@@ -70,6 +75,7 @@ typedef struct lg_conn {
     bool done;     /* the current answer is complete */
     bool streaming;
     size_t sent;      /* bytes of the request written */
+    size_t req;       /* which of lg.reqs it sends */
     int64_t sched_ns; /* when the current request was due */
     int64_t sent_ns;  /* when its first byte was written */
     int64_t first_ns; /* first body byte of the answer, 0 = none yet */
@@ -98,9 +104,11 @@ static struct {
     int conns;
     int max_conns;
     int64_t timeout_ns;
-    /* the request, identical for every send */
-    char *req;
-    size_t req_len;
+    /* the requests: one, or one a key of --keys-file, taken in turn */
+    const char *keys_file;
+    char **reqs;
+    size_t *req_lens;
+    size_t nreqs, next_req;
     /* connections */
     lg_conn *c;
     int nslots; /* slots ever used (FREE ones are reused first) */
@@ -273,8 +281,10 @@ static bool lg_open(void)
 
 static void lg_write_more(lg_conn *c)
 {
-    while (c->sent < lg.req_len) {
-        ssize_t n = send(c->fd, lg.req + c->sent, lg.req_len - c->sent, MSG_NOSIGNAL);
+    const char *req = lg.reqs[c->req];
+    size_t req_len = lg.req_lens[c->req];
+    while (c->sent < req_len) {
+        ssize_t n = send(c->fd, req + c->sent, req_len - c->sent, MSG_NOSIGNAL);
         if (n > 0) {
             c->sent += (size_t)n;
             continue;
@@ -296,6 +306,8 @@ static void lg_start(lg_conn *c, int64_t sched_ns, bool record)
     if (!c->used) lg.fresh--;
     c->used = true;
     c->sent = 0;
+    c->req = lg.next_req;
+    lg.next_req = (lg.next_req + 1) % lg.nreqs;
     c->sched_ns = sched_ns;
     c->first_ns = 0;
     c->status = 0;
@@ -417,7 +429,7 @@ static void lg_on_event(lg_conn *c, uint32_t ev)
         return;
     }
     if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) lg_on_readable(c);
-    if (c->state == LG_BUSY && (ev & EPOLLOUT) && c->sent < lg.req_len) lg_write_more(c);
+    if (c->state == LG_BUSY && (ev & EPOLLOUT) && c->sent < lg.req_lens[c->req]) lg_write_more(c);
 }
 
 static void lg_check_timeouts(int64_t now)
@@ -627,7 +639,7 @@ static void lg_usage(void)
 {
     fprintf(stderr,
             "usage: loadgen --port P [--host 127.0.0.1] [--method POST] [--path /] [-H 'K: V']...\n"
-            "               [--body-file F] [--timeout-ms 30000]\n"
+            "               [--body-file F] [--keys-file F] [--timeout-ms 30000]\n"
             "         (--rate R --duration S [--warmup W] [--conns 64] [--max-conns 1000]\n"
             "          | --count N [--conns 16]\n"
             "          | --hold N [--inflight 100] [--hold-secs 0])\n");
@@ -655,31 +667,69 @@ cleanup:
     return data;
 }
 
+/* One request's bytes, with "Authorization: Bearer KEY" when key is not NULL (and then no -H
+ * Authorization). */
+static char *lg_format(const char *body, size_t body_len, const char *key, size_t *out_len)
+{
+    size_t cap = 1024 + body_len + strlen(lg.path) + (key ? strlen(key) : 0);
+    for (int i = 0; i < lg.nheaders; i++)
+        cap += strlen(lg.headers[i]) + 2;
+    char *req = malloc(cap);
+    if (!req) lg_die("out of memory");
+    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: %s:%d\r\n", lg.method, lg.path, lg.host,
+                     lg.port);
+    size_t len = (size_t)n;
+    for (int i = 0; i < lg.nheaders; i++) {
+        if (key && strncasecmp(lg.headers[i], "authorization:", 14) == 0) continue;
+        len += (size_t)snprintf(req + len, cap - len, "%s\r\n", lg.headers[i]);
+    }
+    if (key) len += (size_t)snprintf(req + len, cap - len, "Authorization: Bearer %s\r\n", key);
+    if (body) len += (size_t)snprintf(req + len, cap - len, "Content-Length: %zu\r\n", body_len);
+    len += (size_t)snprintf(req + len, cap - len, "\r\n");
+    if (body) {
+        memcpy(req + len, body, body_len);
+        len += body_len;
+    }
+    *out_len = len;
+    return req;
+}
+
+static void lg_add_request(char *req, size_t len)
+{
+    char **r = realloc(lg.reqs, (lg.nreqs + 1) * sizeof *r);
+    size_t *l = r ? realloc(lg.req_lens, (lg.nreqs + 1) * sizeof *l) : NULL;
+    if (!r || !l) lg_die("out of memory");
+    lg.reqs = r;
+    lg.req_lens = l;
+    lg.reqs[lg.nreqs] = req;
+    lg.req_lens[lg.nreqs++] = len;
+}
+
 static void lg_build_request(void)
 {
-    size_t body_len = 0;
+    size_t body_len = 0, len;
     char *body = NULL;
     if (lg.body_file) {
         body = lg_read_file(lg.body_file, &body_len);
         if (!body) lg_die("cannot read --body-file (missing, unreadable or over 64 MiB)");
     }
-    size_t cap = 1024 + body_len + strlen(lg.path);
-    for (int i = 0; i < lg.nheaders; i++)
-        cap += strlen(lg.headers[i]) + 2;
-    lg.req = malloc(cap);
-    if (!lg.req) lg_die("out of memory");
-    int n = snprintf(lg.req, cap, "%s %s HTTP/1.1\r\nHost: %s:%d\r\n", lg.method, lg.path, lg.host,
-                     lg.port);
-    size_t len = (size_t)n;
-    for (int i = 0; i < lg.nheaders; i++)
-        len += (size_t)snprintf(lg.req + len, cap - len, "%s\r\n", lg.headers[i]);
-    if (body) len += (size_t)snprintf(lg.req + len, cap - len, "Content-Length: %zu\r\n", body_len);
-    len += (size_t)snprintf(lg.req + len, cap - len, "\r\n");
-    if (body) {
-        memcpy(lg.req + len, body, body_len);
-        len += body_len;
+    if (lg.keys_file) {
+        FILE *f = fopen(lg.keys_file, "r");
+        if (!f) lg_die("cannot read --keys-file");
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (line[0] == '\0') continue;
+            if (lg.nreqs >= LG_MAX_KEYS) lg_die("--keys-file: too many keys");
+            char *req = lg_format(body, body_len, line, &len);
+            lg_add_request(req, len);
+        }
+        fclose(f);
+        if (lg.nreqs == 0) lg_die("--keys-file holds no key");
+    } else {
+        char *req = lg_format(body, body_len, NULL, &len);
+        lg_add_request(req, len);
     }
-    lg.req_len = len;
     free(body);
 }
 
@@ -712,6 +762,7 @@ int main(int argc, char **argv)
                                          {"conns", required_argument, NULL, 'c'},
                                          {"max-conns", required_argument, NULL, 'M'},
                                          {"timeout-ms", required_argument, NULL, 't'},
+                                         {"keys-file", required_argument, NULL, 'K'},
                                          {NULL, 0, NULL, 0}};
     lg.host = "127.0.0.1";
     lg.path = "/";
@@ -742,6 +793,9 @@ int main(int argc, char **argv)
             break;
         case 'b':
             lg.body_file = optarg;
+            break;
+        case 'K':
+            lg.keys_file = optarg;
             break;
         case 'r':
             lg.rate = lg_num(optarg, 1, 1e7, "--rate");
@@ -839,6 +893,9 @@ int main(int argc, char **argv)
     free(lg.ttfb);
     free(lg.lag);
     free(lg.svc);
-    free(lg.req);
+    for (size_t i = 0; i < lg.nreqs; i++)
+        free(lg.reqs[i]);
+    free(lg.reqs);
+    free(lg.req_lens);
     return 0;
 }

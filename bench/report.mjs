@@ -468,6 +468,38 @@ if (cpuRecs.length) {
                 'µs/req' : '') + '.');
         say();
     }
+    // Where ModelSwitch's CPU goes, thread by thread (th_NAME, bench/run.sh threads_s): the
+    // worker is what nginx's process compares with; the rest nginx has no counterpart for.
+    const thRows = [];
+    const thNames = new Set();
+    for (const r of cpuRecs) {
+        for (const k of Object.keys(r.v)) if (k.startsWith('th_')) thNames.add(k.slice(3));
+    }
+    const order = ['ms-worker', 'ms-ledger', 'ms-log', 'ms-checkpoint', 'modelswitch'];
+    const names = [...order.filter((n) => thNames.has(n)),
+        ...[...thNames].filter((n) => !order.includes(n)).sort()];
+    for (const [wl, byT] of Object.entries(cpuSum)) {
+        for (const t of ['modelswitch', 'modelswitch-https', 'modelswitch-https-curl']) {
+            const rs = cpuRecs.filter((r) => r.workload === wl && r.target === t &&
+                r.v.requests > 0 && Object.keys(r.v).some((k) => k.startsWith('th_')));
+            if (!rs.length || !byT[t]) continue;
+            const ref = byT[t.startsWith('modelswitch-https') ? 'nginx-https' : 'nginx'];
+            const cells = names.map((n) => median(rs.map((r) => ((r.v[`th_${n}`] ?? 0) /
+                r.v.requests) * 1e6)));
+            const w = names.indexOf('ms-worker');
+            thRows.push([wlName(wl), NAMES[t], ...cells.map((x) => fmt(x, 2)),
+                ref && w >= 0 ? fmtRatio(cells[w] / ref.us) : '–']);
+        }
+    }
+    if (thRows.length && names.length) {
+        say('Where ModelSwitch\'s CPU goes: µs of each thread a request (median of the rounds; ' +
+            'a thread\'s number dropped, so every worker is one column; "modelswitch" is the ' +
+            'main thread). "worker ÷ nginx" is the worker threads alone against nginx\'s whole ' +
+            'process: the rest is the background work nginx has no counterpart for.');
+        say();
+        say(table(['workload', 'target', ...names, 'worker ÷ nginx'], thRows));
+        say();
+    }
 }
 if (info.scale_skipped !== undefined) {
     say('## Several workers');

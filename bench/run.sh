@@ -217,6 +217,27 @@ cpu_s() {
     awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }'
 }
 
+# threads_s PID...: "th_NAME=SECONDS ..." for every thread of the processes, by name (threads of
+# one name summed; a worker's number dropped, so W workers are one figure): which of ModelSwitch's
+# threads the CPU of a request goes to (the worker, the ledger, the logger, the checkpointer).
+threads_s() {
+    local p
+    for p in "$@"; do
+        for t in /proc/"$p"/task/*; do
+            [[ -r $t/stat ]] || continue
+            sed 's/^[0-9]* (\(.*\)) /\1 /' "$t/stat" 2>/dev/null | awk '{print $1, $13 + $14}'
+        done
+    done | awk -v hz="$CLK_TCK" '{ n = $1; sub(/-[0-9]+$/, "", n); gsub(/[^A-Za-z0-9_-]/, "_", n)
+        t[n] += $2 } END { for (n in t) printf "th_%s=%.3f ", n, t[n] / hz }'
+}
+
+# threads_delta "A" "B": B - A of two threads_s lines (a thread only in B counts from 0).
+threads_delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN { na = split(a, x, " "); for (i = 1; i <= na; i++) {
+        split(x[i], kv, "="); v[kv[1]] = kv[2] } nb = split(b, y, " ")
+        for (i = 1; i <= nb; i++) { split(y[i], kv, "="); printf "%s=%.3f ", kv[1], kv[2] - v[kv[1]] } }'
+}
+
 # rss_kb FIELD PID...: VmRSS or VmHWM summed over processes.
 mem_kb() {
     local f=$1 t=0 p v
@@ -642,7 +663,7 @@ EOF
     # one key gives it one (the usage ledger's cost per event depends on it: docs/PERFORMANCE.md,
     # round 22). Made only when a workload asks for them.
     : >"$MS_DIR/keys.txt"
-    if [[ " $CPU_WORKLOADS $WORKLOADS " == *-accts[@\ ]* ]]; then
+    if [[ " $CPU_WORKLOADS $WORKLOADS $CG_WORKLOADS $CG_MS_WORKLOADS " == *-accts[@\ ]* ]]; then
         local i a k
         for ((i = 0; i < ACCOUNTS; i++)); do
             a=$("$MS" --config "$cfg" account create --name "bench$i" --balance 1000000 |
@@ -859,6 +880,9 @@ hdr_args() { # [WORKLOAD]: the workload's headers (wl_hdrs) as -H arguments for 
     HDR_ARGS=()
     local line
     while IFS= read -r line; do [[ -n $line ]] && HDR_ARGS+=(-H "$line"); done <<<"$(wl_hdrs "${1:-}")"
+    # NAME-accts: each request the next key of keys.txt, as wrk.lua does with BENCH_KEYS
+    [[ ${1%@*} == *-accts ]] && HDR_ARGS+=(--keys-file "$MS_DIR/keys.txt")
+    return 0
 }
 
 # A check that a target answers a workload correctly before it is measured.
@@ -1203,7 +1227,7 @@ phase_cg() {
 CPU_WORKLOADS=${BENCH_CPU_WORKLOADS:-chat1k chat1k-accts stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50 msgs50-oai}
 cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THREADS]
     local kind=$1 t=$2 as=$3 wl=$4 r=$5 lc=${7:-$LOAD_CPU} th=${8:-1}
-    local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 w0 wall line wu ws
+    local out=$TMP/$kind.$wl.$t.$r c0 c1 u0 u1 h0 h1 w0 wall line wu ws
     local base=${wl%@*} conns=$CPU_CONNS
     [[ $wl == *@* ]] && conns=${wl#*@}
     start_target "$as"
@@ -1211,14 +1235,17 @@ cpu_run() { # KIND TARGET START_AS WORKLOAD[@CONNS] ROUND [GW_CPUS LOAD_CPUS THR
     wrk_run "$as" "$base" "$WARM" "$TMP/wrk.warm" "$conns" "$lc" "$th"
     c0=$(cpu_s $T_PIDS)
     u0=$(cpu_s $UP_PIDS)
+    h0=$(threads_s $T_PIDS)
     w0=$(date +%s.%N)
     wrk_run "$as" "$base" "$CPU_DUR" "$out" "$conns" "$lc" "$th"
     c1=$(cpu_s $T_PIDS)
     u1=$(cpu_s $UP_PIDS)
+    h1=$(threads_s $T_PIDS)
     wrk_result "$w0" "$out" "$t" "$wl"
     record "$kind $wl $t $r ${line#WRK } proxy_cpu_s=$(delta "$c0" "$c1")" \
         "mock_cpu_s=$(delta "$u0" "$u1") wrk_cpu_s=$(sum "$wu" "$ws") wall_s=$wall" \
-        "load_cores=$(awk -F, '{print NF}' <<<"$lc") ${CPU_EXTRA:-}"
+        "load_cores=$(awk -F, '{print NF}' <<<"$lc") ${CPU_EXTRA:-}" \
+        "$([[ $t == modelswitch* ]] && threads_delta "$h0" "$h1")"
     log "$kind $wl $t round $r: $(awk -v c="$(delta "$c0" "$c1")" -v w="$wall" \
         -v u="$(delta "$u0" "$u1")" -v k="$(sum "$wu" "$ws")" '{
         for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
