@@ -21,9 +21,11 @@
  *     "status"}}: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, ...)
  *   - API keys: https://ai.google.dev/gemini-api/docs/api-key (the x-goog-api-key header)
  *
- * Requests are read and written with jansson: a translation has to read nearly every field
- * anyway. JSON is written by put_json below (not json_dumps) so numbers keep their shortest form
- * (a client's 0.7 stays 0.7) and bytes go straight into the request's scratch buffer.
+ * The usual chat request (messages of text, the sampling fields) is written token by token from
+ * the client's body ("the usual chat request" below); every other one is read and written with
+ * jansson: a translation has to read nearly every field anyway. JSON is written by put_json below
+ * (not json_dumps) so numbers keep their shortest form (a client's 0.7 stays 0.7) and bytes go
+ * straight into the request's scratch buffer.
  *
  * What is translated, what is refused (the contract's 400 naming the field, nothing sent
  * upstream: never a silent drop) and what passes through is listed in docs/PROVIDERS.md.
@@ -38,6 +40,7 @@
 #include <strings.h>
 
 #include "common/jarena.h"
+#include "common/jscan.h"
 #include "common/jtree.h"
 #include "providers/gemini_decode.h"
 #include "providers/provider.h"
@@ -809,6 +812,274 @@ static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, j
     return rc;
 }
 
+/* ---- request: the usual chat request, token by token --------------------------------------- */
+
+/* Most chat requests are messages of text and a few sampling fields: for those the tree (parse,
+ * build, write: ~29,000 instructions a 1 KB request, two thirds of what translating costs over
+ * a pass-through) is
+ * replaced by one walk over the client's tokens, writing Gemini's body as it reads (round 26,
+ * docs/PERFORMANCE.md). Fields OpenAI does not define go to Gemini as the tree path sends them
+ * (last, in the client's order; an object or array through a tree of its own). Anything else
+ * (tools, content parts, a null, a name written twice or escaped, any other OpenAI field) gives
+ * 0 and takes the tree path, which also writes every refusal. What this writes is byte for byte
+ * what the tree path writes for the same request (test_gemini's and fuzz_adapters' comparisons,
+ * gemini_build_fast off): strings without an escape are copied as they are (the tree would decode
+ * and write them back unchanged), others decoded and escaped as the tree writes them; numbers read
+ * and written by the tree's rule. */
+int gemini_build_fast = 1; /* tests turn it off to compare with the tree */
+
+#define GF_MAX_SYS 16 /* system messages kept aside for systemInstruction; more: the tree */
+
+enum {
+    GF_MODEL,
+    GF_MESSAGES,
+    GF_STREAM,
+    GF_STREAM_OPTIONS,
+    GF_MAX_TOKENS,
+    GF_MAX_COMPL,
+    GF_TEMPERATURE,
+    GF_TOP_P,
+    GF_USER,
+    GF_NKEYS
+};
+static const jscan_key gf_keys[GF_NKEYS] = {
+    JSCAN_KEY("model"),          JSCAN_KEY("messages"),   JSCAN_KEY("stream"),
+    JSCAN_KEY("stream_options"), JSCAN_KEY("max_tokens"), JSCAN_KEY("max_completion_tokens"),
+    JSCAN_KEY("temperature"),    JSCAN_KEY("top_p"),      JSCAN_KEY("user")};
+
+/* A string token as the tree writes it back. */
+static int gf_put_str(buf_t *b, ms_str raw)
+{
+    if (!memchr(raw.p, '\\', raw.n)) return buf_append(b, raw.p, raw.n);
+    char small[512], *t = raw.n <= sizeof small ? small : malloc(raw.n);
+    if (!t) return -1;
+    long n = jscan_string(raw, t, raw.n); /* an escape never decodes longer than it is */
+    int rc = n < 0 ? -1 : buf_append_json_string(b, t, (size_t)n);
+    if (t != small) free(t);
+    return rc;
+}
+
+/* A number token as the tree writes it back; 0 (not written) when the tree would refuse it. */
+static int gf_put_num(buf_t *b, ms_str raw, int *rc)
+{
+    int64_t x;
+    double d;
+    int kind = jtree_number_kind(raw, &x);
+    if (kind == 1)
+        *rc |= buf_append_dec(b, x);
+    else if (kind == 2 && jscan_double(raw, &d) == 0)
+        *rc |= prov_put_real(b, d);
+    else
+        return 0;
+    return 1;
+}
+
+/* Whether a top-level name that is none of gf_keys is one the tree path reads or refuses
+ * (known_field, written_field, refused_field): such a request is the tree's. Else it is passed
+ * through. */
+static int gf_tree_name(ms_str key)
+{
+    static const char *const refused[] = {"top_logprobs",       "audio",     "prediction",
+                                          "web_search_options", "functions", "function_call",
+                                          "verbosity"};
+    char k[32];
+    if (key.n >= sizeof k) return 0; /* longer than any of them */
+    memcpy(k, key.p, key.n);
+    k[key.n] = '\0';
+    if (known_field(k) || written_field(k)) return 1;
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (strcmp(k, refused[i]) == 0) return 1;
+    return 0;
+}
+
+/* The top-level members, each named once, of the listed kinds, into m[]; *pass: how many go
+ * through as they are. 1, or 0 for the tree. */
+static int gf_members(const prov_call *call, const jscan_member **m, size_t *pass)
+{
+    if (call->ep != EP_CHAT || !prov_body_valid(call) || call->nmembers == 0 ||
+        call->nmembers >= PROV_MAX_MEMBERS)
+        return 0;
+    for (size_t i = 0; i < GF_NKEYS; i++)
+        m[i] = NULL;
+    for (size_t i = 0; i < call->nmembers; i++) {
+        const jscan_member *x = &call->members[i];
+        size_t k = 0;
+        if (!x->key_plain || x->type == JS_NULL) return 0;
+        while (k < GF_NKEYS &&
+               !(x->key.n == gf_keys[k].n && memcmp(x->key.p, gf_keys[k].s, x->key.n) == 0))
+            k++;
+        if (k < GF_NKEYS) {
+            if (m[k]) return 0;
+            m[k] = x;
+        } else if (gf_tree_name(x->key) || !jtree_holds(x->value)) {
+            return 0;
+        } else {
+            /* the tree keeps one of a name given twice: such a request is its */
+            for (size_t j = 0; j < i; j++)
+                if (call->members[j].key.n == x->key.n &&
+                    memcmp(call->members[j].key.p, x->key.p, x->key.n) == 0)
+                    return 0;
+            ++*pass;
+        }
+    }
+    const jscan_member *mt = m[GF_MAX_TOKENS], *mc = m[GF_MAX_COMPL];
+    if (!m[GF_MESSAGES] || m[GF_MESSAGES]->type != JS_ARRAY ||
+        (m[GF_MODEL] && m[GF_MODEL]->type != JS_STRING) ||
+        (m[GF_STREAM] && m[GF_STREAM]->type != JS_TRUE && m[GF_STREAM]->type != JS_FALSE) ||
+        (mt && jtree_number_kind(mt->value, &(int64_t){0}) == 0) ||
+        (mc && jtree_number_kind(mc->value, &(int64_t){0}) == 0) ||
+        (m[GF_STREAM_OPTIONS] && !jtree_holds(m[GF_STREAM_OPTIONS]->value)) ||
+        (m[GF_USER] && !jtree_holds(m[GF_USER]->value)))
+        return 0;
+    for (int k = GF_TEMPERATURE; k <= GF_TOP_P; k++)
+        if (m[k] && m[k]->type != JS_NUMBER) return 0;
+    return 1;
+}
+
+/* A passed-through member's value as prov_put_json writes the tree's: 1, or 0 for the tree. */
+static int gf_put_value(buf_t *b, const jscan_member *x, int *rc)
+{
+    switch (x->type) {
+    case JS_STRING:
+        *rc |= gf_put_str(b, x->value);
+        return 1;
+    case JS_NUMBER:
+        return gf_put_num(b, x->value, rc);
+    case JS_TRUE:
+    case JS_FALSE:
+        *rc |= buf_appends(b, x->type == JS_TRUE ? "true" : "false");
+        return 1;
+    case JS_OBJECT:
+    case JS_ARRAY: {
+        json_t *v = jtree_load_valid(x->value.p, x->value.n, NULL);
+        if (!v) return 0;
+        *rc |= prov_put_json(b, v);
+        json_decref(v);
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* A message's role ('s' system or developer, 'u' user, 'a' assistant) and its string content,
+ * its only two members: 1, or 0 for the tree. */
+static int gf_message(ms_str v, int *role, ms_str *content)
+{
+    jscan_iter it;
+    jscan_member x;
+    ms_str r = {0};
+    int got;
+    content->p = NULL;
+    if (jscan_iter_start(&it, v) != 0) return 0;
+    while ((got = jscan_iter_member(&it, &x)) == 1) {
+        if (!x.key_plain || x.type != JS_STRING) return 0;
+        if (x.key.n == 4 && memcmp(x.key.p, "role", 4) == 0 && !r.p)
+            r = x.value;
+        else if (x.key.n == 7 && memcmp(x.key.p, "content", 7) == 0 && !content->p)
+            *content = x.value;
+        else
+            return 0;
+    }
+    if (got < 0 || !r.p || !content->p) return 0;
+#define GF_ROLE(lit) (r.n == sizeof(lit) - 1 && memcmp(r.p, lit, r.n) == 0)
+    *role = GF_ROLE("\"user\"")                                 ? 'u'
+            : GF_ROLE("\"assistant\"")                          ? 'a'
+            : GF_ROLE("\"system\"") || GF_ROLE("\"developer\"") ? 's'
+                                                                : 0;
+#undef GF_ROLE
+    return *role != 0;
+}
+
+/* contents: the user and model turns, a part a message, merged while the role stays (add_turn);
+ * the system messages' texts into sys. 1, 0 for the tree, -1 out of memory. */
+static int gf_contents(buf_t *b, ms_str msgs, ms_str *sys, size_t *nsys, int *turns)
+{
+    jscan_iter it;
+    ms_str v, content;
+    jscan_type t;
+    int got, role, open = 0, rc = buf_appends(b, "{\"contents\":[");
+    if (jscan_iter_start(&it, msgs) != 0) return 0;
+    while ((got = jscan_iter_value(&it, &v, &t)) == 1) {
+        if (t != JS_OBJECT || !gf_message(v, &role, &content)) return 0;
+        if (role == 'a') ++*turns;
+        if (content.n == 2) continue; /* "": no part (Gemini refuses empty ones), no turn */
+        if (role == 's') {
+            if (*nsys == GF_MAX_SYS) return 0;
+            sys[(*nsys)++] = content;
+            continue;
+        }
+        if (open == role) {
+            rc |= buf_appends(b, ",{\"text\":");
+        } else {
+            if (open) rc |= buf_appends(b, "]},");
+            rc |= buf_appends(b, role == 'u' ? "{\"role\":\"user\",\"parts\":[{\"text\":"
+                                             : "{\"role\":\"model\",\"parts\":[{\"text\":");
+            open = role;
+        }
+        rc |= gf_put_str(b, content) | buf_appends(b, "}");
+        if (rc) return -1;
+    }
+    if (got < 0 || !open) return 0; /* no turn: the tree's refusal */
+    return buf_appends(b, "]}]") ? -1 : 1;
+}
+
+/* The usual chat request written into u->scratch: 1, 0 when it is not one (scratch emptied),
+ * -1 out of memory. */
+static int gf_build(const prov_call *call, gem_state *st, prov_upreq *u)
+{
+    const jscan_member *m[GF_NKEYS];
+    ms_str sys[GF_MAX_SYS];
+    size_t nsys = 0, pass = 0;
+    int turns = 0, rc;
+    buf_t *b = &u->scratch;
+    if (!gemini_build_fast || !gf_members(call, m, &pass)) return 0;
+    if ((rc = gf_contents(b, m[GF_MESSAGES]->value, sys, &nsys, &turns)) != 1) {
+        buf_reset(b);
+        return rc;
+    }
+    rc = 0;
+    for (size_t i = 0; i < nsys; i++) {
+        rc |= buf_appends(b, i ? ",{\"text\":" : ",\"systemInstruction\":{\"parts\":[{\"text\":");
+        rc |= gf_put_str(b, sys[i]) | buf_appends(b, "}");
+    }
+    if (nsys) rc |= buf_appends(b, "]}");
+    const char *sep = ",\"generationConfig\":{";
+    if (call->max_tokens >= 0) {
+        rc |= buf_appends(b, sep) | buf_appends(b, "\"maxOutputTokens\":") |
+              buf_append_dec(b, call->max_tokens);
+        sep = ",";
+    }
+    static const char *const gk[] = {"\"temperature\":", "\"topP\":"};
+    for (int k = GF_TEMPERATURE; k <= GF_TOP_P; k++) {
+        if (!m[k]) continue;
+        rc |= buf_appends(b, sep) | buf_appends(b, gk[k - GF_TEMPERATURE]);
+        if (!gf_put_num(b, m[k]->value, &rc)) {
+            buf_reset(b);
+            return 0;
+        }
+        sep = ",";
+    }
+    if (sep[0] == ',' && sep[1] == '\0') rc |= buf_appends(b, "}");
+    for (size_t i = 0; pass && i < call->nmembers; i++) {
+        const jscan_member *x = &call->members[i];
+        size_t k = 0;
+        while (k < GF_NKEYS && m[k] != x)
+            k++;
+        if (k < GF_NKEYS) continue;
+        rc |= buf_appends(b, ",\"") | buf_append(b, x->key.p, x->key.n) | buf_appends(b, "\":");
+        if (!gf_put_value(b, x, &rc)) {
+            buf_reset(b);
+            return 0;
+        }
+    }
+    rc |= buf_appends(b, "}");
+    if (rc) return -1;
+    st->turn = turns;
+    st->fast_built = 1;
+    return 1;
+}
+
 /* The request translated into u->scratch. */
 static int translated_body(const prov_call *call, gem_state *st, prov_upreq *u, prov_refusal *why)
 {
@@ -849,11 +1120,15 @@ static int gem_build(const prov_call *call, void *stv, prov_upreq *u, prov_refus
     if (call->stream && call->ep == EP_CHAT && prov_add_header(u, "Accept: ", "text/event-stream"))
         return -1;
 
-    /* both trees live and die here: a scope of their own (common/jarena.h) */
-    int scope = jarena_begin();
-    int rc = translated_body(call, st, u, why);
-    jarena_end(scope);
-    if (rc) return rc;
+    int rc = gf_build(call, st, u);
+    if (rc < 0) return -1;
+    if (rc == 0) {
+        /* both trees live and die here: a scope of their own (common/jarena.h) */
+        int scope = jarena_begin();
+        rc = translated_body(call, st, u, why);
+        jarena_end(scope);
+        if (rc) return rc;
+    }
     u->iov[0] = (up_iov){u->scratch.data, u->scratch.len};
     u->niov = 1;
     return 0;

@@ -35,6 +35,7 @@ typedef struct gem_state {
     int finished; /* EV_FINISH went out */
     int64_t embed_estimate; /* embeddings: UTF-8 bytes of the inputs, the token bound */
     uint32_t fast_hits;     /* responses read without a tree (gemini_decode.c; tests) */
+    int fast_built;         /* the request was written without a tree (gemini.c; tests) */
     gem_shape shape;        /* streams */
 } gem_state;
 

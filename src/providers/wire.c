@@ -63,8 +63,7 @@ int prov_put_jstr(buf_t *b, const char *s, size_t n)
     return buf_append_json_string(b, s, n);
 }
 
-/* The shortest decimal that reads back as v. */
-static int put_real(buf_t *b, double v)
+int prov_put_real(buf_t *b, double v)
 {
     char tmp[40];
     if (!isfinite(v)) return buf_appends(b, "null");
@@ -112,7 +111,7 @@ int prov_put_json(buf_t *b, const json_t *v)
     case JSON_INTEGER:
         return buf_append_dec(b, (int64_t)json_integer_value(v));
     case JSON_REAL:
-        return put_real(b, json_real_value(v));
+        return prov_put_real(b, json_real_value(v));
     case JSON_TRUE:
         return buf_appends(b, "true");
     case JSON_FALSE:

@@ -23,6 +23,8 @@ int prov_put_jstr(buf_t *b, const char *s, size_t n);
 /* Appends v as compact JSON: members in insertion order, reals in the shortest form that reads
  * back the same (non-finite ones as null, which JSON has no other way to say). */
 int prov_put_json(buf_t *b, const json_t *v);
+/* Appends v as prov_put_json writes a real: the shortest decimal that reads back as v. */
+int prov_put_real(buf_t *b, double v);
 
 /* The pass-through request body: the client's body (call->body) with only the value of its
  * `model` member replaced by the deployment's upstream name, as three iovecs over the client's

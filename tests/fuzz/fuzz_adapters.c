@@ -29,6 +29,7 @@
 #include "common/jscan.h"
 #include "common/sse.h"
 #include "dialect/dialect.h"
+#include "providers/gemini_decode.h"
 #include "providers/provider.h"
 
 #define MUST(c)                                                                                    \
@@ -104,7 +105,36 @@ static size_t take_ev(void *ud, const char *p, size_t n, size_t max_event, int *
     return run;
 }
 
-/* A client body through the parser and, when it is a chat request, the adapter's builder. */
+/* One build of call by ad: its code, its body (kept in *body, the caller frees it) and, for
+ * Gemini, the answer's turn. */
+static int build_once(const prov_adapter *ad, prov_call *call, buf_t *body, int *turn)
+{
+    void *st = ad->state_size ? calloc(1, ad->state_size) : NULL;
+    if (ad->reset) ad->reset(st, call);
+    prov_upreq u;
+    memset(&u, 0, sizeof u);
+    prov_refusal pr;
+    memset(&pr, 0, sizeof pr);
+    int rc = ad->build(call, st, &u, &pr);
+    MUST(rc == 0 || rc == -1 || (rc == -2 && pr.status >= 400));
+    buf_init(body, 0);
+    if (rc == 0) {
+        for (size_t i = 0; i < u.niov; i++) {
+            MUST(u.iov[i].base != NULL || u.iov[i].len == 0);
+            MUST(buf_append(body, u.iov[i].base, u.iov[i].len) == 0);
+        }
+    }
+    *turn = ad == &prov_gemini ? ((gem_state *)st)->turn : 0;
+    prov_upreq_free(&u);
+    if (ad->release) ad->release(st);
+    free(st);
+    return rc;
+}
+
+/* A client body through the parser and, when it is a chat request, the adapter's builder;
+ * Gemini's twice, its usual requests written token by token and by the tree (gemini.c,
+ * gemini_build_fast): the same code, bytes and turn. */
+extern int gemini_build_fast;
 static void drive_request(const prov_adapter *ad, int which, const char *p, size_t n)
 {
     prov_call *call = malloc(sizeof *call);
@@ -118,21 +148,20 @@ static void drive_request(const prov_adapter *ad, int which, const char *p, size
         MUST(call->model == &g_model[which]);
         call->dep = &g_dep[which];
         call->output_bound = 64;
-        void *st = ad->state_size ? calloc(1, ad->state_size) : NULL;
-        if (ad->reset) ad->reset(st, call);
-        prov_upreq u;
-        memset(&u, 0, sizeof u);
-        prov_refusal pr;
-        memset(&pr, 0, sizeof pr);
-        int rc = ad->build(call, st, &u, &pr);
-        MUST(rc == 0 || rc == -1 || (rc == -2 && pr.status >= 400));
-        if (rc == 0) {
-            for (size_t i = 0; i < u.niov; i++)
-                MUST(u.iov[i].base != NULL || u.iov[i].len == 0);
+        buf_t fast, tree;
+        int turn_fast, turn_tree;
+        int rc = build_once(ad, call, &fast, &turn_fast);
+        if (ad == &prov_gemini) {
+            gemini_build_fast = 0;
+            int rc_tree = build_once(ad, call, &tree, &turn_tree);
+            gemini_build_fast = 1;
+            MUST(rc == rc_tree);
+            MUST(fast.len == tree.len &&
+                 (!fast.len || memcmp(fast.data, tree.data, fast.len) == 0));
+            MUST(rc != 0 || turn_fast == turn_tree);
+            buf_free(&tree);
         }
-        prov_upreq_free(&u);
-        if (ad->release) ad->release(st);
-        free(st);
+        buf_free(&fast);
     }
     free(call);
 }

@@ -48,6 +48,7 @@ static void setup(prov_endpoint ep, const char *body, int stream, int64_t max_to
     CALL.body = ms_str_c(body);
     int n = jscan_object(body, strlen(body), CALL.members, PROV_MAX_MEMBERS, NULL);
     CALL.nmembers = n > 0 ? (size_t)n : 0;
+    if (n >= 0) CALL.valid = CALL.body; /* scanned whole, as dialect_scan vouches for a body */
     CALL.m_model = jscan_find(CALL.members, CALL.nmembers, "model");
     CALL.stream = stream;
     CALL.max_tokens = max_tokens;
@@ -1036,6 +1037,176 @@ static void test_fast_mutated(void)
     CHECK_EQ_INT(failed, 0);
 }
 
+/* The usual chat request written token by token (gemini.c, gf_build) against the tree path
+ * (gemini_build_fast off): the same code, bytes, refusal and answer turn. Returns whether the
+ * token path took it, or -1 when they differ. */
+extern int gemini_build_fast;
+static char TREE_BODY[1 << 16];
+static int same_build(const char *body, int stream, int64_t max_tokens)
+{
+    gemini_build_fast = 0;
+    int rc_tree = build(EP_CHAT, body, stream, max_tokens);
+    int turn_tree = ((gem_state *)ST)->turn;
+    char param[64];
+    snprintf(param, sizeof param, "%s", rc_tree == -2 && WHY.param ? WHY.param : "");
+    snprintf(TREE_BODY, sizeof TREE_BODY, "%s", rc_tree == 0 ? up_body() : "");
+    char url[sizeof UP.url];
+    memcpy(url, UP.url, sizeof url);
+    gemini_build_fast = 1;
+    int rc = build(EP_CHAT, body, stream, max_tokens);
+    const gem_state *st = (const gem_state *)ST;
+    int same = rc == rc_tree && strcmp(url, UP.url) == 0 &&
+               (rc != 0 || (strcmp(up_body(), TREE_BODY) == 0 && st->turn == turn_tree)) &&
+               (rc != -2 || strcmp(param, WHY.param ? WHY.param : "") == 0);
+    if (!same) {
+        fprintf(stderr, "# differs (%d / %d): %s\n#  tree:  %s\n#  token: %s\n", rc_tree, rc, body,
+                TREE_BODY, rc == 0 ? up_body() : "");
+        return -1;
+    }
+    return st->fast_built;
+}
+
+static void test_build_fast_same_as_tree(void)
+{
+    static const struct {
+        const char *body;
+        int fast; /* 1: the token path must take it */
+    } cases[] = {
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 1},
+        {"{\"messages\":[{\"content\":\"be brief\",\"role\":\"system\"},{\"role\":\"developer\","
+         "\"content\":\"and kind\"},{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\","
+         "\"content\":\"b\"},{\"role\":\"assistant\",\"content\":\"c\"},{\"role\":\"assistant\","
+         "\"content\":\"\"},{\"role\":\"user\",\"content\":\"d\"}],\"model\":\"gem\"}",
+         1},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"},"
+         "{\"role\":\"system\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"y\"}],"
+         "\"temperature\":0.7,\"top_p\":1,\"max_tokens\":55,\"stream\":true,"
+         "\"stream_options\":{\"include_usage\":true},\"user\":\"u-1\"}",
+         1},
+        /* escapes decoded and written back as the tree writes them */
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\n\\t"
+         "\\\"q\\\" \\/ \\ud83d\\ude00 \\u0001\"}]}",
+         1},
+        /* numbers by the tree's rule */
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"n\"}],"
+         "\"temperature\":0.70,\"top_p\":1e-5}",
+         1},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"n\"}],"
+         "\"temperature\":-0,\"top_p\":1E2}",
+         1},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"n\"}],"
+         "\"temperature\":123456789012345678901234567890}",
+         0}, /* an integer out of the tree's range: its invalid_json */
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"n\"}],"
+         "\"max_completion_tokens\":9}",
+         1},
+        /* fields OpenAI does not define, passed through as the tree writes them */
+        {"{\"model\":\"gem\",\"safetySettings\":[ {\"category\": \"HARM\", \"threshold\":1.50}],"
+         "\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"mock\":{\"chunks\":50},"
+         "\"cachedContent\":\"c\\u0041\",\"x\":true,\"y\":2.50,\"z\":false}",
+         1},
+        /* the tree's: refusals, nulls, parts, tools, other fields, names written twice */
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"mock\":1,\"mock\":2}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"contents\":[]}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"audio\":{}}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"seed\":1}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"labels\":{\"k\":1e999}}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"labels\":null}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"system\",\"content\":\"only\"}]}", 0},
+        {"{\"model\":\"gem\",\"messages\":[]}", 0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", 0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"temperature\":null}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"temperature\":\"hot\"}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"temperature\":1e999}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"n\":2}", 0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"name\":\"x\"}]}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+         "\"text\":\"a\"}]}]}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"tool\",\"content\":\"a\"}]}", 0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"role\":\"user\",\"content\":"
+         "\"a\"}]}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"top_p\":1,\"top_p\":2}",
+         0},
+        {"{\"model\":\"gem\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"stream_options\":{\"x\":1e999}}",
+         0},
+        {"{\"model\":\"gem\",\"\\u006dessages\":[{\"role\":\"user\",\"content\":\"a\"}]}", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int got = same_build(cases[i].body, (int)(i & 1), i % 3 ? -1 : 40);
+        if (got != cases[i].fast) fprintf(stderr, "# case %zu\n", i);
+        CHECK_EQ_INT(got, cases[i].fast);
+    }
+    /* more system messages than the token path keeps aside: the tree */
+    char many[4096] = "{\"model\":\"gem\",\"messages\":[";
+    for (int i = 0; i < 20; i++)
+        strcat(many, "{\"role\":\"system\",\"content\":\"s\"},");
+    strcat(many, "{\"role\":\"user\",\"content\":\"u\"}]}");
+    CHECK_EQ_INT(same_build(many, 0, -1), 0);
+}
+
+/* Every one-byte change of two usual requests (that still parses): both paths agree. */
+static void test_build_fast_mutated(void)
+{
+    static const char *const bases[] = {
+        "{\"model\":\"gem\",\"messages\":[{\"role\":\"system\",\"content\":\"s\\n\"},{\"role\":"
+        "\"user\",\"content\":\"h\\u00e9\"},{\"role\":\"assistant\",\"content\":\"a\"}],"
+        "\"temperature\":0.5,\"max_tokens\":7}",
+        "{\"messages\":[{\"content\":\"x\",\"role\":\"user\"},{\"role\":\"user\",\"content\":"
+        "\"\"}],\"top_p\":1,\"stream\":false,\"user\":\"u\",\"mock\":{\"n\":[1,2.0]}}",
+    };
+    static const char subst[] = "\"\\{}[],:0 1atu-.en";
+    size_t runs = 0, failed = 0, fast = 0;
+    for (size_t b = 0; b < sizeof bases / sizeof *bases; b++) {
+        size_t n = strlen(bases[b]);
+        char *m = malloc(n + 2);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < sizeof subst; k++) {
+                if (k < sizeof subst - 1) {
+                    memcpy(m, bases[b], n + 1);
+                    if (m[i] == subst[k]) continue;
+                    m[i] = subst[k];
+                } else {
+                    memcpy(m, bases[b], i);
+                    memcpy(m + i, bases[b] + i + 1, n - i);
+                }
+                if (jscan_object(m, strlen(m), CALL.members, PROV_MAX_MEMBERS, NULL) < 0)
+                    continue; /* the dialect refuses it before any adapter */
+                runs++;
+                int got = same_build(m, 0, (int64_t)(i % 3) - 1);
+                if (got < 0) failed++;
+                fast += got == 1;
+            }
+        }
+        free(m);
+    }
+    CHECK(runs > 500);
+    CHECK(fast > 100);
+    CHECK_EQ_INT(failed, 0);
+}
+
 int main(void)
 {
     RUN(test_build_basic);
@@ -1051,6 +1222,8 @@ int main(void)
     RUN(test_fast_same_as_tree);
     RUN(test_shape_same_as_tree);
     RUN(test_fast_mutated);
+    RUN(test_build_fast_same_as_tree);
+    RUN(test_build_fast_mutated);
     prov_upreq_free(&UP);
     TAP_DONE();
 }
