@@ -87,6 +87,7 @@ typedef struct ant_state {
     ant_shape shape;          /* passing a stream through */
     ant_shape dshape;         /* decoding: the data of a plain delta around its string */
     unsigned char dshape_kind;
+    int answer_scanned; /* the whole answer was read by the scan (af_answer; tests) */
 } ant_state;
 
 static void ant_reset(void *stv, const prov_call *call)
@@ -921,11 +922,183 @@ static int emit(const ev_sink *sink, ev_event ev)
     return ev_emit(sink, &ev);
 }
 
+/* ---- the usual answer, scanned ---- */
+
+/* Most answers to an OpenAI client are a message of text blocks: for those the tree (~31,000
+ * instructions a 1 KB request's answer, the validating parse and its tree) is replaced by one
+ * scan (jscan) and a look at the few members read (round 26, docs/PERFORMANCE.md). The events
+ * are the tree path's, in the same order; anything else (a tool_use or thinking block, a block
+ * with other members, a name given twice, a member the tree would refuse to hold) gives 0 and
+ * the tree reads it. test_anthropic and fuzz_adapters compare the two (anthropic_dec_answer_fast
+ * off). */
+int anthropic_dec_answer_fast = 1;
+
+#define AF_MAX_MEMBERS 24 /* a message's, a block's or usage's; more: the tree */
+
+/* A string member's text (escapes decoded into st->dec when it has any): 1, 0 for the tree. */
+static int af_text(ant_state *st, ms_str v, ms_str *out, int *plain)
+{
+    ms_str in = {v.p + 1, v.n - 2};
+    *plain = !memchr(in.p, '\\', in.n);
+    if (*plain) {
+        *out = in;
+        return 1;
+    }
+    buf_reset(&st->dec);
+    if (buf_reserve(&st->dec, v.n) != 0) return 0;
+    long n = jscan_string(v, st->dec.data, v.n);
+    if (n < 0) return 0;
+    *out = (ms_str){st->dec.data, (size_t)n};
+    return 1;
+}
+
+/* An object's members when none is named twice and the tree would hold every one: their count,
+ * or -1 for the tree. */
+static int af_members(ms_str obj, jscan_member *m)
+{
+    int n = jscan_members_valid(obj, m, AF_MAX_MEMBERS);
+    if (n < 0 || n == AF_MAX_MEMBERS) return -1;
+    for (int i = 0; i < n; i++) {
+        if (!m[i].key_plain) return -1;
+        for (int j = 0; j < i; j++)
+            if (m[j].key.n == m[i].key.n && memcmp(m[j].key.p, m[i].key.p, m[i].key.n) == 0)
+                return -1;
+    }
+    return n;
+}
+
+static const jscan_member *af_find(const jscan_member *m, int n, const char *k)
+{
+    size_t kn = strlen(k);
+    for (int i = 0; i < n; i++)
+        if (m[i].key.n == kn && memcmp(m[i].key.p, k, kn) == 0) return &m[i];
+    return NULL;
+}
+
+/* jint's rule on a scanned member: an integer the tree holds counts (0 when not positive). */
+static int64_t af_int(const jscan_member *x, int *seen)
+{
+    int64_t v;
+    if (!x || x->type != JS_NUMBER || jtree_number_kind(x->value, &v) != 1) return 0;
+    *seen = 1;
+    return v > 0 ? v : 0;
+}
+
+/* read_usage_json on a scanned usage object: 1, 0 for the tree. */
+static int af_usage(ms_str obj, ant_usage *a)
+{
+    jscan_member m[AF_MAX_MEMBERS], c[AF_MAX_MEMBERS];
+    int n = af_members(obj, m), seen = 0;
+    if (n < 0) return 0;
+    for (int i = 0; i < n; i++)
+        if (!jtree_holds(m[i].value)) return 0;
+    a->input = af_int(af_find(m, n, "input_tokens"), &seen);
+    a->cache_read = af_int(af_find(m, n, "cache_read_input_tokens"), &seen);
+    a->cache_create = af_int(af_find(m, n, "cache_creation_input_tokens"), &seen);
+    a->output = af_int(af_find(m, n, "output_tokens"), &seen);
+    const jscan_member *cc = af_find(m, n, "cache_creation");
+    if (cc && cc->type == JS_OBJECT) {
+        int k = af_members(cc->value, c), b = 0;
+        if (k < 0) return 0;
+        a->w5m = af_int(af_find(c, k, "ephemeral_5m_input_tokens"), &b);
+        a->w1h = af_int(af_find(c, k, "ephemeral_1h_input_tokens"), &b);
+        a->has_breakdown = b;
+    }
+    a->any = seen;
+    return 1;
+}
+
+/* The content array: 1 when every block is a text block ({type, text} and nothing else), 0 for
+ * the tree. */
+static int af_blocks_usual(const ant_state *st, ms_str arr)
+{
+    jscan_iter it;
+    ms_str v;
+    jscan_type t;
+    jscan_member m[AF_MAX_MEMBERS];
+    int got;
+    if (jscan_iter_start(&it, arr) != 0) return 0;
+    while ((got = jscan_iter_value(&it, &v, &t)) == 1) {
+        if (t != JS_OBJECT || af_members(v, m) != 2) return 0;
+        const jscan_member *ty = af_find(m, 2, "type"), *tx = af_find(m, 2, "text");
+        if (!ty || !tx || tx->type != JS_STRING || !ms_str_eq(ty->value, "\"text\"")) return 0;
+        /* an escaped text decodes into the state's buffer: one past its cap is the tree's */
+        if (st->dec.limit && tx->value.n > st->dec.limit && memchr(tx->value.p, '\\', tx->value.n))
+            return 0;
+    }
+    return got == 0;
+}
+
+/* The usual answer's events: 1 sent (rc their outcome), 0 for the tree. */
+static int af_answer(ant_state *st, ms_str body, const ev_sink *sink, prov_usage *usage, int *rc)
+{
+    jscan_member m[AF_MAX_MEMBERS];
+    int n = jscan_object(body.p, body.n, m, AF_MAX_MEMBERS, NULL);
+    if (n < 0 || n == AF_MAX_MEMBERS) return 0;
+    for (int i = 0; i < n; i++) {
+        if (!m[i].key_plain) return 0;
+        for (int j = 0; j < i; j++)
+            if (m[j].key.n == m[i].key.n && memcmp(m[j].key.p, m[i].key.p, m[i].key.n) == 0)
+                return 0;
+    }
+    const jscan_member *id = af_find(m, n, "id"), *content = af_find(m, n, "content");
+    const jscan_member *sr = af_find(m, n, "stop_reason"), *uo = af_find(m, n, "usage");
+    if (!content || content->type != JS_ARRAY || !af_blocks_usual(st, content->value)) return 0;
+    if (id && id->type == JS_STRING && memchr(id->value.p, '\\', id->value.n)) return 0;
+    if (sr && sr->type == JS_STRING && memchr(sr->value.p, '\\', sr->value.n)) return 0;
+    for (int i = 0; i < n; i++) /* what is not read must be what the tree would hold */
+        if (&m[i] != content && &m[i] != uo && !jtree_holds(m[i].value)) return 0;
+    ant_usage a = {0};
+    if (uo && uo->type == JS_OBJECT && !af_usage(uo->value, &a)) return 0;
+
+    ev_event ev = {.type = EV_START};
+    if (id && id->type == JS_STRING) ev.id = (ms_str){id->value.p + 1, id->value.n - 2};
+    *rc = emit(sink, ev);
+    jscan_iter it;
+    ms_str v;
+    jscan_type t;
+    jscan_member b[2];
+    jscan_iter_start(&it, content->value);
+    while (!*rc && jscan_iter_value(&it, &v, &t) == 1) {
+        int plain;
+        ms_str text;
+        jscan_members_valid(v, b, 2);
+        const jscan_member *tx = af_find(b, 2, "text");
+        if (!af_text(st, tx->value, &text, &plain)) {
+            *rc = -1;
+            break;
+        }
+        if (text.n) *rc = emit(sink, (ev_event){.type = EV_TEXT, .text = text, .plain = plain});
+    }
+    char reason[40] = "";
+    if (sr && sr->type == JS_STRING && sr->value.n - 2 < sizeof reason) {
+        memcpy(reason, sr->value.p + 1, sr->value.n - 2);
+        reason[sr->value.n - 2] = '\0';
+    }
+    if (!*rc)
+        *rc = emit(sink, (ev_event){.type = EV_FINISH,
+                                    .finish = finish_of(
+                                        sr && sr->type == JS_STRING
+                                            ? (sr->value.n - 2 < sizeof reason ? reason : "")
+                                            : NULL)});
+    if (!*rc && a.any) {
+        usage->known = 1;
+        usage_counts_of(&a, &usage->u);
+        *rc = emit(sink, (ev_event){.type = EV_USAGE, .usage = usage->u});
+    }
+    st->answer_scanned = 1;
+    return 1;
+}
+
 static int ant_decode_answer(void *stv, const prov_call *call, ms_str body, const ev_sink *sink,
                              prov_usage *usage, char *err, size_t errlen)
 {
-    (void)stv;
     (void)call;
+    int frc = 0;
+    if (anthropic_dec_answer_fast && stv && af_answer(stv, body, sink, usage, &frc)) {
+        if (frc && !err[0]) snprintf(err, errlen, "the gateway could not encode the answer");
+        return frc ? -1 : 0;
+    }
     json_error_t jerr;
     json_t *msg = jtree_load(body.p, body.n, &jerr);
     json_t *content = json_object_get(msg, "content");
@@ -1390,6 +1563,11 @@ static size_t ant_decode_len(void *stv, const char *p, size_t n, const ev_sink *
 }
 
 /* The events a transfer's state decoded through its shape (tests; not in the header). */
+int anthropic_answer_scanned(const void *st);
+int anthropic_answer_scanned(const void *st)
+{
+    return ((const ant_state *)st)->answer_scanned;
+}
 uint32_t anthropic_dec_shape_hits(const void *st);
 uint32_t anthropic_dec_shape_hits(const void *st)
 {

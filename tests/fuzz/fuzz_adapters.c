@@ -225,16 +225,13 @@ static void drive_answer_kept(const prov_adapter *ad, int which, int stream, con
     free(call);
 }
 
-static void drive_answer(const prov_adapter *ad, int which, int stream, const char *p, size_t n)
-{
-    drive_answer_kept(ad, which, stream, p, n, NULL, NULL);
-}
-
 /* The decoders' switches between their shortcuts (the OpenAI one's scan of the usual chunk and
- * shape, the Anthropic one's shape) and their full paths (tests only). */
+ * shape, the Anthropic one's shape and scan of the usual whole answer) and their full paths
+ * (tests only). */
 extern int openai_dec_fast_chunks;
 extern int anthropic_dec_shapes;
 extern int gemini_dec_fast;
+extern int anthropic_dec_answer_fast;
 
 /* An answer, whole or streamed, decoded with the adapter's shortcuts and without (*sw 0): the
  * client must be sent the same bytes and the same usage counted. */
@@ -580,7 +577,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else if (op == 3 || op == 5)
         drive_both(ad, 1, op == 5, &gemini_dec_fast, p, n); /* Gemini, whole or streamed */
     else if (op < 6)
-        drive_answer(ad, which, 0, p, n); /* 2: Anthropic, whole */
+        drive_both(ad, 0, 0, &anthropic_dec_answer_fast, p, n); /* 2: Anthropic, whole */
     else if (op == 6)
         drive_both(&prov_openai, 2, 0, &openai_dec_fast_chunks, p, n); /* whole */
     else if (op == 7)

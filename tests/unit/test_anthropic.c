@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ev_record.h"
 #include "providers/provider.h"
 #include "tap.h"
 #include "quote.h"
@@ -961,6 +962,136 @@ static void test_error_message(void)
     CHECK_EQ_STR(out, "<html>bad gateway</html>");
 }
 
+/* The usual whole answer read by the scan (anthropic.c, af_answer) against the tree
+ * (anthropic_dec_answer_fast off): the same code, events and usage. Returns whether the scan
+ * read it, or -1 when they differ. */
+extern int anthropic_dec_answer_fast;
+int anthropic_answer_scanned(const void *st);
+static int decode_record(const char *body, size_t n, buf_t *rec, prov_usage *u, int *scanned)
+{
+    prov_call *c = mkcall(&g_model, "{'model':'claude-x','messages':[]}", -1, 0);
+    ev_sink sink = {ev_record, rec};
+    void *st = calloc(1, prov_anthropic.state_size);
+    prov_anthropic.reset(st, c);
+    char err[256] = "";
+    memset(u, 0, sizeof *u);
+    int rc = prov_anthropic.decode_answer(st, c, (ms_str){body, n}, &sink, u, err, sizeof err);
+    *scanned = anthropic_answer_scanned(st);
+    prov_anthropic.release(st);
+    free(st);
+    free(c);
+    return rc;
+}
+
+static int same_answer(const char *body, size_t n)
+{
+    buf_t a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    prov_usage ua, ub;
+    int sa, sb;
+    anthropic_dec_answer_fast = 0;
+    int rb = decode_record(body, n, &b, &ub, &sb);
+    anthropic_dec_answer_fast = 1;
+    int ra = decode_record(body, n, &a, &ua, &sa);
+    buf_printf(&a, "(%d %d %lld %lld)", ra, ua.known, (long long)ua.u.cache_write,
+               (long long)ua.u.cache_write_1h);
+    buf_printf(&b, "(%d %d %lld %lld)", rb, ub.known, (long long)ub.u.cache_write,
+               (long long)ub.u.cache_write_1h);
+    const char *evs[] = {body};
+    if (!ev_records_same(&a, &b, "answer", evs, 1)) return -1;
+    return sa;
+}
+
+static void test_answer_scan_same_as_tree(void)
+{
+    static const struct {
+        const char *body;
+        int scanned;
+    } cases[] = {
+        {"{'id':'msg_1','type':'message','role':'assistant','model':'c','content':[{'type':"
+         "'text','text':'Hello'}],'stop_reason':'end_turn','stop_sequence':null,'usage':{"
+         "'input_tokens':12,'output_tokens':3}}",
+         1},
+        {"{'content':[{'text':'a\\u00e9\\n','type':'text'},{'type':'text','text':''},{'type':"
+         "'text','text':'b'}],'id':'m','stop_reason':'max_tokens','usage':{'input_tokens':1,"
+         "'cache_read_input_tokens':5,'cache_creation_input_tokens':9,'cache_creation':{"
+         "'ephemeral_5m_input_tokens':2,'ephemeral_1h_input_tokens':3},'output_tokens':-4,"
+         "'service_tier':'standard','server_tool_use':{'web_search_requests':0}}}",
+         1},
+        {"{'content':[],'stop_reason':'refusal','usage':{'input_tokens':1.5}}", 1},
+        {"{'content':[{'type':'text','text':'x'}],'stop_reason':'model_context_window_exceeded',"
+         "'usage':null,'id':7,'container':{'id':'c','expires_at':'t'}}",
+         1},
+        {"{'content':[{'type':'text','text':'x'}],'stop_reason':'tool_use','usage':{}}", 1},
+        {"{'content':[{'type':'text','text':'x'}],'stop_reason':12}", 1},
+        {"{'content':[{'type':'text','text':'x'}],'stop_reason':'a-reason-longer-than-forty-"
+         "bytes-that-no-one-knows'}",
+         1},
+        /* the tree's */
+        {"{'content':[{'type':'tool_use','id':'t','name':'f','input':{}}]}", 0},
+        {"{'content':[{'type':'thinking','thinking':'h','signature':'s'}]}", 0},
+        {"{'content':[{'type':'text','text':'x','citations':null}]}", 0},
+        {"{'content':[{'type':'text','text':'x'}],'content':[]}", 0},
+        {"{'content':[{'type':'text','type':'text','text':'x'}]}", 0},
+        {"{'content':[{'type':'text','text':'x'}],'usage':{'input_tokens':1,'input_tokens':2}}", 0},
+        {"{'content':[{'type':'text','text':'x'}],'n':1e999}", 0},
+        {"{'content':[{'type':'text','text':'x'}],'usage':{'output_tokens':1e999}}", 0},
+        {"{'content':[{'type':'text','text':'x'}],'id':'m\\u0041'}", 0},
+        {"{'content':[{'type':'text','text':'x'}],'stop_reason':'end\\u005fturn'}", 0},
+        {"{'con\\u0074ent':[{'type':'text','text':'x'}]}", 0},
+        {"{'content':{}}", 0},
+        {"[1]", 0},
+        {"{'content':[{'type':'text','text':'x'}]", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char b[2048];
+        snprintf(b, sizeof b, "%s", q(cases[i].body));
+        int got = same_answer(b, strlen(b));
+        if (got != cases[i].scanned) fprintf(stderr, "# case %zu\n", i);
+        CHECK_EQ_INT(got, cases[i].scanned);
+    }
+}
+
+/* Every one-byte change of two usual answers: the scan and the tree agree. */
+static void test_answer_scan_mutated(void)
+{
+    static const char *const bases[] = {
+        "{'id':'msg_1','type':'message','content':[{'type':'text','text':'H\\u00e9'},{'type':"
+        "'text','text':'b'}],'stop_reason':'end_turn','usage':{'input_tokens':12,"
+        "'output_tokens':3,'cache_creation':{'ephemeral_5m_input_tokens':2}}}",
+        "{'content':[{'text':'x','type':'text'}],'stop_reason':null,'model':'m','usage':{"
+        "'cache_read_input_tokens':1,'output_tokens':7}}",
+    };
+    static const char subst[] = "\"\\{}[],:0 1atu-.e";
+    size_t runs = 0, failed = 0, scanned = 0;
+    for (size_t k0 = 0; k0 < sizeof bases / sizeof *bases; k0++) {
+        char base[1024];
+        snprintf(base, sizeof base, "%s", q(bases[k0]));
+        size_t n = strlen(base);
+        char m[1024];
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < sizeof subst; k++) {
+                if (k < sizeof subst - 1) {
+                    memcpy(m, base, n + 1);
+                    if (m[i] == subst[k]) continue;
+                    m[i] = subst[k];
+                } else {
+                    memcpy(m, base, i);
+                    memcpy(m + i, base + i + 1, n - i);
+                }
+                runs++;
+                int got = same_answer(m, strlen(m));
+                if (got < 0) failed++;
+                scanned += got == 1;
+            }
+        }
+    }
+    CHECK(runs > 3000);
+    CHECK(scanned > 300);
+    CHECK_EQ_INT(failed, 0);
+}
+
 int main(void)
 {
     RUN(test_build_plain);
@@ -980,5 +1111,7 @@ int main(void)
     RUN(test_stream_usage);
     RUN(test_stream_shape);
     RUN(test_error_message);
+    RUN(test_answer_scan_same_as_tree);
+    RUN(test_answer_scan_mutated);
     TAP_DONE();
 }
