@@ -80,6 +80,7 @@ const WORKLOADS = {
     'msg1k-oai': 'Messages API, 1 KB prompt, OpenAI deployment (translated)',
     msgs50: 'Messages API streamed, 50 events, Anthropic deployment',
     'msgs50-oai': 'Messages API streamed, 50 events, OpenAI deployment (translated)',
+    ant1k: 'chat, 1 KB prompt, Anthropic deployment (translated)',
     gem1k: 'chat, 1 KB prompt, Gemini deployment (translated)',
     gems50: 'streaming chat, 50 chunks, Gemini deployment (translated)',
 };

@@ -42,7 +42,7 @@
 #   BENCH_CG_WORKLOADS="chat1k stream50"   the cg phase's workloads for every target (any of
 #                        the cpu phase's: msgs50-oai with modelswitch-https is a translated stream
 #                        read from the static upstream in one burst, as the cpu phase reads it)
-#   BENCH_CG_MS_WORKLOADS="msg1k msg1k-oai gem1k gems50"   and for modelswitch alone, from the
+#   BENCH_CG_MS_WORKLOADS="msg1k msg1k-oai ant1k gem1k gems50"   and for modelswitch alone, from the
 #                        mock (one HTTP chunk an event)
 #   BENCH_CPU_CONNS=16   wrk connections in the cpu and scale phases (few: see phase_cpu)
 #   BENCH_CPU_WORKLOADS="chat1k chat1k-accts stream50 chat100k chat1k@256 msg1k msg1k-oai msgs50
@@ -88,7 +88,7 @@ STREAMS=${BENCH_STREAMS:-1000}
 BUSY_POLL_US=${BENCH_BUSY_POLL_US:-200}
 WORKLOADS="chat1k chat100k stream50 embed"
 CG_WORKLOADS=${BENCH_CG_WORKLOADS-chat1k stream50}
-CG_MS_WORKLOADS=${BENCH_CG_MS_WORKLOADS:-msg1k msg1k-oai gem1k gems50}
+CG_MS_WORKLOADS=${BENCH_CG_MS_WORKLOADS:-msg1k msg1k-oai ant1k gem1k gems50}
 
 T_START=$(date +%s)
 TMP=$(mktemp -d /tmp/msbench.XXXXXX)
@@ -390,6 +390,9 @@ fs.writeFileSync(`${dir}/msgs50-oai.json`, msgs('bench-model'));
 // answer and chunk read from Google's shape (the cg phase, against the mock; its `mock` member
 // reaches the mock, as Gemini's request keeps fields it does not know).
 fs.writeFileSync(`${dir}/gem1k.json`, chat(1024, { model: 'bench-gemini' }));
+// OpenAI's chat to a model on an Anthropic deployment (bench-claude): the request written in the
+// Messages API, the answer read from it (the cg phase, against the mock).
+fs.writeFileSync(`${dir}/ant1k.json`, chat(1024, { model: 'bench-claude' }));
 fs.writeFileSync(`${dir}/gems50.json`,
     chat(1024, { model: 'bench-gemini', stream: true, mock: { chunks: 50 } }));
 // Time to first byte: the same stream with 1 ms between events. Without a pause the mock (on the
@@ -1181,8 +1184,8 @@ phase_cg() {
             if has "$TARGETS" "$t"; then cg_pair "$t" "$wl"; fi
         done
     done
-    # Claude Code's requests (the cpu phase's msg1k, msg1k-oai) and OpenAI's chat to a Gemini
-    # model (gem1k, gems50) to the mock, ModelSwitch alone: the Messages dialect's and the
+    # Claude Code's requests (the cpu phase's msg1k, msg1k-oai) and OpenAI's chat to a Claude
+    # model (ant1k) and to a Gemini model (gem1k, gems50) to the mock, ModelSwitch alone: the Messages dialect's and the
     # translations' instructions, for the comparison with the previous results (nginx's would
     # be chat's: it reads no body)
     if has "$TARGETS" modelswitch; then
