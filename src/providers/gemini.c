@@ -847,33 +847,6 @@ static const jscan_key gf_keys[GF_NKEYS] = {
     JSCAN_KEY("stream_options"), JSCAN_KEY("max_tokens"), JSCAN_KEY("max_completion_tokens"),
     JSCAN_KEY("temperature"),    JSCAN_KEY("top_p"),      JSCAN_KEY("user")};
 
-/* A string token as the tree writes it back. */
-static int gf_put_str(buf_t *b, ms_str raw)
-{
-    if (!memchr(raw.p, '\\', raw.n)) return buf_append(b, raw.p, raw.n);
-    char small[512], *t = raw.n <= sizeof small ? small : malloc(raw.n);
-    if (!t) return -1;
-    long n = jscan_string(raw, t, raw.n); /* an escape never decodes longer than it is */
-    int rc = n < 0 ? -1 : buf_append_json_string(b, t, (size_t)n);
-    if (t != small) free(t);
-    return rc;
-}
-
-/* A number token as the tree writes it back; 0 (not written) when the tree would refuse it. */
-static int gf_put_num(buf_t *b, ms_str raw, int *rc)
-{
-    int64_t x;
-    double d;
-    int kind = jtree_number_kind(raw, &x);
-    if (kind == 1)
-        *rc |= buf_append_dec(b, x);
-    else if (kind == 2 && jscan_double(raw, &d) == 0)
-        *rc |= prov_put_real(b, d);
-    else
-        return 0;
-    return 1;
-}
-
 /* Whether a top-level name that is none of gf_keys is one the tree path reads or refuses
  * (known_field, written_field, refused_field): such a request is the tree's. Else it is passed
  * through. */
@@ -941,10 +914,18 @@ static int gf_put_value(buf_t *b, const jscan_member *x, int *rc)
 {
     switch (x->type) {
     case JS_STRING:
-        *rc |= gf_put_str(b, x->value);
+        *rc |= prov_put_token_str(b, x->value);
         return 1;
     case JS_NUMBER:
-        return gf_put_num(b, x->value, rc);
+        switch (prov_put_token_num(b, x->value)) {
+        case 0:
+            return 1;
+        case 1:
+            return 0;
+        default:
+            *rc = -1;
+            return 1;
+        }
     case JS_TRUE:
     case JS_FALSE:
         *rc |= buf_appends(b, x->type == JS_TRUE ? "true" : "false");
@@ -1017,7 +998,7 @@ static int gf_contents(buf_t *b, ms_str msgs, ms_str *sys, size_t *nsys, int *tu
                                              : "{\"role\":\"model\",\"parts\":[{\"text\":");
             open = role;
         }
-        rc |= gf_put_str(b, content) | buf_appends(b, "}");
+        rc |= prov_put_token_str(b, content) | buf_appends(b, "}");
         if (rc) return -1;
     }
     if (got < 0 || !open) return 0; /* no turn: the tree's refusal */
@@ -1041,7 +1022,7 @@ static int gf_build(const prov_call *call, gem_state *st, prov_upreq *u)
     rc = 0;
     for (size_t i = 0; i < nsys; i++) {
         rc |= buf_appends(b, i ? ",{\"text\":" : ",\"systemInstruction\":{\"parts\":[{\"text\":");
-        rc |= gf_put_str(b, sys[i]) | buf_appends(b, "}");
+        rc |= prov_put_token_str(b, sys[i]) | buf_appends(b, "}");
     }
     if (nsys) rc |= buf_appends(b, "]}");
     const char *sep = ",\"generationConfig\":{";
@@ -1054,10 +1035,12 @@ static int gf_build(const prov_call *call, gem_state *st, prov_upreq *u)
     for (int k = GF_TEMPERATURE; k <= GF_TOP_P; k++) {
         if (!m[k]) continue;
         rc |= buf_appends(b, sep) | buf_appends(b, gk[k - GF_TEMPERATURE]);
-        if (!gf_put_num(b, m[k]->value, &rc)) {
+        int nr = prov_put_token_num(b, m[k]->value);
+        if (nr == 1) {
             buf_reset(b);
             return 0;
         }
+        rc |= nr;
         sep = ",";
     }
     if (sep[0] == ',' && sep[1] == '\0') rc |= buf_appends(b, "}");

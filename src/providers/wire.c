@@ -4,6 +4,9 @@
  */
 #include "providers/wire.h"
 
+#include "common/jscan.h"
+#include "common/jtree.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,6 +75,27 @@ int prov_put_real(buf_t *b, double v)
         if (strtod(tmp, NULL) == v) break;
     }
     return buf_appends(b, tmp);
+}
+
+int prov_put_token_str(buf_t *b, ms_str raw)
+{
+    if (!memchr(raw.p, '\\', raw.n)) return buf_append(b, raw.p, raw.n);
+    char small[512], *t = raw.n <= sizeof small ? small : malloc(raw.n);
+    if (!t) return -1;
+    long n = jscan_string(raw, t, raw.n); /* an escape never decodes longer than it is */
+    int rc = n < 0 ? -1 : buf_append_json_string(b, t, (size_t)n);
+    if (t != small) free(t);
+    return rc;
+}
+
+int prov_put_token_num(buf_t *b, ms_str raw)
+{
+    int64_t x;
+    double d;
+    int kind = jtree_number_kind(raw, &x);
+    if (kind == 1) return buf_append_dec(b, x);
+    if (kind == 2 && jscan_double(raw, &d) == 0) return prov_put_real(b, d);
+    return 1;
 }
 
 int prov_put_json(buf_t *b, const json_t *v)

@@ -25,6 +25,14 @@ int prov_put_jstr(buf_t *b, const char *s, size_t n);
 int prov_put_json(buf_t *b, const json_t *v);
 /* Appends v as prov_put_json writes a real: the shortest decimal that reads back as v. */
 int prov_put_real(buf_t *b, double v);
+/* For a body written token by token from the client's, as the tree path would write it
+ * (gemini.c, anthropic.c: their usual requests): a JSON string token, quotes included, as
+ * prov_put_json writes the string a tree holds (copied when it has no escape, else decoded and
+ * escaped again); 0 or -1 (memory). */
+int prov_put_token_str(buf_t *b, ms_str raw);
+/* A JSON number token as prov_put_json writes the number a tree holds (jtree_number_kind's
+ * rule): 0, -1 (memory), or 1 when a tree would not hold it (nothing written). */
+int prov_put_token_num(buf_t *b, ms_str raw);
 
 /* The pass-through request body: the client's body (call->body) with only the value of its
  * `model` member replaced by the deployment's upstream name, as three iovecs over the client's

@@ -131,10 +131,11 @@ static int build_once(const prov_adapter *ad, prov_call *call, buf_t *body, int 
     return rc;
 }
 
-/* A client body through the parser and, when it is a chat request, the adapter's builder;
- * Gemini's twice, its usual requests written token by token and by the tree (gemini.c,
- * gemini_build_fast): the same code, bytes and turn. */
+/* A client body through the parser and, when it is a chat request, the adapter's builder,
+ * twice: the usual requests written token by token and by the tree (gemini.c and anthropic.c,
+ * gemini_build_fast and anthropic_build_fast): the same code, bytes and (Gemini) turn. */
 extern int gemini_build_fast;
+extern int anthropic_build_fast;
 static void drive_request(const prov_adapter *ad, int which, const char *p, size_t n)
 {
     prov_call *call = malloc(sizeof *call);
@@ -151,10 +152,11 @@ static void drive_request(const prov_adapter *ad, int which, const char *p, size
         buf_t fast, tree;
         int turn_fast, turn_tree;
         int rc = build_once(ad, call, &fast, &turn_fast);
-        if (ad == &prov_gemini) {
-            gemini_build_fast = 0;
+        int *sw = ad == &prov_gemini ? &gemini_build_fast : &anthropic_build_fast;
+        {
+            *sw = 0;
             int rc_tree = build_once(ad, call, &tree, &turn_tree);
-            gemini_build_fast = 1;
+            *sw = 1;
             MUST(rc == rc_tree);
             MUST(fast.len == tree.len &&
                  (!fast.len || memcmp(fast.data, tree.data, fast.len) == 0));

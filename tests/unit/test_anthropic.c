@@ -51,6 +51,7 @@ static prov_call *mkcall(const cfg_model *m, const char *body, int64_t max_token
         exit(1);
     }
     c->nmembers = (size_t)n;
+    c->valid = c->body; /* scanned whole, as dialect_scan vouches for a body */
     c->m_model = jscan_find(c->members, c->nmembers, "model");
     c->max_tokens = max_tokens;
     c->stream = stream;
@@ -1092,6 +1093,164 @@ static void test_answer_scan_mutated(void)
     CHECK_EQ_INT(failed, 0);
 }
 
+/* The usual request written token by token (anthropic.c, ab_build) against the tree path
+ * (anthropic_build_fast off): the same code, bytes and refusal. Returns whether the token path
+ * wrote it, or -1 when they differ. body is JSON as it is (no quote()). */
+extern int anthropic_build_fast;
+int anthropic_request_written(const void *st);
+static int build_raw(const char *body, int64_t max_tokens, int stream, int64_t bound, buf_t *out,
+                     int *written)
+{
+    prov_call *c = calloc(1, sizeof *c);
+    c->ep = EP_CHAT;
+    c->dialect = &dialect_openai_chat;
+    c->model = &g_model;
+    c->dep = &g_dep;
+    c->body = ms_str_c(body);
+    int n = jscan_object(body, strlen(body), c->members, PROV_MAX_MEMBERS, NULL);
+    c->nmembers = n > 0 ? (size_t)n : 0;
+    c->valid = c->body;
+    c->max_tokens = max_tokens;
+    c->output_bound = bound;
+    c->stream = stream;
+    void *st = calloc(1, prov_anthropic.state_size);
+    prov_anthropic.reset(st, c);
+    prov_upreq u;
+    memset(&u, 0, sizeof u);
+    prov_refusal why;
+    memset(&why, 0, sizeof why);
+    int rc = prov_anthropic.build(c, st, &u, &why);
+    buf_printf(out, "%d|%s|%s|", rc, rc == -2 && why.param ? why.param : "", u.url);
+    for (size_t i = 0; rc == 0 && i < u.niov; i++)
+        buf_append(out, u.iov[i].base, u.iov[i].len);
+    *written = anthropic_request_written(st);
+    prov_upreq_free(&u);
+    prov_anthropic.release(st);
+    free(st);
+    free(c);
+    return rc;
+}
+
+static int same_build(const char *body, int64_t max_tokens, int stream, int64_t bound)
+{
+    buf_t a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    int wa, wb;
+    anthropic_build_fast = 0;
+    build_raw(body, max_tokens, stream, bound, &b, &wb);
+    anthropic_build_fast = 1;
+    build_raw(body, max_tokens, stream, bound, &a, &wa);
+    int same = a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+    if (!same) {
+        buf_append(&a, "", 1);
+        buf_append(&b, "", 1);
+        fprintf(stderr, "# differs: %s\n#  tree:  %s\n#  token: %s\n", body, b.data, a.data);
+    }
+    buf_free(&a);
+    buf_free(&b);
+    return same ? wa : -1;
+}
+
+static void test_build_token_same_as_tree(void)
+{
+    static const struct {
+        const char *body;
+        int written;
+    } cases[] = {
+        {"{'model':'claude-x','messages':[{'role':'user','content':'hi'}]}", 1},
+        {"{'messages':[{'content':'be brief','role':'system'},{'role':'user','content':'a'},"
+         "{'role':'developer','content':'and kind'},{'role':'user','content':'b'},{'role':"
+         "'assistant','content':'c'},{'role':'assistant','content':''},{'role':'user','content':"
+         "'d'}],'model':'claude-x'}",
+         1},
+        {"{'model':'claude-x','messages':[{'role':'assistant','content':'x'},{'role':'system',"
+         "'content':''},{'role':'user','content':'y'}],'temperature':0.70,'top_p':1,"
+         "'max_tokens':55,'stream':true,'stream_options':{'include_usage':true},'user':'u-1',"
+         "'store':false,'metadata':{'a':'b'},'seed':3}",
+         1},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'caf\\u00e9 \\n\\t\\\"q\\\" "
+         "\\/ \\ud83d\\ude00'}],'temperature':1e-5,'top_p':0}",
+         1},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'n'}],'top_k':5,"
+         "'anthropic_beta': [ 1 , 2.50 ],'container':null}",
+         0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'n'}],'top_k':5,"
+         "'anthropic_beta': [ 1 , 2.50 ], 'x' : {'y':'z'}}",
+         1},
+        /* the tree's */
+        {"{'model':'claude-x','messages':[{'role':'system','content':'only'}]}", 0},
+        {"{'model':'claude-x','messages':[]}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'temperature':1.5}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'temperature':-0.1}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'temperature':'x'}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'n':1}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'stop':'x'}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'system':'x'}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'thinking':{}}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'user':3}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'user':null}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],"
+         "'safety_identifier':'s'}",
+         0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'top_p':1,'top_p':1}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a'}],'k':1e999}", 0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':[{'type':'text','text':"
+         "'a'}]}]}",
+         0},
+        {"{'model':'claude-x','messages':[{'role':'user','content':'a','name':'n'}]}", 0},
+        {"{'model':'claude-x','messages':[{'role':'tool','content':'a','tool_call_id':'t'}]}", 0},
+        {"{'model':'claude-x','\\u006dessages':[{'role':'user','content':'a'}]}", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char b[2048];
+        snprintf(b, sizeof b, "%s", q(cases[i].body));
+        int got = same_build(b, i % 3 ? -1 : 77, (int)(i & 1), i % 4 ? 0 : 300);
+        if (got != cases[i].written) fprintf(stderr, "# case %zu\n", i);
+        CHECK_EQ_INT(got, cases[i].written);
+    }
+}
+
+/* Every one-byte change of two usual requests (that still parses): both paths agree. */
+static void test_build_token_mutated(void)
+{
+    static const char *const bases[] = {
+        "{'model':'claude-x','messages':[{'role':'system','content':'s\\n'},{'role':'user',"
+        "'content':'h\\u00e9'},{'role':'user','content':'u2'},{'role':'assistant','content':"
+        "'a'}],'temperature':0.5,'max_tokens':7,'k':[1,2.0]}",
+        "{'messages':[{'content':'x','role':'user'},{'role':'user','content':''}],'top_p':1,"
+        "'stream':false,'user':'u','store':true}",
+    };
+    static const char subst[] = "\"\\{}[],:0 1atu-.en";
+    size_t runs = 0, failed = 0, written = 0;
+    for (size_t k0 = 0; k0 < sizeof bases / sizeof *bases; k0++) {
+        char base[1024], m[1024];
+        jscan_member mm[PROV_MAX_MEMBERS];
+        snprintf(base, sizeof base, "%s", q(bases[k0]));
+        size_t n = strlen(base);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < sizeof subst; k++) {
+                if (k < sizeof subst - 1) {
+                    memcpy(m, base, n + 1);
+                    if (m[i] == subst[k]) continue;
+                    m[i] = subst[k];
+                } else {
+                    memcpy(m, base, i);
+                    memcpy(m + i, base + i + 1, n - i);
+                }
+                if (jscan_object(m, strlen(m), mm, PROV_MAX_MEMBERS, NULL) < 0) continue;
+                runs++;
+                int got = same_build(m, (int64_t)(i % 3) - 1, (int)(k & 1), 0);
+                if (got < 0) failed++;
+                written += got == 1;
+            }
+        }
+    }
+    CHECK(runs > 500);
+    CHECK(written > 100);
+    CHECK_EQ_INT(failed, 0);
+}
+
 int main(void)
 {
     RUN(test_build_plain);
@@ -1113,5 +1272,7 @@ int main(void)
     RUN(test_error_message);
     RUN(test_answer_scan_same_as_tree);
     RUN(test_answer_scan_mutated);
+    RUN(test_build_token_same_as_tree);
+    RUN(test_build_token_mutated);
     TAP_DONE();
 }
