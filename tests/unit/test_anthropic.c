@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "ev_record.h"
+#include "mutate.h"
 #include "providers/provider.h"
 #include "tap.h"
 #include "quote.h"
@@ -1055,6 +1056,17 @@ static void test_answer_scan_same_as_tree(void)
 }
 
 /* Every one-byte change of two usual answers: the scan and the tree agree. */
+static void answer_changed(const char *m, size_t i, size_t k, void *ud)
+{
+    mutate_count *c = ud;
+    (void)i;
+    (void)k;
+    int got = same_answer(m, strlen(m));
+    c->runs++;
+    c->failed += got < 0;
+    c->taken += got == 1;
+}
+
 static void test_answer_scan_mutated(void)
 {
     static const char *const bases[] = {
@@ -1064,33 +1076,15 @@ static void test_answer_scan_mutated(void)
         "{'content':[{'text':'x','type':'text'}],'stop_reason':null,'model':'m','usage':{"
         "'cache_read_input_tokens':1,'output_tokens':7}}",
     };
-    static const char subst[] = "\"\\{}[],:0 1atu-.e";
-    size_t runs = 0, failed = 0, scanned = 0;
-    for (size_t k0 = 0; k0 < sizeof bases / sizeof *bases; k0++) {
+    mutate_count c = {0};
+    for (size_t b = 0; b < sizeof bases / sizeof *bases; b++) {
         char base[1024];
-        snprintf(base, sizeof base, "%s", q(bases[k0]));
-        size_t n = strlen(base);
-        char m[1024];
-        for (size_t i = 0; i < n; i++) {
-            for (size_t k = 0; k < sizeof subst; k++) {
-                if (k < sizeof subst - 1) {
-                    memcpy(m, base, n + 1);
-                    if (m[i] == subst[k]) continue;
-                    m[i] = subst[k];
-                } else {
-                    memcpy(m, base, i);
-                    memcpy(m + i, base + i + 1, n - i);
-                }
-                runs++;
-                int got = same_answer(m, strlen(m));
-                if (got < 0) failed++;
-                scanned += got == 1;
-            }
-        }
+        snprintf(base, sizeof base, "%s", q(bases[b]));
+        mutate_each(base, "\"\\{}[],:0 1atu-.e", answer_changed, &c);
     }
-    CHECK(runs > 3000);
-    CHECK(scanned > 300);
-    CHECK_EQ_INT(failed, 0);
+    CHECK(c.runs > 3000);
+    CHECK(c.taken > 300);
+    CHECK_EQ_INT(c.failed, 0);
 }
 
 /* The usual request written token by token (anthropic.c, ab_build) against the tree path
@@ -1212,6 +1206,17 @@ static void test_build_token_same_as_tree(void)
 }
 
 /* Every one-byte change of two usual requests (that still parses): both paths agree. */
+static void request_changed(const char *m, size_t i, size_t k, void *ud)
+{
+    mutate_count *c = ud;
+    jscan_member mm[PROV_MAX_MEMBERS];
+    if (jscan_object(m, strlen(m), mm, PROV_MAX_MEMBERS, NULL) < 0) return;
+    int got = same_build(m, (int64_t)(i % 3) - 1, (int)(k & 1), 0);
+    c->runs++;
+    c->failed += got < 0;
+    c->taken += got == 1;
+}
+
 static void test_build_token_mutated(void)
 {
     static const char *const bases[] = {
@@ -1221,34 +1226,15 @@ static void test_build_token_mutated(void)
         "{'messages':[{'content':'x','role':'user'},{'role':'user','content':''}],'top_p':1,"
         "'stream':false,'user':'u','store':true}",
     };
-    static const char subst[] = "\"\\{}[],:0 1atu-.en";
-    size_t runs = 0, failed = 0, written = 0;
-    for (size_t k0 = 0; k0 < sizeof bases / sizeof *bases; k0++) {
-        char base[1024], m[1024];
-        jscan_member mm[PROV_MAX_MEMBERS];
-        snprintf(base, sizeof base, "%s", q(bases[k0]));
-        size_t n = strlen(base);
-        for (size_t i = 0; i < n; i++) {
-            for (size_t k = 0; k < sizeof subst; k++) {
-                if (k < sizeof subst - 1) {
-                    memcpy(m, base, n + 1);
-                    if (m[i] == subst[k]) continue;
-                    m[i] = subst[k];
-                } else {
-                    memcpy(m, base, i);
-                    memcpy(m + i, base + i + 1, n - i);
-                }
-                if (jscan_object(m, strlen(m), mm, PROV_MAX_MEMBERS, NULL) < 0) continue;
-                runs++;
-                int got = same_build(m, (int64_t)(i % 3) - 1, (int)(k & 1), 0);
-                if (got < 0) failed++;
-                written += got == 1;
-            }
-        }
+    mutate_count c = {0};
+    for (size_t b = 0; b < sizeof bases / sizeof *bases; b++) {
+        char base[1024];
+        snprintf(base, sizeof base, "%s", q(bases[b]));
+        mutate_each(base, "\"\\{}[],:0 1atu-.en", request_changed, &c);
     }
-    CHECK(runs > 500);
-    CHECK(written > 100);
-    CHECK_EQ_INT(failed, 0);
+    CHECK(c.runs > 500);
+    CHECK(c.taken > 100);
+    CHECK_EQ_INT(c.failed, 0);
 }
 
 int main(void)
