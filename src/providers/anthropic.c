@@ -871,8 +871,7 @@ static int ab_members(const prov_call *call, const jscan_member **m)
         const jscan_member *x = &call->members[i];
         size_t k = 0;
         if (!x->key_plain || x->type == JS_NULL || !jtree_holds(x->value)) return 0;
-        while (k < AB_NKEYS &&
-               !(x->key.n == ab_keys[k].n && memcmp(x->key.p, ab_keys[k].s, x->key.n) == 0))
+        while (k < AB_NKEYS && !jscan_key_eq(x->key, ab_keys[k].s, ab_keys[k].n))
             k++;
         if (k < AB_NKEYS) {
             if (m[k]) return 0;

@@ -878,8 +878,7 @@ static int gf_members(const prov_call *call, const jscan_member **m, size_t *pas
         const jscan_member *x = &call->members[i];
         size_t k = 0;
         if (!x->key_plain || x->type == JS_NULL) return 0;
-        while (k < GF_NKEYS &&
-               !(x->key.n == gf_keys[k].n && memcmp(x->key.p, gf_keys[k].s, x->key.n) == 0))
+        while (k < GF_NKEYS && !jscan_key_eq(x->key, gf_keys[k].s, gf_keys[k].n))
             k++;
         if (k < GF_NKEYS) {
             if (m[k]) return 0;
