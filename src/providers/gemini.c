@@ -816,16 +816,15 @@ static int build_embeddings(const prov_call *call, json_t *req, gem_state *st, j
 
 /* Most chat requests are messages of text and a few sampling fields: for those the tree (parse,
  * build, write: ~29,000 instructions a 1 KB request, two thirds of what translating costs over
- * a pass-through) is
- * replaced by one walk over the client's tokens, writing Gemini's body as it reads (round 26,
- * docs/PERFORMANCE.md). Fields OpenAI does not define go to Gemini as the tree path sends them
- * (last, in the client's order; an object or array through a tree of its own). Anything else
- * (tools, content parts, a null, a name written twice or escaped, any other OpenAI field) gives
- * 0 and takes the tree path, which also writes every refusal. What this writes is byte for byte
- * what the tree path writes for the same request (test_gemini's and fuzz_adapters' comparisons,
- * gemini_build_fast off): strings without an escape are copied as they are (the tree would decode
- * and write them back unchanged), others decoded and escaped as the tree writes them; numbers read
- * and written by the tree's rule. */
+ * a pass-through) is replaced by one walk over the client's tokens, writing Gemini's body as it
+ * reads (round 26, docs/PERFORMANCE.md). Fields OpenAI does not define go to Gemini as the tree
+ * path sends them (last, in the client's order; an object or array through a tree of its own).
+ * Anything else (tools, content parts, a null, a name written twice or escaped, any other OpenAI
+ * field) gives 0 and takes the tree path, which also writes every refusal. What this writes is byte
+ * for byte what the tree path writes for the same request (test_gemini's and fuzz_adapters'
+ * comparisons, gemini_build_fast off): strings without an escape are copied as they are (the tree
+ * would decode and write them back unchanged), others decoded and escaped as the tree writes them;
+ * numbers read and written by the tree's rule. */
 int gemini_build_fast = 1; /* tests turn it off to compare with the tree */
 
 #define GF_MAX_SYS 16 /* system messages kept aside for systemInstruction; more: the tree */
