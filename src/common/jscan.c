@@ -823,6 +823,16 @@ int jscan_key_eq(ms_str raw, const char *key, size_t klen)
     return raw.p && key && key_eq(raw, key, klen);
 }
 
+size_t jscan_key_index(ms_str raw, const jscan_key *keys, size_t nk)
+{
+    int esc = -1; /* whether raw holds an escape: looked for once, by the first long enough key */
+    size_t i = 0;
+    if (!raw.p) return nk;
+    while (i < nk && !key_eq_esc(raw, keys[i].s, keys[i].n, &esc))
+        i++;
+    return i;
+}
+
 const jscan_member *jscan_find(const jscan_member *m, size_t n, const char *key)
 {
     if (!m || !key) return NULL;

@@ -109,6 +109,11 @@ typedef struct jscan_key {
 void jscan_pick(const jscan_member *m, size_t n, const jscan_key *keys, size_t nk,
                 const jscan_member **out);
 
+/* The index in keys of the first name raw (a member's name as written) is, by jscan_key_eq's
+ * comparison; nk when it is none of them. For scans that take each member in turn and must see
+ * every one (a repeated name, a name no table lists). */
+size_t jscan_key_index(ms_str raw, const jscan_key *keys, size_t nk);
+
 /* jscan_pick for fields the gateway acts on: out[i] is the member named keys[i], or NULL.
  * Returns -1, or the index in keys of a name that occurs more than once (out is then not
  * complete). JSON leaves duplicate names undefined, and parsers differ (first wins, last wins,

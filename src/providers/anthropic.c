@@ -869,10 +869,11 @@ static int ab_members(const prov_call *call, const jscan_member **m)
         m[i] = NULL;
     for (size_t i = 0; i < call->nmembers; i++) {
         const jscan_member *x = &call->members[i];
-        size_t k = 0;
-        if (!x->key_plain || x->type == JS_NULL || !jtree_holds(x->value)) return 0;
-        while (k < AB_NKEYS && !jscan_key_eq(x->key, ab_keys[k].s, ab_keys[k].n))
-            k++;
+        if (!x->key_plain || x->type == JS_NULL) return 0;
+        size_t k = jscan_key_index(x->key, ab_keys, AB_NKEYS);
+        /* the messages are walked once, by ab_messages: what it takes (objects of string
+         * members with plain names) a tree always holds */
+        if (k != AB_MESSAGES && !jtree_holds(x->value)) return 0;
         if (k < AB_NKEYS) {
             if (m[k]) return 0;
             m[k] = x;
@@ -981,19 +982,15 @@ static int ab_turns(buf_t *b, const ab_msg *msgs, int n)
 static int ab_build(const prov_call *call, prov_upreq *u)
 {
     const jscan_member *m[AB_NKEYS];
-    ab_msg *msgs;
+    ab_msg msgs[AB_MAX_MSGS]; /* 6 KB: a worker's stack has room; the heap cost a call */
     buf_t *b = &u->scratch;
     if (!anthropic_build_fast || !ab_members(call, m)) return 0;
-    if (!(msgs = malloc(AB_MAX_MSGS * sizeof *msgs))) return -1;
     int n = ab_messages(m[AB_MESSAGES]->value, msgs), turns = 0, nsys = 0;
     for (int i = 0; i < n; i++) {
         turns += msgs[i].role != 's';
         nsys += msgs[i].role == 's';
     }
-    if (n < 0 || turns == 0) { /* no turn: Anthropic's refusal, as the tree path sends it */
-        free(msgs);
-        return 0;
-    }
+    if (n < 0 || turns == 0) return 0; /* no turn: Anthropic's refusal, as the tree sends it */
     int64_t max_tokens = call->output_bound > 0
                              ? call->output_bound
                              : price_output_bound(NULL, call->model, call->max_tokens);
@@ -1010,7 +1007,6 @@ static int ab_build(const prov_call *call, prov_upreq *u)
         rc |= buf_appends(b, "]");
     }
     rc |= ab_turns(b, msgs, n);
-    free(msgs);
     static const char *const names[] = {",\"temperature\":", ",\"top_p\":"};
     for (int k = AB_TEMPERATURE; k <= AB_TOP_P; k++) {
         if (!m[k]) continue;

@@ -875,10 +875,8 @@ static int gf_members(const prov_call *call, const jscan_member **m, size_t *pas
         m[i] = NULL;
     for (size_t i = 0; i < call->nmembers; i++) {
         const jscan_member *x = &call->members[i];
-        size_t k = 0;
         if (!x->key_plain || x->type == JS_NULL) return 0;
-        while (k < GF_NKEYS && !jscan_key_eq(x->key, gf_keys[k].s, gf_keys[k].n))
-            k++;
+        size_t k = jscan_key_index(x->key, gf_keys, GF_NKEYS);
         if (k < GF_NKEYS) {
             if (m[k]) return 0;
             m[k] = x;

@@ -367,13 +367,7 @@ static int gf_sort(const jscan_member *m, int n, const jscan_key *keys, int nk,
     for (int i = 0; i < nk; i++)
         out[i] = NULL;
     for (int k = 0; k < n; k++) {
-        /* a name without an escape is one of keys exactly when its bytes are (most misses
-         * are a length) */
-        ms_str raw = m[k].key;
-        int plain = !memchr(raw.p, '\\', raw.n), i = 0;
-        while (i < nk && !(plain ? raw.n == keys[i].n && memcmp(raw.p, keys[i].s, raw.n) == 0
-                                 : jscan_key_eq(raw, keys[i].s, keys[i].n)))
-            i++;
+        int i = (int)jscan_key_index(m[k].key, keys, (size_t)nk);
         if (i < nk) {
             if (out[i]) return -1;
             out[i] = &m[k];

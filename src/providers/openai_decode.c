@@ -398,9 +398,7 @@ static int fast_members(const jscan_member *m, int n, const jscan_key *keys, int
     for (int i = 0; i < nk; i++)
         f[i] = NULL;
     for (int k = 0; k < n; k++) {
-        int i = 0;
-        while (i < nk && !jscan_key_eq(m[k].key, keys[i].s, keys[i].n))
-            i++;
+        int i = (int)jscan_key_index(m[k].key, keys, (size_t)nk);
         if (i < nk) {
             if (f[i]) return -1;
             f[i] = &m[k];

@@ -1319,6 +1319,33 @@ static void test_pick_unique(void)
     CHECK(jscan_key_eq(MS_STR_LIT("a\\u0000b"), "a\0b", 3));
 }
 
+/* jscan_key_index: the first of the table a name is, decoded; the table's size for none. A
+ * name's escape is looked for once and then kept: later keys must still see it. */
+static void test_key_index(void)
+{
+    static const jscan_key keys[] = {JSCAN_KEY("x"), JSCAN_KEY("ab"), JSCAN_KEY("abc"),
+                                     JSCAN_KEY("top_p")};
+    static const struct {
+        const char *raw;
+        size_t want;
+    } t[] = {
+        {"x", 0},         {"ab", 1},      {"abc", 2},         {"top_p", 3},       {"\\u0061b", 1},
+        {"a\\u0062c", 2}, {"\\u0078", 0}, {"top\\u005fp", 3}, {"abcd", 4},        {"", 4},
+        {"a", 4},         {"\\u0061", 4}, {"xx", 4},          {"top_\\u0070", 3}, {"a\\\"b", 4},
+        {"\\u0000", 4},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        ms_str raw = {t[i].raw, strlen(t[i].raw)};
+        CHECK_EQ_INT((int)jscan_key_index(raw, keys, 4), (int)t[i].want);
+        size_t slow = 0; /* the one-key comparison, key by key */
+        while (slow < 4 && !jscan_key_eq(raw, keys[slow].s, keys[slow].n))
+            slow++;
+        CHECK_EQ_INT((int)slow, (int)t[i].want);
+    }
+    CHECK_EQ_INT((int)jscan_key_index((ms_str){NULL, 0}, keys, 4), 4);
+    CHECK_EQ_INT((int)jscan_key_index(MS_STR_LIT("x"), keys, 0), 0);
+}
+
 int main(void)
 {
     RUN(test_valid_table);
@@ -1338,5 +1365,6 @@ int main(void)
     RUN(test_iter);
     RUN(test_pick_unique);
     RUN(test_key_plain);
+    RUN(test_key_index);
     TAP_DONE();
 }
