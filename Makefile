@@ -23,7 +23,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all test asan clean format bench tools fuzz unit screenshots
 all: $(BUILD)/modelswitch tools
 
-tools: $(BUILD)/mock_upstream $(BUILD)/bench/scale
+tools: $(BUILD)/mock_upstream $(BUILD)/bench/scale $(BUILD)/bench/ledger
 
 $(BUILD)/modelswitch: $(BUILD)/src/main.o $(BUILD)/libms.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
@@ -61,6 +61,11 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/testdb.h $(BUILD)/l
 
 # The shared parts' scaling benchmark (make bench, phase scale).
 $(BUILD)/bench/scale: bench/scale.c $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
+
+# The ledger writer against the number of accounts (make bench, phase ledger).
+$(BUILD)/bench/ledger: bench/ledger.c $(BUILD)/libms.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libms.a $(LDFLAGS) $(LDLIBS)
 

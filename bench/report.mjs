@@ -588,6 +588,30 @@ if (sharedRecs.length) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The ledger writer against the number of accounts its batches charge (phase ledger,
+// bench/ledger.c): usage batches committed on a handle set up as the gateway's ledger.
+const ledgerRecs = recs.filter((r) => r.kind === 'ledger')
+    .sort((a, b) => Number(a.workload) - Number(b.workload) || Number(a.target) - Number(b.target));
+if (ledgerRecs.length) {
+    say('## The ledger writer against the number of accounts');
+    say();
+    say('bench/ledger.c commits usage events in batches, on a SQLite handle set up as the ' +
+        'gateway\'s ledger (its pragmas, the checkpointer thread beside it), pinned on the ' +
+        'proxy\'s core; each event charges an account drawn at random among A (and its key). ' +
+        'Batches of 300 are what the 10 ms group-commit window gathers at one worker\'s rate; ' +
+        '1,000 is the largest batch (a backlog\'s). "CPU µs/event" counts every thread of the ' +
+        'program (the checkpointer\'s included). With few accounts a batch updates a few hot ' +
+        'rows; spread over many, nearly every event updates an account row and a key row on ' +
+        'pages of their own, each written to the WAL and copied back by the checkpointer. ' +
+        `Audit of the databases afterwards: ${info.ledger_audit ?? '?'}.`);
+    say();
+    say(table(['accounts', 'batch', 'events/s', 'µs/event', 'CPU µs/event'],
+        ledgerRecs.map((r) => [fmt(Number(r.workload)), fmt(Number(r.target)),
+            fmt(r.v.events_per_s), fmt(r.v.us_per_event, 2), fmt(r.v.cpu_us_per_event, 2)])));
+    say();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The shared state of several instances (issue 13): the same gateway with and without `redis:`.
 const sharedRows = Object.entries(closed).filter(([, b]) => b.modelswitch &&
     b['modelswitch-redis']);
@@ -843,6 +867,18 @@ for (const [mode, what] of [['many', 'many keys'], ['hot', 'one hot key and acco
     trows.push([`what the workers share scales: ${w} threads ≥ 0.9 × ${w} × one, at a ` +
         `worker's pace (${what}; bench/scale.c)`, fmt(sharedScaling[mode], 2),
         mark(sharedScaling[mode] >= 0.9)]);
+}
+// The ledger must keep up with the requests one worker settles, however many accounts they
+// charge: events/s in batches of 300 against one worker's requests per core-second (the cpu
+// phase's chat 1 KB, all of the gateway's threads).
+const ledger300 = ledgerRecs.filter((r) => Number(r.target) === 300);
+if (ledger300.length && cpuSum.chat1k?.modelswitch) {
+    const worker = 1e6 / cpuSum.chat1k.modelswitch.us;
+    const worst = ledger300.reduce((a, r) => (r.v.events_per_s < a.v.events_per_s ? r : a));
+    trows.push(['the ledger writer keeps up with a worker however many accounts it charges ' +
+        '(events/s, batches of 300, ≥ one worker\'s chat requests per core-second)',
+        `${fmt(worst.v.events_per_s)} at ${fmt(Number(worst.workload))} accounts vs ` +
+        `${fmt(worker)}`, mark(worst.v.events_per_s >= worker)]);
 }
 if (slowerCg !== undefined) {
     trows.push(['no ModelSwitch instruction count above the previous results (worker: 1%, ' +

@@ -37,8 +37,8 @@
 #                  modelswitch-https modelswitch-https-curl"
 #                        the targets (a subset for development; modelswitch-redis only when
 #                        redis-server is installed)
-#   BENCH_PHASES="closed open ttfb mem cg cpu scale shared"   the phases (a subset for
-#                        development)
+#   BENCH_PHASES="closed open ttfb mem cg cpu scale shared ledger"   the phases (a subset
+#                        for development)
 #   BENCH_CG_WORKLOADS="chat1k stream50"   the cg phase's workloads for every target (any of
 #                        the cpu phase's: msgs50-oai with modelswitch-https is a translated stream
 #                        read from the static upstream in one burst, as the cpu phase reads it)
@@ -67,7 +67,7 @@ LOAD_CPU=${BENCH_LOAD_CPU:-1}
 TARGETS=${BENCH_TARGETS:-direct nginx portkey modelswitch modelswitch-redis nginx-https \
     modelswitch-https modelswitch-https-curl}
 TARGETS=$(tr -s ' \n' ' ' <<<"$TARGETS")
-PHASES=${BENCH_PHASES:-closed open ttfb mem cg cpu scale shared}
+PHASES=${BENCH_PHASES:-closed open ttfb mem cg cpu scale shared ledger}
 HTTPS_TARGETS="nginx-https modelswitch-https modelswitch-https-curl"
 CPU_CONNS=${BENCH_CPU_CONNS:-16}
 PORTKEY_DIR=$ROOT/bench/portkey
@@ -1359,6 +1359,29 @@ phase_shared() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# phase 9: the ledger writer against the number of accounts its batches charge (issue 15;
+# bench/ledger.c says why and how). The program commits usage batches on a handle set up as the
+# gateway's ledger (its checkpointer beside it), pinned on the proxy's core as the gateway's
+# ledger thread would be; 1, 256, 10,000 and 100,000 accounts (quick mode: the first three).
+phase_ledger() {
+    local secs=3 out=$TMP/ledger.out counts=(1 256 10000 100000)
+    [[ $QUICK == 1 ]] && { secs=1; counts=(1 256 10000); }
+    if ! make -s BUILD="$BUILD" "$BUILD/bench/ledger" >"$TMP/ledger-build.log" 2>&1; then
+        log "ledger: bench/ledger build failed (see $TMP/ledger-build.log); phase skipped"
+        return 0
+    fi
+    mkdir -p "$TMP/ledger"
+    log "ledger: the ledger writer over ${counts[*]} accounts, ${secs}s a case"
+    if ! taskset -c "$GW_CPU" "$BUILD/bench/ledger" "$TMP/ledger" "$secs" "${counts[@]}" \
+        >"$out" 2>"$TMP/ledger.err"; then
+        log "ledger: bench/ledger failed: $(tail -1 "$TMP/ledger.err")"
+    fi
+    grep '^ledger ' "$out" | grep -v '^ledger audit' >>"$RES" || true
+    record "info ledger_audit $(sed -n 's/^ledger audit //p' "$out")"
+    rm -rf "$TMP/ledger" # up to a few hundred MB of databases
+}
+
+# ---------------------------------------------------------------------------------------------
 # main
 
 machine_info() {
@@ -1415,6 +1438,7 @@ has "$PHASES" cg && phase_cg
 has "$PHASES" cpu && phase_cpu
 has "$PHASES" scale && phase_scale
 has "$PHASES" shared && phase_shared
+has "$PHASES" ledger && phase_ledger
 if has_ms && ((MS_STARTS > 0)); then
     # What the gateway logged: access lines by status class, warnings and errors (for the report).
     # grep -o rather than a sed capture: the cpu phase leaves millions of lines, which a
