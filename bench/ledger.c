@@ -24,13 +24,17 @@
  * (or the audit's failure) once every database passed store_audit afterwards.
  *
  * Usage: ledger DIR [SECONDS [ACCOUNTS...]] (DIR: an empty scratch directory; defaults: 3 s,
- * accounts 1 256 10000 100000).
+ * accounts 1 256 10000 100000). With LEDGER_PG_URL set (a PostgreSQL server's URL, its
+ * database one to connect to, e.g. tests/pg.sh's), the databases are made there instead
+ * (ledger_A, dropped first if they exist): the same batches on the PostgreSQL backend.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "auth/keys.h"
 #include "common/util.h"
@@ -125,6 +129,31 @@ static void lb_case(store_t *s, int n, const int64_t *acct, const int64_t *key, 
     fflush(stdout);
 }
 
+static void lb_pg_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* PostgreSQL: a fresh database ledger_N on the server of base; its URL into out. */
+static void lb_pg_fresh(const char *base, int n, char *out, size_t outlen)
+{
+    const char *slash = strrchr(base, '/');
+    if (!slash || slash - base < 12) lb_die("LEDGER_PG_URL", "no database in the URL");
+    PGconn *c = PQconnectdb(base);
+    if (PQstatus(c) != CONNECTION_OK) lb_die("LEDGER_PG_URL", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, lb_pg_quiet, NULL); /* "does not exist, skipping" */
+    char sql[96];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS ledger_%d", n);
+    PQclear(PQexec(c, sql));
+    snprintf(sql, sizeof sql, "CREATE DATABASE ledger_%d", n);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) lb_die("create database", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    snprintf(out, outlen, "%.*s/ledger_%d", (int)(slash - base), base, n);
+}
+
 int main(int argc, char **argv)
 {
     static const int defaults[] = {1, 256, 10000, 100000};
@@ -150,8 +179,13 @@ int main(int argc, char **argv)
         int64_t *acct = malloc((size_t)n * sizeof *acct), *key = malloc((size_t)n * sizeof *key);
         cfg_t *cfg = calloc(1, sizeof *cfg);
         if (!acct || !key || !cfg) lb_die("setup", "out of memory");
-        snprintf(path, sizeof path, "%s/ledger-%d.db", argv[1], n);
-        cfg->sqlite_path = path;
+        if (getenv("LEDGER_PG_URL")) {
+            lb_pg_fresh(getenv("LEDGER_PG_URL"), n, path, sizeof path);
+            cfg->postgres_url = path;
+        } else {
+            snprintf(path, sizeof path, "%s/ledger-%d.db", argv[1], n);
+            cfg->sqlite_path = path;
+        }
         store_t *s = store_open(cfg, err, sizeof err);
         if (!s) lb_die("store", err);
         lb_fill(s, n, acct, key);
