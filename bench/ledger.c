@@ -16,9 +16,13 @@
  * For each number of accounts A: a fresh SQLite database with A accounts and a key each, then
  * for each batch size: a few batches to warm it, then batches until SECONDS have passed, each
  * event charging an account drawn at random (a fixed seed) with its key (or until 400,000
- * events). One line each:
+ * events). The charges are posted as the gateway posts them (store_ledger_defer; every second of
+ * commits and once at the end, inside the time measured), or with each commit where the backend
+ * always does (PostgreSQL) or LEDGER_POST=commit says so (the way before deferred posting). One
+ * line each:
  *
  *   ledger A BATCH 1 events=N seconds=S events_per_s=R us_per_event=U cpu_us_per_event=C
+ *          deferred=0|1
  *
  * (cpu: the process's user + system time, the checkpointer's included), then "ledger audit ok"
  * (or the audit's failure) once every database passed store_audit afterwards.
@@ -47,6 +51,7 @@
 /* A case stops at this many events too: a few hot accounts commit millions a second, and the
  * database (and the audit after) would grow with them for nothing. */
 #define LB_MAX_EVENTS 400000
+#define LB_POST_NS 1000000000ull /* billing.c's BILL_POST_MS */
 
 static void lb_die(const char *what, const char *why)
 {
@@ -88,11 +93,11 @@ static void lb_fill(store_t *s, int n, int64_t *acct, int64_t *key)
 /* Commits batches of `batch` events over the n accounts until `secs` have passed; prints the
  * line. *seq numbers the request ids across calls (each id once per database). */
 static void lb_case(store_t *s, int n, const int64_t *acct, const int64_t *key, int batch,
-                    double secs, int64_t *seq, uint64_t *rng)
+                    double secs, int deferred, int64_t *seq, uint64_t *rng)
 {
     static store_usage_event ev[LB_MAX_BATCH];
     int64_t events = 0;
-    uint64_t t0 = 0;
+    uint64_t t0 = 0, posted = ms_mono_ns();
     double c0 = 0;
     for (int b = 0;; b++) {
         if (b == LB_WARM_BATCHES) {
@@ -117,15 +122,20 @@ static void lb_case(store_t *s, int n, const int64_t *acct, const int64_t *key, 
         }
         if (store_ledger_commit_new(s, ev, (size_t)batch) != STORE_OK)
             lb_die("commit", store_errmsg(s));
+        if (deferred && ms_mono_ns() - posted >= LB_POST_NS) {
+            if (store_ledger_post(s) != STORE_OK) lb_die("post", store_errmsg(s));
+            posted = ms_mono_ns();
+        }
         if (b < LB_WARM_BATCHES) continue;
         events += batch;
         if (events >= LB_MAX_EVENTS || (double)(ms_mono_ns() - t0) / 1e9 >= secs) break;
     }
+    if (deferred && store_ledger_post(s) != STORE_OK) lb_die("post", store_errmsg(s));
     double wall = (double)(ms_mono_ns() - t0) / 1e9, cpu = lb_cpu_s() - c0;
     printf("ledger %d %d 1 events=%lld seconds=%.3f events_per_s=%.0f us_per_event=%.2f "
-           "cpu_us_per_event=%.2f\n",
+           "cpu_us_per_event=%.2f deferred=%d\n",
            n, batch, (long long)events, wall, (double)events / wall, wall * 1e6 / (double)events,
-           cpu * 1e6 / (double)events);
+           cpu * 1e6 / (double)events, deferred);
     fflush(stdout);
 }
 
@@ -193,12 +203,16 @@ int main(int argc, char **argv)
         /* the gateway's arrangement: a handle of the ledger's own, the checkpointer beside it */
         if (!(s = store_open(cfg, err, sizeof err))) lb_die("store", err);
         if (store_ledger_writer(s) != STORE_OK) lb_die("ledger writer", store_errmsg(s));
+        const char *mode = getenv("LEDGER_POST");
+        int deferred = !(mode && strcmp(mode, "commit") == 0) && store_ledger_defer(s, 1) == 0;
+        /* as billing.c starts: a posting, which also starts the handle's sums */
+        if (deferred && store_ledger_post(s) != STORE_OK) lb_die("post", store_errmsg(s));
         store_ckpt *ck = store_ckpt_start(cfg, s, err, sizeof err);
         if (!ck) lb_die("checkpointer", err);
         int64_t seq = 0;
         uint64_t rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
         for (size_t b = 0; b < sizeof batches / sizeof *batches; b++)
-            lb_case(s, n, acct, key, batches[b], secs, &seq, &rng);
+            lb_case(s, n, acct, key, batches[b], secs, deferred, &seq, &rng);
         store_ckpt_stop(ck);
         store_close(s);
         /* a handle of its own, as `modelswitch audit` opens one */

@@ -85,6 +85,11 @@
  * busy gateway commits a batch per window instead of a transaction per request (SQLite's cost
  * per commit is larger than its cost per row). */
 #define BILL_GROUP_MS 10
+/* Deferred posting (store_ledger_defer): a commit writes the usage rows, and the charges reach
+ * the balances and spends of the accounts and keys at most this long after, each account and key
+ * once for all of them. Readers never see the difference (every read adds what is not posted);
+ * what it saves is an account row and a key row written a commit each (docs/BILLING.md). */
+#define BILL_POST_MS 1000
 /* Events older than this when more arrive mean the ledger thread is starved (bgprio.h). */
 #define BILL_LAG_MS 25
 #define BILL_QUEUE_MIN 256
@@ -230,6 +235,10 @@ struct bill {
     store_usage_event *jchunk; /* a batch read from the journal: BILL_CHUNK events */
     size_t jn;                 /* events in jchunk, 0 when the batch is `out` */
     int64_t last_seq;
+    int defer;               /* the store's posting deferred (no shared state): see BILL_POST_MS */
+    int64_t posted_ms;       /* the ledger thread's last posting */
+    uint64_t posted_commits; /* commits since then (ledger thread) */
+    unsigned post_failures;
     bill_newacct *polled;
     size_t npolled, polled_cap;
     int poll_oom;
@@ -929,6 +938,26 @@ static void bill_committed(bill_t *b, size_t n)
     pthread_mutex_unlock(&b->qmu);
 }
 
+/* Deferred posting, on the ledger thread between commits: every BILL_POST_MS while commits
+ * come (or at once with force: at the end). A failure leaves the charges unposted, which readers
+ * still count, and is tried again next time. */
+static void bill_post(bill_t *b, int force)
+{
+    if (!b->defer || b->posted_commits == 0) return;
+    int64_t now = bill_now_mono_ms();
+    if (!force && now - b->posted_ms < BILL_POST_MS) return;
+    b->posted_ms = now;
+    if (store_ledger_post(b->store) != STORE_OK) {
+        if (b->post_failures++ % BILL_WARN_EVERY == 0)
+            log_warn("billing: posting committed charges to balances failed (readers count "
+                     "them; retried): %s",
+                     store_errmsg(b->store));
+        return;
+    }
+    b->post_failures = 0;
+    b->posted_commits = 0;
+}
+
 static void *bill_main(void *arg)
 {
     bill_t *b = arg;
@@ -1048,6 +1077,7 @@ static void *bill_main(void *arg)
                     log_warn("billing: ledger writes recovered after %u failed attempts", failures);
                 backoff = 0;
                 failures = 0;
+                b->posted_commits++;
                 bill_committed(b, n);
             } else {
                 snprintf(msg, sizeof(msg), "%s", store_errmsg(b->store));
@@ -1062,6 +1092,7 @@ static void *bill_main(void *arg)
             }
         }
         int polled = 0;
+        if (poll_now) bill_post(b, 0);
         if (poll_now) {
             int ok = bill_poll(b, msg, sizeof(msg)) == 0;
             bill_store_result(b, ok);
@@ -1083,6 +1114,9 @@ static void *bill_main(void *arg)
             b->poke = 1; /* failed: a waiter still needs a poll, and will get the next one */
         }
     }
+    pthread_mutex_unlock(&b->qmu);
+    bill_post(b, 1); /* the database's rows as readers see them, for whoever reads them raw */
+    pthread_mutex_lock(&b->qmu);
     b->exited = 1;
     bg_leave(&b->bg);
     pthread_cond_broadcast(&b->flushed);
@@ -1261,6 +1295,15 @@ bill_t *bill_start(const cfg_t *cfg, char *err, size_t errlen)
     }
     /* checkpoints off this thread: a commit is then a WAL append, never a stall of seconds */
     if (!(b->ckpt = store_ckpt_start(cfg, b->store, err, errlen))) goto fail;
+    /* Deferred posting where this instance is the store's only one: several instances (redis:)
+     * push each commit's rows to the shared state (bill_push_owed), which needs them posted.
+     * What an earlier run left unposted (it stopped between two postings) is posted first. */
+    b->defer = !cfg->redis_url && store_ledger_defer(b->store, 1) == STORE_OK;
+    if (store_ledger_post(b->store) != STORE_OK)
+        log_warn("billing: posting the charges an earlier run left failed (readers count them; "
+                 "retried): %s",
+                 store_errmsg(b->store));
+    b->posted_ms = bill_now_mono_ms();
     b->mem_cap = bill_mem_cap();
     b->warn_at = b->mem_cap * 2 < BILL_MEM_CAP ? BILL_MEM_CAP : b->mem_cap * 2;
     if (!(b->jr_path = bill_jr_path(cfg))) {

@@ -62,7 +62,9 @@ typedef struct store_ops {
 
     /* first: no event was offered to a store before (store_ledger_commit_new) */
     int (*ledger_commit)(store_t *s, const store_usage_event *ev, size_t n, int first);
-    int (*ledger_writer)(store_t *s); /* NULL: nothing to set up */
+    int (*ledger_writer)(store_t *s);        /* NULL: nothing to set up */
+    int (*ledger_defer)(store_t *s, int on); /* NULL: charges are always posted at once */
+    int (*ledger_post)(store_t *s);          /* NULL: nothing is ever left to post */
     int (*usage_query)(store_t *s, int64_t account_id, const store_usage_filter *f, int64_t limit,
                        int64_t offset, store_usage_row **out, size_t *n);
     int (*usage_stats_query)(store_t *s, int64_t account_id, const store_usage_filter *f,

@@ -195,6 +195,10 @@ static const char *const pg_migrations[] = {
     /* 12: SQLite's newest blocks hold several accounts' rows (sqlite.c); shared version (see 10).
      */
     "COMMENT ON TABLE usage IS 'a row a request, request_id unique (SQLite: blocks, 10 to 12)';",
+
+    /* 13: SQLite's ledger may post a commit's charges later (sqlite.c, posted_through); here
+     * every commit posts its own, so nothing changes: shared version (see 10). */
+    "COMMENT ON TABLE accounts IS 'balance_nusd: every committed charge is in it';",
 };
 
 #define PG_NMIGRATIONS ((int64_t)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))

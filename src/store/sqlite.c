@@ -54,6 +54,19 @@
     "coalesce((SELECT max(id) FROM usage_recent), 0), "                                            \
     "coalesce((SELECT max(id) FROM transactions), 0), " USAGE_TX_AFTER ") + 1)"
 
+/* The ledger's posting mark (migration 13): every usage row up to it is in its account's balance
+ * and its key's spend, no row past it is. A ledger handle that defers (store_ledger_defer) commits
+ * rows past it and posts them in bulk later; any other commit posts at once. */
+#define POSTED "(SELECT value FROM meta WHERE key = 'posted_through')"
+/* The charges of the usage rows matching `where` that are past the mark: what a balance read
+ * subtracts and a spend read adds, so that every reader sees every committed charge whether it is
+ * posted or not. The newest usage id is looked up first (two index ends, once a statement), so a
+ * store with nothing unposted never reads a usage row for it. */
+#define UNPOSTED(where)                                                                            \
+    "(CASE WHEN max(coalesce((SELECT max(id) FROM usage_blocks), 0), "                             \
+    "coalesce((SELECT max(id) FROM usage_recent), 0)) > " POSTED " THEN (SELECT "                  \
+    "coalesce(sum(charged_nusd), 0) FROM usage WHERE " where " AND id > " POSTED ") ELSE 0 END)"
+
 /* The columns of a table of usage blocks (sqlite_usage.c): usage_blocks (migration 10) and the
  * newest ones' usage_recent (migration 11). */
 #define USAGE_BLOCK_TABLE                                                                          \
@@ -267,23 +280,31 @@ static const char *const store_migrations[] = {
      * by account would only cost (docs/PERFORMANCE.md, round 23). Readers read usage_recent
      * whole, a few thousand rows at most; a move sorts them by account. */
     "DROP INDEX usage_recent_account;",
+    /* 13: usage rows past posted_through are not yet in their account's balance and key's spend
+     * (the ledger posts them later: sq_ledger_post); every read of a balance or spend adds them
+     * (UNPOSTED). Rows written before this migration are all in. */
+    "INSERT OR REPLACE INTO meta(key, value) VALUES ('posted_through', " LEDGER_NEXT_ID " - 1);",
 };
 
 #define STORE_NMIGRATIONS ((int64_t)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
 /* ---- cached statements ---- */
 
+#define KEY_UNPOSTED UNPOSTED("account_id = api_keys.account_id AND key_id = api_keys.id")
 #define KEY_COLS                                                                                   \
     "id, account_id, type, name, prefix, hash, active, deleted, created_at_ms, expires_at_ms, "    \
-    "spend_limit_nusd, spent_nusd, rpm, tpm, seq"
-#define ACCOUNT_COLS "id, name, balance_nusd, created_at_ms, seq"
+    "spend_limit_nusd, spent_nusd + " KEY_UNPOSTED ", rpm, tpm, seq"
+#define ACCOUNT_UNPOSTED UNPOSTED("account_id = accounts.id")
+#define ACCOUNT_COLS "id, name, balance_nusd - " ACCOUNT_UNPOSTED ", created_at_ms, seq"
+#define AUDIT_ACCOUNT_UNPOSTED UNPOSTED("account_id = a.id")
+#define AUDIT_KEY_UNPOSTED UNPOSTED("account_id = k.account_id AND key_id = k.id")
 /* The operator's view: ACCOUNT_COLS, then the account's live proxy keys and what it spent. Both
  * are short range reads of the api_keys_account index (a few rows per account), where a sum over
  * the usage table would read every request the account ever made. */
 #define ACCOUNT_SHOW_COLS                                                                          \
     ACCOUNT_COLS ", (SELECT count(*) FROM api_keys k WHERE k.account_id = accounts.id AND "        \
                  "k.type = 0 AND k.deleted = 0), (SELECT coalesce(sum(k.spent_nusd), 0) FROM "     \
-                 "api_keys k WHERE k.account_id = accounts.id)"
+                 "api_keys k WHERE k.account_id = accounts.id) + " ACCOUNT_UNPOSTED
 #define NOTIFY_COLS                                                                                \
     "account_id, low_balance_threshold_nusd, webhook_url, webhook_secret, updated_at_ms"
 #define USAGE_COLS                                                                                 \
@@ -339,6 +360,11 @@ enum {
     ST_CHARGE_ACCOUNT,
     ST_CHARGE_KEY,
     ST_KEY_OF_ACCOUNT,
+    ST_POSTED_GET,
+    ST_ACCOUNT_POSTED,
+    ST_POSTED_SET,
+    ST_UNPOSTED_SUMS,
+    ST_LAST_USAGE_ID,
     ST_USAGE_LIST,
     ST_USAGE_TOTAL,
     ST_USAGE_BY_MODEL,
@@ -408,7 +434,8 @@ static const char *const store_sql[ST__COUNT] = {
                       "expires_at_ms = CASE WHEN ?11 THEN ?12 ELSE expires_at_ms END, "
                       "seq = ?13 WHERE id = ?14 AND deleted = 0",
     [ST_KEYS_SINCE] = "SELECT " KEY_COLS " FROM api_keys WHERE seq > ? ORDER BY seq",
-    [ST_KEY_SPENDS] = "SELECT id, account_id, spent_nusd FROM api_keys ORDER BY id",
+    [ST_KEY_SPENDS] =
+        "SELECT id, account_id, spent_nusd + " KEY_UNPOSTED " FROM api_keys ORDER BY id",
     [ST_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
     /* a block of usage rows (sqlite_usage.c) */
     [ST_BLOCK_INSERT] = SQU_BLOCK_INSERT,
@@ -436,6 +463,16 @@ static const char *const store_sql[ST__COUNT] = {
                       "WHERE id = ?2 AND account_id = ?3 AND spent_nusd <= ?4 - ?1",
     /* the ledger's check of a key that only free events named (store_check_free_keys) */
     [ST_KEY_OF_ACCOUNT] = "SELECT 1 FROM api_keys WHERE id = ?1 AND account_id = ?2",
+    [ST_POSTED_GET] = "SELECT " POSTED,
+    [ST_ACCOUNT_POSTED] = "SELECT balance_nusd FROM accounts WHERE id = ?1",
+    [ST_POSTED_SET] = "UPDATE meta SET value = ?1 WHERE key = 'posted_through'",
+    /* the charges of rows (?1, ?2] by account and key, accounts in id order (sq_ledger_post):
+     * the rows are read from the id bound on (sqlite_usage.c), the blocks past the mark */
+    [ST_UNPOSTED_SUMS] = "SELECT account_id, key_id, sum(charged_nusd) FROM usage "
+                         "WHERE id > ?1 AND id <= ?2 AND charged_nusd > 0 "
+                         "GROUP BY account_id, key_id ORDER BY account_id, key_id",
+    [ST_LAST_USAGE_ID] = "SELECT max(coalesce((SELECT max(id) FROM usage_blocks), 0), "
+                         "coalesce((SELECT max(id) FROM usage_recent), 0))",
     [ST_USAGE_LIST] = "SELECT " USAGE_COLS USAGE_WHERE " ORDER BY id DESC LIMIT ?6 OFFSET ?7",
     /* The statistics: the group's value first (a constant for the overall row), then
      * USAGE_SUMS, as read_stat_row reads them. */
@@ -463,17 +500,18 @@ static const char *const store_sql[ST__COUNT] = {
                       " AND charged_nusd > 0 ORDER BY 1 DESC LIMIT ?2)",
     /* Sums are grouped once over the whole table rather than per row: the audit reads every
      * transaction exactly once. */
-    [ST_AUDIT_BALANCES] =
-        "SELECT a.id, a.balance_nusd, coalesce(t.total, 0) FROM accounts a "
-        "LEFT JOIN (SELECT account_id, sum(amount_nusd) AS total FROM ledger_transactions "
-        "GROUP BY account_id) t ON t.account_id = a.id "
-        "WHERE a.balance_nusd != coalesce(t.total, 0) ORDER BY a.id",
+    [ST_AUDIT_BALANCES] = "SELECT a.id, a.balance_nusd - " AUDIT_ACCOUNT_UNPOSTED " AS b, "
+                          "coalesce(t.total, 0) FROM accounts a "
+                          "LEFT JOIN (SELECT account_id, sum(amount_nusd) AS total FROM "
+                          "ledger_transactions GROUP BY account_id) t ON t.account_id = a.id "
+                          "WHERE b != coalesce(t.total, 0) ORDER BY a.id",
     [ST_AUDIT_NEGATIVE] =
-        "SELECT id, balance_nusd FROM accounts WHERE balance_nusd < 0 ORDER BY id",
-    [ST_AUDIT_KEY_SPENT] = "SELECT k.id, k.spent_nusd, coalesce(u.total, 0) FROM api_keys k "
+        "SELECT id, balance_nusd - " ACCOUNT_UNPOSTED " AS b FROM accounts WHERE b < 0 ORDER BY id",
+    [ST_AUDIT_KEY_SPENT] = "SELECT k.id, k.spent_nusd + " AUDIT_KEY_UNPOSTED " AS sp, "
+                           "coalesce(u.total, 0) FROM api_keys k "
                            "LEFT JOIN (SELECT key_id, sum(charged_nusd) AS total FROM usage "
                            "GROUP BY key_id) u ON u.key_id = k.id "
-                           "WHERE k.spent_nusd != coalesce(u.total, 0) ORDER BY k.id",
+                           "WHERE sp != coalesce(u.total, 0) ORDER BY k.id",
     /* A usage transaction in the table must match its usage row: same account, amount =
      * -charged. */
     [ST_AUDIT_USAGE_TX] =
@@ -541,6 +579,15 @@ static const char *const store_sql[ST__COUNT] = {
 _Static_assert(STORE_LEDGER_ROWS <= SQU_ROWS_MAX, "a chunk's account fits in one block");
 
 /* A SQLite handle: the common head (backend.h), then the connection and its statements. */
+/* A sum per account (id = account_id) or per key of an account, in open addressing. */
+struct sq_owed_ent {
+    int64_t id, account_id, sum; /* id 0: a free slot */
+};
+struct sq_owed {
+    struct sq_owed_ent *v;
+    size_t n, cap; /* cap: a power of two, or 0 */
+};
+
 typedef struct sq {
     struct store base;
     sqlite3 *db;
@@ -548,6 +595,14 @@ typedef struct sq {
     int ledger_writer;    /* store_ledger_writer: foreign keys off, the batch checks instead */
     unsigned char *block; /* SQU_BLOCK_MAX bytes: the block being written (ledger handle) */
     int64_t recent;       /* rows in usage_recent, as this handle's commits left it; -1 unknown */
+    int defer;            /* store_ledger_defer: commits leave balances to sq_ledger_post */
+    int64_t *checked;     /* (key, account) pairs a deferring commit found: 2 slots a pair */
+    size_t nchecked;      /* pairs in `checked` (open addressing over SQ_CHECKED_SLOTS) */
+    /* What this deferring handle committed since its last posting, summed as it committed
+     * (sq_owed): the next posting writes these instead of reading the rows back. Valid (from
+     * >= 0) while the mark is still `from` and the rows past it are this handle's own. */
+    struct sq_owed owed_accts, owed_keys;
+    int64_t owed_from, owed_upto; /* the mark the sums start at (-1: not known), last id */
 } sq;
 
 #define SQ(s) ((sq *)(s))
@@ -842,6 +897,9 @@ static void sq_close(store_t *s)
         sqlite3_finalize(SQ(s)->st[i]);
     sqlite3_close(SQ(s)->db);
     free(SQ(s)->block);
+    free(SQ(s)->checked);
+    free(SQ(s)->owed_accts.v);
+    free(SQ(s)->owed_keys.v);
     free(s);
 }
 
@@ -880,6 +938,7 @@ store_t *store_sqlite_open(const cfg_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     SQ(s)->recent = -1;
+    SQ(s)->owed_from = -1; /* no sums kept until a deferring handle posts */
     s->ops = &store_sqlite_ops;
     pthread_once(&once, store_sqlite_init);
     /* NOMUTEX: a handle belongs to one thread at a time (store.h), so SQLite's own per-connection
@@ -1595,10 +1654,16 @@ static int store_sums_add(store_sums *t, int64_t id, int64_t account_id, int64_t
 static const char *store_overdraft_request(store_t *s, const store_usage_event *ev, size_t n,
                                            const store_sum *a)
 {
-    store_account acct;
     int64_t left;
-    if (sq_account_get(s, a->id, &acct) != STORE_OK) return ev[a->first].request_id;
-    left = acct.balance_nusd;
+    /* the row as it is (the batch's rows, past the mark, are not in it; a read through
+     * ACCOUNT_COLS would take them off) */
+    sqlite3_stmt *st = store_stmt(s, ST_ACCOUNT_POSTED);
+    if (!st) return ev[a->first].request_id;
+    sqlite3_bind_int64(st, 1, a->id);
+    int rc = sqlite3_step(st);
+    left = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    store_release(st);
+    if (rc != SQLITE_ROW) return ev[a->first].request_id;
     for (size_t i = a->first; i < n; i++) {
         if (ev[i].account_id != a->id || ev[i].charged_nusd <= 0) continue;
         left -= ev[i].charged_nusd;
@@ -2263,14 +2328,51 @@ static int store_account_seq_io(store_t *s, int set, int64_t *seq)
     return ret;
 }
 
-/* The keys that only free events of the batch named (no charge checked them): each must exist
- * and belong to the event's account. */
+/* A deferring ledger handle remembers the (key, account) pairs its commits found, since nothing
+ * ever deletes a key or moves it to another account: a key is looked up once a process, not once
+ * a batch. Bounded: when the table is three quarters full it starts over. */
+#define SQ_CHECKED_SLOTS ((size_t)1 << 16)
+
+static size_t sq_checked_slot(const sq *q, int64_t key, int64_t account)
+{
+    uint64_t h = ((uint64_t)key * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account;
+    size_t i = (size_t)(h ^ (h >> 31)) & (SQ_CHECKED_SLOTS - 1);
+    while (q->checked[2 * i] && (q->checked[2 * i] != key || q->checked[2 * i + 1] != account))
+        i = (i + 1) & (SQ_CHECKED_SLOTS - 1);
+    return i;
+}
+
+static int sq_checked(const sq *q, int64_t key, int64_t account)
+{
+    return q->checked && key > 0 && q->checked[2 * sq_checked_slot(q, key, account)] == key;
+}
+
+static void sq_checked_add(sq *q, int64_t key, int64_t account)
+{
+    if (key <= 0) return;
+    if (!q->checked || q->nchecked >= SQ_CHECKED_SLOTS / 4 * 3) {
+        free(q->checked);
+        q->nchecked = 0;
+        if (!(q->checked = calloc(2 * SQ_CHECKED_SLOTS, sizeof *q->checked))) return;
+    }
+    size_t i = sq_checked_slot(q, key, account);
+    if (q->checked[2 * i]) return;
+    q->checked[2 * i] = key;
+    q->checked[2 * i + 1] = account;
+    q->nchecked++;
+}
+
+/* The keys the batch named that no charge checked (free events' keys; on a deferring handle every
+ * key, as nothing is charged): each must exist and belong to the event's account. Pairs a
+ * deferring handle found before are not looked up again. */
 static int store_check_free_keys(store_t *s, const store_sums *free_keys, const store_sums *keys,
                                  const store_usage_event *ev)
 {
+    sq *q = SQ(s);
     for (size_t i = 0; i < free_keys->n; i++) {
         const store_sum *k = &free_keys->v[i];
-        if (store_sums_has(keys, k->id, k->account_id)) continue;
+        if (keys && store_sums_has(keys, k->id, k->account_id)) continue;
+        if (q->defer && sq_checked(q, k->id, k->account_id)) continue;
         sqlite3_stmt *st = store_stmt(s, ST_KEY_OF_ACCOUNT);
         if (!st) return STORE_ERR;
         sqlite3_bind_int64(st, 1, k->id);
@@ -2282,7 +2384,252 @@ static int store_check_free_keys(store_t *s, const store_sums *free_keys, const 
                                 ev[k->first].request_id, (long long)k->id,
                                 (long long)k->account_id);
         if (rc != SQLITE_ROW) return store_dberr(s, "ledger: check key");
+        if (q->defer) sq_checked_add(q, k->id, k->account_id);
     }
+    return STORE_OK;
+}
+
+/* ---- posting: charges into balances and spends ---- */
+
+static int store_posted_get(store_t *s, int64_t *mark)
+{
+    return store_int_query(s, ST_POSTED_GET, mark, "ledger: read the posting mark");
+}
+
+static int store_posted_set(store_t *s, int64_t mark)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_POSTED_SET);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, mark);
+    if (store_step_done(s, st, "ledger: move the posting mark") != STORE_OK) return STORE_ERR;
+    if (sqlite3_changes(SQ(s)->db) != 1) return store_seterr(s, "ledger: posting mark missing");
+    return STORE_OK;
+}
+
+/* Lowers an account's balance by sum under a fresh sequence value (a posting). */
+static int store_post_account(store_t *s, int64_t account, int64_t sum, int64_t *seq)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_ACCOUNT);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, sum);
+    sqlite3_bind_int64(st, 2, ++*seq);
+    sqlite3_bind_int64(st, 3, account);
+    int rc = sqlite3_step(st);
+    store_release(st);
+    if (rc == SQLITE_CONSTRAINT_CHECK)
+        return store_seterr(s, "ledger: posting: account %lld balance would go below zero",
+                            (long long)account);
+    if (rc != SQLITE_DONE) return store_dberr(s, "ledger: posting to an account");
+    if (sqlite3_changes(SQ(s)->db) == 0)
+        return store_seterr(s, "ledger: posting: account %lld not found", (long long)account);
+    return STORE_OK;
+}
+
+/* Raises a key's spend by sum (a posting); the key must be the account's. */
+static int store_post_key(store_t *s, int64_t key, int64_t account, int64_t sum)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_KEY);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, sum);
+    sqlite3_bind_int64(st, 2, key);
+    sqlite3_bind_int64(st, 3, account);
+    sqlite3_bind_int64(st, 4, INT64_MAX);
+    if (store_step_done(s, st, "ledger: posting to a key") != STORE_OK) return STORE_ERR;
+    if (sqlite3_changes(SQ(s)->db) == 0)
+        return store_seterr(s,
+                            "ledger: posting: key %lld of account %lld not found (or its "
+                            "spend would overflow)",
+                            (long long)key, (long long)account);
+    return STORE_OK;
+}
+
+/* Posts the charges of the usage rows past the mark up to `upto`: each account's sum and each
+ * key's once, accounts in id order (the pages of the accounts table in order, each written once
+ * however many of its rows change), an account under a fresh sequence value (*seq: the counter
+ * the caller read and writes back); then the mark. Inside a write transaction. */
+static int store_post(store_t *s, int64_t upto, int64_t *seq)
+{
+    int64_t mark, last, acct = 0, acct_sum = 0;
+    if (store_posted_get(s, &mark) != STORE_OK) return STORE_ERR;
+    if (upto <= mark) return STORE_OK;
+    /* nothing past the mark (a commit that posts at once finds this): its caller moves it */
+    if (store_int_query(s, ST_LAST_USAGE_ID, &last, "ledger: newest usage id") != STORE_OK)
+        return STORE_ERR;
+    if (last <= mark) return STORE_OK;
+    sqlite3_stmt *st = store_stmt(s, ST_UNPOSTED_SUMS);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, mark);
+    sqlite3_bind_int64(st, 2, upto);
+    int rc, ret = STORE_OK;
+    while (ret == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t a = sqlite3_column_int64(st, 0), k = sqlite3_column_int64(st, 1),
+                sum = sqlite3_column_int64(st, 2);
+        if (a != acct) {
+            if (acct && store_post_account(s, acct, acct_sum, seq) != STORE_OK) ret = STORE_ERR;
+            acct = a;
+            acct_sum = 0;
+        }
+        if (__builtin_add_overflow(acct_sum, sum, &acct_sum))
+            ret = store_seterr(s, "ledger: posting: account %lld's charges overflow", (long long)a);
+        else if (ret == STORE_OK && store_post_key(s, k, a, sum) != STORE_OK)
+            ret = STORE_ERR;
+    }
+    if (ret == STORE_OK && rc != SQLITE_DONE) ret = store_dberr(s, "ledger: posting: read charges");
+    store_release(st);
+    if (ret == STORE_OK && acct && store_post_account(s, acct, acct_sum, seq) != STORE_OK)
+        ret = STORE_ERR;
+    return ret == STORE_OK ? store_posted_set(s, upto) : ret;
+}
+
+/* ---- a deferring handle's sums of what it has not posted ---- */
+
+/* Entries a table may hold: past it the sums are dropped and the posting reads the rows back
+ * (~40 MB for both tables at most). */
+#define SQ_OWED_MAX ((size_t)1 << 20)
+
+static void sq_owed_clear(struct sq_owed *o)
+{
+    if (o->v) memset(o->v, 0, o->cap * sizeof *o->v);
+    o->n = 0;
+}
+
+/* The sums are not known: the next posting reads the rows past the mark. */
+static void sq_owed_forget(sq *q)
+{
+    sq_owed_clear(&q->owed_accts);
+    sq_owed_clear(&q->owed_keys);
+    q->owed_from = -1;
+}
+
+/* Known again, empty, from the mark `mark` on (after a posting, or one that found nothing). */
+static void sq_owed_restart(sq *q, int64_t mark)
+{
+    sq_owed_clear(&q->owed_accts);
+    sq_owed_clear(&q->owed_keys);
+    q->owed_from = q->owed_upto = mark;
+}
+
+static struct sq_owed_ent *sq_owed_slot(struct sq_owed_ent *v, size_t cap, int64_t id,
+                                        int64_t account_id)
+{
+    uint64_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account_id;
+    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
+    while (v[i].id && (v[i].id != id || v[i].account_id != account_id))
+        i = (i + 1) & (cap - 1);
+    return &v[i];
+}
+
+/* Adds sum to (id, account_id); -1 when it would overflow or the table is full or out of
+ * memory (the caller then forgets the sums). */
+static int sq_owed_add(struct sq_owed *o, int64_t id, int64_t account_id, int64_t sum)
+{
+    if (o->n + 1 > o->cap / 2) {
+        size_t cap = o->cap ? o->cap * 2 : 1024;
+        if (o->n >= SQ_OWED_MAX) return -1;
+        struct sq_owed_ent *v = calloc(cap, sizeof *v);
+        if (!v) return -1;
+        for (size_t i = 0; i < o->cap; i++)
+            if (o->v[i].id) *sq_owed_slot(v, cap, o->v[i].id, o->v[i].account_id) = o->v[i];
+        free(o->v);
+        o->v = v;
+        o->cap = cap;
+    }
+    struct sq_owed_ent *e = sq_owed_slot(o->v, o->cap, id, account_id);
+    if (e->id) return __builtin_add_overflow(e->sum, sum, &e->sum) ? -1 : 0;
+    *e = (struct sq_owed_ent){id, account_id, sum};
+    o->n++;
+    return 0;
+}
+
+/* After a deferring commit that ended with id `upto`: its sums into the handle's. */
+static void sq_owed_commit(sq *q, const store_sums *accts, const store_sums *keys, int64_t upto)
+{
+    if (q->owed_from < 0) return;
+    for (size_t i = 0; i < accts->n; i++)
+        if (sq_owed_add(&q->owed_accts, accts->v[i].id, accts->v[i].id, accts->v[i].sum) != 0)
+            goto forget;
+    for (size_t i = 0; i < keys->n; i++)
+        if (sq_owed_add(&q->owed_keys, keys->v[i].id, keys->v[i].account_id, keys->v[i].sum) != 0)
+            goto forget;
+    q->owed_upto = upto;
+    return;
+forget:
+    sq_owed_forget(q);
+}
+
+static int sq_owed_cmp(const void *x, const void *y)
+{
+    const struct sq_owed_ent *a = x, *b = y;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Posts the handle's sums (the rows past the mark are all theirs): accounts, then keys, each in
+ * id order (pages in order, each written once). Inside the posting's transaction. */
+static int sq_owed_post(store_t *s, int64_t *seq)
+{
+    struct sq_owed *t[2] = {&SQ(s)->owed_accts, &SQ(s)->owed_keys};
+    for (int k = 0; k < 2; k++) {
+        struct sq_owed *o = t[k];
+        size_t n = 0;
+        for (size_t i = 0; i < o->cap; i++) /* packed to the front: the table is cleared after */
+            if (o->v[i].id) o->v[n++] = o->v[i];
+        qsort(o->v, n, sizeof *o->v, sq_owed_cmp);
+        for (size_t i = 0; i < n; i++) {
+            const struct sq_owed_ent *e = &o->v[i];
+            if (e->sum == 0) continue;
+            if ((k == 0 ? store_post_account(s, e->id, e->sum, seq)
+                        : store_post_key(s, e->id, e->account_id, e->sum)) != STORE_OK)
+                return STORE_ERR;
+        }
+    }
+    return STORE_OK;
+}
+
+/* store_ledger_post: everything committed and not yet posted, in one transaction. Safe from any
+ * handle and process at any time: the rows past the mark and the mark move together, and a
+ * second poster finds nothing left. A deferring handle writes the sums it kept as it committed
+ * when the rows past the mark are all its own (the mark is where its sums start, and nothing
+ * but its commits wrote usage rows since); otherwise the rows are read back and summed. */
+static int sq_ledger_post(store_t *s)
+{
+    sq *q = SQ(s);
+    int64_t last = 0, mark = 0, seq0 = 0, seq = 0;
+    if (store_int_query(s, ST_LAST_USAGE_ID, &last, "ledger: newest usage id") != STORE_OK ||
+        store_posted_get(s, &mark) != STORE_OK)
+        return STORE_ERR;
+    if (last <= mark) { /* the usual case between two postings: no write */
+        if (q->defer && (q->owed_from != mark || q->owed_accts.n || q->owed_keys.n))
+            sq_owed_restart(q, mark);
+        return STORE_OK;
+    }
+    if (store_begin(s) != STORE_OK) return STORE_ERR;
+    int ret = STORE_ERR;
+    if (store_account_seq_io(s, 0, &seq0) != STORE_OK ||
+        store_int_query(s, ST_LAST_USAGE_ID, &last, "ledger: newest usage id") != STORE_OK ||
+        store_posted_get(s, &mark) != STORE_OK)
+        goto out;
+    seq = seq0;
+    if (q->defer && q->owed_from >= 0 && q->owed_from == mark && last <= q->owed_upto) {
+        if (sq_owed_post(s, &seq) != STORE_OK || store_posted_set(s, last) != STORE_OK) goto out;
+    } else if (store_post(s, last, &seq) != STORE_OK) {
+        goto out;
+    }
+    if (seq != seq0 && store_account_seq_io(s, 1, &seq) != STORE_OK) goto out;
+    ret = store_commit(s);
+out:
+    if (ret != STORE_OK) {
+        store_rollback(s);
+        sq_owed_forget(q); /* the sums were packed; the rows are read back next time */
+    } else if (q->defer) {
+        sq_owed_restart(q, last);
+    }
+    return ret;
+}
+
+static int sq_ledger_defer(store_t *s, int on)
+{
+    SQ(s)->defer = on != 0;
+    sq_owed_forget(SQ(s)); /* known from the next posting on */
     return STORE_OK;
 }
 
@@ -2314,7 +2661,7 @@ static int sq_ledger_writer(store_t *s)
 static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, int first)
 {
     int64_t seq0 = 0, seq = 0, next_id = 0;
-    int ret = STORE_ERR, check = SQ(s)->ledger_writer;
+    int ret = STORE_ERR, check = SQ(s)->ledger_writer, defer = SQ(s)->defer;
     store_sums accts = {0}, keys = {0}, free_keys = {0};
     store_rids rids = {0};
     unsigned char *dup = NULL;
@@ -2325,7 +2672,7 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, i
     for (size_t i = 0; i < n; i++)
         if (store_check_event(s, &ev[i]) != STORE_OK) return STORE_ERR;
     if (store_sums_init(&accts, n) != 0 || store_sums_init(&keys, n) != 0 ||
-        (check && store_sums_init(&free_keys, n) != 0) || !(dup = malloc(n)) ||
+        ((check || defer) && store_sums_init(&free_keys, n) != 0) || !(dup = malloc(n)) ||
         store_rids_init(&rids, ev, n, dup) != 0) {
         store_seterr(s, "ledger: out of memory");
         goto out;
@@ -2338,25 +2685,39 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, i
         store_int_query(s, ST_LEDGER_NEXT_ID, &next_id, "ledger: next id") != STORE_OK)
         goto cleanup;
     seq = seq0;
+    /* Posting at once: rows a deferring handle (this one earlier, or a process that stopped)
+     * left unposted go first, so that the mark can move past this batch's rows. */
+    if (!defer && store_post(s, next_id - 1, &seq) != STORE_OK) goto cleanup;
     for (size_t i = 0; i < n;) {
         size_t k = n - i < STORE_LEDGER_ROWS ? n - i : STORE_LEDGER_ROWS;
         if (store_ledger_rows(s, ev + i, i, k, first, &rids, dup + i, &next_id, &accts, &keys,
-                              check ? &free_keys : NULL) != STORE_OK)
+                              check || defer ? &free_keys : NULL) != STORE_OK)
             goto cleanup;
         i += k;
     }
-    if (store_charge_accounts(s, &accts, &seq, ev, n) != STORE_OK ||
-        store_charge_keys(s, &keys, ev) != STORE_OK ||
-        (check && store_check_free_keys(s, &free_keys, &keys, ev) != STORE_OK))
+    if (defer) {
+        /* rows only: balances and spends wait for sq_ledger_post; the keys are checked here,
+         * as the charges would have checked them */
+        if (store_check_free_keys(s, &keys, NULL, ev) != STORE_OK ||
+            store_check_free_keys(s, &free_keys, &keys, ev) != STORE_OK)
+            goto cleanup;
+    } else if (store_charge_accounts(s, &accts, &seq, ev, n) != STORE_OK ||
+               store_charge_keys(s, &keys, ev) != STORE_OK ||
+               (check && store_check_free_keys(s, &free_keys, &keys, ev) != STORE_OK) ||
+               store_posted_set(s, next_id - 1) != STORE_OK) {
         goto cleanup;
+    }
     if (seq != seq0 && store_account_seq_io(s, 1, &seq) != STORE_OK) goto cleanup;
     if (store_recent_fold(s) != STORE_OK) goto cleanup;
     ret = store_commit(s);
+    if (ret == STORE_OK && defer) sq_owed_commit(SQ(s), &accts, &keys, next_id - 1);
 
 cleanup:
     if (ret != STORE_OK) {
         store_rollback(s);
         SQ(s)->recent = -1;
+        /* a COMMIT that failed may have landed: its rows are then past the mark unsummed */
+        if (defer) sq_owed_forget(SQ(s));
     }
 out:
     store_sums_free(&accts);
@@ -3112,6 +3473,11 @@ static int sq_dump(store_t *s, const store_table *t, int (*cb)(void *ud, const s
                 goto cleanup;
             }
         }
+        /* the posting mark is this backend's own: an export has every charge posted
+         * (store_export), and an import sets it past what it brought (sq_import_end) */
+        if (strcmp(t->name, "meta") == 0 && !v[0].null && v[0].len == 14 &&
+            memcmp(v[0].s, "posted_through", 14) == 0)
+            continue;
         if ((ret = cb(ud, v)) != 0) goto cleanup;
         ret = STORE_ERR;
     }
@@ -3213,6 +3579,14 @@ cleanup:
 
 static int sq_import_end(store_t *s, int ok)
 {
+    int64_t last;
+    /* the balances and spends imported hold every charge of the usage rows imported (an export
+     * posts first; PostgreSQL always has) */
+    if (ok && (store_int_query(s, ST_LAST_USAGE_ID, &last, "import: newest usage id") != STORE_OK ||
+               store_posted_set(s, last) != STORE_OK)) {
+        store_rollback(s);
+        return STORE_ERR;
+    }
     if (ok) return store_commit(s);
     store_rollback(s);
     return STORE_OK;
@@ -3320,6 +3694,8 @@ const store_ops store_sqlite_ops = {
     .key_spends = sq_key_spends,
     .ledger_commit = sq_ledger_commit,
     .ledger_writer = sq_ledger_writer,
+    .ledger_defer = sq_ledger_defer,
+    .ledger_post = sq_ledger_post,
     .usage_query = sq_usage_query,
     .usage_stats_query = sq_usage_stats_query,
     .transactions_list = sq_transactions_list,

@@ -269,9 +269,11 @@ _Static_assert(SQU_C__COUNT == SQU_NCOLS, "SQU_NCOLS counts SQU_COLS");
 
 /* The plan's parts (idxNum): which constraints came as arguments, and the order given. */
 #define SQU_P_ACCOUNT 1
-#define SQU_P_FROM 2 /* a lower bound of created_at_ms */
-#define SQU_P_TO 4   /* an upper bound */
-#define SQU_P_DESC 8 /* rows by id descending (with an account only) */
+#define SQU_P_FROM 2      /* a lower bound of created_at_ms */
+#define SQU_P_TO 4        /* an upper bound */
+#define SQU_P_DESC 8      /* rows by id descending (with an account only) */
+#define SQU_P_AFTER 16    /* a lower bound of id: the ledger's rows not yet posted (sqlite.c) */
+#define SQU_P_AFTER_EQ 32 /* that bound inclusive (>=) */
 
 typedef struct squ_vtab {
     sqlite3_vtab base;
@@ -323,7 +325,7 @@ static int squ_disconnect(sqlite3_vtab *vt)
 static int squ_best_index(sqlite3_vtab *vt, sqlite3_index_info *ix)
 {
     (void)vt;
-    int acc = -1, from = -1, to = -1;
+    int acc = -1, from = -1, to = -1, after = -1;
     for (int i = 0; i < ix->nConstraint; i++) {
         const struct sqlite3_index_constraint *c = &ix->aConstraint[i];
         if (!c->usable) continue;
@@ -335,6 +337,9 @@ static int squ_best_index(sqlite3_vtab *vt, sqlite3_index_info *ix)
         else if (c->iColumn == SQU_C_CREATED &&
                  (c->op == SQLITE_INDEX_CONSTRAINT_LE || c->op == SQLITE_INDEX_CONSTRAINT_LT))
             to = i;
+        else if (c->iColumn == SQU_C_ID &&
+                 (c->op == SQLITE_INDEX_CONSTRAINT_GT || c->op == SQLITE_INDEX_CONSTRAINT_GE))
+            after = i;
     }
     int argv = 0, plan = 0;
     if (acc >= 0) {
@@ -349,6 +354,11 @@ static int squ_best_index(sqlite3_vtab *vt, sqlite3_index_info *ix)
         ix->aConstraintUsage[to].argvIndex = ++argv;
         plan |= SQU_P_TO;
     }
+    if (after >= 0) {
+        ix->aConstraintUsage[after].argvIndex = ++argv;
+        plan |= SQU_P_AFTER;
+        if (ix->aConstraint[after].op == SQLITE_INDEX_CONSTRAINT_GE) plan |= SQU_P_AFTER_EQ;
+    }
     /* one account's blocks are disjoint id ranges written in order: its rows come by id */
     if (acc >= 0 && ix->nOrderBy == 1 && ix->aOrderBy[0].iColumn == SQU_C_ID) {
         ix->orderByConsumed = 1;
@@ -360,6 +370,10 @@ static int squ_best_index(sqlite3_vtab *vt, sqlite3_index_info *ix)
     if (from >= 0 || to >= 0) {
         ix->estimatedCost /= 4;
         ix->estimatedRows /= 4;
+    }
+    if (after >= 0) { /* the newest rows: a few thousand at most */
+        ix->estimatedCost /= 100;
+        ix->estimatedRows /= 100;
     }
     return SQLITE_OK;
 }
@@ -455,6 +469,12 @@ static int squ_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxs, int 
         o += (size_t)snprintf(when + o, sizeof when - o, " AND max_created_ms >= ?%d", ++np);
     if (plan & SQU_P_TO)
         o += (size_t)snprintf(when + o, sizeof when - o, " AND min_created_ms <= ?%d", ++np);
+    /* a block's id is its last row's: one that ends past the bound may hold rows past it
+     * (SQLite drops the others: the bound is checked again on every row); one that ends at it
+     * holds none, and is not read (a damaged old block cannot fail the readers of new rows) */
+    if (plan & SQU_P_AFTER)
+        o += (size_t)snprintf(when + o, sizeof when - o, " AND id %s ?%d",
+                              plan & SQU_P_AFTER_EQ ? ">=" : ">", ++np);
     snprintf(sql, sizeof sql,
              "SELECT account_id, first_id, n, min_created_ms, rows, id FROM usage_blocks WHERE "
              "1%s%s UNION ALL SELECT account_id, first_id, n, min_created_ms, rows, id FROM "

@@ -200,6 +200,18 @@ int store_ledger_commit_new(store_t *s, const store_usage_event *ev, size_t n);
  * account and key it names once (an account or key that does not exist, or a key of another
  * account, fails the batch as before). On PostgreSQL nothing changes. */
 int store_ledger_writer(store_t *s);
+/* Deferred posting (SQLite; docs/BILLING.md, "The ledger writer"): with on, the commits of this
+ * handle write usage rows and leave the charges' balances and spends to store_ledger_post, which
+ * writes each account and key once for all the rows since the last posting (with many accounts,
+ * a commit's updates were an account row and a key row on pages of their own each, written to
+ * the WAL every commit). Every read of a balance or a spend, through any handle, includes the
+ * rows not yet posted, so nothing but the tables' raw columns can tell. Not for a store shared
+ * through Redis (its pushes need every commit's rows). STORE_ERR where the backend posts at
+ * once always (PostgreSQL). */
+int store_ledger_defer(store_t *s, int on);
+/* Posts every committed charge not yet in its account's balance and key's spend, in one
+ * transaction; STORE_OK with nothing to do. Safe from any handle or process at any time. */
+int store_ledger_post(store_t *s);
 
 typedef struct store_key_patch {
     int set_name;

@@ -138,10 +138,10 @@ test('migrate applies the schema and prints its version; a second run changes no
     const gw = await pgGateway(db);
     const a = await gw.cli(['migrate']);
     assert.equal(a.code, 0);
-    assert.equal(a.stdout.trim(), 'schema version 12');
+    assert.equal(a.stdout.trim(), 'schema version 13');
     const b = await gw.cli(['migrate']);
-    assert.equal(b.stdout.trim(), 'schema version 12');
-    assert.equal(await psql('SELECT count(*) FROM schema_migrations', db), '12');
+    assert.equal(b.stdout.trim(), 'schema version 13');
+    assert.equal(await psql('SELECT count(*) FROM schema_migrations', db), '13');
     await h.discardGateway(gw);
 });
 
@@ -176,7 +176,7 @@ test('export from SQLite, import into PostgreSQL, audit, and the same key works 
     const exp = await sq.cli(['export']);
     const lines = exp.stdout.trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(lines[0].format, 'modelswitch-export');
-    assert.equal(lines[0].schema, 12);
+    assert.equal(lines[0].schema, 13);
     assert.deepEqual(lines[lines.length - 1], { end: true, rows: lines.filter((l) => l.t).length });
     assert.ok(!exp.stdout.includes(key), 'the export holds key hashes, never keys');
     const file = path.join(sq.dir, 'export.jsonl');
@@ -253,9 +253,9 @@ test('instances starting at the same moment on an empty database migrate exactly
     const db1 = await freshDb();
     const m = await pgGateway(db1);
     const [x, y] = await Promise.all([m.cli(['migrate']), m.cli(['migrate'])]);
-    assert.equal(x.stdout.trim(), 'schema version 12');
-    assert.equal(y.stdout.trim(), 'schema version 12');
-    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db1), '12 12');
+    assert.equal(x.stdout.trim(), 'schema version 13');
+    assert.equal(y.stdout.trim(), 'schema version 13');
+    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db1), '13 13');
     await h.discardGateway(m);
 
     // two serves at once (with redis: configured, several instances may serve one database)
@@ -264,7 +264,7 @@ test('instances starting at the same moment on an empty database migrate exactly
     const b = await pgGateway(db2, { redis: 'redis://127.0.0.1:1/0' });
     await Promise.all([a.start(), b.start()]);
     started.push(a, b);
-    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db2), '12 12');
+    assert.equal(await psql('SELECT count(*) || \' \' || count(DISTINCT version) FROM schema_migrations', db2), '13 13');
     // both serve the same accounts
     const { key } = await a.newProxyKey(1, 'shared');
     await a.waitKeyKnown(key);

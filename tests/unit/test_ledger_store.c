@@ -425,6 +425,10 @@ static void test_recent_merge(void)
              "(9000001, %lld, 9000001, 1, 0, 0, x'')",
              (long long)acct_b, (long long)acct_b);
     CHECK_EQ_INT(sql_exec(q), SQLITE_OK);
+    /* blocks damaged after their charges were posted (migration 13's mark past them): a commit
+     * that posts at once reads the rows past the mark, none of theirs */
+    CHECK_EQ_INT(sql_exec("UPDATE meta SET value = 9000001 WHERE key = 'posted_through'"),
+                 SQLITE_OK);
     store_close(s); /* the new handle counts the waiting block */
     s = store_open(cfg, txt, sizeof txt);
     CHECK(s != NULL);
@@ -1414,6 +1418,175 @@ static void test_key_spends(void)
     store_close(s);
 }
 
+/* Deferred posting (store_ledger_defer, migration 13's mark): a deferring handle's commits write
+ * usage rows and leave the accounts' and keys' rows alone, and every read, through any handle,
+ * still gives each balance and spend with every committed charge: the plain reads, the lists,
+ * the key spends billing loads, the transactions' running balance, the audit. A posting writes
+ * them once and moves the mark; a crash between two postings loses nothing (the rows are there,
+ * the next posting reads them back); a posting by another handle, or a commit that posts at
+ * once, meets the same rows without counting them twice. */
+static int64_t raw_balance(int64_t id)
+{
+    char q[96];
+    snprintf(q, sizeof q, "SELECT balance_nusd FROM accounts WHERE id = %lld", (long long)id);
+    return sql_int(q);
+}
+
+static int64_t raw_spent(int64_t id)
+{
+    char q[96];
+    snprintf(q, sizeof q, "SELECT spent_nusd FROM api_keys WHERE id = %lld", (long long)id);
+    return sql_int(q);
+}
+
+static store_t *deferring(void)
+{
+    char err[256];
+    store_t *w = store_open(cfg, err, sizeof err);
+    if (!w) return NULL;
+    if (store_ledger_writer(w) != STORE_OK || store_ledger_defer(w, 1) != STORE_OK ||
+        store_ledger_post(w) != STORE_OK) {
+        store_close(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void test_deferred_posting(void)
+{
+    store_t *s = fresh("deferred"), *w = NULL, *r = NULL;
+    store_usage_event ev[3];
+    char err[256];
+    const int64_t a0 = 10 * USD, b0 = 1 * USD;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(store_ledger_defer(s, 1), tdb_pg ? STORE_ERR : STORE_OK);
+    CHECK_EQ_INT(store_ledger_defer(s, 0), STORE_OK); /* s posts with each commit (below) */
+    CHECK_EQ_INT(store_ledger_post(s), STORE_OK);     /* nothing to post: no write */
+    if (tdb_pg) goto out;
+    CHECK(tdb_pg || (w = deferring()) != NULL);
+    CHECK((r = store_open(cfg, err, sizeof err)) != NULL);
+    if (!w || !r) goto out;
+
+    ev[0] = event("p-1", acct_a, key_a.id, "gpt-4o", 1, 1, 300);
+    ev[1] = event("p-2", acct_a, key_a2.id, "gpt-4o", 1, 1, 20);
+    ev[2] = event("p-3", acct_b, key_b.id, "gpt-4o", 1, 1, 5);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 3), STORE_OK);
+    /* the rows stay as they were; every read has the charges */
+    CHECK_EQ_INT(raw_balance(acct_a), a0);
+    CHECK_EQ_INT(raw_spent(key_a.id), 0);
+    for (int h = 0; h < 2; h++) {
+        store_t *x = h ? r : w;
+        CHECK_EQ_INT(balance(x, acct_a), a0 - 320);
+        CHECK_EQ_INT(balance(x, acct_b), b0 - 5);
+        CHECK_EQ_INT(spent(x, key_a.id), 300);
+        CHECK_EQ_INT(spent(x, key_a2.id), 20);
+        CHECK_EQ_INT(store_audit(x, NULL), 0);
+    }
+    store_account v;
+    CHECK_EQ_INT(store_account_show(r, acct_a, &v), STORE_OK);
+    CHECK_EQ_INT(v.balance_nusd, a0 - 320);
+    CHECK_EQ_INT(v.spent_nusd, 320);
+    spend_log l;
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(store_key_spends(r, spend_cb, &l), STORE_OK);
+    CHECK_EQ_INT(l.n, 3);
+    CHECK_EQ_INT(l.spent[0] + l.spent[1] + l.spent[2], 325);
+    store_txn *t = NULL;
+    size_t nt = 0;
+    CHECK_EQ_INT(store_transactions_list(r, acct_a, 10, 0, &t, &nt), STORE_OK);
+    CHECK(nt >= 1 && t && t[0].balance_after_nusd == a0 - 320);
+    free(t);
+
+    /* a posting writes them and moves the mark; the reads do not move */
+    int64_t seq = sql_int("SELECT value FROM meta WHERE key = 'account_seq'");
+    CHECK_EQ_INT(store_ledger_post(w), STORE_OK);
+    CHECK_EQ_INT(raw_balance(acct_a), a0 - 320);
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 5);
+    CHECK_EQ_INT(raw_spent(key_a.id), 300);
+    CHECK_EQ_INT(raw_spent(key_a2.id), 20);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'account_seq'"), seq + 2);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'posted_through'"),
+                 sql_int("SELECT max(id) FROM usage"));
+    CHECK_EQ_INT(balance(r, acct_a), a0 - 320);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+    CHECK_EQ_INT(store_ledger_post(w), STORE_OK); /* nothing left */
+    CHECK_EQ_INT(raw_balance(acct_a), a0 - 320);
+
+    /* another handle posts what w kept sums of: w's next posting finds nothing left */
+    ev[0] = event("p-4", acct_a, key_a.id, "gpt-4o", 1, 1, 7);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    CHECK_EQ_INT(store_ledger_post(r), STORE_OK);
+    CHECK_EQ_INT(raw_balance(acct_a), a0 - 327);
+    ev[0] = event("p-5", acct_a, key_a.id, "gpt-4o", 1, 1, 11);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    CHECK_EQ_INT(store_ledger_post(w), STORE_OK); /* read back: the mark moved under its sums */
+    CHECK_EQ_INT(raw_balance(acct_a), a0 - 338);
+    CHECK_EQ_INT(raw_spent(key_a.id), 318);
+    CHECK_EQ_INT(store_audit(r, NULL), 0);
+
+    /* a crash between two postings: the rows are there, counted by every read, posted by the
+     * next handle */
+    ev[0] = event("p-6", acct_b, key_b.id, "gpt-4o", 1, 1, 50);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    store_close(w);
+    w = NULL;
+    CHECK_EQ_INT(balance(r, acct_b), b0 - 55);
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 5);
+    CHECK_EQ_INT(store_audit(r, NULL), 0);
+    CHECK((w = deferring()) != NULL); /* posts at its start, as billing's ledger does */
+    if (!w) goto out;
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 55);
+    CHECK_EQ_INT(raw_spent(key_b.id), 55);
+
+    /* a commit that posts at once (a handle that does not defer) posts what was left first */
+    ev[0] = event("p-7", acct_b, key_b.id, "gpt-4o", 1, 1, 100);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    ev[0] = event("p-8", acct_b, key_b.id, "gpt-4o", 1, 1, 1000);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 1155);
+    CHECK_EQ_INT(raw_spent(key_b.id), 1155);
+    CHECK_EQ_INT(balance(r, acct_b), b0 - 1155);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* a deferring commit checks what a charge would have: a key of another account fails the
+     * batch whole, once its pair is not known */
+    ev[0] = event("p-9", acct_a, key_a.id, "gpt-4o", 1, 1, 1);
+    ev[1] = event("p-10", acct_a, key_b.id, "gpt-4o", 1, 1, 1);
+    int64_t rows = sql_int("SELECT count(*) FROM usage");
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 2), STORE_ERR);
+    CHECK(strstr(store_errmsg(w), "not found") != NULL);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage"), rows);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    CHECK_EQ_INT(store_ledger_post(w), STORE_OK);
+    CHECK_EQ_INT(raw_balance(acct_a), a0 - 339);
+    CHECK_EQ_INT(store_audit(r, NULL), 0);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
+
+    /* an export posts first (its rows are the tables' own), and leaves the mark out: it is this
+     * backend's, and an import sets it past what it brought */
+    ev[0] = event("p-11", acct_a, key_a.id, "gpt-4o", 1, 1, 4);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK(f != NULL);
+    if (f) {
+        CHECK_EQ_INT(store_export(r, f), STORE_OK);
+        fclose(f);
+        CHECK(buf && strstr(buf, "posted_through") == NULL);
+        CHECK(buf && strstr(buf, "\"account_seq\"") != NULL);
+    }
+    free(buf);
+    CHECK_EQ_INT(raw_balance(acct_a), a0 - 343);
+    CHECK_EQ_INT(raw_spent(key_a.id), 323);
+out:
+    store_close(w);
+    store_close(r);
+    store_close(s);
+}
+
 static off_t file_size(const char *path)
 {
     struct stat st;
@@ -2187,6 +2360,7 @@ static void run_all(void)
     RUN(test_notify_settings);
     RUN(test_webhook_outbox);
     if (!tdb_pg) RUN(test_writer_journal_in_memory);
+    RUN(test_deferred_posting);
     RUN(test_commit_throughput);
     teardown();
 }
