@@ -41,6 +41,11 @@
  *   commit: store_ledger_commit(chunk), then for each event db -= charge, unflushed -= charge
  *           (available = db_balance - unflushed - held is unchanged by this step);
  *   poll:   store_accounts_since(last_seq), then db_balance = the row's balance.
+ * (With deferred posting, SQLite without Redis: BILL_POST_MS, a commit writes the usage rows
+ * and a posting, on this thread before a poll, writes their charges into the account and key
+ * rows later. A store's read of a balance subtracts the committed charges not yet posted, so
+ * "the row's balance" below is the committed balance either way, and a posting, which moves
+ * charges from the rows past the mark into the rows' columns, changes no balance read.)
  * Why the poll is exact, with no window where a charge counts twice or not at all: this
  * process is the only writer of usage charges to the store, and its writer is this thread. When
  * the poll reads a row, every charge this thread has committed is both in the row's balance and

@@ -198,3 +198,25 @@ test('the cpu phase reports the Messages API workloads, the translated one witho
     assert.match(text, /\| CPU per request ÷ nginx's pass-through of the same request \(plain HTTP, Messages API, 1 KB prompt, OpenAI deployment \(translated\)\) \| 1\.30× \| \(compare\) \|/);
     assert.doesNotMatch(text, /≤ 1\.0 × nginx's, proxy the limit \(plain HTTP, Messages API, 1 KB prompt, OpenAI/);
 });
+
+// Phase ledger (bench/ledger.c): a row a (accounts, batch), in the order of the accounts, and a
+// target row from the slowest rate in batches of 300 against one worker's chat requests per
+// core-second (the cpu phase's chat 1 KB: 1e6 / 30 µs = 33,333), met at that rate and not below.
+test('the report shows the ledger writer against the number of accounts', () => {
+    const led = (a, batch, rate) => `ledger ${a} ${batch} 1 events=100000 seconds=1 ` +
+        `events_per_s=${rate} us_per_event=${1e6 / rate} cpu_us_per_event=${1e6 / rate} deferred=1`;
+    const base = [cpu('chat1k', 'nginx', 28), cpu('chat1k', 'modelswitch', 30),
+        'info ledger_audit ok'];
+    let text = cpuReport([...base, led(100000, 300, 25000), led(1, 300, 2000000),
+        led(256, 1000, 1200000), led(256, 300, 1000000)]);
+    assert.match(text, /## The ledger writer against the number of accounts/);
+    assert.match(text, /Audit of the databases afterwards: ok\./);
+    const lines = text.split('\n');
+    const rows = lines.filter((l) => /^\| [\d,]+ \| [\d,]+ \| [\d,]+ \|/.test(l));
+    assert.deepEqual(rows.map((l) => l.split(' | ').slice(0, 3).join(' | ')),
+        ['| 1 | 300 | 2,000,000', '| 256 | 300 | 1,000,000', '| 256 | 1,000 | 1,200,000',
+            '| 100,000 | 300 | 25,000']);
+    assert.match(text, /\| the ledger writer keeps up with a worker however many accounts it charges \(events\/s, batches of 300, ≥ one worker's chat requests per core-second\) \| 25,000 at 100,000 accounts vs 33,333 \| \*\*not met\*\* \|/);
+    text = cpuReport([...base, led(100000, 300, 90000), led(1, 300, 2000000)]);
+    assert.match(text, /\| 90,000 at 100,000 accounts vs 33,333 \| met \|/);
+});
