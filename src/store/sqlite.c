@@ -2573,7 +2573,7 @@ static int sq_owed_post(store_t *s, int64_t *seq)
         size_t n = 0;
         for (size_t i = 0; i < o->cap; i++) /* packed to the front: the table is cleared after */
             if (o->v[i].id) o->v[n++] = o->v[i];
-        qsort(o->v, n, sizeof *o->v, sq_owed_cmp);
+        if (n > 1) qsort(o->v, n, sizeof *o->v, sq_owed_cmp);
         for (size_t i = 0; i < n; i++) {
             const struct sq_owed_ent *e = &o->v[i];
             if (e->sum == 0) continue;
