@@ -1488,6 +1488,17 @@ static void test_deferred_posting(void)
     CHECK_EQ_INT(store_account_show(r, acct_a, &v), STORE_OK);
     CHECK_EQ_INT(v.balance_nusd, a0 - 320);
     CHECK_EQ_INT(v.spent_nusd, 320);
+    store_account *all = NULL;
+    size_t na = 0;
+    CHECK_EQ_INT(store_account_list(r, &all, &na), STORE_OK);
+    CHECK(na == 2 && all && all[0].balance_nusd == a0 - 320 && all[0].spent_nusd == 320 &&
+          all[1].balance_nusd == b0 - 5 && all[1].spent_nusd == 5);
+    free(all);
+    store_key *ks = NULL;
+    size_t nk = 0;
+    CHECK_EQ_INT(store_key_list(r, acct_a, KEY_PROXY, &ks, &nk), STORE_OK);
+    CHECK(nk == 2 && ks && ks[0].spent_nusd == 300 && ks[1].spent_nusd == 20);
+    free(ks);
     spend_log l;
     memset(&l, 0, sizeof(l));
     CHECK_EQ_INT(store_key_spends(r, spend_cb, &l), STORE_OK);
