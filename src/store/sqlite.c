@@ -1692,27 +1692,53 @@ static const char *store_overdraft_request(store_t *s, const store_usage_event *
     return ev[a->first].request_id;
 }
 
+/* Lowers an account's balance by sum under the sequence value seq (a charge or a posting):
+ * STORE_OK, STORE_NOTFOUND (no such account), STORE_LIMIT (the balance would go below zero), or
+ * STORE_ERR with the error recorded (what: the caller's words for it). */
+static int store_balance_lower(store_t *s, int64_t account, int64_t sum, int64_t seq,
+                               const char *what)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_ACCOUNT);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, sum);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, account);
+    int rc = sqlite3_step(st);
+    store_release(st);
+    if (rc == SQLITE_CONSTRAINT_CHECK) return STORE_LIMIT;
+    if (rc != SQLITE_DONE) return store_dberr(s, what);
+    return sqlite3_changes(SQ(s)->db) ? STORE_OK : STORE_NOTFOUND;
+}
+
+/* Raises a key's spend by sum: STORE_OK, STORE_NOTFOUND (no such key of that account, or its
+ * total would no longer be an exact integer), or STORE_ERR with the error recorded. */
+static int store_spend_raise(store_t *s, int64_t key, int64_t account, int64_t sum,
+                             const char *what)
+{
+    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_KEY);
+    if (!st) return STORE_ERR;
+    sqlite3_bind_int64(st, 1, sum);
+    sqlite3_bind_int64(st, 2, key);
+    sqlite3_bind_int64(st, 3, account);
+    sqlite3_bind_int64(st, 4, INT64_MAX);
+    if (store_step_done(s, st, what) != STORE_OK) return STORE_ERR;
+    return sqlite3_changes(SQ(s)->db) ? STORE_OK : STORE_NOTFOUND;
+}
+
 /* Lowers each account's balance by its sum, under a fresh account sequence value each. */
 static int store_charge_accounts(store_t *s, const store_sums *t, int64_t *seq,
                                  const store_usage_event *ev, size_t n)
 {
     for (size_t i = 0; i < t->n; i++) {
         const store_sum *a = &t->v[i];
-        sqlite3_stmt *st = store_stmt(s, ST_CHARGE_ACCOUNT);
-        int rc;
-        if (!st) return STORE_ERR;
-        sqlite3_bind_int64(st, 1, a->sum);
-        sqlite3_bind_int64(st, 2, ++*seq);
-        sqlite3_bind_int64(st, 3, a->id);
-        rc = sqlite3_step(st);
-        store_release(st);
-        if (rc == SQLITE_CONSTRAINT_CHECK)
+        int rc = store_balance_lower(s, a->id, a->sum, ++*seq, "ledger: charge account");
+        if (rc == STORE_LIMIT)
             return store_seterr(s, "ledger: request %s: account %lld balance would go below zero",
                                 store_overdraft_request(s, ev, n, a), (long long)a->id);
-        if (rc != SQLITE_DONE) return store_dberr(s, "ledger: charge account");
-        if (sqlite3_changes(SQ(s)->db) == 0)
+        if (rc == STORE_NOTFOUND)
             return store_seterr(s, "ledger: request %s: account %lld not found",
                                 ev[a->first].request_id, (long long)a->id);
+        if (rc != STORE_OK) return STORE_ERR;
     }
     return STORE_OK;
 }
@@ -1723,14 +1749,9 @@ static int store_charge_keys(store_t *s, const store_sums *t, const store_usage_
 {
     for (size_t i = 0; i < t->n; i++) {
         const store_sum *k = &t->v[i];
-        sqlite3_stmt *st = store_stmt(s, ST_CHARGE_KEY);
-        if (!st) return STORE_ERR;
-        sqlite3_bind_int64(st, 1, k->sum);
-        sqlite3_bind_int64(st, 2, k->id);
-        sqlite3_bind_int64(st, 3, k->account_id);
-        sqlite3_bind_int64(st, 4, INT64_MAX);
-        if (store_step_done(s, st, "ledger: charge key") != STORE_OK) return STORE_ERR;
-        if (sqlite3_changes(SQ(s)->db) == 0)
+        int rc = store_spend_raise(s, k->id, k->account_id, k->sum, "ledger: charge key");
+        if (rc == STORE_ERR) return STORE_ERR;
+        if (rc == STORE_NOTFOUND)
             return store_seterr(s,
                                 "ledger: request %s: key %lld of account %lld not found "
                                 "(or its spend would overflow)",
@@ -2426,41 +2447,28 @@ static int store_posted_set(store_t *s, int64_t mark)
     return STORE_OK;
 }
 
-/* Lowers an account's balance by sum under a fresh sequence value (a posting). */
+/* A posting's account: its balance lowered by sum under a fresh sequence value. */
 static int store_post_account(store_t *s, int64_t account, int64_t sum, int64_t *seq)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_ACCOUNT);
-    if (!st) return STORE_ERR;
-    sqlite3_bind_int64(st, 1, sum);
-    sqlite3_bind_int64(st, 2, ++*seq);
-    sqlite3_bind_int64(st, 3, account);
-    int rc = sqlite3_step(st);
-    store_release(st);
-    if (rc == SQLITE_CONSTRAINT_CHECK)
+    int rc = store_balance_lower(s, account, sum, ++*seq, "ledger: posting to an account");
+    if (rc == STORE_LIMIT)
         return store_seterr(s, "ledger: posting: account %lld balance would go below zero",
                             (long long)account);
-    if (rc != SQLITE_DONE) return store_dberr(s, "ledger: posting to an account");
-    if (sqlite3_changes(SQ(s)->db) == 0)
+    if (rc == STORE_NOTFOUND)
         return store_seterr(s, "ledger: posting: account %lld not found", (long long)account);
-    return STORE_OK;
+    return rc;
 }
 
-/* Raises a key's spend by sum (a posting); the key must be the account's. */
+/* A posting's key: its spend raised by sum (the key must be the account's). */
 static int store_post_key(store_t *s, int64_t key, int64_t account, int64_t sum)
 {
-    sqlite3_stmt *st = store_stmt(s, ST_CHARGE_KEY);
-    if (!st) return STORE_ERR;
-    sqlite3_bind_int64(st, 1, sum);
-    sqlite3_bind_int64(st, 2, key);
-    sqlite3_bind_int64(st, 3, account);
-    sqlite3_bind_int64(st, 4, INT64_MAX);
-    if (store_step_done(s, st, "ledger: posting to a key") != STORE_OK) return STORE_ERR;
-    if (sqlite3_changes(SQ(s)->db) == 0)
+    int rc = store_spend_raise(s, key, account, sum, "ledger: posting to a key");
+    if (rc == STORE_NOTFOUND)
         return store_seterr(s,
                             "ledger: posting: key %lld of account %lld not found (or its "
                             "spend would overflow)",
                             (long long)key, (long long)account);
-    return STORE_OK;
+    return rc;
 }
 
 /* Posts the charges of the usage rows past the mark up to `upto`: each account's sum and each
