@@ -56,7 +56,11 @@
 
 /* The ledger's posting mark (migration 13): every usage row up to it is in its account's balance
  * and its key's spend, no row past it is. A ledger handle that defers (store_ledger_defer) commits
- * rows past it and posts them in bulk later; any other commit posts at once. */
+ * rows past it and posts them in bulk later; any other commit posts at once. A commit that posts
+ * at once leaves SQ_ALL_POSTED, which stays true however many rows come after it, so its
+ * successors read the mark and write nothing; a deferring commit that meets it puts the id
+ * before its rows in its place. */
+#define SQ_ALL_POSTED INT64_MAX
 #define POSTED "(SELECT value FROM meta WHERE key = 'posted_through')"
 /* The charges of the usage rows matching `where` that are past the mark: what a balance read
  * subtracts and a spend read adds, so that every reader sees every committed charge whether it is
@@ -612,12 +616,11 @@ typedef struct sq {
     struct store base;
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
-    int ledger_writer;    /* store_ledger_writer: foreign keys off, the batch checks instead */
-    unsigned char *block; /* SQU_BLOCK_MAX bytes: the block being written (ledger handle) */
-    int64_t recent;       /* rows in usage_recent, as this handle's commits left it; -1 unknown */
-    int defer;            /* store_ledger_defer: commits leave balances to sq_ledger_post */
-    int64_t *checked;     /* (key, account) pairs a deferring commit found: 2 slots a pair */
-    size_t nchecked;      /* pairs in `checked` (open addressing over SQ_CHECKED_SLOTS) */
+    int ledger_writer;      /* store_ledger_writer: foreign keys off, the batch checks instead */
+    unsigned char *block;   /* SQU_BLOCK_MAX bytes: the block being written (ledger handle) */
+    int64_t recent;         /* rows in usage_recent, as this handle's commits left it; -1 unknown */
+    int defer;              /* store_ledger_defer: commits leave balances to sq_ledger_post */
+    struct sq_owed checked; /* (key, account) pairs a deferring commit found (sq_checked_add) */
     /* What this deferring handle committed since its last posting, summed as it committed
      * (sq_owed): the next posting writes these instead of reading the rows back. Valid (from
      * >= 0) while the mark is still `from` and the rows past it are this handle's own. */
@@ -917,7 +920,7 @@ static void sq_close(store_t *s)
         sqlite3_finalize(SQ(s)->st[i]);
     sqlite3_close(SQ(s)->db);
     free(SQ(s)->block);
-    free(SQ(s)->checked);
+    free(SQ(s)->checked.v);
     free(SQ(s)->owed_accts.v);
     free(SQ(s)->owed_keys.v);
     free(s);
@@ -2369,38 +2372,63 @@ static int store_account_seq_io(store_t *s, int set, int64_t *seq)
     return ret;
 }
 
+/* ---- a handle's tables of sums by (id, account) ---- */
+
+/* Entries a table may hold: past it the sums are dropped and the posting reads the rows back
+ * (~40 MB for both tables at most). */
+#define SQ_OWED_MAX ((size_t)1 << 20)
+
+static void sq_owed_clear(struct sq_owed *o)
+{
+    if (o->v) memset(o->v, 0, o->cap * sizeof *o->v);
+    o->n = 0;
+}
+
+static struct sq_owed_ent *sq_owed_slot(struct sq_owed_ent *v, size_t cap, int64_t id,
+                                        int64_t account_id)
+{
+    uint64_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account_id;
+    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
+    while (v[i].id && (v[i].id != id || v[i].account_id != account_id))
+        i = (i + 1) & (cap - 1);
+    return &v[i];
+}
+
+/* Adds sum to (id, account_id); -1 when it would overflow or the table is full or out of
+ * memory (the caller then forgets the sums). */
+static int sq_owed_add(struct sq_owed *o, int64_t id, int64_t account_id, int64_t sum)
+{
+    if (o->n + 1 > o->cap / 2) {
+        size_t cap = o->cap ? o->cap * 2 : 1024;
+        if (o->n >= SQ_OWED_MAX) return -1;
+        struct sq_owed_ent *v = calloc(cap, sizeof *v);
+        if (!v) return -1;
+        for (size_t i = 0; i < o->cap; i++)
+            if (o->v[i].id) *sq_owed_slot(v, cap, o->v[i].id, o->v[i].account_id) = o->v[i];
+        free(o->v);
+        o->v = v;
+        o->cap = cap;
+    }
+    struct sq_owed_ent *e = sq_owed_slot(o->v, o->cap, id, account_id);
+    if (e->id) return __builtin_add_overflow(e->sum, sum, &e->sum) ? -1 : 0;
+    *e = (struct sq_owed_ent){id, account_id, sum};
+    o->n++;
+    return 0;
+}
+
+static int sq_owed_has(const struct sq_owed *o, int64_t id, int64_t account_id)
+{
+    return o->cap && id > 0 && sq_owed_slot(o->v, o->cap, id, account_id)->id == id;
+}
+
 /* A deferring ledger handle remembers the (key, account) pairs its commits found, since nothing
  * ever deletes a key or moves it to another account: a key is looked up once a process, not once
- * a batch. Bounded: when the table is three quarters full it starts over. */
-#define SQ_CHECKED_SLOTS ((size_t)1 << 16)
-
-static size_t sq_checked_slot(const sq *q, int64_t key, int64_t account)
-{
-    uint64_t h = ((uint64_t)key * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account;
-    size_t i = (size_t)(h ^ (h >> 31)) & (SQ_CHECKED_SLOTS - 1);
-    while (q->checked[2 * i] && (q->checked[2 * i] != key || q->checked[2 * i + 1] != account))
-        i = (i + 1) & (SQ_CHECKED_SLOTS - 1);
-    return i;
-}
-
-static int sq_checked(const sq *q, int64_t key, int64_t account)
-{
-    return q->checked && key > 0 && q->checked[2 * sq_checked_slot(q, key, account)] == key;
-}
-
+ * a batch. A table of sums whose sums nobody reads; when full it starts over. */
 static void sq_checked_add(sq *q, int64_t key, int64_t account)
 {
-    if (key <= 0) return;
-    if (!q->checked || q->nchecked >= SQ_CHECKED_SLOTS / 4 * 3) {
-        free(q->checked);
-        q->nchecked = 0;
-        if (!(q->checked = calloc(2 * SQ_CHECKED_SLOTS, sizeof *q->checked))) return;
-    }
-    size_t i = sq_checked_slot(q, key, account);
-    if (q->checked[2 * i]) return;
-    q->checked[2 * i] = key;
-    q->checked[2 * i + 1] = account;
-    q->nchecked++;
+    if (key <= 0 || sq_owed_add(&q->checked, key, account, 0) == 0) return;
+    sq_owed_clear(&q->checked);
+    (void)sq_owed_add(&q->checked, key, account, 0);
 }
 
 /* The keys the batch named that no charge checked (free events' keys; on a deferring handle every
@@ -2413,7 +2441,7 @@ static int store_check_free_keys(store_t *s, const store_sums *free_keys, const 
     for (size_t i = 0; i < free_keys->n; i++) {
         const store_sum *k = &free_keys->v[i];
         if (keys && store_sums_has(keys, k->id, k->account_id)) continue;
-        if (q->defer && sq_checked(q, k->id, k->account_id)) continue;
+        if (q->defer && sq_owed_has(&q->checked, k->id, k->account_id)) continue;
         sqlite3_stmt *st = store_stmt(s, ST_KEY_OF_ACCOUNT);
         if (!st) return STORE_ERR;
         sqlite3_bind_int64(st, 1, k->id);
@@ -2447,6 +2475,15 @@ static int store_posted_set(store_t *s, int64_t mark)
     return STORE_OK;
 }
 
+/* Before a deferring commit's rows (`before`: the id before the first): a mark that says "all
+ * posted" becomes that id, so the rows are past it. Any other mark is left as it is. */
+static int store_posted_real(store_t *s, int64_t before)
+{
+    int64_t mark;
+    if (store_posted_get(s, &mark) != STORE_OK) return STORE_ERR;
+    return mark == SQ_ALL_POSTED ? store_posted_set(s, before) : STORE_OK;
+}
+
 /* A posting's account: its balance lowered by sum under a fresh sequence value. */
 static int store_post_account(store_t *s, int64_t account, int64_t sum, int64_t *seq)
 {
@@ -2475,10 +2512,11 @@ static int store_post_key(store_t *s, int64_t key, int64_t account, int64_t sum)
  * key's once, accounts in id order (the pages of the accounts table in order, each written once
  * however many of its rows change), an account under a fresh sequence value (*seq: the counter
  * the caller read and writes back); then the mark. Inside a write transaction. */
-static int store_post(store_t *s, int64_t upto, int64_t *seq)
+static int store_post(store_t *s, int64_t upto, int64_t *seq, int64_t *mark_read)
 {
     int64_t mark, last, acct = 0, acct_sum = 0;
     if (store_posted_get(s, &mark) != STORE_OK) return STORE_ERR;
+    if (mark_read) *mark_read = mark;
     if (upto <= mark) return STORE_OK;
     /* nothing past the mark (a commit that posts at once finds this): its caller moves it */
     if (store_int_query(s, ST_LAST_USAGE_ID, &last, "ledger: newest usage id") != STORE_OK)
@@ -2511,16 +2549,6 @@ static int store_post(store_t *s, int64_t upto, int64_t *seq)
 
 /* ---- a deferring handle's sums of what it has not posted ---- */
 
-/* Entries a table may hold: past it the sums are dropped and the posting reads the rows back
- * (~40 MB for both tables at most). */
-#define SQ_OWED_MAX ((size_t)1 << 20)
-
-static void sq_owed_clear(struct sq_owed *o)
-{
-    if (o->v) memset(o->v, 0, o->cap * sizeof *o->v);
-    o->n = 0;
-}
-
 /* The sums are not known: the next posting reads the rows past the mark. */
 static void sq_owed_forget(sq *q)
 {
@@ -2535,38 +2563,6 @@ static void sq_owed_restart(sq *q, int64_t mark)
     sq_owed_clear(&q->owed_accts);
     sq_owed_clear(&q->owed_keys);
     q->owed_from = q->owed_upto = mark;
-}
-
-static struct sq_owed_ent *sq_owed_slot(struct sq_owed_ent *v, size_t cap, int64_t id,
-                                        int64_t account_id)
-{
-    uint64_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)account_id;
-    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
-    while (v[i].id && (v[i].id != id || v[i].account_id != account_id))
-        i = (i + 1) & (cap - 1);
-    return &v[i];
-}
-
-/* Adds sum to (id, account_id); -1 when it would overflow or the table is full or out of
- * memory (the caller then forgets the sums). */
-static int sq_owed_add(struct sq_owed *o, int64_t id, int64_t account_id, int64_t sum)
-{
-    if (o->n + 1 > o->cap / 2) {
-        size_t cap = o->cap ? o->cap * 2 : 1024;
-        if (o->n >= SQ_OWED_MAX) return -1;
-        struct sq_owed_ent *v = calloc(cap, sizeof *v);
-        if (!v) return -1;
-        for (size_t i = 0; i < o->cap; i++)
-            if (o->v[i].id) *sq_owed_slot(v, cap, o->v[i].id, o->v[i].account_id) = o->v[i];
-        free(o->v);
-        o->v = v;
-        o->cap = cap;
-    }
-    struct sq_owed_ent *e = sq_owed_slot(o->v, o->cap, id, account_id);
-    if (e->id) return __builtin_add_overflow(e->sum, sum, &e->sum) ? -1 : 0;
-    *e = (struct sq_owed_ent){id, account_id, sum};
-    o->n++;
-    return 0;
 }
 
 /* After a deferring commit that ended with id `upto`: its sums into the handle's. */
@@ -2639,7 +2635,7 @@ static int sq_ledger_post(store_t *s)
     seq = seq0;
     if (q->defer && q->owed_from >= 0 && q->owed_from == mark && last <= q->owed_upto) {
         if (sq_owed_post(s, &seq) != STORE_OK || store_posted_set(s, last) != STORE_OK) goto out;
-    } else if (store_post(s, last, &seq) != STORE_OK) {
+    } else if (store_post(s, last, &seq, NULL) != STORE_OK) {
         goto out;
     }
     if (seq != seq0 && store_account_seq_io(s, 1, &seq) != STORE_OK) goto out;
@@ -2688,7 +2684,7 @@ static int sq_ledger_writer(store_t *s)
 
 static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, int first)
 {
-    int64_t seq0 = 0, seq = 0, next_id = 0;
+    int64_t seq0 = 0, seq = 0, next_id = 0, mark = 0;
     int ret = STORE_ERR, check = SQ(s)->ledger_writer, defer = SQ(s)->defer;
     store_sums accts = {0}, keys = {0}, free_keys = {0};
     store_rids rids = {0};
@@ -2714,8 +2710,11 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, i
         goto cleanup;
     seq = seq0;
     /* Posting at once: rows a deferring handle (this one earlier, or a process that stopped)
-     * left unposted go first, so that the mark can move past this batch's rows. */
-    if (!defer && store_post(s, next_id - 1, &seq) != STORE_OK) goto cleanup;
+     * left unposted go first, so that the mark can say "all posted" after this batch's rows.
+     * Deferring: the rows go past a real mark. */
+    if (defer ? store_posted_real(s, next_id - 1) != STORE_OK
+              : store_post(s, next_id - 1, &seq, &mark) != STORE_OK)
+        goto cleanup;
     for (size_t i = 0; i < n;) {
         size_t k = n - i < STORE_LEDGER_ROWS ? n - i : STORE_LEDGER_ROWS;
         if (store_ledger_rows(s, ev + i, i, k, first, &rids, dup + i, &next_id, &accts, &keys,
@@ -2732,7 +2731,7 @@ static int sq_ledger_commit(store_t *s, const store_usage_event *ev, size_t n, i
     } else if (store_charge_accounts(s, &accts, &seq, ev, n) != STORE_OK ||
                store_charge_keys(s, &keys, ev) != STORE_OK ||
                (check && store_check_free_keys(s, &free_keys, &keys, ev) != STORE_OK) ||
-               store_posted_set(s, next_id - 1) != STORE_OK) {
+               (mark != SQ_ALL_POSTED && store_posted_set(s, SQ_ALL_POSTED) != STORE_OK)) {
         goto cleanup;
     }
     if (seq != seq0 && store_account_seq_io(s, 1, &seq) != STORE_OK) goto cleanup;
@@ -3607,11 +3606,9 @@ cleanup:
 
 static int sq_import_end(store_t *s, int ok)
 {
-    int64_t last;
     /* the balances and spends imported hold every charge of the usage rows imported (an export
      * posts first; PostgreSQL always has) */
-    if (ok && (store_int_query(s, ST_LAST_USAGE_ID, &last, "import: newest usage id") != STORE_OK ||
-               store_posted_set(s, last) != STORE_OK)) {
+    if (ok && store_posted_set(s, SQ_ALL_POSTED) != STORE_OK) {
         store_rollback(s);
         return STORE_ERR;
     }

@@ -1560,6 +1560,25 @@ static void test_deferred_posting(void)
     CHECK_EQ_INT(raw_spent(key_b.id), 1155);
     CHECK_EQ_INT(balance(r, acct_b), b0 - 1155);
     CHECK_EQ_INT(ledger_mismatches(), 0);
+    /* it leaves "all posted" (INT64_MAX), which its successors only read: however many rows
+     * come after it, none is counted twice */
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'posted_through'"), INT64_MAX);
+    ev[0] = event("p-8b", acct_b, key_b.id, "gpt-4o", 1, 1, 2);
+    CHECK_EQ_INT(store_ledger_commit_new(s, ev, 1), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'posted_through'"), INT64_MAX);
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 1157);
+    CHECK_EQ_INT(balance(r, acct_b), b0 - 1157);
+    /* a deferring commit puts the id before its rows in its place, so its rows are counted */
+    int64_t before = sql_int("SELECT max(id) FROM usage");
+    ev[0] = event("p-8c", acct_b, key_b.id, "gpt-4o", 1, 1, 3);
+    CHECK_EQ_INT(store_ledger_commit_new(w, ev, 1), STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT value FROM meta WHERE key = 'posted_through'"), before);
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 1157);
+    CHECK_EQ_INT(balance(r, acct_b), b0 - 1160);
+    CHECK_EQ_INT(store_ledger_post(w), STORE_OK);
+    CHECK_EQ_INT(raw_balance(acct_b), b0 - 1160);
+    CHECK_EQ_INT(raw_spent(key_b.id), 1160);
+    CHECK_EQ_INT(ledger_mismatches(), 0);
 
     /* a deferring commit checks what a charge would have: a key of another account fails the
      * batch whole, once its pair is not known */
