@@ -1219,6 +1219,7 @@ static void bill_jr_replay(bill_t *b)
         }
         jr_consume(b->jr);
         done += n;
+        b->posted_commits++; /* posted by the ledger thread's first posting (bill_post) */
     }
     if (done) log_info("billing: committed %" PRIu64 " usage events from the journal", done);
     b->jr_old = jr_count(b->jr); /* left for the ledger thread, which checks them too */
