@@ -274,12 +274,18 @@ _Static_assert(SQU_C__COUNT == SQU_NCOLS, "SQU_NCOLS counts SQU_COLS");
 #define SQU_P_DESC 8      /* rows by id descending (with an account only) */
 #define SQU_P_AFTER 16    /* a lower bound of id: the ledger's rows not yet posted (sqlite.c) */
 #define SQU_P_AFTER_EQ 32 /* that bound inclusive (>=) */
+#define SQU_PLANS 64      /* every combination of the above */
 
 typedef struct squ_vtab {
     sqlite3_vtab base;
     sqlite3 *db;
     sqlite3_stmt *ins;  /* SQU_BLOCK_INSERT, prepared at the first INSERT */
     unsigned char *buf; /* the INSERT's one-row block */
+    /* A plan's statement of blocks, kept between reads (squ_reads_put): preparing it costs
+     * ~70,000 instructions, more than reading a few blocks, and a correlated read (a balance's
+     * unposted charges, sqlite.c's UNPOSTED) filters once per outer row. A cursor takes it out
+     * while it reads, so two cursors of one plan never share one. */
+    sqlite3_stmt *reads[SQU_PLANS];
 } squ_vtab;
 
 typedef struct squ_cursor {
@@ -290,6 +296,7 @@ typedef struct squ_cursor {
     int desc, eof;
     int only;        /* keep only the rows of account `account` (mixed blocks hold others) */
     int64_t account; /* the account asked for */
+    int plan;        /* the plan `blocks` was prepared for */
 } squ_cursor;
 
 static int squ_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
@@ -317,6 +324,8 @@ static int squ_disconnect(sqlite3_vtab *vt)
 {
     squ_vtab *t = (squ_vtab *)vt;
     sqlite3_finalize(t->ins);
+    for (int i = 0; i < SQU_PLANS; i++)
+        sqlite3_finalize(t->reads[i]);
     sqlite3_free(t->buf);
     sqlite3_free(t);
     return SQLITE_OK;
@@ -389,10 +398,25 @@ static int squ_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out)
     return SQLITE_OK;
 }
 
+/* The cursor's statement back to its vtab for the next read of its plan (or finalized when
+ * another cursor's already went back). */
+static void squ_reads_put(squ_cursor *c)
+{
+    squ_vtab *t = (squ_vtab *)c->base.pVtab;
+    if (!c->blocks) return;
+    sqlite3_reset(c->blocks);
+    sqlite3_clear_bindings(c->blocks);
+    if (!t->reads[c->plan])
+        t->reads[c->plan] = c->blocks;
+    else
+        sqlite3_finalize(c->blocks);
+    c->blocks = NULL;
+}
+
 static int squ_close(sqlite3_vtab_cursor *cur)
 {
     squ_cursor *c = (squ_cursor *)cur;
-    sqlite3_finalize(c->blocks);
+    squ_reads_put(c);
     sqlite3_free(c->rows);
     sqlite3_free(c);
     return SQLITE_OK;
@@ -463,7 +487,14 @@ static int squ_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxs, int 
      * rows of other accounts are dropped here. The same numbered parameters serve both arms. */
     char acct[32] = "", when[96] = "", sql[640];
     size_t o = 0;
-    int np = 0;
+    int np = 0, rc;
+    squ_reads_put(c);
+    c->eof = 1;
+    plan &= SQU_PLANS - 1;
+    if ((c->blocks = t->reads[plan])) {
+        t->reads[plan] = NULL;
+        goto bind;
+    }
     if (plan & SQU_P_ACCOUNT) snprintf(acct, sizeof acct, " AND account_id = ?%d", ++np);
     if (plan & SQU_P_FROM)
         o += (size_t)snprintf(when + o, sizeof when - o, " AND max_created_ms >= ?%d", ++np);
@@ -480,11 +511,10 @@ static int squ_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxs, int 
              "1%s%s UNION ALL SELECT account_id, first_id, n, min_created_ms, rows, id FROM "
              "usage_recent WHERE 1%s ORDER BY 6%s",
              acct, when, when, plan & SQU_P_DESC ? " DESC" : "");
-    sqlite3_finalize(c->blocks);
-    c->blocks = NULL;
-    c->eof = 1;
-    int rc = sqlite3_prepare_v2(t->db, sql, -1, &c->blocks, NULL);
+    rc = sqlite3_prepare_v3(t->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->blocks, NULL);
     if (rc != SQLITE_OK) return squ_fail(cur, rc, sqlite3_errmsg(t->db));
+bind:
+    c->plan = plan;
     for (int i = 0; i < argc; i++)
         if ((rc = sqlite3_bind_value(c->blocks, i + 1, argv[i])) != SQLITE_OK) return rc;
     c->desc = (plan & SQU_P_DESC) != 0;

@@ -14,7 +14,9 @@
  *   ORDER BY id, so LIMIT/OFFSET pages need no sort), with a created_at_ms range that skips
  *   blocks and gives exactly what the same filter over every row gives, and without constraints;
  * - an INSERT of one row is a block of its own, with the old table's types and CHECKs; UPDATE
- *   and DELETE are refused.
+ *   and DELETE are refused;
+ * - a plan's statement, kept between reads, reads other values right, and two cursors of one
+ *   plan at once (a correlated read) each have their own.
  * The ledger's use of it (exactly-once batches, replays) is test_ledger_store's.
  */
 #include <stdint.h>
@@ -394,6 +396,19 @@ static void table_checks(int recent, int mixed)
     CHECK_EQ_INT(ids_descend("SELECT id FROM usage ORDER BY id DESC"), 1800);
     CHECK_EQ_INT(sql_int("SELECT id FROM usage ORDER BY id LIMIT 1 OFFSET 600"), 1001);
     CHECK_EQ_INT(sql_int("SELECT max(id) FROM usage"), 2002 + 2 * 299);
+    /* a plan's statement is kept between reads: read again with other values it gives their
+     * rows, and two cursors of one plan at once (a correlated read inside another) each have
+     * their own */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE id > 2001"), 599);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE id > 1001"), 1199);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE id >= 1001"), 1200);
+    CHECK_EQ_INT(sql_int("SELECT sum(c) FROM (SELECT (SELECT count(*) FROM usage u WHERE "
+                         "u.account_id = x.account_id - 1 AND u.id > x.id) AS c FROM usage x "
+                         "WHERE x.account_id = 2 AND x.id > 2500 ORDER BY x.id)"),
+                 (int64_t)49 * 50 / 2);
+    CHECK_EQ_INT(sql_rc("CREATE TABLE later_schema (x)"), SQLITE_OK); /* kept ones re-prepare */
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE account_id = 2"), 900);
+    CHECK_EQ_INT(sql_rc("DROP TABLE later_schema"), SQLITE_OK);
 }
 
 static void test_table(void)
