@@ -2094,14 +2094,70 @@ typedef struct store_fold {
     size_t nblk, blk_cap;
     int64_t rows; /* the loaded blocks' rows */
     squ_row *row; /* decoded, texts into bytes */
-    store_fold_key *key;
+    store_fold_key *key, *sorted;
+    /* store_fold_order's: an account's group (2 * STORE_FOLD_ROWS slots, 0 free, else the group
+     * + 1), each row's group, the groups (account, rows, where the next goes) */
+    uint32_t *slot, *grp_of;
+    struct store_fold_grp {
+        int64_t account;
+        uint32_t n, at;
+    } * grp;
 } store_fold;
+
+#define STORE_FOLD_SLOTS (2 * STORE_FOLD_ROWS)
 
 static int store_fold_cmp(const void *a, const void *b)
 {
     const store_fold_key *x = a, *y = b;
     if (x->account != y->account) return x->account < y->account ? -1 : 1;
     return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Orders key[0..n) by account and id. The move reads usage_recent by id and a block's rows come
+ * in id order, so the ids rise already: grouping the rows by account, each group's in the order
+ * they came, is that order, in one pass and a sort of the distinct accounts (a sort of the rows
+ * cost ~650 instructions a row, a fifth of the ledger's whole work over 256 accounts; round
+ * 28). Rows whose ids do not rise (a store damaged or written by hand) are sorted. */
+static void store_fold_order(store_fold *f, size_t n)
+{
+    int rising = 1;
+    for (size_t i = 1; i < n && rising; i++)
+        rising = f->key[i].id > f->key[i - 1].id;
+    if (!rising) {
+        qsort(f->key, n, sizeof(*f->key), store_fold_cmp);
+        return;
+    }
+    memset(f->slot, 0, STORE_FOLD_SLOTS * sizeof(*f->slot));
+    uint32_t ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t a = f->key[i].account;
+        uint64_t h = (uint64_t)a * 0x9E3779B97F4A7C15ULL;
+        size_t j = (size_t)(h >> 40) & (STORE_FOLD_SLOTS - 1);
+        while (f->slot[j] && f->grp[f->slot[j] - 1].account != a)
+            j = (j + 1) & (STORE_FOLD_SLOTS - 1);
+        if (!f->slot[j]) {
+            f->grp[ng] = (struct store_fold_grp){a, 0, 0};
+            f->slot[j] = ++ng;
+        }
+        f->grp_of[i] = f->slot[j] - 1;
+        f->grp[f->slot[j] - 1].n++;
+    }
+    /* the groups in account order (sorted as keys: account, 0, the group), then each one's
+     * place; the rows then overwrite that order, which is no longer needed */
+    for (uint32_t g = 0; g < ng; g++)
+        f->sorted[g] = (store_fold_key){f->grp[g].account, 0, g};
+    qsort(f->sorted, ng, sizeof(*f->sorted), store_fold_cmp);
+    uint32_t at = 0;
+    for (uint32_t k = 0; k < ng; k++) {
+        struct store_fold_grp *g = &f->grp[f->sorted[k].row];
+        g->at = at;
+        at += g->n;
+    }
+    for (size_t i = 0; i < n; i++)
+        f->sorted[f->grp[f->grp_of[i]].at++] = f->key[i];
+    store_fold_key *t = f->key;
+    f->key = f->sorted;
+    f->sorted = t;
 }
 
 /* Copies a waiting block (its columns b, its bytes) into usage_blocks as it is: one that does
@@ -2182,7 +2238,7 @@ static int store_fold_write(store_t *s, store_fold *f)
     }
     for (size_t i = 0; i < nrows; i++)
         f->key[i] = (store_fold_key){f->row[i].account_id, f->row[i].id, (uint32_t)i};
-    qsort(f->key, nrows, sizeof(*f->key), store_fold_cmp);
+    store_fold_order(f, nrows);
     for (size_t i = 0; i < nrows;) {
         int64_t account = f->key[i].account, barrier;
         if (store_fold_barrier(s, account, f->key[i].id, &barrier) != STORE_OK) return STORE_ERR;
@@ -2254,7 +2310,11 @@ static int store_recent_move(store_t *s)
     if (!q->block && !(q->block = malloc(SQU_BLOCK_MAX))) goto oom;
     /* store_fold_load writes the loaded rows before they would pass STORE_FOLD_ROWS */
     if (!(f.row = malloc(STORE_FOLD_ROWS * sizeof(*f.row))) ||
-        !(f.key = malloc(STORE_FOLD_ROWS * sizeof(*f.key))))
+        !(f.key = malloc(STORE_FOLD_ROWS * sizeof(*f.key))) ||
+        !(f.sorted = malloc(STORE_FOLD_ROWS * sizeof(*f.sorted))) ||
+        !(f.slot = malloc(STORE_FOLD_SLOTS * sizeof(*f.slot))) ||
+        !(f.grp_of = malloc(STORE_FOLD_ROWS * sizeof(*f.grp_of))) ||
+        !(f.grp = malloc(STORE_FOLD_ROWS * sizeof(*f.grp))))
         goto oom;
     sqlite3_stmt *scan = store_stmt(s, ST_RECENT_SCAN);
     if (!scan) goto out;
@@ -2273,6 +2333,10 @@ out:
     free(f.blk);
     free(f.row);
     free(f.key);
+    free(f.sorted);
+    free(f.slot);
+    free(f.grp_of);
+    free(f.grp);
     return ret;
 }
 

@@ -335,6 +335,59 @@ static store_usage_event event_v(const char *rid, int64_t account, int64_t key, 
     return e;
 }
 
+/* A move groups the waiting rows by account in the order it reads them, which is id order as
+ * the ledger writes them; waiting blocks whose ids interleave (a store written by hand) are
+ * sorted instead, so each account's rows still move as one block in id order. */
+static void test_recent_fold_unordered(void)
+{
+    store_t *s = fresh("foldun");
+    char err[256] = "", got[256], q[200];
+
+    CHECK(s != NULL);
+    if (!s || tdb_pg) goto out;
+    store_ledger_set_recent(8, 2);
+    /* a batch whose repeated request ids leave two ids unused (n, n+1, -, -, n+4, n+5) */
+    store_usage_event b1[6] = {
+        event("u1", acct_a, key_a.id, "gpt-4o", 1, 1, 1),
+        event("u2", acct_b, key_b.id, "gpt-4o", 1, 1, 1),
+        event("u1", acct_a, key_a.id, "gpt-4o", 1, 1, 1),
+        event("u2", acct_b, key_b.id, "gpt-4o", 1, 1, 1),
+        event("u3", acct_a, key_a.id, "gpt-4o", 1, 1, 1),
+        event("u4", acct_b, key_b.id, "gpt-4o", 1, 1, 1),
+    };
+    CHECK_EQ_INT(store_ledger_commit_new(s, b1, 6), STORE_OK);
+    int64_t n = sql_int("SELECT max(id) FROM usage") - 5;
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage WHERE request_id = 'u3'"), 1);
+    snprintf(q, sizeof q, "SELECT count(*) FROM usage WHERE id IN (%lld, %lld)", (long long)(n + 2),
+             (long long)(n + 3));
+    CHECK_EQ_INT(sql_int(q), 0);
+    /* the next batch's block put into that gap: it ends first, so a move reads it first */
+    CHECK_EQ_INT(commit_two(s, event("u5", acct_a, key_a.id, "gpt-4o", 1, 1, 1),
+                            event("u6", acct_b, key_b.id, "gpt-4o", 1, 1, 1)),
+                 STORE_OK);
+    snprintf(q, sizeof q,
+             "UPDATE usage_recent SET id = id - 4, first_id = first_id - 4 WHERE id = %lld",
+             (long long)(n + 7));
+    CHECK_EQ_INT(sql_exec(q), SQLITE_OK);
+    store_close(s); /* the new handle counts the waiting rows again */
+    s = store_open(cfg, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s) goto out;
+    CHECK_EQ_INT(commit_two(s, event("u7", acct_a, key_a.id, "gpt-4o", 1, 1, 1),
+                            event("u8", acct_b, key_b.id, "gpt-4o", 1, 1, 1)),
+                 STORE_OK);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM usage_recent"), 0);
+    snprintf(q, sizeof q, "SELECT count(*) FROM usage_blocks WHERE id > %lld", (long long)n);
+    CHECK_EQ_INT(sql_int(q), 2); /* a block an account */
+    CHECK(strcmp(rids_of(acct_a, 0, got, sizeof got), "u1,u5,u3,u7") == 0);
+    CHECK(strcmp(rids_of(acct_a, 1, got, sizeof got), "u7,u3,u5,u1") == 0);
+    CHECK(strcmp(rids_of(acct_b, 0, got, sizeof got), "u2,u6,u4,u8") == 0);
+    CHECK_EQ_INT(store_audit(s, NULL), 0);
+out:
+    store_ledger_set_recent(0, 0);
+    if (s) store_close(s);
+}
+
 /* A move writes each account's waiting rows as one block: rows read as they did (before it too,
  * from blocks of several accounts), an account's blocks stay disjoint id ranges (a block ends
  * before one written straight into usage_blocks meanwhile), a block holds at most SQU_ROWS_MAX
@@ -2371,6 +2424,7 @@ static void run_all(void)
     RUN(test_commit_happy_path);
     RUN(test_commit_idempotent);
     RUN(test_recent_fold);
+    RUN(test_recent_fold_unordered);
     RUN(test_recent_merge);
     RUN(test_commit_many_rows);
     RUN(test_commit_all_or_nothing);
