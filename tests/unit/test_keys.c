@@ -112,6 +112,16 @@ static void test_well_formed(void)
         bad[20] = badchars[i];
         CHECK_EQ_INT(key_well_formed(bad, KEY_LEN, NULL), 0);
     }
+    /* every byte value, at the first random place and the last: base62 only */
+    int wrong = 0;
+    for (int b = 0; b < 256; b++)
+        for (size_t at = 3; at < KEY_LEN; at += KEY_LEN - 4) {
+            memcpy(bad, k, sizeof(k));
+            bad[at] = (char)b;
+            int want = (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z');
+            wrong += key_well_formed(bad, KEY_LEN, NULL) != want;
+        }
+    CHECK_EQ_INT(wrong, 0);
 }
 
 static void test_hash_vectors(void)
