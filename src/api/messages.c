@@ -32,7 +32,15 @@ prov_call *api_hub_call(const cfg_t *cfg, const prov_call *call, api_to_hub to_h
         *why = (dialect_refusal){0};
         goto fail;
     }
-    if (to_hub(call, &b, hub->members, PROV_MAX_MEMBERS, &listed, why) != 0) goto fail;
+    /* The rewrite walks the client's body level by level (the messages, a message's content,
+     * a block's text): the first walk over a long value notes where it ends, and the next
+     * level's walks jump over it. Only a body validated by its parse is noted. */
+    jscan_skips sk;
+    int noted = prov_body_valid(call);
+    if (noted) jscan_skips_begin(&sk, call->body.p, call->body.n);
+    int rc = to_hub(call, &b, hub->members, PROV_MAX_MEMBERS, &listed, why);
+    if (noted) jscan_skips_end();
+    if (rc != 0) goto fail;
     hub->body = (ms_str){b.data ? b.data : "", b.len};
     ms_copy(hub->request_id, sizeof hub->request_id, call->request_id);
     char shown[256];

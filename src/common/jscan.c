@@ -536,12 +536,121 @@ static const unsigned char jv_class[256] = {
     ['}'] = JV_CLOSE, [']'] = JV_CLOSE, [','] = JV_COMMA,
 };
 
+/* The notes of jscan_skips_begin (this thread's; NULL: none). */
+static _Thread_local jscan_skips *skips_cur;
+
+void jscan_skips_begin(jscan_skips *sk, const char *p, size_t n)
+{
+    memset(sk, 0, sizeof *sk);
+    if (p && n <= UINT32_MAX) {
+        sk->base = p;
+        sk->n = n;
+        skips_cur = sk;
+    }
+}
+
+void jscan_skips_end(void)
+{
+    skips_cur = NULL;
+}
+
+static inline size_t skip_slot(uint32_t start)
+{
+    return (size_t)((start * 0x9E3779B1u) >> (32 - JSCAN_SKIPS_BITS));
+}
+
+/* The offset of s + i in the noted document, or -1 when it lies outside it. */
+static inline int64_t skip_off(const jscan_skips *sk, ucp s, size_t i)
+{
+    uintptr_t at = (uintptr_t)(s + i), base = (uintptr_t)sk->base;
+    return at >= base && at - base < sk->n ? (int64_t)(at - base) : -1;
+}
+
+/* Notes that the value at s[start] ends just before s[end] (a view inside the document). A
+ * full table starts over: the walks go forward, and a value noted is wanted by the next level's
+ * walk, soon after (a conversation of 50 messages notes a hundred values). */
+static void skip_note(jscan_skips *sk, ucp s, size_t start, size_t end)
+{
+    int64_t off = skip_off(sk, s, start);
+    if (off < 0 || end - start > sk->n - (size_t)off) return;
+    if (sk->count >= JSCAN_SKIPS / 2) {
+        memset(sk->slot, 0, sizeof sk->slot);
+        sk->count = 0;
+    }
+    size_t h = skip_slot((uint32_t)off);
+    while (sk->slot[h].end) {
+        if (sk->slot[h].start == (uint32_t)off) return; /* noted already */
+        h = (h + 1) & (JSCAN_SKIPS - 1);
+    }
+    sk->slot[h].start = (uint32_t)off;
+    sk->slot[h].end = (uint32_t)(off + (int64_t)(end - start));
+    sk->count++;
+}
+
+/* Just past the value that starts at s[i], when it is noted and ends within the view
+ * s[0..n); 0 otherwise. */
+static inline size_t skip_known(const jscan_skips *sk, ucp s, size_t i, size_t n)
+{
+    if (!sk->count) return 0;
+    int64_t off = skip_off(sk, s, i);
+    if (off < 0) return 0;
+    for (size_t h = skip_slot((uint32_t)off); sk->slot[h].end; h = (h + 1) & (JSCAN_SKIPS - 1)) {
+        if (sk->slot[h].start != (uint32_t)off) continue;
+        size_t len = sk->slot[h].end - (uint32_t)off;
+        return len <= n - i ? i + len : 0;
+    }
+    return 0;
+}
+
+/* valid_value_end with notes: a value noted is jumped over; the long strings and containers
+ * inside one that is passed over are noted as they end (containers nested up to
+ * JSKIP_DEPTH levels within it), for the walk's next level. */
+#define JSKIP_DEPTH 16
+static size_t value_end_noting(jscan_skips *sk, ucp s, size_t i, size_t n, unsigned char close)
+{
+    size_t depth = 0, open_at[JSKIP_DEPTH], e = skip_known(sk, s, i, n);
+    if (e) i = e; /* past the value: what follows is its own level's */
+    while (i < n) {
+        while (i < n && !jv_class[s[i]])
+            i++;
+        if (i >= n) break;
+        unsigned c = jv_class[s[i]];
+        if (c == JV_QUOTE) {
+            size_t q = skip_known(sk, s, i, n);
+            e = q ? q : skip_valid_string(s, i, n, NULL);
+            if (!q && e - i >= JSCAN_SKIP_MIN && s[e - 1] == '"') skip_note(sk, s, i, e);
+            i = e;
+            continue;
+        }
+        if (c == JV_OPEN) {
+            if ((e = skip_known(sk, s, i, n))) {
+                i = e;
+                continue;
+            }
+            if (depth < JSKIP_DEPTH) open_at[depth] = i;
+            depth++;
+        } else if (depth > 0) {
+            if (c == JV_CLOSE) {
+                depth--;
+                if (depth < JSKIP_DEPTH && i + 1 - open_at[depth] >= JSCAN_SKIP_MIN)
+                    skip_note(sk, s, open_at[depth], i + 1);
+            }
+        } else if (s[i] == ',' || s[i] == close) {
+            break; /* at the value's own level */
+        }
+        i++;
+    }
+    return i;
+}
+
 /* The end of the value starting at s[i] inside a container closed by close (']' or '}'), in
  * input known to be valid: the index of the ',' or close at the value's own level (n if none).
  * Bytes of no structural meaning (digits, letters, spaces, ':') are passed over by one table
  * lookup each. */
 static size_t valid_value_end(ucp s, size_t i, size_t n, unsigned char close)
 {
+    jscan_skips *sk = skips_cur;
+    if (sk) return value_end_noting(sk, s, i, n, close);
     size_t depth = 0;
     while (i < n) {
         while (i < n && !jv_class[s[i]])

@@ -38,6 +38,34 @@ typedef struct jscan_member {
  * JSCAN_INVALID and, if err_off is not NULL, the offset of the first bad byte. */
 int jscan_object(const char *p, size_t n, jscan_member *members, size_t max, size_t *err_off);
 
+/* Where a valid document's long values end, noted as the walks pass over them: between
+ * jscan_skips_begin and jscan_skips_end, the calling thread's scanners that walk the document
+ * without validating it (jscan_members_valid, jscan_iter_*) note the long strings and containers
+ * inside a value they pass over, and jump past a value noted instead of passing over its bytes
+ * again. A request translated into the hub's dialect is walked level by level (the messages, a
+ * message's content, a block's text), and each level passed over the prompt once more. Values
+ * shorter than JSCAN_SKIP_MIN bytes are not noted; the table holds the last few noted (up to
+ * JSCAN_SKIPS / 2, then it starts over), what the next level's walk wants. */
+#define JSCAN_SKIPS_BITS 5
+#define JSCAN_SKIPS (1u << JSCAN_SKIPS_BITS)
+#define JSCAN_SKIP_MIN 256
+typedef struct jscan_skips {
+    const char *base; /* the document noted */
+    size_t n;
+    unsigned count;
+    struct {
+        uint32_t start, end; /* offsets in the document; end 0: a free slot */
+    } slot[JSCAN_SKIPS];
+} jscan_skips;
+
+/* Starts noting for p[0..n), a document jscan_object has accepted, into *sk (emptied): the
+ * walks of views inside it note and jump until jscan_skips_end, which the caller calls before
+ * the document or *sk can change or go. Memory-safe for any input (a walk never leaves its
+ * view); on bytes that are not valid JSON the walks' results are unspecified, as without notes.
+ * A document over 4 GiB is not noted. */
+void jscan_skips_begin(jscan_skips *sk, const char *p, size_t n);
+void jscan_skips_end(void);
+
 /* The type of the valid JSON value that starts with the byte c. */
 jscan_type jscan_type_of(char c);
 

@@ -7,7 +7,8 @@
  * jtree_load_valid must build the same of what jscan accepts, and jtree_holds must say whether
  * it is built. The iterator (jscan_iter) walks what jscan accepts to the same members as
  * jscan_members_valid and as many elements as jansson counts, peek and past the same elements
- * as a plain walk; on anything else it must only stay within the input.
+ * as a plain walk, and the same with the notes of the long values in use (jscan_skips); on
+ * anything else it must only stay within the input.
  *
  * Built by `make fuzz` and run by the suite (tests/fuzz.sh); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_jscan.c \
@@ -158,8 +159,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r != JSCAN_INVALID) {
         size_t count = walk((ms_str){p, size}, 0);
         if (json_is_array(j)) MUST(count == json_array_size(j));
+        /* with the notes of its long values in use, the same walk (its own checks included) */
+        jscan_skips sk;
+        jscan_skips_begin(&sk, p, size);
+        MUST(walk((ms_str){p, size}, 0) == count); /* noting as it goes */
+        MUST(walk((ms_str){p, size}, 0) == count); /* jumping by the notes */
+        jscan_skips_end();
+        MUST(sk.base == p && sk.count <= JSCAN_SKIPS / 2);
     } else {
         walk_any((ms_str){p, size});
+        /* notes of bytes that are not JSON stay within them, and so do walks with them */
+        jscan_skips sk;
+        jscan_skips_begin(&sk, p, size);
+        walk_any((ms_str){p, size});
+        walk_any((ms_str){p, size});
+        jscan_skips_end();
+        for (unsigned h = 0; h < JSCAN_SKIPS; h++)
+            MUST(sk.slot[h].end <= size && sk.slot[h].start <= sk.slot[h].end);
     }
     json_decref(j);
 

@@ -1256,6 +1256,160 @@ static void test_iter(void)
     CHECK_EQ_INT(jscan_iter_member(&it, &m), -1);
 }
 
+/* Every member and element of v, depth first, by the iterators and jscan_members_valid: their
+ * keys, offsets from base and types, appended to out (the walk's whole account). */
+static void skips_walk(ms_str v, const char *base, buf_t *out, int depth)
+{
+    jscan_iter it;
+    jscan_member m;
+    ms_str e;
+    jscan_type t;
+    if (depth > 20 || jscan_iter_start(&it, v) != 0) return;
+    int r;
+    while ((r = jscan_iter_member(&it, &m)) > 0) {
+        buf_printf(out, "m%.*s@%zu+%zu:%d ", (int)m.key.n, m.key.p, (size_t)(m.value.p - base),
+                   m.value.n, (int)m.type);
+        skips_walk(m.value, base, out, depth + 1);
+    }
+    while ((r = jscan_iter_value(&it, &e, &t)) > 0) {
+        buf_printf(out, "e@%zu+%zu:%d ", (size_t)(e.p - base), e.n, (int)t);
+        skips_walk(e, base, out, depth + 1);
+    }
+    buf_printf(out, "r%d past%zu ", r, it.past);
+    jscan_member mv[8];
+    int n = jscan_members_valid(v, mv, 8);
+    buf_printf(out, "v%d ", n);
+    for (int i = 0; i < n && i < 8; i++)
+        buf_printf(out, "%zu+%zu ", (size_t)(mv[i].value.p - base), mv[i].value.n);
+}
+
+/* A document of long values: strings of len bytes (an escape and UTF-8 among them), arrays and
+ * objects that hold them, deeper each round. */
+static void skips_doc(buf_t *b, int len, int values)
+{
+    buf_appends(b, "{\"model\":\"m\",\"messages\":[");
+    for (int i = 0; i < values; i++) {
+        buf_printf(b, "%s{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"",
+                   i ? "," : "");
+        for (int k = 0; k < len; k++)
+            buf_appends(b, k % 97 == 5 ? "\\n" : k % 89 == 7 ? "\xc3\xa9" : k % 13 ? "x" : "]");
+        buf_printf(b, "\"},{\"type\":\"image\",\"n\":[%d,{\"deep\":[[[\"%*s\"]]]}]}]}", i, len,
+                   "y");
+    }
+    buf_appends(b, "],\"stream\":true}");
+}
+
+/* Notes of long values: walks with them in use give exactly what walks without give, on the
+ * whole document, on views inside it and on views cut short; they are really used (a value
+ * changed after the notes were taken is jumped over as noted); bytes that are not JSON are
+ * noted within their bounds; more long values than the notes hold are walked as before. */
+static void test_skips(void)
+{
+    const int lens[] = {10, 255, 256, 300, 4000};
+    const int counts[] = {1, 3, 40};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+        for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++) {
+            buf_t d, a, w;
+            buf_init(&d, 1 << 24);
+            buf_init(&a, 1 << 24);
+            buf_init(&w, 1 << 24);
+            skips_doc(&d, lens[li], counts[ci]);
+            char *doc = dupn(d.data, d.len);
+            ms_str v = {doc, d.len};
+            jscan_skips sk;
+            jscan_member top[8];
+            CHECK_EQ_INT(jscan_object(doc, d.len, top, 8, NULL), 3);
+            skips_walk(v, doc, &a, 0);
+            /* the first walk with notes notes as it goes, the second jumps by them */
+            jscan_skips_begin(&sk, doc, d.len);
+            for (int pass = 0; pass < 2; pass++) {
+                w.len = 0;
+                skips_walk(v, doc, &w, 0);
+                CHECK(a.len == w.len && memcmp(a.data, w.data, a.len) == 0);
+            }
+            jscan_skips_end();
+            CHECK(sk.base == doc && sk.n == d.len);
+            CHECK(lens[li] < JSCAN_SKIP_MIN - 8 || sk.count > 0); /* its long texts */
+            CHECK(sk.count <= JSCAN_SKIPS / 2);
+            /* views cut short, from the start and from inside: the same with notes and without */
+            for (size_t cut = 1; cut < d.len; cut += d.len / 7 + 1) {
+                ms_str part = {doc, d.len - cut}, inner = {doc + cut, d.len - cut};
+                ms_str views[2] = {part, inner};
+                for (int k = 0; k < 2; k++) {
+                    a.len = w.len = 0;
+                    skips_walk(views[k], doc, &a, 0);
+                    jscan_skips_begin(&sk, doc, d.len); /* notes of the whole, then of none */
+                    skips_walk(v, doc, &w, 0);
+                    for (int pass = 0; pass < 2; pass++) {
+                        w.len = 0;
+                        skips_walk(views[k], doc, &w, 0);
+                        CHECK(a.len == w.len && memcmp(a.data, w.data, a.len) == 0);
+                        jscan_skips_end();
+                        jscan_skips_begin(&sk, doc, d.len);
+                    }
+                    jscan_skips_end();
+                }
+            }
+            free(doc);
+            buf_free(&d);
+            buf_free(&a);
+            buf_free(&w);
+        }
+
+    /* really used: the long text turned into two members after the notes were taken */
+    char doc[600];
+    int n = snprintf(doc, sizeof doc, "{\"a\":\"%0300d\",\"b\":1}", 0);
+    jscan_skips sk;
+    jscan_member m[4];
+    CHECK_EQ_INT(jscan_object(doc, (size_t)n, m, 4, NULL), 2);
+    jscan_member mv[4];
+    jscan_skips_begin(&sk, doc, (size_t)n);
+    CHECK_EQ_INT(jscan_members_valid((ms_str){doc, (size_t)n}, mv, 4), 2);
+    CHECK_EQ_INT(sk.count, 1); /* the text */
+    memcpy(doc + 10, "\",\"x\":\"", 7);
+    CHECK_EQ_INT(jscan_members_valid((ms_str){doc, (size_t)n}, mv, 4), 2);
+    jscan_skips_end();
+    CHECK(mstr_eq(mv[1].key, "b"));
+    CHECK_EQ_INT(jscan_members_valid((ms_str){doc, (size_t)n}, mv, 4), 3);
+    /* bytes that are not JSON (cut, unclosed, nested past the limit): the notes stay within
+     * them, and walks with them stay within their views (ASan watches the exact-size copy) */
+    const char *odd[] = {"{\"a\":\"", "[[[[", "]]]}}", "\"\\", ""};
+    buf_t junk;
+    buf_init(&junk, 1 << 20);
+    for (size_t k = 0; k < sizeof odd / sizeof *odd; k++) {
+        char *c = dupn(odd[k], strlen(odd[k]));
+        jscan_skips_begin(&sk, c, strlen(odd[k]));
+        for (int pass = 0; pass < 2; pass++)
+            skips_walk((ms_str){c, strlen(odd[k])}, c, &junk, 0);
+        jscan_skips_end();
+        for (unsigned h = 0; h < JSCAN_SKIPS; h++)
+            CHECK(sk.slot[h].end <= strlen(odd[k]));
+        free(c);
+    }
+    /* nested deeper than the noting follows: what is deeper is passed over, not noted */
+    char deep[2 * JSCAN_MAX_DEPTH + 600];
+    size_t dn = 0;
+    for (int k = 0; k < 40; k++)
+        deep[dn++] = '[';
+    dn += (size_t)snprintf(deep + dn, sizeof deep - dn, "\"%0400d\"", 0);
+    for (int k = 0; k < 40; k++)
+        deep[dn++] = ']';
+    jscan_skips_begin(&sk, deep, dn);
+    CHECK_EQ_INT(jscan_members_valid((ms_str){deep, dn}, mv, 4), JSCAN_NOT_OBJECT);
+    jscan_iter it;
+    ms_str e;
+    jscan_type t;
+    CHECK_EQ_INT(jscan_iter_start(&it, (ms_str){deep, dn}), 0);
+    CHECK_EQ_INT(jscan_iter_value(&it, &e, &t), 1);
+    CHECK(e.n == dn - 2 && t == JS_ARRAY);
+    jscan_skips_end();
+    CHECK(sk.count >= 1 && sk.count <= JSCAN_SKIPS / 2); /* the string, the arrays it reached */
+    jscan_skips_begin(&sk, NULL, 0);
+    CHECK(sk.count == 0 && sk.base == NULL);
+    jscan_skips_end();
+    buf_free(&junk);
+}
+
 /* key_plain: set exactly when a reported key has no backslash, by both scanners, short keys
  * (the vector fast path), long ones and escaped ones; lookups read escaped keys as before, and
  * a member made by hand (key_plain 0: not known) still decodes. */
@@ -1363,6 +1517,7 @@ int main(void)
     RUN(test_jansson_differential);
     RUN(test_members_valid);
     RUN(test_iter);
+    RUN(test_skips);
     RUN(test_pick_unique);
     RUN(test_key_plain);
     RUN(test_key_index);
