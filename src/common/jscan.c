@@ -602,13 +602,18 @@ static inline size_t skip_known(const jscan_skips *sk, ucp s, size_t i, size_t n
     return 0;
 }
 
-/* valid_value_end with notes: a value noted is jumped over; the long strings and containers
- * inside one that is passed over are noted as they end (containers nested up to
- * JSKIP_DEPTH levels within it), for the walk's next level. */
+/* The end of the value starting at s[i] inside a container closed by close (']' or '}'), in
+ * input known to be valid: the index of the ',' or close at the value's own level (n if none).
+ * Bytes of no structural meaning (digits, letters, spaces, ':') are passed over by one table
+ * lookup each. With notes (sk, jscan_skips_begin): a value noted is jumped over, and the long
+ * strings and containers inside one passed over are noted as they end (containers nested up to
+ * JSKIP_DEPTH levels within it), for the walk's next level. Inlined into valid_value_end twice,
+ * so that the copy without notes has none of their tests. */
 #define JSKIP_DEPTH 16
-static size_t value_end_noting(jscan_skips *sk, ucp s, size_t i, size_t n, unsigned char close)
+static inline __attribute__((always_inline)) size_t value_end(ucp s, size_t i, size_t n,
+                                                              unsigned char close, jscan_skips *sk)
 {
-    size_t depth = 0, open_at[JSKIP_DEPTH], e = skip_known(sk, s, i, n);
+    size_t depth = 0, open_at[JSKIP_DEPTH], e = sk ? skip_known(sk, s, i, n) : 0;
     if (e) i = e; /* past the value: what follows is its own level's */
     while (i < n) {
         while (i < n && !jv_class[s[i]])
@@ -616,23 +621,23 @@ static size_t value_end_noting(jscan_skips *sk, ucp s, size_t i, size_t n, unsig
         if (i >= n) break;
         unsigned c = jv_class[s[i]];
         if (c == JV_QUOTE) {
-            size_t q = skip_known(sk, s, i, n);
+            size_t q = sk ? skip_known(sk, s, i, n) : 0;
             e = q ? q : skip_valid_string(s, i, n, NULL);
-            if (!q && e - i >= JSCAN_SKIP_MIN && s[e - 1] == '"') skip_note(sk, s, i, e);
+            if (sk && !q && e - i >= JSCAN_SKIP_MIN && s[e - 1] == '"') skip_note(sk, s, i, e);
             i = e;
             continue;
         }
         if (c == JV_OPEN) {
-            if ((e = skip_known(sk, s, i, n))) {
+            if (sk && (e = skip_known(sk, s, i, n))) {
                 i = e;
                 continue;
             }
-            if (depth < JSKIP_DEPTH) open_at[depth] = i;
+            if (sk && depth < JSKIP_DEPTH) open_at[depth] = i;
             depth++;
         } else if (depth > 0) {
-            if (c == JV_CLOSE) {
+            if (c == JV_CLOSE) { /* a ',' inside a nested value changes nothing */
                 depth--;
-                if (depth < JSKIP_DEPTH && i + 1 - open_at[depth] >= JSCAN_SKIP_MIN)
+                if (sk && depth < JSKIP_DEPTH && i + 1 - open_at[depth] >= JSCAN_SKIP_MIN)
                     skip_note(sk, s, open_at[depth], i + 1);
             }
         } else if (s[i] == ',' || s[i] == close) {
@@ -643,35 +648,10 @@ static size_t value_end_noting(jscan_skips *sk, ucp s, size_t i, size_t n, unsig
     return i;
 }
 
-/* The end of the value starting at s[i] inside a container closed by close (']' or '}'), in
- * input known to be valid: the index of the ',' or close at the value's own level (n if none).
- * Bytes of no structural meaning (digits, letters, spaces, ':') are passed over by one table
- * lookup each. */
 static size_t valid_value_end(ucp s, size_t i, size_t n, unsigned char close)
 {
     jscan_skips *sk = skips_cur;
-    if (sk) return value_end_noting(sk, s, i, n, close);
-    size_t depth = 0;
-    while (i < n) {
-        while (i < n && !jv_class[s[i]])
-            i++;
-        if (i >= n) break;
-        unsigned c = jv_class[s[i]];
-        if (c == JV_QUOTE) {
-            i = skip_valid_string(s, i, n, NULL);
-            continue;
-        }
-        if (c == JV_OPEN) {
-            depth++;
-        } else if (depth > 0) {
-            depth--; /* a close; a ',' inside a nested value changes nothing */
-            if (s[i] == ',') depth++;
-        } else if (s[i] == ',' || s[i] == close) {
-            break; /* at the value's own level */
-        }
-        i++;
-    }
-    return i;
+    return sk ? value_end(s, i, n, close, sk) : value_end(s, i, n, close, NULL);
 }
 
 int jscan_members_valid(ms_str obj, jscan_member *members, size_t max)

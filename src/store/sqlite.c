@@ -2487,12 +2487,14 @@ static int sq_owed_has(const struct sq_owed *o, int64_t id, int64_t account_id)
 
 /* A deferring ledger handle remembers the (key, account) pairs its commits found, since nothing
  * ever deletes a key or moves it to another account: a key is looked up once a process, not once
- * a batch. A table of sums whose sums nobody reads; when full it starts over. */
+ * a batch. A table of sums whose sums nobody reads; at SQ_CHECKED_MAX pairs (~3 MB) it starts
+ * over. */
+#define SQ_CHECKED_MAX ((size_t)1 << 16)
 static void sq_checked_add(sq *q, int64_t key, int64_t account)
 {
-    if (key <= 0 || sq_owed_add(&q->checked, key, account, 0) == 0) return;
-    sq_owed_clear(&q->checked);
-    (void)sq_owed_add(&q->checked, key, account, 0);
+    if (key <= 0) return;
+    if (q->checked.n >= SQ_CHECKED_MAX) sq_owed_clear(&q->checked);
+    if (sq_owed_add(&q->checked, key, account, 0) != 0) sq_owed_clear(&q->checked);
 }
 
 /* The keys the batch named that no charge checked (free events' keys; on a deferring handle every
