@@ -3672,9 +3672,12 @@ cleanup:
 
 static int sq_import_end(store_t *s, int ok)
 {
+    int64_t last;
     /* the balances and spends imported hold every charge of the usage rows imported (an export
-     * posts first; PostgreSQL always has) */
-    if (ok && store_posted_set(s, SQ_ALL_POSTED) != STORE_OK) {
+     * posts first; PostgreSQL always has). The newest id, not SQ_ALL_POSTED: a store imported
+     * from an empty export must still read as empty (STORE_EMPTY_SQL counts meta values). */
+    if (ok && (store_int_query(s, ST_LAST_USAGE_ID, &last, "import: newest usage id") != STORE_OK ||
+               store_posted_set(s, last) != STORE_OK)) {
         store_rollback(s);
         return STORE_ERR;
     }
