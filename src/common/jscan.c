@@ -512,7 +512,8 @@ int jscan_members(ms_str obj, jscan_member *members, size_t max)
 
 /* Past the string whose opening quote is at s[i], in input known to be valid; n if it never
  * closes. *esc (when esc is not NULL) is set when it has a backslash. */
-static size_t skip_valid_string(ucp s, size_t i, size_t n, int *esc)
+static inline __attribute__((always_inline)) size_t skip_valid_string(ucp s, size_t i, size_t n,
+                                                                      int *esc)
 {
     i++;
     while (i < n) {
